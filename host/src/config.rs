@@ -1,0 +1,424 @@
+//! The configuration file (TOML) and its OpenTelemetry environment-variable fallbacks.
+//!
+//! Precedence: a value set in the file wins; an `OTEL_*` variable fills in
+//! what the file leaves unset; built-in defaults fill in the rest.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::derive::DeriveConfig;
+use crate::intake::body::DEFAULT_MAX_BODY;
+use crate::metrics::DEFAULT_CARDINALITY_LIMIT;
+
+/// A configuration that cannot be loaded, naming the file or variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid configuration.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// An environment variable holds an invalid value.
+    #[error("invalid {name}={value:?}: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[intake]`: the HTTP event intake.
+    pub intake: IntakeConfig,
+    /// `[prometheus]`: the pull endpoint.
+    pub prometheus: PrometheusConfig,
+    /// `[otlp]`: OTLP/HTTP push.
+    pub otlp: OtlpConfig,
+    /// `[metrics]`: the aggregation engine.
+    pub metrics: MetricsConfig,
+    /// `[derive]`: event → metric rules.
+    pub derive: DeriveConfig,
+    /// `[resource]`: who this host says it is.
+    pub resource: ResourceConfig,
+}
+
+/// The `[intake]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// Listen address (default `127.0.0.1:4318`).
+    pub listen: SocketAddr,
+    /// Largest accepted body after decompression, in bytes (default 8 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4318)),
+            max_body_bytes: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+/// The `[prometheus]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    /// Whether `/metrics` is served.
+    pub enabled: bool,
+    /// Listen address (default `127.0.0.1:9464`).
+    pub listen: SocketAddr,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// The `[otlp]` section; push is on when an endpoint is set here or in the environment.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// Base URL; `/v1/metrics` and `/v1/logs` are appended (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// Full metrics URL, used as is (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`).
+    pub metrics_endpoint: Option<String>,
+    /// Full logs URL, used as is (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`).
+    pub logs_endpoint: Option<String>,
+    /// Headers sent with every request (`OTEL_EXPORTER_OTLP_HEADERS`).
+    pub headers: BTreeMap<String, String>,
+    /// Metric export interval (`OTEL_METRIC_EXPORT_INTERVAL`, default 60 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub interval: Option<Duration>,
+    /// Per-request timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub timeout: Option<Duration>,
+    /// Whether raw events are forwarded as log records (default true).
+    pub logs: bool,
+    /// Metric batches held while the collector is slow or down (default 32).
+    pub metrics_queue: usize,
+    /// Log records held while the collector is slow or down (default 65536).
+    pub logs_queue: usize,
+    /// Most log records per request (default 512).
+    pub logs_batch: usize,
+    /// How long shutdown may spend flushing (default 5 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            metrics_endpoint: None,
+            logs_endpoint: None,
+            headers: BTreeMap::new(),
+            interval: None,
+            timeout: None,
+            logs: true,
+            metrics_queue: 32,
+            logs_queue: 65536,
+            logs_batch: 512,
+            shutdown_timeout: None,
+        }
+    }
+}
+
+impl OtlpConfig {
+    /// The metrics URL, if push is configured.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics_endpoint.clone().or_else(|| self.signal_url("metrics"))
+    }
+
+    /// The logs URL, if push is configured and log forwarding is on.
+    pub fn logs_url(&self) -> Option<String> {
+        if !self.logs {
+            return None;
+        }
+        self.logs_endpoint.clone().or_else(|| self.signal_url("logs"))
+    }
+
+    fn signal_url(&self, signal: &str) -> Option<String> {
+        let base = self.endpoint.as_deref()?;
+        Some(format!("{}/v1/{signal}", base.trim_end_matches('/')))
+    }
+
+    /// The export interval, defaulted.
+    pub fn interval(&self) -> Duration {
+        self.interval.unwrap_or(Duration::from_secs(60))
+    }
+
+    /// The request timeout, defaulted.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    /// The shutdown flush budget, defaulted.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout.unwrap_or(Duration::from_secs(5))
+    }
+}
+
+/// The `[metrics]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Distinct attribute sets per instrument before overflow (default 2000).
+    pub cardinality_limit: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
+        }
+    }
+}
+
+/// The `[resource]` section.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceConfig {
+    /// `service.name` (`OTEL_SERVICE_NAME`, default `wasmtel`).
+    pub service_name: Option<String>,
+    /// `device.id`, replacing the hash of host name and MAC address.
+    pub device_id: Option<String>,
+    /// Extra resource attributes (`OTEL_RESOURCE_ATTRIBUTES`).
+    pub attributes: BTreeMap<String, String>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format_args!("`{text}` is not a duration like \"10s\" ({e})")))
+}
+
+fn show_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Config {
+    /// Loads `path` (or defaults when `None`) and fills gaps from the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Parses a configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: shown, message })
+    }
+
+    /// Parses configuration text; the error names the line and column.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!("line {line}, column {column}: ")
+                })
+                .unwrap_or_default();
+            format!("{at}{}", e.message())
+        })
+    }
+
+    /// Fills unset values from `OTEL_*` variables read through `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let otlp = &mut self.otlp;
+        fill(&mut otlp.endpoint, var("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        fill(&mut otlp.metrics_endpoint, var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"));
+        fill(&mut otlp.logs_endpoint, var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"));
+        if let Some(raw) = var("OTEL_EXPORTER_OTLP_HEADERS") {
+            for (k, v) in parse_key_values("OTEL_EXPORTER_OTLP_HEADERS", &raw)? {
+                otlp.headers.entry(k).or_insert(v);
+            }
+        }
+        if otlp.interval.is_none() {
+            otlp.interval = millis_var("OTEL_METRIC_EXPORT_INTERVAL", var("OTEL_METRIC_EXPORT_INTERVAL"))?;
+        }
+        if otlp.timeout.is_none() {
+            otlp.timeout = millis_var("OTEL_EXPORTER_OTLP_TIMEOUT", var("OTEL_EXPORTER_OTLP_TIMEOUT"))?;
+        }
+        let resource = &mut self.resource;
+        fill(&mut resource.service_name, var("OTEL_SERVICE_NAME"));
+        if let Some(raw) = var("OTEL_RESOURCE_ATTRIBUTES") {
+            for (k, v) in parse_key_values("OTEL_RESOURCE_ATTRIBUTES", &raw)? {
+                resource.attributes.entry(k).or_insert(v);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fill(slot: &mut Option<String>, value: Option<String>) {
+    if slot.is_none() {
+        *slot = value.filter(|v| !v.trim().is_empty());
+    }
+}
+
+fn millis_var(name: &'static str, value: Option<String>) -> Result<Option<Duration>, ConfigError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match value.trim().parse::<u64>() {
+        Ok(ms) if ms > 0 => Ok(Some(Duration::from_millis(ms))),
+        _ => Err(ConfigError::Env {
+            name,
+            value,
+            reason: "expected a positive number of milliseconds".into(),
+        }),
+    }
+}
+
+/// Parses the W3C-baggage-like `key=value,key2=value2` list the OpenTelemetry variables use.
+pub fn parse_key_values(name: &'static str, raw: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let bad = |reason: String| ConfigError::Env {
+        name,
+        value: raw.to_owned(),
+        reason,
+    };
+    let mut out = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| bad(format!("`{item}` is not key=value")))?;
+        let key = percent_decode(k.trim()).map_err(&bad)?;
+        if key.is_empty() {
+            return Err(bad(format!("`{item}` has an empty key")));
+        }
+        out.push((key, percent_decode(v.trim()).map_err(&bad)?));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or_else(|| format!("`{s}` ends in a bare %"))?;
+            let mut b = [0u8];
+            hex::decode_to_slice(hex, &mut b).map_err(|_| format!("`{s}` has a bad %-escape"))?;
+            out.push(b[0]);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("`{s}` decodes to invalid UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = Config::from_toml("").expect("empty is valid");
+        assert_eq!(c.intake.listen.to_string(), "127.0.0.1:4318");
+        assert_eq!(c.intake.max_body_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.prometheus.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.metrics.cardinality_limit, 2000);
+        assert_eq!(c.otlp.metrics_url(), None);
+        assert_eq!(c.otlp.interval(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn env_fills_gaps_and_file_wins() {
+        let mut c = Config::from_toml(
+            "[otlp]\ninterval = \"2s\"\n[otlp.headers]\nx-team = \"file\"\n[resource]\nservice_name = \"from-file\"\n",
+        )
+        .expect("valid");
+        c.apply_env(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-team=env, api-key=s%3Dcret"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
+            ("OTEL_SERVICE_NAME", "from-env"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,k8s.node.name=n%201"),
+        ]))
+        .expect("valid env");
+        assert_eq!(c.otlp.metrics_url().as_deref(), Some("http://collector:4318/v1/metrics"));
+        assert_eq!(c.otlp.logs_url().as_deref(), Some("http://collector:4318/v1/logs"));
+        assert_eq!(c.otlp.headers["x-team"], "file");
+        assert_eq!(c.otlp.headers["api-key"], "s=cret");
+        assert_eq!(c.otlp.interval(), Duration::from_secs(2));
+        assert_eq!(c.resource.service_name.as_deref(), Some("from-file"));
+        assert_eq!(c.resource.attributes["k8s.node.name"], "n 1");
+
+        let mut d = Config::default();
+        d.apply_env(env(&[("OTEL_METRIC_EXPORT_INTERVAL", "1500")])).expect("valid");
+        assert_eq!(d.otlp.interval(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let err = Config::default()
+            .apply_env(env(&[("OTEL_METRIC_EXPORT_INTERVAL", "soon")]))
+            .expect_err("bad");
+        assert_eq!(
+            err.to_string(),
+            "invalid OTEL_METRIC_EXPORT_INTERVAL=\"soon\": expected a positive number of milliseconds"
+        );
+        let err = Config::default()
+            .apply_env(env(&[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]))
+            .expect_err("bad");
+        assert!(err.to_string().contains("`novalue` is not key=value"), "{err}");
+        let err = Config::from_toml("[intake]\nlisten = \"nowhere\"\n").expect_err("bad");
+        assert!(err.starts_with("line 2, column 10: "), "{err}");
+        let err = Config::from_toml("[intake]\nlisen = \"127.0.0.1:1\"\n").expect_err("typo");
+        assert!(err.contains("unknown field `lisen`"), "{err}");
+        let err = Config::from_toml("[otlp]\ninterval = \"often\"\n").expect_err("bad");
+        assert!(err.contains("`often` is not a duration"), "{err}");
+    }
+}

@@ -1,0 +1,254 @@
+//! One derivation rule: an event type and field mapped to an instrument.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{AnyValue, Event};
+use crate::metrics::attributes::ValueRef;
+use crate::metrics::{Descriptor, Instrument, InstrumentKind, Registry};
+
+/// The most attributes one rule may attach to a series.
+pub const MAX_RULE_ATTRIBUTES: usize = 16;
+
+/// The instrumentation scope of every derived instrument.
+pub const DERIVE_SCOPE: &str = "wasmtel.derive";
+
+/// Which events a rule applies to, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    /// Every matching event.
+    #[default]
+    Always,
+    /// Only events without an `error`.
+    Success,
+    /// Only events with an `error`.
+    Error,
+}
+
+/// A rule as written in the configuration file (`[[derive.rules]]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The event type the rule applies to; `*` matches every type.
+    pub event_type: String,
+    /// The `metrics` field to record; absent, the rule records 1 per event (a count).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// The instrument kind.
+    pub instrument: InstrumentKind,
+    /// The instrument name.
+    pub name: String,
+    /// The UCUM unit.
+    #[serde(default)]
+    pub unit: String,
+    /// The description.
+    #[serde(default)]
+    pub description: String,
+    /// A factor applied to the field's value (e.g. 0.001 for ms → s).
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Histogram bucket bounds; absent, the OpenTelemetry default bounds.
+    #[serde(default)]
+    pub buckets: Option<Vec<f64>>,
+    /// Series attributes: attribute key → event field (`model`, `engine`, `device_id`,
+    /// `org_id`, `request_id`, `stream`, `error`, `event_type`, or `attributes.<key>`).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Series attributes with a fixed value: attribute key → value.
+    #[serde(default)]
+    pub constant_attributes: BTreeMap<String, String>,
+    /// Which outcomes the rule records.
+    #[serde(default)]
+    pub when: When,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The OpenTelemetry SDK's default explicit histogram bounds.
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+    10000.0,
+];
+
+/// A rule that cannot be built, naming the rule and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// An attribute source is not an event field.
+    #[error("rule `{rule}`: attribute `{key}` reads `{source_name}`, which is not an event field (model, engine, device_id, org_id, request_id, stream, error, event_type, attributes.<key>)")]
+    UnknownSource {
+        /// The rule's instrument name.
+        rule: String,
+        /// The attribute key.
+        key: String,
+        /// The unknown source.
+        source_name: String,
+    },
+    /// Too many attributes.
+    #[error("rule `{rule}`: {count} attributes, at most {MAX_RULE_ATTRIBUTES} are allowed")]
+    TooManyAttributes {
+        /// The rule's instrument name.
+        rule: String,
+        /// How many were given.
+        count: usize,
+    },
+    /// Bucket bounds are not finite and strictly increasing.
+    #[error("rule `{0}`: buckets must be finite and strictly increasing")]
+    BadBuckets(String),
+    /// The scale is not a finite number.
+    #[error("rule `{0}`: scale must be a finite number")]
+    BadScale(String),
+    /// The name is empty.
+    #[error("a rule for event type `{0}` has an empty name")]
+    EmptyName(String),
+    /// Another rule registered the name differently.
+    #[error(transparent)]
+    Conflict(#[from] crate::metrics::ConflictError),
+}
+
+/// Where an attribute's value comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    Model,
+    Engine,
+    DeviceId,
+    OrgId,
+    RequestId,
+    Stream,
+    Error,
+    EventType,
+    Attribute(Box<str>),
+    Constant(Box<str>),
+}
+
+impl Source {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "model" => Source::Model,
+            "engine" => Source::Engine,
+            "device_id" => Source::DeviceId,
+            "org_id" => Source::OrgId,
+            "request_id" => Source::RequestId,
+            "stream" => Source::Stream,
+            "error" => Source::Error,
+            "event_type" => Source::EventType,
+            _ => Source::Attribute(name.strip_prefix("attributes.").filter(|k| !k.is_empty())?.into()),
+        })
+    }
+
+    fn resolve<'a>(&'a self, event: &'a Event<'_>) -> Option<ValueRef<'a>> {
+        let text = |t: &'a Option<crate::event::Text<'_>>| t.as_deref().map(ValueRef::Str);
+        match self {
+            Source::Model => text(&event.model),
+            Source::Engine => text(&event.engine),
+            Source::DeviceId => text(&event.device_id),
+            Source::OrgId => text(&event.org_id),
+            Source::RequestId => text(&event.request_id),
+            Source::Error => text(&event.error),
+            Source::Stream => event.stream.map(ValueRef::Bool),
+            Source::EventType => Some(ValueRef::Str(&event.event_type)),
+            Source::Constant(v) => Some(ValueRef::Str(v)),
+            Source::Attribute(key) => match event.attributes.get(key)? {
+                AnyValue::Str(s) => Some(ValueRef::Str(s)),
+                AnyValue::Bool(b) => Some(ValueRef::Bool(*b)),
+                AnyValue::Int(i) => Some(ValueRef::Int(*i)),
+                AnyValue::Double(d) => Some(ValueRef::Double(*d)),
+                AnyValue::Array(_) | AnyValue::Map(_) | AnyValue::Null => None,
+            },
+        }
+    }
+}
+
+/// A compiled rule, bound to its instrument.
+#[derive(Debug)]
+pub struct Rule {
+    field: Option<Box<str>>,
+    scale: f64,
+    when: When,
+    attributes: Box<[(Box<str>, Source)]>,
+    instrument: Arc<Instrument>,
+}
+
+impl Rule {
+    /// Validates `config` and registers its instrument.
+    pub fn build(config: &RuleConfig, registry: &Registry) -> Result<Self, RuleError> {
+        let rule = config.name.clone();
+        if rule.is_empty() {
+            return Err(RuleError::EmptyName(config.event_type.clone()));
+        }
+        if !config.scale.is_finite() {
+            return Err(RuleError::BadScale(rule));
+        }
+        let buckets = config.buckets.as_deref().unwrap_or(DEFAULT_BUCKETS);
+        if buckets.iter().any(|b| !b.is_finite()) || buckets.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(RuleError::BadBuckets(rule));
+        }
+        let mut attributes = Vec::new();
+        for (key, source_name) in &config.attributes {
+            let source = Source::parse(source_name).ok_or_else(|| RuleError::UnknownSource {
+                rule: rule.clone(),
+                key: key.clone(),
+                source_name: source_name.clone(),
+            })?;
+            attributes.push((key.as_str().into(), source));
+        }
+        for (key, value) in &config.constant_attributes {
+            attributes.push((key.as_str().into(), Source::Constant(value.as_str().into())));
+        }
+        attributes.sort_by(|a: &(Box<str>, Source), b| a.0.cmp(&b.0));
+        attributes.dedup_by(|later, earlier| later.0 == earlier.0);
+        if attributes.len() > MAX_RULE_ATTRIBUTES {
+            return Err(RuleError::TooManyAttributes {
+                rule,
+                count: attributes.len(),
+            });
+        }
+        let instrument = registry.instrument(
+            Descriptor {
+                name: config.name.clone(),
+                unit: config.unit.clone(),
+                description: config.description.clone(),
+                kind: config.instrument,
+                scope: DERIVE_SCOPE,
+            },
+            buckets,
+        )?;
+        Ok(Self {
+            field: config.field.as_deref().map(Into::into),
+            scale: config.scale,
+            when: config.when,
+            attributes: attributes.into_boxed_slice(),
+            instrument,
+        })
+    }
+
+    /// Records this rule's measurement for `event`, if the event carries it.
+    pub fn apply(&self, event: &Event<'_>) {
+        let failed = event.error.is_some();
+        match self.when {
+            When::Success if failed => return,
+            When::Error if !failed => return,
+            _ => {}
+        }
+        let value = match &self.field {
+            None => 1.0,
+            Some(field) => match event.metrics.get(field) {
+                Some(v) => v * self.scale,
+                None => return,
+            },
+        };
+        let mut buf = [("", ValueRef::Bool(false)); MAX_RULE_ATTRIBUTES];
+        let mut n = 0;
+        for (key, source) in &*self.attributes {
+            if let Some(v) = source.resolve(event) {
+                buf[n] = (key, v);
+                n += 1;
+            }
+        }
+        self.instrument.record(&buf[..n], value);
+    }
+}

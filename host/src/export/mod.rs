@@ -1,0 +1,6 @@
+//! Export: Prometheus exposition, OTLP encoding and push, and the queues between them and intake.
+
+pub mod delivery;
+pub mod otlp;
+pub mod prometheus;
+pub mod queue;

@@ -1,0 +1,211 @@
+//! Prometheus pull: text exposition format 0.0.4, rendered straight from aggregator state.
+
+pub mod naming;
+
+use std::fmt::Write as _;
+
+use crate::metrics::attributes::{AttributeSet, ValueRef};
+use crate::metrics::series::Series;
+use crate::metrics::{Instrument, InstrumentKind, Registry, Storage};
+use crate::resource::Resource;
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders every instrument with at least one series, then `target_info`.
+pub fn render(registry: &Registry, resource: &Resource) -> String {
+    let mut out = String::with_capacity(64 * 1024);
+    out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info");
+    write_labels(&mut out, resource.attributes(), None, None);
+    out.push_str(" 1\n");
+    for instrument in registry.instruments() {
+        render_instrument(&mut out, &instrument);
+    }
+    out
+}
+
+fn render_instrument(out: &mut String, instrument: &Instrument) {
+    let d = instrument.descriptor();
+    let name = naming::metric_name(&d.name, &d.unit, d.kind);
+    let scope = Some(d.scope);
+    let type_name = match d.kind {
+        InstrumentKind::Counter => "counter",
+        InstrumentKind::UpDownCounter | InstrumentKind::Gauge => "gauge",
+        InstrumentKind::Histogram => "histogram",
+    };
+    let header = |out: &mut String| {
+        // The family name of a counter drops `_total`, as the format requires.
+        let family = name.strip_suffix("_total").filter(|_| d.kind == InstrumentKind::Counter).unwrap_or(&name);
+        let _ = writeln!(out, "# HELP {family} {}", escape_help(&d.description));
+        let _ = writeln!(out, "# TYPE {family} {type_name}");
+    };
+    match instrument.storage() {
+        Storage::Sum(table) if !table.is_empty() => {
+            header(out);
+            table.for_each(|s| sample(out, &name, &s.attributes, scope, None, s.aggregator.value()));
+        }
+        Storage::LastValue(table) if !table.is_empty() => {
+            header(out);
+            table.for_each(|s| sample(out, &name, &s.attributes, scope, None, s.aggregator.value()));
+        }
+        Storage::Histogram(bounds, table) if !table.is_empty() => {
+            header(out);
+            let bucket = format!("{name}_bucket");
+            let (sum, count) = (format!("{name}_sum"), format!("{name}_count"));
+            table.for_each(|s: &Series<_>| {
+                let p = s.aggregator.snapshot();
+                let mut cumulative = 0u64;
+                for (i, n) in p.bucket_counts.iter().enumerate() {
+                    cumulative += n;
+                    let le = bounds.get(i).copied().unwrap_or(f64::INFINITY);
+                    sample(out, &bucket, &s.attributes, scope, Some(le), cumulative as f64);
+                }
+                sample(out, &sum, &s.attributes, scope, None, p.sum);
+                sample(out, &count, &s.attributes, scope, None, p.count as f64);
+            });
+        }
+        _ => {}
+    }
+}
+
+fn sample(out: &mut String, name: &str, attrs: &AttributeSet, scope: Option<&str>, le: Option<f64>, value: f64) {
+    out.push_str(name);
+    write_labels(out, attrs, scope, le);
+    out.push(' ');
+    write_value(out, value);
+    out.push('\n');
+}
+
+/// Writes `{k="v",...}`; attribute keys that sanitize to one label name have their values joined by `;`.
+fn write_labels(out: &mut String, attrs: &AttributeSet, scope: Option<&str>, le: Option<f64>) {
+    let mut labels: Vec<(String, String)> = Vec::with_capacity(attrs.len() + 2);
+    for (k, v) in attrs.iter() {
+        let key = naming::label_name(k);
+        let value = match v {
+            ValueRef::Str(s) => s.to_owned(),
+            other => other.to_string(),
+        };
+        match labels.iter_mut().find(|(lk, _)| *lk == key) {
+            Some((_, existing)) => {
+                existing.push(';');
+                existing.push_str(&value);
+            }
+            None => labels.push((key, value)),
+        }
+    }
+    if let Some(scope) = scope {
+        labels.push(("otel_scope_name".into(), scope.into()));
+    }
+    if labels.is_empty() && le.is_none() {
+        return;
+    }
+    out.push('{');
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label_value(out, v);
+        out.push('"');
+    }
+    if let Some(le) = le {
+        if !labels.is_empty() {
+            out.push(',');
+        }
+        out.push_str("le=\"");
+        write_value(out, le);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+fn escape_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Writes a sample value: integers plainly, other numbers in shortest round-trip form.
+pub fn write_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        out.push_str(ryu::Buffer::new().format_finite(v));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ResourceConfig;
+    use crate::metrics::Descriptor;
+
+    #[test]
+    fn renders_counters_gauges_and_histograms() {
+        let registry = Registry::new(10);
+        let d = |name: &str, unit: &str, kind| Descriptor {
+            name: name.into(),
+            unit: unit.into(),
+            description: "Line one\nline \\two".into(),
+            kind,
+            scope: "s",
+        };
+        let c = registry.instrument(d("req", "{request}", InstrumentKind::Counter), &[]).expect("c");
+        let h = registry.instrument(d("lat", "s", InstrumentKind::Histogram), &[0.5, 1.0]).expect("h");
+        registry.instrument(d("unused", "", InstrumentKind::Gauge), &[]).expect("g");
+        c.record(&[("a.b", ValueRef::Str("q\"\n\\"))], 2.0);
+        h.record(&[], 0.25);
+        h.record(&[], 0.75);
+        h.record(&[], 3.0);
+        let text = render(&registry, &Resource::detect(&ResourceConfig::default()));
+        let body = text.split_once("# HELP req").map(|(_, b)| b).expect("req family");
+        assert_eq!(
+            body,
+            " Line one\\nline \\\\two\n# TYPE req counter\n\
+             req_total{a_b=\"q\\\"\\n\\\\\",otel_scope_name=\"s\"} 2\n\
+             # HELP lat_seconds Line one\\nline \\\\two\n# TYPE lat_seconds histogram\n\
+             lat_seconds_bucket{otel_scope_name=\"s\",le=\"0.5\"} 1\n\
+             lat_seconds_bucket{otel_scope_name=\"s\",le=\"1\"} 2\n\
+             lat_seconds_bucket{otel_scope_name=\"s\",le=\"+Inf\"} 3\n\
+             lat_seconds_sum{otel_scope_name=\"s\"} 4\n\
+             lat_seconds_count{otel_scope_name=\"s\"} 3\n"
+        );
+        assert!(text.starts_with("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{"));
+        assert!(text.contains("service_name=\"wasmtel\""));
+    }
+
+    #[test]
+    fn colliding_label_names_join_values() {
+        let set = AttributeSet::from_pairs(vec![
+            ("a.b".into(), crate::metrics::attributes::Value::Int(1)),
+            ("a_b".into(), crate::metrics::attributes::Value::Int(2)),
+        ]);
+        let mut out = String::new();
+        write_labels(&mut out, &set, None, None);
+        assert_eq!(out, "{a_b=\"1;2\"}");
+    }
+
+    #[test]
+    fn values_are_formatted_for_prometheus() {
+        let cases = [(1.0, "1"), (0.1, "0.1"), (-2.5, "-2.5"), (1e300, "1e300"), (f64::INFINITY, "+Inf"), (f64::NAN, "NaN")];
+        for (v, want) in cases {
+            let mut s = String::new();
+            write_value(&mut s, v);
+            assert_eq!(s, want);
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! OTLP → Prometheus naming: metric names with unit and `_total` suffixes, label names.
+
+use crate::metrics::InstrumentKind;
+
+/// The Prometheus metric name for an instrument (without `_bucket`/`_sum`/`_count`).
+///
+/// Invalid characters become `_` (runs collapse to one), the unit is
+/// appended as a word (`s` → `_seconds`, `By` → `_bytes`, `{token}` → nothing,
+/// `1` on a gauge → `_ratio`, `a/b` → `_a_per_b`) unless the name already
+/// ends with it, and monotonic counters get `_total`.
+pub fn metric_name(name: &str, unit: &str, kind: InstrumentKind) -> String {
+    let mut out = sanitize(name, true);
+    let suffix = unit_suffix(unit, kind);
+    if !suffix.is_empty() && !out.ends_with(&format!("_{suffix}")) {
+        out.push('_');
+        out.push_str(&suffix);
+    }
+    if kind == InstrumentKind::Counter {
+        if let Some(stripped) = out.strip_suffix("_total") {
+            out.truncate(stripped.len());
+        }
+        out.push_str("_total");
+    }
+    out
+}
+
+/// The Prometheus label name for an attribute key.
+pub fn label_name(key: &str) -> String {
+    let out = sanitize(key, false);
+    if out.starts_with("__") && !key.starts_with("__") {
+        format!("key{out}")
+    } else {
+        out
+    }
+}
+
+/// Replaces characters outside `[a-zA-Z0-9_]` (and `:` in metric names) with `_`, collapsing runs.
+fn sanitize(name: &str, allow_colon: bool) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        let ok = c.is_ascii_alphanumeric() || c == '_' || (allow_colon && c == ':');
+        let c = if ok { c } else { '_' };
+        if !(c == '_' && out.ends_with('_') && !out.is_empty()) {
+            out.push(c);
+        }
+    }
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+        if !allow_colon {
+            out.insert_str(0, "key");
+        }
+    }
+    out
+}
+
+/// The unit word(s) Prometheus names carry for a UCUM unit.
+fn unit_suffix(unit: &str, kind: InstrumentKind) -> String {
+    if unit == "1" {
+        return if kind == InstrumentKind::Gauge { "ratio".into() } else { String::new() };
+    }
+    let (main, per) = match unit.split_once('/') {
+        Some((m, p)) => (m, Some(p)),
+        None => (unit, None),
+    };
+    let main = unit_word(main);
+    let per = per.map(|p| per_word(p)).filter(|p| !p.is_empty());
+    match (main.is_empty(), per) {
+        (_, None) => main,
+        (true, Some(p)) => format!("per_{p}"),
+        (false, Some(p)) => format!("{main}_per_{p}"),
+    }
+}
+
+fn unit_word(unit: &str) -> String {
+    let word = match unit {
+        "d" => "days",
+        "h" => "hours",
+        "min" => "minutes",
+        "s" => "seconds",
+        "ms" => "milliseconds",
+        "us" => "microseconds",
+        "ns" => "nanoseconds",
+        "By" => "bytes",
+        "KiBy" => "kibibytes",
+        "MiBy" => "mebibytes",
+        "GiBy" => "gibibytes",
+        "TiBy" => "tibibytes",
+        "KBy" => "kilobytes",
+        "MBy" => "megabytes",
+        "GBy" => "gigabytes",
+        "TBy" => "terabytes",
+        "m" => "meters",
+        "V" => "volts",
+        "A" => "amperes",
+        "J" => "joules",
+        "W" => "watts",
+        "g" => "grams",
+        "Cel" => "celsius",
+        "Hz" => "hertz",
+        "%" => "percent",
+        "" => "",
+        other if other.starts_with('{') => "",
+        other => return sanitize(other, false).trim_matches('_').to_owned(),
+    };
+    word.to_owned()
+}
+
+fn per_word(unit: &str) -> String {
+    let word = match unit {
+        "s" => "second",
+        "m" => "minute",
+        "h" => "hour",
+        "d" => "day",
+        "w" => "week",
+        "mo" => "month",
+        "y" => "year",
+        other => return unit_word(other),
+    };
+    word.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use InstrumentKind::*;
+
+    #[test]
+    fn names_follow_the_otlp_to_prometheus_rules() {
+        let cases = [
+            ("gen_ai.server.request.duration", "s", Histogram, "gen_ai_server_request_duration_seconds"),
+            ("gen_ai.client.token.usage", "{token}", Histogram, "gen_ai_client_token_usage"),
+            ("inference.requests", "{request}", Counter, "inference_requests_total"),
+            ("http.server.requests.total", "", Counter, "http_server_requests_total"),
+            ("system.memory.utilization", "1", Gauge, "system_memory_utilization_ratio"),
+            ("process.memory.usage", "By", UpDownCounter, "process_memory_usage_bytes"),
+            ("inference.throughput", "{token}/s", Histogram, "inference_throughput_per_second"),
+            ("net.io", "By/s", Gauge, "net_io_bytes_per_second"),
+            ("latency_seconds", "s", Gauge, "latency_seconds"),
+            ("9lives..x", "", Gauge, "_9lives_x"),
+            ("gpu.power.draw", "W", Gauge, "gpu_power_draw_watts"),
+        ];
+        for (name, unit, kind, want) in cases {
+            assert_eq!(metric_name(name, unit, kind), want, "{name} {unit}");
+        }
+    }
+
+    #[test]
+    fn label_names_are_sanitized() {
+        assert_eq!(label_name("gen_ai.request.model"), "gen_ai_request_model");
+        assert_eq!(label_name("error.type"), "error_type");
+        assert_eq!(label_name("1st"), "key_1st");
+        assert_eq!(label_name("_private"), "_private");
+        assert_eq!(label_name("..x"), "_x");
+    }
+}

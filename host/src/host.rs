@@ -1,0 +1,172 @@
+//! The running host: listeners, export tasks, and an orderly shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::derive::{Deriver, RuleError};
+use crate::export::otlp::client::HeaderError;
+use crate::export::otlp::exporter::OtlpExporter;
+use crate::export::prometheus;
+use crate::metrics::{ConflictError, Registry};
+use crate::pipeline::{EventSink, Pipeline};
+use crate::resource::Resource;
+use crate::telemetry::SelfTelemetry;
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} for {what}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A derivation rule is invalid.
+    #[error("invalid derivation rule: {0}")]
+    Rule(#[from] RuleError),
+    /// An OTLP header is invalid.
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    /// Two instruments share a name with different shapes.
+    #[error(transparent)]
+    Conflict(#[from] ConflictError),
+}
+
+/// A started host. Dropping it without [`Host::shutdown`] aborts its tasks.
+pub struct Host {
+    intake_addr: SocketAddr,
+    prometheus_addr: Option<SocketAddr>,
+    registry: Arc<Registry>,
+    stop: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    otlp: Option<Arc<OtlpExporter>>,
+    drain: watch::Sender<Option<tokio::time::Instant>>,
+    exports: Vec<JoinHandle<()>>,
+    shutdown_timeout: std::time::Duration,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+impl Host {
+    /// Binds the listeners and starts serving; ports of 0 pick free ones.
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        let registry = Arc::new(Registry::new(config.metrics.cardinality_limit));
+        let telemetry = SelfTelemetry::register(&registry)?;
+        let resource = Resource::detect(&config.resource);
+        let deriver = Deriver::new(&config.derive, &registry)?;
+        let otlp = OtlpExporter::new(&config.otlp, registry.clone(), resource.clone(), telemetry.clone())?.map(Arc::new);
+        let sinks: Vec<Arc<dyn EventSink>> = otlp.iter().map(|o| o.clone() as Arc<dyn EventSink>).collect();
+        let pipeline = Arc::new(Pipeline::new(deriver, sinks, telemetry));
+
+        let (stop, stopped) = watch::channel(false);
+        let intake = bind("intake", config.intake.listen).await?;
+        let intake_addr = intake.local_addr().map_err(|source| StartError::Bind {
+            what: "intake",
+            addr: config.intake.listen,
+            source,
+        })?;
+        let mut servers = vec![serve(intake, crate::intake::router(pipeline, config.intake.max_body_bytes), stopped.clone())];
+        let mut prometheus_addr = None;
+        if config.prometheus.enabled {
+            let listener = bind("prometheus", config.prometheus.listen).await?;
+            prometheus_addr = listener.local_addr().ok();
+            let (reg, res) = (registry.clone(), resource.clone());
+            let app = Router::new().route(
+                "/metrics",
+                get(move || async move { ([(CONTENT_TYPE, prometheus::CONTENT_TYPE)], prometheus::render(&reg, &res)) }),
+            );
+            servers.push(serve(listener, app, stopped));
+        }
+        let (drain, drained) = watch::channel(None);
+        let exports = otlp.as_ref().map(|o| o.spawn(drained)).unwrap_or_default();
+        tracing::info!(intake = %intake_addr, prometheus = ?prometheus_addr,
+            otlp_metrics = ?config.otlp.metrics_url(), otlp_logs = ?config.otlp.logs_url(), "wasmtel is serving");
+        Ok(Self {
+            intake_addr,
+            prometheus_addr,
+            registry,
+            stop,
+            servers,
+            otlp,
+            drain,
+            exports,
+            shutdown_timeout: config.otlp.shutdown_timeout(),
+        })
+    }
+
+    /// The address the intake listens on.
+    pub fn intake_addr(&self) -> SocketAddr {
+        self.intake_addr
+    }
+
+    /// The address `/metrics` is served on, if enabled.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.prometheus_addr
+    }
+
+    /// The metric registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Queues a metrics export now, as the interval timer would.
+    pub fn collect_now(&self) {
+        if let Some(otlp) = &self.otlp {
+            otlp.collect();
+        }
+    }
+
+    /// Stops intake, exports what is pending within the shutdown timeout, and stops.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for server in std::mem::take(&mut self.servers) {
+            let _ = server.await;
+        }
+        if let Some(otlp) = &self.otlp {
+            otlp.collect();
+        }
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let _ = self.drain.send(Some(deadline));
+        for task in std::mem::take(&mut self.exports) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+                tracing::warn!("export did not finish within the shutdown timeout; pending data was dropped");
+            }
+        }
+        tracing::info!("wasmtel stopped");
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.servers.iter().chain(&self.exports).for_each(JoinHandle::abort);
+    }
+}
+
+fn serve(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!("server failed: {e}");
+        }
+    })
+}

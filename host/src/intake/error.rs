@@ -1,0 +1,73 @@
+//! Intake errors and the JSON responses that name them.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::events::ParseError;
+
+/// Why an intake request was refused; nothing of a refused request is recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The body is not valid events.
+    #[error("{0}")]
+    Parse(ParseError),
+    /// The body, after decompression, is larger than the limit.
+    #[error("the body is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The content type is not one this endpoint reads.
+    #[error("unsupported content type `{0}`")]
+    UnsupportedMediaType(String),
+    /// The content encoding is neither gzip nor identity.
+    #[error("unsupported content encoding `{0}`; use gzip or identity")]
+    UnsupportedEncoding(String),
+    /// The body claims gzip but is not.
+    #[error("the body is not valid gzip: {0}")]
+    BadGzip(String),
+    /// The connection failed while the body was read.
+    #[error("the body could not be read: {0}")]
+    BodyRead(String),
+}
+
+impl IntakeError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IntakeError::Parse(_) | IntakeError::BadGzip(_) | IntakeError::BodyRead(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IntakeError::UnsupportedMediaType(_) | IntakeError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+        }
+    }
+
+    /// A short, stable name for self-telemetry (`reason` attribute).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IntakeError::Parse(_) => "malformed",
+            IntakeError::TooLarge { .. } => "too_large",
+            IntakeError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IntakeError::UnsupportedEncoding(_) => "unsupported_encoding",
+            IntakeError::BadGzip(_) => "bad_gzip",
+            IntakeError::BodyRead(_) => "body_read",
+        }
+    }
+}
+
+impl IntoResponse for IntakeError {
+    fn into_response(self) -> Response {
+        let body = match &self {
+            IntakeError::Parse(p) => json!({
+                "error": p.message, "line": p.line, "column": p.column, "index": p.index, "field": p.field,
+            }),
+            other => json!({ "error": other.to_string() }),
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}

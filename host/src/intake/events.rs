@@ -1,0 +1,163 @@
+//! Parsing of a `/v1/events` body: one JSON event, a JSON array of events, or NDJSON.
+
+use serde::Deserialize;
+use serde_json::Deserializer;
+use serde_path_to_error::Segment;
+
+use crate::event::Event;
+
+/// Why a body could not be parsed, located as precisely as the input allows.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize)]
+#[error("line {line}, event {index}{}: {message}", field.as_ref().map(|f| format!(", field `{f}`")).unwrap_or_default())]
+pub struct ParseError {
+    /// What is wrong.
+    pub message: String,
+    /// The 1-based line of the body where the problem was found.
+    pub line: usize,
+    /// The 1-based column on that line.
+    pub column: usize,
+    /// The 0-based position of the offending event in the batch.
+    pub index: usize,
+    /// The dotted path of the offending field, when the problem is inside an event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Parses every event in `body`, or none: the first problem rejects the whole batch.
+pub fn parse(body: &[u8]) -> Result<Vec<Event<'_>>, ParseError> {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace());
+    let Some(start) = start else {
+        return Err(ParseError {
+            message: "the body holds no events".into(),
+            line: 1,
+            column: 1,
+            index: 0,
+            field: None,
+        });
+    };
+    let fast = if body[start] == b'[' {
+        serde_json::from_slice::<Vec<Event<'_>>>(body)
+    } else {
+        parse_stream(body)
+    };
+    fast.map_err(|_| diagnose(body, body[start] == b'['))
+}
+
+/// Parses whitespace-separated JSON objects (NDJSON, or a single object).
+fn parse_stream(body: &[u8]) -> Result<Vec<Event<'_>>, serde_json::Error> {
+    let newlines = body.iter().filter(|b| **b == b'\n').count();
+    let mut events = Vec::with_capacity(newlines + 1);
+    let mut de = Deserializer::from_slice(body);
+    while de.end().is_err() {
+        events.push(Event::deserialize(&mut de)?);
+    }
+    Ok(events)
+}
+
+/// Parses `body` again, tracking field paths, to say where the first problem is.
+fn diagnose(body: &[u8], array: bool) -> ParseError {
+    let mut de = Deserializer::from_slice(body);
+    let mut index = 0;
+    let mut field = Vec::new();
+    let failure = if array {
+        match serde_path_to_error::deserialize::<_, Vec<Event<'_>>>(&mut de) {
+            Err(e) => Some(locate(e, &mut index, &mut field)),
+            Ok(_) => de.end().err(),
+        }
+    } else {
+        let mut failure = None;
+        while de.end().is_err() {
+            if let Err(e) = serde_path_to_error::deserialize::<_, Event<'_>>(&mut de) {
+                failure = Some(locate(e, &mut index, &mut field));
+                break;
+            }
+            index += 1;
+        }
+        failure
+    };
+    // The fast path failed, so the slow path fails too; stay total regardless.
+    let Some(inner) = failure else {
+        return ParseError {
+            message: "the body could not be parsed".into(),
+            line: 1,
+            column: 1,
+            index: 0,
+            field: None,
+        };
+    };
+    let message = inner.to_string();
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(m, _)| m)
+        .to_owned();
+    ParseError {
+        message,
+        line: inner.line().max(1),
+        column: inner.column().max(1),
+        index,
+        field: (!field.is_empty()).then(|| field.join(".")),
+    }
+}
+
+/// Splits a path-tracking error into the event index, the field path and the JSON error.
+fn locate(
+    failure: serde_path_to_error::Error<serde_json::Error>,
+    index: &mut usize,
+    field: &mut Vec<String>,
+) -> serde_json::Error {
+    for segment in failure.path().iter() {
+        match segment {
+            Segment::Seq { index: i } if field.is_empty() => *index = *i,
+            Segment::Seq { index: i } => field.push(i.to_string()),
+            Segment::Map { key } => field.push(key.clone()),
+            Segment::Enum { variant } => field.push(variant.clone()),
+            Segment::Unknown => {}
+        }
+    }
+    failure.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_single_object_array_and_ndjson() {
+        assert_eq!(parse(br#"{"event_type":"a"}"#).expect("one").len(), 1);
+        assert_eq!(parse(br#" [{"event_type":"a"},{"event_type":"b"}] "#).expect("array").len(), 2);
+        let nd = b"{\"event_type\":\"a\"}\n\n{\"event_type\":\"b\"}\r\n{\"event_type\":\"c\"}\n";
+        let events = parse(nd).expect("ndjson");
+        assert_eq!(events.iter().map(|e| &*e.event_type).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(parse(b"[]").expect("empty array").len(), 0);
+    }
+
+    #[test]
+    fn names_line_index_and_field_of_a_wrong_type() {
+        let nd = b"{\"event_type\":\"a\"}\n{\"event_type\":\"b\"}\n{\"event_type\":\"c\",\"metrics\":{\"ttfc_ms\":\"fast\"}}\n";
+        let err = parse(nd).expect_err("bad");
+        assert_eq!(err.line, 3);
+        assert_eq!(err.index, 2);
+        assert_eq!(err.field.as_deref(), Some("metrics.ttfc_ms"));
+        assert_eq!(err.message, "invalid type: string \"fast\", expected f64");
+    }
+
+    #[test]
+    fn names_the_array_element() {
+        let body = b"[{\"event_type\":\"a\"},\n {\"event_type\":\"b\",\"stream\":1}]";
+        let err = parse(body).expect_err("bad");
+        assert_eq!((err.line, err.index, err.field.as_deref()), (2, 1, Some("stream")));
+    }
+
+    #[test]
+    fn reports_syntax_errors_and_empty_bodies() {
+        let err = parse(b"{\"event_type\":\"a\"}\n{\"event_type\":\n").expect_err("truncated");
+        assert_eq!((err.line, err.index), (3, 1));
+        assert!(err.message.starts_with("EOF while parsing"), "{}", err.message);
+        let err = parse(b" \n ").expect_err("empty");
+        assert_eq!(err.message, "the body holds no events");
+        let err = parse(b"[{\"event_type\":\"a\"}] trailing").expect_err("trailing");
+        assert_eq!(err.message, "trailing characters");
+        let err = parse(b"42").expect_err("not an object");
+        assert!(err.message.starts_with("invalid type: integer `42`"), "{}", err.message);
+    }
+}

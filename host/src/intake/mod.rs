@@ -1,0 +1,65 @@
+//! HTTP intake: `POST /v1/events`, with parsing, limits and JSON error responses.
+
+pub mod body;
+pub mod error;
+pub mod events;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::pipeline::Pipeline;
+use error::IntakeError;
+
+/// Bodies larger than this are parsed off the async worker threads.
+const INLINE_PARSE_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct Intake {
+    pipeline: Arc<Pipeline>,
+    max_body: usize,
+}
+
+/// The intake routes, feeding `pipeline`.
+pub fn router(pipeline: Arc<Pipeline>, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .with_state(Intake { pipeline, max_body })
+}
+
+async fn post_events(State(intake): State<Intake>, headers: HeaderMap, body: Body) -> Response {
+    match accept(&intake, &headers, body).await {
+        Ok(n) => (StatusCode::ACCEPTED, Json(json!({ "accepted": n }))).into_response(),
+        Err(e) => {
+            intake.pipeline.reject(e.reason());
+            e.into_response()
+        }
+    }
+}
+
+async fn accept(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<usize, IntakeError> {
+    body::MediaType::of(headers)?;
+    let bytes = body::read(headers, body, intake.max_body).await?;
+    if bytes.len() <= INLINE_PARSE_LIMIT {
+        return ingest(&intake.pipeline, &bytes);
+    }
+    let pipeline = intake.pipeline.clone();
+    tokio::task::spawn_blocking(move || ingest(&pipeline, &bytes))
+        .await
+        .map_err(|e| IntakeError::BodyRead(e.to_string()))?
+}
+
+/// Parses the whole body first, so a bad line records nothing.
+fn ingest(pipeline: &Pipeline, bytes: &Bytes) -> Result<usize, IntakeError> {
+    let events = events::parse(bytes).map_err(IntakeError::Parse)?;
+    pipeline.ingest(&events);
+    Ok(events.len())
+}

@@ -1,0 +1,21 @@
+//! wasmtel: a telemetry host for inference and GPU machines.
+//!
+//! Events arrive over HTTP ([`intake`]), derivation rules ([`derive`]) turn
+//! them into measurements, the aggregation engine ([`metrics`]) keeps the
+//! series, and exporters ([`export`]) serve Prometheus and push OTLP.
+
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod derive;
+pub mod event;
+pub mod export;
+pub mod host;
+pub mod intake;
+pub mod metrics;
+pub mod pipeline;
+pub mod resource;
+pub mod telemetry;
+
+pub use config::Config;
+pub use host::Host;

@@ -1,0 +1,89 @@
+//! The explicit-bucket histogram aggregation: count, sum, min, max and bucket counts.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Explicit-bucket histogram of a series.
+///
+/// Bucket `i` counts values in `(bounds[i-1], bounds[i]]`; the last bucket is
+/// `(bounds[n-1], +inf)`. A mutex per series keeps count, sum and buckets
+/// consistent with each other; it is only contended when two threads record
+/// into the *same* series at once.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: Arc<[f64]>,
+    state: Mutex<HistogramPoint>,
+}
+
+/// A consistent snapshot of one histogram series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramPoint {
+    /// Number of measurements.
+    pub count: u64,
+    /// Sum of all measurements.
+    pub sum: f64,
+    /// Smallest measurement (`+inf` when empty).
+    pub min: f64,
+    /// Largest measurement (`-inf` when empty).
+    pub max: f64,
+    /// Per-bucket counts, one more than there are bounds.
+    pub bucket_counts: Vec<u64>,
+}
+
+impl Histogram {
+    /// An empty histogram over `bounds` (strictly increasing, finite).
+    pub fn new(bounds: Arc<[f64]>) -> Self {
+        let state = HistogramPoint {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            bucket_counts: vec![0; bounds.len() + 1],
+        };
+        Self {
+            bounds,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Adds one measurement.
+    pub fn update(&self, value: f64) {
+        let bucket = self.bounds.partition_point(|b| *b < value);
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.count += 1;
+        s.sum += value;
+        s.min = s.min.min(value);
+        s.max = s.max.max(value);
+        s.bucket_counts[bucket] += 1;
+    }
+
+    /// The bucket boundaries.
+    pub fn bounds(&self) -> &[f64] {
+        &self.bounds
+    }
+
+    /// A consistent copy of the current state.
+    pub fn snapshot(&self) -> HistogramPoint {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_upper_inclusive() {
+        let h = Histogram::new(Arc::from([1.0, 5.0]));
+        for v in [0.5, 1.0, 1.5, 5.0, 7.0, -3.0] {
+            h.update(v);
+        }
+        let p = h.snapshot();
+        assert_eq!(p.bucket_counts, vec![3, 2, 1]);
+        assert_eq!(p.count, 6);
+        assert_eq!(p.sum, 12.0);
+        assert_eq!((p.min, p.max), (-3.0, 7.0));
+    }
+}

@@ -1,0 +1,165 @@
+//! Instruments: named, typed handles that measurements are recorded through.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::aggregation::{Histogram, LastValue, Sum};
+use super::attributes::AttrsRef;
+use super::series::SeriesTable;
+
+/// The kind of an instrument, which fixes its default aggregation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstrumentKind {
+    /// A monotonic sum; negative measurements are rejected.
+    Counter,
+    /// A sum that may go up and down.
+    UpDownCounter,
+    /// The last value recorded.
+    Gauge,
+    /// An explicit-bucket histogram.
+    Histogram,
+}
+
+/// What identifies and documents an instrument.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Descriptor {
+    /// Instrument name, OpenTelemetry style (`gen_ai.server.request.duration`).
+    pub name: String,
+    /// UCUM unit (`s`, `By`, `{token}`), possibly empty.
+    pub unit: String,
+    /// Human-readable description.
+    pub description: String,
+    /// The instrument kind.
+    pub kind: InstrumentKind,
+    /// The instrumentation scope the instrument belongs to.
+    pub scope: &'static str,
+}
+
+/// The aggregated state of an instrument, one variant per aggregation.
+#[derive(Debug)]
+pub enum Storage {
+    /// Sum aggregation (Counter, UpDownCounter).
+    Sum(SeriesTable<Sum>),
+    /// LastValue aggregation (Gauge).
+    LastValue(SeriesTable<LastValue>),
+    /// Explicit-bucket histogram aggregation over shared bounds.
+    Histogram(Arc<[f64]>, SeriesTable<Histogram>),
+}
+
+/// An instrument: a descriptor and the series recorded through it.
+#[derive(Debug)]
+pub struct Instrument {
+    descriptor: Descriptor,
+    storage: Storage,
+    rejected: AtomicU64,
+}
+
+impl Instrument {
+    /// An instrument with no series yet; `bounds` is used by histograms only.
+    pub fn new(descriptor: Descriptor, bounds: Arc<[f64]>, cardinality_limit: usize) -> Self {
+        let storage = match descriptor.kind {
+            InstrumentKind::Counter | InstrumentKind::UpDownCounter => {
+                Storage::Sum(SeriesTable::new(cardinality_limit))
+            }
+            InstrumentKind::Gauge => Storage::LastValue(SeriesTable::new(cardinality_limit)),
+            InstrumentKind::Histogram => {
+                Storage::Histogram(bounds, SeriesTable::new(cardinality_limit))
+            }
+        };
+        Self {
+            descriptor,
+            storage,
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one measurement for the series `attrs` (sorted by key).
+    ///
+    /// Non-finite values, and negative values on a Counter, are counted in
+    /// [`Instrument::rejected`] and not recorded.
+    pub fn record(&self, attrs: &AttrsRef<'_>, value: f64) {
+        let negative_on_counter = self.descriptor.kind == InstrumentKind::Counter && value < 0.0;
+        if !value.is_finite() || negative_on_counter {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match &self.storage {
+            Storage::Sum(table) => table.with_series(attrs, Sum::default, |a| a.update(value)),
+            Storage::LastValue(table) => {
+                table.with_series(attrs, LastValue::default, |a| a.update(value));
+            }
+            Storage::Histogram(bounds, table) => {
+                table.with_series(attrs, || Histogram::new(bounds.clone()), |a| a.update(value));
+            }
+        }
+    }
+
+    /// The instrument's descriptor.
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+
+    /// The aggregated state, for exporters to read.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// How many measurements were rejected (negative on a Counter, or not finite).
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// How many measurements were folded into the overflow series.
+    pub fn overflowed(&self) -> u64 {
+        match &self.storage {
+            Storage::Sum(t) => t.overflowed(),
+            Storage::LastValue(t) => t.overflowed(),
+            Storage::Histogram(_, t) => t.overflowed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::attributes::ValueRef;
+
+    fn descriptor(kind: InstrumentKind) -> Descriptor {
+        Descriptor {
+            name: "x".into(),
+            unit: String::new(),
+            description: String::new(),
+            kind,
+            scope: "test",
+        }
+    }
+
+    fn sum_of(inst: &Instrument) -> f64 {
+        let Storage::Sum(table) = inst.storage() else { panic!("not a sum") };
+        let mut total = 0.0;
+        table.for_each(|s| total += s.aggregator.value());
+        total
+    }
+
+    #[test]
+    fn counter_rejects_negative_and_non_finite_values() {
+        let c = Instrument::new(descriptor(InstrumentKind::Counter), Arc::from([]), 10);
+        let attrs = [("k", ValueRef::Str("v"))];
+        c.record(&attrs, 2.0);
+        c.record(&attrs, -1.0);
+        c.record(&attrs, f64::NAN);
+        c.record(&attrs, 3.5);
+        assert_eq!(sum_of(&c), 5.5);
+        assert_eq!(c.rejected(), 2);
+    }
+
+    #[test]
+    fn up_down_counter_accepts_negative_values() {
+        let c = Instrument::new(descriptor(InstrumentKind::UpDownCounter), Arc::from([]), 10);
+        c.record(&[], 2.0);
+        c.record(&[], -5.0);
+        assert_eq!(sum_of(&c), -3.0);
+        assert_eq!(c.rejected(), 0);
+    }
+}

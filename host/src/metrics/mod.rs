@@ -1,0 +1,124 @@
+//! The aggregation engine: instruments, their series and the registry that owns them.
+//!
+//! Nothing here knows about HTTP, protobuf or text formats; exporters read
+//! aggregator state through [`Instrument::storage`].
+
+pub mod aggregation;
+pub mod attributes;
+pub mod instrument;
+pub mod series;
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+pub use instrument::{Descriptor, Instrument, InstrumentKind, Storage};
+
+/// The default per-instrument cardinality limit.
+pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
+
+/// Two registrations of one name disagree on kind, unit or bucket bounds.
+#[derive(Debug, thiserror::Error)]
+#[error("instrument `{name}` is already registered as {existing}, cannot register it as {requested}")]
+pub struct ConflictError {
+    name: String,
+    existing: String,
+    requested: String,
+}
+
+/// All instruments of the host, by name.
+#[derive(Debug)]
+pub struct Registry {
+    by_name: RwLock<HashMap<String, Arc<Instrument>>>,
+    order: RwLock<Vec<Arc<Instrument>>>,
+    cardinality_limit: usize,
+}
+
+impl Registry {
+    /// An empty registry whose instruments admit `cardinality_limit` series each.
+    pub fn new(cardinality_limit: usize) -> Self {
+        Self {
+            by_name: RwLock::default(),
+            order: RwLock::default(),
+            cardinality_limit,
+        }
+    }
+
+    /// Returns the instrument named in `descriptor`, creating it if new.
+    ///
+    /// Names compare case-insensitively, as the OpenTelemetry specification
+    /// asks; a second registration with another kind, unit or bounds fails.
+    pub fn instrument(&self, descriptor: Descriptor, bounds: &[f64]) -> Result<Arc<Instrument>, ConflictError> {
+        let key = descriptor.name.to_ascii_lowercase();
+        if let Some(found) = self.by_name.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Self::check_same(found, &descriptor, bounds);
+        }
+        let mut by_name = self.by_name.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = by_name.get(&key) {
+            return Self::check_same(found, &descriptor, bounds);
+        }
+        let instrument = Arc::new(Instrument::new(descriptor, Arc::from(bounds), self.cardinality_limit));
+        by_name.insert(key, instrument.clone());
+        self.order
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(instrument.clone());
+        Ok(instrument)
+    }
+
+    fn check_same(found: &Arc<Instrument>, wanted: &Descriptor, bounds: &[f64]) -> Result<Arc<Instrument>, ConflictError> {
+        let have = found.descriptor();
+        let same_bounds = match found.storage() {
+            Storage::Histogram(b, _) => **b == *bounds,
+            _ => true,
+        };
+        if have.kind == wanted.kind && have.unit == wanted.unit && same_bounds {
+            return Ok(found.clone());
+        }
+        Err(ConflictError {
+            name: wanted.name.clone(),
+            existing: format!("{:?} in `{}`", have.kind, have.unit),
+            requested: format!("{:?} in `{}`", wanted.kind, wanted.unit),
+        })
+    }
+
+    /// The instruments in registration order.
+    pub fn instruments(&self) -> Vec<Arc<Instrument>> {
+        self.order.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The per-instrument cardinality limit.
+    pub fn cardinality_limit(&self) -> usize {
+        self.cardinality_limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(name: &str, kind: InstrumentKind, unit: &str) -> Descriptor {
+        Descriptor {
+            name: name.into(),
+            unit: unit.into(),
+            description: String::new(),
+            kind,
+            scope: "test",
+        }
+    }
+
+    #[test]
+    fn same_name_returns_the_same_instrument_and_conflicts_are_errors() {
+        let reg = Registry::new(10);
+        let a = reg.instrument(desc("a.b", InstrumentKind::Counter, "s"), &[]).expect("new");
+        let again = reg.instrument(desc("A.B", InstrumentKind::Counter, "s"), &[]).expect("same");
+        assert!(Arc::ptr_eq(&a, &again));
+        let err = reg
+            .instrument(desc("a.b", InstrumentKind::Gauge, "s"), &[])
+            .expect_err("conflict");
+        assert_eq!(
+            err.to_string(),
+            "instrument `a.b` is already registered as Counter in `s`, cannot register it as Gauge in `s`"
+        );
+        assert_eq!(reg.instruments().len(), 1);
+    }
+}

@@ -1,0 +1,154 @@
+//! The series table of one instrument: attribute set → aggregator, under a cardinality limit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+
+use hashbrown::HashTable;
+
+use super::attributes::{AttributeSet, AttrsRef, Value, hash_attrs};
+use crate::clock::unix_nanos;
+
+/// The attribute key that marks the overflow series.
+pub const OVERFLOW_KEY: &str = "otel.metric.overflow";
+
+/// One series: its attributes, its aggregator and when it started.
+#[derive(Debug)]
+pub struct Series<A> {
+    /// The series' attribute set.
+    pub attributes: AttributeSet,
+    /// The aggregator holding its state.
+    pub aggregator: A,
+    /// When the series was created (Unix nanoseconds); the cumulative start time.
+    pub start_unix_nano: u64,
+}
+
+/// Attribute set → series map with a cardinality limit and an overflow series.
+///
+/// Recording into an existing series takes only a shared lock; creating a
+/// series takes the exclusive lock once. Past `limit` distinct attribute sets,
+/// measurements for new sets fold into one series tagged
+/// `otel.metric.overflow=true`, and series already present keep aggregating.
+#[derive(Debug)]
+pub struct SeriesTable<A> {
+    table: RwLock<HashTable<Arc<Series<A>>>>,
+    overflow: OnceLock<Arc<Series<A>>>,
+    overflowed: AtomicU64,
+    limit: usize,
+}
+
+impl<A> SeriesTable<A> {
+    /// An empty table admitting `limit` distinct attribute sets.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            table: RwLock::new(HashTable::new()),
+            overflow: OnceLock::new(),
+            overflowed: AtomicU64::new(0),
+            limit,
+        }
+    }
+
+    /// Applies `update` to the series for `attrs` (sorted by key), creating it with `create` if new.
+    pub fn with_series(&self, attrs: &AttrsRef<'_>, create: impl FnOnce() -> A, update: impl FnOnce(&A)) {
+        let hash = hash_attrs(attrs);
+        {
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(series) = table.find(hash, |s| s.attributes.matches(attrs)) {
+                update(&series.aggregator);
+                return;
+            }
+        }
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(series) = table.find(hash, |s| s.attributes.matches(attrs)) {
+            update(&series.aggregator);
+            return;
+        }
+        if table.len() >= self.limit {
+            drop(table);
+            self.overflowed.fetch_add(1, Ordering::Relaxed);
+            let series = self.overflow.get_or_init(|| {
+                Arc::new(Series {
+                    attributes: AttributeSet::from_pairs(vec![(Arc::from(OVERFLOW_KEY), Value::Bool(true))]),
+                    aggregator: create(),
+                    start_unix_nano: unix_nanos(),
+                })
+            });
+            update(&series.aggregator);
+            return;
+        }
+        let series = Arc::new(Series {
+            attributes: AttributeSet::from_sorted(attrs, hash),
+            aggregator: create(),
+            start_unix_nano: unix_nanos(),
+        });
+        update(&series.aggregator);
+        table.insert_unique(hash, series, |s| s.attributes.hash());
+    }
+
+    /// Visits every series, the overflow series last; new series wait while it runs, updates do not.
+    pub fn for_each(&self, mut visit: impl FnMut(&Series<A>)) {
+        {
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            table.iter().for_each(|s| visit(s));
+        }
+        if let Some(series) = self.overflow.get() {
+            visit(series);
+        }
+    }
+
+    /// The number of series, the overflow series included.
+    pub fn len(&self) -> usize {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        table.len() + usize::from(self.overflow.get().is_some())
+    }
+
+    /// Whether no series exists yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many measurements were folded into the overflow series.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::aggregation::Sum;
+    use crate::metrics::attributes::ValueRef;
+
+    fn add(table: &SeriesTable<Sum>, id: i64, v: f64) {
+        table.with_series(&[("id", ValueRef::Int(id))], Sum::default, |s| s.update(v));
+    }
+
+    #[test]
+    fn overflow_starts_exactly_at_limit_plus_one() {
+        let table = SeriesTable::new(3);
+        for id in 0..3 {
+            add(&table, id, 1.0);
+        }
+        assert_eq!(table.len(), 3);
+        assert_eq!(table.overflowed(), 0);
+        add(&table, 3, 10.0);
+        add(&table, 4, 20.0);
+        add(&table, 0, 5.0); // existing series keep aggregating
+        assert_eq!(table.len(), 4);
+        assert_eq!(table.overflowed(), 2);
+        let mut seen = Vec::new();
+        table.for_each(|s| {
+            let attrs: Vec<_> = s.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            seen.push((attrs.join(","), s.aggregator.value()));
+        });
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            seen,
+            vec![
+                ("id=0".into(), 6.0),
+                ("id=1".into(), 1.0),
+                ("id=2".into(), 1.0),
+                ("otel.metric.overflow=true".into(), 30.0),
+            ]
+        );
+    }
+}

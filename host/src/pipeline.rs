@@ -1,0 +1,47 @@
+//! The pipeline: what happens to a batch of accepted events.
+
+use std::sync::Arc;
+
+use crate::derive::Deriver;
+use crate::event::Event;
+use crate::telemetry::SelfTelemetry;
+
+/// Something that receives every accepted event (log exporters).
+pub trait EventSink: Send + Sync {
+    /// Takes a batch of events; must not block.
+    fn accept(&self, events: &[Event<'_>]);
+}
+
+/// Derives metrics from events and hands them to every sink.
+pub struct Pipeline {
+    deriver: Deriver,
+    sinks: Vec<Arc<dyn EventSink>>,
+    telemetry: SelfTelemetry,
+}
+
+impl Pipeline {
+    /// A pipeline applying `deriver` and forwarding to `sinks`.
+    pub fn new(deriver: Deriver, sinks: Vec<Arc<dyn EventSink>>, telemetry: SelfTelemetry) -> Self {
+        Self {
+            deriver,
+            sinks,
+            telemetry,
+        }
+    }
+
+    /// Records a whole, already validated batch.
+    pub fn ingest(&self, events: &[Event<'_>]) {
+        for event in events {
+            self.deriver.apply(event);
+        }
+        for sink in &self.sinks {
+            sink.accept(events);
+        }
+        self.telemetry.events_accepted(events.len());
+    }
+
+    /// Counts a request rejected whole.
+    pub fn reject(&self, reason: &str) {
+        self.telemetry.request_rejected(reason);
+    }
+}

@@ -1,0 +1,101 @@
+//! Self-telemetry: the host's own counters, recorded in the same engine as everything else.
+
+use std::sync::Arc;
+
+use crate::metrics::attributes::ValueRef;
+use crate::metrics::{ConflictError, Descriptor, Instrument, InstrumentKind, Registry};
+
+/// The instrumentation scope of self-telemetry.
+pub const SELF_SCOPE: &str = "wasmtel";
+
+/// Handles to the host's self-metrics, all named `wasmtel.*`.
+#[derive(Debug, Clone)]
+pub struct SelfTelemetry {
+    accepted: Arc<Instrument>,
+    rejected: Arc<Instrument>,
+    batches: Arc<Instrument>,
+    dropped: Arc<Instrument>,
+}
+
+/// A telemetry signal, as self-metrics label it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Metric batches.
+    Metrics,
+    /// Log records.
+    Logs,
+}
+
+impl Signal {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
+fn counter(registry: &Registry, name: &str, unit: &str, description: &str) -> Result<Arc<Instrument>, ConflictError> {
+    registry.instrument(
+        Descriptor {
+            name: name.into(),
+            unit: unit.into(),
+            description: description.into(),
+            kind: InstrumentKind::Counter,
+            scope: SELF_SCOPE,
+        },
+        &[],
+    )
+}
+
+impl SelfTelemetry {
+    /// Registers the self-metrics in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, ConflictError> {
+        Ok(Self {
+            accepted: counter(registry, "wasmtel.intake.events.accepted", "{event}", "Events accepted by the intake.")?,
+            rejected: counter(
+                registry,
+                "wasmtel.intake.requests.rejected",
+                "{request}",
+                "Intake requests rejected whole, by reason.",
+            )?,
+            batches: counter(
+                registry,
+                "wasmtel.export.batches",
+                "{batch}",
+                "Export batches by signal and outcome (ok, failed).",
+            )?,
+            dropped: counter(
+                registry,
+                "wasmtel.export.dropped",
+                "{item}",
+                "Metric batches or log records dropped from a full export queue.",
+            )?,
+        })
+    }
+
+    /// Counts events accepted.
+    pub fn events_accepted(&self, n: usize) {
+        self.accepted.record(&[], n as f64);
+    }
+
+    /// Counts one rejected request.
+    pub fn request_rejected(&self, reason: &str) {
+        self.rejected.record(&[("reason", ValueRef::Str(reason))], 1.0);
+    }
+
+    /// Counts one export batch that was delivered (`ok`) or given up on.
+    pub fn export_batch(&self, signal: Signal, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.batches.record(
+            &[("outcome", ValueRef::Str(outcome)), ("signal", ValueRef::Str(signal.as_str()))],
+            1.0,
+        );
+    }
+
+    /// Counts items dropped from a full export queue.
+    pub fn export_dropped(&self, signal: Signal, n: usize) {
+        self.dropped.record(&[("signal", ValueRef::Str(signal.as_str()))], n as f64);
+    }
+}
