@@ -1,1 +1,301 @@
-//! x
+//! Test harness: a real OTLP/HTTP receiver, and helpers to post events and read `/metrics`.
+//!
+//! It does not depend on `wasmtel`, so the binary's own tests can use it too.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message;
+
+/// Everything a [`Receiver`] was sent.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Decoded metric requests, in arrival order.
+    pub metrics: Vec<ExportMetricsServiceRequest>,
+    /// Decoded log requests, in arrival order.
+    pub logs: Vec<ExportLogsServiceRequest>,
+    /// Headers of every request, in arrival order.
+    pub headers: Vec<HeaderMap>,
+    /// Requests answered with a non-2xx status.
+    pub refused: usize,
+}
+
+#[derive(Clone)]
+struct Shared {
+    received: Arc<Mutex<Received>>,
+    status: Arc<AtomicU16>,
+}
+
+/// An OTLP/HTTP collector stand-in on an ephemeral port that decodes what it receives.
+pub struct Receiver {
+    addr: SocketAddr,
+    shared: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Starts a receiver answering 200.
+    pub async fn start() -> Self {
+        let shared = Shared {
+            received: Arc::default(),
+            status: Arc::new(AtomicU16::new(200)),
+        };
+        let app = Router::new()
+            .route("/v1/metrics", post(metrics))
+            .route("/v1/logs", post(logs))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("receiver");
+        });
+        Self { addr, shared, task }
+    }
+
+    /// The base URL, for `[otlp] endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Makes every later request answer `status` (and be discarded when not 2xx).
+    pub fn answer(&self, status: u16) {
+        self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Runs `f` over what was received so far.
+    pub fn with<T>(&self, f: impl FnOnce(&Received) -> T) -> T {
+        f(&self.shared.received.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Waits until `done` holds for what was received, or panics after 10 s.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&Received) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self.with(&done) {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn accept<T: Message + Default>(shared: &Shared, headers: HeaderMap, body: &Bytes, store: impl FnOnce(&mut Received, T)) -> StatusCode {
+    let status = StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+    let mut received = shared.received.lock().unwrap_or_else(PoisonError::into_inner);
+    received.headers.push(headers);
+    if !status.is_success() {
+        received.refused += 1;
+        return status;
+    }
+    match T::decode(body.as_ref()) {
+        Ok(request) => {
+            store(&mut received, request);
+            status
+        }
+        Err(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn metrics(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    accept(&shared, headers, &body, |r, m| r.metrics.push(m))
+}
+
+async fn logs(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    accept(&shared, headers, &body, |r, l| r.logs.push(l))
+}
+
+/// Renders an OTLP attribute list as `key → display value`, for exact comparisons.
+pub fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), kv.value.as_ref().map(show).unwrap_or_default()))
+        .collect()
+}
+
+/// Renders one OTLP value as text.
+pub fn show(v: &AnyValue) -> String {
+    match &v.value {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::ArrayValue(a)) => format!("[{}]", a.values.iter().map(show).collect::<Vec<_>>().join(",")),
+        Some(any_value::Value::KvlistValue(l)) => format!("{:?}", attrs(&l.values)),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+/// The response of an intake request.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The JSON body.
+    pub body: serde_json::Value,
+}
+
+/// POSTs `body` to `http://{addr}/v1/events` with a content type and optional gzip.
+pub async fn post_events(addr: SocketAddr, content_type: Option<&str>, body: Vec<u8>, gzip: bool) -> Answer {
+    let mut req = reqwest::Client::new().post(format!("http://{addr}/v1/events"));
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let body = if gzip {
+        req = req.header("content-encoding", "gzip");
+        gzipped(&body)
+    } else {
+        body
+    };
+    let response = req.body(body).send().await.expect("intake reachable");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Answer { status, body }
+}
+
+/// Gzips `data`.
+pub fn gzipped(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("gzip");
+    enc.finish().expect("gzip")
+}
+
+/// Lines of NDJSON from JSON values.
+pub fn ndjson(events: &[serde_json::Value]) -> Vec<u8> {
+    events.iter().map(|e| format!("{e}\n")).collect::<String>().into_bytes()
+}
+
+/// Fetches `http://{addr}/metrics` as text.
+pub async fn scrape(addr: SocketAddr) -> String {
+    let response = reqwest::get(format!("http://{addr}/metrics")).await.expect("scrape");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("text")
+}
+
+/// Parsed samples of an exposition: `(metric name, labels)` → value.
+#[derive(Debug)]
+pub struct Exposition(Vec<(String, BTreeMap<String, String>, f64)>);
+
+impl Exposition {
+    /// Parses the samples of text format 0.0.4 strictly; panics naming the first bad line.
+    pub fn parse(text: &str) -> Self {
+        let samples = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|line| parse_sample(line).unwrap_or_else(|| panic!("malformed sample line: {line}")))
+            .collect();
+        Self(samples)
+    }
+
+    /// The value of the one sample named `name` whose labels, `otel_scope_name` aside, are exactly `labels`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let matching: Vec<f64> = self.matching(name, labels).map(|(_, v)| v).collect();
+        assert!(matching.len() <= 1, "{name} {labels:?} matches {} samples", matching.len());
+        matching.first().copied()
+    }
+
+    /// Every sample named `name` whose labels, `otel_scope_name` aside, are exactly `labels`.
+    pub fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = (&'a BTreeMap<String, String>, f64)> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, l, _)| {
+                n == name
+                    && l.len() - usize::from(l.contains_key("otel_scope_name")) == labels.len()
+                    && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, l, v)| (l, *v))
+    }
+
+    /// The sum of every sample named `name`, whatever its labels.
+    pub fn total(&self, name: &str) -> f64 {
+        self.0.iter().filter(|(n, _, _)| n == name).map(|(_, _, v)| v).sum()
+    }
+
+    /// How many samples are named `name`.
+    pub fn count(&self, name: &str) -> usize {
+        self.0.iter().filter(|(n, _, _)| n == name).count()
+    }
+}
+
+fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
+    let name_end = line.find(['{', ' '])?;
+    let name = &line[..name_end];
+    let valid_name = name.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
+    if name.is_empty() || !valid_name {
+        return None;
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(body) = rest.strip_prefix('{') {
+        let mut chars = body.char_indices();
+        let mut key = String::new();
+        loop {
+            let (i, c) = chars.next()?;
+            match c {
+                '}' if key.is_empty() => {
+                    rest = &body[i + 1..];
+                    break;
+                }
+                '=' => {
+                    if chars.next()?.1 != '"' {
+                        return None;
+                    }
+                    let mut value = String::new();
+                    loop {
+                        match chars.next()?.1 {
+                            '"' => break,
+                            '\\' => match chars.next()?.1 {
+                                'n' => value.push('\n'),
+                                '\\' => value.push('\\'),
+                                '"' => value.push('"'),
+                                _ => return None,
+                            },
+                            c => value.push(c),
+                        }
+                    }
+                    if labels.insert(std::mem::take(&mut key), value).is_some() {
+                        return None;
+                    }
+                    match chars.next()?.1 {
+                        ',' => {}
+                        '}' => {
+                            rest = chars.as_str();
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+                c if c.is_ascii_alphanumeric() || c == '_' => key.push(c),
+                _ => return None,
+            }
+        }
+    }
+    let value = rest.strip_prefix(' ')?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse().ok()?,
+    };
+    Some((name.to_owned(), labels, value))
+}
