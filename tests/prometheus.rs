@@ -1,1 +1,76 @@
-//! x
+//! Prometheus exposition tests: `promtool check metrics`, naming, and `target_info`.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use common::{Completed, start};
+use serde_json::json;
+use wasmtel_tests::{Exposition, ndjson, post_events, scrape};
+
+/// Runs `promtool check metrics`; without promtool the check is skipped locally but fails in CI.
+fn promtool_check(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("promtool not available ({e}); install it with `apt-get install prometheus` — .ci/run does");
+            return;
+        }
+        Err(e) => panic!("promtool is required in CI: {e}"),
+    };
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("promtool runs");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics failed:\n{report}\n---\n{text}");
+}
+
+#[tokio::test]
+async fn promtool_accepts_the_exposition() {
+    let host = start("[resource]\nservice_name = \"svc\"\n").await;
+    let weird = "we\"ird\\model\nname";
+    let events = [
+        Completed { model: weird, engine: "vllm", total_ms: 120.0, ttfc_ms: Some(15.0), tpot_ms: Some(3.0), input: 10, output: 20, throughput: Some(333.0), error: None }.event(1),
+        Completed { model: "m", engine: "tgi", total_ms: 90.0, ttfc_ms: None, tpot_ms: None, input: 3, output: 0, throughput: None, error: Some("oom") }.event(2),
+        json!({"event_type":"generation_started","model":"m"}),
+    ];
+    let r = post_events(host.intake_addr(), Some("application/x-ndjson"), ndjson(&events), false).await;
+    assert_eq!(r.status, 202);
+    post_events(host.intake_addr(), Some("text/csv"), b"x".to_vec(), false).await;
+    let text = scrape(host.prometheus_addr().expect("on")).await;
+    promtool_check(&text);
+
+    let m = Exposition::parse(&text);
+    let labels = [("gen_ai_request_model", weird), ("inference_engine", "vllm"), ("inference_device_id", "dev-1"), ("inference_org_id", "org-1")];
+    assert_eq!(m.value("inference_requests_total", &labels), Some(1.0), "escaped label values round-trip");
+    assert!(text.contains("# TYPE gen_ai_server_request_duration_seconds histogram\n"));
+    assert!(text.contains("# TYPE inference_requests_total counter\n"));
+    assert!(text.contains("# HELP gen_ai_server_time_to_first_token_seconds Time to generate the first token, for successful responses.\n"));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn target_info_carries_the_resource() {
+    let host = start(
+        "[resource]\nservice_name = \"inference-eu\"\ndevice_id = \"rack7\"\n[resource.attributes]\n\"deployment.environment\" = \"prod\"\n",
+    )
+    .await;
+    let text = scrape(host.prometheus_addr().expect("on")).await;
+    let m = Exposition::parse(&text);
+    let all: Vec<_> = m.samples("target_info").collect();
+    assert_eq!(all.len(), 1, "{text}");
+    let (labels, value) = all[0];
+    assert_eq!(value, 1.0);
+    assert_eq!(labels["service_name"], "inference-eu");
+    assert_eq!(labels["device_id"], "rack7");
+    assert_eq!(labels["deployment_environment"], "prod");
+    assert!(!labels["host_name"].is_empty());
+    assert_eq!(labels["service_instance_id"].len(), 36);
+    host.shutdown().await;
+}

@@ -1,10 +1,13 @@
 //! Helpers shared by the end-to-end tests: an in-process host on ephemeral ports.
 
+// Each test binary uses a subset of these helpers.
+#![allow(dead_code)]
+
 use serde_json::{Value, json};
 use wasmtel::{Config, Host};
 
 /// Starts a host from TOML, with intake and Prometheus on free loopback ports.
-pub async fn start(toml: &str) -> Host {
+pub(crate) async fn start(toml: &str) -> Host {
     let mut config = Config::from_toml(toml).expect("valid test config");
     config.intake.listen = "127.0.0.1:0".parse().expect("addr");
     config.prometheus.listen = "127.0.0.1:0".parse().expect("addr");
@@ -12,27 +15,27 @@ pub async fn start(toml: &str) -> Host {
 }
 
 /// The Prometheus exposition of `host`, parsed.
-pub async fn exposition(host: &Host) -> wasmtel_tests::Exposition {
+pub(crate) async fn exposition(host: &Host) -> wasmtel_tests::Exposition {
     let text = wasmtel_tests::scrape(host.prometheus_addr().expect("prometheus on")).await;
     wasmtel_tests::Exposition::parse(&text)
 }
 
 /// A completed request; `None` metrics are left out.
-pub struct Completed<'a> {
-    pub model: &'a str,
-    pub engine: &'a str,
-    pub total_ms: f64,
-    pub ttfc_ms: Option<f64>,
-    pub tpot_ms: Option<f64>,
-    pub input: u32,
-    pub output: u32,
-    pub throughput: Option<f64>,
-    pub error: Option<&'a str>,
+pub(crate) struct Completed<'a> {
+    pub(crate) model: &'a str,
+    pub(crate) engine: &'a str,
+    pub(crate) total_ms: f64,
+    pub(crate) ttfc_ms: Option<f64>,
+    pub(crate) tpot_ms: Option<f64>,
+    pub(crate) input: u32,
+    pub(crate) output: u32,
+    pub(crate) throughput: Option<f64>,
+    pub(crate) error: Option<&'a str>,
 }
 
 impl Completed<'_> {
     /// The `generation_completed` event, numbered `seq` (request and trace ids derive from it).
-    pub fn event(&self, seq: u32) -> Value {
+    pub(crate) fn event(&self, seq: u32) -> Value {
         let mut metrics = json!({ "total_duration_ms": self.total_ms, "input_tokens": self.input, "output_tokens": self.output });
         if let Some(v) = self.ttfc_ms {
             metrics["ttfc_ms"] = json!(v);
@@ -58,7 +61,7 @@ impl Completed<'_> {
 }
 
 /// A `generation_started` or `chunk_produced` event, which the GenAI rules record nothing for.
-pub fn step(event_type: &str, seq: u32) -> Value {
+pub(crate) fn step(event_type: &str, seq: u32) -> Value {
     json!({ "event_type": event_type, "model": "m1", "engine": "vllm", "request_id": format!("req-{seq}"),
             "metrics": { "input_tokens": 999, "chunk_index": 0 } })
 }

@@ -226,6 +226,11 @@ impl Exposition {
             .map(|(_, l, v)| (l, *v))
     }
 
+    /// Every sample named `name`, whatever its labels.
+    pub fn samples<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (&'a BTreeMap<String, String>, f64)> + 'a {
+        self.0.iter().filter(move |(n, _, _)| n == name).map(|(_, l, v)| (l, *v))
+    }
+
     /// The sum of every sample named `name`, whatever its labels.
     pub fn total(&self, name: &str) -> f64 {
         self.0.iter().filter(|(n, _, _)| n == name).map(|(_, _, v)| v).sum()

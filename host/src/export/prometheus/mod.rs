@@ -34,10 +34,8 @@ fn render_instrument(out: &mut String, instrument: &Instrument) {
         InstrumentKind::Histogram => "histogram",
     };
     let header = |out: &mut String| {
-        // The family name of a counter drops `_total`, as the format requires.
-        let family = name.strip_suffix("_total").filter(|_| d.kind == InstrumentKind::Counter).unwrap_or(&name);
-        let _ = writeln!(out, "# HELP {family} {}", escape_help(&d.description));
-        let _ = writeln!(out, "# TYPE {family} {type_name}");
+        let _ = writeln!(out, "# HELP {name} {}", escape_help(&d.description));
+        let _ = writeln!(out, "# TYPE {name} {type_name}");
     };
     match instrument.storage() {
         Storage::Sum(table) if !table.is_empty() => {
@@ -175,7 +173,7 @@ mod tests {
         let body = text.split_once("# HELP req").map(|(_, b)| b).expect("req family");
         assert_eq!(
             body,
-            " Line one\\nline \\\\two\n# TYPE req counter\n\
+            "_total Line one\\nline \\\\two\n# TYPE req_total counter\n\
              req_total{a_b=\"q\\\"\\n\\\\\",otel_scope_name=\"s\"} 2\n\
              # HELP lat_seconds Line one\\nline \\\\two\n# TYPE lat_seconds histogram\n\
              lat_seconds_bucket{otel_scope_name=\"s\",le=\"0.5\"} 1\n\
