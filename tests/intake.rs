@@ -25,17 +25,47 @@ fn close(a: Option<f64>, b: f64) -> bool {
 async fn genai_rules_yield_exact_counts_and_sums() {
     let host = start("").await;
     let ok = |total_ms, ttfc, tpot, input, output, thr| Completed {
-        model: "m1", engine: "vllm", total_ms, ttfc_ms: Some(ttfc), tpot_ms: Some(tpot),
-        input, output, throughput: Some(thr), error: None,
+        model: "m1",
+        engine: "vllm",
+        total_ms,
+        ttfc_ms: Some(ttfc),
+        tpot_ms: Some(tpot),
+        input,
+        output,
+        throughput: Some(thr),
+        error: None,
     };
     let a = ok(1500.0, 100.0, 20.0, 10, 50, 40.0);
     let b = ok(3000.0, 300.0, 30.0, 20, 100, 30.0);
-    let failed = Completed { error: Some("timeout"), ttfc_ms: None, tpot_ms: None, throughput: None, input: 5, output: 0, total_ms: 5000.0, ..ok(0.0, 0.0, 0.0, 0, 0, 0.0) };
-    let other = Completed { model: "m2", engine: "sglang", ..ok(250.0, 50.0, 10.0, 1, 4, 100.0) };
+    let failed = Completed {
+        error: Some("timeout"),
+        ttfc_ms: None,
+        tpot_ms: None,
+        throughput: None,
+        input: 5,
+        output: 0,
+        total_ms: 5000.0,
+        ..ok(0.0, 0.0, 0.0, 0, 0, 0.0)
+    };
+    let other = Completed {
+        model: "m2",
+        engine: "sglang",
+        ..ok(250.0, 50.0, 10.0, 1, 4, 100.0)
+    };
 
     // NDJSON (gzip), a JSON array and a single JSON object.
-    let first = ndjson(&[step("generation_started", 1), step("chunk_produced", 1), a.event(1)]);
-    let r = post_events(host.intake_addr(), Some("application/x-ndjson"), first, true).await;
+    let first = ndjson(&[
+        step("generation_started", 1),
+        step("chunk_produced", 1),
+        a.event(1),
+    ]);
+    let r = post_events(
+        host.intake_addr(),
+        Some("application/x-ndjson"),
+        first,
+        true,
+    )
+    .await;
     assert_eq!((r.status, r.body.clone()), (202, json!({ "accepted": 3 })));
     let array = serde_json::to_vec(&json!([b.event(2), failed.event(3)])).expect("json");
     let r = post_events(host.intake_addr(), Some("application/json"), array, false).await;
@@ -48,10 +78,22 @@ async fn genai_rules_yield_exact_counts_and_sums() {
     let dur = "gen_ai_server_request_duration_seconds";
     assert_eq!(m.value(&format!("{dur}_count"), &MODEL1), Some(2.0));
     assert!(close(m.value(&format!("{dur}_sum"), &MODEL1), 4.5));
-    assert_eq!(m.value(&format!("{dur}_bucket"), &with(&MODEL1, &[("le", "1.28")])), Some(0.0));
-    assert_eq!(m.value(&format!("{dur}_bucket"), &with(&MODEL1, &[("le", "2.56")])), Some(1.0));
-    assert_eq!(m.value(&format!("{dur}_bucket"), &with(&MODEL1, &[("le", "5.12")])), Some(2.0));
-    assert_eq!(m.value(&format!("{dur}_bucket"), &with(&MODEL1, &[("le", "+Inf")])), Some(2.0));
+    assert_eq!(
+        m.value(&format!("{dur}_bucket"), &with(&MODEL1, &[("le", "1.28")])),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.value(&format!("{dur}_bucket"), &with(&MODEL1, &[("le", "2.56")])),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.value(&format!("{dur}_bucket"), &with(&MODEL1, &[("le", "5.12")])),
+        Some(2.0)
+    );
+    assert_eq!(
+        m.value(&format!("{dur}_bucket"), &with(&MODEL1, &[("le", "+Inf")])),
+        Some(2.0)
+    );
     let failed_labels = with(&MODEL1, &[("error_type", "timeout")]);
     assert_eq!(m.value(&format!("{dur}_count"), &failed_labels), Some(1.0));
     assert!(close(m.value(&format!("{dur}_sum"), &failed_labels), 5.0));
@@ -61,7 +103,10 @@ async fn genai_rules_yield_exact_counts_and_sums() {
     assert_eq!(m.value(&format!("{ttft}_count"), &MODEL1), Some(2.0));
     assert!(close(m.value(&format!("{ttft}_sum"), &MODEL1), 0.4));
     assert_eq!(m.value(&format!("{ttft}_count"), &failed_labels), None);
-    assert!(close(m.value("gen_ai_server_time_per_output_token_seconds_sum", &MODEL1), 0.05));
+    assert!(close(
+        m.value("gen_ai_server_time_per_output_token_seconds_sum", &MODEL1),
+        0.05
+    ));
 
     let usage = "gen_ai_client_token_usage";
     let input = with(&MODEL1, &[("gen_ai_token_type", "input")]);
@@ -71,35 +116,83 @@ async fn genai_rules_yield_exact_counts_and_sums() {
     assert_eq!(m.value(&format!("{usage}_sum"), &output), Some(150.0));
 
     assert_eq!(m.value("inference_requests_total", &MODEL1), Some(2.0));
-    assert_eq!(m.value("inference_requests_total", &failed_labels), Some(1.0));
-    let m2 = [("gen_ai_request_model", "m2"), ("inference_engine", "sglang"), ("inference_device_id", "dev-1"), ("inference_org_id", "org-1")];
+    assert_eq!(
+        m.value("inference_requests_total", &failed_labels),
+        Some(1.0)
+    );
+    let m2 = [
+        ("gen_ai_request_model", "m2"),
+        ("inference_engine", "sglang"),
+        ("inference_device_id", "dev-1"),
+        ("inference_org_id", "org-1"),
+    ];
     assert_eq!(m.value("inference_requests_total", &m2), Some(1.0));
-    assert_eq!(m.value("inference_throughput_per_second_sum", &MODEL1), Some(70.0));
+    assert_eq!(
+        m.value("inference_throughput_per_second_sum", &MODEL1),
+        Some(70.0)
+    );
     assert_eq!(m.total("inference_requests_total"), 4.0);
 
-    assert_eq!(m.value("wasmtel_intake_events_accepted_total", &[]), Some(6.0));
+    assert_eq!(
+        m.value("wasmtel_intake_events_accepted_total", &[]),
+        Some(6.0)
+    );
     let text = wasmtel_tests::scrape(host.prometheus_addr().expect("on")).await;
-    assert!(!text.contains("request_id") && !text.contains("req-"), "request ids never become labels");
+    assert!(
+        !text.contains("request_id") && !text.contains("req-"),
+        "request ids never become labels"
+    );
     host.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_malformed_line_rejects_the_whole_request() {
     let host = start("").await;
-    let ok = Completed { model: "m1", engine: "vllm", total_ms: 1.0, ttfc_ms: None, tpot_ms: None, input: 1, output: 1, throughput: None, error: None };
+    let ok = Completed {
+        model: "m1",
+        engine: "vllm",
+        total_ms: 1.0,
+        ttfc_ms: None,
+        tpot_ms: None,
+        input: 1,
+        output: 1,
+        throughput: None,
+        error: None,
+    };
     let mut body = ndjson(&[ok.event(1), ok.event(2), ok.event(3)]);
-    body.extend_from_slice(b"{\"event_type\":\"generation_completed\",\"metrics\":{\"ttfc_ms\":\"fast\"}}\n");
-    let r = post_events(host.intake_addr(), Some("application/x-ndjson"), body, false).await;
+    body.extend_from_slice(
+        b"{\"event_type\":\"generation_completed\",\"metrics\":{\"ttfc_ms\":\"fast\"}}\n",
+    );
+    let r = post_events(
+        host.intake_addr(),
+        Some("application/x-ndjson"),
+        body,
+        false,
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.body["line"], 4);
     assert_eq!(r.body["index"], 3);
     assert_eq!(r.body["field"], "metrics.ttfc_ms");
-    assert_eq!(r.body["error"], "invalid type: string \"fast\", expected f64");
+    assert_eq!(
+        r.body["error"],
+        "invalid type: string \"fast\", expected f64"
+    );
 
     let m = exposition(&host).await;
-    assert_eq!(m.count("inference_requests_total"), 0, "nothing of the request was recorded");
+    assert_eq!(
+        m.count("inference_requests_total"),
+        0,
+        "nothing of the request was recorded"
+    );
     assert_eq!(m.count("wasmtel_intake_events_accepted_total"), 0);
-    assert_eq!(m.value("wasmtel_intake_requests_rejected_total", &[("reason", "malformed")]), Some(1.0));
+    assert_eq!(
+        m.value(
+            "wasmtel_intake_requests_rejected_total",
+            &[("reason", "malformed")]
+        ),
+        Some(1.0)
+    );
     host.shutdown().await;
 }
 
@@ -108,7 +201,12 @@ async fn bad_input_gets_the_right_status_and_records_nothing() {
     let host = start("[intake]\nmax_body_bytes = 4096\n").await;
     let addr = host.intake_addr();
     let valid_line = b"{\"event_type\":\"generation_completed\",\"model\":\"m\",\"metrics\":{\"total_duration_ms\":5}}\n".to_vec();
-    let oversize: Vec<u8> = valid_line.iter().copied().cycle().take(valid_line.len() * 60).collect();
+    let oversize: Vec<u8> = valid_line
+        .iter()
+        .copied()
+        .cycle()
+        .take(valid_line.len() * 60)
+        .collect();
     assert!(oversize.len() > 4096);
     let bomb = gzipped(&vec![b' '; 16 * 1024 * 1024]);
     struct Case {
@@ -120,21 +218,100 @@ async fn bad_input_gets_the_right_status_and_records_nothing() {
         error: &'static str,
     }
     let cases = [
-        Case { name: "invalid json", content_type: Some("application/json"), encoding: None, body: b"{\"event_type\":".to_vec(), status: 400, error: "EOF while parsing a value" },
-        Case { name: "wrong type", content_type: Some("application/json"), encoding: None, body: br#"{"event_type":"x","stream":"yes"}"#.to_vec(), status: 400, error: "invalid type: string \"yes\", expected a boolean" },
-        Case { name: "missing event type", content_type: Some("application/json"), encoding: None, body: br#"{"model":"m"}"#.to_vec(), status: 400, error: "missing field `event_type`" },
-        Case { name: "bad timestamp", content_type: Some("application/json"), encoding: None, body: br#"{"event_type":"x","timestamp":"noon"}"#.to_vec(), status: 400, error: "`noon` is not an RFC 3339 timestamp" },
-        Case { name: "empty body", content_type: Some("application/x-ndjson"), encoding: None, body: Vec::new(), status: 400, error: "the body holds no events" },
-        Case { name: "oversize", content_type: Some("application/x-ndjson"), encoding: None, body: oversize.clone(), status: 413, error: "the body is larger than the limit of 4096 bytes" },
-        Case { name: "oversize after gunzip", content_type: Some("application/x-ndjson"), encoding: Some("gzip"), body: gzipped(&oversize), status: 413, error: "the body is larger than the limit of 4096 bytes" },
-        Case { name: "gzip bomb", content_type: Some("application/x-ndjson"), encoding: Some("gzip"), body: bomb, status: 413, error: "the body is larger than the limit of 4096 bytes" },
-        Case { name: "not gzip", content_type: Some("application/json"), encoding: Some("gzip"), body: valid_line.clone(), status: 400, error: "the body is not valid gzip" },
-        Case { name: "unknown content type", content_type: Some("text/csv"), encoding: None, body: valid_line.clone(), status: 415, error: "unsupported content type `text/csv`" },
-        Case { name: "unknown encoding", content_type: Some("application/json"), encoding: Some("br"), body: valid_line.clone(), status: 415, error: "unsupported content encoding `br`" },
+        Case {
+            name: "invalid json",
+            content_type: Some("application/json"),
+            encoding: None,
+            body: b"{\"event_type\":".to_vec(),
+            status: 400,
+            error: "EOF while parsing a value",
+        },
+        Case {
+            name: "wrong type",
+            content_type: Some("application/json"),
+            encoding: None,
+            body: br#"{"event_type":"x","stream":"yes"}"#.to_vec(),
+            status: 400,
+            error: "invalid type: string \"yes\", expected a boolean",
+        },
+        Case {
+            name: "missing event type",
+            content_type: Some("application/json"),
+            encoding: None,
+            body: br#"{"model":"m"}"#.to_vec(),
+            status: 400,
+            error: "missing field `event_type`",
+        },
+        Case {
+            name: "bad timestamp",
+            content_type: Some("application/json"),
+            encoding: None,
+            body: br#"{"event_type":"x","timestamp":"noon"}"#.to_vec(),
+            status: 400,
+            error: "`noon` is not an RFC 3339 timestamp",
+        },
+        Case {
+            name: "empty body",
+            content_type: Some("application/x-ndjson"),
+            encoding: None,
+            body: Vec::new(),
+            status: 400,
+            error: "the body holds no events",
+        },
+        Case {
+            name: "oversize",
+            content_type: Some("application/x-ndjson"),
+            encoding: None,
+            body: oversize.clone(),
+            status: 413,
+            error: "the body is larger than the limit of 4096 bytes",
+        },
+        Case {
+            name: "oversize after gunzip",
+            content_type: Some("application/x-ndjson"),
+            encoding: Some("gzip"),
+            body: gzipped(&oversize),
+            status: 413,
+            error: "the body is larger than the limit of 4096 bytes",
+        },
+        Case {
+            name: "gzip bomb",
+            content_type: Some("application/x-ndjson"),
+            encoding: Some("gzip"),
+            body: bomb,
+            status: 413,
+            error: "the body is larger than the limit of 4096 bytes",
+        },
+        Case {
+            name: "not gzip",
+            content_type: Some("application/json"),
+            encoding: Some("gzip"),
+            body: valid_line.clone(),
+            status: 400,
+            error: "the body is not valid gzip",
+        },
+        Case {
+            name: "unknown content type",
+            content_type: Some("text/csv"),
+            encoding: None,
+            body: valid_line.clone(),
+            status: 415,
+            error: "unsupported content type `text/csv`",
+        },
+        Case {
+            name: "unknown encoding",
+            content_type: Some("application/json"),
+            encoding: Some("br"),
+            body: valid_line.clone(),
+            status: 415,
+            error: "unsupported content encoding `br`",
+        },
     ];
     let client = reqwest::Client::new();
     for case in &cases {
-        let mut req = client.post(format!("http://{addr}/v1/events")).body(case.body.clone());
+        let mut req = client
+            .post(format!("http://{addr}/v1/events"))
+            .body(case.body.clone());
         if let Some(ct) = case.content_type {
             req = req.header("content-type", ct);
         }
@@ -151,8 +328,21 @@ async fn bad_input_gets_the_right_status_and_records_nothing() {
     let m = exposition(&host).await;
     assert_eq!(m.count("gen_ai_server_request_duration_seconds_count"), 0);
     assert_eq!(m.count("wasmtel_intake_events_accepted_total"), 0);
-    for (reason, n) in [("malformed", 5.0), ("too_large", 3.0), ("bad_gzip", 1.0), ("unsupported_media_type", 1.0), ("unsupported_encoding", 1.0)] {
-        assert_eq!(m.value("wasmtel_intake_requests_rejected_total", &[("reason", reason)]), Some(n), "{reason}");
+    for (reason, n) in [
+        ("malformed", 5.0),
+        ("too_large", 3.0),
+        ("bad_gzip", 1.0),
+        ("unsupported_media_type", 1.0),
+        ("unsupported_encoding", 1.0),
+    ] {
+        assert_eq!(
+            m.value(
+                "wasmtel_intake_requests_rejected_total",
+                &[("reason", reason)]
+            ),
+            Some(n),
+            "{reason}"
+        );
     }
     // The host still accepts good data afterwards.
     let r = post_events(addr, Some("application/x-ndjson"), valid_line, false).await;
@@ -166,21 +356,74 @@ async fn past_the_cardinality_limit_new_series_fold_into_the_overflow_series() {
     let events: Vec<_> = (0..5u32)
         .map(|i| {
             let model = format!("model-{i}");
-            Completed { model: &model, engine: "e", total_ms: 1.0, ttfc_ms: None, tpot_ms: None, input: 1, output: 1, throughput: None, error: None }.event(i)
+            Completed {
+                model: &model,
+                engine: "e",
+                total_ms: 1.0,
+                ttfc_ms: None,
+                tpot_ms: None,
+                input: 1,
+                output: 1,
+                throughput: None,
+                error: None,
+            }
+            .event(i)
         })
         .collect();
-    let r = post_events(host.intake_addr(), Some("application/x-ndjson"), ndjson(&events), false).await;
+    let r = post_events(
+        host.intake_addr(),
+        Some("application/x-ndjson"),
+        ndjson(&events),
+        false,
+    )
+    .await;
     assert_eq!(r.status, 202);
     // A further measurement for an admitted series still lands in it.
-    let again = Completed { model: "model-0", engine: "e", total_ms: 1.0, ttfc_ms: None, tpot_ms: None, input: 1, output: 1, throughput: None, error: None }.event(9);
-    post_events(host.intake_addr(), Some("application/json"), serde_json::to_vec(&again).expect("json"), false).await;
+    let again = Completed {
+        model: "model-0",
+        engine: "e",
+        total_ms: 1.0,
+        ttfc_ms: None,
+        tpot_ms: None,
+        input: 1,
+        output: 1,
+        throughput: None,
+        error: None,
+    }
+    .event(9);
+    post_events(
+        host.intake_addr(),
+        Some("application/json"),
+        serde_json::to_vec(&again).expect("json"),
+        false,
+    )
+    .await;
 
     let m = exposition(&host).await;
-    assert_eq!(m.count("inference_requests_total"), 4, "3 series and the overflow series");
-    assert_eq!(m.value("inference_requests_total", &[("otel_metric_overflow", "true")]), Some(2.0));
-    let first = [("gen_ai_request_model", "model-0"), ("inference_engine", "e"), ("inference_device_id", "dev-1"), ("inference_org_id", "org-1")];
+    assert_eq!(
+        m.count("inference_requests_total"),
+        4,
+        "3 series and the overflow series"
+    );
+    assert_eq!(
+        m.value(
+            "inference_requests_total",
+            &[("otel_metric_overflow", "true")]
+        ),
+        Some(2.0)
+    );
+    let first = [
+        ("gen_ai_request_model", "model-0"),
+        ("inference_engine", "e"),
+        ("inference_device_id", "dev-1"),
+        ("inference_org_id", "org-1"),
+    ];
     assert_eq!(m.value("inference_requests_total", &first), Some(2.0));
-    assert_eq!(m.total("inference_requests_total"), 6.0, "no measurement lost or double-counted");
+    assert_eq!(
+        m.total("inference_requests_total"),
+        6.0,
+        "no measurement lost or double-counted"
+    );
     host.shutdown().await;
 }
 
@@ -207,15 +450,45 @@ attributes = { "gen_ai.request.model" = "model", "tenant" = "attributes.tenant" 
         json!({"event_type":"generation_completed","model":"m1","engine":"vllm","metrics":{"ttfc_ms":12.5,"output_tokens":7}}),
         json!({"event_type":"generation_completed","model":"m1","engine":"vllm","metrics":{"ttfc_ms":30}}),
     ];
-    let r = post_events(host.intake_addr(), Some("application/x-ndjson"), ndjson(&events), false).await;
+    let r = post_events(
+        host.intake_addr(),
+        Some("application/x-ndjson"),
+        ndjson(&events),
+        false,
+    )
+    .await;
     assert_eq!(r.status, 202);
     let m = exposition(&host).await;
-    assert_eq!(m.value("inference_chunks_total", &[("gen_ai_request_model", "m1"), ("tenant", "t1")]), Some(2.0));
-    let completed = [("event_type", "generation_completed"), ("model", "m1"), ("engine", "vllm")];
-    assert_eq!(m.value("llm_ttfc_ms", &completed), Some(30.0), "a gauge keeps the last value");
+    assert_eq!(
+        m.value(
+            "inference_chunks_total",
+            &[("gen_ai_request_model", "m1"), ("tenant", "t1")]
+        ),
+        Some(2.0)
+    );
+    let completed = [
+        ("event_type", "generation_completed"),
+        ("model", "m1"),
+        ("engine", "vllm"),
+    ];
+    assert_eq!(
+        m.value("llm_ttfc_ms", &completed),
+        Some(30.0),
+        "a gauge keeps the last value"
+    );
     assert_eq!(m.value("llm_output_tokens", &completed), Some(7.0));
-    assert_eq!(m.value("llm_chunk_index", &[("event_type", "chunk_produced"), ("model", "m1")]), Some(1.0));
-    assert_eq!(m.count("gen_ai_server_request_duration_seconds_count"), 0, "the GenAI set is off");
+    assert_eq!(
+        m.value(
+            "llm_chunk_index",
+            &[("event_type", "chunk_produced"), ("model", "m1")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.count("gen_ai_server_request_duration_seconds_count"),
+        0,
+        "the GenAI set is off"
+    );
     host.shutdown().await;
 }
 
@@ -226,7 +499,14 @@ async fn invalid_rules_stop_the_host_from_starting_with_a_reason() {
     )
     .expect("syntactically valid");
     let err = wasmtel::Host::start(&config).await.err().expect("refused");
-    assert!(err.to_string().contains("attribute `k` reads `prompt`, which is not an event field"), "{err}");
-    let err = wasmtel::Config::from_toml("[[derive.rules]]\nevent_type = \"x\"\ninstrument = \"sum\"\nname = \"c\"\n").expect_err("bad kind");
+    assert!(
+        err.to_string()
+            .contains("attribute `k` reads `prompt`, which is not an event field"),
+        "{err}"
+    );
+    let err = wasmtel::Config::from_toml(
+        "[[derive.rules]]\nevent_type = \"x\"\ninstrument = \"sum\"\nname = \"c\"\n",
+    )
+    .expect_err("bad kind");
     assert!(err.contains("unknown variant `sum`"), "{err}");
 }

@@ -22,32 +22,92 @@ fn config(receiver: &Receiver, extra: &str) -> String {
 async fn metrics_and_logs_arrive_as_otlp_protobuf() {
     let receiver = Receiver::start().await;
     let host = start(&config(&receiver, "")).await;
-    let ok = Completed { model: "m1", engine: "vllm", total_ms: 1500.0, ttfc_ms: Some(100.0), tpot_ms: Some(20.0), input: 10, output: 50, throughput: Some(40.0), error: None };
-    let failed = Completed { error: Some("timeout"), total_ms: 3000.0, ttfc_ms: None, tpot_ms: None, throughput: None, ..ok };
+    let ok = Completed {
+        model: "m1",
+        engine: "vllm",
+        total_ms: 1500.0,
+        ttfc_ms: Some(100.0),
+        tpot_ms: Some(20.0),
+        input: 10,
+        output: 50,
+        throughput: Some(40.0),
+        error: None,
+    };
+    let failed = Completed {
+        error: Some("timeout"),
+        total_ms: 3000.0,
+        ttfc_ms: None,
+        tpot_ms: None,
+        throughput: None,
+        ..ok
+    };
     let mut started = step("generation_started", 1);
     started["attributes"] = json!({ "region": "eu-west", "gpu": { "index": 0 }, "tags": ["a", 1] });
     let events = [started, ok.event(1), ok.event(2), failed.event(3)];
-    let r = post_events(host.intake_addr(), Some("application/x-ndjson"), ndjson(&events), false).await;
+    let r = post_events(
+        host.intake_addr(),
+        Some("application/x-ndjson"),
+        ndjson(&events),
+        false,
+    )
+    .await;
     assert_eq!(r.status, 202);
     host.collect_now();
-    receiver.wait_until("a metrics batch", |r| !r.metrics.is_empty()).await;
-    receiver.wait_until("all log records", |r| r.logs.iter().map(|l| l.resource_logs[0].scope_logs[0].log_records.len()).sum::<usize>() == 4).await;
+    receiver
+        .wait_until("a metrics batch", |r| !r.metrics.is_empty())
+        .await;
+    receiver
+        .wait_until("all log records", |r| {
+            r.logs
+                .iter()
+                .map(|l| l.resource_logs[0].scope_logs[0].log_records.len())
+                .sum::<usize>()
+                == 4
+        })
+        .await;
 
     receiver.with(|r| {
         let request = &r.metrics[0];
         let rm = &request.resource_metrics[0];
         let resource = attrs(&rm.resource.as_ref().expect("resource").attributes);
         assert_eq!(resource["service.name"], "svc-under-test");
-        assert!(resource.contains_key("host.name") && resource.contains_key("device.id") && resource.contains_key("service.instance.id"));
-        let derived = rm.scope_metrics.iter().find(|s| s.scope.as_ref().is_some_and(|sc| sc.name == "wasmtel.derive")).expect("derive scope");
-        let metric = |name: &str| derived.metrics.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("{name} missing"));
+        assert!(
+            resource.contains_key("host.name")
+                && resource.contains_key("device.id")
+                && resource.contains_key("service.instance.id")
+        );
+        let derived = rm
+            .scope_metrics
+            .iter()
+            .find(|s| {
+                s.scope
+                    .as_ref()
+                    .is_some_and(|sc| sc.name == "wasmtel.derive")
+            })
+            .expect("derive scope");
+        let metric = |name: &str| {
+            derived
+                .metrics
+                .iter()
+                .find(|m| m.name == name)
+                .unwrap_or_else(|| panic!("{name} missing"))
+        };
 
         let duration = metric("gen_ai.server.request.duration");
         assert_eq!(duration.unit, "s");
-        let Some(Data::Histogram(h)) = &duration.data else { panic!("not a histogram") };
-        assert_eq!(h.aggregation_temporality, AggregationTemporality::Cumulative as i32);
+        let Some(Data::Histogram(h)) = &duration.data else {
+            panic!("not a histogram")
+        };
+        assert_eq!(
+            h.aggregation_temporality,
+            AggregationTemporality::Cumulative as i32
+        );
         assert_eq!(h.data_points.len(), 2);
-        let success = h.data_points.iter().find(|p| !attrs(&p.attributes).contains_key("error.type")).expect("success series");
+        let success = h
+            .data_points
+            .iter()
+            .find(|p| !attrs(&p.attributes).contains_key("error.type"))
+            .expect("success series");
         assert_eq!(
             attrs(&success.attributes).into_iter().collect::<Vec<_>>(),
             vec![
@@ -57,31 +117,81 @@ async fn metrics_and_logs_arrive_as_otlp_protobuf() {
                 ("inference.org.id".to_owned(), "org-1".to_owned()),
             ]
         );
-        assert_eq!((success.count, success.sum, success.min, success.max), (2, Some(3.0), Some(1.5), Some(1.5)));
+        assert_eq!(
+            (success.count, success.sum, success.min, success.max),
+            (2, Some(3.0), Some(1.5), Some(1.5))
+        );
         assert_eq!(success.explicit_bounds[..3], [0.01, 0.02, 0.04]);
-        assert_eq!(success.bucket_counts.len(), success.explicit_bounds.len() + 1);
+        assert_eq!(
+            success.bucket_counts.len(),
+            success.explicit_bounds.len() + 1
+        );
         assert_eq!(success.bucket_counts[8], 2, "1.5 s falls in (1.28, 2.56]");
-        assert!(success.start_time_unix_nano > 0 && success.time_unix_nano >= success.start_time_unix_nano);
+        assert!(
+            success.start_time_unix_nano > 0
+                && success.time_unix_nano >= success.start_time_unix_nano
+        );
 
         let requests = metric("inference.requests");
         assert_eq!(requests.unit, "{request}");
-        let Some(Data::Sum(sum)) = &requests.data else { panic!("not a sum") };
+        let Some(Data::Sum(sum)) = &requests.data else {
+            panic!("not a sum")
+        };
         assert!(sum.is_monotonic);
-        let failed_point = sum.data_points.iter().find(|p| attrs(&p.attributes).get("error.type").map(String::as_str) == Some("timeout")).expect("failed series");
-        assert_eq!(failed_point.value, Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(1.0)));
+        let failed_point = sum
+            .data_points
+            .iter()
+            .find(|p| attrs(&p.attributes).get("error.type").map(String::as_str) == Some("timeout"))
+            .expect("failed series");
+        assert_eq!(
+            failed_point.value,
+            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(1.0))
+        );
 
         let usage = metric("gen_ai.client.token.usage");
-        let Some(Data::Histogram(u)) = &usage.data else { panic!("not a histogram") };
-        let output = u.data_points.iter().find(|p| attrs(&p.attributes)["gen_ai.token.type"] == "output").expect("output tokens");
+        let Some(Data::Histogram(u)) = &usage.data else {
+            panic!("not a histogram")
+        };
+        let output = u
+            .data_points
+            .iter()
+            .find(|p| attrs(&p.attributes)["gen_ai.token.type"] == "output")
+            .expect("output tokens");
         assert_eq!((output.count, output.sum), (3, Some(150.0)));
 
-        let own = rm.scope_metrics.iter().find(|s| s.scope.as_ref().is_some_and(|sc| sc.name == "wasmtel")).expect("self scope");
-        assert!(own.metrics.iter().any(|m| m.name == "wasmtel.intake.events.accepted"));
+        let own = rm
+            .scope_metrics
+            .iter()
+            .find(|s| s.scope.as_ref().is_some_and(|sc| sc.name == "wasmtel"))
+            .expect("self scope");
+        assert!(
+            own.metrics
+                .iter()
+                .any(|m| m.name == "wasmtel.intake.events.accepted")
+        );
 
-        let records: Vec<_> = r.logs.iter().flat_map(|l| l.resource_logs[0].scope_logs[0].log_records.iter()).collect();
-        let scope = r.logs[0].resource_logs[0].scope_logs[0].scope.as_ref().expect("scope");
+        let records: Vec<_> = r
+            .logs
+            .iter()
+            .flat_map(|l| l.resource_logs[0].scope_logs[0].log_records.iter())
+            .collect();
+        let scope = r.logs[0].resource_logs[0].scope_logs[0]
+            .scope
+            .as_ref()
+            .expect("scope");
         assert_eq!(scope.name, "wasmtel.events");
-        assert_eq!(records.iter().map(|l| l.event_name.as_str()).collect::<Vec<_>>(), ["generation_started", "generation_completed", "generation_completed", "generation_completed"]);
+        assert_eq!(
+            records
+                .iter()
+                .map(|l| l.event_name.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "generation_started",
+                "generation_completed",
+                "generation_completed",
+                "generation_completed"
+            ]
+        );
         let first = attrs(&records[0].attributes);
         assert_eq!(first["region"], "eu-west");
         assert_eq!(first["tags"], "[a,1]");
@@ -107,7 +217,10 @@ async fn metrics_and_logs_arrive_as_otlp_protobuf() {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 #[tokio::test]
@@ -116,16 +229,33 @@ async fn a_down_collector_never_blocks_intake_and_the_oldest_records_are_dropped
     receiver.answer(503);
     let host = start(&config(&receiver, "logs_queue = 10\nlogs_batch = 10\n")).await;
     let events: Vec<_> = (0..50).map(|i| step("chunk_produced", i)).collect();
-    let r = post_events(host.intake_addr(), Some("application/x-ndjson"), ndjson(&events), false).await;
+    let r = post_events(
+        host.intake_addr(),
+        Some("application/x-ndjson"),
+        ndjson(&events),
+        false,
+    )
+    .await;
     assert_eq!(r.status, 202, "intake answers while the collector is down");
-    receiver.wait_until("a refused attempt", |r| r.refused >= 2).await;
+    receiver
+        .wait_until("a refused attempt", |r| r.refused >= 2)
+        .await;
     let m = exposition(&host).await;
-    assert_eq!(m.value("wasmtel_export_dropped_total", &[("signal", "logs")]), Some(40.0));
+    assert_eq!(
+        m.value("wasmtel_export_dropped_total", &[("signal", "logs")]),
+        Some(40.0)
+    );
 
     receiver.answer(200);
-    receiver.wait_until("the retried batch", |r| !r.logs.is_empty()).await;
+    receiver
+        .wait_until("the retried batch", |r| !r.logs.is_empty())
+        .await;
     let ids: Vec<String> = receiver.with(|r| {
-        r.logs.iter().flat_map(|l| l.resource_logs[0].scope_logs[0].log_records.iter()).map(|rec| attrs(&rec.attributes)["inference.request.id"].clone()).collect()
+        r.logs
+            .iter()
+            .flat_map(|l| l.resource_logs[0].scope_logs[0].log_records.iter())
+            .map(|rec| attrs(&rec.attributes)["inference.request.id"].clone())
+            .collect()
     });
     let want: Vec<String> = (40..50).map(|i| format!("req-{i}")).collect();
     assert_eq!(ids, want, "exactly the newest ten survive, in order");
@@ -138,11 +268,19 @@ async fn a_rejected_batch_is_counted_failed_and_not_retried() {
     receiver.answer(400);
     let host = start(&config(&receiver, "logs = false")).await;
     host.collect_now();
-    receiver.wait_until("one refused batch", |r| r.refused == 1).await;
+    receiver
+        .wait_until("one refused batch", |r| r.refused == 1)
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.with(|r| r.refused), 1, "no retry of a 400");
     let m = exposition(&host).await;
-    assert_eq!(m.value("wasmtel_export_batches_total", &[("outcome", "failed"), ("signal", "metrics")]), Some(1.0));
+    assert_eq!(
+        m.value(
+            "wasmtel_export_batches_total",
+            &[("outcome", "failed"), ("signal", "metrics")]
+        ),
+        Some(1.0)
+    );
     host.shutdown().await;
 }
 
@@ -150,13 +288,37 @@ async fn a_rejected_batch_is_counted_failed_and_not_retried() {
 async fn shutdown_flushes_pending_metrics_and_logs() {
     let receiver = Receiver::start().await;
     let host = start(&config(&receiver, "")).await;
-    let ok = Completed { model: "m1", engine: "vllm", total_ms: 10.0, ttfc_ms: None, tpot_ms: None, input: 1, output: 1, throughput: None, error: None };
+    let ok = Completed {
+        model: "m1",
+        engine: "vllm",
+        total_ms: 10.0,
+        ttfc_ms: None,
+        tpot_ms: None,
+        input: 1,
+        output: 1,
+        throughput: None,
+        error: None,
+    };
     let events: Vec<_> = (0..7).map(|i| ok.event(i)).collect();
-    post_events(host.intake_addr(), Some("application/x-ndjson"), ndjson(&events), false).await;
+    post_events(
+        host.intake_addr(),
+        Some("application/x-ndjson"),
+        ndjson(&events),
+        false,
+    )
+    .await;
     host.shutdown().await;
     receiver.with(|r| {
-        assert_eq!(r.metrics.len(), 1, "the final collection, not the hourly one");
-        let logged: usize = r.logs.iter().map(|l| l.resource_logs[0].scope_logs[0].log_records.len()).sum();
+        assert_eq!(
+            r.metrics.len(),
+            1,
+            "the final collection, not the hourly one"
+        );
+        let logged: usize = r
+            .logs
+            .iter()
+            .map(|l| l.resource_logs[0].scope_logs[0].log_records.len())
+            .sum();
         assert_eq!(logged, 7);
     });
 }
@@ -167,7 +329,10 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -180,7 +345,10 @@ fn captured() -> &'static Captured {
     LOGS.get_or_init(|| {
         let logs = Captured::default();
         let writer = logs.clone();
-        tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).init();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
         logs
     })
 }
@@ -193,19 +361,28 @@ async fn an_unreachable_collector_is_logged_once_per_state_change() {
     let host = start(&config(&receiver, "logs = false")).await;
     let url = format!("{}/v1/metrics", receiver.endpoint());
     let lines = |needle: &str| {
-        let text = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
-        text.lines().filter(|l| l.contains(&url) && l.contains(needle)).count()
+        let text = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(PoisonError::into_inner))
+            .into_owned();
+        text.lines()
+            .filter(|l| l.contains(&url) && l.contains(needle))
+            .count()
     };
     host.collect_now();
     host.collect_now();
-    receiver.wait_until("several failed attempts", |r| r.refused >= 4).await;
+    receiver
+        .wait_until("several failed attempts", |r| r.refused >= 4)
+        .await;
     assert_eq!(lines("OTLP export is failing"), 1);
     receiver.answer(200);
-    receiver.wait_until("both batches", |r| r.metrics.len() == 2).await;
+    receiver
+        .wait_until("both batches", |r| r.metrics.len() == 2)
+        .await;
     assert_eq!(lines("OTLP export is delivering"), 1);
     receiver.answer(503);
     host.collect_now();
-    receiver.wait_until("a new failure", |r| r.refused >= 6).await;
+    receiver
+        .wait_until("a new failure", |r| r.refused >= 6)
+        .await;
     assert_eq!(lines("OTLP export is failing"), 2);
     assert_eq!(lines("OTLP export is delivering"), 1);
     drop(host);

@@ -20,15 +20,29 @@ fn promtool_check(text: &str) {
     let mut child = match child {
         Ok(child) => child,
         Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("promtool not available ({e}); install it with `apt-get install prometheus` — .ci/run does");
+            eprintln!(
+                "promtool not available ({e}); install it with `apt-get install prometheus` — .ci/run does"
+            );
             return;
         }
         Err(e) => panic!("promtool is required in CI: {e}"),
     };
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
     let out = child.wait_with_output().expect("promtool runs");
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics failed:\n{report}\n---\n{text}");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics failed:\n{report}\n---\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -36,19 +50,56 @@ async fn promtool_accepts_the_exposition() {
     let host = start("[resource]\nservice_name = \"svc\"\n").await;
     let weird = "we\"ird\\model\nname";
     let events = [
-        Completed { model: weird, engine: "vllm", total_ms: 120.0, ttfc_ms: Some(15.0), tpot_ms: Some(3.0), input: 10, output: 20, throughput: Some(333.0), error: None }.event(1),
-        Completed { model: "m", engine: "tgi", total_ms: 90.0, ttfc_ms: None, tpot_ms: None, input: 3, output: 0, throughput: None, error: Some("oom") }.event(2),
+        Completed {
+            model: weird,
+            engine: "vllm",
+            total_ms: 120.0,
+            ttfc_ms: Some(15.0),
+            tpot_ms: Some(3.0),
+            input: 10,
+            output: 20,
+            throughput: Some(333.0),
+            error: None,
+        }
+        .event(1),
+        Completed {
+            model: "m",
+            engine: "tgi",
+            total_ms: 90.0,
+            ttfc_ms: None,
+            tpot_ms: None,
+            input: 3,
+            output: 0,
+            throughput: None,
+            error: Some("oom"),
+        }
+        .event(2),
         json!({"event_type":"generation_started","model":"m"}),
     ];
-    let r = post_events(host.intake_addr(), Some("application/x-ndjson"), ndjson(&events), false).await;
+    let r = post_events(
+        host.intake_addr(),
+        Some("application/x-ndjson"),
+        ndjson(&events),
+        false,
+    )
+    .await;
     assert_eq!(r.status, 202);
     post_events(host.intake_addr(), Some("text/csv"), b"x".to_vec(), false).await;
     let text = scrape(host.prometheus_addr().expect("on")).await;
     promtool_check(&text);
 
     let m = Exposition::parse(&text);
-    let labels = [("gen_ai_request_model", weird), ("inference_engine", "vllm"), ("inference_device_id", "dev-1"), ("inference_org_id", "org-1")];
-    assert_eq!(m.value("inference_requests_total", &labels), Some(1.0), "escaped label values round-trip");
+    let labels = [
+        ("gen_ai_request_model", weird),
+        ("inference_engine", "vllm"),
+        ("inference_device_id", "dev-1"),
+        ("inference_org_id", "org-1"),
+    ];
+    assert_eq!(
+        m.value("inference_requests_total", &labels),
+        Some(1.0),
+        "escaped label values round-trip"
+    );
     assert!(text.contains("# TYPE gen_ai_server_request_duration_seconds histogram\n"));
     assert!(text.contains("# TYPE inference_requests_total counter\n"));
     assert!(text.contains("# HELP gen_ai_server_time_to_first_token_seconds Time to generate the first token, for successful responses.\n"));

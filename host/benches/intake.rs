@@ -1,1 +1,212 @@
-fn main(){}
+//! Intake hot path: parse + derive + aggregate a 1,000-event NDJSON batch.
+//!
+//! Peer, in the same run: the conventional way to do the same job —
+//! `serde_json::Value` per line recorded into the official
+//! `opentelemetry_sdk` instruments with the same buckets and attributes.
+//! Prints events/s for both and the ratio.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, MeterProvider as _};
+use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+use serde_json::Value;
+use wasmtel::derive::{DeriveConfig, Deriver, genai};
+use wasmtel::intake::events;
+use wasmtel::metrics::Registry;
+use wasmtel::pipeline::Pipeline;
+use wasmtel::telemetry::SelfTelemetry;
+
+const EVENTS: usize = 1000;
+
+/// The shared sample data, when this checkout has it beside it.
+const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/events-sample.ndjson"
+);
+
+/// 1,000 realistic events as NDJSON: the shared sample's first 1,000, else the demo generator's.
+fn batch() -> Vec<u8> {
+    if let Ok(sample) = std::fs::read_to_string(SAMPLE) {
+        let lines: Vec<&str> = sample.lines().take(EVENTS).collect();
+        if lines.len() == EVENTS {
+            println!("batch: first {EVENTS} events of {SAMPLE}");
+            return (lines.join("\n") + "\n").into_bytes();
+        }
+    }
+    println!("batch: {EVENTS} events from the demo generator");
+    let mut rng = fastrand::Rng::with_seed(42);
+    let mut lines = Vec::new();
+    let mut seq = 0;
+    while lines.len() < EVENTS {
+        let (events, _) = wasmtel::demo::request_events(&mut rng, seq, "bench-device");
+        lines.extend(events.into_iter().map(|e| e.to_string()));
+        seq += 1;
+    }
+    lines.truncate(EVENTS);
+    (lines.join("\n") + "\n").into_bytes()
+}
+
+fn wasmtel_pipeline() -> Pipeline {
+    let registry = Arc::new(Registry::new(2000));
+    let telemetry = SelfTelemetry::register(&registry).expect("self metrics");
+    let deriver = Deriver::new(&DeriveConfig::default(), &registry).expect("rules");
+    Pipeline::new(deriver, Vec::new(), telemetry)
+}
+
+fn wasmtel_once(pipeline: &Pipeline, body: &[u8]) {
+    let events = events::parse(body).expect("valid batch");
+    pipeline.ingest(&events);
+}
+
+/// The same derivation written against the official SDK.
+struct Sdk {
+    _provider: SdkMeterProvider,
+    duration: Histogram<f64>,
+    ttft: Histogram<f64>,
+    tpot: Histogram<f64>,
+    tokens: Histogram<u64>,
+    throughput: Histogram<f64>,
+    requests: Counter<u64>,
+}
+
+impl Sdk {
+    fn new() -> Self {
+        let provider = SdkMeterProvider::builder()
+            .with_reader(ManualReader::builder().build())
+            .build();
+        let meter = provider.meter("bench");
+        let hist = |name: &'static str, unit: &'static str, b: &[f64]| {
+            meter
+                .f64_histogram(name)
+                .with_unit(unit)
+                .with_boundaries(b.to_vec())
+                .build()
+        };
+        Self {
+            duration: hist(
+                "gen_ai.server.request.duration",
+                "s",
+                genai::REQUEST_DURATION_BUCKETS,
+            ),
+            ttft: hist(
+                "gen_ai.server.time_to_first_token",
+                "s",
+                genai::TIME_TO_FIRST_TOKEN_BUCKETS,
+            ),
+            tpot: hist(
+                "gen_ai.server.time_per_output_token",
+                "s",
+                genai::TIME_PER_OUTPUT_TOKEN_BUCKETS,
+            ),
+            throughput: hist(
+                "inference.throughput",
+                "{token}/s",
+                genai::THROUGHPUT_BUCKETS,
+            ),
+            tokens: meter
+                .u64_histogram("gen_ai.client.token.usage")
+                .with_unit("{token}")
+                .with_boundaries(genai::TOKEN_USAGE_BUCKETS.to_vec())
+                .build(),
+            requests: meter
+                .u64_counter("inference.requests")
+                .with_unit("{request}")
+                .build(),
+            _provider: provider,
+        }
+    }
+
+    fn once(&self, body: &[u8]) {
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let e: Value = serde_json::from_slice(line).expect("valid line");
+            if e["event_type"] != "generation_completed" {
+                continue;
+            }
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            let mut attrs = vec![
+                KeyValue::new("gen_ai.request.model", text("model")),
+                KeyValue::new("inference.engine", text("engine")),
+                KeyValue::new("inference.device.id", text("device_id")),
+                KeyValue::new("inference.org.id", text("org_id")),
+            ];
+            let m = &e["metrics"];
+            let num = |k: &str| m[k].as_f64();
+            let failed = e.get("error").is_some();
+            if let Some(v) = num("input_tokens") {
+                let mut a = attrs.clone();
+                a.push(KeyValue::new("gen_ai.token.type", "input"));
+                self.tokens.record(v as u64, &a);
+            }
+            if let Some(v) = num("output_tokens") {
+                let mut a = attrs.clone();
+                a.push(KeyValue::new("gen_ai.token.type", "output"));
+                self.tokens.record(v as u64, &a);
+            }
+            if !failed {
+                if let Some(v) = num("ttfc_ms") {
+                    self.ttft.record(v / 1000.0, &attrs);
+                }
+                if let Some(v) = num("chunk_latency_avg_ms") {
+                    self.tpot.record(v / 1000.0, &attrs);
+                }
+                if let Some(v) = num("throughput_tok_s") {
+                    self.throughput.record(v, &attrs);
+                }
+            }
+            if let Some(err) = e["error"].as_str() {
+                attrs.push(KeyValue::new("error.type", err.to_owned()));
+            }
+            if let Some(v) = num("total_duration_ms") {
+                self.duration.record(v / 1000.0, &attrs);
+            }
+            self.requests.add(1, &attrs);
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let body = batch();
+    let pipeline = wasmtel_pipeline();
+    let sdk = Sdk::new();
+    let mut group = c.benchmark_group("intake_1000_events");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.bench_function("wasmtel", |b| {
+        b.iter(|| wasmtel_once(&pipeline, black_box(&body)))
+    });
+    group.bench_function("wasmtel_parse_only", |b| {
+        b.iter(|| events::parse(black_box(&body)).expect("valid").len())
+    });
+    let parsed = events::parse(&body).expect("valid");
+    group.bench_function("wasmtel_derive_only", |b| {
+        b.iter(|| pipeline.ingest(black_box(&parsed)))
+    });
+    group.bench_function("serde_json_value+opentelemetry_sdk", |b| {
+        b.iter(|| sdk.once(black_box(&body)))
+    });
+    group.finish();
+
+    let rate = |f: &dyn Fn()| {
+        let start = Instant::now();
+        let mut batches = 0u64;
+        while start.elapsed() < Duration::from_secs(3) {
+            f();
+            batches += 1;
+        }
+        (batches * EVENTS as u64) as f64 / start.elapsed().as_secs_f64()
+    };
+    let ours = rate(&|| wasmtel_once(&pipeline, black_box(&body)));
+    let peer = rate(&|| sdk.once(black_box(&body)));
+    println!(
+        "\nparse + derive + aggregate, one core: wasmtel {:.2} M events/s, serde_json::Value + opentelemetry_sdk {:.2} M events/s, ratio {:.1}x\n",
+        ours / 1e6,
+        peer / 1e6,
+        ours / peer
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -153,7 +153,9 @@ impl Default for OtlpConfig {
 impl OtlpConfig {
     /// The metrics URL, if push is configured.
     pub fn metrics_url(&self) -> Option<String> {
-        self.metrics_endpoint.clone().or_else(|| self.signal_url("metrics"))
+        self.metrics_endpoint
+            .clone()
+            .or_else(|| self.signal_url("metrics"))
     }
 
     /// The logs URL, if push is configured and log forwarding is on.
@@ -161,7 +163,9 @@ impl OtlpConfig {
         if !self.logs {
             return None;
         }
-        self.logs_endpoint.clone().or_else(|| self.signal_url("logs"))
+        self.logs_endpoint
+            .clone()
+            .or_else(|| self.signal_url("logs"))
     }
 
     fn signal_url(&self, signal: &str) -> Option<String> {
@@ -217,9 +221,11 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
     let Some(text) = Option::<String>::deserialize(d)? else {
         return Ok(None);
     };
-    humantime::parse_duration(&text)
-        .map(Some)
-        .map_err(|e| serde::de::Error::custom(format_args!("`{text}` is not a duration like \"10s\" ({e})")))
+    humantime::parse_duration(&text).map(Some).map_err(|e| {
+        serde::de::Error::custom(format_args!(
+            "`{text}` is not a duration like \"10s\" ({e})"
+        ))
+    })
 }
 
 fn show_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -247,7 +253,10 @@ impl Config {
             path: shown.clone(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: shown, message })
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: shown,
+            message,
+        })
     }
 
     /// Parses configuration text; the error names the line and column.
@@ -270,18 +279,30 @@ impl Config {
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let otlp = &mut self.otlp;
         fill(&mut otlp.endpoint, var("OTEL_EXPORTER_OTLP_ENDPOINT"));
-        fill(&mut otlp.metrics_endpoint, var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"));
-        fill(&mut otlp.logs_endpoint, var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"));
+        fill(
+            &mut otlp.metrics_endpoint,
+            var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+        );
+        fill(
+            &mut otlp.logs_endpoint,
+            var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+        );
         if let Some(raw) = var("OTEL_EXPORTER_OTLP_HEADERS") {
             for (k, v) in parse_key_values("OTEL_EXPORTER_OTLP_HEADERS", &raw)? {
                 otlp.headers.entry(k).or_insert(v);
             }
         }
         if otlp.interval.is_none() {
-            otlp.interval = millis_var("OTEL_METRIC_EXPORT_INTERVAL", var("OTEL_METRIC_EXPORT_INTERVAL"))?;
+            otlp.interval = millis_var(
+                "OTEL_METRIC_EXPORT_INTERVAL",
+                var("OTEL_METRIC_EXPORT_INTERVAL"),
+            )?;
         }
         if otlp.timeout.is_none() {
-            otlp.timeout = millis_var("OTEL_EXPORTER_OTLP_TIMEOUT", var("OTEL_EXPORTER_OTLP_TIMEOUT"))?;
+            otlp.timeout = millis_var(
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                var("OTEL_EXPORTER_OTLP_TIMEOUT"),
+            )?;
         }
         let resource = &mut self.resource;
         fill(&mut resource.service_name, var("OTEL_SERVICE_NAME"));
@@ -315,7 +336,10 @@ fn millis_var(name: &'static str, value: Option<String>) -> Result<Option<Durati
 }
 
 /// Parses the W3C-baggage-like `key=value,key2=value2` list the OpenTelemetry variables use.
-pub fn parse_key_values(name: &'static str, raw: &str) -> Result<Vec<(String, String)>, ConfigError> {
+pub fn parse_key_values(
+    name: &'static str,
+    raw: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let bad = |reason: String| ConfigError::Env {
         name,
         value: raw.to_owned(),
@@ -341,7 +365,9 @@ fn percent_decode(s: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or_else(|| format!("`{s}` ends in a bare %"))?;
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .ok_or_else(|| format!("`{s}` ends in a bare %"))?;
             let mut b = [0u8];
             hex::decode_to_slice(hex, &mut b).map_err(|_| format!("`{s}` has a bad %-escape"))?;
             out.push(b[0]);
@@ -359,7 +385,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
@@ -385,11 +414,20 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-team=env, api-key=s%3Dcret"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
             ("OTEL_SERVICE_NAME", "from-env"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,k8s.node.name=n%201"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=prod,k8s.node.name=n%201",
+            ),
         ]))
         .expect("valid env");
-        assert_eq!(c.otlp.metrics_url().as_deref(), Some("http://collector:4318/v1/metrics"));
-        assert_eq!(c.otlp.logs_url().as_deref(), Some("http://collector:4318/v1/logs"));
+        assert_eq!(
+            c.otlp.metrics_url().as_deref(),
+            Some("http://collector:4318/v1/metrics")
+        );
+        assert_eq!(
+            c.otlp.logs_url().as_deref(),
+            Some("http://collector:4318/v1/logs")
+        );
         assert_eq!(c.otlp.headers["x-team"], "file");
         assert_eq!(c.otlp.headers["api-key"], "s=cret");
         assert_eq!(c.otlp.interval(), Duration::from_secs(2));
@@ -397,7 +435,8 @@ mod tests {
         assert_eq!(c.resource.attributes["k8s.node.name"], "n 1");
 
         let mut d = Config::default();
-        d.apply_env(env(&[("OTEL_METRIC_EXPORT_INTERVAL", "1500")])).expect("valid");
+        d.apply_env(env(&[("OTEL_METRIC_EXPORT_INTERVAL", "1500")]))
+            .expect("valid");
         assert_eq!(d.otlp.interval(), Duration::from_millis(1500));
     }
 
@@ -413,7 +452,10 @@ mod tests {
         let err = Config::default()
             .apply_env(env(&[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]))
             .expect_err("bad");
-        assert!(err.to_string().contains("`novalue` is not key=value"), "{err}");
+        assert!(
+            err.to_string().contains("`novalue` is not key=value"),
+            "{err}"
+        );
         let err = Config::from_toml("[intake]\nlisten = \"nowhere\"\n").expect_err("bad");
         assert!(err.starts_with("line 2, column 10: "), "{err}");
         let err = Config::from_toml("[intake]\nlisen = \"127.0.0.1:1\"\n").expect_err("typo");

@@ -56,7 +56,12 @@ pub enum DemoError {
     },
 }
 
-const MODELS: &[(&str, f64)] = &[("llama-3.1-8b", 85.0), ("qwen2.5-7b", 90.0), ("mistral-7b", 95.0), ("llama-3.1-70b", 28.0)];
+const MODELS: &[(&str, f64)] = &[
+    ("llama-3.1-8b", 85.0),
+    ("qwen2.5-7b", 90.0),
+    ("mistral-7b", 95.0),
+    ("llama-3.1-70b", 28.0),
+];
 const ENGINES: &[&str] = &["vllm", "sglang", "llamacpp", "tgi"];
 const ERRORS: &[&str] = &["timeout", "out_of_memory", "cancelled"];
 const ORGS: &[&str] = &["org_acme", "org_globex", "org_initech"];
@@ -72,8 +77,9 @@ pub fn request_events(rng: &mut fastrand::Rng, seq: u64, device: &str) -> (Vec<V
     let throughput = speed * (0.85 + 0.3 * rng.f64());
     let ttfc = 20.0 + f64::from(input) * 0.05 + rng.f64() * 150.0;
     let error = (rng.f64() < 0.05).then(|| ERRORS[rng.usize(..ERRORS.len())]);
-    let per_token = 1000.0 / throughput;
-    let total = ttfc + f64::from(output) * per_token;
+    let per_token = round3(1000.0 / throughput);
+    let (throughput, ttfc) = (round3(throughput), round3(ttfc));
+    let total = round3(ttfc + f64::from(output) * per_token);
     let now = time::OffsetDateTime::now_utc();
     let ts = |offset_ms: f64| {
         (now + Duration::from_secs_f64(offset_ms / 1000.0))
@@ -92,27 +98,48 @@ pub fn request_events(rng: &mut fastrand::Rng, seq: u64, device: &str) -> (Vec<V
         e["metrics"] = metrics;
         e
     };
-    let mut events = vec![event("generation_started", 0.0, json!({ "input_tokens": input }))];
+    let mut events = vec![event(
+        "generation_started",
+        0.0,
+        json!({ "input_tokens": input }),
+    )];
     if stream {
         for i in 0..rng.u32(1..=3) {
-            events.push(event("chunk_produced", ttfc + f64::from(i) * per_token, json!({ "chunk_index": i })));
+            events.push(event(
+                "chunk_produced",
+                ttfc + f64::from(i) * per_token,
+                json!({ "chunk_index": i }),
+            ));
         }
     }
     let mut done = match error {
-        None => event("generation_completed", total, json!({
-            "ttfc_ms": ttfc, "throughput_tok_s": throughput, "total_duration_ms": total,
-            "input_tokens": input, "output_tokens": output,
-            "chunk_latency_avg_ms": per_token, "chunk_latency_p99_ms": per_token * 1.6,
-        })),
-        Some(_) => event("generation_completed", ttfc * 3.0, json!({
-            "total_duration_ms": ttfc * 3.0, "input_tokens": input, "output_tokens": 0,
-        })),
+        None => event(
+            "generation_completed",
+            total,
+            json!({
+                "ttfc_ms": ttfc, "throughput_tok_s": throughput, "total_duration_ms": total,
+                "input_tokens": input, "output_tokens": output,
+                "chunk_latency_avg_ms": per_token, "chunk_latency_p99_ms": round3(per_token * 1.6),
+            }),
+        ),
+        Some(_) => event(
+            "generation_completed",
+            ttfc * 3.0,
+            json!({
+                "total_duration_ms": round3(ttfc * 3.0), "input_tokens": input, "output_tokens": 0,
+            }),
+        ),
     };
     if let Some(e) = error {
         done["error"] = json!(e);
     }
     events.push(done);
     (events, error.is_some())
+}
+
+/// Rounds to microseconds (three decimals of a millisecond), as engines report.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 /// Sends simulated traffic in NDJSON batches every 100 ms until the duration or request count is reached.
@@ -156,7 +183,10 @@ pub async fn run(opts: &DemoOptions) -> Result<DemoSummary, DemoError> {
             .body(body)
             .send()
             .await
-            .map_err(|e| DemoError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+            .map_err(|e| DemoError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         let status = response.status().as_u16();
         if status != 202 {
             let body = response.text().await.unwrap_or_default();

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// A string borrowed from the input when it has no escapes, owned otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -227,7 +227,12 @@ fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         return Ok(None);
     };
     let parsed = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| de::Error::custom(format_args!("`{}` is not an RFC 3339 timestamp ({e})", &*text)))?;
+        .map_err(|e| {
+            de::Error::custom(format_args!(
+                "`{}` is not an RFC 3339 timestamp ({e})",
+                &*text
+            ))
+        })?;
     let nanos = parsed.unix_timestamp_nanos();
     u64::try_from(nanos)
         .map(Some)
@@ -259,16 +264,28 @@ mod tests {
             "metrics":{"ttfc_ms":65.5,"output_tokens":520},"attributes":{"region":"eu","n":3,"ok":false,"x":[1,"a"]},
             "unknown_field":1}"#;
         let e: Event<'_> = serde_json::from_str(json).expect("valid");
-        assert!(matches!(e.event_type.0, Cow::Borrowed("generation_completed")));
+        assert!(matches!(
+            e.event_type.0,
+            Cow::Borrowed("generation_completed")
+        ));
         assert_eq!(e.time_unix_nano, Some(1_793_534_409_388_162_000));
-        assert_eq!(e.trace_id.map(hex::encode).as_deref(), Some("1818e811892f902bd23f0824128b2f33"));
-        assert_eq!(e.span_id.map(hex::encode).as_deref(), Some("9531985d5d9dc9f8"));
+        assert_eq!(
+            e.trace_id.map(hex::encode).as_deref(),
+            Some("1818e811892f902bd23f0824128b2f33")
+        );
+        assert_eq!(
+            e.span_id.map(hex::encode).as_deref(),
+            Some("9531985d5d9dc9f8")
+        );
         assert_eq!(e.metrics.get("ttfc_ms"), Some(65.5));
         assert_eq!(e.metrics.get("output_tokens"), Some(520.0));
         assert_eq!(e.attributes.get("n"), Some(&AnyValue::Int(3)));
         assert_eq!(
             e.attributes.get("x"),
-            Some(&AnyValue::Array(vec![AnyValue::Int(1), AnyValue::Str("a".into())]))
+            Some(&AnyValue::Array(vec![
+                AnyValue::Int(1),
+                AnyValue::Str("a".into())
+            ]))
         );
         assert_eq!(e.error.as_deref(), Some("timeout"));
         assert_eq!(e.stream, Some(true));
@@ -285,15 +302,35 @@ mod tests {
         let cases = [
             (r#"{"event_type":""}"#, "must not be empty"),
             (r#"{"model":"m"}"#, "missing field `event_type`"),
-            (r#"{"event_type":"x","timestamp":"yesterday"}"#, "`yesterday` is not an RFC 3339 timestamp"),
-            (r#"{"event_type":"x","trace_id":"abc"}"#, "`abc` is not 32 hex digits"),
-            (r#"{"event_type":"x","span_id":"0000000000000000"}"#, "an all-zero id is invalid"),
-            (r#"{"event_type":"x","metrics":{"a":"1"}}"#, "invalid type: string \"1\", expected f64"),
-            (r#"{"event_type":"x","stream":"yes"}"#, "invalid type: string \"yes\", expected a boolean"),
-            (r#"{"event_type":5}"#, "invalid type: integer `5`, expected a string"),
+            (
+                r#"{"event_type":"x","timestamp":"yesterday"}"#,
+                "`yesterday` is not an RFC 3339 timestamp",
+            ),
+            (
+                r#"{"event_type":"x","trace_id":"abc"}"#,
+                "`abc` is not 32 hex digits",
+            ),
+            (
+                r#"{"event_type":"x","span_id":"0000000000000000"}"#,
+                "an all-zero id is invalid",
+            ),
+            (
+                r#"{"event_type":"x","metrics":{"a":"1"}}"#,
+                "invalid type: string \"1\", expected f64",
+            ),
+            (
+                r#"{"event_type":"x","stream":"yes"}"#,
+                "invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                r#"{"event_type":5}"#,
+                "invalid type: integer `5`, expected a string",
+            ),
         ];
         for (json, want) in cases {
-            let err = serde_json::from_str::<Event<'_>>(json).expect_err(json).to_string();
+            let err = serde_json::from_str::<Event<'_>>(json)
+                .expect_err(json)
+                .to_string();
             assert!(err.contains(want), "{json}: {err}");
         }
     }

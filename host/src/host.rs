@@ -70,8 +70,17 @@ impl Host {
         let telemetry = SelfTelemetry::register(&registry)?;
         let resource = Resource::detect(&config.resource);
         let deriver = Deriver::new(&config.derive, &registry)?;
-        let otlp = OtlpExporter::new(&config.otlp, registry.clone(), resource.clone(), telemetry.clone())?.map(Arc::new);
-        let sinks: Vec<Arc<dyn EventSink>> = otlp.iter().map(|o| o.clone() as Arc<dyn EventSink>).collect();
+        let otlp = OtlpExporter::new(
+            &config.otlp,
+            registry.clone(),
+            resource.clone(),
+            telemetry.clone(),
+        )?
+        .map(Arc::new);
+        let sinks: Vec<Arc<dyn EventSink>> = otlp
+            .iter()
+            .map(|o| o.clone() as Arc<dyn EventSink>)
+            .collect();
         let pipeline = Arc::new(Pipeline::new(deriver, sinks, telemetry));
 
         let (stop, stopped) = watch::channel(false);
@@ -81,7 +90,11 @@ impl Host {
             addr: config.intake.listen,
             source,
         })?;
-        let mut servers = vec![serve(intake, crate::intake::router(pipeline, config.intake.max_body_bytes), stopped.clone())];
+        let mut servers = vec![serve(
+            intake,
+            crate::intake::router(pipeline, config.intake.max_body_bytes),
+            stopped.clone(),
+        )];
         let mut prometheus_addr = None;
         if config.prometheus.enabled {
             let listener = bind("prometheus", config.prometheus.listen).await?;
@@ -89,7 +102,12 @@ impl Host {
             let (reg, res) = (registry.clone(), resource.clone());
             let app = Router::new().route(
                 "/metrics",
-                get(move || async move { ([(CONTENT_TYPE, prometheus::CONTENT_TYPE)], prometheus::render(&reg, &res)) }),
+                get(move || async move {
+                    (
+                        [(CONTENT_TYPE, prometheus::CONTENT_TYPE)],
+                        prometheus::render(&reg, &res),
+                    )
+                }),
             );
             servers.push(serve(listener, app, stopped));
         }
@@ -147,7 +165,9 @@ impl Host {
             let abort = task.abort_handle();
             if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
-                tracing::warn!("export did not finish within the shutdown timeout; pending data was dropped");
+                tracing::warn!(
+                    "export did not finish within the shutdown timeout; pending data was dropped"
+                );
             }
         }
         tracing::info!("wasmtel stopped");
@@ -156,7 +176,10 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        self.servers.iter().chain(&self.exports).for_each(JoinHandle::abort);
+        self.servers
+            .iter()
+            .chain(&self.exports)
+            .for_each(JoinHandle::abort);
     }
 }
 
@@ -165,7 +188,10 @@ fn serve(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>)
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!("server failed: {e}");
         }
     })

@@ -54,10 +54,26 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve { config } => serve(config).await,
-        Command::Demo { target, rate, duration, requests, seed } => {
-            let opts = wasmtel::demo::DemoOptions { target, rate, duration, requests, seed, progress: true };
+        Command::Demo {
+            target,
+            rate,
+            duration,
+            requests,
+            seed,
+        } => {
+            let opts = wasmtel::demo::DemoOptions {
+                target,
+                rate,
+                duration,
+                requests,
+                seed,
+                progress: true,
+            };
             let summary = wasmtel::demo::run(&opts).await?;
-            println!("sent {} requests ({} events, {} failed)", summary.requests, summary.events, summary.errors);
+            println!(
+                "sent {} requests ({} events, {} failed)",
+                summary.requests, summary.events, summary.errors
+            );
             Ok(())
         }
     }

@@ -54,7 +54,10 @@ impl Resource {
 
     /// The value of one attribute, as text.
     pub fn get(&self, key: &str) -> Option<String> {
-        self.attributes.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string())
+        self.attributes
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
     }
 }
 
@@ -73,14 +76,16 @@ pub fn device_id(host: &str, mac: Option<&str>) -> String {
 
 /// The MAC address of the interface holding the default route, else of the first physical one.
 fn primary_mac() -> Option<String> {
-    let default_iface = std::fs::read_to_string("/proc/net/route").ok().and_then(|routes| {
-        routes
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|cols| cols.get(1) == Some(&"00000000"))
-            .and_then(|cols| cols.first().map(|s| s.to_string()))
-    });
+    let default_iface = std::fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|routes| {
+            routes
+                .lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|cols| cols.get(1) == Some(&"00000000"))
+                .and_then(|cols| cols.first().map(|s| s.to_string()))
+        });
     let mac_of = |iface: &str| {
         std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
             .ok()

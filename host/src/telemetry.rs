@@ -36,7 +36,12 @@ impl Signal {
     }
 }
 
-fn counter(registry: &Registry, name: &str, unit: &str, description: &str) -> Result<Arc<Instrument>, ConflictError> {
+fn counter(
+    registry: &Registry,
+    name: &str,
+    unit: &str,
+    description: &str,
+) -> Result<Arc<Instrument>, ConflictError> {
     registry.instrument(
         Descriptor {
             name: name.into(),
@@ -53,7 +58,12 @@ impl SelfTelemetry {
     /// Registers the self-metrics in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, ConflictError> {
         Ok(Self {
-            accepted: counter(registry, "wasmtel.intake.events.accepted", "{event}", "Events accepted by the intake.")?,
+            accepted: counter(
+                registry,
+                "wasmtel.intake.events.accepted",
+                "{event}",
+                "Events accepted by the intake.",
+            )?,
             rejected: counter(
                 registry,
                 "wasmtel.intake.requests.rejected",
@@ -82,20 +92,25 @@ impl SelfTelemetry {
 
     /// Counts one rejected request.
     pub fn request_rejected(&self, reason: &str) {
-        self.rejected.record(&[("reason", ValueRef::Str(reason))], 1.0);
+        self.rejected
+            .record(&[("reason", ValueRef::Str(reason))], 1.0);
     }
 
     /// Counts one export batch that was delivered (`ok`) or given up on.
     pub fn export_batch(&self, signal: Signal, ok: bool) {
         let outcome = if ok { "ok" } else { "failed" };
         self.batches.record(
-            &[("outcome", ValueRef::Str(outcome)), ("signal", ValueRef::Str(signal.as_str()))],
+            &[
+                ("outcome", ValueRef::Str(outcome)),
+                ("signal", ValueRef::Str(signal.as_str())),
+            ],
             1.0,
         );
     }
 
     /// Counts items dropped from a full export queue.
     pub fn export_dropped(&self, signal: Signal, n: usize) {
-        self.dropped.record(&[("signal", ValueRef::Str(signal.as_str()))], n as f64);
+        self.dropped
+            .record(&[("signal", ValueRef::Str(signal.as_str()))], n as f64);
     }
 }

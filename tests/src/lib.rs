@@ -56,7 +56,9 @@ impl Receiver {
             .route("/v1/metrics", post(metrics))
             .route("/v1/logs", post(logs))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("receiver");
@@ -76,14 +78,21 @@ impl Receiver {
 
     /// Runs `f` over what was received so far.
     pub fn with<T>(&self, f: impl FnOnce(&Received) -> T) -> T {
-        f(&self.shared.received.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&self
+            .shared
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Waits until `done` holds for what was received, or panics after 10 s.
     pub async fn wait_until(&self, what: &str, done: impl Fn(&Received) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !self.with(&done) {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -95,9 +104,18 @@ impl Drop for Receiver {
     }
 }
 
-fn accept<T: Message + Default>(shared: &Shared, headers: HeaderMap, body: &Bytes, store: impl FnOnce(&mut Received, T)) -> StatusCode {
-    let status = StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
-    let mut received = shared.received.lock().unwrap_or_else(PoisonError::into_inner);
+fn accept<T: Message + Default>(
+    shared: &Shared,
+    headers: HeaderMap,
+    body: &Bytes,
+    store: impl FnOnce(&mut Received, T),
+) -> StatusCode {
+    let status =
+        StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+    let mut received = shared
+        .received
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     received.headers.push(headers);
     if !status.is_success() {
         received.refused += 1;
@@ -123,7 +141,12 @@ async fn logs(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> 
 /// Renders an OTLP attribute list as `key → display value`, for exact comparisons.
 pub fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
     kvs.iter()
-        .map(|kv| (kv.key.clone(), kv.value.as_ref().map(show).unwrap_or_default()))
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.as_ref().map(show).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -134,7 +157,10 @@ pub fn show(v: &AnyValue) -> String {
         Some(any_value::Value::BoolValue(b)) => b.to_string(),
         Some(any_value::Value::IntValue(i)) => i.to_string(),
         Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(any_value::Value::ArrayValue(a)) => format!("[{}]", a.values.iter().map(show).collect::<Vec<_>>().join(",")),
+        Some(any_value::Value::ArrayValue(a)) => format!(
+            "[{}]",
+            a.values.iter().map(show).collect::<Vec<_>>().join(",")
+        ),
         Some(any_value::Value::KvlistValue(l)) => format!("{:?}", attrs(&l.values)),
         Some(other) => format!("{other:?}"),
         None => String::new(),
@@ -151,7 +177,12 @@ pub struct Answer {
 }
 
 /// POSTs `body` to `http://{addr}/v1/events` with a content type and optional gzip.
-pub async fn post_events(addr: SocketAddr, content_type: Option<&str>, body: Vec<u8>, gzip: bool) -> Answer {
+pub async fn post_events(
+    addr: SocketAddr,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+    gzip: bool,
+) -> Answer {
     let mut req = reqwest::Client::new().post(format!("http://{addr}/v1/events"));
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
@@ -178,12 +209,18 @@ pub fn gzipped(data: &[u8]) -> Vec<u8> {
 
 /// Lines of NDJSON from JSON values.
 pub fn ndjson(events: &[serde_json::Value]) -> Vec<u8> {
-    events.iter().map(|e| format!("{e}\n")).collect::<String>().into_bytes()
+    events
+        .iter()
+        .map(|e| format!("{e}\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// Fetches `http://{addr}/metrics` as text.
 pub async fn scrape(addr: SocketAddr) -> String {
-    let response = reqwest::get(format!("http://{addr}/metrics")).await.expect("scrape");
+    let response = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("scrape");
     assert_eq!(response.status(), 200);
     response.text().await.expect("text")
 }
@@ -198,7 +235,9 @@ impl Exposition {
         let samples = text
             .lines()
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|line| parse_sample(line).unwrap_or_else(|| panic!("malformed sample line: {line}")))
+            .map(|line| {
+                parse_sample(line).unwrap_or_else(|| panic!("malformed sample line: {line}"))
+            })
             .collect();
         Self(samples)
     }
@@ -206,7 +245,11 @@ impl Exposition {
     /// The value of the one sample named `name` whose labels, `otel_scope_name` aside, are exactly `labels`.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let matching: Vec<f64> = self.matching(name, labels).map(|(_, v)| v).collect();
-        assert!(matching.len() <= 1, "{name} {labels:?} matches {} samples", matching.len());
+        assert!(
+            matching.len() <= 1,
+            "{name} {labels:?} matches {} samples",
+            matching.len()
+        );
         matching.first().copied()
     }
 
@@ -221,19 +264,31 @@ impl Exposition {
             .filter(move |(n, l, _)| {
                 n == name
                     && l.len() - usize::from(l.contains_key("otel_scope_name")) == labels.len()
-                    && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
             })
             .map(|(_, l, v)| (l, *v))
     }
 
     /// Every sample named `name`, whatever its labels.
-    pub fn samples<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (&'a BTreeMap<String, String>, f64)> + 'a {
-        self.0.iter().filter(move |(n, _, _)| n == name).map(|(_, l, v)| (l, *v))
+    pub fn samples<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a BTreeMap<String, String>, f64)> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _, _)| n == name)
+            .map(|(_, l, v)| (l, *v))
     }
 
     /// The sum of every sample named `name`, whatever its labels.
     pub fn total(&self, name: &str) -> f64 {
-        self.0.iter().filter(|(n, _, _)| n == name).map(|(_, _, v)| v).sum()
+        self.0
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v)
+            .sum()
     }
 
     /// How many samples are named `name`.
@@ -245,7 +300,9 @@ impl Exposition {
 fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
     let name_end = line.find(['{', ' '])?;
     let name = &line[..name_end];
-    let valid_name = name.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
+    let valid_name = name.chars().enumerate().all(|(i, c)| {
+        c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+    });
     if name.is_empty() || !valid_name {
         return None;
     }

@@ -66,7 +66,12 @@ impl Forward {
     }
 
     fn gauge(&self, field: &str) -> Option<Arc<Instrument>> {
-        if let Some(found) = self.gauges.read().unwrap_or_else(PoisonError::into_inner).get(field) {
+        if let Some(found) = self
+            .gauges
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(field)
+        {
             return found.clone();
         }
         let mut gauges = self.gauges.write().unwrap_or_else(PoisonError::into_inner);

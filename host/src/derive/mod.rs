@@ -74,10 +74,16 @@ impl Deriver {
             let rule = Rule::build(rc, registry)?;
             if rc.event_type == "*" {
                 deriver.any_type.push(rule);
-            } else if let Some((_, rules)) = deriver.by_type.iter_mut().find(|(t, _)| **t == *rc.event_type) {
+            } else if let Some((_, rules)) = deriver
+                .by_type
+                .iter_mut()
+                .find(|(t, _)| **t == *rc.event_type)
+            {
                 rules.push(rule);
             } else {
-                deriver.by_type.push((rc.event_type.as_str().into(), vec![rule]));
+                deriver
+                    .by_type
+                    .push((rc.event_type.as_str().into(), vec![rule]));
             }
         }
         Ok(deriver)

@@ -79,7 +79,9 @@ pub const DEFAULT_BUCKETS: &[f64] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
     /// An attribute source is not an event field.
-    #[error("rule `{rule}`: attribute `{key}` reads `{source_name}`, which is not an event field (model, engine, device_id, org_id, request_id, stream, error, event_type, attributes.<key>)")]
+    #[error(
+        "rule `{rule}`: attribute `{key}` reads `{source_name}`, which is not an event field (model, engine, device_id, org_id, request_id, stream, error, event_type, attributes.<key>)"
+    )]
     UnknownSource {
         /// The rule's instrument name.
         rule: String,
@@ -136,7 +138,11 @@ impl Source {
             "stream" => Source::Stream,
             "error" => Source::Error,
             "event_type" => Source::EventType,
-            _ => Source::Attribute(name.strip_prefix("attributes.").filter(|k| !k.is_empty())?.into()),
+            _ => Source::Attribute(
+                name.strip_prefix("attributes.")
+                    .filter(|k| !k.is_empty())?
+                    .into(),
+            ),
         })
     }
 

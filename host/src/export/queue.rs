@@ -52,7 +52,10 @@ impl<T> DropOldestQueue<T> {
 
     /// The number of queued items.
     pub fn len(&self) -> usize {
-        self.items.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Whether the queue is empty.

@@ -29,10 +29,17 @@ impl MediaType {
             return Ok(MediaType::Json);
         };
         let raw = value.to_str().unwrap_or("");
-        let essence = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = raw
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "application/json" => Ok(MediaType::Json),
-            "application/x-ndjson" | "application/ndjson" | "application/jsonl"
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
             | "application/x-jsonlines" => Ok(MediaType::Ndjson),
             _ => Err(IntakeError::UnsupportedMediaType(raw.to_owned())),
         }
@@ -94,19 +101,30 @@ mod tests {
         assert_eq!(&gunzip(&gz(b"hello"), 5).expect("fits")[..], b"hello");
         let bomb = gz(&vec![b'a'; 10 * 1024 * 1024]);
         assert!(bomb.len() < 20 * 1024, "a bomb compresses well");
-        assert!(matches!(gunzip(&bomb, 1024), Err(IntakeError::TooLarge { limit: 1024 })));
-        assert!(matches!(gunzip(b"not gzip", 1024), Err(IntakeError::BadGzip(_))));
+        assert!(matches!(
+            gunzip(&bomb, 1024),
+            Err(IntakeError::TooLarge { limit: 1024 })
+        ));
+        assert!(matches!(
+            gunzip(b"not gzip", 1024),
+            Err(IntakeError::BadGzip(_))
+        ));
     }
 
     #[test]
     fn media_types() {
         let mut h = HeaderMap::new();
         assert_eq!(MediaType::of(&h).expect("none"), MediaType::Json);
-        h.insert(CONTENT_TYPE, "application/json; charset=utf-8".parse().expect("hv"));
+        h.insert(
+            CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().expect("hv"),
+        );
         assert_eq!(MediaType::of(&h).expect("json"), MediaType::Json);
         h.insert(CONTENT_TYPE, "Application/X-NDJSON".parse().expect("hv"));
         assert_eq!(MediaType::of(&h).expect("ndjson"), MediaType::Ndjson);
         h.insert(CONTENT_TYPE, "text/csv".parse().expect("hv"));
-        assert!(matches!(MediaType::of(&h), Err(IntakeError::UnsupportedMediaType(t)) if t == "text/csv"));
+        assert!(
+            matches!(MediaType::of(&h), Err(IntakeError::UnsupportedMediaType(t)) if t == "text/csv")
+        );
     }
 }

@@ -1,6 +1,5 @@
 //! Parsing of a `/v1/events` body: one JSON event, a JSON array of events, or NDJSON.
 
-use serde::Deserialize;
 use serde_json::Deserializer;
 use serde_path_to_error::Segment;
 
@@ -47,33 +46,39 @@ pub fn parse(body: &[u8]) -> Result<Vec<Event<'_>>, ParseError> {
 fn parse_stream(body: &[u8]) -> Result<Vec<Event<'_>>, serde_json::Error> {
     let newlines = body.iter().filter(|b| **b == b'\n').count();
     let mut events = Vec::with_capacity(newlines + 1);
-    let mut de = Deserializer::from_slice(body);
-    while de.end().is_err() {
-        events.push(Event::deserialize(&mut de)?);
+    for event in Deserializer::from_slice(body).into_iter::<Event<'_>>() {
+        events.push(event?);
     }
     Ok(events)
 }
 
 /// Parses `body` again, tracking field paths, to say where the first problem is.
 fn diagnose(body: &[u8], array: bool) -> ParseError {
-    let mut de = Deserializer::from_slice(body);
     let mut index = 0;
     let mut field = Vec::new();
+    // Where the failing value starts: 0 for an array, after the last good event for a stream.
+    let mut offset = 0;
     let failure = if array {
+        let mut de = Deserializer::from_slice(body);
         match serde_path_to_error::deserialize::<_, Vec<Event<'_>>>(&mut de) {
             Err(e) => Some(locate(e, &mut index, &mut field)),
             Ok(_) => de.end().err(),
         }
     } else {
-        let mut failure = None;
-        while de.end().is_err() {
-            if let Err(e) = serde_path_to_error::deserialize::<_, Event<'_>>(&mut de) {
-                failure = Some(locate(e, &mut index, &mut field));
-                break;
+        let mut stream = Deserializer::from_slice(body).into_iter::<Event<'_>>();
+        loop {
+            match stream.next() {
+                None => break None,
+                Some(Ok(_)) => index += 1,
+                Some(Err(_)) => {
+                    offset = stream.byte_offset();
+                    let mut de = Deserializer::from_slice(&body[offset..]);
+                    break serde_path_to_error::deserialize::<_, Event<'_>>(&mut de)
+                        .err()
+                        .map(|e| locate(e, &mut 0, &mut field));
+                }
             }
-            index += 1;
         }
-        failure
     };
     // The fast path failed, so the slow path fails too; stay total regardless.
     let Some(inner) = failure else {
@@ -90,10 +95,22 @@ fn diagnose(body: &[u8], array: bool) -> ParseError {
         .rsplit_once(" at line ")
         .map_or(message.as_str(), |(m, _)| m)
         .to_owned();
+    let before = &body[..offset];
+    let lines_before = before.iter().filter(|b| **b == b'\n').count();
+    let column_before = before.len()
+        - before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+    let (line, column) = (inner.line().max(1), inner.column().max(1));
     ParseError {
         message,
-        line: inner.line().max(1),
-        column: inner.column().max(1),
+        line: lines_before + line,
+        column: if line == 1 {
+            column_before + column
+        } else {
+            column
+        },
         index,
         field: (!field.is_empty()).then(|| field.join(".")),
     }
@@ -124,10 +141,18 @@ mod tests {
     #[test]
     fn accepts_single_object_array_and_ndjson() {
         assert_eq!(parse(br#"{"event_type":"a"}"#).expect("one").len(), 1);
-        assert_eq!(parse(br#" [{"event_type":"a"},{"event_type":"b"}] "#).expect("array").len(), 2);
+        assert_eq!(
+            parse(br#" [{"event_type":"a"},{"event_type":"b"}] "#)
+                .expect("array")
+                .len(),
+            2
+        );
         let nd = b"{\"event_type\":\"a\"}\n\n{\"event_type\":\"b\"}\r\n{\"event_type\":\"c\"}\n";
         let events = parse(nd).expect("ndjson");
-        assert_eq!(events.iter().map(|e| &*e.event_type).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            events.iter().map(|e| &*e.event_type).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
         assert_eq!(parse(b"[]").expect("empty array").len(), 0);
     }
 
@@ -136,6 +161,7 @@ mod tests {
         let nd = b"{\"event_type\":\"a\"}\n{\"event_type\":\"b\"}\n{\"event_type\":\"c\",\"metrics\":{\"ttfc_ms\":\"fast\"}}\n";
         let err = parse(nd).expect_err("bad");
         assert_eq!(err.line, 3);
+        assert_eq!(err.column, 45, "just past the offending value");
         assert_eq!(err.index, 2);
         assert_eq!(err.field.as_deref(), Some("metrics.ttfc_ms"));
         assert_eq!(err.message, "invalid type: string \"fast\", expected f64");
@@ -145,19 +171,30 @@ mod tests {
     fn names_the_array_element() {
         let body = b"[{\"event_type\":\"a\"},\n {\"event_type\":\"b\",\"stream\":1}]";
         let err = parse(body).expect_err("bad");
-        assert_eq!((err.line, err.index, err.field.as_deref()), (2, 1, Some("stream")));
+        assert_eq!(
+            (err.line, err.index, err.field.as_deref()),
+            (2, 1, Some("stream"))
+        );
     }
 
     #[test]
     fn reports_syntax_errors_and_empty_bodies() {
         let err = parse(b"{\"event_type\":\"a\"}\n{\"event_type\":\n").expect_err("truncated");
         assert_eq!((err.line, err.index), (3, 1));
-        assert!(err.message.starts_with("EOF while parsing"), "{}", err.message);
+        assert!(
+            err.message.starts_with("EOF while parsing"),
+            "{}",
+            err.message
+        );
         let err = parse(b" \n ").expect_err("empty");
         assert_eq!(err.message, "the body holds no events");
         let err = parse(b"[{\"event_type\":\"a\"}] trailing").expect_err("trailing");
         assert_eq!(err.message, "trailing characters");
         let err = parse(b"42").expect_err("not an object");
-        assert!(err.message.starts_with("invalid type: integer `42`"), "{}", err.message);
+        assert!(
+            err.message.starts_with("invalid type: integer `42`"),
+            "{}",
+            err.message
+        );
     }
 }

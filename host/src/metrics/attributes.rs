@@ -89,7 +89,10 @@ pub struct AttributeSet {
 impl AttributeSet {
     /// Builds an owned set from a borrowed list that is already sorted by key.
     pub fn from_sorted(attrs: &AttrsRef<'_>, hash: u64) -> Self {
-        debug_assert!(attrs.windows(2).all(|w| w[0].0 < w[1].0), "unsorted attributes");
+        debug_assert!(
+            attrs.windows(2).all(|w| w[0].0 < w[1].0),
+            "unsorted attributes"
+        );
         let pairs = attrs
             .iter()
             .map(|(k, v)| (Arc::from(*k), v.to_owned_value()))
@@ -155,7 +158,7 @@ impl PartialEq for AttributeSet {
 
 /// Hashes a sorted borrowed attribute list; equal lists hash equally whether owned or borrowed.
 pub fn hash_attrs(attrs: &AttrsRef<'_>) -> u64 {
-    let mut h = foldhash::fast::FixedState::with_seed(0x7761_736d_7465_6c).build_hasher();
+    let mut h = foldhash::fast::FixedState::with_seed(0x0077_6173_6d74_656c).build_hasher();
     for (k, v) in attrs {
         h.write(k.as_bytes());
         h.write_u8(0xff);
@@ -218,6 +221,9 @@ mod tests {
             (Arc::from("k"), Value::Int(1)),
             (Arc::from("k"), Value::Int(2)),
         ]);
-        assert_eq!(set.iter().collect::<Vec<_>>(), vec![("k", ValueRef::Int(2))]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            vec![("k", ValueRef::Int(2))]
+        );
     }
 }

@@ -90,7 +90,11 @@ impl Instrument {
                 table.with_series(attrs, LastValue::default, |a| a.update(value));
             }
             Storage::Histogram(bounds, table) => {
-                table.with_series(attrs, || Histogram::new(bounds.clone()), |a| a.update(value));
+                table.with_series(
+                    attrs,
+                    || Histogram::new(bounds.clone()),
+                    |a| a.update(value),
+                );
             }
         }
     }
@@ -136,7 +140,9 @@ mod tests {
     }
 
     fn sum_of(inst: &Instrument) -> f64 {
-        let Storage::Sum(table) = inst.storage() else { panic!("not a sum") };
+        let Storage::Sum(table) = inst.storage() else {
+            panic!("not a sum")
+        };
         let mut total = 0.0;
         table.for_each(|s| total += s.aggregator.value());
         total

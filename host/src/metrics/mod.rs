@@ -18,7 +18,9 @@ pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 
 /// Two registrations of one name disagree on kind, unit or bucket bounds.
 #[derive(Debug, thiserror::Error)]
-#[error("instrument `{name}` is already registered as {existing}, cannot register it as {requested}")]
+#[error(
+    "instrument `{name}` is already registered as {existing}, cannot register it as {requested}"
+)]
 pub struct ConflictError {
     name: String,
     existing: String,
@@ -47,16 +49,29 @@ impl Registry {
     ///
     /// Names compare case-insensitively, as the OpenTelemetry specification
     /// asks; a second registration with another kind, unit or bounds fails.
-    pub fn instrument(&self, descriptor: Descriptor, bounds: &[f64]) -> Result<Arc<Instrument>, ConflictError> {
+    pub fn instrument(
+        &self,
+        descriptor: Descriptor,
+        bounds: &[f64],
+    ) -> Result<Arc<Instrument>, ConflictError> {
         let key = descriptor.name.to_ascii_lowercase();
-        if let Some(found) = self.by_name.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        if let Some(found) = self
+            .by_name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
             return Self::check_same(found, &descriptor, bounds);
         }
         let mut by_name = self.by_name.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(found) = by_name.get(&key) {
             return Self::check_same(found, &descriptor, bounds);
         }
-        let instrument = Arc::new(Instrument::new(descriptor, Arc::from(bounds), self.cardinality_limit));
+        let instrument = Arc::new(Instrument::new(
+            descriptor,
+            Arc::from(bounds),
+            self.cardinality_limit,
+        ));
         by_name.insert(key, instrument.clone());
         self.order
             .write()
@@ -65,7 +80,11 @@ impl Registry {
         Ok(instrument)
     }
 
-    fn check_same(found: &Arc<Instrument>, wanted: &Descriptor, bounds: &[f64]) -> Result<Arc<Instrument>, ConflictError> {
+    fn check_same(
+        found: &Arc<Instrument>,
+        wanted: &Descriptor,
+        bounds: &[f64],
+    ) -> Result<Arc<Instrument>, ConflictError> {
         let have = found.descriptor();
         let same_bounds = match found.storage() {
             Storage::Histogram(b, _) => **b == *bounds,
@@ -83,7 +102,10 @@ impl Registry {
 
     /// The instruments in registration order.
     pub fn instruments(&self) -> Vec<Arc<Instrument>> {
-        self.order.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.order
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The per-instrument cardinality limit.
@@ -109,8 +131,12 @@ mod tests {
     #[test]
     fn same_name_returns_the_same_instrument_and_conflicts_are_errors() {
         let reg = Registry::new(10);
-        let a = reg.instrument(desc("a.b", InstrumentKind::Counter, "s"), &[]).expect("new");
-        let again = reg.instrument(desc("A.B", InstrumentKind::Counter, "s"), &[]).expect("same");
+        let a = reg
+            .instrument(desc("a.b", InstrumentKind::Counter, "s"), &[])
+            .expect("new");
+        let again = reg
+            .instrument(desc("A.B", InstrumentKind::Counter, "s"), &[])
+            .expect("same");
         assert!(Arc::ptr_eq(&a, &again));
         let err = reg
             .instrument(desc("a.b", InstrumentKind::Gauge, "s"), &[])

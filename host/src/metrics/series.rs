@@ -48,7 +48,12 @@ impl<A> SeriesTable<A> {
     }
 
     /// Applies `update` to the series for `attrs` (sorted by key), creating it with `create` if new.
-    pub fn with_series(&self, attrs: &AttrsRef<'_>, create: impl FnOnce() -> A, update: impl FnOnce(&A)) {
+    pub fn with_series(
+        &self,
+        attrs: &AttrsRef<'_>,
+        create: impl FnOnce() -> A,
+        update: impl FnOnce(&A),
+    ) {
         let hash = hash_attrs(attrs);
         {
             let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
@@ -67,7 +72,10 @@ impl<A> SeriesTable<A> {
             self.overflowed.fetch_add(1, Ordering::Relaxed);
             let series = self.overflow.get_or_init(|| {
                 Arc::new(Series {
-                    attributes: AttributeSet::from_pairs(vec![(Arc::from(OVERFLOW_KEY), Value::Bool(true))]),
+                    attributes: AttributeSet::from_pairs(vec![(
+                        Arc::from(OVERFLOW_KEY),
+                        Value::Bool(true),
+                    )]),
                     aggregator: create(),
                     start_unix_nano: unix_nanos(),
                 })
@@ -137,7 +145,11 @@ mod tests {
         assert_eq!(table.overflowed(), 2);
         let mut seen = Vec::new();
         table.for_each(|s| {
-            let attrs: Vec<_> = s.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let attrs: Vec<_> = s
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             seen.push((attrs.join(","), s.aggregator.value()));
         });
         seen.sort_by(|a, b| a.0.cmp(&b.0));

@@ -52,7 +52,8 @@ impl OtlpClient {
         defaults.insert(CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
         for (k, v) in headers {
             let name = HeaderName::try_from(k.as_str()).map_err(|_| HeaderError(k.clone()))?;
-            let mut value = HeaderValue::try_from(v.as_str()).map_err(|_| HeaderError(k.clone()))?;
+            let mut value =
+                HeaderValue::try_from(v.as_str()).map_err(|_| HeaderError(k.clone()))?;
             value.set_sensitive(true);
             defaults.insert(name, value);
         }
@@ -125,5 +126,9 @@ fn describe(e: &reqwest::Error) -> String {
         last = s.to_string();
         source = s.source();
     }
-    if e.is_connect() { format!("cannot connect: {last}") } else { last }
+    if e.is_connect() {
+        format!("cannot connect: {last}")
+    } else {
+        last
+    }
 }

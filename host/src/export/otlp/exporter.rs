@@ -35,7 +35,12 @@ impl<T> Channel<T> {
         let Some(url) = url else { return Ok(None) };
         Ok(Some(Self {
             queue: Arc::new(DropOldestQueue::new(capacity)),
-            client: Arc::new(OtlpClient::new(url, signal, &config.headers, config.timeout())?),
+            client: Arc::new(OtlpClient::new(
+                url,
+                signal,
+                &config.headers,
+                config.timeout(),
+            )?),
         }))
     }
 }
@@ -59,7 +64,12 @@ impl OtlpExporter {
         resource: Resource,
         telemetry: SelfTelemetry,
     ) -> Result<Option<Self>, HeaderError> {
-        let metrics = Channel::open(config, config.metrics_url(), "metrics", config.metrics_queue)?;
+        let metrics = Channel::open(
+            config,
+            config.metrics_url(),
+            "metrics",
+            config.metrics_queue,
+        )?;
         let logs = Channel::open(config, config.logs_url(), "logs", config.logs_queue)?;
         if metrics.is_none() && logs.is_none() {
             return Ok(None);
@@ -120,7 +130,9 @@ impl OtlpExporter {
                     queue: ch.queue.clone(),
                     client: ch.client.clone(),
                     batch: self.logs_batch,
-                    encode: Box::new(move |records| Bytes::from(logs::request(records, &resource).encode_to_vec())),
+                    encode: Box::new(move |records| {
+                        Bytes::from(logs::request(records, &resource).encode_to_vec())
+                    }),
                     telemetry: self.telemetry.clone(),
                     signal: Signal::Logs,
                 }
@@ -135,7 +147,9 @@ impl EventSink for OtlpExporter {
     fn accept(&self, events: &[Event<'_>]) {
         let Some(ch) = &self.logs else { return };
         let observed = unix_nanos();
-        let dropped = ch.queue.push(events.iter().map(|e| logs::record(e, observed)));
+        let dropped = ch
+            .queue
+            .push(events.iter().map(|e| logs::record(e, observed)));
         if dropped > 0 {
             self.telemetry.export_dropped(Signal::Logs, dropped);
         }

@@ -2,7 +2,8 @@
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
-    AnyValue as ProtoAny, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
+    AnyValue as ProtoAny, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+    any_value::Value,
 };
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 

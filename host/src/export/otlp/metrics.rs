@@ -3,8 +3,8 @@
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
-    ScopeMetrics, Sum, metric::Data, number_data_point::Value,
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, metric::Data, number_data_point::Value,
 };
 
 use super::{key_values, resource};
@@ -17,9 +17,14 @@ pub fn encode(registry: &Registry, res: &Resource) -> ExportMetricsServiceReques
     let now = unix_nanos();
     let mut scopes: Vec<ScopeMetrics> = Vec::new();
     for instrument in registry.instruments() {
-        let Some(metric) = metric(&instrument, now) else { continue };
+        let Some(metric) = metric(&instrument, now) else {
+            continue;
+        };
         let scope = instrument.descriptor().scope;
-        match scopes.iter_mut().find(|s| s.scope.as_ref().is_some_and(|sc| sc.name == scope)) {
+        match scopes
+            .iter_mut()
+            .find(|s| s.scope.as_ref().is_some_and(|sc| sc.name == scope))
+        {
             Some(s) => s.metrics.push(metric),
             None => scopes.push(ScopeMetrics {
                 scope: Some(InstrumentationScope {
@@ -41,7 +46,12 @@ pub fn encode(registry: &Registry, res: &Resource) -> ExportMetricsServiceReques
     }
 }
 
-fn number(attrs: &crate::metrics::attributes::AttributeSet, start: u64, now: u64, v: f64) -> NumberDataPoint {
+fn number(
+    attrs: &crate::metrics::attributes::AttributeSet,
+    start: u64,
+    now: u64,
+    v: f64,
+) -> NumberDataPoint {
     NumberDataPoint {
         attributes: key_values(attrs),
         start_time_unix_nano: start,
@@ -57,7 +67,14 @@ fn metric(instrument: &Instrument, now: u64) -> Option<Metric> {
     let data = match instrument.storage() {
         Storage::Sum(table) => {
             let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| points.push(number(&s.attributes, s.start_unix_nano, now, s.aggregator.value())));
+            table.for_each(|s| {
+                points.push(number(
+                    &s.attributes,
+                    s.start_unix_nano,
+                    now,
+                    s.aggregator.value(),
+                ))
+            });
             (!points.is_empty()).then_some(Data::Sum(Sum {
                 data_points: points,
                 aggregation_temporality: cumulative,
@@ -66,8 +83,17 @@ fn metric(instrument: &Instrument, now: u64) -> Option<Metric> {
         }
         Storage::LastValue(table) => {
             let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| points.push(number(&s.attributes, s.start_unix_nano, now, s.aggregator.value())));
-            (!points.is_empty()).then_some(Data::Gauge(Gauge { data_points: points }))
+            table.for_each(|s| {
+                points.push(number(
+                    &s.attributes,
+                    s.start_unix_nano,
+                    now,
+                    s.aggregator.value(),
+                ))
+            });
+            (!points.is_empty()).then_some(Data::Gauge(Gauge {
+                data_points: points,
+            }))
         }
         Storage::Histogram(bounds, table) => {
             let mut points = Vec::with_capacity(table.len());

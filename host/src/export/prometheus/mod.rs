@@ -40,11 +40,13 @@ fn render_instrument(out: &mut String, instrument: &Instrument) {
     match instrument.storage() {
         Storage::Sum(table) if !table.is_empty() => {
             header(out);
-            table.for_each(|s| sample(out, &name, &s.attributes, scope, None, s.aggregator.value()));
+            table
+                .for_each(|s| sample(out, &name, &s.attributes, scope, None, s.aggregator.value()));
         }
         Storage::LastValue(table) if !table.is_empty() => {
             header(out);
-            table.for_each(|s| sample(out, &name, &s.attributes, scope, None, s.aggregator.value()));
+            table
+                .for_each(|s| sample(out, &name, &s.attributes, scope, None, s.aggregator.value()));
         }
         Storage::Histogram(bounds, table) if !table.is_empty() => {
             header(out);
@@ -56,7 +58,14 @@ fn render_instrument(out: &mut String, instrument: &Instrument) {
                 for (i, n) in p.bucket_counts.iter().enumerate() {
                     cumulative += n;
                     let le = bounds.get(i).copied().unwrap_or(f64::INFINITY);
-                    sample(out, &bucket, &s.attributes, scope, Some(le), cumulative as f64);
+                    sample(
+                        out,
+                        &bucket,
+                        &s.attributes,
+                        scope,
+                        Some(le),
+                        cumulative as f64,
+                    );
                 }
                 sample(out, &sum, &s.attributes, scope, None, p.sum);
                 sample(out, &count, &s.attributes, scope, None, p.count as f64);
@@ -66,7 +75,14 @@ fn render_instrument(out: &mut String, instrument: &Instrument) {
     }
 }
 
-fn sample(out: &mut String, name: &str, attrs: &AttributeSet, scope: Option<&str>, le: Option<f64>, value: f64) {
+fn sample(
+    out: &mut String,
+    name: &str,
+    attrs: &AttributeSet,
+    scope: Option<&str>,
+    le: Option<f64>,
+    value: f64,
+) {
     out.push_str(name);
     write_labels(out, attrs, scope, le);
     out.push(' ');
@@ -162,15 +178,24 @@ mod tests {
             kind,
             scope: "s",
         };
-        let c = registry.instrument(d("req", "{request}", InstrumentKind::Counter), &[]).expect("c");
-        let h = registry.instrument(d("lat", "s", InstrumentKind::Histogram), &[0.5, 1.0]).expect("h");
-        registry.instrument(d("unused", "", InstrumentKind::Gauge), &[]).expect("g");
+        let c = registry
+            .instrument(d("req", "{request}", InstrumentKind::Counter), &[])
+            .expect("c");
+        let h = registry
+            .instrument(d("lat", "s", InstrumentKind::Histogram), &[0.5, 1.0])
+            .expect("h");
+        registry
+            .instrument(d("unused", "", InstrumentKind::Gauge), &[])
+            .expect("g");
         c.record(&[("a.b", ValueRef::Str("q\"\n\\"))], 2.0);
         h.record(&[], 0.25);
         h.record(&[], 0.75);
         h.record(&[], 3.0);
         let text = render(&registry, &Resource::detect(&ResourceConfig::default()));
-        let body = text.split_once("# HELP req").map(|(_, b)| b).expect("req family");
+        let body = text
+            .split_once("# HELP req")
+            .map(|(_, b)| b)
+            .expect("req family");
         assert_eq!(
             body,
             "_total Line one\\nline \\\\two\n# TYPE req_total counter\n\
@@ -182,7 +207,9 @@ mod tests {
              lat_seconds_sum{otel_scope_name=\"s\"} 4\n\
              lat_seconds_count{otel_scope_name=\"s\"} 3\n"
         );
-        assert!(text.starts_with("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{"));
+        assert!(text.starts_with(
+            "# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{"
+        ));
         assert!(text.contains("service_name=\"wasmtel\""));
     }
 
@@ -199,7 +226,14 @@ mod tests {
 
     #[test]
     fn values_are_formatted_for_prometheus() {
-        let cases = [(1.0, "1"), (0.1, "0.1"), (-2.5, "-2.5"), (1e300, "1e300"), (f64::INFINITY, "+Inf"), (f64::NAN, "NaN")];
+        let cases = [
+            (1.0, "1"),
+            (0.1, "0.1"),
+            (-2.5, "-2.5"),
+            (1e300, "1e300"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NAN, "NaN"),
+        ];
         for (v, want) in cases {
             let mut s = String::new();
             write_value(&mut s, v);

@@ -56,14 +56,18 @@ fn sanitize(name: &str, allow_colon: bool) -> String {
 /// The unit word(s) Prometheus names carry for a UCUM unit.
 fn unit_suffix(unit: &str, kind: InstrumentKind) -> String {
     if unit == "1" {
-        return if kind == InstrumentKind::Gauge { "ratio".into() } else { String::new() };
+        return if kind == InstrumentKind::Gauge {
+            "ratio".into()
+        } else {
+            String::new()
+        };
     }
     let (main, per) = match unit.split_once('/') {
         Some((m, p)) => (m, Some(p)),
         None => (unit, None),
     };
     let main = unit_word(main);
-    let per = per.map(|p| per_word(p)).filter(|p| !p.is_empty());
+    let per = per.map(per_word).filter(|p| !p.is_empty());
     match (main.is_empty(), per) {
         (_, None) => main,
         (true, Some(p)) => format!("per_{p}"),
@@ -127,13 +131,48 @@ mod tests {
     #[test]
     fn names_follow_the_otlp_to_prometheus_rules() {
         let cases = [
-            ("gen_ai.server.request.duration", "s", Histogram, "gen_ai_server_request_duration_seconds"),
-            ("gen_ai.client.token.usage", "{token}", Histogram, "gen_ai_client_token_usage"),
-            ("inference.requests", "{request}", Counter, "inference_requests_total"),
-            ("http.server.requests.total", "", Counter, "http_server_requests_total"),
-            ("system.memory.utilization", "1", Gauge, "system_memory_utilization_ratio"),
-            ("process.memory.usage", "By", UpDownCounter, "process_memory_usage_bytes"),
-            ("inference.throughput", "{token}/s", Histogram, "inference_throughput_per_second"),
+            (
+                "gen_ai.server.request.duration",
+                "s",
+                Histogram,
+                "gen_ai_server_request_duration_seconds",
+            ),
+            (
+                "gen_ai.client.token.usage",
+                "{token}",
+                Histogram,
+                "gen_ai_client_token_usage",
+            ),
+            (
+                "inference.requests",
+                "{request}",
+                Counter,
+                "inference_requests_total",
+            ),
+            (
+                "http.server.requests.total",
+                "",
+                Counter,
+                "http_server_requests_total",
+            ),
+            (
+                "system.memory.utilization",
+                "1",
+                Gauge,
+                "system_memory_utilization_ratio",
+            ),
+            (
+                "process.memory.usage",
+                "By",
+                UpDownCounter,
+                "process_memory_usage_bytes",
+            ),
+            (
+                "inference.throughput",
+                "{token}/s",
+                Histogram,
+                "inference_throughput_per_second",
+            ),
             ("net.io", "By/s", Gauge, "net_io_bytes_per_second"),
             ("latency_seconds", "s", Gauge, "latency_seconds"),
             ("9lives..x", "", Gauge, "_9lives_x"),

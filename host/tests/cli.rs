@@ -1,0 +1,193 @@
+//! Tests of the `wasmtel` binary itself: signals, exit codes, the demo, config errors.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use wasmtel_tests::{Exposition, Receiver, scrape};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wasmtel");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Served {
+    child: Child,
+    intake: String,
+    prometheus: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `wasmtel serve` with a config file and waits until the intake answers.
+async fn serve(extra: &str) -> Served {
+    let (intake, prom) = (free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("wasmtel.toml");
+    let toml = format!(
+        "[intake]\nlisten = \"127.0.0.1:{intake}\"\n[prometheus]\nlisten = \"127.0.0.1:{prom}\"\n{extra}"
+    );
+    std::fs::write(&path, toml).expect("write config");
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wasmtel");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", intake)).is_err() {
+        assert!(Instant::now() < deadline, "wasmtel did not start listening");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Served {
+        child,
+        intake: format!("http://127.0.0.1:{intake}"),
+        prometheus: ([127, 0, 0, 1], prom).into(),
+        _dir: dir,
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait(mut child: Child) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "wasmtel did not exit");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_flush_exports_and_exit_zero() {
+    for sig in ["-TERM", "-INT"] {
+        let receiver = Receiver::start().await;
+        let served = serve(&format!(
+            "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n",
+            receiver.endpoint()
+        ))
+        .await;
+        let events = "{\"event_type\":\"generation_completed\",\"model\":\"m\",\"metrics\":{\"total_duration_ms\":40}}\n".repeat(3);
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/events", served.intake))
+            .header("content-type", "application/x-ndjson")
+            .body(events)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), 202);
+        signal(&served.child, sig);
+        let out = wait(served.child);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{sig}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        receiver.with(|r| {
+            assert_eq!(r.metrics.len(), 1, "{sig}: final metrics flushed");
+            let logged: usize = r
+                .logs
+                .iter()
+                .map(|l| l.resource_logs[0].scope_logs[0].log_records.len())
+                .sum();
+            assert_eq!(logged, 3, "{sig}: every event forwarded as a log record");
+        });
+    }
+}
+
+#[tokio::test]
+async fn demo_sends_events_that_show_up_on_metrics() {
+    let served = serve("").await;
+    let out = tokio::task::spawn_blocking({
+        let target = served.intake.clone();
+        move || {
+            Command::new(BIN)
+                .args([
+                    "demo",
+                    "--target",
+                    &target,
+                    "--requests",
+                    "40",
+                    "--rate",
+                    "400",
+                ])
+                .output()
+                .expect("demo runs")
+        }
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: f64 = stdout
+        .split_once("requests (")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected summary: {stdout}"));
+    assert!(stdout.starts_with("sent 40 requests"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("demo: 40 requests"),
+        "progress line"
+    );
+    let m = Exposition::parse(&scrape(served.prometheus).await);
+    assert_eq!(m.total("inference_requests_total"), 40.0);
+    assert_eq!(
+        m.value("wasmtel_intake_events_accepted_total", &[]),
+        Some(events)
+    );
+    signal(&served.child, "-TERM");
+    assert_eq!(wait(served.child).status.code(), Some(0));
+}
+
+#[test]
+fn a_bad_config_file_is_named_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[intake]\nlisten = 4318\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "invalid config file {}: line 2, column 10",
+            path.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn demo_against_nothing_explains_itself() {
+    let port = free_port();
+    let out = Command::new(BIN)
+        .args([
+            "demo",
+            "--target",
+            &format!("http://127.0.0.1:{port}"),
+            "--requests",
+            "1",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is `wasmtel serve` running?"));
+}
