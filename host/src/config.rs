@@ -369,7 +369,8 @@ fn percent_decode(s: &str) -> Result<String, String> {
                 .get(i + 1..i + 3)
                 .ok_or_else(|| format!("`{s}` ends in a bare %"))?;
             let mut b = [0u8];
-            hex::decode_to_slice(hex, &mut b).map_err(|_| format!("`{s}` has a bad %-escape"))?;
+            const_hex::decode_to_slice(hex, &mut b)
+                .map_err(|_| format!("`{s}` has a bad %-escape"))?;
             out.push(b[0]);
             i += 3;
         } else {

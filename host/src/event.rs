@@ -244,7 +244,7 @@ fn hex_id<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<Option<[u8;
         return Ok(None);
     };
     let mut id = [0u8; N];
-    hex::decode_to_slice(text.as_bytes(), &mut id)
+    const_hex::decode_to_slice(text.as_bytes(), &mut id)
         .map_err(|_| de::Error::custom(format_args!("`{}` is not {} hex digits", &*text, 2 * N)))?;
     if id == [0u8; N] {
         return Err(de::Error::custom("an all-zero id is invalid"));
@@ -270,11 +270,11 @@ mod tests {
         ));
         assert_eq!(e.time_unix_nano, Some(1_793_534_409_388_162_000));
         assert_eq!(
-            e.trace_id.map(hex::encode).as_deref(),
+            e.trace_id.map(const_hex::encode).as_deref(),
             Some("1818e811892f902bd23f0824128b2f33")
         );
         assert_eq!(
-            e.span_id.map(hex::encode).as_deref(),
+            e.span_id.map(const_hex::encode).as_deref(),
             Some("9531985d5d9dc9f8")
         );
         assert_eq!(e.metrics.get("ttfc_ms"), Some(65.5));

@@ -71,7 +71,7 @@ pub fn device_id(host: &str, mac: Option<&str>) -> String {
     digest.update(host.as_bytes());
     digest.update(b"\n");
     digest.update(mac.unwrap_or("").as_bytes());
-    hex::encode(&digest.finalize()[..16])
+    const_hex::encode(&digest.finalize()[..16])
 }
 
 /// The MAC address of the interface holding the default route, else of the first physical one.
