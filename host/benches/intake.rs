@@ -189,19 +189,25 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
+    // This benchmark runs on shared, noisy machines: alternate the two for
+    // several rounds and report each one's best round.
     let rate = |f: &dyn Fn()| {
         let start = Instant::now();
         let mut batches = 0u64;
-        while start.elapsed() < Duration::from_secs(3) {
+        while start.elapsed() < Duration::from_millis(500) {
             f();
             batches += 1;
         }
         (batches * EVENTS as u64) as f64 / start.elapsed().as_secs_f64()
     };
-    let ours = rate(&|| wasmtel_once(&pipeline, black_box(&body)));
-    let peer = rate(&|| sdk.once(black_box(&body)));
+    let (mut ours, mut peer) = (0.0f64, 0.0f64);
+    for _ in 0..6 {
+        ours = ours.max(rate(&|| wasmtel_once(&pipeline, black_box(&body))));
+        peer = peer.max(rate(&|| sdk.once(black_box(&body))));
+    }
     println!(
-        "\nparse + derive + aggregate, one core: wasmtel {:.2} M events/s, serde_json::Value + opentelemetry_sdk {:.2} M events/s, ratio {:.1}x\n",
+        "\nparse + derive + aggregate, one core, best of 6 rounds: wasmtel {:.2} M events/s, \
+         serde_json::Value + opentelemetry_sdk {:.2} M events/s, ratio {:.1}x\n",
         ours / 1e6,
         peer / 1e6,
         ours / peer

@@ -223,33 +223,33 @@ fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
 }
 
 fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    let Some(text) = Option::<Text<'de>>::deserialize(d)? else {
-        return Ok(None);
-    };
-    let parsed = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| {
-            de::Error::custom(format_args!(
-                "`{}` is not an RFC 3339 timestamp ({e})",
-                &*text
-            ))
-        })?;
-    let nanos = parsed.unix_timestamp_nanos();
-    u64::try_from(nanos)
-        .map(Some)
-        .map_err(|_| de::Error::custom(format_args!("`{}` is before 1970", &*text)))
+    Option::<Text<'de>>::deserialize(d)?
+        .map(|text| unix_nanos(&text).map_err(de::Error::custom))
+        .transpose()
 }
 
 fn hex_id<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<Option<[u8; N]>, D::Error> {
-    let Some(text) = Option::<Text<'de>>::deserialize(d)? else {
-        return Ok(None);
-    };
+    Option::<Text<'de>>::deserialize(d)?
+        .map(|text| trace_context_id(&text).map_err(de::Error::custom))
+        .transpose()
+}
+
+/// Converts an RFC 3339 timestamp to Unix nanoseconds.
+pub fn unix_nanos(text: &str) -> Result<u64, String> {
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp ({e})"))?;
+    u64::try_from(parsed.unix_timestamp_nanos()).map_err(|_| format!("`{text}` is before 1970"))
+}
+
+/// Decodes a W3C trace or span id: `2 * N` hex digits, not all zero.
+pub fn trace_context_id<const N: usize>(text: &str) -> Result<[u8; N], String> {
     let mut id = [0u8; N];
     const_hex::decode_to_slice(text.as_bytes(), &mut id)
-        .map_err(|_| de::Error::custom(format_args!("`{}` is not {} hex digits", &*text, 2 * N)))?;
+        .map_err(|_| format!("`{text}` is not {} hex digits", 2 * N))?;
     if id == [0u8; N] {
-        return Err(de::Error::custom("an all-zero id is invalid"));
+        return Err("an all-zero id is invalid".into());
     }
-    Ok(Some(id))
+    Ok(id)
 }
 
 #[cfg(test)]

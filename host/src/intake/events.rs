@@ -24,8 +24,11 @@ pub struct ParseError {
 
 /// Parses every event in `body`, or none: the first problem rejects the whole batch.
 ///
-/// UTF-8 is validated once for the whole body, so that strings need no
-/// per-string check while parsing.
+/// UTF-8 is validated once for the whole body. The hand-written [`scan`]ner
+/// reads well-formed bodies; anything it declines is parsed again by
+/// serde_json, which either reads it or says precisely what is wrong.
+///
+/// [`scan`]: super::scan
 pub fn parse(body: &[u8]) -> Result<Vec<Event<'_>>, ParseError> {
     let body = std::str::from_utf8(body).map_err(|e| not_utf8(body, e))?;
     let start = body.bytes().position(|b| !b.is_ascii_whitespace());
@@ -38,13 +41,20 @@ pub fn parse(body: &[u8]) -> Result<Vec<Event<'_>>, ParseError> {
             field: None,
         });
     };
+    if let Some(events) = super::scan::events(body) {
+        return Ok(events);
+    }
     let array = body.as_bytes()[start] == b'[';
-    let fast = if array {
+    with_serde(body).map_err(|_| diagnose(body.as_bytes(), array))
+}
+
+/// Parses a JSON array of events or a stream of event objects with serde_json.
+pub fn with_serde(body: &str) -> Result<Vec<Event<'_>>, serde_json::Error> {
+    if body.trim_start().starts_with('[') {
         serde_json::from_str::<Vec<Event<'_>>>(body)
     } else {
         parse_stream(body)
-    };
-    fast.map_err(|_| diagnose(body.as_bytes(), array))
+    }
 }
 
 /// Parses whitespace-separated JSON objects (NDJSON, or a single object).

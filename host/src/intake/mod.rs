@@ -3,6 +3,7 @@
 pub mod body;
 pub mod error;
 pub mod events;
+pub mod scan;
 
 use std::sync::Arc;
 
