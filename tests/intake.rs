@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Completed, exposition, start, step};
+use common::{Completed, exposition, post_ndjson, start, step};
 use serde_json::json;
 use wasmtel_tests::{gzipped, ndjson, post_events};
 
@@ -148,17 +148,7 @@ async fn genai_rules_yield_exact_counts_and_sums() {
 #[tokio::test]
 async fn a_malformed_line_rejects_the_whole_request() {
     let host = start("").await;
-    let ok = Completed {
-        model: "m1",
-        engine: "vllm",
-        total_ms: 1.0,
-        ttfc_ms: None,
-        tpot_ms: None,
-        input: 1,
-        output: 1,
-        throughput: None,
-        error: None,
-    };
+    let ok = Completed::ok("m1", "vllm");
     let mut body = ndjson(&[ok.event(1), ok.event(2), ok.event(3)]);
     body.extend_from_slice(
         b"{\"event_type\":\"generation_completed\",\"metrics\":{\"ttfc_ms\":\"fast\"}}\n",
@@ -356,41 +346,13 @@ async fn past_the_cardinality_limit_new_series_fold_into_the_overflow_series() {
     let events: Vec<_> = (0..5u32)
         .map(|i| {
             let model = format!("model-{i}");
-            Completed {
-                model: &model,
-                engine: "e",
-                total_ms: 1.0,
-                ttfc_ms: None,
-                tpot_ms: None,
-                input: 1,
-                output: 1,
-                throughput: None,
-                error: None,
-            }
-            .event(i)
+            Completed::ok(&model, "e").event(i)
         })
         .collect();
-    let r = post_events(
-        host.intake_addr(),
-        Some("application/x-ndjson"),
-        ndjson(&events),
-        false,
-    )
-    .await;
+    let r = post_ndjson(&host, &events).await;
     assert_eq!(r.status, 202);
     // A further measurement for an admitted series still lands in it.
-    let again = Completed {
-        model: "model-0",
-        engine: "e",
-        total_ms: 1.0,
-        ttfc_ms: None,
-        tpot_ms: None,
-        input: 1,
-        output: 1,
-        throughput: None,
-        error: None,
-    }
-    .event(9);
+    let again = Completed::ok("model-0", "e").event(9);
     post_events(
         host.intake_addr(),
         Some("application/json"),
@@ -450,13 +412,7 @@ attributes = { "gen_ai.request.model" = "model", "tenant" = "attributes.tenant" 
         json!({"event_type":"generation_completed","model":"m1","engine":"vllm","metrics":{"ttfc_ms":12.5,"output_tokens":7}}),
         json!({"event_type":"generation_completed","model":"m1","engine":"vllm","metrics":{"ttfc_ms":30}}),
     ];
-    let r = post_events(
-        host.intake_addr(),
-        Some("application/x-ndjson"),
-        ndjson(&events),
-        false,
-    )
-    .await;
+    let r = post_ndjson(&host, &events).await;
     assert_eq!(r.status, 202);
     let m = exposition(&host).await;
     assert_eq!(

@@ -6,10 +6,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use common::{Completed, exposition, start, step};
+use common::{Completed, exposition, post_ndjson, start, step};
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric::Data};
 use serde_json::json;
-use wasmtel_tests::{Receiver, attrs, ndjson, post_events};
+use wasmtel_tests::{Receiver, attrs};
 
 fn config(receiver: &Receiver, extra: &str) -> String {
     format!(
@@ -44,13 +44,7 @@ async fn metrics_and_logs_arrive_as_otlp_protobuf() {
     let mut started = step("generation_started", 1);
     started["attributes"] = json!({ "region": "eu-west", "gpu": { "index": 0 }, "tags": ["a", 1] });
     let events = [started, ok.event(1), ok.event(2), failed.event(3)];
-    let r = post_events(
-        host.intake_addr(),
-        Some("application/x-ndjson"),
-        ndjson(&events),
-        false,
-    )
-    .await;
+    let r = post_ndjson(&host, &events).await;
     assert_eq!(r.status, 202);
     host.collect_now();
     receiver
@@ -229,13 +223,7 @@ async fn a_down_collector_never_blocks_intake_and_the_oldest_records_are_dropped
     receiver.answer(503);
     let host = start(&config(&receiver, "logs_queue = 10\nlogs_batch = 10\n")).await;
     let events: Vec<_> = (0..50).map(|i| step("chunk_produced", i)).collect();
-    let r = post_events(
-        host.intake_addr(),
-        Some("application/x-ndjson"),
-        ndjson(&events),
-        false,
-    )
-    .await;
+    let r = post_ndjson(&host, &events).await;
     assert_eq!(r.status, 202, "intake answers while the collector is down");
     receiver
         .wait_until("a refused attempt", |r| r.refused >= 2)
@@ -289,24 +277,11 @@ async fn shutdown_flushes_pending_metrics_and_logs() {
     let receiver = Receiver::start().await;
     let host = start(&config(&receiver, "")).await;
     let ok = Completed {
-        model: "m1",
-        engine: "vllm",
         total_ms: 10.0,
-        ttfc_ms: None,
-        tpot_ms: None,
-        input: 1,
-        output: 1,
-        throughput: None,
-        error: None,
+        ..Completed::ok("m1", "vllm")
     };
     let events: Vec<_> = (0..7).map(|i| ok.event(i)).collect();
-    post_events(
-        host.intake_addr(),
-        Some("application/x-ndjson"),
-        ndjson(&events),
-        false,
-    )
-    .await;
+    post_ndjson(&host, &events).await;
     host.shutdown().await;
     receiver.with(|r| {
         assert_eq!(

@@ -5,9 +5,9 @@ mod common;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use common::{Completed, start};
+use common::{Completed, post_ndjson, start};
 use serde_json::json;
-use wasmtel_tests::{Exposition, ndjson, post_events, scrape};
+use wasmtel_tests::{Exposition, post_events, scrape};
 
 /// Runs `promtool check metrics`; without promtool the check is skipped locally but fails in CI.
 fn promtool_check(text: &str) {
@@ -76,13 +76,7 @@ async fn promtool_accepts_the_exposition() {
         .event(2),
         json!({"event_type":"generation_started","model":"m"}),
     ];
-    let r = post_events(
-        host.intake_addr(),
-        Some("application/x-ndjson"),
-        ndjson(&events),
-        false,
-    )
-    .await;
+    let r = post_ndjson(&host, &events).await;
     assert_eq!(r.status, 202);
     post_events(host.intake_addr(), Some("text/csv"), b"x".to_vec(), false).await;
     let text = scrape(host.prometheus_addr().expect("on")).await;

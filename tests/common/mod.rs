@@ -33,7 +33,22 @@ pub(crate) struct Completed<'a> {
     pub(crate) error: Option<&'a str>,
 }
 
-impl Completed<'_> {
+impl<'a> Completed<'a> {
+    /// A successful request of `model` on `engine` lasting 1 ms, one token in and out, nothing else.
+    pub(crate) fn ok(model: &'a str, engine: &'a str) -> Self {
+        Self {
+            model,
+            engine,
+            total_ms: 1.0,
+            ttfc_ms: None,
+            tpot_ms: None,
+            input: 1,
+            output: 1,
+            throughput: None,
+            error: None,
+        }
+    }
+
     /// The `generation_completed` event, numbered `seq` (request and trace ids derive from it).
     pub(crate) fn event(&self, seq: u32) -> Value {
         let mut metrics = json!({ "total_duration_ms": self.total_ms, "input_tokens": self.input, "output_tokens": self.output });
@@ -58,6 +73,17 @@ impl Completed<'_> {
         }
         e
     }
+}
+
+/// POSTs `events` to the host's intake as NDJSON.
+pub(crate) async fn post_ndjson(host: &Host, events: &[Value]) -> wasmtel_tests::Answer {
+    wasmtel_tests::post_events(
+        host.intake_addr(),
+        Some("application/x-ndjson"),
+        wasmtel_tests::ndjson(events),
+        false,
+    )
+    .await
 }
 
 /// A `generation_started` or `chunk_produced` event, which the GenAI rules record nothing for.

@@ -9,6 +9,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 
 use super::{key_values, resource};
 use crate::clock::unix_nanos;
+use crate::metrics::aggregation::{LastValue, Sum as SumAggregator};
+use crate::metrics::series::SeriesTable;
 use crate::metrics::{Instrument, InstrumentKind, Registry, Storage};
 use crate::resource::Resource;
 
@@ -61,20 +63,30 @@ fn number(
     }
 }
 
+/// One number point per series of a Sum or LastValue table.
+fn number_points<A>(
+    table: &SeriesTable<A>,
+    now: u64,
+    value: impl Fn(&A) -> f64,
+) -> Vec<NumberDataPoint> {
+    let mut points = Vec::with_capacity(table.len());
+    table.for_each(|s| {
+        points.push(number(
+            &s.attributes,
+            s.start_unix_nano,
+            now,
+            value(&s.aggregator),
+        ))
+    });
+    points
+}
+
 fn metric(instrument: &Instrument, now: u64) -> Option<Metric> {
     let d = instrument.descriptor();
     let cumulative = AggregationTemporality::Cumulative as i32;
     let data = match instrument.storage() {
         Storage::Sum(table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                points.push(number(
-                    &s.attributes,
-                    s.start_unix_nano,
-                    now,
-                    s.aggregator.value(),
-                ))
-            });
+            let points = number_points(table, now, SumAggregator::value);
             (!points.is_empty()).then_some(Data::Sum(Sum {
                 data_points: points,
                 aggregation_temporality: cumulative,
@@ -82,15 +94,7 @@ fn metric(instrument: &Instrument, now: u64) -> Option<Metric> {
             }))
         }
         Storage::LastValue(table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                points.push(number(
-                    &s.attributes,
-                    s.start_unix_nano,
-                    now,
-                    s.aggregator.value(),
-                ))
-            });
+            let points = number_points(table, now, LastValue::value);
             (!points.is_empty()).then_some(Data::Gauge(Gauge {
                 data_points: points,
             }))
