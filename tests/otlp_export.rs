@@ -362,3 +362,65 @@ async fn an_unreachable_collector_is_logged_once_per_state_change() {
     assert_eq!(lines("OTLP export is delivering"), 1);
     drop(host);
 }
+
+#[tokio::test]
+async fn metrics_are_pushed_every_interval_and_counted_ok() {
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        "[otlp]\nendpoint = \"{}\"\ninterval = \"300ms\"\nlogs = false\n",
+        receiver.endpoint()
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &[Completed::ok("m1", "vllm").event(1)]).await;
+    receiver
+        .wait_until("three interval exports", |r| r.metrics.len() >= 3)
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = exposition(&host).await;
+        let ok = m.value(
+            "wasmtel_export_batches_total",
+            &[("outcome", "ok"), ("signal", "metrics")],
+        );
+        if ok.is_some_and(|n| n >= 3.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ok batches not counted: {ok:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    receiver.with(|r| {
+        let stamps: Vec<u64> = r
+            .metrics
+            .iter()
+            .map(|m| {
+                let derived = m.resource_metrics[0]
+                    .scope_metrics
+                    .iter()
+                    .find(|s| {
+                        s.scope
+                            .as_ref()
+                            .is_some_and(|sc| sc.name == "wasmtel.derive")
+                    })
+                    .expect("derived");
+                let Some(Data::Sum(sum)) = &derived
+                    .metrics
+                    .iter()
+                    .find(|x| x.name == "inference.requests")
+                    .expect("requests")
+                    .data
+                else {
+                    panic!("sum")
+                };
+                sum.data_points[0].time_unix_nano
+            })
+            .collect();
+        assert!(
+            stamps.windows(2).all(|w| w[1] > w[0]),
+            "each export is a new collection: {stamps:?}"
+        );
+    });
+    host.shutdown().await;
+}

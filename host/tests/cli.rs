@@ -24,6 +24,11 @@ struct Served {
 
 /// Starts `wasmtel serve` with a config file and waits until the intake answers.
 async fn serve(extra: &str) -> Served {
+    serve_with_env(extra, &[]).await
+}
+
+/// Starts `wasmtel serve` with a config file and extra environment variables.
+async fn serve_with_env(extra: &str, env: &[(&str, String)]) -> Served {
     let (intake, prom) = (free_port(), free_port());
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("wasmtel.toml");
@@ -34,6 +39,7 @@ async fn serve(extra: &str) -> Served {
     let child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(&path)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -72,11 +78,26 @@ fn wait(mut child: Child) -> Output {
 async fn sigterm_and_sigint_flush_exports_and_exit_zero() {
     for sig in ["-TERM", "-INT"] {
         let receiver = Receiver::start().await;
-        let served = serve(&format!(
-            "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n",
-            receiver.endpoint()
-        ))
-        .await;
+        // SIGTERM: configured in the file; SIGINT: configured by OpenTelemetry variables alone.
+        let served = if sig == "-TERM" {
+            let toml = format!(
+                "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n",
+                receiver.endpoint()
+            );
+            serve(&toml).await
+        } else {
+            let env = [
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+                ("OTEL_METRIC_EXPORT_INTERVAL", "3600000".to_owned()),
+                ("OTEL_SERVICE_NAME", "from-env".to_owned()),
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    "deployment.environment=staging".to_owned(),
+                ),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=t%201".to_owned()),
+            ];
+            serve_with_env("", &env).await
+        };
         let events = "{\"event_type\":\"generation_completed\",\"model\":\"m\",\"metrics\":{\"total_duration_ms\":40}}\n".repeat(3);
         let response = reqwest::Client::new()
             .post(format!("{}/v1/events", served.intake))
@@ -102,6 +123,16 @@ async fn sigterm_and_sigint_flush_exports_and_exit_zero() {
                 .map(|l| l.resource_logs[0].scope_logs[0].log_records.len())
                 .sum();
             assert_eq!(logged, 3, "{sig}: every event forwarded as a log record");
+            if sig == "-INT" {
+                let resource = r.metrics[0].resource_metrics[0]
+                    .resource
+                    .as_ref()
+                    .expect("resource");
+                let attrs = wasmtel_tests::attrs(&resource.attributes);
+                assert_eq!(attrs["service.name"], "from-env");
+                assert_eq!(attrs["deployment.environment"], "staging");
+                assert!(r.headers.iter().all(|h| h["x-tenant"] == "t 1"));
+            }
         });
     }
 }
