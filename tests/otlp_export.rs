@@ -46,7 +46,7 @@ async fn metrics_and_logs_arrive_as_otlp_protobuf() {
     let events = [started, ok.event(1), ok.event(2), failed.event(3)];
     let r = post_ndjson(&host, &events).await;
     assert_eq!(r.status, 202);
-    host.collect_now();
+    host.collect_now().await;
     receiver
         .wait_until("a metrics batch", |r| !r.metrics.is_empty())
         .await;
@@ -255,7 +255,7 @@ async fn a_rejected_batch_is_counted_failed_and_not_retried() {
     let receiver = Receiver::start().await;
     receiver.answer(400);
     let host = start(&config(&receiver, "logs = false")).await;
-    host.collect_now();
+    host.collect_now().await;
     receiver
         .wait_until("one refused batch", |r| r.refused == 1)
         .await;
@@ -342,8 +342,8 @@ async fn an_unreachable_collector_is_logged_once_per_state_change() {
             .filter(|l| l.contains(&url) && l.contains(needle))
             .count()
     };
-    host.collect_now();
-    host.collect_now();
+    host.collect_now().await;
+    host.collect_now().await;
     receiver
         .wait_until("several failed attempts", |r| r.refused >= 4)
         .await;
@@ -354,7 +354,7 @@ async fn an_unreachable_collector_is_logged_once_per_state_change() {
         .await;
     assert_eq!(lines("OTLP export is delivering"), 1);
     receiver.answer(503);
-    host.collect_now();
+    host.collect_now().await;
     receiver
         .wait_until("a new failure", |r| r.refused >= 6)
         .await;

@@ -61,6 +61,90 @@ pub struct Config {
     pub derive: DeriveConfig,
     /// `[resource]`: who this host says it is.
     pub resource: ResourceConfig,
+    /// `[plugins]`: the plugin directory and sandbox limits.
+    pub plugins: PluginsConfig,
+    /// `[[exporters]]`: integrations served by exporter plugins.
+    pub exporters: Vec<ExporterConfig>,
+}
+
+/// The `[plugins]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Where `.wasm` plugins (and their `<name>.toml` configs) are loaded from (default `./plugins`).
+    pub dir: std::path::PathBuf,
+    /// Memory cap per plugin instance, in bytes (default 64 MiB).
+    pub memory_limit_bytes: usize,
+    /// Deadline per plugin call (default 100 ms).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub call_timeout: Option<Duration>,
+    /// Per-plugin configuration tables, by plugin name (`[plugins.config.statsd]`).
+    pub config: BTreeMap<String, toml::Table>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: "plugins".into(),
+            memory_limit_bytes: 64 * 1024 * 1024,
+            call_timeout: None,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// The sandbox limits for every plugin.
+    pub fn limits(&self) -> crate::plugins::Limits {
+        crate::plugins::Limits {
+            memory_bytes: self.memory_limit_bytes,
+            call_timeout: self.call_timeout.unwrap_or(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// One `[[exporters]]` entry: an integration whose wire format an exporter plugin owns.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExporterConfig {
+    /// The plugin (`statsd`, or a `.wasm` in the plugin directory, by file stem).
+    pub plugin: String,
+    /// Where the host sends: `udp://host:port` or an `http(s)://` base URL.
+    pub endpoint: String,
+    /// How often metrics are exported (default 10 s).
+    #[serde(
+        default,
+        deserialize_with = "duration",
+        serialize_with = "show_duration"
+    )]
+    pub interval: Option<Duration>,
+    /// Credential headers the host adds to every HTTP request; the plugin never sees them.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// Flattens a TOML table to the dotted string pairs plugins receive.
+pub fn flatten(table: &toml::Table) -> Vec<(String, String)> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(t) => walk(&key, t, out),
+                toml::Value::String(s) => out.push((key, s.clone())),
+                other => out.push((key, other.to_string())),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", table, &mut out);
+    out
 }
 
 /// The `[intake]` section.

@@ -14,9 +14,11 @@ use crate::config::Config;
 use crate::derive::{Deriver, RuleError};
 use crate::export::otlp::client::HeaderError;
 use crate::export::otlp::exporter::OtlpExporter;
+use crate::export::plugin::PluginExporter;
 use crate::export::prometheus;
 use crate::metrics::{ConflictError, Registry};
 use crate::pipeline::{EventSink, Pipeline};
+use crate::plugins::{ExporterPlugin, Runtime, catalog};
 use crate::resource::Resource;
 use crate::telemetry::SelfTelemetry;
 
@@ -42,6 +44,14 @@ pub enum StartError {
     /// Two instruments share a name with different shapes.
     #[error(transparent)]
     Conflict(#[from] ConflictError),
+    /// An exporter plugin could not be loaded or configured.
+    #[error("exporter `{plugin}`: {reason}")]
+    Plugin {
+        /// The plugin name.
+        plugin: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// A started host. Dropping it without [`Host::shutdown`] aborts its tasks.
@@ -54,6 +64,7 @@ pub struct Host {
     otlp: Option<Arc<OtlpExporter>>,
     drain: watch::Sender<Option<tokio::time::Instant>>,
     exports: Vec<JoinHandle<()>>,
+    plugin_exporters: Vec<Arc<PluginExporter>>,
     shutdown_timeout: std::time::Duration,
 }
 
@@ -81,6 +92,7 @@ impl Host {
             .iter()
             .map(|o| o.clone() as Arc<dyn EventSink>)
             .collect();
+        let plugin_exporters = plugin_exporters(config, &registry, &resource, &telemetry)?;
         let pipeline = Arc::new(Pipeline::new(deriver, sinks, telemetry));
 
         let (stop, stopped) = watch::channel(false);
@@ -112,7 +124,13 @@ impl Host {
             servers.push(serve(listener, app, stopped));
         }
         let (drain, drained) = watch::channel(None);
-        let exports = otlp.as_ref().map(|o| o.spawn(drained)).unwrap_or_default();
+        let mut exports = otlp
+            .as_ref()
+            .map(|o| o.spawn(drained.clone()))
+            .unwrap_or_default();
+        for exporter in &plugin_exporters {
+            exports.push(tick(exporter.clone(), drained.clone()));
+        }
         tracing::info!(intake = %intake_addr, prometheus = ?prometheus_addr,
             otlp_metrics = ?config.otlp.metrics_url(), otlp_logs = ?config.otlp.logs_url(), "wasmtel is serving");
         Ok(Self {
@@ -124,6 +142,7 @@ impl Host {
             otlp,
             drain,
             exports,
+            plugin_exporters,
             shutdown_timeout: config.otlp.shutdown_timeout(),
         })
     }
@@ -143,10 +162,13 @@ impl Host {
         &self.registry
     }
 
-    /// Queues a metrics export now, as the interval timer would.
-    pub fn collect_now(&self) {
+    /// Exports metrics now, as the interval timers would: queues an OTLP batch and runs every plugin exporter.
+    pub async fn collect_now(&self) {
         if let Some(otlp) = &self.otlp {
             otlp.collect();
+        }
+        for exporter in &self.plugin_exporters {
+            exporter.export_metrics().await;
         }
     }
 
@@ -161,6 +183,14 @@ impl Host {
         }
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let _ = self.drain.send(Some(deadline));
+        for exporter in &self.plugin_exporters {
+            if tokio::time::timeout_at(deadline, exporter.export_metrics())
+                .await
+                .is_err()
+            {
+                tracing::warn!("a plugin exporter did not finish its final export in time");
+            }
+        }
         for task in std::mem::take(&mut self.exports) {
             let abort = task.abort_handle();
             if tokio::time::timeout_at(deadline, task).await.is_err() {
@@ -181,6 +211,72 @@ impl Drop for Host {
             .chain(&self.exports)
             .for_each(JoinHandle::abort);
     }
+}
+
+/// Loads every `[[exporters]]` entry's plugin and binds it to its endpoint.
+fn plugin_exporters(
+    config: &Config,
+    registry: &Arc<Registry>,
+    resource: &Resource,
+    telemetry: &SelfTelemetry,
+) -> Result<Vec<Arc<PluginExporter>>, StartError> {
+    if config.exporters.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runtime = Runtime::shared().map_err(|e| StartError::Plugin {
+        plugin: "*".into(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for entry in &config.exporters {
+        let fail = |reason: String| StartError::Plugin {
+            plugin: entry.plugin.clone(),
+            reason,
+        };
+        let (bytes, origin) = catalog::component(&config.plugins.dir, &entry.plugin)
+            .map_err(|e| fail(e.to_string()))?;
+        let component = runtime.compile(&bytes).map_err(|e| fail(e.to_string()))?;
+        let settings = catalog::config(&config.plugins, &entry.plugin, &entry.config)
+            .map_err(|e| fail(e.to_string()))?;
+        let plugin = ExporterPlugin::load(
+            &runtime,
+            &entry.plugin,
+            &component,
+            settings,
+            config.plugins.limits(),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        tracing::info!(plugin = %entry.plugin, origin = ?origin, endpoint = %entry.endpoint, "exporter plugin loaded");
+        let exporter = PluginExporter::new(
+            Arc::new(plugin),
+            entry,
+            registry.clone(),
+            resource.clone(),
+            telemetry.clone(),
+        )
+        .map_err(fail)?;
+        out.push(Arc::new(exporter));
+    }
+    Ok(out)
+}
+
+/// Exports through a plugin exporter every interval until the host drains.
+fn tick(
+    exporter: Arc<PluginExporter>,
+    mut drain: crate::export::delivery::Drain,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = exporter.interval();
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    exporter.export_metrics().await;
+                }
+                _ = drain.changed() => return,
+            }
+        }
+    })
 }
 
 fn serve(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {

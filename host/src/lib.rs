@@ -14,6 +14,7 @@ pub mod host;
 pub mod intake;
 pub mod metrics;
 pub mod pipeline;
+pub mod plugins;
 pub mod resource;
 pub mod telemetry;
 

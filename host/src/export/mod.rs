@@ -2,5 +2,6 @@
 
 pub mod delivery;
 pub mod otlp;
+pub mod plugin;
 pub mod prometheus;
 pub mod queue;

@@ -1,0 +1,360 @@
+//! Delivery for exporter plugins: the plugin encodes, the host sends.
+//!
+//! Requests go only to the integration's configured endpoint: a plugin
+//! chooses the path of an HTTP request (never the scheme, host or port) and
+//! the host adds the integration's credential headers after the plugin's own,
+//! so a plugin can neither read nor override them. UDP datagrams go to the
+//! endpoint's address.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::net::UdpSocket;
+
+use crate::config::ExporterConfig;
+use crate::metrics::Registry;
+use crate::plugins::ExporterPlugin;
+use crate::plugins::bindings::encoder::{HttpRequest, Outbound, Outcome, Response, Signals};
+use crate::plugins::bindings::types::Temporality;
+use crate::plugins::convert::{DeltaTracker, metric_batch};
+use crate::resource::Resource;
+use crate::telemetry::{SelfTelemetry, Signal};
+
+/// How many times a batch is retried when the plugin classifies a response as retryable.
+pub const MAX_RETRIES: u32 = 3;
+
+/// Where an integration's data goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `udp://host:port`.
+    Udp(SocketAddr),
+    /// An `http://` or `https://` base URL; request paths are appended to it.
+    Http(reqwest::Url),
+}
+
+impl Endpoint {
+    /// Parses `udp://host:port` or an `http(s)://` URL.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(addr) = text.strip_prefix("udp://") {
+            use std::net::ToSocketAddrs;
+            let resolved = addr
+                .to_socket_addrs()
+                .map_err(|e| format!("endpoint `{text}`: {e}"))?
+                .next();
+            return resolved
+                .map(Endpoint::Udp)
+                .ok_or_else(|| format!("endpoint `{text}`: no address"));
+        }
+        let url = reqwest::Url::parse(text).map_err(|e| format!("endpoint `{text}`: {e}"))?;
+        match url.scheme() {
+            "http" | "https" if url.host().is_some() => Ok(Endpoint::Http(url)),
+            _ => Err(format!(
+                "endpoint `{text}`: use udp://host:port or an http(s):// URL"
+            )),
+        }
+    }
+}
+
+/// Why an outbound request was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundError {
+    /// The path would leave the endpoint.
+    #[error("plugin path `{0}` is not a path on the endpoint")]
+    BadPath(String),
+    /// A datagram for an HTTP endpoint, or a request for a UDP one.
+    #[error("a {0} cannot be sent to this endpoint")]
+    WrongKind(&'static str),
+    /// The method or a header is not valid HTTP.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+/// Builds the URL for a plugin's path: only a path (and query) on the endpoint's base.
+pub fn url_for(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, OutboundError> {
+    let bad = || OutboundError::BadPath(path.to_owned());
+    if !path.starts_with('/')
+        || path.starts_with("//")
+        || path.contains(['\\', '#'])
+        || path.chars().any(char::is_control)
+    {
+        return Err(bad());
+    }
+    let joined = format!("{}{}", base.as_str().trim_end_matches('/'), path);
+    let url = reqwest::Url::parse(&joined).map_err(|_| bad())?;
+    let same_origin = url.scheme() == base.scheme()
+        && url.host() == base.host()
+        && url.port_or_known_default() == base.port_or_known_default();
+    if !same_origin || !url.path().starts_with(base.path().trim_end_matches('/')) {
+        return Err(bad());
+    }
+    Ok(url)
+}
+
+/// An integration served by an exporter plugin.
+pub struct PluginExporter {
+    plugin: Arc<ExporterPlugin>,
+    endpoint: Endpoint,
+    credentials: HeaderMap,
+    interval: Duration,
+    http: reqwest::Client,
+    udp: Mutex<Option<Arc<UdpSocket>>>,
+    delta: Mutex<Option<DeltaTracker>>,
+    registry: Arc<Registry>,
+    resource: Resource,
+    telemetry: SelfTelemetry,
+}
+
+impl PluginExporter {
+    /// Binds `plugin` to the integration configured in `config`.
+    pub fn new(
+        plugin: Arc<ExporterPlugin>,
+        config: &ExporterConfig,
+        registry: Arc<Registry>,
+        resource: Resource,
+        telemetry: SelfTelemetry,
+    ) -> Result<Self, String> {
+        let endpoint = Endpoint::parse(&config.endpoint)?;
+        let mut credentials = HeaderMap::new();
+        for (k, v) in &config.headers {
+            let name = HeaderName::try_from(k.as_str())
+                .map_err(|_| format!("invalid header name `{k}`"))?;
+            let mut value = HeaderValue::try_from(v.as_str())
+                .map_err(|_| format!("invalid value for header `{k}`"))?;
+            value.set_sensitive(true);
+            credentials.insert(name, value);
+        }
+        let delta = (plugin.info().temporality == Temporality::Delta).then(DeltaTracker::default);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .user_agent(concat!("wasmtel/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            plugin,
+            endpoint,
+            credentials,
+            interval: config.interval.unwrap_or(Duration::from_secs(10)),
+            http,
+            udp: Mutex::new(None),
+            delta: Mutex::new(delta),
+            registry,
+            resource,
+            telemetry,
+        })
+    }
+
+    /// The export interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Collects, encodes in the plugin, and sends one metric batch; `true` when all of it was delivered.
+    pub async fn export_metrics(self: &Arc<Self>) -> bool {
+        if !self.plugin.info().signals.contains(Signals::METRICS) {
+            return true;
+        }
+        let me = self.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            let mut delta = me.delta.lock().unwrap_or_else(PoisonError::into_inner);
+            let batch = metric_batch(&me.registry, &me.resource, delta.as_mut());
+            me.plugin.encode_metrics(&batch)
+        })
+        .await;
+        let outbound = match encoded {
+            Ok(Ok(outbound)) => outbound,
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    plugin = self.plugin.name(),
+                    "{e}; the batch is counted as failed"
+                );
+                self.telemetry.export_batch(Signal::Metrics, false);
+                return false;
+            }
+            Err(e) => {
+                tracing::error!(plugin = self.plugin.name(), "encoding task failed: {e}");
+                self.telemetry.export_batch(Signal::Metrics, false);
+                return false;
+            }
+        };
+        let mut ok = true;
+        for item in &outbound {
+            if let Err(e) = self.deliver(item).await {
+                tracing::warn!(plugin = self.plugin.name(), "{e}");
+                ok = false;
+            }
+        }
+        self.telemetry.export_batch(Signal::Metrics, ok);
+        ok
+    }
+
+    /// Sends one outbound item, retrying what the plugin classifies as retryable.
+    async fn deliver(&self, item: &Outbound) -> Result<(), String> {
+        match (item, &self.endpoint) {
+            (Outbound::Datagram(bytes), Endpoint::Udp(addr)) => {
+                self.send_datagram(*addr, bytes).await
+            }
+            (Outbound::Http(request), Endpoint::Http(base)) => self.send_http(base, request).await,
+            (Outbound::Datagram(_), _) => Err(OutboundError::WrongKind("datagram").to_string()),
+            (Outbound::Http(_), _) => Err(OutboundError::WrongKind("HTTP request").to_string()),
+        }
+    }
+
+    async fn send_datagram(&self, addr: SocketAddr, bytes: &[u8]) -> Result<(), String> {
+        let socket = self.socket(addr).await?;
+        socket
+            .send(bytes)
+            .await
+            .map(drop)
+            .map_err(|e| format!("UDP send to {addr}: {e}"))
+    }
+
+    async fn socket(&self, addr: SocketAddr) -> Result<Arc<UdpSocket>, String> {
+        if let Some(s) = self
+            .udp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(s);
+        }
+        let local: SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = UdpSocket::bind(local)
+            .await
+            .map_err(|e| format!("UDP bind: {e}"))?;
+        socket
+            .connect(addr)
+            .await
+            .map_err(|e| format!("UDP connect {addr}: {e}"))?;
+        let socket = Arc::new(socket);
+        *self.udp.lock().unwrap_or_else(PoisonError::into_inner) = Some(socket.clone());
+        Ok(socket)
+    }
+
+    async fn send_http(&self, base: &reqwest::Url, request: &HttpRequest) -> Result<(), String> {
+        let url = url_for(base, &request.path).map_err(|e| e.to_string())?;
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+            OutboundError::Invalid(format!("method `{}`", request.method)).to_string()
+        })?;
+        let mut headers = HeaderMap::new();
+        for (k, v) in &request.headers {
+            let name = HeaderName::try_from(k.as_str())
+                .map_err(|_| format!("invalid request: header `{k}`"))?;
+            if name == reqwest::header::HOST {
+                continue;
+            }
+            let value = HeaderValue::try_from(v.as_str())
+                .map_err(|_| format!("invalid request: value of `{k}`"))?;
+            headers.append(name, value);
+        }
+        for (name, value) in &self.credentials {
+            headers.insert(name.clone(), value.clone());
+        }
+        let mut backoff = Duration::from_millis(200);
+        for attempt in 0..=MAX_RETRIES {
+            let sent = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .body(request.body.clone())
+                .send()
+                .await;
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) if attempt < MAX_RETRIES => {
+                    tracing::debug!("attempt {attempt}: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+                Err(e) => return Err(format!("{url}: {e}")),
+            };
+            let status = response.status().as_u16();
+            let response_headers = response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            let body = response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
+            let answer = Response {
+                status,
+                headers: response_headers,
+                body,
+            };
+            match self.plugin.classify(&answer) {
+                Outcome::Success => return Ok(()),
+                Outcome::Partial(p) => {
+                    tracing::warn!(
+                        plugin = self.plugin.name(),
+                        "{url}: {} items rejected: {}",
+                        p.rejected,
+                        p.message
+                    );
+                    return Ok(());
+                }
+                Outcome::Reject(reason) => return Err(format!("{url}: rejected: {reason}")),
+                Outcome::Retry(after) if attempt < MAX_RETRIES => {
+                    let wait = after
+                        .map_or(backoff, Duration::from_millis)
+                        .min(Duration::from_secs(30));
+                    tokio::time::sleep(wait).await;
+                    backoff *= 2;
+                }
+                Outcome::Retry(_) => {
+                    return Err(format!(
+                        "{url}: still failing after {MAX_RETRIES} retries (HTTP {status})"
+                    ));
+                }
+            }
+        }
+        Err(format!("{url}: not delivered"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_paths_stay_on_the_endpoint() {
+        let base = reqwest::Url::parse("https://api.example.com/base/").expect("url");
+        assert_eq!(
+            url_for(&base, "/api/v2/series?x=1").expect("path").as_str(),
+            "https://api.example.com/base/api/v2/series?x=1"
+        );
+        for bad in [
+            "api",
+            "//evil.com/x",
+            "http://evil.com/",
+            "/\\evil",
+            "/x#frag",
+            "/a\nb",
+            "@evil.com/",
+        ] {
+            assert!(url_for(&base, bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn endpoints_parse() {
+        assert_eq!(
+            Endpoint::parse("udp://127.0.0.1:8125"),
+            Ok(Endpoint::Udp("127.0.0.1:8125".parse().expect("addr")))
+        );
+        assert!(matches!(
+            Endpoint::parse("https://intake.example/"),
+            Ok(Endpoint::Http(_))
+        ));
+        assert!(Endpoint::parse("ftp://x").is_err());
+        assert!(Endpoint::parse("udp://nohost").is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! The first-party plugins built from `guests/` and embedded in the binary.
+
+/// Name and component bytes of every embedded plugin.
+pub const PLUGINS: &[(&str, &[u8])] = &[("statsd", include_bytes!(env!("WASMTEL_GUEST_STATSD")))];
+
+/// The embedded plugin named `name`.
+pub fn find(name: &str) -> Option<&'static [u8]> {
+    PLUGINS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
+}

@@ -1,0 +1,115 @@
+//! An exporter plugin: its supervised instance and what `init` said it wants.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use wasmtime::component::Component;
+
+use super::bindings::encoder::{self, ExporterInfo, Outbound, Outcome, Response};
+use super::bindings::types::{LogBatch, MetricBatch};
+use super::runtime::{Limits, Runtime, RuntimeError};
+use super::supervisor::{CallError, Health, Supervised};
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a component, or not linkable.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The component does not export the interface of the expected world.
+    #[error("wrong world: {0}")]
+    WrongWorld(String),
+    /// Instantiation or `init` failed.
+    #[error(transparent)]
+    Start(#[from] CallError),
+}
+
+/// A loaded exporter plugin.
+pub struct ExporterPlugin {
+    name: Arc<str>,
+    info: ExporterInfo,
+    instance: Mutex<Supervised<encoder::Guest>>,
+}
+
+impl ExporterPlugin {
+    /// Validates `component` as an exporter (right world, `init` accepts `config`) and starts it.
+    pub fn load(
+        runtime: &Arc<Runtime>,
+        name: &str,
+        component: &Component,
+        config: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        let name: Arc<str> = Arc::from(name);
+        let pre = runtime.prepare(component)?;
+        let indices = encoder::GuestIndices::new(&pre)
+            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let info = Arc::new(Mutex::new(None));
+        let seen = info.clone();
+        let instance = Supervised::start(
+            name.clone(),
+            runtime.clone(),
+            pre,
+            limits,
+            Box::new(move |store, instance| {
+                let guest = indices.load(&mut *store, instance)?;
+                Ok(guest.call_init(&mut *store, &config)?.map(|i| {
+                    *seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(i);
+                    guest
+                }))
+            }),
+        )?;
+        let info = info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| LoadError::WrongWorld("init returned no exporter info".into()))?;
+        Ok(Self {
+            name,
+            info,
+            instance: Mutex::new(instance),
+        })
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The signals and temporality `init` asked for.
+    pub fn info(&self) -> ExporterInfo {
+        self.info
+    }
+
+    /// Encodes a metric batch.
+    pub fn encode_metrics(&self, batch: &MetricBatch) -> Result<Vec<Outbound>, CallError> {
+        self.lock()
+            .call(|g, store| g.call_encode_metrics(store, batch))
+    }
+
+    /// Encodes a log batch.
+    pub fn encode_logs(&self, batch: &LogBatch) -> Result<Vec<Outbound>, CallError> {
+        self.lock()
+            .call(|g, store| g.call_encode_logs(store, batch))
+    }
+
+    /// Asks the plugin how to treat a response; if it cannot answer, the status code decides.
+    pub fn classify(&self, response: &Response) -> Outcome {
+        let answer = self
+            .lock()
+            .call(|g, store| g.call_classify(store, response).map(Ok));
+        answer.unwrap_or_else(|_| match response.status {
+            200..=299 => Outcome::Success,
+            429 | 502 | 503 | 504 => Outcome::Retry(None),
+            status => Outcome::Reject(format!("HTTP {status}")),
+        })
+    }
+
+    /// The plugin's health.
+    pub fn health(&self) -> Health {
+        self.lock().health()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Supervised<encoder::Guest>> {
+        self.instance.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,178 @@
+//! Supervision of one plugin: a live instance, re-created with exponential backoff
+//! after a failure, and marked failed after a crash loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
+
+use super::runtime::{Failure, Limits, PluginState, Runtime, arm, failure};
+
+/// Consecutive failures after which a plugin is marked failed for good.
+pub const CRASH_LOOP_LIMIT: u32 = 5;
+/// The first re-instantiation delay; it doubles per consecutive failure.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest re-instantiation delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why a call did not happen or did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The instance failed during this call (or while being re-created for it).
+    #[error("plugin `{0}` {1}")]
+    Failed(Arc<str>, Failure),
+    /// The plugin returned an error.
+    #[error("plugin `{0}` returned an error: {1}")]
+    Plugin(Arc<str>, String),
+    /// The instance failed recently and waits before being re-created.
+    #[error("plugin `{0}` is restarting after a failure")]
+    BackingOff(Arc<str>),
+    /// The plugin failed too often in a row and is no longer called.
+    #[error("plugin `{0}` is marked failed: {1}")]
+    CrashLoop(Arc<str>, String),
+}
+
+/// Loads the exported interface from a fresh instance and initialises it; `Err(text)` is the plugin's refusal.
+pub type Starter<G> = Box<
+    dyn Fn(&mut Store<PluginState>, &Instance) -> wasmtime::Result<Result<G, String>> + Send + Sync,
+>;
+
+/// The health of a supervised plugin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum Health {
+    /// Serving.
+    Running,
+    /// Waiting to be re-created after a failure.
+    Restarting(String),
+    /// Failed too often in a row.
+    Failed(String),
+}
+
+/// One plugin's live instance and its failure history.
+pub struct Supervised<G> {
+    name: Arc<str>,
+    runtime: Arc<Runtime>,
+    pre: InstancePre<PluginState>,
+    limits: Limits,
+    start: Starter<G>,
+    live: Option<(Store<PluginState>, G)>,
+    failures: u32,
+    last_failure: Option<Failure>,
+    retry_at: Option<Instant>,
+    failed: Option<String>,
+}
+
+impl<G> Supervised<G> {
+    /// Creates the first instance; a failure or refusal here rejects the plugin.
+    pub fn start(
+        name: Arc<str>,
+        runtime: Arc<Runtime>,
+        pre: InstancePre<PluginState>,
+        limits: Limits,
+        start: Starter<G>,
+    ) -> Result<Self, CallError> {
+        let mut supervised = Self {
+            name,
+            runtime,
+            pre,
+            limits,
+            start,
+            live: None,
+            failures: 0,
+            last_failure: None,
+            retry_at: None,
+            failed: None,
+        };
+        let live = supervised.instantiate()?;
+        supervised.live = Some(live);
+        Ok(supervised)
+    }
+
+    fn instantiate(&self) -> Result<(Store<PluginState>, G), CallError> {
+        let mut store = self.runtime.store(&self.name, self.limits);
+        arm(&mut store);
+        let started = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| (self.start)(&mut store, &instance));
+        match started {
+            Ok(Ok(guest)) => Ok((store, guest)),
+            Ok(Err(refusal)) => Err(CallError::Plugin(self.name.clone(), refusal)),
+            Err(e) => Err(CallError::Failed(self.name.clone(), failure(&store, &e))),
+        }
+    }
+
+    /// Calls into the live instance, re-creating it first if a backoff has passed.
+    ///
+    /// A trap, deadline or memory-cap hit drops the instance (a trapped
+    /// instance cannot be entered again) and schedules its re-creation.
+    pub fn call<R>(
+        &mut self,
+        f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<R, CallError> {
+        if let Some(reason) = &self.failed {
+            return Err(CallError::CrashLoop(self.name.clone(), reason.clone()));
+        }
+        if self.live.is_none() {
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                return Err(CallError::BackingOff(self.name.clone()));
+            }
+            match self.instantiate() {
+                Ok(live) => self.live = Some(live),
+                Err(e) => {
+                    self.record(&e);
+                    return Err(e);
+                }
+            }
+        }
+        let Some((store, guest)) = self.live.as_mut() else {
+            return Err(CallError::BackingOff(self.name.clone()));
+        };
+        arm(store);
+        match f(guest, store) {
+            Ok(Ok(value)) => {
+                self.failures = 0;
+                Ok(value)
+            }
+            Ok(Err(refusal)) => {
+                self.failures = 0;
+                Err(CallError::Plugin(self.name.clone(), refusal))
+            }
+            Err(e) => {
+                let error = CallError::Failed(self.name.clone(), failure(store, &e));
+                self.live = None;
+                self.record(&error);
+                Err(error)
+            }
+        }
+    }
+
+    fn record(&mut self, error: &CallError) {
+        self.failures += 1;
+        if let CallError::Failed(_, f) = error {
+            self.last_failure = Some(f.clone());
+        }
+        if self.failures >= CRASH_LOOP_LIMIT {
+            let reason = format!("{} consecutive failures, the last: {error}", self.failures);
+            tracing::error!(plugin = %self.name, "plugin marked failed: {reason}");
+            self.failed = Some(reason);
+            return;
+        }
+        let backoff = FIRST_BACKOFF
+            .saturating_mul(1 << (self.failures - 1).min(16))
+            .min(MAX_BACKOFF);
+        tracing::warn!(plugin = %self.name, "{error}; re-instantiating in {backoff:?}");
+        self.retry_at = Some(Instant::now() + backoff);
+    }
+
+    /// The plugin's health.
+    pub fn health(&self) -> Health {
+        match (&self.failed, &self.live, &self.last_failure) {
+            (Some(reason), _, _) => Health::Failed(reason.clone()),
+            (None, None, Some(f)) => Health::Restarting(f.to_string()),
+            _ => Health::Running,
+        }
+    }
+}

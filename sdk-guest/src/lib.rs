@@ -1,0 +1,501 @@
+//! Write wasmtel plugins in Rust: exporters, transforms and views, compiled to
+//! WebAssembly components for `wasm32-wasip2`.
+//!
+//! A plugin never sees wit-bindgen. A stateless exporter is one function:
+//!
+//! ```ignore
+//! use wasmtel_guest::{Config, MetricBatch, Outbound};
+//!
+//! #[wasmtel_guest::exporter]
+//! fn encode(batch: &MetricBatch, _config: &Config) -> Result<Vec<Outbound>, String> {
+//!     let lines: Vec<String> = batch.metrics().map(|(_, m)| m.name.clone()).collect();
+//!     Ok(vec![Outbound::post("/ingest", lines.join("\n"))])
+//! }
+//! ```
+//!
+//! A stateful one is a type implementing [`Exporter`] (or [`Transform`], or
+//! [`View`]) registered with [`export_exporter!`] (or [`export_transform!`],
+//! [`export_view!`]). Plugin logic is plain Rust over plain structs, so it
+//! can be unit-tested natively with `cargo test`; outside WebAssembly,
+//! [`log`] writes to stderr and [`now_unix_nano`] reads the system clock.
+
+pub mod statsd;
+
+use std::cell::RefCell;
+
+pub use wasmtel_guest_macro::exporter;
+
+/// Generated bindings for the three plugin worlds; authors use the re-exports instead.
+#[doc(hidden)]
+#[allow(unsafe_code, missing_docs, unreachable_pub, clippy::all)]
+pub mod bindings {
+    /// The `exporter` world; it owns the shared `types` and `host` modules.
+    pub mod exporter {
+        wit_bindgen::generate!({
+            world: "exporter",
+            path: "../wit",
+            default_bindings_module: "wasmtel_guest::bindings::exporter",
+            pub_export_macro: true,
+            export_macro_name: "export_exporter_world",
+            generate_all,
+        });
+    }
+
+    /// The `transform` world, sharing the exporter world's types.
+    pub mod transform {
+        wit_bindgen::generate!({
+            world: "transform",
+            path: "../wit",
+            default_bindings_module: "wasmtel_guest::bindings::transform",
+            pub_export_macro: true,
+            export_macro_name: "export_transform_world",
+            with: {
+                "wasmtel:plugin/types@0.1.0": crate::bindings::exporter::wasmtel::plugin::types,
+                "wasmtel:plugin/host@0.1.0": crate::bindings::exporter::wasmtel::plugin::host,
+            },
+        });
+    }
+
+    /// The `view` world, sharing the exporter world's types.
+    pub mod view {
+        wit_bindgen::generate!({
+            world: "view",
+            path: "../wit",
+            default_bindings_module: "wasmtel_guest::bindings::view",
+            pub_export_macro: true,
+            export_macro_name: "export_view_world",
+            with: {
+                "wasmtel:plugin/types@0.1.0": crate::bindings::exporter::wasmtel::plugin::types,
+                "wasmtel:plugin/host@0.1.0": crate::bindings::exporter::wasmtel::plugin::host,
+            },
+        });
+    }
+}
+
+use bindings::exporter::exports::wasmtel::plugin::encoder;
+use bindings::exporter::wasmtel::plugin::host;
+
+pub use bindings::exporter::wasmtel::plugin::types::{
+    Buckets, Exemplar, ExponentialHistogram, ExponentialHistogramPoint, Histogram, HistogramPoint,
+    KeyValue, LogBatch, LogRecord, Metric, MetricBatch, MetricData, NumberPoint, Resource, Scope,
+    ScopeLogs, ScopeMetrics, Sum, Temporality, Value,
+};
+pub use bindings::view::exports::wasmtel::plugin::viewer::InstrumentInfo;
+pub use encoder::{
+    ExporterInfo, HttpRequest, Outbound, Outcome, PartialSuccess, Response, Signals,
+};
+
+/// A plugin's configuration: dotted keys with string values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config(Vec<(String, String)>);
+
+impl Config {
+    /// A configuration from key-value pairs.
+    pub fn new(pairs: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of `key`, or `default`.
+    pub fn get_or<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.get(key).unwrap_or(default)
+    }
+
+    /// The value of `key` parsed as `T`, or `default` when unset; an unparsable value is an error naming the key.
+    pub fn parse_or<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, String> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("config `{key}`: cannot parse {v:?}")),
+        }
+    }
+
+    /// Every key-value pair, in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+}
+
+impl ExporterInfo {
+    /// An exporter of metrics only, in the given temporality.
+    pub fn metrics(temporality: Temporality) -> Self {
+        Self {
+            signals: Signals::METRICS,
+            temporality,
+        }
+    }
+
+    /// An exporter of both metrics and logs.
+    pub fn metrics_and_logs(temporality: Temporality) -> Self {
+        Self {
+            signals: Signals::METRICS | Signals::LOGS,
+            temporality,
+        }
+    }
+}
+
+impl Outbound {
+    /// A POST of `body` to `path` (relative to the integration's endpoint).
+    pub fn post(path: &str, body: impl Into<Vec<u8>>) -> Self {
+        Outbound::Http(HttpRequest {
+            method: "POST".into(),
+            path: path.into(),
+            headers: Vec::new(),
+            body: body.into(),
+        })
+    }
+
+    /// Adds a header to an HTTP request (no effect on a datagram).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        if let Outbound::Http(request) = &mut self {
+            request.headers.push((name.into(), value.into()));
+        }
+        self
+    }
+}
+
+impl Outcome {
+    /// The usual reading of an HTTP status: 2xx success, 429/502/503/504 retry (honouring a
+    /// numeric `Retry-After`), anything else a rejection.
+    pub fn from_status(response: &Response) -> Self {
+        match response.status {
+            200..=299 => Outcome::Success,
+            429 | 502 | 503 | 504 => {
+                let after = response
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                    .map(|seconds| seconds * 1000);
+                Outcome::Retry(after)
+            }
+            status => Outcome::Reject(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&response.body)
+            )),
+        }
+    }
+}
+
+impl MetricBatch {
+    /// Every metric with its scope.
+    pub fn metrics(&self) -> impl Iterator<Item = (&Scope, &Metric)> {
+        self.scopes
+            .iter()
+            .flat_map(|s| s.metrics.iter().map(move |m| (&s.scope, m)))
+    }
+}
+
+impl LogBatch {
+    /// Every log record with its scope.
+    pub fn records(&self) -> impl Iterator<Item = (&Scope, &LogRecord)> {
+        self.scopes
+            .iter()
+            .flat_map(|s| s.records.iter().map(move |r| (&s.scope, r)))
+    }
+}
+
+impl Value {
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::String(s) | Value::Json(s) => f.write_str(s),
+            Value::Boolean(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Double(d) => write!(f, "{d}"),
+            Value::Bytes(b) => write!(f, "{b:?}"),
+        }
+    }
+}
+
+impl KeyValue {
+    /// A string attribute.
+    pub fn string(key: &str, value: &str) -> Self {
+        Self {
+            key: key.into(),
+            value: Value::String(value.into()),
+        }
+    }
+}
+
+/// Log severities, for [`log`].
+pub use host::Level;
+
+/// Writes a line to the host's log (stderr outside WebAssembly).
+pub fn log(level: Level, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    host::log(level, message);
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("[{level:?}] {message}");
+}
+
+/// The host's wall clock in Unix nanoseconds (the system clock outside WebAssembly).
+pub fn now_unix_nano() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    return host::now_unix_nano();
+    #[cfg(not(target_arch = "wasm32"))]
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A stateful exporter: built once by `init`, then called for every batch.
+pub trait Exporter: Sized + 'static {
+    /// Validates the configuration and says which signals and temporality it wants.
+    fn init(config: Config) -> Result<(Self, ExporterInfo), String>;
+
+    /// Encodes a metric batch; by default, nothing.
+    fn encode_metrics(&mut self, _batch: &MetricBatch) -> Result<Vec<Outbound>, String> {
+        Ok(Vec::new())
+    }
+
+    /// Encodes a log batch; by default, nothing.
+    fn encode_logs(&mut self, _batch: &LogBatch) -> Result<Vec<Outbound>, String> {
+        Ok(Vec::new())
+    }
+
+    /// Classifies a backend response; by default [`Outcome::from_status`].
+    fn classify(&self, response: &Response) -> Outcome {
+        Outcome::from_status(response)
+    }
+}
+
+/// A stateful transform of whole batches.
+pub trait Transform: Sized + 'static {
+    /// Validates the configuration.
+    fn init(config: Config) -> Result<Self, String>;
+
+    /// Rewrites a metric batch; by default, unchanged.
+    fn transform_metrics(&mut self, batch: MetricBatch) -> Result<MetricBatch, String> {
+        Ok(batch)
+    }
+
+    /// Rewrites a log batch; by default, unchanged.
+    fn transform_logs(&mut self, batch: LogBatch) -> Result<LogBatch, String> {
+        Ok(batch)
+    }
+}
+
+/// A view: the attribute set a series is recorded under.
+pub trait View: Sized + 'static {
+    /// Validates the configuration.
+    fn init(config: Config) -> Result<Self, String>;
+
+    /// The attributes to use, or `None` to keep them as they are.
+    fn map_attributes(
+        &self,
+        instrument: &InstrumentInfo,
+        attributes: &[KeyValue],
+    ) -> Option<Vec<KeyValue>>;
+}
+
+/// Glue between the generated traits and the author's types; used by the export macros.
+#[doc(hidden)]
+pub mod __glue {
+    use super::*;
+
+    /// The plugin instance's one state slot.
+    pub type Slot<T> = RefCell<Option<T>>;
+
+    const NOT_INITIALISED: &str = "the plugin was called before init succeeded";
+
+    /// Runs `f` on the initialised state.
+    pub fn with<T, R>(
+        slot: &Slot<T>,
+        f: impl FnOnce(&mut T) -> Result<R, String>,
+    ) -> Result<R, String> {
+        match slot.borrow_mut().as_mut() {
+            Some(state) => f(state),
+            None => Err(NOT_INITIALISED.into()),
+        }
+    }
+
+    /// `init` for an exporter.
+    pub fn exporter_init<T: Exporter>(
+        slot: &Slot<T>,
+        config: Vec<(String, String)>,
+    ) -> Result<ExporterInfo, String> {
+        let (state, info) = T::init(Config(config))?;
+        *slot.borrow_mut() = Some(state);
+        Ok(info)
+    }
+
+    /// `classify` for an exporter; uninitialised, it falls back to the status code.
+    pub fn exporter_classify<T: Exporter>(slot: &Slot<T>, response: &Response) -> Outcome {
+        match slot.borrow().as_ref() {
+            Some(state) => state.classify(response),
+            None => Outcome::from_status(response),
+        }
+    }
+
+    /// `init` for a transform or a view.
+    pub fn init<T>(slot: &Slot<T>, state: Result<T, String>) -> Result<(), String> {
+        *slot.borrow_mut() = Some(state?);
+        Ok(())
+    }
+}
+
+/// Registers a type implementing [`Exporter`] as this component's exporter.
+#[macro_export]
+macro_rules! export_exporter {
+    ($ty:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static STATE: $crate::__glue::Slot<$ty> = const { ::std::cell::RefCell::new(None) };
+            }
+            #[allow(dead_code)]
+            struct Glue;
+            impl $crate::bindings::exporter::exports::wasmtel::plugin::encoder::Guest for Glue {
+                fn init(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>) -> ::std::result::Result<$crate::ExporterInfo, ::std::string::String> {
+                    STATE.with(|s| $crate::__glue::exporter_init::<$ty>(s, config))
+                }
+                fn encode_metrics(batch: $crate::MetricBatch) -> ::std::result::Result<::std::vec::Vec<$crate::Outbound>, ::std::string::String> {
+                    STATE.with(|s| $crate::__glue::with(s, |e: &mut $ty| $crate::Exporter::encode_metrics(e, &batch)))
+                }
+                fn encode_logs(batch: $crate::LogBatch) -> ::std::result::Result<::std::vec::Vec<$crate::Outbound>, ::std::string::String> {
+                    STATE.with(|s| $crate::__glue::with(s, |e: &mut $ty| $crate::Exporter::encode_logs(e, &batch)))
+                }
+                fn classify(response: $crate::Response) -> $crate::Outcome {
+                    STATE.with(|s| $crate::__glue::exporter_classify::<$ty>(s, &response))
+                }
+            }
+            // Component exports exist only in WebAssembly; natively the glue is plain, testable code.
+            #[cfg(target_arch = "wasm32")]
+            $crate::bindings::exporter::export_exporter_world!(Glue with_types_in $crate::bindings::exporter);
+        };
+    };
+}
+
+/// Registers a type implementing [`Transform`] as this component's transform.
+#[macro_export]
+macro_rules! export_transform {
+    ($ty:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static STATE: $crate::__glue::Slot<$ty> = const { ::std::cell::RefCell::new(None) };
+            }
+            #[allow(dead_code)]
+            struct Glue;
+            impl $crate::bindings::transform::exports::wasmtel::plugin::transformer::Guest for Glue {
+                fn init(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>) -> ::std::result::Result<(), ::std::string::String> {
+                    STATE.with(|s| $crate::__glue::init(s, <$ty as $crate::Transform>::init($crate::Config::new(config))))
+                }
+                fn transform_metrics(batch: $crate::MetricBatch) -> ::std::result::Result<$crate::MetricBatch, ::std::string::String> {
+                    STATE.with(|s| $crate::__glue::with(s, |t: &mut $ty| $crate::Transform::transform_metrics(t, batch)))
+                }
+                fn transform_logs(batch: $crate::LogBatch) -> ::std::result::Result<$crate::LogBatch, ::std::string::String> {
+                    STATE.with(|s| $crate::__glue::with(s, |t: &mut $ty| $crate::Transform::transform_logs(t, batch)))
+                }
+            }
+            // Component exports exist only in WebAssembly; natively the glue is plain, testable code.
+            #[cfg(target_arch = "wasm32")]
+            $crate::bindings::transform::export_transform_world!(Glue with_types_in $crate::bindings::transform);
+        };
+    };
+}
+
+/// Registers a type implementing [`View`] as this component's view.
+#[macro_export]
+macro_rules! export_view {
+    ($ty:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static STATE: $crate::__glue::Slot<$ty> = const { ::std::cell::RefCell::new(None) };
+            }
+            #[allow(dead_code)]
+            struct Glue;
+            impl $crate::bindings::view::exports::wasmtel::plugin::viewer::Guest for Glue {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    STATE.with(|s| {
+                        $crate::__glue::init(
+                            s,
+                            <$ty as $crate::View>::init($crate::Config::new(config)),
+                        )
+                    })
+        }
+                fn map_attributes(
+                    instrument: $crate::InstrumentInfo,
+                    attributes: ::std::vec::Vec<$crate::KeyValue>,
+                ) -> ::std::option::Option<::std::vec::Vec<$crate::KeyValue>> {
+                    STATE.with(|s| {
+                        s.borrow()
+                            .as_ref()
+                            .and_then(|v| $crate::View::map_attributes(v, &instrument, &attributes))
+                    })
+                }
+            }
+            // Component exports exist only in WebAssembly; natively the glue is plain, testable code.
+            #[cfg(target_arch = "wasm32")]
+            $crate::bindings::view::export_view_world!(Glue with_types_in $crate::bindings::view);
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_the_last_value_and_names_bad_keys() {
+        let c = Config::new([("a", "1"), ("a", "2"), ("b", "x")]);
+        assert_eq!(c.get("a"), Some("2"));
+        assert_eq!(c.parse_or("a", 0u32), Ok(2));
+        assert_eq!(c.parse_or("missing", 7u32), Ok(7));
+        assert_eq!(
+            c.parse_or::<u32>("b", 0),
+            Err("config `b`: cannot parse \"x\"".to_owned())
+        );
+    }
+
+    #[test]
+    fn outcome_follows_the_status() {
+        let r = |status, headers: &[(&str, &str)]| Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: b"nope".to_vec(),
+        };
+        assert!(matches!(
+            Outcome::from_status(&r(202, &[])),
+            Outcome::Success
+        ));
+        assert!(matches!(
+            Outcome::from_status(&r(503, &[("Retry-After", "3")])),
+            Outcome::Retry(Some(3000))
+        ));
+        assert!(matches!(
+            Outcome::from_status(&r(429, &[])),
+            Outcome::Retry(None)
+        ));
+        assert!(
+            matches!(Outcome::from_status(&r(403, &[])), Outcome::Reject(m) if m == "HTTP 403: nope")
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! Builds the test fixture plugins in `tests/fixtures/` as WebAssembly components.
+//!
+//! Each fixture's path is handed to the tests as `WASMTEL_FIXTURE_<NAME>`.
+
+#[path = "../host/build_wasm.rs"]
+mod build_wasm;
+
+use std::path::PathBuf;
+
+const FIXTURES: &[&str] = &["spin", "hog", "escape", "passthrough"];
+
+fn main() {
+    let manifest = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
+    let root = manifest
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf();
+    let fixtures = manifest.join("fixtures");
+    println!(
+        "cargo:rerun-if-changed={}",
+        fixtures.join("Cargo.toml").display()
+    );
+    for f in FIXTURES {
+        println!(
+            "cargo:rerun-if-changed={}",
+            fixtures.join(f).join("src").display()
+        );
+    }
+    let target = build_wasm::wasm_target_dir(&root);
+    build_wasm::build_components(&fixtures.join("Cargo.toml"), &target);
+    for f in FIXTURES {
+        let wasm = target
+            .join("wasm32-wasip2/release")
+            .join(format!("{f}.wasm"));
+        assert!(wasm.exists(), "{} was not built", wasm.display());
+        println!(
+            "cargo:rustc-env=WASMTEL_FIXTURE_{}={}",
+            f.to_uppercase(),
+            wasm.display()
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Plugin tests with real compiled components: output on real sockets, and hostile plugins contained.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{post_ndjson, start};
+use serde_json::json;
+use wasmtel::plugins::bindings::encoder::Outbound;
+use wasmtel::plugins::convert::metric_batch;
+use wasmtel::plugins::{CallError, ExporterPlugin, Failure, Health, Limits, LoadError, Runtime};
+use wasmtel::resource::Resource;
+
+const SPIN: &str = env!("WASMTEL_FIXTURE_SPIN");
+const HOG: &str = env!("WASMTEL_FIXTURE_HOG");
+const ESCAPE: &str = env!("WASMTEL_FIXTURE_ESCAPE");
+const PASSTHROUGH: &str = env!("WASMTEL_FIXTURE_PASSTHROUGH");
+
+fn load(name: &str, bytes: &[u8], config: &[(&str, &str)]) -> Result<ExporterPlugin, LoadError> {
+    let runtime = Runtime::shared().expect("runtime");
+    let component = runtime.compile(bytes)?;
+    let config = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ExporterPlugin::load(&runtime, name, &component, config, Limits::default())
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(path).expect("fixture built by tests/build.rs")
+}
+
+fn statsd() -> &'static [u8] {
+    wasmtel::plugins::embedded::find("statsd").expect("statsd is embedded")
+}
+
+/// A UDP socket on loopback that the test reads datagrams from.
+fn udp_listener() -> (UdpSocket, u16) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let port = socket.local_addr().expect("addr").port();
+    (socket, port)
+}
+
+fn receive_lines(socket: &UdpSocket) -> Vec<String> {
+    let mut buf = [0u8; 65536];
+    let n = socket.recv(&mut buf).expect("a datagram arrives");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+const RULES: &str = r#"
+[derive]
+rule_set = "none"
+
+[[derive.rules]]
+event_type = "chunk_produced"
+instrument = "counter"
+name = "inference.chunks"
+attributes = { model = "model" }
+
+[[derive.rules]]
+event_type = "generation_completed"
+instrument = "histogram"
+name = "latency"
+field = "total_duration_ms"
+buckets = [1, 5]
+attributes = { model = "model" }
+"#;
+
+fn events(chunks: usize, latencies: &[f64]) -> Vec<serde_json::Value> {
+    let mut out: Vec<_> = (0..chunks)
+        .map(|_| json!({"event_type": "chunk_produced", "model": "m1"}))
+        .collect();
+    out.extend(latencies.iter().map(|l| json!({"event_type": "generation_completed", "model": "m1", "metrics": {"total_duration_ms": l}})));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
+    let (socket, port) = udp_listener();
+    let toml = format!(
+        "{RULES}\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ninterval = \"1h\"\n"
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &events(2, &[0.5, 3.0, 3.0])).await;
+    host.collect_now().await;
+    assert_eq!(
+        receive_lines(&socket),
+        [
+            "inference.chunks:2|c|#model:m1",
+            "latency:0.75|d|#model:m1",
+            "latency:2|d|@0.5|#model:m1",
+            "wasmtel.intake.events.accepted:5|c",
+        ]
+    );
+    // The second export carries only what happened since the first.
+    post_ndjson(&host, &events(1, &[7.0])).await;
+    host.collect_now().await;
+    assert_eq!(
+        receive_lines(&socket),
+        [
+            "inference.chunks:1|c|#model:m1",
+            "latency:7|d|#model:m1",
+            "wasmtel.export.batches:1|c|#outcome:ok,signal:metrics",
+            "wasmtel.intake.events.accepted:2|c",
+        ]
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_plugin_is_stopped_at_its_deadline_while_another_keeps_delivering() {
+    let spin = load("spin", &fixture(SPIN), &[]).expect("spin loads: init is fine");
+    let batch = wasmtel::plugins::bindings::types::MetricBatch {
+        resource: wasmtel::plugins::convert::resource(&Resource::detect(&Default::default())),
+        scopes: vec![],
+    };
+    let err = spin.encode_metrics(&batch).expect_err("never returns");
+    assert_eq!(
+        err,
+        CallError::Failed(
+            Arc::from("spin"),
+            Failure::Deadline(Duration::from_millis(100))
+        )
+    );
+    assert!(matches!(spin.health(), Health::Restarting(reason) if reason.contains("deadline")));
+
+    // A host with the spinning exporter and statsd side by side: statsd still delivers.
+    let (socket, port) = udp_listener();
+    let dir = tempfile_dir();
+    std::fs::copy(SPIN, dir.join("spin.wasm")).expect("copy");
+    let toml = format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"spin\"\nendpoint = \"udp://127.0.0.1:9\"\ninterval = \"1h\"\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ninterval = \"1h\"\n",
+        dir.display()
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &events(3, &[])).await;
+    host.collect_now().await;
+    assert!(receive_lines(&socket).contains(&"inference.chunks:3|c|#model:m1".to_owned()));
+    let m = common::exposition(&host).await;
+    assert_eq!(
+        m.value(
+            "wasmtel_export_batches_total",
+            &[("outcome", "failed"), ("signal", "metrics")]
+        ),
+        Some(1.0)
+    );
+    host.shutdown().await;
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "wasmtel-test-{}-{}",
+        std::process::id(),
+        fastrand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+fn fastrand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_plugin_that_allocates_past_its_cap_fails_alone() {
+    let hog = load("hog", &fixture(HOG), &[]).expect("hog loads");
+    let other = load("statsd", statsd(), &[]).expect("statsd loads");
+    let registry = wasmtel::metrics::Registry::new(10);
+    let counter = registry
+        .instrument(
+            wasmtel::metrics::Descriptor {
+                name: "c".into(),
+                unit: String::new(),
+                description: String::new(),
+                kind: wasmtel::metrics::InstrumentKind::Counter,
+                scope: "test",
+            },
+            &[],
+        )
+        .expect("counter");
+    counter.record(&[], 1.0);
+    let resource = Resource::detect(&Default::default());
+    let batch = metric_batch(&registry, &resource, None);
+    let err = hog.encode_metrics(&batch).expect_err("runs out of memory");
+    assert_eq!(
+        err,
+        CallError::Failed(Arc::from("hog"), Failure::MemoryLimit(64 * 1024 * 1024))
+    );
+    let out = other.encode_metrics(&batch).expect("statsd unaffected");
+    assert!(
+        matches!(&out[..], [Outbound::Datagram(d)] if d == b"c:1|c"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_plugin_that_keeps_failing_is_marked_failed() {
+    let spin = load("spin", &fixture(SPIN), &[]).expect("spin loads");
+    let registry = wasmtel::metrics::Registry::new(10);
+    let batch = metric_batch(&registry, &Resource::detect(&Default::default()), None);
+    let mut failures = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match spin.encode_metrics(&batch) {
+            Err(CallError::CrashLoop(name, reason)) => {
+                assert_eq!(&*name, "spin");
+                assert!(reason.starts_with("5 consecutive failures"), "{reason}");
+                break;
+            }
+            Err(CallError::Failed(_, Failure::Deadline(_))) => failures += 1,
+            Err(CallError::BackingOff(_)) => std::thread::sleep(Duration::from_millis(50)),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "never marked failed");
+    }
+    assert_eq!(failures, 5);
+    assert!(matches!(spin.health(), Health::Failed(_)));
+}
+
+#[test]
+fn a_plugin_gets_no_files_environment_sockets_or_other_hosts() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
+    let port = listener.local_addr().expect("addr").port();
+    let udp = UdpSocket::bind(("127.0.0.1", port)).expect("udp on the same port");
+    udp.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let escape =
+        load("escape", &fixture(ESCAPE), &[("port", &port.to_string())]).expect("escape loads");
+    let registry = wasmtel::metrics::Registry::new(10);
+    let batch = metric_batch(&registry, &Resource::detect(&Default::default()), None);
+    let outbound = escape.encode_metrics(&batch).expect("reports");
+    let Some(Outbound::Datagram(report)) = outbound.first() else {
+        panic!("no report: {outbound:?}")
+    };
+    let report = String::from_utf8_lossy(report).into_owned();
+    for line in report.lines() {
+        let (what, result) = line.split_once('=').expect("key=value");
+        match what {
+            "env" | "args" => assert_eq!(result, "0", "{line}"),
+            _ => assert!(result.starts_with("denied"), "{line}"),
+        }
+    }
+    listener.set_nonblocking(true).expect("nonblocking");
+    assert!(listener.accept().is_err(), "no TCP connection arrived");
+    let mut buf = [0u8; 64];
+    assert!(udp.recv(&mut buf).is_err(), "no UDP datagram arrived");
+    assert!(!std::path::Path::new("/tmp/wasmtel-escape").exists());
+
+    // Paths that try to leave the endpoint are refused by the host.
+    let base = reqwest::Url::parse("http://127.0.0.1:1/").expect("url");
+    for item in &outbound[1..] {
+        let Outbound::Http(request) = item else {
+            panic!("expected http")
+        };
+        assert!(
+            wasmtel::export::plugin::url_for(&base, &request.path).is_err(),
+            "{}",
+            request.path
+        );
+    }
+}
+
+#[test]
+fn broken_plugins_are_rejected_with_a_reason() {
+    let err = load("junk", b"\0asm not really", &[])
+        .err()
+        .expect("not wasm");
+    assert!(
+        err.to_string().starts_with("not a valid component"),
+        "{err}"
+    );
+    let err = load("passthrough", &fixture(PASSTHROUGH), &[])
+        .err()
+        .expect("a transform is no exporter");
+    assert!(
+        err.to_string()
+            .starts_with("wrong world: no exported instance named `wasmtel:plugin/encoder@0.1.0`"),
+        "{err}"
+    );
+    let err = load("statsd", statsd(), &[("histogram", "violin")])
+        .err()
+        .expect("init refuses");
+    assert_eq!(
+        err.to_string(),
+        "plugin `statsd` returned an error: config `histogram`: \"violin\" is not distribution, timer or histogram"
+    );
+}
