@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use common::{Completed, exposition, post_ndjson, start, step};
@@ -298,50 +296,14 @@ async fn shutdown_flushes_pending_metrics_and_logs() {
     });
 }
 
-/// Log lines captured from the host, for the once-per-state-change check.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn captured() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        logs
-    })
-}
-
 #[tokio::test]
 async fn an_unreachable_collector_is_logged_once_per_state_change() {
-    let logs = captured();
+    let logs = wasmtel_tests::capture_logs();
     let receiver = Receiver::start().await;
     receiver.answer(503);
     let host = start(&config(&receiver, "logs = false")).await;
     let url = format!("{}/v1/metrics", receiver.endpoint());
-    let lines = |needle: &str| {
-        let text = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(PoisonError::into_inner))
-            .into_owned();
-        text.lines()
-            .filter(|l| l.contains(&url) && l.contains(needle))
-            .count()
-    };
+    let lines = |needle: &str| logs.count(&[url.as_str(), needle]);
     host.collect_now().await;
     host.collect_now().await;
     receiver

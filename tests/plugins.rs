@@ -298,3 +298,199 @@ fn broken_plugins_are_rejected_with_a_reason() {
         "plugin `statsd` returned an error: config `histogram`: \"violin\" is not distribution, timer or histogram"
     );
 }
+
+/// `bytes` with a custom section appended: another file, the same plugin.
+fn with_custom_section(bytes: &[u8], payload: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let name = b"wasmtel-test";
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(payload.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Writes a file the way deployments should: a temporary file renamed into place.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+async fn wait_for_version(host: &wasmtel::Host, want: Option<&str>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let versions = host.plugin_versions();
+        if versions.iter().any(|(_, d)| d.as_deref() == want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "version {want:?} never served: {versions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A host exporting to statsd on `port` every `interval`, with plugins from `dir`.
+async fn statsd_host(dir: &std::path::Path, port: u16, interval: &str) -> wasmtel::Host {
+    let toml = format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ninterval = \"{interval}\"\n",
+        dir.display(),
+        dir.join("cache").display()
+    );
+    start(&toml).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_a_plugin_under_load_swaps_versions_and_loses_no_events() {
+    let dir = tempfile_dir();
+    let v1 = with_custom_section(statsd(), "v1");
+    let v2 = with_custom_section(statsd(), "v2");
+    std::fs::write(dir.join("statsd.wasm"), &v1).expect("write v1");
+    let (socket, port) = udp_listener();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let host = statsd_host(&dir, port, "50ms").await;
+    let digest = |b: &[u8]| wasmtel::plugins::cache::digest(b);
+    assert_eq!(
+        host.plugin_versions(),
+        vec![("statsd".to_owned(), Some(digest(&v1)))]
+    );
+
+    let counter = std::thread::spawn(move || {
+        let mut total = 0u64;
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = socket.recv(&mut buf) {
+            for line in String::from_utf8_lossy(&buf[..n]).lines() {
+                if let Some(rest) = line.strip_prefix("inference.chunks:") {
+                    total += rest
+                        .split('|')
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        total
+    });
+    let mut sent = 0u64;
+    for round in 0..60 {
+        if round == 20 {
+            replace_file(&dir.join("statsd.wasm"), &v2);
+        }
+        let r = post_ndjson(&host, &events(10, &[])).await;
+        assert_eq!(r.status, 202);
+        sent += 10;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_for_version(&host, Some(&digest(&v2))).await;
+    host.shutdown().await;
+    assert_eq!(
+        counter.join().expect("counter"),
+        sent,
+        "every event was exported exactly once across the swap"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_file_is_rejected_and_the_old_version_keeps_serving() {
+    let logs = wasmtel_tests::capture_logs();
+    let dir = tempfile_dir();
+    std::fs::write(dir.join("statsd.wasm"), statsd()).expect("write");
+    let (socket, port) = udp_listener();
+    let host = statsd_host(&dir, port, "1h").await;
+    let good = host.plugin_versions();
+    let file = dir.join("statsd.wasm");
+    replace_file(&file, b"\0asm\x0d\0\x01\0 this is not a component");
+    let shown = file.display().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while logs.count(&["rejected plugin file", &shown]) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rejection logged:\n{}",
+            logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        logs.count(&[
+            "rejected plugin file",
+            &shown,
+            "not a valid component",
+            "the previous version keeps serving"
+        ]),
+        1
+    );
+    assert_eq!(host.plugin_versions(), good);
+    post_ndjson(&host, &events(4, &[])).await;
+    host.collect_now().await;
+    assert!(
+        receive_lines(&socket).contains(&"inference.chunks:4|c|#model:m1".to_owned()),
+        "the old version still exports"
+    );
+
+    // A plugin of the wrong world is rejected the same way; deleting the file falls back to the embedded statsd.
+    replace_file(&file, &fixture(PASSTHROUGH));
+    while logs.count(&["rejected plugin file", &shown, "wrong world"]) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "wrong world not rejected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::remove_file(&file).expect("delete");
+    wait_for_version(&host, Some(&wasmtel::plugins::cache::digest(statsd()))).await;
+    host.shutdown().await;
+}
+
+#[test]
+fn compiled_plugins_are_cached_by_content_hash() {
+    let dir = tempfile_dir().join("cache");
+    let runtime = Runtime::shared().expect("runtime");
+    let compile = |bytes: &[u8]| {
+        wasmtel::plugins::cache::compile(&runtime, bytes, Some(&dir))
+            .map(|(_, s)| s)
+            .expect("compiles")
+    };
+    use wasmtel::plugins::cache::Source;
+    assert_eq!(compile(statsd()), Source::Compiled);
+    assert_eq!(
+        compile(statsd()),
+        Source::Cache,
+        "a restart does not recompile"
+    );
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        compile(&with_custom_section(statsd(), "other")),
+        Source::Compiled,
+        "other bytes, other entry"
+    );
+    // A damaged entry is discarded and rebuilt.
+    std::fs::write(files[0].path(), b"garbage").expect("damage");
+    assert_eq!(compile(statsd()), Source::Compiled);
+    assert_eq!(compile(statsd()), Source::Cache);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dir).expect("meta").permissions().mode() & 0o777,
+        0o700
+    );
+}

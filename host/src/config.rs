@@ -80,6 +80,8 @@ pub struct PluginsConfig {
     pub call_timeout: Option<Duration>,
     /// Per-plugin configuration tables, by plugin name (`[plugins.config.statsd]`).
     pub config: BTreeMap<String, toml::Table>,
+    /// Where compiled plugins are cached, keyed by content hash (default `./data/plugin-cache`; empty disables).
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for PluginsConfig {
@@ -89,6 +91,7 @@ impl Default for PluginsConfig {
             memory_limit_bytes: 64 * 1024 * 1024,
             call_timeout: None,
             config: BTreeMap::new(),
+            cache_dir: Some("data/plugin-cache".into()),
         }
     }
 }

@@ -18,7 +18,8 @@ use crate::export::plugin::PluginExporter;
 use crate::export::prometheus;
 use crate::metrics::{ConflictError, Registry};
 use crate::pipeline::{EventSink, Pipeline};
-use crate::plugins::{ExporterPlugin, Runtime, catalog};
+use crate::plugins::Loader;
+use crate::plugins::reload::{self, Reloadable};
 use crate::resource::Resource;
 use crate::telemetry::SelfTelemetry;
 
@@ -92,7 +93,7 @@ impl Host {
             .iter()
             .map(|o| o.clone() as Arc<dyn EventSink>)
             .collect();
-        let plugin_exporters = plugin_exporters(config, &registry, &resource, &telemetry)?;
+        let loaded = plugin_exporters(config, &registry, &resource, &telemetry)?;
         let pipeline = Arc::new(Pipeline::new(deriver, sinks, telemetry));
 
         let (stop, stopped) = watch::channel(false);
@@ -128,8 +129,17 @@ impl Host {
             .as_ref()
             .map(|o| o.spawn(drained.clone()))
             .unwrap_or_default();
-        for exporter in &plugin_exporters {
-            exports.push(tick(exporter.clone(), drained.clone()));
+        let mut plugin_exporters = Vec::new();
+        if let Some((loader, exporters)) = loaded {
+            for exporter in &exporters {
+                exports.push(tick(exporter.clone(), drained.clone()));
+            }
+            let subscribers = exporters
+                .iter()
+                .map(|e| e.clone() as Arc<dyn Reloadable>)
+                .collect();
+            servers.push(reload::spawn(loader, subscribers, stop.subscribe()));
+            plugin_exporters = exporters;
         }
         tracing::info!(intake = %intake_addr, prometheus = ?prometheus_addr,
             otlp_metrics = ?config.otlp.metrics_url(), otlp_logs = ?config.otlp.logs_url(), "wasmtel is serving");
@@ -160,6 +170,14 @@ impl Host {
     /// The metric registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The plugin each plugin exporter runs now, with its content digest.
+    pub fn plugin_versions(&self) -> Vec<(String, Option<String>)> {
+        self.plugin_exporters
+            .iter()
+            .map(|e| (e.plugin().to_owned(), e.current().map(|(_, d)| d)))
+            .collect()
     }
 
     /// Exports metrics now, as the interval timers would: queues an OTLP batch and runs every plugin exporter.
@@ -219,11 +237,11 @@ fn plugin_exporters(
     registry: &Arc<Registry>,
     resource: &Resource,
     telemetry: &SelfTelemetry,
-) -> Result<Vec<Arc<PluginExporter>>, StartError> {
+) -> Result<Option<(Arc<Loader>, Vec<Arc<PluginExporter>>)>, StartError> {
     if config.exporters.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    let runtime = Runtime::shared().map_err(|e| StartError::Plugin {
+    let loader = Loader::new(&config.plugins).map_err(|e| StartError::Plugin {
         plugin: "*".into(),
         reason: e.to_string(),
     })?;
@@ -233,22 +251,13 @@ fn plugin_exporters(
             plugin: entry.plugin.clone(),
             reason,
         };
-        let (bytes, origin) = catalog::component(&config.plugins.dir, &entry.plugin)
-            .map_err(|e| fail(e.to_string()))?;
-        let component = runtime.compile(&bytes).map_err(|e| fail(e.to_string()))?;
-        let settings = catalog::config(&config.plugins, &entry.plugin, &entry.config)
-            .map_err(|e| fail(e.to_string()))?;
-        let plugin = ExporterPlugin::load(
-            &runtime,
-            &entry.plugin,
-            &component,
-            settings,
-            config.plugins.limits(),
-        )
-        .map_err(|e| fail(e.to_string()))?;
+        let (plugin, digest, origin) = loader
+            .load_exporter(&entry.plugin, &entry.config)
+            .map_err(fail)?;
         tracing::info!(plugin = %entry.plugin, origin = ?origin, endpoint = %entry.endpoint, "exporter plugin loaded");
         let exporter = PluginExporter::new(
-            Arc::new(plugin),
+            plugin,
+            digest,
             entry,
             registry.clone(),
             resource.clone(),
@@ -257,7 +266,7 @@ fn plugin_exporters(
         .map_err(fail)?;
         out.push(Arc::new(exporter));
     }
-    Ok(out)
+    Ok(Some((Arc::new(loader), out)))
 }
 
 /// Exports through a plugin exporter every interval until the host drains.

@@ -437,7 +437,7 @@ macro_rules! export_view {
                             <$ty as $crate::View>::init($crate::Config::new(config)),
                         )
                     })
-        }
+                }
                 fn map_attributes(
                     instrument: $crate::InstrumentInfo,
                     attributes: ::std::vec::Vec<$crate::KeyValue>,
@@ -451,7 +451,7 @@ macro_rules! export_view {
             }
             // Component exports exist only in WebAssembly; natively the glue is plain, testable code.
             #[cfg(target_arch = "wasm32")]
-            $crate::bindings::view::export_view_world!(Glue with_types_in $crate::bindings::view);
+    $crate::bindings::view::export_view_world!(Glue with_types_in $crate::bindings::view);
         };
     };
 }

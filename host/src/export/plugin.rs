@@ -7,7 +7,7 @@
 //! endpoint's address.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -15,10 +15,13 @@ use tokio::net::UdpSocket;
 
 use crate::config::ExporterConfig;
 use crate::metrics::Registry;
-use crate::plugins::ExporterPlugin;
 use crate::plugins::bindings::encoder::{HttpRequest, Outbound, Outcome, Response, Signals};
 use crate::plugins::bindings::types::Temporality;
+use crate::plugins::cache::digest;
 use crate::plugins::convert::{DeltaTracker, metric_batch};
+use crate::plugins::embedded;
+use crate::plugins::reload::{Reloadable, Source};
+use crate::plugins::{ExporterPlugin, Loader};
 use crate::resource::Resource;
 use crate::telemetry::{SelfTelemetry, Signal};
 
@@ -92,9 +95,17 @@ pub fn url_for(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, Outbound
     Ok(url)
 }
 
+/// The plugin version an integration currently runs.
+struct Current {
+    plugin: Arc<ExporterPlugin>,
+    digest: String,
+}
+
 /// An integration served by an exporter plugin.
 pub struct PluginExporter {
-    plugin: Arc<ExporterPlugin>,
+    name: String,
+    overrides: toml::Table,
+    current: RwLock<Option<Current>>,
     endpoint: Endpoint,
     credentials: HeaderMap,
     interval: Duration,
@@ -107,9 +118,10 @@ pub struct PluginExporter {
 }
 
 impl PluginExporter {
-    /// Binds `plugin` to the integration configured in `config`.
+    /// Binds `plugin` (whose component has SHA-256 `digest`) to the integration configured in `config`.
     pub fn new(
-        plugin: Arc<ExporterPlugin>,
+        plugin: ExporterPlugin,
+        digest: String,
         config: &ExporterConfig,
         registry: Arc<Registry>,
         resource: Resource,
@@ -125,14 +137,19 @@ impl PluginExporter {
             value.set_sensitive(true);
             credentials.insert(name, value);
         }
-        let delta = (plugin.info().temporality == Temporality::Delta).then(DeltaTracker::default);
+        let delta = delta_for(&plugin);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .user_agent(concat!("wasmtel/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Self {
-            plugin,
+            name: config.plugin.clone(),
+            overrides: config.config.clone(),
+            current: RwLock::new(Some(Current {
+                plugin: Arc::new(plugin),
+                digest,
+            })),
             endpoint,
             credentials,
             interval: config.interval.unwrap_or(Duration::from_secs(10)),
@@ -150,38 +167,65 @@ impl PluginExporter {
         self.interval
     }
 
+    /// The plugin version serving now, and its content digest; `None` once unloaded.
+    pub fn current(&self) -> Option<(Arc<ExporterPlugin>, String)> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        current
+            .as_ref()
+            .map(|c| (c.plugin.clone(), c.digest.clone()))
+    }
+
+    /// Swaps in a new version; batches in flight finish on the old one.
+    fn install(&self, plugin: Option<(ExporterPlugin, String)>) {
+        let mut delta = self.delta.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let before = current.as_ref().map(|c| c.plugin.info().temporality);
+        *current = plugin.map(|(plugin, digest)| {
+            if before != Some(plugin.info().temporality) {
+                *delta = delta_for(&plugin);
+            }
+            Current {
+                plugin: Arc::new(plugin),
+                digest,
+            }
+        });
+    }
+
     /// Collects, encodes in the plugin, and sends one metric batch; `true` when all of it was delivered.
     pub async fn export_metrics(self: &Arc<Self>) -> bool {
-        if !self.plugin.info().signals.contains(Signals::METRICS) {
+        let Some((plugin, _)) = self.current() else {
+            return true;
+        };
+        if !plugin.info().signals.contains(Signals::METRICS) {
             return true;
         }
-        let me = self.clone();
+        let (me, encoder) = (self.clone(), plugin.clone());
         let encoded = tokio::task::spawn_blocking(move || {
             let mut delta = me.delta.lock().unwrap_or_else(PoisonError::into_inner);
             let batch = metric_batch(&me.registry, &me.resource, delta.as_mut());
-            me.plugin.encode_metrics(&batch)
+            encoder.encode_metrics(&batch)
         })
         .await;
         let outbound = match encoded {
             Ok(Ok(outbound)) => outbound,
             Ok(Err(e)) => {
                 tracing::warn!(
-                    plugin = self.plugin.name(),
+                    plugin = plugin.name(),
                     "{e}; the batch is counted as failed"
                 );
                 self.telemetry.export_batch(Signal::Metrics, false);
                 return false;
             }
             Err(e) => {
-                tracing::error!(plugin = self.plugin.name(), "encoding task failed: {e}");
+                tracing::error!(plugin = plugin.name(), "encoding task failed: {e}");
                 self.telemetry.export_batch(Signal::Metrics, false);
                 return false;
             }
         };
         let mut ok = true;
         for item in &outbound {
-            if let Err(e) = self.deliver(item).await {
-                tracing::warn!(plugin = self.plugin.name(), "{e}");
+            if let Err(e) = self.deliver(&plugin, item).await {
+                tracing::warn!(plugin = plugin.name(), "{e}");
                 ok = false;
             }
         }
@@ -190,12 +234,14 @@ impl PluginExporter {
     }
 
     /// Sends one outbound item, retrying what the plugin classifies as retryable.
-    async fn deliver(&self, item: &Outbound) -> Result<(), String> {
+    async fn deliver(&self, plugin: &ExporterPlugin, item: &Outbound) -> Result<(), String> {
         match (item, &self.endpoint) {
             (Outbound::Datagram(bytes), Endpoint::Udp(addr)) => {
                 self.send_datagram(*addr, bytes).await
             }
-            (Outbound::Http(request), Endpoint::Http(base)) => self.send_http(base, request).await,
+            (Outbound::Http(request), Endpoint::Http(base)) => {
+                self.send_http(plugin, base, request).await
+            }
             (Outbound::Datagram(_), _) => Err(OutboundError::WrongKind("datagram").to_string()),
             (Outbound::Http(_), _) => Err(OutboundError::WrongKind("HTTP request").to_string()),
         }
@@ -236,7 +282,12 @@ impl PluginExporter {
         Ok(socket)
     }
 
-    async fn send_http(&self, base: &reqwest::Url, request: &HttpRequest) -> Result<(), String> {
+    async fn send_http(
+        &self,
+        plugin: &ExporterPlugin,
+        base: &reqwest::Url,
+        request: &HttpRequest,
+    ) -> Result<(), String> {
         let url = url_for(base, &request.path).map_err(|e| e.to_string())?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             OutboundError::Invalid(format!("method `{}`", request.method)).to_string()
@@ -290,11 +341,11 @@ impl PluginExporter {
                 headers: response_headers,
                 body,
             };
-            match self.plugin.classify(&answer) {
+            match plugin.classify(&answer) {
                 Outcome::Success => return Ok(()),
                 Outcome::Partial(p) => {
                     tracing::warn!(
-                        plugin = self.plugin.name(),
+                        plugin = plugin.name(),
                         "{url}: {} items rejected: {}",
                         p.rejected,
                         p.message
@@ -317,6 +368,42 @@ impl PluginExporter {
             }
         }
         Err(format!("{url}: not delivered"))
+    }
+}
+
+/// A delta tracker for exporters that asked for delta temporality.
+fn delta_for(plugin: &ExporterPlugin) -> Option<DeltaTracker> {
+    (plugin.info().temporality == Temporality::Delta).then(DeltaTracker::default)
+}
+
+impl Reloadable for PluginExporter {
+    fn plugin(&self) -> &str {
+        &self.name
+    }
+
+    fn serving(&self) -> Option<String> {
+        self.current().map(|(_, digest)| digest)
+    }
+
+    fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String> {
+        let next = match source {
+            Source::File { component, digest } => Some((
+                loader.exporter(&self.name, component, &self.overrides)?,
+                digest.to_owned(),
+            )),
+            Source::Removed => match embedded::find(&self.name) {
+                Some(bytes) => {
+                    let component = loader.compile(bytes).map_err(|e| e.to_string())?;
+                    Some((
+                        loader.exporter(&self.name, &component, &self.overrides)?,
+                        digest(bytes),
+                    ))
+                }
+                None => None,
+            },
+        };
+        self.install(next);
+        Ok(())
     }
 }
 

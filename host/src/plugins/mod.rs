@@ -1,14 +1,18 @@
 //! WebAssembly plugins: the contract's bindings, the sandbox, supervision, and plugin kinds.
 
 pub mod bindings;
+pub mod cache;
 pub mod catalog;
 pub mod convert;
 pub mod embedded;
 pub mod exporter;
 mod host;
+pub mod loader;
+pub mod reload;
 pub mod runtime;
 pub mod supervisor;
 
 pub use exporter::{ExporterPlugin, LoadError};
+pub use loader::Loader;
 pub use runtime::{Failure, Limits, Runtime};
 pub use supervisor::{CallError, Health};

@@ -1,0 +1,82 @@
+//! Loading plugins: find the component, compile it through the cache, validate it and start it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::component::Component;
+
+use super::catalog::{self, CatalogError, Origin};
+use super::exporter::ExporterPlugin;
+use super::runtime::{Runtime, RuntimeError};
+use crate::config::PluginsConfig;
+
+/// Everything needed to turn a plugin name into a running plugin.
+pub struct Loader {
+    runtime: Arc<Runtime>,
+    config: PluginsConfig,
+}
+
+impl Loader {
+    /// A loader over the shared runtime and the `[plugins]` settings.
+    pub fn new(config: &PluginsConfig) -> Result<Self, RuntimeError> {
+        Ok(Self {
+            runtime: Runtime::shared()?,
+            config: config.clone(),
+        })
+    }
+
+    /// The plugin directory.
+    pub fn dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// The component bytes for `name`: the directory's file, else the embedded plugin.
+    pub fn find(&self, name: &str) -> Result<(Vec<u8>, Origin), CatalogError> {
+        catalog::component(&self.config.dir, name)
+    }
+
+    /// Compiles component bytes, through the on-disk cache when one is configured.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component, RuntimeError> {
+        let cache = self
+            .config
+            .cache_dir
+            .as_deref()
+            .filter(|d| !d.as_os_str().is_empty());
+        super::cache::compile(&self.runtime, bytes, cache).map(|(component, _)| component)
+    }
+
+    /// Validates `component` as exporter `name` and starts it with its merged configuration.
+    pub fn exporter(
+        &self,
+        name: &str,
+        component: &Component,
+        overrides: &toml::Table,
+    ) -> Result<ExporterPlugin, String> {
+        let settings = catalog::config(&self.config, name, overrides).map_err(|e| e.to_string())?;
+        ExporterPlugin::load(
+            &self.runtime,
+            name,
+            component,
+            settings,
+            self.config.limits(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Finds, compiles and starts exporter `name`; returns it with its content digest.
+    pub fn load_exporter(
+        &self,
+        name: &str,
+        overrides: &toml::Table,
+    ) -> Result<(ExporterPlugin, String, Origin), String> {
+        let (bytes, origin) = self.find(name).map_err(|e| e.to_string())?;
+        let component = self.compile(&bytes).map_err(|e| e.to_string())?;
+        let plugin = self.exporter(name, &component, overrides)?;
+        Ok((plugin, super::cache::digest(&bytes), origin))
+    }
+
+    /// Where a plugin named `name` would be read from in the directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.config.dir.join(format!("{name}.wasm"))
+    }
+}

@@ -1,0 +1,231 @@
+//! Hot reload: watch the plugin directory, compile and validate changed files off the
+//! hot path, and swap the new version in for every integration that uses it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wasmtime::component::Component;
+
+use super::cache::digest;
+use super::loader::Loader;
+
+/// How often the plugin directory is scanned.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// What became of a plugin file.
+pub enum Source<'a> {
+    /// A new or changed file, compiled.
+    File {
+        /// The compiled component.
+        component: &'a Component,
+        /// The SHA-256 of its bytes.
+        digest: &'a str,
+    },
+    /// The file was deleted.
+    Removed,
+}
+
+/// Something that runs a plugin and can take a new version of it.
+pub trait Reloadable: Send + Sync {
+    /// The plugin name (the file stem) it runs.
+    fn plugin(&self) -> &str;
+
+    /// The SHA-256 of the component it runs now, if any.
+    fn serving(&self) -> Option<String>;
+
+    /// Validates and installs the new version; on `Err`, the current version keeps running.
+    fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String>;
+}
+
+/// A file as last seen.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    modified: SystemTime,
+    len: u64,
+    digest: String,
+}
+
+/// The `.wasm` files in `dir` by stem, with their modification time and size.
+fn scan(dir: &Path) -> HashMap<String, (PathBuf, SystemTime, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let path = e.path();
+            let stem = path.file_stem()?.to_str()?.to_owned();
+            if path.extension()? != "wasm" {
+                return None;
+            }
+            let meta = e.metadata().ok()?;
+            Some((stem, (path, meta.modified().ok()?, meta.len())))
+        })
+        .collect()
+}
+
+/// The watcher's memory of the directory.
+struct Watcher {
+    loader: Arc<Loader>,
+    subscribers: Vec<Arc<dyn Reloadable>>,
+    seen: HashMap<String, Seen>,
+}
+
+impl Watcher {
+    fn new(loader: Arc<Loader>, subscribers: Vec<Arc<dyn Reloadable>>) -> Self {
+        let mut watcher = Self {
+            loader,
+            subscribers,
+            seen: HashMap::new(),
+        };
+        // A file counts as seen only if it is what is serving; anything else
+        // (replaced between the host's start and now) is picked up by the first poll.
+        for (stem, (path, modified, len)) in scan(watcher.loader.dir()) {
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let hash = digest(&bytes);
+            let users: Vec<_> = watcher
+                .subscribers
+                .iter()
+                .filter(|s| s.plugin() == stem)
+                .collect();
+            if users
+                .iter()
+                .all(|u| u.serving().as_deref() == Some(hash.as_str()))
+            {
+                watcher.seen.insert(
+                    stem,
+                    Seen {
+                        modified,
+                        len,
+                        digest: hash,
+                    },
+                );
+            }
+        }
+        watcher
+    }
+
+    /// One pass over the directory; blocking (file reads, compilation, instantiation).
+    fn poll(&mut self) {
+        let now = scan(self.loader.dir());
+        for (stem, (path, modified, len)) in &now {
+            let unchanged = self
+                .seen
+                .get(stem)
+                .is_some_and(|s| s.modified == *modified && s.len == *len);
+            if !unchanged {
+                self.changed(stem, path, *modified, *len);
+            }
+        }
+        let removed: Vec<String> = self
+            .seen
+            .keys()
+            .filter(|k| !now.contains_key(*k))
+            .cloned()
+            .collect();
+        for stem in removed {
+            self.seen.remove(&stem);
+            for s in self.subscribers.iter().filter(|s| s.plugin() == stem) {
+                match s.reload(&self.loader, Source::Removed) {
+                    Ok(()) => {
+                        tracing::info!(plugin = %stem, "plugin file removed; unloaded (the embedded version serves if there is one)")
+                    }
+                    Err(e) => {
+                        tracing::warn!(plugin = %stem, "plugin file removed, and falling back failed: {e}")
+                    }
+                }
+            }
+        }
+    }
+
+    fn changed(&mut self, stem: &str, path: &Path, modified: SystemTime, len: u64) {
+        let Ok(bytes) = std::fs::read(path) else {
+            return;
+        };
+        let hash = digest(&bytes);
+        let same = self.seen.get(stem).is_some_and(|s| s.digest == hash);
+        self.seen.insert(
+            stem.to_owned(),
+            Seen {
+                modified,
+                len,
+                digest: hash.clone(),
+            },
+        );
+        if same {
+            return;
+        }
+        let users: Vec<_> = self
+            .subscribers
+            .iter()
+            .filter(|s| s.plugin() == stem && s.serving().as_deref() != Some(hash.as_str()))
+            .cloned()
+            .collect();
+        if users.is_empty() {
+            return;
+        }
+        let component = match self.loader.compile(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), "rejected plugin file: {e}; the previous version keeps serving");
+                return;
+            }
+        };
+        for user in users {
+            match user.reload(
+                &self.loader,
+                Source::File {
+                    component: &component,
+                    digest: &hash,
+                },
+            ) {
+                Ok(()) => {
+                    tracing::info!(file = %path.display(), digest = &hash[..12], "plugin reloaded")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), "rejected plugin file: {e}; the previous version keeps serving")
+                }
+            }
+        }
+    }
+}
+
+/// Starts watching the plugin directory for the given subscribers until `stop` turns true.
+pub fn spawn(
+    loader: Arc<Loader>,
+    subscribers: Vec<Arc<dyn Reloadable>>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let watcher = Arc::new(std::sync::Mutex::new(
+            tokio::task::spawn_blocking(move || Watcher::new(loader, subscribers))
+                .await
+                .ok(),
+        ));
+        let mut ticker = tokio::time::interval(POLL);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let w = watcher.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Some(w) = w.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+                            w.poll();
+                        }
+                    })
+                    .await;
+                }
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
