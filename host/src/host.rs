@@ -231,13 +231,16 @@ impl Drop for Host {
     }
 }
 
+/// The plugin loader and the integrations it loaded.
+type LoadedExporters = (Arc<Loader>, Vec<Arc<PluginExporter>>);
+
 /// Loads every `[[exporters]]` entry's plugin and binds it to its endpoint.
 fn plugin_exporters(
     config: &Config,
     registry: &Arc<Registry>,
     resource: &Resource,
     telemetry: &SelfTelemetry,
-) -> Result<Option<(Arc<Loader>, Vec<Arc<PluginExporter>>)>, StartError> {
+) -> Result<Option<LoadedExporters>, StartError> {
     if config.exporters.is_empty() {
         return Ok(None);
     }
