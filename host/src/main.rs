@@ -23,6 +23,11 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Inspect plugins without a running host.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
     /// Send realistic inference events to a running host.
     Demo {
         /// The host's intake URL.
@@ -43,8 +48,36 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// List the plugins a host would load: the plugin directory's and the embedded ones.
+    List {
+        /// The host's configuration file, for `[plugins]`.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a plugin file: a component of a plugin world whose `init` accepts its configuration.
+    Check {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// Plugin settings (TOML); default: the `<name>.toml` beside the file, if any.
+        #[arg(long)]
+        settings: Option<PathBuf>,
+    },
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -54,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve { config } => serve(config).await,
+        Command::Plugins { command } => plugins(command),
         Command::Demo {
             target,
             rate,
@@ -96,4 +130,64 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
+    use wasmtel::plugins::{Runtime, inspect};
+    let runtime = Runtime::shared()?;
+    match command {
+        PluginsCommand::List { config } => {
+            let config = Config::load(config.as_deref())?;
+            println!(
+                "{:<20} {:<10} {:<14} {}",
+                "NAME", "ORIGIN", "SHA256", "WORLD"
+            );
+            for entry in inspect::list(&runtime, &config.plugins) {
+                let origin = match entry.origin {
+                    wasmtel::plugins::catalog::Origin::File(_) => "file",
+                    wasmtel::plugins::catalog::Origin::Embedded => "embedded",
+                };
+                let world = entry
+                    .world
+                    .map_or_else(|e| format!("INVALID: {e}"), |w| w.to_string());
+                println!(
+                    "{:<20} {:<10} {:<14} {world}",
+                    entry.name,
+                    origin,
+                    &entry.digest[..12]
+                );
+            }
+            Ok(())
+        }
+        PluginsCommand::Check { file, settings } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("plugin")
+                .to_owned();
+            let settings_file = settings.unwrap_or_else(|| file.with_extension("toml"));
+            let table = match std::fs::read_to_string(&settings_file) {
+                Ok(text) => text
+                    .parse::<toml::Table>()
+                    .with_context(|| format!("invalid settings {}", settings_file.display()))?,
+                Err(_) => toml::Table::new(),
+            };
+            let limits = wasmtel::plugins::Limits::default();
+            match inspect::check(
+                &runtime,
+                &name,
+                &bytes,
+                &wasmtel::config::flatten(&table),
+                limits,
+            ) {
+                Ok(world) => {
+                    println!("{}: ok, {world}", file.display());
+                    Ok(())
+                }
+                Err(reason) => anyhow::bail!("{}: rejected: {reason}", file.display()),
+            }
+        }
+    }
 }

@@ -222,3 +222,87 @@ fn demo_against_nothing_explains_itself() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `wasmtel serve` running?"));
 }
+
+const STATSD: &str = env!("WASMTEL_GUEST_STATSD");
+
+fn wasmtel(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("runs")
+}
+
+#[test]
+fn plugins_check_validates_world_and_init_without_a_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("statsd.wasm");
+    std::fs::copy(STATSD, &file).expect("copy");
+    let path = file.to_str().expect("utf-8 path");
+    let out = wasmtel(&["plugins", "check", path]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{path}: ok, exporter (signals: metrics; temporality: delta)\n")
+    );
+
+    std::fs::write(dir.path().join("statsd.toml"), "histogram = \"violin\"\n").expect("settings");
+    let out = wasmtel(&["plugins", "check", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: {path}: rejected: config `histogram`: \"violin\" is not distribution, timer or histogram\n"
+        )
+    );
+
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").expect("junk");
+    let out = wasmtel(&["plugins", "check", junk.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rejected: not a valid component"));
+}
+
+#[test]
+fn plugins_list_shows_directory_files_over_embedded_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    std::fs::copy(STATSD, plugins.join("statsd.wasm")).expect("copy");
+    std::fs::write(plugins.join("broken.wasm"), b"nope").expect("broken");
+    let config = dir.path().join("wasmtel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins]\ndir = \"{}\"\ncache_dir = \"\"\n",
+            plugins.display()
+        ),
+    )
+    .expect("config");
+    let out = wasmtel(&[
+        "plugins",
+        "list",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!(rows[0][..2], ["broken", "file"]);
+    assert!(
+        rows[0][3..]
+            .join(" ")
+            .starts_with("INVALID: not a valid component")
+    );
+    assert_eq!(rows[1][..2], ["statsd", "file"]);
+    assert_eq!(
+        rows[1][3..].join(" "),
+        "exporter (signals: metrics; temporality: delta)"
+    );
+}

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod embedded;
 pub mod exporter;
 mod host;
+pub mod inspect;
 pub mod loader;
 pub mod reload;
 pub mod runtime;

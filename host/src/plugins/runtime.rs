@@ -112,7 +112,11 @@ pub struct RuntimeError(pub String);
 
 impl RuntimeError {
     fn from(context: &str, e: &wasmtime::Error) -> Self {
-        Self(format!("{context}: {e:#}"))
+        let text = format!("{e:#}");
+        Self(format!(
+            "{context}: {}",
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        ))
     }
 }
 
