@@ -122,10 +122,10 @@ pub fn list(runtime: &Arc<Runtime>, config: &crate::config::PluginsConfig) -> Ve
     if let Ok(entries) = std::fs::read_dir(&config.dir) {
         for e in entries.filter_map(Result::ok) {
             let path = e.path();
-            if path.extension().is_some_and(|x| x == "wasm") {
-                if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                    names.push(stem.to_owned());
-                }
+            if path.extension().is_some_and(|x| x == "wasm")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                names.push(stem.to_owned());
             }
         }
     }
