@@ -138,10 +138,7 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
     match command {
         PluginsCommand::List { config } => {
             let config = Config::load(config.as_deref())?;
-            println!(
-                "{:<20} {:<10} {:<14} {}",
-                "NAME", "ORIGIN", "SHA256", "WORLD"
-            );
+            println!("{:<20} {:<10} {:<14} WORLD", "NAME", "ORIGIN", "SHA256");
             for entry in inspect::list(&runtime, &config.plugins) {
                 let origin = match entry.origin {
                     wasmtel::plugins::catalog::Origin::File(_) => "file",
