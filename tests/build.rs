@@ -1,4 +1,4 @@
-//! Builds the test fixture plugins in `tests/fixtures/` as WebAssembly components.
+//! Builds the test fixture plugins in `tests/fixtures/` and `examples/hello-exporter` as WebAssembly components.
 //!
 //! Each fixture's path is handed to the tests as `WASMTEL_FIXTURE_<NAME>`.
 
@@ -30,7 +30,10 @@ fn main() {
     }
     let target = build_wasm::wasm_target_dir(&root);
     build_wasm::build_components(&fixtures.join("Cargo.toml"), &target);
-    for f in FIXTURES {
+    let example = root.join("examples/hello-exporter");
+    println!("cargo:rerun-if-changed={}", example.join("src").display());
+    build_wasm::build_components(&example.join("Cargo.toml"), &target);
+    for f in FIXTURES.iter().chain(&["hello_exporter"]) {
         let wasm = target
             .join("wasm32-wasip2/release")
             .join(format!("{f}.wasm"));

@@ -494,3 +494,83 @@ fn compiled_plugins_are_cached_by_content_hash() {
         0o700
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_exporter_posts_through_the_host_with_credentials_it_never_sees() {
+    use axum::http::HeaderMap;
+    let seen: Arc<std::sync::Mutex<Vec<(String, HeaderMap, String)>>> = Arc::default();
+    let store = seen.clone();
+    let app = axum::Router::new().route(
+        "/base/{*path}",
+        axum::routing::post(
+            move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
+                let store = store.clone();
+                async move {
+                    store
+                        .lock()
+                        .expect("lock")
+                        .push((uri.path().to_owned(), headers, body));
+                    axum::http::StatusCode::ACCEPTED
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+
+    let dir = tempfile_dir();
+    std::fs::copy(
+        env!("WASMTEL_FIXTURE_HELLO_EXPORTER"),
+        dir.join("hello-exporter.wasm"),
+    )
+    .expect("copy");
+    std::fs::write(dir.join("hello-exporter.toml"), "path = \"/v1/hello\"\n").expect("settings");
+    let toml = format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"hello-exporter\"\nendpoint = \"http://{addr}/base/\"\ninterval = \"1h\"\n[exporters.headers]\nauthorization = \"Bearer s3cret\"\n",
+        dir.display()
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &events(2, &[1.0])).await;
+    host.collect_now().await;
+    let got = seen.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1);
+    let (path, headers, body) = &got[0];
+    assert_eq!(path, "/base/v1/hello");
+    assert_eq!(headers["authorization"], "Bearer s3cret");
+    assert_eq!(headers["content-type"], "text/plain");
+    let mut lines: Vec<&str> = body.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "inference.chunks 1",
+            "latency 1",
+            "wasmtel.intake.events.accepted 1"
+        ]
+    );
+    host.shutdown().await;
+}
+
+#[test]
+fn first_party_plugins_pass_their_native_unit_tests() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "--quiet", "--manifest-path"])
+        .arg(root.join("guests/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(root.join("target/guests-native"))
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("test result: ok."), "{text}");
+}

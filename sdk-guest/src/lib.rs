@@ -200,6 +200,18 @@ impl MetricBatch {
     }
 }
 
+impl Metric {
+    /// How many points (series) the metric carries.
+    pub fn point_count(&self) -> usize {
+        match &self.data {
+            MetricData::Gauge(points) => points.len(),
+            MetricData::Sum(sum) => sum.points.len(),
+            MetricData::Histogram(h) => h.points.len(),
+            MetricData::ExponentialHistogram(h) => h.points.len(),
+        }
+    }
+}
+
 impl LogBatch {
     /// Every log record with its scope.
     pub fn records(&self) -> impl Iterator<Item = (&Scope, &LogRecord)> {
