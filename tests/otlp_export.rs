@@ -9,6 +9,9 @@ use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric::Da
 use serde_json::json;
 use wasmtel_tests::{Receiver, attrs};
 
+/// The exporter label of the native OTLP exporter's self-metrics.
+const EXPORTER: &str = "otlp";
+
 fn config(receiver: &Receiver, extra: &str) -> String {
     format!(
         "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\nshutdown_timeout = \"5s\"\n{extra}\n[otlp.headers]\nauthorization = \"Bearer t0ken\"\n[resource]\nservice_name = \"svc-under-test\"\n",
@@ -263,7 +266,11 @@ async fn a_rejected_batch_is_counted_failed_and_not_retried() {
     assert_eq!(
         m.value(
             "wasmtel_export_batches_total",
-            &[("outcome", "failed"), ("signal", "metrics")]
+            &[
+                ("exporter", EXPORTER),
+                ("outcome", "failed"),
+                ("signal", "metrics")
+            ]
         ),
         Some(1.0)
     );
@@ -342,7 +349,11 @@ async fn metrics_are_pushed_every_interval_and_counted_ok() {
         let m = exposition(&host).await;
         let ok = m.value(
             "wasmtel_export_batches_total",
-            &[("outcome", "ok"), ("signal", "metrics")],
+            &[
+                ("exporter", EXPORTER),
+                ("outcome", "ok"),
+                ("signal", "metrics"),
+            ],
         );
         if ok.is_some_and(|n| n >= 3.0) {
             break;

@@ -18,6 +18,9 @@ const HOG: &str = env!("WASMTEL_FIXTURE_HOG");
 const ESCAPE: &str = env!("WASMTEL_FIXTURE_ESCAPE");
 const PASSTHROUGH: &str = env!("WASMTEL_FIXTURE_PASSTHROUGH");
 
+/// The exporter label of the failing plugin's batches.
+const EXPORTER: &str = "spin";
+
 fn load(name: &str, bytes: &[u8], config: &[(&str, &str)]) -> Result<ExporterPlugin, LoadError> {
     let runtime = Runtime::shared().expect("runtime");
     let component = runtime.compile(bytes)?;
@@ -110,7 +113,7 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
         [
             "inference.chunks:1|c|#model:m1",
             "latency:7|d|#model:m1",
-            "wasmtel.export.batches:1|c|#outcome:ok,signal:metrics",
+            "wasmtel.export.batches:1|c|#exporter:statsd,outcome:ok,signal:metrics",
             "wasmtel.intake.events.accepted:2|c",
         ]
     );
@@ -150,7 +153,11 @@ async fn a_looping_plugin_is_stopped_at_its_deadline_while_another_keeps_deliver
     assert_eq!(
         m.value(
             "wasmtel_export_batches_total",
-            &[("outcome", "failed"), ("signal", "metrics")]
+            &[
+                ("exporter", EXPORTER),
+                ("outcome", "failed"),
+                ("signal", "metrics")
+            ]
         ),
         Some(1.0)
     );

@@ -74,7 +74,7 @@ impl SelfTelemetry {
                 registry,
                 "wasmtel.export.batches",
                 "{batch}",
-                "Export batches by signal and outcome (ok, failed).",
+                "Export batches by exporter, signal and outcome (ok, failed).",
             )?,
             dropped: counter(
                 registry,
@@ -96,11 +96,12 @@ impl SelfTelemetry {
             .record(&[("reason", ValueRef::Str(reason))], 1.0);
     }
 
-    /// Counts one export batch that was delivered (`ok`) or given up on.
-    pub fn export_batch(&self, signal: Signal, ok: bool) {
+    /// Counts one batch that `exporter` (`otlp`, or a plugin's name) delivered (`ok`) or gave up on.
+    pub fn export_batch(&self, exporter: &str, signal: Signal, ok: bool) {
         let outcome = if ok { "ok" } else { "failed" };
         self.batches.record(
             &[
+                ("exporter", ValueRef::Str(exporter)),
                 ("outcome", ValueRef::Str(outcome)),
                 ("signal", ValueRef::Str(signal.as_str())),
             ],

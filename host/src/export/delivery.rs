@@ -56,7 +56,7 @@ impl<T: Send + 'static> Delivery<T> {
             }
             let body = (self.encode)(items);
             let ok = self.send_with_retries(body, &mut drain).await;
-            self.telemetry.export_batch(self.signal, ok);
+            self.telemetry.export_batch("otlp", self.signal, ok);
         }
     }
 

@@ -213,12 +213,14 @@ impl PluginExporter {
                     plugin = plugin.name(),
                     "{e}; the batch is counted as failed"
                 );
-                self.telemetry.export_batch(Signal::Metrics, false);
+                self.telemetry
+                    .export_batch(&self.name, Signal::Metrics, false);
                 return false;
             }
             Err(e) => {
                 tracing::error!(plugin = plugin.name(), "encoding task failed: {e}");
-                self.telemetry.export_batch(Signal::Metrics, false);
+                self.telemetry
+                    .export_batch(&self.name, Signal::Metrics, false);
                 return false;
             }
         };
@@ -229,7 +231,7 @@ impl PluginExporter {
                 ok = false;
             }
         }
-        self.telemetry.export_batch(Signal::Metrics, ok);
+        self.telemetry.export_batch(&self.name, Signal::Metrics, ok);
         ok
     }
 
