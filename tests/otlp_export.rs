@@ -397,3 +397,76 @@ async fn metrics_are_pushed_every_interval_and_counted_ok() {
     });
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redact_transform_rewrites_log_records_before_export() {
+    let receiver = Receiver::start().await;
+    let extra = "[[transforms]]\nplugin = \"redact\"\nconfig = { drop = \"inference.request.id\", hash = \"gen_ai.request.model\", salt = \"s\", \"rename.error.type\" = \"failure\" }\n";
+    let toml = format!("{}\n{extra}", config(&receiver, ""));
+    let host = start(&toml).await;
+    let failed = Completed {
+        error: Some("timeout"),
+        ..Completed::ok("m1", "vllm")
+    };
+    post_ndjson(&host, &[failed.event(1)]).await;
+    receiver
+        .wait_until("the log record", |r| !r.logs.is_empty())
+        .await;
+    receiver.with(|r| {
+        let record = &r.logs[0].resource_logs[0].scope_logs[0].log_records[0];
+        let a = attrs(&record.attributes);
+        assert!(!a.contains_key("inference.request.id"), "{a:?}");
+        // sha256("s" + "m1")
+        assert_eq!(
+            a["gen_ai.request.model"],
+            "9c9cab25e7ce7ceb0b588388deb5fbd2e99ecc93bc31097c2b729646e9abfc84"
+        );
+        assert_eq!(a["failure"], "timeout");
+        assert!(!a.contains_key("error.type"));
+        assert_eq!(a["inference.engine"], "vllm");
+        assert_eq!(record.event_name, "generation_completed");
+        assert_eq!(record.trace_id.len(), 16);
+    });
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_transform_fails_open_by_default_and_closed_when_asked() {
+    let passthrough = env!("WASMTEL_FIXTURE_PASSTHROUGH");
+    for (policy, delivered) in [("open", true), ("closed", false)] {
+        let dir =
+            std::env::temp_dir().join(format!("wasmtel-transform-{policy}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::copy(passthrough, dir.join("trapper.wasm")).expect("copy");
+        let receiver = Receiver::start().await;
+        let extra = format!(
+            "[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"trapper\"\non_failure = \"{policy}\"\nconfig = {{ trap = \"true\" }}\n",
+            dir.display()
+        );
+        let toml = format!("{}\n{extra}", config(&receiver, "logs = false"));
+        let host = start(&toml).await;
+        post_ndjson(&host, &[Completed::ok("m1", "vllm").event(1)]).await;
+        host.collect_now().await;
+        if delivered {
+            receiver
+                .wait_until("the untouched batch", |r| r.metrics.len() == 1)
+                .await;
+            receiver.with(|r| {
+                let names: Vec<&str> = r.metrics[0].resource_metrics[0]
+                    .scope_metrics
+                    .iter()
+                    .flat_map(|s| s.metrics.iter().map(|m| m.name.as_str()))
+                    .collect();
+                assert!(names.contains(&"inference.requests"), "{names:?}");
+            });
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(
+                receiver.with(|r| r.metrics.len()),
+                0,
+                "fail-closed drops the batch"
+            );
+        }
+        host.shutdown().await;
+    }
+}

@@ -581,3 +581,20 @@ fn first_party_plugins_pass_their_native_unit_tests() {
     );
     assert!(text.contains("test result: ok."), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transforms_also_rewrite_what_exporter_plugins_receive() {
+    let (socket, port) = udp_listener();
+    let toml = format!(
+        "{RULES}\n[[transforms]]\nplugin = \"redact\"\nconfig = {{ hash = \"model\" }}\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ninterval = \"1h\"\n"
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &events(2, &[])).await;
+    host.collect_now().await;
+    // sha256("m1")
+    assert!(
+        receive_lines(&socket).contains(&"inference.chunks:2|c|#model:ca0df2c95aa144c1d0ff2ff3c8f967fdc1de9ef0c4120b3726416701b519d619".to_owned()),
+        "the tag value is hashed"
+    );
+    host.shutdown().await;
+}

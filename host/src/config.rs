@@ -65,6 +65,22 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// `[[exporters]]`: integrations served by exporter plugins.
     pub exporters: Vec<ExporterConfig>,
+    /// `[[transforms]]`: transform plugins applied to every batch before export, in order.
+    pub transforms: Vec<TransformConfig>,
+}
+
+/// One `[[transforms]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// The transform plugin (`redact`, or a `.wasm` in the plugin directory, by file stem).
+    pub plugin: String,
+    /// `open` (default): a failing transform passes the batch through; `closed`: the batch is dropped.
+    #[serde(default)]
+    pub on_failure: crate::plugins::OnFailure,
+    /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
+    #[serde(default)]
+    pub config: toml::Table,
 }
 
 /// The `[plugins]` section.

@@ -18,8 +18,8 @@ use crate::export::plugin::PluginExporter;
 use crate::export::prometheus;
 use crate::metrics::{ConflictError, Registry};
 use crate::pipeline::{EventSink, Pipeline};
-use crate::plugins::Loader;
 use crate::plugins::reload::{self, Reloadable};
+use crate::plugins::{Loader, Transforms};
 use crate::resource::Resource;
 use crate::telemetry::SelfTelemetry;
 
@@ -82,18 +82,20 @@ impl Host {
         let telemetry = SelfTelemetry::register(&registry)?;
         let resource = Resource::detect(&config.resource);
         let deriver = Deriver::new(&config.derive, &registry)?;
+        let (loader, transforms, plugin_exporters) =
+            load_plugins(config, &registry, &resource, &telemetry).await?;
         let otlp = OtlpExporter::new(
             &config.otlp,
             registry.clone(),
             resource.clone(),
             telemetry.clone(),
+            transforms.clone(),
         )?
         .map(Arc::new);
         let sinks: Vec<Arc<dyn EventSink>> = otlp
             .iter()
             .map(|o| o.clone() as Arc<dyn EventSink>)
             .collect();
-        let loaded = plugin_exporters(config, &registry, &resource, &telemetry)?;
         let pipeline = Arc::new(Pipeline::new(deriver, sinks, telemetry));
 
         let (stop, stopped) = watch::channel(false);
@@ -129,17 +131,15 @@ impl Host {
             .as_ref()
             .map(|o| o.spawn(drained.clone()))
             .unwrap_or_default();
-        let mut plugin_exporters = Vec::new();
-        if let Some((loader, exporters)) = loaded {
-            for exporter in &exporters {
-                exports.push(tick(exporter.clone(), drained.clone()));
-            }
-            let subscribers = exporters
+        for exporter in &plugin_exporters {
+            exports.push(tick(exporter.clone(), drained.clone()));
+        }
+        if let Some(loader) = loader.filter(|_| !plugin_exporters.is_empty()) {
+            let subscribers = plugin_exporters
                 .iter()
                 .map(|e| e.clone() as Arc<dyn Reloadable>)
                 .collect();
             servers.push(reload::spawn(loader, subscribers, stop.subscribe()));
-            plugin_exporters = exporters;
         }
         tracing::info!(intake = %intake_addr, prometheus = ?prometheus_addr,
             otlp_metrics = ?config.otlp.metrics_url(), otlp_logs = ?config.otlp.logs_url(), "wasmtel is serving");
@@ -183,7 +183,7 @@ impl Host {
     /// Exports metrics now, as the interval timers would: queues an OTLP batch and runs every plugin exporter.
     pub async fn collect_now(&self) {
         if let Some(otlp) = &self.otlp {
-            otlp.collect();
+            otlp.collect().await;
         }
         for exporter in &self.plugin_exporters {
             exporter.export_metrics().await;
@@ -197,7 +197,7 @@ impl Host {
             let _ = server.await;
         }
         if let Some(otlp) = &self.otlp {
-            otlp.collect();
+            otlp.collect().await;
         }
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let _ = self.drain.send(Some(deadline));
@@ -231,23 +231,85 @@ impl Drop for Host {
     }
 }
 
-/// The plugin loader and the integrations it loaded.
-type LoadedExporters = (Arc<Loader>, Vec<Arc<PluginExporter>>);
+/// What the host loads from plugins: the loader, the transform chain and the plugin exporters.
+type Plugins = (Option<Arc<Loader>>, Transforms, Vec<Arc<PluginExporter>>);
 
-/// Loads every `[[exporters]]` entry's plugin and binds it to its endpoint.
-fn plugin_exporters(
+/// Loads every configured plugin on a blocking thread: plugin calls must not run on async worker threads.
+async fn load_plugins(
     config: &Config,
     registry: &Arc<Registry>,
     resource: &Resource,
     telemetry: &SelfTelemetry,
-) -> Result<Option<LoadedExporters>, StartError> {
-    if config.exporters.is_empty() {
+) -> Result<Plugins, StartError> {
+    let (config, registry, resource, telemetry) = (
+        config.clone(),
+        registry.clone(),
+        resource.clone(),
+        telemetry.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let loader = loader(&config)?;
+        let transforms = transforms(&config, loader.as_deref())?;
+        let exporters = plugin_exporters(
+            &config,
+            loader.as_deref(),
+            &registry,
+            &resource,
+            &telemetry,
+            &transforms,
+        )?;
+        Ok((loader, transforms, exporters))
+    })
+    .await
+    .map_err(|e| StartError::Plugin {
+        plugin: "*".into(),
+        reason: e.to_string(),
+    })?
+}
+
+/// The plugin loader, when any plugin is configured.
+fn loader(config: &Config) -> Result<Option<Arc<Loader>>, StartError> {
+    if config.exporters.is_empty() && config.transforms.is_empty() {
         return Ok(None);
     }
     let loader = Loader::new(&config.plugins).map_err(|e| StartError::Plugin {
         plugin: "*".into(),
         reason: e.to_string(),
     })?;
+    Ok(Some(Arc::new(loader)))
+}
+
+/// Loads the `[[transforms]]` chain.
+fn transforms(config: &Config, loader: Option<&Loader>) -> Result<Transforms, StartError> {
+    let Some(loader) = loader else {
+        return Ok(Transforms::default());
+    };
+    let mut chain = Vec::new();
+    for entry in &config.transforms {
+        let plugin = loader
+            .transform(&entry.plugin, &entry.config, entry.on_failure)
+            .map_err(|reason| StartError::Plugin {
+                plugin: entry.plugin.clone(),
+                reason,
+            })?;
+        tracing::info!(plugin = %entry.plugin, "transform plugin loaded");
+        chain.push(plugin);
+    }
+    Ok(Transforms::new(chain))
+}
+
+/// Loads every `[[exporters]]` entry's plugin and binds it to its endpoint.
+fn plugin_exporters(
+    config: &Config,
+    loader: Option<&Loader>,
+    registry: &Arc<Registry>,
+    resource: &Resource,
+    telemetry: &SelfTelemetry,
+    transforms: &Transforms,
+) -> Result<Vec<Arc<PluginExporter>>, StartError> {
+    let Some(loader) = loader else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for entry in &config.exporters {
         let fail = |reason: String| StartError::Plugin {
@@ -265,11 +327,12 @@ fn plugin_exporters(
             registry.clone(),
             resource.clone(),
             telemetry.clone(),
+            transforms.clone(),
         )
         .map_err(fail)?;
         out.push(Arc::new(exporter));
     }
-    Ok(Some((Arc::new(loader), out)))
+    Ok(out)
 }
 
 /// Exports through a plugin exporter every interval until the host drains.

@@ -87,7 +87,10 @@ async fn run() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve { config } => serve(config).await,
-        Command::Plugins { command } => plugins(command),
+        // Plugin calls must not run on async worker threads.
+        Command::Plugins { command } => {
+            tokio::task::spawn_blocking(move || plugins(command)).await?
+        }
         Command::Demo {
             target,
             rate,

@@ -28,7 +28,7 @@ pub struct Delivery<T> {
     /// Most items per request.
     pub batch: usize,
     /// Turns items into one request body.
-    pub encode: Box<dyn Fn(Vec<T>) -> Bytes + Send + Sync>,
+    pub encode: Arc<dyn Fn(Vec<T>) -> Bytes + Send + Sync>,
     /// Self-telemetry.
     pub telemetry: SelfTelemetry,
     /// The signal, for self-telemetry.
@@ -54,7 +54,12 @@ impl<T: Send + 'static> Delivery<T> {
                 }
                 continue;
             }
-            let body = (self.encode)(items);
+            // Encoding may call transform plugins, which must not run on async worker threads.
+            let encode = self.encode.clone();
+            let Ok(body) = tokio::task::spawn_blocking(move || encode(items)).await else {
+                self.telemetry.export_batch("otlp", self.signal, false);
+                continue;
+            };
             let ok = self.send_with_retries(body, &mut drain).await;
             self.telemetry.export_batch("otlp", self.signal, ok);
         }

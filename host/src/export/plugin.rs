@@ -21,7 +21,7 @@ use crate::plugins::cache::digest;
 use crate::plugins::convert::{DeltaTracker, metric_batch};
 use crate::plugins::embedded;
 use crate::plugins::reload::{Reloadable, Source};
-use crate::plugins::{ExporterPlugin, Loader};
+use crate::plugins::{ExporterPlugin, Loader, Transforms};
 use crate::resource::Resource;
 use crate::telemetry::{SelfTelemetry, Signal};
 
@@ -115,6 +115,7 @@ pub struct PluginExporter {
     registry: Arc<Registry>,
     resource: Resource,
     telemetry: SelfTelemetry,
+    transforms: Transforms,
 }
 
 impl PluginExporter {
@@ -126,6 +127,7 @@ impl PluginExporter {
         registry: Arc<Registry>,
         resource: Resource,
         telemetry: SelfTelemetry,
+        transforms: Transforms,
     ) -> Result<Self, String> {
         let endpoint = Endpoint::parse(&config.endpoint)?;
         let mut credentials = HeaderMap::new();
@@ -159,6 +161,7 @@ impl PluginExporter {
             registry,
             resource,
             telemetry,
+            transforms,
         })
     }
 
@@ -203,7 +206,10 @@ impl PluginExporter {
         let encoded = tokio::task::spawn_blocking(move || {
             let mut delta = me.delta.lock().unwrap_or_else(PoisonError::into_inner);
             let batch = metric_batch(&me.registry, &me.resource, delta.as_mut());
-            encoder.encode_metrics(&batch)
+            match me.transforms.metrics(batch) {
+                Some(batch) => encoder.encode_metrics(&batch),
+                None => Ok(Vec::new()),
+            }
         })
         .await;
         let outbound = match encoded {
@@ -236,7 +242,7 @@ impl PluginExporter {
     }
 
     /// Sends one outbound item, retrying what the plugin classifies as retryable.
-    async fn deliver(&self, plugin: &ExporterPlugin, item: &Outbound) -> Result<(), String> {
+    async fn deliver(&self, plugin: &Arc<ExporterPlugin>, item: &Outbound) -> Result<(), String> {
         match (item, &self.endpoint) {
             (Outbound::Datagram(bytes), Endpoint::Udp(addr)) => {
                 self.send_datagram(*addr, bytes).await
@@ -286,7 +292,7 @@ impl PluginExporter {
 
     async fn send_http(
         &self,
-        plugin: &ExporterPlugin,
+        plugin: &Arc<ExporterPlugin>,
         base: &reqwest::Url,
         request: &HttpRequest,
     ) -> Result<(), String> {
@@ -343,7 +349,12 @@ impl PluginExporter {
                 headers: response_headers,
                 body,
             };
-            match plugin.classify(&answer) {
+            let classifier = plugin.clone();
+            // A plugin call, so off the async worker threads.
+            let outcome = tokio::task::spawn_blocking(move || classifier.classify(&answer)).await;
+            let outcome =
+                outcome.unwrap_or_else(|_| Outcome::Reject("the classify task failed".into()));
+            match outcome {
                 Outcome::Success => return Ok(()),
                 Outcome::Partial(p) => {
                     tracing::warn!(

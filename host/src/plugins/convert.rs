@@ -217,3 +217,258 @@ fn number<A>(s: &Series<A>, start: u64, now: u64, value: f64) -> NumberPoint {
         exemplars: Vec::new(),
     }
 }
+
+/// OTLP protobuf ⇄ contract types, so that transforms can rewrite what the OTLP exporter sends.
+pub mod otlp {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, ArrayValue, InstrumentationScope, KeyValue as ProtoKeyValue, KeyValueList,
+        any_value,
+    };
+    use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoLogRecord;
+    use opentelemetry_proto::tonic::metrics::v1 as pm;
+    use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+
+    use crate::plugins::bindings::types::{
+        KeyValue, LogBatch, LogRecord, MetricBatch, MetricData, NumberPoint, Resource, Scope,
+        ScopeLogs, Temporality, Value,
+    };
+
+    fn json(v: &AnyValue) -> serde_json::Value {
+        match &v.value {
+            Some(any_value::Value::StringValue(s)) => s.clone().into(),
+            Some(any_value::Value::BoolValue(b)) => (*b).into(),
+            Some(any_value::Value::IntValue(i)) => (*i).into(),
+            Some(any_value::Value::DoubleValue(d)) => (*d).into(),
+            Some(any_value::Value::ArrayValue(a)) => a.values.iter().map(json).collect(),
+            Some(any_value::Value::KvlistValue(l)) => l
+                .values
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value.as_ref().map_or(serde_json::Value::Null, json),
+                    )
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            Some(any_value::Value::BytesValue(b)) => const_hex::encode(b).into(),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    fn from_json(v: &serde_json::Value) -> AnyValue {
+        let value = match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::Bool(b) => Some(any_value::Value::BoolValue(*b)),
+            serde_json::Value::Number(n) => Some(n.as_i64().map_or_else(
+                || any_value::Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+                any_value::Value::IntValue,
+            )),
+            serde_json::Value::String(s) => Some(any_value::Value::StringValue(s.clone())),
+            serde_json::Value::Array(items) => Some(any_value::Value::ArrayValue(ArrayValue {
+                values: items.iter().map(from_json).collect(),
+            })),
+            serde_json::Value::Object(map) => Some(any_value::Value::KvlistValue(KeyValueList {
+                values: map
+                    .iter()
+                    .map(|(k, v)| ProtoKeyValue {
+                        key: k.clone(),
+                        value: Some(from_json(v)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })),
+        };
+        AnyValue { value }
+    }
+
+    /// An OTLP value as a contract value (arrays and maps as JSON text).
+    pub fn value(v: &AnyValue) -> Value {
+        match &v.value {
+            Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
+            Some(any_value::Value::BoolValue(b)) => Value::Boolean(*b),
+            Some(any_value::Value::IntValue(i)) => Value::Int(*i),
+            Some(any_value::Value::DoubleValue(d)) => Value::Double(*d),
+            Some(any_value::Value::BytesValue(b)) => Value::Bytes(b.clone()),
+            _ => Value::Json(json(v).to_string()),
+        }
+    }
+
+    /// A contract value as an OTLP value (JSON text back into arrays and maps).
+    pub fn any_value(v: &Value) -> AnyValue {
+        let value = match v {
+            Value::String(s) => any_value::Value::StringValue(s.clone()),
+            Value::Boolean(b) => any_value::Value::BoolValue(*b),
+            Value::Int(i) => any_value::Value::IntValue(*i),
+            Value::Double(d) => any_value::Value::DoubleValue(*d),
+            Value::Bytes(b) => any_value::Value::BytesValue(b.clone()),
+            Value::Json(text) => {
+                return serde_json::from_str(text).map_or_else(
+                    |_| AnyValue {
+                        value: Some(any_value::Value::StringValue(text.clone())),
+                    },
+                    |j| from_json(&j),
+                );
+            }
+        };
+        AnyValue { value: Some(value) }
+    }
+
+    fn attributes(kvs: &[ProtoKeyValue]) -> Vec<KeyValue> {
+        kvs.iter()
+            .map(|kv| KeyValue {
+                key: kv.key.clone(),
+                value: kv.value.as_ref().map_or(Value::Json("null".into()), value),
+            })
+            .collect()
+    }
+
+    fn proto_attributes(kvs: &[KeyValue]) -> Vec<ProtoKeyValue> {
+        kvs.iter()
+            .map(|kv| ProtoKeyValue {
+                key: kv.key.clone(),
+                value: Some(any_value(&kv.value)),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// OTLP log records of one scope as a contract log batch.
+    pub fn log_batch(records: &[ProtoLogRecord], resource: Resource, scope: &str) -> LogBatch {
+        let records = records
+            .iter()
+            .map(|r| LogRecord {
+                time_unix_nano: r.time_unix_nano,
+                observed_time_unix_nano: r.observed_time_unix_nano,
+                severity_number: u8::try_from(r.severity_number).unwrap_or(0),
+                severity_text: r.severity_text.clone(),
+                body: r.body.as_ref().map(value),
+                attributes: attributes(&r.attributes),
+                trace_id: r.trace_id.clone(),
+                span_id: r.span_id.clone(),
+                event_name: r.event_name.clone(),
+            })
+            .collect();
+        LogBatch {
+            resource,
+            scopes: vec![ScopeLogs {
+                scope: Scope {
+                    name: scope.to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    attributes: Vec::new(),
+                },
+                records,
+            }],
+        }
+    }
+
+    /// A contract log batch's records as OTLP log records.
+    pub fn log_records(batch: &LogBatch) -> Vec<ProtoLogRecord> {
+        batch
+            .scopes
+            .iter()
+            .flat_map(|s| &s.records)
+            .map(|r| ProtoLogRecord {
+                time_unix_nano: r.time_unix_nano,
+                observed_time_unix_nano: r.observed_time_unix_nano,
+                severity_number: i32::from(r.severity_number),
+                severity_text: r.severity_text.clone(),
+                body: r.body.as_ref().map(any_value),
+                attributes: proto_attributes(&r.attributes),
+                trace_id: r.trace_id.clone(),
+                span_id: r.span_id.clone(),
+                event_name: r.event_name.clone(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn temporality(t: Temporality) -> i32 {
+        match t {
+            Temporality::Cumulative => pm::AggregationTemporality::Cumulative as i32,
+            Temporality::Delta => pm::AggregationTemporality::Delta as i32,
+        }
+    }
+
+    fn number_points(points: &[NumberPoint]) -> Vec<pm::NumberDataPoint> {
+        points
+            .iter()
+            .map(|p| pm::NumberDataPoint {
+                attributes: proto_attributes(&p.attributes),
+                start_time_unix_nano: p.start_time_unix_nano,
+                time_unix_nano: p.time_unix_nano,
+                value: Some(pm::number_data_point::Value::AsDouble(p.value)),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// A contract metric batch as an OTLP export request.
+    pub fn metric_request(batch: &MetricBatch) -> ExportMetricsServiceRequest {
+        let scopes = batch
+            .scopes
+            .iter()
+            .map(|s| pm::ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: s.scope.name.clone(),
+                    version: s.scope.version.clone(),
+                    attributes: proto_attributes(&s.scope.attributes),
+                    ..Default::default()
+                }),
+                metrics: s.metrics.iter().filter_map(metric).collect(),
+                schema_url: String::new(),
+            })
+            .collect();
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![pm::ResourceMetrics {
+                resource: Some(ProtoResource {
+                    attributes: proto_attributes(&batch.resource.attributes),
+                    ..Default::default()
+                }),
+                scope_metrics: scopes,
+                schema_url: batch.resource.schema_url.clone(),
+            }],
+        }
+    }
+
+    fn metric(m: &crate::plugins::bindings::types::Metric) -> Option<pm::Metric> {
+        let data = match &m.data {
+            MetricData::Gauge(points) => pm::metric::Data::Gauge(pm::Gauge {
+                data_points: number_points(points),
+            }),
+            MetricData::Sum(s) => pm::metric::Data::Sum(pm::Sum {
+                data_points: number_points(&s.points),
+                aggregation_temporality: temporality(s.temporality),
+                is_monotonic: s.monotonic,
+            }),
+            MetricData::Histogram(h) => pm::metric::Data::Histogram(pm::Histogram {
+                data_points: h
+                    .points
+                    .iter()
+                    .map(|p| pm::HistogramDataPoint {
+                        attributes: proto_attributes(&p.attributes),
+                        start_time_unix_nano: p.start_time_unix_nano,
+                        time_unix_nano: p.time_unix_nano,
+                        count: p.count,
+                        sum: p.sum,
+                        bucket_counts: p.bucket_counts.clone(),
+                        explicit_bounds: p.bounds.clone(),
+                        min: p.min,
+                        max: p.max,
+                        ..Default::default()
+                    })
+                    .collect(),
+                aggregation_temporality: temporality(h.temporality),
+            }),
+            MetricData::ExponentialHistogram(_) => return None,
+        };
+        Some(pm::Metric {
+            name: m.name.clone(),
+            description: m.description.clone(),
+            unit: m.unit.clone(),
+            metadata: Vec::new(),
+            data: Some(data),
+        })
+    }
+}

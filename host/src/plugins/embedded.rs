@@ -1,7 +1,10 @@
 //! The first-party plugins built from `guests/` and embedded in the binary.
 
 /// Name and component bytes of every embedded plugin.
-pub const PLUGINS: &[(&str, &[u8])] = &[("statsd", include_bytes!(env!("WASMTEL_GUEST_STATSD")))];
+pub const PLUGINS: &[(&str, &[u8])] = &[
+    ("redact", include_bytes!(env!("WASMTEL_GUEST_REDACT"))),
+    ("statsd", include_bytes!(env!("WASMTEL_GUEST_STATSD"))),
+];
 
 /// The embedded plugin named `name`.
 pub fn find(name: &str) -> Option<&'static [u8]> {

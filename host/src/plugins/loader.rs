@@ -63,6 +63,27 @@ impl Loader {
         .map_err(|e| e.to_string())
     }
 
+    /// Finds, compiles and starts transform `name` with its merged configuration.
+    pub fn transform(
+        &self,
+        name: &str,
+        overrides: &toml::Table,
+        on_failure: super::OnFailure,
+    ) -> Result<super::TransformPlugin, String> {
+        let (bytes, _) = self.find(name).map_err(|e| e.to_string())?;
+        let component = self.compile(&bytes).map_err(|e| e.to_string())?;
+        let settings = catalog::config(&self.config, name, overrides).map_err(|e| e.to_string())?;
+        super::TransformPlugin::load(
+            &self.runtime,
+            name,
+            &component,
+            settings,
+            self.config.limits(),
+            on_failure,
+        )
+        .map_err(|e| e.to_string())
+    }
+
     /// Finds, compiles and starts exporter `name`; returns it with its content digest.
     pub fn load_exporter(
         &self,

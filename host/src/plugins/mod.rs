@@ -12,8 +12,10 @@ pub mod loader;
 pub mod reload;
 pub mod runtime;
 pub mod supervisor;
+pub mod transform;
 
 pub use exporter::{ExporterPlugin, LoadError};
 pub use loader::Loader;
 pub use runtime::{Failure, Limits, Runtime};
 pub use supervisor::{CallError, Health};
+pub use transform::{OnFailure, TransformPlugin, Transforms};

@@ -16,6 +16,7 @@ use crate::export::delivery::{Delivery, Drain};
 use crate::export::queue::DropOldestQueue;
 use crate::metrics::Registry;
 use crate::pipeline::EventSink;
+use crate::plugins::{Transforms, convert};
 use crate::resource::Resource;
 use crate::telemetry::{SelfTelemetry, Signal};
 
@@ -50,6 +51,7 @@ pub struct OtlpExporter {
     registry: Arc<Registry>,
     resource: Resource,
     telemetry: SelfTelemetry,
+    transforms: Transforms,
     interval: std::time::Duration,
     logs_batch: usize,
     metrics: Option<Channel<Bytes>>,
@@ -63,6 +65,7 @@ impl OtlpExporter {
         registry: Arc<Registry>,
         resource: Resource,
         telemetry: SelfTelemetry,
+        transforms: Transforms,
     ) -> Result<Option<Self>, HeaderError> {
         let metrics = Channel::open(
             config,
@@ -78,6 +81,7 @@ impl OtlpExporter {
             registry,
             resource,
             telemetry,
+            transforms,
             interval: config.interval(),
             logs_batch: config.logs_batch.max(1),
             metrics,
@@ -86,9 +90,23 @@ impl OtlpExporter {
     }
 
     /// Collects the current metric state into one batch and queues it for delivery.
-    pub fn collect(&self) {
+    pub async fn collect(self: &Arc<Self>) {
+        // Transforms are plugin calls, which must not run on async worker threads.
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.collect_blocking()).await;
+    }
+
+    fn collect_blocking(&self) {
         let Some(ch) = &self.metrics else { return };
-        let request = metrics::encode(&self.registry, &self.resource);
+        let request = if self.transforms.is_empty() {
+            metrics::encode(&self.registry, &self.resource)
+        } else {
+            let batch = convert::metric_batch(&self.registry, &self.resource, None);
+            match self.transforms.metrics(batch) {
+                Some(batch) => convert::otlp::metric_request(&batch),
+                None => return,
+            }
+        };
         let dropped = ch.queue.push([Bytes::from(request.encode_to_vec())]);
         if dropped > 0 {
             self.telemetry.export_dropped(Signal::Metrics, dropped);
@@ -106,7 +124,7 @@ impl OtlpExporter {
                 let mut ticker = tokio::time::interval_at(start, me.interval);
                 loop {
                     tokio::select! {
-                        _ = ticker.tick() => me.collect(),
+                        _ = ticker.tick() => me.collect().await,
                         _ = stop.changed() => return,
                     }
                 }
@@ -116,7 +134,7 @@ impl OtlpExporter {
                     queue: ch.queue.clone(),
                     client: ch.client.clone(),
                     batch: 1,
-                    encode: Box::new(|mut bodies: Vec<Bytes>| bodies.pop().unwrap_or_default()),
+                    encode: Arc::new(|mut bodies: Vec<Bytes>| bodies.pop().unwrap_or_default()),
                     telemetry: self.telemetry.clone(),
                     signal: Signal::Metrics,
                 }
@@ -124,13 +142,14 @@ impl OtlpExporter {
             ));
         }
         if let Some(ch) = &self.logs {
-            let resource = self.resource.clone();
+            let (resource, transforms) = (self.resource.clone(), self.transforms.clone());
             tasks.push(tokio::spawn(
                 Delivery {
                     queue: ch.queue.clone(),
                     client: ch.client.clone(),
                     batch: self.logs_batch,
-                    encode: Box::new(move |records| {
+                    encode: Arc::new(move |records| {
+                        let records = transformed(&transforms, records, &resource);
                         Bytes::from(logs::request(records, &resource).encode_to_vec())
                     }),
                     telemetry: self.telemetry.clone(),
@@ -141,6 +160,22 @@ impl OtlpExporter {
         }
         tasks
     }
+}
+
+/// Log records after the transforms; all of them dropped if a fail-closed transform failed.
+fn transformed(
+    transforms: &Transforms,
+    records: Vec<LogRecord>,
+    resource: &Resource,
+) -> Vec<LogRecord> {
+    if transforms.is_empty() {
+        return records;
+    }
+    let batch = convert::otlp::log_batch(&records, convert::resource(resource), logs::EVENTS_SCOPE);
+    transforms
+        .logs(batch)
+        .map(|b| convert::otlp::log_records(&b))
+        .unwrap_or_default()
 }
 
 impl EventSink for OtlpExporter {
