@@ -6,22 +6,8 @@ use wasmtime::component::Component;
 
 use super::bindings::encoder::{self, ExporterInfo, Outbound, Outcome, Response};
 use super::bindings::types::{LogBatch, MetricBatch};
-use super::runtime::{Limits, Runtime, RuntimeError};
-use super::supervisor::{CallError, Health, Supervised};
-
-/// Why a plugin could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// Not a component, or not linkable.
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// The component does not export the interface of the expected world.
-    #[error("wrong world: {0}")]
-    WrongWorld(String),
-    /// Instantiation or `init` failed.
-    #[error(transparent)]
-    Start(#[from] CallError),
-}
+use super::runtime::{Limits, Runtime};
+use super::supervisor::{CallError, Health, LoadError, Supervised};
 
 /// A loaded exporter plugin.
 pub struct ExporterPlugin {
@@ -40,23 +26,21 @@ impl ExporterPlugin {
         limits: Limits,
     ) -> Result<Self, LoadError> {
         let name: Arc<str> = Arc::from(name);
-        let pre = runtime.prepare(component)?;
-        let indices = encoder::GuestIndices::new(&pre)
-            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
         let info = Arc::new(Mutex::new(None));
         let seen = info.clone();
-        let instance = Supervised::start(
-            name.clone(),
-            runtime.clone(),
-            pre,
+        let instance = Supervised::load(
+            runtime,
+            &name,
+            component,
             limits,
-            Box::new(move |store, instance| {
+            encoder::GuestIndices::new,
+            move |indices, store, instance| {
                 let guest = indices.load(&mut *store, instance)?;
                 Ok(guest.call_init(&mut *store, &config)?.map(|i| {
                     *seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(i);
                     guest
                 }))
-            }),
+            },
         )?;
         let info = info
             .lock()

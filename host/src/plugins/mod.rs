@@ -14,8 +14,8 @@ pub mod runtime;
 pub mod supervisor;
 pub mod transform;
 
-pub use exporter::{ExporterPlugin, LoadError};
+pub use exporter::ExporterPlugin;
 pub use loader::Loader;
 pub use runtime::{Failure, Limits, Runtime};
-pub use supervisor::{CallError, Health};
+pub use supervisor::{CallError, Health, LoadError};
 pub use transform::{OnFailure, TransformPlugin, Transforms};

@@ -5,9 +5,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
-use wasmtime::component::{Instance, InstancePre};
+use wasmtime::component::{Component, Instance, InstancePre};
 
-use super::runtime::{Failure, Limits, PluginState, Runtime, arm, failure};
+use super::runtime::{Failure, Limits, PluginState, Runtime, RuntimeError, arm, failure};
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a component, or not linkable.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The component does not export the interface of the expected world.
+    #[error("wrong world: {0}")]
+    WrongWorld(String),
+    /// Instantiation or `init` failed.
+    #[error(transparent)]
+    Start(#[from] CallError),
+}
 
 /// Consecutive failures after which a plugin is marked failed for good.
 pub const CRASH_LOOP_LIMIT: u32 = 5;
@@ -65,6 +79,30 @@ pub struct Supervised<G> {
 }
 
 impl<G> Supervised<G> {
+    /// Links `component`, finds the interface its world must export with `indices`, and starts it with `start`.
+    pub fn load<I: Send + Sync + 'static>(
+        runtime: &Arc<Runtime>,
+        name: &Arc<str>,
+        component: &Component,
+        limits: Limits,
+        indices: impl FnOnce(&InstancePre<PluginState>) -> wasmtime::Result<I>,
+        start: impl Fn(&I, &mut Store<PluginState>, &Instance) -> wasmtime::Result<Result<G, String>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<Self, LoadError> {
+        let pre = runtime.prepare(component)?;
+        let indices = indices(&pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
+        let starter: Starter<G> = Box::new(move |store, instance| start(&indices, store, instance));
+        Ok(Self::start(
+            name.clone(),
+            runtime.clone(),
+            pre,
+            limits,
+            starter,
+        )?)
+    }
+
     /// Creates the first instance; a failure or refusal here rejects the plugin.
     pub fn start(
         name: Arc<str>,

@@ -7,9 +7,8 @@ use wasmtime::component::Component;
 
 use super::bindings::transformer;
 use super::bindings::types::{LogBatch, MetricBatch};
-use super::exporter::LoadError;
 use super::runtime::{Limits, Runtime};
-use super::supervisor::{CallError, Health, Supervised};
+use super::supervisor::{CallError, Health, LoadError, Supervised};
 
 /// What happens to a batch when a transform fails.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -40,18 +39,16 @@ impl TransformPlugin {
         on_failure: OnFailure,
     ) -> Result<Self, LoadError> {
         let name: Arc<str> = Arc::from(name);
-        let pre = runtime.prepare(component)?;
-        let indices = transformer::GuestIndices::new(&pre)
-            .map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let instance = Supervised::start(
-            name.clone(),
-            runtime.clone(),
-            pre,
+        let instance = Supervised::load(
+            runtime,
+            &name,
+            component,
             limits,
-            Box::new(move |store, instance| {
+            transformer::GuestIndices::new,
+            move |indices, store, instance| {
                 let guest = indices.load(&mut *store, instance)?;
                 Ok(guest.call_init(&mut *store, &config)?.map(|()| guest))
-            }),
+            },
         )?;
         Ok(Self {
             name,
