@@ -293,16 +293,18 @@ fn plugins_list_shows_directory_files_over_embedded_ones() {
         .skip(1)
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!(rows.len(), 3, "{text}");
     assert_eq!(rows[0][..2], ["broken", "file"]);
     assert!(
         rows[0][3..]
             .join(" ")
             .starts_with("INVALID: not a valid component")
     );
-    assert_eq!(rows[1][..2], ["statsd", "file"]);
+    assert_eq!(rows[1][..2], ["redact", "embedded"]);
+    assert_eq!(rows[1][3..].join(" "), "transform");
+    assert_eq!(rows[2][..2], ["statsd", "file"]);
     assert_eq!(
-        rows[1][3..].join(" "),
+        rows[2][3..].join(" "),
         "exporter (signals: metrics; temporality: delta)"
     );
 }

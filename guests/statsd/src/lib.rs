@@ -13,7 +13,10 @@
 //! `timer`, `histogram`), `max_datagram` (bytes, default 1432).
 
 use wasmtel_guest::statsd::{Kind, head, line, push_tags};
-use wasmtel_guest::{Config, Exporter, ExporterInfo, HistogramPoint, KeyValue, MetricBatch, MetricData, Outbound, Temporality};
+use wasmtel_guest::{
+    Config, Exporter, ExporterInfo, HistogramPoint, KeyValue, MetricBatch, MetricData, Outbound,
+    Temporality,
+};
 
 /// The exporter's settings.
 pub struct Statsd {
@@ -29,7 +32,11 @@ impl Exporter for Statsd {
             "distribution" => Kind::Distribution,
             "timer" => Kind::Timer,
             "histogram" => Kind::Histogram,
-            other => return Err(format!("config `histogram`: {other:?} is not distribution, timer or histogram")),
+            other => {
+                return Err(format!(
+                    "config `histogram`: {other:?} is not distribution, timer or histogram"
+                ));
+            }
         };
         let max_datagram = config.parse_or("max_datagram", 1432usize)?;
         if max_datagram < 64 {
@@ -47,7 +54,11 @@ impl Exporter for Statsd {
     fn encode_metrics(&mut self, batch: &MetricBatch) -> Result<Vec<Outbound>, String> {
         let mut lines = Vec::new();
         for (_, metric) in batch.metrics() {
-            let name = if self.prefix.is_empty() { metric.name.clone() } else { format!("{}.{}", self.prefix, metric.name) };
+            let name = if self.prefix.is_empty() {
+                metric.name.clone()
+            } else {
+                format!("{}.{}", self.prefix, metric.name)
+            };
             match &metric.data {
                 MetricData::Gauge(points) => {
                     for p in points {
@@ -55,8 +66,16 @@ impl Exporter for Statsd {
                     }
                 }
                 MetricData::Sum(sum) => {
-                    let kind = if sum.monotonic { Kind::Counter } else { Kind::Gauge };
-                    for p in sum.points.iter().filter(|p| kind == Kind::Gauge || p.value != 0.0) {
+                    let kind = if sum.monotonic {
+                        Kind::Counter
+                    } else {
+                        Kind::Gauge
+                    };
+                    for p in sum
+                        .points
+                        .iter()
+                        .filter(|p| kind == Kind::Gauge || p.value != 0.0)
+                    {
                         lines.push(line(&name, p.value, kind, &self.tags(&p.attributes)));
                     }
                 }
@@ -77,13 +96,19 @@ impl Statsd {
         if !self.tags {
             return Vec::new();
         }
-        attributes.iter().map(|kv| (kv.key.as_str(), kv.value.to_string())).collect()
+        attributes
+            .iter()
+            .map(|kv| (kv.key.as_str(), kv.value.to_string()))
+            .collect()
     }
 
     /// One sampled line per non-empty bucket.
     fn samples(&self, name: &str, p: &HistogramPoint, lines: &mut Vec<String>) {
         let tags = self.tags(&p.attributes);
-        let (min, max) = (p.min.unwrap_or(f64::NEG_INFINITY), p.max.unwrap_or(f64::INFINITY));
+        let (min, max) = (
+            p.min.unwrap_or(f64::NEG_INFINITY),
+            p.max.unwrap_or(f64::INFINITY),
+        );
         let non_empty = p.bucket_counts.iter().filter(|n| **n > 0).count();
         for (i, &n) in p.bucket_counts.iter().enumerate().filter(|(_, n)| **n > 0) {
             let lo = if i == 0 { min } else { p.bounds[i - 1] };
@@ -108,7 +133,12 @@ impl Statsd {
     /// The default settings, for tests.
     #[cfg(test)]
     fn plain() -> Self {
-        Statsd { prefix: String::new(), tags: true, histogram: Kind::Distribution, max_datagram: 1432 }
+        Statsd {
+            prefix: String::new(),
+            tags: true,
+            histogram: Kind::Distribution,
+            max_datagram: 1432,
+        }
     }
 }
 
@@ -118,7 +148,9 @@ fn pack(lines: Vec<String>, max: usize) -> Vec<Outbound> {
     let mut current = String::new();
     for l in lines {
         if !current.is_empty() && current.len() + 1 + l.len() > max {
-            out.push(Outbound::Datagram(std::mem::take(&mut current).into_bytes()));
+            out.push(Outbound::Datagram(
+                std::mem::take(&mut current).into_bytes(),
+            ));
         }
         if !current.is_empty() {
             current.push('\n');
@@ -141,7 +173,13 @@ mod tests {
     fn packs_lines_under_the_datagram_limit() {
         let lines: Vec<String> = (0..10).map(|i| format!("metric{i}:1|c")).collect();
         let out = pack(lines, 40);
-        let sizes: Vec<usize> = out.iter().map(|o| match o { Outbound::Datagram(d) => d.len(), _ => 0 }).collect();
+        let sizes: Vec<usize> = out
+            .iter()
+            .map(|o| match o {
+                Outbound::Datagram(d) => d.len(),
+                _ => 0,
+            })
+            .collect();
         assert!(sizes.iter().all(|s| *s <= 40), "{sizes:?}");
         assert_eq!(sizes.len(), 4);
     }

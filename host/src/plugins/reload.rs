@@ -14,7 +14,7 @@ use super::cache::digest;
 use super::loader::Loader;
 
 /// How often the plugin directory is scanned.
-pub const POLL: Duration = Duration::from_millis(100);
+pub const POLL: Duration = Duration::from_millis(20);
 
 /// What became of a plugin file.
 pub enum Source<'a> {

@@ -1,0 +1,257 @@
+//! Plugin costs, each beside its peer in the same run:
+//! - per data point: the embedded `statsd` component against the same crate compiled natively;
+//! - the fixed cost of one plugin call;
+//! - hot-reload swap time, from file write to the new version serving (cold, and with the compile cache warm).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wasmtel::config::{ExporterConfig, PluginsConfig};
+use wasmtel::export::plugin::PluginExporter;
+use wasmtel::metrics::Registry;
+use wasmtel::plugins::bindings::encoder::Response;
+use wasmtel::plugins::reload::{self, Reloadable};
+use wasmtel::plugins::{ExporterPlugin, Limits, Loader, Runtime, Transforms, embedded};
+use wasmtel::resource::Resource;
+use wasmtel::telemetry::SelfTelemetry;
+use wasmtel_guest::Exporter as _;
+
+const POINTS: usize = 1000;
+
+/// The same batch in either binding of the contract: half counters, half histograms, 3 attributes each.
+macro_rules! batch {
+    ($($types:ident)::+) => {{
+        use $($types)::+ as t;
+        let attrs = |i: usize| {
+            ["model", "engine", "device"]
+                .iter()
+                .map(|k| t::KeyValue { key: (*k).into(), value: t::Value::String(format!("{k}-{}", i % 17)) })
+                .collect::<Vec<_>>()
+        };
+        let number = |i: usize| t::NumberPoint {
+            attributes: attrs(i),
+            start_time_unix_nano: 1,
+            time_unix_nano: 2,
+            value: i as f64,
+            exemplars: vec![],
+        };
+        let histogram = |i: usize| t::HistogramPoint {
+            attributes: attrs(i),
+            start_time_unix_nano: 1,
+            time_unix_nano: 2,
+            count: 10,
+            sum: Some(25.0),
+            min: Some(0.1),
+            max: Some(9.0),
+            bounds: vec![0.5, 1.0, 5.0],
+            bucket_counts: vec![2, 3, 4, 1],
+            exemplars: vec![],
+        };
+        t::MetricBatch {
+            resource: t::Resource { attributes: vec![], schema_url: String::new() },
+            scopes: vec![t::ScopeMetrics {
+                scope: t::Scope { name: "bench".into(), version: String::new(), attributes: vec![] },
+                metrics: vec![
+                    t::Metric {
+                        name: "requests".into(),
+                        description: String::new(),
+                        unit: String::new(),
+                        data: t::MetricData::Sum(t::Sum {
+                            points: (0..POINTS / 2).map(number).collect(),
+                            temporality: t::Temporality::Delta,
+                            monotonic: true,
+                        }),
+                    },
+                    t::Metric {
+                        name: "latency".into(),
+                        description: String::new(),
+                        unit: "s".into(),
+                        data: t::MetricData::Histogram(t::Histogram {
+                            points: (0..POINTS / 2).map(histogram).collect(),
+                            temporality: t::Temporality::Delta,
+                        }),
+                    },
+                ],
+            }],
+        }
+    }};
+}
+
+fn statsd_component(runtime: &Arc<Runtime>) -> ExporterPlugin {
+    let bytes = embedded::find("statsd").expect("embedded");
+    let component = runtime.compile(bytes).expect("compiles");
+    ExporterPlugin::load(runtime, "statsd", &component, Vec::new(), Limits::default())
+        .expect("loads")
+}
+
+fn per_point(c: &mut Criterion) {
+    let runtime = Runtime::shared().expect("runtime");
+    let wasm = statsd_component(&runtime);
+    let host_batch = batch!(wasmtel::plugins::bindings::types);
+    let (mut native, _) = statsd::Statsd::init(wasmtel_guest::Config::default()).expect("init");
+    let guest_batch = batch!(wasmtel_guest);
+    let mut group = c.benchmark_group("statsd_1000_points");
+    group.throughput(Throughput::Elements(POINTS as u64));
+    group.bench_function("wasm_component", |b| {
+        b.iter(|| {
+            wasm.encode_metrics(black_box(&host_batch))
+                .expect("encodes")
+        })
+    });
+    group.bench_function("native_same_crate", |b| {
+        b.iter(|| {
+            native
+                .encode_metrics(black_box(&guest_batch))
+                .expect("encodes")
+        })
+    });
+    group.finish();
+
+    let time = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        let mut n = 0u32;
+        while start.elapsed() < Duration::from_millis(500) {
+            f();
+            n += 1;
+        }
+        start.elapsed().as_secs_f64() / f64::from(n)
+    };
+    let (mut w, mut n) = (f64::MAX, f64::MAX);
+    for _ in 0..5 {
+        w = w.min(time(&mut || {
+            drop(wasm.encode_metrics(black_box(&host_batch)))
+        }));
+        n = n.min(time(&mut || {
+            drop(native.encode_metrics(black_box(&guest_batch)))
+        }));
+    }
+    println!(
+        "\nstatsd per data point, best of 5 rounds: wasm {:.0} ns, native {:.0} ns, ratio {:.2}x\n",
+        w * 1e9 / POINTS as f64,
+        n * 1e9 / POINTS as f64,
+        w / n
+    );
+}
+
+fn call_cost(c: &mut Criterion) {
+    let runtime = Runtime::shared().expect("runtime");
+    let wasm = statsd_component(&runtime);
+    let empty = wasmtel::plugins::bindings::types::MetricBatch {
+        resource: wasmtel::plugins::bindings::types::Resource {
+            attributes: vec![],
+            schema_url: String::new(),
+        },
+        scopes: vec![],
+    };
+    let response = Response {
+        status: 202,
+        headers: vec![],
+        body: vec![],
+    };
+    let mut group = c.benchmark_group("plugin_call");
+    group.bench_function("classify", |b| {
+        b.iter(|| wasm.classify(black_box(&response)))
+    });
+    group.bench_function("encode_metrics_empty_batch", |b| {
+        b.iter(|| wasm.encode_metrics(black_box(&empty)).expect("encodes"))
+    });
+    group.finish();
+}
+
+/// Milliseconds from writing a new version until it serves, `rounds` times.
+fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
+    let dir = std::env::temp_dir().join(format!(
+        "wasmtel-bench-swap-{}-{warm_cache}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let plugins = PluginsConfig {
+        dir: dir.clone(),
+        cache_dir: Some(dir.join("cache")),
+        ..PluginsConfig::default()
+    };
+    let loader = Arc::new(Loader::new(&plugins).expect("loader"));
+    let statsd = embedded::find("statsd").expect("embedded");
+    let version = |i: usize| {
+        let mut bytes = statsd.to_vec();
+        let payload = format!("v{i}-{warm_cache}-{}", std::process::id());
+        bytes.extend_from_slice(&[0, (payload.len() + 1) as u8, 0]);
+        bytes.extend_from_slice(payload.as_bytes());
+        bytes
+    };
+    std::fs::write(dir.join("statsd.wasm"), version(0)).expect("write");
+    let registry = Arc::new(Registry::new(10));
+    let telemetry = SelfTelemetry::register(&registry).expect("telemetry");
+    let (plugin, digest, _) = loader
+        .load_exporter("statsd", &toml::Table::new())
+        .expect("loads");
+    let entry = ExporterConfig {
+        plugin: "statsd".into(),
+        endpoint: "udp://127.0.0.1:9".into(),
+        interval: None,
+        headers: Default::default(),
+        config: toml::Table::new(),
+    };
+    let exporter = Arc::new(
+        PluginExporter::new(
+            plugin,
+            digest,
+            &entry,
+            registry,
+            Resource::detect(&Default::default()),
+            telemetry,
+            Transforms::default(),
+        )
+        .expect("exporter"),
+    );
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let subscribers: Vec<Arc<dyn Reloadable>> = vec![exporter.clone()];
+    rt.spawn(reload::spawn(loader.clone(), subscribers, stop_rx));
+    std::thread::sleep(Duration::from_millis(200));
+    let mut times = Vec::new();
+    for i in 1..=rounds {
+        let bytes = version(i);
+        if warm_cache {
+            loader.compile(&bytes).expect("precompiles");
+        }
+        let want = wasmtel::plugins::cache::digest(&bytes);
+        let tmp = dir.join("statsd.partial");
+        let start = Instant::now();
+        std::fs::write(&tmp, &bytes).expect("write");
+        std::fs::rename(&tmp, dir.join("statsd.wasm")).expect("rename");
+        while exporter.current().map(|(_, d)| d) != Some(want.clone()) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = stop_tx.send(true);
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+fn reload_swap(_c: &mut Criterion) {
+    let percentile =
+        |t: &[f64], p: f64| t[((t.len() as f64 * p).ceil() as usize).clamp(1, t.len()) - 1];
+    for warm in [false, true] {
+        let t = swap_times(warm, 30);
+        println!(
+            "hot-reload swap, {} ({} swaps): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            if warm {
+                "compile cache warm"
+            } else {
+                "cold (compiled on arrival)"
+            },
+            t.len(),
+            percentile(&t, 0.5),
+            percentile(&t, 0.99),
+            t[t.len() - 1]
+        );
+    }
+}
+
+criterion_group!(benches, per_point, call_cost, reload_swap);
+criterion_main!(benches);
