@@ -210,7 +210,10 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let subscribers: Vec<Arc<dyn Reloadable>> = vec![exporter.clone()];
-    rt.spawn(reload::spawn(loader.clone(), subscribers, stop_rx));
+    let watcher = {
+        let _runtime = rt.enter();
+        reload::spawn(loader.clone(), subscribers, stop_rx)
+    };
     std::thread::sleep(Duration::from_millis(200));
     let mut times = Vec::new();
     for i in 1..=rounds {
@@ -229,6 +232,7 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
         times.push(start.elapsed().as_secs_f64() * 1000.0);
     }
     let _ = stop_tx.send(true);
+    let _ = rt.block_on(watcher);
     times.sort_by(f64::total_cmp);
     times
 }
