@@ -502,15 +502,17 @@ fn compiled_plugins_are_cached_by_content_hash() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_example_exporter_posts_through_the_host_with_credentials_it_never_sees() {
-    use axum::http::HeaderMap;
-    let seen: Arc<std::sync::Mutex<Vec<(String, HeaderMap, String)>>> = Arc::default();
+/// Requests an HTTP server on loopback received: path, headers, body.
+type Requests = Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, String)>>>;
+
+/// An HTTP server on loopback that records every POST under `/base/`.
+async fn http_sink() -> (std::net::SocketAddr, Requests) {
+    let seen: Requests = Arc::default();
     let store = seen.clone();
     let app = axum::Router::new().route(
         "/base/{*path}",
         axum::routing::post(
-            move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
                 let store = store.clone();
                 async move {
                     store
@@ -527,6 +529,12 @@ async fn the_example_exporter_posts_through_the_host_with_credentials_it_never_s
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_exporter_posts_through_the_host_with_credentials_it_never_sees() {
+    let (addr, seen) = http_sink().await;
 
     let dir = tempfile_dir();
     std::fs::copy(
@@ -595,6 +603,38 @@ async fn transforms_also_rewrite_what_exporter_plugins_receive() {
     assert!(
         receive_lines(&socket).contains(&"inference.chunks:2|c|#model:ca0df2c95aa144c1d0ff2ff3c8f967fdc1de9ef0c4120b3726416701b519d619".to_owned()),
         "the tag value is hashed"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logs_exporter_plugin_receives_every_event_as_a_log_record() {
+    let (addr, seen) = http_sink().await;
+    let dir = tempfile_dir();
+    std::fs::copy(env!("WASMTEL_FIXTURE_LOGLINES"), dir.join("loglines.wasm")).expect("copy");
+    let toml = format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"redact\"\nconfig = {{ drop = \"inference.metric.total_duration_ms\" }}\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ninterval = \"1h\"\n",
+        dir.display()
+    );
+    let host = start(&toml).await;
+    let mut batch = events(1, &[2.5]);
+    batch[1]["request_id"] = json!("req-9");
+    post_ndjson(&host, &batch).await;
+    host.collect_now().await;
+    let got = seen.lock().expect("lock").clone();
+    assert_eq!(
+        got.len(),
+        1,
+        "one logs request (the plugin wants no metrics)"
+    );
+    let (path, _, body) = &got[0];
+    assert_eq!(path, "/base/logs");
+    assert_eq!(
+        body.lines().collect::<Vec<_>>(),
+        [
+            "chunk_produced gen_ai.request.model=m1",
+            "generation_completed gen_ai.request.model=m1 inference.request.id=req-9"
+        ]
     );
     host.shutdown().await;
 }

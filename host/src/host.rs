@@ -95,6 +95,11 @@ impl Host {
         let sinks: Vec<Arc<dyn EventSink>> = otlp
             .iter()
             .map(|o| o.clone() as Arc<dyn EventSink>)
+            .chain(
+                plugin_exporters
+                    .iter()
+                    .map(|e| e.clone() as Arc<dyn EventSink>),
+            )
             .collect();
         let pipeline = Arc::new(Pipeline::new(deriver, sinks, telemetry));
 
@@ -187,6 +192,7 @@ impl Host {
         }
         for exporter in &self.plugin_exporters {
             exporter.export_metrics().await;
+            exporter.export_logs().await;
         }
     }
 
@@ -202,10 +208,11 @@ impl Host {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let _ = self.drain.send(Some(deadline));
         for exporter in &self.plugin_exporters {
-            if tokio::time::timeout_at(deadline, exporter.export_metrics())
-                .await
-                .is_err()
-            {
+            let last = async {
+                exporter.export_metrics().await;
+                exporter.export_logs().await;
+            };
+            if tokio::time::timeout_at(deadline, last).await.is_err() {
                 tracing::warn!("a plugin exporter did not finish its final export in time");
             }
         }
@@ -335,18 +342,22 @@ fn plugin_exporters(
     Ok(out)
 }
 
-/// Exports through a plugin exporter every interval until the host drains.
+/// Exports metrics through a plugin exporter every interval, and flushes its log queue every second, until the host drains.
 fn tick(
     exporter: Arc<PluginExporter>,
     mut drain: crate::export::delivery::Drain,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let period = exporter.interval();
+        let mut logs = tokio::time::interval(crate::export::plugin::LOG_FLUSH);
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
                     exporter.export_metrics().await;
+                }
+                _ = logs.tick() => {
+                    exporter.export_logs().await;
                 }
                 _ = drain.changed() => return,
             }

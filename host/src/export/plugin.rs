@@ -13,20 +13,33 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::net::UdpSocket;
 
+use crate::clock::unix_nanos;
 use crate::config::ExporterConfig;
+use crate::event::Event;
+use crate::export::otlp::logs::{self, EVENTS_SCOPE};
+use crate::export::queue::DropOldestQueue;
 use crate::metrics::Registry;
+use crate::pipeline::EventSink;
+use crate::plugins::CallError;
 use crate::plugins::bindings::encoder::{HttpRequest, Outbound, Outcome, Response, Signals};
 use crate::plugins::bindings::types::Temporality;
 use crate::plugins::cache::digest;
-use crate::plugins::convert::{DeltaTracker, metric_batch};
+use crate::plugins::convert::{self, DeltaTracker, metric_batch};
 use crate::plugins::embedded;
 use crate::plugins::reload::{Reloadable, Source};
 use crate::plugins::{ExporterPlugin, Loader, Transforms};
 use crate::resource::Resource;
 use crate::telemetry::{SelfTelemetry, Signal};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 /// How many times a batch is retried when the plugin classifies a response as retryable.
 pub const MAX_RETRIES: u32 = 3;
+/// Log records held for a logs exporter plugin; the oldest are dropped past this.
+pub const LOG_QUEUE: usize = 65536;
+/// Most log records per `encode-logs` call.
+pub const LOG_BATCH: usize = 512;
+/// How often queued log records are flushed to a logs exporter plugin.
+pub const LOG_FLUSH: Duration = Duration::from_secs(1);
 
 /// Where an integration's data goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +125,7 @@ pub struct PluginExporter {
     http: reqwest::Client,
     udp: Mutex<Option<Arc<UdpSocket>>>,
     delta: Mutex<Option<DeltaTracker>>,
+    logs: DropOldestQueue<LogRecord>,
     registry: Arc<Registry>,
     resource: Resource,
     telemetry: SelfTelemetry,
@@ -158,6 +172,7 @@ impl PluginExporter {
             http,
             udp: Mutex::new(None),
             delta: Mutex::new(delta),
+            logs: DropOldestQueue::new(LOG_QUEUE),
             registry,
             resource,
             telemetry,
@@ -196,37 +211,62 @@ impl PluginExporter {
 
     /// Collects, encodes in the plugin, and sends one metric batch; `true` when all of it was delivered.
     pub async fn export_metrics(self: &Arc<Self>) -> bool {
-        let Some((plugin, _)) = self.current() else {
-            return true;
-        };
-        if !plugin.info().signals.contains(Signals::METRICS) {
-            return true;
-        }
-        let (me, encoder) = (self.clone(), plugin.clone());
-        let encoded = tokio::task::spawn_blocking(move || {
+        self.export(Signal::Metrics, Signals::METRICS, |me, plugin| {
             let mut delta = me.delta.lock().unwrap_or_else(PoisonError::into_inner);
             let batch = metric_batch(&me.registry, &me.resource, delta.as_mut());
             match me.transforms.metrics(batch) {
-                Some(batch) => encoder.encode_metrics(&batch),
+                Some(batch) => plugin.encode_metrics(&batch),
                 None => Ok(Vec::new()),
             }
         })
-        .await;
-        let outbound = match encoded {
+        .await
+    }
+
+    /// Sends the queued log records (up to [`LOG_BATCH`]) through the plugin; `true` when all of it was delivered.
+    pub async fn export_logs(self: &Arc<Self>) -> bool {
+        let records = self.logs.take(LOG_BATCH);
+        if records.is_empty() {
+            return true;
+        }
+        self.export(Signal::Logs, Signals::LOGS, move |me, plugin| {
+            let batch =
+                convert::otlp::log_batch(&records, convert::resource(&me.resource), EVENTS_SCOPE);
+            match me.transforms.logs(batch) {
+                Some(batch) => plugin.encode_logs(&batch),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await
+    }
+
+    /// Encodes through the current plugin on a blocking thread (plugin calls must not run on async
+    /// workers), sends the result, and counts the batch.
+    async fn export(
+        self: &Arc<Self>,
+        signal: Signal,
+        wanted: Signals,
+        encode: impl FnOnce(&Self, &ExporterPlugin) -> Result<Vec<Outbound>, CallError> + Send + 'static,
+    ) -> bool {
+        let Some((plugin, _)) = self.current() else {
+            return true;
+        };
+        if !plugin.info().signals.contains(wanted) {
+            return true;
+        }
+        let (me, encoder) = (self.clone(), plugin.clone());
+        let outbound = match tokio::task::spawn_blocking(move || encode(&me, &encoder)).await {
             Ok(Ok(outbound)) => outbound,
             Ok(Err(e)) => {
                 tracing::warn!(
                     plugin = plugin.name(),
                     "{e}; the batch is counted as failed"
                 );
-                self.telemetry
-                    .export_batch(&self.name, Signal::Metrics, false);
+                self.telemetry.export_batch(&self.name, signal, false);
                 return false;
             }
             Err(e) => {
                 tracing::error!(plugin = plugin.name(), "encoding task failed: {e}");
-                self.telemetry
-                    .export_batch(&self.name, Signal::Metrics, false);
+                self.telemetry.export_batch(&self.name, signal, false);
                 return false;
             }
         };
@@ -237,7 +277,7 @@ impl PluginExporter {
                 ok = false;
             }
         }
-        self.telemetry.export_batch(&self.name, Signal::Metrics, ok);
+        self.telemetry.export_batch(&self.name, signal, ok);
         ok
     }
 
@@ -387,6 +427,24 @@ impl PluginExporter {
 /// A delta tracker for exporters that asked for delta temporality.
 fn delta_for(plugin: &ExporterPlugin) -> Option<DeltaTracker> {
     (plugin.info().temporality == Temporality::Delta).then(DeltaTracker::default)
+}
+
+impl EventSink for PluginExporter {
+    fn accept(&self, events: &[Event<'_>]) {
+        let wanted = self
+            .current()
+            .is_some_and(|(p, _)| p.info().signals.contains(Signals::LOGS));
+        if !wanted {
+            return;
+        }
+        let observed = unix_nanos();
+        let dropped = self
+            .logs
+            .push(events.iter().map(|e| logs::record(e, observed)));
+        if dropped > 0 {
+            self.telemetry.export_dropped(Signal::Logs, dropped);
+        }
+    }
 }
 
 impl Reloadable for PluginExporter {
