@@ -431,9 +431,12 @@ fn delta_for(plugin: &ExporterPlugin) -> Option<DeltaTracker> {
 
 impl EventSink for PluginExporter {
     fn accept(&self, events: &[Event<'_>]) {
-        let wanted = self
-            .current()
-            .is_some_and(|(p, _)| p.info().signals.contains(Signals::LOGS));
+        // On the intake path: check under the read lock, without cloning the current version.
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        let wanted = current
+            .as_ref()
+            .is_some_and(|c| c.plugin.info().signals.contains(Signals::LOGS));
+        drop(current);
         if !wanted {
             return;
         }

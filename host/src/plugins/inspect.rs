@@ -79,24 +79,22 @@ pub fn check(
             temporality,
         });
     }
-    if let Ok(indices) = transformer::GuestIndices::new(&pre) {
-        let guest = indices
-            .load(&mut store, &instance)
-            .map_err(|e| e.to_string())?;
-        guest
-            .call_init(&mut store, config)
-            .map_err(|e| trapped(&store, e))??;
-        return Ok(World::Transform);
+    // Transforms and views have the same `init`; only their interface differs.
+    macro_rules! init_as {
+        ($interface:ident, $world:expr) => {
+            if let Ok(indices) = $interface::GuestIndices::new(&pre) {
+                let guest = indices
+                    .load(&mut store, &instance)
+                    .map_err(|e| e.to_string())?;
+                guest
+                    .call_init(&mut store, config)
+                    .map_err(|e| trapped(&store, e))??;
+                return Ok($world);
+            }
+        };
     }
-    if let Ok(indices) = viewer::GuestIndices::new(&pre) {
-        let guest = indices
-            .load(&mut store, &instance)
-            .map_err(|e| e.to_string())?;
-        guest
-            .call_init(&mut store, config)
-            .map_err(|e| trapped(&store, e))??;
-        return Ok(World::View);
-    }
+    init_as!(transformer, World::Transform);
+    init_as!(viewer, World::View);
     Err("wrong world: it exports none of wasmtel:plugin/encoder, transformer or viewer".into())
 }
 
