@@ -7,7 +7,7 @@ mod build_wasm;
 
 use std::path::PathBuf;
 
-const FIXTURES: &[&str] = &["spin", "hog", "escape", "passthrough", "loglines"];
+const FIXTURES: &[&str] = &["spin", "hog", "escape", "passthrough", "loglines", "tagger"];
 
 fn main() {
     let manifest = PathBuf::from(

@@ -638,3 +638,195 @@ async fn a_logs_exporter_plugin_receives_every_event_as_a_log_record() {
     );
     host.shutdown().await;
 }
+
+const VIEW_RULES: &str = r#"
+[derive]
+rule_set = "none"
+
+[[derive.rules]]
+event_type = "chunk_produced"
+instrument = "counter"
+name = "inference.chunks"
+attributes = { model = "model", user = "attributes.user" }
+
+[[derive.rules]]
+event_type = "generation_completed"
+instrument = "counter"
+name = "generations"
+attributes = { model = "model", user = "attributes.user" }
+"#;
+
+/// `chunks` chunk events and one completion per user, users numbered `0..users`.
+fn user_events(users: usize, chunks: usize) -> Vec<serde_json::Value> {
+    (0..chunks)
+        .map(|i| json!({"event_type": "chunk_produced", "model": "m1", "attributes": {"user": format!("u{}", i % users)}}))
+        .chain((0..users).map(|u| json!({"event_type": "generation_completed", "model": "m1", "attributes": {"user": format!("u{u}")}})))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drop_attributes_view_folds_high_cardinality_series_of_matching_instruments() {
+    let toml = format!(
+        "{VIEW_RULES}\n[[views]]\nplugin = \"drop-attributes\"\ninstruments = [\"inference.*\"]\nconfig = {{ keys = \"user\" }}\n"
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &user_events(50, 200)).await;
+    post_ndjson(&host, &user_events(50, 100)).await;
+    let exp = common::exposition(&host).await;
+    assert_eq!(
+        exp.value("inference_chunks_total", &[("model", "m1")]),
+        Some(300.0),
+        "every chunk lands in the one series without `user`"
+    );
+    assert_eq!(exp.count("inference_chunks_total"), 1);
+    assert_eq!(
+        exp.count("generations_total"),
+        50,
+        "other instruments keep `user`"
+    );
+    assert_eq!(
+        exp.value("generations_total", &[("model", "m1"), ("user", "u7")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        exp.value("wasmtel_intake_events_accepted_total", &[]),
+        Some(400.0),
+        "the host's own metrics are never viewed"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_plugin_is_asked_once_per_distinct_attribute_set() {
+    use wasmtel::metrics::attributes::ValueRef;
+    use wasmtel::metrics::{AttributeView, Descriptor, InstrumentKind, Registry};
+    use wasmtel::plugins::reload::Reloadable;
+
+    /// Counts the questions that reach the plugin.
+    struct Counting(wasmtel::plugins::PluginView, std::sync::atomic::AtomicUsize);
+    impl AttributeView for Counting {
+        fn map(
+            &self,
+            d: &Descriptor,
+            a: &wasmtel::metrics::attributes::AttrsRef<'_>,
+        ) -> wasmtel::metrics::Mapping {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.map(d, a)
+        }
+        fn generation(&self) -> u64 {
+            self.0.generation()
+        }
+    }
+
+    let loader = wasmtel::plugins::Loader::new(&Default::default()).expect("loader");
+    let keys: toml::Table = toml::from_str("keys = \"user\"").expect("toml");
+    let view = tokio::task::spawn_blocking(move || {
+        let v = loader.load_view("drop-attributes", &keys).expect("loads");
+        assert_eq!(v.plugin(), "drop-attributes");
+        v
+    })
+    .await
+    .expect("join");
+    let counting = Arc::new(Counting(view, Default::default()));
+    let registry = Registry::new(100);
+    registry.add_view(Arc::new(|_: &Descriptor| true), counting.clone());
+    let chunks = registry
+        .instrument(
+            Descriptor {
+                name: "chunks".into(),
+                unit: String::new(),
+                description: String::new(),
+                kind: InstrumentKind::Counter,
+                scope: "test",
+            },
+            &[],
+        )
+        .expect("instrument");
+    tokio::task::spawn_blocking(move || {
+        for i in 0..1000 {
+            let user = format!("u{}", i % 10);
+            chunks.record(
+                &[
+                    ("model", ValueRef::Str("m")),
+                    ("user", ValueRef::Str(&user)),
+                ],
+                1.0,
+            );
+        }
+    })
+    .await
+    .expect("join");
+    assert_eq!(counting.1.load(std::sync::atomic::Ordering::Relaxed), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_view_file_takes_over_and_a_broken_or_trapping_one_changes_nothing() {
+    let logs = wasmtel_tests::capture_logs();
+    let dir = tempfile_dir();
+    let file = dir.join("viewer.wasm");
+    let dropper = wasmtel::plugins::embedded::find("drop-attributes").expect("embedded");
+    std::fs::write(&file, dropper).expect("write");
+    std::fs::write(dir.join("viewer.toml"), "keys = \"user\"\ntag = \"v2\"\n").expect("write");
+    let toml = format!(
+        "{VIEW_RULES}\n[plugins]\ndir = \"{}\"\n[[views]]\nplugin = \"viewer\"\ninstruments = [\"inference.chunks\"]\n",
+        dir.display()
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &user_events(3, 3)).await;
+
+    // A file of the wrong world is rejected; the dropper keeps serving.
+    replace_file(&file, &fixture(PASSTHROUGH));
+    let shown = file.display().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while logs.count(&["rejected plugin file", &shown, "wrong world"]) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rejection logged:\n{}",
+            logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    post_ndjson(&host, &user_events(3, 3)).await;
+
+    // A valid view replaces it; its answers replace the cached ones.
+    let tagger = fixture(env!("WASMTEL_FIXTURE_TAGGER"));
+    replace_file(&file, &tagger);
+    wait_for_version(&host, Some(&wasmtel::plugins::cache::digest(&tagger))).await;
+    post_ndjson(&host, &user_events(3, 3)).await;
+    let exp = common::exposition(&host).await;
+    assert_eq!(
+        exp.value("inference_chunks_total", &[("model", "m1")]),
+        Some(6.0)
+    );
+    assert_eq!(
+        exp.value(
+            "inference_chunks_total",
+            &[("model", "m1"), ("user", "u1"), ("viewed_by", "v2")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(exp.count("inference_chunks_total"), 4);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_view_fails_open_and_loses_no_measurement() {
+    let dir = tempfile_dir();
+    std::fs::copy(env!("WASMTEL_FIXTURE_TAGGER"), dir.join("tagger.wasm")).expect("copy");
+    let toml = format!(
+        "{VIEW_RULES}\n[plugins]\ndir = \"{}\"\n[[views]]\nplugin = \"tagger\"\nconfig = {{ trap = \"true\" }}\n",
+        dir.display()
+    );
+    let host = start(&toml).await;
+    for _ in 0..3 {
+        post_ndjson(&host, &user_events(2, 10)).await;
+    }
+    let exp = common::exposition(&host).await;
+    assert_eq!(exp.total("inference_chunks_total"), 30.0);
+    assert_eq!(
+        exp.value("inference_chunks_total", &[("model", "m1"), ("user", "u0")]),
+        Some(15.0)
+    );
+    assert_eq!(exp.total("generations_total"), 6.0);
+    host.shutdown().await;
+}

@@ -67,6 +67,26 @@ pub struct Config {
     pub exporters: Vec<ExporterConfig>,
     /// `[[transforms]]`: transform plugins applied to every batch before export, in order.
     pub transforms: Vec<TransformConfig>,
+    /// `[[views]]`: view plugins that map the attribute sets of matching instruments; the first match wins.
+    pub views: Vec<ViewConfig>,
+}
+
+/// One `[[views]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewConfig {
+    /// The view plugin (`drop-attributes`, or a `.wasm` in the plugin directory, by file stem).
+    pub plugin: String,
+    /// Instrument names it applies to, `*` matching any run of characters (default: all).
+    #[serde(default = "all_instruments")]
+    pub instruments: Vec<String>,
+    /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+fn all_instruments() -> Vec<String> {
+    vec!["*".into()]
 }
 
 /// One `[[transforms]]` entry.

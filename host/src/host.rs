@@ -16,12 +16,12 @@ use crate::export::otlp::client::HeaderError;
 use crate::export::otlp::exporter::OtlpExporter;
 use crate::export::plugin::PluginExporter;
 use crate::export::prometheus;
-use crate::metrics::{ConflictError, Registry};
+use crate::metrics::{ConflictError, Descriptor, Pattern, Registry};
 use crate::pipeline::{EventSink, Pipeline};
 use crate::plugins::reload::{self, Reloadable};
-use crate::plugins::{Loader, Transforms};
+use crate::plugins::{Loader, PluginView, Transforms};
 use crate::resource::Resource;
-use crate::telemetry::SelfTelemetry;
+use crate::telemetry::{SELF_SCOPE, SelfTelemetry};
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,7 @@ pub struct Host {
     drain: watch::Sender<Option<tokio::time::Instant>>,
     exports: Vec<JoinHandle<()>>,
     plugin_exporters: Vec<Arc<PluginExporter>>,
+    reloadable: Vec<Arc<dyn Reloadable>>,
     shutdown_timeout: std::time::Duration,
 }
 
@@ -82,8 +83,12 @@ impl Host {
         let telemetry = SelfTelemetry::register(&registry)?;
         let resource = Resource::detect(&config.resource);
         let deriver = Deriver::new(&config.derive, &registry)?;
-        let (loader, transforms, plugin_exporters) =
-            load_plugins(config, &registry, &resource, &telemetry).await?;
+        let Plugins {
+            loader,
+            transforms,
+            exporters: plugin_exporters,
+            views,
+        } = load_plugins(config, &registry, &resource, &telemetry).await?;
         let otlp = OtlpExporter::new(
             &config.otlp,
             registry.clone(),
@@ -101,7 +106,8 @@ impl Host {
                     .map(|e| e.clone() as Arc<dyn EventSink>),
             )
             .collect();
-        let pipeline = Arc::new(Pipeline::new(deriver, sinks, telemetry));
+        let pipeline =
+            Arc::new(Pipeline::new(deriver, sinks, telemetry).calling_plugins(!views.is_empty()));
 
         let (stop, stopped) = watch::channel(false);
         let intake = bind("intake", config.intake.listen).await?;
@@ -139,11 +145,13 @@ impl Host {
         for exporter in &plugin_exporters {
             exports.push(tick(exporter.clone(), drained.clone()));
         }
-        if let Some(loader) = loader.filter(|_| !plugin_exporters.is_empty()) {
-            let subscribers = plugin_exporters
-                .iter()
-                .map(|e| e.clone() as Arc<dyn Reloadable>)
-                .collect();
+        let subscribers: Vec<Arc<dyn Reloadable>> = plugin_exporters
+            .iter()
+            .map(|e| e.clone() as Arc<dyn Reloadable>)
+            .chain(views.iter().map(|v| v.clone() as Arc<dyn Reloadable>))
+            .collect();
+        if let Some(loader) = loader.filter(|_| !subscribers.is_empty()) {
+            let subscribers = subscribers.clone();
             servers.push(reload::spawn(loader, subscribers, stop.subscribe()));
         }
         tracing::info!(intake = %intake_addr, prometheus = ?prometheus_addr,
@@ -158,6 +166,7 @@ impl Host {
             drain,
             exports,
             plugin_exporters,
+            reloadable: subscribers,
             shutdown_timeout: config.otlp.shutdown_timeout(),
         })
     }
@@ -177,11 +186,11 @@ impl Host {
         &self.registry
     }
 
-    /// The plugin each plugin exporter runs now, with its content digest.
+    /// The plugin each plugin exporter and view runs now, with its content digest.
     pub fn plugin_versions(&self) -> Vec<(String, Option<String>)> {
-        self.plugin_exporters
+        self.reloadable
             .iter()
-            .map(|e| (e.plugin().to_owned(), e.current().map(|(_, d)| d)))
+            .map(|r| (r.plugin().to_owned(), r.serving()))
             .collect()
     }
 
@@ -238,8 +247,17 @@ impl Drop for Host {
     }
 }
 
-/// What the host loads from plugins: the loader, the transform chain and the plugin exporters.
-type Plugins = (Option<Arc<Loader>>, Transforms, Vec<Arc<PluginExporter>>);
+/// What the host loads from plugins.
+struct Plugins {
+    /// The loader, when any plugin is configured.
+    loader: Option<Arc<Loader>>,
+    /// The transform chain.
+    transforms: Transforms,
+    /// The plugin exporters.
+    exporters: Vec<Arc<PluginExporter>>,
+    /// The views, already bound to the registry.
+    views: Vec<Arc<PluginView>>,
+}
 
 /// Loads every configured plugin on a blocking thread: plugin calls must not run on async worker threads.
 async fn load_plugins(
@@ -257,6 +275,7 @@ async fn load_plugins(
     tokio::task::spawn_blocking(move || {
         let loader = loader(&config)?;
         let transforms = transforms(&config, loader.as_deref())?;
+        let views = views(&config, loader.as_deref(), &registry)?;
         let exporters = plugin_exporters(
             &config,
             loader.as_deref(),
@@ -265,7 +284,12 @@ async fn load_plugins(
             &telemetry,
             &transforms,
         )?;
-        Ok((loader, transforms, exporters))
+        Ok(Plugins {
+            loader,
+            transforms,
+            exporters,
+            views,
+        })
     })
     .await
     .map_err(|e| StartError::Plugin {
@@ -276,7 +300,7 @@ async fn load_plugins(
 
 /// The plugin loader, when any plugin is configured.
 fn loader(config: &Config) -> Result<Option<Arc<Loader>>, StartError> {
-    if config.exporters.is_empty() && config.transforms.is_empty() {
+    if config.exporters.is_empty() && config.transforms.is_empty() && config.views.is_empty() {
         return Ok(None);
     }
     let loader = Loader::new(&config.plugins).map_err(|e| StartError::Plugin {
@@ -303,6 +327,37 @@ fn transforms(config: &Config, loader: Option<&Loader>) -> Result<Transforms, St
         chain.push(plugin);
     }
     Ok(Transforms::new(chain))
+}
+
+/// Loads the `[[views]]` and binds each to the instruments it names (never the host's own).
+fn views(
+    config: &Config,
+    loader: Option<&Loader>,
+    registry: &Registry,
+) -> Result<Vec<Arc<PluginView>>, StartError> {
+    let Some(loader) = loader else {
+        return Ok(Vec::new());
+    };
+    let mut views = Vec::new();
+    for entry in &config.views {
+        let view = loader
+            .load_view(&entry.plugin, &entry.config)
+            .map_err(|reason| StartError::Plugin {
+                plugin: entry.plugin.clone(),
+                reason,
+            })?;
+        let view = Arc::new(view);
+        let patterns: Vec<Pattern> = entry.instruments.iter().map(|p| Pattern::new(p)).collect();
+        registry.add_view(
+            Arc::new(move |d: &Descriptor| {
+                d.scope != SELF_SCOPE && patterns.iter().any(|p| p.matches(&d.name))
+            }),
+            view.clone(),
+        );
+        tracing::info!(plugin = %entry.plugin, instruments = ?entry.instruments, "view plugin loaded");
+        views.push(view);
+    }
+    Ok(views)
 }
 
 /// Loads every `[[exporters]]` entry's plugin and binds it to its endpoint.

@@ -147,9 +147,14 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
                     wasmtel::plugins::catalog::Origin::File(_) => "file",
                     wasmtel::plugins::catalog::Origin::Embedded => "embedded",
                 };
-                let world = entry
-                    .world
-                    .map_or_else(|e| format!("INVALID: {e}"), |w| w.to_string());
+                let world = match entry.world {
+                    Ok(w) => w.to_string(),
+                    Err(inspect::Rejection {
+                        world: Some(world),
+                        reason,
+                    }) => format!("{world} (needs configuration: {reason})"),
+                    Err(e) => format!("INVALID: {e}"),
+                };
                 println!(
                     "{:<20} {:<10} {:<14} {world}",
                     entry.name,

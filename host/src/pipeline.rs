@@ -17,6 +17,7 @@ pub struct Pipeline {
     deriver: Deriver,
     sinks: Vec<Arc<dyn EventSink>>,
     telemetry: SelfTelemetry,
+    calls_plugins: bool,
 }
 
 impl Pipeline {
@@ -26,7 +27,19 @@ impl Pipeline {
             deriver,
             sinks,
             telemetry,
+            calls_plugins: false,
         }
+    }
+
+    /// Marks that recording may call view plugins, which must not run on async worker threads.
+    pub fn calling_plugins(mut self, yes: bool) -> Self {
+        self.calls_plugins = yes;
+        self
+    }
+
+    /// Whether recording may call plugins (and so must run on a blocking thread).
+    pub fn calls_plugins(&self) -> bool {
+        self.calls_plugins
     }
 
     /// Records a whole, already validated batch.

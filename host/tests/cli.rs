@@ -248,7 +248,7 @@ fn plugins_check_validates_world_and_init_without_a_host() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!(
-            "error: {path}: rejected: config `histogram`: \"violin\" is not distribution, timer or histogram\n"
+            "error: {path}: rejected: exporter whose init refused the configuration: config `histogram`: \"violin\" is not distribution, timer or histogram\n"
         )
     );
 
@@ -293,18 +293,23 @@ fn plugins_list_shows_directory_files_over_embedded_ones() {
         .skip(1)
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(rows.len(), 3, "{text}");
+    assert_eq!(rows.len(), 4, "{text}");
     assert_eq!(rows[0][..2], ["broken", "file"]);
     assert!(
         rows[0][3..]
             .join(" ")
             .starts_with("INVALID: not a valid component")
     );
-    assert_eq!(rows[1][..2], ["redact", "embedded"]);
-    assert_eq!(rows[1][3..].join(" "), "transform");
-    assert_eq!(rows[2][..2], ["statsd", "file"]);
+    assert_eq!(rows[1][..2], ["drop-attributes", "embedded"]);
     assert_eq!(
-        rows[2][3..].join(" "),
+        rows[1][3..].join(" "),
+        "view (needs configuration: `keys` must name at least one attribute key)"
+    );
+    assert_eq!(rows[2][..2], ["redact", "embedded"]);
+    assert_eq!(rows[2][3..].join(" "), "transform");
+    assert_eq!(rows[3][..2], ["statsd", "file"]);
+    assert_eq!(
+        rows[3][3..].join(" "),
         "exporter (signals: metrics; temporality: delta)"
     );
 }

@@ -37,6 +37,7 @@ pub mod bindings {
             default_bindings_module: "wasmtel_guest::bindings::exporter",
             pub_export_macro: true,
             export_macro_name: "export_exporter_world",
+            additional_derives: [PartialEq],
             generate_all,
         });
     }

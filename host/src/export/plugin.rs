@@ -23,10 +23,8 @@ use crate::pipeline::EventSink;
 use crate::plugins::CallError;
 use crate::plugins::bindings::encoder::{HttpRequest, Outbound, Outcome, Response, Signals};
 use crate::plugins::bindings::types::Temporality;
-use crate::plugins::cache::digest;
 use crate::plugins::convert::{self, DeltaTracker, metric_batch};
-use crate::plugins::embedded;
-use crate::plugins::reload::{Reloadable, Source};
+use crate::plugins::reload::{Reloadable, Source, next_version};
 use crate::plugins::{ExporterPlugin, Loader, Transforms};
 use crate::resource::Resource;
 use crate::telemetry::{SelfTelemetry, Signal};
@@ -460,22 +458,9 @@ impl Reloadable for PluginExporter {
     }
 
     fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String> {
-        let next = match source {
-            Source::File { component, digest } => Some((
-                loader.exporter(&self.name, component, &self.overrides)?,
-                digest.to_owned(),
-            )),
-            Source::Removed => match embedded::find(&self.name) {
-                Some(bytes) => {
-                    let component = loader.compile(bytes).map_err(|e| e.to_string())?;
-                    Some((
-                        loader.exporter(&self.name, &component, &self.overrides)?,
-                        digest(bytes),
-                    ))
-                }
-                None => None,
-            },
-        };
+        let next = next_version(loader, &self.name, source, |component| {
+            loader.exporter(&self.name, component, &self.overrides)
+        })?;
         self.install(next);
         Ok(())
     }

@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::pipeline::Pipeline;
 use error::IntakeError;
 
-/// Bodies larger than this are parsed off the async worker threads.
+/// Bodies larger than this, and every body when recording may call view plugins, are parsed off the async worker threads.
 const INLINE_PARSE_LIMIT: usize = 64 * 1024;
 
 #[derive(Clone)]
@@ -49,7 +49,7 @@ async fn post_events(State(intake): State<Intake>, headers: HeaderMap, body: Bod
 async fn accept(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<usize, IntakeError> {
     body::MediaType::of(headers)?;
     let bytes = body::read(headers, body, intake.max_body).await?;
-    if bytes.len() <= INLINE_PARSE_LIMIT {
+    if bytes.len() <= INLINE_PARSE_LIMIT && !intake.pipeline.calls_plugins() {
         return ingest(&intake.pipeline, &bytes);
     }
     let pipeline = intake.pipeline.clone();

@@ -151,8 +151,12 @@ impl AttributeSet {
 
 impl PartialEq for AttributeSet {
     fn eq(&self, other: &Self) -> bool {
-        let borrowed: Vec<_> = other.iter().collect();
-        self.hash == other.hash && self.matches(&borrowed)
+        self.hash == other.hash
+            && self.len() == other.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((k, v), (ok, ov))| k == ok && v.same_as(ov))
     }
 }
 

@@ -1,11 +1,12 @@
 //! Instruments: named, typed handles that measurements are recorded through.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::aggregation::{Histogram, LastValue, Sum};
 use super::attributes::AttrsRef;
-use super::series::SeriesTable;
+use super::series::{SeriesKey, SeriesTable};
+use super::view::{AttributeView, Viewed};
 
 /// The kind of an instrument, which fixes its default aggregation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
@@ -53,6 +54,7 @@ pub struct Instrument {
     descriptor: Descriptor,
     storage: Storage,
     rejected: AtomicU64,
+    view: OnceLock<Viewed>,
 }
 
 impl Instrument {
@@ -71,10 +73,11 @@ impl Instrument {
             descriptor,
             storage,
             rejected: AtomicU64::new(0),
+            view: OnceLock::new(),
         }
     }
 
-    /// Records one measurement for the series `attrs` (sorted by key).
+    /// Records one measurement for the series `attrs` (sorted by key), through the instrument's view if it has one.
     ///
     /// Non-finite values, and negative values on a Counter, are counted in
     /// [`Instrument::rejected`] and not recorded.
@@ -84,19 +87,29 @@ impl Instrument {
             self.rejected.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match &self.storage {
-            Storage::Sum(table) => table.with_series(attrs, Sum::default, |a| a.update(value)),
-            Storage::LastValue(table) => {
-                table.with_series(attrs, LastValue::default, |a| a.update(value));
-            }
-            Storage::Histogram(bounds, table) => {
-                table.with_series(
-                    attrs,
-                    || Histogram::new(bounds.clone()),
-                    |a| a.update(value),
-                );
+        match self.view.get() {
+            None => self.record_into(SeriesKey::Attrs(attrs), value),
+            Some(viewed) => {
+                viewed.resolve(&self.descriptor, attrs, |key| self.record_into(key, value));
             }
         }
+    }
+
+    fn record_into(&self, key: SeriesKey<'_, '_>, value: f64) {
+        match &self.storage {
+            Storage::Sum(table) => table.with_series(key, Sum::default, |a| a.update(value)),
+            Storage::LastValue(table) => {
+                table.with_series(key, LastValue::default, |a| a.update(value));
+            }
+            Storage::Histogram(bounds, table) => {
+                table.with_series(key, || Histogram::new(bounds.clone()), |a| a.update(value));
+            }
+        }
+    }
+
+    /// Routes this instrument's series through `view`; `false` if it already has one (the first view wins).
+    pub fn attach_view(&self, view: Arc<dyn AttributeView>) -> bool {
+        self.view.set(Viewed::new(view)).is_ok()
     }
 
     /// The instrument's descriptor.

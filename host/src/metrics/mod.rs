@@ -7,11 +7,16 @@ pub mod aggregation;
 pub mod attributes;
 pub mod instrument;
 pub mod series;
+pub mod view;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use instrument::{Descriptor, Instrument, InstrumentKind, Storage};
+pub use view::{AttributeView, Mapping, Pattern};
+
+/// Which instruments a view applies to.
+pub type ViewFilter = Arc<dyn Fn(&Descriptor) -> bool + Send + Sync>;
 
 /// The default per-instrument cardinality limit.
 pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
@@ -27,12 +32,20 @@ pub struct ConflictError {
     requested: String,
 }
 
-/// All instruments of the host, by name.
-#[derive(Debug)]
+/// All instruments of the host, by name, and the views new instruments are bound to.
 pub struct Registry {
     by_name: RwLock<HashMap<String, Arc<Instrument>>>,
     order: RwLock<Vec<Arc<Instrument>>>,
+    views: RwLock<Vec<(ViewFilter, Arc<dyn AttributeView>)>>,
     cardinality_limit: usize,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("cardinality_limit", &self.cardinality_limit)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registry {
@@ -41,6 +54,7 @@ impl Registry {
         Self {
             by_name: RwLock::default(),
             order: RwLock::default(),
+            views: RwLock::default(),
             cardinality_limit,
         }
     }
@@ -72,6 +86,14 @@ impl Registry {
             Arc::from(bounds),
             self.cardinality_limit,
         ));
+        let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, view)) = views
+            .iter()
+            .find(|(applies, _)| applies(instrument.descriptor()))
+        {
+            instrument.attach_view(view.clone());
+        }
+        drop(views);
         by_name.insert(key, instrument.clone());
         self.order
             .write()
@@ -98,6 +120,17 @@ impl Registry {
             existing: format!("{:?} in `{}`", have.kind, have.unit),
             requested: format!("{:?} in `{}`", wanted.kind, wanted.unit),
         })
+    }
+
+    /// Binds `view` to every instrument, present or future, that `applies` accepts and no earlier view took.
+    pub fn add_view(&self, applies: ViewFilter, view: Arc<dyn AttributeView>) {
+        let mut views = self.views.write().unwrap_or_else(PoisonError::into_inner);
+        for instrument in self.instruments() {
+            if applies(instrument.descriptor()) {
+                instrument.attach_view(view.clone());
+            }
+        }
+        views.push((applies, view));
     }
 
     /// The instruments in registration order.

@@ -11,6 +11,43 @@ use crate::clock::unix_nanos;
 /// The attribute key that marks the overflow series.
 pub const OVERFLOW_KEY: &str = "otel.metric.overflow";
 
+/// What identifies the series a measurement goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum SeriesKey<'k, 'a> {
+    /// A borrowed attribute list, sorted by key (the hot path).
+    Attrs(&'k AttrsRef<'a>),
+    /// An owned set, as a view produced it.
+    Set(&'k AttributeSet),
+}
+
+impl SeriesKey<'_, '_> {
+    fn hash(&self) -> u64 {
+        match self {
+            SeriesKey::Attrs(attrs) => hash_attrs(attrs),
+            SeriesKey::Set(set) => set.hash(),
+        }
+    }
+
+    fn matches(&self, set: &AttributeSet) -> bool {
+        match self {
+            SeriesKey::Attrs(attrs) => set.matches(attrs),
+            SeriesKey::Set(other) => set == *other,
+        }
+    }
+
+    fn to_set_hashed(self, hash: u64) -> AttributeSet {
+        match self {
+            SeriesKey::Attrs(attrs) => AttributeSet::from_sorted(attrs, hash),
+            SeriesKey::Set(set) => set.clone(),
+        }
+    }
+
+    /// The key as an owned set.
+    pub fn to_set(self) -> AttributeSet {
+        self.to_set_hashed(self.hash())
+    }
+}
+
 /// One series: its attributes, its aggregator and when it started.
 #[derive(Debug)]
 pub struct Series<A> {
@@ -47,23 +84,23 @@ impl<A> SeriesTable<A> {
         }
     }
 
-    /// Applies `update` to the series for `attrs` (sorted by key), creating it with `create` if new.
+    /// Applies `update` to the series for `key`, creating it with `create` if new.
     pub fn with_series(
         &self,
-        attrs: &AttrsRef<'_>,
+        key: SeriesKey<'_, '_>,
         create: impl FnOnce() -> A,
         update: impl FnOnce(&A),
     ) {
-        let hash = hash_attrs(attrs);
+        let hash = key.hash();
         {
             let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(series) = table.find(hash, |s| s.attributes.matches(attrs)) {
+            if let Some(series) = table.find(hash, |s| key.matches(&s.attributes)) {
                 update(&series.aggregator);
                 return;
             }
         }
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(series) = table.find(hash, |s| s.attributes.matches(attrs)) {
+        if let Some(series) = table.find(hash, |s| key.matches(&s.attributes)) {
             update(&series.aggregator);
             return;
         }
@@ -84,7 +121,7 @@ impl<A> SeriesTable<A> {
             return;
         }
         let series = Arc::new(Series {
-            attributes: AttributeSet::from_sorted(attrs, hash),
+            attributes: key.to_set_hashed(hash),
             aggregator: create(),
             start_unix_nano: unix_nanos(),
         });
@@ -127,7 +164,11 @@ mod tests {
     use crate::metrics::attributes::ValueRef;
 
     fn add(table: &SeriesTable<Sum>, id: i64, v: f64) {
-        table.with_series(&[("id", ValueRef::Int(id))], Sum::default, |s| s.update(v));
+        table.with_series(
+            SeriesKey::Attrs(&[("id", ValueRef::Int(id))]),
+            Sum::default,
+            |s| s.update(v),
+        );
     }
 
     #[test]

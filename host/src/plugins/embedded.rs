@@ -2,6 +2,10 @@
 
 /// Name and component bytes of every embedded plugin.
 pub const PLUGINS: &[(&str, &[u8])] = &[
+    (
+        "drop-attributes",
+        include_bytes!(env!("WASMTEL_GUEST_DROP_ATTRIBUTES")),
+    ),
     ("redact", include_bytes!(env!("WASMTEL_GUEST_REDACT"))),
     ("statsd", include_bytes!(env!("WASMTEL_GUEST_STATSD"))),
 ];

@@ -37,6 +37,44 @@ impl std::fmt::Display for World {
     }
 }
 
+/// Why a component would not load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The world it implements, when that much is valid and only `init` refused.
+    pub world: Option<&'static str>,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl From<String> for Rejection {
+    fn from(reason: String) -> Self {
+        Self {
+            world: None,
+            reason,
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.world {
+            Some(world) => write!(
+                f,
+                "{world} whose init refused the configuration: {}",
+                self.reason
+            ),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
+fn refused(world: &'static str) -> impl FnOnce(String) -> Rejection {
+    move |reason| Rejection {
+        world: Some(world),
+        reason,
+    }
+}
+
 /// Compiles `bytes`, finds its world, and runs its `init` with `config` in a sandbox with `limits`.
 pub fn check(
     runtime: &Arc<Runtime>,
@@ -44,7 +82,7 @@ pub fn check(
     bytes: &[u8],
     settings: &[(String, String)],
     limits: Limits,
-) -> Result<World, String> {
+) -> Result<World, Rejection> {
     let config = settings.to_vec();
     let config = &config;
     let component = runtime.compile(bytes).map_err(|e| e.to_string())?;
@@ -61,7 +99,8 @@ pub fn check(
             .map_err(|e| e.to_string())?;
         let info = guest
             .call_init(&mut store, config)
-            .map_err(|e| trapped(&store, e))??;
+            .map_err(|e| trapped(&store, e))?
+            .map_err(refused("exporter"))?;
         let mut signals = Vec::new();
         if info.signals.contains(encoder::Signals::METRICS) {
             signals.push("metrics");
@@ -81,21 +120,25 @@ pub fn check(
     }
     // Transforms and views have the same `init`; only their interface differs.
     macro_rules! init_as {
-        ($interface:ident, $world:expr) => {
+        ($interface:ident, $world:expr, $kind:literal) => {
             if let Ok(indices) = $interface::GuestIndices::new(&pre) {
                 let guest = indices
                     .load(&mut store, &instance)
                     .map_err(|e| e.to_string())?;
                 guest
                     .call_init(&mut store, config)
-                    .map_err(|e| trapped(&store, e))??;
+                    .map_err(|e| trapped(&store, e))?
+                    .map_err(refused($kind))?;
                 return Ok($world);
             }
         };
     }
-    init_as!(transformer, World::Transform);
-    init_as!(viewer, World::View);
-    Err("wrong world: it exports none of wasmtel:plugin/encoder, transformer or viewer".into())
+    init_as!(transformer, World::Transform, "transform");
+    init_as!(viewer, World::View, "view");
+    Err(String::from(
+        "wrong world: it exports none of wasmtel:plugin/encoder, transformer or viewer",
+    )
+    .into())
 }
 
 /// One plugin a host would load.
@@ -108,7 +151,7 @@ pub struct Entry {
     /// The SHA-256 of its component.
     pub digest: String,
     /// Its world, or why it would be rejected.
-    pub world: Result<World, String>,
+    pub world: Result<World, Rejection>,
 }
 
 /// Every plugin a host with `config` would see: the directory's `.wasm` files, and the embedded ones they do not override.
@@ -134,7 +177,7 @@ pub fn list(runtime: &Arc<Runtime>, config: &crate::config::PluginsConfig) -> Ve
         .filter_map(|name| {
             let (bytes, origin) = super::catalog::component(&config.dir, &name).ok()?;
             let world = super::catalog::config(config, &name, &toml::Table::new())
-                .map_err(|e| e.to_string())
+                .map_err(|e| Rejection::from(e.to_string()))
                 .and_then(|settings| check(runtime, &name, &bytes, &settings, config.limits()));
             Some(Entry {
                 digest: super::cache::digest(&bytes),

@@ -63,6 +63,41 @@ impl Loader {
         .map_err(|e| e.to_string())
     }
 
+    /// Validates `component` as view `name` and starts it with its merged configuration.
+    pub fn view(
+        &self,
+        name: &str,
+        component: &Component,
+        overrides: &toml::Table,
+    ) -> Result<super::view::ViewPlugin, String> {
+        let settings = catalog::config(&self.config, name, overrides).map_err(|e| e.to_string())?;
+        super::view::ViewPlugin::load(
+            &self.runtime,
+            name,
+            component,
+            settings,
+            self.config.limits(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Finds, compiles and starts view `name`, ready to be bound to instruments.
+    pub fn load_view(
+        &self,
+        name: &str,
+        overrides: &toml::Table,
+    ) -> Result<super::view::PluginView, String> {
+        let (bytes, _) = self.find(name).map_err(|e| e.to_string())?;
+        let component = self.compile(&bytes).map_err(|e| e.to_string())?;
+        let plugin = self.view(name, &component, overrides)?;
+        Ok(super::view::PluginView::new(
+            name,
+            overrides.clone(),
+            plugin,
+            super::cache::digest(&bytes),
+        ))
+    }
+
     /// Finds, compiles and starts transform `name` with its merged configuration.
     pub fn transform(
         &self,

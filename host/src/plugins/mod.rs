@@ -13,9 +13,11 @@ pub mod reload;
 pub mod runtime;
 pub mod supervisor;
 pub mod transform;
+pub mod view;
 
 pub use exporter::ExporterPlugin;
 pub use loader::Loader;
 pub use runtime::{Failure, Limits, Runtime};
 pub use supervisor::{CallError, Health, LoadError};
 pub use transform::{OnFailure, TransformPlugin, Transforms};
+pub use view::PluginView;

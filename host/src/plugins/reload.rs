@@ -41,6 +41,25 @@ pub trait Reloadable: Send + Sync {
     fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String>;
 }
 
+/// The version to install for `source`: the new file's, or after a removal the embedded plugin's (if any).
+pub fn next_version<P>(
+    loader: &Loader,
+    name: &str,
+    source: Source<'_>,
+    build: impl FnOnce(&Component) -> Result<P, String>,
+) -> Result<Option<(P, String)>, String> {
+    match source {
+        Source::File { component, digest } => Ok(Some((build(component)?, digest.to_owned()))),
+        Source::Removed => match super::embedded::find(name) {
+            Some(bytes) => {
+                let component = loader.compile(bytes).map_err(|e| e.to_string())?;
+                Ok(Some((build(&component)?, digest(bytes))))
+            }
+            None => Ok(None),
+        },
+    }
+}
+
 /// A file as last seen.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {

@@ -1,0 +1,95 @@
+//! Attribute view: removes high-cardinality attribute keys from metric series.
+//!
+//! Configuration:
+//! - `keys`: comma-separated attribute keys to remove, e.g. `user.id,gen_ai.response.id`;
+//!   a key ending in `*` removes every key with that prefix;
+//! - `instruments` (optional): comma-separated instrument names the view applies to,
+//!   each optionally ending in `*`; by default it applies to every instrument.
+//!
+//! The host calls the view once per distinct attribute set and caches the answer.
+
+use wasmtel_guest::{Config, InstrumentInfo, KeyValue, View};
+
+/// A name list where an entry ending in `*` matches by prefix.
+struct Names(Vec<String>);
+
+impl Names {
+    fn parse(text: &str) -> Self {
+        Names(text.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => p == name,
+        })
+    }
+}
+
+/// The keys to remove and the instruments they are removed from.
+pub struct DropAttributes {
+    keys: Names,
+    instruments: Option<Names>,
+}
+
+impl View for DropAttributes {
+    fn init(config: Config) -> Result<Self, String> {
+        let keys = Names::parse(config.get_or("keys", ""));
+        if keys.0.is_empty() {
+            return Err("`keys` must name at least one attribute key".into());
+        }
+        let instruments = config.get("instruments").map(Names::parse);
+        Ok(DropAttributes { keys, instruments })
+    }
+
+    fn map_attributes(&self, instrument: &InstrumentInfo, attributes: &[KeyValue]) -> Option<Vec<KeyValue>> {
+        if self.instruments.as_ref().is_some_and(|i| !i.contains(&instrument.name)) {
+            return None;
+        }
+        if !attributes.iter().any(|kv| self.keys.contains(&kv.key)) {
+            return None;
+        }
+        Some(attributes.iter().filter(|kv| !self.keys.contains(&kv.key)).cloned().collect())
+    }
+}
+
+wasmtel_guest::export_view!(DropAttributes);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtel_guest::Value;
+
+    fn info(name: &str) -> InstrumentInfo {
+        InstrumentInfo { name: name.into(), unit: "s".into(), kind: "histogram".into(), scope: "wasmtel.derive".into() }
+    }
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue { key: key.into(), value: Value::String(value.into()) }
+    }
+
+    fn view(pairs: &[(&str, &str)]) -> Result<DropAttributes, String> {
+        DropAttributes::init(Config::new(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn removes_listed_keys_and_prefixes() {
+        let v = view(&[("keys", "user.id, session.*")]).expect("valid");
+        let attrs = [kv("model", "m"), kv("session.id", "s"), kv("user.id", "u")];
+        assert_eq!(v.map_attributes(&info("x"), &attrs), Some(vec![kv("model", "m")]));
+        assert_eq!(v.map_attributes(&info("x"), &[kv("model", "m")]), None);
+    }
+
+    #[test]
+    fn applies_only_to_the_listed_instruments() {
+        let v = view(&[("keys", "user.id"), ("instruments", "gen_ai.*")]).expect("valid");
+        let attrs = [kv("user.id", "u")];
+        assert_eq!(v.map_attributes(&info("gen_ai.client.token.usage"), &attrs), Some(vec![]));
+        assert_eq!(v.map_attributes(&info("http.server.duration"), &attrs), None);
+    }
+
+    #[test]
+    fn needs_keys() {
+        assert_eq!(view(&[]).err().as_deref(), Some("`keys` must name at least one attribute key"));
+    }
+}

@@ -1,0 +1,188 @@
+//! View plugins: an attribute view backed by a supervised component, swappable on reload.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use wasmtime::component::Component;
+
+use super::bindings::types::{KeyValue, Value};
+use super::bindings::viewer::{self, InstrumentInfo};
+use super::convert;
+use super::loader::Loader;
+use super::reload::{Reloadable, Source, next_version};
+use super::runtime::{Limits, Runtime};
+use super::supervisor::{Health, LoadError, Supervised};
+use crate::metrics::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
+use crate::metrics::{AttributeView, Descriptor, InstrumentKind, Mapping};
+
+/// One loaded version of a view plugin.
+pub struct ViewPlugin {
+    name: Arc<str>,
+    instance: Mutex<Supervised<viewer::Guest>>,
+}
+
+impl ViewPlugin {
+    /// Validates `component` as a view (right world, `init` accepts `config`) and starts it.
+    pub fn load(
+        runtime: &Arc<Runtime>,
+        name: &str,
+        component: &Component,
+        config: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        let name: Arc<str> = Arc::from(name);
+        let instance = Supervised::load(
+            runtime,
+            &name,
+            component,
+            limits,
+            viewer::GuestIndices::new,
+            move |indices, store, instance| {
+                let guest = indices.load(&mut *store, instance)?;
+                Ok(guest.call_init(&mut *store, &config)?.map(|()| guest))
+            },
+        )?;
+        Ok(Self {
+            name,
+            instance: Mutex::new(instance),
+        })
+    }
+
+    /// The plugin's health.
+    pub fn health(&self) -> Health {
+        self.lock().health()
+    }
+
+    /// Asks the plugin for the attribute set of one series of `instrument`.
+    fn map(&self, instrument: &Descriptor, attrs: &AttrsRef<'_>) -> Mapping {
+        let info = InstrumentInfo {
+            name: instrument.name.clone(),
+            unit: instrument.unit.clone(),
+            kind: kind_name(instrument.kind).to_owned(),
+            scope: instrument.scope.to_owned(),
+        };
+        let input: Vec<KeyValue> = attrs
+            .iter()
+            .map(|(k, v)| KeyValue {
+                key: (*k).to_owned(),
+                value: convert::value(*v),
+            })
+            .collect();
+        let answer = self.lock().call(|g, store| {
+            g.call_map_attributes(store, &info, &input)
+                .map(Ok::<_, String>)
+        });
+        match answer {
+            Ok(None) => Mapping::Keep,
+            Ok(Some(pairs)) => Mapping::Replace(attribute_set(pairs)),
+            Err(e) => {
+                tracing::debug!(plugin = %self.name, "{e}; the series keeps its attributes");
+                Mapping::Unavailable
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Supervised<viewer::Guest>> {
+        self.instance.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The contract's name of an instrument kind.
+fn kind_name(kind: InstrumentKind) -> &'static str {
+    match kind {
+        InstrumentKind::Counter => "counter",
+        InstrumentKind::UpDownCounter => "up-down-counter",
+        InstrumentKind::Gauge => "gauge",
+        InstrumentKind::Histogram => "histogram",
+    }
+}
+
+/// A plugin's attribute list as a series attribute set; bytes become hex text and JSON stays text.
+fn attribute_set(pairs: Vec<KeyValue>) -> AttributeSet {
+    AttributeSet::from_pairs(
+        pairs
+            .into_iter()
+            .map(|kv| {
+                let value = match kv.value {
+                    Value::String(s) | Value::Json(s) => AttrValue::Str(Arc::from(s)),
+                    Value::Boolean(b) => AttrValue::Bool(b),
+                    Value::Int(i) => AttrValue::Int(i),
+                    Value::Double(d) => AttrValue::Double(d),
+                    Value::Bytes(b) => AttrValue::Str(Arc::from(
+                        b.iter().map(|x| format!("{x:02x}")).collect::<String>(),
+                    )),
+                };
+                (Arc::from(kv.key), value)
+            })
+            .collect(),
+    )
+}
+
+/// A configured view: the version serving now, swapped atomically on reload.
+pub struct PluginView {
+    name: String,
+    overrides: toml::Table,
+    current: RwLock<Option<(Arc<ViewPlugin>, String)>>,
+    generation: AtomicU64,
+}
+
+impl PluginView {
+    /// A view serving `plugin`, whose component has SHA-256 `digest`.
+    pub fn new(name: &str, overrides: toml::Table, plugin: ViewPlugin, digest: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            overrides,
+            current: RwLock::new(Some((Arc::new(plugin), digest))),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The version serving now.
+    fn current(&self) -> Option<Arc<ViewPlugin>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(p, _)| p.clone())
+    }
+
+    /// The serving version's health, if one is loaded.
+    pub fn health(&self) -> Option<Health> {
+        self.current().map(|p| p.health())
+    }
+}
+
+impl AttributeView for PluginView {
+    fn map(&self, instrument: &Descriptor, attrs: &AttrsRef<'_>) -> Mapping {
+        self.current()
+            .map_or(Mapping::Keep, |p| p.map(instrument, attrs))
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+impl Reloadable for PluginView {
+    fn plugin(&self) -> &str {
+        &self.name
+    }
+
+    fn serving(&self) -> Option<String> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(_, d)| d.clone())
+    }
+
+    fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String> {
+        let next = next_version(loader, &self.name, source, |component| {
+            loader.view(&self.name, component, &self.overrides)
+        })?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+            next.map(|(p, d)| (Arc::new(p), d));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+}
