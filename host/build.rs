@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use build_wasm::{build_components, wasm_target_dir};
 
 /// The first-party plugins, embedded in the binary.
-const GUESTS: &[&str] = &["drop-attributes", "redact", "statsd"];
+const GUESTS: &[&str] = &["datadog", "drop-attributes", "redact", "statsd"];
 
 fn main() {
     let manifest = PathBuf::from(

@@ -505,21 +505,39 @@ fn compiled_plugins_are_cached_by_content_hash() {
 /// Requests an HTTP server on loopback received: path, headers, body.
 type Requests = Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, String)>>>;
 
-/// An HTTP server on loopback that records every POST under `/base/`.
+/// An HTTP server on loopback that records every POST under `/base/` and answers 202.
 async fn http_sink() -> (std::net::SocketAddr, Requests) {
+    scripted_sink(Vec::new()).await
+}
+
+/// An answer a scripted sink gives once, to the first request for its path.
+type Scripted = (&'static str, u16, Vec<(&'static str, &'static str)>);
+
+/// Like [`http_sink`], but answers requests for a path with the first unused `script` entry for it.
+async fn scripted_sink(script: Vec<Scripted>) -> (std::net::SocketAddr, Requests) {
     let seen: Requests = Arc::default();
     let store = seen.clone();
+    let script = Arc::new(std::sync::Mutex::new(script));
     let app = axum::Router::new().route(
         "/base/{*path}",
         axum::routing::post(
             move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
-                let store = store.clone();
+                let (store, script) = (store.clone(), script.clone());
                 async move {
                     store
                         .lock()
                         .expect("lock")
                         .push((uri.path().to_owned(), headers, body));
-                    axum::http::StatusCode::ACCEPTED
+                    let mut script = script.lock().expect("lock");
+                    let (_, status, headers) = match script.iter().position(|e| e.0 == uri.path()) {
+                        Some(i) => script.remove(i),
+                        None => ("", 202, Vec::new()),
+                    };
+                    let mut response = axum::http::Response::builder().status(status);
+                    for (k, v) in headers {
+                        response = response.header(k, v);
+                    }
+                    response.body(axum::body::Body::empty()).expect("response")
                 }
             },
         ),
@@ -828,5 +846,113 @@ async fn a_trapping_view_fails_open_and_loses_no_measurement() {
         Some(15.0)
     );
     assert_eq!(exp.total("generations_total"), 6.0);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_datadog_exporter_posts_series_v2_and_logs_with_the_key_only_the_host_holds() {
+    let (addr, seen) = http_sink().await;
+    let toml = format!(
+        "{RULES}\n[resource.attributes]\n\"host.name\" = \"gpu-1\"\n\"service.version\" = \"9.9\"\n\"deployment.environment.name\" = \"test\"\n[[exporters]]\nplugin = \"datadog\"\nendpoint = \"http://{addr}/base\"\napi_key = \"dd-canary-key\"\ninterval = \"1h\"\nconfig = {{ tags = \"team:ml\" }}\n"
+    );
+    let host = start(&toml).await;
+    let mut batch = events(2, &[2.5]);
+    batch[2]["request_id"] = json!("req-1");
+    batch[2]["trace_id"] = json!("0af7651916cd43dd8448eb211c80319c");
+    batch[2]["span_id"] = json!("b7ad6b7169203331");
+    post_ndjson(&host, &batch).await;
+    host.collect_now().await;
+    let got = seen.lock().expect("lock").clone();
+    let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(paths, ["/base/api/v2/series", "/base/api/v2/logs"]);
+    for (_, headers, _) in &got {
+        assert_eq!(headers["dd-api-key"], "dd-canary-key");
+        assert_eq!(headers["content-type"], "application/json");
+    }
+
+    let series = &got[0].2;
+    let parsed: serde_json::Value = serde_json::from_str(series).expect("JSON");
+    let ts = parsed["series"][0]["points"][0]["timestamp"]
+        .as_u64()
+        .expect("timestamp");
+    let tags = r#""team:ml","service:wasmtel","version:9.9","env:test""#;
+    let one = |metric: &str, kind: u8, value: &str, attrs: &str| {
+        format!(
+            r#"{{"metric":"{metric}","type":{kind},"points":[{{"timestamp":{ts},"value":{value}}}],"resources":[{{"name":"gpu-1","type":"host"}}],"tags":[{tags}{attrs}]}}"#
+        )
+    };
+    let model = r#","model:m1""#;
+    let expected = [
+        one("inference.chunks", 1, "2.0", model),
+        one("latency.count", 1, "1.0", model),
+        one("latency.sum", 1, "2.5", model),
+        one("latency.min", 3, "2.5", model),
+        one("latency.max", 3, "2.5", model),
+        one("wasmtel.intake.events.accepted", 1, "3.0", ""),
+    ];
+    for want in &expected {
+        assert!(series.contains(want.as_str()), "{want}\nnot in\n{series}");
+    }
+    assert!(series.starts_with(r#"{"series":[{"metric":"#));
+
+    let logs = &got[1].2;
+    let entries: Vec<serde_json::Value> = serde_json::from_str(logs).expect("JSON array");
+    assert_eq!(entries.len(), 3);
+    let ddtags = "team:ml,service:wasmtel,version:9.9,env:test";
+    let completed = format!(
+        r#"{{"dd.span_id":"13235353014750950193","dd.trace_id":"9532127138774266268","ddsource":"wasmtel","ddtags":"{ddtags}","gen_ai.request.model":"m1","hostname":"gpu-1","inference.metric.total_duration_ms":2.5,"inference.request.id":"req-1","message":"generation_completed","otel.span_id":"b7ad6b7169203331","otel.trace_id":"0af7651916cd43dd8448eb211c80319c","service":"wasmtel","status":"info"}}"#
+    );
+    let chunk = format!(
+        r#"{{"ddsource":"wasmtel","ddtags":"{ddtags}","gen_ai.request.model":"m1","hostname":"gpu-1","message":"chunk_produced","service":"wasmtel","status":"info"}}"#
+    );
+    assert_eq!(logs, &format!("[{chunk},{chunk},{completed}]"));
+    assert!(!logs.contains("dd-canary-key") && !series.contains("dd-canary-key"));
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_classifies_responses_and_the_host_retries_after_the_time_it_names() {
+    let (addr, seen) = scripted_sink(vec![
+        ("/base/api/v2/series", 503, vec![("Retry-After", "1")]),
+        ("/base/api/v2/logs", 403, vec![]),
+    ])
+    .await;
+    let toml = format!(
+        "{RULES}\n[[exporters]]\nplugin = \"datadog\"\nendpoint = \"http://{addr}/base\"\napi_key = \"k\"\ninterval = \"1h\"\n"
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &events(1, &[])).await;
+    let started = std::time::Instant::now();
+    host.collect_now().await;
+    let waited = started.elapsed();
+    let sent = |path: &str| -> Vec<String> {
+        let seen = seen.lock().expect("lock");
+        seen.iter()
+            .filter(|r| r.0 == path)
+            .map(|r| r.2.clone())
+            .collect()
+    };
+    // Metrics: 503, then a second later the same body again (202). Logs: 403, never retried.
+    let series = sent("/base/api/v2/series");
+    assert_eq!(series.len(), 2, "{series:?}");
+    assert_eq!(series[0], series[1]);
+    assert_eq!(sent("/base/api/v2/logs").len(), 1);
+    assert!(
+        waited >= Duration::from_secs(1),
+        "Retry-After honoured: {waited:?}"
+    );
+    let exp = common::exposition(&host).await;
+    let batches = |signal: &str, outcome: &str| {
+        exp.value(
+            "wasmtel_export_batches_total",
+            &[
+                ("exporter", "datadog"),
+                ("signal", signal),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(batches("metrics", "ok"), Some(1.0));
+    assert_eq!(batches("logs", "failed"), Some(1.0));
     host.shutdown().await;
 }

@@ -188,13 +188,8 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
     let (plugin, digest, _) = loader
         .load_exporter("statsd", &toml::Table::new())
         .expect("loads");
-    let entry = ExporterConfig {
-        plugin: "statsd".into(),
-        endpoint: "udp://127.0.0.1:9".into(),
-        interval: None,
-        headers: Default::default(),
-        config: toml::Table::new(),
-    };
+    let entry: ExporterConfig =
+        toml::from_str("plugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:9\"").expect("entry");
     let exporter = Arc::new(
         PluginExporter::new(
             plugin,

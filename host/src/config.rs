@@ -148,8 +148,25 @@ impl PluginsConfig {
 pub struct ExporterConfig {
     /// The plugin (`statsd`, or a `.wasm` in the plugin directory, by file stem).
     pub plugin: String,
-    /// Where the host sends: `udp://host:port` or an `http(s)://` base URL.
-    pub endpoint: String,
+    /// Where the host sends every signal: `udp://host:port` or an `http(s)://` base URL.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Where metrics go, over `endpoint` and the preset.
+    #[serde(default)]
+    pub metrics_endpoint: Option<String>,
+    /// Where logs go, over `endpoint` and the preset.
+    #[serde(default)]
+    pub logs_endpoint: Option<String>,
+    /// A backend preset that fills in endpoints and the credential header (`datadog`);
+    /// defaults to the plugin's name when a preset of that name exists.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// The preset's site (Datadog: `datadoghq.com`, `datadoghq.eu`, …; else `DD_SITE`).
+    #[serde(default)]
+    pub site: Option<String>,
+    /// The credential the host sends in the preset's header (Datadog: `DD-API-KEY`; else `DD_API_KEY`).
+    #[serde(default)]
+    pub api_key: Option<String>,
     /// How often metrics are exported (default 10 s).
     #[serde(
         default,

@@ -381,7 +381,7 @@ fn plugin_exporters(
         let (plugin, digest, origin) = loader
             .load_exporter(&entry.plugin, &entry.config)
             .map_err(fail)?;
-        tracing::info!(plugin = %entry.plugin, origin = ?origin, endpoint = %entry.endpoint, "exporter plugin loaded");
+        tracing::info!(plugin = %entry.plugin, origin = ?origin, "exporter plugin loaded");
         let exporter = PluginExporter::new(
             plugin,
             digest,

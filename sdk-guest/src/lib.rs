@@ -175,20 +175,23 @@ impl Outcome {
     pub fn from_status(response: &Response) -> Self {
         match response.status {
             200..=299 => Outcome::Success,
-            429 | 502 | 503 | 504 => {
-                let after = response
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-                    .map(|seconds| seconds * 1000);
-                Outcome::Retry(after)
-            }
+            429 | 502 | 503 | 504 => Outcome::Retry(response.retry_after_ms()),
             status => Outcome::Reject(format!(
                 "HTTP {status}: {}",
                 String::from_utf8_lossy(&response.body)
             )),
         }
+    }
+}
+
+impl Response {
+    /// A numeric `Retry-After` header, in milliseconds.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+            .map(|seconds| seconds.saturating_mul(1000))
     }
 }
 

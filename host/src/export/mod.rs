@@ -3,5 +3,6 @@
 pub mod delivery;
 pub mod otlp;
 pub mod plugin;
+pub mod preset;
 pub mod prometheus;
 pub mod queue;

@@ -17,6 +17,7 @@ use crate::clock::unix_nanos;
 use crate::config::ExporterConfig;
 use crate::event::Event;
 use crate::export::otlp::logs::{self, EVENTS_SCOPE};
+use crate::export::preset::Destination;
 use crate::export::queue::DropOldestQueue;
 use crate::metrics::Registry;
 use crate::pipeline::EventSink;
@@ -117,8 +118,7 @@ pub struct PluginExporter {
     name: String,
     overrides: toml::Table,
     current: RwLock<Option<Current>>,
-    endpoint: Endpoint,
-    credentials: HeaderMap,
+    destination: Destination,
     interval: Duration,
     http: reqwest::Client,
     udp: Mutex<Option<Arc<UdpSocket>>>,
@@ -141,15 +141,17 @@ impl PluginExporter {
         telemetry: SelfTelemetry,
         transforms: Transforms,
     ) -> Result<Self, String> {
-        let endpoint = Endpoint::parse(&config.endpoint)?;
-        let mut credentials = HeaderMap::new();
-        for (k, v) in &config.headers {
-            let name = HeaderName::try_from(k.as_str())
-                .map_err(|_| format!("invalid header name `{k}`"))?;
-            let mut value = HeaderValue::try_from(v.as_str())
-                .map_err(|_| format!("invalid value for header `{k}`"))?;
-            value.set_sensitive(true);
-            credentials.insert(name, value);
+        let destination = Destination::resolve(config, &|k| std::env::var(k).ok())?;
+        for (signal, flag) in [
+            (Signal::Metrics, Signals::METRICS),
+            (Signal::Logs, Signals::LOGS),
+        ] {
+            if plugin.info().signals.contains(flag) && destination.endpoint(signal).is_none() {
+                return Err(format!(
+                    "the plugin exports {} but no endpoint for them is configured",
+                    signal.as_str()
+                ));
+            }
         }
         let delta = delta_for(&plugin);
         let http = reqwest::Client::builder()
@@ -164,8 +166,7 @@ impl PluginExporter {
                 plugin: Arc::new(plugin),
                 digest,
             })),
-            endpoint,
-            credentials,
+            destination,
             interval: config.interval.unwrap_or(Duration::from_secs(10)),
             http,
             udp: Mutex::new(None),
@@ -251,6 +252,15 @@ impl PluginExporter {
         if !plugin.info().signals.contains(wanted) {
             return true;
         }
+        let Some(endpoint) = self.destination.endpoint(signal) else {
+            tracing::warn!(
+                plugin = plugin.name(),
+                "no {} endpoint is configured; the batch is counted as failed",
+                signal.as_str()
+            );
+            self.telemetry.export_batch(&self.name, signal, false);
+            return false;
+        };
         let (me, encoder) = (self.clone(), plugin.clone());
         let outbound = match tokio::task::spawn_blocking(move || encode(&me, &encoder)).await {
             Ok(Ok(outbound)) => outbound,
@@ -270,7 +280,7 @@ impl PluginExporter {
         };
         let mut ok = true;
         for item in &outbound {
-            if let Err(e) = self.deliver(&plugin, item).await {
+            if let Err(e) = self.deliver(&plugin, endpoint, item).await {
                 tracing::warn!(plugin = plugin.name(), "{e}");
                 ok = false;
             }
@@ -280,8 +290,13 @@ impl PluginExporter {
     }
 
     /// Sends one outbound item, retrying what the plugin classifies as retryable.
-    async fn deliver(&self, plugin: &Arc<ExporterPlugin>, item: &Outbound) -> Result<(), String> {
-        match (item, &self.endpoint) {
+    async fn deliver(
+        &self,
+        plugin: &Arc<ExporterPlugin>,
+        endpoint: &Endpoint,
+        item: &Outbound,
+    ) -> Result<(), String> {
+        match (item, endpoint) {
             (Outbound::Datagram(bytes), Endpoint::Udp(addr)) => {
                 self.send_datagram(*addr, bytes).await
             }
@@ -349,7 +364,7 @@ impl PluginExporter {
                 .map_err(|_| format!("invalid request: value of `{k}`"))?;
             headers.append(name, value);
         }
-        for (name, value) in &self.credentials {
+        for (name, value) in &self.destination.credentials {
             headers.insert(name.clone(), value.clone());
         }
         let mut backoff = Duration::from_millis(200);

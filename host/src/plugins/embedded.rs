@@ -2,6 +2,7 @@
 
 /// Name and component bytes of every embedded plugin.
 pub const PLUGINS: &[(&str, &[u8])] = &[
+    ("datadog", include_bytes!(env!("WASMTEL_GUEST_DATADOG"))),
     (
         "drop-attributes",
         include_bytes!(env!("WASMTEL_GUEST_DROP_ATTRIBUTES")),
