@@ -27,6 +27,7 @@ fn main() {
         root.join("wit"),
         root.join("sdk-guest/src"),
         root.join("sdk-guest/macro/src"),
+        root.join("sdk-guest/naming/src"),
     ];
     inputs.extend(GUESTS.iter().flat_map(|g| {
         [

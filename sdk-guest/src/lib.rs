@@ -19,6 +19,7 @@
 //! can be unit-tested natively with `cargo test`; outside WebAssembly,
 //! [`log`] writes to stderr and [`now_unix_nano`] reads the system clock.
 
+pub mod prometheus;
 pub mod statsd;
 
 use std::cell::RefCell;

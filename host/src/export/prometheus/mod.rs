@@ -1,8 +1,8 @@
 //! Prometheus pull: text exposition format 0.0.4, rendered straight from aggregator state.
 
-pub mod naming;
-
 use std::fmt::Write as _;
+
+use wasmtel_naming::{self as naming, Shape};
 
 use crate::metrics::attributes::{AttributeSet, ValueRef};
 use crate::metrics::series::Series;
@@ -26,7 +26,12 @@ pub fn render(registry: &Registry, resource: &Resource) -> String {
 
 fn render_instrument(out: &mut String, instrument: &Instrument) {
     let d = instrument.descriptor();
-    let name = naming::metric_name(&d.name, &d.unit, d.kind);
+    let shape = match d.kind {
+        InstrumentKind::Counter => Shape::Counter,
+        InstrumentKind::Gauge => Shape::Gauge,
+        InstrumentKind::UpDownCounter | InstrumentKind::Histogram => Shape::Other,
+    };
+    let name = naming::metric_name(&d.name, &d.unit, shape);
     let scope = Some(d.scope);
     let type_name = match d.kind {
         InstrumentKind::Counter => "counter",

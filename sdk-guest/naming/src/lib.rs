@@ -1,6 +1,18 @@
 //! OTLP → Prometheus naming: metric names with unit and `_total` suffixes, label names.
+//!
+//! Shared by the wasmtel host's `/metrics` exposition and by plugins (through
+//! `wasmtel_guest::prometheus`), so that both spell a metric the same way.
 
-use crate::metrics::InstrumentKind;
+/// What the name of a metric depends on besides its name and unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A monotonic sum (a Counter): named with `_total`.
+    Counter,
+    /// A gauge: unit `1` is named `_ratio`.
+    Gauge,
+    /// Anything else (non-monotonic sums, histograms).
+    Other,
+}
 
 /// The Prometheus metric name for an instrument (without `_bucket`/`_sum`/`_count`).
 ///
@@ -8,14 +20,14 @@ use crate::metrics::InstrumentKind;
 /// appended as a word (`s` → `_seconds`, `By` → `_bytes`, `{token}` → nothing,
 /// `1` on a gauge → `_ratio`, `a/b` → `_a_per_b`) unless the name already
 /// ends with it, and monotonic counters get `_total`.
-pub fn metric_name(name: &str, unit: &str, kind: InstrumentKind) -> String {
+pub fn metric_name(name: &str, unit: &str, kind: Shape) -> String {
     let mut out = sanitize(name, true);
     let suffix = unit_suffix(unit, kind);
     if !suffix.is_empty() && !out.ends_with(&format!("_{suffix}")) {
         out.push('_');
         out.push_str(&suffix);
     }
-    if kind == InstrumentKind::Counter {
+    if kind == Shape::Counter {
         if let Some(stripped) = out.strip_suffix("_total") {
             out.truncate(stripped.len());
         }
@@ -54,9 +66,9 @@ fn sanitize(name: &str, allow_colon: bool) -> String {
 }
 
 /// The unit word(s) Prometheus names carry for a UCUM unit.
-fn unit_suffix(unit: &str, kind: InstrumentKind) -> String {
+fn unit_suffix(unit: &str, kind: Shape) -> String {
     if unit == "1" {
-        return if kind == InstrumentKind::Gauge {
+        return if kind == Shape::Gauge {
             "ratio".into()
         } else {
             String::new()
@@ -126,7 +138,7 @@ fn per_word(unit: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use InstrumentKind::*;
+    use Shape::*;
 
     #[test]
     fn names_follow_the_otlp_to_prometheus_rules() {
@@ -134,13 +146,13 @@ mod tests {
             (
                 "gen_ai.server.request.duration",
                 "s",
-                Histogram,
+                Other,
                 "gen_ai_server_request_duration_seconds",
             ),
             (
                 "gen_ai.client.token.usage",
                 "{token}",
-                Histogram,
+                Other,
                 "gen_ai_client_token_usage",
             ),
             (
@@ -164,13 +176,13 @@ mod tests {
             (
                 "process.memory.usage",
                 "By",
-                UpDownCounter,
+                Other,
                 "process_memory_usage_bytes",
             ),
             (
                 "inference.throughput",
                 "{token}/s",
-                Histogram,
+                Other,
                 "inference_throughput_per_second",
             ),
             ("net.io", "By/s", Gauge, "net_io_bytes_per_second"),
