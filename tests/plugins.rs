@@ -103,6 +103,7 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
             "latency:0.75|d|#model:m1",
             "latency:2|d|@0.5|#model:m1",
             "wasmtel.intake.events.accepted:5|c",
+            "wasmtel.plugin.up:1|g|#kind:exporter,plugin:statsd",
         ]
     );
     // The second export carries only what happened since the first.
@@ -115,6 +116,7 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
             "latency:7|d|#model:m1",
             "wasmtel.export.batches:1|c|#exporter:statsd,outcome:ok,signal:metrics",
             "wasmtel.intake.events.accepted:2|c",
+            "wasmtel.plugin.up:1|g|#kind:exporter,plugin:statsd",
         ]
     );
     host.shutdown().await;
@@ -161,6 +163,38 @@ async fn a_looping_plugin_is_stopped_at_its_deadline_while_another_keeps_deliver
         ),
         Some(1.0)
     );
+    let health: Vec<(String, &str, bool)> = host
+        .plugin_health()
+        .into_iter()
+        .map(|(name, kind, health)| (name, kind, health == Health::Running))
+        .collect();
+    assert_eq!(
+        health,
+        [
+            ("spin".to_owned(), "exporter", false),
+            ("statsd".to_owned(), "exporter", true)
+        ]
+    );
+    // The health shows in the self-metrics within a health period.
+    let up = |m: &wasmtel_tests::Exposition, plugin: &str| {
+        m.value(
+            "wasmtel_plugin_up",
+            &[("kind", "exporter"), ("plugin", plugin)],
+        )
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = common::exposition(&host).await;
+        if up(&m, "spin") == Some(0.0) {
+            assert_eq!(up(&m, "statsd"), Some(1.0));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spin never shown down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     host.shutdown().await;
 }
 
@@ -581,7 +615,8 @@ async fn the_example_exporter_posts_through_the_host_with_credentials_it_never_s
         [
             "inference.chunks 1",
             "latency 1",
-            "wasmtel.intake.events.accepted 1"
+            "wasmtel.intake.events.accepted 1",
+            "wasmtel.plugin.up 1"
         ]
     );
     host.shutdown().await;

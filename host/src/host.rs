@@ -19,7 +19,7 @@ use crate::export::prometheus;
 use crate::metrics::{ConflictError, Descriptor, Pattern, Registry};
 use crate::pipeline::{EventSink, Pipeline};
 use crate::plugins::reload::{self, Reloadable};
-use crate::plugins::{Loader, PluginView, Transforms};
+use crate::plugins::{Health, Loader, PluginView, Transforms};
 use crate::resource::Resource;
 use crate::telemetry::{SELF_SCOPE, SelfTelemetry};
 
@@ -67,6 +67,8 @@ pub struct Host {
     exports: Vec<JoinHandle<()>>,
     plugin_exporters: Vec<Arc<PluginExporter>>,
     reloadable: Vec<Arc<dyn Reloadable>>,
+    transforms: Transforms,
+    views: Vec<Arc<PluginView>>,
     shutdown_timeout: std::time::Duration,
 }
 
@@ -106,8 +108,9 @@ impl Host {
                     .map(|e| e.clone() as Arc<dyn EventSink>),
             )
             .collect();
-        let pipeline =
-            Arc::new(Pipeline::new(deriver, sinks, telemetry).calling_plugins(!views.is_empty()));
+        let pipeline = Arc::new(
+            Pipeline::new(deriver, sinks, telemetry.clone()).calling_plugins(!views.is_empty()),
+        );
 
         let (stop, stopped) = watch::channel(false);
         let intake = bind("intake", config.intake.listen).await?;
@@ -150,6 +153,15 @@ impl Host {
             .map(|e| e.clone() as Arc<dyn Reloadable>)
             .chain(views.iter().map(|v| v.clone() as Arc<dyn Reloadable>))
             .collect();
+        if loader.is_some() {
+            servers.push(watch_health(
+                plugin_exporters.clone(),
+                transforms.clone(),
+                views.clone(),
+                telemetry,
+                stop.subscribe(),
+            ));
+        }
         if let Some(loader) = loader.filter(|_| !subscribers.is_empty()) {
             let subscribers = subscribers.clone();
             servers.push(reload::spawn(loader, subscribers, stop.subscribe()));
@@ -167,6 +179,8 @@ impl Host {
             exports,
             plugin_exporters,
             reloadable: subscribers,
+            transforms,
+            views,
             shutdown_timeout: config.otlp.shutdown_timeout(),
         })
     }
@@ -192,6 +206,11 @@ impl Host {
             .iter()
             .map(|r| (r.plugin().to_owned(), r.serving()))
             .collect()
+    }
+
+    /// Every loaded plugin with its kind (`exporter`, `transform`, `view`) and health.
+    pub fn plugin_health(&self) -> Vec<PluginHealth> {
+        plugin_health(&self.plugin_exporters, &self.transforms, &self.views)
     }
 
     /// Exports metrics now, as the interval timers would: queues an OTLP batch and runs every plugin exporter.
@@ -245,6 +264,57 @@ impl Drop for Host {
             .chain(&self.exports)
             .for_each(JoinHandle::abort);
     }
+}
+
+/// A loaded plugin's name, kind and health.
+pub type PluginHealth = (String, &'static str, Health);
+
+fn plugin_health(
+    exporters: &[Arc<PluginExporter>],
+    transforms: &Transforms,
+    views: &[Arc<PluginView>],
+) -> Vec<PluginHealth> {
+    let exporters = exporters.iter().filter_map(|e| {
+        let (plugin, _) = e.current()?;
+        Some((e.plugin().to_owned(), "exporter", plugin.health()))
+    });
+    let transforms = transforms
+        .health()
+        .into_iter()
+        .map(|(name, health)| (name, "transform", health));
+    let views = views
+        .iter()
+        .filter_map(|v| Some((v.plugin().to_owned(), "view", v.health()?)));
+    exporters.chain(transforms).chain(views).collect()
+}
+
+/// How often plugin health is recorded as `wasmtel.plugin.up`.
+const HEALTH_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Records every plugin's health now and then each [`HEALTH_PERIOD`] until the host stops.
+fn watch_health(
+    exporters: Vec<Arc<PluginExporter>>,
+    transforms: Transforms,
+    views: Vec<Arc<PluginView>>,
+    telemetry: SelfTelemetry,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let record = move || {
+        for (name, kind, health) in plugin_health(&exporters, &transforms, &views) {
+            telemetry.plugin_health(&name, kind, &health);
+        }
+    };
+    record();
+    tokio::spawn(async move {
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_PERIOD, HEALTH_PERIOD);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => record(),
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+        }
+    })
 }
 
 /// What the host loads from plugins.

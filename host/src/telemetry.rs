@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::metrics::attributes::ValueRef;
 use crate::metrics::{ConflictError, Descriptor, Instrument, InstrumentKind, Registry};
+use crate::plugins::Health;
 
 /// The instrumentation scope of self-telemetry.
 pub const SELF_SCOPE: &str = "wasmtel";
@@ -15,6 +16,7 @@ pub struct SelfTelemetry {
     rejected: Arc<Instrument>,
     batches: Arc<Instrument>,
     dropped: Arc<Instrument>,
+    plugin_up: Arc<Instrument>,
 }
 
 /// A telemetry signal, as self-metrics label it.
@@ -42,12 +44,22 @@ fn counter(
     unit: &str,
     description: &str,
 ) -> Result<Arc<Instrument>, ConflictError> {
+    instrument(registry, InstrumentKind::Counter, name, unit, description)
+}
+
+fn instrument(
+    registry: &Registry,
+    kind: InstrumentKind,
+    name: &str,
+    unit: &str,
+    description: &str,
+) -> Result<Arc<Instrument>, ConflictError> {
     registry.instrument(
         Descriptor {
             name: name.into(),
             unit: unit.into(),
             description: description.into(),
-            kind: InstrumentKind::Counter,
+            kind,
             scope: SELF_SCOPE,
         },
         &[],
@@ -82,6 +94,13 @@ impl SelfTelemetry {
                 "{item}",
                 "Metric batches or log records dropped from a full export queue.",
             )?,
+            plugin_up: instrument(
+                registry,
+                InstrumentKind::Gauge,
+                "wasmtel.plugin.up",
+                "",
+                "1 while a loaded plugin is serving, 0 while it restarts after a failure or is marked failed.",
+            )?,
         })
     }
 
@@ -106,6 +125,18 @@ impl SelfTelemetry {
                 ("signal", ValueRef::Str(signal.as_str())),
             ],
             1.0,
+        );
+    }
+
+    /// Records whether plugin `plugin` (an `exporter`, `transform` or `view`) is serving.
+    pub fn plugin_health(&self, plugin: &str, kind: &str, health: &Health) {
+        let up = if *health == Health::Running { 1.0 } else { 0.0 };
+        self.plugin_up.record(
+            &[
+                ("kind", ValueRef::Str(kind)),
+                ("plugin", ValueRef::Str(plugin)),
+            ],
+            up,
         );
     }
 

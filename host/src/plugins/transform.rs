@@ -99,6 +99,14 @@ impl Transforms {
         self.0.is_empty()
     }
 
+    /// Each transform's name and health, in chain order.
+    pub fn health(&self) -> Vec<(String, Health)> {
+        self.0
+            .iter()
+            .map(|t| (t.name().to_owned(), t.health()))
+            .collect()
+    }
+
     /// Applies every transform to a metric batch; `None` when a fail-closed transform failed.
     pub fn metrics(&self, batch: MetricBatch) -> Option<MetricBatch> {
         self.0
