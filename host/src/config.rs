@@ -545,6 +545,26 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_with_its_plugin_sections_uncommented() {
+        let text = include_str!("../../examples/wasmtel.toml");
+        Config::from_toml(text).expect("example parses");
+        // Uncomment what looks like TOML (tables and `key = value`) in the plugin sections.
+        let plugins = &text[text.find("[plugins]").expect("plugins section")..];
+        let uncommented: String = plugins
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::from_toml(&uncommented).expect("uncommented plugin sections parse");
+        assert_eq!(c.exporters.len(), 2);
+        assert_eq!(c.transforms.len(), 1);
+        assert_eq!(c.views[0].instruments, ["gen_ai.*"]);
+    }
+
+    #[test]
     fn env_fills_gaps_and_file_wins() {
         let mut c = Config::from_toml(
             "[otlp]\ninterval = \"2s\"\n[otlp.headers]\nx-team = \"file\"\n[resource]\nservice_name = \"from-file\"\n",
