@@ -1,6 +1,8 @@
-//! StatsD and DogStatsD line formatting.
+//! StatsD and DogStatsD line formatting, written straight into reusable buffers, and datagram packing.
 
 use std::fmt::Write as _;
+
+use crate::{KeyValue, Outbound, Value};
 
 /// The StatsD metric type of a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,17 +31,24 @@ impl Kind {
     }
 }
 
-/// Makes a name safe for the line protocol: `:`, `|`, `@`, `#`, `,` and whitespace become `_`.
-pub fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if matches!(c, ':' | '|' | '@' | '#' | ',') || c.is_whitespace() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
+fn unsafe_char(c: char) -> bool {
+    matches!(c, ':' | '|' | '@' | '#' | ',') || c.is_whitespace()
+}
+
+/// Appends `text` made safe for the line protocol: `:`, `|`, `@`, `#`, `,` and whitespace become `_`.
+pub fn push_sanitized(out: &mut String, text: &str) {
+    if !text.contains(unsafe_char) {
+        out.push_str(text);
+        return;
+    }
+    out.extend(text.chars().map(|c| if unsafe_char(c) { '_' } else { c }));
+}
+
+/// `text` made safe for the line protocol.
+pub fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    push_sanitized(&mut out, text);
+    out
 }
 
 /// One line: `name:value|type`, with `|#k:v,…` DogStatsD tags when there are any.
@@ -56,7 +65,14 @@ pub fn line<K: AsRef<str>, V: AsRef<str>>(
 
 /// `name:value|type`, without tags, so a caller can insert a sample rate before them.
 pub fn head(name: &str, value: f64, kind: Kind) -> String {
-    let mut out = sanitize(name);
+    let mut out = String::new();
+    push_head(&mut out, name, value, kind);
+    out
+}
+
+/// Appends `name:value|type`.
+pub fn push_head(out: &mut String, name: &str, value: f64, kind: Kind) {
+    push_sanitized(out, name);
     out.push(':');
     if value.fract() == 0.0 && value.abs() < 1e15 {
         let _ = write!(out, "{}", value as i64);
@@ -65,16 +81,74 @@ pub fn head(name: &str, value: f64, kind: Kind) -> String {
     }
     out.push('|');
     out.push_str(kind.code());
-    out
 }
 
 /// Appends DogStatsD tags, `|#k:v,k2:v2`, if there are any.
 pub fn push_tags<K: AsRef<str>, V: AsRef<str>>(out: &mut String, tags: &[(K, V)]) {
     for (i, (k, v)) in tags.iter().enumerate() {
         out.push_str(if i == 0 { "|#" } else { "," });
-        out.push_str(&sanitize(k.as_ref()));
+        push_sanitized(out, k.as_ref());
         out.push(':');
-        out.push_str(&sanitize(v.as_ref()));
+        push_sanitized(out, v.as_ref());
+    }
+}
+
+/// Appends attributes as DogStatsD tags, `|#k:v,…`, without an intermediate copy.
+pub fn push_attribute_tags(out: &mut String, attributes: &[KeyValue]) {
+    for (i, kv) in attributes.iter().enumerate() {
+        out.push_str(if i == 0 { "|#" } else { "," });
+        push_sanitized(out, &kv.key);
+        out.push(':');
+        match &kv.value {
+            Value::String(s) => push_sanitized(out, s),
+            Value::Int(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Value::Boolean(v) => {
+                let _ = write!(out, "{v}");
+            }
+            other => push_sanitized(out, &other.to_string()),
+        }
+    }
+}
+
+/// Lines packed into datagrams of at most `max` bytes, joined by newlines.
+#[derive(Debug)]
+pub struct Datagrams {
+    max: usize,
+    current: String,
+    done: Vec<Outbound>,
+}
+
+impl Datagrams {
+    /// No datagrams yet; each will hold at most `max` bytes (a longer single line goes alone).
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            current: String::with_capacity(max),
+            done: Vec::new(),
+        }
+    }
+
+    /// Adds one line, starting a new datagram when it would not fit.
+    pub fn push(&mut self, line: &str) {
+        if !self.current.is_empty() && self.current.len() + 1 + line.len() > self.max {
+            let full = std::mem::replace(&mut self.current, String::with_capacity(self.max));
+            self.done.push(Outbound::Datagram(full.into_bytes()));
+        }
+        if !self.current.is_empty() {
+            self.current.push('\n');
+        }
+        self.current.push_str(line);
+    }
+
+    /// The datagrams.
+    pub fn finish(mut self) -> Vec<Outbound> {
+        if !self.current.is_empty() {
+            self.done
+                .push(Outbound::Datagram(self.current.into_bytes()));
+        }
+        self.done
     }
 }
 
@@ -96,5 +170,50 @@ mod tests {
             line("a:b|c", -1.5, Kind::Gauge, &[("k", "v"), ("x#", "y,z")]),
             "a_b_c:-1.5|g|#k:v,x_:y_z"
         );
+    }
+
+    #[test]
+    fn attributes_become_tags_of_any_value_type() {
+        let mut out = String::from("x:1|c");
+        push_attribute_tags(
+            &mut out,
+            &[
+                KeyValue::string("model id", "m:1"),
+                KeyValue {
+                    key: "n".into(),
+                    value: Value::Int(-3),
+                },
+                KeyValue {
+                    key: "ok".into(),
+                    value: Value::Boolean(true),
+                },
+                KeyValue {
+                    key: "r".into(),
+                    value: Value::Double(0.5),
+                },
+                KeyValue {
+                    key: "j".into(),
+                    value: Value::Json("[1, 2]".into()),
+                },
+            ],
+        );
+        assert_eq!(out, "x:1|c|#model_id:m_1,n:-3,ok:true,r:0.5,j:[1__2]");
+    }
+
+    #[test]
+    fn packs_lines_under_the_datagram_limit() {
+        let mut packed = Datagrams::new(40);
+        for i in 0..10 {
+            packed.push(&format!("metric{i}:1|c"));
+        }
+        let sizes: Vec<usize> = packed
+            .finish()
+            .iter()
+            .map(|o| match o {
+                Outbound::Datagram(d) => d.len(),
+                Outbound::Http(_) => 0,
+            })
+            .collect();
+        assert_eq!(sizes, [35, 35, 35, 11]);
     }
 }

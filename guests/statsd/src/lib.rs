@@ -12,7 +12,9 @@
 //! DogStatsD tags, `false` for plain StatsD), `histogram` (`distribution`,
 //! `timer`, `histogram`), `max_datagram` (bytes, default 1432).
 
-use wasmtel_guest::statsd::{Kind, head, line, push_tags};
+use std::fmt::Write as _;
+
+use wasmtel_guest::statsd::{Datagrams, Kind, push_attribute_tags, push_head};
 use wasmtel_guest::{
     Config, Exporter, ExporterInfo, HistogramPoint, KeyValue, MetricBatch, MetricData, Outbound,
     Temporality,
@@ -52,7 +54,8 @@ impl Exporter for Statsd {
     }
 
     fn encode_metrics(&mut self, batch: &MetricBatch) -> Result<Vec<Outbound>, String> {
-        let mut lines = Vec::new();
+        let mut out = Datagrams::new(self.max_datagram);
+        let mut line = String::with_capacity(256);
         for (_, metric) in batch.metrics() {
             let name = if self.prefix.is_empty() {
                 metric.name.clone()
@@ -62,7 +65,8 @@ impl Exporter for Statsd {
             match &metric.data {
                 MetricData::Gauge(points) => {
                     for p in points {
-                        lines.push(line(&name, p.value, Kind::Gauge, &self.tags(&p.attributes)));
+                        self.line(&mut line, &name, p.value, Kind::Gauge, &p.attributes);
+                        out.push(&line);
                     }
                 }
                 MetricData::Sum(sum) => {
@@ -76,35 +80,34 @@ impl Exporter for Statsd {
                         .iter()
                         .filter(|p| kind == Kind::Gauge || p.value != 0.0)
                     {
-                        lines.push(line(&name, p.value, kind, &self.tags(&p.attributes)));
+                        self.line(&mut line, &name, p.value, kind, &p.attributes);
+                        out.push(&line);
                     }
                 }
                 MetricData::Histogram(h) => {
                     for p in &h.points {
-                        self.samples(&name, p, &mut lines);
+                        self.samples(&name, p, &mut line, &mut out);
                     }
                 }
                 MetricData::ExponentialHistogram(_) => {}
             }
         }
-        Ok(pack(lines, self.max_datagram))
+        Ok(out.finish())
     }
 }
 
 impl Statsd {
-    fn tags<'a>(&self, attributes: &'a [KeyValue]) -> Vec<(&'a str, String)> {
-        if !self.tags {
-            return Vec::new();
+    /// Writes one line into `line`, replacing what it held.
+    fn line(&self, line: &mut String, name: &str, value: f64, kind: Kind, attributes: &[KeyValue]) {
+        line.clear();
+        push_head(line, name, value, kind);
+        if self.tags {
+            push_attribute_tags(line, attributes);
         }
-        attributes
-            .iter()
-            .map(|kv| (kv.key.as_str(), kv.value.to_string()))
-            .collect()
     }
 
     /// One sampled line per non-empty bucket.
-    fn samples(&self, name: &str, p: &HistogramPoint, lines: &mut Vec<String>) {
-        let tags = self.tags(&p.attributes);
+    fn samples(&self, name: &str, p: &HistogramPoint, line: &mut String, out: &mut Datagrams) {
         let (min, max) = (
             p.min.unwrap_or(f64::NEG_INFINITY),
             p.max.unwrap_or(f64::INFINITY),
@@ -121,12 +124,15 @@ impl Statsd {
                 _ if hi.is_finite() => hi,
                 _ => lo,
             };
-            let mut text = head(name, mid, self.histogram);
+            line.clear();
+            push_head(line, name, mid, self.histogram);
             if n > 1 {
-                text.push_str(&format!("|@{}", 1.0 / n as f64));
+                let _ = write!(line, "|@{}", 1.0 / n as f64);
             }
-            push_tags(&mut text, &tags);
-            lines.push(text);
+            if self.tags {
+                push_attribute_tags(line, &p.attributes);
+            }
+            out.push(line);
         }
     }
 
@@ -142,47 +148,11 @@ impl Statsd {
     }
 }
 
-/// Packs lines into datagrams of at most `max` bytes, joined by newlines.
-fn pack(lines: Vec<String>, max: usize) -> Vec<Outbound> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for l in lines {
-        if !current.is_empty() && current.len() + 1 + l.len() > max {
-            out.push(Outbound::Datagram(
-                std::mem::take(&mut current).into_bytes(),
-            ));
-        }
-        if !current.is_empty() {
-            current.push('\n');
-        }
-        current.push_str(&l);
-    }
-    if !current.is_empty() {
-        out.push(Outbound::Datagram(current.into_bytes()));
-    }
-    out
-}
-
 wasmtel_guest::export_exporter!(Statsd);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn packs_lines_under_the_datagram_limit() {
-        let lines: Vec<String> = (0..10).map(|i| format!("metric{i}:1|c")).collect();
-        let out = pack(lines, 40);
-        let sizes: Vec<usize> = out
-            .iter()
-            .map(|o| match o {
-                Outbound::Datagram(d) => d.len(),
-                _ => 0,
-            })
-            .collect();
-        assert!(sizes.iter().all(|s| *s <= 40), "{sizes:?}");
-        assert_eq!(sizes.len(), 4);
-    }
 
     #[test]
     fn histogram_buckets_become_sampled_lines() {
@@ -198,8 +168,13 @@ mod tests {
             bucket_counts: vec![1, 0, 4],
             exemplars: vec![],
         };
-        let mut lines = Vec::new();
-        Statsd::plain().samples("lat", &p, &mut lines);
-        assert_eq!(lines, vec!["lat:0.75|d|#model:m", "lat:6|d|@0.25|#model:m"]);
+        let mut packed = Datagrams::new(1432);
+        Statsd::plain().samples("lat", &p, &mut String::new(), &mut packed);
+        let out = packed.finish();
+        assert_eq!(out.len(), 1);
+        let Outbound::Datagram(bytes) = &out[0] else {
+            panic!("a datagram")
+        };
+        assert_eq!(bytes, b"lat:0.75|d|#model:m\nlat:6|d|@0.25|#model:m");
     }
 }
