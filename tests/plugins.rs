@@ -991,3 +991,31 @@ async fn the_plugin_classifies_responses_and_the_host_retries_after_the_time_it_
     assert_eq!(batches("logs", "failed"), Some(1.0));
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_transform_file_takes_over_the_chain() {
+    let (socket, port) = udp_listener();
+    let dir = tempfile_dir();
+    let file = dir.join("shaper.wasm");
+    std::fs::write(
+        &file,
+        wasmtel::plugins::embedded::find("redact").expect("embedded"),
+    )
+    .expect("write");
+    let toml = format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"shaper\"\nconfig = {{ drop = \"model\" }}\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ninterval = \"1h\"\n",
+        dir.display()
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &events(2, &[])).await;
+    host.collect_now().await;
+    assert!(receive_lines(&socket).contains(&"inference.chunks:2|c".to_owned()));
+
+    let passthrough = fixture(PASSTHROUGH);
+    replace_file(&file, &passthrough);
+    wait_for_version(&host, Some(&wasmtel::plugins::cache::digest(&passthrough))).await;
+    post_ndjson(&host, &events(3, &[])).await;
+    host.collect_now().await;
+    assert!(receive_lines(&socket).contains(&"inference.chunks:3|c|#model:m1".to_owned()));
+    host.shutdown().await;
+}

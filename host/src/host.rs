@@ -152,6 +152,7 @@ impl Host {
             .iter()
             .map(|e| e.clone() as Arc<dyn Reloadable>)
             .chain(views.iter().map(|v| v.clone() as Arc<dyn Reloadable>))
+            .chain(transforms.links().map(|l| l.clone() as Arc<dyn Reloadable>))
             .collect();
         if loader.is_some() {
             servers.push(watch_health(
@@ -200,7 +201,7 @@ impl Host {
         &self.registry
     }
 
-    /// The plugin each plugin exporter and view runs now, with its content digest.
+    /// The plugin each plugin exporter, view and transform runs now, with its content digest.
     pub fn plugin_versions(&self) -> Vec<(String, Option<String>)> {
         self.reloadable
             .iter()
@@ -387,14 +388,14 @@ fn transforms(config: &Config, loader: Option<&Loader>) -> Result<Transforms, St
     };
     let mut chain = Vec::new();
     for entry in &config.transforms {
-        let plugin = loader
-            .transform(&entry.plugin, &entry.config, entry.on_failure)
+        let link = loader
+            .load_transform(&entry.plugin, &entry.config, entry.on_failure)
             .map_err(|reason| StartError::Plugin {
                 plugin: entry.plugin.clone(),
                 reason,
             })?;
         tracing::info!(plugin = %entry.plugin, "transform plugin loaded");
-        chain.push(plugin);
+        chain.push(Arc::new(link));
     }
     Ok(Transforms::new(chain))
 }

@@ -98,25 +98,41 @@ impl Loader {
         ))
     }
 
-    /// Finds, compiles and starts transform `name` with its merged configuration.
+    /// Validates `component` as transform `name` and starts it with its merged configuration.
     pub fn transform(
         &self,
         name: &str,
+        component: &Component,
         overrides: &toml::Table,
         on_failure: super::OnFailure,
     ) -> Result<super::TransformPlugin, String> {
-        let (bytes, _) = self.find(name).map_err(|e| e.to_string())?;
-        let component = self.compile(&bytes).map_err(|e| e.to_string())?;
         let settings = catalog::config(&self.config, name, overrides).map_err(|e| e.to_string())?;
         super::TransformPlugin::load(
             &self.runtime,
             name,
-            &component,
+            component,
             settings,
             self.config.limits(),
             on_failure,
         )
         .map_err(|e| e.to_string())
+    }
+
+    /// Finds, compiles and starts transform `name`, ready to be a link of the chain.
+    pub fn load_transform(
+        &self,
+        name: &str,
+        overrides: &toml::Table,
+        on_failure: super::OnFailure,
+    ) -> Result<super::transform::ChainLink, String> {
+        let (bytes, _) = self.find(name).map_err(|e| e.to_string())?;
+        let component = self.compile(&bytes).map_err(|e| e.to_string())?;
+        let plugin = self.transform(name, &component, overrides, on_failure)?;
+        Ok(super::transform::ChainLink::new(
+            plugin,
+            super::cache::digest(&bytes),
+            overrides.clone(),
+        ))
     }
 
     /// Finds, compiles and starts exporter `name`; returns it with its content digest.

@@ -41,6 +41,41 @@ pub trait Reloadable: Send + Sync {
     fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String>;
 }
 
+/// The version of a plugin serving now, with the SHA-256 of its component; swapped whole on reload.
+pub struct Versioned<P>(std::sync::RwLock<Option<(Arc<P>, String)>>);
+
+impl<P> Versioned<P> {
+    /// Serving `plugin`, whose component has SHA-256 `digest`.
+    pub fn new(plugin: P, digest: String) -> Self {
+        Self(std::sync::RwLock::new(Some((Arc::new(plugin), digest))))
+    }
+
+    /// The version serving now; `None` once unloaded.
+    pub fn get(&self) -> Option<Arc<P>> {
+        self.read().as_ref().map(|(p, _)| p.clone())
+    }
+
+    /// The SHA-256 of the version serving now.
+    pub fn digest(&self) -> Option<String> {
+        self.read().as_ref().map(|(_, d)| d.clone())
+    }
+
+    /// Installs `next` (or unloads); calls holding the old version finish on it.
+    pub fn set(&self, next: Option<(P, String)>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            next.map(|(p, d)| (Arc::new(p), d));
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<(Arc<P>, String)>> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The version to install for `source`: the new file's, or after a removal the embedded plugin's (if any).
 pub fn next_version<P>(
     loader: &Loader,

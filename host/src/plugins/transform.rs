@@ -1,4 +1,4 @@
-//! Transform plugins and the chain that applies them to batches, failing open by default.
+//! Transform plugins and the chain that applies them to batches, failing open by default; each link reloads on its own.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -7,6 +7,8 @@ use wasmtime::component::Component;
 
 use super::bindings::transformer;
 use super::bindings::types::{LogBatch, MetricBatch};
+use super::loader::Loader;
+use super::reload::{Reloadable, Source, Versioned, next_version};
 use super::runtime::{Limits, Runtime};
 use super::supervisor::{CallError, Health, LoadError, Supervised};
 
@@ -84,14 +86,52 @@ impl TransformPlugin {
     }
 }
 
+/// One configured transform: the version serving now, swapped atomically on reload.
+pub struct ChainLink {
+    name: String,
+    overrides: toml::Table,
+    on_failure: OnFailure,
+    current: Versioned<TransformPlugin>,
+}
+
+impl ChainLink {
+    /// A link serving `plugin`, whose component has SHA-256 `digest`.
+    pub fn new(plugin: TransformPlugin, digest: String, overrides: toml::Table) -> Self {
+        Self {
+            name: plugin.name().to_owned(),
+            on_failure: plugin.on_failure,
+            overrides,
+            current: Versioned::new(plugin, digest),
+        }
+    }
+}
+
+impl Reloadable for ChainLink {
+    fn plugin(&self) -> &str {
+        &self.name
+    }
+
+    fn serving(&self) -> Option<String> {
+        self.current.digest()
+    }
+
+    fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String> {
+        let next = next_version(loader, &self.name, source, |component| {
+            loader.transform(&self.name, component, &self.overrides, self.on_failure)
+        })?;
+        self.current.set(next);
+        Ok(())
+    }
+}
+
 /// The transforms of the pipeline, applied in configuration order.
 #[derive(Clone, Default)]
-pub struct Transforms(Arc<Vec<TransformPlugin>>);
+pub struct Transforms(Arc<Vec<Arc<ChainLink>>>);
 
 impl Transforms {
     /// A chain of transforms.
-    pub fn new(plugins: Vec<TransformPlugin>) -> Self {
-        Self(Arc::new(plugins))
+    pub fn new(links: Vec<Arc<ChainLink>>) -> Self {
+        Self(Arc::new(links))
     }
 
     /// Whether there is nothing to apply.
@@ -99,11 +139,16 @@ impl Transforms {
         self.0.is_empty()
     }
 
-    /// Each transform's name and health, in chain order.
+    /// The links, for the reload watcher.
+    pub fn links(&self) -> impl Iterator<Item = &Arc<ChainLink>> {
+        self.0.iter()
+    }
+
+    /// Each loaded transform's name and health, in chain order.
     pub fn health(&self) -> Vec<(String, Health)> {
         self.0
             .iter()
-            .map(|t| (t.name().to_owned(), t.health()))
+            .filter_map(|l| Some((l.name.clone(), l.current.get()?.health())))
             .collect()
     }
 
@@ -111,14 +156,16 @@ impl Transforms {
     pub fn metrics(&self, batch: MetricBatch) -> Option<MetricBatch> {
         self.0
             .iter()
-            .try_fold(batch, |batch, t| apply(t, batch, TransformPlugin::metrics))
+            .filter_map(|l| l.current.get())
+            .try_fold(batch, |batch, t| apply(&t, batch, TransformPlugin::metrics))
     }
 
     /// Applies every transform to a log batch; `None` when a fail-closed transform failed.
     pub fn logs(&self, batch: LogBatch) -> Option<LogBatch> {
         self.0
             .iter()
-            .try_fold(batch, |batch, t| apply(t, batch, TransformPlugin::logs))
+            .filter_map(|l| l.current.get())
+            .try_fold(batch, |batch, t| apply(&t, batch, TransformPlugin::logs))
     }
 }
 

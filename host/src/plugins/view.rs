@@ -1,7 +1,7 @@
 //! View plugins: an attribute view backed by a supervised component, swappable on reload.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use wasmtime::component::Component;
 
@@ -9,7 +9,7 @@ use super::bindings::types::{KeyValue, Value};
 use super::bindings::viewer::{self, InstrumentInfo};
 use super::convert;
 use super::loader::Loader;
-use super::reload::{Reloadable, Source, next_version};
+use super::reload::{Reloadable, Source, Versioned, next_version};
 use super::runtime::{Limits, Runtime};
 use super::supervisor::{Health, LoadError, Supervised};
 use crate::metrics::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
@@ -122,7 +122,7 @@ fn attribute_set(pairs: Vec<KeyValue>) -> AttributeSet {
 pub struct PluginView {
     name: String,
     overrides: toml::Table,
-    current: RwLock<Option<(Arc<ViewPlugin>, String)>>,
+    current: Versioned<ViewPlugin>,
     generation: AtomicU64,
 }
 
@@ -132,29 +132,21 @@ impl PluginView {
         Self {
             name: name.to_owned(),
             overrides,
-            current: RwLock::new(Some((Arc::new(plugin), digest))),
+            current: Versioned::new(plugin, digest),
             generation: AtomicU64::new(0),
         }
     }
 
-    /// The version serving now.
-    fn current(&self) -> Option<Arc<ViewPlugin>> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|(p, _)| p.clone())
-    }
-
     /// The serving version's health, if one is loaded.
     pub fn health(&self) -> Option<Health> {
-        self.current().map(|p| p.health())
+        self.current.get().map(|p| p.health())
     }
 }
 
 impl AttributeView for PluginView {
     fn map(&self, instrument: &Descriptor, attrs: &AttrsRef<'_>) -> Mapping {
-        self.current()
+        self.current
+            .get()
             .map_or(Mapping::Keep, |p| p.map(instrument, attrs))
     }
 
@@ -169,19 +161,14 @@ impl Reloadable for PluginView {
     }
 
     fn serving(&self) -> Option<String> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|(_, d)| d.clone())
+        self.current.digest()
     }
 
     fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String> {
         let next = next_version(loader, &self.name, source, |component| {
             loader.view(&self.name, component, &self.overrides)
         })?;
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
-            next.map(|(p, d)| (Arc::new(p), d));
+        self.current.set(next);
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
