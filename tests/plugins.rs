@@ -544,8 +544,13 @@ async fn http_sink() -> (std::net::SocketAddr, Requests) {
     scripted_sink(Vec::new()).await
 }
 
-/// An answer a scripted sink gives once, to the first request for its path.
-type Scripted = (&'static str, u16, Vec<(&'static str, &'static str)>);
+/// An answer a scripted sink gives once, to the first request for its path: status, headers, body.
+type Scripted = (
+    &'static str,
+    u16,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+);
 
 /// Like [`http_sink`], but answers requests for a path with the first unused `script` entry for it.
 async fn scripted_sink(script: Vec<Scripted>) -> (std::net::SocketAddr, Requests) {
@@ -563,15 +568,18 @@ async fn scripted_sink(script: Vec<Scripted>) -> (std::net::SocketAddr, Requests
                         .expect("lock")
                         .push((uri.path().to_owned(), headers, body));
                     let mut script = script.lock().expect("lock");
-                    let (_, status, headers) = match script.iter().position(|e| e.0 == uri.path()) {
-                        Some(i) => script.remove(i),
-                        None => ("", 202, Vec::new()),
-                    };
+                    let (_, status, headers, body) =
+                        match script.iter().position(|e| e.0 == uri.path()) {
+                            Some(i) => script.remove(i),
+                            None => ("", 202, Vec::new(), ""),
+                        };
                     let mut response = axum::http::Response::builder().status(status);
                     for (k, v) in headers {
                         response = response.header(k, v);
                     }
-                    response.body(axum::body::Body::empty()).expect("response")
+                    response
+                        .body(axum::body::Body::from(body))
+                        .expect("response")
                 }
             },
         ),
@@ -948,8 +956,8 @@ async fn the_datadog_exporter_posts_series_v2_and_logs_with_the_key_only_the_hos
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_classifies_responses_and_the_host_retries_after_the_time_it_names() {
     let (addr, seen) = scripted_sink(vec![
-        ("/base/api/v2/series", 503, vec![("Retry-After", "1")]),
-        ("/base/api/v2/logs", 403, vec![]),
+        ("/base/api/v2/series", 503, vec![("Retry-After", "1")], ""),
+        ("/base/api/v2/logs", 403, vec![], ""),
     ])
     .await;
     let toml = format!(
@@ -1017,5 +1025,35 @@ async fn a_replaced_transform_file_takes_over_the_chain() {
     post_ndjson(&host, &events(3, &[])).await;
     host.collect_now().await;
     assert!(receive_lines(&socket).contains(&"inference.chunks:3|c|#model:m1".to_owned()));
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_success_is_logged_and_never_retried() {
+    let logs = wasmtel_tests::capture_logs();
+    let (addr, seen) = scripted_sink(vec![("/base/logs", 200, vec![], "rejected:2")]).await;
+    let dir = tempfile_dir();
+    std::fs::copy(env!("WASMTEL_FIXTURE_LOGLINES"), dir.join("loglines.wasm")).expect("copy");
+    let toml = format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ninterval = \"1h\"\n",
+        dir.display()
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &events(3, &[])).await;
+    host.collect_now().await;
+    assert_eq!(seen.lock().expect("lock").len(), 1, "not retried");
+    assert_eq!(logs.count(&["2 items rejected: some lines refused"]), 1);
+    let exp = common::exposition(&host).await;
+    assert_eq!(
+        exp.value(
+            "wasmtel_export_batches_total",
+            &[
+                ("exporter", "loglines"),
+                ("outcome", "ok"),
+                ("signal", "logs")
+            ]
+        ),
+        Some(1.0)
+    );
     host.shutdown().await;
 }
