@@ -1,9 +1,13 @@
 //! Aggregations: how the measurements of one series are combined.
 
+mod exponential;
 mod histogram;
 mod last_value;
 mod sum;
 
+pub use exponential::{
+    Buckets, ExponentialHistogram, ExponentialPoint, MAX_SCALE, MAX_SIZE, MIN_SCALE,
+};
 pub use histogram::{Histogram, HistogramPoint};
 pub use last_value::LastValue;
 pub use sum::Sum;
