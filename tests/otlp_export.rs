@@ -470,3 +470,60 @@ async fn a_failing_transform_fails_open_by_default_and_closed_when_asked() {
         host.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn exponential_histograms_are_exported_when_chosen_and_omitted_from_prometheus() {
+    let receiver = Receiver::start().await;
+    let extra = "[metrics]\ndefault_histogram_aggregation = \"base2_exponential_bucket_histogram\"\n[derive]\nrule_set = \"none\"\n[[derive.rules]]\nevent_type = \"generation_completed\"\ninstrument = \"histogram\"\nname = \"latency\"\nunit = \"ms\"\nfield = \"total_duration_ms\"\n";
+    let host = start(&config(&receiver, extra)).await;
+    let events: Vec<_> = [1.0, 2.0, 4.0, 3.0, 0.0]
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| {
+            let mut e = step("generation_completed", i as u32);
+            e["metrics"] = json!({ "total_duration_ms": ms });
+            e
+        })
+        .collect();
+    assert_eq!(post_ndjson(&host, &events).await.status, 202);
+    host.collect_now().await;
+    receiver
+        .wait_until("a metrics batch", |r| !r.metrics.is_empty())
+        .await;
+    receiver.with(|r| {
+        let metric = r.metrics[0].resource_metrics[0]
+            .scope_metrics
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .find(|m| m.name == "latency")
+            .expect("latency exported");
+        let Some(Data::ExponentialHistogram(h)) = &metric.data else {
+            panic!("not exponential: {:?}", metric.data)
+        };
+        assert_eq!(
+            h.aggregation_temporality,
+            AggregationTemporality::Cumulative as i32
+        );
+        let p = &h.data_points[0];
+        assert_eq!((p.count, p.sum, p.zero_count), (5, Some(10.0), 1));
+        assert_eq!((p.min, p.max), (Some(0.0), Some(4.0)));
+        // 1 and 4 fall in buckets -1 and 2·2^s − 1: 129 buckets at scale 6 fit in 160, 257 at 7 do not.
+        assert_eq!(p.scale, 6);
+        let positive = p.positive.as_ref().expect("positive buckets");
+        assert_eq!(positive.offset, -1);
+        assert_eq!(positive.bucket_counts.iter().sum::<u64>(), 4);
+        assert_eq!(
+            positive.bucket_counts[0], 1,
+            "1.0 sits in bucket -1: (2^(-1/64), 1]"
+        );
+        assert_eq!(
+            *positive.bucket_counts.last().expect("last"),
+            1,
+            "4.0 is the last"
+        );
+    });
+    let exp = exposition(&host).await;
+    assert_eq!(exp.count("latency_milliseconds_count"), 0);
+    assert_eq!(exp.count("latency_milliseconds_bucket"), 0);
+    host.shutdown().await;
+}

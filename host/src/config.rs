@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::derive::DeriveConfig;
 use crate::intake::body::DEFAULT_MAX_BODY;
-use crate::metrics::DEFAULT_CARDINALITY_LIMIT;
+use crate::metrics::{DEFAULT_CARDINALITY_LIMIT, HistogramAggregation};
 
 /// A configuration that cannot be loaded, naming the file or variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -335,12 +335,16 @@ impl OtlpConfig {
 pub struct MetricsConfig {
     /// Distinct attribute sets per instrument before overflow (default 2000).
     pub cardinality_limit: usize,
+    /// How histogram instruments aggregate (`explicit_bucket_histogram`, the default, or
+    /// `base2_exponential_bucket_histogram`).
+    pub default_histogram_aggregation: Option<HistogramAggregation>,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
+            default_histogram_aggregation: None,
         }
     }
 }
@@ -443,6 +447,23 @@ impl Config {
                 "OTEL_EXPORTER_OTLP_TIMEOUT",
                 var("OTEL_EXPORTER_OTLP_TIMEOUT"),
             )?;
+        }
+        const HISTOGRAMS: &str = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
+        if self.metrics.default_histogram_aggregation.is_none()
+            && let Some(value) = var(HISTOGRAMS).filter(|v| !v.trim().is_empty())
+        {
+            let parsed = serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
+                serde::de::value::Error,
+            >::new(value.trim()));
+            self.metrics.default_histogram_aggregation = Some(parsed.map_err(|_| {
+                ConfigError::Env {
+                    name: HISTOGRAMS,
+                    value,
+                    reason:
+                        "expected explicit_bucket_histogram or base2_exponential_bucket_histogram"
+                            .into(),
+                }
+            })?);
         }
         let resource = &mut self.resource;
         fill(&mut resource.service_name, var("OTEL_SERVICE_NAME"));
@@ -599,6 +620,35 @@ mod tests {
         d.apply_env(env(&[("OTEL_METRIC_EXPORT_INTERVAL", "1500")]))
             .expect("valid");
         assert_eq!(d.otlp.interval(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn the_default_histogram_aggregation_comes_from_file_then_env() {
+        const VAR: &str = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
+        let mut c = Config::default();
+        c.apply_env(env(&[(VAR, "base2_exponential_bucket_histogram")]))
+            .expect("valid");
+        assert_eq!(
+            c.metrics.default_histogram_aggregation,
+            Some(HistogramAggregation::Base2ExponentialBucketHistogram)
+        );
+        let mut file = Config::from_toml(
+            "[metrics]\ndefault_histogram_aggregation = \"explicit_bucket_histogram\"\n",
+        )
+        .expect("valid");
+        file.apply_env(env(&[(VAR, "base2_exponential_bucket_histogram")]))
+            .expect("valid");
+        assert_eq!(
+            file.metrics.default_histogram_aggregation,
+            Some(HistogramAggregation::ExplicitBucketHistogram)
+        );
+        let err = Config::default()
+            .apply_env(env(&[(VAR, "exponential")]))
+            .expect_err("bad");
+        assert_eq!(
+            err.to_string(),
+            "invalid OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=\"exponential\": expected explicit_bucket_histogram or base2_exponential_bucket_histogram"
+        );
     }
 
     #[test]

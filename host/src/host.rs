@@ -81,7 +81,14 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 impl Host {
     /// Binds the listeners and starts serving; ports of 0 pick free ones.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
-        let registry = Arc::new(Registry::new(config.metrics.cardinality_limit));
+        let registry = Arc::new(
+            Registry::new(config.metrics.cardinality_limit).with_histogram_aggregation(
+                config
+                    .metrics
+                    .default_histogram_aggregation
+                    .unwrap_or_default(),
+            ),
+        );
         let telemetry = SelfTelemetry::register(&registry)?;
         let resource = Resource::detect(&config.resource);
         let deriver = Deriver::new(&config.derive, &registry)?;

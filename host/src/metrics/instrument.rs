@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::aggregation::{Histogram, LastValue, Sum};
+use super::aggregation::{ExponentialHistogram, Histogram, LastValue, MAX_SIZE, Sum};
 use super::attributes::AttrsRef;
 use super::series::{SeriesKey, SeriesTable};
 use super::view::{AttributeView, Viewed};
@@ -20,6 +20,17 @@ pub enum InstrumentKind {
     Gauge,
     /// An explicit-bucket histogram.
     Histogram,
+}
+
+/// How histogram instruments aggregate, as `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistogramAggregation {
+    /// Explicit bucket boundaries (the default).
+    #[default]
+    ExplicitBucketHistogram,
+    /// Base-2 exponential buckets (160 per range, starting at scale 20).
+    Base2ExponentialBucketHistogram,
 }
 
 /// What identifies and documents an instrument.
@@ -46,6 +57,8 @@ pub enum Storage {
     LastValue(SeriesTable<LastValue>),
     /// Explicit-bucket histogram aggregation over shared bounds.
     Histogram(Arc<[f64]>, SeriesTable<Histogram>),
+    /// Base-2 exponential histogram aggregation.
+    ExponentialHistogram(SeriesTable<ExponentialHistogram>),
 }
 
 /// An instrument: a descriptor and the series recorded through it.
@@ -58,6 +71,16 @@ pub struct Instrument {
 }
 
 impl Instrument {
+    /// A histogram instrument with base-2 exponential buckets and no series yet.
+    pub fn exponential(descriptor: Descriptor, cardinality_limit: usize) -> Self {
+        Self {
+            descriptor,
+            storage: Storage::ExponentialHistogram(SeriesTable::new(cardinality_limit)),
+            rejected: AtomicU64::new(0),
+            view: OnceLock::new(),
+        }
+    }
+
     /// An instrument with no series yet; `bounds` is used by histograms only.
     pub fn new(descriptor: Descriptor, bounds: Arc<[f64]>, cardinality_limit: usize) -> Self {
         let storage = match descriptor.kind {
@@ -104,6 +127,13 @@ impl Instrument {
             Storage::Histogram(bounds, table) => {
                 table.with_series(key, || Histogram::new(bounds.clone()), |a| a.update(value));
             }
+            Storage::ExponentialHistogram(table) => {
+                table.with_series(
+                    key,
+                    || ExponentialHistogram::new(MAX_SIZE),
+                    |a| a.update(value),
+                );
+            }
         }
     }
 
@@ -133,6 +163,7 @@ impl Instrument {
             Storage::Sum(t) => t.overflowed(),
             Storage::LastValue(t) => t.overflowed(),
             Storage::Histogram(_, t) => t.overflowed(),
+            Storage::ExponentialHistogram(t) => t.overflowed(),
         }
     }
 }

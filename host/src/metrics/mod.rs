@@ -12,7 +12,7 @@ pub mod view;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-pub use instrument::{Descriptor, Instrument, InstrumentKind, Storage};
+pub use instrument::{Descriptor, HistogramAggregation, Instrument, InstrumentKind, Storage};
 pub use view::{AttributeView, Mapping, Pattern};
 
 /// Which instruments a view applies to.
@@ -38,6 +38,7 @@ pub struct Registry {
     order: RwLock<Vec<Arc<Instrument>>>,
     views: RwLock<Vec<(ViewFilter, Arc<dyn AttributeView>)>>,
     cardinality_limit: usize,
+    histograms: HistogramAggregation,
 }
 
 impl std::fmt::Debug for Registry {
@@ -56,7 +57,14 @@ impl Registry {
             order: RwLock::default(),
             views: RwLock::default(),
             cardinality_limit,
+            histograms: HistogramAggregation::default(),
         }
+    }
+
+    /// The same registry, aggregating histogram instruments created from now on with `aggregation`.
+    pub fn with_histogram_aggregation(mut self, aggregation: HistogramAggregation) -> Self {
+        self.histograms = aggregation;
+        self
     }
 
     /// Returns the instrument named in `descriptor`, creating it if new.
@@ -81,11 +89,13 @@ impl Registry {
         if let Some(found) = by_name.get(&key) {
             return Self::check_same(found, &descriptor, bounds);
         }
-        let instrument = Arc::new(Instrument::new(
-            descriptor,
-            Arc::from(bounds),
-            self.cardinality_limit,
-        ));
+        let exponential = descriptor.kind == InstrumentKind::Histogram
+            && self.histograms == HistogramAggregation::Base2ExponentialBucketHistogram;
+        let instrument = Arc::new(if exponential {
+            Instrument::exponential(descriptor, self.cardinality_limit)
+        } else {
+            Instrument::new(descriptor, Arc::from(bounds), self.cardinality_limit)
+        });
         let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, view)) = views
             .iter()

@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 
 use super::bindings::types::{
-    Histogram, HistogramPoint, KeyValue, Metric, MetricBatch, MetricData, NumberPoint, Resource,
-    Scope, ScopeMetrics, Sum, Temporality, Value,
+    Buckets as WitBuckets, ExponentialHistogram, ExponentialHistogramPoint, Histogram,
+    HistogramPoint, KeyValue, Metric, MetricBatch, MetricData, NumberPoint, Resource, Scope,
+    ScopeMetrics, Sum, Temporality, Value,
 };
 use crate::clock::unix_nanos;
+use crate::metrics::aggregation::{Buckets as ExpBuckets, ExponentialPoint};
 use crate::metrics::attributes::{AttributeSet, ValueRef};
 use crate::metrics::series::Series;
 use crate::metrics::{Instrument, InstrumentKind, Registry, Storage};
@@ -49,6 +51,7 @@ enum Last {
         sum: f64,
         buckets: Vec<u64>,
     },
+    Exponential(ExponentialPoint),
 }
 
 /// The state that turns the engine's cumulative series into deltas for one exporter.
@@ -193,6 +196,46 @@ fn metric(
                 temporality,
             })
         }
+        Storage::ExponentialHistogram(table) => {
+            let mut points = Vec::with_capacity(table.len());
+            table.for_each(|s| {
+                let now_state = s.aggregator.snapshot();
+                let mut p = now_state.clone();
+                let mut extremes = p.count > 0;
+                if let Some(t) = delta.as_deref_mut()
+                    && let Some(Last::Exponential(before)) =
+                        t.swap(&d.name, &s.attributes, Last::Exponential(now_state))
+                {
+                    p = exponential_delta(p, before);
+                    extremes = false;
+                }
+                points.push(ExponentialHistogramPoint {
+                    attributes: key_values(&s.attributes),
+                    start_time_unix_nano: start(s.start_unix_nano),
+                    time_unix_nano: now,
+                    count: p.count,
+                    sum: Some(p.sum),
+                    min: extremes.then_some(p.min),
+                    max: extremes.then_some(p.max),
+                    scale: p.scale,
+                    zero_count: p.zero_count,
+                    zero_threshold: 0.0,
+                    positive: WitBuckets {
+                        offset: p.positive.offset,
+                        counts: p.positive.counts,
+                    },
+                    negative: WitBuckets {
+                        offset: p.negative.offset,
+                        counts: p.negative.counts,
+                    },
+                    exemplars: Vec::new(),
+                });
+            });
+            MetricData::ExponentialHistogram(ExponentialHistogram {
+                points,
+                temporality,
+            })
+        }
     };
     let empty = match &data {
         MetricData::Sum(s) => s.points.is_empty(),
@@ -206,6 +249,31 @@ fn metric(
         unit: d.unit.clone(),
         data,
     })
+}
+
+/// `now − before` for two cumulative states of one series; `before` is brought to `now`'s
+/// scale first (a series only ever downscales). The extremes of one interval are unknown.
+fn exponential_delta(mut now: ExponentialPoint, mut before: ExponentialPoint) -> ExponentialPoint {
+    let by = u32::try_from(before.scale - now.scale).unwrap_or(0);
+    before.positive.downscale(by);
+    before.negative.downscale(by);
+    let subtract = |now: &mut ExpBuckets, before: &ExpBuckets| {
+        for (i, n) in before.counts.iter().enumerate() {
+            let at = before.offset + i as i32 - now.offset;
+            if let Some(slot) = usize::try_from(at)
+                .ok()
+                .and_then(|at| now.counts.get_mut(at))
+            {
+                *slot -= (*n).min(*slot);
+            }
+        }
+    };
+    subtract(&mut now.positive, &before.positive);
+    subtract(&mut now.negative, &before.negative);
+    now.count -= before.count.min(now.count);
+    now.zero_count -= before.zero_count.min(now.zero_count);
+    now.sum -= before.sum;
+    now
 }
 
 fn number<A>(s: &Series<A>, start: u64, now: u64, value: f64) -> NumberPoint {
@@ -416,7 +484,7 @@ pub mod otlp {
                     attributes: proto_attributes(&s.scope.attributes),
                     ..Default::default()
                 }),
-                metrics: s.metrics.iter().filter_map(metric).collect(),
+                metrics: s.metrics.iter().map(metric).collect(),
                 schema_url: String::new(),
             })
             .collect();
@@ -432,7 +500,7 @@ pub mod otlp {
         }
     }
 
-    fn metric(m: &crate::plugins::bindings::types::Metric) -> Option<pm::Metric> {
+    fn metric(m: &crate::plugins::bindings::types::Metric) -> pm::Metric {
         let data = match &m.data {
             MetricData::Gauge(points) => pm::metric::Data::Gauge(pm::Gauge {
                 data_points: number_points(points),
@@ -461,14 +529,106 @@ pub mod otlp {
                     .collect(),
                 aggregation_temporality: temporality(h.temporality),
             }),
-            MetricData::ExponentialHistogram(_) => return None,
+            MetricData::ExponentialHistogram(h) => {
+                let buckets = |b: &crate::plugins::bindings::types::Buckets| {
+                    Some(pm::exponential_histogram_data_point::Buckets {
+                        offset: b.offset,
+                        bucket_counts: b.counts.clone(),
+                    })
+                };
+                pm::metric::Data::ExponentialHistogram(pm::ExponentialHistogram {
+                    data_points: h
+                        .points
+                        .iter()
+                        .map(|p| pm::ExponentialHistogramDataPoint {
+                            attributes: proto_attributes(&p.attributes),
+                            start_time_unix_nano: p.start_time_unix_nano,
+                            time_unix_nano: p.time_unix_nano,
+                            count: p.count,
+                            sum: p.sum,
+                            scale: p.scale,
+                            zero_count: p.zero_count,
+                            positive: buckets(&p.positive),
+                            negative: buckets(&p.negative),
+                            min: p.min,
+                            max: p.max,
+                            zero_threshold: p.zero_threshold,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    aggregation_temporality: temporality(h.temporality),
+                })
+            }
         };
-        Some(pm::Metric {
+        pm::Metric {
             name: m.name.clone(),
             description: m.description.clone(),
             unit: m.unit.clone(),
             metadata: Vec::new(),
             data: Some(data),
-        })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Descriptor, HistogramAggregation};
+
+    fn exponential_points(batch: &MetricBatch) -> Vec<ExponentialHistogramPoint> {
+        batch
+            .scopes
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .filter_map(|m| match &m.data {
+                MetricData::ExponentialHistogram(h) => Some(h.points.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn exponential_deltas_survive_a_scale_change() {
+        let registry = Registry::new(10)
+            .with_histogram_aggregation(HistogramAggregation::Base2ExponentialBucketHistogram);
+        let latency = registry
+            .instrument(
+                Descriptor {
+                    name: "latency".into(),
+                    unit: "s".into(),
+                    description: String::new(),
+                    kind: InstrumentKind::Histogram,
+                    scope: "test",
+                },
+                &[],
+            )
+            .expect("instrument");
+        let resource = HostResource::detect(&Default::default());
+        let mut delta = DeltaTracker::default();
+        for v in [1.0, 2.0, -2.0, 0.0] {
+            latency.record(&[], v);
+        }
+        let first = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)));
+        assert_eq!((first[0].count, first[0].zero_count), (4, 1));
+        assert_eq!((first[0].min, first[0].max), (Some(-2.0), Some(2.0)));
+
+        // 1000 forces a coarser scale; the delta holds only what came since.
+        latency.record(&[], 1000.0);
+        latency.record(&[], 1.5);
+        let second = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)));
+        let p = &second[0];
+        assert!(p.scale < first[0].scale);
+        assert_eq!((p.count, p.zero_count, p.sum), (2, 0, Some(1001.5)));
+        assert_eq!(p.positive.counts.iter().sum::<u64>(), 2);
+        assert_eq!(p.negative.counts.iter().sum::<u64>(), 0);
+        assert_eq!(
+            (p.min, p.max),
+            (None, None),
+            "an interval's extremes are unknown"
+        );
+
+        let third = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)));
+        assert_eq!(third[0].count, 0);
     }
 }

@@ -3,13 +3,14 @@
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
-    ResourceMetrics, ScopeMetrics, Sum, metric::Data, number_data_point::Value,
+    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    exponential_histogram_data_point, metric::Data, number_data_point::Value,
 };
 
 use super::{key_values, resource};
 use crate::clock::unix_nanos;
-use crate::metrics::aggregation::{LastValue, Sum as SumAggregator};
+use crate::metrics::aggregation::{Buckets as ExpBuckets, LastValue, Sum as SumAggregator};
 use crate::metrics::series::SeriesTable;
 use crate::metrics::{Instrument, InstrumentKind, Registry, Storage};
 use crate::resource::Resource;
@@ -117,6 +118,37 @@ fn metric(instrument: &Instrument, now: u64) -> Option<Metric> {
                 });
             });
             (!points.is_empty()).then_some(Data::Histogram(Histogram {
+                data_points: points,
+                aggregation_temporality: cumulative,
+            }))
+        }
+        Storage::ExponentialHistogram(table) => {
+            let mut points = Vec::with_capacity(table.len());
+            table.for_each(|s| {
+                let p = s.aggregator.snapshot();
+                let buckets = |b: ExpBuckets| {
+                    Some(exponential_histogram_data_point::Buckets {
+                        offset: b.offset,
+                        bucket_counts: b.counts,
+                    })
+                };
+                points.push(ExponentialHistogramDataPoint {
+                    attributes: key_values(&s.attributes),
+                    start_time_unix_nano: s.start_unix_nano,
+                    time_unix_nano: now,
+                    count: p.count,
+                    sum: Some(p.sum),
+                    scale: p.scale,
+                    zero_count: p.zero_count,
+                    positive: buckets(p.positive),
+                    negative: buckets(p.negative),
+                    min: (p.count > 0).then_some(p.min),
+                    max: (p.count > 0).then_some(p.max),
+                    zero_threshold: 0.0,
+                    ..Default::default()
+                });
+            });
+            (!points.is_empty()).then_some(Data::ExponentialHistogram(ExponentialHistogram {
                 data_points: points,
                 aggregation_temporality: cumulative,
             }))

@@ -76,6 +76,8 @@ fn render_instrument(out: &mut String, instrument: &Instrument) {
                 sample(out, &count, &s.attributes, scope, None, p.count as f64);
             });
         }
+        // Text format 0.0.4 has no exponential histograms: they are exported over OTLP only.
+        Storage::ExponentialHistogram(_) => {}
         _ => {}
     }
 }

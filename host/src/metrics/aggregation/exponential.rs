@@ -48,7 +48,7 @@ impl Buckets {
     }
 
     /// Merges each run of `2^by` neighbouring buckets into one: the same data at scale `- by`.
-    fn downscale(&mut self, by: u32) {
+    pub fn downscale(&mut self, by: u32) {
         if by == 0 || self.counts.is_empty() {
             return;
         }
