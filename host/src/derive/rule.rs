@@ -107,6 +107,11 @@ pub enum RuleError {
     /// The name is empty.
     #[error("a rule for event type `{0}` has an empty name")]
     EmptyName(String),
+    /// Observable instruments take callbacks, not events.
+    #[error(
+        "rule `{0}`: observable instruments are fed by callbacks, not events; use counter, up_down_counter, gauge or histogram"
+    )]
+    Observable(String),
     /// Another rule registered the name differently.
     #[error(transparent)]
     Conflict(#[from] crate::metrics::ConflictError),
@@ -189,6 +194,9 @@ impl Rule {
         if !config.scale.is_finite() {
             return Err(RuleError::BadScale(rule));
         }
+        if config.instrument.is_observable() {
+            return Err(RuleError::Observable(rule));
+        }
         let buckets = config.buckets.as_deref().unwrap_or(DEFAULT_BUCKETS);
         if buckets.iter().any(|b| !b.is_finite()) || buckets.windows(2).any(|w| w[0] >= w[1]) {
             return Err(RuleError::BadBuckets(rule));
@@ -256,5 +264,42 @@ impl Rule {
             }
         }
         self.instrument.record(&buf[..n], value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(toml: &str) -> Result<Rule, RuleError> {
+        let config: RuleConfig = toml::from_str(toml).expect("rule parses");
+        Rule::build(&config, &Registry::new(10))
+    }
+
+    #[test]
+    fn invalid_rules_are_refused_with_their_name() {
+        let err = |toml: &str| build(toml).expect_err("refused").to_string();
+        let base = "event_type = \"e\"\nname = \"n\"\n";
+        assert_eq!(
+            err(&format!("{base}instrument = \"observable_gauge\"")),
+            "rule `n`: observable instruments are fed by callbacks, not events; use counter, up_down_counter, gauge or histogram"
+        );
+        assert_eq!(
+            err(&format!(
+                "{base}instrument = \"histogram\"\nbuckets = [2, 1]"
+            )),
+            "rule `n`: buckets must be finite and strictly increasing"
+        );
+        assert_eq!(
+            err(&format!(
+                "{base}instrument = \"counter\"\nattributes = {{ m = \"modle\" }}"
+            )),
+            "rule `n`: attribute `m` reads `modle`, which is not an event field (model, engine, device_id, org_id, request_id, stream, error, event_type, attributes.<key>)"
+        );
+        assert_eq!(
+            err("event_type = \"e\"\nname = \"\"\ninstrument = \"counter\""),
+            "a rule for event type `e` has an empty name"
+        );
+        assert!(build(&format!("{base}instrument = \"up_down_counter\"")).is_ok());
     }
 }

@@ -20,6 +20,40 @@ pub enum InstrumentKind {
     Gauge,
     /// An explicit-bucket histogram.
     Histogram,
+    /// A monotonic sum whose callback reports the total once per collection.
+    ObservableCounter,
+    /// A sum whose callback reports the current total once per collection.
+    ObservableUpDownCounter,
+    /// A value a callback reports once per collection.
+    ObservableGauge,
+}
+
+impl InstrumentKind {
+    /// Whether the instrument's sums only ever grow (Counter, ObservableCounter).
+    pub fn is_monotonic(self) -> bool {
+        matches!(self, Self::Counter | Self::ObservableCounter)
+    }
+
+    /// Whether measurements come from a callback at collection time.
+    pub fn is_observable(self) -> bool {
+        matches!(
+            self,
+            Self::ObservableCounter | Self::ObservableUpDownCounter | Self::ObservableGauge
+        )
+    }
+
+    /// The kind's name in the plugin contract and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::UpDownCounter => "up-down-counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+            Self::ObservableCounter => "observable-counter",
+            Self::ObservableUpDownCounter => "observable-up-down-counter",
+            Self::ObservableGauge => "observable-gauge",
+        }
+    }
 }
 
 /// How histogram instruments aggregate, as `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` names it.
@@ -84,10 +118,15 @@ impl Instrument {
     /// An instrument with no series yet; `bounds` is used by histograms only.
     pub fn new(descriptor: Descriptor, bounds: Arc<[f64]>, cardinality_limit: usize) -> Self {
         let storage = match descriptor.kind {
-            InstrumentKind::Counter | InstrumentKind::UpDownCounter => {
+            InstrumentKind::Counter
+            | InstrumentKind::UpDownCounter
+            | InstrumentKind::ObservableCounter
+            | InstrumentKind::ObservableUpDownCounter => {
                 Storage::Sum(SeriesTable::new(cardinality_limit))
             }
-            InstrumentKind::Gauge => Storage::LastValue(SeriesTable::new(cardinality_limit)),
+            InstrumentKind::Gauge | InstrumentKind::ObservableGauge => {
+                Storage::LastValue(SeriesTable::new(cardinality_limit))
+            }
             InstrumentKind::Histogram => {
                 Storage::Histogram(bounds, SeriesTable::new(cardinality_limit))
             }
@@ -105,7 +144,7 @@ impl Instrument {
     /// Non-finite values, and negative values on a Counter, are counted in
     /// [`Instrument::rejected`] and not recorded.
     pub fn record(&self, attrs: &AttrsRef<'_>, value: f64) {
-        let negative_on_counter = self.descriptor.kind == InstrumentKind::Counter && value < 0.0;
+        let negative_on_counter = self.descriptor.kind.is_monotonic() && value < 0.0;
         if !value.is_finite() || negative_on_counter {
             self.rejected.fetch_add(1, Ordering::Relaxed);
             return;
@@ -119,7 +158,11 @@ impl Instrument {
     }
 
     fn record_into(&self, key: SeriesKey<'_, '_>, value: f64) {
+        let observed = self.descriptor.kind.is_observable();
         match &self.storage {
+            Storage::Sum(table) if observed => {
+                table.with_series(key, Sum::default, |a| a.set(value));
+            }
             Storage::Sum(table) => table.with_series(key, Sum::default, |a| a.update(value)),
             Storage::LastValue(table) => {
                 table.with_series(key, LastValue::default, |a| a.update(value));

@@ -15,6 +15,25 @@ use std::sync::{Arc, PoisonError, RwLock};
 pub use instrument::{Descriptor, HistogramAggregation, Instrument, InstrumentKind, Storage};
 pub use view::{AttributeView, Mapping, Pattern};
 
+/// An observable instrument's callback: reports this collection's measurements through the observer.
+pub type Callback = Box<dyn Fn(&Observer<'_>) + Send + Sync>;
+
+/// What a callback reports through: its observable instrument.
+pub struct Observer<'a>(&'a Instrument);
+
+impl Observer<'_> {
+    /// Reports the value of the series `attrs` (sorted by key): a total for observable
+    /// counters, the current value for observable gauges.
+    pub fn observe(&self, attrs: &attributes::AttrsRef<'_>, value: f64) {
+        self.0.record(attrs, value);
+    }
+}
+
+/// A callback was registered for an instrument that is not observable.
+#[derive(Debug, thiserror::Error)]
+#[error("instrument `{0}` is not observable, so it takes no callback")]
+pub struct NotObservable(String);
+
 /// Which instruments a view applies to.
 pub type ViewFilter = Arc<dyn Fn(&Descriptor) -> bool + Send + Sync>;
 
@@ -39,6 +58,7 @@ pub struct Registry {
     views: RwLock<Vec<(ViewFilter, Arc<dyn AttributeView>)>>,
     cardinality_limit: usize,
     histograms: HistogramAggregation,
+    callbacks: RwLock<Vec<(Arc<Instrument>, Callback)>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -58,6 +78,7 @@ impl Registry {
             views: RwLock::default(),
             cardinality_limit,
             histograms: HistogramAggregation::default(),
+            callbacks: RwLock::default(),
         }
     }
 
@@ -143,6 +164,33 @@ impl Registry {
         views.push((applies, view));
     }
 
+    /// Runs `callback` at every collection to report the measurements of observable `instrument`.
+    pub fn register_callback(
+        &self,
+        instrument: Arc<Instrument>,
+        callback: Callback,
+    ) -> Result<(), NotObservable> {
+        if !instrument.descriptor().kind.is_observable() {
+            return Err(NotObservable(instrument.descriptor().name.clone()));
+        }
+        self.callbacks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((instrument, callback));
+        Ok(())
+    }
+
+    /// Runs every callback once; each collection (exposition, export) starts with it.
+    pub fn observe(&self) {
+        let callbacks = self
+            .callbacks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (instrument, callback) in callbacks.iter() {
+            callback(&Observer(instrument));
+        }
+    }
+
     /// The instruments in registration order.
     pub fn instruments(&self) -> Vec<Arc<Instrument>> {
         self.order
@@ -169,6 +217,95 @@ mod tests {
             kind,
             scope: "test",
         }
+    }
+
+    fn total(instrument: &Instrument) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        let mut visit = |attrs: &attributes::AttributeSet, v: f64| {
+            let key: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push((key.join(","), v));
+        };
+        match instrument.storage() {
+            Storage::Sum(t) => t.for_each(|s| visit(&s.attributes, s.aggregator.value())),
+            Storage::LastValue(t) => t.for_each(|s| visit(&s.attributes, s.aggregator.value())),
+            _ => {}
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn observable_instruments_take_their_callbacks_values_once_per_collection() {
+        use attributes::ValueRef;
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        let reg = Registry::new(10);
+        let energy = reg
+            .instrument(
+                desc("gpu.energy", InstrumentKind::ObservableCounter, "J"),
+                &[],
+            )
+            .expect("counter");
+        let temp = reg
+            .instrument(
+                desc("gpu.temp", InstrumentKind::ObservableGauge, "Cel"),
+                &[],
+            )
+            .expect("gauge");
+        let joules = Arc::new(AtomicU64::new(0));
+        let (seen, calls) = (joules.clone(), Arc::new(AtomicU64::new(0)));
+        let counted = calls.clone();
+        reg.register_callback(
+            energy.clone(),
+            Box::new(move |o| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                let total = seen.load(Ordering::Relaxed) as f64;
+                o.observe(&[("gpu", ValueRef::Int(0))], total);
+                o.observe(&[("gpu", ValueRef::Int(1))], total * 2.0);
+            }),
+        )
+        .expect("observable");
+        reg.register_callback(
+            temp.clone(),
+            Box::new(|o| o.observe(&[("gpu", ValueRef::Int(0))], 71.5)),
+        )
+        .expect("observable");
+
+        joules.store(10, Ordering::Relaxed);
+        reg.observe();
+        joules.store(15, Ordering::Relaxed);
+        reg.observe();
+        // A counter's callback reports totals: the series holds the last one, not their sum.
+        assert_eq!(
+            total(&energy),
+            vec![("gpu=0".into(), 15.0), ("gpu=1".into(), 30.0)]
+        );
+        assert_eq!(total(&temp), vec![("gpu=0".into(), 71.5)]);
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+
+        let plain = reg
+            .instrument(desc("plain", InstrumentKind::Counter, ""), &[])
+            .expect("counter");
+        let err = reg
+            .register_callback(plain, Box::new(|_| {}))
+            .expect_err("not observable");
+        assert_eq!(
+            err.to_string(),
+            "instrument `plain` is not observable, so it takes no callback"
+        );
+    }
+
+    #[test]
+    fn an_observable_counter_rejects_a_negative_total() {
+        let reg = Registry::new(10);
+        let c = reg
+            .instrument(desc("c", InstrumentKind::ObservableCounter, ""), &[])
+            .expect("counter");
+        reg.register_callback(c.clone(), Box::new(|o| o.observe(&[], -1.0)))
+            .expect("observable");
+        reg.observe();
+        assert_eq!(c.rejected(), 1);
+        assert!(total(&c).is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::clock::unix_nanos;
 use crate::metrics::aggregation::{Buckets as ExpBuckets, ExponentialPoint};
 use crate::metrics::attributes::{AttributeSet, ValueRef};
 use crate::metrics::series::Series;
-use crate::metrics::{Instrument, InstrumentKind, Registry, Storage};
+use crate::metrics::{Instrument, Registry, Storage};
 use crate::resource::Resource as HostResource;
 
 /// An attribute value in the contract's type.
@@ -83,6 +83,7 @@ pub fn metric_batch(
     res: &HostResource,
     mut delta: Option<&mut DeltaTracker>,
 ) -> MetricBatch {
+    registry.observe();
     let now = unix_nanos();
     let interval_start = delta.as_ref().and_then(|d| d.previous_collection);
     let mut scopes: Vec<ScopeMetrics> = Vec::new();
@@ -142,7 +143,7 @@ fn metric(
             MetricData::Sum(Sum {
                 points,
                 temporality,
-                monotonic: d.kind == InstrumentKind::Counter,
+                monotonic: d.kind.is_monotonic(),
             })
         }
         Storage::LastValue(table) => {
@@ -573,7 +574,7 @@ pub mod otlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{Descriptor, HistogramAggregation};
+    use crate::metrics::{Descriptor, HistogramAggregation, InstrumentKind};
 
     fn exponential_points(batch: &MetricBatch) -> Vec<ExponentialHistogramPoint> {
         batch

@@ -13,7 +13,7 @@ use super::reload::{Reloadable, Source, Versioned, next_version};
 use super::runtime::{Limits, Runtime};
 use super::supervisor::{Health, LoadError, Supervised};
 use crate::metrics::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
-use crate::metrics::{AttributeView, Descriptor, InstrumentKind, Mapping};
+use crate::metrics::{AttributeView, Descriptor, Mapping};
 
 /// One loaded version of a view plugin.
 pub struct ViewPlugin {
@@ -58,7 +58,7 @@ impl ViewPlugin {
         let info = InstrumentInfo {
             name: instrument.name.clone(),
             unit: instrument.unit.clone(),
-            kind: kind_name(instrument.kind).to_owned(),
+            kind: instrument.kind.name().to_owned(),
             scope: instrument.scope.to_owned(),
         };
         let input: Vec<KeyValue> = attrs
@@ -84,16 +84,6 @@ impl ViewPlugin {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Supervised<viewer::Guest>> {
         self.instance.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The contract's name of an instrument kind.
-fn kind_name(kind: InstrumentKind) -> &'static str {
-    match kind {
-        InstrumentKind::Counter => "counter",
-        InstrumentKind::UpDownCounter => "up-down-counter",
-        InstrumentKind::Gauge => "gauge",
-        InstrumentKind::Histogram => "histogram",
     }
 }
 

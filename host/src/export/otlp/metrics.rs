@@ -12,11 +12,12 @@ use super::{key_values, resource};
 use crate::clock::unix_nanos;
 use crate::metrics::aggregation::{Buckets as ExpBuckets, LastValue, Sum as SumAggregator};
 use crate::metrics::series::SeriesTable;
-use crate::metrics::{Instrument, InstrumentKind, Registry, Storage};
+use crate::metrics::{Instrument, Registry, Storage};
 use crate::resource::Resource;
 
 /// Collects every instrument with data into one request, grouped by scope, cumulative temporality.
 pub fn encode(registry: &Registry, res: &Resource) -> ExportMetricsServiceRequest {
+    registry.observe();
     let now = unix_nanos();
     let mut scopes: Vec<ScopeMetrics> = Vec::new();
     for instrument in registry.instruments() {
@@ -91,7 +92,7 @@ fn metric(instrument: &Instrument, now: u64) -> Option<Metric> {
             (!points.is_empty()).then_some(Data::Sum(Sum {
                 data_points: points,
                 aggregation_temporality: cumulative,
-                is_monotonic: d.kind == InstrumentKind::Counter,
+                is_monotonic: d.kind.is_monotonic(),
             }))
         }
         Storage::LastValue(table) => {

@@ -14,6 +14,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Renders every instrument with at least one series, then `target_info`.
 pub fn render(registry: &Registry, resource: &Resource) -> String {
+    registry.observe();
     let mut out = String::with_capacity(64 * 1024);
     out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info");
     write_labels(&mut out, resource.attributes(), None, None);
@@ -27,16 +28,16 @@ pub fn render(registry: &Registry, resource: &Resource) -> String {
 fn render_instrument(out: &mut String, instrument: &Instrument) {
     let d = instrument.descriptor();
     let shape = match d.kind {
-        InstrumentKind::Counter => Shape::Counter,
-        InstrumentKind::Gauge => Shape::Gauge,
-        InstrumentKind::UpDownCounter | InstrumentKind::Histogram => Shape::Other,
+        k if k.is_monotonic() => Shape::Counter,
+        InstrumentKind::Gauge | InstrumentKind::ObservableGauge => Shape::Gauge,
+        _ => Shape::Other,
     };
     let name = naming::metric_name(&d.name, &d.unit, shape);
     let scope = Some(d.scope);
     let type_name = match d.kind {
-        InstrumentKind::Counter => "counter",
-        InstrumentKind::UpDownCounter | InstrumentKind::Gauge => "gauge",
+        k if k.is_monotonic() => "counter",
         InstrumentKind::Histogram => "histogram",
+        _ => "gauge",
     };
     let header = |out: &mut String| {
         let _ = writeln!(out, "# HELP {name} {}", escape_help(&d.description));
@@ -218,6 +219,54 @@ mod tests {
             "# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{"
         ));
         assert!(text.contains("service_name=\"wasmtel\""));
+    }
+
+    #[test]
+    fn each_scrape_runs_the_callbacks_and_types_observable_instruments() {
+        let registry = Registry::new(10);
+        let d = |name: &str, kind| Descriptor {
+            name: name.into(),
+            unit: "By".into(),
+            description: String::new(),
+            kind,
+            scope: "s",
+        };
+        let sent = registry
+            .instrument(d("net.sent", InstrumentKind::ObservableCounter), &[])
+            .expect("counter");
+        let used = registry
+            .instrument(d("mem.used", InstrumentKind::ObservableUpDownCounter), &[])
+            .expect("up-down");
+        let scrapes = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let n = scrapes.clone();
+        registry
+            .register_callback(
+                sent,
+                Box::new(move |o| {
+                    let k = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    o.observe(&[], f64::from(k) * 100.0);
+                }),
+            )
+            .expect("observable");
+        registry
+            .register_callback(used, Box::new(|o| o.observe(&[], 4096.0)))
+            .expect("observable");
+        let resource = Resource::detect(&ResourceConfig::default());
+        render(&registry, &resource);
+        let text = render(&registry, &resource);
+        assert!(
+            text.contains("# TYPE net_sent_bytes_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nnet_sent_bytes_total{otel_scope_name=\"s\"} 200\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE mem_used_bytes gauge\n"), "{text}");
+        assert!(
+            text.contains("\nmem_used_bytes{otel_scope_name=\"s\"} 4096\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -14,6 +14,11 @@ impl Sum {
         self.total.add(value);
     }
 
+    /// Replaces the total with one an observable instrument reported.
+    pub fn set(&self, total: f64) {
+        self.total.store(total);
+    }
+
     /// The total so far.
     pub fn value(&self) -> f64 {
         self.total.load()
