@@ -527,3 +527,76 @@ async fn exponential_histograms_are_exported_when_chosen_and_omitted_from_promet
     assert_eq!(exp.count("latency_milliseconds_bucket"), 0);
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn delta_preference_sends_counter_changes_and_keeps_up_down_counters_cumulative() {
+    let receiver = Receiver::start().await;
+    let extra = "temporality_preference = \"delta\"\nlogs = false\n[derive]\nrule_set = \"none\"\n[[derive.rules]]\nevent_type = \"chunk_produced\"\ninstrument = \"counter\"\nname = \"chunks\"\n[[derive.rules]]\nevent_type = \"generation_started\"\ninstrument = \"up_down_counter\"\nname = \"queue\"\n";
+    let host = start(&config(&receiver, extra)).await;
+    let batch = |chunks: u32, started: u32| -> Vec<serde_json::Value> {
+        (0..chunks)
+            .map(|i| step("chunk_produced", i))
+            .chain((0..started).map(|i| step("generation_started", i)))
+            .collect()
+    };
+    // (name → (temporality, value, start, time)) of one export.
+    let export = |n: usize| {
+        receiver.with(|r| {
+            let mut out = std::collections::BTreeMap::new();
+            for m in r.metrics[n].resource_metrics[0]
+                .scope_metrics
+                .iter()
+                .flat_map(|s| &s.metrics)
+                .filter(|m| m.name == "chunks" || m.name == "queue")
+            {
+                let Some(Data::Sum(sum)) = &m.data else {
+                    panic!("a sum")
+                };
+                let p = &sum.data_points[0];
+                let value = match p.value {
+                    Some(
+                        opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(
+                            v,
+                        ),
+                    ) => v,
+                    other => panic!("{other:?}"),
+                };
+                out.insert(
+                    m.name.clone(),
+                    (
+                        sum.aggregation_temporality,
+                        value,
+                        p.start_time_unix_nano,
+                        p.time_unix_nano,
+                    ),
+                );
+            }
+            out
+        })
+    };
+    let (delta, cumulative) = (
+        AggregationTemporality::Delta as i32,
+        AggregationTemporality::Cumulative as i32,
+    );
+    for (round, (chunks, started)) in [(2, 2), (1, 1), (0, 0)].into_iter().enumerate() {
+        if chunks + started > 0 {
+            post_ndjson(&host, &batch(chunks, started)).await;
+        }
+        host.collect_now().await;
+        receiver
+            .wait_until("the export", |r| r.metrics.len() > round)
+            .await;
+    }
+    let (first, second, third) = (export(0), export(1), export(2));
+    assert_eq!((first["chunks"].0, first["chunks"].1), (delta, 2.0));
+    assert_eq!((first["queue"].0, first["queue"].1), (cumulative, 2.0));
+    assert_eq!((second["chunks"].0, second["chunks"].1), (delta, 1.0));
+    assert_eq!(
+        second["chunks"].2, first["chunks"].3,
+        "a delta point starts where the previous export ended"
+    );
+    assert_eq!((second["queue"].0, second["queue"].1), (cumulative, 3.0));
+    assert!(!third.contains_key("chunks"), "a quiet counter is left out");
+    assert_eq!(third["queue"].1, 3.0);
+    host.shutdown().await;
+}

@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::derive::DeriveConfig;
 use crate::intake::body::DEFAULT_MAX_BODY;
-use crate::metrics::{DEFAULT_CARDINALITY_LIMIT, HistogramAggregation};
+use crate::metrics::{DEFAULT_CARDINALITY_LIMIT, HistogramAggregation, TemporalityPreference};
 
 /// A configuration that cannot be loaded, naming the file or variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +270,8 @@ pub struct OtlpConfig {
     /// How long shutdown may spend flushing (default 5 s).
     #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
     pub shutdown_timeout: Option<Duration>,
+    /// `cumulative` (default), `delta` or `lowmemory`, as the OpenTelemetry SDKs define them.
+    pub temporality_preference: Option<TemporalityPreference>,
 }
 
 impl Default for OtlpConfig {
@@ -286,6 +288,7 @@ impl Default for OtlpConfig {
             logs_queue: 65536,
             logs_batch: 512,
             shutdown_timeout: None,
+            temporality_preference: None,
         }
     }
 }
@@ -448,22 +451,20 @@ impl Config {
                 var("OTEL_EXPORTER_OTLP_TIMEOUT"),
             )?;
         }
-        const HISTOGRAMS: &str = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
-        if self.metrics.default_histogram_aggregation.is_none()
-            && let Some(value) = var(HISTOGRAMS).filter(|v| !v.trim().is_empty())
-        {
-            let parsed = serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
-                serde::de::value::Error,
-            >::new(value.trim()));
-            self.metrics.default_histogram_aggregation = Some(parsed.map_err(|_| {
-                ConfigError::Env {
-                    name: HISTOGRAMS,
-                    value,
-                    reason:
-                        "expected explicit_bucket_histogram or base2_exponential_bucket_histogram"
-                            .into(),
-                }
-            })?);
+        if self.metrics.default_histogram_aggregation.is_none() {
+            self.metrics.default_histogram_aggregation = enum_var(
+                "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+                var("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"),
+                "expected explicit_bucket_histogram or base2_exponential_bucket_histogram",
+            )?;
+        }
+        if self.otlp.temporality_preference.is_none() {
+            self.otlp.temporality_preference = enum_var(
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                var("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE")
+                    .map(|v| v.to_ascii_lowercase()),
+                "expected cumulative, delta or lowmemory",
+            )?;
         }
         let resource = &mut self.resource;
         fill(&mut resource.service_name, var("OTEL_SERVICE_NAME"));
@@ -474,6 +475,25 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// An enumerated setting from an environment variable (unset or blank: `None`).
+fn enum_var<T: serde::de::DeserializeOwned>(
+    name: &'static str,
+    value: Option<String>,
+    expected: &str,
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let parsed = T::deserialize(
+        serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value.trim()),
+    );
+    parsed.map(Some).map_err(|_| ConfigError::Env {
+        name,
+        value,
+        reason: expected.into(),
+    })
 }
 
 fn fill(slot: &mut Option<String>, value: Option<String>) {
@@ -648,6 +668,27 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=\"exponential\": expected explicit_bucket_histogram or base2_exponential_bucket_histogram"
+        );
+    }
+
+    #[test]
+    fn the_temporality_preference_is_read_as_the_sdks_read_it() {
+        const VAR: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+        for (text, want) in [
+            ("Delta", TemporalityPreference::Delta),
+            ("LOWMEMORY", TemporalityPreference::LowMemory),
+            ("cumulative", TemporalityPreference::Cumulative),
+        ] {
+            let mut c = Config::default();
+            c.apply_env(env(&[(VAR, text)])).expect("valid");
+            assert_eq!(c.otlp.temporality_preference, Some(want), "{text}");
+        }
+        let err = Config::default()
+            .apply_env(env(&[(VAR, "sometimes")]))
+            .expect_err("bad");
+        assert_eq!(
+            err.to_string(),
+            "invalid OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=\"sometimes\": expected cumulative, delta or lowmemory"
         );
     }
 

@@ -20,11 +20,12 @@ use crate::export::otlp::logs::{self, EVENTS_SCOPE};
 use crate::export::preset::Destination;
 use crate::export::queue::DropOldestQueue;
 use crate::metrics::Registry;
+use crate::metrics::{DeltaTracker, TemporalityPreference};
 use crate::pipeline::EventSink;
 use crate::plugins::CallError;
 use crate::plugins::bindings::encoder::{HttpRequest, Outbound, Outcome, Response, Signals};
 use crate::plugins::bindings::types::Temporality;
-use crate::plugins::convert::{self, DeltaTracker, metric_batch};
+use crate::plugins::convert::{self, metric_batch};
 use crate::plugins::reload::{Reloadable, Source, next_version};
 use crate::plugins::{ExporterPlugin, Loader, Transforms};
 use crate::resource::Resource;
@@ -439,7 +440,8 @@ impl PluginExporter {
 
 /// A delta tracker for exporters that asked for delta temporality.
 fn delta_for(plugin: &ExporterPlugin) -> Option<DeltaTracker> {
-    (plugin.info().temporality == Temporality::Delta).then(DeltaTracker::default)
+    (plugin.info().temporality == Temporality::Delta)
+        .then(|| DeltaTracker::new(TemporalityPreference::Delta))
 }
 
 impl EventSink for PluginExporter {

@@ -7,12 +7,14 @@ pub mod aggregation;
 pub mod attributes;
 pub mod instrument;
 pub mod series;
+pub mod temporality;
 pub mod view;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use instrument::{Descriptor, HistogramAggregation, Instrument, InstrumentKind, Storage};
+pub use temporality::{DeltaTracker, TemporalityPreference};
 pub use view::{AttributeView, Mapping, Pattern};
 
 /// An observable instrument's callback: reports this collection's measurements through the observer.

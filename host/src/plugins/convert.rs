@@ -1,17 +1,14 @@
 //! Host data in the contract's types: the engine's state as a metric batch, in the temporality an exporter asked for.
 
-use std::collections::HashMap;
-
 use super::bindings::types::{
     Buckets as WitBuckets, ExponentialHistogram, ExponentialHistogramPoint, Histogram,
     HistogramPoint, KeyValue, Metric, MetricBatch, MetricData, NumberPoint, Resource, Scope,
     ScopeMetrics, Sum, Temporality, Value,
 };
 use crate::clock::unix_nanos;
-use crate::metrics::aggregation::{Buckets as ExpBuckets, ExponentialPoint};
 use crate::metrics::attributes::{AttributeSet, ValueRef};
 use crate::metrics::series::Series;
-use crate::metrics::{Instrument, Registry, Storage};
+use crate::metrics::{DeltaTracker, Instrument, Registry, Storage};
 use crate::resource::Resource as HostResource;
 
 /// An attribute value in the contract's type.
@@ -42,42 +39,8 @@ pub fn resource(r: &HostResource) -> Resource {
     }
 }
 
-/// What a delta exporter was last sent for one series.
-#[derive(Debug, Clone)]
-enum Last {
-    Sum(f64),
-    Histogram {
-        count: u64,
-        sum: f64,
-        buckets: Vec<u64>,
-    },
-    Exponential(ExponentialPoint),
-}
-
-/// The state that turns the engine's cumulative series into deltas for one exporter.
-#[derive(Debug, Default)]
-pub struct DeltaTracker {
-    last: HashMap<(String, u64), Vec<(AttributeSet, Last)>>,
-    previous_collection: Option<u64>,
-}
-
-impl DeltaTracker {
-    fn swap(&mut self, metric: &str, attrs: &AttributeSet, now: Last) -> Option<Last> {
-        let slot = self
-            .last
-            .entry((metric.to_owned(), attrs.hash()))
-            .or_default();
-        match slot.iter_mut().find(|(a, _)| a == attrs) {
-            Some((_, last)) => Some(std::mem::replace(last, now)),
-            None => {
-                slot.push((attrs.clone(), now));
-                None
-            }
-        }
-    }
-}
-
-/// Everything in the registry as one batch, cumulative or (with a tracker) delta since the last call.
+/// The engine's state as a metric batch, in cumulative temporality or, with a tracker, in the
+/// temporality its preference gives each instrument (deltas leave out series that did not change).
 pub fn metric_batch(
     registry: &Registry,
     res: &HostResource,
@@ -85,10 +48,9 @@ pub fn metric_batch(
 ) -> MetricBatch {
     registry.observe();
     let now = unix_nanos();
-    let interval_start = delta.as_ref().and_then(|d| d.previous_collection);
     let mut scopes: Vec<ScopeMetrics> = Vec::new();
     for instrument in registry.instruments() {
-        let Some(metric) = metric(&instrument, now, interval_start, delta.as_deref_mut()) else {
+        let Some(metric) = metric(&instrument, now, delta.as_deref_mut()) else {
             continue;
         };
         let scope = instrument.descriptor().scope;
@@ -105,7 +67,7 @@ pub fn metric_batch(
         }
     }
     if let Some(d) = delta {
-        d.previous_collection = Some(now);
+        d.finish(now);
     }
     MetricBatch {
         resource: resource(res),
@@ -113,32 +75,37 @@ pub fn metric_batch(
     }
 }
 
-fn metric(
-    instrument: &Instrument,
-    now: u64,
-    interval_start: Option<u64>,
-    mut delta: Option<&mut DeltaTracker>,
-) -> Option<Metric> {
+/// A finite extreme, or `None` (empty series, or unknown for a delta interval).
+fn extreme(count: u64, v: f64) -> Option<f64> {
+    (count > 0 && !v.is_nan()).then_some(v)
+}
+
+fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -> Option<Metric> {
     let d = instrument.descriptor();
+    let interval_start = delta.as_ref().and_then(|t| t.interval_start());
+    let mut delta = delta.filter(|t| t.is_delta(d.kind));
     let temporality = if delta.is_some() {
         Temporality::Delta
     } else {
         Temporality::Cumulative
     };
-    let start = |s_start: u64| interval_start.unwrap_or(s_start).max(s_start);
+    let is_delta = delta.is_some();
+    let start = |s_start: u64| match (is_delta, interval_start) {
+        (true, Some(interval)) => interval.max(s_start),
+        _ => s_start,
+    };
     let data = match instrument.storage() {
         Storage::Sum(table) => {
             let mut points = Vec::with_capacity(table.len());
             table.for_each(|s| {
                 let total = s.aggregator.value();
                 let value = match delta.as_deref_mut() {
-                    Some(t) => match t.swap(&d.name, &s.attributes, Last::Sum(total)) {
-                        Some(Last::Sum(before)) => total - before,
-                        _ => total,
-                    },
-                    None => total,
+                    Some(t) => t.sum(&d.name, &s.attributes, total),
+                    None => Some(total),
                 };
-                points.push(number(s, start(s.start_unix_nano), now, value));
+                if let Some(value) = value {
+                    points.push(number(s, start(s.start_unix_nano), now, value));
+                }
             });
             MetricData::Sum(Sum {
                 points,
@@ -156,41 +123,24 @@ fn metric(
             let mut points = Vec::with_capacity(table.len());
             table.for_each(|s| {
                 let p = s.aggregator.snapshot();
-                let mut point = HistogramPoint {
+                let Some(p) = (match delta.as_deref_mut() {
+                    Some(t) => t.histogram(&d.name, &s.attributes, p),
+                    None => Some(p),
+                }) else {
+                    return;
+                };
+                points.push(HistogramPoint {
                     attributes: key_values(&s.attributes),
                     start_time_unix_nano: start(s.start_unix_nano),
                     time_unix_nano: now,
                     count: p.count,
                     sum: Some(p.sum),
-                    min: (p.count > 0).then_some(p.min),
-                    max: (p.count > 0).then_some(p.max),
+                    min: extreme(p.count, p.min),
+                    max: extreme(p.count, p.max),
                     bounds: bounds.to_vec(),
-                    bucket_counts: p.bucket_counts.clone(),
+                    bucket_counts: p.bucket_counts,
                     exemplars: Vec::new(),
-                };
-                if let Some(t) = delta.as_deref_mut() {
-                    let now_state = Last::Histogram {
-                        count: p.count,
-                        sum: p.sum,
-                        buckets: p.bucket_counts,
-                    };
-                    if let Some(Last::Histogram {
-                        count,
-                        sum,
-                        buckets,
-                    }) = t.swap(&d.name, &s.attributes, now_state)
-                    {
-                        point.count -= count.min(point.count);
-                        point.sum = Some(p.sum - sum);
-                        for (b, before) in point.bucket_counts.iter_mut().zip(buckets) {
-                            *b -= before.min(*b);
-                        }
-                        // The extremes of one interval are not derivable from cumulative state.
-                        point.min = None;
-                        point.max = None;
-                    }
-                }
-                points.push(point);
+                });
             });
             MetricData::Histogram(Histogram {
                 points,
@@ -200,24 +150,21 @@ fn metric(
         Storage::ExponentialHistogram(table) => {
             let mut points = Vec::with_capacity(table.len());
             table.for_each(|s| {
-                let now_state = s.aggregator.snapshot();
-                let mut p = now_state.clone();
-                let mut extremes = p.count > 0;
-                if let Some(t) = delta.as_deref_mut()
-                    && let Some(Last::Exponential(before)) =
-                        t.swap(&d.name, &s.attributes, Last::Exponential(now_state))
-                {
-                    p = exponential_delta(p, before);
-                    extremes = false;
-                }
+                let p = s.aggregator.snapshot();
+                let Some(p) = (match delta.as_deref_mut() {
+                    Some(t) => t.exponential(&d.name, &s.attributes, p),
+                    None => Some(p),
+                }) else {
+                    return;
+                };
                 points.push(ExponentialHistogramPoint {
                     attributes: key_values(&s.attributes),
                     start_time_unix_nano: start(s.start_unix_nano),
                     time_unix_nano: now,
                     count: p.count,
                     sum: Some(p.sum),
-                    min: extremes.then_some(p.min),
-                    max: extremes.then_some(p.max),
+                    min: extreme(p.count, p.min),
+                    max: extreme(p.count, p.max),
                     scale: p.scale,
                     zero_count: p.zero_count,
                     zero_threshold: 0.0,
@@ -250,31 +197,6 @@ fn metric(
         unit: d.unit.clone(),
         data,
     })
-}
-
-/// `now − before` for two cumulative states of one series; `before` is brought to `now`'s
-/// scale first (a series only ever downscales). The extremes of one interval are unknown.
-fn exponential_delta(mut now: ExponentialPoint, mut before: ExponentialPoint) -> ExponentialPoint {
-    let by = u32::try_from(before.scale - now.scale).unwrap_or(0);
-    before.positive.downscale(by);
-    before.negative.downscale(by);
-    let subtract = |now: &mut ExpBuckets, before: &ExpBuckets| {
-        for (i, n) in before.counts.iter().enumerate() {
-            let at = before.offset + i as i32 - now.offset;
-            if let Some(slot) = usize::try_from(at)
-                .ok()
-                .and_then(|at| now.counts.get_mut(at))
-            {
-                *slot -= (*n).min(*slot);
-            }
-        }
-    };
-    subtract(&mut now.positive, &before.positive);
-    subtract(&mut now.negative, &before.negative);
-    now.count -= before.count.min(now.count);
-    now.zero_count -= before.zero_count.min(now.zero_count);
-    now.sum -= before.sum;
-    now
 }
 
 fn number<A>(s: &Series<A>, start: u64, now: u64, value: f64) -> NumberPoint {
@@ -606,7 +528,7 @@ mod tests {
             )
             .expect("instrument");
         let resource = HostResource::detect(&Default::default());
-        let mut delta = DeltaTracker::default();
+        let mut delta = DeltaTracker::new(crate::metrics::TemporalityPreference::Delta);
         for v in [1.0, 2.0, -2.0, 0.0] {
             latency.record(&[], v);
         }
@@ -630,6 +552,6 @@ mod tests {
         );
 
         let third = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)));
-        assert_eq!(third[0].count, 0);
+        assert!(third.is_empty(), "a quiet series is left out of a delta batch");
     }
 }

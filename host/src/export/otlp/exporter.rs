@@ -1,6 +1,6 @@
 //! The OTLP exporter: periodic metric collection, event forwarding as logs, and their delivery.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -14,7 +14,7 @@ use crate::config::OtlpConfig;
 use crate::event::Event;
 use crate::export::delivery::{Delivery, Drain};
 use crate::export::queue::DropOldestQueue;
-use crate::metrics::Registry;
+use crate::metrics::{DeltaTracker, Registry, TemporalityPreference};
 use crate::pipeline::EventSink;
 use crate::plugins::{Transforms, convert};
 use crate::resource::Resource;
@@ -56,6 +56,7 @@ pub struct OtlpExporter {
     logs_batch: usize,
     metrics: Option<Channel<Bytes>>,
     logs: Option<Channel<LogRecord>>,
+    delta: Mutex<Option<DeltaTracker>>,
 }
 
 impl OtlpExporter {
@@ -86,6 +87,12 @@ impl OtlpExporter {
             logs_batch: config.logs_batch.max(1),
             metrics,
             logs,
+            delta: Mutex::new(
+                config
+                    .temporality_preference
+                    .filter(|p| *p != TemporalityPreference::Cumulative)
+                    .map(DeltaTracker::new),
+            ),
         }))
     }
 
@@ -98,10 +105,11 @@ impl OtlpExporter {
 
     fn collect_blocking(&self) {
         let Some(ch) = &self.metrics else { return };
+        let mut delta = self.delta.lock().unwrap_or_else(PoisonError::into_inner);
         let request = if self.transforms.is_empty() {
-            metrics::encode(&self.registry, &self.resource)
+            metrics::encode(&self.registry, &self.resource, delta.as_mut())
         } else {
-            let batch = convert::metric_batch(&self.registry, &self.resource, None);
+            let batch = convert::metric_batch(&self.registry, &self.resource, delta.as_mut());
             match self.transforms.metrics(batch) {
                 Some(batch) => convert::otlp::metric_request(&batch),
                 None => return,

@@ -10,18 +10,22 @@ use opentelemetry_proto::tonic::metrics::v1::{
 
 use super::{key_values, resource};
 use crate::clock::unix_nanos;
-use crate::metrics::aggregation::{Buckets as ExpBuckets, LastValue, Sum as SumAggregator};
-use crate::metrics::series::SeriesTable;
-use crate::metrics::{Instrument, Registry, Storage};
+use crate::metrics::aggregation::{Buckets as ExpBuckets, LastValue};
+use crate::metrics::{DeltaTracker, Instrument, Registry, Storage};
 use crate::resource::Resource;
 
-/// Collects every instrument with data into one request, grouped by scope, cumulative temporality.
-pub fn encode(registry: &Registry, res: &Resource) -> ExportMetricsServiceRequest {
+/// Collects every instrument with data into one request, grouped by scope: cumulative, or with a
+/// tracker in the temporality its preference gives each instrument (deltas leave out quiet series).
+pub fn encode(
+    registry: &Registry,
+    res: &Resource,
+    mut delta: Option<&mut DeltaTracker>,
+) -> ExportMetricsServiceRequest {
     registry.observe();
     let now = unix_nanos();
     let mut scopes: Vec<ScopeMetrics> = Vec::new();
     for instrument in registry.instruments() {
-        let Some(metric) = metric(&instrument, now) else {
+        let Some(metric) = metric(&instrument, now, delta.as_deref_mut()) else {
             continue;
         };
         let scope = instrument.descriptor().scope;
@@ -41,6 +45,9 @@ pub fn encode(registry: &Registry, res: &Resource) -> ExportMetricsServiceReques
             }),
         }
     }
+    if let Some(d) = delta {
+        d.finish(now);
+    }
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(resource(res)),
@@ -48,6 +55,133 @@ pub fn encode(registry: &Registry, res: &Resource) -> ExportMetricsServiceReques
             schema_url: String::new(),
         }],
     }
+}
+
+/// A known extreme of a non-empty point.
+fn extreme(count: u64, v: f64) -> Option<f64> {
+    (count > 0 && !v.is_nan()).then_some(v)
+}
+
+fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -> Option<Metric> {
+    let d = instrument.descriptor();
+    let interval_start = delta.as_ref().and_then(|t| t.interval_start());
+    let mut delta = delta.filter(|t| t.is_delta(d.kind));
+    let temporality = if delta.is_some() {
+        AggregationTemporality::Delta
+    } else {
+        AggregationTemporality::Cumulative
+    } as i32;
+    let is_delta = delta.is_some();
+    let start = |s_start: u64| match (is_delta, interval_start) {
+        (true, Some(interval)) => interval.max(s_start),
+        _ => s_start,
+    };
+    let data = match instrument.storage() {
+        Storage::Sum(table) => {
+            let mut points = Vec::with_capacity(table.len());
+            table.for_each(|s| {
+                let total = s.aggregator.value();
+                let value = match delta.as_deref_mut() {
+                    Some(t) => t.sum(&d.name, &s.attributes, total),
+                    None => Some(total),
+                };
+                if let Some(v) = value {
+                    points.push(number(&s.attributes, start(s.start_unix_nano), now, v));
+                }
+            });
+            (!points.is_empty()).then_some(Data::Sum(Sum {
+                data_points: points,
+                aggregation_temporality: temporality,
+                is_monotonic: d.kind.is_monotonic(),
+            }))
+        }
+        Storage::LastValue(table) => {
+            let mut points = Vec::with_capacity(table.len());
+            table.for_each(|s| {
+                points.push(number(
+                    &s.attributes,
+                    s.start_unix_nano,
+                    now,
+                    LastValue::value(&s.aggregator),
+                ));
+            });
+            (!points.is_empty()).then_some(Data::Gauge(Gauge {
+                data_points: points,
+            }))
+        }
+        Storage::Histogram(bounds, table) => {
+            let mut points = Vec::with_capacity(table.len());
+            table.for_each(|s| {
+                let p = s.aggregator.snapshot();
+                let Some(p) = (match delta.as_deref_mut() {
+                    Some(t) => t.histogram(&d.name, &s.attributes, p),
+                    None => Some(p),
+                }) else {
+                    return;
+                };
+                points.push(HistogramDataPoint {
+                    attributes: key_values(&s.attributes),
+                    start_time_unix_nano: start(s.start_unix_nano),
+                    time_unix_nano: now,
+                    count: p.count,
+                    sum: Some(p.sum),
+                    bucket_counts: p.bucket_counts,
+                    explicit_bounds: bounds.to_vec(),
+                    min: extreme(p.count, p.min),
+                    max: extreme(p.count, p.max),
+                    ..Default::default()
+                });
+            });
+            (!points.is_empty()).then_some(Data::Histogram(Histogram {
+                data_points: points,
+                aggregation_temporality: temporality,
+            }))
+        }
+        Storage::ExponentialHistogram(table) => {
+            let mut points = Vec::with_capacity(table.len());
+            table.for_each(|s| {
+                let p = s.aggregator.snapshot();
+                let Some(p) = (match delta.as_deref_mut() {
+                    Some(t) => t.exponential(&d.name, &s.attributes, p),
+                    None => Some(p),
+                }) else {
+                    return;
+                };
+                let buckets = |b: ExpBuckets| {
+                    Some(exponential_histogram_data_point::Buckets {
+                        offset: b.offset,
+                        bucket_counts: b.counts,
+                    })
+                };
+                points.push(ExponentialHistogramDataPoint {
+                    attributes: key_values(&s.attributes),
+                    start_time_unix_nano: start(s.start_unix_nano),
+                    time_unix_nano: now,
+                    count: p.count,
+                    sum: Some(p.sum),
+                    scale: p.scale,
+                    zero_count: p.zero_count,
+                    positive: buckets(p.positive),
+                    negative: buckets(p.negative),
+                    min: extreme(p.count, p.min),
+                    max: extreme(p.count, p.max),
+                    zero_threshold: 0.0,
+                    ..Default::default()
+                });
+            });
+            (!points.is_empty()).then_some(Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: points,
+                aggregation_temporality: temporality,
+            }))
+        }
+    }?;
+    Some(Metric {
+        name: d.name.clone(),
+        description: d.description.clone(),
+        unit: d.unit.clone(),
+        metadata: Vec::new(),
+        data: Some(data),
+    })
 }
 
 fn number(
@@ -63,103 +197,4 @@ fn number(
         value: Some(Value::AsDouble(v)),
         ..Default::default()
     }
-}
-
-/// One number point per series of a Sum or LastValue table.
-fn number_points<A>(
-    table: &SeriesTable<A>,
-    now: u64,
-    value: impl Fn(&A) -> f64,
-) -> Vec<NumberDataPoint> {
-    let mut points = Vec::with_capacity(table.len());
-    table.for_each(|s| {
-        points.push(number(
-            &s.attributes,
-            s.start_unix_nano,
-            now,
-            value(&s.aggregator),
-        ))
-    });
-    points
-}
-
-fn metric(instrument: &Instrument, now: u64) -> Option<Metric> {
-    let d = instrument.descriptor();
-    let cumulative = AggregationTemporality::Cumulative as i32;
-    let data = match instrument.storage() {
-        Storage::Sum(table) => {
-            let points = number_points(table, now, SumAggregator::value);
-            (!points.is_empty()).then_some(Data::Sum(Sum {
-                data_points: points,
-                aggregation_temporality: cumulative,
-                is_monotonic: d.kind.is_monotonic(),
-            }))
-        }
-        Storage::LastValue(table) => {
-            let points = number_points(table, now, LastValue::value);
-            (!points.is_empty()).then_some(Data::Gauge(Gauge {
-                data_points: points,
-            }))
-        }
-        Storage::Histogram(bounds, table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                let p = s.aggregator.snapshot();
-                points.push(HistogramDataPoint {
-                    attributes: key_values(&s.attributes),
-                    start_time_unix_nano: s.start_unix_nano,
-                    time_unix_nano: now,
-                    count: p.count,
-                    sum: Some(p.sum),
-                    bucket_counts: p.bucket_counts,
-                    explicit_bounds: bounds.to_vec(),
-                    min: (p.count > 0).then_some(p.min),
-                    max: (p.count > 0).then_some(p.max),
-                    ..Default::default()
-                });
-            });
-            (!points.is_empty()).then_some(Data::Histogram(Histogram {
-                data_points: points,
-                aggregation_temporality: cumulative,
-            }))
-        }
-        Storage::ExponentialHistogram(table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                let p = s.aggregator.snapshot();
-                let buckets = |b: ExpBuckets| {
-                    Some(exponential_histogram_data_point::Buckets {
-                        offset: b.offset,
-                        bucket_counts: b.counts,
-                    })
-                };
-                points.push(ExponentialHistogramDataPoint {
-                    attributes: key_values(&s.attributes),
-                    start_time_unix_nano: s.start_unix_nano,
-                    time_unix_nano: now,
-                    count: p.count,
-                    sum: Some(p.sum),
-                    scale: p.scale,
-                    zero_count: p.zero_count,
-                    positive: buckets(p.positive),
-                    negative: buckets(p.negative),
-                    min: (p.count > 0).then_some(p.min),
-                    max: (p.count > 0).then_some(p.max),
-                    zero_threshold: 0.0,
-                    ..Default::default()
-                });
-            });
-            (!points.is_empty()).then_some(Data::ExponentialHistogram(ExponentialHistogram {
-                data_points: points,
-                aggregation_temporality: cumulative,
-            }))
-        }
-    }?;
-    Some(Metric {
-        name: d.name.clone(),
-        description: d.description.clone(),
-        unit: d.unit.clone(),
-        metadata: Vec::new(),
-        data: Some(data),
-    })
 }

@@ -47,6 +47,19 @@ impl Buckets {
         self.counts[at] += 1;
     }
 
+    /// Subtracts `earlier` (at the same scale) bucket by bucket, never below zero.
+    pub fn subtract(&mut self, earlier: &Buckets) {
+        for (i, n) in earlier.counts.iter().enumerate() {
+            let at = i64::from(earlier.offset) + i as i64 - i64::from(self.offset);
+            if let Some(slot) = usize::try_from(at)
+                .ok()
+                .and_then(|at| self.counts.get_mut(at))
+            {
+                *slot -= (*n).min(*slot);
+            }
+        }
+    }
+
     /// Merges each run of `2^by` neighbouring buckets into one: the same data at scale `- by`.
     pub fn downscale(&mut self, by: u32) {
         if by == 0 || self.counts.is_empty() {

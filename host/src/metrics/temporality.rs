@@ -1,0 +1,230 @@
+//! Temporality: which instruments an exporter receives as deltas, and the state that turns the
+//! engine's cumulative series into deltas for one exporter.
+
+use std::collections::HashMap;
+
+use super::InstrumentKind;
+use super::aggregation::{ExponentialPoint, HistogramPoint};
+use super::attributes::AttributeSet;
+
+/// An exporter's temporality preference, as `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemporalityPreference {
+    /// Every instrument cumulative (the default).
+    #[default]
+    Cumulative,
+    /// Counters, observable counters and histograms as deltas; up-down counters cumulative.
+    Delta,
+    /// Counters and histograms as deltas; observable counters and up-down counters cumulative.
+    #[serde(rename = "lowmemory")]
+    LowMemory,
+}
+
+impl TemporalityPreference {
+    /// Whether instruments of `kind` are exported as deltas under this preference.
+    pub fn is_delta(self, kind: InstrumentKind) -> bool {
+        use InstrumentKind::*;
+        match self {
+            Self::Cumulative => false,
+            Self::Delta => matches!(kind, Counter | ObservableCounter | Histogram),
+            Self::LowMemory => matches!(kind, Counter | Histogram),
+        }
+    }
+}
+
+/// What an exporter was last sent for one series.
+#[derive(Debug, Clone)]
+enum Last {
+    Sum(f64),
+    Histogram(HistogramPoint),
+    Exponential(ExponentialPoint),
+}
+
+/// Per exporter: the totals last exported per series, to subtract from the next collection.
+///
+/// A delta point covers the time since the previous collection; a series that did not
+/// change in the interval is left out.
+#[derive(Debug, Default)]
+pub struct DeltaTracker {
+    preference: TemporalityPreference,
+    last: HashMap<(String, u64), Vec<(AttributeSet, Last)>>,
+    previous_collection: Option<u64>,
+}
+
+impl DeltaTracker {
+    /// A tracker for an exporter with `preference`.
+    pub fn new(preference: TemporalityPreference) -> Self {
+        Self {
+            preference,
+            ..Self::default()
+        }
+    }
+
+    /// Whether instruments of `kind` go out as deltas.
+    pub fn is_delta(&self, kind: InstrumentKind) -> bool {
+        self.preference.is_delta(kind)
+    }
+
+    /// The start of the current interval: the previous collection, if any.
+    pub fn interval_start(&self) -> Option<u64> {
+        self.previous_collection
+    }
+
+    /// Ends a collection taken at `now`.
+    pub fn finish(&mut self, now: u64) {
+        self.previous_collection = Some(now);
+    }
+
+    fn swap(&mut self, metric: &str, attrs: &AttributeSet, now: Last) -> Option<Last> {
+        let slot = self
+            .last
+            .entry((metric.to_owned(), attrs.hash()))
+            .or_default();
+        match slot.iter_mut().find(|(a, _)| a == attrs) {
+            Some((_, last)) => Some(std::mem::replace(last, now)),
+            None => {
+                slot.push((attrs.clone(), now));
+                None
+            }
+        }
+    }
+
+    /// The change of a sum since the last collection; `None` when it did not change.
+    pub fn sum(&mut self, metric: &str, attrs: &AttributeSet, total: f64) -> Option<f64> {
+        match self.swap(metric, attrs, Last::Sum(total)) {
+            Some(Last::Sum(before)) if before == total => None,
+            Some(Last::Sum(before)) => Some(total - before),
+            _ => Some(total),
+        }
+    }
+
+    /// What a histogram recorded since the last collection; `None` when nothing.
+    ///
+    /// The extremes of one interval are not derivable from cumulative state: after the
+    /// first collection, `min` and `max` are `NaN`, which encoders leave out.
+    pub fn histogram(
+        &mut self,
+        metric: &str,
+        attrs: &AttributeSet,
+        now: HistogramPoint,
+    ) -> Option<HistogramPoint> {
+        let Some(Last::Histogram(before)) = self.swap(metric, attrs, Last::Histogram(now.clone()))
+        else {
+            return Some(now);
+        };
+        if before.count == now.count {
+            return None;
+        }
+        let mut delta = now;
+        delta.count -= before.count.min(delta.count);
+        delta.sum -= before.sum;
+        for (b, was) in delta.bucket_counts.iter_mut().zip(&before.bucket_counts) {
+            *b -= (*was).min(*b);
+        }
+        delta.min = f64::NAN;
+        delta.max = f64::NAN;
+        Some(delta)
+    }
+
+    /// What an exponential histogram recorded since the last collection; `None` when nothing.
+    ///
+    /// The earlier state is brought to the current scale first (a series only downscales);
+    /// `min` and `max` are `NaN` after the first collection, as for [`DeltaTracker::histogram`].
+    pub fn exponential(
+        &mut self,
+        metric: &str,
+        attrs: &AttributeSet,
+        now: ExponentialPoint,
+    ) -> Option<ExponentialPoint> {
+        let Some(Last::Exponential(mut before)) =
+            self.swap(metric, attrs, Last::Exponential(now.clone()))
+        else {
+            return Some(now);
+        };
+        if before.count == now.count {
+            return None;
+        }
+        let mut delta = now;
+        let by = u32::try_from(before.scale - delta.scale).unwrap_or(0);
+        before.positive.downscale(by);
+        before.negative.downscale(by);
+        delta.positive.subtract(&before.positive);
+        delta.negative.subtract(&before.negative);
+        delta.count -= before.count.min(delta.count);
+        delta.zero_count -= before.zero_count.min(delta.zero_count);
+        delta.sum -= before.sum;
+        delta.min = f64::NAN;
+        delta.max = f64::NAN;
+        Some(delta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::metrics::attributes::Value;
+
+    #[test]
+    fn preferences_follow_the_sdk_specification() {
+        use InstrumentKind::*;
+        let kinds = [
+            Counter,
+            ObservableCounter,
+            Histogram,
+            UpDownCounter,
+            ObservableUpDownCounter,
+            Gauge,
+        ];
+        let delta = |p: TemporalityPreference| -> Vec<bool> {
+            kinds.iter().map(|k| p.is_delta(*k)).collect()
+        };
+        assert_eq!(
+            delta(TemporalityPreference::Delta),
+            [true, true, true, false, false, false]
+        );
+        assert_eq!(
+            delta(TemporalityPreference::LowMemory),
+            [true, false, true, false, false, false]
+        );
+        assert_eq!(delta(TemporalityPreference::Cumulative), [false; 6]);
+    }
+
+    #[test]
+    fn sums_report_changes_and_skip_quiet_intervals() {
+        let mut t = DeltaTracker::new(TemporalityPreference::Delta);
+        let a = AttributeSet::from_pairs(vec![(Arc::from("k"), Value::Int(1))]);
+        let b = AttributeSet::empty();
+        assert_eq!(t.sum("x", &a, 5.0), Some(5.0));
+        assert_eq!(t.sum("x", &b, 1.0), Some(1.0));
+        assert_eq!(t.sum("x", &a, 8.0), Some(3.0));
+        assert_eq!(t.sum("x", &b, 1.0), None);
+        assert_eq!(t.sum("y", &a, 8.0), Some(8.0), "metrics are tracked apart");
+    }
+
+    #[test]
+    fn histograms_subtract_bucket_by_bucket() {
+        let mut t = DeltaTracker::new(TemporalityPreference::Delta);
+        let a = AttributeSet::empty();
+        let point = |count, sum, buckets: Vec<u64>| HistogramPoint {
+            count,
+            sum,
+            min: 1.0,
+            max: 9.0,
+            bucket_counts: buckets,
+        };
+        let first = t.histogram("h", &a, point(2, 3.0, vec![1, 1]));
+        assert_eq!(first, Some(point(2, 3.0, vec![1, 1])));
+        assert_eq!(t.histogram("h", &a, point(2, 3.0, vec![1, 1])), None);
+        let third = t
+            .histogram("h", &a, point(5, 20.0, vec![1, 4]))
+            .expect("changed");
+        assert_eq!(
+            (third.count, third.sum, third.bucket_counts),
+            (3, 17.0, vec![0, 3])
+        );
+        assert!(third.min.is_nan() && third.max.is_nan());
+    }
+}
