@@ -386,6 +386,14 @@ async fn past_the_cardinality_limit_new_series_fold_into_the_overflow_series() {
         6.0,
         "no measurement lost or double-counted"
     );
+    // The self-metric counts folded measurements per metric: the 4th and 5th model here.
+    for metric in ["inference.requests", "gen_ai.server.request.duration"] {
+        assert_eq!(
+            m.value("wasmtel_metrics_overflowed_total", &[("metric", metric)]),
+            Some(2.0),
+            "{metric}"
+        );
+    }
     host.shutdown().await;
 }
 
@@ -465,4 +473,24 @@ async fn invalid_rules_stop_the_host_from_starting_with_a_reason() {
     )
     .expect_err("bad kind");
     assert!(err.contains("unknown variant `sum`"), "{err}");
+}
+
+#[tokio::test]
+async fn a_counter_refuses_negative_measurements_and_counts_them() {
+    let host = start(
+        "[derive]\nrule_set = \"none\"\n[[derive.rules]]\nevent_type = \"refund\"\ninstrument = \"counter\"\nname = \"refunds\"\nfield = \"amount\"\n",
+    )
+    .await;
+    let events: Vec<_> = [3.0, -2.0, 4.5]
+        .iter()
+        .map(|a| serde_json::json!({"event_type": "refund", "metrics": {"amount": a}}))
+        .collect();
+    assert_eq!(post_ndjson(&host, &events).await.status, 202);
+    let m = exposition(&host).await;
+    assert_eq!(m.value("refunds_total", &[]), Some(7.5));
+    assert_eq!(
+        m.value("wasmtel_metrics_rejected_total", &[("metric", "refunds")]),
+        Some(1.0)
+    );
+    host.shutdown().await;
 }

@@ -66,9 +66,50 @@ fn instrument(
     )
 }
 
+/// Registers an observable counter reporting, per instrument, the count `read` returns (when not zero).
+fn per_instrument(
+    registry: &Registry,
+    name: &str,
+    description: &str,
+    read: fn(&Instrument) -> u64,
+) -> Result<(), ConflictError> {
+    let counter = instrument(
+        registry,
+        InstrumentKind::ObservableCounter,
+        name,
+        "{measurement}",
+        description,
+    )?;
+    // Observable by construction, so the registration cannot be refused.
+    let _ = registry.register_callback(
+        counter,
+        Box::new(move |o| {
+            for i in o.instruments() {
+                let n = read(&i);
+                if n > 0 {
+                    o.observe(&[("metric", ValueRef::Str(&i.descriptor().name))], n as f64);
+                }
+            }
+        }),
+    );
+    Ok(())
+}
+
 impl SelfTelemetry {
     /// Registers the self-metrics in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, ConflictError> {
+        per_instrument(
+            registry,
+            "wasmtel.metrics.overflowed",
+            "Measurements folded into a metric's otel.metric.overflow series past its cardinality limit.",
+            Instrument::overflowed,
+        )?;
+        per_instrument(
+            registry,
+            "wasmtel.metrics.rejected",
+            "Measurements not recorded: negative on a counter, or not a finite number.",
+            Instrument::rejected,
+        )?;
         Ok(Self {
             accepted: counter(
                 registry,

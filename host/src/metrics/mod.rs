@@ -20,14 +20,22 @@ pub use view::{AttributeView, Mapping, Pattern};
 /// An observable instrument's callback: reports this collection's measurements through the observer.
 pub type Callback = Box<dyn Fn(&Observer<'_>) + Send + Sync>;
 
-/// What a callback reports through: its observable instrument.
-pub struct Observer<'a>(&'a Instrument);
+/// What a callback reports through: its observable instrument, in its registry.
+pub struct Observer<'a> {
+    instrument: &'a Instrument,
+    registry: &'a Registry,
+}
 
 impl Observer<'_> {
     /// Reports the value of the series `attrs` (sorted by key): a total for observable
     /// counters, the current value for observable gauges.
     pub fn observe(&self, attrs: &attributes::AttrsRef<'_>, value: f64) {
-        self.0.record(attrs, value);
+        self.instrument.record(attrs, value);
+    }
+
+    /// Every instrument of the registry, for callbacks that report on the engine itself.
+    pub fn instruments(&self) -> Vec<Arc<Instrument>> {
+        self.registry.instruments()
     }
 }
 
@@ -189,7 +197,10 @@ impl Registry {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         for (instrument, callback) in callbacks.iter() {
-            callback(&Observer(instrument));
+            callback(&Observer {
+                instrument,
+                registry: self,
+            });
         }
     }
 

@@ -552,6 +552,9 @@ mod tests {
         );
 
         let third = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)));
-        assert!(third.is_empty(), "a quiet series is left out of a delta batch");
+        assert!(
+            third.is_empty(),
+            "a quiet series is left out of a delta batch"
+        );
     }
 }
