@@ -494,3 +494,33 @@ async fn a_counter_refuses_negative_measurements_and_counts_them() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn idle_series_expire_when_configured_and_come_back_from_zero() {
+    let host = start(
+        "[metrics]\nidle_series_expiry = \"200ms\"\n[derive]\nrule_set = \"none\"\n[[derive.rules]]\nevent_type = \"ping\"\ninstrument = \"counter\"\nname = \"pings\"\nattributes = { model = \"model\" }\n",
+    )
+    .await;
+    let ping = |model: &str| serde_json::json!({"event_type": "ping", "model": model});
+    post_ndjson(&host, &[ping("a"), ping("a")]).await;
+    assert_eq!(
+        exposition(&host)
+            .await
+            .value("pings_total", &[("model", "a")]),
+        Some(2.0)
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while exposition(&host).await.count("pings_total") > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    post_ndjson(&host, &[ping("a")]).await;
+    assert_eq!(
+        exposition(&host)
+            .await
+            .value("pings_total", &[("model", "a")]),
+        Some(1.0),
+        "a returning series starts again"
+    );
+    host.shutdown().await;
+}

@@ -341,6 +341,9 @@ pub struct MetricsConfig {
     /// How histogram instruments aggregate (`explicit_bucket_histogram`, the default, or
     /// `base2_exponential_bucket_histogram`).
     pub default_histogram_aggregation: Option<HistogramAggregation>,
+    /// Remove series not measured for this long (e.g. `"1h"`); unset keeps every series.
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub idle_series_expiry: Option<Duration>,
 }
 
 impl Default for MetricsConfig {
@@ -348,6 +351,7 @@ impl Default for MetricsConfig {
         Self {
             cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
             default_histogram_aggregation: None,
+            idle_series_expiry: None,
         }
     }
 }

@@ -161,6 +161,13 @@ impl Host {
             .chain(views.iter().map(|v| v.clone() as Arc<dyn Reloadable>))
             .chain(transforms.links().map(|l| l.clone() as Arc<dyn Reloadable>))
             .collect();
+        if let Some(expiry) = config.metrics.idle_series_expiry {
+            servers.push(expire_idle_series(
+                registry.clone(),
+                expiry,
+                stop.subscribe(),
+            ));
+        }
         if loader.is_some() {
             servers.push(watch_health(
                 plugin_exporters.clone(),
@@ -294,6 +301,32 @@ fn plugin_health(
         .iter()
         .filter_map(|v| Some((v.plugin().to_owned(), "view", v.health()?)));
     exporters.chain(transforms).chain(views).collect()
+}
+
+/// Sweeps per idle-series expiry period: a series goes between 1 and 1¼ periods after its last measurement.
+const EXPIRY_SWEEPS: u32 = 4;
+
+/// Removes series idle for longer than `expiry`, sweeping [`EXPIRY_SWEEPS`] times per period.
+fn expire_idle_series(
+    registry: Arc<Registry>,
+    expiry: std::time::Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = (expiry / EXPIRY_SWEEPS).max(std::time::Duration::from_millis(1));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let gone = registry.expire_idle(u64::from(EXPIRY_SWEEPS));
+                    if gone > 0 {
+                        tracing::debug!(series = gone, "idle series expired");
+                    }
+                }
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+        }
+    })
 }
 
 /// How often plugin health is recorded as `wasmtel.plugin.up`.

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::aggregation::{ExponentialHistogram, Histogram, LastValue, MAX_SIZE, Sum};
 use super::attributes::AttrsRef;
-use super::series::{SeriesKey, SeriesTable};
+use super::series::{IdleClock, SeriesKey, SeriesTable};
 use super::view::{AttributeView, Viewed};
 
 /// The kind of an instrument, which fixes its default aggregation.
@@ -177,6 +177,27 @@ impl Instrument {
                     |a| a.update(value),
                 );
             }
+        }
+    }
+
+    /// The same instrument, stamping its series with ticks of `clock` (for [`Instrument::expire`]).
+    pub fn with_clock(mut self, clock: IdleClock) -> Self {
+        self.storage = match self.storage {
+            Storage::Sum(t) => Storage::Sum(t.with_clock(clock)),
+            Storage::LastValue(t) => Storage::LastValue(t.with_clock(clock)),
+            Storage::Histogram(b, t) => Storage::Histogram(b, t.with_clock(clock)),
+            Storage::ExponentialHistogram(t) => Storage::ExponentialHistogram(t.with_clock(clock)),
+        };
+        self
+    }
+
+    /// Removes series not measured for more than `ticks` ticks of its clock; returns how many.
+    pub fn expire(&self, ticks: u64) -> usize {
+        match &self.storage {
+            Storage::Sum(t) => t.expire(ticks),
+            Storage::LastValue(t) => t.expire(ticks),
+            Storage::Histogram(_, t) => t.expire(ticks),
+            Storage::ExponentialHistogram(t) => t.expire(ticks),
         }
     }
 

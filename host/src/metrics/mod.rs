@@ -69,6 +69,7 @@ pub struct Registry {
     cardinality_limit: usize,
     histograms: HistogramAggregation,
     callbacks: RwLock<Vec<(Arc<Instrument>, Callback)>>,
+    clock: series::IdleClock,
 }
 
 impl std::fmt::Debug for Registry {
@@ -89,6 +90,7 @@ impl Registry {
             cardinality_limit,
             histograms: HistogramAggregation::default(),
             callbacks: RwLock::default(),
+            clock: series::IdleClock::default(),
         }
     }
 
@@ -122,11 +124,14 @@ impl Registry {
         }
         let exponential = descriptor.kind == InstrumentKind::Histogram
             && self.histograms == HistogramAggregation::Base2ExponentialBucketHistogram;
-        let instrument = Arc::new(if exponential {
-            Instrument::exponential(descriptor, self.cardinality_limit)
-        } else {
-            Instrument::new(descriptor, Arc::from(bounds), self.cardinality_limit)
-        });
+        let instrument = Arc::new(
+            if exponential {
+                Instrument::exponential(descriptor, self.cardinality_limit)
+            } else {
+                Instrument::new(descriptor, Arc::from(bounds), self.cardinality_limit)
+            }
+            .with_clock(self.clock.clone()),
+        );
         let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, view)) = views
             .iter()
@@ -202,6 +207,17 @@ impl Registry {
                 registry: self,
             });
         }
+    }
+
+    /// Advances the idle clock one tick and removes the series not measured in the last `ticks`
+    /// ticks (observable instruments keep theirs: callbacks report them); returns how many went.
+    pub fn expire_idle(&self, ticks: u64) -> usize {
+        self.clock.advance();
+        self.instruments()
+            .iter()
+            .filter(|i| !i.descriptor().kind.is_observable())
+            .map(|i| i.expire(ticks))
+            .sum()
     }
 
     /// The instruments in registration order.
@@ -319,6 +335,28 @@ mod tests {
         reg.observe();
         assert_eq!(c.rejected(), 1);
         assert!(total(&c).is_empty());
+    }
+
+    #[test]
+    fn idle_series_expire_and_free_their_cardinality_slot() {
+        use attributes::ValueRef;
+        let reg = Registry::new(2);
+        let c = reg
+            .instrument(desc("c", InstrumentKind::Counter, ""), &[])
+            .expect("counter");
+        let at = |id: i64| [("id", ValueRef::Int(id))];
+        c.record(&at(1), 1.0);
+        c.record(&at(2), 1.0);
+        assert_eq!(reg.expire_idle(1), 0, "both idle for one tick");
+        c.record(&at(1), 1.0);
+        assert_eq!(reg.expire_idle(1), 1, "2 was idle for two ticks, 1 for one");
+        c.record(&at(3), 5.0);
+        assert_eq!(
+            total(&c),
+            vec![("id=1".into(), 2.0), ("id=3".into(), 5.0)],
+            "3 takes the freed slot instead of overflowing"
+        );
+        assert_eq!(c.overflowed(), 0);
     }
 
     #[test]

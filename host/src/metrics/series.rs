@@ -48,6 +48,22 @@ impl SeriesKey<'_, '_> {
     }
 }
 
+/// A coarse clock shared by a registry's series: ticks advance it, records stamp series with it.
+#[derive(Debug, Clone, Default)]
+pub struct IdleClock(Arc<AtomicU64>);
+
+impl IdleClock {
+    /// The current tick.
+    pub fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Moves to the next tick.
+    pub fn advance(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// One series: its attributes, its aggregator and when it started.
 #[derive(Debug)]
 pub struct Series<A> {
@@ -57,6 +73,26 @@ pub struct Series<A> {
     pub aggregator: A,
     /// When the series was created (Unix nanoseconds); the cumulative start time.
     pub start_unix_nano: u64,
+    /// The [`IdleClock`] tick of its last measurement.
+    touched: AtomicU64,
+}
+
+impl<A> Series<A> {
+    fn new(attributes: AttributeSet, aggregator: A, tick: u64) -> Self {
+        Self {
+            attributes,
+            aggregator,
+            start_unix_nano: unix_nanos(),
+            touched: AtomicU64::new(tick),
+        }
+    }
+
+    fn update(&self, tick: u64, update: impl FnOnce(&A)) {
+        update(&self.aggregator);
+        if self.touched.load(Ordering::Relaxed) != tick {
+            self.touched.store(tick, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Attribute set → series map with a cardinality limit and an overflow series.
@@ -71,6 +107,7 @@ pub struct SeriesTable<A> {
     overflow: OnceLock<Arc<Series<A>>>,
     overflowed: AtomicU64,
     limit: usize,
+    clock: IdleClock,
 }
 
 impl<A> SeriesTable<A> {
@@ -81,7 +118,23 @@ impl<A> SeriesTable<A> {
             overflow: OnceLock::new(),
             overflowed: AtomicU64::new(0),
             limit,
+            clock: IdleClock::default(),
         }
+    }
+
+    /// The same table, stamping series with ticks of `clock`.
+    pub fn with_clock(mut self, clock: IdleClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Removes the series (the overflow series aside) not measured for more than `ticks` ticks; returns how many.
+    pub fn expire(&self, ticks: u64) -> usize {
+        let now = self.clock.now();
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        let before = table.len();
+        table.retain(|s| now.saturating_sub(s.touched.load(Ordering::Relaxed)) <= ticks);
+        before - table.len()
     }
 
     /// Applies `update` to the series for `key`, creating it with `create` if new.
@@ -92,39 +145,31 @@ impl<A> SeriesTable<A> {
         update: impl FnOnce(&A),
     ) {
         let hash = key.hash();
+        let tick = self.clock.now();
         {
             let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(series) = table.find(hash, |s| key.matches(&s.attributes)) {
-                update(&series.aggregator);
+                series.update(tick, update);
                 return;
             }
         }
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(series) = table.find(hash, |s| key.matches(&s.attributes)) {
-            update(&series.aggregator);
+            series.update(tick, update);
             return;
         }
         if table.len() >= self.limit {
             drop(table);
             self.overflowed.fetch_add(1, Ordering::Relaxed);
             let series = self.overflow.get_or_init(|| {
-                Arc::new(Series {
-                    attributes: AttributeSet::from_pairs(vec![(
-                        Arc::from(OVERFLOW_KEY),
-                        Value::Bool(true),
-                    )]),
-                    aggregator: create(),
-                    start_unix_nano: unix_nanos(),
-                })
+                let overflow =
+                    AttributeSet::from_pairs(vec![(Arc::from(OVERFLOW_KEY), Value::Bool(true))]);
+                Arc::new(Series::new(overflow, create(), tick))
             });
-            update(&series.aggregator);
+            series.update(tick, update);
             return;
         }
-        let series = Arc::new(Series {
-            attributes: key.to_set_hashed(hash),
-            aggregator: create(),
-            start_unix_nano: unix_nanos(),
-        });
+        let series = Arc::new(Series::new(key.to_set_hashed(hash), create(), tick));
         update(&series.aggregator);
         table.insert_unique(hash, series, |s| s.attributes.hash());
     }

@@ -41,15 +41,19 @@ enum Last {
     Exponential(ExponentialPoint),
 }
 
+/// One remembered series: its attributes, what was last exported, and the round it was last seen.
+type Remembered = (AttributeSet, Last, u64);
+
 /// Per exporter: the totals last exported per series, to subtract from the next collection.
 ///
 /// A delta point covers the time since the previous collection; a series that did not
-/// change in the interval is left out.
+/// change in the interval is left out, and one that no longer exists (expired) is forgotten.
 #[derive(Debug, Default)]
 pub struct DeltaTracker {
     preference: TemporalityPreference,
-    last: HashMap<(String, u64), Vec<(AttributeSet, Last)>>,
+    last: HashMap<(String, u64), Vec<Remembered>>,
     previous_collection: Option<u64>,
+    round: u64,
 }
 
 impl DeltaTracker {
@@ -71,9 +75,25 @@ impl DeltaTracker {
         self.previous_collection
     }
 
-    /// Ends a collection taken at `now`.
+    /// Ends a collection taken at `now`, forgetting the series it did not see.
     pub fn finish(&mut self, now: u64) {
+        let round = self.round;
+        self.last.retain(|_, slot| {
+            slot.retain(|(_, _, seen)| *seen == round);
+            !slot.is_empty()
+        });
+        self.round += 1;
         self.previous_collection = Some(now);
+    }
+
+    /// How many series the tracker remembers.
+    pub fn len(&self) -> usize {
+        self.last.values().map(Vec::len).sum()
+    }
+
+    /// Whether it remembers no series.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
     }
 
     fn swap(&mut self, metric: &str, attrs: &AttributeSet, now: Last) -> Option<Last> {
@@ -81,10 +101,13 @@ impl DeltaTracker {
             .last
             .entry((metric.to_owned(), attrs.hash()))
             .or_default();
-        match slot.iter_mut().find(|(a, _)| a == attrs) {
-            Some((_, last)) => Some(std::mem::replace(last, now)),
+        match slot.iter_mut().find(|(a, _, _)| a == attrs) {
+            Some((_, last, seen)) => {
+                *seen = self.round;
+                Some(std::mem::replace(last, now))
+            }
             None => {
-                slot.push((attrs.clone(), now));
+                slot.push((attrs.clone(), now, self.round));
                 None
             }
         }
@@ -202,6 +225,13 @@ mod tests {
         assert_eq!(t.sum("x", &a, 8.0), Some(3.0));
         assert_eq!(t.sum("x", &b, 1.0), None);
         assert_eq!(t.sum("y", &a, 8.0), Some(8.0), "metrics are tracked apart");
+        t.finish(1);
+        assert_eq!(t.len(), 3);
+        // A series absent from a collection (expired) is forgotten; back, it starts over.
+        assert_eq!(t.sum("x", &a, 9.0), Some(1.0));
+        t.finish(2);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.sum("x", &b, 2.0), Some(2.0));
     }
 
     #[test]
