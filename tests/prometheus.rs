@@ -119,3 +119,40 @@ async fn target_info_carries_the_resource() {
     assert_eq!(labels["service_instance_id"].len(), 36);
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn configured_views_rename_filter_and_drop_what_is_exposed() {
+    let host = start(
+        r#"
+[[metrics.views]]
+instrument = "gen_ai.server.request.duration"
+rename = "inference.latency"
+attribute_keys = ["gen_ai.request.model"]
+
+[[metrics.views]]
+instrument = "gen_ai.client.token.usage"
+aggregation = "drop"
+"#,
+    )
+    .await;
+    let events: Vec<_> = ["e1", "e2", "e3"]
+        .iter()
+        .enumerate()
+        .map(|(i, engine)| Completed::ok("m1", engine).event(i as u32))
+        .collect();
+    assert_eq!(post_ndjson(&host, &events).await.status, 202);
+    let text = scrape(host.prometheus_addr().expect("prometheus on")).await;
+    promtool_check(&text);
+    let m = Exposition::parse(&text);
+    assert_eq!(
+        m.value(
+            "inference_latency_seconds_count",
+            &[("gen_ai_request_model", "m1")]
+        ),
+        Some(3.0),
+        "three engines fold into one series under the new name"
+    );
+    assert_eq!(m.count("gen_ai_server_request_duration_seconds_count"), 0);
+    assert_eq!(m.count("gen_ai_client_token_usage_count"), 0, "dropped");
+    host.shutdown().await;
+}

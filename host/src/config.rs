@@ -12,7 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::derive::DeriveConfig;
 use crate::intake::body::DEFAULT_MAX_BODY;
-use crate::metrics::{DEFAULT_CARDINALITY_LIMIT, HistogramAggregation, TemporalityPreference};
+use crate::metrics::{
+    DEFAULT_CARDINALITY_LIMIT, HistogramAggregation, StreamView, TemporalityPreference,
+};
 
 /// A configuration that cannot be loaded, naming the file or variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -344,6 +346,8 @@ pub struct MetricsConfig {
     /// Remove series not measured for this long (e.g. `"1h"`); unset keeps every series.
     #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
     pub idle_series_expiry: Option<Duration>,
+    /// `[[metrics.views]]`: stream views, the first selecting an instrument wins.
+    pub views: Vec<StreamView>,
 }
 
 impl Default for MetricsConfig {
@@ -352,6 +356,7 @@ impl Default for MetricsConfig {
             cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
             default_histogram_aggregation: None,
             idle_series_expiry: None,
+            views: Vec::new(),
         }
     }
 }

@@ -42,6 +42,9 @@ pub enum StartError {
     /// An OTLP header is invalid.
     #[error(transparent)]
     Header(#[from] HeaderError),
+    /// A `[[metrics.views]]` entry is invalid.
+    #[error("invalid [[metrics.views]] entry: {0}")]
+    View(#[from] crate::metrics::StreamViewError),
     /// Two instruments share a name with different shapes.
     #[error(transparent)]
     Conflict(#[from] ConflictError),
@@ -82,12 +85,14 @@ impl Host {
     /// Binds the listeners and starts serving; ports of 0 pick free ones.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         let registry = Arc::new(
-            Registry::new(config.metrics.cardinality_limit).with_histogram_aggregation(
-                config
-                    .metrics
-                    .default_histogram_aggregation
-                    .unwrap_or_default(),
-            ),
+            Registry::new(config.metrics.cardinality_limit)
+                .with_histogram_aggregation(
+                    config
+                        .metrics
+                        .default_histogram_aggregation
+                        .unwrap_or_default(),
+                )
+                .with_stream_views(config.metrics.views.clone())?,
         );
         let telemetry = SelfTelemetry::register(&registry)?;
         let resource = Resource::detect(&config.resource);

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use super::aggregation::{ExponentialHistogram, Histogram, LastValue, MAX_SIZE, Sum};
 use super::attributes::AttrsRef;
 use super::series::{IdleClock, SeriesKey, SeriesTable};
+use super::stream::Aggregation;
 use super::view::{AttributeView, Viewed};
 
 /// The kind of an instrument, which fixes its default aggregation.
@@ -100,43 +101,64 @@ pub enum Storage {
 pub struct Instrument {
     descriptor: Descriptor,
     storage: Storage,
+    dropped: bool,
     rejected: AtomicU64,
     view: OnceLock<Viewed>,
 }
 
 impl Instrument {
+    /// An instrument with no series yet, aggregating as its kind does by default; `bounds` is
+    /// used by histograms only.
+    pub fn new(descriptor: Descriptor, bounds: Arc<[f64]>, cardinality_limit: usize) -> Self {
+        let aggregation = Self::default_aggregation(descriptor.kind);
+        Self::with_aggregation(descriptor, aggregation, bounds, cardinality_limit)
+    }
+
     /// A histogram instrument with base-2 exponential buckets and no series yet.
     pub fn exponential(descriptor: Descriptor, cardinality_limit: usize) -> Self {
-        Self {
-            descriptor,
-            storage: Storage::ExponentialHistogram(SeriesTable::new(cardinality_limit)),
-            rejected: AtomicU64::new(0),
-            view: OnceLock::new(),
+        let aggregation = Aggregation::Base2ExponentialBucketHistogram;
+        Self::with_aggregation(descriptor, aggregation, Arc::from([]), cardinality_limit)
+    }
+
+    /// The aggregation an instrument kind gets unless a view chooses another.
+    pub fn default_aggregation(kind: InstrumentKind) -> Aggregation {
+        match kind {
+            InstrumentKind::Gauge | InstrumentKind::ObservableGauge => Aggregation::LastValue,
+            InstrumentKind::Histogram => Aggregation::ExplicitBucketHistogram,
+            _ => Aggregation::Sum,
         }
     }
 
-    /// An instrument with no series yet; `bounds` is used by histograms only.
-    pub fn new(descriptor: Descriptor, bounds: Arc<[f64]>, cardinality_limit: usize) -> Self {
-        let storage = match descriptor.kind {
-            InstrumentKind::Counter
-            | InstrumentKind::UpDownCounter
-            | InstrumentKind::ObservableCounter
-            | InstrumentKind::ObservableUpDownCounter => {
-                Storage::Sum(SeriesTable::new(cardinality_limit))
+    /// An instrument with no series yet, aggregating with `aggregation` (`Drop` records nothing).
+    pub fn with_aggregation(
+        descriptor: Descriptor,
+        aggregation: Aggregation,
+        bounds: Arc<[f64]>,
+        cardinality_limit: usize,
+    ) -> Self {
+        let limit = cardinality_limit;
+        let storage = match aggregation {
+            Aggregation::Sum | Aggregation::Drop => Storage::Sum(SeriesTable::new(limit)),
+            Aggregation::LastValue => Storage::LastValue(SeriesTable::new(limit)),
+            Aggregation::ExplicitBucketHistogram => {
+                Storage::Histogram(bounds, SeriesTable::new(limit))
             }
-            InstrumentKind::Gauge | InstrumentKind::ObservableGauge => {
-                Storage::LastValue(SeriesTable::new(cardinality_limit))
-            }
-            InstrumentKind::Histogram => {
-                Storage::Histogram(bounds, SeriesTable::new(cardinality_limit))
+            Aggregation::Base2ExponentialBucketHistogram => {
+                Storage::ExponentialHistogram(SeriesTable::new(limit))
             }
         };
         Self {
             descriptor,
             storage,
+            dropped: aggregation == Aggregation::Drop,
             rejected: AtomicU64::new(0),
             view: OnceLock::new(),
         }
+    }
+
+    /// Whether a view dropped this instrument: it records nothing and is not exported.
+    pub fn is_dropped(&self) -> bool {
+        self.dropped
     }
 
     /// Records one measurement for the series `attrs` (sorted by key), through the instrument's view if it has one.
@@ -144,6 +166,9 @@ impl Instrument {
     /// Non-finite values, and negative values on a Counter, are counted in
     /// [`Instrument::rejected`] and not recorded.
     pub fn record(&self, attrs: &AttrsRef<'_>, value: f64) {
+        if self.dropped {
+            return;
+        }
         let negative_on_counter = self.descriptor.kind.is_monotonic() && value < 0.0;
         if !value.is_finite() || negative_on_counter {
             self.rejected.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@ pub mod aggregation;
 pub mod attributes;
 pub mod instrument;
 pub mod series;
+pub mod stream;
 pub mod temporality;
 pub mod view;
 
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use instrument::{Descriptor, HistogramAggregation, Instrument, InstrumentKind, Storage};
+pub use stream::{Aggregation, StreamView, StreamViewError};
 pub use temporality::{DeltaTracker, TemporalityPreference};
 pub use view::{AttributeView, Mapping, Pattern};
 
@@ -61,15 +63,20 @@ pub struct ConflictError {
     requested: String,
 }
 
+/// A registered instrument with the bucket bounds it was asked for (a view may have replaced them).
+type Registered = (Arc<Instrument>, Arc<[f64]>);
+
 /// All instruments of the host, by name, and the views new instruments are bound to.
 pub struct Registry {
-    by_name: RwLock<HashMap<String, Arc<Instrument>>>,
+    /// By requested name (lowercase).
+    by_name: RwLock<HashMap<String, Registered>>,
     order: RwLock<Vec<Arc<Instrument>>>,
     views: RwLock<Vec<(ViewFilter, Arc<dyn AttributeView>)>>,
     cardinality_limit: usize,
     histograms: HistogramAggregation,
     callbacks: RwLock<Vec<(Arc<Instrument>, Callback)>>,
     clock: series::IdleClock,
+    streams: Vec<StreamView>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -91,7 +98,17 @@ impl Registry {
             histograms: HistogramAggregation::default(),
             callbacks: RwLock::default(),
             clock: series::IdleClock::default(),
+            streams: Vec::new(),
         }
+    }
+
+    /// The same registry, applying `views` (first match wins) to instruments created from now on.
+    pub fn with_stream_views(mut self, views: Vec<StreamView>) -> Result<Self, StreamViewError> {
+        for (i, view) in views.iter().enumerate() {
+            view.validate(i + 1)?;
+        }
+        self.streams = views;
+        Ok(self)
     }
 
     /// The same registry, aggregating histogram instruments created from now on with `aggregation`.
@@ -122,16 +139,19 @@ impl Registry {
         if let Some(found) = by_name.get(&key) {
             return Self::check_same(found, &descriptor, bounds);
         }
-        let exponential = descriptor.kind == InstrumentKind::Histogram
-            && self.histograms == HistogramAggregation::Base2ExponentialBucketHistogram;
-        let instrument = Arc::new(
-            if exponential {
-                Instrument::exponential(descriptor, self.cardinality_limit)
-            } else {
-                Instrument::new(descriptor, Arc::from(bounds), self.cardinality_limit)
-            }
-            .with_clock(self.clock.clone()),
-        );
+        let requested: Arc<[f64]> = Arc::from(bounds);
+        let instrument = Arc::new(self.create(descriptor, requested.clone()));
+        if instrument.is_dropped() {
+            by_name.insert(key, (instrument.clone(), requested));
+            return Ok(instrument);
+        }
+        let name = &instrument.descriptor().name;
+        if by_name
+            .values()
+            .any(|(i, _)| !i.is_dropped() && i.descriptor().name.eq_ignore_ascii_case(name))
+        {
+            tracing::warn!(metric = %name, "two instruments now export under one name; check the views that rename them");
+        }
         let views = self.views.read().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, view)) = views
             .iter()
@@ -140,7 +160,7 @@ impl Registry {
             instrument.attach_view(view.clone());
         }
         drop(views);
-        by_name.insert(key, instrument.clone());
+        by_name.insert(key, (instrument.clone(), requested));
         self.order
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -148,16 +168,46 @@ impl Registry {
         Ok(instrument)
     }
 
+    /// Builds the instrument for `descriptor`, as the first stream view selecting it says.
+    fn create(&self, descriptor: Descriptor, bounds: Arc<[f64]>) -> Instrument {
+        let view = self.streams.iter().find(|v| v.selects(&descriptor));
+        let mut aggregation = Instrument::default_aggregation(descriptor.kind);
+        if aggregation == Aggregation::ExplicitBucketHistogram
+            && self.histograms == HistogramAggregation::Base2ExponentialBucketHistogram
+        {
+            aggregation = Aggregation::Base2ExponentialBucketHistogram;
+        }
+        let Some(view) = view else {
+            return Instrument::with_aggregation(
+                descriptor,
+                aggregation,
+                bounds,
+                self.cardinality_limit,
+            )
+            .with_clock(self.clock.clone());
+        };
+        let bounds = view.buckets.as_deref().map_or(bounds, Arc::from);
+        let instrument = Instrument::with_aggregation(
+            view.describe(descriptor),
+            view.aggregation.unwrap_or(aggregation),
+            bounds,
+            view.cardinality_limit.unwrap_or(self.cardinality_limit),
+        )
+        .with_clock(self.clock.clone());
+        if let Some(filter) = view.attribute_filter() {
+            instrument.attach_view(filter);
+        }
+        instrument
+    }
+
     fn check_same(
-        found: &Arc<Instrument>,
+        (found, asked): &(Arc<Instrument>, Arc<[f64]>),
         wanted: &Descriptor,
         bounds: &[f64],
     ) -> Result<Arc<Instrument>, ConflictError> {
         let have = found.descriptor();
-        let same_bounds = match found.storage() {
-            Storage::Histogram(b, _) => **b == *bounds,
-            _ => true,
-        };
+        let same_bounds =
+            found.descriptor().kind != InstrumentKind::Histogram || **asked == *bounds;
         if have.kind == wanted.kind && have.unit == wanted.unit && same_bounds {
             return Ok(found.clone());
         }
@@ -357,6 +407,125 @@ mod tests {
             "3 takes the freed slot instead of overflowing"
         );
         assert_eq!(c.overflowed(), 0);
+    }
+
+    fn with_views(toml: &str) -> Registry {
+        #[derive(serde::Deserialize)]
+        struct Views {
+            views: Vec<StreamView>,
+        }
+        let views: Views = toml::from_str(toml).expect("views parse");
+        Registry::new(100)
+            .with_stream_views(views.views)
+            .expect("valid views")
+    }
+
+    #[test]
+    fn stream_views_rename_drop_filter_and_reaggregate_first_match_first() {
+        use attributes::ValueRef;
+        let reg = with_views(
+            r#"
+            [[views]]
+            instrument = "requests"
+            rename = "inference.requests"
+            description = "Requests served."
+            attribute_keys = ["model"]
+            [[views]]
+            instrument = "req*"
+            aggregation = "drop"
+            [[views]]
+            instrument = "debug.*"
+            aggregation = "drop"
+            [[views]]
+            kind = "histogram"
+            buckets = [1.0, 10.0]
+            cardinality_limit = 1
+            [[views]]
+            instrument = "queue.depth"
+            aggregation = "last_value"
+            "#,
+        );
+        let requests = reg
+            .instrument(desc("requests", InstrumentKind::Counter, ""), &[])
+            .expect("requests");
+        assert_eq!(requests.descriptor().name, "inference.requests");
+        assert_eq!(requests.descriptor().description, "Requests served.");
+        for user in ["u1", "u2"] {
+            requests.record(
+                &[("model", ValueRef::Str("m")), ("user", ValueRef::Str(user))],
+                1.0,
+            );
+        }
+        assert_eq!(
+            total(&requests),
+            vec![("model=m".into(), 2.0)],
+            "the first view won"
+        );
+
+        let requeued = reg
+            .instrument(desc("requeued", InstrumentKind::Counter, ""), &[])
+            .expect("requeued");
+        let debug = reg
+            .instrument(desc("debug.x", InstrumentKind::Gauge, ""), &[])
+            .expect("debug");
+        requeued.record(&[], 1.0);
+        debug.record(&[], 1.0);
+        assert!(requeued.is_dropped() && debug.is_dropped());
+        assert!(total(&requeued).is_empty());
+
+        let latency = reg
+            .instrument(desc("latency", InstrumentKind::Histogram, "s"), &[0.5])
+            .expect("latency");
+        let Storage::Histogram(bounds, _) = latency.storage() else {
+            panic!("explicit histogram")
+        };
+        assert_eq!(**bounds, [1.0, 10.0]);
+        latency.record(&[("a", ValueRef::Int(1))], 1.0);
+        latency.record(&[("a", ValueRef::Int(2))], 1.0);
+        assert_eq!(latency.overflowed(), 1, "the view's limit of one series");
+        assert!(
+            reg.instrument(desc("latency", InstrumentKind::Histogram, "s"), &[0.5])
+                .is_ok(),
+            "registering again with the advisory bounds finds it"
+        );
+
+        let depth = reg
+            .instrument(desc("queue.depth", InstrumentKind::UpDownCounter, ""), &[])
+            .expect("depth");
+        depth.record(&[], 5.0);
+        depth.record(&[], 3.0);
+        assert_eq!(
+            total(&depth),
+            vec![(String::new(), 3.0)],
+            "last value, not the sum"
+        );
+
+        let names: Vec<String> = reg
+            .instruments()
+            .iter()
+            .map(|i| i.descriptor().name.clone())
+            .collect();
+        assert_eq!(
+            names,
+            ["inference.requests", "latency", "queue.depth"],
+            "dropped ones are not exported"
+        );
+    }
+
+    #[test]
+    fn invalid_stream_views_are_refused() {
+        let err = Registry::new(1)
+            .with_stream_views(vec![StreamView {
+                instrument: Some("a.*".into()),
+                rename: Some("b".into()),
+                ..StreamView::default()
+            }])
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("view 1: `rename` needs `instrument` to name exactly one instrument, without `*`")
+        );
     }
 
     #[test]
