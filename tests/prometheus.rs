@@ -156,3 +156,41 @@ aggregation = "drop"
     assert_eq!(m.count("gen_ai_client_token_usage_count"), 0, "dropped");
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn openmetrics_is_served_when_the_scraper_asks_for_it() {
+    let host = start("").await;
+    let events = [Completed::ok("m1", "e1").event(1)];
+    assert_eq!(post_ndjson(&host, &events).await.status, 202);
+    let url = format!(
+        "http://{}/metrics",
+        host.prometheus_addr().expect("prometheus on")
+    );
+    let response = reqwest::Client::new()
+        .get(&url)
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = response.text().await.expect("body");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        text.contains("# TYPE inference_requests counter\n"),
+        "{text}"
+    );
+    assert!(text.contains("\ninference_requests_total{"), "{text}");
+    assert!(text.contains("# TYPE gen_ai_server_request_duration_seconds histogram\n"));
+    // Without the header, the same endpoint speaks text format 0.0.4.
+    let plain = scrape(host.prometheus_addr().expect("prometheus on")).await;
+    assert!(
+        !plain.contains("# EOF") && plain.contains("# TYPE inference_requests_total counter\n")
+    );
+    host.shutdown().await;
+}

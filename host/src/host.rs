@@ -143,10 +143,14 @@ impl Host {
             let (reg, res) = (registry.clone(), resource.clone());
             let app = Router::new().route(
                 "/metrics",
-                get(move || async move {
+                get(move |headers: axum::http::HeaderMap| async move {
+                    let accept = headers
+                        .get(axum::http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok());
+                    let format = prometheus::Format::negotiate(accept);
                     (
-                        [(CONTENT_TYPE, prometheus::CONTENT_TYPE)],
-                        prometheus::render(&reg, &res),
+                        [(CONTENT_TYPE, format.content_type())],
+                        prometheus::render_as(format, &reg, &res),
                     )
                 }),
             );

@@ -1,4 +1,4 @@
-//! Prometheus pull: text exposition format 0.0.4, rendered straight from aggregator state.
+//! Prometheus pull: text exposition format 0.0.4 or OpenMetrics 1.0, rendered straight from aggregator state.
 
 use std::fmt::Write as _;
 
@@ -12,20 +12,63 @@ use crate::resource::Resource;
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Renders every instrument with at least one series, then `target_info`.
+/// The content type of OpenMetrics text.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The two text formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Prometheus,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names it, else Prometheus text.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
+            _ => Self::Prometheus,
+        }
+    }
+
+    /// The response's content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Prometheus => CONTENT_TYPE,
+            Self::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Renders every instrument with at least one series, then `target_info`, in text format 0.0.4.
 pub fn render(registry: &Registry, resource: &Resource) -> String {
+    render_as(Format::Prometheus, registry, resource)
+}
+
+/// Renders `target_info`, then every instrument with at least one series, in `format`.
+pub fn render_as(format: Format, registry: &Registry, resource: &Resource) -> String {
     registry.observe();
     let mut out = String::with_capacity(64 * 1024);
-    out.push_str("# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info");
+    out.push_str(match format {
+        Format::Prometheus => "# HELP target_info Target metadata\n# TYPE target_info gauge\n",
+        Format::OpenMetrics => "# HELP target Target metadata\n# TYPE target info\n",
+    });
+    out.push_str("target_info");
     write_labels(&mut out, resource.attributes(), None, None);
     out.push_str(" 1\n");
     for instrument in registry.instruments() {
-        render_instrument(&mut out, &instrument);
+        render_instrument(&mut out, &instrument, format);
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
     }
     out
 }
 
-fn render_instrument(out: &mut String, instrument: &Instrument) {
+fn render_instrument(out: &mut String, instrument: &Instrument, format: Format) {
     let d = instrument.descriptor();
     let shape = match d.kind {
         k if k.is_monotonic() => Shape::Counter,
@@ -39,9 +82,20 @@ fn render_instrument(out: &mut String, instrument: &Instrument) {
         InstrumentKind::Histogram => "histogram",
         _ => "gauge",
     };
+    // OpenMetrics names a counter's family without the `_total` of its sample.
+    let family = match format {
+        Format::OpenMetrics if type_name == "counter" => {
+            name.strip_suffix("_total").unwrap_or(&name)
+        }
+        _ => &name,
+    };
     let header = |out: &mut String| {
-        let _ = writeln!(out, "# HELP {name} {}", escape_help(&d.description));
-        let _ = writeln!(out, "# TYPE {name} {type_name}");
+        let _ = writeln!(
+            out,
+            "# HELP {family} {}",
+            escape_help(&d.description, format)
+        );
+        let _ = writeln!(out, "# TYPE {family} {type_name}");
     };
     match instrument.storage() {
         Storage::Sum(table) if !table.is_empty() => {
@@ -153,8 +207,13 @@ fn escape_label_value(out: &mut String, v: &str) {
     }
 }
 
-fn escape_help(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\n', "\\n")
+/// Escapes HELP text: backslash and newline, and in OpenMetrics also the double quote.
+fn escape_help(text: &str, format: Format) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('\n', "\\n");
+    match format {
+        Format::Prometheus => escaped,
+        Format::OpenMetrics => escaped.replace('"', "\\\""),
+    }
 }
 
 /// Writes a sample value: integers plainly, other numbers in shortest round-trip form.
@@ -267,6 +326,43 @@ mod tests {
             text.contains("\nmem_used_bytes{otel_scope_name=\"s\"} 4096\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_types_target_as_info_and_ends_with_eof() {
+        let registry = Registry::new(10);
+        let c = registry
+            .instrument(
+                Descriptor {
+                    name: "req".into(),
+                    unit: "{request}".into(),
+                    description: "Say \"hi\"".into(),
+                    kind: InstrumentKind::Counter,
+                    scope: "s",
+                },
+                &[],
+            )
+            .expect("c");
+        c.record(&[], 2.0);
+        let resource = Resource::detect(&ResourceConfig::default());
+        let text = render_as(Format::OpenMetrics, &registry, &resource);
+        assert!(
+            text.starts_with("# HELP target Target metadata\n# TYPE target info\ntarget_info{")
+        );
+        assert!(
+            text.contains("# HELP req Say \\\"hi\\\"\n# TYPE req counter\nreq_total{otel_scope_name=\"s\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\n# EOF\n"));
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+            )),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
+        assert_eq!(Format::negotiate(None), Format::Prometheus);
     }
 
     #[test]
