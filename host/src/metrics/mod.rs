@@ -107,6 +107,9 @@ impl Registry {
         for (i, view) in views.iter().enumerate() {
             view.validate(i + 1)?;
         }
+        for warning in stream::conflicts(&views) {
+            tracing::warn!("[[metrics.views]]: {warning}");
+        }
         self.streams = views;
         Ok(self)
     }

@@ -118,6 +118,38 @@ impl StreamView {
     }
 }
 
+/// Warnings about views that disagree: two renaming to one name, or one that an earlier
+/// catch-all view leaves nothing to select.
+pub fn conflicts(views: &[StreamView]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, view) in views.iter().enumerate() {
+        if let Some(name) = &view.rename {
+            for (j, earlier) in views[..i].iter().enumerate() {
+                if earlier.rename.as_deref() == Some(name) {
+                    out.push(format!(
+                        "views {} and {} both rename to `{name}`",
+                        j + 1,
+                        i + 1
+                    ));
+                }
+            }
+        }
+        let catch_all = |v: &StreamView| {
+            v.instrument.as_deref().is_none_or(|p| p == "*")
+                && v.kind.is_none()
+                && v.scope.is_none()
+        };
+        if let Some(j) = views[..i].iter().position(catch_all) {
+            out.push(format!(
+                "view {} never applies: view {} selects every instrument first",
+                i + 1,
+                j + 1
+            ));
+        }
+    }
+    out
+}
+
 /// Keeps only the listed attribute keys.
 struct KeepKeys(Box<[Arc<str>]>);
 
@@ -176,6 +208,24 @@ mod tests {
         assert!(!v.selects(&desc("http.x", InstrumentKind::Histogram, "wasmtel.derive")));
         let d = v.describe(desc("gen_ai.x", InstrumentKind::Histogram, "s"));
         assert_eq!((d.name.as_str(), d.description.as_str()), ("gen_ai.x", "d"));
+    }
+
+    #[test]
+    fn disagreeing_views_are_reported() {
+        let views = [
+            view("instrument = \"a\"\nrename = \"x\""),
+            view("instrument = \"b\"\nrename = \"x\""),
+            view("cardinality_limit = 10"),
+            view("instrument = \"c\"\ndescription = \"d\""),
+        ];
+        assert_eq!(
+            conflicts(&views),
+            [
+                "views 1 and 2 both rename to `x`",
+                "view 4 never applies: view 3 selects every instrument first"
+            ]
+        );
+        assert!(conflicts(&views[..1]).is_empty());
     }
 
     #[test]
