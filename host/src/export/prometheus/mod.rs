@@ -56,9 +56,9 @@ pub fn render_as(format: Format, registry: &Registry, resource: &Resource) -> St
         Format::Prometheus => "# HELP target_info Target metadata\n# TYPE target_info gauge\n",
         Format::OpenMetrics => "# HELP target Target metadata\n# TYPE target info\n",
     });
-    out.push_str("target_info");
-    write_labels(&mut out, resource.attributes(), None, None);
-    out.push_str(" 1\n");
+    let mut labels = String::new();
+    label_pairs(&mut labels, resource.attributes(), None);
+    sample(&mut out, "target_info", &labels, None, 1.0);
     for instrument in registry.instruments() {
         render_instrument(&mut out, &instrument, format);
     }
@@ -97,16 +97,26 @@ fn render_instrument(out: &mut String, instrument: &Instrument, format: Format) 
         );
         let _ = writeln!(out, "# TYPE {family} {type_name}");
     };
+    // A series' labels are written once and shared by all of its sample lines.
+    let labels_of = |attrs: &AttributeSet| {
+        let mut labels = String::with_capacity(96);
+        label_pairs(&mut labels, attrs, scope);
+        labels
+    };
     match instrument.storage() {
         Storage::Sum(table) if !table.is_empty() => {
             header(out);
-            table
-                .for_each(|s| sample(out, &name, &s.attributes, scope, None, s.aggregator.value()));
+            table.for_each(|s| {
+                let l = labels_of(&s.attributes);
+                sample(out, &name, &l, None, s.aggregator.value());
+            });
         }
         Storage::LastValue(table) if !table.is_empty() => {
             header(out);
-            table
-                .for_each(|s| sample(out, &name, &s.attributes, scope, None, s.aggregator.value()));
+            table.for_each(|s| {
+                let l = labels_of(&s.attributes);
+                sample(out, &name, &l, None, s.aggregator.value());
+            });
         }
         Storage::Histogram(bounds, table) if !table.is_empty() => {
             header(out);
@@ -114,21 +124,15 @@ fn render_instrument(out: &mut String, instrument: &Instrument, format: Format) 
             let (sum, count) = (format!("{name}_sum"), format!("{name}_count"));
             table.for_each(|s: &Series<_>| {
                 let p = s.aggregator.snapshot();
+                let l = labels_of(&s.attributes);
                 let mut cumulative = 0u64;
                 for (i, n) in p.bucket_counts.iter().enumerate() {
                     cumulative += n;
                     let le = bounds.get(i).copied().unwrap_or(f64::INFINITY);
-                    sample(
-                        out,
-                        &bucket,
-                        &s.attributes,
-                        scope,
-                        Some(le),
-                        cumulative as f64,
-                    );
+                    sample(out, &bucket, &l, Some(le), cumulative as f64);
                 }
-                sample(out, &sum, &s.attributes, scope, None, p.sum);
-                sample(out, &count, &s.attributes, scope, None, p.count as f64);
+                sample(out, &sum, &l, None, p.sum);
+                sample(out, &count, &l, None, p.count as f64);
             });
         }
         // Text format 0.0.4 has no exponential histograms: they are exported over OTLP only.
@@ -137,24 +141,31 @@ fn render_instrument(out: &mut String, instrument: &Instrument, format: Format) 
     }
 }
 
-fn sample(
-    out: &mut String,
-    name: &str,
-    attrs: &AttributeSet,
-    scope: Option<&str>,
-    le: Option<f64>,
-    value: f64,
-) {
+/// One sample line: `name{labels,le="…"} value`.
+fn sample(out: &mut String, name: &str, labels: &str, le: Option<f64>, value: f64) {
     out.push_str(name);
-    write_labels(out, attrs, scope, le);
+    if !labels.is_empty() || le.is_some() {
+        out.push('{');
+        out.push_str(labels);
+        if let Some(le) = le {
+            if !labels.is_empty() {
+                out.push(',');
+            }
+            out.push_str("le=\"");
+            write_value(out, le);
+            out.push('"');
+        }
+        out.push('}');
+    }
     out.push(' ');
     write_value(out, value);
     out.push('\n');
 }
 
-/// Writes `{k="v",...}`; attribute keys that sanitize to one label name have their values joined by `;`.
-fn write_labels(out: &mut String, attrs: &AttributeSet, scope: Option<&str>, le: Option<f64>) {
-    let mut labels: Vec<(String, String)> = Vec::with_capacity(attrs.len() + 2);
+/// Writes `k="v",…` (no braces) for a series; attribute keys that sanitize to one label name
+/// have their values joined by `;`, and `otel_scope_name` comes last.
+fn label_pairs(out: &mut String, attrs: &AttributeSet, scope: Option<&str>) {
+    let mut labels: Vec<(String, String)> = Vec::with_capacity(attrs.len() + 1);
     for (k, v) in attrs.iter() {
         let key = naming::label_name(k);
         let value = match v {
@@ -172,10 +183,6 @@ fn write_labels(out: &mut String, attrs: &AttributeSet, scope: Option<&str>, le:
     if let Some(scope) = scope {
         labels.push(("otel_scope_name".into(), scope.into()));
     }
-    if labels.is_empty() && le.is_none() {
-        return;
-    }
-    out.push('{');
     for (i, (k, v)) in labels.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -185,15 +192,6 @@ fn write_labels(out: &mut String, attrs: &AttributeSet, scope: Option<&str>, le:
         escape_label_value(out, v);
         out.push('"');
     }
-    if let Some(le) = le {
-        if !labels.is_empty() {
-            out.push(',');
-        }
-        out.push_str("le=\"");
-        write_value(out, le);
-        out.push('"');
-    }
-    out.push('}');
 }
 
 fn escape_label_value(out: &mut String, v: &str) {
@@ -372,8 +370,8 @@ mod tests {
             ("a_b".into(), crate::metrics::attributes::Value::Int(2)),
         ]);
         let mut out = String::new();
-        write_labels(&mut out, &set, None, None);
-        assert_eq!(out, "{a_b=\"1;2\"}");
+        label_pairs(&mut out, &set, Some("s"));
+        assert_eq!(out, "a_b=\"1;2\",otel_scope_name=\"s\"");
     }
 
     #[test]
