@@ -114,12 +114,6 @@ impl Instrument {
         Self::with_aggregation(descriptor, aggregation, bounds, cardinality_limit)
     }
 
-    /// A histogram instrument with base-2 exponential buckets and no series yet.
-    pub fn exponential(descriptor: Descriptor, cardinality_limit: usize) -> Self {
-        let aggregation = Aggregation::Base2ExponentialBucketHistogram;
-        Self::with_aggregation(descriptor, aggregation, Arc::from([]), cardinality_limit)
-    }
-
     /// The aggregation an instrument kind gets unless a view chooses another.
     pub fn default_aggregation(kind: InstrumentKind) -> Aggregation {
         match kind {
