@@ -174,12 +174,16 @@ impl<A> SeriesTable<A> {
         table.insert_unique(hash, series, |s| s.attributes.hash());
     }
 
-    /// Visits every series, the overflow series last; new series wait while it runs, updates do not.
+    /// Visits every series, the overflow series last.
+    ///
+    /// The table is locked only to list the series, so neither updates nor new series wait
+    /// while the visit (an export's encoding) runs.
     pub fn for_each(&self, mut visit: impl FnMut(&Series<A>)) {
-        {
+        let series: Vec<Arc<Series<A>>> = {
             let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
-            table.iter().for_each(|s| visit(s));
-        }
+            table.iter().cloned().collect()
+        };
+        series.iter().for_each(|s| visit(s));
         if let Some(series) = self.overflow.get() {
             visit(series);
         }
@@ -214,6 +218,31 @@ mod tests {
             Sum::default,
             |s| s.update(v),
         );
+    }
+
+    #[test]
+    fn new_series_can_be_created_while_a_collection_walks_the_table() {
+        let table = Arc::new(SeriesTable::<Sum>::new(100));
+        add(&table, 0, 1.0);
+        let (done, finished) = std::sync::mpsc::channel();
+        let walker = table.clone();
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            // Recording a new series from inside the walk would deadlock if the walk held the lock.
+            walker.for_each(|_| {
+                add(&walker, 1, 1.0);
+                seen += 1;
+            });
+            let _ = done.send(seen);
+        });
+        let seen = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the walk finished while a series was created");
+        assert_eq!(
+            seen, 1,
+            "the walk sees the series that existed when it began"
+        );
+        assert_eq!(table.len(), 2);
     }
 
     #[test]
