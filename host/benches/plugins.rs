@@ -221,7 +221,7 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
         let start = Instant::now();
         std::fs::write(&tmp, &bytes).expect("write");
         std::fs::rename(&tmp, dir.join("statsd.wasm")).expect("rename");
-        while exporter.current().map(|(_, d)| d) != Some(want.clone()) {
+        while exporter.serving() != Some(want.clone()) {
             std::thread::sleep(Duration::from_micros(200));
         }
         times.push(start.elapsed().as_secs_f64() * 1000.0);

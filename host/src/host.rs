@@ -69,7 +69,6 @@ pub struct Host {
     drain: watch::Sender<Option<tokio::time::Instant>>,
     exports: Vec<JoinHandle<()>>,
     plugin_exporters: Vec<Arc<PluginExporter>>,
-    reloadable: Vec<Arc<dyn Reloadable>>,
     transforms: Transforms,
     views: Vec<Arc<PluginView>>,
     shutdown_timeout: std::time::Duration,
@@ -164,12 +163,7 @@ impl Host {
         for exporter in &plugin_exporters {
             exports.push(tick(exporter.clone(), drained.clone()));
         }
-        let subscribers: Vec<Arc<dyn Reloadable>> = plugin_exporters
-            .iter()
-            .map(|e| e.clone() as Arc<dyn Reloadable>)
-            .chain(views.iter().map(|v| v.clone() as Arc<dyn Reloadable>))
-            .chain(transforms.links().map(|l| l.clone() as Arc<dyn Reloadable>))
-            .collect();
+        let subscribers = reloadables(&plugin_exporters, &transforms, &views);
         if let Some(expiry) = config.metrics.idle_series_expiry {
             servers.push(expire_idle_series(
                 registry.clone(),
@@ -187,7 +181,6 @@ impl Host {
             ));
         }
         if let Some(loader) = loader.filter(|_| !subscribers.is_empty()) {
-            let subscribers = subscribers.clone();
             servers.push(reload::spawn(loader, subscribers, stop.subscribe()));
         }
         tracing::info!(intake = %intake_addr, prometheus = ?prometheus_addr,
@@ -202,7 +195,6 @@ impl Host {
             drain,
             exports,
             plugin_exporters,
-            reloadable: subscribers,
             transforms,
             views,
             shutdown_timeout: config.otlp.shutdown_timeout(),
@@ -226,7 +218,7 @@ impl Host {
 
     /// The plugin each plugin exporter, view and transform runs now, with its content digest.
     pub fn plugin_versions(&self) -> Vec<(String, Option<String>)> {
-        self.reloadable
+        reloadables(&self.plugin_exporters, &self.transforms, &self.views)
             .iter()
             .map(|r| (r.plugin().to_owned(), r.serving()))
             .collect()
@@ -290,6 +282,20 @@ impl Drop for Host {
     }
 }
 
+/// Every loaded plugin that follows its file in the plugin directory.
+fn reloadables(
+    exporters: &[Arc<PluginExporter>],
+    transforms: &Transforms,
+    views: &[Arc<PluginView>],
+) -> Vec<Arc<dyn Reloadable>> {
+    exporters
+        .iter()
+        .map(|e| e.clone() as Arc<dyn Reloadable>)
+        .chain(transforms.links().map(|l| l.clone() as Arc<dyn Reloadable>))
+        .chain(views.iter().map(|v| v.clone() as Arc<dyn Reloadable>))
+        .collect()
+}
+
 /// A loaded plugin's name, kind and health.
 pub type PluginHealth = (String, &'static str, Health);
 
@@ -299,7 +305,7 @@ fn plugin_health(
     views: &[Arc<PluginView>],
 ) -> Vec<PluginHealth> {
     let exporters = exporters.iter().filter_map(|e| {
-        let (plugin, _) = e.current()?;
+        let plugin = e.current()?;
         Some((e.plugin().to_owned(), "exporter", plugin.health()))
     });
     let transforms = transforms

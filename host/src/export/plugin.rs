@@ -7,7 +7,7 @@
 //! endpoint's address.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -26,7 +26,7 @@ use crate::plugins::CallError;
 use crate::plugins::bindings::encoder::{HttpRequest, Outbound, Outcome, Response, Signals};
 use crate::plugins::bindings::types::Temporality;
 use crate::plugins::convert::{self, metric_batch};
-use crate::plugins::reload::{Reloadable, Source, next_version};
+use crate::plugins::reload::{Reloadable, Source, Versioned, next_version};
 use crate::plugins::{ExporterPlugin, Loader, Transforms};
 use crate::resource::Resource;
 use crate::telemetry::{SelfTelemetry, Signal};
@@ -108,17 +108,11 @@ pub fn url_for(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, Outbound
     Ok(url)
 }
 
-/// The plugin version an integration currently runs.
-struct Current {
-    plugin: Arc<ExporterPlugin>,
-    digest: String,
-}
-
 /// An integration served by an exporter plugin.
 pub struct PluginExporter {
     name: String,
     overrides: toml::Table,
-    current: RwLock<Option<Current>>,
+    current: Versioned<ExporterPlugin>,
     destination: Destination,
     interval: Duration,
     http: reqwest::Client,
@@ -163,10 +157,7 @@ impl PluginExporter {
         Ok(Self {
             name: config.plugin.clone(),
             overrides: config.config.clone(),
-            current: RwLock::new(Some(Current {
-                plugin: Arc::new(plugin),
-                digest,
-            })),
+            current: Versioned::new(plugin, digest),
             destination,
             interval: config.interval.unwrap_or(Duration::from_secs(10)),
             http,
@@ -185,26 +176,20 @@ impl PluginExporter {
         self.interval
     }
 
-    /// The plugin version serving now, and its content digest; `None` once unloaded.
-    pub fn current(&self) -> Option<(Arc<ExporterPlugin>, String)> {
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        current
-            .as_ref()
-            .map(|c| (c.plugin.clone(), c.digest.clone()))
+    /// The plugin version serving now; `None` once unloaded.
+    pub fn current(&self) -> Option<Arc<ExporterPlugin>> {
+        self.current.get()
     }
 
-    /// Swaps in a new version; batches in flight finish on the old one.
+    /// Swaps in a new version, resetting the delta state if it asks for another temporality;
+    /// batches in flight finish on the old one.
     fn install(&self, plugin: Option<(ExporterPlugin, String)>) {
         let mut delta = self.delta.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        let before = current.as_ref().map(|c| c.plugin.info().temporality);
-        *current = plugin.map(|(plugin, digest)| {
-            if before != Some(plugin.info().temporality) {
-                *delta = delta_for(&plugin);
-            }
-            Current {
-                plugin: Arc::new(plugin),
-                digest,
+        self.current.replace(plugin, |before, next| {
+            if let Some(next) = next
+                && before.map(|b| b.info().temporality) != Some(next.info().temporality)
+            {
+                *delta = delta_for(next);
             }
         });
     }
@@ -247,7 +232,7 @@ impl PluginExporter {
         wanted: Signals,
         encode: impl FnOnce(&Self, &ExporterPlugin) -> Result<Vec<Outbound>, CallError> + Send + 'static,
     ) -> bool {
-        let Some((plugin, _)) = self.current() else {
+        let Some(plugin) = self.current() else {
             return true;
         };
         if !plugin.info().signals.contains(wanted) {
@@ -447,11 +432,9 @@ fn delta_for(plugin: &ExporterPlugin) -> Option<DeltaTracker> {
 impl EventSink for PluginExporter {
     fn accept(&self, events: &[Event<'_>]) {
         // On the intake path: check under the read lock, without cloning the current version.
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        let wanted = current
-            .as_ref()
-            .is_some_and(|c| c.plugin.info().signals.contains(Signals::LOGS));
-        drop(current);
+        let wanted = self
+            .current
+            .peek(|p| p.is_some_and(|p| p.info().signals.contains(Signals::LOGS)));
         if !wanted {
             return;
         }
@@ -471,7 +454,7 @@ impl Reloadable for PluginExporter {
     }
 
     fn serving(&self) -> Option<String> {
-        self.current().map(|(_, digest)| digest)
+        self.current.digest()
     }
 
     fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String> {

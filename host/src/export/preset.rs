@@ -17,6 +17,9 @@ pub const DATADOG_SITES: &[&str] = &[
     "ddog-gov.com",
 ];
 
+/// The presets there are.
+pub const PRESETS: &[&str] = &["datadog"];
+
 /// What a preset fills in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preset {
@@ -55,13 +58,11 @@ pub fn preset(
                 credential_env: "DD_API_KEY",
             })
         }
-        other => Err(format!("unknown preset `{other}` (known: datadog)")),
+        other => Err(format!(
+            "unknown preset `{other}` (known: {})",
+            PRESETS.join(", ")
+        )),
     }
-}
-
-/// Whether a preset named `name` exists.
-fn has_preset(name: &str) -> bool {
-    name == "datadog"
 }
 
 /// Where an integration sends, per signal, and the headers the host adds to every request.
@@ -91,7 +92,7 @@ impl Destination {
     ) -> Result<Self, String> {
         let preset = match config.preset.as_deref() {
             Some(name) => Some(preset(name, config.site.as_deref(), env)?),
-            None if has_preset(&config.plugin) => {
+            None if PRESETS.contains(&config.plugin.as_str()) => {
                 Some(preset(&config.plugin, config.site.as_deref(), env)?)
             }
             None if config.site.is_some() || config.api_key.is_some() => {

@@ -16,6 +16,8 @@ pub const OVERFLOW_KEY: &str = "otel.metric.overflow";
 pub enum SeriesKey<'k, 'a> {
     /// A borrowed attribute list, sorted by key (the hot path).
     Attrs(&'k AttrsRef<'a>),
+    /// A borrowed attribute list whose [`hash_attrs`] is already known.
+    Hashed(&'k AttrsRef<'a>, u64),
     /// An owned set, as a view produced it.
     Set(&'k AttributeSet),
 }
@@ -24,20 +26,23 @@ impl SeriesKey<'_, '_> {
     fn hash(&self) -> u64 {
         match self {
             SeriesKey::Attrs(attrs) => hash_attrs(attrs),
+            SeriesKey::Hashed(_, hash) => *hash,
             SeriesKey::Set(set) => set.hash(),
         }
     }
 
     fn matches(&self, set: &AttributeSet) -> bool {
         match self {
-            SeriesKey::Attrs(attrs) => set.matches(attrs),
+            SeriesKey::Attrs(attrs) | SeriesKey::Hashed(attrs, _) => set.matches(attrs),
             SeriesKey::Set(other) => set == *other,
         }
     }
 
     fn to_set_hashed(self, hash: u64) -> AttributeSet {
         match self {
-            SeriesKey::Attrs(attrs) => AttributeSet::from_sorted(attrs, hash),
+            SeriesKey::Attrs(attrs) | SeriesKey::Hashed(attrs, _) => {
+                AttributeSet::from_sorted(attrs, hash)
+            }
             SeriesKey::Set(set) => set.clone(),
         }
     }

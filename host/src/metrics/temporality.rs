@@ -183,6 +183,76 @@ impl DeltaTracker {
     }
 }
 
+/// One instrument's reading for one exporter: deltas through the exporter's tracker when its
+/// preference asks for them for this kind, else the cumulative state as it is.
+pub struct Reading<'a> {
+    tracker: Option<&'a mut DeltaTracker>,
+    interval_start: Option<u64>,
+}
+
+impl<'a> Reading<'a> {
+    /// How an instrument of `kind` is read with `tracker` (`None`: cumulative).
+    pub fn new(tracker: Option<&'a mut DeltaTracker>, kind: InstrumentKind) -> Self {
+        let interval_start = tracker.as_ref().and_then(|t| t.interval_start());
+        Self {
+            tracker: tracker.filter(|t| t.is_delta(kind)),
+            interval_start,
+        }
+    }
+
+    /// Whether points are deltas.
+    pub fn is_delta(&self) -> bool {
+        self.tracker.is_some()
+    }
+
+    /// A point's start time: the previous collection for deltas, else when the series began.
+    pub fn start(&self, series_start: u64) -> u64 {
+        match (self.is_delta(), self.interval_start) {
+            (true, Some(interval)) => interval.max(series_start),
+            _ => series_start,
+        }
+    }
+
+    /// A sum's value to export; `None` leaves the series out.
+    pub fn sum(&mut self, metric: &str, attrs: &AttributeSet, total: f64) -> Option<f64> {
+        match self.tracker.as_deref_mut() {
+            Some(t) => t.sum(metric, attrs, total),
+            None => Some(total),
+        }
+    }
+
+    /// A histogram point to export; `None` leaves the series out.
+    pub fn histogram(
+        &mut self,
+        metric: &str,
+        attrs: &AttributeSet,
+        point: HistogramPoint,
+    ) -> Option<HistogramPoint> {
+        match self.tracker.as_deref_mut() {
+            Some(t) => t.histogram(metric, attrs, point),
+            None => Some(point),
+        }
+    }
+
+    /// An exponential histogram point to export; `None` leaves the series out.
+    pub fn exponential(
+        &mut self,
+        metric: &str,
+        attrs: &AttributeSet,
+        point: ExponentialPoint,
+    ) -> Option<ExponentialPoint> {
+        match self.tracker.as_deref_mut() {
+            Some(t) => t.exponential(metric, attrs, point),
+            None => Some(point),
+        }
+    }
+}
+
+/// A point's minimum or maximum when it is known: the point has data and is not a delta's `NaN`.
+pub fn known_extreme(count: u64, v: f64) -> Option<f64> {
+    (count > 0 && !v.is_nan()).then_some(v)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -78,15 +78,15 @@ impl Viewed {
                 && let Some((_, answer)) =
                     cache.answers.find(hash, |(input, _)| input.matches(attrs))
             {
-                return record(key(attrs, answer.as_ref()));
+                return record(key(attrs, hash, answer.as_ref()));
             }
         }
         let answer = match self.view.map(descriptor, attrs) {
             Mapping::Keep => None,
             Mapping::Replace(set) => Some(set),
-            Mapping::Unavailable => return record(SeriesKey::Attrs(attrs)),
+            Mapping::Unavailable => return record(SeriesKey::Hashed(attrs, hash)),
         };
-        record(key(attrs, answer.as_ref()));
+        record(key(attrs, hash, answer.as_ref()));
         let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
         if cache.generation != generation || cache.answers.len() >= VIEW_CACHE_LIMIT {
             cache.answers.clear();
@@ -114,8 +114,13 @@ impl Viewed {
     }
 }
 
-fn key<'k, 'a>(attrs: &'k AttrsRef<'a>, answer: Option<&'k AttributeSet>) -> SeriesKey<'k, 'a> {
-    answer.map_or(SeriesKey::Attrs(attrs), SeriesKey::Set)
+/// The series key for an answer: the mapped set, else the input list with its hash.
+fn key<'k, 'a>(
+    attrs: &'k AttrsRef<'a>,
+    hash: u64,
+    answer: Option<&'k AttributeSet>,
+) -> SeriesKey<'k, 'a> {
+    answer.map_or(SeriesKey::Hashed(attrs, hash), SeriesKey::Set)
 }
 
 /// An instrument-name pattern where `*` matches any run of characters.

@@ -8,6 +8,7 @@ use super::bindings::types::{
 use crate::clock::unix_nanos;
 use crate::metrics::attributes::{AttributeSet, ValueRef};
 use crate::metrics::series::Series;
+use crate::metrics::temporality::{Reading, known_extreme};
 use crate::metrics::{DeltaTracker, Instrument, Registry, Storage};
 use crate::resource::Resource as HostResource;
 
@@ -75,36 +76,20 @@ pub fn metric_batch(
     }
 }
 
-/// A finite extreme, or `None` (empty series, or unknown for a delta interval).
-fn extreme(count: u64, v: f64) -> Option<f64> {
-    (count > 0 && !v.is_nan()).then_some(v)
-}
-
 fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -> Option<Metric> {
     let d = instrument.descriptor();
-    let interval_start = delta.as_ref().and_then(|t| t.interval_start());
-    let mut delta = delta.filter(|t| t.is_delta(d.kind));
-    let temporality = if delta.is_some() {
+    let mut reading = Reading::new(delta, d.kind);
+    let temporality = if reading.is_delta() {
         Temporality::Delta
     } else {
         Temporality::Cumulative
-    };
-    let is_delta = delta.is_some();
-    let start = |s_start: u64| match (is_delta, interval_start) {
-        (true, Some(interval)) => interval.max(s_start),
-        _ => s_start,
     };
     let data = match instrument.storage() {
         Storage::Sum(table) => {
             let mut points = Vec::with_capacity(table.len());
             table.for_each(|s| {
-                let total = s.aggregator.value();
-                let value = match delta.as_deref_mut() {
-                    Some(t) => t.sum(&d.name, &s.attributes, total),
-                    None => Some(total),
-                };
-                if let Some(value) = value {
-                    points.push(number(s, start(s.start_unix_nano), now, value));
+                if let Some(value) = reading.sum(&d.name, &s.attributes, s.aggregator.value()) {
+                    points.push(number(s, reading.start(s.start_unix_nano), now, value));
                 }
             });
             MetricData::Sum(Sum {
@@ -122,21 +107,18 @@ fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -
         Storage::Histogram(bounds, table) => {
             let mut points = Vec::with_capacity(table.len());
             table.for_each(|s| {
-                let p = s.aggregator.snapshot();
-                let Some(p) = (match delta.as_deref_mut() {
-                    Some(t) => t.histogram(&d.name, &s.attributes, p),
-                    None => Some(p),
-                }) else {
+                let Some(p) = reading.histogram(&d.name, &s.attributes, s.aggregator.snapshot())
+                else {
                     return;
                 };
                 points.push(HistogramPoint {
                     attributes: key_values(&s.attributes),
-                    start_time_unix_nano: start(s.start_unix_nano),
+                    start_time_unix_nano: reading.start(s.start_unix_nano),
                     time_unix_nano: now,
                     count: p.count,
                     sum: Some(p.sum),
-                    min: extreme(p.count, p.min),
-                    max: extreme(p.count, p.max),
+                    min: known_extreme(p.count, p.min),
+                    max: known_extreme(p.count, p.max),
                     bounds: bounds.to_vec(),
                     bucket_counts: p.bucket_counts,
                     exemplars: Vec::new(),
@@ -150,21 +132,18 @@ fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -
         Storage::ExponentialHistogram(table) => {
             let mut points = Vec::with_capacity(table.len());
             table.for_each(|s| {
-                let p = s.aggregator.snapshot();
-                let Some(p) = (match delta.as_deref_mut() {
-                    Some(t) => t.exponential(&d.name, &s.attributes, p),
-                    None => Some(p),
-                }) else {
+                let Some(p) = reading.exponential(&d.name, &s.attributes, s.aggregator.snapshot())
+                else {
                     return;
                 };
                 points.push(ExponentialHistogramPoint {
                     attributes: key_values(&s.attributes),
-                    start_time_unix_nano: start(s.start_unix_nano),
+                    start_time_unix_nano: reading.start(s.start_unix_nano),
                     time_unix_nano: now,
                     count: p.count,
                     sum: Some(p.sum),
-                    min: extreme(p.count, p.min),
-                    max: extreme(p.count, p.max),
+                    min: known_extreme(p.count, p.min),
+                    max: known_extreme(p.count, p.max),
                     scale: p.scale,
                     zero_count: p.zero_count,
                     zero_threshold: 0.0,

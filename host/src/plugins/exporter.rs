@@ -7,13 +7,13 @@ use wasmtime::component::Component;
 use super::bindings::encoder::{self, ExporterInfo, Outbound, Outcome, Response};
 use super::bindings::types::{LogBatch, MetricBatch};
 use super::runtime::{Limits, Runtime};
-use super::supervisor::{CallError, Health, LoadError, Supervised};
+use super::supervisor::{CallError, Health, LoadError, Shared, Supervised};
 
 /// A loaded exporter plugin.
 pub struct ExporterPlugin {
     name: Arc<str>,
     info: ExporterInfo,
-    instance: Mutex<Supervised<encoder::Guest>>,
+    instance: Shared<encoder::Guest>,
 }
 
 impl ExporterPlugin {
@@ -50,7 +50,7 @@ impl ExporterPlugin {
         Ok(Self {
             name,
             info,
-            instance: Mutex::new(instance),
+            instance: instance.into(),
         })
     }
 
@@ -66,20 +66,20 @@ impl ExporterPlugin {
 
     /// Encodes a metric batch.
     pub fn encode_metrics(&self, batch: &MetricBatch) -> Result<Vec<Outbound>, CallError> {
-        self.lock()
+        self.instance
             .call(|g, store| g.call_encode_metrics(store, batch))
     }
 
     /// Encodes a log batch.
     pub fn encode_logs(&self, batch: &LogBatch) -> Result<Vec<Outbound>, CallError> {
-        self.lock()
+        self.instance
             .call(|g, store| g.call_encode_logs(store, batch))
     }
 
     /// Asks the plugin how to treat a response; if it cannot answer, the status code decides.
     pub fn classify(&self, response: &Response) -> Outcome {
         let answer = self
-            .lock()
+            .instance
             .call(|g, store| g.call_classify(store, response).map(Ok));
         answer.unwrap_or_else(|_| match response.status {
             200..=299 => Outcome::Success,
@@ -90,10 +90,6 @@ impl ExporterPlugin {
 
     /// The plugin's health.
     pub fn health(&self) -> Health {
-        self.lock().health()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Supervised<encoder::Guest>> {
-        self.instance.lock().unwrap_or_else(PoisonError::into_inner)
+        self.instance.health()
     }
 }

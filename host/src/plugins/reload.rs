@@ -55,6 +55,26 @@ impl<P> Versioned<P> {
         self.read().as_ref().map(|(p, _)| p.clone())
     }
 
+    /// Runs `f` on the version serving now under the read lock, without taking a reference to it.
+    pub fn peek<R>(&self, f: impl FnOnce(Option<&P>) -> R) -> R {
+        f(self.read().as_ref().map(|(p, _)| &**p))
+    }
+
+    /// Installs `next` (or unloads) as [`Versioned::set`] does, calling `swap` with the old and
+    /// new versions while no call can see either.
+    pub fn replace(&self, next: Option<(P, String)>, swap: impl FnOnce(Option<&P>, Option<&P>)) {
+        let mut slot = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = next.map(|(p, d)| (Arc::new(p), d));
+        swap(
+            slot.as_ref().map(|(p, _)| &**p),
+            next.as_ref().map(|(p, _)| &**p),
+        );
+        *slot = next;
+    }
+
     /// The SHA-256 of the version serving now.
     pub fn digest(&self) -> Option<String> {
         self.read().as_ref().map(|(_, d)| d.clone())
@@ -62,11 +82,7 @@ impl<P> Versioned<P> {
 
     /// Installs `next` (or unloads); calls holding the old version finish on it.
     pub fn set(&self, next: Option<(P, String)>) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            next.map(|(p, d)| (Arc::new(p), d));
+        self.replace(next, |_, _| {});
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<(Arc<P>, String)>> {

@@ -1,7 +1,7 @@
 //! Supervision of one plugin: a live instance, re-created with exponential backoff
 //! after a failure, and marked failed after a crash loop.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -212,5 +212,33 @@ impl<G> Supervised<G> {
             (None, None, Some(f)) => Health::Restarting(f.to_string()),
             _ => Health::Running,
         }
+    }
+}
+
+/// A supervised plugin shared between threads: calls take turns on its one instance.
+pub struct Shared<G>(Mutex<Supervised<G>>);
+
+impl<G> From<Supervised<G>> for Shared<G> {
+    fn from(supervised: Supervised<G>) -> Self {
+        Self(Mutex::new(supervised))
+    }
+}
+
+impl<G> Shared<G> {
+    /// The plugin's health.
+    pub fn health(&self) -> Health {
+        self.lock().health()
+    }
+
+    /// Calls into the instance, as [`Supervised::call`] does.
+    pub fn call<R>(
+        &self,
+        f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<R, CallError> {
+        self.lock().call(f)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Supervised<G>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -1,6 +1,6 @@
 //! Transform plugins and the chain that applies them to batches, failing open by default; each link reloads on its own.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::Component;
@@ -10,7 +10,7 @@ use super::bindings::types::{LogBatch, MetricBatch};
 use super::loader::Loader;
 use super::reload::{Reloadable, Source, Versioned, next_version};
 use super::runtime::{Limits, Runtime};
-use super::supervisor::{CallError, Health, LoadError, Supervised};
+use super::supervisor::{CallError, Health, LoadError, Shared, Supervised};
 
 /// What happens to a batch when a transform fails.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -27,7 +27,7 @@ pub enum OnFailure {
 pub struct TransformPlugin {
     name: Arc<str>,
     on_failure: OnFailure,
-    instance: Mutex<Supervised<transformer::Guest>>,
+    instance: Shared<transformer::Guest>,
 }
 
 impl TransformPlugin {
@@ -55,7 +55,7 @@ impl TransformPlugin {
         Ok(Self {
             name,
             on_failure,
-            instance: Mutex::new(instance),
+            instance: instance.into(),
         })
     }
 
@@ -66,23 +66,19 @@ impl TransformPlugin {
 
     /// The plugin's health.
     pub fn health(&self) -> Health {
-        self.lock().health()
+        self.instance.health()
     }
 
     /// Rewrites a metric batch.
     pub fn metrics(&self, batch: &MetricBatch) -> Result<MetricBatch, CallError> {
-        self.lock()
+        self.instance
             .call(|g, store| g.call_transform_metrics(store, batch))
     }
 
     /// Rewrites a log batch.
     pub fn logs(&self, batch: &LogBatch) -> Result<LogBatch, CallError> {
-        self.lock()
+        self.instance
             .call(|g, store| g.call_transform_logs(store, batch))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Supervised<transformer::Guest>> {
-        self.instance.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -1,7 +1,7 @@
 //! View plugins: an attribute view backed by a supervised component, swappable on reload.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use wasmtime::component::Component;
 
@@ -11,14 +11,14 @@ use super::convert;
 use super::loader::Loader;
 use super::reload::{Reloadable, Source, Versioned, next_version};
 use super::runtime::{Limits, Runtime};
-use super::supervisor::{Health, LoadError, Supervised};
+use super::supervisor::{Health, LoadError, Shared, Supervised};
 use crate::metrics::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
 use crate::metrics::{AttributeView, Descriptor, Mapping};
 
 /// One loaded version of a view plugin.
 pub struct ViewPlugin {
     name: Arc<str>,
-    instance: Mutex<Supervised<viewer::Guest>>,
+    instance: Shared<viewer::Guest>,
 }
 
 impl ViewPlugin {
@@ -44,13 +44,13 @@ impl ViewPlugin {
         )?;
         Ok(Self {
             name,
-            instance: Mutex::new(instance),
+            instance: instance.into(),
         })
     }
 
     /// The plugin's health.
     pub fn health(&self) -> Health {
-        self.lock().health()
+        self.instance.health()
     }
 
     /// Asks the plugin for the attribute set of one series of `instrument`.
@@ -68,7 +68,7 @@ impl ViewPlugin {
                 value: convert::value(*v),
             })
             .collect();
-        let answer = self.lock().call(|g, store| {
+        let answer = self.instance.call(|g, store| {
             g.call_map_attributes(store, &info, &input)
                 .map(Ok::<_, String>)
         });
@@ -80,10 +80,6 @@ impl ViewPlugin {
                 Mapping::Unavailable
             }
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Supervised<viewer::Guest>> {
-        self.instance.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

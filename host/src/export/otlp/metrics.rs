@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use super::{key_values, resource};
 use crate::clock::unix_nanos;
 use crate::metrics::aggregation::{Buckets as ExpBuckets, LastValue};
+use crate::metrics::temporality::{Reading, known_extreme};
 use crate::metrics::{DeltaTracker, Instrument, Registry, Storage};
 use crate::resource::Resource;
 
@@ -57,36 +58,21 @@ pub fn encode(
     }
 }
 
-/// A known extreme of a non-empty point.
-fn extreme(count: u64, v: f64) -> Option<f64> {
-    (count > 0 && !v.is_nan()).then_some(v)
-}
-
 fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -> Option<Metric> {
     let d = instrument.descriptor();
-    let interval_start = delta.as_ref().and_then(|t| t.interval_start());
-    let mut delta = delta.filter(|t| t.is_delta(d.kind));
-    let temporality = if delta.is_some() {
+    let mut reading = Reading::new(delta, d.kind);
+    let temporality = if reading.is_delta() {
         AggregationTemporality::Delta
     } else {
         AggregationTemporality::Cumulative
     } as i32;
-    let is_delta = delta.is_some();
-    let start = |s_start: u64| match (is_delta, interval_start) {
-        (true, Some(interval)) => interval.max(s_start),
-        _ => s_start,
-    };
     let data = match instrument.storage() {
         Storage::Sum(table) => {
             let mut points = Vec::with_capacity(table.len());
             table.for_each(|s| {
-                let total = s.aggregator.value();
-                let value = match delta.as_deref_mut() {
-                    Some(t) => t.sum(&d.name, &s.attributes, total),
-                    None => Some(total),
-                };
-                if let Some(v) = value {
-                    points.push(number(&s.attributes, start(s.start_unix_nano), now, v));
+                if let Some(v) = reading.sum(&d.name, &s.attributes, s.aggregator.value()) {
+                    let start = reading.start(s.start_unix_nano);
+                    points.push(number(&s.attributes, start, now, v));
                 }
             });
             (!points.is_empty()).then_some(Data::Sum(Sum {
@@ -112,23 +98,20 @@ fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -
         Storage::Histogram(bounds, table) => {
             let mut points = Vec::with_capacity(table.len());
             table.for_each(|s| {
-                let p = s.aggregator.snapshot();
-                let Some(p) = (match delta.as_deref_mut() {
-                    Some(t) => t.histogram(&d.name, &s.attributes, p),
-                    None => Some(p),
-                }) else {
+                let Some(p) = reading.histogram(&d.name, &s.attributes, s.aggregator.snapshot())
+                else {
                     return;
                 };
                 points.push(HistogramDataPoint {
                     attributes: key_values(&s.attributes),
-                    start_time_unix_nano: start(s.start_unix_nano),
+                    start_time_unix_nano: reading.start(s.start_unix_nano),
                     time_unix_nano: now,
                     count: p.count,
                     sum: Some(p.sum),
                     bucket_counts: p.bucket_counts,
                     explicit_bounds: bounds.to_vec(),
-                    min: extreme(p.count, p.min),
-                    max: extreme(p.count, p.max),
+                    min: known_extreme(p.count, p.min),
+                    max: known_extreme(p.count, p.max),
                     ..Default::default()
                 });
             });
@@ -140,11 +123,8 @@ fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -
         Storage::ExponentialHistogram(table) => {
             let mut points = Vec::with_capacity(table.len());
             table.for_each(|s| {
-                let p = s.aggregator.snapshot();
-                let Some(p) = (match delta.as_deref_mut() {
-                    Some(t) => t.exponential(&d.name, &s.attributes, p),
-                    None => Some(p),
-                }) else {
+                let Some(p) = reading.exponential(&d.name, &s.attributes, s.aggregator.snapshot())
+                else {
                     return;
                 };
                 let buckets = |b: ExpBuckets| {
@@ -155,7 +135,7 @@ fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -
                 };
                 points.push(ExponentialHistogramDataPoint {
                     attributes: key_values(&s.attributes),
-                    start_time_unix_nano: start(s.start_unix_nano),
+                    start_time_unix_nano: reading.start(s.start_unix_nano),
                     time_unix_nano: now,
                     count: p.count,
                     sum: Some(p.sum),
@@ -163,8 +143,8 @@ fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -
                     zero_count: p.zero_count,
                     positive: buckets(p.positive),
                     negative: buckets(p.negative),
-                    min: extreme(p.count, p.min),
-                    max: extreme(p.count, p.max),
+                    min: known_extreme(p.count, p.min),
+                    max: known_extreme(p.count, p.max),
                     zero_threshold: 0.0,
                     ..Default::default()
                 });
