@@ -529,6 +529,61 @@ async fn exponential_histograms_are_exported_when_chosen_and_omitted_from_promet
 }
 
 #[tokio::test]
+async fn exemplars_carry_the_trace_of_the_event_they_came_from() {
+    use opentelemetry_proto::tonic::metrics::v1::exemplar::Value;
+    let receiver = Receiver::start().await;
+    let host = start(&config(&receiver, "logs = false")).await;
+    let fast = Completed {
+        total_ms: 40.0,
+        ..Completed::ok("m1", "vllm")
+    };
+    let slow = Completed {
+        total_ms: 30_000.0,
+        ..fast
+    };
+    post_ndjson(&host, &[fast.event(1), slow.event(2), fast.event(3)]).await;
+    host.collect_now().await;
+    receiver
+        .wait_until("a metrics batch", |r| !r.metrics.is_empty())
+        .await;
+    let exemplars = receiver.with(|r| {
+        let metric = r.metrics[0].resource_metrics[0]
+            .scope_metrics
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .find(|m| m.name == "gen_ai.server.request.duration")
+            .cloned()
+            .expect("duration");
+        let Some(Data::Histogram(h)) = metric.data else {
+            panic!("histogram")
+        };
+        let mut out: Vec<(f64, Vec<u8>, Vec<u8>)> = h.data_points[0]
+            .exemplars
+            .iter()
+            .map(|e| {
+                let Some(Value::AsDouble(v)) = e.value else {
+                    panic!("a double")
+                };
+                (v, e.trace_id.clone(), e.span_id.clone())
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    });
+    // One exemplar per bucket, the latest measurement in it: event 3 replaced event 1.
+    let ids = |seq: u32| {
+        (
+            hex(&format!("{:032x}", seq + 1)),
+            hex(&format!("{:016x}", seq + 1)),
+        )
+    };
+    let (t3, s3) = ids(3);
+    let (t2, s2) = ids(2);
+    assert_eq!(exemplars, [(0.04, t3, s3), (30.0, t2, s2)]);
+    host.shutdown().await;
+}
+
+#[tokio::test]
 async fn delta_preference_sends_counter_changes_and_keeps_up_down_counters_cumulative() {
     let receiver = Receiver::start().await;
     let extra = "temporality_preference = \"delta\"\nlogs = false\n[derive]\nrule_set = \"none\"\n[[derive.rules]]\nevent_type = \"chunk_produced\"\ninstrument = \"counter\"\nname = \"chunks\"\n[[derive.rules]]\nevent_type = \"generation_started\"\ninstrument = \"up_down_counter\"\nname = \"queue\"\n";

@@ -187,6 +187,23 @@ async fn openmetrics_is_served_when_the_scraper_asks_for_it() {
     );
     assert!(text.contains("\ninference_requests_total{"), "{text}");
     assert!(text.contains("# TYPE gen_ai_server_request_duration_seconds histogram\n"));
+    // The event's trace and span ids come back as the exemplar of the bucket its duration fell in.
+    let bucket = text
+        .lines()
+        .find(|l| {
+            l.starts_with("gen_ai_server_request_duration_seconds_bucket{") && l.contains(" # {")
+        })
+        .expect("an exemplar on a bucket");
+    let exemplar = format!(
+        " 1 # {{trace_id=\"{:032x}\",span_id=\"{:016x}\"}} 0.001 ",
+        2, 2
+    );
+    assert!(bucket.contains(&exemplar), "{bucket}");
+    assert_eq!(
+        text.matches(" # {").count(),
+        4,
+        "duration, input and output token usage, and the requests counter: {text}"
+    );
     // Without the header, the same endpoint speaks text format 0.0.4.
     let plain = scrape(host.prometheus_addr().expect("prometheus on")).await;
     assert!(

@@ -13,7 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::derive::DeriveConfig;
 use crate::intake::body::DEFAULT_MAX_BODY;
 use crate::metrics::{
-    DEFAULT_CARDINALITY_LIMIT, HistogramAggregation, StreamView, TemporalityPreference,
+    DEFAULT_CARDINALITY_LIMIT, ExemplarFilter, HistogramAggregation, StreamView,
+    TemporalityPreference,
 };
 
 /// A configuration that cannot be loaded, naming the file or variable at fault.
@@ -343,6 +344,8 @@ pub struct MetricsConfig {
     /// How histogram instruments aggregate (`explicit_bucket_histogram`, the default, or
     /// `base2_exponential_bucket_histogram`).
     pub default_histogram_aggregation: Option<HistogramAggregation>,
+    /// Which measurements become exemplars (`trace_based`, the default, `always_on` or `always_off`).
+    pub exemplar_filter: Option<ExemplarFilter>,
     /// Remove series not measured for this long (e.g. `"1h"`); unset keeps every series.
     #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
     pub idle_series_expiry: Option<Duration>,
@@ -355,6 +358,7 @@ impl Default for MetricsConfig {
         Self {
             cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
             default_histogram_aggregation: None,
+            exemplar_filter: None,
             idle_series_expiry: None,
             views: Vec::new(),
         }
@@ -465,6 +469,13 @@ impl Config {
                 "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
                 var("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION"),
                 "expected explicit_bucket_histogram or base2_exponential_bucket_histogram",
+            )?;
+        }
+        if self.metrics.exemplar_filter.is_none() {
+            self.metrics.exemplar_filter = enum_var(
+                "OTEL_METRICS_EXEMPLAR_FILTER",
+                var("OTEL_METRICS_EXEMPLAR_FILTER"),
+                "expected trace_based, always_on or always_off",
             )?;
         }
         if self.otlp.temporality_preference.is_none() {
@@ -677,6 +688,33 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=\"exponential\": expected explicit_bucket_histogram or base2_exponential_bucket_histogram"
+        );
+    }
+
+    #[test]
+    fn the_exemplar_filter_comes_from_file_then_env() {
+        const VAR: &str = "OTEL_METRICS_EXEMPLAR_FILTER";
+        let mut c = Config::default();
+        c.apply_env(env(&[])).expect("valid");
+        assert_eq!(
+            c.metrics.exemplar_filter, None,
+            "unset: the engine's trace_based"
+        );
+        c.apply_env(env(&[(VAR, "always_on")])).expect("valid");
+        assert_eq!(c.metrics.exemplar_filter, Some(ExemplarFilter::AlwaysOn));
+        let mut file =
+            Config::from_toml("[metrics]\nexemplar_filter = \"always_off\"\n").expect("valid");
+        file.apply_env(env(&[(VAR, "always_on")])).expect("valid");
+        assert_eq!(
+            file.metrics.exemplar_filter,
+            Some(ExemplarFilter::AlwaysOff)
+        );
+        let err = Config::default()
+            .apply_env(env(&[(VAR, "sometimes")]))
+            .expect_err("bad");
+        assert_eq!(
+            err.to_string(),
+            "invalid OTEL_METRICS_EXEMPLAR_FILTER=\"sometimes\": expected trace_based, always_on or always_off"
         );
     }
 

@@ -10,6 +10,8 @@ use std::ops::Deref;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::metrics::TraceContext;
+
 /// A string borrowed from the input when it has no escapes, owned otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Text<'a>(pub Cow<'a, str>);
@@ -212,6 +214,16 @@ pub struct Event<'a> {
     /// Free-form attributes.
     #[serde(borrow, default)]
     pub attributes: Attributes<'a>,
+}
+
+impl Event<'_> {
+    /// The trace the event happened in, when it names both its trace and its span.
+    pub fn trace(&self) -> Option<TraceContext> {
+        Some(TraceContext {
+            trace_id: self.trace_id?,
+            span_id: self.span_id?,
+        })
+    }
 }
 
 fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {

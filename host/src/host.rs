@@ -91,6 +91,7 @@ impl Host {
                         .default_histogram_aggregation
                         .unwrap_or_default(),
                 )
+                .with_exemplar_filter(config.metrics.exemplar_filter.unwrap_or_default())
                 .with_stream_views(config.metrics.views.clone())?,
         );
         let telemetry = SelfTelemetry::register(&registry)?;

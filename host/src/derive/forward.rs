@@ -52,7 +52,7 @@ impl Forward {
         }
         for (field, value) in &event.metrics.0 {
             match self.gauge(field) {
-                Some(gauge) => gauge.record(&attrs[..n], *value),
+                Some(gauge) => gauge.record_traced(&attrs[..n], *value, event.trace()),
                 None => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }

@@ -263,7 +263,8 @@ impl Rule {
                 n += 1;
             }
         }
-        self.instrument.record(&buf[..n], value);
+        self.instrument
+            .record_traced(&buf[..n], value, event.trace());
     }
 }
 

@@ -124,7 +124,9 @@ impl AttributeSet {
     }
 
     /// Iterates over the key-value pairs in key order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, ValueRef<'_>)> {
+    pub fn iter(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (&str, ValueRef<'_>)> + ExactSizeIterator {
         self.pairs.iter().map(|(k, v)| (&**k, v.as_ref()))
     }
 

@@ -5,7 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use super::aggregation::{ExponentialHistogram, Histogram, LastValue, MAX_SIZE, Sum};
 use super::attributes::AttrsRef;
-use super::series::{IdleClock, SeriesKey, SeriesTable};
+use super::exemplar::{ExemplarFilter, ReservoirKind, TraceContext};
+use super::series::{IdleClock, Series, SeriesKey, SeriesTable};
 use super::stream::Aggregation;
 use super::view::{AttributeView, Viewed};
 
@@ -104,6 +105,23 @@ pub struct Instrument {
     dropped: bool,
     rejected: AtomicU64,
     view: OnceLock<Viewed>,
+    exemplars: ExemplarFilter,
+}
+
+/// Exemplars an exponential histogram series keeps: the specification's `min(20, max_size)`.
+const EXPONENTIAL_EXEMPLARS: usize = if MAX_SIZE < 20 { MAX_SIZE } else { 20 };
+
+/// Offers `value` to `series`' reservoir of `kind` when the filter sampled it (`sample` holds its trace).
+fn offer<A>(
+    series: &Series<A>,
+    sample: Option<Option<TraceContext>>,
+    kind: ReservoirKind,
+    value: f64,
+    bucket: usize,
+) {
+    if let Some(trace) = sample {
+        series.offer_exemplar(kind, value, bucket, trace);
+    }
 }
 
 impl Instrument {
@@ -147,7 +165,14 @@ impl Instrument {
             dropped: aggregation == Aggregation::Drop,
             rejected: AtomicU64::new(0),
             view: OnceLock::new(),
+            exemplars: ExemplarFilter::default(),
         }
+    }
+
+    /// The same instrument, sampling exemplars as `filter` says.
+    pub fn with_exemplar_filter(mut self, filter: ExemplarFilter) -> Self {
+        self.exemplars = filter;
+        self
     }
 
     /// Whether a view dropped this instrument: it records nothing and is not exported.
@@ -155,11 +180,18 @@ impl Instrument {
         self.dropped
     }
 
-    /// Records one measurement for the series `attrs` (sorted by key), through the instrument's view if it has one.
+    /// Records one measurement made outside any trace for the series `attrs` (sorted by key).
+    pub fn record(&self, attrs: &AttrsRef<'_>, value: f64) {
+        self.record_traced(attrs, value, None);
+    }
+
+    /// Records one measurement made under `trace` for the series `attrs` (sorted by key),
+    /// through the instrument's view if it has one; the exemplar filter decides whether it is
+    /// also kept as an exemplar.
     ///
     /// Non-finite values, and negative values on a Counter, are counted in
     /// [`Instrument::rejected`] and not recorded.
-    pub fn record(&self, attrs: &AttrsRef<'_>, value: f64) {
+    pub fn record_traced(&self, attrs: &AttrsRef<'_>, value: f64, trace: Option<TraceContext>) {
         if self.dropped {
             return;
         }
@@ -168,35 +200,63 @@ impl Instrument {
             self.rejected.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        // Callbacks report totals and current values, not measurements: they carry no exemplars.
+        let observed = self.descriptor.kind.is_observable();
+        let sample = (!observed && self.exemplars.samples(trace.as_ref())).then_some(trace);
         match self.view.get() {
-            None => self.record_into(SeriesKey::Attrs(attrs), value),
+            None => self.record_into(SeriesKey::Attrs(attrs), value, sample),
             Some(viewed) => {
-                viewed.resolve(&self.descriptor, attrs, |key| self.record_into(key, value));
+                viewed.resolve(&self.descriptor, attrs, |key| {
+                    self.record_into(key, value, sample);
+                });
             }
         }
     }
 
-    fn record_into(&self, key: SeriesKey<'_, '_>, value: f64) {
-        let observed = self.descriptor.kind.is_observable();
+    fn record_into(
+        &self,
+        key: SeriesKey<'_, '_>,
+        value: f64,
+        sample: Option<Option<TraceContext>>,
+    ) {
+        let single = ReservoirKind::FixedSize(1);
         match &self.storage {
-            Storage::Sum(table) if observed => {
-                table.with_series(key, Sum::default, |a| a.set(value));
+            Storage::Sum(table) if self.descriptor.kind.is_observable() => {
+                table.with_series(key, Sum::default, |s| s.aggregator.set(value));
             }
-            Storage::Sum(table) => table.with_series(key, Sum::default, |a| a.update(value)),
-            Storage::LastValue(table) => {
-                table.with_series(key, LastValue::default, |a| a.update(value));
-            }
+            Storage::Sum(table) => table.with_series(key, Sum::default, |s| {
+                s.aggregator.update(value);
+                offer(s, sample, single, value, 0);
+            }),
+            Storage::LastValue(table) => table.with_series(key, LastValue::default, |s| {
+                s.aggregator.update(value);
+                offer(s, sample, single, value, 0);
+            }),
             Storage::Histogram(bounds, table) => {
-                table.with_series(key, || Histogram::new(bounds.clone()), |a| a.update(value));
+                let aligned = ReservoirKind::Aligned(bounds.len() + 1);
+                table.with_series(
+                    key,
+                    || Histogram::new(bounds.clone()),
+                    |s| offer(s, sample, aligned, value, s.aggregator.update(value)),
+                );
             }
             Storage::ExponentialHistogram(table) => {
+                let fixed = ReservoirKind::FixedSize(EXPONENTIAL_EXEMPLARS);
                 table.with_series(
                     key,
                     || ExponentialHistogram::new(MAX_SIZE),
-                    |a| a.update(value),
+                    |s| {
+                        s.aggregator.update(value);
+                        offer(s, sample, fixed, value, 0);
+                    },
                 );
             }
         }
+    }
+
+    /// The filter deciding which measurements become exemplars.
+    pub fn exemplar_filter(&self) -> ExemplarFilter {
+        self.exemplars
     }
 
     /// The same instrument, stamping its series with ticks of `clock` (for [`Instrument::expire`]).

@@ -5,6 +5,7 @@
 
 pub mod aggregation;
 pub mod attributes;
+pub mod exemplar;
 pub mod instrument;
 pub mod series;
 pub mod stream;
@@ -14,6 +15,7 @@ pub mod view;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+pub use exemplar::{ExemplarFilter, TraceContext};
 pub use instrument::{Descriptor, HistogramAggregation, Instrument, InstrumentKind, Storage};
 pub use stream::{Aggregation, StreamView, StreamViewError};
 pub use temporality::{DeltaTracker, TemporalityPreference};
@@ -77,6 +79,7 @@ pub struct Registry {
     callbacks: RwLock<Vec<(Arc<Instrument>, Callback)>>,
     clock: series::IdleClock,
     streams: Vec<StreamView>,
+    exemplars: ExemplarFilter,
 }
 
 impl std::fmt::Debug for Registry {
@@ -99,7 +102,14 @@ impl Registry {
             callbacks: RwLock::default(),
             clock: series::IdleClock::default(),
             streams: Vec::new(),
+            exemplars: ExemplarFilter::default(),
         }
+    }
+
+    /// The same registry, sampling exemplars with `filter` in instruments created from now on.
+    pub fn with_exemplar_filter(mut self, filter: ExemplarFilter) -> Self {
+        self.exemplars = filter;
+        self
     }
 
     /// The same registry, applying `views` (first match wins) to instruments created from now on.
@@ -187,7 +197,8 @@ impl Registry {
                 bounds,
                 self.cardinality_limit,
             )
-            .with_clock(self.clock.clone());
+            .with_clock(self.clock.clone())
+            .with_exemplar_filter(self.exemplars);
         };
         let bounds = view.buckets.as_deref().map_or(bounds, Arc::from);
         let instrument = Instrument::with_aggregation(
@@ -196,7 +207,8 @@ impl Registry {
             bounds,
             view.cardinality_limit.unwrap_or(self.cardinality_limit),
         )
-        .with_clock(self.clock.clone());
+        .with_clock(self.clock.clone())
+        .with_exemplar_filter(self.exemplars);
         if let Some(filter) = view.attribute_filter() {
             instrument.attach_view(filter);
         }

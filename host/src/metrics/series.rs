@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use hashbrown::HashTable;
 
 use super::attributes::{AttributeSet, AttrsRef, Value, hash_attrs};
+use super::exemplar::{Exemplar, Reservoir, ReservoirKind, TraceContext};
 use crate::clock::unix_nanos;
 
 /// The attribute key that marks the overflow series.
@@ -80,6 +81,8 @@ pub struct Series<A> {
     pub start_unix_nano: u64,
     /// The [`IdleClock`] tick of its last measurement.
     touched: AtomicU64,
+    /// Sampled measurements, allocated on the first one.
+    exemplars: OnceLock<Reservoir>,
 }
 
 impl<A> Series<A> {
@@ -89,14 +92,35 @@ impl<A> Series<A> {
             aggregator,
             start_unix_nano: unix_nanos(),
             touched: AtomicU64::new(tick),
+            exemplars: OnceLock::new(),
         }
     }
 
-    fn update(&self, tick: u64, update: impl FnOnce(&A)) {
-        update(&self.aggregator);
+    fn update(&self, tick: u64, update: impl FnOnce(&Self)) {
+        update(self);
         if self.touched.load(Ordering::Relaxed) != tick {
             self.touched.store(tick, Ordering::Relaxed);
         }
+    }
+
+    /// Keeps `value` as an exemplar in a reservoir of `kind`; `bucket` is its histogram bucket.
+    pub fn offer_exemplar(
+        &self,
+        kind: ReservoirKind,
+        value: f64,
+        bucket: usize,
+        trace: Option<TraceContext>,
+    ) {
+        self.exemplars
+            .get_or_init(|| Reservoir::new(kind))
+            .offer(value, bucket, trace);
+    }
+
+    /// The series' exemplars measured at or after `since` (Unix nanoseconds), with their slots.
+    pub fn exemplars(&self, since: u64) -> Vec<(usize, Exemplar)> {
+        self.exemplars
+            .get()
+            .map_or_else(Vec::new, |r| r.collect(since))
     }
 }
 
@@ -147,7 +171,7 @@ impl<A> SeriesTable<A> {
         &self,
         key: SeriesKey<'_, '_>,
         create: impl FnOnce() -> A,
-        update: impl FnOnce(&A),
+        update: impl FnOnce(&Series<A>),
     ) {
         let hash = key.hash();
         let tick = self.clock.now();
@@ -175,7 +199,7 @@ impl<A> SeriesTable<A> {
             return;
         }
         let series = Arc::new(Series::new(key.to_set_hashed(hash), create(), tick));
-        update(&series.aggregator);
+        update(&series);
         table.insert_unique(hash, series, |s| s.attributes.hash());
     }
 
@@ -221,7 +245,7 @@ mod tests {
         table.with_series(
             SeriesKey::Attrs(&[("id", ValueRef::Int(id))]),
             Sum::default,
-            |s| s.update(v),
+            |s| s.aggregator.update(v),
         );
     }
 

@@ -106,16 +106,16 @@ impl OtlpExporter {
     fn collect_blocking(&self) {
         let Some(ch) = &self.metrics else { return };
         let mut delta = self.delta.lock().unwrap_or_else(PoisonError::into_inner);
-        let request = if self.transforms.is_empty() {
+        let body = if self.transforms.is_empty() {
             metrics::encode(&self.registry, &self.resource, delta.as_mut())
         } else {
             let batch = convert::metric_batch(&self.registry, &self.resource, delta.as_mut());
             match self.transforms.metrics(batch) {
-                Some(batch) => convert::otlp::metric_request(&batch),
+                Some(batch) => convert::otlp::metric_request(&batch).encode_to_vec(),
                 None => return,
             }
         };
-        let dropped = ch.queue.push([Bytes::from(request.encode_to_vec())]);
+        let dropped = ch.queue.push([Bytes::from(body)]);
         if dropped > 0 {
             self.telemetry.export_dropped(Signal::Metrics, dropped);
         }

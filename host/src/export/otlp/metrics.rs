@@ -1,180 +1,420 @@
-//! Encodes the aggregation engine's state as an OTLP `ExportMetricsServiceRequest`.
+//! Encodes the aggregation engine's state as an OTLP `ExportMetricsServiceRequest`, straight
+//! from the series into protobuf bytes: no request, metric or data point is built in memory.
+//!
+//! Fields are written last to first (see [`Reverse`]), in descending field number, so the bytes
+//! are the ones `prost` would write for the same `opentelemetry-proto` messages.
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
-    HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    exponential_histogram_data_point, metric::Data, number_data_point::Value,
-};
-
-use super::{key_values, resource};
+use super::wire::Reverse;
 use crate::clock::unix_nanos;
-use crate::metrics::aggregation::{Buckets as ExpBuckets, LastValue};
+use crate::metrics::aggregation::{Buckets, ExponentialPoint, HistogramPoint};
+use crate::metrics::attributes::{AttributeSet, ValueRef};
+use crate::metrics::exemplar::Exemplar;
+use crate::metrics::series::Series;
 use crate::metrics::temporality::{Reading, known_extreme};
 use crate::metrics::{DeltaTracker, Instrument, Registry, Storage};
 use crate::resource::Resource;
 
-/// Collects every instrument with data into one request, grouped by scope: cumulative, or with a
-/// tracker in the temporality its preference gives each instrument (deltas leave out quiet series).
+const DELTA: u64 = 1;
+const CUMULATIVE: u64 = 2;
+
+/// Collects every instrument with data into one encoded request, grouped by scope: cumulative,
+/// or with a tracker in the temporality its preference gives each instrument (deltas leave out
+/// quiet series).
 pub fn encode(
     registry: &Registry,
     res: &Resource,
     mut delta: Option<&mut DeltaTracker>,
-) -> ExportMetricsServiceRequest {
+) -> Vec<u8> {
     registry.observe();
     let now = unix_nanos();
-    let mut scopes: Vec<ScopeMetrics> = Vec::new();
-    for instrument in registry.instruments() {
-        let Some(metric) = metric(&instrument, now, delta.as_deref_mut()) else {
-            continue;
-        };
+    let instruments = registry.instruments();
+    let mut scopes: Vec<(&'static str, Vec<&Instrument>)> = Vec::new();
+    for instrument in &instruments {
         let scope = instrument.descriptor().scope;
-        match scopes
-            .iter_mut()
-            .find(|s| s.scope.as_ref().is_some_and(|sc| sc.name == scope))
-        {
-            Some(s) => s.metrics.push(metric),
-            None => scopes.push(ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: scope.to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    ..Default::default()
-                }),
-                metrics: vec![metric],
-                schema_url: String::new(),
-            }),
+        match scopes.iter_mut().find(|(name, _)| *name == scope) {
+            Some((_, members)) => members.push(instrument),
+            None => scopes.push((scope, vec![instrument])),
         }
     }
+    let mut w = Reverse::with_capacity(64 * 1024);
+    w.message(1, |w| {
+        for (scope, members) in scopes.iter().rev() {
+            let start = w.len();
+            let mut wrote = false;
+            w.message(2, |w| {
+                let metrics = w.len();
+                for instrument in members.iter().rev() {
+                    metric(w, instrument, now, delta.as_deref_mut());
+                }
+                wrote = w.len() > metrics;
+                w.message(1, |w| {
+                    w.bytes(2, env!("CARGO_PKG_VERSION").as_bytes());
+                    w.bytes(1, scope.as_bytes());
+                });
+            });
+            if !wrote {
+                w.truncate(start); // none of the scope's instruments had points
+            }
+        }
+        w.message(1, |w| attributes(w, 1, res.attributes()));
+    });
     if let Some(d) = delta {
         d.finish(now);
     }
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(resource(res)),
-            scope_metrics: scopes,
-            schema_url: String::new(),
-        }],
-    }
+    w.finish()
 }
 
-fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -> Option<Metric> {
+/// Writes one `Metric` (field 2 of its scope) if the instrument has points to export.
+fn metric(w: &mut Reverse, instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) {
     let d = instrument.descriptor();
     let mut reading = Reading::new(delta, d.kind);
     let temporality = if reading.is_delta() {
-        AggregationTemporality::Delta
+        DELTA
     } else {
-        AggregationTemporality::Cumulative
-    } as i32;
-    let data = match instrument.storage() {
-        Storage::Sum(table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                if let Some(v) = reading.sum(&d.name, &s.attributes, s.aggregator.value()) {
-                    let start = reading.start(s.start_unix_nano);
-                    points.push(number(&s.attributes, start, now, v));
-                }
-            });
-            (!points.is_empty()).then_some(Data::Sum(Sum {
-                data_points: points,
-                aggregation_temporality: temporality,
-                is_monotonic: d.kind.is_monotonic(),
-            }))
-        }
-        Storage::LastValue(table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                points.push(number(
-                    &s.attributes,
-                    s.start_unix_nano,
-                    now,
-                    LastValue::value(&s.aggregator),
-                ));
-            });
-            (!points.is_empty()).then_some(Data::Gauge(Gauge {
-                data_points: points,
-            }))
-        }
-        Storage::Histogram(bounds, table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                let Some(p) = reading.histogram(&d.name, &s.attributes, s.aggregator.snapshot())
-                else {
-                    return;
-                };
-                points.push(HistogramDataPoint {
-                    attributes: key_values(&s.attributes),
-                    start_time_unix_nano: reading.start(s.start_unix_nano),
-                    time_unix_nano: now,
-                    count: p.count,
-                    sum: Some(p.sum),
-                    bucket_counts: p.bucket_counts,
-                    explicit_bounds: bounds.to_vec(),
-                    min: known_extreme(p.count, p.min),
-                    max: known_extreme(p.count, p.max),
-                    ..Default::default()
+        CUMULATIVE
+    };
+    let start = w.len();
+    let mut points = 0usize;
+    w.message(2, |w| {
+        let data = |w: &mut Reverse, field: u32, write: &mut dyn FnMut(&mut Reverse)| {
+            w.message(field, |w| write(w));
+        };
+        match instrument.storage() {
+            Storage::Sum(table) => data(w, 7, &mut |w| {
+                w.varint(3, u64::from(d.kind.is_monotonic()));
+                w.varint(2, temporality);
+                table.for_each(|s| {
+                    if let Some(v) = reading.sum(&d.name, &s.attributes, s.aggregator.value()) {
+                        number_point(w, s, reading.start(s.start_unix_nano), now, v);
+                        points += 1;
+                    }
                 });
-            });
-            (!points.is_empty()).then_some(Data::Histogram(Histogram {
-                data_points: points,
-                aggregation_temporality: temporality,
-            }))
-        }
-        Storage::ExponentialHistogram(table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                let Some(p) = reading.exponential(&d.name, &s.attributes, s.aggregator.snapshot())
-                else {
-                    return;
-                };
-                let buckets = |b: ExpBuckets| {
-                    Some(exponential_histogram_data_point::Buckets {
-                        offset: b.offset,
-                        bucket_counts: b.counts,
-                    })
-                };
-                points.push(ExponentialHistogramDataPoint {
-                    attributes: key_values(&s.attributes),
-                    start_time_unix_nano: reading.start(s.start_unix_nano),
-                    time_unix_nano: now,
-                    count: p.count,
-                    sum: Some(p.sum),
-                    scale: p.scale,
-                    zero_count: p.zero_count,
-                    positive: buckets(p.positive),
-                    negative: buckets(p.negative),
-                    min: known_extreme(p.count, p.min),
-                    max: known_extreme(p.count, p.max),
-                    zero_threshold: 0.0,
-                    ..Default::default()
+            }),
+            Storage::LastValue(table) => data(w, 5, &mut |w| {
+                table.for_each(|s| {
+                    number_point(w, s, s.start_unix_nano, now, s.aggregator.value());
+                    points += 1;
                 });
-            });
-            (!points.is_empty()).then_some(Data::ExponentialHistogram(ExponentialHistogram {
-                data_points: points,
-                aggregation_temporality: temporality,
-            }))
+            }),
+            Storage::Histogram(bounds, table) => data(w, 9, &mut |w| {
+                w.varint(2, temporality);
+                table.for_each(|s| {
+                    let snapshot = s.aggregator.snapshot();
+                    if let Some(p) = reading.histogram(&d.name, &s.attributes, snapshot) {
+                        let start = reading.start(s.start_unix_nano);
+                        histogram_point(w, s, bounds, &p, start, now);
+                        points += 1;
+                    }
+                });
+            }),
+            Storage::ExponentialHistogram(table) => data(w, 10, &mut |w| {
+                w.varint(2, temporality);
+                table.for_each(|s| {
+                    let snapshot = s.aggregator.snapshot();
+                    if let Some(p) = reading.exponential(&d.name, &s.attributes, snapshot) {
+                        let start = reading.start(s.start_unix_nano);
+                        exponential_point(w, s, &p, start, now);
+                        points += 1;
+                    }
+                });
+            }),
         }
-    }?;
-    Some(Metric {
-        name: d.name.clone(),
-        description: d.description.clone(),
-        unit: d.unit.clone(),
-        metadata: Vec::new(),
-        data: Some(data),
-    })
+        w.bytes(3, d.unit.as_bytes());
+        w.bytes(2, d.description.as_bytes());
+        w.bytes(1, d.name.as_bytes());
+    });
+    if points == 0 {
+        w.truncate(start);
+    }
 }
 
-fn number(
-    attrs: &crate::metrics::attributes::AttributeSet,
+/// A `NumberDataPoint` (field 1 of its `Sum` or `Gauge`).
+fn number_point<A>(w: &mut Reverse, s: &Series<A>, start: u64, now: u64, value: f64) {
+    w.message(1, |w| {
+        attributes(w, 7, &s.attributes);
+        exemplars(w, 5, &s.exemplars(start));
+        w.fixed64_always(4, value.to_bits());
+        w.fixed64(3, now);
+        w.fixed64(2, start);
+    });
+}
+
+/// A `HistogramDataPoint` (field 1 of its `Histogram`).
+fn histogram_point<A>(
+    w: &mut Reverse,
+    s: &Series<A>,
+    bounds: &[f64],
+    p: &HistogramPoint,
     start: u64,
     now: u64,
-    v: f64,
-) -> NumberDataPoint {
-    NumberDataPoint {
-        attributes: key_values(attrs),
-        start_time_unix_nano: start,
-        time_unix_nano: now,
-        value: Some(Value::AsDouble(v)),
-        ..Default::default()
+) {
+    w.message(1, |w| {
+        extremes(w, 12, 11, p.count, p.min, p.max);
+        attributes(w, 9, &s.attributes);
+        exemplars(w, 8, &s.exemplars(start));
+        w.packed_fixed64(7, bounds.iter().map(|b| b.to_bits()));
+        w.packed_fixed64(6, p.bucket_counts.iter().copied());
+        w.fixed64_always(5, p.sum.to_bits());
+        w.fixed64(4, p.count);
+        w.fixed64(3, now);
+        w.fixed64(2, start);
+    });
+}
+
+/// An `ExponentialHistogramDataPoint` (field 1 of its `ExponentialHistogram`).
+fn exponential_point<A>(
+    w: &mut Reverse,
+    s: &Series<A>,
+    p: &ExponentialPoint,
+    start: u64,
+    now: u64,
+) {
+    let buckets = |w: &mut Reverse, field: u32, b: &Buckets| {
+        w.message(field, |w| {
+            w.packed_varint(2, b.counts.iter().copied());
+            w.sint32(1, b.offset);
+        });
+    };
+    w.message(1, |w| {
+        extremes(w, 13, 12, p.count, p.min, p.max);
+        exemplars(w, 11, &s.exemplars(start));
+        buckets(w, 9, &p.negative);
+        buckets(w, 8, &p.positive);
+        w.fixed64(7, p.zero_count);
+        w.sint32(6, p.scale);
+        w.fixed64_always(5, p.sum.to_bits());
+        w.fixed64(4, p.count);
+        w.fixed64(3, now);
+        w.fixed64(2, start);
+        attributes(w, 1, &s.attributes);
+    });
+}
+
+/// A histogram point's optional `max` and `min`, when known.
+fn extremes(w: &mut Reverse, max_field: u32, min_field: u32, count: u64, min: f64, max: f64) {
+    if let Some(max) = known_extreme(count, max) {
+        w.fixed64_always(max_field, max.to_bits());
+    }
+    if let Some(min) = known_extreme(count, min) {
+        w.fixed64_always(min_field, min.to_bits());
+    }
+}
+
+/// A point's exemplars as repeated `Exemplar` messages in `field`.
+fn exemplars(w: &mut Reverse, field: u32, exemplars: &[(usize, Exemplar)]) {
+    for (_, e) in exemplars.iter().rev() {
+        w.message(field, |w| {
+            if let Some(trace) = &e.trace {
+                w.bytes(5, &trace.trace_id);
+                w.bytes(4, &trace.span_id);
+            }
+            w.fixed64_always(3, e.value.to_bits());
+            w.fixed64(2, e.time_unix_nano);
+        });
+    }
+}
+
+/// An attribute set as repeated `KeyValue` messages in `field`.
+pub(super) fn attributes(w: &mut Reverse, field: u32, attrs: &AttributeSet) {
+    for (key, value) in attrs.iter().rev() {
+        w.message(field, |w| {
+            w.message(2, |w| match value {
+                ValueRef::Str(s) => w.bytes_always(1, s.as_bytes()),
+                ValueRef::Bool(b) => w.varint_always(2, u64::from(b)),
+                ValueRef::Int(i) => w.varint_always(3, i as u64),
+                ValueRef::Double(d) => w.fixed64_always(4, d.to_bits()),
+            });
+            w.bytes(1, key.as_bytes());
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{exemplar, metric::Data};
+    use prost::Message;
+
+    use super::*;
+    use crate::metrics::{Descriptor, ExemplarFilter, InstrumentKind, TraceContext};
+
+    fn desc(name: &str, kind: InstrumentKind, scope: &'static str) -> Descriptor {
+        Descriptor {
+            name: name.into(),
+            unit: "s".into(),
+            description: format!("{name} described"),
+            kind,
+            scope,
+        }
+    }
+
+    const TRACE: TraceContext = TraceContext {
+        trace_id: [7; 16],
+        span_id: [9; 8],
+    };
+
+    /// A registry with every storage kind across two scopes, one instrument and one scope empty.
+    fn registry() -> Registry {
+        let exponential = crate::metrics::StreamView {
+            instrument: Some("e".into()),
+            aggregation: Some(crate::metrics::Aggregation::Base2ExponentialBucketHistogram),
+            ..Default::default()
+        };
+        let reg = Registry::new(10)
+            .with_exemplar_filter(ExemplarFilter::TraceBased)
+            .with_stream_views(vec![exponential])
+            .expect("valid view");
+        let at = |k: &'static str| [("k", ValueRef::Str(k)), ("n", ValueRef::Int(-3))];
+        let c = reg
+            .instrument(desc("c", InstrumentKind::Counter, "a"), &[])
+            .expect("c");
+        c.record_traced(&at("x"), 2.0, Some(TRACE));
+        c.record(&at("y"), 0.0);
+        let g = reg
+            .instrument(desc("g", InstrumentKind::Gauge, "b"), &[])
+            .expect("g");
+        g.record(
+            &[("on", ValueRef::Bool(false)), ("r", ValueRef::Double(0.5))],
+            -1.0,
+        );
+        let h = reg
+            .instrument(desc("h", InstrumentKind::Histogram, "a"), &[1.0, 5.0])
+            .expect("h");
+        h.record_traced(&[], 3.0, Some(TRACE));
+        h.record(&[], 0.5);
+        reg.instrument(desc("idle", InstrumentKind::UpDownCounter, "empty"), &[])
+            .expect("idle");
+        let e = reg
+            .instrument(desc("e", InstrumentKind::Histogram, "b"), &[])
+            .expect("e");
+        for v in [0.0, -2.0, 3.0] {
+            e.record_traced(&[], v, Some(TRACE));
+        }
+        reg
+    }
+
+    #[test]
+    fn the_bytes_are_canonical_protobuf() {
+        let bytes = encode(&registry(), &Resource::detect(&Default::default()), None);
+        let request = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("decodes");
+        assert_eq!(
+            request.encode_to_vec(),
+            bytes,
+            "prost writes the same bytes back"
+        );
+        let scopes: Vec<(String, Vec<String>)> = request.resource_metrics[0]
+            .scope_metrics
+            .iter()
+            .map(|s| {
+                let scope = s.scope.as_ref().expect("scope");
+                assert_eq!(scope.version, env!("CARGO_PKG_VERSION"));
+                (
+                    scope.name.clone(),
+                    s.metrics.iter().map(|m| m.name.clone()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            scopes,
+            [
+                ("a".to_owned(), vec!["c".to_owned(), "h".to_owned()]),
+                ("b".to_owned(), vec!["g".to_owned(), "e".to_owned()]),
+            ],
+            "scopes and instruments in registration order; nothing for an instrument without series"
+        );
+        let resource = request.resource_metrics[0]
+            .resource
+            .as_ref()
+            .expect("resource");
+        assert!(
+            resource
+                .attributes
+                .iter()
+                .any(|kv| kv.key == "service.name")
+        );
+    }
+
+    #[test]
+    fn exemplars_carry_their_value_time_and_trace() {
+        let bytes = encode(&registry(), &Resource::detect(&Default::default()), None);
+        let request = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("decodes");
+        let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
+        let Some(Data::Sum(sum)) = &metrics[0].data else {
+            panic!("sum")
+        };
+        let mut points: Vec<_> = sum.data_points.iter().collect();
+        points.sort_by_key(|p| format!("{:?}", p.attributes));
+        assert_eq!(points[0].exemplars.len(), 1, "the traced measurement");
+        assert!(
+            points[1].exemplars.is_empty(),
+            "trace_based: the untraced one is not sampled"
+        );
+        let e = &points[0].exemplars[0];
+        assert_eq!(e.value, Some(exemplar::Value::AsDouble(2.0)));
+        assert_eq!(
+            (e.trace_id.as_slice(), e.span_id.as_slice()),
+            (&[7; 16][..], &[9; 8][..])
+        );
+        assert!(e.time_unix_nano >= points[0].start_time_unix_nano);
+        let Some(Data::Histogram(h)) = &metrics[1].data else {
+            panic!("histogram")
+        };
+        let values: Vec<_> = h.data_points[0].exemplars.iter().map(|e| e.value).collect();
+        assert_eq!(values, [Some(exemplar::Value::AsDouble(3.0))]);
+        assert_eq!(h.data_points[0].bucket_counts, [1, 1, 0]);
+        let Some(Data::ExponentialHistogram(e)) =
+            &request.resource_metrics[0].scope_metrics[1].metrics[1].data
+        else {
+            panic!("exponential histogram")
+        };
+        let values: Vec<_> = e.data_points[0].exemplars.iter().map(|e| e.value).collect();
+        let v = |x| Some(exemplar::Value::AsDouble(x));
+        assert_eq!(
+            values,
+            [v(0.0), v(-2.0), v(3.0)],
+            "a fixed-size reservoir keeps all three"
+        );
+    }
+
+    #[test]
+    fn delta_points_carry_only_the_exemplars_of_their_interval() {
+        let reg = Registry::new(10).with_exemplar_filter(ExemplarFilter::AlwaysOn);
+        let c = reg
+            .instrument(desc("c", InstrumentKind::Counter, "a"), &[])
+            .expect("c");
+        let res = Resource::detect(&Default::default());
+        let mut tracker = DeltaTracker::new(crate::metrics::TemporalityPreference::Delta);
+        let exemplars = |bytes: Vec<u8>| -> Vec<(Option<exemplar::Value>, bool)> {
+            let r = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("decodes");
+            r.resource_metrics[0]
+                .scope_metrics
+                .iter()
+                .flat_map(|s| &s.metrics)
+                .flat_map(|m| match &m.data {
+                    Some(Data::Sum(s)) => s.data_points.clone(),
+                    _ => Vec::new(),
+                })
+                .flat_map(|p| p.exemplars)
+                .map(|e| (e.value, e.trace_id.is_empty()))
+                .collect()
+        };
+        c.record(&[], 4.0);
+        assert_eq!(
+            exemplars(encode(&reg, &res, Some(&mut tracker))),
+            [(Some(exemplar::Value::AsDouble(4.0)), true)],
+            "always_on samples untraced measurements, without trace ids"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        c.record(&[("k", ValueRef::Int(1))], 1.0);
+        assert_eq!(
+            exemplars(encode(&reg, &res, Some(&mut tracker))),
+            [(Some(exemplar::Value::AsDouble(1.0)), true)],
+            "the first series was quiet; the second's exemplar is new"
+        );
+        assert_eq!(
+            exemplars(encode(&reg, &res, None)).len(),
+            2,
+            "a cumulative reading shows both"
+        );
     }
 }

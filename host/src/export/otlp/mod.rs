@@ -4,6 +4,7 @@ pub mod client;
 pub mod exporter;
 pub mod logs;
 pub mod metrics;
+pub mod wire;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use wasmtel_naming::{self as naming, Shape};
 
 use crate::metrics::attributes::{AttributeSet, ValueRef};
+use crate::metrics::exemplar::Exemplar;
 use crate::metrics::series::Series;
 use crate::metrics::{Instrument, InstrumentKind, Registry, Storage};
 use crate::resource::Resource;
@@ -58,7 +59,7 @@ pub fn render_as(format: Format, registry: &Registry, resource: &Resource) -> St
     });
     let mut labels = String::new();
     label_pairs(&mut labels, resource.attributes(), None);
-    sample(&mut out, "target_info", &labels, None, 1.0);
+    sample(&mut out, "target_info", &labels, None, 1.0, None);
     for instrument in registry.instruments() {
         render_instrument(&mut out, &instrument, format);
     }
@@ -103,19 +104,31 @@ fn render_instrument(out: &mut String, instrument: &Instrument, format: Format) 
         label_pairs(&mut labels, attrs, scope);
         labels
     };
+    // Only OpenMetrics has exemplars, and only on counters and histogram buckets.
+    let exemplars = |series_exemplars: &dyn Fn() -> Vec<(usize, Exemplar)>| match format {
+        Format::OpenMetrics => series_exemplars(),
+        Format::Prometheus => Vec::new(),
+    };
     match instrument.storage() {
         Storage::Sum(table) if !table.is_empty() => {
             header(out);
+            let counter = type_name == "counter";
             table.for_each(|s| {
                 let l = labels_of(&s.attributes);
-                sample(out, &name, &l, None, s.aggregator.value());
+                let e = if counter {
+                    exemplars(&|| s.exemplars(0))
+                } else {
+                    Vec::new()
+                };
+                let e = e.first().map(|(_, e)| e);
+                sample(out, &name, &l, None, s.aggregator.value(), e);
             });
         }
         Storage::LastValue(table) if !table.is_empty() => {
             header(out);
             table.for_each(|s| {
                 let l = labels_of(&s.attributes);
-                sample(out, &name, &l, None, s.aggregator.value());
+                sample(out, &name, &l, None, s.aggregator.value(), None);
             });
         }
         Storage::Histogram(bounds, table) if !table.is_empty() => {
@@ -125,14 +138,16 @@ fn render_instrument(out: &mut String, instrument: &Instrument, format: Format) 
             table.for_each(|s: &Series<_>| {
                 let p = s.aggregator.snapshot();
                 let l = labels_of(&s.attributes);
+                let kept = exemplars(&|| s.exemplars(0));
                 let mut cumulative = 0u64;
                 for (i, n) in p.bucket_counts.iter().enumerate() {
                     cumulative += n;
                     let le = bounds.get(i).copied().unwrap_or(f64::INFINITY);
-                    sample(out, &bucket, &l, Some(le), cumulative as f64);
+                    let e = kept.iter().find(|(slot, _)| *slot == i).map(|(_, e)| e);
+                    sample(out, &bucket, &l, Some(le), cumulative as f64, e);
                 }
-                sample(out, &sum, &l, None, p.sum);
-                sample(out, &count, &l, None, p.count as f64);
+                sample(out, &sum, &l, None, p.sum, None);
+                sample(out, &count, &l, None, p.count as f64, None);
             });
         }
         // Text format 0.0.4 has no exponential histograms: they are exported over OTLP only.
@@ -141,8 +156,16 @@ fn render_instrument(out: &mut String, instrument: &Instrument, format: Format) 
     }
 }
 
-/// One sample line: `name{labels,le="…"} value`.
-fn sample(out: &mut String, name: &str, labels: &str, le: Option<f64>, value: f64) {
+/// One sample line: `name{labels,le="…"} value`, then ` # {trace_id="…",span_id="…"} value
+/// timestamp` when it has an exemplar.
+fn sample(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    le: Option<f64>,
+    value: f64,
+    exemplar: Option<&Exemplar>,
+) {
     out.push_str(name);
     if !labels.is_empty() || le.is_some() {
         out.push('{');
@@ -159,6 +182,25 @@ fn sample(out: &mut String, name: &str, labels: &str, le: Option<f64>, value: f6
     }
     out.push(' ');
     write_value(out, value);
+    if let Some(e) = exemplar {
+        out.push_str(" # {");
+        if let Some(trace) = &e.trace {
+            out.push_str("trace_id=\"");
+            out.push_str(&const_hex::encode(trace.trace_id));
+            out.push_str("\",span_id=\"");
+            out.push_str(&const_hex::encode(trace.span_id));
+            out.push('"');
+        }
+        out.push_str("} ");
+        write_value(out, e.value);
+        let nanos = e.time_unix_nano;
+        let _ = write!(
+            out,
+            " {}.{:09}",
+            nanos / 1_000_000_000,
+            nanos % 1_000_000_000
+        );
+    }
     out.push('\n');
 }
 
@@ -361,6 +403,70 @@ mod tests {
         );
         assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
         assert_eq!(Format::negotiate(None), Format::Prometheus);
+    }
+
+    #[test]
+    fn openmetrics_shows_exemplars_on_counters_and_the_buckets_they_fell_in() {
+        use crate::metrics::TraceContext;
+        let registry = Registry::new(10);
+        let d = |name: &str, kind| Descriptor {
+            name: name.into(),
+            unit: String::new(),
+            description: String::new(),
+            kind,
+            scope: "s",
+        };
+        let c = registry
+            .instrument(d("req", InstrumentKind::Counter), &[])
+            .expect("c");
+        let h = registry
+            .instrument(d("lat", InstrumentKind::Histogram), &[0.5, 1.0])
+            .expect("h");
+        let g = registry
+            .instrument(d("temp", InstrumentKind::Gauge), &[])
+            .expect("g");
+        let trace = Some(TraceContext {
+            trace_id: [0xab; 16],
+            span_id: [0x01; 8],
+        });
+        let before = crate::clock::unix_nanos() as f64 / 1e9;
+        c.record_traced(&[], 2.0, trace);
+        h.record(&[], 0.25); // not traced: not an exemplar under trace_based
+        h.record_traced(&[], 0.75, trace);
+        g.record_traced(&[], 40.0, trace);
+        let resource = Resource::detect(&ResourceConfig::default());
+        let text = render_as(Format::OpenMetrics, &registry, &resource);
+        let exemplar_of = |prefix: &str| -> Option<String> {
+            let line = text.lines().find(|l| l.starts_with(prefix))?;
+            line.split_once(" # ").map(|(_, e)| e.to_owned())
+        };
+        let ids = format!(
+            "{{trace_id=\"{}\",span_id=\"{}\"}}",
+            "ab".repeat(16),
+            "01".repeat(8)
+        );
+        let counter = exemplar_of("req_total{").expect("counter exemplar");
+        let (labels_value, time) = counter.rsplit_once(' ').expect("timestamp");
+        assert_eq!(labels_value, format!("{ids} 2"));
+        let time: f64 = time.parse().expect("seconds");
+        assert!(time >= before && time < before + 60.0, "{time}");
+        assert_eq!(
+            exemplar_of("lat_bucket{otel_scope_name=\"s\",le=\"0.5\"}"),
+            None
+        );
+        let bucket = exemplar_of("lat_bucket{otel_scope_name=\"s\",le=\"1\"}").expect("bucket");
+        assert!(bucket.starts_with(&format!("{ids} 0.75 ")), "{bucket}");
+        assert_eq!(
+            exemplar_of("lat_bucket{otel_scope_name=\"s\",le=\"+Inf\"}"),
+            None
+        );
+        assert_eq!(
+            exemplar_of("temp{"),
+            None,
+            "OpenMetrics gauges have no exemplars"
+        );
+        let plain = render(&registry, &resource);
+        assert!(!plain.contains(" # "), "text format 0.0.4 has no exemplars");
     }
 
     #[test]

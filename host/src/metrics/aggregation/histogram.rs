@@ -45,8 +45,8 @@ impl Histogram {
         }
     }
 
-    /// Adds one measurement.
-    pub fn update(&self, value: f64) {
+    /// Adds one measurement; returns the index of its bucket.
+    pub fn update(&self, value: f64) -> usize {
         let bucket = self.bounds.partition_point(|b| *b < value);
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.count += 1;
@@ -54,6 +54,7 @@ impl Histogram {
         s.min = s.min.min(value);
         s.max = s.max.max(value);
         s.bucket_counts[bucket] += 1;
+        bucket
     }
 
     /// The bucket boundaries.

@@ -1,0 +1,158 @@
+//! Exemplars: sampled measurements kept beside a series' aggregate, with the trace that made them.
+
+use std::sync::{Mutex, PoisonError};
+
+use crate::clock::unix_nanos;
+
+/// Which measurements may become exemplars, as `OTEL_METRICS_EXEMPLAR_FILTER` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExemplarFilter {
+    /// Only measurements made in the context of a (sampled) trace: the default.
+    #[default]
+    TraceBased,
+    /// Every measurement.
+    AlwaysOn,
+    /// None.
+    AlwaysOff,
+}
+
+impl ExemplarFilter {
+    /// Whether a measurement made under `trace` is offered to its series' reservoir.
+    pub fn samples(self, trace: Option<&TraceContext>) -> bool {
+        match self {
+            Self::TraceBased => trace.is_some(),
+            Self::AlwaysOn => true,
+            Self::AlwaysOff => false,
+        }
+    }
+}
+
+/// The W3C trace context a measurement was made in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The trace id.
+    pub trace_id: [u8; 16],
+    /// The span id.
+    pub span_id: [u8; 8],
+}
+
+/// One sampled measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemplar {
+    /// The measured value.
+    pub value: f64,
+    /// When it was measured (Unix nanoseconds).
+    pub time_unix_nano: u64,
+    /// The trace it was measured in, if any.
+    pub trace: Option<TraceContext>,
+}
+
+/// How a series keeps its exemplars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservoirKind {
+    /// One slot per histogram bucket, holding the latest measurement that fell in it.
+    Aligned(usize),
+    /// A fixed number of slots holding the latest measurements, oldest replaced first.
+    FixedSize(usize),
+}
+
+/// A fixed-size store of exemplars, allocated on a series' first sampled measurement.
+#[derive(Debug)]
+pub struct Reservoir {
+    kind: ReservoirKind,
+    state: Mutex<Slots>,
+}
+
+#[derive(Debug)]
+struct Slots {
+    slots: Box<[Option<Exemplar>]>,
+    offered: usize,
+}
+
+impl Reservoir {
+    /// An empty reservoir of `kind` (at least one slot).
+    pub fn new(kind: ReservoirKind) -> Self {
+        let (ReservoirKind::Aligned(n) | ReservoirKind::FixedSize(n)) = kind;
+        Self {
+            kind,
+            state: Mutex::new(Slots {
+                slots: vec![None; n.max(1)].into_boxed_slice(),
+                offered: 0,
+            }),
+        }
+    }
+
+    /// Keeps `value`, measured now under `trace`; `bucket` is its histogram bucket (aligned reservoirs).
+    pub fn offer(&self, value: f64, bucket: usize, trace: Option<TraceContext>) {
+        let exemplar = Exemplar {
+            value,
+            time_unix_nano: unix_nanos(),
+            trace,
+        };
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let len = s.slots.len();
+        let at = match self.kind {
+            ReservoirKind::Aligned(_) => bucket.min(len - 1),
+            ReservoirKind::FixedSize(_) => s.offered % len,
+        };
+        s.slots[at] = Some(exemplar);
+        s.offered += 1;
+    }
+
+    /// The exemplars measured at or after `since` (Unix nanoseconds), by slot; aligned
+    /// reservoirs give their bucket with each.
+    pub fn collect(&self, since: u64) -> Vec<(usize, Exemplar)> {
+        let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.filter(|e| e.time_unix_nano >= since).map(|e| (i, e)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE: TraceContext = TraceContext {
+        trace_id: [1; 16],
+        span_id: [2; 8],
+    };
+
+    #[test]
+    fn filters_follow_the_specification() {
+        use ExemplarFilter::*;
+        let cases =
+            [TraceBased, AlwaysOn, AlwaysOff].map(|f| (f.samples(Some(&TRACE)), f.samples(None)));
+        assert_eq!(cases, [(true, false), (true, true), (false, false)]);
+    }
+
+    #[test]
+    fn aligned_reservoirs_keep_the_latest_measurement_per_bucket() {
+        let r = Reservoir::new(ReservoirKind::Aligned(3));
+        r.offer(0.5, 0, None);
+        r.offer(0.7, 0, Some(TRACE));
+        r.offer(9.0, 2, None);
+        r.offer(99.0, 7, None); // past the last bucket: kept in the last
+        let got: Vec<(usize, f64, bool)> = r
+            .collect(0)
+            .into_iter()
+            .map(|(i, e)| (i, e.value, e.trace.is_some()))
+            .collect();
+        assert_eq!(got, [(0, 0.7, true), (2, 99.0, false)]);
+    }
+
+    #[test]
+    fn fixed_size_reservoirs_replace_their_oldest_exemplar() {
+        let r = Reservoir::new(ReservoirKind::FixedSize(2));
+        for v in [1.0, 2.0, 3.0] {
+            r.offer(v, 0, None);
+        }
+        let values: Vec<f64> = r.collect(0).into_iter().map(|(_, e)| e.value).collect();
+        assert_eq!(values, [3.0, 2.0]);
+        let later = unix_nanos() + 1_000_000_000;
+        assert!(r.collect(later).is_empty(), "none measured since `later`");
+    }
+}
