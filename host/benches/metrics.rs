@@ -3,20 +3,19 @@
 //! past the cardinality limit, two threads on one series, and collecting 10,000 series; plus
 //! Prometheus exposition of 10,000 series in ns per line. Prints the ratio of each pair.
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{BOUNDS, sdk};
 use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::Aggregation as SdkAggregation;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
-use opentelemetry_sdk::metrics::reader::MetricReader;
-use opentelemetry_sdk::metrics::{
-    Aggregation as SdkAggregation, Instrument as SdkInstrument, InstrumentKind as SdkKind,
-    ManualReader, Pipeline, SdkMeterProvider, Stream, Temporality,
-};
+use opentelemetry_sdk::metrics::reader::MetricReader as _;
 use wasmtel::metrics::attributes::ValueRef;
 use wasmtel::metrics::{Descriptor, HistogramAggregation, Instrument, InstrumentKind, Registry};
 use wasmtel::resource::Resource;
@@ -51,44 +50,6 @@ fn attribute_sets() -> (Vec<Ours>, Vec<[KeyValue; 3]>) {
     (ours, theirs)
 }
 
-/// A manual reader the benchmark keeps a handle to, to collect on demand.
-#[derive(Debug, Clone)]
-struct Reader(Arc<ManualReader>);
-
-impl MetricReader for Reader {
-    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
-        self.0.register_pipeline(pipeline);
-    }
-    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
-        self.0.collect(rm)
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
-    }
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
-    }
-    fn temporality(&self, kind: SdkKind) -> Temporality {
-        self.0.temporality(kind)
-    }
-}
-
-/// An SDK provider whose instruments get `aggregation` and `limit` through a view.
-fn sdk(aggregation: Option<SdkAggregation>, limit: usize) -> (SdkMeterProvider, Reader) {
-    let reader = Reader(Arc::new(ManualReader::builder().build()));
-    let provider = SdkMeterProvider::builder()
-        .with_reader(reader.clone())
-        .with_view(move |_: &SdkInstrument| {
-            let mut stream = Stream::builder().with_cardinality_limit(limit);
-            if let Some(a) = aggregation.clone() {
-                stream = stream.with_aggregation(a);
-            }
-            stream.build().ok()
-        })
-        .build();
-    (provider, reader)
-}
-
 fn ours(kind: InstrumentKind, limit: usize, histograms: HistogramAggregation) -> Arc<Instrument> {
     Registry::new(limit)
         .with_histogram_aggregation(histograms)
@@ -100,9 +61,7 @@ fn ours(kind: InstrumentKind, limit: usize, histograms: HistogramAggregation) ->
                 kind,
                 scope: "bench",
             },
-            &[
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ],
+            &BOUNDS,
         )
         .expect("instrument")
 }
@@ -241,9 +200,7 @@ fn collection(c: &mut Criterion) {
                 kind: InstrumentKind::Histogram,
                 scope: "bench",
             },
-            &[
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ],
+            &BOUNDS,
         )
         .expect("histogram");
     for i in 0..SERIES {

@@ -82,7 +82,7 @@ pub struct Series<A> {
     /// The [`IdleClock`] tick of its last measurement.
     touched: AtomicU64,
     /// Sampled measurements, allocated on the first one.
-    exemplars: OnceLock<Reservoir>,
+    exemplars: OnceLock<Box<Reservoir>>,
 }
 
 impl<A> Series<A> {
@@ -112,7 +112,7 @@ impl<A> Series<A> {
         trace: Option<TraceContext>,
     ) {
         self.exemplars
-            .get_or_init(|| Reservoir::new(kind))
+            .get_or_init(|| Box::new(Reservoir::new(kind)))
             .offer(value, bucket, trace);
     }
 
