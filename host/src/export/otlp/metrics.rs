@@ -216,7 +216,8 @@ fn exemplars(w: &mut Reverse, field: u32, exemplars: &[(usize, Exemplar)]) {
 
 /// An attribute set as repeated `KeyValue` messages in `field`.
 pub(super) fn attributes(w: &mut Reverse, field: u32, attrs: &AttributeSet) {
-    for (key, value) in attrs.iter().rev() {
+    let pairs: Vec<_> = attrs.iter().collect();
+    for (key, value) in pairs.into_iter().rev() {
         w.message(field, |w| {
             w.message(2, |w| match value {
                 ValueRef::Str(s) => w.bytes_always(1, s.as_bytes()),

@@ -195,8 +195,13 @@ pub(crate) fn index(value: f64, scale: i32) -> i32 {
     // correct by one where rounding put it across a boundary.
     let fraction = value / 2f64.powi(exponent);
     let sub = 1 << scale;
-    let guess = (fraction.log2() * f64::from(sub)).ceil() as i32 - 1;
-    let guess = guess.clamp(0, sub - 1);
+    let position = fraction.log2() * f64::from(sub);
+    let guess = (position.ceil() as i32 - 1).clamp(0, sub - 1);
+    // log2 is accurate to far better than this margin: away from a boundary the guess stands.
+    let margin = 1e-6 * position.abs().max(1.0);
+    if (position - position.round()).abs() > margin {
+        return (exponent << scale) + guess;
+    }
     let lower = |i: i32| 2f64.powf(f64::from(i) / f64::from(sub));
     let within = if fraction <= lower(guess) && guess > 0 {
         guess - 1

@@ -47,7 +47,12 @@ impl Histogram {
 
     /// Adds one measurement; returns the index of its bucket.
     pub fn update(&self, value: f64) -> usize {
-        let bucket = self.bounds.partition_point(|b| *b < value);
+        // Counting the bounds below the value is branch-free; a binary search only pays for many bounds.
+        let bucket = if self.bounds.len() <= 32 {
+            self.bounds.iter().filter(|b| **b < value).count()
+        } else {
+            self.bounds.partition_point(|b| *b < value)
+        };
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.count += 1;
         s.sum += value;
