@@ -216,8 +216,23 @@ fn exemplars(w: &mut Reverse, field: u32, exemplars: &[(usize, Exemplar)]) {
 
 /// An attribute set as repeated `KeyValue` messages in `field`.
 pub(super) fn attributes(w: &mut Reverse, field: u32, attrs: &AttributeSet) {
-    let pairs: Vec<_> = attrs.iter().collect();
-    for (key, value) in pairs.into_iter().rev() {
+    // Pairs decode first to last; the first 16 wait on the stack to be written in reverse.
+    let mut first = [("", ValueRef::Bool(false)); 16];
+    let (mut n, mut more) = (0, Vec::new());
+    for pair in attrs.iter() {
+        match first.get_mut(n) {
+            Some(slot) => {
+                *slot = pair;
+                n += 1;
+            }
+            None => more.push(pair),
+        }
+    }
+    for (key, value) in more
+        .into_iter()
+        .rev()
+        .chain(first[..n].iter().rev().copied())
+    {
         w.message(field, |w| {
             w.message(2, |w| match value {
                 ValueRef::Str(s) => w.bytes_always(1, s.as_bytes()),

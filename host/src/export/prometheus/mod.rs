@@ -1,14 +1,16 @@
 //! Prometheus pull: text exposition format 0.0.4 or OpenMetrics 1.0, rendered straight from aggregator state.
 
+mod labels;
+
 use std::fmt::Write as _;
 
 use wasmtel_naming::{self as naming, Shape};
 
-use crate::metrics::attributes::{AttributeSet, ValueRef};
 use crate::metrics::exemplar::Exemplar;
 use crate::metrics::series::Series;
 use crate::metrics::{Instrument, InstrumentKind, Registry, Storage};
 use crate::resource::Resource;
+use labels::Labels;
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -57,11 +59,11 @@ pub fn render_as(format: Format, registry: &Registry, resource: &Resource) -> St
         Format::Prometheus => "# HELP target_info Target metadata\n# TYPE target_info gauge\n",
         Format::OpenMetrics => "# HELP target Target metadata\n# TYPE target info\n",
     });
-    let mut labels = String::new();
-    label_pairs(&mut labels, resource.attributes(), None);
-    sample(&mut out, "target_info", &labels, None, 1.0, None);
+    let mut labels = Labels::default();
+    let target = labels.render(resource.attributes(), None);
+    sample(&mut out, "target_info", target, None, 1.0, None);
     for instrument in registry.instruments() {
-        render_instrument(&mut out, &instrument, format);
+        render_instrument(&mut out, &mut labels, &instrument, format);
     }
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
@@ -69,7 +71,12 @@ pub fn render_as(format: Format, registry: &Registry, resource: &Resource) -> St
     out
 }
 
-fn render_instrument(out: &mut String, instrument: &Instrument, format: Format) {
+fn render_instrument(
+    out: &mut String,
+    labels: &mut Labels,
+    instrument: &Instrument,
+    format: Format,
+) {
     let d = instrument.descriptor();
     let shape = match d.kind {
         k if k.is_monotonic() => Shape::Counter,
@@ -98,12 +105,6 @@ fn render_instrument(out: &mut String, instrument: &Instrument, format: Format) 
         );
         let _ = writeln!(out, "# TYPE {family} {type_name}");
     };
-    // A series' labels are written once and shared by all of its sample lines.
-    let labels_of = |attrs: &AttributeSet| {
-        let mut labels = String::with_capacity(96);
-        label_pairs(&mut labels, attrs, scope);
-        labels
-    };
     // Only OpenMetrics has exemplars, and only on counters and histogram buckets.
     let exemplars = |series_exemplars: &dyn Fn() -> Vec<(usize, Exemplar)>| match format {
         Format::OpenMetrics => series_exemplars(),
@@ -114,40 +115,49 @@ fn render_instrument(out: &mut String, instrument: &Instrument, format: Format) 
             header(out);
             let counter = type_name == "counter";
             table.for_each(|s| {
-                let l = labels_of(&s.attributes);
+                let l = labels.render(&s.attributes, scope);
                 let e = if counter {
                     exemplars(&|| s.exemplars(0))
                 } else {
                     Vec::new()
                 };
                 let e = e.first().map(|(_, e)| e);
-                sample(out, &name, &l, None, s.aggregator.value(), e);
+                sample(out, &name, l, None, s.aggregator.value(), e);
             });
         }
         Storage::LastValue(table) if !table.is_empty() => {
             header(out);
             table.for_each(|s| {
-                let l = labels_of(&s.attributes);
-                sample(out, &name, &l, None, s.aggregator.value(), None);
+                let l = labels.render(&s.attributes, scope);
+                sample(out, &name, l, None, s.aggregator.value(), None);
             });
         }
         Storage::Histogram(bounds, table) if !table.is_empty() => {
             header(out);
             let bucket = format!("{name}_bucket");
             let (sum, count) = (format!("{name}_sum"), format!("{name}_count"));
+            // Each bucket's `le` value, formatted once for every series.
+            let les: Vec<String> = bounds
+                .iter()
+                .chain([&f64::INFINITY])
+                .map(|b| {
+                    let mut le = String::new();
+                    write_value(&mut le, *b);
+                    le
+                })
+                .collect();
             table.for_each(|s: &Series<_>| {
                 let p = s.aggregator.snapshot();
-                let l = labels_of(&s.attributes);
+                let l = labels.render(&s.attributes, scope);
                 let kept = exemplars(&|| s.exemplars(0));
                 let mut cumulative = 0u64;
-                for (i, n) in p.bucket_counts.iter().enumerate() {
+                for (i, (n, le)) in p.bucket_counts.iter().zip(&les).enumerate() {
                     cumulative += n;
-                    let le = bounds.get(i).copied().unwrap_or(f64::INFINITY);
                     let e = kept.iter().find(|(slot, _)| *slot == i).map(|(_, e)| e);
-                    sample(out, &bucket, &l, Some(le), cumulative as f64, e);
+                    sample(out, &bucket, l, Some(le), cumulative as f64, e);
                 }
-                sample(out, &sum, &l, None, p.sum, None);
-                sample(out, &count, &l, None, p.count as f64, None);
+                sample(out, &sum, l, None, p.sum, None);
+                sample(out, &count, l, None, p.count as f64, None);
             });
         }
         // Text format 0.0.4 has no exponential histograms: they are exported over OTLP only.
@@ -162,7 +172,7 @@ fn sample(
     out: &mut String,
     name: &str,
     labels: &str,
-    le: Option<f64>,
+    le: Option<&str>,
     value: f64,
     exemplar: Option<&Exemplar>,
 ) {
@@ -175,7 +185,7 @@ fn sample(
                 out.push(',');
             }
             out.push_str("le=\"");
-            write_value(out, le);
+            out.push_str(le);
             out.push('"');
         }
         out.push('}');
@@ -204,49 +214,6 @@ fn sample(
     out.push('\n');
 }
 
-/// Writes `k="v",…` (no braces) for a series; attribute keys that sanitize to one label name
-/// have their values joined by `;`, and `otel_scope_name` comes last.
-fn label_pairs(out: &mut String, attrs: &AttributeSet, scope: Option<&str>) {
-    let mut labels: Vec<(String, String)> = Vec::with_capacity(attrs.len() + 1);
-    for (k, v) in attrs.iter() {
-        let key = naming::label_name(k);
-        let value = match v {
-            ValueRef::Str(s) => s.to_owned(),
-            other => other.to_string(),
-        };
-        match labels.iter_mut().find(|(lk, _)| *lk == key) {
-            Some((_, existing)) => {
-                existing.push(';');
-                existing.push_str(&value);
-            }
-            None => labels.push((key, value)),
-        }
-    }
-    if let Some(scope) = scope {
-        labels.push(("otel_scope_name".into(), scope.into()));
-    }
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        escape_label_value(out, v);
-        out.push('"');
-    }
-}
-
-fn escape_label_value(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
 /// Escapes HELP text: backslash and newline, and in OpenMetrics also the double quote.
 fn escape_help(text: &str, format: Format) -> String {
     let escaped = text.replace('\\', "\\\\").replace('\n', "\\n");
@@ -263,7 +230,7 @@ pub fn write_value(out: &mut String, v: f64) {
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        let _ = write!(out, "{}", v as i64);
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         out.push_str(ryu::Buffer::new().format_finite(v));
     }
@@ -274,6 +241,7 @@ mod tests {
     use super::*;
     use crate::config::ResourceConfig;
     use crate::metrics::Descriptor;
+    use crate::metrics::attributes::ValueRef;
 
     #[test]
     fn renders_counters_gauges_and_histograms() {
@@ -467,17 +435,6 @@ mod tests {
         );
         let plain = render(&registry, &resource);
         assert!(!plain.contains(" # "), "text format 0.0.4 has no exemplars");
-    }
-
-    #[test]
-    fn colliding_label_names_join_values() {
-        let set = AttributeSet::from_pairs(vec![
-            ("a.b".into(), crate::metrics::attributes::Value::Int(1)),
-            ("a_b".into(), crate::metrics::attributes::Value::Int(2)),
-        ]);
-        let mut out = String::new();
-        label_pairs(&mut out, &set, Some("s"));
-        assert_eq!(out, "a_b=\"1;2\",otel_scope_name=\"s\"");
     }
 
     #[test]
