@@ -193,7 +193,12 @@ pub(crate) fn index(value: f64, scale: i32) -> i32 {
     }
     // Within [2^exponent, 2^(exponent+1)): place the fraction by its base-2 logarithm, then
     // correct by one where rounding put it across a boundary.
-    let fraction = value / 2f64.powi(exponent);
+    // The value scaled into [1, 2): for normal numbers, its mantissa under a zero exponent.
+    let fraction = if biased == 0 {
+        value / 2f64.powi(exponent)
+    } else {
+        f64::from_bits(mantissa | (1023 << 52))
+    };
     let sub = 1 << scale;
     let position = fraction.log2() * f64::from(sub);
     let guess = (position.ceil() as i32 - 1).clamp(0, sub - 1);
