@@ -61,7 +61,7 @@ pub fn render_as(format: Format, registry: &Registry, resource: &Resource) -> St
     });
     let mut labels = Labels::default();
     let target = labels.render(resource.attributes(), None);
-    sample(&mut out, "target_info", target, None, 1.0, None);
+    sample(&mut out, "target_info", target, 1.0, None);
     for instrument in registry.instruments() {
         render_instrument(&mut out, &mut labels, &instrument, format);
     }
@@ -122,42 +122,57 @@ fn render_instrument(
                     Vec::new()
                 };
                 let e = e.first().map(|(_, e)| e);
-                sample(out, &name, l, None, s.aggregator.value(), e);
+                sample(out, &name, l, s.aggregator.value(), e);
             });
         }
         Storage::LastValue(table) if !table.is_empty() => {
             header(out);
             table.for_each(|s| {
                 let l = labels.render(&s.attributes, scope);
-                sample(out, &name, l, None, s.aggregator.value(), None);
+                sample(out, &name, l, s.aggregator.value(), None);
             });
         }
         Storage::Histogram(bounds, table) if !table.is_empty() => {
             header(out);
             let bucket = format!("{name}_bucket");
             let (sum, count) = (format!("{name}_sum"), format!("{name}_count"));
-            // Each bucket's `le` value, formatted once for every series.
+            // Each bucket's `le="…"}`, formatted once for every series.
             let les: Vec<String> = bounds
                 .iter()
                 .chain([&f64::INFINITY])
                 .map(|b| {
-                    let mut le = String::new();
+                    let mut le = String::from("le=\"");
                     write_value(&mut le, *b);
+                    le.push_str("\"}");
                     le
                 })
                 .collect();
+            // Room for every line up front: growing a large buffer would copy it again and again.
+            let line = bucket.len() + 96 + les.iter().map(String::len).max().unwrap_or(0);
+            out.reserve(table.len() * (les.len() + 2) * line);
+            let mut head = String::new();
             table.for_each(|s: &Series<_>| {
                 let p = s.aggregator.snapshot();
                 let l = labels.render(&s.attributes, scope);
                 let kept = exemplars(&|| s.exemplars(0));
+                // `name_bucket{labels,` is the same on every bucket line of the series.
+                head.clear();
+                head.push_str(&bucket);
+                head.push('{');
+                head.push_str(l);
+                if !l.is_empty() {
+                    head.push(',');
+                }
                 let mut cumulative = 0u64;
                 for (i, (n, le)) in p.bucket_counts.iter().zip(&les).enumerate() {
                     cumulative += n;
                     let e = kept.iter().find(|(slot, _)| *slot == i).map(|(_, e)| e);
-                    sample(out, &bucket, l, Some(le), cumulative as f64, e);
+                    out.push_str(&head);
+                    out.push_str(le);
+                    finish(out, Sample::Count(cumulative), e);
                 }
-                sample(out, &sum, l, None, p.sum, None);
-                sample(out, &count, l, None, p.count as f64, None);
+                sample(out, &sum, l, p.sum, None);
+                sample(out, &count, l, p.count as f64, None);
             });
         }
         // Text format 0.0.4 has no exponential histograms: they are exported over OTLP only.
@@ -166,32 +181,32 @@ fn render_instrument(
     }
 }
 
-/// One sample line: `name{labels,le="…"} value`, then ` # {trace_id="…",span_id="…"} value
+/// One sample line: `name{labels} value`, then ` # {trace_id="…",span_id="…"} value
 /// timestamp` when it has an exemplar.
-fn sample(
-    out: &mut String,
-    name: &str,
-    labels: &str,
-    le: Option<&str>,
-    value: f64,
-    exemplar: Option<&Exemplar>,
-) {
+fn sample(out: &mut String, name: &str, labels: &str, value: f64, exemplar: Option<&Exemplar>) {
     out.push_str(name);
-    if !labels.is_empty() || le.is_some() {
+    if !labels.is_empty() {
         out.push('{');
         out.push_str(labels);
-        if let Some(le) = le {
-            if !labels.is_empty() {
-                out.push(',');
-            }
-            out.push_str("le=\"");
-            out.push_str(le);
-            out.push('"');
-        }
         out.push('}');
     }
+    finish(out, Sample::Float(value), exemplar);
+}
+
+/// A sample's value: counts are written as integers without a detour through `f64`.
+#[derive(Clone, Copy)]
+enum Sample {
+    Float(f64),
+    Count(u64),
+}
+
+/// The end of a sample line: ` value`, the exemplar if any, and the newline.
+fn finish(out: &mut String, value: Sample, exemplar: Option<&Exemplar>) {
     out.push(' ');
-    write_value(out, value);
+    match value {
+        Sample::Float(v) => write_value(out, v),
+        Sample::Count(n) => out.push_str(itoa::Buffer::new().format(n)),
+    }
     if let Some(e) = exemplar {
         out.push_str(" # {");
         if let Some(trace) = &e.trace {
