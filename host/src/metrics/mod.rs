@@ -329,6 +329,71 @@ mod tests {
     }
 
     #[test]
+    fn threads_recording_while_another_collects_lose_nothing() {
+        use attributes::ValueRef;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        const THREADS: i64 = 4;
+        const RECORDS: i64 = 20_000;
+        let reg = Registry::new(100);
+        let c = reg
+            .instrument(desc("c", InstrumentKind::Counter, ""), &[])
+            .expect("counter");
+        let h = reg
+            .instrument(desc("h", InstrumentKind::Histogram, "s"), &[10.0])
+            .expect("histogram");
+        let done = AtomicBool::new(false);
+        let collections = std::thread::scope(|scope| {
+            let collector = scope.spawn(|| {
+                let mut n = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    total(&c);
+                    if let Storage::Histogram(_, t) = h.storage() {
+                        t.for_each(|s| drop(s.aggregator.snapshot()));
+                    }
+                    n += 1;
+                }
+                n
+            });
+            let writers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (c, h) = (&c, &h);
+                    scope.spawn(move || {
+                        for i in 0..RECORDS {
+                            // Every thread shares series 0..16 and creates them in its own order.
+                            let attrs = [("id", ValueRef::Int((i + t) % 16))];
+                            c.record(&attrs, 1.0);
+                            h.record(&attrs, (i % 20) as f64);
+                        }
+                    })
+                })
+                .collect();
+            writers.into_iter().for_each(|w| w.join().expect("writer"));
+            done.store(true, Ordering::Relaxed);
+            collector.join().expect("collector")
+        });
+        assert!(collections > 0);
+        let sums = total(&c);
+        assert_eq!(sums.len(), 16);
+        let per_series = (THREADS * RECORDS / 16) as f64;
+        assert!(sums.iter().all(|(_, v)| *v == per_series), "{sums:?}");
+        let Storage::Histogram(_, t) = h.storage() else {
+            panic!("histogram")
+        };
+        let (mut count, mut low) = (0, 0);
+        t.for_each(|s| {
+            let p = s.aggregator.snapshot();
+            count += p.count;
+            low += p.bucket_counts[0];
+        });
+        assert_eq!(count, (THREADS * RECORDS) as u64);
+        assert_eq!(
+            low,
+            (THREADS * RECORDS * 11 / 20) as u64,
+            "values 0..=10 of every 20"
+        );
+    }
+
+    #[test]
     fn observable_instruments_take_their_callbacks_values_once_per_collection() {
         use attributes::ValueRef;
         use std::sync::atomic::{AtomicU64, Ordering};
