@@ -66,6 +66,8 @@ pub struct Config {
     pub resource: ResourceConfig,
     /// `[plugins]`: the plugin directory and sandbox limits.
     pub plugins: PluginsConfig,
+    /// `[gpu]`: the NVIDIA GPU poller.
+    pub gpu: GpuConfig,
     /// `[[exporters]]`: integrations served by exporter plugins.
     pub exporters: Vec<ExporterConfig>,
     /// `[[transforms]]`: transform plugins applied to every batch before export, in order.
@@ -104,6 +106,33 @@ pub struct TransformConfig {
     /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
     #[serde(default)]
     pub config: toml::Table,
+}
+
+/// The `[gpu]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    /// How often the GPUs are read (default 5 s; `"0s"` turns the poller off).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub poll_interval: Option<Duration>,
+    /// The NVML library to load (default `libnvidia-ml.so.1`).
+    pub library: String,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: None,
+            library: crate::sources::gpu::nvml::LIBRARY.into(),
+        }
+    }
+}
+
+impl GpuConfig {
+    /// The poll interval, or `None` when the poller is off.
+    pub fn interval(&self) -> Option<Duration> {
+        Some(self.poll_interval.unwrap_or(Duration::from_secs(5))).filter(|d| !d.is_zero())
+    }
 }
 
 /// The `[plugins]` section.
@@ -688,6 +717,23 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=\"exponential\": expected explicit_bucket_histogram or base2_exponential_bucket_histogram"
+        );
+    }
+
+    #[test]
+    fn the_gpu_poller_runs_every_five_seconds_unless_turned_off() {
+        assert_eq!(
+            Config::default().gpu.interval(),
+            Some(Duration::from_secs(5))
+        );
+        let off = Config::from_toml("[gpu]\npoll_interval = \"0s\"\n").expect("valid");
+        assert_eq!(off.gpu.interval(), None);
+        let fast =
+            Config::from_toml("[gpu]\npoll_interval = \"500ms\"\nlibrary = \"/opt/nvml.so\"\n")
+                .expect("valid");
+        assert_eq!(
+            (fast.gpu.interval(), fast.gpu.library.as_str()),
+            (Some(Duration::from_millis(500)), "/opt/nvml.so")
         );
     }
 

@@ -21,6 +21,7 @@ use crate::pipeline::{EventSink, Pipeline};
 use crate::plugins::reload::{self, Reloadable};
 use crate::plugins::{Health, Loader, PluginView, Transforms};
 use crate::resource::Resource;
+use crate::sources::gpu::{self, GpuPoller};
 use crate::telemetry::{SELF_SCOPE, SelfTelemetry};
 
 /// Why the host could not start.
@@ -165,6 +166,12 @@ impl Host {
             exports.push(tick(exporter.clone(), drained.clone()));
         }
         let subscribers = reloadables(&plugin_exporters, &transforms, &views);
+        if let Some(interval) = config.gpu.interval() {
+            let library = config.gpu.library.clone();
+            let connect = Box::new(move || gpu::nvml::connect(&library));
+            let poller = GpuPoller::new(&registry, connect)?;
+            servers.push(poll_gpus(poller, interval, stop.subscribe()));
+        }
         if let Some(expiry) = config.metrics.idle_series_expiry {
             servers.push(expire_idle_series(
                 registry.clone(),
@@ -341,6 +348,33 @@ fn expire_idle_series(
                 }
                 _ = stopped.wait_for(|s| *s) => return,
             }
+        }
+    })
+}
+
+/// Reads the GPUs every `interval` on a blocking thread (NVML calls block) until the host stops.
+fn poll_gpus(
+    poller: GpuPoller,
+    interval: std::time::Duration,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let poller = Arc::new(std::sync::Mutex::new(poller));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+            let poller = poller.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                poller
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .poll();
+            })
+            .await;
         }
     })
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod resource;
+pub mod sources;
 pub mod telemetry;
 
 pub use config::Config;

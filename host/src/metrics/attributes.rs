@@ -189,6 +189,11 @@ impl AttributeSet {
         self.iter().count()
     }
 
+    /// The value of `key`, if the set has it.
+    pub fn get(&self, key: &str) -> Option<ValueRef<'_>> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
     /// Whether the set has no attributes.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()

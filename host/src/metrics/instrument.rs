@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::aggregation::{ExponentialHistogram, Histogram, LastValue, MAX_SIZE, Sum};
-use super::attributes::AttrsRef;
+use super::attributes::{AttributeSet, AttrsRef};
 use super::exemplar::{ExemplarFilter, ReservoirKind, TraceContext};
 use super::series::{IdleClock, Series, SeriesKey, SeriesTable};
 use super::stream::Aggregation;
@@ -277,6 +277,16 @@ impl Instrument {
             Storage::LastValue(t) => t.expire(ticks),
             Storage::Histogram(_, t) => t.expire(ticks),
             Storage::ExponentialHistogram(t) => t.expire(ticks),
+        }
+    }
+
+    /// Removes the series whose attributes `keep` refuses (a source's series that no longer exist).
+    pub fn retain_series(&self, keep: impl Fn(&AttributeSet) -> bool) {
+        match &self.storage {
+            Storage::Sum(t) => t.retain(keep),
+            Storage::LastValue(t) => t.retain(keep),
+            Storage::Histogram(_, t) => t.retain(keep),
+            Storage::ExponentialHistogram(t) => t.retain(keep),
         }
     }
 

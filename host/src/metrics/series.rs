@@ -166,6 +166,12 @@ impl<A> SeriesTable<A> {
         before - table.len()
     }
 
+    /// Removes the series (the overflow series aside) whose attributes `keep` refuses.
+    pub fn retain(&self, keep: impl Fn(&AttributeSet) -> bool) {
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        table.retain(|s| keep(&s.attributes));
+    }
+
     /// Applies `update` to the series for `key`, creating it with `create` if new.
     pub fn with_series(
         &self,
