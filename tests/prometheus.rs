@@ -211,3 +211,51 @@ async fn openmetrics_is_served_when_the_scraper_asks_for_it() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_host_reports_the_system_and_itself() {
+    let host = start(
+        "[system]\npoll_interval = \"100ms\"\n[gpu]\nlibrary = \"libnvidia-ml-absent.so.1\"\n",
+    )
+    .await;
+    let addr = host.prometheus_addr().expect("prometheus on");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // CPU utilisation needs two polls; memory is there from the first.
+    let text = loop {
+        let text = scrape(addr).await;
+        if text.contains("\nprocess_cpu_utilization_ratio{") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no CPU utilisation: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let m = Exposition::parse(&text);
+    for state in ["used", "free", "cached", "buffers"] {
+        let labels = [("system_memory_state", state)];
+        assert!(
+            m.value("system_memory_usage_bytes", &labels)
+                .is_some_and(|v| v >= 0.0),
+            "{state}"
+        );
+    }
+    let cpu: f64 = m
+        .samples("system_cpu_utilization_ratio")
+        .map(|(_, v)| v)
+        .sum();
+    assert!((cpu - 1.0).abs() < 1e-6, "modes add up to the whole: {cpu}");
+    assert!(
+        m.value("process_memory_usage_bytes", &[])
+            .is_some_and(|v| v > 1e6)
+    );
+    assert!(text.contains("process_memory_usage_bytes{otel_scope_name=\"wasmtel.system\"}"));
+    assert_eq!(
+        m.samples("process_cpu_utilization_ratio").count(),
+        2,
+        "user and system"
+    );
+    assert!(!text.contains("hw_gpu"), "no GPU here, so no GPU series");
+    host.shutdown().await;
+}

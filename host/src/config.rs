@@ -68,6 +68,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// `[gpu]`: the NVIDIA GPU poller.
     pub gpu: GpuConfig,
+    /// `[system]`: the CPU and memory poller.
+    pub system: SystemConfig,
     /// `[[exporters]]`: integrations served by exporter plugins.
     pub exporters: Vec<ExporterConfig>,
     /// `[[transforms]]`: transform plugins applied to every batch before export, in order.
@@ -132,6 +134,22 @@ impl GpuConfig {
     /// The poll interval, or `None` when the poller is off.
     pub fn interval(&self) -> Option<Duration> {
         Some(self.poll_interval.unwrap_or(Duration::from_secs(5))).filter(|d| !d.is_zero())
+    }
+}
+
+/// The `[system]` section.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemConfig {
+    /// How often `/proc` is read (default 10 s; `"0s"` turns the poller off).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub poll_interval: Option<Duration>,
+}
+
+impl SystemConfig {
+    /// The poll interval, or `None` when the poller is off.
+    pub fn interval(&self) -> Option<Duration> {
+        Some(self.poll_interval.unwrap_or(Duration::from_secs(10))).filter(|d| !d.is_zero())
     }
 }
 
@@ -735,6 +753,12 @@ mod tests {
             (fast.gpu.interval(), fast.gpu.library.as_str()),
             (Some(Duration::from_millis(500)), "/opt/nvml.so")
         );
+        assert_eq!(
+            Config::default().system.interval(),
+            Some(Duration::from_secs(10))
+        );
+        let off = Config::from_toml("[system]\npoll_interval = \"0s\"\n").expect("valid");
+        assert_eq!(off.system.interval(), None);
     }
 
     #[test]

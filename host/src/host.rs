@@ -22,6 +22,7 @@ use crate::plugins::reload::{self, Reloadable};
 use crate::plugins::{Health, Loader, PluginView, Transforms};
 use crate::resource::Resource;
 use crate::sources::gpu::{self, GpuPoller};
+use crate::sources::system::SystemPoller;
 use crate::telemetry::{SELF_SCOPE, SelfTelemetry};
 
 /// Why the host could not start.
@@ -169,8 +170,24 @@ impl Host {
         if let Some(interval) = config.gpu.interval() {
             let library = config.gpu.library.clone();
             let connect = Box::new(move || gpu::nvml::connect(&library));
-            let poller = GpuPoller::new(&registry, connect)?;
-            servers.push(poll_gpus(poller, interval, stop.subscribe()));
+            let mut poller = GpuPoller::new(&registry, connect)?;
+            let poll = move || {
+                poller.poll();
+            };
+            servers.push(poll_every(interval, stop.subscribe(), poll));
+        }
+        if let Some(interval) = config.system.interval() {
+            let mut poller = SystemPoller::new(&registry, "/proc")?;
+            let mut failing = false;
+            let poll = move || match poller.poll() {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "reading /proc failed; system metrics wait for it");
+                }
+                Err(_) => {}
+            };
+            servers.push(poll_every(interval, stop.subscribe(), poll));
         }
         if let Some(expiry) = config.metrics.idle_series_expiry {
             servers.push(expire_idle_series(
@@ -352,13 +369,14 @@ fn expire_idle_series(
     })
 }
 
-/// Reads the GPUs every `interval` on a blocking thread (NVML calls block) until the host stops.
-fn poll_gpus(
-    poller: GpuPoller,
+/// Runs a source's `poll` every `interval` on a blocking thread (NVML calls and file reads
+/// block) until the host stops.
+fn poll_every(
     interval: std::time::Duration,
     mut stopped: watch::Receiver<bool>,
+    poll: impl FnMut() + Send + 'static,
 ) -> JoinHandle<()> {
-    let poller = Arc::new(std::sync::Mutex::new(poller));
+    let poll = Arc::new(std::sync::Mutex::new(poll));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -367,12 +385,11 @@ fn poll_gpus(
                 _ = ticker.tick() => {}
                 _ = stopped.wait_for(|s| *s) => return,
             }
-            let poller = poller.clone();
+            let poll = poll.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                poller
+                (poll
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .poll();
+                    .unwrap_or_else(std::sync::PoisonError::into_inner))();
             })
             .await;
         }

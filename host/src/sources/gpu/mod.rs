@@ -12,8 +12,9 @@ mod fake;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::{MetricSpec, register};
 use crate::metrics::attributes::{AttributeSet, ValueRef};
-use crate::metrics::{ConflictError, Descriptor, Instrument, InstrumentKind, Registry};
+use crate::metrics::{ConflictError, Instrument, InstrumentKind, Registry};
 
 /// The instrumentation scope of the GPU metrics.
 pub const GPU_SCOPE: &str = "wasmtel.gpu";
@@ -183,7 +184,7 @@ struct Instruments {
 }
 
 /// Every GPU metric: name, unit, kind and description (the README lists the same).
-pub const METRICS: [(&str, &str, InstrumentKind, &str); 18] = {
+pub const METRICS: [MetricSpec; 18] = {
     use InstrumentKind::ObservableUpDownCounter as UpDown;
     use InstrumentKind::{ObservableCounter as Counter, ObservableGauge as Gauge};
     [
@@ -270,37 +271,42 @@ pub const METRICS: [(&str, &str, InstrumentKind, &str); 18] = {
 
 impl Instruments {
     fn register(registry: &Registry) -> Result<Self, ConflictError> {
-        let mut all = Vec::with_capacity(METRICS.len());
-        for (name, unit, kind, description) in METRICS {
-            all.push(registry.instrument(
-                Descriptor {
-                    name: name.into(),
-                    unit: unit.into(),
-                    description: description.into(),
-                    kind,
-                    scope: GPU_SCOPE,
-                },
-                &[],
-            )?);
-        }
-        let mut all = all.into_iter();
-        let mut next = || all.next().expect("one instrument per METRICS entry");
+        let [
+            utilization,
+            memory_utilization,
+            memory_usage,
+            memory_free,
+            memory_limit,
+            temperature,
+            power,
+            power_limit,
+            energy,
+            sm_clock,
+            memory_clock,
+            pcie,
+            errors,
+            process_memory,
+            power_throttle,
+            thermal_throttle,
+            sw_throttle,
+            hw_throttle,
+        ] = register(registry, &METRICS, GPU_SCOPE)?;
         Ok(Self {
-            utilization: next(),
-            memory_utilization: next(),
-            memory_usage: next(),
-            memory_free: next(),
-            memory_limit: next(),
-            temperature: next(),
-            power: next(),
-            power_limit: next(),
-            energy: next(),
-            sm_clock: next(),
-            memory_clock: next(),
-            pcie: next(),
-            errors: next(),
-            process_memory: next(),
-            throttle: [next(), next(), next(), next()],
+            utilization,
+            memory_utilization,
+            memory_usage,
+            memory_free,
+            memory_limit,
+            temperature,
+            power,
+            power_limit,
+            energy,
+            sm_clock,
+            memory_clock,
+            pcie,
+            errors,
+            process_memory,
+            throttle: [power_throttle, thermal_throttle, sw_throttle, hw_throttle],
         })
     }
 }
@@ -770,7 +776,8 @@ mod tests {
         assert!(readings(&registry, "hw.power").is_empty());
         script.lock().expect("script").connect_error = None;
         assert_eq!(p.poll(), 1, "the driver appeared");
-        script.lock().expect("script").count_error = Some(GpuError::Library("Uninitialized".into()));
+        script.lock().expect("script").count_error =
+            Some(GpuError::Library("Uninitialized".into()));
         assert_eq!(p.poll(), 0);
         script.lock().expect("script").count_error = None;
         assert_eq!(p.poll(), 1);
