@@ -1,8 +1,11 @@
 //! The GPU poller on real hardware. Ignored by default; on a machine with an NVIDIA GPU and
-//! driver run `cargo test -p wasmtel --test gpu -- --ignored --nocapture`.
+//! driver run `cargo test -p wasmtel --test gpu -- --ignored --nocapture`. With
+//! `WASMTEL_GPU_PROCESS=<pid>` of a process holding at least 1 GiB of GPU memory, the test also
+//! checks that process's series.
 
 use std::collections::BTreeMap;
 
+use wasmtel::metrics::attributes::ValueRef;
 use wasmtel::metrics::{Registry, Storage};
 use wasmtel::sources::gpu::{GpuPoller, nvml};
 
@@ -71,4 +74,31 @@ fn every_gpu_metric_is_plausible_on_real_hardware() {
     for k in ["power", "thermal", "sw", "hw"] {
         some(&format!("gpu.throttle.{k}_active"), &flag);
     }
+    if let Ok(pid) = std::env::var("WASMTEL_GPU_PROCESS") {
+        let pid: i64 = pid.parse().expect("WASMTEL_GPU_PROCESS is a process id");
+        let memory = process_memory(&registry, pid);
+        println!("process {pid}: {memory:?} bytes of GPU memory");
+        assert!(
+            memory.is_some_and(|m| m >= 1e9),
+            "process {pid}: {memory:?}"
+        );
+    }
+}
+
+/// The GPU memory the poller saw process `pid` use.
+fn process_memory(registry: &Registry, pid: i64) -> Option<f64> {
+    let instrument = registry
+        .instruments()
+        .into_iter()
+        .find(|i| i.descriptor().name == "hw.gpu.process.memory.usage")?;
+    let Storage::Sum(table) = instrument.storage() else {
+        return None;
+    };
+    let mut found = None;
+    table.for_each(|s| {
+        if s.attributes.get("process.pid") == Some(ValueRef::Int(pid)) {
+            found = Some(s.aggregator.value());
+        }
+    });
+    found
 }
