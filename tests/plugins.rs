@@ -227,7 +227,7 @@ fn a_plugin_that_allocates_past_its_cap_fails_alone() {
                 unit: String::new(),
                 description: String::new(),
                 kind: wasmtel::metrics::InstrumentKind::Counter,
-                scope: "test",
+                scope: "test".into(),
             },
             &[],
         )
@@ -798,7 +798,7 @@ async fn a_view_plugin_is_asked_once_per_distinct_attribute_set() {
                 unit: String::new(),
                 description: String::new(),
                 kind: InstrumentKind::Counter,
-                scope: "test",
+                scope: "test".into(),
             },
             &[],
         )

@@ -84,7 +84,7 @@ fn wasmtel(filter: ExemplarFilter, trace: Option<TraceContext>) -> Registry {
                 unit: "s".into(),
                 description: String::new(),
                 kind: InstrumentKind::Histogram,
-                scope: "bench",
+                scope: "bench".into(),
             },
             &BOUNDS,
         )

@@ -61,7 +61,7 @@ fn ours(kind: InstrumentKind, limit: usize, histograms: HistogramAggregation) ->
                 unit: "s".into(),
                 description: String::new(),
                 kind,
-                scope: "bench",
+                scope: "bench".into(),
             },
             &BOUNDS,
         )
@@ -200,7 +200,7 @@ fn collection(c: &mut Criterion) {
                 unit: "s".into(),
                 description: String::new(),
                 kind: InstrumentKind::Histogram,
-                scope: "bench",
+                scope: "bench".into(),
             },
             &BOUNDS,
         )

@@ -16,7 +16,7 @@ use crate::export::otlp::client::HeaderError;
 use crate::export::otlp::exporter::OtlpExporter;
 use crate::export::plugin::PluginExporter;
 use crate::export::prometheus;
-use crate::metrics::{ConflictError, Descriptor, Pattern, Registry};
+use crate::metrics::{ConflictError, Descriptor, Pattern, Producer, Registries, Registry};
 use crate::pipeline::{EventSink, Pipeline};
 use crate::plugins::reload::{self, Reloadable};
 use crate::plugins::{Health, Loader, PluginView, Transforms};
@@ -99,16 +99,16 @@ impl Host {
         let telemetry = SelfTelemetry::register(&registry)?;
         let resource = Resource::detect(&config.resource);
         let deriver = Deriver::new(&config.derive, &registry)?;
+        let registries = Arc::new(Registries::new(registry.clone(), resource));
         let Plugins {
             loader,
             transforms,
             exporters: plugin_exporters,
             views,
-        } = load_plugins(config, &registry, &resource, &telemetry).await?;
+        } = load_plugins(config, &registries, &telemetry).await?;
         let otlp = OtlpExporter::new(
             &config.otlp,
-            registry.clone(),
-            resource.clone(),
+            registries.clone(),
             telemetry.clone(),
             transforms.clone(),
         )?
@@ -142,7 +142,7 @@ impl Host {
         if config.prometheus.enabled {
             let listener = bind("prometheus", config.prometheus.listen).await?;
             prometheus_addr = listener.local_addr().ok();
-            let (reg, res) = (registry.clone(), resource.clone());
+            let producers = registries.clone();
             let app = Router::new().route(
                 "/metrics",
                 get(move |headers: axum::http::HeaderMap| async move {
@@ -152,7 +152,14 @@ impl Host {
                     let format = prometheus::Format::negotiate(accept);
                     (
                         [(CONTENT_TYPE, format.content_type())],
-                        prometheus::render_as(format, &reg, &res),
+                        prometheus::render_all(
+                            format,
+                            &producers
+                                .all()
+                                .iter()
+                                .map(Producer::pair)
+                                .collect::<Vec<_>>(),
+                        ),
                     )
                 }),
             );
@@ -440,25 +447,18 @@ struct Plugins {
 /// Loads every configured plugin on a blocking thread: plugin calls must not run on async worker threads.
 async fn load_plugins(
     config: &Config,
-    registry: &Arc<Registry>,
-    resource: &Resource,
+    registries: &Arc<Registries>,
     telemetry: &SelfTelemetry,
 ) -> Result<Plugins, StartError> {
-    let (config, registry, resource, telemetry) = (
-        config.clone(),
-        registry.clone(),
-        resource.clone(),
-        telemetry.clone(),
-    );
+    let (config, registries, telemetry) = (config.clone(), registries.clone(), telemetry.clone());
     tokio::task::spawn_blocking(move || {
         let loader = loader(&config)?;
         let transforms = transforms(&config, loader.as_deref())?;
-        let views = views(&config, loader.as_deref(), &registry)?;
+        let views = views(&config, loader.as_deref(), &registries.own().registry)?;
         let exporters = plugin_exporters(
             &config,
             loader.as_deref(),
-            &registry,
-            &resource,
+            &registries,
             &telemetry,
             &transforms,
         )?;
@@ -528,7 +528,7 @@ fn views(
         let patterns: Vec<Pattern> = entry.instruments.iter().map(|p| Pattern::new(p)).collect();
         registry.add_view(
             Arc::new(move |d: &Descriptor| {
-                d.scope != SELF_SCOPE && patterns.iter().any(|p| p.matches(&d.name))
+                *d.scope.name != *SELF_SCOPE && patterns.iter().any(|p| p.matches(&d.name))
             }),
             view.clone(),
         );
@@ -542,8 +542,7 @@ fn views(
 fn plugin_exporters(
     config: &Config,
     loader: Option<&Loader>,
-    registry: &Arc<Registry>,
-    resource: &Resource,
+    registries: &Arc<Registries>,
     telemetry: &SelfTelemetry,
     transforms: &Transforms,
 ) -> Result<Vec<Arc<PluginExporter>>, StartError> {
@@ -564,8 +563,7 @@ fn plugin_exporters(
             plugin,
             digest,
             entry,
-            registry.clone(),
-            resource.clone(),
+            registries.clone(),
             telemetry.clone(),
             transforms.clone(),
         )

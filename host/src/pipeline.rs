@@ -4,12 +4,16 @@ use std::sync::Arc;
 
 use crate::derive::Deriver;
 use crate::event::Event;
+use crate::export::otlp::logs::Entry;
 use crate::telemetry::SelfTelemetry;
 
-/// Something that receives every accepted event (log exporters).
+/// Something that receives every accepted event and log record (log exporters).
 pub trait EventSink: Send + Sync {
     /// Takes a batch of events; must not block.
     fn accept(&self, events: &[Event<'_>]);
+
+    /// Takes a batch of log records received over OTLP; must not block.
+    fn accept_logs(&self, entries: &[Entry]);
 }
 
 /// Derives metrics from events and hands them to every sink.
@@ -51,6 +55,18 @@ impl Pipeline {
             sink.accept(events);
         }
         self.telemetry.events_accepted(events.len());
+    }
+
+    /// Forwards log records received over OTLP to every sink.
+    pub fn ingest_logs(&self, entries: &[Entry]) {
+        for sink in &self.sinks {
+            sink.accept_logs(entries);
+        }
+    }
+
+    /// The host's self-telemetry.
+    pub fn telemetry(&self) -> &SelfTelemetry {
+        &self.telemetry
     }
 
     /// Counts a request rejected whole.

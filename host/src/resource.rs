@@ -47,6 +47,11 @@ impl Resource {
         }
     }
 
+    /// A resource with exactly `attributes` (one that sent telemetry over OTLP).
+    pub fn from_attributes(attributes: AttributeSet) -> Self {
+        Self { attributes }
+    }
+
     /// The resource attributes, sorted by key.
     pub fn attributes(&self) -> &AttributeSet {
         &self.attributes

@@ -14,6 +14,7 @@ pub const SELF_SCOPE: &str = "wasmtel";
 pub struct SelfTelemetry {
     accepted: Arc<Instrument>,
     rejected: Arc<Instrument>,
+    otlp: Arc<Instrument>,
     batches: Arc<Instrument>,
     dropped: Arc<Instrument>,
     plugin_up: Arc<Instrument>,
@@ -60,7 +61,7 @@ fn instrument(
             unit: unit.into(),
             description: description.into(),
             kind,
-            scope: SELF_SCOPE,
+            scope: SELF_SCOPE.into(),
         },
         &[],
     )
@@ -123,6 +124,12 @@ impl SelfTelemetry {
                 "{request}",
                 "Intake requests rejected whole, by reason.",
             )?,
+            otlp: counter(
+                registry,
+                "wasmtel.intake.otlp.items",
+                "{item}",
+                "Data points and log records received over OTLP, by signal and outcome (accepted, rejected).",
+            )?,
             batches: counter(
                 registry,
                 "wasmtel.export.batches",
@@ -148,6 +155,21 @@ impl SelfTelemetry {
     /// Counts events accepted.
     pub fn events_accepted(&self, n: usize) {
         self.accepted.record(&[], n as f64);
+    }
+
+    /// Counts data points or log records received over OTLP.
+    pub fn otlp_items(&self, signal: Signal, accepted: usize, rejected: usize) {
+        for (outcome, n) in [("accepted", accepted), ("rejected", rejected)] {
+            if n > 0 {
+                self.otlp.record(
+                    &[
+                        ("outcome", ValueRef::Str(outcome)),
+                        ("signal", ValueRef::Str(signal.as_str())),
+                    ],
+                    n as f64,
+                );
+            }
+        }
     }
 
     /// Counts one rejected request.

@@ -116,7 +116,7 @@ fn descriptor(name: &str, kind: InstrumentKind) -> Descriptor {
         unit: String::new(),
         description: String::new(),
         kind,
-        scope: "reference",
+        scope: "reference".into(),
     }
 }
 

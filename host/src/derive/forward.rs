@@ -89,7 +89,7 @@ impl Forward {
                     unit: String::new(),
                     description: format!("Last `{field}` value forwarded from events."),
                     kind: InstrumentKind::Gauge,
-                    scope: DERIVE_SCOPE,
+                    scope: DERIVE_SCOPE.into(),
                 },
                 &[],
             )

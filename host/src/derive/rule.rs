@@ -227,7 +227,7 @@ impl Rule {
                 unit: config.unit.clone(),
                 description: config.description.clone(),
                 kind: config.instrument,
-                scope: DERIVE_SCOPE,
+                scope: DERIVE_SCOPE.into(),
             },
             buckets,
         )?;

@@ -16,11 +16,10 @@ use tokio::net::UdpSocket;
 use crate::clock::unix_nanos;
 use crate::config::ExporterConfig;
 use crate::event::Event;
-use crate::export::otlp::logs::{self, EVENTS_SCOPE};
+use crate::export::otlp::logs::{self, Entry, Origin};
 use crate::export::preset::Destination;
 use crate::export::queue::DropOldestQueue;
-use crate::metrics::Registry;
-use crate::metrics::{DeltaTracker, TemporalityPreference};
+use crate::metrics::{DeltaTrackers, Registries, TemporalityPreference};
 use crate::pipeline::EventSink;
 use crate::plugins::CallError;
 use crate::plugins::bindings::encoder::{HttpRequest, Outbound, Outcome, Response, Signals};
@@ -28,9 +27,7 @@ use crate::plugins::bindings::types::Temporality;
 use crate::plugins::convert::{self, metric_batch};
 use crate::plugins::reload::{Reloadable, Source, Versioned, next_version};
 use crate::plugins::{ExporterPlugin, Loader, Transforms};
-use crate::resource::Resource;
 use crate::telemetry::{SelfTelemetry, Signal};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 /// How many times a batch is retried when the plugin classifies a response as retryable.
 pub const MAX_RETRIES: u32 = 3;
@@ -117,10 +114,10 @@ pub struct PluginExporter {
     interval: Duration,
     http: reqwest::Client,
     udp: Mutex<Option<Arc<UdpSocket>>>,
-    delta: Mutex<Option<DeltaTracker>>,
-    logs: DropOldestQueue<LogRecord>,
-    registry: Arc<Registry>,
-    resource: Resource,
+    delta: Mutex<Option<DeltaTrackers>>,
+    logs: DropOldestQueue<Entry>,
+    registries: Arc<Registries>,
+    events: Arc<Origin>,
     telemetry: SelfTelemetry,
     transforms: Transforms,
 }
@@ -131,8 +128,7 @@ impl PluginExporter {
         plugin: ExporterPlugin,
         digest: String,
         config: &ExporterConfig,
-        registry: Arc<Registry>,
-        resource: Resource,
+        registries: Arc<Registries>,
         telemetry: SelfTelemetry,
         transforms: Transforms,
     ) -> Result<Self, String> {
@@ -164,8 +160,8 @@ impl PluginExporter {
             udp: Mutex::new(None),
             delta: Mutex::new(delta),
             logs: DropOldestQueue::new(LOG_QUEUE),
-            registry,
-            resource,
+            events: Arc::new(Origin::events(&registries.own().resource)),
+            registries,
             telemetry,
             transforms,
         })
@@ -198,28 +194,37 @@ impl PluginExporter {
     pub async fn export_metrics(self: &Arc<Self>) -> bool {
         self.export(Signal::Metrics, Signals::METRICS, |me, plugin| {
             let mut delta = me.delta.lock().unwrap_or_else(PoisonError::into_inner);
-            let batch = metric_batch(&me.registry, &me.resource, delta.as_mut());
-            match me.transforms.metrics(batch) {
-                Some(batch) => plugin.encode_metrics(&batch),
-                None => Ok(Vec::new()),
+            let mut outbound = Vec::new();
+            for (i, producer) in me.registries.all().iter().enumerate() {
+                let (res, registry) = producer.pair();
+                let batch = metric_batch(registry, res, delta.as_mut().map(|d| d.get(i)));
+                if i > 0 && batch.scopes.is_empty() {
+                    continue;
+                }
+                if let Some(batch) = me.transforms.metrics(batch) {
+                    outbound.extend(plugin.encode_metrics(&batch)?);
+                }
             }
+            Ok(outbound)
         })
         .await
     }
 
     /// Sends the queued log records (up to [`LOG_BATCH`]) through the plugin; `true` when all of it was delivered.
     pub async fn export_logs(self: &Arc<Self>) -> bool {
-        let records = self.logs.take(LOG_BATCH);
-        if records.is_empty() {
+        let entries = self.logs.take(LOG_BATCH);
+        if entries.is_empty() {
             return true;
         }
         self.export(Signal::Logs, Signals::LOGS, move |me, plugin| {
-            let batch =
-                convert::otlp::log_batch(&records, convert::resource(&me.resource), EVENTS_SCOPE);
-            match me.transforms.logs(batch) {
-                Some(batch) => plugin.encode_logs(&batch),
-                None => Ok(Vec::new()),
+            let mut outbound = Vec::new();
+            for (origin, records) in logs::runs(entries) {
+                let batch = convert::otlp::log_batch(&records, &origin);
+                if let Some(batch) = me.transforms.logs(batch) {
+                    outbound.extend(plugin.encode_logs(&batch)?);
+                }
             }
+            Ok(outbound)
         })
         .await
     }
@@ -423,27 +428,43 @@ impl PluginExporter {
     }
 }
 
-/// A delta tracker for exporters that asked for delta temporality.
-fn delta_for(plugin: &ExporterPlugin) -> Option<DeltaTracker> {
+/// Delta trackers for exporters that asked for delta temporality.
+fn delta_for(plugin: &ExporterPlugin) -> Option<DeltaTrackers> {
     (plugin.info().temporality == Temporality::Delta)
-        .then(|| DeltaTracker::new(TemporalityPreference::Delta))
+        .then(|| DeltaTrackers::new(TemporalityPreference::Delta))
+}
+
+impl PluginExporter {
+    /// Whether the plugin serving now exports logs (checked under the read lock, without cloning it).
+    fn wants_logs(&self) -> bool {
+        self.current
+            .peek(|p| p.is_some_and(|p| p.info().signals.contains(Signals::LOGS)))
+    }
+
+    fn queue_logs(&self, entries: impl IntoIterator<Item = Entry>) {
+        let dropped = self.logs.push(entries);
+        if dropped > 0 {
+            self.telemetry.export_dropped(Signal::Logs, dropped);
+        }
+    }
 }
 
 impl EventSink for PluginExporter {
     fn accept(&self, events: &[Event<'_>]) {
-        // On the intake path: check under the read lock, without cloning the current version.
-        let wanted = self
-            .current
-            .peek(|p| p.is_some_and(|p| p.info().signals.contains(Signals::LOGS)));
-        if !wanted {
+        if !self.wants_logs() {
             return;
         }
         let observed = unix_nanos();
-        let dropped = self
-            .logs
-            .push(events.iter().map(|e| logs::record(e, observed)));
-        if dropped > 0 {
-            self.telemetry.export_dropped(Signal::Logs, dropped);
+        self.queue_logs(
+            events
+                .iter()
+                .map(|e| (self.events.clone(), logs::record(e, observed))),
+        );
+    }
+
+    fn accept_logs(&self, entries: &[Entry]) {
+        if self.wants_logs() {
+            self.queue_logs(entries.iter().cloned());
         }
     }
 }

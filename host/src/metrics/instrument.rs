@@ -3,7 +3,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use super::aggregation::{ExponentialHistogram, Histogram, LastValue, MAX_SIZE, Sum};
+use super::aggregation::{
+    ExponentialHistogram, ExponentialPoint, Histogram, HistogramPoint, LastValue, MAX_SIZE, Sum,
+};
 use super::attributes::{AttributeSet, AttrsRef};
 use super::exemplar::{ExemplarFilter, ReservoirKind, TraceContext};
 use super::series::{IdleClock, Series, SeriesKey, SeriesTable};
@@ -81,7 +83,29 @@ pub struct Descriptor {
     /// The instrument kind.
     pub kind: InstrumentKind,
     /// The instrumentation scope the instrument belongs to.
-    pub scope: &'static str,
+    pub scope: Scope,
+}
+
+/// An instrumentation scope: the component that produced an instrument, as OTLP names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scope {
+    /// The scope name (`wasmtel.gpu`, an SDK's meter name).
+    pub name: Arc<str>,
+    /// The scope version, possibly empty.
+    pub version: Arc<str>,
+    /// The scope attributes.
+    pub attributes: AttributeSet,
+}
+
+impl From<&str> for Scope {
+    /// One of the host's own scopes: `name`, at the host's version, with no attributes.
+    fn from(name: &str) -> Self {
+        Self {
+            name: Arc::from(name),
+            version: Arc::from(env!("CARGO_PKG_VERSION")),
+            attributes: AttributeSet::empty(),
+        }
+    }
 }
 
 /// The aggregated state of an instrument, one variant per aggregation.
@@ -95,6 +119,33 @@ pub enum Storage {
     Histogram(Arc<[f64]>, SeriesTable<Histogram>),
     /// Base-2 exponential histogram aggregation.
     ExponentialHistogram(SeriesTable<ExponentialHistogram>),
+}
+
+/// A point aggregated elsewhere (received over OTLP), to be added to one series.
+#[derive(Debug, Clone, Copy)]
+pub enum Point<'a> {
+    /// How much a sum changed.
+    Sum(f64),
+    /// A gauge's current value.
+    Gauge(f64),
+    /// What an explicit-bucket histogram over these bounds recorded.
+    Histogram(&'a [f64], &'a HistogramPoint),
+    /// What a base-2 exponential histogram recorded.
+    Exponential(&'a ExponentialPoint),
+}
+
+/// Why a point could not be added to an instrument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    /// The point's type is not the instrument's aggregation (an earlier point or a view chose it).
+    #[error("its type differs from the aggregation this metric already has")]
+    Shape,
+    /// The histogram's bounds are not the instrument's.
+    #[error("its bucket bounds differ from those this metric already has")]
+    Bounds,
+    /// A monotonic sum went down, or a value is not finite.
+    #[error("its value is not finite, or a monotonic sum decreased")]
+    Value,
 }
 
 /// An instrument: a descriptor and the series recorded through it.
@@ -210,6 +261,63 @@ impl Instrument {
                     self.record_into(key, value, sample);
                 });
             }
+        }
+    }
+
+    /// Adds `point` to the series `attrs` (sorted by key), through the instrument's view if it
+    /// has one; nothing is added when the point does not fit the instrument.
+    pub fn merge(&self, attrs: &AttrsRef<'_>, point: Point<'_>) -> Result<(), MergeError> {
+        match (&self.storage, point) {
+            (Storage::Sum(_), Point::Sum(v)) | (Storage::LastValue(_), Point::Gauge(v))
+                if !v.is_finite() || (self.descriptor.kind.is_monotonic() && v < 0.0) =>
+            {
+                return Err(MergeError::Value);
+            }
+            (Storage::Sum(_), Point::Sum(_))
+            | (Storage::LastValue(_), Point::Gauge(_))
+            | (Storage::ExponentialHistogram(_), Point::Exponential(_)) => {}
+            (Storage::Histogram(bounds, _), Point::Histogram(b, _)) if **bounds == *b => {}
+            (Storage::Histogram(..), Point::Histogram(..)) => return Err(MergeError::Bounds),
+            _ if self.dropped => return Ok(()),
+            _ => return Err(MergeError::Shape),
+        }
+        if self.dropped {
+            return Ok(());
+        }
+        match self.view.get() {
+            None => self.merge_into(SeriesKey::Attrs(attrs), point),
+            Some(viewed) => {
+                viewed.resolve(&self.descriptor, attrs, |key| self.merge_into(key, point));
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_into(&self, key: SeriesKey<'_, '_>, point: Point<'_>) {
+        match (&self.storage, point) {
+            (Storage::Sum(t), Point::Sum(v)) => {
+                t.with_series(key, Sum::default, |s| s.aggregator.update(v));
+            }
+            (Storage::LastValue(t), Point::Gauge(v)) => {
+                t.with_series(key, LastValue::default, |s| s.aggregator.update(v));
+            }
+            (Storage::Histogram(bounds, t), Point::Histogram(_, p)) => {
+                t.with_series(
+                    key,
+                    || Histogram::new(bounds.clone()),
+                    |s| {
+                        s.aggregator.merge(p);
+                    },
+                );
+            }
+            (Storage::ExponentialHistogram(t), Point::Exponential(p)) => {
+                t.with_series(
+                    key,
+                    || ExponentialHistogram::new(MAX_SIZE),
+                    |s| s.aggregator.merge(p),
+                );
+            }
+            _ => {}
         }
     }
 
@@ -332,7 +440,7 @@ mod tests {
             unit: String::new(),
             description: String::new(),
             kind,
-            scope: "test",
+            scope: "test".into(),
         }
     }
 

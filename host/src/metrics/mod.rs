@@ -7,6 +7,7 @@ pub mod aggregation;
 pub mod attributes;
 pub mod exemplar;
 pub mod instrument;
+pub mod registries;
 pub mod series;
 pub mod stream;
 pub mod temporality;
@@ -16,9 +17,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use exemplar::{ExemplarFilter, TraceContext};
-pub use instrument::{Descriptor, HistogramAggregation, Instrument, InstrumentKind, Storage};
+pub use instrument::{
+    Descriptor, HistogramAggregation, Instrument, InstrumentKind, MergeError, Point, Scope, Storage,
+};
+pub use registries::{Producer, Registries};
 pub use stream::{Aggregation, StreamView, StreamViewError};
-pub use temporality::{DeltaTracker, TemporalityPreference};
+pub use temporality::{DeltaTracker, DeltaTrackers, TemporalityPreference};
 pub use view::{AttributeView, Mapping, Pattern};
 
 /// An observable instrument's callback: reports this collection's measurements through the observer.
@@ -68,9 +72,9 @@ pub struct ConflictError {
 /// A registered instrument with the bucket bounds it was asked for (a view may have replaced them).
 type Registered = (Arc<Instrument>, Arc<[f64]>);
 
-/// All instruments of the host, by name, and the views new instruments are bound to.
+/// The instruments of one resource, by scope and name, and the views new instruments are bound to.
 pub struct Registry {
-    /// By requested name (lowercase).
+    /// By scope name and requested name (lowercase).
     by_name: RwLock<HashMap<String, Registered>>,
     order: RwLock<Vec<Arc<Instrument>>>,
     views: RwLock<Vec<(ViewFilter, Arc<dyn AttributeView>)>>,
@@ -130,16 +134,54 @@ impl Registry {
         self
     }
 
+    /// An empty registry configured as this one: same limits, aggregations, filters and views.
+    ///
+    /// Views added to this registry afterwards do not reach the sibling.
+    pub fn sibling(&self) -> Self {
+        Self {
+            by_name: RwLock::default(),
+            order: RwLock::default(),
+            views: RwLock::new(
+                self.views
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            ),
+            cardinality_limit: self.cardinality_limit,
+            histograms: self.histograms,
+            callbacks: RwLock::default(),
+            clock: self.clock.clone(),
+            streams: self.streams.clone(),
+            exemplars: self.exemplars,
+        }
+    }
+
     /// Returns the instrument named in `descriptor`, creating it if new.
     ///
-    /// Names compare case-insensitively, as the OpenTelemetry specification
-    /// asks; a second registration with another kind, unit or bounds fails.
+    /// Names compare case-insensitively within a scope, as the OpenTelemetry
+    /// specification asks; a second registration with another kind, unit or
+    /// bounds fails.
     pub fn instrument(
         &self,
         descriptor: Descriptor,
         bounds: &[f64],
     ) -> Result<Arc<Instrument>, ConflictError> {
-        let key = descriptor.name.to_ascii_lowercase();
+        self.instrument_as(descriptor, bounds, None)
+    }
+
+    /// Like [`Registry::instrument`], but a new instrument aggregates with `aggregation` (unless a
+    /// stream view chooses another) instead of its kind's default: received data keeps its shape.
+    pub fn instrument_as(
+        &self,
+        descriptor: Descriptor,
+        bounds: &[f64],
+        aggregation: Option<Aggregation>,
+    ) -> Result<Arc<Instrument>, ConflictError> {
+        let key = format!(
+            "{}\u{1f}{}",
+            descriptor.scope.name,
+            descriptor.name.to_ascii_lowercase()
+        );
         if let Some(found) = self
             .by_name
             .read()
@@ -153,7 +195,7 @@ impl Registry {
             return Self::check_same(found, &descriptor, bounds);
         }
         let requested: Arc<[f64]> = Arc::from(bounds);
-        let instrument = Arc::new(self.create(descriptor, requested.clone()));
+        let instrument = Arc::new(self.create(descriptor, requested.clone(), aggregation));
         if instrument.is_dropped() {
             by_name.insert(key, (instrument.clone(), requested));
             return Ok(instrument);
@@ -182,10 +224,17 @@ impl Registry {
     }
 
     /// Builds the instrument for `descriptor`, as the first stream view selecting it says.
-    fn create(&self, descriptor: Descriptor, bounds: Arc<[f64]>) -> Instrument {
+    fn create(
+        &self,
+        descriptor: Descriptor,
+        bounds: Arc<[f64]>,
+        shape: Option<Aggregation>,
+    ) -> Instrument {
         let view = self.streams.iter().find(|v| v.selects(&descriptor));
-        let mut aggregation = Instrument::default_aggregation(descriptor.kind);
-        if aggregation == Aggregation::ExplicitBucketHistogram
+        let mut aggregation =
+            shape.unwrap_or_else(|| Instrument::default_aggregation(descriptor.kind));
+        if shape.is_none()
+            && aggregation == Aggregation::ExplicitBucketHistogram
             && self.histograms == HistogramAggregation::Base2ExponentialBucketHistogram
         {
             aggregation = Aggregation::Base2ExponentialBucketHistogram;
@@ -309,7 +358,7 @@ mod tests {
             unit: unit.into(),
             description: String::new(),
             kind,
-            scope: "test",
+            scope: "test".into(),
         }
     }
 

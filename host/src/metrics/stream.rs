@@ -95,7 +95,10 @@ impl StreamView {
             .as_deref()
             .is_none_or(|p| Pattern::new(p).matches(&descriptor.name))
             && self.kind.is_none_or(|k| k == descriptor.kind)
-            && self.scope.as_deref().is_none_or(|s| s == descriptor.scope)
+            && self
+                .scope
+                .as_deref()
+                .is_none_or(|s| *s == *descriptor.scope.name)
     }
 
     /// The descriptor the selected instrument's stream gets.
@@ -189,7 +192,7 @@ mod tests {
             unit: String::new(),
             description: "old".into(),
             kind,
-            scope,
+            scope: scope.into(),
         }
     }
 

@@ -183,6 +183,32 @@ impl DeltaTracker {
     }
 }
 
+/// Per exporter: one [`DeltaTracker`] per producer, by the producer's position (producers are
+/// only ever appended, so a position keeps meaning one resource).
+#[derive(Debug)]
+pub struct DeltaTrackers {
+    preference: TemporalityPreference,
+    trackers: Vec<DeltaTracker>,
+}
+
+impl DeltaTrackers {
+    /// No trackers yet, for an exporter with `preference`.
+    pub fn new(preference: TemporalityPreference) -> Self {
+        Self {
+            preference,
+            trackers: Vec::new(),
+        }
+    }
+
+    /// The tracker of the producer at `index`, created on first use.
+    pub fn get(&mut self, index: usize) -> &mut DeltaTracker {
+        while self.trackers.len() <= index {
+            self.trackers.push(DeltaTracker::new(self.preference));
+        }
+        &mut self.trackers[index]
+    }
+}
+
 /// One instrument's reading for one exporter: deltas through the exporter's tracker when its
 /// preference asks for them for this kind, else the cumulative state as it is.
 pub struct Reading<'a> {

@@ -199,7 +199,7 @@ mod tests {
             unit: String::new(),
             description: String::new(),
             kind: InstrumentKind::Counter,
-            scope: "test",
+            scope: "test".into(),
         }
     }
 

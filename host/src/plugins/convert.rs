@@ -54,14 +54,16 @@ pub fn metric_batch(
         let Some(metric) = metric(&instrument, now, delta.as_deref_mut()) else {
             continue;
         };
-        let scope = instrument.descriptor().scope;
-        match scopes.iter_mut().find(|s| s.scope.name == scope) {
+        let scope = &instrument.descriptor().scope;
+        let wit =
+            |s: &ScopeMetrics| *s.scope.name == *scope.name && *s.scope.version == *scope.version;
+        match scopes.iter_mut().find(|s| wit(s)) {
             Some(s) => s.metrics.push(metric),
             None => scopes.push(ScopeMetrics {
                 scope: Scope {
-                    name: scope.to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    attributes: Vec::new(),
+                    name: scope.name.to_string(),
+                    version: scope.version.to_string(),
+                    attributes: key_values(&scope.attributes),
                 },
                 metrics: vec![metric],
             }),
@@ -199,6 +201,7 @@ pub mod otlp {
     use opentelemetry_proto::tonic::metrics::v1 as pm;
     use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 
+    use crate::export::otlp::logs::Origin;
     use crate::plugins::bindings::types::{
         KeyValue, LogBatch, LogRecord, MetricBatch, MetricData, NumberPoint, Resource, Scope,
         ScopeLogs, Temporality, Value,
@@ -304,8 +307,8 @@ pub mod otlp {
             .collect()
     }
 
-    /// OTLP log records of one scope as a contract log batch.
-    pub fn log_batch(records: &[ProtoLogRecord], resource: Resource, scope: &str) -> LogBatch {
+    /// OTLP log records of one origin as a contract log batch.
+    pub fn log_batch(records: &[ProtoLogRecord], origin: &Origin) -> LogBatch {
         let records = records
             .iter()
             .map(|r| LogRecord {
@@ -321,12 +324,15 @@ pub mod otlp {
             })
             .collect();
         LogBatch {
-            resource,
+            resource: Resource {
+                attributes: attributes(&origin.resource.attributes),
+                schema_url: String::new(),
+            },
             scopes: vec![ScopeLogs {
                 scope: Scope {
-                    name: scope.to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    attributes: Vec::new(),
+                    name: origin.scope.name.clone(),
+                    version: origin.scope.version.clone(),
+                    attributes: attributes(&origin.scope.attributes),
                 },
                 records,
             }],
@@ -501,7 +507,7 @@ mod tests {
                     unit: "s".into(),
                     description: String::new(),
                     kind: InstrumentKind::Histogram,
-                    scope: "test",
+                    scope: "test".into(),
                 },
                 &[],
             )

@@ -59,7 +59,7 @@ impl ViewPlugin {
             name: instrument.name.clone(),
             unit: instrument.unit.clone(),
             kind: instrument.kind.name().to_owned(),
-            scope: instrument.scope.to_owned(),
+            scope: instrument.scope.name.to_string(),
         };
         let input: Vec<KeyValue> = attrs
             .iter()

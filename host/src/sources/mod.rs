@@ -25,7 +25,7 @@ fn register<const N: usize>(
                 unit: (*unit).into(),
                 description: (*description).into(),
                 kind: *kind,
-                scope,
+                scope: scope.into(),
             },
             &[],
         )?);

@@ -3,22 +3,26 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
 use tokio::task::JoinHandle;
 
 use super::client::{HeaderError, OtlpClient};
+use super::logs::{Entry, Origin};
 use super::{logs, metrics};
 use crate::clock::unix_nanos;
 use crate::config::OtlpConfig;
 use crate::event::Event;
 use crate::export::delivery::{Delivery, Drain};
 use crate::export::queue::DropOldestQueue;
-use crate::metrics::{DeltaTracker, Registry, TemporalityPreference};
+use crate::metrics::{DeltaTrackers, Producer, Registries, TemporalityPreference};
 use crate::pipeline::EventSink;
 use crate::plugins::{Transforms, convert};
-use crate::resource::Resource;
 use crate::telemetry::{SelfTelemetry, Signal};
+
+/// A run of log records of one origin.
+type Run = (Arc<Origin>, Vec<LogRecord>);
 
 struct Channel<T> {
     queue: Arc<DropOldestQueue<T>>,
@@ -48,23 +52,22 @@ impl<T> Channel<T> {
 
 /// Pushes metrics every interval and every raw event as a log record to an OTLP/HTTP endpoint.
 pub struct OtlpExporter {
-    registry: Arc<Registry>,
-    resource: Resource,
+    registries: Arc<Registries>,
+    events: Arc<Origin>,
     telemetry: SelfTelemetry,
     transforms: Transforms,
     interval: std::time::Duration,
     logs_batch: usize,
     metrics: Option<Channel<Bytes>>,
-    logs: Option<Channel<LogRecord>>,
-    delta: Mutex<Option<DeltaTracker>>,
+    logs: Option<Channel<Entry>>,
+    delta: Mutex<Option<DeltaTrackers>>,
 }
 
 impl OtlpExporter {
     /// Builds the exporter, or `None` when no OTLP endpoint is configured.
     pub fn new(
         config: &OtlpConfig,
-        registry: Arc<Registry>,
-        resource: Resource,
+        registries: Arc<Registries>,
         telemetry: SelfTelemetry,
         transforms: Transforms,
     ) -> Result<Option<Self>, HeaderError> {
@@ -79,8 +82,8 @@ impl OtlpExporter {
             return Ok(None);
         }
         Ok(Some(Self {
-            registry,
-            resource,
+            events: Arc::new(Origin::events(&registries.own().resource)),
+            registries,
             telemetry,
             transforms,
             interval: config.interval(),
@@ -91,7 +94,7 @@ impl OtlpExporter {
                 config
                     .temporality_preference
                     .filter(|p| *p != TemporalityPreference::Cumulative)
-                    .map(DeltaTracker::new),
+                    .map(DeltaTrackers::new),
             ),
         }))
     }
@@ -106,14 +109,26 @@ impl OtlpExporter {
     fn collect_blocking(&self) {
         let Some(ch) = &self.metrics else { return };
         let mut delta = self.delta.lock().unwrap_or_else(PoisonError::into_inner);
+        let producers = self.registries.all();
+        let pairs: Vec<_> = producers.iter().map(Producer::pair).collect();
         let body = if self.transforms.is_empty() {
-            metrics::encode(&self.registry, &self.resource, delta.as_mut())
+            metrics::encode_all(&pairs, delta.as_mut())
         } else {
-            let batch = convert::metric_batch(&self.registry, &self.resource, delta.as_mut());
-            match self.transforms.metrics(batch) {
-                Some(batch) => convert::otlp::metric_request(&batch).encode_to_vec(),
-                None => return,
+            let mut request = ExportMetricsServiceRequest::default();
+            for (i, (res, registry)) in pairs.iter().enumerate() {
+                let batch = convert::metric_batch(registry, res, delta.as_mut().map(|d| d.get(i)));
+                if i > 0 && batch.scopes.is_empty() {
+                    continue;
+                }
+                if let Some(batch) = self.transforms.metrics(batch) {
+                    let encoded = convert::otlp::metric_request(&batch);
+                    request.resource_metrics.extend(encoded.resource_metrics);
+                }
             }
+            if request.resource_metrics.is_empty() {
+                return;
+            }
+            request.encode_to_vec()
         };
         let dropped = ch.queue.push([Bytes::from(body)]);
         if dropped > 0 {
@@ -150,15 +165,15 @@ impl OtlpExporter {
             ));
         }
         if let Some(ch) = &self.logs {
-            let (resource, transforms) = (self.resource.clone(), self.transforms.clone());
+            let transforms = self.transforms.clone();
             tasks.push(tokio::spawn(
                 Delivery {
                     queue: ch.queue.clone(),
                     client: ch.client.clone(),
                     batch: self.logs_batch,
-                    encode: Arc::new(move |records| {
-                        let records = transformed(&transforms, records, &resource);
-                        Bytes::from(logs::request(records, &resource).encode_to_vec())
+                    encode: Arc::new(move |entries| {
+                        let runs = transformed(&transforms, logs::runs(entries));
+                        Bytes::from(logs::request(runs).encode_to_vec())
                     }),
                     telemetry: self.telemetry.clone(),
                     signal: Signal::Logs,
@@ -170,31 +185,47 @@ impl OtlpExporter {
     }
 }
 
-/// Log records after the transforms; all of them dropped if a fail-closed transform failed.
-fn transformed(
-    transforms: &Transforms,
-    records: Vec<LogRecord>,
-    resource: &Resource,
-) -> Vec<LogRecord> {
+/// Runs of log records after the transforms; a run is dropped if a fail-closed transform failed on it.
+fn transformed(transforms: &Transforms, runs: Vec<Run>) -> Vec<Run> {
     if transforms.is_empty() {
-        return records;
+        return runs;
     }
-    let batch = convert::otlp::log_batch(&records, convert::resource(resource), logs::EVENTS_SCOPE);
-    transforms
-        .logs(batch)
-        .map(|b| convert::otlp::log_records(&b))
-        .unwrap_or_default()
+    runs.into_iter()
+        .filter_map(|(origin, records)| {
+            let batch = convert::otlp::log_batch(&records, &origin);
+            let records = convert::otlp::log_records(&transforms.logs(batch)?);
+            Some((origin, records))
+        })
+        .filter(|(_, records)| !records.is_empty())
+        .collect()
+}
+
+impl OtlpExporter {
+    fn queue_logs(&self, entries: impl IntoIterator<Item = Entry>) {
+        let Some(ch) = &self.logs else { return };
+        let dropped = ch.queue.push(entries);
+        if dropped > 0 {
+            self.telemetry.export_dropped(Signal::Logs, dropped);
+        }
+    }
 }
 
 impl EventSink for OtlpExporter {
     fn accept(&self, events: &[Event<'_>]) {
-        let Some(ch) = &self.logs else { return };
+        if self.logs.is_none() {
+            return;
+        }
         let observed = unix_nanos();
-        let dropped = ch
-            .queue
-            .push(events.iter().map(|e| logs::record(e, observed)));
-        if dropped > 0 {
-            self.telemetry.export_dropped(Signal::Logs, dropped);
+        self.queue_logs(
+            events
+                .iter()
+                .map(|e| (self.events.clone(), logs::record(e, observed))),
+        );
+    }
+
+    fn accept_logs(&self, entries: &[Entry]) {
+        if self.logs.is_some() {
+            self.queue_logs(entries.iter().cloned());
         }
     }
 }

@@ -7,6 +7,10 @@ use opentelemetry_proto::tonic::common::v1::{
 };
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+
 use super::resource;
 use crate::event::{AnyValue, Event};
 use crate::resource::Resource;
@@ -103,21 +107,60 @@ pub fn record(event: &Event<'_>, observed_unix_nano: u64) -> LogRecord {
     }
 }
 
-/// Wraps log records in a request with the host resource and the events scope.
-pub fn request(records: Vec<LogRecord>, res: &Resource) -> ExportLogsServiceRequest {
+/// Where log records come from: their resource and instrumentation scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    /// The resource, as OTLP carries it.
+    pub resource: ProtoResource,
+    /// The instrumentation scope.
+    pub scope: InstrumentationScope,
+}
+
+impl Origin {
+    /// The origin of forwarded events: the host resource and the events scope.
+    pub fn events(res: &Resource) -> Self {
+        Self {
+            resource: resource(res),
+            scope: InstrumentationScope {
+                name: EVENTS_SCOPE.to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// A log record with its origin, as log exporters queue it.
+pub type Entry = (Arc<Origin>, LogRecord);
+
+/// Splits entries into runs of one origin, in order.
+pub fn runs(entries: Vec<Entry>) -> Vec<(Arc<Origin>, Vec<LogRecord>)> {
+    let mut out: Vec<(Arc<Origin>, Vec<LogRecord>)> = Vec::new();
+    for (origin, record) in entries {
+        match out.last_mut() {
+            Some((last, records)) if Arc::ptr_eq(last, &origin) || **last == *origin => {
+                records.push(record);
+            }
+            _ => out.push((origin, vec![record])),
+        }
+    }
+    out
+}
+
+/// Wraps runs of log records in one request, one `ResourceLogs` per run.
+pub fn request(runs: Vec<(Arc<Origin>, Vec<LogRecord>)>) -> ExportLogsServiceRequest {
     ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(resource(res)),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: EVENTS_SCOPE.to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    ..Default::default()
-                }),
-                log_records: records,
+        resource_logs: runs
+            .into_iter()
+            .map(|(origin, records)| ResourceLogs {
+                resource: Some(origin.resource.clone()),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(origin.scope.clone()),
+                    log_records: records,
+                    schema_url: String::new(),
+                }],
                 schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
+            })
+            .collect(),
     }
 }

@@ -11,32 +11,58 @@ use crate::metrics::attributes::{AttributeSet, ValueRef};
 use crate::metrics::exemplar::Exemplar;
 use crate::metrics::series::Series;
 use crate::metrics::temporality::{Reading, known_extreme};
-use crate::metrics::{DeltaTracker, Instrument, Registry, Storage};
+use crate::metrics::{DeltaTracker, DeltaTrackers, Instrument, Registry, Scope, Storage};
 use crate::resource::Resource;
 
 const DELTA: u64 = 1;
 const CUMULATIVE: u64 = 2;
 
-/// Collects every instrument with data into one encoded request, grouped by scope: cumulative,
-/// or with a tracker in the temporality its preference gives each instrument (deltas leave out
-/// quiet series).
-pub fn encode(
+/// Collects every instrument of one registry into one encoded request, grouped by scope:
+/// cumulative, or with a tracker in the temporality its preference gives each instrument
+/// (deltas leave out quiet series).
+pub fn encode(registry: &Registry, res: &Resource, delta: Option<&mut DeltaTracker>) -> Vec<u8> {
+    let mut w = Reverse::with_capacity(64 * 1024);
+    resource_metrics(&mut w, registry, res, delta, unix_nanos());
+    w.finish()
+}
+
+/// Collects every producer into one request with one `ResourceMetrics` each, as [`encode`] does
+/// for one; a received resource without points is left out, the host's own never is.
+pub fn encode_all(
+    producers: &[(&Resource, &Registry)],
+    mut delta: Option<&mut DeltaTrackers>,
+) -> Vec<u8> {
+    let now = unix_nanos();
+    let mut w = Reverse::with_capacity(64 * 1024);
+    for (i, (res, registry)) in producers.iter().enumerate().rev() {
+        let start = w.len();
+        let tracker = delta.as_deref_mut().map(|d| d.get(i));
+        if !resource_metrics(&mut w, registry, res, tracker, now) && i > 0 {
+            w.truncate(start);
+        }
+    }
+    w.finish()
+}
+
+/// Writes one `ResourceMetrics` (field 1 of the request); returns whether it holds any point.
+fn resource_metrics(
+    w: &mut Reverse,
     registry: &Registry,
     res: &Resource,
     mut delta: Option<&mut DeltaTracker>,
-) -> Vec<u8> {
+    now: u64,
+) -> bool {
     registry.observe();
-    let now = unix_nanos();
     let instruments = registry.instruments();
-    let mut scopes: Vec<(&'static str, Vec<&Instrument>)> = Vec::new();
+    let mut scopes: Vec<(&Scope, Vec<&Instrument>)> = Vec::new();
     for instrument in &instruments {
-        let scope = instrument.descriptor().scope;
-        match scopes.iter_mut().find(|(name, _)| *name == scope) {
+        let scope = &instrument.descriptor().scope;
+        match scopes.iter_mut().find(|(s, _)| *s == scope) {
             Some((_, members)) => members.push(instrument),
             None => scopes.push((scope, vec![instrument])),
         }
     }
-    let mut w = Reverse::with_capacity(64 * 1024);
+    let mut any = false;
     w.message(1, |w| {
         for (scope, members) in scopes.iter().rev() {
             let start = w.len();
@@ -48,11 +74,14 @@ pub fn encode(
                 }
                 wrote = w.len() > metrics;
                 w.message(1, |w| {
-                    w.bytes(2, env!("CARGO_PKG_VERSION").as_bytes());
-                    w.bytes(1, scope.as_bytes());
+                    attributes(w, 3, &scope.attributes);
+                    w.bytes(2, scope.version.as_bytes());
+                    w.bytes(1, scope.name.as_bytes());
                 });
             });
-            if !wrote {
+            if wrote {
+                any = true;
+            } else {
                 w.truncate(start); // none of the scope's instruments had points
             }
         }
@@ -61,7 +90,7 @@ pub fn encode(
     if let Some(d) = delta {
         d.finish(now);
     }
-    w.finish()
+    any
 }
 
 /// Writes one `Metric` (field 2 of its scope) if the instrument has points to export.
@@ -260,7 +289,7 @@ mod tests {
             unit: "s".into(),
             description: format!("{name} described"),
             kind,
-            scope,
+            scope: scope.into(),
         }
     }
 

@@ -17,8 +17,8 @@ pub(super) struct Labels {
 }
 
 impl Labels {
-    /// Renders `attrs` and the scope label (if any); returns the text, without braces.
-    pub(super) fn render(&mut self, attrs: &AttributeSet, scope: Option<&str>) -> &str {
+    /// Renders `attrs`, then `tail` (labels rendered by [`fixed`]); returns the text, without braces.
+    pub(super) fn render(&mut self, attrs: &AttributeSet, tail: &str) -> &str {
         self.text.clear();
         self.learn(attrs);
         if self.collide {
@@ -31,11 +31,11 @@ impl Labels {
                 pair(&mut self.text, name, v);
             }
         }
-        if let Some(scope) = scope {
+        if !tail.is_empty() {
             if !self.text.is_empty() {
                 self.text.push(',');
             }
-            pair(&mut self.text, "otel_scope_name", ValueRef::Str(scope));
+            self.text.push_str(tail);
         }
         &self.text
     }
@@ -61,6 +61,18 @@ impl Labels {
             .enumerate()
             .any(|(i, (_, a))| self.names[..i].iter().any(|(_, b)| a == b));
     }
+}
+
+/// Renders labels shared by many series (`otel_scope_name`, `job`, `instance`), leaving out empty values.
+pub(super) fn fixed(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (name, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        pair(&mut out, name, ValueRef::Str(value));
+    }
+    out
 }
 
 /// Writes `k="v",…` for keys that sanitize to one label name: their values joined by `;`.
@@ -130,21 +142,24 @@ mod tests {
         let mut labels = Labels::default();
         let colliding = set(vec![("a.b", Value::Int(1)), ("a_b", Value::Int(2))]);
         assert_eq!(
-            labels.render(&colliding, Some("s")),
+            labels.render(&colliding, &fixed(&[("otel_scope_name", "s")])),
             "a_b=\"1;2\",otel_scope_name=\"s\""
         );
         // The next series with other keys is rendered with its own names.
         let plain = set(vec![("gen_ai.model", Value::Str("m\"1\n".into()))]);
-        assert_eq!(labels.render(&plain, None), "gen_ai_model=\"m\\\"1\\n\"");
+        assert_eq!(labels.render(&plain, ""), "gen_ai_model=\"m\\\"1\\n\"");
         let typed = set(vec![
             ("b", Value::Bool(true)),
             ("d", Value::Double(0.5)),
             ("i", Value::Int(-7)),
         ]);
         assert_eq!(
-            labels.render(&typed, Some("s")),
+            labels.render(&typed, "otel_scope_name=\"s\""),
             "b=\"true\",d=\"0.5\",i=\"-7\",otel_scope_name=\"s\""
         );
-        assert_eq!(labels.render(&AttributeSet::empty(), None), "");
+        assert_eq!(
+            labels.render(&AttributeSet::empty(), &fixed(&[("job", "")])),
+            ""
+        );
     }
 }

@@ -53,17 +53,44 @@ pub fn render(registry: &Registry, resource: &Resource) -> String {
 
 /// Renders `target_info`, then every instrument with at least one series, in `format`.
 pub fn render_as(format: Format, registry: &Registry, resource: &Resource) -> String {
-    registry.observe();
+    render_all(format, &[(resource, registry)])
+}
+
+/// Renders every producer: one `target_info` sample per resource, then each metric family once,
+/// with the series of every producer that has it. The first producer is the host itself; the
+/// series of the others carry `job` and `instance` from their resource's `service.*`
+/// attributes, as OpenTelemetry's Prometheus compatibility rules say.
+pub fn render_all(format: Format, producers: &[(&Resource, &Registry)]) -> String {
     let mut out = String::with_capacity(64 * 1024);
     out.push_str(match format {
         Format::Prometheus => "# HELP target_info Target metadata\n# TYPE target_info gauge\n",
         Format::OpenMetrics => "# HELP target Target metadata\n# TYPE target info\n",
     });
     let mut labels = Labels::default();
-    let target = labels.render(resource.attributes(), None);
-    sample(&mut out, "target_info", target, 1.0, None);
-    for instrument in registry.instruments() {
-        render_instrument(&mut out, &mut labels, &instrument, format);
+    let mut families: Vec<(String, Vec<Member>)> = Vec::new();
+    for (i, (resource, registry)) in producers.iter().enumerate() {
+        registry.observe();
+        let identity = if i == 0 {
+            Vec::new()
+        } else {
+            identity(resource)
+        };
+        let pairs: Vec<(&str, &str)> = identity.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let target = labels.render(resource.attributes(), &labels::fixed(&pairs));
+        sample(&mut out, "target_info", target, 1.0, None);
+        for instrument in registry.instruments() {
+            let family = Family::of(instrument.descriptor());
+            let mut tail = pairs.clone();
+            tail.insert(0, ("otel_scope_name", &instrument.descriptor().scope.name));
+            let member = (instrument.clone(), labels::fixed(&tail));
+            match families.iter_mut().find(|(name, _)| *name == family.name) {
+                Some((_, members)) => members.push(member),
+                None => families.push((family.name, vec![member])),
+            }
+        }
+    }
+    for (_, members) in &families {
+        render_family(&mut out, &mut labels, members, format);
     }
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
@@ -71,48 +98,110 @@ pub fn render_as(format: Format, registry: &Registry, resource: &Resource) -> St
     out
 }
 
-fn render_instrument(
-    out: &mut String,
-    labels: &mut Labels,
-    instrument: &Instrument,
-    format: Format,
-) {
-    let d = instrument.descriptor();
-    let shape = match d.kind {
-        k if k.is_monotonic() => Shape::Counter,
-        InstrumentKind::Gauge | InstrumentKind::ObservableGauge => Shape::Gauge,
-        _ => Shape::Other,
+/// A received resource's `job` (`service.namespace/service.name`) and `instance` (`service.instance.id`).
+fn identity(resource: &Resource) -> Vec<(&'static str, String)> {
+    let name = resource.get("service.name").unwrap_or_default();
+    let job = match resource.get("service.namespace") {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name,
     };
-    let name = naming::metric_name(&d.name, &d.unit, shape);
-    let scope = Some(d.scope);
-    let type_name = match d.kind {
-        k if k.is_monotonic() => "counter",
-        InstrumentKind::Histogram => "histogram",
-        _ => "gauge",
+    let instance = resource.get("service.instance.id").unwrap_or_default();
+    vec![("job", job), ("instance", instance)]
+}
+
+/// An instrument in a family, with the labels all its series share.
+type Member = (std::sync::Arc<Instrument>, String);
+
+/// How an instrument is exposed: its sample name and its family's type.
+struct Family {
+    name: String,
+    type_name: &'static str,
+}
+
+impl Family {
+    fn of(d: &crate::metrics::Descriptor) -> Self {
+        let shape = match d.kind {
+            k if k.is_monotonic() => Shape::Counter,
+            InstrumentKind::Gauge | InstrumentKind::ObservableGauge => Shape::Gauge,
+            _ => Shape::Other,
+        };
+        let type_name = match d.kind {
+            k if k.is_monotonic() => "counter",
+            InstrumentKind::Histogram => "histogram",
+            _ => "gauge",
+        };
+        Self {
+            name: naming::metric_name(&d.name, &d.unit, shape),
+            type_name,
+        }
+    }
+}
+
+/// Whether an instrument has series the text formats can show (they have no exponential histograms).
+fn shown(instrument: &Instrument) -> bool {
+    match instrument.storage() {
+        Storage::Sum(t) => !t.is_empty(),
+        Storage::LastValue(t) => !t.is_empty(),
+        Storage::Histogram(_, t) => !t.is_empty(),
+        Storage::ExponentialHistogram(_) => false,
+    }
+}
+
+/// Renders one family: its header once (from the first member), then the series of every member
+/// of the same type and aggregation; a member of another type is left out.
+fn render_family(out: &mut String, labels: &mut Labels, members: &[Member], format: Format) {
+    let Some((first, _)) = members.first() else {
+        return;
     };
+    let d = first.descriptor();
+    let family = Family::of(d);
+    let same = |i: &Instrument| {
+        Family::of(i.descriptor()).type_name == family.type_name
+            && std::mem::discriminant(i.storage()) == std::mem::discriminant(first.storage())
+    };
+    let members: Vec<&Member> = members
+        .iter()
+        .filter(|(i, _)| same(i) && shown(i))
+        .collect();
+    if members.is_empty() {
+        return;
+    }
+    let (name, type_name) = (&family.name, family.type_name);
     // OpenMetrics names a counter's family without the `_total` of its sample.
     let family = match format {
         Format::OpenMetrics if type_name == "counter" => {
-            name.strip_suffix("_total").unwrap_or(&name)
+            name.strip_suffix("_total").unwrap_or(name)
         }
-        _ => &name,
+        _ => name,
     };
-    let header = |out: &mut String| {
-        let _ = writeln!(
-            out,
-            "# HELP {family} {}",
-            escape_help(&d.description, format)
-        );
-        let _ = writeln!(out, "# TYPE {family} {type_name}");
-    };
+    let _ = writeln!(
+        out,
+        "# HELP {family} {}",
+        escape_help(&d.description, format)
+    );
+    let _ = writeln!(out, "# TYPE {family} {type_name}");
+    for (instrument, tail) in members {
+        render_series(out, labels, instrument, name, type_name, tail, format);
+    }
+}
+
+/// Renders the series of one instrument under the sample name `name`.
+fn render_series(
+    out: &mut String,
+    labels: &mut Labels,
+    instrument: &Instrument,
+    name: &str,
+    type_name: &str,
+    scope: &str,
+    format: Format,
+) {
     // Only OpenMetrics has exemplars, and only on counters and histogram buckets.
     let exemplars = |series_exemplars: &dyn Fn() -> Vec<(usize, Exemplar)>| match format {
         Format::OpenMetrics => series_exemplars(),
         Format::Prometheus => Vec::new(),
     };
     match instrument.storage() {
-        Storage::Sum(table) if !table.is_empty() => {
-            header(out);
+        Storage::Sum(table) => {
             let counter = type_name == "counter";
             table.for_each(|s| {
                 let l = labels.render(&s.attributes, scope);
@@ -122,18 +211,16 @@ fn render_instrument(
                     Vec::new()
                 };
                 let e = e.first().map(|(_, e)| e);
-                sample(out, &name, l, s.aggregator.value(), e);
+                sample(out, name, l, s.aggregator.value(), e);
             });
         }
-        Storage::LastValue(table) if !table.is_empty() => {
-            header(out);
+        Storage::LastValue(table) => {
             table.for_each(|s| {
                 let l = labels.render(&s.attributes, scope);
-                sample(out, &name, l, s.aggregator.value(), None);
+                sample(out, name, l, s.aggregator.value(), None);
             });
         }
-        Storage::Histogram(bounds, table) if !table.is_empty() => {
-            header(out);
+        Storage::Histogram(bounds, table) => {
             let bucket = format!("{name}_bucket");
             let (sum, count) = (format!("{name}_sum"), format!("{name}_count"));
             // Each bucket's `le="…"}`, formatted once for every series.
@@ -177,7 +264,6 @@ fn render_instrument(
         }
         // Text format 0.0.4 has no exponential histograms: they are exported over OTLP only.
         Storage::ExponentialHistogram(_) => {}
-        _ => {}
     }
 }
 
@@ -266,7 +352,7 @@ mod tests {
             unit: unit.into(),
             description: "Line one\nline \\two".into(),
             kind,
-            scope: "s",
+            scope: "s".into(),
         };
         let c = registry
             .instrument(d("req", "{request}", InstrumentKind::Counter), &[])
@@ -311,7 +397,7 @@ mod tests {
             unit: "By".into(),
             description: String::new(),
             kind,
-            scope: "s",
+            scope: "s".into(),
         };
         let sent = registry
             .instrument(d("net.sent", InstrumentKind::ObservableCounter), &[])
@@ -361,7 +447,7 @@ mod tests {
                     unit: "{request}".into(),
                     description: "Say \"hi\"".into(),
                     kind: InstrumentKind::Counter,
-                    scope: "s",
+                    scope: "s".into(),
                 },
                 &[],
             )
@@ -397,7 +483,7 @@ mod tests {
             unit: String::new(),
             description: String::new(),
             kind,
-            scope: "s",
+            scope: "s".into(),
         };
         let c = registry
             .instrument(d("req", InstrumentKind::Counter), &[])

@@ -60,6 +60,31 @@ impl Buckets {
         }
     }
 
+    /// Adds `other` (at the same scale) bucket by bucket.
+    pub fn add(&mut self, other: &Buckets) {
+        let Some(last) = other.last() else { return };
+        let (low, _) = self.span_with(other.offset);
+        let (_, high) = self.span_with(last);
+        if self.counts.is_empty() || low < self.offset {
+            let grow = if self.counts.is_empty() {
+                0
+            } else {
+                (self.offset - low) as usize
+            };
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = low;
+        }
+        self.counts.resize((high - self.offset + 1) as usize, 0);
+        for (i, n) in other.counts.iter().enumerate() {
+            self.counts[(other.offset - self.offset) as usize + i] += n;
+        }
+    }
+
+    /// The index of the last bucket, if there is any.
+    fn last(&self) -> Option<i32> {
+        (!self.counts.is_empty()).then(|| self.offset + self.counts.len() as i32 - 1)
+    }
+
     /// Merges each run of `2^by` neighbouring buckets into one: the same data at scale `- by`.
     pub fn downscale(&mut self, by: u32) {
         if by == 0 || self.counts.is_empty() {
@@ -160,6 +185,59 @@ impl ExponentialHistogram {
         } else {
             s.negative.increment(idx);
         }
+    }
+
+    /// Adds a point aggregated elsewhere: both are brought to the coarser scale, then further
+    /// down until each range fits in this histogram's size, and the buckets are added.
+    pub fn merge(&self, point: &ExponentialPoint) {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut other = point.clone();
+        let mut scale = s.scale.min(other.scale).max(MIN_SCALE);
+        let span = |b: &Buckets, o: &Buckets, by_b: u32, by_o: u32| {
+            let ends = |x: &Buckets, by: u32| {
+                x.last()
+                    .map(|last| (i64::from(x.offset >> by), i64::from(last >> by)))
+            };
+            let (low, high) = match (ends(b, by_b), ends(o, by_o)) {
+                (Some((l1, h1)), Some((l2, h2))) => (l1.min(l2), h1.max(h2)),
+                (Some(one), None) | (None, Some(one)) => one,
+                (None, None) => return 0,
+            };
+            (high - low + 1) as usize
+        };
+        while scale > MIN_SCALE
+            && [
+                (&s.positive, &other.positive),
+                (&s.negative, &other.negative),
+            ]
+            .iter()
+            .any(|(b, o)| {
+                span(
+                    b,
+                    o,
+                    (s.scale - scale) as u32,
+                    (other.scale - scale).max(0) as u32,
+                ) > self.max_size
+            })
+        {
+            scale -= 1;
+        }
+        let (mine, theirs) = (
+            (s.scale - scale) as u32,
+            (other.scale - scale).max(0) as u32,
+        );
+        s.positive.downscale(mine);
+        s.negative.downscale(mine);
+        other.positive.downscale(theirs);
+        other.negative.downscale(theirs);
+        s.scale = scale;
+        s.positive.add(&other.positive);
+        s.negative.add(&other.negative);
+        s.count += other.count;
+        s.sum += other.sum;
+        s.zero_count += other.zero_count;
+        s.min = s.min.min(other.min);
+        s.max = s.max.max(other.max);
     }
 
     /// A consistent copy of the current state.
@@ -307,6 +385,24 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn merging_two_histograms_equals_recording_both_streams(a in values(), b in values(), size in 2usize..40) {
+            let (one, two, both) = (
+                ExponentialHistogram::new(size),
+                ExponentialHistogram::new(size),
+                ExponentialHistogram::new(size),
+            );
+            a.iter().for_each(|v| { one.update(*v); both.update(*v); });
+            b.iter().for_each(|v| { two.update(*v); both.update(*v); });
+            one.merge(&two.snapshot());
+            let (merged, want) = (one.snapshot(), both.snapshot());
+            prop_assert_eq!(merged.scale, want.scale);
+            prop_assert_eq!(&merged.positive, &want.positive);
+            prop_assert_eq!(&merged.negative, &want.negative);
+            prop_assert_eq!((merged.count, merged.zero_count), (want.count, want.zero_count));
+            prop_assert_eq!((merged.min, merged.max), (want.min, want.max));
+        }
+
         #[test]
         fn buckets_equal_a_naive_count_at_the_final_scale(stream in values(), size in 2usize..40) {
             let h = ExponentialHistogram::new(size);

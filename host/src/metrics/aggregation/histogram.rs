@@ -62,6 +62,23 @@ impl Histogram {
         bucket
     }
 
+    /// Adds a point aggregated elsewhere over the same bounds (its buckets, count, sum and
+    /// extremes); a point with another number of buckets changes nothing and returns `false`.
+    pub fn merge(&self, point: &HistogramPoint) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if point.bucket_counts.len() != s.bucket_counts.len() {
+            return false;
+        }
+        s.count += point.count;
+        s.sum += point.sum;
+        s.min = s.min.min(point.min);
+        s.max = s.max.max(point.max);
+        for (b, n) in s.bucket_counts.iter_mut().zip(&point.bucket_counts) {
+            *b += n;
+        }
+        true
+    }
+
     /// The bucket boundaries.
     pub fn bounds(&self) -> &[f64] {
         &self.bounds
@@ -91,5 +108,28 @@ mod tests {
         assert_eq!(p.count, 6);
         assert_eq!(p.sum, 12.0);
         assert_eq!((p.min, p.max), (-3.0, 7.0));
+    }
+
+    #[test]
+    fn merging_adds_buckets_and_keeps_the_extremes() {
+        let h = Histogram::new(Arc::from([1.0, 5.0]));
+        h.update(2.0);
+        let point = HistogramPoint {
+            count: 3,
+            sum: 9.5,
+            min: 0.5,
+            max: 6.0,
+            bucket_counts: vec![1, 1, 1],
+        };
+        assert!(h.merge(&point));
+        let p = h.snapshot();
+        assert_eq!(p.bucket_counts, vec![1, 2, 1]);
+        assert_eq!((p.count, p.sum, p.min, p.max), (4, 11.5, 0.5, 6.0));
+        let wrong = HistogramPoint {
+            bucket_counts: vec![1, 1],
+            ..point
+        };
+        assert!(!h.merge(&wrong));
+        assert_eq!(h.snapshot(), p, "a mismatched point changes nothing");
     }
 }

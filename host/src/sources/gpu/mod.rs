@@ -685,7 +685,7 @@ mod tests {
                 ]
             );
         });
-        assert_eq!(instrument.descriptor().scope, GPU_SCOPE);
+        assert_eq!(&*instrument.descriptor().scope.name, GPU_SCOPE);
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! Every registry the host exports, each with the resource it describes: the host's own, and
+//! one per resource that sent metrics over OTLP.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use super::Registry;
+use super::attributes::AttributeSet;
+use crate::resource::Resource;
+
+/// How many resources may send metrics over OTLP; points of further resources are refused.
+pub const MAX_RECEIVED_RESOURCES: usize = 256;
+
+/// A registry and the resource its metrics describe.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    /// The resource.
+    pub resource: Resource,
+    /// Its instruments.
+    pub registry: Arc<Registry>,
+}
+
+impl Producer {
+    /// The pair as borrowed references, as encoders take them.
+    pub fn pair(&self) -> (&Resource, &Registry) {
+        (&self.resource, &self.registry)
+    }
+}
+
+/// The resource limit was reached: a new resource's metrics cannot be kept.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "metrics are already kept for {MAX_RECEIVED_RESOURCES} resources; a new resource is refused"
+)]
+pub struct TooManyResources;
+
+/// The host's registry, then the received ones in the order their resources first sent data.
+#[derive(Debug)]
+pub struct Registries {
+    own: Producer,
+    received: RwLock<Vec<Producer>>,
+}
+
+impl Registries {
+    /// The host's own registry and resource, with nothing received yet.
+    pub fn new(registry: Arc<Registry>, resource: Resource) -> Self {
+        Self {
+            own: Producer { resource, registry },
+            received: RwLock::default(),
+        }
+    }
+
+    /// The host's own registry and resource.
+    pub fn own(&self) -> &Producer {
+        &self.own
+    }
+
+    /// Every producer: the host's first, then the received ones.
+    pub fn all(&self) -> Vec<Producer> {
+        let received = self.received.read().unwrap_or_else(PoisonError::into_inner);
+        std::iter::once(&self.own)
+            .chain(received.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// The registry of received `resource`, created (configured as the host's) on first use.
+    pub fn received(&self, resource: &AttributeSet) -> Result<Arc<Registry>, TooManyResources> {
+        let find = |list: &[Producer]| {
+            list.iter()
+                .find(|p| p.resource.attributes() == resource)
+                .map(|p| p.registry.clone())
+        };
+        if let Some(found) = find(&self.received.read().unwrap_or_else(PoisonError::into_inner)) {
+            return Ok(found);
+        }
+        let mut received = self
+            .received
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = find(&received) {
+            return Ok(found);
+        }
+        if received.len() >= MAX_RECEIVED_RESOURCES {
+            return Err(TooManyResources);
+        }
+        let registry = Arc::new(self.own.registry.sibling());
+        received.push(Producer {
+            resource: Resource::from_attributes(resource.clone()),
+            registry: registry.clone(),
+        });
+        Ok(registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::attributes::Value;
+
+    fn set(service: &str) -> AttributeSet {
+        AttributeSet::from_pairs(vec![(
+            Arc::from("service.name"),
+            Value::Str(Arc::from(service)),
+        )])
+    }
+
+    #[test]
+    fn one_registry_per_resource_in_arrival_order_up_to_the_limit() {
+        let own = Resource::from_attributes(set("wasmtel"));
+        let all = Registries::new(Arc::new(Registry::new(7)), own);
+        let a = all.received(&set("a")).expect("a");
+        let b = all.received(&set("b")).expect("b");
+        assert!(Arc::ptr_eq(&a, &all.received(&set("a")).expect("a again")));
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(a.cardinality_limit(), 7, "configured as the host's");
+        let names: Vec<String> = all
+            .all()
+            .iter()
+            .map(|p| p.resource.get("service.name").unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["wasmtel", "a", "b"]);
+        for i in 2..MAX_RECEIVED_RESOURCES {
+            all.received(&set(&format!("r{i}")))
+                .expect("below the limit");
+        }
+        let refused = all.received(&set("one-too-many")).expect_err("limit");
+        assert!(refused.to_string().contains("256 resources"), "{refused}");
+        assert!(
+            all.received(&set("a")).is_ok(),
+            "known resources still work"
+        );
+    }
+}
