@@ -195,8 +195,10 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
             plugin,
             digest,
             &entry,
-            registry,
-            Resource::detect(&Default::default()),
+            Arc::new(wasmtel::metrics::Registries::new(
+                registry,
+                Resource::detect(&Default::default()),
+            )),
             telemetry,
             Transforms::default(),
         )
