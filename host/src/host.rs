@@ -16,6 +16,7 @@ use crate::export::otlp::client::HeaderError;
 use crate::export::otlp::exporter::OtlpExporter;
 use crate::export::plugin::PluginExporter;
 use crate::export::prometheus;
+use crate::intake::otlp::metrics::MetricsReceiver;
 use crate::metrics::{ConflictError, Descriptor, Pattern, Producer, Registries, Registry};
 use crate::pipeline::{EventSink, Pipeline};
 use crate::plugins::reload::{self, Reloadable};
@@ -135,7 +136,11 @@ impl Host {
         })?;
         let mut servers = vec![serve(
             intake,
-            crate::intake::router(pipeline, config.intake.max_body_bytes),
+            crate::intake::router(
+                pipeline,
+                Arc::new(MetricsReceiver::new(registries.clone())),
+                config.intake.max_body_bytes,
+            ),
             stopped.clone(),
         )];
         let mut prometheus_addr = None;

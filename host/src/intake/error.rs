@@ -13,6 +13,9 @@ pub enum IntakeError {
     /// The body is not valid events.
     #[error("{0}")]
     Parse(ParseError),
+    /// The body is not a valid OTLP request.
+    #[error("{0}")]
+    Decode(String),
     /// The body, after decompression, is larger than the limit.
     #[error("the body is larger than the limit of {limit} bytes")]
     TooLarge {
@@ -37,7 +40,10 @@ impl IntakeError {
     /// The HTTP status this error answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            IntakeError::Parse(_) | IntakeError::BadGzip(_) | IntakeError::BodyRead(_) => {
+            IntakeError::Parse(_)
+            | IntakeError::Decode(_)
+            | IntakeError::BadGzip(_)
+            | IntakeError::BodyRead(_) => {
                 StatusCode::BAD_REQUEST
             }
             IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -50,7 +56,7 @@ impl IntakeError {
     /// A short, stable name for self-telemetry (`reason` attribute).
     pub fn reason(&self) -> &'static str {
         match self {
-            IntakeError::Parse(_) => "malformed",
+            IntakeError::Parse(_) | IntakeError::Decode(_) => "malformed",
             IntakeError::TooLarge { .. } => "too_large",
             IntakeError::UnsupportedMediaType(_) => "unsupported_media_type",
             IntakeError::UnsupportedEncoding(_) => "unsupported_encoding",

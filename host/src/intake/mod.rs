@@ -1,8 +1,10 @@
-//! HTTP intake: `POST /v1/events`, with parsing, limits and JSON error responses.
+//! HTTP intake: `POST /v1/events`, and OTLP's `POST /v1/metrics` and `POST /v1/logs`, with
+//! parsing, limits and error responses.
 
 pub mod body;
 pub mod error;
 pub mod events;
+pub mod otlp;
 pub mod scan;
 
 use std::sync::Arc;
@@ -26,14 +28,25 @@ const INLINE_PARSE_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 struct Intake {
     pipeline: Arc<Pipeline>,
+    metrics: Arc<otlp::metrics::MetricsReceiver>,
     max_body: usize,
 }
 
-/// The intake routes, feeding `pipeline`.
-pub fn router(pipeline: Arc<Pipeline>, max_body: usize) -> Router {
+/// The intake routes: events and logs feed `pipeline`, OTLP metrics `metrics`.
+pub fn router(
+    pipeline: Arc<Pipeline>,
+    metrics: Arc<otlp::metrics::MetricsReceiver>,
+    max_body: usize,
+) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
-        .with_state(Intake { pipeline, max_body })
+        .route("/v1/metrics", post(otlp::post_metrics))
+        .route("/v1/logs", post(otlp::post_logs))
+        .with_state(Intake {
+            pipeline,
+            metrics,
+            max_body,
+        })
 }
 
 async fn post_events(State(intake): State<Intake>, headers: HeaderMap, body: Body) -> Response {

@@ -137,6 +137,12 @@ pub struct AttributeSet {
     hash: u64,
 }
 
+impl std::hash::Hash for AttributeSet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
 impl std::fmt::Debug for AttributeSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map().entries(self.iter()).finish()

@@ -1,0 +1,213 @@
+//! OTLP/HTTP intake: `POST /v1/metrics` and `POST /v1/logs` in binary protobuf or JSON, answered
+//! with the OTLP specification's status codes, partial-success responses and `Status` bodies.
+
+pub mod attributes;
+pub mod logs;
+pub mod metrics;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use prost::Message;
+
+use super::error::IntakeError;
+use super::{INLINE_PARSE_LIMIT, Intake, body};
+use crate::telemetry::Signal;
+
+/// What one request accepted and rejected, and the first problem found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tally {
+    /// Items (data points or log records) accepted.
+    pub accepted: usize,
+    /// Items rejected.
+    pub rejected: usize,
+    /// The first problem, if any.
+    pub message: Option<String>,
+}
+
+impl Tally {
+    fn accept(&mut self, n: usize) {
+        self.accepted += n;
+    }
+
+    /// Rejects `n` items (0 for a warning that refuses nothing) because of `why`.
+    fn reject(&mut self, n: usize, why: &str) {
+        self.rejected += n;
+        if self.message.is_none() {
+            self.message = Some(why.to_owned());
+        }
+    }
+}
+
+/// The two encodings of OTLP/HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `application/x-protobuf` (also assumed when no content type is given).
+    Protobuf,
+    /// `application/json`, with OTLP's JSON mapping.
+    Json,
+}
+
+impl Encoding {
+    /// The request's encoding, from its content type.
+    pub fn of(headers: &HeaderMap) -> Result<Self, IntakeError> {
+        let Some(value) = headers.get(CONTENT_TYPE) else {
+            return Ok(Self::Protobuf);
+        };
+        let raw = value.to_str().unwrap_or("");
+        let essence = raw.split(';').next().unwrap_or("").trim();
+        match essence.to_ascii_lowercase().as_str() {
+            "application/x-protobuf" | "application/protobuf" => Ok(Self::Protobuf),
+            "application/json" => Ok(Self::Json),
+            _ => Err(IntakeError::UnsupportedMediaType(raw.to_owned())),
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Protobuf => "application/x-protobuf",
+            Self::Json => "application/json",
+        }
+    }
+
+    fn decode<T>(self, bytes: &[u8], what: &str) -> Result<T, IntakeError>
+    where
+        T: Message + Default + serde::de::DeserializeOwned,
+    {
+        match self {
+            Self::Protobuf => T::decode(bytes)
+                .map_err(|e| IntakeError::Decode(format!("the body is not a valid {what}: {e}"))),
+            Self::Json => serde_json::from_slice(bytes)
+                .map_err(|e| IntakeError::Decode(format!("the body is not a valid {what}: {e}"))),
+        }
+    }
+
+    fn respond<T: Message + serde::Serialize>(self, status: StatusCode, message: &T) -> Response {
+        let body = match self {
+            Self::Protobuf => message.encode_to_vec(),
+            Self::Json => serde_json::to_vec(message).unwrap_or_default(),
+        };
+        (status, [(CONTENT_TYPE, self.content_type())], body).into_response()
+    }
+}
+
+/// `google.rpc.Status`, the body of an OTLP/HTTP error response.
+#[derive(Clone, PartialEq, Message, serde::Serialize)]
+pub struct Status {
+    /// The gRPC status code.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// What went wrong.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// gRPC's INVALID_ARGUMENT.
+const INVALID_ARGUMENT: i32 = 3;
+/// gRPC's RESOURCE_EXHAUSTED.
+const RESOURCE_EXHAUSTED: i32 = 8;
+
+/// The error response for a request refused whole, counted in self-telemetry.
+fn refuse(intake: &Intake, error: &IntakeError, encoding: Encoding) -> Response {
+    intake.pipeline.reject(error.reason());
+    let code = match error.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => RESOURCE_EXHAUSTED,
+        _ => INVALID_ARGUMENT,
+    };
+    let status = Status {
+        code,
+        message: error.to_string(),
+    };
+    encoding.respond(error.status(), &status)
+}
+
+/// Reads, decodes and processes one request, off the async workers when it is large or when
+/// recording may call plugins.
+async fn receive<T>(
+    intake: Intake,
+    headers: HeaderMap,
+    body: Body,
+    what: &'static str,
+    process: fn(&Intake, T) -> Tally,
+) -> Result<(Encoding, Tally), (Encoding, IntakeError)>
+where
+    T: Message + Default + serde::de::DeserializeOwned + Send + 'static,
+{
+    let encoding = Encoding::of(&headers).map_err(|e| (Encoding::Json, e))?;
+    let bytes = body::read(&headers, body, intake.max_body)
+        .await
+        .map_err(|e| (encoding, e))?;
+    let inline = bytes.len() <= INLINE_PARSE_LIMIT && !intake.pipeline.calls_plugins();
+    let work = move || -> Result<Tally, IntakeError> {
+        let request = encoding.decode::<T>(&bytes, what)?;
+        Ok(process(&intake, request))
+    };
+    let tally = if inline {
+        work()
+    } else {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| (encoding, IntakeError::BodyRead(e.to_string())))?
+    };
+    tally.map(|t| (encoding, t)).map_err(|e| (encoding, e))
+}
+
+/// `POST /v1/metrics`.
+pub(super) async fn post_metrics(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let process = |intake: &Intake, request: ExportMetricsServiceRequest| {
+        intake.metrics.receive(&request)
+    };
+    match receive(intake.clone(), headers, body, "ExportMetricsServiceRequest", process).await {
+        Ok((encoding, tally)) => {
+            let telemetry = intake.pipeline.telemetry();
+            telemetry.otlp_items(Signal::Metrics, tally.accepted, tally.rejected);
+            let partial_success = tally.message.map(|error_message| ExportMetricsPartialSuccess {
+                rejected_data_points: tally.rejected as i64,
+                error_message,
+            });
+            encoding.respond(
+                StatusCode::OK,
+                &ExportMetricsServiceResponse { partial_success },
+            )
+        }
+        Err((encoding, e)) => refuse(&intake, &e, encoding),
+    }
+}
+
+/// `POST /v1/logs`.
+pub(super) async fn post_logs(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let process = |intake: &Intake, request: ExportLogsServiceRequest| {
+        let mut tally = Tally::default();
+        let entries = logs::entries(request, &mut tally);
+        intake.pipeline.ingest_logs(&entries);
+        tally
+    };
+    match receive(intake.clone(), headers, body, "ExportLogsServiceRequest", process).await {
+        Ok((encoding, tally)) => {
+            let telemetry = intake.pipeline.telemetry();
+            telemetry.otlp_items(Signal::Logs, tally.accepted, tally.rejected);
+            let partial_success = tally.message.map(|error_message| ExportLogsPartialSuccess {
+                rejected_log_records: tally.rejected as i64,
+                error_message,
+            });
+            encoding.respond(StatusCode::OK, &ExportLogsServiceResponse { partial_success })
+        }
+        Err((encoding, e)) => refuse(&intake, &e, encoding),
+    }
+}
