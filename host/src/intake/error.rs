@@ -43,9 +43,7 @@ impl IntakeError {
             IntakeError::Parse(_)
             | IntakeError::Decode(_)
             | IntakeError::BadGzip(_)
-            | IntakeError::BodyRead(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            | IntakeError::BodyRead(_) => StatusCode::BAD_REQUEST,
             IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IntakeError::UnsupportedMediaType(_) | IntakeError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE

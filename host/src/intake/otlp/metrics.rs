@@ -240,7 +240,10 @@ impl MetricsReceiver {
                 _ => None,
             };
             let delta = delta.unwrap_or_else(|| point.clone());
-            (Change::Histogram(bounds, delta), Last::Histogram(point.clone()))
+            (
+                Change::Histogram(bounds, delta),
+                Last::Histogram(point.clone()),
+            )
         };
         self.cumulative(target, &attrs, p.start_time_unix_nano, tally, change);
     }
@@ -290,7 +293,10 @@ impl MetricsReceiver {
             target.name.to_owned(),
             attrs.clone(),
         );
-        let mut state = self.cumulative.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self
+            .cumulative
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let previous = state.get(&id);
         if previous.is_none() && state.len() >= MAX_CUMULATIVE_SERIES {
             let why = format!("{MAX_CUMULATIVE_SERIES} cumulative series are already tracked");
@@ -376,7 +382,11 @@ fn histogram_point(p: &HistogramDataPoint) -> Result<HistogramPoint, String> {
     if p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
         return Err("a histogram point needs one more bucket count than bounds".into());
     }
-    if p.bucket_counts.iter().try_fold(0u64, |a, n| a.checked_add(*n)) != Some(p.count) {
+    if p.bucket_counts
+        .iter()
+        .try_fold(0u64, |a, n| a.checked_add(*n))
+        != Some(p.count)
+    {
         return Err("a histogram point's bucket counts do not add up to its count".into());
     }
     if p.sum.is_some_and(|s| !s.is_finite()) {
@@ -432,7 +442,9 @@ fn exponential_point(p: &ExponentialHistogramDataPoint) -> Result<ExponentialPoi
         .chain(&negative.counts)
         .try_fold(p.zero_count, |a, n| a.checked_add(*n));
     if total != Some(p.count) {
-        return Err("an exponential histogram point's buckets and zero count do not add up to its count");
+        return Err(
+            "an exponential histogram point's buckets and zero count do not add up to its count",
+        );
     }
     if p.sum.is_some_and(|s| !s.is_finite()) {
         return Err("an exponential histogram point's sum is not finite");
@@ -451,7 +463,10 @@ fn exponential_point(p: &ExponentialHistogramDataPoint) -> Result<ExponentialPoi
 
 /// What a cumulative exponential histogram recorded since `before`, at the coarser of the two
 /// scales; `None` when it went backwards (a restart).
-fn exponential_change(before: &ExponentialPoint, now: &ExponentialPoint) -> Option<ExponentialPoint> {
+fn exponential_change(
+    before: &ExponentialPoint,
+    now: &ExponentialPoint,
+) -> Option<ExponentialPoint> {
     if now.count < before.count || now.zero_count < before.zero_count {
         return None;
     }
@@ -484,4 +499,492 @@ fn exponential_change(before: &ExponentialPoint, now: &ExponentialPoint) -> Opti
     delta.zero_count -= before.zero_count;
     delta.sum -= before.sum;
     Some(delta)
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, InstrumentationScope, KeyValue, any_value,
+    };
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, Gauge, Histogram, ResourceMetrics, ScopeMetrics, Sum, Summary,
+        SummaryDataPoint,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+
+    use super::*;
+    use crate::metrics::Producer;
+    use crate::resource::Resource;
+
+    const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
+    const DELTA: i32 = AggregationTemporality::Delta as i32;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn request(service: &str, metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(ProtoResource {
+                    attributes: vec![kv("service.name", service)],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "app.meter".into(),
+                        version: "1.2".into(),
+                        attributes: vec![kv("lib", "x")],
+                        ..Default::default()
+                    }),
+                    metrics,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+
+    fn metric(name: &str, data: Data) -> Metric {
+        Metric {
+            name: name.into(),
+            unit: "1".into(),
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+
+    fn number(start: u64, value: f64, route: &str) -> NumberDataPoint {
+        NumberDataPoint {
+            attributes: vec![kv("route", route)],
+            start_time_unix_nano: start,
+            value: Some(number_data_point::Value::AsDouble(value)),
+            ..Default::default()
+        }
+    }
+
+    fn sum(name: &str, temporality: i32, monotonic: bool, points: Vec<NumberDataPoint>) -> Metric {
+        metric(
+            name,
+            Data::Sum(Sum {
+                data_points: points,
+                aggregation_temporality: temporality,
+                is_monotonic: monotonic,
+            }),
+        )
+    }
+
+    fn receiver() -> MetricsReceiver {
+        let own = Resource::from_attributes(AttributeSet::empty());
+        MetricsReceiver::new(Arc::new(Registries::new(Arc::new(Registry::new(100)), own)))
+    }
+
+    /// The received producer of `service`.
+    fn producer(r: &MetricsReceiver, service: &str) -> Producer {
+        r.registries
+            .all()
+            .into_iter()
+            .find(|p| p.resource.get("service.name").as_deref() == Some(service))
+            .expect("resource received")
+    }
+
+    fn instrument(r: &MetricsReceiver, service: &str, name: &str) -> Arc<Instrument> {
+        let found = producer(r, service).registry.instruments();
+        found
+            .into_iter()
+            .find(|i| i.descriptor().name == name)
+            .expect("instrument")
+    }
+
+    /// Every series of a sum or gauge instrument as `route → value`.
+    fn values(i: &Instrument) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        let mut visit = |a: &AttributeSet, v: f64| {
+            out.push((a.get("route").map(|v| v.to_string()).unwrap_or_default(), v));
+        };
+        match i.storage() {
+            Storage::Sum(t) => t.for_each(|s| visit(&s.attributes, s.aggregator.value())),
+            Storage::LastValue(t) => t.for_each(|s| visit(&s.attributes, s.aggregator.value())),
+            _ => panic!("not a number instrument"),
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn accepted(n: usize) -> Tally {
+        Tally {
+            accepted: n,
+            ..Tally::default()
+        }
+    }
+
+    #[test]
+    fn cumulative_sums_add_their_changes_and_survive_restarts() {
+        let r = receiver();
+        let send = |start, value| {
+            r.receive(&request(
+                "app",
+                vec![sum(
+                    "reqs",
+                    CUMULATIVE,
+                    true,
+                    vec![number(start, value, "/a")],
+                )],
+            ))
+        };
+        assert_eq!(send(10, 5.0), accepted(1));
+        assert_eq!(send(10, 8.0), accepted(1));
+        assert_eq!(
+            values(&instrument(&r, "app", "reqs")),
+            [("/a".into(), 8.0)],
+            "the source's total"
+        );
+        send(20, 2.0); // restarted: a new start time, counting from zero again
+        assert_eq!(
+            values(&instrument(&r, "app", "reqs")),
+            [("/a".into(), 10.0)]
+        );
+        send(20, 1.0); // went down without a new start time: also a restart
+        assert_eq!(
+            values(&instrument(&r, "app", "reqs")),
+            [("/a".into(), 11.0)]
+        );
+        send(20, 4.0);
+        assert_eq!(
+            values(&instrument(&r, "app", "reqs")),
+            [("/a".into(), 14.0)]
+        );
+    }
+
+    #[test]
+    fn cumulative_up_down_sums_follow_the_source_total() {
+        let r = receiver();
+        for (start, value) in [(1, 5.0), (1, 3.0), (2, -4.0)] {
+            r.receive(&request(
+                "app",
+                vec![sum(
+                    "queue",
+                    CUMULATIVE,
+                    false,
+                    vec![number(start, value, "q")],
+                )],
+            ));
+        }
+        assert_eq!(
+            values(&instrument(&r, "app", "queue")),
+            [("q".into(), -4.0)]
+        );
+        let kind = instrument(&r, "app", "queue").descriptor().kind;
+        assert_eq!(kind, InstrumentKind::UpDownCounter);
+    }
+
+    #[test]
+    fn delta_sums_add_and_gauges_keep_the_last_value() {
+        let r = receiver();
+        let req = request(
+            "app",
+            vec![
+                sum(
+                    "d",
+                    DELTA,
+                    true,
+                    vec![
+                        number(0, 2.0, "/a"),
+                        number(0, 3.0, "/a"),
+                        number(0, 1.0, "/b"),
+                    ],
+                ),
+                metric(
+                    "g",
+                    Data::Gauge(Gauge {
+                        data_points: vec![number(0, 7.0, "x"), number(0, 6.0, "x")],
+                    }),
+                ),
+            ],
+        );
+        assert_eq!(r.receive(&req), accepted(5));
+        assert_eq!(
+            values(&instrument(&r, "app", "d")),
+            [("/a".into(), 5.0), ("/b".into(), 1.0)]
+        );
+        assert_eq!(values(&instrument(&r, "app", "g")), [("x".into(), 6.0)]);
+        let negative = sum("d", DELTA, true, vec![number(0, -1.0, "/a")]);
+        let tally = r.receive(&request("app", vec![negative]));
+        assert_eq!((tally.accepted, tally.rejected), (0, 1));
+        assert_eq!(
+            tally.message.as_deref(),
+            Some(
+                "metric `d`: a point was refused: its value is not finite, or a monotonic sum decreased"
+            )
+        );
+        assert_eq!(
+            values(&instrument(&r, "app", "d"))[0].1,
+            5.0,
+            "nothing was added"
+        );
+    }
+
+    fn histogram(temporality: i32, start: u64, counts: [u64; 3], sum: f64) -> Metric {
+        metric(
+            "lat",
+            Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    start_time_unix_nano: start,
+                    count: counts.iter().sum(),
+                    sum: Some(sum),
+                    bucket_counts: counts.to_vec(),
+                    explicit_bounds: vec![1.0, 5.0],
+                    min: Some(0.5),
+                    max: Some(9.0),
+                    ..Default::default()
+                }],
+                aggregation_temporality: temporality,
+            }),
+        )
+    }
+
+    fn snapshot(r: &MetricsReceiver) -> HistogramPoint {
+        let i = instrument(r, "app", "lat");
+        let Storage::Histogram(bounds, t) = i.storage() else {
+            panic!("histogram")
+        };
+        assert_eq!(**bounds, [1.0, 5.0]);
+        let mut out = None;
+        t.for_each(|s| out = Some(s.aggregator.snapshot()));
+        out.expect("one series")
+    }
+
+    #[test]
+    fn histograms_merge_deltas_and_follow_cumulative_points() {
+        let r = receiver();
+        r.receive(&request(
+            "app",
+            vec![histogram(CUMULATIVE, 1, [1, 2, 0], 6.0)],
+        ));
+        r.receive(&request(
+            "app",
+            vec![histogram(CUMULATIVE, 1, [2, 2, 1], 16.0)],
+        ));
+        let p = snapshot(&r);
+        assert_eq!(
+            (p.count, p.sum, p.bucket_counts.clone()),
+            (5, 16.0, vec![2, 2, 1])
+        );
+        assert_eq!((p.min, p.max), (0.5, 9.0));
+        r.receive(&request(
+            "app",
+            vec![histogram(CUMULATIVE, 2, [1, 0, 0], 0.5)],
+        ));
+        let p = snapshot(&r);
+        assert_eq!(
+            (p.count, p.bucket_counts.clone()),
+            (6, vec![3, 2, 1]),
+            "a restart adds the whole point"
+        );
+
+        let r = receiver();
+        r.receive(&request("app", vec![histogram(DELTA, 0, [1, 2, 0], 6.0)]));
+        r.receive(&request("app", vec![histogram(DELTA, 0, [1, 0, 1], 7.0)]));
+        let p = snapshot(&r);
+        assert_eq!((p.count, p.sum, p.bucket_counts), (5, 13.0, vec![2, 2, 1]));
+    }
+
+    fn exponential(
+        temporality: i32,
+        start: u64,
+        scale: i32,
+        offset: i32,
+        counts: &[u64],
+    ) -> Metric {
+        metric(
+            "exp",
+            Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: vec![ExponentialHistogramDataPoint {
+                    start_time_unix_nano: start,
+                    count: counts.iter().sum::<u64>() + 1,
+                    sum: Some(10.0),
+                    scale,
+                    zero_count: 1,
+                    positive: Some(ProtoBuckets {
+                        offset,
+                        bucket_counts: counts.to_vec(),
+                    }),
+                    ..Default::default()
+                }],
+                aggregation_temporality: temporality,
+            }),
+        )
+    }
+
+    fn exponential_snapshot(r: &MetricsReceiver) -> ExponentialPoint {
+        let i = instrument(r, "app", "exp");
+        let Storage::ExponentialHistogram(t) = i.storage() else {
+            panic!("exponential")
+        };
+        let mut out = None;
+        t.for_each(|s| out = Some(s.aggregator.snapshot()));
+        out.expect("one series")
+    }
+
+    #[test]
+    fn exponential_histograms_follow_cumulative_points_across_scales() {
+        let r = receiver();
+        r.receive(&request(
+            "app",
+            vec![exponential(CUMULATIVE, 1, 3, 8, &[1, 1])],
+        ));
+        // The source downscaled: indices 8, 9 at scale 3 are index 4 at scale 2.
+        r.receive(&request(
+            "app",
+            vec![exponential(CUMULATIVE, 1, 2, 4, &[3, 2])],
+        ));
+        let p = exponential_snapshot(&r);
+        assert_eq!(p.scale, 2);
+        assert_eq!(
+            p.positive,
+            Buckets {
+                offset: 4,
+                counts: vec![3, 2]
+            }
+        );
+        assert_eq!((p.count, p.zero_count), (6, 1));
+
+        let r = receiver();
+        r.receive(&request("app", vec![exponential(DELTA, 0, 3, 8, &[1, 1])]));
+        r.receive(&request("app", vec![exponential(DELTA, 0, 3, 9, &[2])]));
+        let p = exponential_snapshot(&r);
+        assert_eq!(
+            (p.scale, p.positive.clone()),
+            (
+                3,
+                Buckets {
+                    offset: 8,
+                    counts: vec![1, 3]
+                }
+            )
+        );
+        assert_eq!((p.count, p.zero_count, p.sum), (6, 2, 20.0));
+    }
+
+    #[test]
+    fn bad_points_are_counted_and_named_and_the_rest_is_kept() {
+        let r = receiver();
+        let mut bad_bounds = histogram(DELTA, 0, [1, 1, 1], 1.0);
+        if let Some(Data::Histogram(h)) = &mut bad_bounds.data {
+            h.data_points[0].explicit_bounds = vec![5.0, 1.0];
+        }
+        let mut bad_count = histogram(DELTA, 0, [1, 1, 1], 1.0);
+        if let Some(Data::Histogram(h)) = &mut bad_count.data {
+            h.data_points[0].count = 9;
+        }
+        let summary = metric(
+            "s",
+            Data::Summary(Summary {
+                data_points: vec![SummaryDataPoint::default(); 2],
+            }),
+        );
+        let cases: Vec<(Metric, usize, &str)> = vec![
+            (
+                summary,
+                2,
+                "metric `s`: summaries are not supported; send histograms",
+            ),
+            (
+                sum("u", 0, true, vec![number(0, 1.0, "a")]),
+                1,
+                "metric `u`: its aggregation temporality is unspecified",
+            ),
+            (
+                bad_bounds,
+                1,
+                "metric `lat`: histogram bounds must increase strictly",
+            ),
+            (
+                bad_count,
+                1,
+                "metric `lat`: a histogram point's bucket counts do not add up to its count",
+            ),
+            (
+                exponential(DELTA, 0, 21, 0, &[1]),
+                1,
+                "metric `exp`: an exponential histogram's scale must be between -10 and 20",
+            ),
+            (
+                exponential(DELTA, 0, 0, i32::MAX, &[1, 1]),
+                1,
+                "metric `exp`: an exponential histogram's bucket indices overflow",
+            ),
+            (
+                sum("", DELTA, true, vec![number(0, 1.0, "a")]),
+                1,
+                "a metric has no name",
+            ),
+            (
+                sum("n", DELTA, true, vec![NumberDataPoint::default()]),
+                1,
+                "metric `n`: a point has no value",
+            ),
+        ];
+        for (bad, rejected, message) in cases {
+            let good = sum("ok", DELTA, true, vec![number(0, 1.0, "a")]);
+            let tally = r.receive(&request("app", vec![bad, good]));
+            assert_eq!((tally.accepted, tally.rejected), (1, rejected), "{message}");
+            assert_eq!(tally.message.as_deref(), Some(message));
+        }
+        assert_eq!(values(&instrument(&r, "app", "ok")), [("a".into(), 8.0)]);
+        // One name, two shapes: the second is refused whole.
+        let gauge = metric(
+            "ok",
+            Data::Gauge(Gauge {
+                data_points: vec![number(0, 1.0, "a")],
+            }),
+        );
+        let tally = r.receive(&request("app", vec![gauge]));
+        assert_eq!(tally.rejected, 1);
+        assert!(
+            tally
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("already registered")),
+            "{tally:?}"
+        );
+        let stale = NumberDataPoint {
+            flags: NO_RECORDED_VALUE,
+            ..NumberDataPoint::default()
+        };
+        assert_eq!(
+            r.receive(&request("app", vec![sum("ok", DELTA, true, vec![stale])])),
+            accepted(1),
+            "a staleness marker is fine"
+        );
+    }
+
+    #[test]
+    fn resources_and_scopes_are_kept() {
+        let r = receiver();
+        for service in ["a", "b"] {
+            r.receive(&request(
+                service,
+                vec![sum("reqs", DELTA, true, vec![number(0, 1.0, service)])],
+            ));
+        }
+        for service in ["a", "b"] {
+            let i = instrument(&r, service, "reqs");
+            let scope = &i.descriptor().scope;
+            assert_eq!((&*scope.name, &*scope.version), ("app.meter", "1.2"));
+            assert_eq!(scope.attributes.get("lib"), Some(ValueRef::Str("x")));
+            assert_eq!(values(&i), [(service.to_owned(), 1.0)]);
+        }
+        assert_eq!(
+            r.registries.all().len(),
+            3,
+            "the host's own and one per resource"
+        );
+    }
 }

@@ -166,17 +166,26 @@ pub(super) async fn post_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let process = |intake: &Intake, request: ExportMetricsServiceRequest| {
-        intake.metrics.receive(&request)
-    };
-    match receive(intake.clone(), headers, body, "ExportMetricsServiceRequest", process).await {
+    let process =
+        |intake: &Intake, request: ExportMetricsServiceRequest| intake.metrics.receive(&request);
+    match receive(
+        intake.clone(),
+        headers,
+        body,
+        "ExportMetricsServiceRequest",
+        process,
+    )
+    .await
+    {
         Ok((encoding, tally)) => {
             let telemetry = intake.pipeline.telemetry();
             telemetry.otlp_items(Signal::Metrics, tally.accepted, tally.rejected);
-            let partial_success = tally.message.map(|error_message| ExportMetricsPartialSuccess {
-                rejected_data_points: tally.rejected as i64,
-                error_message,
-            });
+            let partial_success = tally
+                .message
+                .map(|error_message| ExportMetricsPartialSuccess {
+                    rejected_data_points: tally.rejected as i64,
+                    error_message,
+                });
             encoding.respond(
                 StatusCode::OK,
                 &ExportMetricsServiceResponse { partial_success },
@@ -198,7 +207,15 @@ pub(super) async fn post_logs(
         intake.pipeline.ingest_logs(&entries);
         tally
     };
-    match receive(intake.clone(), headers, body, "ExportLogsServiceRequest", process).await {
+    match receive(
+        intake.clone(),
+        headers,
+        body,
+        "ExportLogsServiceRequest",
+        process,
+    )
+    .await
+    {
         Ok((encoding, tally)) => {
             let telemetry = intake.pipeline.telemetry();
             telemetry.otlp_items(Signal::Logs, tally.accepted, tally.rejected);
@@ -206,7 +223,10 @@ pub(super) async fn post_logs(
                 rejected_log_records: tally.rejected as i64,
                 error_message,
             });
-            encoding.respond(StatusCode::OK, &ExportLogsServiceResponse { partial_success })
+            encoding.respond(
+                StatusCode::OK,
+                &ExportLogsServiceResponse { partial_success },
+            )
         }
         Err((encoding, e)) => refuse(&intake, &e, encoding),
     }
