@@ -203,7 +203,7 @@ impl Host {
         }
         if let Some(expiry) = config.metrics.idle_series_expiry {
             servers.push(expire_idle_series(
-                registry.clone(),
+                registries.clone(),
                 expiry,
                 stop.subscribe(),
             ));
@@ -360,7 +360,7 @@ const EXPIRY_SWEEPS: u32 = 4;
 
 /// Removes series idle for longer than `expiry`, sweeping [`EXPIRY_SWEEPS`] times per period.
 fn expire_idle_series(
-    registry: Arc<Registry>,
+    registries: Arc<Registries>,
     expiry: std::time::Duration,
     mut stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -370,7 +370,7 @@ fn expire_idle_series(
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
-                    let gone = registry.expire_idle(u64::from(EXPIRY_SWEEPS));
+                    let gone = registries.expire_idle(u64::from(EXPIRY_SWEEPS));
                     if gone > 0 {
                         tracing::debug!(series = gone, "idle series expired");
                     }

@@ -327,6 +327,12 @@ impl Registry {
     /// ticks (observable instruments keep theirs: callbacks report them); returns how many went.
     pub fn expire_idle(&self, ticks: u64) -> usize {
         self.clock.advance();
+        self.expire(ticks)
+    }
+
+    /// Removes the series not measured in the last `ticks` ticks, without advancing the clock
+    /// (siblings share it); returns how many went.
+    pub(crate) fn expire(&self, ticks: u64) -> usize {
         self.instruments()
             .iter()
             .filter(|i| !i.descriptor().kind.is_observable())

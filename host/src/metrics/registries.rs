@@ -63,6 +63,17 @@ impl Registries {
             .collect()
     }
 
+    /// Advances the shared idle clock one tick and removes, in every registry, the series not
+    /// measured in the last `ticks` ticks; returns how many went.
+    pub fn expire_idle(&self, ticks: u64) -> usize {
+        let received = self.received.read().unwrap_or_else(PoisonError::into_inner);
+        self.own.registry.expire_idle(ticks)
+            + received
+                .iter()
+                .map(|p| p.registry.expire(ticks))
+                .sum::<usize>()
+    }
+
     /// The registry of received `resource`, created (configured as the host's) on first use.
     pub fn received(&self, resource: &AttributeSet) -> Result<Arc<Registry>, TooManyResources> {
         let find = |list: &[Producer]| {
@@ -102,6 +113,35 @@ mod tests {
             Arc::from("service.name"),
             Value::Str(Arc::from(service)),
         )])
+    }
+
+    #[test]
+    fn idle_series_expire_in_every_registry_on_one_clock() {
+        use crate::metrics::{Descriptor, InstrumentKind};
+        let own = Resource::from_attributes(set("wasmtel"));
+        let all = Registries::new(Arc::new(Registry::new(7)), own);
+        let counter = |registry: &Registry| {
+            let d = Descriptor {
+                name: "c".into(),
+                unit: String::new(),
+                description: String::new(),
+                kind: InstrumentKind::Counter,
+                scope: "s".into(),
+            };
+            registry.instrument(d, &[]).expect("counter")
+        };
+        let mine = counter(&all.own().registry);
+        let theirs = counter(&all.received(&set("a")).expect("a"));
+        mine.record(&[], 1.0);
+        theirs.record(&[], 1.0);
+        assert_eq!(all.expire_idle(1), 0, "both idle for one tick");
+        theirs.record(&[], 1.0);
+        assert_eq!(
+            all.expire_idle(1),
+            1,
+            "mine idle for two ticks, theirs for one"
+        );
+        assert_eq!(all.expire_idle(1), 1, "theirs idle for two ticks");
     }
 
     #[test]

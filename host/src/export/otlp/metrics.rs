@@ -339,6 +339,54 @@ mod tests {
     }
 
     #[test]
+    fn each_producer_is_one_resource_and_quiet_received_ones_are_left_out() {
+        use crate::metrics::attributes::{AttributeSet, Value};
+        use std::sync::Arc;
+        let resource = |name: &str| {
+            Resource::from_attributes(AttributeSet::from_pairs(vec![(
+                Arc::from("service.name"),
+                Value::Str(Arc::from(name)),
+            )]))
+        };
+        let (own, quiet, busy) = (Registry::new(5), Registry::new(5), Registry::new(5));
+        let mut d = desc("jobs", InstrumentKind::Counter, "app");
+        d.scope.version = Arc::from("9.1");
+        d.scope.attributes = AttributeSet::from_pairs(vec![(Arc::from("lib"), Value::Int(2))]);
+        busy.instrument(d.clone(), &[]).expect("c").record(&[], 4.0);
+        quiet.instrument(d, &[]).expect("c");
+        let (r0, r1, r2) = (resource("host"), resource("quiet"), resource("busy"));
+        let bytes = encode_all(&[(&r0, &own), (&r1, &quiet), (&r2, &busy)], None);
+        let request = ExportMetricsServiceRequest::decode(&bytes[..]).expect("decodes");
+        assert_eq!(request.encode_to_vec(), bytes, "canonical");
+        let names: Vec<String> = request
+            .resource_metrics
+            .iter()
+            .map(|r| {
+                let attrs = &r.resource.as_ref().expect("resource").attributes;
+                format!("{:?}", attrs[0].value.as_ref().expect("value").value)
+            })
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "the host's own always, the quiet one left out: {names:?}"
+        );
+        assert!(
+            names[0].contains("host") && names[1].contains("busy"),
+            "{names:?}"
+        );
+        let scope = request.resource_metrics[1].scope_metrics[0]
+            .scope
+            .as_ref()
+            .expect("scope");
+        assert_eq!(
+            (scope.name.as_str(), scope.version.as_str()),
+            ("app", "9.1")
+        );
+        assert_eq!(scope.attributes[0].key, "lib");
+    }
+
+    #[test]
     fn the_bytes_are_canonical_protobuf() {
         let bytes = encode(&registry(), &Resource::detect(&Default::default()), None);
         let request = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("decodes");

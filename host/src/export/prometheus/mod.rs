@@ -345,6 +345,54 @@ mod tests {
     use crate::metrics::attributes::ValueRef;
 
     #[test]
+    fn producers_share_families_and_received_series_carry_job_and_instance() {
+        use crate::metrics::attributes::{AttributeSet, Value};
+        use std::sync::Arc;
+        let d = |name: &str, kind, scope: &str| Descriptor {
+            name: name.into(),
+            unit: String::new(),
+            description: "Requests.".into(),
+            kind,
+            scope: scope.into(),
+        };
+        let own = Registry::new(10);
+        own.instrument(d("req", InstrumentKind::Counter, "s"), &[])
+            .expect("c")
+            .record(&[], 2.0);
+        let app = Registry::new(10);
+        app.instrument(d("req", InstrumentKind::Counter, "app.meter"), &[])
+            .expect("c")
+            .record(&[("route", ValueRef::Str("/"))], 5.0);
+        // Same exposed name, another type: left out rather than breaking the family.
+        app.instrument(d("req_total", InstrumentKind::Gauge, "other"), &[])
+            .expect("g")
+            .record(&[], 9.0);
+        let pair = |k: &str, v: &str| (Arc::from(k), Value::Str(Arc::from(v)));
+        let app_resource = Resource::from_attributes(AttributeSet::from_pairs(vec![
+            pair("service.name", "checkout"),
+            pair("service.namespace", "shop"),
+            pair("service.instance.id", "pod-1"),
+        ]));
+        let host_resource = Resource::from_attributes(AttributeSet::from_pairs(vec![pair(
+            "service.name",
+            "wasmtel",
+        )]));
+        let text = render_all(
+            Format::Prometheus,
+            &[(&host_resource, &own), (&app_resource, &app)],
+        );
+        assert_eq!(
+            text,
+            "# HELP target_info Target metadata\n# TYPE target_info gauge\n\
+             target_info{service_name=\"wasmtel\"} 1\n\
+             target_info{service_instance_id=\"pod-1\",service_name=\"checkout\",service_namespace=\"shop\",job=\"shop/checkout\",instance=\"pod-1\"} 1\n\
+             # HELP req_total Requests.\n# TYPE req_total counter\n\
+             req_total{otel_scope_name=\"s\"} 2\n\
+             req_total{route=\"/\",otel_scope_name=\"app.meter\",job=\"shop/checkout\",instance=\"pod-1\"} 5\n"
+        );
+    }
+
+    #[test]
     fn renders_counters_gauges_and_histograms() {
         let registry = Registry::new(10);
         let d = |name: &str, unit: &str, kind| Descriptor {

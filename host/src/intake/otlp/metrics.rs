@@ -966,6 +966,31 @@ mod tests {
     }
 
     #[test]
+    fn configured_views_apply_to_received_metrics() {
+        let view = crate::metrics::StreamView {
+            instrument: Some("reqs".into()),
+            rename: Some("requests".into()),
+            attribute_keys: Some(Vec::new()),
+            ..Default::default()
+        };
+        let own = Registry::new(100)
+            .with_stream_views(vec![view])
+            .expect("view");
+        let resource = Resource::from_attributes(AttributeSet::empty());
+        let r = MetricsReceiver::new(Arc::new(Registries::new(Arc::new(own), resource)));
+        let points = vec![number(1, 2.0, "/a"), number(1, 3.0, "/b")];
+        r.receive(&request("app", vec![sum("reqs", CUMULATIVE, true, points)]));
+        let points = vec![number(1, 4.0, "/a"), number(1, 3.0, "/b")];
+        r.receive(&request("app", vec![sum("reqs", CUMULATIVE, true, points)]));
+        let i = instrument(&r, "app", "requests");
+        assert_eq!(
+            values(&i),
+            [(String::new(), 7.0)],
+            "renamed, routes merged, changes added"
+        );
+    }
+
+    #[test]
     fn resources_and_scopes_are_kept() {
         let r = receiver();
         for service in ["a", "b"] {
