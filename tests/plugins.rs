@@ -1057,3 +1057,117 @@ async fn a_partial_success_is_logged_and_never_retried() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transforms_rewrite_metrics_and_logs_received_over_otlp() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+        number_data_point,
+    };
+    use prost::Message;
+
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let attributes = vec![kv("region", "eu"), kv("zone", "a")];
+    let resource = Some(opentelemetry_proto::tonic::resource::v1::Resource {
+        attributes: vec![kv("service.name", "app")],
+        ..Default::default()
+    });
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource.clone(),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "depth".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            attributes: attributes.clone(),
+                            value: Some(number_data_point::Value::AsDouble(3.0)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource,
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    attributes,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let receiver = wasmtel_tests::Receiver::start().await;
+    let toml = format!(
+        "[[transforms]]\nplugin = \"redact\"\nconfig = {{ drop = \"region\" }}\n[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n",
+        receiver.endpoint()
+    );
+    let host = start(&toml).await;
+    let client = reqwest::Client::new();
+    for (path, body) in [
+        ("metrics", metrics.encode_to_vec()),
+        ("logs", logs.encode_to_vec()),
+    ] {
+        let response = client
+            .post(format!("http://{}/v1/{path}", host.intake_addr()))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .expect("intake");
+        assert_eq!(response.status(), 200);
+    }
+    host.collect_now().await;
+    receiver
+        .wait_until("metrics and logs", |r| {
+            !r.metrics.is_empty() && !r.logs.is_empty()
+        })
+        .await;
+    receiver.with(|r| {
+        let app = r.metrics[0]
+            .resource_metrics
+            .iter()
+            .find(|rm| {
+                wasmtel_tests::attrs(&rm.resource.as_ref().expect("resource").attributes)
+                    .get("service.name")
+                    .map(String::as_str)
+                    == Some("app")
+            })
+            .expect("the received resource");
+        let Some(Data::Gauge(g)) = &app.scope_metrics[0].metrics[0].data else {
+            panic!("a gauge")
+        };
+        let keys: Vec<&str> = g.data_points[0]
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            ["zone"],
+            "the transform dropped region from the received metric"
+        );
+        let record = &r.logs[0].resource_logs[0].scope_logs[0].log_records[0];
+        let keys: Vec<&str> = record.attributes.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["zone"], "and from the received log record");
+    });
+    host.shutdown().await;
+}
