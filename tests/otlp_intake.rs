@@ -28,7 +28,7 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use prost::Message;
 use wasmtel::intake::otlp::Status;
-use wasmtel_tests::{Receiver, attrs, gzipped};
+use wasmtel_tests::{Receiver, attrs};
 
 fn config(receiver: &Receiver, extra: &str) -> String {
     format!(
@@ -364,7 +364,7 @@ fn jobs(value: i64) -> ExportMetricsServiceRequest {
     }
 }
 
-/// Posts `body` to `path` with a content type and optional gzip; returns status, content type and body.
+/// Posts `body` to the host's `path`.
 async fn post(
     host: &wasmtel::Host,
     path: &str,
@@ -372,24 +372,7 @@ async fn post(
     body: Vec<u8>,
     gzip: bool,
 ) -> (u16, String, Vec<u8>) {
-    let mut req = reqwest::Client::new()
-        .post(format!("http://{}{path}", host.intake_addr()))
-        .header("content-type", content_type);
-    let body = if gzip {
-        req = req.header("content-encoding", "gzip");
-        gzipped(&body)
-    } else {
-        body
-    };
-    let response = req.body(body).send().await.expect("intake reachable");
-    let status = response.status().as_u16();
-    let ct = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    (status, ct, response.bytes().await.expect("body").to_vec())
+    wasmtel_tests::post(host.intake_addr(), path, Some(content_type), body, gzip).await
 }
 
 const PROTOBUF: &str = "application/x-protobuf";

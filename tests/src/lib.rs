@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -53,8 +53,8 @@ impl Receiver {
             status: Arc::new(AtomicU16::new(200)),
         };
         let app = Router::new()
-            .route("/v1/metrics", post(metrics))
-            .route("/v1/logs", post(logs))
+            .route("/v1/metrics", routing::post(metrics))
+            .route("/v1/logs", routing::post(logs))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -183,7 +183,21 @@ pub async fn post_events(
     body: Vec<u8>,
     gzip: bool,
 ) -> Answer {
-    let mut req = reqwest::Client::new().post(format!("http://{addr}/v1/events"));
+    let (status, _, body) = post(addr, "/v1/events", content_type, body, gzip).await;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    Answer { status, body }
+}
+
+/// Posts `body` to `path` (gzipped if asked), returning the status, content type and body.
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+    gzip: bool,
+) -> (u16, String, Vec<u8>) {
+    let mut req = reqwest::Client::new().post(format!("http://{addr}{path}"));
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
@@ -195,9 +209,13 @@ pub async fn post_events(
     };
     let response = req.body(body).send().await.expect("intake reachable");
     let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-    Answer { status, body }
+    let ct = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, ct, response.bytes().await.expect("body").to_vec())
 }
 
 /// Gzips `data`.

@@ -13,10 +13,9 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::net::UdpSocket;
 
-use crate::clock::unix_nanos;
 use crate::config::ExporterConfig;
 use crate::event::Event;
-use crate::export::otlp::logs::{self, Entry, Origin};
+use crate::export::otlp::logs::{self, Entry, LogQueue};
 use crate::export::preset::Destination;
 use crate::export::queue::DropOldestQueue;
 use crate::metrics::{DeltaTrackers, Registries, TemporalityPreference};
@@ -115,9 +114,8 @@ pub struct PluginExporter {
     http: reqwest::Client,
     udp: Mutex<Option<Arc<UdpSocket>>>,
     delta: Mutex<Option<DeltaTrackers>>,
-    logs: DropOldestQueue<Entry>,
+    logs: LogQueue,
     registries: Arc<Registries>,
-    events: Arc<Origin>,
     telemetry: SelfTelemetry,
     transforms: Transforms,
 }
@@ -159,8 +157,11 @@ impl PluginExporter {
             http,
             udp: Mutex::new(None),
             delta: Mutex::new(delta),
-            logs: DropOldestQueue::new(LOG_QUEUE),
-            events: Arc::new(Origin::events(&registries.own().resource)),
+            logs: LogQueue::new(
+                Arc::new(DropOldestQueue::new(LOG_QUEUE)),
+                &registries.own().resource,
+                telemetry.clone(),
+            ),
             registries,
             telemetry,
             transforms,
@@ -212,7 +213,7 @@ impl PluginExporter {
 
     /// Sends the queued log records (up to [`LOG_BATCH`]) through the plugin; `true` when all of it was delivered.
     pub async fn export_logs(self: &Arc<Self>) -> bool {
-        let entries = self.logs.take(LOG_BATCH);
+        let entries = self.logs.queue().take(LOG_BATCH);
         if entries.is_empty() {
             return true;
         }
@@ -440,31 +441,18 @@ impl PluginExporter {
         self.current
             .peek(|p| p.is_some_and(|p| p.info().signals.contains(Signals::LOGS)))
     }
-
-    fn queue_logs(&self, entries: impl IntoIterator<Item = Entry>) {
-        let dropped = self.logs.push(entries);
-        if dropped > 0 {
-            self.telemetry.export_dropped(Signal::Logs, dropped);
-        }
-    }
 }
 
 impl EventSink for PluginExporter {
     fn accept(&self, events: &[Event<'_>]) {
-        if !self.wants_logs() {
-            return;
+        if self.wants_logs() {
+            self.logs.push_events(events);
         }
-        let observed = unix_nanos();
-        self.queue_logs(
-            events
-                .iter()
-                .map(|e| (self.events.clone(), logs::record(e, observed))),
-        );
     }
 
     fn accept_logs(&self, entries: &[Entry]) {
         if self.wants_logs() {
-            self.queue_logs(entries.iter().cloned());
+            self.logs.push_entries(entries);
         }
     }
 }

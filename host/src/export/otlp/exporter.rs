@@ -9,9 +9,8 @@ use prost::Message;
 use tokio::task::JoinHandle;
 
 use super::client::{HeaderError, OtlpClient};
-use super::logs::{Entry, Origin};
+use super::logs::{Entry, LogQueue, Origin};
 use super::{logs, metrics};
-use crate::clock::unix_nanos;
 use crate::config::OtlpConfig;
 use crate::event::Event;
 use crate::export::delivery::{Delivery, Drain};
@@ -53,13 +52,13 @@ impl<T> Channel<T> {
 /// Pushes metrics every interval and every raw event as a log record to an OTLP/HTTP endpoint.
 pub struct OtlpExporter {
     registries: Arc<Registries>,
-    events: Arc<Origin>,
     telemetry: SelfTelemetry,
     transforms: Transforms,
     interval: std::time::Duration,
     logs_batch: usize,
     metrics: Option<Channel<Bytes>>,
     logs: Option<Channel<Entry>>,
+    log_queue: Option<LogQueue>,
     delta: Mutex<Option<DeltaTrackers>>,
 }
 
@@ -81,8 +80,15 @@ impl OtlpExporter {
         if metrics.is_none() && logs.is_none() {
             return Ok(None);
         }
+        let log_queue = logs.as_ref().map(|ch| {
+            LogQueue::new(
+                ch.queue.clone(),
+                &registries.own().resource,
+                telemetry.clone(),
+            )
+        });
         Ok(Some(Self {
-            events: Arc::new(Origin::events(&registries.own().resource)),
+            log_queue,
             registries,
             telemetry,
             transforms,
@@ -200,32 +206,16 @@ fn transformed(transforms: &Transforms, runs: Vec<Run>) -> Vec<Run> {
         .collect()
 }
 
-impl OtlpExporter {
-    fn queue_logs(&self, entries: impl IntoIterator<Item = Entry>) {
-        let Some(ch) = &self.logs else { return };
-        let dropped = ch.queue.push(entries);
-        if dropped > 0 {
-            self.telemetry.export_dropped(Signal::Logs, dropped);
-        }
-    }
-}
-
 impl EventSink for OtlpExporter {
     fn accept(&self, events: &[Event<'_>]) {
-        if self.logs.is_none() {
-            return;
+        if let Some(q) = &self.log_queue {
+            q.push_events(events);
         }
-        let observed = unix_nanos();
-        self.queue_logs(
-            events
-                .iter()
-                .map(|e| (self.events.clone(), logs::record(e, observed))),
-        );
     }
 
     fn accept_logs(&self, entries: &[Entry]) {
-        if self.logs.is_some() {
-            self.queue_logs(entries.iter().cloned());
+        if let Some(q) = &self.log_queue {
+            q.push_entries(entries);
         }
     }
 }

@@ -12,8 +12,11 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 
 use super::resource;
+use crate::clock::unix_nanos;
 use crate::event::{AnyValue, Event};
+use crate::export::queue::DropOldestQueue;
 use crate::resource::Resource;
+use crate::telemetry::{SelfTelemetry, Signal};
 
 /// The instrumentation scope of forwarded events.
 pub const EVENTS_SCOPE: &str = "wasmtel.events";
@@ -132,6 +135,56 @@ impl Origin {
 
 /// A log record with its origin, as log exporters queue it.
 pub type Entry = (Arc<Origin>, LogRecord);
+
+/// An exporter's bounded queue of log records: events join as records of the host's events
+/// origin, received records with their own; what a full queue drops is counted.
+pub struct LogQueue {
+    queue: Arc<DropOldestQueue<Entry>>,
+    events: Arc<Origin>,
+    telemetry: SelfTelemetry,
+}
+
+impl LogQueue {
+    /// Wraps `queue`, taking events as records of the host `resource`.
+    pub fn new(
+        queue: Arc<DropOldestQueue<Entry>>,
+        res: &Resource,
+        telemetry: SelfTelemetry,
+    ) -> Self {
+        Self {
+            queue,
+            events: Arc::new(Origin::events(res)),
+            telemetry,
+        }
+    }
+
+    /// The queue, for the task that sends it.
+    pub fn queue(&self) -> &Arc<DropOldestQueue<Entry>> {
+        &self.queue
+    }
+
+    /// Queues every event as a log record observed now.
+    pub fn push_events(&self, events: &[Event<'_>]) {
+        let observed = unix_nanos();
+        self.push(
+            events
+                .iter()
+                .map(|e| (self.events.clone(), record(e, observed))),
+        );
+    }
+
+    /// Queues received log records.
+    pub fn push_entries(&self, entries: &[Entry]) {
+        self.push(entries.iter().cloned());
+    }
+
+    fn push(&self, entries: impl IntoIterator<Item = Entry>) {
+        let dropped = self.queue.push(entries);
+        if dropped > 0 {
+            self.telemetry.export_dropped(Signal::Logs, dropped);
+        }
+    }
+}
 
 /// Splits entries into runs of one origin, in order.
 pub fn runs(entries: Vec<Entry>) -> Vec<(Arc<Origin>, Vec<LogRecord>)> {

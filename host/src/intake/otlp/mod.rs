@@ -129,35 +129,53 @@ fn refuse(intake: &Intake, error: &IntakeError, encoding: Encoding) -> Response 
     encoding.respond(error.status(), &status)
 }
 
-/// Reads, decodes and processes one request, off the async workers when it is large or when
-/// recording may call plugins.
-async fn receive<T>(
+/// Reads, decodes and processes one request (off the async workers when it is large or when
+/// recording may call plugins), counts it, and answers with `response` of its tally.
+async fn serve<T, R>(
     intake: Intake,
     headers: HeaderMap,
     body: Body,
-    what: &'static str,
+    signal: Signal,
     process: fn(&Intake, T) -> Tally,
-) -> Result<(Encoding, Tally), (Encoding, IntakeError)>
+    response: fn(Tally) -> R,
+) -> Response
 where
     T: Message + Default + serde::de::DeserializeOwned + Send + 'static,
+    R: Message + serde::Serialize,
 {
-    let encoding = Encoding::of(&headers).map_err(|e| (Encoding::Json, e))?;
-    let bytes = body::read(&headers, body, intake.max_body)
-        .await
-        .map_err(|e| (encoding, e))?;
+    let encoding = match Encoding::of(&headers) {
+        Ok(encoding) => encoding,
+        Err(e) => return refuse(&intake, &e, Encoding::Json),
+    };
+    let bytes = match body::read(&headers, body, intake.max_body).await {
+        Ok(bytes) => bytes,
+        Err(e) => return refuse(&intake, &e, encoding),
+    };
     let inline = bytes.len() <= INLINE_PARSE_LIMIT && !intake.pipeline.calls_plugins();
+    let worker = intake.clone();
     let work = move || -> Result<Tally, IntakeError> {
+        let what = std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("request");
         let request = encoding.decode::<T>(&bytes, what)?;
-        Ok(process(&intake, request))
+        Ok(process(&worker, request))
     };
     let tally = if inline {
         work()
     } else {
         tokio::task::spawn_blocking(work)
             .await
-            .map_err(|e| (encoding, IntakeError::BodyRead(e.to_string())))?
+            .unwrap_or_else(|e| Err(IntakeError::BodyRead(e.to_string())))
     };
-    tally.map(|t| (encoding, t)).map_err(|e| (encoding, e))
+    match tally {
+        Ok(tally) => {
+            let telemetry = intake.pipeline.telemetry();
+            telemetry.otlp_items(signal, tally.accepted, tally.rejected);
+            encoding.respond(StatusCode::OK, &response(tally))
+        }
+        Err(e) => refuse(&intake, &e, encoding),
+    }
 }
 
 /// `POST /v1/metrics`.
@@ -168,31 +186,15 @@ pub(super) async fn post_metrics(
 ) -> Response {
     let process =
         |intake: &Intake, request: ExportMetricsServiceRequest| intake.metrics.receive(&request);
-    match receive(
-        intake.clone(),
-        headers,
-        body,
-        "ExportMetricsServiceRequest",
-        process,
-    )
-    .await
-    {
-        Ok((encoding, tally)) => {
-            let telemetry = intake.pipeline.telemetry();
-            telemetry.otlp_items(Signal::Metrics, tally.accepted, tally.rejected);
-            let partial_success = tally
-                .message
-                .map(|error_message| ExportMetricsPartialSuccess {
-                    rejected_data_points: tally.rejected as i64,
-                    error_message,
-                });
-            encoding.respond(
-                StatusCode::OK,
-                &ExportMetricsServiceResponse { partial_success },
-            )
-        }
-        Err((encoding, e)) => refuse(&intake, &e, encoding),
-    }
+    let response = |tally: Tally| ExportMetricsServiceResponse {
+        partial_success: tally
+            .message
+            .map(|error_message| ExportMetricsPartialSuccess {
+                rejected_data_points: tally.rejected as i64,
+                error_message,
+            }),
+    };
+    serve(intake, headers, body, Signal::Metrics, process, response).await
 }
 
 /// `POST /v1/logs`.
@@ -207,27 +209,11 @@ pub(super) async fn post_logs(
         intake.pipeline.ingest_logs(&entries);
         tally
     };
-    match receive(
-        intake.clone(),
-        headers,
-        body,
-        "ExportLogsServiceRequest",
-        process,
-    )
-    .await
-    {
-        Ok((encoding, tally)) => {
-            let telemetry = intake.pipeline.telemetry();
-            telemetry.otlp_items(Signal::Logs, tally.accepted, tally.rejected);
-            let partial_success = tally.message.map(|error_message| ExportLogsPartialSuccess {
-                rejected_log_records: tally.rejected as i64,
-                error_message,
-            });
-            encoding.respond(
-                StatusCode::OK,
-                &ExportLogsServiceResponse { partial_success },
-            )
-        }
-        Err((encoding, e)) => refuse(&intake, &e, encoding),
-    }
+    let response = |tally: Tally| ExportLogsServiceResponse {
+        partial_success: tally.message.map(|error_message| ExportLogsPartialSuccess {
+            rejected_log_records: tally.rejected as i64,
+            error_message,
+        }),
+    };
+    serve(intake, headers, body, Signal::Logs, process, response).await
 }
