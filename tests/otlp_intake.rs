@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
@@ -28,7 +28,7 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use prost::Message;
 use wasmtel::intake::otlp::Status;
-use wasmtel_tests::{Receiver, attrs};
+use wasmtel_tests::{Receiver, attrs, kv};
 
 fn config(receiver: &Receiver, extra: &str) -> String {
     format!(
@@ -319,16 +319,6 @@ async fn sdk_logs_reach_the_log_exporter_with_their_resource_and_scope() {
         );
     });
     host.shutdown().await;
-}
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
 }
 
 /// A delta counter `jobs` of `hand-made` with one point of `value`.

@@ -1062,7 +1062,6 @@ async fn a_partial_success_is_logged_and_never_retried() {
 async fn transforms_rewrite_metrics_and_logs_received_over_otlp() {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::metrics::v1::{
         Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
@@ -1070,13 +1069,7 @@ async fn transforms_rewrite_metrics_and_logs_received_over_otlp() {
     };
     use prost::Message;
 
-    let kv = |k: &str, v: &str| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    };
+    use wasmtel_tests::kv;
     let attributes = vec![kv("region", "eu"), kv("zone", "a")];
     let resource = Some(opentelemetry_proto::tonic::resource::v1::Resource {
         attributes: vec![kv("service.name", "app")],

@@ -218,6 +218,17 @@ pub async fn post(
     (status, ct, response.bytes().await.expect("body").to_vec())
 }
 
+/// An OTLP string attribute.
+pub fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
 /// Gzips `data`.
 pub fn gzipped(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

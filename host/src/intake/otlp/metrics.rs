@@ -503,9 +503,7 @@ fn exponential_change(
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry_proto::tonic::common::v1::{
-        AnyValue, InstrumentationScope, KeyValue, any_value,
-    };
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::metrics::v1::{
         ExponentialHistogram, Gauge, Histogram, ResourceMetrics, ScopeMetrics, Sum, Summary,
         SummaryDataPoint,
@@ -515,19 +513,10 @@ mod tests {
     use super::*;
     use crate::metrics::Producer;
     use crate::resource::Resource;
+    use wasmtel_tests::kv;
 
     const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
     const DELTA: i32 = AggregationTemporality::Delta as i32;
-
-    fn kv(key: &str, value: &str) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(value.into())),
-            }),
-            ..Default::default()
-        }
-    }
 
     fn request(service: &str, metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
         ExportMetricsServiceRequest {
