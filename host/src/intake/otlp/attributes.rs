@@ -1,40 +1,63 @@
 //! OTLP key-value lists as the engine's attribute sets.
 
-use std::sync::Arc;
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-
-use crate::metrics::attributes::{AttributeSet, Value};
+use crate::metrics::attributes::{AttributeSet, ValueRef, hash_attrs};
 
 /// The attribute set of an OTLP key-value list: later duplicates win, keys without a value are
 /// left out, bytes become hex text, and arrays and maps their OTLP JSON text (as the Prometheus
 /// compatibility rules render non-scalar values).
 pub fn attribute_set(pairs: &[KeyValue]) -> AttributeSet {
-    AttributeSet::from_pairs(
-        pairs
-            .iter()
-            .filter_map(|kv| Some((Arc::from(kv.key.as_str()), value(kv.value.as_ref()?)?)))
-            .collect(),
-    )
+    let mut spill = Vec::new();
+    let attrs = borrowed(pairs, &mut spill);
+    AttributeSet::from_sorted(&attrs, hash_attrs(&attrs))
 }
 
-fn value(v: &AnyValue) -> Option<Value> {
-    Some(match v.value.as_ref()? {
-        any_value::Value::StringValue(s) => Value::Str(Arc::from(s.as_str())),
-        any_value::Value::BoolValue(b) => Value::Bool(*b),
-        any_value::Value::IntValue(i) => Value::Int(*i),
-        any_value::Value::DoubleValue(d) => Value::Double(*d),
-        any_value::Value::BytesValue(b) => Value::Str(Arc::from(const_hex::encode(b).as_str())),
-        other => Value::Str(Arc::from(
-            serde_json::to_string(other).unwrap_or_default().as_str(),
-        )),
-    })
+/// The same attributes as [`attribute_set`], borrowed from the request and sorted by key; the
+/// texts of non-scalar values are written into `spill` first.
+pub fn borrowed<'a>(
+    pairs: &'a [KeyValue],
+    spill: &'a mut Vec<String>,
+) -> Vec<(&'a str, ValueRef<'a>)> {
+    let text = |v: &any_value::Value| match v {
+        any_value::Value::BytesValue(b) => Some(const_hex::encode(b)),
+        any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_) => {
+            Some(serde_json::to_string(v).unwrap_or_default())
+        }
+        _ => None,
+    };
+    spill.extend(
+        pairs
+            .iter()
+            .filter_map(|kv| text(kv.value.as_ref()?.value.as_ref()?)),
+    );
+    let spill: &'a [String] = spill;
+    let mut spilled = spill.iter();
+    let mut out: Vec<(&'a str, ValueRef<'a>)> = pairs
+        .iter()
+        .filter_map(|kv| {
+            let v = kv.value.as_ref()?.value.as_ref()?;
+            let value = match v {
+                any_value::Value::StringValue(s) => ValueRef::Str(s),
+                any_value::Value::BoolValue(b) => ValueRef::Bool(*b),
+                any_value::Value::IntValue(i) => ValueRef::Int(*i),
+                any_value::Value::DoubleValue(d) => ValueRef::Double(*d),
+                _ => ValueRef::Str(spilled.next()?),
+            };
+            Some((kv.key.as_str(), value))
+        })
+        .collect();
+    // Later duplicates win: reverse, sort stably, keep the first of each key.
+    out.reverse();
+    out.sort_by(|a, b| a.0.cmp(b.0));
+    out.dedup_by(|later, earlier| later.0 == earlier.0);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::attributes::ValueRef;
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
 
     fn kv(key: &str, value: Option<any_value::Value>) -> KeyValue {
         KeyValue {

@@ -13,15 +13,16 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::Tally;
-use super::attributes::attribute_set;
+use super::attributes::{attribute_set, borrowed};
 use crate::metrics::aggregation::{
     Buckets, ExponentialPoint, HistogramPoint, MAX_SCALE, MIN_SCALE,
 };
-use crate::metrics::attributes::{AttributeSet, AttrsRef, ValueRef};
+use crate::metrics::attributes::{AttributeSet, AttrsRef, hash_attrs};
 use crate::metrics::{
     Aggregation, Descriptor, Instrument, InstrumentKind, MergeError, Point, Registries, Registry,
     Scope, Storage,
 };
+use hashbrown::HashTable;
 
 /// How many cumulative series the receiver remembers; points of further new series are refused.
 pub const MAX_CUMULATIVE_SERIES: usize = 200_000;
@@ -29,8 +30,20 @@ pub const MAX_CUMULATIVE_SERIES: usize = 200_000;
 /// The OTLP flag marking a point that carries no value (a staleness marker).
 const NO_RECORDED_VALUE: u32 = 1;
 
-/// Identifies a received cumulative series: its registry, scope, metric and attributes.
-type SeriesId = (usize, Arc<str>, String, AttributeSet);
+/// Identifies a received metric: its registry, scope and name.
+type MetricId = (usize, Arc<str>, String);
+
+/// A remembered cumulative series: its attributes, start time and last point.
+type Tracked = (AttributeSet, u64, Last);
+
+/// What the receiver remembers of cumulative series.
+#[derive(Debug, Default)]
+struct Memory {
+    /// Per metric, its series.
+    metrics: HashMap<MetricId, HashTable<Tracked>>,
+    /// How many series in all.
+    series: usize,
+}
 
 /// The previous cumulative point of a series, with its start time.
 #[derive(Debug, Clone)]
@@ -44,15 +57,15 @@ enum Last {
 #[derive(Debug)]
 pub struct MetricsReceiver {
     registries: Arc<Registries>,
-    cumulative: Mutex<HashMap<SeriesId, (u64, Last)>>,
+    cumulative: Mutex<Memory>,
 }
 
 /// One metric's context while its points are read.
 struct Target<'a> {
-    registry: &'a Registry,
     instrument: Arc<Instrument>,
     name: &'a str,
-    scope: &'a Arc<str>,
+    /// For a cumulative metric: its remembered series, and the count of all of them.
+    memory: Option<(&'a mut HashTable<Tracked>, &'a mut usize)>,
 }
 
 impl MetricsReceiver {
@@ -148,168 +161,132 @@ impl MetricsReceiver {
             Ok(instrument) => instrument,
             Err(e) => return refuse(tally, &e.to_string()),
         };
-        let target = Target {
-            registry,
+        let mut memory = (cumulative && kind != InstrumentKind::Gauge).then(|| {
+            self.cumulative
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        });
+        let memory = memory.as_deref_mut().map(|m| {
+            let Memory { metrics, series } = m;
+            let id = (
+                std::ptr::from_ref(registry) as usize,
+                scope.name.clone(),
+                metric.name.clone(),
+            );
+            (metrics.entry(id).or_default(), series)
+        });
+        let mut target = Target {
             instrument,
             name: &metric.name,
-            scope: &scope.name,
+            memory,
         };
         let monotonic = kind.is_monotonic();
         match &metric.data {
             Some(Data::Gauge(g)) => {
                 for p in &g.data_points {
-                    self.number(&target, p, None, tally);
+                    number(&mut target, p, monotonic, tally);
                 }
             }
             Some(Data::Sum(s)) => {
                 for p in &s.data_points {
-                    self.number(&target, p, cumulative.then_some(monotonic), tally);
+                    number(&mut target, p, monotonic, tally);
                 }
             }
             Some(Data::Histogram(h)) => {
                 for p in &h.data_points {
-                    self.histogram(&target, p, cumulative, tally);
+                    histogram(&mut target, p, tally);
                 }
             }
             Some(Data::ExponentialHistogram(e)) => {
                 for p in &e.data_points {
-                    self.exponential(&target, p, cumulative, tally);
+                    exponential(&mut target, p, tally);
                 }
             }
             _ => {}
         }
     }
+}
 
-    /// A gauge point (`cumulative` is `None`) or a sum point (`Some(monotonic)` when cumulative).
-    fn number(
-        &self,
-        target: &Target<'_>,
-        p: &NumberDataPoint,
-        cumulative: Option<bool>,
-        tally: &mut Tally,
-    ) {
-        if p.flags & NO_RECORDED_VALUE != 0 {
-            return tally.accept(1);
-        }
-        let value = match p.value {
-            Some(number_data_point::Value::AsDouble(v)) => v,
-            Some(number_data_point::Value::AsInt(i)) => i as f64,
-            None => return tally.reject(1, &target.problem("a point has no value")),
-        };
-        let attrs = attribute_set(&p.attributes);
-        if matches!(target.instrument.storage(), Storage::LastValue(_)) {
-            return tally.merged(target.merge(&attrs, Point::Gauge(value)), target);
-        }
-        let Some(monotonic) = cumulative else {
-            return tally.merged(target.merge(&attrs, Point::Sum(value)), target);
-        };
-        // A monotonic sum that restarted or went down starts again from zero; an up-down sum's
-        // change is always the difference, so the merged total follows the source's.
-        let change = |last: Option<&Last>, restarted: bool| match last {
-            Some(Last::Sum(before)) if !monotonic || (!restarted && value >= *before) => {
-                (Change::Sum(value - before), Last::Sum(value))
-            }
-            _ => (Change::Sum(value), Last::Sum(value)),
-        };
-        self.cumulative(target, &attrs, p.start_time_unix_nano, tally, change);
+/// A gauge or sum point.
+fn number(target: &mut Target<'_>, p: &NumberDataPoint, monotonic: bool, tally: &mut Tally) {
+    if p.flags & NO_RECORDED_VALUE != 0 {
+        return tally.accept(1);
     }
+    let value = match p.value {
+        Some(number_data_point::Value::AsDouble(v)) => v,
+        Some(number_data_point::Value::AsInt(i)) => i as f64,
+        None => return tally.reject(1, &target.problem("a point has no value")),
+    };
+    let mut spill = Vec::new();
+    let attrs = borrowed(&p.attributes, &mut spill);
+    if matches!(target.instrument.storage(), Storage::LastValue(_)) {
+        return tally.merged(target.merge(&attrs, Point::Gauge(value)), target);
+    }
+    if target.memory.is_none() {
+        return tally.merged(target.merge(&attrs, Point::Sum(value)), target);
+    }
+    // A monotonic sum that restarted or went down starts again from zero; an up-down sum's
+    // change is always the difference, so the merged total follows the source's.
+    let change = |last: Option<&Last>, restarted: bool| match last {
+        Some(Last::Sum(before)) if !monotonic || (!restarted && value >= *before) => {
+            (Change::Sum(value - before), Last::Sum(value))
+        }
+        _ => (Change::Sum(value), Last::Sum(value)),
+    };
+    target.cumulative(&attrs, p.start_time_unix_nano, tally, change);
+}
 
-    fn histogram(
-        &self,
-        target: &Target<'_>,
-        p: &HistogramDataPoint,
-        cumulative: bool,
-        tally: &mut Tally,
-    ) {
-        if p.flags & NO_RECORDED_VALUE != 0 {
-            return tally.accept(1);
-        }
-        let point = match histogram_point(p) {
-            Ok(point) => point,
-            Err(why) => return tally.reject(1, &target.problem(&why)),
-        };
-        let attrs = attribute_set(&p.attributes);
-        let bounds = &p.explicit_bounds[..];
-        if !cumulative {
-            let merged = target.merge(&attrs, Point::Histogram(bounds, &point));
-            return tally.merged(merged, target);
-        }
-        let change = |last: Option<&Last>, restarted: bool| {
-            let delta = match last {
-                Some(Last::Histogram(before)) if !restarted => histogram_change(before, &point),
-                _ => None,
-            };
-            let delta = delta.unwrap_or_else(|| point.clone());
-            (
-                Change::Histogram(bounds, delta),
-                Last::Histogram(point.clone()),
-            )
-        };
-        self.cumulative(target, &attrs, p.start_time_unix_nano, tally, change);
+fn histogram(target: &mut Target<'_>, p: &HistogramDataPoint, tally: &mut Tally) {
+    if p.flags & NO_RECORDED_VALUE != 0 {
+        return tally.accept(1);
     }
+    let point = match histogram_point(p) {
+        Ok(point) => point,
+        Err(why) => return tally.reject(1, &target.problem(&why)),
+    };
+    let mut spill = Vec::new();
+    let attrs = borrowed(&p.attributes, &mut spill);
+    let bounds = &p.explicit_bounds[..];
+    if target.memory.is_none() {
+        let merged = target.merge(&attrs, Point::Histogram(bounds, &point));
+        return tally.merged(merged, target);
+    }
+    let change = |last: Option<&Last>, restarted: bool| {
+        let delta = match last {
+            Some(Last::Histogram(before)) if !restarted => histogram_change(before, &point),
+            _ => None,
+        };
+        let delta = delta.unwrap_or_else(|| point.clone());
+        (
+            Change::Histogram(bounds, delta),
+            Last::Histogram(point.clone()),
+        )
+    };
+    target.cumulative(&attrs, p.start_time_unix_nano, tally, change);
+}
 
-    fn exponential(
-        &self,
-        target: &Target<'_>,
-        p: &ExponentialHistogramDataPoint,
-        cumulative: bool,
-        tally: &mut Tally,
-    ) {
-        if p.flags & NO_RECORDED_VALUE != 0 {
-            return tally.accept(1);
-        }
-        let point = match exponential_point(p) {
-            Ok(point) => point,
-            Err(why) => return tally.reject(1, &target.problem(why)),
-        };
-        let attrs = attribute_set(&p.attributes);
-        if !cumulative {
-            return tally.merged(target.merge(&attrs, Point::Exponential(&point)), target);
-        }
-        let change = |last: Option<&Last>, restarted: bool| {
-            let delta = match last {
-                Some(Last::Exponential(before)) if !restarted => exponential_change(before, &point),
-                _ => None,
-            };
-            let delta = delta.unwrap_or_else(|| point.clone());
-            (Change::Exponential(delta), Last::Exponential(point.clone()))
-        };
-        self.cumulative(target, &attrs, p.start_time_unix_nano, tally, change);
+fn exponential(target: &mut Target<'_>, p: &ExponentialHistogramDataPoint, tally: &mut Tally) {
+    if p.flags & NO_RECORDED_VALUE != 0 {
+        return tally.accept(1);
     }
-
-    /// Merges the change `change` derives from the series' previous cumulative point (and
-    /// whether its start time moved, i.e. the source restarted), then remembers the new one.
-    fn cumulative<'b>(
-        &self,
-        target: &Target<'_>,
-        attrs: &AttributeSet,
-        start: u64,
-        tally: &mut Tally,
-        change: impl FnOnce(Option<&Last>, bool) -> (Change<'b>, Last),
-    ) {
-        let id: SeriesId = (
-            std::ptr::from_ref(target.registry) as usize,
-            target.scope.clone(),
-            target.name.to_owned(),
-            attrs.clone(),
-        );
-        let mut state = self
-            .cumulative
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let previous = state.get(&id);
-        if previous.is_none() && state.len() >= MAX_CUMULATIVE_SERIES {
-            let why = format!("{MAX_CUMULATIVE_SERIES} cumulative series are already tracked");
-            return tally.reject(1, &target.problem(&why));
-        }
-        let restarted = previous.is_some_and(|(s, _)| *s != start);
-        let (delta, last) = change(previous.map(|(_, l)| l), restarted);
-        let merged = target.merge(attrs, delta.point());
-        if merged.is_ok() {
-            state.insert(id, (start, last));
-        }
-        tally.merged(merged, target);
+    let point = match exponential_point(p) {
+        Ok(point) => point,
+        Err(why) => return tally.reject(1, &target.problem(why)),
+    };
+    let mut spill = Vec::new();
+    let attrs = borrowed(&p.attributes, &mut spill);
+    if target.memory.is_none() {
+        return tally.merged(target.merge(&attrs, Point::Exponential(&point)), target);
     }
+    let change = |last: Option<&Last>, restarted: bool| {
+        let delta = match last {
+            Some(Last::Exponential(before)) if !restarted => exponential_change(before, &point),
+            _ => None,
+        };
+        let delta = delta.unwrap_or_else(|| point.clone());
+        (Change::Exponential(delta), Last::Exponential(point.clone()))
+    };
+    target.cumulative(&attrs, p.start_time_unix_nano, tally, change);
 }
 
 /// A change derived from a cumulative point, to merge.
@@ -336,10 +313,42 @@ impl Target<'_> {
     }
 
     /// Adds `point` to the series `attrs`.
-    fn merge(&self, attrs: &AttributeSet, point: Point<'_>) -> Result<(), MergeError> {
-        let pairs: Vec<(&str, ValueRef<'_>)> = attrs.iter().collect();
-        let pairs: &AttrsRef<'_> = &pairs;
-        self.instrument.merge(pairs, point)
+    fn merge(&self, attrs: &AttrsRef<'_>, point: Point<'_>) -> Result<(), MergeError> {
+        self.instrument.merge(attrs, point)
+    }
+
+    /// Merges the change `change` derives from the series' previous cumulative point (and
+    /// whether its start time moved, i.e. the source restarted), then remembers the new one.
+    fn cumulative<'b>(
+        &mut self,
+        attrs: &AttrsRef<'_>,
+        start: u64,
+        tally: &mut Tally,
+        change: impl FnOnce(Option<&Last>, bool) -> (Change<'b>, Last),
+    ) {
+        let Some((table, count)) = self.memory.as_mut() else {
+            return;
+        };
+        let hash = hash_attrs(attrs);
+        let known = table.find_mut(hash, |(set, _, _)| set.matches(attrs));
+        if known.is_none() && **count >= MAX_CUMULATIVE_SERIES {
+            let why = format!("{MAX_CUMULATIVE_SERIES} cumulative series are already tracked");
+            return tally.reject(1, &self.problem(&why));
+        }
+        let restarted = known.as_ref().is_some_and(|(_, s, _)| *s != start);
+        let (delta, last) = change(known.as_ref().map(|(_, _, l)| l), restarted);
+        let merged = self.instrument.merge(attrs, delta.point());
+        if merged.is_ok() {
+            match known {
+                Some(entry) => *entry = (entry.0.clone(), start, last),
+                None => {
+                    let set = AttributeSet::from_sorted(attrs, hash);
+                    table.insert_unique(hash, (set, start, last), |(set, _, _)| set.hash());
+                    **count += 1;
+                }
+            }
+        }
+        tally.merged(merged, self);
     }
 }
 
@@ -512,6 +521,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::Producer;
+    use crate::metrics::attributes::ValueRef;
     use crate::resource::Resource;
     use wasmtel_tests::kv;
 
