@@ -3,6 +3,7 @@
 //! Precedence: a value set in the file wins; an `OTEL_*` variable fills in
 //! what the file leaves unset; built-in defaults fill in the rest.
 
+use crate::export::delivery::RetryPolicy;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -322,6 +323,49 @@ pub struct OtlpConfig {
     pub shutdown_timeout: Option<Duration>,
     /// `cumulative` (default), `delta` or `lowmemory`, as the OpenTelemetry SDKs define them.
     pub temporality_preference: Option<TemporalityPreference>,
+    /// How failed requests are retried.
+    pub retry: RetryConfig,
+}
+
+/// `[otlp.retry]`: retries, backoff and the circuit breaker's first cooldown.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries per batch (default 3).
+    pub max_retries: u32,
+    /// The first backoff, doubled per retry (default 250 ms).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub initial_backoff: Option<Duration>,
+    /// The longest backoff (default 30 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub max_backoff: Option<Duration>,
+    /// How long the circuit breaker first stays open (default 1 s; doubles per failed probe, up to 60 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub breaker_cooldown: Option<Duration>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: crate::export::delivery::retry::DEFAULT_MAX_RETRIES,
+            initial_backoff: None,
+            max_backoff: None,
+            breaker_cooldown: None,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The policy this configures.
+    pub fn policy(&self) -> RetryPolicy {
+        let defaults = RetryPolicy::default();
+        RetryPolicy {
+            max_retries: self.max_retries,
+            first_backoff: self.initial_backoff.unwrap_or(defaults.first_backoff),
+            max_backoff: self.max_backoff.unwrap_or(defaults.max_backoff),
+            breaker_cooldown: self.breaker_cooldown.unwrap_or(defaults.breaker_cooldown),
+        }
+    }
 }
 
 impl Default for OtlpConfig {
@@ -339,6 +383,7 @@ impl Default for OtlpConfig {
             logs_batch: 512,
             shutdown_timeout: None,
             temporality_preference: None,
+            retry: RetryConfig::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::derive::{Deriver, RuleError};
+use crate::export::delivery::{OTLP_EXPORTER, Report};
 use crate::export::otlp::client::HeaderError;
 use crate::export::otlp::exporter::OtlpExporter;
 use crate::export::plugin::PluginExporter;
@@ -264,6 +265,16 @@ impl Host {
     /// Every loaded plugin with its kind (`exporter`, `transform`, `view`) and health.
     pub fn plugin_health(&self) -> Vec<PluginHealth> {
         plugin_health(&self.plugin_exporters, &self.transforms, &self.views)
+    }
+
+    /// The delivery report of every exporter and signal.
+    pub fn integrations(&self) -> Vec<Report> {
+        self.otlp.iter().flat_map(|o| o.reports()).collect()
+    }
+
+    /// Resumes the paused integration `exporter` (`otlp`); returns whether it was paused.
+    pub fn resume(&self, exporter: &str) -> bool {
+        exporter == OTLP_EXPORTER && self.otlp.as_ref().is_some_and(|o| o.resume())
     }
 
     /// Exports metrics now, as the interval timers would: queues an OTLP batch and runs every plugin exporter.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::export::delivery::State;
 use crate::metrics::attributes::ValueRef;
 use crate::metrics::{ConflictError, Descriptor, Instrument, InstrumentKind, Registry};
 use crate::plugins::Health;
@@ -16,6 +17,8 @@ pub struct SelfTelemetry {
     rejected: Arc<Instrument>,
     otlp: Arc<Instrument>,
     batches: Arc<Instrument>,
+    retries: Arc<Instrument>,
+    states: Arc<Instrument>,
     dropped: Arc<Instrument>,
     plugin_up: Arc<Instrument>,
 }
@@ -136,6 +139,19 @@ impl SelfTelemetry {
                 "{batch}",
                 "Export batches by exporter, signal and outcome (ok, failed).",
             )?,
+            retries: counter(
+                registry,
+                "wasmtel.export.retries",
+                "{request}",
+                "Export requests retried after a retryable failure, by exporter and signal.",
+            )?,
+            states: instrument(
+                registry,
+                InstrumentKind::Gauge,
+                "wasmtel.export.state",
+                "",
+                "1 for an exporter's current state (connected, degraded, paused, disabled), 0 for the others.",
+            )?,
             dropped: counter(
                 registry,
                 "wasmtel.export.dropped",
@@ -176,6 +192,28 @@ impl SelfTelemetry {
     pub fn request_rejected(&self, reason: &str) {
         self.rejected
             .record(&[("reason", ValueRef::Str(reason))], 1.0);
+    }
+
+    /// Counts one retry of `exporter`, now in `state`.
+    pub fn export_retry(&self, exporter: &str, signal: Signal, state: State) {
+        let attrs = [
+            ("exporter", ValueRef::Str(exporter)),
+            ("signal", ValueRef::Str(signal.as_str())),
+        ];
+        self.retries.record(&attrs, 1.0);
+        self.export_state(exporter, signal, state);
+    }
+
+    /// Records `exporter`'s current state: 1 for it, 0 for the others.
+    pub fn export_state(&self, exporter: &str, signal: Signal, state: State) {
+        for s in State::ALL {
+            let attrs = [
+                ("exporter", ValueRef::Str(exporter)),
+                ("signal", ValueRef::Str(signal.as_str())),
+                ("state", ValueRef::Str(s.as_str())),
+            ];
+            self.states.record(&attrs, f64::from(u8::from(s == state)));
+        }
     }
 
     /// Counts one batch that `exporter` (`otlp`, or a plugin's name) delivered (`ok`) or gave up on.

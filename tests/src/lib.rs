@@ -30,12 +30,18 @@ pub struct Received {
     pub headers: Vec<HeaderMap>,
     /// Requests answered with a non-2xx status.
     pub refused: usize,
+    /// When each request arrived.
+    pub times: Vec<std::time::Instant>,
 }
+
+/// Decides the answer to request number `n` (from 0): a status and extra response headers.
+pub type Script = Box<dyn FnMut(usize) -> (u16, Vec<(&'static str, String)>) + Send>;
 
 #[derive(Clone)]
 struct Shared {
     received: Arc<Mutex<Received>>,
     status: Arc<AtomicU16>,
+    script: Arc<Mutex<Option<Script>>>,
 }
 
 /// An OTLP/HTTP collector stand-in on an ephemeral port that decodes what it receives.
@@ -51,6 +57,7 @@ impl Receiver {
         let shared = Shared {
             received: Arc::default(),
             status: Arc::new(AtomicU16::new(200)),
+            script: Arc::default(),
         };
         let app = Router::new()
             .route("/v1/metrics", routing::post(metrics))
@@ -73,7 +80,21 @@ impl Receiver {
 
     /// Makes every later request answer `status` (and be discarded when not 2xx).
     pub fn answer(&self, status: u16) {
+        *self
+            .shared
+            .script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Makes `script` decide every later answer (a non-2xx request is discarded).
+    pub fn script(&self, script: Script) {
+        *self
+            .shared
+            .script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(script);
     }
 
     /// Runs `f` over what was received so far.
@@ -109,32 +130,55 @@ fn accept<T: Message + Default>(
     headers: HeaderMap,
     body: &Bytes,
     store: impl FnOnce(&mut Received, T),
-) -> StatusCode {
-    let status =
-        StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+) -> (StatusCode, HeaderMap) {
     let mut received = shared
         .received
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
+    let n = received.headers.len();
     received.headers.push(headers);
+    received.times.push(std::time::Instant::now());
+    let scripted = shared
+        .script
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_mut()
+        .map(|script| script(n));
+    let (code, extra) =
+        scripted.unwrap_or_else(|| (shared.status.load(Ordering::SeqCst), Vec::new()));
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    let mut answer = HeaderMap::new();
+    for (k, v) in extra {
+        if let Ok(v) = v.parse() {
+            answer.insert(k, v);
+        }
+    }
     if !status.is_success() {
         received.refused += 1;
-        return status;
+        return (status, answer);
     }
     match T::decode(body.as_ref()) {
         Ok(request) => {
             store(&mut received, request);
-            status
+            (status, answer)
         }
-        Err(_) => StatusCode::BAD_REQUEST,
+        Err(_) => (StatusCode::BAD_REQUEST, answer),
     }
 }
 
-async fn metrics(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn metrics(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap) {
     accept(&shared, headers, &body, |r, m| r.metrics.push(m))
 }
 
-async fn logs(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn logs(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap) {
     accept(&shared, headers, &body, |r, l| r.logs.push(l))
 }
 

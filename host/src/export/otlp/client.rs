@@ -3,19 +3,43 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use prost::Message;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::PROTOBUF;
+use crate::export::delivery::retry;
 
 /// Why a batch was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     /// Worth another try: unreachable, timed out, 429, 502, 503 or 504.
-    #[error("{0}")]
-    Retryable(String),
+    #[error("{reason}")]
+    Retryable {
+        /// What happened.
+        reason: String,
+        /// How long the server asked to wait (`Retry-After`).
+        after: Option<Duration>,
+    },
     /// Retrying would fail the same way (other 4xx/5xx).
     #[error("{0}")]
     Rejected(String),
+}
+
+impl SendError {
+    /// Whether the failure says the backend is unreachable or overloaded (not a refusal).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SendError::Retryable { .. })
+    }
+}
+
+/// A delivered batch, and what of it the backend refused in a partial success.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Items refused (`rejected_data_points` / `rejected_log_records`).
+    pub rejected: u64,
+    /// The backend's message, when it sent a partial success.
+    pub message: Option<String>,
 }
 
 /// The last known state of the link to the collector, for once-per-change logging.
@@ -77,31 +101,23 @@ impl OtlpClient {
     }
 
     /// POSTs one encoded batch and classifies the outcome.
-    pub async fn send(&self, body: bytes::Bytes) -> Result<(), SendError> {
+    pub async fn send(&self, body: bytes::Bytes) -> Result<Delivered, SendError> {
         let outcome = match self.http.post(&self.url).body(body).send().await {
-            Err(e) => Err(SendError::Retryable(describe(&e))),
-            Ok(response) => {
-                let status = response.status();
-                if status.is_success() {
-                    Ok(())
-                } else {
-                    let reason = format!("HTTP {status}");
-                    match status.as_u16() {
-                        429 | 502 | 503 | 504 => Err(SendError::Retryable(reason)),
-                        _ => Err(SendError::Rejected(reason)),
-                    }
-                }
-            }
+            Err(e) => Err(SendError::Retryable {
+                reason: describe(&e),
+                after: None,
+            }),
+            Ok(response) => classify(response).await,
         };
         self.note(&outcome);
         outcome
     }
 
     /// Logs a change of link state, once per change rather than once per batch.
-    fn note(&self, outcome: &Result<(), SendError>) {
+    fn note(&self, outcome: &Result<Delivered, SendError>) {
         let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
         match outcome {
-            Ok(()) if *link != Link::Up => {
+            Ok(_) if *link != Link::Up => {
                 tracing::info!(signal = self.signal, url = %self.url, "OTLP export is delivering");
                 *link = Link::Up;
             }
@@ -113,6 +129,33 @@ impl OtlpClient {
             _ => {}
         }
     }
+}
+
+/// Reads a response: a success with its partial success if any, or a retryable or final failure.
+async fn classify(response: reqwest::Response) -> Result<Delivered, SendError> {
+    let status = response.status();
+    if status.is_success() {
+        // Both export responses carry their partial success as field 1, with the same shape.
+        let body = response.bytes().await.unwrap_or_default();
+        let partial = ExportMetricsServiceResponse::decode(body.as_ref())
+            .ok()
+            .and_then(|r| r.partial_success)
+            .filter(|p| p.rejected_data_points > 0 || !p.error_message.is_empty());
+        return Ok(partial.map_or_else(Delivered::default, |p| Delivered {
+            rejected: u64::try_from(p.rejected_data_points).unwrap_or(0),
+            message: Some(p.error_message),
+        }));
+    }
+    let reason = format!("HTTP {status}");
+    if !retry::retryable(status.as_u16()) {
+        return Err(SendError::Rejected(reason));
+    }
+    let after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry::retry_after(v, std::time::SystemTime::now()));
+    Err(SendError::Retryable { reason, after })
 }
 
 /// A short human reason for a transport error (refused, timed out, …).

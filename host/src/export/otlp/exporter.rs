@@ -13,7 +13,7 @@ use super::logs::{Entry, LogQueue, Origin};
 use super::{logs, metrics};
 use crate::config::OtlpConfig;
 use crate::event::Event;
-use crate::export::delivery::{Delivery, Drain};
+use crate::export::delivery::{Delivery, Drain, OTLP_EXPORTER, Report, RetryPolicy, Status};
 use crate::export::queue::DropOldestQueue;
 use crate::metrics::{DeltaTrackers, Producer, Registries, TemporalityPreference};
 use crate::pipeline::EventSink;
@@ -26,6 +26,7 @@ type Run = (Arc<Origin>, Vec<LogRecord>);
 struct Channel<T> {
     queue: Arc<DropOldestQueue<T>>,
     client: Arc<OtlpClient>,
+    status: Arc<Status>,
 }
 
 impl<T> Channel<T> {
@@ -45,6 +46,7 @@ impl<T> Channel<T> {
                 &config.headers,
                 config.timeout(),
             )?),
+            status: Arc::default(),
         }))
     }
 }
@@ -59,6 +61,7 @@ pub struct OtlpExporter {
     metrics: Option<Channel<Bytes>>,
     logs: Option<Channel<Entry>>,
     log_queue: Option<LogQueue>,
+    policy: RetryPolicy,
     delta: Mutex<Option<DeltaTrackers>>,
 }
 
@@ -89,6 +92,7 @@ impl OtlpExporter {
         });
         Ok(Some(Self {
             log_queue,
+            policy: config.retry.policy(),
             registries,
             telemetry,
             transforms,
@@ -142,6 +146,33 @@ impl OtlpExporter {
         }
     }
 
+    /// The delivery report of each signal this exporter sends.
+    pub fn reports(&self) -> Vec<Report> {
+        let report = |signal: Signal, queued: usize, dropped: u64, status: &Status| Report {
+            exporter: OTLP_EXPORTER.to_owned(),
+            signal: signal.as_str(),
+            status: status.snapshot(),
+            queued,
+            dropped,
+        };
+        let metrics = self
+            .metrics
+            .as_ref()
+            .map(|c| report(Signal::Metrics, c.queue.len(), c.queue.dropped(), &c.status));
+        let logs = self
+            .logs
+            .as_ref()
+            .map(|c| report(Signal::Logs, c.queue.len(), c.queue.dropped(), &c.status));
+        metrics.into_iter().chain(logs).collect()
+    }
+
+    /// Resumes every paused signal; returns whether any was paused.
+    pub fn resume(&self) -> bool {
+        let metrics = self.metrics.as_ref().is_some_and(|c| c.status.resume());
+        let logs = self.logs.as_ref().is_some_and(|c| c.status.resume());
+        metrics || logs
+    }
+
     /// Starts the collection ticker and the delivery tasks; they finish once drained.
     pub fn spawn(self: &Arc<Self>, drain: Drain) -> Vec<JoinHandle<()>> {
         let mut tasks = Vec::new();
@@ -166,6 +197,8 @@ impl OtlpExporter {
                     encode: Arc::new(|mut bodies: Vec<Bytes>| bodies.pop().unwrap_or_default()),
                     telemetry: self.telemetry.clone(),
                     signal: Signal::Metrics,
+                    status: ch.status.clone(),
+                    policy: self.policy,
                 }
                 .run(drain.clone()),
             ));
@@ -183,6 +216,8 @@ impl OtlpExporter {
                     }),
                     telemetry: self.telemetry.clone(),
                     signal: Signal::Logs,
+                    status: ch.status.clone(),
+                    policy: self.policy,
                 }
                 .run(drain),
             ));

@@ -1,0 +1,214 @@
+//! The delivery status of one integration and signal: its state, last success and error, and
+//! its counters, shared between the delivery task, the host's API and self-telemetry.
+
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::Notify;
+
+use crate::clock::unix_nanos;
+
+/// Consecutive failed exports after which an integration is paused until resumed.
+pub const PAUSE_AFTER: u32 = 10;
+
+/// The state of an integration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// The last export was delivered (or none failed yet).
+    Connected,
+    /// Exports are failing or being retried.
+    Degraded,
+    /// Stopped after [`PAUSE_AFTER`] consecutive failed exports; nothing is sent until resumed.
+    Paused,
+    /// Turned off by configuration.
+    Disabled,
+}
+
+impl State {
+    /// Every state, in order.
+    pub const ALL: [State; 4] = [
+        State::Connected,
+        State::Degraded,
+        State::Paused,
+        State::Disabled,
+    ];
+
+    /// The state's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Connected => "connected",
+            State::Degraded => "degraded",
+            State::Paused => "paused",
+            State::Disabled => "disabled",
+        }
+    }
+}
+
+/// A consistent copy of an integration's status.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Snapshot {
+    /// The state.
+    pub state: State,
+    /// Why it is paused, when it is.
+    pub paused_reason: Option<String>,
+    /// When an export was last delivered (Unix nanoseconds).
+    pub last_success_unix_nano: Option<u64>,
+    /// The last error, if any export failed.
+    pub last_error: Option<String>,
+    /// Exports delivered.
+    pub sent: u64,
+    /// Exports given up on.
+    pub failed: u64,
+    /// Retries made.
+    pub retried: u64,
+    /// Items the backend refused in partial successes.
+    pub rejected: u64,
+    /// Consecutive failed exports.
+    pub consecutive_failures: u32,
+}
+
+/// The live status of one integration and signal.
+#[derive(Debug)]
+pub struct Status {
+    inner: Mutex<Snapshot>,
+    resumed: Notify,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Snapshot {
+                state: State::Connected,
+                paused_reason: None,
+                last_success_unix_nano: None,
+                last_error: None,
+                sent: 0,
+                failed: 0,
+                retried: 0,
+                rejected: 0,
+                consecutive_failures: 0,
+            }),
+            resumed: Notify::new(),
+        }
+    }
+}
+
+impl Status {
+    fn update<R>(&self, f: impl FnOnce(&mut Snapshot) -> R) -> R {
+        f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A copy of the status now.
+    pub fn snapshot(&self) -> Snapshot {
+        self.update(|s| s.clone())
+    }
+
+    /// The state now.
+    pub fn state(&self) -> State {
+        self.update(|s| s.state)
+    }
+
+    /// An export was delivered; `rejected` items of it were refused in a partial success.
+    pub fn delivered(&self, rejected: u64, message: Option<String>) -> State {
+        self.update(|s| {
+            s.sent += 1;
+            s.rejected += rejected;
+            s.consecutive_failures = 0;
+            s.last_success_unix_nano = Some(unix_nanos());
+            if let Some(m) = message {
+                s.last_error = Some(format!("partial success: {m}"));
+            }
+            s.state = State::Connected;
+            s.state
+        })
+    }
+
+    /// A request failed and will be retried.
+    pub fn retrying(&self, error: &str) -> State {
+        self.update(|s| {
+            s.retried += 1;
+            s.last_error = Some(error.to_owned());
+            if s.state == State::Connected {
+                s.state = State::Degraded;
+            }
+            s.state
+        })
+    }
+
+    /// An export was given up on; the [`PAUSE_AFTER`]th in a row pauses the integration.
+    pub fn failed(&self, error: &str) -> State {
+        self.update(|s| {
+            s.failed += 1;
+            s.consecutive_failures += 1;
+            s.last_error = Some(error.to_owned());
+            if s.consecutive_failures >= PAUSE_AFTER {
+                s.state = State::Paused;
+                s.paused_reason = Some(format!(
+                    "paused after {} consecutive failed exports; last error: {error}",
+                    s.consecutive_failures
+                ));
+            } else {
+                s.state = State::Degraded;
+            }
+            s.state
+        })
+    }
+
+    /// Resumes a paused integration; returns whether it was paused.
+    pub fn resume(&self) -> bool {
+        let was = self.update(|s| {
+            let paused = s.state == State::Paused;
+            if paused {
+                s.state = State::Degraded;
+                s.paused_reason = None;
+                s.consecutive_failures = 0;
+            }
+            paused
+        });
+        if was {
+            self.resumed.notify_waiters();
+        }
+        was
+    }
+
+    /// Waits until the integration is resumed.
+    pub async fn wait_resumed(&self) {
+        let resumed = self.resumed.notified();
+        tokio::pin!(resumed);
+        resumed.as_mut().enable();
+        if self.state() != State::Paused {
+            return;
+        }
+        resumed.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_after_ten_failures_in_a_row_and_resumes() {
+        let s = Status::default();
+        for _ in 1..PAUSE_AFTER {
+            assert_eq!(s.failed("HTTP 503"), State::Degraded);
+        }
+        assert_eq!(s.delivered(2, Some("bad point".into())), State::Connected);
+        for _ in 1..PAUSE_AFTER {
+            s.failed("HTTP 503");
+        }
+        assert_eq!(s.failed("HTTP 503"), State::Paused);
+        let snap = s.snapshot();
+        assert_eq!(
+            snap.paused_reason.as_deref(),
+            Some("paused after 10 consecutive failed exports; last error: HTTP 503")
+        );
+        assert_eq!(
+            (snap.sent, snap.failed, snap.rejected),
+            (1, 2 * PAUSE_AFTER as u64 - 1, 2)
+        );
+        assert!(s.resume());
+        assert!(!s.resume(), "only a paused integration resumes");
+        assert_eq!(s.state(), State::Degraded);
+    }
+}

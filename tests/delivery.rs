@@ -1,0 +1,223 @@
+//! Delivery you can trust: retries, Retry-After, refusals, a bounded queue, and the pause after
+//! ten failed exports in a row — against a real OTLP/HTTP receiver.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Completed, exposition, post_ndjson, start};
+use serde_json::Value;
+use wasmtel::Host;
+use wasmtel::export::delivery::{Report, State};
+use wasmtel_tests::{Received, Receiver, attrs};
+
+/// A host forwarding events as logs to `receiver`, with fast retries.
+async fn host(receiver: &Receiver, logs_batch: usize, logs_queue: usize, max_retries: u32) -> Host {
+    start(&format!(
+        "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\nlogs_batch = {logs_batch}\nlogs_queue = {logs_queue}\n\
+         [otlp.retry]\nmax_retries = {max_retries}\ninitial_backoff = \"2ms\"\nmax_backoff = \"20ms\"\nbreaker_cooldown = \"5ms\"\n",
+        receiver.endpoint()
+    ))
+    .await
+}
+
+fn events(seqs: std::ops::Range<u32>) -> Vec<Value> {
+    let ok = Completed::ok("m1", "vllm");
+    seqs.map(|seq| ok.event(seq)).collect()
+}
+
+/// Every request id received as a log record, in arrival order.
+fn request_ids(r: &Received) -> Vec<String> {
+    r.logs
+        .iter()
+        .flat_map(|l| &l.resource_logs)
+        .flat_map(|rl| &rl.scope_logs)
+        .flat_map(|sl| &sl.log_records)
+        .filter_map(|rec| attrs(&rec.attributes).get("inference.request.id").cloned())
+        .collect()
+}
+
+fn logs_report(host: &Host) -> Report {
+    host.integrations()
+        .into_iter()
+        .find(|r| r.exporter == "otlp" && r.signal == "logs")
+        .expect("the OTLP logs integration")
+}
+
+async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_arrives_though_half_the_requests_fail() {
+    let receiver = Receiver::start().await;
+    // About half the requests fail, in runs of up to six: longer than the three retries.
+    receiver.script(Box::new(|n| {
+        let code = if (n * 9) % 10 < 5 || n % 10 == 6 {
+            503
+        } else {
+            200
+        };
+        (code, Vec::new())
+    }));
+    let host = host(&receiver, 200, 20_000, 3).await;
+    for chunk in 0..20u32 {
+        let r = post_ndjson(&host, &events(chunk * 500..(chunk + 1) * 500)).await;
+        assert_eq!(r.status, 202);
+    }
+    receiver
+        .wait_until("all 10,000 events", |r| {
+            request_ids(r).iter().collect::<BTreeSet<_>>().len() == 10_000
+        })
+        .await;
+    let ids: BTreeSet<String> = receiver.with(request_ids).into_iter().collect();
+    let want: BTreeSet<String> = (0..10_000).map(|i| format!("req-{i}")).collect();
+    assert_eq!(ids, want, "every event, none lost");
+    let report = logs_report(&host);
+    assert!(
+        report.status.retried > 0 && report.status.sent >= 50,
+        "{report:?}"
+    );
+    assert_eq!((report.dropped, report.queued), (0, 0));
+    let m = exposition(&host).await;
+    let retries = m.value(
+        "wasmtel_export_retries_total",
+        &[("exporter", "otlp"), ("signal", "logs")],
+    );
+    assert_eq!(retries, Some(report.status.retried as f64));
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_batches_are_not_retried() {
+    let receiver = Receiver::start().await;
+    receiver.answer(400);
+    let host = host(&receiver, 10, 1000, 3).await;
+    post_ndjson(&host, &events(0..30)).await;
+    wait_for("three failed exports", || {
+        logs_report(&host).status.failed == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        receiver.with(|r| r.headers.len()),
+        3,
+        "one request per batch, no retry"
+    );
+    let report = logs_report(&host);
+    assert_eq!(
+        (report.status.retried, report.status.sent, report.queued),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        report.status.last_error.as_deref(),
+        Some("HTTP 400 Bad Request")
+    );
+    assert_eq!(report.status.state, State::Degraded);
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_failed_exports_pause_it_and_a_full_queue_drops_exactly_the_oldest() {
+    let receiver = Receiver::start().await;
+    receiver.answer(503);
+    let host = host(&receiver, 1, 50, 0).await;
+    post_ndjson(&host, &events(0..1)).await;
+    wait_for("the pause", || {
+        logs_report(&host).status.state == State::Paused
+    })
+    .await;
+    let report = logs_report(&host);
+    assert_eq!(
+        report.status.paused_reason.as_deref(),
+        Some(
+            "paused after 10 consecutive failed exports; last error: HTTP 503 Service Unavailable"
+        )
+    );
+    assert_eq!(
+        receiver.with(|r| r.headers.len()),
+        10,
+        "one request per export, ten exports"
+    );
+
+    // While paused: 57 more events into a queue of 50 that still holds the first one.
+    post_ndjson(&host, &events(1..58)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.with(|r| r.headers.len()),
+        10,
+        "nothing is sent while paused"
+    );
+    let report = logs_report(&host);
+    assert_eq!(
+        (report.queued, report.dropped),
+        (50, 8),
+        "58 events, room for 50"
+    );
+    let m = exposition(&host).await;
+    assert_eq!(
+        m.value("wasmtel_export_dropped_total", &[("signal", "logs")]),
+        Some(8.0)
+    );
+    let paused = [
+        ("exporter", "otlp"),
+        ("signal", "logs"),
+        ("state", "paused"),
+    ];
+    assert_eq!(m.value("wasmtel_export_state", &paused), Some(1.0));
+
+    receiver.answer(200);
+    assert!(host.resume("otlp"));
+    assert!(!host.resume("otlp"), "already resumed");
+    receiver
+        .wait_until("the 50 queued events", |r| request_ids(r).len() == 50)
+        .await;
+    let want: Vec<String> = (8..58).map(|i| format!("req-{i}")).collect();
+    assert_eq!(
+        receiver.with(request_ids),
+        want,
+        "exactly the 8 oldest were dropped"
+    );
+    wait_for("connected", || {
+        logs_report(&host).status.state == State::Connected
+    })
+    .await;
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_respected_in_both_forms() {
+    for form in ["seconds", "date"] {
+        let receiver = Receiver::start().await;
+        receiver.script(Box::new(move |n| {
+            if n > 0 {
+                return (200, Vec::new());
+            }
+            let value = match form {
+                "seconds" => "1".to_owned(),
+                _ => httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2)),
+            };
+            (503, vec![("retry-after", value)])
+        }));
+        let host = host(&receiver, 10, 1000, 3).await;
+        post_ndjson(&host, &events(0..1)).await;
+        receiver
+            .wait_until("the retried request", |r| r.times.len() == 2)
+            .await;
+        let gap = receiver.with(|r| r.times[1] - r.times[0]);
+        assert!(
+            gap >= Duration::from_millis(990),
+            "{form}: retried after {gap:?}, not after the 1 s the server asked for (backoff alone is 2 ms)"
+        );
+        assert_eq!(receiver.with(request_ids), ["req-0"]);
+        host.shutdown().await;
+    }
+}
