@@ -115,6 +115,10 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
             "inference.chunks:1|c|#model:m1",
             "latency:7|d|#model:m1",
             "wasmtel.export.batches:1|c|#exporter:statsd,outcome:ok,signal:metrics",
+            "wasmtel.export.state:0|g|#exporter:statsd,signal:metrics,state:degraded",
+            "wasmtel.export.state:0|g|#exporter:statsd,signal:metrics,state:disabled",
+            "wasmtel.export.state:0|g|#exporter:statsd,signal:metrics,state:paused",
+            "wasmtel.export.state:1|g|#exporter:statsd,signal:metrics,state:connected",
             "wasmtel.intake.events.accepted:2|c",
             "wasmtel.plugin.up:1|g|#kind:exporter,plugin:statsd",
         ]
@@ -1043,6 +1047,16 @@ async fn a_partial_success_is_logged_and_never_retried() {
     host.collect_now().await;
     assert_eq!(seen.lock().expect("lock").len(), 1, "not retried");
     assert_eq!(logs.count(&["2 items rejected: some lines refused"]), 1);
+    let report = host
+        .integrations()
+        .into_iter()
+        .find(|r| r.exporter == "loglines")
+        .expect("report");
+    assert_eq!((report.status.sent, report.status.rejected), (1, 2));
+    assert_eq!(
+        report.status.last_error.as_deref(),
+        Some("partial success: some lines refused")
+    );
     let exp = common::exposition(&host).await;
     assert_eq!(
         exp.value(
@@ -1162,5 +1176,56 @@ async fn transforms_rewrite_metrics_and_logs_received_over_otlp() {
         let keys: Vec<&str> = record.attributes.iter().map(|kv| kv.key.as_str()).collect();
         assert_eq!(keys, ["zone"], "and from the received log record");
     });
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_exporter_pauses_after_ten_failed_exports_until_resumed() {
+    let (addr, seen) = scripted_sink(
+        (0..10)
+            .map(|_| ("/base/logs", 500, vec![], "down"))
+            .collect(),
+    )
+    .await;
+    let dir = tempfile_dir();
+    std::fs::copy(env!("WASMTEL_FIXTURE_LOGLINES"), dir.join("loglines.wasm")).expect("copy");
+    let toml = format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ninterval = \"1h\"\n",
+        dir.display()
+    );
+    let host = start(&toml).await;
+    let state = |host: &wasmtel::Host| {
+        let r = host
+            .integrations()
+            .into_iter()
+            .find(|r| r.exporter == "loglines");
+        r.expect("report").status
+    };
+    for _ in 0..10 {
+        post_ndjson(&host, &events(1, &[])).await;
+        host.collect_now().await;
+    }
+    let status = state(&host);
+    assert_eq!(status.state, wasmtel::export::delivery::State::Paused);
+    assert_eq!(status.failed, 10);
+    assert_eq!(seen.lock().expect("lock").len(), 10);
+    post_ndjson(&host, &events(1, &[])).await;
+    host.collect_now().await;
+    assert_eq!(
+        seen.lock().expect("lock").len(),
+        10,
+        "nothing is sent while paused"
+    );
+    assert!(host.resume("loglines"));
+    host.collect_now().await;
+    assert_eq!(
+        seen.lock().expect("lock").len(),
+        11,
+        "the sink answers 202 again"
+    );
+    assert_eq!(
+        state(&host).state,
+        wasmtel::export::delivery::State::Connected
+    );
     host.shutdown().await;
 }

@@ -269,12 +269,25 @@ impl Host {
 
     /// The delivery report of every exporter and signal.
     pub fn integrations(&self) -> Vec<Report> {
-        self.otlp.iter().flat_map(|o| o.reports()).collect()
+        let otlp = self.otlp.iter().flat_map(|o| o.reports());
+        otlp.chain(self.plugin_exporters.iter().flat_map(|e| e.reports()))
+            .collect()
     }
 
-    /// Resumes the paused integration `exporter` (`otlp`); returns whether it was paused.
+    /// Resumes the paused integration `exporter` (`otlp` or a plugin's name); returns whether it was paused.
     pub fn resume(&self, exporter: &str) -> bool {
-        exporter == OTLP_EXPORTER && self.otlp.as_ref().is_some_and(|o| o.resume())
+        if exporter == OTLP_EXPORTER {
+            return self.otlp.as_ref().is_some_and(|o| o.resume());
+        }
+        let mut resumed = false;
+        for e in self
+            .plugin_exporters
+            .iter()
+            .filter(|e| e.plugin() == exporter)
+        {
+            resumed |= e.resume();
+        }
+        resumed
     }
 
     /// Exports metrics now, as the interval timers would: queues an OTLP batch and runs every plugin exporter.

@@ -16,6 +16,11 @@ use tokio::net::UdpSocket;
 use crate::config::ExporterConfig;
 use crate::event::Event;
 use crate::export::otlp::logs::{self, Entry, LogQueue};
+use tokio::time::Instant;
+
+use crate::export::delivery::breaker::Breaker;
+use crate::export::delivery::{Report, RetryPolicy, State, Status};
+use crate::export::otlp::client::Delivered;
 use crate::export::preset::Destination;
 use crate::export::queue::DropOldestQueue;
 use crate::metrics::{DeltaTrackers, Registries, TemporalityPreference};
@@ -28,8 +33,6 @@ use crate::plugins::reload::{Reloadable, Source, Versioned, next_version};
 use crate::plugins::{ExporterPlugin, Loader, Transforms};
 use crate::telemetry::{SelfTelemetry, Signal};
 
-/// How many times a batch is retried when the plugin classifies a response as retryable.
-pub const MAX_RETRIES: u32 = 3;
 /// Log records held for a logs exporter plugin; the oldest are dropped past this.
 pub const LOG_QUEUE: usize = 65536;
 /// Most log records per `encode-logs` call.
@@ -115,6 +118,10 @@ pub struct PluginExporter {
     udp: Mutex<Option<Arc<UdpSocket>>>,
     delta: Mutex<Option<DeltaTrackers>>,
     logs: LogQueue,
+    metrics_status: Status,
+    logs_status: Status,
+    breaker: Mutex<Breaker>,
+    policy: RetryPolicy,
     registries: Arc<Registries>,
     telemetry: SelfTelemetry,
     transforms: Transforms,
@@ -162,10 +169,53 @@ impl PluginExporter {
                 &registries.own().resource,
                 telemetry.clone(),
             ),
+            metrics_status: Status::default(),
+            logs_status: Status::default(),
+            breaker: Mutex::default(),
+            policy: RetryPolicy::default(),
             registries,
             telemetry,
             transforms,
         })
+    }
+
+    fn status(&self, signal: Signal) -> &Status {
+        match signal {
+            Signal::Metrics => &self.metrics_status,
+            Signal::Logs => &self.logs_status,
+        }
+    }
+
+    /// The delivery report of each signal the plugin serving now exports.
+    pub fn reports(&self) -> Vec<Report> {
+        let signals = self.current().map(|p| p.info().signals);
+        [
+            (Signal::Metrics, Signals::METRICS),
+            (Signal::Logs, Signals::LOGS),
+        ]
+        .into_iter()
+        .filter(|(_, flag)| signals.is_some_and(|s| s.contains(*flag)))
+        .map(|(signal, _)| {
+            let (queued, dropped) = match signal {
+                Signal::Metrics => (0, 0),
+                Signal::Logs => (self.logs.queue().len(), self.logs.queue().dropped()),
+            };
+            Report {
+                exporter: self.name.clone(),
+                signal: signal.as_str(),
+                status: self.status(signal).snapshot(),
+                queued,
+                dropped,
+            }
+        })
+        .collect()
+    }
+
+    /// Resumes both signals if paused; returns whether either was.
+    pub fn resume(&self) -> bool {
+        let metrics = self.metrics_status.resume();
+        let logs = self.logs_status.resume();
+        metrics || logs
     }
 
     /// The export interval.
@@ -213,6 +263,9 @@ impl PluginExporter {
 
     /// Sends the queued log records (up to [`LOG_BATCH`]) through the plugin; `true` when all of it was delivered.
     pub async fn export_logs(self: &Arc<Self>) -> bool {
+        if self.logs_status.state() == State::Paused {
+            return false; // the records stay queued until the integration is resumed
+        }
         let entries = self.logs.queue().take(LOG_BATCH);
         if entries.is_empty() {
             return true;
@@ -244,6 +297,9 @@ impl PluginExporter {
         if !plugin.info().signals.contains(wanted) {
             return true;
         }
+        if self.status(signal).state() == State::Paused {
+            return false;
+        }
         let Some(endpoint) = self.destination.endpoint(signal) else {
             tracing::warn!(
                 plugin = plugin.name(),
@@ -270,15 +326,28 @@ impl PluginExporter {
                 return false;
             }
         };
-        let mut ok = true;
+        let (mut error, mut rejected, mut message) = (None, 0, None);
         for item in &outbound {
-            if let Err(e) = self.deliver(&plugin, endpoint, item).await {
-                tracing::warn!(plugin = plugin.name(), "{e}");
-                ok = false;
+            match self.deliver(&plugin, endpoint, signal, item).await {
+                Ok(delivered) => {
+                    rejected += delivered.rejected;
+                    message = delivered.message.or(message);
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = plugin.name(), "{e}");
+                    error = Some(e);
+                }
             }
         }
-        self.telemetry.export_batch(&self.name, signal, ok);
-        ok
+        let status = self.status(signal);
+        let state = match &error {
+            None => status.delivered(rejected, message),
+            Some(e) => status.failed(e),
+        };
+        self.telemetry
+            .export_batch(&self.name, signal, error.is_none());
+        self.telemetry.export_state(&self.name, signal, state);
+        error.is_none()
     }
 
     /// Sends one outbound item, retrying what the plugin classifies as retryable.
@@ -286,14 +355,16 @@ impl PluginExporter {
         &self,
         plugin: &Arc<ExporterPlugin>,
         endpoint: &Endpoint,
+        signal: Signal,
         item: &Outbound,
-    ) -> Result<(), String> {
+    ) -> Result<Delivered, String> {
         match (item, endpoint) {
-            (Outbound::Datagram(bytes), Endpoint::Udp(addr)) => {
-                self.send_datagram(*addr, bytes).await
-            }
+            (Outbound::Datagram(bytes), Endpoint::Udp(addr)) => self
+                .send_datagram(*addr, bytes)
+                .await
+                .map(|()| Delivered::default()),
             (Outbound::Http(request), Endpoint::Http(base)) => {
-                self.send_http(plugin, base, request).await
+                self.send_http(plugin, base, signal, request).await
             }
             (Outbound::Datagram(_), _) => Err(OutboundError::WrongKind("datagram").to_string()),
             (Outbound::Http(_), _) => Err(OutboundError::WrongKind("HTTP request").to_string()),
@@ -335,12 +406,43 @@ impl PluginExporter {
         Ok(socket)
     }
 
+    /// Waits while the breaker is open; the request that follows may be its probe.
+    async fn breaker_allows(&self) {
+        let wait = self
+            .breaker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .wait(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Tells the breaker whether the backend answered (`up`) or looked down.
+    fn breaker_saw(&self, up: bool) {
+        let mut breaker = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        if up {
+            breaker.success();
+        } else {
+            breaker.failure(Instant::now());
+        }
+    }
+
+    /// Counts a retry and waits as the policy (or the plugin's `after`, in ms) says.
+    async fn retry_wait(&self, signal: Signal, retry: u32, after: Option<u64>, why: &str) {
+        let state = self.status(signal).retrying(why);
+        self.telemetry.export_retry(&self.name, signal, state);
+        let delay = self.policy.delay(retry, after.map(Duration::from_millis));
+        tokio::time::sleep(delay).await;
+    }
+
     async fn send_http(
         &self,
         plugin: &Arc<ExporterPlugin>,
         base: &reqwest::Url,
+        signal: Signal,
         request: &HttpRequest,
-    ) -> Result<(), String> {
+    ) -> Result<Delivered, String> {
         let url = url_for(base, &request.path).map_err(|e| e.to_string())?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             OutboundError::Invalid(format!("method `{}`", request.method)).to_string()
@@ -359,8 +461,9 @@ impl PluginExporter {
         for (name, value) in &self.destination.credentials {
             headers.insert(name.clone(), value.clone());
         }
-        let mut backoff = Duration::from_millis(200);
-        for attempt in 0..=MAX_RETRIES {
+        let max = self.policy.max_retries;
+        for attempt in 0..=max {
+            self.breaker_allows().await;
             let sent = self
                 .http
                 .request(method.clone(), url.clone())
@@ -370,13 +473,14 @@ impl PluginExporter {
                 .await;
             let response = match sent {
                 Ok(r) => r,
-                Err(e) if attempt < MAX_RETRIES => {
-                    tracing::debug!("attempt {attempt}: {e}");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                Err(e) => {
+                    self.breaker_saw(false);
+                    if attempt == max {
+                        return Err(format!("{url}: {e}"));
+                    }
+                    self.retry_wait(signal, attempt, None, &e.to_string()).await;
                     continue;
                 }
-                Err(e) => return Err(format!("{url}: {e}")),
             };
             let status = response.status().as_u16();
             let response_headers = response
@@ -399,8 +503,9 @@ impl PluginExporter {
             let outcome = tokio::task::spawn_blocking(move || classifier.classify(&answer)).await;
             let outcome =
                 outcome.unwrap_or_else(|_| Outcome::Reject("the classify task failed".into()));
+            self.breaker_saw(!matches!(outcome, Outcome::Retry(_)));
             match outcome {
-                Outcome::Success => return Ok(()),
+                Outcome::Success => return Ok(Delivered::default()),
                 Outcome::Partial(p) => {
                     tracing::warn!(
                         plugin = plugin.name(),
@@ -408,19 +513,19 @@ impl PluginExporter {
                         p.rejected,
                         p.message
                     );
-                    return Ok(());
+                    return Ok(Delivered {
+                        rejected: p.rejected,
+                        message: Some(p.message),
+                    });
                 }
                 Outcome::Reject(reason) => return Err(format!("{url}: rejected: {reason}")),
-                Outcome::Retry(after) if attempt < MAX_RETRIES => {
-                    let wait = after
-                        .map_or(backoff, Duration::from_millis)
-                        .min(Duration::from_secs(30));
-                    tokio::time::sleep(wait).await;
-                    backoff *= 2;
+                Outcome::Retry(after) if attempt < max => {
+                    self.retry_wait(signal, attempt, after, &format!("HTTP {status}"))
+                        .await;
                 }
                 Outcome::Retry(_) => {
                     return Err(format!(
-                        "{url}: still failing after {MAX_RETRIES} retries (HTTP {status})"
+                        "{url}: still failing after {max} retries (HTTP {status})"
                     ));
                 }
             }
