@@ -16,6 +16,7 @@ use crate::export::delivery::{OTLP_EXPORTER, Report};
 use crate::export::otlp::client::HeaderError;
 use crate::export::otlp::exporter::OtlpExporter;
 use crate::export::plugin::PluginExporter;
+use crate::export::probe::Diagnosis;
 use crate::export::prometheus;
 use crate::intake::otlp::metrics::MetricsReceiver;
 use crate::metrics::{ConflictError, Descriptor, Pattern, Producer, Registries, Registry};
@@ -25,7 +26,7 @@ use crate::plugins::{Health, Loader, PluginView, Transforms};
 use crate::resource::Resource;
 use crate::sources::gpu::{self, GpuPoller};
 use crate::sources::system::SystemPoller;
-use crate::telemetry::{SELF_SCOPE, SelfTelemetry};
+use crate::telemetry::{SELF_SCOPE, SelfTelemetry, Signal};
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,9 @@ pub enum StartError {
         reason: String,
     },
 }
+
+/// How long a test connection waits for an answer.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A started host. Dropping it without [`Host::shutdown`] aborts its tasks.
 pub struct Host {
@@ -272,6 +276,14 @@ impl Host {
         let otlp = self.otlp.iter().flat_map(|o| o.reports());
         otlp.chain(self.plugin_exporters.iter().flat_map(|e| e.reports()))
             .collect()
+    }
+
+    /// Tests the connection of the OTLP integration's endpoints (`None` when OTLP is off).
+    pub async fn test_otlp(&self) -> Option<Vec<(Signal, Diagnosis)>> {
+        match &self.otlp {
+            Some(otlp) => Some(otlp.test(PROBE_TIMEOUT).await),
+            None => None,
+        }
     }
 
     /// Resumes the paused integration `exporter` (`otlp` or a plugin's name); returns whether it was paused.

@@ -4,5 +4,6 @@ pub mod delivery;
 pub mod otlp;
 pub mod plugin;
 pub mod preset;
+pub mod probe;
 pub mod prometheus;
 pub mod queue;

@@ -9,6 +9,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 
 use super::PROTOBUF;
 use crate::export::delivery::retry;
+use crate::export::probe::{self, Diagnosis};
 
 /// Why a batch was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +99,12 @@ impl OtlpClient {
     /// The endpoint URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Tests the connection: POSTs an empty export request (valid OTLP, carrying nothing) with
+    /// the configured headers, and diagnoses the answer.
+    pub async fn probe(&self, timeout: Duration) -> Diagnosis {
+        probe::probe(self.http.post(&self.url).body(Vec::new()), timeout).await
     }
 
     /// POSTs one encoded batch and classifies the outcome.

@@ -14,6 +14,7 @@ use super::{logs, metrics};
 use crate::config::OtlpConfig;
 use crate::event::Event;
 use crate::export::delivery::{Delivery, Drain, OTLP_EXPORTER, Report, RetryPolicy, Status};
+use crate::export::probe::Diagnosis;
 use crate::export::queue::DropOldestQueue;
 use crate::metrics::{DeltaTrackers, Producer, Registries, TemporalityPreference};
 use crate::pipeline::EventSink;
@@ -164,6 +165,20 @@ impl OtlpExporter {
             .as_ref()
             .map(|c| report(Signal::Logs, c.queue.len(), c.queue.dropped(), &c.status));
         metrics.into_iter().chain(logs).collect()
+    }
+
+    /// Tests the connection of each signal's endpoint, waiting at most `timeout` for each.
+    pub async fn test(&self, timeout: std::time::Duration) -> Vec<(Signal, Diagnosis)> {
+        let mut out = Vec::new();
+        for (signal, client) in [
+            (Signal::Metrics, self.metrics.as_ref().map(|c| &c.client)),
+            (Signal::Logs, self.logs.as_ref().map(|c| &c.client)),
+        ] {
+            if let Some(client) = client {
+                out.push((signal, client.probe(timeout).await));
+            }
+        }
+        out
     }
 
     /// Resumes every paused signal; returns whether any was paused.
