@@ -224,17 +224,16 @@ async fn retry_after_is_respected_in_both_forms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_connection_probes_each_otlp_endpoint_with_its_headers() {
-    use wasmtel::export::probe::Diagnosis;
     let receiver = Receiver::start().await;
     let host = start(&format!(
         "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n[otlp.headers]\nauthorization = \"Bearer t0ken\"\n",
         receiver.endpoint()
     ))
     .await;
-    let results = host.test_otlp().await.expect("OTLP is configured");
-    let signals: Vec<&str> = results.iter().map(|(s, _)| s.as_str()).collect();
+    let results = host.test("otlp").await.expect("OTLP is configured");
+    let signals: Vec<&str> = results.iter().map(|r| r.signal).collect();
     assert_eq!(signals, ["metrics", "logs"]);
-    assert!(results.iter().all(|(_, d)| d.is_ok()), "{results:?}");
+    assert!(results.iter().all(|r| r.diagnosis.is_ok()), "{results:?}");
     receiver.with(|r| {
         assert_eq!(r.headers.len(), 2, "one real request per endpoint");
         assert!(
@@ -245,9 +244,13 @@ async fn test_connection_probes_each_otlp_endpoint_with_its_headers() {
         assert_eq!(r.metrics.len(), 1, "a valid, empty OTLP request");
     });
     receiver.answer(401);
-    let results = host.test_otlp().await.expect("OTLP is configured");
-    for (_, d) in &results {
-        assert_eq!(*d, Diagnosis::Credentials { status: 401 });
+    let results = host.test("otlp").await.expect("OTLP is configured");
+    for r in &results {
+        assert_eq!(
+            r.message,
+            "HTTP 401: the endpoint refused the credentials; check the API key or token headers"
+        );
     }
+    assert!(host.test("nope").await.is_none());
     host.shutdown().await;
 }

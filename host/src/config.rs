@@ -6,7 +6,7 @@
 use crate::export::delivery::RetryPolicy;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -77,6 +77,33 @@ pub struct Config {
     pub transforms: Vec<TransformConfig>,
     /// `[[views]]`: view plugins that map the attribute sets of matching instruments; the first match wins.
     pub views: Vec<ViewConfig>,
+    /// `[admin]`: the admin API and status page.
+    pub admin: AdminConfig,
+    /// Where the host keeps its files (the admin token; default `./data`).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `[admin]`: the admin API, bearer-token protected.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Whether the admin API is served.
+    pub enabled: bool,
+    /// Listen address (default `127.0.0.1:8686`).
+    pub listen: SocketAddr,
+    /// The bearer token (`WASMTEL_ADMIN_TOKEN`); without one it is generated into
+    /// `<data_dir>/admin.token` (mode 0600) on first start.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
+            token: None,
+        }
+    }
 }
 
 /// One `[[views]]` entry.
@@ -527,8 +554,16 @@ impl Config {
         })
     }
 
-    /// Fills unset values from `OTEL_*` variables read through `var`.
+    /// The data directory, defaulted.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./data"))
+    }
+
+    /// Fills unset values from `OTEL_*` variables (and `WASMTEL_ADMIN_TOKEN`) read through `var`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fill(&mut self.admin.token, var("WASMTEL_ADMIN_TOKEN"));
         let otlp = &mut self.otlp;
         fill(&mut otlp.endpoint, var("OTEL_EXPORTER_OTLP_ENDPOINT"));
         fill(

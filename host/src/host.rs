@@ -11,12 +11,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::control::admin::PluginList;
+use crate::control::integrations::{Integrations, TestResult};
 use crate::derive::{Deriver, RuleError};
-use crate::export::delivery::{OTLP_EXPORTER, Report};
+use crate::export::delivery::Report;
 use crate::export::otlp::client::HeaderError;
 use crate::export::otlp::exporter::OtlpExporter;
 use crate::export::plugin::PluginExporter;
-use crate::export::probe::Diagnosis;
 use crate::export::prometheus;
 use crate::intake::otlp::metrics::MetricsReceiver;
 use crate::metrics::{ConflictError, Descriptor, Pattern, Producer, Registries, Registry};
@@ -26,7 +27,7 @@ use crate::plugins::{Health, Loader, PluginView, Transforms};
 use crate::resource::Resource;
 use crate::sources::gpu::{self, GpuPoller};
 use crate::sources::system::SystemPoller;
-use crate::telemetry::{SELF_SCOPE, SelfTelemetry, Signal};
+use crate::telemetry::{SELF_SCOPE, SelfTelemetry};
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,9 @@ pub enum StartError {
     /// Two instruments share a name with different shapes.
     #[error(transparent)]
     Conflict(#[from] ConflictError),
+    /// The admin token could not be read or created.
+    #[error(transparent)]
+    Token(#[from] crate::control::token::TokenError),
     /// An exporter plugin could not be loaded or configured.
     #[error("exporter `{plugin}`: {reason}")]
     Plugin {
@@ -63,13 +67,12 @@ pub enum StartError {
     },
 }
 
-/// How long a test connection waits for an answer.
-const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// A started host. Dropping it without [`Host::shutdown`] aborts its tasks.
 pub struct Host {
     intake_addr: SocketAddr,
     prometheus_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    integrations: Integrations,
     registry: Arc<Registry>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
@@ -175,6 +178,20 @@ impl Host {
             );
             servers.push(serve(listener, app, stopped));
         }
+        let integrations = Integrations::new(otlp.clone(), &config.otlp, plugin_exporters.clone());
+        let mut admin_addr = None;
+        if config.admin.enabled {
+            let token = crate::control::token::load_or_create(
+                config.admin.token.as_deref(),
+                &config.data_dir(),
+            )?;
+            let listener = bind("admin", config.admin.listen).await?;
+            admin_addr = listener.local_addr().ok();
+            let (e, t, v) = (plugin_exporters.clone(), transforms.clone(), views.clone());
+            let plugins: PluginList = Arc::new(move || plugin_health(&e, &t, &v));
+            let app = crate::control::admin::router(integrations.clone(), plugins, token);
+            servers.push(serve(listener, app, stop.subscribe()));
+        }
         let (drain, drained) = watch::channel(None);
         let mut exports = otlp
             .as_ref()
@@ -230,6 +247,8 @@ impl Host {
         Ok(Self {
             intake_addr,
             prometheus_addr,
+            admin_addr,
+            integrations,
             registry,
             stop,
             servers,
@@ -273,33 +292,22 @@ impl Host {
 
     /// The delivery report of every exporter and signal.
     pub fn integrations(&self) -> Vec<Report> {
-        let otlp = self.otlp.iter().flat_map(|o| o.reports());
-        otlp.chain(self.plugin_exporters.iter().flat_map(|e| e.reports()))
-            .collect()
+        self.integrations.reports()
     }
 
-    /// Tests the connection of the OTLP integration's endpoints (`None` when OTLP is off).
-    pub async fn test_otlp(&self) -> Option<Vec<(Signal, Diagnosis)>> {
-        match &self.otlp {
-            Some(otlp) => Some(otlp.test(PROBE_TIMEOUT).await),
-            None => None,
-        }
+    /// Tests the connection of integration `id`'s endpoints (`None`: no such integration).
+    pub async fn test(&self, id: &str) -> Option<Vec<TestResult>> {
+        self.integrations.test(id).await
     }
 
-    /// Resumes the paused integration `exporter` (`otlp` or a plugin's name); returns whether it was paused.
-    pub fn resume(&self, exporter: &str) -> bool {
-        if exporter == OTLP_EXPORTER {
-            return self.otlp.as_ref().is_some_and(|o| o.resume());
-        }
-        let mut resumed = false;
-        for e in self
-            .plugin_exporters
-            .iter()
-            .filter(|e| e.plugin() == exporter)
-        {
-            resumed |= e.resume();
-        }
-        resumed
+    /// Resumes the paused integration `id` (`otlp` or a plugin's name); returns whether it was paused.
+    pub fn resume(&self, id: &str) -> bool {
+        self.integrations.resume(id).unwrap_or(false)
+    }
+
+    /// The address the admin API is served on, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Exports metrics now, as the interval timers would: queues an OTLP batch and runs every plugin exporter.

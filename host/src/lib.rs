@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod derive;
 pub mod event;

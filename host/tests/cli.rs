@@ -33,7 +33,8 @@ async fn serve_with_env(extra: &str, env: &[(&str, String)]) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("wasmtel.toml");
     let toml = format!(
-        "[intake]\nlisten = \"127.0.0.1:{intake}\"\n[prometheus]\nlisten = \"127.0.0.1:{prom}\"\n{extra}"
+        "data_dir = \"{}\"\n[intake]\nlisten = \"127.0.0.1:{intake}\"\n[prometheus]\nlisten = \"127.0.0.1:{prom}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}",
+        dir.path().join("data").display()
     );
     std::fs::write(&path, toml).expect("write config");
     let child = Command::new(BIN)

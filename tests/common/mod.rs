@@ -19,6 +19,12 @@ pub(crate) async fn start(toml: &str) -> Host {
     }
     config.intake.listen = "127.0.0.1:0".parse().expect("addr");
     config.prometheus.listen = "127.0.0.1:0".parse().expect("addr");
+    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    if config.data_dir.is_none() {
+        // Each host gets its own data directory, kept for the rest of the test process.
+        let dir = tempfile::tempdir().expect("tempdir");
+        config.data_dir = Some(dir.keep());
+    }
     Host::start(&config).await.expect("host starts")
 }
 

@@ -22,6 +22,7 @@ use crate::export::delivery::breaker::Breaker;
 use crate::export::delivery::{Report, RetryPolicy, State, Status};
 use crate::export::otlp::client::Delivered;
 use crate::export::preset::Destination;
+use crate::export::probe::{Diagnosis, probe};
 use crate::export::queue::DropOldestQueue;
 use crate::metrics::{DeltaTrackers, Registries, TemporalityPreference};
 use crate::pipeline::EventSink;
@@ -209,6 +210,44 @@ impl PluginExporter {
             }
         })
         .collect()
+    }
+
+    /// The names of the headers the host adds to every request (their values never leave the host).
+    pub fn credential_headers(&self) -> Vec<String> {
+        self.destination
+            .credentials
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect()
+    }
+
+    /// Each signal's endpoint, as text.
+    pub fn endpoints(&self) -> Vec<(Signal, String)> {
+        [Signal::Metrics, Signal::Logs]
+            .into_iter()
+            .filter_map(|s| {
+                let text = match self.destination.endpoint(s)? {
+                    Endpoint::Udp(addr) => format!("udp://{addr}"),
+                    Endpoint::Http(url) => url.to_string(),
+                };
+                Some((s, text))
+            })
+            .collect()
+    }
+
+    /// Tests the connection of each HTTP endpoint: a POST with the credentials and no body.
+    pub async fn test(&self, timeout: Duration) -> Vec<(Signal, Diagnosis)> {
+        let mut out = Vec::new();
+        for signal in [Signal::Metrics, Signal::Logs] {
+            if let Some(Endpoint::Http(url)) = self.destination.endpoint(signal) {
+                let request = self
+                    .http
+                    .post(url.clone())
+                    .headers(self.destination.credentials.clone());
+                out.push((signal, probe(request, timeout).await));
+            }
+        }
+        out
     }
 
     /// Resumes both signals if paused; returns whether either was.

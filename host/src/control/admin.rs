@@ -1,0 +1,155 @@
+//! The admin API: integrations, plugins and delivery status over HTTP, behind a bearer token,
+//! with JSON errors that name the problem.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::integrations::Integrations;
+use super::token;
+use crate::plugins::Health;
+
+/// Every loaded plugin with its kind and health, read when asked.
+pub type PluginList = Arc<dyn Fn() -> Vec<(String, &'static str, Health)> + Send + Sync>;
+
+#[derive(Clone)]
+struct Admin {
+    integrations: Integrations,
+    plugins: PluginList,
+    token: Arc<str>,
+}
+
+/// The admin routes: `/healthz` and `/readyz` open, `/api/v1/*` behind `token`.
+pub fn router(integrations: Integrations, plugins: PluginList, token: String) -> Router {
+    let admin = Admin {
+        integrations,
+        plugins,
+        token: Arc::from(token),
+    };
+    let api = Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/integrations", get(list))
+        .route(
+            "/api/v1/integrations/{id}",
+            get(one).patch(read_only).delete(read_only),
+        )
+        .route("/api/v1/integrations/{id}/test", post(test))
+        .route("/api/v1/integrations/{id}/resume", post(resume))
+        .route("/api/v1/integrations/{id}/enable", post(read_only))
+        .route("/api/v1/integrations/{id}/disable", post(read_only))
+        .route("/api/v1/plugins", get(plugin_health))
+        .route_layer(axum::middleware::from_fn_with_state(admin.clone(), auth));
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .route(
+            "/readyz",
+            get(|| async { Json(json!({ "status": "ready" })) }),
+        )
+        .merge(api)
+        .with_state(admin)
+}
+
+/// A JSON error response naming the problem.
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn unknown(id: &str) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no integration `{id}`"))
+}
+
+/// Lets a request through only with `Authorization: Bearer <token>`.
+async fn auth(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => error(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token: send `Authorization: Bearer <token>`".into(),
+        ),
+        Some(t) if !token::same(t.trim(), &admin.token) => {
+            error(StatusCode::UNAUTHORIZED, "invalid bearer token".into())
+        }
+        Some(_) => next.run(request).await,
+    }
+}
+
+fn plugin_list(admin: &Admin) -> Vec<serde_json::Value> {
+    (admin.plugins)()
+        .into_iter()
+        .map(|(name, kind, health)| {
+            let (state, reason) = match health {
+                Health::Running => ("running", None),
+                Health::Restarting(why) => ("restarting", Some(why)),
+                Health::Failed(why) => ("failed", Some(why)),
+            };
+            json!({ "name": name, "kind": kind, "state": state, "reason": reason })
+        })
+        .collect()
+}
+
+async fn status(State(admin): State<Admin>) -> Response {
+    Json(json!({
+        "integrations": admin.integrations.reports(),
+        "plugins": plugin_list(&admin),
+    }))
+    .into_response()
+}
+
+async fn list(State(admin): State<Admin>) -> Response {
+    Json(json!({ "integrations": admin.integrations.list() })).into_response()
+}
+
+async fn one(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+    match admin.integrations.get(&id) {
+        Some(integration) => Json(integration).into_response(),
+        None => unknown(&id),
+    }
+}
+
+async fn test(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+    match admin.integrations.test(&id).await {
+        Some(results) => {
+            let ok = results.iter().all(|r| r.diagnosis.is_ok());
+            Json(json!({ "id": id, "ok": ok, "results": results })).into_response()
+        }
+        None => unknown(&id),
+    }
+}
+
+async fn resume(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+    match admin.integrations.resume(&id) {
+        Some(was_paused) => Json(json!({ "id": id, "resumed": was_paused })).into_response(),
+        None => unknown(&id),
+    }
+}
+
+async fn read_only(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+    match admin.integrations.get(&id) {
+        Some(_) => error(
+            StatusCode::CONFLICT,
+            format!(
+                "integration `{id}` comes from the config file and is read-only; change it there"
+            ),
+        ),
+        None => unknown(&id),
+    }
+}
+
+async fn plugin_health(State(admin): State<Admin>) -> Response {
+    Json(json!({ "plugins": plugin_list(&admin) })).into_response()
+}

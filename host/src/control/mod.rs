@@ -1,0 +1,5 @@
+//! Control: the admin API, its token, and the integrations it manages.
+
+pub mod admin;
+pub mod integrations;
+pub mod token;

@@ -1,0 +1,176 @@
+//! The admin API over real HTTP: bearer token, integrations (configured ones read-only, never a
+//! credential value), test connection, resume, plugins, status, health.
+
+mod common;
+
+use common::{Completed, post_ndjson, start};
+use serde_json::Value;
+use wasmtel_tests::Receiver;
+
+const CANARY: &str = "Bearer canary-5ecret-do-not-leak";
+
+struct Api {
+    base: String,
+    token: String,
+}
+
+impl Api {
+    fn new(host: &wasmtel::Host, data: &std::path::Path) -> Self {
+        let token = std::fs::read_to_string(data.join("admin.token")).expect("token file");
+        Self {
+            base: format!("http://{}", host.admin_addr().expect("admin on")),
+            token: token.trim().to_owned(),
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Value, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = reqwest::Client::new().request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let response = req.send().await.expect("admin reachable");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value, String) {
+        self.call("GET", path, Some(&self.token)).await
+    }
+
+    async fn post(&self, path: &str) -> (u16, Value, String) {
+        self.call("POST", path, Some(&self.token)).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_manages_configured_integrations_without_showing_secrets() {
+    let logs = wasmtel_tests::capture_logs();
+    let receiver = Receiver::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n[otlp.headers]\nauthorization = \"{CANARY}\"\n[otlp.retry]\nmax_retries = 0\ninitial_backoff = \"1ms\"\nbreaker_cooldown = \"1ms\"\n",
+        data.path().display(),
+        receiver.endpoint()
+    ))
+    .await;
+    let api = Api::new(&host, data.path());
+    let mut seen = String::new();
+
+    // Health is open; the API is not.
+    let (status, body, _) = api.call("GET", "/healthz", None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    assert_eq!(api.call("GET", "/readyz", None).await.0, 200);
+    let (status, body, _) = api.call("GET", "/api/v1/integrations", None).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("missing bearer token"))
+    );
+    let (status, body, _) = api.call("GET", "/api/v1/status", Some("wrong")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid bearer token"))
+    );
+
+    let (status, body, text) = api.get("/api/v1/integrations").await;
+    seen.push_str(&text);
+    assert_eq!(status, 200);
+    let otlp = &body["integrations"][0];
+    assert_eq!(otlp["id"], "otlp");
+    assert_eq!(
+        (otlp["source"].as_str(), otlp["read_only"].as_bool()),
+        (Some("config"), Some(true))
+    );
+    assert_eq!(otlp["headers_set"], serde_json::json!(["authorization"]));
+    assert_eq!(otlp["signals"][0]["state"], "connected");
+
+    let (status, body, text) = api.post("/api/v1/integrations/otlp/test").await;
+    seen.push_str(&text);
+    assert_eq!((status, body["ok"].as_bool()), (200, Some(true)));
+    assert_eq!(body["results"][0]["signal"], "metrics");
+    assert!(
+        body["results"][1]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("connected: HTTP 200"))
+    );
+
+    // Ten failed exports pause it; the API shows why and resumes it.
+    receiver.answer(503);
+    let ok = Completed::ok("m1", "vllm");
+    for seq in 0..10 {
+        post_ndjson(&host, &[ok.event(seq)]).await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while host
+            .integrations()
+            .iter()
+            .find(|r| r.signal == "logs")
+            .expect("logs")
+            .status
+            .failed
+            < seq as u64 + 1
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "export {seq} did not fail"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    let (_, body, text) = api.get("/api/v1/integrations/otlp").await;
+    seen.push_str(&text);
+    let logs_signal = &body["signals"][1];
+    assert_eq!(logs_signal["state"], "paused");
+    assert!(
+        logs_signal["paused_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("paused after 10 consecutive failed exports"))
+    );
+    receiver.answer(200);
+    let (status, body, _) = api.post("/api/v1/integrations/otlp/resume").await;
+    assert_eq!((status, body["resumed"].as_bool()), (200, Some(true)));
+    receiver
+        .wait_until("the queued records", |r| !r.logs.is_empty())
+        .await;
+
+    // Configured integrations are read-only; unknown ones are named.
+    let (status, body, _) = api
+        .call("DELETE", "/api/v1/integrations/otlp", Some(&api.token))
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        body["error"],
+        "integration `otlp` comes from the config file and is read-only; change it there"
+    );
+    let (status, body, _) = api.post("/api/v1/integrations/nope/test").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no integration `nope`"))
+    );
+
+    let (status, body, text) = api.get("/api/v1/status").await;
+    seen.push_str(&text);
+    assert_eq!(status, 200);
+    assert_eq!(body["integrations"].as_array().map(Vec::len), Some(2));
+    let (status, body, _) = api.get("/api/v1/plugins").await;
+    assert_eq!(
+        (status, body["plugins"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+
+    host.shutdown().await;
+    assert!(
+        !seen.contains("canary"),
+        "a credential value appeared in an API response"
+    );
+    assert!(
+        !logs.text().contains("canary"),
+        "a credential value appeared in the log"
+    );
+}
