@@ -56,7 +56,7 @@ pub enum StartError {
     Conflict(#[from] ConflictError),
     /// The admin token could not be read or created.
     #[error(transparent)]
-    Token(#[from] crate::control::token::TokenError),
+    Token(#[from] crate::control::files::FileError),
     /// An exporter plugin could not be loaded or configured.
     #[error("exporter `{plugin}`: {reason}")]
     Plugin {
