@@ -4,4 +4,5 @@ pub mod admin;
 pub mod files;
 pub mod integrations;
 pub mod secrets;
+pub mod store;
 pub mod token;
