@@ -59,7 +59,10 @@ mod tests {
     fn created_once_private_then_read() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sub").join("f");
-        assert_eq!(read_or_create(&path, || "one".into()).expect("created"), "one");
+        assert_eq!(
+            read_or_create(&path, || "one".into()).expect("created"),
+            "one"
+        );
         assert_eq!(read_or_create(&path, || "two".into()).expect("read"), "one");
         #[cfg(unix)]
         {

@@ -4,5 +4,6 @@ pub mod admin;
 pub mod files;
 pub mod integrations;
 pub mod secrets;
+pub mod spec;
 pub mod store;
 pub mod token;

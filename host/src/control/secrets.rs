@@ -90,8 +90,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sealer = Sealer::load_or_create(None, dir.path()).expect("key");
         let sealed = sealer.seal(b"api-key: canary");
-        assert!(!sealed.windows(6).any(|w| w == b"canary"), "not in the clear");
-        assert_ne!(sealer.seal(b"api-key: canary"), sealed, "a fresh nonce each time");
+        assert!(
+            !sealed.windows(6).any(|w| w == b"canary"),
+            "not in the clear"
+        );
+        assert_ne!(
+            sealer.seal(b"api-key: canary"),
+            sealed,
+            "a fresh nonce each time"
+        );
         let again = Sealer::load_or_create(None, dir.path()).expect("same key file");
         assert_eq!(again.open(&sealed).expect("opens"), b"api-key: canary");
         let other = Sealer::load_or_create(Some(&"11".repeat(32)), dir.path()).expect("env key");

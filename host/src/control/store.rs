@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::secrets::{SecretError, Sealer};
+use super::secrets::{Sealer, SecretError};
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "wasmtel.db";
@@ -178,9 +178,8 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        let created = created.unwrap_or_else(|| {
-            i64::try_from(crate::clock::unix_nanos()).unwrap_or(i64::MAX)
-        });
+        let created = created
+            .unwrap_or_else(|| i64::try_from(crate::clock::unix_nanos()).unwrap_or(i64::MAX));
         db.execute(
             "INSERT OR REPLACE INTO integrations (id, name, kind, type, preset, endpoint, headers, enabled, created)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -201,7 +200,10 @@ impl Store {
 
     /// Deletes integration `id`; returns whether it existed.
     pub fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.db().execute("DELETE FROM integrations WHERE id = ?1", [id])? > 0)
+        Ok(self
+            .db()
+            .execute("DELETE FROM integrations WHERE id = ?1", [id])?
+            > 0)
     }
 }
 
@@ -239,18 +241,30 @@ mod tests {
         assert!(!store.delete("b").expect("delete again"));
         drop(store);
         let file = std::fs::read(dir.path().join(DB_FILE)).expect("db file");
-        assert!(!file.windows(6).any(|w| w == b"canary"), "no credential in the clear");
+        assert!(
+            !file.windows(6).any(|w| w == b"canary"),
+            "no credential in the clear"
+        );
         assert_eq!(open().list().expect("list"), [changed]);
-        assert!(!format!("{:?}", stored("a")).contains("canary"), "Debug hides values");
+        assert!(
+            !format!("{:?}", stored("a")).contains("canary"),
+            "Debug hides values"
+        );
     }
 
     #[test]
     fn another_key_cannot_read_the_credentials() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sealer = Sealer::load_or_create(None, dir.path()).expect("key");
-        Store::open(dir.path(), sealer).expect("store").put(&stored("a")).expect("put");
+        Store::open(dir.path(), sealer)
+            .expect("store")
+            .put(&stored("a"))
+            .expect("put");
         let other = Sealer::load_or_create(Some(&"22".repeat(32)), dir.path()).expect("key");
-        let err = Store::open(dir.path(), other).expect("opens").list().expect_err("sealed");
+        let err = Store::open(dir.path(), other)
+            .expect("opens")
+            .list()
+            .expect_err("sealed");
         assert_eq!(
             err.to_string(),
             "integrations store: stored credentials cannot be decrypted: wrong key or damaged data"

@@ -25,7 +25,11 @@ pub fn load_or_create(configured: Option<&str>, dir: &Path) -> Result<String, Fi
 
 /// Compares two tokens in time independent of where they differ.
 pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -39,7 +43,10 @@ mod tests {
         assert_eq!(token.len(), 64);
         assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(load_or_create(None, dir.path()).expect("read"), token);
-        assert_eq!(load_or_create(Some("set"), dir.path()).expect("configured"), "set");
+        assert_eq!(
+            load_or_create(Some("set"), dir.path()).expect("configured"),
+            "set"
+        );
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
     }
 }

@@ -1,0 +1,326 @@
+//! What the API accepts to create or change a stored integration, checked field by field, and
+//! the presets that fill in endpoints and credential header names.
+
+use std::collections::BTreeMap;
+
+use reqwest::header::{HeaderName, HeaderValue};
+
+use super::store::{Kind, Stored};
+
+/// The integration types the store can run.
+pub const TYPES: &[&str] = &["otlp"];
+
+/// An OTLP backend preset: its endpoint (when it has one for everybody) and credential header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preset {
+    /// The preset's name.
+    pub name: &'static str,
+    /// Its OTLP base URL, when it is the same for every account.
+    pub endpoint: Option<&'static str>,
+    /// The header `api_key` goes in.
+    pub credential_header: Option<&'static str>,
+}
+
+/// The OTLP presets.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "custom",
+        endpoint: None,
+        credential_header: None,
+    },
+    Preset {
+        name: "self-hosted",
+        endpoint: None,
+        credential_header: None,
+    },
+    Preset {
+        name: "grafana-cloud",
+        endpoint: None,
+        credential_header: Some("authorization"),
+    },
+    Preset {
+        name: "new-relic",
+        endpoint: Some("https://otlp.nr-data.net"),
+        credential_header: Some("api-key"),
+    },
+    Preset {
+        name: "honeycomb",
+        endpoint: Some("https://api.honeycomb.io"),
+        credential_header: Some("x-honeycomb-team"),
+    },
+];
+
+/// A create or update request: every field optional, checked against what it applies to.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// `metrics` or `logs`.
+    pub kind: Option<Kind>,
+    /// The integration type.
+    #[serde(rename = "type")]
+    pub kind_type: Option<String>,
+    /// A name people recognise it by.
+    pub name: Option<String>,
+    /// A preset filling in endpoint and credential header.
+    pub preset: Option<String>,
+    /// The base URL (`/v1/metrics` or `/v1/logs` is appended).
+    pub endpoint: Option<String>,
+    /// Headers to send; on update they replace the stored ones.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// The credential, sent in the preset's credential header.
+    pub api_key: Option<String>,
+    /// Whether it runs (default true).
+    pub enabled: Option<bool>,
+}
+
+/// A field that cannot be accepted, named with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}`: {reason}")]
+pub struct SpecError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn bad(field: &'static str, reason: impl Into<String>) -> SpecError {
+    SpecError {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl Spec {
+    /// A new stored integration with id `id`.
+    pub fn create(self, id: String) -> Result<Stored, SpecError> {
+        let kind = self
+            .kind
+            .ok_or_else(|| bad("kind", "required: metrics or logs"))?;
+        let kind_type = self
+            .kind_type
+            .clone()
+            .ok_or_else(|| bad("type", format!("required: one of {}", TYPES.join(", "))))?;
+        let name = self.name.clone().ok_or_else(|| bad("name", "required"))?;
+        let mut stored = Stored {
+            id,
+            name,
+            kind,
+            kind_type,
+            preset: None,
+            endpoint: String::new(),
+            headers: BTreeMap::new(),
+            enabled: true,
+        };
+        self.apply_to(&mut stored)?;
+        Ok(stored)
+    }
+
+    /// Applies an update to `stored`; kind and type cannot change.
+    pub fn update(self, stored: &mut Stored) -> Result<(), SpecError> {
+        if self.kind.is_some_and(|k| k != stored.kind) {
+            return Err(bad("kind", "cannot change; create another integration"));
+        }
+        if self
+            .kind_type
+            .as_ref()
+            .is_some_and(|t| *t != stored.kind_type)
+        {
+            return Err(bad("type", "cannot change; create another integration"));
+        }
+        let mut next = stored.clone();
+        self.apply_to(&mut next)?;
+        *stored = next;
+        Ok(())
+    }
+
+    fn apply_to(self, s: &mut Stored) -> Result<(), SpecError> {
+        if !TYPES.contains(&s.kind_type.as_str()) {
+            return Err(bad(
+                "type",
+                format!(
+                    "unknown type `{}` (known: {})",
+                    s.kind_type,
+                    TYPES.join(", ")
+                ),
+            ));
+        }
+        if let Some(name) = self.name {
+            s.name = name;
+        }
+        let name = s.name.trim();
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(bad("name", "1 to 100 printable characters"));
+        }
+        if let Some(preset) = self.preset {
+            if !PRESETS.iter().any(|p| p.name == preset) {
+                let known: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+                return Err(bad(
+                    "preset",
+                    format!("unknown preset `{preset}` (known: {})", known.join(", ")),
+                ));
+            }
+            s.preset = Some(preset);
+        }
+        let preset = PRESETS.iter().find(|p| Some(p.name) == s.preset.as_deref());
+        if let Some(endpoint) = self.endpoint.or_else(|| {
+            (s.endpoint.is_empty())
+                .then(|| preset.and_then(|p| p.endpoint).map(str::to_owned))
+                .flatten()
+        }) {
+            s.endpoint = endpoint;
+        }
+        let url = reqwest::Url::parse(&s.endpoint).map_err(|e| {
+            let why = if s.endpoint.is_empty() {
+                "required (this preset has no endpoint of its own)".to_owned()
+            } else {
+                format!("not a URL: {e}")
+            };
+            bad("endpoint", why)
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(bad(
+                "endpoint",
+                "must be an http:// or https:// URL with a host",
+            ));
+        }
+        if let Some(headers) = self.headers {
+            s.headers = headers;
+        }
+        if let Some(key) = self.api_key {
+            let header = preset.and_then(|p| p.credential_header).ok_or_else(|| {
+                bad(
+                    "api_key",
+                    "needs a preset with a credential header; use headers",
+                )
+            })?;
+            s.headers.insert(header.to_owned(), key);
+        }
+        for (k, v) in &s.headers {
+            HeaderName::try_from(k.as_str())
+                .map_err(|_| bad("headers", format!("`{k}` is not a valid header name")))?;
+            HeaderValue::try_from(v.as_str()).map_err(|_| {
+                bad(
+                    "headers",
+                    format!("the value of `{k}` is not valid in a header"),
+                )
+            })?;
+        }
+        if let Some(enabled) = self.enabled {
+            s.enabled = enabled;
+        }
+        Ok(())
+    }
+}
+
+/// The URL a stored OTLP integration sends to: its endpoint with the signal's path.
+pub fn signal_url(s: &Stored) -> String {
+    let path = format!("/v1/{}", s.kind.as_str());
+    let base = s.endpoint.trim_end_matches('/');
+    if base.ends_with(&path) {
+        base.to_owned()
+    } else {
+        format!("{base}{path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).expect("valid JSON")
+    }
+
+    #[test]
+    fn presets_fill_the_endpoint_and_the_credential_header() {
+        let s =
+            spec(r#"{"kind":"logs","type":"otlp","name":"hc","preset":"honeycomb","api_key":"k"}"#)
+                .create("id".into())
+                .expect("valid");
+        assert_eq!(s.endpoint, "https://api.honeycomb.io");
+        assert_eq!(s.headers["x-honeycomb-team"], "k");
+        assert_eq!(signal_url(&s), "https://api.honeycomb.io/v1/logs");
+        let mut s = s;
+        spec(r#"{"name":"renamed","enabled":false}"#)
+            .update(&mut s)
+            .expect("update");
+        assert_eq!((s.name.as_str(), s.enabled), ("renamed", false));
+        assert_eq!(
+            s.headers["x-honeycomb-team"], "k",
+            "headers kept unless given"
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let cases = [
+            (
+                r#"{"type":"otlp","name":"n","endpoint":"http://x"}"#,
+                "`kind`: required: metrics or logs",
+            ),
+            (
+                r#"{"kind":"metrics","name":"n","endpoint":"http://x"}"#,
+                "`type`: required: one of otlp",
+            ),
+            (
+                r#"{"kind":"metrics","type":"kafka","name":"n","endpoint":"http://x"}"#,
+                "`type`: unknown type `kafka` (known: otlp)",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","endpoint":"http://x"}"#,
+                "`name`: required",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":" ","endpoint":"http://x"}"#,
+                "`name`: 1 to 100 printable characters",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":"n"}"#,
+                "`endpoint`: required (this preset has no endpoint of its own)",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"ftp://x"}"#,
+                "`endpoint`: must be an http:// or https:// URL with a host",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"not a url"}"#,
+                "`endpoint`: not a URL: relative URL without a base",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":"n","preset":"acme","endpoint":"http://x"}"#,
+                "`preset`: unknown preset `acme` (known: custom, self-hosted, grafana-cloud, new-relic, honeycomb)",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","headers":{"bad name":"v"}}"#,
+                "`headers`: `bad name` is not a valid header name",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","headers":{"k":"line\nbreak"}}"#,
+                "`headers`: the value of `k` is not valid in a header",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","api_key":"k"}"#,
+                "`api_key`: needs a preset with a credential header; use headers",
+            ),
+        ];
+        for (json, want) in cases {
+            let err = spec(json).create("id".into()).expect_err(json);
+            assert_eq!(err.to_string(), want, "{json}");
+        }
+        assert!(serde_json::from_str::<Spec>(r#"{"kind":"traces"}"#).is_err());
+        assert!(serde_json::from_str::<Spec>(r#"{"colour":"red"}"#).is_err());
+        let mut s = spec(r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x"}"#)
+            .create("id".into())
+            .expect("valid");
+        let err = spec(r#"{"kind":"logs"}"#).update(&mut s).expect_err("kind");
+        assert_eq!(
+            err.to_string(),
+            "`kind`: cannot change; create another integration"
+        );
+        let err = spec(r#"{"endpoint":""}"#)
+            .update(&mut s)
+            .expect_err("endpoint");
+        assert_eq!(err.field, "endpoint");
+        assert_eq!(s.endpoint, "http://x", "a refused update changes nothing");
+    }
+}
