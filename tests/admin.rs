@@ -174,3 +174,172 @@ async fn the_admin_api_manages_configured_integrations_without_showing_secrets()
         "a credential value appeared in the log"
     );
 }
+
+impl Api {
+    async fn send(&self, method: &str, path: &str, body: &str) -> (u16, Value, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("admin reachable");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+}
+
+async fn host_with(data: &std::path::Path) -> wasmtel::Host {
+    start(&format!(
+        "data_dir = \"{}\"\n[otlp.retry]\ninitial_backoff = \"1ms\"\n",
+        data.display()
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_integrations_are_created_disabled_and_survive_a_restart_with_their_credentials() {
+    let receiver = Receiver::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = host_with(data.path()).await;
+    let api = Api::new(&host, data.path());
+    let mut seen = String::new();
+    let ok = Completed::ok("m1", "vllm");
+
+    let create = format!(
+        r#"{{"kind":"logs","type":"otlp","name":"collector logs","preset":"custom","endpoint":"{}","headers":{{"authorization":"{CANARY}"}}}}"#,
+        receiver.endpoint()
+    );
+    let (status, body, text) = api.send("POST", "/api/v1/integrations", &create).await;
+    seen.push_str(&text);
+    assert_eq!(status, 201, "{text}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        (body["source"].as_str(), body["read_only"].as_bool()),
+        (Some("store"), Some(false))
+    );
+    assert_eq!(body["headers_set"], serde_json::json!(["authorization"]));
+    assert_eq!(
+        body["endpoints"][0][1],
+        format!("{}/v1/logs", receiver.endpoint())
+    );
+
+    post_ndjson(&host, &[ok.event(1)]).await;
+    receiver
+        .wait_until("the first record", |r| r.logs.len() == 1)
+        .await;
+    receiver.with(|r| assert_eq!(r.headers[0]["authorization"], CANARY));
+
+    // Bad requests name the field; nothing is stored.
+    let (status, body, _) = api
+        .send(
+            "POST",
+            "/api/v1/integrations",
+            r#"{"kind":"logs","type":"otlp","name":"x","endpoint":"ftp://x"}"#,
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("endpoint")));
+    assert_eq!(
+        body["error"],
+        "invalid integration: `endpoint`: must be an http:// or https:// URL with a host"
+    );
+    let (status, body, _) = api.send("POST", "/api/v1/integrations", "{not json").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().is_some_and(|e| {
+        e.starts_with("invalid integration: the body is not a valid integration")
+    }));
+
+    // Disabled: configuration kept, nothing sent; enabled again without re-entering anything.
+    let (status, body, _) = api
+        .send("POST", &format!("/api/v1/integrations/{id}/disable"), "")
+        .await;
+    assert_eq!(
+        (status, body["signals"][0]["state"].as_str()),
+        (200, Some("disabled"))
+    );
+    post_ndjson(&host, &[ok.event(2)]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.with(|r| r.headers.len()),
+        1,
+        "a disabled integration sends nothing"
+    );
+    let (status, body, _) = api
+        .send("POST", &format!("/api/v1/integrations/{id}/enable"), "")
+        .await;
+    assert_eq!((status, body["enabled"].as_bool()), (200, Some(true)));
+    post_ndjson(&host, &[ok.event(3)]).await;
+    receiver
+        .wait_until("the third record", |r| r.logs.len() == 2)
+        .await;
+
+    let (status, body, text) = api.post(&format!("/api/v1/integrations/{id}/test")).await;
+    seen.push_str(&text);
+    assert_eq!(status, 200);
+    assert!(
+        body["results"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("connected: HTTP 200"))
+    );
+    let (status, body, _) = api
+        .send(
+            "PATCH",
+            &format!("/api/v1/integrations/{id}"),
+            r#"{"name":"renamed"}"#,
+        )
+        .await;
+    assert_eq!((status, body["name"].as_str()), (200, Some("renamed")));
+    let (status, body, _) = api
+        .send(
+            "PATCH",
+            &format!("/api/v1/integrations/{id}"),
+            r#"{"kind":"metrics"}"#,
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("kind")));
+    host.shutdown().await;
+
+    // A new process on the same data directory runs it, credentials and all.
+    let host = host_with(data.path()).await;
+    let api = Api::new(&host, data.path());
+    let (_, body, text) = api.get("/api/v1/integrations").await;
+    seen.push_str(&text);
+    let listed = &body["integrations"][0];
+    assert_eq!(
+        (listed["id"].as_str(), listed["name"].as_str()),
+        (Some(id.as_str()), Some("renamed"))
+    );
+    post_ndjson(&host, &[ok.event(4)]).await;
+    receiver
+        .wait_until("a record after the restart", |r| r.logs.len() == 3)
+        .await;
+    receiver.with(|r| assert_eq!(r.headers.last().expect("request")["authorization"], CANARY));
+
+    let (status, _, _) = api
+        .send("DELETE", &format!("/api/v1/integrations/{id}"), "")
+        .await;
+    assert_eq!(status, 204);
+    let (status, body, _) = api.get(&format!("/api/v1/integrations/{id}")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some(format!("no integration `{id}`").as_str()))
+    );
+    host.shutdown().await;
+
+    assert!(
+        !seen.contains("canary"),
+        "a credential value appeared in an API response"
+    );
+    let db = std::fs::read(data.path().join("wasmtel.db")).expect("db");
+    assert!(
+        !db.windows(6).any(|w| w == b"canary"),
+        "credentials are sealed at rest"
+    );
+}

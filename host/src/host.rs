@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::control::admin::PluginList;
-use crate::control::integrations::{Integrations, TestResult};
+use crate::control::integrations::{Integrations, Runtime, TestResult};
+use crate::control::secrets::Sealer;
+use crate::control::store::Store;
 use crate::derive::{Deriver, RuleError};
 use crate::export::delivery::Report;
 use crate::export::otlp::client::HeaderError;
@@ -57,6 +59,12 @@ pub enum StartError {
     /// The admin token could not be read or created.
     #[error(transparent)]
     Token(#[from] crate::control::files::FileError),
+    /// The credentials key could not be read or created.
+    #[error(transparent)]
+    Secret(#[from] crate::control::secrets::SecretError),
+    /// The integrations store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] crate::control::store::StoreError),
     /// An exporter plugin could not be loaded or configured.
     #[error("exporter `{plugin}`: {reason}")]
     Plugin {
@@ -145,7 +153,7 @@ impl Host {
         let mut servers = vec![serve(
             intake,
             crate::intake::router(
-                pipeline,
+                pipeline.clone(),
                 Arc::new(MetricsReceiver::new(registries.clone())),
                 config.intake.max_body_bytes,
             ),
@@ -178,7 +186,21 @@ impl Host {
             );
             servers.push(serve(listener, app, stopped));
         }
-        let integrations = Integrations::new(otlp.clone(), &config.otlp, plugin_exporters.clone());
+        let (drain, drained) = watch::channel(None);
+        let data_dir = config.data_dir();
+        let key = std::env::var(crate::control::secrets::KEY_ENV).ok();
+        let sealer = Sealer::load_or_create(key.as_deref(), &data_dir)?;
+        let runtime = Runtime {
+            store: Store::open(&data_dir, sealer)?,
+            registries: registries.clone(),
+            telemetry: telemetry.clone(),
+            transforms: transforms.clone(),
+            pipeline: pipeline.clone(),
+            drain: drained.clone(),
+            template: config.otlp.clone(),
+        };
+        let integrations = Integrations::new(otlp.clone(), &config.otlp, plugin_exporters.clone())
+            .with_store(runtime)?;
         let mut admin_addr = None;
         if config.admin.enabled {
             let token = crate::control::token::load_or_create(
@@ -192,7 +214,6 @@ impl Host {
             let app = crate::control::admin::router(integrations.clone(), plugins, token);
             servers.push(serve(listener, app, stop.subscribe()));
         }
-        let (drain, drained) = watch::channel(None);
         let mut exports = otlp
             .as_ref()
             .map(|o| o.spawn(drained.clone()))
@@ -315,6 +336,7 @@ impl Host {
         if let Some(otlp) = &self.otlp {
             otlp.collect().await;
         }
+        self.integrations.collect_stored().await;
         for exporter in &self.plugin_exporters {
             exporter.export_metrics().await;
             exporter.export_logs().await;
@@ -330,6 +352,8 @@ impl Host {
         if let Some(otlp) = &self.otlp {
             otlp.collect().await;
         }
+        self.integrations.collect_stored().await;
+        self.exports.extend(self.integrations.take_tasks());
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let _ = self.drain.send(Some(deadline));
         for exporter in &self.plugin_exporters {

@@ -1,6 +1,6 @@
 //! The pipeline: what happens to a batch of accepted events.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::derive::Deriver;
 use crate::event::Event;
@@ -19,7 +19,7 @@ pub trait EventSink: Send + Sync {
 /// Derives metrics from events and hands them to every sink.
 pub struct Pipeline {
     deriver: Deriver,
-    sinks: Vec<Arc<dyn EventSink>>,
+    sinks: RwLock<Vec<Arc<dyn EventSink>>>,
     telemetry: SelfTelemetry,
     calls_plugins: bool,
 }
@@ -29,7 +29,7 @@ impl Pipeline {
     pub fn new(deriver: Deriver, sinks: Vec<Arc<dyn EventSink>>, telemetry: SelfTelemetry) -> Self {
         Self {
             deriver,
-            sinks,
+            sinks: RwLock::new(sinks),
             telemetry,
             calls_plugins: false,
         }
@@ -51,7 +51,7 @@ impl Pipeline {
         for event in events {
             self.deriver.apply(event);
         }
-        for sink in &self.sinks {
+        for sink in self.sinks().iter() {
             sink.accept(events);
         }
         self.telemetry.events_accepted(events.len());
@@ -59,9 +59,29 @@ impl Pipeline {
 
     /// Forwards log records received over OTLP to every sink.
     pub fn ingest_logs(&self, entries: &[Entry]) {
-        for sink in &self.sinks {
+        for sink in self.sinks().iter() {
             sink.accept_logs(entries);
         }
+    }
+
+    fn sinks(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<dyn EventSink>>> {
+        self.sinks.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a sink (an integration started at run time).
+    pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
+        self.sinks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sink);
+    }
+
+    /// Removes a sink added before (an integration stopped at run time).
+    pub fn remove_sink(&self, sink: &Arc<dyn EventSink>) {
+        self.sinks
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|s| !Arc::ptr_eq(s, sink));
     }
 
     /// The host's self-telemetry.

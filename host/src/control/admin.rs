@@ -13,9 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use super::integrations::Integrations;
+use super::integrations::{ControlError, Integrations};
+use super::spec::Spec;
 use super::token;
 use crate::plugins::Health;
+use bytes::Bytes;
 
 /// Every loaded plugin with its kind and health, read when asked.
 pub type PluginList = Arc<dyn Fn() -> Vec<(String, &'static str, Health)> + Send + Sync>;
@@ -36,15 +38,15 @@ pub fn router(integrations: Integrations, plugins: PluginList, token: String) ->
     };
     let api = Router::new()
         .route("/api/v1/status", get(status))
-        .route("/api/v1/integrations", get(list))
+        .route("/api/v1/integrations", get(list).post(create))
         .route(
             "/api/v1/integrations/{id}",
-            get(one).patch(read_only).delete(read_only),
+            get(one).patch(update).delete(delete),
         )
         .route("/api/v1/integrations/{id}/test", post(test))
         .route("/api/v1/integrations/{id}/resume", post(resume))
-        .route("/api/v1/integrations/{id}/enable", post(read_only))
-        .route("/api/v1/integrations/{id}/disable", post(read_only))
+        .route("/api/v1/integrations/{id}/enable", post(enable))
+        .route("/api/v1/integrations/{id}/disable", post(disable))
         .route("/api/v1/plugins", get(plugin_health))
         .route_layer(axum::middleware::from_fn_with_state(admin.clone(), auth));
     Router::new()
@@ -138,15 +140,76 @@ async fn resume(State(admin): State<Admin>, Path(id): Path<String>) -> Response 
     }
 }
 
-async fn read_only(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    match admin.integrations.get(&id) {
-        Some(_) => error(
-            StatusCode::CONFLICT,
-            format!(
-                "integration `{id}` comes from the config file and is read-only; change it there"
-            ),
-        ),
-        None => unknown(&id),
+/// The response for a failed change: the status that fits, and the error (with the field).
+fn refused(e: &ControlError) -> Response {
+    let status = match e {
+        ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+        ControlError::ReadOnly(_) => StatusCode::CONFLICT,
+        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ControlError::Store(_) | ControlError::Start(..) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let field = match e {
+        ControlError::Invalid(s) => Some(s.field),
+        _ => None,
+    };
+    (
+        status,
+        Json(json!({ "error": e.to_string(), "field": field })),
+    )
+        .into_response()
+}
+
+/// Reads a JSON body as a [`Spec`], naming what is wrong with it.
+fn spec(body: &[u8]) -> Result<Spec, String> {
+    serde_json::from_slice(body)
+        .map_err(|e| format!("invalid integration: the body is not a valid integration: {e}"))
+}
+
+async fn create(State(admin): State<Admin>, body: Bytes) -> Response {
+    let spec = match spec(&body) {
+        Ok(spec) => spec,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match admin.integrations.create(spec) {
+        Ok(integration) => (StatusCode::CREATED, Json(integration)).into_response(),
+        Err(e) => refused(&e),
+    }
+}
+
+async fn update(State(admin): State<Admin>, Path(id): Path<String>, body: Bytes) -> Response {
+    match spec(&body) {
+        Ok(spec) => change(&admin, &id, spec),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+fn change(admin: &Admin, id: &str, spec: Spec) -> Response {
+    match admin.integrations.update(id, spec) {
+        Ok(integration) => Json(integration).into_response(),
+        Err(e) => refused(&e),
+    }
+}
+
+async fn enable(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+    let spec = Spec {
+        enabled: Some(true),
+        ..Spec::default()
+    };
+    change(&admin, &id, spec)
+}
+
+async fn disable(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+    let spec = Spec {
+        enabled: Some(false),
+        ..Spec::default()
+    };
+    change(&admin, &id, spec)
+}
+
+async fn delete(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+    match admin.integrations.delete(&id) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => refused(&e),
     }
 }
 

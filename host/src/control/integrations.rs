@@ -1,16 +1,26 @@
 //! The integrations the host delivers to, as operators see and manage them: configured ones
-//! (read-only), their state, test connection and resume.
+//! (read-only) and stored ones (created, changed, enabled, disabled and deleted at run time),
+//! their state, test connection and resume.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
+
+use super::spec::{Spec, SpecError, signal_url};
+use super::store::{Kind, Store, StoreError, Stored};
 use crate::config::OtlpConfig;
-use crate::export::delivery::{OTLP_EXPORTER, Report};
+use crate::export::delivery::status::Snapshot;
+use crate::export::delivery::{Drain, OTLP_EXPORTER, Report, State, Status};
+use crate::export::otlp::client::OtlpClient;
 use crate::export::otlp::exporter::OtlpExporter;
 use crate::export::plugin::PluginExporter;
 use crate::export::probe::Diagnosis;
+use crate::metrics::Registries;
+use crate::pipeline::{EventSink, Pipeline};
+use crate::plugins::Transforms;
 use crate::plugins::reload::Reloadable as _;
-use crate::telemetry::Signal;
+use crate::telemetry::{SelfTelemetry, Signal};
 
 /// How long a test connection waits for an answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,15 +28,21 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// One integration as the API shows it: never a credential value, only which headers are set.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Integration {
-    /// Its id (`otlp`, or the plugin's name).
+    /// Its id (`otlp` or the plugin's name when configured; a UUID when stored).
     pub id: String,
+    /// A name people recognise it by.
+    pub name: String,
     /// `otlp`, or the exporter plugin's name.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Where it was defined: `config`.
+    /// Where it was defined: `config` or `store`.
     pub source: &'static str,
     /// Configured integrations cannot be changed through the API.
     pub read_only: bool,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// The preset it was created with, if any.
+    pub preset: Option<String>,
     /// Each signal's endpoint.
     pub endpoints: Vec<(&'static str, String)>,
     /// The names of the headers sent with its requests.
@@ -55,11 +71,69 @@ struct Otlp {
     headers: Vec<String>,
 }
 
+/// Why an integration could not be managed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// There is no integration with this id.
+    #[error("no integration `{0}`")]
+    NotFound(String),
+    /// The integration comes from the config file.
+    #[error("integration `{0}` comes from the config file and is read-only; change it there")]
+    ReadOnly(String),
+    /// A field of the request is invalid.
+    #[error("invalid integration: {0}")]
+    Invalid(#[from] SpecError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The integration could not be started.
+    #[error("integration `{0}` cannot start: {1}")]
+    Start(String, String),
+}
+
+/// What running stored integrations takes from the host.
+pub struct Runtime {
+    /// The store.
+    pub store: Store,
+    /// What metrics exporters read.
+    pub registries: Arc<Registries>,
+    /// Self-telemetry.
+    pub telemetry: SelfTelemetry,
+    /// The transform chain.
+    pub transforms: Transforms,
+    /// Where log exporters are plugged in.
+    pub pipeline: Arc<Pipeline>,
+    /// The shutdown signal the delivery tasks follow.
+    pub drain: Drain,
+    /// The `[otlp]` settings stored integrations share (interval, queues, retry, timeout).
+    pub template: OtlpConfig,
+}
+
+/// A stored integration's running exporter.
+struct Running {
+    exporter: Arc<OtlpExporter>,
+    sink: Arc<dyn EventSink>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A stored integration, and its exporter while enabled.
+struct Live {
+    stored: Stored,
+    running: Option<Running>,
+}
+
+/// The stored integrations and what runs them.
+struct Stores {
+    runtime: Runtime,
+    live: Mutex<Vec<Live>>,
+}
+
 /// Every integration of a running host.
 #[derive(Clone, Default)]
 pub struct Integrations {
     otlp: Option<Otlp>,
     plugins: Vec<Arc<PluginExporter>>,
+    stored: Option<Arc<Stores>>,
 }
 
 impl Integrations {
@@ -84,25 +158,173 @@ impl Integrations {
                 headers,
             }),
             plugins,
+            stored: None,
         }
+    }
+
+    /// The same integrations plus those in `runtime`'s store, the enabled ones started.
+    pub fn with_store(mut self, runtime: Runtime) -> Result<Self, StoreError> {
+        let mut live = Vec::new();
+        for stored in runtime.store.list()? {
+            let running = if stored.enabled {
+                match start(&runtime, &stored) {
+                    Ok(running) => Some(running),
+                    Err(e) => {
+                        tracing::warn!(integration = %stored.id, "stored integration not started: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            live.push(Live { stored, running });
+        }
+        self.stored = Some(Arc::new(Stores {
+            runtime,
+            live: Mutex::new(live),
+        }));
+        Ok(self)
+    }
+
+    fn stores(&self) -> Option<std::sync::MutexGuard<'_, Vec<Live>>> {
+        self.stored
+            .as_ref()
+            .map(|s| s.live.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn is_configured(&self, id: &str) -> bool {
+        (id == OTLP_EXPORTER && self.otlp.is_some())
+            || self.plugins.iter().any(|p| p.plugin() == id)
+    }
+
+    /// Creates, stores and (unless disabled) starts an integration.
+    pub fn create(&self, spec: Spec) -> Result<Integration, ControlError> {
+        let stores = self.stored.as_ref().ok_or_else(|| {
+            ControlError::Start("new".into(), "the integrations store is not open".into())
+        })?;
+        let stored = spec.create(uuid::Uuid::new_v4().to_string())?;
+        let running = stored
+            .enabled
+            .then(|| start(&stores.runtime, &stored))
+            .transpose()
+            .map_err(|e| ControlError::Start(stored.id.clone(), e))?;
+        if let Err(e) = stores.runtime.store.put(&stored) {
+            if let Some(r) = running {
+                stop(&stores.runtime, r);
+            }
+            return Err(e.into());
+        }
+        let live = Live { stored, running };
+        let view = stored_view(&live);
+        if let Some(mut all) = self.stores() {
+            all.push(live);
+        }
+        Ok(view)
+    }
+
+    /// Applies `spec` to stored integration `id`, restarting it as needed.
+    pub fn update(&self, id: &str, spec: Spec) -> Result<Integration, ControlError> {
+        if self.is_configured(id) {
+            return Err(ControlError::ReadOnly(id.to_owned()));
+        }
+        let stores = self
+            .stored
+            .as_ref()
+            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
+        let mut all = self
+            .stores()
+            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
+        let live = all
+            .iter_mut()
+            .find(|l| l.stored.id == id)
+            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
+        let mut next = live.stored.clone();
+        spec.update(&mut next)?;
+        stores.runtime.store.put(&next)?;
+        if let Some(r) = live.running.take() {
+            stop(&stores.runtime, r);
+        }
+        live.stored = next;
+        if live.stored.enabled {
+            let running = start(&stores.runtime, &live.stored)
+                .map_err(|e| ControlError::Start(id.to_owned(), e))?;
+            live.running = Some(running);
+        }
+        Ok(stored_view(live))
+    }
+
+    /// Stops and deletes stored integration `id`.
+    pub fn delete(&self, id: &str) -> Result<(), ControlError> {
+        if self.is_configured(id) {
+            return Err(ControlError::ReadOnly(id.to_owned()));
+        }
+        let stores = self
+            .stored
+            .as_ref()
+            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
+        let mut all = self
+            .stores()
+            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
+        let at = all
+            .iter()
+            .position(|l| l.stored.id == id)
+            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
+        stores.runtime.store.delete(id)?;
+        if let Some(r) = all.remove(at).running {
+            stop(&stores.runtime, r);
+        }
+        Ok(())
+    }
+
+    /// Collects every running stored metrics integration now.
+    pub async fn collect_stored(&self) {
+        let exporters: Vec<Arc<OtlpExporter>> = self
+            .stores()
+            .map(|all| {
+                all.iter()
+                    .filter_map(|l| l.running.as_ref().map(|r| r.exporter.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for exporter in exporters {
+            exporter.collect().await;
+        }
+    }
+
+    /// The delivery tasks of running stored integrations, for shutdown to wait on.
+    pub fn take_tasks(&self) -> Vec<JoinHandle<()>> {
+        self.stores()
+            .map(|mut all| {
+                all.iter_mut()
+                    .filter_map(|l| l.running.as_mut())
+                    .flat_map(|r| std::mem::take(&mut r.tasks))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Every integration.
     pub fn list(&self) -> Vec<Integration> {
         let otlp = self.otlp.iter().map(|o| Integration {
             id: OTLP_EXPORTER.to_owned(),
+            name: OTLP_EXPORTER.to_owned(),
             kind: OTLP_EXPORTER.to_owned(),
             source: "config",
             read_only: true,
+            enabled: true,
+            preset: None,
             endpoints: o.endpoints.clone(),
             headers_set: o.headers.clone(),
             signals: o.exporter.reports(),
         });
         let plugins = self.plugins.iter().map(|p| Integration {
             id: p.plugin().to_owned(),
+            name: p.plugin().to_owned(),
             kind: p.plugin().to_owned(),
             source: "config",
             read_only: true,
+            enabled: true,
+            preset: None,
             endpoints: p
                 .endpoints()
                 .into_iter()
@@ -111,7 +333,11 @@ impl Integrations {
             headers_set: p.credential_headers(),
             signals: p.reports(),
         });
-        otlp.chain(plugins).collect()
+        let stored: Vec<Integration> = self
+            .stores()
+            .map(|all| all.iter().map(stored_view).collect())
+            .unwrap_or_default();
+        otlp.chain(plugins).chain(stored).collect()
     }
 
     /// The integration `id`.
@@ -129,6 +355,11 @@ impl Integrations {
         if id == OTLP_EXPORTER {
             return self.otlp.as_ref().map(|o| o.exporter.resume());
         }
+        if let Some(all) = self.stores()
+            && let Some(live) = all.iter().find(|l| l.stored.id == id)
+        {
+            return Some(live.running.as_ref().is_some_and(|r| r.exporter.resume()));
+        }
         let matching: Vec<_> = self.plugins.iter().filter(|p| p.plugin() == id).collect();
         if matching.is_empty() {
             return None;
@@ -138,7 +369,27 @@ impl Integrations {
 
     /// Tests integration `id`'s endpoints, or `None` if there is no such integration.
     pub async fn test(&self, id: &str) -> Option<Vec<TestResult>> {
-        let results: Vec<(Signal, Diagnosis)> = if id == OTLP_EXPORTER {
+        let stored = self.stores().and_then(|all| {
+            all.iter()
+                .find(|l| l.stored.id == id)
+                .map(|l| l.stored.clone())
+        });
+        let results: Vec<(Signal, Diagnosis)> = if let Some(stored) = stored {
+            let signal = signal_of(stored.kind);
+            let client = OtlpClient::new(
+                signal_url(&stored),
+                signal.as_str(),
+                &stored.headers,
+                PROBE_TIMEOUT,
+            );
+            let diagnosis = match client {
+                Ok(client) => client.probe(PROBE_TIMEOUT).await,
+                Err(e) => Diagnosis::Settings {
+                    reason: e.to_string(),
+                },
+            };
+            vec![(signal, diagnosis)]
+        } else if id == OTLP_EXPORTER {
             self.otlp.as_ref()?.exporter.test(PROBE_TIMEOUT).await
         } else {
             let plugin = self.plugins.iter().find(|p| p.plugin() == id)?;
@@ -154,5 +405,80 @@ impl Integrations {
                 })
                 .collect(),
         )
+    }
+}
+
+fn signal_of(kind: Kind) -> Signal {
+    match kind {
+        Kind::Metrics => Signal::Metrics,
+        Kind::Logs => Signal::Logs,
+    }
+}
+
+/// Starts a stored integration: an OTLP exporter for its one signal, plugged into the pipeline.
+fn start(runtime: &Runtime, stored: &Stored) -> Result<Running, String> {
+    let url = signal_url(stored);
+    let config = OtlpConfig {
+        endpoint: None,
+        metrics_endpoint: (stored.kind == Kind::Metrics).then(|| url.clone()),
+        logs_endpoint: (stored.kind == Kind::Logs).then_some(url),
+        logs: stored.kind == Kind::Logs,
+        headers: stored.headers.clone(),
+        ..runtime.template.clone()
+    };
+    let exporter = OtlpExporter::new(
+        &config,
+        runtime.registries.clone(),
+        runtime.telemetry.clone(),
+        runtime.transforms.clone(),
+    )
+    .map_err(|e| e.to_string())?
+    .ok_or("no endpoint")?
+    .named(&stored.id);
+    let exporter = Arc::new(exporter);
+    let tasks = exporter.spawn(runtime.drain.clone());
+    let sink: Arc<dyn EventSink> = exporter.clone();
+    runtime.pipeline.add_sink(sink.clone());
+    Ok(Running {
+        exporter,
+        sink,
+        tasks,
+    })
+}
+
+/// Stops a stored integration's exporter; what it had queued is dropped.
+fn stop(runtime: &Runtime, running: Running) {
+    runtime.pipeline.remove_sink(&running.sink);
+    running.tasks.iter().for_each(JoinHandle::abort);
+}
+
+/// How the API shows a stored integration.
+fn stored_view(live: &Live) -> Integration {
+    let s = &live.stored;
+    let signals = match &live.running {
+        Some(r) => r.exporter.reports(),
+        None => {
+            let mut status: Snapshot = Status::default().snapshot();
+            status.state = State::Disabled;
+            vec![Report {
+                exporter: s.id.clone(),
+                signal: s.kind.as_str(),
+                status,
+                queued: 0,
+                dropped: 0,
+            }]
+        }
+    };
+    Integration {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        kind: s.kind_type.clone(),
+        source: "store",
+        read_only: false,
+        enabled: s.enabled,
+        preset: s.preset.clone(),
+        endpoints: vec![(s.kind.as_str(), signal_url(s))],
+        headers_set: s.headers.keys().cloned().collect(),
+        signals,
     }
 }

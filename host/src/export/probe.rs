@@ -33,6 +33,11 @@ pub enum Diagnosis {
         /// What the TLS layer said.
         reason: String,
     },
+    /// The integration's settings cannot make a request at all.
+    Settings {
+        /// What is wrong.
+        reason: String,
+    },
     /// Another status.
     Status {
         /// The HTTP status.
@@ -60,6 +65,7 @@ impl Diagnosis {
             }
             Diagnosis::Unreachable { reason } => format!("unreachable: {reason}"),
             Diagnosis::Tls { reason } => format!("TLS failed: {reason}"),
+            Diagnosis::Settings { reason } => format!("no request was sent: {reason}"),
             Diagnosis::Status { status } => {
                 format!("HTTP {status}: the endpoint answered with an error")
             }

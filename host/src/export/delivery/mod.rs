@@ -43,6 +43,8 @@ pub struct Report {
 
 /// One queue feeding one client.
 pub struct Delivery<T> {
+    /// The exporter's name, for self-telemetry.
+    pub exporter: Arc<str>,
     /// The queue to drain.
     pub queue: Arc<DropOldestQueue<T>>,
     /// Where batches go.
@@ -106,9 +108,9 @@ impl<T: Clone + Send + 'static> Delivery<T> {
                     self.queue.ack(last);
                     let state = self.status.delivered(delivered.rejected, delivered.message);
                     self.telemetry
-                        .export_batch(OTLP_EXPORTER, self.signal, true);
+                        .export_batch(&self.exporter, self.signal, true);
                     self.telemetry
-                        .export_state(OTLP_EXPORTER, self.signal, state);
+                        .export_state(&self.exporter, self.signal, state);
                 }
                 Err(SendError::Rejected(reason)) => {
                     self.queue.ack(last);
@@ -128,9 +130,9 @@ impl<T: Clone + Send + 'static> Delivery<T> {
     fn failed(&self, error: &str) {
         let state = self.status.failed(error);
         self.telemetry
-            .export_batch(OTLP_EXPORTER, self.signal, false);
+            .export_batch(&self.exporter, self.signal, false);
         self.telemetry
-            .export_state(OTLP_EXPORTER, self.signal, state);
+            .export_state(&self.exporter, self.signal, state);
         if state == State::Paused {
             tracing::warn!(signal = self.signal.as_str(), url = %self.client.url(),
                 "OTLP export paused after {} failed exports in a row; resume it to send again",
@@ -174,7 +176,7 @@ impl<T: Clone + Send + 'static> Delivery<T> {
             };
             let state = self.status.retrying(reason);
             self.telemetry
-                .export_retry(OTLP_EXPORTER, self.signal, state);
+                .export_retry(&self.exporter, self.signal, state);
             let delay = self.policy.delay(retry, *after);
             retry += 1;
             if !sleep(delay, drain).await {

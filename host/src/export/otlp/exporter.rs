@@ -54,6 +54,7 @@ impl<T> Channel<T> {
 
 /// Pushes metrics every interval and every raw event as a log record to an OTLP/HTTP endpoint.
 pub struct OtlpExporter {
+    name: Arc<str>,
     registries: Arc<Registries>,
     telemetry: SelfTelemetry,
     transforms: Transforms,
@@ -92,6 +93,7 @@ impl OtlpExporter {
             )
         });
         Ok(Some(Self {
+            name: Arc::from(OTLP_EXPORTER),
             log_queue,
             policy: config.retry.policy(),
             registries,
@@ -147,10 +149,16 @@ impl OtlpExporter {
         }
     }
 
+    /// The same exporter, reporting under `name` (a stored integration's id) instead of `otlp`.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Arc::from(name);
+        self
+    }
+
     /// The delivery report of each signal this exporter sends.
     pub fn reports(&self) -> Vec<Report> {
         let report = |signal: Signal, queued: usize, dropped: u64, status: &Status| Report {
-            exporter: OTLP_EXPORTER.to_owned(),
+            exporter: self.name.to_string(),
             signal: signal.as_str(),
             status: status.snapshot(),
             queued,
@@ -206,6 +214,7 @@ impl OtlpExporter {
             }));
             tasks.push(tokio::spawn(
                 Delivery {
+                    exporter: self.name.clone(),
                     queue: ch.queue.clone(),
                     client: ch.client.clone(),
                     batch: 1,
@@ -222,6 +231,7 @@ impl OtlpExporter {
             let transforms = self.transforms.clone();
             tasks.push(tokio::spawn(
                 Delivery {
+                    exporter: self.name.clone(),
                     queue: ch.queue.clone(),
                     client: ch.client.clone(),
                     batch: self.logs_batch,
