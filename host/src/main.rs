@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use wasmtel::control::client::AdminClient;
 use wasmtel::{Config, Host};
 
 /// Telemetry host for inference and GPU machines.
@@ -28,6 +29,27 @@ enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    /// Manage a running host's integrations through its admin API.
+    Integrations {
+        /// The admin API's base URL.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8686",
+            env = "WASMTEL_ADMIN_URL"
+        )]
+        admin: String,
+        /// The bearer token (default: `WASMTEL_ADMIN_TOKEN`, else `<data-dir>/admin.token`).
+        #[arg(long)]
+        token: Option<String>,
+        /// The host's data directory, where its admin token is.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: IntegrationsCommand,
+    },
     /// Send realistic inference events to a running host.
     Demo {
         /// The host's intake URL.
@@ -46,6 +68,77 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum IntegrationsCommand {
+    /// Every integration with its state.
+    List,
+    /// Create an integration.
+    Create {
+        /// `metrics` or `logs`.
+        #[arg(long)]
+        kind: String,
+        /// The integration type (`otlp`).
+        #[arg(long = "type")]
+        kind_type: String,
+        /// A name people recognise it by.
+        #[arg(long)]
+        name: String,
+        /// A preset filling in endpoint and credential header.
+        #[arg(long)]
+        preset: Option<String>,
+        /// The base URL.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// A header to send, `K=V` (repeatable).
+        #[arg(long = "header", value_parser = key_value)]
+        headers: Vec<(String, String)>,
+        /// More fields as a JSON object, e.g. `{"api_key":"…"}`.
+        #[arg(long)]
+        config_json: Option<String>,
+    },
+    /// Test an integration's connection.
+    Test {
+        /// The integration's id.
+        id: String,
+    },
+    /// Delete a stored integration.
+    Delete {
+        /// The integration's id.
+        id: String,
+    },
+    /// Enable a stored integration.
+    Enable {
+        /// The integration's id.
+        id: String,
+    },
+    /// Disable a stored integration, keeping its configuration.
+    Disable {
+        /// The integration's id.
+        id: String,
+    },
+    /// Resume a paused integration.
+    Resume {
+        /// The integration's id.
+        id: String,
+    },
+    /// Create an OTLP metrics and an OTLP logs integration sharing endpoint, name and headers.
+    ConnectOtlp {
+        /// The collector's base URL.
+        #[arg(long)]
+        endpoint: String,
+        /// The name (default: `otlp`).
+        #[arg(long, default_value = "otlp")]
+        name: String,
+        /// A header to send, `K=V` (repeatable).
+        #[arg(long = "header", value_parser = key_value)]
+        headers: Vec<(String, String)>,
+    },
+}
+
+fn key_value(arg: &str) -> Result<(String, String), String> {
+    wasmtel::control::client::key_value(arg)
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +184,16 @@ async fn run() -> anyhow::Result<()> {
         Command::Plugins { command } => {
             tokio::task::spawn_blocking(move || plugins(command)).await?
         }
+        Command::Integrations {
+            admin,
+            token,
+            data_dir,
+            json,
+            command,
+        } => {
+            let client = AdminClient::new(&admin, token, &data_dir)?;
+            integrations(&client, json, command).await
+        }
         Command::Demo {
             target,
             rate,
@@ -114,6 +217,113 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn integrations(
+    client: &AdminClient,
+    json: bool,
+    command: IntegrationsCommand,
+) -> anyhow::Result<()> {
+    use wasmtel::control::client::{create_body, integrations_table, test_table};
+    let print_list = |list: Vec<serde_json::Value>| {
+        if json {
+            println!("{}", serde_json::Value::Array(list));
+        } else {
+            print!("{}", integrations_table(&list));
+        }
+    };
+    let path = |id: &str, action: &str| format!("/api/v1/integrations/{id}{action}");
+    match command {
+        IntegrationsCommand::List => {
+            let body = client.call("GET", "/api/v1/integrations", None).await?;
+            print_list(body["integrations"].as_array().cloned().unwrap_or_default());
+        }
+        IntegrationsCommand::Create {
+            kind,
+            kind_type,
+            name,
+            preset,
+            endpoint,
+            headers,
+            config_json,
+        } => {
+            let extra = config_json
+                .map(|j| serde_json::from_str::<serde_json::Value>(&j))
+                .transpose()
+                .context("--config-json is not JSON")?;
+            let body = create_body(
+                &kind,
+                &kind_type,
+                &name,
+                preset.as_deref(),
+                endpoint.as_deref(),
+                &headers,
+                extra.as_ref(),
+            );
+            let created = client
+                .call("POST", "/api/v1/integrations", Some(body))
+                .await?;
+            print_list(vec![created]);
+        }
+        IntegrationsCommand::ConnectOtlp {
+            endpoint,
+            name,
+            headers,
+        } => {
+            let mut created = Vec::new();
+            for kind in ["metrics", "logs"] {
+                let body = create_body(kind, "otlp", &name, None, Some(&endpoint), &headers, None);
+                created.push(
+                    client
+                        .call("POST", "/api/v1/integrations", Some(body))
+                        .await?,
+                );
+            }
+            print_list(created);
+        }
+        IntegrationsCommand::Test { id } => {
+            let body = client.call("POST", &path(&id, "/test"), None).await?;
+            let results = body["results"].as_array().cloned().unwrap_or_default();
+            if json {
+                println!("{body}");
+            } else {
+                print!("{}", test_table(&results));
+            }
+            anyhow::ensure!(
+                body["ok"] == true,
+                "integration `{id}` failed its connection test"
+            );
+        }
+        IntegrationsCommand::Delete { id } => {
+            client.call("DELETE", &path(&id, ""), None).await?;
+            if json {
+                println!("{}", serde_json::json!({ "deleted": id }));
+            } else {
+                println!("deleted {id}");
+            }
+        }
+        IntegrationsCommand::Enable { id } => {
+            print_list(vec![
+                client.call("POST", &path(&id, "/enable"), None).await?,
+            ]);
+        }
+        IntegrationsCommand::Disable { id } => {
+            print_list(vec![
+                client.call("POST", &path(&id, "/disable"), None).await?,
+            ]);
+        }
+        IntegrationsCommand::Resume { id } => {
+            let body = client.call("POST", &path(&id, "/resume"), None).await?;
+            if json {
+                println!("{body}");
+            } else if body["resumed"] == true {
+                println!("resumed {id}");
+            } else {
+                println!("{id} was not paused");
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {

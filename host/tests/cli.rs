@@ -19,6 +19,8 @@ struct Served {
     child: Child,
     intake: String,
     prometheus: std::net::SocketAddr,
+    admin: String,
+    data: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -29,12 +31,13 @@ async fn serve(extra: &str) -> Served {
 
 /// Starts `wasmtel serve` with a config file and extra environment variables.
 async fn serve_with_env(extra: &str, env: &[(&str, String)]) -> Served {
-    let (intake, prom) = (free_port(), free_port());
+    let (intake, prom, admin) = (free_port(), free_port(), free_port());
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("wasmtel.toml");
+    let data = dir.path().join("data");
     let toml = format!(
-        "data_dir = \"{}\"\n[intake]\nlisten = \"127.0.0.1:{intake}\"\n[prometheus]\nlisten = \"127.0.0.1:{prom}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}",
-        dir.path().join("data").display()
+        "data_dir = \"{}\"\n[intake]\nlisten = \"127.0.0.1:{intake}\"\n[prometheus]\nlisten = \"127.0.0.1:{prom}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{extra}",
+        data.display()
     );
     std::fs::write(&path, toml).expect("write config");
     let child = Command::new(BIN)
@@ -54,6 +57,8 @@ async fn serve_with_env(extra: &str, env: &[(&str, String)]) -> Served {
         child,
         intake: format!("http://127.0.0.1:{intake}"),
         prometheus: ([127, 0, 0, 1], prom).into(),
+        admin: format!("http://127.0.0.1:{admin}"),
+        data,
         _dir: dir,
     }
 }
@@ -318,4 +323,134 @@ fn plugins_list_shows_directory_files_over_embedded_ones() {
     );
     assert_eq!(world(3), "transform");
     assert_eq!(world(4), "exporter (signals: metrics; temporality: delta)");
+}
+
+/// Runs `wasmtel integrations …` against `served`.
+fn integrations(served: &Served, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("integrations")
+        .args(["--admin", &served.admin, "--data-dir"])
+        .arg(&served.data)
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_integrations_commands_connect_test_pause_and_delete_through_the_admin_api() {
+    let receiver = Receiver::start().await;
+    let served = serve("").await;
+    let mut all = String::new();
+    let endpoint = receiver.endpoint();
+    let out = integrations(
+        &served,
+        &[
+            "connect-otlp",
+            "--endpoint",
+            &endpoint,
+            "--name",
+            "collector",
+            "--header",
+            "authorization=Bearer canary-cli",
+        ],
+    );
+    all.push_str(&text(&out));
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.starts_with("ID "), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains("collector")).count(),
+        2,
+        "{table}"
+    );
+    assert!(table.contains("metrics") && table.contains("logs") && table.contains("connected"));
+
+    let out = integrations(&served, &["--json", "list"]);
+    all.push_str(&text(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON list");
+    let ids: Vec<String> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|i| i["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(list[0]["headers_set"], serde_json::json!(["authorization"]));
+
+    let out = integrations(&served, &["test", &ids[1]]);
+    all.push_str(&text(&out));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("logs    ok      connected: HTTP 200"));
+    receiver.with(|r| assert_eq!(r.headers[0]["authorization"], "Bearer canary-cli"));
+
+    let out = integrations(&served, &["disable", &ids[0]]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("disabled"));
+    let out = integrations(&served, &["enable", &ids[0]]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("connected"));
+    let out = integrations(&served, &["resume", &ids[0]]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{} was not paused\n", ids[0])
+    );
+    let out = integrations(&served, &["delete", &ids[0]]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("deleted {}\n", ids[0])
+    );
+
+    let out = integrations(&served, &["test", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: no integration `nope`\n"
+    );
+    let out = integrations(
+        &served,
+        &[
+            "create",
+            "--kind",
+            "logs",
+            "--type",
+            "otlp",
+            "--name",
+            "x",
+            "--endpoint",
+            "ftp://x",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: invalid integration: `endpoint`: must be an http:// or https:// URL with a host\n"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "integrations",
+            "--admin",
+            &served.admin,
+            "--token",
+            "wrong",
+            "list",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: invalid bearer token\n"
+    );
+
+    signal(&served.child, "-TERM");
+    let host = wait(served.child);
+    all.push_str(&text(&host));
+    assert!(
+        !all.contains("canary"),
+        "a credential appeared in CLI or host output"
+    );
 }

@@ -1,6 +1,7 @@
 //! Control: the admin API, its token, and the integrations it manages.
 
 pub mod admin;
+pub mod client;
 pub mod files;
 pub mod integrations;
 pub mod secrets;
