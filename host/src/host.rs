@@ -211,7 +211,12 @@ impl Host {
             admin_addr = listener.local_addr().ok();
             let (e, t, v) = (plugin_exporters.clone(), transforms.clone(), views.clone());
             let plugins: PluginList = Arc::new(move || plugin_health(&e, &t, &v));
-            let app = crate::control::admin::router(integrations.clone(), plugins, token);
+            let app = crate::control::admin::router(
+                integrations.clone(),
+                plugins,
+                registry.clone(),
+                token,
+            );
             servers.push(serve(listener, app, stop.subscribe()));
         }
         let mut exports = otlp

@@ -16,6 +16,7 @@ use serde_json::json;
 use super::integrations::{ControlError, Integrations};
 use super::spec::Spec;
 use super::token;
+use crate::metrics::Registry;
 use crate::plugins::Health;
 use bytes::Bytes;
 
@@ -26,14 +27,25 @@ pub type PluginList = Arc<dyn Fn() -> Vec<(String, &'static str, Health)> + Send
 struct Admin {
     integrations: Integrations,
     plugins: PluginList,
+    registry: Arc<Registry>,
     token: Arc<str>,
 }
 
-/// The admin routes: `/healthz` and `/readyz` open, `/api/v1/*` behind `token`.
-pub fn router(integrations: Integrations, plugins: PluginList, token: String) -> Router {
+/// The status page: no external assets; it asks for the token (or takes it from `#token=…`)
+/// and reads `/api/v1/status` every two seconds.
+const STATUS_PAGE: &str = include_str!("status.html");
+
+/// The admin routes: `/`, `/healthz` and `/readyz` open, `/api/v1/*` behind `token`.
+pub fn router(
+    integrations: Integrations,
+    plugins: PluginList,
+    registry: Arc<Registry>,
+    token: String,
+) -> Router {
     let admin = Admin {
         integrations,
         plugins,
+        registry,
         token: Arc::from(token),
     };
     let api = Router::new()
@@ -50,6 +62,7 @@ pub fn router(integrations: Integrations, plugins: PluginList, token: String) ->
         .route("/api/v1/plugins", get(plugin_health))
         .route_layer(axum::middleware::from_fn_with_state(admin.clone(), auth));
     Router::new()
+        .route("/", get(|| async { axum::response::Html(STATUS_PAGE) }))
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
@@ -108,6 +121,8 @@ async fn status(State(admin): State<Admin>) -> Response {
     Json(json!({
         "integrations": admin.integrations.reports(),
         "plugins": plugin_list(&admin),
+        "intake": super::status::intake(&admin.registry),
+        "gpus": super::status::gpus(&admin.registry),
     }))
     .into_response()
 }

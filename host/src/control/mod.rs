@@ -6,5 +6,6 @@ pub mod files;
 pub mod integrations;
 pub mod secrets;
 pub mod spec;
+pub mod status;
 pub mod store;
 pub mod token;
