@@ -343,3 +343,53 @@ async fn stored_integrations_are_created_disabled_and_survive_a_restart_with_the
         "credentials are sealed at rest"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_plugin_integration_runs_the_plugin_against_its_endpoint() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let port = socket.local_addr().expect("addr").port();
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = host_with(data.path()).await;
+    let api = Api::new(&host, data.path());
+    let body = format!(
+        r#"{{"kind":"metrics","type":"statsd","name":"dogstatsd","endpoint":"udp://127.0.0.1:{port}"}}"#
+    );
+    let (status, created, text) = api.send("POST", "/api/v1/integrations", &body).await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(
+        created["endpoints"][0][1],
+        format!("udp://127.0.0.1:{port}")
+    );
+    post_ndjson(&host, &[Completed::ok("m1", "vllm").event(1)]).await;
+    host.collect_now().await;
+    let mut buf = [0u8; 65536];
+    let n = socket
+        .recv(&mut buf)
+        .expect("a datagram from the stored statsd integration");
+    let datagram = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        datagram.contains("|c") || datagram.contains("|d"),
+        "{datagram}"
+    );
+
+    let (status, body, _) = api
+        .send("POST", "/api/v1/integrations", r#"{"kind":"metrics","type":"no-such-plugin","name":"x","endpoint":"udp://127.0.0.1:9"}"#)
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot start")),
+        "{body}"
+    );
+    let (_, list, _) = api.get("/api/v1/integrations").await;
+    assert_eq!(
+        list["integrations"].as_array().map(Vec::len),
+        Some(1),
+        "nothing stored for the refused one"
+    );
+    host.shutdown().await;
+}

@@ -198,9 +198,17 @@ impl Host {
             pipeline: pipeline.clone(),
             drain: drained.clone(),
             template: config.otlp.clone(),
+            plugins: config.plugins.clone(),
+            loader: std::sync::Mutex::new(loader.clone()),
         };
-        let integrations = Integrations::new(otlp.clone(), &config.otlp, plugin_exporters.clone())
-            .with_store(runtime)?;
+        let configured = Integrations::new(otlp.clone(), &config.otlp, plugin_exporters.clone());
+        // Stored plugin integrations compile their plugin: not on the async worker threads.
+        let integrations = tokio::task::spawn_blocking(move || configured.with_store(runtime))
+            .await
+            .map_err(|e| StartError::Plugin {
+                plugin: "*".into(),
+                reason: e.to_string(),
+            })??;
         let mut admin_addr = None;
         if config.admin.enabled {
             let token = crate::control::token::load_or_create(
@@ -224,7 +232,7 @@ impl Host {
             .map(|o| o.spawn(drained.clone()))
             .unwrap_or_default();
         for exporter in &plugin_exporters {
-            exports.push(tick(exporter.clone(), drained.clone()));
+            exports.push(exporter.spawn(drained.clone()));
         }
         let subscribers = reloadables(&plugin_exporters, &transforms, &views);
         if let Some(interval) = config.gpu.interval() {
@@ -649,29 +657,6 @@ fn plugin_exporters(
         out.push(Arc::new(exporter));
     }
     Ok(out)
-}
-
-/// Exports metrics through a plugin exporter every interval, and flushes its log queue every second, until the host drains.
-fn tick(
-    exporter: Arc<PluginExporter>,
-    mut drain: crate::export::delivery::Drain,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let period = exporter.interval();
-        let mut logs = tokio::time::interval(crate::export::plugin::LOG_FLUSH);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {
-                    exporter.export_metrics().await;
-                }
-                _ = logs.tick() => {
-                    exporter.export_logs().await;
-                }
-                _ = drain.changed() => return,
-            }
-        }
-    })
 }
 
 fn serve(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {

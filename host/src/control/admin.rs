@@ -160,8 +160,8 @@ fn refused(e: &ControlError) -> Response {
     let status = match e {
         ControlError::NotFound(_) => StatusCode::NOT_FOUND,
         ControlError::ReadOnly(_) => StatusCode::CONFLICT,
-        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ControlError::Store(_) | ControlError::Start(..) => StatusCode::INTERNAL_SERVER_ERROR,
+        ControlError::Invalid(_) | ControlError::Start(..) => StatusCode::BAD_REQUEST,
+        ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let field = match e {
         ControlError::Invalid(s) => Some(s.field),
@@ -185,7 +185,9 @@ async fn create(State(admin): State<Admin>, body: Bytes) -> Response {
         Ok(spec) => spec,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    match admin.integrations.create(spec) {
+    // Starting a plugin integration compiles it: not on the async worker threads.
+    let integrations = admin.integrations.clone();
+    match blocking(move || integrations.create(spec)).await {
         Ok(integration) => (StatusCode::CREATED, Json(integration)).into_response(),
         Err(e) => refused(&e),
     }
@@ -193,16 +195,26 @@ async fn create(State(admin): State<Admin>, body: Bytes) -> Response {
 
 async fn update(State(admin): State<Admin>, Path(id): Path<String>, body: Bytes) -> Response {
     match spec(&body) {
-        Ok(spec) => change(&admin, &id, spec),
+        Ok(spec) => change(&admin, &id, spec).await,
         Err(message) => error(StatusCode::BAD_REQUEST, message),
     }
 }
 
-fn change(admin: &Admin, id: &str, spec: Spec) -> Response {
-    match admin.integrations.update(id, spec) {
+async fn change(admin: &Admin, id: &str, spec: Spec) -> Response {
+    let (integrations, id) = (admin.integrations.clone(), id.to_owned());
+    match blocking(move || integrations.update(&id, spec)).await {
         Ok(integration) => Json(integration).into_response(),
         Err(e) => refused(&e),
     }
+}
+
+/// Runs a change that may load a plugin on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    change: impl FnOnce() -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, ControlError> {
+    tokio::task::spawn_blocking(change)
+        .await
+        .unwrap_or_else(|e| Err(ControlError::Start("?".into(), e.to_string())))
 }
 
 async fn enable(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
@@ -210,7 +222,7 @@ async fn enable(State(admin): State<Admin>, Path(id): Path<String>) -> Response 
         enabled: Some(true),
         ..Spec::default()
     };
-    change(&admin, &id, spec)
+    change(&admin, &id, spec).await
 }
 
 async fn disable(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
@@ -218,11 +230,12 @@ async fn disable(State(admin): State<Admin>, Path(id): Path<String>) -> Response
         enabled: Some(false),
         ..Spec::default()
     };
-    change(&admin, &id, spec)
+    change(&admin, &id, spec).await
 }
 
 async fn delete(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    match admin.integrations.delete(&id) {
+    let integrations = admin.integrations.clone();
+    match blocking(move || integrations.delete(&id)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refused(&e),
     }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::spec::{Spec, SpecError, signal_url};
+use super::spec::{OTLP, Spec, SpecError, signal_url};
 use super::store::{Kind, Store, StoreError, Stored};
-use crate::config::OtlpConfig;
+use crate::config::{ExporterConfig, OtlpConfig, PluginsConfig};
 use crate::export::delivery::status::Snapshot;
 use crate::export::delivery::{Drain, OTLP_EXPORTER, Report, State, Status};
 use crate::export::otlp::client::OtlpClient;
@@ -18,8 +18,8 @@ use crate::export::plugin::PluginExporter;
 use crate::export::probe::Diagnosis;
 use crate::metrics::Registries;
 use crate::pipeline::{EventSink, Pipeline};
-use crate::plugins::Transforms;
 use crate::plugins::reload::Reloadable as _;
+use crate::plugins::{Loader, Transforms};
 use crate::telemetry::{SelfTelemetry, Signal};
 
 /// How long a test connection waits for an answer.
@@ -107,11 +107,60 @@ pub struct Runtime {
     pub drain: Drain,
     /// The `[otlp]` settings stored integrations share (interval, queues, retry, timeout).
     pub template: OtlpConfig,
+    /// Where exporter plugins are loaded from.
+    pub plugins: PluginsConfig,
+    /// The plugin loader: the host's, or one made when a stored integration first needs it.
+    pub loader: Mutex<Option<Arc<Loader>>>,
+}
+
+impl Runtime {
+    fn loader(&self) -> Result<Arc<Loader>, String> {
+        let mut loader = self.loader.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(l) = loader.as_ref() {
+            return Ok(l.clone());
+        }
+        let made = Arc::new(Loader::new(&self.plugins).map_err(|e| e.to_string())?);
+        *loader = Some(made.clone());
+        Ok(made)
+    }
+}
+
+/// A stored integration's exporter: native OTLP or a plugin.
+#[derive(Clone)]
+enum Exporter {
+    Otlp(Arc<OtlpExporter>),
+    Plugin(Arc<PluginExporter>),
+}
+
+impl Exporter {
+    fn reports(&self) -> Vec<Report> {
+        match self {
+            Exporter::Otlp(e) => e.reports(),
+            Exporter::Plugin(e) => e.reports(),
+        }
+    }
+
+    fn resume(&self) -> bool {
+        match self {
+            Exporter::Otlp(e) => e.resume(),
+            Exporter::Plugin(e) => e.resume(),
+        }
+    }
+
+    async fn collect(&self) {
+        match self {
+            Exporter::Otlp(e) => e.collect().await,
+            Exporter::Plugin(e) => {
+                e.export_metrics().await;
+                e.export_logs().await;
+            }
+        }
+    }
 }
 
 /// A stored integration's running exporter.
 struct Running {
-    exporter: Arc<OtlpExporter>,
+    exporter: Exporter,
     sink: Arc<dyn EventSink>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -278,7 +327,7 @@ impl Integrations {
 
     /// Collects every running stored metrics integration now.
     pub async fn collect_stored(&self) {
-        let exporters: Vec<Arc<OtlpExporter>> = self
+        let exporters: Vec<Exporter> = self
             .stores()
             .map(|all| {
                 all.iter()
@@ -369,31 +418,20 @@ impl Integrations {
 
     /// Tests integration `id`'s endpoints, or `None` if there is no such integration.
     pub async fn test(&self, id: &str) -> Option<Vec<TestResult>> {
-        let stored = self.stores().and_then(|all| {
-            all.iter()
-                .find(|l| l.stored.id == id)
-                .map(|l| l.stored.clone())
+        let found = self.stores().and_then(|all| {
+            let live = all.iter().find(|l| l.stored.id == id)?;
+            Some((
+                live.stored.clone(),
+                live.running.as_ref().map(|r| r.exporter.clone()),
+            ))
         });
-        let results: Vec<(Signal, Diagnosis)> = if let Some(stored) = stored {
-            let signal = signal_of(stored.kind);
-            let client = OtlpClient::new(
-                signal_url(&stored),
-                signal.as_str(),
-                &stored.headers,
-                PROBE_TIMEOUT,
-            );
-            let diagnosis = match client {
-                Ok(client) => client.probe(PROBE_TIMEOUT).await,
-                Err(e) => Diagnosis::Settings {
-                    reason: e.to_string(),
-                },
-            };
-            vec![(signal, diagnosis)]
-        } else if id == OTLP_EXPORTER {
-            self.otlp.as_ref()?.exporter.test(PROBE_TIMEOUT).await
-        } else {
-            let plugin = self.plugins.iter().find(|p| p.plugin() == id)?;
-            plugin.test(PROBE_TIMEOUT).await
+        let results: Vec<(Signal, Diagnosis)> = match found {
+            Some((stored, running)) => test_stored(&stored, running).await,
+            None if id == OTLP_EXPORTER => self.otlp.as_ref()?.exporter.test(PROBE_TIMEOUT).await,
+            None => {
+                let plugin = self.plugins.iter().find(|p| p.plugin() == id)?;
+                plugin.test(PROBE_TIMEOUT).await
+            }
         };
         Some(
             results
@@ -408,6 +446,36 @@ impl Integrations {
     }
 }
 
+/// Tests a stored integration: OTLP with a client built from its settings (enabled or not), a
+/// plugin through its running exporter.
+async fn test_stored(stored: &Stored, running: Option<Exporter>) -> Vec<(Signal, Diagnosis)> {
+    let signal = signal_of(stored.kind);
+    if stored.kind_type != OTLP {
+        return match running {
+            Some(Exporter::Plugin(p)) => p.test(PROBE_TIMEOUT).await,
+            _ => vec![(
+                signal,
+                Diagnosis::Settings {
+                    reason: "the integration is disabled; enable it to test it".into(),
+                },
+            )],
+        };
+    }
+    let client = OtlpClient::new(
+        signal_url(stored),
+        signal.as_str(),
+        &stored.headers,
+        PROBE_TIMEOUT,
+    );
+    let diagnosis = match client {
+        Ok(client) => client.probe(PROBE_TIMEOUT).await,
+        Err(e) => Diagnosis::Settings {
+            reason: e.to_string(),
+        },
+    };
+    vec![(signal, diagnosis)]
+}
+
 fn signal_of(kind: Kind) -> Signal {
     match kind {
         Kind::Metrics => Signal::Metrics,
@@ -417,6 +485,9 @@ fn signal_of(kind: Kind) -> Signal {
 
 /// Starts a stored integration: an OTLP exporter for its one signal, plugged into the pipeline.
 fn start(runtime: &Runtime, stored: &Stored) -> Result<Running, String> {
+    if stored.kind_type != OTLP {
+        return start_plugin(runtime, stored);
+    }
     let url = signal_url(stored);
     let config = OtlpConfig {
         endpoint: None,
@@ -440,7 +511,62 @@ fn start(runtime: &Runtime, stored: &Stored) -> Result<Running, String> {
     let sink: Arc<dyn EventSink> = exporter.clone();
     runtime.pipeline.add_sink(sink.clone());
     Ok(Running {
-        exporter,
+        exporter: Exporter::Otlp(exporter),
+        sink,
+        tasks,
+    })
+}
+
+/// Starts a stored plugin integration: the plugin loaded (and compiled: a blocking call) and
+/// bound to the stored endpoint, preset and headers.
+fn start_plugin(runtime: &Runtime, stored: &Stored) -> Result<Running, String> {
+    let mut settings = stored.config.clone();
+    let site = settings
+        .remove("site")
+        .and_then(|v| v.as_str().map(str::to_owned));
+    let config: toml::Table = settings
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::String(s) => toml::Value::String(s),
+                serde_json::Value::Bool(b) => toml::Value::Boolean(b),
+                serde_json::Value::Number(n) => n
+                    .as_i64()
+                    .map(toml::Value::Integer)
+                    .or_else(|| n.as_f64().map(toml::Value::Float))?,
+                other => toml::Value::String(other.to_string()),
+            };
+            Some((k, value))
+        })
+        .collect();
+    let entry = ExporterConfig {
+        plugin: stored.kind_type.clone(),
+        endpoint: (!stored.endpoint.is_empty()).then(|| stored.endpoint.clone()),
+        metrics_endpoint: None,
+        logs_endpoint: None,
+        preset: stored.preset.clone(),
+        site,
+        api_key: None,
+        interval: None,
+        headers: stored.headers.clone(),
+        config,
+    };
+    let loader = runtime.loader()?;
+    let (plugin, digest, _) = loader.load_exporter(&entry.plugin, &entry.config)?;
+    let exporter = PluginExporter::new(
+        plugin,
+        digest,
+        &entry,
+        runtime.registries.clone(),
+        runtime.telemetry.clone(),
+        runtime.transforms.clone(),
+    )?;
+    let exporter = Arc::new(exporter);
+    let tasks = vec![exporter.spawn(runtime.drain.clone())];
+    let sink: Arc<dyn EventSink> = exporter.clone();
+    runtime.pipeline.add_sink(sink.clone());
+    Ok(Running {
+        exporter: Exporter::Plugin(exporter),
         sink,
         tasks,
     })
@@ -477,7 +603,15 @@ fn stored_view(live: &Live) -> Integration {
         read_only: false,
         enabled: s.enabled,
         preset: s.preset.clone(),
-        endpoints: vec![(s.kind.as_str(), signal_url(s))],
+        endpoints: match live.running.as_ref().map(|r| &r.exporter) {
+            Some(Exporter::Plugin(p)) => p
+                .endpoints()
+                .into_iter()
+                .map(|(signal, e)| (signal.as_str(), e))
+                .collect(),
+            _ if s.kind_type != OTLP => vec![(s.kind.as_str(), s.endpoint.clone())],
+            _ => vec![(s.kind.as_str(), signal_url(s))],
+        },
         headers_set: s.headers.keys().cloned().collect(),
         signals,
     }

@@ -7,8 +7,8 @@ use reqwest::header::{HeaderName, HeaderValue};
 
 use super::store::{Kind, Stored};
 
-/// The integration types the store can run.
-pub const TYPES: &[&str] = &["otlp"];
+/// The native integration type; any other type names an exporter plugin.
+pub const OTLP: &str = "otlp";
 
 /// An OTLP backend preset: its endpoint (when it has one for everybody) and credential header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,12 @@ pub const PRESETS: &[Preset] = &[
         endpoint: Some("https://api.honeycomb.io"),
         credential_header: Some("x-honeycomb-team"),
     },
+    // The datadog plugin's preset fills in both endpoints from `config.site`.
+    Preset {
+        name: "datadog",
+        endpoint: None,
+        credential_header: Some("DD-API-KEY"),
+    },
 ];
 
 /// A create or update request: every field optional, checked against what it applies to.
@@ -69,6 +75,8 @@ pub struct Spec {
     pub headers: Option<BTreeMap<String, String>>,
     /// The credential, sent in the preset's credential header.
     pub api_key: Option<String>,
+    /// Plugin settings (and `site` for the Datadog preset); on update they replace the stored ones.
+    pub config: Option<serde_json::Map<String, serde_json::Value>>,
     /// Whether it runs (default true).
     pub enabled: Option<bool>,
 }
@@ -99,7 +107,7 @@ impl Spec {
         let kind_type = self
             .kind_type
             .clone()
-            .ok_or_else(|| bad("type", format!("required: one of {}", TYPES.join(", "))))?;
+            .ok_or_else(|| bad("type", "required: otlp or an exporter plugin's name"))?;
         let name = self.name.clone().ok_or_else(|| bad("name", "required"))?;
         let mut stored = Stored {
             id,
@@ -109,6 +117,7 @@ impl Spec {
             preset: None,
             endpoint: String::new(),
             headers: BTreeMap::new(),
+            config: serde_json::Map::new(),
             enabled: true,
         };
         self.apply_to(&mut stored)?;
@@ -134,16 +143,22 @@ impl Spec {
     }
 
     fn apply_to(self, s: &mut Stored) -> Result<(), SpecError> {
-        if !TYPES.contains(&s.kind_type.as_str()) {
+        let plugin_name = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 64
+                && t.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        };
+        if !plugin_name(&s.kind_type) {
             return Err(bad(
                 "type",
                 format!(
-                    "unknown type `{}` (known: {})",
-                    s.kind_type,
-                    TYPES.join(", ")
+                    "`{}` is neither otlp nor an exporter plugin's name",
+                    s.kind_type
                 ),
             ));
         }
+        let otlp = s.kind_type == OTLP;
         if let Some(name) = self.name {
             s.name = name;
         }
@@ -159,6 +174,13 @@ impl Spec {
                     format!("unknown preset `{preset}` (known: {})", known.join(", ")),
                 ));
             }
+            let fits = (preset == "datadog") == (s.kind_type == "datadog");
+            if !fits {
+                return Err(bad(
+                    "preset",
+                    format!("preset `{preset}` does not fit type `{}`", s.kind_type),
+                ));
+            }
             s.preset = Some(preset);
         }
         let preset = PRESETS.iter().find(|p| Some(p.name) == s.preset.as_deref());
@@ -169,19 +191,35 @@ impl Spec {
         }) {
             s.endpoint = endpoint;
         }
-        let url = reqwest::Url::parse(&s.endpoint).map_err(|e| {
-            let why = if s.endpoint.is_empty() {
-                "required (this preset has no endpoint of its own)".to_owned()
+        let filled_by_preset = s.preset.as_deref() == Some("datadog");
+        if !(s.endpoint.is_empty() && filled_by_preset) {
+            let url = reqwest::Url::parse(&s.endpoint).map_err(|e| {
+                let why = if s.endpoint.is_empty() {
+                    "required (this preset has no endpoint of its own)".to_owned()
+                } else {
+                    format!("not a URL: {e}")
+                };
+                bad("endpoint", why)
+            })?;
+            let schemes: &[&str] = if otlp {
+                &["http", "https"]
             } else {
-                format!("not a URL: {e}")
+                &["http", "https", "udp"]
             };
-            bad("endpoint", why)
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(bad(
-                "endpoint",
-                "must be an http:// or https:// URL with a host",
-            ));
+            if !schemes.contains(&url.scheme()) || url.host().is_none() {
+                let why = if otlp {
+                    "must be an http:// or https:// URL with a host"
+                } else {
+                    "must be an http://, https:// or udp:// URL with a host"
+                };
+                return Err(bad("endpoint", why));
+            }
+        }
+        if let Some(config) = self.config {
+            if otlp && !config.is_empty() {
+                return Err(bad("config", "otlp integrations take no plugin settings"));
+            }
+            s.config = config;
         }
         if let Some(headers) = self.headers {
             s.headers = headers;
@@ -260,11 +298,23 @@ mod tests {
             ),
             (
                 r#"{"kind":"metrics","name":"n","endpoint":"http://x"}"#,
-                "`type`: required: one of otlp",
+                "`type`: required: otlp or an exporter plugin's name",
             ),
             (
-                r#"{"kind":"metrics","type":"kafka","name":"n","endpoint":"http://x"}"#,
-                "`type`: unknown type `kafka` (known: otlp)",
+                r#"{"kind":"metrics","type":"Kafka!","name":"n","endpoint":"http://x"}"#,
+                "`type`: `Kafka!` is neither otlp nor an exporter plugin's name",
+            ),
+            (
+                r#"{"kind":"metrics","type":"statsd","name":"n","endpoint":"ftp://x"}"#,
+                "`endpoint`: must be an http://, https:// or udp:// URL with a host",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":"n","preset":"datadog","endpoint":"http://x"}"#,
+                "`preset`: preset `datadog` does not fit type `otlp`",
+            ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","config":{"a":1}}"#,
+                "`config`: otlp integrations take no plugin settings",
             ),
             (
                 r#"{"kind":"metrics","type":"otlp","endpoint":"http://x"}"#,
@@ -288,7 +338,7 @@ mod tests {
             ),
             (
                 r#"{"kind":"metrics","type":"otlp","name":"n","preset":"acme","endpoint":"http://x"}"#,
-                "`preset`: unknown preset `acme` (known: custom, self-hosted, grafana-cloud, new-relic, honeycomb)",
+                "`preset`: unknown preset `acme` (known: custom, self-hosted, grafana-cloud, new-relic, honeycomb, datadog)",
             ),
             (
                 r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","headers":{"bad name":"v"}}"#,

@@ -48,7 +48,7 @@ pub struct Stored {
     pub name: String,
     /// The signal it carries.
     pub kind: Kind,
-    /// `otlp` (the only type stored integrations have so far).
+    /// `otlp`, or an exporter plugin's name (`statsd`, `datadog`, a `.wasm` in the plugin directory).
     pub kind_type: String,
     /// The preset that filled in its endpoint and credential header, if any.
     pub preset: Option<String>,
@@ -56,6 +56,8 @@ pub struct Stored {
     pub endpoint: String,
     /// Headers sent with every request (credentials among them).
     pub headers: BTreeMap<String, String>,
+    /// Plugin settings (and `site` for the Datadog preset).
+    pub config: serde_json::Map<String, serde_json::Value>,
     /// Whether it runs.
     pub enabled: bool,
 }
@@ -71,6 +73,7 @@ impl std::fmt::Debug for Stored {
             .field("preset", &self.preset)
             .field("endpoint", &self.endpoint)
             .field("headers_set", &self.headers.keys().collect::<Vec<_>>())
+            .field("config", &self.config)
             .field("enabled", &self.enabled)
             .finish()
     }
@@ -105,6 +108,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS integrations (
     preset TEXT,
     endpoint TEXT NOT NULL,
     headers BLOB NOT NULL,
+    config TEXT NOT NULL,
     enabled INTEGER NOT NULL,
     created INTEGER NOT NULL
 )";
@@ -131,7 +135,7 @@ impl Store {
     pub fn list(&self) -> Result<Vec<Stored>, StoreError> {
         let db = self.db();
         let mut query = db.prepare(
-            "SELECT id, name, kind, type, preset, endpoint, headers, enabled FROM integrations ORDER BY created, id",
+            "SELECT id, name, kind, type, preset, endpoint, headers, config, enabled FROM integrations ORDER BY created, id",
         )?;
         let rows = query.query_map([], |r| {
             Ok((
@@ -142,16 +146,19 @@ impl Store {
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, String>(5)?,
                 r.get::<_, Vec<u8>>(6)?,
-                r.get::<_, bool>(7)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, bool>(8)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, name, kind, kind_type, preset, endpoint, sealed, enabled) = row?;
+            let (id, name, kind, kind_type, preset, endpoint, sealed, config, enabled) = row?;
             let damaged = |why: &str| StoreError::Damaged(id.clone(), why.to_owned());
             let kind = Kind::parse(&kind).ok_or_else(|| damaged("unknown kind"))?;
             let headers = serde_json::from_slice(&self.sealer.open(&sealed)?)
                 .map_err(|_| damaged("headers are not a JSON object"))?;
+            let config = serde_json::from_str(&config)
+                .map_err(|_| damaged("config is not a JSON object"))?;
             out.push(Stored {
                 id,
                 name,
@@ -160,6 +167,7 @@ impl Store {
                 preset,
                 endpoint,
                 headers,
+                config,
                 enabled,
             });
         }
@@ -181,8 +189,8 @@ impl Store {
         let created = created
             .unwrap_or_else(|| i64::try_from(crate::clock::unix_nanos()).unwrap_or(i64::MAX));
         db.execute(
-            "INSERT OR REPLACE INTO integrations (id, name, kind, type, preset, endpoint, headers, enabled, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT OR REPLACE INTO integrations (id, name, kind, type, preset, endpoint, headers, config, enabled, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 s.id,
                 s.name,
@@ -191,6 +199,7 @@ impl Store {
                 s.preset,
                 s.endpoint,
                 sealed,
+                serde_json::Value::Object(s.config.clone()).to_string(),
                 s.enabled,
                 created
             ],
@@ -220,6 +229,7 @@ mod tests {
             preset: Some("honeycomb".into()),
             endpoint: "https://api.honeycomb.io".into(),
             headers: BTreeMap::from([("x-honeycomb-team".into(), "canary-key".into())]),
+            config: serde_json::Map::new(),
             enabled: true,
         }
     }

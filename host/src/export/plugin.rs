@@ -19,7 +19,7 @@ use crate::export::otlp::logs::{self, Entry, LogQueue};
 use tokio::time::Instant;
 
 use crate::export::delivery::breaker::Breaker;
-use crate::export::delivery::{Report, RetryPolicy, State, Status};
+use crate::export::delivery::{Drain, Report, RetryPolicy, State, Status};
 use crate::export::otlp::client::Delivered;
 use crate::export::preset::Destination;
 use crate::export::probe::{Diagnosis, probe};
@@ -260,6 +260,28 @@ impl PluginExporter {
     /// The export interval.
     pub fn interval(&self) -> Duration {
         self.interval
+    }
+
+    /// Exports metrics every interval, and flushes the log queue every [`LOG_FLUSH`], until
+    /// the host drains.
+    pub fn spawn(self: &Arc<Self>, mut drain: Drain) -> tokio::task::JoinHandle<()> {
+        let exporter = self.clone();
+        tokio::spawn(async move {
+            let period = exporter.interval();
+            let mut logs = tokio::time::interval(LOG_FLUSH);
+            let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        exporter.export_metrics().await;
+                    }
+                    _ = logs.tick() => {
+                        exporter.export_logs().await;
+                    }
+                    _ = drain.changed() => return,
+                }
+            }
+        })
     }
 
     /// The plugin version serving now; `None` once unloaded.
