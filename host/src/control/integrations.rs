@@ -271,22 +271,28 @@ impl Integrations {
         Ok(view)
     }
 
-    /// Applies `spec` to stored integration `id`, restarting it as needed.
-    pub fn update(&self, id: &str, spec: Spec) -> Result<Integration, ControlError> {
+    /// The stores and the position of stored integration `id`, locked for a change.
+    fn locate(
+        &self,
+        id: &str,
+    ) -> Result<(&Stores, std::sync::MutexGuard<'_, Vec<Live>>, usize), ControlError> {
         if self.is_configured(id) {
             return Err(ControlError::ReadOnly(id.to_owned()));
         }
-        let stores = self
-            .stored
-            .as_ref()
-            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
-        let mut all = self
-            .stores()
-            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
-        let live = all
-            .iter_mut()
-            .find(|l| l.stored.id == id)
-            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
+        let missing = || ControlError::NotFound(id.to_owned());
+        let stores = self.stored.as_deref().ok_or_else(missing)?;
+        let all = stores.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = all
+            .iter()
+            .position(|l| l.stored.id == id)
+            .ok_or_else(missing)?;
+        Ok((stores, all, at))
+    }
+
+    /// Applies `spec` to stored integration `id`, restarting it as needed.
+    pub fn update(&self, id: &str, spec: Spec) -> Result<Integration, ControlError> {
+        let (stores, mut all, at) = self.locate(id)?;
+        let live = &mut all[at];
         let mut next = live.stored.clone();
         spec.update(&mut next)?;
         stores.runtime.store.put(&next)?;
@@ -304,20 +310,7 @@ impl Integrations {
 
     /// Stops and deletes stored integration `id`.
     pub fn delete(&self, id: &str) -> Result<(), ControlError> {
-        if self.is_configured(id) {
-            return Err(ControlError::ReadOnly(id.to_owned()));
-        }
-        let stores = self
-            .stored
-            .as_ref()
-            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
-        let mut all = self
-            .stores()
-            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
-        let at = all
-            .iter()
-            .position(|l| l.stored.id == id)
-            .ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
+        let (stores, mut all, at) = self.locate(id)?;
         stores.runtime.store.delete(id)?;
         if let Some(r) = all.remove(at).running {
             stop(&stores.runtime, r);
