@@ -393,3 +393,57 @@ async fn a_stored_plugin_integration_runs_the_plugin_against_its_endpoint() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_prometheus_integration_serves_a_prefixed_scrape_path() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = host_with(data.path()).await;
+    let api = Api::new(&host, data.path());
+    let (status, created, text) = api
+        .send(
+            "POST",
+            "/api/v1/integrations",
+            r#"{"kind":"metrics","type":"prometheus","name":"edge","config":{"prefix":"edge_"}}"#,
+        )
+        .await;
+    assert_eq!(status, 201, "{text}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["endpoints"][0][1], format!("/metrics/{id}"));
+    post_ndjson(&host, &[Completed::ok("m1", "vllm").event(1)]).await;
+    let scrape = |path: String| {
+        let url = format!(
+            "http://{}{path}",
+            host.prometheus_addr().expect("prometheus on")
+        );
+        async move {
+            let r = reqwest::get(url).await.expect("scrape");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    let (status, body) = scrape(format!("/metrics/{id}")).await;
+    assert_eq!(status, 200);
+    let exposition = wasmtel_tests::Exposition::parse(&body);
+    assert_eq!(
+        exposition.total("edge_wasmtel_intake_events_accepted_total"),
+        1.0
+    );
+    assert_eq!(
+        exposition.count("wasmtel_intake_events_accepted_total"),
+        0,
+        "every name prefixed"
+    );
+    assert!(body.contains("# TYPE edge_gen_ai_server_request_duration_seconds histogram"));
+
+    api.send("POST", &format!("/api/v1/integrations/{id}/disable"), "")
+        .await;
+    assert_eq!(scrape(format!("/metrics/{id}")).await.0, 404);
+    let (status, body, _) = api
+        .send(
+            "POST",
+            "/api/v1/integrations",
+            r#"{"kind":"metrics","type":"prometheus","name":"bad","config":{"prefix":"9x"}}"#,
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("config")));
+    host.shutdown().await;
+}

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Path;
 use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -159,33 +161,6 @@ impl Host {
             ),
             stopped.clone(),
         )];
-        let mut prometheus_addr = None;
-        if config.prometheus.enabled {
-            let listener = bind("prometheus", config.prometheus.listen).await?;
-            prometheus_addr = listener.local_addr().ok();
-            let producers = registries.clone();
-            let app = Router::new().route(
-                "/metrics",
-                get(move |headers: axum::http::HeaderMap| async move {
-                    let accept = headers
-                        .get(axum::http::header::ACCEPT)
-                        .and_then(|v| v.to_str().ok());
-                    let format = prometheus::Format::negotiate(accept);
-                    (
-                        [(CONTENT_TYPE, format.content_type())],
-                        prometheus::render_all(
-                            format,
-                            &producers
-                                .all()
-                                .iter()
-                                .map(Producer::pair)
-                                .collect::<Vec<_>>(),
-                        ),
-                    )
-                }),
-            );
-            servers.push(serve(listener, app, stopped));
-        }
         let (drain, drained) = watch::channel(None);
         let data_dir = config.data_dir();
         let key = std::env::var(crate::control::secrets::KEY_ENV).ok();
@@ -209,6 +184,13 @@ impl Host {
                 plugin: "*".into(),
                 reason: e.to_string(),
             })??;
+        let mut prometheus_addr = None;
+        if config.prometheus.enabled {
+            let listener = bind("prometheus", config.prometheus.listen).await?;
+            prometheus_addr = listener.local_addr().ok();
+            let app = scrape_routes(registries.clone(), integrations.clone());
+            servers.push(serve(listener, app, stopped.clone()));
+        }
         let mut admin_addr = None;
         if config.admin.enabled {
             let token = crate::control::token::load_or_create(
@@ -657,6 +639,43 @@ fn plugin_exporters(
         out.push(Arc::new(exporter));
     }
     Ok(out)
+}
+
+/// The Prometheus routes: `/metrics`, and `/metrics/{id}` for each stored Prometheus
+/// integration, its metric names prefixed.
+fn scrape_routes(registries: Arc<Registries>, integrations: Integrations) -> Router {
+    let render = move |headers: &axum::http::HeaderMap| {
+        let accept = headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let format = prometheus::Format::negotiate(accept);
+        let producers = registries.all();
+        let pairs: Vec<_> = producers.iter().map(Producer::pair).collect();
+        (format, prometheus::render_all(format, &pairs))
+    };
+    let all = render.clone();
+    Router::new()
+        .route(
+            "/metrics",
+            get(move |headers: axum::http::HeaderMap| async move {
+                let (format, text) = all(&headers);
+                ([(CONTENT_TYPE, format.content_type())], text).into_response()
+            }),
+        )
+        .route(
+            "/metrics/{id}",
+            get(
+                move |Path(id): Path<String>, headers: axum::http::HeaderMap| async move {
+                    let Some(prefix) = integrations.prometheus_prefix(&id) else {
+                        let message = format!("no enabled prometheus integration `{id}`");
+                        return (axum::http::StatusCode::NOT_FOUND, message).into_response();
+                    };
+                    let (format, text) = render(&headers);
+                    let body = prometheus::prefixed(&text, &prefix);
+                    ([(CONTENT_TYPE, format.content_type())], body).into_response()
+                },
+            ),
+        )
 }
 
 fn serve(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::spec::{OTLP, Spec, SpecError, signal_url};
+use super::spec::{OTLP, PROMETHEUS, Spec, SpecError, signal_url};
 use super::store::{Kind, Store, StoreError, Stored};
 use crate::config::{ExporterConfig, OtlpConfig, PluginsConfig};
 use crate::export::delivery::status::Snapshot;
@@ -215,17 +215,10 @@ impl Integrations {
     pub fn with_store(mut self, runtime: Runtime) -> Result<Self, StoreError> {
         let mut live = Vec::new();
         for stored in runtime.store.list()? {
-            let running = if stored.enabled {
-                match start(&runtime, &stored) {
-                    Ok(running) => Some(running),
-                    Err(e) => {
-                        tracing::warn!(integration = %stored.id, "stored integration not started: {e}");
-                        None
-                    }
-                }
-            } else {
+            let running = launch(&runtime, &stored).unwrap_or_else(|e| {
+                tracing::warn!(integration = %stored.id, "stored integration not started: {e}");
                 None
-            };
+            });
             live.push(Live { stored, running });
         }
         self.stored = Some(Arc::new(Stores {
@@ -252,10 +245,7 @@ impl Integrations {
             ControlError::Start("new".into(), "the integrations store is not open".into())
         })?;
         let stored = spec.create(uuid::Uuid::new_v4().to_string())?;
-        let running = stored
-            .enabled
-            .then(|| start(&stores.runtime, &stored))
-            .transpose()
+        let running = launch(&stores.runtime, &stored)
             .map_err(|e| ControlError::Start(stored.id.clone(), e))?;
         if let Err(e) = stores.runtime.store.put(&stored) {
             if let Some(r) = running {
@@ -300,11 +290,8 @@ impl Integrations {
             stop(&stores.runtime, r);
         }
         live.stored = next;
-        if live.stored.enabled {
-            let running = start(&stores.runtime, &live.stored)
-                .map_err(|e| ControlError::Start(id.to_owned(), e))?;
-            live.running = Some(running);
-        }
+        live.running = launch(&stores.runtime, &live.stored)
+            .map_err(|e| ControlError::Start(id.to_owned(), e))?;
         Ok(stored_view(live))
     }
 
@@ -316,6 +303,16 @@ impl Integrations {
             stop(&stores.runtime, r);
         }
         Ok(())
+    }
+
+    /// The metric name prefix of enabled stored Prometheus integration `id`.
+    pub fn prometheus_prefix(&self, id: &str) -> Option<String> {
+        let all = self.stores()?;
+        let live = all.iter().find(|l| l.stored.id == id)?;
+        let s = &live.stored;
+        (s.enabled && s.kind_type == PROMETHEUS)
+            .then(|| s.config.get("prefix")?.as_str().map(str::to_owned))
+            .flatten()
     }
 
     /// Collects every running stored metrics integration now.
@@ -476,6 +473,15 @@ fn signal_of(kind: Kind) -> Signal {
     }
 }
 
+/// Starts what an enabled stored integration runs: nothing for a Prometheus scrape path (the
+/// Prometheus listener serves it), else its exporter.
+fn launch(runtime: &Runtime, stored: &Stored) -> Result<Option<Running>, String> {
+    if !stored.enabled || stored.kind_type == PROMETHEUS {
+        return Ok(None);
+    }
+    start(runtime, stored).map(Some)
+}
+
 /// Starts a stored integration: an OTLP exporter for its one signal, plugged into the pipeline.
 fn start(runtime: &Runtime, stored: &Stored) -> Result<Running, String> {
     if stored.kind_type != OTLP {
@@ -578,7 +584,9 @@ fn stored_view(live: &Live) -> Integration {
         Some(r) => r.exporter.reports(),
         None => {
             let mut status: Snapshot = Status::default().snapshot();
-            status.state = State::Disabled;
+            if !s.enabled {
+                status.state = State::Disabled;
+            }
             vec![Report {
                 exporter: s.id.clone(),
                 signal: s.kind.as_str(),
@@ -602,6 +610,7 @@ fn stored_view(live: &Live) -> Integration {
                 .into_iter()
                 .map(|(signal, e)| (signal.as_str(), e))
                 .collect(),
+            _ if s.kind_type == PROMETHEUS => vec![(s.kind.as_str(), format!("/metrics/{}", s.id))],
             _ if s.kind_type != OTLP => vec![(s.kind.as_str(), s.endpoint.clone())],
             _ => vec![(s.kind.as_str(), signal_url(s))],
         },

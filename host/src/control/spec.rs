@@ -7,8 +7,11 @@ use reqwest::header::{HeaderName, HeaderValue};
 
 use super::store::{Kind, Stored};
 
-/// The native integration type; any other type names an exporter plugin.
+/// The native push integration type.
 pub const OTLP: &str = "otlp";
+
+/// The pull integration type: a scrape path `/metrics/<id>` with prefixed metric names.
+pub const PROMETHEUS: &str = "prometheus";
 
 /// An OTLP backend preset: its endpoint (when it has one for everybody) and credential header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +162,9 @@ impl Spec {
             ));
         }
         let otlp = s.kind_type == OTLP;
+        if let Some(enabled) = self.enabled {
+            s.enabled = enabled;
+        }
         if let Some(name) = self.name {
             s.name = name;
         }
@@ -191,6 +197,15 @@ impl Spec {
         }) {
             s.endpoint = endpoint;
         }
+        if let Some(config) = self.config {
+            if otlp && !config.is_empty() {
+                return Err(bad("config", "otlp integrations take no plugin settings"));
+            }
+            s.config = config;
+        }
+        if s.kind_type == PROMETHEUS {
+            return pull(s);
+        }
         let filled_by_preset = s.preset.as_deref() == Some("datadog");
         if !(s.endpoint.is_empty() && filled_by_preset) {
             let url = reqwest::Url::parse(&s.endpoint).map_err(|e| {
@@ -215,12 +230,6 @@ impl Spec {
                 return Err(bad("endpoint", why));
             }
         }
-        if let Some(config) = self.config {
-            if otlp && !config.is_empty() {
-                return Err(bad("config", "otlp integrations take no plugin settings"));
-            }
-            s.config = config;
-        }
         if let Some(headers) = self.headers {
             s.headers = headers;
         }
@@ -243,11 +252,38 @@ impl Spec {
                 )
             })?;
         }
-        if let Some(enabled) = self.enabled {
-            s.enabled = enabled;
-        }
         Ok(())
     }
+}
+
+/// Checks a Prometheus pull integration: metrics, no endpoint or headers, a valid prefix.
+fn pull(s: &Stored) -> Result<(), SpecError> {
+    if s.kind != Kind::Metrics {
+        return Err(bad("kind", "a prometheus integration serves metrics"));
+    }
+    if !s.endpoint.is_empty() || !s.headers.is_empty() {
+        return Err(bad(
+            "endpoint",
+            "a prometheus integration is scraped at /metrics/<id>; it has no endpoint or headers",
+        ));
+    }
+    let prefix = s
+        .config
+        .get("prefix")
+        .and_then(|p| p.as_str())
+        .unwrap_or("");
+    let mut chars = prefix.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if !valid {
+        return Err(bad(
+            "config",
+            "a prometheus integration needs `prefix`, a metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+        ));
+    }
+    Ok(())
 }
 
 /// The URL a stored OTLP integration sends to: its endpoint with the signal's path.

@@ -267,6 +267,31 @@ fn render_series(
     }
 }
 
+/// The exposition `text` with every metric name (in samples and in `# HELP`/`# TYPE` lines)
+/// prefixed by `prefix`.
+pub fn prefixed(text: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    for line in text.lines() {
+        match ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find(|m| line.starts_with(m))
+        {
+            Some(marker) => {
+                out.push_str(marker);
+                out.push_str(prefix);
+                out.push_str(&line[marker.len()..]);
+            }
+            None if line.starts_with('#') || line.is_empty() => out.push_str(line),
+            None => {
+                out.push_str(prefix);
+                out.push_str(line);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// One sample line: `name{labels} value`, then ` # {trace_id="…",span_id="…"} value
 /// timestamp` when it has an exemplar.
 fn sample(out: &mut String, name: &str, labels: &str, value: f64, exemplar: Option<&Exemplar>) {
@@ -343,6 +368,15 @@ mod tests {
     use crate::config::ResourceConfig;
     use crate::metrics::Descriptor;
     use crate::metrics::attributes::ValueRef;
+
+    #[test]
+    fn a_prefix_goes_on_every_metric_name_and_nowhere_else() {
+        let text = "# HELP req_total Requests.\n# TYPE req_total counter\nreq_total{a=\"# HELP x\"} 2\n# EOF\n";
+        assert_eq!(
+            prefixed(text, "edge_"),
+            "# HELP edge_req_total Requests.\n# TYPE edge_req_total counter\nedge_req_total{a=\"# HELP x\"} 2\n# EOF\n"
+        );
+    }
 
     #[test]
     fn producers_share_families_and_received_series_carry_job_and_instance() {
