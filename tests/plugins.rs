@@ -1229,3 +1229,49 @@ async fn a_plugin_exporter_pauses_after_ten_failed_exports_until_resumed() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_exporters_log_records_stay_queued_through_a_failed_export() {
+    let (addr, seen) = scripted_sink(
+        (0..4)
+            .map(|_| ("/base/logs", 503, vec![("retry-after", "0")], "busy"))
+            .collect(),
+    )
+    .await;
+    let dir = tempfile_dir();
+    std::fs::copy(env!("WASMTEL_FIXTURE_LOGLINES"), dir.join("loglines.wasm")).expect("copy");
+    let toml = format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ninterval = \"1h\"\nqueue = 100\n",
+        dir.display()
+    );
+    let host = start(&toml).await;
+    post_ndjson(&host, &events(1, &[])).await;
+    host.collect_now().await;
+    let report = || {
+        host.integrations()
+            .into_iter()
+            .find(|r| r.exporter == "loglines")
+            .expect("report")
+    };
+    assert_eq!(
+        seen.lock().expect("lock").len(),
+        4,
+        "one try and three retries"
+    );
+    let failed = report();
+    assert_eq!((failed.status.failed, failed.status.retried), (1, 3));
+    assert!(
+        failed.queued > 0,
+        "the records are still queued: {failed:?}"
+    );
+    host.collect_now().await;
+    let requests = seen.lock().expect("lock").clone();
+    assert_eq!(requests.len(), 5);
+    assert_eq!(
+        requests[4].2, requests[0].2,
+        "the same records, delivered now"
+    );
+    let delivered = report();
+    assert_eq!((delivered.status.sent, delivered.queued), (1, 0));
+    host.shutdown().await;
+}

@@ -255,6 +255,9 @@ pub struct ExporterConfig {
     /// Credential headers the host adds to every HTTP request; the plugin never sees them.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Log records held while the backend is slow or down (default 65536; the oldest go first).
+    #[serde(default)]
+    pub queue: Option<usize>,
     /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
     #[serde(default)]
     pub config: toml::Table,

@@ -548,6 +548,7 @@ fn start_plugin(runtime: &Runtime, stored: &Stored) -> Result<Running, String> {
         api_key: None,
         interval: None,
         headers: stored.headers.clone(),
+        queue: None,
         config,
     };
     let loader = runtime.loader()?;

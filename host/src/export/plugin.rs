@@ -41,6 +41,25 @@ pub const LOG_BATCH: usize = 512;
 /// How often queued log records are flushed to a logs exporter plugin.
 pub const LOG_FLUSH: Duration = Duration::from_secs(1);
 
+/// Why an outbound item was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Undelivered {
+    /// Worth sending again later: unreachable, or still failing after the retries.
+    #[error("{0}")]
+    Retryable(String),
+    /// Sending it again would fail the same way.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// How an export went: delivered, refused (the batch is dropped) or failed (worth another try).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exported {
+    Delivered,
+    Refused,
+    Failed,
+}
+
 /// Where an integration's data goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -166,7 +185,7 @@ impl PluginExporter {
             udp: Mutex::new(None),
             delta: Mutex::new(delta),
             logs: LogQueue::new(
-                Arc::new(DropOldestQueue::new(LOG_QUEUE)),
+                Arc::new(DropOldestQueue::new(config.queue.unwrap_or(LOG_QUEUE))),
                 &registries.own().resource,
                 telemetry.clone(),
             ),
@@ -320,6 +339,7 @@ impl PluginExporter {
             Ok(outbound)
         })
         .await
+            == Exported::Delivered
     }
 
     /// Sends the queued log records (up to [`LOG_BATCH`]) through the plugin; `true` when all of it was delivered.
@@ -327,21 +347,27 @@ impl PluginExporter {
         if self.logs_status.state() == State::Paused {
             return false; // the records stay queued until the integration is resumed
         }
-        let entries = self.logs.queue().take(LOG_BATCH);
+        // The records stay queued (counting against its capacity) until delivered or refused.
+        let (entries, last) = self.logs.queue().peek(LOG_BATCH);
         if entries.is_empty() {
             return true;
         }
-        self.export(Signal::Logs, Signals::LOGS, move |me, plugin| {
-            let mut outbound = Vec::new();
-            for (origin, records) in logs::runs(entries) {
-                let batch = convert::otlp::log_batch(&records, &origin);
-                if let Some(batch) = me.transforms.logs(batch) {
-                    outbound.extend(plugin.encode_logs(&batch)?);
+        let exported = self
+            .export(Signal::Logs, Signals::LOGS, move |me, plugin| {
+                let mut outbound = Vec::new();
+                for (origin, records) in logs::runs(entries) {
+                    let batch = convert::otlp::log_batch(&records, &origin);
+                    if let Some(batch) = me.transforms.logs(batch) {
+                        outbound.extend(plugin.encode_logs(&batch)?);
+                    }
                 }
-            }
-            Ok(outbound)
-        })
-        .await
+                Ok(outbound)
+            })
+            .await;
+        if exported != Exported::Failed {
+            self.logs.queue().ack(last);
+        }
+        exported == Exported::Delivered
     }
 
     /// Encodes through the current plugin on a blocking thread (plugin calls must not run on async
@@ -351,15 +377,15 @@ impl PluginExporter {
         signal: Signal,
         wanted: Signals,
         encode: impl FnOnce(&Self, &ExporterPlugin) -> Result<Vec<Outbound>, CallError> + Send + 'static,
-    ) -> bool {
+    ) -> Exported {
         let Some(plugin) = self.current() else {
-            return true;
+            return Exported::Delivered;
         };
         if !plugin.info().signals.contains(wanted) {
-            return true;
+            return Exported::Delivered;
         }
         if self.status(signal).state() == State::Paused {
-            return false;
+            return Exported::Failed;
         }
         let Some(endpoint) = self.destination.endpoint(signal) else {
             tracing::warn!(
@@ -368,7 +394,7 @@ impl PluginExporter {
                 signal.as_str()
             );
             self.telemetry.export_batch(&self.name, signal, false);
-            return false;
+            return Exported::Refused;
         };
         let (me, encoder) = (self.clone(), plugin.clone());
         let outbound = match tokio::task::spawn_blocking(move || encode(&me, &encoder)).await {
@@ -379,15 +405,15 @@ impl PluginExporter {
                     "{e}; the batch is counted as failed"
                 );
                 self.telemetry.export_batch(&self.name, signal, false);
-                return false;
+                return Exported::Refused;
             }
             Err(e) => {
                 tracing::error!(plugin = plugin.name(), "encoding task failed: {e}");
                 self.telemetry.export_batch(&self.name, signal, false);
-                return false;
+                return Exported::Refused;
             }
         };
-        let (mut error, mut rejected, mut message) = (None, 0, None);
+        let (mut error, mut rejected, mut message) = (None::<Undelivered>, 0, None);
         for item in &outbound {
             match self.deliver(&plugin, endpoint, signal, item).await {
                 Ok(delivered) => {
@@ -396,19 +422,23 @@ impl PluginExporter {
                 }
                 Err(e) => {
                     tracing::warn!(plugin = plugin.name(), "{e}");
-                    error = Some(e);
+                    // A retryable failure outweighs a refusal: the batch is worth another try.
+                    if !matches!(error, Some(Undelivered::Retryable(_))) {
+                        error = Some(e);
+                    }
                 }
             }
         }
         let status = self.status(signal);
-        let state = match &error {
-            None => status.delivered(rejected, message),
-            Some(e) => status.failed(e),
+        let (state, exported) = match &error {
+            None => (status.delivered(rejected, message), Exported::Delivered),
+            Some(Undelivered::Refused(e)) => (status.failed(e), Exported::Refused),
+            Some(Undelivered::Retryable(e)) => (status.failed(e), Exported::Failed),
         };
         self.telemetry
             .export_batch(&self.name, signal, error.is_none());
         self.telemetry.export_state(&self.name, signal, state);
-        error.is_none()
+        exported
     }
 
     /// Sends one outbound item, retrying what the plugin classifies as retryable.
@@ -418,17 +448,19 @@ impl PluginExporter {
         endpoint: &Endpoint,
         signal: Signal,
         item: &Outbound,
-    ) -> Result<Delivered, String> {
+    ) -> Result<Delivered, Undelivered> {
+        let wrong = |kind| Undelivered::Refused(OutboundError::WrongKind(kind).to_string());
         match (item, endpoint) {
             (Outbound::Datagram(bytes), Endpoint::Udp(addr)) => self
                 .send_datagram(*addr, bytes)
                 .await
-                .map(|()| Delivered::default()),
+                .map(|()| Delivered::default())
+                .map_err(Undelivered::Retryable),
             (Outbound::Http(request), Endpoint::Http(base)) => {
                 self.send_http(plugin, base, signal, request).await
             }
-            (Outbound::Datagram(_), _) => Err(OutboundError::WrongKind("datagram").to_string()),
-            (Outbound::Http(_), _) => Err(OutboundError::WrongKind("HTTP request").to_string()),
+            (Outbound::Datagram(_), _) => Err(wrong("datagram")),
+            (Outbound::Http(_), _) => Err(wrong("HTTP request")),
         }
     }
 
@@ -503,20 +535,21 @@ impl PluginExporter {
         base: &reqwest::Url,
         signal: Signal,
         request: &HttpRequest,
-    ) -> Result<Delivered, String> {
-        let url = url_for(base, &request.path).map_err(|e| e.to_string())?;
+    ) -> Result<Delivered, Undelivered> {
+        let refused = Undelivered::Refused;
+        let url = url_for(base, &request.path).map_err(|e| refused(e.to_string()))?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
-            OutboundError::Invalid(format!("method `{}`", request.method)).to_string()
+            refused(OutboundError::Invalid(format!("method `{}`", request.method)).to_string())
         })?;
         let mut headers = HeaderMap::new();
         for (k, v) in &request.headers {
             let name = HeaderName::try_from(k.as_str())
-                .map_err(|_| format!("invalid request: header `{k}`"))?;
+                .map_err(|_| refused(format!("invalid request: header `{k}`")))?;
             if name == reqwest::header::HOST {
                 continue;
             }
             let value = HeaderValue::try_from(v.as_str())
-                .map_err(|_| format!("invalid request: value of `{k}`"))?;
+                .map_err(|_| refused(format!("invalid request: value of `{k}`")))?;
             headers.append(name, value);
         }
         for (name, value) in &self.destination.credentials {
@@ -537,7 +570,7 @@ impl PluginExporter {
                 Err(e) => {
                     self.breaker_saw(false);
                     if attempt == max {
-                        return Err(format!("{url}: {e}"));
+                        return Err(Undelivered::Retryable(format!("{url}: {e}")));
                     }
                     self.retry_wait(signal, attempt, None, &e.to_string()).await;
                     continue;
@@ -579,19 +612,21 @@ impl PluginExporter {
                         message: Some(p.message),
                     });
                 }
-                Outcome::Reject(reason) => return Err(format!("{url}: rejected: {reason}")),
+                Outcome::Reject(reason) => {
+                    return Err(refused(format!("{url}: rejected: {reason}")));
+                }
                 Outcome::Retry(after) if attempt < max => {
                     self.retry_wait(signal, attempt, after, &format!("HTTP {status}"))
                         .await;
                 }
                 Outcome::Retry(_) => {
-                    return Err(format!(
+                    return Err(Undelivered::Retryable(format!(
                         "{url}: still failing after {max} retries (HTTP {status})"
-                    ));
+                    )));
                 }
             }
         }
-        Err(format!("{url}: not delivered"))
+        Err(Undelivered::Retryable(format!("{url}: not delivered")))
     }
 }
 
