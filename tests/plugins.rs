@@ -543,6 +543,18 @@ fn compiled_plugins_are_cached_by_content_hash() {
 /// Requests an HTTP server on loopback received: path, headers, body.
 type Requests = Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, String)>>>;
 
+/// A host exporting logs through the `loglines` fixture plugin to `addr`/base, with `extra`
+/// TOML before the exporter (transforms) and `exporter` keys added to its entry.
+async fn loglines_host(addr: std::net::SocketAddr, extra: &str, exporter: &str) -> wasmtel::Host {
+    let dir = tempfile_dir();
+    std::fs::copy(env!("WASMTEL_FIXTURE_LOGLINES"), dir.join("loglines.wasm")).expect("copy");
+    start(&format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n{extra}[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ninterval = \"1h\"\n{exporter}",
+        dir.display()
+    ))
+    .await
+}
+
 /// An HTTP server on loopback that records every POST under `/base/` and answers 202.
 async fn http_sink() -> (std::net::SocketAddr, Requests) {
     scripted_sink(Vec::new()).await
@@ -675,13 +687,8 @@ async fn transforms_also_rewrite_what_exporter_plugins_receive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logs_exporter_plugin_receives_every_event_as_a_log_record() {
     let (addr, seen) = http_sink().await;
-    let dir = tempfile_dir();
-    std::fs::copy(env!("WASMTEL_FIXTURE_LOGLINES"), dir.join("loglines.wasm")).expect("copy");
-    let toml = format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"redact\"\nconfig = {{ drop = \"inference.metric.total_duration_ms\" }}\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ninterval = \"1h\"\n",
-        dir.display()
-    );
-    let host = start(&toml).await;
+    let transform = "[[transforms]]\nplugin = \"redact\"\nconfig = { drop = \"inference.metric.total_duration_ms\" }\n";
+    let host = loglines_host(addr, transform, "").await;
     let mut batch = events(1, &[2.5]);
     batch[1]["request_id"] = json!("req-9");
     post_ndjson(&host, &batch).await;
@@ -1036,13 +1043,7 @@ async fn a_replaced_transform_file_takes_over_the_chain() {
 async fn a_partial_success_is_logged_and_never_retried() {
     let logs = wasmtel_tests::capture_logs();
     let (addr, seen) = scripted_sink(vec![("/base/logs", 200, vec![], "rejected:2")]).await;
-    let dir = tempfile_dir();
-    std::fs::copy(env!("WASMTEL_FIXTURE_LOGLINES"), dir.join("loglines.wasm")).expect("copy");
-    let toml = format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ninterval = \"1h\"\n",
-        dir.display()
-    );
-    let host = start(&toml).await;
+    let host = loglines_host(addr, "", "").await;
     post_ndjson(&host, &events(3, &[])).await;
     host.collect_now().await;
     assert_eq!(seen.lock().expect("lock").len(), 1, "not retried");
@@ -1187,13 +1188,7 @@ async fn a_plugin_exporter_pauses_after_ten_failed_exports_until_resumed() {
             .collect(),
     )
     .await;
-    let dir = tempfile_dir();
-    std::fs::copy(env!("WASMTEL_FIXTURE_LOGLINES"), dir.join("loglines.wasm")).expect("copy");
-    let toml = format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ninterval = \"1h\"\n",
-        dir.display()
-    );
-    let host = start(&toml).await;
+    let host = loglines_host(addr, "", "").await;
     let state = |host: &wasmtel::Host| {
         let r = host
             .integrations()
@@ -1238,13 +1233,7 @@ async fn a_plugin_exporters_log_records_stay_queued_through_a_failed_export() {
             .collect(),
     )
     .await;
-    let dir = tempfile_dir();
-    std::fs::copy(env!("WASMTEL_FIXTURE_LOGLINES"), dir.join("loglines.wasm")).expect("copy");
-    let toml = format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ninterval = \"1h\"\nqueue = 100\n",
-        dir.display()
-    );
-    let host = start(&toml).await;
+    let host = loglines_host(addr, "", "queue = 100\n").await;
     post_ndjson(&host, &events(1, &[])).await;
     host.collect_now().await;
     let report = || {
