@@ -31,11 +31,11 @@ pub fn intake(registry: &Registry) -> Value {
     let total = |name: &str, filter: &dyn Fn(&AttributeSet) -> bool| -> f64 {
         find(registry, name)
             .map(|i| {
+                // A fold from +0.0: `sum` of nothing is -0.0, which would show as "-0".
                 series(&i)
                     .into_iter()
                     .filter(|(a, _)| filter(a))
-                    .map(|(_, v)| v)
-                    .sum()
+                    .fold(0.0, |total, (_, v)| total + v)
             })
             .unwrap_or(0.0)
     };
@@ -134,6 +134,11 @@ mod tests {
             ]
         );
         let telemetry = crate::telemetry::SelfTelemetry::register(&registry).expect("telemetry");
+        assert_eq!(
+            intake(&registry).to_string(),
+            r#"{"events_accepted":0.0,"otlp_accepted":0.0,"otlp_rejected":0.0}"#,
+            "no negative zeros before anything arrived"
+        );
         telemetry.events_accepted(7);
         telemetry.otlp_items(crate::telemetry::Signal::Metrics, 5, 2);
         assert_eq!(
