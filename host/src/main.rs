@@ -327,21 +327,19 @@ async fn integrations(
 }
 
 async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
     let config = Config::load(path.as_deref())?;
+    // Listen for the signals before intake opens, so that a signal arriving while the host is
+    // still starting shuts it down in order instead of killing it with data accepted.
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let host = Host::start(&config).await.context("cannot start")?;
-    shutdown_signal().await?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
     tracing::info!("shutting down: intake stopped, flushing exports");
     host.shutdown().await;
-    Ok(())
-}
-
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT")?,
-        _ = term.recv() => {}
-    }
     Ok(())
 }
 
