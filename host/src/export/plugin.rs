@@ -19,8 +19,7 @@ use crate::export::otlp::logs::{self, Entry, LogQueue};
 use tokio::time::Instant;
 
 use crate::export::delivery::breaker::Breaker;
-use crate::export::delivery::{Drain, Report, RetryPolicy, State, Status};
-use crate::export::otlp::client::Delivered;
+use crate::export::delivery::{Delivered, Drain, Report, RetryPolicy, SendError, State, Status};
 use crate::export::preset::Destination;
 use crate::export::probe::{Diagnosis, probe};
 use crate::export::queue::DropOldestQueue;
@@ -40,17 +39,6 @@ pub const LOG_QUEUE: usize = 65536;
 pub const LOG_BATCH: usize = 512;
 /// How often queued log records are flushed to a logs exporter plugin.
 pub const LOG_FLUSH: Duration = Duration::from_secs(1);
-
-/// Why an outbound item was not delivered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum Undelivered {
-    /// Worth sending again later: unreachable, or still failing after the retries.
-    #[error("{0}")]
-    Retryable(String),
-    /// Sending it again would fail the same way.
-    #[error("{0}")]
-    Refused(String),
-}
 
 /// How an export went: delivered, refused (the batch is dropped) or failed (worth another try).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,7 +401,7 @@ impl PluginExporter {
                 return Exported::Refused;
             }
         };
-        let (mut error, mut rejected, mut message) = (None::<Undelivered>, 0, None);
+        let (mut error, mut rejected, mut message) = (None::<SendError>, 0, None);
         for item in &outbound {
             match self.deliver(&plugin, endpoint, signal, item).await {
                 Ok(delivered) => {
@@ -423,7 +411,7 @@ impl PluginExporter {
                 Err(e) => {
                     tracing::warn!(plugin = plugin.name(), "{e}");
                     // A retryable failure outweighs a refusal: the batch is worth another try.
-                    if !matches!(error, Some(Undelivered::Retryable(_))) {
+                    if !matches!(error, Some(SendError::Retryable { .. })) {
                         error = Some(e);
                     }
                 }
@@ -432,8 +420,10 @@ impl PluginExporter {
         let status = self.status(signal);
         let (state, exported) = match &error {
             None => (status.delivered(rejected, message), Exported::Delivered),
-            Some(Undelivered::Refused(e)) => (status.failed(e), Exported::Refused),
-            Some(Undelivered::Retryable(e)) => (status.failed(e), Exported::Failed),
+            Some(SendError::Rejected(e)) => (status.failed(e), Exported::Refused),
+            Some(e @ SendError::Retryable { .. }) => {
+                (status.failed(&e.to_string()), Exported::Failed)
+            }
         };
         self.telemetry
             .export_batch(&self.name, signal, error.is_none());
@@ -448,14 +438,14 @@ impl PluginExporter {
         endpoint: &Endpoint,
         signal: Signal,
         item: &Outbound,
-    ) -> Result<Delivered, Undelivered> {
-        let wrong = |kind| Undelivered::Refused(OutboundError::WrongKind(kind).to_string());
+    ) -> Result<Delivered, SendError> {
+        let wrong = |kind| SendError::Rejected(OutboundError::WrongKind(kind).to_string());
         match (item, endpoint) {
             (Outbound::Datagram(bytes), Endpoint::Udp(addr)) => self
                 .send_datagram(*addr, bytes)
                 .await
                 .map(|()| Delivered::default())
-                .map_err(Undelivered::Retryable),
+                .map_err(SendError::retryable),
             (Outbound::Http(request), Endpoint::Http(base)) => {
                 self.send_http(plugin, base, signal, request).await
             }
@@ -535,8 +525,8 @@ impl PluginExporter {
         base: &reqwest::Url,
         signal: Signal,
         request: &HttpRequest,
-    ) -> Result<Delivered, Undelivered> {
-        let refused = Undelivered::Refused;
+    ) -> Result<Delivered, SendError> {
+        let refused = SendError::Rejected;
         let url = url_for(base, &request.path).map_err(|e| refused(e.to_string()))?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
             refused(OutboundError::Invalid(format!("method `{}`", request.method)).to_string())
@@ -570,7 +560,7 @@ impl PluginExporter {
                 Err(e) => {
                     self.breaker_saw(false);
                     if attempt == max {
-                        return Err(Undelivered::Retryable(format!("{url}: {e}")));
+                        return Err(SendError::retryable(format!("{url}: {e}")));
                     }
                     self.retry_wait(signal, attempt, None, &e.to_string()).await;
                     continue;
@@ -620,13 +610,13 @@ impl PluginExporter {
                         .await;
                 }
                 Outcome::Retry(_) => {
-                    return Err(Undelivered::Retryable(format!(
+                    return Err(SendError::retryable(format!(
                         "{url}: still failing after {max} retries (HTTP {status})"
                     )));
                 }
             }
         }
-        Err(Undelivered::Retryable(format!("{url}: not delivered")))
+        Err(SendError::retryable(format!("{url}: not delivered")))
     }
 }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::otlp::client::{Delivered, OtlpClient, SendError};
+use super::otlp::client::OtlpClient;
 use super::queue::DropOldestQueue;
 use crate::telemetry::{SelfTelemetry, Signal};
 use breaker::Breaker;
@@ -24,6 +24,41 @@ pub type Drain = watch::Receiver<Option<Instant>>;
 
 /// The exporter name the native OTLP exporter's self-metrics carry.
 pub const OTLP_EXPORTER: &str = "otlp";
+
+/// Why a batch was not delivered, for every exporter (native OTLP and plugins).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth another try: unreachable, timed out, 429, 502, 503 or 504.
+    #[error("{reason}")]
+    Retryable {
+        /// What happened.
+        reason: String,
+        /// How long the server asked to wait (`Retry-After`).
+        after: Option<Duration>,
+    },
+    /// Retrying would fail the same way (other 4xx/5xx).
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl SendError {
+    /// A retryable failure without a server-given wait.
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        SendError::Retryable {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+}
+
+/// A delivered batch, and what of it the backend refused in a partial success.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Items refused (`rejected_data_points` / `rejected_log_records`).
+    pub rejected: u64,
+    /// The backend's message, when it sent a partial success.
+    pub message: Option<String>,
+}
 
 /// What the host reports of one exporter's signal.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -151,10 +186,9 @@ impl<T: Clone + Send + 'static> Delivery<T> {
         loop {
             let wait = breaker.wait(Instant::now());
             if !wait.is_zero() && !sleep(wait, drain).await {
-                return Err(SendError::Retryable {
-                    reason: "the backend is down and the host is shutting down".into(),
-                    after: None,
-                });
+                return Err(SendError::retryable(
+                    "the backend is down and the host is shutting down",
+                ));
             }
             let error = match self.client.send(body.clone()).await {
                 Ok(delivered) => {

@@ -8,40 +8,8 @@ use prost::Message;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::PROTOBUF;
-use crate::export::delivery::retry;
+use crate::export::delivery::{Delivered, SendError, retry};
 use crate::export::probe::{self, Diagnosis};
-
-/// Why a batch was not delivered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// Worth another try: unreachable, timed out, 429, 502, 503 or 504.
-    #[error("{reason}")]
-    Retryable {
-        /// What happened.
-        reason: String,
-        /// How long the server asked to wait (`Retry-After`).
-        after: Option<Duration>,
-    },
-    /// Retrying would fail the same way (other 4xx/5xx).
-    #[error("{0}")]
-    Rejected(String),
-}
-
-impl SendError {
-    /// Whether the failure says the backend is unreachable or overloaded (not a refusal).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, SendError::Retryable { .. })
-    }
-}
-
-/// A delivered batch, and what of it the backend refused in a partial success.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Delivered {
-    /// Items refused (`rejected_data_points` / `rejected_log_records`).
-    pub rejected: u64,
-    /// The backend's message, when it sent a partial success.
-    pub message: Option<String>,
-}
 
 /// The last known state of the link to the collector, for once-per-change logging.
 #[derive(Debug, Clone, PartialEq, Eq)]
