@@ -49,9 +49,12 @@ async fn serve_with_env(extra: &str, env: &[(&str, String)]) -> Served {
         .spawn()
         .expect("spawn wasmtel");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", intake)).is_err() {
-        assert!(Instant::now() < deadline, "wasmtel did not start listening");
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    // The admin listener opens last, after the token file is written: wait for both.
+    for port in [intake, admin] {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "wasmtel did not start listening");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
     Served {
         child,
