@@ -530,7 +530,8 @@ fn compiled_plugins_are_cached_by_content_hash() {
         "other bytes, other entry"
     );
     // A damaged entry is discarded and rebuilt.
-    std::fs::write(files[0].path(), b"garbage").expect("damage");
+    let entry = files[0].path();
+    std::fs::write(&entry, b"garbage").expect("damage");
     assert_eq!(compile(statsd()), Source::Compiled);
     assert_eq!(compile(statsd()), Source::Cache);
     use std::os::unix::fs::PermissionsExt;
@@ -538,6 +539,42 @@ fn compiled_plugins_are_cached_by_content_hash() {
         std::fs::metadata(&dir).expect("meta").permissions().mode() & 0o777,
         0o700
     );
+    assert_eq!(
+        std::fs::metadata(&entry)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    // One flipped byte of the compiled code: its recorded hash no longer matches.
+    let mut bytes = std::fs::read(&entry).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&entry, &bytes).expect("tamper");
+    assert_eq!(
+        compile(statsd()),
+        Source::Compiled,
+        "a tampered entry is not loaded"
+    );
+    assert_eq!(compile(statsd()), Source::Cache);
+    // An entry others may write to is not trusted, nor one another user owns.
+    std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    assert_eq!(
+        compile(statsd()),
+        Source::Compiled,
+        "a group/world-writable entry is not loaded"
+    );
+    assert_eq!(compile(statsd()), Source::Cache);
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).expect("chown");
+        assert_eq!(
+            compile(statsd()),
+            Source::Compiled,
+            "another user's entry is not loaded"
+        );
+        assert_eq!(compile(statsd()), Source::Cache);
+    }
 }
 
 /// Requests an HTTP server on loopback received: path, headers, body.
@@ -790,7 +827,7 @@ async fn a_view_plugin_is_asked_once_per_distinct_attribute_set() {
         }
     }
 
-    let loader = wasmtel::plugins::Loader::new(&Default::default()).expect("loader");
+    let loader = wasmtel::plugins::Loader::new(&Default::default(), None).expect("loader");
     let keys: toml::Table = toml::from_str("keys = \"user\"").expect("toml");
     let view = tokio::task::spawn_blocking(move || {
         let v = loader.load_view("drop-attributes", &keys).expect("loads");

@@ -170,10 +170,9 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
     std::fs::create_dir_all(&dir).expect("mkdir");
     let plugins = PluginsConfig {
         dir: dir.clone(),
-        cache_dir: Some(dir.join("cache")),
         ..PluginsConfig::default()
     };
-    let loader = Arc::new(Loader::new(&plugins).expect("loader"));
+    let loader = Arc::new(Loader::new(&plugins, Some(dir.join("cache"))).expect("loader"));
     let statsd = embedded::find("statsd").expect("embedded");
     let version = |i: usize| {
         let mut bytes = statsd.to_vec();

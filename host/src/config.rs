@@ -38,15 +38,22 @@ pub enum ConfigError {
         message: String,
     },
     /// An environment variable holds an invalid value.
-    #[error("invalid {name}={value:?}: {reason}")]
+    #[error("invalid {name}{}: {reason}", shown(.value))]
     Env {
         /// The variable.
         name: &'static str,
-        /// Its value.
-        value: String,
+        /// Its value, unless it may hold a credential.
+        value: Option<String>,
         /// What is wrong.
         reason: String,
     },
+}
+
+/// `=<value>` for an error message, or nothing for a value that may be a credential.
+fn shown(value: &Option<String>) -> String {
+    value
+        .as_ref()
+        .map_or_else(String::new, |v| format!("={v:?}"))
 }
 
 /// The whole configuration.
@@ -194,7 +201,8 @@ pub struct PluginsConfig {
     pub call_timeout: Option<Duration>,
     /// Per-plugin configuration tables, by plugin name (`[plugins.config.statsd]`).
     pub config: BTreeMap<String, toml::Table>,
-    /// Where compiled plugins are cached, keyed by content hash (default `./data/plugin-cache`; empty disables).
+    /// Where compiled plugins are cached, keyed by content hash (default `<data_dir>/plugin-cache`;
+    /// empty disables).
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
@@ -205,7 +213,7 @@ impl Default for PluginsConfig {
             memory_limit_bytes: 64 * 1024 * 1024,
             call_timeout: None,
             config: BTreeMap::new(),
-            cache_dir: Some("data/plugin-cache".into()),
+            cache_dir: None,
         }
     }
 }
@@ -541,9 +549,10 @@ impl Config {
         })
     }
 
-    /// Parses configuration text; the error names the line and column.
+    /// Parses configuration text; the error names the line, column and key, and never shows
+    /// the value of a header, API key or token.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| {
+        let describe = |e: &toml::de::Error, key: Option<String>| {
             let at = e
                 .span()
                 .map(|span| {
@@ -553,7 +562,18 @@ impl Config {
                     format!("line {line}, column {column}: ")
                 })
                 .unwrap_or_default();
-            format!("{at}{}", e.message())
+            match key.filter(|k| !k.is_empty() && k != ".") {
+                Some(key) if is_secret_key(&key) => {
+                    format!("{at}`{key}`: {}", without_quoted(e.message()))
+                }
+                Some(key) => format!("{at}`{key}`: {}", e.message()),
+                None => format!("{at}{}", e.message()),
+            }
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| describe(&e, None))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            describe(e.inner(), Some(key))
         })
     }
 
@@ -562,6 +582,16 @@ impl Config {
         self.data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("./data"))
+    }
+
+    /// Where compiled plugins are cached: `[plugins] cache_dir`, else `<data_dir>/plugin-cache`;
+    /// `None` when set empty.
+    pub fn plugin_cache(&self) -> Option<PathBuf> {
+        match &self.plugins.cache_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(dir.clone()),
+            None => Some(self.data_dir().join("plugin-cache")),
+        }
     }
 
     /// Fills unset values from `OTEL_*` variables (and `WASMTEL_ADMIN_TOKEN`) read through `var`.
@@ -578,7 +608,7 @@ impl Config {
             var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
         );
         if let Some(raw) = var("OTEL_EXPORTER_OTLP_HEADERS") {
-            for (k, v) in parse_key_values("OTEL_EXPORTER_OTLP_HEADERS", &raw)? {
+            for (k, v) in parse_key_values("OTEL_EXPORTER_OTLP_HEADERS", &raw, true)? {
                 otlp.headers.entry(k).or_insert(v);
             }
         }
@@ -619,12 +649,31 @@ impl Config {
         let resource = &mut self.resource;
         fill(&mut resource.service_name, var("OTEL_SERVICE_NAME"));
         if let Some(raw) = var("OTEL_RESOURCE_ATTRIBUTES") {
-            for (k, v) in parse_key_values("OTEL_RESOURCE_ATTRIBUTES", &raw)? {
+            for (k, v) in parse_key_values("OTEL_RESOURCE_ATTRIBUTES", &raw, false)? {
                 resource.attributes.entry(k).or_insert(v);
             }
         }
         Ok(())
     }
+}
+
+/// Whether a config key holds credentials: a header value, an API key or a token.
+fn is_secret_key(key: &str) -> bool {
+    key.split('.')
+        .any(|part| matches!(part, "headers" | "api_key" | "token"))
+}
+
+/// An error message with every `quoted` value cut out, for keys whose values are secrets.
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('`').enumerate() {
+        if i % 2 == 0 {
+            out.push_str(part);
+        } else {
+            out.push_str("(value not shown)");
+        }
+    }
+    out
 }
 
 /// An enumerated setting from an environment variable (unset or blank: `None`).
@@ -641,7 +690,7 @@ fn enum_var<T: serde::de::DeserializeOwned>(
     );
     parsed.map(Some).map_err(|_| ConfigError::Env {
         name,
-        value,
+        value: Some(value),
         reason: expected.into(),
     })
 }
@@ -660,48 +709,57 @@ fn millis_var(name: &'static str, value: Option<String>) -> Result<Option<Durati
         Ok(ms) if ms > 0 => Ok(Some(Duration::from_millis(ms))),
         _ => Err(ConfigError::Env {
             name,
-            value,
+            value: Some(value),
             reason: "expected a positive number of milliseconds".into(),
         }),
     }
 }
 
 /// Parses the W3C-baggage-like `key=value,key2=value2` list the OpenTelemetry variables use.
+///
+/// With `secret` (headers carry credentials) an error names the entry by position and key and
+/// never shows the variable's text.
 pub fn parse_key_values(
     name: &'static str,
     raw: &str,
+    secret: bool,
 ) -> Result<Vec<(String, String)>, ConfigError> {
     let bad = |reason: String| ConfigError::Env {
         name,
-        value: raw.to_owned(),
+        value: (!secret).then(|| raw.to_owned()),
         reason,
     };
     let mut out = Vec::new();
-    for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| bad(format!("`{item}` is not key=value")))?;
-        let key = percent_decode(k.trim()).map_err(&bad)?;
-        if key.is_empty() {
-            return Err(bad(format!("`{item}` has an empty key")));
+    for (n, item) in raw.split(',').map(str::trim).enumerate() {
+        if item.is_empty() {
+            continue;
         }
-        out.push((key, percent_decode(v.trim()).map_err(&bad)?));
+        let entry = n + 1;
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(bad(format!("entry {entry} is not key=value")));
+        };
+        let key =
+            percent_decode(k.trim()).map_err(|why| bad(format!("entry {entry}: the key {why}")))?;
+        if key.is_empty() {
+            return Err(bad(format!("entry {entry} has an empty key")));
+        }
+        let value = percent_decode(v.trim())
+            .map_err(|why| bad(format!("entry {entry} (`{key}`): the value {why}")))?;
+        out.push((key, value));
     }
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
+/// Decodes %-escapes; the error says what is wrong without quoting the text.
+fn percent_decode(s: &str) -> Result<String, &'static str> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .ok_or_else(|| format!("`{s}` ends in a bare %"))?;
+            let hex = bytes.get(i + 1..i + 3).ok_or("ends in a bare %")?;
             let mut b = [0u8];
-            const_hex::decode_to_slice(hex, &mut b)
-                .map_err(|_| format!("`{s}` has a bad %-escape"))?;
+            const_hex::decode_to_slice(hex, &mut b).map_err(|_| "has a bad %-escape")?;
             out.push(b[0]);
             i += 3;
         } else {
@@ -709,7 +767,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("`{s}` decodes to invalid UTF-8"))
+    String::from_utf8(out).map_err(|_| "decodes to invalid UTF-8")
 }
 
 #[cfg(test)]
@@ -893,6 +951,60 @@ mod tests {
     }
 
     #[test]
+    fn errors_about_headers_and_keys_never_show_their_values() {
+        const CANARY: &str = "sk-live-CANARY-4242";
+        for raw in [
+            format!("api-key={CANARY},{CANARY}"),
+            format!("x=1, api-key=%zz{CANARY}"),
+            format!("x=1,=%{CANARY}"),
+        ] {
+            let err = Config::default()
+                .apply_env(env(&[("OTEL_EXPORTER_OTLP_HEADERS", &raw)]))
+                .expect_err("malformed")
+                .to_string();
+            assert!(!err.contains("CANARY"), "{err}");
+            assert!(
+                err.starts_with("invalid OTEL_EXPORTER_OTLP_HEADERS: entry "),
+                "{err}"
+            );
+        }
+        let err = Config::default()
+            .apply_env(env(&[(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "a=1, api-key=%zzsecret",
+            )]))
+            .expect_err("bad escape")
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid OTEL_EXPORTER_OTLP_HEADERS: entry 2 (`api-key`): the value has a bad %-escape"
+        );
+        // Resource attributes are not secret: the whole value is shown.
+        let err = Config::default()
+            .apply_env(env(&[("OTEL_RESOURCE_ATTRIBUTES", "team")]))
+            .expect_err("bad")
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid OTEL_RESOURCE_ATTRIBUTES=\"team\": entry 1 is not key=value"
+        );
+        for toml in [
+            format!("[otlp.headers]\nauthorization = [\"{CANARY}\"]\n"),
+            format!("[[exporters]]\nplugin = \"datadog\"\napi_key = [\"{CANARY}\"]\n"),
+            format!("[admin]\ntoken = {{ x = \"{CANARY}\" }}\n"),
+        ] {
+            let err = Config::from_toml(&toml).expect_err("wrong type");
+            assert!(!err.contains("CANARY"), "{err}");
+            assert!(err.starts_with("line "), "{err}");
+        }
+        let err = Config::from_toml("[otlp.headers]\nauthorization = 42\n").expect_err("type");
+        assert_eq!(
+            err,
+            "line 2, column 17: `otlp.headers.authorization`: invalid type: integer (value not shown), expected a string"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_source() {
         let err = Config::default()
             .apply_env(env(&[("OTEL_METRIC_EXPORT_INTERVAL", "soon")]))
@@ -904,9 +1016,9 @@ mod tests {
         let err = Config::default()
             .apply_env(env(&[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]))
             .expect_err("bad");
-        assert!(
-            err.to_string().contains("`novalue` is not key=value"),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "invalid OTEL_EXPORTER_OTLP_HEADERS: entry 1 is not key=value"
         );
         let err = Config::from_toml("[intake]\nlisten = \"nowhere\"\n").expect_err("bad");
         assert!(err.starts_with("line 2, column 10: "), "{err}");

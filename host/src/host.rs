@@ -174,6 +174,7 @@ impl Host {
             drain: drained.clone(),
             template: config.otlp.clone(),
             plugins: config.plugins.clone(),
+            cache: config.plugin_cache(),
             loader: std::sync::Mutex::new(loader.clone()),
         };
         let configured = Integrations::new(otlp.clone(), &config.otlp, plugin_exporters.clone());
@@ -549,10 +550,11 @@ fn loader(config: &Config) -> Result<Option<Arc<Loader>>, StartError> {
     if config.exporters.is_empty() && config.transforms.is_empty() && config.views.is_empty() {
         return Ok(None);
     }
-    let loader = Loader::new(&config.plugins).map_err(|e| StartError::Plugin {
-        plugin: "*".into(),
-        reason: e.to_string(),
-    })?;
+    let loader =
+        Loader::new(&config.plugins, config.plugin_cache()).map_err(|e| StartError::Plugin {
+            plugin: "*".into(),
+            reason: e.to_string(),
+        })?;
     Ok(Some(Arc::new(loader)))
 }
 

@@ -109,6 +109,8 @@ pub struct Runtime {
     pub template: OtlpConfig,
     /// Where exporter plugins are loaded from.
     pub plugins: PluginsConfig,
+    /// Where compiled plugins are cached.
+    pub cache: Option<std::path::PathBuf>,
     /// The plugin loader: the host's, or one made when a stored integration first needs it.
     pub loader: Mutex<Option<Arc<Loader>>>,
 }
@@ -119,7 +121,8 @@ impl Runtime {
         if let Some(l) = loader.as_ref() {
             return Ok(l.clone());
         }
-        let made = Arc::new(Loader::new(&self.plugins).map_err(|e| e.to_string())?);
+        let made =
+            Arc::new(Loader::new(&self.plugins, self.cache.clone()).map_err(|e| e.to_string())?);
         *loader = Some(made.clone());
         Ok(made)
     }

@@ -2,21 +2,31 @@
 //! so that a restart does not recompile.
 //!
 //! This is the one reviewed module of the host that uses `unsafe`:
-//! [`Component::deserialize_file`] trusts its input to be wasmtime's own
-//! output for this engine configuration. That holds because every file here
-//! is written by [`compile`] itself, under a name that is the SHA-256 of the
-//! source bytes and the engine's compatibility hash, into a directory the
-//! host creates with mode 0700; a file that does not deserialize is deleted
-//! and recompiled. Anyone able to write to that directory can already run
-//! code as the host user.
+//! [`Component::deserialize`] trusts its input to be wasmtime's own output for
+//! this engine configuration. A cached artefact is used only when all of this
+//! holds, else it is deleted and the component compiled again:
+//! - the directory and the file belong to the host's user and nobody else may
+//!   write to them (the host creates the directory with mode 0700);
+//! - the file starts with the cache's header, whose engine fingerprint is this
+//!   engine's (wasmtime's compatibility hash) and whose SHA-256 is the
+//!   payload's, so a truncated, damaged or foreign file is never loaded.
+//!
+//! Anyone who could still forge an artefact can already write the host user's
+//! files, and so run code as that user.
 
 use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::runtime::{Runtime, RuntimeError};
+
+/// The first bytes of every cache file.
+const MAGIC: &[u8; 16] = b"wasmtel-cwasm-1\n";
+/// Header length: magic, engine fingerprint, payload SHA-256.
+const HEADER: usize = MAGIC.len() + 32 + 32;
 
 /// The SHA-256 of a component's bytes, in hex.
 pub fn digest(bytes: &[u8]) -> String {
@@ -41,34 +51,41 @@ pub fn compile(
     let Some(dir) = dir else {
         return runtime.compile(bytes).map(|c| (c, Source::Compiled));
     };
-    let path = entry(runtime, bytes, dir);
-    if path.exists() {
-        match load(runtime, &path) {
-            Ok(component) => return Ok((component, Source::Cache)),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "discarding an unreadable cache entry: {e:#}");
-                let _ = std::fs::remove_file(&path);
-            }
+    let fingerprint = fingerprint(runtime);
+    let path = entry(bytes, &fingerprint, dir);
+    match load(runtime, dir, &path, &fingerprint) {
+        Ok(Some(component)) => return Ok((component, Source::Cache)),
+        Ok(None) => {}
+        Err(why) => {
+            tracing::warn!(path = %path.display(), "not using a plugin cache entry: {why}; compiling again");
+            let _ = std::fs::remove_file(&path);
         }
     }
     let compiled = runtime
         .engine()
         .precompile_component(bytes)
         .map_err(|e| RuntimeError(format!("not a valid component: {e:#}")))?;
-    if let Err(e) = store(dir, &path, &compiled) {
+    if let Err(e) = store(dir, &path, &fingerprint, &compiled) {
         tracing::warn!(dir = %dir.display(), "cannot write the plugin cache: {e}");
     }
-    load_bytes(runtime, &compiled).map(|c| (c, Source::Compiled))
+    deserialize(runtime, &compiled).map(|c| (c, Source::Compiled))
 }
 
-/// The cache file for `bytes`: content hash plus engine compatibility hash.
-fn entry(runtime: &Runtime, bytes: &[u8], dir: &Path) -> PathBuf {
+/// The SHA-256 of the engine's compatibility hash: artefacts of another engine never match.
+fn fingerprint(runtime: &Runtime) -> [u8; 32] {
     let mut hasher = Sha256::new();
-    hasher.update(bytes);
     std::hash::Hash::hash(
         &runtime.engine().precompile_compatibility_hash(),
         &mut HashInto(&mut hasher),
     );
+    hasher.finalize().into()
+}
+
+/// The cache file for `bytes`: content hash plus engine fingerprint.
+fn entry(bytes: &[u8], fingerprint: &[u8; 32], dir: &Path) -> PathBuf {
+    let mut hasher = Sha256::new();
+    hasher.update(bytes);
+    hasher.update(fingerprint);
     dir.join(format!("{}.cwasm", const_hex::encode(hasher.finalize())))
 }
 
@@ -84,10 +101,14 @@ impl std::hash::Hasher for HashInto<'_> {
     }
 }
 
-fn store(dir: &Path, path: &Path, compiled: &[u8]) -> std::io::Result<()> {
+fn store(dir: &Path, path: &Path, fingerprint: &[u8; 32], compiled: &[u8]) -> std::io::Result<()> {
     create_private_dir(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut file = std::fs::File::create(&tmp)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(MAGIC)?;
+    file.write_all(fingerprint)?;
+    file.write_all(&Sha256::digest(compiled))?;
     file.write_all(compiled)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -101,16 +122,65 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-#[allow(unsafe_code)]
-fn load(runtime: &Runtime, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: `path` is a file this module wrote with `precompile_component` for an
-    // engine with the same compatibility hash (it is part of the name); see the module docs.
-    unsafe { Component::deserialize_file(runtime.engine(), path) }
+/// Why a file or directory cannot be trusted: it is not the host user's, or others may write to it.
+fn untrusted(what: &str, meta: &std::fs::Metadata) -> Option<String> {
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Some(format!(
+            "the {what} belongs to user {}, not the host's user {me}",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "the {what} is writable by others (mode {:o})",
+            meta.mode() & 0o777
+        ));
+    }
+    None
+}
+
+/// The cached component at `path`: `Ok(None)` when there is none, `Err` when there is one that
+/// must not be used.
+fn load(
+    runtime: &Runtime,
+    dir: &Path,
+    path: &Path,
+    fingerprint: &[u8; 32],
+) -> Result<Option<Component>, String> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(None);
+    };
+    if !meta.file_type().is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let dir_meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+    if let Some(why) = untrusted("cache directory", &dir_meta).or_else(|| untrusted("file", &meta))
+    {
+        return Err(why);
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("it is not a wasmtel cache file".into());
+    }
+    let (recorded_engine, rest) = bytes[MAGIC.len()..].split_at(32);
+    let (recorded_hash, payload) = rest.split_at(32);
+    if recorded_engine != fingerprint {
+        return Err("it was compiled by another engine".into());
+    }
+    if recorded_hash != Sha256::digest(payload).as_slice() {
+        return Err("its content does not match its recorded hash".into());
+    }
+    deserialize(runtime, payload)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 #[allow(unsafe_code)]
-fn load_bytes(runtime: &Runtime, compiled: &[u8]) -> Result<Component, RuntimeError> {
-    // SAFETY: `compiled` was produced by `precompile_component` on this very engine just now.
+fn deserialize(runtime: &Runtime, compiled: &[u8]) -> Result<Component, RuntimeError> {
+    // SAFETY: `compiled` is `precompile_component` output for an engine with this engine's
+    // compatibility hash: made just now, or read from a file the host user alone can write
+    // whose recorded fingerprint and content hash were checked (see the module docs).
     unsafe { Component::deserialize(runtime.engine(), compiled) }
         .map_err(|e| RuntimeError(format!("cannot load the compiled component: {e:#}")))
 }

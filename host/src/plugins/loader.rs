@@ -14,14 +14,17 @@ use crate::config::PluginsConfig;
 pub struct Loader {
     runtime: Arc<Runtime>,
     config: PluginsConfig,
+    cache: Option<PathBuf>,
 }
 
 impl Loader {
-    /// A loader over the shared runtime and the `[plugins]` settings.
-    pub fn new(config: &PluginsConfig) -> Result<Self, RuntimeError> {
+    /// A loader over the shared runtime and the `[plugins]` settings, caching compiled plugins
+    /// in `cache` (see [`PluginsConfig::cache_dir`]).
+    pub fn new(config: &PluginsConfig, cache: Option<PathBuf>) -> Result<Self, RuntimeError> {
         Ok(Self {
             runtime: Runtime::shared()?,
             config: config.clone(),
+            cache,
         })
     }
 
@@ -37,12 +40,8 @@ impl Loader {
 
     /// Compiles component bytes, through the on-disk cache when one is configured.
     pub fn compile(&self, bytes: &[u8]) -> Result<Component, RuntimeError> {
-        let cache = self
-            .config
-            .cache_dir
-            .as_deref()
-            .filter(|d| !d.as_os_str().is_empty());
-        super::cache::compile(&self.runtime, bytes, cache).map(|(component, _)| component)
+        super::cache::compile(&self.runtime, bytes, self.cache.as_deref())
+            .map(|(component, _)| component)
     }
 
     /// Validates `component` as exporter `name` and starts it with its merged configuration.
