@@ -11,7 +11,6 @@ use serde_json::json;
 use wasmtel::plugins::bindings::encoder::Outbound;
 use wasmtel::plugins::convert::metric_batch;
 use wasmtel::plugins::{CallError, ExporterPlugin, Failure, Health, Limits, LoadError, Runtime};
-use wasmtel::resource::Resource;
 
 const SPIN: &str = env!("WASMTEL_FIXTURE_SPIN");
 const HOG: &str = env!("WASMTEL_FIXTURE_HOG");
@@ -130,7 +129,9 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
 async fn a_looping_plugin_is_stopped_at_its_deadline_while_another_keeps_delivering() {
     let spin = load("spin", &fixture(SPIN), &[]).expect("spin loads: init is fine");
     let batch = wasmtel::plugins::bindings::types::MetricBatch {
-        resource: wasmtel::plugins::convert::resource(&Resource::detect(&Default::default())),
+        resource: wasmtel::plugins::convert::resource(&wasmtel::sources::resource::detect(
+            &Default::default(),
+        )),
         scopes: vec![],
     };
     let err = spin.encode_metrics(&batch).expect_err("never returns");
@@ -230,14 +231,14 @@ fn a_plugin_that_allocates_past_its_cap_fails_alone() {
                 name: "c".into(),
                 unit: String::new(),
                 description: String::new(),
-                kind: wasmtel::metrics::InstrumentKind::Counter,
+                kind: wasmtel::model::metric::InstrumentKind::Counter,
                 scope: "test".into(),
             },
             &[],
         )
         .expect("counter");
     counter.record(&[], 1.0);
-    let resource = Resource::detect(&Default::default());
+    let resource = wasmtel::sources::resource::detect(&Default::default());
     let batch = metric_batch(&registry, &resource, None);
     let err = hog.encode_metrics(&batch).expect_err("runs out of memory");
     assert_eq!(
@@ -255,7 +256,11 @@ fn a_plugin_that_allocates_past_its_cap_fails_alone() {
 fn a_plugin_that_keeps_failing_is_marked_failed() {
     let spin = load("spin", &fixture(SPIN), &[]).expect("spin loads");
     let registry = wasmtel::metrics::Registry::new(10);
-    let batch = metric_batch(&registry, &Resource::detect(&Default::default()), None);
+    let batch = metric_batch(
+        &registry,
+        &wasmtel::sources::resource::detect(&Default::default()),
+        None,
+    );
     let mut failures = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -285,7 +290,11 @@ fn a_plugin_gets_no_files_environment_sockets_or_other_hosts() {
     let escape =
         load("escape", &fixture(ESCAPE), &[("port", &port.to_string())]).expect("escape loads");
     let registry = wasmtel::metrics::Registry::new(10);
-    let batch = metric_batch(&registry, &Resource::detect(&Default::default()), None);
+    let batch = metric_batch(
+        &registry,
+        &wasmtel::sources::resource::detect(&Default::default()),
+        None,
+    );
     let outbound = escape.encode_metrics(&batch).expect("reports");
     let Some(Outbound::Datagram(report)) = outbound.first() else {
         panic!("no report: {outbound:?}")
@@ -807,8 +816,9 @@ async fn the_drop_attributes_view_folds_high_cardinality_series_of_matching_inst
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_plugin_is_asked_once_per_distinct_attribute_set() {
-    use wasmtel::metrics::attributes::ValueRef;
-    use wasmtel::metrics::{AttributeView, Descriptor, InstrumentKind, Registry};
+    use wasmtel::metrics::{AttributeView, Descriptor, Registry};
+    use wasmtel::model::attributes::ValueRef;
+    use wasmtel::model::metric::InstrumentKind;
     use wasmtel::plugins::reload::Reloadable;
 
     /// Counts the questions that reach the plugin.
@@ -817,7 +827,7 @@ async fn a_view_plugin_is_asked_once_per_distinct_attribute_set() {
         fn map(
             &self,
             d: &Descriptor,
-            a: &wasmtel::metrics::attributes::AttrsRef<'_>,
+            a: &wasmtel::model::attributes::AttrsRef<'_>,
         ) -> wasmtel::metrics::Mapping {
             self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.0.map(d, a)

@@ -14,8 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{BOUNDS, sdk};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
-use wasmtel::metrics::attributes::ValueRef;
-use wasmtel::metrics::{Descriptor, ExemplarFilter, InstrumentKind, Registry, TraceContext};
+use wasmtel::config::ExemplarFilter;
+use wasmtel::metrics::{Descriptor, Registry};
+use wasmtel::model::attributes::ValueRef;
+use wasmtel::model::event::TraceContext;
+use wasmtel::model::metric::InstrumentKind;
 
 /// The system allocator, keeping count of the bytes live.
 struct Counting;

@@ -18,9 +18,10 @@ use opentelemetry_sdk::metrics::Aggregation as SdkAggregation;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader as _;
 use prost::Message as _;
-use wasmtel::metrics::attributes::ValueRef;
-use wasmtel::metrics::{Descriptor, HistogramAggregation, Instrument, InstrumentKind, Registry};
-use wasmtel::resource::Resource;
+use wasmtel::config::HistogramAggregation;
+use wasmtel::metrics::{Descriptor, Instrument, Registry};
+use wasmtel::model::attributes::ValueRef;
+use wasmtel::model::metric::InstrumentKind;
 
 const MODELS: [&str; 4] = ["llama-3-70b", "mistral-7b", "qwen-2-72b", "phi-3"];
 const ENGINES: [&str; 4] = ["vllm", "tgi", "trt-llm", "sglang"];
@@ -213,7 +214,7 @@ fn collection(c: &mut Criterion) {
         );
         sdk_histogram.record(0.3, &[KeyValue::new("id", id), KeyValue::new("model", "m")]);
     }
-    let resource = Resource::detect(&Default::default());
+    let resource = wasmtel::sources::resource::detect(&Default::default());
     pair(
         c,
         "collect_and_encode_10000_histogram_series",

@@ -22,9 +22,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
 use prost::Message;
 use wasmtel::intake::otlp::metrics::MetricsReceiver;
-use wasmtel::metrics::attributes::AttributeSet;
 use wasmtel::metrics::{Registries, Registry};
-use wasmtel::resource::Resource;
+use wasmtel::model::attributes::AttributeSet;
+use wasmtel::model::resource::Resource;
 
 const SERIES: usize = 100;
 const COUNTERS: usize = 9;

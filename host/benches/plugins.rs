@@ -14,7 +14,6 @@ use wasmtel::metrics::Registry;
 use wasmtel::plugins::bindings::encoder::Response;
 use wasmtel::plugins::reload::{self, Reloadable};
 use wasmtel::plugins::{ExporterPlugin, Limits, Loader, Runtime, Transforms, embedded};
-use wasmtel::resource::Resource;
 use wasmtel::telemetry::SelfTelemetry;
 use wasmtel_guest::Exporter as _;
 
@@ -196,7 +195,7 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
             &entry,
             Arc::new(wasmtel::metrics::Registries::new(
                 registry,
-                Resource::detect(&Default::default()),
+                wasmtel::sources::resource::detect(&Default::default()),
             )),
             telemetry,
             Transforms::default(),

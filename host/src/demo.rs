@@ -219,7 +219,7 @@ fn print_progress(s: &DemoSummary, elapsed: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Event;
+    use crate::model::event::Event;
 
     #[test]
     fn generated_events_parse_and_carry_consistent_metrics() {

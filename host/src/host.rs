@@ -28,7 +28,6 @@ use crate::metrics::{ConflictError, Descriptor, Pattern, Producer, Registries, R
 use crate::pipeline::{EventSink, Pipeline};
 use crate::plugins::reload::{self, Reloadable};
 use crate::plugins::{Health, Loader, PluginView, Transforms};
-use crate::resource::Resource;
 use crate::sources::gpu::{self, GpuPoller};
 use crate::sources::system::SystemPoller;
 use crate::telemetry::{SELF_SCOPE, SelfTelemetry};
@@ -54,7 +53,7 @@ pub enum StartError {
     Header(#[from] HeaderError),
     /// A `[[metrics.views]]` entry is invalid.
     #[error("invalid [[metrics.views]] entry: {0}")]
-    View(#[from] crate::metrics::StreamViewError),
+    View(#[from] crate::config::StreamViewError),
     /// Two instruments share a name with different shapes.
     #[error(transparent)]
     Conflict(#[from] ConflictError),
@@ -116,7 +115,7 @@ impl Host {
                 .with_stream_views(config.metrics.views.clone())?,
         );
         let telemetry = SelfTelemetry::register(&registry)?;
-        let resource = Resource::detect(&config.resource);
+        let resource = crate::sources::resource::detect(&config.resource);
         let deriver = Deriver::new(&config.derive, &registry)?;
         let registries = Arc::new(Registries::new(registry.clone(), resource));
         let Plugins {

@@ -9,14 +9,13 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod derive;
-pub mod event;
 pub mod export;
 pub mod host;
 pub mod intake;
 pub mod metrics;
+pub mod model;
 pub mod pipeline;
 pub mod plugins;
-pub mod resource;
 pub mod sources;
 pub mod telemetry;
 

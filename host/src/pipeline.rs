@@ -3,8 +3,8 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::derive::Deriver;
-use crate::event::Event;
-use crate::export::otlp::logs::Entry;
+use crate::model::event::Event;
+use crate::model::log::Entry;
 use crate::telemetry::SelfTelemetry;
 
 /// Something that receives every accepted event and log record (log exporters).

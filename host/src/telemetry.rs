@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use crate::export::delivery::State;
-use crate::metrics::attributes::ValueRef;
-use crate::metrics::{ConflictError, Descriptor, Instrument, InstrumentKind, Registry};
+use crate::metrics::{ConflictError, Descriptor, Instrument, Registry};
+use crate::model::Signal;
+use crate::model::attributes::ValueRef;
+use crate::model::metric::InstrumentKind;
 use crate::plugins::Health;
 
 /// The instrumentation scope of self-telemetry.
@@ -21,25 +23,6 @@ pub struct SelfTelemetry {
     states: Arc<Instrument>,
     dropped: Arc<Instrument>,
     plugin_up: Arc<Instrument>,
-}
-
-/// A telemetry signal, as self-metrics label it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// Metric batches.
-    Metrics,
-    /// Log records.
-    Logs,
-}
-
-impl Signal {
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Metrics => "metrics",
-            Signal::Logs => "logs",
-        }
-    }
 }
 
 fn counter(

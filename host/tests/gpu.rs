@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use wasmtel::metrics::attributes::ValueRef;
 use wasmtel::metrics::{Registry, Storage};
+use wasmtel::model::attributes::ValueRef;
 use wasmtel::sources::gpu::{GpuPoller, nvml};
 
 /// Every value of every GPU metric, by metric name.

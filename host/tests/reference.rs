@@ -9,11 +9,12 @@ use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric::Data};
 use proptest::prelude::*;
 use prost::Message;
+use wasmtel::config::TemporalityPreference;
 use wasmtel::export::otlp::metrics::encode;
 use wasmtel::metrics::DeltaTracker;
-use wasmtel::metrics::attributes::ValueRef;
-use wasmtel::metrics::{Descriptor, InstrumentKind, Registry, TemporalityPreference};
-use wasmtel::resource::Resource;
+use wasmtel::metrics::{Descriptor, Registry};
+use wasmtel::model::attributes::ValueRef;
+use wasmtel::model::metric::InstrumentKind;
 
 const BOUNDS: [f64; 4] = [1.0, 10.0, 25.0, 50.0];
 
@@ -128,7 +129,7 @@ proptest! {
         let registry = Registry::new(100);
         let counter = registry.instrument(descriptor("c", InstrumentKind::Counter), &[]).expect("c");
         let histogram = registry.instrument(descriptor("h", InstrumentKind::Histogram), &BOUNDS).expect("h");
-        let resource = Resource::detect(&Default::default());
+        let resource = wasmtel::sources::resource::detect(&Default::default());
         let mut tracker = DeltaTracker::new(TemporalityPreference::Delta);
         let mut cumulative = Reference::new();
         for interval in &stream {

@@ -10,7 +10,7 @@ fn values(registry: &Registry) -> BTreeMap<String, BTreeMap<String, f64>> {
     let mut out: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     for instrument in registry.instruments() {
         let entry = out.entry(instrument.descriptor().name.clone()).or_default();
-        let mut visit = |attrs: &wasmtel::metrics::attributes::AttributeSet, v: f64| {
+        let mut visit = |attrs: &wasmtel::model::attributes::AttributeSet, v: f64| {
             let key: Vec<String> = attrs.iter().map(|(_, v)| v.to_string()).collect();
             entry.insert(key.join(","), v);
         };

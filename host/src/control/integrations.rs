@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::spec::{OTLP, PROMETHEUS, Spec, SpecError, signal_url};
-use super::store::{Kind, Store, StoreError, Stored};
+use super::store::{Store, StoreError, Stored};
 use crate::config::{ExporterConfig, OtlpConfig, PluginsConfig};
 use crate::export::delivery::status::Snapshot;
 use crate::export::delivery::{Drain, OTLP_EXPORTER, Report, State, Status};
@@ -17,10 +17,11 @@ use crate::export::otlp::exporter::OtlpExporter;
 use crate::export::plugin::PluginExporter;
 use crate::export::probe::Diagnosis;
 use crate::metrics::Registries;
+use crate::model::Signal;
 use crate::pipeline::{EventSink, Pipeline};
 use crate::plugins::reload::Reloadable as _;
 use crate::plugins::{Loader, Transforms};
-use crate::telemetry::{SelfTelemetry, Signal};
+use crate::telemetry::SelfTelemetry;
 
 /// How long a test connection waits for an answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -442,7 +443,7 @@ impl Integrations {
 /// Tests a stored integration: OTLP with a client built from its settings (enabled or not), a
 /// plugin through its running exporter.
 async fn test_stored(stored: &Stored, running: Option<Exporter>) -> Vec<(Signal, Diagnosis)> {
-    let signal = signal_of(stored.kind);
+    let signal = stored.kind;
     if stored.kind_type != OTLP {
         return match running {
             Some(Exporter::Plugin(p)) => p.test(PROBE_TIMEOUT).await,
@@ -469,13 +470,6 @@ async fn test_stored(stored: &Stored, running: Option<Exporter>) -> Vec<(Signal,
     vec![(signal, diagnosis)]
 }
 
-fn signal_of(kind: Kind) -> Signal {
-    match kind {
-        Kind::Metrics => Signal::Metrics,
-        Kind::Logs => Signal::Logs,
-    }
-}
-
 /// Starts what an enabled stored integration runs: nothing for a Prometheus scrape path (the
 /// Prometheus listener serves it), else its exporter.
 fn launch(runtime: &Runtime, stored: &Stored) -> Result<Option<Running>, String> {
@@ -493,9 +487,9 @@ fn start(runtime: &Runtime, stored: &Stored) -> Result<Running, String> {
     let url = signal_url(stored);
     let config = OtlpConfig {
         endpoint: None,
-        metrics_endpoint: (stored.kind == Kind::Metrics).then(|| url.clone()),
-        logs_endpoint: (stored.kind == Kind::Logs).then_some(url),
-        logs: stored.kind == Kind::Logs,
+        metrics_endpoint: (stored.kind == Signal::Metrics).then(|| url.clone()),
+        logs_endpoint: (stored.kind == Signal::Logs).then_some(url),
+        logs: stored.kind == Signal::Logs,
         headers: stored.headers.clone(),
         ..runtime.template.clone()
     };

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use reqwest::header::{HeaderName, HeaderValue};
 
-use super::store::{Kind, Stored};
+use super::store::Stored;
+use crate::model::Signal;
 
 /// The native push integration type.
 pub const OTLP: &str = "otlp";
@@ -64,7 +65,7 @@ pub const PRESETS: &[Preset] = &[
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// `metrics` or `logs`.
-    pub kind: Option<Kind>,
+    pub kind: Option<Signal>,
     /// The integration type.
     #[serde(rename = "type")]
     pub kind_type: Option<String>,
@@ -258,7 +259,7 @@ impl Spec {
 
 /// Checks a Prometheus pull integration: metrics, no endpoint or headers, a valid prefix.
 fn pull(s: &Stored) -> Result<(), SpecError> {
-    if s.kind != Kind::Metrics {
+    if s.kind != Signal::Metrics {
         return Err(bad("kind", "a prometheus integration serves metrics"));
     }
     if !s.endpoint.is_empty() || !s.headers.is_empty() {

@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::metrics::attributes::AttributeSet;
 use crate::metrics::{Instrument, Registry, Storage};
+use crate::model::attributes::AttributeSet;
 
 /// Every series of a sum or gauge instrument with its value.
 fn series(instrument: &Instrument) -> Vec<(AttributeSet, f64)> {
@@ -100,8 +100,9 @@ pub fn gpus(registry: &Registry) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::attributes::ValueRef;
-    use crate::metrics::{Descriptor, InstrumentKind};
+    use crate::metrics::Descriptor;
+    use crate::model::attributes::ValueRef;
+    use crate::model::metric::InstrumentKind;
 
     #[test]
     fn gpus_are_grouped_by_uuid_and_intake_totals_summed() {
@@ -140,7 +141,7 @@ mod tests {
             "no negative zeros before anything arrived"
         );
         telemetry.events_accepted(7);
-        telemetry.otlp_items(crate::telemetry::Signal::Metrics, 5, 2);
+        telemetry.otlp_items(crate::model::Signal::Metrics, 5, 2);
         assert_eq!(
             intake(&registry),
             json!({ "events_accepted": 7.0, "otlp_accepted": 5.0, "otlp_rejected": 2.0 })

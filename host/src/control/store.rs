@@ -7,37 +7,10 @@ use std::sync::{Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::secrets::{Sealer, SecretError};
+use crate::model::Signal;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "wasmtel.db";
-
-/// Which signal an integration carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Metrics.
-    Metrics,
-    /// Logs (raw events and received OTLP logs).
-    Logs,
-}
-
-impl Kind {
-    /// The kind's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Metrics => "metrics",
-            Kind::Logs => "logs",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Self> {
-        match text {
-            "metrics" => Some(Kind::Metrics),
-            "logs" => Some(Kind::Logs),
-            _ => None,
-        }
-    }
-}
 
 /// A stored integration; its header values are in the clear only in memory.
 #[derive(Clone, PartialEq)]
@@ -47,7 +20,7 @@ pub struct Stored {
     /// A name people recognise it by.
     pub name: String,
     /// The signal it carries.
-    pub kind: Kind,
+    pub kind: Signal,
     /// `otlp`, or an exporter plugin's name (`statsd`, `datadog`, a `.wasm` in the plugin directory).
     pub kind_type: String,
     /// The preset that filled in its endpoint and credential header, if any.
@@ -154,7 +127,7 @@ impl Store {
         for row in rows {
             let (id, name, kind, kind_type, preset, endpoint, sealed, config, enabled) = row?;
             let damaged = |why: &str| StoreError::Damaged(id.clone(), why.to_owned());
-            let kind = Kind::parse(&kind).ok_or_else(|| damaged("unknown kind"))?;
+            let kind = Signal::parse(&kind).ok_or_else(|| damaged("unknown kind"))?;
             let headers = serde_json::from_slice(&self.sealer.open(&sealed)?)
                 .map_err(|_| damaged("headers are not a JSON object"))?;
             let config = serde_json::from_str(&config)
@@ -224,7 +197,7 @@ mod tests {
         Stored {
             id: id.into(),
             name: format!("{id} name"),
-            kind: Kind::Logs,
+            kind: Signal::Logs,
             kind_type: "otlp".into(),
             preset: Some("honeycomb".into()),
             endpoint: "https://api.honeycomb.io".into(),

@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::event::Event;
-use crate::metrics::attributes::ValueRef;
-use crate::metrics::{Descriptor, Instrument, InstrumentKind, Registry};
+use crate::metrics::{Descriptor, Instrument, Registry};
+use crate::model::attributes::ValueRef;
+use crate::model::event::Event;
+use crate::model::metric::InstrumentKind;
 
 use super::rule::DERIVE_SCOPE;
 

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use super::rule::{RuleConfig, When};
-use crate::metrics::InstrumentKind;
+use crate::config::{RuleConfig, When};
+use crate::model::metric::InstrumentKind;
 
 /// Bounds recommended for `gen_ai.server.request.duration` (seconds).
 pub const REQUEST_DURATION_BUCKETS: &[f64] = &[

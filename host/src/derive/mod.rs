@@ -6,47 +6,11 @@ pub mod rule;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::event::Event;
+use crate::config::{DeriveConfig, RuleSet};
 use crate::metrics::Registry;
+use crate::model::event::Event;
 use forward::Forward;
-pub use rule::{Rule, RuleConfig, RuleError, When};
-
-/// Which built-in rule set runs before the configured rules.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleSet {
-    /// OpenTelemetry GenAI semantic conventions (see [`genai`]).
-    #[default]
-    Genai,
-    /// Every numeric field becomes a gauge `<prefix>.<field>`.
-    Forward,
-    /// No built-in rules; only `[[derive.rules]]`.
-    None,
-}
-
-/// The `[derive]` configuration section.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeriveConfig {
-    /// The built-in rule set.
-    pub rule_set: RuleSet,
-    /// The gauge name prefix of the forwarding rule set.
-    pub forward_prefix: String,
-    /// Extra rules, applied after the built-in set.
-    pub rules: Vec<RuleConfig>,
-}
-
-impl Default for DeriveConfig {
-    fn default() -> Self {
-        Self {
-            rule_set: RuleSet::Genai,
-            forward_prefix: "inference".into(),
-            rules: Vec::new(),
-        }
-    }
-}
+pub use rule::{Rule, RuleError};
 
 /// The compiled rules, grouped by the event type they match.
 #[derive(Debug)]

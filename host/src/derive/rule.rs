@@ -1,73 +1,17 @@
 //! One derivation rule: an event type and field mapped to an instrument.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::event::{AnyValue, Event};
-use crate::metrics::attributes::ValueRef;
-use crate::metrics::{Descriptor, Instrument, InstrumentKind, Registry};
+use crate::config::{RuleConfig, When};
+use crate::metrics::{Descriptor, Instrument, Registry};
+use crate::model::attributes::ValueRef;
+use crate::model::event::{AnyValue, Event};
 
 /// The most attributes one rule may attach to a series.
 pub const MAX_RULE_ATTRIBUTES: usize = 16;
 
 /// The instrumentation scope of every derived instrument.
 pub const DERIVE_SCOPE: &str = "wasmtel.derive";
-
-/// Which events a rule applies to, by outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum When {
-    /// Every matching event.
-    #[default]
-    Always,
-    /// Only events without an `error`.
-    Success,
-    /// Only events with an `error`.
-    Error,
-}
-
-/// A rule as written in the configuration file (`[[derive.rules]]`).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    /// The event type the rule applies to; `*` matches every type.
-    pub event_type: String,
-    /// The `metrics` field to record; absent, the rule records 1 per event (a count).
-    #[serde(default)]
-    pub field: Option<String>,
-    /// The instrument kind.
-    pub instrument: InstrumentKind,
-    /// The instrument name.
-    pub name: String,
-    /// The UCUM unit.
-    #[serde(default)]
-    pub unit: String,
-    /// The description.
-    #[serde(default)]
-    pub description: String,
-    /// A factor applied to the field's value (e.g. 0.001 for ms → s).
-    #[serde(default = "one")]
-    pub scale: f64,
-    /// Histogram bucket bounds; absent, the OpenTelemetry default bounds.
-    #[serde(default)]
-    pub buckets: Option<Vec<f64>>,
-    /// Series attributes: attribute key → event field (`model`, `engine`, `device_id`,
-    /// `org_id`, `request_id`, `stream`, `error`, `event_type`, or `attributes.<key>`).
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
-    /// Series attributes with a fixed value: attribute key → value.
-    #[serde(default)]
-    pub constant_attributes: BTreeMap<String, String>,
-    /// Which outcomes the rule records.
-    #[serde(default)]
-    pub when: When,
-}
-
-fn one() -> f64 {
-    1.0
-}
 
 /// The OpenTelemetry SDK's default explicit histogram bounds.
 pub const DEFAULT_BUCKETS: &[f64] = &[
@@ -152,7 +96,7 @@ impl Source {
     }
 
     fn resolve<'a>(&'a self, event: &'a Event<'_>) -> Option<ValueRef<'a>> {
-        let text = |t: &'a Option<crate::event::Text<'_>>| t.as_deref().map(ValueRef::Str);
+        let text = |t: &'a Option<crate::model::event::Text<'_>>| t.as_deref().map(ValueRef::Str);
         match self {
             Source::Model => text(&event.model),
             Source::Engine => text(&event.engine),

@@ -14,16 +14,19 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::net::UdpSocket;
 
 use crate::config::ExporterConfig;
-use crate::event::Event;
-use crate::export::otlp::logs::{self, Entry, LogQueue};
+use crate::export::otlp::logs::LogQueue;
+use crate::model::event::Event;
+use crate::model::log::Entry;
 use tokio::time::Instant;
 
+use crate::config::TemporalityPreference;
 use crate::export::delivery::breaker::Breaker;
 use crate::export::delivery::{Delivered, Drain, Report, RetryPolicy, SendError, State, Status};
 use crate::export::preset::Destination;
 use crate::export::probe::{Diagnosis, probe};
 use crate::export::queue::DropOldestQueue;
-use crate::metrics::{DeltaTrackers, Registries, TemporalityPreference};
+use crate::metrics::{DeltaTrackers, Registries};
+use crate::model::Signal;
 use crate::pipeline::EventSink;
 use crate::plugins::CallError;
 use crate::plugins::bindings::encoder::{HttpRequest, Outbound, Outcome, Response, Signals};
@@ -31,7 +34,7 @@ use crate::plugins::bindings::types::Temporality;
 use crate::plugins::convert::{self, metric_batch};
 use crate::plugins::reload::{Reloadable, Source, Versioned, next_version};
 use crate::plugins::{ExporterPlugin, Loader, Transforms};
-use crate::telemetry::{SelfTelemetry, Signal};
+use crate::telemetry::SelfTelemetry;
 
 /// Log records held for a logs exporter plugin; the oldest are dropped past this.
 pub const LOG_QUEUE: usize = 65536;
@@ -343,7 +346,7 @@ impl PluginExporter {
         let exported = self
             .export(Signal::Logs, Signals::LOGS, move |me, plugin| {
                 let mut outbound = Vec::new();
-                for (origin, records) in logs::runs(entries) {
+                for (origin, records) in crate::model::log::runs(entries) {
                     let batch = convert::otlp::log_batch(&records, &origin);
                     if let Some(batch) = me.transforms.logs(batch) {
                         outbound.extend(plugin.encode_logs(&batch)?);

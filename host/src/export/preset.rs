@@ -4,7 +4,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::plugin::Endpoint;
 use crate::config::ExporterConfig;
-use crate::telemetry::Signal;
+use crate::model::Signal;
 
 /// The Datadog sites, as `DD_SITE` names them.
 pub const DATADOG_SITES: &[&str] = &[

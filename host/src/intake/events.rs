@@ -3,7 +3,7 @@
 use serde_json::Deserializer;
 use serde_path_to_error::Segment;
 
-use crate::event::Event;
+use crate::model::event::Event;
 
 /// Why a body could not be parsed, located as precisely as the input allows.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize)]

@@ -11,7 +11,9 @@
 
 use std::borrow::Cow;
 
-use crate::event::{AnyValue, Attributes, Event, Metrics, Text, trace_context_id, unix_nanos};
+use crate::model::event::{
+    AnyValue, Attributes, Event, Metrics, Text, trace_context_id, unix_nanos,
+};
 
 /// Nesting depth the scanner handles, below serde_json's limit of 128; deeper input takes the slow path.
 const MAX_DEPTH: usize = 100;

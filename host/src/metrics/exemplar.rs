@@ -3,39 +3,7 @@
 use std::sync::{Mutex, PoisonError};
 
 use crate::clock::unix_nanos;
-
-/// Which measurements may become exemplars, as `OTEL_METRICS_EXEMPLAR_FILTER` names it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExemplarFilter {
-    /// Only measurements made in the context of a (sampled) trace: the default.
-    #[default]
-    TraceBased,
-    /// Every measurement.
-    AlwaysOn,
-    /// None.
-    AlwaysOff,
-}
-
-impl ExemplarFilter {
-    /// Whether a measurement made under `trace` is offered to its series' reservoir.
-    pub fn samples(self, trace: Option<&TraceContext>) -> bool {
-        match self {
-            Self::TraceBased => trace.is_some(),
-            Self::AlwaysOn => true,
-            Self::AlwaysOff => false,
-        }
-    }
-}
-
-/// The W3C trace context a measurement was made in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TraceContext {
-    /// The trace id.
-    pub trace_id: [u8; 16],
-    /// The span id.
-    pub span_id: [u8; 8],
-}
+use crate::model::event::TraceContext;
 
 /// One sampled measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,14 +88,6 @@ mod tests {
         trace_id: [1; 16],
         span_id: [2; 8],
     };
-
-    #[test]
-    fn filters_follow_the_specification() {
-        use ExemplarFilter::*;
-        let cases =
-            [TraceBased, AlwaysOn, AlwaysOff].map(|f| (f.samples(Some(&TRACE)), f.samples(None)));
-        assert_eq!(cases, [(true, false), (true, true), (false, false)]);
-    }
 
     #[test]
     fn aligned_reservoirs_keep_the_latest_measurement_per_bucket() {

@@ -6,70 +6,13 @@ use std::sync::{Arc, OnceLock};
 use super::aggregation::{
     ExponentialHistogram, ExponentialPoint, Histogram, HistogramPoint, LastValue, MAX_SIZE, Sum,
 };
-use super::attributes::{AttributeSet, AttrsRef};
-use super::exemplar::{ExemplarFilter, ReservoirKind, TraceContext};
+use super::exemplar::ReservoirKind;
 use super::series::{IdleClock, Series, SeriesKey, SeriesTable};
-use super::stream::Aggregation;
 use super::view::{AttributeView, Viewed};
-
-/// The kind of an instrument, which fixes its default aggregation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InstrumentKind {
-    /// A monotonic sum; negative measurements are rejected.
-    Counter,
-    /// A sum that may go up and down.
-    UpDownCounter,
-    /// The last value recorded.
-    Gauge,
-    /// An explicit-bucket histogram.
-    Histogram,
-    /// A monotonic sum whose callback reports the total once per collection.
-    ObservableCounter,
-    /// A sum whose callback reports the current total once per collection.
-    ObservableUpDownCounter,
-    /// A value a callback reports once per collection.
-    ObservableGauge,
-}
-
-impl InstrumentKind {
-    /// Whether the instrument's sums only ever grow (Counter, ObservableCounter).
-    pub fn is_monotonic(self) -> bool {
-        matches!(self, Self::Counter | Self::ObservableCounter)
-    }
-
-    /// Whether measurements come from a callback at collection time.
-    pub fn is_observable(self) -> bool {
-        matches!(
-            self,
-            Self::ObservableCounter | Self::ObservableUpDownCounter | Self::ObservableGauge
-        )
-    }
-
-    /// The kind's name in the plugin contract and in logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Counter => "counter",
-            Self::UpDownCounter => "up-down-counter",
-            Self::Gauge => "gauge",
-            Self::Histogram => "histogram",
-            Self::ObservableCounter => "observable-counter",
-            Self::ObservableUpDownCounter => "observable-up-down-counter",
-            Self::ObservableGauge => "observable-gauge",
-        }
-    }
-}
-
-/// How histogram instruments aggregate, as `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` names it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HistogramAggregation {
-    /// Explicit bucket boundaries (the default).
-    #[default]
-    ExplicitBucketHistogram,
-    /// Base-2 exponential buckets (160 per range, starting at scale 20).
-    Base2ExponentialBucketHistogram,
-}
+use crate::config::{Aggregation, ExemplarFilter};
+use crate::model::attributes::{AttributeSet, AttrsRef};
+use crate::model::event::TraceContext;
+use crate::model::metric::{InstrumentKind, Scope};
 
 /// What identifies and documents an instrument.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,28 +27,6 @@ pub struct Descriptor {
     pub kind: InstrumentKind,
     /// The instrumentation scope the instrument belongs to.
     pub scope: Scope,
-}
-
-/// An instrumentation scope: the component that produced an instrument, as OTLP names it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scope {
-    /// The scope name (`wasmtel.gpu`, an SDK's meter name).
-    pub name: Arc<str>,
-    /// The scope version, possibly empty.
-    pub version: Arc<str>,
-    /// The scope attributes.
-    pub attributes: AttributeSet,
-}
-
-impl From<&str> for Scope {
-    /// One of the host's own scopes: `name`, at the host's version, with no attributes.
-    fn from(name: &str) -> Self {
-        Self {
-            name: Arc::from(name),
-            version: Arc::from(env!("CARGO_PKG_VERSION")),
-            attributes: AttributeSet::empty(),
-        }
-    }
 }
 
 /// The aggregated state of an instrument, one variant per aggregation.
@@ -432,7 +353,7 @@ impl Instrument {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::attributes::ValueRef;
+    use crate::model::attributes::ValueRef;
 
     fn descriptor(kind: InstrumentKind) -> Descriptor {
         Descriptor {

@@ -4,7 +4,6 @@
 //! aggregator state through [`Instrument::storage`].
 
 pub mod aggregation;
-pub mod attributes;
 pub mod exemplar;
 pub mod instrument;
 pub mod registries;
@@ -16,14 +15,16 @@ pub mod view;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-pub use exemplar::{ExemplarFilter, TraceContext};
-pub use instrument::{
-    Descriptor, HistogramAggregation, Instrument, InstrumentKind, MergeError, Point, Scope, Storage,
-};
+pub use instrument::{Descriptor, Instrument, MergeError, Point, Storage};
 pub use registries::{Producer, Registries};
-pub use stream::{Aggregation, StreamView, StreamViewError};
-pub use temporality::{DeltaTracker, DeltaTrackers, TemporalityPreference};
+pub use temporality::{DeltaTracker, DeltaTrackers};
 pub use view::{AttributeView, Mapping, Pattern};
+
+use crate::config::{
+    Aggregation, ExemplarFilter, HistogramAggregation, StreamView, StreamViewError,
+};
+use crate::model::metric::InstrumentKind;
+use stream::StreamViewExt as _;
 
 /// An observable instrument's callback: reports this collection's measurements through the observer.
 pub type Callback = Box<dyn Fn(&Observer<'_>) + Send + Sync>;
@@ -37,7 +38,7 @@ pub struct Observer<'a> {
 impl Observer<'_> {
     /// Reports the value of the series `attrs` (sorted by key): a total for observable
     /// counters, the current value for observable gauges.
-    pub fn observe(&self, attrs: &attributes::AttrsRef<'_>, value: f64) {
+    pub fn observe(&self, attrs: &crate::model::attributes::AttrsRef<'_>, value: f64) {
         self.instrument.record(attrs, value);
     }
 
@@ -54,9 +55,6 @@ pub struct NotObservable(String);
 
 /// Which instruments a view applies to.
 pub type ViewFilter = Arc<dyn Fn(&Descriptor) -> bool + Send + Sync>;
-
-/// The default per-instrument cardinality limit.
-pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 
 /// Two registrations of one name disagree on kind, unit or bucket bounds.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +119,7 @@ impl Registry {
         for (i, view) in views.iter().enumerate() {
             view.validate(i + 1)?;
         }
-        for warning in stream::conflicts(&views) {
+        for warning in crate::config::conflicts(&views) {
             tracing::warn!("[[metrics.views]]: {warning}");
         }
         self.streams = views;
@@ -370,7 +368,7 @@ mod tests {
 
     fn total(instrument: &Instrument) -> Vec<(String, f64)> {
         let mut out = Vec::new();
-        let mut visit = |attrs: &attributes::AttributeSet, v: f64| {
+        let mut visit = |attrs: &crate::model::attributes::AttributeSet, v: f64| {
             let key: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
             out.push((key.join(","), v));
         };
@@ -385,7 +383,7 @@ mod tests {
 
     #[test]
     fn threads_recording_while_another_collects_lose_nothing() {
-        use attributes::ValueRef;
+        use crate::model::attributes::ValueRef;
         use std::sync::atomic::{AtomicBool, Ordering};
         const THREADS: i64 = 4;
         const RECORDS: i64 = 20_000;
@@ -450,7 +448,7 @@ mod tests {
 
     #[test]
     fn observable_instruments_take_their_callbacks_values_once_per_collection() {
-        use attributes::ValueRef;
+        use crate::model::attributes::ValueRef;
         use std::sync::atomic::{AtomicU64, Ordering};
 
         let reg = Registry::new(10);
@@ -524,7 +522,7 @@ mod tests {
 
     #[test]
     fn idle_series_expire_and_free_their_cardinality_slot() {
-        use attributes::ValueRef;
+        use crate::model::attributes::ValueRef;
         let reg = Registry::new(2);
         let c = reg
             .instrument(desc("c", InstrumentKind::Counter, ""), &[])
@@ -557,7 +555,7 @@ mod tests {
 
     #[test]
     fn stream_views_rename_drop_filter_and_reaggregate_first_match_first() {
-        use attributes::ValueRef;
+        use crate::model::attributes::ValueRef;
         let reg = with_views(
             r#"
             [[views]]

@@ -4,8 +4,8 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::Registry;
-use super::attributes::AttributeSet;
-use crate::resource::Resource;
+use crate::model::attributes::AttributeSet;
+use crate::model::resource::Resource;
 
 /// How many resources may send metrics over OTLP; points of further resources are refused.
 pub const MAX_RECEIVED_RESOURCES: usize = 256;
@@ -106,7 +106,7 @@ impl Registries {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::attributes::Value;
+    use crate::model::attributes::Value;
 
     fn set(service: &str) -> AttributeSet {
         AttributeSet::from_pairs(vec![(
@@ -117,7 +117,8 @@ mod tests {
 
     #[test]
     fn idle_series_expire_in_every_registry_on_one_clock() {
-        use crate::metrics::{Descriptor, InstrumentKind};
+        use crate::metrics::Descriptor;
+        use crate::model::metric::InstrumentKind;
         let own = Resource::from_attributes(set("wasmtel"));
         let all = Registries::new(Arc::new(Registry::new(7)), own);
         let counter = |registry: &Registry| {

@@ -5,9 +5,10 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use hashbrown::HashTable;
 
-use super::attributes::{AttributeSet, AttrsRef, Value, hash_attrs};
-use super::exemplar::{Exemplar, Reservoir, ReservoirKind, TraceContext};
+use super::exemplar::{Exemplar, Reservoir, ReservoirKind};
 use crate::clock::unix_nanos;
+use crate::model::attributes::{AttributeSet, AttrsRef, Value, hash_attrs};
+use crate::model::event::TraceContext;
 
 /// The attribute key that marks the overflow series.
 pub const OVERFLOW_KEY: &str = "otel.metric.overflow";
@@ -245,7 +246,7 @@ impl<A> SeriesTable<A> {
 mod tests {
     use super::*;
     use crate::metrics::aggregation::Sum;
-    use crate::metrics::attributes::ValueRef;
+    use crate::model::attributes::ValueRef;
 
     fn add(table: &SeriesTable<Sum>, id: i64, v: f64) {
         table.with_series(

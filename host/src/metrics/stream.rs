@@ -3,94 +3,25 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use super::attributes::{AttributeSet, AttrsRef};
+use super::Descriptor;
 use super::view::{AttributeView, Mapping, Pattern};
-use super::{Descriptor, InstrumentKind};
+use crate::config::StreamView;
+use crate::model::attributes::{AttributeSet, AttrsRef};
 
-/// The aggregation a view can choose for the instruments it selects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Aggregation {
-    /// Record nothing; the metric is not exported.
-    Drop,
-    /// The arithmetic sum of measurements.
-    Sum,
-    /// The last measurement.
-    LastValue,
-    /// Explicit-bucket histogram (bounds from `buckets`, else the instrument's).
-    ExplicitBucketHistogram,
-    /// Base-2 exponential histogram.
-    Base2ExponentialBucketHistogram,
-}
-
-/// One `[[metrics.views]]` entry: selection criteria and what to change.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StreamView {
-    /// Instrument name, `*` matching any run of characters (default: every instrument).
-    pub instrument: Option<String>,
-    /// Only instruments of this kind.
-    pub kind: Option<InstrumentKind>,
-    /// Only instruments of this scope (`wasmtel.derive`, `wasmtel`).
-    pub scope: Option<String>,
-    /// The metric's new name (only for a view naming one instrument exactly).
-    pub rename: Option<String>,
-    /// The metric's new description.
-    pub description: Option<String>,
-    /// Attribute keys to keep; the others are removed from every series.
-    pub attribute_keys: Option<Vec<String>>,
-    /// The aggregation to use instead of the instrument kind's default.
-    pub aggregation: Option<Aggregation>,
-    /// Histogram bucket boundaries, replacing the instrument's advisory ones.
-    pub buckets: Option<Vec<f64>>,
-    /// Distinct attribute sets before overflow, replacing the global limit.
-    pub cardinality_limit: Option<usize>,
-}
-
-/// A view that cannot work as configured.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum StreamViewError {
-    /// A rename on a wildcard selection would give several instruments one name.
-    #[error("view {0}: `rename` needs `instrument` to name exactly one instrument, without `*`")]
-    WildcardRename(usize),
-    /// Bucket boundaries not finite and strictly increasing.
-    #[error("view {0}: `buckets` must be finite and strictly increasing")]
-    BadBuckets(usize),
-    /// A view that changes nothing.
-    #[error(
-        "view {0} changes nothing: give rename, description, attribute_keys, aggregation, buckets or cardinality_limit"
-    )]
-    Empty(usize),
-}
-
-impl StreamView {
-    /// Checks the view (number `index` in the configuration, from 1) for mistakes that would only show later.
-    pub fn validate(&self, index: usize) -> Result<(), StreamViewError> {
-        let wildcard = self.instrument.as_deref().is_none_or(|i| i.contains('*'));
-        if self.rename.is_some() && wildcard {
-            return Err(StreamViewError::WildcardRename(index));
-        }
-        if let Some(b) = &self.buckets
-            && (b.iter().any(|x| !x.is_finite()) || b.windows(2).any(|w| w[0] >= w[1]))
-        {
-            return Err(StreamViewError::BadBuckets(index));
-        }
-        let changes = self.rename.is_some()
-            || self.description.is_some()
-            || self.attribute_keys.is_some()
-            || self.aggregation.is_some()
-            || self.buckets.is_some()
-            || self.cardinality_limit.is_some();
-        if !changes {
-            return Err(StreamViewError::Empty(index));
-        }
-        Ok(())
-    }
-
+/// What a configured stream view does to the instruments it selects.
+pub trait StreamViewExt {
     /// Whether the view selects the instrument `descriptor` describes.
-    pub fn selects(&self, descriptor: &Descriptor) -> bool {
+    fn selects(&self, descriptor: &Descriptor) -> bool;
+
+    /// The descriptor the selected instrument's stream gets.
+    fn describe(&self, descriptor: Descriptor) -> Descriptor;
+
+    /// The attribute filter the view asks for, if any.
+    fn attribute_filter(&self) -> Option<Arc<dyn AttributeView>>;
+}
+
+impl StreamViewExt for StreamView {
+    fn selects(&self, descriptor: &Descriptor) -> bool {
         self.instrument
             .as_deref()
             .is_none_or(|p| Pattern::new(p).matches(&descriptor.name))
@@ -101,8 +32,7 @@ impl StreamView {
                 .is_none_or(|s| *s == *descriptor.scope.name)
     }
 
-    /// The descriptor the selected instrument's stream gets.
-    pub fn describe(&self, mut descriptor: Descriptor) -> Descriptor {
+    fn describe(&self, mut descriptor: Descriptor) -> Descriptor {
         if let Some(name) = &self.rename {
             descriptor.name.clone_from(name);
         }
@@ -112,45 +42,12 @@ impl StreamView {
         descriptor
     }
 
-    /// The attribute filter the view asks for, if any.
-    pub fn attribute_filter(&self) -> Option<Arc<dyn AttributeView>> {
+    fn attribute_filter(&self) -> Option<Arc<dyn AttributeView>> {
         let keys = self.attribute_keys.as_ref()?;
         Some(Arc::new(KeepKeys(
             keys.iter().map(|k| Arc::from(k.as_str())).collect(),
         )))
     }
-}
-
-/// Warnings about views that disagree: two renaming to one name, or one that an earlier
-/// catch-all view leaves nothing to select.
-pub fn conflicts(views: &[StreamView]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (i, view) in views.iter().enumerate() {
-        if let Some(name) = &view.rename {
-            for (j, earlier) in views[..i].iter().enumerate() {
-                if earlier.rename.as_deref() == Some(name) {
-                    out.push(format!(
-                        "views {} and {} both rename to `{name}`",
-                        j + 1,
-                        i + 1
-                    ));
-                }
-            }
-        }
-        let catch_all = |v: &StreamView| {
-            v.instrument.as_deref().is_none_or(|p| p == "*")
-                && v.kind.is_none()
-                && v.scope.is_none()
-        };
-        if let Some(j) = views[..i].iter().position(catch_all) {
-            out.push(format!(
-                "view {} never applies: view {} selects every instrument first",
-                i + 1,
-                j + 1
-            ));
-        }
-    }
-    out
 }
 
 /// Keeps only the listed attribute keys.
@@ -181,6 +78,8 @@ impl AttributeView for KeepKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{StreamViewError, conflicts};
+    use crate::model::metric::InstrumentKind;
 
     fn view(toml: &str) -> StreamView {
         toml::from_str(toml).expect("view parses")

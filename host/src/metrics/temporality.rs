@@ -3,35 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::InstrumentKind;
 use super::aggregation::{ExponentialPoint, HistogramPoint};
-use super::attributes::AttributeSet;
-
-/// An exporter's temporality preference, as `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` names it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TemporalityPreference {
-    /// Every instrument cumulative (the default).
-    #[default]
-    Cumulative,
-    /// Counters, observable counters and histograms as deltas; up-down counters cumulative.
-    Delta,
-    /// Counters and histograms as deltas; observable counters and up-down counters cumulative.
-    #[serde(rename = "lowmemory")]
-    LowMemory,
-}
-
-impl TemporalityPreference {
-    /// Whether instruments of `kind` are exported as deltas under this preference.
-    pub fn is_delta(self, kind: InstrumentKind) -> bool {
-        use InstrumentKind::*;
-        match self {
-            Self::Cumulative => false,
-            Self::Delta => matches!(kind, Counter | ObservableCounter | Histogram),
-            Self::LowMemory => matches!(kind, Counter | Histogram),
-        }
-    }
-}
+use crate::config::TemporalityPreference;
+use crate::model::attributes::AttributeSet;
+use crate::model::metric::InstrumentKind;
 
 /// What an exporter was last sent for one series.
 #[derive(Debug, Clone)]
@@ -284,7 +259,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::metrics::attributes::Value;
+    use crate::model::attributes::Value;
 
     #[test]
     fn preferences_follow_the_sdk_specification() {

@@ -5,9 +5,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use hashbrown::HashTable;
 
-use super::attributes::{AttributeSet, AttrsRef, hash_attrs};
 use super::instrument::Descriptor;
 use super::series::SeriesKey;
+use crate::model::attributes::{AttributeSet, AttrsRef, hash_attrs};
 
 /// Distinct input sets remembered per instrument; past it the cache starts over.
 pub const VIEW_CACHE_LIMIT: usize = 16_384;
@@ -159,8 +159,8 @@ mod tests {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     use super::*;
-    use crate::metrics::InstrumentKind;
-    use crate::metrics::attributes::{Value, ValueRef};
+    use crate::model::attributes::{Value, ValueRef};
+    use crate::model::metric::InstrumentKind;
 
     /// Drops the `user` key and counts how often it was asked.
     #[derive(Default)]

@@ -6,11 +6,11 @@ use super::bindings::types::{
     ScopeMetrics, Sum, Temporality, Value,
 };
 use crate::clock::unix_nanos;
-use crate::metrics::attributes::{AttributeSet, ValueRef};
 use crate::metrics::series::Series;
 use crate::metrics::temporality::{Reading, known_extreme};
 use crate::metrics::{DeltaTracker, Instrument, Registry, Storage};
-use crate::resource::Resource as HostResource;
+use crate::model::attributes::{AttributeSet, ValueRef};
+use crate::model::resource::Resource as HostResource;
 
 /// An attribute value in the contract's type.
 pub fn value(v: ValueRef<'_>) -> Value {
@@ -201,7 +201,7 @@ pub mod otlp {
     use opentelemetry_proto::tonic::metrics::v1 as pm;
     use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 
-    use crate::export::otlp::logs::Origin;
+    use crate::model::log::Origin;
     use crate::plugins::bindings::types::{
         KeyValue, LogBatch, LogRecord, MetricBatch, MetricData, NumberPoint, Resource, Scope,
         ScopeLogs, Temporality, Value,
@@ -481,7 +481,9 @@ pub mod otlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{Descriptor, HistogramAggregation, InstrumentKind};
+    use crate::config::HistogramAggregation;
+    use crate::metrics::Descriptor;
+    use crate::model::metric::InstrumentKind;
 
     fn exponential_points(batch: &MetricBatch) -> Vec<ExponentialHistogramPoint> {
         batch
@@ -512,8 +514,8 @@ mod tests {
                 &[],
             )
             .expect("instrument");
-        let resource = HostResource::detect(&Default::default());
-        let mut delta = DeltaTracker::new(crate::metrics::TemporalityPreference::Delta);
+        let resource = crate::sources::resource::detect(&Default::default());
+        let mut delta = DeltaTracker::new(crate::config::TemporalityPreference::Delta);
         for v in [1.0, 2.0, -2.0, 0.0] {
             latency.record(&[], v);
         }

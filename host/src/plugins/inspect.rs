@@ -178,7 +178,9 @@ pub fn list(runtime: &Arc<Runtime>, config: &crate::config::PluginsConfig) -> Ve
             let (bytes, origin) = super::catalog::component(&config.dir, &name).ok()?;
             let world = super::catalog::config(config, &name, &toml::Table::new())
                 .map_err(|e| Rejection::from(e.to_string()))
-                .and_then(|settings| check(runtime, &name, &bytes, &settings, config.limits()));
+                .and_then(|settings| {
+                    check(runtime, &name, &bytes, &settings, Limits::from(config))
+                });
             Some(Entry {
                 digest: super::cache::digest(&bytes),
                 name,

@@ -7,7 +7,7 @@ use wasmtime::component::Component;
 
 use super::catalog::{self, CatalogError, Origin};
 use super::exporter::ExporterPlugin;
-use super::runtime::{Runtime, RuntimeError};
+use super::runtime::{Limits, Runtime, RuntimeError};
 use crate::config::PluginsConfig;
 
 /// Everything needed to turn a plugin name into a running plugin.
@@ -57,7 +57,7 @@ impl Loader {
             name,
             component,
             settings,
-            self.config.limits(),
+            Limits::from(&self.config),
         )
         .map_err(|e| e.to_string())
     }
@@ -75,7 +75,7 @@ impl Loader {
             name,
             component,
             settings,
-            self.config.limits(),
+            Limits::from(&self.config),
         )
         .map_err(|e| e.to_string())
     }
@@ -103,7 +103,7 @@ impl Loader {
         name: &str,
         component: &Component,
         overrides: &toml::Table,
-        on_failure: super::OnFailure,
+        on_failure: crate::config::OnFailure,
     ) -> Result<super::TransformPlugin, String> {
         let settings = catalog::config(&self.config, name, overrides).map_err(|e| e.to_string())?;
         super::TransformPlugin::load(
@@ -111,7 +111,7 @@ impl Loader {
             name,
             component,
             settings,
-            self.config.limits(),
+            Limits::from(&self.config),
             on_failure,
         )
         .map_err(|e| e.to_string())
@@ -122,7 +122,7 @@ impl Loader {
         &self,
         name: &str,
         overrides: &toml::Table,
-        on_failure: super::OnFailure,
+        on_failure: crate::config::OnFailure,
     ) -> Result<super::transform::ChainLink, String> {
         let (bytes, _) = self.find(name).map_err(|e| e.to_string())?;
         let component = self.compile(&bytes).map_err(|e| e.to_string())?;

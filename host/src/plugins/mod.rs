@@ -19,5 +19,5 @@ pub use exporter::ExporterPlugin;
 pub use loader::Loader;
 pub use runtime::{Failure, Limits, Runtime};
 pub use supervisor::{CallError, Health, LoadError};
-pub use transform::{OnFailure, TransformPlugin, Transforms};
+pub use transform::{TransformPlugin, Transforms};
 pub use view::PluginView;

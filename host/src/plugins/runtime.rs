@@ -23,6 +23,15 @@ pub struct Limits {
     pub call_timeout: Duration,
 }
 
+impl From<&crate::config::PluginsConfig> for Limits {
+    fn from(config: &crate::config::PluginsConfig) -> Self {
+        Self {
+            memory_bytes: config.memory_limit_bytes,
+            call_timeout: config.call_timeout(),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {

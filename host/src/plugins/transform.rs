@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use wasmtime::component::Component;
 
 use super::bindings::transformer;
@@ -11,17 +10,7 @@ use super::loader::Loader;
 use super::reload::{Reloadable, Source, Versioned, next_version};
 use super::runtime::{Limits, Runtime};
 use super::supervisor::{CallError, Health, LoadError, Shared, Supervised};
-
-/// What happens to a batch when a transform fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFailure {
-    /// The batch passes through unchanged (the default).
-    #[default]
-    Open,
-    /// The batch is dropped.
-    Closed,
-}
+use crate::config::OnFailure;
 
 /// A loaded transform plugin.
 pub struct TransformPlugin {

@@ -12,8 +12,8 @@ use super::loader::Loader;
 use super::reload::{Reloadable, Source, Versioned, next_version};
 use super::runtime::{Limits, Runtime};
 use super::supervisor::{Health, LoadError, Shared, Supervised};
-use crate::metrics::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
 use crate::metrics::{AttributeView, Descriptor, Mapping};
+use crate::model::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
 
 /// One loaded version of a view plugin.
 pub struct ViewPlugin {

@@ -2,11 +2,14 @@
 //! system and the host process through `/proc`).
 
 pub mod gpu;
+pub mod resource;
 pub mod system;
 
 use std::sync::Arc;
 
-use crate::metrics::{ConflictError, Descriptor, Instrument, InstrumentKind, Registry};
+use crate::metrics::{ConflictError, Descriptor, Instrument, Registry};
+
+use crate::model::metric::InstrumentKind;
 
 /// A source's metric: name, unit, kind and description.
 pub type MetricSpec = (&'static str, &'static str, InstrumentKind, &'static str);

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{MetricSpec, register};
-use crate::metrics::attributes::ValueRef;
-use crate::metrics::{ConflictError, Instrument, InstrumentKind, Registry};
+use crate::metrics::{ConflictError, Instrument, Registry};
+use crate::model::attributes::ValueRef;
+use crate::model::metric::InstrumentKind;
 
 /// The instrumentation scope of the system metrics.
 pub const SYSTEM_SCOPE: &str = "wasmtel.system";
@@ -360,7 +361,7 @@ mod tests {
             .find(|i| i.descriptor().name == name)
             .expect("registered");
         let mut out = Vec::new();
-        let mut visit = |attrs: &crate::metrics::attributes::AttributeSet, v: f64| {
+        let mut visit = |attrs: &crate::model::attributes::AttributeSet, v: f64| {
             let a: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
             out.push((a.join(","), v));
         };

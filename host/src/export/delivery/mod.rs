@@ -14,7 +14,8 @@ use tokio::time::Instant;
 
 use super::otlp::client::OtlpClient;
 use super::queue::DropOldestQueue;
-use crate::telemetry::{SelfTelemetry, Signal};
+use crate::model::Signal;
+use crate::telemetry::SelfTelemetry;
 use breaker::Breaker;
 pub use retry::RetryPolicy;
 pub use status::{State, Status};

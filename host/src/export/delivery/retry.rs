@@ -3,8 +3,6 @@
 
 use std::time::{Duration, SystemTime};
 
-/// Retries per batch before it counts as a failed export.
-pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// The first backoff; each retry doubles it up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest backoff.
@@ -28,10 +26,22 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_retries: DEFAULT_MAX_RETRIES,
+            max_retries: crate::config::DEFAULT_MAX_RETRIES,
             first_backoff: FIRST_BACKOFF,
             max_backoff: MAX_BACKOFF,
             breaker_cooldown: super::breaker::FIRST_COOLDOWN,
+        }
+    }
+}
+
+impl From<&crate::config::RetryConfig> for RetryPolicy {
+    fn from(config: &crate::config::RetryConfig) -> Self {
+        let defaults = RetryPolicy::default();
+        RetryPolicy {
+            max_retries: config.max_retries,
+            first_backoff: config.initial_backoff.unwrap_or(defaults.first_backoff),
+            max_backoff: config.max_backoff.unwrap_or(defaults.max_backoff),
+            breaker_cooldown: config.breaker_cooldown.unwrap_or(defaults.breaker_cooldown),
         }
     }
 }

@@ -9,17 +9,20 @@ use prost::Message;
 use tokio::task::JoinHandle;
 
 use super::client::{HeaderError, OtlpClient};
-use super::logs::{Entry, LogQueue, Origin};
+use super::logs::LogQueue;
 use super::{logs, metrics};
 use crate::config::OtlpConfig;
-use crate::event::Event;
+use crate::config::TemporalityPreference;
 use crate::export::delivery::{Delivery, Drain, OTLP_EXPORTER, Report, RetryPolicy, Status};
 use crate::export::probe::Diagnosis;
 use crate::export::queue::DropOldestQueue;
-use crate::metrics::{DeltaTrackers, Producer, Registries, TemporalityPreference};
+use crate::metrics::{DeltaTrackers, Producer, Registries};
+use crate::model::Signal;
+use crate::model::event::Event;
+use crate::model::log::{Entry, Origin};
 use crate::pipeline::EventSink;
 use crate::plugins::{Transforms, convert};
-use crate::telemetry::{SelfTelemetry, Signal};
+use crate::telemetry::SelfTelemetry;
 
 /// A run of log records of one origin.
 type Run = (Arc<Origin>, Vec<LogRecord>);
@@ -95,7 +98,7 @@ impl OtlpExporter {
         Ok(Some(Self {
             name: Arc::from(OTLP_EXPORTER),
             log_queue,
-            policy: config.retry.policy(),
+            policy: RetryPolicy::from(&config.retry),
             registries,
             telemetry,
             transforms,
@@ -236,7 +239,7 @@ impl OtlpExporter {
                     client: ch.client.clone(),
                     batch: self.logs_batch,
                     encode: Arc::new(move |entries| {
-                        let runs = transformed(&transforms, logs::runs(entries));
+                        let runs = transformed(&transforms, crate::model::log::runs(entries));
                         Bytes::from(logs::request(runs).encode_to_vec())
                     }),
                     telemetry: self.telemetry.clone(),

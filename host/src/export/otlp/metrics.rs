@@ -7,12 +7,13 @@
 use super::wire::Reverse;
 use crate::clock::unix_nanos;
 use crate::metrics::aggregation::{Buckets, ExponentialPoint, HistogramPoint};
-use crate::metrics::attributes::{AttributeSet, ValueRef};
 use crate::metrics::exemplar::Exemplar;
 use crate::metrics::series::Series;
 use crate::metrics::temporality::{Reading, known_extreme};
-use crate::metrics::{DeltaTracker, DeltaTrackers, Instrument, Registry, Scope, Storage};
-use crate::resource::Resource;
+use crate::metrics::{DeltaTracker, DeltaTrackers, Instrument, Registry, Storage};
+use crate::model::attributes::{AttributeSet, ValueRef};
+use crate::model::metric::Scope;
+use crate::model::resource::Resource;
 
 const DELTA: u64 = 1;
 const CUMULATIVE: u64 = 2;
@@ -281,7 +282,10 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::metrics::{Descriptor, ExemplarFilter, InstrumentKind, TraceContext};
+    use crate::config::ExemplarFilter;
+    use crate::metrics::Descriptor;
+    use crate::model::event::TraceContext;
+    use crate::model::metric::InstrumentKind;
 
     fn desc(name: &str, kind: InstrumentKind, scope: &'static str) -> Descriptor {
         Descriptor {
@@ -300,9 +304,9 @@ mod tests {
 
     /// A registry with every storage kind across two scopes, one instrument and one scope empty.
     fn registry() -> Registry {
-        let exponential = crate::metrics::StreamView {
+        let exponential = crate::config::StreamView {
             instrument: Some("e".into()),
-            aggregation: Some(crate::metrics::Aggregation::Base2ExponentialBucketHistogram),
+            aggregation: Some(crate::config::Aggregation::Base2ExponentialBucketHistogram),
             ..Default::default()
         };
         let reg = Registry::new(10)
@@ -340,7 +344,7 @@ mod tests {
 
     #[test]
     fn each_producer_is_one_resource_and_quiet_received_ones_are_left_out() {
-        use crate::metrics::attributes::{AttributeSet, Value};
+        use crate::model::attributes::{AttributeSet, Value};
         use std::sync::Arc;
         let resource = |name: &str| {
             Resource::from_attributes(AttributeSet::from_pairs(vec![(
@@ -388,7 +392,11 @@ mod tests {
 
     #[test]
     fn the_bytes_are_canonical_protobuf() {
-        let bytes = encode(&registry(), &Resource::detect(&Default::default()), None);
+        let bytes = encode(
+            &registry(),
+            &crate::sources::resource::detect(&Default::default()),
+            None,
+        );
         let request = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("decodes");
         assert_eq!(
             request.encode_to_vec(),
@@ -429,7 +437,11 @@ mod tests {
 
     #[test]
     fn exemplars_carry_their_value_time_and_trace() {
-        let bytes = encode(&registry(), &Resource::detect(&Default::default()), None);
+        let bytes = encode(
+            &registry(),
+            &crate::sources::resource::detect(&Default::default()),
+            None,
+        );
         let request = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("decodes");
         let metrics = &request.resource_metrics[0].scope_metrics[0].metrics;
         let Some(Data::Sum(sum)) = &metrics[0].data else {
@@ -475,8 +487,8 @@ mod tests {
         let c = reg
             .instrument(desc("c", InstrumentKind::Counter, "a"), &[])
             .expect("c");
-        let res = Resource::detect(&Default::default());
-        let mut tracker = DeltaTracker::new(crate::metrics::TemporalityPreference::Delta);
+        let res = crate::sources::resource::detect(&Default::default());
+        let mut tracker = DeltaTracker::new(crate::config::TemporalityPreference::Delta);
         let exemplars = |bytes: Vec<u8>| -> Vec<(Option<exemplar::Value>, bool)> {
             let r = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("decodes");
             r.resource_metrics[0]

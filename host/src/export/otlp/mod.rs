@@ -9,8 +9,8 @@ pub mod wire;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 
-use crate::metrics::attributes::{AttributeSet, ValueRef};
-use crate::resource::Resource;
+use crate::model::attributes::{AttributeSet, ValueRef};
+use crate::model::resource::Resource;
 
 /// The content type of OTLP/HTTP protobuf requests.
 pub const PROTOBUF: &str = "application/x-protobuf";

@@ -2,7 +2,7 @@
 
 use wasmtel_naming as naming;
 
-use crate::metrics::attributes::{AttributeSet, ValueRef};
+use crate::model::attributes::{AttributeSet, ValueRef};
 
 /// Renders series' labels, remembering the label names of the last attribute keys seen (the
 /// series of one instrument nearly always share their keys).
@@ -131,7 +131,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::metrics::attributes::Value;
+    use crate::model::attributes::Value;
 
     fn set(pairs: Vec<(&str, Value)>) -> AttributeSet {
         AttributeSet::from_pairs(pairs.into_iter().map(|(k, v)| (Arc::from(k), v)).collect())

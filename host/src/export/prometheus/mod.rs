@@ -8,8 +8,9 @@ use wasmtel_naming::{self as naming, Shape};
 
 use crate::metrics::exemplar::Exemplar;
 use crate::metrics::series::Series;
-use crate::metrics::{Instrument, InstrumentKind, Registry, Storage};
-use crate::resource::Resource;
+use crate::metrics::{Instrument, Registry, Storage};
+use crate::model::metric::InstrumentKind;
+use crate::model::resource::Resource;
 use labels::Labels;
 
 /// The content type of the text exposition format.
@@ -367,7 +368,7 @@ mod tests {
     use super::*;
     use crate::config::ResourceConfig;
     use crate::metrics::Descriptor;
-    use crate::metrics::attributes::ValueRef;
+    use crate::model::attributes::ValueRef;
 
     #[test]
     fn a_prefix_goes_on_every_metric_name_and_nowhere_else() {
@@ -380,7 +381,7 @@ mod tests {
 
     #[test]
     fn producers_share_families_and_received_series_carry_job_and_instance() {
-        use crate::metrics::attributes::{AttributeSet, Value};
+        use crate::model::attributes::{AttributeSet, Value};
         use std::sync::Arc;
         let d = |name: &str, kind, scope: &str| Descriptor {
             name: name.into(),
@@ -449,7 +450,10 @@ mod tests {
         h.record(&[], 0.25);
         h.record(&[], 0.75);
         h.record(&[], 3.0);
-        let text = render(&registry, &Resource::detect(&ResourceConfig::default()));
+        let text = render(
+            &registry,
+            &crate::sources::resource::detect(&ResourceConfig::default()),
+        );
         let body = text
             .split_once("# HELP req")
             .map(|(_, b)| b)
@@ -501,7 +505,7 @@ mod tests {
         registry
             .register_callback(used, Box::new(|o| o.observe(&[], 4096.0)))
             .expect("observable");
-        let resource = Resource::detect(&ResourceConfig::default());
+        let resource = crate::sources::resource::detect(&ResourceConfig::default());
         render(&registry, &resource);
         let text = render(&registry, &resource);
         assert!(
@@ -535,7 +539,7 @@ mod tests {
             )
             .expect("c");
         c.record(&[], 2.0);
-        let resource = Resource::detect(&ResourceConfig::default());
+        let resource = crate::sources::resource::detect(&ResourceConfig::default());
         let text = render_as(Format::OpenMetrics, &registry, &resource);
         assert!(
             text.starts_with("# HELP target Target metadata\n# TYPE target info\ntarget_info{")
@@ -558,7 +562,7 @@ mod tests {
 
     #[test]
     fn openmetrics_shows_exemplars_on_counters_and_the_buckets_they_fell_in() {
-        use crate::metrics::TraceContext;
+        use crate::model::event::TraceContext;
         let registry = Registry::new(10);
         let d = |name: &str, kind| Descriptor {
             name: name.into(),
@@ -585,7 +589,7 @@ mod tests {
         h.record(&[], 0.25); // not traced: not an exemplar under trace_based
         h.record_traced(&[], 0.75, trace);
         g.record_traced(&[], 40.0, trace);
-        let resource = Resource::detect(&ResourceConfig::default());
+        let resource = crate::sources::resource::detect(&ResourceConfig::default());
         let text = render_as(Format::OpenMetrics, &registry, &resource);
         let exemplar_of = |prefix: &str| -> Option<String> {
             let line = text.lines().find(|l| l.starts_with(prefix))?;

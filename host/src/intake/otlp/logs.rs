@@ -5,7 +5,7 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 
 use super::Tally;
-use crate::export::otlp::logs::{Entry, Origin};
+use crate::model::log::{Entry, Origin};
 
 /// The records of `request` with their origins, leaving out (and counting) records whose trace
 /// or span id has the wrong length.

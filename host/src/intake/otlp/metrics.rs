@@ -14,14 +14,13 @@ use opentelemetry_proto::tonic::metrics::v1::{
 
 use super::Tally;
 use super::attributes::{attribute_set, borrowed};
+use crate::config::Aggregation;
 use crate::metrics::aggregation::{
     Buckets, ExponentialPoint, HistogramPoint, MAX_SCALE, MIN_SCALE,
 };
-use crate::metrics::attributes::{AttributeSet, AttrsRef, hash_attrs};
-use crate::metrics::{
-    Aggregation, Descriptor, Instrument, InstrumentKind, MergeError, Point, Registries, Registry,
-    Scope, Storage,
-};
+use crate::metrics::{Descriptor, Instrument, MergeError, Point, Registries, Registry, Storage};
+use crate::model::attributes::{AttributeSet, AttrsRef, hash_attrs};
+use crate::model::metric::{InstrumentKind, Scope};
 use hashbrown::HashTable;
 
 /// How many cumulative series the receiver remembers; points of further new series are refused.
@@ -521,8 +520,8 @@ mod tests {
 
     use super::*;
     use crate::metrics::Producer;
-    use crate::metrics::attributes::ValueRef;
-    use crate::resource::Resource;
+    use crate::model::attributes::ValueRef;
+    use crate::model::resource::Resource;
     use wasmtel_tests::kv;
 
     const CUMULATIVE: i32 = AggregationTemporality::Cumulative as i32;
@@ -966,7 +965,7 @@ mod tests {
 
     #[test]
     fn configured_views_apply_to_received_metrics() {
-        let view = crate::metrics::StreamView {
+        let view = crate::config::StreamView {
             instrument: Some("reqs".into()),
             rename: Some("requests".into()),
             attribute_keys: Some(Vec::new()),

@@ -20,7 +20,7 @@ use prost::Message;
 
 use super::error::IntakeError;
 use super::{INLINE_PARSE_LIMIT, Intake, body};
-use crate::telemetry::Signal;
+use crate::model::Signal;
 
 /// What one request accepted and rejected, and the first problem found.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -13,8 +13,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{MetricSpec, register};
-use crate::metrics::attributes::{AttributeSet, ValueRef};
-use crate::metrics::{ConflictError, Instrument, InstrumentKind, Registry};
+use crate::metrics::{ConflictError, Instrument, Registry};
+use crate::model::attributes::{AttributeSet, ValueRef};
+use crate::model::metric::InstrumentKind;
 
 /// The instrumentation scope of the GPU metrics.
 pub const GPU_SCOPE: &str = "wasmtel.gpu";

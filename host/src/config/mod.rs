@@ -3,7 +3,19 @@
 //! Precedence: a value set in the file wins; an `OTEL_*` variable fills in
 //! what the file leaves unset; built-in defaults fill in the rest.
 
-use crate::export::delivery::RetryPolicy;
+mod derive;
+mod export;
+mod metrics;
+mod plugins;
+
+pub use derive::{DeriveConfig, RuleConfig, RuleSet, When};
+pub use export::{DEFAULT_MAX_RETRIES, ExporterConfig, OtlpConfig, RetryConfig};
+pub use metrics::{
+    Aggregation, DEFAULT_CARDINALITY_LIMIT, ExemplarFilter, HistogramAggregation, MetricsConfig,
+    StreamView, StreamViewError, TemporalityPreference, conflicts,
+};
+pub use plugins::{OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,12 +23,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::derive::DeriveConfig;
-use crate::intake::body::DEFAULT_MAX_BODY;
-use crate::metrics::{
-    DEFAULT_CARDINALITY_LIMIT, ExemplarFilter, HistogramAggregation, StreamView,
-    TemporalityPreference,
-};
+/// The largest accepted request body after decompression, by default.
+pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// The NVML library loaded by default.
+pub const NVML_LIBRARY: &str = "libnvidia-ml.so.1";
 
 /// A configuration that cannot be loaded, naming the file or variable at fault.
 #[derive(Debug, thiserror::Error)]
@@ -113,38 +124,6 @@ impl Default for AdminConfig {
     }
 }
 
-/// One `[[views]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ViewConfig {
-    /// The view plugin (`drop-attributes`, or a `.wasm` in the plugin directory, by file stem).
-    pub plugin: String,
-    /// Instrument names it applies to, `*` matching any run of characters (default: all).
-    #[serde(default = "all_instruments")]
-    pub instruments: Vec<String>,
-    /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
-    #[serde(default)]
-    pub config: toml::Table,
-}
-
-fn all_instruments() -> Vec<String> {
-    vec!["*".into()]
-}
-
-/// One `[[transforms]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TransformConfig {
-    /// The transform plugin (`redact`, or a `.wasm` in the plugin directory, by file stem).
-    pub plugin: String,
-    /// `open` (default): a failing transform passes the batch through; `closed`: the batch is dropped.
-    #[serde(default)]
-    pub on_failure: crate::plugins::OnFailure,
-    /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
-    #[serde(default)]
-    pub config: toml::Table,
-}
-
 /// The `[gpu]` section.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -160,7 +139,7 @@ impl Default for GpuConfig {
     fn default() -> Self {
         Self {
             poll_interval: None,
-            library: crate::sources::gpu::nvml::LIBRARY.into(),
+            library: NVML_LIBRARY.into(),
         }
     }
 }
@@ -186,110 +165,6 @@ impl SystemConfig {
     pub fn interval(&self) -> Option<Duration> {
         Some(self.poll_interval.unwrap_or(Duration::from_secs(10))).filter(|d| !d.is_zero())
     }
-}
-
-/// The `[plugins]` section.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PluginsConfig {
-    /// Where `.wasm` plugins (and their `<name>.toml` configs) are loaded from (default `./plugins`).
-    pub dir: std::path::PathBuf,
-    /// Memory cap per plugin instance, in bytes (default 64 MiB).
-    pub memory_limit_bytes: usize,
-    /// Deadline per plugin call (default 100 ms).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub call_timeout: Option<Duration>,
-    /// Per-plugin configuration tables, by plugin name (`[plugins.config.statsd]`).
-    pub config: BTreeMap<String, toml::Table>,
-    /// Where compiled plugins are cached, keyed by content hash (default `<data_dir>/plugin-cache`;
-    /// empty disables).
-    pub cache_dir: Option<std::path::PathBuf>,
-}
-
-impl Default for PluginsConfig {
-    fn default() -> Self {
-        Self {
-            dir: "plugins".into(),
-            memory_limit_bytes: 64 * 1024 * 1024,
-            call_timeout: None,
-            config: BTreeMap::new(),
-            cache_dir: None,
-        }
-    }
-}
-
-impl PluginsConfig {
-    /// The sandbox limits for every plugin.
-    pub fn limits(&self) -> crate::plugins::Limits {
-        crate::plugins::Limits {
-            memory_bytes: self.memory_limit_bytes,
-            call_timeout: self.call_timeout.unwrap_or(Duration::from_millis(100)),
-        }
-    }
-}
-
-/// One `[[exporters]]` entry: an integration whose wire format an exporter plugin owns.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExporterConfig {
-    /// The plugin (`statsd`, or a `.wasm` in the plugin directory, by file stem).
-    pub plugin: String,
-    /// Where the host sends every signal: `udp://host:port` or an `http(s)://` base URL.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Where metrics go, over `endpoint` and the preset.
-    #[serde(default)]
-    pub metrics_endpoint: Option<String>,
-    /// Where logs go, over `endpoint` and the preset.
-    #[serde(default)]
-    pub logs_endpoint: Option<String>,
-    /// A backend preset that fills in endpoints and the credential header (`datadog`);
-    /// defaults to the plugin's name when a preset of that name exists.
-    #[serde(default)]
-    pub preset: Option<String>,
-    /// The preset's site (Datadog: `datadoghq.com`, `datadoghq.eu`, …; else `DD_SITE`).
-    #[serde(default)]
-    pub site: Option<String>,
-    /// The credential the host sends in the preset's header (Datadog: `DD-API-KEY`; else `DD_API_KEY`).
-    #[serde(default)]
-    pub api_key: Option<String>,
-    /// How often metrics are exported (default 10 s).
-    #[serde(
-        default,
-        deserialize_with = "duration",
-        serialize_with = "show_duration"
-    )]
-    pub interval: Option<Duration>,
-    /// Credential headers the host adds to every HTTP request; the plugin never sees them.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Log records held while the backend is slow or down (default 65536; the oldest go first).
-    #[serde(default)]
-    pub queue: Option<usize>,
-    /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
-    #[serde(default)]
-    pub config: toml::Table,
-}
-
-/// Flattens a TOML table to the dotted string pairs plugins receive.
-pub fn flatten(table: &toml::Table) -> Vec<(String, String)> {
-    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
-        for (k, v) in table {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match v {
-                toml::Value::Table(t) => walk(&key, t, out),
-                toml::Value::String(s) => out.push((key, s.clone())),
-                other => out.push((key, other.to_string())),
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk("", table, &mut out);
-    out
 }
 
 /// The `[intake]` section.
@@ -330,171 +205,6 @@ impl Default for PrometheusConfig {
     }
 }
 
-/// The `[otlp]` section; push is on when an endpoint is set here or in the environment.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OtlpConfig {
-    /// Base URL; `/v1/metrics` and `/v1/logs` are appended (`OTEL_EXPORTER_OTLP_ENDPOINT`).
-    pub endpoint: Option<String>,
-    /// Full metrics URL, used as is (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`).
-    pub metrics_endpoint: Option<String>,
-    /// Full logs URL, used as is (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`).
-    pub logs_endpoint: Option<String>,
-    /// Headers sent with every request (`OTEL_EXPORTER_OTLP_HEADERS`).
-    pub headers: BTreeMap<String, String>,
-    /// Metric export interval (`OTEL_METRIC_EXPORT_INTERVAL`, default 60 s).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub interval: Option<Duration>,
-    /// Per-request timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub timeout: Option<Duration>,
-    /// Whether raw events are forwarded as log records (default true).
-    pub logs: bool,
-    /// Metric batches held while the collector is slow or down (default 32).
-    pub metrics_queue: usize,
-    /// Log records held while the collector is slow or down (default 65536).
-    pub logs_queue: usize,
-    /// Most log records per request (default 512).
-    pub logs_batch: usize,
-    /// How long shutdown may spend flushing (default 5 s).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub shutdown_timeout: Option<Duration>,
-    /// `cumulative` (default), `delta` or `lowmemory`, as the OpenTelemetry SDKs define them.
-    pub temporality_preference: Option<TemporalityPreference>,
-    /// How failed requests are retried.
-    pub retry: RetryConfig,
-}
-
-/// `[otlp.retry]`: retries, backoff and the circuit breaker's first cooldown.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Retries per batch (default 3).
-    pub max_retries: u32,
-    /// The first backoff, doubled per retry (default 250 ms).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub initial_backoff: Option<Duration>,
-    /// The longest backoff (default 30 s).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub max_backoff: Option<Duration>,
-    /// How long the circuit breaker first stays open (default 1 s; doubles per failed probe, up to 60 s).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub breaker_cooldown: Option<Duration>,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_retries: crate::export::delivery::retry::DEFAULT_MAX_RETRIES,
-            initial_backoff: None,
-            max_backoff: None,
-            breaker_cooldown: None,
-        }
-    }
-}
-
-impl RetryConfig {
-    /// The policy this configures.
-    pub fn policy(&self) -> RetryPolicy {
-        let defaults = RetryPolicy::default();
-        RetryPolicy {
-            max_retries: self.max_retries,
-            first_backoff: self.initial_backoff.unwrap_or(defaults.first_backoff),
-            max_backoff: self.max_backoff.unwrap_or(defaults.max_backoff),
-            breaker_cooldown: self.breaker_cooldown.unwrap_or(defaults.breaker_cooldown),
-        }
-    }
-}
-
-impl Default for OtlpConfig {
-    fn default() -> Self {
-        Self {
-            endpoint: None,
-            metrics_endpoint: None,
-            logs_endpoint: None,
-            headers: BTreeMap::new(),
-            interval: None,
-            timeout: None,
-            logs: true,
-            metrics_queue: 32,
-            logs_queue: 65536,
-            logs_batch: 512,
-            shutdown_timeout: None,
-            temporality_preference: None,
-            retry: RetryConfig::default(),
-        }
-    }
-}
-
-impl OtlpConfig {
-    /// The metrics URL, if push is configured.
-    pub fn metrics_url(&self) -> Option<String> {
-        self.metrics_endpoint
-            .clone()
-            .or_else(|| self.signal_url("metrics"))
-    }
-
-    /// The logs URL, if push is configured and log forwarding is on.
-    pub fn logs_url(&self) -> Option<String> {
-        if !self.logs {
-            return None;
-        }
-        self.logs_endpoint
-            .clone()
-            .or_else(|| self.signal_url("logs"))
-    }
-
-    fn signal_url(&self, signal: &str) -> Option<String> {
-        let base = self.endpoint.as_deref()?;
-        Some(format!("{}/v1/{signal}", base.trim_end_matches('/')))
-    }
-
-    /// The export interval, defaulted.
-    pub fn interval(&self) -> Duration {
-        self.interval.unwrap_or(Duration::from_secs(60))
-    }
-
-    /// The request timeout, defaulted.
-    pub fn timeout(&self) -> Duration {
-        self.timeout.unwrap_or(Duration::from_secs(10))
-    }
-
-    /// The shutdown flush budget, defaulted.
-    pub fn shutdown_timeout(&self) -> Duration {
-        self.shutdown_timeout.unwrap_or(Duration::from_secs(5))
-    }
-}
-
-/// The `[metrics]` section.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetricsConfig {
-    /// Distinct attribute sets per instrument before overflow (default 2000).
-    pub cardinality_limit: usize,
-    /// How histogram instruments aggregate (`explicit_bucket_histogram`, the default, or
-    /// `base2_exponential_bucket_histogram`).
-    pub default_histogram_aggregation: Option<HistogramAggregation>,
-    /// Which measurements become exemplars (`trace_based`, the default, `always_on` or `always_off`).
-    pub exemplar_filter: Option<ExemplarFilter>,
-    /// Remove series not measured for this long (e.g. `"1h"`); unset keeps every series.
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub idle_series_expiry: Option<Duration>,
-    /// `[[metrics.views]]`: stream views, the first selecting an instrument wins.
-    pub views: Vec<StreamView>,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self {
-            cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
-            default_histogram_aggregation: None,
-            exemplar_filter: None,
-            idle_series_expiry: None,
-            views: Vec::new(),
-        }
-    }
-}
-
 /// The `[resource]` section.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -507,7 +217,7 @@ pub struct ResourceConfig {
     pub attributes: BTreeMap<String, String>,
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let Some(text) = Option::<String>::deserialize(d)? else {
         return Ok(None);
     };
@@ -518,7 +228,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Erro
     })
 }
 
-fn show_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn show_duration<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
         None => s.serialize_none(),
@@ -795,7 +508,7 @@ mod tests {
 
     #[test]
     fn the_example_config_is_valid_with_its_plugin_sections_uncommented() {
-        let text = include_str!("../../examples/wasmtel.toml");
+        let text = include_str!("../../../examples/wasmtel.toml");
         Config::from_toml(text).expect("example parses");
         // Uncomment what looks like TOML (tables and `key = value`) in the plugin sections.
         let plugins = &text[text.find("[plugins]").expect("plugins section")..];

@@ -1,69 +1,42 @@
-//! The resource: the attributes that say which host produced the telemetry.
+//! Resource detection: the host's own facts (host name, a stable device id) under the configured attributes.
 
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use crate::config::ResourceConfig;
-use crate::metrics::attributes::{AttributeSet, Value};
+use crate::model::attributes::{AttributeSet, Value};
+use crate::model::resource::Resource;
 
-/// The detected and configured resource attributes of this host.
-#[derive(Debug, Clone)]
-pub struct Resource {
-    attributes: AttributeSet,
-}
-
-impl Resource {
-    /// Detects host facts and applies the configuration on top.
-    ///
-    /// `service.name` defaults to `wasmtel`; `service.instance.id` is a fresh
-    /// UUID per process; `device.id` is a stable hash of the host name and
-    /// the primary MAC address unless configured.
-    pub fn detect(config: &ResourceConfig) -> Self {
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
-        let device_id = config
-            .device_id
-            .clone()
-            .unwrap_or_else(|| device_id(&host, primary_mac().as_deref()));
-        let mut pairs: Vec<(Arc<str>, Value)> = vec![
-            pair("service.name", "wasmtel"),
-            pair("service.version", env!("CARGO_PKG_VERSION")),
-            pair("service.instance.id", &uuid::Uuid::new_v4().to_string()),
-            pair("host.name", &host),
-            pair("device.id", &device_id),
-            pair("telemetry.sdk.name", "wasmtel"),
-            pair("telemetry.sdk.language", "rust"),
-            pair("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
-        ];
-        pairs.extend(config.attributes.iter().map(|(k, v)| pair(k, v)));
-        if let Some(name) = &config.service_name {
-            pairs.push(pair("service.name", name));
-        }
-        if let Some(id) = &config.device_id {
-            pairs.push(pair("device.id", id));
-        }
-        Self {
-            attributes: AttributeSet::from_pairs(pairs),
-        }
+/// This host's resource: detected facts with the configuration on top.
+///
+/// `service.name` defaults to `wasmtel`; `service.instance.id` is a fresh
+/// UUID per process; `device.id` is a stable hash of the host name and
+/// the primary MAC address unless configured.
+pub fn detect(config: &ResourceConfig) -> Resource {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let device_id = config
+        .device_id
+        .clone()
+        .unwrap_or_else(|| device_id(&host, primary_mac().as_deref()));
+    let mut pairs: Vec<(Arc<str>, Value)> = vec![
+        pair("service.name", "wasmtel"),
+        pair("service.version", env!("CARGO_PKG_VERSION")),
+        pair("service.instance.id", &uuid::Uuid::new_v4().to_string()),
+        pair("host.name", &host),
+        pair("device.id", &device_id),
+        pair("telemetry.sdk.name", "wasmtel"),
+        pair("telemetry.sdk.language", "rust"),
+        pair("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+    ];
+    pairs.extend(config.attributes.iter().map(|(k, v)| pair(k, v)));
+    if let Some(name) = &config.service_name {
+        pairs.push(pair("service.name", name));
     }
-
-    /// A resource with exactly `attributes` (one that sent telemetry over OTLP).
-    pub fn from_attributes(attributes: AttributeSet) -> Self {
-        Self { attributes }
+    if let Some(id) = &config.device_id {
+        pairs.push(pair("device.id", id));
     }
-
-    /// The resource attributes, sorted by key.
-    pub fn attributes(&self) -> &AttributeSet {
-        &self.attributes
-    }
-
-    /// The value of one attribute, as text.
-    pub fn get(&self, key: &str) -> Option<String> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.to_string())
-    }
+    Resource::from_attributes(AttributeSet::from_pairs(pairs))
 }
 
 fn pair(k: &str, v: &str) -> (Arc<str>, Value) {
@@ -129,7 +102,7 @@ mod tests {
             device_id: Some("rack7-slot3".into()),
             attributes: [("deployment.environment".to_owned(), "prod".to_owned())].into(),
         };
-        let r = Resource::detect(&config);
+        let r = detect(&config);
         assert_eq!(r.get("service.name").as_deref(), Some("inference-eu"));
         assert_eq!(r.get("device.id").as_deref(), Some("rack7-slot3"));
         assert_eq!(r.get("deployment.environment").as_deref(), Some("prod"));

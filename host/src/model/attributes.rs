@@ -6,6 +6,8 @@
 //! only when a new series is created. Both hash alike through [`hash_attrs`].
 
 use std::hash::{BuildHasher, Hasher};
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use std::sync::Arc;
 
 /// One attribute value, owned.
@@ -338,6 +340,32 @@ impl<'a> Iterator for Pairs<'a> {
             _ => ValueRef::Double(f64::from_bits(u64::from_le_bytes(self.eight()))),
         };
         Some((key, value))
+    }
+}
+
+impl ValueRef<'_> {
+    /// The value as OTLP carries it.
+    pub fn to_otlp(self) -> AnyValue {
+        let value = match self {
+            ValueRef::Str(s) => any_value::Value::StringValue(s.to_owned()),
+            ValueRef::Bool(b) => any_value::Value::BoolValue(b),
+            ValueRef::Int(i) => any_value::Value::IntValue(i),
+            ValueRef::Double(d) => any_value::Value::DoubleValue(d),
+        };
+        AnyValue { value: Some(value) }
+    }
+}
+
+impl AttributeSet {
+    /// The set as OTLP key-values.
+    pub fn to_otlp(&self) -> Vec<KeyValue> {
+        self.iter()
+            .map(|(k, v)| KeyValue {
+                key: k.to_owned(),
+                value: Some(v.to_otlp()),
+                ..Default::default()
+            })
+            .collect()
     }
 }
 

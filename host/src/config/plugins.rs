@@ -1,0 +1,109 @@
+//! `[plugins]`, `[[transforms]]` and `[[views]]`: where plugins come from and how they run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{duration, show_duration};
+
+/// The `[plugins]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Where `.wasm` plugins (and their `<name>.toml` configs) are loaded from (default `./plugins`).
+    pub dir: std::path::PathBuf,
+    /// Memory cap per plugin instance, in bytes (default 64 MiB).
+    pub memory_limit_bytes: usize,
+    /// Deadline per plugin call (default 100 ms).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub call_timeout: Option<Duration>,
+    /// Per-plugin configuration tables, by plugin name (`[plugins.config.statsd]`).
+    pub config: BTreeMap<String, toml::Table>,
+    /// Where compiled plugins are cached, keyed by content hash (default `<data_dir>/plugin-cache`;
+    /// empty disables).
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: "plugins".into(),
+            memory_limit_bytes: 64 * 1024 * 1024,
+            call_timeout: None,
+            config: BTreeMap::new(),
+            cache_dir: None,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// The deadline per plugin call, defaulted.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout.unwrap_or(Duration::from_millis(100))
+    }
+}
+
+/// One `[[views]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewConfig {
+    /// The view plugin (`drop-attributes`, or a `.wasm` in the plugin directory, by file stem).
+    pub plugin: String,
+    /// Instrument names it applies to, `*` matching any run of characters (default: all).
+    #[serde(default = "all_instruments")]
+    pub instruments: Vec<String>,
+    /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+fn all_instruments() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// One `[[transforms]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// The transform plugin (`redact`, or a `.wasm` in the plugin directory, by file stem).
+    pub plugin: String,
+    /// `open` (default): a failing transform passes the batch through; `closed`: the batch is dropped.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// What happens to a batch when a transform fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The batch passes through unchanged (the default).
+    #[default]
+    Open,
+    /// The batch is dropped.
+    Closed,
+}
+
+/// Flattens a TOML table to the dotted string pairs plugins receive.
+pub fn flatten(table: &toml::Table) -> Vec<(String, String)> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(t) => walk(&key, t, out),
+                toml::Value::String(s) => out.push((key, s.clone())),
+                other => out.push((key, other.to_string())),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", table, &mut out);
+    out
+}

@@ -1,0 +1,37 @@
+//! The telemetry data itself: attributes, resources and scopes, inference events, log records
+//! and the kinds of metric. What intake produces and every exporter consumes; no I/O, no
+//! configuration.
+
+pub mod attributes;
+pub mod event;
+pub mod log;
+pub mod metric;
+pub mod resource;
+
+/// A telemetry signal an integration carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// Metrics.
+    Metrics,
+    /// Logs (raw events and received OTLP log records).
+    Logs,
+}
+
+impl Signal {
+    /// Both signals, metrics first.
+    pub const ALL: [Signal; 2] = [Signal::Metrics, Signal::Logs];
+
+    /// The signal's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    /// The signal named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
