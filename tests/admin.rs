@@ -54,7 +54,7 @@ async fn the_admin_api_manages_configured_integrations_without_showing_secrets()
     let receiver = Receiver::start().await;
     let data = tempfile::tempdir().expect("tempdir");
     let host = start(&format!(
-        "data_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n[otlp.headers]\nauthorization = \"{CANARY}\"\n[otlp.retry]\nmax_retries = 0\ninitial_backoff = \"1ms\"\nbreaker_cooldown = \"1ms\"\n",
+        "data_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n[otlp.headers]\nauthorization = \"{CANARY}\"\n[otlp.delivery.retry]\nmax_retries = 0\ninitial_backoff = \"1ms\"\nbreaker_cooldown = \"1ms\"\n",
         data.path().display(),
         receiver.endpoint()
     ))
@@ -89,7 +89,10 @@ async fn the_admin_api_manages_configured_integrations_without_showing_secrets()
         (Some("config"), Some(true))
     );
     assert_eq!(otlp["headers_set"], serde_json::json!(["authorization"]));
-    assert_eq!(otlp["signals"][0]["state"], "connected");
+    assert_eq!(
+        otlp["signals"][0]["state"], "pending",
+        "nothing was exported yet"
+    );
 
     let (status, body, text) = api.post("/api/v1/integrations/otlp/test").await;
     seen.push_str(&text);
@@ -198,7 +201,7 @@ impl Api {
 
 async fn host_with(data: &std::path::Path) -> wasmtel::Host {
     start(&format!(
-        "data_dir = \"{}\"\n[otlp.retry]\ninitial_backoff = \"1ms\"\n",
+        "data_dir = \"{}\"\n[delivery.retry]\ninitial_backoff = \"1ms\"\n",
         data.display()
     ))
     .await

@@ -15,8 +15,8 @@ use wasmtel_tests::{Received, Receiver, attrs};
 /// A host forwarding events as logs to `receiver`, with fast retries.
 async fn host(receiver: &Receiver, logs_batch: usize, logs_queue: usize, max_retries: u32) -> Host {
     start(&format!(
-        "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\nlogs_batch = {logs_batch}\nlogs_queue = {logs_queue}\n\
-         [otlp.retry]\nmax_retries = {max_retries}\ninitial_backoff = \"2ms\"\nmax_backoff = \"20ms\"\nbreaker_cooldown = \"5ms\"\n",
+        "[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\ndelivery.logs_batch = {logs_batch}\ndelivery.logs_queue = {logs_queue}\n\
+         [otlp.delivery.retry]\nmax_retries = {max_retries}\ninitial_backoff = \"2ms\"\nmax_backoff = \"20ms\"\nbreaker_cooldown = \"5ms\"\n",
         receiver.endpoint()
     ))
     .await
@@ -41,7 +41,7 @@ fn request_ids(r: &Received) -> Vec<String> {
 fn logs_report(host: &Host) -> Report {
     host.integrations()
         .into_iter()
-        .find(|r| r.exporter == "otlp" && r.signal == "logs")
+        .find(|r| r.integration == "otlp" && r.signal == "logs")
         .expect("the OTLP logs integration")
 }
 
@@ -90,7 +90,7 @@ async fn every_event_arrives_though_half_the_requests_fail() {
     let m = exposition(&host).await;
     let retries = m.value(
         "wasmtel_export_retries_total",
-        &[("exporter", "otlp"), ("signal", "logs")],
+        &[("integration", "otlp"), ("signal", "logs")],
     );
     assert_eq!(retries, Some(report.status.retried as f64));
     host.shutdown().await;
@@ -164,11 +164,14 @@ async fn ten_failed_exports_pause_it_and_a_full_queue_drops_exactly_the_oldest()
     );
     let m = exposition(&host).await;
     assert_eq!(
-        m.value("wasmtel_export_dropped_total", &[("signal", "logs")]),
+        m.value(
+            "wasmtel_export_dropped_total",
+            &[("integration", "otlp"), ("signal", "logs")]
+        ),
         Some(8.0)
     );
     let paused = [
-        ("exporter", "otlp"),
+        ("integration", "otlp"),
         ("signal", "logs"),
         ("state", "paused"),
     ];
@@ -226,7 +229,7 @@ async fn retry_after_is_respected_in_both_forms() {
 async fn test_connection_probes_each_otlp_endpoint_with_its_headers() {
     let receiver = Receiver::start().await;
     let host = start(&format!(
-        "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n[otlp.headers]\nauthorization = \"Bearer t0ken\"\n",
+        "[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n[otlp.headers]\nauthorization = \"Bearer t0ken\"\n",
         receiver.endpoint()
     ))
     .await;

@@ -14,7 +14,7 @@ const EXPORTER: &str = "otlp";
 
 fn config(receiver: &Receiver, extra: &str) -> String {
     format!(
-        "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\nshutdown_timeout = \"5s\"\n{extra}\n[otlp.headers]\nauthorization = \"Bearer t0ken\"\n[resource]\nservice_name = \"svc-under-test\"\n",
+        "shutdown_timeout = \"5s\"\n[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n{extra}\n[otlp.headers]\nauthorization = \"Bearer t0ken\"\n[resource]\nservice_name = \"svc-under-test\"\n",
         receiver.endpoint()
     )
 }
@@ -222,7 +222,11 @@ fn hex(s: &str) -> Vec<u8> {
 async fn a_down_collector_never_blocks_intake_and_the_oldest_records_are_dropped() {
     let receiver = Receiver::start().await;
     receiver.answer(503);
-    let host = start(&config(&receiver, "logs_queue = 10\nlogs_batch = 10\n")).await;
+    let host = start(&config(
+        &receiver,
+        "delivery.logs_queue = 10\ndelivery.logs_batch = 10\n",
+    ))
+    .await;
     let events: Vec<_> = (0..50).map(|i| step("chunk_produced", i)).collect();
     let r = post_ndjson(&host, &events).await;
     assert_eq!(r.status, 202, "intake answers while the collector is down");
@@ -231,7 +235,10 @@ async fn a_down_collector_never_blocks_intake_and_the_oldest_records_are_dropped
         .await;
     let m = exposition(&host).await;
     assert_eq!(
-        m.value("wasmtel_export_dropped_total", &[("signal", "logs")]),
+        m.value(
+            "wasmtel_export_dropped_total",
+            &[("integration", "otlp"), ("signal", "logs")]
+        ),
         Some(40.0)
     );
 
@@ -267,7 +274,7 @@ async fn a_rejected_batch_is_counted_failed_and_not_retried() {
         m.value(
             "wasmtel_export_batches_total",
             &[
-                ("exporter", EXPORTER),
+                ("integration", EXPORTER),
                 ("outcome", "failed"),
                 ("signal", "metrics")
             ]
@@ -336,7 +343,7 @@ async fn an_unreachable_collector_is_logged_once_per_state_change() {
 async fn metrics_are_pushed_every_interval_and_counted_ok() {
     let receiver = Receiver::start().await;
     let toml = format!(
-        "[otlp]\nendpoint = \"{}\"\ninterval = \"300ms\"\nlogs = false\n",
+        "[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"300ms\"\nlogs = false\n",
         receiver.endpoint()
     );
     let host = start(&toml).await;
@@ -350,7 +357,7 @@ async fn metrics_are_pushed_every_interval_and_counted_ok() {
         let ok = m.value(
             "wasmtel_export_batches_total",
             &[
-                ("exporter", EXPORTER),
+                ("integration", EXPORTER),
                 ("outcome", "ok"),
                 ("signal", "metrics"),
             ],

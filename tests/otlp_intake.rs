@@ -32,7 +32,7 @@ use wasmtel_tests::{Receiver, attrs, kv};
 
 fn config(receiver: &Receiver, extra: &str) -> String {
     format!(
-        "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n{extra}\n[intake]\nmax_body_bytes = 65536\n",
+        "[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n{extra}\n[intake]\nmax_body_bytes = 65536\n",
         receiver.endpoint()
     )
 }

@@ -90,7 +90,7 @@ fn events(chunks: usize, latencies: &[f64]) -> Vec<serde_json::Value> {
 async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
     let (socket, port) = udp_listener();
     let toml = format!(
-        "{RULES}\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ninterval = \"1h\"\n"
+        "{RULES}\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\n"
     );
     let host = start(&toml).await;
     post_ndjson(&host, &events(2, &[0.5, 3.0, 3.0])).await;
@@ -149,29 +149,36 @@ async fn a_looping_plugin_is_stopped_at_its_deadline_while_another_keeps_deliver
     let dir = tempfile_dir();
     std::fs::copy(SPIN, dir.join("spin.wasm")).expect("copy");
     let toml = format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"spin\"\nendpoint = \"udp://127.0.0.1:9\"\ninterval = \"1h\"\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ninterval = \"1h\"\n",
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"spin\"\nendpoint = \"udp://127.0.0.1:9\"\ndelivery.interval = \"1h\"\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\n",
         dir.display()
     );
     let host = start(&toml).await;
     post_ndjson(&host, &events(3, &[])).await;
     host.collect_now().await;
     assert!(receive_lines(&socket).contains(&"inference.chunks:3|c|#model:m1".to_owned()));
+    let failed = [
+        ("integration", EXPORTER),
+        ("outcome", "failed"),
+        ("signal", "metrics"),
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while common::exposition(&host)
+        .await
+        .value("wasmtel_export_batches_total", &failed)
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spin's export never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let m = common::exposition(&host).await;
-    assert_eq!(
-        m.value(
-            "wasmtel_export_batches_total",
-            &[
-                ("exporter", EXPORTER),
-                ("outcome", "failed"),
-                ("signal", "metrics")
-            ]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(m.value("wasmtel_export_batches_total", &failed), Some(1.0));
     let health: Vec<(String, &str, bool)> = host
         .plugin_health()
         .into_iter()
-        .map(|(name, kind, health)| (name, kind, health == Health::Running))
+        .map(|row| (row.plugin, row.kind, row.health == Health::Running))
         .collect();
     assert_eq!(
         health,
@@ -184,7 +191,11 @@ async fn a_looping_plugin_is_stopped_at_its_deadline_while_another_keeps_deliver
     let up = |m: &wasmtel_tests::Exposition, plugin: &str| {
         m.value(
             "wasmtel_plugin_up",
-            &[("kind", "exporter"), ("plugin", plugin)],
+            &[
+                ("integration", plugin),
+                ("kind", "exporter"),
+                ("plugin", plugin),
+            ],
         )
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -320,7 +331,7 @@ fn a_plugin_gets_no_files_environment_sockets_or_other_hosts() {
             panic!("expected http")
         };
         assert!(
-            wasmtel::export::plugin::url_for(&base, &request.path).is_err(),
+            wasmtel::export::transport::plugin_http::url_for(&base, &request.path).is_err(),
             "{}",
             request.path
         );
@@ -402,7 +413,7 @@ async fn wait_for_version(host: &wasmtel::Host, want: Option<&str>) {
 /// A host exporting to statsd on `port` every `interval`, with plugins from `dir`.
 async fn statsd_host(dir: &std::path::Path, port: u16, interval: &str) -> wasmtel::Host {
     let toml = format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ninterval = \"{interval}\"\n",
+        "{RULES}\n[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"{interval}\"\n",
         dir.display(),
         dir.join("cache").display()
     );
@@ -595,10 +606,21 @@ async fn loglines_host(addr: std::net::SocketAddr, extra: &str, exporter: &str) 
     let dir = tempfile_dir();
     std::fs::copy(env!("WASMTEL_FIXTURE_LOGLINES"), dir.join("loglines.wasm")).expect("copy");
     start(&format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n{extra}[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ninterval = \"1h\"\n{exporter}",
+        "{RULES}\n[plugins]\ndir = \"{}\"\n{extra}[[exporters]]\nplugin = \"loglines\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\n{exporter}",
         dir.display()
     ))
     .await
+}
+
+/// Waits until the sink has received `n` requests, then a little longer so that an extra one
+/// would show, and returns them all.
+async fn received(seen: &Requests, n: usize) -> Vec<(String, axum::http::HeaderMap, String)> {
+    common::eventually(&format!("{n} requests"), || {
+        seen.lock().expect("lock").len() >= n
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    seen.lock().expect("lock").clone()
 }
 
 /// An HTTP server on loopback that records every POST under `/base/` and answers 202.
@@ -666,13 +688,13 @@ async fn the_example_exporter_posts_through_the_host_with_credentials_it_never_s
     .expect("copy");
     std::fs::write(dir.join("hello-exporter.toml"), "path = \"/v1/hello\"\n").expect("settings");
     let toml = format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"hello-exporter\"\nendpoint = \"http://{addr}/base/\"\ninterval = \"1h\"\n[exporters.headers]\nauthorization = \"Bearer s3cret\"\n",
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"hello-exporter\"\nendpoint = \"http://{addr}/base/\"\ndelivery.interval = \"1h\"\n[exporters.headers]\nauthorization = \"Bearer s3cret\"\n",
         dir.display()
     );
     let host = start(&toml).await;
     post_ndjson(&host, &events(2, &[1.0])).await;
     host.collect_now().await;
-    let got = seen.lock().expect("lock").clone();
+    let got = received(&seen, 1).await;
     assert_eq!(got.len(), 1);
     let (path, headers, body) = &got[0];
     assert_eq!(path, "/base/v1/hello");
@@ -717,7 +739,7 @@ fn first_party_plugins_pass_their_native_unit_tests() {
 async fn transforms_also_rewrite_what_exporter_plugins_receive() {
     let (socket, port) = udp_listener();
     let toml = format!(
-        "{RULES}\n[[transforms]]\nplugin = \"redact\"\nconfig = {{ hash = \"model\" }}\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ninterval = \"1h\"\n"
+        "{RULES}\n[[transforms]]\nplugin = \"redact\"\nconfig = {{ hash = \"model\" }}\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\n"
     );
     let host = start(&toml).await;
     post_ndjson(&host, &events(2, &[])).await;
@@ -739,7 +761,7 @@ async fn a_logs_exporter_plugin_receives_every_event_as_a_log_record() {
     batch[1]["request_id"] = json!("req-9");
     post_ndjson(&host, &batch).await;
     host.collect_now().await;
-    let got = seen.lock().expect("lock").clone();
+    let got = received(&seen, 1).await;
     assert_eq!(
         got.len(),
         1,
@@ -954,7 +976,7 @@ async fn a_trapping_view_fails_open_and_loses_no_measurement() {
 async fn the_datadog_exporter_posts_series_v2_and_logs_with_the_key_only_the_host_holds() {
     let (addr, seen) = http_sink().await;
     let toml = format!(
-        "{RULES}\n[resource.attributes]\n\"host.name\" = \"gpu-1\"\n\"service.version\" = \"9.9\"\n\"deployment.environment.name\" = \"test\"\n[[exporters]]\nplugin = \"datadog\"\nendpoint = \"http://{addr}/base\"\napi_key = \"dd-canary-key\"\ninterval = \"1h\"\nconfig = {{ tags = \"team:ml\" }}\n"
+        "{RULES}\n[resource.attributes]\n\"host.name\" = \"gpu-1\"\n\"service.version\" = \"9.9\"\n\"deployment.environment.name\" = \"test\"\n[[exporters]]\nplugin = \"datadog\"\nendpoint = \"http://{addr}/base\"\napi_key = \"dd-canary-key\"\ndelivery.interval = \"1h\"\nconfig = {{ tags = \"team:ml\" }}\n"
     );
     let host = start(&toml).await;
     let mut batch = events(2, &[2.5]);
@@ -1019,13 +1041,12 @@ async fn the_plugin_classifies_responses_and_the_host_retries_after_the_time_it_
     ])
     .await;
     let toml = format!(
-        "{RULES}\n[[exporters]]\nplugin = \"datadog\"\nendpoint = \"http://{addr}/base\"\napi_key = \"k\"\ninterval = \"1h\"\n"
+        "{RULES}\n[[exporters]]\nplugin = \"datadog\"\nendpoint = \"http://{addr}/base\"\napi_key = \"k\"\ndelivery.interval = \"1h\"\n"
     );
     let host = start(&toml).await;
     post_ndjson(&host, &events(1, &[])).await;
     let started = std::time::Instant::now();
     host.collect_now().await;
-    let waited = started.elapsed();
     let sent = |path: &str| -> Vec<String> {
         let seen = seen.lock().expect("lock");
         seen.iter()
@@ -1033,6 +1054,12 @@ async fn the_plugin_classifies_responses_and_the_host_retries_after_the_time_it_
             .map(|r| r.2.clone())
             .collect()
     };
+    common::eventually("the retried series request", || {
+        sent("/base/api/v2/series").len() == 2
+    })
+    .await;
+    let waited = started.elapsed();
+    received(&seen, 3).await;
     // Metrics: 503, then a second later the same body again (202). Logs: 403, never retried.
     let series = sent("/base/api/v2/series");
     assert_eq!(series.len(), 2, "{series:?}");
@@ -1047,7 +1074,7 @@ async fn the_plugin_classifies_responses_and_the_host_retries_after_the_time_it_
         exp.value(
             "wasmtel_export_batches_total",
             &[
-                ("exporter", "datadog"),
+                ("integration", "datadog"),
                 ("signal", signal),
                 ("outcome", outcome),
             ],
@@ -1055,6 +1082,11 @@ async fn the_plugin_classifies_responses_and_the_host_retries_after_the_time_it_
     };
     assert_eq!(batches("metrics", "ok"), Some(1.0));
     assert_eq!(batches("logs", "failed"), Some(1.0));
+    assert_eq!(
+        batches("metrics", "failed"),
+        None,
+        "a retried request is not a failed export"
+    );
     host.shutdown().await;
 }
 
@@ -1069,7 +1101,7 @@ async fn a_replaced_transform_file_takes_over_the_chain() {
     )
     .expect("write");
     let toml = format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"shaper\"\nconfig = {{ drop = \"model\" }}\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ninterval = \"1h\"\n",
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"shaper\"\nconfig = {{ drop = \"model\" }}\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\n",
         dir.display()
     );
     let host = start(&toml).await;
@@ -1092,14 +1124,16 @@ async fn a_partial_success_is_logged_and_never_retried() {
     let (addr, seen) = scripted_sink(vec![("/base/logs", 200, vec![], "rejected:2")]).await;
     let host = loglines_host(addr, "", "").await;
     post_ndjson(&host, &events(3, &[])).await;
-    host.collect_now().await;
-    assert_eq!(seen.lock().expect("lock").len(), 1, "not retried");
-    assert_eq!(logs.count(&["2 items rejected: some lines refused"]), 1);
-    let report = host
-        .integrations()
-        .into_iter()
-        .find(|r| r.exporter == "loglines")
-        .expect("report");
+    let report = || {
+        host.integrations()
+            .into_iter()
+            .find(|r| r.integration == "loglines")
+            .expect("report")
+    };
+    common::eventually("the export", || report().status.sent == 1).await;
+    assert_eq!(received(&seen, 1).await.len(), 1, "not retried");
+    assert_eq!(logs.count(&["partial success: some lines refused"]), 1);
+    let report = report();
     assert_eq!((report.status.sent, report.status.rejected), (1, 2));
     assert_eq!(
         report.status.last_error.as_deref(),
@@ -1110,7 +1144,7 @@ async fn a_partial_success_is_logged_and_never_retried() {
         exp.value(
             "wasmtel_export_batches_total",
             &[
-                ("exporter", "loglines"),
+                ("integration", "loglines"),
                 ("outcome", "ok"),
                 ("signal", "logs")
             ]
@@ -1172,7 +1206,7 @@ async fn transforms_rewrite_metrics_and_logs_received_over_otlp() {
     };
     let receiver = wasmtel_tests::Receiver::start().await;
     let toml = format!(
-        "[[transforms]]\nplugin = \"redact\"\nconfig = {{ drop = \"region\" }}\n[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n",
+        "[[transforms]]\nplugin = \"redact\"\nconfig = {{ drop = \"region\" }}\n[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n",
         receiver.endpoint()
     );
     let host = start(&toml).await;
@@ -1240,35 +1274,34 @@ async fn a_plugin_exporter_pauses_after_ten_failed_exports_until_resumed() {
         let r = host
             .integrations()
             .into_iter()
-            .find(|r| r.exporter == "loglines");
+            .find(|r| r.integration == "loglines");
         r.expect("report").status
     };
-    for _ in 0..10 {
+    for n in 1..=10 {
         post_ndjson(&host, &events(1, &[])).await;
-        host.collect_now().await;
+        common::eventually("a failed export", || state(&host).failed == n).await;
     }
     let status = state(&host);
     assert_eq!(status.state, wasmtel::export::delivery::State::Paused);
     assert_eq!(status.failed, 10);
     assert_eq!(seen.lock().expect("lock").len(), 10);
     post_ndjson(&host, &events(1, &[])).await;
-    host.collect_now().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         seen.lock().expect("lock").len(),
         10,
         "nothing is sent while paused"
     );
     assert!(host.resume("loglines"));
-    host.collect_now().await;
     assert_eq!(
-        seen.lock().expect("lock").len(),
+        received(&seen, 11).await.len(),
         11,
         "the sink answers 202 again"
     );
-    assert_eq!(
-        state(&host).state,
-        wasmtel::export::delivery::State::Connected
-    );
+    common::eventually("connected", || {
+        state(&host).state == wasmtel::export::delivery::State::Connected
+    })
+    .await;
     host.shutdown().await;
 }
 
@@ -1280,34 +1313,31 @@ async fn a_plugin_exporters_log_records_stay_queued_through_a_failed_export() {
             .collect(),
     )
     .await;
-    let host = loglines_host(addr, "", "queue = 100\n").await;
+    let host = loglines_host(addr, "", "delivery.logs_queue = 100\n").await;
     post_ndjson(&host, &events(1, &[])).await;
-    host.collect_now().await;
     let report = || {
         host.integrations()
             .into_iter()
-            .find(|r| r.exporter == "loglines")
+            .find(|r| r.integration == "loglines")
             .expect("report")
     };
-    assert_eq!(
-        seen.lock().expect("lock").len(),
-        4,
-        "one try and three retries"
-    );
-    let failed = report();
-    assert_eq!((failed.status.failed, failed.status.retried), (1, 3));
-    assert!(
-        failed.queued > 0,
-        "the records are still queued: {failed:?}"
-    );
-    host.collect_now().await;
-    let requests = seen.lock().expect("lock").clone();
+    // One try and three retries fail; the records stay queued and the next export delivers them.
+    let requests = received(&seen, 5).await;
     assert_eq!(requests.len(), 5);
     assert_eq!(
         requests[4].2, requests[0].2,
         "the same records, delivered now"
     );
+    common::eventually("the delivered export", || report().status.sent == 1).await;
     let delivered = report();
-    assert_eq!((delivered.status.sent, delivered.queued), (1, 0));
+    assert_eq!(
+        (
+            delivered.status.failed,
+            delivered.status.retried,
+            delivered.status.sent,
+            delivered.queued
+        ),
+        (1, 3, 1, 0)
+    );
     host.shutdown().await;
 }

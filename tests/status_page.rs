@@ -55,7 +55,7 @@ async fn the_status_page_shows_integrations_intake_and_plugins_live() {
     let receiver = Receiver::start().await;
     let data = tempfile::tempdir().expect("tempdir");
     let host = start(&format!(
-        "data_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n",
+        "data_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n",
         data.path().display(),
         receiver.endpoint()
     ))

@@ -8,13 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wasmtel::config::{ExporterConfig, PluginsConfig};
-use wasmtel::export::plugin::PluginExporter;
-use wasmtel::metrics::Registry;
+use wasmtel::config::PluginsConfig;
+use wasmtel::export::plugin::PluginSlot;
 use wasmtel::plugins::bindings::encoder::Response;
 use wasmtel::plugins::reload::{self, Reloadable};
-use wasmtel::plugins::{ExporterPlugin, Limits, Loader, Runtime, Transforms, embedded};
-use wasmtel::telemetry::SelfTelemetry;
+use wasmtel::plugins::{ExporterPlugin, Limits, Loader, Runtime, embedded};
 use wasmtel_guest::Exporter as _;
 
 const POINTS: usize = 1000;
@@ -181,30 +179,19 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
         bytes
     };
     std::fs::write(dir.join("statsd.wasm"), version(0)).expect("write");
-    let registry = Arc::new(Registry::new(10));
-    let telemetry = SelfTelemetry::register(&registry).expect("telemetry");
     let (plugin, digest, _) = loader
         .load_exporter("statsd", &toml::Table::new())
         .expect("loads");
-    let entry: ExporterConfig =
-        toml::from_str("plugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:9\"").expect("entry");
-    let exporter = Arc::new(
-        PluginExporter::new(
-            plugin,
-            digest,
-            &entry,
-            Arc::new(wasmtel::metrics::Registries::new(
-                registry,
-                wasmtel::sources::resource::detect(&Default::default()),
-            )),
-            telemetry,
-            Transforms::default(),
-        )
-        .expect("exporter"),
-    );
+    let exporter = Arc::new(PluginSlot::new(
+        "statsd",
+        plugin,
+        digest,
+        toml::Table::new(),
+    ));
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let subscribers: Vec<Arc<dyn Reloadable>> = vec![exporter.clone()];
+    let slot: Arc<dyn Reloadable> = exporter.clone();
+    let subscribers: reload::Subscribers = Arc::new(move || vec![slot.clone()]);
     let watcher = {
         let _runtime = rt.enter();
         reload::spawn(loader.clone(), subscribers, stop_rx)

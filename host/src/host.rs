@@ -13,20 +13,19 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::control::admin::PluginList;
+use crate::control::admin::{PluginList, PluginRow};
 use crate::control::integrations::{Integrations, Runtime, TestResult};
 use crate::control::secrets::Sealer;
 use crate::control::store::Store;
 use crate::derive::{Deriver, RuleError};
 use crate::export::delivery::Report;
-use crate::export::otlp::client::HeaderError;
-use crate::export::otlp::exporter::OtlpExporter;
-use crate::export::plugin::PluginExporter;
+use crate::export::exporter::{self, BuildContext};
 use crate::export::prometheus;
+use crate::export::spec::{ExporterSpec, exporter_names};
 use crate::intake::otlp::metrics::MetricsReceiver;
 use crate::metrics::{ConflictError, Descriptor, Pattern, Producer, Registries, Registry};
-use crate::pipeline::{EventSink, Pipeline};
-use crate::plugins::reload::{self, Reloadable};
+use crate::pipeline::Pipeline;
+use crate::plugins::reload::{self, Reloadable, Subscribers};
 use crate::plugins::{Health, Loader, PluginView, Transforms};
 use crate::sources::gpu::{self, GpuPoller};
 use crate::sources::system::SystemPoller;
@@ -48,9 +47,6 @@ pub enum StartError {
     /// A derivation rule is invalid.
     #[error("invalid derivation rule: {0}")]
     Rule(#[from] RuleError),
-    /// An OTLP header is invalid.
-    #[error(transparent)]
-    Header(#[from] HeaderError),
     /// A `[[metrics.views]]` entry is invalid.
     #[error("invalid [[metrics.views]] entry: {0}")]
     View(#[from] crate::config::StreamViewError),
@@ -66,8 +62,8 @@ pub enum StartError {
     /// The integrations store could not be opened or read.
     #[error(transparent)]
     Store(#[from] crate::control::store::StoreError),
-    /// An exporter plugin could not be loaded or configured.
-    #[error("exporter `{plugin}`: {reason}")]
+    /// A plugin or an integration could not be loaded or configured.
+    #[error("`{plugin}`: {reason}")]
     Plugin {
         /// The plugin name.
         plugin: String,
@@ -85,10 +81,7 @@ pub struct Host {
     registry: Arc<Registry>,
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
-    otlp: Option<Arc<OtlpExporter>>,
     drain: watch::Sender<Option<tokio::time::Instant>>,
-    exports: Vec<JoinHandle<()>>,
-    plugin_exporters: Vec<Arc<PluginExporter>>,
     transforms: Transforms,
     views: Vec<Arc<PluginView>>,
     shutdown_timeout: std::time::Duration,
@@ -121,27 +114,11 @@ impl Host {
         let Plugins {
             loader,
             transforms,
-            exporters: plugin_exporters,
             views,
-        } = load_plugins(config, &registries, &telemetry).await?;
-        let otlp = OtlpExporter::new(
-            &config.otlp,
-            registries.clone(),
-            telemetry.clone(),
-            transforms.clone(),
-        )?
-        .map(Arc::new);
-        let sinks: Vec<Arc<dyn EventSink>> = otlp
-            .iter()
-            .map(|o| o.clone() as Arc<dyn EventSink>)
-            .chain(
-                plugin_exporters
-                    .iter()
-                    .map(|e| e.clone() as Arc<dyn EventSink>),
-            )
-            .collect();
+        } = load_plugins(config, &registries).await?;
         let pipeline = Arc::new(
-            Pipeline::new(deriver, sinks, telemetry.clone()).calling_plugins(!views.is_empty()),
+            Pipeline::new(deriver, Vec::new(), telemetry.clone())
+                .calling_plugins(!views.is_empty()),
         );
 
         let (stop, stopped) = watch::channel(false);
@@ -164,26 +141,28 @@ impl Host {
         let data_dir = config.data_dir();
         let key = std::env::var(crate::control::secrets::KEY_ENV).ok();
         let sealer = Sealer::load_or_create(key.as_deref(), &data_dir)?;
+        let specs = configured_integrations(config)?;
         let runtime = Runtime {
-            store: Store::open(&data_dir, sealer)?,
-            registries: registries.clone(),
-            telemetry: telemetry.clone(),
-            transforms: transforms.clone(),
+            build: BuildContext {
+                registries: registries.clone(),
+                telemetry: telemetry.clone(),
+                transforms: transforms.clone(),
+                loader: loader.clone(),
+            },
             pipeline: pipeline.clone(),
             drain: drained.clone(),
-            template: config.otlp.clone(),
-            plugins: config.plugins.clone(),
-            cache: config.plugin_cache(),
-            loader: std::sync::Mutex::new(loader.clone()),
+            defaults: config.delivery.clone(),
+            store: Store::open(&data_dir, sealer)?,
         };
-        let configured = Integrations::new(otlp.clone(), &config.otlp, plugin_exporters.clone());
-        // Stored plugin integrations compile their plugin: not on the async worker threads.
-        let integrations = tokio::task::spawn_blocking(move || configured.with_store(runtime))
-            .await
-            .map_err(|e| StartError::Plugin {
-                plugin: "*".into(),
-                reason: e.to_string(),
-            })??;
+        // Plugin integrations compile their plugin: not on the async worker threads.
+        let integrations =
+            tokio::task::spawn_blocking(move || Integrations::start(runtime, &specs))
+                .await
+                .map_err(|e| StartError::Plugin {
+                    plugin: "*".into(),
+                    reason: e.to_string(),
+                })?
+                .map_err(|(plugin, reason)| StartError::Plugin { plugin, reason })?;
         let mut prometheus_addr = None;
         if config.prometheus.enabled {
             let listener = bind("prometheus", config.prometheus.listen).await?;
@@ -199,8 +178,8 @@ impl Host {
             )?;
             let listener = bind("admin", config.admin.listen).await?;
             admin_addr = listener.local_addr().ok();
-            let (e, t, v) = (plugin_exporters.clone(), transforms.clone(), views.clone());
-            let plugins: PluginList = Arc::new(move || plugin_health(&e, &t, &v));
+            let (i, t, v) = (integrations.clone(), transforms.clone(), views.clone());
+            let plugins: PluginList = Arc::new(move || plugin_health(&i, &t, &v));
             let app = crate::control::admin::router(
                 integrations.clone(),
                 plugins,
@@ -209,14 +188,6 @@ impl Host {
             );
             servers.push(serve(listener, app, stop.subscribe()));
         }
-        let mut exports = otlp
-            .as_ref()
-            .map(|o| o.spawn(drained.clone()))
-            .unwrap_or_default();
-        for exporter in &plugin_exporters {
-            exports.push(exporter.spawn(drained.clone()));
-        }
-        let subscribers = reloadables(&plugin_exporters, &transforms, &views);
         if let Some(interval) = config.gpu.interval() {
             let library = config.gpu.library.clone();
             let connect = Box::new(move || gpu::nvml::connect(&library));
@@ -246,20 +217,18 @@ impl Host {
                 stop.subscribe(),
             ));
         }
-        if loader.is_some() {
-            servers.push(watch_health(
-                plugin_exporters.clone(),
-                transforms.clone(),
-                views.clone(),
-                telemetry,
-                stop.subscribe(),
-            ));
-        }
-        if let Some(loader) = loader.filter(|_| !subscribers.is_empty()) {
-            servers.push(reload::spawn(loader, subscribers, stop.subscribe()));
-        }
-        tracing::info!(intake = %intake_addr, prometheus = ?prometheus_addr,
-            otlp_metrics = ?config.otlp.metrics_url(), otlp_logs = ?config.otlp.logs_url(), "wasmtel is serving");
+        servers.push(watch_health(
+            integrations.clone(),
+            transforms.clone(),
+            views.clone(),
+            telemetry,
+            stop.subscribe(),
+        ));
+        let (i, t, v) = (integrations.clone(), transforms.clone(), views.clone());
+        let subscribers: Subscribers = Arc::new(move || reloadables(&i, &t, &v));
+        servers.push(reload::spawn(loader, subscribers, stop.subscribe()));
+        tracing::info!(intake = %intake_addr, prometheus = ?prometheus_addr, admin = ?admin_addr,
+            integrations = integrations.exporters().len(), "wasmtel is serving");
         Ok(Self {
             intake_addr,
             prometheus_addr,
@@ -268,13 +237,10 @@ impl Host {
             registry,
             stop,
             servers,
-            otlp,
             drain,
-            exports,
-            plugin_exporters,
             transforms,
             views,
-            shutdown_timeout: config.otlp.shutdown_timeout(),
+            shutdown_timeout: config.shutdown_timeout(),
         })
     }
 
@@ -293,17 +259,18 @@ impl Host {
         &self.registry
     }
 
-    /// The plugin each plugin exporter, view and transform runs now, with its content digest.
+    /// The plugin each plugin integration, view and transform runs now, with its content digest.
     pub fn plugin_versions(&self) -> Vec<(String, Option<String>)> {
-        reloadables(&self.plugin_exporters, &self.transforms, &self.views)
+        reloadables(&self.integrations, &self.transforms, &self.views)
             .iter()
             .map(|r| (r.plugin().to_owned(), r.serving()))
             .collect()
     }
 
-    /// Every loaded plugin with its kind (`exporter`, `transform`, `view`) and health.
-    pub fn plugin_health(&self) -> Vec<PluginHealth> {
-        plugin_health(&self.plugin_exporters, &self.transforms, &self.views)
+    /// Every loaded plugin with its kind (`exporter`, `transform`, `view`), its integration
+    /// (for exporters) and health.
+    pub fn plugin_health(&self) -> Vec<PluginRow> {
+        plugin_health(&self.integrations, &self.transforms, &self.views)
     }
 
     /// The delivery report of every exporter and signal.
@@ -316,7 +283,7 @@ impl Host {
         self.integrations.test(id).await
     }
 
-    /// Resumes the paused integration `id` (`otlp` or a plugin's name); returns whether it was paused.
+    /// Resumes the paused integration `id`; returns whether it was paused.
     pub fn resume(&self, id: &str) -> bool {
         self.integrations.resume(id).unwrap_or(false)
     }
@@ -326,16 +293,9 @@ impl Host {
         self.admin_addr
     }
 
-    /// Exports metrics now, as the interval timers would: queues an OTLP batch and runs every plugin exporter.
+    /// Collects metrics now, as the interval timers would: every integration queues a batch.
     pub async fn collect_now(&self) {
-        if let Some(otlp) = &self.otlp {
-            otlp.collect().await;
-        }
-        self.integrations.collect_stored().await;
-        for exporter in &self.plugin_exporters {
-            exporter.export_metrics().await;
-            exporter.export_logs().await;
-        }
+        self.integrations.collect_now().await;
     }
 
     /// Stops intake, exports what is pending within the shutdown timeout, and stops.
@@ -344,23 +304,15 @@ impl Host {
         for server in std::mem::take(&mut self.servers) {
             let _ = server.await;
         }
-        if let Some(otlp) = &self.otlp {
-            otlp.collect().await;
-        }
-        self.integrations.collect_stored().await;
-        self.exports.extend(self.integrations.take_tasks());
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
-        let _ = self.drain.send(Some(deadline));
-        for exporter in &self.plugin_exporters {
-            let last = async {
-                exporter.export_metrics().await;
-                exporter.export_logs().await;
-            };
-            if tokio::time::timeout_at(deadline, last).await.is_err() {
-                tracing::warn!("a plugin exporter did not finish its final export in time");
-            }
+        if tokio::time::timeout_at(deadline, self.integrations.collect_now())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the final metrics collection did not finish in time");
         }
-        for task in std::mem::take(&mut self.exports) {
+        let _ = self.drain.send(Some(deadline));
+        for task in self.integrations.take_tasks() {
             let abort = task.abort_handle();
             if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
@@ -375,46 +327,57 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        self.servers
-            .iter()
-            .chain(&self.exports)
-            .for_each(JoinHandle::abort);
+        self.servers.iter().for_each(JoinHandle::abort);
+        for exporter in self.integrations.exporters() {
+            exporter.stop();
+        }
     }
 }
 
 /// Every loaded plugin that follows its file in the plugin directory.
 fn reloadables(
-    exporters: &[Arc<PluginExporter>],
+    integrations: &Integrations,
     transforms: &Transforms,
     views: &[Arc<PluginView>],
 ) -> Vec<Arc<dyn Reloadable>> {
-    exporters
-        .iter()
-        .map(|e| e.clone() as Arc<dyn Reloadable>)
+    exporter::reloadables(&integrations.exporters())
+        .into_iter()
         .chain(transforms.links().map(|l| l.clone() as Arc<dyn Reloadable>))
         .chain(views.iter().map(|v| v.clone() as Arc<dyn Reloadable>))
         .collect()
 }
 
-/// A loaded plugin's name, kind and health.
-pub type PluginHealth = (String, &'static str, Health);
-
 fn plugin_health(
-    exporters: &[Arc<PluginExporter>],
+    integrations: &Integrations,
     transforms: &Transforms,
     views: &[Arc<PluginView>],
-) -> Vec<PluginHealth> {
-    let exporters = exporters.iter().filter_map(|e| {
-        let plugin = e.current()?;
-        Some((e.plugin().to_owned(), "exporter", plugin.health()))
+) -> Vec<PluginRow> {
+    let exporters = integrations.exporters().into_iter().filter_map(|e| {
+        let (plugin, health) = e.plugin_health()?;
+        Some(PluginRow {
+            plugin,
+            kind: "exporter",
+            integration: Some(e.name().to_owned()),
+            health,
+        })
     });
     let transforms = transforms
         .health()
         .into_iter()
-        .map(|(name, health)| (name, "transform", health));
-    let views = views
-        .iter()
-        .filter_map(|v| Some((v.plugin().to_owned(), "view", v.health()?)));
+        .map(|(plugin, health)| PluginRow {
+            plugin,
+            kind: "transform",
+            integration: None,
+            health,
+        });
+    let views = views.iter().filter_map(|v| {
+        Some(PluginRow {
+            plugin: v.plugin().to_owned(),
+            kind: "view",
+            integration: None,
+            health: v.health()?,
+        })
+    });
     exporters.chain(transforms).chain(views).collect()
 }
 
@@ -476,15 +439,16 @@ const HEALTH_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Records every plugin's health now and then each [`HEALTH_PERIOD`] until the host stops.
 fn watch_health(
-    exporters: Vec<Arc<PluginExporter>>,
+    integrations: Integrations,
     transforms: Transforms,
     views: Vec<Arc<PluginView>>,
     telemetry: SelfTelemetry,
     mut stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let record = move || {
-        for (name, kind, health) in plugin_health(&exporters, &transforms, &views) {
-            telemetry.plugin_health(&name, kind, &health);
+        for row in plugin_health(&integrations, &transforms, &views) {
+            let up = row.health == Health::Running;
+            telemetry.plugin_health(&row.plugin, row.kind, row.integration.as_deref(), up);
         }
     };
     record();
@@ -502,38 +466,33 @@ fn watch_health(
 
 /// What the host loads from plugins.
 struct Plugins {
-    /// The loader, when any plugin is configured.
-    loader: Option<Arc<Loader>>,
+    /// The loader, for transforms, views, exporter plugins and hot reload.
+    loader: Arc<Loader>,
     /// The transform chain.
     transforms: Transforms,
-    /// The plugin exporters.
-    exporters: Vec<Arc<PluginExporter>>,
     /// The views, already bound to the registry.
     views: Vec<Arc<PluginView>>,
 }
 
-/// Loads every configured plugin on a blocking thread: plugin calls must not run on async worker threads.
+/// Loads every configured transform and view on a blocking thread: plugin calls must not run
+/// on async worker threads.
 async fn load_plugins(
     config: &Config,
     registries: &Arc<Registries>,
-    telemetry: &SelfTelemetry,
 ) -> Result<Plugins, StartError> {
-    let (config, registries, telemetry) = (config.clone(), registries.clone(), telemetry.clone());
+    let (config, registries) = (config.clone(), registries.clone());
     tokio::task::spawn_blocking(move || {
-        let loader = loader(&config)?;
-        let transforms = transforms(&config, loader.as_deref())?;
-        let views = views(&config, loader.as_deref(), &registries.own().registry)?;
-        let exporters = plugin_exporters(
-            &config,
-            loader.as_deref(),
-            &registries,
-            &telemetry,
-            &transforms,
-        )?;
+        let loader = Loader::new(&config.plugins, config.plugin_cache()).map_err(|e| {
+            StartError::Plugin {
+                plugin: "*".into(),
+                reason: e.to_string(),
+            }
+        })?;
+        let transforms = transforms(&config, &loader)?;
+        let views = views(&config, &loader, &registries.own().registry)?;
         Ok(Plugins {
-            loader,
+            loader: Arc::new(loader),
             transforms,
-            exporters,
             views,
         })
     })
@@ -544,24 +503,32 @@ async fn load_plugins(
     })?
 }
 
-/// The plugin loader, when any plugin is configured.
-fn loader(config: &Config) -> Result<Option<Arc<Loader>>, StartError> {
-    if config.exporters.is_empty() && config.transforms.is_empty() && config.views.is_empty() {
-        return Ok(None);
+/// The integrations of the config file: `[otlp]` when it has an endpoint, then every
+/// `[[exporters]]` entry under its name.
+fn configured_integrations(config: &Config) -> Result<Vec<ExporterSpec>, StartError> {
+    let mut specs: Vec<ExporterSpec> = ExporterSpec::otlp(&config.otlp, &config.delivery)
+        .into_iter()
+        .collect();
+    let taken: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let names = exporter_names(&config.exporters, &taken).map_err(|reason| StartError::Plugin {
+        plugin: "[[exporters]]".into(),
+        reason,
+    })?;
+    let env = |k: &str| std::env::var(k).ok();
+    for (entry, name) in config.exporters.iter().zip(names) {
+        let spec = ExporterSpec::exporter(entry, name.clone(), &config.delivery, &env).map_err(
+            |reason| StartError::Plugin {
+                plugin: name,
+                reason,
+            },
+        )?;
+        specs.push(spec);
     }
-    let loader =
-        Loader::new(&config.plugins, config.plugin_cache()).map_err(|e| StartError::Plugin {
-            plugin: "*".into(),
-            reason: e.to_string(),
-        })?;
-    Ok(Some(Arc::new(loader)))
+    Ok(specs)
 }
 
 /// Loads the `[[transforms]]` chain.
-fn transforms(config: &Config, loader: Option<&Loader>) -> Result<Transforms, StartError> {
-    let Some(loader) = loader else {
-        return Ok(Transforms::default());
-    };
+fn transforms(config: &Config, loader: &Loader) -> Result<Transforms, StartError> {
     let mut chain = Vec::new();
     for entry in &config.transforms {
         let link = loader
@@ -579,12 +546,9 @@ fn transforms(config: &Config, loader: Option<&Loader>) -> Result<Transforms, St
 /// Loads the `[[views]]` and binds each to the instruments it names (never the host's own).
 fn views(
     config: &Config,
-    loader: Option<&Loader>,
+    loader: &Loader,
     registry: &Registry,
 ) -> Result<Vec<Arc<PluginView>>, StartError> {
-    let Some(loader) = loader else {
-        return Ok(Vec::new());
-    };
     let mut views = Vec::new();
     for entry in &config.views {
         let view = loader
@@ -605,41 +569,6 @@ fn views(
         views.push(view);
     }
     Ok(views)
-}
-
-/// Loads every `[[exporters]]` entry's plugin and binds it to its endpoint.
-fn plugin_exporters(
-    config: &Config,
-    loader: Option<&Loader>,
-    registries: &Arc<Registries>,
-    telemetry: &SelfTelemetry,
-    transforms: &Transforms,
-) -> Result<Vec<Arc<PluginExporter>>, StartError> {
-    let Some(loader) = loader else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for entry in &config.exporters {
-        let fail = |reason: String| StartError::Plugin {
-            plugin: entry.plugin.clone(),
-            reason,
-        };
-        let (plugin, digest, origin) = loader
-            .load_exporter(&entry.plugin, &entry.config)
-            .map_err(fail)?;
-        tracing::info!(plugin = %entry.plugin, origin = ?origin, "exporter plugin loaded");
-        let exporter = PluginExporter::new(
-            plugin,
-            digest,
-            entry,
-            registries.clone(),
-            telemetry.clone(),
-            transforms.clone(),
-        )
-        .map_err(fail)?;
-        out.push(Arc::new(exporter));
-    }
-    Ok(out)
 }
 
 /// The Prometheus routes: `/metrics`, and `/metrics/{id}` for each stored Prometheus

@@ -48,7 +48,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(subcommand)]
-        command: IntegrationsCommand,
+        command: Box<IntegrationsCommand>,
     },
     /// Send realistic inference events to a running host.
     Demo {
@@ -97,6 +97,12 @@ enum IntegrationsCommand {
         /// More fields as a JSON object, e.g. `{"api_key":"…"}`.
         #[arg(long)]
         config_json: Option<String>,
+        /// How often metrics are exported, e.g. `10s` (default: the host's `[delivery] interval`).
+        #[arg(long)]
+        interval: Option<String>,
+        /// Test the connection at once.
+        #[arg(long)]
+        test: bool,
     },
     /// Test an integration's connection.
     Test {
@@ -134,6 +140,12 @@ enum IntegrationsCommand {
         /// A header to send, `K=V` (repeatable).
         #[arg(long = "header", value_parser = key_value)]
         headers: Vec<(String, String)>,
+        /// How often metrics are exported, e.g. `10s` (default: the host's `[delivery] interval`).
+        #[arg(long)]
+        interval: Option<String>,
+        /// Test the connection at once.
+        #[arg(long)]
+        test: bool,
     },
 }
 
@@ -192,7 +204,7 @@ async fn run() -> anyhow::Result<()> {
             command,
         } => {
             let client = AdminClient::new(&admin, token, &data_dir)?;
-            integrations(&client, json, command).await
+            integrations(&client, json, *command).await
         }
         Command::Demo {
             target,
@@ -246,12 +258,14 @@ async fn integrations(
             endpoint,
             headers,
             config_json,
+            interval,
+            test,
         } => {
             let extra = config_json
                 .map(|j| serde_json::from_str::<serde_json::Value>(&j))
                 .transpose()
                 .context("--config-json is not JSON")?;
-            let body = create_body(
+            let mut body = create_body(
                 &kind,
                 &kind_type,
                 &name,
@@ -260,26 +274,35 @@ async fn integrations(
                 &headers,
                 extra.as_ref(),
             );
+            if let Some(interval) = &interval {
+                body["delivery"]["interval"] = serde_json::json!(interval);
+            }
             let created = client
                 .call("POST", "/api/v1/integrations", Some(body))
                 .await?;
-            print_list(vec![created]);
+            created_now(client, json, vec![created], test).await?;
         }
         IntegrationsCommand::ConnectOtlp {
             endpoint,
             name,
             headers,
+            interval,
+            test,
         } => {
             let mut created = Vec::new();
             for kind in ["metrics", "logs"] {
-                let body = create_body(kind, "otlp", &name, None, Some(&endpoint), &headers, None);
+                let mut body =
+                    create_body(kind, "otlp", &name, None, Some(&endpoint), &headers, None);
+                if let Some(interval) = &interval {
+                    body["delivery"]["interval"] = serde_json::json!(interval);
+                }
                 created.push(
                     client
                         .call("POST", "/api/v1/integrations", Some(body))
                         .await?,
                 );
             }
-            print_list(created);
+            created_now(client, json, created, test).await?;
         }
         IntegrationsCommand::Test { id } => {
             let body = client.call("POST", &path(&id, "/test"), None).await?;
@@ -323,6 +346,51 @@ async fn integrations(
             }
         }
     }
+    Ok(())
+}
+
+/// Shows integrations just created and when each signal first goes out; with `test`, probes
+/// each at once and fails if any probe does.
+async fn created_now(
+    client: &AdminClient,
+    json: bool,
+    created: Vec<serde_json::Value>,
+    test: bool,
+) -> anyhow::Result<()> {
+    use wasmtel::control::client::{first_exports, integrations_table, test_table};
+    let mut tests = Vec::new();
+    if test {
+        for i in &created {
+            let id = i["id"].as_str().unwrap_or_default();
+            let path = format!("/api/v1/integrations/{id}/test");
+            tests.push(client.call("POST", &path, None).await?);
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "created": created, "tests": tests })
+        );
+    } else {
+        print!("{}", integrations_table(&created));
+        print!("{}", first_exports(&created, wasmtel::clock::unix_nanos()));
+        for t in &tests {
+            print!(
+                "{}",
+                test_table(t["results"].as_array().map_or(&[][..], Vec::as_slice))
+            );
+        }
+    }
+    let failed: Vec<&str> = tests
+        .iter()
+        .filter(|t| t["ok"] != true)
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "the connection test failed for {}",
+        failed.join(", ")
+    );
     Ok(())
 }
 

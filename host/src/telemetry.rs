@@ -2,12 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::export::delivery::State;
 use crate::metrics::{ConflictError, Descriptor, Instrument, Registry};
 use crate::model::Signal;
 use crate::model::attributes::ValueRef;
 use crate::model::metric::InstrumentKind;
-use crate::plugins::Health;
 
 /// The instrumentation scope of self-telemetry.
 pub const SELF_SCOPE: &str = "wasmtel";
@@ -120,26 +118,26 @@ impl SelfTelemetry {
                 registry,
                 "wasmtel.export.batches",
                 "{batch}",
-                "Export batches by exporter, signal and outcome (ok, failed).",
+                "Exports by integration, signal and outcome (ok, failed).",
             )?,
             retries: counter(
                 registry,
                 "wasmtel.export.retries",
                 "{request}",
-                "Export requests retried after a retryable failure, by exporter and signal.",
+                "Requests retried after a retryable failure, by integration and signal.",
             )?,
             states: instrument(
                 registry,
                 InstrumentKind::Gauge,
                 "wasmtel.export.state",
                 "",
-                "1 for an exporter's current state (connected, degraded, paused, disabled), 0 for the others.",
+                "1 for an integration's current state (pending, connected, sending, degraded, paused, disabled), 0 for the others.",
             )?,
             dropped: counter(
                 registry,
                 "wasmtel.export.dropped",
                 "{item}",
-                "Metric batches or log records dropped from a full export queue.",
+                "Metric batches or log records an integration's full export queue dropped.",
             )?,
             plugin_up: instrument(
                 registry,
@@ -177,34 +175,35 @@ impl SelfTelemetry {
             .record(&[("reason", ValueRef::Str(reason))], 1.0);
     }
 
-    /// Counts one retry of `exporter`, now in `state`.
-    pub fn export_retry(&self, exporter: &str, signal: Signal, state: State) {
+    /// Counts one retry of integration `integration`, now in `state`.
+    pub fn export_retry(&self, integration: &str, signal: Signal, state: IntegrationState) {
         let attrs = [
-            ("exporter", ValueRef::Str(exporter)),
+            ("integration", ValueRef::Str(integration)),
             ("signal", ValueRef::Str(signal.as_str())),
         ];
         self.retries.record(&attrs, 1.0);
-        self.export_state(exporter, signal, state);
+        self.export_state(integration, signal, state);
     }
 
-    /// Records `exporter`'s current state: 1 for it, 0 for the others.
-    pub fn export_state(&self, exporter: &str, signal: Signal, state: State) {
-        for s in State::ALL {
+    /// Records an integration's current state: 1 for it, 0 for the other states.
+    pub fn export_state(&self, integration: &str, signal: Signal, state: IntegrationState) {
+        for s in state.all {
             let attrs = [
-                ("exporter", ValueRef::Str(exporter)),
+                ("integration", ValueRef::Str(integration)),
                 ("signal", ValueRef::Str(signal.as_str())),
-                ("state", ValueRef::Str(s.as_str())),
+                ("state", ValueRef::Str(s)),
             ];
-            self.states.record(&attrs, f64::from(u8::from(s == state)));
+            self.states
+                .record(&attrs, f64::from(u8::from(*s == state.now)));
         }
     }
 
-    /// Counts one batch that `exporter` (`otlp`, or a plugin's name) delivered (`ok`) or gave up on.
-    pub fn export_batch(&self, exporter: &str, signal: Signal, ok: bool) {
+    /// Counts one export an integration delivered (`ok`) or gave up on.
+    pub fn export_batch(&self, integration: &str, signal: Signal, ok: bool) {
         let outcome = if ok { "ok" } else { "failed" };
         self.batches.record(
             &[
-                ("exporter", ValueRef::Str(exporter)),
+                ("integration", ValueRef::Str(integration)),
                 ("outcome", ValueRef::Str(outcome)),
                 ("signal", ValueRef::Str(signal.as_str())),
             ],
@@ -212,21 +211,43 @@ impl SelfTelemetry {
         );
     }
 
-    /// Records whether plugin `plugin` (an `exporter`, `transform` or `view`) is serving.
-    pub fn plugin_health(&self, plugin: &str, kind: &str, health: &Health) {
-        let up = if *health == Health::Running { 1.0 } else { 0.0 };
-        self.plugin_up.record(
-            &[
-                ("kind", ValueRef::Str(kind)),
-                ("plugin", ValueRef::Str(plugin)),
-            ],
-            up,
-        );
+    /// Records whether a plugin (an `exporter` of integration `integration`, a `transform` or a
+    /// `view`) is serving.
+    pub fn plugin_health(&self, plugin: &str, kind: &str, integration: Option<&str>, up: bool) {
+        let value = f64::from(u8::from(up));
+        let (kind, plugin) = (ValueRef::Str(kind), ValueRef::Str(plugin));
+        match integration {
+            Some(name) => self.plugin_up.record(
+                &[
+                    ("integration", ValueRef::Str(name)),
+                    ("kind", kind),
+                    ("plugin", plugin),
+                ],
+                value,
+            ),
+            None => self
+                .plugin_up
+                .record(&[("kind", kind), ("plugin", plugin)], value),
+        }
     }
 
-    /// Counts items dropped from a full export queue.
-    pub fn export_dropped(&self, signal: Signal, n: usize) {
-        self.dropped
-            .record(&[("signal", ValueRef::Str(signal.as_str()))], n as f64);
+    /// Counts items an integration's full export queue dropped.
+    pub fn export_dropped(&self, integration: &str, signal: Signal, n: usize) {
+        self.dropped.record(
+            &[
+                ("integration", ValueRef::Str(integration)),
+                ("signal", ValueRef::Str(signal.as_str())),
+            ],
+            n as f64,
+        );
     }
+}
+
+/// An integration's state by name, among the names of every state, for `wasmtel.export.state`.
+#[derive(Debug, Clone, Copy)]
+pub struct IntegrationState {
+    /// The current state's name.
+    pub now: &'static str,
+    /// Every state's name.
+    pub all: &'static [&'static str],
 }

@@ -90,7 +90,7 @@ async fn sigterm_and_sigint_flush_exports_and_exit_zero() {
         // SIGTERM: configured in the file; SIGINT: configured by OpenTelemetry variables alone.
         let served = if sig == "-TERM" {
             let toml = format!(
-                "[otlp]\nendpoint = \"{}\"\ninterval = \"1h\"\n",
+                "[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n",
                 receiver.endpoint()
             );
             serve(&toml).await
@@ -349,10 +349,11 @@ fn text(out: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_integrations_commands_connect_test_pause_and_delete_through_the_admin_api() {
-    let receiver = Receiver::start().await;
+    // The collector is at a path: metrics and logs both go under it.
+    let receiver = Receiver::start_under("/otlp").await;
     let served = serve("").await;
     let mut all = String::new();
-    let endpoint = receiver.endpoint();
+    let endpoint = format!("{}/otlp", receiver.endpoint());
     let out = integrations(
         &served,
         &[
@@ -363,18 +364,63 @@ async fn the_integrations_commands_connect_test_pause_and_delete_through_the_adm
             "collector",
             "--header",
             "authorization=Bearer canary-cli",
+            "--interval",
+            "1s",
+            "--test",
         ],
     );
     all.push_str(&text(&out));
     assert!(out.status.success(), "{}", text(&out));
-    let table = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(table.starts_with("ID "), "{table}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.starts_with("ID "), "{stdout}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.contains("collector")).collect();
     assert_eq!(
-        table.lines().filter(|l| l.contains("collector")).count(),
-        2,
-        "{table}"
+        rows.len(),
+        4,
+        "two table rows, two first-export lines: {stdout}"
     );
-    assert!(table.contains("metrics") && table.contains("logs") && table.contains("connected"));
+    assert!(
+        rows[..2].iter().all(|r| r.contains("pending")),
+        "nothing was exported yet, so nothing is connected: {stdout}"
+    );
+    assert!(
+        stdout.contains("collector metrics: first export at ") && stdout.contains("(in 1 s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("collector logs: records are sent as they arrive"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("ok      connected: HTTP 200").count(),
+        2,
+        "--test probes both at once: {stdout}"
+    );
+    // Within the interval, both signals reach the collector under its path.
+    reqwest::Client::new()
+        .post(format!("{}/v1/events", served.intake))
+        .header("content-type", "application/json")
+        .body(r#"{"event_type":"generation_completed","model":"m","metrics":{"total_duration_ms":5}}"#)
+        .send()
+        .await
+        .expect("intake answers");
+    receiver
+        .wait_until("metrics and logs under /otlp", |r| {
+            !r.metrics.is_empty() && !r.logs.is_empty()
+        })
+        .await;
+    let list = loop {
+        let out = integrations(&served, &["list"]);
+        let list = String::from_utf8_lossy(&out.stdout).into_owned();
+        if list.matches("connected").count() == 2 {
+            break list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        list.contains(&format!("{endpoint}/v1/logs")) && !list.contains("/v1/metrics/v1/logs"),
+        "{list}"
+    );
 
     let out = integrations(&served, &["--json", "list"]);
     all.push_str(&text(&out));
@@ -392,12 +438,21 @@ async fn the_integrations_commands_connect_test_pause_and_delete_through_the_adm
     all.push_str(&text(&out));
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("logs    ok      connected: HTTP 200"));
-    receiver.with(|r| assert_eq!(r.headers[0]["authorization"], "Bearer canary-cli"));
+    receiver.with(|r| {
+        assert!(
+            r.headers
+                .iter()
+                .all(|h| h["authorization"] == "Bearer canary-cli")
+        )
+    });
 
     let out = integrations(&served, &["disable", &ids[0]]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("disabled"));
     let out = integrations(&served, &["enable", &ids[0]]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("connected"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pending"),
+        "started again, it has exported nothing yet"
+    );
     let out = integrations(&served, &["resume", &ids[0]]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

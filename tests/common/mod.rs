@@ -105,3 +105,15 @@ pub(crate) fn step(event_type: &str, seq: u32) -> Value {
     json!({ "event_type": event_type, "model": "m1", "engine": "vllm", "request_id": format!("req-{seq}"),
             "metrics": { "input_tokens": 999, "chunk_index": 0 } })
 }
+
+/// Waits until `done` holds, checking every 10 ms, or panics after 20 s naming `what`.
+pub(crate) async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

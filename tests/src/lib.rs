@@ -54,14 +54,19 @@ pub struct Receiver {
 impl Receiver {
     /// Starts a receiver answering 200.
     pub async fn start() -> Self {
+        Self::start_under("").await
+    }
+
+    /// Starts a receiver answering 200 under a path prefix (`/otlp` serves `/otlp/v1/metrics`).
+    pub async fn start_under(prefix: &str) -> Self {
         let shared = Shared {
             received: Arc::default(),
             status: Arc::new(AtomicU16::new(200)),
             script: Arc::default(),
         };
         let app = Router::new()
-            .route("/v1/metrics", routing::post(metrics))
-            .route("/v1/logs", routing::post(logs))
+            .route(&format!("{prefix}/v1/metrics"), routing::post(metrics))
+            .route(&format!("{prefix}/v1/logs"), routing::post(logs))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -1,4 +1,4 @@
-//! `[otlp]` and `[[exporters]]`: where telemetry goes, and how it is delivered.
+//! `[delivery]`, `[otlp]` and `[[exporters]]`: where telemetry goes, and how it is delivered.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,13 +8,86 @@ use serde::{Deserialize, Serialize};
 use super::TemporalityPreference;
 use super::{duration, show_duration};
 
-/// Retries per batch before it counts as a failed export, by default.
+/// Retries per request before its export counts as failed, by default.
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
+/// How an integration delivers: `[delivery]` holds the defaults of every integration, and an
+/// integration's own `delivery` table (or a stored integration's `delivery` object) overrides
+/// any of them.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// How often metrics are collected and exported (`OTEL_METRIC_EXPORT_INTERVAL`, default 60 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub interval: Option<Duration>,
+    /// How long one request may take (default 10 s; `OTEL_EXPORTER_OTLP_TIMEOUT` for `[otlp]`).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub timeout: Option<Duration>,
+    /// Metric batches (collections) held while the backend is slow or down (default 32).
+    pub metrics_queue: Option<usize>,
+    /// Log records held while the backend is slow or down (default 65536).
+    pub logs_queue: Option<usize>,
+    /// Most log records per export (default 512).
+    pub logs_batch: Option<usize>,
+    /// The pace of UDP datagrams, in bytes per second (default 4 MiB/s).
+    pub udp_bytes_per_second: Option<u64>,
+    /// Bytes of UDP datagrams sent at once before the pace applies (default 16 KiB).
+    pub udp_burst_bytes: Option<u64>,
+    /// How failed requests are retried.
+    pub retry: RetryConfig,
+}
+
+impl DeliveryConfig {
+    /// These settings, with `defaults` filling in what they leave unset.
+    pub fn over(&self, defaults: &DeliveryConfig) -> DeliveryConfig {
+        DeliveryConfig {
+            interval: self.interval.or(defaults.interval),
+            timeout: self.timeout.or(defaults.timeout),
+            metrics_queue: self.metrics_queue.or(defaults.metrics_queue),
+            logs_queue: self.logs_queue.or(defaults.logs_queue),
+            logs_batch: self.logs_batch.or(defaults.logs_batch),
+            udp_bytes_per_second: self.udp_bytes_per_second.or(defaults.udp_bytes_per_second),
+            udp_burst_bytes: self.udp_burst_bytes.or(defaults.udp_burst_bytes),
+            retry: RetryConfig {
+                max_retries: self.retry.max_retries.or(defaults.retry.max_retries),
+                initial_backoff: self
+                    .retry
+                    .initial_backoff
+                    .or(defaults.retry.initial_backoff),
+                max_backoff: self.retry.max_backoff.or(defaults.retry.max_backoff),
+                breaker_cooldown: self
+                    .retry
+                    .breaker_cooldown
+                    .or(defaults.retry.breaker_cooldown),
+            },
+        }
+    }
+}
+
+/// `[delivery.retry]`: retries, backoff and the circuit breaker's first cooldown.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries per request (default 3).
+    pub max_retries: Option<u32>,
+    /// The first backoff, doubled per retry (default 250 ms).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub initial_backoff: Option<Duration>,
+    /// The longest backoff (default 30 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub max_backoff: Option<Duration>,
+    /// How long the circuit breaker first stays open (default 1 s; doubles per failed probe, up to 60 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub breaker_cooldown: Option<Duration>,
+}
 
 /// One `[[exporters]]` entry: an integration whose wire format an exporter plugin owns.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExporterConfig {
+    /// The integration's name and id (default: the plugin's name, `-2`, `-3` … when repeated).
+    #[serde(default)]
+    pub name: Option<String>,
     /// The plugin (`statsd`, or a `.wasm` in the plugin directory, by file stem).
     pub plugin: String,
     /// Where the host sends every signal: `udp://host:port` or an `http(s)://` base URL.
@@ -36,19 +109,12 @@ pub struct ExporterConfig {
     /// The credential the host sends in the preset's header (Datadog: `DD-API-KEY`; else `DD_API_KEY`).
     #[serde(default)]
     pub api_key: Option<String>,
-    /// How often metrics are exported (default 10 s).
-    #[serde(
-        default,
-        deserialize_with = "duration",
-        serialize_with = "show_duration"
-    )]
-    pub interval: Option<Duration>,
     /// Credential headers the host adds to every HTTP request; the plugin never sees them.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Log records held while the backend is slow or down (default 65536; the oldest go first).
+    /// This integration's delivery settings, over `[delivery]`.
     #[serde(default)]
-    pub queue: Option<usize>,
+    pub delivery: DeliveryConfig,
     /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
     #[serde(default)]
     pub config: toml::Table,
@@ -66,55 +132,12 @@ pub struct OtlpConfig {
     pub logs_endpoint: Option<String>,
     /// Headers sent with every request (`OTEL_EXPORTER_OTLP_HEADERS`).
     pub headers: BTreeMap<String, String>,
-    /// Metric export interval (`OTEL_METRIC_EXPORT_INTERVAL`, default 60 s).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub interval: Option<Duration>,
-    /// Per-request timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub timeout: Option<Duration>,
     /// Whether raw events are forwarded as log records (default true).
     pub logs: bool,
-    /// Metric batches held while the collector is slow or down (default 32).
-    pub metrics_queue: usize,
-    /// Log records held while the collector is slow or down (default 65536).
-    pub logs_queue: usize,
-    /// Most log records per request (default 512).
-    pub logs_batch: usize,
-    /// How long shutdown may spend flushing (default 5 s).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub shutdown_timeout: Option<Duration>,
     /// `cumulative` (default), `delta` or `lowmemory`, as the OpenTelemetry SDKs define them.
     pub temporality_preference: Option<TemporalityPreference>,
-    /// How failed requests are retried.
-    pub retry: RetryConfig,
-}
-
-/// `[otlp.retry]`: retries, backoff and the circuit breaker's first cooldown.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Retries per batch (default 3).
-    pub max_retries: u32,
-    /// The first backoff, doubled per retry (default 250 ms).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub initial_backoff: Option<Duration>,
-    /// The longest backoff (default 30 s).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub max_backoff: Option<Duration>,
-    /// How long the circuit breaker first stays open (default 1 s; doubles per failed probe, up to 60 s).
-    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
-    pub breaker_cooldown: Option<Duration>,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            max_retries: DEFAULT_MAX_RETRIES,
-            initial_backoff: None,
-            max_backoff: None,
-            breaker_cooldown: None,
-        }
-    }
+    /// This integration's delivery settings, over `[delivery]`.
+    pub delivery: DeliveryConfig,
 }
 
 impl Default for OtlpConfig {
@@ -124,15 +147,9 @@ impl Default for OtlpConfig {
             metrics_endpoint: None,
             logs_endpoint: None,
             headers: BTreeMap::new(),
-            interval: None,
-            timeout: None,
             logs: true,
-            metrics_queue: 32,
-            logs_queue: 65536,
-            logs_batch: 512,
-            shutdown_timeout: None,
             temporality_preference: None,
-            retry: RetryConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -140,9 +157,10 @@ impl Default for OtlpConfig {
 impl OtlpConfig {
     /// The metrics URL, if push is configured.
     pub fn metrics_url(&self) -> Option<String> {
-        self.metrics_endpoint
-            .clone()
-            .or_else(|| self.signal_url("metrics"))
+        self.metrics_endpoint.clone().or_else(|| {
+            let base = self.endpoint.as_deref()?;
+            Some(signal_url(base, "metrics"))
+        })
     }
 
     /// The logs URL, if push is configured and log forwarding is on.
@@ -150,28 +168,19 @@ impl OtlpConfig {
         if !self.logs {
             return None;
         }
-        self.logs_endpoint
-            .clone()
-            .or_else(|| self.signal_url("logs"))
+        self.logs_endpoint.clone().or_else(|| {
+            let base = self.endpoint.as_deref()?;
+            Some(signal_url(base, "logs"))
+        })
     }
+}
 
-    fn signal_url(&self, signal: &str) -> Option<String> {
-        let base = self.endpoint.as_deref()?;
-        Some(format!("{}/v1/{signal}", base.trim_end_matches('/')))
+/// The URL an OTLP/HTTP signal goes to from a base URL: `<base>/v1/<signal>`; a base that
+/// already ends in a signal's path (`…/v1/metrics`) has it replaced, so one base serves both.
+pub fn signal_url(base: &str, signal: &str) -> String {
+    let mut base = base.trim_end_matches('/');
+    for path in ["/v1/metrics", "/v1/logs"] {
+        base = base.strip_suffix(path).unwrap_or(base);
     }
-
-    /// The export interval, defaulted.
-    pub fn interval(&self) -> Duration {
-        self.interval.unwrap_or(Duration::from_secs(60))
-    }
-
-    /// The request timeout, defaulted.
-    pub fn timeout(&self) -> Duration {
-        self.timeout.unwrap_or(Duration::from_secs(10))
-    }
-
-    /// The shutdown flush budget, defaulted.
-    pub fn shutdown_timeout(&self) -> Duration {
-        self.shutdown_timeout.unwrap_or(Duration::from_secs(5))
-    }
+    format!("{base}/v1/{signal}")
 }

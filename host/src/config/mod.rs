@@ -9,7 +9,9 @@ mod metrics;
 mod plugins;
 
 pub use derive::{DeriveConfig, RuleConfig, RuleSet, When};
-pub use export::{DEFAULT_MAX_RETRIES, ExporterConfig, OtlpConfig, RetryConfig};
+pub use export::{
+    DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, OtlpConfig, RetryConfig, signal_url,
+};
 pub use metrics::{
     Aggregation, DEFAULT_CARDINALITY_LIMIT, ExemplarFilter, HistogramAggregation, MetricsConfig,
     StreamView, StreamViewError, TemporalityPreference, conflicts,
@@ -77,6 +79,11 @@ pub struct Config {
     pub prometheus: PrometheusConfig,
     /// `[otlp]`: OTLP/HTTP push.
     pub otlp: OtlpConfig,
+    /// `[delivery]`: how every integration delivers, unless its own `delivery` says otherwise.
+    pub delivery: DeliveryConfig,
+    /// How long shutdown may spend flushing what integrations hold (default 5 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub shutdown_timeout: Option<Duration>,
     /// `[metrics]`: the aggregation engine.
     pub metrics: MetricsConfig,
     /// `[derive]`: event → metric rules.
@@ -297,6 +304,11 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("./data"))
     }
 
+    /// The shutdown flush budget, defaulted.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout.unwrap_or(Duration::from_secs(5))
+    }
+
     /// Where compiled plugins are cached: `[plugins] cache_dir`, else `<data_dir>/plugin-cache`;
     /// `None` when set empty.
     pub fn plugin_cache(&self) -> Option<PathBuf> {
@@ -325,16 +337,16 @@ impl Config {
                 otlp.headers.entry(k).or_insert(v);
             }
         }
-        if otlp.interval.is_none() {
-            otlp.interval = millis_var(
-                "OTEL_METRIC_EXPORT_INTERVAL",
-                var("OTEL_METRIC_EXPORT_INTERVAL"),
-            )?;
-        }
-        if otlp.timeout.is_none() {
-            otlp.timeout = millis_var(
+        if otlp.delivery.timeout.is_none() {
+            otlp.delivery.timeout = millis_var(
                 "OTEL_EXPORTER_OTLP_TIMEOUT",
                 var("OTEL_EXPORTER_OTLP_TIMEOUT"),
+            )?;
+        }
+        if self.delivery.interval.is_none() {
+            self.delivery.interval = millis_var(
+                "OTEL_METRIC_EXPORT_INTERVAL",
+                var("OTEL_METRIC_EXPORT_INTERVAL"),
             )?;
         }
         if self.metrics.default_histogram_aggregation.is_none() {
@@ -503,7 +515,12 @@ mod tests {
         assert_eq!(c.prometheus.listen.to_string(), "127.0.0.1:9464");
         assert_eq!(c.metrics.cardinality_limit, 2000);
         assert_eq!(c.otlp.metrics_url(), None);
-        assert_eq!(c.otlp.interval(), Duration::from_secs(60));
+        assert_eq!(
+            c.delivery,
+            DeliveryConfig::default(),
+            "built-in defaults apply"
+        );
+        assert_eq!(c.shutdown_timeout(), Duration::from_secs(5));
     }
 
     #[test]
@@ -529,7 +546,7 @@ mod tests {
     #[test]
     fn env_fills_gaps_and_file_wins() {
         let mut c = Config::from_toml(
-            "[otlp]\ninterval = \"2s\"\n[otlp.headers]\nx-team = \"file\"\n[resource]\nservice_name = \"from-file\"\n",
+            "[delivery]\ninterval = \"2s\"\n[otlp.headers]\nx-team = \"file\"\n[resource]\nservice_name = \"from-file\"\n",
         )
         .expect("valid");
         c.apply_env(env(&[
@@ -553,14 +570,14 @@ mod tests {
         );
         assert_eq!(c.otlp.headers["x-team"], "file");
         assert_eq!(c.otlp.headers["api-key"], "s=cret");
-        assert_eq!(c.otlp.interval(), Duration::from_secs(2));
+        assert_eq!(c.delivery.interval, Some(Duration::from_secs(2)));
         assert_eq!(c.resource.service_name.as_deref(), Some("from-file"));
         assert_eq!(c.resource.attributes["k8s.node.name"], "n 1");
 
         let mut d = Config::default();
         d.apply_env(env(&[("OTEL_METRIC_EXPORT_INTERVAL", "1500")]))
             .expect("valid");
-        assert_eq!(d.otlp.interval(), Duration::from_millis(1500));
+        assert_eq!(d.delivery.interval, Some(Duration::from_millis(1500)));
     }
 
     #[test]
@@ -737,7 +754,7 @@ mod tests {
         assert!(err.starts_with("line 2, column 10: "), "{err}");
         let err = Config::from_toml("[intake]\nlisen = \"127.0.0.1:1\"\n").expect_err("typo");
         assert!(err.contains("unknown field `lisen`"), "{err}");
-        let err = Config::from_toml("[otlp]\ninterval = \"often\"\n").expect_err("bad");
+        let err = Config::from_toml("[delivery]\ninterval = \"often\"\n").expect_err("bad");
         assert!(err.contains("`often` is not a duration"), "{err}");
     }
 }

@@ -20,8 +20,21 @@ use crate::metrics::Registry;
 use crate::plugins::Health;
 use bytes::Bytes;
 
-/// Every loaded plugin with its kind and health, read when asked.
-pub type PluginList = Arc<dyn Fn() -> Vec<(String, &'static str, Health)> + Send + Sync>;
+/// One loaded plugin: its name, kind, the integration it serves (exporters) and its health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginRow {
+    /// The plugin's name.
+    pub plugin: String,
+    /// `exporter`, `transform` or `view`.
+    pub kind: &'static str,
+    /// The integration an exporter plugin serves.
+    pub integration: Option<String>,
+    /// Its health.
+    pub health: Health,
+}
+
+/// Every loaded plugin, read when asked.
+pub type PluginList = Arc<dyn Fn() -> Vec<PluginRow> + Send + Sync>;
 
 #[derive(Clone)]
 struct Admin {
@@ -106,13 +119,14 @@ async fn auth(State(admin): State<Admin>, request: Request, next: Next) -> Respo
 fn plugin_list(admin: &Admin) -> Vec<serde_json::Value> {
     (admin.plugins)()
         .into_iter()
-        .map(|(name, kind, health)| {
-            let (state, reason) = match health {
+        .map(|row| {
+            let (state, reason) = match row.health {
                 Health::Running => ("running", None),
                 Health::Restarting(why) => ("restarting", Some(why)),
                 Health::Failed(why) => ("failed", Some(why)),
             };
-            json!({ "name": name, "kind": kind, "state": state, "reason": reason })
+            json!({ "name": row.plugin, "kind": row.kind, "integration": row.integration,
+                    "state": state, "reason": reason })
         })
         .collect()
 }

@@ -147,6 +147,42 @@ pub fn integrations_table(integrations: &[Value]) -> String {
     )
 }
 
+/// When each signal of newly created integrations first goes out, in words: metrics at the
+/// end of their first interval, logs as records arrive.
+pub fn first_exports(created: &[Value], now_unix_nano: u64) -> String {
+    let mut out = String::new();
+    for i in created {
+        let name = i["name"].as_str().unwrap_or("-");
+        for s in i["signals"].as_array().into_iter().flatten() {
+            let signal = s["signal"].as_str().unwrap_or("-");
+            let line = match s["next_export_unix_nano"].as_u64() {
+                Some(at) => {
+                    let secs = at.saturating_sub(now_unix_nano).div_ceil(1_000_000_000);
+                    let when = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at))
+                        .ok()
+                        .and_then(|t| {
+                            t.format(&time::format_description::well_known::Rfc3339)
+                                .ok()
+                        })
+                        .unwrap_or_else(|| "-".into());
+                    format!("{name} {signal}: first export at {when} (in {secs} s)")
+                }
+                None if signal == "logs" => {
+                    format!("{name} {signal}: records are sent as they arrive")
+                }
+                None => format!("{name} {signal}: not exporting ({})", text(&s["state"])),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or("-").to_owned()
+}
+
 /// Test connection results as a table.
 pub fn test_table(results: &[Value]) -> String {
     let rows: Vec<[String; 3]> = results
@@ -215,6 +251,17 @@ mod tests {
             json!({ "kind": "logs", "type": "otlp", "name": "n", "preset": "honeycomb", "headers": { "a": "b" }, "api_key": "k" })
         );
         assert_eq!(key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        let created = vec![json!({
+            "name": "c",
+            "signals": [
+                { "signal": "metrics", "state": "pending", "next_export_unix_nano": 1_800_000_060_000_000_000u64 },
+                { "signal": "logs", "state": "pending" },
+            ],
+        })];
+        assert_eq!(
+            first_exports(&created, 1_800_000_000_000_000_000),
+            "c metrics: first export at 2027-01-15T08:01:00Z (in 60 s)\nc logs: records are sent as they arrive\n"
+        );
         assert!(key_value("=x").is_err() && key_value("x").is_err());
     }
 }

@@ -1,27 +1,23 @@
 //! The integrations the host delivers to, as operators see and manage them: configured ones
-//! (read-only) and stored ones (created, changed, enabled, disabled and deleted at run time),
-//! their state, test connection and resume.
+//! (read-only) and stored ones (created, changed, enabled, disabled and deleted at run time).
+//! Both are built from an [`ExporterSpec`] by [`Exporter::build`] and started the same way.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::spec::{OTLP, PROMETHEUS, Spec, SpecError, signal_url};
+use super::spec::{OTLP, PROMETHEUS, Spec, SpecError};
 use super::store::{Store, StoreError, Stored};
-use crate::config::{ExporterConfig, OtlpConfig, PluginsConfig};
+use crate::config::{DeliveryConfig, signal_url};
 use crate::export::delivery::status::Snapshot;
-use crate::export::delivery::{Drain, OTLP_EXPORTER, Report, State, Status};
-use crate::export::otlp::client::OtlpClient;
-use crate::export::otlp::exporter::OtlpExporter;
-use crate::export::plugin::PluginExporter;
+use crate::export::delivery::{Drain, Report, Settings, State, Status};
+use crate::export::exporter::{BuildContext, Exporter};
+use crate::export::preset;
 use crate::export::probe::Diagnosis;
-use crate::metrics::Registries;
+use crate::export::spec::{ExporterSpec, Target};
 use crate::model::Signal;
 use crate::pipeline::{EventSink, Pipeline};
-use crate::plugins::reload::Reloadable as _;
-use crate::plugins::{Loader, Transforms};
-use crate::telemetry::SelfTelemetry;
 
 /// How long a test connection waits for an answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,11 +25,11 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// One integration as the API shows it: never a credential value, only which headers are set.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Integration {
-    /// Its id (`otlp` or the plugin's name when configured; a UUID when stored).
+    /// Its id (a configured one's name; a UUID when stored).
     pub id: String,
-    /// A name people recognise it by.
+    /// A name people recognise it by; self-metrics carry it.
     pub name: String,
-    /// `otlp`, or the exporter plugin's name.
+    /// `otlp`, `prometheus`, or the exporter plugin's name.
     #[serde(rename = "type")]
     pub kind: String,
     /// Where it was defined: `config` or `store`.
@@ -64,14 +60,6 @@ pub struct TestResult {
     pub message: String,
 }
 
-/// The native OTLP integration, with its endpoints and the names of its headers.
-#[derive(Clone)]
-struct Otlp {
-    exporter: Arc<OtlpExporter>,
-    endpoints: Vec<(&'static str, String)>,
-    headers: Vec<String>,
-}
-
 /// Why an integration could not be managed.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -92,295 +80,256 @@ pub enum ControlError {
     Start(String, String),
 }
 
-/// What running stored integrations takes from the host.
+/// What starting integrations takes from the host.
 pub struct Runtime {
-    /// The store.
-    pub store: Store,
-    /// What metrics exporters read.
-    pub registries: Arc<Registries>,
-    /// Self-telemetry.
-    pub telemetry: SelfTelemetry,
-    /// The transform chain.
-    pub transforms: Transforms,
+    /// What building an exporter takes.
+    pub build: BuildContext,
     /// Where log exporters are plugged in.
     pub pipeline: Arc<Pipeline>,
     /// The shutdown signal the delivery tasks follow.
     pub drain: Drain,
-    /// The `[otlp]` settings stored integrations share (interval, queues, retry, timeout).
-    pub template: OtlpConfig,
-    /// Where exporter plugins are loaded from.
-    pub plugins: PluginsConfig,
-    /// Where compiled plugins are cached.
-    pub cache: Option<std::path::PathBuf>,
-    /// The plugin loader: the host's, or one made when a stored integration first needs it.
-    pub loader: Mutex<Option<Arc<Loader>>>,
+    /// `[delivery]`, the defaults of every integration.
+    pub defaults: DeliveryConfig,
+    /// The store.
+    pub store: Store,
 }
 
-impl Runtime {
-    fn loader(&self) -> Result<Arc<Loader>, String> {
-        let mut loader = self.loader.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(l) = loader.as_ref() {
-            return Ok(l.clone());
-        }
-        let made =
-            Arc::new(Loader::new(&self.plugins, self.cache.clone()).map_err(|e| e.to_string())?);
-        *loader = Some(made.clone());
-        Ok(made)
-    }
-}
-
-/// A stored integration's exporter: native OTLP or a plugin.
-#[derive(Clone)]
-enum Exporter {
-    Otlp(Arc<OtlpExporter>),
-    Plugin(Arc<PluginExporter>),
-}
-
-impl Exporter {
-    fn reports(&self) -> Vec<Report> {
-        match self {
-            Exporter::Otlp(e) => e.reports(),
-            Exporter::Plugin(e) => e.reports(),
-        }
-    }
-
-    fn resume(&self) -> bool {
-        match self {
-            Exporter::Otlp(e) => e.resume(),
-            Exporter::Plugin(e) => e.resume(),
-        }
-    }
-
-    async fn collect(&self) {
-        match self {
-            Exporter::Otlp(e) => e.collect().await,
-            Exporter::Plugin(e) => {
-                e.export_metrics().await;
-                e.export_logs().await;
-            }
-        }
-    }
-}
-
-/// A stored integration's running exporter.
-struct Running {
-    exporter: Exporter,
-    sink: Arc<dyn EventSink>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-/// A stored integration, and its exporter while enabled.
+/// A stored integration, its exporter while it runs, and why it does not when it should.
 struct Live {
     stored: Stored,
-    running: Option<Running>,
+    running: Option<Arc<Exporter>>,
+    failure: Option<String>,
 }
 
-/// The stored integrations and what runs them.
-struct Stores {
+struct Inner {
     runtime: Runtime,
-    live: Mutex<Vec<Live>>,
+    configured: Vec<Arc<Exporter>>,
+    stored: Mutex<Vec<Live>>,
 }
 
 /// Every integration of a running host.
-#[derive(Clone, Default)]
-pub struct Integrations {
-    otlp: Option<Otlp>,
-    plugins: Vec<Arc<PluginExporter>>,
-    stored: Option<Arc<Stores>>,
-}
+#[derive(Clone)]
+pub struct Integrations(Arc<Inner>);
 
 impl Integrations {
-    /// The configured OTLP exporter (with its configuration, for endpoints and header names) and plugin exporters.
-    pub fn new(
-        otlp: Option<Arc<OtlpExporter>>,
-        config: &OtlpConfig,
-        plugins: Vec<Arc<PluginExporter>>,
-    ) -> Self {
-        let endpoints = [
-            ("metrics", config.metrics_url()),
-            ("logs", config.logs_url()),
-        ]
-        .into_iter()
-        .filter_map(|(s, url)| Some((s, url?)))
-        .collect();
-        let headers = config.headers.keys().cloned().collect();
-        Self {
-            otlp: otlp.map(|exporter| Otlp {
-                exporter,
-                endpoints,
-                headers,
-            }),
-            plugins,
-            stored: None,
+    /// Starts the configured integrations (any failure stops the host: the config is wrong)
+    /// and the enabled stored ones (a failure is logged and the integration shown as failing).
+    /// Blocking: plugins are compiled.
+    pub fn start(runtime: Runtime, configured: &[ExporterSpec]) -> Result<Self, (String, String)> {
+        let mut exporters = Vec::new();
+        for spec in configured {
+            let exporter = launch(&runtime, spec).map_err(|reason| (spec.name.clone(), reason))?;
+            exporters.push(exporter);
         }
-    }
-
-    /// The same integrations plus those in `runtime`'s store, the enabled ones started.
-    pub fn with_store(mut self, runtime: Runtime) -> Result<Self, StoreError> {
         let mut live = Vec::new();
-        for stored in runtime.store.list()? {
-            let running = launch(&runtime, &stored).unwrap_or_else(|e| {
-                tracing::warn!(integration = %stored.id, "stored integration not started: {e}");
-                None
+        for stored in runtime
+            .store
+            .list()
+            .map_err(|e| ("store".into(), e.to_string()))?
+        {
+            let started = if stored.enabled && stored.kind_type != PROMETHEUS {
+                spec_of(&stored, &runtime.defaults)
+                    .and_then(|spec| launch(&runtime, &spec))
+                    .map(Some)
+            } else {
+                Ok(None)
+            };
+            let (running, failure) = match started {
+                Ok(running) => (running, None),
+                Err(e) => {
+                    tracing::warn!(integration = %stored.name, id = %stored.id, "stored integration not started: {e}");
+                    (None, Some(e))
+                }
+            };
+            live.push(Live {
+                stored,
+                running,
+                failure,
             });
-            live.push(Live { stored, running });
         }
-        self.stored = Some(Arc::new(Stores {
+        Ok(Self(Arc::new(Inner {
             runtime,
-            live: Mutex::new(live),
-        }));
-        Ok(self)
+            configured: exporters,
+            stored: Mutex::new(live),
+        })))
     }
 
-    fn stores(&self) -> Option<std::sync::MutexGuard<'_, Vec<Live>>> {
-        self.stored
-            .as_ref()
-            .map(|s| s.live.lock().unwrap_or_else(PoisonError::into_inner))
+    fn stored(&self) -> MutexGuard<'_, Vec<Live>> {
+        self.0.stored.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn is_configured(&self, id: &str) -> bool {
-        (id == OTLP_EXPORTER && self.otlp.is_some())
-            || self.plugins.iter().any(|p| p.plugin() == id)
+    fn configured(&self, id: &str) -> Option<&Arc<Exporter>> {
+        self.0.configured.iter().find(|e| e.id() == id)
     }
 
-    /// Creates, stores and (unless disabled) starts an integration.
+    /// Every running exporter: configured ones, then stored ones.
+    pub fn exporters(&self) -> Vec<Arc<Exporter>> {
+        let mut all = self.0.configured.clone();
+        all.extend(self.stored().iter().filter_map(|l| l.running.clone()));
+        all
+    }
+
+    /// Why `name` cannot name a new integration of `kind`: another one of that signal has it.
+    fn name_taken(&self, name: &str, kind: Signal, except: Option<&str>) -> Option<SpecError> {
+        let configured = self.0.configured.iter().any(|e| {
+            e.name() == name
+                && e.describe()
+                    .endpoints
+                    .iter()
+                    .any(|(s, _)| *s == kind.as_str())
+        });
+        let stored = self.stored().iter().any(|l| {
+            l.stored.name == name && l.stored.kind == kind && Some(l.stored.id.as_str()) != except
+        });
+        (configured || stored).then(|| SpecError {
+            field: "name",
+            reason: format!(
+                "another {} integration is named `{name}`; choose another name",
+                kind.as_str()
+            ),
+        })
+    }
+
+    /// Creates, stores and (unless disabled) starts an integration; blocking (plugins compile).
     pub fn create(&self, spec: Spec) -> Result<Integration, ControlError> {
-        let stores = self.stored.as_ref().ok_or_else(|| {
-            ControlError::Start("new".into(), "the integrations store is not open".into())
-        })?;
         let stored = spec.create(uuid::Uuid::new_v4().to_string())?;
-        let running = launch(&stores.runtime, &stored)
-            .map_err(|e| ControlError::Start(stored.id.clone(), e))?;
-        if let Err(e) = stores.runtime.store.put(&stored) {
+        if let Some(taken) = self.name_taken(&stored.name, stored.kind, None) {
+            return Err(taken.into());
+        }
+        let running = self
+            .run(&stored)
+            .map_err(|e| ControlError::Start(stored.name.clone(), e))?;
+        if let Err(e) = self.0.runtime.store.put(&stored) {
             if let Some(r) = running {
-                stop(&stores.runtime, r);
+                self.halt(&r);
             }
             return Err(e.into());
         }
-        let live = Live { stored, running };
-        let view = stored_view(&live);
-        if let Some(mut all) = self.stores() {
-            all.push(live);
-        }
+        let live = Live {
+            stored,
+            running,
+            failure: None,
+        };
+        let view = view(&live, &self.0.runtime.defaults);
+        self.stored().push(live);
         Ok(view)
     }
 
-    /// The stores and the position of stored integration `id`, locked for a change.
-    fn locate(
-        &self,
-        id: &str,
-    ) -> Result<(&Stores, std::sync::MutexGuard<'_, Vec<Live>>, usize), ControlError> {
-        if self.is_configured(id) {
-            return Err(ControlError::ReadOnly(id.to_owned()));
+    /// Starts a stored integration if it is enabled and pushes (a Prometheus one is served by
+    /// the Prometheus listener instead).
+    fn run(&self, stored: &Stored) -> Result<Option<Arc<Exporter>>, String> {
+        if !stored.enabled || stored.kind_type == PROMETHEUS {
+            return Ok(None);
         }
-        let missing = || ControlError::NotFound(id.to_owned());
-        let stores = self.stored.as_deref().ok_or_else(missing)?;
-        let all = stores.live.lock().unwrap_or_else(PoisonError::into_inner);
-        let at = all
-            .iter()
-            .position(|l| l.stored.id == id)
-            .ok_or_else(missing)?;
-        Ok((stores, all, at))
+        let spec = spec_of(stored, &self.0.runtime.defaults)?;
+        launch(&self.0.runtime, &spec).map(Some)
     }
 
-    /// Applies `spec` to stored integration `id`, restarting it as needed.
-    pub fn update(&self, id: &str, spec: Spec) -> Result<Integration, ControlError> {
-        let (stores, mut all, at) = self.locate(id)?;
-        let live = &mut all[at];
-        let mut next = live.stored.clone();
-        spec.update(&mut next)?;
-        stores.runtime.store.put(&next)?;
-        if let Some(r) = live.running.take() {
-            stop(&stores.runtime, r);
+    /// Stops a running exporter; what it had queued is dropped.
+    fn halt(&self, exporter: &Arc<Exporter>) {
+        let sink: Arc<dyn EventSink> = exporter.clone();
+        self.0.runtime.pipeline.remove_sink(&sink);
+        exporter.stop();
+    }
+
+    /// Checks that `id` is a stored integration (not a configured one).
+    fn position(&self, all: &[Live], id: &str) -> Result<usize, ControlError> {
+        if self.configured(id).is_some() {
+            return Err(ControlError::ReadOnly(id.to_owned()));
         }
-        live.stored = next;
-        live.running = launch(&stores.runtime, &live.stored)
-            .map_err(|e| ControlError::Start(id.to_owned(), e))?;
-        Ok(stored_view(live))
+        all.iter()
+            .position(|l| l.stored.id == id)
+            .ok_or_else(|| ControlError::NotFound(id.to_owned()))
+    }
+
+    /// Applies `spec` to stored integration `id`, restarting it; blocking (plugins compile).
+    pub fn update(&self, id: &str, spec: Spec) -> Result<Integration, ControlError> {
+        let mut next = {
+            let all = self.stored();
+            let at = self.position(&all, id)?;
+            all[at].stored.clone()
+        };
+        spec.update(&mut next)?;
+        if let Some(taken) = self.name_taken(&next.name, next.kind, Some(id)) {
+            return Err(taken.into());
+        }
+        let running = self
+            .run(&next)
+            .map_err(|e| ControlError::Start(next.name.clone(), e))?;
+        if let Err(e) = self.0.runtime.store.put(&next) {
+            if let Some(r) = running {
+                self.halt(&r);
+            }
+            return Err(e.into());
+        }
+        let mut all = self.stored();
+        let at = self.position(&all, id)?;
+        if let Some(old) = all[at].running.take() {
+            self.halt(&old);
+        }
+        all[at] = Live {
+            stored: next,
+            running,
+            failure: None,
+        };
+        Ok(view(&all[at], &self.0.runtime.defaults))
     }
 
     /// Stops and deletes stored integration `id`.
     pub fn delete(&self, id: &str) -> Result<(), ControlError> {
-        let (stores, mut all, at) = self.locate(id)?;
-        stores.runtime.store.delete(id)?;
+        let mut all = self.stored();
+        let at = self.position(&all, id)?;
+        self.0.runtime.store.delete(id)?;
         if let Some(r) = all.remove(at).running {
-            stop(&stores.runtime, r);
+            self.halt(&r);
         }
         Ok(())
     }
 
     /// The metric name prefix of enabled stored Prometheus integration `id`.
     pub fn prometheus_prefix(&self, id: &str) -> Option<String> {
-        let all = self.stores()?;
-        let live = all.iter().find(|l| l.stored.id == id)?;
-        let s = &live.stored;
+        let all = self.stored();
+        let s = &all.iter().find(|l| l.stored.id == id)?.stored;
         (s.enabled && s.kind_type == PROMETHEUS)
             .then(|| s.config.get("prefix")?.as_str().map(str::to_owned))
             .flatten()
     }
 
-    /// Collects every running stored metrics integration now.
-    pub async fn collect_stored(&self) {
-        let exporters: Vec<Exporter> = self
-            .stores()
-            .map(|all| {
-                all.iter()
-                    .filter_map(|l| l.running.as_ref().map(|r| r.exporter.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for exporter in exporters {
+    /// Collects every running metrics integration now, as its interval would.
+    pub async fn collect_now(&self) {
+        for exporter in self.exporters() {
             exporter.collect().await;
         }
     }
 
-    /// The delivery tasks of running stored integrations, for shutdown to wait on.
+    /// The delivery tasks of every running integration, for shutdown to wait on.
     pub fn take_tasks(&self) -> Vec<JoinHandle<()>> {
-        self.stores()
-            .map(|mut all| {
-                all.iter_mut()
-                    .filter_map(|l| l.running.as_mut())
-                    .flat_map(|r| std::mem::take(&mut r.tasks))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.exporters()
+            .iter()
+            .flat_map(|e| e.take_tasks())
+            .collect()
     }
 
     /// Every integration.
     pub fn list(&self) -> Vec<Integration> {
-        let otlp = self.otlp.iter().map(|o| Integration {
-            id: OTLP_EXPORTER.to_owned(),
-            name: OTLP_EXPORTER.to_owned(),
-            kind: OTLP_EXPORTER.to_owned(),
-            source: "config",
-            read_only: true,
-            enabled: true,
-            preset: None,
-            endpoints: o.endpoints.clone(),
-            headers_set: o.headers.clone(),
-            signals: o.exporter.reports(),
+        let configured = self.0.configured.iter().map(|e| {
+            let d = e.describe();
+            Integration {
+                id: e.id().to_owned(),
+                name: e.name().to_owned(),
+                kind: e.kind().to_owned(),
+                source: "config",
+                read_only: true,
+                enabled: true,
+                preset: e.preset().map(str::to_owned),
+                endpoints: d.endpoints,
+                headers_set: d.headers_set,
+                signals: d.signals,
+            }
         });
-        let plugins = self.plugins.iter().map(|p| Integration {
-            id: p.plugin().to_owned(),
-            name: p.plugin().to_owned(),
-            kind: p.plugin().to_owned(),
-            source: "config",
-            read_only: true,
-            enabled: true,
-            preset: None,
-            endpoints: p
-                .endpoints()
-                .into_iter()
-                .map(|(s, e)| (s.as_str(), e))
-                .collect(),
-            headers_set: p.credential_headers(),
-            signals: p.reports(),
-        });
-        let stored: Vec<Integration> = self
-            .stores()
-            .map(|all| all.iter().map(stored_view).collect())
-            .unwrap_or_default();
-        otlp.chain(plugins).chain(stored).collect()
+        let defaults = &self.0.runtime.defaults;
+        let stored: Vec<Integration> = self.stored().iter().map(|l| view(l, defaults)).collect();
+        configured.chain(stored).collect()
     }
 
     /// The integration `id`.
@@ -395,37 +344,34 @@ impl Integrations {
 
     /// Resumes integration `id`: whether it was paused, or `None` if there is no such integration.
     pub fn resume(&self, id: &str) -> Option<bool> {
-        if id == OTLP_EXPORTER {
-            return self.otlp.as_ref().map(|o| o.exporter.resume());
+        if let Some(e) = self.configured(id) {
+            return Some(e.resume());
         }
-        if let Some(all) = self.stores()
-            && let Some(live) = all.iter().find(|l| l.stored.id == id)
-        {
-            return Some(live.running.as_ref().is_some_and(|r| r.exporter.resume()));
-        }
-        let matching: Vec<_> = self.plugins.iter().filter(|p| p.plugin() == id).collect();
-        if matching.is_empty() {
-            return None;
-        }
-        Some(matching.iter().fold(false, |any, p| p.resume() | any))
+        let all = self.stored();
+        let live = all.iter().find(|l| l.stored.id == id)?;
+        Some(live.running.as_ref().is_some_and(|r| r.resume()))
     }
 
-    /// Tests integration `id`'s endpoints, or `None` if there is no such integration.
+    /// Tests integration `id`'s endpoints, or `None` if there is no such integration. A stored
+    /// integration that is not running is built for the test (its plugin compiled) and dropped.
     pub async fn test(&self, id: &str) -> Option<Vec<TestResult>> {
-        let found = self.stores().and_then(|all| {
-            let live = all.iter().find(|l| l.stored.id == id)?;
-            Some((
-                live.stored.clone(),
-                live.running.as_ref().map(|r| r.exporter.clone()),
-            ))
-        });
-        let results: Vec<(Signal, Diagnosis)> = match found {
-            Some((stored, running)) => test_stored(&stored, running).await,
-            None if id == OTLP_EXPORTER => self.otlp.as_ref()?.exporter.test(PROBE_TIMEOUT).await,
+        let exporter = match self.configured(id) {
+            Some(e) => Ok(e.clone()),
             None => {
-                let plugin = self.plugins.iter().find(|p| p.plugin() == id)?;
-                plugin.test(PROBE_TIMEOUT).await
+                let (stored, running) = {
+                    let all = self.stored();
+                    let live = all.iter().find(|l| l.stored.id == id)?;
+                    (live.stored.clone(), live.running.clone())
+                };
+                match running {
+                    Some(r) => Ok(r),
+                    None => self.build_for_test(stored).await,
+                }
             }
+        };
+        let results = match exporter {
+            Ok(e) => e.test(PROBE_TIMEOUT).await,
+            Err((signal, reason)) => vec![(signal, Diagnosis::Settings { reason })],
         };
         Some(
             results
@@ -438,160 +384,139 @@ impl Integrations {
                 .collect(),
         )
     }
+
+    async fn build_for_test(&self, stored: Stored) -> Result<Arc<Exporter>, (Signal, String)> {
+        if stored.kind_type == PROMETHEUS {
+            return Err((
+                stored.kind,
+                "a prometheus integration is scraped, not sent to".into(),
+            ));
+        }
+        let me = self.clone();
+        let signal = stored.kind;
+        tokio::task::spawn_blocking(move || {
+            let spec = spec_of(&stored, &me.0.runtime.defaults)?;
+            Exporter::build(&spec, &me.0.runtime.build)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+        .map_err(|reason| (signal, reason))
+    }
 }
 
-/// Tests a stored integration: OTLP with a client built from its settings (enabled or not), a
-/// plugin through its running exporter.
-async fn test_stored(stored: &Stored, running: Option<Exporter>) -> Vec<(Signal, Diagnosis)> {
+/// Builds an integration, plugs it into the pipeline and starts its tasks.
+fn launch(runtime: &Runtime, spec: &ExporterSpec) -> Result<Arc<Exporter>, String> {
+    let exporter = Exporter::build(spec, &runtime.build)?;
+    runtime
+        .pipeline
+        .add_sink(exporter.clone() as Arc<dyn EventSink>);
+    exporter.spawn(&runtime.drain);
+    Ok(exporter)
+}
+
+/// The spec of a stored integration: one signal, its endpoint (with `/v1/<signal>` for OTLP),
+/// the preset's endpoint when it has none, and its delivery settings over `defaults`.
+pub fn spec_of(stored: &Stored, defaults: &DeliveryConfig) -> Result<ExporterSpec, String> {
     let signal = stored.kind;
-    if stored.kind_type != OTLP {
-        return match running {
-            Some(Exporter::Plugin(p)) => p.test(PROBE_TIMEOUT).await,
-            _ => vec![(
-                signal,
-                Diagnosis::Settings {
-                    reason: "the integration is disabled; enable it to test it".into(),
-                },
-            )],
-        };
-    }
-    let client = OtlpClient::new(
-        signal_url(stored),
-        signal.as_str(),
-        &stored.headers,
-        PROBE_TIMEOUT,
-    );
-    let diagnosis = match client {
-        Ok(client) => client.probe(PROBE_TIMEOUT).await,
-        Err(e) => Diagnosis::Settings {
-            reason: e.to_string(),
-        },
-    };
-    vec![(signal, diagnosis)]
-}
-
-/// Starts what an enabled stored integration runs: nothing for a Prometheus scrape path (the
-/// Prometheus listener serves it), else its exporter.
-fn launch(runtime: &Runtime, stored: &Stored) -> Result<Option<Running>, String> {
-    if !stored.enabled || stored.kind_type == PROMETHEUS {
-        return Ok(None);
-    }
-    start(runtime, stored).map(Some)
-}
-
-/// Starts a stored integration: an OTLP exporter for its one signal, plugged into the pipeline.
-fn start(runtime: &Runtime, stored: &Stored) -> Result<Running, String> {
-    if stored.kind_type != OTLP {
-        return start_plugin(runtime, stored);
-    }
-    let url = signal_url(stored);
-    let config = OtlpConfig {
-        endpoint: None,
-        metrics_endpoint: (stored.kind == Signal::Metrics).then(|| url.clone()),
-        logs_endpoint: (stored.kind == Signal::Logs).then_some(url),
-        logs: stored.kind == Signal::Logs,
-        headers: stored.headers.clone(),
-        ..runtime.template.clone()
-    };
-    let exporter = OtlpExporter::new(
-        &config,
-        runtime.registries.clone(),
-        runtime.telemetry.clone(),
-        runtime.transforms.clone(),
-    )
-    .map_err(|e| e.to_string())?
-    .ok_or("no endpoint")?
-    .named(&stored.id);
-    let exporter = Arc::new(exporter);
-    let tasks = exporter.spawn(runtime.drain.clone());
-    let sink: Arc<dyn EventSink> = exporter.clone();
-    runtime.pipeline.add_sink(sink.clone());
-    Ok(Running {
-        exporter: Exporter::Otlp(exporter),
-        sink,
-        tasks,
-    })
-}
-
-/// Starts a stored plugin integration: the plugin loaded (and compiled: a blocking call) and
-/// bound to the stored endpoint, preset and headers.
-fn start_plugin(runtime: &Runtime, stored: &Stored) -> Result<Running, String> {
     let mut settings = stored.config.clone();
     let site = settings
         .remove("site")
         .and_then(|v| v.as_str().map(str::to_owned));
-    let config: toml::Table = settings
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let value = match v {
-                serde_json::Value::String(s) => toml::Value::String(s),
-                serde_json::Value::Bool(b) => toml::Value::Boolean(b),
-                serde_json::Value::Number(n) => n
-                    .as_i64()
-                    .map(toml::Value::Integer)
-                    .or_else(|| n.as_f64().map(toml::Value::Float))?,
-                other => toml::Value::String(other.to_string()),
+    let (target, endpoint) = if stored.kind_type == OTLP {
+        let target = Target::Otlp {
+            temporality: Default::default(),
+        };
+        (target, signal_url(&stored.endpoint, signal.as_str()))
+    } else {
+        let endpoint = if stored.endpoint.is_empty() {
+            let preset = stored.preset.as_deref().map(preset::find).transpose()?;
+            let filled = match preset {
+                Some(p) => p.endpoints(site.as_deref(), &|_| None)?,
+                None => None,
             };
-            Some((k, value))
-        })
-        .collect();
-    let entry = ExporterConfig {
-        plugin: stored.kind_type.clone(),
-        endpoint: (!stored.endpoint.is_empty()).then(|| stored.endpoint.clone()),
-        metrics_endpoint: None,
-        logs_endpoint: None,
-        preset: stored.preset.clone(),
-        site,
-        api_key: None,
-        interval: None,
-        headers: stored.headers.clone(),
-        queue: None,
-        config,
+            let (metrics, logs) = filled.ok_or("no endpoint")?;
+            match signal {
+                Signal::Metrics => metrics,
+                Signal::Logs => logs,
+            }
+        } else {
+            stored.endpoint.clone()
+        };
+        let target = Target::Plugin {
+            plugin: stored.kind_type.clone(),
+            settings: settings
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, toml_value(v)?)))
+                .collect(),
+        };
+        (target, endpoint)
     };
-    let loader = runtime.loader()?;
-    let (plugin, digest, _) = loader.load_exporter(&entry.plugin, &entry.config)?;
-    let exporter = PluginExporter::new(
-        plugin,
-        digest,
-        &entry,
-        runtime.registries.clone(),
-        runtime.telemetry.clone(),
-        runtime.transforms.clone(),
-    )?;
-    let exporter = Arc::new(exporter);
-    let tasks = vec![exporter.spawn(runtime.drain.clone())];
-    let sink: Arc<dyn EventSink> = exporter.clone();
-    runtime.pipeline.add_sink(sink.clone());
-    Ok(Running {
-        exporter: Exporter::Plugin(exporter),
-        sink,
-        tasks,
+    Ok(ExporterSpec {
+        id: stored.id.clone(),
+        name: stored.name.clone(),
+        target,
+        preset: stored.preset.clone(),
+        metrics: (signal == Signal::Metrics).then(|| endpoint.clone()),
+        logs: (signal == Signal::Logs).then_some(endpoint),
+        headers: stored.headers.clone(),
+        only: Some(signal),
+        delivery: Settings::resolve(&stored.delivery, defaults),
     })
 }
 
-/// Stops a stored integration's exporter; what it had queued is dropped.
-fn stop(runtime: &Runtime, running: Running) {
-    runtime.pipeline.remove_sink(&running.sink);
-    running.tasks.iter().for_each(JoinHandle::abort);
+/// A JSON plugin setting as TOML.
+fn toml_value(v: serde_json::Value) -> Option<toml::Value> {
+    Some(match v {
+        serde_json::Value::String(s) => toml::Value::String(s),
+        serde_json::Value::Bool(b) => toml::Value::Boolean(b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(toml::Value::Integer)
+            .or_else(|| n.as_f64().map(toml::Value::Float))?,
+        serde_json::Value::Null => return None,
+        other => toml::Value::String(other.to_string()),
+    })
 }
 
 /// How the API shows a stored integration.
-fn stored_view(live: &Live) -> Integration {
+fn view(live: &Live, defaults: &DeliveryConfig) -> Integration {
     let s = &live.stored;
-    let signals = match &live.running {
-        Some(r) => r.exporter.reports(),
+    let (endpoints, headers_set, signals) = match &live.running {
+        Some(r) => {
+            let d = r.describe();
+            (d.endpoints, d.headers_set, d.signals)
+        }
         None => {
+            let endpoint = if s.kind_type == PROMETHEUS {
+                format!("/metrics/{}", s.id)
+            } else {
+                spec_of(s, defaults)
+                    .ok()
+                    .and_then(|spec| spec.endpoint(s.kind).map(str::to_owned))
+                    .unwrap_or_else(|| s.endpoint.clone())
+            };
             let mut status: Snapshot = Status::default().snapshot();
-            if !s.enabled {
-                status.state = State::Disabled;
-            }
-            vec![Report {
-                exporter: s.id.clone(),
+            status.state = match (s.enabled, s.kind_type == PROMETHEUS) {
+                (false, _) => State::Disabled,
+                // A scrape path is served as soon as it exists.
+                (true, true) => State::Connected,
+                (true, false) => State::Degraded,
+            };
+            status.last_error.clone_from(&live.failure);
+            let report = Report {
+                id: s.id.clone(),
+                integration: s.name.clone(),
                 signal: s.kind.as_str(),
                 status,
                 queued: 0,
                 dropped: 0,
-            }]
+                next_export_unix_nano: None,
+            };
+            (
+                vec![(s.kind.as_str(), endpoint)],
+                s.headers.keys().cloned().collect(),
+                vec![report],
+            )
         }
     };
     Integration {
@@ -602,17 +527,8 @@ fn stored_view(live: &Live) -> Integration {
         read_only: false,
         enabled: s.enabled,
         preset: s.preset.clone(),
-        endpoints: match live.running.as_ref().map(|r| &r.exporter) {
-            Some(Exporter::Plugin(p)) => p
-                .endpoints()
-                .into_iter()
-                .map(|(signal, e)| (signal.as_str(), e))
-                .collect(),
-            _ if s.kind_type == PROMETHEUS => vec![(s.kind.as_str(), format!("/metrics/{}", s.id))],
-            _ if s.kind_type != OTLP => vec![(s.kind.as_str(), s.endpoint.clone())],
-            _ => vec![(s.kind.as_str(), signal_url(s))],
-        },
-        headers_set: s.headers.keys().cloned().collect(),
+        endpoints,
+        headers_set,
         signals,
     }
 }

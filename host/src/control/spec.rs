@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::store::Stored;
+use crate::config::DeliveryConfig;
+use crate::export::preset;
 use crate::model::Signal;
 
 /// The native push integration type.
@@ -13,52 +15,6 @@ pub const OTLP: &str = "otlp";
 
 /// The pull integration type: a scrape path `/metrics/<id>` with prefixed metric names.
 pub const PROMETHEUS: &str = "prometheus";
-
-/// An OTLP backend preset: its endpoint (when it has one for everybody) and credential header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Preset {
-    /// The preset's name.
-    pub name: &'static str,
-    /// Its OTLP base URL, when it is the same for every account.
-    pub endpoint: Option<&'static str>,
-    /// The header `api_key` goes in.
-    pub credential_header: Option<&'static str>,
-}
-
-/// The OTLP presets.
-pub const PRESETS: &[Preset] = &[
-    Preset {
-        name: "custom",
-        endpoint: None,
-        credential_header: None,
-    },
-    Preset {
-        name: "self-hosted",
-        endpoint: None,
-        credential_header: None,
-    },
-    Preset {
-        name: "grafana-cloud",
-        endpoint: None,
-        credential_header: Some("authorization"),
-    },
-    Preset {
-        name: "new-relic",
-        endpoint: Some("https://otlp.nr-data.net"),
-        credential_header: Some("api-key"),
-    },
-    Preset {
-        name: "honeycomb",
-        endpoint: Some("https://api.honeycomb.io"),
-        credential_header: Some("x-honeycomb-team"),
-    },
-    // The datadog plugin's preset fills in both endpoints from `config.site`.
-    Preset {
-        name: "datadog",
-        endpoint: None,
-        credential_header: Some("DD-API-KEY"),
-    },
-];
 
 /// A create or update request: every field optional, checked against what it applies to.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -83,6 +39,9 @@ pub struct Spec {
     pub config: Option<serde_json::Map<String, serde_json::Value>>,
     /// Whether it runs (default true).
     pub enabled: Option<bool>,
+    /// Delivery settings over `[delivery]` (interval, timeout, queues, retry); on update they
+    /// replace the stored ones.
+    pub delivery: Option<DeliveryConfig>,
 }
 
 /// A field that cannot be accepted, named with the reason.
@@ -123,6 +82,7 @@ impl Spec {
             headers: BTreeMap::new(),
             config: serde_json::Map::new(),
             enabled: true,
+            delivery: DeliveryConfig::default(),
         };
         self.apply_to(&mut stored)?;
         Ok(stored)
@@ -169,34 +129,40 @@ impl Spec {
         if let Some(name) = self.name {
             s.name = name;
         }
-        let name = s.name.trim();
-        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-            return Err(bad("name", "1 to 100 printable characters"));
-        }
-        if let Some(preset) = self.preset {
-            if !PRESETS.iter().any(|p| p.name == preset) {
-                let known: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+        crate::export::spec::check_name(&s.name)
+            .map_err(|_| bad("name", "1 to 100 printable characters"))?;
+        if let Some(name) = self.preset {
+            let found = preset::find(&name).map_err(|e| bad("preset", e))?;
+            if !found.fits(&s.kind_type) {
                 return Err(bad(
                     "preset",
-                    format!("unknown preset `{preset}` (known: {})", known.join(", ")),
+                    format!("preset `{name}` does not fit type `{}`", s.kind_type),
                 ));
             }
-            let fits = (preset == "datadog") == (s.kind_type == "datadog");
-            if !fits {
-                return Err(bad(
-                    "preset",
-                    format!("preset `{preset}` does not fit type `{}`", s.kind_type),
-                ));
-            }
-            s.preset = Some(preset);
+            s.preset = Some(name);
         }
-        let preset = PRESETS.iter().find(|p| Some(p.name) == s.preset.as_deref());
-        if let Some(endpoint) = self.endpoint.or_else(|| {
-            (s.endpoint.is_empty())
-                .then(|| preset.and_then(|p| p.endpoint).map(str::to_owned))
-                .flatten()
-        }) {
+        if s.preset.is_none() {
+            s.preset = preset::for_plugin(&s.kind_type).map(|p| p.name.to_owned());
+        }
+        let preset = s.preset.as_deref().and_then(|p| preset::find(p).ok());
+        let preset_endpoint = preset
+            .and_then(|p| p.endpoints(None, &|_| None).ok().flatten())
+            .map(|(metrics, _)| metrics)
+            .filter(|_| preset.is_some_and(|p| p.plugin.is_none()));
+        if let Some(endpoint) = self
+            .endpoint
+            .or_else(|| s.endpoint.is_empty().then_some(preset_endpoint).flatten())
+        {
             s.endpoint = endpoint;
+        }
+        if let Some(delivery) = self.delivery {
+            if delivery
+                .interval
+                .is_some_and(|i| i < std::time::Duration::from_millis(100))
+            {
+                return Err(bad("delivery", "`interval` must be at least 100ms"));
+            }
+            s.delivery = delivery;
         }
         if let Some(config) = self.config {
             if otlp && !config.is_empty() {
@@ -207,7 +173,7 @@ impl Spec {
         if s.kind_type == PROMETHEUS {
             return pull(s);
         }
-        let filled_by_preset = s.preset.as_deref() == Some("datadog");
+        let filled_by_preset = preset.is_some_and(|p| p.plugin.is_some());
         if !(s.endpoint.is_empty() && filled_by_preset) {
             let url = reqwest::Url::parse(&s.endpoint).map_err(|e| {
                 let why = if s.endpoint.is_empty() {
@@ -287,17 +253,6 @@ fn pull(s: &Stored) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// The URL a stored OTLP integration sends to: its endpoint with the signal's path.
-pub fn signal_url(s: &Stored) -> String {
-    let path = format!("/v1/{}", s.kind.as_str());
-    let base = s.endpoint.trim_end_matches('/');
-    if base.ends_with(&path) {
-        base.to_owned()
-    } else {
-        format!("{base}{path}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,7 +269,10 @@ mod tests {
                 .expect("valid");
         assert_eq!(s.endpoint, "https://api.honeycomb.io");
         assert_eq!(s.headers["x-honeycomb-team"], "k");
-        assert_eq!(signal_url(&s), "https://api.honeycomb.io/v1/logs");
+        assert_eq!(
+            crate::config::signal_url(&s.endpoint, s.kind.as_str()),
+            "https://api.honeycomb.io/v1/logs"
+        );
         let mut s = s;
         spec(r#"{"name":"renamed","enabled":false}"#)
             .update(&mut s)

@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::secrets::{Sealer, SecretError};
+use crate::config::DeliveryConfig;
 use crate::model::Signal;
 
 /// The database file's name in the data directory.
@@ -33,6 +34,8 @@ pub struct Stored {
     pub config: serde_json::Map<String, serde_json::Value>,
     /// Whether it runs.
     pub enabled: bool,
+    /// Its delivery settings, over `[delivery]`.
+    pub delivery: DeliveryConfig,
 }
 
 impl std::fmt::Debug for Stored {
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Stored {
             .field("headers_set", &self.headers.keys().collect::<Vec<_>>())
             .field("config", &self.config)
             .field("enabled", &self.enabled)
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
@@ -83,7 +87,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS integrations (
     headers BLOB NOT NULL,
     config TEXT NOT NULL,
     enabled INTEGER NOT NULL,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    delivery TEXT NOT NULL DEFAULT '{}'
 )";
 
 impl Store {
@@ -94,6 +99,17 @@ impl Store {
         })?;
         let db = Connection::open(dir.join(DB_FILE))?;
         db.execute_batch(SCHEMA)?;
+        // Stores written before per-integration delivery settings lack the column.
+        let has_delivery: bool = db.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('integrations') WHERE name = 'delivery'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_delivery {
+            db.execute_batch(
+                "ALTER TABLE integrations ADD COLUMN delivery TEXT NOT NULL DEFAULT '{}'",
+            )?;
+        }
         Ok(Self {
             db: Mutex::new(db),
             sealer,
@@ -108,7 +124,7 @@ impl Store {
     pub fn list(&self) -> Result<Vec<Stored>, StoreError> {
         let db = self.db();
         let mut query = db.prepare(
-            "SELECT id, name, kind, type, preset, endpoint, headers, config, enabled FROM integrations ORDER BY created, id",
+            "SELECT id, name, kind, type, preset, endpoint, headers, config, enabled, delivery FROM integrations ORDER BY created, id",
         )?;
         let rows = query.query_map([], |r| {
             Ok((
@@ -121,17 +137,21 @@ impl Store {
                 r.get::<_, Vec<u8>>(6)?,
                 r.get::<_, String>(7)?,
                 r.get::<_, bool>(8)?,
+                r.get::<_, String>(9)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, name, kind, kind_type, preset, endpoint, sealed, config, enabled) = row?;
+            let (id, name, kind, kind_type, preset, endpoint, sealed, config, enabled, delivery) =
+                row?;
             let damaged = |why: &str| StoreError::Damaged(id.clone(), why.to_owned());
             let kind = Signal::parse(&kind).ok_or_else(|| damaged("unknown kind"))?;
             let headers = serde_json::from_slice(&self.sealer.open(&sealed)?)
                 .map_err(|_| damaged("headers are not a JSON object"))?;
             let config = serde_json::from_str(&config)
                 .map_err(|_| damaged("config is not a JSON object"))?;
+            let delivery = serde_json::from_str(&delivery)
+                .map_err(|_| damaged("delivery is not a delivery settings object"))?;
             out.push(Stored {
                 id,
                 name,
@@ -142,6 +162,7 @@ impl Store {
                 headers,
                 config,
                 enabled,
+                delivery,
             });
         }
         Ok(out)
@@ -162,8 +183,8 @@ impl Store {
         let created = created
             .unwrap_or_else(|| i64::try_from(crate::clock::unix_nanos()).unwrap_or(i64::MAX));
         db.execute(
-            "INSERT OR REPLACE INTO integrations (id, name, kind, type, preset, endpoint, headers, config, enabled, created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT OR REPLACE INTO integrations (id, name, kind, type, preset, endpoint, headers, config, enabled, created, delivery)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 s.id,
                 s.name,
@@ -174,7 +195,8 @@ impl Store {
                 sealed,
                 serde_json::Value::Object(s.config.clone()).to_string(),
                 s.enabled,
-                created
+                created,
+                serde_json::to_string(&s.delivery).unwrap_or_else(|_| "{}".into())
             ],
         )?;
         Ok(())
@@ -204,6 +226,10 @@ mod tests {
             headers: BTreeMap::from([("x-honeycomb-team".into(), "canary-key".into())]),
             config: serde_json::Map::new(),
             enabled: true,
+            delivery: DeliveryConfig {
+                interval: Some(std::time::Duration::from_secs(10)),
+                ..DeliveryConfig::default()
+            },
         }
     }
 
@@ -233,6 +259,25 @@ mod tests {
             !format!("{:?}", stored("a")).contains("canary"),
             "Debug hides values"
         );
+    }
+
+    #[test]
+    fn a_store_from_before_delivery_settings_opens_with_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
+        db.execute_batch(
+            "CREATE TABLE integrations (id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL,
+             type TEXT NOT NULL, preset TEXT, endpoint TEXT NOT NULL, headers BLOB NOT NULL,
+             config TEXT NOT NULL, enabled INTEGER NOT NULL, created INTEGER NOT NULL)",
+        )
+        .expect("old schema");
+        drop(db);
+        let sealer = Sealer::load_or_create(None, dir.path()).expect("key");
+        let store = Store::open(dir.path(), sealer).expect("migrates");
+        let mut old = stored("a");
+        old.delivery = DeliveryConfig::default();
+        store.put(&old).expect("put");
+        assert_eq!(store.list().expect("list"), [old]);
     }
 
     #[test]

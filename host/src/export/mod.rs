@@ -1,9 +1,12 @@
-//! Export: Prometheus exposition, OTLP encoding and push, and the queues between them and intake.
+//! Export: every integration — native OTLP or an exporter plugin, configured or stored — built
+//! from one spec by one builder and delivered by one engine; plus the Prometheus exposition.
 
 pub mod delivery;
+pub mod exporter;
 pub mod otlp;
 pub mod plugin;
 pub mod preset;
 pub mod probe;
 pub mod prometheus;
-pub mod queue;
+pub mod spec;
+pub mod transport;

@@ -38,6 +38,8 @@ pub enum Diagnosis {
         /// What is wrong.
         reason: String,
     },
+    /// Datagrams left the host and nothing refused them; UDP cannot confirm more.
+    Sent,
     /// Another status.
     Status {
         /// The HTTP status.
@@ -48,7 +50,7 @@ pub enum Diagnosis {
 impl Diagnosis {
     /// Whether the endpoint works.
     pub fn is_ok(&self) -> bool {
-        matches!(self, Diagnosis::Ok { .. })
+        matches!(self, Diagnosis::Ok { .. } | Diagnosis::Sent)
     }
 
     /// One sentence for a person.
@@ -66,6 +68,9 @@ impl Diagnosis {
             Diagnosis::Unreachable { reason } => format!("unreachable: {reason}"),
             Diagnosis::Tls { reason } => format!("TLS failed: {reason}"),
             Diagnosis::Settings { reason } => format!("no request was sent: {reason}"),
+            Diagnosis::Sent => {
+                "datagrams left the host and nothing refused them; UDP cannot confirm that they arrived".to_owned()
+            }
             Diagnosis::Status { status } => {
                 format!("HTTP {status}: the endpoint answered with an error")
             }

@@ -131,14 +131,14 @@ impl Origin {
 pub type Entry = (Arc<Origin>, LogRecord);
 
 /// Splits entries into runs of one origin, in order.
-pub fn runs(entries: Vec<Entry>) -> Vec<(Arc<Origin>, Vec<LogRecord>)> {
+pub fn runs(entries: &[Entry]) -> Vec<(Arc<Origin>, Vec<LogRecord>)> {
     let mut out: Vec<(Arc<Origin>, Vec<LogRecord>)> = Vec::new();
     for (origin, record) in entries {
         match out.last_mut() {
-            Some((last, records)) if Arc::ptr_eq(last, &origin) || **last == *origin => {
-                records.push(record);
+            Some((last, records)) if Arc::ptr_eq(last, origin) || **last == **origin => {
+                records.push(record.clone());
             }
-            _ => out.push((origin, vec![record])),
+            _ => out.push((origin.clone(), vec![record.clone()])),
         }
     }
     out

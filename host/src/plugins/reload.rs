@@ -138,20 +138,24 @@ fn scan(dir: &Path) -> HashMap<String, (PathBuf, SystemTime, u64)> {
         .collect()
 }
 
+/// Lists what runs plugins now: integrations come and go while the host runs.
+pub type Subscribers = Arc<dyn Fn() -> Vec<Arc<dyn Reloadable>> + Send + Sync>;
+
 /// The watcher's memory of the directory.
 struct Watcher {
     loader: Arc<Loader>,
-    subscribers: Vec<Arc<dyn Reloadable>>,
+    subscribers: Subscribers,
     seen: HashMap<String, Seen>,
 }
 
 impl Watcher {
-    fn new(loader: Arc<Loader>, subscribers: Vec<Arc<dyn Reloadable>>) -> Self {
+    fn new(loader: Arc<Loader>, subscribers: Subscribers) -> Self {
         let mut watcher = Self {
             loader,
             subscribers,
             seen: HashMap::new(),
         };
+        let subscribers = (watcher.subscribers)();
         // A file counts as seen only if it is what is serving; anything else
         // (replaced between the host's start and now) is picked up by the first poll.
         for (stem, (path, modified, len)) in scan(watcher.loader.dir()) {
@@ -159,11 +163,7 @@ impl Watcher {
                 continue;
             };
             let hash = digest(&bytes);
-            let users: Vec<_> = watcher
-                .subscribers
-                .iter()
-                .filter(|s| s.plugin() == stem)
-                .collect();
+            let users: Vec<_> = subscribers.iter().filter(|s| s.plugin() == stem).collect();
             if users
                 .iter()
                 .all(|u| u.serving().as_deref() == Some(hash.as_str()))
@@ -201,7 +201,7 @@ impl Watcher {
             .collect();
         for stem in removed {
             self.seen.remove(&stem);
-            for s in self.subscribers.iter().filter(|s| s.plugin() == stem) {
+            for s in (self.subscribers)().iter().filter(|s| s.plugin() == stem) {
                 match s.reload(&self.loader, Source::Removed) {
                     Ok(()) => {
                         tracing::info!(plugin = %stem, "plugin file removed; unloaded (the embedded version serves if there is one)")
@@ -231,11 +231,9 @@ impl Watcher {
         if same {
             return;
         }
-        let users: Vec<_> = self
-            .subscribers
-            .iter()
+        let users: Vec<_> = (self.subscribers)()
+            .into_iter()
             .filter(|s| s.plugin() == stem && s.serving().as_deref() != Some(hash.as_str()))
-            .cloned()
             .collect();
         if users.is_empty() {
             return;
@@ -266,10 +264,10 @@ impl Watcher {
     }
 }
 
-/// Starts watching the plugin directory for the given subscribers until `stop` turns true.
+/// Starts watching the plugin directory for whatever `subscribers` lists until `stop` turns true.
 pub fn spawn(
     loader: Arc<Loader>,
-    subscribers: Vec<Arc<dyn Reloadable>>,
+    subscribers: Subscribers,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {

@@ -1,115 +1,176 @@
-//! Delivery: the task that drains an export queue into a client, with the OTLP specification's
-//! retries, a circuit breaker, and a pause after too many failed exports in a row.
+//! Delivery: the one engine every integration sends through, whatever its transport.
+//!
+//! Each signal of an integration has a bounded queue, a [`Delivery`] task draining it through
+//! a [`Transport`], the OpenTelemetry specification's retries with backoff, its own circuit
+//! breaker, a pause after too many failed exports in a row, and a [`Status`]. A batch taken
+//! from the queue is encoded into requests that are sent and acknowledged one by one, so when a
+//! later request fails only what was not delivered is sent again; a request the backend finds
+//! too large (HTTP 413) is split and its halves sent instead.
 
 pub mod breaker;
+pub mod queue;
 pub mod retry;
 pub mod status;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::otlp::client::OtlpClient;
-use super::queue::DropOldestQueue;
+use super::transport::{Delivered, Request, SendError, Transport};
+use crate::config::DeliveryConfig;
 use crate::model::Signal;
 use crate::telemetry::SelfTelemetry;
 use breaker::Breaker;
+use queue::DropOldestQueue;
 pub use retry::RetryPolicy;
 pub use status::{State, Status};
 
 /// The drain signal: `Some(deadline)` once the host is shutting down.
 pub type Drain = watch::Receiver<Option<Instant>>;
 
-/// The exporter name the native OTLP exporter's self-metrics carry.
-pub const OTLP_EXPORTER: &str = "otlp";
-
-/// Why a batch was not delivered, for every exporter (native OTLP and plugins).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    /// Worth another try: unreachable, timed out, 429, 502, 503 or 504.
-    #[error("{reason}")]
-    Retryable {
-        /// What happened.
-        reason: String,
-        /// How long the server asked to wait (`Retry-After`).
-        after: Option<Duration>,
-    },
-    /// Retrying would fail the same way (other 4xx/5xx).
-    #[error("{0}")]
-    Rejected(String),
+/// One integration's delivery settings, resolved from its own and the `[delivery]` ones.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// How often metrics are collected and exported.
+    pub interval: Duration,
+    /// How long one request may take.
+    pub timeout: Duration,
+    /// Metric batches held.
+    pub metrics_queue: usize,
+    /// Log records held.
+    pub logs_queue: usize,
+    /// Most log records per export.
+    pub logs_batch: usize,
+    /// The pace of UDP datagrams, in bytes per second.
+    pub udp_bytes_per_second: u64,
+    /// Bytes of UDP datagrams sent back to back before the pace applies.
+    pub udp_burst_bytes: u64,
+    /// How failed requests are retried.
+    pub retry: RetryPolicy,
 }
 
-impl SendError {
-    /// A retryable failure without a server-given wait.
-    pub fn retryable(reason: impl Into<String>) -> Self {
-        SendError::Retryable {
-            reason: reason.into(),
-            after: None,
+impl Settings {
+    /// An integration's `own` settings over the `defaults` of `[delivery]`, over the built-in ones.
+    pub fn resolve(own: &DeliveryConfig, defaults: &DeliveryConfig) -> Self {
+        let c = own.over(defaults);
+        Self {
+            interval: c.interval.unwrap_or(Duration::from_secs(60)),
+            timeout: c.timeout.unwrap_or(Duration::from_secs(10)),
+            metrics_queue: c.metrics_queue.unwrap_or(32).max(1),
+            logs_queue: c.logs_queue.unwrap_or(65536).max(1),
+            logs_batch: c.logs_batch.unwrap_or(512).max(1),
+            udp_bytes_per_second: c
+                .udp_bytes_per_second
+                .unwrap_or(super::transport::udp::DEFAULT_BYTES_PER_SECOND),
+            udp_burst_bytes: c
+                .udp_burst_bytes
+                .unwrap_or(super::transport::udp::DEFAULT_BURST_BYTES),
+            retry: RetryPolicy::from(&c.retry),
         }
     }
 }
 
-/// A delivered batch, and what of it the backend refused in a partial success.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Delivered {
-    /// Items refused (`rejected_data_points` / `rejected_log_records`).
-    pub rejected: u64,
-    /// The backend's message, when it sent a partial success.
-    pub message: Option<String>,
-}
-
-/// What the host reports of one exporter's signal.
+/// What the host reports of one integration's signal.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
-    /// The exporter (`otlp`, or a plugin's name).
-    pub exporter: String,
+    /// The integration's id.
+    pub id: String,
+    /// The integration's name, as self-metrics label it.
+    pub integration: String,
     /// `metrics` or `logs`.
     pub signal: &'static str,
     /// Its delivery status.
     #[serde(flatten)]
     pub status: status::Snapshot,
-    /// Items waiting in its queue.
+    /// Items waiting in its queue (metric batches or log records).
     pub queued: usize,
     /// Items its full queue dropped.
     pub dropped: u64,
+    /// When metrics are next collected and exported (Unix nanoseconds); logs go as they come.
+    pub next_export_unix_nano: Option<u64>,
 }
 
-/// One queue feeding one client.
+/// Turns queued items into requests; a blocking call (it may run plugins).
+pub type Encode<T> = Arc<dyn Fn(&[T]) -> Result<Vec<Request>, String> + Send + Sync>;
+
+/// Splits one item into two smaller ones, when it can be split.
+pub type Split<T> = fn(&T) -> Option<(T, T)>;
+
+/// One signal's queue drained through one transport.
 pub struct Delivery<T> {
-    /// The exporter's name, for self-telemetry.
-    pub exporter: Arc<str>,
+    /// The integration's name, for logs and self-telemetry.
+    pub integration: Arc<str>,
+    /// The signal, for logs and self-telemetry.
+    pub signal: Signal,
     /// The queue to drain.
     pub queue: Arc<DropOldestQueue<T>>,
-    /// Where batches go.
-    pub client: Arc<OtlpClient>,
-    /// Most items per request.
+    /// Where requests go.
+    pub transport: Arc<dyn Transport>,
+    /// Turns a batch of items into requests.
+    pub encode: Encode<T>,
+    /// Splits an item whose request was too large.
+    pub split: Split<T>,
+    /// Most items per batch.
     pub batch: usize,
-    /// Turns items into one request body.
-    pub encode: Arc<dyn Fn(Vec<T>) -> Bytes + Send + Sync>,
-    /// Self-telemetry.
-    pub telemetry: SelfTelemetry,
-    /// The signal, for self-telemetry.
-    pub signal: Signal,
-    /// The integration's status, shared with whoever reports it.
+    /// The signal's status, shared with whoever reports it.
     pub status: Arc<Status>,
     /// How failed requests are retried.
     pub policy: RetryPolicy,
+    /// Self-telemetry.
+    pub telemetry: SelfTelemetry,
+}
+
+/// Some items of a batch and the requests they were encoded into (`None` until encoded).
+struct Segment<T> {
+    items: Vec<T>,
+    requests: Option<VecDeque<Request>>,
+    delivered: usize,
+}
+
+impl<T> Segment<T> {
+    fn new(items: Vec<T>) -> Self {
+        Self {
+            items,
+            requests: None,
+            delivered: 0,
+        }
+    }
+}
+
+/// The batch being sent: its segments in order, and what happened to it so far.
+struct Flight<T> {
+    last: u64,
+    segments: VecDeque<Segment<T>>,
+    delivered: usize,
+    rejected: u64,
+    message: Option<String>,
+    refused: Option<String>,
+}
+
+/// What one step of sending a batch came to.
+enum Step {
+    /// More to do.
+    Continue,
+    /// Every request was delivered or refused.
+    Done,
+    /// A request still fails after its retries; the export failed.
+    Failed(String),
 }
 
 impl<T: Clone + Send + 'static> Delivery<T> {
     /// Sends batches until drained: after the drain signal, it empties the queue (within the
     /// deadline) and returns.
     ///
-    /// A batch stays queued (and counts against the queue's capacity) until it is delivered or
-    /// refused, so when the queue overflows exactly the oldest items are dropped. A retryable
-    /// failure is retried as [`RetryPolicy`] says; a batch still failing counts as a failed
-    /// export and is tried again later, behind the circuit breaker, until the integration
-    /// pauses. A refused batch (other 4xx/5xx) is counted failed and dropped, never retried.
+    /// A batch stays queued and pinned (never dropped) while it is sent. A retryable failure is
+    /// retried as [`RetryPolicy`] says; a request still failing makes the export fail: the batch
+    /// is released, or, if some of its requests were delivered, kept with the rest to be sent
+    /// behind the circuit breaker. A refused request is counted and dropped, never retried.
     pub async fn run(self, mut drain: Drain) {
         let mut breaker = Breaker::new(self.policy.breaker_cooldown);
+        let mut flight: Option<Flight<T>> = None;
         loop {
             if self.status.state() == State::Paused {
                 if drain.borrow().is_some() {
@@ -121,39 +182,41 @@ impl<T: Clone + Send + 'static> Delivery<T> {
                 }
                 continue;
             }
-            let (items, last) = self.queue.peek(self.batch);
-            if items.is_empty() {
-                if drain.borrow().is_some() {
-                    return;
+            let Some(current) = flight.as_mut() else {
+                let (items, last) = self.queue.peek(self.batch);
+                if items.is_empty() {
+                    if drain.borrow().is_some() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = self.queue.pushed() => {}
+                        _ = drain.changed() => {}
+                    }
+                    continue;
                 }
-                tokio::select! {
-                    _ = self.queue.pushed() => {}
-                    _ = drain.changed() => {}
-                }
-                continue;
-            }
-            // Encoding may call transform plugins, which must not run on async worker threads.
-            let encode = self.encode.clone();
-            let Ok(body) = tokio::task::spawn_blocking(move || encode(items)).await else {
-                self.queue.ack(last);
-                self.failed("encoding the batch failed");
+                flight = Some(Flight {
+                    last,
+                    segments: VecDeque::from([Segment::new(items)]),
+                    delivered: 0,
+                    rejected: 0,
+                    message: None,
+                    refused: None,
+                });
                 continue;
             };
-            match self.send(&body, &mut breaker, &mut drain).await {
-                Ok(delivered) => {
-                    self.queue.ack(last);
-                    let state = self.status.delivered(delivered.rejected, delivered.message);
-                    self.telemetry
-                        .export_batch(&self.exporter, self.signal, true);
-                    self.telemetry
-                        .export_state(&self.exporter, self.signal, state);
+            match self.step(current, &mut breaker, &mut drain).await {
+                Step::Continue => {}
+                Step::Done => {
+                    if let Some(done) = flight.take() {
+                        self.finish(done);
+                    }
                 }
-                Err(SendError::Rejected(reason)) => {
-                    self.queue.ack(last);
+                Step::Failed(reason) => {
                     self.failed(&reason);
-                }
-                Err(e) => {
-                    self.failed(&e.to_string());
+                    if current.delivered == 0 {
+                        self.queue.release();
+                        flight = None;
+                    }
                     if drain.borrow().is_some() {
                         return;
                     }
@@ -162,24 +225,146 @@ impl<T: Clone + Send + 'static> Delivery<T> {
         }
     }
 
+    /// Encodes the next segment, or sends its next request.
+    async fn step(&self, f: &mut Flight<T>, breaker: &mut Breaker, drain: &mut Drain) -> Step {
+        let Some(segment) = f.segments.front_mut() else {
+            return Step::Done;
+        };
+        let Some(requests) = segment.requests.as_mut() else {
+            // Encoding may call plugins, which must not run on async worker threads.
+            let items = std::mem::take(&mut segment.items);
+            let encode = self.encode.clone();
+            let encoded = tokio::task::spawn_blocking(move || {
+                let requests = encode(&items);
+                (items, requests)
+            })
+            .await;
+            match encoded {
+                Ok((items, Ok(requests))) => {
+                    segment.items = items;
+                    segment.requests = Some(requests.into());
+                }
+                Ok((_, Err(reason))) => {
+                    f.refused = Some(format!("encoding failed: {reason}"));
+                    f.segments.pop_front();
+                }
+                Err(_) => {
+                    f.refused = Some("encoding failed: the encoder panicked".into());
+                    f.segments.pop_front();
+                }
+            }
+            return Step::Continue;
+        };
+        let Some(request) = requests.front() else {
+            f.segments.pop_front();
+            return Step::Continue;
+        };
+        match self.send(request, breaker, drain).await {
+            Ok(delivered) => {
+                self.status.request_sent(request.len());
+                requests.pop_front();
+                segment.delivered += 1;
+                f.delivered += 1;
+                f.rejected += delivered.rejected;
+                if delivered.message.is_some() {
+                    f.message = delivered.message;
+                }
+            }
+            Err(SendError::TooLarge(reason)) => {
+                let halves = (segment.delivered == 0)
+                    .then(|| self.halves(&segment.items))
+                    .flatten();
+                match halves {
+                    Some((a, b)) => {
+                        tracing::info!(integration = %self.integration, signal = self.signal.as_str(),
+                            "{reason}: the backend found a request too large; sending its data in two halves");
+                        f.segments.pop_front();
+                        f.segments.push_front(Segment::new(b));
+                        f.segments.push_front(Segment::new(a));
+                    }
+                    None => {
+                        requests.pop_front();
+                        f.refused = Some(format!(
+                            "{reason}: the request is too large and cannot be split further"
+                        ));
+                    }
+                }
+            }
+            Err(SendError::Rejected(reason)) => {
+                requests.pop_front();
+                f.refused = Some(reason);
+            }
+            Err(e @ SendError::Retryable { .. }) => return Step::Failed(e.to_string()),
+        }
+        if f.segments
+            .front()
+            .is_some_and(|s| s.requests.as_ref().is_some_and(VecDeque::is_empty))
+        {
+            f.segments.pop_front();
+        }
+        if f.segments.is_empty() {
+            Step::Done
+        } else {
+            Step::Continue
+        }
+    }
+
+    /// The items of a segment in two halves: the list halved, or its one item split.
+    fn halves(&self, items: &[T]) -> Option<(Vec<T>, Vec<T>)> {
+        match items {
+            [] => None,
+            [one] => (self.split)(one).map(|(a, b)| (vec![a], vec![b])),
+            many => {
+                let (a, b) = many.split_at(many.len() / 2);
+                Some((a.to_vec(), b.to_vec()))
+            }
+        }
+    }
+
+    /// Ends a batch whose every request was delivered or refused.
+    fn finish(&self, f: Flight<T>) {
+        self.queue.ack(f.last);
+        match f.refused {
+            Some(reason) => {
+                tracing::warn!(integration = %self.integration, signal = self.signal.as_str(),
+                    "export refused: {reason}");
+                self.failed(&reason);
+            }
+            None => {
+                if f.rejected > 0 {
+                    tracing::warn!(integration = %self.integration, signal = self.signal.as_str(),
+                        "partial success: {} ({} items rejected)",
+                        f.message.as_deref().unwrap_or("no reason given"), f.rejected);
+                }
+                let acknowledged = self.transport.acknowledged();
+                let state = self.status.delivered(acknowledged, f.rejected, f.message);
+                self.telemetry
+                    .export_batch(&self.integration, self.signal, true);
+                self.telemetry
+                    .export_state(&self.integration, self.signal, state.telemetry());
+            }
+        }
+    }
+
     /// Counts a failed export.
     fn failed(&self, error: &str) {
         let state = self.status.failed(error);
         self.telemetry
-            .export_batch(&self.exporter, self.signal, false);
+            .export_batch(&self.integration, self.signal, false);
         self.telemetry
-            .export_state(&self.exporter, self.signal, state);
+            .export_state(&self.integration, self.signal, state.telemetry());
         if state == State::Paused {
-            tracing::warn!(signal = self.signal.as_str(), url = %self.client.url(),
-                "OTLP export paused after {} failed exports in a row; resume it to send again",
+            tracing::warn!(integration = %self.integration, signal = self.signal.as_str(),
+                endpoint = %self.transport.endpoint(),
+                "export paused after {} failed exports in a row; resume it to send again",
                 status::PAUSE_AFTER);
         }
     }
 
-    /// Sends one body, waiting for the breaker and retrying retryable failures.
+    /// Sends one request, waiting for the breaker and retrying retryable failures.
     async fn send(
         &self,
-        body: &Bytes,
+        request: &Request,
         breaker: &mut Breaker,
         drain: &mut Drain,
     ) -> Result<Delivered, SendError> {
@@ -191,16 +376,18 @@ impl<T: Clone + Send + 'static> Delivery<T> {
                     "the backend is down and the host is shutting down",
                 ));
             }
-            let error = match self.client.send(body.clone()).await {
+            let error = match self.transport.send(request).await {
                 Ok(delivered) => {
                     breaker.success();
                     return Ok(delivered);
                 }
-                Err(refused @ SendError::Rejected(_)) => {
+                Err(SendError::Retryable { reason, after }) => {
+                    SendError::Retryable { reason, after }
+                }
+                Err(refused) => {
                     breaker.success();
                     return Err(refused);
                 }
-                Err(error) => error,
             };
             breaker.failure(Instant::now());
             if retry >= self.policy.max_retries {
@@ -211,7 +398,7 @@ impl<T: Clone + Send + 'static> Delivery<T> {
             };
             let state = self.status.retrying(reason);
             self.telemetry
-                .export_retry(&self.exporter, self.signal, state);
+                .export_retry(&self.integration, self.signal, state.telemetry());
             let delay = self.policy.delay(retry, *after);
             retry += 1;
             if !sleep(delay, drain).await {

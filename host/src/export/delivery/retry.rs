@@ -38,7 +38,7 @@ impl From<&crate::config::RetryConfig> for RetryPolicy {
     fn from(config: &crate::config::RetryConfig) -> Self {
         let defaults = RetryPolicy::default();
         RetryPolicy {
-            max_retries: config.max_retries,
+            max_retries: config.max_retries.unwrap_or(defaults.max_retries),
             first_backoff: config.initial_backoff.unwrap_or(defaults.first_backoff),
             max_backoff: config.max_backoff.unwrap_or(defaults.max_backoff),
             breaker_cooldown: config.breaker_cooldown.unwrap_or(defaults.breaker_cooldown),

@@ -14,8 +14,12 @@ pub const PAUSE_AFTER: u32 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
-    /// The last export was delivered (or none failed yet).
+    /// Nothing was exported yet.
+    Pending,
+    /// The last export was delivered and acknowledged.
     Connected,
+    /// The last export left the host over UDP, which acknowledges nothing.
+    Sending,
     /// Exports are failing or being retried.
     Degraded,
     /// Stopped after [`PAUSE_AFTER`] consecutive failed exports; nothing is sent until resumed.
@@ -25,18 +29,30 @@ pub enum State {
 }
 
 impl State {
-    /// Every state, in order.
-    pub const ALL: [State; 4] = [
-        State::Connected,
-        State::Degraded,
-        State::Paused,
-        State::Disabled,
+    /// The names of every state, in order.
+    pub const NAMES: [&'static str; 6] = [
+        "pending",
+        "connected",
+        "sending",
+        "degraded",
+        "paused",
+        "disabled",
     ];
+
+    /// The state for `wasmtel.export.state`.
+    pub fn telemetry(self) -> crate::telemetry::IntegrationState {
+        crate::telemetry::IntegrationState {
+            now: self.as_str(),
+            all: &Self::NAMES,
+        }
+    }
 
     /// The state's name.
     pub fn as_str(self) -> &'static str {
         match self {
+            State::Pending => "pending",
             State::Connected => "connected",
+            State::Sending => "sending",
             State::Degraded => "degraded",
             State::Paused => "paused",
             State::Disabled => "disabled",
@@ -55,8 +71,12 @@ pub struct Snapshot {
     pub last_success_unix_nano: Option<u64>,
     /// The last error, if any export failed.
     pub last_error: Option<String>,
-    /// Exports delivered.
+    /// Exports delivered (for UDP: sent).
     pub sent: u64,
+    /// Requests (or datagrams) sent successfully.
+    pub requests: u64,
+    /// Payload bytes of those requests.
+    pub bytes: u64,
     /// Exports given up on.
     pub failed: u64,
     /// Retries made.
@@ -78,11 +98,13 @@ impl Default for Status {
     fn default() -> Self {
         Self {
             inner: Mutex::new(Snapshot {
-                state: State::Connected,
+                state: State::Pending,
                 paused_reason: None,
                 last_success_unix_nano: None,
                 last_error: None,
                 sent: 0,
+                requests: 0,
+                bytes: 0,
                 failed: 0,
                 retried: 0,
                 rejected: 0,
@@ -108,8 +130,17 @@ impl Status {
         self.update(|s| s.state)
     }
 
-    /// An export was delivered; `rejected` items of it were refused in a partial success.
-    pub fn delivered(&self, rejected: u64, message: Option<String>) -> State {
+    /// A request of `bytes` bytes was sent successfully.
+    pub fn request_sent(&self, bytes: usize) {
+        self.update(|s| {
+            s.requests += 1;
+            s.bytes += bytes as u64;
+        });
+    }
+
+    /// An export was delivered (`acknowledged`) or, over UDP, sent; `rejected` items of it were
+    /// refused in a partial success.
+    pub fn delivered(&self, acknowledged: bool, rejected: u64, message: Option<String>) -> State {
         self.update(|s| {
             s.sent += 1;
             s.rejected += rejected;
@@ -118,7 +149,11 @@ impl Status {
             if let Some(m) = message {
                 s.last_error = Some(format!("partial success: {m}"));
             }
-            s.state = State::Connected;
+            s.state = if acknowledged {
+                State::Connected
+            } else {
+                State::Sending
+            };
             s.state
         })
     }
@@ -128,7 +163,7 @@ impl Status {
         self.update(|s| {
             s.retried += 1;
             s.last_error = Some(error.to_owned());
-            if s.state == State::Connected {
+            if matches!(s.state, State::Pending | State::Connected | State::Sending) {
                 s.state = State::Degraded;
             }
             s.state
@@ -188,12 +223,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pending_until_the_first_export_and_connected_only_after_a_success() {
+        let s = Status::default();
+        assert_eq!(s.state(), State::Pending);
+        assert_eq!(s.retrying("HTTP 503"), State::Degraded);
+        assert_eq!(s.delivered(true, 0, None), State::Connected);
+        let udp = Status::default();
+        assert_eq!(
+            udp.delivered(false, 0, None),
+            State::Sending,
+            "UDP never claims delivery"
+        );
+        udp.request_sent(1432);
+        udp.request_sent(100);
+        let snap = udp.snapshot();
+        assert_eq!((snap.sent, snap.requests, snap.bytes), (1, 2, 1532));
+    }
+
+    #[test]
     fn pauses_after_ten_failures_in_a_row_and_resumes() {
         let s = Status::default();
         for _ in 1..PAUSE_AFTER {
             assert_eq!(s.failed("HTTP 503"), State::Degraded);
         }
-        assert_eq!(s.delivered(2, Some("bad point".into())), State::Connected);
+        assert_eq!(
+            s.delivered(true, 2, Some("bad point".into())),
+            State::Connected
+        );
         for _ in 1..PAUSE_AFTER {
             s.failed("HTTP 503");
         }

@@ -1,66 +1,41 @@
-//! Encodes raw events as OTLP log records and batches them into `ExportLogsServiceRequest`s.
-
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+//! Encodes log records into OTLP `ExportLogsServiceRequest`s, one `ResourceLogs` per run of
+//! records from one origin.
 
 use std::sync::Arc;
 
-use crate::clock::unix_nanos;
-use crate::export::queue::DropOldestQueue;
-use crate::model::Signal;
-use crate::model::event::Event;
-use crate::model::log::{Entry, Origin, record};
-use crate::model::resource::Resource;
-use crate::telemetry::SelfTelemetry;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use prost::Message;
 
-/// An exporter's bounded queue of log records: events join as records of the host's events
-/// origin, received records with their own; what a full queue drops is counted.
-pub struct LogQueue {
-    queue: Arc<DropOldestQueue<Entry>>,
-    events: Arc<Origin>,
-    telemetry: SelfTelemetry,
+use crate::model::log::{Entry, Origin, runs};
+use crate::plugins::{Transforms, convert};
+
+/// Encodes `entries`, after the transforms, as one request; none when nothing is left.
+pub fn encode(entries: &[Entry], transforms: &Transforms) -> Option<Bytes> {
+    let runs = transformed(transforms, runs(entries));
+    if runs.is_empty() {
+        return None;
+    }
+    Some(Bytes::from(request(runs).encode_to_vec()))
 }
 
-impl LogQueue {
-    /// Wraps `queue`, taking events as records of the host `resource`.
-    pub fn new(
-        queue: Arc<DropOldestQueue<Entry>>,
-        res: &Resource,
-        telemetry: SelfTelemetry,
-    ) -> Self {
-        Self {
-            queue,
-            events: Arc::new(Origin::events(res)),
-            telemetry,
-        }
+/// Runs of log records after the transforms; a run is dropped if a fail-closed transform failed on it.
+fn transformed(
+    transforms: &Transforms,
+    runs: Vec<(Arc<Origin>, Vec<LogRecord>)>,
+) -> Vec<(Arc<Origin>, Vec<LogRecord>)> {
+    if transforms.is_empty() {
+        return runs;
     }
-
-    /// The queue, for the task that sends it.
-    pub fn queue(&self) -> &Arc<DropOldestQueue<Entry>> {
-        &self.queue
-    }
-
-    /// Queues every event as a log record observed now.
-    pub fn push_events(&self, events: &[Event<'_>]) {
-        let observed = unix_nanos();
-        self.push(
-            events
-                .iter()
-                .map(|e| (self.events.clone(), record(e, observed))),
-        );
-    }
-
-    /// Queues received log records.
-    pub fn push_entries(&self, entries: &[Entry]) {
-        self.push(entries.iter().cloned());
-    }
-
-    fn push(&self, entries: impl IntoIterator<Item = Entry>) {
-        let dropped = self.queue.push(entries);
-        if dropped > 0 {
-            self.telemetry.export_dropped(Signal::Logs, dropped);
-        }
-    }
+    runs.into_iter()
+        .filter_map(|(origin, records)| {
+            let batch = convert::otlp::log_batch(&records, &origin);
+            let records = convert::otlp::log_records(&transforms.logs(batch)?);
+            Some((origin, records))
+        })
+        .filter(|(_, records)| !records.is_empty())
+        .collect()
 }
 
 /// Wraps runs of log records in one request, one `ResourceLogs` per run.

@@ -4,6 +4,11 @@
 //! Fields are written last to first (see [`Reverse`]), in descending field number, so the bytes
 //! are the ones `prost` would write for the same `opentelemetry-proto` messages.
 
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::{self as pm, metric::Data};
+use prost::Message;
+
 use super::wire::Reverse;
 use crate::clock::unix_nanos;
 use crate::metrics::aggregation::{Buckets, ExponentialPoint, HistogramPoint};
@@ -14,6 +19,8 @@ use crate::metrics::{DeltaTracker, DeltaTrackers, Instrument, Registry, Storage}
 use crate::model::attributes::{AttributeSet, ValueRef};
 use crate::model::metric::Scope;
 use crate::model::resource::Resource;
+use crate::plugins::bindings::types::MetricBatch;
+use crate::plugins::convert;
 
 const DELTA: u64 = 1;
 const CUMULATIVE: u64 = 2;
@@ -43,6 +50,105 @@ pub fn encode_all(
         }
     }
     w.finish()
+}
+
+/// Metric batches (after transforms) as one encoded request, one `ResourceMetrics` each.
+pub fn from_batches(batches: &[MetricBatch]) -> Vec<u8> {
+    let mut request = ExportMetricsServiceRequest::default();
+    for batch in batches {
+        let encoded = convert::otlp::metric_request(batch);
+        request.resource_metrics.extend(encoded.resource_metrics);
+    }
+    request.encode_to_vec()
+}
+
+/// An encoded request as two, each with about half of its data points; `None` when it holds
+/// fewer than two points (or is not a metrics request).
+pub fn split_request(body: &[u8]) -> Option<(Bytes, Bytes)> {
+    let request = ExportMetricsServiceRequest::decode(body).ok()?;
+    let count = |m: &pm::Metric| match &m.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    };
+    let total: usize = request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(count)
+        .sum();
+    if total < 2 {
+        return None;
+    }
+    let half = total / 2;
+    let (mut first, mut second) = (
+        ExportMetricsServiceRequest::default(),
+        ExportMetricsServiceRequest::default(),
+    );
+    let mut taken = 0;
+    for rm in request.resource_metrics {
+        let (mut a, mut b) = (rm.clone(), rm);
+        for (sa, sb) in a.scope_metrics.iter_mut().zip(b.scope_metrics.iter_mut()) {
+            let metrics = std::mem::take(&mut sa.metrics);
+            sb.metrics.clear();
+            for metric in metrics {
+                let n = count(&metric);
+                let room = half.saturating_sub(taken);
+                taken += n;
+                if room >= n {
+                    sa.metrics.push(metric);
+                } else if room == 0 {
+                    sb.metrics.push(metric);
+                } else {
+                    let (x, y) = split_metric(metric, room);
+                    sa.metrics.push(x);
+                    sb.metrics.push(y);
+                }
+            }
+        }
+        a.scope_metrics.retain(|s| !s.metrics.is_empty());
+        b.scope_metrics.retain(|s| !s.metrics.is_empty());
+        if !a.scope_metrics.is_empty() {
+            first.resource_metrics.push(a);
+        }
+        if !b.scope_metrics.is_empty() {
+            second.resource_metrics.push(b);
+        }
+    }
+    Some((
+        Bytes::from(first.encode_to_vec()),
+        Bytes::from(second.encode_to_vec()),
+    ))
+}
+
+/// A metric as two: its first `at` points, and the rest.
+fn split_metric(metric: pm::Metric, at: usize) -> (pm::Metric, pm::Metric) {
+    fn halve<T>(points: &mut Vec<T>, at: usize) -> Vec<T> {
+        points.split_off(at.min(points.len()))
+    }
+    let mut first = metric.clone();
+    let mut second = metric;
+    match (&mut first.data, &mut second.data) {
+        (Some(Data::Gauge(a)), Some(Data::Gauge(b))) => {
+            b.data_points = halve(&mut a.data_points, at)
+        }
+        (Some(Data::Sum(a)), Some(Data::Sum(b))) => b.data_points = halve(&mut a.data_points, at),
+        (Some(Data::Histogram(a)), Some(Data::Histogram(b))) => {
+            b.data_points = halve(&mut a.data_points, at);
+        }
+        (Some(Data::ExponentialHistogram(a)), Some(Data::ExponentialHistogram(b))) => {
+            b.data_points = halve(&mut a.data_points, at);
+        }
+        (Some(Data::Summary(a)), Some(Data::Summary(b))) => {
+            b.data_points = halve(&mut a.data_points, at)
+        }
+        _ => {}
+    }
+    (first, second)
 }
 
 /// Writes one `ResourceMetrics` (field 1 of the request); returns whether it holds any point.
@@ -521,5 +627,50 @@ mod tests {
             2,
             "a cumulative reading shows both"
         );
+    }
+
+    #[test]
+    fn a_request_splits_into_halves_that_add_up_to_it() {
+        let reg = Registry::new(100);
+        let c = reg
+            .instrument(
+                Descriptor {
+                    name: "c".into(),
+                    unit: String::new(),
+                    description: String::new(),
+                    kind: InstrumentKind::Counter,
+                    scope: "s".into(),
+                },
+                &[],
+            )
+            .expect("instrument");
+        for i in 0..5i64 {
+            c.record(&[("k", ValueRef::Int(i))], 1.0);
+        }
+        let res = crate::sources::resource::detect(&Default::default());
+        let body = encode(&reg, &res, None);
+        let (a, b) = split_request(&body).expect("five points split");
+        let points = |bytes: &[u8]| -> Vec<String> {
+            let r = ExportMetricsServiceRequest::decode(bytes).expect("valid");
+            r.resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+                .flat_map(|m| match &m.data {
+                    Some(Data::Sum(s)) => s.data_points.clone(),
+                    _ => Vec::new(),
+                })
+                .map(|p| format!("{:?}", p.attributes))
+                .collect()
+        };
+        let (pa, pb) = (points(&a), points(&b));
+        assert_eq!((pa.len(), pb.len()), (2, 3));
+        let mut all = [pa, pb].concat();
+        let mut whole = points(&body);
+        all.sort();
+        whole.sort();
+        assert_eq!(all, whole, "every point in exactly one half");
+        let (one, _) = split_request(&a).expect("two points split");
+        assert!(split_request(&one).is_none(), "one point does not split");
     }
 }

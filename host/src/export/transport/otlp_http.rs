@@ -1,5 +1,8 @@
-//! The OTLP/HTTP client: one POST per batch, classified as delivered, retryable or rejected.
+//! The OTLP/HTTP transport: one protobuf POST per request, classified as the OTLP/HTTP
+//! specification says (delivered with a possible partial success, retryable, too large, or
+//! rejected).
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -7,76 +10,74 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResp
 use prost::Message;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
-use super::PROTOBUF;
-use crate::export::delivery::{Delivered, SendError, retry};
+use super::{BoxFuture, Delivered, Request, SendError, Transport};
+use crate::export::delivery::retry;
 use crate::export::probe::{self, Diagnosis};
 
+/// The content type of OTLP/HTTP protobuf requests.
+pub const PROTOBUF: &str = "application/x-protobuf";
+
 /// The last known state of the link to the collector, for once-per-change logging.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
     Unknown,
     Up,
     Down,
 }
 
-/// A client for one OTLP/HTTP endpoint.
+/// A client for one OTLP/HTTP signal URL.
 #[derive(Debug)]
-pub struct OtlpClient {
+pub struct OtlpHttp {
     http: reqwest::Client,
     url: String,
-    signal: &'static str,
+    integration: String,
     link: Mutex<Link>,
 }
 
-/// A header given in configuration that HTTP cannot carry.
+/// A header that HTTP cannot carry; it names the header, never its value.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid OTLP header `{0}`: names must be tokens and values visible ASCII")]
-pub struct HeaderError(String);
+#[error("invalid header `{0}`: names must be tokens and values visible ASCII")]
+pub struct HeaderError(pub String);
 
-impl OtlpClient {
-    /// A client for `url` sending `headers` with every request.
+/// The credential and other headers of an integration as a header map, every value marked
+/// sensitive (so that it never shows in `Debug` output).
+pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, HeaderError> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::try_from(k.as_str()).map_err(|_| HeaderError(k.clone()))?;
+        let mut value = HeaderValue::try_from(v.as_str()).map_err(|_| HeaderError(k.clone()))?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+impl OtlpHttp {
+    /// A client of integration `integration` for `url`, sending `headers` with every request.
     pub fn new(
+        integration: &str,
         url: String,
-        signal: &'static str,
-        headers: &std::collections::BTreeMap<String, String>,
+        headers: &BTreeMap<String, String>,
         timeout: Duration,
     ) -> Result<Self, HeaderError> {
-        let mut defaults = HeaderMap::new();
+        let mut defaults = header_map(headers)?;
         defaults.insert(CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
-        for (k, v) in headers {
-            let name = HeaderName::try_from(k.as_str()).map_err(|_| HeaderError(k.clone()))?;
-            let mut value =
-                HeaderValue::try_from(v.as_str()).map_err(|_| HeaderError(k.clone()))?;
-            value.set_sensitive(true);
-            defaults.insert(name, value);
-        }
         let http = reqwest::Client::builder()
             .default_headers(defaults)
             .user_agent(concat!("wasmtel/", env!("CARGO_PKG_VERSION")))
             .timeout(timeout)
             .build()
-            .map_err(|e| HeaderError(e.to_string()))?;
+            .map_err(|_| HeaderError("(client)".into()))?;
         Ok(Self {
             http,
             url,
-            signal,
+            integration: integration.to_owned(),
             link: Mutex::new(Link::Unknown),
         })
     }
 
-    /// The endpoint URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// Tests the connection: POSTs an empty export request (valid OTLP, carrying nothing) with
-    /// the configured headers, and diagnoses the answer.
-    pub async fn probe(&self, timeout: Duration) -> Diagnosis {
-        probe::probe(self.http.post(&self.url).body(Vec::new()), timeout).await
-    }
-
-    /// POSTs one encoded batch and classifies the outcome.
-    pub async fn send(&self, body: bytes::Bytes) -> Result<Delivered, SendError> {
+    /// POSTs one encoded request and classifies the outcome.
+    async fn post(&self, body: bytes::Bytes) -> Result<Delivered, SendError> {
         let outcome = match self.http.post(&self.url).body(body).send().await {
             Err(e) => Err(SendError::Retryable {
                 reason: describe(&e),
@@ -88,16 +89,16 @@ impl OtlpClient {
         outcome
     }
 
-    /// Logs a change of link state, once per change rather than once per batch.
+    /// Logs a change of link state, once per change rather than once per request.
     fn note(&self, outcome: &Result<Delivered, SendError>) {
         let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
         match outcome {
             Ok(_) if *link != Link::Up => {
-                tracing::info!(signal = self.signal, url = %self.url, "OTLP export is delivering");
+                tracing::info!(integration = %self.integration, url = %self.url, "OTLP export is delivering");
                 *link = Link::Up;
             }
             Err(e) if *link != Link::Down => {
-                tracing::warn!(signal = self.signal, url = %self.url, error = %e,
+                tracing::warn!(integration = %self.integration, url = %self.url, error = %e,
                     "OTLP export is failing; further failures are not logged until it recovers");
                 *link = Link::Down;
             }
@@ -106,7 +107,31 @@ impl OtlpClient {
     }
 }
 
-/// Reads a response: a success with its partial success if any, or a retryable or final failure.
+impl Transport for OtlpHttp {
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(async move {
+            match request {
+                Request::Body(body) => self.post(body.clone()).await,
+                other => Err(SendError::wrong_kind(other, "an OTLP endpoint")),
+            }
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        self.url.clone()
+    }
+
+    /// POSTs an empty export request (valid OTLP, carrying nothing) with the configured
+    /// headers, and diagnoses the answer.
+    fn probe(&self, timeout: Duration) -> BoxFuture<'_, Diagnosis> {
+        Box::pin(probe::probe(
+            self.http.post(&self.url).body(Vec::new()),
+            timeout,
+        ))
+    }
+}
+
+/// Reads a response: a success with its partial success if any, or a failure.
 async fn classify(response: reqwest::Response) -> Result<Delivered, SendError> {
     let status = response.status();
     if status.is_success() {
@@ -122,6 +147,9 @@ async fn classify(response: reqwest::Response) -> Result<Delivered, SendError> {
         }));
     }
     let reason = format!("HTTP {status}");
+    if status.as_u16() == 413 {
+        return Err(SendError::TooLarge(reason));
+    }
     if !retry::retryable(status.as_u16()) {
         return Err(SendError::Rejected(reason));
     }
@@ -134,7 +162,7 @@ async fn classify(response: reqwest::Response) -> Result<Delivered, SendError> {
 }
 
 /// A short human reason for a transport error (refused, timed out, …).
-fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".into();
     }

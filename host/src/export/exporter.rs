@@ -1,0 +1,534 @@
+//! The exporter: one integration running — native OTLP or an exporter plugin, from the config
+//! file or the store alike — built from its [`ExporterSpec`] by [`Exporter::build`], delivering
+//! each signal through the one delivery engine.
+
+use std::net::ToSocketAddrs as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use super::delivery::queue::DropOldestQueue;
+use super::delivery::{Delivery, Drain, Encode, Report, Settings, Split, Status};
+use super::otlp;
+use super::plugin::{PluginSlot, split_batches};
+use super::probe::Diagnosis;
+use super::spec::{ExporterSpec, Target};
+use super::transport::otlp_http::{OtlpHttp, header_map};
+use super::transport::plugin_http::PluginHttp;
+use super::transport::udp::{Pacer, Udp};
+use super::transport::{Request, Transport};
+use crate::clock::unix_nanos;
+use crate::metrics::{DeltaTrackers, Producer, Registries};
+use crate::model::Signal;
+use crate::model::event::Event;
+use crate::model::log::{Entry, Origin, record};
+use crate::pipeline::EventSink;
+use crate::plugins::bindings::types::MetricBatch;
+use crate::plugins::reload::Reloadable;
+use crate::plugins::{Health, Loader, Transforms, convert};
+use crate::telemetry::SelfTelemetry;
+
+/// One collection of metrics, as queued for delivery.
+#[derive(Clone)]
+pub enum MetricItem {
+    /// Already an encoded OTLP request (the native exporter without transforms).
+    Encoded(Bytes),
+    /// Metric batches in the plugin contract's types, one per producer, after the transforms.
+    Batches(Vec<MetricBatch>),
+}
+
+/// What building an exporter takes from the host.
+#[derive(Clone)]
+pub struct BuildContext {
+    /// What metrics exporters read.
+    pub registries: Arc<Registries>,
+    /// Self-telemetry.
+    pub telemetry: SelfTelemetry,
+    /// The transform chain every exporter applies.
+    pub transforms: Transforms,
+    /// Where exporter plugins come from.
+    pub loader: Arc<Loader>,
+}
+
+/// Who encodes: the native OTLP encoder (with its temporality state) or a plugin.
+enum Format {
+    Otlp(Mutex<Option<DeltaTrackers>>),
+    Plugin(Arc<PluginSlot>),
+}
+
+/// One signal's queue, status and transport.
+struct Channel<T> {
+    signal: Signal,
+    queue: Arc<DropOldestQueue<T>>,
+    status: Arc<Status>,
+    transport: Arc<dyn Transport>,
+}
+
+impl<T> Channel<T> {
+    fn new(signal: Signal, capacity: usize, transport: Arc<dyn Transport>) -> Self {
+        Self {
+            signal,
+            queue: Arc::new(DropOldestQueue::new(capacity)),
+            status: Arc::default(),
+            transport,
+        }
+    }
+}
+
+/// How the API shows an integration's running parts: never a credential value.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Description {
+    /// Each signal's endpoint.
+    pub endpoints: Vec<(&'static str, String)>,
+    /// The names of the headers sent with its requests.
+    pub headers_set: Vec<String>,
+    /// Each signal's delivery report.
+    pub signals: Vec<Report>,
+}
+
+/// One running integration.
+pub struct Exporter {
+    id: String,
+    name: Arc<str>,
+    kind: String,
+    preset: Option<String>,
+    headers_set: Vec<String>,
+    settings: Settings,
+    format: Format,
+    metrics: Option<Channel<MetricItem>>,
+    logs: Option<Channel<Entry>>,
+    events: Arc<Origin>,
+    registries: Arc<Registries>,
+    telemetry: SelfTelemetry,
+    transforms: Transforms,
+    next_collection: AtomicU64,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Exporter {
+    /// Builds the integration `spec` describes: loads (and compiles: a blocking call) its
+    /// plugin, opens a transport per signal, and checks that every signal the plugin exports
+    /// has somewhere to go. Nothing runs until [`Exporter::spawn`].
+    pub fn build(spec: &ExporterSpec, ctx: &BuildContext) -> Result<Arc<Self>, String> {
+        let settings = spec.delivery;
+        let credentials = header_map(&spec.headers).map_err(|e| e.to_string())?;
+        let format = match &spec.target {
+            Target::Otlp { temporality } => Format::Otlp(Mutex::new(
+                (*temporality != crate::config::TemporalityPreference::Cumulative)
+                    .then(|| DeltaTrackers::new(*temporality)),
+            )),
+            Target::Plugin { plugin, settings } => {
+                let (loaded, digest, origin) = ctx.loader.load_exporter(plugin, settings)?;
+                tracing::info!(integration = %spec.name, plugin = %plugin, origin = ?origin, "exporter plugin loaded");
+                Format::Plugin(Arc::new(PluginSlot::new(
+                    &spec.name,
+                    loaded,
+                    digest,
+                    settings.clone(),
+                )))
+            }
+        };
+        if let Format::Plugin(slot) = &format {
+            for signal in Signal::ALL {
+                let wanted = spec.only.is_none_or(|only| only == signal);
+                if spec.only == Some(signal) && !slot.exports(signal) {
+                    return Err(format!(
+                        "the plugin `{}` exports no {}",
+                        spec.kind(),
+                        signal.as_str()
+                    ));
+                }
+                if wanted && slot.exports(signal) && spec.endpoint(signal).is_none() {
+                    return Err(format!(
+                        "the plugin exports {} but no endpoint for them is configured",
+                        signal.as_str()
+                    ));
+                }
+            }
+        }
+        let transport = |signal: Signal| -> Result<Option<Arc<dyn Transport>>, String> {
+            if spec.only.is_some_and(|only| only != signal) {
+                return Ok(None);
+            }
+            let Some(endpoint) = spec.endpoint(signal) else {
+                return Ok(None);
+            };
+            let made: Arc<dyn Transport> = match &format {
+                Format::Otlp(_) => Arc::new(
+                    OtlpHttp::new(
+                        &spec.name,
+                        endpoint.to_owned(),
+                        &spec.headers,
+                        settings.timeout,
+                    )
+                    .map_err(|e| e.to_string())?,
+                ),
+                Format::Plugin(slot) => plugin_transport(endpoint, &credentials, slot, &settings)?,
+            };
+            Ok(Some(made))
+        };
+        let metrics = transport(Signal::Metrics)?
+            .map(|t| Channel::new(Signal::Metrics, settings.metrics_queue, t));
+        let logs =
+            transport(Signal::Logs)?.map(|t| Channel::new(Signal::Logs, settings.logs_queue, t));
+        Ok(Arc::new(Self {
+            id: spec.id.clone(),
+            name: Arc::from(spec.name.as_str()),
+            kind: spec.kind().to_owned(),
+            preset: spec.preset.clone(),
+            headers_set: spec.headers.keys().cloned().collect(),
+            settings,
+            format,
+            metrics,
+            logs,
+            events: Arc::new(Origin::events(&ctx.registries.own().resource)),
+            registries: ctx.registries.clone(),
+            telemetry: ctx.telemetry.clone(),
+            transforms: ctx.transforms.clone(),
+            next_collection: AtomicU64::new(0),
+            tasks: Mutex::default(),
+        }))
+    }
+
+    /// The integration's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The integration's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `otlp`, or the plugin's name.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The preset that filled in its endpoints or credential header.
+    pub fn preset(&self) -> Option<&str> {
+        self.preset.as_deref()
+    }
+
+    /// The plugin it runs, for hot reload; `None` for native OTLP.
+    pub fn plugin(&self) -> Option<Arc<PluginSlot>> {
+        match &self.format {
+            Format::Plugin(slot) => Some(slot.clone()),
+            Format::Otlp(_) => None,
+        }
+    }
+
+    /// The plugin's name and health, for a plugin integration with a plugin loaded.
+    pub fn plugin_health(&self) -> Option<(String, Health)> {
+        let slot = self.plugin()?;
+        Some((slot.plugin().to_owned(), slot.health()?))
+    }
+
+    /// Whether the exporter sends `signal` now (a plugin may stop exporting one on reload).
+    fn sends(&self, signal: Signal) -> bool {
+        match &self.format {
+            Format::Otlp(_) => true,
+            Format::Plugin(slot) => slot.exports(signal),
+        }
+    }
+
+    /// Starts the collection ticker and one delivery task per signal; they finish once drained.
+    pub fn spawn(self: &Arc<Self>, drain: &Drain) {
+        let mut tasks = Vec::new();
+        if let Some(ch) = &self.metrics {
+            let me = self.clone();
+            let mut stop = drain.clone();
+            let period = self.settings.interval;
+            self.next_collection
+                .store(unix_nanos() + period.as_nanos() as u64, Ordering::Relaxed);
+            tasks.push(tokio::spawn(async move {
+                let start = tokio::time::Instant::now() + period;
+                let mut ticker = tokio::time::interval_at(start, period);
+                loop {
+                    tokio::select! {
+                        _ = ticker.tick() => {
+                            me.next_collection
+                                .store(unix_nanos() + period.as_nanos() as u64, Ordering::Relaxed);
+                            me.collect().await;
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+            let me = self.clone();
+            let encode: Encode<MetricItem> = Arc::new(move |items| me.encode_metrics(items));
+            tasks.push(tokio::spawn(
+                self.delivery(ch, encode, split_metrics, 1)
+                    .run(drain.clone()),
+            ));
+        }
+        if let Some(ch) = &self.logs {
+            let me = self.clone();
+            let encode: Encode<Entry> = Arc::new(move |entries| me.encode_logs(entries));
+            tasks.push(tokio::spawn(
+                self.delivery(ch, encode, |_| None, self.settings.logs_batch)
+                    .run(drain.clone()),
+            ));
+        }
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(tasks);
+    }
+
+    fn delivery<T>(
+        &self,
+        ch: &Channel<T>,
+        encode: Encode<T>,
+        split: Split<T>,
+        batch: usize,
+    ) -> Delivery<T> {
+        Delivery {
+            integration: self.name.clone(),
+            signal: ch.signal,
+            queue: ch.queue.clone(),
+            transport: ch.transport.clone(),
+            encode,
+            split,
+            batch,
+            status: ch.status.clone(),
+            policy: self.settings.retry,
+            telemetry: self.telemetry.clone(),
+        }
+    }
+
+    /// The tasks it runs, for shutdown to wait on.
+    pub fn take_tasks(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Stops its tasks; what it had queued is dropped.
+    pub fn stop(&self) {
+        self.take_tasks().iter().for_each(JoinHandle::abort);
+    }
+
+    /// Collects the current metric state into one batch and queues it for delivery.
+    pub async fn collect(self: &Arc<Self>) {
+        // Transforms and plugins must not run on async worker threads.
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.collect_blocking()).await;
+    }
+
+    fn collect_blocking(&self) {
+        let Some(ch) = &self.metrics else { return };
+        let item = match &self.format {
+            Format::Otlp(delta) => {
+                let mut delta = delta.lock().unwrap_or_else(PoisonError::into_inner);
+                if self.transforms.is_empty() {
+                    let producers = self.registries.all();
+                    let pairs: Vec<_> = producers.iter().map(Producer::pair).collect();
+                    Some(MetricItem::Encoded(Bytes::from(otlp::metrics::encode_all(
+                        &pairs,
+                        delta.as_mut(),
+                    ))))
+                } else {
+                    let mut batches = Vec::new();
+                    for (i, producer) in self.registries.all().iter().enumerate() {
+                        let (res, registry) = producer.pair();
+                        let batch =
+                            convert::metric_batch(registry, res, delta.as_mut().map(|d| d.get(i)));
+                        if i > 0 && batch.scopes.is_empty() {
+                            continue;
+                        }
+                        batches.extend(self.transforms.metrics(batch));
+                    }
+                    (!batches.is_empty()).then_some(MetricItem::Batches(batches))
+                }
+            }
+            Format::Plugin(slot) => slot
+                .collect(&self.registries, &self.transforms)
+                .map(MetricItem::Batches),
+        };
+        if let Some(item) = item {
+            let dropped = ch.queue.push([item]);
+            if dropped > 0 {
+                self.telemetry
+                    .export_dropped(&self.name, Signal::Metrics, dropped);
+            }
+        }
+    }
+
+    fn encode_metrics(&self, items: &[MetricItem]) -> Result<Vec<Request>, String> {
+        match &self.format {
+            Format::Otlp(_) => Ok(items
+                .iter()
+                .map(|item| match item {
+                    MetricItem::Encoded(body) => Request::Body(body.clone()),
+                    MetricItem::Batches(batches) => {
+                        Request::Body(Bytes::from(otlp::metrics::from_batches(batches)))
+                    }
+                })
+                .collect()),
+            Format::Plugin(slot) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item {
+                        MetricItem::Batches(batches) => out.extend(slot.encode_metrics(batches)?),
+                        MetricItem::Encoded(_) => {
+                            return Err("an OTLP request cannot go to a plugin".into());
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn encode_logs(&self, entries: &[Entry]) -> Result<Vec<Request>, String> {
+        match &self.format {
+            Format::Otlp(_) => Ok(otlp::logs::encode(entries, &self.transforms)
+                .map(Request::Body)
+                .into_iter()
+                .collect()),
+            Format::Plugin(slot) => slot.encode_logs(entries, &self.transforms),
+        }
+    }
+
+    fn push_logs(&self, entries: impl IntoIterator<Item = Entry>) {
+        let Some(ch) = &self.logs else { return };
+        if !self.sends(Signal::Logs) {
+            return;
+        }
+        let dropped = ch.queue.push(entries);
+        if dropped > 0 {
+            self.telemetry
+                .export_dropped(&self.name, Signal::Logs, dropped);
+        }
+    }
+
+    /// The delivery report of each signal it sends now.
+    pub fn reports(&self) -> Vec<Report> {
+        let next = self.next_collection.load(Ordering::Relaxed);
+        let report = |signal: Signal, status: &Status, queued, dropped| Report {
+            id: self.id.clone(),
+            integration: self.name.to_string(),
+            signal: signal.as_str(),
+            status: status.snapshot(),
+            queued,
+            dropped,
+            next_export_unix_nano: (signal == Signal::Metrics && next > 0).then_some(next),
+        };
+        let metrics = self
+            .metrics
+            .as_ref()
+            .filter(|_| self.sends(Signal::Metrics))
+            .map(|c| report(c.signal, &c.status, c.queue.len(), c.queue.dropped()));
+        let logs = self
+            .logs
+            .as_ref()
+            .filter(|_| self.sends(Signal::Logs))
+            .map(|c| report(c.signal, &c.status, c.queue.len(), c.queue.dropped()));
+        metrics.into_iter().chain(logs).collect()
+    }
+
+    /// Its endpoints, header names and reports, for the API.
+    pub fn describe(&self) -> Description {
+        let endpoints = [
+            self.metrics
+                .as_ref()
+                .map(|c| (c.signal.as_str(), c.transport.endpoint())),
+            self.logs
+                .as_ref()
+                .map(|c| (c.signal.as_str(), c.transport.endpoint())),
+        ];
+        Description {
+            endpoints: endpoints.into_iter().flatten().collect(),
+            headers_set: self.headers_set.clone(),
+            signals: self.reports(),
+        }
+    }
+
+    /// Tests the connection of each signal's endpoint, waiting at most `timeout` for each.
+    pub async fn test(&self, timeout: Duration) -> Vec<(Signal, Diagnosis)> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.metrics {
+            out.push((c.signal, c.transport.probe(timeout).await));
+        }
+        if let Some(c) = &self.logs {
+            out.push((c.signal, c.transport.probe(timeout).await));
+        }
+        out
+    }
+
+    /// Resumes every paused signal; returns whether any was paused.
+    pub fn resume(&self) -> bool {
+        let metrics = self.metrics.as_ref().is_some_and(|c| c.status.resume());
+        let logs = self.logs.as_ref().is_some_and(|c| c.status.resume());
+        metrics || logs
+    }
+}
+
+/// The transport for a plugin's endpoint: UDP datagrams, or HTTP(S) requests on a base URL.
+fn plugin_transport(
+    endpoint: &str,
+    credentials: &reqwest::header::HeaderMap,
+    slot: &Arc<PluginSlot>,
+    settings: &Settings,
+) -> Result<Arc<dyn Transport>, String> {
+    if let Some(addr) = endpoint.strip_prefix("udp://") {
+        let resolved = addr
+            .to_socket_addrs()
+            .map_err(|e| format!("endpoint `{endpoint}`: {e}"))?
+            .next()
+            .ok_or_else(|| format!("endpoint `{endpoint}`: no address"))?;
+        let pacer = Pacer::new(settings.udp_bytes_per_second, settings.udp_burst_bytes);
+        return Ok(Arc::new(Udp::new(resolved, pacer)));
+    }
+    let url = reqwest::Url::parse(endpoint).map_err(|e| format!("endpoint `{endpoint}`: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "endpoint `{endpoint}`: use udp://host:port or an http(s):// URL"
+        ));
+    }
+    Ok(Arc::new(PluginHttp::new(
+        url,
+        credentials.clone(),
+        slot.clone(),
+        settings.timeout,
+    )?))
+}
+
+/// Splits a queued metric collection whose request was too large.
+fn split_metrics(item: &MetricItem) -> Option<(MetricItem, MetricItem)> {
+    match item {
+        MetricItem::Encoded(body) => otlp::metrics::split_request(body)
+            .map(|(a, b)| (MetricItem::Encoded(a), MetricItem::Encoded(b))),
+        MetricItem::Batches(batches) => {
+            split_batches(batches).map(|(a, b)| (MetricItem::Batches(a), MetricItem::Batches(b)))
+        }
+    }
+}
+
+impl EventSink for Exporter {
+    fn accept(&self, events: &[Event<'_>]) {
+        if self.logs.is_none() {
+            return;
+        }
+        let observed = unix_nanos();
+        self.push_logs(
+            events
+                .iter()
+                .map(|e| (self.events.clone(), record(e, observed))),
+        );
+    }
+
+    fn accept_logs(&self, entries: &[Entry]) {
+        self.push_logs(entries.iter().cloned());
+    }
+}
+
+/// The plugins of `exporters`, for the reload watcher.
+pub fn reloadables(exporters: &[Arc<Exporter>]) -> Vec<Arc<dyn Reloadable>> {
+    exporters
+        .iter()
+        .filter_map(|e| e.plugin().map(|p| p as Arc<dyn Reloadable>))
+        .collect()
+}

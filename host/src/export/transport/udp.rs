@@ -1,0 +1,169 @@
+//! The UDP transport: datagrams to one address, paced so that a receiver's socket buffer keeps
+//! up. UDP acknowledges nothing: a datagram that leaves the host counts as sent, never as
+//! delivered; only a refusal the kernel reports (nothing listening, ICMP port unreachable)
+//! shows up as a failure.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use super::{BoxFuture, Delivered, Request, SendError, Transport};
+use crate::export::probe::Diagnosis;
+
+/// The default pace: 4 MiB of datagrams per second.
+pub const DEFAULT_BYTES_PER_SECOND: u64 = 4 * 1024 * 1024;
+/// The default burst: 16 KiB of datagrams sent back to back before the pace applies.
+pub const DEFAULT_BURST_BYTES: u64 = 16 * 1024;
+
+/// A leaky bucket: how long to wait before sending so many bytes.
+#[derive(Debug)]
+pub struct Pacer {
+    bytes_per_second: f64,
+    burst: Duration,
+    /// When the bucket would be empty again (the theoretical arrival time).
+    empty_at: Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    /// A pace of `bytes_per_second`, allowing `burst` bytes at once.
+    pub fn new(bytes_per_second: u64, burst: u64) -> Self {
+        let rate = bytes_per_second.max(1) as f64;
+        Self {
+            bytes_per_second: rate,
+            burst: Duration::from_secs_f64(burst as f64 / rate),
+            empty_at: Mutex::new(None),
+        }
+    }
+
+    /// How long to wait at `now` before sending `bytes` (and books them).
+    pub fn wait(&self, bytes: usize, now: Instant) -> Duration {
+        let mut empty_at = self.empty_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = empty_at.map_or(now, |t| t.max(now));
+        let wait = (start - now).saturating_sub(self.burst);
+        *empty_at = Some(start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_second));
+        wait
+    }
+}
+
+/// Sends datagrams to one address from one connected socket.
+pub struct Udp {
+    addr: SocketAddr,
+    socket: tokio::sync::OnceCell<Arc<UdpSocket>>,
+    pacer: Pacer,
+}
+
+impl Udp {
+    /// A transport to `addr`, paced by `pacer`.
+    pub fn new(addr: SocketAddr, pacer: Pacer) -> Self {
+        Self {
+            addr,
+            socket: tokio::sync::OnceCell::new(),
+            pacer,
+        }
+    }
+
+    async fn socket(&self) -> Result<&Arc<UdpSocket>, String> {
+        self.socket
+            .get_or_try_init(|| async {
+                let local: SocketAddr = if self.addr.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let socket = UdpSocket::bind(local)
+                    .await
+                    .map_err(|e| format!("UDP bind: {e}"))?;
+                socket
+                    .connect(self.addr)
+                    .await
+                    .map_err(|e| format!("UDP connect {}: {e}", self.addr))?;
+                Ok(Arc::new(socket))
+            })
+            .await
+    }
+
+    async fn datagram(&self, bytes: &[u8]) -> Result<Delivered, SendError> {
+        let wait = self.pacer.wait(bytes.len(), Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let socket = self.socket().await.map_err(SendError::retryable)?;
+        match socket.send(bytes).await {
+            Ok(_) => Ok(Delivered::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Err(SendError::retryable(format!(
+                    "udp://{}: nothing is listening (port unreachable)",
+                    self.addr
+                )))
+            }
+            Err(e) => Err(SendError::retryable(format!("udp://{}: {e}", self.addr))),
+        }
+    }
+}
+
+impl Transport for Udp {
+    fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(async move {
+            match request {
+                Request::Datagram(bytes) => self.datagram(bytes).await,
+                other => Err(SendError::wrong_kind(other, "a UDP endpoint")),
+            }
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        format!("udp://{}", self.addr)
+    }
+
+    fn acknowledged(&self) -> bool {
+        false
+    }
+
+    /// Sends two empty datagrams 50 ms apart: a refusal of the second means nothing listens.
+    fn probe(&self, _timeout: Duration) -> BoxFuture<'_, Diagnosis> {
+        Box::pin(async move {
+            let socket = match self.socket().await {
+                Ok(s) => s,
+                Err(reason) => return Diagnosis::Settings { reason },
+            };
+            let refused = |e: std::io::Error| Diagnosis::Unreachable {
+                reason: format!("nothing is listening at udp://{} ({e})", self.addr),
+            };
+            if let Err(e) = socket.send(&[]).await {
+                return refused(e);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Err(e) = socket.send(&[]).await {
+                return refused(e);
+            }
+            Diagnosis::Sent
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_lets_a_burst_through_then_spaces_datagrams() {
+        // 1000 bytes per second with a 2000-byte burst.
+        let pacer = Pacer::new(1000, 2000);
+        let now = Instant::now();
+        assert_eq!(pacer.wait(1000, now), Duration::ZERO);
+        assert_eq!(pacer.wait(1000, now), Duration::ZERO);
+        assert_eq!(
+            pacer.wait(1000, now),
+            Duration::ZERO,
+            "the burst is full now"
+        );
+        assert_eq!(pacer.wait(500, now), Duration::from_secs(1));
+        assert_eq!(pacer.wait(500, now), Duration::from_millis(1500));
+        // Idle long enough, the bucket is empty again.
+        let later = now + Duration::from_secs(60);
+        assert_eq!(pacer.wait(1000, later), Duration::ZERO);
+    }
+}
