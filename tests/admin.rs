@@ -3,50 +3,10 @@
 
 mod common;
 
-use common::{Completed, post_ndjson, start};
-use serde_json::Value;
+use common::{Api, Completed, post_ndjson, start};
 use wasmtel_tests::Receiver;
 
 const CANARY: &str = "Bearer canary-5ecret-do-not-leak";
-
-struct Api {
-    base: String,
-    token: String,
-}
-
-impl Api {
-    fn new(host: &wasmtel::Host, data: &std::path::Path) -> Self {
-        let token = std::fs::read_to_string(data.join("admin.token")).expect("token file");
-        Self {
-            base: format!("http://{}", host.admin_addr().expect("admin on")),
-            token: token.trim().to_owned(),
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Value, String) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = reqwest::Client::new().request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let response = req.send().await.expect("admin reachable");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        )
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value, String) {
-        self.call("GET", path, Some(&self.token)).await
-    }
-
-    async fn post(&self, path: &str) -> (u16, Value, String) {
-        self.call("POST", path, Some(&self.token)).await
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_manages_configured_integrations_without_showing_secrets() {
@@ -176,27 +136,6 @@ async fn the_admin_api_manages_configured_integrations_without_showing_secrets()
         !logs.text().contains("canary"),
         "a credential value appeared in the log"
     );
-}
-
-impl Api {
-    async fn send(&self, method: &str, path: &str, body: &str) -> (u16, Value, String) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let response = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("admin reachable");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        )
-    }
 }
 
 async fn host_with(data: &std::path::Path) -> wasmtel::Host {

@@ -95,33 +95,56 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
     let host = start(&toml).await;
     post_ndjson(&host, &events(2, &[0.5, 3.0, 3.0])).await;
     host.collect_now().await;
+    // Plain StatsD: Graphite tags in the name, histograms as `ms` timers with sample rates.
     assert_eq!(
         receive_lines(&socket),
         [
-            "inference.chunks:2|c|#model:m1",
-            "latency:0.75|d|#model:m1",
-            "latency:2|d|@0.5|#model:m1",
+            "inference.chunks;model=m1:2|c",
+            "latency;model=m1:0.75|ms",
+            "latency;model=m1:2|ms|@0.5",
             "wasmtel.intake.events.accepted:5|c",
-            "wasmtel.plugin.up:1|g|#kind:exporter,plugin:statsd",
+            "wasmtel.plugin.up;integration=statsd;kind=exporter;plugin=statsd:1|g",
         ]
+    );
+    let report = || {
+        host.integrations()
+            .into_iter()
+            .find(|r| r.integration == "statsd")
+            .expect("report")
+    };
+    common::eventually("the first export counted", || report().status.sent == 1).await;
+    // UDP acknowledges nothing: the export is `sending`, with datagrams and bytes counted.
+    let first = report();
+    assert_eq!(
+        first.status.state,
+        wasmtel::export::delivery::State::Sending
+    );
+    assert_eq!(first.status.requests, 1);
+    assert_eq!(
+        first.status.bytes,
+        "inference.chunks;model=m1:2|c\nlatency;model=m1:0.75|ms\nlatency;model=m1:2|ms|@0.5\nwasmtel.intake.events.accepted:5|c\nwasmtel.plugin.up;integration=statsd;kind=exporter;plugin=statsd:1|g".len() as u64
     );
     // The second export carries only what happened since the first.
     post_ndjson(&host, &events(1, &[7.0])).await;
     host.collect_now().await;
-    assert_eq!(
-        receive_lines(&socket),
-        [
-            "inference.chunks:1|c|#model:m1",
-            "latency:7|d|#model:m1",
-            "wasmtel.export.batches:1|c|#exporter:statsd,outcome:ok,signal:metrics",
-            "wasmtel.export.state:0|g|#exporter:statsd,signal:metrics,state:degraded",
-            "wasmtel.export.state:0|g|#exporter:statsd,signal:metrics,state:disabled",
-            "wasmtel.export.state:0|g|#exporter:statsd,signal:metrics,state:paused",
-            "wasmtel.export.state:1|g|#exporter:statsd,signal:metrics,state:connected",
-            "wasmtel.intake.events.accepted:2|c",
-            "wasmtel.plugin.up:1|g|#kind:exporter,plugin:statsd",
-        ]
-    );
+    let state = |s: &str, v: u8| {
+        format!("wasmtel.export.state;integration=statsd;signal=metrics;state={s}:{v}|g")
+    };
+    let mut want = vec![
+        "inference.chunks;model=m1:1|c".to_owned(),
+        "latency;model=m1:7|ms".to_owned(),
+        "wasmtel.export.batches;integration=statsd;outcome=ok;signal=metrics:1|c".to_owned(),
+        state("connected", 0),
+        state("degraded", 0),
+        state("disabled", 0),
+        state("paused", 0),
+        state("pending", 0),
+        state("sending", 1),
+        "wasmtel.intake.events.accepted:2|c".to_owned(),
+        "wasmtel.plugin.up;integration=statsd;kind=exporter;plugin=statsd:1|g".to_owned(),
+    ];
+    want.sort();
+    assert_eq!(receive_lines(&socket), want);
     host.shutdown().await;
 }
 
@@ -155,7 +178,7 @@ async fn a_looping_plugin_is_stopped_at_its_deadline_while_another_keeps_deliver
     let host = start(&toml).await;
     post_ndjson(&host, &events(3, &[])).await;
     host.collect_now().await;
-    assert!(receive_lines(&socket).contains(&"inference.chunks:3|c|#model:m1".to_owned()));
+    assert!(receive_lines(&socket).contains(&"inference.chunks;model=m1:3|c".to_owned()));
     let failed = [
         ("integration", EXPORTER),
         ("outcome", "failed"),
@@ -360,7 +383,7 @@ fn broken_plugins_are_rejected_with_a_reason() {
         .expect("init refuses");
     assert_eq!(
         err.to_string(),
-        "plugin `statsd` returned an error: config `histogram`: \"violin\" is not distribution, timer or histogram"
+        "plugin `statsd` returned an error: config `histogram`: \"violin\" is not ms, h or d"
     );
 }
 
@@ -442,7 +465,7 @@ async fn replacing_a_plugin_under_load_swaps_versions_and_loses_no_events() {
         let mut buf = [0u8; 65536];
         while let Ok(n) = socket.recv(&mut buf) {
             for line in String::from_utf8_lossy(&buf[..n]).lines() {
-                if let Some(rest) = line.strip_prefix("inference.chunks:") {
+                if let Some(rest) = line.strip_prefix("inference.chunks;model=m1:") {
                     total += rest
                         .split('|')
                         .next()
@@ -505,7 +528,7 @@ async fn a_corrupt_file_is_rejected_and_the_old_version_keeps_serving() {
     post_ndjson(&host, &events(4, &[])).await;
     host.collect_now().await;
     assert!(
-        receive_lines(&socket).contains(&"inference.chunks:4|c|#model:m1".to_owned()),
+        receive_lines(&socket).contains(&"inference.chunks;model=m1:4|c".to_owned()),
         "the old version still exports"
     );
 
@@ -597,6 +620,96 @@ fn compiled_plugins_are_cached_by_content_hash() {
     }
 }
 
+/// A request body as text, decompressed as its `Content-Encoding` says.
+fn decoded(headers: &axum::http::HeaderMap, body: &[u8]) -> String {
+    use std::io::Read as _;
+    let mut text = String::new();
+    match headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("gzip") => flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .map(drop)
+            .expect("gzip body"),
+        Some("deflate") => flate2::read::ZlibDecoder::new(body)
+            .read_to_string(&mut text)
+            .map(drop)
+            .expect("deflate body"),
+        _ => text = String::from_utf8_lossy(body).into_owned(),
+    }
+    text
+}
+
+/// The public Datadog API formats, field by field as their specifications name them, so that a
+/// payload with a field the API does not define, or of the wrong type, fails to parse.
+mod datadog_format {
+    use serde::Deserialize;
+
+    /// `MetricPayload` of `POST /api/v2/series`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct MetricPayload {
+        pub(crate) series: Vec<MetricSeries>,
+    }
+
+    /// `MetricSeries`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct MetricSeries {
+        pub(crate) metric: String,
+        /// 0 unspecified, 1 count, 2 rate, 3 gauge.
+        #[serde(default)]
+        pub(crate) r#type: Option<u8>,
+        #[serde(default)]
+        pub(crate) interval: Option<i64>,
+        pub(crate) points: Vec<MetricPoint>,
+        #[serde(default)]
+        pub(crate) resources: Vec<MetricResource>,
+        #[serde(default)]
+        pub(crate) tags: Vec<String>,
+        #[serde(default)]
+        pub(crate) unit: Option<String>,
+        #[serde(default)]
+        pub(crate) source_type_name: Option<String>,
+        #[serde(default)]
+        pub(crate) metadata: Option<serde_json::Value>,
+    }
+
+    /// `MetricPoint`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct MetricPoint {
+        pub(crate) timestamp: i64,
+        pub(crate) value: f64,
+    }
+
+    /// `MetricResource`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct MetricResource {
+        pub(crate) name: String,
+        pub(crate) r#type: String,
+    }
+
+    /// `HTTPLogItem` of `POST /api/v2/logs`: `message` required, the reserved attributes typed,
+    /// any other attribute allowed.
+    #[derive(Debug, Deserialize)]
+    pub(crate) struct HttpLogItem {
+        pub(crate) message: String,
+        #[serde(default)]
+        pub(crate) ddsource: Option<String>,
+        #[serde(default)]
+        pub(crate) ddtags: Option<String>,
+        #[serde(default)]
+        pub(crate) hostname: Option<String>,
+        #[serde(default)]
+        pub(crate) service: Option<String>,
+        #[serde(default)]
+        pub(crate) status: Option<String>,
+    }
+}
+
 /// Requests an HTTP server on loopback received: path, headers, body.
 type Requests = Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, String)>>>;
 
@@ -644,9 +757,10 @@ async fn scripted_sink(script: Vec<Scripted>) -> (std::net::SocketAddr, Requests
     let app = axum::Router::new().route(
         "/base/{*path}",
         axum::routing::post(
-            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                 let (store, script) = (store.clone(), script.clone());
                 async move {
+                    let body = decoded(&headers, &body);
                     store
                         .lock()
                         .expect("lock")
@@ -746,7 +860,7 @@ async fn transforms_also_rewrite_what_exporter_plugins_receive() {
     host.collect_now().await;
     // sha256("m1")
     assert!(
-        receive_lines(&socket).contains(&"inference.chunks:2|c|#model:ca0df2c95aa144c1d0ff2ff3c8f967fdc1de9ef0c4120b3726416701b519d619".to_owned()),
+        receive_lines(&socket).contains(&"inference.chunks;model=ca0df2c95aa144c1d0ff2ff3c8f967fdc1de9ef0c4120b3726416701b519d619:2|c".to_owned()),
         "the tag value is hashed"
     );
     host.shutdown().await;
@@ -985,42 +1099,54 @@ async fn the_datadog_exporter_posts_series_v2_and_logs_with_the_key_only_the_hos
     batch[2]["span_id"] = json!("b7ad6b7169203331");
     post_ndjson(&host, &batch).await;
     host.collect_now().await;
-    let got = seen.lock().expect("lock").clone();
+    let mut got = received(&seen, 2).await;
+    got.sort_by(|a, b| b.0.cmp(&a.0));
     let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
     assert_eq!(paths, ["/base/api/v2/series", "/base/api/v2/logs"]);
     for (_, headers, _) in &got {
         assert_eq!(headers["dd-api-key"], "dd-canary-key");
         assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(headers["content-encoding"], "gzip");
     }
 
     let series = &got[0].2;
-    let parsed: serde_json::Value = serde_json::from_str(series).expect("JSON");
-    let ts = parsed["series"][0]["points"][0]["timestamp"]
-        .as_u64()
-        .expect("timestamp");
-    let tags = r#""team:ml","service:wasmtel","version:9.9","env:test""#;
-    let one = |metric: &str, kind: u8, value: &str, attrs: &str| {
-        format!(
-            r#"{{"metric":"{metric}","type":{kind},"points":[{{"timestamp":{ts},"value":{value}}}],"resources":[{{"name":"gpu-1","type":"host"}}],"tags":[{tags}{attrs}]}}"#
-        )
-    };
-    let model = r#","model:m1""#;
-    let expected = [
-        one("inference.chunks", 1, "2.0", model),
-        one("latency.count", 1, "1.0", model),
-        one("latency.sum", 1, "2.5", model),
-        one("latency.min", 3, "2.5", model),
-        one("latency.max", 3, "2.5", model),
-        one("wasmtel.intake.events.accepted", 1, "3.0", ""),
-    ];
-    for want in &expected {
-        assert!(series.contains(want.as_str()), "{want}\nnot in\n{series}");
+    // The payload is what the public series v2 format allows, field by field.
+    let payload: datadog_format::MetricPayload =
+        serde_json::from_str(series).expect("MetricPayload");
+    for s in &payload.series {
+        assert!(matches!(s.r#type, Some(0..=3)), "{}", s.metric);
+        assert_eq!(
+            s.interval.is_some(),
+            s.r#type == Some(1),
+            "counts, and only counts, carry their interval: {}",
+            s.metric
+        );
+        assert_eq!(s.points.len(), 1);
+        assert!(s.points[0].timestamp > 0 && s.points[0].value.is_finite());
+        assert_eq!(
+            (s.resources[0].name.as_str(), s.resources[0].r#type.as_str()),
+            ("gpu-1", "host")
+        );
+        assert!(s.tags.iter().any(|t| t == "team:ml"), "{:?}", s.tags);
+        assert!(s.unit.is_none() && s.source_type_name.is_none() && s.metadata.is_none());
     }
-    assert!(series.starts_with(r#"{"series":[{"metric":"#));
-
     let logs = &got[1].2;
-    let entries: Vec<serde_json::Value> = serde_json::from_str(logs).expect("JSON array");
-    assert_eq!(entries.len(), 3);
+    let items: Vec<datadog_format::HttpLogItem> =
+        serde_json::from_str(logs).expect("HTTPLogItem list");
+    assert_eq!(items.len(), 3);
+    for i in &items {
+        assert_eq!(i.ddsource.as_deref(), Some("wasmtel"));
+        assert!(!i.message.is_empty());
+        assert_eq!(
+            (
+                i.hostname.as_deref(),
+                i.service.as_deref(),
+                i.status.as_deref()
+            ),
+            (Some("gpu-1"), Some("wasmtel"), Some("info"))
+        );
+        assert!(i.ddtags.as_deref().is_some_and(|t| t.contains("team:ml")));
+    }
     let ddtags = "team:ml,service:wasmtel,version:9.9,env:test";
     let completed = format!(
         r#"{{"dd.span_id":"13235353014750950193","dd.trace_id":"9532127138774266268","ddsource":"wasmtel","ddtags":"{ddtags}","gen_ai.request.model":"m1","hostname":"gpu-1","inference.metric.total_duration_ms":2.5,"inference.request.id":"req-1","message":"generation_completed","otel.span_id":"b7ad6b7169203331","otel.trace_id":"0af7651916cd43dd8448eb211c80319c","service":"wasmtel","status":"info"}}"#
@@ -1114,7 +1240,7 @@ async fn a_replaced_transform_file_takes_over_the_chain() {
     wait_for_version(&host, Some(&wasmtel::plugins::cache::digest(&passthrough))).await;
     post_ndjson(&host, &events(3, &[])).await;
     host.collect_now().await;
-    assert!(receive_lines(&socket).contains(&"inference.chunks:3|c|#model:m1".to_owned()));
+    assert!(receive_lines(&socket).contains(&"inference.chunks;model=m1:3|c".to_owned()));
     host.shutdown().await;
 }
 

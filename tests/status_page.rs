@@ -65,6 +65,14 @@ async fn the_status_page_shows_integrations_intake_and_plugins_live() {
     receiver
         .wait_until("the forwarded events", |r| !r.logs.is_empty())
         .await;
+    let connected = || {
+        host.integrations().iter().any(|r| {
+            r.signal == "logs" && r.status.state == wasmtel::export::delivery::State::Connected
+        })
+    };
+    while !connected() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let token = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
     let base = format!("http://{}/", host.admin_addr().expect("admin on"));
 

@@ -216,6 +216,60 @@ fn a_bad_config_file_is_named_with_its_line() {
 }
 
 #[test]
+fn a_malformed_secret_in_the_environment_is_named_by_position_never_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "api-key=sk-CANARY-1,CANARY-2",
+            "invalid OTEL_EXPORTER_OTLP_HEADERS: entry 2 is not key=value",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%zzCANARY",
+            "invalid OTEL_EXPORTER_OTLP_HEADERS: entry 1 (`authorization`): the value has a bad %-escape",
+        ),
+    ];
+    for (var, value, want) in cases {
+        let out = Command::new(BIN)
+            .arg("serve")
+            .env(var, value)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+            .current_dir(dir.path())
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(1), "refused");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{stderr}");
+        assert!(
+            !stderr.contains("CANARY"),
+            "a secret reached stderr: {stderr}"
+        );
+    }
+    // A config file's header of the wrong type: the key and line, never the value.
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[otlp.headers]\nauthorization = [\"Bearer CANARY\"]\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2, column 17: `otlp.headers.authorization`: invalid type"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("CANARY"),
+        "a secret reached stderr: {stderr}"
+    );
+}
+
+#[test]
 fn demo_against_nothing_explains_itself() {
     let port = free_port();
     let out = Command::new(BIN)
@@ -257,7 +311,7 @@ fn plugins_check_validates_world_and_init_without_a_host() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!(
-            "error: {path}: rejected: exporter whose init refused the configuration: config `histogram`: \"violin\" is not distribution, timer or histogram\n"
+            "error: {path}: rejected: exporter whose init refused the configuration: config `histogram`: \"violin\" is not ms, h or d\n"
         )
     );
 

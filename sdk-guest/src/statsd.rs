@@ -1,4 +1,8 @@
 //! StatsD and DogStatsD line formatting, written straight into reusable buffers, and datagram packing.
+//!
+//! Plain (Etsy) StatsD has no tags: attributes travel in the name as Graphite tags
+//! (`name;key=value`), which the Etsy daemon's Graphite backend keeps. DogStatsD takes them
+//! after the type (`|#key:value`).
 
 use std::fmt::Write as _;
 
@@ -73,6 +77,11 @@ pub fn head(name: &str, value: f64, kind: Kind) -> String {
 /// Appends `name:value|type`.
 pub fn push_head(out: &mut String, name: &str, value: f64, kind: Kind) {
     push_sanitized(out, name);
+    push_value(out, value, kind);
+}
+
+/// Appends `:value|type`, after a name written by other means (with Graphite tags, say).
+pub fn push_value(out: &mut String, value: f64, kind: Kind) {
     out.push(':');
     if value.fract() == 0.0 && value.abs() < 1e15 {
         let _ = write!(out, "{}", value as i64);
@@ -108,6 +117,31 @@ pub fn push_attribute_tags(out: &mut String, attributes: &[KeyValue]) {
                 let _ = write!(out, "{v}");
             }
             other => push_sanitized(out, &other.to_string()),
+        }
+    }
+}
+
+/// Appends `text` made safe for a Graphite tag or name: anything but ASCII letters, digits,
+/// `_`, `-` and `.` becomes `_`.
+pub fn push_graphite_safe(out: &mut String, text: &str) {
+    out.extend(text.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+            c
+        } else {
+            '_'
+        }
+    }));
+}
+
+/// Appends attributes as Graphite tags, `;key=value;…`, for plain StatsD names.
+pub fn push_graphite_tags(out: &mut String, attributes: &[KeyValue]) {
+    for kv in attributes {
+        out.push(';');
+        push_graphite_safe(out, &kv.key);
+        out.push('=');
+        match &kv.value {
+            Value::String(s) => push_graphite_safe(out, s),
+            other => push_graphite_safe(out, &other.to_string()),
         }
     }
 }
@@ -198,6 +232,22 @@ mod tests {
             ],
         );
         assert_eq!(out, "x:1|c|#model_id:m_1,n:-3,ok:true,r:0.5,j:[1__2]");
+    }
+
+    #[test]
+    fn graphite_tags_keep_only_safe_characters() {
+        let mut out = String::from("lat");
+        push_graphite_tags(
+            &mut out,
+            &[
+                KeyValue::string("model id", "m:1;x=y"),
+                KeyValue {
+                    key: "n".into(),
+                    value: Value::Int(-3),
+                },
+            ],
+        );
+        assert_eq!(out, "lat;model_id=m_1_x_y;n=-3");
     }
 
     #[test]

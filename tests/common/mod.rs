@@ -117,3 +117,74 @@ pub(crate) async fn eventually(what: &str, done: impl Fn() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// The admin API of a host, with its token.
+pub(crate) struct Api {
+    base: String,
+    pub(crate) token: String,
+}
+
+impl Api {
+    /// The API of `host`, whose data directory (with the token file) is `data`.
+    pub(crate) fn new(host: &wasmtel::Host, data: &std::path::Path) -> Self {
+        let token = std::fs::read_to_string(data.join("admin.token")).expect("token file");
+        Self {
+            base: format!("http://{}", host.admin_addr().expect("admin on")),
+            token: token.trim().to_owned(),
+        }
+    }
+
+    /// Calls `method path` with `token`, if any: status, JSON body and the raw text.
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, Value, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = reqwest::Client::new().request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let response = req.send().await.expect("admin reachable");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+
+    /// GETs `path` with the token.
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value, String) {
+        self.call("GET", path, Some(&self.token)).await
+    }
+
+    /// POSTs to `path` with the token and no body.
+    pub(crate) async fn post(&self, path: &str) -> (u16, Value, String) {
+        self.call("POST", path, Some(&self.token)).await
+    }
+}
+
+impl Api {
+    /// Sends `body` as JSON to `method path` with the token.
+    pub(crate) async fn send(&self, method: &str, path: &str, body: &str) -> (u16, Value, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("admin reachable");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        )
+    }
+}

@@ -1,43 +1,77 @@
-//! StatsD / DogStatsD exporter: metrics as UDP datagrams of text lines.
+//! StatsD / DogStatsD exporter: metrics as UDP datagrams of newline-separated lines.
 //!
-//! Asks the host for delta temporality, so counters go out as increments.
-//! Monotonic sums become counters (`c`), gauges and non-monotonic sums
-//! gauges (`g`), and histograms become samples (`d` distributions by default,
-//! or `ms` timers, or `h` histograms): one line per non-empty bucket at the
-//! bucket's midpoint (clamped to the observed min and max; the exact mean when
-//! only one bucket is non-empty) with a sample rate of `1/count`, so the
-//! server counts every measurement.
+//! Asks the host for delta temporality, so counters go out as increments. Monotonic sums
+//! become counters (`c`), gauges and non-monotonic sums gauges (`g`), and each histogram
+//! becomes samples: one line per non-empty bucket at the bucket's midpoint (clamped to the
+//! observed min and max; the exact mean when only one bucket is non-empty) with a sample rate
+//! of `1/count`, so the server counts every measurement.
 //!
-//! Configuration: `prefix` (prepended with a dot), `tags` (`true` for
-//! DogStatsD tags, `false` for plain StatsD), `histogram` (`distribution`,
-//! `timer`, `histogram`), `max_datagram` (bytes, default 1432).
+//! Flavours (`flavor`):
+//! - `statsd` (the default): the Etsy protocol every StatsD daemon speaks. Attributes go in the
+//!   name as Graphite tags (`latency;model=m1`), histograms are `ms` timers in milliseconds
+//!   (values in seconds, minutes or micro/nanoseconds are converted by their unit), or `h` for
+//!   servers that have histograms. A negative gauge is sent as `0` then the negative value,
+//!   since a signed gauge value means a change to StatsD.
+//! - `dogstatsd`: DogStatsD tags (`|#model:m1`) and `d` distributions by default (`h` or `ms`
+//!   on request), values in the metric's own unit.
+//!
+//! Configuration: `flavor`, `histogram` (`ms`, `h`, or with DogStatsD `d`), `prefix`
+//! (prepended with a dot), `max_datagram` (bytes per datagram, default 1432).
 
 use std::fmt::Write as _;
 
-use wasmtel_guest::statsd::{Datagrams, Kind, push_attribute_tags, push_head};
+use wasmtel_guest::statsd::{
+    Datagrams, Kind, push_attribute_tags, push_graphite_safe, push_graphite_tags, push_head,
+    push_value,
+};
 use wasmtel_guest::{
     Config, Exporter, ExporterInfo, HistogramPoint, KeyValue, MetricBatch, MetricData, Outbound,
     Temporality,
 };
 
+/// Which StatsD dialect to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Etsy StatsD: Graphite tags in the name, `ms` timers.
+    Statsd,
+    /// DogStatsD: `|#` tags, `d` distributions.
+    Dogstatsd,
+}
+
 /// The exporter's settings.
 pub struct Statsd {
     prefix: String,
-    tags: bool,
+    flavor: Flavor,
     histogram: Kind,
     max_datagram: usize,
 }
 
 impl Exporter for Statsd {
     fn init(config: Config) -> Result<(Self, ExporterInfo), String> {
-        let histogram = match config.get_or("histogram", "distribution") {
-            "distribution" => Kind::Distribution,
-            "timer" => Kind::Timer,
-            "histogram" => Kind::Histogram,
+        let flavor = match config.get_or("flavor", "statsd") {
+            "statsd" => Flavor::Statsd,
+            "dogstatsd" => Flavor::Dogstatsd,
             other => {
                 return Err(format!(
-                    "config `histogram`: {other:?} is not distribution, timer or histogram"
+                    "config `flavor`: {other:?} is not statsd or dogstatsd"
                 ));
+            }
+        };
+        let default = match flavor {
+            Flavor::Statsd => "ms",
+            Flavor::Dogstatsd => "d",
+        };
+        let histogram = match (config.get_or("histogram", default), flavor) {
+            ("ms", _) => Kind::Timer,
+            ("h", _) => Kind::Histogram,
+            ("d", Flavor::Dogstatsd) => Kind::Distribution,
+            ("d", Flavor::Statsd) => {
+                return Err(
+                    "config `histogram`: \"d\" (distribution) is DogStatsD only; set flavor = \"dogstatsd\", or use \"ms\" or \"h\"".into(),
+                );
+            }
+            (other, _) => {
+                return Err(format!("config `histogram`: {other:?} is not ms, h or d"));
             }
         };
         let max_datagram = config.parse_or("max_datagram", 1432usize)?;
@@ -46,7 +80,7 @@ impl Exporter for Statsd {
         }
         let exporter = Statsd {
             prefix: config.get_or("prefix", "").to_owned(),
-            tags: config.parse_or("tags", true)?,
+            flavor,
             histogram,
             max_datagram,
         };
@@ -65,28 +99,31 @@ impl Exporter for Statsd {
             match &metric.data {
                 MetricData::Gauge(points) => {
                     for p in points {
-                        self.line(&mut line, &name, p.value, Kind::Gauge, &p.attributes);
+                        self.gauge(&mut line, &name, p.value, &p.attributes, &mut out);
+                    }
+                }
+                MetricData::Sum(sum) if sum.monotonic => {
+                    for p in sum.points.iter().filter(|p| p.value != 0.0) {
+                        self.line(
+                            &mut line,
+                            &name,
+                            p.value,
+                            Kind::Counter,
+                            None,
+                            &p.attributes,
+                        );
                         out.push(&line);
                     }
                 }
                 MetricData::Sum(sum) => {
-                    let kind = if sum.monotonic {
-                        Kind::Counter
-                    } else {
-                        Kind::Gauge
-                    };
-                    for p in sum
-                        .points
-                        .iter()
-                        .filter(|p| kind == Kind::Gauge || p.value != 0.0)
-                    {
-                        self.line(&mut line, &name, p.value, kind, &p.attributes);
-                        out.push(&line);
+                    for p in &sum.points {
+                        self.gauge(&mut line, &name, p.value, &p.attributes, &mut out);
                     }
                 }
                 MetricData::Histogram(h) => {
+                    let scale = self.scale(&metric.unit);
                     for p in &h.points {
-                        self.samples(&name, p, &mut line, &mut out);
+                        self.samples(&name, scale, p, &mut line, &mut out);
                     }
                 }
                 MetricData::ExponentialHistogram(_) => {}
@@ -97,17 +134,79 @@ impl Exporter for Statsd {
 }
 
 impl Statsd {
-    /// Writes one line into `line`, replacing what it held.
-    fn line(&self, line: &mut String, name: &str, value: f64, kind: Kind, attributes: &[KeyValue]) {
+    /// Writes one line into `line`, replacing what it held: the name (with Graphite tags for
+    /// plain StatsD), the value and type, the sample rate, and DogStatsD tags.
+    fn line(
+        &self,
+        line: &mut String,
+        name: &str,
+        value: f64,
+        kind: Kind,
+        rate: Option<f64>,
+        attributes: &[KeyValue],
+    ) {
         line.clear();
-        push_head(line, name, value, kind);
-        if self.tags {
-            push_attribute_tags(line, attributes);
+        match self.flavor {
+            Flavor::Statsd => {
+                push_graphite_safe(line, name);
+                push_graphite_tags(line, attributes);
+                push_value(line, value, kind);
+                if let Some(rate) = rate {
+                    let _ = write!(line, "|@{rate}");
+                }
+            }
+            Flavor::Dogstatsd => {
+                push_head(line, name, value, kind);
+                if let Some(rate) = rate {
+                    let _ = write!(line, "|@{rate}");
+                }
+                push_attribute_tags(line, attributes);
+            }
+        }
+    }
+
+    /// A gauge; for plain StatsD a negative value is set from zero, since `-x` means "subtract x".
+    fn gauge(
+        &self,
+        line: &mut String,
+        name: &str,
+        value: f64,
+        attributes: &[KeyValue],
+        out: &mut Datagrams,
+    ) {
+        if self.flavor == Flavor::Statsd && value < 0.0 {
+            self.line(line, name, 0.0, Kind::Gauge, None, attributes);
+            out.push(line);
+        }
+        self.line(line, name, value, Kind::Gauge, None, attributes);
+        out.push(line);
+    }
+
+    /// The factor that turns a histogram's values into what its sample type expects: timers
+    /// take milliseconds; other types take the metric's own unit.
+    fn scale(&self, unit: &str) -> f64 {
+        if self.histogram != Kind::Timer {
+            return 1.0;
+        }
+        match unit {
+            "s" => 1000.0,
+            "min" => 60_000.0,
+            "h" => 3_600_000.0,
+            "us" | "µs" => 0.001,
+            "ns" => 0.000_001,
+            _ => 1.0,
         }
     }
 
     /// One sampled line per non-empty bucket.
-    fn samples(&self, name: &str, p: &HistogramPoint, line: &mut String, out: &mut Datagrams) {
+    fn samples(
+        &self,
+        name: &str,
+        scale: f64,
+        p: &HistogramPoint,
+        line: &mut String,
+        out: &mut Datagrams,
+    ) {
         let (min, max) = (
             p.min.unwrap_or(f64::NEG_INFINITY),
             p.max.unwrap_or(f64::INFINITY),
@@ -124,26 +223,9 @@ impl Statsd {
                 _ if hi.is_finite() => hi,
                 _ => lo,
             };
-            line.clear();
-            push_head(line, name, mid, self.histogram);
-            if n > 1 {
-                let _ = write!(line, "|@{}", 1.0 / n as f64);
-            }
-            if self.tags {
-                push_attribute_tags(line, &p.attributes);
-            }
+            let rate = (n > 1).then(|| 1.0 / n as f64);
+            self.line(line, name, mid * scale, self.histogram, rate, &p.attributes);
             out.push(line);
-        }
-    }
-
-    /// The default settings, for tests.
-    #[cfg(test)]
-    fn plain() -> Self {
-        Statsd {
-            prefix: String::new(),
-            tags: true,
-            histogram: Kind::Distribution,
-            max_datagram: 1432,
         }
     }
 }
@@ -153,11 +235,17 @@ wasmtel_guest::export_exporter!(Statsd);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmtel_guest::{Metric, NumberPoint, Resource, Scope, ScopeMetrics, Sum};
 
-    #[test]
-    fn histogram_buckets_become_sampled_lines() {
-        let p = HistogramPoint {
-            attributes: vec![KeyValue::string("model", "m")],
+    fn exporter(pairs: &[(&str, &str)]) -> Statsd {
+        Statsd::init(Config::new(pairs.iter().copied()))
+            .expect("valid")
+            .0
+    }
+
+    fn point(attributes: Vec<KeyValue>) -> HistogramPoint {
+        HistogramPoint {
+            attributes,
             start_time_unix_nano: 0,
             time_unix_nano: 0,
             count: 5,
@@ -167,14 +255,105 @@ mod tests {
             bounds: vec![1.0, 5.0],
             bucket_counts: vec![1, 0, 4],
             exemplars: vec![],
-        };
+        }
+    }
+
+    fn batch(metrics: Vec<Metric>) -> MetricBatch {
+        MetricBatch {
+            resource: Resource {
+                attributes: vec![],
+                schema_url: String::new(),
+            },
+            scopes: vec![ScopeMetrics {
+                scope: Scope {
+                    name: "s".into(),
+                    version: String::new(),
+                    attributes: vec![],
+                },
+                metrics,
+            }],
+        }
+    }
+
+    fn text(out: Vec<Outbound>) -> Vec<String> {
+        out.into_iter()
+            .map(|o| match o {
+                Outbound::Datagram(d) => String::from_utf8(d).expect("utf-8"),
+                Outbound::Http(_) => panic!("datagrams only"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_statsd_sends_timers_in_milliseconds_with_graphite_tags() {
+        let mut s = exporter(&[]);
+        let metrics = vec![
+            Metric {
+                name: "latency".into(),
+                description: String::new(),
+                unit: "s".into(),
+                data: MetricData::Histogram(wasmtel_guest::Histogram {
+                    points: vec![point(vec![KeyValue::string("model", "m 1")])],
+                    temporality: Temporality::Delta,
+                }),
+            },
+            Metric {
+                name: "queue".into(),
+                description: String::new(),
+                unit: String::new(),
+                data: MetricData::Sum(Sum {
+                    points: vec![NumberPoint {
+                        attributes: vec![],
+                        start_time_unix_nano: 0,
+                        time_unix_nano: 0,
+                        value: -2.0,
+                        exemplars: vec![],
+                    }],
+                    temporality: Temporality::Cumulative,
+                    monotonic: false,
+                }),
+            },
+        ];
+        assert_eq!(
+            text(s.encode_metrics(&batch(metrics)).expect("encodes")),
+            ["latency;model=m_1:750|ms\nlatency;model=m_1:6000|ms|@0.25\nqueue:0|g\nqueue:-2|g"]
+        );
+    }
+
+    #[test]
+    fn dogstatsd_sends_distributions_in_the_metric_unit_with_tags() {
+        let s = exporter(&[("flavor", "dogstatsd")]);
         let mut packed = Datagrams::new(1432);
-        Statsd::plain().samples("lat", &p, &mut String::new(), &mut packed);
-        let out = packed.finish();
-        assert_eq!(out.len(), 1);
-        let Outbound::Datagram(bytes) = &out[0] else {
-            panic!("a datagram")
-        };
-        assert_eq!(bytes, b"lat:0.75|d|#model:m\nlat:6|d|@0.25|#model:m");
+        s.samples(
+            "lat",
+            s.scale("s"),
+            &point(vec![KeyValue::string("model", "m")]),
+            &mut String::new(),
+            &mut packed,
+        );
+        assert_eq!(
+            text(packed.finish()),
+            ["lat:0.75|d|#model:m\nlat:6|d|@0.25|#model:m"]
+        );
+    }
+
+    #[test]
+    fn settings_are_checked_and_named() {
+        let err = |pairs: &[(&str, &str)]| Statsd::init(Config::new(pairs.iter().copied())).err();
+        assert_eq!(
+            err(&[("histogram", "d")]).as_deref(),
+            Some(
+                "config `histogram`: \"d\" (distribution) is DogStatsD only; set flavor = \"dogstatsd\", or use \"ms\" or \"h\""
+            )
+        );
+        assert_eq!(
+            err(&[("histogram", "timer")]).as_deref(),
+            Some("config `histogram`: \"timer\" is not ms, h or d")
+        );
+        assert_eq!(
+            err(&[("flavor", "etsy")]).as_deref(),
+            Some("config `flavor`: \"etsy\" is not statsd or dogstatsd")
+        );
+        assert!(err(&[("flavor", "dogstatsd"), ("histogram", "h")]).is_none());
     }
 }

@@ -31,7 +31,7 @@ pub struct DeliveryConfig {
     pub logs_batch: Option<usize>,
     /// The pace of UDP datagrams, in bytes per second (default 4 MiB/s).
     pub udp_bytes_per_second: Option<u64>,
-    /// Bytes of UDP datagrams sent at once before the pace applies (default 16 KiB).
+    /// Bytes of UDP datagrams sent at once before the pace applies (default 4 KiB).
     pub udp_burst_bytes: Option<u64>,
     /// How failed requests are retried.
     pub retry: RetryConfig,

@@ -15,8 +15,9 @@ use crate::export::probe::Diagnosis;
 
 /// The default pace: 4 MiB of datagrams per second.
 pub const DEFAULT_BYTES_PER_SECOND: u64 = 4 * 1024 * 1024;
-/// The default burst: 16 KiB of datagrams sent back to back before the pace applies.
-pub const DEFAULT_BURST_BYTES: u64 = 16 * 1024;
+/// The default burst: 4 KiB of datagrams sent back to back before the pace applies, so
+/// that even the smallest socket buffer a receiver can have holds a burst.
+pub const DEFAULT_BURST_BYTES: u64 = 4 * 1024;
 
 /// A leaky bucket: how long to wait before sending so many bytes.
 #[derive(Debug)]
