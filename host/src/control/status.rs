@@ -3,19 +3,18 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::metrics::{Instrument, Registry, Storage};
+use crate::metrics::reader::{PointValue, Reader};
+use crate::metrics::{Instrument, Registry};
 use crate::model::attributes::AttributeSet;
 
-/// Every series of a sum or gauge instrument with its value.
+/// Every series of a sum or gauge instrument with its value (its total, for a sum).
 fn series(instrument: &Instrument) -> Vec<(AttributeSet, f64)> {
     let mut out = Vec::new();
-    match instrument.storage() {
-        Storage::Sum(t) => t.for_each(|s| out.push((s.attributes.clone(), s.aggregator.value()))),
-        Storage::LastValue(t) => {
-            t.for_each(|s| out.push((s.attributes.clone(), s.aggregator.value())));
+    Reader::new(None).read(instrument, |p| {
+        if let PointValue::Number(v) = p.value {
+            out.push((p.attributes.clone(), v));
         }
-        _ => {}
-    }
+    });
     out
 }
 

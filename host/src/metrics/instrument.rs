@@ -329,7 +329,17 @@ impl Instrument {
         &self.descriptor
     }
 
-    /// The aggregated state, for exporters to read.
+    /// Whether the instrument has no series yet.
+    pub fn is_empty(&self) -> bool {
+        match &self.storage {
+            Storage::Sum(t) => t.is_empty(),
+            Storage::LastValue(t) => t.is_empty(),
+            Storage::Histogram(_, t) => t.is_empty(),
+            Storage::ExponentialHistogram(t) => t.is_empty(),
+        }
+    }
+
+    /// The aggregated state, for the reader (and the engine's own tests).
     pub fn storage(&self) -> &Storage {
         &self.storage
     }

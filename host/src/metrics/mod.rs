@@ -6,6 +6,7 @@
 pub mod aggregation;
 pub mod exemplar;
 pub mod instrument;
+pub mod reader;
 pub mod registries;
 pub mod series;
 pub mod stream;

@@ -88,11 +88,13 @@ impl DeltaTracker {
         }
     }
 
-    /// The change of a sum since the last collection; `None` when it did not change.
+    /// The change of a sum since the last collection; `None` when it did not change. A total
+    /// below the last one is a series that started over (expired and created again): all of it
+    /// is new.
     pub fn sum(&mut self, metric: &str, attrs: &AttributeSet, total: f64) -> Option<f64> {
         match self.swap(metric, attrs, Last::Sum(total)) {
             Some(Last::Sum(before)) if before == total => None,
-            Some(Last::Sum(before)) => Some(total - before),
+            Some(Last::Sum(before)) if total > before => Some(total - before),
             _ => Some(total),
         }
     }
@@ -114,12 +116,9 @@ impl DeltaTracker {
         if before.count == now.count {
             return None;
         }
-        let mut delta = now;
-        delta.count -= before.count.min(delta.count);
-        delta.sum -= before.sum;
-        for (b, was) in delta.bucket_counts.iter_mut().zip(&before.bucket_counts) {
-            *b -= (*was).min(*b);
-        }
+        let Some(mut delta) = now.since(&before) else {
+            return Some(now); // started over
+        };
         delta.min = f64::NAN;
         delta.max = f64::NAN;
         Some(delta)
@@ -127,7 +126,6 @@ impl DeltaTracker {
 
     /// What an exponential histogram recorded since the last collection; `None` when nothing.
     ///
-    /// The earlier state is brought to the current scale first (a series only downscales);
     /// `min` and `max` are `NaN` after the first collection, as for [`DeltaTracker::histogram`].
     pub fn exponential(
         &mut self,
@@ -135,7 +133,7 @@ impl DeltaTracker {
         attrs: &AttributeSet,
         now: ExponentialPoint,
     ) -> Option<ExponentialPoint> {
-        let Some(Last::Exponential(mut before)) =
+        let Some(Last::Exponential(before)) =
             self.swap(metric, attrs, Last::Exponential(now.clone()))
         else {
             return Some(now);
@@ -143,15 +141,9 @@ impl DeltaTracker {
         if before.count == now.count {
             return None;
         }
-        let mut delta = now;
-        let by = u32::try_from(before.scale - delta.scale).unwrap_or(0);
-        before.positive.downscale(by);
-        before.negative.downscale(by);
-        delta.positive.subtract(&before.positive);
-        delta.negative.subtract(&before.negative);
-        delta.count -= before.count.min(delta.count);
-        delta.zero_count -= before.zero_count.min(delta.zero_count);
-        delta.sum -= before.sum;
+        let Some(mut delta) = now.since(&before) else {
+            return Some(now); // started over
+        };
         delta.min = f64::NAN;
         delta.max = f64::NAN;
         Some(delta)
@@ -182,76 +174,6 @@ impl DeltaTrackers {
         }
         &mut self.trackers[index]
     }
-}
-
-/// One instrument's reading for one exporter: deltas through the exporter's tracker when its
-/// preference asks for them for this kind, else the cumulative state as it is.
-pub struct Reading<'a> {
-    tracker: Option<&'a mut DeltaTracker>,
-    interval_start: Option<u64>,
-}
-
-impl<'a> Reading<'a> {
-    /// How an instrument of `kind` is read with `tracker` (`None`: cumulative).
-    pub fn new(tracker: Option<&'a mut DeltaTracker>, kind: InstrumentKind) -> Self {
-        let interval_start = tracker.as_ref().and_then(|t| t.interval_start());
-        Self {
-            tracker: tracker.filter(|t| t.is_delta(kind)),
-            interval_start,
-        }
-    }
-
-    /// Whether points are deltas.
-    pub fn is_delta(&self) -> bool {
-        self.tracker.is_some()
-    }
-
-    /// A point's start time: the previous collection for deltas, else when the series began.
-    pub fn start(&self, series_start: u64) -> u64 {
-        match (self.is_delta(), self.interval_start) {
-            (true, Some(interval)) => interval.max(series_start),
-            _ => series_start,
-        }
-    }
-
-    /// A sum's value to export; `None` leaves the series out.
-    pub fn sum(&mut self, metric: &str, attrs: &AttributeSet, total: f64) -> Option<f64> {
-        match self.tracker.as_deref_mut() {
-            Some(t) => t.sum(metric, attrs, total),
-            None => Some(total),
-        }
-    }
-
-    /// A histogram point to export; `None` leaves the series out.
-    pub fn histogram(
-        &mut self,
-        metric: &str,
-        attrs: &AttributeSet,
-        point: HistogramPoint,
-    ) -> Option<HistogramPoint> {
-        match self.tracker.as_deref_mut() {
-            Some(t) => t.histogram(metric, attrs, point),
-            None => Some(point),
-        }
-    }
-
-    /// An exponential histogram point to export; `None` leaves the series out.
-    pub fn exponential(
-        &mut self,
-        metric: &str,
-        attrs: &AttributeSet,
-        point: ExponentialPoint,
-    ) -> Option<ExponentialPoint> {
-        match self.tracker.as_deref_mut() {
-            Some(t) => t.exponential(metric, attrs, point),
-            None => Some(point),
-        }
-    }
-}
-
-/// A point's minimum or maximum when it is known: the point has data and is not a delta's `NaN`.
-pub fn known_extreme(count: u64, v: f64) -> Option<f64> {
-    (count > 0 && !v.is_nan()).then_some(v)
 }
 
 #[cfg(test)]
@@ -327,5 +249,27 @@ mod tests {
             (3, 17.0, vec![0, 3])
         );
         assert!(third.min.is_nan() && third.max.is_nan());
+    }
+
+    #[test]
+    fn a_series_that_started_over_is_all_new() {
+        let mut t = DeltaTracker::new(TemporalityPreference::Delta);
+        let a = AttributeSet::empty();
+        assert_eq!(t.sum("x", &a, 8.0), Some(8.0));
+        assert_eq!(
+            t.sum("x", &a, 3.0),
+            Some(3.0),
+            "below the last total: a new series"
+        );
+        let point = |count, buckets: Vec<u64>| HistogramPoint {
+            count,
+            sum: count as f64,
+            min: 1.0,
+            max: 1.0,
+            bucket_counts: buckets,
+        };
+        t.histogram("h", &a, point(5, vec![2, 3]));
+        let again = t.histogram("h", &a, point(2, vec![1, 1])).expect("changed");
+        assert_eq!((again.count, again.bucket_counts), (2, vec![1, 1]));
     }
 }

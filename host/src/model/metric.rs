@@ -4,6 +4,15 @@ use std::sync::Arc;
 
 use super::attributes::AttributeSet;
 
+/// Whether a point carries the total since its series started or the change since the previous export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporality {
+    /// Totals since the series started.
+    Cumulative,
+    /// Changes since the previous export.
+    Delta,
+}
+
 /// The kind of an instrument, which fixes its default aggregation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

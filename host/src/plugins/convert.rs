@@ -5,11 +5,10 @@ use super::bindings::types::{
     HistogramPoint, KeyValue, Metric, MetricBatch, MetricData, NumberPoint, Resource, Scope,
     ScopeMetrics, Sum, Temporality, Value,
 };
-use crate::clock::unix_nanos;
-use crate::metrics::series::Series;
-use crate::metrics::temporality::{Reading, known_extreme};
-use crate::metrics::{DeltaTracker, Instrument, Registry, Storage};
+use crate::metrics::reader::{PointValue, Reader, Shape, known_extreme};
+use crate::metrics::{DeltaTracker, Instrument, Registry};
 use crate::model::attributes::{AttributeSet, ValueRef};
+use crate::model::metric::Temporality as HostTemporality;
 use crate::model::resource::Resource as HostResource;
 
 /// An attribute value in the contract's type.
@@ -45,149 +44,119 @@ pub fn resource(r: &HostResource) -> Resource {
 pub fn metric_batch(
     registry: &Registry,
     res: &HostResource,
-    mut delta: Option<&mut DeltaTracker>,
+    delta: Option<&mut DeltaTracker>,
 ) -> MetricBatch {
-    registry.observe();
-    let now = unix_nanos();
-    let mut scopes: Vec<ScopeMetrics> = Vec::new();
-    for instrument in registry.instruments() {
-        let Some(metric) = metric(&instrument, now, delta.as_deref_mut()) else {
+    let scopes = Reader::scopes(registry);
+    let mut reader = Reader::new(delta);
+    let mut out: Vec<ScopeMetrics> = Vec::new();
+    for (scope, members) in &scopes {
+        let metrics: Vec<Metric> = members
+            .iter()
+            .filter_map(|i| metric(i, &mut reader))
+            .collect();
+        if metrics.is_empty() {
             continue;
-        };
-        let scope = &instrument.descriptor().scope;
-        let wit =
+        }
+        let same =
             |s: &ScopeMetrics| *s.scope.name == *scope.name && *s.scope.version == *scope.version;
-        match scopes.iter_mut().find(|s| wit(s)) {
-            Some(s) => s.metrics.push(metric),
-            None => scopes.push(ScopeMetrics {
+        match out.iter_mut().find(|s| same(s)) {
+            Some(s) => s.metrics.extend(metrics),
+            None => out.push(ScopeMetrics {
                 scope: Scope {
                     name: scope.name.to_string(),
                     version: scope.version.to_string(),
                     attributes: key_values(&scope.attributes),
                 },
-                metrics: vec![metric],
+                metrics,
             }),
         }
     }
-    if let Some(d) = delta {
-        d.finish(now);
-    }
+    reader.finish();
     MetricBatch {
         resource: resource(res),
-        scopes,
+        scopes: out,
     }
 }
 
-fn metric(instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) -> Option<Metric> {
+/// One instrument's points as a contract metric; `None` when it has none to export.
+fn metric(instrument: &Instrument, reader: &mut Reader<'_>) -> Option<Metric> {
     let d = instrument.descriptor();
-    let mut reading = Reading::new(delta, d.kind);
-    let temporality = if reading.is_delta() {
-        Temporality::Delta
-    } else {
-        Temporality::Cumulative
+    let temporality = match reader.temporality(instrument) {
+        HostTemporality::Delta => Temporality::Delta,
+        HostTemporality::Cumulative => Temporality::Cumulative,
     };
-    let data = match instrument.storage() {
-        Storage::Sum(table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                if let Some(value) = reading.sum(&d.name, &s.attributes, s.aggregator.value()) {
-                    points.push(number(s, reading.start(s.start_unix_nano), now, value));
-                }
-            });
-            MetricData::Sum(Sum {
-                points,
-                temporality,
-                monotonic: d.kind.is_monotonic(),
-            })
+    let (mut numbers, mut histograms, mut exponentials) = (Vec::new(), Vec::new(), Vec::new());
+    let points = reader.read(instrument, |p| {
+        let attributes = key_values(p.attributes);
+        let (start_time_unix_nano, time_unix_nano) = (p.start, p.time);
+        match p.value {
+            PointValue::Number(value) => numbers.push(NumberPoint {
+                attributes,
+                start_time_unix_nano,
+                time_unix_nano,
+                value,
+                exemplars: Vec::new(),
+            }),
+            PointValue::Histogram(h, bounds) => histograms.push(HistogramPoint {
+                attributes,
+                start_time_unix_nano,
+                time_unix_nano,
+                count: h.count,
+                sum: Some(h.sum),
+                min: known_extreme(h.count, h.min),
+                max: known_extreme(h.count, h.max),
+                bounds: bounds.to_vec(),
+                bucket_counts: h.bucket_counts,
+                exemplars: Vec::new(),
+            }),
+            PointValue::Exponential(e) => exponentials.push(ExponentialHistogramPoint {
+                attributes,
+                start_time_unix_nano,
+                time_unix_nano,
+                count: e.count,
+                sum: Some(e.sum),
+                min: known_extreme(e.count, e.min),
+                max: known_extreme(e.count, e.max),
+                scale: e.scale,
+                zero_count: e.zero_count,
+                zero_threshold: 0.0,
+                positive: WitBuckets {
+                    offset: e.positive.offset,
+                    counts: e.positive.counts,
+                },
+                negative: WitBuckets {
+                    offset: e.negative.offset,
+                    counts: e.negative.counts,
+                },
+                exemplars: Vec::new(),
+            }),
         }
-        Storage::LastValue(table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table
-                .for_each(|s| points.push(number(s, s.start_unix_nano, now, s.aggregator.value())));
-            MetricData::Gauge(points)
-        }
-        Storage::Histogram(bounds, table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                let Some(p) = reading.histogram(&d.name, &s.attributes, s.aggregator.snapshot())
-                else {
-                    return;
-                };
-                points.push(HistogramPoint {
-                    attributes: key_values(&s.attributes),
-                    start_time_unix_nano: reading.start(s.start_unix_nano),
-                    time_unix_nano: now,
-                    count: p.count,
-                    sum: Some(p.sum),
-                    min: known_extreme(p.count, p.min),
-                    max: known_extreme(p.count, p.max),
-                    bounds: bounds.to_vec(),
-                    bucket_counts: p.bucket_counts,
-                    exemplars: Vec::new(),
-                });
-            });
-            MetricData::Histogram(Histogram {
-                points,
-                temporality,
-            })
-        }
-        Storage::ExponentialHistogram(table) => {
-            let mut points = Vec::with_capacity(table.len());
-            table.for_each(|s| {
-                let Some(p) = reading.exponential(&d.name, &s.attributes, s.aggregator.snapshot())
-                else {
-                    return;
-                };
-                points.push(ExponentialHistogramPoint {
-                    attributes: key_values(&s.attributes),
-                    start_time_unix_nano: reading.start(s.start_unix_nano),
-                    time_unix_nano: now,
-                    count: p.count,
-                    sum: Some(p.sum),
-                    min: known_extreme(p.count, p.min),
-                    max: known_extreme(p.count, p.max),
-                    scale: p.scale,
-                    zero_count: p.zero_count,
-                    zero_threshold: 0.0,
-                    positive: WitBuckets {
-                        offset: p.positive.offset,
-                        counts: p.positive.counts,
-                    },
-                    negative: WitBuckets {
-                        offset: p.negative.offset,
-                        counts: p.negative.counts,
-                    },
-                    exemplars: Vec::new(),
-                });
-            });
-            MetricData::ExponentialHistogram(ExponentialHistogram {
-                points,
-                temporality,
-            })
-        }
+    });
+    if points == 0 {
+        return None;
+    }
+    let data = match Shape::of(instrument) {
+        Shape::Sum { monotonic } => MetricData::Sum(Sum {
+            points: numbers,
+            temporality,
+            monotonic,
+        }),
+        Shape::Gauge => MetricData::Gauge(numbers),
+        Shape::Histogram => MetricData::Histogram(Histogram {
+            points: histograms,
+            temporality,
+        }),
+        Shape::ExponentialHistogram => MetricData::ExponentialHistogram(ExponentialHistogram {
+            points: exponentials,
+            temporality,
+        }),
     };
-    let empty = match &data {
-        MetricData::Sum(s) => s.points.is_empty(),
-        MetricData::Gauge(p) => p.is_empty(),
-        MetricData::Histogram(h) => h.points.is_empty(),
-        MetricData::ExponentialHistogram(h) => h.points.is_empty(),
-    };
-    (!empty).then(|| Metric {
+    Some(Metric {
         name: d.name.clone(),
         description: d.description.clone(),
         unit: d.unit.clone(),
         data,
     })
-}
-
-fn number<A>(s: &Series<A>, start: u64, now: u64, value: f64) -> NumberPoint {
-    NumberPoint {
-        attributes: key_values(&s.attributes),
-        start_time_unix_nano: start,
-        time_unix_nano: now,
-        value,
-        exemplars: Vec::new(),
-    }
 }
 
 /// OTLP protobuf ⇄ contract types, so that transforms can rewrite what the OTLP exporter sends.

@@ -10,14 +10,12 @@ use opentelemetry_proto::tonic::metrics::v1::{self as pm, metric::Data};
 use prost::Message;
 
 use super::wire::Reverse;
-use crate::clock::unix_nanos;
-use crate::metrics::aggregation::{Buckets, ExponentialPoint, HistogramPoint};
+use crate::metrics::aggregation::Buckets;
 use crate::metrics::exemplar::Exemplar;
-use crate::metrics::series::Series;
-use crate::metrics::temporality::{Reading, known_extreme};
-use crate::metrics::{DeltaTracker, DeltaTrackers, Instrument, Registry, Storage};
+use crate::metrics::reader::{PointValue, Reader, SeriesPoint, Shape, known_extreme};
+use crate::metrics::{DeltaTracker, DeltaTrackers, Instrument, Registry};
 use crate::model::attributes::{AttributeSet, ValueRef};
-use crate::model::metric::Scope;
+use crate::model::metric::Temporality;
 use crate::model::resource::Resource;
 use crate::plugins::bindings::types::MetricBatch;
 use crate::plugins::convert;
@@ -30,7 +28,7 @@ const CUMULATIVE: u64 = 2;
 /// (deltas leave out quiet series).
 pub fn encode(registry: &Registry, res: &Resource, delta: Option<&mut DeltaTracker>) -> Vec<u8> {
     let mut w = Reverse::with_capacity(64 * 1024);
-    resource_metrics(&mut w, registry, res, delta, unix_nanos());
+    resource_metrics(&mut w, registry, res, delta);
     w.finish()
 }
 
@@ -40,12 +38,11 @@ pub fn encode_all(
     producers: &[(&Resource, &Registry)],
     mut delta: Option<&mut DeltaTrackers>,
 ) -> Vec<u8> {
-    let now = unix_nanos();
     let mut w = Reverse::with_capacity(64 * 1024);
     for (i, (res, registry)) in producers.iter().enumerate().rev() {
         let start = w.len();
         let tracker = delta.as_deref_mut().map(|d| d.get(i));
-        if !resource_metrics(&mut w, registry, res, tracker, now) && i > 0 {
+        if !resource_metrics(&mut w, registry, res, tracker) && i > 0 {
             w.truncate(start);
         }
     }
@@ -156,19 +153,10 @@ fn resource_metrics(
     w: &mut Reverse,
     registry: &Registry,
     res: &Resource,
-    mut delta: Option<&mut DeltaTracker>,
-    now: u64,
+    delta: Option<&mut DeltaTracker>,
 ) -> bool {
-    registry.observe();
-    let instruments = registry.instruments();
-    let mut scopes: Vec<(&Scope, Vec<&Instrument>)> = Vec::new();
-    for instrument in &instruments {
-        let scope = &instrument.descriptor().scope;
-        match scopes.iter_mut().find(|(s, _)| *s == scope) {
-            Some((_, members)) => members.push(instrument),
-            None => scopes.push((scope, vec![instrument])),
-        }
-    }
+    let scopes = Reader::scopes(registry);
+    let mut reader = Reader::new(delta);
     let mut any = false;
     w.message(1, |w| {
         for (scope, members) in scopes.iter().rev() {
@@ -177,7 +165,7 @@ fn resource_metrics(
             w.message(2, |w| {
                 let metrics = w.len();
                 for instrument in members.iter().rev() {
-                    metric(w, instrument, now, delta.as_deref_mut());
+                    metric(w, instrument, &mut reader);
                 }
                 wrote = w.len() > metrics;
                 w.message(1, |w| {
@@ -194,65 +182,35 @@ fn resource_metrics(
         }
         w.message(1, |w| attributes(w, 1, res.attributes()));
     });
-    if let Some(d) = delta {
-        d.finish(now);
-    }
+    reader.finish();
     any
 }
 
 /// Writes one `Metric` (field 2 of its scope) if the instrument has points to export.
-fn metric(w: &mut Reverse, instrument: &Instrument, now: u64, delta: Option<&mut DeltaTracker>) {
+fn metric(w: &mut Reverse, instrument: &Instrument, reader: &mut Reader<'_>) {
     let d = instrument.descriptor();
-    let mut reading = Reading::new(delta, d.kind);
-    let temporality = if reading.is_delta() {
-        DELTA
-    } else {
-        CUMULATIVE
+    let temporality = match reader.temporality(instrument) {
+        Temporality::Delta => DELTA,
+        Temporality::Cumulative => CUMULATIVE,
     };
     let start = w.len();
     let mut points = 0usize;
     w.message(2, |w| {
-        let data = |w: &mut Reverse, field: u32, write: &mut dyn FnMut(&mut Reverse)| {
-            w.message(field, |w| write(w));
-        };
-        match instrument.storage() {
-            Storage::Sum(table) => data(w, 7, &mut |w| {
-                w.varint(3, u64::from(d.kind.is_monotonic()));
+        let mut write = |w: &mut Reverse| reader.read(instrument, |p| point(w, &p));
+        match Shape::of(instrument) {
+            Shape::Sum { monotonic } => w.message(7, |w| {
+                w.varint(3, u64::from(monotonic));
                 w.varint(2, temporality);
-                table.for_each(|s| {
-                    if let Some(v) = reading.sum(&d.name, &s.attributes, s.aggregator.value()) {
-                        number_point(w, s, reading.start(s.start_unix_nano), now, v);
-                        points += 1;
-                    }
-                });
+                points = write(w);
             }),
-            Storage::LastValue(table) => data(w, 5, &mut |w| {
-                table.for_each(|s| {
-                    number_point(w, s, s.start_unix_nano, now, s.aggregator.value());
-                    points += 1;
-                });
-            }),
-            Storage::Histogram(bounds, table) => data(w, 9, &mut |w| {
+            Shape::Gauge => w.message(5, |w| points = write(w)),
+            Shape::Histogram => w.message(9, |w| {
                 w.varint(2, temporality);
-                table.for_each(|s| {
-                    let snapshot = s.aggregator.snapshot();
-                    if let Some(p) = reading.histogram(&d.name, &s.attributes, snapshot) {
-                        let start = reading.start(s.start_unix_nano);
-                        histogram_point(w, s, bounds, &p, start, now);
-                        points += 1;
-                    }
-                });
+                points = write(w);
             }),
-            Storage::ExponentialHistogram(table) => data(w, 10, &mut |w| {
+            Shape::ExponentialHistogram => w.message(10, |w| {
                 w.varint(2, temporality);
-                table.for_each(|s| {
-                    let snapshot = s.aggregator.snapshot();
-                    if let Some(p) = reading.exponential(&d.name, &s.attributes, snapshot) {
-                        let start = reading.start(s.start_unix_nano);
-                        exponential_point(w, s, &p, start, now);
-                        points += 1;
-                    }
-                });
+                points = write(w);
             }),
         }
         w.bytes(3, d.unit.as_bytes());
@@ -264,66 +222,50 @@ fn metric(w: &mut Reverse, instrument: &Instrument, now: u64, delta: Option<&mut
     }
 }
 
-/// A `NumberDataPoint` (field 1 of its `Sum` or `Gauge`).
-fn number_point<A>(w: &mut Reverse, s: &Series<A>, start: u64, now: u64, value: f64) {
-    w.message(1, |w| {
-        attributes(w, 7, &s.attributes);
-        exemplars(w, 5, &s.exemplars(start));
-        w.fixed64_always(4, value.to_bits());
-        w.fixed64(3, now);
-        w.fixed64(2, start);
-    });
-}
-
-/// A `HistogramDataPoint` (field 1 of its `Histogram`).
-fn histogram_point<A>(
-    w: &mut Reverse,
-    s: &Series<A>,
-    bounds: &[f64],
-    p: &HistogramPoint,
-    start: u64,
-    now: u64,
-) {
-    w.message(1, |w| {
-        extremes(w, 12, 11, p.count, p.min, p.max);
-        attributes(w, 9, &s.attributes);
-        exemplars(w, 8, &s.exemplars(start));
-        w.packed_fixed64(7, bounds.iter().map(|b| b.to_bits()));
-        w.packed_fixed64(6, p.bucket_counts.iter().copied());
-        w.fixed64_always(5, p.sum.to_bits());
-        w.fixed64(4, p.count);
-        w.fixed64(3, now);
-        w.fixed64(2, start);
-    });
-}
-
-/// An `ExponentialHistogramDataPoint` (field 1 of its `ExponentialHistogram`).
-fn exponential_point<A>(
-    w: &mut Reverse,
-    s: &Series<A>,
-    p: &ExponentialPoint,
-    start: u64,
-    now: u64,
-) {
-    let buckets = |w: &mut Reverse, field: u32, b: &Buckets| {
-        w.message(field, |w| {
-            w.packed_varint(2, b.counts.iter().copied());
-            w.sint32(1, b.offset);
-        });
-    };
-    w.message(1, |w| {
-        extremes(w, 13, 12, p.count, p.min, p.max);
-        exemplars(w, 11, &s.exemplars(start));
-        buckets(w, 9, &p.negative);
-        buckets(w, 8, &p.positive);
-        w.fixed64(7, p.zero_count);
-        w.sint32(6, p.scale);
-        w.fixed64_always(5, p.sum.to_bits());
-        w.fixed64(4, p.count);
-        w.fixed64(3, now);
-        w.fixed64(2, start);
-        attributes(w, 1, &s.attributes);
-    });
+/// One data point (field 1 of its `Sum`, `Gauge`, `Histogram` or `ExponentialHistogram`).
+fn point(w: &mut Reverse, p: &SeriesPoint<'_>) {
+    let (start, now) = (p.start, p.time);
+    match &p.value {
+        PointValue::Number(value) => w.message(1, |w| {
+            attributes(w, 7, p.attributes);
+            exemplars(w, 5, &p.exemplars());
+            w.fixed64_always(4, value.to_bits());
+            w.fixed64(3, now);
+            w.fixed64(2, start);
+        }),
+        PointValue::Histogram(h, bounds) => w.message(1, |w| {
+            extremes(w, 12, 11, h.count, h.min, h.max);
+            attributes(w, 9, p.attributes);
+            exemplars(w, 8, &p.exemplars());
+            w.packed_fixed64(7, bounds.iter().map(|b| b.to_bits()));
+            w.packed_fixed64(6, h.bucket_counts.iter().copied());
+            w.fixed64_always(5, h.sum.to_bits());
+            w.fixed64(4, h.count);
+            w.fixed64(3, now);
+            w.fixed64(2, start);
+        }),
+        PointValue::Exponential(e) => {
+            let buckets = |w: &mut Reverse, field: u32, b: &Buckets| {
+                w.message(field, |w| {
+                    w.packed_varint(2, b.counts.iter().copied());
+                    w.sint32(1, b.offset);
+                });
+            };
+            w.message(1, |w| {
+                extremes(w, 13, 12, e.count, e.min, e.max);
+                exemplars(w, 11, &p.exemplars());
+                buckets(w, 9, &e.negative);
+                buckets(w, 8, &e.positive);
+                w.fixed64(7, e.zero_count);
+                w.sint32(6, e.scale);
+                w.fixed64_always(5, e.sum.to_bits());
+                w.fixed64(4, e.count);
+                w.fixed64(3, now);
+                w.fixed64(2, start);
+                attributes(w, 1, p.attributes);
+            });
+        }
+    }
 }
 
 /// A histogram point's optional `max` and `min`, when known.

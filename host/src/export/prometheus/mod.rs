@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use wasmtel_naming::{self as naming, Shape};
 
 use crate::metrics::exemplar::Exemplar;
-use crate::metrics::series::Series;
-use crate::metrics::{Instrument, Registry, Storage};
+use crate::metrics::reader::{self, PointValue, Reader};
+use crate::metrics::{Instrument, Registry};
 use crate::model::metric::InstrumentKind;
 use crate::model::resource::Resource;
 use labels::Labels;
@@ -140,12 +140,7 @@ impl Family {
 
 /// Whether an instrument has series the text formats can show (they have no exponential histograms).
 fn shown(instrument: &Instrument) -> bool {
-    match instrument.storage() {
-        Storage::Sum(t) => !t.is_empty(),
-        Storage::LastValue(t) => !t.is_empty(),
-        Storage::Histogram(_, t) => !t.is_empty(),
-        Storage::ExponentialHistogram(_) => false,
-    }
+    reader::Shape::of(instrument) != reader::Shape::ExponentialHistogram && !instrument.is_empty()
 }
 
 /// Renders one family: its header once (from the first member), then the series of every member
@@ -158,7 +153,8 @@ fn render_family(out: &mut String, labels: &mut Labels, members: &[Member], form
     let family = Family::of(d);
     let same = |i: &Instrument| {
         Family::of(i.descriptor()).type_name == family.type_name
-            && std::mem::discriminant(i.storage()) == std::mem::discriminant(first.storage())
+            && std::mem::discriminant(&reader::Shape::of(i))
+                == std::mem::discriminant(&reader::Shape::of(first))
     };
     let members: Vec<&Member> = members
         .iter()
@@ -201,48 +197,47 @@ fn render_series(
         Format::OpenMetrics => series_exemplars(),
         Format::Prometheus => Vec::new(),
     };
-    match instrument.storage() {
-        Storage::Sum(table) => {
+    let mut reader = Reader::new(None);
+    match reader::Shape::of(instrument) {
+        reader::Shape::Sum { .. } | reader::Shape::Gauge => {
             let counter = type_name == "counter";
-            table.for_each(|s| {
-                let l = labels.render(&s.attributes, scope);
+            reader.read(instrument, |p| {
+                let PointValue::Number(value) = p.value else {
+                    return;
+                };
+                let l = labels.render(p.attributes, scope);
                 let e = if counter {
-                    exemplars(&|| s.exemplars(0))
+                    exemplars(&|| p.exemplars())
                 } else {
                     Vec::new()
                 };
-                let e = e.first().map(|(_, e)| e);
-                sample(out, name, l, s.aggregator.value(), e);
+                sample(out, name, l, value, e.first().map(|(_, e)| e));
             });
         }
-        Storage::LastValue(table) => {
-            table.for_each(|s| {
-                let l = labels.render(&s.attributes, scope);
-                sample(out, name, l, s.aggregator.value(), None);
-            });
-        }
-        Storage::Histogram(bounds, table) => {
+        reader::Shape::Histogram => {
             let bucket = format!("{name}_bucket");
             let (sum, count) = (format!("{name}_sum"), format!("{name}_count"));
-            // Each bucket's `le="…"}`, formatted once for every series.
-            let les: Vec<String> = bounds
-                .iter()
-                .chain([&f64::INFINITY])
-                .map(|b| {
-                    let mut le = String::from("le=\"");
-                    write_value(&mut le, *b);
-                    le.push_str("\"}");
-                    le
-                })
-                .collect();
-            // Room for every line up front: growing a large buffer would copy it again and again.
-            let line = bucket.len() + 96 + les.iter().map(String::len).max().unwrap_or(0);
-            out.reserve(table.len() * (les.len() + 2) * line);
+            // Each bucket's `le="…"}`, formatted once per instrument on its first series.
+            let mut les: Vec<String> = Vec::new();
             let mut head = String::new();
-            table.for_each(|s: &Series<_>| {
-                let p = s.aggregator.snapshot();
-                let l = labels.render(&s.attributes, scope);
-                let kept = exemplars(&|| s.exemplars(0));
+            reader.read(instrument, |point| {
+                let PointValue::Histogram(p, bounds) = &point.value else {
+                    return;
+                };
+                if les.is_empty() {
+                    les = bounds
+                        .iter()
+                        .chain([&f64::INFINITY])
+                        .map(|b| {
+                            let mut le = String::from("le=\"");
+                            write_value(&mut le, *b);
+                            le.push_str("\"}");
+                            le
+                        })
+                        .collect();
+                }
+                let l = labels.render(point.attributes, scope);
+                let kept = exemplars(&|| point.exemplars());
                 // `name_bucket{labels,` is the same on every bucket line of the series.
                 head.clear();
                 head.push_str(&bucket);
@@ -251,6 +246,8 @@ fn render_series(
                 if !l.is_empty() {
                     head.push(',');
                 }
+                // Room for the series' lines up front: growing a large buffer copies it again.
+                out.reserve((les.len() + 2) * (head.len() + 48));
                 let mut cumulative = 0u64;
                 for (i, (n, le)) in p.bucket_counts.iter().zip(&les).enumerate() {
                     cumulative += n;
@@ -264,7 +261,7 @@ fn render_series(
             });
         }
         // Text format 0.0.4 has no exponential histograms: they are exported over OTLP only.
-        Storage::ExponentialHistogram(_) => {}
+        reader::Shape::ExponentialHistogram => {}
     }
 }
 

@@ -252,7 +252,7 @@ fn histogram(target: &mut Target<'_>, p: &HistogramDataPoint, tally: &mut Tally)
     }
     let change = |last: Option<&Last>, restarted: bool| {
         let delta = match last {
-            Some(Last::Histogram(before)) if !restarted => histogram_change(before, &point),
+            Some(Last::Histogram(before)) if !restarted => point.since(before),
             _ => None,
         };
         let delta = delta.unwrap_or_else(|| point.clone());
@@ -279,7 +279,7 @@ fn exponential(target: &mut Target<'_>, p: &ExponentialHistogramDataPoint, tally
     }
     let change = |last: Option<&Last>, restarted: bool| {
         let delta = match last {
-            Some(Last::Exponential(before)) if !restarted => exponential_change(before, &point),
+            Some(Last::Exponential(before)) if !restarted => point.since(before),
             _ => None,
         };
         let delta = delta.unwrap_or_else(|| point.clone());
@@ -409,22 +409,6 @@ fn histogram_point(p: &HistogramDataPoint) -> Result<HistogramPoint, String> {
     })
 }
 
-/// What a cumulative histogram recorded since `before`; `None` when it went backwards (a restart).
-///
-/// The extremes stay the cumulative point's: merged with `min`/`max`, they are exact.
-fn histogram_change(before: &HistogramPoint, now: &HistogramPoint) -> Option<HistogramPoint> {
-    if before.bucket_counts.len() != now.bucket_counts.len() || now.count < before.count {
-        return None;
-    }
-    let mut delta = now.clone();
-    delta.count -= before.count;
-    delta.sum -= before.sum;
-    for (b, was) in delta.bucket_counts.iter_mut().zip(&before.bucket_counts) {
-        *b = b.checked_sub(*was)?;
-    }
-    Some(delta)
-}
-
 /// A checked exponential histogram point.
 fn exponential_point(p: &ExponentialHistogramDataPoint) -> Result<ExponentialPoint, &'static str> {
     if !(MIN_SCALE..=MAX_SCALE).contains(&p.scale) {
@@ -467,46 +451,6 @@ fn exponential_point(p: &ExponentialHistogramDataPoint) -> Result<ExponentialPoi
         positive,
         negative,
     })
-}
-
-/// What a cumulative exponential histogram recorded since `before`, at the coarser of the two
-/// scales; `None` when it went backwards (a restart).
-fn exponential_change(
-    before: &ExponentialPoint,
-    now: &ExponentialPoint,
-) -> Option<ExponentialPoint> {
-    if now.count < before.count || now.zero_count < before.zero_count {
-        return None;
-    }
-    let scale = before.scale.min(now.scale);
-    let (by_before, by_now) = (before.scale - scale, now.scale - scale);
-    let (mut before, mut delta) = (before.clone(), now.clone());
-    for (p, by) in [(&mut before, by_before), (&mut delta, by_now)] {
-        let by = u32::try_from(by).unwrap_or(0);
-        p.positive.downscale(by);
-        p.negative.downscale(by);
-        p.scale = scale;
-    }
-    let covers = |now: &Buckets, was: &Buckets| {
-        was.counts.iter().enumerate().all(|(i, n)| {
-            *n == 0 || {
-                let at = i64::from(was.offset) + i as i64 - i64::from(now.offset);
-                usize::try_from(at)
-                    .ok()
-                    .and_then(|at| now.counts.get(at))
-                    .is_some_and(|m| m >= n)
-            }
-        })
-    };
-    if !covers(&delta.positive, &before.positive) || !covers(&delta.negative, &before.negative) {
-        return None;
-    }
-    delta.positive.subtract(&before.positive);
-    delta.negative.subtract(&before.negative);
-    delta.count -= before.count;
-    delta.zero_count -= before.zero_count;
-    delta.sum -= before.sum;
-    Some(delta)
 }
 
 #[cfg(test)]

@@ -122,6 +122,47 @@ pub struct ExponentialPoint {
     pub negative: Buckets,
 }
 
+impl ExponentialPoint {
+    /// What was recorded since the cumulative point `before`, at the coarser of the two scales;
+    /// `None` when anything went backwards (a restart). The extremes stay this point's.
+    pub fn since(&self, before: &ExponentialPoint) -> Option<ExponentialPoint> {
+        let now = self;
+        if now.count < before.count || now.zero_count < before.zero_count {
+            return None;
+        }
+        let scale = before.scale.min(now.scale);
+        let (by_before, by_now) = (before.scale - scale, now.scale - scale);
+        let (mut before, mut delta) = (before.clone(), now.clone());
+        for (p, by) in [(&mut before, by_before), (&mut delta, by_now)] {
+            let by = u32::try_from(by).unwrap_or(0);
+            p.positive.downscale(by);
+            p.negative.downscale(by);
+            p.scale = scale;
+        }
+        let covers = |now: &Buckets, was: &Buckets| {
+            was.counts.iter().enumerate().all(|(i, n)| {
+                *n == 0 || {
+                    let at = i64::from(was.offset) + i as i64 - i64::from(now.offset);
+                    usize::try_from(at)
+                        .ok()
+                        .and_then(|at| now.counts.get(at))
+                        .is_some_and(|m| m >= n)
+                }
+            })
+        };
+        if !covers(&delta.positive, &before.positive) || !covers(&delta.negative, &before.negative)
+        {
+            return None;
+        }
+        delta.positive.subtract(&before.positive);
+        delta.negative.subtract(&before.negative);
+        delta.count -= before.count;
+        delta.zero_count -= before.zero_count;
+        delta.sum -= before.sum;
+        Some(delta)
+    }
+}
+
 /// Exponential histogram of a series; a mutex per series keeps its fields consistent.
 #[derive(Debug)]
 pub struct ExponentialHistogram {

@@ -29,6 +29,25 @@ pub struct HistogramPoint {
     pub bucket_counts: Vec<u64>,
 }
 
+impl HistogramPoint {
+    /// What was recorded since the cumulative point `before`: counts and sum subtracted bucket
+    /// by bucket; `None` when anything went backwards or the buckets differ (a restart).
+    ///
+    /// The extremes stay this point's: only cumulative extremes are known.
+    pub fn since(&self, before: &HistogramPoint) -> Option<HistogramPoint> {
+        if before.bucket_counts.len() != self.bucket_counts.len() || self.count < before.count {
+            return None;
+        }
+        let mut delta = self.clone();
+        delta.count -= before.count;
+        delta.sum -= before.sum;
+        for (b, was) in delta.bucket_counts.iter_mut().zip(&before.bucket_counts) {
+            *b = b.checked_sub(*was)?;
+        }
+        Some(delta)
+    }
+}
+
 impl Histogram {
     /// An empty histogram over `bounds` (strictly increasing, finite).
     pub fn new(bounds: Arc<[f64]>) -> Self {
