@@ -62,6 +62,15 @@ async fn sink(answer: impl Fn(usize, &str) -> u16 + Send + Sync + 'static) -> (S
     (format!("http://{addr}/base"), seen)
 }
 
+/// Two fields of every object of a JSON array.
+fn fields<'a>(list: &'a Value, a: &str, b: &str) -> Vec<(&'a str, &'a str)> {
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .map(|o| (o[a].as_str().expect(a), o[b].as_str().expect(b)))
+        .collect()
+}
+
 fn report<'a>(reports: &'a [Report], integration: &str, signal: &str) -> &'a Report {
     reports
         .iter()
@@ -122,30 +131,12 @@ async fn two_exporters_of_one_plugin_are_told_apart_by_name_in_status_metrics_an
     let api = Api::new(&host, data.path());
     let (status, body, _) = api.get("/api/v1/status").await;
     assert_eq!(status, 200);
-    let names: Vec<(&str, &str)> = body["integrations"]
-        .as_array()
-        .expect("integrations")
-        .iter()
-        .map(|r| {
-            (
-                r["id"].as_str().expect("id"),
-                r["integration"].as_str().expect("name"),
-            )
-        })
-        .collect();
-    assert_eq!(names, [("statsd", "statsd"), ("statsd-2", "statsd-2")]);
+    assert_eq!(
+        fields(&body["integrations"], "id", "integration"),
+        [("statsd", "statsd"), ("statsd-2", "statsd-2")]
+    );
     let (_, body, _) = api.get("/api/v1/plugins").await;
-    let plugins: Vec<(&str, &str)> = body["plugins"]
-        .as_array()
-        .expect("plugins")
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().expect("name"),
-                p["integration"].as_str().expect("integration"),
-            )
-        })
-        .collect();
+    let plugins = fields(&body["plugins"], "name", "integration");
     assert_eq!(plugins, [("statsd", "statsd"), ("statsd", "statsd-2")]);
 
     let m = exposition(&host).await;
