@@ -7,7 +7,17 @@ mod build_wasm;
 
 use std::path::PathBuf;
 
-const FIXTURES: &[&str] = &["spin", "hog", "escape", "passthrough", "loglines", "tagger"];
+const FIXTURES: &[&str] = &[
+    "spin",
+    "hog",
+    "escape",
+    "passthrough",
+    "loglines",
+    "tagger",
+    "rogue",
+    "rogue_view",
+    "rogue_transform",
+];
 
 fn main() {
     let manifest = PathBuf::from(

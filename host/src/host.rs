@@ -26,6 +26,7 @@ use crate::intake::otlp::metrics::MetricsReceiver;
 use crate::metrics::{ConflictError, Descriptor, Pattern, Producer, Registries, Registry};
 use crate::pipeline::Pipeline;
 use crate::plugins::reload::{self, Reloadable, Subscribers};
+use crate::plugins::transform::ChainLink;
 use crate::plugins::{Health, Loader, PluginView, Transforms};
 use crate::sources::gpu::{self, GpuPoller};
 use crate::sources::system::SystemPoller;
@@ -63,9 +64,11 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] crate::control::store::StoreError),
     /// A plugin or an integration could not be loaded or configured.
-    #[error("`{plugin}`: {reason}")]
+    #[error("{kind} `{plugin}`: {reason}")]
     Plugin {
-        /// The plugin name.
+        /// What the plugin is: exporter, transform, view (or the plugin runtime itself).
+        kind: &'static str,
+        /// The plugin or integration name.
         plugin: String,
         /// What went wrong.
         reason: String,
@@ -148,6 +151,7 @@ impl Host {
                 telemetry: telemetry.clone(),
                 transforms: transforms.clone(),
                 loader: loader.clone(),
+                strict: config.plugins.strict,
             },
             pipeline: pipeline.clone(),
             drain: drained.clone(),
@@ -159,10 +163,15 @@ impl Host {
             tokio::task::spawn_blocking(move || Integrations::start(runtime, &specs))
                 .await
                 .map_err(|e| StartError::Plugin {
+                    kind: "integration",
                     plugin: "*".into(),
                     reason: e.to_string(),
                 })?
-                .map_err(|(plugin, reason)| StartError::Plugin { plugin, reason })?;
+                .map_err(|(plugin, reason)| StartError::Plugin {
+                    kind: "integration",
+                    plugin,
+                    reason,
+                })?;
         let mut prometheus_addr = None;
         if config.prometheus.enabled {
             let listener = bind("prometheus", config.prometheus.listen).await?;
@@ -484,6 +493,7 @@ async fn load_plugins(
     tokio::task::spawn_blocking(move || {
         let loader = Loader::new(&config.plugins, config.plugin_cache()).map_err(|e| {
             StartError::Plugin {
+                kind: "plugin runtime",
                 plugin: "*".into(),
                 reason: e.to_string(),
             }
@@ -498,6 +508,7 @@ async fn load_plugins(
     })
     .await
     .map_err(|e| StartError::Plugin {
+        kind: "plugin runtime",
         plugin: "*".into(),
         reason: e.to_string(),
     })?
@@ -511,6 +522,7 @@ fn configured_integrations(config: &Config) -> Result<Vec<ExporterSpec>, StartEr
         .collect();
     let taken: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
     let names = exporter_names(&config.exporters, &taken).map_err(|reason| StartError::Plugin {
+        kind: "integration",
         plugin: "[[exporters]]".into(),
         reason,
     })?;
@@ -518,6 +530,7 @@ fn configured_integrations(config: &Config) -> Result<Vec<ExporterSpec>, StartEr
     for (entry, name) in config.exporters.iter().zip(names) {
         let spec = ExporterSpec::exporter(entry, name.clone(), &config.delivery, &env).map_err(
             |reason| StartError::Plugin {
+                kind: "integration",
                 plugin: name,
                 reason,
             },
@@ -527,17 +540,44 @@ fn configured_integrations(config: &Config) -> Result<Vec<ExporterSpec>, StartEr
     Ok(specs)
 }
 
+/// What to do about `kind` plugin `plugin` failing to load for `reason`: stop the start under
+/// `strict`, else log it and keep the reason for the plugin's `failed` health.
+fn unloaded(
+    config: &Config,
+    kind: &'static str,
+    plugin: &str,
+    reason: String,
+) -> Result<String, StartError> {
+    if config.plugins.strict {
+        return Err(StartError::Plugin {
+            kind,
+            plugin: plugin.to_owned(),
+            reason,
+        });
+    }
+    tracing::error!(%kind, %plugin, %reason, "plugin could not be loaded; it is failed until a working version is dropped in");
+    Ok(reason)
+}
+
 /// Loads the `[[transforms]]` chain.
 fn transforms(config: &Config, loader: &Loader) -> Result<Transforms, StartError> {
     let mut chain = Vec::new();
     for entry in &config.transforms {
-        let link = loader
-            .load_transform(&entry.plugin, &entry.config, entry.on_failure)
-            .map_err(|reason| StartError::Plugin {
-                plugin: entry.plugin.clone(),
-                reason,
-            })?;
-        tracing::info!(plugin = %entry.plugin, "transform plugin loaded");
+        let link = match loader.load_transform(&entry.plugin, &entry.config, entry.on_failure) {
+            Ok(link) => {
+                tracing::info!(plugin = %entry.plugin, "transform plugin loaded");
+                link
+            }
+            Err(reason) => {
+                let reason = unloaded(config, "transform", &entry.plugin, reason)?;
+                ChainLink::failed(
+                    &entry.plugin,
+                    entry.config.clone(),
+                    entry.on_failure,
+                    reason,
+                )
+            }
+        };
         chain.push(Arc::new(link));
     }
     Ok(Transforms::new(chain))
@@ -551,12 +591,13 @@ fn views(
 ) -> Result<Vec<Arc<PluginView>>, StartError> {
     let mut views = Vec::new();
     for entry in &config.views {
-        let view = loader
-            .load_view(&entry.plugin, &entry.config)
-            .map_err(|reason| StartError::Plugin {
-                plugin: entry.plugin.clone(),
-                reason,
-            })?;
+        let view = match loader.load_view(&entry.plugin, &entry.config) {
+            Ok(view) => view,
+            Err(reason) => {
+                let reason = unloaded(config, "view", &entry.plugin, reason)?;
+                PluginView::failed(&entry.plugin, entry.config.clone(), reason)
+            }
+        };
         let view = Arc::new(view);
         let patterns: Vec<Pattern> = entry.instruments.iter().map(|p| Pattern::new(p)).collect();
         registry.add_view(

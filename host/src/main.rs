@@ -23,6 +23,9 @@ enum Command {
         /// TOML configuration file (defaults apply without one).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Stop at start when any plugin cannot be loaded (the `[plugins] strict` setting).
+        #[arg(long)]
+        strict: bool,
     },
     /// Inspect plugins without a running host.
     Plugins {
@@ -191,7 +194,7 @@ async fn run() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Serve { config } => serve(config).await,
+        Command::Serve { config, strict } => serve(config, strict).await,
         // Plugin calls must not run on async worker threads.
         Command::Plugins { command } => {
             tokio::task::spawn_blocking(move || plugins(command)).await?
@@ -394,9 +397,10 @@ async fn created_now(
     Ok(())
 }
 
-async fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(path: Option<PathBuf>, strict: bool) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let config = Config::load(path.as_deref())?;
+    let mut config = Config::load(path.as_deref())?;
+    config.plugins.strict |= strict;
     // Listen for the signals before intake opens, so that a signal arriving while the host is
     // still starting shuts it down in order instead of killing it with data accepted.
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;

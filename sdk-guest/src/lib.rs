@@ -179,15 +179,31 @@ impl Outbound {
 
 impl Outcome {
     /// The usual reading of an HTTP status: 2xx success, 429/502/503/504 retry (honouring a
-    /// numeric `Retry-After`), anything else a rejection.
+    /// numeric `Retry-After`), anything else a rejection whose reason keeps at most the first
+    /// 200 characters of the body, control characters escaped.
     pub fn from_status(response: &Response) -> Self {
         match response.status {
             200..=299 => Outcome::Success,
             429 | 502 | 503 | 504 => Outcome::Retry(response.retry_after_ms()),
-            status => Outcome::Reject(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&response.body)
-            )),
+            status => {
+                let body = String::from_utf8_lossy(&response.body);
+                let mut prefix: String = body
+                    .chars()
+                    .take(200)
+                    .flat_map(|c| {
+                        let escaped: Vec<char> = if c.is_control() {
+                            c.escape_default().collect()
+                        } else {
+                            vec![c]
+                        };
+                        escaped
+                    })
+                    .collect();
+                if body.chars().count() > 200 {
+                    prefix.push('…');
+                }
+                Outcome::Reject(format!("HTTP {status}: {prefix}"))
+            }
         }
     }
 }

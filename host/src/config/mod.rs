@@ -16,7 +16,7 @@ pub use metrics::{
     Aggregation, DEFAULT_CARDINALITY_LIMIT, ExemplarFilter, HistogramAggregation, MetricsConfig,
     StreamView, StreamViewError, TemporalityPreference, conflicts,
 };
-pub use plugins::{OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten};
+pub use plugins::{Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -23,6 +23,52 @@ pub struct PluginsConfig {
     /// Where compiled plugins are cached, keyed by content hash (default `<data_dir>/plugin-cache`;
     /// empty disables).
     pub cache_dir: Option<std::path::PathBuf>,
+    /// What a plugin's results may hold: `[plugins.budgets."*"]` for every plugin, and
+    /// `[plugins.budgets.<name>]` over it for one.
+    pub budgets: BTreeMap<String, Budgets>,
+    /// Whether a plugin that cannot be loaded at start stops the host (default false: the host
+    /// starts and reports the plugin `failed` with its reason).
+    pub strict: bool,
+}
+
+/// Bounds on what one plugin call may return (each unset key takes the `"*"` table's, then the
+/// built-in default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budgets {
+    /// Requests or datagrams one `encode` call may return (default 10,000).
+    pub outbound_items: Option<usize>,
+    /// Bytes of request bodies and datagrams one `encode` call may return (default 32 MiB).
+    pub outbound_bytes: Option<usize>,
+    /// Attributes in one view answer (default 64).
+    pub view_attributes: Option<usize>,
+    /// Bytes of one attribute key a view returns (default 256).
+    pub key_bytes: Option<usize>,
+    /// Bytes of one attribute value a view returns (default 1,024).
+    pub value_bytes: Option<usize>,
+    /// Data points or log records one transform call may return, as a multiple of what it was
+    /// given (default 2).
+    pub transform_growth: Option<usize>,
+    /// Log lines a plugin may write per second (default 100; more are dropped and counted).
+    pub log_lines_per_second: Option<usize>,
+    /// Bytes of one log line (default 4,096; longer lines are cut, and the cut is marked).
+    pub log_line_bytes: Option<usize>,
+}
+
+impl Budgets {
+    /// These budgets, with `other` filling in what they leave unset.
+    pub fn over(&self, other: &Budgets) -> Budgets {
+        Budgets {
+            outbound_items: self.outbound_items.or(other.outbound_items),
+            outbound_bytes: self.outbound_bytes.or(other.outbound_bytes),
+            view_attributes: self.view_attributes.or(other.view_attributes),
+            key_bytes: self.key_bytes.or(other.key_bytes),
+            value_bytes: self.value_bytes.or(other.value_bytes),
+            transform_growth: self.transform_growth.or(other.transform_growth),
+            log_lines_per_second: self.log_lines_per_second.or(other.log_lines_per_second),
+            log_line_bytes: self.log_line_bytes.or(other.log_line_bytes),
+        }
+    }
 }
 
 impl Default for PluginsConfig {
@@ -33,6 +79,8 @@ impl Default for PluginsConfig {
             call_timeout: None,
             config: BTreeMap::new(),
             cache_dir: None,
+            budgets: BTreeMap::new(),
+            strict: false,
         }
     }
 }
@@ -41,6 +89,12 @@ impl PluginsConfig {
     /// The deadline per plugin call, defaulted.
     pub fn call_timeout(&self) -> Duration {
         self.call_timeout.unwrap_or(Duration::from_millis(100))
+    }
+
+    /// Plugin `name`'s budgets: its own table over the `"*"` one (unset keys use the defaults).
+    pub fn budgets(&self, name: &str) -> Budgets {
+        let every = self.budgets.get("*").copied().unwrap_or_default();
+        self.budgets.get(name).map_or(every, |own| own.over(&every))
     }
 }
 

@@ -51,6 +51,8 @@ pub struct BuildContext {
     pub transforms: Transforms,
     /// Where exporter plugins come from.
     pub loader: Arc<Loader>,
+    /// Whether a plugin that cannot be loaded is an error (else the integration waits for it).
+    pub strict: bool,
 }
 
 /// Who encodes: the native OTLP encoder (with its temporality state) or a plugin.
@@ -115,20 +117,28 @@ impl Exporter {
     pub fn build(spec: &ExporterSpec, ctx: &BuildContext) -> Result<Arc<Self>, String> {
         let settings = spec.delivery;
         let credentials = header_map(&spec.headers).map_err(|e| e.to_string())?;
+        spec.headers
+            .values()
+            .for_each(|v| crate::redact::register(v));
         let format = match &spec.target {
             Target::Otlp { temporality } => Format::Otlp(Mutex::new(
                 (*temporality != crate::config::TemporalityPreference::Cumulative)
                     .then(|| DeltaTrackers::new(*temporality)),
             )),
             Target::Plugin { plugin, settings } => {
-                let (loaded, digest, origin) = ctx.loader.load_exporter(plugin, settings)?;
-                tracing::info!(integration = %spec.name, plugin = %plugin, origin = ?origin, "exporter plugin loaded");
-                Format::Plugin(Arc::new(PluginSlot::new(
-                    &spec.name,
-                    loaded,
-                    digest,
-                    settings.clone(),
-                )))
+                let slot = match ctx.loader.load_exporter(plugin, settings) {
+                    Ok((loaded, digest, origin)) => {
+                        tracing::info!(integration = %spec.name, plugin = %plugin, origin = ?origin, "exporter plugin loaded");
+                        PluginSlot::new(&spec.name, loaded, digest, settings.clone())
+                    }
+                    Err(reason) if ctx.strict => return Err(reason),
+                    Err(reason) => {
+                        tracing::error!(integration = %spec.name, plugin = %plugin,
+                            "exporter plugin failed to load: {reason}; the integration sends nothing until its file is fixed");
+                        PluginSlot::failed(&spec.name, plugin, settings.clone(), reason)
+                    }
+                };
+                Format::Plugin(Arc::new(slot))
             }
         };
         if let Format::Plugin(slot) = &format {
@@ -174,6 +184,20 @@ impl Exporter {
             .map(|t| Channel::new(Signal::Metrics, settings.metrics_queue, t));
         let logs =
             transport(Signal::Logs)?.map(|t| Channel::new(Signal::Logs, settings.logs_queue, t));
+        if let Format::Plugin(slot) = &format
+            && let Some(reason) = slot.failure()
+        {
+            let error = format!("the plugin failed to load: {reason}");
+            for status in [
+                metrics.as_ref().map(|c| &c.status),
+                logs.as_ref().map(|c| &c.status),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                status.failed(&error);
+            }
+        }
         Ok(Arc::new(Self {
             id: spec.id.clone(),
             name: Arc::from(spec.name.as_str()),
@@ -233,6 +257,11 @@ impl Exporter {
             Format::Otlp(_) => true,
             Format::Plugin(slot) => slot.exports(signal),
         }
+    }
+
+    /// Whether `signal` is reported: sent now, or waiting for a plugin that failed to load.
+    fn shown(&self, signal: Signal) -> bool {
+        self.sends(signal) || self.plugin().is_some_and(|slot| slot.failure().is_some())
     }
 
     /// Starts the collection ticker and one delivery task per signal; they finish once drained.
@@ -419,12 +448,12 @@ impl Exporter {
         let metrics = self
             .metrics
             .as_ref()
-            .filter(|_| self.sends(Signal::Metrics))
+            .filter(|_| self.shown(Signal::Metrics))
             .map(|c| report(c.signal, &c.status, c.queue.len(), c.queue.dropped()));
         let logs = self
             .logs
             .as_ref()
-            .filter(|_| self.sends(Signal::Logs))
+            .filter(|_| self.shown(Signal::Logs))
             .map(|c| report(c.signal, &c.status, c.queue.len(), c.queue.dropped()));
         metrics.into_iter().chain(logs).collect()
     }

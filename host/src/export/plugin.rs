@@ -41,6 +41,23 @@ impl PluginSlot {
         }
     }
 
+    /// Integration `integration`, whose plugin `plugin` could not be loaded for `reason`: it
+    /// sends nothing and shows the reason until a version of the plugin's file loads.
+    pub fn failed(integration: &str, plugin: &str, overrides: toml::Table, reason: String) -> Self {
+        Self {
+            plugin: plugin.to_owned(),
+            integration: integration.to_owned(),
+            overrides,
+            current: Versioned::failed(reason),
+            delta: Mutex::new(None),
+        }
+    }
+
+    /// Why the plugin could not be loaded, while no version serves.
+    pub fn failure(&self) -> Option<String> {
+        self.current.failure()
+    }
+
     /// The integration's name.
     pub fn integration(&self) -> &str {
         &self.integration
@@ -61,9 +78,9 @@ impl PluginSlot {
             .peek(|p| p.is_some_and(|p| p.info().signals.contains(flag)))
     }
 
-    /// The plugin's health, while one is loaded.
+    /// The plugin's health, or `Failed` when it could not be loaded.
     pub fn health(&self) -> Option<Health> {
-        self.current.peek(|p| p.map(ExporterPlugin::health))
+        self.current.health(ExporterPlugin::health)
     }
 
     /// Collects every producer into metric batches in the plugin's temporality, after the

@@ -6,6 +6,7 @@ use wasmtime::component::Component;
 
 use super::bindings::encoder::{self, ExporterInfo, Outbound, Outcome, Response};
 use super::bindings::types::{LogBatch, MetricBatch};
+use super::budget;
 use super::runtime::{Limits, Runtime};
 use super::supervisor::{CallError, Health, LoadError, Shared, Supervised};
 
@@ -64,16 +65,22 @@ impl ExporterPlugin {
         self.info
     }
 
-    /// Encodes a metric batch.
+    /// Encodes a metric batch; a result past the plugin's budgets is refused.
     pub fn encode_metrics(&self, batch: &MetricBatch) -> Result<Vec<Outbound>, CallError> {
-        self.instance
-            .call(|g, store| g.call_encode_metrics(store, batch))
+        let out = self
+            .instance
+            .call(|g, store| g.call_encode_metrics(store, batch))?;
+        budget::outbound(&self.name, &out, &self.instance.budgets())?;
+        Ok(out)
     }
 
-    /// Encodes a log batch.
+    /// Encodes a log batch; a result past the plugin's budgets is refused.
     pub fn encode_logs(&self, batch: &LogBatch) -> Result<Vec<Outbound>, CallError> {
-        self.instance
-            .call(|g, store| g.call_encode_logs(store, batch))
+        let out = self
+            .instance
+            .call(|g, store| g.call_encode_logs(store, batch))?;
+        budget::outbound(&self.name, &out, &self.instance.budgets())?;
+        Ok(out)
     }
 
     /// Asks the plugin how to treat a response; if it cannot answer, the status code decides.

@@ -1,15 +1,53 @@
 //! The host side of the `host` interface: logging and the clock, the only capabilities a plugin has.
+//!
+//! A plugin's log line is made safe before it reaches the host's log: credential values are
+//! masked, control characters escaped (a plugin cannot forge a host line), the length bounded,
+//! and lines past the plugin's rate are dropped and counted.
+
+use std::time::Instant;
 
 use super::bindings::host::{Host, Level};
+use super::budget;
 use super::runtime::PluginState;
 use crate::clock::unix_nanos;
 
-/// The longest log line a plugin may write; longer lines are cut.
-pub(super) const MAX_LOG_LINE: usize = 4096;
+/// A token bucket of log lines: `log_lines_per_second`, with a burst of as many.
+#[derive(Debug, Default)]
+pub(super) struct LogBucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl LogBucket {
+    /// Takes one line's token at `now`; `false` when the rate is spent.
+    fn take(&mut self, per_second: usize, now: Instant) -> bool {
+        let rate = per_second as f64;
+        let elapsed = self
+            .last
+            .map_or(1.0, |t| now.duration_since(t).as_secs_f64());
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 impl Host for PluginState {
-    fn log(&mut self, level: Level, mut message: String) {
-        cut_line(&mut message);
+    fn log(&mut self, level: Level, message: String) {
+        let budgets = self.limits.budgets;
+        if !self.logs.take(budgets.log_lines_per_second, Instant::now()) {
+            let detail = format!(
+                "wrote more than {} log lines a second; the rest are dropped",
+                budgets.log_lines_per_second
+            );
+            budget::refuse(&self.name, "log_lines_per_second", detail);
+            return;
+        }
+        let message = crate::redact::clean(&message, budgets.log_line_bytes);
         let plugin = &*self.name;
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -27,31 +65,18 @@ impl Host for PluginState {
 
 impl super::bindings::types::Host for PluginState {}
 
-/// Cuts a log line to [`MAX_LOG_LINE`] bytes at a character boundary, marking the cut with `…`.
-fn cut_line(message: &mut String) {
-    if message.len() > MAX_LOG_LINE {
-        let mut cut = MAX_LOG_LINE;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-        message.push('…');
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn long_lines_are_cut_on_a_character_boundary() {
-        // Three-byte characters put byte MAX_LOG_LINE inside one: the cut must step back, not panic.
-        let mut line = "€".repeat(MAX_LOG_LINE);
-        cut_line(&mut line);
-        assert!(line.ends_with('…'));
-        assert_eq!(line.len(), MAX_LOG_LINE - MAX_LOG_LINE % 3 + '…'.len_utf8());
-        let mut short = String::from("ok");
-        cut_line(&mut short);
-        assert_eq!(short, "ok");
+    fn the_log_rate_allows_a_burst_then_refills() {
+        let mut bucket = LogBucket::default();
+        let start = Instant::now();
+        let allowed = (0..150).filter(|_| bucket.take(100, start)).count();
+        assert_eq!(allowed, 100, "a burst of one second's lines");
+        let later = start + std::time::Duration::from_millis(500);
+        let allowed = (0..150).filter(|_| bucket.take(100, later)).count();
+        assert_eq!(allowed, 50, "half a second refills half");
     }
 }

@@ -179,7 +179,7 @@ pub fn list(runtime: &Arc<Runtime>, config: &crate::config::PluginsConfig) -> Ve
             let world = super::catalog::config(config, &name, &toml::Table::new())
                 .map_err(|e| Rejection::from(e.to_string()))
                 .and_then(|settings| {
-                    check(runtime, &name, &bytes, &settings, Limits::from(config))
+                    check(runtime, &name, &bytes, &settings, Limits::of(config, &name))
                 });
             Some(Entry {
                 digest: super::cache::digest(&bytes),

@@ -57,7 +57,7 @@ impl Loader {
             name,
             component,
             settings,
-            Limits::from(&self.config),
+            Limits::of(&self.config, name),
         )
         .map_err(|e| e.to_string())
     }
@@ -75,7 +75,7 @@ impl Loader {
             name,
             component,
             settings,
-            Limits::from(&self.config),
+            Limits::of(&self.config, name),
         )
         .map_err(|e| e.to_string())
     }
@@ -111,7 +111,7 @@ impl Loader {
             name,
             component,
             settings,
-            Limits::from(&self.config),
+            Limits::of(&self.config, name),
             on_failure,
         )
         .map_err(|e| e.to_string())

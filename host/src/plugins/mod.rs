@@ -1,6 +1,7 @@
 //! WebAssembly plugins: the contract's bindings, the sandbox, supervision, and plugin kinds.
 
 pub mod bindings;
+pub mod budget;
 pub mod cache;
 pub mod catalog;
 pub mod convert;

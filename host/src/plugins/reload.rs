@@ -12,6 +12,7 @@ use wasmtime::component::Component;
 
 use super::cache::digest;
 use super::loader::Loader;
+use super::supervisor::Health;
 
 /// How often the plugin directory is scanned.
 pub const POLL: Duration = Duration::from_millis(20);
@@ -41,13 +42,45 @@ pub trait Reloadable: Send + Sync {
     fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String>;
 }
 
-/// The version of a plugin serving now, with the SHA-256 of its component; swapped whole on reload.
-pub struct Versioned<P>(std::sync::RwLock<Option<(Arc<P>, String)>>);
+/// The version of a plugin serving now, with the SHA-256 of its component; swapped whole on
+/// reload. A plugin that could not be loaded serves nothing and keeps the reason, until a
+/// version of its file loads.
+pub struct Versioned<P>(
+    std::sync::RwLock<Option<(Arc<P>, String)>>,
+    std::sync::Mutex<Option<String>>,
+);
 
 impl<P> Versioned<P> {
     /// Serving `plugin`, whose component has SHA-256 `digest`.
     pub fn new(plugin: P, digest: String) -> Self {
-        Self(std::sync::RwLock::new(Some((Arc::new(plugin), digest))))
+        Self(
+            std::sync::RwLock::new(Some((Arc::new(plugin), digest))),
+            std::sync::Mutex::new(None),
+        )
+    }
+
+    /// Serving nothing, because the plugin could not be loaded for `reason`.
+    pub fn failed(reason: String) -> Self {
+        Self(
+            std::sync::RwLock::new(None),
+            std::sync::Mutex::new(Some(reason)),
+        )
+    }
+
+    /// Why no version serves, when loading failed.
+    pub fn failure(&self) -> Option<String> {
+        self.1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The health of the version serving now (by `of`), or `Failed` with the load failure.
+    pub fn health(&self, of: impl FnOnce(&P) -> Health) -> Option<Health> {
+        match self.get() {
+            Some(p) => Some(of(&p)),
+            None => self.failure().map(Health::Failed),
+        }
     }
 
     /// The version serving now; `None` once unloaded.
@@ -68,6 +101,12 @@ impl<P> Versioned<P> {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let next = next.map(|(p, d)| (Arc::new(p), d));
+        if next.is_some() {
+            *self
+                .1
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
         swap(
             slot.as_ref().map(|(p, _)| &**p),
             next.as_ref().map(|(p, _)| &**p),

@@ -1,5 +1,14 @@
-//! The sandbox: one engine for all plugins, one store per plugin instance, a memory
-//! cap and a per-call deadline, and no capabilities beyond the `host` interface.
+//! The sandbox: one engine for all plugins, one store per plugin instance, a memory cap over
+//! all of an instance's memories and tables, a per-call deadline that nothing can block past,
+//! and no capabilities beyond the `host` interface.
+//!
+//! Deadlines are epoch interruptions, which fire only in guest code; a call into the host
+//! would be out of their reach if it could block. So every WASI interface a language runtime
+//! may import is linked to an implementation that grants nothing and returns at once: no
+//! files (no preopens), no sockets, no environment or arguments, stdin empty, stdout
+//! discarded, stderr kept (its last bytes only) to explain a crash, clocks that only read, and
+//! `wasi:io/poll` replaced by a version whose `poll` and `block` never wait (a `sleep` returns
+//! at once). See [`GRANTED`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -14,20 +23,102 @@ use super::bindings::{host, types};
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 pub const TICK: Duration = Duration::from_millis(5);
 
-/// The resources one plugin instance may use.
+/// Every interface a plugin may import (versions 0.2.x for WASI), and what it grants.
+pub const GRANTED: &[(&str, &str)] = &[
+    ("wasmtel:plugin/host", "log lines and the wall clock"),
+    ("wasmtel:plugin/types", "the contract's types"),
+    ("wasi:cli/environment", "no variables, no arguments"),
+    ("wasi:cli/exit", "ends the call as a failure"),
+    ("wasi:cli/stdin", "an empty stream"),
+    ("wasi:cli/stdout", "discarded"),
+    ("wasi:cli/stderr", "the last 4 KiB kept to explain a crash"),
+    ("wasi:cli/terminal-input", "no terminal"),
+    ("wasi:cli/terminal-output", "no terminal"),
+    ("wasi:cli/terminal-stdin", "no terminal"),
+    ("wasi:cli/terminal-stdout", "no terminal"),
+    ("wasi:cli/terminal-stderr", "no terminal"),
+    ("wasi:clocks/wall-clock", "reads the time"),
+    (
+        "wasi:clocks/monotonic-clock",
+        "reads the time; its pollables never wait",
+    ),
+    ("wasi:io/error", "error values"),
+    (
+        "wasi:io/poll",
+        "never waits: `poll` reports every pollable ready, `block` returns at once",
+    ),
+    ("wasi:io/streams", "the streams above; none can block"),
+    ("wasi:random/random", "random bytes"),
+    ("wasi:random/insecure", "random bytes"),
+    ("wasi:random/insecure-seed", "a seed"),
+    ("wasi:filesystem/types", "no file can be opened"),
+    ("wasi:filesystem/preopens", "no directories"),
+    ("wasi:sockets/network", "denied"),
+    ("wasi:sockets/instance-network", "denied"),
+    ("wasi:sockets/tcp", "denied"),
+    ("wasi:sockets/tcp-create-socket", "denied"),
+    ("wasi:sockets/udp", "denied"),
+    ("wasi:sockets/udp-create-socket", "denied"),
+    ("wasi:sockets/ip-name-lookup", "denied"),
+];
+
+/// How many bytes of a plugin's stderr are kept to explain a crash.
+pub const STDERR_TAIL: usize = 4096;
+
+/// The resources one plugin instance may use, and what its calls may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Linear memory and tables, in bytes (default 64 MiB).
+    /// All linear memories and tables of one instance together, in bytes (default 64 MiB).
     pub memory_bytes: usize,
     /// Wall-clock time one call may take (default 100 ms).
     pub call_timeout: Duration,
+    /// Bounds on results and log lines.
+    pub budgets: Budgets,
 }
 
-impl From<&crate::config::PluginsConfig> for Limits {
-    fn from(config: &crate::config::PluginsConfig) -> Self {
+/// Bounds on what one plugin call may return, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// Requests or datagrams per `encode` call.
+    pub outbound_items: usize,
+    /// Bytes of bodies and datagrams per `encode` call.
+    pub outbound_bytes: usize,
+    /// Attributes per view answer.
+    pub view_attributes: usize,
+    /// Bytes per attribute key from a view.
+    pub key_bytes: usize,
+    /// Bytes per attribute value from a view.
+    pub value_bytes: usize,
+    /// How many times its input a transform's output may be.
+    pub transform_growth: usize,
+    /// Log lines per second.
+    pub log_lines_per_second: usize,
+    /// Bytes per log line.
+    pub log_line_bytes: usize,
+}
+
+impl From<&crate::config::Budgets> for Budgets {
+    fn from(c: &crate::config::Budgets) -> Self {
+        Self {
+            outbound_items: c.outbound_items.unwrap_or(10_000),
+            outbound_bytes: c.outbound_bytes.unwrap_or(32 * 1024 * 1024),
+            view_attributes: c.view_attributes.unwrap_or(64),
+            key_bytes: c.key_bytes.unwrap_or(256),
+            value_bytes: c.value_bytes.unwrap_or(1024),
+            transform_growth: c.transform_growth.unwrap_or(2).max(1),
+            log_lines_per_second: c.log_lines_per_second.unwrap_or(100),
+            log_line_bytes: c.log_line_bytes.unwrap_or(4096).max(64),
+        }
+    }
+}
+
+impl Limits {
+    /// The limits of plugin `name` under `config`.
+    pub fn of(config: &crate::config::PluginsConfig, name: &str) -> Self {
         Self {
             memory_bytes: config.memory_limit_bytes,
             call_timeout: config.call_timeout(),
+            budgets: Budgets::from(&config.budgets(name)),
         }
     }
 }
@@ -37,6 +128,7 @@ impl Default for Limits {
         Self {
             memory_bytes: 64 * 1024 * 1024,
             call_timeout: Duration::from_millis(100),
+            budgets: Budgets::from(&crate::config::Budgets::default()),
         }
     }
 }
@@ -55,47 +147,67 @@ pub enum Failure {
     Trap(String),
 }
 
-/// Caps memory growth and records that the cap was hit, so the failure can be named.
+/// Caps an instance's memories and tables together, and records that the cap was hit, so the
+/// failure can be named.
 #[derive(Debug)]
 struct MemoryCap {
     limit: usize,
+    used: usize,
     hit: bool,
+}
+
+/// Bytes counted per table element.
+const TABLE_ELEMENT: usize = 16;
+
+impl MemoryCap {
+    /// Books growing from `current` to `desired` bytes, if the total stays under the cap.
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let total = self.used.saturating_add(desired.saturating_sub(current));
+        if total > self.limit {
+            self.hit = true;
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes reached (all memories and tables of the instance)",
+                self.limit
+            ));
+        }
+        self.used = total;
+        Ok(true)
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.hit = true;
-            return Err(wasmtime::format_err!(
-                "memory limit of {} bytes reached",
-                self.limit
-            ));
-        }
-        Ok(true)
+        self.grow(current, desired)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        self.grow(
+            current.saturating_mul(TABLE_ELEMENT),
+            desired.saturating_mul(TABLE_ELEMENT),
+        )
     }
 }
 
-/// The data of one plugin store: its name, its limits and an empty WASI context.
+/// The data of one plugin store: its name, its limits, a WASI context that grants nothing,
+/// and the tail of its stderr.
 pub struct PluginState {
     pub(super) name: Arc<str>,
     memory: MemoryCap,
-    limits: Limits,
+    pub(super) limits: Limits,
     wasi: WasiCtx,
     table: ResourceTable,
+    stderr: StderrTail,
+    pub(super) logs: super::host::LogBucket,
 }
 
 impl WasiView for PluginState {
@@ -139,17 +251,33 @@ impl Runtime {
             .map_err(RuntimeError)
     }
 
-    /// An engine with the component model and epoch interruption, and a linker offering
-    /// the `host` interface plus WASI interfaces that grant nothing.
+    /// An engine with the component model and epoch interruption (multi-memory off: one
+    /// memory per core module), and a linker offering the `host` interface plus the WASI
+    /// interfaces of [`GRANTED`], none of which can block.
     pub fn new() -> Result<Self, RuntimeError> {
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
+        config
+            .wasm_component_model(true)
+            .wasm_multi_memory(false)
+            .epoch_interruption(true);
         let engine = Engine::new(&config)
             .map_err(|e| RuntimeError::from("cannot create the wasm engine", &e))?;
-        let mut linker = Linker::new(&engine);
+        let mut linker: Linker<PluginState> = Linker::new(&engine);
         host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .and_then(|()| types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
             .and_then(|()| wasmtime_wasi::p2::add_to_linker_sync(&mut linker))
+            .and_then(|()| {
+                // The one blocking interface a plugin could reach: replaced by one that never waits.
+                linker.allow_shadowing(true);
+                let poll = wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<
+                    PluginState,
+                    NeverWait,
+                >(&mut linker, |s: &mut PluginState| {
+                    NonBlockingPoll(&mut s.table)
+                });
+                linker.allow_shadowing(false);
+                poll
+            })
             .map_err(|e| RuntimeError::from("cannot link the host interface", &e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (ticking, stopped) = (engine.clone(), stop.clone());
@@ -189,22 +317,28 @@ impl Runtime {
 
     /// A fresh store for one instance of plugin `name`.
     ///
-    /// Its WASI context has no arguments, no environment, no preopened
-    /// directories, no network, and empty stdio; sockets are denied.
+    /// Its WASI context has no arguments, no environment, no preopened directories and no
+    /// network (sockets and name lookup are denied); stdin is empty, stdout discarded, and
+    /// the last [`STDERR_TAIL`] bytes of stderr are kept.
     pub fn store(&self, name: &Arc<str>, limits: Limits) -> Store<PluginState> {
+        let stderr = StderrTail::default();
         let state = PluginState {
             name: name.clone(),
             memory: MemoryCap {
                 limit: limits.memory_bytes,
+                used: 0,
                 hit: false,
             },
             limits,
             wasi: WasiCtx::builder()
+                .stderr(stderr.clone())
                 .allow_tcp(false)
                 .allow_udp(false)
                 .allow_ip_name_lookup(false)
                 .build(),
             table: ResourceTable::new(),
+            stderr,
+            logs: super::host::LogBucket::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -231,15 +365,151 @@ pub fn arm(store: &mut Store<PluginState>) {
     store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
 }
 
-/// Names why a call failed: deadline, memory cap, or another trap.
+/// Names why a call failed: deadline, memory cap, or another trap — with the trap's cause,
+/// the first frames of the wasm backtrace and what the guest last wrote to stderr (a Rust
+/// panic's message), each bounded and with control characters escaped.
 pub fn failure(store: &Store<PluginState>, error: &wasmtime::Error) -> Failure {
     let state = store.data();
     if state.memory.hit {
         return Failure::MemoryLimit(state.memory.limit);
     }
-    if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+    let trap = error.downcast_ref::<Trap>();
+    if matches!(trap, Some(Trap::Interrupt)) {
         return Failure::Deadline(state.limits.call_timeout);
     }
-    let text = format!("{error:#}");
-    Failure::Trap(text.lines().next().unwrap_or("unknown").to_owned())
+    let mut text = match trap {
+        Some(code) => format!("wasm trap: {code}"),
+        None => error
+            .chain()
+            .map(ToString::to_string)
+            .find(|line| !line.starts_with("error while executing"))
+            .unwrap_or_else(|| "unknown".to_owned()),
+    };
+    if let Some(bt) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let frames: Vec<String> = bt
+            .frames()
+            .iter()
+            .take(3)
+            .map(|f| {
+                f.func_name().map_or_else(
+                    || format!("wasm function {}", f.func_index()),
+                    str::to_owned,
+                )
+            })
+            .collect();
+        if !frames.is_empty() {
+            text.push_str(&format!(" (in {})", frames.join(" < ")));
+        }
+    }
+    if let Some(said) = state.stderr.last_words() {
+        text.push_str(&format!("; the plugin said: {said}"));
+    }
+    Failure::Trap(crate::redact::escape(&text, 1024))
+}
+
+/// `wasi:io/poll` that never waits: every pollable counts as ready at once.
+struct NonBlockingPoll<'a>(&'a mut ResourceTable);
+
+/// The host data of [`NonBlockingPoll`].
+struct NeverWait;
+
+impl wasmtime::component::HasData for NeverWait {
+    type Data<'a> = NonBlockingPoll<'a>;
+}
+
+impl wasmtime_wasi::p2::bindings::sync::io::poll::Host for NonBlockingPoll<'_> {
+    fn poll(
+        &mut self,
+        pollables: Vec<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>>,
+    ) -> wasmtime::Result<Vec<u32>> {
+        Ok((0..u32::try_from(pollables.len()).unwrap_or(u32::MAX)).collect())
+    }
+}
+
+impl wasmtime_wasi::p2::bindings::sync::io::poll::HostPollable for NonBlockingPoll<'_> {
+    fn ready(
+        &mut self,
+        pollable: wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>,
+    ) -> wasmtime::Result<bool> {
+        wasmtime_wasi::p2::bindings::sync::io::poll::HostPollable::ready(self.0, pollable)
+    }
+
+    fn block(
+        &mut self,
+        _pollable: wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>,
+    ) -> wasmtime::Result<()> {
+        Ok(())
+    }
+
+    fn drop(
+        &mut self,
+        pollable: wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>,
+    ) -> wasmtime::Result<()> {
+        wasmtime_wasi::p2::bindings::sync::io::poll::HostPollable::drop(self.0, pollable)
+    }
+}
+
+/// A plugin's stderr: the last [`STDERR_TAIL`] bytes, never blocking, never full.
+#[derive(Debug, Clone, Default)]
+pub struct StderrTail(Arc<std::sync::Mutex<std::collections::VecDeque<u8>>>);
+
+impl StderrTail {
+    fn append(&self, bytes: &[u8]) {
+        let mut tail = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tail.extend(bytes.iter().rev().take(STDERR_TAIL).rev());
+        let excess = tail.len().saturating_sub(STDERR_TAIL);
+        tail.drain(..excess);
+    }
+
+    /// The last non-empty lines written (a panic message), if any.
+    fn last_words(&self) -> Option<String> {
+        let tail = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let text = String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned();
+        let text = text.trim();
+        let from = text.rfind("panicked at").unwrap_or(0);
+        let said = text[from..].trim();
+        (!said.is_empty()).then(|| said.to_owned())
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for StderrTail {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for StderrTail {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(tokio::io::sink())
+    }
+
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for StderrTail {
+    async fn ready(&mut self) {}
+}
+
+impl wasmtime_wasi::p2::OutputStream for StderrTail {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(64 * 1024)
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime::component::{Component, Instance, InstancePre};
 
-use super::runtime::{Failure, Limits, PluginState, Runtime, RuntimeError, arm, failure};
+use super::runtime::{Budgets, Failure, Limits, PluginState, Runtime, RuntimeError, arm, failure};
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,12 @@ pub enum CallError {
     /// The plugin failed too often in a row and is no longer called.
     #[error("plugin `{0}` is marked failed: {1}")]
     CrashLoop(Arc<str>, String),
+    /// The call's result was refused: it was larger than the plugin's budget allows.
+    #[error("plugin `{0}` result refused: {1}")]
+    OverBudget(Arc<str>, String),
+    /// Another call held the instance for longer than a caller could wait.
+    #[error("plugin `{0}` is busy")]
+    Busy(Arc<str>),
 }
 
 /// Loads the exported interface from a fresh instance and initialises it; `Err(text)` is the plugin's refusal.
@@ -228,6 +234,11 @@ impl<G> Shared<G> {
     /// The plugin's health.
     pub fn health(&self) -> Health {
         self.lock().health()
+    }
+
+    /// The plugin's result budgets.
+    pub fn budgets(&self) -> Budgets {
+        self.lock().limits.budgets
     }
 
     /// Calls into the instance, as [`Supervised::call`] does.

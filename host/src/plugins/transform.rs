@@ -6,6 +6,7 @@ use wasmtime::component::Component;
 
 use super::bindings::transformer;
 use super::bindings::types::{LogBatch, MetricBatch};
+use super::budget;
 use super::loader::Loader;
 use super::reload::{Reloadable, Source, Versioned, next_version};
 use super::runtime::{Limits, Runtime};
@@ -58,16 +59,29 @@ impl TransformPlugin {
         self.instance.health()
     }
 
-    /// Rewrites a metric batch.
+    /// Rewrites a metric batch; a result past the plugin's budgets is refused.
     pub fn metrics(&self, batch: &MetricBatch) -> Result<MetricBatch, CallError> {
-        self.instance
-            .call(|g, store| g.call_transform_metrics(store, batch))
+        let out = self
+            .instance
+            .call(|g, store| g.call_transform_metrics(store, batch))?;
+        let b = self.instance.budgets();
+        budget::growth(&self.name, budget::points(batch), budget::points(&out), &b)?;
+        Ok(out)
     }
 
-    /// Rewrites a log batch.
+    /// Rewrites a log batch; a result past the plugin's budgets is refused.
     pub fn logs(&self, batch: &LogBatch) -> Result<LogBatch, CallError> {
-        self.instance
-            .call(|g, store| g.call_transform_logs(store, batch))
+        let out = self
+            .instance
+            .call(|g, store| g.call_transform_logs(store, batch))?;
+        let b = self.instance.budgets();
+        budget::growth(
+            &self.name,
+            budget::records(batch),
+            budget::records(&out),
+            &b,
+        )?;
+        Ok(out)
     }
 }
 
@@ -87,6 +101,50 @@ impl ChainLink {
             on_failure: plugin.on_failure,
             overrides,
             current: Versioned::new(plugin, digest),
+        }
+    }
+
+    /// A link whose plugin could not be loaded for `reason`: every batch meets it as a failure
+    /// (passed through or dropped, as `on_failure` says) until a version of its file loads.
+    pub fn failed(
+        name: &str,
+        overrides: toml::Table,
+        on_failure: OnFailure,
+        reason: String,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            on_failure,
+            overrides,
+            current: Versioned::failed(reason),
+        }
+    }
+
+    /// Applies the serving version with `f`; a link that failed to load fails the call.
+    fn apply<B>(
+        &self,
+        batch: B,
+        f: impl FnOnce(&TransformPlugin, &B) -> Result<B, CallError>,
+    ) -> Option<B> {
+        let result = match (self.current.get(), self.current.failure()) {
+            (Some(t), _) => f(&t, &batch),
+            (None, Some(reason)) => {
+                Err(CallError::CrashLoop(Arc::from(self.name.as_str()), reason))
+            }
+            (None, None) => return Some(batch), // unloaded: its file was removed
+        };
+        match result {
+            Ok(out) => Some(out),
+            Err(e) => match self.on_failure {
+                OnFailure::Open => {
+                    tracing::warn!(plugin = %self.name, "{e}; the batch passes through unchanged");
+                    Some(batch)
+                }
+                OnFailure::Closed => {
+                    tracing::warn!(plugin = %self.name, "{e}; the batch is dropped");
+                    None
+                }
+            },
         }
     }
 }
@@ -129,11 +187,11 @@ impl Transforms {
         self.0.iter()
     }
 
-    /// Each loaded transform's name and health, in chain order.
+    /// Each transform's name and health (a failed load included), in chain order.
     pub fn health(&self) -> Vec<(String, Health)> {
         self.0
             .iter()
-            .filter_map(|l| Some((l.name.clone(), l.current.get()?.health())))
+            .filter_map(|l| Some((l.name.clone(), l.current.health(TransformPlugin::health)?)))
             .collect()
     }
 
@@ -141,35 +199,13 @@ impl Transforms {
     pub fn metrics(&self, batch: MetricBatch) -> Option<MetricBatch> {
         self.0
             .iter()
-            .filter_map(|l| l.current.get())
-            .try_fold(batch, |batch, t| apply(&t, batch, TransformPlugin::metrics))
+            .try_fold(batch, |batch, l| l.apply(batch, TransformPlugin::metrics))
     }
 
     /// Applies every transform to a log batch; `None` when a fail-closed transform failed.
     pub fn logs(&self, batch: LogBatch) -> Option<LogBatch> {
         self.0
             .iter()
-            .filter_map(|l| l.current.get())
-            .try_fold(batch, |batch, t| apply(&t, batch, TransformPlugin::logs))
-    }
-}
-
-fn apply<B>(
-    t: &TransformPlugin,
-    batch: B,
-    f: impl FnOnce(&TransformPlugin, &B) -> Result<B, CallError>,
-) -> Option<B> {
-    match f(t, &batch) {
-        Ok(out) => Some(out),
-        Err(e) => match t.on_failure {
-            OnFailure::Open => {
-                tracing::warn!(plugin = t.name(), "{e}; the batch passes through unchanged");
-                Some(batch)
-            }
-            OnFailure::Closed => {
-                tracing::warn!(plugin = t.name(), "{e}; the batch is dropped");
-                None
-            }
-        },
+            .try_fold(batch, |batch, l| l.apply(batch, TransformPlugin::logs))
     }
 }

@@ -7,6 +7,7 @@ use wasmtime::component::Component;
 
 use super::bindings::types::{KeyValue, Value};
 use super::bindings::viewer::{self, InstrumentInfo};
+use super::budget;
 use super::convert;
 use super::loader::Loader;
 use super::reload::{Reloadable, Source, Versioned, next_version};
@@ -72,6 +73,12 @@ impl ViewPlugin {
             g.call_map_attributes(store, &info, &input)
                 .map(Ok::<_, String>)
         });
+        let answer = answer.and_then(|pairs| match pairs {
+            Some(pairs) => {
+                budget::view(&self.name, &pairs, &self.instance.budgets()).map(|()| Some(pairs))
+            }
+            None => Ok(None),
+        });
         match answer {
             Ok(None) => Mapping::Keep,
             Ok(Some(pairs)) => Mapping::Replace(attribute_set(pairs)),
@@ -123,17 +130,30 @@ impl PluginView {
         }
     }
 
-    /// The serving version's health, if one is loaded.
+    /// A view whose plugin could not be loaded for `reason`: series keep their attributes
+    /// (nothing is cached) until a version of its file loads.
+    pub fn failed(name: &str, overrides: toml::Table, reason: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            overrides,
+            current: Versioned::failed(reason),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The serving version's health, or `Failed` when it could not be loaded.
     pub fn health(&self) -> Option<Health> {
-        self.current.get().map(|p| p.health())
+        self.current.health(ViewPlugin::health)
     }
 }
 
 impl AttributeView for PluginView {
     fn map(&self, instrument: &Descriptor, attrs: &AttrsRef<'_>) -> Mapping {
-        self.current
-            .get()
-            .map_or(Mapping::Keep, |p| p.map(instrument, attrs))
+        match self.current.get() {
+            Some(p) => p.map(instrument, attrs),
+            None if self.current.failure().is_some() => Mapping::Unavailable,
+            None => Mapping::Keep,
+        }
     }
 
     fn generation(&self) -> u64 {

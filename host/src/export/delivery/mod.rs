@@ -327,14 +327,15 @@ impl<T: Clone + Send + 'static> Delivery<T> {
         match f.refused {
             Some(reason) => {
                 tracing::warn!(integration = %self.integration, signal = self.signal.as_str(),
-                    "export refused: {reason}");
+                    "export refused: {}", crate::redact::clean(&reason, 1024));
                 self.failed(&reason);
             }
             None => {
                 if f.rejected > 0 {
+                    let message = f.message.as_deref().unwrap_or("no reason given");
                     tracing::warn!(integration = %self.integration, signal = self.signal.as_str(),
                         "partial success: {} ({} items rejected)",
-                        f.message.as_deref().unwrap_or("no reason given"), f.rejected);
+                        crate::redact::clean(message, 1024), f.rejected);
                 }
                 let acknowledged = self.transport.acknowledged();
                 let state = self.status.delivered(acknowledged, f.rejected, f.message);

@@ -60,6 +60,12 @@ impl State {
     }
 }
 
+/// An error text from outside the host (a backend's answer, a plugin's reason) as the status
+/// keeps it: credentials masked, control characters escaped, at most 1 KiB.
+fn outside(text: &str) -> String {
+    crate::redact::clean(text, 1024)
+}
+
 /// A consistent copy of an integration's status.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Snapshot {
@@ -147,7 +153,7 @@ impl Status {
             s.consecutive_failures = 0;
             s.last_success_unix_nano = Some(unix_nanos());
             if let Some(m) = message {
-                s.last_error = Some(format!("partial success: {m}"));
+                s.last_error = Some(format!("partial success: {}", outside(&m)));
             }
             s.state = if acknowledged {
                 State::Connected
@@ -162,7 +168,7 @@ impl Status {
     pub fn retrying(&self, error: &str) -> State {
         self.update(|s| {
             s.retried += 1;
-            s.last_error = Some(error.to_owned());
+            s.last_error = Some(outside(error));
             if matches!(s.state, State::Pending | State::Connected | State::Sending) {
                 s.state = State::Degraded;
             }
@@ -175,7 +181,8 @@ impl Status {
         self.update(|s| {
             s.failed += 1;
             s.consecutive_failures += 1;
-            s.last_error = Some(error.to_owned());
+            let error = outside(error);
+            s.last_error = Some(error.clone());
             if s.consecutive_failures >= PAUSE_AFTER {
                 s.state = State::Paused;
                 s.paused_reason = Some(format!(
