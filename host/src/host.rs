@@ -111,6 +111,7 @@ impl Host {
                 .with_stream_views(config.metrics.views.clone())?,
         );
         let telemetry = SelfTelemetry::register(&registry)?;
+        crate::telemetry::plugin_refusals(&registry, crate::plugins::budget::refusals)?;
         let resource = crate::sources::resource::detect(&config.resource);
         let deriver = Deriver::new(&config.derive, &registry)?;
         let registries = Arc::new(Registries::new(registry.clone(), resource));
@@ -119,10 +120,11 @@ impl Host {
             transforms,
             views,
         } = load_plugins(config, &registries).await?;
-        let pipeline = Arc::new(
-            Pipeline::new(deriver, Vec::new(), telemetry.clone())
-                .calling_plugins(!views.is_empty()),
-        );
+        let mut pipeline = Pipeline::new(deriver, Vec::new(), telemetry.clone());
+        if !views.is_empty() {
+            pipeline = pipeline.calling_views(config.plugins.call_timeout());
+        }
+        let pipeline = Arc::new(pipeline);
 
         let (stop, stopped) = watch::channel(false);
         let intake = bind("intake", config.intake.listen).await?;

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod plugins;
+pub(crate) mod pool;
 pub mod redact;
 pub mod sources;
 pub mod telemetry;

@@ -21,7 +21,7 @@ pub struct Pipeline {
     deriver: Deriver,
     sinks: RwLock<Vec<Arc<dyn EventSink>>>,
     telemetry: SelfTelemetry,
-    calls_plugins: bool,
+    view_patience: Option<std::time::Duration>,
 }
 
 impl Pipeline {
@@ -31,19 +31,20 @@ impl Pipeline {
             deriver,
             sinks: RwLock::new(sinks),
             telemetry,
-            calls_plugins: false,
+            view_patience: None,
         }
     }
 
-    /// Marks that recording may call view plugins, which must not run on async worker threads.
-    pub fn calling_plugins(mut self, yes: bool) -> Self {
-        self.calls_plugins = yes;
+    /// Marks that recording may call view plugins (which must not run on async worker
+    /// threads), and how long one intake request may spend on them in all.
+    pub fn calling_views(mut self, patience: std::time::Duration) -> Self {
+        self.view_patience = Some(patience);
         self
     }
 
-    /// Whether recording may call plugins (and so must run on a blocking thread).
-    pub fn calls_plugins(&self) -> bool {
-        self.calls_plugins
+    /// How long one intake request may spend on view plugins, when recording may call them.
+    pub fn view_patience(&self) -> Option<std::time::Duration> {
+        self.view_patience
     }
 
     /// Records a whole, already validated batch.

@@ -11,18 +11,19 @@ static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 /// Values shorter than this are not masked: they would mask ordinary words.
 const SHORTEST: usize = 6;
 
-/// Remembers a credential value so that [`redact`] masks it from now on.
+/// Remembers a credential value so that [`redact`] masks it from now on; for a value of the
+/// form `<scheme> <token>` (`Bearer …`), the token alone too.
 pub fn register(value: &str) {
     let value = value.trim();
-    if value.len() < SHORTEST {
-        return;
-    }
+    let token = value.split_once(' ').map(|(_, token)| token.trim());
     let mut secrets = SECRETS.write().unwrap_or_else(PoisonError::into_inner);
-    if !secrets.iter().any(|s| s == value) {
-        secrets.push(value.to_owned());
-        // Longest first, so that a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for secret in std::iter::once(value).chain(token) {
+        if secret.len() >= SHORTEST && !secrets.iter().any(|s| s == secret) {
+            secrets.push(secret.to_owned());
+        }
     }
+    // Longest first, so that a secret containing another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
 /// `text` with every registered credential value replaced by `[redacted]`.
@@ -69,6 +70,7 @@ mod tests {
     fn secrets_are_masked_and_control_characters_escaped() {
         register("sk-test-REDACT-ME-0001");
         register("abc");
+        register("Bearer tok-0123456789");
         assert_eq!(
             clean(
                 "401: key sk-test-REDACT-ME-0001 refused\r\nFAKE host line",
@@ -79,6 +81,10 @@ mod tests {
         assert_eq!(
             redact("abc is too short to be a secret"),
             "abc is too short to be a secret"
+        );
+        assert_eq!(
+            redact("echo: tok-0123456789 / Bearer tok-0123456789"),
+            "echo: [redacted] / [redacted]"
         );
         assert_eq!(escape("\u{1b}[31mred\0", 100), "\\u{1b}[31mred\\u{0}");
         assert_eq!(escape("ééé", 3), "éé…");

@@ -80,6 +80,35 @@ fn per_instrument(
     Ok(())
 }
 
+/// Registers `wasmtel.plugin.refused`, an observable counter of plugin results refused past a
+/// budget, by plugin and budget, as `read` reports them (plugin, budget, count).
+pub fn plugin_refusals(
+    registry: &Registry,
+    read: fn() -> Vec<(String, &'static str, u64)>,
+) -> Result<(), ConflictError> {
+    let counter = instrument(
+        registry,
+        InstrumentKind::ObservableCounter,
+        "wasmtel.plugin.refused",
+        "{result}",
+        "Plugin results refused past a budget, and plugin log lines dropped past their rate, by plugin and budget.",
+    )?;
+    // Observable by construction, so the registration cannot be refused.
+    let _ = registry.register_callback(
+        counter,
+        Box::new(move |o| {
+            for (plugin, budget, n) in read() {
+                let attrs = [
+                    ("budget", ValueRef::Str(budget)),
+                    ("plugin", ValueRef::Str(&plugin)),
+                ];
+                o.observe(&attrs, n as f64);
+            }
+        }),
+    );
+    Ok(())
+}
+
 impl SelfTelemetry {
     /// Registers the self-metrics in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, ConflictError> {

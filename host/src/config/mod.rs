@@ -382,10 +382,15 @@ impl Config {
     }
 }
 
-/// Whether a config key holds credentials: a header value, an API key or a token.
-fn is_secret_key(key: &str) -> bool {
-    key.split('.')
-        .any(|part| matches!(part, "headers" | "api_key" | "token"))
+/// Whether a config key holds credentials: a header value, an API key, a token, a password or
+/// a secret.
+pub fn is_secret_key(key: &str) -> bool {
+    key.split('.').any(|part| {
+        matches!(
+            part.to_ascii_lowercase().as_str(),
+            "headers" | "api_key" | "apikey" | "token" | "password" | "secret"
+        )
+    })
 }
 
 /// An error message with every `quoted` value cut out, for keys whose values are secrets.

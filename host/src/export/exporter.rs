@@ -341,9 +341,11 @@ impl Exporter {
 
     /// Collects the current metric state into one batch and queues it for delivery.
     pub async fn collect(self: &Arc<Self>) {
-        // Transforms and plugins must not run on async worker threads.
+        // Transforms and plugins run on the export pool, off the async worker threads.
         let me = self.clone();
-        let _ = tokio::task::spawn_blocking(move || me.collect_blocking()).await;
+        let _ = crate::pool::export()
+            .run(move || me.collect_blocking())
+            .await;
     }
 
     fn collect_blocking(&self) {

@@ -34,6 +34,12 @@ pub enum IntakeError {
     /// The connection failed while the body was read.
     #[error("the body could not be read: {0}")]
     BodyRead(String),
+    /// Intake is overloaded: its workers and their queue are full; retry later.
+    #[error("{0}; retry later")]
+    Busy(String),
+    /// The request could not be processed because of a fault in the host.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl IntakeError {
@@ -48,6 +54,8 @@ impl IntakeError {
             IntakeError::UnsupportedMediaType(_) | IntakeError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
+            IntakeError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IntakeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -60,6 +68,8 @@ impl IntakeError {
             IntakeError::UnsupportedEncoding(_) => "unsupported_encoding",
             IntakeError::BadGzip(_) => "bad_gzip",
             IntakeError::BodyRead(_) => "body_read",
+            IntakeError::Busy(_) => "busy",
+            IntakeError::Internal(_) => "internal",
         }
     }
 }
@@ -72,6 +82,19 @@ impl IntoResponse for IntakeError {
             }),
             other => json!({ "error": other.to_string() }),
         };
-        (self.status(), Json(body)).into_response()
+        self.advise((self.status(), Json(body)).into_response())
+    }
+}
+
+impl IntakeError {
+    /// Adds `Retry-After` to `response` when the client should retry later (intake is busy).
+    pub(crate) fn advise(&self, mut response: Response) -> Response {
+        if matches!(self, IntakeError::Busy(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }

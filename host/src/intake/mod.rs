@@ -62,13 +62,35 @@ async fn post_events(State(intake): State<Intake>, headers: HeaderMap, body: Bod
 async fn accept(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<usize, IntakeError> {
     body::MediaType::of(headers)?;
     let bytes = body::read(headers, body, intake.max_body).await?;
-    if bytes.len() <= INLINE_PARSE_LIMIT && !intake.pipeline.calls_plugins() {
-        return ingest(&intake.pipeline, &bytes);
-    }
     let pipeline = intake.pipeline.clone();
-    tokio::task::spawn_blocking(move || ingest(&pipeline, &bytes))
+    work(&intake.pipeline, bytes.len(), move || {
+        ingest(&pipeline, &bytes)
+    })
+    .await?
+}
+
+/// Runs the work of one request of `size` bytes: inline when it is small and calls no plugin,
+/// else on the intake pool with view plugins bounded by the pipeline's patience; a full pool
+/// is [`IntakeError::Busy`].
+async fn work<R: Send + 'static>(
+    pipeline: &Pipeline,
+    size: usize,
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, IntakeError> {
+    let patience = pipeline.view_patience();
+    if patience.is_none() && size <= INLINE_PARSE_LIMIT {
+        return Ok(work());
+    }
+    crate::pool::intake()
+        .run(move || match patience {
+            Some(patience) => crate::metrics::patiently(patience, work),
+            None => work(),
+        })
         .await
-        .map_err(|e| IntakeError::BodyRead(e.to_string()))?
+        .map_err(|e| match e {
+            crate::pool::PoolError::Full(..) => IntakeError::Busy(e.to_string()),
+            crate::pool::PoolError::Panicked(_) => IntakeError::Internal(e.to_string()),
+        })
 }
 
 /// Parses the whole body first, so a bad line records nothing.

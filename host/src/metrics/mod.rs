@@ -19,7 +19,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 pub use instrument::{Descriptor, Instrument, MergeError, Point, Storage};
 pub use registries::{Producer, Registries};
 pub use temporality::{DeltaTracker, DeltaTrackers};
-pub use view::{AttributeView, Mapping, Pattern};
+pub use view::{AttributeView, Mapping, Pattern, patience, patiently};
 
 use crate::config::{
     Aggregation, ExemplarFilter, HistogramAggregation, StreamView, StreamViewError,

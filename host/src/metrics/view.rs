@@ -23,6 +23,32 @@ pub enum Mapping {
     Unavailable,
 }
 
+thread_local! {
+    /// When views must stop being asked for the work on this thread (see [`patiently`]).
+    static PATIENCE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` allowing views `budget` of time in all: past it, a cache miss records under the
+/// input set without asking the view (as [`Mapping::Unavailable`]).
+pub fn patiently<R>(budget: std::time::Duration, f: impl FnOnce() -> R) -> R {
+    /// Puts the outer bound back, even when `f` unwinds.
+    struct Restore(Option<std::time::Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PATIENCE.set(self.0);
+        }
+    }
+    let _restore = Restore(PATIENCE.replace(std::time::Instant::now().checked_add(budget)));
+    f()
+}
+
+/// How long views may still take for the work on this thread; `None` when unbounded.
+pub fn patience() -> Option<std::time::Duration> {
+    PATIENCE
+        .get()
+        .map(|until| until.saturating_duration_since(std::time::Instant::now()))
+}
+
 /// Something that maps attribute sets (a view plugin).
 pub trait AttributeView: Send + Sync {
     /// Maps one attribute set of `instrument`; may be slow, it runs once per distinct set.
@@ -80,6 +106,9 @@ impl Viewed {
             {
                 return record(key(attrs, hash, answer.as_ref()));
             }
+        }
+        if patience().is_some_and(|left| left.is_zero()) {
+            return record(SeriesKey::Hashed(attrs, hash));
         }
         let answer = match self.view.map(descriptor, attrs) {
             Mapping::Keep => None,

@@ -79,5 +79,10 @@ pub fn config(
         merged.extend(table.clone());
     }
     merged.extend(overrides.clone());
-    Ok(flatten(&merged))
+    let settings = flatten(&merged);
+    settings
+        .iter()
+        .filter(|(key, _)| crate::config::is_secret_key(key))
+        .for_each(|(_, value)| crate::redact::register(value));
+    Ok(settings)
 }

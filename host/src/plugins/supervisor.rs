@@ -1,7 +1,7 @@
 //! Supervision of one plugin: a live instance, re-created with exponential backoff
 //! after a failure, and marked failed after a crash loop.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -23,8 +23,11 @@ pub enum LoadError {
     Start(#[from] CallError),
 }
 
-/// Consecutive failures after which a plugin is marked failed for good.
-pub const CRASH_LOOP_LIMIT: u32 = 5;
+/// Failures within [`CRASH_LOOP_WINDOW`] after which a plugin is marked failed for good.
+pub const CRASH_LOOP_LIMIT: usize = 5;
+/// How far back failures count towards a crash loop; calls that succeed in between do not
+/// clear them (a plugin whose `encode` works and whose `classify` always fails still loops).
+pub const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(60);
 /// The first re-instantiation delay; it doubles per consecutive failure.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest re-instantiation delay.
@@ -78,7 +81,7 @@ pub struct Supervised<G> {
     limits: Limits,
     start: Starter<G>,
     live: Option<(Store<PluginState>, G)>,
-    failures: u32,
+    failures: std::collections::VecDeque<Instant>,
     last_failure: Option<Failure>,
     retry_at: Option<Instant>,
     failed: Option<String>,
@@ -124,7 +127,7 @@ impl<G> Supervised<G> {
             limits,
             start,
             live: None,
-            failures: 0,
+            failures: std::collections::VecDeque::new(),
             last_failure: None,
             retry_at: None,
             failed: None,
@@ -176,14 +179,8 @@ impl<G> Supervised<G> {
         };
         arm(store);
         match f(guest, store) {
-            Ok(Ok(value)) => {
-                self.failures = 0;
-                Ok(value)
-            }
-            Ok(Err(refusal)) => {
-                self.failures = 0;
-                Err(CallError::Plugin(self.name.clone(), refusal))
-            }
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(refusal)) => Err(CallError::Plugin(self.name.clone(), refusal)),
             Err(e) => {
                 let error = CallError::Failed(self.name.clone(), failure(store, &e));
                 self.live = None;
@@ -194,18 +191,30 @@ impl<G> Supervised<G> {
     }
 
     fn record(&mut self, error: &CallError) {
-        self.failures += 1;
+        let now = Instant::now();
+        while self
+            .failures
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > CRASH_LOOP_WINDOW)
+        {
+            self.failures.pop_front();
+        }
+        self.failures.push_back(now);
         if let CallError::Failed(_, f) = error {
             self.last_failure = Some(f.clone());
         }
-        if self.failures >= CRASH_LOOP_LIMIT {
-            let reason = format!("{} consecutive failures, the last: {error}", self.failures);
+        let recent = self.failures.len();
+        if recent >= CRASH_LOOP_LIMIT {
+            let reason = format!(
+                "{recent} failures within {}s, the last: {error}",
+                CRASH_LOOP_WINDOW.as_secs()
+            );
             tracing::error!(plugin = %self.name, "plugin marked failed: {reason}");
             self.failed = Some(reason);
             return;
         }
         let backoff = FIRST_BACKOFF
-            .saturating_mul(1 << (self.failures - 1).min(16))
+            .saturating_mul(1 << (recent - 1).min(16))
             .min(MAX_BACKOFF);
         tracing::warn!(plugin = %self.name, "{error}; re-instantiating in {backoff:?}");
         self.retry_at = Some(Instant::now() + backoff);
@@ -221,35 +230,110 @@ impl<G> Supervised<G> {
     }
 }
 
-/// A supervised plugin shared between threads: calls take turns on its one instance.
-pub struct Shared<G>(Mutex<Supervised<G>>);
+/// A supervised plugin shared between threads: calls take turns on its one instance, and a
+/// caller may bound how long it waits for its turn.
+pub struct Shared<G> {
+    supervised: Mutex<Supervised<G>>,
+    turn: Mutex<bool>,
+    freed: Condvar,
+    health: Mutex<Health>,
+    limits: Limits,
+}
 
 impl<G> From<Supervised<G>> for Shared<G> {
     fn from(supervised: Supervised<G>) -> Self {
-        Self(Mutex::new(supervised))
+        Self {
+            health: Mutex::new(supervised.health()),
+            limits: supervised.limits,
+            supervised: Mutex::new(supervised),
+            turn: Mutex::new(false),
+            freed: Condvar::new(),
+        }
+    }
+}
+
+/// Holds the turn on a [`Shared`] instance; passes it on when dropped.
+struct Turn<'a>(&'a Mutex<bool>, &'a Condvar);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.1.notify_one();
     }
 }
 
 impl<G> Shared<G> {
-    /// The plugin's health.
+    /// The plugin's health after its last call (never waits for a call in progress).
     pub fn health(&self) -> Health {
-        self.lock().health()
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The plugin's result budgets.
     pub fn budgets(&self) -> Budgets {
-        self.lock().limits.budgets
+        self.limits.budgets
     }
 
-    /// Calls into the instance, as [`Supervised::call`] does.
+    /// The plugin's deadline per call.
+    pub fn call_timeout(&self) -> Duration {
+        self.limits.call_timeout
+    }
+
+    /// Calls into the instance, as [`Supervised::call`] does, waiting as long as it takes for
+    /// the calls before it (each bounded by the deadline).
     pub fn call<R>(
         &self,
         f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, CallError> {
-        self.lock().call(f)
+        self.call_within(None, f)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Supervised<G>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Calls into the instance, waiting at most `wait` (when given) for another call to end;
+    /// [`CallError::Busy`] past it.
+    pub fn call_within<R>(
+        &self,
+        wait: Option<Duration>,
+        f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<R, CallError> {
+        let _turn = self.take_turn(wait).ok_or_else(|| {
+            let name = self
+                .supervised
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .name
+                .clone();
+            CallError::Busy(name)
+        })?;
+        let mut supervised = self
+            .supervised
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let result = supervised.call(f);
+        *self.health.lock().unwrap_or_else(PoisonError::into_inner) = supervised.health();
+        result
+    }
+
+    fn take_turn(&self, wait: Option<Duration>) -> Option<Turn<'_>> {
+        let deadline = wait.map(|w| Instant::now() + w);
+        let mut busy = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
+        while *busy {
+            busy = match deadline {
+                None => self
+                    .freed
+                    .wait(busy)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.checked_duration_since(Instant::now())?;
+                    self.freed
+                        .wait_timeout(busy, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        *busy = true;
+        Some(Turn(&self.turn, &self.freed))
     }
 }

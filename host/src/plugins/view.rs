@@ -69,7 +69,11 @@ impl ViewPlugin {
                 value: convert::value(*v),
             })
             .collect();
-        let answer = self.instance.call(|g, store| {
+        // Never wait for a busy instance longer than the deadline, nor than the work that
+        // asks may still spend on views.
+        let timeout = self.instance.call_timeout();
+        let wait = crate::metrics::patience().map_or(timeout, |left| left.min(timeout));
+        let answer = self.instance.call_within(Some(wait), |g, store| {
             g.call_map_attributes(store, &info, &input)
                 .map(Ok::<_, String>)
         });

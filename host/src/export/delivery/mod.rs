@@ -231,14 +231,15 @@ impl<T: Clone + Send + 'static> Delivery<T> {
             return Step::Done;
         };
         let Some(requests) = segment.requests.as_mut() else {
-            // Encoding may call plugins, which must not run on async worker threads.
+            // Encoding may call plugins: on the export pool, off the async worker threads.
             let items = std::mem::take(&mut segment.items);
             let encode = self.encode.clone();
-            let encoded = tokio::task::spawn_blocking(move || {
-                let requests = encode(&items);
-                (items, requests)
-            })
-            .await;
+            let encoded = crate::pool::export()
+                .run(move || {
+                    let requests = encode(&items);
+                    (items, requests)
+                })
+                .await;
             match encoded {
                 Ok((items, Ok(requests))) => {
                     segment.items = items;

@@ -17,6 +17,16 @@ use super::{BoxFuture, Delivered, Request, SendError, Transport};
 use crate::export::plugin::PluginSlot;
 use crate::export::probe::{Diagnosis, probe};
 use crate::plugins::bindings::encoder::{HttpRequest, Outcome, Response};
+use crate::redact::redact;
+
+/// Headers the host sets itself; a plugin's values for them are dropped (as are its values for
+/// the integration's credential headers).
+const HOST_OWNED: [HeaderName; 4] = [
+    reqwest::header::HOST,
+    reqwest::header::CONTENT_LENGTH,
+    reqwest::header::TRANSFER_ENCODING,
+    reqwest::header::CONNECTION,
+];
 
 /// The most bytes of a backend's answer the host reads and hands to the plugin.
 pub const MAX_ANSWER: usize = 64 * 1024;
@@ -29,59 +39,58 @@ pub struct PluginHttp {
     plugin: Arc<PluginSlot>,
 }
 
-/// Builds the URL for a plugin's path: only a path (and query) under the endpoint's base path.
+/// Builds the URL for a plugin's path (and query): the path is split into segments, each
+/// percent-decoded and checked, and the clean segments are joined under the endpoint's base
+/// path. Refused, and named: anything but an absolute path, empty, `.` or `..` segments
+/// (encoded or not), backslashes, control characters, a fragment, or bytes that are not UTF-8.
 pub fn url_for(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
-    let bad = || {
+    let refuse = |why: &str| {
         format!(
-            "plugin path `{}` is not a path on the endpoint",
-            path.escape_debug()
+            "plugin path `{}` is refused: {why}",
+            crate::redact::escape(path, 200)
         )
     };
     let (path_part, query) = match path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path, None),
     };
-    let dot_segment = path_part.split('/').any(|seg| {
-        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    });
-    let lower = path.to_ascii_lowercase();
-    if !path.starts_with('/')
-        || path.starts_with("//")
-        || dot_segment
-        || path.contains(['\\', '#'])
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || path.chars().any(char::is_control)
-    {
-        return Err(bad());
+    if path.contains('#') {
+        return Err(refuse("a fragment is not part of a request"));
     }
-    let base_path = base.path().trim_end_matches('/');
+    if path.chars().any(char::is_control) {
+        return Err(refuse("it holds control characters"));
+    }
+    let Some(rest) = path_part.strip_prefix('/') else {
+        return Err(refuse("it must start with `/`"));
+    };
+    let mut segments = Vec::new();
+    let parts: Vec<&str> = rest.split('/').collect();
+    for (i, raw) in parts.iter().enumerate() {
+        let segment = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| refuse("a segment is not UTF-8 once decoded"))?;
+        let last = i + 1 == parts.len();
+        match &*segment {
+            "" if last => {}
+            "" => return Err(refuse("it has an empty segment (`//`)")),
+            "." | ".." => return Err(refuse("it has a `.` or `..` segment")),
+            s if s.contains(['/', '\\']) || s.chars().any(char::is_control) => {
+                return Err(refuse(
+                    "a segment holds a slash, a backslash or a control character",
+                ));
+            }
+            _ => {}
+        }
+        segments.push(segment);
+    }
     let mut url = base.clone();
-    url.set_path(&format!("{base_path}{path_part}"));
     url.set_query(query);
     url.set_fragment(None);
-    let same_origin = url.scheme() == base.scheme()
-        && url.host() == base.host()
-        && url.port_or_known_default() == base.port_or_known_default();
-    let under = url.path() == base_path || url.path().starts_with(&format!("{base_path}/"));
-    if !same_origin || !under {
-        return Err(bad());
-    }
+    url.path_segments_mut()
+        .map_err(|()| refuse("the endpoint cannot take a path"))?
+        .pop_if_empty()
+        .extend(segments.iter().map(|s| &**s));
     Ok(url)
-}
-
-/// `text` with every credential value in it replaced, so that an echo never leaves the host.
-pub fn redact(text: &str, credentials: &HeaderMap) -> String {
-    let mut out = text.to_owned();
-    for value in credentials.values() {
-        if let Ok(v) = value.to_str()
-            && v.len() >= 4
-        {
-            out = out.replace(v, "[redacted]");
-        }
-    }
-    out
 }
 
 impl PluginHttp {
@@ -92,6 +101,10 @@ impl PluginHttp {
         plugin: Arc<PluginSlot>,
         timeout: Duration,
     ) -> Result<Self, String> {
+        credentials
+            .values()
+            .filter_map(|v| v.to_str().ok())
+            .for_each(crate::redact::register);
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("wasmtel/", env!("CARGO_PKG_VERSION")))
@@ -115,7 +128,7 @@ impl PluginHttp {
         for (k, v) in &request.headers {
             let name = HeaderName::try_from(k.as_str())
                 .map_err(|_| refused(format!("invalid request: header `{}`", k.escape_debug())))?;
-            if name == reqwest::header::HOST {
+            if HOST_OWNED.contains(&name) || self.credentials.contains_key(&name) {
                 continue;
             }
             let value = HeaderValue::try_from(v.as_str())
@@ -145,32 +158,34 @@ impl PluginHttp {
             .iter()
             .map(|(k, v)| {
                 let text = v.to_str().unwrap_or("");
-                (k.as_str().to_owned(), redact(text, &self.credentials))
+                (k.as_str().to_owned(), redact(text).into_owned())
             })
             .collect();
         let body = read_capped(response).await;
-        let body = redact(&String::from_utf8_lossy(&body), &self.credentials).into_bytes();
+        let body = redact(&String::from_utf8_lossy(&body))
+            .into_owned()
+            .into_bytes();
         let answer = Response {
             status,
             headers,
             body,
         };
         let plugin = self.plugin.clone();
-        // A plugin call, so off the async worker threads.
-        let outcome = tokio::task::spawn_blocking(move || plugin.classify(&answer))
+        // A plugin call, so on the export pool, off the async worker threads.
+        let outcome = crate::pool::export()
+            .run(move || plugin.classify(&answer))
             .await
             .unwrap_or_else(|_| Outcome::Reject("the classify task failed".into()));
-        let redacted = |text: &str| redact(text, &self.credentials);
         match outcome {
             Outcome::Success => Ok(Delivered::default()),
             Outcome::Partial(p) => Ok(Delivered {
                 rejected: p.rejected,
-                message: Some(redacted(&p.message)),
+                message: Some(redact(&p.message).into_owned()),
             }),
             _ if status == 413 => Err(SendError::TooLarge(format!("{url}: HTTP 413"))),
             Outcome::Reject(reason) => Err(SendError::Rejected(format!(
                 "{url}: rejected: {}",
-                redacted(&reason)
+                redact(&reason)
             ))),
             Outcome::Retry(after) => Err(SendError::Retryable {
                 reason: format!("{url}: HTTP {status}"),
@@ -224,41 +239,64 @@ mod tests {
     #[test]
     fn plugin_paths_stay_under_the_endpoint_path() {
         let base = reqwest::Url::parse("https://api.example.com/base/").expect("url");
+        let ok = |path: &str| url_for(&base, path).expect(path).to_string();
         assert_eq!(
-            url_for(&base, "/api/v2/series?x=1").expect("path").as_str(),
+            ok("/api/v2/series?x=1"),
             "https://api.example.com/base/api/v2/series?x=1"
         );
-        for bad in [
-            "api",
-            "//evil.com/x",
-            "http://evil.com/",
-            "/\\evil",
-            "/x#frag",
-            "/a\nb",
-            "@evil.com/",
+        // Decoded, checked, and encoded again the one canonical way.
+        assert_eq!(
+            ok("/api/se%72ies/a%20b"),
+            "https://api.example.com/base/api/series/a%20b"
+        );
+        assert_eq!(ok("/v1/"), "https://api.example.com/base/v1/");
+        let refused = |path: &str, why: &str| {
+            let e = url_for(&base, path).expect_err(path);
+            assert!(e.ends_with(why), "{path}: {e}");
+        };
+        for dots in [
             "/../basement/x",
             "/./../basement",
             "/%2e%2e/basement/x",
             "/%2E./basement",
-            "/x/..%2fbasement",
+            "/.%2e/basement",
             "/a/../../basement",
+            "/a/./b",
         ] {
-            assert!(url_for(&base, bad).is_err(), "{bad} must be refused");
+            refused(dots, "it has a `.` or `..` segment");
         }
+        for empty in ["//evil.com/x", "/a//b", "///"] {
+            refused(empty, "it has an empty segment (`//`)");
+        }
+        for smuggled in [
+            "/x/..%2fbasement",
+            "/x/%2F..",
+            "/x%5c..%5cbasement",
+            "/\\evil",
+        ] {
+            refused(
+                smuggled,
+                "a segment holds a slash, a backslash or a control character",
+            );
+        }
+        refused(
+            "/x/%00",
+            "a segment holds a slash, a backslash or a control character",
+        );
+        refused("/x/%ff", "a segment is not UTF-8 once decoded");
+        refused("api", "it must start with `/`");
+        refused("http://evil.com/", "it must start with `/`");
+        refused("@evil.com/", "it must start with `/`");
+        refused("/x#frag", "a fragment is not part of a request");
+        let e = url_for(&base, "/a\nb\u{1b}[31m").expect_err("control");
+        assert_eq!(
+            e,
+            "plugin path `/a\\nb\\u{1b}[31m` is refused: it holds control characters"
+        );
         let root = reqwest::Url::parse("http://127.0.0.1:9/").expect("url");
         assert_eq!(
             url_for(&root, "/v1/x").expect("path").as_str(),
             "http://127.0.0.1:9/v1/x"
-        );
-    }
-
-    #[test]
-    fn echoed_credentials_are_redacted() {
-        let mut creds = HeaderMap::new();
-        creds.insert("dd-api-key", HeaderValue::from_static("s3cr3t-key"));
-        assert_eq!(
-            redact("bad request: header DD-API-KEY=s3cr3t-key", &creds),
-            "bad request: header DD-API-KEY=[redacted]"
         );
     }
 }

@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use prost::Message;
 
 use super::error::IntakeError;
-use super::{INLINE_PARSE_LIMIT, Intake, body};
+use super::{Intake, body};
 use crate::model::Signal;
 
 /// What one request accepted and rejected, and the first problem found.
@@ -114,19 +114,25 @@ pub struct Status {
 const INVALID_ARGUMENT: i32 = 3;
 /// gRPC's RESOURCE_EXHAUSTED.
 const RESOURCE_EXHAUSTED: i32 = 8;
+/// gRPC's INTERNAL.
+const INTERNAL: i32 = 13;
+/// gRPC's UNAVAILABLE.
+const UNAVAILABLE: i32 = 14;
 
 /// The error response for a request refused whole, counted in self-telemetry.
 fn refuse(intake: &Intake, error: &IntakeError, encoding: Encoding) -> Response {
     intake.pipeline.reject(error.reason());
     let code = match error.status() {
         StatusCode::PAYLOAD_TOO_LARGE => RESOURCE_EXHAUSTED,
+        StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE,
+        StatusCode::INTERNAL_SERVER_ERROR => INTERNAL,
         _ => INVALID_ARGUMENT,
     };
     let status = Status {
         code,
         message: error.to_string(),
     };
-    encoding.respond(error.status(), &status)
+    error.advise(encoding.respond(error.status(), &status))
 }
 
 /// Reads, decodes and processes one request (off the async workers when it is large or when
@@ -151,23 +157,22 @@ where
         Ok(bytes) => bytes,
         Err(e) => return refuse(&intake, &e, encoding),
     };
-    let inline = bytes.len() <= INLINE_PARSE_LIMIT && !intake.pipeline.calls_plugins();
     let worker = intake.clone();
-    let work = move || -> Result<Tally, IntakeError> {
-        let what = std::any::type_name::<T>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("request");
-        let request = encoding.decode::<T>(&bytes, what)?;
-        Ok(process(&worker, request))
-    };
-    let tally = if inline {
-        work()
-    } else {
-        tokio::task::spawn_blocking(work)
-            .await
-            .unwrap_or_else(|e| Err(IntakeError::BodyRead(e.to_string())))
-    };
+    let size = bytes.len();
+    let tally = super::work(
+        &intake.pipeline,
+        size,
+        move || -> Result<Tally, IntakeError> {
+            let what = std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("request");
+            let request = encoding.decode::<T>(&bytes, what)?;
+            Ok(process(&worker, request))
+        },
+    )
+    .await
+    .and_then(|tally| tally);
     match tally {
         Ok(tally) => {
             let telemetry = intake.pipeline.telemetry();
