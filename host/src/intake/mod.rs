@@ -70,8 +70,8 @@ async fn accept(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<usiz
 }
 
 /// Runs the work of one request of `size` bytes: inline when it is small and calls no plugin,
-/// else on the intake pool with view plugins bounded by the pipeline's patience; a full pool
-/// is [`IntakeError::Busy`].
+/// else on the intake pool, with view plugins given the pipeline's patience counted from now
+/// (so a request that waited in the queue asks no view); a full pool is [`IntakeError::Busy`].
 async fn work<R: Send + 'static>(
     pipeline: &Pipeline,
     size: usize,
@@ -81,9 +81,10 @@ async fn work<R: Send + 'static>(
     if patience.is_none() && size <= INLINE_PARSE_LIMIT {
         return Ok(work());
     }
+    let until = patience.and_then(|p| std::time::Instant::now().checked_add(p));
     crate::pool::intake()
-        .run(move || match patience {
-            Some(patience) => crate::metrics::patiently(patience, work),
+        .run(move || match until {
+            Some(until) => crate::metrics::patiently(until, work),
             None => work(),
         })
         .await

@@ -28,9 +28,9 @@ thread_local! {
     static PATIENCE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
 }
 
-/// Runs `f` allowing views `budget` of time in all: past it, a cache miss records under the
+/// Runs `f` allowing views time until `until` in all: past it, a cache miss records under the
 /// input set without asking the view (as [`Mapping::Unavailable`]).
-pub fn patiently<R>(budget: std::time::Duration, f: impl FnOnce() -> R) -> R {
+pub fn patiently<R>(until: std::time::Instant, f: impl FnOnce() -> R) -> R {
     /// Puts the outer bound back, even when `f` unwinds.
     struct Restore(Option<std::time::Instant>);
     impl Drop for Restore {
@@ -38,7 +38,7 @@ pub fn patiently<R>(budget: std::time::Duration, f: impl FnOnce() -> R) -> R {
             PATIENCE.set(self.0);
         }
     }
-    let _restore = Restore(PATIENCE.replace(std::time::Instant::now().checked_add(budget)));
+    let _restore = Restore(PATIENCE.replace(Some(until)));
     f()
 }
 
@@ -282,6 +282,28 @@ mod tests {
         assert_eq!(viewed.cached(), 0);
         view.down.store(false, Ordering::Relaxed);
         assert!(resolved(&viewed, &a).is_empty());
+    }
+
+    #[test]
+    fn past_the_work_s_patience_views_are_not_asked_and_the_input_is_kept() {
+        let view = Arc::new(DropUser::default());
+        let viewed = Viewed::new(view.clone());
+        let a = [("model", ValueRef::Str("m")), ("user", ValueRef::Str("u1"))];
+        let b = [("model", ValueRef::Str("m")), ("user", ValueRef::Str("u2"))];
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        assert_eq!(patiently(later, || resolved(&viewed, &a)).len(), 1);
+        assert_eq!(view.calls.load(Ordering::Relaxed), 1);
+        let spent = std::time::Instant::now();
+        patiently(spent, || {
+            assert_eq!(patience(), Some(std::time::Duration::ZERO));
+            // Cached answers still apply; a miss records under its own attributes, unasked.
+            assert_eq!(resolved(&viewed, &a).len(), 1);
+            assert_eq!(resolved(&viewed, &b).len(), 2);
+        });
+        assert_eq!(view.calls.load(Ordering::Relaxed), 1);
+        assert_eq!(viewed.cached(), 1);
+        assert_eq!(patience(), None);
+        assert_eq!(resolved(&viewed, &b).len(), 1);
     }
 
     #[test]

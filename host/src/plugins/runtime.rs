@@ -308,6 +308,15 @@ impl Runtime {
             .map_err(|e| RuntimeError::from("not a valid component", &e))
     }
 
+    /// The interfaces a component imports, as it names them (`wasi:io/poll@0.2.6`).
+    pub fn imports(&self, component: &Component) -> Vec<String> {
+        component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
     /// Resolves a component's imports; an import the host does not offer is an error.
     pub fn prepare(&self, component: &Component) -> Result<InstancePre<PluginState>, RuntimeError> {
         self.linker.instantiate_pre(component).map_err(|e| {
@@ -378,7 +387,7 @@ pub fn failure(store: &Store<PluginState>, error: &wasmtime::Error) -> Failure {
         return Failure::Deadline(state.limits.call_timeout);
     }
     let mut text = match trap {
-        Some(code) => format!("wasm trap: {code}"),
+        Some(code) => code.to_string(),
         None => error
             .chain()
             .map(ToString::to_string)
@@ -464,17 +473,21 @@ impl StderrTail {
         tail.drain(..excess);
     }
 
-    /// The last non-empty lines written (a panic message), if any.
+    /// What the plugin last wrote (from its last panic message on, if any), on one line
+    /// without the backtrace hint.
     fn last_words(&self) -> Option<String> {
         let tail = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let text = String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned();
-        let text = text.trim();
         let from = text.rfind("panicked at").unwrap_or(0);
-        let said = text[from..].trim();
-        (!said.is_empty()).then(|| said.to_owned())
+        let said: Vec<&str> = text[from..]
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        (!said.is_empty()).then(|| said.join(" "))
     }
 }
 
@@ -511,5 +524,36 @@ impl wasmtime_wasi::p2::OutputStream for StderrTail {
 
     fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
         Ok(64 * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_take_the_plugin_s_own_then_every_plugin_s_then_the_defaults() {
+        let config = crate::Config::from_toml(
+            "[plugins.budgets.\"*\"]\noutbound_items = 5\nview_attributes = 7\n[plugins.budgets.narrow]\nview_attributes = 3\n",
+        )
+        .expect("valid");
+        let narrow = Limits::of(&config.plugins, "narrow").budgets;
+        let other = Limits::of(&config.plugins, "other").budgets;
+        assert_eq!(
+            (
+                narrow.outbound_items,
+                narrow.view_attributes,
+                narrow.key_bytes
+            ),
+            (5, 3, 256)
+        );
+        assert_eq!((other.outbound_items, other.view_attributes), (5, 7));
+        assert_eq!(Limits::default().budgets.log_lines_per_second, 100);
+        let wrong = crate::Config::from_toml("[plugins.budgets.x]\nlog_lines = 1\n")
+            .expect_err("unknown budget");
+        assert!(
+            wrong.to_string().contains("unknown field `log_lines`"),
+            "{wrong}"
+        );
     }
 }
