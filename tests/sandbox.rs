@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Api, eventually, exposition, post_ndjson, start};
+use prost::Message;
 use serde_json::json;
 use wasmtel::metrics::{AttributeView, Descriptor, Mapping, Registry};
 use wasmtel::model::attributes::ValueRef;
@@ -518,6 +519,7 @@ async fn floods_from_exporters_views_and_transforms_are_refused_whole_and_counte
     std::fs::write(dir.path().join("fat.wasm"), fixture(ROGUE_VIEW)).expect("copy");
     std::fs::write(dir.path().join("long.wasm"), fixture(ROGUE_VIEW)).expect("copy");
     std::fs::write(dir.path().join("copier.wasm"), fixture(ROGUE_TRANSFORM)).expect("copy");
+    std::fs::write(dir.path().join("padder.wasm"), fixture(ROGUE_TRANSFORM)).expect("copy");
     let rules = format!(
         "{RULES}\n[[derive.rules]]\nevent_type = \"generation_completed\"\ninstrument = \"counter\"\nname = \"generations\"\nattributes = {{ model = \"model\" }}\n"
     );
@@ -527,6 +529,7 @@ async fn floods_from_exporters_views_and_transforms_are_refused_whole_and_counte
          [[views]]\nplugin = \"fat\"\ninstruments = [\"inference.chunks\"]\nconfig = {{ attributes = 100 }}\n\
          [[views]]\nplugin = \"long\"\ninstruments = [\"generations\"]\nconfig = {{ attributes = 1, value_len = 5000 }}\n\
          [[transforms]]\nplugin = \"copier\"\nconfig = {{ multiply = 5 }}\n\
+         [[transforms]]\nplugin = \"padder\"\nconfig = {{ pad = 100000 }}\n\
          [[exporters]]\nplugin = \"gusher\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\nconfig = {{ datagrams = 20000 }}\n",
         dir.path().display(),
         receiver.endpoint()
@@ -547,7 +550,8 @@ async fn floods_from_exporters_views_and_transforms_are_refused_whole_and_counte
     );
     assert_eq!(exp.value("generations_total", &[("model", "m")]), Some(1.0));
     assert_eq!(exp.count("inference_chunks_total"), 1);
-    // The transform's five-fold output was refused: the event log records went out unchanged.
+    // The transforms' five-fold and padded outputs were refused: the event log records went out
+    // unchanged.
     receiver
         .wait_until("four log records", |r| {
             r.logs
@@ -569,6 +573,20 @@ async fn floods_from_exporters_views_and_transforms_are_refused_whole_and_counte
             .sum()
     });
     assert_eq!(records, 4);
+    let longest = receiver.with(|r| {
+        r.logs
+            .iter()
+            .flat_map(|l| &l.resource_logs)
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .map(|l| l.encoded_len())
+            .max()
+            .unwrap_or(0)
+    });
+    assert!(
+        longest < 10_000,
+        "a padded record went out: {longest} bytes"
+    );
     // The exporter's 20,000 datagrams were refused whole: none was sent.
     let error = last_error(&host, "gusher").await;
     assert!(
@@ -582,6 +600,7 @@ async fn floods_from_exporters_views_and_transforms_are_refused_whole_and_counte
         ("fat", "view_attributes"),
         ("long", "value_bytes"),
         ("copier", "transform_growth"),
+        ("padder", "transform_growth"),
         ("gusher", "outbound_items"),
     ] {
         let n = exp

@@ -216,6 +216,32 @@ fn a_bad_config_file_is_named_with_its_line() {
 }
 
 #[test]
+fn serve_strict_stops_at_a_plugin_that_cannot_be_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("strict.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = \"{}\"\n[intake]\nlisten = \"127.0.0.1:0\"\n[prometheus]\nenabled = false\n[admin]\nenabled = false\n[plugins]\ndir = \"{}\"\n[[views]]\nplugin = \"nowhere\"\n",
+            dir.path().join("data").display(),
+            dir.path().display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["serve", "--strict", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot start: view `nowhere`: no plugin `nowhere`: neither "),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_malformed_secret_in_the_environment_is_named_by_position_never_shown() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [

@@ -115,39 +115,87 @@ pub fn view(plugin: &Arc<str>, pairs: &[KeyValue], b: &Budgets) -> Result<(), Ca
     Ok(())
 }
 
-/// Data points in a metric batch.
-pub fn points(batch: &MetricBatch) -> usize {
-    batch
-        .scopes
-        .iter()
-        .flat_map(|s| &s.metrics)
-        .map(|m| match &m.data {
-            MetricData::Gauge(p) => p.len(),
-            MetricData::Sum(s) => s.points.len(),
-            MetricData::Histogram(h) => h.points.len(),
-            MetricData::ExponentialHistogram(h) => h.points.len(),
-        })
+/// The bytes a value holds (numbers and booleans as 8).
+fn value_len(v: &Value) -> usize {
+    match v {
+        Value::String(s) | Value::Json(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        _ => 8,
+    }
+}
+
+/// The bytes of an attribute list's keys and values.
+fn attrs_len(kvs: &[KeyValue]) -> usize {
+    kvs.iter()
+        .map(|kv| kv.key.len() + value_len(&kv.value))
         .sum()
 }
 
-/// Log records in a log batch.
-pub fn records(batch: &LogBatch) -> usize {
-    batch.scopes.iter().map(|s| s.records.len()).sum()
+/// Data points in a metric batch, and the bytes of their names and attributes.
+pub fn metric_size(batch: &MetricBatch) -> (usize, usize) {
+    let mut size = (0, 0);
+    for metric in batch.scopes.iter().flat_map(|s| &s.metrics) {
+        size.1 += metric.name.len() + metric.description.len() + metric.unit.len();
+        let points: Vec<&[KeyValue]> = match &metric.data {
+            MetricData::Gauge(p) => p.iter().map(|p| &p.attributes[..]).collect(),
+            MetricData::Sum(s) => s.points.iter().map(|p| &p.attributes[..]).collect(),
+            MetricData::Histogram(h) => h.points.iter().map(|p| &p.attributes[..]).collect(),
+            MetricData::ExponentialHistogram(h) => {
+                h.points.iter().map(|p| &p.attributes[..]).collect()
+            }
+        };
+        size.0 += points.len();
+        size.1 += points.iter().map(|a| 8 + attrs_len(a)).sum::<usize>();
+    }
+    size
 }
 
-/// Refuses a transform result that holds more than `transform_growth` times its input.
+/// Log records in a log batch, and the bytes of their bodies and attributes.
+pub fn log_size(batch: &LogBatch) -> (usize, usize) {
+    let records = batch.scopes.iter().flat_map(|s| &s.records);
+    records.fold((0, 0), |(n, bytes), r| {
+        let body = r.body.as_ref().map_or(0, value_len);
+        (
+            n + 1,
+            bytes + body + attrs_len(&r.attributes) + r.severity_text.len() + r.event_name.len(),
+        )
+    })
+}
+
+/// Bytes any transform may return, whatever it was given (so that tiny batches may grow).
+const TRANSFORM_FLOOR_BYTES: usize = 64 * 1024;
+
+/// Refuses a transform result holding more than `transform_growth` times its input's items
+/// (data points or log records) or bytes.
 pub fn growth(
     plugin: &Arc<str>,
-    before: usize,
-    after: usize,
+    before: (usize, usize),
+    after: (usize, usize),
     b: &Budgets,
 ) -> Result<(), CallError> {
-    let allowed = before.max(1).saturating_mul(b.transform_growth);
-    if after > allowed {
+    let items = before.0.max(1).saturating_mul(b.transform_growth);
+    if after.0 > items {
         return Err(refuse(
             plugin,
             "transform_growth",
-            format!("turned {before} items into {after}, at most {allowed} are allowed"),
+            format!(
+                "turned {} items into {}, at most {items} are allowed",
+                before.0, after.0
+            ),
+        ));
+    }
+    let bytes = before
+        .1
+        .max(TRANSFORM_FLOOR_BYTES)
+        .saturating_mul(b.transform_growth);
+    if after.1 > bytes {
+        return Err(refuse(
+            plugin,
+            "transform_growth",
+            format!(
+                "turned {} bytes into {}, at most {bytes} are allowed",
+                before.1, after.1
+            ),
         ));
     }
     Ok(())

@@ -65,7 +65,8 @@ impl TransformPlugin {
             .instance
             .call(|g, store| g.call_transform_metrics(store, batch))?;
         let b = self.instance.budgets();
-        budget::growth(&self.name, budget::points(batch), budget::points(&out), &b)?;
+        let (before, after) = (budget::metric_size(batch), budget::metric_size(&out));
+        budget::growth(&self.name, before, after, &b)?;
         Ok(out)
     }
 
@@ -75,12 +76,8 @@ impl TransformPlugin {
             .instance
             .call(|g, store| g.call_transform_logs(store, batch))?;
         let b = self.instance.budgets();
-        budget::growth(
-            &self.name,
-            budget::records(batch),
-            budget::records(&out),
-            &b,
-        )?;
+        let (before, after) = (budget::log_size(batch), budget::log_size(&out));
+        budget::growth(&self.name, before, after, &b)?;
         Ok(out)
     }
 }
