@@ -32,6 +32,10 @@ fn main() {
         "cargo:rerun-if-changed={}",
         fixtures.join("Cargo.toml").display()
     );
+    println!(
+        "cargo:rerun-if-changed={}",
+        fixtures.join("nap.rs").display()
+    );
     for f in FIXTURES {
         println!(
             "cargo:rerun-if-changed={}",

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Api, eventually, exposition, post_ndjson, start};
+use common::{Api, CHUNK_RULE, eventually, exposition, post_ndjson, start};
 use serde_json::{Value, json};
 use wasmtel::export::delivery::{Report, State};
 use wasmtel_tests::Receiver;
@@ -83,17 +83,6 @@ fn chunks(n: usize) -> Vec<Value> {
         .map(|_| json!({"event_type": "chunk_produced", "model": "m1"}))
         .collect()
 }
-
-const CHUNK_RULE: &str = r#"
-[derive]
-rule_set = "none"
-
-[[derive.rules]]
-event_type = "chunk_produced"
-instrument = "counter"
-name = "inference.chunks"
-attributes = { model = "model" }
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_exporters_of_one_plugin_are_told_apart_by_name_in_status_metrics_and_plugins() {

@@ -59,16 +59,9 @@ fn receive_lines(socket: &UdpSocket) -> Vec<String> {
     lines
 }
 
-const RULES: &str = r#"
-[derive]
-rule_set = "none"
-
-[[derive.rules]]
-event_type = "chunk_produced"
-instrument = "counter"
-name = "inference.chunks"
-attributes = { model = "model" }
-
+const RULES: &str = concat!(
+    common::chunk_rule!(),
+    r#"
 [[derive.rules]]
 event_type = "generation_completed"
 instrument = "histogram"
@@ -76,7 +69,8 @@ name = "latency"
 field = "total_duration_ms"
 buckets = [1, 5]
 attributes = { model = "model" }
-"#;
+"#
+);
 
 fn events(chunks: usize, latencies: &[f64]) -> Vec<serde_json::Value> {
     let mut out: Vec<_> = (0..chunks)

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Api, eventually, exposition, post_ndjson, start};
+use common::{Api, CHUNK_RULE, eventually, exposition, post_ndjson, start};
 use prost::Message;
 use serde_json::json;
 use wasmtel::metrics::{AttributeView, Descriptor, Mapping, Registry};
@@ -34,17 +34,6 @@ const BOUND: Duration = Duration::from_secs(5);
 const DEADLINE: Duration = Duration::from_millis(100);
 /// A credential the backends echo; it must never come back out of the host.
 const CANARY: &str = "canary-9f1c-5ecret-key";
-
-const RULES: &str = r#"
-[derive]
-rule_set = "none"
-
-[[derive.rules]]
-event_type = "chunk_produced"
-instrument = "counter"
-name = "inference.chunks"
-attributes = { model = "model" }
-"#;
 
 fn runtime() -> Arc<Runtime> {
     Runtime::shared().expect("runtime")
@@ -217,7 +206,7 @@ async fn shutdown_is_not_held_by_a_plugin_sleeping_in_encode() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("sleepy.wasm"), fixture(ROGUE)).expect("copy");
     let host = start(&format!(
-        "shutdown_timeout = \"3s\"\n{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"sleepy\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\nconfig = {{ sleep_in = \"encode\", sleep_ms = {NAP_MS} }}\n",
+        "shutdown_timeout = \"3s\"\n{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"sleepy\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\nconfig = {{ sleep_in = \"encode\", sleep_ms = {NAP_MS} }}\n",
         dir.path().display()
     ))
     .await;
@@ -241,7 +230,7 @@ async fn a_replacement_that_sleeps_in_init_is_refused_without_holding_the_watche
         std::fs::write(dir.path().join(format!("{name}.wasm")), fixture(HELLO)).expect("copy");
     }
     let host = start(&format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[plugins.config.drowsy]\nsleep_in = \"init\"\nsleep_ms = {NAP_MS}\n[[exporters]]\nplugin = \"drowsy\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\n[[exporters]]\nplugin = \"lively\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\n",
+        "{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\n[plugins.config.drowsy]\nsleep_in = \"init\"\nsleep_ms = {NAP_MS}\n[[exporters]]\nplugin = \"drowsy\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\n[[exporters]]\nplugin = \"lively\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\n",
         dir.path().display()
     ))
     .await;
@@ -339,7 +328,7 @@ async fn an_echoed_credential_never_leaves_the_host() {
     std::fs::write(dir.path().join("honest.wasm"), fixture(HELLO)).expect("copy");
     std::fs::write(dir.path().join("snoop.wasm"), fixture(ROGUE)).expect("copy");
     let host = start(&format!(
-        "data_dir = \"{}\"\n{RULES}\n[plugins]\ndir = \"{}\"\n[delivery.retry]\nmax_retries = 0\n\
+        "data_dir = \"{}\"\n{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\n[delivery.retry]\nmax_retries = 0\n\
          [[exporters]]\nplugin = \"honest\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\nheaders = {{ x-api-key = \"{CANARY}\" }}\n\
          [[exporters]]\nplugin = \"snoop\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\nheaders = {{ authorization = \"Bearer {CANARY}-2\" }}\nconfig = {{ http_path = \"/v2/series\", reject_with_body = \"true\" }}\n",
         data.path().display(),
@@ -401,7 +390,7 @@ async fn plugin_paths_that_leave_the_base_are_refused_and_host_headers_stay_the_
         )
     };
     let host = start(&format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[delivery.retry]\nmax_retries = 0\n{}{}{}{}{}",
+        "{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\n[delivery.retry]\nmax_retries = 0\n{}{}{}{}{}",
         dir.path().display(),
         exporter("dots", "/../basement/x", ""),
         exporter("encoded", "/%2e%2E/basement/y", ""),
@@ -449,7 +438,7 @@ async fn plugin_log_lines_are_escaped_rate_limited_and_counted() {
     std::fs::write(dir.path().join("flooder.wasm"), fixture(ROGUE)).expect("copy");
     let forged = r"flood-7f3a\r\n2026-11-30T00:00:00.000000Z  INFO wasmtel: forged line\u001b[31m";
     let host = start(&format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"flooder\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\nconfig = {{ log_lines = 1000, log_text = \"{forged}\" }}\n",
+        "{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"flooder\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\nconfig = {{ log_lines = 1000, log_text = \"{forged}\" }}\n",
         dir.path().display()
     ))
     .await;
@@ -521,7 +510,7 @@ async fn floods_from_exporters_views_and_transforms_are_refused_whole_and_counte
     std::fs::write(dir.path().join("copier.wasm"), fixture(ROGUE_TRANSFORM)).expect("copy");
     std::fs::write(dir.path().join("padder.wasm"), fixture(ROGUE_TRANSFORM)).expect("copy");
     let rules = format!(
-        "{RULES}\n[[derive.rules]]\nevent_type = \"generation_completed\"\ninstrument = \"counter\"\nname = \"generations\"\nattributes = {{ model = \"model\" }}\n"
+        "{CHUNK_RULE}\n[[derive.rules]]\nevent_type = \"generation_completed\"\ninstrument = \"counter\"\nname = \"generations\"\nattributes = {{ model = \"model\" }}\n"
     );
     let host = start(&format!(
         "{rules}\n[plugins]\ndir = \"{}\"\n\
@@ -552,37 +541,22 @@ async fn floods_from_exporters_views_and_transforms_are_refused_whole_and_counte
     assert_eq!(exp.count("inference_chunks_total"), 1);
     // The transforms' five-fold and padded outputs were refused: the event log records went out
     // unchanged.
-    receiver
-        .wait_until("four log records", |r| {
-            r.logs
-                .iter()
-                .flat_map(|l| &l.resource_logs)
-                .flat_map(|r| &r.scope_logs)
-                .map(|s| s.log_records.len())
-                .sum::<usize>()
-                >= 4
-        })
-        .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let records: usize = receiver.with(|r| {
-        r.logs
-            .iter()
-            .flat_map(|l| &l.resource_logs)
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum()
-    });
-    assert_eq!(records, 4);
-    let longest = receiver.with(|r| {
+    let sizes = |r: &wasmtel_tests::Received| -> Vec<usize> {
         r.logs
             .iter()
             .flat_map(|l| &l.resource_logs)
             .flat_map(|r| &r.scope_logs)
             .flat_map(|s| &s.log_records)
-            .map(|l| l.encoded_len())
-            .max()
-            .unwrap_or(0)
-    });
+            .map(Message::encoded_len)
+            .collect()
+    };
+    receiver
+        .wait_until("four log records", |r| sizes(r).len() >= 4)
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sizes = receiver.with(sizes);
+    assert_eq!(sizes.len(), 4);
+    let longest = sizes.into_iter().max().unwrap_or(0);
     assert!(
         longest < 10_000,
         "a padded record went out: {longest} bytes"
@@ -630,7 +604,7 @@ async fn a_slow_view_under_a_burst_delays_no_request_past_its_bound_nor_starves_
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("slow.wasm"), fixture(ROGUE_VIEW)).expect("copy");
     let host = start(&format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[otlp]\nendpoint = \"{}\"\nlogs = false\ndelivery.interval = \"100ms\"\n\
+        "{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\n[otlp]\nendpoint = \"{}\"\nlogs = false\ndelivery.interval = \"100ms\"\n\
          [[views]]\nplugin = \"slow\"\ninstruments = [\"inference.chunks\"]\nconfig = {{ sleep_ms = 80 }}\n",
         dir.path().display(),
         receiver.endpoint()
@@ -707,7 +681,7 @@ async fn a_trap_is_explained_and_plugins_failing_at_start_do_not_stop_the_host()
     std::fs::write(dir.path().join("panicky.wasm"), fixture(ROGUE)).expect("copy");
     std::fs::write(dir.path().join("badview.wasm"), fixture(ROGUE_VIEW)).expect("copy");
     let toml = format!(
-        "data_dir = \"{}\"\n{RULES}\n[plugins]\ndir = \"{}\"\n\
+        "data_dir = \"{}\"\n{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\n\
          [[views]]\nplugin = \"badview\"\nconfig = {{ sleep_ms = \"soon\" }}\n\
          [[transforms]]\nplugin = \"nowhere\"\n\
          [[exporters]]\nplugin = \"panicky\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\nconfig = {{ panic_in = \"encode\" }}\n",
@@ -747,12 +721,12 @@ async fn a_trap_is_explained_and_plugins_failing_at_start_do_not_stop_the_host()
     let reason = panicky["reason"].as_str().expect("reason");
     assert!(
         reason.starts_with(
-            "trapped: wasm trap: wasm `unreachable` instruction executed (in abort < "
+            "trapped: wasm trap: wasm `unreachable` instruction executed (in abort < std::sys::pal::wasi::helpers::abort_internal < std::process::abort); the plugin said: panicked at rogue/src/lib.rs:"
         ),
         "{reason}"
     );
     assert!(
-        reason.ends_with("; the plugin said: panicked at rogue/src/lib.rs:64:13: the rogue gave up: secret plan #42"),
+        reason.ends_with(": the rogue gave up: secret plan #42"),
         "{reason}"
     );
     assert!(logs.count(&["panicky", "the rogue gave up: secret plan #42"]) > 0);

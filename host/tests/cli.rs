@@ -194,18 +194,23 @@ async fn demo_sends_events_that_show_up_on_metrics() {
     assert_eq!(wait(served.child).status.code(), Some(0));
 }
 
+/// Runs the binary with `args` and `config`, expecting it to refuse to start: its stderr.
+fn refused_start(args: &[&str], config: &std::path::Path) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg(config)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn a_bad_config_file_is_named_with_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[intake]\nlisten = 4318\n").expect("write");
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_start(&["serve", "--config"], &path);
     assert!(
         stderr.contains(&format!(
             "invalid config file {}: line 2, column 10",
@@ -228,13 +233,7 @@ fn serve_strict_stops_at_a_plugin_that_cannot_be_loaded() {
         ),
     )
     .expect("write");
-    let out = Command::new(BIN)
-        .args(["serve", "--strict", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_start(&["serve", "--strict", "--config"], &path);
     assert!(
         stderr.contains("cannot start: view `nowhere`: no plugin `nowhere`: neither "),
         "{stderr}"

@@ -4,6 +4,28 @@
 #![allow(dead_code)]
 
 use serde_json::{Value, json};
+
+/// The derive section most tests start from: no rule set, one counter of chunks by model.
+macro_rules! chunk_rule {
+    () => {
+        r#"
+[derive]
+rule_set = "none"
+
+[[derive.rules]]
+event_type = "chunk_produced"
+instrument = "counter"
+name = "inference.chunks"
+attributes = { model = "model" }
+"#
+    };
+}
+// Each test binary uses a subset of these helpers.
+#[allow(unused_imports)]
+pub(crate) use chunk_rule;
+
+/// [`chunk_rule!`] as a constant, for format strings.
+pub(crate) const CHUNK_RULE: &str = chunk_rule!();
 use wasmtel::{Config, Host};
 
 /// Starts a host from TOML, with intake and Prometheus on free loopback ports and the GPU and

@@ -399,11 +399,10 @@ pub fn failure(store: &Store<PluginState>, error: &wasmtime::Error) -> Failure {
             .frames()
             .iter()
             .take(3)
-            .map(|f| {
-                f.func_name().map_or_else(
-                    || format!("wasm function {}", f.func_index()),
-                    str::to_owned,
-                )
+            .map(|f| match f.func_name() {
+                // Without the hash: `std::process::abort`, not `…abort::h5e0f…`.
+                Some(name) => format!("{:#}", rustc_demangle::demangle(name)),
+                None => format!("wasm function {}", f.func_index()),
             })
             .collect();
         if !frames.is_empty() {

@@ -233,32 +233,49 @@ impl<G> Supervised<G> {
 /// A supervised plugin shared between threads: calls take turns on its one instance, and a
 /// caller may bound how long it waits for its turn.
 pub struct Shared<G> {
+    name: Arc<str>,
     supervised: Mutex<Supervised<G>>,
-    turn: Mutex<bool>,
+    turn: Mutex<Turns>,
     freed: Condvar,
     health: Mutex<Health>,
+    running: std::sync::atomic::AtomicBool,
     limits: Limits,
 }
 
 impl<G> From<Supervised<G>> for Shared<G> {
     fn from(supervised: Supervised<G>) -> Self {
         Self {
+            running: std::sync::atomic::AtomicBool::new(supervised.health() == Health::Running),
             health: Mutex::new(supervised.health()),
             limits: supervised.limits,
+            name: supervised.name.clone(),
             supervised: Mutex::new(supervised),
-            turn: Mutex::new(false),
+            turn: Mutex::new(Turns::default()),
             freed: Condvar::new(),
         }
     }
 }
 
+/// Whether a call holds the instance, and how many wait for it.
+#[derive(Default)]
+struct Turns {
+    busy: bool,
+    waiting: usize,
+}
+
 /// Holds the turn on a [`Shared`] instance; passes it on when dropped.
-struct Turn<'a>(&'a Mutex<bool>, &'a Condvar);
+struct Turn<'a>(&'a Mutex<Turns>, &'a Condvar);
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = false;
-        self.1.notify_one();
+        let mut turns = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        turns.busy = false;
+        let waiting = turns.waiting > 0;
+        drop(turns);
+        // Waking is a system call: only when someone waits.
+        if waiting {
+            self.1.notify_one();
+        }
     }
 }
 
@@ -297,43 +314,56 @@ impl<G> Shared<G> {
         wait: Option<Duration>,
         f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, CallError> {
-        let _turn = self.take_turn(wait).ok_or_else(|| {
-            let name = self
-                .supervised
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .name
-                .clone();
-            CallError::Busy(name)
-        })?;
+        let _turn = self
+            .take_turn(wait)
+            .ok_or_else(|| CallError::Busy(self.name.clone()))?;
         let mut supervised = self
             .supervised
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let result = supervised.call(f);
-        *self.health.lock().unwrap_or_else(PoisonError::into_inner) = supervised.health();
+        // A call that succeeds on a running instance leaves its health as it was.
+        if result.is_err() || !self.running.load(std::sync::atomic::Ordering::Relaxed) {
+            let health = supervised.health();
+            self.running.store(
+                health == Health::Running,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            *self.health.lock().unwrap_or_else(PoisonError::into_inner) = health;
+        }
         result
     }
 
     fn take_turn(&self, wait: Option<Duration>) -> Option<Turn<'_>> {
-        let deadline = wait.map(|w| Instant::now() + w);
-        let mut busy = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
-        while *busy {
-            busy = match deadline {
+        let mut turns = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
+        let deadline = turns
+            .busy
+            .then(|| wait.map(|w| Instant::now() + w))
+            .flatten();
+        while turns.busy {
+            let left = match deadline {
+                None => None,
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return None,
+                },
+            };
+            turns.waiting += 1;
+            turns = match left {
                 None => self
                     .freed
-                    .wait(busy)
+                    .wait(turns)
                     .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let left = deadline.checked_duration_since(Instant::now())?;
+                Some(left) => {
                     self.freed
-                        .wait_timeout(busy, left)
+                        .wait_timeout(turns, left)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
             };
+            turns.waiting -= 1;
         }
-        *busy = true;
+        turns.busy = true;
         Some(Turn(&self.turn, &self.freed))
     }
 }
