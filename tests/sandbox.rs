@@ -344,7 +344,12 @@ async fn an_echoed_credential_never_leaves_the_host() {
     {
         let seen = seen.lock().expect("lock");
         assert_eq!(seen.len(), 2, "{seen:?}");
-        assert!(seen.iter().any(|(_, h, _)| h["x-api-key"] == CANARY));
+        let sent = |name: &str, value: &str| {
+            seen.iter()
+                .any(|(_, h, _)| h.get(name).is_some_and(|v| v == value))
+        };
+        assert!(sent("x-api-key", CANARY));
+        assert!(sent("authorization", &format!("Bearer {CANARY}-2")));
     }
     assert!(honest.contains("[redacted]"), "{honest}");
     assert!(snoop.contains("[redacted]"), "{snoop}");
@@ -467,7 +472,8 @@ async fn plugin_log_lines_are_escaped_rate_limited_and_counted() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(dropped > 0);
-    assert!((100..200).contains(&written), "{written} lines got through");
+    // A burst of one second's lines, plus what the rate refills while the call runs.
+    assert!((100..300).contains(&written), "{written} lines got through");
     // Each line that got through is one line, its control characters shown, not obeyed.
     let text = logs.text();
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("flood-7f3a")).collect();
