@@ -690,6 +690,7 @@ async fn a_trap_is_explained_and_plugins_failing_at_start_do_not_stop_the_host()
         "data_dir = \"{}\"\n{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\n\
          [[views]]\nplugin = \"badview\"\nconfig = {{ sleep_ms = \"soon\" }}\n\
          [[transforms]]\nplugin = \"nowhere\"\n\
+         [[exporters]]\nplugin = \"ghost\"\nendpoint = \"udp://127.0.0.1:9\"\n\
          [[exporters]]\nplugin = \"panicky\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\nconfig = {{ panic_in = \"encode\" }}\n",
         data.path().display(),
         dir.path().display()
@@ -744,6 +745,17 @@ async fn a_trap_is_explained_and_plugins_failing_at_start_do_not_stop_the_host()
     assert_eq!(
         badview["reason"],
         "plugin `badview` returned an error: config `sleep_ms`: cannot parse \"soon\""
+    );
+    let ghost = row(&plugins, "ghost");
+    assert_eq!(
+        (ghost["kind"].as_str(), ghost["state"].as_str()),
+        (Some("exporter"), Some("failed"))
+    );
+    assert!(
+        ghost["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("no plugin `ghost`: neither ")),
+        "{ghost}"
     );
     let nowhere = row(&plugins, "nowhere");
     assert_eq!(
