@@ -209,6 +209,72 @@ async fn openmetrics_is_served_when_the_scraper_asks_for_it() {
     assert!(
         !plain.contains("# EOF") && plain.contains("# TYPE inference_requests_total counter\n")
     );
+    // Named with a lower q-value than plain text: plain text.
+    let response = reqwest::Client::new()
+        .get(&url)
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0;q=0.2,text/plain;version=0.0.4;q=0.9",
+        )
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn scrapes_are_gzipped_when_the_scraper_accepts_it() {
+    let host = start("").await;
+    let events: Vec<_> = (0..200)
+        .map(|i| Completed::ok(&format!("model-{i}"), "e1").event(i))
+        .collect();
+    assert_eq!(post_ndjson(&host, &events).await.status, 202);
+    let url = format!(
+        "http://{}/metrics",
+        host.prometheus_addr().expect("prometheus on")
+    );
+    let get = |encoding: &'static str| {
+        let url = url.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .get(&url)
+                .header("accept-encoding", encoding)
+                .send()
+                .await
+                .expect("scrape");
+            let headers = response.headers().clone();
+            (headers, response.bytes().await.expect("body").to_vec())
+        }
+    };
+    let (headers, packed) = get("gzip, deflate").await;
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert_eq!(headers["vary"], "Accept, Accept-Encoding");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&packed[..]), &mut text)
+        .expect("valid gzip");
+    let (headers, plain) = get("identity").await;
+    assert!(headers.get("content-encoding").is_none());
+    let plain = String::from_utf8(plain).expect("text");
+    // The same exposition (the self-metrics may move between two scrapes).
+    let families = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.starts_with("# TYPE"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(families(&text), families(&plain));
+    assert!(text.contains("model=\"model-199\""));
+    assert!(
+        packed.len() * 10 < plain.len(),
+        "{} bytes gzipped of {}",
+        packed.len(),
+        plain.len()
+    );
+    promtool_check(&text);
     host.shutdown().await;
 }
 

@@ -1,7 +1,8 @@
 //! The aggregation engine against the official `opentelemetry_sdk`, each pair in the same run:
 //! counter add and histogram record with 3 attributes, exponential histogram record, recording
 //! past the cardinality limit, two threads on one series, and collecting + OTLP-encoding 10,000 series; plus
-//! Prometheus exposition of 10,000 series in ns per line. Prints the ratio of each pair.
+//! Prometheus exposition of 10,000 series in ns per line, and a scrape of 100,000 series plain
+//! beside gzipped (bytes and ns per line). Prints the ratio of each pair.
 
 mod common;
 
@@ -246,5 +247,66 @@ fn collection(c: &mut Criterion) {
     println!("\nprometheus exposition: {lines} sample lines, {per_line:.1} ns per line\n");
 }
 
-criterion_group!(benches, record_paths, collection);
+/// A scrape of 100,000 histogram series (4 bounds, 3 attributes): rendered as it is, beside
+/// rendered and gzipped as a scraper sending `Accept-Encoding: gzip` gets it.
+fn scrape_100k(c: &mut Criterion) {
+    use wasmtel::export::prometheus::{Compression, Format, render_as};
+    const SERIES: usize = 100_000;
+    let registry = Registry::new(SERIES);
+    let histogram = registry
+        .instrument(
+            Descriptor {
+                name: "gen_ai.server.request.duration".into(),
+                unit: "s".into(),
+                description: "Generation latency".into(),
+                kind: InstrumentKind::Histogram,
+                scope: "bench".into(),
+            },
+            &[0.1, 0.5, 1.0, 5.0],
+        )
+        .expect("histogram");
+    for i in 0..SERIES {
+        let attrs = [
+            (
+                "gen_ai.request.model",
+                ValueRef::Str(MODELS[i % MODELS.len()]),
+            ),
+            (
+                "inference.engine",
+                ValueRef::Str(ENGINES[i % ENGINES.len()]),
+            ),
+            ("request.id", ValueRef::Int(i as i64)),
+        ];
+        histogram.record(&attrs, 0.3);
+    }
+    let resource = wasmtel::sources::resource::detect(&Default::default());
+    let plain = || render_as(Format::Prometheus, &registry, &resource);
+    let gzipped = || Compression::Gzip.apply(plain());
+    let text = plain();
+    let lines = text.lines().filter(|l| !l.starts_with('#')).count();
+    let packed = gzipped().len();
+    let mut group = c.benchmark_group("scrape_100000_histogram_series");
+    group.sample_size(10);
+    group.throughput(criterion::Throughput::Elements(lines as u64));
+    group.bench_function("identity", |b| b.iter(|| black_box(plain())));
+    group.bench_function("gzip", |b| b.iter(|| black_box(gzipped())));
+    group.finish();
+    let (p, g) = (
+        best_of_five(|| drop(black_box(plain()))),
+        best_of_five(|| drop(black_box(gzipped()))),
+    );
+    println!(
+        "
+scrape of {SERIES} series ({lines} lines): identity {:.1} MB in {:.0} ms ({:.1} ns/line), gzip {:.2} MB in {:.0} ms ({:.1} ns/line), {:.0}x smaller\n",
+        text.len() as f64 / 1e6,
+        p * 1e3,
+        p * 1e9 / lines as f64,
+        packed as f64 / 1e6,
+        g * 1e3,
+        g * 1e9 / lines as f64,
+        text.len() as f64 / packed as f64
+    );
+}
+
+criterion_group!(benches, record_paths, collection, scrape_100k);
 criterion_main!(benches);

@@ -617,23 +617,47 @@ fn views(
 /// The Prometheus routes: `/metrics`, and `/metrics/{id}` for each stored Prometheus
 /// integration, its metric names prefixed.
 fn scrape_routes(registries: Arc<Registries>, integrations: Integrations) -> Router {
-    let render = move |headers: &axum::http::HeaderMap| {
-        let accept = headers
-            .get(axum::http::header::ACCEPT)
-            .and_then(|v| v.to_str().ok());
-        let format = prometheus::Format::negotiate(accept);
-        let producers = registries.all();
-        let pairs: Vec<_> = producers.iter().map(Producer::pair).collect();
-        (format, prometheus::render_all(format, &pairs))
+    // Renders (with `prefix` on every name, if given) and compresses as the request's `Accept`
+    // and `Accept-Encoding` ask, on a blocking thread: a large scrape is CPU work.
+    let scrape = move |headers: axum::http::HeaderMap, prefix: Option<String>| {
+        let registries = registries.clone();
+        async move {
+            let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+            let format = prometheus::Format::negotiate(header(axum::http::header::ACCEPT));
+            let compression =
+                prometheus::Compression::negotiate(header(axum::http::header::ACCEPT_ENCODING));
+            let body = tokio::task::spawn_blocking(move || {
+                let producers = registries.all();
+                let pairs: Vec<_> = producers.iter().map(Producer::pair).collect();
+                let text = prometheus::render_all(format, &pairs);
+                let text = match prefix {
+                    Some(prefix) => prometheus::prefixed(&text, &prefix),
+                    None => text,
+                };
+                compression.apply(text)
+            })
+            .await
+            .unwrap_or_default();
+            let mut response = ([(CONTENT_TYPE, format.content_type())], body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                axum::http::header::VARY,
+                axum::http::HeaderValue::from_static("Accept, Accept-Encoding"),
+            );
+            if let Some(coding) = compression.header() {
+                headers.insert(
+                    axum::http::header::CONTENT_ENCODING,
+                    axum::http::HeaderValue::from_static(coding),
+                );
+            }
+            response
+        }
     };
-    let all = render.clone();
+    let all = scrape.clone();
     Router::new()
         .route(
             "/metrics",
-            get(move |headers: axum::http::HeaderMap| async move {
-                let (format, text) = all(&headers);
-                ([(CONTENT_TYPE, format.content_type())], text).into_response()
-            }),
+            get(move |headers: axum::http::HeaderMap| all(headers, None)),
         )
         .route(
             "/metrics/{id}",
@@ -643,9 +667,7 @@ fn scrape_routes(registries: Arc<Registries>, integrations: Integrations) -> Rou
                         let message = format!("no enabled prometheus integration `{id}`");
                         return (axum::http::StatusCode::NOT_FOUND, message).into_response();
                     };
-                    let (format, text) = render(&headers);
-                    let body = prometheus::prefixed(&text, &prefix);
-                    ([(CONTENT_TYPE, format.content_type())], body).into_response()
+                    scrape(headers, Some(prefix)).await
                 },
             ),
         )

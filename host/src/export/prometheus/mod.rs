@@ -1,6 +1,7 @@
 //! Prometheus pull: text exposition format 0.0.4 or OpenMetrics 1.0, rendered straight from aggregator state.
 
 mod labels;
+mod negotiate;
 
 use std::fmt::Write as _;
 
@@ -12,6 +13,7 @@ use crate::metrics::{Instrument, Registry};
 use crate::model::metric::InstrumentKind;
 use crate::model::resource::Resource;
 use labels::Labels;
+pub use negotiate::Compression;
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -30,11 +32,17 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format an `Accept` header asks for: OpenMetrics when it names it, else Prometheus text.
+    /// The format an `Accept` header prefers: OpenMetrics when its q-value is higher than
+    /// plain text's, else Prometheus text.
     pub fn negotiate(accept: Option<&str>) -> Self {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
-            _ => Self::Prometheus,
+        let Some(accept) = accept else {
+            return Self::Prometheus;
+        };
+        let openmetrics = negotiate::media_quality(accept, "application/openmetrics-text");
+        if openmetrics > negotiate::media_quality(accept, "text/plain") {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
         }
     }
 
@@ -555,6 +563,17 @@ mod tests {
         );
         assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
         assert_eq!(Format::negotiate(None), Format::Prometheus);
+        // Named but not preferred: plain text.
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0;q=0.2,text/plain;version=0.0.4;q=0.9"
+            )),
+            Format::Prometheus
+        );
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0.5,*/*;q=0.1")),
+            Format::OpenMetrics
+        );
     }
 
     #[test]
