@@ -59,8 +59,8 @@ pub enum Compression {
 }
 
 impl Compression {
-    /// gzip when `Accept-Encoding` accepts it (by name, `x-gzip` or `*`) at least as much as
-    /// identity; else identity.
+    /// gzip when `Accept-Encoding` accepts it (by name, `x-gzip` or `*`), unless it rates
+    /// identity higher; else identity.
     pub fn negotiate(accept_encoding: Option<&str>) -> Self {
         let Some(header) = accept_encoding else {
             return Self::Identity;
@@ -75,8 +75,8 @@ impl Compression {
             }
         }
         let gzip = gzip.or(any).unwrap_or(0.0);
-        let identity = identity.or(any.filter(|q| *q == 0.0)).unwrap_or(1.0);
-        if gzip > 0.0 && gzip >= identity {
+        // Identity is always acceptable, but competes only when the client rates it.
+        if gzip > 0.0 && gzip >= identity.unwrap_or(0.0) {
             Self::Gzip
         } else {
             Self::Identity
