@@ -298,7 +298,12 @@ async fn a_delta_exporter_whose_backend_was_down_for_two_intervals_receives_ever
     let all = host.integrations();
     let r = report(&all, "datadog", "metrics");
     assert_eq!(
-        (r.status.failed, r.status.sent, r.dropped, r.queued),
+        (
+            r.status.failed,
+            r.status.sent,
+            r.items.dropped,
+            r.items.queued
+        ),
         (4, 3, 0, 0)
     );
     host.shutdown().await;
@@ -346,7 +351,12 @@ async fn a_batch_of_three_requests_failing_on_the_second_sends_only_that_one_aga
     let all = host.integrations();
     let r = report(&all, "loglines", "logs");
     assert_eq!(
-        (r.status.failed, r.status.sent, r.status.requests, r.queued),
+        (
+            r.status.failed,
+            r.status.sent,
+            r.status.requests,
+            r.items.queued
+        ),
         (1, 1, 3, 0)
     );
     host.shutdown().await;

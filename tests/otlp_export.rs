@@ -222,9 +222,13 @@ fn hex(s: &str) -> Vec<u8> {
 async fn a_down_collector_never_blocks_intake_and_the_oldest_records_are_dropped() {
     let receiver = Receiver::start().await;
     receiver.answer(503);
-    let host = start(&config(
-        &receiver,
-        "delivery.logs_queue = 10\ndelivery.logs_batch = 10\n",
+    // Chosen loss: `drop_oldest` keeps intake answering 202 and drops what does not fit.
+    let host = start(&format!(
+        "{}[intake]\non_full = \"drop_oldest\"\n",
+        config(
+            &receiver,
+            "delivery.logs_queue = 10\ndelivery.logs_batch = 10\n",
+        )
     ))
     .await;
     let events: Vec<_> = (0..50).map(|i| step("chunk_produced", i)).collect();

@@ -1460,7 +1460,7 @@ async fn a_plugin_exporters_log_records_stay_queued_through_a_failed_export() {
             delivered.status.failed,
             delivered.status.retried,
             delivered.status.sent,
-            delivered.queued
+            delivered.items.queued
         ),
         (1, 3, 1, 0)
     );

@@ -55,7 +55,10 @@ fn wasmtel_pipeline() -> Pipeline {
     let registry = Arc::new(Registry::new(2000));
     let telemetry = SelfTelemetry::register(&registry).expect("self metrics");
     let deriver = Deriver::new(&DeriveConfig::default(), &registry).expect("rules");
-    Pipeline::new(deriver, Vec::new(), telemetry)
+    let events = Arc::new(wasmtel::model::log::Origin::events(
+        &wasmtel::sources::resource::detect(&Default::default()),
+    ));
+    Pipeline::new(deriver, Vec::new(), telemetry, events)
 }
 
 fn wasmtel_once(pipeline: &Pipeline, body: &[u8]) {

@@ -120,7 +120,10 @@ impl Host {
             transforms,
             views,
         } = load_plugins(config, &registries).await?;
-        let mut pipeline = Pipeline::new(deriver, Vec::new(), telemetry.clone());
+        let events = Arc::new(crate::model::log::Origin::events(
+            &registries.own().resource,
+        ));
+        let mut pipeline = Pipeline::new(deriver, Vec::new(), telemetry.clone(), events);
         if !views.is_empty() {
             pipeline = pipeline.calling_views(config.plugins.call_timeout());
         }
@@ -154,6 +157,7 @@ impl Host {
                 transforms: transforms.clone(),
                 loader: loader.clone(),
                 strict: config.plugins.strict,
+                on_full: config.intake.on_full,
             },
             pipeline: pipeline.clone(),
             drain: drained.clone(),

@@ -1,36 +1,48 @@
-//! The pipeline: what happens to a batch of accepted events.
+//! The pipeline: what happens to a batch of accepted events and log records.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
+use crate::clock::unix_nanos;
 use crate::derive::Deriver;
 use crate::model::event::Event;
-use crate::model::log::Entry;
+use crate::model::log::{Origin, Record, encode_events};
 use crate::telemetry::SelfTelemetry;
 
-/// Something that receives every accepted event and log record (log exporters).
+/// Something that receives every accepted log record (a log exporter).
 pub trait EventSink: Send + Sync {
-    /// Takes a batch of events; must not block.
-    fn accept(&self, events: &[Event<'_>]);
+    /// Whether it takes log records now (events are encoded as records only if one does).
+    fn wants_logs(&self) -> bool;
 
-    /// Takes a batch of log records received over OTLP; must not block.
-    fn accept_logs(&self, entries: &[Entry]);
+    /// Whether `records` more records of `bytes` bytes may be accepted; `Err` names the full
+    /// queue when they may not (and intake refuses them rather than lose any).
+    fn room(&self, records: usize, bytes: usize) -> Result<(), String>;
+
+    /// Takes a batch of log records (events, or received over OTLP); must not block.
+    fn accept_logs(&self, records: &[Record]);
 }
 
-/// Derives metrics from events and hands them to every sink.
+/// Derives metrics from events, encodes them once as log records, and hands records to every sink.
 pub struct Pipeline {
     deriver: Deriver,
     sinks: RwLock<Vec<Arc<dyn EventSink>>>,
     telemetry: SelfTelemetry,
+    events: Arc<Origin>,
     view_patience: Option<std::time::Duration>,
 }
 
 impl Pipeline {
-    /// A pipeline applying `deriver` and forwarding to `sinks`.
-    pub fn new(deriver: Deriver, sinks: Vec<Arc<dyn EventSink>>, telemetry: SelfTelemetry) -> Self {
+    /// A pipeline applying `deriver` and forwarding to `sinks`, events as records of `events`.
+    pub fn new(
+        deriver: Deriver,
+        sinks: Vec<Arc<dyn EventSink>>,
+        telemetry: SelfTelemetry,
+        events: Arc<Origin>,
+    ) -> Self {
         Self {
             deriver,
             sinks: RwLock::new(sinks),
             telemetry,
+            events,
             view_patience: None,
         }
     }
@@ -47,21 +59,34 @@ impl Pipeline {
         self.view_patience
     }
 
-    /// Records a whole, already validated batch.
+    /// Whether every sink has room for `records` more records of about `bytes` bytes; `Err`
+    /// names the first that has not.
+    pub fn room(&self, records: usize, bytes: usize) -> Result<(), String> {
+        self.sinks()
+            .iter()
+            .try_for_each(|sink| sink.room(records, bytes))
+    }
+
+    /// Records a whole, already validated batch, and forwards it as log records (encoded once
+    /// for every sink).
     pub fn ingest(&self, events: &[Event<'_>]) {
         for event in events {
             self.deriver.apply(event);
         }
-        for sink in self.sinks().iter() {
-            sink.accept(events);
+        let sinks = self.sinks();
+        if sinks.iter().any(|s| s.wants_logs()) {
+            let records = encode_events(events, &self.events, unix_nanos());
+            for sink in sinks.iter() {
+                sink.accept_logs(&records);
+            }
         }
         self.telemetry.events_accepted(events.len());
     }
 
     /// Forwards log records received over OTLP to every sink.
-    pub fn ingest_logs(&self, entries: &[Entry]) {
+    pub fn ingest_logs(&self, records: &[Record]) {
         for sink in self.sinks().iter() {
-            sink.accept_logs(entries);
+            sink.accept_logs(records);
         }
     }
 

@@ -3,7 +3,7 @@
 //! It does not depend on `wasmtel`, so the binary's own tests can use it too.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -162,6 +162,16 @@ fn accept<T: Message + Default>(
         received.refused += 1;
         return (status, answer);
     }
+    let body = match received.headers[n].get("content-encoding") {
+        Some(coding) if coding == "gzip" => {
+            let mut plain = Vec::new();
+            match flate2::read::GzDecoder::new(body.as_ref()).read_to_end(&mut plain) {
+                Ok(_) => Bytes::from(plain),
+                Err(_) => return (StatusCode::BAD_REQUEST, answer),
+            }
+        }
+        _ => body.clone(),
+    };
     match T::decode(body.as_ref()) {
         Ok(request) => {
             store(&mut received, request);

@@ -27,8 +27,14 @@ pub struct DeliveryConfig {
     pub metrics_queue: Option<usize>,
     /// Log records held while the backend is slow or down (default 65536).
     pub logs_queue: Option<usize>,
-    /// Most log records per export (default 512).
+    /// Bytes of encoded log records held (default 64 MiB).
+    pub logs_queue_bytes: Option<usize>,
+    /// Most log records per export (default 8192, the Collector's batch size).
     pub logs_batch: Option<usize>,
+    /// Most bytes of encoded log records per export (default 4 MiB).
+    pub logs_batch_bytes: Option<usize>,
+    /// Log exports in flight at once (default 4; metrics go one at a time, in order).
+    pub max_in_flight: Option<usize>,
     /// The pace of UDP datagrams, in bytes per second (default 4 MiB/s).
     pub udp_bytes_per_second: Option<u64>,
     /// Bytes of UDP datagrams sent at once before the pace applies (default 4 KiB).
@@ -45,7 +51,10 @@ impl DeliveryConfig {
             timeout: self.timeout.or(defaults.timeout),
             metrics_queue: self.metrics_queue.or(defaults.metrics_queue),
             logs_queue: self.logs_queue.or(defaults.logs_queue),
+            logs_queue_bytes: self.logs_queue_bytes.or(defaults.logs_queue_bytes),
             logs_batch: self.logs_batch.or(defaults.logs_batch),
+            logs_batch_bytes: self.logs_batch_bytes.or(defaults.logs_batch_bytes),
+            max_in_flight: self.max_in_flight.or(defaults.max_in_flight),
             udp_bytes_per_second: self.udp_bytes_per_second.or(defaults.udp_bytes_per_second),
             udp_burst_bytes: self.udp_burst_bytes.or(defaults.udp_burst_bytes),
             retry: RetryConfig {
@@ -138,6 +147,19 @@ pub struct OtlpConfig {
     pub temporality_preference: Option<TemporalityPreference>,
     /// This integration's delivery settings, over `[delivery]`.
     pub delivery: DeliveryConfig,
+    /// `gzip` (the default) or `none` (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+    pub compression: Option<Compression>,
+}
+
+/// How OTLP/HTTP request bodies are compressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// `Content-Encoding: gzip` (the default).
+    #[default]
+    Gzip,
+    /// Sent as they are.
+    None,
 }
 
 impl Default for OtlpConfig {
@@ -150,6 +172,7 @@ impl Default for OtlpConfig {
             logs: true,
             temporality_preference: None,
             delivery: DeliveryConfig::default(),
+            compression: None,
         }
     }
 }

@@ -10,7 +10,8 @@ mod plugins;
 
 pub use derive::{DeriveConfig, RuleConfig, RuleSet, When};
 pub use export::{
-    DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, OtlpConfig, RetryConfig, signal_url,
+    Compression, DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, OtlpConfig, RetryConfig,
+    signal_url,
 };
 pub use metrics::{
     Aggregation, DEFAULT_CARDINALITY_LIMIT, ExemplarFilter, HistogramAggregation, MetricsConfig,
@@ -182,6 +183,8 @@ pub struct IntakeConfig {
     pub listen: SocketAddr,
     /// Largest accepted body after decompression, in bytes (default 8 MiB).
     pub max_body_bytes: usize,
+    /// What intake does when an integration's log queue is full (default `reject`).
+    pub on_full: OnFull,
 }
 
 impl Default for IntakeConfig {
@@ -189,8 +192,21 @@ impl Default for IntakeConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4318)),
             max_body_bytes: DEFAULT_MAX_BODY,
+            on_full: OnFull::default(),
         }
     }
+}
+
+/// What happens to data arriving for a full export queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    /// Intake answers 503 with `Retry-After` (what OTLP senders retry on): nothing accepted is
+    /// lost.
+    #[default]
+    Reject,
+    /// The oldest queued data is dropped (and counted) to make room.
+    DropOldest,
 }
 
 /// The `[prometheus]` section.
@@ -336,6 +352,13 @@ impl Config {
             for (k, v) in parse_key_values("OTEL_EXPORTER_OTLP_HEADERS", &raw, true)? {
                 otlp.headers.entry(k).or_insert(v);
             }
+        }
+        if otlp.compression.is_none() {
+            otlp.compression = enum_var(
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                var("OTEL_EXPORTER_OTLP_COMPRESSION"),
+                "expected gzip or none",
+            )?;
         }
         if otlp.delivery.timeout.is_none() {
             otlp.delivery.timeout = millis_var(

@@ -425,6 +425,7 @@ pub fn spec_of(stored: &Stored, defaults: &DeliveryConfig) -> Result<ExporterSpe
     let (target, endpoint) = if stored.kind_type == OTLP {
         let target = Target::Otlp {
             temporality: Default::default(),
+            compression: Default::default(),
         };
         (target, signal_url(&stored.endpoint, signal.as_str()))
     } else {
@@ -508,8 +509,7 @@ fn view(live: &Live, defaults: &DeliveryConfig) -> Integration {
                 integration: s.name.clone(),
                 signal: s.kind.as_str(),
                 status,
-                queued: 0,
-                dropped: 0,
+                items: Default::default(),
                 next_export_unix_nano: None,
             };
             (

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::delivery::queue::DropOldestQueue;
-use super::delivery::{Delivery, Drain, Encode, Report, Settings, Split, Status};
+use super::delivery::queue::{OnFull, Queue, Weight};
+use super::delivery::{Delivery, Drain, Encode, Report, Settings, Split, State, Status};
 use super::otlp;
 use super::plugin::{PluginSlot, split_batches};
 use super::probe::Diagnosis;
@@ -23,8 +23,7 @@ use super::transport::{Request, Transport};
 use crate::clock::unix_nanos;
 use crate::metrics::{DeltaTrackers, Producer, Registries};
 use crate::model::Signal;
-use crate::model::event::Event;
-use crate::model::log::{Entry, Origin, record};
+use crate::model::log::Record;
 use crate::pipeline::EventSink;
 use crate::plugins::bindings::types::MetricBatch;
 use crate::plugins::reload::Reloadable;
@@ -40,6 +39,20 @@ pub enum MetricItem {
     Batches(Vec<MetricBatch>),
 }
 
+impl Weight for Record {
+    /// The encoded record's bytes.
+    fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl Weight for MetricItem {
+    /// Collections are counted, not weighed: `metrics_queue` bounds them.
+    fn bytes(&self) -> usize {
+        0
+    }
+}
+
 /// What building an exporter takes from the host.
 #[derive(Clone)]
 pub struct BuildContext {
@@ -53,27 +66,33 @@ pub struct BuildContext {
     pub loader: Arc<Loader>,
     /// Whether a plugin that cannot be loaded is an error (else the integration waits for it).
     pub strict: bool,
+    /// What a full log queue does: refuse more (intake answers 503) or drop its oldest.
+    pub on_full: OnFull,
 }
 
-/// Who encodes: the native OTLP encoder (with its temporality state) or a plugin.
+/// Who encodes: the native OTLP encoder (with its temporality state, gzipping bodies or not)
+/// or a plugin.
 enum Format {
-    Otlp(Mutex<Option<DeltaTrackers>>),
+    Otlp {
+        delta: Mutex<Option<DeltaTrackers>>,
+        gzip: bool,
+    },
     Plugin(Arc<PluginSlot>),
 }
 
 /// One signal's queue, status and transport.
 struct Channel<T> {
     signal: Signal,
-    queue: Arc<DropOldestQueue<T>>,
+    queue: Arc<Queue<T>>,
     status: Arc<Status>,
     transport: Arc<dyn Transport>,
 }
 
-impl<T> Channel<T> {
-    fn new(signal: Signal, capacity: usize, transport: Arc<dyn Transport>) -> Self {
+impl<T: Weight> Channel<T> {
+    fn new(signal: Signal, queue: Queue<T>, transport: Arc<dyn Transport>) -> Self {
         Self {
             signal,
-            queue: Arc::new(DropOldestQueue::new(capacity)),
+            queue: Arc::new(queue),
             status: Arc::default(),
             transport,
         }
@@ -101,8 +120,7 @@ pub struct Exporter {
     settings: Settings,
     format: Format,
     metrics: Option<Channel<MetricItem>>,
-    logs: Option<Channel<Entry>>,
-    events: Arc<Origin>,
+    logs: Option<Channel<Record>>,
     registries: Arc<Registries>,
     telemetry: SelfTelemetry,
     transforms: Transforms,
@@ -121,10 +139,16 @@ impl Exporter {
             .values()
             .for_each(|v| crate::redact::register(v));
         let format = match &spec.target {
-            Target::Otlp { temporality } => Format::Otlp(Mutex::new(
-                (*temporality != crate::config::TemporalityPreference::Cumulative)
-                    .then(|| DeltaTrackers::new(*temporality)),
-            )),
+            Target::Otlp {
+                temporality,
+                compression,
+            } => Format::Otlp {
+                delta: Mutex::new(
+                    (*temporality != crate::config::TemporalityPreference::Cumulative)
+                        .then(|| DeltaTrackers::new(*temporality)),
+                ),
+                gzip: *compression == crate::config::Compression::Gzip,
+            },
             Target::Plugin { plugin, settings } => {
                 let slot = match ctx.loader.load_exporter(plugin, settings) {
                     Ok((loaded, digest, origin)) => {
@@ -167,12 +191,13 @@ impl Exporter {
                 return Ok(None);
             };
             let made: Arc<dyn Transport> = match &format {
-                Format::Otlp(_) => Arc::new(
+                Format::Otlp { gzip, .. } => Arc::new(
                     OtlpHttp::new(
                         &spec.name,
                         endpoint.to_owned(),
                         &spec.headers,
                         settings.timeout,
+                        *gzip,
                     )
                     .map_err(|e| e.to_string())?,
                 ),
@@ -180,10 +205,14 @@ impl Exporter {
             };
             Ok(Some(made))
         };
-        let metrics = transport(Signal::Metrics)?
-            .map(|t| Channel::new(Signal::Metrics, settings.metrics_queue, t));
-        let logs =
-            transport(Signal::Logs)?.map(|t| Channel::new(Signal::Logs, settings.logs_queue, t));
+        let metrics = transport(Signal::Metrics)?.map(|t| {
+            let queue = Queue::new(settings.metrics_queue, usize::MAX, OnFull::DropOldest);
+            Channel::new(Signal::Metrics, queue, t)
+        });
+        let logs = transport(Signal::Logs)?.map(|t| {
+            let queue = Queue::new(settings.logs_queue, settings.logs_queue_bytes, ctx.on_full);
+            Channel::new(Signal::Logs, queue, t)
+        });
         if let Format::Plugin(slot) = &format
             && let Some(reason) = slot.failure()
         {
@@ -208,7 +237,6 @@ impl Exporter {
             format,
             metrics,
             logs,
-            events: Arc::new(Origin::events(&ctx.registries.own().resource)),
             registries: ctx.registries.clone(),
             telemetry: ctx.telemetry.clone(),
             transforms: ctx.transforms.clone(),
@@ -241,7 +269,7 @@ impl Exporter {
     pub fn plugin(&self) -> Option<Arc<PluginSlot>> {
         match &self.format {
             Format::Plugin(slot) => Some(slot.clone()),
-            Format::Otlp(_) => None,
+            Format::Otlp { .. } => None,
         }
     }
 
@@ -254,7 +282,7 @@ impl Exporter {
     /// Whether the exporter sends `signal` now (a plugin may stop exporting one on reload).
     fn sends(&self, signal: Signal) -> bool {
         match &self.format {
-            Format::Otlp(_) => true,
+            Format::Otlp { .. } => true,
             Format::Plugin(slot) => slot.exports(signal),
         }
     }
@@ -289,18 +317,16 @@ impl Exporter {
             }));
             let me = self.clone();
             let encode: Encode<MetricItem> = Arc::new(move |items| me.encode_metrics(items));
-            tasks.push(tokio::spawn(
-                self.delivery(ch, encode, split_metrics, 1)
-                    .run(drain.clone()),
-            ));
+            let delivery = self.delivery(ch, encode, split_metrics, (1, usize::MAX, 1));
+            tasks.push(tokio::spawn(Arc::new(delivery).run(drain.clone())));
         }
         if let Some(ch) = &self.logs {
             let me = self.clone();
-            let encode: Encode<Entry> = Arc::new(move |entries| me.encode_logs(entries));
-            tasks.push(tokio::spawn(
-                self.delivery(ch, encode, |_| None, self.settings.logs_batch)
-                    .run(drain.clone()),
-            ));
+            let encode: Encode<Record> = Arc::new(move |records| me.encode_logs(records));
+            let s = &self.settings;
+            let limits = (s.logs_batch, s.logs_batch_bytes, s.max_in_flight);
+            let delivery = self.delivery(ch, encode, |_| None, limits);
+            tasks.push(tokio::spawn(Arc::new(delivery).run(drain.clone())));
         }
         self.tasks
             .lock()
@@ -308,12 +334,13 @@ impl Exporter {
             .extend(tasks);
     }
 
+    /// The delivery of `ch`, with `(items, bytes)` per batch and `in_flight` batches at once.
     fn delivery<T>(
         &self,
         ch: &Channel<T>,
         encode: Encode<T>,
         split: Split<T>,
-        batch: usize,
+        (batch, batch_bytes, in_flight): (usize, usize, usize),
     ) -> Delivery<T> {
         Delivery {
             integration: self.name.clone(),
@@ -323,6 +350,8 @@ impl Exporter {
             encode,
             split,
             batch,
+            batch_bytes,
+            in_flight,
             status: ch.status.clone(),
             policy: self.settings.retry,
             telemetry: self.telemetry.clone(),
@@ -351,15 +380,13 @@ impl Exporter {
     fn collect_blocking(&self) {
         let Some(ch) = &self.metrics else { return };
         let item = match &self.format {
-            Format::Otlp(delta) => {
+            Format::Otlp { delta, gzip } => {
                 let mut delta = delta.lock().unwrap_or_else(PoisonError::into_inner);
                 if self.transforms.is_empty() {
                     let producers = self.registries.all();
                     let pairs: Vec<_> = producers.iter().map(Producer::pair).collect();
-                    Some(MetricItem::Encoded(Bytes::from(otlp::metrics::encode_all(
-                        &pairs,
-                        delta.as_mut(),
-                    ))))
+                    let request = otlp::metrics::encode_all(&pairs, delta.as_mut());
+                    Some(MetricItem::Encoded(otlp::body(request, *gzip)))
                 } else {
                     let mut batches = Vec::new();
                     for (i, producer) in self.registries.all().iter().enumerate() {
@@ -389,12 +416,12 @@ impl Exporter {
 
     fn encode_metrics(&self, items: &[MetricItem]) -> Result<Vec<Request>, String> {
         match &self.format {
-            Format::Otlp(_) => Ok(items
+            Format::Otlp { gzip, .. } => Ok(items
                 .iter()
                 .map(|item| match item {
                     MetricItem::Encoded(body) => Request::Body(body.clone()),
                     MetricItem::Batches(batches) => {
-                        Request::Body(Bytes::from(otlp::metrics::from_batches(batches)))
+                        Request::Body(otlp::body(otlp::metrics::from_batches(batches), *gzip))
                     }
                 })
                 .collect()),
@@ -413,50 +440,37 @@ impl Exporter {
         }
     }
 
-    fn encode_logs(&self, entries: &[Entry]) -> Result<Vec<Request>, String> {
+    fn encode_logs(&self, records: &[Record]) -> Result<Vec<Request>, String> {
         match &self.format {
-            Format::Otlp(_) => Ok(otlp::logs::encode(entries, &self.transforms)
-                .map(Request::Body)
+            Format::Otlp { gzip, .. } => Ok(otlp::logs::encode(records, &self.transforms)
+                .map(|request| Request::Body(otlp::body(request, *gzip)))
                 .into_iter()
                 .collect()),
-            Format::Plugin(slot) => slot.encode_logs(entries, &self.transforms),
-        }
-    }
-
-    fn push_logs(&self, entries: impl IntoIterator<Item = Entry>) {
-        let Some(ch) = &self.logs else { return };
-        if !self.sends(Signal::Logs) {
-            return;
-        }
-        let dropped = ch.queue.push(entries);
-        if dropped > 0 {
-            self.telemetry
-                .export_dropped(&self.name, Signal::Logs, dropped);
+            Format::Plugin(slot) => slot.encode_logs(records, &self.transforms),
         }
     }
 
     /// The delivery report of each signal it sends now.
     pub fn reports(&self) -> Vec<Report> {
         let next = self.next_collection.load(Ordering::Relaxed);
-        let report = |signal: Signal, status: &Status, queued, dropped| Report {
+        let report = |signal: Signal, status: &Status, items| Report {
             id: self.id.clone(),
             integration: self.name.to_string(),
             signal: signal.as_str(),
             status: status.snapshot(),
-            queued,
-            dropped,
+            items,
             next_export_unix_nano: (signal == Signal::Metrics && next > 0).then_some(next),
         };
         let metrics = self
             .metrics
             .as_ref()
             .filter(|_| self.shown(Signal::Metrics))
-            .map(|c| report(c.signal, &c.status, c.queue.len(), c.queue.dropped()));
+            .map(|c| report(c.signal, &c.status, c.queue.counts()));
         let logs = self
             .logs
             .as_ref()
             .filter(|_| self.shown(Signal::Logs))
-            .map(|c| report(c.signal, &c.status, c.queue.len(), c.queue.dropped()));
+            .map(|c| report(c.signal, &c.status, c.queue.counts()));
         metrics.into_iter().chain(logs).collect()
     }
 
@@ -539,20 +553,42 @@ fn split_metrics(item: &MetricItem) -> Option<(MetricItem, MetricItem)> {
 }
 
 impl EventSink for Exporter {
-    fn accept(&self, events: &[Event<'_>]) {
-        if self.logs.is_none() {
-            return;
-        }
-        let observed = unix_nanos();
-        self.push_logs(
-            events
-                .iter()
-                .map(|e| (self.events.clone(), record(e, observed))),
-        );
+    fn wants_logs(&self) -> bool {
+        self.logs.is_some() && self.sends(Signal::Logs)
     }
 
-    fn accept_logs(&self, entries: &[Entry]) {
-        self.push_logs(entries.iter().cloned());
+    /// No room when its log queue refuses when full and is full, unless the signal is paused
+    /// (waiting for someone to resume it, it must not stop intake).
+    fn room(&self, records: usize, bytes: usize) -> Result<(), String> {
+        let Some(ch) = self.logs.as_ref().filter(|_| self.wants_logs()) else {
+            return Ok(());
+        };
+        if ch.queue.on_full() == OnFull::DropOldest
+            || ch.queue.room(records, bytes)
+            || ch.status.state() == State::Paused
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "the log queue of integration `{}` is full",
+            self.name
+        ))
+    }
+
+    fn accept_logs(&self, records: &[Record]) {
+        let Some(ch) = self.logs.as_ref().filter(|_| self.wants_logs()) else {
+            return;
+        };
+        // A paused signal does not hold intake back: its queue makes room by dropping.
+        let dropped = if ch.status.state() == State::Paused {
+            ch.queue.push_dropping_oldest(records.iter().cloned())
+        } else {
+            ch.queue.push(records.iter().cloned())
+        };
+        if dropped > 0 {
+            self.telemetry
+                .export_dropped(&self.name, Signal::Logs, dropped);
+        }
     }
 }
 

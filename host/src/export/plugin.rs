@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::transport::Request;
 use crate::metrics::{DeltaTrackers, Registries};
 use crate::model::Signal;
-use crate::model::log::Entry;
+use crate::model::log::Record;
 use crate::plugins::bindings::encoder::{Outcome, Response, Signals};
 use crate::plugins::bindings::types::{MetricBatch, MetricData, Temporality};
 use crate::plugins::convert::{self, metric_batch};
@@ -120,12 +120,12 @@ impl PluginSlot {
     /// Encodes log records, after the transforms, into the plugin's requests.
     pub fn encode_logs(
         &self,
-        entries: &[Entry],
+        records: &[Record],
         transforms: &Transforms,
     ) -> Result<Vec<Request>, String> {
         let plugin = self.current().ok_or("the plugin was unloaded")?;
         let mut out = Vec::new();
-        for (origin, records) in crate::model::log::runs(entries) {
+        for (origin, records) in crate::model::log::runs(records) {
             let batch = convert::otlp::log_batch(&records, &origin);
             if let Some(batch) = transforms.logs(batch) {
                 let encoded = plugin.encode_logs(&batch).map_err(|e| e.to_string())?;

@@ -18,6 +18,8 @@ pub enum Target {
     Otlp {
         /// Which instruments go out as deltas.
         temporality: TemporalityPreference,
+        /// How request bodies are compressed.
+        compression: crate::config::Compression,
     },
     /// An exporter plugin.
     Plugin {
@@ -96,6 +98,7 @@ impl ExporterSpec {
             name: OTLP.into(),
             target: Target::Otlp {
                 temporality: config.temporality_preference.unwrap_or_default(),
+                compression: config.compression.unwrap_or_default(),
             },
             preset: None,
             metrics,

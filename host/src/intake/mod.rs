@@ -94,9 +94,13 @@ async fn work<R: Send + 'static>(
         })
 }
 
-/// Parses the whole body first, so a bad line records nothing.
+/// Parses the whole body first, so a bad line records nothing; a body whose records would not
+/// fit an export queue that refuses when full is refused whole too.
 fn ingest(pipeline: &Pipeline, bytes: &Bytes) -> Result<usize, IntakeError> {
     let events = events::parse(bytes).map_err(IntakeError::Parse)?;
+    pipeline
+        .room(events.len(), bytes.len())
+        .map_err(IntakeError::Busy)?;
     pipeline.ingest(&events);
     Ok(events.len())
 }

@@ -1,145 +1,347 @@
-//! Log records: raw events as OpenTelemetry log records, and where records come from.
+//! Log records: raw events as OpenTelemetry log records, encoded once as OTLP bytes, and
+//! where records come from.
+//!
+//! A record is encoded when it is accepted (an event written straight from the parsed body, a
+//! received OTLP record sliced out of its request) and shared, never copied, by every log
+//! exporter: the native one frames the bytes into requests; transforms and plugins decode them.
 
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue as ProtoAny, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
-    any_value::Value,
-};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
+use bytes::Bytes;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+use prost::Message;
 
 use super::event::{AnyValue, Event};
 use super::resource::Resource;
+use super::wire::Reverse;
 
 /// The instrumentation scope of forwarded events.
 pub const EVENTS_SCOPE: &str = "wasmtel.events";
 
-fn text(s: &str) -> ProtoAny {
-    ProtoAny {
-        value: Some(Value::StringValue(s.to_owned())),
+/// `AnyValue` fields.
+mod any {
+    pub(super) const STRING: u32 = 1;
+    pub(super) const BOOL: u32 = 2;
+    pub(super) const INT: u32 = 3;
+    pub(super) const DOUBLE: u32 = 4;
+    pub(super) const ARRAY: u32 = 5;
+    pub(super) const MAP: u32 = 6;
+}
+
+/// Writes `v` as the fields of an `AnyValue` (reversed).
+fn write_any(w: &mut Reverse, v: &AnyValue<'_>) {
+    match v {
+        AnyValue::Str(s) => w.bytes_always(any::STRING, s.as_bytes()),
+        AnyValue::Bool(b) => w.varint_always(any::BOOL, u64::from(*b)),
+        AnyValue::Int(i) => w.varint_always(any::INT, *i as u64),
+        AnyValue::Double(d) => w.fixed64_always(any::DOUBLE, d.to_bits()),
+        AnyValue::Array(items) => w.message(any::ARRAY, |w| {
+            for item in items.iter().rev() {
+                w.message(1, |w| write_any(w, item));
+            }
+        }),
+        AnyValue::Map(pairs) => w.message(any::MAP, |w| {
+            for (k, v) in pairs.iter().rev() {
+                w.message(1, |w| write_pair(w, k, v));
+            }
+        }),
+        AnyValue::Null => {}
     }
 }
 
-fn kv(key: impl Into<String>, value: ProtoAny) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(value),
-        ..Default::default()
-    }
+/// Writes the fields of a `KeyValue` (reversed).
+fn write_pair(w: &mut Reverse, key: &str, value: &AnyValue<'_>) {
+    w.message(2, |w| write_any(w, value));
+    w.bytes_always(1, key.as_bytes());
 }
 
-fn any(v: &AnyValue<'_>) -> ProtoAny {
-    let value = match v {
-        AnyValue::Str(s) => Value::StringValue(s.to_string()),
-        AnyValue::Bool(b) => Value::BoolValue(*b),
-        AnyValue::Int(i) => Value::IntValue(*i),
-        AnyValue::Double(d) => Value::DoubleValue(*d),
-        AnyValue::Array(items) => Value::ArrayValue(ArrayValue {
-            values: items.iter().map(any).collect(),
-        }),
-        AnyValue::Map(pairs) => Value::KvlistValue(KeyValueList {
-            values: pairs.iter().map(|(k, v)| kv(k.as_ref(), any(v))).collect(),
-        }),
-        AnyValue::Null => return ProtoAny { value: None },
-    };
-    ProtoAny { value: Some(value) }
-}
-
-/// One event as a log record: event name, times, trace context, every field as an attribute.
+/// Writes one event as the fields of a `LogRecord` (reversed): event name, times, trace
+/// context, every field as an attribute.
 ///
 /// Known fields use the attribute names of the metrics (`gen_ai.request.model`,
 /// `inference.engine`, `inference.device.id`, `inference.org.id`,
 /// `inference.request.id`, `inference.stream`, `error.type`); each measurement
 /// becomes `inference.metric.<name>`; free-form attributes keep their keys.
-/// Failed requests are logged at ERROR, the rest at INFO.
-pub fn record(event: &Event<'_>, observed_unix_nano: u64) -> LogRecord {
-    let mut attributes = Vec::with_capacity(8 + event.metrics.0.len() + event.attributes.0.len());
-    for (key, value) in [
-        ("gen_ai.request.model", &event.model),
-        ("inference.engine", &event.engine),
-        ("inference.device.id", &event.device_id),
-        ("inference.org.id", &event.org_id),
-        ("inference.request.id", &event.request_id),
-        ("error.type", &event.error),
-    ] {
-        if let Some(v) = value {
-            attributes.push(kv(key, text(v)));
-        }
+/// Failed requests are logged at ERROR (17), the rest at INFO (9).
+fn write_event(w: &mut Reverse, event: &Event<'_>, observed_unix_nano: u64) {
+    w.bytes(12, event.event_type.as_bytes());
+    w.fixed64(11, observed_unix_nano);
+    w.bytes(10, event.span_id.as_ref().map_or(&[][..], |s| &s[..]));
+    w.bytes(9, event.trace_id.as_ref().map_or(&[][..], |t| &t[..]));
+    for (k, v) in event.attributes.0.iter().rev() {
+        w.message(6, |w| write_pair(w, k, v));
+    }
+    let mut name = String::new();
+    for (metric, v) in event.metrics.0.iter().rev() {
+        name.clear();
+        name.push_str("inference.metric.");
+        name.push_str(metric);
+        w.message(6, |w| write_pair(w, &name, &AnyValue::Double(*v)));
     }
     if let Some(stream) = event.stream {
-        attributes.push(kv(
-            "inference.stream",
-            ProtoAny {
-                value: Some(Value::BoolValue(stream)),
-            },
-        ));
+        w.message(6, |w| {
+            write_pair(w, "inference.stream", &AnyValue::Bool(stream));
+        });
     }
-    for (name, v) in &event.metrics.0 {
-        attributes.push(kv(
-            format!("inference.metric.{name}"),
-            ProtoAny {
-                value: Some(Value::DoubleValue(*v)),
-            },
-        ));
+    for (key, value) in [
+        ("error.type", &event.error),
+        ("inference.request.id", &event.request_id),
+        ("inference.org.id", &event.org_id),
+        ("inference.device.id", &event.device_id),
+        ("inference.engine", &event.engine),
+        ("gen_ai.request.model", &event.model),
+    ] {
+        if let Some(v) = value {
+            w.message(6, |w| {
+                w.message(2, |w| w.bytes_always(any::STRING, v.as_bytes()));
+                w.bytes_always(1, key.as_bytes());
+            });
+        }
     }
-    for (k, v) in &event.attributes.0 {
-        attributes.push(kv(k.as_ref(), any(v)));
-    }
-    let (severity, severity_text) = match event.error {
-        Some(_) => (SeverityNumber::Error, "ERROR"),
-        None => (SeverityNumber::Info, "INFO"),
+    w.message(5, |w| {
+        w.bytes_always(any::STRING, event.event_type.as_bytes())
+    });
+    let (severity, text) = match event.error {
+        Some(_) => (17, "ERROR"),
+        None => (9, "INFO"),
     };
-    LogRecord {
-        time_unix_nano: event.time_unix_nano.unwrap_or(0),
-        observed_time_unix_nano: observed_unix_nano,
-        severity_number: severity as i32,
-        severity_text: severity_text.to_owned(),
-        body: Some(text(&event.event_type)),
-        attributes,
-        trace_id: event.trace_id.map(|t| t.to_vec()).unwrap_or_default(),
-        span_id: event.span_id.map(|s| s.to_vec()).unwrap_or_default(),
-        event_name: event.event_type.to_string(),
-        ..Default::default()
-    }
+    w.bytes(3, text.as_bytes());
+    w.varint(2, severity);
+    w.fixed64(1, event.time_unix_nano.unwrap_or(0));
 }
 
-/// Where log records come from: their resource and instrumentation scope.
-#[derive(Debug, Clone, PartialEq)]
+/// The events of one body as log records of `origin`, encoded into one buffer that every
+/// record shares.
+pub fn encode_events(events: &[Event<'_>], origin: &Arc<Origin>, observed: u64) -> Vec<Record> {
+    let mut w = Reverse::with_capacity(events.len() * 256);
+    let mut ends = Vec::with_capacity(events.len());
+    for event in events.iter().rev() {
+        write_event(&mut w, event, observed);
+        ends.push(w.len());
+    }
+    let bytes = Bytes::from(w.finish());
+    // Written last to first and turned around: the first event's record is at the front.
+    let mut out = Vec::with_capacity(events.len());
+    let mut from = 0;
+    for j in (0..ends.len()).rev() {
+        let len = ends[j] - if j == 0 { 0 } else { ends[j - 1] };
+        out.push(Record {
+            origin: origin.clone(),
+            bytes: bytes.slice(from..from + len),
+        });
+        from += len;
+    }
+    out
+}
+
+/// Where log records come from: their resource and instrumentation scope, each encoded once as
+/// OTLP bytes (decoded only for a transform or a plugin).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// The resource, as OTLP carries it.
-    pub resource: ProtoResource,
-    /// The instrumentation scope.
-    pub scope: InstrumentationScope,
+    /// The encoded `Resource`.
+    pub resource: Bytes,
+    /// The encoded `InstrumentationScope`.
+    pub scope: Bytes,
 }
 
 impl Origin {
+    /// An origin from its OTLP messages.
+    pub fn new(resource: &ProtoResource, scope: &InstrumentationScope) -> Self {
+        Self {
+            resource: Bytes::from(resource.encode_to_vec()),
+            scope: Bytes::from(scope.encode_to_vec()),
+        }
+    }
+
     /// The origin of forwarded events: the host resource and the events scope.
     pub fn events(res: &Resource) -> Self {
-        Self {
-            resource: res.to_otlp(),
-            scope: InstrumentationScope {
+        Self::new(
+            &res.to_otlp(),
+            &InstrumentationScope {
                 name: EVENTS_SCOPE.to_owned(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 ..Default::default()
             },
-        }
+        )
+    }
+
+    /// The resource, decoded.
+    pub fn resource(&self) -> ProtoResource {
+        ProtoResource::decode(self.resource.as_ref()).unwrap_or_default()
+    }
+
+    /// The scope, decoded.
+    pub fn scope(&self) -> InstrumentationScope {
+        InstrumentationScope::decode(self.scope.as_ref()).unwrap_or_default()
     }
 }
 
-/// A log record with its origin, as log exporters queue it.
-pub type Entry = (Arc<Origin>, LogRecord);
+/// One log record as an encoded OTLP `LogRecord`, with its origin; cheap to clone (both are shared).
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Where it comes from.
+    pub origin: Arc<Origin>,
+    /// The encoded `LogRecord` (checked when it was accepted).
+    pub bytes: Bytes,
+}
 
-/// Splits entries into runs of one origin, in order.
-pub fn runs(entries: &[Entry]) -> Vec<(Arc<Origin>, Vec<LogRecord>)> {
+impl Record {
+    /// The record, decoded (for transforms and plugins).
+    pub fn decode(&self) -> LogRecord {
+        LogRecord::decode(self.bytes.as_ref()).unwrap_or_default()
+    }
+
+    /// Typed records as records of `origin`, encoded into one shared buffer.
+    pub fn encode_all(records: &[LogRecord], origin: &Arc<Origin>) -> Vec<Record> {
+        let mut buf = Vec::with_capacity(records.iter().map(Message::encoded_len).sum());
+        let mut ends = Vec::with_capacity(records.len());
+        for r in records {
+            r.encode_raw(&mut buf);
+            ends.push(buf.len());
+        }
+        let bytes = Bytes::from(buf);
+        let mut start = 0;
+        ends.into_iter()
+            .map(|end| {
+                let record = Record {
+                    origin: origin.clone(),
+                    bytes: bytes.slice(start..end),
+                };
+                start = end;
+                record
+            })
+            .collect()
+    }
+}
+
+/// Records of one origin in a row, decoded, in order: what transforms and plugins receive.
+pub fn runs(records: &[Record]) -> Vec<(Arc<Origin>, Vec<LogRecord>)> {
     let mut out: Vec<(Arc<Origin>, Vec<LogRecord>)> = Vec::new();
-    for (origin, record) in entries {
+    for record in records {
         match out.last_mut() {
-            Some((last, records)) if Arc::ptr_eq(last, origin) || **last == **origin => {
-                records.push(record.clone());
+            Some((last, decoded)) if same_origin(last, &record.origin) => {
+                decoded.push(record.decode());
             }
-            _ => out.push((origin.clone(), vec![record.clone()])),
+            _ => out.push((record.origin.clone(), vec![record.decode()])),
         }
     }
     out
+}
+
+/// Whether two records come from the same place.
+pub fn same_origin(a: &Arc<Origin>, b: &Arc<Origin>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue as ProtoAny, ArrayValue, KeyValue, KeyValueList, any_value::Value,
+    };
+
+    use super::*;
+
+    /// The record as the OTLP types build it: what [`encode_events`] must write, byte for byte.
+    fn reference(event: &Event<'_>, observed: u64) -> LogRecord {
+        fn text(s: &str) -> ProtoAny {
+            ProtoAny {
+                value: Some(Value::StringValue(s.to_owned())),
+            }
+        }
+        fn kv(key: &str, value: ProtoAny) -> KeyValue {
+            KeyValue {
+                key: key.into(),
+                value: Some(value),
+                ..Default::default()
+            }
+        }
+        fn any(v: &AnyValue<'_>) -> ProtoAny {
+            let value = match v {
+                AnyValue::Str(s) => Value::StringValue(s.to_string()),
+                AnyValue::Bool(b) => Value::BoolValue(*b),
+                AnyValue::Int(i) => Value::IntValue(*i),
+                AnyValue::Double(d) => Value::DoubleValue(*d),
+                AnyValue::Array(items) => Value::ArrayValue(ArrayValue {
+                    values: items.iter().map(any).collect(),
+                }),
+                AnyValue::Map(pairs) => Value::KvlistValue(KeyValueList {
+                    values: pairs.iter().map(|(k, v)| kv(k, any(v))).collect(),
+                }),
+                AnyValue::Null => return ProtoAny { value: None },
+            };
+            ProtoAny { value: Some(value) }
+        }
+        let mut attributes = Vec::new();
+        for (key, value) in [
+            ("gen_ai.request.model", &event.model),
+            ("inference.engine", &event.engine),
+            ("inference.device.id", &event.device_id),
+            ("inference.org.id", &event.org_id),
+            ("inference.request.id", &event.request_id),
+            ("error.type", &event.error),
+        ] {
+            if let Some(v) = value {
+                attributes.push(kv(key, text(v)));
+            }
+        }
+        if let Some(stream) = event.stream {
+            attributes.push(kv("inference.stream", any(&AnyValue::Bool(stream))));
+        }
+        for (name, v) in &event.metrics.0 {
+            let key = format!("inference.metric.{name}");
+            attributes.push(kv(&key, any(&AnyValue::Double(*v))));
+        }
+        for (k, v) in &event.attributes.0 {
+            attributes.push(kv(k, any(v)));
+        }
+        let (severity, severity_text) = match event.error {
+            Some(_) => (17, "ERROR"),
+            None => (9, "INFO"),
+        };
+        LogRecord {
+            time_unix_nano: event.time_unix_nano.unwrap_or(0),
+            observed_time_unix_nano: observed,
+            severity_number: severity,
+            severity_text: severity_text.to_owned(),
+            body: Some(text(&event.event_type)),
+            attributes,
+            trace_id: event.trace_id.map(|t| t.to_vec()).unwrap_or_default(),
+            span_id: event.span_id.map(|s| s.to_vec()).unwrap_or_default(),
+            event_name: event.event_type.to_string(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn events_are_written_as_the_otlp_types_would_encode_them() {
+        let bodies = [
+            r#"{"event_type":"generation_completed","timestamp":"2026-11-01T12:00:00.5Z","model":"m1","engine":"vllm","device_id":"d","org_id":"o","request_id":"r-1","stream":true,"trace_id":"0af7651916cd43dd8448eb211c80319c","span_id":"b7ad6b7169203331","metrics":{"total_duration_ms":12.5,"output_tokens":0},"attributes":{"user":"u1","n":-3,"ok":false,"list":[1,"two",null,{"deep":[true]}],"none":null}}"#,
+            r#"{"event_type":"chunk_produced"}"#,
+            r#"{"event_type":"generation_completed","error":"timeout","model":"ünïcødé"}"#,
+        ];
+        let events: Vec<Event<'_>> = bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).expect("event"))
+            .collect();
+        let origin = Arc::new(Origin::events(&Resource::from_attributes(
+            crate::model::attributes::AttributeSet::from_pairs(Vec::new()),
+        )));
+        let records = encode_events(&events, &origin, 42);
+        assert_eq!(records.len(), 3);
+        for (event, record) in events.iter().zip(&records) {
+            assert_eq!(record.bytes, reference(event, 42).encode_to_vec());
+            assert!(Arc::ptr_eq(&record.origin, &origin));
+        }
+        // One buffer for the whole body.
+        assert_eq!(
+            records[1].bytes.as_ptr() as usize,
+            records[0].bytes.as_ptr() as usize + records[0].bytes.len()
+        );
+        let typed: Vec<LogRecord> = records.iter().map(Record::decode).collect();
+        let again = Record::encode_all(&typed, &origin);
+        assert!(again.iter().zip(&records).all(|(a, b)| a.bytes == b.bytes));
+        assert_eq!(runs(&records).len(), 1);
+    }
 }

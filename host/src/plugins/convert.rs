@@ -292,16 +292,17 @@ pub mod otlp {
                 event_name: r.event_name.clone(),
             })
             .collect();
+        let (resource, scope) = (origin.resource(), origin.scope());
         LogBatch {
             resource: Resource {
-                attributes: attributes(&origin.resource.attributes),
+                attributes: attributes(&resource.attributes),
                 schema_url: String::new(),
             },
             scopes: vec![ScopeLogs {
                 scope: Scope {
-                    name: origin.scope.name.clone(),
-                    version: origin.scope.version.clone(),
-                    attributes: attributes(&origin.scope.attributes),
+                    name: scope.name,
+                    version: scope.version,
+                    attributes: attributes(&scope.attributes),
                 },
                 records,
             }],

@@ -11,6 +11,8 @@ pub const THRESHOLD: u32 = 5;
 pub const FIRST_COOLDOWN: Duration = Duration::from_secs(1);
 /// The longest time the breaker stays open before probing.
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(60);
+/// How often a request waiting behind another's probe looks again.
+const PROBE_POLL: Duration = Duration::from_millis(50);
 
 /// Where the breaker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,14 +28,15 @@ pub enum BreakerState {
     HalfOpen,
 }
 
-/// A circuit breaker for one delivery task (which sends one request at a time, so a half-open
-/// breaker lets exactly one probe through).
+/// A circuit breaker for one signal of an integration, shared by its requests in flight: a
+/// half-open breaker lets exactly one probe through while the others wait for its outcome.
 #[derive(Debug)]
 pub struct Breaker {
     state: BreakerState,
     failures: u32,
     first_cooldown: Duration,
     cooldown: Duration,
+    probing: bool,
 }
 
 impl Default for Breaker {
@@ -50,6 +53,7 @@ impl Breaker {
             failures: 0,
             first_cooldown: cooldown,
             cooldown,
+            probing: false,
         }
     }
 
@@ -59,14 +63,16 @@ impl Breaker {
     }
 
     /// How long to wait before the next request may go; an open breaker whose cooldown has
-    /// passed turns half-open and lets it go at once.
+    /// passed turns half-open and lets this one request go at once, as the probe.
     pub fn wait(&mut self, now: Instant) -> Duration {
         match self.state {
             BreakerState::Open { until } if now < until => until - now,
             BreakerState::Open { .. } => {
                 self.state = BreakerState::HalfOpen;
+                self.probing = true;
                 Duration::ZERO
             }
+            BreakerState::HalfOpen if self.probing => PROBE_POLL,
             _ => Duration::ZERO,
         }
     }
@@ -80,6 +86,7 @@ impl Breaker {
     pub fn failure(&mut self, now: Instant) {
         match self.state {
             BreakerState::HalfOpen => {
+                self.probing = false;
                 self.cooldown = (self.cooldown * 2).min(MAX_COOLDOWN.max(self.first_cooldown));
                 self.state = BreakerState::Open {
                     until: now + self.cooldown,
@@ -121,6 +128,7 @@ mod tests {
         let later = t0 + FIRST_COOLDOWN;
         assert_eq!(b.wait(later), Duration::ZERO, "one probe");
         assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert_eq!(b.wait(later), PROBE_POLL, "the others wait for the probe");
         b.failure(later);
         assert_eq!(
             b.wait(later),

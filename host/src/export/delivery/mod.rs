@@ -1,11 +1,12 @@
 //! Delivery: the one engine every integration sends through, whatever its transport.
 //!
-//! Each signal of an integration has a bounded queue, a [`Delivery`] task draining it through
-//! a [`Transport`], the OpenTelemetry specification's retries with backoff, its own circuit
-//! breaker, a pause after too many failed exports in a row, and a [`Status`]. A batch taken
-//! from the queue is encoded into requests that are sent and acknowledged one by one, so when a
-//! later request fails only what was not delivered is sent again; a request the backend finds
-//! too large (HTTP 413) is split and its halves sent instead.
+//! Each signal of an integration has a bounded [`Queue`], a [`Delivery`] task draining it
+//! through a [`Transport`] with up to `in_flight` batches at once (logs; metrics go one at a
+//! time, in order), the OpenTelemetry specification's retries with backoff, one circuit breaker
+//! shared by its requests, a pause after too many failed exports in a row, and a [`Status`]. A
+//! batch taken from the queue is encoded into requests that are sent and acknowledged one by
+//! one, so when a later request fails only what was not delivered is sent again; a request the
+//! backend finds too large (HTTP 413) is split and its halves sent instead.
 
 pub mod breaker;
 pub mod queue;
@@ -13,10 +14,11 @@ pub mod retry;
 pub mod status;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::transport::{Delivered, Request, SendError, Transport};
@@ -24,7 +26,7 @@ use crate::config::DeliveryConfig;
 use crate::model::Signal;
 use crate::telemetry::SelfTelemetry;
 use breaker::Breaker;
-use queue::DropOldestQueue;
+use queue::{Queue, Taken, Weight};
 pub use retry::RetryPolicy;
 pub use status::{State, Status};
 
@@ -42,8 +44,14 @@ pub struct Settings {
     pub metrics_queue: usize,
     /// Log records held.
     pub logs_queue: usize,
+    /// Bytes of encoded log records held.
+    pub logs_queue_bytes: usize,
     /// Most log records per export.
     pub logs_batch: usize,
+    /// Most bytes of log records per export.
+    pub logs_batch_bytes: usize,
+    /// Log exports in flight at once.
+    pub max_in_flight: usize,
     /// The pace of UDP datagrams, in bytes per second.
     pub udp_bytes_per_second: u64,
     /// Bytes of UDP datagrams sent back to back before the pace applies.
@@ -61,7 +69,10 @@ impl Settings {
             timeout: c.timeout.unwrap_or(Duration::from_secs(10)),
             metrics_queue: c.metrics_queue.unwrap_or(32).max(1),
             logs_queue: c.logs_queue.unwrap_or(65536).max(1),
-            logs_batch: c.logs_batch.unwrap_or(512).max(1),
+            logs_queue_bytes: c.logs_queue_bytes.unwrap_or(64 << 20).max(1),
+            logs_batch: c.logs_batch.unwrap_or(8192).max(1),
+            logs_batch_bytes: c.logs_batch_bytes.unwrap_or(4 << 20).max(1),
+            max_in_flight: c.max_in_flight.unwrap_or(4).max(1),
             udp_bytes_per_second: c
                 .udp_bytes_per_second
                 .unwrap_or(super::transport::udp::DEFAULT_BYTES_PER_SECOND),
@@ -85,10 +96,10 @@ pub struct Report {
     /// Its delivery status.
     #[serde(flatten)]
     pub status: status::Snapshot,
-    /// Items waiting in its queue (metric batches or log records).
-    pub queued: usize,
-    /// Items its full queue dropped.
-    pub dropped: u64,
+    /// Where every item (metric collection or log record) it was given is now:
+    /// `accepted = delivered + refused + dropped + queued`, exactly.
+    #[serde(flatten)]
+    pub items: queue::Counts,
     /// When metrics are next collected and exported (Unix nanoseconds); logs go as they come.
     pub next_export_unix_nano: Option<u64>,
 }
@@ -106,7 +117,7 @@ pub struct Delivery<T> {
     /// The signal, for logs and self-telemetry.
     pub signal: Signal,
     /// The queue to drain.
-    pub queue: Arc<DropOldestQueue<T>>,
+    pub queue: Arc<Queue<T>>,
     /// Where requests go.
     pub transport: Arc<dyn Transport>,
     /// Turns a batch of items into requests.
@@ -115,6 +126,10 @@ pub struct Delivery<T> {
     pub split: Split<T>,
     /// Most items per batch.
     pub batch: usize,
+    /// Most bytes per batch.
+    pub batch_bytes: usize,
+    /// Batches in flight at once.
+    pub in_flight: usize,
     /// The signal's status, shared with whoever reports it.
     pub status: Arc<Status>,
     /// How failed requests are retried.
@@ -128,6 +143,7 @@ struct Segment<T> {
     items: Vec<T>,
     requests: Option<VecDeque<Request>>,
     delivered: usize,
+    refused: bool,
 }
 
 impl<T> Segment<T> {
@@ -136,18 +152,48 @@ impl<T> Segment<T> {
             items,
             requests: None,
             delivered: 0,
+            refused: false,
         }
     }
 }
 
-/// The batch being sent: its segments in order, and what happened to it so far.
+/// A batch being sent: its segments in order, and what happened to it so far.
 struct Flight<T> {
-    last: u64,
+    taken: Taken<T>,
     segments: VecDeque<Segment<T>>,
+    /// Requests delivered.
     delivered: usize,
+    /// Items of finished segments: delivered, refused.
+    items: (usize, usize),
     rejected: u64,
     message: Option<String>,
     refused: Option<String>,
+}
+
+impl<T> Flight<T> {
+    fn new(mut taken: Taken<T>) -> Self {
+        let items = std::mem::take(&mut taken.items);
+        Self {
+            taken,
+            segments: VecDeque::from([Segment::new(items)]),
+            delivered: 0,
+            items: (0, 0),
+            rejected: 0,
+            message: None,
+            refused: None,
+        }
+    }
+
+    /// Ends the front segment, counting its items as delivered or refused.
+    fn segment_done(&mut self) {
+        if let Some(done) = self.segments.pop_front() {
+            if done.refused {
+                self.items.1 += done.items.len();
+            } else {
+                self.items.0 += done.items.len();
+            }
+        }
+    }
 }
 
 /// What one step of sending a batch came to.
@@ -160,65 +206,99 @@ enum Step {
     Failed(String),
 }
 
-impl<T: Clone + Send + 'static> Delivery<T> {
+/// How a flight ended.
+enum Landing {
+    /// Delivered or refused, and accounted for.
+    Done,
+    /// Failed before anything was delivered: its items are queued again.
+    Returned,
+    /// Failed while the host shuts down.
+    Abandoned,
+}
+
+impl<T: Clone + Weight + Send + Sync + 'static> Delivery<T> {
     /// Sends batches until drained: after the drain signal, it empties the queue (within the
     /// deadline) and returns.
     ///
-    /// A batch stays queued and pinned (never dropped) while it is sent. A retryable failure is
-    /// retried as [`RetryPolicy`] says; a request still failing makes the export fail: the batch
-    /// is released, or, if some of its requests were delivered, kept with the rest to be sent
-    /// behind the circuit breaker. A refused request is counted and dropped, never retried.
-    pub async fn run(self, mut drain: Drain) {
-        let mut breaker = Breaker::new(self.policy.breaker_cooldown);
-        let mut flight: Option<Flight<T>> = None;
+    /// Up to `in_flight` batches go at once. A batch is out of the queue's waiting line (never
+    /// dropped) while it is sent. A retryable failure is retried as [`RetryPolicy`] says; a
+    /// request still failing makes the export fail: the batch goes back to the front of the
+    /// queue, or, if some of its requests were delivered, is kept to be finished behind the
+    /// circuit breaker. A refused request is counted and dropped, never retried.
+    pub async fn run(self: Arc<Self>, mut drain: Drain) {
+        let breaker = Arc::new(Mutex::new(Breaker::new(self.policy.breaker_cooldown)));
+        let mut flights: JoinSet<Landing> = JoinSet::new();
+        let mut stopping = false;
         loop {
-            if self.status.state() == State::Paused {
-                if drain.borrow().is_some() {
+            let paused = self.status.state() == State::Paused;
+            while !paused && !stopping && flights.len() < self.in_flight {
+                let Some(taken) = self.queue.take(self.batch, self.batch_bytes) else {
+                    break;
+                };
+                let flight = self.clone().fly(taken, breaker.clone(), drain.clone());
+                flights.spawn(flight);
+            }
+            let draining = drain.borrow().is_some();
+            if flights.is_empty() {
+                if draining && (paused || stopping || self.queue.is_idle()) {
                     return;
                 }
-                tokio::select! {
-                    _ = self.status.wait_resumed() => {}
-                    _ = drain.changed() => {}
-                }
-                continue;
-            }
-            let Some(current) = flight.as_mut() else {
-                let (items, last) = self.queue.peek(self.batch);
-                if items.is_empty() {
-                    if drain.borrow().is_some() {
-                        return;
+                if paused {
+                    tokio::select! {
+                        _ = self.status.wait_resumed() => {}
+                        _ = drain.changed() => {}
                     }
+                } else {
                     tokio::select! {
                         _ = self.queue.pushed() => {}
                         _ = drain.changed() => {}
                     }
-                    continue;
                 }
-                flight = Some(Flight {
-                    last,
-                    segments: VecDeque::from([Segment::new(items)]),
-                    delivered: 0,
-                    rejected: 0,
-                    message: None,
-                    refused: None,
-                });
                 continue;
-            };
-            match self.step(current, &mut breaker, &mut drain).await {
+            }
+            let room = !paused && !stopping && flights.len() < self.in_flight;
+            tokio::select! {
+                landed = flights.join_next() => {
+                    let failed = !matches!(landed, Some(Ok(Landing::Done)));
+                    stopping |= failed && drain.borrow().is_some();
+                }
+                _ = self.queue.pushed(), if room => {}
+                _ = drain.changed(), if !draining => {}
+            }
+        }
+    }
+
+    /// Sends one batch to its end.
+    async fn fly(
+        self: Arc<Self>,
+        taken: Taken<T>,
+        breaker: Arc<Mutex<Breaker>>,
+        mut drain: Drain,
+    ) -> Landing {
+        let mut f = Flight::new(taken);
+        loop {
+            match self.step(&mut f, &breaker, &mut drain).await {
                 Step::Continue => {}
                 Step::Done => {
-                    if let Some(done) = flight.take() {
-                        self.finish(done);
-                    }
+                    self.finish(f);
+                    return Landing::Done;
                 }
                 Step::Failed(reason) => {
                     self.failed(&reason);
-                    if current.delivered == 0 {
-                        self.queue.release();
-                        flight = None;
+                    if f.delivered == 0 {
+                        let back = f.segments.into_iter().flat_map(|s| s.items).collect();
+                        self.queue.finish(f.taken, f.items.0, f.items.1, back);
+                        return Landing::Returned;
                     }
                     if drain.borrow().is_some() {
-                        return;
+                        return Landing::Abandoned;
+                    }
+                    // Partly delivered: finish it here, behind the breaker (and any pause).
+                    while self.status.state() == State::Paused {
+                        tokio::select! {
+                            _ = self.status.wait_resumed() => {}
+                            _ = drain.changed() => return Landing::Abandoned,
+                        }
                     }
                 }
             }
@@ -226,7 +306,7 @@ impl<T: Clone + Send + 'static> Delivery<T> {
     }
 
     /// Encodes the next segment, or sends its next request.
-    async fn step(&self, f: &mut Flight<T>, breaker: &mut Breaker, drain: &mut Drain) -> Step {
+    async fn step(&self, f: &mut Flight<T>, breaker: &Mutex<Breaker>, drain: &mut Drain) -> Step {
         let Some(segment) = f.segments.front_mut() else {
             return Step::Done;
         };
@@ -245,19 +325,22 @@ impl<T: Clone + Send + 'static> Delivery<T> {
                     segment.items = items;
                     segment.requests = Some(requests.into());
                 }
-                Ok((_, Err(reason))) => {
+                Ok((items, Err(reason))) => {
+                    segment.items = items;
+                    segment.refused = true;
                     f.refused = Some(format!("encoding failed: {reason}"));
-                    f.segments.pop_front();
+                    f.segment_done();
                 }
                 Err(_) => {
+                    segment.refused = true;
                     f.refused = Some("encoding failed: the encoder panicked".into());
-                    f.segments.pop_front();
+                    f.segment_done();
                 }
             }
             return Step::Continue;
         };
         let Some(request) = requests.front() else {
-            f.segments.pop_front();
+            f.segment_done();
             return Step::Continue;
         };
         match self.send(request, breaker, drain).await {
@@ -285,6 +368,7 @@ impl<T: Clone + Send + 'static> Delivery<T> {
                     }
                     None => {
                         requests.pop_front();
+                        segment.refused = true;
                         f.refused = Some(format!(
                             "{reason}: the request is too large and cannot be split further"
                         ));
@@ -293,6 +377,7 @@ impl<T: Clone + Send + 'static> Delivery<T> {
             }
             Err(SendError::Rejected(reason)) => {
                 requests.pop_front();
+                segment.refused = true;
                 f.refused = Some(reason);
             }
             Err(e @ SendError::Retryable { .. }) => return Step::Failed(e.to_string()),
@@ -301,7 +386,7 @@ impl<T: Clone + Send + 'static> Delivery<T> {
             .front()
             .is_some_and(|s| s.requests.as_ref().is_some_and(VecDeque::is_empty))
         {
-            f.segments.pop_front();
+            f.segment_done();
         }
         if f.segments.is_empty() {
             Step::Done
@@ -324,7 +409,7 @@ impl<T: Clone + Send + 'static> Delivery<T> {
 
     /// Ends a batch whose every request was delivered or refused.
     fn finish(&self, f: Flight<T>) {
-        self.queue.ack(f.last);
+        self.queue.finish(f.taken, f.items.0, f.items.1, Vec::new());
         match f.refused {
             Some(reason) => {
                 tracing::warn!(integration = %self.integration, signal = self.signal.as_str(),
@@ -367,31 +452,48 @@ impl<T: Clone + Send + 'static> Delivery<T> {
     async fn send(
         &self,
         request: &Request,
-        breaker: &mut Breaker,
+        breaker: &Mutex<Breaker>,
         drain: &mut Drain,
     ) -> Result<Delivered, SendError> {
+        let breaker = |f: &mut dyn FnMut(&mut Breaker) -> Duration| {
+            f(&mut breaker.lock().unwrap_or_else(PoisonError::into_inner))
+        };
         let mut retry = 0;
         loop {
-            let wait = breaker.wait(Instant::now());
-            if !wait.is_zero() && !sleep(wait, drain).await {
-                return Err(SendError::retryable(
-                    "the backend is down and the host is shutting down",
-                ));
+            loop {
+                let wait = breaker(&mut |b| b.wait(Instant::now()));
+                if wait.is_zero() {
+                    break;
+                }
+                if !sleep(wait, drain).await {
+                    return Err(SendError::retryable(
+                        "the backend is down and the host is shutting down",
+                    ));
+                }
             }
             let error = match self.transport.send(request).await {
                 Ok(delivered) => {
-                    breaker.success();
+                    breaker(&mut |b| {
+                        b.success();
+                        Duration::ZERO
+                    });
                     return Ok(delivered);
                 }
                 Err(SendError::Retryable { reason, after }) => {
                     SendError::Retryable { reason, after }
                 }
                 Err(refused) => {
-                    breaker.success();
+                    breaker(&mut |b| {
+                        b.success();
+                        Duration::ZERO
+                    });
                     return Err(refused);
                 }
             };
-            breaker.failure(Instant::now());
+            breaker(&mut |b| {
+                b.failure(Instant::now());
+                Duration::ZERO
+            });
             if retry >= self.policy.max_retries {
                 return Err(error);
             }

@@ -1,146 +1,226 @@
-//! A bounded queue that drops its oldest items when full, so producers never wait.
+//! The queue between producers (intake, collection) and a sender with batches in flight.
 //!
-//! The sender [`peek`](DropOldestQueue::peek)s a batch, which pins it: pinned items are being
-//! sent, so a full queue drops the oldest items *not* pinned, and nothing is ever both dropped
-//! and delivered. Once the batch is delivered (or refused) the sender
-//! [`ack`](DropOldestQueue::ack)s it; when an export fails before any of it was delivered, the
-//! sender [`release`](DropOldestQueue::release)s it so that it can be dropped like the rest.
-//! Pinned items count against the capacity; only a pinned batch larger than the capacity
-//! makes the queue hold more.
+//! Items waiting and items in flight both count against the capacity, in items and in bytes.
+//! When it is full, [`OnFull::DropOldest`] drops the oldest *waiting* items (never one in flight,
+//! so nothing is both dropped and delivered); [`OnFull::Reject`] drops nothing: producers ask
+//! [`Queue::room`] first and refuse the data upstream. Every item is accounted for, under one
+//! lock: `accepted = delivered + refused + dropped + queued` holds in every [`Counts`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-/// Bounded FIFO shared by producers (intake, collection) and one sender task.
+pub use crate::config::OnFull;
+
+/// What an item weighs against the queue's byte capacity.
+pub trait Weight {
+    /// Its size in bytes (0 for items counted only by number).
+    fn bytes(&self) -> usize;
+}
+
+/// Where every item that entered a queue is now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Items pushed.
+    pub accepted: u64,
+    /// Items in exports the backend acknowledged (or, over UDP, sent).
+    pub delivered: u64,
+    /// Items in requests the backend refused, or that could not be encoded.
+    pub refused: u64,
+    /// Items a full queue dropped.
+    pub dropped: u64,
+    /// Items waiting or in flight.
+    pub queued: u64,
+}
+
+/// A bounded queue of `T` shared by producers and one sender.
 #[derive(Debug)]
-pub struct DropOldestQueue<T> {
-    items: Mutex<Items<T>>,
-    capacity: usize,
+pub struct Queue<T> {
+    state: Mutex<State<T>>,
+    max_items: usize,
+    max_bytes: usize,
+    on_full: OnFull,
     ready: Notify,
-    dropped: AtomicU64,
 }
 
-/// The queued items, each with its sequence number, and how many at the front are pinned.
 #[derive(Debug)]
-struct Items<T> {
-    queue: VecDeque<(u64, T)>,
-    next: u64,
-    pinned: usize,
+struct State<T> {
+    waiting: VecDeque<T>,
+    waiting_bytes: usize,
+    flying: usize,
+    flying_bytes: usize,
+    counts: Counts,
 }
 
-impl<T> DropOldestQueue<T> {
-    /// An empty queue holding at most `capacity` items (at least one).
-    pub fn new(capacity: usize) -> Self {
+/// Items taken to be sent: end them with [`Queue::finish`].
+#[derive(Debug)]
+pub struct Taken<T> {
+    /// The items, oldest first.
+    pub items: Vec<T>,
+    /// How many were taken.
+    count: usize,
+    /// What they weighed.
+    bytes: usize,
+}
+
+impl<T> Taken<T> {
+    /// How many items were taken.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+impl<T: Weight> Queue<T> {
+    /// An empty queue holding at most `max_items` items (at least one) and `max_bytes` bytes.
+    pub fn new(max_items: usize, max_bytes: usize, on_full: OnFull) -> Self {
         Self {
-            items: Mutex::new(Items {
-                queue: VecDeque::new(),
-                next: 0,
-                pinned: 0,
+            state: Mutex::new(State {
+                waiting: VecDeque::new(),
+                waiting_bytes: 0,
+                flying: 0,
+                flying_bytes: 0,
+                counts: Counts::default(),
             }),
-            capacity: capacity.max(1),
+            max_items: max_items.max(1),
+            max_bytes: max_bytes.max(1),
+            on_full,
             ready: Notify::new(),
-            dropped: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Items<T>> {
-        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends `items`, dropping the oldest unpinned ones past capacity; returns how many were dropped.
+    /// What the queue does when full.
+    pub fn on_full(&self) -> OnFull {
+        self.on_full
+    }
+
+    /// Whether `items` more items of `bytes` bytes fit now.
+    pub fn room(&self, items: usize, bytes: usize) -> bool {
+        let s = self.lock();
+        s.waiting.len() + s.flying + items <= self.max_items
+            && s.waiting_bytes + s.flying_bytes + bytes <= self.max_bytes
+    }
+
+    /// Appends `items`; past the capacity, with [`OnFull::DropOldest`], drops the oldest
+    /// waiting ones. Returns how many were dropped.
     pub fn push(&self, items: impl IntoIterator<Item = T>) -> usize {
-        let mut guard = self.lock();
-        let Items {
-            queue,
-            next,
-            pinned,
-        } = &mut *guard;
-        let before = queue.len();
-        queue.extend(items.into_iter().map(|item| {
-            *next += 1;
-            (*next, item)
-        }));
-        let added = queue.len() - before;
-        let unpinned = queue.len() - *pinned;
-        let excess = queue.len().saturating_sub(self.capacity).min(unpinned);
-        queue.drain(*pinned..*pinned + excess);
-        drop(guard);
-        self.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+        self.push_as(items, self.on_full)
+    }
+
+    /// Appends `items` as [`Queue::push`] does, dropping the oldest past the capacity whatever
+    /// the queue's own rule (for a sender that cannot drain it now).
+    pub fn push_dropping_oldest(&self, items: impl IntoIterator<Item = T>) -> usize {
+        self.push_as(items, OnFull::DropOldest)
+    }
+
+    fn push_as(&self, items: impl IntoIterator<Item = T>, on_full: OnFull) -> usize {
+        let mut s = self.lock();
+        let before = s.waiting.len();
+        for item in items {
+            s.waiting_bytes += item.bytes();
+            s.waiting.push_back(item);
+        }
+        let added = s.waiting.len() - before;
+        s.counts.accepted += added as u64;
+        let dropped = self.trim(&mut s, on_full);
+        drop(s);
         if added > 0 {
             self.ready.notify_one();
         }
-        excess
+        dropped
     }
 
-    /// Removes up to `max` of the oldest unpinned items (the queue must have none pinned).
-    pub fn take(&self, max: usize) -> Vec<T> {
-        let mut items = self.lock();
-        let start = items.pinned;
-        let n = max.min(items.queue.len() - start);
-        items
-            .queue
-            .drain(start..start + n)
-            .map(|(_, item)| item)
-            .collect()
-    }
-
-    /// Copies up to `max` of the oldest items and pins them, with the sequence number of the
-    /// last one (to [`ack`](Self::ack) once they are delivered); nothing when a batch is
-    /// already pinned.
-    pub fn peek(&self, max: usize) -> (Vec<T>, u64)
-    where
-        T: Clone,
-    {
-        let mut items = self.lock();
-        if items.pinned > 0 {
-            return (Vec::new(), 0);
+    /// Drops the oldest waiting items past the capacity, unless `on_full` rejects instead.
+    fn trim(&self, s: &mut State<T>, on_full: OnFull) -> usize {
+        if on_full == OnFull::Reject {
+            return 0;
         }
-        let batch: Vec<(u64, T)> = items.queue.iter().take(max).cloned().collect();
-        items.pinned = batch.len();
-        let last = batch.last().map_or(0, |(seq, _)| *seq);
-        (batch.into_iter().map(|(_, item)| item).collect(), last)
-    }
-
-    /// Removes the pinned items up to sequence number `last`.
-    pub fn ack(&self, last: u64) {
-        let mut items = self.lock();
-        while items.queue.front().is_some_and(|(seq, _)| *seq <= last) {
-            items.queue.pop_front();
+        let mut dropped = 0;
+        while !s.waiting.is_empty()
+            && (s.waiting.len() + s.flying > self.max_items
+                || s.waiting_bytes + s.flying_bytes > self.max_bytes)
+        {
+            if let Some(item) = s.waiting.pop_front() {
+                s.waiting_bytes -= item.bytes();
+                dropped += 1;
+            }
         }
-        items.pinned = 0;
+        s.counts.dropped += dropped as u64;
+        dropped
     }
 
-    /// Unpins the pinned batch, leaving it queued (and droppable) as it was.
-    pub fn release(&self) {
-        let mut items = self.lock();
-        items.pinned = 0;
-        let excess = items.queue.len().saturating_sub(self.capacity);
-        items.queue.drain(..excess);
-        drop(items);
-        self.dropped.fetch_add(excess as u64, Ordering::Relaxed);
+    /// Takes the oldest waiting items, at most `max_items` of at most `max_bytes` in all (but
+    /// always one, if any waits), to be sent.
+    pub fn take(&self, max_items: usize, max_bytes: usize) -> Option<Taken<T>> {
+        let mut s = self.lock();
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        while items.len() < max_items.max(1) {
+            let Some(next) = s.waiting.front() else { break };
+            let weight = next.bytes();
+            if !items.is_empty() && bytes + weight > max_bytes {
+                break;
+            }
+            bytes += weight;
+            items.extend(s.waiting.pop_front());
+        }
+        if items.is_empty() {
+            return None;
+        }
+        s.waiting_bytes -= bytes;
+        s.flying += items.len();
+        s.flying_bytes += bytes;
+        Some(Taken {
+            count: items.len(),
+            items,
+            bytes,
+        })
     }
 
-    /// Waits until something has been pushed since the last wait returned.
+    /// Ends a taken batch: `delivered` of its items reached the backend, `refused` were refused,
+    /// and `back` go to the front again, to be sent later (or dropped like any waiting item).
+    /// Items split since they were taken count as they are now.
+    pub fn finish(&self, taken: Taken<T>, delivered: usize, refused: usize, back: Vec<T>) {
+        let mut s = self.lock();
+        s.flying -= taken.count;
+        s.flying_bytes -= taken.bytes;
+        s.counts.delivered += delivered as u64;
+        s.counts.refused += refused as u64;
+        let now = (delivered + refused + back.len()) as u64;
+        s.counts.accepted = (s.counts.accepted + now).saturating_sub(taken.count as u64);
+        let returned = !back.is_empty();
+        for item in back.into_iter().rev() {
+            s.waiting_bytes += item.bytes();
+            s.waiting.push_front(item);
+        }
+        self.trim(&mut s, self.on_full);
+        drop(s);
+        if returned {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Waits until something has been pushed (or given back) since the last wait returned.
     pub async fn pushed(&self) {
         self.ready.notified().await;
     }
 
-    /// The number of queued items, pinned ones included.
-    pub fn len(&self) -> usize {
-        self.lock().queue.len()
+    /// Where every item that entered the queue is now.
+    pub fn counts(&self) -> Counts {
+        let s = self.lock();
+        Counts {
+            queued: (s.waiting.len() + s.flying) as u64,
+            ..s.counts
+        }
     }
 
-    /// How many items were dropped in all.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Whether the queue is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Whether nothing waits to be taken.
+    pub fn is_idle(&self) -> bool {
+        self.lock().waiting.is_empty()
     }
 }
 
@@ -148,58 +228,109 @@ impl<T> DropOldestQueue<T> {
 mod tests {
     use super::*;
 
+    impl Weight for u32 {
+        fn bytes(&self) -> usize {
+            *self as usize
+        }
+    }
+
+    fn balanced(q: &Queue<u32>) -> Counts {
+        let c = q.counts();
+        assert_eq!(
+            c.accepted,
+            c.delivered + c.refused + c.dropped + c.queued,
+            "{c:?}"
+        );
+        c
+    }
+
     #[test]
-    fn drops_exactly_the_oldest_items_past_capacity() {
-        let q = DropOldestQueue::new(3);
+    fn drops_exactly_the_oldest_waiting_items_past_capacity() {
+        let q = Queue::new(3, 1000, OnFull::DropOldest);
         assert_eq!(q.push([1, 2]), 0);
         assert_eq!(q.push([3, 4, 5]), 2);
-        assert_eq!(q.take(10), vec![3, 4, 5]);
-        assert!(q.is_empty());
-        assert_eq!(q.push(0..10), 7);
-        assert_eq!(q.take(2), vec![7, 8]);
-        assert_eq!(q.len(), 1);
-    }
-
-    #[test]
-    fn pinned_items_are_never_dropped_and_never_counted_twice() {
-        let q = DropOldestQueue::new(3);
-        q.push([1, 2, 3]);
-        let (batch, last) = q.peek(2);
-        assert_eq!(batch, [1, 2]);
+        let taken = q.take(10, 1000).expect("items");
+        assert_eq!(taken.items, [3, 4, 5]);
         assert_eq!(
-            q.peek(2).0,
-            Vec::<i32>::new(),
-            "one batch in flight at a time"
+            q.push([6]),
+            1,
+            "items in flight count; the new one is the only waiting"
         );
-        assert_eq!(q.push([4, 5]), 2, "3 and 4 are the oldest unpinned items");
-        assert_eq!(q.len(), 3);
-        q.ack(last);
-        assert_eq!(q.take(10), [5]);
-        assert_eq!(q.dropped(), 2);
-        // A pinned batch larger than the capacity stays whole; everything else goes.
-        q.push([6, 7, 8]);
-        let (batch, last) = q.peek(3);
-        assert_eq!(batch, [6, 7, 8]);
-        assert_eq!(q.push([9]), 1);
-        q.ack(last);
-        assert!(q.is_empty());
+        q.finish(taken, 2, 1, Vec::new());
+        assert_eq!(
+            balanced(&q),
+            Counts {
+                accepted: 6,
+                delivered: 2,
+                refused: 1,
+                dropped: 3,
+                queued: 0
+            }
+        );
     }
 
     #[test]
-    fn a_released_batch_can_be_dropped_again() {
-        let q = DropOldestQueue::new(2);
-        q.push([1, 2]);
-        let (batch, _) = q.peek(2);
-        assert_eq!(batch, [1, 2]);
-        assert_eq!(q.push([3]), 1, "the new item is the only unpinned one");
-        q.release();
-        assert_eq!(q.push([4]), 1, "released, the oldest goes first again");
-        assert_eq!(q.peek(5).0, [2, 4]);
+    fn bytes_bound_the_queue_and_each_batch() {
+        let q = Queue::new(100, 10, OnFull::DropOldest);
+        assert_eq!(q.push([4, 4, 4]), 1, "12 bytes: the oldest goes");
+        assert!(q.room(0, 2) && !q.room(0, 3));
+        let taken = q.take(10, 5).expect("one batch");
+        assert_eq!(taken.items, [4], "a second item would pass 5 bytes");
+        let big = Queue::new(100, 100, OnFull::DropOldest);
+        big.push([50]);
+        assert_eq!(
+            big.take(10, 5).expect("one").items,
+            [50],
+            "one item always goes"
+        );
+        balanced(&q);
+    }
+
+    #[test]
+    fn reject_mode_never_drops_and_reports_no_room() {
+        let q = Queue::new(2, 1000, OnFull::Reject);
+        assert!(q.room(2, 0));
+        assert_eq!(q.push([1, 2]), 0);
+        assert!(!q.room(1, 0));
+        assert_eq!(
+            q.push([3]),
+            0,
+            "a producer that raced past the check is still kept"
+        );
+        assert_eq!(balanced(&q).queued, 3);
+        assert_eq!(q.push_dropping_oldest([4]), 2, "unless told to drop");
+        assert_eq!(balanced(&q).dropped, 2);
+    }
+
+    #[test]
+    fn a_batch_given_back_goes_first_again_and_counts_as_it_is_now() {
+        let q = Queue::new(10, 1000, OnFull::DropOldest);
+        q.push([1, 2, 3]);
+        let taken = q.take(2, 1000).expect("batch");
+        q.push([4]);
+        let items = taken.items.clone();
+        q.finish(taken, 0, 0, items);
+        assert_eq!(q.take(10, 1000).expect("all").items, [1, 2, 3, 4]);
+        let split = Queue::new(10, 1000, OnFull::DropOldest);
+        split.push([8, 9]);
+        let taken = split.take(2, 1000).expect("two");
+        // 8 was split in halves, one delivered; 9 was refused.
+        split.finish(taken, 1, 1, vec![4]);
+        assert_eq!(
+            balanced(&split),
+            Counts {
+                accepted: 3,
+                delivered: 1,
+                refused: 1,
+                dropped: 0,
+                queued: 1
+            }
+        );
     }
 
     #[tokio::test]
     async fn a_push_before_the_wait_is_not_lost() {
-        let q = DropOldestQueue::new(3);
+        let q = Queue::new(3, 1000, OnFull::DropOldest);
         q.push([1]);
         tokio::time::timeout(std::time::Duration::from_secs(5), q.pushed())
             .await

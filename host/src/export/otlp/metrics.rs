@@ -9,7 +9,6 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::metrics::v1::{self as pm, metric::Data};
 use prost::Message;
 
-use super::wire::Reverse;
 use crate::metrics::aggregation::Buckets;
 use crate::metrics::exemplar::Exemplar;
 use crate::metrics::reader::{PointValue, Reader, SeriesPoint, Shape, known_extreme};
@@ -17,6 +16,7 @@ use crate::metrics::{DeltaTracker, DeltaTrackers, Instrument, Registry};
 use crate::model::attributes::{AttributeSet, ValueRef};
 use crate::model::metric::Temporality;
 use crate::model::resource::Resource;
+use crate::model::wire::Reverse;
 use crate::plugins::bindings::types::MetricBatch;
 use crate::plugins::convert;
 

@@ -2,4 +2,10 @@
 
 pub mod logs;
 pub mod metrics;
-pub mod wire;
+
+use bytes::Bytes;
+
+/// A request body as it goes on the wire: gzipped or as it is.
+pub fn body(request: Vec<u8>, gzip: bool) -> Bytes {
+    Bytes::from(if gzip { super::gzip(&request) } else { request })
+}

@@ -1,8 +1,6 @@
 //! Content negotiation for scrapes, by q-value (RFC 9110 §12.5): the exposition format from
 //! `Accept`, and the compression from `Accept-Encoding`.
 
-use std::io::Write as _;
-
 /// The elements of a comma-separated header list, each with its q-value (1 when absent, 0
 /// meaning "not acceptable").
 fn elements(header: &str) -> impl Iterator<Item = (&str, f32)> {
@@ -53,8 +51,7 @@ pub(super) fn media_quality(accept: &str, wanted: &str) -> f32 {
 pub enum Compression {
     /// As it is.
     Identity,
-    /// gzip at level 1: a few times cheaper than the default level, for most of its gain on
-    /// exposition text.
+    /// gzip (see [`crate::export::gzip`]).
     Gzip,
 }
 
@@ -95,15 +92,7 @@ impl Compression {
     pub fn apply(self, body: String) -> Vec<u8> {
         match self {
             Self::Identity => body.into_bytes(),
-            Self::Gzip => {
-                let mut gz = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(body.len() / 16),
-                    flate2::Compression::fast(),
-                );
-                // Writing to a Vec cannot fail.
-                let _ = gz.write_all(body.as_bytes());
-                gz.finish().unwrap_or_default()
-            }
+            Self::Gzip => crate::export::gzip(body.as_bytes()),
         }
     }
 }

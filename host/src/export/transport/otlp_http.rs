@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use prost::Message;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 
 use super::{BoxFuture, Delivered, Request, SendError, Transport};
 use crate::export::delivery::retry;
@@ -30,6 +32,7 @@ enum Link {
 pub struct OtlpHttp {
     http: reqwest::Client,
     url: String,
+    gzip: bool,
     integration: String,
     link: Mutex<Link>,
 }
@@ -53,15 +56,20 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Heade
 }
 
 impl OtlpHttp {
-    /// A client of integration `integration` for `url`, sending `headers` with every request.
+    /// A client of integration `integration` for `url`, sending `headers` with every request,
+    /// whose bodies come gzipped when `gzip` says so.
     pub fn new(
         integration: &str,
         url: String,
         headers: &BTreeMap<String, String>,
         timeout: Duration,
+        gzip: bool,
     ) -> Result<Self, HeaderError> {
         let mut defaults = header_map(headers)?;
         defaults.insert(CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
+        if gzip {
+            defaults.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         let http = reqwest::Client::builder()
             .default_headers(defaults)
             .user_agent(concat!("wasmtel/", env!("CARGO_PKG_VERSION")))
@@ -71,6 +79,7 @@ impl OtlpHttp {
         Ok(Self {
             http,
             url,
+            gzip,
             integration: integration.to_owned(),
             link: Mutex::new(Link::Unknown),
         })
@@ -124,10 +133,8 @@ impl Transport for OtlpHttp {
     /// POSTs an empty export request (valid OTLP, carrying nothing) with the configured
     /// headers, and diagnoses the answer.
     fn probe(&self, timeout: Duration) -> BoxFuture<'_, Diagnosis> {
-        Box::pin(probe::probe(
-            self.http.post(&self.url).body(Vec::new()),
-            timeout,
-        ))
+        let empty = crate::export::otlp::body(Vec::new(), self.gzip);
+        Box::pin(probe::probe(self.http.post(&self.url).body(empty), timeout))
     }
 }
 

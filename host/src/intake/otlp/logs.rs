@@ -1,34 +1,303 @@
-//! Received OTLP logs as queue entries: each record with its resource and scope, checked.
+//! Received OTLP logs as records: each log record sliced, as it arrived, out of the request
+//! body (protobuf) or encoded once from it (JSON), with its resource and scope; checked.
+//!
+//! A protobuf request is walked, not decoded: every record is checked field by field (wire
+//! format, UTF-8 strings, nested values, trace and span id lengths) without building it, and
+//! kept as a slice of the body that every log exporter shares.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
 
 use super::Tally;
-use crate::model::log::{Entry, Origin};
+use crate::model::log::{Origin, Record};
+use crate::model::wire::{Fields, Value, WireError};
 
-/// The records of `request` with their origins, leaving out (and counting) records whose trace
-/// or span id has the wrong length.
-pub fn entries(request: ExportLogsServiceRequest, tally: &mut Tally) -> Vec<Entry> {
+/// How deep values may nest in a record (as `prost` allows).
+const MAX_DEPTH: u32 = 100;
+
+/// Why a record is left out, if it is: a trace or span id of the wrong length.
+fn refusal(trace_id: usize, span_id: usize) -> Option<&'static str> {
+    if !matches!(trace_id, 0 | 16) {
+        Some("a log record's trace id is not 16 bytes")
+    } else if !matches!(span_id, 0 | 8) {
+        Some("a log record's span id is not 8 bytes")
+    } else {
+        None
+    }
+}
+
+/// The records of an `ExportLogsServiceRequest` in protobuf, sliced from `body`, leaving out
+/// (and counting) records whose trace or span id has the wrong length; an error when the body
+/// is not a valid request.
+pub fn scan(body: &Bytes, tally: &mut Tally) -> Result<Vec<Record>, WireError> {
     let mut out = Vec::new();
-    for rl in request.resource_logs {
-        let resource = rl.resource.unwrap_or_default();
-        for sl in rl.scope_logs {
+    for field in Fields::new(body) {
+        if let (1, Value::Len(resource_logs)) = field? {
+            scan_resource_logs(body, resource_logs, tally, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The last value of length-delimited field `number` in `message`, if any.
+fn last_len(message: &[u8], number: u32) -> Result<Option<&[u8]>, WireError> {
+    let mut last = None;
+    for field in Fields::new(message) {
+        match field? {
+            (n, Value::Len(bytes)) if n == number => last = Some(bytes),
+            (n, _) if n == number => return Err(WireError("a message field has the wrong type")),
+            _ => {}
+        }
+    }
+    Ok(last)
+}
+
+fn scan_resource_logs(
+    body: &Bytes,
+    message: &[u8],
+    tally: &mut Tally,
+    out: &mut Vec<Record>,
+) -> Result<(), WireError> {
+    let resource = last_len(message, 1)?.unwrap_or_default();
+    Resource::decode(resource).map_err(|_| WireError("a resource is not valid"))?;
+    for field in Fields::new(message) {
+        if let (2, Value::Len(scope_logs)) = field? {
+            let scope = last_len(scope_logs, 1)?.unwrap_or_default();
+            InstrumentationScope::decode(scope).map_err(|_| WireError("a scope is not valid"))?;
             let origin = Arc::new(Origin {
-                resource: resource.clone(),
-                scope: sl.scope.unwrap_or_default(),
+                resource: body.slice_ref(resource),
+                scope: body.slice_ref(scope),
             });
-            for record in sl.log_records {
-                if !matches!(record.trace_id.len(), 0 | 16) {
-                    tally.reject(1, "a log record's trace id is not 16 bytes");
-                } else if !matches!(record.span_id.len(), 0 | 8) {
-                    tally.reject(1, "a log record's span id is not 8 bytes");
-                } else {
-                    tally.accept(1);
-                    out.push((origin.clone(), record));
+            for field in Fields::new(scope_logs) {
+                if let (2, Value::Len(record)) = field? {
+                    let (trace_id, span_id) = check_record(record)?;
+                    match refusal(trace_id, span_id) {
+                        Some(why) => tally.reject(1, why),
+                        None => {
+                            tally.accept(1);
+                            out.push(Record {
+                                origin: origin.clone(),
+                                bytes: body.slice_ref(record),
+                            });
+                        }
+                    }
                 }
             }
         }
     }
+    Ok(())
+}
+
+/// Checks a `LogRecord` without decoding it; returns the lengths of its trace and span ids.
+fn check_record(record: &[u8]) -> Result<(usize, usize), WireError> {
+    let (mut trace_id, mut span_id) = (0, 0);
+    for field in Fields::new(record) {
+        match field? {
+            (1 | 11, Value::Fixed64(_)) | (2 | 7, Value::Varint(_)) | (8, Value::Fixed32(_)) => {}
+            (3 | 12, Value::Len(text)) => utf8(text)?,
+            (5, Value::Len(value)) => check_any(value, 1)?,
+            (6, Value::Len(pair)) => check_pair(pair, 1)?,
+            (9, Value::Len(id)) => trace_id = id.len(),
+            (10, Value::Len(id)) => span_id = id.len(),
+            (1..=3 | 5..=12, _) => return Err(WireError("a log record field has the wrong type")),
+            _ => {}
+        }
+    }
+    Ok((trace_id, span_id))
+}
+
+fn utf8(text: &[u8]) -> Result<(), WireError> {
+    std::str::from_utf8(text)
+        .map(drop)
+        .map_err(|_| WireError("a string is not UTF-8"))
+}
+
+/// Checks a `KeyValue`.
+fn check_pair(pair: &[u8], depth: u32) -> Result<(), WireError> {
+    for field in Fields::new(pair) {
+        match field? {
+            (1, Value::Len(key)) => utf8(key)?,
+            (2, Value::Len(value)) => check_any(value, depth + 1)?,
+            (1 | 2, _) => return Err(WireError("an attribute field has the wrong type")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks an `AnyValue`, its arrays and maps nested at most [`MAX_DEPTH`] deep.
+fn check_any(value: &[u8], depth: u32) -> Result<(), WireError> {
+    if depth > MAX_DEPTH {
+        return Err(WireError("values nest too deep"));
+    }
+    for field in Fields::new(value) {
+        match field? {
+            (1, Value::Len(text)) => utf8(text)?,
+            (2 | 3, Value::Varint(_)) | (4, Value::Fixed64(_)) | (7, Value::Len(_)) => {}
+            (5, Value::Len(array)) => {
+                for item in Fields::new(array) {
+                    match item? {
+                        (1, Value::Len(v)) => check_any(v, depth + 1)?,
+                        (1, _) => return Err(WireError("an array item has the wrong type")),
+                        _ => {}
+                    }
+                }
+            }
+            (6, Value::Len(map)) => {
+                for item in Fields::new(map) {
+                    match item? {
+                        (1, Value::Len(pair)) => check_pair(pair, depth + 1)?,
+                        (1, _) => return Err(WireError("a map entry has the wrong type")),
+                        _ => {}
+                    }
+                }
+            }
+            (1..=7, _) => return Err(WireError("a value field has the wrong type")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The records of a decoded request (OTLP/JSON), each encoded once, leaving out (and
+/// counting) records whose trace or span id has the wrong length.
+pub fn decoded(request: ExportLogsServiceRequest, tally: &mut Tally) -> Vec<Record> {
+    let mut out = Vec::new();
+    for rl in request.resource_logs {
+        let resource = rl.resource.unwrap_or_default();
+        for sl in rl.scope_logs {
+            let origin = Arc::new(Origin::new(&resource, &sl.scope.unwrap_or_default()));
+            let kept: Vec<LogRecord> = sl
+                .log_records
+                .into_iter()
+                .filter(|r| match refusal(r.trace_id.len(), r.span_id.len()) {
+                    Some(why) => {
+                        tally.reject(1, why);
+                        false
+                    }
+                    None => {
+                        tally.accept(1);
+                        true
+                    }
+                })
+                .collect();
+            out.extend(Record::encode_all(&kept, &origin));
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+
+    use super::*;
+
+    fn request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("app".into())),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: "lib".into(),
+                        ..Default::default()
+                    }),
+                    log_records: records,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        }
+    }
+
+    fn record(body: &str, trace_id: usize) -> LogRecord {
+        LogRecord {
+            time_unix_nano: 5,
+            severity_number: 9,
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(body.into())),
+            }),
+            trace_id: vec![1; trace_id],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn records_are_sliced_out_checked_and_the_same_as_decoding_gives() {
+        let req = request(vec![record("a", 16), record("b", 3), record("c", 0)]);
+        let body = Bytes::from(req.encode_to_vec());
+        let mut tally = Tally::default();
+        let records = scan(&body, &mut tally).expect("valid");
+        assert_eq!((tally.accepted, tally.rejected), (2, 1));
+        assert_eq!(
+            tally.message.as_deref(),
+            Some("a log record's trace id is not 16 bytes")
+        );
+        assert_eq!(records[0].decode(), record("a", 16));
+        assert_eq!(records[1].decode(), record("c", 0));
+        assert_eq!(records[0].origin.scope().name, "lib");
+        assert_eq!(records[0].origin.resource().attributes.len(), 1);
+        // Slices of the body, not copies.
+        let inside = |b: &Bytes| {
+            let (start, end) = (body.as_ptr() as usize, body.as_ptr() as usize + body.len());
+            (start..end).contains(&(b.as_ptr() as usize))
+        };
+        assert!(inside(&records[0].bytes) && inside(&records[0].origin.resource));
+        // JSON goes through the types and gives the same records.
+        let mut json_tally = Tally::default();
+        let from_json = decoded(req, &mut json_tally);
+        assert_eq!(json_tally.accepted, 2);
+        assert!(
+            from_json
+                .iter()
+                .zip(&records)
+                .all(|(a, b)| a.bytes == b.bytes && a.origin == b.origin)
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_with_the_reason() {
+        let good = request(vec![record("a", 0)]).encode_to_vec();
+        let scan_of = |bytes: Vec<u8>| scan(&Bytes::from(bytes), &mut Tally::default());
+        assert_eq!(
+            scan_of(good[..good.len() - 1].to_vec()).map(|r| r.len()),
+            Err(WireError("a field runs past the end of its message"))
+        );
+        // A body string that is not UTF-8.
+        let mut bad = good.clone();
+        let at = bad.iter().rposition(|b| *b == b'a').expect("the body text");
+        bad[at] = 0xff;
+        assert_eq!(
+            scan_of(bad).map(|r| r.len()),
+            Err(WireError("a string is not UTF-8"))
+        );
+        // A record whose severity (a varint) arrives as bytes.
+        let mut w = crate::model::wire::Reverse::default();
+        w.message(1, |w| {
+            w.message(2, |w| {
+                w.message(2, |w| w.bytes_always(2, b"x"));
+            });
+        });
+        assert_eq!(
+            scan_of(w.finish()).map(|r| r.len()),
+            Err(WireError("a log record field has the wrong type"))
+        );
+        assert_eq!(scan_of(Vec::new()).map(|r| r.len()), Ok(0));
+    }
 }

@@ -10,8 +10,9 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
@@ -137,16 +138,15 @@ fn refuse(intake: &Intake, error: &IntakeError, encoding: Encoding) -> Response 
 
 /// Reads, decodes and processes one request (off the async workers when it is large or when
 /// recording may call plugins), counts it, and answers with `response` of its tally.
-async fn serve<T, R>(
+async fn serve<R>(
     intake: Intake,
     headers: HeaderMap,
     body: Body,
     signal: Signal,
-    process: fn(&Intake, T) -> Tally,
+    process: fn(&Intake, Encoding, Bytes) -> Result<Tally, IntakeError>,
     response: fn(Tally) -> R,
 ) -> Response
 where
-    T: Message + Default + serde::de::DeserializeOwned + Send + 'static,
     R: Message + serde::Serialize,
 {
     let encoding = match Encoding::of(&headers) {
@@ -159,18 +159,9 @@ where
     };
     let worker = intake.clone();
     let size = bytes.len();
-    let tally = super::work(
-        &intake.pipeline,
-        size,
-        move || -> Result<Tally, IntakeError> {
-            let what = std::any::type_name::<T>()
-                .rsplit("::")
-                .next()
-                .unwrap_or("request");
-            let request = encoding.decode::<T>(&bytes, what)?;
-            Ok(process(&worker, request))
-        },
-    )
+    let tally = super::work(&intake.pipeline, size, move || {
+        process(&worker, encoding, bytes)
+    })
     .await
     .and_then(|tally| tally);
     match tally {
@@ -189,8 +180,11 @@ pub(super) async fn post_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let process =
-        |intake: &Intake, request: ExportMetricsServiceRequest| intake.metrics.receive(&request);
+    let process = |intake: &Intake, encoding: Encoding, bytes: Bytes| {
+        let request: ExportMetricsServiceRequest =
+            encoding.decode(&bytes, "ExportMetricsServiceRequest")?;
+        Ok(intake.metrics.receive(&request))
+    };
     let response = |tally: Tally| ExportMetricsServiceResponse {
         partial_success: tally
             .message
@@ -208,11 +202,26 @@ pub(super) async fn post_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let process = |intake: &Intake, request: ExportLogsServiceRequest| {
+    let process = |intake: &Intake, encoding: Encoding, bytes: Bytes| {
         let mut tally = Tally::default();
-        let entries = logs::entries(request, &mut tally);
-        intake.pipeline.ingest_logs(&entries);
-        tally
+        let records = match encoding {
+            Encoding::Protobuf => logs::scan(&bytes, &mut tally).map_err(|e| {
+                IntakeError::Decode(format!(
+                    "the body is not a valid ExportLogsServiceRequest: {e}"
+                ))
+            })?,
+            Encoding::Json => {
+                let request = encoding.decode(&bytes, "ExportLogsServiceRequest")?;
+                logs::decoded(request, &mut tally)
+            }
+        };
+        let weight = records.iter().map(|r| r.bytes.len()).sum();
+        intake
+            .pipeline
+            .room(records.len(), weight)
+            .map_err(IntakeError::Busy)?;
+        intake.pipeline.ingest_logs(&records);
+        Ok(tally)
     };
     let response = |tally: Tally| ExportLogsServiceResponse {
         partial_success: tally.message.map(|error_message| ExportLogsPartialSuccess {

@@ -1,12 +1,130 @@
-//! A back-to-front protobuf writer: a message's fields are written before its header, so every
-//! length is known when it is needed and nothing is encoded twice or copied into its parent.
+//! The protobuf wire format, by hand where `prost` would build messages first: a back-to-front
+//! writer (a message's fields are written before its header, so every length is known when it
+//! is needed and nothing is encoded twice or copied into its parent), a front-to-back writer
+//! for frames around bytes already encoded, and a reader that walks fields without decoding.
 //!
-//! Callers write a message's fields in *reverse* order; [`Reverse::finish`] turns the bytes
-//! around once at the end.
+//! [`Reverse`] callers write a message's fields in *reverse* order; [`Reverse::finish`] turns
+//! the bytes around once at the end.
 
 const VARINT: u64 = 0;
 const FIXED64: u64 = 1;
 const LEN: u64 = 2;
+const FIXED32: u64 = 5;
+
+/// How many bytes `v` takes as a varint.
+pub fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// How many bytes a length-delimited field `field` of `len` bytes takes, header included.
+pub fn len_field_size(field: u32, len: usize) -> usize {
+    varint_len(u64::from(field) << 3) + varint_len(len as u64) + len
+}
+
+/// Appends the header of length-delimited field `field` whose `len` bytes follow.
+pub fn len_field_header(out: &mut Vec<u8>, field: u32, len: usize) {
+    put_varint(out, (u64::from(field) << 3) | LEN);
+    put_varint(out, len as u64);
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// One field's value, as the wire carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// A varint.
+    Varint(u64),
+    /// Eight bytes (`fixed64`, `double`).
+    Fixed64(u64),
+    /// Length-delimited bytes (string, bytes, message, packed).
+    Len(&'a [u8]),
+    /// Four bytes (`fixed32`, `float`).
+    Fixed32(u32),
+}
+
+/// Why bytes are not a protobuf message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed protobuf: {0}")]
+pub struct WireError(pub &'static str);
+
+/// The fields of one message, front to back, checked as they are read.
+#[derive(Debug, Clone)]
+pub struct Fields<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    /// The fields of `message`.
+    pub fn new(message: &'a [u8]) -> Self {
+        Self { buf: message }
+    }
+
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut v = 0u64;
+        for (i, byte) in self.buf.iter().take(10).enumerate() {
+            v |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.buf = &self.buf[i + 1..];
+                return Ok(v);
+            }
+        }
+        Err(WireError("a varint is cut short or too long"))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if n > self.buf.len() {
+            return Err(WireError("a field runs past the end of its message"));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u32, Value<'a>), WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let field = (|| {
+            let key = self.varint()?;
+            let number = u32::try_from(key >> 3)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(WireError("a field number is out of range"))?;
+            let value = match key & 7 {
+                VARINT => Value::Varint(self.varint()?),
+                FIXED64 => {
+                    let b = self.take(8)?;
+                    Value::Fixed64(u64::from_le_bytes(b.try_into().unwrap_or_default()))
+                }
+                LEN => {
+                    let n = usize::try_from(self.varint()?)
+                        .map_err(|_| WireError("a length is out of range"))?;
+                    Value::Len(self.take(n)?)
+                }
+                FIXED32 => {
+                    let b = self.take(4)?;
+                    Value::Fixed32(u32::from_le_bytes(b.try_into().unwrap_or_default()))
+                }
+                _ => return Err(WireError("an unknown wire type")),
+            };
+            Ok((number, value))
+        })();
+        if field.is_err() {
+            self.buf = &[];
+        }
+        Some(field)
+    }
+}
 
 /// Protobuf bytes written from the last to the first.
 #[derive(Debug, Default)]
@@ -150,6 +268,42 @@ impl Reverse {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_what_it_writes_and_refuses_what_is_cut() {
+        let mut w = Reverse::default();
+        w.bytes_always(12, b"name");
+        w.fixed64(1, 7);
+        w.varint_always(2, 300);
+        let bytes = w.finish();
+        let fields: Vec<_> = Fields::new(&bytes)
+            .collect::<Result<_, _>>()
+            .expect("valid");
+        assert_eq!(
+            fields,
+            [
+                (2, Value::Varint(300)),
+                (1, Value::Fixed64(7)),
+                (12, Value::Len(b"name"))
+            ]
+        );
+        let cut = &bytes[..bytes.len() - 1];
+        assert_eq!(
+            Fields::new(cut).last(),
+            Some(Err(WireError("a field runs past the end of its message")))
+        );
+        assert_eq!(
+            Fields::new(&[0x0b]).next(),
+            Some(Err(WireError("an unknown wire type")))
+        );
+        let mut framed = Vec::new();
+        len_field_header(&mut framed, 2, 300);
+        assert_eq!(framed.len() + 300, len_field_size(2, 300));
+        assert_eq!(varint_len(0), 1);
+        assert_eq!(varint_len(127), 1);
+        assert_eq!(varint_len(128), 2);
+        assert_eq!(varint_len(u64::MAX), 10);
+    }
+
     use opentelemetry_proto::tonic::metrics::v1::{
         ExponentialHistogramDataPoint, exponential_histogram_data_point::Buckets,
     };
