@@ -267,3 +267,204 @@ async fn test_connection_probes_each_otlp_endpoint_with_its_headers() {
     assert!(host.test("nope").await.is_none());
     host.shutdown().await;
 }
+
+/// A host forwarding events as logs to `receiver` with `on_full`, a queue of 100 records in
+/// batches of 10, two exports in flight, and retries that never give up (so the signal never
+/// pauses while the receiver refuses).
+async fn overloaded(receiver: &Receiver, on_full: &str) -> Host {
+    start(&format!(
+        "[intake]\non_full = \"{on_full}\"\n[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\ndelivery.logs_batch = 10\ndelivery.logs_queue = 100\ndelivery.max_in_flight = 2\n\
+         [otlp.delivery.retry]\nmax_retries = 100000\ninitial_backoff = \"5ms\"\nmax_backoff = \"20ms\"\nbreaker_cooldown = \"5ms\"\n",
+        receiver.endpoint()
+    ))
+    .await
+}
+
+/// Posts 30 bodies of 10 events each, 10 at a time, checking the accounting between rounds;
+/// returns the answers' statuses and the `Retry-After` of each refusal.
+async fn flood(host: &Host) -> Vec<(u16, Option<String>)> {
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/events", host.intake_addr());
+    let mut answers = Vec::new();
+    for round in 0..3u32 {
+        let posts: Vec<_> = (0..10u32)
+            .map(|i| {
+                let first = (round * 10 + i) * 10;
+                let body = wasmtel_tests::ndjson(&events(first..first + 10));
+                let post = client
+                    .post(&url)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body);
+                tokio::spawn(async move {
+                    let response = post.send().await.expect("intake reachable");
+                    let retry = response
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap_or_default().to_owned());
+                    (response.status().as_u16(), retry)
+                })
+            })
+            .collect();
+        for post in posts {
+            answers.push(post.await.expect("join"));
+        }
+        balanced(host);
+    }
+    answers
+}
+
+/// The logs signal's accounting, checked: every record accepted is delivered, refused,
+/// dropped or queued, exactly.
+fn balanced(host: &Host) -> wasmtel::export::delivery::queue::Counts {
+    let c = logs_report(host).items;
+    assert_eq!(
+        c.accepted,
+        c.delivered + c.refused + c.dropped + c.queued,
+        "{c:?}"
+    );
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_in_reject_mode_refuses_with_retry_after_and_loses_nothing() {
+    let receiver = Receiver::start().await;
+    receiver.answer(503);
+    let host = overloaded(&receiver, "reject").await;
+    let answers = flood(&host).await;
+    let accepted = answers.iter().filter(|(s, _)| *s == 202).count() as u64 * 10;
+    let refused: Vec<_> = answers.iter().filter(|(s, _)| *s == 503).collect();
+    assert_eq!(accepted + refused.len() as u64 * 10, 300, "{answers:?}");
+    assert!(
+        !refused.is_empty(),
+        "a queue of 100 cannot take 300 records"
+    );
+    assert!(refused.iter().all(|(_, r)| r.as_deref() == Some("1")));
+    let c = balanced(&host);
+    assert_eq!((c.accepted, c.dropped), (accepted, 0));
+    let m = exposition(&host).await;
+    assert_eq!(
+        m.value(
+            "wasmtel_intake_requests_rejected_total",
+            &[("reason", "busy")]
+        ),
+        Some(refused.len() as f64)
+    );
+    // The receiver recovers: every accepted record arrives, once.
+    receiver.answer(200);
+    wait_for("every accepted record delivered", || {
+        balanced(&host).delivered == accepted
+    })
+    .await;
+    let ids = receiver.with(request_ids);
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        (ids.len() as u64, unique.len() as u64),
+        (accepted, accepted)
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_in_drop_oldest_mode_counts_every_drop_exactly() {
+    let receiver = Receiver::start().await;
+    receiver.answer(503);
+    let host = overloaded(&receiver, "drop_oldest").await;
+    let answers = flood(&host).await;
+    assert!(answers.iter().all(|(s, _)| *s == 202), "{answers:?}");
+    let c = balanced(&host);
+    assert_eq!(c.accepted, 300);
+    assert!(c.dropped >= 180, "room for 100 at most: {c:?}");
+    receiver.answer(200);
+    wait_for("the queue drained", || balanced(&host).queued == 0).await;
+    let c = balanced(&host);
+    let ids = receiver.with(request_ids);
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        (ids.len() as u64, unique.len() as u64),
+        (c.delivered, c.delivered),
+        "what was delivered arrived once; nothing both dropped and delivered"
+    );
+    assert_eq!(c.delivered + c.dropped, 300);
+    let m = exposition(&host).await;
+    assert_eq!(
+        m.value(
+            "wasmtel_export_dropped_total",
+            &[("integration", "otlp"), ("signal", "logs")]
+        ),
+        Some(c.dropped as f64)
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_batches_go_several_at_once_and_gzipped() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use prost::Message as _;
+
+    /// Requests in flight now and at most, records received, bodies not gzipped.
+    #[derive(Default)]
+    struct Seen {
+        now: AtomicUsize,
+        most: AtomicUsize,
+        records: AtomicUsize,
+        plain: AtomicUsize,
+    }
+    let seen = Arc::new(Seen::default());
+    let state = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/logs",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = state.clone();
+                async move {
+                    let now = seen.now.fetch_add(1, Ordering::SeqCst) + 1;
+                    seen.most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let mut plain = Vec::new();
+                    if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+                        std::io::Read::read_to_end(
+                            &mut flate2::read::GzDecoder::new(&body[..]),
+                            &mut plain,
+                        )
+                        .expect("gzip");
+                    } else {
+                        seen.plain.fetch_add(1, Ordering::SeqCst);
+                        plain = body.to_vec();
+                    }
+                    let request = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest::decode(&plain[..])
+                        .expect("OTLP");
+                    let n: usize = request
+                        .resource_logs
+                        .iter()
+                        .flat_map(|r| &r.scope_logs)
+                        .map(|s| s.log_records.len())
+                        .sum();
+                    seen.records.fetch_add(n, Ordering::SeqCst);
+                    seen.now.fetch_sub(1, Ordering::SeqCst);
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let host = start(&format!(
+        "[otlp]\nendpoint = \"http://{addr}\"\ndelivery.interval = \"1h\"\ndelivery.logs_batch = 5\ndelivery.max_in_flight = 4\n"
+    ))
+    .await;
+    assert_eq!(post_ndjson(&host, &events(0..40)).await.status, 202);
+    wait_for("40 records", || seen.records.load(Ordering::SeqCst) == 40).await;
+    assert_eq!(
+        seen.most.load(Ordering::SeqCst),
+        4,
+        "four batches in flight at once"
+    );
+    assert_eq!(seen.plain.load(Ordering::SeqCst), 0, "every body gzipped");
+    assert_eq!(balanced(&host).delivered, 40);
+    host.shutdown().await;
+}

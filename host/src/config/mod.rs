@@ -606,6 +606,21 @@ mod tests {
         d.apply_env(env(&[("OTEL_METRIC_EXPORT_INTERVAL", "1500")]))
             .expect("valid");
         assert_eq!(d.delivery.interval, Some(Duration::from_millis(1500)));
+        assert_eq!(d.otlp.compression, None, "gzip unless told otherwise");
+        assert_eq!(d.intake.on_full, OnFull::Reject);
+
+        let mut e = Config::from_toml("[intake]\non_full = \"drop_oldest\"\n").expect("valid");
+        e.apply_env(env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")]))
+            .expect("valid");
+        assert_eq!(e.otlp.compression, Some(Compression::None));
+        assert_eq!(e.intake.on_full, OnFull::DropOldest);
+        let err = Config::default()
+            .apply_env(env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zip")]))
+            .expect_err("bad");
+        assert_eq!(
+            err.to_string(),
+            "invalid OTEL_EXPORTER_OTLP_COMPRESSION=\"zip\": expected gzip or none"
+        );
     }
 
     #[test]
