@@ -468,3 +468,37 @@ async fn log_batches_go_several_at_once_and_gzipped() {
     assert_eq!(balanced(&host).delivered, 40);
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_counts_what_the_host_accepts_and_forwards() {
+    use wasmtel::load::{Kind, Load, run};
+    let sink = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let host = start(&format!(
+        "[otlp]\nendpoint = \"http://{sink}\"\ndelivery.interval = \"1h\"\ndelivery.logs_batch = 300\n"
+    ))
+    .await;
+    for kind in [Kind::Logs, Kind::Events] {
+        let before = balanced(&host);
+        let load = Load {
+            target: format!("http://{}", host.intake_addr()),
+            kind,
+            items: 2_000,
+            batch: 100,
+            connections: 4,
+            sink: Some(sink),
+            settle: Duration::from_secs(5),
+        };
+        let outcome = run(&load).await.expect("runs");
+        assert_eq!(
+            (outcome.accepted, outcome.refused, outcome.delivered),
+            (2_000, 0, 2_000),
+            "{kind:?}: {outcome}"
+        );
+        let after = balanced(&host);
+        assert_eq!(after.delivered - before.delivered, 2_000);
+        assert!(outcome.to_string().ends_with("lost 0"), "{outcome}");
+    }
+    host.shutdown().await;
+}

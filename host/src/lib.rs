@@ -12,6 +12,7 @@ pub mod derive;
 pub mod export;
 pub mod host;
 pub mod intake;
+pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -53,6 +53,34 @@ enum Command {
         #[command(subcommand)]
         command: Box<IntegrationsCommand>,
     },
+    /// Drive an OTLP/HTTP agent (this host or another) with pre-built requests, count what it
+    /// forwards to a sink served here, and report accepted, delivered, lost and the rates.
+    Load {
+        /// The agent's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:4318")]
+        target: String,
+        /// What to send: logs, metrics or events.
+        #[arg(long, value_enum, default_value = "logs")]
+        kind: wasmtel::load::Kind,
+        /// Records, points or events to send in all.
+        #[arg(long, default_value_t = 1_000_000)]
+        items: u64,
+        /// Items per request.
+        #[arg(long, default_value_t = 100)]
+        batch: u64,
+        /// Connections sending at once.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Where to serve the sink the agent forwards to (`/v1/logs`), e.g. `127.0.0.1:24319`.
+        #[arg(long)]
+        sink: Option<std::net::SocketAddr>,
+        /// How long the sink waits for stragglers once the agent stops sending them.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+        settle: Duration,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send realistic inference events to a running host.
     Demo {
         /// The host's intake URL.
@@ -208,6 +236,35 @@ async fn run() -> anyhow::Result<()> {
         } => {
             let client = AdminClient::new(&admin, token, &data_dir)?;
             integrations(&client, json, *command).await
+        }
+        Command::Load {
+            target,
+            kind,
+            items,
+            batch,
+            connections,
+            sink,
+            settle,
+            json,
+        } => {
+            let load = wasmtel::load::Load {
+                target,
+                kind,
+                items,
+                batch,
+                connections,
+                sink,
+                settle,
+            };
+            let outcome = wasmtel::load::run(&load)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string(&outcome)?);
+            } else {
+                println!("{outcome}");
+            }
+            Ok(())
         }
         Command::Demo {
             target,
