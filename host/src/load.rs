@@ -265,6 +265,9 @@ async fn sink(
     let _ = axum::serve(listener, app).await;
 }
 
+/// Builds the body of request number `n` with `batch` items.
+type Builder = fn(u64, u64) -> Vec<u8>;
+
 /// Stops the sink when the run ends, however it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -279,7 +282,7 @@ impl Drop for AbortOnDrop {
 pub async fn run(load: &Load) -> Result<Outcome, String> {
     let batch = load.batch.max(1);
     let requests = load.items.div_ceil(batch);
-    let (path, content_type, build): (&str, &str, fn(u64, u64) -> Vec<u8>) = match load.kind {
+    let (path, content_type, build): (&str, &str, Builder) = match load.kind {
         Kind::Logs => ("/v1/logs", "application/x-protobuf", logs_body),
         Kind::Metrics => ("/v1/metrics", "application/x-protobuf", metrics_body),
         Kind::Events => ("/v1/events", "application/x-ndjson", events_body),
