@@ -115,8 +115,9 @@ fn kv(key: &str, value: impl Into<String>) -> KeyValue {
     }
 }
 
-/// `batch` log records of request number `n`: a message, five attributes, a trace context.
-fn logs_body(n: u64, batch: u64) -> Vec<u8> {
+/// The body of logs request number `n`: `batch` records with a message, five attributes and a
+/// trace context.
+pub fn logs_body(n: u64, batch: u64) -> Vec<u8> {
     let records = (0..batch)
         .map(|i| LogRecord {
             time_unix_nano: 1_700_000_000_000_000_000 + n * 1000 + i,
@@ -156,8 +157,8 @@ fn logs_body(n: u64, batch: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// `batch` gauge points of request number `n`, one series each.
-fn metrics_body(n: u64, batch: u64) -> Vec<u8> {
+/// The body of metrics request number `n`: `batch` gauge points, one series each.
+pub fn metrics_body(n: u64, batch: u64) -> Vec<u8> {
     let points = (0..batch)
         .map(|i| NumberDataPoint {
             attributes: vec![kv("series", format!("{}", (n * batch + i) % 10_000))],
@@ -188,8 +189,8 @@ fn metrics_body(n: u64, batch: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// `batch` inference events of request number `n`, as NDJSON.
-fn events_body(n: u64, batch: u64) -> Vec<u8> {
+/// The body of events request number `n`: `batch` inference events, as NDJSON.
+pub fn events_body(n: u64, batch: u64) -> Vec<u8> {
     (0..batch)
         .map(|i| {
             let tier = ["free", "pro", "team"][(i % 3) as usize];

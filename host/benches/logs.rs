@@ -1,0 +1,89 @@
+//! Log forwarding per record: what every received OTLP/protobuf log record costs from request
+//! bytes in to export request bytes out — walked and sliced at intake, framed into the export
+//! request — beside the path of an agent that decodes: `prost` decode, a clone into the export
+//! batch, `prost` encode. 8,200 records (82 requests of 100, as `wasmtel load` sends them),
+//! framed into one export request. Prints ns per record for both and the ratio.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
+use wasmtel::export::otlp::logs::frame;
+use wasmtel::intake::otlp::Tally;
+use wasmtel::intake::otlp::logs::scan;
+use wasmtel::load::logs_body;
+
+const REQUESTS: u64 = 82;
+const BATCH: u64 = 100;
+const RECORDS: u64 = REQUESTS * BATCH;
+
+fn ours(bodies: &[Bytes]) -> Vec<u8> {
+    let mut records = Vec::with_capacity(RECORDS as usize);
+    for body in bodies {
+        records.extend(scan(body, &mut Tally::default()).expect("valid"));
+    }
+    frame(&records)
+}
+
+fn decoding(bodies: &[Bytes]) -> Vec<u8> {
+    let mut batch = ExportLogsServiceRequest::default();
+    for body in bodies {
+        let request = ExportLogsServiceRequest::decode(body.as_ref()).expect("valid");
+        batch.resource_logs.extend(request.resource_logs.iter().cloned());
+    }
+    batch.encode_to_vec()
+}
+
+fn best_of_five(mut f: impl FnMut()) -> f64 {
+    (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            let mut n = 0u32;
+            while start.elapsed() < Duration::from_millis(500) {
+                f();
+                n += 1;
+            }
+            start.elapsed().as_secs_f64() / f64::from(n)
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+fn forward(c: &mut Criterion) {
+    let bodies: Vec<Bytes> = (0..REQUESTS)
+        .map(|n| Bytes::from(logs_body(n, BATCH)))
+        .collect();
+    assert_eq!(
+        ExportLogsServiceRequest::decode(&ours(&bodies)[..])
+            .expect("valid")
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len() as u64)
+            .sum::<u64>(),
+        RECORDS
+    );
+    let mut group = c.benchmark_group("forward_8200_log_records");
+    group.throughput(Throughput::Elements(RECORDS));
+    group.bench_function("wasmtel_walk_slice_frame", |b| {
+        b.iter(|| black_box(ours(&bodies)))
+    });
+    group.bench_function("prost_decode_clone_encode", |b| {
+        b.iter(|| black_box(decoding(&bodies)))
+    });
+    group.finish();
+    let w = best_of_five(|| drop(black_box(ours(&bodies))));
+    let p = best_of_five(|| drop(black_box(decoding(&bodies))));
+    let per = |t: f64| t * 1e9 / RECORDS as f64;
+    println!(
+        "\nlog record, request bytes in to export bytes out: wasmtel {:.0} ns, decode-clone-encode {:.0} ns, ratio {:.1}x\n",
+        per(w),
+        per(p),
+        p / w
+    );
+}
+
+criterion_group!(benches, forward);
+criterion_main!(benches);
