@@ -32,7 +32,9 @@ fn decoding(bodies: &[Bytes]) -> Vec<u8> {
     let mut batch = ExportLogsServiceRequest::default();
     for body in bodies {
         let request = ExportLogsServiceRequest::decode(body.as_ref()).expect("valid");
-        batch.resource_logs.extend(request.resource_logs.iter().cloned());
+        batch
+            .resource_logs
+            .extend(request.resource_logs.iter().cloned());
     }
     batch.encode_to_vec()
 }
