@@ -130,6 +130,17 @@ impl Host {
         let pipeline = Arc::new(pipeline);
 
         let (stop, stopped) = watch::channel(false);
+        let listeners =
+            1 + usize::from(config.prometheus.enabled) + usize::from(config.admin.enabled);
+        let fds = crate::server::raise_fd_limit();
+        let max = crate::server::connections_per_listener(
+            config.connections.max_connections,
+            fds,
+            listeners,
+        );
+        let serve = |listener, app, stopped| {
+            crate::server::serve(listener, app, config.connections.clone(), max, stopped)
+        };
         let intake = bind("intake", config.intake.listen).await?;
         let intake_addr = intake.local_addr().map_err(|source| StartError::Bind {
             what: "intake",
@@ -675,18 +686,4 @@ fn scrape_routes(registries: Arc<Registries>, integrations: Integrations) -> Rou
                 },
             ),
         )
-}
-
-fn serve(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!("server failed: {e}");
-        }
-    })
 }

@@ -31,6 +31,12 @@ async fn serve(extra: &str) -> Served {
 
 /// Starts `wasmtel serve` with a config file and extra environment variables.
 async fn serve_with_env(extra: &str, env: &[(&str, String)]) -> Served {
+    serve_under(extra, env, None).await
+}
+
+/// Starts `wasmtel serve` with a config file, extra environment variables and, if given, the
+/// open-file limit set by the shell that starts it (`ulimit` arguments such as `-n 256`).
+async fn serve_under(extra: &str, env: &[(&str, String)], ulimit: Option<&str>) -> Served {
     let (intake, prom, admin) = (free_port(), free_port(), free_port());
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("wasmtel.toml");
@@ -40,7 +46,15 @@ async fn serve_with_env(extra: &str, env: &[(&str, String)]) -> Served {
         data.display()
     );
     std::fs::write(&path, toml).expect("write config");
-    let child = Command::new(BIN)
+    let mut command = match ulimit {
+        Some(limit) => {
+            let mut shell = Command::new("bash");
+            shell.args(["-c", &format!("ulimit {limit} && exec \"$0\" \"$@\""), BIN]);
+            shell
+        }
+        None => Command::new(BIN),
+    };
+    let child = command
         .args(["serve", "--config"])
         .arg(&path)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -590,4 +604,59 @@ async fn the_integrations_commands_connect_test_pause_and_delete_through_the_adm
         !all.contains("canary"),
         "a credential appeared in CLI or host output"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_flood_past_the_open_file_limit_leaves_health_and_intake_answering() {
+    let served = serve_under("", &[], Some("-n 256")).await;
+    let intake: std::net::SocketAddr = served
+        .intake
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        match tokio::net::TcpStream::connect(intake).await {
+            Ok(stream) => flood.push(stream),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("{}/healthz", served.admin))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("healthz answers during the flood");
+    assert_eq!(health.status(), 200);
+    let accepted = client
+        .post(format!("{}/v1/events", served.intake))
+        .header("content-type", "application/x-ndjson")
+        .body("{\"event_type\":\"generation_completed\",\"model\":\"m\"}\n")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("intake answers during the flood");
+    assert_eq!(accepted.status(), 202);
+    drop(flood);
+    signal(&served.child, "-TERM");
+    let out = wait(served.child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("connections.max_connections lowered from 1024 to 42 per listener to fit the open-file limit of 256"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_logged() {
+    let served = serve_under("", &[], Some("-Sn 200 && ulimit -Hn 4096")).await;
+    signal(&served.child, "-TERM");
+    let out = wait(served.child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("raised the open-file limit from 200 to 4096"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("lowered"), "{stderr}");
 }

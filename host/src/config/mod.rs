@@ -76,6 +76,8 @@ fn shown(value: &Option<String>) -> String {
 pub struct Config {
     /// `[intake]`: the HTTP event intake.
     pub intake: IntakeConfig,
+    /// `[connections]`: bounds on every listener's connections.
+    pub connections: ConnectionsConfig,
     /// `[prometheus]`: the pull endpoint.
     pub prometheus: PrometheusConfig,
     /// `[otlp]`: OTLP/HTTP push.
@@ -172,6 +174,56 @@ impl SystemConfig {
     /// The poll interval, or `None` when the poller is off.
     pub fn interval(&self) -> Option<Duration> {
         Some(self.poll_interval.unwrap_or(Duration::from_secs(10))).filter(|d| !d.is_zero())
+    }
+}
+
+/// `[connections]`: bounds on the connections of every listener (intake, Prometheus, admin).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Open connections per listener (default 1,024, lowered to fit the open-file limit); at
+    /// the limit the longest-idle connection is closed for a newcomer, and a newcomer finding
+    /// every connection in a request gets 503.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (default 10 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub header_timeout: Option<Duration>,
+    /// How long a body may take beyond what `min_body_rate` earns it (default 10 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub body_timeout: Option<Duration>,
+    /// Bytes per second a body must keep up past `body_timeout` (default 64 KiB/s).
+    pub min_body_rate: u64,
+    /// How long a connection may stay open with no request (default 60 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_timeout: None,
+            body_timeout: None,
+            min_body_rate: 64 * 1024,
+            idle_timeout: None,
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    /// The header timeout.
+    pub fn header_timeout(&self) -> Duration {
+        self.header_timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    /// The body grace period.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout.unwrap_or(Duration::from_secs(60))
     }
 }
 

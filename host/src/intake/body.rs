@@ -4,7 +4,7 @@ use std::io::Read;
 
 use axum::body::Body;
 use axum::http::HeaderMap;
-use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 
@@ -46,8 +46,16 @@ impl MediaType {
     }
 }
 
-/// Reads the whole body, gunzips it if asked to, and enforces `limit` on the decoded size.
+/// Reads the whole body, gunzips it if asked to, and enforces `limit` on the decoded size; a
+/// body declaring more than `limit` bytes is refused before any of it is read.
 pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IntakeError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|&d| d > limit as u64) {
+        return Err(IntakeError::DeclaredTooLarge { declared, limit });
+    }
     let encoding = headers
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
@@ -62,6 +70,8 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 IntakeError::TooLarge { limit }
+            } else if let Some(slow) = crate::server::SlowBody::within(e.as_ref()) {
+                IntakeError::SlowBody(slow.to_string())
             } else {
                 IntakeError::BodyRead(e.to_string())
             }

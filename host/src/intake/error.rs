@@ -22,6 +22,27 @@ pub enum IntakeError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The body's declared length is larger than the limit; it was not read.
+    #[error("the body declares {declared} bytes (Content-Length), over the limit of {limit} bytes")]
+    DeclaredTooLarge {
+        /// The declared length.
+        declared: u64,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body arrived more slowly than the listener's minimum rate.
+    #[error("{0}")]
+    SlowBody(String),
+    /// The request has more of something than a configured limit allows.
+    #[error("the request has {value} {what}, over the limit of {limit} (intake.limits)")]
+    OverLimit {
+        /// What was counted, e.g. "resources".
+        what: &'static str,
+        /// How many the request has.
+        value: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The content type is not one this endpoint reads.
     #[error("unsupported content type `{0}`")]
     UnsupportedMediaType(String),
@@ -49,8 +70,12 @@ impl IntakeError {
             IntakeError::Parse(_)
             | IntakeError::Decode(_)
             | IntakeError::BadGzip(_)
-            | IntakeError::BodyRead(_) => StatusCode::BAD_REQUEST,
-            IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            | IntakeError::BodyRead(_)
+            | IntakeError::OverLimit { .. } => StatusCode::BAD_REQUEST,
+            IntakeError::TooLarge { .. } | IntakeError::DeclaredTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            IntakeError::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
             IntakeError::UnsupportedMediaType(_) | IntakeError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -63,7 +88,9 @@ impl IntakeError {
     pub fn reason(&self) -> &'static str {
         match self {
             IntakeError::Parse(_) | IntakeError::Decode(_) => "malformed",
-            IntakeError::TooLarge { .. } => "too_large",
+            IntakeError::TooLarge { .. } | IntakeError::DeclaredTooLarge { .. } => "too_large",
+            IntakeError::SlowBody(_) => "slow_body",
+            IntakeError::OverLimit { .. } => "over_limit",
             IntakeError::UnsupportedMediaType(_) => "unsupported_media_type",
             IntakeError::UnsupportedEncoding(_) => "unsupported_encoding",
             IntakeError::BadGzip(_) => "bad_gzip",

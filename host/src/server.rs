@@ -1,0 +1,344 @@
+//! The HTTP/1.1 server under every listener: a bounded number of connections (the longest-idle
+//! one gives way to a newcomer, else the newcomer gets a 503), and header, body-rate and idle
+//! timeouts, so that no client can hold the host's connections, descriptors or memory hostage.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, Sleep};
+
+use crate::config::ConnectionsConfig;
+
+/// Descriptors kept back from the listeners for files, the store, exports and plugins.
+const RESERVED_FDS: u64 = 128;
+
+/// What a client gets when every connection slot is busy with a request.
+const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 47\r\nconnection: close\r\n\r\nevery connection of this listener is in a request";
+
+/// A request body that arrived more slowly than the listener allows.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the request body arrived too slowly: {received} bytes in {elapsed:?} (a body must arrive within {grace:?} plus 1 s per {rate} bytes)"
+)]
+pub struct SlowBody {
+    received: u64,
+    elapsed: Duration,
+    grace: Duration,
+    rate: u64,
+}
+
+impl SlowBody {
+    /// The [`SlowBody`] that `error` is or wraps, if any.
+    pub fn within<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a SlowBody> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(slow) = e.downcast_ref::<SlowBody>() {
+                return Some(slow);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
+/// A request body that fails with [`SlowBody`] once it falls behind its deadline: the grace
+/// period plus the time its bytes so far take at the minimum rate.
+struct TimedBody {
+    inner: Incoming,
+    started: Instant,
+    received: u64,
+    grace: Duration,
+    rate: u64,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl TimedBody {
+    fn new(inner: Incoming, limits: &ConnectionsConfig) -> Self {
+        let started = Instant::now();
+        let grace = limits.body_timeout();
+        Self {
+            inner,
+            started,
+            received: 0,
+            grace,
+            rate: limits.min_body_rate.max(1),
+            timer: Box::pin(tokio::time::sleep_until(started + grace)),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        let earned = Duration::from_secs_f64(self.received as f64 / self.rate as f64);
+        self.started + self.grace + earned
+    }
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                    let deadline = this.deadline();
+                    this.timer.as_mut().reset(deadline);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(SlowBody {
+                    received: this.received,
+                    elapsed: this.started.elapsed(),
+                    grace: this.grace,
+                    rate: this.rate,
+                })))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Raises the soft open-file limit to the hard one and returns the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let Some(soft) = limit.current else {
+        return u64::MAX;
+    };
+    if limit.maximum.is_some_and(|hard| hard <= soft) {
+        return soft;
+    }
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => {
+            let now = limit.maximum.unwrap_or(u64::MAX);
+            tracing::info!("raised the open-file limit from {soft} to {now}");
+            now
+        }
+        Err(e) => {
+            tracing::warn!("could not raise the open-file limit of {soft}: {e}");
+            soft
+        }
+    }
+}
+
+/// The connections each of `listeners` may hold under the open-file limit `fds`.
+pub fn connections_per_listener(wanted: usize, fds: u64, listeners: usize) -> usize {
+    let room = fds.saturating_sub(RESERVED_FDS) / listeners.max(1) as u64;
+    let room = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+    if room < wanted {
+        tracing::warn!(
+            "connections.max_connections lowered from {wanted} to {room} per listener to fit the open-file limit of {fds}"
+        );
+    }
+    wanted.min(room)
+}
+
+/// One open connection's state, as the listener sees it.
+struct Conn {
+    requests: AtomicUsize,
+    idle_since: AtomicU64,
+    close: Notify,
+}
+
+/// A listener's open connections.
+struct Conns {
+    epoch: Instant,
+    max: usize,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+}
+
+impl Conns {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Registers connection `id`, asking the longest-idle one to close when all slots are
+    /// taken; `None` when every open connection is in a request.
+    fn admit(&self, id: u64) -> Option<Arc<Conn>> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.len() >= self.max {
+            let (&victim, _) = open
+                .iter()
+                .filter(|(_, c)| c.requests.load(Ordering::Acquire) == 0)
+                .min_by_key(|(_, c)| c.idle_since.load(Ordering::Relaxed))?;
+            if let Some(conn) = open.remove(&victim) {
+                conn.close.notify_one();
+            }
+        }
+        let conn = Arc::new(Conn {
+            requests: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(self.now()),
+            close: Notify::new(),
+        });
+        open.insert(id, conn.clone());
+        Some(conn)
+    }
+
+    fn remove(&self, id: u64) {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+}
+
+/// Serves `app` on `listener` under `limits` (with `max` connections) until `stopped`.
+pub fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionsConfig,
+    max: usize,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let conns = Arc::new(Conns {
+            epoch: Instant::now(),
+            max,
+            open: Mutex::default(),
+        });
+        let limits = Arc::new(limits);
+        let mut tasks = JoinSet::new();
+        let mut failures = 0u64;
+        for id in 0u64.. {
+            while tasks.try_join_next().is_some() {}
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stopped.wait_for(|s| *s) => break,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most often: wait for some to close.
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::warn!("accepting a connection failed ({failures} times): {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            match conns.admit(id) {
+                Some(conn) => {
+                    let task = connection(
+                        stream,
+                        app.clone(),
+                        (conns.clone(), conn),
+                        limits.clone(),
+                        stopped.clone(),
+                    );
+                    let conns = conns.clone();
+                    tasks.spawn(async move {
+                        task.await;
+                        conns.remove(id);
+                    });
+                }
+                None => {
+                    tasks.spawn(refuse(stream));
+                }
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    })
+}
+
+/// Answers 503 on a connection that found every slot in a request, and closes it.
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(FULL)).await;
+}
+
+/// Serves one connection until it closes, goes idle past the idle timeout, gives way to a
+/// newcomer, or the listener stops; a closing connection gets one header timeout to finish.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    (conns, conn): (Arc<Conns>, Arc<Conn>),
+    limits: Arc<ConnectionsConfig>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let service = {
+        let (conns, conn, limits) = (conns.clone(), conn.clone(), limits.clone());
+        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            conn.requests.fetch_add(1, Ordering::AcqRel);
+            let request = request.map(|body| Body::new(TimedBody::new(body, &limits)));
+            let mut app = app.clone();
+            let (conns, conn) = (conns.clone(), conn.clone());
+            async move {
+                let response = tower_service::Service::call(&mut app, request).await;
+                conn.idle_since.store(conns.now(), Ordering::Relaxed);
+                conn.requests.fetch_sub(1, Ordering::AcqRel);
+                response
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout());
+    let served = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(served);
+    let idle = limits.idle_timeout();
+    let idle_at =
+        || conns.epoch + Duration::from_millis(conn.idle_since.load(Ordering::Relaxed)) + idle;
+    let mut wake = idle_at();
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = served.as_mut() => return,
+            _ = conn.close.notified(), if !closing => closing = true,
+            _ = stopped.wait_for(|s| *s), if !closing => closing = true,
+            _ = tokio::time::sleep_until(wake) => {
+                if closing {
+                    return;
+                }
+                let now = Instant::now();
+                if conn.requests.load(Ordering::Acquire) > 0 {
+                    wake = now + idle;
+                } else if now >= idle_at() {
+                    closing = true;
+                } else {
+                    wake = idle_at();
+                }
+                if !closing {
+                    continue;
+                }
+            }
+        }
+        served.as_mut().graceful_shutdown();
+        wake = Instant::now() + limits.header_timeout();
+    }
+}
