@@ -337,3 +337,102 @@ async fn the_host_reports_the_system_and_itself() {
     assert!(!text.contains("hw_gpu"), "no GPU here, so no GPU series");
     host.shutdown().await;
 }
+
+/// An OTLP/JSON metric of `kind` (`gauge`, `sum`, `updown` or `histogram`) with one point.
+fn otlp_metric(name: &str, kind: &str) -> serde_json::Value {
+    let number = json!({"dataPoints": [{"asDouble": 1.0, "timeUnixNano": "1"}]});
+    let data = match kind {
+        "gauge" => json!({"gauge": number}),
+        "sum" | "updown" => json!({"sum": {
+            "dataPoints": number["dataPoints"], "aggregationTemporality": 1, "isMonotonic": kind == "sum"
+        }}),
+        _ => json!({"histogram": {"aggregationTemporality": 1, "dataPoints": [
+            {"count": "1", "sum": 1.0, "bucketCounts": ["1", "0"], "explicitBounds": [2.0], "timeUnixNano": "1"}
+        ]}}),
+    };
+    let mut metric = json!({"name": name, "description": "clash"});
+    metric
+        .as_object_mut()
+        .expect("object")
+        .extend(data.as_object().expect("object").clone());
+    metric
+}
+
+#[tokio::test]
+async fn every_otlp_name_clash_is_renamed_by_the_rule_and_promtool_accepts_it() {
+    let host = start("").await;
+    let resource = |service: &str, metrics: Vec<serde_json::Value>| {
+        json!({
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+            "scopeMetrics": [{"scope": {"name": "clash"}, "metrics": metrics}]
+        })
+    };
+    let request = json!({"resourceMetrics": [
+        resource("a", vec![
+            otlp_metric("rel.hh", "histogram"),
+            otlp_metric("rel.hh_bucket", "gauge"),
+            otlp_metric("rel.hh_count", "gauge"),
+            otlp_metric("rel.hh_sum", "sum"),
+            otlp_metric("req", "sum"),
+            otlp_metric("req_total", "gauge"),
+            otlp_metric("target_info", "gauge"),
+            otlp_metric("temp", "updown"),
+        ]),
+        // Another resource: the same names with other types.
+        resource("b", vec![otlp_metric("temp", "histogram"), otlp_metric("req", "gauge")]),
+    ]});
+    let (status, _, body) = wasmtel_tests::post(
+        host.intake_addr(),
+        "/v1/metrics",
+        Some("application/json"),
+        serde_json::to_vec(&request).expect("json"),
+        false,
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&body);
+    assert_eq!(
+        (status, answer.as_ref()),
+        (200, "{\"partialSuccess\":null}")
+    );
+    let text = scrape(host.prometheus_addr().expect("on")).await;
+    promtool_check(&text);
+    let types: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter(|l| {
+            ["rel_", "req", "target", "temp"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "target_info gauge",
+            "rel_hh histogram",
+            "rel_hh_bucket_2 gauge",
+            "rel_hh_count_2 gauge",
+            "rel_hh_sum_2_total counter",
+            "req_total counter",
+            "req_total_2 gauge",
+            "target_info_2 gauge",
+            "temp gauge",
+            "temp_2 histogram",
+            "req_2 gauge",
+        ],
+        "{text}"
+    );
+    let m = Exposition::parse(&text);
+    assert_eq!(
+        m.value("temp_2_count", &[("job", "b")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(m.value("req_2", &[("job", "b")]), Some(1.0), "{text}");
+    assert_eq!(
+        m.value("rel_hh_sum_2_total", &[("job", "a")]),
+        Some(1.0),
+        "{text}"
+    );
+    host.shutdown().await;
+}

@@ -152,7 +152,7 @@ impl Host {
             crate::intake::router(
                 pipeline.clone(),
                 Arc::new(MetricsReceiver::new(registries.clone())),
-                config.intake.max_body_bytes,
+                &config.intake,
             ),
             stopped.clone(),
         )];

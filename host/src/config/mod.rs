@@ -237,6 +237,55 @@ pub struct IntakeConfig {
     pub max_body_bytes: usize,
     /// What intake does when an integration's log queue is full (default `reject`).
     pub on_full: OnFull,
+    /// `[intake.limits]`: what one OTLP request may hold.
+    pub limits: RequestLimits,
+}
+
+/// `[intake.limits]`: what one OTLP request may hold; a request over any of them is refused
+/// whole (400) with the limit and the value found, before it is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestLimits {
+    /// Resources per request (default 1,000).
+    pub resources: usize,
+    /// Scopes per request, over all resources (default 10,000).
+    pub scopes: usize,
+    /// Metrics per request (default 100,000).
+    pub metrics: usize,
+    /// Data points per request (default 200,000).
+    pub points: usize,
+    /// Log records per request (default 200,000).
+    pub log_records: usize,
+    /// Attributes on one resource, scope, point, exemplar or log record (default 128).
+    pub attributes: usize,
+    /// Bytes in one attribute key (default 1,024).
+    pub key_length: usize,
+    /// Bytes in one string or bytes value, and in one metric name (default 65,536).
+    pub value_length: usize,
+    /// Bounds on one histogram point (default 256).
+    pub histogram_bounds: usize,
+    /// Buckets in one side (positive or negative) of an exponential histogram point (default 2,048).
+    pub exponential_buckets: usize,
+    /// Levels of arrays and maps nested in one value (default 16).
+    pub depth: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            resources: 1_000,
+            scopes: 10_000,
+            metrics: 100_000,
+            points: 200_000,
+            log_records: 200_000,
+            attributes: 128,
+            key_length: 1_024,
+            value_length: 65_536,
+            histogram_bounds: 256,
+            exponential_buckets: 2_048,
+            depth: 16,
+        }
+    }
 }
 
 impl Default for IntakeConfig {
@@ -245,6 +294,7 @@ impl Default for IntakeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 4318)),
             max_body_bytes: DEFAULT_MAX_BODY,
             on_full: OnFull::default(),
+            limits: RequestLimits::default(),
         }
     }
 }

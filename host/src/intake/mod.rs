@@ -19,6 +19,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use serde_json::json;
 
+use crate::config::{IntakeConfig, RequestLimits};
 use crate::pipeline::Pipeline;
 use error::IntakeError;
 
@@ -30,13 +31,14 @@ struct Intake {
     pipeline: Arc<Pipeline>,
     metrics: Arc<otlp::metrics::MetricsReceiver>,
     max_body: usize,
+    limits: RequestLimits,
 }
 
-/// The intake routes: events and logs feed `pipeline`, OTLP metrics `metrics`.
+/// The intake routes under `config`: events and logs feed `pipeline`, OTLP metrics `metrics`.
 pub fn router(
     pipeline: Arc<Pipeline>,
     metrics: Arc<otlp::metrics::MetricsReceiver>,
-    max_body: usize,
+    config: &IntakeConfig,
 ) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
@@ -45,7 +47,8 @@ pub fn router(
         .with_state(Intake {
             pipeline,
             metrics,
-            max_body,
+            max_body: config.max_body_bytes,
+            limits: config.limits,
         })
 }
 

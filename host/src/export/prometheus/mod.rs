@@ -3,7 +3,9 @@
 mod labels;
 mod negotiate;
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::mem::Discriminant;
 
 use wasmtel_naming::{self as naming, Shape};
 
@@ -76,7 +78,10 @@ pub fn render_all(format: Format, producers: &[(&Resource, &Registry)]) -> Strin
         Format::OpenMetrics => "# HELP target Target metadata\n# TYPE target info\n",
     });
     let mut labels = Labels::default();
-    let mut families: Vec<(String, Vec<Member>)> = Vec::new();
+    // Families by name, type and shape, in the order they first appear.
+    let mut families: Vec<(Family, Vec<Member>)> = Vec::new();
+    let mut index: HashMap<(String, &'static str, Discriminant<reader::Shape>), usize> =
+        HashMap::new();
     for (i, (resource, registry)) in producers.iter().enumerate() {
         registry.observe();
         let identity = if i == 0 {
@@ -88,18 +93,38 @@ pub fn render_all(format: Format, producers: &[(&Resource, &Registry)]) -> Strin
         let target = labels.render(resource.attributes(), &labels::fixed(&pairs));
         sample(&mut out, "target_info", target, 1.0, None);
         for instrument in registry.instruments() {
+            if !shown(&instrument) {
+                continue;
+            }
             let family = Family::of(instrument.descriptor());
             let mut tail = pairs.clone();
             tail.insert(0, ("otel_scope_name", &instrument.descriptor().scope.name));
             let member = (instrument.clone(), labels::fixed(&tail));
-            match families.iter_mut().find(|(name, _)| *name == family.name) {
-                Some((_, members)) => members.push(member),
-                None => families.push((family.name, vec![member])),
+            let key = (
+                family.name.clone(),
+                family.type_name,
+                std::mem::discriminant(&reader::Shape::of(&instrument)),
+            );
+            match index.get(&key) {
+                Some(&at) => families[at].1.push(member),
+                None => {
+                    index.insert(key, families.len());
+                    families.push((family, vec![member]));
+                }
             }
         }
     }
-    for (_, members) in &families {
-        render_family(&mut out, &mut labels, members, format);
+    let mut claimed: HashSet<String> = ["target_info", "target"].map(String::from).into();
+    for (family, members) in &families {
+        let name = family.unclashed(&mut claimed);
+        render_family(
+            &mut out,
+            &mut labels,
+            &name,
+            family.type_name,
+            members,
+            format,
+        );
     }
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
@@ -128,6 +153,43 @@ struct Family {
 }
 
 impl Family {
+    /// Every name this family would use under `name` in either text format: its metadata
+    /// names and its sample names.
+    fn names(&self, name: &str) -> Vec<String> {
+        match self.type_name {
+            "histogram" => ["", "_bucket", "_sum", "_count"]
+                .map(|suffix| format!("{name}{suffix}"))
+                .into(),
+            "counter" => vec![
+                name.to_owned(),
+                name.strip_suffix("_total").unwrap_or(name).to_owned(),
+            ],
+            _ => vec![name.to_owned()],
+        }
+    }
+
+    /// The family's name, or, when an earlier family took any name it would use, the first of
+    /// `<name>_2`, `<name>_3`, … that is free (a counter keeps `_total` last); the names it
+    /// uses are then `claimed`.
+    fn unclashed(&self, claimed: &mut HashSet<String>) -> String {
+        let (stem, tail) = match self.name.strip_suffix("_total") {
+            Some(stem) if self.type_name == "counter" => (stem, "_total"),
+            _ => (self.name.as_str(), ""),
+        };
+        for n in 0.. {
+            let candidate = match n {
+                0 => self.name.clone(),
+                n => format!("{stem}_{}{tail}", n + 1),
+            };
+            let names = self.names(&candidate);
+            if names.iter().all(|n| !claimed.contains(n)) {
+                claimed.extend(names);
+                return candidate;
+            }
+        }
+        self.name.clone()
+    }
+
     fn of(d: &crate::metrics::Descriptor) -> Self {
         let shape = match d.kind {
             k if k.is_monotonic() => Shape::Counter,
@@ -151,27 +213,19 @@ fn shown(instrument: &Instrument) -> bool {
     reader::Shape::of(instrument) != reader::Shape::ExponentialHistogram && !instrument.is_empty()
 }
 
-/// Renders one family: its header once (from the first member), then the series of every member
-/// of the same type and aggregation; a member of another type is left out.
-fn render_family(out: &mut String, labels: &mut Labels, members: &[Member], format: Format) {
+/// Renders one family under `name`: its header once (from the first member), then the series
+/// of every member.
+fn render_family(
+    out: &mut String,
+    labels: &mut Labels,
+    name: &str,
+    type_name: &str,
+    members: &[Member],
+    format: Format,
+) {
     let Some((first, _)) = members.first() else {
         return;
     };
-    let d = first.descriptor();
-    let family = Family::of(d);
-    let same = |i: &Instrument| {
-        Family::of(i.descriptor()).type_name == family.type_name
-            && std::mem::discriminant(&reader::Shape::of(i))
-                == std::mem::discriminant(&reader::Shape::of(first))
-    };
-    let members: Vec<&Member> = members
-        .iter()
-        .filter(|(i, _)| same(i) && shown(i))
-        .collect();
-    if members.is_empty() {
-        return;
-    }
-    let (name, type_name) = (&family.name, family.type_name);
     // OpenMetrics names a counter's family without the `_total` of its sample.
     let family = match format {
         Format::OpenMetrics if type_name == "counter" => {
@@ -182,7 +236,7 @@ fn render_family(out: &mut String, labels: &mut Labels, members: &[Member], form
     let _ = writeln!(
         out,
         "# HELP {family} {}",
-        escape_help(&d.description, format)
+        escape_help(&first.descriptor().description, format)
     );
     let _ = writeln!(out, "# TYPE {family} {type_name}");
     for (instrument, tail) in members {
@@ -403,7 +457,7 @@ mod tests {
         app.instrument(d("req", InstrumentKind::Counter, "app.meter"), &[])
             .expect("c")
             .record(&[("route", ValueRef::Str("/"))], 5.0);
-        // Same exposed name, another type: left out rather than breaking the family.
+        // Same exposed name, another type: a family of its own, renamed rather than breaking the family.
         app.instrument(d("req_total", InstrumentKind::Gauge, "other"), &[])
             .expect("g")
             .record(&[], 9.0);
@@ -428,7 +482,9 @@ mod tests {
              target_info{service_instance_id=\"pod-1\",service_name=\"checkout\",service_namespace=\"shop\",job=\"shop/checkout\",instance=\"pod-1\"} 1\n\
              # HELP req_total Requests.\n# TYPE req_total counter\n\
              req_total{otel_scope_name=\"s\"} 2\n\
-             req_total{route=\"/\",otel_scope_name=\"app.meter\",job=\"shop/checkout\",instance=\"pod-1\"} 5\n"
+             req_total{route=\"/\",otel_scope_name=\"app.meter\",job=\"shop/checkout\",instance=\"pod-1\"} 5\n\
+             # HELP req_total_2 Requests.\n# TYPE req_total_2 gauge\n\
+             req_total_2{otel_scope_name=\"other\",job=\"shop/checkout\",instance=\"pod-1\"} 9\n"
         );
     }
 

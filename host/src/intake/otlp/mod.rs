@@ -2,6 +2,7 @@
 //! with the OTLP specification's status codes, partial-success responses and `Status` bodies.
 
 pub mod attributes;
+pub mod limits;
 pub mod logs;
 pub mod metrics;
 
@@ -12,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
@@ -181,8 +182,18 @@ pub(super) async fn post_metrics(
     body: Body,
 ) -> Response {
     let process = |intake: &Intake, encoding: Encoding, bytes: Bytes| {
-        let request: ExportMetricsServiceRequest =
-            encoding.decode(&bytes, "ExportMetricsServiceRequest")?;
+        const WHAT: &str = "ExportMetricsServiceRequest";
+        let request: ExportMetricsServiceRequest = match encoding {
+            Encoding::Protobuf => {
+                limits::metrics(&bytes, &intake.limits)?;
+                encoding.decode(&bytes, WHAT)?
+            }
+            Encoding::Json => {
+                let request: ExportMetricsServiceRequest = encoding.decode(&bytes, WHAT)?;
+                limits::metrics(&request.encode_to_vec(), &intake.limits)?;
+                request
+            }
+        };
         Ok(intake.metrics.receive(&request))
     };
     let response = |tally: Tally| ExportMetricsServiceResponse {
@@ -203,18 +214,18 @@ pub(super) async fn post_logs(
     body: Body,
 ) -> Response {
     let process = |intake: &Intake, encoding: Encoding, bytes: Bytes| {
-        let mut tally = Tally::default();
-        let records = match encoding {
-            Encoding::Protobuf => logs::scan(&bytes, &mut tally).map_err(|e| {
-                IntakeError::Decode(format!(
-                    "the body is not a valid ExportLogsServiceRequest: {e}"
-                ))
-            })?,
+        const WHAT: &str = "ExportLogsServiceRequest";
+        let bytes = match encoding {
+            Encoding::Protobuf => bytes,
             Encoding::Json => {
-                let request = encoding.decode(&bytes, "ExportLogsServiceRequest")?;
-                logs::decoded(request, &mut tally)
+                let request: ExportLogsServiceRequest = encoding.decode(&bytes, WHAT)?;
+                Bytes::from(request.encode_to_vec())
             }
         };
+        limits::logs(&bytes, &intake.limits)?;
+        let mut tally = Tally::default();
+        let records = logs::scan(&bytes, &mut tally)
+            .map_err(|e| IntakeError::Decode(format!("the body is not a valid {WHAT}: {e}")))?;
         let weight = records.iter().map(|r| r.bytes.len()).sum();
         intake
             .pipeline

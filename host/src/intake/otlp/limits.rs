@@ -1,0 +1,368 @@
+//! The cost of an OTLP request, checked on its protobuf bytes before anything is decoded:
+//! counts of resources, scopes, metrics, points and log records, and the size of every
+//! attribute set, key, value, histogram and nesting level, each against `[intake.limits]`.
+
+use crate::config::RequestLimits;
+use crate::intake::error::IntakeError;
+use crate::model::wire::{Fields, Value};
+
+/// What a request holds in all, counted as it is walked.
+#[derive(Debug, Default)]
+struct Totals {
+    resources: usize,
+    scopes: usize,
+    metrics: usize,
+    points: usize,
+    log_records: usize,
+}
+
+/// A walk of one request against `limits`.
+struct Walk<'l> {
+    limits: &'l RequestLimits,
+    totals: Totals,
+}
+
+/// Refuses `value` of `what` when it passes `limit`.
+fn within(what: &'static str, value: usize, limit: usize) -> Result<(), IntakeError> {
+    if value > limit {
+        return Err(IntakeError::OverLimit { what, value, limit });
+    }
+    Ok(())
+}
+
+/// The length-delimited fields `number` of `message`; fields of another wire type are left to
+/// the decoder, which refuses them.
+fn messages(message: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
+    Fields::new(message).filter_map(move |field| match field {
+        Ok((n, Value::Len(bytes))) if n == number => Some(bytes),
+        _ => None,
+    })
+}
+
+/// Checks an `ExportMetricsServiceRequest`'s cost against `limits`; malformed bytes pass here
+/// and are refused by the decoder.
+pub fn metrics(body: &[u8], limits: &RequestLimits) -> Result<(), IntakeError> {
+    let mut walk = Walk::new(limits);
+    for rm in messages(body, 1) {
+        walk.totals.resources += 1;
+        walk.resource(rm)?;
+        for sm in messages(rm, 2) {
+            walk.totals.scopes += 1;
+            walk.scope(sm)?;
+            for metric in messages(sm, 2) {
+                walk.totals.metrics += 1;
+                walk.metric(metric)?;
+            }
+        }
+    }
+    walk.finish()
+}
+
+/// Checks an `ExportLogsServiceRequest`'s cost against `limits`.
+pub fn logs(body: &[u8], limits: &RequestLimits) -> Result<(), IntakeError> {
+    let mut walk = Walk::new(limits);
+    for rl in messages(body, 1) {
+        walk.totals.resources += 1;
+        walk.resource(rl)?;
+        for sl in messages(rl, 2) {
+            walk.totals.scopes += 1;
+            walk.scope(sl)?;
+            for record in messages(sl, 2) {
+                walk.totals.log_records += 1;
+                // LogRecord: body 5, attributes 6.
+                walk.attributes(record, 6, "attributes on one log record")?;
+                for body in messages(record, 5) {
+                    walk.value(body, 1)?;
+                }
+            }
+        }
+    }
+    walk.finish()
+}
+
+impl<'l> Walk<'l> {
+    fn new(limits: &'l RequestLimits) -> Self {
+        Self {
+            limits,
+            totals: Totals::default(),
+        }
+    }
+
+    fn finish(self) -> Result<(), IntakeError> {
+        let (t, l) = (self.totals, self.limits);
+        within("resources", t.resources, l.resources)?;
+        within("scopes", t.scopes, l.scopes)?;
+        within("metrics", t.metrics, l.metrics)?;
+        within("data points", t.points, l.points)?;
+        within("log records", t.log_records, l.log_records)
+    }
+
+    /// A `ResourceMetrics` or `ResourceLogs`: its resource (field 1) and that one's attributes.
+    fn resource(&mut self, message: &[u8]) -> Result<(), IntakeError> {
+        for resource in messages(message, 1) {
+            self.attributes(resource, 1, "attributes on one resource")?;
+        }
+        Ok(())
+    }
+
+    /// A `ScopeMetrics` or `ScopeLogs`: its scope (field 1), whose attributes are field 3.
+    fn scope(&mut self, message: &[u8]) -> Result<(), IntakeError> {
+        for scope in messages(message, 1) {
+            for text in messages(scope, 1).chain(messages(scope, 2)) {
+                within(
+                    "bytes in a scope name or version",
+                    text.len(),
+                    self.limits.value_length,
+                )?;
+            }
+            self.attributes(scope, 3, "attributes on one scope")?;
+        }
+        Ok(())
+    }
+
+    /// A `Metric`: its name (1), metadata (12) and the points of its data (5, 7, 9, 10, 11).
+    fn metric(&mut self, metric: &[u8]) -> Result<(), IntakeError> {
+        for name in messages(metric, 1) {
+            within(
+                "bytes in a metric name",
+                name.len(),
+                self.limits.value_length,
+            )?;
+        }
+        self.attributes(metric, 12, "metadata entries on one metric")?;
+        for (number, data) in Fields::new(metric).filter_map(Result::ok) {
+            let (5 | 7 | 9 | 10 | 11, Value::Len(data)) = (number, data) else {
+                continue;
+            };
+            for point in messages(data, 1) {
+                self.totals.points += 1;
+                match number {
+                    // NumberDataPoint: attributes 7, exemplars 5.
+                    5 | 7 => self.point(point, 7, 5)?,
+                    // HistogramDataPoint: attributes 9, exemplars 8, explicit bounds 7.
+                    9 => {
+                        self.point(point, 9, 8)?;
+                        within(
+                            "bounds on one histogram point",
+                            bounds(point),
+                            self.limits.histogram_bounds,
+                        )?;
+                    }
+                    // ExponentialHistogramDataPoint: attributes 1, exemplars 11, sides 8 and 9.
+                    10 => {
+                        self.point(point, 1, 11)?;
+                        for side in messages(point, 8).chain(messages(point, 9)) {
+                            within(
+                                "buckets in one side of an exponential histogram point",
+                                packed_varints(side, 2),
+                                self.limits.exponential_buckets,
+                            )?;
+                        }
+                    }
+                    // SummaryDataPoint: attributes 7, no exemplars.
+                    _ => self.point(point, 7, 0)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A point's attributes (`attributes` field) and its exemplars' (`exemplars`, whose
+    /// filtered attributes are field 7).
+    fn point(&mut self, point: &[u8], attributes: u32, exemplars: u32) -> Result<(), IntakeError> {
+        self.attributes(point, attributes, "attributes on one data point")?;
+        if exemplars > 0 {
+            for exemplar in messages(point, exemplars) {
+                self.attributes(exemplar, 7, "attributes on one exemplar")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `KeyValue`s in field `number` of `message`: how many, and each one's size.
+    fn attributes(
+        &mut self,
+        message: &[u8],
+        number: u32,
+        what: &'static str,
+    ) -> Result<(), IntakeError> {
+        let mut n = 0;
+        for pair in messages(message, number) {
+            n += 1;
+            self.pair(pair, 1)?;
+        }
+        within(what, n, self.limits.attributes)
+    }
+
+    /// A `KeyValue`: key 1, value 2.
+    fn pair(&self, pair: &[u8], depth: usize) -> Result<(), IntakeError> {
+        for key in messages(pair, 1) {
+            within(
+                "bytes in an attribute key",
+                key.len(),
+                self.limits.key_length,
+            )?;
+        }
+        for value in messages(pair, 2) {
+            self.value(value, depth)?;
+        }
+        Ok(())
+    }
+
+    /// An `AnyValue`: string 1, array 5 (values in field 1), map 6 (pairs in field 1), bytes 7.
+    fn value(&self, value: &[u8], depth: usize) -> Result<(), IntakeError> {
+        within("levels of nested values", depth, self.limits.depth)?;
+        for (number, field) in Fields::new(value).filter_map(Result::ok) {
+            match (number, field) {
+                (1 | 7, Value::Len(text)) => {
+                    within("bytes in one value", text.len(), self.limits.value_length)?;
+                }
+                (5, Value::Len(array)) => {
+                    let mut n = 0;
+                    for item in messages(array, 1) {
+                        n += 1;
+                        self.value(item, depth + 1)?;
+                    }
+                    within("values in one array", n, self.limits.attributes)?;
+                }
+                (6, Value::Len(map)) => {
+                    let mut n = 0;
+                    for pair in messages(map, 1) {
+                        n += 1;
+                        self.pair(pair, depth + 1)?;
+                    }
+                    within("entries in one map", n, self.limits.attributes)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many explicit bounds (field 7, `double`, packed or not) a histogram point has.
+fn bounds(point: &[u8]) -> usize {
+    Fields::new(point)
+        .filter_map(Result::ok)
+        .map(|field| match field {
+            (7, Value::Len(packed)) => packed.len() / 8,
+            (7, Value::Fixed64(_)) => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// How many varints field `number` of `message` holds, packed or not.
+fn packed_varints(message: &[u8], number: u32) -> usize {
+    Fields::new(message)
+        .filter_map(Result::ok)
+        .map(|field| match field {
+            (n, Value::Len(packed)) if n == number => {
+                packed.iter().filter(|b| **b & 0x80 == 0).count()
+            }
+            (n, Value::Varint(_)) if n == number => 1,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+    };
+    use prost::Message;
+
+    use super::*;
+
+    fn gauge(attributes: Vec<KeyValue>) -> Vec<u8> {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "g".into(),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint {
+                                attributes,
+                                ..Default::default()
+                            }],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn nested(depth: usize) -> AnyValue {
+        (0..depth).fold(
+            AnyValue {
+                value: Some(any_value::Value::IntValue(1)),
+            },
+            |inner, _| AnyValue {
+                value: Some(any_value::Value::ArrayValue(
+                    opentelemetry_proto::tonic::common::v1::ArrayValue {
+                        values: vec![inner],
+                    },
+                )),
+            },
+        )
+    }
+
+    fn kv(key: &str, value: AnyValue) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(value),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn each_limit_names_itself_its_value_and_its_limit() {
+        let limits = RequestLimits {
+            attributes: 3,
+            key_length: 4,
+            depth: 3,
+            ..Default::default()
+        };
+        let int = || nested(0);
+        let ok = gauge(vec![kv("a", int()), kv("b", int()), kv("c", nested(2))]);
+        assert!(metrics(&ok, &limits).is_ok());
+        let cases = [
+            (
+                gauge((0..4).map(|i| kv(&i.to_string(), int())).collect()),
+                "the request has 4 attributes on one data point, over the limit of 3 (intake.limits)",
+            ),
+            (
+                gauge(vec![kv("abcde", int())]),
+                "the request has 5 bytes in an attribute key, over the limit of 4 (intake.limits)",
+            ),
+            (
+                gauge(vec![kv("a", nested(3))]),
+                "the request has 4 levels of nested values, over the limit of 3 (intake.limits)",
+            ),
+        ];
+        for (body, message) in cases {
+            let error = metrics(&body, &limits).expect_err(message);
+            assert_eq!(error.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn totals_are_counted_in_full_before_they_are_refused() {
+        // 4,000,000 empty resources in 8 MB: refused with their exact count, nothing decoded.
+        let body = [10u8, 0].repeat(4_000_000);
+        let error = metrics(&body, &RequestLimits::default()).expect_err("too many");
+        assert_eq!(
+            error.to_string(),
+            "the request has 4000000 resources, over the limit of 1000 (intake.limits)"
+        );
+        let logs_error = logs(&body, &RequestLimits::default()).expect_err("too many");
+        assert_eq!(logs_error.to_string(), error.to_string());
+    }
+}
