@@ -209,3 +209,187 @@ async fn past_the_connection_limit_idle_connections_give_way_and_busy_ones_get_5
     let answer = post_events(addr, Some("application/x-ndjson"), chunk(), false).await;
     assert_eq!(answer.status, 202, "{:?}", answer.body);
 }
+
+/// Resident memory of this process, in bytes.
+fn resident() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// POSTs an OTLP protobuf body (gzipped if asked) to `path`; the status and the error message.
+async fn otlp(addr: SocketAddr, path: &str, body: Vec<u8>, gzip: bool) -> (u16, String) {
+    use prost::Message;
+    let (status, _, answer) =
+        wasmtel_tests::post(addr, path, Some("application/x-protobuf"), body, gzip).await;
+    let message = wasmtel::intake::otlp::Status::decode(answer.as_slice())
+        .map(|s| s.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&answer).into_owned());
+    (status, message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_requests_of_enormous_cost_are_refused_with_the_limit_and_cost_little() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+        ScopeMetrics, metric::Data,
+    };
+    use prost::Message;
+    let host = common::start("").await;
+    let addr = host.intake_addr();
+    // 4,000,000 empty ResourceMetrics: 8 MB, 7.8 KB gzipped.
+    let resources = [10u8, 0].repeat(4_000_000);
+    let before = resident();
+    let sent: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(otlp(addr, "/v1/metrics", resources.clone(), true)))
+        .collect();
+    for answer in sent {
+        assert_eq!(
+            answer.await.expect("join"),
+            (
+                400,
+                "the request has 4000000 resources, over the limit of 1000 (intake.limits)".into()
+            )
+        );
+    }
+    let grown = resident().saturating_sub(before);
+    // Four at once: each costs its 8 MB inflated body and no decoding (was 1.6 GiB).
+    assert!(grown < 96 << 20, "the host grew by {} MiB", grown >> 20);
+
+    let metric = |name: &str, data: Data| {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: name.into(),
+                        data: Some(data),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    };
+    let wide = metric(
+        "wide",
+        Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                attributes: (0..100_000)
+                    .map(|i| wasmtel_tests::kv(&format!("k{i}"), "v"))
+                    .collect(),
+                ..Default::default()
+            }],
+        }),
+    );
+    assert_eq!(
+        otlp(addr, "/v1/metrics", wide, false).await,
+        (
+            400,
+            "the request has 100000 attributes on one data point, over the limit of 128 (intake.limits)".into()
+        )
+    );
+    let bounds = metric(
+        "tall",
+        Data::Histogram(Histogram {
+            aggregation_temporality: 1,
+            data_points: vec![HistogramDataPoint {
+                explicit_bounds: (0..500_000).map(f64::from).collect(),
+                bucket_counts: vec![0; 500_001],
+                ..Default::default()
+            }],
+        }),
+    );
+    assert_eq!(
+        otlp(addr, "/v1/metrics", bounds, false).await,
+        (
+            400,
+            "the request has 500000 bounds on one histogram point, over the limit of 256 (intake.limits)".into()
+        )
+    );
+    // Nothing of them reached the exposition.
+    let text = wasmtel_tests::scrape(host.prometheus_addr().expect("on")).await;
+    assert!(!text.contains("wide") && !text.contains("tall"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_post_is_answered_while_a_scrape_of_100k_series_renders() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+        number_data_point::Value,
+    };
+    use prost::Message;
+    let host = common::start(&format!(
+        "{}\n[metrics]\ncardinality_limit = 200000\n",
+        common::CHUNK_RULE
+    ))
+    .await;
+    let request = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "many".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: (0..100_000)
+                            .map(|i| NumberDataPoint {
+                                attributes: vec![wasmtel_tests::kv("series", &i.to_string())],
+                                value: Some(Value::AsDouble(1.0)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let (status, message) = otlp(
+        host.intake_addr(),
+        "/v1/metrics",
+        request.encode_to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{message}");
+    let prometheus = host.prometheus_addr().expect("on");
+    let started = Instant::now();
+    let text = wasmtel_tests::scrape(prometheus).await;
+    let scrape_took = started.elapsed();
+    assert_eq!(text.matches("many{").count(), 100_000);
+    // Scrapes back to back while events are posted one after another.
+    let scraping = tokio::spawn(async move {
+        for _ in 0..3 {
+            wasmtel_tests::scrape(prometheus).await;
+        }
+    });
+    let mut slowest = Duration::ZERO;
+    let mut posted = 0;
+    while !scraping.is_finished() {
+        let started = Instant::now();
+        let answer = post_events(
+            host.intake_addr(),
+            Some("application/x-ndjson"),
+            chunk(),
+            false,
+        )
+        .await;
+        assert_eq!(answer.status, 202);
+        slowest = slowest.max(started.elapsed());
+        posted += 1;
+    }
+    assert!(posted >= 3, "only {posted} posts during three scrapes");
+    // A post waits for no scrape: far less than one scrape takes (the scrape runs on its own thread).
+    assert!(
+        slowest < scrape_took / 4,
+        "slowest post {slowest:?}, one scrape {scrape_took:?}"
+    );
+}

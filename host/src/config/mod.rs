@@ -268,6 +268,9 @@ pub struct RequestLimits {
     pub exponential_buckets: usize,
     /// Levels of arrays and maps nested in one value (default 16).
     pub depth: usize,
+    /// Bytes a metrics request may take once decoded, estimated from its shape before it is
+    /// decoded (default 64 MiB).
+    pub decoded_bytes: usize,
 }
 
 impl Default for RequestLimits {
@@ -284,6 +287,7 @@ impl Default for RequestLimits {
             histogram_bounds: 256,
             exponential_buckets: 2_048,
             depth: 16,
+            decoded_bytes: 64 << 20,
         }
     }
 }

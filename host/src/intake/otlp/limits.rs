@@ -1,6 +1,15 @@
 //! The cost of an OTLP request, checked on its protobuf bytes before anything is decoded:
-//! counts of resources, scopes, metrics, points and log records, and the size of every
-//! attribute set, key, value, histogram and nesting level, each against `[intake.limits]`.
+//! counts of resources, scopes, metrics, points and log records, the size of every attribute
+//! set, key, value, histogram and nesting level, and the memory decoding would take, each
+//! against `[intake.limits]`.
+
+use std::mem::size_of;
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Exemplar, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::config::RequestLimits;
 use crate::intake::error::IntakeError;
@@ -14,6 +23,36 @@ struct Totals {
     metrics: usize,
     points: usize,
     log_records: usize,
+    /// Bytes the decoded messages would take, strings aside.
+    decoded: usize,
+}
+
+/// What a JSON object is counted as once decoded: about the largest OTLP message.
+const JSON_OBJECT: usize = 160;
+
+/// Checks what decoding an OTLP/JSON body would take, counting its objects (outside strings)
+/// at the size of the largest message, before it is decoded.
+pub fn json(body: &[u8], limits: &RequestLimits) -> Result<(), IntakeError> {
+    let (mut objects, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') | (false, _, b'"') => in_string = !in_string,
+            (false, _, b'{') => objects += 1,
+            _ => {}
+        }
+    }
+    decoded(objects.saturating_mul(JSON_OBJECT) + body.len(), limits)
+}
+
+/// Refuses `bytes` of decoded request over the limit.
+fn decoded(bytes: usize, limits: &RequestLimits) -> Result<(), IntakeError> {
+    within(
+        "bytes once decoded (estimated before decoding)",
+        bytes,
+        limits.decoded_bytes,
+    )
 }
 
 /// A walk of one request against `limits`.
@@ -45,17 +84,22 @@ pub fn metrics(body: &[u8], limits: &RequestLimits) -> Result<(), IntakeError> {
     let mut walk = Walk::new(limits);
     for rm in messages(body, 1) {
         walk.totals.resources += 1;
+        walk.totals.decoded += size_of::<ResourceMetrics>() + size_of::<Resource>();
         walk.resource(rm)?;
         for sm in messages(rm, 2) {
             walk.totals.scopes += 1;
+            walk.totals.decoded += size_of::<ScopeMetrics>() + size_of::<InstrumentationScope>();
             walk.scope(sm)?;
             for metric in messages(sm, 2) {
                 walk.totals.metrics += 1;
+                walk.totals.decoded += size_of::<Metric>();
                 walk.metric(metric)?;
             }
         }
     }
-    walk.finish()
+    let estimate = walk.totals.decoded + body.len();
+    walk.finish()?;
+    decoded(estimate, limits)
 }
 
 /// Checks an `ExportLogsServiceRequest`'s cost against `limits`.
@@ -136,6 +180,9 @@ impl<'l> Walk<'l> {
             };
             for point in messages(data, 1) {
                 self.totals.points += 1;
+                // The largest point; its packed bounds and fixed64 counts take their wire size,
+                // counted with the body's length.
+                self.totals.decoded += size_of::<HistogramDataPoint>();
                 match number {
                     // NumberDataPoint: attributes 7, exemplars 5.
                     5 | 7 => self.point(point, 7, 5)?,
@@ -152,11 +199,14 @@ impl<'l> Walk<'l> {
                     10 => {
                         self.point(point, 1, 11)?;
                         for side in messages(point, 8).chain(messages(point, 9)) {
+                            let buckets = packed_varints(side, 2);
                             within(
                                 "buckets in one side of an exponential histogram point",
-                                packed_varints(side, 2),
+                                buckets,
                                 self.limits.exponential_buckets,
                             )?;
+                            // Varints of a byte or two, eight bytes each once decoded.
+                            self.totals.decoded += buckets * 8;
                         }
                     }
                     // SummaryDataPoint: attributes 7, no exemplars.
@@ -173,6 +223,7 @@ impl<'l> Walk<'l> {
         self.attributes(point, attributes, "attributes on one data point")?;
         if exemplars > 0 {
             for exemplar in messages(point, exemplars) {
+                self.totals.decoded += size_of::<Exemplar>();
                 self.attributes(exemplar, 7, "attributes on one exemplar")?;
             }
         }
@@ -191,11 +242,12 @@ impl<'l> Walk<'l> {
             n += 1;
             self.pair(pair, 1)?;
         }
+        self.totals.decoded += n * size_of::<KeyValue>();
         within(what, n, self.limits.attributes)
     }
 
     /// A `KeyValue`: key 1, value 2.
-    fn pair(&self, pair: &[u8], depth: usize) -> Result<(), IntakeError> {
+    fn pair(&mut self, pair: &[u8], depth: usize) -> Result<(), IntakeError> {
         for key in messages(pair, 1) {
             within(
                 "bytes in an attribute key",
@@ -209,8 +261,14 @@ impl<'l> Walk<'l> {
         Ok(())
     }
 
+    /// Counts one decoded `AnyValue`.
+    fn any(&mut self) {
+        self.totals.decoded += size_of::<AnyValue>();
+    }
+
     /// An `AnyValue`: string 1, array 5 (values in field 1), map 6 (pairs in field 1), bytes 7.
-    fn value(&self, value: &[u8], depth: usize) -> Result<(), IntakeError> {
+    fn value(&mut self, value: &[u8], depth: usize) -> Result<(), IntakeError> {
+        self.any();
         within("levels of nested values", depth, self.limits.depth)?;
         for (number, field) in Fields::new(value).filter_map(Result::ok) {
             match (number, field) {
@@ -364,5 +422,60 @@ mod tests {
         );
         let logs_error = logs(&body, &RequestLimits::default()).expect_err("too many");
         assert_eq!(logs_error.to_string(), error.to_string());
+    }
+
+    #[test]
+    fn what_decoding_would_take_is_bounded_before_decoding() {
+        use crate::model::wire::Reverse;
+        // 31,250 points of 128 empty attributes: within every count, 8 MB on the wire, about
+        // 4,000,000 attributes once decoded.
+        let mut w = Reverse::default();
+        w.message(1, |w| {
+            w.message(2, |w| {
+                w.message(2, |w| {
+                    w.message(5, |w| {
+                        for _ in 0..31_250 {
+                            w.message(1, |w| {
+                                for _ in 0..128 {
+                                    w.bytes_always(7, b"");
+                                }
+                            });
+                        }
+                    });
+                });
+            });
+        });
+        let body = w.finish();
+        let error = metrics(&body, &RequestLimits::default()).expect_err("too costly");
+        let IntakeError::OverLimit { what, value, limit } = error else {
+            panic!("{error}");
+        };
+        assert_eq!(what, "bytes once decoded (estimated before decoding)");
+        assert_eq!(limit, 64 << 20);
+        assert_eq!(
+            value,
+            body.len()
+                + size_of::<ResourceMetrics>()
+                + size_of::<Resource>()
+                + size_of::<ScopeMetrics>()
+                + size_of::<InstrumentationScope>()
+                + size_of::<Metric>()
+                + 31_250 * (size_of::<HistogramDataPoint>() + 128 * size_of::<KeyValue>())
+        );
+        // JSON: four million empty objects, some inside strings that do not count.
+        let json_body = format!(
+            "{{\"resourceMetrics\":[{}{{\"schemaUrl\":\"{{{{\\\"{{\"}}]}}",
+            "{},".repeat(4_000_000)
+        );
+        let error = json(json_body.as_bytes(), &RequestLimits::default()).expect_err("too costly");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the request has {} bytes once decoded (estimated before decoding), over the limit of 67108864 (intake.limits)",
+                (4_000_002) * JSON_OBJECT + json_body.len()
+            )
+        );
+        let fine = r#"{"resourceMetrics":[{"scopeMetrics":[]}]}"#;
+        assert!(json(fine.as_bytes(), &RequestLimits::default()).is_ok());
     }
 }

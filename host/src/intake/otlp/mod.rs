@@ -189,6 +189,7 @@ pub(super) async fn post_metrics(
                 encoding.decode(&bytes, WHAT)?
             }
             Encoding::Json => {
+                limits::json(&bytes, &intake.limits)?;
                 let request: ExportMetricsServiceRequest = encoding.decode(&bytes, WHAT)?;
                 limits::metrics(&request.encode_to_vec(), &intake.limits)?;
                 request
@@ -218,6 +219,7 @@ pub(super) async fn post_logs(
         let bytes = match encoding {
             Encoding::Protobuf => bytes,
             Encoding::Json => {
+                limits::json(&bytes, &intake.limits)?;
                 let request: ExportLogsServiceRequest = encoding.decode(&bytes, WHAT)?;
                 Bytes::from(request.encode_to_vec())
             }
