@@ -393,3 +393,83 @@ async fn an_event_post_is_answered_while_a_scrape_of_100k_series_renders() {
         "slowest post {slowest:?}, one scrape {scrape_took:?}"
     );
 }
+
+/// POSTs an OTLP/JSON body to `path`; the status and the parsed answer.
+async fn otlp_json(addr: SocketAddr, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let (status, _, answer) =
+        wasmtel_tests::post(addr, path, Some("application/json"), body, false).await;
+    (
+        status,
+        serde_json::from_slice(&answer).expect("a JSON answer"),
+    )
+}
+
+#[tokio::test]
+async fn otlp_json_is_read_strictly_point_by_point() {
+    let host = common::start("").await;
+    let addr = host.intake_addr();
+    // Invalid UTF-8 in a field nobody reads.
+    let mut body = br#"{"resourceMetrics":[],"x":"#.to_vec();
+    body.extend_from_slice(b"\"\xff\"}");
+    let (status, answer) = otlp_json(addr, "/v1/metrics", body).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["message"],
+        "the body is not valid UTF-8 (an invalid byte at offset 27)"
+    );
+
+    let gauge = |name: &str, bad: serde_json::Value| {
+        let good = json!({"asInt": "5", "timeUnixNano": "1",
+            "attributes": [{"key": "ok", "value": {"stringValue": "yes"}}]});
+        json!({"name": name, "gauge": {"dataPoints": [bad, good]}})
+    };
+    let request = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+        gauge("int.overflow", json!({"asInt": "9223372036854775808"})),
+        gauge("time.overflow", json!({"asDouble": 1.0, "timeUnixNano": "18446744073709551616"})),
+        gauge("not.a.number", json!({"asDouble": "abc"})),
+        gauge("attr.overflow", json!({"asInt": "1", "attributes": [
+            {"key": "n", "value": {"arrayValue": {"values": [{"intValue": "99999999999999999999"}]}}}
+        ]})),
+    ]}]}]});
+    let (status, answer) = otlp_json(
+        addr,
+        "/v1/metrics",
+        serde_json::to_vec(&request).expect("json"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer,
+        json!({"partialSuccess": {
+            "rejectedDataPoints": 4,
+            "errorMessage": "metric `int.overflow`: a point's `asInt` is not a signed 64-bit integer: \"9223372036854775808\""
+        }})
+    );
+    let text = wasmtel_tests::scrape(host.prometheus_addr().expect("on")).await;
+    let m = wasmtel_tests::Exposition::parse(&text);
+    for name in [
+        "int_overflow",
+        "time_overflow",
+        "not_a_number",
+        "attr_overflow",
+    ] {
+        assert_eq!(m.value(name, &[("ok", "yes")]), Some(5.0), "{name}: {text}");
+        assert_eq!(m.count(name), 1, "{name}: only the valid sibling: {text}");
+    }
+
+    let record =
+        |time: &str, text: &str| json!({"timeUnixNano": time, "body": {"stringValue": text}});
+    let logs = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        record("18446744073709551616", "late"), record("1", "fine")
+    ]}]}]});
+    let (status, answer) =
+        otlp_json(addr, "/v1/logs", serde_json::to_vec(&logs).expect("json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer,
+        json!({"partialSuccess": {
+            "rejectedLogRecords": 1,
+            "errorMessage": "a log record's `timeUnixNano` is not an unsigned 64-bit integer: \"18446744073709551616\""
+        }})
+    );
+}

@@ -2,6 +2,7 @@
 //! with the OTLP specification's status codes, partial-success responses and `Status` bodies.
 
 pub mod attributes;
+pub mod json;
 pub mod limits;
 pub mod logs;
 pub mod metrics;
@@ -13,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
@@ -36,6 +37,13 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Adds what a later stage of the same request accepted and rejected.
+    fn absorb(&mut self, later: Tally) {
+        self.accepted += later.accepted;
+        self.rejected += later.rejected;
+        self.message = self.message.take().or(later.message);
+    }
+
     fn accept(&mut self, n: usize) {
         self.accepted += n;
     }
@@ -77,18 +85,6 @@ impl Encoding {
         match self {
             Self::Protobuf => "application/x-protobuf",
             Self::Json => "application/json",
-        }
-    }
-
-    fn decode<T>(self, bytes: &[u8], what: &str) -> Result<T, IntakeError>
-    where
-        T: Message + Default + serde::de::DeserializeOwned,
-    {
-        match self {
-            Self::Protobuf => T::decode(bytes)
-                .map_err(|e| IntakeError::Decode(format!("the body is not a valid {what}: {e}"))),
-            Self::Json => serde_json::from_slice(bytes)
-                .map_err(|e| IntakeError::Decode(format!("the body is not a valid {what}: {e}"))),
         }
     }
 
@@ -182,20 +178,25 @@ pub(super) async fn post_metrics(
     body: Body,
 ) -> Response {
     let process = |intake: &Intake, encoding: Encoding, bytes: Bytes| {
-        const WHAT: &str = "ExportMetricsServiceRequest";
-        let request: ExportMetricsServiceRequest = match encoding {
+        let mut tally = Tally::default();
+        let request = match encoding {
             Encoding::Protobuf => {
                 limits::metrics(&bytes, &intake.limits)?;
-                encoding.decode(&bytes, WHAT)?
+                ExportMetricsServiceRequest::decode(bytes.as_ref()).map_err(|e| {
+                    IntakeError::Decode(format!(
+                        "the body is not a valid ExportMetricsServiceRequest: {e}"
+                    ))
+                })?
             }
             Encoding::Json => {
                 limits::json(&bytes, &intake.limits)?;
-                let request: ExportMetricsServiceRequest = encoding.decode(&bytes, WHAT)?;
+                let request = json::metrics(&bytes, &mut tally)?;
                 limits::metrics(&request.encode_to_vec(), &intake.limits)?;
                 request
             }
         };
-        Ok(intake.metrics.receive(&request))
+        tally.absorb(intake.metrics.receive(&request));
+        Ok(tally)
     };
     let response = |tally: Tally| ExportMetricsServiceResponse {
         partial_success: tally
@@ -216,16 +217,15 @@ pub(super) async fn post_logs(
 ) -> Response {
     let process = |intake: &Intake, encoding: Encoding, bytes: Bytes| {
         const WHAT: &str = "ExportLogsServiceRequest";
+        let mut tally = Tally::default();
         let bytes = match encoding {
             Encoding::Protobuf => bytes,
             Encoding::Json => {
                 limits::json(&bytes, &intake.limits)?;
-                let request: ExportLogsServiceRequest = encoding.decode(&bytes, WHAT)?;
-                Bytes::from(request.encode_to_vec())
+                Bytes::from(json::logs(&bytes, &mut tally)?.encode_to_vec())
             }
         };
         limits::logs(&bytes, &intake.limits)?;
-        let mut tally = Tally::default();
         let records = logs::scan(&bytes, &mut tally)
             .map_err(|e| IntakeError::Decode(format!("the body is not a valid {WHAT}: {e}")))?;
         let weight = records.iter().map(|r| r.bytes.len()).sum();

@@ -1,0 +1,279 @@
+//! OTLP/JSON read strictly: the body must be UTF-8 throughout, and every data point or log
+//! record whose integers, times or values do not fit their OTLP types is refused on its own,
+//! counted and named, while its valid siblings are kept.
+//!
+//! The generated types read a point's value and a metric's data through flattened `oneof`s,
+//! where any error silently becomes "absent"; so each point and record is checked here, on
+//! the JSON tree, before the tree is turned into those types.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use serde_json::{Map, Value};
+
+use super::Tally;
+use crate::intake::error::IntakeError;
+
+/// The kinds of metric data and what a point of each holds.
+const DATA: [&str; 5] = [
+    "gauge",
+    "sum",
+    "histogram",
+    "exponentialHistogram",
+    "summary",
+];
+
+/// Reads an OTLP/JSON metrics request, leaving out (and counting in `tally`) every point that
+/// does not fit its types.
+pub fn metrics(body: &[u8], tally: &mut Tally) -> Result<ExportMetricsServiceRequest, IntakeError> {
+    let mut tree = parse(body, "ExportMetricsServiceRequest")?;
+    for metric in each(&mut tree, &["resourceMetrics", "scopeMetrics", "metrics"]) {
+        let name = metric
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        for kind in DATA {
+            let Some(points) = metric
+                .get_mut(kind)
+                .and_then(|d| d.get_mut("dataPoints"))
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
+            points.retain(|point| match check_point(point) {
+                Ok(()) => true,
+                Err(why) => {
+                    tally.reject(1, &format!("metric `{name}`: a point's {why}"));
+                    false
+                }
+            });
+        }
+    }
+    typed(tree, "ExportMetricsServiceRequest")
+}
+
+/// Reads an OTLP/JSON logs request, leaving out (and counting in `tally`) every record that
+/// does not fit its types.
+pub fn logs(body: &[u8], tally: &mut Tally) -> Result<ExportLogsServiceRequest, IntakeError> {
+    let mut tree = parse(body, "ExportLogsServiceRequest")?;
+    for scope in each(&mut tree, &["resourceLogs", "scopeLogs"]) {
+        if let Some(records) = scope.get_mut("logRecords").and_then(Value::as_array_mut) {
+            records.retain(|record| match check_record(record) {
+                Ok(()) => true,
+                Err(why) => {
+                    tally.reject(1, &format!("a log record's {why}"));
+                    false
+                }
+            });
+        }
+    }
+    typed(tree, "ExportLogsServiceRequest")
+}
+
+fn parse(body: &[u8], what: &str) -> Result<Value, IntakeError> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(IntakeError::Decode(format!(
+            "the body is not valid UTF-8 (an invalid byte at offset {})",
+            e.valid_up_to()
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| IntakeError::Decode(format!("the body is not a valid {what}: {e}")))
+}
+
+fn typed<T: serde::de::DeserializeOwned>(tree: Value, what: &str) -> Result<T, IntakeError> {
+    serde_json::from_value(tree)
+        .map_err(|e| IntakeError::Decode(format!("the body is not a valid {what}: {e}")))
+}
+
+/// The objects found by following `path` (arrays of objects) from `tree`.
+fn each<'a>(tree: &'a mut Value, path: &[&str]) -> Vec<&'a mut Map<String, Value>> {
+    let mut level: Vec<&mut Value> = vec![tree];
+    for key in path {
+        level = level
+            .into_iter()
+            .filter_map(|v| v.get_mut(*key).and_then(Value::as_array_mut))
+            .flatten()
+            .collect();
+    }
+    level.into_iter().filter_map(Value::as_object_mut).collect()
+}
+
+/// How a JSON value must fit an OTLP field.
+#[derive(Clone, Copy)]
+enum Fit {
+    U64,
+    I64,
+    U32,
+    I32,
+    Double,
+    U64s,
+    Doubles,
+    Attributes,
+    Exemplars,
+    Buckets,
+}
+
+impl Fit {
+    fn name(self) -> &'static str {
+        match self {
+            Fit::U64 => "an unsigned 64-bit integer",
+            Fit::I64 => "a signed 64-bit integer",
+            Fit::U32 => "an unsigned 32-bit integer",
+            Fit::I32 => "a signed 32-bit integer",
+            Fit::Double => "a number",
+            Fit::U64s => "a list of unsigned 64-bit integers",
+            Fit::Doubles => "a list of numbers",
+            Fit::Attributes => "a list of attributes",
+            Fit::Exemplars => "a list of exemplars",
+            Fit::Buckets => "a bucket span",
+        }
+    }
+
+    /// Whether `value` fits, with the reason of the first inner value that does not.
+    fn check(self, value: &Value) -> Result<(), String> {
+        let whole = |ok: bool| if ok { Ok(()) } else { Err(String::new()) };
+        match self {
+            Fit::U64 => whole(integer(value).is_some_and(|n| u64::try_from(n).is_ok())),
+            Fit::I64 => whole(integer(value).is_some_and(|n| i64::try_from(n).is_ok())),
+            Fit::U32 => whole(integer(value).is_some_and(|n| u32::try_from(n).is_ok())),
+            Fit::I32 => whole(integer(value).is_some_and(|n| i32::try_from(n).is_ok())),
+            Fit::Double => whole(
+                value.is_number()
+                    || matches!(value.as_str(), Some("NaN" | "Infinity" | "-Infinity")),
+            ),
+            Fit::U64s => all(value, |v| Fit::U64.check(v)),
+            Fit::Doubles => all(value, |v| Fit::Double.check(v)),
+            Fit::Attributes => all(value, check_pair),
+            Fit::Exemplars => all(value, |e| {
+                let expected = [
+                    ("timeUnixNano", Fit::U64),
+                    ("asInt", Fit::I64),
+                    ("asDouble", Fit::Double),
+                    ("filteredAttributes", Fit::Attributes),
+                ];
+                fields(e, &expected)
+            }),
+            Fit::Buckets => fields(value, &[("offset", Fit::I32), ("bucketCounts", Fit::U64s)]),
+        }
+    }
+}
+
+/// A JSON integer, or a string holding one, as OTLP/JSON writes 64-bit integers.
+fn integer(value: &Value) -> Option<i128> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Checks every element of an array (an absent or null list is empty).
+fn all(value: &Value, check: impl Fn(&Value) -> Result<(), String>) -> Result<(), String> {
+    match value {
+        Value::Null => Ok(()),
+        Value::Array(items) => items.iter().try_for_each(check),
+        _ => Err(String::new()),
+    }
+}
+
+/// Checks the named fields of an object against their fits; the error names the field.
+fn fields(object: &Value, expected: &[(&str, Fit)]) -> Result<(), String> {
+    let Some(object) = object.as_object() else {
+        return Err("entry is not an object".into());
+    };
+    for &(key, fit) in expected {
+        let Some(value) = object.get(key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        fit.check(value).map_err(|inner| {
+            if inner.is_empty() {
+                format!("`{key}` is not {}: {}", fit.name(), shown(value))
+            } else {
+                format!("`{key}`: {inner}")
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// A value, shortened for an error message.
+fn shown(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(64) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+/// A `KeyValue`: its value must fit `AnyValue`.
+fn check_pair(pair: &Value) -> Result<(), String> {
+    let value = pair.get("value").unwrap_or(&Value::Null);
+    check_any(value).map_err(|why| {
+        let key = pair.get("key").and_then(Value::as_str).unwrap_or_default();
+        format!("attribute `{key}`: {why}")
+    })
+}
+
+/// An `AnyValue`, with its arrays and maps.
+fn check_any(value: &Value) -> Result<(), String> {
+    if value.is_null() {
+        return Ok(());
+    }
+    fields(
+        value,
+        &[("intValue", Fit::I64), ("doubleValue", Fit::Double)],
+    )?;
+    let nested = |key: &str| value.get(key).and_then(|v| v.get("values"));
+    if let Some(items) = nested("arrayValue") {
+        all(items, check_any)?;
+    }
+    if let Some(pairs) = nested("kvlistValue") {
+        all(pairs, check_pair)?;
+    }
+    Ok(())
+}
+
+/// A data point of any kind: every numeric field it may have.
+fn check_point(point: &Value) -> Result<(), String> {
+    fields(
+        point,
+        &[
+            ("startTimeUnixNano", Fit::U64),
+            ("timeUnixNano", Fit::U64),
+            ("asInt", Fit::I64),
+            ("asDouble", Fit::Double),
+            ("count", Fit::U64),
+            ("sum", Fit::Double),
+            ("min", Fit::Double),
+            ("max", Fit::Double),
+            ("bucketCounts", Fit::U64s),
+            ("explicitBounds", Fit::Doubles),
+            ("scale", Fit::I32),
+            ("zeroCount", Fit::U64),
+            ("zeroThreshold", Fit::Double),
+            ("positive", Fit::Buckets),
+            ("negative", Fit::Buckets),
+            ("flags", Fit::U32),
+            ("attributes", Fit::Attributes),
+            ("exemplars", Fit::Exemplars),
+        ],
+    )
+}
+
+/// A log record: its times, severity, flags, body and attributes.
+fn check_record(record: &Value) -> Result<(), String> {
+    fields(
+        record,
+        &[
+            ("timeUnixNano", Fit::U64),
+            ("observedTimeUnixNano", Fit::U64),
+            ("flags", Fit::U32),
+            ("attributes", Fit::Attributes),
+        ],
+    )?;
+    check_any(record.get("body").unwrap_or(&Value::Null)).map_err(|why| format!("`body`: {why}"))
+}
