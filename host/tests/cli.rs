@@ -21,7 +21,47 @@ struct Served {
     prometheus: std::net::SocketAddr,
     admin: String,
     data: std::path::PathBuf,
+    config: std::path::PathBuf,
     _dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Starts the binary again on the same config and data (after it was killed).
+    async fn restart(&mut self) {
+        self.child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wasmtel");
+        let port = |url: &str| {
+            url.rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("port")
+        };
+        listening(&[port(&self.intake), port(&self.admin)]).await;
+    }
+
+    /// The admin token the host wrote.
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.data.join("admin.token"))
+            .expect("token")
+            .trim()
+            .to_owned()
+    }
+}
+
+/// Waits until every port accepts connections.
+async fn listening(ports: &[u16]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for &port in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "wasmtel did not start listening");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
 }
 
 /// Starts `wasmtel serve` with a config file and waits until the intake answers.
@@ -62,20 +102,15 @@ async fn serve_under(extra: &str, env: &[(&str, String)], ulimit: Option<&str>) 
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn wasmtel");
-    let deadline = Instant::now() + Duration::from_secs(20);
     // The admin listener opens last, after the token file is written: wait for both.
-    for port in [intake, admin] {
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "wasmtel did not start listening");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
+    listening(&[intake, admin]).await;
     Served {
         child,
         intake: format!("http://127.0.0.1:{intake}"),
         prometheus: ([127, 0, 0, 1], prom).into(),
         admin: format!("http://127.0.0.1:{admin}"),
         data,
+        config: path,
         _dir: dir,
     }
 }
@@ -659,4 +694,83 @@ async fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_logged() {
         "{stderr}"
     );
     assert!(!stderr.contains("lowered"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_integration_writes_leaves_the_store_intact_and_every_acknowledged_one() {
+    let mut served = serve("").await;
+    let client = reqwest::Client::new();
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..8u64 {
+        let (admin, token) = (served.admin.clone(), served.token());
+        let creating = tokio::spawn({
+            let client = client.clone();
+            async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let name = format!("r{round}-{i}");
+                    let body = serde_json::json!({"kind": "metrics", "type": "otlp", "name": name,
+                        "endpoint": "http://127.0.0.1:9"});
+                    let sent = client
+                        .post(format!("{admin}/api/v1/integrations"))
+                        .bearer_auth(&token)
+                        .header("content-type", "application/json")
+                        .body(body.to_string())
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 201 => acked.push(name),
+                        Ok(r) => panic!("{name}: {}", r.status()),
+                        Err(_) => break,
+                    }
+                }
+                acked
+            }
+        });
+        // Killed mid-stream, at a different moment each round.
+        tokio::time::sleep(Duration::from_millis(150 + round * 70)).await;
+        signal(&served.child, "-KILL");
+        let _ = wait(std::mem::replace(
+            &mut served.child,
+            Command::new("true").spawn().expect("true"),
+        ));
+        acknowledged.extend(creating.await.expect("join"));
+        let db = rusqlite::Connection::open(served.data.join("wasmtel.db")).expect("open");
+        let check: String = db
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity_check");
+        assert_eq!(check, "ok", "round {round}");
+        drop(db);
+        served.restart().await;
+    }
+    assert!(
+        acknowledged.len() >= 8,
+        "only {} creates acknowledged",
+        acknowledged.len()
+    );
+    let listed: serde_json::Value = client
+        .get(format!("{}/api/v1/integrations", served.admin))
+        .bearer_auth(served.token())
+        .send()
+        .await
+        .expect("list")
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).expect("json"))
+        .expect("body");
+    let names: std::collections::HashSet<&str> = listed["integrations"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|n| !names.contains(n.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but lost after kill -9: {lost:?}"
+    );
+    signal(&served.child, "-KILL");
 }

@@ -98,6 +98,11 @@ impl Store {
             StoreError::Sqlite(rusqlite::Error::InvalidPath(dir.join(e.to_string())))
         })?;
         let db = Connection::open(dir.join(DB_FILE))?;
+        // Write-ahead log, synced at every commit: a change the API acknowledged survives a
+        // kill or a power loss, and a torn write is rolled back on the next open.
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
         db.execute_batch(SCHEMA)?;
         // Stores written before per-integration delivery settings lack the column.
         let has_delivery: bool = db.query_row(
