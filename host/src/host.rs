@@ -169,6 +169,7 @@ impl Host {
                 loader: loader.clone(),
                 strict: config.plugins.strict,
                 on_full: config.intake.on_full,
+                data_dir: data_dir.clone(),
             },
             pipeline: pipeline.clone(),
             drain: drained.clone(),

@@ -17,8 +17,9 @@ pub trait EventSink: Send + Sync {
     /// queue when they may not (and intake refuses them rather than lose any).
     fn room(&self, records: usize, bytes: usize) -> Result<(), String>;
 
-    /// Takes a batch of log records (events, or received over OTLP); must not block.
-    fn accept_logs(&self, records: &[Record]);
+    /// Takes a batch of log records (events, or received over OTLP); must not block. `Err`
+    /// names why it could not keep them (a disk queue that cannot be written).
+    fn accept_logs(&self, records: &[Record]) -> Result<(), String>;
 }
 
 /// Derives metrics from events, encodes them once as log records, and hands records to every sink.
@@ -67,27 +68,30 @@ impl Pipeline {
             .try_for_each(|sink| sink.room(records, bytes))
     }
 
-    /// Records a whole, already validated batch, and forwards it as log records (encoded once
-    /// for every sink).
-    pub fn ingest(&self, events: &[Event<'_>]) {
-        for event in events {
-            self.deriver.apply(event);
-        }
+    /// Forwards a whole, already validated batch as log records (encoded once for every
+    /// sink), then records it; when a sink cannot keep the records, nothing is recorded and
+    /// `Err` names why (sinks that kept them deliver them, so a retried batch may arrive twice).
+    pub fn ingest(&self, events: &[Event<'_>]) -> Result<(), String> {
         let sinks = self.sinks();
         if sinks.iter().any(|s| s.wants_logs()) {
             let records = encode_events(events, &self.events, unix_nanos());
-            for sink in sinks.iter() {
-                sink.accept_logs(&records);
-            }
+            sinks
+                .iter()
+                .try_for_each(|sink| sink.accept_logs(&records))?;
+        }
+        for event in events {
+            self.deriver.apply(event);
         }
         self.telemetry.events_accepted(events.len());
+        Ok(())
     }
 
-    /// Forwards log records received over OTLP to every sink.
-    pub fn ingest_logs(&self, records: &[Record]) {
-        for sink in self.sinks().iter() {
-            sink.accept_logs(records);
-        }
+    /// Forwards log records received over OTLP to every sink; `Err` names a sink that could
+    /// not keep them.
+    pub fn ingest_logs(&self, records: &[Record]) -> Result<(), String> {
+        self.sinks()
+            .iter()
+            .try_for_each(|sink| sink.accept_logs(records))
     }
 
     fn sinks(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<dyn EventSink>>> {

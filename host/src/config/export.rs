@@ -39,8 +39,65 @@ pub struct DeliveryConfig {
     pub udp_bytes_per_second: Option<u64>,
     /// Bytes of UDP datagrams sent at once before the pace applies (default 4 KiB).
     pub udp_burst_bytes: Option<u64>,
+    /// Where queued log records are held: `memory` (default) or `disk`, a journal under
+    /// `data_dir` that survives a crash.
+    pub queue: Option<QueueKind>,
+    /// When a disk queue syncs what it wrote: `always` (default: before the data is
+    /// acknowledged), `never` (the kernel decides; safe against a crash of the process, not
+    /// of the machine), or a period such as `"1s"`.
+    pub fsync: Option<Fsync>,
     /// How failed requests are retried.
     pub retry: RetryConfig,
+}
+
+/// Where a queue holds what waits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    /// In memory: lost with the process.
+    #[default]
+    Memory,
+    /// In memory and in a journal on disk, replayed at start.
+    Disk,
+}
+
+/// When a disk queue syncs its writes to the device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every write, before the data is acknowledged.
+    #[default]
+    Always,
+    /// Never explicitly.
+    Never,
+    /// At most once per period.
+    Every(Duration),
+}
+
+impl<'de> Deserialize<'de> for Fsync {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "always" => Ok(Fsync::Always),
+            "never" => Ok(Fsync::Never),
+            period => humantime::parse_duration(period)
+                .map(Fsync::Every)
+                .map_err(|_| {
+                    serde::de::Error::custom(format_args!(
+                        "`{text}` is not `always`, `never` or a period like \"1s\""
+                    ))
+                }),
+        }
+    }
+}
+
+impl Serialize for Fsync {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Fsync::Always => s.serialize_str("always"),
+            Fsync::Never => s.serialize_str("never"),
+            Fsync::Every(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        }
+    }
 }
 
 impl DeliveryConfig {
@@ -57,6 +114,8 @@ impl DeliveryConfig {
             max_in_flight: self.max_in_flight.or(defaults.max_in_flight),
             udp_bytes_per_second: self.udp_bytes_per_second.or(defaults.udp_bytes_per_second),
             udp_burst_bytes: self.udp_burst_bytes.or(defaults.udp_burst_bytes),
+            queue: self.queue.or(defaults.queue),
+            fsync: self.fsync.or(defaults.fsync),
             retry: RetryConfig {
                 max_retries: self.retry.max_retries.or(defaults.retry.max_retries),
                 initial_backoff: self

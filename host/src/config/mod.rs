@@ -10,8 +10,8 @@ mod plugins;
 
 pub use derive::{DeriveConfig, RuleConfig, RuleSet, When};
 pub use export::{
-    Compression, DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, OtlpConfig, RetryConfig,
-    signal_url,
+    Compression, DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, Fsync, OtlpConfig, QueueKind,
+    RetryConfig, signal_url,
 };
 pub use metrics::{
     Aggregation, DEFAULT_CARDINALITY_LIMIT, ExemplarFilter, HistogramAggregation, MetricsConfig,

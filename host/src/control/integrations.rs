@@ -511,6 +511,7 @@ fn view(live: &Live, defaults: &DeliveryConfig) -> Integration {
                 status,
                 items: Default::default(),
                 next_export_unix_nano: None,
+                disk_queue: None,
             };
             (
                 vec![(s.kind.as_str(), endpoint)],

@@ -10,8 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::delivery::queue::{OnFull, Queue, Weight};
-use super::delivery::{Delivery, Drain, Encode, Report, Settings, Split, State, Status};
+use super::delivery::journal::Replayed;
+use super::delivery::queue::{Durable, OnFull, Queue, Weight};
+use super::delivery::{Delivery, DiskQueue, Drain, Encode, Report, Settings, Split, State, Status};
 use super::otlp;
 use super::plugin::{PluginSlot, split_batches};
 use super::probe::Diagnosis;
@@ -21,9 +22,10 @@ use super::transport::plugin_http::PluginHttp;
 use super::transport::udp::{Pacer, Udp};
 use super::transport::{Request, Transport};
 use crate::clock::unix_nanos;
+use crate::config::QueueKind;
 use crate::metrics::{DeltaTrackers, Producer, Registries};
 use crate::model::Signal;
-use crate::model::log::Record;
+use crate::model::log::{Origin, Record, same_origin};
 use crate::pipeline::EventSink;
 use crate::plugins::bindings::types::MetricBatch;
 use crate::plugins::reload::Reloadable;
@@ -43,6 +45,51 @@ impl Weight for Record {
     /// The encoded record's bytes.
     fn bytes(&self) -> usize {
         self.bytes.len()
+    }
+}
+
+impl Durable for Record {
+    /// Each record as `[u8: 1 if a new origin follows][origin: resource and scope, each as
+    /// u32 LE length + bytes][u32 LE length + record bytes]`: an origin shared by the records
+    /// after it is written once.
+    fn write(items: &[Self], out: &mut Vec<u8>) {
+        let put = |out: &mut Vec<u8>, bytes: &[u8]| {
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        };
+        let mut last: Option<&Arc<Origin>> = None;
+        for record in items {
+            let new = last.is_none_or(|o| !same_origin(o, &record.origin));
+            out.push(u8::from(new));
+            if new {
+                put(out, &record.origin.resource);
+                put(out, &record.origin.scope);
+            }
+            put(out, &record.bytes);
+            last = Some(&record.origin);
+        }
+    }
+
+    fn read(entry: Bytes) -> Option<Vec<Self>> {
+        let mut rest = entry;
+        let mut take = |n: usize| (n <= rest.len()).then(|| rest.split_to(n));
+        let mut records = Vec::new();
+        let mut origin: Option<Arc<Origin>> = None;
+        while let Some(flag) = take(1) {
+            let mut sized = || {
+                let len = take(4)?;
+                take(u32::from_le_bytes(len.as_ref().try_into().ok()?) as usize)
+            };
+            if flag[0] == 1 {
+                let (resource, scope) = (sized()?, sized()?);
+                origin = Some(Arc::new(Origin { resource, scope }));
+            }
+            records.push(Record {
+                origin: origin.clone()?,
+                bytes: sized()?,
+            });
+        }
+        Some(records)
     }
 }
 
@@ -68,6 +115,8 @@ pub struct BuildContext {
     pub strict: bool,
     /// What a full log queue does: refuse more (intake answers 503) or drop its oldest.
     pub on_full: OnFull,
+    /// Where disk queues live (under `queue/`).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Who encodes: the native OTLP encoder (with its temporality state, gzipping bodies or not)
@@ -86,6 +135,8 @@ struct Channel<T> {
     queue: Arc<Queue<T>>,
     status: Arc<Status>,
     transport: Arc<dyn Transport>,
+    /// What a disk queue read back at start.
+    replayed: Option<Replayed>,
 }
 
 impl<T: Weight> Channel<T> {
@@ -95,8 +146,45 @@ impl<T: Weight> Channel<T> {
             queue: Arc::new(queue),
             status: Arc::default(),
             transport,
+            replayed: None,
         }
     }
+}
+
+/// An integration's log queue: in memory, or journaled under
+/// `<data_dir>/queue/<integration id>/logs` and started with what the journal held.
+fn logs_queue(
+    spec: &ExporterSpec,
+    settings: &Settings,
+    ctx: &BuildContext,
+) -> Result<(Queue<Record>, Option<Replayed>), String> {
+    let (items, bytes) = (settings.logs_queue, settings.logs_queue_bytes);
+    if settings.queue == QueueKind::Memory {
+        return Ok((Queue::new(items, bytes, ctx.on_full), None));
+    }
+    let id: String = spec
+        .id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let dir = ctx.data_dir.join("queue").join(id).join("logs");
+    let (queue, replayed) = Queue::durable(items, bytes, ctx.on_full, &dir, settings.fsync)
+        .map_err(|e| format!("the disk queue {} cannot be opened: {e}", dir.display()))?;
+    if replayed.items > 0 || replayed.skipped_bytes > 0 {
+        tracing::info!(
+            integration = %spec.name,
+            "disk queue: {} log records read back, {} bytes of torn or corrupt entries skipped",
+            replayed.items,
+            replayed.skipped_bytes
+        );
+    }
+    Ok((queue, Some(replayed)))
 }
 
 /// How the API shows an integration's running parts: never a credential value.
@@ -209,10 +297,15 @@ impl Exporter {
             let queue = Queue::new(settings.metrics_queue, usize::MAX, OnFull::DropOldest);
             Channel::new(Signal::Metrics, queue, t)
         });
-        let logs = transport(Signal::Logs)?.map(|t| {
-            let queue = Queue::new(settings.logs_queue, settings.logs_queue_bytes, ctx.on_full);
-            Channel::new(Signal::Logs, queue, t)
-        });
+        let logs = match transport(Signal::Logs)? {
+            None => None,
+            Some(t) => {
+                let (queue, replayed) = logs_queue(spec, &settings, ctx)?;
+                let mut channel = Channel::new(Signal::Logs, queue, t);
+                channel.replayed = replayed;
+                Some(channel)
+            }
+        };
         if let Format::Plugin(slot) = &format
             && let Some(reason) = slot.failure()
         {
@@ -406,7 +499,8 @@ impl Exporter {
                 .map(MetricItem::Batches),
         };
         if let Some(item) = item {
-            let dropped = ch.queue.push([item]);
+            // Metric queues are in memory: nothing to write, nothing to fail.
+            let dropped = ch.queue.push(vec![item]).unwrap_or_default();
             if dropped > 0 {
                 self.telemetry
                     .export_dropped(&self.name, Signal::Metrics, dropped);
@@ -453,24 +547,31 @@ impl Exporter {
     /// The delivery report of each signal it sends now.
     pub fn reports(&self) -> Vec<Report> {
         let next = self.next_collection.load(Ordering::Relaxed);
-        let report = |signal: Signal, status: &Status, items| Report {
+        let report = |signal: Signal, status: &Status, items, disk_queue| Report {
             id: self.id.clone(),
             integration: self.name.to_string(),
             signal: signal.as_str(),
             status: status.snapshot(),
             items,
             next_export_unix_nano: (signal == Signal::Metrics && next > 0).then_some(next),
+            disk_queue,
         };
         let metrics = self
             .metrics
             .as_ref()
             .filter(|_| self.shown(Signal::Metrics))
-            .map(|c| report(c.signal, &c.status, c.queue.counts()));
+            .map(|c| report(c.signal, &c.status, c.queue.counts(), None));
         let logs = self
             .logs
             .as_ref()
             .filter(|_| self.shown(Signal::Logs))
-            .map(|c| report(c.signal, &c.status, c.queue.counts()));
+            .map(|c| {
+                let disk = c.replayed.map(|replayed| DiskQueue {
+                    bytes: c.queue.disk_bytes(),
+                    replayed,
+                });
+                report(c.signal, &c.status, c.queue.counts(), disk)
+            });
         metrics.into_iter().chain(logs).collect()
     }
 
@@ -575,20 +676,22 @@ impl EventSink for Exporter {
         ))
     }
 
-    fn accept_logs(&self, records: &[Record]) {
+    fn accept_logs(&self, records: &[Record]) -> Result<(), String> {
         let Some(ch) = self.logs.as_ref().filter(|_| self.wants_logs()) else {
-            return;
+            return Ok(());
         };
         // A paused signal does not hold intake back: its queue makes room by dropping.
-        let dropped = if ch.status.state() == State::Paused {
-            ch.queue.push_dropping_oldest(records.iter().cloned())
+        let pushed = if ch.status.state() == State::Paused {
+            ch.queue.push_dropping_oldest(records.to_vec())
         } else {
-            ch.queue.push(records.iter().cloned())
+            ch.queue.push(records.to_vec())
         };
+        let dropped = pushed.map_err(|e| format!("integration `{}`: {e}", self.name))?;
         if dropped > 0 {
             self.telemetry
                 .export_dropped(&self.name, Signal::Logs, dropped);
         }
+        Ok(())
     }
 }
 

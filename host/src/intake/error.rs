@@ -58,6 +58,9 @@ pub enum IntakeError {
     /// Intake is overloaded: its workers and their queue are full; retry later.
     #[error("{0}; retry later")]
     Busy(String),
+    /// A queue could not keep the request's records (its disk cannot be written); retry later.
+    #[error("{0}; retry later")]
+    Unqueued(String),
     /// The request could not be processed because of a fault in the host.
     #[error("{0}")]
     Internal(String),
@@ -79,7 +82,7 @@ impl IntakeError {
             IntakeError::UnsupportedMediaType(_) | IntakeError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            IntakeError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IntakeError::Busy(_) | IntakeError::Unqueued(_) => StatusCode::SERVICE_UNAVAILABLE,
             IntakeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,6 +99,7 @@ impl IntakeError {
             IntakeError::BadGzip(_) => "bad_gzip",
             IntakeError::BodyRead(_) => "body_read",
             IntakeError::Busy(_) => "busy",
+            IntakeError::Unqueued(_) => "unqueued",
             IntakeError::Internal(_) => "internal",
         }
     }
@@ -116,7 +120,7 @@ impl IntoResponse for IntakeError {
 impl IntakeError {
     /// Adds `Retry-After` to `response` when the client should retry later (intake is busy).
     pub(crate) fn advise(&self, mut response: Response) -> Response {
-        if matches!(self, IntakeError::Busy(_)) {
+        if matches!(self, IntakeError::Busy(_) | IntakeError::Unqueued(_)) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),

@@ -104,6 +104,6 @@ fn ingest(pipeline: &Pipeline, bytes: &Bytes) -> Result<usize, IntakeError> {
     pipeline
         .room(events.len(), bytes.len())
         .map_err(IntakeError::Busy)?;
-    pipeline.ingest(&events);
+    pipeline.ingest(&events).map_err(IntakeError::Unqueued)?;
     Ok(events.len())
 }

@@ -9,6 +9,7 @@
 //! backend finds too large (HTTP 413) is split and its halves sent instead.
 
 pub mod breaker;
+pub mod journal;
 pub mod queue;
 pub mod retry;
 pub mod status;
@@ -58,6 +59,10 @@ pub struct Settings {
     pub udp_burst_bytes: u64,
     /// How failed requests are retried.
     pub retry: RetryPolicy,
+    /// Where queued log records are held.
+    pub queue: crate::config::QueueKind,
+    /// When a disk queue syncs.
+    pub fsync: journal::Fsync,
 }
 
 impl Settings {
@@ -80,6 +85,8 @@ impl Settings {
                 .udp_burst_bytes
                 .unwrap_or(super::transport::udp::DEFAULT_BURST_BYTES),
             retry: RetryPolicy::from(&c.retry),
+            queue: c.queue.unwrap_or_default(),
+            fsync: c.fsync.unwrap_or_default(),
         }
     }
 }
@@ -102,6 +109,18 @@ pub struct Report {
     pub items: queue::Counts,
     /// When metrics are next collected and exported (Unix nanoseconds); logs go as they come.
     pub next_export_unix_nano: Option<u64>,
+    /// A disk queue's state, for a signal queued on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_queue: Option<DiskQueue>,
+}
+
+/// What a disk queue holds and what it read back at start.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct DiskQueue {
+    /// Bytes its journal takes on disk now.
+    pub bytes: u64,
+    /// What it read back when the integration started.
+    pub replayed: journal::Replayed,
 }
 
 /// Turns queued items into requests; a blocking call (it may run plugins).

@@ -5,13 +5,48 @@
 //! so nothing is both dropped and delivered); [`OnFull::Reject`] drops nothing: producers ask
 //! [`Queue::room`] first and refuse the data upstream. Every item is accounted for, under one
 //! lock: `accepted = delivered + refused + dropped + queued` holds in every [`Counts`].
+//!
+//! A durable queue also writes every push to a [`Journal`] before it counts as accepted, and
+//! starts with what its journal still held.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 
+use super::journal::{Fsync, Journal, Replayed, Segment};
 pub use crate::config::OnFull;
+
+/// Items a durable queue can write to its journal and read back.
+pub trait Durable: Sized {
+    /// Appends `items` as one journal entry.
+    fn write(items: &[Self], out: &mut Vec<u8>);
+
+    /// The items of an entry [`Durable::write`] wrote; `None` if it is not one.
+    fn read(entry: Bytes) -> Option<Vec<Self>>;
+}
+
+/// A push a durable queue could not write to its journal: nothing of it was accepted.
+#[derive(Debug, thiserror::Error)]
+#[error("the disk queue cannot be written: {0}")]
+pub struct JournalError(#[from] std::io::Error);
+
+/// A journal and how items become its entries.
+struct Journaled<T> {
+    journal: Journal,
+    write: fn(&[T], &mut Vec<u8>),
+}
+
+impl<T> std::fmt::Debug for Journaled<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.journal.fmt(f)
+    }
+}
+
+/// No segment: an item only in memory.
+const MEMORY: Segment = 0;
 
 /// What an item weighs against the queue's byte capacity.
 pub trait Weight {
@@ -42,11 +77,13 @@ pub struct Queue<T> {
     max_bytes: usize,
     on_full: OnFull,
     ready: Notify,
+    journal: Option<Journaled<T>>,
 }
 
 #[derive(Debug)]
 struct State<T> {
-    waiting: VecDeque<T>,
+    /// Waiting items, each with the journal segment that holds it.
+    waiting: VecDeque<(T, Segment)>,
     waiting_bytes: usize,
     flying: usize,
     flying_bytes: usize,
@@ -62,6 +99,8 @@ pub struct Taken<T> {
     count: usize,
     /// What they weighed.
     bytes: usize,
+    /// The journal segment of each.
+    segments: Vec<Segment>,
 }
 
 impl<T> Taken<T> {
@@ -86,7 +125,71 @@ impl<T: Weight> Queue<T> {
             max_bytes: max_bytes.max(1),
             on_full,
             ready: Notify::new(),
+            journal: None,
         }
+    }
+
+    /// A queue as [`Queue::new`] makes, whose pushes are written to a journal in `dir` first,
+    /// starting with what the journal still holds (counted as accepted).
+    pub fn durable(
+        max_items: usize,
+        max_bytes: usize,
+        on_full: OnFull,
+        dir: &Path,
+        fsync: Fsync,
+    ) -> std::io::Result<(Self, Replayed)>
+    where
+        T: Durable,
+    {
+        let (journal, entries, mut replayed) = Journal::open(dir, fsync, |entry| {
+            T::read(Bytes::copy_from_slice(entry)).map_or(0, |items| items.len() as u64)
+        })?;
+        let mut queue = Self::new(max_items, max_bytes, on_full);
+        {
+            let s = queue
+                .state
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (segment, entry) in entries {
+                let Some(items) = T::read(Bytes::from(entry)) else {
+                    continue;
+                };
+                replayed.items += items.len() as u64;
+                for item in items {
+                    s.waiting_bytes += item.bytes();
+                    s.waiting.push_back((item, segment));
+                }
+            }
+            s.counts.accepted = s.waiting.len() as u64;
+        }
+        queue.journal = Some(Journaled {
+            journal,
+            write: T::write,
+        });
+        Ok((queue, replayed))
+    }
+
+    /// Writes `items` to the journal, if the queue has one: the segment holding them.
+    fn journal(&self, items: &[T]) -> Result<Segment, JournalError> {
+        let Some(j) = &self.journal else {
+            return Ok(MEMORY);
+        };
+        let mut entry = Vec::new();
+        (j.write)(items, &mut entry);
+        Ok(j.journal.append(&entry, items.len() as u64)?)
+    }
+
+    /// Resolves items of `segments` in the journal, if the queue has one.
+    fn resolve(&self, segments: impl IntoIterator<Item = Segment>) {
+        if let Some(j) = &self.journal {
+            j.journal
+                .resolve(segments.into_iter().filter(|s| *s != MEMORY));
+        }
+    }
+
+    /// Bytes the queue's journal takes on disk (0 for a queue in memory).
+    pub fn disk_bytes(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |j| j.journal.disk_bytes())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
@@ -105,33 +208,35 @@ impl<T: Weight> Queue<T> {
             && s.waiting_bytes + s.flying_bytes + bytes <= self.max_bytes
     }
 
-    /// Appends `items`; past the capacity, with [`OnFull::DropOldest`], drops the oldest
-    /// waiting ones. Returns how many were dropped.
-    pub fn push(&self, items: impl IntoIterator<Item = T>) -> usize {
+    /// Appends `items` (written to the journal first, for a durable queue); past the
+    /// capacity, with [`OnFull::DropOldest`], drops the oldest waiting ones. Returns how many
+    /// were dropped.
+    pub fn push(&self, items: Vec<T>) -> Result<usize, JournalError> {
         self.push_as(items, self.on_full)
     }
 
     /// Appends `items` as [`Queue::push`] does, dropping the oldest past the capacity whatever
     /// the queue's own rule (for a sender that cannot drain it now).
-    pub fn push_dropping_oldest(&self, items: impl IntoIterator<Item = T>) -> usize {
+    pub fn push_dropping_oldest(&self, items: Vec<T>) -> Result<usize, JournalError> {
         self.push_as(items, OnFull::DropOldest)
     }
 
-    fn push_as(&self, items: impl IntoIterator<Item = T>, on_full: OnFull) -> usize {
+    fn push_as(&self, items: Vec<T>, on_full: OnFull) -> Result<usize, JournalError> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let segment = self.journal(&items)?;
         let mut s = self.lock();
-        let before = s.waiting.len();
+        let added = items.len();
         for item in items {
             s.waiting_bytes += item.bytes();
-            s.waiting.push_back(item);
+            s.waiting.push_back((item, segment));
         }
-        let added = s.waiting.len() - before;
         s.counts.accepted += added as u64;
         let dropped = self.trim(&mut s, on_full);
         drop(s);
-        if added > 0 {
-            self.ready.notify_one();
-        }
-        dropped
+        self.ready.notify_one();
+        Ok(dropped)
     }
 
     /// Drops the oldest waiting items past the capacity, unless `on_full` rejects instead.
@@ -139,18 +244,20 @@ impl<T: Weight> Queue<T> {
         if on_full == OnFull::Reject {
             return 0;
         }
-        let mut dropped = 0;
+        let mut dropped = Vec::new();
         while !s.waiting.is_empty()
             && (s.waiting.len() + s.flying > self.max_items
                 || s.waiting_bytes + s.flying_bytes > self.max_bytes)
         {
-            if let Some(item) = s.waiting.pop_front() {
+            if let Some((item, segment)) = s.waiting.pop_front() {
                 s.waiting_bytes -= item.bytes();
-                dropped += 1;
+                dropped.push(segment);
             }
         }
-        s.counts.dropped += dropped as u64;
-        dropped
+        s.counts.dropped += dropped.len() as u64;
+        let n = dropped.len();
+        self.resolve(dropped);
+        n
     }
 
     /// Takes the oldest waiting items, at most `max_items` of at most `max_bytes` in all (but
@@ -158,15 +265,21 @@ impl<T: Weight> Queue<T> {
     pub fn take(&self, max_items: usize, max_bytes: usize) -> Option<Taken<T>> {
         let mut s = self.lock();
         let mut items = Vec::new();
+        let mut segments = Vec::new();
         let mut bytes = 0;
         while items.len() < max_items.max(1) {
-            let Some(next) = s.waiting.front() else { break };
+            let Some((next, _)) = s.waiting.front() else {
+                break;
+            };
             let weight = next.bytes();
             if !items.is_empty() && bytes + weight > max_bytes {
                 break;
             }
             bytes += weight;
-            items.extend(s.waiting.pop_front());
+            if let Some((item, segment)) = s.waiting.pop_front() {
+                items.push(item);
+                segments.push(segment);
+            }
         }
         if items.is_empty() {
             return None;
@@ -178,13 +291,23 @@ impl<T: Weight> Queue<T> {
             count: items.len(),
             items,
             bytes,
+            segments,
         })
     }
 
     /// Ends a taken batch: `delivered` of its items reached the backend, `refused` were refused,
     /// and `back` go to the front again, to be sent later (or dropped like any waiting item).
-    /// Items split since they were taken count as they are now.
+    /// Items split since they were taken count as they are now. In a durable queue the items
+    /// given back are journaled again, as one entry, before the batch is resolved.
     pub fn finish(&self, taken: Taken<T>, delivered: usize, refused: usize, back: Vec<T>) {
+        let segment = match back.is_empty() {
+            true => MEMORY,
+            false => self.journal(&back).unwrap_or_else(|e| {
+                tracing::warn!("{e}: {} records stay in memory only", back.len());
+                MEMORY
+            }),
+        };
+        self.resolve(taken.segments.iter().copied());
         let mut s = self.lock();
         s.flying -= taken.count;
         s.flying_bytes -= taken.bytes;
@@ -195,7 +318,7 @@ impl<T: Weight> Queue<T> {
         let returned = !back.is_empty();
         for item in back.into_iter().rev() {
             s.waiting_bytes += item.bytes();
-            s.waiting.push_front(item);
+            s.waiting.push_front((item, segment));
         }
         self.trim(&mut s, self.on_full);
         drop(s);
@@ -234,6 +357,10 @@ mod tests {
         }
     }
 
+    fn push(q: &Queue<u32>, items: &[u32]) -> usize {
+        q.push(items.to_vec()).expect("a queue in memory")
+    }
+
     fn balanced(q: &Queue<u32>) -> Counts {
         let c = q.counts();
         assert_eq!(
@@ -247,12 +374,12 @@ mod tests {
     #[test]
     fn drops_exactly_the_oldest_waiting_items_past_capacity() {
         let q = Queue::new(3, 1000, OnFull::DropOldest);
-        assert_eq!(q.push([1, 2]), 0);
-        assert_eq!(q.push([3, 4, 5]), 2);
+        assert_eq!(push(&q, &[1, 2]), 0);
+        assert_eq!(push(&q, &[3, 4, 5]), 2);
         let taken = q.take(10, 1000).expect("items");
         assert_eq!(taken.items, [3, 4, 5]);
         assert_eq!(
-            q.push([6]),
+            push(&q, &[6]),
             1,
             "items in flight count; the new one is the only waiting"
         );
@@ -272,12 +399,12 @@ mod tests {
     #[test]
     fn bytes_bound_the_queue_and_each_batch() {
         let q = Queue::new(100, 10, OnFull::DropOldest);
-        assert_eq!(q.push([4, 4, 4]), 1, "12 bytes: the oldest goes");
+        assert_eq!(push(&q, &[4, 4, 4]), 1, "12 bytes: the oldest goes");
         assert!(q.room(0, 2) && !q.room(0, 3));
         let taken = q.take(10, 5).expect("one batch");
         assert_eq!(taken.items, [4], "a second item would pass 5 bytes");
         let big = Queue::new(100, 100, OnFull::DropOldest);
-        big.push([50]);
+        push(&big, &[50]);
         assert_eq!(
             big.take(10, 5).expect("one").items,
             [50],
@@ -290,29 +417,33 @@ mod tests {
     fn reject_mode_never_drops_and_reports_no_room() {
         let q = Queue::new(2, 1000, OnFull::Reject);
         assert!(q.room(2, 0));
-        assert_eq!(q.push([1, 2]), 0);
+        assert_eq!(push(&q, &[1, 2]), 0);
         assert!(!q.room(1, 0));
         assert_eq!(
-            q.push([3]),
+            push(&q, &[3]),
             0,
             "a producer that raced past the check is still kept"
         );
         assert_eq!(balanced(&q).queued, 3);
-        assert_eq!(q.push_dropping_oldest([4]), 2, "unless told to drop");
+        assert_eq!(
+            q.push_dropping_oldest(vec![4]).expect("memory"),
+            2,
+            "unless told to drop"
+        );
         assert_eq!(balanced(&q).dropped, 2);
     }
 
     #[test]
     fn a_batch_given_back_goes_first_again_and_counts_as_it_is_now() {
         let q = Queue::new(10, 1000, OnFull::DropOldest);
-        q.push([1, 2, 3]);
+        push(&q, &[1, 2, 3]);
         let taken = q.take(2, 1000).expect("batch");
-        q.push([4]);
+        push(&q, &[4]);
         let items = taken.items.clone();
         q.finish(taken, 0, 0, items);
         assert_eq!(q.take(10, 1000).expect("all").items, [1, 2, 3, 4]);
         let split = Queue::new(10, 1000, OnFull::DropOldest);
-        split.push([8, 9]);
+        push(&split, &[8, 9]);
         let taken = split.take(2, 1000).expect("two");
         // 8 was split in halves, one delivered; 9 was refused.
         split.finish(taken, 1, 1, vec![4]);
@@ -331,7 +462,7 @@ mod tests {
     #[tokio::test]
     async fn a_push_before_the_wait_is_not_lost() {
         let q = Queue::new(3, 1000, OnFull::DropOldest);
-        q.push([1]);
+        push(&q, &[1]);
         tokio::time::timeout(std::time::Duration::from_secs(5), q.pushed())
             .await
             .expect("permit kept");

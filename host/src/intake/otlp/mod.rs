@@ -233,7 +233,10 @@ pub(super) async fn post_logs(
             .pipeline
             .room(records.len(), weight)
             .map_err(IntakeError::Busy)?;
-        intake.pipeline.ingest_logs(&records);
+        intake
+            .pipeline
+            .ingest_logs(&records)
+            .map_err(IntakeError::Unqueued)?;
         Ok(tally)
     };
     let response = |tally: Tally| ExportLogsServiceResponse {
