@@ -25,6 +25,9 @@ const FRAME: usize = 8;
 /// The segment an entry was written to: what resolving it needs.
 pub type Segment = u64;
 
+/// An entry read back: its segment and its payload.
+pub type Entry = (Segment, Vec<u8>);
+
 /// What replaying a journal found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Replayed {
@@ -68,7 +71,7 @@ impl Journal {
         dir: &Path,
         fsync: Fsync,
         items: impl Fn(&[u8]) -> u64,
-    ) -> io::Result<(Self, Vec<(Segment, Vec<u8>)>, Replayed)> {
+    ) -> io::Result<(Self, Vec<Entry>, Replayed)> {
         fs::create_dir_all(dir)?;
         let mut segments: Vec<Segment> = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
