@@ -63,7 +63,7 @@ fn wasmtel_pipeline() -> Pipeline {
 
 fn wasmtel_once(pipeline: &Pipeline, body: &[u8]) {
     let events = events::parse(body).expect("valid batch");
-    pipeline.ingest(&events);
+    pipeline.ingest(&events).expect("no sink refuses");
 }
 
 /// The same derivation written against the official SDK.
