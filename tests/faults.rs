@@ -473,3 +473,103 @@ async fn otlp_json_is_read_strictly_point_by_point() {
         }})
     );
 }
+
+/// A 2 MiB tmpfs mounted for the test, unmounted when dropped; `None` (the test skipped)
+/// where mounting is not allowed, except in CI, which runs as root.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount() -> Option<Self> {
+        let dir = tempfile::tempdir().expect("dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        match mounted {
+            true => Some(Self(dir)),
+            false if std::env::var_os("CI").is_none() => {
+                eprintln!("cannot mount a tmpfs here (needs root): disk-full test skipped");
+                None
+            }
+            false => panic!("CI must be able to mount a tmpfs for the disk-full test"),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_with_503_loses_nothing_accepted_and_recovers() {
+    let Some(disk) = SmallDisk::mount() else {
+        return;
+    };
+    let receiver = wasmtel_tests::Receiver::start().await;
+    receiver.answer(503);
+    let host = common::start(&format!(
+        "data_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\ncompression = \"none\"\ndelivery.interval = \"1h\"\ndelivery.queue = \"disk\"\n\
+         [otlp.delivery.retry]\nmax_retries = 1000\ninitial_backoff = \"20ms\"\nmax_backoff = \"50ms\"\nbreaker_cooldown = \"20ms\"\n",
+        disk.0.path().display(),
+        receiver.endpoint()
+    ))
+    .await;
+    let addr = host.intake_addr();
+    let batch = |from: u64| -> Vec<u8> {
+        (from..from + 100)
+            .map(|i| {
+                format!("{{\"event_type\":\"generation_completed\",\"model\":\"m\",\"request_id\":\"req-{i}\",\"attributes\":{{\"pad\":\"{}\"}}}}\n", "x".repeat(200))
+            })
+            .collect::<String>()
+            .into_bytes()
+    };
+    let mut acked = 0u64;
+    let refusal = loop {
+        let answer = post_events(addr, Some("application/x-ndjson"), batch(acked), false).await;
+        match answer.status {
+            202 => acked += 100,
+            503 => break answer.body,
+            other => panic!("{other}: {:?}", answer.body),
+        }
+        assert!(acked < 100_000, "the 2 MiB disk never filled");
+    };
+    let message = refusal["error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.starts_with(
+            "integration `otlp`: the disk queue cannot be written: No space left on device"
+        ),
+        "{message}"
+    );
+    assert!(message.ends_with("; retry later"), "{message}");
+    // The backend comes back: everything accepted is delivered, the journal shrinks, and the
+    // host takes events again.
+    receiver.answer(200);
+    let ids = |r: &wasmtel_tests::Received| -> std::collections::HashSet<String> {
+        r.logs
+            .iter()
+            .flat_map(|l| &l.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+            .filter_map(|rec| {
+                wasmtel_tests::attrs(&rec.attributes)
+                    .get("inference.request.id")
+                    .cloned()
+            })
+            .collect()
+    };
+    receiver
+        .wait_until("every accepted event", |r| {
+            let got = ids(r);
+            (0..acked).all(|i| got.contains(&format!("req-{i}")))
+        })
+        .await;
+    let answer = post_events(addr, Some("application/x-ndjson"), batch(acked), false).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    host.shutdown().await;
+}

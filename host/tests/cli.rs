@@ -774,3 +774,122 @@ async fn kill_9_during_integration_writes_leaves_the_store_intact_and_every_ackn
     );
     signal(&served.child, "-KILL");
 }
+
+/// NDJSON of completed-generation events with request ids `req-<from>` … `req-<to - 1>`.
+fn completed(ids: std::ops::Range<u64>) -> String {
+    ids.map(|i| {
+        format!(
+            "{{\"event_type\":\"generation_completed\",\"model\":\"m\",\"request_id\":\"req-{i}\",\"metrics\":{{\"total_duration_ms\":5}}}}\n"
+        )
+    })
+    .collect()
+}
+
+/// The request ids of every log record `receiver` kept.
+fn received_ids(receiver: &Receiver) -> Vec<String> {
+    receiver.with(|r| {
+        r.logs
+            .iter()
+            .flat_map(|l| &l.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+            .filter_map(|rec| {
+                wasmtel_tests::attrs(&rec.attributes)
+                    .get("inference.request.id")
+                    .cloned()
+            })
+            .collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_with_the_disk_queue_loses_nothing_acknowledged() {
+    let receiver = Receiver::start().await;
+    // The backend is down while the host takes events, and comes back after the crash.
+    receiver.answer(503);
+    let mut served = serve(&format!(
+        "[otlp]\nendpoint = \"{}\"\ncompression = \"none\"\ndelivery.interval = \"1h\"\ndelivery.queue = \"disk\"\n\
+         [otlp.delivery.retry]\nmax_retries = 1000\ninitial_backoff = \"20ms\"\nmax_backoff = \"50ms\"\nbreaker_cooldown = \"20ms\"\n",
+        receiver.endpoint()
+    ))
+    .await;
+    let intake = served.intake.clone();
+    let posting = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut acked = 0u64;
+        loop {
+            let sent = client
+                .post(format!("{intake}/v1/events"))
+                .header("content-type", "application/x-ndjson")
+                .body(completed(acked..acked + 100))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status() == 202 => acked += 100,
+                Ok(r) => panic!("{}", r.status()),
+                Err(_) => return acked,
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(&served.child, "-KILL");
+    let acked = posting.await.expect("join");
+    let _ = wait(std::mem::replace(
+        &mut served.child,
+        Command::new("true").spawn().expect("true"),
+    ));
+    assert!(
+        acked >= 1000,
+        "only {acked} events acknowledged before the kill"
+    );
+    assert!(received_ids(&receiver).is_empty(), "the backend was down");
+
+    receiver.answer(200);
+    served.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let missing = loop {
+        let got: std::collections::HashSet<String> = received_ids(&receiver).into_iter().collect();
+        let missing: Vec<u64> = (0..acked)
+            .filter(|i| !got.contains(&format!("req-{i}")))
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        missing.is_empty(),
+        "{} of {acked} acknowledged events lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // What the journal read back: every acknowledged record, and at most the one request that
+    // was being written when the host died.
+    let client = reqwest::Client::new();
+    let reports: serde_json::Value = client
+        .get(format!("{}/api/v1/integrations", served.admin))
+        .bearer_auth(served.token())
+        .send()
+        .await
+        .expect("reports")
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).expect("json"))
+        .expect("body");
+    let logs = reports["integrations"]
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["name"] == "otlp"))
+        .and_then(|i| i["signals"].as_array())
+        .and_then(|s| s.iter().find(|s| s["signal"] == "logs"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no logs report: {reports}"));
+    let replayed = logs["disk_queue"]["replayed"]["items"]
+        .as_u64()
+        .expect("replayed");
+    assert!(
+        (acked..=acked + 100).contains(&replayed),
+        "{replayed} read back for {acked} acknowledged: {logs}"
+    );
+    assert_eq!(logs["disk_queue"]["replayed"]["skipped_bytes"], 0, "{logs}");
+    signal(&served.child, "-KILL");
+}

@@ -197,10 +197,17 @@ impl Journal {
         }
     }
 
-    /// Deletes `segment` if none of its items is unresolved and it is not being written.
+    /// Deletes `segment` if none of its items is unresolved; the segment being written is
+    /// emptied instead, so resolved entries never hold disk space.
     fn collect(&self, s: &mut State, segment: Segment) {
-        let writing = s.writing.as_ref().is_some_and(|(w, _, _)| *w == segment);
-        if writing || s.live.get(&segment).is_some_and(|n| *n > 0) {
+        if s.live.get(&segment).is_some_and(|n| *n > 0) {
+            return;
+        }
+        if let Some((_, file, size)) = s.writing.as_mut().filter(|(w, _, _)| *w == segment) {
+            match file.set_len(0) {
+                Ok(()) => *size = 0,
+                Err(e) => tracing::warn!("disk queue {}: {e}", self.dir.display()),
+            }
             return;
         }
         s.live.remove(&segment);
