@@ -250,16 +250,9 @@ fn read_segment(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
     (found, bytes.len() - at)
 }
 
-/// CRC-32 (IEEE), bitwise: entries are checked once, on replay, and written once.
+/// CRC-32 (IEEE) of `bytes`.
 fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
-        }
-    }
-    !crc
+    crc32fast::hash(bytes)
 }
 
 #[cfg(test)]
