@@ -117,7 +117,10 @@ fn receiver() -> MetricsReceiver {
     )))
 }
 
+/// What intake does with a request: walked against the default limits, decoded, merged.
 fn wasmtel_once(receiver: &MetricsReceiver, body: &[u8]) -> usize {
+    wasmtel::intake::otlp::limits::metrics(body, &wasmtel::config::RequestLimits::default())
+        .expect("within the limits");
     let request = ExportMetricsServiceRequest::decode(body).expect("valid");
     receiver.receive(&request).accepted
 }

@@ -678,6 +678,43 @@ mod tests {
     }
 
     #[test]
+    fn limits_connections_and_disk_queue_settings_read_as_documented() {
+        let example = Config::from_toml(include_str!("../../../examples/wasmtel.toml"))
+            .expect("example parses");
+        let defaults = Config::default();
+        assert_eq!(example.intake.limits, defaults.intake.limits);
+        let (e, d) = (&example.connections, &defaults.connections);
+        assert_eq!(
+            (e.max_connections, e.min_body_rate),
+            (d.max_connections, d.min_body_rate)
+        );
+        assert_eq!(
+            (e.header_timeout(), e.body_timeout(), e.idle_timeout()),
+            (d.header_timeout(), d.body_timeout(), d.idle_timeout())
+        );
+        assert_eq!(example.delivery.queue, Some(QueueKind::Memory));
+        assert_eq!(example.delivery.fsync, Some(Fsync::Always));
+        let c =
+            Config::from_toml("[delivery]\nqueue = \"disk\"\nfsync = \"250ms\"\n").expect("valid");
+        assert_eq!(c.delivery.queue, Some(QueueKind::Disk));
+        assert_eq!(
+            c.delivery.fsync,
+            Some(Fsync::Every(Duration::from_millis(250)))
+        );
+        let error = Config::from_toml("[delivery]\nfsync = \"sometimes\"\n")
+            .expect_err("not a policy")
+            .to_string();
+        assert!(
+            error.contains("`sometimes` is not `always`, `never` or a period like \"1s\""),
+            "{error}"
+        );
+        let error = Config::from_toml("[intake.limits]\nresources = -1\n")
+            .expect_err("negative")
+            .to_string();
+        assert!(error.contains("resources"), "{error}");
+    }
+
+    #[test]
     fn env_fills_gaps_and_file_wins() {
         let mut c = Config::from_toml(
             "[delivery]\ninterval = \"2s\"\n[otlp.headers]\nx-team = \"file\"\n[resource]\nservice_name = \"from-file\"\n",

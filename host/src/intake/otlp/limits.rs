@@ -164,70 +164,86 @@ impl<'l> Walk<'l> {
         Ok(())
     }
 
-    /// A `Metric`: its name (1), metadata (12) and the points of its data (5, 7, 9, 10, 11).
+    /// A `Metric`: its name (1), metadata (12) and the points of its data (5, 7, 9, 10, 11),
+    /// in one pass.
     fn metric(&mut self, metric: &[u8]) -> Result<(), IntakeError> {
-        for name in messages(metric, 1) {
-            within(
-                "bytes in a metric name",
-                name.len(),
-                self.limits.value_length,
-            )?;
-        }
-        self.attributes(metric, 12, "metadata entries on one metric")?;
-        for (number, data) in Fields::new(metric).filter_map(Result::ok) {
-            let (5 | 7 | 9 | 10 | 11, Value::Len(data)) = (number, data) else {
-                continue;
-            };
-            for point in messages(data, 1) {
-                self.totals.points += 1;
-                // The largest point; its packed bounds and fixed64 counts take their wire size,
-                // counted with the body's length.
-                self.totals.decoded += size_of::<HistogramDataPoint>();
-                match number {
-                    // NumberDataPoint: attributes 7, exemplars 5.
-                    5 | 7 => self.point(point, 7, 5)?,
-                    // HistogramDataPoint: attributes 9, exemplars 8, explicit bounds 7.
-                    9 => {
-                        self.point(point, 9, 8)?;
-                        within(
-                            "bounds on one histogram point",
-                            bounds(point),
-                            self.limits.histogram_bounds,
-                        )?;
-                    }
-                    // ExponentialHistogramDataPoint: attributes 1, exemplars 11, sides 8 and 9.
-                    10 => {
-                        self.point(point, 1, 11)?;
-                        for side in messages(point, 8).chain(messages(point, 9)) {
-                            let buckets = packed_varints(side, 2);
-                            within(
-                                "buckets in one side of an exponential histogram point",
-                                buckets,
-                                self.limits.exponential_buckets,
-                            )?;
-                            // Varints of a byte or two, eight bytes each once decoded.
-                            self.totals.decoded += buckets * 8;
-                        }
-                    }
-                    // SummaryDataPoint: attributes 7, no exemplars.
-                    _ => self.point(point, 7, 0)?,
+        let mut metadata = 0;
+        for (number, field) in Fields::new(metric).filter_map(Result::ok) {
+            match (number, field) {
+                (1, Value::Len(name)) => {
+                    within(
+                        "bytes in a metric name",
+                        name.len(),
+                        self.limits.value_length,
+                    )?;
                 }
+                (12, Value::Len(pair)) => {
+                    metadata += 1;
+                    self.pair(pair, 1)?;
+                }
+                (5 | 7 | 9 | 10 | 11, Value::Len(data)) => {
+                    for point in messages(data, 1) {
+                        self.point(number, point)?;
+                    }
+                }
+                _ => {}
             }
         }
-        Ok(())
+        self.counted(metadata, "metadata entries on one metric")
     }
 
-    /// A point's attributes (`attributes` field) and its exemplars' (`exemplars`, whose
-    /// filtered attributes are field 7).
-    fn point(&mut self, point: &[u8], attributes: u32, exemplars: u32) -> Result<(), IntakeError> {
-        self.attributes(point, attributes, "attributes on one data point")?;
-        if exemplars > 0 {
-            for exemplar in messages(point, exemplars) {
-                self.totals.decoded += size_of::<Exemplar>();
-                self.attributes(exemplar, 7, "attributes on one exemplar")?;
+    /// A data point of the kind the metric's data field `kind` holds, in one pass: its
+    /// attributes, exemplars, bounds and exponential buckets.
+    fn point(&mut self, kind: u32, point: &[u8]) -> Result<(), IntakeError> {
+        self.totals.points += 1;
+        // The largest point; packed bounds and fixed64 counts take their wire size, counted
+        // with the body's length.
+        self.totals.decoded += size_of::<HistogramDataPoint>();
+        // Per kind: the attributes field and the exemplars field.
+        let (attributes, exemplars) = match kind {
+            5 | 7 => (7, 5),
+            9 => (9, 8),
+            10 => (1, 11),
+            _ => (7, 0),
+        };
+        let (mut n, mut bounds) = (0, 0);
+        for (number, field) in Fields::new(point).filter_map(Result::ok) {
+            match (number, field) {
+                (a, Value::Len(pair)) if a == attributes => {
+                    n += 1;
+                    self.pair(pair, 1)?;
+                }
+                (e, Value::Len(exemplar)) if e == exemplars => {
+                    self.totals.decoded += size_of::<Exemplar>();
+                    self.attributes(exemplar, 7, "attributes on one exemplar")?;
+                }
+                (7, Value::Len(packed)) if kind == 9 => bounds += packed.len() / 8,
+                (7, Value::Fixed64(_)) if kind == 9 => bounds += 1,
+                (8 | 9, Value::Len(side)) if kind == 10 => {
+                    let buckets = packed_varints(side, 2);
+                    within(
+                        "buckets in one side of an exponential histogram point",
+                        buckets,
+                        self.limits.exponential_buckets,
+                    )?;
+                    // Varints of a byte or two, eight bytes each once decoded.
+                    self.totals.decoded += buckets * 8;
+                }
+                _ => {}
             }
         }
-        Ok(())
+        within(
+            "bounds on one histogram point",
+            bounds,
+            self.limits.histogram_bounds,
+        )?;
+        self.counted(n, "attributes on one data point")
+    }
+
+    /// Counts `n` attributes of one owner against the limit.
+    fn counted(&mut self, n: usize, what: &'static str) -> Result<(), IntakeError> {
+        self.totals.decoded += n * size_of::<KeyValue>();
+        within(what, n, self.limits.attributes)
     }
 
     /// The `KeyValue`s in field `number` of `message`: how many, and each one's size.
@@ -242,8 +258,7 @@ impl<'l> Walk<'l> {
             n += 1;
             self.pair(pair, 1)?;
         }
-        self.totals.decoded += n * size_of::<KeyValue>();
-        within(what, n, self.limits.attributes)
+        self.counted(n, what)
     }
 
     /// A `KeyValue`: key 1, value 2.
@@ -298,16 +313,20 @@ impl<'l> Walk<'l> {
     }
 }
 
-/// How many explicit bounds (field 7, `double`, packed or not) a histogram point has.
-fn bounds(point: &[u8]) -> usize {
-    Fields::new(point)
-        .filter_map(Result::ok)
-        .map(|field| match field {
-            (7, Value::Len(packed)) => packed.len() / 8,
-            (7, Value::Fixed64(_)) => 1,
-            _ => 0,
-        })
-        .sum()
+/// Whether `pair` is laid out as `key` (field 1) then a value (field 2) holding one scalar or
+/// string (no array or map), each with a one-byte length: what most attributes are.
+fn flat(pair: &[u8]) -> bool {
+    let [0x0a, key_len, rest @ ..] = pair else {
+        return false;
+    };
+    let Some(rest) = rest
+        .get(usize::from(*key_len)..)
+        .filter(|_| *key_len < 0x80)
+    else {
+        return false;
+    };
+    // The value: tag 2 with a one-byte length, whose first field is not an array (5) or map (6).
+    matches!(rest, [0x12, len, first, ..] if *len < 0x80 && usize::from(*len) == rest.len() - 2 && *first != 0x2a && *first != 0x32)
 }
 
 /// How many varints field `number` of `message` holds, packed or not.
@@ -409,6 +428,20 @@ mod tests {
             let error = metrics(&body, &limits).expect_err(message);
             assert_eq!(error.to_string(), message);
         }
+    }
+
+    #[test]
+    fn short_scalar_attributes_take_the_short_path_and_others_the_walk() {
+        let encoded = |value: AnyValue| kv("http.route", value).encode_to_vec();
+        let text = AnyValue {
+            value: Some(any_value::Value::StringValue("/r1".into())),
+        };
+        assert!(flat(&encoded(text)));
+        assert!(!flat(&encoded(nested(1))), "an array is walked");
+        let long = AnyValue {
+            value: Some(any_value::Value::StringValue("x".repeat(200))),
+        };
+        assert!(!flat(&encoded(long)), "a two-byte length is walked");
     }
 
     #[test]
