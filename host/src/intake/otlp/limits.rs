@@ -263,15 +263,27 @@ impl<'l> Walk<'l> {
 
     /// A `KeyValue`: key 1, value 2.
     fn pair(&mut self, pair: &[u8], depth: usize) -> Result<(), IntakeError> {
-        for key in messages(pair, 1) {
-            within(
-                "bytes in an attribute key",
-                key.len(),
-                self.limits.key_length,
-            )?;
+        // Most attributes are a short key and a scalar value: too short to pass a length
+        // limit, and nothing nested to walk.
+        if pair.len() <= self.limits.key_length.min(self.limits.value_length)
+            && depth <= self.limits.depth
+            && flat(pair)
+        {
+            self.any();
+            return Ok(());
         }
-        for value in messages(pair, 2) {
-            self.value(value, depth)?;
+        for (number, field) in Fields::new(pair).filter_map(Result::ok) {
+            match (number, field) {
+                (1, Value::Len(key)) => {
+                    within(
+                        "bytes in an attribute key",
+                        key.len(),
+                        self.limits.key_length,
+                    )?;
+                }
+                (2, Value::Len(value)) => self.value(value, depth)?,
+                _ => {}
+            }
         }
         Ok(())
     }
