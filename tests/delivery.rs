@@ -10,7 +10,7 @@ use common::{Completed, exposition, post_ndjson, start};
 use serde_json::Value;
 use wasmtel::Host;
 use wasmtel::export::delivery::{Report, State};
-use wasmtel_tests::{Received, Receiver, attrs};
+use wasmtel_tests::{Received, Receiver};
 
 /// A host forwarding events as logs to `receiver`, with fast retries.
 async fn host(receiver: &Receiver, logs_batch: usize, logs_queue: usize, max_retries: u32) -> Host {
@@ -25,17 +25,6 @@ async fn host(receiver: &Receiver, logs_batch: usize, logs_queue: usize, max_ret
 fn events(seqs: std::ops::Range<u32>) -> Vec<Value> {
     let ok = Completed::ok("m1", "vllm");
     seqs.map(|seq| ok.event(seq)).collect()
-}
-
-/// Every request id received as a log record, in arrival order.
-fn request_ids(r: &Received) -> Vec<String> {
-    r.logs
-        .iter()
-        .flat_map(|l| &l.resource_logs)
-        .flat_map(|rl| &rl.scope_logs)
-        .flat_map(|sl| &sl.log_records)
-        .filter_map(|rec| attrs(&rec.attributes).get("inference.request.id").cloned())
-        .collect()
 }
 
 fn logs_report(host: &Host) -> Report {
@@ -75,10 +64,10 @@ async fn every_event_arrives_though_half_the_requests_fail() {
     }
     receiver
         .wait_until("all 10,000 events", |r| {
-            request_ids(r).iter().collect::<BTreeSet<_>>().len() == 10_000
+            r.request_ids().iter().collect::<BTreeSet<_>>().len() == 10_000
         })
         .await;
-    let ids: BTreeSet<String> = receiver.with(request_ids).into_iter().collect();
+    let ids: BTreeSet<String> = receiver.with(Received::request_ids).into_iter().collect();
     let want: BTreeSet<String> = (0..10_000).map(|i| format!("req-{i}")).collect();
     assert_eq!(ids, want, "every event, none lost");
     let report = logs_report(&host);
@@ -185,11 +174,11 @@ async fn ten_failed_exports_pause_it_and_a_full_queue_drops_exactly_the_oldest()
     assert!(host.resume("otlp"));
     assert!(!host.resume("otlp"), "already resumed");
     receiver
-        .wait_until("the 50 queued events", |r| request_ids(r).len() == 50)
+        .wait_until("the 50 queued events", |r| r.request_ids().len() == 50)
         .await;
     // Several batches go at once, so in any order; exactly the 8 oldest are missing.
     let mut got: Vec<u32> = receiver
-        .with(request_ids)
+        .with(Received::request_ids)
         .iter()
         .filter_map(|id| id.strip_prefix("req-")?.parse().ok())
         .collect();
@@ -230,7 +219,7 @@ async fn retry_after_is_respected_in_both_forms() {
             gap >= Duration::from_millis(990),
             "{form}: retried after {gap:?}, not after the 1 s the server asked for (backoff alone is 2 ms)"
         );
-        assert_eq!(receiver.with(request_ids), ["req-0"]);
+        assert_eq!(receiver.with(Received::request_ids), ["req-0"]);
         host.shutdown().await;
     }
 }
@@ -355,7 +344,7 @@ async fn a_full_queue_in_reject_mode_refuses_with_retry_after_and_loses_nothing(
         balanced(&host).delivered == accepted
     })
     .await;
-    let ids = receiver.with(request_ids);
+    let ids = receiver.with(Received::request_ids);
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(
         (ids.len() as u64, unique.len() as u64),
@@ -377,7 +366,7 @@ async fn a_full_queue_in_drop_oldest_mode_counts_every_drop_exactly() {
     receiver.answer(200);
     wait_for("the queue drained", || balanced(&host).queued == 0).await;
     let c = balanced(&host);
-    let ids = receiver.with(request_ids);
+    let ids = receiver.with(Received::request_ids);
     let unique: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(
         (ids.len() as u64, unique.len() as u64),

@@ -550,22 +550,9 @@ async fn a_full_disk_refuses_with_503_loses_nothing_accepted_and_recovers() {
     // The backend comes back: everything accepted is delivered, the journal shrinks, and the
     // host takes events again.
     receiver.answer(200);
-    let ids = |r: &wasmtel_tests::Received| -> std::collections::HashSet<String> {
-        r.logs
-            .iter()
-            .flat_map(|l| &l.resource_logs)
-            .flat_map(|rl| &rl.scope_logs)
-            .flat_map(|sl| &sl.log_records)
-            .filter_map(|rec| {
-                wasmtel_tests::attrs(&rec.attributes)
-                    .get("inference.request.id")
-                    .cloned()
-            })
-            .collect()
-    };
     receiver
         .wait_until("every accepted event", |r| {
-            let got = ids(r);
+            let got: std::collections::HashSet<String> = r.request_ids().into_iter().collect();
             (0..acked).all(|i| got.contains(&format!("req-{i}")))
         })
         .await;

@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use wasmtel_tests::{Exposition, Receiver, scrape};
+use wasmtel_tests::{Exposition, Received, Receiver, scrape};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmtel");
 
@@ -785,23 +785,6 @@ fn completed(ids: std::ops::Range<u64>) -> String {
     .collect()
 }
 
-/// The request ids of every log record `receiver` kept.
-fn received_ids(receiver: &Receiver) -> Vec<String> {
-    receiver.with(|r| {
-        r.logs
-            .iter()
-            .flat_map(|l| &l.resource_logs)
-            .flat_map(|rl| &rl.scope_logs)
-            .flat_map(|sl| &sl.log_records)
-            .filter_map(|rec| {
-                wasmtel_tests::attrs(&rec.attributes)
-                    .get("inference.request.id")
-                    .cloned()
-            })
-            .collect()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_with_the_disk_queue_loses_nothing_acknowledged() {
     let receiver = Receiver::start().await;
@@ -826,6 +809,8 @@ async fn kill_9_under_load_with_the_disk_queue_loses_nothing_acknowledged() {
                 .await;
             match sent {
                 Ok(r) if r.status() == 202 => acked += 100,
+                // The queue is full (the backend is down): the batch is not acknowledged.
+                Ok(r) if r.status() == 503 => tokio::time::sleep(Duration::from_millis(50)).await,
                 Ok(r) => panic!("{}", r.status()),
                 Err(_) => return acked,
             }
@@ -842,13 +827,17 @@ async fn kill_9_under_load_with_the_disk_queue_loses_nothing_acknowledged() {
         acked >= 1000,
         "only {acked} events acknowledged before the kill"
     );
-    assert!(received_ids(&receiver).is_empty(), "the backend was down");
+    assert!(
+        receiver.with(Received::request_ids).is_empty(),
+        "the backend was down"
+    );
 
     receiver.answer(200);
     served.restart().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let missing = loop {
-        let got: std::collections::HashSet<String> = received_ids(&receiver).into_iter().collect();
+        let got: std::collections::HashSet<String> =
+            receiver.with(Received::request_ids).into_iter().collect();
         let missing: Vec<u64> = (0..acked)
             .filter(|i| !got.contains(&format!("req-{i}")))
             .collect();

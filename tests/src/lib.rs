@@ -34,6 +34,19 @@ pub struct Received {
     pub times: Vec<std::time::Instant>,
 }
 
+impl Received {
+    /// The `inference.request.id` of every log record received, in arrival order.
+    pub fn request_ids(&self) -> Vec<String> {
+        self.logs
+            .iter()
+            .flat_map(|l| &l.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+            .filter_map(|rec| attrs(&rec.attributes).get("inference.request.id").cloned())
+            .collect()
+    }
+}
+
 /// Decides the answer to request number `n` (from 0): a status and extra response headers.
 pub type Script = Box<dyn FnMut(usize) -> (u16, Vec<(&'static str, String)>) + Send>;
 
