@@ -541,9 +541,27 @@ async fn exponential_histograms_are_exported_when_chosen_and_omitted_from_promet
 
 #[tokio::test]
 async fn exemplars_carry_the_trace_of_the_event_they_came_from() {
+    exemplars_arrive("").await;
+}
+
+#[tokio::test]
+async fn exemplars_reach_transforms_and_survive_them() {
+    let dir = std::env::temp_dir().join(format!("wasmtel-exemplars-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(env!("WASMTEL_FIXTURE_PASSTHROUGH"), dir.join("same.wasm")).expect("copy");
+    exemplars_arrive(&format!(
+        "[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"same\"\n",
+        dir.display()
+    ))
+    .await;
+}
+
+/// Posts three traced events (two in one bucket) to a host configured with `extra` and checks
+/// the exemplars exported with the duration histogram.
+async fn exemplars_arrive(extra: &str) {
     use opentelemetry_proto::tonic::metrics::v1::exemplar::Value;
     let receiver = Receiver::start().await;
-    let host = start(&config(&receiver, "logs = false")).await;
+    let host = start(&format!("{}\n{extra}", config(&receiver, "logs = false"))).await;
     let fast = Completed {
         total_ms: 40.0,
         ..Completed::ok("m1", "vllm")

@@ -1,10 +1,11 @@
 //! Host data in the contract's types: the engine's state as a metric batch, in the temporality an exporter asked for.
 
 use super::bindings::types::{
-    Buckets as WitBuckets, ExponentialHistogram, ExponentialHistogramPoint, Histogram,
-    HistogramPoint, KeyValue, Metric, MetricBatch, MetricData, NumberPoint, Resource, Scope,
-    ScopeMetrics, Sum, Temporality, Value,
+    Buckets as WitBuckets, Exemplar as WitExemplar, ExponentialHistogram,
+    ExponentialHistogramPoint, Histogram, HistogramPoint, KeyValue, Metric, MetricBatch,
+    MetricData, NumberPoint, Resource, Scope, ScopeMetrics, Sum, Temporality, Value,
 };
+use crate::metrics::exemplar::Exemplar;
 use crate::metrics::reader::{PointValue, Reader, Shape, known_extreme};
 use crate::metrics::{DeltaTracker, Instrument, Registry};
 use crate::model::attributes::{AttributeSet, ValueRef};
@@ -36,6 +37,17 @@ pub fn resource(r: &HostResource) -> Resource {
     Resource {
         attributes: key_values(r.attributes()),
         schema_url: String::new(),
+    }
+}
+
+/// An exemplar in the contract's type (the host keeps no filtered attributes).
+fn exemplar(e: &Exemplar) -> WitExemplar {
+    WitExemplar {
+        filtered_attributes: Vec::new(),
+        time_unix_nano: e.time_unix_nano,
+        value: e.value,
+        trace_id: e.trace.map(|t| t.trace_id.to_vec()).unwrap_or_default(),
+        span_id: e.trace.map(|t| t.span_id.to_vec()).unwrap_or_default(),
     }
 }
 
@@ -88,6 +100,11 @@ fn metric(instrument: &Instrument, reader: &mut Reader<'_>) -> Option<Metric> {
     let (mut numbers, mut histograms, mut exponentials) = (Vec::new(), Vec::new(), Vec::new());
     let points = reader.read(instrument, |p| {
         let attributes = key_values(p.attributes);
+        let exemplars: Vec<WitExemplar> = p
+            .exemplars()
+            .into_iter()
+            .map(|(_, e)| exemplar(&e))
+            .collect();
         let (start_time_unix_nano, time_unix_nano) = (p.start, p.time);
         match p.value {
             PointValue::Number(value) => numbers.push(NumberPoint {
@@ -95,7 +112,7 @@ fn metric(instrument: &Instrument, reader: &mut Reader<'_>) -> Option<Metric> {
                 start_time_unix_nano,
                 time_unix_nano,
                 value,
-                exemplars: Vec::new(),
+                exemplars,
             }),
             PointValue::Histogram(h, bounds) => histograms.push(HistogramPoint {
                 attributes,
@@ -107,7 +124,7 @@ fn metric(instrument: &Instrument, reader: &mut Reader<'_>) -> Option<Metric> {
                 max: known_extreme(h.count, h.max),
                 bounds: bounds.to_vec(),
                 bucket_counts: h.bucket_counts,
-                exemplars: Vec::new(),
+                exemplars,
             }),
             PointValue::Exponential(e) => exponentials.push(ExponentialHistogramPoint {
                 attributes,
@@ -128,7 +145,7 @@ fn metric(instrument: &Instrument, reader: &mut Reader<'_>) -> Option<Metric> {
                     offset: e.negative.offset,
                     counts: e.negative.counts,
                 },
-                exemplars: Vec::new(),
+                exemplars,
             }),
         }
     });
@@ -345,7 +362,22 @@ pub mod otlp {
                 start_time_unix_nano: p.start_time_unix_nano,
                 time_unix_nano: p.time_unix_nano,
                 value: Some(pm::number_data_point::Value::AsDouble(p.value)),
+                exemplars: exemplars(&p.exemplars),
                 ..Default::default()
+            })
+            .collect()
+    }
+
+    /// Contract exemplars as OTLP ones.
+    fn exemplars(exemplars: &[crate::plugins::bindings::types::Exemplar]) -> Vec<pm::Exemplar> {
+        exemplars
+            .iter()
+            .map(|e| pm::Exemplar {
+                filtered_attributes: proto_attributes(&e.filtered_attributes),
+                time_unix_nano: e.time_unix_nano,
+                span_id: e.span_id.clone(),
+                trace_id: e.trace_id.clone(),
+                value: Some(pm::exemplar::Value::AsDouble(e.value)),
             })
             .collect()
     }
@@ -402,6 +434,7 @@ pub mod otlp {
                         explicit_bounds: p.bounds.clone(),
                         min: p.min,
                         max: p.max,
+                        exemplars: exemplars(&p.exemplars),
                         ..Default::default()
                     })
                     .collect(),
@@ -428,6 +461,7 @@ pub mod otlp {
                             zero_count: p.zero_count,
                             positive: buckets(&p.positive),
                             negative: buckets(&p.negative),
+                            exemplars: exemplars(&p.exemplars),
                             min: p.min,
                             max: p.max,
                             zero_threshold: p.zero_threshold,
