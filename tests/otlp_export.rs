@@ -684,3 +684,92 @@ async fn delta_preference_sends_counter_changes_and_keeps_up_down_counters_cumul
     assert_eq!(third["queue"].1, 3.0);
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_plugin_call_is_counted_timed_and_its_failures_named() {
+    let dir = std::env::temp_dir().join(format!("wasmtel-plugin-stats-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    // Names no other test uses: the counts are process-wide.
+    let passthrough = env!("WASMTEL_FIXTURE_PASSTHROUGH");
+    std::fs::copy(passthrough, dir.join("counted.wasm")).expect("copy");
+    std::fs::copy(passthrough, dir.join("counted-trap.wasm")).expect("copy");
+    let receiver = Receiver::start().await;
+    let extra = format!(
+        "[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"counted\"\n[[transforms]]\nplugin = \"counted-trap\"\nconfig = {{ trap = \"true\" }}\n",
+        dir.display()
+    );
+    let data = dir.join("data");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n{}\n{extra}",
+        data.display(),
+        config(&receiver, "logs = false")
+    ))
+    .await;
+    post_ndjson(&host, &[Completed::ok("m1", "vllm").event(1)]).await;
+    for _ in 0..3 {
+        host.collect_now().await;
+    }
+    receiver
+        .wait_until("three batches", |r| r.metrics.len() == 3)
+        .await;
+    let m = exposition(&host).await;
+    let calls = |plugin: &str, function: &str, outcome: &str| {
+        let labels = [
+            ("plugin", plugin),
+            ("function", function),
+            ("outcome", outcome),
+        ];
+        (
+            m.value("wasmtel_plugin_calls_total", &labels),
+            m.value("wasmtel_plugin_call_duration_seconds_count", &labels),
+        )
+    };
+    assert_eq!(calls("counted", "init", "ok"), (Some(1.0), Some(1.0)));
+    assert_eq!(
+        calls("counted", "transform-metrics", "ok"),
+        (Some(3.0), Some(3.0))
+    );
+    // The trapping one: it traps, is re-created after a backoff (init again) and refused
+    // while it backs off; each call counted under its outcome.
+    let (trapped, timed) = calls("counted-trap", "transform-metrics", "trap");
+    assert!(trapped.is_some_and(|n| n >= 1.0), "{trapped:?}");
+    assert_eq!(trapped, timed);
+    assert_eq!(
+        m.value(
+            "wasmtel_plugin_traps_total",
+            &[("plugin", "counted-trap"), ("cause", "trap")]
+        ),
+        trapped
+    );
+    assert!(
+        m.value(
+            "wasmtel_plugin_items_total",
+            &[("plugin", "counted"), ("direction", "in")]
+        )
+        .is_some_and(|n| n > 0.0)
+    );
+    assert_eq!(
+        m.value(
+            "wasmtel_plugin_items_total",
+            &[("plugin", "counted"), ("direction", "in")]
+        ),
+        m.value(
+            "wasmtel_plugin_items_total",
+            &[("plugin", "counted"), ("direction", "out")]
+        ),
+        "a pass-through returns what it was given"
+    );
+    assert!(
+        m.value("wasmtel_plugin_memory_bytes", &[("plugin", "counted")])
+            .is_some_and(|b| b >= 65536.0)
+    );
+    // The API shows the same totals.
+    let (_, plugins, _) = common::Api::new(&host, &data).get("/api/v1/plugins").await;
+    let counted = plugins["plugins"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "counted"))
+        .cloned()
+        .expect("counted listed");
+    assert_eq!(counted["stats"]["calls"]["ok"], 4, "{counted}");
+    host.shutdown().await;
+}

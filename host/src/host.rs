@@ -112,6 +112,16 @@ impl Host {
         );
         let telemetry = SelfTelemetry::register(&registry)?;
         crate::telemetry::plugin_refusals(&registry, crate::plugins::budget::refusals)?;
+        crate::telemetry::plugin_stats(
+            &registry,
+            crate::telemetry::PluginStats {
+                calls: crate::plugins::stats::calls,
+                bounds: &crate::plugins::stats::DURATION_BOUNDS,
+                traps: crate::plugins::stats::traps,
+                items: crate::plugins::stats::item_counts,
+                memory: crate::plugins::stats::memories,
+            },
+        )?;
         let resource = crate::sources::resource::detect(&config.resource);
         let deriver = Deriver::new(&config.derive, &registry)?;
         let registries = Arc::new(Registries::new(registry.clone(), resource));

@@ -1,8 +1,10 @@
 //! Self-telemetry: the host's own counters, recorded in the same engine as everything else.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::metrics::{ConflictError, Descriptor, Instrument, Registry};
+use crate::metrics::aggregation::HistogramPoint;
+use crate::metrics::{ConflictError, Descriptor, Instrument, Point, Registry};
 use crate::model::Signal;
 use crate::model::attributes::ValueRef;
 use crate::model::metric::InstrumentKind;
@@ -103,6 +105,127 @@ pub fn plugin_refusals(
                     ("plugin", ValueRef::Str(&plugin)),
                 ];
                 o.observe(&attrs, n as f64);
+            }
+        }),
+    );
+    Ok(())
+}
+
+/// A plugin, one of its functions and a call outcome.
+pub type CallSeries = (String, &'static str, &'static str);
+
+/// What plugins did, process-wide, as the plugin runtime reports it.
+pub struct PluginStats {
+    /// Per plugin, function and outcome: the durations of the calls, cumulative.
+    pub calls: fn() -> Vec<(CallSeries, HistogramPoint)>,
+    /// The bounds of those durations, in seconds.
+    pub bounds: &'static [f64],
+    /// Per plugin and cause: failures.
+    pub traps: fn() -> Vec<(String, &'static str, u64)>,
+    /// Per plugin and direction: items.
+    pub items: fn() -> Vec<(String, &'static str, u64)>,
+    /// Per plugin: bytes its instance held after its last call.
+    pub memory: fn() -> Vec<(String, u64)>,
+}
+
+/// Registers `wasmtel.plugin.calls`, `.call.duration`, `.traps`, `.items` and `.memory`,
+/// read from `stats` at each collection (durations merged as the change since the last one).
+pub fn plugin_stats(registry: &Registry, stats: PluginStats) -> Result<(), ConflictError> {
+    let calls = instrument(
+        registry,
+        InstrumentKind::ObservableCounter,
+        "wasmtel.plugin.calls",
+        "{call}",
+        "Plugin calls, by plugin, function and outcome (ok, error, trap, busy, backing_off, failed).",
+    )?;
+    let duration = registry.instrument(
+        Descriptor {
+            name: "wasmtel.plugin.call.duration".into(),
+            unit: "s".into(),
+            description: "How long plugin calls took, by plugin, function and outcome.".into(),
+            kind: InstrumentKind::Histogram,
+            scope: SELF_SCOPE.into(),
+        },
+        stats.bounds,
+    )?;
+    let seen: Mutex<HashMap<CallSeries, HistogramPoint>> = Mutex::default();
+    let read_calls = stats.calls;
+    let _ = registry.register_callback(
+        calls,
+        Box::new(move |o| {
+            let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+            for ((plugin, function, outcome), now) in read_calls() {
+                let attrs = [
+                    ("function", ValueRef::Str(function)),
+                    ("outcome", ValueRef::Str(outcome)),
+                    ("plugin", ValueRef::Str(&plugin)),
+                ];
+                o.observe(&attrs, now.count as f64);
+                let key = (plugin.clone(), function, outcome);
+                let change = match seen.get(&key) {
+                    Some(before) => now.since(before),
+                    None => Some(now.clone()),
+                };
+                if let Some(change) = change.filter(|c| c.count > 0) {
+                    let _ = duration.merge(&attrs, Point::Histogram(stats.bounds, &change));
+                }
+                seen.insert(key, now);
+            }
+        }),
+    );
+    let counted = |name: &str,
+                   unit: &str,
+                   description: &str,
+                   key: &'static str,
+                   read: fn() -> Vec<(String, &'static str, u64)>| {
+        let counter = instrument(
+            registry,
+            InstrumentKind::ObservableCounter,
+            name,
+            unit,
+            description,
+        )?;
+        let _ = registry.register_callback(
+            counter,
+            Box::new(move |o| {
+                for (plugin, value, n) in read() {
+                    let attrs = [
+                        (key, ValueRef::Str(value)),
+                        ("plugin", ValueRef::Str(&plugin)),
+                    ];
+                    o.observe(&attrs, n as f64);
+                }
+            }),
+        );
+        Ok::<_, ConflictError>(())
+    };
+    counted(
+        "wasmtel.plugin.traps",
+        "{failure}",
+        "Plugin calls that failed, by plugin and cause (trap, deadline, memory_limit).",
+        "cause",
+        stats.traps,
+    )?;
+    counted(
+        "wasmtel.plugin.items",
+        "{item}",
+        "Items given to plugins (in) and returned by them (out): points, records, requests, attribute sets.",
+        "direction",
+        stats.items,
+    )?;
+    let memory = instrument(
+        registry,
+        InstrumentKind::ObservableGauge,
+        "wasmtel.plugin.memory",
+        "By",
+        "Bytes each plugin's instance held in its memories and tables after its last call.",
+    )?;
+    let read_memory = stats.memory;
+    let _ = registry.register_callback(
+        memory,
+        Box::new(move |o| {
+            for (plugin, bytes) in read_memory() {
+                o.observe(&[("plugin", ValueRef::Str(&plugin))], bytes as f64);
             }
         }),
     );

@@ -125,8 +125,9 @@ fn plugin_list(admin: &Admin) -> Vec<serde_json::Value> {
                 Health::Restarting(why) => ("restarting", Some(why)),
                 Health::Failed(why) => ("failed", Some(why)),
             };
+            let stats = crate::plugins::stats::summary(&row.plugin);
             json!({ "name": row.plugin, "kind": row.kind, "integration": row.integration,
-                    "state": state, "reason": reason })
+                    "state": state, "reason": reason, "stats": stats })
         })
         .collect()
 }

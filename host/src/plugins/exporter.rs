@@ -8,6 +8,7 @@ use super::bindings::encoder::{self, ExporterInfo, Outbound, Outcome, Response};
 use super::bindings::types::{LogBatch, MetricBatch};
 use super::budget;
 use super::runtime::{Limits, Runtime};
+use super::stats;
 use super::supervisor::{CallError, Health, LoadError, Shared, Supervised};
 
 /// A loaded exporter plugin.
@@ -67,27 +68,31 @@ impl ExporterPlugin {
 
     /// Encodes a metric batch; a result past the plugin's budgets is refused.
     pub fn encode_metrics(&self, batch: &MetricBatch) -> Result<Vec<Outbound>, CallError> {
-        let out = self
-            .instance
-            .call(|g, store| g.call_encode_metrics(store, batch))?;
+        stats::items(&self.name, "in", budget::metric_size(batch).0);
+        let out = self.instance.call("encode-metrics", |g, store| {
+            g.call_encode_metrics(store, batch)
+        })?;
         budget::outbound(&self.name, &out, &self.instance.budgets())?;
+        stats::items(&self.name, "out", out.len());
         Ok(out)
     }
 
     /// Encodes a log batch; a result past the plugin's budgets is refused.
     pub fn encode_logs(&self, batch: &LogBatch) -> Result<Vec<Outbound>, CallError> {
+        stats::items(&self.name, "in", budget::log_size(batch).0);
         let out = self
             .instance
-            .call(|g, store| g.call_encode_logs(store, batch))?;
+            .call("encode-logs", |g, store| g.call_encode_logs(store, batch))?;
         budget::outbound(&self.name, &out, &self.instance.budgets())?;
+        stats::items(&self.name, "out", out.len());
         Ok(out)
     }
 
     /// Asks the plugin how to treat a response; if it cannot answer, the status code decides.
     pub fn classify(&self, response: &Response) -> Outcome {
-        let answer = self
-            .instance
-            .call(|g, store| g.call_classify(store, response).map(Ok));
+        let answer = self.instance.call("classify", |g, store| {
+            g.call_classify(store, response).map(Ok)
+        });
         answer.unwrap_or_else(|_| match response.status {
             200..=299 => Outcome::Success,
             429 | 502 | 503 | 504 => Outcome::Retry(None),

@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod loader;
 pub mod reload;
 pub mod runtime;
+pub mod stats;
 pub mod supervisor;
 pub mod transform;
 pub mod view;

@@ -210,6 +210,13 @@ pub struct PluginState {
     pub(super) logs: super::host::LogBucket,
 }
 
+impl PluginState {
+    /// Bytes the instance holds in its memories and tables.
+    pub(super) fn memory_used(&self) -> usize {
+        self.memory.used
+    }
+}
+
 impl WasiView for PluginState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {

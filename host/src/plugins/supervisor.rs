@@ -8,6 +8,7 @@ use wasmtime::Store;
 use wasmtime::component::{Component, Instance, InstancePre};
 
 use super::runtime::{Budgets, Failure, Limits, PluginState, Runtime, RuntimeError, arm, failure};
+use super::stats;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -138,17 +139,27 @@ impl<G> Supervised<G> {
     }
 
     fn instantiate(&self) -> Result<(Store<PluginState>, G), CallError> {
+        let began = Instant::now();
         let mut store = self.runtime.store(&self.name, self.limits);
         arm(&mut store);
         let started = self
             .pre
             .instantiate(&mut store)
             .and_then(|instance| (self.start)(&mut store, &instance));
-        match started {
+        let result = match started {
             Ok(Ok(guest)) => Ok((store, guest)),
             Ok(Err(refusal)) => Err(CallError::Plugin(self.name.clone(), refusal)),
             Err(e) => Err(CallError::Failed(self.name.clone(), failure(&store, &e))),
-        }
+        };
+        stats::call(&self.name, "init", stats::outcome(&result), began.elapsed());
+        result
+    }
+
+    /// Bytes the live instance holds in its memories and tables (0 without one).
+    fn memory(&self) -> usize {
+        self.live
+            .as_ref()
+            .map_or(0, |(store, _)| store.data().memory_used())
     }
 
     /// Calls into the live instance, re-creating it first if a backoff has passed.
@@ -298,18 +309,40 @@ impl<G> Shared<G> {
         self.limits.call_timeout
     }
 
-    /// Calls into the instance, as [`Supervised::call`] does, waiting as long as it takes for
-    /// the calls before it (each bounded by the deadline).
+    /// Calls `function` of the instance (`f` makes the call), as [`Supervised::call`] does,
+    /// waiting as long as it takes for the calls before it (each bounded by the deadline).
     pub fn call<R>(
         &self,
+        function: &'static str,
         f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, CallError> {
-        self.call_within(None, f)
+        self.call_within(function, None, f)
     }
 
-    /// Calls into the instance, waiting at most `wait` (when given) for another call to end;
-    /// [`CallError::Busy`] past it.
+    /// Calls `function` of the instance, waiting at most `wait` (when given) for another call
+    /// to end ([`CallError::Busy`] past it); every call is counted in [`stats`], with its
+    /// outcome, duration and the instance's memory after it.
     pub fn call_within<R>(
+        &self,
+        function: &'static str,
+        wait: Option<Duration>,
+        f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<R, CallError> {
+        let began = Instant::now();
+        let result = self.call_counted(wait, f);
+        stats::call(
+            &self.name,
+            function,
+            stats::outcome(&result),
+            began.elapsed(),
+        );
+        if let Err(CallError::Failed(_, failure)) = &result {
+            stats::trap(&self.name, failure);
+        }
+        result
+    }
+
+    fn call_counted<R>(
         &self,
         wait: Option<Duration>,
         f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
@@ -321,7 +354,9 @@ impl<G> Shared<G> {
             .supervised
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let _span = tracing::trace_span!("plugin call", plugin = %self.name).entered();
         let result = supervised.call(f);
+        stats::memory(&self.name, supervised.memory());
         // A call that succeeds on a running instance leaves its health as it was.
         if result.is_err() || !self.running.load(std::sync::atomic::Ordering::Relaxed) {
             let health = supervised.health();

@@ -10,6 +10,7 @@ use super::budget;
 use super::loader::Loader;
 use super::reload::{Reloadable, Source, Versioned, next_version};
 use super::runtime::{Limits, Runtime};
+use super::stats;
 use super::supervisor::{CallError, Health, LoadError, Shared, Supervised};
 use crate::config::OnFailure;
 
@@ -61,22 +62,26 @@ impl TransformPlugin {
 
     /// Rewrites a metric batch; a result past the plugin's budgets is refused.
     pub fn metrics(&self, batch: &MetricBatch) -> Result<MetricBatch, CallError> {
-        let out = self
-            .instance
-            .call(|g, store| g.call_transform_metrics(store, batch))?;
+        let out = self.instance.call("transform-metrics", |g, store| {
+            g.call_transform_metrics(store, batch)
+        })?;
         let b = self.instance.budgets();
         let (before, after) = (budget::metric_size(batch), budget::metric_size(&out));
+        stats::items(&self.name, "in", before.0);
+        stats::items(&self.name, "out", after.0);
         budget::growth(&self.name, before, after, &b)?;
         Ok(out)
     }
 
     /// Rewrites a log batch; a result past the plugin's budgets is refused.
     pub fn logs(&self, batch: &LogBatch) -> Result<LogBatch, CallError> {
-        let out = self
-            .instance
-            .call(|g, store| g.call_transform_logs(store, batch))?;
+        let out = self.instance.call("transform-logs", |g, store| {
+            g.call_transform_logs(store, batch)
+        })?;
         let b = self.instance.budgets();
         let (before, after) = (budget::log_size(batch), budget::log_size(&out));
+        stats::items(&self.name, "in", before.0);
+        stats::items(&self.name, "out", after.0);
         budget::growth(&self.name, before, after, &b)?;
         Ok(out)
     }

@@ -12,6 +12,7 @@ use super::convert;
 use super::loader::Loader;
 use super::reload::{Reloadable, Source, Versioned, next_version};
 use super::runtime::{Limits, Runtime};
+use super::stats;
 use super::supervisor::{Health, LoadError, Shared, Supervised};
 use crate::metrics::{AttributeView, Descriptor, Mapping};
 use crate::model::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
@@ -73,10 +74,13 @@ impl ViewPlugin {
         // asks may still spend on views.
         let timeout = self.instance.call_timeout();
         let wait = crate::metrics::patience().map_or(timeout, |left| left.min(timeout));
-        let answer = self.instance.call_within(Some(wait), |g, store| {
-            g.call_map_attributes(store, &info, &input)
-                .map(Ok::<_, String>)
-        });
+        stats::items(&self.name, "in", 1);
+        let answer = self
+            .instance
+            .call_within("map-attributes", Some(wait), |g, store| {
+                g.call_map_attributes(store, &info, &input)
+                    .map(Ok::<_, String>)
+            });
         let answer = answer.and_then(|pairs| match pairs {
             Some(pairs) => {
                 budget::view(&self.name, &pairs, &self.instance.budgets()).map(|()| Some(pairs))
@@ -85,7 +89,10 @@ impl ViewPlugin {
         });
         match answer {
             Ok(None) => Mapping::Keep,
-            Ok(Some(pairs)) => Mapping::Replace(attribute_set(pairs)),
+            Ok(Some(pairs)) => {
+                stats::items(&self.name, "out", 1);
+                Mapping::Replace(attribute_set(pairs))
+            }
             Err(e) => {
                 tracing::debug!(plugin = %self.name, "{e}; the series keeps its attributes");
                 Mapping::Unavailable

@@ -1,0 +1,182 @@
+//! What every plugin did, process-wide: calls by function and outcome with their durations,
+//! traps by cause, items in and out, and memory; self-telemetry reads it at each collection.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::runtime::Failure;
+use super::supervisor::CallError;
+use crate::metrics::aggregation::HistogramPoint;
+
+/// Bounds of `wasmtel.plugin.call.duration`, in seconds: 10 µs to the 100 ms deadline and past.
+pub const DURATION_BOUNDS: [f64; 12] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+];
+
+/// A plugin, its function and the call's outcome.
+pub type CallKey = (String, &'static str, &'static str);
+
+#[derive(Default)]
+struct Stats {
+    /// Per call series, the durations of its calls, cumulative.
+    calls: HashMap<CallKey, HistogramPoint>,
+    traps: HashMap<(String, &'static str), u64>,
+    items: HashMap<(String, &'static str), u64>,
+    memory: HashMap<String, u64>,
+}
+
+static STATS: LazyLock<Mutex<Stats>> = LazyLock::new(Mutex::default);
+
+fn stats() -> std::sync::MutexGuard<'static, Stats> {
+    STATS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A call's outcome as self-telemetry names it.
+pub fn outcome<R>(result: &Result<R, CallError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(CallError::Plugin(..)) => "error",
+        Err(CallError::Failed(..)) => "trap",
+        Err(CallError::BackingOff(_)) => "backing_off",
+        Err(CallError::CrashLoop(..)) => "failed",
+        Err(CallError::OverBudget(..)) => "over_budget",
+        Err(CallError::Busy(_)) => "busy",
+    }
+}
+
+/// A failure's cause as self-telemetry names it.
+pub fn cause(failure: &Failure) -> &'static str {
+    match failure {
+        Failure::Deadline(_) => "deadline",
+        Failure::MemoryLimit(_) => "memory_limit",
+        Failure::Trap(_) => "trap",
+    }
+}
+
+/// Counts one call of `function` of `plugin`, its outcome and how long it took.
+pub fn call(plugin: &str, function: &'static str, outcome: &'static str, took: Duration) {
+    let seconds = took.as_secs_f64();
+    let bucket = DURATION_BOUNDS.partition_point(|b| *b < seconds);
+    let mut s = stats();
+    let h = s
+        .calls
+        .entry((plugin.to_owned(), function, outcome))
+        .or_insert_with(|| HistogramPoint {
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            bucket_counts: vec![0; DURATION_BOUNDS.len() + 1],
+        });
+    h.count += 1;
+    h.sum += seconds;
+    h.min = h.min.min(seconds);
+    h.max = h.max.max(seconds);
+    h.bucket_counts[bucket] += 1;
+}
+
+/// Counts a failure of `plugin` by its cause.
+pub fn trap(plugin: &str, failure: &Failure) {
+    *stats()
+        .traps
+        .entry((plugin.to_owned(), cause(failure)))
+        .or_default() += 1;
+}
+
+/// Counts `n` items (points, records, requests, attribute sets) going `direction` (`in` to
+/// the plugin, `out` of it).
+pub fn items(plugin: &str, direction: &'static str, n: usize) {
+    *stats()
+        .items
+        .entry((plugin.to_owned(), direction))
+        .or_default() += n as u64;
+}
+
+/// Notes the bytes `plugin`'s instance holds in its memories and tables.
+pub fn memory(plugin: &str, bytes: usize) {
+    stats().memory.insert(plugin.to_owned(), bytes as u64);
+}
+
+/// Every call series so far, with its durations.
+pub fn calls() -> Vec<(CallKey, HistogramPoint)> {
+    stats()
+        .calls
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Every trap count so far: plugin, cause, count.
+pub fn traps() -> Vec<(String, &'static str, u64)> {
+    stats()
+        .traps
+        .iter()
+        .map(|((p, c), n)| (p.clone(), *c, *n))
+        .collect()
+}
+
+/// Every item count so far: plugin, direction, count.
+pub fn item_counts() -> Vec<(String, &'static str, u64)> {
+    stats()
+        .items
+        .iter()
+        .map(|((p, d), n)| (p.clone(), *d, *n))
+        .collect()
+}
+
+/// The memory each plugin's instance held after its last call.
+pub fn memories() -> Vec<(String, u64)> {
+    stats()
+        .memory
+        .iter()
+        .map(|(p, n)| (p.clone(), *n))
+        .collect()
+}
+
+/// One plugin's totals, for the API: calls by outcome, traps, items in and out, memory.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    /// Calls by outcome.
+    pub calls: HashMap<&'static str, u64>,
+    /// Mean call duration in seconds, over every call.
+    pub mean_call_seconds: f64,
+    /// Failures by cause.
+    pub traps: HashMap<&'static str, u64>,
+    /// Items given to the plugin.
+    pub items_in: u64,
+    /// Items it returned.
+    pub items_out: u64,
+    /// Bytes its instance held after its last call.
+    pub memory_bytes: u64,
+}
+
+/// `plugin`'s totals.
+pub fn summary(plugin: &str) -> Summary {
+    let s = stats();
+    let mut out = Summary::default();
+    let (mut n, mut sum) = (0, 0.0);
+    for ((p, _, outcome), c) in &s.calls {
+        if p == plugin {
+            *out.calls.entry(outcome).or_default() += c.count;
+            n += c.count;
+            sum += c.sum;
+        }
+    }
+    out.mean_call_seconds = if n > 0 { sum / n as f64 } else { 0.0 };
+    for ((p, cause), count) in &s.traps {
+        if p == plugin {
+            out.traps.insert(cause, *count);
+        }
+    }
+    for ((p, direction), count) in &s.items {
+        if p == plugin {
+            match *direction {
+                "in" => out.items_in += count,
+                _ => out.items_out += count,
+            }
+        }
+    }
+    out.memory_bytes = s.memory.get(plugin).copied().unwrap_or(0);
+    out
+}
