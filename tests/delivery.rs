@@ -477,7 +477,8 @@ async fn the_load_tool_counts_what_the_host_accepts_and_forwards() {
             batch: 100,
             connections: 4,
             sink: Some(sink),
-            settle: Duration::from_secs(5),
+            // The longest quiet spell waited for before counting what is missing.
+            settle: Duration::from_secs(20),
         };
         let outcome = run(&load).await.expect("runs");
         assert_eq!(
