@@ -1466,3 +1466,57 @@ async fn a_plugin_exporters_log_records_stay_queued_through_a_failed_export() {
     );
     host.shutdown().await;
 }
+
+#[test]
+fn plugins_run_shows_what_each_kind_would_do_and_sends_nothing() {
+    use wasmtel::trial::{Sample, run};
+    let events = Sample::Events(
+        b"{\"event_type\":\"generation_completed\",\"model\":\"m1\",\"engine\":\"vllm\",\"metrics\":{\"total_duration_ms\":120}}\n"
+            .to_vec(),
+    );
+    let report = run("statsd", statsd(), &[], &events).expect("exporter");
+    assert!(
+        report.starts_with(
+            "statsd: exporter (signals: metrics; temporality: delta)\nmetrics: 1 outbound\nUDP "
+        ),
+        "{report}"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l == "inference.requests;gen_ai.request.model=m1;inference.engine=vllm:1|c"),
+        "{report}"
+    );
+    let redact = wasmtel::plugins::embedded::find("redact").expect("embedded");
+    let settings = [("drop".to_owned(), "inference.engine".to_owned())];
+    let report = run("redact", redact, &settings, &events).expect("transform");
+    assert!(
+        report.starts_with("redact: transform\nmetrics after the transform (OTLP/JSON):\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("gen_ai.request.model") && !report.contains("\"inference.engine\""),
+        "{report}"
+    );
+    assert!(
+        report.contains("log records after the transform:"),
+        "{report}"
+    );
+    let view = wasmtel::plugins::embedded::find("drop-attributes").expect("embedded");
+    let settings = [("keys".to_owned(), "inference.engine".to_owned())];
+    let report = run("drop-attributes", view, &settings, &events).expect("view");
+    assert!(
+        report.contains("inference_requests_total{gen_ai_request_model=\"m1\",otel_scope_name=\"wasmtel.derive\"} 1"),
+        "the engine is gone: {report}"
+    );
+    // OTLP/JSON metrics as the sample.
+    let batch = Sample::Metrics(
+        br#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"app"}}]},"scopeMetrics":[{"metrics":[{"name":"depth","gauge":{"dataPoints":[{"asDouble":3}]}}]}]}]}"#
+            .to_vec(),
+    );
+    let report = run("statsd", statsd(), &[], &batch).expect("exporter on OTLP");
+    assert!(report.lines().any(|l| l == "UDP depth:3|g"), "{report}");
+    // A broken sample or plugin is named.
+    let error = run("statsd", b"not wasm", &[], &events).expect_err("not a component");
+    assert!(error.to_string().starts_with("statsd: "), "{error}");
+}

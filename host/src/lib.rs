@@ -22,6 +22,7 @@ pub mod redact;
 pub mod server;
 pub mod sources;
 pub mod telemetry;
+pub mod trial;
 
 pub use config::Config;
 pub use host::Host;

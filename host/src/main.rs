@@ -200,6 +200,22 @@ enum PluginsCommand {
         #[arg(long)]
         settings: Option<PathBuf>,
     },
+    /// Call a plugin on sample data and print what it would do — requests, transformed batch
+    /// or series — sending nothing.
+    Run {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// Inference events (JSON or NDJSON), recorded through the GenAI rules and forwarded as
+        /// log records.
+        #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+        events: Option<PathBuf>,
+        /// An OTLP/JSON `ExportMetricsServiceRequest`, received as intake would.
+        #[arg(long)]
+        batch: Option<PathBuf>,
+        /// A plugin setting, `key=value` (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -499,6 +515,39 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
                     &entry.digest[..12]
                 );
             }
+            Ok(())
+        }
+        PluginsCommand::Run {
+            file,
+            events,
+            batch,
+            config,
+        } => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let sample = match (events, batch) {
+                (Some(events), _) => wasmtel::trial::Sample::Events(read(&events)?),
+                (None, Some(batch)) => wasmtel::trial::Sample::Metrics(read(&batch)?),
+                (None, None) => anyhow::bail!("give --events or --batch"),
+            };
+            let settings = config
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .with_context(|| format!("--config `{kv}` is not key=value"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let name = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("plugin")
+                .to_owned();
+            print!(
+                "{}",
+                wasmtel::trial::run(&name, &read(&file)?, &settings, &sample)?
+            );
             Ok(())
         }
         PluginsCommand::Check { file, settings } => {

@@ -1,0 +1,179 @@
+//! `wasmtel plugins run`: one plugin called on sample data, and what it would do printed —
+//! the requests an exporter would send, the batch a transform returns, the series a view
+//! makes — with nothing sent anywhere.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::config::DeriveConfig;
+use crate::derive::Deriver;
+use crate::export::prometheus;
+use crate::intake::otlp::metrics::MetricsReceiver;
+use crate::metrics::{Registries, Registry};
+use crate::model::log::{Origin, encode_events};
+use crate::plugins::bindings::encoder::{Outbound, Signals};
+use crate::plugins::bindings::types::{LogBatch, MetricBatch};
+use crate::plugins::convert;
+use crate::plugins::exporter::ExporterPlugin;
+use crate::plugins::inspect::{self, World};
+use crate::plugins::transform::TransformPlugin;
+use crate::plugins::view::{PluginView, ViewPlugin};
+use crate::plugins::{Limits, Runtime};
+
+/// Sample data for a trial.
+pub enum Sample {
+    /// Inference events (JSON or NDJSON), recorded through the default GenAI rules and
+    /// forwarded as log records.
+    Events(Vec<u8>),
+    /// An OTLP/JSON `ExportMetricsServiceRequest`, received as intake would.
+    Metrics(Vec<u8>),
+}
+
+/// What the sample becomes: the registry of its metrics and its log records.
+struct Data {
+    registry: Arc<Registry>,
+    resource: crate::model::resource::Resource,
+    logs: Option<LogBatch>,
+}
+
+/// Records `sample` into a fresh registry (through `view`, if any).
+fn record(sample: &Sample, view: Option<Arc<PluginView>>) -> anyhow::Result<Data> {
+    let resource = crate::sources::resource::detect(&Default::default());
+    let registry = Arc::new(Registry::new(2000));
+    if let Some(view) = view {
+        registry.add_view(Arc::new(|_| true), view);
+    }
+    match sample {
+        Sample::Events(bytes) => {
+            let events = crate::intake::events::parse(bytes)?;
+            let deriver = Deriver::new(&DeriveConfig::default(), &registry)?;
+            events.iter().for_each(|e| deriver.apply(e));
+            let origin = Arc::new(Origin::events(&resource));
+            let records = encode_events(&events, &origin, crate::clock::unix_nanos());
+            let decoded: Vec<_> = records.iter().map(|r| r.decode()).collect();
+            let logs = convert::otlp::log_batch(&decoded, &origin);
+            Ok(Data {
+                registry,
+                resource,
+                logs: Some(logs),
+            })
+        }
+        Sample::Metrics(bytes) => {
+            let request = serde_json::from_slice(bytes).map_err(|e| {
+                anyhow::anyhow!("not an OTLP/JSON ExportMetricsServiceRequest: {e}")
+            })?;
+            let registries = Arc::new(Registries::new(registry.clone(), resource.clone()));
+            let tally = MetricsReceiver::new(registries.clone()).receive(&request);
+            if let Some(why) = tally.message {
+                anyhow::bail!("{} points refused: {why}", tally.rejected);
+            }
+            // The first received resource's series (the host's own registry is the first producer).
+            let producer = registries
+                .all()
+                .into_iter()
+                .nth(1)
+                .ok_or_else(|| anyhow::anyhow!("the request holds no points"))?;
+            Ok(Data {
+                registry: producer.registry,
+                resource: producer.resource,
+                logs: None,
+            })
+        }
+    }
+}
+
+/// Runs the plugin `bytes` named `name`, configured with `config`, on `sample`; the report.
+pub fn run(
+    name: &str,
+    bytes: &[u8],
+    config: &[(String, String)],
+    sample: &Sample,
+) -> anyhow::Result<String> {
+    let runtime = Runtime::shared()?;
+    let limits = Limits::default();
+    let world = inspect::check(&runtime, name, bytes, config, limits)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let component = runtime.compile(bytes)?;
+    let mut out = format!("{name}: {world}\n");
+    match world {
+        World::Exporter { .. } => {
+            let plugin = ExporterPlugin::load(&runtime, name, &component, config.to_vec(), limits)?;
+            let data = record(sample, None)?;
+            let info = plugin.info();
+            if info.signals.contains(Signals::METRICS) {
+                let batch = metric_batch(&data);
+                let requests = plugin.encode_metrics(&batch)?;
+                show(&mut out, "metrics", &requests);
+            }
+            if let (true, Some(logs)) = (info.signals.contains(Signals::LOGS), &data.logs) {
+                let requests = plugin.encode_logs(logs)?;
+                show(&mut out, "logs", &requests);
+            }
+        }
+        World::Transform => {
+            let plugin = TransformPlugin::load(
+                &runtime,
+                name,
+                &component,
+                config.to_vec(),
+                limits,
+                Default::default(),
+            )?;
+            let data = record(sample, None)?;
+            let batch = plugin.metrics(&metric_batch(&data))?;
+            let request = convert::otlp::metric_request(&batch);
+            let _ = writeln!(out, "metrics after the transform (OTLP/JSON):");
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&request)?);
+            if let Some(logs) = &data.logs {
+                let logs = plugin.logs(logs)?;
+                let _ = writeln!(out, "log records after the transform:");
+                for record in convert::otlp::log_records(&logs) {
+                    let _ = writeln!(out, "{}", serde_json::to_string(&record)?);
+                }
+            }
+        }
+        World::View => {
+            let plugin = ViewPlugin::load(&runtime, name, &component, config.to_vec(), limits)?;
+            let view = Arc::new(PluginView::new(
+                name,
+                Default::default(),
+                plugin,
+                String::new(),
+            ));
+            let data = record(sample, Some(view))?;
+            let _ = writeln!(out, "series after the view (Prometheus text):");
+            out.push_str(&prometheus::render(&data.registry, &data.resource));
+        }
+    }
+    Ok(out)
+}
+
+fn metric_batch(data: &Data) -> MetricBatch {
+    convert::metric_batch(&data.registry, &data.resource, None)
+}
+
+/// Writes each outbound request or datagram of `signal` to `out`.
+fn show(out: &mut String, signal: &str, requests: &[Outbound]) {
+    let _ = writeln!(out, "{signal}: {} outbound", requests.len());
+    for request in requests {
+        match request {
+            Outbound::Http(r) => {
+                let _ = writeln!(out, "HTTP {} {}", r.method, r.path);
+                for (k, v) in &r.headers {
+                    let _ = writeln!(out, "  {k}: {v}");
+                }
+                match std::str::from_utf8(&r.body) {
+                    Ok(text) => {
+                        let _ = writeln!(out, "  body ({} bytes): {text}", r.body.len());
+                    }
+                    Err(_) => {
+                        let _ = writeln!(out, "  body ({} bytes, binary)", r.body.len());
+                    }
+                }
+            }
+            Outbound::Datagram(d) => {
+                let _ = writeln!(out, "UDP {}", String::from_utf8_lossy(d).trim_end());
+            }
+        }
+    }
+}
