@@ -1520,3 +1520,74 @@ fn plugins_run_shows_what_each_kind_would_do_and_sends_nothing() {
     let error = run("statsd", b"not wasm", &[], &events).expect_err("not a component");
     assert!(error.to_string().starts_with("statsd: "), "{error}");
 }
+
+/// Builds `examples/<example>` with `tool` (`args` before the output path) into a temporary
+/// directory as `<name>.wasm`; `None` (the test skipped) where the tool is missing, except in
+/// CI, which installs it.
+fn build_example(
+    tool: &str,
+    args: &[&str],
+    example: &str,
+    name: &str,
+) -> Option<std::path::PathBuf> {
+    let dir = tempfile_dir();
+    let out = dir.join(format!("{name}.wasm"));
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(example);
+    let built = std::process::Command::new(tool)
+        .current_dir(&source)
+        .args(args)
+        .arg(&out)
+        .output();
+    match built {
+        Ok(o) if o.status.success() => Some(dir),
+        Ok(o) => panic!("{tool} failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("{tool} is not installed ({e}): {example} skipped; .ci/run installs it");
+            None
+        }
+        Err(e) => panic!("{tool} is required in CI: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_exporter_delivers_through_a_running_host() {
+    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let wit = wit.to_str().expect("utf-8 path");
+    let args = ["-d", wit, "-w", "exporter", "componentize", "app", "-o"];
+    let Some(dir) = build_example(
+        "componentize-py",
+        &args,
+        "python-exporter",
+        "python-exporter",
+    ) else {
+        return;
+    };
+    let (addr, seen) = http_sink().await;
+    std::fs::write(dir.join("python-exporter.toml"), "path = \"/py\"\n").expect("settings");
+    let host = start(&format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"python-exporter\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\n",
+        dir.display()
+    ))
+    .await;
+    post_ndjson(&host, &events(2, &[1.0])).await;
+    host.collect_now().await;
+    let got = received(&seen, 1).await;
+    let (path, headers, body) = &got[0];
+    assert_eq!(path, "/base/py");
+    assert_eq!(headers["content-type"], "text/plain");
+    assert!(
+        body.lines()
+            .any(|l| l == "inference.chunks{model=\"m1\"} 2"),
+        "{body}"
+    );
+    let summary = wasmtel::plugins::stats::summary("python-exporter");
+    eprintln!(
+        "python-exporter: init {:?}, mean call {:.1} µs, memory {:.1} MiB",
+        summary.calls,
+        summary.mean_call_seconds * 1e6,
+        summary.memory_bytes as f64 / 1048576.0
+    );
+    host.shutdown().await;
+}
