@@ -1591,3 +1591,43 @@ async fn the_python_exporter_delivers_through_a_running_host() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_javascript_exporter_delivers_through_a_running_host() {
+    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    let wit = wit.to_str().expect("utf-8 path");
+    // The runtime's fetch support would import wasi:http, which the sandbox does not grant.
+    let args = [
+        "exporter.js",
+        "--wit",
+        wit,
+        "--world-name",
+        "exporter",
+        "--disable",
+        "http",
+        "fetch-event",
+        "-o",
+    ];
+    let Some(dir) = build_example("componentize-js", &args, "js-exporter", "js-exporter") else {
+        return;
+    };
+    let (addr, seen) = http_sink().await;
+    std::fs::write(dir.join("js-exporter.toml"), "path = \"/js\"\n").expect("settings");
+    let host = start(&format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"js-exporter\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\n",
+        dir.display()
+    ))
+    .await;
+    post_ndjson(&host, &events(2, &[1.0])).await;
+    host.collect_now().await;
+    let got = received(&seen, 1).await;
+    let (path, headers, body) = &got[0];
+    assert_eq!(path, "/base/js");
+    assert_eq!(headers["content-type"], "text/plain");
+    assert!(
+        body.lines()
+            .any(|l| l == "inference.chunks{model=\"m1\"} 2"),
+        "{body}"
+    );
+    host.shutdown().await;
+}
