@@ -257,5 +257,52 @@ fn reload_swap(_c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, per_point, call_cost, reload_swap);
+/// The same 1,000-point batch through exporters written in Rust (the embedded statsd), Python and
+/// JavaScript (the examples, built beforehand: `WASMTEL_BENCH_PYTHON` and `WASMTEL_BENCH_JS` name
+/// their `.wasm` files): instantiate + `init` time, memory after a call, and time per point.
+fn languages(_c: &mut Criterion) {
+    let runtime = Runtime::shared().expect("runtime");
+    let batch = batch!(wasmtel::plugins::bindings::types);
+    let mut exporters = vec![(
+        "rust (statsd)",
+        embedded::find("statsd").expect("embedded").to_vec(),
+    )];
+    for (language, var) in [
+        ("python", "WASMTEL_BENCH_PYTHON"),
+        ("javascript", "WASMTEL_BENCH_JS"),
+    ] {
+        match std::env::var(var).ok().and_then(|p| std::fs::read(p).ok()) {
+            Some(bytes) => exporters.push((language, bytes)),
+            None => println!("{language}: set {var} to the built example's .wasm to measure it"),
+        }
+    }
+    for (language, bytes) in exporters {
+        let component = runtime.compile(&bytes).expect("compiles");
+        let name = format!("bench-{}", language.split(' ').next().unwrap_or(language));
+        let started = Instant::now();
+        let plugin =
+            ExporterPlugin::load(&runtime, &name, &component, Vec::new(), Limits::default())
+                .expect("loads");
+        let instantiate = started.elapsed();
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let start = Instant::now();
+            let mut n = 0u32;
+            while start.elapsed() < Duration::from_millis(500) {
+                drop(black_box(plugin.encode_metrics(black_box(&batch))));
+                n += 1;
+            }
+            best = best.min(start.elapsed().as_secs_f64() / f64::from(n));
+        }
+        let memory = wasmtel::plugins::stats::summary(&name).memory_bytes;
+        println!(
+            "{language}: instantiate + init {:.1} ms, memory {:.1} MiB, {:.0} ns per point",
+            instantiate.as_secs_f64() * 1e3,
+            memory as f64 / 1048576.0,
+            best * 1e9 / POINTS as f64
+        );
+    }
+}
+
+criterion_group!(benches, per_point, call_cost, reload_swap, languages);
 criterion_main!(benches);
