@@ -48,6 +48,8 @@ fn udp_listener() -> (UdpSocket, u16) {
     (socket, port)
 }
 
+/// The lines of one export's datagrams (one export may take several), sorted: the first
+/// datagram within 10 s, then the others that follow it within 300 ms.
 fn receive_lines(socket: &UdpSocket) -> Vec<String> {
     let mut buf = [0u8; 65536];
     let n = socket.recv(&mut buf).expect("a datagram arrives");
@@ -55,6 +57,19 @@ fn receive_lines(socket: &UdpSocket) -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    while let Ok(n) = socket.recv(&mut buf) {
+        lines.extend(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     lines.sort();
     lines
 }
@@ -90,15 +105,28 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
     post_ndjson(&host, &events(2, &[0.5, 3.0, 3.0])).await;
     host.collect_now().await;
     // Plain StatsD: Graphite tags in the name, histograms as `ms` timers with sample rates.
+    // The plugin's own call durations vary: checked apart.
+    let received = receive_lines(&socket);
+    let (durations, lines): (Vec<String>, Vec<String>) = received
+        .iter()
+        .cloned()
+        .partition(|l| l.starts_with("wasmtel.plugin.call.duration;"));
     assert_eq!(
-        receive_lines(&socket),
+        lines,
         [
             "inference.chunks;model=m1:2|c",
             "latency;model=m1:0.75|ms",
             "latency;model=m1:2|ms|@0.5",
             "wasmtel.intake.events.accepted:5|c",
+            "wasmtel.plugin.calls;function=init;outcome=ok;plugin=statsd:1|c",
             "wasmtel.plugin.up;integration=statsd;kind=exporter;plugin=statsd:1|g",
         ]
+    );
+    assert_eq!(durations.len(), 1, "{durations:?}");
+    assert!(
+        durations[0]
+            .starts_with("wasmtel.plugin.call.duration;function=init;outcome=ok;plugin=statsd:"),
+        "{durations:?}"
     );
     let report = || {
         host.integrations()
@@ -114,10 +142,7 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
         wasmtel::export::delivery::State::Sending
     );
     assert_eq!(first.status.requests, 1);
-    assert_eq!(
-        first.status.bytes,
-        "inference.chunks;model=m1:2|c\nlatency;model=m1:0.75|ms\nlatency;model=m1:2|ms|@0.5\nwasmtel.intake.events.accepted:5|c\nwasmtel.plugin.up;integration=statsd;kind=exporter;plugin=statsd:1|g".len() as u64
-    );
+    assert_eq!(first.status.bytes, received.join("\n").len() as u64);
     // The second export carries only what happened since the first.
     post_ndjson(&host, &events(1, &[7.0])).await;
     host.collect_now().await;
@@ -135,10 +160,20 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
         state("pending", 0),
         state("sending", 1),
         "wasmtel.intake.events.accepted:2|c".to_owned(),
+        "wasmtel.plugin.calls;function=encode-metrics;outcome=ok;plugin=statsd:1|c".to_owned(),
+        "wasmtel.plugin.items;direction=in;plugin=statsd:6|c".to_owned(),
+        "wasmtel.plugin.items;direction=out;plugin=statsd:1|c".to_owned(),
         "wasmtel.plugin.up;integration=statsd;kind=exporter;plugin=statsd:1|g".to_owned(),
     ];
     want.sort();
-    assert_eq!(receive_lines(&socket), want);
+    let second: Vec<String> = receive_lines(&socket)
+        .into_iter()
+        .filter(|l| {
+            !l.starts_with("wasmtel.plugin.call.duration;")
+                && !l.starts_with("wasmtel.plugin.memory;")
+        })
+        .collect();
+    assert_eq!(second, want);
     host.shutdown().await;
 }
 
@@ -821,6 +856,8 @@ async fn the_example_exporter_posts_through_the_host_with_credentials_it_never_s
             "inference.chunks 1",
             "latency 1",
             "wasmtel.intake.events.accepted 1",
+            "wasmtel.plugin.call.duration 1",
+            "wasmtel.plugin.calls 1",
             "wasmtel.plugin.up 1"
         ]
     );
@@ -972,7 +1009,7 @@ async fn a_view_plugin_is_asked_once_per_distinct_attribute_set() {
         }
     }
 
-    let loader = wasmtel::plugins::Loader::new(&Default::default(), None).expect("loader");
+    let loader = wasmtel::plugins::Loader::new(&Default::default(), None, 0).expect("loader");
     let keys: toml::Table = toml::from_str("keys = \"user\"").expect("toml");
     let view = tokio::task::spawn_blocking(move || {
         let v = loader.load_view("drop-attributes", &keys).expect("loads");
@@ -1582,7 +1619,12 @@ async fn the_python_exporter_delivers_through_a_running_host() {
             .any(|l| l == "inference.chunks{model=\"m1\"} 2"),
         "{body}"
     );
-    let summary = wasmtel::plugins::stats::summary("python-exporter");
+    let summary = host
+        .plugin_health()
+        .into_iter()
+        .find(|row| row.plugin == "python-exporter")
+        .expect("listed")
+        .stats;
     eprintln!(
         "python-exporter: init {:?}, mean call {:.1} µs, memory {:.1} MiB",
         summary.calls,

@@ -187,7 +187,7 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
         dir: dir.clone(),
         ..PluginsConfig::default()
     };
-    let loader = Arc::new(Loader::new(&plugins, Some(dir.join("cache"))).expect("loader"));
+    let loader = Arc::new(Loader::new(&plugins, Some(dir.join("cache")), 0).expect("loader"));
     let statsd = embedded::find("statsd").expect("embedded");
     let version = |i: usize| {
         let mut bytes = statsd.to_vec();
@@ -279,10 +279,14 @@ fn languages(_c: &mut Criterion) {
     for (language, bytes) in exporters {
         let component = runtime.compile(&bytes).expect("compiles");
         let name = format!("bench-{}", language.split(' ').next().unwrap_or(language));
+        let scope = wasmtel::plugins::stats::new_scope();
+        let limits = Limits {
+            scope,
+            ..Limits::default()
+        };
         let started = Instant::now();
         let plugin =
-            ExporterPlugin::load(&runtime, &name, &component, Vec::new(), Limits::default())
-                .expect("loads");
+            ExporterPlugin::load(&runtime, &name, &component, Vec::new(), limits).expect("loads");
         let instantiate = started.elapsed();
         let mut best = f64::MAX;
         for _ in 0..5 {
@@ -294,7 +298,7 @@ fn languages(_c: &mut Criterion) {
             }
             best = best.min(start.elapsed().as_secs_f64() / f64::from(n));
         }
-        let memory = wasmtel::plugins::stats::summary(&name).memory_bytes;
+        let memory = wasmtel::plugins::stats::summary(scope, &name).memory_bytes;
         println!(
             "{language}: instantiate + init {:.1} ms, memory {:.1} MiB, {:.0} ns per point",
             instantiate.as_secs_f64() * 1e3,

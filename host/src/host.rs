@@ -88,6 +88,8 @@ pub struct Host {
     transforms: Transforms,
     views: Vec<Arc<PluginView>>,
     shutdown_timeout: std::time::Duration,
+    /// The scope its plugins' calls are counted in.
+    plugin_scope: u64,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -112,9 +114,12 @@ impl Host {
         );
         let telemetry = SelfTelemetry::register(&registry)?;
         crate::telemetry::plugin_refusals(&registry, crate::plugins::budget::refusals)?;
+        // This host's plugins are counted apart from any other host's in the process.
+        let scope = crate::plugins::stats::new_scope();
         crate::telemetry::plugin_stats(
             &registry,
             crate::telemetry::PluginStats {
+                scope,
                 calls: crate::plugins::stats::calls,
                 bounds: &crate::plugins::stats::DURATION_BOUNDS,
                 traps: crate::plugins::stats::traps,
@@ -129,7 +134,7 @@ impl Host {
             loader,
             transforms,
             views,
-        } = load_plugins(config, &registries).await?;
+        } = load_plugins(config, &registries, scope).await?;
         let events = Arc::new(crate::model::log::Origin::events(
             &registries.own().resource,
         ));
@@ -216,7 +221,7 @@ impl Host {
             let listener = bind("admin", config.admin.listen).await?;
             admin_addr = listener.local_addr().ok();
             let (i, t, v) = (integrations.clone(), transforms.clone(), views.clone());
-            let plugins: PluginList = Arc::new(move || plugin_health(&i, &t, &v));
+            let plugins: PluginList = Arc::new(move || plugin_health(&i, &t, &v, scope));
             let app = crate::control::admin::router(
                 integrations.clone(),
                 plugins,
@@ -278,6 +283,7 @@ impl Host {
             transforms,
             views,
             shutdown_timeout: config.shutdown_timeout(),
+            plugin_scope: scope,
         })
     }
 
@@ -307,7 +313,12 @@ impl Host {
     /// Every loaded plugin with its kind (`exporter`, `transform`, `view`), its integration
     /// (for exporters) and health.
     pub fn plugin_health(&self) -> Vec<PluginRow> {
-        plugin_health(&self.integrations, &self.transforms, &self.views)
+        plugin_health(
+            &self.integrations,
+            &self.transforms,
+            &self.views,
+            self.plugin_scope,
+        )
     }
 
     /// The delivery report of every exporter and signal.
@@ -388,10 +399,13 @@ fn plugin_health(
     integrations: &Integrations,
     transforms: &Transforms,
     views: &[Arc<PluginView>],
+    scope: u64,
 ) -> Vec<PluginRow> {
+    let stats = |plugin: &str| crate::plugins::stats::summary(scope, plugin);
     let exporters = integrations.exporters().into_iter().filter_map(|e| {
         let (plugin, health) = e.plugin_health()?;
         Some(PluginRow {
+            stats: stats(&plugin),
             plugin,
             kind: "exporter",
             integration: Some(e.name().to_owned()),
@@ -402,6 +416,7 @@ fn plugin_health(
         .health()
         .into_iter()
         .map(|(plugin, health)| PluginRow {
+            stats: stats(&plugin),
             plugin,
             kind: "transform",
             integration: None,
@@ -413,6 +428,7 @@ fn plugin_health(
             kind: "view",
             integration: None,
             health: v.health()?,
+            stats: stats(v.plugin()),
         })
     });
     exporters.chain(transforms).chain(views).collect()
@@ -483,7 +499,8 @@ fn watch_health(
     mut stopped: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let record = move || {
-        for row in plugin_health(&integrations, &transforms, &views) {
+        // Health only: no stats (scope 0).
+        for row in plugin_health(&integrations, &transforms, &views, 0) {
             let up = row.health == Health::Running;
             telemetry.plugin_health(&row.plugin, row.kind, row.integration.as_deref(), up);
         }
@@ -516,10 +533,11 @@ struct Plugins {
 async fn load_plugins(
     config: &Config,
     registries: &Arc<Registries>,
+    scope: u64,
 ) -> Result<Plugins, StartError> {
     let (config, registries) = (config.clone(), registries.clone());
     tokio::task::spawn_blocking(move || {
-        let loader = Loader::new(&config.plugins, config.plugin_cache()).map_err(|e| {
+        let loader = Loader::new(&config.plugins, config.plugin_cache(), scope).map_err(|e| {
             StartError::Plugin {
                 kind: "plugin runtime",
                 plugin: "*".into(),

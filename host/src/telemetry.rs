@@ -116,16 +116,18 @@ pub type CallSeries = (String, &'static str, &'static str);
 
 /// What plugins did, process-wide, as the plugin runtime reports it.
 pub struct PluginStats {
+    /// The host's scope, passed to each reader.
+    pub scope: u64,
     /// Per plugin, function and outcome: the durations of the calls, cumulative.
-    pub calls: fn() -> Vec<(CallSeries, HistogramPoint)>,
+    pub calls: fn(u64) -> Vec<(CallSeries, HistogramPoint)>,
     /// The bounds of those durations, in seconds.
     pub bounds: &'static [f64],
     /// Per plugin and cause: failures.
-    pub traps: fn() -> Vec<(String, &'static str, u64)>,
+    pub traps: fn(u64) -> Vec<(String, &'static str, u64)>,
     /// Per plugin and direction: items.
-    pub items: fn() -> Vec<(String, &'static str, u64)>,
+    pub items: fn(u64) -> Vec<(String, &'static str, u64)>,
     /// Per plugin: bytes its instance held after its last call.
-    pub memory: fn() -> Vec<(String, u64)>,
+    pub memory: fn(u64) -> Vec<(String, u64)>,
 }
 
 /// Registers `wasmtel.plugin.calls`, `.call.duration`, `.traps`, `.items` and `.memory`,
@@ -149,12 +151,12 @@ pub fn plugin_stats(registry: &Registry, stats: PluginStats) -> Result<(), Confl
         stats.bounds,
     )?;
     let seen: Mutex<HashMap<CallSeries, HistogramPoint>> = Mutex::default();
-    let read_calls = stats.calls;
+    let (scope, read_calls) = (stats.scope, stats.calls);
     let _ = registry.register_callback(
         calls,
         Box::new(move |o| {
             let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
-            for ((plugin, function, outcome), now) in read_calls() {
+            for ((plugin, function, outcome), now) in read_calls(scope) {
                 let attrs = [
                     ("function", ValueRef::Str(function)),
                     ("outcome", ValueRef::Str(outcome)),
@@ -177,7 +179,7 @@ pub fn plugin_stats(registry: &Registry, stats: PluginStats) -> Result<(), Confl
                    unit: &str,
                    description: &str,
                    key: &'static str,
-                   read: fn() -> Vec<(String, &'static str, u64)>| {
+                   read: fn(u64) -> Vec<(String, &'static str, u64)>| {
         let counter = instrument(
             registry,
             InstrumentKind::ObservableCounter,
@@ -188,7 +190,7 @@ pub fn plugin_stats(registry: &Registry, stats: PluginStats) -> Result<(), Confl
         let _ = registry.register_callback(
             counter,
             Box::new(move |o| {
-                for (plugin, value, n) in read() {
+                for (plugin, value, n) in read(scope) {
                     let attrs = [
                         (key, ValueRef::Str(value)),
                         ("plugin", ValueRef::Str(&plugin)),
@@ -224,7 +226,7 @@ pub fn plugin_stats(registry: &Registry, stats: PluginStats) -> Result<(), Confl
     let _ = registry.register_callback(
         memory,
         Box::new(move |o| {
-            for (plugin, bytes) in read_memory() {
+            for (plugin, bytes) in read_memory(scope) {
                 o.observe(&[("plugin", ValueRef::Str(&plugin))], bytes as f64);
             }
         }),

@@ -68,23 +68,33 @@ impl ExporterPlugin {
 
     /// Encodes a metric batch; a result past the plugin's budgets is refused.
     pub fn encode_metrics(&self, batch: &MetricBatch) -> Result<Vec<Outbound>, CallError> {
-        stats::items(&self.name, "in", budget::metric_size(batch).0);
+        stats::items(
+            self.instance.scope(),
+            &self.name,
+            "in",
+            budget::metric_size(batch).0,
+        );
         let out = self.instance.call("encode-metrics", |g, store| {
             g.call_encode_metrics(store, batch)
         })?;
         budget::outbound(&self.name, &out, &self.instance.budgets())?;
-        stats::items(&self.name, "out", out.len());
+        stats::items(self.instance.scope(), &self.name, "out", out.len());
         Ok(out)
     }
 
     /// Encodes a log batch; a result past the plugin's budgets is refused.
     pub fn encode_logs(&self, batch: &LogBatch) -> Result<Vec<Outbound>, CallError> {
-        stats::items(&self.name, "in", budget::log_size(batch).0);
+        stats::items(
+            self.instance.scope(),
+            &self.name,
+            "in",
+            budget::log_size(batch).0,
+        );
         let out = self
             .instance
             .call("encode-logs", |g, store| g.call_encode_logs(store, batch))?;
         budget::outbound(&self.name, &out, &self.instance.budgets())?;
-        stats::items(&self.name, "out", out.len());
+        stats::items(self.instance.scope(), &self.name, "out", out.len());
         Ok(out)
     }
 

@@ -15,17 +15,32 @@ pub struct Loader {
     runtime: Arc<Runtime>,
     config: PluginsConfig,
     cache: Option<PathBuf>,
+    scope: u64,
 }
 
 impl Loader {
     /// A loader over the shared runtime and the `[plugins]` settings, caching compiled plugins
-    /// in `cache` (see [`PluginsConfig::cache_dir`]).
-    pub fn new(config: &PluginsConfig, cache: Option<PathBuf>) -> Result<Self, RuntimeError> {
+    /// in `cache` (see [`PluginsConfig::cache_dir`]); the plugins it loads are counted in
+    /// self-telemetry `scope` (see [`super::stats`]).
+    pub fn new(
+        config: &PluginsConfig,
+        cache: Option<PathBuf>,
+        scope: u64,
+    ) -> Result<Self, RuntimeError> {
         Ok(Self {
             runtime: Runtime::shared()?,
             config: config.clone(),
             cache,
+            scope,
         })
+    }
+
+    /// The limits of plugin `name`, counted in this loader's scope.
+    fn limits(&self, name: &str) -> Limits {
+        Limits {
+            scope: self.scope,
+            ..Limits::of(&self.config, name)
+        }
     }
 
     /// The plugin directory.
@@ -52,14 +67,8 @@ impl Loader {
         overrides: &toml::Table,
     ) -> Result<ExporterPlugin, String> {
         let settings = catalog::config(&self.config, name, overrides).map_err(|e| e.to_string())?;
-        ExporterPlugin::load(
-            &self.runtime,
-            name,
-            component,
-            settings,
-            Limits::of(&self.config, name),
-        )
-        .map_err(|e| e.to_string())
+        ExporterPlugin::load(&self.runtime, name, component, settings, self.limits(name))
+            .map_err(|e| e.to_string())
     }
 
     /// Validates `component` as view `name` and starts it with its merged configuration.
@@ -70,14 +79,8 @@ impl Loader {
         overrides: &toml::Table,
     ) -> Result<super::view::ViewPlugin, String> {
         let settings = catalog::config(&self.config, name, overrides).map_err(|e| e.to_string())?;
-        super::view::ViewPlugin::load(
-            &self.runtime,
-            name,
-            component,
-            settings,
-            Limits::of(&self.config, name),
-        )
-        .map_err(|e| e.to_string())
+        super::view::ViewPlugin::load(&self.runtime, name, component, settings, self.limits(name))
+            .map_err(|e| e.to_string())
     }
 
     /// Finds, compiles and starts view `name`, ready to be bound to instruments.
@@ -111,7 +114,7 @@ impl Loader {
             name,
             component,
             settings,
-            Limits::of(&self.config, name),
+            self.limits(name),
             on_failure,
         )
         .map_err(|e| e.to_string())

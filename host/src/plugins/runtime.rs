@@ -74,6 +74,8 @@ pub struct Limits {
     pub call_timeout: Duration,
     /// Bounds on results and log lines.
     pub budgets: Budgets,
+    /// Whose self-telemetry counts the plugin's calls (one scope per host; 0: nobody's).
+    pub scope: u64,
 }
 
 /// Bounds on what one plugin call may return, resolved.
@@ -119,6 +121,7 @@ impl Limits {
             memory_bytes: config.memory_limit_bytes,
             call_timeout: config.call_timeout(),
             budgets: Budgets::from(&config.budgets(name)),
+            scope: 0,
         }
     }
 }
@@ -129,6 +132,7 @@ impl Default for Limits {
             memory_bytes: 64 * 1024 * 1024,
             call_timeout: Duration::from_millis(100),
             budgets: Budgets::from(&crate::config::Budgets::default()),
+            scope: 0,
         }
     }
 }

@@ -1,7 +1,9 @@
-//! What every plugin did, process-wide: calls by function and outcome with their durations,
-//! traps by cause, items in and out, and memory; self-telemetry reads it at each collection.
+//! What every plugin did, per scope (one per host, since the plugin runtime is shared by the
+//! process): calls by function and outcome with their durations, traps by cause, items in and
+//! out, and memory; each host's self-telemetry reads its own scope at each collection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -26,10 +28,21 @@ struct Stats {
     memory: HashMap<String, u64>,
 }
 
-static STATS: LazyLock<Mutex<Stats>> = LazyLock::new(Mutex::default);
+static STATS: LazyLock<Mutex<HashMap<u64, Stats>>> = LazyLock::new(Mutex::default);
+static NEXT_SCOPE: AtomicU64 = AtomicU64::new(1);
 
-fn stats() -> std::sync::MutexGuard<'static, Stats> {
-    STATS.lock().unwrap_or_else(PoisonError::into_inner)
+/// A new scope, for one host.
+pub fn new_scope() -> u64 {
+    NEXT_SCOPE.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Runs `f` over `scope`'s stats (nothing is kept for scope 0).
+fn with<R: Default>(scope: u64, f: impl FnOnce(&mut Stats) -> R) -> R {
+    if scope == 0 {
+        return R::default();
+    }
+    let mut all = STATS.lock().unwrap_or_else(PoisonError::into_inner);
+    f(all.entry(scope).or_default())
 }
 
 /// A call's outcome as self-telemetry names it.
@@ -55,87 +68,97 @@ pub fn cause(failure: &Failure) -> &'static str {
 }
 
 /// Counts one call of `function` of `plugin`, its outcome and how long it took.
-pub fn call(plugin: &str, function: &'static str, outcome: &'static str, took: Duration) {
+pub fn call(
+    scope: u64,
+    plugin: &str,
+    function: &'static str,
+    outcome: &'static str,
+    took: Duration,
+) {
     let seconds = took.as_secs_f64();
     let bucket = DURATION_BOUNDS.partition_point(|b| *b < seconds);
-    let mut s = stats();
-    let h = s
-        .calls
-        .entry((plugin.to_owned(), function, outcome))
-        .or_insert_with(|| HistogramPoint {
-            count: 0,
-            sum: 0.0,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            bucket_counts: vec![0; DURATION_BOUNDS.len() + 1],
-        });
-    h.count += 1;
-    h.sum += seconds;
-    h.min = h.min.min(seconds);
-    h.max = h.max.max(seconds);
-    h.bucket_counts[bucket] += 1;
+    with(scope, |s| {
+        let h = s
+            .calls
+            .entry((plugin.to_owned(), function, outcome))
+            .or_insert_with(|| HistogramPoint {
+                count: 0,
+                sum: 0.0,
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                bucket_counts: vec![0; DURATION_BOUNDS.len() + 1],
+            });
+        h.count += 1;
+        h.sum += seconds;
+        h.min = h.min.min(seconds);
+        h.max = h.max.max(seconds);
+        h.bucket_counts[bucket] += 1;
+    });
 }
 
 /// Counts a failure of `plugin` by its cause.
-pub fn trap(plugin: &str, failure: &Failure) {
-    *stats()
-        .traps
-        .entry((plugin.to_owned(), cause(failure)))
-        .or_default() += 1;
+pub fn trap(scope: u64, plugin: &str, failure: &Failure) {
+    with(scope, |s| {
+        *s.traps
+            .entry((plugin.to_owned(), cause(failure)))
+            .or_default() += 1;
+    });
 }
 
 /// Counts `n` items (points, records, requests, attribute sets) going `direction` (`in` to
 /// the plugin, `out` of it).
-pub fn items(plugin: &str, direction: &'static str, n: usize) {
-    *stats()
-        .items
-        .entry((plugin.to_owned(), direction))
-        .or_default() += n as u64;
+pub fn items(scope: u64, plugin: &str, direction: &'static str, n: usize) {
+    with(scope, |s| {
+        *s.items.entry((plugin.to_owned(), direction)).or_default() += n as u64;
+    });
 }
 
 /// Notes the bytes `plugin`'s instance holds in its memories and tables.
-pub fn memory(plugin: &str, bytes: usize) {
-    stats().memory.insert(plugin.to_owned(), bytes as u64);
+pub fn memory(scope: u64, plugin: &str, bytes: usize) {
+    with(scope, |s| {
+        s.memory.insert(plugin.to_owned(), bytes as u64);
+    });
 }
 
-/// Every call series so far, with its durations.
-pub fn calls() -> Vec<(CallKey, HistogramPoint)> {
-    stats()
-        .calls
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+/// Every call series of `scope` so far, with its durations.
+pub fn calls(scope: u64) -> Vec<(CallKey, HistogramPoint)> {
+    with(scope, |s| {
+        s.calls
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
 }
 
-/// Every trap count so far: plugin, cause, count.
-pub fn traps() -> Vec<(String, &'static str, u64)> {
-    stats()
-        .traps
-        .iter()
-        .map(|((p, c), n)| (p.clone(), *c, *n))
-        .collect()
+/// Every trap count of `scope` so far: plugin, cause, count.
+pub fn traps(scope: u64) -> Vec<(String, &'static str, u64)> {
+    with(scope, |s| {
+        s.traps
+            .iter()
+            .map(|((p, c), n)| (p.clone(), *c, *n))
+            .collect()
+    })
 }
 
-/// Every item count so far: plugin, direction, count.
-pub fn item_counts() -> Vec<(String, &'static str, u64)> {
-    stats()
-        .items
-        .iter()
-        .map(|((p, d), n)| (p.clone(), *d, *n))
-        .collect()
+/// Every item count of `scope` so far: plugin, direction, count.
+pub fn item_counts(scope: u64) -> Vec<(String, &'static str, u64)> {
+    with(scope, |s| {
+        s.items
+            .iter()
+            .map(|((p, d), n)| (p.clone(), *d, *n))
+            .collect()
+    })
 }
 
-/// The memory each plugin's instance held after its last call.
-pub fn memories() -> Vec<(String, u64)> {
-    stats()
-        .memory
-        .iter()
-        .map(|(p, n)| (p.clone(), *n))
-        .collect()
+/// The memory each plugin's instance of `scope` held after its last call.
+pub fn memories(scope: u64) -> Vec<(String, u64)> {
+    with(scope, |s| {
+        s.memory.iter().map(|(p, n)| (p.clone(), *n)).collect()
+    })
 }
 
 /// One plugin's totals, for the API: calls by outcome, traps, items in and out, memory.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Summary {
     /// Calls by outcome.
     pub calls: HashMap<&'static str, u64>,
@@ -151,9 +174,12 @@ pub struct Summary {
     pub memory_bytes: u64,
 }
 
-/// `plugin`'s totals.
-pub fn summary(plugin: &str) -> Summary {
-    let s = stats();
+/// `plugin`'s totals in `scope`.
+pub fn summary(scope: u64, plugin: &str) -> Summary {
+    with(scope, |s| summarize(s, plugin))
+}
+
+fn summarize(s: &Stats, plugin: &str) -> Summary {
     let mut out = Summary::default();
     let (mut n, mut sum) = (0, 0.0);
     for ((p, _, outcome), c) in &s.calls {

@@ -151,7 +151,13 @@ impl<G> Supervised<G> {
             Ok(Err(refusal)) => Err(CallError::Plugin(self.name.clone(), refusal)),
             Err(e) => Err(CallError::Failed(self.name.clone(), failure(&store, &e))),
         };
-        stats::call(&self.name, "init", stats::outcome(&result), began.elapsed());
+        stats::call(
+            self.limits.scope,
+            &self.name,
+            "init",
+            stats::outcome(&result),
+            began.elapsed(),
+        );
         result
     }
 
@@ -299,6 +305,11 @@ impl<G> Shared<G> {
             .clone()
     }
 
+    /// The self-telemetry scope counting the plugin's calls.
+    pub fn scope(&self) -> u64 {
+        self.limits.scope
+    }
+
     /// The plugin's result budgets.
     pub fn budgets(&self) -> Budgets {
         self.limits.budgets
@@ -330,14 +341,16 @@ impl<G> Shared<G> {
     ) -> Result<R, CallError> {
         let began = Instant::now();
         let result = self.call_counted(wait, f);
+        let scope = self.limits.scope;
         stats::call(
+            scope,
             &self.name,
             function,
             stats::outcome(&result),
             began.elapsed(),
         );
         if let Err(CallError::Failed(_, failure)) = &result {
-            stats::trap(&self.name, failure);
+            stats::trap(scope, &self.name, failure);
         }
         result
     }
@@ -356,7 +369,7 @@ impl<G> Shared<G> {
             .unwrap_or_else(PoisonError::into_inner);
         let _span = tracing::trace_span!("plugin call", plugin = %self.name).entered();
         let result = supervised.call(f);
-        stats::memory(&self.name, supervised.memory());
+        stats::memory(self.limits.scope, &self.name, supervised.memory());
         // A call that succeeds on a running instance leaves its health as it was.
         if result.is_err() || !self.running.load(std::sync::atomic::Ordering::Relaxed) {
             let health = supervised.health();

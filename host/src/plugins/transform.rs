@@ -67,8 +67,8 @@ impl TransformPlugin {
         })?;
         let b = self.instance.budgets();
         let (before, after) = (budget::metric_size(batch), budget::metric_size(&out));
-        stats::items(&self.name, "in", before.0);
-        stats::items(&self.name, "out", after.0);
+        stats::items(self.instance.scope(), &self.name, "in", before.0);
+        stats::items(self.instance.scope(), &self.name, "out", after.0);
         budget::growth(&self.name, before, after, &b)?;
         Ok(out)
     }
@@ -80,8 +80,8 @@ impl TransformPlugin {
         })?;
         let b = self.instance.budgets();
         let (before, after) = (budget::log_size(batch), budget::log_size(&out));
-        stats::items(&self.name, "in", before.0);
-        stats::items(&self.name, "out", after.0);
+        stats::items(self.instance.scope(), &self.name, "in", before.0);
+        stats::items(self.instance.scope(), &self.name, "out", after.0);
         budget::growth(&self.name, before, after, &b)?;
         Ok(out)
     }

@@ -74,7 +74,7 @@ impl ViewPlugin {
         // asks may still spend on views.
         let timeout = self.instance.call_timeout();
         let wait = crate::metrics::patience().map_or(timeout, |left| left.min(timeout));
-        stats::items(&self.name, "in", 1);
+        stats::items(self.instance.scope(), &self.name, "in", 1);
         let answer = self
             .instance
             .call_within("map-attributes", Some(wait), |g, store| {
@@ -90,7 +90,7 @@ impl ViewPlugin {
         match answer {
             Ok(None) => Mapping::Keep,
             Ok(Some(pairs)) => {
-                stats::items(&self.name, "out", 1);
+                stats::items(self.instance.scope(), &self.name, "out", 1);
                 Mapping::Replace(attribute_set(pairs))
             }
             Err(e) => {
