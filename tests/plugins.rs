@@ -1588,23 +1588,23 @@ fn build_example(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_exporter_delivers_through_a_running_host() {
+/// The WIT directory, for the tools that build examples.
+fn wit_dir() -> String {
     let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
-    let wit = wit.to_str().expect("utf-8 path");
-    let args = ["-d", wit, "-w", "exporter", "componentize", "app", "-o"];
-    let Some(dir) = build_example(
-        "componentize-py",
-        &args,
-        "python-exporter",
-        "python-exporter",
-    ) else {
-        return;
-    };
+    wit.to_str().expect("utf-8 path").to_owned()
+}
+
+/// Runs the example exporter `name` (built into `dir`, posting lines to the path it is told)
+/// in a host and checks the lines reach a real HTTP receiver.
+async fn example_delivers(dir: &std::path::Path, name: &str) {
     let (addr, seen) = http_sink().await;
-    std::fs::write(dir.join("python-exporter.toml"), "path = \"/py\"\n").expect("settings");
+    std::fs::write(
+        dir.join(format!("{name}.toml")),
+        format!("path = \"/{name}\"\n"),
+    )
+    .expect("settings");
     let host = start(&format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"python-exporter\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\n",
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"{name}\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\n",
         dir.display()
     ))
     .await;
@@ -1612,37 +1612,49 @@ async fn the_python_exporter_delivers_through_a_running_host() {
     host.collect_now().await;
     let got = received(&seen, 1).await;
     let (path, headers, body) = &got[0];
-    assert_eq!(path, "/base/py");
+    assert_eq!(path, &format!("/base/{name}"));
     assert_eq!(headers["content-type"], "text/plain");
     assert!(
         body.lines()
             .any(|l| l == "inference.chunks{model=\"m1\"} 2"),
         "{body}"
     );
-    let summary = host
+    let row = host
         .plugin_health()
         .into_iter()
-        .find(|row| row.plugin == "python-exporter")
-        .expect("listed")
-        .stats;
+        .find(|row| row.plugin == name)
+        .expect("listed");
+    assert_eq!(
+        row.stats.calls.get("ok").copied(),
+        Some(3),
+        "init, one encode and its classify"
+    );
     eprintln!(
-        "python-exporter: init {:?}, mean call {:.1} µs, memory {:.1} MiB",
-        summary.calls,
-        summary.mean_call_seconds * 1e6,
-        summary.memory_bytes as f64 / 1048576.0
+        "{name}: mean call {:.1} µs, memory {:.1} MiB",
+        row.stats.mean_call_seconds * 1e6,
+        row.stats.memory_bytes as f64 / 1048576.0
     );
     host.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_exporter_delivers_through_a_running_host() {
+    let wit = wit_dir();
+    let args = ["-d", &wit, "-w", "exporter", "componentize", "app", "-o"];
+    let name = "python-exporter";
+    if let Some(dir) = build_example("componentize-py", &args, name, name) {
+        example_delivers(&dir, name).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_javascript_exporter_delivers_through_a_running_host() {
-    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
-    let wit = wit.to_str().expect("utf-8 path");
+    let wit = wit_dir();
     // The runtime's fetch support would import wasi:http, which the sandbox does not grant.
     let args = [
         "exporter.js",
         "--wit",
-        wit,
+        &wit,
         "--world-name",
         "exporter",
         "--disable",
@@ -1650,26 +1662,8 @@ async fn the_javascript_exporter_delivers_through_a_running_host() {
         "fetch-event",
         "-o",
     ];
-    let Some(dir) = build_example("componentize-js", &args, "js-exporter", "js-exporter") else {
-        return;
-    };
-    let (addr, seen) = http_sink().await;
-    std::fs::write(dir.join("js-exporter.toml"), "path = \"/js\"\n").expect("settings");
-    let host = start(&format!(
-        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"js-exporter\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"1h\"\n",
-        dir.display()
-    ))
-    .await;
-    post_ndjson(&host, &events(2, &[1.0])).await;
-    host.collect_now().await;
-    let got = received(&seen, 1).await;
-    let (path, headers, body) = &got[0];
-    assert_eq!(path, "/base/js");
-    assert_eq!(headers["content-type"], "text/plain");
-    assert!(
-        body.lines()
-            .any(|l| l == "inference.chunks{model=\"m1\"} 2"),
-        "{body}"
-    );
-    host.shutdown().await;
+    let name = "js-exporter";
+    if let Some(dir) = build_example("componentize-js", &args, name, name) {
+        example_delivers(&dir, name).await;
+    }
 }
