@@ -484,7 +484,8 @@ impl StderrTail {
     }
 
     /// What the plugin last wrote (from its last panic message on, if any), on one line
-    /// without the backtrace hint.
+    /// without the backtrace hint; when a Python runtime panicked over an exception, the
+    /// exception (the last line of the traceback it printed) comes first.
     fn last_words(&self) -> Option<String> {
         let tail = self
             .0
@@ -492,10 +493,25 @@ impl StderrTail {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let text = String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned();
         let from = text.rfind("panicked at").unwrap_or(0);
-        let said: Vec<&str> = text[from..]
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        let before = &text[..from];
+        let exception = before
+            .contains("Traceback (most recent call last):")
+            .then(|| {
+                before
+                    .lines()
+                    .rev()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty() && !l.starts_with("thread '"))
+            })
+            .flatten();
+        let said: Vec<&str> = exception
+            .into_iter()
+            .chain(
+                text[from..]
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE")),
+            )
             .collect();
         (!said.is_empty()).then(|| said.join(" "))
     }
@@ -540,6 +556,24 @@ impl wasmtime_wasi::p2::OutputStream for StderrTail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_words_name_the_panic_and_a_python_exception_before_it() {
+        let rust = StderrTail::default();
+        rust.append(b"some log line\nthread '<unnamed>' (1) panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n");
+        assert_eq!(
+            rust.last_words().as_deref(),
+            Some("panicked at src/lib.rs:3:5: boom")
+        );
+        let python = StderrTail::default();
+        python.append(b"Traceback (most recent call last):\n  File \"/0/app.py\", line 14, in encode_metrics\nAttributeError: 'Encoder' object has no attribute 'path'\n\nthread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\nPython function threw an unexpected exception\n");
+        assert_eq!(
+            python.last_words().as_deref(),
+            Some(
+                "AttributeError: 'Encoder' object has no attribute 'path' panicked at runtime/src/lib.rs:1293:29: Python function threw an unexpected exception"
+            )
+        );
+    }
 
     #[test]
     fn budgets_take_the_plugin_s_own_then_every_plugin_s_then_the_defaults() {
