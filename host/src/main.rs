@@ -531,12 +531,14 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
                 (None, Some(batch)) => wasmtel::trial::Sample::Metrics(read(&batch)?),
                 (None, None) => anyhow::bail!("give --events or --batch"),
             };
+            // A setting may be a credential: a malformed one is named by position only.
             let settings = config
                 .iter()
-                .map(|kv| {
+                .enumerate()
+                .map(|(i, kv)| {
                     kv.split_once('=')
                         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .with_context(|| format!("--config `{kv}` is not key=value"))
+                        .with_context(|| format!("--config number {} is not key=value", i + 1))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let name = file

@@ -457,6 +457,102 @@ mod tests {
     }
 
     #[test]
+    fn every_count_and_size_limit_refuses_past_it() {
+        let tight = RequestLimits {
+            scopes: 0,
+            ..Default::default()
+        };
+        let error = metrics(&gauge(vec![]), &tight).expect_err("a scope");
+        assert_eq!(
+            error.to_string(),
+            "the request has 1 scopes, over the limit of 0 (intake.limits)"
+        );
+        for (limits, what) in [
+            (
+                RequestLimits {
+                    metrics: 0,
+                    ..Default::default()
+                },
+                "1 metrics",
+            ),
+            (
+                RequestLimits {
+                    points: 0,
+                    ..Default::default()
+                },
+                "1 data points",
+            ),
+            (
+                RequestLimits {
+                    value_length: 0,
+                    ..Default::default()
+                },
+                "1 bytes in a metric name",
+            ),
+        ] {
+            let error = metrics(&gauge(vec![]), &limits).expect_err(what);
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("the request has {what},")),
+                "{error}"
+            );
+        }
+        let long = AnyValue {
+            value: Some(any_value::Value::StringValue("x".repeat(10))),
+        };
+        let limits = RequestLimits {
+            value_length: 9,
+            ..Default::default()
+        };
+        let error = metrics(&gauge(vec![kv("k", long)]), &limits).expect_err("long");
+        assert_eq!(
+            error.to_string(),
+            "the request has 10 bytes in one value, over the limit of 9 (intake.limits)"
+        );
+        // Exponential buckets: a side of 3 varints against a limit of 2.
+        use crate::model::wire::Reverse;
+        let mut w = Reverse::default();
+        w.message(1, |w| {
+            w.message(2, |w| {
+                w.message(2, |w| {
+                    w.message(10, |w| {
+                        w.message(1, |w| {
+                            w.message(8, |w| w.packed_varint(2, [1u64, 2, 3].into_iter()))
+                        });
+                    });
+                });
+            });
+        });
+        let limits = RequestLimits {
+            exponential_buckets: 2,
+            ..Default::default()
+        };
+        let error = metrics(&w.finish(), &limits).expect_err("buckets");
+        assert_eq!(
+            error.to_string(),
+            "the request has 3 buckets in one side of an exponential histogram point, over the limit of 2 (intake.limits)"
+        );
+        // Log records.
+        let mut w = Reverse::default();
+        w.message(1, |w| {
+            w.message(2, |w| {
+                w.message(2, |_| {});
+                w.message(2, |_| {});
+            });
+        });
+        let limits = RequestLimits {
+            log_records: 1,
+            ..Default::default()
+        };
+        let error = logs(&w.finish(), &limits).expect_err("records");
+        assert_eq!(
+            error.to_string(),
+            "the request has 2 log records, over the limit of 1 (intake.limits)"
+        );
+    }
+
+    #[test]
     fn totals_are_counted_in_full_before_they_are_refused() {
         // 4,000,000 empty resources in 8 MB: refused with their exact count, nothing decoded.
         let body = [10u8, 0].repeat(4_000_000);
