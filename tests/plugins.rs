@@ -180,12 +180,11 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_plugin_is_stopped_at_its_deadline_while_another_keeps_delivering() {
     let spin = load("spin", &fixture(SPIN), &[]).expect("spin loads: init is fine");
-    let batch = wasmtel::plugins::bindings::types::MetricBatch {
-        resource: wasmtel::plugins::convert::resource(&wasmtel::sources::resource::detect(
-            &Default::default(),
-        )),
-        scopes: vec![],
-    };
+    let batch = wasmtel::plugins::convert::metric_batch(
+        &wasmtel::metrics::Registry::new(10),
+        &wasmtel::sources::resource::detect(&Default::default()),
+        None,
+    );
     let err = spin.encode_metrics(&batch).expect_err("never returns");
     assert_eq!(
         err,

@@ -523,7 +523,7 @@ async fn floods_from_exporters_views_and_transforms_are_refused_whole_and_counte
          [otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n\
          [[views]]\nplugin = \"fat\"\ninstruments = [\"inference.chunks\"]\nconfig = {{ attributes = 100 }}\n\
          [[views]]\nplugin = \"long\"\ninstruments = [\"generations\"]\nconfig = {{ attributes = 1, value_len = 5000 }}\n\
-         [[transforms]]\nplugin = \"copier\"\nconfig = {{ multiply = 5 }}\n\
+         [[transforms]]\nplugin = \"copier\"\nconfig = {{ edits = 1000 }}\n\
          [[transforms]]\nplugin = \"padder\"\nconfig = {{ pad = 100000 }}\n\
          [[exporters]]\nplugin = \"gusher\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\nconfig = {{ datagrams = 20000 }}\n",
         dir.path().display(),
@@ -545,7 +545,7 @@ async fn floods_from_exporters_views_and_transforms_are_refused_whole_and_counte
     );
     assert_eq!(exp.value("generations_total", &[("model", "m")]), Some(1.0));
     assert_eq!(exp.count("inference_chunks_total"), 1);
-    // The transforms' five-fold and padded outputs were refused: the event log records went out
+    // The transforms' edit flood and padded bodies were refused: the event log records went out
     // unchanged.
     let sizes = |r: &wasmtel_tests::Received| -> Vec<usize> {
         r.logs

@@ -7,17 +7,17 @@ export const encoder = {
     return { signals: { metrics: true, logs: false }, temporality: "cumulative" };
   },
   encodeMetrics(batch) {
+    // Each string, value and attribute set of the batch comes once: labels are made once per set.
+    const t = batch.table;
+    const labels = t.sets.map((s) =>
+      t.attributes.slice(s.start, s.start + s.len).map((a) => `${t.strings[a.key]}="${t.values[a.value].val}"`).join(","));
     const lines = [];
-    for (const metric of batch.scopes.flatMap((s) => s.metrics)) {
-      const { tag, val } = metric.data;
-      const points = tag === "gauge" ? val : tag === "sum" ? val.points : [];
-      for (const p of points) {
-        const labels = p.attributes.map((kv) => `${kv.key}="${kv.value.val}"`).join(",");
-        lines.push(`${metric.name}{${labels}} ${p.value}`);
-      }
+    for (const metric of batch.metrics) {
+      const points = ["gauge", "sum"].includes(metric.points.tag) ? metric.points.val : [];
+      for (const p of points) lines.push(`${t.strings[metric.name]}{${labels[p.attributes]}} ${p.value}`);
     }
     const body = new TextEncoder().encode(lines.join("\n") + "\n");
-    return [{ tag: "http", val: { method: "POST", path, headers: [["content-type", "text/plain"]], body } }];
+    return [{ tag: "http", val: { method: "post", path, headers: [["content-type", "text/plain"]], body } }];
   },
   encodeLogs(batch) {
     return [];

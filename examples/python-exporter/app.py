@@ -1,7 +1,7 @@
 """A wasmtel exporter in Python: each gauge and sum point as one `name{labels} value` line, POSTed."""
 from wit_world import exports
-from wit_world.exports.encoder import ExporterInfo, HttpRequest, Outbound_Http, Outcome_Reject, Outcome_Retry, Outcome_Success, Signals
-from wit_world.imports.types import MetricData_Gauge, MetricData_Sum, Temporality
+from wit_world.exports.encoder import ExporterInfo, HttpRequest, Method, Outbound_Http, Outcome_Reject, Outcome_Retry, Outcome_Success, Signals
+from wit_world.imports.types import Points_Gauge, Points_Sum, Temporality
 
 settings = {}  # Each call gets a fresh Encoder: what init learns is kept here.
 
@@ -12,15 +12,14 @@ class Encoder(exports.Encoder):
         return ExporterInfo(Signals.METRICS, Temporality.CUMULATIVE)
 
     def encode_metrics(self, batch):
+        t = batch.table  # each string, value and attribute set of the batch, once: labels once per set
+        labels = [",".join(f'{t.strings[a.key]}="{t.values[a.value].value}"' for a in t.attributes[s.start:s.start + s.len]) for s in t.sets]
         lines = []
-        for metric in (m for scope in batch.scopes for m in scope.metrics):
-            data = metric.data
-            points = data.value if isinstance(data, MetricData_Gauge) else data.value.points if isinstance(data, MetricData_Sum) else []
-            for p in points:
-                labels = ",".join(f'{kv.key}="{kv.value.value}"' for kv in p.attributes)
-                lines.append(f"{metric.name}{{{labels}}} {p.value:g}")
+        for metric in batch.metrics:
+            points = metric.points.value if isinstance(metric.points, (Points_Gauge, Points_Sum)) else []
+            lines += [f"{t.strings[metric.name]}{{{labels[p.attributes]}}} {p.value:g}" for p in points]
         body = ("\n".join(lines) + "\n").encode()
-        return [Outbound_Http(HttpRequest("POST", settings["path"], [("content-type", "text/plain")], body))]
+        return [Outbound_Http(HttpRequest(Method.POST, settings["path"], [("content-type", "text/plain")], body))]
 
     def encode_logs(self, batch):
         return []

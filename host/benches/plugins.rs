@@ -17,61 +17,70 @@ use wasmtel_guest::Exporter as _;
 
 const POINTS: usize = 1000;
 
-/// The same batch in either binding of the contract: half counters, half histograms, 3 attributes each.
+/// The same batch in either binding of the contract: half counters, half histograms, 3 attributes
+/// each, 17 distinct attribute sets (interned once each, as the host sends them).
 macro_rules! batch {
     ($($types:ident)::+) => {{
         use $($types)::+ as t;
-        let attrs = |i: usize| {
-            ["model", "engine", "device"]
-                .iter()
-                .map(|k| t::KeyValue { key: (*k).into(), value: t::Value::String(format!("{k}-{}", i % 17)) })
-                .collect::<Vec<_>>()
-        };
+        const KEYS: [&str; 3] = ["model", "engine", "device"];
+        let mut strings: Vec<String> = ["", "bench", "requests", "latency", "s"].map(String::from).to_vec();
+        strings.extend(KEYS.map(String::from));
+        let (mut values, mut attributes) = (Vec::new(), Vec::new());
+        let mut sets = vec![t::Span { start: 0, len: 0 }];
+        for v in 0..17 {
+            sets.push(t::Span { start: attributes.len() as u32, len: 3 });
+            for (k, key) in KEYS.iter().enumerate() {
+                values.push(t::Value::String(format!("{key}-{v}")));
+                attributes.push(t::Attribute { key: 5 + k as u32, value: values.len() as u32 - 1 });
+            }
+        }
+        let set = |i: usize| 1 + (i % 17) as u32;
         let number = |i: usize| t::NumberPoint {
-            attributes: attrs(i),
+            attributes: set(i),
             start_time_unix_nano: 1,
             time_unix_nano: 2,
             value: i as f64,
-            exemplars: vec![],
         };
-        let histogram = |i: usize| t::HistogramPoint {
-            attributes: attrs(i),
-            start_time_unix_nano: 1,
-            time_unix_nano: 2,
-            count: 10,
-            sum: Some(25.0),
-            min: Some(0.1),
-            max: Some(9.0),
-            bounds: vec![0.5, 1.0, 5.0],
-            bucket_counts: vec![2, 3, 4, 1],
-            exemplars: vec![],
+        let (mut bounds, mut counts) = (Vec::new(), Vec::new());
+        let mut histogram = |i: usize| {
+            let point = t::HistogramPoint {
+                attributes: set(i),
+                start_time_unix_nano: 1,
+                time_unix_nano: 2,
+                count: 10,
+                sum: Some(25.0),
+                min: Some(0.1),
+                max: Some(9.0),
+                bounds: t::Span { start: bounds.len() as u32, len: 3 },
+                bucket_counts: t::Span { start: counts.len() as u32, len: 4 },
+            };
+            bounds.extend([0.5, 1.0, 5.0]);
+            counts.extend([2, 3, 4, 1]);
+            point
         };
+        let histograms: Vec<_> = (0..POINTS / 2).map(&mut histogram).collect();
+        let metric = |name: u32, unit: u32, monotonic: bool, points: t::Points| t::Metric {
+            scope: 0,
+            name,
+            description: 0,
+            unit,
+            temporality: t::Temporality::Delta,
+            monotonic,
+            points,
+            bounds: Vec::new(),
+            counts: Vec::new(),
+            exemplars: Vec::new(),
+        };
+        let mut latency = metric(3, 4, false, t::Points::Histogram(histograms));
+        (latency.bounds, latency.counts) = (bounds, counts);
         t::MetricBatch {
-            resource: t::Resource { attributes: vec![], schema_url: String::new() },
-            scopes: vec![t::ScopeMetrics {
-                scope: t::Scope { name: "bench".into(), version: String::new(), attributes: vec![] },
-                metrics: vec![
-                    t::Metric {
-                        name: "requests".into(),
-                        description: String::new(),
-                        unit: String::new(),
-                        data: t::MetricData::Sum(t::Sum {
-                            points: (0..POINTS / 2).map(number).collect(),
-                            temporality: t::Temporality::Delta,
-                            monotonic: true,
-                        }),
-                    },
-                    t::Metric {
-                        name: "latency".into(),
-                        description: String::new(),
-                        unit: "s".into(),
-                        data: t::MetricData::Histogram(t::Histogram {
-                            points: (0..POINTS / 2).map(histogram).collect(),
-                            temporality: t::Temporality::Delta,
-                        }),
-                    },
-                ],
-            }],
+            table: t::Table { strings, values, attributes, sets },
+            resource: t::Resource { attributes: 0, schema_url: 0 },
+            scopes: vec![t::Scope { name: 1, version: 0, attributes: 0 }],
+            metrics: vec![
+                metric(2, 0, true, t::Points::Sum((0..POINTS / 2).map(number).collect())),
+                latency,
+            ],
         }
     }};
 }
@@ -135,13 +144,11 @@ fn per_point(c: &mut Criterion) {
 fn call_cost(c: &mut Criterion) {
     let runtime = Runtime::shared().expect("runtime");
     let wasm = statsd_component(&runtime);
-    let empty = wasmtel::plugins::bindings::types::MetricBatch {
-        resource: wasmtel::plugins::bindings::types::Resource {
-            attributes: vec![],
-            schema_url: String::new(),
-        },
-        scopes: vec![],
-    };
+    let empty = wasmtel::plugins::convert::metric_batch(
+        &wasmtel::metrics::Registry::new(1),
+        &wasmtel::sources::resource::detect(&Default::default()),
+        None,
+    );
     let response = Response {
         status: 202,
         headers: vec![],

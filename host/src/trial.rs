@@ -158,7 +158,7 @@ fn show(out: &mut String, signal: &str, requests: &[Outbound]) {
     for request in requests {
         match request {
             Outbound::Http(r) => {
-                let _ = writeln!(out, "HTTP {} {}", r.method, r.path);
+                let _ = writeln!(out, "HTTP {:?} {}", r.method, r.path);
                 for (k, v) in &r.headers {
                     let _ = writeln!(out, "  {k}: {v}");
                 }

@@ -1,24 +1,29 @@
 //! Write wasmtel plugins in Rust: exporters, transforms and views, compiled to
-//! WebAssembly components for `wasm32-wasip2`.
+//! WebAssembly components for `wasm32-wasip2` against `wasmtel:plugin@0.2.0`.
 //!
-//! A plugin never sees wit-bindgen. A stateless exporter is one function:
+//! A plugin never sees wit-bindgen or the batch's interning. A stateless exporter is one function:
 //!
 //! ```ignore
 //! use wasmtel_guest::{Config, MetricBatch, Outbound};
 //!
 //! #[wasmtel_guest::exporter]
 //! fn encode(batch: &MetricBatch, _config: &Config) -> Result<Vec<Outbound>, String> {
-//!     let lines: Vec<String> = batch.metrics().map(|(_, m)| m.name.clone()).collect();
+//!     let lines: Vec<&str> = batch.metrics().map(|m| m.name()).collect();
 //!     Ok(vec![Outbound::post("/ingest", lines.join("\n"))])
 //! }
 //! ```
 //!
-//! A stateful one is a type implementing [`Exporter`] (or [`Transform`], or
-//! [`View`]) registered with [`export_exporter!`] (or [`export_transform!`],
-//! [`export_view!`]). Plugin logic is plain Rust over plain structs, so it
-//! can be unit-tested natively with `cargo test`; outside WebAssembly,
-//! [`log`] writes to stderr and [`now_unix_nano`] reads the system clock.
+//! A stateful one is a type implementing [`Exporter`] (or [`Transform`], or [`View`]) whose
+//! `impl` block carries the same attribute. Batches are read through typed accessors
+//! ([`MetricBatch::metrics`] → [`MetricRef::numbers`] → [`Point::attributes`] →
+//! [`Attributes::get`]); [`PerSet`] renders something once per attribute set; a transform
+//! answers with [`Edits`]. Plugin logic is plain Rust, unit-tested natively with batches from
+//! [`BatchBuilder`]; outside WebAssembly, [`log`] writes to stderr and [`now_unix_nano`] reads
+//! the system clock.
 
+mod batch;
+mod builder;
+mod edits;
 pub mod prometheus;
 pub mod statsd;
 
@@ -31,7 +36,12 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 
 use std::cell::RefCell;
 
-pub use wasmtel_guest_macro::exporter;
+pub use batch::{
+    Attributes, HasAttributes, MetricKind, MetricRef, PerSet, Point, RecordRef, ScopeRef,
+};
+pub use builder::{BatchBuilder, Pairs};
+pub use edits::Edits;
+pub use wasmtel_guest_macro::{exporter, transform, view};
 
 /// Generated bindings for the three plugin worlds; authors use the re-exports instead.
 #[doc(hidden)]
@@ -58,9 +68,10 @@ pub mod bindings {
             default_bindings_module: "wasmtel_guest::bindings::transform",
             pub_export_macro: true,
             export_macro_name: "export_transform_world",
+            additional_derives: [PartialEq],
             with: {
-                "wasmtel:plugin/types@0.1.0": crate::bindings::exporter::wasmtel::plugin::types,
-                "wasmtel:plugin/host@0.1.0": crate::bindings::exporter::wasmtel::plugin::host,
+                "wasmtel:plugin/types@0.2.0": crate::bindings::exporter::wasmtel::plugin::types,
+                "wasmtel:plugin/host@0.2.0": crate::bindings::exporter::wasmtel::plugin::host,
             },
         });
     }
@@ -74,8 +85,8 @@ pub mod bindings {
             pub_export_macro: true,
             export_macro_name: "export_view_world",
             with: {
-                "wasmtel:plugin/types@0.1.0": crate::bindings::exporter::wasmtel::plugin::types,
-                "wasmtel:plugin/host@0.1.0": crate::bindings::exporter::wasmtel::plugin::host,
+                "wasmtel:plugin/types@0.2.0": crate::bindings::exporter::wasmtel::plugin::types,
+                "wasmtel:plugin/host@0.2.0": crate::bindings::exporter::wasmtel::plugin::host,
             },
         });
     }
@@ -85,13 +96,15 @@ use bindings::exporter::exports::wasmtel::plugin::encoder;
 use bindings::exporter::wasmtel::plugin::host;
 
 pub use bindings::exporter::wasmtel::plugin::types::{
-    Buckets, Exemplar, ExponentialHistogram, ExponentialHistogramPoint, Histogram, HistogramPoint,
-    KeyValue, LogBatch, LogRecord, Metric, MetricBatch, MetricData, NumberPoint, Resource, Scope,
-    ScopeLogs, ScopeMetrics, Sum, Temporality, Value,
+    Attribute, Exemplar, ExponentialHistogramPoint, HistogramPoint, KeyValue, LogBatch, LogRecord,
+    Metric, MetricBatch, NumberPoint, Points, Resource, Scope, Span, Table, Temporality,
+    TraceContext, Value,
 };
-pub use bindings::view::exports::wasmtel::plugin::viewer::InstrumentInfo;
+/// The edits of the `transformer` interface; [`Edits`] builds them.
+pub use bindings::transform::exports::wasmtel::plugin::transformer as transform_types;
+pub use bindings::view::exports::wasmtel::plugin::viewer::{InstrumentInfo, InstrumentKind};
 pub use encoder::{
-    ExporterInfo, HttpRequest, Outbound, Outcome, PartialSuccess, Response, Signals,
+    ExporterInfo, HttpRequest, Method, Outbound, Outcome, PartialSuccess, Response, Signals,
 };
 
 /// A plugin's configuration: dotted keys with string values.
@@ -148,6 +161,14 @@ impl ExporterInfo {
         }
     }
 
+    /// An exporter of logs only.
+    pub fn logs() -> Self {
+        Self {
+            signals: Signals::LOGS,
+            temporality: Temporality::Cumulative,
+        }
+    }
+
     /// An exporter of both metrics and logs.
     pub fn metrics_and_logs(temporality: Temporality) -> Self {
         Self {
@@ -161,7 +182,7 @@ impl Outbound {
     /// A POST of `body` to `path` (relative to the integration's endpoint).
     pub fn post(path: &str, body: impl Into<Vec<u8>>) -> Self {
         Outbound::Http(HttpRequest {
-            method: "POST".into(),
+            method: Method::Post,
             path: path.into(),
             headers: Vec::new(),
             body: body.into(),
@@ -216,36 +237,6 @@ impl Response {
             .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
             .and_then(|(_, v)| v.trim().parse::<u64>().ok())
             .map(|seconds| seconds.saturating_mul(1000))
-    }
-}
-
-impl MetricBatch {
-    /// Every metric with its scope.
-    pub fn metrics(&self) -> impl Iterator<Item = (&Scope, &Metric)> {
-        self.scopes
-            .iter()
-            .flat_map(|s| s.metrics.iter().map(move |m| (&s.scope, m)))
-    }
-}
-
-impl Metric {
-    /// How many points (series) the metric carries.
-    pub fn point_count(&self) -> usize {
-        match &self.data {
-            MetricData::Gauge(points) => points.len(),
-            MetricData::Sum(sum) => sum.points.len(),
-            MetricData::Histogram(h) => h.points.len(),
-            MetricData::ExponentialHistogram(h) => h.points.len(),
-        }
-    }
-}
-
-impl LogBatch {
-    /// Every log record with its scope.
-    pub fn records(&self) -> impl Iterator<Item = (&Scope, &LogRecord)> {
-        self.scopes
-            .iter()
-            .flat_map(|s| s.records.iter().map(move |r| (&s.scope, r)))
     }
 }
 
@@ -323,19 +314,23 @@ pub trait Exporter: Sized + 'static {
     }
 }
 
-/// A stateful transform of whole batches.
+/// A stateful transform: it reads a batch and answers with the edits the host applies.
 pub trait Transform: Sized + 'static {
     /// Validates the configuration.
     fn init(config: Config) -> Result<Self, String>;
 
-    /// Rewrites a metric batch; by default, unchanged.
-    fn transform_metrics(&mut self, batch: MetricBatch) -> Result<MetricBatch, String> {
-        Ok(batch)
+    /// Adds the edits a metric batch needs; by default, none.
+    fn transform_metrics(
+        &mut self,
+        _batch: &MetricBatch,
+        _edits: &mut Edits,
+    ) -> Result<(), String> {
+        Ok(())
     }
 
-    /// Rewrites a log batch; by default, unchanged.
-    fn transform_logs(&mut self, batch: LogBatch) -> Result<LogBatch, String> {
-        Ok(batch)
+    /// Adds the edits a log batch needs; by default, none.
+    fn transform_logs(&mut self, _batch: &LogBatch, _edits: &mut Edits) -> Result<(), String> {
+        Ok(())
     }
 }
 
@@ -398,9 +393,10 @@ pub mod __glue {
     }
 }
 
-/// Registers a type implementing [`Exporter`] as this component's exporter.
+/// Registers a type implementing [`Exporter`] as this component's exporter; `#[exporter]` expands to it.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! export_exporter {
+macro_rules! __export_exporter {
     ($ty:ty) => {
         const _: () = {
             ::std::thread_local! {
@@ -429,9 +425,10 @@ macro_rules! export_exporter {
     };
 }
 
-/// Registers a type implementing [`Transform`] as this component's transform.
+/// Registers a type implementing [`Transform`] as this component's transform; `#[transform]` expands to it.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! export_transform {
+macro_rules! __export_transform {
     ($ty:ty) => {
         const _: () = {
             ::std::thread_local! {
@@ -443,11 +440,17 @@ macro_rules! export_transform {
                 fn init(config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>) -> ::std::result::Result<(), ::std::string::String> {
                     STATE.with(|s| $crate::__glue::init(s, <$ty as $crate::Transform>::init($crate::Config::new(config))))
                 }
-                fn transform_metrics(batch: $crate::MetricBatch) -> ::std::result::Result<$crate::MetricBatch, ::std::string::String> {
-                    STATE.with(|s| $crate::__glue::with(s, |t: &mut $ty| $crate::Transform::transform_metrics(t, batch)))
+                fn transform_metrics(batch: $crate::MetricBatch) -> ::std::result::Result<::std::vec::Vec<$crate::transform_types::Edit>, ::std::string::String> {
+                    STATE.with(|s| $crate::__glue::with(s, |t: &mut $ty| {
+                        let mut edits = $crate::Edits::new();
+                        $crate::Transform::transform_metrics(t, &batch, &mut edits).map(|()| edits.into_inner())
+                    }))
                 }
-                fn transform_logs(batch: $crate::LogBatch) -> ::std::result::Result<$crate::LogBatch, ::std::string::String> {
-                    STATE.with(|s| $crate::__glue::with(s, |t: &mut $ty| $crate::Transform::transform_logs(t, batch)))
+                fn transform_logs(batch: $crate::LogBatch) -> ::std::result::Result<::std::vec::Vec<$crate::transform_types::Edit>, ::std::string::String> {
+                    STATE.with(|s| $crate::__glue::with(s, |t: &mut $ty| {
+                        let mut edits = $crate::Edits::new();
+                        $crate::Transform::transform_logs(t, &batch, &mut edits).map(|()| edits.into_inner())
+                    }))
                 }
             }
             // Component exports exist only in WebAssembly; natively the glue is plain, testable code.
@@ -457,9 +460,10 @@ macro_rules! export_transform {
     };
 }
 
-/// Registers a type implementing [`View`] as this component's view.
+/// Registers a type implementing [`View`] as this component's view; `#[view]` expands to it.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! export_view {
+macro_rules! __export_view {
     ($ty:ty) => {
         const _: () = {
             ::std::thread_local! {

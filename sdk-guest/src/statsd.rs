@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::{KeyValue, Outbound, Value};
+use crate::{Attributes, Outbound, Value};
 
 /// The StatsD metric type of a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,12 +103,15 @@ pub fn push_tags<K: AsRef<str>, V: AsRef<str>>(out: &mut String, tags: &[(K, V)]
 }
 
 /// Appends attributes as DogStatsD tags, `|#k:v,…`, without an intermediate copy.
-pub fn push_attribute_tags(out: &mut String, attributes: &[KeyValue]) {
-    for (i, kv) in attributes.iter().enumerate() {
+pub fn push_attribute_tags<'a>(
+    out: &mut String,
+    attributes: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) {
+    for (i, (key, value)) in attributes.into_iter().enumerate() {
         out.push_str(if i == 0 { "|#" } else { "," });
-        push_sanitized(out, &kv.key);
+        push_sanitized(out, key);
         out.push(':');
-        match &kv.value {
+        match value {
             Value::String(s) => push_sanitized(out, s),
             Value::Int(v) => {
                 let _ = write!(out, "{v}");
@@ -133,13 +136,32 @@ pub fn push_graphite_safe(out: &mut String, text: &str) {
     }));
 }
 
+/// An attribute set's DogStatsD tags, `|#k:v,…` (empty for no attributes): render it once per
+/// set with a [`PerSet`](crate::PerSet).
+pub fn dogstatsd_tags(attributes: Attributes<'_>) -> String {
+    let mut out = String::new();
+    push_attribute_tags(&mut out, attributes.iter());
+    out
+}
+
+/// An attribute set's Graphite tags, `;key=value;…`: render it once per set with a
+/// [`PerSet`](crate::PerSet).
+pub fn graphite_tags(attributes: Attributes<'_>) -> String {
+    let mut out = String::new();
+    push_graphite_tags(&mut out, attributes.iter());
+    out
+}
+
 /// Appends attributes as Graphite tags, `;key=value;…`, for plain StatsD names.
-pub fn push_graphite_tags(out: &mut String, attributes: &[KeyValue]) {
-    for kv in attributes {
+pub fn push_graphite_tags<'a>(
+    out: &mut String,
+    attributes: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) {
+    for (key, value) in attributes {
         out.push(';');
-        push_graphite_safe(out, &kv.key);
+        push_graphite_safe(out, key);
         out.push('=');
-        match &kv.value {
+        match value {
             Value::String(s) => push_graphite_safe(out, s),
             other => push_graphite_safe(out, &other.to_string()),
         }
@@ -208,46 +230,47 @@ mod tests {
 
     #[test]
     fn attributes_become_tags_of_any_value_type() {
-        let mut out = String::from("x:1|c");
-        push_attribute_tags(
-            &mut out,
-            &[
-                KeyValue::string("model id", "m:1"),
-                KeyValue {
-                    key: "n".into(),
-                    value: Value::Int(-3),
-                },
-                KeyValue {
-                    key: "ok".into(),
-                    value: Value::Boolean(true),
-                },
-                KeyValue {
-                    key: "r".into(),
-                    value: Value::Double(0.5),
-                },
-                KeyValue {
-                    key: "j".into(),
-                    value: Value::Json("[1, 2]".into()),
-                },
-            ],
+        let batch = crate::BatchBuilder::new()
+            .gauge(
+                "x",
+                "1",
+                &[
+                    ("model id", "m:1".into()),
+                    ("n", (-3i64).into()),
+                    ("ok", true.into()),
+                    ("r", 0.5.into()),
+                    ("j", Value::Json("[1, 2]".into())),
+                ],
+                1.0,
+            )
+            .metrics();
+        let point = batch
+            .metrics()
+            .next()
+            .and_then(|m| m.numbers().next())
+            .expect("a point");
+        assert_eq!(
+            dogstatsd_tags(point.attributes()),
+            "|#model_id:m_1,n:-3,ok:true,r:0.5,j:[1__2]"
         );
-        assert_eq!(out, "x:1|c|#model_id:m_1,n:-3,ok:true,r:0.5,j:[1__2]");
     }
 
     #[test]
     fn graphite_tags_keep_only_safe_characters() {
-        let mut out = String::from("lat");
-        push_graphite_tags(
-            &mut out,
-            &[
-                KeyValue::string("model id", "m:1;x=y"),
-                KeyValue {
-                    key: "n".into(),
-                    value: Value::Int(-3),
-                },
-            ],
-        );
-        assert_eq!(out, "lat;model_id=m_1_x_y;n=-3");
+        let batch = crate::BatchBuilder::new()
+            .gauge(
+                "lat",
+                "s",
+                &[("model id", "m:1;x=y".into()), ("n", (-3i64).into())],
+                1.0,
+            )
+            .metrics();
+        let point = batch
+            .metrics()
+            .next()
+            .and_then(|m| m.numbers().next())
+            .expect("a point");
+        assert_eq!(graphite_tags(point.attributes()), ";model_id=m_1_x_y;n=-3");
     }
 
     #[test]

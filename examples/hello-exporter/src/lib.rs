@@ -4,7 +4,7 @@ use wasmtel_guest::{Config, MetricBatch, Outbound};
 
 #[wasmtel_guest::exporter]
 fn encode(batch: &MetricBatch, config: &Config) -> Result<Vec<Outbound>, String> {
-    let lines: Vec<String> = batch.metrics().map(|(_, m)| format!("{} {}", m.name, m.point_count())).collect();
+    let lines: Vec<String> = batch.metrics().map(|m| format!("{} {}", m.name(), m.point_count())).collect();
     let path = config.get_or("path", "/ingest");
     Ok(vec![Outbound::post(path, lines.join("\n")).header("content-type", "text/plain")])
 }

@@ -30,8 +30,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use wasmtel_guest::{
-    Config, Exporter, ExporterInfo, KeyValue, LogBatch, MetricBatch, MetricData, Outbound, Outcome, Resource, Response,
-    Temporality, Value,
+    Attributes, Config, Exporter, ExporterInfo, LogBatch, MetricBatch, MetricKind, Outbound,
+    Outcome, PerSet, Response, Temporality, Value,
 };
 
 /// Datadog's metric type codes.
@@ -85,7 +85,6 @@ struct SeriesResource {
     r#type: &'static str,
 }
 
-
 /// The exporter's settings.
 pub struct Datadog {
     tags: Vec<String>,
@@ -103,74 +102,146 @@ struct Origin {
     tags: Vec<String>,
 }
 
-fn attribute<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attrs.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
-}
-
 impl Datadog {
-    fn origin(&self, resource: &Resource) -> Origin {
-        let text = |key: &str| attribute(&resource.attributes, key).map(ToString::to_string);
+    fn origin(&self, resource: Attributes<'_>) -> Origin {
+        let text = |key: &str| resource.get(key).map(ToString::to_string);
         let mut tags = self.tags.clone();
-        for (key, tag) in [("service.name", "service"), ("service.version", "version"), ("deployment.environment.name", "env")] {
+        for (key, tag) in [
+            ("service.name", "service"),
+            ("service.version", "version"),
+            ("deployment.environment.name", "env"),
+        ] {
             if let Some(v) = text(key) {
                 tags.push(format!("{tag}:{v}"));
             }
         }
-        Origin { host: text("host.name"), service: text("service.name"), tags }
+        Origin {
+            host: text("host.name"),
+            service: text("service.name"),
+            tags,
+        }
     }
 
     /// The series of a metric batch, in batch order.
     pub fn series(&self, batch: &MetricBatch) -> Vec<Series> {
-        let origin = self.origin(&batch.resource);
+        let origin = self.origin(batch.resource());
         let mut out = Vec::new();
-        let mut push = |metric: String, r#type: u8, (start, time): (u64, u64), value: f64, attrs: &[KeyValue], extra: &[String]| {
+        let mut push = |metric: String,
+                        r#type: u8,
+                        (start, time): (u64, u64),
+                        value: f64,
+                        attrs: &[String],
+                        extra: &[String]| {
             let mut tags = origin.tags.clone();
-            tags.extend(attrs.iter().map(|kv| format!("{}:{}", kv.key, kv.value)));
+            tags.extend_from_slice(attrs);
             tags.extend_from_slice(extra);
             // A count covers the delta's interval, in whole seconds (at least one).
-            let interval = (r#type == COUNT).then(|| (time.saturating_sub(start) as f64 / 1e9).round().max(1.0) as u64);
+            let interval = (r#type == COUNT)
+                .then(|| (time.saturating_sub(start) as f64 / 1e9).round().max(1.0) as u64);
             out.push(Series {
                 metric,
                 r#type,
                 interval,
-                points: [Point { timestamp: time / 1_000_000_000, value }],
-                resources: origin.host.iter().map(|h| SeriesResource { name: h.clone(), r#type: "host" }).collect(),
+                points: [Point {
+                    timestamp: time / 1_000_000_000,
+                    value,
+                }],
+                resources: origin
+                    .host
+                    .iter()
+                    .map(|h| SeriesResource {
+                        name: h.clone(),
+                        r#type: "host",
+                    })
+                    .collect(),
                 tags,
             });
         };
-        for (_, metric) in batch.metrics() {
-            let name = &metric.name;
-            match &metric.data {
-                MetricData::Gauge(points) => {
-                    for p in points {
-                        push(name.clone(), GAUGE, (p.start_time_unix_nano, p.time_unix_nano), p.value, &p.attributes, &[]);
+        // Each attribute set's tags are made once, however many points share it.
+        let mut tags = PerSet::new(&batch.table);
+        let mut tags_of = |a: Attributes<'_>| {
+            tags.get(a, |a| {
+                a.iter()
+                    .map(|(k, v)| format!("{k}:{v}"))
+                    .collect::<Vec<_>>()
+            })
+            .clone()
+        };
+        for metric in batch.metrics() {
+            let name = metric.name();
+            match metric.kind() {
+                MetricKind::Gauge | MetricKind::Sum { .. } => {
+                    let count = metric.kind() == MetricKind::Sum { monotonic: true }
+                        && metric.temporality() == Temporality::Delta;
+                    let kind = if count { COUNT } else { GAUGE };
+                    for p in metric.numbers() {
+                        push(
+                            name.to_owned(),
+                            kind,
+                            (p.start_time_unix_nano, p.time_unix_nano),
+                            p.value,
+                            &tags_of(p.attributes()),
+                            &[],
+                        );
                     }
                 }
-                MetricData::Sum(sum) => {
-                    let kind = if sum.monotonic && sum.temporality == Temporality::Delta { COUNT } else { GAUGE };
-                    for p in &sum.points {
-                        push(name.clone(), kind, (p.start_time_unix_nano, p.time_unix_nano), p.value, &p.attributes, &[]);
-                    }
-                }
-                MetricData::Histogram(h) => {
-                    for p in &h.points {
-                        let summary = Summary { count: p.count, sum: p.sum, min: p.min, max: p.max };
+                MetricKind::Histogram => {
+                    for p in metric.histograms() {
+                        let summary = Summary {
+                            count: p.count,
+                            sum: p.sum,
+                            min: p.min,
+                            max: p.max,
+                        };
                         let times = (p.start_time_unix_nano, p.time_unix_nano);
-                        summary.push(name, times, &p.attributes, &mut push);
+                        let attrs = tags_of(p.attributes());
+                        summary.push(name, times, &attrs, &mut push);
                         if self.buckets {
-                            for (i, count) in p.bucket_counts.iter().enumerate().filter(|(_, c)| **c > 0) {
-                                let lower = if i == 0 { "-inf".to_owned() } else { p.bounds[i - 1].to_string() };
-                                let upper = p.bounds.get(i).map_or_else(|| "inf".to_owned(), ToString::to_string);
-                                let bounds = [format!("lower_bound:{lower}"), format!("upper_bound:{upper}")];
-                                push(format!("{name}.bucket"), COUNT, times, *count as f64, &p.attributes, &bounds);
+                            let bounds = p.bounds();
+                            for (i, count) in p
+                                .bucket_counts()
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, c)| **c > 0)
+                            {
+                                let lower = if i == 0 {
+                                    "-inf".to_owned()
+                                } else {
+                                    bounds[i - 1].to_string()
+                                };
+                                let upper = bounds
+                                    .get(i)
+                                    .map_or_else(|| "inf".to_owned(), ToString::to_string);
+                                let bounds = [
+                                    format!("lower_bound:{lower}"),
+                                    format!("upper_bound:{upper}"),
+                                ];
+                                push(
+                                    format!("{name}.bucket"),
+                                    COUNT,
+                                    times,
+                                    *count as f64,
+                                    &attrs,
+                                    &bounds,
+                                );
                             }
                         }
                     }
                 }
-                MetricData::ExponentialHistogram(h) => {
-                    for p in &h.points {
-                        let summary = Summary { count: p.count, sum: p.sum, min: p.min, max: p.max };
-                        summary.push(name, (p.start_time_unix_nano, p.time_unix_nano), &p.attributes, &mut push);
+                MetricKind::ExponentialHistogram => {
+                    for p in metric.exponential_histograms() {
+                        let summary = Summary {
+                            count: p.count,
+                            sum: p.sum,
+                            min: p.min,
+                            max: p.max,
+                        };
+                        summary.push(
+                            name,
+                            (p.start_time_unix_nano, p.time_unix_nano),
+                            &tags_of(p.attributes()),
+                            &mut push,
+                        );
                     }
                 }
             }
@@ -180,13 +251,19 @@ impl Datadog {
 
     /// The log entries of a log batch, one JSON object each.
     pub fn logs(&self, batch: &LogBatch) -> Vec<Map<String, Json>> {
-        let origin = self.origin(&batch.resource);
+        let origin = self.origin(batch.resource());
         let ddtags = origin.tags.join(",");
         batch
             .records()
-            .map(|(_, r)| {
-                let mut entry: Map<String, Json> = r.attributes.iter().map(|kv| (kv.key.clone(), json(&kv.value))).collect();
-                let message = r.body.as_ref().map_or_else(|| r.event_name.clone(), ToString::to_string);
+            .map(|r| {
+                let mut entry: Map<String, Json> = r
+                    .attributes()
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), json(v)))
+                    .collect();
+                let message = r
+                    .body()
+                    .map_or_else(|| r.event_name().to_owned(), ToString::to_string);
                 entry.insert("message".into(), message.into());
                 entry.insert("status".into(), status(r.severity_number).into());
                 entry.insert("ddsource".into(), self.source.clone().into());
@@ -202,11 +279,12 @@ impl Datadog {
                 if r.time_unix_nano > 0 {
                     entry.insert("timestamp".into(), (r.time_unix_nano / 1_000_000).into());
                 }
-                if let (Some(trace), Some(span)) = (low64(&r.trace_id, 16), low64(&r.span_id, 8)) {
-                    entry.insert("dd.trace_id".into(), trace.to_string().into());
-                    entry.insert("dd.span_id".into(), span.to_string().into());
-                    entry.insert("otel.trace_id".into(), hex(&r.trace_id).into());
-                    entry.insert("otel.span_id".into(), hex(&r.span_id).into());
+                // Datadog correlates on the low 64 bits of the trace id; an all-zero id is no trace.
+                if let Some(t) = r.trace.filter(|t| (t.trace_id_high | t.trace_id_low) != 0) {
+                    entry.insert("dd.trace_id".into(), t.trace_id_low.to_string().into());
+                    entry.insert("dd.span_id".into(), t.span_id.to_string().into());
+                    entry.insert("otel.trace_id".into(), t.trace_id_hex().into());
+                    entry.insert("otel.span_id".into(), t.span_id_hex().into());
                 }
                 entry
             })
@@ -223,9 +301,26 @@ struct Summary {
 }
 
 impl Summary {
-    fn push(&self, name: &str, time: (u64, u64), attrs: &[KeyValue], push: &mut impl FnMut(String, u8, (u64, u64), f64, &[KeyValue], &[String])) {
-        push(format!("{name}.count"), COUNT, time, self.count as f64, attrs, &[]);
-        for (suffix, kind, value) in [(".sum", COUNT, self.sum), (".min", GAUGE, self.min), (".max", GAUGE, self.max)] {
+    fn push(
+        &self,
+        name: &str,
+        time: (u64, u64),
+        attrs: &[String],
+        push: &mut impl FnMut(String, u8, (u64, u64), f64, &[String], &[String]),
+    ) {
+        push(
+            format!("{name}.count"),
+            COUNT,
+            time,
+            self.count as f64,
+            attrs,
+            &[],
+        );
+        for (suffix, kind, value) in [
+            (".sum", COUNT, self.sum),
+            (".min", GAUGE, self.min),
+            (".max", GAUGE, self.max),
+        ] {
             if let Some(v) = value {
                 push(format!("{name}{suffix}"), kind, time, v, attrs, &[]);
             }
@@ -244,15 +339,6 @@ fn status(severity: u8) -> &'static str {
         21.. => "critical",
         0 => "info",
     }
-}
-
-/// The last 8 bytes of an id of `len` bytes as an integer; `None` when absent or all zero.
-fn low64(id: &[u8], len: usize) -> Option<u64> {
-    if id.len() != len {
-        return None;
-    }
-    let low: [u8; 8] = id[len - 8..].try_into().ok()?;
-    Some(u64::from_be_bytes(low)).filter(|v| *v != 0 || id.iter().any(|b| *b != 0))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -298,12 +384,14 @@ impl Datadog {
         match self.compression {
             Compression::None => Ok(body.to_vec()),
             Compression::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
                 enc.write_all(body).map_err(failed)?;
                 enc.finish().map_err(failed)
             }
             Compression::Deflate => {
-                let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                let mut enc =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
                 enc.write_all(body).map_err(failed)?;
                 enc.finish().map_err(failed)
             }
@@ -350,7 +438,9 @@ impl Datadog {
             Ok(())
         };
         for item in items {
-            if !chunk.is_empty() && (chunk.len() >= max_items || size + item.len() + 1 > max_decompressed) {
+            if !chunk.is_empty()
+                && (chunk.len() >= max_items || size + item.len() + 1 > max_decompressed)
+            {
                 flush(&mut chunk, &mut out)?;
                 size = open.len() + close.len();
             }
@@ -362,19 +452,32 @@ impl Datadog {
     }
 }
 
+#[wasmtel_guest::exporter]
 impl Exporter for Datadog {
     fn init(config: Config) -> Result<(Self, ExporterInfo), String> {
-        let tags = config.get_or("tags", "").split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+        let tags = config
+            .get_or("tags", "")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
         let compression = match config.get_or("compression", "gzip") {
             "gzip" => Compression::Gzip,
             "deflate" => Compression::Deflate,
             "none" => Compression::None,
-            other => return Err(format!("config `compression`: {other:?} is not gzip, deflate or none")),
+            other => {
+                return Err(format!(
+                    "config `compression`: {other:?} is not gzip, deflate or none"
+                ));
+            }
         };
         let max_payload = config.parse_or("max_payload_bytes", MAX_SERIES_COMPRESSED)?;
         let max_logs = config.parse_or("max_logs", MAX_LOGS)?;
         if !(1024..=MAX_SERIES_COMPRESSED).contains(&max_payload) {
-            return Err(format!("config `max_payload_bytes`: between 1024 and {MAX_SERIES_COMPRESSED}"));
+            return Err(format!(
+                "config `max_payload_bytes`: between 1024 and {MAX_SERIES_COMPRESSED}"
+            ));
         }
         if max_logs == 0 || max_logs > MAX_LOGS {
             return Err(format!("config `max_logs`: between 1 and {MAX_LOGS}"));
@@ -391,8 +494,18 @@ impl Exporter for Datadog {
     }
 
     fn encode_metrics(&mut self, batch: &MetricBatch) -> Result<Vec<Outbound>, String> {
-        let items = self.series(batch).iter().map(json_bytes).collect::<Result<Vec<_>, _>>()?;
-        self.requests("/api/v2/series", &items, (b"{\"series\":[", b"]}"), usize::MAX, MAX_SERIES_DECOMPRESSED)
+        let items = self
+            .series(batch)
+            .iter()
+            .map(json_bytes)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.requests(
+            "/api/v2/series",
+            &items,
+            (b"{\"series\":[", b"]}"),
+            usize::MAX,
+            MAX_SERIES_DECOMPRESSED,
+        )
     }
 
     fn encode_logs(&mut self, batch: &LogBatch) -> Result<Vec<Outbound>, String> {
@@ -400,12 +513,24 @@ impl Exporter for Datadog {
         for entry in self.logs(batch) {
             let bytes = json_bytes(&entry)?;
             if bytes.len() > MAX_LOG_ENTRY {
-                wasmtel_guest::log(wasmtel_guest::Level::Warn, &format!("a log entry of {} bytes is over Datadog's 1 MB limit; dropped", bytes.len()));
+                wasmtel_guest::log(
+                    wasmtel_guest::Level::Warn,
+                    &format!(
+                        "a log entry of {} bytes is over Datadog's 1 MB limit; dropped",
+                        bytes.len()
+                    ),
+                );
                 continue;
             }
             items.push(bytes);
         }
-        self.requests("/api/v2/logs", &items, (b"[", b"]"), self.max_logs, MAX_LOGS_DECOMPRESSED)
+        self.requests(
+            "/api/v2/logs",
+            &items,
+            (b"[", b"]"),
+            self.max_logs,
+            MAX_LOGS_DECOMPRESSED,
+        )
     }
 
     /// 2xx delivered; 408, 429 and 5xx retried (honouring `Retry-After`); 400, 403 and 413 refused.
@@ -418,83 +543,70 @@ impl Exporter for Datadog {
     }
 }
 
-wasmtel_guest::export_exporter!(Datadog);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmtel_guest::{HistogramPoint, Metric, NumberPoint, Scope, ScopeMetrics, Sum};
+    use wasmtel_guest::BatchBuilder;
 
     fn exporter(pairs: &[(&str, &str)]) -> Datadog {
-        Datadog::init(Config::new(pairs.iter().copied())).expect("valid").0
+        Datadog::init(Config::new(pairs.iter().copied()))
+            .expect("valid")
+            .0
     }
 
-    fn point(value: f64) -> NumberPoint {
-        NumberPoint {
-            attributes: vec![KeyValue::string("model", "m1")],
-            start_time_unix_nano: 1_699_999_990_500_000_000,
-            time_unix_nano: 1_700_000_000_500_000_000,
-            value,
-            exemplars: vec![],
-        }
-    }
-
-    fn batch(data: Vec<(&str, MetricData)>) -> MetricBatch {
-        MetricBatch {
-            resource: Resource {
-                attributes: vec![KeyValue::string("host.name", "gpu-1"), KeyValue::string("service.name", "svc")],
-                schema_url: String::new(),
-            },
-            scopes: vec![ScopeMetrics {
-                scope: Scope { name: "s".into(), version: String::new(), attributes: vec![] },
-                metrics: data
-                    .into_iter()
-                    .map(|(name, data)| Metric { name: name.into(), description: String::new(), unit: String::new(), data })
-                    .collect(),
-            }],
-        }
+    /// A batch from a resource with a host and a service, points 10 s long.
+    fn builder() -> BatchBuilder {
+        BatchBuilder::new()
+            .resource(&[
+                ("host.name", "gpu-1".into()),
+                ("service.name", "svc".into()),
+            ])
+            .times(1_699_999_990_500_000_000, 1_700_000_000_500_000_000)
     }
 
     #[test]
     fn sums_gauges_and_histograms_map_to_v2_series() {
-        let dd = exporter(&[("tags", "team:ml"), ("buckets", "true")]);
-        let b = batch(vec![
-            ("chunks", MetricData::Sum(Sum { points: vec![point(2.0)], temporality: Temporality::Delta, monotonic: true })),
-            ("queue", MetricData::Sum(Sum { points: vec![point(-1.0)], temporality: Temporality::Cumulative, monotonic: false })),
-            ("temp", MetricData::Gauge(vec![point(71.5)])),
-            (
-                "latency",
-                MetricData::Histogram(wasmtel_guest::Histogram {
-                    points: vec![HistogramPoint {
-                        attributes: vec![],
-                        start_time_unix_nano: 0,
-                        time_unix_nano: 2_000_000_000,
-                        count: 3,
-                        sum: Some(6.0),
-                        min: Some(1.0),
-                        max: None,
-                        bounds: vec![2.0, 5.0],
-                        bucket_counts: vec![1, 0, 2],
-                        exemplars: vec![],
-                    }],
-                    temporality: Temporality::Delta,
-                }),
-            ),
-        ]);
-        let mut dd = dd;
+        let m1: &[(&str, Value)] = &[("model", "m1".into())];
+        let b = builder()
+            .temporality(Temporality::Delta)
+            .counter("chunks", "", m1, 2.0)
+            .temporality(Temporality::Cumulative)
+            .up_down_counter("queue", "", m1, -1.0)
+            .gauge("temp", "", m1, 71.5)
+            .times(0, 2_000_000_000)
+            .temporality(Temporality::Delta)
+            .histogram("latency", "", &[], &[2.0, 5.0], &[1, 0, 2], 6.0)
+            .extremes(1.0, None)
+            .metrics();
+        let mut dd = exporter(&[("tags", "team:ml"), ("buckets", "true")]);
         let out = dd.encode_metrics(&b).expect("encodes");
         assert_eq!(out.len(), 1);
-        let Outbound::Http(r) = &out[0] else { panic!("http") };
+        let Outbound::Http(r) = &out[0] else {
+            panic!("http")
+        };
         assert_eq!(r.path, "/api/v2/series");
         assert_eq!(
             r.headers,
-            [("Content-Type".to_owned(), "application/json".to_owned()), ("Content-Encoding".to_owned(), "gzip".to_owned())]
+            [
+                ("Content-Type".to_owned(), "application/json".to_owned()),
+                ("Content-Encoding".to_owned(), "gzip".to_owned())
+            ]
         );
         let text = gunzip(&r.body);
         let host = r#""resources":[{"name":"gpu-1","type":"host"}]"#;
         let series = |m: &str, t: u8, ts: u64, v: &str, tags: &str| {
-            let interval = if t == 1 { if ts > 100 { r#""interval":10,"# } else { r#""interval":2,"# } } else { "" };
-            format!(r#"{{"metric":"{m}","type":{t},{interval}"points":[{{"timestamp":{ts},"value":{v}}}],{host},"tags":["team:ml","service:svc"{tags}]}}"#)
+            let interval = if t == 1 {
+                if ts > 100 {
+                    r#""interval":10,"#
+                } else {
+                    r#""interval":2,"#
+                }
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"metric":"{m}","type":{t},{interval}"points":[{{"timestamp":{ts},"value":{v}}}],{host},"tags":["team:ml","service:svc"{tags}]}}"#
+            )
         };
         let expected = [
             series("chunks", 1, 1_700_000_000, "2.0", r#","model:m1""#),
@@ -503,16 +615,64 @@ mod tests {
             series("latency.count", 1, 2, "3.0", ""),
             series("latency.sum", 1, 2, "6.0", ""),
             series("latency.min", 3, 2, "1.0", ""),
-            series("latency.bucket", 1, 2, "1.0", r#","lower_bound:-inf","upper_bound:2""#),
-            series("latency.bucket", 1, 2, "2.0", r#","lower_bound:5","upper_bound:inf""#),
+            series(
+                "latency.bucket",
+                1,
+                2,
+                "1.0",
+                r#","lower_bound:-inf","upper_bound:2""#,
+            ),
+            series(
+                "latency.bucket",
+                1,
+                2,
+                "2.0",
+                r#","lower_bound:5","upper_bound:inf""#,
+            ),
         ];
-        assert_eq!(text, format!(r#"{{"series":[{}]}}"#, expected.join(",")), "counts carry their interval; the empty bucket is left out");
+        assert_eq!(
+            text,
+            format!(r#"{{"series":[{}]}}"#, expected.join(",")),
+            "counts carry their interval; the empty bucket is left out"
+        );
+    }
+
+    #[test]
+    fn log_records_carry_their_trace_in_both_forms() {
+        let trace = wasmtel_guest::TraceContext {
+            trace_id_high: 1,
+            trace_id_low: 2,
+            span_id: 3,
+        };
+        let batch = builder()
+            .record("hello", &[("k", "v".into())])
+            .trace(trace)
+            .record("bye", &[])
+            .logs();
+        let entries = exporter(&[]).logs(&batch);
+        assert_eq!(entries[0]["message"], "hello");
+        assert_eq!(entries[0]["k"], "v");
+        assert_eq!(entries[0]["dd.trace_id"], "2");
+        assert_eq!(
+            entries[0]["otel.trace_id"],
+            "00000000000000010000000000000002"
+        );
+        assert_eq!(entries[0]["otel.span_id"], "0000000000000003");
+        assert_eq!(
+            (
+                entries[1]["message"].as_str(),
+                entries[1].get("dd.trace_id")
+            ),
+            (Some("bye"), None)
+        );
     }
 
     fn gunzip(body: &[u8]) -> String {
         use std::io::Read as _;
         let mut text = String::new();
-        flate2::read::GzDecoder::new(body).read_to_string(&mut text).expect("gzip");
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .expect("gzip");
         text
     }
 
@@ -520,23 +680,32 @@ mod tests {
     fn payloads_stay_under_the_compressed_limit_and_are_split_to_fit() {
         // 3000 series with random-looking tags compress poorly: a 4 KiB payload limit splits them.
         let mut dd = exporter(&[("max_payload_bytes", "4096"), ("compression", "deflate")]);
-        let points = (0..3000u64)
-            .map(|i| {
-                let mut p = point(i as f64);
-                p.attributes.push(KeyValue::string("id", &format!("{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15))));
-                p
+        let batch = (0..3000u64)
+            .fold(builder(), |b, i| {
+                let id = format!("{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                b.gauge(
+                    "g",
+                    "",
+                    &[("model", "m1".into()), ("id", id.into())],
+                    i as f64,
+                )
             })
-            .collect();
-        let out = dd.encode_metrics(&batch(vec![("g", MetricData::Gauge(points))])).expect("encodes");
+            .metrics();
+        let out = dd.encode_metrics(&batch).expect("encodes");
         assert!(out.len() > 10, "{} requests", out.len());
         let mut total = 0;
         for o in &out {
             let Outbound::Http(r) = o else { panic!("http") };
             assert!(r.body.len() <= 4096, "{} bytes", r.body.len());
-            assert!(r.headers.contains(&("Content-Encoding".to_owned(), "deflate".to_owned())));
+            assert!(
+                r.headers
+                    .contains(&("Content-Encoding".to_owned(), "deflate".to_owned()))
+            );
             use std::io::Read as _;
             let mut text = String::new();
-            flate2::read::ZlibDecoder::new(&r.body[..]).read_to_string(&mut text).expect("zlib");
+            flate2::read::ZlibDecoder::new(&r.body[..])
+                .read_to_string(&mut text)
+                .expect("zlib");
             let parsed: serde_json::Value = serde_json::from_str(&text).expect("JSON");
             total += parsed["series"].as_array().expect("series").len();
         }
@@ -547,22 +716,47 @@ mod tests {
     fn responses_are_classified_as_datadog_documents_them() {
         let dd = exporter(&[]);
         let answer = |status: u16, headers: &[(&str, &str)]| {
-            dd.classify(&Response { status, headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), body: b"{}".to_vec() })
+            dd.classify(&Response {
+                status,
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body: b"{}".to_vec(),
+            })
         };
         assert_eq!(answer(202, &[]), Outcome::Success);
         assert_eq!(answer(408, &[]), Outcome::Retry(None));
-        assert_eq!(answer(500, &[("Retry-After", "7")]), Outcome::Retry(Some(7000)));
+        assert_eq!(
+            answer(500, &[("Retry-After", "7")]),
+            Outcome::Retry(Some(7000))
+        );
         assert_eq!(answer(429, &[]), Outcome::Retry(None));
-        assert_eq!(answer(403, &[]), Outcome::Reject("HTTP 403: the API key was refused".into()));
+        assert_eq!(
+            answer(403, &[]),
+            Outcome::Reject("HTTP 403: the API key was refused".into())
+        );
         assert_eq!(answer(413, &[]), Outcome::Reject("HTTP 413: {}".into()));
     }
 
     #[test]
     fn bad_settings_are_refused() {
         let err = |pairs: &[(&str, &str)]| Datadog::init(Config::new(pairs.iter().copied())).err();
-        assert_eq!(err(&[("max_logs", "5000")]).as_deref(), Some("config `max_logs`: between 1 and 1000"));
-        assert_eq!(err(&[("compression", "zstd")]).as_deref(), Some("config `compression`: \"zstd\" is not gzip, deflate or none"));
-        assert_eq!(err(&[("max_payload_bytes", "600000")]).as_deref(), Some("config `max_payload_bytes`: between 1024 and 512000"));
-        assert_eq!(err(&[("buckets", "maybe")]).as_deref(), Some("config `buckets`: cannot parse \"maybe\""));
+        assert_eq!(
+            err(&[("max_logs", "5000")]).as_deref(),
+            Some("config `max_logs`: between 1 and 1000")
+        );
+        assert_eq!(
+            err(&[("compression", "zstd")]).as_deref(),
+            Some("config `compression`: \"zstd\" is not gzip, deflate or none")
+        );
+        assert_eq!(
+            err(&[("max_payload_bytes", "600000")]).as_deref(),
+            Some("config `max_payload_bytes`: between 1024 and 512000")
+        );
+        assert_eq!(
+            err(&[("buckets", "maybe")]).as_deref(),
+            Some("config `buckets`: cannot parse \"maybe\"")
+        );
     }
 }

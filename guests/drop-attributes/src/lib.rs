@@ -15,7 +15,13 @@ struct Names(Vec<String>);
 
 impl Names {
     fn parse(text: &str) -> Self {
-        Names(text.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect())
+        Names(
+            text.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -32,6 +38,7 @@ pub struct DropAttributes {
     instruments: Option<Names>,
 }
 
+#[wasmtel_guest::view]
 impl View for DropAttributes {
     fn init(config: Config) -> Result<Self, String> {
         let keys = Names::parse(config.get_or("keys", ""));
@@ -42,18 +49,30 @@ impl View for DropAttributes {
         Ok(DropAttributes { keys, instruments })
     }
 
-    fn map_attributes(&self, instrument: &InstrumentInfo, attributes: &[KeyValue]) -> Option<Vec<KeyValue>> {
-        if self.instruments.as_ref().is_some_and(|i| !i.contains(&instrument.name)) {
+    fn map_attributes(
+        &self,
+        instrument: &InstrumentInfo,
+        attributes: &[KeyValue],
+    ) -> Option<Vec<KeyValue>> {
+        if self
+            .instruments
+            .as_ref()
+            .is_some_and(|i| !i.contains(&instrument.name))
+        {
             return None;
         }
         if !attributes.iter().any(|kv| self.keys.contains(&kv.key)) {
             return None;
         }
-        Some(attributes.iter().filter(|kv| !self.keys.contains(&kv.key)).cloned().collect())
+        Some(
+            attributes
+                .iter()
+                .filter(|kv| !self.keys.contains(&kv.key))
+                .cloned()
+                .collect(),
+        )
     }
 }
-
-wasmtel_guest::export_view!(DropAttributes);
 
 #[cfg(test)]
 mod tests {
@@ -61,11 +80,19 @@ mod tests {
     use wasmtel_guest::Value;
 
     fn info(name: &str) -> InstrumentInfo {
-        InstrumentInfo { name: name.into(), unit: "s".into(), kind: "histogram".into(), scope: "wasmtel.derive".into() }
+        InstrumentInfo {
+            name: name.into(),
+            unit: "s".into(),
+            kind: wasmtel_guest::InstrumentKind::Histogram,
+            scope: "wasmtel.derive".into(),
+        }
     }
 
     fn kv(key: &str, value: &str) -> KeyValue {
-        KeyValue { key: key.into(), value: Value::String(value.into()) }
+        KeyValue {
+            key: key.into(),
+            value: Value::String(value.into()),
+        }
     }
 
     fn view(pairs: &[(&str, &str)]) -> Result<DropAttributes, String> {
@@ -76,7 +103,10 @@ mod tests {
     fn removes_listed_keys_and_prefixes() {
         let v = view(&[("keys", "user.id, session.*")]).expect("valid");
         let attrs = [kv("model", "m"), kv("session.id", "s"), kv("user.id", "u")];
-        assert_eq!(v.map_attributes(&info("x"), &attrs), Some(vec![kv("model", "m")]));
+        assert_eq!(
+            v.map_attributes(&info("x"), &attrs),
+            Some(vec![kv("model", "m")])
+        );
         assert_eq!(v.map_attributes(&info("x"), &[kv("model", "m")]), None);
     }
 
@@ -84,12 +114,21 @@ mod tests {
     fn applies_only_to_the_listed_instruments() {
         let v = view(&[("keys", "user.id"), ("instruments", "gen_ai.*")]).expect("valid");
         let attrs = [kv("user.id", "u")];
-        assert_eq!(v.map_attributes(&info("gen_ai.client.token.usage"), &attrs), Some(vec![]));
-        assert_eq!(v.map_attributes(&info("http.server.duration"), &attrs), None);
+        assert_eq!(
+            v.map_attributes(&info("gen_ai.client.token.usage"), &attrs),
+            Some(vec![])
+        );
+        assert_eq!(
+            v.map_attributes(&info("http.server.duration"), &attrs),
+            None
+        );
     }
 
     #[test]
     fn needs_keys() {
-        assert_eq!(view(&[]).err().as_deref(), Some("`keys` must name at least one attribute key"));
+        assert_eq!(
+            view(&[]).err().as_deref(),
+            Some("`keys` must name at least one attribute key")
+        );
     }
 }

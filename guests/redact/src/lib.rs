@@ -1,4 +1,5 @@
-//! Redaction transform: drops, renames or hashes attributes of log records and metric points.
+//! Redaction transform: drops, renames or hashes attributes of log records and metric points
+//! (every attribute set of a batch: points, records, scopes and the resource).
 //!
 //! Configuration (comma-separated key lists):
 //! - `drop`: keys removed, e.g. `gen_ai.prompt,user.id`;
@@ -9,7 +10,7 @@
 //! Hashing happens before renaming, and a dropped key is neither hashed nor renamed.
 
 use sha2::{Digest, Sha256};
-use wasmtel_guest::{Config, KeyValue, LogBatch, MetricBatch, MetricData, Transform, Value};
+use wasmtel_guest::{Attributes, Config, Edits, LogBatch, MetricBatch, Transform, Value};
 
 /// The redaction rules.
 pub struct Redact {
@@ -20,25 +21,43 @@ pub struct Redact {
 }
 
 fn keys(config: &Config, name: &str) -> Vec<String> {
-    config.get_or(name, "").split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned).collect()
+    config
+        .get_or(name, "")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Redact {
-    /// Applies the rules to one attribute list.
-    pub fn apply(&self, attributes: &mut Vec<KeyValue>) {
-        attributes.retain(|kv| !self.drop.contains(&kv.key));
-        for kv in attributes.iter_mut() {
-            if self.hash.contains(&kv.key) {
-                let digest = Sha256::new().chain_update(self.salt.as_bytes()).chain_update(kv.value.to_string().as_bytes()).finalize();
-                kv.value = Value::String(digest.iter().map(|b| format!("{b:02x}")).collect());
+    /// The edits that redact one attribute set.
+    pub fn apply(&self, set: Attributes<'_>, edits: &mut Edits) {
+        for (key, value) in set.iter() {
+            if self.drop.iter().any(|k| k == key) {
+                edits.remove_attribute(&set, key);
+                continue;
             }
-            if let Some((_, to)) = self.rename.iter().find(|(from, _)| *from == kv.key) {
-                kv.key = to.clone();
+            let hashed = self.hash.iter().any(|k| k == key).then(|| {
+                let digest = Sha256::new()
+                    .chain_update(self.salt.as_bytes())
+                    .chain_update(value.to_string().as_bytes())
+                    .finalize();
+                Value::String(digest.iter().map(|b| format!("{b:02x}")).collect())
+            });
+            match (self.rename.iter().find(|(from, _)| from == key), hashed) {
+                (Some((_, to)), hashed) => {
+                    edits.remove_attribute(&set, key);
+                    edits.set_attribute(&set, to, hashed.unwrap_or_else(|| value.clone()));
+                }
+                (None, Some(hashed)) => edits.set_attribute(&set, key, hashed),
+                (None, None) => {}
             }
         }
     }
 }
 
+#[wasmtel_guest::transform]
 impl Transform for Redact {
     fn init(config: Config) -> Result<Self, String> {
         let rename = config
@@ -46,52 +65,77 @@ impl Transform for Redact {
             .iter()
             .filter_map(|(k, v)| Some((k.strip_prefix("rename.")?.to_owned(), v.clone())))
             .collect();
-        Ok(Redact { drop: keys(&config, "drop"), hash: keys(&config, "hash"), salt: config.get_or("salt", "").to_owned(), rename })
+        Ok(Redact {
+            drop: keys(&config, "drop"),
+            hash: keys(&config, "hash"),
+            salt: config.get_or("salt", "").to_owned(),
+            rename,
+        })
     }
 
-    fn transform_logs(&mut self, mut batch: LogBatch) -> Result<LogBatch, String> {
-        for scope in &mut batch.scopes {
-            for record in &mut scope.records {
-                self.apply(&mut record.attributes);
-            }
-        }
-        Ok(batch)
+    fn transform_logs(&mut self, batch: &LogBatch, edits: &mut Edits) -> Result<(), String> {
+        batch
+            .attribute_sets()
+            .for_each(|set| self.apply(set, edits));
+        Ok(())
     }
 
-    fn transform_metrics(&mut self, mut batch: MetricBatch) -> Result<MetricBatch, String> {
-        for metric in batch.scopes.iter_mut().flat_map(|s| s.metrics.iter_mut()) {
-            match &mut metric.data {
-                MetricData::Gauge(points) => points.iter_mut().for_each(|p| self.apply(&mut p.attributes)),
-                MetricData::Sum(s) => s.points.iter_mut().for_each(|p| self.apply(&mut p.attributes)),
-                MetricData::Histogram(h) => h.points.iter_mut().for_each(|p| self.apply(&mut p.attributes)),
-                MetricData::ExponentialHistogram(h) => h.points.iter_mut().for_each(|p| self.apply(&mut p.attributes)),
-            }
-        }
-        Ok(batch)
+    fn transform_metrics(&mut self, batch: &MetricBatch, edits: &mut Edits) -> Result<(), String> {
+        batch
+            .attribute_sets()
+            .for_each(|set| self.apply(set, edits));
+        Ok(())
     }
 }
-
-wasmtel_guest::export_transform!(Redact);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmtel_guest::BatchBuilder;
+    use wasmtel_guest::transform_types::{Edit, RemoveAttribute, SetAttribute};
 
     #[test]
     fn drops_hashes_and_renames() {
-        let config = Config::new([("drop", "gen_ai.prompt, user.id"), ("hash", "request"), ("salt", "s"), ("rename.request", "request.hash")]);
-        let redact = Redact::init(config).expect("valid");
-        let mut attrs = vec![
-            KeyValue::string("gen_ai.prompt", "secret prompt"),
-            KeyValue::string("user.id", "u1"),
-            KeyValue::string("request", "r1"),
-            KeyValue::string("model", "m"),
+        let config = Config::new([
+            ("drop", "gen_ai.prompt, user.id"),
+            ("hash", "request"),
+            ("salt", "s"),
+            ("rename.request", "request.hash"),
+        ]);
+        let mut redact = Redact::init(config).expect("valid");
+        let pairs: &[(&str, Value)] = &[
+            ("gen_ai.prompt", "secret prompt".into()),
+            ("user.id", "u1".into()),
+            ("request", "r1".into()),
+            ("model", "m".into()),
         ];
-        redact.apply(&mut attrs);
-        let keys: Vec<&str> = attrs.iter().map(|kv| kv.key.as_str()).collect();
-        assert_eq!(keys, ["request.hash", "model"]);
+        let batch = BatchBuilder::new()
+            .record("hello", pairs)
+            .record("again", pairs)
+            .logs();
+        let mut edits = Edits::new();
+        redact.transform_logs(&batch, &mut edits).expect("redacts");
+        let remove = |key: &str| {
+            Edit::RemoveAttribute(RemoveAttribute {
+                set: 1,
+                key: key.into(),
+            })
+        };
         // sha256("sr1")
-        assert_eq!(attrs[0].value.to_string(), "0b2a3687b87612dee34475b4d3c857b9b409e0fd31863d55a81d6724b6d410d5");
-        assert_eq!(attrs[1].value.to_string(), "m");
+        let hashed = "0b2a3687b87612dee34475b4d3c857b9b409e0fd31863d55a81d6724b6d410d5";
+        assert_eq!(
+            edits.as_slice(),
+            [
+                remove("gen_ai.prompt"),
+                remove("user.id"),
+                remove("request"),
+                Edit::SetAttribute(SetAttribute {
+                    set: 1,
+                    key: "request.hash".into(),
+                    value: Value::String(hashed.into())
+                }),
+            ],
+            "both records share set 1, edited once; the empty set 0 needs nothing"
+        );
     }
 }

@@ -21,12 +21,11 @@
 use std::fmt::Write as _;
 
 use wasmtel_guest::statsd::{
-    Datagrams, Kind, push_attribute_tags, push_graphite_safe, push_graphite_tags, push_head,
-    push_value,
+    Datagrams, Kind, dogstatsd_tags, graphite_tags, push_graphite_safe, push_sanitized, push_value,
 };
 use wasmtel_guest::{
-    Config, Exporter, ExporterInfo, HistogramPoint, KeyValue, MetricBatch, MetricData, Outbound,
-    Temporality,
+    Attributes, Config, Exporter, ExporterInfo, HistogramPoint, MetricBatch, MetricKind, Outbound,
+    PerSet, Point, Temporality,
 };
 
 /// Which StatsD dialect to speak.
@@ -46,6 +45,7 @@ pub struct Statsd {
     max_datagram: usize,
 }
 
+#[wasmtel_guest::exporter]
 impl Exporter for Statsd {
     fn init(config: Config) -> Result<(Self, ExporterInfo), String> {
         let flavor = match config.get_or("flavor", "statsd") {
@@ -90,43 +90,32 @@ impl Exporter for Statsd {
     fn encode_metrics(&mut self, batch: &MetricBatch) -> Result<Vec<Outbound>, String> {
         let mut out = Datagrams::new(self.max_datagram);
         let mut line = String::with_capacity(256);
-        for (_, metric) in batch.metrics() {
-            let name = if self.prefix.is_empty() {
-                metric.name.clone()
-            } else {
-                format!("{}.{}", self.prefix, metric.name)
-            };
-            match &metric.data {
-                MetricData::Gauge(points) => {
-                    for p in points {
-                        self.gauge(&mut line, &name, p.value, &p.attributes, &mut out);
-                    }
-                }
-                MetricData::Sum(sum) if sum.monotonic => {
-                    for p in sum.points.iter().filter(|p| p.value != 0.0) {
-                        self.line(
-                            &mut line,
-                            &name,
-                            p.value,
-                            Kind::Counter,
-                            None,
-                            &p.attributes,
-                        );
+        // Each attribute set's tags are rendered once, however many points share it.
+        let mut tags = PerSet::new(&batch.table);
+        for metric in batch.metrics() {
+            let name = self.name(metric.name());
+            match metric.kind() {
+                MetricKind::Sum { monotonic: true } => {
+                    for p in metric.numbers().filter(|p| p.value != 0.0) {
+                        let tags = tags.get(p.attributes(), |a| self.tags(a));
+                        self.line(&mut line, &name, p.value, Kind::Counter, None, tags);
                         out.push(&line);
                     }
                 }
-                MetricData::Sum(sum) => {
-                    for p in &sum.points {
-                        self.gauge(&mut line, &name, p.value, &p.attributes, &mut out);
+                MetricKind::Gauge | MetricKind::Sum { .. } => {
+                    for p in metric.numbers() {
+                        let tags = tags.get(p.attributes(), |a| self.tags(a));
+                        self.gauge(&mut line, &name, p.value, tags, &mut out);
                     }
                 }
-                MetricData::Histogram(h) => {
-                    let scale = self.scale(&metric.unit);
-                    for p in &h.points {
-                        self.samples(&name, scale, p, &mut line, &mut out);
+                MetricKind::Histogram => {
+                    let scale = self.scale(metric.unit());
+                    for p in metric.histograms() {
+                        let tags = tags.get(p.attributes(), |a| self.tags(a));
+                        self.samples(&name, scale, &p, tags, &mut line, &mut out);
                     }
                 }
-                MetricData::ExponentialHistogram(_) => {}
+                MetricKind::ExponentialHistogram => {}
             }
         }
         Ok(out.finish())
@@ -134,8 +123,31 @@ impl Exporter for Statsd {
 }
 
 impl Statsd {
-    /// Writes one line into `line`, replacing what it held: the name (with Graphite tags for
-    /// plain StatsD), the value and type, the sample rate, and DogStatsD tags.
+    /// The metric's name with the prefix, made safe for the flavour's line protocol.
+    fn name(&self, name: &str) -> String {
+        let full = if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        let mut out = String::with_capacity(full.len());
+        match self.flavor {
+            Flavor::Statsd => push_graphite_safe(&mut out, &full),
+            Flavor::Dogstatsd => push_sanitized(&mut out, &full),
+        }
+        out
+    }
+
+    /// An attribute set's tags in the flavour's form.
+    fn tags(&self, attributes: Attributes<'_>) -> String {
+        match self.flavor {
+            Flavor::Statsd => graphite_tags(attributes),
+            Flavor::Dogstatsd => dogstatsd_tags(attributes),
+        }
+    }
+
+    /// Writes one line into `line`, replacing what it held: the safe name (with Graphite tags
+    /// for plain StatsD), the value and type, the sample rate, and DogStatsD tags.
     fn line(
         &self,
         line: &mut String,
@@ -143,42 +155,29 @@ impl Statsd {
         value: f64,
         kind: Kind,
         rate: Option<f64>,
-        attributes: &[KeyValue],
+        tags: &str,
     ) {
         line.clear();
-        match self.flavor {
-            Flavor::Statsd => {
-                push_graphite_safe(line, name);
-                push_graphite_tags(line, attributes);
-                push_value(line, value, kind);
-                if let Some(rate) = rate {
-                    let _ = write!(line, "|@{rate}");
-                }
-            }
-            Flavor::Dogstatsd => {
-                push_head(line, name, value, kind);
-                if let Some(rate) = rate {
-                    let _ = write!(line, "|@{rate}");
-                }
-                push_attribute_tags(line, attributes);
-            }
+        line.push_str(name);
+        if self.flavor == Flavor::Statsd {
+            line.push_str(tags);
+        }
+        push_value(line, value, kind);
+        if let Some(rate) = rate {
+            let _ = write!(line, "|@{rate}");
+        }
+        if self.flavor == Flavor::Dogstatsd {
+            line.push_str(tags);
         }
     }
 
     /// A gauge; for plain StatsD a negative value is set from zero, since `-x` means "subtract x".
-    fn gauge(
-        &self,
-        line: &mut String,
-        name: &str,
-        value: f64,
-        attributes: &[KeyValue],
-        out: &mut Datagrams,
-    ) {
+    fn gauge(&self, line: &mut String, name: &str, value: f64, tags: &str, out: &mut Datagrams) {
         if self.flavor == Flavor::Statsd && value < 0.0 {
-            self.line(line, name, 0.0, Kind::Gauge, None, attributes);
+            self.line(line, name, 0.0, Kind::Gauge, None, tags);
             out.push(line);
         }
-        self.line(line, name, value, Kind::Gauge, None, attributes);
+        self.line(line, name, value, Kind::Gauge, None, tags);
         out.push(line);
     }
 
@@ -203,7 +202,8 @@ impl Statsd {
         &self,
         name: &str,
         scale: f64,
-        p: &HistogramPoint,
+        p: &Point<'_, HistogramPoint>,
+        tags: &str,
         line: &mut String,
         out: &mut Datagrams,
     ) {
@@ -211,10 +211,11 @@ impl Statsd {
             p.min.unwrap_or(f64::NEG_INFINITY),
             p.max.unwrap_or(f64::INFINITY),
         );
-        let non_empty = p.bucket_counts.iter().filter(|n| **n > 0).count();
-        for (i, &n) in p.bucket_counts.iter().enumerate().filter(|(_, n)| **n > 0) {
-            let lo = if i == 0 { min } else { p.bounds[i - 1] };
-            let hi = p.bounds.get(i).copied().unwrap_or(max);
+        let (bounds, counts) = (p.bounds(), p.bucket_counts());
+        let non_empty = counts.iter().filter(|n| **n > 0).count();
+        for (i, &n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let lo = if i == 0 { min } else { bounds[i - 1] };
+            let hi = bounds.get(i).copied().unwrap_or(max);
             let (lo, hi) = (lo.max(min), hi.min(max));
             // With one non-empty bucket the mean is exact; otherwise the bucket's midpoint.
             let mid = match p.sum {
@@ -224,18 +225,16 @@ impl Statsd {
                 _ => lo,
             };
             let rate = (n > 1).then(|| 1.0 / n as f64);
-            self.line(line, name, mid * scale, self.histogram, rate, &p.attributes);
+            self.line(line, name, mid * scale, self.histogram, rate, tags);
             out.push(line);
         }
     }
 }
 
-wasmtel_guest::export_exporter!(Statsd);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmtel_guest::{Metric, NumberPoint, Resource, Scope, ScopeMetrics, Sum};
+    use wasmtel_guest::BatchBuilder;
 
     fn exporter(pairs: &[(&str, &str)]) -> Statsd {
         Statsd::init(Config::new(pairs.iter().copied()))
@@ -243,36 +242,17 @@ mod tests {
             .0
     }
 
-    fn point(attributes: Vec<KeyValue>) -> HistogramPoint {
-        HistogramPoint {
-            attributes,
-            start_time_unix_nano: 0,
-            time_unix_nano: 0,
-            count: 5,
-            sum: Some(10.0),
-            min: Some(0.5),
-            max: Some(7.0),
-            bounds: vec![1.0, 5.0],
-            bucket_counts: vec![1, 0, 4],
-            exemplars: vec![],
-        }
-    }
-
-    fn batch(metrics: Vec<Metric>) -> MetricBatch {
-        MetricBatch {
-            resource: Resource {
-                attributes: vec![],
-                schema_url: String::new(),
-            },
-            scopes: vec![ScopeMetrics {
-                scope: Scope {
-                    name: "s".into(),
-                    version: String::new(),
-                    attributes: vec![],
-                },
-                metrics,
-            }],
-        }
+    /// A histogram of 5 measurements (sum 10, min 0.5, max 7) in buckets ≤1, ≤5, >5.
+    fn histogram(b: BatchBuilder, name: &str, model: &str) -> BatchBuilder {
+        b.histogram(
+            name,
+            "s",
+            &[("model", model.into())],
+            &[1.0, 5.0],
+            &[1, 0, 4],
+            10.0,
+        )
+        .extremes(0.5, 7.0)
     }
 
     fn text(out: Vec<Outbound>) -> Vec<String> {
@@ -287,53 +267,22 @@ mod tests {
     #[test]
     fn plain_statsd_sends_timers_in_milliseconds_with_graphite_tags() {
         let mut s = exporter(&[]);
-        let metrics = vec![
-            Metric {
-                name: "latency".into(),
-                description: String::new(),
-                unit: "s".into(),
-                data: MetricData::Histogram(wasmtel_guest::Histogram {
-                    points: vec![point(vec![KeyValue::string("model", "m 1")])],
-                    temporality: Temporality::Delta,
-                }),
-            },
-            Metric {
-                name: "queue".into(),
-                description: String::new(),
-                unit: String::new(),
-                data: MetricData::Sum(Sum {
-                    points: vec![NumberPoint {
-                        attributes: vec![],
-                        start_time_unix_nano: 0,
-                        time_unix_nano: 0,
-                        value: -2.0,
-                        exemplars: vec![],
-                    }],
-                    temporality: Temporality::Cumulative,
-                    monotonic: false,
-                }),
-            },
-        ];
+        let batch = histogram(BatchBuilder::new(), "latency", "m 1")
+            .up_down_counter("queue", "", &[], -2.0)
+            .metrics();
         assert_eq!(
-            text(s.encode_metrics(&batch(metrics)).expect("encodes")),
+            text(s.encode_metrics(&batch).expect("encodes")),
             ["latency;model=m_1:750|ms\nlatency;model=m_1:6000|ms|@0.25\nqueue:0|g\nqueue:-2|g"]
         );
     }
 
     #[test]
     fn dogstatsd_sends_distributions_in_the_metric_unit_with_tags() {
-        let s = exporter(&[("flavor", "dogstatsd")]);
-        let mut packed = Datagrams::new(1432);
-        s.samples(
-            "lat",
-            s.scale("s"),
-            &point(vec![KeyValue::string("model", "m")]),
-            &mut String::new(),
-            &mut packed,
-        );
+        let mut s = exporter(&[("flavor", "dogstatsd"), ("prefix", "app")]);
+        let batch = histogram(BatchBuilder::new(), "lat", "m").metrics();
         assert_eq!(
-            text(packed.finish()),
-            ["lat:0.75|d|#model:m\nlat:6|d|@0.25|#model:m"]
+            text(s.encode_metrics(&batch).expect("encodes")),
+            ["app.lat:0.75|d|#model:m\napp.lat:6|d|@0.25|#model:m"]
         );
     }
 

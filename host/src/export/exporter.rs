@@ -486,7 +486,7 @@ impl Exporter {
                         let (res, registry) = producer.pair();
                         let batch =
                             convert::metric_batch(registry, res, delta.as_mut().map(|d| d.get(i)));
-                        if i > 0 && batch.scopes.is_empty() {
+                        if i > 0 && batch.metrics.is_empty() {
                             continue;
                         }
                         batches.extend(self.transforms.metrics(batch));

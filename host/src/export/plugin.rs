@@ -7,8 +7,9 @@ use super::transport::Request;
 use crate::metrics::{DeltaTrackers, Registries};
 use crate::model::Signal;
 use crate::model::log::Record;
+use crate::plugins::batch::{keep_points, point_count};
 use crate::plugins::bindings::encoder::{Outcome, Response, Signals};
-use crate::plugins::bindings::types::{MetricBatch, MetricData, Temporality};
+use crate::plugins::bindings::types::{MetricBatch, Temporality};
 use crate::plugins::convert::{self, metric_batch};
 use crate::plugins::reload::{Reloadable, Source, Versioned, next_version};
 use crate::plugins::{ExporterPlugin, Health, Loader, Transforms};
@@ -98,7 +99,7 @@ impl PluginSlot {
         for (i, producer) in registries.all().iter().enumerate() {
             let (res, registry) = producer.pair();
             let batch = metric_batch(registry, res, delta.as_mut().map(|d| d.get(i)));
-            if i > 0 && batch.scopes.is_empty() {
+            if i > 0 && batch.metrics.is_empty() {
                 continue;
             }
             batches.extend(transforms.metrics(batch));
@@ -198,85 +199,31 @@ pub fn split_batches(batches: &[MetricBatch]) -> Option<(Vec<MetricBatch>, Vec<M
 
 /// One batch as two, each with about half of its points; `None` for a single point.
 fn split_batch(batch: &MetricBatch) -> Option<(MetricBatch, MetricBatch)> {
-    let total: usize = batch
-        .scopes
-        .iter()
-        .flat_map(|s| &s.metrics)
-        .map(|m| points(&m.data))
-        .sum();
+    let total: usize = batch.metrics.iter().map(|m| point_count(&m.points)).sum();
     if total < 2 {
         return None;
     }
-    let mut first = MetricBatch {
-        resource: batch.resource.clone(),
-        scopes: Vec::new(),
-    };
-    let mut second = first.clone();
+    let (mut first, mut second) = (batch.clone(), batch.clone());
+    first.metrics.clear();
+    second.metrics.clear();
     let mut taken = 0;
-    for scope in &batch.scopes {
-        let (mut a, mut b) = (scope.clone(), scope.clone());
-        a.metrics.clear();
-        b.metrics.clear();
-        for metric in &scope.metrics {
-            let n = points(&metric.data);
-            let room = (total / 2).saturating_sub(taken);
-            taken += n;
-            if room >= n {
-                a.metrics.push(metric.clone());
-            } else if room == 0 {
-                b.metrics.push(metric.clone());
-            } else {
-                let (x, y) = split_points(metric, room);
-                a.metrics.push(x);
-                b.metrics.push(y);
-            }
-        }
-        if !a.metrics.is_empty() {
-            first.scopes.push(a);
-        }
-        if !b.metrics.is_empty() {
-            second.scopes.push(b);
+    for metric in &batch.metrics {
+        let n = point_count(&metric.points);
+        let room = (total / 2).saturating_sub(taken);
+        taken += n;
+        if room >= n {
+            first.metrics.push(metric.clone());
+        } else if room == 0 {
+            second.metrics.push(metric.clone());
+        } else {
+            let head: Vec<bool> = (0..n).map(|i| i < room).collect();
+            let tail: Vec<bool> = head.iter().map(|k| !k).collect();
+            let (mut a, mut b) = (metric.clone(), metric.clone());
+            keep_points(&mut a, &head);
+            keep_points(&mut b, &tail);
+            first.metrics.push(a);
+            second.metrics.push(b);
         }
     }
     Some((first, second))
-}
-
-fn points(data: &MetricData) -> usize {
-    match data {
-        MetricData::Gauge(p) => p.len(),
-        MetricData::Sum(s) => s.points.len(),
-        MetricData::Histogram(h) => h.points.len(),
-        MetricData::ExponentialHistogram(h) => h.points.len(),
-    }
-}
-
-/// A metric as two: its first `at` points, and the rest.
-fn split_points(
-    metric: &crate::plugins::bindings::types::Metric,
-    at: usize,
-) -> (
-    crate::plugins::bindings::types::Metric,
-    crate::plugins::bindings::types::Metric,
-) {
-    let (mut a, mut b) = (metric.clone(), metric.clone());
-    match (&mut a.data, &mut b.data) {
-        (MetricData::Gauge(x), MetricData::Gauge(y)) => {
-            x.truncate(at);
-            y.drain(..at);
-        }
-        (MetricData::Sum(x), MetricData::Sum(y)) => {
-            x.points.truncate(at);
-            y.points.drain(..at);
-        }
-        (MetricData::Histogram(x), MetricData::Histogram(y)) => {
-            x.points.truncate(at);
-            y.points.drain(..at);
-        }
-        (MetricData::ExponentialHistogram(x), MetricData::ExponentialHistogram(y)) => {
-            x.points.truncate(at);
-            y.points.drain(..at);
-        }
-        _ => {}
-    }
-    (a, b)
 }

@@ -1,4 +1,4 @@
-//! The one `bindgen!` of the host: Rust types and call stubs for the plugin contract in `wit/`.
+//! The one `bindgen!` of the host: Rust types and call stubs for the plugin contract in `wit/`, through the host's world in `host/wit/`.
 //!
 //! Everything generated stays in the private `generated` module; the rest of
 //! the host uses the re-exports below.
@@ -6,8 +6,8 @@
 #[allow(missing_docs, unreachable_pub, unsafe_code, clippy::all)]
 mod generated {
     wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "plugin-host",
+        path: ["../wit", "wit"],
+        world: "wasmtel:host/plugin-host",
     });
 }
 

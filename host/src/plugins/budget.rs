@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::bindings::encoder::Outbound;
-use super::bindings::types::{KeyValue, LogBatch, MetricBatch, MetricData, Value};
+use super::bindings::types::{KeyValue, LogBatch, MetricBatch, Points, Table, Value};
 use super::runtime::Budgets;
 use super::supervisor::CallError;
 
@@ -124,42 +124,58 @@ fn value_len(v: &Value) -> usize {
     }
 }
 
-/// The bytes of an attribute list's keys and values.
-fn attrs_len(kvs: &[KeyValue]) -> usize {
-    kvs.iter()
-        .map(|kv| kv.key.len() + value_len(&kv.value))
-        .sum()
+/// The bytes of an attribute set's keys and values.
+fn set_len(table: &Table, set: u32) -> usize {
+    table.set(set).map(|(k, v)| k.len() + value_len(v)).sum()
 }
 
-/// Data points in a metric batch, and the bytes of their names and attributes.
+/// Data points in a metric batch, and the bytes of their names and attributes (as if each point
+/// carried its own, which is what an exporter makes of them).
 pub fn metric_size(batch: &MetricBatch) -> (usize, usize) {
+    let t = &batch.table;
     let mut size = (0, 0);
-    for metric in batch.scopes.iter().flat_map(|s| &s.metrics) {
-        size.1 += metric.name.len() + metric.description.len() + metric.unit.len();
-        let points: Vec<&[KeyValue]> = match &metric.data {
-            MetricData::Gauge(p) => p.iter().map(|p| &p.attributes[..]).collect(),
-            MetricData::Sum(s) => s.points.iter().map(|p| &p.attributes[..]).collect(),
-            MetricData::Histogram(h) => h.points.iter().map(|p| &p.attributes[..]).collect(),
-            MetricData::ExponentialHistogram(h) => {
-                h.points.iter().map(|p| &p.attributes[..]).collect()
-            }
+    for metric in &batch.metrics {
+        size.1 += t.string(metric.name).len()
+            + t.string(metric.description).len()
+            + t.string(metric.unit).len();
+        let sets: Vec<u32> = match &metric.points {
+            Points::Gauge(p) | Points::Sum(p) => p.iter().map(|p| p.attributes).collect(),
+            Points::Histogram(p) => p.iter().map(|p| p.attributes).collect(),
+            Points::ExponentialHistogram(p) => p.iter().map(|p| p.attributes).collect(),
         };
-        size.0 += points.len();
-        size.1 += points.iter().map(|a| 8 + attrs_len(a)).sum::<usize>();
+        size.0 += sets.len();
+        size.1 += sets.iter().map(|s| 8 + set_len(t, *s)).sum::<usize>();
     }
     size
 }
 
 /// Log records in a log batch, and the bytes of their bodies and attributes.
 pub fn log_size(batch: &LogBatch) -> (usize, usize) {
-    let records = batch.scopes.iter().flat_map(|s| &s.records);
-    records.fold((0, 0), |(n, bytes), r| {
+    let t = &batch.table;
+    batch.records.iter().fold((0, 0), |(n, bytes), r| {
         let body = r.body.as_ref().map_or(0, value_len);
-        (
-            n + 1,
-            bytes + body + attrs_len(&r.attributes) + r.severity_text.len() + r.event_name.len(),
-        )
+        let text = t.string(r.severity_text).len() + t.string(r.event_name).len();
+        (n + 1, bytes + body + set_len(t, r.attributes) + text)
     })
+}
+
+/// Edits any transform may return per unit of `transform_growth`, whatever it was given.
+const TRANSFORM_FLOOR_EDITS: usize = 1024;
+
+/// Refuses more edits than `transform_growth` per item (data point or log record) of the batch
+/// (at least 1,024 per unit), before any is applied.
+pub fn edits(plugin: &Arc<str>, edits: usize, items: usize, b: &Budgets) -> Result<(), CallError> {
+    let allowed = items
+        .max(TRANSFORM_FLOOR_EDITS)
+        .saturating_mul(b.transform_growth);
+    if edits > allowed {
+        return Err(refuse(
+            plugin,
+            "transform_growth",
+            format!("returned {edits} edits for {items} items, at most {allowed} are allowed"),
+        ));
+    }
+    Ok(())
 }
 
 /// Bytes any transform may return, whatever it was given (so that tiny batches may grow).

@@ -1,14 +1,13 @@
 //! Host data in the contract's types: the engine's state as a metric batch, in the temporality an exporter asked for.
 
+use super::batch::{self, Interner};
 use super::bindings::types::{
-    Buckets as WitBuckets, Exemplar as WitExemplar, ExponentialHistogram,
-    ExponentialHistogramPoint, Histogram, HistogramPoint, KeyValue, Metric, MetricBatch,
-    MetricData, NumberPoint, Resource, Scope, ScopeMetrics, Sum, Temporality, Value,
+    Exemplar as WitExemplar, ExponentialHistogramPoint, HistogramPoint, Metric, MetricBatch,
+    NumberPoint, Points, Resource, Scope, Span, Temporality, Value,
 };
-use crate::metrics::exemplar::Exemplar;
 use crate::metrics::reader::{PointValue, Reader, Shape, known_extreme};
 use crate::metrics::{DeltaTracker, Instrument, Registry};
-use crate::model::attributes::{AttributeSet, ValueRef};
+use crate::model::attributes::ValueRef;
 use crate::model::metric::Temporality as HostTemporality;
 use crate::model::resource::Resource as HostResource;
 
@@ -22,35 +21,6 @@ pub fn value(v: ValueRef<'_>) -> Value {
     }
 }
 
-/// An attribute set in the contract's type.
-pub fn key_values(set: &AttributeSet) -> Vec<KeyValue> {
-    set.iter()
-        .map(|(k, v)| KeyValue {
-            key: k.to_owned(),
-            value: value(v),
-        })
-        .collect()
-}
-
-/// The host resource in the contract's type.
-pub fn resource(r: &HostResource) -> Resource {
-    Resource {
-        attributes: key_values(r.attributes()),
-        schema_url: String::new(),
-    }
-}
-
-/// An exemplar in the contract's type (the host keeps no filtered attributes).
-fn exemplar(e: &Exemplar) -> WitExemplar {
-    WitExemplar {
-        filtered_attributes: Vec::new(),
-        time_unix_nano: e.time_unix_nano,
-        value: e.value,
-        trace_id: e.trace.map(|t| t.trace_id.to_vec()).unwrap_or_default(),
-        span_id: e.trace.map(|t| t.span_id.to_vec()).unwrap_or_default(),
-    }
-}
-
 /// The engine's state as a metric batch, in cumulative temporality or, with a tracker, in the
 /// temporality its preference gives each instrument (deltas leave out series that did not change).
 pub fn metric_batch(
@@ -58,53 +28,77 @@ pub fn metric_batch(
     res: &HostResource,
     delta: Option<&mut DeltaTracker>,
 ) -> MetricBatch {
-    let scopes = Reader::scopes(registry);
+    let mut table = Interner::new();
+    let resource = Resource {
+        attributes: table.host_set(res.attributes()),
+        schema_url: 0,
+    };
     let mut reader = Reader::new(delta);
-    let mut out: Vec<ScopeMetrics> = Vec::new();
-    for (scope, members) in &scopes {
-        let metrics: Vec<Metric> = members
-            .iter()
-            .filter_map(|i| metric(i, &mut reader))
-            .collect();
-        if metrics.is_empty() {
-            continue;
+    let (mut scopes, mut metrics) = (Vec::new(), Vec::new());
+    for (scope, members) in &Reader::scopes(registry) {
+        let index = u32::try_from(scopes.len()).unwrap_or(u32::MAX);
+        let before = metrics.len();
+        for instrument in members {
+            if let Some(m) = metric(instrument, index, &mut reader, &mut table) {
+                metrics.push(m);
+            }
         }
-        let same =
-            |s: &ScopeMetrics| *s.scope.name == *scope.name && *s.scope.version == *scope.version;
-        match out.iter_mut().find(|s| same(s)) {
-            Some(s) => s.metrics.extend(metrics),
-            None => out.push(ScopeMetrics {
-                scope: Scope {
-                    name: scope.name.to_string(),
-                    version: scope.version.to_string(),
-                    attributes: key_values(&scope.attributes),
-                },
-                metrics,
-            }),
+        if metrics.len() > before {
+            scopes.push(Scope {
+                name: table.string(&scope.name),
+                version: table.string(&scope.version),
+                attributes: table.host_set(&scope.attributes),
+            });
         }
     }
     reader.finish();
     MetricBatch {
-        resource: resource(res),
-        scopes: out,
+        table: table.finish(),
+        resource,
+        scopes,
+        metrics,
     }
 }
 
-/// One instrument's points as a contract metric; `None` when it has none to export.
-fn metric(instrument: &Instrument, reader: &mut Reader<'_>) -> Option<Metric> {
+/// A list position as the contract's `u32`.
+fn at(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Appends `items` to `list`; the span they take.
+fn push_span<T: Copy>(list: &mut Vec<T>, items: &[T]) -> Span {
+    let start = at(list.len());
+    list.extend_from_slice(items);
+    Span {
+        start,
+        len: at(items.len()),
+    }
+}
+
+/// One instrument's points as a contract metric of scope `scope`; `None` when it has none to export.
+fn metric(
+    instrument: &Instrument,
+    scope: u32,
+    reader: &mut Reader<'_>,
+    table: &mut Interner,
+) -> Option<Metric> {
     let d = instrument.descriptor();
     let temporality = match reader.temporality(instrument) {
         HostTemporality::Delta => Temporality::Delta,
         HostTemporality::Cumulative => Temporality::Cumulative,
     };
     let (mut numbers, mut histograms, mut exponentials) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bounds, mut counts, mut exemplars) = (Vec::new(), Vec::new(), Vec::new());
     let points = reader.read(instrument, |p| {
-        let attributes = key_values(p.attributes);
-        let exemplars: Vec<WitExemplar> = p
-            .exemplars()
-            .into_iter()
-            .map(|(_, e)| exemplar(&e))
-            .collect();
+        let attributes = table.host_set(p.attributes);
+        let point = at(numbers.len() + histograms.len() + exponentials.len());
+        exemplars.extend(p.exemplars().into_iter().map(|(_, e)| WitExemplar {
+            point,
+            filtered_attributes: 0,
+            time_unix_nano: e.time_unix_nano,
+            value: e.value,
+            trace: e.trace.as_ref().map(batch::trace),
+        }));
         let (start_time_unix_nano, time_unix_nano) = (p.start, p.time);
         match p.value {
             PointValue::Number(value) => numbers.push(NumberPoint {
@@ -112,9 +106,8 @@ fn metric(instrument: &Instrument, reader: &mut Reader<'_>) -> Option<Metric> {
                 start_time_unix_nano,
                 time_unix_nano,
                 value,
-                exemplars,
             }),
-            PointValue::Histogram(h, bounds) => histograms.push(HistogramPoint {
+            PointValue::Histogram(h, b) => histograms.push(HistogramPoint {
                 attributes,
                 start_time_unix_nano,
                 time_unix_nano,
@@ -122,9 +115,8 @@ fn metric(instrument: &Instrument, reader: &mut Reader<'_>) -> Option<Metric> {
                 sum: Some(h.sum),
                 min: known_extreme(h.count, h.min),
                 max: known_extreme(h.count, h.max),
-                bounds: bounds.to_vec(),
-                bucket_counts: h.bucket_counts,
-                exemplars,
+                bounds: push_span(&mut bounds, b),
+                bucket_counts: push_span(&mut counts, &h.bucket_counts),
             }),
             PointValue::Exponential(e) => exponentials.push(ExponentialHistogramPoint {
                 attributes,
@@ -137,42 +129,33 @@ fn metric(instrument: &Instrument, reader: &mut Reader<'_>) -> Option<Metric> {
                 scale: e.scale,
                 zero_count: e.zero_count,
                 zero_threshold: 0.0,
-                positive: WitBuckets {
-                    offset: e.positive.offset,
-                    counts: e.positive.counts,
-                },
-                negative: WitBuckets {
-                    offset: e.negative.offset,
-                    counts: e.negative.counts,
-                },
-                exemplars,
+                positive_offset: e.positive.offset,
+                positive: push_span(&mut counts, &e.positive.counts),
+                negative_offset: e.negative.offset,
+                negative: push_span(&mut counts, &e.negative.counts),
             }),
         }
     });
     if points == 0 {
         return None;
     }
-    let data = match Shape::of(instrument) {
-        Shape::Sum { monotonic } => MetricData::Sum(Sum {
-            points: numbers,
-            temporality,
-            monotonic,
-        }),
-        Shape::Gauge => MetricData::Gauge(numbers),
-        Shape::Histogram => MetricData::Histogram(Histogram {
-            points: histograms,
-            temporality,
-        }),
-        Shape::ExponentialHistogram => MetricData::ExponentialHistogram(ExponentialHistogram {
-            points: exponentials,
-            temporality,
-        }),
+    let (points, monotonic) = match Shape::of(instrument) {
+        Shape::Sum { monotonic } => (Points::Sum(numbers), monotonic),
+        Shape::Gauge => (Points::Gauge(numbers), false),
+        Shape::Histogram => (Points::Histogram(histograms), false),
+        Shape::ExponentialHistogram => (Points::ExponentialHistogram(exponentials), false),
     };
     Some(Metric {
-        name: d.name.clone(),
-        description: d.description.clone(),
-        unit: d.unit.clone(),
-        data,
+        scope,
+        name: table.string(&d.name),
+        description: table.string(&d.description),
+        unit: table.string(&d.unit),
+        temporality,
+        monotonic,
+        points,
+        bounds,
+        counts,
+        exemplars,
     })
 }
 
@@ -188,9 +171,10 @@ pub mod otlp {
     use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 
     use crate::model::log::Origin;
+    use crate::plugins::batch::{Interner, trace_bytes, trace_of};
     use crate::plugins::bindings::types::{
-        KeyValue, LogBatch, LogRecord, MetricBatch, MetricData, NumberPoint, Resource, Scope,
-        ScopeLogs, Temporality, Value,
+        LogBatch, LogRecord, Metric, MetricBatch, Points, Resource, Scope, Span, Table,
+        Temporality, TraceContext, Value,
     };
 
     fn json(v: &AnyValue) -> serde_json::Value {
@@ -274,75 +258,89 @@ pub mod otlp {
         AnyValue { value: Some(value) }
     }
 
-    fn attributes(kvs: &[ProtoKeyValue]) -> Vec<KeyValue> {
-        kvs.iter()
-            .map(|kv| KeyValue {
-                key: kv.key.clone(),
-                value: kv.value.as_ref().map_or(Value::Json("null".into()), value),
+    /// OTLP attributes as an interned set.
+    fn set(table: &mut Interner, kvs: &[ProtoKeyValue]) -> u32 {
+        let pairs: Vec<(u32, u32)> = kvs
+            .iter()
+            .map(|kv| {
+                let v = kv.value.as_ref().map_or(Value::Json("null".into()), value);
+                (table.string(&kv.key), table.value(v))
             })
-            .collect()
+            .collect();
+        table.set_of(pairs.into_iter())
     }
 
-    fn proto_attributes(kvs: &[KeyValue]) -> Vec<ProtoKeyValue> {
-        kvs.iter()
-            .map(|kv| ProtoKeyValue {
-                key: kv.key.clone(),
-                value: Some(any_value(&kv.value)),
+    /// An interned set as OTLP attributes.
+    fn proto_attributes(table: &Table, set: u32) -> Vec<ProtoKeyValue> {
+        table
+            .set(set)
+            .map(|(k, v)| ProtoKeyValue {
+                key: k.to_owned(),
+                value: Some(any_value(v)),
                 ..Default::default()
             })
             .collect()
     }
 
+    fn ids(trace: Option<&TraceContext>) -> (Vec<u8>, Vec<u8>) {
+        trace.map(trace_bytes).unwrap_or_default()
+    }
+
     /// OTLP log records of one origin as a contract log batch.
     pub fn log_batch(records: &[ProtoLogRecord], origin: &Origin) -> LogBatch {
+        let mut table = Interner::new();
         let records = records
             .iter()
             .map(|r| LogRecord {
+                scope: 0,
                 time_unix_nano: r.time_unix_nano,
                 observed_time_unix_nano: r.observed_time_unix_nano,
                 severity_number: u8::try_from(r.severity_number).unwrap_or(0),
-                severity_text: r.severity_text.clone(),
+                severity_text: table.string(&r.severity_text),
                 body: r.body.as_ref().map(value),
-                attributes: attributes(&r.attributes),
-                trace_id: r.trace_id.clone(),
-                span_id: r.span_id.clone(),
-                event_name: r.event_name.clone(),
+                attributes: set(&mut table, &r.attributes),
+                trace: trace_of(&r.trace_id, &r.span_id),
+                event_name: table.string(&r.event_name),
             })
             .collect();
         let (resource, scope) = (origin.resource(), origin.scope());
+        let resource = Resource {
+            attributes: set(&mut table, &resource.attributes),
+            schema_url: 0,
+        };
+        let scope = Scope {
+            name: table.string(&scope.name),
+            version: table.string(&scope.version),
+            attributes: set(&mut table, &scope.attributes),
+        };
         LogBatch {
-            resource: Resource {
-                attributes: attributes(&resource.attributes),
-                schema_url: String::new(),
-            },
-            scopes: vec![ScopeLogs {
-                scope: Scope {
-                    name: scope.name,
-                    version: scope.version,
-                    attributes: attributes(&scope.attributes),
-                },
-                records,
-            }],
+            table: table.finish(),
+            resource,
+            scopes: vec![scope],
+            records,
         }
     }
 
     /// A contract log batch's records as OTLP log records.
     pub fn log_records(batch: &LogBatch) -> Vec<ProtoLogRecord> {
+        let t = &batch.table;
         batch
-            .scopes
+            .records
             .iter()
-            .flat_map(|s| &s.records)
-            .map(|r| ProtoLogRecord {
-                time_unix_nano: r.time_unix_nano,
-                observed_time_unix_nano: r.observed_time_unix_nano,
-                severity_number: i32::from(r.severity_number),
-                severity_text: r.severity_text.clone(),
-                body: r.body.as_ref().map(any_value),
-                attributes: proto_attributes(&r.attributes),
-                trace_id: r.trace_id.clone(),
-                span_id: r.span_id.clone(),
-                event_name: r.event_name.clone(),
-                ..Default::default()
+            .map(|r| {
+                let (trace_id, span_id) = ids(r.trace.as_ref());
+                ProtoLogRecord {
+                    time_unix_nano: r.time_unix_nano,
+                    observed_time_unix_nano: r.observed_time_unix_nano,
+                    severity_number: i32::from(r.severity_number),
+                    severity_text: t.string(r.severity_text).to_owned(),
+                    body: r.body.as_ref().map(any_value),
+                    attributes: proto_attributes(t, r.attributes),
+                    trace_id,
+                    span_id,
+                    event_name: t.string(r.event_name).to_owned(),
+                    ..Default::default()
+                }
             })
             .collect()
     }
@@ -354,128 +352,147 @@ pub mod otlp {
         }
     }
 
-    fn number_points(points: &[NumberPoint]) -> Vec<pm::NumberDataPoint> {
-        points
-            .iter()
-            .map(|p| pm::NumberDataPoint {
-                attributes: proto_attributes(&p.attributes),
-                start_time_unix_nano: p.start_time_unix_nano,
-                time_unix_nano: p.time_unix_nano,
-                value: Some(pm::number_data_point::Value::AsDouble(p.value)),
-                exemplars: exemplars(&p.exemplars),
-                ..Default::default()
-            })
-            .collect()
-    }
-
-    /// Contract exemplars as OTLP ones.
-    fn exemplars(exemplars: &[crate::plugins::bindings::types::Exemplar]) -> Vec<pm::Exemplar> {
-        exemplars
-            .iter()
-            .map(|e| pm::Exemplar {
-                filtered_attributes: proto_attributes(&e.filtered_attributes),
-                time_unix_nano: e.time_unix_nano,
-                span_id: e.span_id.clone(),
-                trace_id: e.trace_id.clone(),
-                value: Some(pm::exemplar::Value::AsDouble(e.value)),
-            })
-            .collect()
-    }
-
     /// A contract metric batch as an OTLP export request.
     pub fn metric_request(batch: &MetricBatch) -> ExportMetricsServiceRequest {
+        let t = &batch.table;
         let scopes = batch
             .scopes
             .iter()
-            .map(|s| pm::ScopeMetrics {
+            .enumerate()
+            .map(|(i, s)| pm::ScopeMetrics {
                 scope: Some(InstrumentationScope {
-                    name: s.scope.name.clone(),
-                    version: s.scope.version.clone(),
-                    attributes: proto_attributes(&s.scope.attributes),
+                    name: t.string(s.name).to_owned(),
+                    version: t.string(s.version).to_owned(),
+                    attributes: proto_attributes(t, s.attributes),
                     ..Default::default()
                 }),
-                metrics: s.metrics.iter().map(metric).collect(),
+                metrics: batch
+                    .metrics
+                    .iter()
+                    .filter(|m| m.scope as usize == i)
+                    .map(|m| metric(t, m))
+                    .collect(),
                 schema_url: String::new(),
             })
+            .filter(|s| !s.metrics.is_empty())
             .collect();
         ExportMetricsServiceRequest {
             resource_metrics: vec![pm::ResourceMetrics {
                 resource: Some(ProtoResource {
-                    attributes: proto_attributes(&batch.resource.attributes),
+                    attributes: proto_attributes(t, batch.resource.attributes),
                     ..Default::default()
                 }),
                 scope_metrics: scopes,
-                schema_url: batch.resource.schema_url.clone(),
+                schema_url: t.string(batch.resource.schema_url).to_owned(),
             }],
         }
     }
 
-    fn metric(m: &crate::plugins::bindings::types::Metric) -> pm::Metric {
-        let data = match &m.data {
-            MetricData::Gauge(points) => pm::metric::Data::Gauge(pm::Gauge {
-                data_points: number_points(points),
+    fn slice<T: Copy>(list: &[T], span: &Span) -> Vec<T> {
+        let start = span.start as usize;
+        list.get(start..start.saturating_add(span.len as usize))
+            .unwrap_or_default()
+            .to_vec()
+    }
+
+    /// The OTLP exemplars of point `point`.
+    fn exemplars(t: &Table, m: &Metric, point: usize) -> Vec<pm::Exemplar> {
+        m.exemplars
+            .iter()
+            .filter(|e| e.point as usize == point)
+            .map(|e| {
+                let (trace_id, span_id) = ids(e.trace.as_ref());
+                pm::Exemplar {
+                    filtered_attributes: proto_attributes(t, e.filtered_attributes),
+                    time_unix_nano: e.time_unix_nano,
+                    span_id,
+                    trace_id,
+                    value: Some(pm::exemplar::Value::AsDouble(e.value)),
+                }
+            })
+            .collect()
+    }
+
+    fn metric(t: &Table, m: &Metric) -> pm::Metric {
+        let numbers = |points: &[crate::plugins::bindings::types::NumberPoint]| {
+            points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| pm::NumberDataPoint {
+                    attributes: proto_attributes(t, p.attributes),
+                    start_time_unix_nano: p.start_time_unix_nano,
+                    time_unix_nano: p.time_unix_nano,
+                    value: Some(pm::number_data_point::Value::AsDouble(p.value)),
+                    exemplars: exemplars(t, m, i),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let data = match &m.points {
+            Points::Gauge(points) => pm::metric::Data::Gauge(pm::Gauge {
+                data_points: numbers(points),
             }),
-            MetricData::Sum(s) => pm::metric::Data::Sum(pm::Sum {
-                data_points: number_points(&s.points),
-                aggregation_temporality: temporality(s.temporality),
-                is_monotonic: s.monotonic,
+            Points::Sum(points) => pm::metric::Data::Sum(pm::Sum {
+                data_points: numbers(points),
+                aggregation_temporality: temporality(m.temporality),
+                is_monotonic: m.monotonic,
             }),
-            MetricData::Histogram(h) => pm::metric::Data::Histogram(pm::Histogram {
-                data_points: h
-                    .points
+            Points::Histogram(points) => pm::metric::Data::Histogram(pm::Histogram {
+                data_points: points
                     .iter()
-                    .map(|p| pm::HistogramDataPoint {
-                        attributes: proto_attributes(&p.attributes),
+                    .enumerate()
+                    .map(|(i, p)| pm::HistogramDataPoint {
+                        attributes: proto_attributes(t, p.attributes),
                         start_time_unix_nano: p.start_time_unix_nano,
                         time_unix_nano: p.time_unix_nano,
                         count: p.count,
                         sum: p.sum,
-                        bucket_counts: p.bucket_counts.clone(),
-                        explicit_bounds: p.bounds.clone(),
+                        bucket_counts: slice(&m.counts, &p.bucket_counts),
+                        explicit_bounds: slice(&m.bounds, &p.bounds),
                         min: p.min,
                         max: p.max,
-                        exemplars: exemplars(&p.exemplars),
+                        exemplars: exemplars(t, m, i),
                         ..Default::default()
                     })
                     .collect(),
-                aggregation_temporality: temporality(h.temporality),
+                aggregation_temporality: temporality(m.temporality),
             }),
-            MetricData::ExponentialHistogram(h) => {
-                let buckets = |b: &crate::plugins::bindings::types::Buckets| {
+            Points::ExponentialHistogram(points) => {
+                let buckets = |offset: i32, span: &Span| {
                     Some(pm::exponential_histogram_data_point::Buckets {
-                        offset: b.offset,
-                        bucket_counts: b.counts.clone(),
+                        offset,
+                        bucket_counts: slice(&m.counts, span),
                     })
                 };
                 pm::metric::Data::ExponentialHistogram(pm::ExponentialHistogram {
-                    data_points: h
-                        .points
+                    data_points: points
                         .iter()
-                        .map(|p| pm::ExponentialHistogramDataPoint {
-                            attributes: proto_attributes(&p.attributes),
+                        .enumerate()
+                        .map(|(i, p)| pm::ExponentialHistogramDataPoint {
+                            attributes: proto_attributes(t, p.attributes),
                             start_time_unix_nano: p.start_time_unix_nano,
                             time_unix_nano: p.time_unix_nano,
                             count: p.count,
                             sum: p.sum,
                             scale: p.scale,
                             zero_count: p.zero_count,
-                            positive: buckets(&p.positive),
-                            negative: buckets(&p.negative),
-                            exemplars: exemplars(&p.exemplars),
+                            positive: buckets(p.positive_offset, &p.positive),
+                            negative: buckets(p.negative_offset, &p.negative),
+                            exemplars: exemplars(t, m, i),
                             min: p.min,
                             max: p.max,
                             zero_threshold: p.zero_threshold,
                             ..Default::default()
                         })
                         .collect(),
-                    aggregation_temporality: temporality(h.temporality),
+                    aggregation_temporality: temporality(m.temporality),
                 })
             }
         };
         pm::Metric {
-            name: m.name.clone(),
-            description: m.description.clone(),
-            unit: m.unit.clone(),
+            name: t.string(m.name).to_owned(),
+            description: t.string(m.description).to_owned(),
+            unit: t.string(m.unit).to_owned(),
             metadata: Vec::new(),
             data: Some(data),
         }
@@ -489,16 +506,22 @@ mod tests {
     use crate::metrics::Descriptor;
     use crate::model::metric::InstrumentKind;
 
-    fn exponential_points(batch: &MetricBatch) -> Vec<ExponentialHistogramPoint> {
+    /// Each exponential point with its positive and negative bucket counts.
+    fn exponential_points(
+        batch: &MetricBatch,
+    ) -> Vec<(ExponentialHistogramPoint, Vec<u64>, Vec<u64>)> {
+        let counts =
+            |m: &Metric, s: &Span| m.counts[s.start as usize..(s.start + s.len) as usize].to_vec();
         batch
-            .scopes
+            .metrics
             .iter()
-            .flat_map(|s| &s.metrics)
-            .filter_map(|m| match &m.data {
-                MetricData::ExponentialHistogram(h) => Some(h.points.clone()),
-                _ => None,
+            .flat_map(|m| match &m.points {
+                Points::ExponentialHistogram(points) => points
+                    .iter()
+                    .map(|p| (p.clone(), counts(m, &p.positive), counts(m, &p.negative)))
+                    .collect(),
+                _ => Vec::new(),
             })
-            .flatten()
             .collect()
     }
 
@@ -524,18 +547,18 @@ mod tests {
             latency.record(&[], v);
         }
         let first = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)));
-        assert_eq!((first[0].count, first[0].zero_count), (4, 1));
-        assert_eq!((first[0].min, first[0].max), (Some(-2.0), Some(2.0)));
+        assert_eq!((first[0].0.count, first[0].0.zero_count), (4, 1));
+        assert_eq!((first[0].0.min, first[0].0.max), (Some(-2.0), Some(2.0)));
 
         // 1000 forces a coarser scale; the delta holds only what came since.
         latency.record(&[], 1000.0);
         latency.record(&[], 1.5);
         let second = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)));
-        let p = &second[0];
-        assert!(p.scale < first[0].scale);
+        let (p, positive, negative) = &second[0];
+        assert!(p.scale < first[0].0.scale);
         assert_eq!((p.count, p.zero_count, p.sum), (2, 0, Some(1001.5)));
-        assert_eq!(p.positive.counts.iter().sum::<u64>(), 2);
-        assert_eq!(p.negative.counts.iter().sum::<u64>(), 0);
+        assert_eq!(positive.iter().sum::<u64>(), 2);
+        assert_eq!(negative.iter().sum::<u64>(), 0);
         assert_eq!(
             (p.min, p.max),
             (None, None),

@@ -1,5 +1,6 @@
 //! WebAssembly plugins: the contract's bindings, the sandbox, supervision, and plugin kinds.
 
+pub mod batch;
 pub mod bindings;
 pub mod budget;
 pub mod cache;

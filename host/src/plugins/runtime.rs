@@ -242,6 +242,9 @@ pub struct Runtime {
 #[error("{0}")]
 pub struct RuntimeError(pub String);
 
+/// The version of `wasmtel:plugin` this host implements.
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
 impl RuntimeError {
     fn from(context: &str, e: &wasmtime::Error) -> Self {
         let text = format!("{e:#}");
@@ -328,8 +331,28 @@ impl Runtime {
             .collect()
     }
 
+    /// The version of the plugin contract a component exports or imports (`0.1.0`), if any.
+    pub fn contract(&self, component: &Component) -> Option<String> {
+        let ty = component.component_type();
+        let names: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .chain(self.imports(component))
+            .collect();
+        names.iter().find_map(|name| {
+            let rest = name.strip_prefix("wasmtel:plugin/")?;
+            Some(rest.split_once('@')?.1.to_owned())
+        })
+    }
+
     /// Resolves a component's imports; an import the host does not offer is an error.
+    /// A component built for another version of the contract is refused by name.
     pub fn prepare(&self, component: &Component) -> Result<InstancePre<PluginState>, RuntimeError> {
+        if let Some(version) = self.contract(component).filter(|v| v != CONTRACT_VERSION) {
+            return Err(RuntimeError(format!(
+                "built for wasmtel:plugin@{version}; rebuild with wasmtel-guest 0.2"
+            )));
+        }
         self.linker.instantiate_pre(component).map_err(|e| {
             RuntimeError::from("the component needs imports the host does not offer", &e)
         })

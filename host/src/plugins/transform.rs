@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use wasmtime::component::Component;
 
+use super::batch;
 use super::bindings::transformer;
 use super::bindings::types::{LogBatch, MetricBatch};
 use super::budget;
@@ -60,13 +61,21 @@ impl TransformPlugin {
         self.instance.health()
     }
 
+    /// The error of edits that name something the batch does not hold.
+    fn invalid(&self, problem: String) -> CallError {
+        CallError::Plugin(self.name.clone(), format!("invalid edits: {problem}"))
+    }
+
     /// Rewrites a metric batch; a result past the plugin's budgets is refused.
     pub fn metrics(&self, batch: &MetricBatch) -> Result<MetricBatch, CallError> {
-        let out = self.instance.call("transform-metrics", |g, store| {
+        let edits = self.instance.call("transform-metrics", |g, store| {
             g.call_transform_metrics(store, batch)
         })?;
         let b = self.instance.budgets();
-        let (before, after) = (budget::metric_size(batch), budget::metric_size(&out));
+        let before = budget::metric_size(batch);
+        budget::edits(&self.name, edits.len(), before.0, &b)?;
+        let out = batch::apply_metric_edits(batch, &edits).map_err(|e| self.invalid(e))?;
+        let after = budget::metric_size(&out);
         stats::items(self.instance.scope(), &self.name, "in", before.0);
         stats::items(self.instance.scope(), &self.name, "out", after.0);
         budget::growth(&self.name, before, after, &b)?;
@@ -75,11 +84,14 @@ impl TransformPlugin {
 
     /// Rewrites a log batch; a result past the plugin's budgets is refused.
     pub fn logs(&self, batch: &LogBatch) -> Result<LogBatch, CallError> {
-        let out = self.instance.call("transform-logs", |g, store| {
+        let edits = self.instance.call("transform-logs", |g, store| {
             g.call_transform_logs(store, batch)
         })?;
         let b = self.instance.budgets();
-        let (before, after) = (budget::log_size(batch), budget::log_size(&out));
+        let before = budget::log_size(batch);
+        budget::edits(&self.name, edits.len(), before.0, &b)?;
+        let out = batch::apply_log_edits(batch, &edits).map_err(|e| self.invalid(e))?;
+        let after = budget::log_size(&out);
         stats::items(self.instance.scope(), &self.name, "in", before.0);
         stats::items(self.instance.scope(), &self.name, "out", after.0);
         budget::growth(&self.name, before, after, &b)?;

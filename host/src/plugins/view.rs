@@ -16,6 +16,7 @@ use super::stats;
 use super::supervisor::{Health, LoadError, Shared, Supervised};
 use crate::metrics::{AttributeView, Descriptor, Mapping};
 use crate::model::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
+use crate::model::metric::InstrumentKind;
 
 /// One loaded version of a view plugin.
 pub struct ViewPlugin {
@@ -60,7 +61,7 @@ impl ViewPlugin {
         let info = InstrumentInfo {
             name: instrument.name.clone(),
             unit: instrument.unit.clone(),
-            kind: instrument.kind.name().to_owned(),
+            kind: kind(instrument.kind),
             scope: instrument.scope.name.to_string(),
         };
         let input: Vec<KeyValue> = attrs
@@ -98,6 +99,19 @@ impl ViewPlugin {
                 Mapping::Unavailable
             }
         }
+    }
+}
+
+/// An instrument kind in the contract's type.
+fn kind(kind: InstrumentKind) -> viewer::InstrumentKind {
+    match kind {
+        InstrumentKind::Counter => viewer::InstrumentKind::Counter,
+        InstrumentKind::UpDownCounter => viewer::InstrumentKind::UpDownCounter,
+        InstrumentKind::Gauge => viewer::InstrumentKind::Gauge,
+        InstrumentKind::Histogram => viewer::InstrumentKind::Histogram,
+        InstrumentKind::ObservableCounter => viewer::InstrumentKind::ObservableCounter,
+        InstrumentKind::ObservableUpDownCounter => viewer::InstrumentKind::ObservableUpDownCounter,
+        InstrumentKind::ObservableGauge => viewer::InstrumentKind::ObservableGauge,
     }
 }
 

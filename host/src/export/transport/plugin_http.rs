@@ -16,7 +16,7 @@ use super::otlp_http::describe;
 use super::{BoxFuture, Delivered, Request, SendError, Transport};
 use crate::export::plugin::PluginSlot;
 use crate::export::probe::{Diagnosis, probe};
-use crate::plugins::bindings::encoder::{HttpRequest, Outcome, Response};
+use crate::plugins::bindings::encoder::{HttpRequest, Method, Outcome, Response};
 use crate::redact::redact;
 
 /// Headers the host sets itself; a plugin's values for them are dropped (as are its values for
@@ -122,8 +122,13 @@ impl PluginHttp {
     fn build(&self, request: &HttpRequest) -> Result<reqwest::RequestBuilder, SendError> {
         let refused = SendError::Rejected;
         let url = url_for(&self.base, &request.path).map_err(refused)?;
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| refused(format!("invalid request: method `{}`", request.method)))?;
+        let method = match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        };
         let mut headers = HeaderMap::new();
         for (k, v) in &request.headers {
             let name = HeaderName::try_from(k.as_str())

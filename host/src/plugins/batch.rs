@@ -1,0 +1,418 @@
+//! The contract's interned batches: built with each string, value and attribute set once, read
+//! back by name, and rewritten by a transform's edits.
+
+use std::collections::HashMap;
+
+use super::bindings::transformer::Edit;
+use super::bindings::types::{
+    Attribute, LogBatch, MetricBatch, Points, Span, Table, TraceContext, Value,
+};
+use crate::model::attributes::{AttributeSet, ValueRef};
+use crate::model::event::TraceContext as HostTrace;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// An attribute value other than a string, as a hash key.
+#[derive(Hash, PartialEq, Eq)]
+enum ValueKey {
+    Bool(bool),
+    Int(i64),
+    Double(u64),
+    Bytes(Box<[u8]>),
+    Json(Box<str>),
+}
+
+/// Builds a batch's table, storing each distinct string, value and attribute set once.
+pub struct Interner {
+    table: Table,
+    strings: Map<Box<str>, u32>,
+    text_values: Map<Box<str>, u32>,
+    other_values: Map<ValueKey, u32>,
+    sets: Map<Box<[(u32, u32)]>, u32>,
+    scratch: Vec<(u32, u32)>,
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A list index as the contract's `u32` (batches are far below 4 G entries: memory limits them).
+fn index(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Interner {
+    /// An empty table: string 0 is `""` and set 0 the empty set.
+    pub fn new() -> Self {
+        let mut interner = Self {
+            table: Table {
+                strings: Vec::new(),
+                values: Vec::new(),
+                attributes: Vec::new(),
+                sets: Vec::new(),
+            },
+            strings: Map::default(),
+            text_values: Map::default(),
+            other_values: Map::default(),
+            sets: Map::default(),
+            scratch: Vec::new(),
+        };
+        interner.string("");
+        interner.set_of(std::iter::empty());
+        interner
+    }
+
+    /// The index of `s` in the string table.
+    pub fn string(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.strings.get(s) {
+            return i;
+        }
+        let i = index(self.table.strings.len());
+        self.table.strings.push(s.to_owned());
+        self.strings.insert(s.into(), i);
+        i
+    }
+
+    /// The index of a host attribute value in the value table.
+    pub fn value_ref(&mut self, v: ValueRef<'_>) -> u32 {
+        match v {
+            ValueRef::Str(s) => self.text(s),
+            ValueRef::Bool(b) => self.other(ValueKey::Bool(b), || Value::Boolean(b)),
+            ValueRef::Int(i) => self.other(ValueKey::Int(i), || Value::Int(i)),
+            ValueRef::Double(d) => self.other(ValueKey::Double(d.to_bits()), || Value::Double(d)),
+        }
+    }
+
+    /// The index of a contract value in the value table.
+    pub fn value(&mut self, v: Value) -> u32 {
+        match v {
+            Value::String(s) => self.text(&s),
+            Value::Boolean(b) => self.other(ValueKey::Bool(b), || Value::Boolean(b)),
+            Value::Int(i) => self.other(ValueKey::Int(i), || Value::Int(i)),
+            Value::Double(d) => self.other(ValueKey::Double(d.to_bits()), || Value::Double(d)),
+            Value::Bytes(b) => {
+                let key = ValueKey::Bytes(b.clone().into());
+                self.other(key, || Value::Bytes(b))
+            }
+            Value::Json(j) => {
+                let key = ValueKey::Json(j.clone().into());
+                self.other(key, || Value::Json(j))
+            }
+        }
+    }
+
+    fn text(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.text_values.get(s) {
+            return i;
+        }
+        let i = index(self.table.values.len());
+        self.table.values.push(Value::String(s.to_owned()));
+        self.text_values.insert(s.into(), i);
+        i
+    }
+
+    fn other(&mut self, key: ValueKey, value: impl FnOnce() -> Value) -> u32 {
+        if let Some(&i) = self.other_values.get(&key) {
+            return i;
+        }
+        let i = index(self.table.values.len());
+        self.table.values.push(value());
+        self.other_values.insert(key, i);
+        i
+    }
+
+    /// The index of the set of these (key, value) index pairs, in their order.
+    pub fn set_of(&mut self, pairs: impl Iterator<Item = (u32, u32)>) -> u32 {
+        self.scratch.clear();
+        self.scratch.extend(pairs);
+        if let Some(&i) = self.sets.get(&self.scratch[..]) {
+            return i;
+        }
+        let i = index(self.table.sets.len());
+        let start = index(self.table.attributes.len());
+        self.table.attributes.extend(
+            self.scratch
+                .iter()
+                .map(|&(key, value)| Attribute { key, value }),
+        );
+        self.table.sets.push(Span {
+            start,
+            len: index(self.scratch.len()),
+        });
+        self.sets.insert(self.scratch[..].into(), i);
+        i
+    }
+
+    /// The index of a host attribute set.
+    pub fn host_set(&mut self, set: &AttributeSet) -> u32 {
+        let pairs: Vec<(u32, u32)> = set
+            .iter()
+            .map(|(k, v)| (self.string(k), self.value_ref(v)))
+            .collect();
+        self.set_of(pairs.into_iter())
+    }
+
+    /// The table built.
+    pub fn finish(self) -> Table {
+        self.table
+    }
+}
+
+impl Table {
+    /// String `i` (`""` when out of range).
+    pub fn string(&self, i: u32) -> &str {
+        self.strings.get(i as usize).map_or("", String::as_str)
+    }
+
+    /// Attribute set `i` as (key, value) pairs (empty when out of range).
+    pub fn set(&self, i: u32) -> impl Iterator<Item = (&str, &Value)> {
+        let span = self.sets.get(i as usize).map_or(0..0, |s| {
+            s.start as usize..(s.start as usize).saturating_add(s.len as usize)
+        });
+        self.attributes
+            .get(span)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| Some((self.string(a.key), self.values.get(a.value as usize)?)))
+    }
+
+    /// Pushes a string without looking for it (edits are few; their strings are new).
+    fn push_string(&mut self, s: String) -> u32 {
+        self.strings.push(s);
+        index(self.strings.len() - 1)
+    }
+
+    /// Rewrites set `set` as `f` makes its pairs.
+    fn edit_set(
+        &mut self,
+        set: u32,
+        f: impl FnOnce(&mut Vec<(String, Value)>),
+    ) -> Result<(), String> {
+        if set as usize >= self.sets.len() {
+            return Err(format!("set {set} of {}", self.sets.len()));
+        }
+        let mut pairs: Vec<(String, Value)> = self
+            .set(set)
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect();
+        f(&mut pairs);
+        let start = index(self.attributes.len());
+        for (key, value) in pairs {
+            let key = self.push_string(key);
+            self.values.push(value);
+            let value = index(self.values.len() - 1);
+            self.attributes.push(Attribute { key, value });
+        }
+        self.sets[set as usize] = Span {
+            start,
+            len: index(self.attributes.len()) - start,
+        };
+        Ok(())
+    }
+
+    /// Applies an attribute edit; `false` when `edit` is not one.
+    fn attribute_edit(&mut self, edit: &Edit) -> Result<bool, String> {
+        match edit {
+            Edit::SetAttribute(e) => {
+                let (key, value) = (e.key.clone(), e.value.clone());
+                self.edit_set(e.set, |pairs| {
+                    match pairs.iter_mut().find(|(k, _)| *k == key) {
+                        Some(pair) => pair.1 = value,
+                        None => pairs.push((key, value)),
+                    }
+                })?;
+            }
+            Edit::RemoveAttribute(e) => self.edit_set(e.set, |pairs| {
+                pairs.retain(|(k, _)| *k != e.key);
+            })?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// A host trace context in the contract's type.
+pub fn trace(t: &HostTrace) -> TraceContext {
+    let id = u128::from_be_bytes(t.trace_id);
+    TraceContext {
+        trace_id_high: (id >> 64) as u64,
+        trace_id_low: id as u64,
+        span_id: u64::from_be_bytes(t.span_id),
+    }
+}
+
+/// A contract trace context as OTLP's trace and span id bytes.
+pub fn trace_bytes(t: &TraceContext) -> (Vec<u8>, Vec<u8>) {
+    let id = (u128::from(t.trace_id_high) << 64) | u128::from(t.trace_id_low);
+    (id.to_be_bytes().to_vec(), t.span_id.to_be_bytes().to_vec())
+}
+
+/// OTLP trace and span id bytes as a contract trace context; `None` unless both have their size.
+pub fn trace_of(trace_id: &[u8], span_id: &[u8]) -> Option<TraceContext> {
+    let trace_id: [u8; 16] = trace_id.try_into().ok()?;
+    let span_id: [u8; 8] = span_id.try_into().ok()?;
+    Some(trace(&HostTrace { trace_id, span_id }))
+}
+
+/// The number of points a metric holds.
+pub fn point_count(points: &Points) -> usize {
+    match points {
+        Points::Gauge(p) | Points::Sum(p) => p.len(),
+        Points::Histogram(p) => p.len(),
+        Points::ExponentialHistogram(p) => p.len(),
+    }
+}
+
+/// Keeps the points whose flag in `keep` is set.
+pub fn retain_points(points: &mut Points, keep: &[bool]) {
+    fn retain<T>(list: &mut Vec<T>, keep: &[bool]) {
+        let mut i = 0;
+        list.retain(|_| {
+            i += 1;
+            keep.get(i - 1).copied().unwrap_or(true)
+        });
+    }
+    match points {
+        Points::Gauge(p) | Points::Sum(p) => retain(p, keep),
+        Points::Histogram(p) => retain(p, keep),
+        Points::ExponentialHistogram(p) => retain(p, keep),
+    }
+}
+
+/// Keeps a metric's points flagged in `keep` and the exemplars of those, renumbered.
+pub fn keep_points(metric: &mut super::bindings::types::Metric, keep: &[bool]) {
+    let mut renumbered = Vec::with_capacity(keep.len());
+    let mut next = 0u32;
+    for &k in keep {
+        renumbered.push(k.then_some(next));
+        next += u32::from(k);
+    }
+    retain_points(&mut metric.points, keep);
+    metric.exemplars.retain_mut(
+        |e| match renumbered.get(e.point as usize).copied().flatten() {
+            Some(p) => {
+                e.point = p;
+                true
+            }
+            None => false,
+        },
+    );
+}
+
+/// Names edit `n` and what is wrong with it.
+fn bad(n: usize, what: &str, problem: impl std::fmt::Display) -> String {
+    format!("edit {n} ({what}) names {problem}")
+}
+
+/// A metric batch rewritten by a transform's edits; an edit naming something the batch does not
+/// hold is an error naming the edit.
+pub fn apply_metric_edits(batch: &MetricBatch, edits: &[Edit]) -> Result<MetricBatch, String> {
+    let mut out = batch.clone();
+    let metrics = out.metrics.len();
+    let mut keep: Vec<Vec<bool>> = out
+        .metrics
+        .iter()
+        .map(|m| vec![true; point_count(&m.points)])
+        .collect();
+    let mut dropped = vec![false; metrics];
+    for (n, edit) in edits.iter().enumerate() {
+        match edit {
+            Edit::DropMetric(m) => {
+                *dropped
+                    .get_mut(*m as usize)
+                    .ok_or_else(|| bad(n, "drop-metric", format!("metric {m} of {metrics}")))? =
+                    true;
+            }
+            Edit::DropPoint(p) => {
+                let points = keep.get_mut(p.metric as usize).ok_or_else(|| {
+                    bad(n, "drop-point", format!("metric {} of {metrics}", p.metric))
+                })?;
+                let len = points.len();
+                *points.get_mut(p.point as usize).ok_or_else(|| {
+                    bad(
+                        n,
+                        "drop-point",
+                        format!("point {} of {len} in metric {}", p.point, p.metric),
+                    )
+                })? = false;
+            }
+            Edit::RenameMetric(r) => {
+                if r.metric as usize >= metrics {
+                    return Err(bad(
+                        n,
+                        "rename-metric",
+                        format!("metric {} of {metrics}", r.metric),
+                    ));
+                }
+                let name = out.table.push_string(r.name.clone());
+                out.metrics[r.metric as usize].name = name;
+            }
+            Edit::DropRecord(_) | Edit::SetBody(_) => {
+                return Err(format!(
+                    "edit {n} is a log record edit, and this is a metric batch"
+                ));
+            }
+            other => {
+                out.table
+                    .attribute_edit(other)
+                    .map_err(|e| bad(n, "attribute edit", e))?;
+            }
+        }
+    }
+    let mut i = 0;
+    out.metrics.retain_mut(|m| {
+        i += 1;
+        let (keep, dropped) = (&keep[i - 1], dropped[i - 1]);
+        if dropped {
+            return false;
+        }
+        if keep.iter().all(|k| *k) {
+            return true;
+        }
+        keep_points(m, keep);
+        point_count(&m.points) > 0
+    });
+    Ok(out)
+}
+
+/// A log batch rewritten by a transform's edits; an edit naming something the batch does not
+/// hold is an error naming the edit.
+pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<LogBatch, String> {
+    let mut out = batch.clone();
+    let records = out.records.len();
+    let mut keep = vec![true; records];
+    for (n, edit) in edits.iter().enumerate() {
+        match edit {
+            Edit::DropRecord(r) => {
+                *keep
+                    .get_mut(*r as usize)
+                    .ok_or_else(|| bad(n, "drop-record", format!("record {r} of {records}")))? =
+                    false;
+            }
+            Edit::SetBody(b) => {
+                out.records
+                    .get_mut(b.record as usize)
+                    .ok_or_else(|| bad(n, "set-body", format!("record {} of {records}", b.record)))?
+                    .body = b.body.clone();
+            }
+            Edit::DropMetric(_) | Edit::DropPoint(_) | Edit::RenameMetric(_) => {
+                return Err(format!(
+                    "edit {n} is a metric edit, and this is a log batch"
+                ));
+            }
+            other => {
+                out.table
+                    .attribute_edit(other)
+                    .map_err(|e| bad(n, "attribute edit", e))?;
+            }
+        }
+    }
+    let mut i = 0;
+    out.records.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    Ok(out)
+}
