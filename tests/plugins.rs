@@ -403,12 +403,21 @@ fn broken_plugins_are_rejected_with_a_reason() {
         err.to_string().starts_with("not a valid component"),
         "{err}"
     );
+    let old = wat::parse_str(
+        r#"(component (import "wasmtel:plugin/host@0.1.0" (instance (export "now-unix-nano" (func (result u64))))))"#,
+    )
+    .expect("component text");
+    let err = load("old", &old, &[]).err().expect("0.1 is refused");
+    assert_eq!(
+        err.to_string(),
+        "built for wasmtel:plugin@0.1.0; rebuild with wasmtel-guest 0.2"
+    );
     let err = load("passthrough", &fixture(PASSTHROUGH), &[])
         .err()
         .expect("a transform is no exporter");
     assert!(
         err.to_string()
-            .starts_with("wrong world: no exported instance named `wasmtel:plugin/encoder@0.1.0`"),
+            .starts_with("wrong world: no exported instance named `wasmtel:plugin/encoder@0.2.0`"),
         "{err}"
     );
     let err = load("statsd", statsd(), &[("histogram", "violin")])

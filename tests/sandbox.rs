@@ -1046,3 +1046,29 @@ fn thousands_of_fault_cycles_keep_memory_bounded() {
         grown / (1024 * 1024)
     );
 }
+
+#[test]
+fn a_transform_whose_edits_name_nothing_fails_its_call_naming_the_edit() {
+    let runtime = runtime();
+    let component = runtime
+        .compile(&fixture(ROGUE_TRANSFORM))
+        .expect("compiles");
+    let liar = TransformPlugin::load(
+        &runtime,
+        "liar",
+        &component,
+        settings(&[("bad_index", "true")]),
+        Limits::default(),
+        Default::default(),
+    )
+    .expect("loads");
+    let resource = wasmtel::sources::resource::detect(&Default::default());
+    let origin = wasmtel::model::log::Origin::events(&resource);
+    let records = vec![opentelemetry_proto::tonic::logs::v1::LogRecord::default(); 2];
+    let batch = wasmtel::plugins::convert::otlp::log_batch(&records, &origin);
+    let err = liar.logs(&batch).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "plugin `liar` returned an error: invalid edits: edit 0 (drop-record) names record 9 of 2"
+    );
+}

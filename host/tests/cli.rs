@@ -394,6 +394,32 @@ fn plugins_check_validates_world_and_init_without_a_host() {
     let out = wasmtel(&["plugins", "check", junk.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rejected: not a valid component"));
+
+    // A component built against the 0.1 contract is refused by name, with what to do.
+    let old = dir.path().join("old.wasm");
+    std::fs::write(&old, old_contract()).expect("old");
+    let old = old.to_str().expect("utf-8");
+    let out = wasmtel(&["plugins", "check", old]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: {old}: rejected: built for wasmtel:plugin@0.1.0; rebuild with wasmtel-guest 0.2\n"
+        )
+    );
+}
+
+/// A component of the 0.1 contract: it imports its `host` interface and exports its `encoder`.
+fn old_contract() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+            (import "wasmtel:plugin/host@0.1.0" (instance (export "now-unix-nano" (func (result u64)))))
+            (core module $m)
+            (core instance $i (instantiate $m))
+            (instance $e)
+            (export "wasmtel:plugin/encoder@0.1.0" (instance $e)))"#,
+    )
+    .expect("valid component text")
 }
 
 #[test]

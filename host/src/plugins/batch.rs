@@ -416,3 +416,196 @@ pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<LogBatch, Str
     });
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::bindings::transformer::{
+        PointRef, RemoveAttribute, RenameMetric, SetAttribute, SetBody,
+    };
+    use crate::plugins::bindings::types::{
+        Exemplar, LogRecord, Metric, NumberPoint, Resource, Temporality,
+    };
+
+    /// A gauge of three points (sets m1, m2, m1) with an exemplar on points 1 and 2.
+    fn gauge() -> MetricBatch {
+        let mut t = Interner::new();
+        let model = t.string("model");
+        let (m1, m2) = (t.value(Value::String("m1".into())), t.value(Value::String("m2".into())));
+        let (a, b) = (
+            t.set_of([(model, m1)].into_iter()),
+            t.set_of([(model, m2)].into_iter()),
+        );
+        assert_eq!(a, t.set_of([(model, m1)].into_iter()), "equal sets are one");
+        let point = |attributes, value| NumberPoint {
+            attributes,
+            start_time_unix_nano: 1,
+            time_unix_nano: 2,
+            value,
+        };
+        let exemplar = |point, value| Exemplar {
+            point,
+            filtered_attributes: 0,
+            time_unix_nano: 2,
+            value,
+            trace: None,
+        };
+        let name = t.string("g");
+        MetricBatch {
+            resource: Resource {
+                attributes: 0,
+                schema_url: 0,
+            },
+            scopes: Vec::new(),
+            metrics: vec![Metric {
+                scope: 0,
+                name,
+                description: 0,
+                unit: 0,
+                temporality: Temporality::Cumulative,
+                monotonic: false,
+                points: Points::Gauge(vec![point(a, 1.0), point(b, 2.0), point(a, 3.0)]),
+                bounds: Vec::new(),
+                counts: Vec::new(),
+                exemplars: vec![exemplar(1, 20.0), exemplar(2, 30.0)],
+            }],
+            table: t.finish(),
+        }
+    }
+
+    fn pairs(t: &Table, set: u32) -> Vec<String> {
+        t.set(set).map(|(k, v)| format!("{k}={v:?}")).collect()
+    }
+
+    #[test]
+    fn edits_drop_points_rename_and_set_attributes_of_every_point_with_the_set() {
+        let batch = gauge();
+        let edits = [
+            Edit::DropPoint(PointRef {
+                metric: 0,
+                point: 1,
+            }),
+            Edit::SetAttribute(SetAttribute {
+                set: 1,
+                key: "team".into(),
+                value: Value::String("x".into()),
+            }),
+            Edit::RenameMetric(RenameMetric {
+                metric: 0,
+                name: "renamed".into(),
+            }),
+        ];
+        let out = apply_metric_edits(&batch, &edits).expect("valid edits");
+        let m = &out.metrics[0];
+        assert_eq!(out.table.string(m.name), "renamed");
+        let Points::Gauge(points) = &m.points else {
+            panic!("a gauge")
+        };
+        let kept: Vec<(f64, Vec<String>)> = points
+            .iter()
+            .map(|p| (p.value, pairs(&out.table, p.attributes)))
+            .collect();
+        let tagged = vec![
+            "model=Value::String(\"m1\")".to_owned(),
+            "team=Value::String(\"x\")".to_owned(),
+        ];
+        assert_eq!(kept, [(1.0, tagged.clone()), (3.0, tagged)]);
+        let exemplars: Vec<(u32, f64)> = m.exemplars.iter().map(|e| (e.point, e.value)).collect();
+        assert_eq!(
+            exemplars,
+            [(1, 30.0)],
+            "the dropped point's exemplar goes; the last one follows its point"
+        );
+        assert_eq!(pairs(&batch.table, 1), ["model=Value::String(\"m1\")"], "the input is untouched");
+    }
+
+    #[test]
+    fn an_edit_naming_nothing_in_the_batch_is_refused_by_position() {
+        let batch = gauge();
+        let refused = |edit: Edit| apply_metric_edits(&batch, &[Edit::DropMetric(0), edit]).err();
+        assert_eq!(
+            refused(Edit::DropPoint(PointRef {
+                metric: 0,
+                point: 3
+            }))
+            .as_deref(),
+            Some("edit 1 (drop-point) names point 3 of 3 in metric 0")
+        );
+        assert_eq!(
+            refused(Edit::DropMetric(4)).as_deref(),
+            Some("edit 1 (drop-metric) names metric 4 of 1")
+        );
+        assert_eq!(
+            refused(Edit::RemoveAttribute(RemoveAttribute {
+                set: 9,
+                key: "k".into()
+            }))
+            .as_deref(),
+            Some("edit 1 (attribute edit) names set 9 of 3")
+        );
+        assert_eq!(
+            refused(Edit::DropRecord(0)).as_deref(),
+            Some("edit 1 is a log record edit, and this is a metric batch")
+        );
+        assert!(
+            apply_metric_edits(&batch, &[Edit::DropMetric(0)])
+                .expect("valid")
+                .metrics
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn log_edits_drop_records_and_replace_bodies() {
+        let mut t = Interner::new();
+        let record = |body: &str| LogRecord {
+            scope: 0,
+            time_unix_nano: 1,
+            observed_time_unix_nano: 2,
+            severity_number: 9,
+            severity_text: 0,
+            body: Some(Value::String(body.into())),
+            attributes: 0,
+            trace: None,
+            event_name: 0,
+        };
+        t.string("unused");
+        let batch = LogBatch {
+            table: t.finish(),
+            resource: Resource {
+                attributes: 0,
+                schema_url: 0,
+            },
+            scopes: Vec::new(),
+            records: vec![record("a"), record("b"), record("c")],
+        };
+        let edits = [
+            Edit::DropRecord(0),
+            Edit::SetBody(SetBody {
+                record: 2,
+                body: None,
+            }),
+        ];
+        let out = apply_log_edits(&batch, &edits).expect("valid");
+        let bodies: Vec<String> = out.records.iter().map(|r| format!("{:?}", r.body)).collect();
+        assert_eq!(bodies, ["Some(Value::String(\"b\"))", "None"]);
+        assert_eq!(
+            apply_log_edits(&batch, &[Edit::DropMetric(0)]).err().as_deref(),
+            Some("edit 0 is a metric edit, and this is a log batch")
+        );
+        assert_eq!(
+            apply_log_edits(&batch, &[Edit::DropRecord(3)]).err().as_deref(),
+            Some("edit 0 (drop-record) names record 3 of 3")
+        );
+    }
+
+    #[test]
+    fn trace_contexts_round_trip_through_otlp_bytes() {
+        let trace_id: Vec<u8> = (1..=16).collect();
+        let span_id: Vec<u8> = (17..=24).collect();
+        let t = trace_of(&trace_id, &span_id).expect("both ids");
+        assert_eq!(t.trace_id_high, 0x0102_0304_0506_0708);
+        assert_eq!(trace_bytes(&t), (trace_id, span_id));
+        assert!(trace_of(&[1; 15], &[1; 8]).is_none(), "a short id is no trace");
+    }
+}
