@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod plugins;
 pub(crate) mod pool;
 pub mod redact;
+pub mod scaffold;
 pub mod server;
 pub mod sources;
 pub mod telemetry;

@@ -200,6 +200,20 @@ enum PluginsCommand {
         #[arg(long)]
         settings: Option<PathBuf>,
     },
+    /// Write a ready plugin project: source, the contract, and a `build.sh` making `<NAME>.wasm`.
+    New {
+        /// The plugin's name: lowercase letters, digits and `-`.
+        name: String,
+        /// What the plugin is.
+        #[arg(long, value_enum)]
+        kind: wasmtel::scaffold::Kind,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: wasmtel::scaffold::Lang,
+        /// Where to write it (must not exist or be empty); default: `./<NAME>`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Call a plugin on sample data and print what it would do — requests, transformed batch
     /// or series — sending nothing.
     Run {
@@ -515,6 +529,23 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
                     &entry.digest[..12]
                 );
             }
+            Ok(())
+        }
+        PluginsCommand::New {
+            name,
+            kind,
+            lang,
+            dir,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            for file in wasmtel::scaffold::create(&dir, &name, kind, lang)? {
+                println!("wrote {}", file.display());
+            }
+            println!(
+                "build: {}/build.sh, then: wasmtel plugins check {}/{name}.wasm",
+                dir.display(),
+                dir.display()
+            );
             Ok(())
         }
         PluginsCommand::Run {

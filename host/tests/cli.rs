@@ -908,3 +908,104 @@ async fn kill_9_under_load_with_the_disk_queue_loses_nothing_acknowledged() {
     assert_eq!(logs["disk_queue"]["replayed"]["skipped_bytes"], 0, "{logs}");
     signal(&served.child, "-KILL");
 }
+
+/// Runs a project's `build.sh`; `false` (the check skipped, said on stderr) when its build tool
+/// is missing outside CI.
+fn build_project(dir: &std::path::Path, tool: &str) -> bool {
+    let present = Command::new(tool).arg("--version").output().is_ok();
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
+        eprintln!("{tool} is not installed: its project is not built; .ci/run installs it");
+        return false;
+    }
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-new");
+    let out = Command::new(dir.join("build.sh"))
+        .env("CARGO_TARGET_DIR", target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .output()
+        .expect("build.sh runs");
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+#[test]
+fn plugins_new_writes_projects_that_build_into_plugins_of_their_kind() {
+    let root = tempfile::tempdir().expect("tempdir");
+    for (name, kind, lang, tool, world) in [
+        (
+            "gpu-lines",
+            "exporter",
+            "rust",
+            "cargo",
+            "exporter (signals: metrics; temporality: cumulative)",
+        ),
+        (
+            "scrub",
+            "transform",
+            "python",
+            "componentize-py",
+            "transform",
+        ),
+        ("narrow", "view", "js", "componentize-js", "view"),
+    ] {
+        let dir = root.path().join(name);
+        let d = dir.to_str().expect("utf-8");
+        let out = wasmtel(&[
+            "plugins", "new", name, "--kind", kind, "--lang", lang, "--dir", d,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).ends_with(&format!(
+            "build: {d}/build.sh, then: wasmtel plugins check {d}/{name}.wasm\n"
+        )));
+        if !build_project(&dir, tool) {
+            continue;
+        }
+        let wasm = dir.join(format!("{name}.wasm"));
+        let out = wasmtel(&["plugins", "check", wasm.to_str().expect("utf-8")]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{}: ok, {world}\n", wasm.display()),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // A wrong signature under #[exporter] is a compile error pointing at the parameter.
+    let lib = root.path().join("gpu-lines/src/lib.rs");
+    if root.path().join("gpu-lines/gpu-lines.wasm").exists() {
+        let source = std::fs::read_to_string(&lib).expect("source");
+        std::fs::write(&lib, source.replace("config: &Config)", "config: Config)"))
+            .expect("break it");
+        let out = Command::new(root.path().join("gpu-lines/build.sh"))
+            .env(
+                "CARGO_TARGET_DIR",
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-new"),
+            )
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("error: #[exporter] expects `&Config` here, not `Config`"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("--> src/lib.rs:6:"), "{stderr}");
+    }
+
+    let out = wasmtel(&["plugins", "new", "Bad_Name", "--kind", "view"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"Bad_Name\" is not a plugin name"));
+}

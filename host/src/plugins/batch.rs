@@ -431,7 +431,10 @@ mod tests {
     fn gauge() -> MetricBatch {
         let mut t = Interner::new();
         let model = t.string("model");
-        let (m1, m2) = (t.value(Value::String("m1".into())), t.value(Value::String("m2".into())));
+        let (m1, m2) = (
+            t.value(Value::String("m1".into())),
+            t.value(Value::String("m2".into())),
+        );
         let (a, b) = (
             t.set_of([(model, m1)].into_iter()),
             t.set_of([(model, m2)].into_iter()),
@@ -516,7 +519,11 @@ mod tests {
             [(1, 30.0)],
             "the dropped point's exemplar goes; the last one follows its point"
         );
-        assert_eq!(pairs(&batch.table, 1), ["model=Value::String(\"m1\")"], "the input is untouched");
+        assert_eq!(
+            pairs(&batch.table, 1),
+            ["model=Value::String(\"m1\")"],
+            "the input is untouched"
+        );
     }
 
     #[test]
@@ -587,14 +594,22 @@ mod tests {
             }),
         ];
         let out = apply_log_edits(&batch, &edits).expect("valid");
-        let bodies: Vec<String> = out.records.iter().map(|r| format!("{:?}", r.body)).collect();
+        let bodies: Vec<String> = out
+            .records
+            .iter()
+            .map(|r| format!("{:?}", r.body))
+            .collect();
         assert_eq!(bodies, ["Some(Value::String(\"b\"))", "None"]);
         assert_eq!(
-            apply_log_edits(&batch, &[Edit::DropMetric(0)]).err().as_deref(),
+            apply_log_edits(&batch, &[Edit::DropMetric(0)])
+                .err()
+                .as_deref(),
             Some("edit 0 is a metric edit, and this is a log batch")
         );
         assert_eq!(
-            apply_log_edits(&batch, &[Edit::DropRecord(3)]).err().as_deref(),
+            apply_log_edits(&batch, &[Edit::DropRecord(3)])
+                .err()
+                .as_deref(),
             Some("edit 0 (drop-record) names record 3 of 3")
         );
     }
@@ -606,6 +621,9 @@ mod tests {
         let t = trace_of(&trace_id, &span_id).expect("both ids");
         assert_eq!(t.trace_id_high, 0x0102_0304_0506_0708);
         assert_eq!(trace_bytes(&t), (trace_id, span_id));
-        assert!(trace_of(&[1; 15], &[1; 8]).is_none(), "a short id is no trace");
+        assert!(
+            trace_of(&[1; 15], &[1; 8]).is_none(),
+            "a short id is no trace"
+        );
     }
 }
