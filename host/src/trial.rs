@@ -120,12 +120,13 @@ pub fn run(
                 Default::default(),
             )?;
             let data = record(sample, None)?;
-            let batch = plugin.metrics(&metric_batch(&data))?;
+            let before = metric_batch(&data);
+            let batch = plugin.metrics(&before)?.unwrap_or(before);
             let request = convert::otlp::metric_request(&batch);
             let _ = writeln!(out, "metrics after the transform (OTLP/JSON):");
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&request)?);
             if let Some(logs) = &data.logs {
-                let logs = plugin.logs(logs)?;
+                let logs = plugin.logs(logs)?.unwrap_or_else(|| logs.clone());
                 let _ = writeln!(out, "log records after the transform:");
                 for record in convert::otlp::log_records(&logs) {
                     let _ = writeln!(out, "{}", serde_json::to_string(&record)?);

@@ -192,6 +192,11 @@ impl AttributeSet {
         Pairs(&self.bytes)
     }
 
+    /// The hash of the set, computed once when it was made.
+    pub fn fingerprint(&self) -> u64 {
+        self.hash
+    }
+
     /// The number of attributes.
     pub fn len(&self) -> usize {
         self.iter().count()

@@ -156,6 +156,16 @@ impl Reverse {
         self.buf.truncate(len);
     }
 
+    /// Writes again what was written between lengths `from` and `to` (which were [`Self::len`]).
+    pub fn repeat(&mut self, from: usize, to: usize) {
+        self.buf.extend_from_within(from..to);
+    }
+
+    /// Writes bytes already byte-reversed.
+    pub fn append_reversed(&mut self, reversed: &[u8]) {
+        self.buf.extend_from_slice(reversed);
+    }
+
     /// The encoding, first byte first.
     pub fn finish(mut self) -> Vec<u8> {
         self.buf.reverse();

@@ -29,6 +29,7 @@ pub struct Interner {
     text_values: Map<Box<str>, u32>,
     other_values: Map<ValueKey, u32>,
     sets: Map<Box<[(u32, u32)]>, u32>,
+    host_sets: Map<u64, u32>,
     scratch: Vec<(u32, u32)>,
 }
 
@@ -57,6 +58,7 @@ impl Interner {
             text_values: Map::default(),
             other_values: Map::default(),
             sets: Map::default(),
+            host_sets: Map::default(),
             scratch: Vec::new(),
         };
         interner.string("");
@@ -75,14 +77,17 @@ impl Interner {
         i
     }
 
-    /// The index of a host attribute value in the value table.
+    /// The index of a host attribute value in the value table (strings are looked up; a number
+    /// or boolean costs as little to lower twice as to look up, so it is stored as it comes).
     pub fn value_ref(&mut self, v: ValueRef<'_>) -> u32 {
-        match v {
-            ValueRef::Str(s) => self.text(s),
-            ValueRef::Bool(b) => self.other(ValueKey::Bool(b), || Value::Boolean(b)),
-            ValueRef::Int(i) => self.other(ValueKey::Int(i), || Value::Int(i)),
-            ValueRef::Double(d) => self.other(ValueKey::Double(d.to_bits()), || Value::Double(d)),
-        }
+        let value = match v {
+            ValueRef::Str(s) => return self.text(s),
+            ValueRef::Bool(b) => Value::Boolean(b),
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::Double(d) => Value::Double(d),
+        };
+        self.table.values.push(value);
+        index(self.table.values.len() - 1)
     }
 
     /// The index of a contract value in the value table.
@@ -145,13 +150,47 @@ impl Interner {
         i
     }
 
-    /// The index of a host attribute set.
+    /// The index of a host attribute set. Equal host sets have equal pairs, so the set is
+    /// looked up whole (its hash is kept with it) and, when new, stored without a second lookup.
     pub fn host_set(&mut self, set: &AttributeSet) -> u32 {
-        let pairs: Vec<(u32, u32)> = set
-            .iter()
-            .map(|(k, v)| (self.string(k), self.value_ref(v)))
-            .collect();
-        self.set_of(pairs.into_iter())
+        if set.is_empty() {
+            return 0;
+        }
+        let known = self.host_sets.get(&set.fingerprint()).copied();
+        if let Some(i) = known.filter(|&i| self.holds(i, set)) {
+            return i;
+        }
+        let start = index(self.table.attributes.len());
+        for (k, v) in set.iter() {
+            let (key, value) = (self.string(k), self.value_ref(v));
+            self.table.attributes.push(Attribute { key, value });
+        }
+        let i = index(self.table.sets.len());
+        self.table.sets.push(Span {
+            start,
+            len: index(set.len()),
+        });
+        if known.is_none() {
+            self.host_sets.insert(set.fingerprint(), i);
+        }
+        i
+    }
+
+    /// Whether set `i` holds exactly the pairs of `set`.
+    fn holds(&self, i: u32, set: &AttributeSet) -> bool {
+        let t = &self.table;
+        let len = t.sets.get(i as usize).map_or(0, |s| s.len as usize);
+        len == set.len()
+            && t.set(i).zip(set.iter()).all(|((k, v), (hk, hv))| {
+                k == hk
+                    && match (v, hv) {
+                        (Value::String(a), ValueRef::Str(b)) => a == b,
+                        (Value::Boolean(a), ValueRef::Bool(b)) => *a == b,
+                        (Value::Int(a), ValueRef::Int(b)) => *a == b,
+                        (Value::Double(a), ValueRef::Double(b)) => a.to_bits() == b.to_bits(),
+                        _ => false,
+                    }
+            })
     }
 
     /// The table built.
@@ -306,9 +345,15 @@ fn bad(n: usize, what: &str, problem: impl std::fmt::Display) -> String {
     format!("edit {n} ({what}) names {problem}")
 }
 
-/// A metric batch rewritten by a transform's edits; an edit naming something the batch does not
-/// hold is an error naming the edit.
-pub fn apply_metric_edits(batch: &MetricBatch, edits: &[Edit]) -> Result<MetricBatch, String> {
+/// A metric batch rewritten by a transform's edits (`None`: no edit, the batch stands); an edit
+/// naming something the batch does not hold is an error naming the edit.
+pub fn apply_metric_edits(
+    batch: &MetricBatch,
+    edits: &[Edit],
+) -> Result<Option<MetricBatch>, String> {
+    if edits.is_empty() {
+        return Ok(None);
+    }
     let mut out = batch.clone();
     let metrics = out.metrics.len();
     let mut keep: Vec<Vec<bool>> = out
@@ -374,12 +419,15 @@ pub fn apply_metric_edits(batch: &MetricBatch, edits: &[Edit]) -> Result<MetricB
         keep_points(m, keep);
         point_count(&m.points) > 0
     });
-    Ok(out)
+    Ok(Some(out))
 }
 
-/// A log batch rewritten by a transform's edits; an edit naming something the batch does not
-/// hold is an error naming the edit.
-pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<LogBatch, String> {
+/// A log batch rewritten by a transform's edits (`None`: no edit, the batch stands); an edit
+/// naming something the batch does not hold is an error naming the edit.
+pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<Option<LogBatch>, String> {
+    if edits.is_empty() {
+        return Ok(None);
+    }
     let mut out = batch.clone();
     let records = out.records.len();
     let mut keep = vec![true; records];
@@ -414,7 +462,7 @@ pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<LogBatch, Str
         i += 1;
         keep[i - 1]
     });
-    Ok(out)
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -498,7 +546,9 @@ mod tests {
                 name: "renamed".into(),
             }),
         ];
-        let out = apply_metric_edits(&batch, &edits).expect("valid edits");
+        let out = apply_metric_edits(&batch, &edits)
+            .expect("valid edits")
+            .expect("edited");
         let m = &out.metrics[0];
         assert_eq!(out.table.string(m.name), "renamed");
         let Points::Gauge(points) = &m.points else {
@@ -557,8 +607,11 @@ mod tests {
         assert!(
             apply_metric_edits(&batch, &[Edit::DropMetric(0)])
                 .expect("valid")
-                .metrics
-                .is_empty()
+                .is_some_and(|b| b.metrics.is_empty())
+        );
+        assert!(
+            apply_metric_edits(&batch, &[]).expect("valid").is_none(),
+            "no edit, no copy"
         );
     }
 
@@ -593,7 +646,9 @@ mod tests {
                 body: None,
             }),
         ];
-        let out = apply_log_edits(&batch, &edits).expect("valid");
+        let out = apply_log_edits(&batch, &edits)
+            .expect("valid")
+            .expect("edited");
         let bodies: Vec<String> = out
             .records
             .iter()

@@ -38,6 +38,8 @@ impl LogBucket {
 
 impl Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
+        let _span =
+            tracing::trace_span!("host function", plugin = %self.name, function = "log").entered();
         let budgets = self.limits.budgets;
         if !self.logs.take(budgets.log_lines_per_second, Instant::now()) {
             let detail = format!(
@@ -59,6 +61,9 @@ impl Host for PluginState {
     }
 
     fn now_unix_nano(&mut self) -> u64 {
+        let _span =
+            tracing::trace_span!("host function", plugin = %self.name, function = "now-unix-nano")
+                .entered();
         unix_nanos()
     }
 }

@@ -340,7 +340,7 @@ impl<G> Shared<G> {
         f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, CallError> {
         let began = Instant::now();
-        let result = self.call_counted(wait, f);
+        let result = self.call_counted(function, wait, f);
         let scope = self.limits.scope;
         stats::call(
             scope,
@@ -357,6 +357,7 @@ impl<G> Shared<G> {
 
     fn call_counted<R>(
         &self,
+        function: &'static str,
         wait: Option<Duration>,
         f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, CallError> {
@@ -367,7 +368,7 @@ impl<G> Shared<G> {
             .supervised
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let _span = tracing::trace_span!("plugin call", plugin = %self.name).entered();
+        let _span = tracing::trace_span!("plugin call", plugin = %self.name, function).entered();
         let result = supervised.call(f);
         stats::memory(self.limits.scope, &self.name, supervised.memory());
         // A call that succeeds on a running instance leaves its health as it was.

@@ -66,8 +66,9 @@ impl TransformPlugin {
         CallError::Plugin(self.name.clone(), format!("invalid edits: {problem}"))
     }
 
-    /// Rewrites a metric batch; a result past the plugin's budgets is refused.
-    pub fn metrics(&self, batch: &MetricBatch) -> Result<MetricBatch, CallError> {
+    /// Rewrites a metric batch (`None`: the plugin changed nothing); a result past the plugin's
+    /// budgets is refused.
+    pub fn metrics(&self, batch: &MetricBatch) -> Result<Option<MetricBatch>, CallError> {
         let edits = self.instance.call("transform-metrics", |g, store| {
             g.call_transform_metrics(store, batch)
         })?;
@@ -75,15 +76,16 @@ impl TransformPlugin {
         let before = budget::metric_size(batch);
         budget::edits(&self.name, edits.len(), before.0, &b)?;
         let out = batch::apply_metric_edits(batch, &edits).map_err(|e| self.invalid(e))?;
-        let after = budget::metric_size(&out);
+        let after = out.as_ref().map_or(before, budget::metric_size);
         stats::items(self.instance.scope(), &self.name, "in", before.0);
         stats::items(self.instance.scope(), &self.name, "out", after.0);
         budget::growth(&self.name, before, after, &b)?;
         Ok(out)
     }
 
-    /// Rewrites a log batch; a result past the plugin's budgets is refused.
-    pub fn logs(&self, batch: &LogBatch) -> Result<LogBatch, CallError> {
+    /// Rewrites a log batch (`None`: the plugin changed nothing); a result past the plugin's
+    /// budgets is refused.
+    pub fn logs(&self, batch: &LogBatch) -> Result<Option<LogBatch>, CallError> {
         let edits = self.instance.call("transform-logs", |g, store| {
             g.call_transform_logs(store, batch)
         })?;
@@ -91,7 +93,7 @@ impl TransformPlugin {
         let before = budget::log_size(batch);
         budget::edits(&self.name, edits.len(), before.0, &b)?;
         let out = batch::apply_log_edits(batch, &edits).map_err(|e| self.invalid(e))?;
-        let after = budget::log_size(&out);
+        let after = out.as_ref().map_or(before, budget::log_size);
         stats::items(self.instance.scope(), &self.name, "in", before.0);
         stats::items(self.instance.scope(), &self.name, "out", after.0);
         budget::growth(&self.name, before, after, &b)?;
@@ -138,17 +140,17 @@ impl ChainLink {
     fn apply<B>(
         &self,
         batch: B,
-        f: impl FnOnce(&TransformPlugin, &B) -> Result<B, CallError>,
+        f: impl FnOnce(&TransformPlugin, &B) -> Result<Option<B>, CallError>,
     ) -> Option<B> {
         let result = match (self.current.get(), self.current.failure()) {
             (Some(t), _) => f(&t, &batch),
             (None, Some(reason)) => {
                 Err(CallError::CrashLoop(Arc::from(self.name.as_str()), reason))
             }
-            (None, None) => return Some(batch), // unloaded: its file was removed
+            (None, None) => Ok(None), // unloaded: its file was removed
         };
         match result {
-            Ok(out) => Some(out),
+            Ok(out) => Some(out.unwrap_or(batch)),
             Err(e) => match self.on_failure {
                 OnFailure::Open => {
                     tracing::warn!(plugin = %self.name, "{e}; the batch passes through unchanged");

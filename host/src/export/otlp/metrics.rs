@@ -4,6 +4,8 @@
 //! Fields are written last to first (see [`Reverse`]), in descending field number, so the bytes
 //! are the ones `prost` would write for the same `opentelemetry-proto` messages.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{self as pm, metric::Data};
@@ -17,7 +19,9 @@ use crate::model::attributes::{AttributeSet, ValueRef};
 use crate::model::metric::Temporality;
 use crate::model::resource::Resource;
 use crate::model::wire::Reverse;
-use crate::plugins::bindings::types::MetricBatch;
+use crate::plugins::bindings::types::{
+    Metric, MetricBatch, NumberPoint, Points, Span, Table, Temporality as BatchTemporality, Value,
+};
 use crate::plugins::convert;
 
 const DELTA: u64 = 1;
@@ -49,14 +53,199 @@ pub fn encode_all(
     w.finish()
 }
 
-/// Metric batches (after transforms) as one encoded request, one `ResourceMetrics` each.
+/// Metric batches (after transforms) as one encoded request, one `ResourceMetrics` each, written
+/// straight from the batches as [`encode`] writes from the series; each attribute set is encoded
+/// once per batch and copied wherever it is used.
 pub fn from_batches(batches: &[MetricBatch]) -> Vec<u8> {
-    let mut request = ExportMetricsServiceRequest::default();
-    for batch in batches {
-        let encoded = convert::otlp::metric_request(batch);
-        request.resource_metrics.extend(encoded.resource_metrics);
+    let mut w = Reverse::with_capacity(64 * 1024);
+    for batch in batches.iter().rev() {
+        let t = &batch.table;
+        let mut sets = SetBytes::new(t);
+        w.message(1, |w| {
+            w.bytes(3, t.string(batch.resource.schema_url).as_bytes());
+            for (i, scope) in batch.scopes.iter().enumerate().rev() {
+                let members: Vec<&Metric> = batch
+                    .metrics
+                    .iter()
+                    .filter(|m| m.scope as usize == i)
+                    .collect();
+                if members.is_empty() {
+                    continue;
+                }
+                w.message(2, |w| {
+                    for m in members.iter().rev() {
+                        batch_metric(w, t, m, &mut sets);
+                    }
+                    w.message(1, |w| {
+                        sets.write(w, 3, scope.attributes);
+                        w.bytes(2, t.string(scope.version).as_bytes());
+                        w.bytes(1, t.string(scope.name).as_bytes());
+                    });
+                });
+            }
+            w.message(1, |w| sets.write(w, 1, batch.resource.attributes));
+        });
     }
-    request.encode_to_vec()
+    w.finish()
+}
+
+/// Each attribute set of a batch as repeated `KeyValue` messages of a field: encoded where it is
+/// first used, then copied from there.
+struct SetBytes<'t> {
+    table: &'t Table,
+    written: HashMap<(u32, u32), (usize, usize), foldhash::fast::RandomState>,
+}
+
+impl<'t> SetBytes<'t> {
+    fn new(table: &'t Table) -> Self {
+        Self {
+            table,
+            written: HashMap::default(),
+        }
+    }
+
+    /// Writes set `set` as field `field` (the writer is never truncated while this lives).
+    fn write(&mut self, w: &mut Reverse, field: u32, set: u32) {
+        if let Some(&(from, to)) = self.written.get(&(field, set)) {
+            w.repeat(from, to);
+            return;
+        }
+        let from = w.len();
+        let pairs: Vec<(&str, &Value)> = self.table.set(set).collect();
+        for (key, value) in pairs.into_iter().rev() {
+            w.message(field, |w| {
+                w.message(2, |w| match value {
+                    Value::String(s) => w.bytes_always(1, s.as_bytes()),
+                    Value::Boolean(b) => w.varint_always(2, u64::from(*b)),
+                    Value::Int(i) => w.varint_always(3, *i as u64),
+                    Value::Double(d) => w.fixed64_always(4, d.to_bits()),
+                    Value::Bytes(b) => w.bytes_always(7, b),
+                    Value::Json(_) => {
+                        // Arrays and maps: rare enough to go through the generated types.
+                        if let Some(inner) = &convert::otlp::any_value(value).value {
+                            let mut one = Vec::new();
+                            inner.encode(&mut one);
+                            one.reverse();
+                            w.append_reversed(&one);
+                        }
+                    }
+                });
+                w.bytes(1, key.as_bytes());
+            });
+        }
+        self.written.insert((field, set), (from, w.len()));
+    }
+}
+
+/// Writes one batch `Metric` (field 2 of its scope).
+fn batch_metric(w: &mut Reverse, t: &Table, m: &Metric, sets: &mut SetBytes<'_>) {
+    let temporality = match m.temporality {
+        BatchTemporality::Delta => DELTA,
+        BatchTemporality::Cumulative => CUMULATIVE,
+    };
+    // The exemplars of each point, in order: positions in `m.exemplars` sorted by point.
+    let mut order: Vec<usize> = (0..m.exemplars.len()).collect();
+    order.sort_by_key(|&i| m.exemplars[i].point);
+    let of_point = |p: usize| {
+        let from = order.partition_point(|&i| (m.exemplars[i].point as usize) < p);
+        let to = order.partition_point(|&i| (m.exemplars[i].point as usize) <= p);
+        &order[from..to]
+    };
+    fn span<'a, T>(list: &'a [T], s: &Span) -> &'a [T] {
+        let start = s.start as usize;
+        list.get(start..start.saturating_add(s.len as usize))
+            .unwrap_or_default()
+    }
+    w.message(2, |w| {
+        let exemplars = |w: &mut Reverse, field: u32, p: usize, sets: &mut SetBytes<'_>| {
+            for &i in of_point(p).iter().rev() {
+                let e = &m.exemplars[i];
+                w.message(field, |w| {
+                    sets.write(w, 7, e.filtered_attributes);
+                    if let Some(trace) = &e.trace {
+                        let (trace_id, span_id) = crate::plugins::batch::trace_bytes(trace);
+                        w.bytes(5, &trace_id);
+                        w.bytes(4, &span_id);
+                    }
+                    w.fixed64_always(3, e.value.to_bits());
+                    w.fixed64(2, e.time_unix_nano);
+                });
+            }
+        };
+        let numbers = |w: &mut Reverse, points: &[NumberPoint], sets: &mut SetBytes<'_>| {
+            for (i, p) in points.iter().enumerate().rev() {
+                w.message(1, |w| {
+                    sets.write(w, 7, p.attributes);
+                    exemplars(w, 5, i, sets);
+                    w.fixed64_always(4, p.value.to_bits());
+                    w.fixed64(3, p.time_unix_nano);
+                    w.fixed64(2, p.start_time_unix_nano);
+                });
+            }
+        };
+        match &m.points {
+            Points::Gauge(points) => w.message(5, |w| numbers(w, points, sets)),
+            Points::Sum(points) => w.message(7, |w| {
+                w.varint(3, u64::from(m.monotonic));
+                w.varint(2, temporality);
+                numbers(w, points, sets);
+            }),
+            Points::Histogram(points) => w.message(9, |w| {
+                w.varint(2, temporality);
+                for (i, p) in points.iter().enumerate().rev() {
+                    w.message(1, |w| {
+                        optional(w, 12, p.max);
+                        optional(w, 11, p.min);
+                        sets.write(w, 9, p.attributes);
+                        exemplars(w, 8, i, sets);
+                        let bounds = span(&m.bounds, &p.bounds).iter().map(|b| b.to_bits());
+                        w.packed_fixed64(7, bounds);
+                        w.packed_fixed64(6, span(&m.counts, &p.bucket_counts).iter().copied());
+                        optional(w, 5, p.sum);
+                        w.fixed64(4, p.count);
+                        w.fixed64(3, p.time_unix_nano);
+                        w.fixed64(2, p.start_time_unix_nano);
+                    });
+                }
+            }),
+            Points::ExponentialHistogram(points) => w.message(10, |w| {
+                w.varint(2, temporality);
+                for (i, p) in points.iter().enumerate().rev() {
+                    let buckets = |w: &mut Reverse, field: u32, offset: i32, s: &Span| {
+                        w.message(field, |w| {
+                            w.packed_varint(2, span(&m.counts, s).iter().copied());
+                            w.sint32(1, offset);
+                        });
+                    };
+                    w.message(1, |w| {
+                        w.double(14, p.zero_threshold);
+                        optional(w, 13, p.max);
+                        optional(w, 12, p.min);
+                        exemplars(w, 11, i, sets);
+                        buckets(w, 9, p.negative_offset, &p.negative);
+                        buckets(w, 8, p.positive_offset, &p.positive);
+                        w.fixed64(7, p.zero_count);
+                        w.sint32(6, p.scale);
+                        optional(w, 5, p.sum);
+                        w.fixed64(4, p.count);
+                        w.fixed64(3, p.time_unix_nano);
+                        w.fixed64(2, p.start_time_unix_nano);
+                        sets.write(w, 1, p.attributes);
+                    });
+                }
+            }),
+        }
+        w.bytes(3, t.string(m.unit).as_bytes());
+        w.bytes(2, t.string(m.description).as_bytes());
+        w.bytes(1, t.string(m.name).as_bytes());
+    });
+}
+
+/// An `optional double` field, when present.
+fn optional(w: &mut Reverse, field: u32, v: Option<f64>) {
+    if let Some(v) = v {
+        w.fixed64_always(field, v.to_bits());
+    }
 }
 
 /// An encoded request as two, each with about half of its data points; `None` when it holds
@@ -436,6 +625,61 @@ mod tests {
             ("app", "9.1")
         );
         assert_eq!(scope.attributes[0].key, "lib");
+    }
+
+    #[test]
+    fn a_batch_is_written_as_prost_writes_its_request() {
+        use crate::plugins::batch::Interner;
+        let resource = crate::sources::resource::detect(&Default::default());
+        let mut batch = convert::metric_batch(&registry(), &resource, None);
+        // Values a registry never holds: bytes, JSON, and a filtered exemplar attribute.
+        let mut t = Interner::new();
+        let (k, j) = (t.string("blob"), t.string("list"));
+        let (b, l) = (
+            t.value(Value::Bytes(vec![0, 1, 2])),
+            t.value(Value::Json("[1,\"a\",{\"x\":true}]".into())),
+        );
+        let extra = t.set_of([(k, b), (j, l)].into_iter());
+        let extra_table = t.finish();
+        let offset = batch.table.sets.len() as u32;
+        let at = batch.table.attributes.len() as u32;
+        let strings = batch.table.strings.len() as u32;
+        let values = batch.table.values.len() as u32;
+        batch.table.strings.extend(extra_table.strings);
+        batch.table.values.extend(extra_table.values);
+        batch
+            .table
+            .attributes
+            .extend(extra_table.attributes.iter().map(|a| {
+                crate::plugins::bindings::types::Attribute {
+                    key: a.key + strings,
+                    value: a.value + values,
+                }
+            }));
+        batch
+            .table
+            .sets
+            .extend(extra_table.sets.iter().map(|s| Span {
+                start: s.start + at,
+                len: s.len,
+            }));
+        batch.resource.attributes = offset + extra;
+        for m in &mut batch.metrics {
+            for e in &mut m.exemplars {
+                e.filtered_attributes = offset + extra;
+            }
+        }
+        assert!(batch.metrics.iter().any(|m| !m.exemplars.is_empty()));
+        let expected = convert::otlp::metric_request(&batch);
+        assert_eq!(
+            from_batches(std::slice::from_ref(&batch)),
+            expected.encode_to_vec()
+        );
+        let two = ExportMetricsServiceRequest {
+            resource_metrics: [expected.resource_metrics.clone(), expected.resource_metrics]
+                .concat(),
+        };
+        assert_eq!(from_batches(&[batch.clone(), batch]), two.encode_to_vec());
     }
 
     #[test]
