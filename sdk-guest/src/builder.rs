@@ -249,10 +249,10 @@ impl BatchBuilder {
 
     /// Sets the minimum and maximum (each a number or `None`) of the last histogram point added.
     pub fn extremes(mut self, min: impl Into<Option<f64>>, max: impl Into<Option<f64>>) -> Self {
-        if let Some(Points::Histogram(p)) = self.metrics.last_mut().map(|m| &mut m.points) {
-            if let Some(last) = p.last_mut() {
-                (last.min, last.max) = (min.into(), max.into());
-            }
+        if let Some(Points::Histogram(p)) = self.metrics.last_mut().map(|m| &mut m.points)
+            && let Some(last) = p.last_mut()
+        {
+            (last.min, last.max) = (min.into(), max.into());
         }
         self
     }

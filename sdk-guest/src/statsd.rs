@@ -228,49 +228,35 @@ mod tests {
         );
     }
 
+    /// The tags `render` makes of one point's attributes.
+    fn tags(pairs: crate::Pairs<'_>, render: fn(Attributes<'_>) -> String) -> String {
+        let batch = crate::BatchBuilder::new()
+            .gauge("x", "1", pairs, 1.0)
+            .metrics();
+        let metric = batch.metrics().next().expect("a metric");
+        let point = metric.numbers().next().expect("a point");
+        render(point.attributes())
+    }
+
     #[test]
     fn attributes_become_tags_of_any_value_type() {
-        let batch = crate::BatchBuilder::new()
-            .gauge(
-                "x",
-                "1",
-                &[
-                    ("model id", "m:1".into()),
-                    ("n", (-3i64).into()),
-                    ("ok", true.into()),
-                    ("r", 0.5.into()),
-                    ("j", Value::Json("[1, 2]".into())),
-                ],
-                1.0,
-            )
-            .metrics();
-        let point = batch
-            .metrics()
-            .next()
-            .and_then(|m| m.numbers().next())
-            .expect("a point");
+        let pairs: crate::Pairs<'_> = &[
+            ("model id", "m:1".into()),
+            ("n", (-3i64).into()),
+            ("ok", true.into()),
+            ("r", 0.5.into()),
+            ("j", Value::Json("[1, 2]".into())),
+        ];
         assert_eq!(
-            dogstatsd_tags(point.attributes()),
+            tags(pairs, dogstatsd_tags),
             "|#model_id:m_1,n:-3,ok:true,r:0.5,j:[1__2]"
         );
     }
 
     #[test]
     fn graphite_tags_keep_only_safe_characters() {
-        let batch = crate::BatchBuilder::new()
-            .gauge(
-                "lat",
-                "s",
-                &[("model id", "m:1;x=y".into()), ("n", (-3i64).into())],
-                1.0,
-            )
-            .metrics();
-        let point = batch
-            .metrics()
-            .next()
-            .and_then(|m| m.numbers().next())
-            .expect("a point");
-        assert_eq!(graphite_tags(point.attributes()), ";model_id=m_1_x_y;n=-3");
+        let pairs: crate::Pairs<'_> = &[("model id", "m:1;x=y".into()), ("n", (-3i64).into())];
+        assert_eq!(tags(pairs, graphite_tags), ";model_id=m_1_x_y;n=-3");
     }
 
     #[test]

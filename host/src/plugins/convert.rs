@@ -518,7 +518,7 @@ mod tests {
             .flat_map(|m| match &m.points {
                 Points::ExponentialHistogram(points) => points
                     .iter()
-                    .map(|p| (p.clone(), counts(m, &p.positive), counts(m, &p.negative)))
+                    .map(|p| (*p, counts(m, &p.positive), counts(m, &p.negative)))
                     .collect(),
                 _ => Vec::new(),
             })
