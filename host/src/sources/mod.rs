@@ -2,6 +2,7 @@
 //! system and the host process through `/proc`).
 
 pub mod gpu;
+pub mod kubernetes;
 pub mod resource;
 pub mod system;
 

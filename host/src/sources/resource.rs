@@ -12,7 +12,8 @@ use crate::model::resource::Resource;
 ///
 /// `service.name` defaults to `wasmtel`; `service.instance.id` is a fresh
 /// UUID per process; `device.id` is a stable hash of the host name and
-/// the primary MAC address unless configured.
+/// the primary MAC address unless configured; on Kubernetes, the pod's
+/// `k8s.*` attributes and `container.id` (see [`super::kubernetes`]).
 pub fn detect(config: &ResourceConfig) -> Resource {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let device_id = config
@@ -29,6 +30,9 @@ pub fn detect(config: &ResourceConfig) -> Resource {
         pair("telemetry.sdk.language", "rust"),
         pair("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
     ];
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok();
+    let pod = super::kubernetes::detect(|var| std::env::var(var).ok(), cgroup.as_deref());
+    pairs.extend(pod.iter().map(|(k, v)| pair(k, v)));
     pairs.extend(config.attributes.iter().map(|(k, v)| pair(k, v)));
     if let Some(name) = &config.service_name {
         pairs.push(pair("service.name", name));
