@@ -1015,7 +1015,10 @@ async fn on_kubernetes_the_resource_names_the_pod_from_the_downward_api() {
     let env = [
         ("K8S_NODE_NAME", "gpu-node-7".to_owned()),
         ("K8S_POD_NAME", "wasmtel-x7k2p".to_owned()),
-        ("K8S_POD_UID", "7a9c1e3f-5b7d-4e9f-8a1c-3e5f7a9b1c3d".to_owned()),
+        (
+            "K8S_POD_UID",
+            "7a9c1e3f-5b7d-4e9f-8a1c-3e5f7a9b1c3d".to_owned(),
+        ),
         ("K8S_NAMESPACE_NAME", "telemetry".to_owned()),
     ];
     let served = serve_with_env("", &env).await;
@@ -1028,7 +1031,11 @@ async fn on_kubernetes_the_resource_names_the_pod_from_the_downward_api() {
         ("k8s_pod_uid", "7a9c1e3f-5b7d-4e9f-8a1c-3e5f7a9b1c3d"),
         ("k8s_namespace_name", "telemetry"),
     ] {
-        assert_eq!(target[0].0.get(label).map(String::as_str), Some(value), "{label}");
+        assert_eq!(
+            target[0].0.get(label).map(String::as_str),
+            Some(value),
+            "{label}"
+        );
     }
     signal(&served.child, "-TERM");
     assert_eq!(wait(served.child).status.code(), Some(0));
@@ -1037,7 +1044,12 @@ async fn on_kubernetes_the_resource_names_the_pod_from_the_downward_api() {
     let served = serve("").await;
     let m = Exposition::parse(&scrape(served.prometheus).await);
     let target: Vec<_> = m.samples("target_info").collect();
-    assert!(!target[0].0.keys().any(|k| k.starts_with("k8s_") || k == "container_id"));
+    assert!(
+        !target[0]
+            .0
+            .keys()
+            .any(|k| k.starts_with("k8s_") || k == "container_id")
+    );
     signal(&served.child, "-TERM");
     assert_eq!(wait(served.child).status.code(), Some(0));
 }
