@@ -774,6 +774,7 @@ async fn a_trap_is_explained_and_plugins_failing_at_start_do_not_stop_the_host()
     let mut config = wasmtel::Config::from_toml(&toml).expect("config");
     config.plugins.strict = true;
     config.intake.listen = "127.0.0.1:0".parse().expect("addr");
+    config.intake.grpc_listen = None;
     config.prometheus.enabled = false;
     config.admin.enabled = false;
     let error = wasmtel::Host::start(&config)

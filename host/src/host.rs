@@ -78,6 +78,7 @@ pub enum StartError {
 /// A started host. Dropping it without [`Host::shutdown`] aborts its tasks.
 pub struct Host {
     intake_addr: SocketAddr,
+    grpc_addr: Option<SocketAddr>,
     prometheus_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
     integrations: Integrations,
@@ -90,6 +91,31 @@ pub struct Host {
     shutdown_timeout: std::time::Duration,
     /// The scope its plugins' calls are counted in.
     plugin_scope: u64,
+}
+
+/// Serves OTLP/gRPC on `listener` until `stopped`: HTTP/2 with at most `max` concurrent streams
+/// per connection, each call bounded to 30 s, idle connections pinged every minute.
+fn serve_grpc(
+    listener: TcpListener,
+    service: crate::intake::grpc::Service,
+    max: usize,
+    mut stopped: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let served = tonic::transport::Server::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .max_concurrent_streams(u32::try_from(max).ok())
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
+            .serve_with_incoming_shutdown(service, incoming, shutdown)
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the OTLP/gRPC server stopped");
+        }
+    })
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -145,8 +171,10 @@ impl Host {
         let pipeline = Arc::new(pipeline);
 
         let (stop, stopped) = watch::channel(false);
-        let listeners =
-            1 + usize::from(config.prometheus.enabled) + usize::from(config.admin.enabled);
+        let listeners = 1
+            + usize::from(config.intake.grpc_listen.is_some())
+            + usize::from(config.prometheus.enabled)
+            + usize::from(config.admin.enabled);
         let fds = crate::server::raise_fd_limit();
         let max = crate::server::connections_per_listener(
             config.connections.max_connections,
@@ -162,15 +190,23 @@ impl Host {
             addr: config.intake.listen,
             source,
         })?;
+        let intake_state = crate::intake::Intake::new(
+            pipeline.clone(),
+            Arc::new(MetricsReceiver::new(registries.clone())),
+            &config.intake,
+        );
         let mut servers = vec![serve(
             intake,
-            crate::intake::router(
-                pipeline.clone(),
-                Arc::new(MetricsReceiver::new(registries.clone())),
-                &config.intake,
-            ),
+            crate::intake::router(intake_state.clone()),
             stopped.clone(),
         )];
+        let mut grpc_addr = None;
+        if let Some(addr) = config.intake.grpc_listen {
+            let listener = bind("OTLP/gRPC", addr).await?;
+            grpc_addr = listener.local_addr().ok();
+            let service = crate::intake::grpc::Service::new(intake_state);
+            servers.push(serve_grpc(listener, service, max, stopped.clone()));
+        }
         let (drain, drained) = watch::channel(None);
         let data_dir = config.data_dir();
         let key = std::env::var(crate::control::secrets::KEY_ENV).ok();
@@ -269,10 +305,11 @@ impl Host {
         let (i, t, v) = (integrations.clone(), transforms.clone(), views.clone());
         let subscribers: Subscribers = Arc::new(move || reloadables(&i, &t, &v));
         servers.push(reload::spawn(loader, subscribers, stop.subscribe()));
-        tracing::info!(intake = %intake_addr, prometheus = ?prometheus_addr, admin = ?admin_addr,
+        tracing::info!(intake = %intake_addr, grpc = ?grpc_addr, prometheus = ?prometheus_addr, admin = ?admin_addr,
             integrations = integrations.exporters().len(), "wasmtel is serving");
         Ok(Self {
             intake_addr,
+            grpc_addr,
             prometheus_addr,
             admin_addr,
             integrations,
@@ -290,6 +327,11 @@ impl Host {
     /// The address the intake listens on.
     pub fn intake_addr(&self) -> SocketAddr {
         self.intake_addr
+    }
+
+    /// The address OTLP/gRPC is served on, if enabled.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
     }
 
     /// The address `/metrics` is served on, if enabled.

@@ -82,7 +82,7 @@ async fn serve_under(extra: &str, env: &[(&str, String)], ulimit: Option<&str>) 
     let path = dir.path().join("wasmtel.toml");
     let data = dir.path().join("data");
     let toml = format!(
-        "data_dir = \"{}\"\n[intake]\nlisten = \"127.0.0.1:{intake}\"\n[prometheus]\nlisten = \"127.0.0.1:{prom}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{extra}",
+        "data_dir = \"{}\"\n[intake]\nlisten = \"127.0.0.1:{intake}\"\ngrpc_listen = \"127.0.0.1:0\"\n[prometheus]\nlisten = \"127.0.0.1:{prom}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{extra}",
         data.display()
     );
     std::fs::write(&path, toml).expect("write config");
@@ -276,7 +276,7 @@ fn serve_strict_stops_at_a_plugin_that_cannot_be_loaded() {
     std::fs::write(
         &path,
         format!(
-            "data_dir = \"{}\"\n[intake]\nlisten = \"127.0.0.1:0\"\n[prometheus]\nenabled = false\n[admin]\nenabled = false\n[plugins]\ndir = \"{}\"\n[[views]]\nplugin = \"nowhere\"\n",
+            "data_dir = \"{}\"\n[intake]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"\"\n[prometheus]\nenabled = false\n[admin]\nenabled = false\n[plugins]\ndir = \"{}\"\n[[views]]\nplugin = \"nowhere\"\n",
             dir.path().join("data").display(),
             dir.path().display()
         ),

@@ -40,6 +40,9 @@ pub(crate) async fn start(toml: &str) -> Host {
         config.gpu.poll_interval = Some(std::time::Duration::ZERO);
     }
     config.intake.listen = "127.0.0.1:0".parse().expect("addr");
+    if config.intake.grpc_listen.is_some() {
+        config.intake.grpc_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    }
     config.prometheus.listen = "127.0.0.1:0".parse().expect("addr");
     config.admin.listen = "127.0.0.1:0".parse().expect("addr");
     if config.data_dir.is_none() {

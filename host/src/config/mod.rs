@@ -233,6 +233,9 @@ impl ConnectionsConfig {
 pub struct IntakeConfig {
     /// Listen address (default `127.0.0.1:4318`).
     pub listen: SocketAddr,
+    /// OTLP/gRPC listen address (default `127.0.0.1:4317`; `""` turns it off).
+    #[serde(deserialize_with = "optional_addr", serialize_with = "show_addr")]
+    pub grpc_listen: Option<SocketAddr>,
     /// Largest accepted body after decompression, in bytes (default 8 MiB).
     pub max_body_bytes: usize,
     /// What intake does when an integration's log queue is full (default `reject`).
@@ -296,6 +299,7 @@ impl Default for IntakeConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4318)),
+            grpc_listen: Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
             max_body_bytes: DEFAULT_MAX_BODY,
             on_full: OnFull::default(),
             limits: RequestLimits::default(),
@@ -355,6 +359,26 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
             "`{text}` is not a duration like \"10s\" ({e})"
         ))
     })
+}
+
+/// A listen address, or `""` for none.
+fn optional_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|e| {
+        serde::de::Error::custom(format_args!(
+            "`{text}` is not an address like \"127.0.0.1:4317\" ({e})"
+        ))
+    })
+}
+
+fn show_addr<S: serde::Serializer>(a: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match a {
+        Some(a) => s.serialize_str(&a.to_string()),
+        None => s.serialize_str(""),
+    }
 }
 
 pub(crate) fn show_duration<S: serde::Serializer>(

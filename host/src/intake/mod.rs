@@ -1,9 +1,10 @@
-//! HTTP intake: `POST /v1/events`, and OTLP's `POST /v1/metrics` and `POST /v1/logs`, with
-//! parsing, limits and error responses.
+//! Intake: `POST /v1/events`, OTLP's `POST /v1/metrics` and `POST /v1/logs`, and OTLP/gRPC's
+//! metrics and logs `Export`, with parsing, limits and error responses.
 
 pub mod body;
 pub mod error;
 pub mod events;
+pub mod grpc;
 pub mod otlp;
 pub mod scan;
 
@@ -26,30 +27,39 @@ use error::IntakeError;
 /// Bodies larger than this, and every body when recording may call view plugins, are parsed off the async worker threads.
 const INLINE_PARSE_LIMIT: usize = 64 * 1024;
 
+/// What every intake route and the gRPC service share: events and logs feed the pipeline, OTLP
+/// metrics the receiver, under the configured body size and request limits.
 #[derive(Clone)]
-struct Intake {
+pub struct Intake {
     pipeline: Arc<Pipeline>,
     metrics: Arc<otlp::metrics::MetricsReceiver>,
     max_body: usize,
     limits: RequestLimits,
 }
 
-/// The intake routes under `config`: events and logs feed `pipeline`, OTLP metrics `metrics`.
-pub fn router(
-    pipeline: Arc<Pipeline>,
-    metrics: Arc<otlp::metrics::MetricsReceiver>,
-    config: &IntakeConfig,
-) -> Router {
-    Router::new()
-        .route("/v1/events", post(post_events))
-        .route("/v1/metrics", post(otlp::post_metrics))
-        .route("/v1/logs", post(otlp::post_logs))
-        .with_state(Intake {
+impl Intake {
+    /// The intake under `config`.
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        metrics: Arc<otlp::metrics::MetricsReceiver>,
+        config: &IntakeConfig,
+    ) -> Self {
+        Self {
             pipeline,
             metrics,
             max_body: config.max_body_bytes,
             limits: config.limits,
-        })
+        }
+    }
+}
+
+/// The HTTP intake routes.
+pub fn router(intake: Intake) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/metrics", post(otlp::post_metrics))
+        .route("/v1/logs", post(otlp::post_logs))
+        .with_state(intake)
 }
 
 async fn post_events(State(intake): State<Intake>, headers: HeaderMap, body: Body) -> Response {

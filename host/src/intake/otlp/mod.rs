@@ -117,30 +117,57 @@ const INTERNAL: i32 = 13;
 /// gRPC's UNAVAILABLE.
 const UNAVAILABLE: i32 = 14;
 
-/// The error response for a request refused whole, counted in self-telemetry.
-fn refuse(intake: &Intake, error: &IntakeError, encoding: Encoding) -> Response {
-    intake.pipeline.reject(error.reason());
-    let code = match error.status() {
+/// The gRPC status code of a request refused whole: what an OTLP/HTTP `Status` body carries and
+/// what OTLP/gRPC answers (UNAVAILABLE, the busy case, is the one a client retries).
+pub(crate) fn grpc_code(error: &IntakeError) -> i32 {
+    match error.status() {
         StatusCode::PAYLOAD_TOO_LARGE => RESOURCE_EXHAUSTED,
         StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE,
         StatusCode::INTERNAL_SERVER_ERROR => INTERNAL,
         _ => INVALID_ARGUMENT,
-    };
+    }
+}
+
+/// The error response for a request refused whole, counted in self-telemetry.
+fn refuse(intake: &Intake, error: &IntakeError, encoding: Encoding) -> Response {
+    intake.pipeline.reject(error.reason());
     let status = Status {
-        code,
+        code: grpc_code(error),
         message: error.to_string(),
     };
     error.advise(encoding.respond(error.status(), &status))
 }
 
-/// Reads, decodes and processes one request (off the async workers when it is large or when
-/// recording may call plugins), counts it, and answers with `response` of its tally.
+/// Processes one request body of `signal` (off the async workers when it is large or when
+/// recording may call plugins) and counts what it accepted and rejected: its tally.
+pub(crate) async fn process(
+    intake: &Intake,
+    signal: Signal,
+    encoding: Encoding,
+    bytes: Bytes,
+) -> Result<Tally, IntakeError> {
+    let process = match signal {
+        Signal::Metrics => process_metrics,
+        Signal::Logs => process_logs,
+    };
+    let worker = intake.clone();
+    let size = bytes.len();
+    let tally = super::work(&intake.pipeline, size, move || {
+        process(&worker, encoding, bytes)
+    })
+    .await
+    .and_then(|tally| tally)?;
+    let telemetry = intake.pipeline.telemetry();
+    telemetry.otlp_items(signal, tally.accepted, tally.rejected);
+    Ok(tally)
+}
+
+/// Reads one HTTP request, processes it, and answers with `response` of its tally.
 async fn serve<R>(
     intake: Intake,
     headers: HeaderMap,
     body: Body,
     signal: Signal,
-    process: fn(&Intake, Encoding, Bytes) -> Result<Tally, IntakeError>,
     response: fn(Tally) -> R,
 ) -> Response
 where
@@ -154,20 +181,84 @@ where
         Ok(bytes) => bytes,
         Err(e) => return refuse(&intake, &e, encoding),
     };
-    let worker = intake.clone();
-    let size = bytes.len();
-    let tally = super::work(&intake.pipeline, size, move || {
-        process(&worker, encoding, bytes)
-    })
-    .await
-    .and_then(|tally| tally);
-    match tally {
-        Ok(tally) => {
-            let telemetry = intake.pipeline.telemetry();
-            telemetry.otlp_items(signal, tally.accepted, tally.rejected);
-            encoding.respond(StatusCode::OK, &response(tally))
-        }
+    match process(&intake, signal, encoding, bytes).await {
+        Ok(tally) => encoding.respond(StatusCode::OK, &response(tally)),
         Err(e) => refuse(&intake, &e, encoding),
+    }
+}
+
+/// One metrics request's body: limits, decoding, recording.
+fn process_metrics(
+    intake: &Intake,
+    encoding: Encoding,
+    bytes: Bytes,
+) -> Result<Tally, IntakeError> {
+    let mut tally = Tally::default();
+    let request = match encoding {
+        Encoding::Protobuf => {
+            limits::metrics(&bytes, &intake.limits)?;
+            ExportMetricsServiceRequest::decode(bytes.as_ref()).map_err(|e| {
+                IntakeError::Decode(format!(
+                    "the body is not a valid ExportMetricsServiceRequest: {e}"
+                ))
+            })?
+        }
+        Encoding::Json => {
+            limits::json(&bytes, &intake.limits)?;
+            let request = json::metrics(&bytes, &mut tally)?;
+            limits::metrics(&request.encode_to_vec(), &intake.limits)?;
+            request
+        }
+    };
+    tally.absorb(intake.metrics.receive(&request));
+    Ok(tally)
+}
+
+/// The answer to a metrics request: partial success when anything was rejected or warned of.
+pub(crate) fn metrics_response(tally: Tally) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: tally
+            .message
+            .map(|error_message| ExportMetricsPartialSuccess {
+                rejected_data_points: tally.rejected as i64,
+                error_message,
+            }),
+    }
+}
+
+/// One logs request's body: limits, the records scanned (never decoded), queued.
+fn process_logs(intake: &Intake, encoding: Encoding, bytes: Bytes) -> Result<Tally, IntakeError> {
+    const WHAT: &str = "ExportLogsServiceRequest";
+    let mut tally = Tally::default();
+    let bytes = match encoding {
+        Encoding::Protobuf => bytes,
+        Encoding::Json => {
+            limits::json(&bytes, &intake.limits)?;
+            Bytes::from(json::logs(&bytes, &mut tally)?.encode_to_vec())
+        }
+    };
+    limits::logs(&bytes, &intake.limits)?;
+    let records = logs::scan(&bytes, &mut tally)
+        .map_err(|e| IntakeError::Decode(format!("the body is not a valid {WHAT}: {e}")))?;
+    let weight = records.iter().map(|r| r.bytes.len()).sum();
+    intake
+        .pipeline
+        .room(records.len(), weight)
+        .map_err(IntakeError::Busy)?;
+    intake
+        .pipeline
+        .ingest_logs(&records)
+        .map_err(IntakeError::Unqueued)?;
+    Ok(tally)
+}
+
+/// The answer to a logs request: partial success when anything was rejected or warned of.
+pub(crate) fn logs_response(tally: Tally) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: tally.message.map(|error_message| ExportLogsPartialSuccess {
+            rejected_log_records: tally.rejected as i64,
+            error_message,
+        }),
     }
 }
 
@@ -177,36 +268,7 @@ pub(super) async fn post_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let process = |intake: &Intake, encoding: Encoding, bytes: Bytes| {
-        let mut tally = Tally::default();
-        let request = match encoding {
-            Encoding::Protobuf => {
-                limits::metrics(&bytes, &intake.limits)?;
-                ExportMetricsServiceRequest::decode(bytes.as_ref()).map_err(|e| {
-                    IntakeError::Decode(format!(
-                        "the body is not a valid ExportMetricsServiceRequest: {e}"
-                    ))
-                })?
-            }
-            Encoding::Json => {
-                limits::json(&bytes, &intake.limits)?;
-                let request = json::metrics(&bytes, &mut tally)?;
-                limits::metrics(&request.encode_to_vec(), &intake.limits)?;
-                request
-            }
-        };
-        tally.absorb(intake.metrics.receive(&request));
-        Ok(tally)
-    };
-    let response = |tally: Tally| ExportMetricsServiceResponse {
-        partial_success: tally
-            .message
-            .map(|error_message| ExportMetricsPartialSuccess {
-                rejected_data_points: tally.rejected as i64,
-                error_message,
-            }),
-    };
-    serve(intake, headers, body, Signal::Metrics, process, response).await
+    serve(intake, headers, body, Signal::Metrics, metrics_response).await
 }
 
 /// `POST /v1/logs`.
@@ -215,35 +277,5 @@ pub(super) async fn post_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let process = |intake: &Intake, encoding: Encoding, bytes: Bytes| {
-        const WHAT: &str = "ExportLogsServiceRequest";
-        let mut tally = Tally::default();
-        let bytes = match encoding {
-            Encoding::Protobuf => bytes,
-            Encoding::Json => {
-                limits::json(&bytes, &intake.limits)?;
-                Bytes::from(json::logs(&bytes, &mut tally)?.encode_to_vec())
-            }
-        };
-        limits::logs(&bytes, &intake.limits)?;
-        let records = logs::scan(&bytes, &mut tally)
-            .map_err(|e| IntakeError::Decode(format!("the body is not a valid {WHAT}: {e}")))?;
-        let weight = records.iter().map(|r| r.bytes.len()).sum();
-        intake
-            .pipeline
-            .room(records.len(), weight)
-            .map_err(IntakeError::Busy)?;
-        intake
-            .pipeline
-            .ingest_logs(&records)
-            .map_err(IntakeError::Unqueued)?;
-        Ok(tally)
-    };
-    let response = |tally: Tally| ExportLogsServiceResponse {
-        partial_success: tally.message.map(|error_message| ExportLogsPartialSuccess {
-            rejected_log_records: tally.rejected as i64,
-            error_message,
-        }),
-    };
-    serve(intake, headers, body, Signal::Logs, process, response).await
+    serve(intake, headers, body, Signal::Logs, logs_response).await
 }

@@ -1,0 +1,334 @@
+//! OTLP/gRPC intake tests: a real OpenTelemetry SDK app exporting over gRPC (`opentelemetry-otlp`
+//! with tonic), and the generated OTLP clients sending good and bad requests, against a running
+//! host: the HTTP receiver's semantics with gRPC's status codes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{exposition, start};
+use opentelemetry::KeyValue as SdkKeyValue;
+use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_otlp::{Compression, WithExportConfig, WithTonicConfig};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric::Data, number_data_point,
+};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use tonic::Code;
+use tonic::codec::CompressionEncoding;
+use wasmtel_tests::{Receiver, kv};
+
+fn config(receiver: &Receiver) -> String {
+    format!(
+        "[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n[intake]\nmax_body_bytes = 65536\n",
+        receiver.endpoint()
+    )
+}
+
+fn resource() -> Resource {
+    Resource::builder_empty()
+        .with_attributes([
+            SdkKeyValue::new("service.name", "ranker"),
+            SdkKeyValue::new("service.instance.id", "pod-7"),
+        ])
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_app_exporting_over_grpc_reaches_prometheus_and_the_otlp_export() {
+    let receiver = Receiver::start().await;
+    let host = start(&config(&receiver)).await;
+    let grpc = format!("http://{}", host.grpc_addr().expect("gRPC on by default"));
+    // tonic's channel lives on this runtime; the SDK's reader and processor call it from theirs.
+    let metrics = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(&grpc)
+        .with_compression(Compression::Gzip)
+        .build()
+        .expect("metric exporter");
+    let logs = opentelemetry_otlp::LogExporter::builder()
+        .with_tonic()
+        .with_endpoint(&grpc)
+        .build()
+        .expect("log exporter");
+    tokio::task::spawn_blocking(move || {
+        let reader = PeriodicReader::builder(metrics)
+            .with_interval(Duration::from_secs(3600))
+            .build();
+        let meters = SdkMeterProvider::builder()
+            .with_reader(reader)
+            .with_resource(resource())
+            .build();
+        let meter = meters.meter("ranker.meter");
+        let model = [SdkKeyValue::new("model", "m1")];
+        meter.u64_counter("ranked").build().add(5, &model);
+        meter
+            .f64_histogram("rank.duration")
+            .with_unit("s")
+            .with_boundaries(vec![0.1, 1.0])
+            .build()
+            .record(0.05, &model);
+        meters
+            .force_flush()
+            .expect("metrics reach the host over gRPC");
+        meters.shutdown().expect("shutdown");
+
+        let loggers = SdkLoggerProvider::builder()
+            .with_simple_exporter(logs)
+            .with_resource(resource())
+            .build();
+        let logger = loggers.logger("ranker.log");
+        let mut record = logger.create_log_record();
+        record.set_severity_number(Severity::Warn);
+        record.set_body("slow ranking".into());
+        record.add_attribute("model", "m1");
+        logger.emit(record);
+        loggers.shutdown().expect("logs reach the host over gRPC");
+    })
+    .await
+    .expect("app");
+
+    let m = exposition(&host).await;
+    let app = [("job", "ranker"), ("instance", "pod-7"), ("model", "m1")];
+    assert_eq!(m.value("ranked_total", &app), Some(5.0));
+    assert_eq!(m.value("rank_duration_seconds_count", &app), Some(1.0));
+    let accepted = |signal| {
+        m.value(
+            "wasmtel_intake_otlp_items_total",
+            &[("signal", signal), ("outcome", "accepted")],
+        )
+    };
+    assert_eq!(accepted("logs"), Some(1.0));
+    assert!(accepted("metrics").is_some_and(|n| n >= 2.0));
+
+    // The log record is forwarded as received, resource and all.
+    host.collect_now().await;
+    receiver
+        .wait_until("the forwarded log record", |r| !r.logs.is_empty())
+        .await;
+    receiver.with(|r| {
+        let rl = &r.logs[0].resource_logs[0];
+        let service = wasmtel_tests::attrs(&rl.resource.as_ref().expect("resource").attributes);
+        assert_eq!(
+            service.get("service.name").map(String::as_str),
+            Some("ranker")
+        );
+        let record = &rl.scope_logs[0].log_records[0];
+        assert_eq!(record.severity_number, Severity::Warn as i32);
+        assert_eq!(
+            record.body.as_ref().and_then(|b| b.value.clone()),
+            Some(any_value::Value::StringValue("slow ranking".into()))
+        );
+    });
+    host.shutdown().await;
+}
+
+/// A one-point counter request; `name` may be invalid.
+fn counter(name: &str, value: f64) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: None,
+            scope_metrics: vec![ScopeMetrics {
+                scope: None,
+                metrics: vec![Metric {
+                    name: name.into(),
+                    data: Some(Data::Sum(Sum {
+                        data_points: vec![NumberDataPoint {
+                            attributes: vec![kv("k", "v")],
+                            time_unix_nano: 2,
+                            value: Some(number_data_point::Value::AsDouble(value)),
+                            ..Default::default()
+                        }],
+                        aggregation_temporality: 2,
+                        is_monotonic: true,
+                    })),
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_requests_get_the_http_receivers_answers_as_grpc_statuses() {
+    let receiver = Receiver::start().await;
+    let host = start(&config(&receiver)).await;
+    let grpc = format!("http://{}", host.grpc_addr().expect("gRPC"));
+    let mut metrics = MetricsServiceClient::connect(grpc.clone())
+        .await
+        .expect("connects")
+        .send_compressed(CompressionEncoding::Gzip);
+
+    // Accepted, gzip-compressed: no partial success.
+    let mut request = counter("good", 2.0);
+    request.resource_metrics[0].scope_metrics[0]
+        .metrics
+        .push(counter("", 1.0).resource_metrics[0].scope_metrics[0].metrics[0].clone());
+    let answer = metrics
+        .export(request)
+        .await
+        .expect("accepted")
+        .into_inner();
+    let partial = answer.partial_success.expect("one point refused");
+    assert_eq!(partial.rejected_data_points, 1);
+    assert!(
+        partial.error_message.contains("name"),
+        "{}",
+        partial.error_message
+    );
+    assert_eq!(
+        exposition(&host).await.value("good_total", &[("k", "v")]),
+        Some(2.0)
+    );
+
+    // Not protobuf: INVALID_ARGUMENT, naming the message.
+    let mut raw = tonic::client::Grpc::new(
+        tonic::transport::Channel::from_shared(grpc.clone())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("channel"),
+    );
+    raw.ready().await.expect("ready");
+    let path = wasmtel::intake::grpc::METRICS_EXPORT.parse().expect("path");
+    let garbage = tonic::Request::new(bytes::Bytes::from_static(b"\xff\xff\xff not protobuf"));
+    let err = raw
+        .unary::<_, bytes::Bytes, _>(garbage, path, BytesCodec)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .starts_with("the body is not a valid ExportMetricsServiceRequest"),
+        "{}",
+        err.message()
+    );
+
+    // Past a request limit: refused whole, before decoding, naming the limit.
+    let attributes = (0..200).map(|i| kv(&format!("k{i}"), "v")).collect();
+    let mut wide = counter("wide", 1.0);
+    if let Some(Data::Sum(s)) = &mut wide.resource_metrics[0].scope_metrics[0].metrics[0].data {
+        s.data_points[0].attributes = attributes;
+    }
+    let err = metrics.export(wide).await.expect_err("over a limit");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("attributes"), "{}", err.message());
+
+    // Larger than max_body_bytes once decompressed: refused.
+    let big = "x".repeat(70_000);
+    let err = metrics
+        .export(counter(&big, 1.0))
+        .await
+        .expect_err("too large");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+
+    // Logs: the records are taken as OTLP/HTTP takes them.
+    let mut logs = LogsServiceClient::connect(grpc.clone())
+        .await
+        .expect("connects");
+    let answer = logs
+        .export(ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord {
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("hello".into())),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect("accepted")
+        .into_inner();
+    assert_eq!(answer.partial_success, None);
+
+    // Anything but the two Export methods: UNIMPLEMENTED.
+    raw.ready().await.expect("ready");
+    let err = raw
+        .unary::<_, bytes::Bytes, _>(
+            tonic::Request::new(bytes::Bytes::new()),
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                .parse()
+                .expect("path"),
+            BytesCodec,
+        )
+        .await
+        .expect_err("not served");
+    assert_eq!(err.code(), Code::Unimplemented);
+
+    let m = exposition(&host).await;
+    let refused = m
+        .samples("wasmtel_intake_requests_rejected_total")
+        .map(|(_, v)| v)
+        .sum::<f64>();
+    assert!(refused >= 2.0, "refusals are counted: {refused}");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn grpc_is_off_with_an_empty_address() {
+    let host = start("[intake]\ngrpc_listen = \"\"\n").await;
+    assert_eq!(host.grpc_addr(), None);
+    host.shutdown().await;
+}
+
+/// Raw bytes both ways, for requests the generated clients cannot send.
+#[derive(Clone, Copy, Default)]
+struct BytesCodec;
+
+impl tonic::codec::Codec for BytesCodec {
+    type Encode = bytes::Bytes;
+    type Decode = bytes::Bytes;
+    type Encoder = BytesCodec;
+    type Decoder = BytesCodec;
+
+    fn encoder(&mut self) -> Self {
+        *self
+    }
+
+    fn decoder(&mut self) -> Self {
+        *self
+    }
+}
+
+impl tonic::codec::Encoder for BytesCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put(dst, item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for BytesCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n)))
+    }
+}
