@@ -332,3 +332,63 @@ impl tonic::codec::Decoder for BytesCodec {
         Ok(Some(bytes::Buf::copy_to_bytes(src, n)))
     }
 }
+
+/// The Python SDK's metrics app: one counter over gRPC to the endpoint in its argument.
+const PYTHON_APP: &str = r#"
+import sys
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+
+reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=sys.argv[1], insecure=True), export_interval_millis=3600000)
+provider = MeterProvider(metric_readers=[reader], resource=Resource.create({"service.name": "pyapp"}))
+provider.get_meter("py.meter").create_counter("tokens").add(42, {"model": "m2"})
+assert provider.force_flush(), "flush failed"
+provider.shutdown()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdks_grpc_exporter_is_received() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import opentelemetry.exporter.otlp.proto.grpc"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the Python SDK's gRPC exporter is required in CI"
+        );
+        eprintln!(
+            "opentelemetry-exporter-otlp-proto-grpc is not installed: skipped; .ci/run installs it"
+        );
+        return;
+    }
+    let host = start("").await;
+    let endpoint = format!("http://{}", host.grpc_addr().expect("gRPC"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", PYTHON_APP, &endpoint])
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = exposition(&host).await;
+    let tokens: Vec<(Option<&str>, Option<&str>, f64)> = m
+        .samples("tokens_total")
+        .map(|(l, v)| {
+            (
+                l.get("job").map(String::as_str),
+                l.get("model").map(String::as_str),
+                v,
+            )
+        })
+        .collect();
+    assert_eq!(tokens, [(Some("pyapp"), Some("m2"), 42.0)]);
+    host.shutdown().await;
+}
