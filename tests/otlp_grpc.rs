@@ -201,7 +201,7 @@ async fn grpc_requests_get_the_http_receivers_answers_as_grpc_statuses() {
             .expect("channel"),
     );
     raw.ready().await.expect("ready");
-    let path = wasmtel::intake::grpc::METRICS_EXPORT.parse().expect("path");
+    let path = wasmtel::grpc::METRICS_EXPORT.parse().expect("path");
     let garbage = tonic::Request::new(bytes::Bytes::from_static(b"\xff\xff\xff not protobuf"));
     let err = raw
         .unary::<_, bytes::Bytes, _>(garbage, path, BytesCodec)
@@ -390,5 +390,191 @@ async fn the_python_sdks_grpc_exporter_is_received() {
         })
         .collect();
     assert_eq!(tokens, [(Some("pyapp"), Some("m2"), 42.0)]);
+    host.shutdown().await;
+}
+
+/// A host exporting to another host's intake with `protocol`, and the events it was sent.
+async fn relay(protocol: &str) -> (wasmtel::Host, wasmtel::Host) {
+    let sink = start("").await;
+    let endpoint = match protocol {
+        "grpc" => format!("http://{}", sink.grpc_addr().expect("gRPC")),
+        _ => format!("http://{}", sink.intake_addr()),
+    };
+    let source = start(&format!(
+        "{}\n[otlp]\nendpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\ndelivery.interval = \"1h\"\n",
+        common::CHUNK_RULE
+    ))
+    .await;
+    let events: Vec<_> = (0..3)
+        .map(|_| serde_json::json!({"event_type": "chunk_produced", "model": "m9"}))
+        .collect();
+    assert_eq!(common::post_ndjson(&source, &events).await.status, 202);
+    source.collect_now().await;
+    (source, sink)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_exports_metrics_and_logs_over_grpc_and_over_http_json() {
+    for protocol in ["grpc", "http/json"] {
+        let (source, sink) = relay(protocol).await;
+        let arrived = || async {
+            let m = exposition(&sink).await;
+            let chunks = m
+                .samples("inference_chunks_total")
+                .map(|(l, v)| (l.get("model").cloned(), v))
+                .collect::<Vec<_>>();
+            let logs = m.value(
+                "wasmtel_intake_otlp_items_total",
+                &[("signal", "logs"), ("outcome", "accepted")],
+            );
+            (chunks, logs)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (chunks, logs) = arrived().await;
+            if chunks == [(Some("m9".to_owned()), 3.0)] && logs == Some(3.0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{protocol}: {chunks:?} {logs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The source counts a batch once its answer is back, which may be after the sink counted.
+        let ok = [
+            ("integration", "otlp"),
+            ("outcome", "ok"),
+            ("signal", "metrics"),
+        ];
+        while exposition(&source)
+            .await
+            .value("wasmtel_export_batches_total", &ok)
+            != Some(1.0)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{protocol}: not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        source.shutdown().await;
+        sink.shutdown().await;
+    }
+}
+
+/// A collector stand-in: answers each metrics `Export` with the next of `answers` (then OK),
+/// counting the calls.
+struct Scripted {
+    answers: std::sync::Mutex<Vec<tonic::Status>>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService
+    for Scripted
+{
+    async fn export(
+        &self,
+        _: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let next = {
+            let mut answers = self.answers.lock().expect("lock");
+            (!answers.is_empty()).then(|| answers.remove(0))
+        };
+        match next {
+            Some(status) => Err(status),
+            None => Ok(tonic::Response::new(Default::default())),
+        }
+    }
+}
+
+/// Starts a scripted collector; its endpoint and call counter.
+async fn scripted(
+    answers: Vec<tonic::Status>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let service = MetricsServiceServer::new(Scripted {
+        answers: std::sync::Mutex::new(answers),
+        calls: calls.clone(),
+    })
+    .accept_compressed(CompressionEncoding::Gzip);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(
+        service,
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+    ));
+    (format!("http://{addr}"), calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_retries_what_otlp_says_to_and_honours_retry_info() {
+    // UNAVAILABLE with RetryInfo, then OK: delivered on the second call.
+    let busy = wasmtel::grpc::with_retry_info(
+        Code::Unavailable,
+        "busy".into(),
+        Duration::from_millis(200),
+    );
+    let (endpoint, calls) = scripted(vec![busy]).await;
+    let host = start(&format!(
+        "[otlp]\nendpoint = \"{endpoint}\"\nprotocol = \"grpc\"\nlogs = false\ndelivery.interval = \"1h\"\ndelivery.retry.initial_backoff = \"10ms\"\n"
+    ))
+    .await;
+    host.collect_now().await;
+    let outcome = |m: &wasmtel_tests::Exposition, outcome| {
+        m.value(
+            "wasmtel_export_batches_total",
+            &[
+                ("integration", "otlp"),
+                ("outcome", outcome),
+                ("signal", "metrics"),
+            ],
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while outcome(&exposition(&host).await, "ok").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never delivered: {:?}",
+            host.integrations()
+                .iter()
+                .map(|r| r.status.last_error.clone())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    host.shutdown().await;
+
+    // INVALID_ARGUMENT: rejected once, never sent again.
+    let (endpoint, calls) = scripted(vec![tonic::Status::invalid_argument("bad data")]).await;
+    let host = start(&format!(
+        "[otlp]\nendpoint = \"{endpoint}\"\nprotocol = \"grpc\"\nlogs = false\ndelivery.interval = \"1h\"\ndelivery.retry.initial_backoff = \"10ms\"\n"
+    ))
+    .await;
+    host.collect_now().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while outcome(&exposition(&host).await, "failed").is_none() {
+        assert!(std::time::Instant::now() < deadline, "never failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let error = host
+        .integrations()
+        .iter()
+        .find_map(|r| r.status.last_error.clone())
+        .unwrap_or_default();
+    assert!(error.contains("gRPC InvalidArgument: bad data"), "{error}");
     host.shutdown().await;
 }

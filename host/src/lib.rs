@@ -10,6 +10,7 @@ pub mod control;
 pub mod demo;
 pub mod derive;
 pub mod export;
+pub mod grpc;
 pub mod host;
 pub mod intake;
 pub mod load;

@@ -208,6 +208,27 @@ pub struct OtlpConfig {
     pub delivery: DeliveryConfig,
     /// `gzip` (the default) or `none` (`OTEL_EXPORTER_OTLP_COMPRESSION`).
     pub compression: Option<Compression>,
+    /// `http/protobuf` (the default), `http/json` or `grpc` (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+    pub protocol: Option<Protocol>,
+    /// The protocol of metrics, over `protocol` (`OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`).
+    pub metrics_protocol: Option<Protocol>,
+    /// The protocol of logs, over `protocol` (`OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`).
+    pub logs_protocol: Option<Protocol>,
+}
+
+/// How OTLP requests travel, as `OTEL_EXPORTER_OTLP_PROTOCOL` names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Protocol {
+    /// Protobuf over HTTP: a POST to `<endpoint>/v1/<signal>` (the default).
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// OTLP/JSON over HTTP.
+    #[serde(rename = "http/json")]
+    HttpJson,
+    /// gRPC: the `Export` method of the signal's service on the endpoint as given.
+    #[serde(rename = "grpc")]
+    Grpc,
 }
 
 /// How OTLP/HTTP request bodies are compressed.
@@ -232,17 +253,38 @@ impl Default for OtlpConfig {
             temporality_preference: None,
             delivery: DeliveryConfig::default(),
             compression: None,
+            protocol: None,
+            metrics_protocol: None,
+            logs_protocol: None,
         }
     }
 }
 
 impl OtlpConfig {
+    /// The protocol `signal` travels in.
+    pub fn protocol(&self, signal: crate::model::Signal) -> Protocol {
+        let own = match signal {
+            crate::model::Signal::Metrics => self.metrics_protocol,
+            crate::model::Signal::Logs => self.logs_protocol,
+        };
+        own.or(self.protocol).unwrap_or_default()
+    }
+
+    /// Where a signal goes from the base endpoint: `<base>/v1/<signal>` over HTTP, the base
+    /// itself over gRPC (the method's path is gRPC's).
+    fn url_from_base(&self, signal: crate::model::Signal) -> Option<String> {
+        let base = self.endpoint.as_deref()?;
+        Some(match self.protocol(signal) {
+            Protocol::Grpc => base.trim_end_matches('/').to_owned(),
+            _ => signal_url(base, signal.as_str()),
+        })
+    }
+
     /// The metrics URL, if push is configured.
     pub fn metrics_url(&self) -> Option<String> {
-        self.metrics_endpoint.clone().or_else(|| {
-            let base = self.endpoint.as_deref()?;
-            Some(signal_url(base, "metrics"))
-        })
+        self.metrics_endpoint
+            .clone()
+            .or_else(|| self.url_from_base(crate::model::Signal::Metrics))
     }
 
     /// The logs URL, if push is configured and log forwarding is on.
@@ -250,10 +292,9 @@ impl OtlpConfig {
         if !self.logs {
             return None;
         }
-        self.logs_endpoint.clone().or_else(|| {
-            let base = self.endpoint.as_deref()?;
-            Some(signal_url(base, "logs"))
-        })
+        self.logs_endpoint
+            .clone()
+            .or_else(|| self.url_from_base(crate::model::Signal::Logs))
     }
 }
 

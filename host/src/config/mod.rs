@@ -10,8 +10,8 @@ mod plugins;
 
 pub use derive::{DeriveConfig, RuleConfig, RuleSet, When};
 pub use export::{
-    Compression, DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, Fsync, OtlpConfig, QueueKind,
-    RetryConfig, signal_url,
+    Compression, DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, Fsync, OtlpConfig, Protocol,
+    QueueKind, RetryConfig, signal_url,
 };
 pub use metrics::{
     Aggregation, DEFAULT_CARDINALITY_LIMIT, ExemplarFilter, HistogramAggregation, MetricsConfig,
@@ -490,6 +490,18 @@ impl Config {
                 "expected gzip or none",
             )?;
         }
+        for (slot, name) in [
+            (&mut otlp.protocol, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            (
+                &mut otlp.metrics_protocol,
+                "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            ),
+            (&mut otlp.logs_protocol, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"),
+        ] {
+            if slot.is_none() {
+                *slot = enum_var(name, var(name), "expected grpc, http/protobuf or http/json")?;
+            }
+        }
         if otlp.delivery.timeout.is_none() {
             otlp.delivery.timeout = millis_var(
                 "OTEL_EXPORTER_OTLP_TIMEOUT",
@@ -788,6 +800,48 @@ mod tests {
             err.to_string(),
             "invalid OTEL_EXPORTER_OTLP_COMPRESSION=\"zip\": expected gzip or none"
         );
+    }
+
+    #[test]
+    fn the_otlp_protocol_comes_from_file_then_env_per_signal_and_shapes_the_urls() {
+        let mut c = Config::default();
+        c.apply_env(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317/"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"),
+        ]))
+        .expect("valid");
+        use crate::model::Signal;
+        assert_eq!(c.otlp.protocol(Signal::Metrics), Protocol::Grpc);
+        assert_eq!(c.otlp.protocol(Signal::Logs), Protocol::HttpJson);
+        assert_eq!(
+            c.otlp.metrics_url().as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(
+            c.otlp.logs_url().as_deref(),
+            Some("http://collector:4317/v1/logs")
+        );
+        let mut file = Config::from_toml(
+            "[otlp]
+protocol = \"http/protobuf\"\n",
+        )
+        .expect("valid");
+        file.apply_env(env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]))
+            .expect("valid");
+        assert_eq!(
+            file.otlp.protocol(Signal::Metrics),
+            Protocol::HttpProtobuf,
+            "the file wins"
+        );
+        let err = Config::default()
+            .apply_env(env(&[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "thrift")]))
+            .expect_err("bad");
+        assert_eq!(
+            err.to_string(),
+            "invalid OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=\"thrift\": expected grpc, http/protobuf or http/json"
+        );
+        assert!(Config::from_toml("[otlp]\nprotocol = \"grpc-web\"\n").is_err());
     }
 
     #[test]

@@ -426,6 +426,8 @@ pub fn spec_of(stored: &Stored, defaults: &DeliveryConfig) -> Result<ExporterSpe
         let target = Target::Otlp {
             temporality: Default::default(),
             compression: Default::default(),
+            metrics_protocol: Default::default(),
+            logs_protocol: Default::default(),
         };
         (target, signal_url(&stored.endpoint, signal.as_str()))
     } else {

@@ -17,6 +17,7 @@ use super::otlp;
 use super::plugin::{PluginSlot, split_batches};
 use super::probe::Diagnosis;
 use super::spec::{ExporterSpec, Target};
+use super::transport::otlp_grpc::OtlpGrpc;
 use super::transport::otlp_http::{OtlpHttp, header_map};
 use super::transport::plugin_http::PluginHttp;
 use super::transport::udp::{Pacer, Udp};
@@ -124,7 +125,8 @@ pub struct BuildContext {
 enum Format {
     Otlp {
         delta: Mutex<Option<DeltaTrackers>>,
-        gzip: bool,
+        metrics: otlp::Wire,
+        logs: otlp::Wire,
     },
     Plugin(Arc<PluginSlot>),
 }
@@ -230,13 +232,27 @@ impl Exporter {
             Target::Otlp {
                 temporality,
                 compression,
-            } => Format::Otlp {
-                delta: Mutex::new(
-                    (*temporality != crate::config::TemporalityPreference::Cumulative)
-                        .then(|| DeltaTrackers::new(*temporality)),
-                ),
-                gzip: *compression == crate::config::Compression::Gzip,
-            },
+                metrics_protocol,
+                logs_protocol,
+            } => {
+                let gzip = *compression == crate::config::Compression::Gzip;
+                Format::Otlp {
+                    delta: Mutex::new(
+                        (*temporality != crate::config::TemporalityPreference::Cumulative)
+                            .then(|| DeltaTrackers::new(*temporality)),
+                    ),
+                    metrics: otlp::Wire {
+                        signal: Signal::Metrics,
+                        protocol: *metrics_protocol,
+                        gzip,
+                    },
+                    logs: otlp::Wire {
+                        signal: Signal::Logs,
+                        protocol: *logs_protocol,
+                        gzip,
+                    },
+                }
+            }
             Target::Plugin { plugin, settings } => {
                 let slot = match ctx.loader.load_exporter(plugin, settings) {
                     Ok((loaded, digest, origin)) => {
@@ -279,16 +295,31 @@ impl Exporter {
                 return Ok(None);
             };
             let made: Arc<dyn Transport> = match &format {
-                Format::Otlp { gzip, .. } => Arc::new(
-                    OtlpHttp::new(
-                        &spec.name,
-                        endpoint.to_owned(),
-                        &spec.headers,
-                        settings.timeout,
-                        *gzip,
-                    )
-                    .map_err(|e| e.to_string())?,
-                ),
+                Format::Otlp { metrics, logs, .. } => {
+                    let wire = match signal {
+                        Signal::Metrics => *metrics,
+                        Signal::Logs => *logs,
+                    };
+                    match wire.protocol {
+                        crate::config::Protocol::Grpc => Arc::new(OtlpGrpc::new(
+                            &spec.name,
+                            endpoint,
+                            wire,
+                            &spec.headers,
+                            settings.timeout,
+                        )?),
+                        _ => Arc::new(
+                            OtlpHttp::new(
+                                &spec.name,
+                                endpoint.to_owned(),
+                                &spec.headers,
+                                settings.timeout,
+                                wire,
+                            )
+                            .map_err(|e| e.to_string())?,
+                        ),
+                    }
+                }
                 Format::Plugin(slot) => plugin_transport(endpoint, &credentials, slot, &settings)?,
             };
             Ok(Some(made))
@@ -473,13 +504,13 @@ impl Exporter {
     fn collect_blocking(&self) {
         let Some(ch) = &self.metrics else { return };
         let item = match &self.format {
-            Format::Otlp { delta, gzip } => {
+            Format::Otlp { delta, metrics, .. } => {
                 let mut delta = delta.lock().unwrap_or_else(PoisonError::into_inner);
                 if self.transforms.is_empty() {
                     let producers = self.registries.all();
                     let pairs: Vec<_> = producers.iter().map(Producer::pair).collect();
                     let request = otlp::metrics::encode_all(&pairs, delta.as_mut());
-                    Some(MetricItem::Encoded(otlp::body(request, *gzip)))
+                    Some(MetricItem::Encoded(metrics.body(request)))
                 } else {
                     let mut batches = Vec::new();
                     for (i, producer) in self.registries.all().iter().enumerate() {
@@ -510,12 +541,12 @@ impl Exporter {
 
     fn encode_metrics(&self, items: &[MetricItem]) -> Result<Vec<Request>, String> {
         match &self.format {
-            Format::Otlp { gzip, .. } => Ok(items
+            Format::Otlp { metrics, .. } => Ok(items
                 .iter()
                 .map(|item| match item {
                     MetricItem::Encoded(body) => Request::Body(body.clone()),
                     MetricItem::Batches(batches) => {
-                        Request::Body(otlp::body(otlp::metrics::from_batches(batches), *gzip))
+                        Request::Body(metrics.body(otlp::metrics::from_batches(batches)))
                     }
                 })
                 .collect()),
@@ -536,8 +567,8 @@ impl Exporter {
 
     fn encode_logs(&self, records: &[Record]) -> Result<Vec<Request>, String> {
         match &self.format {
-            Format::Otlp { gzip, .. } => Ok(otlp::logs::encode(records, &self.transforms)
-                .map(|request| Request::Body(otlp::body(request, *gzip)))
+            Format::Otlp { logs, .. } => Ok(otlp::logs::encode(records, &self.transforms)
+                .map(|request| Request::Body(logs.body(request)))
                 .into_iter()
                 .collect()),
             Format::Plugin(slot) => slot.encode_logs(records, &self.transforms),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::delivery::Settings;
 use super::preset;
-use crate::config::{DeliveryConfig, ExporterConfig, OtlpConfig, TemporalityPreference};
+use crate::config::{DeliveryConfig, ExporterConfig, OtlpConfig, Protocol, TemporalityPreference};
 use crate::model::Signal;
 
 /// The name and id of the `[otlp]` integration.
@@ -14,12 +14,16 @@ pub const OTLP: &str = "otlp";
 /// Who encodes an integration's data.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
-    /// The native OTLP/HTTP encoder.
+    /// The native OTLP encoder.
     Otlp {
         /// Which instruments go out as deltas.
         temporality: TemporalityPreference,
         /// How request bodies are compressed.
         compression: crate::config::Compression,
+        /// How metrics travel.
+        metrics_protocol: Protocol,
+        /// How logs travel.
+        logs_protocol: Protocol,
     },
     /// An exporter plugin.
     Plugin {
@@ -99,6 +103,8 @@ impl ExporterSpec {
             target: Target::Otlp {
                 temporality: config.temporality_preference.unwrap_or_default(),
                 compression: config.compression.unwrap_or_default(),
+                metrics_protocol: config.protocol(Signal::Metrics),
+                logs_protocol: config.protocol(Signal::Logs),
             },
             preset: None,
             metrics,

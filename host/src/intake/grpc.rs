@@ -10,123 +10,26 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use prost::Message;
-use tonic::codec::{
-    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
-};
+use tonic::codec::{CompressionEncoding, EnabledCompressionEncodings};
 use tonic::{Code, Status};
 
 use super::Intake;
 use super::error::IntakeError;
 use super::otlp::{self, Encoding};
+use crate::grpc::{LOGS_EXPORT, METRICS_EXPORT, Raw, with_retry_info};
 use crate::model::Signal;
-
-/// The metrics `Export` method's path.
-pub const METRICS_EXPORT: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
-/// The logs `Export` method's path.
-pub const LOGS_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
-
-/// Messages as their bytes, both ways.
-#[derive(Debug, Clone, Copy, Default)]
-struct Raw;
-
-impl Codec for Raw {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = Raw;
-    type Decoder = Raw;
-
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
-}
-
-impl Encoder for Raw {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for Raw {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
-/// The messages a status's details carry `google.rpc.RetryInfo` in.
-mod rpc {
-    /// `google.rpc.RetryInfo`: how long a client should wait before retrying.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct RetryInfo {
-        #[prost(message, optional, tag = "1")]
-        pub(super) retry_delay: Option<Duration>,
-    }
-
-    /// `google.protobuf.Duration`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Duration {
-        #[prost(int64, tag = "1")]
-        pub(super) seconds: i64,
-        #[prost(int32, tag = "2")]
-        pub(super) nanos: i32,
-    }
-
-    /// `google.protobuf.Any`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Any {
-        #[prost(string, tag = "1")]
-        pub(super) type_url: String,
-        #[prost(bytes = "vec", tag = "2")]
-        pub(super) value: Vec<u8>,
-    }
-
-    /// `google.rpc.Status`, as `grpc-status-details-bin` carries it.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct RpcStatus {
-        #[prost(int32, tag = "1")]
-        pub(super) code: i32,
-        #[prost(string, tag = "2")]
-        pub(super) message: String,
-        #[prost(message, repeated, tag = "3")]
-        pub(super) details: Vec<Any>,
-    }
-}
 
 /// The gRPC status of a request refused whole; a busy intake asks the client to retry in 1 s.
 fn status(error: &IntakeError) -> Status {
-    let code = otlp::grpc_code(error);
-    let message = error.to_string();
-    if code != Code::Unavailable as i32 {
-        return Status::new(Code::from_i32(code), message);
+    let code = Code::from_i32(otlp::grpc_code(error));
+    match code {
+        Code::Unavailable => {
+            with_retry_info(code, error.to_string(), std::time::Duration::from_secs(1))
+        }
+        code => Status::new(code, error.to_string()),
     }
-    use rpc::{Any, Duration, RetryInfo, RpcStatus};
-    let retry = RetryInfo {
-        retry_delay: Some(Duration {
-            seconds: 1,
-            nanos: 0,
-        }),
-    };
-    let details = RpcStatus {
-        code,
-        message: message.clone(),
-        details: vec![Any {
-            type_url: "type.googleapis.com/google.rpc.RetryInfo".into(),
-            value: retry.encode_to_vec(),
-        }],
-    };
-    Status::with_details(Code::Unavailable, message, details.encode_to_vec().into())
 }
 
 /// One `Export` method.

@@ -1,7 +1,8 @@
-//! Transports: how one encoded request reaches a backend — an OTLP/HTTP POST, a plugin's HTTP
+//! Transports: how one encoded request reaches a backend — an OTLP/HTTP POST, an OTLP/gRPC call, a plugin's HTTP
 //! request on the integration's endpoint, or a UDP datagram. The delivery engine above them is
 //! the same for all three.
 
+pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod plugin_http;
 pub mod udp;

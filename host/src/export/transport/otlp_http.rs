@@ -1,5 +1,5 @@
-//! The OTLP/HTTP transport: one protobuf POST per request, classified as the OTLP/HTTP
-//! specification says (delivered with a possible partial success, retryable, too large, or
+//! The OTLP/HTTP transport: one POST (protobuf or OTLP/JSON) per request, classified as the
+//! OTLP/HTTP specification says (delivered with a possible partial success, retryable, too large, or
 //! rejected).
 
 use std::collections::BTreeMap;
@@ -13,11 +13,10 @@ use reqwest::header::{
 };
 
 use super::{BoxFuture, Delivered, Request, SendError, Transport};
+use crate::config::Protocol;
 use crate::export::delivery::retry;
+use crate::export::otlp::Wire;
 use crate::export::probe::{self, Diagnosis};
-
-/// The content type of OTLP/HTTP protobuf requests.
-pub const PROTOBUF: &str = "application/x-protobuf";
 
 /// The last known state of the link to the collector, for once-per-change logging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +31,7 @@ enum Link {
 pub struct OtlpHttp {
     http: reqwest::Client,
     url: String,
-    gzip: bool,
+    wire: Wire,
     integration: String,
     link: Mutex<Link>,
 }
@@ -57,17 +56,17 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Heade
 
 impl OtlpHttp {
     /// A client of integration `integration` for `url`, sending `headers` with every request,
-    /// whose bodies come gzipped when `gzip` says so.
+    /// whose bodies come as `wire` says (protobuf or JSON, gzipped or not).
     pub fn new(
         integration: &str,
         url: String,
         headers: &BTreeMap<String, String>,
         timeout: Duration,
-        gzip: bool,
+        wire: Wire,
     ) -> Result<Self, HeaderError> {
         let mut defaults = header_map(headers)?;
-        defaults.insert(CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
-        if gzip {
+        defaults.insert(CONTENT_TYPE, HeaderValue::from_static(wire.content_type()));
+        if wire.gzip {
             defaults.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         let http = reqwest::Client::builder()
@@ -79,7 +78,7 @@ impl OtlpHttp {
         Ok(Self {
             http,
             url,
-            gzip,
+            wire,
             integration: integration.to_owned(),
             link: Mutex::new(Link::Unknown),
         })
@@ -92,7 +91,7 @@ impl OtlpHttp {
                 reason: describe(&e),
                 after: None,
             }),
-            Ok(response) => classify(response).await,
+            Ok(response) => classify(response, self.wire.protocol == Protocol::HttpJson).await,
         };
         self.note(&outcome);
         outcome
@@ -133,25 +132,17 @@ impl Transport for OtlpHttp {
     /// POSTs an empty export request (valid OTLP, carrying nothing) with the configured
     /// headers, and diagnoses the answer.
     fn probe(&self, timeout: Duration) -> BoxFuture<'_, Diagnosis> {
-        let empty = crate::export::otlp::body(Vec::new(), self.gzip);
+        let empty = self.wire.body(Vec::new());
         Box::pin(probe::probe(self.http.post(&self.url).body(empty), timeout))
     }
 }
 
 /// Reads a response: a success with its partial success if any, or a failure.
-async fn classify(response: reqwest::Response) -> Result<Delivered, SendError> {
+async fn classify(response: reqwest::Response, json: bool) -> Result<Delivered, SendError> {
     let status = response.status();
     if status.is_success() {
-        // Both export responses carry their partial success as field 1, with the same shape.
         let body = response.bytes().await.unwrap_or_default();
-        let partial = ExportMetricsServiceResponse::decode(body.as_ref())
-            .ok()
-            .and_then(|r| r.partial_success)
-            .filter(|p| p.rejected_data_points > 0 || !p.error_message.is_empty());
-        return Ok(partial.map_or_else(Delivered::default, |p| Delivered {
-            rejected: u64::try_from(p.rejected_data_points).unwrap_or(0),
-            message: Some(p.error_message),
-        }));
+        return Ok(delivered(&body, json));
     }
     let reason = format!("HTTP {status}");
     if status.as_u16() == 413 {
@@ -166,6 +157,41 @@ async fn classify(response: reqwest::Response) -> Result<Delivered, SendError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| retry::retry_after(v, std::time::SystemTime::now()));
     Err(SendError::Retryable { reason, after })
+}
+
+/// A delivery and its partial success, from an export response's body (protobuf, or OTLP/JSON).
+pub fn delivered(body: &[u8], json: bool) -> Delivered {
+    // Both export responses carry their partial success as field 1, with the same shape
+    // (`rejectedDataPoints` and `rejectedLogRecords` differ in JSON, so logs are read too).
+    let partial = if json {
+        let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        value.get("partialSuccess").map(|p| {
+            let rejected = ["rejectedDataPoints", "rejectedLogRecords"]
+                .iter()
+                .find_map(|k| {
+                    let v = p.get(*k)?;
+                    v.as_u64().or_else(|| v.as_str()?.parse().ok())
+                })
+                .unwrap_or(0);
+            let message = p.get("errorMessage").and_then(|m| m.as_str()).unwrap_or("");
+            (rejected, message.to_owned())
+        })
+    } else {
+        ExportMetricsServiceResponse::decode(body)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| {
+                let rejected = u64::try_from(p.rejected_data_points).unwrap_or(0);
+                (rejected, p.error_message)
+            })
+    };
+    match partial.filter(|(rejected, message)| *rejected > 0 || !message.is_empty()) {
+        Some((rejected, message)) => Delivered {
+            rejected,
+            message: Some(message),
+        },
+        None => Delivered::default(),
+    }
 }
 
 /// A short human reason for a transport error (refused, timed out, …).
