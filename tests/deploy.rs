@@ -114,6 +114,11 @@ fn the_mounted_configurations_load_and_listen_where_the_manifests_point() {
         let config = wasmtel::Config::from_toml(&toml).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(config.intake.listen.to_string(), "0.0.0.0:4318", "{file}");
         assert_eq!(
+            config.intake.grpc_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:4317"),
+            "{file}"
+        );
+        assert_eq!(
             config.prometheus.listen.to_string(),
             "0.0.0.0:9464",
             "{file}"
@@ -122,6 +127,7 @@ fn the_mounted_configurations_load_and_listen_where_the_manifests_point() {
     }
     let daemonset = std::fs::read_to_string(base.join("base/daemonset.yaml")).expect("daemonset");
     for needle in [
+        "containerPort: 4317",
         "containerPort: 4318",
         "containerPort: 9464",
         "containerPort: 8686",
