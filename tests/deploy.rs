@@ -124,6 +124,10 @@ fn the_mounted_configurations_load_and_listen_where_the_manifests_point() {
             "{file}"
         );
         assert_eq!(config.admin.listen.to_string(), "0.0.0.0:8686", "{file}");
+        assert_eq!(
+            config.kubernetes.pod_resources_socket, "/var/lib/kubelet/pod-resources/kubelet.sock",
+            "{file}: the socket the DaemonSet mounts"
+        );
     }
     let daemonset = std::fs::read_to_string(base.join("base/daemonset.yaml")).expect("daemonset");
     for needle in [
@@ -136,6 +140,8 @@ fn the_mounted_configurations_load_and_listen_where_the_manifests_point() {
         "fieldPath: metadata.uid",
         "key: token",
         "readOnly: true",
+        "mountPath: /host/proc",
+        "mountPath: /var/lib/kubelet/pod-resources",
     ] {
         assert!(daemonset.contains(needle), "the DaemonSet lacks {needle}");
     }

@@ -526,3 +526,31 @@ async fn idle_series_expire_when_configured_and_come_back_from_zero() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_event_names_its_pod_in_its_attributes_and_a_rule_puts_it_on_metrics() {
+    let host = start(
+        r#"
+[derive]
+rule_set = "none"
+
+[[derive.rules]]
+event_type = "chunk_produced"
+instrument = "counter"
+name = "inference.chunks"
+attributes = { model = "model", "k8s.pod.name" = "attributes.k8s.pod.name", "k8s.namespace.name" = "attributes.k8s.namespace.name" }
+"#,
+    )
+    .await;
+    let pod = json!({"k8s.pod.name": "ranker-0", "k8s.namespace.name": "inference"});
+    let events = [json!({"event_type": "chunk_produced", "model": "m1", "attributes": pod})];
+    assert_eq!(post_ndjson(&host, &events).await.status, 202);
+    let m = exposition(&host).await;
+    let labels = [
+        ("model", "m1"),
+        ("k8s_pod_name", "ranker-0"),
+        ("k8s_namespace_name", "inference"),
+    ];
+    assert_eq!(m.value("inference_chunks_total", &labels), Some(1.0));
+    host.shutdown().await;
+}

@@ -270,6 +270,18 @@ impl Host {
             let library = config.gpu.library.clone();
             let connect = Box::new(move || gpu::nvml::connect(&library));
             let mut poller = GpuPoller::new(&registry, connect)?;
+            if !config.kubernetes.pod_resources_socket.is_empty() {
+                let attribution = crate::sources::kubernetes::Attribution::new(
+                    config.kubernetes.pod_resources_socket.clone().into(),
+                    config.kubernetes.proc_root.clone(),
+                );
+                servers.push(refresh_every(
+                    config.kubernetes.interval(),
+                    stop.subscribe(),
+                    attribution.clone(),
+                ));
+                poller = poller.with_attribution(attribution);
+            }
             let poll = move || {
                 poller.poll();
             };
@@ -504,6 +516,25 @@ fn expire_idle_series(
 
 /// Runs a source's `poll` every `interval` on a blocking thread (NVML calls and file reads
 /// block) until the host stops.
+/// Lists the kubelet's device allocations now and every `interval` until `stopped`.
+fn refresh_every(
+    interval: std::time::Duration,
+    mut stopped: watch::Receiver<bool>,
+    attribution: Arc<crate::sources::kubernetes::Attribution>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+            attribution.refresh().await;
+        }
+    })
+}
+
 fn poll_every(
     interval: std::time::Duration,
     mut stopped: watch::Receiver<bool>,

@@ -97,6 +97,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// `[gpu]`: the NVIDIA GPU poller.
     pub gpu: GpuConfig,
+    /// `[kubernetes]`: GPU → pod attribution.
+    pub kubernetes: KubernetesConfig,
     /// `[system]`: the CPU and memory poller.
     pub system: SystemConfig,
     /// `[[exporters]]`: integrations served by exporter plugins.
@@ -158,6 +160,38 @@ impl GpuConfig {
     /// The poll interval, or `None` when the poller is off.
     pub fn interval(&self) -> Option<Duration> {
         Some(self.poll_interval.unwrap_or(Duration::from_secs(5))).filter(|d| !d.is_zero())
+    }
+}
+
+/// The `[kubernetes]` section: which pod each GPU and GPU process belongs to.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// The kubelet's PodResources socket (default
+    /// `/var/lib/kubelet/pod-resources/kubelet.sock`; `""` turns attribution off).
+    pub pod_resources_socket: String,
+    /// How often the devices' owners are listed again (default 30 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub refresh_interval: Option<Duration>,
+    /// Where the host's processes are seen, for their cgroups (default `/proc`; in a pod, the
+    /// host's `/proc` mounted elsewhere).
+    pub proc_root: PathBuf,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            pod_resources_socket: "/var/lib/kubelet/pod-resources/kubelet.sock".into(),
+            refresh_interval: None,
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+impl KubernetesConfig {
+    /// The refresh interval.
+    pub fn interval(&self) -> Duration {
+        self.refresh_interval.unwrap_or(Duration::from_secs(30))
     }
 }
 

@@ -1,6 +1,15 @@
 //! Kubernetes facts, named by the OpenTelemetry k8s semantic conventions: the pod this process
-//! runs in (from the downward-API variables the manifests set) and the container of a process
-//! (from its cgroup, for containerd, CRI-O and Docker under cgroup v1 and v2).
+//! runs in (from the downward-API variables the manifests set), the container of a process
+//! (from its cgroup, for containerd, CRI-O and Docker under cgroup v1 and v2), and the container
+//! each device (GPU, MIG instance) is allocated to (from the kubelet's PodResources API).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message;
 
 /// Environment variables (set by the DaemonSet through the downward API) and the resource
 /// attributes they become.
@@ -88,6 +97,204 @@ fn pod_uid(segment: &str) -> Option<String> {
             matches!(i, 8 | 13 | 18 | 23) == (b == b'-') && (b == b'-' || b.is_ascii_hexdigit())
         });
     well_formed.then_some(uid)
+}
+
+/// The kubelet's PodResources `v1` messages, as far as attribution reads them (other fields
+/// are skipped).
+mod v1 {
+    /// `ListPodResourcesResponse`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct ListPodResourcesResponse {
+        #[prost(message, repeated, tag = "1")]
+        pub(super) pod_resources: Vec<PodResources>,
+    }
+
+    /// `PodResources`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct PodResources {
+        #[prost(string, tag = "1")]
+        pub(super) name: String,
+        #[prost(string, tag = "2")]
+        pub(super) namespace: String,
+        #[prost(message, repeated, tag = "3")]
+        pub(super) containers: Vec<ContainerResources>,
+    }
+
+    /// `ContainerResources`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct ContainerResources {
+        #[prost(string, tag = "1")]
+        pub(super) name: String,
+        #[prost(message, repeated, tag = "2")]
+        pub(super) devices: Vec<ContainerDevices>,
+    }
+
+    /// `ContainerDevices`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct ContainerDevices {
+        #[prost(string, tag = "1")]
+        pub(super) resource_name: String,
+        #[prost(string, repeated, tag = "2")]
+        pub(super) device_ids: Vec<String>,
+    }
+}
+
+/// The PodResources `List` method.
+const LIST: &str = "/v1.PodResourcesLister/List";
+
+/// The container a device is allocated to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// `k8s.pod.name`.
+    pub pod: String,
+    /// `k8s.namespace.name`.
+    pub namespace: String,
+    /// `k8s.container.name`.
+    pub container: String,
+}
+
+impl Owner {
+    /// Its resource attributes.
+    pub fn attributes(&self) -> [(&'static str, &str); 3] {
+        [
+            ("k8s.container.name", &self.container),
+            ("k8s.namespace.name", &self.namespace),
+            ("k8s.pod.name", &self.pod),
+        ]
+    }
+}
+
+/// Connects a gRPC channel to a unix socket.
+#[derive(Clone)]
+struct UnixConnector(PathBuf);
+
+impl tower_service::Service<tonic::codegen::http::Uri> for UnixConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: tonic::codegen::http::Uri) -> Self::Future {
+        let path = self.0.clone();
+        Box::pin(async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
+}
+
+/// Lists the kubelet's device allocations on `socket`: every device id (a GPU's UUID, a MIG
+/// instance's) with the container it is allocated to.
+pub async fn list_devices(
+    socket: &Path,
+    timeout: Duration,
+) -> Result<HashMap<String, Owner>, String> {
+    let channel = tonic::transport::Endpoint::from_static("http://kubelet.local")
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect_with_connector(UnixConnector(socket.to_owned()))
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+    let mut client = tonic::client::Grpc::new(channel);
+    client
+        .ready()
+        .await
+        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    let path = LIST.parse().map_err(|_| "invalid method path".to_owned())?;
+    let answer = client
+        .unary(tonic::Request::new(Bytes::new()), path, crate::grpc::Raw)
+        .await
+        .map_err(|status| format!("List: gRPC {:?}: {}", status.code(), status.message()))?;
+    let list = v1::ListPodResourcesResponse::decode(answer.into_inner())
+        .map_err(|e| format!("List: not a ListPodResourcesResponse: {e}"))?;
+    let mut devices = HashMap::new();
+    for pod in list.pod_resources {
+        for container in &pod.containers {
+            for id in container.devices.iter().flat_map(|d| &d.device_ids) {
+                let owner = Owner {
+                    pod: pod.name.clone(),
+                    namespace: pod.namespace.clone(),
+                    container: container.name.clone(),
+                };
+                devices.insert(id.clone(), owner);
+            }
+        }
+    }
+    Ok(devices)
+}
+
+/// Which container each device and each GPU process belongs to, kept fresh by [`Attribution::refresh`].
+pub struct Attribution {
+    socket: PathBuf,
+    proc_root: PathBuf,
+    devices: RwLock<HashMap<String, Owner>>,
+    /// Whether the last listing failed (so that a failure is logged once, and a recovery).
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Attribution {
+    /// Attribution through the PodResources `socket`, reading processes under `proc_root`.
+    pub fn new(socket: PathBuf, proc_root: PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            socket,
+            proc_root,
+            devices: RwLock::new(HashMap::new()),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Lists the allocations again; on failure (no socket: not on a kubelet's node) devices
+    /// keep no owner, and the failure is logged once until a listing works.
+    pub async fn refresh(&self) {
+        use std::sync::atomic::Ordering;
+        let listed = list_devices(&self.socket, Duration::from_secs(5)).await;
+        let was_failing = self.failing.load(Ordering::Relaxed);
+        let devices = match listed {
+            Ok(devices) => {
+                if was_failing {
+                    tracing::info!(socket = %self.socket.display(), "the kubelet's PodResources API answers: GPUs are attributed to pods");
+                }
+                self.failing.store(false, Ordering::Relaxed);
+                devices
+            }
+            Err(e) => {
+                if !was_failing {
+                    tracing::info!(error = %e, "no kubelet PodResources API: GPUs are not attributed to pods");
+                }
+                self.failing.store(true, Ordering::Relaxed);
+                HashMap::new()
+            }
+        };
+        *self
+            .devices
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = devices;
+    }
+
+    /// The container device `id` is allocated to, if any.
+    pub fn owner(&self, id: &str) -> Option<Owner> {
+        self.devices
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    /// Where process `pid`'s cgroup puts it.
+    pub fn process(&self, pid: u32) -> Placement {
+        let path = self.proc_root.join(pid.to_string()).join("cgroup");
+        std::fs::read_to_string(path)
+            .map(|text| placement(&text))
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ pub mod nvml;
 #[cfg(test)]
 mod fake;
 
-use std::collections::HashSet;
+use super::kubernetes::{Attribution, Owner};
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{MetricSpec, register};
@@ -184,6 +186,33 @@ struct Instruments {
     throttle: [Arc<Instrument>; 4],
 }
 
+impl Instruments {
+    /// Ends every series of GPU `uuid`.
+    fn forget(&self, uuid: &str) {
+        let uuid = ValueRef::Str(uuid);
+        let mut all = vec![
+            &self.utilization,
+            &self.memory_utilization,
+            &self.memory_usage,
+            &self.memory_free,
+            &self.memory_limit,
+            &self.temperature,
+            &self.power,
+            &self.power_limit,
+            &self.energy,
+            &self.sm_clock,
+            &self.memory_clock,
+            &self.pcie,
+            &self.errors,
+            &self.process_memory,
+        ];
+        all.extend(self.throttle.iter());
+        for instrument in all {
+            instrument.retain_series(|set: &AttributeSet| set.get("gpu.uuid") != Some(uuid));
+        }
+    }
+}
+
 /// Every GPU metric: name, unit, kind and description (the README lists the same).
 pub const METRICS: [MetricSpec; 18] = {
     use InstrumentKind::ObservableUpDownCounter as UpDown;
@@ -323,6 +352,10 @@ pub struct GpuPoller {
     failing: HashSet<(String, Option<Field>)>,
     /// Whether the library is unavailable, logged when that starts.
     unavailable: bool,
+    /// Which pod each GPU and GPU process belongs to, on Kubernetes.
+    attribution: Option<Arc<Attribution>>,
+    /// The owner each GPU's series were last recorded with.
+    owners: HashMap<String, Option<Owner>>,
 }
 
 impl GpuPoller {
@@ -335,7 +368,16 @@ impl GpuPoller {
             unsupported: HashSet::new(),
             failing: HashSet::new(),
             unavailable: false,
+            attribution: None,
+            owners: HashMap::new(),
         })
+    }
+
+    /// Names, on every GPU series and per-process series, the pod and container that
+    /// `attribution` says the GPU (or the process) belongs to.
+    pub fn with_attribution(mut self, attribution: Arc<Attribution>) -> Self {
+        self.attribution = Some(attribution);
+        self
     }
 
     /// Reads every GPU once; returns how many were read.
@@ -404,11 +446,17 @@ impl GpuPoller {
             ("hw.id", ValueRef::Str(&id.uuid)),
             ("hw.type", ValueRef::Str("gpu")),
         ];
+        let owner = self.attribution.as_ref().and_then(|a| a.owner(&id.uuid));
+        if self.owners.get(&id.uuid) != Some(&owner) {
+            // Its series under the previous owner end: the GPU changed hands.
+            self.instruments.forget(&id.uuid);
+            self.owners.insert(id.uuid.clone(), owner.clone());
+        }
         for field in FIELDS {
             match library.read(index, field) {
                 Ok(reading) => {
                     self.recovered(id.uuid.clone(), Some(field));
-                    self.record(&base, field, reading);
+                    self.record(&base, owner.as_ref(), field, reading);
                 }
                 Err(GpuError::NotSupported) => {
                     if self.unsupported.insert((id.uuid.clone(), field)) {
@@ -434,8 +482,19 @@ impl GpuPoller {
         }
     }
 
-    /// Records one reading of `field` for the GPU whose attributes are `base`.
-    fn record(&self, base: &[(&str, ValueRef<'_>)], field: Field, reading: Reading) {
+    /// Records one reading of `field` for the GPU whose attributes are `gpu`, allocated to
+    /// `owner` if to anyone.
+    fn record(
+        &self,
+        gpu: &[(&str, ValueRef<'_>)],
+        owner: Option<&Owner>,
+        field: Field,
+        reading: Reading,
+    ) {
+        let owned = owner.map(Owner::attributes);
+        let mut base: Vec<(&str, ValueRef<'_>)> = gpu.to_vec();
+        base.extend(owned.iter().flatten().map(|(k, v)| (*k, ValueRef::Str(v))));
+        let base = &base[..];
         let i = &self.instruments;
         let with = |extra: (&'static str, ValueRef<'_>), instrument: &Instrument, v: f64| {
             let mut attrs: Vec<(&str, ValueRef<'_>)> = base.to_vec();
@@ -457,8 +516,26 @@ impl GpuPoller {
             }
             Reading::Processes(processes) => {
                 for (pid, bytes) in &processes {
-                    let pid = ("process.pid", ValueRef::Int(i64::from(*pid)));
-                    with(pid, &i.process_memory, *bytes as f64);
+                    // A process in a pod carries its container and pod, and the GPU's owner
+                    // names; a host process on the same GPU carries neither.
+                    let placed = self
+                        .attribution
+                        .as_ref()
+                        .map(|a| a.process(*pid))
+                        .unwrap_or_default();
+                    let mut attrs: Vec<(&str, ValueRef<'_>)> = gpu.to_vec();
+                    if placed.pod_uid.is_some() {
+                        attrs.extend(owned.iter().flatten().map(|(k, v)| (*k, ValueRef::Str(v))));
+                    }
+                    if let Some(id) = &placed.container_id {
+                        attrs.push(("container.id", ValueRef::Str(id)));
+                    }
+                    if let Some(uid) = &placed.pod_uid {
+                        attrs.push(("k8s.pod.uid", ValueRef::Str(uid)));
+                    }
+                    attrs.push(("process.pid", ValueRef::Int(i64::from(*pid))));
+                    attrs.sort_by(|a, b| a.0.cmp(b.0));
+                    i.process_memory.record(&attrs, *bytes as f64);
                 }
                 // A process that ended has no series any more.
                 let uuid = base.iter().find(|(k, _)| *k == "gpu.uuid").map(|(_, v)| *v);
@@ -812,5 +889,207 @@ mod tests {
         let out = tracing::subscriber::with_default(subscriber, f);
         let text = String::from_utf8(lines.0.lock().expect("lines").clone()).expect("utf-8");
         (text.lines().map(str::to_owned).collect(), out)
+    }
+
+    /// The kubelet's PodResources `v1` messages as the kubelet writes them, fields attribution
+    /// does not read included (written here from the kubelet's `api.proto`).
+    mod kubelet {
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub(super) struct ListPodResourcesResponse {
+            #[prost(message, repeated, tag = "1")]
+            pub(super) pod_resources: Vec<PodResources>,
+        }
+
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub(super) struct PodResources {
+            #[prost(string, tag = "1")]
+            pub(super) name: String,
+            #[prost(string, tag = "2")]
+            pub(super) namespace: String,
+            #[prost(message, repeated, tag = "3")]
+            pub(super) containers: Vec<ContainerResources>,
+        }
+
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub(super) struct ContainerResources {
+            #[prost(string, tag = "1")]
+            pub(super) name: String,
+            #[prost(message, repeated, tag = "2")]
+            pub(super) devices: Vec<ContainerDevices>,
+            #[prost(int64, repeated, tag = "3")]
+            pub(super) cpu_ids: Vec<i64>,
+        }
+
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub(super) struct ContainerDevices {
+            #[prost(string, tag = "1")]
+            pub(super) resource_name: String,
+            #[prost(string, repeated, tag = "2")]
+            pub(super) device_ids: Vec<String>,
+            #[prost(message, optional, tag = "3")]
+            pub(super) topology: Option<TopologyInfo>,
+        }
+
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub(super) struct TopologyInfo {
+            #[prost(message, repeated, tag = "1")]
+            pub(super) nodes: Vec<NumaNode>,
+        }
+
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub(super) struct NumaNode {
+            #[prost(int64, tag = "1")]
+            pub(super) id: i64,
+        }
+    }
+
+    /// The kubelet's answer: `pod` in `namespace` has container `container` holding `gpus`.
+    fn allocation(pod: &str, container: &str, gpus: &[&str]) -> kubelet::ListPodResourcesResponse {
+        use kubelet::*;
+        ListPodResourcesResponse {
+            pod_resources: vec![PodResources {
+                name: pod.into(),
+                namespace: "inference".into(),
+                containers: vec![ContainerResources {
+                    name: container.into(),
+                    devices: vec![ContainerDevices {
+                        resource_name: "nvidia.com/gpu".into(),
+                        device_ids: gpus.iter().map(|g| (*g).to_owned()).collect(),
+                        topology: Some(TopologyInfo {
+                            nodes: vec![NumaNode { id: 0 }],
+                        }),
+                    }],
+                    cpu_ids: vec![2, 3],
+                }],
+            }],
+        }
+    }
+
+    /// A fake kubelet: the PodResources `List` method on a unix socket, answering what `answer`
+    /// holds at each call.
+    #[derive(Clone)]
+    struct Kubelet(Arc<Mutex<kubelet::ListPodResourcesResponse>>);
+
+    impl tonic::server::UnaryService<bytes::Bytes> for Kubelet {
+        type Response = bytes::Bytes;
+        type Future = std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<tonic::Response<bytes::Bytes>, tonic::Status>,
+                    > + Send,
+            >,
+        >;
+
+        fn call(&mut self, _: tonic::Request<bytes::Bytes>) -> Self::Future {
+            let answer = prost::Message::encode_to_vec(&*self.0.lock().expect("answer"));
+            Box::pin(async move { Ok(tonic::Response::new(answer.into())) })
+        }
+    }
+
+    impl tower_service::Service<tonic::codegen::http::Request<tonic::body::Body>> for Kubelet {
+        type Response = tonic::codegen::http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+        >;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(
+            &mut self,
+            request: tonic::codegen::http::Request<tonic::body::Body>,
+        ) -> Self::Future {
+            assert_eq!(request.uri().path(), "/v1.PodResourcesLister/List");
+            let service = self.clone();
+            Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(crate::grpc::Raw);
+                Ok(grpc.unary(service, request).await)
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gpu_and_process_series_name_the_pod_the_kubelet_allocated_the_gpu_to() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("kubelet.sock");
+        let answer = Arc::new(Mutex::new(allocation("ranker-0", "server", &["GPU-a"])));
+        let listener = tokio::net::UnixListener::bind(&socket).expect("bind");
+        tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(
+            Kubelet(answer.clone()),
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+        ));
+        // The host's /proc: pid 4242 runs in the pod (containerd, cgroup v2), pid 7 on the host.
+        let proc_root = dir.path().join("proc");
+        let uid = "7a9c1e3f-5b7d-4e9f-8a1c-3e5f7a9b1c3d";
+        let id = "3f1c7e5d9a0b2c4d6e8f1a3b5c7d9e0f2a4b6c8d0e1f3a5b7c9d0e2f4a6b8c0d";
+        for (pid, cgroup) in [
+            (
+                "4242",
+                format!(
+                    "0::/kubepods.slice/kubepods-pod{}.slice/cri-containerd-{id}.scope\n",
+                    uid.replace('-', "_")
+                ),
+            ),
+            ("7", "0::/system.slice/Xorg.service\n".to_owned()),
+        ] {
+            std::fs::create_dir_all(proc_root.join(pid)).expect("mkdir");
+            std::fs::write(proc_root.join(pid).join("cgroup"), cgroup).expect("cgroup");
+        }
+        let attribution = Attribution::new(socket, proc_root);
+        attribution.refresh().await;
+
+        let script = Arc::new(Mutex::new(Script {
+            devices: vec![full("GPU-a"), full("GPU-b")],
+            ..Script::default()
+        }));
+        let (registry, p) = poller(&script);
+        let mut p = p.with_attribution(attribution.clone());
+        let poll = |p: &mut GpuPoller| p.poll();
+        poll(&mut p);
+        let owned = "k8s.container.name=server,k8s.namespace.name=inference,k8s.pod.name=ranker-0";
+        let row = |uuid: &str, rest: &str, v: f64| (uuid.to_owned(), rest.to_owned(), v);
+        assert_eq!(
+            readings(&registry, "hw.gpu.memory.usage"),
+            [row("GPU-a", owned, 30.0), row("GPU-b", "", 30.0)]
+        );
+        let in_pod = format!("container.id={id},{owned},k8s.pod.uid={uid},process.pid=4242");
+        assert_eq!(
+            readings(&registry, "hw.gpu.process.memory.usage"),
+            [
+                row("GPU-a", &in_pod, 1073741824.0),
+                row("GPU-a", "process.pid=7", 512.0),
+                row(
+                    "GPU-b",
+                    &format!("container.id={id},k8s.pod.uid={uid},process.pid=4242"),
+                    1073741824.0
+                ),
+                row("GPU-b", "process.pid=7", 512.0),
+            ],
+            "a host process on the pod's GPU is not the pod's; on GPU-b, no pod's, the pod's \
+             process keeps its cgroup's container and pod but no names"
+        );
+
+        // The GPU changes hands: its series under the old pod end.
+        *answer.lock().expect("answer") = allocation("ranker-1", "server", &["GPU-a"]);
+        attribution.refresh().await;
+        poll(&mut p);
+        let memory = readings(&registry, "hw.gpu.memory.usage");
+        assert_eq!(
+            memory,
+            [
+                row("GPU-a", &owned.replace("ranker-0", "ranker-1"), 30.0),
+                row("GPU-b", "", 30.0)
+            ]
+        );
+
+        // No kubelet socket: no attribution, and the series carry no pod.
+        let gone = Attribution::new(dir.path().join("absent.sock"), dir.path().join("proc"));
+        gone.refresh().await;
+        assert_eq!(gone.owner("GPU-a"), None);
     }
 }
