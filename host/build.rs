@@ -11,7 +11,13 @@ use std::path::PathBuf;
 use build_wasm::{build_components, wasm_target_dir};
 
 /// The first-party plugins, embedded in the binary.
-const GUESTS: &[&str] = &["datadog", "drop-attributes", "redact", "statsd"];
+const GUESTS: &[&str] = &[
+    "datadog",
+    "drop-attributes",
+    "prometheus-remote-write",
+    "redact",
+    "statsd",
+];
 
 fn main() {
     let manifest = PathBuf::from(

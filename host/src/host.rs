@@ -514,14 +514,16 @@ fn expire_idle_series(
     })
 }
 
-/// Runs a source's `poll` every `interval` on a blocking thread (NVML calls and file reads
-/// block) until the host stops.
-/// Lists the kubelet's device allocations now and every `interval` until `stopped`.
-fn refresh_every(
+/// Runs `tick` now and every `interval` (a late tick waits, none is doubled) until `stopped`.
+fn every<F, Fut>(
     interval: std::time::Duration,
     mut stopped: watch::Receiver<bool>,
-    attribution: Arc<crate::sources::kubernetes::Attribution>,
-) -> JoinHandle<()> {
+    mut tick: F,
+) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -530,26 +532,34 @@ fn refresh_every(
                 _ = ticker.tick() => {}
                 _ = stopped.wait_for(|s| *s) => return,
             }
-            attribution.refresh().await;
+            tick().await;
         }
     })
 }
 
+/// Lists the kubelet's device allocations now and every `interval` until `stopped`.
+fn refresh_every(
+    interval: std::time::Duration,
+    stopped: watch::Receiver<bool>,
+    attribution: Arc<crate::sources::kubernetes::Attribution>,
+) -> JoinHandle<()> {
+    every(interval, stopped, move || {
+        let attribution = attribution.clone();
+        async move { attribution.refresh().await }
+    })
+}
+
+/// Runs a source's `poll` every `interval` on a blocking thread (NVML calls and file reads
+/// block) until the host stops.
 fn poll_every(
     interval: std::time::Duration,
-    mut stopped: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
     poll: impl FnMut() + Send + 'static,
 ) -> JoinHandle<()> {
     let poll = Arc::new(std::sync::Mutex::new(poll));
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stopped.wait_for(|s| *s) => return,
-            }
-            let poll = poll.clone();
+    every(interval, stopped, move || {
+        let poll = poll.clone();
+        async move {
             let _ = tokio::task::spawn_blocking(move || {
                 (poll
                     .lock()

@@ -35,6 +35,8 @@ pub struct Preset {
     pub credential_header: Option<&'static str>,
     /// The environment variable read when no API key is given.
     pub credential_env: Option<&'static str>,
+    /// Plugin settings the preset gives unless the integration gives them.
+    pub plugin_settings: &'static [(&'static str, &'static str)],
 }
 
 /// Every preset.
@@ -45,6 +47,7 @@ pub const PRESETS: &[Preset] = &[
         endpoints: Endpoints::None,
         credential_header: None,
         credential_env: None,
+        plugin_settings: &[],
     },
     Preset {
         name: "self-hosted",
@@ -52,6 +55,7 @@ pub const PRESETS: &[Preset] = &[
         endpoints: Endpoints::None,
         credential_header: None,
         credential_env: None,
+        plugin_settings: &[],
     },
     Preset {
         name: "grafana-cloud",
@@ -59,6 +63,7 @@ pub const PRESETS: &[Preset] = &[
         endpoints: Endpoints::None,
         credential_header: Some("authorization"),
         credential_env: None,
+        plugin_settings: &[],
     },
     Preset {
         name: "new-relic",
@@ -66,6 +71,7 @@ pub const PRESETS: &[Preset] = &[
         endpoints: Endpoints::Otlp("https://otlp.nr-data.net"),
         credential_header: Some("api-key"),
         credential_env: None,
+        plugin_settings: &[],
     },
     Preset {
         name: "honeycomb",
@@ -73,6 +79,7 @@ pub const PRESETS: &[Preset] = &[
         endpoints: Endpoints::Otlp("https://api.honeycomb.io"),
         credential_header: Some("x-honeycomb-team"),
         credential_env: None,
+        plugin_settings: &[],
     },
     Preset {
         name: "datadog",
@@ -80,6 +87,23 @@ pub const PRESETS: &[Preset] = &[
         endpoints: Endpoints::DatadogSite,
         credential_header: Some("DD-API-KEY"),
         credential_env: Some("DD_API_KEY"),
+        plugin_settings: &[],
+    },
+    Preset {
+        name: "grafana-cloud-prometheus",
+        plugin: Some("prometheus-remote-write"),
+        endpoints: Endpoints::None,
+        credential_header: Some("authorization"),
+        credential_env: None,
+        plugin_settings: &[("path", "/api/prom/push")],
+    },
+    Preset {
+        name: "mimir",
+        plugin: Some("prometheus-remote-write"),
+        endpoints: Endpoints::None,
+        credential_header: Some("X-Scope-OrgID"),
+        credential_env: None,
+        plugin_settings: &[("path", "/api/v1/push")],
     },
 ];
 
@@ -91,9 +115,12 @@ pub fn find(name: &str) -> Result<&'static Preset, String> {
     })
 }
 
-/// The preset made for exporter plugin `plugin`, if there is one.
+/// The preset every integration of exporter plugin `plugin` gets unless it names one: the
+/// plugin's own (named as it is), if there is one.
 pub fn for_plugin(plugin: &str) -> Option<&'static Preset> {
-    PRESETS.iter().find(|p| p.plugin == Some(plugin))
+    PRESETS
+        .iter()
+        .find(|p| p.plugin == Some(plugin) && p.name == plugin)
 }
 
 impl Preset {
@@ -174,9 +201,20 @@ mod tests {
         assert!(!find("honeycomb").expect("known").fits("datadog"));
         assert_eq!(
             find("acme").expect_err("unknown"),
-            "unknown preset `acme` (known: custom, self-hosted, grafana-cloud, new-relic, honeycomb, datadog)"
+            "unknown preset `acme` (known: custom, self-hosted, grafana-cloud, new-relic, honeycomb, datadog, grafana-cloud-prometheus, mimir)"
         );
         assert_eq!(for_plugin("datadog").map(|p| p.name), Some("datadog"));
         assert_eq!(for_plugin("statsd"), None);
+        assert_eq!(
+            for_plugin("prometheus-remote-write"),
+            None,
+            "its presets apply only when named"
+        );
+        assert!(
+            find("mimir")
+                .expect("known")
+                .fits("prometheus-remote-write")
+        );
+        assert!(!find("mimir").expect("known").fits("otlp"));
     }
 }

@@ -159,12 +159,27 @@ impl ExporterSpec {
                 })?;
             headers.insert(header.to_owned(), key);
         }
+        if let Some(p) = preset
+            && p.plugin.is_some_and(|plugin| plugin != entry.plugin)
+        {
+            return Err(format!(
+                "the preset `{}` is for the plugin `{}`",
+                p.name,
+                p.plugin.unwrap_or_default()
+            ));
+        }
+        let mut settings = entry.config.clone();
+        for (key, value) in preset.map_or(&[][..], |p| p.plugin_settings) {
+            settings
+                .entry(*key)
+                .or_insert_with(|| toml::Value::String((*value).to_owned()));
+        }
         Ok(Self {
             id: name.clone(),
             name,
             target: Target::Plugin {
                 plugin: entry.plugin.clone(),
-                settings: entry.config.clone(),
+                settings,
             },
             preset: preset.map(|p| p.name.to_owned()),
             metrics,
@@ -255,6 +270,42 @@ mod tests {
         assert_eq!(
             exporter_names(&clash, &["otlp"]).expect_err("taken"),
             "[[exporters]]: the name `otlp` is used twice; give each entry its own `name`"
+        );
+    }
+
+    #[test]
+    fn remote_write_presets_give_the_path_and_the_credential_header_when_named() {
+        let mimir = spec(
+            "plugin = \"prometheus-remote-write\"\npreset = \"mimir\"\nendpoint = \"http://mimir:8080\"\napi_key = \"fleet\"",
+        )
+        .expect("ok");
+        assert_eq!(mimir.headers["X-Scope-OrgID"], "fleet");
+        let Target::Plugin { settings, .. } = &mimir.target else {
+            panic!("a plugin")
+        };
+        assert_eq!(settings["path"].as_str(), Some("/api/v1/push"));
+        let grafana = spec(
+            "plugin = \"prometheus-remote-write\"\npreset = \"grafana-cloud-prometheus\"\nendpoint = \"https://prometheus-prod-1.grafana.net\"\napi_key = \"Basic dTp0\"\nconfig = { path = \"/custom\" }",
+        )
+        .expect("ok");
+        assert_eq!(grafana.headers["authorization"], "Basic dTp0");
+        let Target::Plugin { settings, .. } = &grafana.target else {
+            panic!("a plugin")
+        };
+        assert_eq!(
+            settings["path"].as_str(),
+            Some("/custom"),
+            "the integration's own wins"
+        );
+        let plain = spec("plugin = \"prometheus-remote-write\"\nendpoint = \"http://p:9090\"")
+            .expect("no preset, no key needed");
+        assert!(plain.headers.is_empty() && plain.preset.is_none());
+        assert_eq!(
+            spec(
+                "plugin = \"statsd\"\npreset = \"mimir\"\nendpoint = \"udp://h:1\"\napi_key = \"x\""
+            )
+            .expect_err("wrong plugin"),
+            "the preset `mimir` is for the plugin `prometheus-remote-write`"
         );
     }
 

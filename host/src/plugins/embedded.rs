@@ -7,6 +7,10 @@ pub const PLUGINS: &[(&str, &[u8])] = &[
         "drop-attributes",
         include_bytes!(env!("WASMTEL_GUEST_DROP_ATTRIBUTES")),
     ),
+    (
+        "prometheus-remote-write",
+        include_bytes!(env!("WASMTEL_GUEST_PROMETHEUS_REMOTE_WRITE")),
+    ),
     ("redact", include_bytes!(env!("WASMTEL_GUEST_REDACT"))),
     ("statsd", include_bytes!(env!("WASMTEL_GUEST_STATSD"))),
 ];
