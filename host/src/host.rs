@@ -317,8 +317,24 @@ impl Host {
         let (i, t, v) = (integrations.clone(), transforms.clone(), views.clone());
         let subscribers: Subscribers = Arc::new(move || reloadables(&i, &t, &v));
         servers.push(reload::spawn(loader, subscribers, stop.subscribe()));
-        tracing::info!(intake = %intake_addr, grpc = ?grpc_addr, prometheus = ?prometheus_addr, admin = ?admin_addr,
-            integrations = integrations.exporters().len(), "wasmtel is serving");
+        let names: Vec<String> = integrations
+            .exporters()
+            .iter()
+            .map(|e| e.name().to_owned())
+            .collect();
+        let plugins = reloadables(&integrations, &transforms, &views).len();
+        tracing::info!(
+            "{}",
+            serving(
+                config,
+                intake_addr,
+                grpc_addr,
+                prometheus_addr,
+                admin_addr,
+                plugins,
+                &names
+            )
+        );
         Ok(Self {
             intake_addr,
             grpc_addr,
@@ -512,6 +528,49 @@ fn expire_idle_series(
             }
         }
     })
+}
+
+/// The start-up line, in plain words: where everything is and what runs.
+fn serving(
+    config: &Config,
+    intake: SocketAddr,
+    grpc: Option<SocketAddr>,
+    prometheus: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+    plugins: usize,
+    integrations: &[String],
+) -> String {
+    let or_off = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    let token = match &config.admin.token {
+        Some(_) => "token from WASMTEL_ADMIN_TOKEN".to_owned(),
+        None => format!(
+            "token in {}",
+            config.data_dir().join("admin.token").display()
+        ),
+    };
+    let admin = match admin {
+        Some(a) => format!("admin API on {a} ({token})"),
+        None => "admin API off".to_owned(),
+    };
+    let prometheus = match prometheus {
+        Some(a) => format!("http://{a}/metrics"),
+        None => "off".to_owned(),
+    };
+    let integrations = match integrations {
+        [] => "no integration active".to_owned(),
+        names => format!(
+            "{} integration{} active: {}",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        ),
+    };
+    format!(
+        "wasmtel is serving: events and OTLP/HTTP on {intake}, OTLP/gRPC on {}, Prometheus {prometheus}, {admin}; data in {}; {plugins} plugin{} loaded; {integrations}",
+        or_off(grpc),
+        config.data_dir().display(),
+        if plugins == 1 { "" } else { "s" },
+    )
 }
 
 /// Runs `tick` now and every `interval` (a late tick waits, none is doubled) until `stopped`.

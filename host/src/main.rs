@@ -508,7 +508,7 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
     match command {
         PluginsCommand::List { config } => {
             let config = Config::load(config.as_deref())?;
-            println!("{:<20} {:<10} {:<14} WORLD", "NAME", "ORIGIN", "SHA256");
+            println!("{:<24} {:<10} {:<14} WORLD", "NAME", "ORIGIN", "SHA256");
             for entry in inspect::list(&runtime, &config.plugins) {
                 let origin = match entry.origin {
                     wasmtel::plugins::catalog::Origin::File(_) => "file",
@@ -523,7 +523,7 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
                     Err(e) => format!("INVALID: {e}"),
                 };
                 println!(
-                    "{:<20} {:<10} {:<14} {world}",
+                    "{:<24} {:<10} {:<14} {world}",
                     entry.name,
                     origin,
                     &entry.digest[..12]

@@ -463,6 +463,7 @@ fn plugins_list_shows_directory_files_over_embedded_ones() {
             ("broken", "file"),
             ("datadog", "embedded"),
             ("drop-attributes", "embedded"),
+            ("prometheus-remote-write", "embedded"),
             ("redact", "embedded"),
             ("statsd", "file")
         ],
@@ -478,8 +479,12 @@ fn plugins_list_shows_directory_files_over_embedded_ones() {
         world(2),
         "view (needs configuration: `keys` must name at least one attribute key)"
     );
-    assert_eq!(world(3), "transform");
-    assert_eq!(world(4), "exporter (signals: metrics; temporality: delta)");
+    assert_eq!(
+        world(3),
+        "exporter (signals: metrics; temporality: cumulative)"
+    );
+    assert_eq!(world(4), "transform");
+    assert_eq!(world(5), "exporter (signals: metrics; temporality: delta)");
 }
 
 /// Runs `wasmtel integrations …` against `served`.
@@ -704,19 +709,19 @@ async fn an_idle_flood_past_the_open_file_limit_leaves_health_and_intake_answeri
     let out = wait(served.child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("connections.max_connections lowered from 1024 to 42 per listener to fit the open-file limit of 256"),
+        stderr.contains("connections.max_connections lowered from 1024 to 32 per listener to fit the open-file limit of 256"),
         "{stderr}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_soft_open_file_limit_is_raised_to_the_hard_one_and_logged() {
-    let served = serve_under("", &[], Some("-Sn 200 && ulimit -Hn 4096")).await;
+    let served = serve_under("", &[], Some("-Sn 200 && ulimit -Hn 8192")).await;
     signal(&served.child, "-TERM");
     let out = wait(served.child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("raised the open-file limit from 200 to 4096"),
+        stderr.contains("raised the open-file limit from 200 to 8192"),
         "{stderr}"
     );
     assert!(!stderr.contains("lowered"), "{stderr}");
@@ -1051,5 +1056,30 @@ async fn on_kubernetes_the_resource_names_the_pod_from_the_downward_api() {
             .any(|k| k.starts_with("k8s_") || k == "container_id")
     );
     signal(&served.child, "-TERM");
-    assert_eq!(wait(served.child).status.code(), Some(0));
+    let (intake, prometheus, data) = (
+        served.intake.trim_start_matches("http://").to_owned(),
+        served.prometheus,
+        served.data.clone(),
+    );
+    let out = wait(served.child);
+    assert_eq!(out.status.code(), Some(0));
+    // The start-up line says where everything is, in plain words.
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("wasmtel is serving"))
+        .expect("the start-up line");
+    let want =
+        format!("wasmtel is serving: events and OTLP/HTTP on {intake}, OTLP/gRPC on 127.0.0.1:");
+    assert!(line.contains(&want), "{line}");
+    assert!(
+        line.contains(&format!("Prometheus http://{prometheus}/metrics")),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("token in {}", data.join("admin.token").display())),
+        "{line}"
+    );
+    assert!(line.contains("; no integration active"), "{line}");
+    assert!(!line.contains("Some(") && !line.contains("None"), "{line}");
 }

@@ -333,7 +333,7 @@ mod tests {
             ),
             (
                 r#"{"kind":"metrics","type":"otlp","name":"n","preset":"acme","endpoint":"http://x"}"#,
-                "`preset`: unknown preset `acme` (known: custom, self-hosted, grafana-cloud, new-relic, honeycomb, datadog)",
+                "`preset`: unknown preset `acme` (known: custom, self-hosted, grafana-cloud, new-relic, honeycomb, datadog, grafana-cloud-prometheus, mimir)",
             ),
             (
                 r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","headers":{"bad name":"v"}}"#,

@@ -344,7 +344,7 @@ mod tests {
         assert_eq!(
             spec("plugin = \"x\"\npreset = \"graphite\"\nendpoint = \"udp://127.0.0.1:1\"")
                 .expect_err("preset"),
-            "unknown preset `graphite` (known: custom, self-hosted, grafana-cloud, new-relic, honeycomb, datadog)"
+            "unknown preset `graphite` (known: custom, self-hosted, grafana-cloud, new-relic, honeycomb, datadog, grafana-cloud-prometheus, mimir)"
         );
         assert_eq!(
             spec("plugin = \"x\"\napi_key = \"k\"\nendpoint = \"udp://127.0.0.1:1\"")
