@@ -187,12 +187,7 @@ impl Datadog {
                 }
                 MetricKind::Histogram => {
                     for p in metric.histograms() {
-                        let summary = Summary {
-                            count: p.count,
-                            sum: p.sum,
-                            min: p.min,
-                            max: p.max,
-                        };
+                        let summary = Summary::of(p.count, p.sum, p.min, p.max);
                         let times = (p.start_time_unix_nano, p.time_unix_nano);
                         let attrs = tags_of(p.attributes());
                         summary.push(name, times, &attrs, &mut push);
@@ -230,12 +225,7 @@ impl Datadog {
                 }
                 MetricKind::ExponentialHistogram => {
                     for p in metric.exponential_histograms() {
-                        let summary = Summary {
-                            count: p.count,
-                            sum: p.sum,
-                            min: p.min,
-                            max: p.max,
-                        };
+                        let summary = Summary::of(p.count, p.sum, p.min, p.max);
                         summary.push(
                             name,
                             (p.start_time_unix_nano, p.time_unix_nano),
@@ -301,6 +291,16 @@ struct Summary {
 }
 
 impl Summary {
+    /// A histogram point's aggregates.
+    fn of(count: u64, sum: Option<f64>, min: Option<f64>, max: Option<f64>) -> Self {
+        Self {
+            count,
+            sum,
+            min,
+            max,
+        }
+    }
+
     fn push(
         &self,
         name: &str,
