@@ -155,11 +155,15 @@ impl Status {
             if let Some(m) = message {
                 s.last_error = Some(format!("partial success: {}", outside(&m)));
             }
-            s.state = if acknowledged {
-                State::Connected
-            } else {
-                State::Sending
-            };
+            // A request that was in flight when the integration paused may still succeed; the
+            // integration stays paused (its sender waits for a resume) until someone resumes it.
+            if s.state != State::Paused {
+                s.state = if acknowledged {
+                    State::Connected
+                } else {
+                    State::Sending
+                };
+            }
             s.state
         })
     }
@@ -269,6 +273,11 @@ mod tests {
         assert_eq!(
             (snap.sent, snap.failed, snap.rejected),
             (1, 2 * PAUSE_AFTER as u64 - 1, 2)
+        );
+        assert_eq!(
+            s.delivered(true, 0, None),
+            State::Paused,
+            "a request in flight at the pause succeeds: still paused"
         );
         assert!(s.resume());
         assert!(!s.resume(), "only a paused integration resumes");
