@@ -122,7 +122,9 @@ pub fn run(
             let data = record(sample, None)?;
             let before = metric_batch(&data);
             let batch = plugin.metrics(&before)?.unwrap_or(before);
-            let request = convert::otlp::metric_request(&batch);
+            let encoded = crate::export::otlp::metrics::from_batches(std::slice::from_ref(&batch));
+            let request = <opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest
+                as prost::Message>::decode(encoded.as_slice())?;
             let _ = writeln!(out, "metrics after the transform (OTLP/JSON):");
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&request)?);
             if let Some(logs) = &data.logs {

@@ -352,7 +352,8 @@ pub mod otlp {
         }
     }
 
-    /// A contract metric batch as an OTLP export request.
+    /// A contract metric batch as an OTLP export request, through the generated types: the
+    /// reference the streaming encoder (`export::otlp::metrics::from_batches`) is tested against.
     pub fn metric_request(batch: &MetricBatch) -> ExportMetricsServiceRequest {
         let t = &batch.table;
         let scopes = batch
