@@ -128,7 +128,13 @@ async fn the_admin_api_manages_configured_integrations_without_showing_secrets()
     let (status, body, text) = api.get("/api/v1/status").await;
     seen.push_str(&text);
     assert_eq!(status, 200);
-    assert_eq!(body["integrations"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["integrations"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        body["integrations"][0]["signals"].as_array().map(Vec::len),
+        Some(2),
+        "one integration, by name, with both signals"
+    );
+    assert_eq!(body["integrations"][0]["name"], "otlp");
     let (status, body, _) = api.get("/api/v1/plugins").await;
     assert_eq!(
         (status, body["plugins"].as_array().map(Vec::len)),

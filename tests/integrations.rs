@@ -134,7 +134,7 @@ async fn two_exporters_of_one_plugin_are_told_apart_by_name_in_status_metrics_an
     let (status, body, _) = api.get("/api/v1/status").await;
     assert_eq!(status, 200);
     assert_eq!(
-        fields(&body["integrations"], "id", "integration"),
+        fields(&body["integrations"], "id", "name"),
         [("statsd", "statsd"), ("statsd-2", "statsd-2")]
     );
     let (_, body, _) = api.get("/api/v1/plugins").await;

@@ -1,12 +1,27 @@
 //! The status page in a real headless browser (Debian's chromium): it signs in with the token
-//! from the URL, reads the admin API and shows integrations, intake and plugins.
+//! from the URL, reads the admin API and shows integrations, intake and plugins, and — fed by
+//! `wasmtel demo` and a fake NVML library — live charts per model and per GPU, at laptop and
+//! phone sizes, with screenshots kept as test artefacts.
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use common::{Completed, post_ndjson, start};
+use common::{Api, Completed, post_ndjson, start};
+use serde_json::json;
 use wasmtel_tests::Receiver;
+
+/// Where the tests leave their screenshots: `WASMTEL_ARTEFACTS`, else `target/artefacts`.
+fn artefacts() -> PathBuf {
+    let dir = std::env::var_os("WASMTEL_ARTEFACTS").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/artefacts")),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).expect("artefacts dir");
+    dir
+}
 
 /// The browser, when the machine has one; CI installs it and requires it.
 fn chromium() -> Option<&'static str> {
@@ -28,6 +43,11 @@ fn chromium() -> Option<&'static str> {
 
 /// The page's DOM after its scripts ran, as headless chromium renders it.
 fn rendered(browser: &str, url: &str) -> String {
+    headless(browser, url, &["--dump-dom"])
+}
+
+/// Runs headless chromium on `url` with `args` (a window size, what to output): its stdout.
+fn headless(browser: &str, url: &str, args: &[&str]) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
     let out = Command::new(browser)
         .args([
@@ -35,9 +55,11 @@ fn rendered(browser: &str, url: &str) -> String {
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
+            "--hide-scrollbars",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--virtual-time-budget=3000", "--dump-dom"])
+        .arg("--virtual-time-budget=3000")
+        .args(args)
         .arg(url)
         .output()
         .expect("chromium runs");
@@ -83,11 +105,13 @@ async fn the_status_page_shows_integrations_intake_and_plugins_live() {
     .await
     .expect("browser");
     assert!(
-        page.contains("<td>otlp</td><td>logs</td><td class=\"state connected\">connected</td>"),
+        page.contains(
+            "<td>otlp</td><td>otlp</td><td>logs</td><td class=\"state connected\">connected</td>"
+        ),
         "{page}"
     );
     assert!(
-        page.contains("<td>Events accepted</td><td>3</td>"),
+        page.contains("<td>Events accepted</td><td class=\"num\">3</td>"),
         "{page}"
     );
     assert!(
@@ -111,5 +135,268 @@ async fn the_status_page_shows_integrations_intake_and_plugins_live() {
         "{page}"
     );
     assert!(!page.contains("<td>otlp</td>"), "{page}");
+    host.shutdown().await;
+}
+
+/// The number in `attribute="…"` right after each occurrence of `marker` in `page`.
+fn numbers_after(page: &str, marker: &str, attribute: &str) -> Vec<u64> {
+    page.match_indices(marker)
+        .filter_map(|(at, _)| {
+            let rest = &page[at..];
+            let from = rest.find(&format!("{attribute}=\""))? + attribute.len() + 2;
+            rest[from..].split('"').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// A PNG's width and height, from its header.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
+    let be = |at: usize| u32::from_be_bytes([png[at], png[at + 1], png[at + 2], png[at + 3]]);
+    (be(16), be(20))
+}
+
+const MODELS: [&str; 4] = ["llama-3.1-8b", "qwen2.5-7b", "mistral-7b", "llama-3.1-70b"];
+const MODEL_CHARTS: [&str; 7] = [
+    "requests", "errors", "ttft_p95", "ttft_p50", "tpot_p95", "tpot_p50", "tokens",
+];
+const GPU_CHARTS: [&str; 5] = [
+    "gpu-util",
+    "gpu-memory",
+    "gpu-power",
+    "gpu-temperature",
+    "gpu-throttle",
+];
+const SECRET: &str = "Bearer status-page-canary-5ecret";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_charts_the_demo_per_model_and_the_gpus_at_laptop_and_phone_sizes() {
+    let Some(browser) = chromium() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let library = wasmtel_tests::fake_nvml(dir.path());
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("plugins dir");
+    std::fs::copy(env!("WASMTEL_FIXTURE_TAGGER"), plugins.join("tagger.wasm")).expect("copy");
+    let data = dir.path().join("data");
+    let receiver = Receiver::start().await;
+    let host = start(&format!(
+        r#"data_dir = "{}"
+[otlp]
+endpoint = "{}"
+[delivery]
+interval = "500ms"
+[gpu]
+poll_interval = "250ms"
+library = "{}"
+[admin]
+history_interval = "500ms"
+[plugins]
+dir = "{}"
+[[views]]
+plugin = "tagger"
+instruments = ["inference.requests"]
+config = {{ trap = "true" }}
+"#,
+        data.display(),
+        receiver.endpoint(),
+        library.display(),
+        plugins.display(),
+    ))
+    .await;
+    let api = Api::new(&host, &data);
+    let spec = json!({"kind": "metrics", "type": "otlp", "name": "team-collector",
+                      "endpoint": receiver.endpoint(), "headers": {"authorization": SECRET}});
+    let (status, created, text) = api
+        .send("POST", "/api/v1/integrations", &spec.to_string())
+        .await;
+    assert_eq!(status, 201, "{text}");
+    let stored_id = created["id"].as_str().expect("id").to_owned();
+    let url = format!(
+        "http://{}/#token={}",
+        host.admin_addr().expect("admin on"),
+        api.token
+    );
+
+    // Before any event: the empty state names the command that produces data.
+    let page = tokio::task::spawn_blocking({
+        let (browser, url) = (browser.to_owned(), url.clone());
+        move || rendered(&browser, &url)
+    })
+    .await
+    .expect("browser");
+    assert!(
+        page.contains("<div id=\"empty\">"),
+        "the empty state shows: {page}"
+    );
+    assert!(page.contains("<code>wasmtel demo</code>"), "{page}");
+    assert!(
+        page.contains("<section id=\"models-section\" hidden=\"\">"),
+        "{page}"
+    );
+
+    // `wasmtel demo` at 40 requests/s, running while the page is looked at.
+    let options = wasmtel::demo::DemoOptions {
+        target: format!("http://{}", host.intake_addr()),
+        rate: 40.0,
+        duration: Some(Duration::from_secs(120)),
+        requests: None,
+        seed: 7,
+        progress: false,
+    };
+    let demo = tokio::spawn(async move { wasmtel::demo::run(&options).await });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, h, _) = api.get("/api/v1/history").await;
+        let with_rates = h["models"].as_array().map_or(0, |m| {
+            m.iter()
+                .filter(|m| {
+                    m["requests_per_second"]
+                        .as_array()
+                        .is_some_and(|v| v.iter().filter(|x| x.is_number()).count() >= 4)
+                })
+                .count()
+        });
+        if with_rates == MODELS.len() && h["gpus"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the history did not fill: {h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The history API: the latest points on request, and a bad query named.
+    let (status, last3, _) = api.get("/api/v1/history?points=3").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        last3["times_unix_ms"].as_array().map(Vec::len),
+        Some(3),
+        "{last3}"
+    );
+    assert_eq!(last3["interval_seconds"], 0.5);
+    assert_eq!(last3["capacity"], 7200, "1 h at 500 ms");
+    let (status, bad, _) = api.get("/api/v1/history?points=lots").await;
+    assert_eq!(status, 400);
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("invalid history query") && e.contains("points")),
+        "{bad}"
+    );
+    let (_, s, _) = api.get("/api/v1/status").await;
+    assert!(
+        s["intake"]["events_accepted"].is_u64(),
+        "counts are integers: {s}"
+    );
+    assert_eq!(s["about"]["version"], env!("CARGO_PKG_VERSION"));
+
+    let shots = artefacts();
+    for (w, h) in [(1280, 800), (390, 844)] {
+        let size = format!("--window-size={w},{h}");
+        let page = tokio::task::spawn_blocking({
+            let (browser, url, size) = (browser.to_owned(), url.clone(), size.clone());
+            move || headless(&browser, &url, &[&size, "--dump-dom"])
+        })
+        .await
+        .expect("browser");
+        let at = format!("at {w}x{h}");
+        assert!(
+            page.contains("data-fits=\"true\""),
+            "{at}, nothing overflows sideways: {page}"
+        );
+        assert!(
+            page.contains("<div id=\"empty\" hidden=\"\">"),
+            "{at}: {page}"
+        );
+        for chart in MODEL_CHARTS {
+            let points = numbers_after(&page, &format!("data-chart=\"{chart}\""), "data-points");
+            assert!(
+                points.len() == 1 && points[0] >= 4 * 3,
+                "{at}: chart {chart} has points for every model: {points:?}"
+            );
+        }
+        for model in MODELS {
+            assert!(
+                page.contains(&format!("<td>{model}</td>")),
+                "{at}: {model} in the table"
+            );
+            assert!(
+                page.contains(&format!("data-series=\"{model}\"")),
+                "{at}: {model} in the charts"
+            );
+        }
+        for chart in GPU_CHARTS {
+            let points = numbers_after(&page, &format!("data-chart=\"{chart}\""), "data-points");
+            assert!(
+                points.len() == 2 && points.iter().all(|p| *p >= 3),
+                "{at}: {chart} for both GPUs: {points:?}"
+            );
+        }
+        for gpu in [
+            "GPU 0 · NVIDIA H100 80GB HBM3",
+            "GPU 1 · NVIDIA H100 80GB HBM3",
+        ] {
+            assert!(page.contains(gpu), "{at}: {gpu}");
+        }
+        assert!(page.contains("Clocks throttled now: "), "{at}");
+        assert!(
+            page.contains("<td>team-collector</td><td>otlp</td><td>metrics</td>"),
+            "{at}: by name: {page}"
+        );
+        assert!(
+            page.contains("<td>otlp</td><td>otlp</td><td>logs</td>"),
+            "{at}: {page}"
+        );
+        assert!(
+            !page.contains(&format!("<td>{stored_id}</td>")),
+            "{at}: no row is only a UUID"
+        );
+        assert!(!page.contains("canary"), "{at}: no secret on the page");
+        assert!(
+            page.contains("<td>tagger</td><td>view</td>"),
+            "{at}: {page}"
+        );
+        assert!(
+            page.contains("trap, "),
+            "{at}: the plugin's last trap: {page}"
+        );
+        assert!(
+            page.contains(&format!(
+                "<h1 id=\"title\">wasmtel on {}</h1>",
+                s["about"]["host_name"].as_str().expect("host")
+            )),
+            "{at}"
+        );
+        assert!(
+            page.contains(&format!("<dd>{}</dd>", env!("CARGO_PKG_VERSION"))),
+            "{at}: the version"
+        );
+        assert!(
+            page.contains(&format!("<dd>{}</dd>", data.display())),
+            "{at}: the data dir"
+        );
+        assert!(
+            page.contains(&format!(
+                "<dd>http://{}/metrics</dd>",
+                host.prometheus_addr().expect("on")
+            )),
+            "{at}"
+        );
+
+        let png = shots.join(format!("status-{w}x{h}.png"));
+        let shot = format!("--screenshot={}", png.display());
+        tokio::task::spawn_blocking({
+            let (browser, url) = (browser.to_owned(), url.clone());
+            move || headless(&browser, &url, &[&size, &shot])
+        })
+        .await
+        .expect("browser");
+        let bytes = std::fs::read(&png).expect("screenshot written");
+        assert_eq!(png_size(&bytes), (w, h), "{}", png.display());
+    }
+    assert!(
+        !demo.is_finished(),
+        "the demo ran throughout: {:?}",
+        demo.await
+    );
+    demo.abort();
     host.shutdown().await;
 }

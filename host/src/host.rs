@@ -13,7 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::control::admin::{PluginList, PluginRow};
+use crate::control::admin::{About, PluginList, PluginRow};
+use crate::control::history::History;
 use crate::control::integrations::{Integrations, Runtime, TestResult};
 use crate::control::secrets::Sealer;
 use crate::control::store::Store;
@@ -258,13 +259,37 @@ impl Host {
             admin_addr = listener.local_addr().ok();
             let (i, t, v) = (integrations.clone(), transforms.clone(), views.clone());
             let plugins: PluginList = Arc::new(move || plugin_health(&i, &t, &v, scope));
-            let app = crate::control::admin::router(
-                integrations.clone(),
+            let (interval, window) = config.admin.history();
+            let history = Arc::new(History::new(interval, window));
+            let addresses = [
+                ("intake", Some(intake_addr)),
+                ("otlp_grpc", grpc_addr),
+                ("prometheus", prometheus_addr),
+                ("admin", admin_addr),
+            ];
+            let sources = crate::control::admin::Sources {
+                integrations: integrations.clone(),
                 plugins,
-                registry.clone(),
-                token,
-            );
+                registry: registry.clone(),
+                history: history.clone(),
+                about: About {
+                    host_name: gethostname::gethostname().to_string_lossy().into_owned(),
+                    version: env!("CARGO_PKG_VERSION"),
+                    started_unix_ms: crate::clock::unix_nanos() / 1_000_000,
+                    data_dir: data_dir.display().to_string(),
+                    addresses: addresses
+                        .into_iter()
+                        .filter_map(|(what, a)| Some((what, a?.to_string())))
+                        .collect(),
+                },
+            };
+            let app = crate::control::admin::router(sources, token);
             servers.push(serve(listener, app, stop.subscribe()));
+            let registry = registry.clone();
+            servers.push(every(interval, stop.subscribe(), move || {
+                history.sample(&registry);
+                std::future::ready(())
+            }));
         }
         if let Some(interval) = config.gpu.interval() {
             let library = config.gpu.library.clone();

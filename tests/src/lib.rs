@@ -509,3 +509,128 @@ pub fn capture_logs() -> &'static CapturedLogs {
         logs
     })
 }
+
+/// A Prometheus server (Debian's `prometheus`) on a free port, accepting remote write and
+/// scraping what it is told; stopped when dropped.
+pub struct Prometheus {
+    child: std::process::Child,
+    /// Its base URL.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `target` (`host:port`) every second, if given; `None` (said
+    /// on stderr) when it is not installed outside CI.
+    pub async fn start(target: Option<SocketAddr>) -> Option<Self> {
+        use std::process::{Command, Stdio};
+        if Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "prometheus is required in CI"
+            );
+            eprintln!("prometheus is not installed: skipped; .ci/run installs it");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("prometheus.yml");
+        let scrape = match target {
+            Some(t) => format!(
+                "scrape_configs:\n  - job_name: wasmtel\n    honor_labels: true\n    scrape_interval: 1s\n    static_configs:\n      - targets: [\"{t}\"]\n"
+            ),
+            None => "scrape_configs: []\n".to_owned(),
+        };
+        std::fs::write(&config, format!("global:\n  scrape_interval: 1h\n{scrape}"))
+            .expect("config");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = reqwest::get(format!("{url}/-/ready")).await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "prometheus did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(Self {
+            child,
+            url,
+            _dir: dir,
+        })
+    }
+
+    /// The answer to an instant query: `Err` with Prometheus' error when it fails.
+    pub async fn try_query(&self, promql: &str) -> Result<Vec<serde_json::Value>, String> {
+        let body = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .bytes()
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        if answer["status"] != "success" {
+            return Err(format!("{}: {}", answer["errorType"], answer["error"]));
+        }
+        Ok(answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The result of an instant query, which must succeed.
+    pub async fn query(&self, promql: &str) -> Vec<serde_json::Value> {
+        self.try_query(promql)
+            .await
+            .unwrap_or_else(|e| panic!("{promql}: {e}"))
+    }
+}
+
+/// Builds `tests/fixtures/fake-nvml/nvml.c` into `dir/libnvidia-ml.so.1`: two GPUs behind
+/// NVML's C interface, for a host's `[gpu] library`.
+pub fn fake_nvml(dir: &std::path::Path) -> std::path::PathBuf {
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/fake-nvml/nvml.c");
+    let out = dir.join("libnvidia-ml.so.1");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    let status = std::process::Command::new(&cc)
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&out)
+        .arg(source)
+        .arg("-lm")
+        .status()
+        .unwrap_or_else(|e| panic!("{cc} runs: {e}"));
+    assert!(status.success(), "the fake NVML library did not compile");
+    out
+}

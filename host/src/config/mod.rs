@@ -124,6 +124,12 @@ pub struct AdminConfig {
     /// The bearer token (`WASMTEL_ADMIN_TOKEN`); without one it is generated into
     /// `<data_dir>/admin.token` (mode 0600) on first start.
     pub token: Option<String>,
+    /// How often the status page's history takes a point (default 10 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub history_interval: Option<Duration>,
+    /// How far back the history reaches (default 1 h).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub history_window: Option<Duration>,
 }
 
 impl Default for AdminConfig {
@@ -132,7 +138,18 @@ impl Default for AdminConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8686)),
             token: None,
+            history_interval: None,
+            history_window: None,
         }
+    }
+}
+
+impl AdminConfig {
+    /// The history's interval (at least 100 ms) and window.
+    pub fn history(&self) -> (Duration, Duration) {
+        let interval = self.history_interval.unwrap_or(Duration::from_secs(10));
+        let window = self.history_window.unwrap_or(Duration::from_secs(3600));
+        (interval.max(Duration::from_millis(100)), window)
     }
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -13,9 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
+use super::history::History;
 use super::integrations::{ControlError, Integrations};
 use super::spec::Spec;
 use super::token;
+use crate::clock::unix_nanos;
 use crate::metrics::Registry;
 use crate::plugins::Health;
 use bytes::Bytes;
@@ -38,11 +41,39 @@ pub struct PluginRow {
 /// Every loaded plugin, read when asked.
 pub type PluginList = Arc<dyn Fn() -> Vec<PluginRow> + Send + Sync>;
 
+/// Who and where the host is, for the status page's header.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct About {
+    /// The machine's host name.
+    pub host_name: String,
+    /// wasmtel's version.
+    pub version: &'static str,
+    /// When the host started (Unix milliseconds).
+    pub started_unix_ms: u64,
+    /// Where it keeps its files.
+    pub data_dir: String,
+    /// Each listener's address by what it serves (`intake`, `otlp_grpc`, `prometheus`, `admin`).
+    pub addresses: Vec<(&'static str, String)>,
+}
+
+/// What the admin API reads from the running host.
+#[derive(Clone)]
+pub struct Sources {
+    /// The integrations it manages.
+    pub integrations: Integrations,
+    /// The loaded plugins.
+    pub plugins: PluginList,
+    /// The host's own instruments.
+    pub registry: Arc<Registry>,
+    /// The status page's chart history.
+    pub history: Arc<History>,
+    /// Who and where the host is.
+    pub about: About,
+}
+
 #[derive(Clone)]
 struct Admin {
-    integrations: Integrations,
-    plugins: PluginList,
-    registry: Arc<Registry>,
+    sources: Arc<Sources>,
     token: Arc<str>,
 }
 
@@ -51,20 +82,14 @@ struct Admin {
 const STATUS_PAGE: &str = include_str!("status.html");
 
 /// The admin routes: `/`, `/healthz` and `/readyz` open, `/api/v1/*` behind `token`.
-pub fn router(
-    integrations: Integrations,
-    plugins: PluginList,
-    registry: Arc<Registry>,
-    token: String,
-) -> Router {
+pub fn router(sources: Sources, token: String) -> Router {
     let admin = Admin {
-        integrations,
-        plugins,
-        registry,
+        sources: Arc::new(sources),
         token: Arc::from(token),
     };
     let api = Router::new()
         .route("/api/v1/status", get(status))
+        .route("/api/v1/history", get(history))
         .route("/api/v1/integrations", get(list).post(create))
         .route(
             "/api/v1/integrations/{id}",
@@ -119,7 +144,7 @@ async fn auth(State(admin): State<Admin>, request: Request, next: Next) -> Respo
 }
 
 fn plugin_list(admin: &Admin) -> Vec<serde_json::Value> {
-    (admin.plugins)()
+    (admin.sources.plugins)()
         .into_iter()
         .map(|row| {
             let (state, reason) = match row.health {
@@ -134,28 +159,63 @@ fn plugin_list(admin: &Admin) -> Vec<serde_json::Value> {
 }
 
 async fn status(State(admin): State<Admin>) -> Response {
+    let s = &admin.sources;
+    let uptime = unix_nanos() / 1_000_000 - s.about.started_unix_ms.min(unix_nanos() / 1_000_000);
+    let mut about = json!(s.about);
+    about["uptime_seconds"] = json!(uptime / 1000);
+    about["addresses"] = s
+        .about
+        .addresses
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
     Json(json!({
-        "integrations": admin.integrations.reports(),
+        "about": about,
+        "integrations": s.integrations.list(),
         "plugins": plugin_list(&admin),
-        "intake": super::status::intake(&admin.registry),
-        "gpus": super::status::gpus(&admin.registry),
+        "intake": super::status::intake(&s.registry),
+        "gpus": super::status::gpus(&s.registry),
     }))
     .into_response()
 }
 
+/// What `/api/v1/history` takes: how many of the latest points (all kept ones by default).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    points: Option<usize>,
+}
+
+async fn history(
+    State(admin): State<Admin>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Response {
+    match query {
+        Ok(Query(q)) => Json(admin.sources.history.json(q.points)).into_response(),
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "invalid history query: {} (takes `points`, a whole number)",
+                e.body_text()
+            ),
+        ),
+    }
+}
+
 async fn list(State(admin): State<Admin>) -> Response {
-    Json(json!({ "integrations": admin.integrations.list() })).into_response()
+    Json(json!({ "integrations": admin.sources.integrations.list() })).into_response()
 }
 
 async fn one(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    match admin.integrations.get(&id) {
+    match admin.sources.integrations.get(&id) {
         Some(integration) => Json(integration).into_response(),
         None => unknown(&id),
     }
 }
 
 async fn test(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    match admin.integrations.test(&id).await {
+    match admin.sources.integrations.test(&id).await {
         Some(results) => {
             let ok = results.iter().all(|r| r.diagnosis.is_ok());
             Json(json!({ "id": id, "ok": ok, "results": results })).into_response()
@@ -165,7 +225,7 @@ async fn test(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
 }
 
 async fn resume(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    match admin.integrations.resume(&id) {
+    match admin.sources.integrations.resume(&id) {
         Some(was_paused) => Json(json!({ "id": id, "resumed": was_paused })).into_response(),
         None => unknown(&id),
     }
@@ -202,7 +262,7 @@ async fn create(State(admin): State<Admin>, body: Bytes) -> Response {
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     // Starting a plugin integration compiles it: not on the async worker threads.
-    let integrations = admin.integrations.clone();
+    let integrations = admin.sources.integrations.clone();
     match blocking(move || integrations.create(spec)).await {
         Ok(integration) => (StatusCode::CREATED, Json(integration)).into_response(),
         Err(e) => refused(&e),
@@ -217,7 +277,7 @@ async fn update(State(admin): State<Admin>, Path(id): Path<String>, body: Bytes)
 }
 
 async fn change(admin: &Admin, id: &str, spec: Spec) -> Response {
-    let (integrations, id) = (admin.integrations.clone(), id.to_owned());
+    let (integrations, id) = (admin.sources.integrations.clone(), id.to_owned());
     match blocking(move || integrations.update(&id, spec)).await {
         Ok(integration) => Json(integration).into_response(),
         Err(e) => refused(&e),
@@ -250,7 +310,7 @@ async fn disable(State(admin): State<Admin>, Path(id): Path<String>) -> Response
 }
 
 async fn delete(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    let integrations = admin.integrations.clone();
+    let integrations = admin.sources.integrations.clone();
     match blocking(move || integrations.delete(&id)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refused(&e),

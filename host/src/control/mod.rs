@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod client;
 pub mod files;
+pub mod history;
 pub mod integrations;
 pub mod secrets;
 pub mod spec;

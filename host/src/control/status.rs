@@ -8,7 +8,7 @@ use crate::metrics::{Instrument, Registry};
 use crate::model::attributes::AttributeSet;
 
 /// Every series of a sum or gauge instrument with its value (its total, for a sum).
-fn series(instrument: &Instrument) -> Vec<(AttributeSet, f64)> {
+pub(super) fn series(instrument: &Instrument) -> Vec<(AttributeSet, f64)> {
     let mut out = Vec::new();
     Reader::new(None).read(instrument, |p| {
         if let PointValue::Number(v) = p.value {
@@ -18,25 +18,25 @@ fn series(instrument: &Instrument) -> Vec<(AttributeSet, f64)> {
     out
 }
 
-fn find(registry: &Registry, name: &str) -> Option<std::sync::Arc<Instrument>> {
+pub(super) fn find(registry: &Registry, name: &str) -> Option<std::sync::Arc<Instrument>> {
     registry
         .instruments()
         .into_iter()
         .find(|i| i.descriptor().name == name)
 }
 
-/// Intake totals: events accepted, OTLP items accepted and rejected.
+/// Intake totals: events accepted, OTLP items accepted and rejected, as integers.
 pub fn intake(registry: &Registry) -> Value {
-    let total = |name: &str, filter: &dyn Fn(&AttributeSet) -> bool| -> f64 {
+    let total = |name: &str, filter: &dyn Fn(&AttributeSet) -> bool| -> u64 {
         find(registry, name)
             .map(|i| {
-                // A fold from +0.0: `sum` of nothing is -0.0, which would show as "-0".
                 series(&i)
                     .into_iter()
                     .filter(|(a, _)| filter(a))
-                    .fold(0.0, |total, (_, v)| total + v)
+                    .map(|(_, v)| v as u64)
+                    .sum()
             })
-            .unwrap_or(0.0)
+            .unwrap_or(0)
     };
     let outcome = |want: &'static str| {
         move |a: &AttributeSet| a.get("outcome").is_some_and(|v| v.to_string() == want)
@@ -72,24 +72,26 @@ pub fn gpus(registry: &Registry) -> Vec<Value> {
                 None => {
                     let mut gpu = Map::new();
                     gpu.insert("uuid".into(), json!(uuid));
-                    for key in ["gpu.index", "gpu.name"] {
-                        if let Some(v) = attrs.get(key) {
-                            let short = key.trim_start_matches("gpu.");
-                            gpu.insert(short.into(), json!(v.to_string()));
-                        }
+                    let index = attrs.get("gpu.index").map(|v| v.to_string());
+                    if let Some(i) = index.and_then(|i| i.parse::<u64>().ok()) {
+                        gpu.insert("index".into(), json!(i));
+                    }
+                    if let Some(name) = attrs.get("gpu.name") {
+                        gpu.insert("name".into(), json!(name.to_string()));
                     }
                     by_uuid.push((uuid, gpu));
                     by_uuid.len() - 1
                 }
             };
-            by_uuid[at].1.insert(field.into(), json!(value));
+            let value = if field.ends_with("_bytes") {
+                json!(value as u64)
+            } else {
+                json!(value)
+            };
+            by_uuid[at].1.insert(field.into(), value);
         }
     }
-    by_uuid.sort_by(|a, b| {
-        a.1.get("index")
-            .map(Value::to_string)
-            .cmp(&b.1.get("index").map(Value::to_string))
-    });
+    by_uuid.sort_by_key(|(_, gpu)| gpu.get("index").and_then(Value::as_u64));
     by_uuid
         .into_iter()
         .map(|(_, gpu)| Value::Object(gpu))
@@ -129,21 +131,21 @@ mod tests {
         assert_eq!(
             gpus(&registry),
             [
-                json!({ "uuid": "GPU-a", "index": "0", "name": "H100", "utilization": 0.25, "temperature_celsius": 41.0 }),
-                json!({ "uuid": "GPU-b", "index": "1", "name": "H100", "utilization": 0.5 }),
+                json!({ "uuid": "GPU-a", "index": 0, "name": "H100", "utilization": 0.25, "temperature_celsius": 41.0 }),
+                json!({ "uuid": "GPU-b", "index": 1, "name": "H100", "utilization": 0.5 }),
             ]
         );
         let telemetry = crate::telemetry::SelfTelemetry::register(&registry).expect("telemetry");
         assert_eq!(
             intake(&registry).to_string(),
-            r#"{"events_accepted":0.0,"otlp_accepted":0.0,"otlp_rejected":0.0}"#,
-            "no negative zeros before anything arrived"
+            r#"{"events_accepted":0,"otlp_accepted":0,"otlp_rejected":0}"#,
+            "counts are integers"
         );
         telemetry.events_accepted(7);
         telemetry.otlp_items(crate::model::Signal::Metrics, 5, 2);
         assert_eq!(
             intake(&registry),
-            json!({ "events_accepted": 7.0, "otlp_accepted": 5.0, "otlp_rejected": 2.0 })
+            json!({ "events_accepted": 7, "otlp_accepted": 5, "otlp_rejected": 2 })
         );
     }
 }

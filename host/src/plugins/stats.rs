@@ -24,6 +24,7 @@ struct Stats {
     /// Per call series, the durations of its calls, cumulative.
     calls: HashMap<CallKey, HistogramPoint>,
     traps: HashMap<(String, &'static str), u64>,
+    last_trap: HashMap<String, LastTrap>,
     items: HashMap<(String, &'static str), u64>,
     memory: HashMap<String, u64>,
 }
@@ -96,12 +97,27 @@ pub fn call(
     });
 }
 
-/// Counts a failure of `plugin` by its cause.
+/// A plugin's latest failure: its cause, what happened (at most 300 characters) and when.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LastTrap {
+    /// `deadline`, `memory_limit` or `trap`.
+    pub cause: &'static str,
+    /// The failure's message.
+    pub message: String,
+    /// When it happened (Unix nanoseconds).
+    pub unix_nano: u64,
+}
+
+/// Counts a failure of `plugin` by its cause and keeps it as its latest.
 pub fn trap(scope: u64, plugin: &str, failure: &Failure) {
+    let last = LastTrap {
+        cause: cause(failure),
+        message: failure.to_string().chars().take(300).collect(),
+        unix_nano: crate::clock::unix_nanos(),
+    };
     with(scope, |s| {
-        *s.traps
-            .entry((plugin.to_owned(), cause(failure)))
-            .or_default() += 1;
+        *s.traps.entry((plugin.to_owned(), last.cause)).or_default() += 1;
+        s.last_trap.insert(plugin.to_owned(), last);
     });
 }
 
@@ -172,6 +188,8 @@ pub struct Summary {
     pub items_out: u64,
     /// Bytes its instance held after its last call.
     pub memory_bytes: u64,
+    /// Its latest failure, if any.
+    pub last_trap: Option<LastTrap>,
 }
 
 /// `plugin`'s totals in `scope`.
@@ -204,5 +222,27 @@ fn summarize(s: &Stats, plugin: &str) -> Summary {
         }
     }
     out.memory_bytes = s.memory.get(plugin).copied().unwrap_or(0);
+    out.last_trap = s.last_trap.get(plugin).cloned();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_keeps_its_latest_failure_beside_its_counts() {
+        let scope = new_scope();
+        assert_eq!(summary(scope, "p").last_trap, None);
+        trap(scope, "p", &Failure::Deadline(Duration::from_millis(100)));
+        trap(scope, "p", &Failure::Trap("x".repeat(1000)));
+        let s = summary(scope, "p");
+        assert_eq!(s.traps, HashMap::from([("deadline", 1), ("trap", 1)]));
+        let last = s.last_trap.expect("a last trap");
+        assert_eq!(last.cause, "trap");
+        assert_eq!(last.message.chars().count(), 300, "cut to 300 characters");
+        assert!(last.message.starts_with("trapped: xxx"));
+        assert!(last.unix_nano > 0);
+        assert_eq!(summary(scope, "other").last_trap, None);
+    }
 }

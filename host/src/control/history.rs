@@ -1,0 +1,600 @@
+//! A short in-memory history of what the status page charts: every interval, per model and per
+//! GPU, one point computed from the host's own instruments — the aggregates `/metrics` exposes —
+//! kept in a ring of fixed length.
+//!
+//! Rates are counter increases over the interval, quantiles are read from the increase of each
+//! histogram bucket (interpolated inside a bucket, as Prometheus' `histogram_quantile` does),
+//! and GPU values are the latest gauge readings. Memory is bounded: at most [`MAX_ROWS`] models
+//! and [`MAX_ROWS`] GPUs, each one `f64` per field per point.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::status::{find, series};
+use crate::clock::unix_nanos;
+use crate::metrics::Registry;
+use crate::metrics::aggregation::HistogramPoint;
+use crate::metrics::reader::{PointValue, Reader};
+use crate::model::attributes::AttributeSet;
+
+/// The most models and the most GPUs the history keeps rows for; more are counted, not kept.
+pub const MAX_ROWS: usize = 32;
+
+/// What each model's row holds per point.
+const MODEL_FIELDS: [&str; 7] = [
+    "requests_per_second",
+    "error_ratio",
+    "ttft_p50_seconds",
+    "ttft_p95_seconds",
+    "tpot_p50_seconds",
+    "tpot_p95_seconds",
+    "output_tokens_per_second",
+];
+
+/// Each GPU field and the gauge it is read from.
+const GPU_FIELDS: [(&str, &str); 10] = [
+    ("utilization", "hw.gpu.utilization"),
+    ("memory_used_bytes", "hw.gpu.memory.usage"),
+    ("memory_limit_bytes", "hw.gpu.memory.limit"),
+    ("power_watts", "hw.power"),
+    ("power_limit_watts", "hw.gpu.power.limit"),
+    ("temperature_celsius", "hw.temperature"),
+    ("throttle_power", "gpu.throttle.power_active"),
+    ("throttle_thermal", "gpu.throttle.thermal_active"),
+    ("throttle_sw", "gpu.throttle.sw_active"),
+    ("throttle_hw", "gpu.throttle.hw_active"),
+];
+
+const MODEL: &str = "gen_ai.request.model";
+
+/// What names a row: a model's name, or a GPU's UUID, index and name.
+type Label = serde_json::Map<String, Value>;
+
+/// One sample's point per row key, with the row's label.
+type Points<const N: usize> = BTreeMap<String, (Label, [f64; N])>;
+
+/// Adds one histogram series (its attributes, buckets and bounds) to a model's totals.
+type AddHistogram<'a> = dyn FnMut(&mut Totals, &AttributeSet, &HistogramPoint, &[f64]) + 'a;
+
+/// Cumulative bucket counts of one histogram, summed over a model's series.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Buckets {
+    bounds: Vec<f64>,
+    counts: Vec<u64>,
+}
+
+impl Buckets {
+    fn add(&mut self, bounds: &[f64], counts: &[u64]) {
+        if self.counts.len() != counts.len() {
+            self.bounds = bounds.to_vec();
+            self.counts = vec![0; counts.len()];
+        }
+        for (total, n) in self.counts.iter_mut().zip(counts) {
+            *total += n;
+        }
+    }
+
+    /// The counts added since `before` (all of them after a reset).
+    fn since(&self, before: Option<&Buckets>) -> Vec<u64> {
+        match before {
+            Some(b) if b.counts.len() == self.counts.len() => {
+                let reset = self
+                    .counts
+                    .iter()
+                    .zip(&b.counts)
+                    .any(|(now, was)| now < was);
+                self.counts
+                    .iter()
+                    .zip(&b.counts)
+                    .map(|(now, was)| if reset { *now } else { now - was })
+                    .collect()
+            }
+            _ => self.counts.clone(),
+        }
+    }
+}
+
+/// The `q` quantile of a histogram's bucket counts, interpolated linearly inside its bucket
+/// (the first bucket starts at 0, the overflow bucket answers the highest bound); `NaN` when
+/// the counts are all zero.
+pub fn quantile(q: f64, bounds: &[f64], counts: &[u64]) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 || bounds.is_empty() {
+        return f64::NAN;
+    }
+    let rank = q * total as f64;
+    let mut below = 0.0;
+    for (i, n) in counts.iter().enumerate() {
+        let n = *n as f64;
+        if n > 0.0 && below + n >= rank {
+            let Some(upper) = bounds.get(i) else {
+                return bounds[bounds.len() - 1];
+            };
+            let lower = if i == 0 { 0.0 } else { bounds[i - 1] };
+            return lower + (upper - lower) * ((rank - below) / n);
+        }
+        below += n;
+    }
+    bounds[bounds.len() - 1]
+}
+
+/// One model's cumulative totals at one sample.
+#[derive(Debug, Clone, Default)]
+struct Totals {
+    requests: f64,
+    errors: f64,
+    output_tokens: f64,
+    ttft: Buckets,
+    tpot: Buckets,
+}
+
+/// The cumulative state read at one sample.
+#[derive(Debug, Default)]
+struct Sample {
+    at: u64,
+    models: BTreeMap<String, Totals>,
+}
+
+/// A row of the chart data: a label and one point per kept time.
+#[derive(Debug)]
+struct Row<const N: usize> {
+    label: Label,
+    points: VecDeque<[f64; N]>,
+}
+
+/// Rows by key, every one as long as the time ring.
+#[derive(Debug)]
+struct Rows<const N: usize>(BTreeMap<String, Row<N>>);
+
+impl<const N: usize> Rows<N> {
+    /// Appends this sample's point to every row (`NaN` where a row has none), starting rows
+    /// for new keys padded to `len`, at most [`MAX_ROWS`]; returns how many keys were left out.
+    fn push(&mut self, len: usize, mut now: Points<N>) -> usize {
+        let mut left_out = 0;
+        for (key, row) in &mut self.0 {
+            let point = now.remove(key).map_or([f64::NAN; N], |(_, p)| p);
+            row.points.push_back(point);
+        }
+        for (key, (label, point)) in now {
+            if self.0.len() >= MAX_ROWS {
+                left_out += 1;
+                continue;
+            }
+            let mut points: VecDeque<[f64; N]> = std::iter::repeat_n([f64::NAN; N], len).collect();
+            points.push_back(point);
+            self.0.insert(key, Row { label, points });
+        }
+        left_out
+    }
+
+    /// Drops the oldest point of every row, then rows left with no value at all.
+    fn pop_front(&mut self) {
+        for row in self.0.values_mut() {
+            row.points.pop_front();
+        }
+        self.0
+            .retain(|_, r| r.points.iter().flatten().any(|v| !v.is_nan()));
+    }
+
+    fn json(&self, names: &[&str], from: usize) -> Vec<Value> {
+        self.0
+            .values()
+            .map(|row| {
+                let mut out = row.label.clone();
+                for (f, name) in names.iter().enumerate() {
+                    let values: Vec<Value> =
+                        row.points.iter().skip(from).map(|p| json!(p[f])).collect();
+                    out.insert((*name).into(), Value::Array(values));
+                }
+                Value::Object(out)
+            })
+            .collect()
+    }
+}
+
+struct Ring {
+    times: VecDeque<u64>,
+    models: Rows<7>,
+    gpus: Rows<10>,
+    previous: Option<Sample>,
+    left_out: usize,
+}
+
+/// The history: a ring of points, one per [`History::sample`], shared with the admin API.
+pub struct History {
+    interval: Duration,
+    capacity: usize,
+    ring: Mutex<Ring>,
+}
+
+impl History {
+    /// A history keeping `window` worth of points taken every `interval` (at least one point).
+    pub fn new(interval: Duration, window: Duration) -> Self {
+        let capacity = (window.as_nanos() / interval.as_nanos().max(1)).max(1) as usize;
+        Self {
+            interval,
+            capacity,
+            ring: Mutex::new(Ring {
+                times: VecDeque::with_capacity(capacity),
+                models: Rows(BTreeMap::new()),
+                gpus: Rows(BTreeMap::new()),
+                previous: None,
+                left_out: 0,
+            }),
+        }
+    }
+
+    /// How often a point is taken.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Reads `registry` now and appends one point to every row.
+    pub fn sample(&self, registry: &Registry) {
+        self.sample_at(registry, unix_nanos());
+    }
+
+    /// Reads `registry` as of `at` (Unix nanoseconds) and appends one point to every row.
+    fn sample_at(&self, registry: &Registry, at: u64) {
+        let sample = read_models(registry, at);
+        let gpus = read_gpus(registry);
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let models = model_points(&sample, ring.previous.as_ref());
+        if ring.times.len() == self.capacity {
+            ring.times.pop_front();
+            ring.models.pop_front();
+            ring.gpus.pop_front();
+        }
+        let len = ring.times.len();
+        let left_out = ring.models.push(len, models) + ring.gpus.push(len, gpus);
+        ring.left_out = left_out;
+        ring.times.push_back(sample.at);
+        ring.previous = Some(sample);
+    }
+
+    /// The last `points` points (all kept ones when `None`) as JSON.
+    pub fn json(&self, points: Option<usize>) -> Value {
+        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let from = ring
+            .times
+            .len()
+            .saturating_sub(points.unwrap_or(usize::MAX));
+        let times: Vec<u64> = ring
+            .times
+            .iter()
+            .skip(from)
+            .map(|t| t / 1_000_000)
+            .collect();
+        let gpu_fields: Vec<&str> = GPU_FIELDS.iter().map(|(f, _)| *f).collect();
+        json!({
+            "interval_seconds": self.interval.as_secs_f64(),
+            "capacity": self.capacity,
+            "times_unix_ms": times,
+            "models": ring.models.json(&MODEL_FIELDS, from),
+            "gpus": ring.gpus.json(&gpu_fields, from),
+            "rows_left_out": ring.left_out,
+        })
+    }
+}
+
+/// Every model's cumulative totals now.
+fn read_models(registry: &Registry, at: u64) -> Sample {
+    let mut sample = Sample {
+        at,
+        models: BTreeMap::new(),
+    };
+    let model = |a: &AttributeSet| a.get(MODEL).map(|v| v.to_string());
+    if let Some(requests) = find(registry, "inference.requests") {
+        for (attrs, n) in series(&requests) {
+            let Some(m) = model(&attrs) else { continue };
+            let totals = sample.models.entry(m).or_default();
+            totals.requests += n;
+            if attrs.get("error.type").is_some() {
+                totals.errors += n;
+            }
+        }
+    }
+    let mut histograms = |name: &str, add: &mut AddHistogram| {
+        let Some(instrument) = find(registry, name) else {
+            return;
+        };
+        Reader::new(None).read(&instrument, |p| {
+            if let (PointValue::Histogram(h, bounds), Some(m)) = (&p.value, model(p.attributes)) {
+                add(sample.models.entry(m).or_default(), p.attributes, h, bounds);
+            }
+        });
+    };
+    histograms("gen_ai.server.time_to_first_token", &mut |t, _, h, b| {
+        t.ttft.add(b, &h.bucket_counts);
+    });
+    histograms("gen_ai.server.time_per_output_token", &mut |t, _, h, b| {
+        t.tpot.add(b, &h.bucket_counts);
+    });
+    histograms("gen_ai.client.token.usage", &mut |t, a, h, _| {
+        if a.get("gen_ai.token.type")
+            .is_some_and(|v| v.to_string() == "output")
+        {
+            t.output_tokens += h.sum;
+        }
+    });
+    sample
+}
+
+/// Each model's point: rates and quantiles over the time since `previous`.
+fn model_points(now: &Sample, previous: Option<&Sample>) -> Points<7> {
+    let seconds = previous.map_or(0.0, |p| now.at.saturating_sub(p.at) as f64 / 1e9);
+    now.models
+        .iter()
+        .map(|(model, t)| {
+            let was = previous.and_then(|p| p.models.get(model));
+            let increase = |now: f64, was: Option<f64>| match was {
+                Some(w) if now >= w => now - w,
+                _ => now,
+            };
+            let rate = |now: f64, was: Option<f64>| {
+                if previous.is_none() || seconds <= 0.0 {
+                    f64::NAN
+                } else {
+                    increase(now, was) / seconds
+                }
+            };
+            let requests = increase(t.requests, was.map(|w| w.requests));
+            let errors = increase(t.errors, was.map(|w| w.errors));
+            let ttft = t.ttft.since(was.map(|w| &w.ttft));
+            let tpot = t.tpot.since(was.map(|w| &w.tpot));
+            let over_interval = |v: f64| if previous.is_some() { v } else { f64::NAN };
+            let point = [
+                rate(t.requests, was.map(|w| w.requests)),
+                over_interval(if requests > 0.0 {
+                    errors / requests
+                } else {
+                    f64::NAN
+                }),
+                over_interval(quantile(0.5, &t.ttft.bounds, &ttft)),
+                over_interval(quantile(0.95, &t.ttft.bounds, &ttft)),
+                over_interval(quantile(0.5, &t.tpot.bounds, &tpot)),
+                over_interval(quantile(0.95, &t.tpot.bounds, &tpot)),
+                rate(t.output_tokens, was.map(|w| w.output_tokens)),
+            ];
+            let mut label = Label::new();
+            label.insert("model".into(), json!(model));
+            (model.clone(), (label, point))
+        })
+        .collect()
+}
+
+/// Every GPU's latest readings, keyed by UUID and labelled with its index and name.
+fn read_gpus(registry: &Registry) -> Points<10> {
+    let mut gpus: Points<10> = BTreeMap::new();
+    for (f, (_, metric)) in GPU_FIELDS.iter().enumerate() {
+        let Some(instrument) = find(registry, metric) else {
+            continue;
+        };
+        for (attrs, value) in series(&instrument) {
+            let Some(uuid) = attrs.get("gpu.uuid").map(|v| v.to_string()) else {
+                continue;
+            };
+            let index = attrs
+                .get("gpu.index")
+                .and_then(|v| v.to_string().parse::<u64>().ok());
+            // Keyed so that GPUs list by index.
+            let key = format!(
+                "{:>10}/{uuid}",
+                index.map_or(String::new(), |i| i.to_string())
+            );
+            let (_, point) = gpus.entry(key).or_insert_with(|| {
+                let mut label = Label::new();
+                label.insert("uuid".into(), json!(uuid));
+                if let Some(i) = index {
+                    label.insert("index".into(), json!(i));
+                }
+                if let Some(name) = attrs.get("gpu.name") {
+                    label.insert("name".into(), json!(name.to_string()));
+                }
+                (label, [f64::NAN; 10])
+            });
+            // A GPU's utilization has one series per task kind: the general one is the GPU's.
+            if f == 0
+                && attrs
+                    .get("hw.gpu.task")
+                    .is_some_and(|t| t.to_string() != "general")
+            {
+                continue;
+            }
+            point[f] = value;
+        }
+    }
+    gpus
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Descriptor;
+    use crate::model::attributes::ValueRef;
+    use crate::model::metric::InstrumentKind;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn quantiles_interpolate_inside_their_bucket() {
+        let bounds = [0.1, 0.2, 0.4];
+        // 10 in (0, 0.1], 10 in (0.1, 0.2], none above.
+        assert_eq!(quantile(0.5, &bounds, &[10, 10, 0, 0]), 0.1);
+        assert!((quantile(0.75, &bounds, &[10, 10, 0, 0]) - 0.15).abs() < 1e-12);
+        assert_eq!(
+            quantile(0.95, &bounds, &[0, 0, 0, 4]),
+            0.4,
+            "overflow: the top bound"
+        );
+        assert!(quantile(0.5, &bounds, &[0, 0, 0, 0]).is_nan());
+    }
+
+    fn instrument(
+        registry: &Registry,
+        name: &str,
+        kind: InstrumentKind,
+        bounds: &[f64],
+    ) -> std::sync::Arc<crate::metrics::Instrument> {
+        let d = Descriptor {
+            name: name.into(),
+            unit: String::new(),
+            description: String::new(),
+            kind,
+            scope: "wasmtel".into(),
+        };
+        registry.instrument(d, bounds).expect("instrument")
+    }
+
+    #[test]
+    fn points_are_rates_and_quantiles_over_each_interval_and_the_ring_keeps_its_length() {
+        let registry = Registry::new(100);
+        let requests = instrument(
+            &registry,
+            "inference.requests",
+            InstrumentKind::Counter,
+            &[],
+        );
+        let ttft = instrument(
+            &registry,
+            "gen_ai.server.time_to_first_token",
+            InstrumentKind::Histogram,
+            &[0.1, 0.2, 0.4],
+        );
+        let tokens = instrument(
+            &registry,
+            "gen_ai.client.token.usage",
+            InstrumentKind::Histogram,
+            &[100.0],
+        );
+        let util = instrument(&registry, "hw.gpu.utilization", InstrumentKind::Gauge, &[]);
+        let m = |model: &'static str| [(MODEL, ValueRef::Str(model))];
+        let failed = [
+            ("error.type", ValueRef::Str("timeout")),
+            (MODEL, ValueRef::Str("a")),
+        ];
+        let output = [
+            (MODEL, ValueRef::Str("a")),
+            ("gen_ai.token.type", ValueRef::Str("output")),
+        ];
+        let input = [
+            (MODEL, ValueRef::Str("a")),
+            ("gen_ai.token.type", ValueRef::Str("input")),
+        ];
+        let gpu = |task: &'static str| {
+            [
+                ("gpu.index", ValueRef::Int(0)),
+                ("gpu.name", ValueRef::Str("H100")),
+                ("gpu.uuid", ValueRef::Str("GPU-0")),
+                ("hw.gpu.task", ValueRef::Str(task)),
+            ]
+        };
+
+        let history = History::new(Duration::from_secs(2), Duration::from_secs(6));
+        requests.record(&m("a"), 5.0);
+        util.record(&gpu("general"), 0.5);
+        util.record(&gpu("encoder"), 0.9);
+        history.sample_at(&registry, 10 * S);
+        // Over the next 2 s: 8 requests of which 2 failed, 1,000 output tokens, and TTFTs.
+        requests.record(&m("a"), 6.0);
+        requests.record(&failed, 2.0);
+        tokens.record(&output, 600.0);
+        tokens.record(&output, 400.0);
+        tokens.record(&input, 5000.0);
+        for v in [0.05; 10].into_iter().chain([0.15; 10]) {
+            ttft.record(&m("a"), v);
+        }
+        requests.record(&m("b"), 4.0);
+        util.record(&gpu("general"), 0.75);
+        history.sample_at(&registry, 12 * S);
+
+        let h = history.json(None);
+        assert_eq!(h["capacity"], 3);
+        assert_eq!(h["interval_seconds"], 2.0);
+        assert_eq!(h["times_unix_ms"], json!([10_000, 12_000]));
+        let a = &h["models"][0];
+        assert_eq!(a["model"], "a");
+        assert_eq!(a["requests_per_second"], json!([null, 4.0]));
+        assert_eq!(a["error_ratio"], json!([null, 0.25]));
+        assert_eq!(a["ttft_p50_seconds"], json!([null, 0.1]));
+        assert_eq!(
+            a["ttft_p95_seconds"][1]
+                .as_f64()
+                .map(|v| (v * 1000.0).round()),
+            Some(190.0)
+        );
+        assert_eq!(
+            a["tpot_p50_seconds"],
+            json!([null, null]),
+            "no data is null, not zero"
+        );
+        assert_eq!(a["output_tokens_per_second"], json!([null, 500.0]));
+        let b = &h["models"][1];
+        assert_eq!(
+            (&b["model"], &b["requests_per_second"]),
+            (&json!("b"), &json!([null, 2.0])),
+            "a new model is padded and counts from zero"
+        );
+        let g = &h["gpus"][0];
+        assert_eq!(
+            (&g["uuid"], &g["index"], &g["name"]),
+            (&json!("GPU-0"), &json!(0), &json!("H100"))
+        );
+        assert_eq!(
+            g["utilization"],
+            json!([0.5, 0.75]),
+            "the general task's utilization"
+        );
+
+        // Two more samples: the ring keeps 3 points, and `points` takes the last ones.
+        requests.record(&m("b"), 2.0);
+        history.sample_at(&registry, 14 * S);
+        history.sample_at(&registry, 16 * S);
+        let h = history.json(None);
+        assert_eq!(h["times_unix_ms"], json!([12_000, 14_000, 16_000]));
+        assert_eq!(
+            h["models"][1]["requests_per_second"],
+            json!([2.0, 1.0, 0.0])
+        );
+        assert_eq!(
+            history.json(Some(1))["models"][1]["requests_per_second"],
+            json!([0.0])
+        );
+    }
+
+    #[test]
+    fn rows_are_bounded_and_dropped_once_they_hold_nothing() {
+        let registry = Registry::new(1000);
+        let util = instrument(&registry, "hw.gpu.utilization", InstrumentKind::Gauge, &[]);
+        let history = History::new(Duration::from_secs(1), Duration::from_secs(2));
+        let uuids: Vec<String> = (0..MAX_ROWS + 3).map(|i| format!("GPU-{i}")).collect();
+        for (i, uuid) in uuids.iter().enumerate() {
+            util.record(
+                &[
+                    ("gpu.index", ValueRef::Int(i as i64)),
+                    ("gpu.uuid", ValueRef::Str(uuid)),
+                ],
+                0.1,
+            );
+        }
+        history.sample_at(&registry, S);
+        let h = history.json(None);
+        assert_eq!(h["gpus"].as_array().map(Vec::len), Some(MAX_ROWS));
+        assert_eq!(h["rows_left_out"], 3);
+        assert_eq!(
+            h["gpus"][1]["index"], 1,
+            "listed by index, not by UUID text"
+        );
+        util.retain_series(|_: &AttributeSet| false);
+        history.sample_at(&registry, 2 * S);
+        history.sample_at(&registry, 3 * S);
+        assert_eq!(
+            history.json(None)["gpus"],
+            json!([]),
+            "a GPU gone for the whole window has no row"
+        );
+    }
+}
