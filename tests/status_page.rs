@@ -5,70 +5,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Api, Completed, post_ndjson, start};
 use serde_json::json;
-use wasmtel_tests::Receiver;
-
-/// Where the tests leave their screenshots: `WASMTEL_ARTEFACTS`, else `target/artefacts`.
-fn artefacts() -> PathBuf {
-    let dir = std::env::var_os("WASMTEL_ARTEFACTS").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/artefacts")),
-        PathBuf::from,
-    );
-    std::fs::create_dir_all(&dir).expect("artefacts dir");
-    dir
-}
-
-/// The browser, when the machine has one; CI installs it and requires it.
-fn chromium() -> Option<&'static str> {
-    let found = ["chromium", "chromium-browser"].into_iter().find(|b| {
-        Command::new(b)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs chromium for the status page test"
-        );
-        eprintln!("chromium is not installed: the status page test is skipped");
-    }
-    found
-}
+use wasmtel_tests::{Receiver, artefacts, chromium, headless};
 
 /// The page's DOM after its scripts ran, as headless chromium renders it.
 fn rendered(browser: &str, url: &str) -> String {
     headless(browser, url, &["--dump-dom"])
-}
-
-/// Runs headless chromium on `url` with `args` (a window size, what to output): its stdout.
-fn headless(browser: &str, url: &str, args: &[&str]) -> String {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--virtual-time-budget=3000")
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("chromium runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

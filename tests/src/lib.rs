@@ -610,6 +610,65 @@ impl Prometheus {
             .unwrap_or_default())
     }
 
+    /// The series of a range query over the last `seconds`, one point per second: each
+    /// series' labels and its (Unix seconds, value) points.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        seconds: u64,
+    ) -> Vec<(BTreeMap<String, String>, Vec<(f64, f64)>)> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let (start, end) = ((now - seconds).to_string(), now.to_string());
+        let answer: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/query_range", self.url))
+            .query(&[
+                ("query", promql),
+                ("start", &start),
+                ("end", &end),
+                ("step", "1"),
+            ])
+            .send()
+            .await
+            .expect("query_range")
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).expect("JSON"))
+            .expect("body");
+        assert_eq!(answer["status"], "success", "{promql}: {answer}");
+        let series = answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        series
+            .iter()
+            .map(|s| {
+                let labels = s["metric"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let points = s["values"]
+                    .as_array()
+                    .map(|v| {
+                        v.iter()
+                            .filter_map(|p| {
+                                let value = p[1].as_str()?.parse::<f64>().ok()?;
+                                Some((p[0].as_f64()?, value))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (labels, points)
+            })
+            .collect()
+    }
+
     /// The result of an instant query, which must succeed.
     pub async fn query(&self, promql: &str) -> Vec<serde_json::Value> {
         self.try_query(promql)
@@ -633,4 +692,57 @@ pub fn fake_nvml(dir: &std::path::Path) -> std::path::PathBuf {
         .unwrap_or_else(|e| panic!("{cc} runs: {e}"));
     assert!(status.success(), "the fake NVML library did not compile");
     out
+}
+
+/// Where the tests leave their screenshots: `WASMTEL_ARTEFACTS`, else `target/artefacts`.
+pub fn artefacts() -> std::path::PathBuf {
+    let dir = std::env::var_os("WASMTEL_ARTEFACTS").map_or_else(
+        || std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/artefacts")),
+        std::path::PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).expect("artefacts dir");
+    dir
+}
+
+/// The browser, when the machine has one; CI installs it and requires it.
+pub fn chromium() -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs chromium for the browser tests"
+        );
+        eprintln!("chromium is not installed: the browser test is skipped");
+    }
+    found
+}
+
+/// Runs headless chromium on `url` with `args` (a window size, what to output): its stdout.
+pub fn headless(browser: &str, url: &str, args: &[&str]) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--virtual-time-budget=3000")
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
