@@ -72,10 +72,14 @@ fn meter_provider(
 }
 
 /// Records one round of the app's measurements (`orders` grows by `orders`) and flushes.
+/// The schema the app's meter declares.
+const SCHEMA: &str = "https://opentelemetry.io/schemas/1.26.0";
+
 fn app_round(provider: &SdkMeterProvider, orders: u64) {
     let meter = provider.meter_with_scope(
         opentelemetry::InstrumentationScope::builder("shop.meter")
             .with_version("2.0")
+            .with_schema_url(SCHEMA)
             .build(),
     );
     let region = [SdkKeyValue::new("region", "eu")];
@@ -140,9 +144,14 @@ async fn an_sdk_app_over_protobuf_joins_prometheus_and_the_otlp_export_with_its_
         ("region", "eu"),
     ];
     let (labels, _) = m.samples("orders_total").next().expect("orders");
+    let scope_label = |k: &str| labels.get(k).map(String::as_str);
     assert_eq!(
-        labels.get("otel_scope_name").map(String::as_str),
-        Some("shop.meter")
+        (
+            scope_label("otel_scope_name"),
+            scope_label("otel_scope_version"),
+            scope_label("otel_scope_schema_url")
+        ),
+        (Some("shop.meter"), Some("2.0"), Some(SCHEMA))
     );
     assert_eq!(
         m.value("orders_total", &app),
@@ -206,6 +215,7 @@ async fn an_sdk_app_over_protobuf_joins_prometheus_and_the_otlp_export_with_its_
             (scope.name.as_str(), scope.version.as_str()),
             ("shop.meter", "2.0")
         );
+        assert_eq!(app.scope_metrics[0].schema_url, SCHEMA, "kept on re-export");
         let names: Vec<&str> = app.scope_metrics[0]
             .metrics
             .iter()

@@ -1551,7 +1551,10 @@ fn plugins_run_shows_what_each_kind_would_do_and_sends_nothing() {
     let settings = [("keys".to_owned(), "inference.engine".to_owned())];
     let report = run("drop-attributes", view, &settings, &events).expect("view");
     assert!(
-        report.contains("inference_requests_total{gen_ai_request_model=\"m1\",otel_scope_name=\"wasmtel.derive\"} 1"),
+        report.contains(&format!(
+            "inference_requests_total{{gen_ai_request_model=\"m1\",otel_scope_name=\"wasmtel.derive\",otel_scope_version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
         "the engine is gone: {report}"
     );
     // OTLP/JSON metrics as the sample.

@@ -328,7 +328,10 @@ async fn the_host_reports_the_system_and_itself() {
         m.value("process_memory_usage_bytes", &[])
             .is_some_and(|v| v > 1e6)
     );
-    assert!(text.contains("process_memory_usage_bytes{otel_scope_name=\"wasmtel.system\"}"));
+    assert!(text.contains(&format!(
+        "process_memory_usage_bytes{{otel_scope_name=\"wasmtel.system\",otel_scope_version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    )));
     assert_eq!(
         m.samples("process_cpu_utilization_ratio").count(),
         2,

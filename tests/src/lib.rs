@@ -354,7 +354,8 @@ impl Exposition {
         matching.first().copied()
     }
 
-    /// Every sample named `name` whose labels, `otel_scope_name` aside, are exactly `labels`.
+    /// Every sample named `name` whose labels, the `otel_scope_*` ones aside unless asked
+    /// for, are exactly `labels`.
     pub fn matching<'a>(
         &'a self,
         name: &'a str,
@@ -364,7 +365,9 @@ impl Exposition {
             .iter()
             .filter(move |(n, l, _)| {
                 n == name
-                    && l.len() - usize::from(l.contains_key("otel_scope_name")) == labels.len()
+                    && l.keys().all(|k| {
+                        k.starts_with("otel_scope_") || labels.iter().any(|(lk, _)| lk == k)
+                    })
                     && labels
                         .iter()
                         .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))

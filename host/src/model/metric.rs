@@ -70,6 +70,8 @@ pub struct Scope {
     pub version: Arc<str>,
     /// The scope attributes.
     pub attributes: AttributeSet,
+    /// The schema its telemetry follows (a received scope's `schema_url`), possibly empty.
+    pub schema_url: Arc<str>,
 }
 
 impl From<&str> for Scope {
@@ -79,6 +81,7 @@ impl From<&str> for Scope {
             name: Arc::from(name),
             version: Arc::from(env!("CARGO_PKG_VERSION")),
             attributes: AttributeSet::empty(),
+            schema_url: Arc::from(""),
         }
     }
 }

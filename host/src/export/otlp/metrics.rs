@@ -352,6 +352,7 @@ fn resource_metrics(
             let start = w.len();
             let mut wrote = false;
             w.message(2, |w| {
+                w.bytes(3, scope.schema_url.as_bytes());
                 let metrics = w.len();
                 for instrument in members.iter().rev() {
                     metric(w, instrument, &mut reader);

@@ -97,8 +97,13 @@ pub fn render_all(format: Format, producers: &[(&Resource, &Registry)]) -> Strin
                 continue;
             }
             let family = Family::of(instrument.descriptor());
-            let mut tail = pairs.clone();
-            tail.insert(0, ("otel_scope_name", &instrument.descriptor().scope.name));
+            let scope = &instrument.descriptor().scope;
+            let mut tail = vec![
+                ("otel_scope_name", &*scope.name),
+                ("otel_scope_version", &*scope.version),
+                ("otel_scope_schema_url", &*scope.schema_url),
+            ];
+            tail.extend(pairs.iter().copied());
             let member = (instrument.clone(), labels::fixed(&tail));
             let key = (
                 family.name.clone(),
@@ -429,6 +434,14 @@ mod tests {
     use crate::metrics::Descriptor;
     use crate::model::attributes::ValueRef;
 
+    /// Scope `name` at version 1.2, as a received scope would be.
+    fn versioned(name: &str) -> crate::model::metric::Scope {
+        crate::model::metric::Scope {
+            version: std::sync::Arc::from("1.2"),
+            ..crate::model::metric::Scope::from(name)
+        }
+    }
+
     #[test]
     fn a_prefix_goes_on_every_metric_name_and_nowhere_else() {
         let text = "# HELP req_total Requests.\n# TYPE req_total counter\nreq_total{a=\"# HELP x\"} 2\n# EOF\n";
@@ -447,7 +460,14 @@ mod tests {
             unit: String::new(),
             description: "Requests.".into(),
             kind,
-            scope: scope.into(),
+            scope: crate::model::metric::Scope {
+                schema_url: Arc::from(if scope == "app.meter" {
+                    "https://opentelemetry.io/schemas/1.26.0"
+                } else {
+                    ""
+                }),
+                ..versioned(scope)
+            },
         };
         let own = Registry::new(10);
         own.instrument(d("req", InstrumentKind::Counter, "s"), &[])
@@ -481,10 +501,10 @@ mod tests {
              target_info{service_name=\"wasmtel\"} 1\n\
              target_info{service_instance_id=\"pod-1\",service_name=\"checkout\",service_namespace=\"shop\",job=\"shop/checkout\",instance=\"pod-1\"} 1\n\
              # HELP req_total Requests.\n# TYPE req_total counter\n\
-             req_total{otel_scope_name=\"s\"} 2\n\
-             req_total{route=\"/\",otel_scope_name=\"app.meter\",job=\"shop/checkout\",instance=\"pod-1\"} 5\n\
+             req_total{otel_scope_name=\"s\",otel_scope_version=\"1.2\"} 2\n\
+             req_total{route=\"/\",otel_scope_name=\"app.meter\",otel_scope_version=\"1.2\",otel_scope_schema_url=\"https://opentelemetry.io/schemas/1.26.0\",job=\"shop/checkout\",instance=\"pod-1\"} 5\n\
              # HELP req_total_2 Requests.\n# TYPE req_total_2 gauge\n\
-             req_total_2{otel_scope_name=\"other\",job=\"shop/checkout\",instance=\"pod-1\"} 9\n"
+             req_total_2{otel_scope_name=\"other\",otel_scope_version=\"1.2\",job=\"shop/checkout\",instance=\"pod-1\"} 9\n"
         );
     }
 
@@ -496,7 +516,7 @@ mod tests {
             unit: unit.into(),
             description: "Line one\nline \\two".into(),
             kind,
-            scope: "s".into(),
+            scope: versioned("s"),
         };
         let c = registry
             .instrument(d("req", "{request}", InstrumentKind::Counter), &[])
@@ -522,13 +542,13 @@ mod tests {
         assert_eq!(
             body,
             "_total Line one\\nline \\\\two\n# TYPE req_total counter\n\
-             req_total{a_b=\"q\\\"\\n\\\\\",otel_scope_name=\"s\"} 2\n\
+             req_total{a_b=\"q\\\"\\n\\\\\",otel_scope_name=\"s\",otel_scope_version=\"1.2\"} 2\n\
              # HELP lat_seconds Line one\\nline \\\\two\n# TYPE lat_seconds histogram\n\
-             lat_seconds_bucket{otel_scope_name=\"s\",le=\"0.5\"} 1\n\
-             lat_seconds_bucket{otel_scope_name=\"s\",le=\"1\"} 2\n\
-             lat_seconds_bucket{otel_scope_name=\"s\",le=\"+Inf\"} 3\n\
-             lat_seconds_sum{otel_scope_name=\"s\"} 4\n\
-             lat_seconds_count{otel_scope_name=\"s\"} 3\n"
+             lat_seconds_bucket{otel_scope_name=\"s\",otel_scope_version=\"1.2\",le=\"0.5\"} 1\n\
+             lat_seconds_bucket{otel_scope_name=\"s\",otel_scope_version=\"1.2\",le=\"1\"} 2\n\
+             lat_seconds_bucket{otel_scope_name=\"s\",otel_scope_version=\"1.2\",le=\"+Inf\"} 3\n\
+             lat_seconds_sum{otel_scope_name=\"s\",otel_scope_version=\"1.2\"} 4\n\
+             lat_seconds_count{otel_scope_name=\"s\",otel_scope_version=\"1.2\"} 3\n"
         );
         assert!(text.starts_with(
             "# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info{"
@@ -544,7 +564,7 @@ mod tests {
             unit: "By".into(),
             description: String::new(),
             kind,
-            scope: "s".into(),
+            scope: versioned("s"),
         };
         let sent = registry
             .instrument(d("net.sent", InstrumentKind::ObservableCounter), &[])
@@ -574,12 +594,16 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("\nnet_sent_bytes_total{otel_scope_name=\"s\"} 200\n"),
+            text.contains(
+                "\nnet_sent_bytes_total{otel_scope_name=\"s\",otel_scope_version=\"1.2\"} 200\n"
+            ),
             "{text}"
         );
         assert!(text.contains("# TYPE mem_used_bytes gauge\n"), "{text}");
         assert!(
-            text.contains("\nmem_used_bytes{otel_scope_name=\"s\"} 4096\n"),
+            text.contains(
+                "\nmem_used_bytes{otel_scope_name=\"s\",otel_scope_version=\"1.2\"} 4096\n"
+            ),
             "{text}"
         );
     }
@@ -594,7 +618,7 @@ mod tests {
                     unit: "{request}".into(),
                     description: "Say \"hi\"".into(),
                     kind: InstrumentKind::Counter,
-                    scope: "s".into(),
+                    scope: versioned("s"),
                 },
                 &[],
             )
@@ -606,7 +630,7 @@ mod tests {
             text.starts_with("# HELP target Target metadata\n# TYPE target info\ntarget_info{")
         );
         assert!(
-            text.contains("# HELP req Say \\\"hi\\\"\n# TYPE req counter\nreq_total{otel_scope_name=\"s\"} 2\n"),
+            text.contains("# HELP req Say \\\"hi\\\"\n# TYPE req counter\nreq_total{otel_scope_name=\"s\",otel_scope_version=\"1.2\"} 2\n"),
             "{text}"
         );
         assert!(text.ends_with("\n# EOF\n"));
@@ -641,7 +665,7 @@ mod tests {
             unit: String::new(),
             description: String::new(),
             kind,
-            scope: "s".into(),
+            scope: versioned("s"),
         };
         let c = registry
             .instrument(d("req", InstrumentKind::Counter), &[])
@@ -678,13 +702,15 @@ mod tests {
         let time: f64 = time.parse().expect("seconds");
         assert!(time >= before && time < before + 60.0, "{time}");
         assert_eq!(
-            exemplar_of("lat_bucket{otel_scope_name=\"s\",le=\"0.5\"}"),
+            exemplar_of("lat_bucket{otel_scope_name=\"s\",otel_scope_version=\"1.2\",le=\"0.5\"}"),
             None
         );
-        let bucket = exemplar_of("lat_bucket{otel_scope_name=\"s\",le=\"1\"}").expect("bucket");
+        let bucket =
+            exemplar_of("lat_bucket{otel_scope_name=\"s\",otel_scope_version=\"1.2\",le=\"1\"}")
+                .expect("bucket");
         assert!(bucket.starts_with(&format!("{ids} 0.75 ")), "{bucket}");
         assert_eq!(
-            exemplar_of("lat_bucket{otel_scope_name=\"s\",le=\"+Inf\"}"),
+            exemplar_of("lat_bucket{otel_scope_name=\"s\",otel_scope_version=\"1.2\",le=\"+Inf\"}"),
             None
         );
         assert_eq!(

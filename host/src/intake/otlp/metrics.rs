@@ -95,6 +95,7 @@ impl MetricsReceiver {
                     name: Arc::from(proto.name),
                     version: Arc::from(proto.version),
                     attributes: attribute_set(&proto.attributes),
+                    schema_url: Arc::from(sm.schema_url.as_str()),
                 };
                 for metric in &sm.metrics {
                     self.metric(&registry, &scope, metric, &mut tally);
