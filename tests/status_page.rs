@@ -337,6 +337,19 @@ config = {{ trap = "true" }}
         let bytes = std::fs::read(&png).expect("screenshot written");
         assert_eq!(png_size(&bytes), (w, h), "{}", png.display());
     }
+    // The whole page in one picture, for the README.
+    let png = shots.join("status-full.png");
+    let shot = format!("--screenshot={}", png.display());
+    tokio::task::spawn_blocking({
+        let (browser, url) = (browser.to_owned(), url.clone());
+        move || headless(&browser, &url, &["--window-size=1280,2400", &shot])
+    })
+    .await
+    .expect("browser");
+    assert_eq!(
+        png_size(&std::fs::read(&png).expect("screenshot")),
+        (1280, 2400)
+    );
     assert!(
         !demo.is_finished(),
         "the demo ran throughout: {:?}",

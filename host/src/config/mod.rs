@@ -780,6 +780,23 @@ mod tests {
             (d.header_timeout(), d.body_timeout(), d.idle_timeout())
         );
         assert_eq!(example.delivery.queue, Some(QueueKind::Memory));
+        assert_eq!(
+            example.admin.history(),
+            defaults.admin.history(),
+            "the example's history is the default: 10 s for 1 h"
+        );
+        assert_eq!(
+            defaults.admin.history(),
+            (Duration::from_secs(10), Duration::from_secs(3600))
+        );
+        let fast =
+            Config::from_toml("[admin]\nhistory_interval = \"1ms\"\nhistory_window = \"1m\"\n")
+                .expect("valid");
+        assert_eq!(
+            fast.admin.history(),
+            (Duration::from_millis(100), Duration::from_secs(60)),
+            "no faster than 100 ms"
+        );
         assert_eq!(example.delivery.fsync, Some(Fsync::Always));
         let c =
             Config::from_toml("[delivery]\nqueue = \"disk\"\nfsync = \"250ms\"\n").expect("valid");
