@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::start;
+use common::{demo, node};
 use serde_json::Value;
 use wasmtel_tests::{Prometheus, Receiver};
 
@@ -168,34 +168,13 @@ async fn every_panel_and_variable_query_returns_data_from_a_real_prometheus() {
     assert_eq!(variables.len(), 3, "instance, model and GPU");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let library = wasmtel_tests::fake_nvml(dir.path());
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).expect("plugins dir");
-    std::fs::copy(env!("WASMTEL_FIXTURE_TAGGER"), plugins.join("tagger.wasm")).expect("copy");
-    let data = dir.path().join("data");
     let receiver = Receiver::start().await;
     // A dead port: the datadog integration fails, retries and, with a queue of one, drops.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port");
-    let host = start(&format!(
-        r#"data_dir = "{}"
-[otlp]
-endpoint = "{}"
-[delivery]
-interval = "500ms"
-[gpu]
-poll_interval = "250ms"
-library = "{}"
-[system]
-poll_interval = "500ms"
-[plugins]
-dir = "{}"
-[[views]]
-plugin = "tagger"
-instruments = ["inference.requests"]
-config = {{ trap = "true" }}
-[[exporters]]
+    let datadog = format!(
+        r#"[[exporters]]
 plugin = "datadog"
 endpoint = "http://{dead}"
 api_key = "k"
@@ -203,27 +182,15 @@ delivery.interval = "200ms"
 delivery.metrics_queue = 1
 delivery.retry.initial_backoff = "50ms"
 delivery.retry.max_backoff = "100ms"
-"#,
-        data.display(),
-        receiver.endpoint(),
-        library.display(),
-        plugins.display(),
-    ))
-    .await;
+"#
+    );
+    let host = node(dir.path(), &receiver, &datadog).await;
     let Some(prometheus) = Prometheus::start(host.prometheus_addr()).await else {
         host.shutdown().await;
         return;
     };
-    let options = wasmtel::demo::DemoOptions {
-        target: format!("http://{}", host.intake_addr()),
-        rate: 40.0,
-        duration: Some(Duration::from_secs(300)),
-        requests: None,
-        seed: 11,
-        progress: false,
-    };
     let started = Instant::now();
-    let demo = tokio::spawn(async move { wasmtel::demo::run(&options).await });
+    let demo = demo(&host, 11);
     // One request refused whole, so that the intake's refusals have a series.
     let (status, _, _) = wasmtel_tests::post(
         host.intake_addr(),

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Api, Completed, post_ndjson, start};
+use common::{Api, Completed, demo, node, post_ndjson, start};
 use serde_json::json;
 use wasmtel_tests::{Receiver, artefacts, chromium, headless};
 
@@ -118,36 +118,9 @@ const SECRET: &str = "Bearer status-page-canary-5ecret";
 async fn the_status_page_charts_the_demo_per_model_and_the_gpus_at_laptop_and_phone_sizes() {
     let Some(browser) = chromium() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
-    let library = wasmtel_tests::fake_nvml(dir.path());
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins).expect("plugins dir");
-    std::fs::copy(env!("WASMTEL_FIXTURE_TAGGER"), plugins.join("tagger.wasm")).expect("copy");
     let data = dir.path().join("data");
     let receiver = Receiver::start().await;
-    let host = start(&format!(
-        r#"data_dir = "{}"
-[otlp]
-endpoint = "{}"
-[delivery]
-interval = "500ms"
-[gpu]
-poll_interval = "250ms"
-library = "{}"
-[admin]
-history_interval = "500ms"
-[plugins]
-dir = "{}"
-[[views]]
-plugin = "tagger"
-instruments = ["inference.requests"]
-config = {{ trap = "true" }}
-"#,
-        data.display(),
-        receiver.endpoint(),
-        library.display(),
-        plugins.display(),
-    ))
-    .await;
+    let host = node(dir.path(), &receiver, "").await;
     let api = Api::new(&host, &data);
     let spec = json!({"kind": "metrics", "type": "otlp", "name": "team-collector",
                       "endpoint": receiver.endpoint(), "headers": {"authorization": SECRET}});
@@ -180,15 +153,7 @@ config = {{ trap = "true" }}
     );
 
     // `wasmtel demo` at 40 requests/s, running while the page is looked at.
-    let options = wasmtel::demo::DemoOptions {
-        target: format!("http://{}", host.intake_addr()),
-        rate: 40.0,
-        duration: Some(Duration::from_secs(120)),
-        requests: None,
-        seed: 7,
-        progress: false,
-    };
-    let demo = tokio::spawn(async move { wasmtel::demo::run(&options).await });
+    let demo = demo(&host, 7);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, h, _) = api.get("/api/v1/history").await;

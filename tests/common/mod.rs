@@ -213,3 +213,60 @@ impl Api {
         )
     }
 }
+
+/// A host set up as a GPU inference node for the operator's views: two fake GPUs behind NVML's
+/// C interface, a view plugin that traps, `[otlp]` to `receiver`, metrics every 500 ms, system
+/// readings and history points every 500 ms, and `extra` TOML after that; its data directory is
+/// `dir/data`.
+pub(crate) async fn node(
+    dir: &std::path::Path,
+    receiver: &wasmtel_tests::Receiver,
+    extra: &str,
+) -> Host {
+    let library = wasmtel_tests::fake_nvml(dir);
+    let plugins = dir.join("plugins");
+    std::fs::create_dir(&plugins).expect("plugins dir");
+    std::fs::copy(env!("WASMTEL_FIXTURE_TAGGER"), plugins.join("tagger.wasm")).expect("copy");
+    start(&format!(
+        r#"data_dir = "{}"
+[otlp]
+endpoint = "{}"
+[delivery]
+interval = "500ms"
+[gpu]
+poll_interval = "250ms"
+library = "{}"
+[system]
+poll_interval = "500ms"
+[admin]
+history_interval = "500ms"
+[plugins]
+dir = "{}"
+[[views]]
+plugin = "tagger"
+instruments = ["inference.requests"]
+config = {{ trap = "true" }}
+{extra}"#,
+        dir.join("data").display(),
+        receiver.endpoint(),
+        library.display(),
+        plugins.display(),
+    ))
+    .await
+}
+
+/// `wasmtel demo` at 40 requests/s against `host` for five minutes, or until aborted.
+pub(crate) fn demo(
+    host: &Host,
+    seed: u64,
+) -> tokio::task::JoinHandle<Result<wasmtel::demo::DemoSummary, wasmtel::demo::DemoError>> {
+    let options = wasmtel::demo::DemoOptions {
+        target: format!("http://{}", host.intake_addr()),
+        rate: 40.0,
+        duration: Some(std::time::Duration::from_secs(300)),
+        requests: None,
+        seed,
+        progress: false,
+    };
+    tokio::spawn(async move { wasmtel::demo::run(&options).await })
+}
