@@ -71,10 +71,10 @@ fn meter_provider(
         .build()
 }
 
-/// Records one round of the app's measurements (`orders` grows by `orders`) and flushes.
 /// The schema the app's meter declares.
 const SCHEMA: &str = "https://opentelemetry.io/schemas/1.26.0";
 
+/// Records one round of the app's measurements (`orders` grows by `orders`) and flushes.
 fn app_round(provider: &SdkMeterProvider, orders: u64) {
     let meter = provider.meter_with_scope(
         opentelemetry::InstrumentationScope::builder("shop.meter")
@@ -227,6 +227,54 @@ async fn an_sdk_app_over_protobuf_joins_prometheus_and_the_otlp_export_with_its_
         );
         let cumulative = AggregationTemporality::Cumulative as i32;
         assert_eq!(sum_points(request, "orders"), [(9.0, cumulative)]);
+    });
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_schema_url_survives_a_transform_on_its_way_out() {
+    let receiver = Receiver::start().await;
+    let transform = "[[transforms]]\nplugin = \"redact\"\nconfig = { drop = \"region\" }\n";
+    let host = start(&config(&receiver, transform)).await;
+    let intake = host.intake_addr();
+    tokio::task::spawn_blocking(move || {
+        let provider = meter_provider(intake, Protocol::HttpBinary, Temporality::Cumulative);
+        app_round(&provider, 3);
+        provider.shutdown().expect("shutdown");
+    })
+    .await
+    .expect("app");
+    host.collect_now().await;
+    receiver
+        .wait_until("the host's export", |r| !r.metrics.is_empty())
+        .await;
+    receiver.with(|r| {
+        let app = r.metrics[0]
+            .resource_metrics
+            .iter()
+            .find(|rm| {
+                attrs(&rm.resource.as_ref().expect("resource").attributes)
+                    .get("service.name")
+                    .map(String::as_str)
+                    == Some("checkout")
+            })
+            .expect("the app's resource");
+        let scope = &app.scope_metrics[0];
+        assert_eq!(
+            scope.scope.as_ref().map(|s| s.name.as_str()),
+            Some("shop.meter")
+        );
+        assert_eq!(
+            scope.schema_url, SCHEMA,
+            "the contract has no field for it: the host keeps it"
+        );
+        let Some(Data::Sum(orders)) = &scope.metrics[0].data else {
+            panic!("orders is a sum")
+        };
+        assert!(
+            orders.data_points[0].attributes.is_empty(),
+            "the transform ran: region dropped"
+        );
     });
     host.shutdown().await;
 }

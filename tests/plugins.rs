@@ -184,7 +184,8 @@ async fn a_looping_plugin_is_stopped_at_its_deadline_while_another_keeps_deliver
         &wasmtel::metrics::Registry::new(10),
         &wasmtel::sources::resource::detect(&Default::default()),
         None,
-    );
+    )
+    .batch;
     let err = spin.encode_metrics(&batch).expect_err("never returns");
     assert_eq!(
         err,
@@ -301,7 +302,7 @@ fn a_plugin_that_allocates_past_its_cap_fails_alone() {
         .expect("counter");
     counter.record(&[], 1.0);
     let resource = wasmtel::sources::resource::detect(&Default::default());
-    let batch = metric_batch(&registry, &resource, None);
+    let batch = metric_batch(&registry, &resource, None).batch;
     let err = hog.encode_metrics(&batch).expect_err("runs out of memory");
     assert_eq!(
         err,
@@ -322,7 +323,8 @@ fn a_plugin_that_keeps_failing_is_marked_failed() {
         &registry,
         &wasmtel::sources::resource::detect(&Default::default()),
         None,
-    );
+    )
+    .batch;
     let mut failures = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -361,7 +363,8 @@ fn a_plugin_gets_no_files_environment_sockets_or_other_hosts() {
         &registry,
         &wasmtel::sources::resource::detect(&Default::default()),
         None,
-    );
+    )
+    .batch;
     let outbound = escape.encode_metrics(&batch).expect("reports");
     let Some(Outbound::Datagram(report)) = outbound.first() else {
         panic!("no report: {outbound:?}")

@@ -72,6 +72,7 @@ fn batch() -> wasmtel::plugins::bindings::types::MetricBatch {
         &wasmtel::sources::resource::detect(&Default::default()),
         None,
     )
+    .batch
 }
 
 fn descriptor(name: &str) -> Descriptor {

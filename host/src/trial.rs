@@ -12,7 +12,7 @@ use crate::intake::otlp::metrics::MetricsReceiver;
 use crate::metrics::{Registries, Registry};
 use crate::model::log::{Origin, encode_events};
 use crate::plugins::bindings::encoder::{Outbound, Signals};
-use crate::plugins::bindings::types::{LogBatch, MetricBatch};
+use crate::plugins::bindings::types::LogBatch;
 use crate::plugins::convert;
 use crate::plugins::exporter::ExporterPlugin;
 use crate::plugins::inspect::{self, World};
@@ -101,7 +101,7 @@ pub fn run(
             let data = record(sample, None)?;
             let info = plugin.info();
             if info.signals.contains(Signals::METRICS) {
-                let batch = metric_batch(&data);
+                let batch = metric_batch(&data).batch;
                 let requests = plugin.encode_metrics(&batch)?;
                 show(&mut out, "metrics", &requests);
             }
@@ -120,9 +120,12 @@ pub fn run(
                 Default::default(),
             )?;
             let data = record(sample, None)?;
-            let before = metric_batch(&data);
-            let batch = plugin.metrics(&before)?.unwrap_or(before);
-            let encoded = crate::export::otlp::metrics::from_batches(std::slice::from_ref(&batch));
+            let mut collected = metric_batch(&data);
+            if let Some(batch) = plugin.metrics(&collected.batch)? {
+                collected.batch = batch;
+            }
+            let encoded =
+                crate::export::otlp::metrics::from_batches(std::slice::from_ref(&collected));
             let request = <opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest
                 as prost::Message>::decode(encoded.as_slice())?;
             let _ = writeln!(out, "metrics after the transform (OTLP/JSON):");
@@ -151,7 +154,7 @@ pub fn run(
     Ok(out)
 }
 
-fn metric_batch(data: &Data) -> MetricBatch {
+fn metric_batch(data: &Data) -> convert::Collected {
     convert::metric_batch(&data.registry, &data.resource, None)
 }
 

@@ -14,7 +14,7 @@ use super::delivery::journal::Replayed;
 use super::delivery::queue::{Durable, OnFull, Queue, Weight};
 use super::delivery::{Delivery, DiskQueue, Drain, Encode, Report, Settings, Split, State, Status};
 use super::otlp;
-use super::plugin::{PluginSlot, split_batches};
+use super::plugin::{PluginSlot, collect_transformed, split_batches};
 use super::probe::Diagnosis;
 use super::spec::{ExporterSpec, Target};
 use super::transport::otlp_grpc::OtlpGrpc;
@@ -28,9 +28,9 @@ use crate::metrics::{DeltaTrackers, Producer, Registries};
 use crate::model::Signal;
 use crate::model::log::{Origin, Record, same_origin};
 use crate::pipeline::EventSink;
-use crate::plugins::bindings::types::MetricBatch;
+use crate::plugins::convert::Collected;
 use crate::plugins::reload::Reloadable;
-use crate::plugins::{Health, Loader, Transforms, convert};
+use crate::plugins::{Health, Loader, Transforms};
 use crate::telemetry::SelfTelemetry;
 
 /// One collection of metrics, as queued for delivery.
@@ -39,7 +39,7 @@ pub enum MetricItem {
     /// Already an encoded OTLP request (the native exporter without transforms).
     Encoded(Bytes),
     /// Metric batches in the plugin contract's types, one per producer, after the transforms.
-    Batches(Vec<MetricBatch>),
+    Batches(Vec<Collected>),
 }
 
 impl Weight for Record {
@@ -512,17 +512,8 @@ impl Exporter {
                     let request = otlp::metrics::encode_all(&pairs, delta.as_mut());
                     Some(MetricItem::Encoded(metrics.body(request)))
                 } else {
-                    let mut batches = Vec::new();
-                    for (i, producer) in self.registries.all().iter().enumerate() {
-                        let (res, registry) = producer.pair();
-                        let batch =
-                            convert::metric_batch(registry, res, delta.as_mut().map(|d| d.get(i)));
-                        if i > 0 && batch.metrics.is_empty() {
-                            continue;
-                        }
-                        batches.extend(self.transforms.metrics(batch));
-                    }
-                    (!batches.is_empty()).then_some(MetricItem::Batches(batches))
+                    collect_transformed(&self.registries, &self.transforms, delta.as_mut())
+                        .map(MetricItem::Batches)
                 }
             }
             Format::Plugin(slot) => slot

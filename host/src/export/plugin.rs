@@ -10,7 +10,7 @@ use crate::model::log::Record;
 use crate::plugins::batch::{keep_points, point_count};
 use crate::plugins::bindings::encoder::{Outcome, Response, Signals};
 use crate::plugins::bindings::types::{MetricBatch, Temporality};
-use crate::plugins::convert::{self, metric_batch};
+use crate::plugins::convert::{self, Collected, metric_batch};
 use crate::plugins::reload::{Reloadable, Source, Versioned, next_version};
 use crate::plugins::{ExporterPlugin, Health, Loader, Transforms};
 
@@ -90,29 +90,20 @@ impl PluginSlot {
         &self,
         registries: &Registries,
         transforms: &Transforms,
-    ) -> Option<Vec<MetricBatch>> {
+    ) -> Option<Vec<Collected>> {
         if !self.exports(Signal::Metrics) {
             return None;
         }
         let mut delta = self.delta.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut batches = Vec::new();
-        for (i, producer) in registries.all().iter().enumerate() {
-            let (res, registry) = producer.pair();
-            let batch = metric_batch(registry, res, delta.as_mut().map(|d| d.get(i)));
-            if i > 0 && batch.metrics.is_empty() {
-                continue;
-            }
-            batches.extend(transforms.metrics(batch));
-        }
-        (!batches.is_empty()).then_some(batches)
+        collect_transformed(registries, transforms, delta.as_mut())
     }
 
     /// Encodes metric batches into the plugin's requests.
-    pub fn encode_metrics(&self, batches: &[MetricBatch]) -> Result<Vec<Request>, String> {
+    pub fn encode_metrics(&self, collections: &[Collected]) -> Result<Vec<Request>, String> {
         let plugin = self.current().ok_or("the plugin was unloaded")?;
         let mut out = Vec::new();
-        for batch in batches {
-            let encoded = plugin.encode_metrics(batch).map_err(|e| e.to_string())?;
+        for c in collections {
+            let encoded = plugin.encode_metrics(&c.batch).map_err(|e| e.to_string())?;
             out.extend(encoded.into_iter().map(Request::from));
         }
         Ok(out)
@@ -185,11 +176,38 @@ impl Reloadable for PluginSlot {
     }
 }
 
-/// Splits metric batches in two: the list halved, or the one batch's points halved.
-pub fn split_batches(batches: &[MetricBatch]) -> Option<(Vec<MetricBatch>, Vec<MetricBatch>)> {
+/// Every producer's metrics through the transforms, in the temporality `delta` tracks (else
+/// cumulative), one collection each; a received resource without points is left out, and
+/// `None` is returned when nothing is left.
+pub fn collect_transformed(
+    registries: &Registries,
+    transforms: &Transforms,
+    mut delta: Option<&mut DeltaTrackers>,
+) -> Option<Vec<Collected>> {
+    let mut out = Vec::new();
+    for (i, producer) in registries.all().iter().enumerate() {
+        let (res, registry) = producer.pair();
+        let collected = metric_batch(registry, res, delta.as_deref_mut().map(|d| d.get(i)));
+        if i > 0 && collected.batch.metrics.is_empty() {
+            continue;
+        }
+        out.extend(collected.transformed(|b| transforms.metrics(b)));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Splits metric collections in two: the list halved, or the one batch's points halved (its
+/// scopes, and so their schema URLs, in both halves).
+pub fn split_batches(batches: &[Collected]) -> Option<(Vec<Collected>, Vec<Collected>)> {
     match batches {
         [] => None,
-        [one] => split_batch(one).map(|(a, b)| (vec![a], vec![b])),
+        [one] => split_batch(&one.batch).map(|(a, b)| {
+            let half = |batch| Collected {
+                batch,
+                schema_urls: one.schema_urls.clone(),
+            };
+            (vec![half(a)], vec![half(b)])
+        }),
         many => {
             let (a, b) = many.split_at(many.len() / 2);
             Some((a.to_vec(), b.to_vec()))

@@ -1,5 +1,7 @@
 //! Host data in the contract's types: the engine's state as a metric batch, in the temporality an exporter asked for.
 
+use std::sync::Arc;
+
 use super::batch::{self, Interner};
 use super::bindings::types::{
     Exemplar as WitExemplar, ExponentialHistogramPoint, HistogramPoint, Metric, MetricBatch,
@@ -21,20 +23,41 @@ pub fn value(v: ValueRef<'_>) -> Value {
     }
 }
 
+/// One producer's metrics in the contract's types, with what the contract does not carry.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    /// The batch plugins see.
+    pub batch: MetricBatch,
+    /// Each of the batch's scopes' schema URL (possibly empty), by scope index: contract 0.2 has
+    /// no field for it, and the host writes it back when it encodes OTLP.
+    pub schema_urls: Vec<Arc<str>>,
+}
+
+impl Collected {
+    /// The collection with its batch through `transform`; `None` when that dropped it.
+    pub fn transformed(
+        self,
+        transform: impl FnOnce(MetricBatch) -> Option<MetricBatch>,
+    ) -> Option<Self> {
+        let schema_urls = self.schema_urls;
+        transform(self.batch).map(|batch| Self { batch, schema_urls })
+    }
+}
+
 /// The engine's state as a metric batch, in cumulative temporality or, with a tracker, in the
 /// temporality its preference gives each instrument (deltas leave out series that did not change).
 pub fn metric_batch(
     registry: &Registry,
     res: &HostResource,
     delta: Option<&mut DeltaTracker>,
-) -> MetricBatch {
+) -> Collected {
     let mut table = Interner::new();
     let resource = Resource {
         attributes: table.host_set(res.attributes()),
         schema_url: 0,
     };
     let mut reader = Reader::new(delta);
-    let (mut scopes, mut metrics) = (Vec::new(), Vec::new());
+    let (mut scopes, mut metrics, mut schema_urls) = (Vec::new(), Vec::new(), Vec::new());
     for (scope, members) in &Reader::scopes(registry) {
         let index = u32::try_from(scopes.len()).unwrap_or(u32::MAX);
         let before = metrics.len();
@@ -49,14 +72,18 @@ pub fn metric_batch(
                 version: table.string(&scope.version),
                 attributes: table.host_set(&scope.attributes),
             });
+            schema_urls.push(scope.schema_url.clone());
         }
     }
     reader.finish();
-    MetricBatch {
-        table: table.finish(),
-        resource,
-        scopes,
-        metrics,
+    Collected {
+        batch: MetricBatch {
+            table: table.finish(),
+            resource,
+            scopes,
+            metrics,
+        },
+        schema_urls,
     }
 }
 
@@ -547,14 +574,15 @@ mod tests {
         for v in [1.0, 2.0, -2.0, 0.0] {
             latency.record(&[], v);
         }
-        let first = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)));
+        let first = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)).batch);
         assert_eq!((first[0].0.count, first[0].0.zero_count), (4, 1));
         assert_eq!((first[0].0.min, first[0].0.max), (Some(-2.0), Some(2.0)));
 
         // 1000 forces a coarser scale; the delta holds only what came since.
         latency.record(&[], 1000.0);
         latency.record(&[], 1.5);
-        let second = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)));
+        let second =
+            exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)).batch);
         let (p, positive, negative) = &second[0];
         assert!(p.scale < first[0].0.scale);
         assert_eq!((p.count, p.zero_count, p.sum), (2, 0, Some(1001.5)));
@@ -566,7 +594,7 @@ mod tests {
             "an interval's extremes are unknown"
         );
 
-        let third = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)));
+        let third = exponential_points(&metric_batch(&registry, &resource, Some(&mut delta)).batch);
         assert!(
             third.is_empty(),
             "a quiet series is left out of a delta batch"

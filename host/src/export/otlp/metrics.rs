@@ -20,9 +20,9 @@ use crate::model::metric::Temporality;
 use crate::model::resource::Resource;
 use crate::model::wire::Reverse;
 use crate::plugins::bindings::types::{
-    Metric, MetricBatch, NumberPoint, Points, Span, Table, Temporality as BatchTemporality, Value,
+    Metric, NumberPoint, Points, Span, Table, Temporality as BatchTemporality, Value,
 };
-use crate::plugins::convert;
+use crate::plugins::convert::{self, Collected};
 
 const DELTA: u64 = 1;
 const CUMULATIVE: u64 = 2;
@@ -53,12 +53,12 @@ pub fn encode_all(
     w.finish()
 }
 
-/// Metric batches (after transforms) as one encoded request, one `ResourceMetrics` each, written
-/// straight from the batches as [`encode`] writes from the series; each attribute set is encoded
-/// once per batch and copied wherever it is used.
-pub fn from_batches(batches: &[MetricBatch]) -> Vec<u8> {
+/// Metric collections (after transforms) as one encoded request, one `ResourceMetrics` each,
+/// written straight from the batches as [`encode`] writes from the series, with each scope's
+/// schema URL; each attribute set is encoded once per batch and copied wherever it is used.
+pub fn from_batches(collections: &[Collected]) -> Vec<u8> {
     let mut w = Reverse::with_capacity(64 * 1024);
-    for batch in batches.iter().rev() {
+    for Collected { batch, schema_urls } in collections.iter().rev() {
         let t = &batch.table;
         let mut sets = SetBytes::new(t);
         w.message(1, |w| {
@@ -73,6 +73,7 @@ pub fn from_batches(batches: &[MetricBatch]) -> Vec<u8> {
                     continue;
                 }
                 w.message(2, |w| {
+                    w.bytes(3, schema_urls.get(i).map_or("", |s| s).as_bytes());
                     for m in members.iter().rev() {
                         batch_metric(w, t, m, &mut sets);
                     }
@@ -632,7 +633,8 @@ mod tests {
     fn a_batch_is_written_as_prost_writes_its_request() {
         use crate::plugins::batch::Interner;
         let resource = crate::sources::resource::detect(&Default::default());
-        let mut batch = convert::metric_batch(&registry(), &resource, None);
+        let mut collected = convert::metric_batch(&registry(), &resource, None);
+        let batch = &mut collected.batch;
         // Values a registry never holds: bytes, JSON, and a filtered exemplar attribute.
         let mut t = Interner::new();
         let (k, j) = (t.string("blob"), t.string("list"));
@@ -671,16 +673,23 @@ mod tests {
             }
         }
         assert!(batch.metrics.iter().any(|m| !m.exemplars.is_empty()));
-        let expected = convert::otlp::metric_request(&batch);
+        // A scope's schema URL, which the contract does not carry, goes where prost puts it.
+        collected.schema_urls[0] = "https://opentelemetry.io/schemas/1.26.0".into();
+        let mut expected = convert::otlp::metric_request(&collected.batch);
+        expected.resource_metrics[0].scope_metrics[0].schema_url =
+            "https://opentelemetry.io/schemas/1.26.0".into();
         assert_eq!(
-            from_batches(std::slice::from_ref(&batch)),
+            from_batches(std::slice::from_ref(&collected)),
             expected.encode_to_vec()
         );
         let two = ExportMetricsServiceRequest {
             resource_metrics: [expected.resource_metrics.clone(), expected.resource_metrics]
                 .concat(),
         };
-        assert_eq!(from_batches(&[batch.clone(), batch]), two.encode_to_vec());
+        assert_eq!(
+            from_batches(&[collected.clone(), collected]),
+            two.encode_to_vec()
+        );
     }
 
     #[test]
