@@ -28,7 +28,7 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use prost::Message;
 use wasmtel::intake::otlp::Status;
-use wasmtel_tests::{Receiver, attrs, kv};
+use wasmtel_tests::{Receiver, attrs, kv, resource_of};
 
 fn config(receiver: &Receiver, extra: &str) -> String {
     format!(
@@ -200,16 +200,8 @@ async fn an_sdk_app_over_protobuf_joins_prometheus_and_the_otlp_export_with_its_
         .await;
     receiver.with(|r| {
         let request = &r.metrics[0];
-        let app = request
-            .resource_metrics
-            .iter()
-            .find(|rm| {
-                attrs(&rm.resource.as_ref().expect("resource").attributes)
-                    .get("service.name")
-                    .map(String::as_str)
-                    == Some("checkout")
-            })
-            .expect("the app's resource is exported as its own ResourceMetrics");
+        // The app's resource is exported as its own ResourceMetrics.
+        let app = resource_of(request, "checkout");
         let scope = app.scope_metrics[0].scope.as_ref().expect("scope");
         assert_eq!(
             (scope.name.as_str(), scope.version.as_str()),
@@ -249,16 +241,7 @@ async fn a_scope_schema_url_survives_a_transform_on_its_way_out() {
         .wait_until("the host's export", |r| !r.metrics.is_empty())
         .await;
     receiver.with(|r| {
-        let app = r.metrics[0]
-            .resource_metrics
-            .iter()
-            .find(|rm| {
-                attrs(&rm.resource.as_ref().expect("resource").attributes)
-                    .get("service.name")
-                    .map(String::as_str)
-                    == Some("checkout")
-            })
-            .expect("the app's resource");
+        let app = resource_of(&r.metrics[0], "checkout");
         let scope = &app.scope_metrics[0];
         assert_eq!(
             scope.scope.as_ref().map(|s| s.name.as_str()),

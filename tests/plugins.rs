@@ -1404,16 +1404,7 @@ async fn transforms_rewrite_metrics_and_logs_received_over_otlp() {
         })
         .await;
     receiver.with(|r| {
-        let app = r.metrics[0]
-            .resource_metrics
-            .iter()
-            .find(|rm| {
-                wasmtel_tests::attrs(&rm.resource.as_ref().expect("resource").attributes)
-                    .get("service.name")
-                    .map(String::as_str)
-                    == Some("app")
-            })
-            .expect("the received resource");
+        let app = wasmtel_tests::resource_of(&r.metrics[0], "app");
         let Some(Data::Gauge(g)) = &app.scope_metrics[0].metrics[0].data else {
             panic!("a gauge")
         };

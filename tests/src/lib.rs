@@ -749,3 +749,19 @@ pub fn headless(browser: &str, url: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The `ResourceMetrics` of `request` whose resource's `service.name` is `service`.
+pub fn resource_of<'a>(
+    request: &'a ExportMetricsServiceRequest,
+    service: &str,
+) -> &'a opentelemetry_proto::tonic::metrics::v1::ResourceMetrics {
+    request
+        .resource_metrics
+        .iter()
+        .find(|rm| {
+            rm.resource.as_ref().is_some_and(|r| {
+                attrs(&r.attributes).get("service.name").map(String::as_str) == Some(service)
+            })
+        })
+        .unwrap_or_else(|| panic!("no resource of service `{service}` in the request"))
+}
