@@ -53,7 +53,7 @@ pub struct About {
     /// Where it keeps its files.
     pub data_dir: String,
     /// Each listener's address by what it serves (`intake`, `otlp_grpc`, `prometheus`, `admin`).
-    pub addresses: Vec<(&'static str, String)>,
+    pub addresses: std::collections::BTreeMap<&'static str, String>,
 }
 
 /// What the admin API reads from the running host.
@@ -160,16 +160,9 @@ fn plugin_list(admin: &Admin) -> Vec<serde_json::Value> {
 
 async fn status(State(admin): State<Admin>) -> Response {
     let s = &admin.sources;
-    let uptime = unix_nanos() / 1_000_000 - s.about.started_unix_ms.min(unix_nanos() / 1_000_000);
+    let now_ms = unix_nanos() / 1_000_000;
     let mut about = json!(s.about);
-    about["uptime_seconds"] = json!(uptime / 1000);
-    about["addresses"] = s
-        .about
-        .addresses
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), json!(v)))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
+    about["uptime_seconds"] = json!(now_ms.saturating_sub(s.about.started_unix_ms) / 1000);
     Json(json!({
         "about": about,
         "integrations": s.integrations.list(),
