@@ -112,6 +112,8 @@ const GPU_CHARTS: [&str; 5] = [
     "gpu-temperature",
     "gpu-throttle",
 ];
+/// Five requests of a model, as a server instrumented with the GenAI conventions reports them.
+const OTLP_MODEL: &str = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"model-server"}}]},"scopeMetrics":[{"scope":{"name":"server"},"metrics":[{"name":"gen_ai.server.request.duration","unit":"s","histogram":{"aggregationTemporality":2,"dataPoints":[{"attributes":[{"key":"gen_ai.request.model","value":{"stringValue":"served-over-otlp"}}],"startTimeUnixNano":"1","timeUnixNano":"2","count":"5","sum":2.5,"bucketCounts":["5","0"],"explicitBounds":[1.0]}]}}]}]}]}"#;
 const SECRET: &str = "Bearer status-page-canary-5ecret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,15 +156,26 @@ async fn the_status_page_charts_the_demo_per_model_and_the_gpus_at_laptop_and_ph
 
     // `wasmtel demo` at 40 requests/s, running while the page is looked at.
     let demo = demo(&host, 7);
+    // A model server sending its own semantic-convention metrics over OTLP shows up as well.
+    let (status, _, body) = wasmtel_tests::post(
+        host.intake_addr(),
+        "/v1/metrics",
+        Some("application/json"),
+        OTLP_MODEL.as_bytes().to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, h, _) = api.get("/api/v1/history").await;
         let with_rates = h["models"].as_array().map_or(0, |m| {
             m.iter()
                 .filter(|m| {
-                    m["requests_per_second"]
-                        .as_array()
-                        .is_some_and(|v| v.iter().filter(|x| x.is_number()).count() >= 4)
+                    MODELS.contains(&m["model"].as_str().unwrap_or(""))
+                        && m["requests_per_second"]
+                            .as_array()
+                            .is_some_and(|v| v.iter().filter(|x| x.is_number()).count() >= 4)
                 })
                 .count()
         });
@@ -223,6 +236,10 @@ async fn the_status_page_charts_the_demo_per_model_and_the_gpus_at_laptop_and_ph
                 "{at}: chart {chart} has points for every model: {points:?}"
             );
         }
+        assert!(
+            page.contains("<td>served-over-otlp</td>"),
+            "{at}: the model reported over OTLP"
+        );
         for model in MODELS {
             assert!(
                 page.contains(&format!("<td>{model}</td>")),

@@ -285,9 +285,11 @@ impl Host {
             };
             let app = crate::control::admin::router(sources, token);
             servers.push(serve(listener, app, stop.subscribe()));
-            let registry = registry.clone();
+            let registries = registries.clone();
             servers.push(every(interval, stop.subscribe(), move || {
-                history.sample(&registry);
+                let producers = registries.all();
+                let all: Vec<&Registry> = producers.iter().map(|p| &*p.registry).collect();
+                history.sample(&all);
                 std::future::ready(())
             }));
         }

@@ -8,16 +8,16 @@
 //! and [`MAX_ROWS`] GPUs, each one `f64` per field per point.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::status::{find, series};
+use super::status::series;
 use crate::clock::unix_nanos;
-use crate::metrics::Registry;
 use crate::metrics::aggregation::HistogramPoint;
 use crate::metrics::reader::{PointValue, Reader};
+use crate::metrics::{Instrument, Registry};
 use crate::model::attributes::AttributeSet;
 
 /// The most models and the most GPUs the history keeps rows for; more are counted, not kept.
@@ -124,9 +124,11 @@ pub fn quantile(q: f64, bounds: &[f64], counts: &[u64]) -> f64 {
 /// One model's cumulative totals at one sample.
 #[derive(Debug, Clone, Default)]
 struct Totals {
-    requests: f64,
+    /// Requests, or `None` when the model reports no request durations.
+    requests: Option<f64>,
     errors: f64,
-    output_tokens: f64,
+    /// Output tokens, or `None` when the model reports no token usage.
+    output_tokens: Option<f64>,
     ttft: Buckets,
     tpot: Buckets,
 }
@@ -232,15 +234,16 @@ impl History {
         self.interval
     }
 
-    /// Reads `registry` now and appends one point to every row.
-    pub fn sample(&self, registry: &Registry) {
-        self.sample_at(registry, unix_nanos());
+    /// Reads `registries` (the host's and every received producer's) now and appends one
+    /// point to every row.
+    pub fn sample(&self, registries: &[&Registry]) {
+        self.sample_at(registries, unix_nanos());
     }
 
-    /// Reads `registry` as of `at` (Unix nanoseconds) and appends one point to every row.
-    fn sample_at(&self, registry: &Registry, at: u64) {
-        let sample = read_models(registry, at);
-        let gpus = read_gpus(registry);
+    /// Reads `registries` as of `at` (Unix nanoseconds) and appends one point to every row.
+    fn sample_at(&self, registries: &[&Registry], at: u64) {
+        let sample = read_models(registries, at);
+        let gpus = read_gpus(registries);
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let models = model_points(&sample, ring.previous.as_ref());
         if ring.times.len() == self.capacity {
@@ -280,33 +283,43 @@ impl History {
     }
 }
 
+/// Every instrument named `name`, in any scope of any of `registries`.
+fn named<'a>(
+    registries: &'a [&'a Registry],
+    name: &'a str,
+) -> impl Iterator<Item = Arc<Instrument>> + 'a {
+    registries.iter().flat_map(move |r| {
+        r.instruments()
+            .into_iter()
+            .filter(move |i| i.descriptor().name == name)
+    })
+}
+
 /// Every model's cumulative totals now.
-fn read_models(registry: &Registry, at: u64) -> Sample {
+fn read_models(registries: &[&Registry], at: u64) -> Sample {
     let mut sample = Sample {
         at,
         models: BTreeMap::new(),
     };
     let model = |a: &AttributeSet| a.get(MODEL).map(|v| v.to_string());
-    if let Some(requests) = find(registry, "inference.requests") {
-        for (attrs, n) in series(&requests) {
-            let Some(m) = model(&attrs) else { continue };
-            let totals = sample.models.entry(m).or_default();
-            totals.requests += n;
-            if attrs.get("error.type").is_some() {
-                totals.errors += n;
-            }
-        }
-    }
     let mut histograms = |name: &str, add: &mut AddHistogram| {
-        let Some(instrument) = find(registry, name) else {
-            return;
-        };
-        Reader::new(None).read(&instrument, |p| {
-            if let (PointValue::Histogram(h, bounds), Some(m)) = (&p.value, model(p.attributes)) {
-                add(sample.models.entry(m).or_default(), p.attributes, h, bounds);
-            }
-        });
+        for instrument in named(registries, name) {
+            Reader::new(None).read(&instrument, |p| {
+                if let (PointValue::Histogram(h, bounds), Some(m)) = (&p.value, model(p.attributes))
+                {
+                    add(sample.models.entry(m).or_default(), p.attributes, h, bounds);
+                }
+            });
+        }
     };
+    // Requests as the semantic conventions count them: one duration per request, failed ones
+    // with `error.type` — whether wasmtel derived them or a server sent them over OTLP.
+    histograms("gen_ai.server.request.duration", &mut |t, a, h, _| {
+        *t.requests.get_or_insert(0.0) += h.count as f64;
+        if a.get("error.type").is_some() {
+            t.errors += h.count as f64;
+        }
+    });
     histograms("gen_ai.server.time_to_first_token", &mut |t, _, h, b| {
         t.ttft.add(b, &h.bucket_counts);
     });
@@ -317,7 +330,7 @@ fn read_models(registry: &Registry, at: u64) -> Sample {
         if a.get("gen_ai.token.type")
             .is_some_and(|v| v.to_string() == "output")
         {
-            t.output_tokens += h.sum;
+            *t.output_tokens.get_or_insert(0.0) += h.sum;
         }
     });
     sample
@@ -334,20 +347,18 @@ fn model_points(now: &Sample, previous: Option<&Sample>) -> Points<7> {
                 Some(w) if now >= w => now - w,
                 _ => now,
             };
-            let rate = |now: f64, was: Option<f64>| {
-                if previous.is_none() || seconds <= 0.0 {
-                    f64::NAN
-                } else {
-                    increase(now, was) / seconds
-                }
+            // A rate over the interval; `NaN` for the first sample or a total never reported.
+            let rate = |now: Option<f64>, was: Option<f64>| match now {
+                Some(now) if previous.is_some() && seconds > 0.0 => increase(now, was) / seconds,
+                _ => f64::NAN,
             };
-            let requests = increase(t.requests, was.map(|w| w.requests));
+            let requests = increase(t.requests.unwrap_or(0.0), was.and_then(|w| w.requests));
             let errors = increase(t.errors, was.map(|w| w.errors));
             let ttft = t.ttft.since(was.map(|w| &w.ttft));
             let tpot = t.tpot.since(was.map(|w| &w.tpot));
             let over_interval = |v: f64| if previous.is_some() { v } else { f64::NAN };
             let point = [
-                rate(t.requests, was.map(|w| w.requests)),
+                rate(t.requests, was.and_then(|w| w.requests)),
                 over_interval(if requests > 0.0 {
                     errors / requests
                 } else {
@@ -357,7 +368,7 @@ fn model_points(now: &Sample, previous: Option<&Sample>) -> Points<7> {
                 over_interval(quantile(0.95, &t.ttft.bounds, &ttft)),
                 over_interval(quantile(0.5, &t.tpot.bounds, &tpot)),
                 over_interval(quantile(0.95, &t.tpot.bounds, &tpot)),
-                rate(t.output_tokens, was.map(|w| w.output_tokens)),
+                rate(t.output_tokens, was.and_then(|w| w.output_tokens)),
             ];
             let mut label = Label::new();
             label.insert("model".into(), json!(model));
@@ -367,13 +378,10 @@ fn model_points(now: &Sample, previous: Option<&Sample>) -> Points<7> {
 }
 
 /// Every GPU's latest readings, keyed by UUID and labelled with its index and name.
-fn read_gpus(registry: &Registry) -> Points<10> {
+fn read_gpus(registries: &[&Registry]) -> Points<10> {
     let mut gpus: Points<10> = BTreeMap::new();
     for (f, (_, metric)) in GPU_FIELDS.iter().enumerate() {
-        let Some(instrument) = find(registry, metric) else {
-            continue;
-        };
-        for (attrs, value) in series(&instrument) {
+        for (attrs, value) in named(registries, metric).flat_map(|i| series(&i)) {
             let Some(uuid) = attrs.get("gpu.uuid").map(|v| v.to_string()) else {
                 continue;
             };
@@ -452,12 +460,24 @@ mod tests {
     #[test]
     fn points_are_rates_and_quantiles_over_each_interval_and_the_ring_keeps_its_length() {
         let registry = Registry::new(100);
-        let requests = instrument(
-            &registry,
-            "inference.requests",
-            InstrumentKind::Counter,
-            &[],
-        );
+        // A received producer (an OTLP sender) reporting the same model.
+        let received = Registry::new(100);
+        let durations = |registry: &Registry| {
+            instrument(
+                registry,
+                "gen_ai.server.request.duration",
+                InstrumentKind::Histogram,
+                &[1.0],
+            )
+        };
+        let (own, theirs) = (durations(&registry), durations(&received));
+        let requests = |on: &std::sync::Arc<crate::metrics::Instrument>,
+                        attrs: &[(&str, ValueRef)],
+                        n: usize| {
+            for _ in 0..n {
+                on.record(attrs, 0.5);
+            }
+        };
         let ttft = instrument(
             &registry,
             "gen_ai.server.time_to_first_token",
@@ -494,22 +514,24 @@ mod tests {
         };
 
         let history = History::new(Duration::from_secs(2), Duration::from_secs(6));
-        requests.record(&m("a"), 5.0);
+        requests(&own, &m("a"), 5);
         util.record(&gpu("general"), 0.5);
         util.record(&gpu("encoder"), 0.9);
-        history.sample_at(&registry, 10 * S);
-        // Over the next 2 s: 8 requests of which 2 failed, 1,000 output tokens, and TTFTs.
-        requests.record(&m("a"), 6.0);
-        requests.record(&failed, 2.0);
+        let both = [&registry, &received];
+        history.sample_at(&both, 10 * S);
+        // Over the next 2 s: 8 requests of which 2 failed (reported by the received producer),
+        // 1,000 output tokens, and TTFTs.
+        requests(&own, &m("a"), 6);
+        requests(&theirs, &failed, 2);
         tokens.record(&output, 600.0);
         tokens.record(&output, 400.0);
         tokens.record(&input, 5000.0);
         for v in [0.05; 10].into_iter().chain([0.15; 10]) {
             ttft.record(&m("a"), v);
         }
-        requests.record(&m("b"), 4.0);
+        requests(&own, &m("b"), 4);
         util.record(&gpu("general"), 0.75);
-        history.sample_at(&registry, 12 * S);
+        history.sample_at(&both, 12 * S);
 
         let h = history.json(None);
         assert_eq!(h["capacity"], 3);
@@ -538,6 +560,11 @@ mod tests {
             (&json!("b"), &json!([null, 2.0])),
             "a new model is padded and counts from zero"
         );
+        assert_eq!(
+            b["output_tokens_per_second"],
+            json!([null, null]),
+            "a model that reports no token usage has no token rate, not zero"
+        );
         let g = &h["gpus"][0];
         assert_eq!(
             (&g["uuid"], &g["index"], &g["name"]),
@@ -550,9 +577,9 @@ mod tests {
         );
 
         // Two more samples: the ring keeps 3 points, and `points` takes the last ones.
-        requests.record(&m("b"), 2.0);
-        history.sample_at(&registry, 14 * S);
-        history.sample_at(&registry, 16 * S);
+        requests(&own, &m("b"), 2);
+        history.sample_at(&both, 14 * S);
+        history.sample_at(&both, 16 * S);
         let h = history.json(None);
         assert_eq!(h["times_unix_ms"], json!([12_000, 14_000, 16_000]));
         assert_eq!(
@@ -580,7 +607,7 @@ mod tests {
                 0.1,
             );
         }
-        history.sample_at(&registry, S);
+        history.sample_at(&[&registry], S);
         let h = history.json(None);
         assert_eq!(h["gpus"].as_array().map(Vec::len), Some(MAX_ROWS));
         assert_eq!(h["rows_left_out"], 3);
@@ -589,8 +616,8 @@ mod tests {
             "listed by index, not by UUID text"
         );
         util.retain_series(|_: &AttributeSet| false);
-        history.sample_at(&registry, 2 * S);
-        history.sample_at(&registry, 3 * S);
+        history.sample_at(&[&registry], 2 * S);
+        history.sample_at(&[&registry], 3 * S);
         assert_eq!(
             history.json(None)["gpus"],
             json!([]),
