@@ -42,6 +42,27 @@ async fn the_status_page_shows_integrations_intake_and_plugins_live() {
     }
     let token = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
     let base = format!("http://{}/", host.admin_addr().expect("admin on"));
+    // The page may talk to its own listener only, and no other site may frame it.
+    let response = reqwest::get(&base).await.expect("the page");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let policy = header("content-security-policy");
+    assert!(
+        policy.starts_with("default-src 'none';")
+            && policy.contains("connect-src 'self'")
+            && policy.contains("frame-ancestors 'none'"),
+        "{policy}"
+    );
+    assert_eq!(
+        (header("x-frame-options"), header("referrer-policy")),
+        ("DENY".to_owned(), "no-referrer".to_owned())
+    );
 
     let page = tokio::task::spawn_blocking({
         let (browser, url) = (browser.to_owned(), format!("{base}#token={}", token.trim()));

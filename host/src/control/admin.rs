@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{self, AUTHORIZATION};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -102,7 +102,7 @@ pub fn router(sources: Sources, token: String) -> Router {
         .route("/api/v1/plugins", get(plugin_health))
         .route_layer(axum::middleware::from_fn_with_state(admin.clone(), auth));
     Router::new()
-        .route("/", get(|| async { axum::response::Html(STATUS_PAGE) }))
+        .route("/", get(status_page))
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
@@ -113,6 +113,24 @@ pub fn router(sources: Sources, token: String) -> Router {
         )
         .merge(api)
         .with_state(admin)
+}
+
+/// What the page may do: its own inline script and style, requests to this listener only, and
+/// no framing by another site.
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The status page, with headers that keep it from loading or sending anything elsewhere.
+async fn status_page() -> Response {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::response::Html(STATUS_PAGE),
+    )
+        .into_response()
 }
 
 /// A JSON error response naming the problem.
