@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::status::series;
 use crate::clock::unix_nanos;
 use crate::metrics::aggregation::HistogramPoint;
 use crate::metrics::reader::{PointValue, Reader};
@@ -35,7 +34,7 @@ const MODEL_FIELDS: [&str; 7] = [
 ];
 
 /// Each GPU field and the gauge it is read from.
-const GPU_FIELDS: [(&str, &str); 10] = [
+pub(super) const GPU_FIELDS: [(&str, &str); 10] = [
     ("utilization", "hw.gpu.utilization"),
     ("memory_used_bytes", "hw.gpu.memory.usage"),
     ("memory_limit_bytes", "hw.gpu.memory.limit"),
@@ -229,11 +228,6 @@ impl History {
         }
     }
 
-    /// How often a point is taken.
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// Reads `registries` (the host's and every received producer's) now and appends one
     /// point to every row.
     pub fn sample(&self, registries: &[&Registry]) {
@@ -242,8 +236,10 @@ impl History {
 
     /// Reads `registries` as of `at` (Unix nanoseconds) and appends one point to every row.
     fn sample_at(&self, registries: &[&Registry], at: u64) {
-        let sample = read_models(registries, at);
-        let gpus = read_gpus(registries);
+        let instruments: Vec<Arc<Instrument>> =
+            registries.iter().flat_map(|r| r.instruments()).collect();
+        let sample = read_models(&instruments, at);
+        let gpus = read_gpus(&instruments);
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let models = model_points(&sample, ring.previous.as_ref());
         if ring.times.len() == self.capacity {
@@ -283,28 +279,37 @@ impl History {
     }
 }
 
-/// Every instrument named `name`, in any scope of any of `registries`.
-fn named<'a>(
-    registries: &'a [&'a Registry],
+/// Every series of a sum or gauge instrument with its value (its total, for a sum).
+pub(super) fn series(instrument: &Instrument) -> Vec<(AttributeSet, f64)> {
+    let mut out = Vec::new();
+    Reader::new(None).read(instrument, |p| {
+        if let PointValue::Number(v) = p.value {
+            out.push((p.attributes.clone(), v));
+        }
+    });
+    out
+}
+
+/// The instruments of `instruments` named `name` (one per scope that has it).
+pub(super) fn named<'a>(
+    instruments: &'a [Arc<Instrument>],
     name: &'a str,
-) -> impl Iterator<Item = Arc<Instrument>> + 'a {
-    registries.iter().flat_map(move |r| {
-        r.instruments()
-            .into_iter()
-            .filter(move |i| i.descriptor().name == name)
-    })
+) -> impl Iterator<Item = &'a Arc<Instrument>> + 'a {
+    instruments
+        .iter()
+        .filter(move |i| i.descriptor().name == name)
 }
 
 /// Every model's cumulative totals now.
-fn read_models(registries: &[&Registry], at: u64) -> Sample {
+fn read_models(instruments: &[Arc<Instrument>], at: u64) -> Sample {
     let mut sample = Sample {
         at,
         models: BTreeMap::new(),
     };
     let model = |a: &AttributeSet| a.get(MODEL).map(|v| v.to_string());
     let mut histograms = |name: &str, add: &mut AddHistogram| {
-        for instrument in named(registries, name) {
-            Reader::new(None).read(&instrument, |p| {
+        for instrument in named(instruments, name) {
+            Reader::new(None).read(instrument, |p| {
                 if let (PointValue::Histogram(h, bounds), Some(m)) = (&p.value, model(p.attributes))
                 {
                     add(sample.models.entry(m).or_default(), p.attributes, h, bounds);
@@ -377,11 +382,12 @@ fn model_points(now: &Sample, previous: Option<&Sample>) -> Points<7> {
         .collect()
 }
 
-/// Every GPU's latest readings, keyed by UUID and labelled with its index and name.
-fn read_gpus(registries: &[&Registry]) -> Points<10> {
+/// Every GPU's latest readings (`NaN` where it has none), one per UUID in order of index, each
+/// labelled with its UUID, index and name; the fields are [`GPU_FIELDS`]'.
+pub(super) fn read_gpus(instruments: &[Arc<Instrument>]) -> Points<10> {
     let mut gpus: Points<10> = BTreeMap::new();
     for (f, (_, metric)) in GPU_FIELDS.iter().enumerate() {
-        for (attrs, value) in named(registries, metric).flat_map(|i| series(&i)) {
+        for (attrs, value) in named(instruments, metric).flat_map(|i| series(i)) {
             let Some(uuid) = attrs.get("gpu.uuid").map(|v| v.to_string()) else {
                 continue;
             };

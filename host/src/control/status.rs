@@ -1,42 +1,21 @@
 //! What the status page shows beyond integrations and plugins: intake totals and GPUs, read
 //! from the host's own instruments.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::metrics::reader::{PointValue, Reader};
-use crate::metrics::{Instrument, Registry};
+use super::history::{GPU_FIELDS, named, read_gpus, series};
+use crate::metrics::Registry;
 use crate::model::attributes::AttributeSet;
-
-/// Every series of a sum or gauge instrument with its value (its total, for a sum).
-pub(super) fn series(instrument: &Instrument) -> Vec<(AttributeSet, f64)> {
-    let mut out = Vec::new();
-    Reader::new(None).read(instrument, |p| {
-        if let PointValue::Number(v) = p.value {
-            out.push((p.attributes.clone(), v));
-        }
-    });
-    out
-}
-
-pub(super) fn find(registry: &Registry, name: &str) -> Option<std::sync::Arc<Instrument>> {
-    registry
-        .instruments()
-        .into_iter()
-        .find(|i| i.descriptor().name == name)
-}
 
 /// Intake totals: events accepted, OTLP items accepted and rejected, as integers.
 pub fn intake(registry: &Registry) -> Value {
+    let instruments = registry.instruments();
     let total = |name: &str, filter: &dyn Fn(&AttributeSet) -> bool| -> u64 {
-        find(registry, name)
-            .map(|i| {
-                series(&i)
-                    .into_iter()
-                    .filter(|(a, _)| filter(a))
-                    .map(|(_, v)| v as u64)
-                    .sum()
-            })
-            .unwrap_or(0)
+        named(&instruments, name)
+            .flat_map(|i| series(i))
+            .filter(|(a, _)| filter(a))
+            .map(|(_, v)| v as u64)
+            .sum()
     };
     let outcome = |want: &'static str| {
         move |a: &AttributeSet| a.get("outcome").is_some_and(|v| v.to_string() == want)
@@ -48,53 +27,37 @@ pub fn intake(registry: &Registry) -> Value {
     })
 }
 
-/// The GPUs' latest readings, one object per `gpu.uuid`, by index.
+/// The GPUs' latest readings, one object per `gpu.uuid`, by index: each history field this API
+/// shows, under the name it shows it by (bytes as integers).
 pub fn gpus(registry: &Registry) -> Vec<Value> {
-    const FIELDS: [(&str, &str); 6] = [
-        ("hw.gpu.utilization", "utilization"),
-        ("hw.gpu.memory.usage", "memory_used_bytes"),
-        ("hw.gpu.memory.limit", "memory_total_bytes"),
-        ("hw.temperature", "temperature_celsius"),
-        ("hw.power", "power_watts"),
-        ("hw.gpu.power.limit", "power_limit_watts"),
+    const SHOWN: [(&str, &str); 6] = [
+        ("utilization", "utilization"),
+        ("memory_used_bytes", "memory_used_bytes"),
+        ("memory_limit_bytes", "memory_total_bytes"),
+        ("temperature_celsius", "temperature_celsius"),
+        ("power_watts", "power_watts"),
+        ("power_limit_watts", "power_limit_watts"),
     ];
-    let mut by_uuid: Vec<(String, Map<String, Value>)> = Vec::new();
-    for (metric, field) in FIELDS {
-        let Some(instrument) = find(registry, metric) else {
-            continue;
-        };
-        for (attrs, value) in series(&instrument) {
-            let Some(uuid) = attrs.get("gpu.uuid").map(|v| v.to_string()) else {
-                continue;
-            };
-            let at = match by_uuid.iter().position(|(u, _)| *u == uuid) {
-                Some(at) => at,
-                None => {
-                    let mut gpu = Map::new();
-                    gpu.insert("uuid".into(), json!(uuid));
-                    let index = attrs.get("gpu.index").map(|v| v.to_string());
-                    if let Some(i) = index.and_then(|i| i.parse::<u64>().ok()) {
-                        gpu.insert("index".into(), json!(i));
-                    }
-                    if let Some(name) = attrs.get("gpu.name") {
-                        gpu.insert("name".into(), json!(name.to_string()));
-                    }
-                    by_uuid.push((uuid, gpu));
-                    by_uuid.len() - 1
+    read_gpus(&registry.instruments())
+        .into_values()
+        .map(|(mut gpu, point)| {
+            for (field, shown) in SHOWN {
+                let Some(at) = GPU_FIELDS.iter().position(|(f, _)| *f == field) else {
+                    continue;
+                };
+                let value = point[at];
+                if value.is_nan() {
+                    continue;
                 }
-            };
-            let value = if field.ends_with("_bytes") {
-                json!(value as u64)
-            } else {
-                json!(value)
-            };
-            by_uuid[at].1.insert(field.into(), value);
-        }
-    }
-    by_uuid.sort_by_key(|(_, gpu)| gpu.get("index").and_then(Value::as_u64));
-    by_uuid
-        .into_iter()
-        .map(|(_, gpu)| Value::Object(gpu))
+                let value = if shown.ends_with("_bytes") {
+                    json!(value as u64)
+                } else {
+                    json!(value)
+                };
+                gpu.insert(shown.into(), value);
+            }
+            Value::Object(gpu)
+        })
         .collect()
 }
 
