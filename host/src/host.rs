@@ -273,7 +273,11 @@ impl Host {
                 registry: registry.clone(),
                 history: history.clone(),
                 about: About {
-                    host_name: gethostname::gethostname().to_string_lossy().into_owned(),
+                    host_name: registries
+                        .own()
+                        .resource
+                        .get("host.name")
+                        .unwrap_or_default(),
                     version: env!("CARGO_PKG_VERSION"),
                     started_unix_ms: crate::clock::unix_nanos() / 1_000_000,
                     data_dir: data_dir.display().to_string(),
