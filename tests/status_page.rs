@@ -152,6 +152,17 @@ async fn the_status_page_charts_the_demo_per_model_and_the_gpus_at_laptop_and_ph
         .await;
     assert_eq!(status, 201, "{text}");
     let stored_id = created["id"].as_str().expect("id").to_owned();
+    // One that cannot deliver (a port nothing listens on), holding the same secret.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let spec = json!({"kind": "metrics", "type": "otlp", "name": "backup-collector",
+                      "endpoint": format!("http://{dead}"), "headers": {"authorization": SECRET},
+                      "delivery": {"interval": "200ms"}});
+    let (status, _, text) = api
+        .send("POST", "/api/v1/integrations", &spec.to_string())
+        .await;
+    assert_eq!(status, 201, "{text}");
     let url = format!(
         "http://{}/#token={}",
         host.admin_addr().expect("admin on"),
@@ -205,6 +216,21 @@ async fn the_status_page_charts_the_demo_per_model_and_the_gpus_at_laptop_and_ph
         }
         assert!(Instant::now() < deadline, "the history did not fill: {h}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, list, _) = api.get("/api/v1/integrations").await;
+        let failing = list["integrations"].as_array().is_some_and(|all| {
+            all.iter().any(|i| {
+                i["name"] == "backup-collector" && i["signals"][0]["last_error"].is_string()
+            })
+        });
+        if failing {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no error yet: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // The history API: the latest points on request, and a bad query named.
@@ -298,6 +324,27 @@ async fn the_status_page_charts_the_demo_per_model_and_the_gpus_at_laptop_and_ph
             "{at}: no row is only a UUID"
         );
         assert!(!page.contains("canary"), "{at}: no secret on the page");
+        let row = |name: &str| {
+            let at = page
+                .find(&format!("<tr><td>{name}</td>"))
+                .unwrap_or_else(|| panic!("a row for {name}"));
+            page[at..].split("</tr>").next().unwrap_or("").to_owned()
+        };
+        let working = row("team-collector");
+        assert!(
+            working.contains(" s ago</td>") && working.matches("/s</td>").count() == 3,
+            "{at}: last success and sent/failed/dropped rates: {working}"
+        );
+        let failing = row("backup-collector");
+        let error = failing
+            .split("<td class=\"error-text\">")
+            .nth(1)
+            .and_then(|e| e.split("</td>").next())
+            .unwrap_or("");
+        assert!(
+            !error.is_empty() && failing.contains("<td>never</td>"),
+            "{at}: its last error, and no success: {failing}"
+        );
         assert!(
             page.contains("<td>tagger</td><td>view</td>"),
             "{at}: {page}"
@@ -321,6 +368,10 @@ async fn the_status_page_charts_the_demo_per_model_and_the_gpus_at_laptop_and_ph
             page.contains(&format!("<dd>{}</dd>", data.display())),
             "{at}: the data dir"
         );
+        for addr in [host.intake_addr(), host.admin_addr().expect("admin on")] {
+            assert!(page.contains(&format!("<dd>{addr}</dd>")), "{at}: {addr}");
+        }
+        assert!(page.contains("<dt>up</dt>"), "{at}: the uptime");
         assert!(
             page.contains(&format!(
                 "<dd>http://{}/metrics</dd>",
