@@ -99,7 +99,7 @@ impl Buckets {
 /// The `q` quantile of a histogram's bucket counts, interpolated linearly inside its bucket
 /// (the first bucket starts at 0, the overflow bucket answers the highest bound); `NaN` when
 /// the counts are all zero.
-pub fn quantile(q: f64, bounds: &[f64], counts: &[u64]) -> f64 {
+fn quantile(q: f64, bounds: &[f64], counts: &[u64]) -> f64 {
     let total: u64 = counts.iter().sum();
     if total == 0 || bounds.is_empty() {
         return f64::NAN;
