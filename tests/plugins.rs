@@ -10,7 +10,9 @@ use common::{post_ndjson, start};
 use serde_json::json;
 use wasmtel::plugins::bindings::encoder::Outbound;
 use wasmtel::plugins::convert::metric_batch;
-use wasmtel::plugins::{CallError, ExporterPlugin, Failure, Health, Limits, LoadError, Runtime};
+use wasmtel::plugins::{
+    CallError, ExporterPlugin, Failure, Health, Limits, PluginError, Runtime, Stats,
+};
 
 const SPIN: &str = env!("WASMTEL_FIXTURE_SPIN");
 const HOG: &str = env!("WASMTEL_FIXTURE_HOG");
@@ -20,14 +22,21 @@ const PASSTHROUGH: &str = env!("WASMTEL_FIXTURE_PASSTHROUGH");
 /// The exporter label of the failing plugin's batches.
 const EXPORTER: &str = "spin";
 
-fn load(name: &str, bytes: &[u8], config: &[(&str, &str)]) -> Result<ExporterPlugin, LoadError> {
+fn load(name: &str, bytes: &[u8], config: &[(&str, &str)]) -> Result<ExporterPlugin, PluginError> {
     let runtime = Runtime::shared().expect("runtime");
     let component = runtime.compile(bytes)?;
     let config = config
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    ExporterPlugin::load(&runtime, name, &component, config, Limits::default())
+    ExporterPlugin::load(
+        &runtime,
+        name,
+        &component,
+        config,
+        Limits::default(),
+        &Stats::default(),
+    )
 }
 
 fn fixture(path: &str) -> Vec<u8> {
@@ -402,24 +411,21 @@ fn broken_plugins_are_rejected_with_a_reason() {
     let err = load("junk", b"\0asm not really", &[])
         .err()
         .expect("not wasm");
-    assert!(
-        err.to_string().starts_with("not a valid component"),
-        "{err}"
-    );
+    assert!(err.chain().starts_with("not a valid component"), "{err}");
     let old = wat::parse_str(
         r#"(component (import "wasmtel:plugin/host@0.1.0" (instance (export "now-unix-nano" (func (result u64))))))"#,
     )
     .expect("component text");
     let err = load("old", &old, &[]).err().expect("0.1 is refused");
     assert_eq!(
-        err.to_string(),
+        err.chain(),
         "built for wasmtel:plugin@0.1.0; rebuild with wasmtel-guest 0.2"
     );
     let err = load("passthrough", &fixture(PASSTHROUGH), &[])
         .err()
         .expect("a transform is no exporter");
     assert!(
-        err.to_string()
+        err.chain()
             .starts_with("wrong world: no exported instance named `wasmtel:plugin/encoder@0.2.0`"),
         "{err}"
     );
@@ -427,7 +433,7 @@ fn broken_plugins_are_rejected_with_a_reason() {
         .err()
         .expect("init refuses");
     assert_eq!(
-        err.to_string(),
+        err.chain(),
         "plugin `statsd` returned an error: config `histogram`: \"violin\" is not ms, h or d"
     );
 }
@@ -1002,10 +1008,13 @@ async fn a_view_plugin_is_asked_once_per_distinct_attribute_set() {
     use wasmtel::metrics::{AttributeView, Descriptor, Registry};
     use wasmtel::model::attributes::ValueRef;
     use wasmtel::model::metric::InstrumentKind;
-    use wasmtel::plugins::reload::Reloadable;
+    use wasmtel::plugins::{PluginSet, Reloadable, Viewer};
 
     /// Counts the questions that reach the plugin.
-    struct Counting(wasmtel::plugins::PluginView, std::sync::atomic::AtomicUsize);
+    struct Counting(
+        Arc<wasmtel::plugins::PluginView>,
+        std::sync::atomic::AtomicUsize,
+    );
     impl AttributeView for Counting {
         fn map(
             &self,
@@ -1020,10 +1029,12 @@ async fn a_view_plugin_is_asked_once_per_distinct_attribute_set() {
         }
     }
 
-    let loader = wasmtel::plugins::Loader::new(&Default::default(), None, 0).expect("loader");
+    let set = PluginSet::new(&Default::default(), None).expect("plugins");
     let keys: toml::Table = toml::from_str("keys = \"user\"").expect("toml");
     let view = tokio::task::spawn_blocking(move || {
-        let v = loader.load_view("drop-attributes", &keys).expect("loads");
+        let v = set
+            .open::<Viewer>("drop-attributes", &keys, None)
+            .expect("loads");
         assert_eq!(v.plugin(), "drop-attributes");
         v
     })

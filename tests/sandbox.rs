@@ -17,7 +17,7 @@ use wasmtel::plugins::bindings::encoder::Response;
 use wasmtel::plugins::convert::metric_batch;
 use wasmtel::plugins::view::ViewPlugin;
 use wasmtel::plugins::{
-    CallError, ExporterPlugin, Failure, Health, Limits, LoadError, PluginView, Runtime,
+    CallError, ExporterPlugin, Failure, Health, Limits, PluginError, PluginView, Runtime, Stats,
     TransformPlugin,
 };
 
@@ -50,7 +50,7 @@ fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn rogue(config: &[(&str, &str)]) -> Result<ExporterPlugin, LoadError> {
+fn rogue(config: &[(&str, &str)]) -> Result<ExporterPlugin, PluginError> {
     let runtime = runtime();
     let component = runtime.compile(&fixture(ROGUE)).expect("compiles");
     ExporterPlugin::load(
@@ -59,6 +59,7 @@ fn rogue(config: &[(&str, &str)]) -> Result<ExporterPlugin, LoadError> {
         &component,
         settings(config),
         Limits::default(),
+        &Stats::default(),
     )
 }
 
@@ -108,7 +109,7 @@ fn sleeping_through_wasi_is_cut_at_the_deadline_in_every_entry_point() {
         rogue(&[("sleep_in", "init"), ("sleep_ms", NAP_MS)])
     });
     match refused {
-        Err(LoadError::Start(e)) => assert_eq!(e, deadline_hit("rogue")),
+        Err(PluginError::Init(e)) => assert_eq!(e, deadline_hit("rogue")),
         Err(e) => panic!("unexpected {e}"),
         Ok(_) => panic!("a plugin sleeping in init was loaded"),
     }
@@ -154,9 +155,14 @@ fn sleeping_through_wasi_is_cut_at_the_deadline_in_every_entry_point() {
         &component,
         settings(&[("sleep_ms", NAP_MS)]),
         Limits::default(),
+        &Stats::default(),
     )
     .expect("loads");
-    let view = PluginView::new("rogue_view", toml::Table::new(), plugin, "digest".into());
+    let view = PluginView::new(
+        "rogue_view",
+        toml::Table::new(),
+        Ok((plugin, "digest".into())),
+    );
     let mapped = bounded("view map", || {
         view.map(&descriptor("c"), &[("model", ValueRef::Str("m"))])
     });
@@ -172,7 +178,7 @@ fn sleeping_through_wasi_is_cut_at_the_deadline_in_every_entry_point() {
         &component,
         settings(&[("sleep_ms", NAP_MS)]),
         Limits::default(),
-        wasmtel::config::OnFailure::Open,
+        &Stats::default(),
     )
     .expect("loads");
     let err = bounded("transform", || transform.metrics(&batch())).expect_err("deadline");
@@ -938,9 +944,12 @@ fn linked(runtime: &Runtime, interface: &str, probe: &Probe) -> Result<(), Strin
     ))
     .expect("valid component text");
     let component = runtime.compile(&bytes).expect("compiles");
-    match runtime.prepare(&component) {
+    match runtime
+        .prepare(&component)
+        .map_err(|e| PluginError::from(e).chain())
+    {
         Ok(_) => Ok(()),
-        Err(e) if e.to_string().contains("implementation is missing") => Err(e.to_string()),
+        Err(e) if e.contains("implementation is missing") => Err(e),
         Err(_) => Ok(()), // defined, with another type than the probe's
     }
 }
@@ -1026,6 +1035,7 @@ fn thousands_of_fault_cycles_keep_memory_bounded() {
             &component,
             settings(&[("panic_in", "encode"), ("log_lines", "3")]),
             Limits::default(),
+            &Stats::default(),
         )
         .expect("loads");
         let err = panicky.encode_metrics(&batch).expect_err("traps");
@@ -1061,7 +1071,7 @@ fn a_transform_whose_edits_name_nothing_fails_its_call_naming_the_edit() {
         &component,
         settings(&[("bad_index", "true")]),
         Limits::default(),
-        Default::default(),
+        &Stats::default(),
     )
     .expect("loads");
     let resource = wasmtel::sources::resource::detect(&Default::default());

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{BOUNDS, sdk};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
-use wasmtel::config::ExemplarFilter;
 use wasmtel::metrics::{Descriptor, Registry};
 use wasmtel::model::attributes::ValueRef;
 use wasmtel::model::event::TraceContext;
+use wasmtel::model::metric::ExemplarFilter;
 use wasmtel::model::metric::InstrumentKind;
 
 /// The system allocator, keeping count of the bytes live.

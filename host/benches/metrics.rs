@@ -19,9 +19,9 @@ use opentelemetry_sdk::metrics::Aggregation as SdkAggregation;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader as _;
 use prost::Message as _;
-use wasmtel::config::HistogramAggregation;
 use wasmtel::metrics::{Descriptor, Instrument, Registry};
 use wasmtel::model::attributes::ValueRef;
+use wasmtel::model::metric::HistogramAggregation;
 use wasmtel::model::metric::InstrumentKind;
 
 const MODELS: [&str; 4] = ["llama-3-70b", "mistral-7b", "qwen-2-72b", "phi-3"];

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wasmtel::config::PluginsConfig;
-use wasmtel::export::plugin::PluginSlot;
 use wasmtel::plugins::bindings::encoder::Response;
-use wasmtel::plugins::reload::{self, Reloadable};
-use wasmtel::plugins::{ExporterPlugin, Limits, Loader, Runtime, embedded};
+use wasmtel::plugins::{
+    Encoder, ExporterPlugin, Limits, PluginSet, Reloadable, Runtime, Stats, embedded,
+};
 use wasmtel_guest::Exporter as _;
 
 const POINTS: usize = 1000;
@@ -88,8 +88,15 @@ macro_rules! batch {
 fn statsd_component(runtime: &Arc<Runtime>) -> ExporterPlugin {
     let bytes = embedded::find("statsd").expect("embedded");
     let component = runtime.compile(bytes).expect("compiles");
-    ExporterPlugin::load(runtime, "statsd", &component, Vec::new(), Limits::default())
-        .expect("loads")
+    ExporterPlugin::load(
+        runtime,
+        "statsd",
+        &component,
+        Vec::new(),
+        Limits::default(),
+        &Stats::default(),
+    )
+    .expect("loads")
 }
 
 fn per_point(c: &mut Criterion) {
@@ -198,7 +205,7 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
         dir: dir.clone(),
         ..PluginsConfig::default()
     };
-    let loader = Arc::new(Loader::new(&plugins, Some(dir.join("cache")), 0).expect("loader"));
+    let set = PluginSet::new(&plugins, Some(dir.join("cache"))).expect("plugins");
     let statsd = embedded::find("statsd").expect("embedded");
     let version = |i: usize| {
         let mut bytes = statsd.to_vec();
@@ -208,29 +215,21 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
         bytes
     };
     std::fs::write(dir.join("statsd.wasm"), version(0)).expect("write");
-    let (plugin, digest, _) = loader
-        .load_exporter("statsd", &toml::Table::new())
+    let exporter = set
+        .open::<Encoder>("statsd", &toml::Table::new(), Some("statsd"))
         .expect("loads");
-    let exporter = Arc::new(PluginSlot::new(
-        "statsd",
-        plugin,
-        digest,
-        toml::Table::new(),
-    ));
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let slot: Arc<dyn Reloadable> = exporter.clone();
-    let subscribers: reload::Subscribers = Arc::new(move || vec![slot.clone()]);
     let watcher = {
         let _runtime = rt.enter();
-        reload::spawn(loader.clone(), subscribers, stop_rx)
+        set.watch(stop_rx)
     };
     std::thread::sleep(Duration::from_millis(200));
     let mut times = Vec::new();
     for i in 1..=rounds {
         let bytes = version(i);
         if warm_cache {
-            loader.compile(&bytes).expect("precompiles");
+            set.loader().compile(&bytes).expect("precompiles");
         }
         let want = wasmtel::plugins::cache::digest(&bytes);
         let tmp = dir.join("statsd.partial");
@@ -290,14 +289,17 @@ fn languages(_c: &mut Criterion) {
     for (language, bytes) in exporters {
         let component = runtime.compile(&bytes).expect("compiles");
         let name = format!("bench-{}", language.split(' ').next().unwrap_or(language));
-        let scope = wasmtel::plugins::stats::new_scope();
-        let limits = Limits {
-            scope,
-            ..Limits::default()
-        };
+        let stats = Stats::default();
         let started = Instant::now();
-        let plugin =
-            ExporterPlugin::load(&runtime, &name, &component, Vec::new(), limits).expect("loads");
+        let plugin = ExporterPlugin::load(
+            &runtime,
+            &name,
+            &component,
+            Vec::new(),
+            Limits::default(),
+            &stats,
+        )
+        .expect("loads");
         let instantiate = started.elapsed();
         let mut best = f64::MAX;
         for _ in 0..5 {
@@ -309,7 +311,7 @@ fn languages(_c: &mut Criterion) {
             }
             best = best.min(start.elapsed().as_secs_f64() / f64::from(n));
         }
-        let memory = wasmtel::plugins::stats::summary(scope, &name).memory_bytes;
+        let memory = stats.summary(&name).memory_bytes;
         println!(
             "{language}: instantiate + init {:.1} ms, memory {:.1} MiB, {:.0} ns per point",
             instantiate.as_secs_f64() * 1e3,
@@ -354,7 +356,7 @@ fn unchanged_transform(_c: &mut Criterion) {
         &component,
         Vec::new(),
         Limits::default(),
-        Default::default(),
+        &Stats::default(),
     )
     .expect("loads");
     let direct = || wasmtel::export::otlp::metrics::encode(&registry, &resource, None);

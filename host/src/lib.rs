@@ -24,6 +24,7 @@ pub mod scaffold;
 pub mod server;
 pub mod sources;
 pub mod telemetry;
+pub mod ticker;
 pub mod trial;
 
 pub use config::Config;

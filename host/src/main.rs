@@ -131,6 +131,10 @@ enum IntegrationsCommand {
         /// How often metrics are exported, e.g. `10s` (default: the host's `[delivery] interval`).
         #[arg(long)]
         interval: Option<String>,
+        /// Any key of the integration's config entry, `KEY=VALUE` (repeatable; dotted keys reach
+        /// into tables: `delivery.timeout=5s`, `config.flavor=dogstatsd`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
         /// Test the connection at once.
         #[arg(long)]
         test: bool,
@@ -174,6 +178,13 @@ enum IntegrationsCommand {
         /// How often metrics are exported, e.g. `10s` (default: the host's `[delivery] interval`).
         #[arg(long)]
         interval: Option<String>,
+        /// `http/protobuf` (the default), `http/json` or `grpc`.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Any key of an `[otlp]` section, `KEY=VALUE` (repeatable; dotted keys reach into
+        /// tables: `delivery.timeout=5s`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
         /// Test the connection at once.
         #[arg(long)]
         test: bool,
@@ -349,6 +360,7 @@ async fn integrations(
             headers,
             config_json,
             interval,
+            set,
             test,
         } => {
             let extra = config_json
@@ -367,6 +379,9 @@ async fn integrations(
             if let Some(interval) = &interval {
                 body["delivery"]["interval"] = serde_json::json!(interval);
             }
+            for assignment in &set {
+                wasmtel::control::client::set(&mut body, assignment)?;
+            }
             let created = client
                 .call("POST", "/api/v1/integrations", Some(body))
                 .await?;
@@ -377,6 +392,8 @@ async fn integrations(
             name,
             headers,
             interval,
+            protocol,
+            set,
             test,
         } => {
             let mut created = Vec::new();
@@ -385,6 +402,12 @@ async fn integrations(
                     create_body(kind, "otlp", &name, None, Some(&endpoint), &headers, None);
                 if let Some(interval) = &interval {
                     body["delivery"]["interval"] = serde_json::json!(interval);
+                }
+                if let Some(protocol) = &protocol {
+                    body["protocol"] = serde_json::json!(protocol);
+                }
+                for assignment in &set {
+                    wasmtel::control::client::set(&mut body, assignment)?;
                 }
                 created.push(
                     client
@@ -518,7 +541,7 @@ fn plugins(command: PluginsCommand) -> anyhow::Result<()> {
                     Ok(w) => w.to_string(),
                     Err(inspect::Rejection {
                         world: Some(world),
-                        reason,
+                        error: wasmtel::plugins::PluginError::Refused { reason, .. },
                     }) => format!("{world} (needs configuration: {reason})"),
                     Err(e) => format!("INVALID: {e}"),
                 };

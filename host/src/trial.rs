@@ -14,11 +14,10 @@ use crate::model::log::{Origin, encode_events};
 use crate::plugins::bindings::encoder::{Outbound, Signals};
 use crate::plugins::bindings::types::LogBatch;
 use crate::plugins::convert;
-use crate::plugins::exporter::ExporterPlugin;
-use crate::plugins::inspect::{self, World};
-use crate::plugins::transform::TransformPlugin;
-use crate::plugins::view::{PluginView, ViewPlugin};
-use crate::plugins::{Limits, Runtime};
+use crate::plugins::inspect;
+use crate::plugins::{
+    ExporterPlugin, Limits, PluginView, Runtime, Stats, TransformPlugin, ViewPlugin, World,
+};
 
 /// Sample data for a trial.
 pub enum Sample {
@@ -91,13 +90,15 @@ pub fn run(
 ) -> anyhow::Result<String> {
     let runtime = Runtime::shared()?;
     let limits = Limits::default();
+    let stats = Stats::default();
     let world = inspect::check(&runtime, name, bytes, config, limits)
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let component = runtime.compile(bytes)?;
     let mut out = format!("{name}: {world}\n");
     match world {
         World::Exporter { .. } => {
-            let plugin = ExporterPlugin::load(&runtime, name, &component, config.to_vec(), limits)?;
+            let plugin =
+                ExporterPlugin::load(&runtime, name, &component, config.to_vec(), limits, &stats)?;
             let data = record(sample, None)?;
             let info = plugin.info();
             if info.signals.contains(Signals::METRICS) {
@@ -111,14 +112,8 @@ pub fn run(
             }
         }
         World::Transform => {
-            let plugin = TransformPlugin::load(
-                &runtime,
-                name,
-                &component,
-                config.to_vec(),
-                limits,
-                Default::default(),
-            )?;
+            let plugin =
+                TransformPlugin::load(&runtime, name, &component, config.to_vec(), limits, &stats)?;
             let data = record(sample, None)?;
             let mut collected = metric_batch(&data);
             if let Some(batch) = plugin.metrics(&collected.batch)? {
@@ -139,12 +134,12 @@ pub fn run(
             }
         }
         World::View => {
-            let plugin = ViewPlugin::load(&runtime, name, &component, config.to_vec(), limits)?;
+            let plugin =
+                ViewPlugin::load(&runtime, name, &component, config.to_vec(), limits, &stats)?;
             let view = Arc::new(PluginView::new(
                 name,
                 Default::default(),
-                plugin,
-                String::new(),
+                Ok((plugin, String::new())),
             ));
             let data = record(sample, Some(view))?;
             let _ = writeln!(out, "series after the view (Prometheus text):");

@@ -673,6 +673,106 @@ async fn the_integrations_commands_connect_test_pause_and_delete_through_the_adm
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_otlp_integration_created_with_the_cli_delivers_over_grpc() {
+    // The collector is another host: only its OTLP/gRPC listener takes what is sent.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = wasmtel::Config::from_toml(&format!(
+        "data_dir = \"{}\"\n[intake]\nlisten = \"127.0.0.1:0\"\ngrpc_listen = \"127.0.0.1:0\"\n[prometheus]\nlisten = \"127.0.0.1:0\"\n[admin]\nenabled = false\n[gpu]\npoll_interval = \"0s\"\n[system]\npoll_interval = \"0s\"\n",
+        dir.path().display()
+    ))
+    .expect("sink config");
+    let sink = wasmtel::Host::start(&sink).await.expect("sink starts");
+    let served = serve("").await;
+    let endpoint = format!("http://{}", sink.grpc_addr().expect("gRPC"));
+    let out = integrations(
+        &served,
+        &[
+            "--json",
+            "connect-otlp",
+            "--endpoint",
+            &endpoint,
+            "--name",
+            "grpc-collector",
+            "--protocol",
+            "grpc",
+            "--interval",
+            "200ms",
+            "--set",
+            "compression=none",
+            "--set",
+            "delivery.retry.max_retries=5",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        created["created"][0]["endpoints"],
+        serde_json::json!([["metrics", endpoint]]),
+        "over gRPC the endpoint is the base, with no /v1/metrics"
+    );
+    reqwest::Client::new()
+        .post(format!("{}/v1/events", served.intake))
+        .header("content-type", "application/x-ndjson")
+        .body("{\"event_type\":\"chunk_produced\",\"model\":\"m\"}\n".repeat(3))
+        .send()
+        .await
+        .expect("intake answers");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = Exposition::parse(&scrape(sink.prometheus_addr().expect("prometheus")).await);
+        if m.total("wasmtel_intake_events_accepted_total") == 3.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the events never arrived over gRPC"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A key no `[otlp]` section takes is refused by name.
+    let out = integrations(
+        &served,
+        &[
+            "connect-otlp",
+            "--endpoint",
+            &endpoint,
+            "--name",
+            "typo",
+            "--set",
+            "compresion=none",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with(
+            "error: invalid integration: `compresion`: unknown field `compresion`, expected one of"
+        ),
+        "{}",
+        text(&out)
+    );
+    signal(&served.child, "-TERM");
+    wait(served.child);
+    sink.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_using_a_renamed_key_starts_with_one_warning_naming_the_new_spelling() {
+    let served = serve("[otlp]\ninterval = \"30s\"\n").await;
+    signal(&served.child, "-TERM");
+    let out = wait(served.child);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("is now spelled").count(),
+        1,
+        "one warning: {stderr}"
+    );
+    assert!(
+        stderr.contains("`otlp.interval` is now spelled `otlp.delivery.interval`"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_flood_past_the_open_file_limit_leaves_health_and_intake_answering() {
     let served = serve_under("", &[], Some("-n 256")).await;
     let intake: std::net::SocketAddr = served

@@ -9,12 +9,12 @@ use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric::Data};
 use proptest::prelude::*;
 use prost::Message;
-use wasmtel::config::TemporalityPreference;
 use wasmtel::export::otlp::metrics::encode;
 use wasmtel::metrics::DeltaTracker;
 use wasmtel::metrics::{Descriptor, Registry};
 use wasmtel::model::attributes::ValueRef;
 use wasmtel::model::metric::InstrumentKind;
+use wasmtel::model::metric::TemporalityPreference;
 
 const BOUNDS: [f64; 4] = [1.0, 10.0, 25.0, 50.0];
 

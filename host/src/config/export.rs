@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::TemporalityPreference;
 use super::{duration, show_duration};
+use crate::model::metric::TemporalityPreference;
 
 /// Retries per request before its export counts as failed, by default.
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -200,6 +200,11 @@ pub struct OtlpConfig {
     pub logs_endpoint: Option<String>,
     /// Headers sent with every request (`OTEL_EXPORTER_OTLP_HEADERS`).
     pub headers: BTreeMap<String, String>,
+    /// A backend preset (`honeycomb`, `new-relic`, `grafana-cloud`, …) that fills in the
+    /// endpoint and the header `api_key` goes in.
+    pub preset: Option<String>,
+    /// The credential the host sends in the preset's header.
+    pub api_key: Option<String>,
     /// Whether raw events are forwarded as log records (default true).
     pub logs: bool,
     /// `cumulative` (default), `delta` or `lowmemory`, as the OpenTelemetry SDKs define them.
@@ -249,6 +254,8 @@ impl Default for OtlpConfig {
             metrics_endpoint: None,
             logs_endpoint: None,
             headers: BTreeMap::new(),
+            preset: None,
+            api_key: None,
             logs: true,
             temporality_preference: None,
             delivery: DeliveryConfig::default(),

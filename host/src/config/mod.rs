@@ -7,17 +7,16 @@ mod derive;
 mod export;
 mod metrics;
 mod plugins;
+mod renamed;
 
 pub use derive::{DeriveConfig, RuleConfig, RuleSet, When};
 pub use export::{
     Compression, DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, Fsync, OtlpConfig, Protocol,
     QueueKind, RetryConfig, signal_url,
 };
-pub use metrics::{
-    Aggregation, DEFAULT_CARDINALITY_LIMIT, ExemplarFilter, HistogramAggregation, MetricsConfig,
-    StreamView, StreamViewError, TemporalityPreference, conflicts,
-};
+pub use metrics::{DEFAULT_CARDINALITY_LIMIT, MetricsConfig};
 pub use plugins::{Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten};
+pub use renamed::Renamed;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -460,15 +459,29 @@ impl Config {
             path: shown.clone(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
-            path: shown,
+        let (config, renamed) = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: shown.clone(),
             message,
-        })
+        })?;
+        for r in renamed {
+            tracing::warn!(file = %shown, "{r}");
+        }
+        Ok(config)
     }
 
-    /// Parses configuration text; the error names the line, column and key, and never shows
-    /// the value of a header, API key or token.
+    /// Parses configuration text, warning once about each key spelled as before a rename; the
+    /// error names the line, column and key, and never shows the value of a header, API key or
+    /// token.
     pub fn from_toml(text: &str) -> Result<Self, String> {
+        let (config, renamed) = Self::parse(text)?;
+        for r in renamed {
+            tracing::warn!("{r}");
+        }
+        Ok(config)
+    }
+
+    /// Parses configuration text, reading renamed keys under their new spelling, and lists them.
+    pub fn parse(text: &str) -> Result<(Self, Vec<Renamed>), String> {
         let describe = |e: &toml::de::Error, key: Option<String>| {
             let at = e
                 .span()
@@ -487,11 +500,14 @@ impl Config {
                 None => format!("{at}{}", e.message()),
             }
         };
-        let de = toml::Deserializer::parse(text).map_err(|e| describe(&e, None))?;
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            describe(e.inner(), Some(key))
-        })
+        let mut root = toml::de::DeTable::parse(text).map_err(|e| describe(&e, None))?;
+        let renamed = renamed::migrate(root.get_mut(), text)?;
+        let config =
+            serde_path_to_error::deserialize(toml::Deserializer::from(root)).map_err(|e| {
+                let key = e.path().to_string();
+                describe(e.inner(), Some(key))
+            })?;
+        Ok((config, renamed))
     }
 
     /// The data directory, defaulted.
@@ -719,6 +735,7 @@ fn percent_decode(s: &str) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::metric::{ExemplarFilter, HistogramAggregation, TemporalityPreference};
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: BTreeMap<String, String> = pairs
@@ -749,19 +766,127 @@ mod tests {
         let text = include_str!("../../../examples/wasmtel.toml");
         Config::from_toml(text).expect("example parses");
         // Uncomment what looks like TOML (tables and `key = value`) in the plugin sections.
+        let c = Config::from_toml(&uncommented(text)).expect("uncommented plugin sections parse");
+        assert_eq!(c.exporters.len(), 2);
+        assert_eq!(c.transforms.len(), 1);
+        assert_eq!(c.views[0].instruments, ["gen_ai.*"]);
+    }
+
+    /// The plugin sections of an example config with what looks like TOML uncommented.
+    fn uncommented(text: &str) -> String {
         let plugins = &text[text.find("[plugins]").expect("plugins section")..];
-        let uncommented: String = plugins
+        plugins
             .lines()
             .map(|l| match l.strip_prefix("# ") {
                 Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
                 _ => l,
             })
             .collect::<Vec<_>>()
-            .join("\n");
-        let c = Config::from_toml(&uncommented).expect("uncommented plugin sections parse");
-        assert_eq!(c.exporters.len(), 2);
-        assert_eq!(c.transforms.len(), 1);
-        assert_eq!(c.views[0].instruments, ["gen_ai.*"]);
+            .join("\n")
+    }
+
+    #[test]
+    fn keys_renamed_since_0_1_are_read_under_their_new_spelling_with_one_warning_each() {
+        let text = include_str!("../../../tests/fixtures/config/wasmtel-0.1.toml");
+        let (c, renamed) = Config::parse(text).expect("the 0.1 example still loads");
+        let spellings: Vec<(&str, &str)> = renamed
+            .iter()
+            .map(|r| (r.old.as_str(), r.new.as_str()))
+            .collect();
+        assert_eq!(
+            spellings,
+            [
+                ("otlp.interval", "otlp.delivery.interval"),
+                ("otlp.timeout", "otlp.delivery.timeout"),
+                ("otlp.metrics_queue", "otlp.delivery.metrics_queue"),
+                ("otlp.logs_queue", "otlp.delivery.logs_queue"),
+                ("otlp.logs_batch", "otlp.delivery.logs_batch"),
+                ("otlp.shutdown_timeout", "shutdown_timeout"),
+            ]
+        );
+        assert_eq!(
+            renamed[0].to_string(),
+            "line 16: `otlp.interval` is now spelled `otlp.delivery.interval`; it is read as such until wasmtel 0.3, rename it"
+        );
+        let d = &c.otlp.delivery;
+        assert_eq!(
+            (d.interval, d.timeout, c.shutdown_timeout),
+            (
+                Some(Duration::from_secs(60)),
+                Some(Duration::from_secs(10)),
+                Some(Duration::from_secs(5))
+            )
+        );
+        assert_eq!(
+            (d.metrics_queue, d.logs_queue, d.logs_batch),
+            (Some(32), Some(65536), Some(512))
+        );
+        // Its exporter examples, uncommented: `interval` on an `[[exporters]]` entry too.
+        let (c, renamed) = Config::parse(&uncommented(text)).expect("exporters load");
+        assert_eq!(
+            renamed.iter().map(|r| r.old.as_str()).collect::<Vec<_>>(),
+            ["exporters[0].interval"]
+        );
+        assert_eq!(
+            c.exporters[0].delivery.interval,
+            Some(Duration::from_secs(10))
+        );
+        let old = "[otlp]\nqueue_note = 1\n[[exporters]]\nplugin = \"a\"\n[[exporters]]\nplugin = \"b\"\nqueue = 9\n[otlp.retry]\nmax_retries = 7\n";
+        let err = Config::parse(old).expect_err("an unknown key stays unknown");
+        assert!(err.contains("unknown field `queue_note`"), "{err}");
+        let (c, renamed) = Config::parse(&old.replace("queue_note = 1\n", "")).expect("valid");
+        assert_eq!(c.exporters[1].delivery.logs_queue, Some(9));
+        assert_eq!(c.otlp.delivery.retry.max_retries, Some(7));
+        assert_eq!(renamed.len(), 2);
+        assert_eq!(
+            (renamed[0].line, renamed[0].old.as_str()),
+            (6, "exporters[1].queue")
+        );
+        let both = "[otlp]\ninterval = \"1s\"\n[otlp.delivery]\ninterval = \"2s\"\n";
+        assert_eq!(
+            Config::parse(both).expect_err("both spellings"),
+            "line 2: `otlp.interval` and `otlp.delivery.interval` are both set; keep `otlp.delivery.interval` only"
+        );
+        let bad = "[otlp]\ninterval = \"often\"\n";
+        let err = Config::parse(bad).expect_err("a bad value under the old spelling");
+        assert!(
+            err.starts_with(
+                "line 2, column 12: `otlp.delivery.interval`: `often` is not a duration"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_toml_snippet_of_the_readmes_loads_without_a_renamed_key() {
+        for (readme, text) in [
+            ("README.md", include_str!("../../../README.md")),
+            (
+                "sdk-guest/README.md",
+                include_str!("../../../sdk-guest/README.md"),
+            ),
+        ] {
+            let mut snippets = text
+                .split("```toml\n")
+                .skip(1)
+                .map(|s| &s[..s.find("```").unwrap_or(s.len())]);
+            for snippet in &mut snippets {
+                // Cargo manifests in the READMEs are not host configs.
+                if snippet.contains("[dependencies]")
+                    || snippet.contains("[lib]")
+                    || snippet.contains("[package]")
+                {
+                    continue;
+                }
+                let (_, renamed) = Config::parse(snippet).unwrap_or_else(|e| {
+                    panic!("{readme}: a snippet does not load: {e}\n{snippet}")
+                });
+                assert!(
+                    renamed.is_empty(),
+                    "{readme}: old spellings {renamed:?} in\n{snippet}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -16,30 +16,12 @@ use serde_json::json;
 
 use super::history::History;
 use super::integrations::{ControlError, Integrations};
-use super::spec::Spec;
+use super::spec::Change;
 use super::token;
 use crate::clock::unix_nanos;
-use crate::metrics::Registry;
-use crate::plugins::Health;
+use crate::metrics::{Registries, Registry};
+use crate::plugins::{Health, PluginSet};
 use bytes::Bytes;
-
-/// One loaded plugin: its name, kind, the integration it serves (exporters) and its health.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PluginRow {
-    /// The plugin's name.
-    pub plugin: String,
-    /// `exporter`, `transform` or `view`.
-    pub kind: &'static str,
-    /// The integration an exporter plugin serves.
-    pub integration: Option<String>,
-    /// Its health.
-    pub health: Health,
-    /// What its calls did.
-    pub stats: crate::plugins::stats::Summary,
-}
-
-/// Every loaded plugin, read when asked.
-pub type PluginList = Arc<dyn Fn() -> Vec<PluginRow> + Send + Sync>;
 
 /// Who and where the host is, for the status page's header.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -56,13 +38,35 @@ pub struct About {
     pub addresses: std::collections::BTreeMap<&'static str, String>,
 }
 
+impl About {
+    /// The host of `registries` (its `host.name`), started now, keeping its files in
+    /// `data_dir`, listening on `addresses`.
+    pub fn new(
+        registries: &Registries,
+        data_dir: &std::path::Path,
+        addresses: std::collections::BTreeMap<&'static str, String>,
+    ) -> Self {
+        Self {
+            host_name: registries
+                .own()
+                .resource
+                .get("host.name")
+                .unwrap_or_default(),
+            version: env!("CARGO_PKG_VERSION"),
+            started_unix_ms: unix_nanos() / 1_000_000,
+            data_dir: data_dir.display().to_string(),
+            addresses,
+        }
+    }
+}
+
 /// What the admin API reads from the running host.
 #[derive(Clone)]
 pub struct Sources {
     /// The integrations it manages.
     pub integrations: Integrations,
     /// The loaded plugins.
-    pub plugins: PluginList,
+    pub plugins: Arc<PluginSet>,
     /// The host's own instruments.
     pub registry: Arc<Registry>,
     /// The status page's chart history.
@@ -162,7 +166,10 @@ async fn auth(State(admin): State<Admin>, request: Request, next: Next) -> Respo
 }
 
 fn plugin_list(admin: &Admin) -> Vec<serde_json::Value> {
-    (admin.sources.plugins)()
+    admin
+        .sources
+        .plugins
+        .rows()
         .into_iter()
         .map(|row| {
             let (state, reason) = match row.health {
@@ -251,7 +258,7 @@ fn refused(e: &ControlError) -> Response {
         ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let field = match e {
-        ControlError::Invalid(s) => Some(s.field),
+        ControlError::Invalid(s) => Some(s.field.clone()),
         _ => None,
     };
     (
@@ -261,9 +268,9 @@ fn refused(e: &ControlError) -> Response {
         .into_response()
 }
 
-/// Reads a JSON body as a [`Spec`], naming what is wrong with it.
-fn spec(body: &[u8]) -> Result<Spec, String> {
-    serde_json::from_slice(body)
+/// Reads a JSON body as a [`Change`], naming what is wrong with it.
+fn spec(body: &[u8]) -> Result<Change, String> {
+    Change::from_json(body)
         .map_err(|e| format!("invalid integration: the body is not a valid integration: {e}"))
 }
 
@@ -287,7 +294,7 @@ async fn update(State(admin): State<Admin>, Path(id): Path<String>, body: Bytes)
     }
 }
 
-async fn change(admin: &Admin, id: &str, spec: Spec) -> Response {
+async fn change(admin: &Admin, id: &str, spec: Change) -> Response {
     let (integrations, id) = (admin.sources.integrations.clone(), id.to_owned());
     match blocking(move || integrations.update(&id, spec)).await {
         Ok(integration) => Json(integration).into_response(),
@@ -305,19 +312,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn enable(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    let spec = Spec {
-        enabled: Some(true),
-        ..Spec::default()
-    };
-    change(&admin, &id, spec).await
+    change(&admin, &id, Change::enabled(true)).await
 }
 
 async fn disable(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    let spec = Spec {
-        enabled: Some(false),
-        ..Spec::default()
-    };
-    change(&admin, &id, spec).await
+    change(&admin, &id, Change::enabled(false)).await
 }
 
 async fn delete(State(admin): State<Admin>, Path(id): Path<String>) -> Response {

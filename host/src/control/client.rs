@@ -107,6 +107,33 @@ pub fn create_body(
     body
 }
 
+/// Sets `key=value` in a request body: a dotted key (`delivery.interval`) reaches into nested
+/// objects, and the value is read as TOML (`7`, `true`, `["a"]`, `{ path = "/x" }`), else taken as
+/// text, so that any key of a config entry can be given on the command line.
+pub fn set(body: &mut Value, assignment: &str) -> Result<(), ClientError> {
+    let (key, value) = key_value(assignment).map_err(ClientError)?;
+    let value = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .and_then(|v| serde_json::to_value(v).ok())
+        .unwrap_or(Value::String(value));
+    let mut here = body;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if !here.is_object() {
+            *here = json!({});
+        }
+        let slot = &mut here[part];
+        if parts.peek().is_none() {
+            *slot = value;
+            return Ok(());
+        }
+        here = slot;
+    }
+    Ok(())
+}
+
 /// Splits a `K=V` argument.
 pub fn key_value(arg: &str) -> Result<(String, String), String> {
     match arg.split_once('=') {

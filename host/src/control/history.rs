@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::clock::unix_nanos;
 use crate::metrics::aggregation::HistogramPoint;
 use crate::metrics::reader::{PointValue, Reader};
-use crate::metrics::{Instrument, Registry};
+use crate::metrics::{Instrument, Registries, Registry};
 use crate::model::attributes::AttributeSet;
 
 /// The most models and the most GPUs the history keeps rows for; more are counted, not kept.
@@ -232,6 +232,20 @@ impl History {
     /// point to every row.
     pub fn sample(&self, registries: &[&Registry]) {
         self.sample_at(registries, unix_nanos());
+    }
+
+    /// Takes a point of every producer of `registries` now and each interval until `stopped`.
+    pub fn sample_every(
+        self: Arc<Self>,
+        registries: Arc<Registries>,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        crate::ticker::every(self.interval, stopped, move || {
+            let producers = registries.all();
+            let all: Vec<&Registry> = producers.iter().map(|p| &*p.registry).collect();
+            self.sample(&all);
+            std::future::ready(())
+        })
     }
 
     /// Reads `registries` as of `at` (Unix nanoseconds) and appends one point to every row.

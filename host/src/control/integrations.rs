@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::spec::{OTLP, PROMETHEUS, Spec, SpecError};
-use super::store::{Store, StoreError, Stored};
-use crate::config::{DeliveryConfig, signal_url};
+use super::spec::{Change, spec_of};
+use super::store::{Entry, Store, StoreError, Stored};
+use crate::config::DeliveryConfig;
 use crate::export::delivery::status::Snapshot;
-use crate::export::delivery::{Drain, Report, Settings, State, Status};
+use crate::export::delivery::{Drain, Report, State, Status};
 use crate::export::exporter::{BuildContext, Exporter};
-use crate::export::preset;
 use crate::export::probe::Diagnosis;
-use crate::export::spec::{ExporterSpec, Target};
+use crate::export::spec::{ExporterSpec, SpecError};
 use crate::model::Signal;
 use crate::pipeline::{EventSink, Pipeline};
 
@@ -127,12 +126,10 @@ impl Integrations {
             .list()
             .map_err(|e| ("store".into(), e.to_string()))?
         {
-            let started = if stored.enabled && stored.kind_type != PROMETHEUS {
-                spec_of(&stored, &runtime.defaults)
-                    .and_then(|spec| launch(&runtime, &spec))
-                    .map(Some)
-            } else {
-                Ok(None)
+            let started = match spec_of(&stored, &runtime.defaults) {
+                Ok(Some(spec)) if stored.enabled => launch(&runtime, &spec).map(Some),
+                Ok(_) => Ok(None),
+                Err(e) => Err(e.to_string()),
             };
             let (running, failure) = match started {
                 Ok(running) => (running, None),
@@ -181,17 +178,19 @@ impl Integrations {
         let stored = self.stored().iter().any(|l| {
             l.stored.name == name && l.stored.kind == kind && Some(l.stored.id.as_str()) != except
         });
-        (configured || stored).then(|| SpecError {
-            field: "name",
-            reason: format!(
-                "another {} integration is named `{name}`; choose another name",
-                kind.as_str()
-            ),
+        (configured || stored).then(|| {
+            SpecError::new(
+                "name",
+                format!(
+                    "another {} integration is named `{name}`; choose another name",
+                    kind.as_str()
+                ),
+            )
         })
     }
 
     /// Creates, stores and (unless disabled) starts an integration; blocking (plugins compile).
-    pub fn create(&self, spec: Spec) -> Result<Integration, ControlError> {
+    pub fn create(&self, spec: Change) -> Result<Integration, ControlError> {
         let stored = spec.create(uuid::Uuid::new_v4().to_string())?;
         if let Some(taken) = self.name_taken(&stored.name, stored.kind, None) {
             return Err(taken.into());
@@ -218,11 +217,10 @@ impl Integrations {
     /// Starts a stored integration if it is enabled and pushes (a Prometheus one is served by
     /// the Prometheus listener instead).
     fn run(&self, stored: &Stored) -> Result<Option<Arc<Exporter>>, String> {
-        if !stored.enabled || stored.kind_type == PROMETHEUS {
-            return Ok(None);
+        match spec_of(stored, &self.0.runtime.defaults).map_err(|e| e.to_string())? {
+            Some(spec) if stored.enabled => launch(&self.0.runtime, &spec).map(Some),
+            _ => Ok(None),
         }
-        let spec = spec_of(stored, &self.0.runtime.defaults)?;
-        launch(&self.0.runtime, &spec).map(Some)
     }
 
     /// Stops a running exporter; what it had queued is dropped.
@@ -243,7 +241,7 @@ impl Integrations {
     }
 
     /// Applies `spec` to stored integration `id`, restarting it; blocking (plugins compile).
-    pub fn update(&self, id: &str, spec: Spec) -> Result<Integration, ControlError> {
+    pub fn update(&self, id: &str, spec: Change) -> Result<Integration, ControlError> {
         let mut next = {
             let all = self.stored();
             let at = self.position(&all, id)?;
@@ -290,9 +288,10 @@ impl Integrations {
     pub fn prometheus_prefix(&self, id: &str) -> Option<String> {
         let all = self.stored();
         let s = &all.iter().find(|l| l.stored.id == id)?.stored;
-        (s.enabled && s.kind_type == PROMETHEUS)
-            .then(|| s.config.get("prefix")?.as_str().map(str::to_owned))
-            .flatten()
+        match &s.entry {
+            Entry::Prometheus { prefix } if s.enabled => Some(prefix.clone()),
+            _ => None,
+        }
     }
 
     /// Collects every running metrics integration now, as its interval would.
@@ -386,21 +385,20 @@ impl Integrations {
     }
 
     async fn build_for_test(&self, stored: Stored) -> Result<Arc<Exporter>, (Signal, String)> {
-        if stored.kind_type == PROMETHEUS {
-            return Err((
-                stored.kind,
-                "a prometheus integration is scraped, not sent to".into(),
-            ));
-        }
-        let me = self.clone();
         let signal = stored.kind;
-        tokio::task::spawn_blocking(move || {
-            let spec = spec_of(&stored, &me.0.runtime.defaults)?;
-            Exporter::build(&spec, &me.0.runtime.build)
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()))
-        .map_err(|reason| (signal, reason))
+        let spec = match spec_of(&stored, &self.0.runtime.defaults) {
+            Ok(Some(spec)) => spec,
+            Ok(None) => {
+                let reason = "a prometheus integration is scraped, not sent to";
+                return Err((signal, reason.into()));
+            }
+            Err(e) => return Err((signal, e.to_string())),
+        };
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || Exporter::build(&spec, &me.0.runtime.build))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+            .map_err(|reason| (signal, reason))
     }
 }
 
@@ -414,92 +412,24 @@ fn launch(runtime: &Runtime, spec: &ExporterSpec) -> Result<Arc<Exporter>, Strin
     Ok(exporter)
 }
 
-/// The spec of a stored integration: one signal, its endpoint (with `/v1/<signal>` for OTLP),
-/// the preset's endpoint when it has none, and its delivery settings over `defaults`.
-pub fn spec_of(stored: &Stored, defaults: &DeliveryConfig) -> Result<ExporterSpec, String> {
-    let signal = stored.kind;
-    let mut settings = stored.config.clone();
-    let site = settings
-        .remove("site")
-        .and_then(|v| v.as_str().map(str::to_owned));
-    let (target, endpoint) = if stored.kind_type == OTLP {
-        let target = Target::Otlp {
-            temporality: Default::default(),
-            compression: Default::default(),
-            metrics_protocol: Default::default(),
-            logs_protocol: Default::default(),
-        };
-        (target, signal_url(&stored.endpoint, signal.as_str()))
-    } else {
-        let endpoint = if stored.endpoint.is_empty() {
-            let preset = stored.preset.as_deref().map(preset::find).transpose()?;
-            let filled = match preset {
-                Some(p) => p.endpoints(site.as_deref(), &|_| None)?,
-                None => None,
-            };
-            let (metrics, logs) = filled.ok_or("no endpoint")?;
-            match signal {
-                Signal::Metrics => metrics,
-                Signal::Logs => logs,
-            }
-        } else {
-            stored.endpoint.clone()
-        };
-        let target = Target::Plugin {
-            plugin: stored.kind_type.clone(),
-            settings: settings
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, toml_value(v)?)))
-                .collect(),
-        };
-        (target, endpoint)
-    };
-    Ok(ExporterSpec {
-        id: stored.id.clone(),
-        name: stored.name.clone(),
-        target,
-        preset: stored.preset.clone(),
-        metrics: (signal == Signal::Metrics).then(|| endpoint.clone()),
-        logs: (signal == Signal::Logs).then_some(endpoint),
-        headers: stored.headers.clone(),
-        only: Some(signal),
-        delivery: Settings::resolve(&stored.delivery, defaults),
-    })
-}
-
-/// A JSON plugin setting as TOML.
-fn toml_value(v: serde_json::Value) -> Option<toml::Value> {
-    Some(match v {
-        serde_json::Value::String(s) => toml::Value::String(s),
-        serde_json::Value::Bool(b) => toml::Value::Boolean(b),
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .map(toml::Value::Integer)
-            .or_else(|| n.as_f64().map(toml::Value::Float))?,
-        serde_json::Value::Null => return None,
-        other => toml::Value::String(other.to_string()),
-    })
-}
-
 /// How the API shows a stored integration.
 fn view(live: &Live, defaults: &DeliveryConfig) -> Integration {
     let s = &live.stored;
+    let spec = spec_of(s, defaults).ok().flatten();
     let (endpoints, headers_set, signals) = match &live.running {
         Some(r) => {
             let d = r.describe();
             (d.endpoints, d.headers_set, d.signals)
         }
         None => {
-            let endpoint = if s.kind_type == PROMETHEUS {
-                format!("/metrics/{}", s.id)
-            } else {
-                spec_of(s, defaults)
-                    .ok()
-                    .and_then(|spec| spec.endpoint(s.kind).map(str::to_owned))
-                    .unwrap_or_else(|| s.endpoint.clone())
+            let prometheus = matches!(s.entry, Entry::Prometheus { .. });
+            let endpoint = match &spec {
+                _ if prometheus => format!("/metrics/{}", s.id),
+                Some(spec) => spec.endpoint(s.kind).unwrap_or_default().to_owned(),
+                None => String::new(),
             };
             let mut status: Snapshot = Status::default().snapshot();
-            status.state = match (s.enabled, s.kind_type == PROMETHEUS) {
+            status.state = match (s.enabled, prometheus) {
                 (false, _) => State::Disabled,
                 // A scrape path is served as soon as it exists.
                 (true, true) => State::Connected,
@@ -515,21 +445,23 @@ fn view(live: &Live, defaults: &DeliveryConfig) -> Integration {
                 next_export_unix_nano: None,
                 disk_queue: None,
             };
-            (
-                vec![(s.kind.as_str(), endpoint)],
-                s.headers.keys().cloned().collect(),
-                vec![report],
-            )
+            let headers_set = spec
+                .as_ref()
+                .map(|spec| spec.headers.keys().cloned().collect())
+                .unwrap_or_default();
+            (vec![(s.kind.as_str(), endpoint)], headers_set, vec![report])
         }
     };
     Integration {
         id: s.id.clone(),
         name: s.name.clone(),
-        kind: s.kind_type.clone(),
+        kind: s.entry.kind_type().to_owned(),
         source: "store",
         read_only: false,
         enabled: s.enabled,
-        preset: s.preset.clone(),
+        preset: spec
+            .and_then(|spec| spec.preset)
+            .or_else(|| s.entry.preset().map(str::to_owned)),
         endpoints,
         headers_set,
         signals,

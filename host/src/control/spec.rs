@@ -1,67 +1,204 @@
-//! What the API accepts to create or change a stored integration, checked field by field, and
-//! the presets that fill in endpoints and credential header names.
+//! What the API accepts to create or change a stored integration: its signal, type, name and
+//! state beside the keys of its config entry — any key an `[otlp]` section or an
+//! `[[exporters]]` entry takes — read by the config file's own types and checked by the same
+//! builder as the config file's integrations.
 
-use std::collections::BTreeMap;
+use serde_json::{Map, Value};
 
-use reqwest::header::{HeaderName, HeaderValue};
-
-use super::store::Stored;
-use crate::config::DeliveryConfig;
-use crate::export::preset;
+use super::store::{Entry, OTLP, PROMETHEUS, Stored};
+use crate::config::{DeliveryConfig, ExporterConfig, OtlpConfig};
+use crate::export::spec::{ExporterSpec, SpecError, check_name};
 use crate::model::Signal;
 
-/// The native push integration type.
-pub const OTLP: &str = "otlp";
-
-/// The pull integration type: a scrape path `/metrics/<id>` with prefixed metric names.
-pub const PROMETHEUS: &str = "prometheus";
-
-/// A create or update request: every field optional, checked against what it applies to.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Spec {
+/// A create or update request: the change an API call or a CLI command asks for.
+#[derive(Debug, Default)]
+pub struct Change {
     /// `metrics` or `logs`.
     pub kind: Option<Signal>,
-    /// The integration type.
-    #[serde(rename = "type")]
+    /// `otlp`, `prometheus`, or an exporter plugin's name.
     pub kind_type: Option<String>,
     /// A name people recognise it by.
     pub name: Option<String>,
-    /// A preset filling in endpoint and credential header.
-    pub preset: Option<String>,
-    /// The base URL (`/v1/metrics` or `/v1/logs` is appended).
-    pub endpoint: Option<String>,
-    /// Headers to send; on update they replace the stored ones.
-    pub headers: Option<BTreeMap<String, String>>,
-    /// The credential, sent in the preset's credential header.
-    pub api_key: Option<String>,
-    /// Plugin settings (and `site` for the Datadog preset); on update they replace the stored ones.
-    pub config: Option<serde_json::Map<String, serde_json::Value>>,
     /// Whether it runs (default true).
     pub enabled: Option<bool>,
-    /// Delivery settings over `[delivery]` (interval, timeout, queues, retry); on update they
-    /// replace the stored ones.
-    pub delivery: Option<DeliveryConfig>,
+    /// The keys of its config entry; on update each replaces the stored one.
+    pub entry: Map<String, Value>,
 }
 
-/// A field that cannot be accepted, named with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{field}`: {reason}")]
-pub struct SpecError {
-    /// The field.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
+fn bad(field: &str, reason: impl Into<String>) -> SpecError {
+    SpecError::new(field, reason)
 }
 
-fn bad(field: &'static str, reason: impl Into<String>) -> SpecError {
-    SpecError {
-        field,
-        reason: reason.into(),
+/// `keys` read as `T`, one of the config file's types; a key `T` does not take, or a value of
+/// the wrong type, is named.
+fn read<T: serde::de::DeserializeOwned>(keys: Map<String, Value>) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize(Value::Object(keys)).map_err(|e| {
+        let message = e.inner().to_string();
+        let field = match e.path().to_string() {
+            path if path != "." => path,
+            _ => message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or("body")
+                .to_owned(),
+        };
+        bad(&field, message)
+    })
+}
+
+/// A config entry of `kind_type` read from `keys` by the config file's own types; a key the
+/// entry does not take, or a value of the wrong type, is named.
+fn entry_of(kind_type: &str, mut keys: Map<String, Value>) -> Result<Entry, SpecError> {
+    match kind_type {
+        PROMETHEUS => {
+            let config = keys.remove("config");
+            let has = |k: &str| {
+                keys.get(k)
+                    .is_some_and(|v| !v.is_null() && v != &Value::Object(Map::new()))
+            };
+            if has("endpoint") || has("headers") {
+                return Err(bad(
+                    "endpoint",
+                    "a prometheus integration is scraped at /metrics/<id>; it has no endpoint or headers",
+                ));
+            }
+            if let Some(key) = keys
+                .keys()
+                .find(|k| !matches!(k.as_str(), "endpoint" | "headers"))
+            {
+                return Err(bad(
+                    key,
+                    format!("a prometheus integration takes no `{key}`"),
+                ));
+            }
+            let prefix = config
+                .as_ref()
+                .and_then(|c| c.get("prefix"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let mut chars = prefix.chars();
+            let valid = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            if !valid {
+                return Err(bad(
+                    "config",
+                    "a prometheus integration needs `prefix`, a metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+                ));
+            }
+            Ok(Entry::Prometheus {
+                prefix: prefix.to_owned(),
+            })
+        }
+        OTLP => {
+            if keys
+                .remove("config")
+                .is_some_and(|c| c.as_object().is_none_or(|c| !c.is_empty()))
+            {
+                return Err(bad("config", "otlp integrations take no plugin settings"));
+            }
+            read::<OtlpConfig>(keys).map(Entry::Otlp)
+        }
+        plugin => {
+            // Earlier versions of the API took the Datadog `site` among the plugin settings.
+            if let Some(site) = keys
+                .get_mut("config")
+                .and_then(Value::as_object_mut)
+                .and_then(|c| c.remove("site"))
+            {
+                keys.entry("site").or_insert(site);
+            }
+            keys.insert("plugin".into(), Value::String(plugin.to_owned()));
+            read::<ExporterConfig>(keys).map(Entry::Exporter)
+        }
     }
 }
 
-impl Spec {
+/// The keys of `entry` as a request gives them, so that an update replaces some of them.
+fn keys_of(entry: &Entry) -> Map<String, Value> {
+    let value = match entry {
+        Entry::Otlp(c) => serde_json::to_value(c),
+        Entry::Exporter(e) => serde_json::to_value(e),
+        Entry::Prometheus { prefix } => Ok(serde_json::json!({ "config": { "prefix": prefix } })),
+    };
+    let mut keys = match value {
+        Ok(Value::Object(keys)) => keys,
+        _ => Map::new(),
+    };
+    keys.remove("plugin");
+    keys.remove("name");
+    keys.retain(|_, v| !v.is_null());
+    keys
+}
+
+/// The spec a stored integration builds: its entry built as a config file's would be, carrying
+/// its one signal; `None` for a Prometheus integration, which is scraped.
+pub fn spec_of(
+    stored: &Stored,
+    defaults: &DeliveryConfig,
+) -> Result<Option<ExporterSpec>, SpecError> {
+    let env = |k: &str| std::env::var(k).ok();
+    let spec = match &stored.entry {
+        Entry::Prometheus { .. } => return Ok(None),
+        Entry::Otlp(config) => {
+            ExporterSpec::otlp(&stored.name, config, defaults)?.ok_or_else(|| {
+                bad(
+                    "endpoint",
+                    "required (this preset has no endpoint of its own)",
+                )
+            })?
+        }
+        Entry::Exporter(entry) => {
+            ExporterSpec::exporter(entry, stored.name.clone(), defaults, &env)?
+        }
+    };
+    Ok(Some(ExporterSpec {
+        id: stored.id.clone(),
+        only: Some(stored.kind),
+        ..spec
+    }))
+}
+
+impl Change {
+    /// Reads a JSON request body.
+    pub fn from_json(body: &[u8]) -> Result<Self, String> {
+        let mut keys: Map<String, Value> =
+            serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let mut take = |key: &str| keys.remove(key).filter(|v| !v.is_null());
+        let kind = take("kind")
+            .map(serde_json::from_value::<Signal>)
+            .transpose()
+            .map_err(|e| format!("`kind`: {e}"))?;
+        let text = |v: Option<Value>, key: &str| match v {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("`{key}` must be a string")),
+        };
+        let kind_type = text(take("type"), "type")?;
+        let name = text(take("name"), "name")?;
+        let enabled = match take("enabled") {
+            None => None,
+            Some(Value::Bool(b)) => Some(b),
+            Some(_) => return Err("`enabled` must be true or false".into()),
+        };
+        Ok(Self {
+            kind,
+            kind_type,
+            name,
+            enabled,
+            entry: keys,
+        })
+    }
+
+    /// A request that only turns an integration on or off.
+    pub fn enabled(on: bool) -> Self {
+        Self {
+            enabled: Some(on),
+            ..Self::default()
+        }
+    }
+
     /// A new stored integration with id `id`.
     pub fn create(self, id: String) -> Result<Stored, SpecError> {
         let kind = self
@@ -72,193 +209,83 @@ impl Spec {
             .clone()
             .ok_or_else(|| bad("type", "required: otlp or an exporter plugin's name"))?;
         let name = self.name.clone().ok_or_else(|| bad("name", "required"))?;
+        let plugin_name = !kind_type.is_empty()
+            && kind_type.len() <= 64
+            && kind_type
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !plugin_name {
+            return Err(bad(
+                "type",
+                format!("`{kind_type}` is neither otlp nor an exporter plugin's name"),
+            ));
+        }
         let mut stored = Stored {
             id,
             name,
             kind,
-            kind_type,
-            preset: None,
-            endpoint: String::new(),
-            headers: BTreeMap::new(),
-            config: serde_json::Map::new(),
             enabled: true,
-            delivery: DeliveryConfig::default(),
+            entry: Entry::Prometheus {
+                prefix: String::new(),
+            },
         };
-        self.apply_to(&mut stored)?;
+        self.apply(&mut stored, &kind_type, Map::new())?;
         Ok(stored)
     }
 
-    /// Applies an update to `stored`; kind and type cannot change.
+    /// Applies an update to `stored`; kind and type cannot change, and a refused update
+    /// changes nothing.
     pub fn update(self, stored: &mut Stored) -> Result<(), SpecError> {
         if self.kind.is_some_and(|k| k != stored.kind) {
             return Err(bad("kind", "cannot change; create another integration"));
         }
-        if self
-            .kind_type
-            .as_ref()
-            .is_some_and(|t| *t != stored.kind_type)
-        {
+        let kind_type = stored.entry.kind_type().to_owned();
+        if self.kind_type.as_ref().is_some_and(|t| *t != kind_type) {
             return Err(bad("type", "cannot change; create another integration"));
         }
         let mut next = stored.clone();
-        self.apply_to(&mut next)?;
+        let keys = keys_of(&stored.entry);
+        self.apply(&mut next, &kind_type, keys)?;
         *stored = next;
         Ok(())
     }
 
-    fn apply_to(self, s: &mut Stored) -> Result<(), SpecError> {
-        let plugin_name = |t: &str| {
-            !t.is_empty()
-                && t.len() <= 64
-                && t.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        };
-        if !plugin_name(&s.kind_type) {
-            return Err(bad(
-                "type",
-                format!(
-                    "`{}` is neither otlp nor an exporter plugin's name",
-                    s.kind_type
-                ),
-            ));
-        }
-        let otlp = s.kind_type == OTLP;
+    /// Sets what the request gives over `keys` (the stored entry's) and checks the result as
+    /// the config file's integrations are checked.
+    fn apply(
+        self,
+        s: &mut Stored,
+        kind_type: &str,
+        mut keys: Map<String, Value>,
+    ) -> Result<(), SpecError> {
         if let Some(enabled) = self.enabled {
             s.enabled = enabled;
         }
         if let Some(name) = self.name {
             s.name = name;
         }
-        crate::export::spec::check_name(&s.name)
-            .map_err(|_| bad("name", "1 to 100 printable characters"))?;
-        if let Some(name) = self.preset {
-            let found = preset::find(&name).map_err(|e| bad("preset", e))?;
-            if !found.fits(&s.kind_type) {
-                return Err(bad(
-                    "preset",
-                    format!("preset `{name}` does not fit type `{}`", s.kind_type),
-                ));
-            }
-            s.preset = Some(name);
+        check_name(&s.name).map_err(|_| bad("name", "1 to 100 printable characters"))?;
+        keys.extend(self.entry);
+        s.entry = entry_of(kind_type, keys)?;
+        if matches!(s.entry, Entry::Prometheus { .. }) && s.kind != Signal::Metrics {
+            return Err(bad("kind", "a prometheus integration serves metrics"));
         }
-        if s.preset.is_none() {
-            s.preset = preset::for_plugin(&s.kind_type).map(|p| p.name.to_owned());
-        }
-        let preset = s.preset.as_deref().and_then(|p| preset::find(p).ok());
-        let preset_endpoint = preset
-            .and_then(|p| p.endpoints(None, &|_| None).ok().flatten())
-            .map(|(metrics, _)| metrics)
-            .filter(|_| preset.is_some_and(|p| p.plugin.is_none()));
-        if let Some(endpoint) = self
-            .endpoint
-            .or_else(|| s.endpoint.is_empty().then_some(preset_endpoint).flatten())
-        {
-            s.endpoint = endpoint;
-        }
-        if let Some(delivery) = self.delivery {
-            if delivery
-                .interval
-                .is_some_and(|i| i < std::time::Duration::from_millis(100))
-            {
-                return Err(bad("delivery", "`interval` must be at least 100ms"));
-            }
-            s.delivery = delivery;
-        }
-        if let Some(config) = self.config {
-            if otlp && !config.is_empty() {
-                return Err(bad("config", "otlp integrations take no plugin settings"));
-            }
-            s.config = config;
-        }
-        if s.kind_type == PROMETHEUS {
-            return pull(s);
-        }
-        let filled_by_preset = preset.is_some_and(|p| p.plugin.is_some());
-        if !(s.endpoint.is_empty() && filled_by_preset) {
-            let url = reqwest::Url::parse(&s.endpoint).map_err(|e| {
-                let why = if s.endpoint.is_empty() {
-                    "required (this preset has no endpoint of its own)".to_owned()
-                } else {
-                    format!("not a URL: {e}")
-                };
-                bad("endpoint", why)
-            })?;
-            let schemes: &[&str] = if otlp {
-                &["http", "https"]
-            } else {
-                &["http", "https", "udp"]
-            };
-            if !schemes.contains(&url.scheme()) || url.host().is_none() {
-                let why = if otlp {
-                    "must be an http:// or https:// URL with a host"
-                } else {
-                    "must be an http://, https:// or udp:// URL with a host"
-                };
-                return Err(bad("endpoint", why));
-            }
-        }
-        if let Some(headers) = self.headers {
-            s.headers = headers;
-        }
-        if let Some(key) = self.api_key {
-            let header = preset.and_then(|p| p.credential_header).ok_or_else(|| {
-                bad(
-                    "api_key",
-                    "needs a preset with a credential header; use headers",
-                )
-            })?;
-            s.headers.insert(header.to_owned(), key);
-        }
-        for (k, v) in &s.headers {
-            HeaderName::try_from(k.as_str())
-                .map_err(|_| bad("headers", format!("`{k}` is not a valid header name")))?;
-            HeaderValue::try_from(v.as_str()).map_err(|_| {
-                bad(
-                    "headers",
-                    format!("the value of `{k}` is not valid in a header"),
-                )
-            })?;
-        }
-        Ok(())
+        spec_of(s, &DeliveryConfig::default()).map(|_| ())
     }
-}
-
-/// Checks a Prometheus pull integration: metrics, no endpoint or headers, a valid prefix.
-fn pull(s: &Stored) -> Result<(), SpecError> {
-    if s.kind != Signal::Metrics {
-        return Err(bad("kind", "a prometheus integration serves metrics"));
-    }
-    if !s.endpoint.is_empty() || !s.headers.is_empty() {
-        return Err(bad(
-            "endpoint",
-            "a prometheus integration is scraped at /metrics/<id>; it has no endpoint or headers",
-        ));
-    }
-    let prefix = s
-        .config
-        .get("prefix")
-        .and_then(|p| p.as_str())
-        .unwrap_or("");
-    let mut chars = prefix.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
-    if !valid {
-        return Err(bad(
-            "config",
-            "a prometheus integration needs `prefix`, a metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*)",
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spec(json: &str) -> Spec {
-        serde_json::from_str(json).expect("valid JSON")
+    fn spec(json: &str) -> Change {
+        Change::from_json(json.as_bytes()).expect("valid JSON")
+    }
+
+    fn built(s: &Stored) -> ExporterSpec {
+        spec_of(s, &DeliveryConfig::default())
+            .expect("builds")
+            .expect("pushes")
     }
 
     #[test]
@@ -267,21 +294,62 @@ mod tests {
             spec(r#"{"kind":"logs","type":"otlp","name":"hc","preset":"honeycomb","api_key":"k"}"#)
                 .create("id".into())
                 .expect("valid");
-        assert_eq!(s.endpoint, "https://api.honeycomb.io");
-        assert_eq!(s.headers["x-honeycomb-team"], "k");
-        assert_eq!(
-            crate::config::signal_url(&s.endpoint, s.kind.as_str()),
-            "https://api.honeycomb.io/v1/logs"
-        );
+        let b = built(&s);
+        assert_eq!(b.logs.as_deref(), Some("https://api.honeycomb.io/v1/logs"));
+        assert_eq!(b.headers["x-honeycomb-team"], "k");
         let mut s = s;
         spec(r#"{"name":"renamed","enabled":false}"#)
             .update(&mut s)
             .expect("update");
         assert_eq!((s.name.as_str(), s.enabled), ("renamed", false));
         assert_eq!(
-            s.headers["x-honeycomb-team"], "k",
+            built(&s).headers["x-honeycomb-team"],
+            "k",
             "headers kept unless given"
         );
+    }
+
+    #[test]
+    fn every_key_of_a_config_entry_can_be_given() {
+        let s = spec(
+            r#"{"kind":"metrics","type":"otlp","name":"g","endpoint":"http://c:4317","protocol":"grpc","compression":"none","temporality_preference":"delta","delivery":{"interval":"2s","retry":{"max_retries":7}}}"#,
+        )
+        .create("id".into())
+        .expect("valid");
+        let b = built(&s);
+        assert_eq!(
+            b.metrics.as_deref(),
+            Some("http://c:4317"),
+            "gRPC keeps the base"
+        );
+        assert_eq!(
+            b.target,
+            crate::export::spec::Target::Otlp {
+                temporality: crate::model::metric::TemporalityPreference::Delta,
+                compression: crate::config::Compression::None,
+                metrics_protocol: crate::config::Protocol::Grpc,
+                logs_protocol: crate::config::Protocol::Grpc,
+            }
+        );
+        assert_eq!(b.delivery.interval, std::time::Duration::from_secs(2));
+        assert_eq!(b.delivery.retry.max_retries, 7);
+        let p = spec(
+            r#"{"kind":"metrics","type":"statsd","name":"s","metrics_endpoint":"udp://h:8125","config":{"prefix":"x","flavor":"dogstatsd"},"delivery":{"udp_bytes_per_second":1000}}"#,
+        )
+        .create("id".into())
+        .expect("valid");
+        let b = built(&p);
+        assert_eq!(b.metrics.as_deref(), Some("udp://h:8125"));
+        let crate::export::spec::Target::Plugin { settings, .. } = &b.target else {
+            panic!("a plugin")
+        };
+        assert_eq!(settings["flavor"].as_str(), Some("dogstatsd"));
+        assert_eq!(b.delivery.udp_bytes_per_second, 1000);
+        let err = spec(r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","protocol":"thrift"}"#)
+            .create("id".into())
+            .expect_err("no such protocol");
+        assert_eq!(err.field, "protocol");
+        assert!(err.reason.contains("unknown variant `thrift`"), "{err}");
     }
 
     #[test]
@@ -347,13 +415,17 @@ mod tests {
                 r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","api_key":"k"}"#,
                 "`api_key`: needs a preset with a credential header; use headers",
             ),
+            (
+                r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","colour":"red"}"#,
+                "`colour`: unknown field `colour`, expected one of `endpoint`, `metrics_endpoint`, `logs_endpoint`, `headers`, `preset`, `api_key`, `logs`, `temporality_preference`, `delivery`, `compression`, `protocol`, `metrics_protocol`, `logs_protocol`",
+            ),
         ];
         for (json, want) in cases {
             let err = spec(json).create("id".into()).expect_err(json);
             assert_eq!(err.to_string(), want, "{json}");
         }
-        assert!(serde_json::from_str::<Spec>(r#"{"kind":"traces"}"#).is_err());
-        assert!(serde_json::from_str::<Spec>(r#"{"colour":"red"}"#).is_err());
+        assert!(Change::from_json(br#"{"kind":"traces"}"#).is_err());
+        assert!(Change::from_json(b"[1]").is_err());
         let mut s = spec(r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x"}"#)
             .create("id".into())
             .expect("valid");
@@ -366,6 +438,10 @@ mod tests {
             .update(&mut s)
             .expect_err("endpoint");
         assert_eq!(err.field, "endpoint");
-        assert_eq!(s.endpoint, "http://x", "a refused update changes nothing");
+        assert_eq!(
+            built(&s).metrics.as_deref(),
+            Some("http://x/v1/metrics"),
+            "a refused update changes nothing"
+        );
     }
 }

@@ -1,19 +1,60 @@
-//! The integrations store: one SQLite file in the data directory, header values sealed.
+//! The integrations store: one SQLite file in the data directory; each integration's config
+//! entry — exactly what a config file would hold for it — sealed, credentials and all.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::secrets::{Sealer, SecretError};
-use crate::config::DeliveryConfig;
+use crate::config::{DeliveryConfig, ExporterConfig, OtlpConfig};
 use crate::model::Signal;
 
 /// The database file's name in the data directory.
 pub const DB_FILE: &str = "wasmtel.db";
 
-/// A stored integration; its header values are in the clear only in memory.
+/// The native push integration type.
+pub const OTLP: &str = "otlp";
+
+/// The pull integration type: a scrape path `/metrics/<id>` with prefixed metric names.
+pub const PROMETHEUS: &str = "prometheus";
+
+/// What a stored integration is: the entry a config file would have for it.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Entry {
+    /// An `[otlp]` section.
+    Otlp(OtlpConfig),
+    /// An `[[exporters]]` entry (its `name` is the integration's).
+    Exporter(ExporterConfig),
+    /// A Prometheus scrape path `/metrics/<id>`, every metric name prefixed.
+    Prometheus {
+        /// The metric name prefix.
+        prefix: String,
+    },
+}
+
+impl Entry {
+    /// `otlp`, `prometheus`, or the exporter plugin's name.
+    pub fn kind_type(&self) -> &str {
+        match self {
+            Entry::Otlp(_) => OTLP,
+            Entry::Exporter(e) => &e.plugin,
+            Entry::Prometheus { .. } => PROMETHEUS,
+        }
+    }
+
+    /// The preset it names, if any.
+    pub fn preset(&self) -> Option<&str> {
+        match self {
+            Entry::Otlp(c) => c.preset.as_deref(),
+            Entry::Exporter(e) => e.preset.as_deref(),
+            Entry::Prometheus { .. } => None,
+        }
+    }
+}
+
+/// A stored integration; its entry is in the clear only in memory.
 #[derive(Clone, PartialEq)]
 pub struct Stored {
     /// Its id.
@@ -22,37 +63,23 @@ pub struct Stored {
     pub name: String,
     /// The signal it carries.
     pub kind: Signal,
-    /// `otlp`, or an exporter plugin's name (`statsd`, `datadog`, a `.wasm` in the plugin directory).
-    pub kind_type: String,
-    /// The preset that filled in its endpoint and credential header, if any.
-    pub preset: Option<String>,
-    /// The base URL.
-    pub endpoint: String,
-    /// Headers sent with every request (credentials among them).
-    pub headers: BTreeMap<String, String>,
-    /// Plugin settings (and `site` for the Datadog preset).
-    pub config: serde_json::Map<String, serde_json::Value>,
     /// Whether it runs.
     pub enabled: bool,
-    /// Its delivery settings, over `[delivery]`.
-    pub delivery: DeliveryConfig,
+    /// What it is, as a config file would say it.
+    pub entry: Entry,
 }
 
 impl std::fmt::Debug for Stored {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Header values are credentials: only their names are ever shown.
+        // The entry holds credentials: only what names it is shown.
         f.debug_struct("Stored")
             .field("id", &self.id)
             .field("name", &self.name)
             .field("kind", &self.kind)
-            .field("type", &self.kind_type)
-            .field("preset", &self.preset)
-            .field("endpoint", &self.endpoint)
-            .field("headers_set", &self.headers.keys().collect::<Vec<_>>())
-            .field("config", &self.config)
+            .field("type", &self.entry.kind_type())
+            .field("preset", &self.entry.preset())
             .field("enabled", &self.enabled)
-            .field("delivery", &self.delivery)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,13 +97,15 @@ pub enum StoreError {
     Damaged(String, String),
 }
 
-/// The store: a SQLite connection and the sealer for header values.
+/// The store: a SQLite connection and the sealer for entries.
 #[derive(Debug)]
 pub struct Store {
     db: Mutex<Connection>,
     sealer: Sealer,
 }
 
+/// The table; `entry` holds the sealed entry. The columns from `type` to `delivery` are how
+/// stores before entries kept an integration, read when `entry` is empty.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS integrations (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -88,8 +117,19 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS integrations (
     config TEXT NOT NULL,
     enabled INTEGER NOT NULL,
     created INTEGER NOT NULL,
-    delivery TEXT NOT NULL DEFAULT '{}'
+    delivery TEXT NOT NULL DEFAULT '{}',
+    entry BLOB
 )";
+
+/// One row as stores before entries wrote it.
+struct Legacy {
+    kind_type: String,
+    preset: Option<String>,
+    endpoint: String,
+    headers: Vec<u8>,
+    config: String,
+    delivery: String,
+}
 
 impl Store {
     /// Opens (creating if needed) `<dir>/wasmtel.db`.
@@ -104,16 +144,20 @@ impl Store {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
         db.execute_batch(SCHEMA)?;
-        // Stores written before per-integration delivery settings lack the column.
-        let has_delivery: bool = db.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('integrations') WHERE name = 'delivery'",
-            [],
-            |r| r.get(0),
-        )?;
-        if !has_delivery {
-            db.execute_batch(
-                "ALTER TABLE integrations ADD COLUMN delivery TEXT NOT NULL DEFAULT '{}'",
+        // Stores written before per-integration delivery settings, or before entries, lack
+        // their columns.
+        for (column, definition) in [
+            ("delivery", "delivery TEXT NOT NULL DEFAULT '{}'"),
+            ("entry", "entry BLOB"),
+        ] {
+            let has: bool = db.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('integrations') WHERE name = ?1",
+                [column],
+                |r| r.get(0),
             )?;
+            if !has {
+                db.execute_batch(&format!("ALTER TABLE integrations ADD COLUMN {definition}"))?;
+            }
         }
         Ok(Self {
             db: Mutex::new(db),
@@ -129,54 +173,102 @@ impl Store {
     pub fn list(&self) -> Result<Vec<Stored>, StoreError> {
         let db = self.db();
         let mut query = db.prepare(
-            "SELECT id, name, kind, type, preset, endpoint, headers, config, enabled, delivery FROM integrations ORDER BY created, id",
+            "SELECT id, name, kind, enabled, entry, type, preset, endpoint, headers, config, delivery
+             FROM integrations ORDER BY created, id",
         )?;
         let rows = query.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Vec<u8>>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, bool>(8)?,
-                r.get::<_, String>(9)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+                Legacy {
+                    kind_type: r.get(5)?,
+                    preset: r.get(6)?,
+                    endpoint: r.get(7)?,
+                    headers: r.get(8)?,
+                    config: r.get(9)?,
+                    delivery: r.get(10)?,
+                },
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, name, kind, kind_type, preset, endpoint, sealed, config, enabled, delivery) =
-                row?;
+            let (id, name, kind, enabled, sealed, legacy) = row?;
             let damaged = |why: &str| StoreError::Damaged(id.clone(), why.to_owned());
             let kind = Signal::parse(&kind).ok_or_else(|| damaged("unknown kind"))?;
-            let headers = serde_json::from_slice(&self.sealer.open(&sealed)?)
-                .map_err(|_| damaged("headers are not a JSON object"))?;
-            let config = serde_json::from_str(&config)
-                .map_err(|_| damaged("config is not a JSON object"))?;
-            let delivery = serde_json::from_str(&delivery)
-                .map_err(|_| damaged("delivery is not a delivery settings object"))?;
+            let entry = match sealed {
+                Some(sealed) => serde_json::from_slice(&self.sealer.open(&sealed)?)
+                    .map_err(|e| damaged(&format!("its entry cannot be read: {e}")))?,
+                None => self.legacy(legacy).map_err(|e| match e {
+                    Ok(why) => damaged(why),
+                    Err(secret) => StoreError::Secret(secret),
+                })?,
+            };
             out.push(Stored {
                 id,
                 name,
                 kind,
-                kind_type,
-                preset,
-                endpoint,
-                headers,
-                config,
                 enabled,
-                delivery,
+                entry,
             });
         }
         Ok(out)
     }
 
-    /// Inserts or replaces `s`, sealing its headers.
+    /// The entry of a row written before entries: its type, preset, endpoint, sealed headers,
+    /// plugin settings (with a Datadog `site`) and delivery, as the config entry they make.
+    fn legacy(&self, row: Legacy) -> Result<Entry, Result<&'static str, SecretError>> {
+        let headers = serde_json::from_slice(&self.sealer.open(&row.headers).map_err(Err)?)
+            .map_err(|_| Ok("headers are not a JSON object"))?;
+        let mut config: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&row.config).map_err(|_| Ok("config is not a JSON object"))?;
+        let delivery: DeliveryConfig = serde_json::from_str(&row.delivery)
+            .map_err(|_| Ok("delivery is not a delivery settings object"))?;
+        let endpoint = Some(row.endpoint).filter(|e| !e.is_empty());
+        Ok(match row.kind_type.as_str() {
+            OTLP => Entry::Otlp(OtlpConfig {
+                endpoint,
+                headers,
+                preset: row.preset,
+                delivery,
+                ..OtlpConfig::default()
+            }),
+            PROMETHEUS => Entry::Prometheus {
+                prefix: config
+                    .get("prefix")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+            },
+            plugin => {
+                let site = config
+                    .remove("site")
+                    .and_then(|s| s.as_str().map(str::to_owned));
+                config.retain(|_, v| !v.is_null());
+                Entry::Exporter(ExporterConfig {
+                    name: None,
+                    plugin: plugin.to_owned(),
+                    endpoint,
+                    metrics_endpoint: None,
+                    logs_endpoint: None,
+                    preset: row.preset,
+                    site,
+                    api_key: None,
+                    headers,
+                    delivery,
+                    config: serde_json::from_value(serde_json::Value::Object(config))
+                        .map_err(|_| Ok("config holds a value plugin settings cannot"))?,
+                })
+            }
+        })
+    }
+
+    /// Inserts or replaces `s`, sealing its entry.
     pub fn put(&self, s: &Stored) -> Result<(), StoreError> {
-        let headers = serde_json::to_vec(&s.headers).unwrap_or_default();
-        let sealed = self.sealer.seal(&headers);
+        let entry = serde_json::to_vec(&s.entry).unwrap_or_default();
+        let sealed = self.sealer.seal(&entry);
         let db = self.db();
         let created: Option<i64> = db
             .query_row(
@@ -188,20 +280,17 @@ impl Store {
         let created = created
             .unwrap_or_else(|| i64::try_from(crate::clock::unix_nanos()).unwrap_or(i64::MAX));
         db.execute(
-            "INSERT OR REPLACE INTO integrations (id, name, kind, type, preset, endpoint, headers, config, enabled, created, delivery)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT OR REPLACE INTO integrations (id, name, kind, type, preset, endpoint, headers, config, enabled, created, delivery, entry)
+             VALUES (?1, ?2, ?3, ?4, ?5, '', x'', '{}', ?6, ?7, '{}', ?8)",
             params![
                 s.id,
                 s.name,
                 s.kind.as_str(),
-                s.kind_type,
-                s.preset,
-                s.endpoint,
-                sealed,
-                serde_json::Value::Object(s.config.clone()).to_string(),
+                s.entry.kind_type(),
+                s.entry.preset(),
                 s.enabled,
                 created,
-                serde_json::to_string(&s.delivery).unwrap_or_else(|_| "{}".into())
+                sealed,
             ],
         )?;
         Ok(())
@@ -218,6 +307,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn stored(id: &str) -> Stored {
@@ -225,21 +316,22 @@ mod tests {
             id: id.into(),
             name: format!("{id} name"),
             kind: Signal::Logs,
-            kind_type: "otlp".into(),
-            preset: Some("honeycomb".into()),
-            endpoint: "https://api.honeycomb.io".into(),
-            headers: BTreeMap::from([("x-honeycomb-team".into(), "canary-key".into())]),
-            config: serde_json::Map::new(),
             enabled: true,
-            delivery: DeliveryConfig {
-                interval: Some(std::time::Duration::from_secs(10)),
-                ..DeliveryConfig::default()
-            },
+            entry: Entry::Otlp(OtlpConfig {
+                endpoint: Some("https://api.honeycomb.io".into()),
+                headers: BTreeMap::from([("x-honeycomb-team".into(), "canary-key".into())]),
+                preset: Some("honeycomb".into()),
+                delivery: DeliveryConfig {
+                    interval: Some(std::time::Duration::from_secs(10)),
+                    ..DeliveryConfig::default()
+                },
+                ..OtlpConfig::default()
+            }),
         }
     }
 
     #[test]
-    fn integrations_survive_reopening_with_headers_sealed_on_disk() {
+    fn integrations_survive_reopening_with_their_entries_sealed_on_disk() {
         let dir = tempfile::tempdir().expect("tempdir");
         let open = || {
             let sealer = Sealer::load_or_create(None, dir.path()).expect("key");
@@ -267,7 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn a_store_from_before_delivery_settings_opens_with_the_defaults() {
+    fn rows_of_earlier_stores_are_read_as_the_entries_they_make() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Connection::open(dir.path().join(DB_FILE)).expect("db");
         db.execute_batch(
@@ -275,14 +367,43 @@ mod tests {
              type TEXT NOT NULL, preset TEXT, endpoint TEXT NOT NULL, headers BLOB NOT NULL,
              config TEXT NOT NULL, enabled INTEGER NOT NULL, created INTEGER NOT NULL)",
         )
-        .expect("old schema");
-        drop(db);
+        .expect("the first schema");
         let sealer = Sealer::load_or_create(None, dir.path()).expect("key");
+        let headers = sealer.seal(br#"{"DD-API-KEY":"canary-dd"}"#);
+        db.execute(
+            "INSERT INTO integrations VALUES ('dd', 'dd eu', 'metrics', 'datadog', 'datadog', '', ?1, '{\"site\":\"datadoghq.eu\",\"compress\":true}', 1, 1)",
+            [&headers],
+        )
+        .expect("a datadog row");
+        let headers = sealer.seal(br#"{"authorization":"Bearer x"}"#);
+        db.execute(
+            "INSERT INTO integrations VALUES ('c', 'collector', 'logs', 'otlp', NULL, 'http://c:4318', ?1, '{}', 0, 2)",
+            [&headers],
+        )
+        .expect("an otlp row");
+        drop(db);
         let store = Store::open(dir.path(), sealer).expect("migrates");
-        let mut old = stored("a");
-        old.delivery = DeliveryConfig::default();
-        store.put(&old).expect("put");
-        assert_eq!(store.list().expect("list"), [old]);
+        let listed = store.list().expect("list");
+        let Entry::Exporter(dd) = &listed[0].entry else {
+            panic!("an exporter: {:?}", listed[0])
+        };
+        assert_eq!(
+            (dd.plugin.as_str(), dd.site.as_deref(), dd.preset.as_deref()),
+            ("datadog", Some("datadoghq.eu"), Some("datadog"))
+        );
+        assert_eq!(dd.headers["DD-API-KEY"], "canary-dd");
+        assert_eq!(dd.config["compress"].as_bool(), Some(true));
+        let Entry::Otlp(c) = &listed[1].entry else {
+            panic!("otlp: {:?}", listed[1])
+        };
+        assert_eq!(
+            (c.endpoint.as_deref(), c.headers["authorization"].as_str()),
+            (Some("http://c:4318"), "Bearer x")
+        );
+        assert!(!listed[1].enabled);
+        // Written again, a row keeps its entry sealed in the new column.
+        store.put(&listed[0]).expect("put");
+        assert_eq!(store.list().expect("list")[0], listed[0]);
     }
 
     #[test]

@@ -29,8 +29,7 @@ use crate::model::Signal;
 use crate::model::log::{Origin, Record, same_origin};
 use crate::pipeline::EventSink;
 use crate::plugins::convert::Collected;
-use crate::plugins::reload::Reloadable;
-use crate::plugins::{Health, Loader, Transforms};
+use crate::plugins::{Encoder, Health, PluginSet, Transforms};
 use crate::telemetry::SelfTelemetry;
 
 /// One collection of metrics, as queued for delivery.
@@ -110,10 +109,8 @@ pub struct BuildContext {
     pub telemetry: SelfTelemetry,
     /// The transform chain every exporter applies.
     pub transforms: Transforms,
-    /// Where exporter plugins come from.
-    pub loader: Arc<Loader>,
-    /// Whether a plugin that cannot be loaded is an error (else the integration waits for it).
-    pub strict: bool,
+    /// Where exporter plugins come from, and how a plugin that cannot be loaded is treated.
+    pub plugins: Arc<PluginSet>,
     /// What a full log queue does: refuse more (intake answers 503) or drop its oldest.
     pub on_full: OnFull,
     /// Where disk queues live (under `queue/`).
@@ -238,7 +235,7 @@ impl Exporter {
                 let gzip = *compression == crate::config::Compression::Gzip;
                 Format::Otlp {
                     delta: Mutex::new(
-                        (*temporality != crate::config::TemporalityPreference::Cumulative)
+                        (*temporality != crate::model::metric::TemporalityPreference::Cumulative)
                             .then(|| DeltaTrackers::new(*temporality)),
                     ),
                     metrics: otlp::Wire {
@@ -254,19 +251,15 @@ impl Exporter {
                 }
             }
             Target::Plugin { plugin, settings } => {
-                let slot = match ctx.loader.load_exporter(plugin, settings) {
-                    Ok((loaded, digest, origin)) => {
-                        tracing::info!(integration = %spec.name, plugin = %plugin, origin = ?origin, "exporter plugin loaded");
-                        PluginSlot::new(&spec.name, loaded, digest, settings.clone())
-                    }
-                    Err(reason) if ctx.strict => return Err(reason),
-                    Err(reason) => {
-                        tracing::error!(integration = %spec.name, plugin = %plugin,
-                            "exporter plugin failed to load: {reason}; the integration sends nothing until its file is fixed");
-                        PluginSlot::failed(&spec.name, plugin, settings.clone(), reason)
-                    }
-                };
-                Format::Plugin(Arc::new(slot))
+                let slot = ctx
+                    .plugins
+                    .open::<Encoder>(plugin, settings, Some(&spec.name))
+                    .map_err(|e| e.chain())?;
+                Format::Plugin(Arc::new(PluginSlot::new(
+                    &spec.name,
+                    slot,
+                    ctx.plugins.clone(),
+                )))
             }
         };
         if let Format::Plugin(slot) = &format {
@@ -487,9 +480,13 @@ impl Exporter {
         std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Stops its tasks; what it had queued is dropped.
+    /// Stops its tasks (what it had queued is dropped) and takes its plugin out of the host's
+    /// plugin set.
     pub fn stop(&self) {
         self.take_tasks().iter().for_each(JoinHandle::abort);
+        if let Some(slot) = self.plugin() {
+            slot.leave();
+        }
     }
 
     /// Collects the current metric state into one batch and queues it for delivery.
@@ -715,12 +712,4 @@ impl EventSink for Exporter {
         }
         Ok(())
     }
-}
-
-/// The plugins of `exporters`, for the reload watcher.
-pub fn reloadables(exporters: &[Arc<Exporter>]) -> Vec<Arc<dyn Reloadable>> {
-    exporters
-        .iter()
-        .filter_map(|e| e.plugin().map(|p| p as Arc<dyn Reloadable>))
-        .collect()
 }

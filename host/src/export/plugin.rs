@@ -7,56 +7,48 @@ use super::transport::Request;
 use crate::metrics::{DeltaTrackers, Registries};
 use crate::model::Signal;
 use crate::model::log::Record;
+use crate::model::metric::TemporalityPreference;
 use crate::plugins::batch::{keep_points, point_count};
 use crate::plugins::bindings::encoder::{Outcome, Response, Signals};
 use crate::plugins::bindings::types::{MetricBatch, Temporality};
 use crate::plugins::convert::{self, Collected, metric_batch};
-use crate::plugins::reload::{Reloadable, Source, Versioned, next_version};
-use crate::plugins::{ExporterPlugin, Health, Loader, Transforms};
+use crate::plugins::{Encoder, ExporterPlugin, Health, PluginSet, Reloadable, Slot, Transforms};
 
 /// The exporter plugin of one integration.
 pub struct PluginSlot {
-    plugin: String,
     integration: String,
-    overrides: toml::Table,
-    current: Versioned<ExporterPlugin>,
+    slot: Arc<Slot<Encoder>>,
+    set: Arc<PluginSet>,
+    /// Delta state, while the plugin serving asks for deltas.
     delta: Mutex<Option<DeltaTrackers>>,
 }
 
 impl PluginSlot {
-    /// Integration `integration` running `plugin` (whose component has SHA-256 `digest`),
-    /// loaded with the integration's settings `overrides`.
-    pub fn new(
-        integration: &str,
-        plugin: ExporterPlugin,
-        digest: String,
-        overrides: toml::Table,
-    ) -> Self {
-        let delta = delta_for(&plugin);
+    /// Integration `integration` running the plugin in `slot` (loaded, or failed with its
+    /// reason), a member of `set` until [`PluginSlot::leave`].
+    pub fn new(integration: &str, slot: Arc<Slot<Encoder>>, set: Arc<PluginSet>) -> Self {
         Self {
-            plugin: plugin.name().to_owned(),
             integration: integration.to_owned(),
-            overrides,
-            current: Versioned::new(plugin, digest),
-            delta: Mutex::new(delta),
-        }
-    }
-
-    /// Integration `integration`, whose plugin `plugin` could not be loaded for `reason`: it
-    /// sends nothing and shows the reason until a version of the plugin's file loads.
-    pub fn failed(integration: &str, plugin: &str, overrides: toml::Table, reason: String) -> Self {
-        Self {
-            plugin: plugin.to_owned(),
-            integration: integration.to_owned(),
-            overrides,
-            current: Versioned::failed(reason),
+            slot,
+            set,
             delta: Mutex::new(None),
         }
     }
 
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        self.slot.name()
+    }
+
+    /// Takes the plugin out of its set: the integration stopped.
+    pub fn leave(&self) {
+        let member: Arc<dyn Reloadable> = self.slot.clone();
+        self.set.leave(&member);
+    }
+
     /// Why the plugin could not be loaded, while no version serves.
     pub fn failure(&self) -> Option<String> {
-        self.current.failure()
+        self.slot.failure()
     }
 
     /// The integration's name.
@@ -66,7 +58,7 @@ impl PluginSlot {
 
     /// The plugin version serving now; `None` once unloaded.
     pub fn current(&self) -> Option<Arc<ExporterPlugin>> {
-        self.current.get()
+        self.slot.get()
     }
 
     /// Whether the plugin serving now exports `signal`.
@@ -75,17 +67,18 @@ impl PluginSlot {
             Signal::Metrics => Signals::METRICS,
             Signal::Logs => Signals::LOGS,
         };
-        self.current
+        self.slot
             .peek(|p| p.is_some_and(|p| p.info().signals.contains(flag)))
     }
 
     /// The plugin's health, or `Failed` when it could not be loaded.
     pub fn health(&self) -> Option<Health> {
-        self.current.health(ExporterPlugin::health)
+        self.slot.health()
     }
 
     /// Collects every producer into metric batches in the plugin's temporality, after the
-    /// transforms; `None` when the plugin exports no metrics or nothing is left.
+    /// transforms; `None` when the plugin exports no metrics or nothing is left. The delta state
+    /// starts over when a new version asks for another temporality.
     pub fn collect(
         &self,
         registries: &Registries,
@@ -95,6 +88,12 @@ impl PluginSlot {
             return None;
         }
         let mut delta = self.delta.lock().unwrap_or_else(PoisonError::into_inner);
+        let wants_delta = self
+            .slot
+            .peek(|p| p.is_some_and(|p| p.info().temporality == Temporality::Delta));
+        if wants_delta != delta.is_some() {
+            *delta = wants_delta.then(|| DeltaTrackers::new(TemporalityPreference::Delta));
+        }
         collect_transformed(registries, transforms, delta.as_mut())
     }
 
@@ -136,43 +135,6 @@ impl PluginSlot {
                 response.status
             )),
         }
-    }
-
-    /// Swaps in a new version, resetting the delta state if it asks for another temporality;
-    /// calls in flight finish on the old one.
-    fn install(&self, plugin: Option<(ExporterPlugin, String)>) {
-        let mut delta = self.delta.lock().unwrap_or_else(PoisonError::into_inner);
-        self.current.replace(plugin, |before, next| {
-            if let Some(next) = next
-                && before.map(|b| b.info().temporality) != Some(next.info().temporality)
-            {
-                *delta = delta_for(next);
-            }
-        });
-    }
-}
-
-/// Delta trackers for exporters that asked for delta temporality.
-fn delta_for(plugin: &ExporterPlugin) -> Option<DeltaTrackers> {
-    (plugin.info().temporality == Temporality::Delta)
-        .then(|| DeltaTrackers::new(crate::config::TemporalityPreference::Delta))
-}
-
-impl Reloadable for PluginSlot {
-    fn plugin(&self) -> &str {
-        &self.plugin
-    }
-
-    fn serving(&self) -> Option<String> {
-        self.current.digest()
-    }
-
-    fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String> {
-        let next = next_version(loader, &self.plugin, source, |component| {
-            loader.exporter(&self.plugin, component, &self.overrides)
-        })?;
-        self.install(next);
-        Ok(())
     }
 }
 

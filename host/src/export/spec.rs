@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use super::delivery::Settings;
 use super::preset;
-use crate::config::{DeliveryConfig, ExporterConfig, OtlpConfig, Protocol, TemporalityPreference};
+use crate::config::{Config, DeliveryConfig, ExporterConfig, OtlpConfig, Protocol};
 use crate::model::Signal;
+use crate::model::metric::TemporalityPreference;
 
 /// The name and id of the `[otlp]` integration.
 pub const OTLP: &str = "otlp";
@@ -74,6 +75,88 @@ impl std::fmt::Debug for ExporterSpec {
     }
 }
 
+/// A setting of an integration that cannot be accepted, named with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}`: {reason}")]
+pub struct SpecError {
+    /// The setting (`endpoint`, `headers`, `delivery`, …).
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl SpecError {
+    /// `field` is wrong because of `reason`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The shortest collection interval any integration may have.
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Checks the settings every integration shares: its headers and its delivery.
+fn check_common(
+    headers: &BTreeMap<String, String>,
+    delivery: &DeliveryConfig,
+) -> Result<(), SpecError> {
+    for (k, v) in headers {
+        reqwest::header::HeaderName::try_from(k.as_str())
+            .map_err(|_| SpecError::new("headers", format!("`{k}` is not a valid header name")))?;
+        reqwest::header::HeaderValue::try_from(v.as_str()).map_err(|_| {
+            SpecError::new(
+                "headers",
+                format!("the value of `{k}` is not valid in a header"),
+            )
+        })?;
+    }
+    if delivery.interval.is_some_and(|i| i < MIN_INTERVAL) {
+        return Err(SpecError::new(
+            "delivery",
+            format!("`interval` must be at least {MIN_INTERVAL:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `url` (the value of `field`) is a URL with a host in one of `schemes`.
+fn check_url(field: &str, url: &str, schemes: &[&str]) -> Result<(), SpecError> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| SpecError::new(field, format!("not a URL: {e}")))?;
+    if !schemes.contains(&parsed.scheme()) || parsed.host().is_none() {
+        let listed: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+        let any = match listed.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        return Err(SpecError::new(
+            field,
+            format!("must be an {any} URL with a host"),
+        ));
+    }
+    Ok(())
+}
+
+/// The preset named `name` for an integration of `kind` (`otlp` or a plugin's name).
+fn preset_for(name: &str, kind: &str) -> Result<&'static preset::Preset, SpecError> {
+    let found = preset::find(name).map_err(|e| SpecError::new("preset", e))?;
+    match found.plugin {
+        Some(plugin) if plugin != kind && kind != OTLP => Err(SpecError::new(
+            "preset",
+            format!("the preset `{name}` is for the plugin `{plugin}`"),
+        )),
+        _ if !found.fits(kind) => Err(SpecError::new(
+            "preset",
+            format!("preset `{name}` does not fit type `{kind}`"),
+        )),
+        _ => Ok(found),
+    }
+}
+
 impl ExporterSpec {
     /// `otlp`, or the plugin's name.
     pub fn kind(&self) -> &str {
@@ -91,47 +174,92 @@ impl ExporterSpec {
         }
     }
 
-    /// The `[otlp]` integration, when an endpoint is configured.
-    pub fn otlp(config: &OtlpConfig, defaults: &DeliveryConfig) -> Option<Self> {
+    /// An `[otlp]` section (the config file's, or a stored OTLP integration's) as integration
+    /// `name`: the preset's endpoint unless one is set, `api_key` in the preset's header;
+    /// `None` when it has nowhere to send.
+    pub fn otlp(
+        name: &str,
+        config: &OtlpConfig,
+        defaults: &DeliveryConfig,
+    ) -> Result<Option<Self>, SpecError> {
+        let preset = config
+            .preset
+            .as_deref()
+            .map(|p| preset_for(p, OTLP))
+            .transpose()?;
+        let mut config = config.clone();
+        if config.endpoint.is_none()
+            && let Some(p) = preset
+            && let Ok(Some((base, _))) = p.endpoints(None, &|_| None)
+        {
+            config.endpoint = Some(base);
+        }
+        if let Some(key) = &config.api_key {
+            let header = preset.and_then(|p| p.credential_header).ok_or_else(|| {
+                SpecError::new(
+                    "api_key",
+                    "needs a preset with a credential header; use headers",
+                )
+            })?;
+            config.headers.insert(header.to_owned(), key.clone());
+        }
+        check_common(&config.headers, &config.delivery)?;
+        for (field, url) in [
+            ("endpoint", &config.endpoint),
+            ("metrics_endpoint", &config.metrics_endpoint),
+            ("logs_endpoint", &config.logs_endpoint),
+        ] {
+            if let Some(url) = url {
+                check_url(field, url, &["http", "https"])?;
+            }
+        }
         let (metrics, logs) = (config.metrics_url(), config.logs_url());
         if metrics.is_none() && logs.is_none() {
-            return None;
+            return Ok(None);
         }
-        Some(Self {
-            id: OTLP.into(),
-            name: OTLP.into(),
+        Ok(Some(Self {
+            id: name.to_owned(),
+            name: name.to_owned(),
             target: Target::Otlp {
                 temporality: config.temporality_preference.unwrap_or_default(),
                 compression: config.compression.unwrap_or_default(),
                 metrics_protocol: config.protocol(Signal::Metrics),
                 logs_protocol: config.protocol(Signal::Logs),
             },
-            preset: None,
+            preset: config.preset.clone(),
             metrics,
             logs,
-            headers: config.headers.clone(),
+            headers: config.headers,
             only: None,
             delivery: Settings::resolve(&config.delivery, defaults),
-        })
+        }))
     }
 
-    /// An `[[exporters]]` entry named `name`: explicit endpoints over `endpoint` over the
-    /// preset's, `headers` plus the preset's credential (`api_key`, else its variable in `env`).
+    /// An `[[exporters]]` entry (the config file's, or a stored plugin integration's) named
+    /// `name`: explicit endpoints over `endpoint` over the preset's, `headers` plus the preset's
+    /// credential (`api_key`, else its variable in `env`).
     pub fn exporter(
         entry: &ExporterConfig,
         name: String,
         defaults: &DeliveryConfig,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SpecError> {
         let preset = match entry.preset.as_deref() {
-            Some(name) => Some(preset::find(name)?),
+            Some(name) => Some(preset_for(name, &entry.plugin)?),
             None => preset::for_plugin(&entry.plugin),
         };
         if preset.is_none() && (entry.site.is_some() || entry.api_key.is_some()) {
-            return Err("`site` and `api_key` need a preset".into());
+            let field = if entry.site.is_some() {
+                "site"
+            } else {
+                "api_key"
+            };
+            return Err(SpecError::new(field, "`site` and `api_key` need a preset"));
         }
         let filled = match preset {
-            Some(p) => p.endpoints(entry.site.as_deref(), env)?,
+            Some(p) => p
+                .endpoints(entry.site.as_deref(), env)
+                .map_err(|e| SpecError::new("site", e))?,
             None => None,
         };
         let pick = |specific: &Option<String>, from_preset: Option<&String>| {
@@ -143,7 +271,19 @@ impl ExporterSpec {
         let metrics = pick(&entry.metrics_endpoint, filled.as_ref().map(|e| &e.0));
         let logs = pick(&entry.logs_endpoint, filled.as_ref().map(|e| &e.1));
         if metrics.is_none() && logs.is_none() {
-            return Err("no endpoint: set `endpoint` (or `metrics_endpoint`/`logs_endpoint`, or a `preset`)".into());
+            return Err(SpecError::new(
+                "endpoint",
+                "no endpoint: set `endpoint` (or `metrics_endpoint`/`logs_endpoint`, or a `preset`)",
+            ));
+        }
+        for (field, url) in [
+            ("endpoint", &entry.endpoint),
+            ("metrics_endpoint", &entry.metrics_endpoint),
+            ("logs_endpoint", &entry.logs_endpoint),
+        ] {
+            if let Some(url) = url {
+                check_url(field, url, &["http", "https", "udp"])?;
+            }
         }
         let mut headers = entry.headers.clone();
         if let Some(p) = preset
@@ -153,21 +293,16 @@ impl ExporterSpec {
                 .api_key
                 .clone()
                 .or_else(|| p.credential_env.and_then(env))
-                .ok_or_else(|| match p.credential_env {
-                    Some(var) => format!("needs an API key: set `api_key` or {var}"),
-                    None => "needs an API key: set `api_key`".to_owned(),
+                .ok_or_else(|| {
+                    let reason = match p.credential_env {
+                        Some(var) => format!("needs an API key: set `api_key` or {var}"),
+                        None => "needs an API key: set `api_key`".to_owned(),
+                    };
+                    SpecError::new("api_key", reason)
                 })?;
             headers.insert(header.to_owned(), key);
         }
-        if let Some(p) = preset
-            && p.plugin.is_some_and(|plugin| plugin != entry.plugin)
-        {
-            return Err(format!(
-                "the preset `{}` is for the plugin `{}`",
-                p.name,
-                p.plugin.unwrap_or_default()
-            ));
-        }
+        check_common(&headers, &entry.delivery)?;
         let mut settings = entry.config.clone();
         for (key, value) in preset.map_or(&[][..], |p| p.plugin_settings) {
             settings
@@ -189,6 +324,25 @@ impl ExporterSpec {
             delivery: Settings::resolve(&entry.delivery, defaults),
         })
     }
+}
+
+/// The integrations of the config file: `[otlp]` when it has an endpoint, then every
+/// `[[exporters]]` entry under its name; `Err` names the entry at fault and the problem.
+pub fn configured(config: &Config) -> Result<Vec<ExporterSpec>, (String, String)> {
+    let mut specs: Vec<ExporterSpec> = ExporterSpec::otlp(OTLP, &config.otlp, &config.delivery)
+        .map_err(|e| (OTLP.to_owned(), e.to_string()))?
+        .into_iter()
+        .collect();
+    let taken: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    let names = exporter_names(&config.exporters, &taken)
+        .map_err(|reason| ("[[exporters]]".to_owned(), reason))?;
+    let env = |k: &str| std::env::var(k).ok();
+    for (entry, name) in config.exporters.iter().zip(names) {
+        let spec = ExporterSpec::exporter(entry, name.clone(), &config.delivery, &env)
+            .map_err(|e| (name, e.to_string()))?;
+        specs.push(spec);
+    }
+    Ok(specs)
 }
 
 /// The names of the `[[exporters]]` entries: each explicit `name`, else the plugin's name with
@@ -252,6 +406,7 @@ mod tests {
             &DeliveryConfig::default(),
             &no_env,
         )
+        .map_err(|e| e.reason)
     }
 
     #[test]

@@ -77,6 +77,31 @@ impl Service {
     pub fn new(intake: Intake) -> Self {
         Self { intake }
     }
+
+    /// Serves on `listener` until `stopped`: HTTP/2 with at most `max` concurrent streams per
+    /// connection, each call bounded to 30 s, idle connections pinged every minute.
+    pub fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        max: usize,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            let served = tonic::transport::Server::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .max_concurrent_streams(u32::try_from(max).ok())
+                .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
+                .serve_with_incoming_shutdown(self, incoming, shutdown)
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the OTLP/gRPC server stopped");
+            }
+        })
+    }
 }
 
 impl tower_service::Service<axum::http::Request<tonic::body::Body>> for Service {

@@ -9,25 +9,9 @@ use super::aggregation::{
 use super::exemplar::ReservoirKind;
 use super::series::{IdleClock, Series, SeriesKey, SeriesTable};
 use super::view::{AttributeView, Viewed};
-use crate::config::{Aggregation, ExemplarFilter};
 use crate::model::attributes::{AttributeSet, AttrsRef};
 use crate::model::event::TraceContext;
-use crate::model::metric::{InstrumentKind, Scope};
-
-/// What identifies and documents an instrument.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Descriptor {
-    /// Instrument name, OpenTelemetry style (`gen_ai.server.request.duration`).
-    pub name: String,
-    /// UCUM unit (`s`, `By`, `{token}`), possibly empty.
-    pub unit: String,
-    /// Human-readable description.
-    pub description: String,
-    /// The instrument kind.
-    pub kind: InstrumentKind,
-    /// The instrumentation scope the instrument belongs to.
-    pub scope: Scope,
-}
+use crate::model::metric::{Aggregation, Descriptor, ExemplarFilter, InstrumentKind};
 
 /// The aggregated state of an instrument, one variant per aggregation.
 #[derive(Debug)]

@@ -16,15 +16,14 @@ pub mod view;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-pub use instrument::{Descriptor, Instrument, MergeError, Point, Storage};
+pub use crate::model::metric::Descriptor;
+pub use instrument::{Instrument, MergeError, Point, Storage};
 pub use registries::{Producer, Registries};
 pub use temporality::{DeltaTracker, DeltaTrackers};
 pub use view::{AttributeView, Mapping, Pattern, patience, patiently};
 
-use crate::config::{
-    Aggregation, ExemplarFilter, HistogramAggregation, StreamView, StreamViewError,
-};
-use crate::model::metric::InstrumentKind;
+use crate::model::metric::{Aggregation, ExemplarFilter, HistogramAggregation, InstrumentKind};
+use crate::model::stream::{StreamView, StreamViewError};
 use stream::StreamViewExt as _;
 
 /// An observable instrument's callback: reports this collection's measurements through the observer.
@@ -120,7 +119,7 @@ impl Registry {
         for (i, view) in views.iter().enumerate() {
             view.validate(i + 1)?;
         }
-        for warning in crate::config::conflicts(&views) {
+        for warning in crate::model::stream::conflicts(&views) {
             tracing::warn!("[[metrics.views]]: {warning}");
         }
         self.streams = views;

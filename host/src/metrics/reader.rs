@@ -240,10 +240,10 @@ impl<A> SeriesView for Series<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TemporalityPreference;
     use crate::metrics::Descriptor;
     use crate::model::attributes::ValueRef;
     use crate::model::metric::InstrumentKind;
+    use crate::model::metric::TemporalityPreference;
 
     fn instrument(
         reg: &Registry,

@@ -40,6 +40,9 @@ pub struct Registries {
     received: RwLock<Vec<Producer>>,
 }
 
+/// Sweeps per idle-series expiry period.
+pub const EXPIRY_SWEEPS: u32 = 4;
+
 impl Registries {
     /// The host's own registry and resource, with nothing received yet.
     pub fn new(registry: Arc<Registry>, resource: Resource) -> Self {
@@ -72,6 +75,24 @@ impl Registries {
                 .iter()
                 .map(|p| p.registry.expire(ticks))
                 .sum::<usize>()
+    }
+
+    /// Removes series idle for longer than `expiry` until `stopped`, sweeping
+    /// [`EXPIRY_SWEEPS`] times per period: a series goes between 1 and 1¼ periods after its
+    /// last measurement.
+    pub fn expire_every(
+        self: Arc<Self>,
+        expiry: std::time::Duration,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let period = (expiry / EXPIRY_SWEEPS).max(std::time::Duration::from_millis(1));
+        crate::ticker::after(period, stopped, move || {
+            let gone = self.expire_idle(u64::from(EXPIRY_SWEEPS));
+            if gone > 0 {
+                tracing::debug!(series = gone, "idle series expired");
+            }
+            std::future::ready(())
+        })
     }
 
     /// The registry of received `resource`, created (configured as the host's) on first use.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::Descriptor;
 use super::view::{AttributeView, Mapping, Pattern};
-use crate::config::StreamView;
 use crate::model::attributes::{AttributeSet, AttrsRef};
+use crate::model::stream::StreamView;
 
 /// What a configured stream view does to the instruments it selects.
 pub trait StreamViewExt {
@@ -78,8 +78,8 @@ impl AttributeView for KeepKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{StreamViewError, conflicts};
     use crate::model::metric::InstrumentKind;
+    use crate::model::stream::{StreamViewError, conflicts};
 
     fn view(toml: &str) -> StreamView {
         toml::from_str(toml).expect("view parses")

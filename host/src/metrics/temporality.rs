@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use super::aggregation::{ExponentialPoint, HistogramPoint};
-use crate::config::TemporalityPreference;
 use crate::model::attributes::AttributeSet;
 use crate::model::metric::InstrumentKind;
+use crate::model::metric::TemporalityPreference;
 
 /// What an exporter was last sent for one series.
 #[derive(Debug, Clone)]

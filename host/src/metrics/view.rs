@@ -5,9 +5,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use hashbrown::HashTable;
 
-use super::instrument::Descriptor;
 use super::series::SeriesKey;
 use crate::model::attributes::{AttributeSet, AttrsRef, hash_attrs};
+use crate::model::metric::Descriptor;
 
 /// Distinct input sets remembered per instrument; past it the cache starts over.
 pub const VIEW_CACHE_LIMIT: usize = 16_384;

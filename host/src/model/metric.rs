@@ -1,8 +1,13 @@
-//! What every metric reader and writer shares: the kinds of instrument and the instrumentation scope.
+//! What every metric reader and writer shares: the kinds of instrument, the instrumentation
+//! scope, and the engine's choices the specification names (aggregation, histogram aggregation,
+//! exemplar filter, temporality preference).
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::attributes::AttributeSet;
+use super::event::TraceContext;
 
 /// Whether a point carries the total since its series started or the change since the previous export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +66,21 @@ impl InstrumentKind {
     }
 }
 
+/// What identifies and documents an instrument.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Descriptor {
+    /// Instrument name, OpenTelemetry style (`gen_ai.server.request.duration`).
+    pub name: String,
+    /// UCUM unit (`s`, `By`, `{token}`), possibly empty.
+    pub unit: String,
+    /// Human-readable description.
+    pub description: String,
+    /// The instrument kind.
+    pub kind: InstrumentKind,
+    /// The instrumentation scope the instrument belongs to.
+    pub scope: Scope,
+}
+
 /// An instrumentation scope: the component that produced an instrument, as OTLP names it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scope {
@@ -83,5 +103,100 @@ impl From<&str> for Scope {
             attributes: AttributeSet::empty(),
             schema_url: Arc::from(""),
         }
+    }
+}
+
+/// How histogram instruments aggregate, as `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistogramAggregation {
+    /// Explicit bucket boundaries (the default).
+    #[default]
+    ExplicitBucketHistogram,
+    /// Base-2 exponential buckets (160 per range, starting at scale 20).
+    Base2ExponentialBucketHistogram,
+}
+
+/// Which measurements may become exemplars, as `OTEL_METRICS_EXEMPLAR_FILTER` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExemplarFilter {
+    /// Only measurements made in the context of a (sampled) trace: the default.
+    #[default]
+    TraceBased,
+    /// Every measurement.
+    AlwaysOn,
+    /// None.
+    AlwaysOff,
+}
+
+impl ExemplarFilter {
+    /// Whether a measurement made under `trace` is offered to its series' reservoir.
+    pub fn samples(self, trace: Option<&TraceContext>) -> bool {
+        match self {
+            Self::TraceBased => trace.is_some(),
+            Self::AlwaysOn => true,
+            Self::AlwaysOff => false,
+        }
+    }
+}
+
+/// An exporter's temporality preference, as `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemporalityPreference {
+    /// Every instrument cumulative (the default).
+    #[default]
+    Cumulative,
+    /// Counters, observable counters and histograms as deltas; up-down counters cumulative.
+    Delta,
+    /// Counters and histograms as deltas; observable counters and up-down counters cumulative.
+    #[serde(rename = "lowmemory")]
+    LowMemory,
+}
+
+impl TemporalityPreference {
+    /// Whether instruments of `kind` are exported as deltas under this preference.
+    pub fn is_delta(self, kind: InstrumentKind) -> bool {
+        use InstrumentKind::*;
+        match self {
+            Self::Cumulative => false,
+            Self::Delta => matches!(kind, Counter | ObservableCounter | Histogram),
+            Self::LowMemory => matches!(kind, Counter | Histogram),
+        }
+    }
+}
+
+/// The aggregation a view can choose for the instruments it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// Record nothing; the metric is not exported.
+    Drop,
+    /// The arithmetic sum of measurements.
+    Sum,
+    /// The last measurement.
+    LastValue,
+    /// Explicit-bucket histogram (bounds from `buckets`, else the instrument's).
+    ExplicitBucketHistogram,
+    /// Base-2 exponential histogram.
+    Base2ExponentialBucketHistogram,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE: TraceContext = TraceContext {
+        trace_id: [1; 16],
+        span_id: [2; 8],
+    };
+
+    #[test]
+    fn filters_follow_the_specification() {
+        use ExemplarFilter::*;
+        let cases =
+            [TraceBased, AlwaysOn, AlwaysOff].map(|f| (f.samples(Some(&TRACE)), f.samples(None)));
+        assert_eq!(cases, [(true, false), (true, true), (false, false)]);
     }
 }

@@ -7,6 +7,7 @@ pub mod event;
 pub mod log;
 pub mod metric;
 pub mod resource;
+pub mod stream;
 pub mod wire;
 
 /// A telemetry signal an integration carries.

@@ -1,47 +1,23 @@
 //! Budgets on what a plugin returns: checks that refuse a result past its budget (never cut
-//! it silently), and the count of refusals by plugin and budget for self-telemetry.
+//! it silently), each refusal counted in the host's plugin statistics.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use super::bindings::encoder::Outbound;
 use super::bindings::types::{KeyValue, LogBatch, MetricBatch, Points, Table, Value};
-use super::runtime::Budgets;
-use super::supervisor::CallError;
-
-/// Refusals so far, by plugin and budget.
-static REFUSED: Mutex<BTreeMap<(String, &'static str), u64>> = Mutex::new(BTreeMap::new());
-
-/// Counts one refusal of `plugin`'s result past `budget`, logs it (the first, tenth, hundredth …
-/// of a kind, so that a plugin cannot flood the log through refusals) and returns the error.
-pub fn refuse(plugin: &Arc<str>, budget: &'static str, detail: String) -> CallError {
-    let count = {
-        let mut refused = REFUSED.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = refused.entry((plugin.to_string(), budget)).or_insert(0);
-        *n += 1;
-        *n
-    };
-    let error = CallError::OverBudget(plugin.clone(), format!("{detail} (over `{budget}`)"));
-    if count.is_power_of_two() || count % 1000 == 0 {
-        tracing::warn!(plugin = %plugin, budget, refusals = count, "{error}");
-    }
-    error
-}
-
-/// Every refusal count so far: plugin, budget, count.
-pub fn refusals() -> Vec<(String, &'static str, u64)> {
-    REFUSED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .map(|((plugin, budget), n)| (plugin.clone(), *budget, *n))
-        .collect()
-}
+use super::error::CallError;
+use super::limits::Budgets;
+use super::stats::Stats;
 
 /// Refuses an `encode` result with more items or bytes than the budgets allow.
-pub fn outbound(plugin: &Arc<str>, out: &[Outbound], b: &Budgets) -> Result<(), CallError> {
+pub fn outbound(
+    stats: &Stats,
+    plugin: &Arc<str>,
+    out: &[Outbound],
+    b: &Budgets,
+) -> Result<(), CallError> {
     if out.len() > b.outbound_items {
-        return Err(refuse(
+        return Err(stats.refuse(
             plugin,
             "outbound_items",
             format!(
@@ -59,7 +35,7 @@ pub fn outbound(plugin: &Arc<str>, out: &[Outbound], b: &Budgets) -> Result<(), 
         })
         .sum();
     if bytes > b.outbound_bytes {
-        return Err(refuse(
+        return Err(stats.refuse(
             plugin,
             "outbound_bytes",
             format!(
@@ -72,9 +48,14 @@ pub fn outbound(plugin: &Arc<str>, out: &[Outbound], b: &Budgets) -> Result<(), 
 }
 
 /// Refuses a view answer with too many attributes, or a key or value too long.
-pub fn view(plugin: &Arc<str>, pairs: &[KeyValue], b: &Budgets) -> Result<(), CallError> {
+pub fn view(
+    stats: &Stats,
+    plugin: &Arc<str>,
+    pairs: &[KeyValue],
+    b: &Budgets,
+) -> Result<(), CallError> {
     if pairs.len() > b.view_attributes {
-        return Err(refuse(
+        return Err(stats.refuse(
             plugin,
             "view_attributes",
             format!(
@@ -86,7 +67,7 @@ pub fn view(plugin: &Arc<str>, pairs: &[KeyValue], b: &Budgets) -> Result<(), Ca
     }
     for kv in pairs {
         if kv.key.len() > b.key_bytes {
-            return Err(refuse(
+            return Err(stats.refuse(
                 plugin,
                 "key_bytes",
                 format!(
@@ -102,7 +83,7 @@ pub fn view(plugin: &Arc<str>, pairs: &[KeyValue], b: &Budgets) -> Result<(), Ca
             _ => 0,
         };
         if len > b.value_bytes {
-            return Err(refuse(
+            return Err(stats.refuse(
                 plugin,
                 "value_bytes",
                 format!(
@@ -164,12 +145,18 @@ const TRANSFORM_FLOOR_EDITS: usize = 1024;
 
 /// Refuses more edits than `transform_growth` per item (data point or log record) of the batch
 /// (at least 1,024 per unit), before any is applied.
-pub fn edits(plugin: &Arc<str>, edits: usize, items: usize, b: &Budgets) -> Result<(), CallError> {
+pub fn edits(
+    stats: &Stats,
+    plugin: &Arc<str>,
+    edits: usize,
+    items: usize,
+    b: &Budgets,
+) -> Result<(), CallError> {
     let allowed = items
         .max(TRANSFORM_FLOOR_EDITS)
         .saturating_mul(b.transform_growth);
     if edits > allowed {
-        return Err(refuse(
+        return Err(stats.refuse(
             plugin,
             "transform_growth",
             format!("returned {edits} edits for {items} items, at most {allowed} are allowed"),
@@ -184,6 +171,7 @@ const TRANSFORM_FLOOR_BYTES: usize = 64 * 1024;
 /// Refuses a transform result holding more than `transform_growth` times its input's items
 /// (data points or log records) or bytes.
 pub fn growth(
+    stats: &Stats,
     plugin: &Arc<str>,
     before: (usize, usize),
     after: (usize, usize),
@@ -191,7 +179,7 @@ pub fn growth(
 ) -> Result<(), CallError> {
     let items = before.0.max(1).saturating_mul(b.transform_growth);
     if after.0 > items {
-        return Err(refuse(
+        return Err(stats.refuse(
             plugin,
             "transform_growth",
             format!(
@@ -205,7 +193,7 @@ pub fn growth(
         .max(TRANSFORM_FLOOR_BYTES)
         .saturating_mul(b.transform_growth);
     if after.1 > bytes {
-        return Err(refuse(
+        return Err(stats.refuse(
             plugin,
             "transform_growth",
             format!(

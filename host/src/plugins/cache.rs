@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::runtime::{Runtime, RuntimeError};
+use super::error::{PluginError, WasmError};
+use super::runtime::Runtime;
 
 /// The first bytes of every cache file.
 const MAGIC: &[u8; 16] = b"wasmtel-cwasm-1\n";
@@ -47,7 +48,7 @@ pub fn compile(
     runtime: &Runtime,
     bytes: &[u8],
     dir: Option<&Path>,
-) -> Result<(Component, Source), RuntimeError> {
+) -> Result<(Component, Source), PluginError> {
     let Some(dir) = dir else {
         return runtime.compile(bytes).map(|c| (c, Source::Compiled));
     };
@@ -64,7 +65,7 @@ pub fn compile(
     let compiled = runtime
         .engine()
         .precompile_component(bytes)
-        .map_err(|e| RuntimeError(format!("not a valid component: {e:#}")))?;
+        .map_err(|e| PluginError::Compile(WasmError::from_wasmtime(&e)))?;
     if let Err(e) = store(dir, &path, &fingerprint, &compiled) {
         tracing::warn!(dir = %dir.display(), "cannot write the plugin cache: {e}");
     }
@@ -173,14 +174,14 @@ fn load(
     }
     deserialize(runtime, payload)
         .map(Some)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.chain())
 }
 
 #[allow(unsafe_code)]
-fn deserialize(runtime: &Runtime, compiled: &[u8]) -> Result<Component, RuntimeError> {
+fn deserialize(runtime: &Runtime, compiled: &[u8]) -> Result<Component, PluginError> {
     // SAFETY: `compiled` is `precompile_component` output for an engine with this engine's
     // compatibility hash: made just now, or read from a file the host user alone can write
     // whose recorded fingerprint and content hash were checked (see the module docs).
     unsafe { Component::deserialize(runtime.engine(), compiled) }
-        .map_err(|e| RuntimeError(format!("cannot load the compiled component: {e:#}")))
+        .map_err(|e| PluginError::Compile(WasmError::from_wasmtime(&e)))
 }

@@ -530,8 +530,8 @@ pub mod otlp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HistogramAggregation;
     use crate::metrics::Descriptor;
+    use crate::model::metric::HistogramAggregation;
     use crate::model::metric::InstrumentKind;
 
     /// Each exponential point with its positive and negative bucket counts.
@@ -570,7 +570,7 @@ mod tests {
             )
             .expect("instrument");
         let resource = crate::sources::resource::detect(&Default::default());
-        let mut delta = DeltaTracker::new(crate::config::TemporalityPreference::Delta);
+        let mut delta = DeltaTracker::new(crate::model::metric::TemporalityPreference::Delta);
         for v in [1.0, 2.0, -2.0, 0.0] {
             latency.record(&[], v);
         }

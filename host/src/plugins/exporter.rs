@@ -1,106 +1,101 @@
-//! An exporter plugin: its supervised instance and what `init` said it wants.
+//! Exporter plugins: the `encoder` interface of the exporter world, what `init` says it wants,
+//! and the calls that turn batches into requests and classify responses.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
-use wasmtime::component::Component;
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
 
 use super::bindings::encoder::{self, ExporterInfo, Outbound, Outcome, Response};
-use super::bindings::types::{LogBatch, MetricBatch};
+use super::bindings::types::{LogBatch, MetricBatch, Temporality};
 use super::budget;
-use super::runtime::{Limits, Runtime};
-use super::stats;
-use super::supervisor::{CallError, Health, LoadError, Shared, Supervised};
+use super::error::CallError;
+use super::kind::{GuestCall, PluginKind, Settings, World};
+use super::plugin::Plugin;
+use super::runtime::PluginState;
 
-/// A loaded exporter plugin.
-pub struct ExporterPlugin {
-    name: Arc<str>,
-    info: ExporterInfo,
-    instance: Shared<encoder::Guest>,
+/// The exporter kind: its `init` reports the signals and temporality it wants.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoder;
+
+impl PluginKind for Encoder {
+    const NAME: &'static str = "exporter";
+    type Guest = encoder::Guest;
+    type Indices = encoder::GuestIndices;
+    type Info = ExporterInfo;
+
+    fn indices(pre: &InstancePre<PluginState>) -> wasmtime::Result<Self::Indices> {
+        encoder::GuestIndices::new(pre)
+    }
+
+    fn start(
+        indices: &Self::Indices,
+        store: &mut Store<PluginState>,
+        instance: &Instance,
+        config: &Settings,
+    ) -> GuestCall<(Self::Guest, Self::Info)> {
+        let guest = indices.load(&mut *store, instance)?;
+        Ok(guest
+            .call_init(&mut *store, config)?
+            .map(|info| (guest, info)))
+    }
+
+    fn world(info: &ExporterInfo) -> World {
+        let mut signals = Vec::new();
+        if info.signals.contains(encoder::Signals::METRICS) {
+            signals.push("metrics");
+        }
+        if info.signals.contains(encoder::Signals::LOGS) {
+            signals.push("logs");
+        }
+        let temporality = match info.temporality {
+            Temporality::Cumulative => "cumulative",
+            Temporality::Delta => "delta",
+        };
+        World::Exporter {
+            signals: signals.join(", "),
+            temporality: temporality.to_owned(),
+        }
+    }
 }
 
-impl ExporterPlugin {
-    /// Validates `component` as an exporter (right world, `init` accepts `config`) and starts it.
-    pub fn load(
-        runtime: &Arc<Runtime>,
-        name: &str,
-        component: &Component,
-        config: Vec<(String, String)>,
-        limits: Limits,
-    ) -> Result<Self, LoadError> {
-        let name: Arc<str> = Arc::from(name);
-        let info = Arc::new(Mutex::new(None));
-        let seen = info.clone();
-        let instance = Supervised::load(
-            runtime,
-            &name,
-            component,
-            limits,
-            encoder::GuestIndices::new,
-            move |indices, store, instance| {
-                let guest = indices.load(&mut *store, instance)?;
-                Ok(guest.call_init(&mut *store, &config)?.map(|i| {
-                    *seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(i);
-                    guest
-                }))
-            },
-        )?;
-        let info = info
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .ok_or_else(|| LoadError::WrongWorld("init returned no exporter info".into()))?;
-        Ok(Self {
-            name,
-            info,
-            instance: instance.into(),
-        })
-    }
+/// A loaded exporter plugin.
+pub type ExporterPlugin = Plugin<Encoder>;
 
-    /// The plugin's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The signals and temporality `init` asked for.
-    pub fn info(&self) -> ExporterInfo {
-        self.info
-    }
-
+impl Plugin<Encoder> {
     /// Encodes a metric batch; a result past the plugin's budgets is refused.
     pub fn encode_metrics(&self, batch: &MetricBatch) -> Result<Vec<Outbound>, CallError> {
-        stats::items(
-            self.instance.scope(),
-            &self.name,
-            "in",
+        self.encode(
             budget::metric_size(batch).0,
-        );
-        let out = self.instance.call("encode-metrics", |g, store| {
-            g.call_encode_metrics(store, batch)
-        })?;
-        budget::outbound(&self.name, &out, &self.instance.budgets())?;
-        stats::items(self.instance.scope(), &self.name, "out", out.len());
-        Ok(out)
+            "encode-metrics",
+            |g, store| g.call_encode_metrics(store, batch),
+        )
     }
 
     /// Encodes a log batch; a result past the plugin's budgets is refused.
     pub fn encode_logs(&self, batch: &LogBatch) -> Result<Vec<Outbound>, CallError> {
-        stats::items(
-            self.instance.scope(),
-            &self.name,
-            "in",
-            budget::log_size(batch).0,
-        );
-        let out = self
-            .instance
-            .call("encode-logs", |g, store| g.call_encode_logs(store, batch))?;
-        budget::outbound(&self.name, &out, &self.instance.budgets())?;
-        stats::items(self.instance.scope(), &self.name, "out", out.len());
+        self.encode(budget::log_size(batch).0, "encode-logs", |g, store| {
+            g.call_encode_logs(store, batch)
+        })
+    }
+
+    /// Calls `function` on a batch of `items` items, counting what goes in and out.
+    fn encode(
+        &self,
+        items: usize,
+        function: &'static str,
+        call: impl FnOnce(&encoder::Guest, &mut Store<PluginState>) -> GuestCall<Vec<Outbound>>,
+    ) -> Result<Vec<Outbound>, CallError> {
+        let instance = self.instance();
+        let stats = instance.stats();
+        stats.items(self.name(), "in", items);
+        let out = instance.call(function, call)?;
+        budget::outbound(stats, self.shared_name(), &out, &instance.budgets())?;
+        stats.items(self.name(), "out", out.len());
         Ok(out)
     }
 
     /// Asks the plugin how to treat a response; if it cannot answer, the status code decides.
     pub fn classify(&self, response: &Response) -> Outcome {
-        let answer = self.instance.call("classify", |g, store| {
+        let answer = self.instance().call("classify", |g, store| {
             g.call_classify(store, response).map(Ok)
         });
         answer.unwrap_or_else(|_| match response.status {
@@ -108,10 +103,5 @@ impl ExporterPlugin {
             429 | 502 | 503 | 504 => Outcome::Retry(None),
             status => Outcome::Reject(format!("HTTP {status}")),
         })
-    }
-
-    /// The plugin's health.
-    pub fn health(&self) -> Health {
-        self.instance.health()
     }
 }

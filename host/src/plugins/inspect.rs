@@ -1,81 +1,69 @@
-//! Inspection without a running host: which world a component implements, and whether its `init` accepts a configuration.
+//! Inspection without a running host: which world a component implements, and whether its
+//! `init` accepts a configuration.
 
 use std::sync::Arc;
 
-use super::bindings::{encoder, transformer, viewer};
-use super::runtime::{Limits, Runtime, arm, failure};
-
-/// What a valid plugin is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum World {
-    /// An exporter, with the signals and temporality it asked for.
-    Exporter {
-        /// `metrics`, `logs` or both.
-        signals: String,
-        /// `cumulative` or `delta`.
-        temporality: String,
-    },
-    /// A transform.
-    Transform,
-    /// A view.
-    View,
-}
-
-impl std::fmt::Display for World {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            World::Exporter {
-                signals,
-                temporality,
-            } => write!(
-                f,
-                "exporter (signals: {signals}; temporality: {temporality})"
-            ),
-            World::Transform => f.write_str("transform"),
-            World::View => f.write_str("view"),
-        }
-    }
-}
+use super::error::{CallError, Invalid, PluginError, WasmError};
+use super::exporter::Encoder;
+use super::kind::{PluginKind, World};
+use super::limits::Limits;
+use super::plugin::Plugin;
+use super::runtime::{Runtime, arm, failure};
+use super::stats::Stats;
+use super::transform::Transformer;
+use super::view::Viewer;
 
 /// Why a component would not load.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Rejection {
-    /// The world it implements, when that much is valid and only `init` refused.
+    /// The world it implements, when that much is known.
     pub world: Option<&'static str>,
     /// What went wrong.
-    pub reason: String,
+    pub error: PluginError,
 }
 
-impl From<String> for Rejection {
-    fn from(reason: String) -> Self {
-        Self {
-            world: None,
-            reason,
-        }
+impl From<PluginError> for Rejection {
+    fn from(error: PluginError) -> Self {
+        Self { world: None, error }
     }
 }
 
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.world {
-            Some(world) => write!(
-                f,
-                "{world} whose init refused the configuration: {}",
-                self.reason
-            ),
-            None => f.write_str(&self.reason),
+        match (&self.error, self.world) {
+            (PluginError::Refused { reason, .. }, Some(world)) => {
+                write!(f, "{world} whose init refused the configuration: {reason}")
+            }
+            (PluginError::Init(CallError::Failed(_, failure)), _) => write!(f, "{failure}"),
+            (other, _) => f.write_str(&other.chain()),
         }
     }
 }
 
-fn refused(world: &'static str) -> impl FnOnce(String) -> Rejection {
-    move |reason| Rejection {
-        world: Some(world),
-        reason,
-    }
+/// Loads `component` as kind `K` to check it.
+fn as_kind<K: PluginKind>(
+    runtime: &Arc<Runtime>,
+    name: &str,
+    component: &wasmtime::component::Component,
+    settings: &[(String, String)],
+    limits: Limits,
+) -> Result<World, Rejection> {
+    Plugin::<K>::load(
+        runtime,
+        name,
+        component,
+        settings.to_vec(),
+        limits,
+        &Stats::default(),
+    )
+    .map(|plugin| K::world(plugin.info()))
+    .map_err(|error| Rejection {
+        world: Some(K::NAME),
+        error,
+    })
 }
 
-/// Compiles `bytes`, finds its world, and runs its `init` with `config` in a sandbox with `limits`.
+/// Compiles `bytes`, finds its world, and runs its `init` with `settings` in a sandbox with `limits`.
 pub fn check(
     runtime: &Arc<Runtime>,
     name: &str,
@@ -83,66 +71,32 @@ pub fn check(
     settings: &[(String, String)],
     limits: Limits,
 ) -> Result<World, Rejection> {
-    let config = settings.to_vec();
-    let config = &config;
-    let component = runtime.compile(bytes).map_err(|e| e.to_string())?;
-    let pre = runtime.prepare(&component).map_err(|e| e.to_string())?;
-    let mut store = runtime.store(&Arc::from(name), limits);
+    let component = runtime.compile(bytes)?;
+    let pre = runtime.prepare(&component).map_err(PluginError::from)?;
+    if Encoder::indices(&pre).is_ok() {
+        return as_kind::<Encoder>(runtime, name, &component, settings, limits);
+    }
+    if Transformer::indices(&pre).is_ok() {
+        return as_kind::<Transformer>(runtime, name, &component, settings, limits);
+    }
+    if Viewer::indices(&pre).is_ok() {
+        return as_kind::<Viewer>(runtime, name, &component, settings, limits);
+    }
+    // Of no plugin world; an instance that cannot even start says more.
+    let mut store = runtime.store(&Arc::from(name), limits, &Stats::default());
     arm(&mut store);
-    let instance = pre
-        .instantiate(&mut store)
-        .map_err(|e| failure(&store, &e).to_string())?;
-    let trapped = |store: &wasmtime::Store<_>, e: wasmtime::Error| failure(store, &e).to_string();
-    if let Ok(indices) = encoder::GuestIndices::new(&pre) {
-        let guest = indices
-            .load(&mut store, &instance)
-            .map_err(|e| e.to_string())?;
-        let info = guest
-            .call_init(&mut store, config)
-            .map_err(|e| trapped(&store, e))?
-            .map_err(refused("exporter"))?;
-        let mut signals = Vec::new();
-        if info.signals.contains(encoder::Signals::METRICS) {
-            signals.push("metrics");
-        }
-        if info.signals.contains(encoder::Signals::LOGS) {
-            signals.push("logs");
-        }
-        let temporality = match info.temporality {
-            super::bindings::types::Temporality::Cumulative => "cumulative",
-            super::bindings::types::Temporality::Delta => "delta",
-        }
-        .to_owned();
-        return Ok(World::Exporter {
-            signals: signals.join(", "),
-            temporality,
-        });
+    if let Err(e) = pre.instantiate(&mut store) {
+        let failed = CallError::Failed(Arc::from(name), failure(&store, &e));
+        return Err(PluginError::Init(failed).into());
     }
-    // Transforms and views have the same `init`; only their interface differs.
-    macro_rules! init_as {
-        ($interface:ident, $world:expr, $kind:literal) => {
-            if let Ok(indices) = $interface::GuestIndices::new(&pre) {
-                let guest = indices
-                    .load(&mut store, &instance)
-                    .map_err(|e| e.to_string())?;
-                guest
-                    .call_init(&mut store, config)
-                    .map_err(|e| trapped(&store, e))?
-                    .map_err(refused($kind))?;
-                return Ok($world);
-            }
-        };
-    }
-    init_as!(transformer, World::Transform, "transform");
-    init_as!(viewer, World::View, "view");
-    Err(String::from(
-        "wrong world: it exports none of wasmtel:plugin/encoder, transformer or viewer",
-    )
+    Err(PluginError::from(Invalid::World(WasmError::new(
+        "it exports none of wasmtel:plugin/encoder, transformer or viewer",
+    )))
     .into())
 }
 
 /// One plugin a host would load.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Entry {
     /// The plugin name.
     pub name: String,
@@ -177,7 +131,7 @@ pub fn list(runtime: &Arc<Runtime>, config: &crate::config::PluginsConfig) -> Ve
         .filter_map(|name| {
             let (bytes, origin) = super::catalog::component(&config.dir, &name).ok()?;
             let world = super::catalog::config(config, &name, &toml::Table::new())
-                .map_err(|e| Rejection::from(e.to_string()))
+                .map_err(|e| Rejection::from(PluginError::from(e)))
                 .and_then(|settings| {
                     check(runtime, &name, &bytes, &settings, Limits::of(config, &name))
                 });

@@ -1,13 +1,18 @@
-//! Loading plugins: find the component, compile it through the cache, validate it and start it.
+//! Loading plugins: find the component, compile it through the cache, validate it as its kind
+//! and start it with its merged configuration — the one way every plugin is loaded.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use wasmtime::component::Component;
 
-use super::catalog::{self, CatalogError, Origin};
-use super::exporter::ExporterPlugin;
-use super::runtime::{Limits, Runtime, RuntimeError};
+use super::catalog::{self, Origin};
+use super::error::PluginError;
+use super::kind::PluginKind;
+use super::limits::Limits;
+use super::plugin::Plugin;
+use super::runtime::Runtime;
+use super::stats::Stats;
 use crate::config::PluginsConfig;
 
 /// Everything needed to turn a plugin name into a running plugin.
@@ -15,32 +20,24 @@ pub struct Loader {
     runtime: Arc<Runtime>,
     config: PluginsConfig,
     cache: Option<PathBuf>,
-    scope: u64,
+    stats: Stats,
 }
 
 impl Loader {
     /// A loader over the shared runtime and the `[plugins]` settings, caching compiled plugins
-    /// in `cache` (see [`PluginsConfig::cache_dir`]); the plugins it loads are counted in
-    /// self-telemetry `scope` (see [`super::stats`]).
+    /// in `cache` (see [`crate::Config::plugin_cache`]); the plugins it loads count their calls
+    /// in `stats`.
     pub fn new(
         config: &PluginsConfig,
         cache: Option<PathBuf>,
-        scope: u64,
-    ) -> Result<Self, RuntimeError> {
+        stats: Stats,
+    ) -> Result<Self, PluginError> {
         Ok(Self {
             runtime: Runtime::shared()?,
             config: config.clone(),
             cache,
-            scope,
+            stats,
         })
-    }
-
-    /// The limits of plugin `name`, counted in this loader's scope.
-    fn limits(&self, name: &str) -> Limits {
-        Limits {
-            scope: self.scope,
-            ..Limits::of(&self.config, name)
-        }
     }
 
     /// The plugin directory.
@@ -48,104 +45,51 @@ impl Loader {
         &self.config.dir
     }
 
+    /// The statistics its plugins count in.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
     /// The component bytes for `name`: the directory's file, else the embedded plugin.
-    pub fn find(&self, name: &str) -> Result<(Vec<u8>, Origin), CatalogError> {
-        catalog::component(&self.config.dir, name)
+    pub fn find(&self, name: &str) -> Result<(Vec<u8>, Origin), PluginError> {
+        Ok(catalog::component(&self.config.dir, name)?)
     }
 
     /// Compiles component bytes, through the on-disk cache when one is configured.
-    pub fn compile(&self, bytes: &[u8]) -> Result<Component, RuntimeError> {
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component, PluginError> {
         super::cache::compile(&self.runtime, bytes, self.cache.as_deref())
             .map(|(component, _)| component)
     }
 
-    /// Validates `component` as exporter `name` and starts it with its merged configuration.
-    pub fn exporter(
+    /// Validates `component` as a plugin of kind `K` named `name` and starts it with its merged
+    /// configuration (`<name>.toml`, `[plugins.config.<name>]`, then `overrides`).
+    pub fn load<K: PluginKind>(
         &self,
         name: &str,
         component: &Component,
         overrides: &toml::Table,
-    ) -> Result<ExporterPlugin, String> {
-        let settings = catalog::config(&self.config, name, overrides).map_err(|e| e.to_string())?;
-        ExporterPlugin::load(&self.runtime, name, component, settings, self.limits(name))
-            .map_err(|e| e.to_string())
-    }
-
-    /// Validates `component` as view `name` and starts it with its merged configuration.
-    pub fn view(
-        &self,
-        name: &str,
-        component: &Component,
-        overrides: &toml::Table,
-    ) -> Result<super::view::ViewPlugin, String> {
-        let settings = catalog::config(&self.config, name, overrides).map_err(|e| e.to_string())?;
-        super::view::ViewPlugin::load(&self.runtime, name, component, settings, self.limits(name))
-            .map_err(|e| e.to_string())
-    }
-
-    /// Finds, compiles and starts view `name`, ready to be bound to instruments.
-    pub fn load_view(
-        &self,
-        name: &str,
-        overrides: &toml::Table,
-    ) -> Result<super::view::PluginView, String> {
-        let (bytes, _) = self.find(name).map_err(|e| e.to_string())?;
-        let component = self.compile(&bytes).map_err(|e| e.to_string())?;
-        let plugin = self.view(name, &component, overrides)?;
-        Ok(super::view::PluginView::new(
-            name,
-            overrides.clone(),
-            plugin,
-            super::cache::digest(&bytes),
-        ))
-    }
-
-    /// Validates `component` as transform `name` and starts it with its merged configuration.
-    pub fn transform(
-        &self,
-        name: &str,
-        component: &Component,
-        overrides: &toml::Table,
-        on_failure: crate::config::OnFailure,
-    ) -> Result<super::TransformPlugin, String> {
-        let settings = catalog::config(&self.config, name, overrides).map_err(|e| e.to_string())?;
-        super::TransformPlugin::load(
+    ) -> Result<Plugin<K>, PluginError> {
+        let settings = catalog::config(&self.config, name, overrides)?;
+        Plugin::load(
             &self.runtime,
             name,
             component,
             settings,
-            self.limits(name),
-            on_failure,
+            Limits::of(&self.config, name),
+            &self.stats,
         )
-        .map_err(|e| e.to_string())
     }
 
-    /// Finds, compiles and starts transform `name`, ready to be a link of the chain.
-    pub fn load_transform(
+    /// Finds, compiles and starts plugin `name` as kind `K`; returns it with its content
+    /// digest and where it was found.
+    pub fn open<K: PluginKind>(
         &self,
         name: &str,
         overrides: &toml::Table,
-        on_failure: crate::config::OnFailure,
-    ) -> Result<super::transform::ChainLink, String> {
-        let (bytes, _) = self.find(name).map_err(|e| e.to_string())?;
-        let component = self.compile(&bytes).map_err(|e| e.to_string())?;
-        let plugin = self.transform(name, &component, overrides, on_failure)?;
-        Ok(super::transform::ChainLink::new(
-            plugin,
-            super::cache::digest(&bytes),
-            overrides.clone(),
-        ))
-    }
-
-    /// Finds, compiles and starts exporter `name`; returns it with its content digest.
-    pub fn load_exporter(
-        &self,
-        name: &str,
-        overrides: &toml::Table,
-    ) -> Result<(ExporterPlugin, String, Origin), String> {
-        let (bytes, origin) = self.find(name).map_err(|e| e.to_string())?;
-        let component = self.compile(&bytes).map_err(|e| e.to_string())?;
-        let plugin = self.exporter(name, &component, overrides)?;
+    ) -> Result<(Plugin<K>, String, Origin), PluginError> {
+        let (bytes, origin) = self.find(name)?;
+        let component = self.compile(&bytes)?;
+        let plugin = self.load(name, &component, overrides)?;
         Ok((plugin, super::cache::digest(&bytes), origin))
     }
 

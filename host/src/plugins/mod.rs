@@ -1,4 +1,11 @@
-//! WebAssembly plugins: the contract's bindings, the sandbox, supervision, and plugin kinds.
+//! WebAssembly plugins: the contract's bindings, the sandbox, supervision, the three plugin kinds
+//! behind one [`PluginKind`] trait, and the per-host [`PluginSet`] that loads, reloads and counts
+//! them.
+//!
+//! Inside, lowest first: `error`, `limits`, `stats` → `runtime` (engine, store, host
+//! interface) → `budget`, `cache`, `kind` → `instance` (supervision) → `plugin` (one loaded
+//! version) → the kinds `exporter`, `transform`, `view` → `loader` → `slot` (hot-reloadable
+//! holder) → `watch` (the directory watcher) → `set`; `inspect` checks a file without a host.
 
 pub mod batch;
 pub mod bindings;
@@ -7,20 +14,33 @@ pub mod cache;
 pub mod catalog;
 pub mod convert;
 pub mod embedded;
+pub mod error;
 pub mod exporter;
 mod host;
 pub mod inspect;
+pub mod instance;
+pub mod kind;
+pub mod limits;
 pub mod loader;
-pub mod reload;
+pub mod plugin;
 pub mod runtime;
+pub mod set;
+pub mod slot;
 pub mod stats;
-pub mod supervisor;
 pub mod transform;
 pub mod view;
+pub mod watch;
 
-pub use exporter::ExporterPlugin;
+pub use error::{CallError, Failure, PluginError};
+pub use exporter::{Encoder, ExporterPlugin};
+pub use instance::Health;
+pub use kind::{PluginKind, World};
+pub use limits::Limits;
 pub use loader::Loader;
-pub use runtime::{Failure, Limits, Runtime};
-pub use supervisor::{CallError, Health, LoadError};
-pub use transform::{TransformPlugin, Transforms};
-pub use view::PluginView;
+pub use plugin::Plugin;
+pub use runtime::Runtime;
+pub use set::PluginSet;
+pub use slot::{Reloadable, Slot};
+pub use stats::Stats;
+pub use transform::{TransformPlugin, Transformer, Transforms};
+pub use view::{PluginView, ViewPlugin, Viewer};

@@ -12,13 +12,16 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{host, types};
+use super::error::{Failure, Invalid, PluginError, WasmError};
+use super::limits::Limits;
+use super::stats::Stats;
 
 /// How often the engine's epoch advances; deadlines are counted in these ticks.
 pub const TICK: Duration = Duration::from_millis(5);
@@ -64,92 +67,6 @@ pub const GRANTED: &[(&str, &str)] = &[
 
 /// How many bytes of a plugin's stderr are kept to explain a crash.
 pub const STDERR_TAIL: usize = 4096;
-
-/// The resources one plugin instance may use, and what its calls may return.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// All linear memories and tables of one instance together, in bytes (default 64 MiB).
-    pub memory_bytes: usize,
-    /// Wall-clock time one call may take (default 100 ms).
-    pub call_timeout: Duration,
-    /// Bounds on results and log lines.
-    pub budgets: Budgets,
-    /// Whose self-telemetry counts the plugin's calls (one scope per host; 0: nobody's).
-    pub scope: u64,
-}
-
-/// Bounds on what one plugin call may return, resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Budgets {
-    /// Requests or datagrams per `encode` call.
-    pub outbound_items: usize,
-    /// Bytes of bodies and datagrams per `encode` call.
-    pub outbound_bytes: usize,
-    /// Attributes per view answer.
-    pub view_attributes: usize,
-    /// Bytes per attribute key from a view.
-    pub key_bytes: usize,
-    /// Bytes per attribute value from a view.
-    pub value_bytes: usize,
-    /// How many times its input a transform's output may be.
-    pub transform_growth: usize,
-    /// Log lines per second.
-    pub log_lines_per_second: usize,
-    /// Bytes per log line.
-    pub log_line_bytes: usize,
-}
-
-impl From<&crate::config::Budgets> for Budgets {
-    fn from(c: &crate::config::Budgets) -> Self {
-        Self {
-            outbound_items: c.outbound_items.unwrap_or(10_000),
-            outbound_bytes: c.outbound_bytes.unwrap_or(32 * 1024 * 1024),
-            view_attributes: c.view_attributes.unwrap_or(64),
-            key_bytes: c.key_bytes.unwrap_or(256),
-            value_bytes: c.value_bytes.unwrap_or(1024),
-            transform_growth: c.transform_growth.unwrap_or(2).max(1),
-            log_lines_per_second: c.log_lines_per_second.unwrap_or(100),
-            log_line_bytes: c.log_line_bytes.unwrap_or(4096).max(64),
-        }
-    }
-}
-
-impl Limits {
-    /// The limits of plugin `name` under `config`.
-    pub fn of(config: &crate::config::PluginsConfig, name: &str) -> Self {
-        Self {
-            memory_bytes: config.memory_limit_bytes,
-            call_timeout: config.call_timeout(),
-            budgets: Budgets::from(&config.budgets(name)),
-            scope: 0,
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            memory_bytes: 64 * 1024 * 1024,
-            call_timeout: Duration::from_millis(100),
-            budgets: Budgets::from(&crate::config::Budgets::default()),
-            scope: 0,
-        }
-    }
-}
-
-/// Why a call into a plugin did not return a value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Failure {
-    /// The call ran past its deadline and was interrupted.
-    #[error("call exceeded its {0:?} deadline")]
-    Deadline(Duration),
-    /// The instance tried to grow its memory past the cap.
-    #[error("memory limit of {0} bytes reached")]
-    MemoryLimit(usize),
-    /// The instance trapped (panic, unreachable, out-of-bounds access, …).
-    #[error("trapped: {0}")]
-    Trap(String),
-}
 
 /// Caps an instance's memories and tables together, and records that the cap was hit, so the
 /// failure can be named.
@@ -202,22 +119,48 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
-/// The data of one plugin store: its name, its limits, a WASI context that grants nothing,
-/// and the tail of its stderr.
+/// The data of one plugin store: its name, its limits, the statistics its calls count in, a WASI
+/// context that grants nothing, the tail of its stderr and its log-line budget.
 pub struct PluginState {
     pub(super) name: Arc<str>,
     memory: MemoryCap,
     pub(super) limits: Limits,
+    pub(super) stats: Stats,
     wasi: WasiCtx,
     table: ResourceTable,
     stderr: StderrTail,
-    pub(super) logs: super::host::LogBucket,
+    pub(super) logs: LogBucket,
 }
 
 impl PluginState {
     /// Bytes the instance holds in its memories and tables.
     pub(super) fn memory_used(&self) -> usize {
         self.memory.used
+    }
+}
+
+/// A token bucket of log lines: `log_lines_per_second`, with a burst of as many.
+#[derive(Debug, Default)]
+pub(super) struct LogBucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl LogBucket {
+    /// Takes one line's token at `now`; `false` when the rate is spent.
+    pub(super) fn take(&mut self, per_second: usize, now: Instant) -> bool {
+        let rate = per_second as f64;
+        let elapsed = self
+            .last
+            .map_or(1.0, |t| now.duration_since(t).as_secs_f64());
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -237,45 +180,29 @@ pub struct Runtime {
     stop: Arc<AtomicBool>,
 }
 
-/// A failure to set up the engine or to compile or link a component.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RuntimeError(pub String);
-
 /// The version of `wasmtel:plugin` this host implements.
 pub const CONTRACT_VERSION: &str = "0.2.0";
 
-impl RuntimeError {
-    fn from(context: &str, e: &wasmtime::Error) -> Self {
-        let text = format!("{e:#}");
-        Self(format!(
-            "{context}: {}",
-            text.split_whitespace().collect::<Vec<_>>().join(" ")
-        ))
-    }
-}
-
 impl Runtime {
-    /// The process-wide runtime, created on first use.
-    pub fn shared() -> Result<Arc<Runtime>, RuntimeError> {
-        static SHARED: OnceLock<Result<Arc<Runtime>, String>> = OnceLock::new();
+    /// The process-wide runtime (one engine and its epoch thread), created on first use.
+    pub fn shared() -> Result<Arc<Runtime>, PluginError> {
+        static SHARED: OnceLock<Result<Arc<Runtime>, WasmError>> = OnceLock::new();
         SHARED
-            .get_or_init(|| Runtime::new().map(Arc::new).map_err(|e| e.0))
+            .get_or_init(|| Runtime::new().map(Arc::new))
             .clone()
-            .map_err(RuntimeError)
+            .map_err(PluginError::Runtime)
     }
 
     /// An engine with the component model and epoch interruption (multi-memory off: one
     /// memory per core module), and a linker offering the `host` interface plus the WASI
     /// interfaces of [`GRANTED`], none of which can block.
-    pub fn new() -> Result<Self, RuntimeError> {
+    fn new() -> Result<Self, WasmError> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
             .wasm_multi_memory(false)
             .epoch_interruption(true);
-        let engine = Engine::new(&config)
-            .map_err(|e| RuntimeError::from("cannot create the wasm engine", &e))?;
+        let engine = Engine::new(&config).map_err(|e| WasmError::from_wasmtime(&e))?;
         let mut linker: Linker<PluginState> = Linker::new(&engine);
         host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .and_then(|()| types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
@@ -292,7 +219,7 @@ impl Runtime {
                 linker.allow_shadowing(false);
                 poll
             })
-            .map_err(|e| RuntimeError::from("cannot link the host interface", &e))?;
+            .map_err(|e| WasmError::from_wasmtime(&e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (ticking, stopped) = (engine.clone(), stop.clone());
         std::thread::Builder::new()
@@ -303,7 +230,7 @@ impl Runtime {
                     ticking.increment_epoch();
                 }
             })
-            .map_err(|e| RuntimeError(format!("cannot start the epoch thread: {e}")))?;
+            .map_err(|e| WasmError::new(format!("cannot start the epoch thread: {e}")))?;
         Ok(Self {
             engine,
             linker,
@@ -317,9 +244,9 @@ impl Runtime {
     }
 
     /// Compiles a component from its bytes.
-    pub fn compile(&self, bytes: &[u8]) -> Result<Component, RuntimeError> {
+    pub fn compile(&self, bytes: &[u8]) -> Result<Component, PluginError> {
         Component::new(&self.engine, bytes)
-            .map_err(|e| RuntimeError::from("not a valid component", &e))
+            .map_err(|e| PluginError::Compile(WasmError::from_wasmtime(&e)))
     }
 
     /// The interfaces a component imports, as it names them (`wasi:io/poll@0.2.6`).
@@ -347,23 +274,21 @@ impl Runtime {
 
     /// Resolves a component's imports; an import the host does not offer is an error.
     /// A component built for another version of the contract is refused by name.
-    pub fn prepare(&self, component: &Component) -> Result<InstancePre<PluginState>, RuntimeError> {
+    pub fn prepare(&self, component: &Component) -> Result<InstancePre<PluginState>, Invalid> {
         if let Some(version) = self.contract(component).filter(|v| v != CONTRACT_VERSION) {
-            return Err(RuntimeError(format!(
-                "built for wasmtel:plugin@{version}; rebuild with wasmtel-guest 0.2"
-            )));
+            return Err(Invalid::Contract(version));
         }
-        self.linker.instantiate_pre(component).map_err(|e| {
-            RuntimeError::from("the component needs imports the host does not offer", &e)
-        })
+        self.linker
+            .instantiate_pre(component)
+            .map_err(|e| Invalid::Imports(WasmError::from_wasmtime(&e)))
     }
 
-    /// A fresh store for one instance of plugin `name`.
+    /// A fresh store for one instance of plugin `name`, its calls counted in `stats`.
     ///
     /// Its WASI context has no arguments, no environment, no preopened directories and no
     /// network (sockets and name lookup are denied); stdin is empty, stdout discarded, and
     /// the last [`STDERR_TAIL`] bytes of stderr are kept.
-    pub fn store(&self, name: &Arc<str>, limits: Limits) -> Store<PluginState> {
+    pub fn store(&self, name: &Arc<str>, limits: Limits, stats: &Stats) -> Store<PluginState> {
         let stderr = StderrTail::default();
         let state = PluginState {
             name: name.clone(),
@@ -373,6 +298,7 @@ impl Runtime {
                 hit: false,
             },
             limits,
+            stats: stats.clone(),
             wasi: WasiCtx::builder()
                 .stderr(stderr.clone())
                 .allow_tcp(false)
@@ -381,7 +307,7 @@ impl Runtime {
                 .build(),
             table: ResourceTable::new(),
             stderr,
-            logs: super::host::LogBucket::default(),
+            logs: LogBucket::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -599,28 +525,13 @@ mod tests {
     }
 
     #[test]
-    fn budgets_take_the_plugin_s_own_then_every_plugin_s_then_the_defaults() {
-        let config = crate::Config::from_toml(
-            "[plugins.budgets.\"*\"]\noutbound_items = 5\nview_attributes = 7\n[plugins.budgets.narrow]\nview_attributes = 3\n",
-        )
-        .expect("valid");
-        let narrow = Limits::of(&config.plugins, "narrow").budgets;
-        let other = Limits::of(&config.plugins, "other").budgets;
-        assert_eq!(
-            (
-                narrow.outbound_items,
-                narrow.view_attributes,
-                narrow.key_bytes
-            ),
-            (5, 3, 256)
-        );
-        assert_eq!((other.outbound_items, other.view_attributes), (5, 7));
-        assert_eq!(Limits::default().budgets.log_lines_per_second, 100);
-        let wrong = crate::Config::from_toml("[plugins.budgets.x]\nlog_lines = 1\n")
-            .expect_err("unknown budget");
-        assert!(
-            wrong.to_string().contains("unknown field `log_lines`"),
-            "{wrong}"
-        );
+    fn the_log_rate_allows_a_burst_then_refills() {
+        let mut bucket = LogBucket::default();
+        let start = Instant::now();
+        let allowed = (0..150).filter(|_| bucket.take(100, start)).count();
+        assert_eq!(allowed, 100, "a burst of one second's lines");
+        let later = start + Duration::from_millis(500);
+        let allowed = (0..150).filter(|_| bucket.take(100, later)).count();
+        assert_eq!(allowed, 50, "half a second refills half");
     }
 }

@@ -1,163 +1,140 @@
-//! Transform plugins and the chain that applies them to batches, failing open by default; each link reloads on its own.
+//! Transform plugins and the chain that applies them to batches, failing open by default; each
+//! link reloads on its own.
 
 use std::sync::Arc;
 
-use wasmtime::component::Component;
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
 
 use super::batch;
 use super::bindings::transformer;
 use super::bindings::types::{LogBatch, MetricBatch};
 use super::budget;
-use super::loader::Loader;
-use super::reload::{Reloadable, Source, Versioned, next_version};
-use super::runtime::{Limits, Runtime};
-use super::stats;
-use super::supervisor::{CallError, Health, LoadError, Shared, Supervised};
-use crate::config::OnFailure;
+use super::error::{CallError, Unloaded};
+use super::kind::{GuestCall, PluginKind, Settings, World};
+use super::plugin::Plugin;
+use super::runtime::PluginState;
+use super::set::PluginSet;
+use super::slot::Slot;
+use crate::config::{OnFailure, TransformConfig};
 
-/// A loaded transform plugin.
-pub struct TransformPlugin {
-    name: Arc<str>,
-    on_failure: OnFailure,
-    instance: Shared<transformer::Guest>,
+/// The transform kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Transformer;
+
+impl PluginKind for Transformer {
+    const NAME: &'static str = "transform";
+    type Guest = transformer::Guest;
+    type Indices = transformer::GuestIndices;
+    type Info = ();
+
+    fn indices(pre: &InstancePre<PluginState>) -> wasmtime::Result<Self::Indices> {
+        transformer::GuestIndices::new(pre)
+    }
+
+    fn start(
+        indices: &Self::Indices,
+        store: &mut Store<PluginState>,
+        instance: &Instance,
+        config: &Settings,
+    ) -> GuestCall<(Self::Guest, ())> {
+        let guest = indices.load(&mut *store, instance)?;
+        Ok(guest.call_init(&mut *store, config)?.map(|()| (guest, ())))
+    }
+
+    fn world((): &()) -> World {
+        World::Transform
+    }
 }
 
-impl TransformPlugin {
-    /// Validates `component` as a transform (right world, `init` accepts `config`) and starts it.
-    pub fn load(
-        runtime: &Arc<Runtime>,
-        name: &str,
-        component: &Component,
-        config: Vec<(String, String)>,
-        limits: Limits,
-        on_failure: OnFailure,
-    ) -> Result<Self, LoadError> {
-        let name: Arc<str> = Arc::from(name);
-        let instance = Supervised::load(
-            runtime,
-            &name,
-            component,
-            limits,
-            transformer::GuestIndices::new,
-            move |indices, store, instance| {
-                let guest = indices.load(&mut *store, instance)?;
-                Ok(guest.call_init(&mut *store, &config)?.map(|()| guest))
-            },
-        )?;
-        Ok(Self {
-            name,
-            on_failure,
-            instance: instance.into(),
-        })
-    }
+/// A loaded transform plugin.
+pub type TransformPlugin = Plugin<Transformer>;
 
-    /// The plugin's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The plugin's health.
-    pub fn health(&self) -> Health {
-        self.instance.health()
-    }
-
+impl Plugin<Transformer> {
     /// The error of edits that name something the batch does not hold.
     fn invalid(&self, problem: String) -> CallError {
-        CallError::Plugin(self.name.clone(), format!("invalid edits: {problem}"))
+        CallError::Plugin(
+            self.shared_name().clone(),
+            format!("invalid edits: {problem}"),
+        )
+    }
+
+    /// Checks a transform's edits against the budgets, applies them and counts the items.
+    fn edited<B>(
+        &self,
+        batch: &B,
+        edits: usize,
+        size: fn(&B) -> (usize, usize),
+        apply: impl FnOnce() -> Result<Option<B>, String>,
+    ) -> Result<Option<B>, CallError> {
+        let instance = self.instance();
+        let (stats, b, name) = (instance.stats(), instance.budgets(), self.shared_name());
+        let before = size(batch);
+        budget::edits(stats, name, edits, before.0, &b)?;
+        let out = apply().map_err(|e| self.invalid(e))?;
+        let after = out.as_ref().map_or(before, size);
+        stats.items(name, "in", before.0);
+        stats.items(name, "out", after.0);
+        budget::growth(stats, name, before, after, &b)?;
+        Ok(out)
     }
 
     /// Rewrites a metric batch (`None`: the plugin changed nothing); a result past the plugin's
     /// budgets is refused.
     pub fn metrics(&self, batch: &MetricBatch) -> Result<Option<MetricBatch>, CallError> {
-        let edits = self.instance.call("transform-metrics", |g, store| {
+        let edits = self.instance().call("transform-metrics", |g, store| {
             g.call_transform_metrics(store, batch)
         })?;
-        let b = self.instance.budgets();
-        let before = budget::metric_size(batch);
-        budget::edits(&self.name, edits.len(), before.0, &b)?;
-        let out = batch::apply_metric_edits(batch, &edits).map_err(|e| self.invalid(e))?;
-        let after = out.as_ref().map_or(before, budget::metric_size);
-        stats::items(self.instance.scope(), &self.name, "in", before.0);
-        stats::items(self.instance.scope(), &self.name, "out", after.0);
-        budget::growth(&self.name, before, after, &b)?;
-        Ok(out)
+        self.edited(batch, edits.len(), budget::metric_size, || {
+            batch::apply_metric_edits(batch, &edits)
+        })
     }
 
     /// Rewrites a log batch (`None`: the plugin changed nothing); a result past the plugin's
     /// budgets is refused.
     pub fn logs(&self, batch: &LogBatch) -> Result<Option<LogBatch>, CallError> {
-        let edits = self.instance.call("transform-logs", |g, store| {
+        let edits = self.instance().call("transform-logs", |g, store| {
             g.call_transform_logs(store, batch)
         })?;
-        let b = self.instance.budgets();
-        let before = budget::log_size(batch);
-        budget::edits(&self.name, edits.len(), before.0, &b)?;
-        let out = batch::apply_log_edits(batch, &edits).map_err(|e| self.invalid(e))?;
-        let after = out.as_ref().map_or(before, budget::log_size);
-        stats::items(self.instance.scope(), &self.name, "in", before.0);
-        stats::items(self.instance.scope(), &self.name, "out", after.0);
-        budget::growth(&self.name, before, after, &b)?;
-        Ok(out)
+        self.edited(batch, edits.len(), budget::log_size, || {
+            batch::apply_log_edits(batch, &edits)
+        })
     }
 }
 
-/// One configured transform: the version serving now, swapped atomically on reload.
-pub struct ChainLink {
-    name: String,
-    overrides: toml::Table,
+/// One configured transform: its plugin (reloaded on its own) and what a failure does.
+pub struct Link {
+    slot: Arc<Slot<Transformer>>,
     on_failure: OnFailure,
-    current: Versioned<TransformPlugin>,
 }
 
-impl ChainLink {
-    /// A link serving `plugin`, whose component has SHA-256 `digest`.
-    pub fn new(plugin: TransformPlugin, digest: String, overrides: toml::Table) -> Self {
-        Self {
-            name: plugin.name().to_owned(),
-            on_failure: plugin.on_failure,
-            overrides,
-            current: Versioned::new(plugin, digest),
-        }
+impl Link {
+    /// A link of the chain running `slot`.
+    pub fn new(slot: Arc<Slot<Transformer>>, on_failure: OnFailure) -> Self {
+        Self { slot, on_failure }
     }
 
-    /// A link whose plugin could not be loaded for `reason`: every batch meets it as a failure
-    /// (passed through or dropped, as `on_failure` says) until a version of its file loads.
-    pub fn failed(
-        name: &str,
-        overrides: toml::Table,
-        on_failure: OnFailure,
-        reason: String,
-    ) -> Self {
-        Self {
-            name: name.to_owned(),
-            on_failure,
-            overrides,
-            current: Versioned::failed(reason),
-        }
-    }
-
-    /// Applies the serving version with `f`; a link that failed to load fails the call.
+    /// Applies the serving version with `f`; a link whose plugin failed to load fails the call.
     fn apply<B>(
         &self,
         batch: B,
         f: impl FnOnce(&TransformPlugin, &B) -> Result<Option<B>, CallError>,
     ) -> Option<B> {
-        let result = match (self.current.get(), self.current.failure()) {
+        let name = self.slot.name();
+        let result = match (self.slot.get(), self.slot.failure()) {
             (Some(t), _) => f(&t, &batch),
-            (None, Some(reason)) => {
-                Err(CallError::CrashLoop(Arc::from(self.name.as_str()), reason))
-            }
+            (None, Some(reason)) => Err(CallError::CrashLoop(Arc::from(name), reason)),
             (None, None) => Ok(None), // unloaded: its file was removed
         };
         match result {
             Ok(out) => Some(out.unwrap_or(batch)),
             Err(e) => match self.on_failure {
                 OnFailure::Open => {
-                    tracing::warn!(plugin = %self.name, "{e}; the batch passes through unchanged");
+                    tracing::warn!(plugin = %name, "{e}; the batch passes through unchanged");
                     Some(batch)
                 }
                 OnFailure::Closed => {
-                    tracing::warn!(plugin = %self.name, "{e}; the batch is dropped");
+                    tracing::warn!(plugin = %name, "{e}; the batch is dropped");
                     None
                 }
             },
@@ -165,50 +142,35 @@ impl ChainLink {
     }
 }
 
-impl Reloadable for ChainLink {
-    fn plugin(&self) -> &str {
-        &self.name
-    }
-
-    fn serving(&self) -> Option<String> {
-        self.current.digest()
-    }
-
-    fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String> {
-        let next = next_version(loader, &self.name, source, |component| {
-            loader.transform(&self.name, component, &self.overrides, self.on_failure)
-        })?;
-        self.current.set(next);
-        Ok(())
-    }
-}
-
 /// The transforms of the pipeline, applied in configuration order.
 #[derive(Clone, Default)]
-pub struct Transforms(Arc<Vec<Arc<ChainLink>>>);
+pub struct Transforms(Arc<Vec<Link>>);
 
 impl Transforms {
     /// A chain of transforms.
-    pub fn new(links: Vec<Arc<ChainLink>>) -> Self {
+    pub fn new(links: Vec<Link>) -> Self {
         Self(Arc::new(links))
+    }
+
+    /// Loads the `[[transforms]]` chain into `set` (blocking: plugins compile and start).
+    pub fn open(set: &PluginSet, entries: &[TransformConfig]) -> Result<Self, Unloaded> {
+        let mut links = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let slot = set
+                .open::<Transformer>(&entry.plugin, &entry.config, None)
+                .map_err(|error| Unloaded {
+                    kind: Transformer::NAME,
+                    plugin: entry.plugin.clone(),
+                    error,
+                })?;
+            links.push(Link::new(slot, entry.on_failure));
+        }
+        Ok(Self::new(links))
     }
 
     /// Whether there is nothing to apply.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    /// The links, for the reload watcher.
-    pub fn links(&self) -> impl Iterator<Item = &Arc<ChainLink>> {
-        self.0.iter()
-    }
-
-    /// Each transform's name and health (a failed load included), in chain order.
-    pub fn health(&self) -> Vec<(String, Health)> {
-        self.0
-            .iter()
-            .filter_map(|l| Some((l.name.clone(), l.current.health(TransformPlugin::health)?)))
-            .collect()
     }
 
     /// Applies every transform to a metric batch; `None` when a fail-closed transform failed.

@@ -1,61 +1,62 @@
 //! View plugins: an attribute view backed by a supervised component, swappable on reload.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use wasmtime::component::Component;
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
 
 use super::bindings::types::{KeyValue, Value};
 use super::bindings::viewer::{self, InstrumentInfo};
 use super::budget;
 use super::convert;
-use super::loader::Loader;
-use super::reload::{Reloadable, Source, Versioned, next_version};
-use super::runtime::{Limits, Runtime};
-use super::stats;
-use super::supervisor::{Health, LoadError, Shared, Supervised};
-use crate::metrics::{AttributeView, Descriptor, Mapping};
+use super::error::Unloaded;
+use super::kind::{GuestCall, PluginKind, Settings, World};
+use super::plugin::Plugin;
+use super::runtime::PluginState;
+use super::set::PluginSet;
+use super::slot::Slot;
+use crate::config::ViewConfig;
+use crate::metrics::{AttributeView, Descriptor, Mapping, Pattern, Registry};
 use crate::model::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
 use crate::model::metric::InstrumentKind;
+use crate::telemetry::SELF_SCOPE;
 
-/// One loaded version of a view plugin.
-pub struct ViewPlugin {
-    name: Arc<str>,
-    instance: Shared<viewer::Guest>,
+/// The view kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer;
+
+impl PluginKind for Viewer {
+    const NAME: &'static str = "view";
+    type Guest = viewer::Guest;
+    type Indices = viewer::GuestIndices;
+    type Info = ();
+
+    fn indices(pre: &InstancePre<PluginState>) -> wasmtime::Result<Self::Indices> {
+        viewer::GuestIndices::new(pre)
+    }
+
+    fn start(
+        indices: &Self::Indices,
+        store: &mut Store<PluginState>,
+        instance: &Instance,
+        config: &Settings,
+    ) -> GuestCall<(Self::Guest, ())> {
+        let guest = indices.load(&mut *store, instance)?;
+        Ok(guest.call_init(&mut *store, config)?.map(|()| (guest, ())))
+    }
+
+    fn world((): &()) -> World {
+        World::View
+    }
 }
 
-impl ViewPlugin {
-    /// Validates `component` as a view (right world, `init` accepts `config`) and starts it.
-    pub fn load(
-        runtime: &Arc<Runtime>,
-        name: &str,
-        component: &Component,
-        config: Vec<(String, String)>,
-        limits: Limits,
-    ) -> Result<Self, LoadError> {
-        let name: Arc<str> = Arc::from(name);
-        let instance = Supervised::load(
-            runtime,
-            &name,
-            component,
-            limits,
-            viewer::GuestIndices::new,
-            move |indices, store, instance| {
-                let guest = indices.load(&mut *store, instance)?;
-                Ok(guest.call_init(&mut *store, &config)?.map(|()| guest))
-            },
-        )?;
-        Ok(Self {
-            name,
-            instance: instance.into(),
-        })
-    }
+/// One loaded version of a view plugin.
+pub type ViewPlugin = Plugin<Viewer>;
 
-    /// The plugin's health.
-    pub fn health(&self) -> Health {
-        self.instance.health()
-    }
+/// A configured view: the version serving now, swapped atomically on reload.
+pub type PluginView = Slot<Viewer>;
 
+impl Plugin<Viewer> {
     /// Asks the plugin for the attribute set of one series of `instrument`.
     fn map(&self, instrument: &Descriptor, attrs: &AttrsRef<'_>) -> Mapping {
         let info = InstrumentInfo {
@@ -71,31 +72,31 @@ impl ViewPlugin {
                 value: convert::value(*v),
             })
             .collect();
+        let instance = self.instance();
+        let (stats, name) = (instance.stats(), self.shared_name());
         // Never wait for a busy instance longer than the deadline, nor than the work that
         // asks may still spend on views.
-        let timeout = self.instance.call_timeout();
+        let timeout = instance.call_timeout();
         let wait = crate::metrics::patience().map_or(timeout, |left| left.min(timeout));
-        stats::items(self.instance.scope(), &self.name, "in", 1);
-        let answer = self
-            .instance
-            .call_within("map-attributes", Some(wait), |g, store| {
-                g.call_map_attributes(store, &info, &input)
-                    .map(Ok::<_, String>)
-            });
+        stats.items(name, "in", 1);
+        let answer = instance.call_within("map-attributes", Some(wait), |g, store| {
+            g.call_map_attributes(store, &info, &input)
+                .map(Ok::<_, String>)
+        });
         let answer = answer.and_then(|pairs| match pairs {
             Some(pairs) => {
-                budget::view(&self.name, &pairs, &self.instance.budgets()).map(|()| Some(pairs))
+                budget::view(stats, name, &pairs, &instance.budgets()).map(|()| Some(pairs))
             }
             None => Ok(None),
         });
         match answer {
             Ok(None) => Mapping::Keep,
             Ok(Some(pairs)) => {
-                stats::items(self.instance.scope(), &self.name, "out", 1);
+                stats.items(name, "out", 1);
                 Mapping::Replace(attribute_set(pairs))
             }
             Err(e) => {
-                tracing::debug!(plugin = %self.name, "{e}; the series keeps its attributes");
+                tracing::debug!(plugin = %name, "{e}; the series keeps its attributes");
                 Mapping::Unavailable
             }
         }
@@ -136,71 +137,45 @@ fn attribute_set(pairs: Vec<KeyValue>) -> AttributeSet {
     )
 }
 
-/// A configured view: the version serving now, swapped atomically on reload.
-pub struct PluginView {
-    name: String,
-    overrides: toml::Table,
-    current: Versioned<ViewPlugin>,
-    generation: AtomicU64,
+/// Loads the `[[views]]` into `set` and binds each to the instruments of `registry` it names
+/// (never the host's own); blocking: plugins compile and start.
+pub fn open(
+    set: &PluginSet,
+    entries: &[ViewConfig],
+    registry: &Registry,
+) -> Result<Vec<Arc<PluginView>>, Unloaded> {
+    let mut views = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let view = set
+            .open::<Viewer>(&entry.plugin, &entry.config, None)
+            .map_err(|error| Unloaded {
+                kind: Viewer::NAME,
+                plugin: entry.plugin.clone(),
+                error,
+            })?;
+        let patterns: Vec<Pattern> = entry.instruments.iter().map(|p| Pattern::new(p)).collect();
+        registry.add_view(
+            Arc::new(move |d: &Descriptor| {
+                *d.scope.name != *SELF_SCOPE && patterns.iter().any(|p| p.matches(&d.name))
+            }),
+            view.clone(),
+        );
+        tracing::info!(plugin = %entry.plugin, instruments = ?entry.instruments, "view bound");
+        views.push(view);
+    }
+    Ok(views)
 }
 
-impl PluginView {
-    /// A view serving `plugin`, whose component has SHA-256 `digest`.
-    pub fn new(name: &str, overrides: toml::Table, plugin: ViewPlugin, digest: String) -> Self {
-        Self {
-            name: name.to_owned(),
-            overrides,
-            current: Versioned::new(plugin, digest),
-            generation: AtomicU64::new(0),
-        }
-    }
-
-    /// A view whose plugin could not be loaded for `reason`: series keep their attributes
-    /// (nothing is cached) until a version of its file loads.
-    pub fn failed(name: &str, overrides: toml::Table, reason: String) -> Self {
-        Self {
-            name: name.to_owned(),
-            overrides,
-            current: Versioned::failed(reason),
-            generation: AtomicU64::new(0),
-        }
-    }
-
-    /// The serving version's health, or `Failed` when it could not be loaded.
-    pub fn health(&self) -> Option<Health> {
-        self.current.health(ViewPlugin::health)
-    }
-}
-
-impl AttributeView for PluginView {
+impl AttributeView for Slot<Viewer> {
     fn map(&self, instrument: &Descriptor, attrs: &AttrsRef<'_>) -> Mapping {
-        match self.current.get() {
+        match self.get() {
             Some(p) => p.map(instrument, attrs),
-            None if self.current.failure().is_some() => Mapping::Unavailable,
+            None if self.failure().is_some() => Mapping::Unavailable,
             None => Mapping::Keep,
         }
     }
 
     fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-}
-
-impl Reloadable for PluginView {
-    fn plugin(&self) -> &str {
-        &self.name
-    }
-
-    fn serving(&self) -> Option<String> {
-        self.current.digest()
-    }
-
-    fn reload(&self, loader: &Loader, source: Source<'_>) -> Result<(), String> {
-        let next = next_version(loader, &self.name, source, |component| {
-            loader.view(&self.name, component, &self.overrides)
-        })?;
-        self.current.set(next);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        Slot::generation(self)
     }
 }

@@ -521,9 +521,9 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::config::ExemplarFilter;
     use crate::metrics::Descriptor;
     use crate::model::event::TraceContext;
+    use crate::model::metric::ExemplarFilter;
     use crate::model::metric::InstrumentKind;
 
     fn desc(name: &str, kind: InstrumentKind, scope: &'static str) -> Descriptor {
@@ -543,9 +543,9 @@ mod tests {
 
     /// A registry with every storage kind across two scopes, one instrument and one scope empty.
     fn registry() -> Registry {
-        let exponential = crate::config::StreamView {
+        let exponential = crate::model::stream::StreamView {
             instrument: Some("e".into()),
-            aggregation: Some(crate::config::Aggregation::Base2ExponentialBucketHistogram),
+            aggregation: Some(crate::model::metric::Aggregation::Base2ExponentialBucketHistogram),
             ..Default::default()
         };
         let reg = Registry::new(10)
@@ -790,7 +790,7 @@ mod tests {
             .instrument(desc("c", InstrumentKind::Counter, "a"), &[])
             .expect("c");
         let res = crate::sources::resource::detect(&Default::default());
-        let mut tracker = DeltaTracker::new(crate::config::TemporalityPreference::Delta);
+        let mut tracker = DeltaTracker::new(crate::model::metric::TemporalityPreference::Delta);
         let exemplars = |bytes: Vec<u8>| -> Vec<(Option<exemplar::Value>, bool)> {
             let r = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("decodes");
             r.resource_metrics[0]

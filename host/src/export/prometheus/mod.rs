@@ -2,6 +2,7 @@
 
 mod labels;
 mod negotiate;
+pub mod routes;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;

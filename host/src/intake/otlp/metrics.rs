@@ -14,12 +14,12 @@ use opentelemetry_proto::tonic::metrics::v1::{
 
 use super::Tally;
 use super::attributes::{attribute_set, borrowed};
-use crate::config::Aggregation;
 use crate::metrics::aggregation::{
     Buckets, ExponentialPoint, HistogramPoint, MAX_SCALE, MIN_SCALE,
 };
 use crate::metrics::{Descriptor, Instrument, MergeError, Point, Registries, Registry, Storage};
 use crate::model::attributes::{AttributeSet, AttrsRef, hash_attrs};
+use crate::model::metric::Aggregation;
 use crate::model::metric::{InstrumentKind, Scope};
 use hashbrown::HashTable;
 
@@ -910,7 +910,7 @@ mod tests {
 
     #[test]
     fn configured_views_apply_to_received_metrics() {
-        let view = crate::config::StreamView {
+        let view = crate::model::stream::StreamView {
             instrument: Some("reqs".into()),
             rename: Some("requests".into()),
             attribute_keys: Some(Vec::new()),

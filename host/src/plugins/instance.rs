@@ -1,28 +1,17 @@
-//! Supervision of one plugin: a live instance, re-created with exponential backoff
-//! after a failure, and marked failed after a crash loop.
+//! Supervision of one plugin: a live instance, re-created with exponential backoff after a
+//! failure and marked failed after a crash loop, and the turns callers take on it.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
-use wasmtime::component::{Component, Instance, InstancePre};
+use wasmtime::component::InstancePre;
 
-use super::runtime::{Budgets, Failure, Limits, PluginState, Runtime, RuntimeError, arm, failure};
-use super::stats;
-
-/// Why a plugin could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// Not a component, or not linkable.
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    /// The component does not export the interface of the expected world.
-    #[error("wrong world: {0}")]
-    WrongWorld(String),
-    /// Instantiation or `init` failed.
-    #[error(transparent)]
-    Start(#[from] CallError),
-}
+use super::error::{CallError, Failure, Invalid, PluginError, WasmError};
+use super::kind::{GuestCall, PluginKind};
+use super::limits::{Budgets, Limits};
+use super::runtime::{PluginState, Runtime, arm, failure};
+use super::stats::{Stats, outcome};
 
 /// Failures within [`CRASH_LOOP_WINDOW`] after which a plugin is marked failed for good.
 pub const CRASH_LOOP_LIMIT: usize = 5;
@@ -33,34 +22,6 @@ pub const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(60);
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest re-instantiation delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Why a call did not happen or did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CallError {
-    /// The instance failed during this call (or while being re-created for it).
-    #[error("plugin `{0}` {1}")]
-    Failed(Arc<str>, Failure),
-    /// The plugin returned an error.
-    #[error("plugin `{0}` returned an error: {1}")]
-    Plugin(Arc<str>, String),
-    /// The instance failed recently and waits before being re-created.
-    #[error("plugin `{0}` is restarting after a failure")]
-    BackingOff(Arc<str>),
-    /// The plugin failed too often in a row and is no longer called.
-    #[error("plugin `{0}` is marked failed: {1}")]
-    CrashLoop(Arc<str>, String),
-    /// The call's result was refused: it was larger than the plugin's budget allows.
-    #[error("plugin `{0}` result refused: {1}")]
-    OverBudget(Arc<str>, String),
-    /// Another call held the instance for longer than a caller could wait.
-    #[error("plugin `{0}` is busy")]
-    Busy(Arc<str>),
-}
-
-/// Loads the exported interface from a fresh instance and initialises it; `Err(text)` is the plugin's refusal.
-pub type Starter<G> = Box<
-    dyn Fn(&mut Store<PluginState>, &Instance) -> wasmtime::Result<Result<G, String>> + Send + Sync,
->;
 
 /// The health of a supervised plugin.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -74,90 +35,71 @@ pub enum Health {
     Failed(String),
 }
 
+/// A live instance: its store and the interface of its kind.
+type Live<K> = (Store<PluginState>, <K as PluginKind>::Guest);
+
 /// One plugin's live instance and its failure history.
-pub struct Supervised<G> {
+pub struct Supervised<K: PluginKind> {
     name: Arc<str>,
     runtime: Arc<Runtime>,
     pre: InstancePre<PluginState>,
+    indices: K::Indices,
+    config: Vec<(String, String)>,
     limits: Limits,
-    start: Starter<G>,
-    live: Option<(Store<PluginState>, G)>,
+    stats: Stats,
+    live: Option<Live<K>>,
     failures: std::collections::VecDeque<Instant>,
     last_failure: Option<Failure>,
     retry_at: Option<Instant>,
     failed: Option<String>,
 }
 
-impl<G> Supervised<G> {
-    /// Links `component`, finds the interface its world must export with `indices`, and starts it with `start`.
-    pub fn load<I: Send + Sync + 'static>(
-        runtime: &Arc<Runtime>,
-        name: &Arc<str>,
-        component: &Component,
-        limits: Limits,
-        indices: impl FnOnce(&InstancePre<PluginState>) -> wasmtime::Result<I>,
-        start: impl Fn(&I, &mut Store<PluginState>, &Instance) -> wasmtime::Result<Result<G, String>>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Result<Self, LoadError> {
-        let pre = runtime.prepare(component)?;
-        let indices = indices(&pre).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-        let starter: Starter<G> = Box::new(move |store, instance| start(&indices, store, instance));
-        Ok(Self::start(
-            name.clone(),
-            runtime.clone(),
-            pre,
-            limits,
-            starter,
-        )?)
-    }
-
-    /// Creates the first instance; a failure or refusal here rejects the plugin.
+impl<K: PluginKind> Supervised<K> {
+    /// Finds the interface of `K`'s world in the linked component `pre` and creates the first
+    /// instance, whose `init` takes `config`; a failure or refusal here rejects the plugin.
     pub fn start(
         name: Arc<str>,
         runtime: Arc<Runtime>,
         pre: InstancePre<PluginState>,
+        config: Vec<(String, String)>,
         limits: Limits,
-        start: Starter<G>,
-    ) -> Result<Self, CallError> {
+        stats: Stats,
+    ) -> Result<(Self, K::Info), PluginError> {
+        let indices = K::indices(&pre).map_err(|e| Invalid::World(WasmError::from_wasmtime(&e)))?;
         let mut supervised = Self {
             name,
             runtime,
             pre,
+            indices,
+            config,
             limits,
-            start,
+            stats,
             live: None,
             failures: std::collections::VecDeque::new(),
             last_failure: None,
             retry_at: None,
             failed: None,
         };
-        let live = supervised.instantiate()?;
+        let (live, info) = supervised.instantiate()?;
         supervised.live = Some(live);
-        Ok(supervised)
+        Ok((supervised, info))
     }
 
-    fn instantiate(&self) -> Result<(Store<PluginState>, G), CallError> {
+    fn instantiate(&self) -> Result<(Live<K>, K::Info), CallError> {
         let began = Instant::now();
-        let mut store = self.runtime.store(&self.name, self.limits);
+        let mut store = self.runtime.store(&self.name, self.limits, &self.stats);
         arm(&mut store);
         let started = self
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| (self.start)(&mut store, &instance));
+            .and_then(|instance| K::start(&self.indices, &mut store, &instance, &self.config));
         let result = match started {
-            Ok(Ok(guest)) => Ok((store, guest)),
+            Ok(Ok((guest, info))) => Ok(((store, guest), info)),
             Ok(Err(refusal)) => Err(CallError::Plugin(self.name.clone(), refusal)),
             Err(e) => Err(CallError::Failed(self.name.clone(), failure(&store, &e))),
         };
-        stats::call(
-            self.limits.scope,
-            &self.name,
-            "init",
-            stats::outcome(&result),
-            began.elapsed(),
-        );
+        self.stats
+            .call(&self.name, "init", outcome(&result), began.elapsed());
         result
     }
 
@@ -174,7 +116,7 @@ impl<G> Supervised<G> {
     /// instance cannot be entered again) and schedules its re-creation.
     pub fn call<R>(
         &mut self,
-        f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
+        f: impl FnOnce(&K::Guest, &mut Store<PluginState>) -> GuestCall<R>,
     ) -> Result<R, CallError> {
         if let Some(reason) = &self.failed {
             return Err(CallError::CrashLoop(self.name.clone(), reason.clone()));
@@ -184,7 +126,7 @@ impl<G> Supervised<G> {
                 return Err(CallError::BackingOff(self.name.clone()));
             }
             match self.instantiate() {
-                Ok(live) => self.live = Some(live),
+                Ok((live, _)) => self.live = Some(live),
                 Err(e) => {
                     self.record(&e);
                     return Err(e);
@@ -249,22 +191,24 @@ impl<G> Supervised<G> {
 
 /// A supervised plugin shared between threads: calls take turns on its one instance, and a
 /// caller may bound how long it waits for its turn.
-pub struct Shared<G> {
+pub struct Shared<K: PluginKind> {
     name: Arc<str>,
-    supervised: Mutex<Supervised<G>>,
+    supervised: Mutex<Supervised<K>>,
     turn: Mutex<Turns>,
     freed: Condvar,
     health: Mutex<Health>,
     running: std::sync::atomic::AtomicBool,
     limits: Limits,
+    stats: Stats,
 }
 
-impl<G> From<Supervised<G>> for Shared<G> {
-    fn from(supervised: Supervised<G>) -> Self {
+impl<K: PluginKind> From<Supervised<K>> for Shared<K> {
+    fn from(supervised: Supervised<K>) -> Self {
         Self {
             running: std::sync::atomic::AtomicBool::new(supervised.health() == Health::Running),
             health: Mutex::new(supervised.health()),
             limits: supervised.limits,
+            stats: supervised.stats.clone(),
             name: supervised.name.clone(),
             supervised: Mutex::new(supervised),
             turn: Mutex::new(Turns::default()),
@@ -296,7 +240,7 @@ impl Drop for Turn<'_> {
     }
 }
 
-impl<G> Shared<G> {
+impl<K: PluginKind> Shared<K> {
     /// The plugin's health after its last call (never waits for a call in progress).
     pub fn health(&self) -> Health {
         self.health
@@ -305,9 +249,9 @@ impl<G> Shared<G> {
             .clone()
     }
 
-    /// The self-telemetry scope counting the plugin's calls.
-    pub fn scope(&self) -> u64 {
-        self.limits.scope
+    /// The statistics the plugin's calls count in.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// The plugin's result budgets.
@@ -325,32 +269,26 @@ impl<G> Shared<G> {
     pub fn call<R>(
         &self,
         function: &'static str,
-        f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
+        f: impl FnOnce(&K::Guest, &mut Store<PluginState>) -> GuestCall<R>,
     ) -> Result<R, CallError> {
         self.call_within(function, None, f)
     }
 
     /// Calls `function` of the instance, waiting at most `wait` (when given) for another call
-    /// to end ([`CallError::Busy`] past it); every call is counted in [`stats`], with its
-    /// outcome, duration and the instance's memory after it.
+    /// to end ([`CallError::Busy`] past it); every call is counted in the plugin's statistics,
+    /// with its outcome, duration and the instance's memory after it.
     pub fn call_within<R>(
         &self,
         function: &'static str,
         wait: Option<Duration>,
-        f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
+        f: impl FnOnce(&K::Guest, &mut Store<PluginState>) -> GuestCall<R>,
     ) -> Result<R, CallError> {
         let began = Instant::now();
         let result = self.call_counted(function, wait, f);
-        let scope = self.limits.scope;
-        stats::call(
-            scope,
-            &self.name,
-            function,
-            stats::outcome(&result),
-            began.elapsed(),
-        );
+        self.stats
+            .call(&self.name, function, outcome(&result), began.elapsed());
         if let Err(CallError::Failed(_, failure)) = &result {
-            stats::trap(scope, &self.name, failure);
+            self.stats.trap(&self.name, failure);
         }
         result
     }
@@ -359,7 +297,7 @@ impl<G> Shared<G> {
         &self,
         function: &'static str,
         wait: Option<Duration>,
-        f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<R, String>>,
+        f: impl FnOnce(&K::Guest, &mut Store<PluginState>) -> GuestCall<R>,
     ) -> Result<R, CallError> {
         let _turn = self
             .take_turn(wait)
@@ -370,7 +308,7 @@ impl<G> Shared<G> {
             .unwrap_or_else(PoisonError::into_inner);
         let _span = tracing::trace_span!("plugin call", plugin = %self.name, function).entered();
         let result = supervised.call(f);
-        stats::memory(self.limits.scope, &self.name, supervised.memory());
+        self.stats.memory(&self.name, supervised.memory());
         // A call that succeeds on a running instance leaves its health as it was.
         if result.is_err() || !self.running.load(std::sync::atomic::Ordering::Relaxed) {
             let health = supervised.health();

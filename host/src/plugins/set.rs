@@ -1,0 +1,217 @@
+//! The plugins of one host: every loaded plugin registers here — transforms and views for the
+//! host's life, an integration's exporter until the integration stops — and the set owns what
+//! they share: the loader, the reload watcher, their health and their call statistics.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::error::PluginError;
+use super::instance::Health;
+use super::kind::PluginKind;
+use super::loader::Loader;
+use super::slot::{Reloadable, Slot};
+use super::stats::{Stats, Summary};
+use crate::config::PluginsConfig;
+use crate::metrics::{ConflictError, Registry};
+use crate::model::attributes::ValueRef;
+use crate::model::metric::InstrumentKind;
+
+/// One loaded plugin, as the admin API and self-telemetry show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The plugin's name.
+    pub plugin: String,
+    /// `exporter`, `transform` or `view`.
+    pub kind: &'static str,
+    /// The integration an exporter plugin serves.
+    pub integration: Option<String>,
+    /// Its health.
+    pub health: Health,
+    /// What its calls did.
+    pub stats: Summary,
+}
+
+/// Where plugins of `kind` are listed: exporters, then transforms, then views.
+fn order(kind: &str) -> u8 {
+    match kind {
+        "exporter" => 0,
+        "transform" => 1,
+        _ => 2,
+    }
+}
+
+/// A registered plugin: the integration it serves, if any, and its slot while someone holds it.
+struct Member {
+    integration: Option<String>,
+    slot: Weak<dyn Reloadable>,
+}
+
+/// The plugins of one host.
+pub struct PluginSet {
+    loader: Arc<Loader>,
+    strict: bool,
+    members: Mutex<Vec<Member>>,
+}
+
+impl PluginSet {
+    /// An empty set loading plugins as `[plugins]` says, compiled plugins cached in `cache`.
+    pub fn new(config: &PluginsConfig, cache: Option<PathBuf>) -> Result<Arc<Self>, PluginError> {
+        Ok(Arc::new(Self {
+            loader: Arc::new(Loader::new(config, cache, Stats::default())?),
+            strict: config.strict,
+            members: Mutex::default(),
+        }))
+    }
+
+    /// The loader, for `plugins` commands that load without a host.
+    pub fn loader(&self) -> &Arc<Loader> {
+        &self.loader
+    }
+
+    /// The statistics every plugin of the set counts its calls in.
+    pub fn stats(&self) -> &Stats {
+        self.loader.stats()
+    }
+
+    /// Loads plugin `name` as kind `K` with settings `overrides` and registers it (serving
+    /// `integration`, for an exporter). A plugin that cannot be loaded is an error under
+    /// `[plugins] strict`; otherwise it is logged and registered as failed, with its reason,
+    /// until a working version of its file is dropped in.
+    pub fn open<K: PluginKind>(
+        &self,
+        name: &str,
+        overrides: &toml::Table,
+        integration: Option<&str>,
+    ) -> Result<Arc<Slot<K>>, PluginError> {
+        let kind = K::NAME;
+        let loaded = match self.loader.open::<K>(name, overrides) {
+            Ok((plugin, digest, origin)) => {
+                tracing::info!(kind, plugin = %name, integration, ?origin, "{kind} plugin loaded");
+                Ok((plugin, digest))
+            }
+            Err(e) if self.strict => return Err(e),
+            Err(e) => {
+                tracing::error!(kind, plugin = %name, integration,
+                    "{kind} plugin could not be loaded: {}; it is failed until a working version of its file is dropped in", e.chain());
+                Err(e)
+            }
+        };
+        let slot = Arc::new(Slot::new(name, overrides.clone(), loaded));
+        let member: Arc<dyn Reloadable> = slot.clone();
+        self.members().push(Member {
+            integration: integration.map(str::to_owned),
+            slot: Arc::downgrade(&member),
+        });
+        Ok(slot)
+    }
+
+    /// Removes a plugin from the set (its integration stopped or was deleted).
+    pub fn leave(&self, slot: &Arc<dyn Reloadable>) {
+        let gone = Arc::downgrade(slot);
+        self.members().retain(|m| !Weak::ptr_eq(&m.slot, &gone));
+    }
+
+    fn members(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
+        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every registered plugin still held, with its integration; forgets the others.
+    fn live(&self) -> Vec<(Option<String>, Arc<dyn Reloadable>)> {
+        let mut members = self.members();
+        members.retain(|m| m.slot.strong_count() > 0);
+        members
+            .iter()
+            .filter_map(|m| Some((m.integration.clone(), m.slot.upgrade()?)))
+            .collect()
+    }
+
+    /// Every plugin that follows its file in the plugin directory.
+    pub fn reloadables(&self) -> Vec<Arc<dyn Reloadable>> {
+        self.live().into_iter().map(|(_, slot)| slot).collect()
+    }
+
+    /// The plugin each exporter, transform and view runs now (in that order), with the
+    /// SHA-256 of its component.
+    pub fn versions(&self) -> Vec<(String, Option<String>)> {
+        let mut versions: Vec<_> = self.reloadables();
+        versions.sort_by_key(|slot| order(slot.kind()));
+        versions
+            .iter()
+            .map(|slot| (slot.plugin().to_owned(), slot.serving()))
+            .collect()
+    }
+
+    /// Every plugin with a version or a load failure to show, exporters first, then transforms
+    /// and views, each kind in the order it was loaded.
+    pub fn rows(&self) -> Vec<Row> {
+        let mut rows: Vec<Row> = self
+            .live()
+            .into_iter()
+            .filter_map(|(integration, slot)| {
+                Some(Row {
+                    health: slot.health()?,
+                    stats: self.stats().summary(slot.plugin()),
+                    plugin: slot.plugin().to_owned(),
+                    kind: slot.kind(),
+                    integration,
+                })
+            })
+            .collect();
+        rows.sort_by_key(|r| order(r.kind));
+        rows
+    }
+
+    /// Starts the reload watcher over the set's plugins until `stop` turns true.
+    pub fn watch(self: &Arc<Self>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        let set = Arc::downgrade(self);
+        let subscribers: super::watch::Subscribers = Arc::new(move || {
+            set.upgrade()
+                .map(|set| set.reloadables())
+                .unwrap_or_default()
+        });
+        super::watch::spawn(self.loader.clone(), subscribers, stop)
+    }
+
+    /// Registers the plugins' self-metrics in `registry`: their call statistics and
+    /// `wasmtel.plugin.up`, 1 while a plugin serves and 0 while it restarts or is failed.
+    pub fn register(self: &Arc<Self>, registry: &Registry) -> Result<(), ConflictError> {
+        self.stats().register(registry)?;
+        let up = crate::telemetry::instrument(
+            registry,
+            InstrumentKind::ObservableGauge,
+            "wasmtel.plugin.up",
+            "",
+            "1 while a loaded plugin is serving, 0 while it restarts after a failure or is marked failed.",
+        )?;
+        let set = Arc::downgrade(self);
+        // Observable by construction, so the registration cannot be refused.
+        let _ = registry.register_callback(
+            up,
+            Box::new(move |o| {
+                let Some(set) = set.upgrade() else { return };
+                for (integration, slot) in set.live() {
+                    let Some(health) = slot.health() else {
+                        continue;
+                    };
+                    let value = f64::from(u8::from(health == Health::Running));
+                    let (kind, plugin) = (ValueRef::Str(slot.kind()), ValueRef::Str(slot.plugin()));
+                    match &integration {
+                        Some(name) => o.observe(
+                            &[
+                                ("integration", ValueRef::Str(name)),
+                                ("kind", kind),
+                                ("plugin", plugin),
+                            ],
+                            value,
+                        ),
+                        None => o.observe(&[("kind", kind), ("plugin", plugin)], value),
+                    }
+                }
+            }),
+        );
+        Ok(())
+    }
+}
