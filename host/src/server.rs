@@ -342,3 +342,109 @@ async fn connection(
         wake = Instant::now() + limits.header_timeout();
     }
 }
+
+/// A listener that could not bind.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for {what}: {source}")]
+pub struct BindError {
+    /// Which listener.
+    pub what: &'static str,
+    /// The address.
+    pub addr: std::net::SocketAddr,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// Binds `addr` for the listener `what`; returns it with the address it got (a port of 0 picks
+/// a free one).
+pub async fn bind(
+    what: &'static str,
+    addr: std::net::SocketAddr,
+) -> Result<(TcpListener, std::net::SocketAddr), BindError> {
+    let error = |source| BindError { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let local = listener.local_addr().map_err(error)?;
+    Ok((listener, local))
+}
+
+/// The host's listeners as they start: each bound, served under the same connection limits,
+/// and stopped together.
+#[derive(Debug)]
+pub struct Listeners {
+    limits: ConnectionsConfig,
+    /// Connections per listener, within the open-file limit.
+    max: usize,
+    stopped: watch::Receiver<bool>,
+    /// The tasks serving them.
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl Listeners {
+    /// Listeners under `limits`, `count` of them sharing the open-file limit, until `stopped`.
+    pub fn new(limits: &ConnectionsConfig, count: usize, stopped: watch::Receiver<bool>) -> Self {
+        let max = connections_per_listener(limits.max_connections, raise_fd_limit(), count);
+        Self {
+            limits: limits.clone(),
+            max,
+            stopped,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Connections each listener may hold.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The signal they stop on.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stopped.clone()
+    }
+
+    /// Binds `addr` and serves `app` on it as `what`; the address it got.
+    pub async fn serve(
+        &mut self,
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        app: Router,
+    ) -> Result<std::net::SocketAddr, BindError> {
+        let (listener, local) = bind(what, addr).await?;
+        self.serve_bound(listener, app);
+        Ok(local)
+    }
+
+    /// Serves `app` on a listener bound before.
+    pub fn serve_bound(&mut self, listener: TcpListener, app: Router) {
+        let (limits, stopped) = (self.limits.clone(), self.stopped.clone());
+        self.tasks
+            .push(serve(listener, app, limits, self.max, stopped));
+    }
+}
+
+/// Where each of the host's listeners listens; `None` when it is off.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    /// Events and OTLP/HTTP.
+    pub intake: std::net::SocketAddr,
+    /// OTLP/gRPC.
+    pub grpc: Option<std::net::SocketAddr>,
+    /// `/metrics`.
+    pub prometheus: Option<std::net::SocketAddr>,
+    /// The admin API and status page.
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+impl Addresses {
+    /// Each listener that is on, by what it serves.
+    pub fn listed(&self) -> std::collections::BTreeMap<&'static str, String> {
+        [
+            ("intake", Some(self.intake)),
+            ("otlp_grpc", self.grpc),
+            ("prometheus", self.prometheus),
+            ("admin", self.admin),
+        ]
+        .into_iter()
+        .filter_map(|(what, a)| Some((what, a?.to_string())))
+        .collect()
+    }
+}

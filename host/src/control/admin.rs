@@ -21,6 +21,7 @@ use super::token;
 use crate::clock::unix_nanos;
 use crate::metrics::{Registries, Registry};
 use crate::plugins::{Health, PluginSet};
+use crate::server::{Addresses, BindError, Listeners, bind};
 use bytes::Bytes;
 
 /// Who and where the host is, for the status page's header.
@@ -36,6 +37,52 @@ pub struct About {
     pub data_dir: String,
     /// Each listener's address by what it serves (`intake`, `otlp_grpc`, `prometheus`, `admin`).
     pub addresses: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// Why the admin API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The admin token could not be read or created.
+    #[error(transparent)]
+    Token(#[from] super::files::FileError),
+    /// The listener could not bind.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// Serves the admin API and status page as `config` says, reading `integrations`, `plugins`
+/// and `registries` (the host's listeners at `at`), and samples the status page's history until
+/// the listeners stop; the address it listens on.
+pub async fn serve(
+    config: &crate::config::Config,
+    listeners: &mut Listeners,
+    at: Addresses,
+    integrations: Integrations,
+    plugins: Arc<PluginSet>,
+    registries: &Arc<Registries>,
+) -> Result<std::net::SocketAddr, ServeError> {
+    let data_dir = config.data_dir();
+    let token = token::load_or_create(config.admin.token.as_deref(), &data_dir)?;
+    let (listener, local) = bind("admin", config.admin.listen).await?;
+    let (interval, window) = config.admin.history();
+    let history = Arc::new(History::new(interval, window));
+    let sampling = history
+        .clone()
+        .sample_every(registries.clone(), listeners.stopped());
+    let addresses = Addresses {
+        admin: Some(local),
+        ..at
+    };
+    let sources = Sources {
+        integrations,
+        plugins,
+        registry: registries.own().registry.clone(),
+        history,
+        about: About::new(registries, &data_dir, addresses.listed()),
+    };
+    listeners.serve_bound(listener, router(sources, token));
+    listeners.tasks.push(sampling);
+    Ok(local)
 }
 
 impl About {

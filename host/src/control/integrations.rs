@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::spec::{Change, spec_of};
 use super::store::{Entry, Store, StoreError, Stored};
-use crate::config::DeliveryConfig;
+use crate::config::{Config, DeliveryConfig};
 use crate::export::delivery::status::Snapshot;
 use crate::export::delivery::{Drain, Report, State, Status};
 use crate::export::exporter::{BuildContext, Exporter};
@@ -77,6 +77,26 @@ pub enum ControlError {
     /// The integration could not be started.
     #[error("integration `{0}` cannot start: {1}")]
     Start(String, String),
+}
+
+/// Why the integrations could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The credentials key could not be read or created.
+    #[error(transparent)]
+    Secret(#[from] super::secrets::SecretError),
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A configured integration could not be built: its name (or `[[exporters]]`) and why.
+    #[error("integration `{0}`: {1}")]
+    Integration(String, String),
+}
+
+impl From<(String, String)> for OpenError {
+    fn from((name, reason): (String, String)) -> Self {
+        OpenError::Integration(name, reason)
+    }
 }
 
 /// What starting integrations takes from the host.
@@ -149,6 +169,32 @@ impl Integrations {
             configured: exporters,
             stored: Mutex::new(live),
         })))
+    }
+
+    /// Opens the store in `config`'s data directory and starts the integrations of `config`
+    /// (its `[otlp]` and `[[exporters]]`) and the stored ones, as [`Integrations::start`] does,
+    /// on a blocking thread; their tasks follow `drain`.
+    pub async fn open(
+        config: &Config,
+        build: BuildContext,
+        pipeline: Arc<Pipeline>,
+        drain: Drain,
+    ) -> Result<Self, OpenError> {
+        let data_dir = config.data_dir();
+        let key = std::env::var(super::secrets::KEY_ENV).ok();
+        let sealer = super::secrets::Sealer::load_or_create(key.as_deref(), &data_dir)?;
+        let runtime = Runtime {
+            build,
+            pipeline,
+            drain,
+            defaults: config.delivery.clone(),
+            store: Store::open(&data_dir, sealer)?,
+        };
+        let specs = crate::export::spec::configured(config).map_err(OpenError::from)?;
+        tokio::task::spawn_blocking(move || Self::start(runtime, &specs))
+            .await
+            .map_err(|e| OpenError::Integration("*".to_owned(), e.to_string()))?
+            .map_err(OpenError::from)
     }
 
     fn stored(&self) -> MutexGuard<'_, Vec<Live>> {

@@ -61,6 +61,48 @@ pub fn gpus(registry: &Registry) -> Vec<Value> {
         .collect()
 }
 
+/// The start-up line, in plain words: where everything listens (`listening`, by what it
+/// serves), where the data is, how many plugins are loaded and which integrations run.
+pub fn serving(
+    config: &crate::config::Config,
+    listening: &std::collections::BTreeMap<&'static str, String>,
+    plugins: usize,
+    integrations: &[String],
+) -> String {
+    let at = |what: &str| listening.get(what).cloned();
+    let token = match &config.admin.token {
+        Some(_) => "token from WASMTEL_ADMIN_TOKEN".to_owned(),
+        None => format!(
+            "token in {}",
+            config.data_dir().join("admin.token").display()
+        ),
+    };
+    let admin = match at("admin") {
+        Some(a) => format!("admin API on {a} ({token})"),
+        None => "admin API off".to_owned(),
+    };
+    let prometheus = match at("prometheus") {
+        Some(a) => format!("http://{a}/metrics"),
+        None => "off".to_owned(),
+    };
+    let integrations = match integrations {
+        [] => "no integration active".to_owned(),
+        names => format!(
+            "{} integration{} active: {}",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        ),
+    };
+    format!(
+        "wasmtel is serving: events and OTLP/HTTP on {}, OTLP/gRPC on {}, Prometheus {prometheus}, {admin}; data in {}; {plugins} plugin{} loaded; {integrations}",
+        at("intake").unwrap_or_default(),
+        at("otlp_grpc").unwrap_or_else(|| "off".to_owned()),
+        config.data_dir().display(),
+        if plugins == 1 { "" } else { "s" },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod otlp;
 pub mod scan;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -51,6 +52,31 @@ impl Intake {
             limits: config.limits,
         }
     }
+}
+
+/// Serves events and OTLP over HTTP on `config.listen` and, when it is on, OTLP/gRPC on
+/// `config.grpc_listen`: what arrives goes to `pipeline` (events, logs) and `registries`
+/// (metrics). The addresses they got.
+pub async fn serve(
+    config: &IntakeConfig,
+    pipeline: Arc<Pipeline>,
+    registries: Arc<crate::metrics::Registries>,
+    listeners: &mut crate::server::Listeners,
+) -> Result<(SocketAddr, Option<SocketAddr>), crate::server::BindError> {
+    let receiver = Arc::new(otlp::metrics::MetricsReceiver::new(registries));
+    let intake = Intake::new(pipeline, receiver, config);
+    let http = listeners
+        .serve("intake", config.listen, router(intake.clone()))
+        .await?;
+    let Some(addr) = config.grpc_listen else {
+        return Ok((http, None));
+    };
+    let (listener, local) = crate::server::bind("OTLP/gRPC", addr).await?;
+    let (max, stopped) = (listeners.max(), listeners.stopped());
+    listeners
+        .tasks
+        .push(grpc::Service::new(intake).serve(listener, max, stopped));
+    Ok((http, Some(local)))
 }
 
 /// The HTTP intake routes.

@@ -8,13 +8,15 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::error::PluginError;
+use super::error::{PluginError, Unloaded};
 use super::instance::Health;
 use super::kind::PluginKind;
 use super::loader::Loader;
 use super::slot::{Reloadable, Slot};
 use super::stats::{Stats, Summary};
-use crate::config::PluginsConfig;
+use super::transform::{Link, Transformer, Transforms};
+use super::view::{PluginView, Viewer};
+use crate::config::{Config, PluginsConfig};
 use crate::metrics::{ConflictError, Registry};
 use crate::model::attributes::ValueRef;
 use crate::model::metric::InstrumentKind;
@@ -32,6 +34,15 @@ pub struct Row {
     pub health: Health,
     /// What its calls did.
     pub stats: Summary,
+}
+
+/// Plugin `plugin` of kind `K` could not be loaded for `error`.
+fn unloaded<K: PluginKind>(plugin: &str, error: PluginError) -> Unloaded {
+    Unloaded {
+        kind: K::NAME,
+        plugin: plugin.to_owned(),
+        error,
+    }
 }
 
 /// Where plugins of `kind` are listed: exporters, then transforms, then views.
@@ -162,6 +173,43 @@ impl PluginSet {
             .collect();
         rows.sort_by_key(|r| order(r.kind));
         rows
+    }
+
+    /// Loads the `[[transforms]]` chain and the `[[views]]` of `config` (views bound to the
+    /// instruments of `registry` they name) on a blocking thread: plugins compile and start.
+    pub async fn open_configured(
+        self: &Arc<Self>,
+        config: &Config,
+        registry: &Arc<Registry>,
+    ) -> Result<(Transforms, Vec<Arc<PluginView>>), Unloaded> {
+        let (set, registry) = (self.clone(), registry.clone());
+        let (transforms, views) = (config.transforms.clone(), config.views.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut links = Vec::with_capacity(transforms.len());
+            for entry in &transforms {
+                let slot = set
+                    .open::<Transformer>(&entry.plugin, &entry.config, None)
+                    .map_err(|error| unloaded::<Transformer>(&entry.plugin, error))?;
+                links.push(Link::new(slot, entry.on_failure));
+            }
+            let mut bound = Vec::with_capacity(views.len());
+            for entry in &views {
+                let view = set
+                    .open::<Viewer>(&entry.plugin, &entry.config, None)
+                    .map_err(|error| unloaded::<Viewer>(&entry.plugin, error))?;
+                super::view::bind(&view, &entry.instruments, &registry);
+                bound.push(view);
+            }
+            Ok((Transforms::new(links), bound))
+        })
+        .await;
+        opened.unwrap_or_else(|e| {
+            Err(Unloaded {
+                kind: "plugin",
+                plugin: "*".into(),
+                error: PluginError::Runtime(super::error::WasmError::new(e.to_string())),
+            })
+        })
     }
 
     /// Starts the reload watcher over the set's plugins until `stop` turns true.

@@ -3,49 +3,21 @@
 
 use std::sync::Arc;
 
-use wasmtime::Store;
-use wasmtime::component::{Instance, InstancePre};
-
 use super::batch;
 use super::bindings::transformer;
 use super::bindings::types::{LogBatch, MetricBatch};
 use super::budget;
-use super::error::{CallError, Unloaded};
-use super::kind::{GuestCall, PluginKind, Settings, World};
+use super::error::CallError;
+use super::kind::{World, plain_kind};
 use super::plugin::Plugin;
-use super::runtime::PluginState;
-use super::set::PluginSet;
 use super::slot::Slot;
-use crate::config::{OnFailure, TransformConfig};
+use crate::config::OnFailure;
 
 /// The transform kind.
 #[derive(Debug, Clone, Copy)]
 pub struct Transformer;
 
-impl PluginKind for Transformer {
-    const NAME: &'static str = "transform";
-    type Guest = transformer::Guest;
-    type Indices = transformer::GuestIndices;
-    type Info = ();
-
-    fn indices(pre: &InstancePre<PluginState>) -> wasmtime::Result<Self::Indices> {
-        transformer::GuestIndices::new(pre)
-    }
-
-    fn start(
-        indices: &Self::Indices,
-        store: &mut Store<PluginState>,
-        instance: &Instance,
-        config: &Settings,
-    ) -> GuestCall<(Self::Guest, ())> {
-        let guest = indices.load(&mut *store, instance)?;
-        Ok(guest.call_init(&mut *store, config)?.map(|()| (guest, ())))
-    }
-
-    fn world((): &()) -> World {
-        World::Transform
-    }
-}
+plain_kind!(Transformer, transformer, "transform", World::Transform);
 
 /// A loaded transform plugin.
 pub type TransformPlugin = Plugin<Transformer>;
@@ -150,22 +122,6 @@ impl Transforms {
     /// A chain of transforms.
     pub fn new(links: Vec<Link>) -> Self {
         Self(Arc::new(links))
-    }
-
-    /// Loads the `[[transforms]]` chain into `set` (blocking: plugins compile and start).
-    pub fn open(set: &PluginSet, entries: &[TransformConfig]) -> Result<Self, Unloaded> {
-        let mut links = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let slot = set
-                .open::<Transformer>(&entry.plugin, &entry.config, None)
-                .map_err(|error| Unloaded {
-                    kind: Transformer::NAME,
-                    plugin: entry.plugin.clone(),
-                    error,
-                })?;
-            links.push(Link::new(slot, entry.on_failure));
-        }
-        Ok(Self::new(links))
     }
 
     /// Whether there is nothing to apply.

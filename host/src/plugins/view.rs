@@ -2,20 +2,13 @@
 
 use std::sync::Arc;
 
-use wasmtime::Store;
-use wasmtime::component::{Instance, InstancePre};
-
 use super::bindings::types::{KeyValue, Value};
 use super::bindings::viewer::{self, InstrumentInfo};
 use super::budget;
 use super::convert;
-use super::error::Unloaded;
-use super::kind::{GuestCall, PluginKind, Settings, World};
+use super::kind::{World, plain_kind};
 use super::plugin::Plugin;
-use super::runtime::PluginState;
-use super::set::PluginSet;
 use super::slot::Slot;
-use crate::config::ViewConfig;
 use crate::metrics::{AttributeView, Descriptor, Mapping, Pattern, Registry};
 use crate::model::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
 use crate::model::metric::InstrumentKind;
@@ -25,30 +18,7 @@ use crate::telemetry::SELF_SCOPE;
 #[derive(Debug, Clone, Copy)]
 pub struct Viewer;
 
-impl PluginKind for Viewer {
-    const NAME: &'static str = "view";
-    type Guest = viewer::Guest;
-    type Indices = viewer::GuestIndices;
-    type Info = ();
-
-    fn indices(pre: &InstancePre<PluginState>) -> wasmtime::Result<Self::Indices> {
-        viewer::GuestIndices::new(pre)
-    }
-
-    fn start(
-        indices: &Self::Indices,
-        store: &mut Store<PluginState>,
-        instance: &Instance,
-        config: &Settings,
-    ) -> GuestCall<(Self::Guest, ())> {
-        let guest = indices.load(&mut *store, instance)?;
-        Ok(guest.call_init(&mut *store, config)?.map(|()| (guest, ())))
-    }
-
-    fn world((): &()) -> World {
-        World::View
-    }
-}
+plain_kind!(Viewer, viewer, "view", World::View);
 
 /// One loaded version of a view plugin.
 pub type ViewPlugin = Plugin<Viewer>;
@@ -137,33 +107,17 @@ fn attribute_set(pairs: Vec<KeyValue>) -> AttributeSet {
     )
 }
 
-/// Loads the `[[views]]` into `set` and binds each to the instruments of `registry` it names
-/// (never the host's own); blocking: plugins compile and start.
-pub fn open(
-    set: &PluginSet,
-    entries: &[ViewConfig],
-    registry: &Registry,
-) -> Result<Vec<Arc<PluginView>>, Unloaded> {
-    let mut views = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let view = set
-            .open::<Viewer>(&entry.plugin, &entry.config, None)
-            .map_err(|error| Unloaded {
-                kind: Viewer::NAME,
-                plugin: entry.plugin.clone(),
-                error,
-            })?;
-        let patterns: Vec<Pattern> = entry.instruments.iter().map(|p| Pattern::new(p)).collect();
-        registry.add_view(
-            Arc::new(move |d: &Descriptor| {
-                *d.scope.name != *SELF_SCOPE && patterns.iter().any(|p| p.matches(&d.name))
-            }),
-            view.clone(),
-        );
-        tracing::info!(plugin = %entry.plugin, instruments = ?entry.instruments, "view bound");
-        views.push(view);
-    }
-    Ok(views)
+/// Binds `view` to the instruments of `registry` whose names match `instruments` (`*` any run of
+/// characters), never the host's own.
+pub fn bind(view: &Arc<PluginView>, instruments: &[String], registry: &Registry) {
+    let patterns: Vec<Pattern> = instruments.iter().map(|p| Pattern::new(p)).collect();
+    registry.add_view(
+        Arc::new(move |d: &Descriptor| {
+            *d.scope.name != *SELF_SCOPE && patterns.iter().any(|p| p.matches(&d.name))
+        }),
+        view.clone(),
+    );
+    tracing::info!(plugin = %view.name(), ?instruments, "view bound");
 }
 
 impl AttributeView for Slot<Viewer> {

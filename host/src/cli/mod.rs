@@ -1,0 +1,206 @@
+//! The `wasmtel` command line: what each subcommand takes and does; `integrations` and
+//! `plugins` in their own files. Not library API: the binary's own modules.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use wasmtel::control::client::AdminClient;
+
+mod integrations;
+mod plugins;
+
+use integrations::IntegrationsCommand;
+use plugins::PluginsCommand;
+use wasmtel::{Config, Host};
+
+/// Telemetry host for inference and GPU machines.
+#[derive(Debug, Parser)]
+#[command(name = "wasmtel", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the host: event intake, Prometheus /metrics, OTLP push.
+    Serve {
+        /// TOML configuration file (defaults apply without one).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Stop at start when any plugin cannot be loaded (the `[plugins] strict` setting).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Inspect plugins without a running host.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+    /// Manage a running host's integrations through its admin API.
+    Integrations {
+        /// The admin API's base URL.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:8686",
+            env = "WASMTEL_ADMIN_URL"
+        )]
+        admin: String,
+        /// The bearer token (default: `WASMTEL_ADMIN_TOKEN`, else `<data-dir>/admin.token`).
+        #[arg(long)]
+        token: Option<String>,
+        /// The host's data directory, where its admin token is.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        command: Box<IntegrationsCommand>,
+    },
+    /// Drive an OTLP/HTTP agent (this host or another) with pre-built requests, count what it
+    /// forwards to a sink served here, and report accepted, delivered, lost and the rates.
+    Load {
+        /// The agent's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:4318")]
+        target: String,
+        /// What to send: logs, metrics or events.
+        #[arg(long, value_enum, default_value = "logs")]
+        kind: wasmtel::load::Kind,
+        /// Records, points or events to send in all.
+        #[arg(long, default_value_t = 1_000_000)]
+        items: u64,
+        /// Items per request.
+        #[arg(long, default_value_t = 100)]
+        batch: u64,
+        /// Connections sending at once.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Where to serve the sink the agent forwards to (`/v1/logs`), e.g. `127.0.0.1:24319`.
+        #[arg(long)]
+        sink: Option<std::net::SocketAddr>,
+        /// How long the sink waits for stragglers once the agent stops sending them.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+        settle: Duration,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send realistic inference events to a running host.
+    Demo {
+        /// The host's intake URL.
+        #[arg(long, default_value = "http://127.0.0.1:4318")]
+        target: String,
+        /// Simulated requests per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Stop after this long, e.g. `30s` (default: run until interrupted).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Stop after this many simulated requests.
+        #[arg(long)]
+        requests: Option<u64>,
+        /// Random seed, for reproducible data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// Runs the command line's command.
+pub(crate) async fn run() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::Serve { config, strict } => serve(config, strict).await,
+        // Plugin calls must not run on async worker threads.
+        Command::Plugins { command } => {
+            tokio::task::spawn_blocking(move || plugins::run(command)).await?
+        }
+        Command::Integrations {
+            admin,
+            token,
+            data_dir,
+            json,
+            command,
+        } => {
+            let client = AdminClient::new(&admin, token, &data_dir)?;
+            integrations::run(&client, json, *command).await
+        }
+        Command::Load {
+            target,
+            kind,
+            items,
+            batch,
+            connections,
+            sink,
+            settle,
+            json,
+        } => {
+            let load = wasmtel::load::Load {
+                target,
+                kind,
+                items,
+                batch,
+                connections,
+                sink,
+                settle,
+            };
+            let outcome = wasmtel::load::run(&load)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string(&outcome)?);
+            } else {
+                println!("{outcome}");
+            }
+            Ok(())
+        }
+        Command::Demo {
+            target,
+            rate,
+            duration,
+            requests,
+            seed,
+        } => {
+            let opts = wasmtel::demo::DemoOptions {
+                target,
+                rate,
+                duration,
+                requests,
+                seed,
+                progress: true,
+            };
+            let summary = wasmtel::demo::run(&opts).await?;
+            println!(
+                "sent {} requests ({} events, {} failed)",
+                summary.requests, summary.events, summary.errors
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(path: Option<PathBuf>, strict: bool) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut config = Config::load(path.as_deref())?;
+    config.plugins.strict |= strict;
+    // Listen for the signals before intake opens, so that a signal arriving while the host is
+    // still starting shuts it down in order instead of killing it with data accepted.
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let host = Host::start(&config).await.context("cannot start")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down: intake stopped, flushing exports");
+    host.shutdown().await;
+    Ok(())
+}

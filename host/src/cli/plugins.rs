@@ -1,0 +1,170 @@
+//! `wasmtel plugins`: plugins inspected, called on sample data and scaffolded, without a host.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use wasmtel::Config;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginsCommand {
+    /// List the plugins a host would load: the plugin directory's and the embedded ones.
+    List {
+        /// The host's configuration file, for `[plugins]`.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a plugin file: a component of a plugin world whose `init` accepts its configuration.
+    Check {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// Plugin settings (TOML); default: the `<name>.toml` beside the file, if any.
+        #[arg(long)]
+        settings: Option<PathBuf>,
+    },
+    /// Write a ready plugin project: source, the contract, and a `build.sh` making `<NAME>.wasm`.
+    New {
+        /// The plugin's name: lowercase letters, digits and `-`.
+        name: String,
+        /// What the plugin is.
+        #[arg(long, value_enum)]
+        kind: wasmtel::scaffold::Kind,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: wasmtel::scaffold::Lang,
+        /// Where to write it (must not exist or be empty); default: `./<NAME>`.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Call a plugin on sample data and print what it would do — requests, transformed batch
+    /// or series — sending nothing.
+    Run {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// Inference events (JSON or NDJSON), recorded through the GenAI rules and forwarded as
+        /// log records.
+        #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+        events: Option<PathBuf>,
+        /// An OTLP/JSON `ExportMetricsServiceRequest`, received as intake would.
+        #[arg(long)]
+        batch: Option<PathBuf>,
+        /// A plugin setting, `key=value` (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+    },
+}
+
+/// Runs one `plugins` command (blocking: plugins compile and run).
+pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<()> {
+    use wasmtel::plugins::{Runtime, inspect};
+    let runtime = Runtime::shared()?;
+    match command {
+        PluginsCommand::List { config } => {
+            let config = Config::load(config.as_deref())?;
+            println!("{:<24} {:<10} {:<14} WORLD", "NAME", "ORIGIN", "SHA256");
+            for entry in inspect::list(&runtime, &config.plugins) {
+                let origin = match entry.origin {
+                    wasmtel::plugins::catalog::Origin::File(_) => "file",
+                    wasmtel::plugins::catalog::Origin::Embedded => "embedded",
+                };
+                let world = match entry.world {
+                    Ok(w) => w.to_string(),
+                    Err(inspect::Rejection {
+                        world: Some(world),
+                        error: wasmtel::plugins::PluginError::Refused { reason, .. },
+                    }) => format!("{world} (needs configuration: {reason})"),
+                    Err(e) => format!("INVALID: {e}"),
+                };
+                println!(
+                    "{:<24} {:<10} {:<14} {world}",
+                    entry.name,
+                    origin,
+                    &entry.digest[..12]
+                );
+            }
+            Ok(())
+        }
+        PluginsCommand::New {
+            name,
+            kind,
+            lang,
+            dir,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            for file in wasmtel::scaffold::create(&dir, &name, kind, lang)? {
+                println!("wrote {}", file.display());
+            }
+            println!(
+                "build: {}/build.sh, then: wasmtel plugins check {}/{name}.wasm",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        PluginsCommand::Run {
+            file,
+            events,
+            batch,
+            config,
+        } => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            let sample = match (events, batch) {
+                (Some(events), _) => wasmtel::trial::Sample::Events(read(&events)?),
+                (None, Some(batch)) => wasmtel::trial::Sample::Metrics(read(&batch)?),
+                (None, None) => anyhow::bail!("give --events or --batch"),
+            };
+            // A setting may be a credential: a malformed one is named by position only.
+            let settings = config
+                .iter()
+                .enumerate()
+                .map(|(i, kv)| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .with_context(|| format!("--config number {} is not key=value", i + 1))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let name = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("plugin")
+                .to_owned();
+            print!(
+                "{}",
+                wasmtel::trial::run(&name, &read(&file)?, &settings, &sample)?
+            );
+            Ok(())
+        }
+        PluginsCommand::Check { file, settings } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("plugin")
+                .to_owned();
+            let settings_file = settings.unwrap_or_else(|| file.with_extension("toml"));
+            let table = match std::fs::read_to_string(&settings_file) {
+                Ok(text) => text
+                    .parse::<toml::Table>()
+                    .with_context(|| format!("invalid settings {}", settings_file.display()))?,
+                Err(_) => toml::Table::new(),
+            };
+            let limits = wasmtel::plugins::Limits::default();
+            match inspect::check(
+                &runtime,
+                &name,
+                &bytes,
+                &wasmtel::config::flatten(&table),
+                limits,
+            ) {
+                Ok(world) => {
+                    println!("{}: ok, {world}", file.display());
+                    Ok(())
+                }
+                Err(reason) => anyhow::bail!("{}: rejected: {reason}", file.display()),
+            }
+        }
+    }
+}
