@@ -464,7 +464,7 @@ async fn invalid_rules_stop_the_host_from_starting_with_a_reason() {
         "[[derive.rules]]\nevent_type = \"x\"\ninstrument = \"counter\"\nname = \"c\"\nattributes = { k = \"prompt\" }\n",
     )
     .expect("syntactically valid");
-    let err = wasmtel::Host::start(&config).await.err().expect("refused");
+    let err = wasmtel::Host::start(&config).await.expect_err("refused");
     assert!(
         err.to_string()
             .contains("attribute `k` reads `prompt`, which is not an event field"),

@@ -408,30 +408,25 @@ fn a_plugin_gets_no_files_environment_sockets_or_other_hosts() {
 
 #[test]
 fn broken_plugins_are_rejected_with_a_reason() {
-    let err = load("junk", b"\0asm not really", &[])
-        .err()
-        .expect("not wasm");
+    let err = load("junk", b"\0asm not really", &[]).expect_err("not wasm");
     assert!(err.chain().starts_with("not a valid component"), "{err}");
     let old = wat::parse_str(
         r#"(component (import "wasmtel:plugin/host@0.1.0" (instance (export "now-unix-nano" (func (result u64))))))"#,
     )
     .expect("component text");
-    let err = load("old", &old, &[]).err().expect("0.1 is refused");
+    let err = load("old", &old, &[]).expect_err("0.1 is refused");
     assert_eq!(
         err.chain(),
         "built for wasmtel:plugin@0.1.0; rebuild with wasmtel-guest 0.2"
     );
-    let err = load("passthrough", &fixture(PASSTHROUGH), &[])
-        .err()
-        .expect("a transform is no exporter");
+    let err =
+        load("passthrough", &fixture(PASSTHROUGH), &[]).expect_err("a transform is no exporter");
     assert!(
         err.chain()
             .starts_with("wrong world: no exported instance named `wasmtel:plugin/encoder@0.2.0`"),
         "{err}"
     );
-    let err = load("statsd", statsd(), &[("histogram", "violin")])
-        .err()
-        .expect("init refuses");
+    let err = load("statsd", statsd(), &[("histogram", "violin")]).expect_err("init refuses");
     assert_eq!(
         err.chain(),
         "plugin `statsd` returned an error: config `histogram`: \"violin\" is not ms, h or d"

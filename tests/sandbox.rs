@@ -786,8 +786,7 @@ async fn a_trap_is_explained_and_plugins_failing_at_start_do_not_stop_the_host()
     config.admin.enabled = false;
     let error = wasmtel::Host::start(&config)
         .await
-        .err()
-        .expect("strict refuses to start")
+        .expect_err("strict refuses to start")
         .to_string();
     assert!(error.starts_with("transform `nowhere`: "), "{error}");
 }

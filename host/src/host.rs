@@ -53,6 +53,7 @@ pub enum StartError {
 }
 
 /// A started host. Dropping it without [`Host::shutdown`] aborts its tasks.
+#[derive(Debug)]
 pub struct Host {
     addresses: Addresses,
     integrations: Integrations,

@@ -31,6 +31,14 @@ pub struct Pipeline {
     view_patience: Option<std::time::Duration>,
 }
 
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("sinks", &self.sinks().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Pipeline {
     /// A pipeline applying `deriver` and forwarding to `sinks`, events as records of `events`.
     pub fn new(

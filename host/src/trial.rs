@@ -20,6 +20,7 @@ use crate::plugins::{
 };
 
 /// Sample data for a trial.
+#[derive(Debug)]
 pub enum Sample {
     /// Inference events (JSON or NDJSON), recorded through the default GenAI rules and
     /// forwarded as log records.
@@ -61,7 +62,7 @@ fn record(sample: &Sample, view: Option<Arc<PluginView>>) -> anyhow::Result<Data
             let request = serde_json::from_slice(bytes).map_err(|e| {
                 anyhow::anyhow!("not an OTLP/JSON ExportMetricsServiceRequest: {e}")
             })?;
-            let registries = Arc::new(Registries::new(registry.clone(), resource.clone()));
+            let registries = Arc::new(Registries::new(registry, resource));
             let tally = MetricsReceiver::new(registries.clone()).receive(&request);
             if let Some(why) = tally.message {
                 anyhow::bail!("{} points refused: {why}", tally.rejected);

@@ -25,7 +25,7 @@ impl Table {
 }
 
 /// An attribute set of a batch: the attributes of a point, a record, a scope or the resource.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Attributes<'a> {
     table: &'a Table,
     set: u32,
@@ -67,6 +67,7 @@ impl<'a> Attributes<'a> {
 
 /// Something computed once per attribute set of a batch (rendered tags, labels) and reused by
 /// every point that has the set.
+#[derive(Debug)]
 pub struct PerSet<T>(Vec<Option<T>>);
 
 impl<T> PerSet<T> {
@@ -94,7 +95,7 @@ impl<T> PerSet<T> {
 }
 
 /// The instrumentation scope of a metric or record.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct ScopeRef<'a> {
     table: &'a Table,
     scope: Option<&'a Scope>,
@@ -154,7 +155,7 @@ impl MetricBatch {
 }
 
 /// One metric of a batch.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct MetricRef<'a> {
     batch: &'a MetricBatch,
     index: u32,
@@ -256,7 +257,7 @@ impl<'a> MetricRef<'a> {
 }
 
 /// One point of a metric: its fields (through `Deref`), its attributes and its exemplars.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Point<'a, P> {
     metric: MetricRef<'a>,
     index: u32,
@@ -366,7 +367,7 @@ impl LogBatch {
 }
 
 /// One log record of a batch: its fields (through `Deref`), and its strings and attributes resolved.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct RecordRef<'a> {
     batch: &'a LogBatch,
     index: u32,

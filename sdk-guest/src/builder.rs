@@ -22,6 +22,7 @@ use crate::{
 pub type Pairs<'a> = &'a [(&'a str, Value)];
 
 /// Builds a metric or log batch, interning its strings and sets as the host does.
+#[derive(Debug)]
 pub struct BatchBuilder {
     table: Table,
     strings: HashMap<String, u32>,

@@ -64,6 +64,14 @@ pub struct Receiver {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("endpoint", &self.endpoint())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Receiver {
     /// Starts a receiver answering 200.
     pub async fn start() -> Self {
@@ -467,7 +475,7 @@ fn parse_sample(line: &str) -> Option<(String, BTreeMap<String, String>, f64)> {
 }
 
 /// Log lines captured from the process's `tracing` output.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for CapturedLogs {
@@ -515,6 +523,7 @@ pub fn capture_logs() -> &'static CapturedLogs {
 
 /// A Prometheus server (Debian's `prometheus`) on a free port, accepting remote write and
 /// scraping what it is told; stopped when dropped.
+#[derive(Debug)]
 pub struct Prometheus {
     child: std::process::Child,
     /// Its base URL.

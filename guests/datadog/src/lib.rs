@@ -86,6 +86,7 @@ struct SeriesResource {
 }
 
 /// The exporter's settings.
+#[derive(Debug)]
 pub struct Datadog {
     tags: Vec<String>,
     source: String,

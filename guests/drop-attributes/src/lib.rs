@@ -11,6 +11,7 @@
 use wasmtel_guest::{Config, InstrumentInfo, KeyValue, View};
 
 /// A name list where an entry ending in `*` matches by prefix.
+#[derive(Debug)]
 struct Names(Vec<String>);
 
 impl Names {
@@ -33,6 +34,7 @@ impl Names {
 }
 
 /// The keys to remove and the instruments they are removed from.
+#[derive(Debug)]
 pub struct DropAttributes {
     keys: Names,
     instruments: Option<Names>,

@@ -27,6 +27,7 @@ use wasmtel_guest::{
 };
 
 /// The exporter's settings.
+#[derive(Debug)]
 pub struct RemoteWrite {
     path: String,
     max_series: usize,

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use wasmtel_guest::{Attributes, Config, Edits, LogBatch, MetricBatch, Transform, Value};
 
 /// The redaction rules.
+#[derive(Debug)]
 pub struct Redact {
     drop: Vec<String>,
     hash: Vec<String>,

@@ -38,6 +38,7 @@ pub enum Flavor {
 }
 
 /// The exporter's settings.
+#[derive(Debug)]
 pub struct Statsd {
     prefix: String,
     flavor: Flavor,

@@ -930,16 +930,13 @@ mod tests {
             c.delivery.fsync,
             Some(Fsync::Every(Duration::from_millis(250)))
         );
-        let error = Config::from_toml("[delivery]\nfsync = \"sometimes\"\n")
-            .expect_err("not a policy")
-            .to_string();
+        let error =
+            Config::from_toml("[delivery]\nfsync = \"sometimes\"\n").expect_err("not a policy");
         assert!(
             error.contains("`sometimes` is not `always`, `never` or a period like \"1s\""),
             "{error}"
         );
-        let error = Config::from_toml("[intake.limits]\nresources = -1\n")
-            .expect_err("negative")
-            .to_string();
+        let error = Config::from_toml("[intake.limits]\nresources = -1\n").expect_err("negative");
         assert!(error.contains("resources"), "{error}");
     }
 

@@ -108,7 +108,7 @@ impl About {
 }
 
 /// What the admin API reads from the running host.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Sources {
     /// The integrations it manages.
     pub integrations: Integrations,
@@ -185,12 +185,12 @@ async fn status_page() -> Response {
 }
 
 /// A JSON error response naming the problem.
-fn error(status: StatusCode, message: String) -> Response {
+fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
 fn unknown(id: &str) -> Response {
-    error(StatusCode::NOT_FOUND, format!("no integration `{id}`"))
+    error(StatusCode::NOT_FOUND, &format!("no integration `{id}`"))
 }
 
 /// Lets a request through only with `Authorization: Bearer <token>`.
@@ -203,10 +203,10 @@ async fn auth(State(admin): State<Admin>, request: Request, next: Next) -> Respo
     match given {
         None => error(
             StatusCode::UNAUTHORIZED,
-            "missing bearer token: send `Authorization: Bearer <token>`".into(),
+            "missing bearer token: send `Authorization: Bearer <token>`",
         ),
         Some(t) if !token::same(t.trim(), &admin.token) => {
-            error(StatusCode::UNAUTHORIZED, "invalid bearer token".into())
+            error(StatusCode::UNAUTHORIZED, "invalid bearer token")
         }
         Some(_) => next.run(request).await,
     }
@@ -260,7 +260,7 @@ async fn history(
         Ok(Query(q)) => Json(admin.sources.history.json(q.points)).into_response(),
         Err(e) => error(
             StatusCode::BAD_REQUEST,
-            format!(
+            &format!(
                 "invalid history query: {} (takes `points`, a whole number)",
                 e.body_text()
             ),
@@ -324,7 +324,7 @@ fn spec(body: &[u8]) -> Result<Change, String> {
 async fn create(State(admin): State<Admin>, body: Bytes) -> Response {
     let spec = match spec(&body) {
         Ok(spec) => spec,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     // Starting a plugin integration compiles it: not on the async worker threads.
     let integrations = admin.sources.integrations.clone();
@@ -337,7 +337,7 @@ async fn create(State(admin): State<Admin>, body: Bytes) -> Response {
 async fn update(State(admin): State<Admin>, Path(id): Path<String>, body: Bytes) -> Response {
     match spec(&body) {
         Ok(spec) => change(&admin, &id, spec).await,
-        Err(message) => error(StatusCode::BAD_REQUEST, message),
+        Err(message) => error(StatusCode::BAD_REQUEST, &message),
     }
 }
 

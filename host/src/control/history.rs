@@ -211,6 +211,15 @@ pub struct History {
     ring: Mutex<Ring>,
 }
 
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("interval", &self.interval)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
 impl History {
     /// A history keeping `window` worth of points taken every `interval` (at least one point).
     pub fn new(interval: Duration, window: Duration) -> Self {

@@ -100,6 +100,7 @@ impl From<(String, String)> for OpenError {
 }
 
 /// What starting integrations takes from the host.
+#[derive(Debug)]
 pub struct Runtime {
     /// What building an exporter takes.
     pub build: BuildContext,
@@ -129,6 +130,14 @@ struct Inner {
 /// Every integration of a running host.
 #[derive(Clone)]
 pub struct Integrations(Arc<Inner>);
+
+impl std::fmt::Debug for Integrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Integrations")
+            .field("configured", &self.0.configured.len())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Integrations {
     /// Starts the configured integrations (any failure stops the host: the config is wrong)

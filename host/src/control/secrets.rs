@@ -103,7 +103,7 @@ mod tests {
         assert_eq!(again.open(&sealed).expect("opens"), b"api-key: canary");
         let other = Sealer::load_or_create(Some(&"11".repeat(32)), dir.path()).expect("env key");
         assert!(matches!(other.open(&sealed), Err(SecretError::Open)));
-        let mut tampered = sealed.clone();
+        let mut tampered = sealed;
         *tampered.last_mut().expect("bytes") ^= 1;
         assert!(matches!(sealer.open(&tampered), Err(SecretError::Open)));
         assert!(matches!(

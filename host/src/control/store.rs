@@ -20,7 +20,7 @@ pub const OTLP: &str = "otlp";
 pub const PROMETHEUS: &str = "prometheus";
 
 /// What a stored integration is: the entry a config file would have for it.
-#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Entry {
     /// An `[otlp]` section.

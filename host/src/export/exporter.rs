@@ -33,7 +33,7 @@ use crate::plugins::{Encoder, Health, PluginSet, Transforms};
 use crate::telemetry::SelfTelemetry;
 
 /// One collection of metrics, as queued for delivery.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum MetricItem {
     /// Already an encoded OTLP request (the native exporter without transforms).
     Encoded(Bytes),
@@ -101,7 +101,7 @@ impl Weight for MetricItem {
 }
 
 /// What building an exporter takes from the host.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct BuildContext {
     /// What metrics exporters read.
     pub registries: Arc<Registries>,
@@ -213,6 +213,16 @@ pub struct Exporter {
     transforms: Transforms,
     next_collection: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Exporter {

@@ -15,6 +15,7 @@ use crate::plugins::convert::{self, Collected, metric_batch};
 use crate::plugins::{Encoder, ExporterPlugin, Health, PluginSet, Reloadable, Slot, Transforms};
 
 /// The exporter plugin of one integration.
+#[derive(Debug)]
 pub struct PluginSlot {
     integration: String,
     slot: Arc<Slot<Encoder>>,

@@ -67,7 +67,7 @@ impl tonic::server::UnaryService<Bytes> for Export {
 }
 
 /// The OTLP/gRPC service: the two `Export` methods; anything else is UNIMPLEMENTED.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Service {
     intake: Intake,
 }

@@ -30,7 +30,7 @@ const INLINE_PARSE_LIMIT: usize = 64 * 1024;
 
 /// What every intake route and the gRPC service share: events and logs feed the pipeline, OTLP
 /// metrics the receiver, under the configured body size and request limits.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Intake {
     pipeline: Arc<Pipeline>,
     metrics: Arc<otlp::metrics::MetricsReceiver>,

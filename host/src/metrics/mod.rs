@@ -30,6 +30,7 @@ use stream::StreamViewExt as _;
 pub type Callback = Box<dyn Fn(&Observer<'_>) + Send + Sync>;
 
 /// What a callback reports through: its observable instrument, in its registry.
+#[derive(Debug)]
 pub struct Observer<'a> {
     instrument: &'a Instrument,
     registry: &'a Registry,

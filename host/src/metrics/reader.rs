@@ -67,6 +67,17 @@ pub struct SeriesPoint<'a> {
     exemplars: &'a dyn Fn(u64) -> Vec<(usize, Exemplar)>,
 }
 
+impl std::fmt::Debug for SeriesPoint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesPoint")
+            .field("attributes", &self.attributes)
+            .field("start", &self.start)
+            .field("time", &self.time)
+            .field("value", &self.value)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SeriesPoint<'_> {
     /// The exemplars measured within the point's interval, with their slots (histogram buckets).
     pub fn exemplars(&self) -> Vec<(usize, Exemplar)> {
@@ -75,6 +86,7 @@ impl SeriesPoint<'_> {
 }
 
 /// One collection of one registry for one exporter.
+#[derive(Debug)]
 pub struct Reader<'t> {
     tracker: Option<&'t mut DeltaTracker>,
     now: u64,

@@ -13,7 +13,7 @@ use crate::model::event::TraceContext as HostTrace;
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// An attribute value other than a string, as a hash key.
-#[derive(Hash, PartialEq, Eq)]
+#[derive(Debug, Hash, PartialEq, Eq)]
 enum ValueKey {
     Bool(bool),
     Int(i64),
@@ -23,6 +23,7 @@ enum ValueKey {
 }
 
 /// Builds a batch's table, storing each distinct string, value and attribute set once.
+#[derive(Debug)]
 pub struct Interner {
     table: Table,
     strings: Map<Box<str>, u32>,

@@ -20,7 +20,7 @@ pub fn outbound(
         return Err(stats.refuse(
             plugin,
             "outbound_items",
-            format!(
+            &format!(
                 "returned {} requests or datagrams, at most {} are allowed",
                 out.len(),
                 b.outbound_items
@@ -38,7 +38,7 @@ pub fn outbound(
         return Err(stats.refuse(
             plugin,
             "outbound_bytes",
-            format!(
+            &format!(
                 "returned {bytes} bytes, at most {} are allowed",
                 b.outbound_bytes
             ),
@@ -58,7 +58,7 @@ pub fn view(
         return Err(stats.refuse(
             plugin,
             "view_attributes",
-            format!(
+            &format!(
                 "answered {} attributes, at most {} are allowed",
                 pairs.len(),
                 b.view_attributes
@@ -70,7 +70,7 @@ pub fn view(
             return Err(stats.refuse(
                 plugin,
                 "key_bytes",
-                format!(
+                &format!(
                     "answered a key of {} bytes, at most {} are allowed",
                     kv.key.len(),
                     b.key_bytes
@@ -86,7 +86,7 @@ pub fn view(
             return Err(stats.refuse(
                 plugin,
                 "value_bytes",
-                format!(
+                &format!(
                     "answered a value of {len} bytes, at most {} are allowed",
                     b.value_bytes
                 ),
@@ -159,7 +159,7 @@ pub fn edits(
         return Err(stats.refuse(
             plugin,
             "transform_growth",
-            format!("returned {edits} edits for {items} items, at most {allowed} are allowed"),
+            &format!("returned {edits} edits for {items} items, at most {allowed} are allowed"),
         ));
     }
     Ok(())
@@ -182,7 +182,7 @@ pub fn growth(
         return Err(stats.refuse(
             plugin,
             "transform_growth",
-            format!(
+            &format!(
                 "turned {} items into {}, at most {items} are allowed",
                 before.0, after.0
             ),
@@ -196,7 +196,7 @@ pub fn growth(
         return Err(stats.refuse(
             plugin,
             "transform_growth",
-            format!(
+            &format!(
                 "turned {} bytes into {}, at most {bytes} are allowed",
                 before.1, after.1
             ),

@@ -188,20 +188,15 @@ fn metric(
 
 /// OTLP protobuf ⇄ contract types, so that transforms can rewrite what the OTLP exporter sends.
 pub mod otlp {
-    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{
-        AnyValue, ArrayValue, InstrumentationScope, KeyValue as ProtoKeyValue, KeyValueList,
-        any_value,
+        AnyValue, ArrayValue, KeyValue as ProtoKeyValue, KeyValueList, any_value,
     };
     use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoLogRecord;
-    use opentelemetry_proto::tonic::metrics::v1 as pm;
-    use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 
     use crate::model::log::Origin;
     use crate::plugins::batch::{Interner, trace_bytes, trace_of};
     use crate::plugins::bindings::types::{
-        LogBatch, LogRecord, Metric, MetricBatch, Points, Resource, Scope, Span, Table,
-        Temporality, TraceContext, Value,
+        LogBatch, LogRecord, Resource, Scope, Table, TraceContext, Value,
     };
 
     fn json(v: &AnyValue) -> serde_json::Value {
@@ -372,157 +367,172 @@ pub mod otlp {
             .collect()
     }
 
-    fn temporality(t: Temporality) -> i32 {
-        match t {
-            Temporality::Cumulative => pm::AggregationTemporality::Cumulative as i32,
-            Temporality::Delta => pm::AggregationTemporality::Delta as i32,
+    /// The reference encoder: a contract metric batch as an OTLP request through the
+    /// generated types, which the streaming encoder is tested against.
+    #[cfg(test)]
+    pub(crate) mod reference {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+        use opentelemetry_proto::tonic::metrics::v1 as pm;
+        use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+
+        use super::{ids, proto_attributes};
+        use crate::plugins::bindings::types::{
+            Metric, MetricBatch, Points, Span, Table, Temporality,
+        };
+
+        fn temporality(t: Temporality) -> i32 {
+            match t {
+                Temporality::Cumulative => pm::AggregationTemporality::Cumulative as i32,
+                Temporality::Delta => pm::AggregationTemporality::Delta as i32,
+            }
         }
-    }
 
-    /// A contract metric batch as an OTLP export request, through the generated types: the
-    /// reference the streaming encoder (`export::otlp::metrics::from_batches`) is tested against.
-    pub fn metric_request(batch: &MetricBatch) -> ExportMetricsServiceRequest {
-        let t = &batch.table;
-        let scopes = batch
-            .scopes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| pm::ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: t.string(s.name).to_owned(),
-                    version: t.string(s.version).to_owned(),
-                    attributes: proto_attributes(t, s.attributes),
-                    ..Default::default()
-                }),
-                metrics: batch
-                    .metrics
-                    .iter()
-                    .filter(|m| m.scope as usize == i)
-                    .map(|m| metric(t, m))
-                    .collect(),
-                schema_url: String::new(),
-            })
-            .filter(|s| !s.metrics.is_empty())
-            .collect();
-        ExportMetricsServiceRequest {
-            resource_metrics: vec![pm::ResourceMetrics {
-                resource: Some(ProtoResource {
-                    attributes: proto_attributes(t, batch.resource.attributes),
-                    ..Default::default()
-                }),
-                scope_metrics: scopes,
-                schema_url: t.string(batch.resource.schema_url).to_owned(),
-            }],
-        }
-    }
-
-    fn slice<T: Copy>(list: &[T], span: &Span) -> Vec<T> {
-        let start = span.start as usize;
-        list.get(start..start.saturating_add(span.len as usize))
-            .unwrap_or_default()
-            .to_vec()
-    }
-
-    /// The OTLP exemplars of point `point`.
-    fn exemplars(t: &Table, m: &Metric, point: usize) -> Vec<pm::Exemplar> {
-        m.exemplars
-            .iter()
-            .filter(|e| e.point as usize == point)
-            .map(|e| {
-                let (trace_id, span_id) = ids(e.trace.as_ref());
-                pm::Exemplar {
-                    filtered_attributes: proto_attributes(t, e.filtered_attributes),
-                    time_unix_nano: e.time_unix_nano,
-                    span_id,
-                    trace_id,
-                    value: Some(pm::exemplar::Value::AsDouble(e.value)),
-                }
-            })
-            .collect()
-    }
-
-    fn metric(t: &Table, m: &Metric) -> pm::Metric {
-        let numbers = |points: &[crate::plugins::bindings::types::NumberPoint]| {
-            points
+        /// A contract metric batch as an OTLP export request, through the generated types: the
+        /// reference the streaming encoder (`export::otlp::metrics::from_batches`) is tested against.
+        pub(crate) fn metric_request(batch: &MetricBatch) -> ExportMetricsServiceRequest {
+            let t = &batch.table;
+            let scopes = batch
+                .scopes
                 .iter()
                 .enumerate()
-                .map(|(i, p)| pm::NumberDataPoint {
-                    attributes: proto_attributes(t, p.attributes),
-                    start_time_unix_nano: p.start_time_unix_nano,
-                    time_unix_nano: p.time_unix_nano,
-                    value: Some(pm::number_data_point::Value::AsDouble(p.value)),
-                    exemplars: exemplars(t, m, i),
-                    ..Default::default()
+                .map(|(i, s)| pm::ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: t.string(s.name).to_owned(),
+                        version: t.string(s.version).to_owned(),
+                        attributes: proto_attributes(t, s.attributes),
+                        ..Default::default()
+                    }),
+                    metrics: batch
+                        .metrics
+                        .iter()
+                        .filter(|m| m.scope as usize == i)
+                        .map(|m| metric(t, m))
+                        .collect(),
+                    schema_url: String::new(),
+                })
+                .filter(|s| !s.metrics.is_empty())
+                .collect();
+            ExportMetricsServiceRequest {
+                resource_metrics: vec![pm::ResourceMetrics {
+                    resource: Some(ProtoResource {
+                        attributes: proto_attributes(t, batch.resource.attributes),
+                        ..Default::default()
+                    }),
+                    scope_metrics: scopes,
+                    schema_url: t.string(batch.resource.schema_url).to_owned(),
+                }],
+            }
+        }
+
+        fn slice<T: Copy>(list: &[T], span: &Span) -> Vec<T> {
+            let start = span.start as usize;
+            list.get(start..start.saturating_add(span.len as usize))
+                .unwrap_or_default()
+                .to_vec()
+        }
+
+        /// The OTLP exemplars of point `point`.
+        fn exemplars(t: &Table, m: &Metric, point: usize) -> Vec<pm::Exemplar> {
+            m.exemplars
+                .iter()
+                .filter(|e| e.point as usize == point)
+                .map(|e| {
+                    let (trace_id, span_id) = ids(e.trace.as_ref());
+                    pm::Exemplar {
+                        filtered_attributes: proto_attributes(t, e.filtered_attributes),
+                        time_unix_nano: e.time_unix_nano,
+                        span_id,
+                        trace_id,
+                        value: Some(pm::exemplar::Value::AsDouble(e.value)),
+                    }
                 })
                 .collect()
-        };
-        let data = match &m.points {
-            Points::Gauge(points) => pm::metric::Data::Gauge(pm::Gauge {
-                data_points: numbers(points),
-            }),
-            Points::Sum(points) => pm::metric::Data::Sum(pm::Sum {
-                data_points: numbers(points),
-                aggregation_temporality: temporality(m.temporality),
-                is_monotonic: m.monotonic,
-            }),
-            Points::Histogram(points) => pm::metric::Data::Histogram(pm::Histogram {
-                data_points: points
+        }
+
+        fn metric(t: &Table, m: &Metric) -> pm::Metric {
+            let numbers = |points: &[crate::plugins::bindings::types::NumberPoint]| {
+                points
                     .iter()
                     .enumerate()
-                    .map(|(i, p)| pm::HistogramDataPoint {
+                    .map(|(i, p)| pm::NumberDataPoint {
                         attributes: proto_attributes(t, p.attributes),
                         start_time_unix_nano: p.start_time_unix_nano,
                         time_unix_nano: p.time_unix_nano,
-                        count: p.count,
-                        sum: p.sum,
-                        bucket_counts: slice(&m.counts, &p.bucket_counts),
-                        explicit_bounds: slice(&m.bounds, &p.bounds),
-                        min: p.min,
-                        max: p.max,
+                        value: Some(pm::number_data_point::Value::AsDouble(p.value)),
                         exemplars: exemplars(t, m, i),
                         ..Default::default()
                     })
-                    .collect(),
-                aggregation_temporality: temporality(m.temporality),
-            }),
-            Points::ExponentialHistogram(points) => {
-                let buckets = |offset: i32, span: &Span| {
-                    Some(pm::exponential_histogram_data_point::Buckets {
-                        offset,
-                        bucket_counts: slice(&m.counts, span),
-                    })
-                };
-                pm::metric::Data::ExponentialHistogram(pm::ExponentialHistogram {
+                    .collect()
+            };
+            let data = match &m.points {
+                Points::Gauge(points) => pm::metric::Data::Gauge(pm::Gauge {
+                    data_points: numbers(points),
+                }),
+                Points::Sum(points) => pm::metric::Data::Sum(pm::Sum {
+                    data_points: numbers(points),
+                    aggregation_temporality: temporality(m.temporality),
+                    is_monotonic: m.monotonic,
+                }),
+                Points::Histogram(points) => pm::metric::Data::Histogram(pm::Histogram {
                     data_points: points
                         .iter()
                         .enumerate()
-                        .map(|(i, p)| pm::ExponentialHistogramDataPoint {
+                        .map(|(i, p)| pm::HistogramDataPoint {
                             attributes: proto_attributes(t, p.attributes),
                             start_time_unix_nano: p.start_time_unix_nano,
                             time_unix_nano: p.time_unix_nano,
                             count: p.count,
                             sum: p.sum,
-                            scale: p.scale,
-                            zero_count: p.zero_count,
-                            positive: buckets(p.positive_offset, &p.positive),
-                            negative: buckets(p.negative_offset, &p.negative),
-                            exemplars: exemplars(t, m, i),
+                            bucket_counts: slice(&m.counts, &p.bucket_counts),
+                            explicit_bounds: slice(&m.bounds, &p.bounds),
                             min: p.min,
                             max: p.max,
-                            zero_threshold: p.zero_threshold,
+                            exemplars: exemplars(t, m, i),
                             ..Default::default()
                         })
                         .collect(),
                     aggregation_temporality: temporality(m.temporality),
-                })
+                }),
+                Points::ExponentialHistogram(points) => {
+                    let buckets = |offset: i32, span: &Span| {
+                        Some(pm::exponential_histogram_data_point::Buckets {
+                            offset,
+                            bucket_counts: slice(&m.counts, span),
+                        })
+                    };
+                    pm::metric::Data::ExponentialHistogram(pm::ExponentialHistogram {
+                        data_points: points
+                            .iter()
+                            .enumerate()
+                            .map(|(i, p)| pm::ExponentialHistogramDataPoint {
+                                attributes: proto_attributes(t, p.attributes),
+                                start_time_unix_nano: p.start_time_unix_nano,
+                                time_unix_nano: p.time_unix_nano,
+                                count: p.count,
+                                sum: p.sum,
+                                scale: p.scale,
+                                zero_count: p.zero_count,
+                                positive: buckets(p.positive_offset, &p.positive),
+                                negative: buckets(p.negative_offset, &p.negative),
+                                exemplars: exemplars(t, m, i),
+                                min: p.min,
+                                max: p.max,
+                                zero_threshold: p.zero_threshold,
+                                ..Default::default()
+                            })
+                            .collect(),
+                        aggregation_temporality: temporality(m.temporality),
+                    })
+                }
+            };
+            pm::Metric {
+                name: t.string(m.name).to_owned(),
+                description: t.string(m.description).to_owned(),
+                unit: t.string(m.unit).to_owned(),
+                metadata: Vec::new(),
+                data: Some(data),
             }
-        };
-        pm::Metric {
-            name: t.string(m.name).to_owned(),
-            description: t.string(m.description).to_owned(),
-            unit: t.string(m.unit).to_owned(),
-            metadata: Vec::new(),
-            data: Some(data),
         }
     }
 }

@@ -21,7 +21,7 @@ impl Host for PluginState {
                 budgets.log_lines_per_second
             );
             self.stats
-                .refuse(&self.name, "log_lines_per_second", detail);
+                .refuse(&self.name, "log_lines_per_second", &detail);
             return;
         }
         let message = crate::redact::clean(&message, budgets.log_line_bytes);

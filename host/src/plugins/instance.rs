@@ -54,6 +54,15 @@ pub struct Supervised<K: PluginKind> {
     failed: Option<String>,
 }
 
+impl<K: PluginKind> std::fmt::Debug for Supervised<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervised")
+            .field("name", &self.name)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K: PluginKind> Supervised<K> {
     /// Finds the interface of `K`'s world in the linked component `pre` and creates the first
     /// instance, whose `init` takes `config`; a failure or refusal here rejects the plugin.
@@ -200,6 +209,15 @@ pub struct Shared<K: PluginKind> {
     running: std::sync::atomic::AtomicBool,
     limits: Limits,
     stats: Stats,
+}
+
+impl<K: PluginKind> std::fmt::Debug for Shared<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("name", &self.name)
+            .field("health", &self.health())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<K: PluginKind> From<Supervised<K>> for Shared<K> {

@@ -94,9 +94,6 @@ mod tests {
         assert_eq!(Limits::default().budgets.log_lines_per_second, 100);
         let wrong = crate::Config::from_toml("[plugins.budgets.x]\nlog_lines = 1\n")
             .expect_err("unknown budget");
-        assert!(
-            wrong.to_string().contains("unknown field `log_lines`"),
-            "{wrong}"
-        );
+        assert!(wrong.contains("unknown field `log_lines`"), "{wrong}");
     }
 }

@@ -16,6 +16,7 @@ use super::stats::Stats;
 use crate::config::PluginsConfig;
 
 /// Everything needed to turn a plugin name into a running plugin.
+#[derive(Debug)]
 pub struct Loader {
     runtime: Arc<Runtime>,
     config: PluginsConfig,

@@ -13,6 +13,7 @@ use super::runtime::Runtime;
 use super::stats::Stats;
 
 /// One loaded version of a plugin of kind `K`.
+#[derive(Debug)]
 pub struct Plugin<K: PluginKind> {
     name: Arc<str>,
     info: K::Info,

@@ -132,6 +132,15 @@ pub struct PluginState {
     pub(super) logs: LogBucket,
 }
 
+impl std::fmt::Debug for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginState")
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PluginState {
     /// Bytes the instance holds in its memories and tables.
     pub(super) fn memory_used(&self) -> usize {
@@ -178,6 +187,12 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<PluginState>,
     stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
 }
 
 /// The version of `wasmtel:plugin` this host implements.

@@ -67,6 +67,15 @@ pub struct PluginSet {
     members: Mutex<Vec<Member>>,
 }
 
+impl std::fmt::Debug for PluginSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginSet")
+            .field("strict", &self.strict)
+            .field("members", &self.members().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl PluginSet {
     /// An empty set loading plugins as `[plugins]` says, compiled plugins cached in `cache`.
     pub fn new(config: &PluginsConfig, cache: Option<PathBuf>) -> Result<Arc<Self>, PluginError> {

@@ -14,7 +14,7 @@ use super::loader::Loader;
 use super::plugin::Plugin;
 
 /// What became of a plugin file.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Source<'a> {
     /// A new or changed file, compiled.
     File {
@@ -58,6 +58,16 @@ pub struct Slot<K: PluginKind> {
     current: RwLock<Version<K>>,
     failure: Mutex<Option<String>>,
     generation: AtomicU64,
+}
+
+impl<K: PluginKind> std::fmt::Debug for Slot<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("name", &self.name)
+            .field("failure", &self.failure())
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<K: PluginKind> Slot<K> {

@@ -136,7 +136,7 @@ impl Stats {
     /// Counts one refusal of `plugin`'s result past `budget`, logs it (the first, second, fourth
     /// … thousandth … of a kind, so that a plugin cannot flood the log through refusals) and
     /// returns the error.
-    pub fn refuse(&self, plugin: &Arc<str>, budget: &'static str, detail: String) -> CallError {
+    pub fn refuse(&self, plugin: &Arc<str>, budget: &'static str, detail: &str) -> CallError {
         let count = self.with(|s| {
             let n = s.refused.entry((plugin.to_string(), budget)).or_insert(0);
             *n += 1;
@@ -371,7 +371,7 @@ mod tests {
     fn two_hosts_keep_their_own_counts() {
         let (one, two) = (Stats::default(), Stats::default());
         let plugin: Arc<str> = Arc::from("p");
-        one.refuse(&plugin, "outbound_items", "too many".into());
+        one.refuse(&plugin, "outbound_items", "too many");
         one.call("p", "encode-metrics", "ok", Duration::from_millis(1));
         assert_eq!(one.refusals(), [("p".to_owned(), "outbound_items", 1)]);
         assert!(

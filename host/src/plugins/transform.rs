@@ -24,7 +24,7 @@ pub type TransformPlugin = Plugin<Transformer>;
 
 impl Plugin<Transformer> {
     /// The error of edits that name something the batch does not hold.
-    fn invalid(&self, problem: String) -> CallError {
+    fn invalid(&self, problem: &str) -> CallError {
         CallError::Plugin(
             self.shared_name().clone(),
             format!("invalid edits: {problem}"),
@@ -43,7 +43,7 @@ impl Plugin<Transformer> {
         let (stats, b, name) = (instance.stats(), instance.budgets(), self.shared_name());
         let before = size(batch);
         budget::edits(stats, name, edits, before.0, &b)?;
-        let out = apply().map_err(|e| self.invalid(e))?;
+        let out = apply().map_err(|e| self.invalid(&e))?;
         let after = out.as_ref().map_or(before, size);
         stats.items(name, "in", before.0);
         stats.items(name, "out", after.0);
@@ -75,6 +75,7 @@ impl Plugin<Transformer> {
 }
 
 /// One configured transform: its plugin (reloaded on its own) and what a failure does.
+#[derive(Debug)]
 pub struct Link {
     slot: Arc<Slot<Transformer>>,
     on_failure: OnFailure,
@@ -115,7 +116,7 @@ impl Link {
 }
 
 /// The transforms of the pipeline, applied in configuration order.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Transforms(Arc<Vec<Link>>);
 
 impl Transforms {

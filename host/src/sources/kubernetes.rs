@@ -232,6 +232,7 @@ pub async fn list_devices(
 }
 
 /// Which container each device and each GPU process belongs to, kept fresh by [`Attribution::refresh`].
+#[derive(Debug)]
 pub struct Attribution {
     socket: PathBuf,
     proc_root: PathBuf,

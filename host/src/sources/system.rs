@@ -183,6 +183,7 @@ struct Previous {
 }
 
 /// Polls `/proc` and records what it reads.
+#[derive(Debug)]
 pub struct SystemPoller {
     root: PathBuf,
     cpu_utilization: Arc<Instrument>,

@@ -16,7 +16,7 @@ use syn::{FnArg, Item, ItemFn, ItemImpl, ReturnType, Type};
 /// exporter); responses are classified by [`Outcome::from_status`].
 #[proc_macro_attribute]
 pub fn exporter(attr: TokenStream, item: TokenStream) -> TokenStream {
-    finish(expand(Kind::Exporter, attr.into(), item.into()))
+    finish(expand(Kind::Exporter, &attr.into(), item.into()))
 }
 
 /// Makes a transform component of a function or of an `impl Transform for T` block.
@@ -25,7 +25,7 @@ pub fn exporter(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// with `&LogBatch`; the other signal passes unchanged.
 #[proc_macro_attribute]
 pub fn transform(attr: TokenStream, item: TokenStream) -> TokenStream {
-    finish(expand(Kind::Transform, attr.into(), item.into()))
+    finish(expand(Kind::Transform, &attr.into(), item.into()))
 }
 
 /// Makes a view component of a function or of an `impl View for T` block.
@@ -33,7 +33,7 @@ pub fn transform(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// The function is `fn(&InstrumentInfo, &[KeyValue], &Config) -> Option<Vec<KeyValue>>`.
 #[proc_macro_attribute]
 pub fn view(attr: TokenStream, item: TokenStream) -> TokenStream {
-    finish(expand(Kind::View, attr.into(), item.into()))
+    finish(expand(Kind::View, &attr.into(), item.into()))
 }
 
 fn finish(result: syn::Result<Tokens>) -> TokenStream {
@@ -126,7 +126,7 @@ fn shape(ty: &Type) -> String {
     }
 }
 
-fn expand(kind: Kind, attr: Tokens, item: Tokens) -> syn::Result<Tokens> {
+fn expand(kind: Kind, attr: &Tokens, item: Tokens) -> syn::Result<Tokens> {
     if !attr.is_empty() {
         return Err(syn::Error::new(
             attr.span(),
@@ -134,8 +134,8 @@ fn expand(kind: Kind, attr: Tokens, item: Tokens) -> syn::Result<Tokens> {
         ));
     }
     match syn::parse2::<Item>(item)? {
-        Item::Fn(function) => stateless(kind, function),
-        Item::Impl(block) => stateful(kind, block),
+        Item::Fn(function) => stateless(kind, &function),
+        Item::Impl(block) => stateful(kind, &block),
         other => Err(syn::Error::new(
             other.span(),
             format!(
@@ -148,7 +148,7 @@ fn expand(kind: Kind, attr: Tokens, item: Tokens) -> syn::Result<Tokens> {
 }
 
 /// Registers the type of an `impl <Trait> for T` block.
-fn stateful(kind: Kind, block: ItemImpl) -> syn::Result<Tokens> {
+fn stateful(kind: Kind, block: &ItemImpl) -> syn::Result<Tokens> {
     let wanted = kind.trait_name();
     let names_trait = block
         .trait_
@@ -247,8 +247,8 @@ fn check(kind: Kind, function: &ItemFn) -> syn::Result<usize> {
 }
 
 /// Wraps a function in a type that implements the kind's trait and registers it.
-fn stateless(kind: Kind, function: ItemFn) -> syn::Result<Tokens> {
-    let which = check(kind, &function)?;
+fn stateless(kind: Kind, function: &ItemFn) -> syn::Result<Tokens> {
+    let which = check(kind, function)?;
     let name = &function.sig.ident;
     let g = quote!(::wasmtel_guest);
     let result = quote!(::std::result::Result);
@@ -325,7 +325,7 @@ mod tests {
     use super::*;
 
     fn error(kind: Kind, item: Tokens) -> (String, String) {
-        let e = expand(kind, Tokens::new(), item).expect_err("refused");
+        let e = expand(kind, &Tokens::new(), item).expect_err("refused");
         let spanned = e.to_compile_error().to_string();
         (e.to_string(), spanned)
     }
@@ -369,7 +369,7 @@ mod tests {
             (Kind::View, quote!(impl wasmtel_guest::View for T {})),
         ];
         for (kind, item) in ok {
-            let out = expand(kind, Tokens::new(), item)
+            let out = expand(kind, &Tokens::new(), item)
                 .expect("accepted")
                 .to_string();
             assert!(out.contains("__export_"), "{out}");
@@ -430,7 +430,7 @@ mod tests {
             message,
             "#[view] goes on a function or on `impl View for YourType`"
         );
-        let e = expand(Kind::View, quote!(x), quote!(impl View for T {})).expect_err("refused");
+        let e = expand(Kind::View, &quote!(x), quote!(impl View for T {})).expect_err("refused");
         assert_eq!(e.to_string(), "#[view] takes no arguments");
     }
 }

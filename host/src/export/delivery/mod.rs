@@ -157,6 +157,15 @@ pub struct Delivery<T> {
     pub telemetry: SelfTelemetry,
 }
 
+impl<T> std::fmt::Debug for Delivery<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("integration", &self.integration)
+            .field("signal", &self.signal)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Some items of a batch and the requests they were encoded into (`None` until encoded).
 struct Segment<T> {
     items: Vec<T>,

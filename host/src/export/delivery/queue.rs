@@ -299,6 +299,10 @@ impl<T: Weight> Queue<T> {
     /// and `back` go to the front again, to be sent later (or dropped like any waiting item).
     /// Items split since they were taken count as they are now. In a durable queue the items
     /// given back are journaled again, as one entry, before the batch is resolved.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "finishing a taken batch uses it up: it cannot be finished twice"
+    )]
     pub fn finish(&self, taken: Taken<T>, delivered: usize, refused: usize, back: Vec<T>) {
         let segment = match back.is_empty() {
             true => MEMORY,

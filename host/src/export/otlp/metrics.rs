@@ -675,7 +675,7 @@ mod tests {
         assert!(batch.metrics.iter().any(|m| !m.exemplars.is_empty()));
         // A scope's schema URL, which the contract does not carry, goes where prost puts it.
         collected.schema_urls[0] = "https://opentelemetry.io/schemas/1.26.0".into();
-        let mut expected = convert::otlp::metric_request(&collected.batch);
+        let mut expected = convert::otlp::reference::metric_request(&collected.batch);
         expected.resource_metrics[0].scope_metrics[0].schema_url =
             "https://opentelemetry.io/schemas/1.26.0".into();
         assert_eq!(

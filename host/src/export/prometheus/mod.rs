@@ -574,7 +574,7 @@ mod tests {
             .instrument(d("mem.used", InstrumentKind::ObservableUpDownCounter), &[])
             .expect("up-down");
         let scrapes = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let n = scrapes.clone();
+        let n = scrapes;
         registry
             .register_callback(
                 sent,

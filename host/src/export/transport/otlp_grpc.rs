@@ -21,6 +21,7 @@ use crate::grpc::{LOGS_EXPORT, METRICS_EXPORT, Raw, retry_delay};
 use crate::model::Signal;
 
 /// A client of one signal's `Export` method at one endpoint.
+#[derive(Debug)]
 pub struct OtlpGrpc {
     channel: Channel,
     url: String,

@@ -32,6 +32,7 @@ const HOST_OWNED: [HeaderName; 4] = [
 pub const MAX_ANSWER: usize = 64 * 1024;
 
 /// Sends a plugin's requests to one HTTP(S) base URL.
+#[derive(Debug)]
 pub struct PluginHttp {
     base: reqwest::Url,
     http: reqwest::Client,

@@ -50,6 +50,7 @@ impl Pacer {
 }
 
 /// Sends datagrams to one address from one connected socket.
+#[derive(Debug)]
 pub struct Udp {
     addr: SocketAddr,
     socket: tokio::sync::OnceCell<Arc<UdpSocket>>,

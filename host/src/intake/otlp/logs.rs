@@ -242,7 +242,7 @@ mod tests {
             Err(WireError("a field runs past the end of its message"))
         );
         // A body string that is not UTF-8.
-        let mut bad = good.clone();
+        let mut bad = good;
         let at = bad.iter().rposition(|b| *b == b'a').expect("the body text");
         bad[at] = 0xff;
         assert_eq!(

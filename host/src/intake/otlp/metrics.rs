@@ -726,7 +726,7 @@ mod tests {
         ));
         let p = snapshot(&r);
         assert_eq!(
-            (p.count, p.bucket_counts.clone()),
+            (p.count, p.bucket_counts),
             (6, vec![3, 2, 1]),
             "a restart adds the whole point"
         );

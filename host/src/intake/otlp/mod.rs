@@ -188,6 +188,10 @@ where
 }
 
 /// One metrics request's body: limits, decoding, recording.
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "one signature with `process_logs`, which keeps slices of the body"
+)]
 fn process_metrics(
     intake: &Intake,
     encoding: Encoding,

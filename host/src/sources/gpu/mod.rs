@@ -358,6 +358,12 @@ pub struct GpuPoller {
     owners: HashMap<String, Option<Owner>>,
 }
 
+impl std::fmt::Debug for GpuPoller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuPoller").finish_non_exhaustive()
+    }
+}
+
 impl GpuPoller {
     /// A poller recording into `registry`, opening the library with `connect`.
     pub fn new(registry: &Registry, connect: Connect) -> Result<Self, ConflictError> {
@@ -430,12 +436,12 @@ impl GpuPoller {
     fn poll_device(&mut self, library: &mut dyn GpuLibrary, index: u32) -> Result<(), GpuError> {
         let id = match library.identity(index) {
             Ok(id) => {
-                self.recovered(index.to_string(), None);
+                self.recovered(&index.to_string(), None);
                 id
             }
             Err(GpuError::Library(e)) => return Err(GpuError::Library(e)),
             Err(e) => {
-                self.failed(index.to_string(), None, &e);
+                self.failed(&index.to_string(), None, &e);
                 return Ok(());
             }
         };
@@ -455,7 +461,7 @@ impl GpuPoller {
         for field in FIELDS {
             match library.read(index, field) {
                 Ok(reading) => {
-                    self.recovered(id.uuid.clone(), Some(field));
+                    self.recovered(&id.uuid, Some(field));
                     self.record(&base, owner.as_ref(), field, reading);
                 }
                 Err(GpuError::NotSupported) => {
@@ -464,20 +470,20 @@ impl GpuPoller {
                     }
                 }
                 Err(GpuError::Library(e)) => return Err(GpuError::Library(e)),
-                Err(e) => self.failed(id.uuid.clone(), Some(field), &e),
+                Err(e) => self.failed(&id.uuid, Some(field), &e),
             }
         }
         Ok(())
     }
 
-    fn failed(&mut self, gpu: String, field: Option<Field>, e: &GpuError) {
-        if self.failing.insert((gpu.clone(), field)) {
+    fn failed(&mut self, gpu: &str, field: Option<Field>, e: &GpuError) {
+        if self.failing.insert((gpu.to_owned(), field)) {
             tracing::warn!(gpu = %gpu, field = ?field, error = %e, "reading the GPU failed; the other GPUs are read on");
         }
     }
 
-    fn recovered(&mut self, gpu: String, field: Option<Field>) {
-        if self.failing.remove(&(gpu.clone(), field)) {
+    fn recovered(&mut self, gpu: &str, field: Option<Field>) {
+        if self.failing.remove(&(gpu.to_owned(), field)) {
             tracing::info!(gpu = %gpu, field = ?field, "reading the GPU works again");
         }
     }
