@@ -35,22 +35,30 @@ pub enum Kind {
     Events,
 }
 
-/// One load run.
-#[derive(Debug, Clone)]
+/// One load run, as `wasmtel load` takes it.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Load {
-    /// The agent's base URL, e.g. `http://127.0.0.1:4318`.
+    /// The agent's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:4318")]
     pub target: String,
-    /// What to send.
+    /// What to send: logs, metrics or events.
+    #[arg(long, value_enum, default_value = "logs")]
     pub kind: Kind,
-    /// Items (records, points, events) to send in all.
+    /// Records, points or events to send in all.
+    #[arg(long, default_value_t = 1_000_000)]
     pub items: u64,
     /// Items per request.
+    #[arg(long, default_value_t = 100)]
     pub batch: u64,
     /// Connections sending at once.
+    #[arg(long, default_value_t = 8)]
     pub connections: usize,
-    /// Where the sink listens (the agent's log exporter points here); none to count nothing.
+    /// Where to serve the sink the agent forwards to (`/v1/logs`), e.g. `127.0.0.1:24319`; none
+    /// to count nothing.
+    #[arg(long)]
     pub sink: Option<SocketAddr>,
-    /// How long the sink waits, after the last accepted request, for records still coming.
+    /// How long the sink waits for stragglers once the agent stops sending them.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
     pub settle: Duration,
 }
 

@@ -8,6 +8,22 @@ use crate::model::event::Event;
 use crate::model::log::{Origin, Record, encode_events};
 use crate::telemetry::SelfTelemetry;
 
+/// Why a sink could not take log records.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Its queue refuses more until it drains.
+    #[error("the log queue of integration `{0}` is full")]
+    Full(String),
+    /// Its queue could not keep them (a disk queue that cannot be written).
+    #[error("integration `{integration}`: {error}")]
+    Unqueued {
+        /// The integration.
+        integration: String,
+        /// What went wrong.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
 /// Something that receives every accepted log record (a log exporter).
 pub trait EventSink: Send + Sync {
     /// Whether it takes log records now (events are encoded as records only if one does).
@@ -15,11 +31,11 @@ pub trait EventSink: Send + Sync {
 
     /// Whether `records` more records of `bytes` bytes may be accepted; `Err` names the full
     /// queue when they may not (and intake refuses them rather than lose any).
-    fn room(&self, records: usize, bytes: usize) -> Result<(), String>;
+    fn room(&self, records: usize, bytes: usize) -> Result<(), SinkError>;
 
     /// Takes a batch of log records (events, or received over OTLP); must not block. `Err`
     /// names why it could not keep them (a disk queue that cannot be written).
-    fn accept_logs(&self, records: &[Record]) -> Result<(), String>;
+    fn accept_logs(&self, records: &[Record]) -> Result<(), SinkError>;
 }
 
 /// Derives metrics from events, encodes them once as log records, and hands records to every sink.
@@ -70,7 +86,7 @@ impl Pipeline {
 
     /// Whether every sink has room for `records` more records of about `bytes` bytes; `Err`
     /// names the first that has not.
-    pub fn room(&self, records: usize, bytes: usize) -> Result<(), String> {
+    pub fn room(&self, records: usize, bytes: usize) -> Result<(), SinkError> {
         self.sinks()
             .iter()
             .try_for_each(|sink| sink.room(records, bytes))
@@ -79,7 +95,7 @@ impl Pipeline {
     /// Forwards a whole, already validated batch as log records (encoded once for every
     /// sink), then records it; when a sink cannot keep the records, nothing is recorded and
     /// `Err` names why (sinks that kept them deliver them, so a retried batch may arrive twice).
-    pub fn ingest(&self, events: &[Event<'_>]) -> Result<(), String> {
+    pub fn ingest(&self, events: &[Event<'_>]) -> Result<(), SinkError> {
         let sinks = self.sinks();
         if sinks.iter().any(|s| s.wants_logs()) {
             let records = encode_events(events, &self.events, unix_nanos());
@@ -96,7 +112,7 @@ impl Pipeline {
 
     /// Forwards log records received over OTLP to every sink; `Err` names a sink that could
     /// not keep them.
-    pub fn ingest_logs(&self, records: &[Record]) -> Result<(), String> {
+    pub fn ingest_logs(&self, records: &[Record]) -> Result<(), SinkError> {
         self.sinks()
             .iter()
             .try_for_each(|sink| sink.accept_logs(records))

@@ -63,27 +63,9 @@ enum Command {
     /// Drive an OTLP/HTTP agent (this host or another) with pre-built requests, count what it
     /// forwards to a sink served here, and report accepted, delivered, lost and the rates.
     Load {
-        /// The agent's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:4318")]
-        target: String,
-        /// What to send: logs, metrics or events.
-        #[arg(long, value_enum, default_value = "logs")]
-        kind: wasmtel::load::Kind,
-        /// Records, points or events to send in all.
-        #[arg(long, default_value_t = 1_000_000)]
-        items: u64,
-        /// Items per request.
-        #[arg(long, default_value_t = 100)]
-        batch: u64,
-        /// Connections sending at once.
-        #[arg(long, default_value_t = 8)]
-        connections: usize,
-        /// Where to serve the sink the agent forwards to (`/v1/logs`), e.g. `127.0.0.1:24319`.
-        #[arg(long)]
-        sink: Option<std::net::SocketAddr>,
-        /// How long the sink waits for stragglers once the agent stops sending them.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
-        settle: Duration,
+        /// What to send, and where.
+        #[command(flatten)]
+        load: wasmtel::load::Load,
         /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
@@ -133,25 +115,7 @@ pub(crate) async fn run() -> anyhow::Result<()> {
             let client = AdminClient::new(&admin, token, &data_dir)?;
             integrations::run(&client, json, *command).await
         }
-        Command::Load {
-            target,
-            kind,
-            items,
-            batch,
-            connections,
-            sink,
-            settle,
-            json,
-        } => {
-            let load = wasmtel::load::Load {
-                target,
-                kind,
-                items,
-                batch,
-                connections,
-                sink,
-                settle,
-            };
+        Command::Load { load, json } => {
             let outcome = wasmtel::load::run(&load)
                 .await
                 .map_err(anyhow::Error::msg)?;

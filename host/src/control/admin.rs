@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::history::History;
 use super::integrations::{ControlError, Integrations};
-use super::spec::Change;
+use super::spec::{BodyError, Change};
 use super::token;
 use crate::clock::unix_nanos;
 use crate::metrics::{Registries, Registry};
@@ -302,7 +302,7 @@ fn refused(e: &ControlError) -> Response {
         ControlError::NotFound(_) => StatusCode::NOT_FOUND,
         ControlError::ReadOnly(_) => StatusCode::CONFLICT,
         ControlError::Invalid(_) | ControlError::Start(..) => StatusCode::BAD_REQUEST,
-        ControlError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ControlError::Store(_) | ControlError::Crashed(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let field = match e {
         ControlError::Invalid(s) => Some(s.field.clone()),
@@ -315,16 +315,16 @@ fn refused(e: &ControlError) -> Response {
         .into_response()
 }
 
-/// Reads a JSON body as a [`Change`], naming what is wrong with it.
-fn spec(body: &[u8]) -> Result<Change, String> {
-    Change::from_json(body)
-        .map_err(|e| format!("invalid integration: the body is not a valid integration: {e}"))
+/// The 400 for a body that is not an integration change, naming what is wrong with it.
+fn not_a_change(e: &BodyError) -> Response {
+    let message = format!("invalid integration: the body is not a valid integration: {e}");
+    error(StatusCode::BAD_REQUEST, &message)
 }
 
 async fn create(State(admin): State<Admin>, body: Bytes) -> Response {
-    let spec = match spec(&body) {
+    let spec = match Change::from_json(&body) {
         Ok(spec) => spec,
-        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        Err(e) => return not_a_change(&e),
     };
     // Starting a plugin integration compiles it: not on the async worker threads.
     let integrations = admin.sources.integrations.clone();
@@ -335,9 +335,9 @@ async fn create(State(admin): State<Admin>, body: Bytes) -> Response {
 }
 
 async fn update(State(admin): State<Admin>, Path(id): Path<String>, body: Bytes) -> Response {
-    match spec(&body) {
+    match Change::from_json(&body) {
         Ok(spec) => change(&admin, &id, spec).await,
-        Err(message) => error(StatusCode::BAD_REQUEST, &message),
+        Err(e) => not_a_change(&e),
     }
 }
 
@@ -355,7 +355,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ControlError> {
     tokio::task::spawn_blocking(change)
         .await
-        .unwrap_or_else(|e| Err(ControlError::Start("?".into(), e.to_string())))
+        .unwrap_or_else(|e| Err(ControlError::Crashed(e.to_string())))
 }
 
 async fn enable(State(admin): State<Admin>, Path(id): Path<String>) -> Response {

@@ -14,7 +14,7 @@ use crate::export::delivery::status::Snapshot;
 use crate::export::delivery::{Drain, Report, State, Status};
 use crate::export::exporter::{BuildContext, Exporter};
 use crate::export::probe::Diagnosis;
-use crate::export::spec::{ExporterSpec, SpecError};
+use crate::export::spec::{BuildError, ExporterSpec, SpecError};
 use crate::model::Signal;
 use crate::pipeline::{EventSink, Pipeline};
 
@@ -76,7 +76,10 @@ pub enum ControlError {
     Store(#[from] StoreError),
     /// The integration could not be started.
     #[error("integration `{0}` cannot start: {1}")]
-    Start(String, String),
+    Start(String, BuildError),
+    /// The change failed in the host.
+    #[error("the change failed in the host: {0}")]
+    Crashed(String),
 }
 
 /// Why the integrations could not start.
@@ -88,15 +91,15 @@ pub enum OpenError {
     /// The store could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A configured integration could not be built: its name (or `[[exporters]]`) and why.
+    /// A configured integration's settings are wrong: its name (or `[[exporters]]`) and why.
     #[error("integration `{0}`: {1}")]
-    Integration(String, String),
-}
-
-impl From<(String, String)> for OpenError {
-    fn from((name, reason): (String, String)) -> Self {
-        OpenError::Integration(name, reason)
-    }
+    Spec(String, SpecError),
+    /// A configured integration could not be built: its name and why.
+    #[error("integration `{0}`: {1}")]
+    Build(String, BuildError),
+    /// Starting the integrations failed in the host.
+    #[error("integrations: {0}")]
+    Internal(String),
 }
 
 /// What starting integrations takes from the host.
@@ -143,20 +146,19 @@ impl Integrations {
     /// Starts the configured integrations (any failure stops the host: the config is wrong)
     /// and the enabled stored ones (a failure is logged and the integration shown as failing).
     /// Blocking: plugins are compiled.
-    pub fn start(runtime: Runtime, configured: &[ExporterSpec]) -> Result<Self, (String, String)> {
+    pub fn start(runtime: Runtime, configured: &[ExporterSpec]) -> Result<Self, OpenError> {
         let mut exporters = Vec::new();
         for spec in configured {
-            let exporter = launch(&runtime, spec).map_err(|reason| (spec.name.clone(), reason))?;
+            let exporter =
+                launch(&runtime, spec).map_err(|e| OpenError::Build(spec.name.clone(), e))?;
             exporters.push(exporter);
         }
         let mut live = Vec::new();
-        for stored in runtime
-            .store
-            .list()
-            .map_err(|e| ("store".into(), e.to_string()))?
-        {
+        for stored in runtime.store.list()? {
             let started = match spec_of(&stored, &runtime.defaults) {
-                Ok(Some(spec)) if stored.enabled => launch(&runtime, &spec).map(Some),
+                Ok(Some(spec)) if stored.enabled => {
+                    launch(&runtime, &spec).map(Some).map_err(|e| e.to_string())
+                }
                 Ok(_) => Ok(None),
                 Err(e) => Err(e.to_string()),
             };
@@ -199,11 +201,11 @@ impl Integrations {
             defaults: config.delivery.clone(),
             store: Store::open(&data_dir, sealer)?,
         };
-        let specs = crate::export::spec::configured(config).map_err(OpenError::from)?;
+        let specs = crate::export::spec::configured(config)
+            .map_err(|(name, e)| OpenError::Spec(name, e))?;
         tokio::task::spawn_blocking(move || Self::start(runtime, &specs))
             .await
-            .map_err(|e| OpenError::Integration("*".to_owned(), e.to_string()))?
-            .map_err(OpenError::from)
+            .map_err(|e| OpenError::Internal(e.to_string()))?
     }
 
     fn stored(&self) -> MutexGuard<'_, Vec<Live>> {
@@ -250,9 +252,7 @@ impl Integrations {
         if let Some(taken) = self.name_taken(&stored.name, stored.kind, None) {
             return Err(taken.into());
         }
-        let running = self
-            .run(&stored)
-            .map_err(|e| ControlError::Start(stored.name.clone(), e))?;
+        let running = self.run(&stored)?;
         if let Err(e) = self.0.runtime.store.put(&stored) {
             if let Some(r) = running {
                 self.halt(&r);
@@ -271,9 +271,11 @@ impl Integrations {
 
     /// Starts a stored integration if it is enabled and pushes (a Prometheus one is served by
     /// the Prometheus listener instead).
-    fn run(&self, stored: &Stored) -> Result<Option<Arc<Exporter>>, String> {
-        match spec_of(stored, &self.0.runtime.defaults).map_err(|e| e.to_string())? {
-            Some(spec) if stored.enabled => launch(&self.0.runtime, &spec).map(Some),
+    fn run(&self, stored: &Stored) -> Result<Option<Arc<Exporter>>, ControlError> {
+        match spec_of(stored, &self.0.runtime.defaults)? {
+            Some(spec) if stored.enabled => launch(&self.0.runtime, &spec)
+                .map(Some)
+                .map_err(|e| ControlError::Start(stored.name.clone(), e)),
             _ => Ok(None),
         }
     }
@@ -306,9 +308,7 @@ impl Integrations {
         if let Some(taken) = self.name_taken(&next.name, next.kind, Some(id)) {
             return Err(taken.into());
         }
-        let running = self
-            .run(&next)
-            .map_err(|e| ControlError::Start(next.name.clone(), e))?;
+        let running = self.run(&next)?;
         if let Err(e) = self.0.runtime.store.put(&next) {
             if let Some(r) = running {
                 self.halt(&r);
@@ -452,13 +452,14 @@ impl Integrations {
         let me = self.clone();
         tokio::task::spawn_blocking(move || Exporter::build(&spec, &me.0.runtime.build))
             .await
-            .unwrap_or_else(|e| Err(e.to_string()))
+            .map_err(|e| e.to_string())
+            .and_then(|built| built.map_err(|e| e.to_string()))
             .map_err(|reason| (signal, reason))
     }
 }
 
 /// Builds an integration, plugs it into the pipeline and starts its tasks.
-fn launch(runtime: &Runtime, spec: &ExporterSpec) -> Result<Arc<Exporter>, String> {
+fn launch(runtime: &Runtime, spec: &ExporterSpec) -> Result<Arc<Exporter>, BuildError> {
     let exporter = Exporter::build(spec, &runtime.build)?;
     runtime
         .pipeline

@@ -10,6 +10,20 @@ use crate::config::{DeliveryConfig, ExporterConfig, OtlpConfig};
 use crate::export::spec::{ExporterSpec, SpecError, check_name};
 use crate::model::Signal;
 
+/// A request body that is not an integration change.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Not a JSON object.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// `kind` is not a signal.
+    #[error("`kind`: {0}")]
+    Kind(serde_json::Error),
+    /// A field of the wrong type.
+    #[error("`{0}` must be {1}")]
+    Type(&'static str, &'static str),
+}
+
 /// A create or update request: the change an API call or a CLI command asks for.
 #[derive(Debug, Default)]
 pub struct Change {
@@ -162,25 +176,24 @@ pub fn spec_of(
 
 impl Change {
     /// Reads a JSON request body.
-    pub fn from_json(body: &[u8]) -> Result<Self, String> {
-        let mut keys: Map<String, Value> =
-            serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    pub fn from_json(body: &[u8]) -> Result<Self, BodyError> {
+        let mut keys: Map<String, Value> = serde_json::from_slice(body)?;
         let mut take = |key: &str| keys.remove(key).filter(|v| !v.is_null());
         let kind = take("kind")
             .map(serde_json::from_value::<Signal>)
             .transpose()
-            .map_err(|e| format!("`kind`: {e}"))?;
-        let text = |v: Option<Value>, key: &str| match v {
+            .map_err(BodyError::Kind)?;
+        let text = |v: Option<Value>, key: &'static str| match v {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(format!("`{key}` must be a string")),
+            Some(_) => Err(BodyError::Type(key, "a string")),
         };
         let kind_type = text(take("type"), "type")?;
         let name = text(take("name"), "name")?;
         let enabled = match take("enabled") {
             None => None,
             Some(Value::Bool(b)) => Some(b),
-            Some(_) => return Err("`enabled` must be true or false".into()),
+            Some(_) => return Err(BodyError::Type("enabled", "true or false")),
         };
         Ok(Self {
             kind,

@@ -12,11 +12,13 @@ use tokio::task::JoinHandle;
 
 use super::delivery::journal::Replayed;
 use super::delivery::queue::{Durable, OnFull, Queue, Weight};
-use super::delivery::{Delivery, DiskQueue, Drain, Encode, Report, Settings, Split, State, Status};
+use super::delivery::{
+    Delivery, DiskQueue, Drain, Encode, EncodeError, Report, Settings, Split, State, Status,
+};
 use super::otlp;
 use super::plugin::{PluginSlot, collect_transformed, split_batches};
 use super::probe::Diagnosis;
-use super::spec::{ExporterSpec, Target};
+use super::spec::{BuildError, ExporterSpec, Target};
 use super::transport::otlp_grpc::OtlpGrpc;
 use super::transport::otlp_http::{OtlpHttp, header_map};
 use super::transport::plugin_http::PluginHttp;
@@ -27,7 +29,7 @@ use crate::config::QueueKind;
 use crate::metrics::{DeltaTrackers, Producer, Registries};
 use crate::model::Signal;
 use crate::model::log::{Origin, Record, same_origin};
-use crate::pipeline::EventSink;
+use crate::pipeline::{EventSink, SinkError};
 use crate::plugins::convert::Collected;
 use crate::plugins::{Encoder, Health, PluginSet, Transforms};
 use crate::telemetry::SelfTelemetry;
@@ -156,7 +158,7 @@ fn logs_queue(
     spec: &ExporterSpec,
     settings: &Settings,
     ctx: &BuildContext,
-) -> Result<(Queue<Record>, Option<Replayed>), String> {
+) -> Result<(Queue<Record>, Option<Replayed>), BuildError> {
     let (items, bytes) = (settings.logs_queue, settings.logs_queue_bytes);
     if settings.queue == QueueKind::Memory {
         return Ok((Queue::new(items, bytes, ctx.on_full), None));
@@ -174,7 +176,10 @@ fn logs_queue(
         .collect();
     let dir = ctx.data_dir.join("queue").join(id).join("logs");
     let (queue, replayed) = Queue::durable(items, bytes, ctx.on_full, &dir, settings.fsync)
-        .map_err(|e| format!("the disk queue {} cannot be opened: {e}", dir.display()))?;
+        .map_err(|source| BuildError::DiskQueue {
+            dir: dir.clone(),
+            source,
+        })?;
     if replayed.items > 0 || replayed.skipped_bytes > 0 {
         tracing::info!(
             integration = %spec.name,
@@ -229,9 +234,9 @@ impl Exporter {
     /// Builds the integration `spec` describes: loads (and compiles: a blocking call) its
     /// plugin, opens a transport per signal, and checks that every signal the plugin exports
     /// has somewhere to go. Nothing runs until [`Exporter::spawn`].
-    pub fn build(spec: &ExporterSpec, ctx: &BuildContext) -> Result<Arc<Self>, String> {
+    pub fn build(spec: &ExporterSpec, ctx: &BuildContext) -> Result<Arc<Self>, BuildError> {
         let settings = spec.delivery;
-        let credentials = header_map(&spec.headers).map_err(|e| e.to_string())?;
+        let credentials = header_map(&spec.headers)?;
         spec.headers
             .values()
             .for_each(|v| crate::redact::register(v));
@@ -264,7 +269,7 @@ impl Exporter {
                 let slot = ctx
                     .plugins
                     .open::<Encoder>(plugin, settings, Some(&spec.name))
-                    .map_err(|e| e.chain())?;
+                    .map_err(BuildError::Plugin)?;
                 Format::Plugin(Arc::new(PluginSlot::new(
                     &spec.name,
                     slot,
@@ -276,21 +281,17 @@ impl Exporter {
             for signal in Signal::ALL {
                 let wanted = spec.only.is_none_or(|only| only == signal);
                 if spec.only == Some(signal) && !slot.exports(signal) {
-                    return Err(format!(
-                        "the plugin `{}` exports no {}",
-                        spec.kind(),
-                        signal.as_str()
-                    ));
+                    return Err(BuildError::NoSignal {
+                        plugin: spec.kind().to_owned(),
+                        signal: signal.as_str(),
+                    });
                 }
                 if wanted && slot.exports(signal) && spec.endpoint(signal).is_none() {
-                    return Err(format!(
-                        "the plugin exports {} but no endpoint for them is configured",
-                        signal.as_str()
-                    ));
+                    return Err(BuildError::NoEndpoint(signal.as_str()));
                 }
             }
         }
-        let transport = |signal: Signal| -> Result<Option<Arc<dyn Transport>>, String> {
+        let transport = |signal: Signal| -> Result<Option<Arc<dyn Transport>>, BuildError> {
             if spec.only.is_some_and(|only| only != signal) {
                 return Ok(None);
             }
@@ -305,22 +306,18 @@ impl Exporter {
                     };
                     match wire.protocol {
                         crate::config::Protocol::Grpc => Arc::new(OtlpGrpc::new(
-                            &spec.name,
                             endpoint,
                             wire,
                             &spec.headers,
                             settings.timeout,
                         )?),
-                        _ => Arc::new(
-                            OtlpHttp::new(
-                                &spec.name,
-                                endpoint.to_owned(),
-                                &spec.headers,
-                                settings.timeout,
-                                wire,
-                            )
-                            .map_err(|e| e.to_string())?,
-                        ),
+                        _ => Arc::new(OtlpHttp::new(
+                            &spec.name,
+                            endpoint.to_owned(),
+                            &spec.headers,
+                            settings.timeout,
+                            wire,
+                        )?),
                     }
                 }
                 Format::Plugin(slot) => plugin_transport(endpoint, &credentials, slot, &settings)?,
@@ -537,7 +534,7 @@ impl Exporter {
         }
     }
 
-    fn encode_metrics(&self, items: &[MetricItem]) -> Result<Vec<Request>, String> {
+    fn encode_metrics(&self, items: &[MetricItem]) -> Result<Vec<Request>, EncodeError> {
         match &self.format {
             Format::Otlp { metrics, .. } => Ok(items
                 .iter()
@@ -554,7 +551,7 @@ impl Exporter {
                     match item {
                         MetricItem::Batches(batches) => out.extend(slot.encode_metrics(batches)?),
                         MetricItem::Encoded(_) => {
-                            return Err("an OTLP request cannot go to a plugin".into());
+                            return Err(EncodeError::Misrouted);
                         }
                     }
                 }
@@ -563,7 +560,7 @@ impl Exporter {
         }
     }
 
-    fn encode_logs(&self, records: &[Record]) -> Result<Vec<Request>, String> {
+    fn encode_logs(&self, records: &[Record]) -> Result<Vec<Request>, EncodeError> {
         match &self.format {
             Format::Otlp { logs, .. } => Ok(otlp::logs::encode(records, &self.transforms)
                 .map(|request| Request::Body(logs.body(request)))
@@ -647,21 +644,23 @@ fn plugin_transport(
     credentials: &reqwest::header::HeaderMap,
     slot: &Arc<PluginSlot>,
     settings: &Settings,
-) -> Result<Arc<dyn Transport>, String> {
+) -> Result<Arc<dyn Transport>, BuildError> {
+    let bad = |reason: String| BuildError::Endpoint {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
     if let Some(addr) = endpoint.strip_prefix("udp://") {
         let resolved = addr
             .to_socket_addrs()
-            .map_err(|e| format!("endpoint `{endpoint}`: {e}"))?
+            .map_err(|e| bad(e.to_string()))?
             .next()
-            .ok_or_else(|| format!("endpoint `{endpoint}`: no address"))?;
+            .ok_or_else(|| bad("no address".into()))?;
         let pacer = Pacer::new(settings.udp_bytes_per_second, settings.udp_burst_bytes);
         return Ok(Arc::new(Udp::new(resolved, pacer)));
     }
-    let url = reqwest::Url::parse(endpoint).map_err(|e| format!("endpoint `{endpoint}`: {e}"))?;
+    let url = reqwest::Url::parse(endpoint).map_err(|e| bad(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(format!(
-            "endpoint `{endpoint}`: use udp://host:port or an http(s):// URL"
-        ));
+        return Err(bad("use udp://host:port or an http(s):// URL".into()));
     }
     Ok(Arc::new(PluginHttp::new(
         url,
@@ -689,7 +688,7 @@ impl EventSink for Exporter {
 
     /// No room when its log queue refuses when full and is full, unless the signal is paused
     /// (waiting for someone to resume it, it must not stop intake).
-    fn room(&self, records: usize, bytes: usize) -> Result<(), String> {
+    fn room(&self, records: usize, bytes: usize) -> Result<(), SinkError> {
         let Some(ch) = self.logs.as_ref().filter(|_| self.wants_logs()) else {
             return Ok(());
         };
@@ -699,13 +698,10 @@ impl EventSink for Exporter {
         {
             return Ok(());
         }
-        Err(format!(
-            "the log queue of integration `{}` is full",
-            self.name
-        ))
+        Err(SinkError::Full(self.name.to_string()))
     }
 
-    fn accept_logs(&self, records: &[Record]) -> Result<(), String> {
+    fn accept_logs(&self, records: &[Record]) -> Result<(), SinkError> {
         let Some(ch) = self.logs.as_ref().filter(|_| self.wants_logs()) else {
             return Ok(());
         };
@@ -715,7 +711,10 @@ impl EventSink for Exporter {
         } else {
             ch.queue.push(records.to_vec())
         };
-        let dropped = pushed.map_err(|e| format!("integration `{}`: {e}", self.name))?;
+        let dropped = pushed.map_err(|e| SinkError::Unqueued {
+            integration: self.name.to_string(),
+            error: Box::new(e),
+        })?;
         if dropped > 0 {
             self.telemetry
                 .export_dropped(&self.name, Signal::Logs, dropped);

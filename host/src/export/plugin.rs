@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::delivery::EncodeError;
 use super::transport::Request;
 use crate::metrics::{DeltaTrackers, Registries};
 use crate::model::Signal;
@@ -99,11 +100,11 @@ impl PluginSlot {
     }
 
     /// Encodes metric batches into the plugin's requests.
-    pub fn encode_metrics(&self, collections: &[Collected]) -> Result<Vec<Request>, String> {
-        let plugin = self.current().ok_or("the plugin was unloaded")?;
+    pub fn encode_metrics(&self, collections: &[Collected]) -> Result<Vec<Request>, EncodeError> {
+        let plugin = self.current().ok_or(EncodeError::Unloaded)?;
         let mut out = Vec::new();
         for c in collections {
-            let encoded = plugin.encode_metrics(&c.batch).map_err(|e| e.to_string())?;
+            let encoded = plugin.encode_metrics(&c.batch)?;
             out.extend(encoded.into_iter().map(Request::from));
         }
         Ok(out)
@@ -114,13 +115,13 @@ impl PluginSlot {
         &self,
         records: &[Record],
         transforms: &Transforms,
-    ) -> Result<Vec<Request>, String> {
-        let plugin = self.current().ok_or("the plugin was unloaded")?;
+    ) -> Result<Vec<Request>, EncodeError> {
+        let plugin = self.current().ok_or(EncodeError::Unloaded)?;
         let mut out = Vec::new();
         for (origin, records) in crate::model::log::runs(records) {
             let batch = convert::otlp::log_batch(&records, &origin);
             if let Some(batch) = transforms.logs(batch) {
-                let encoded = plugin.encode_logs(&batch).map_err(|e| e.to_string())?;
+                let encoded = plugin.encode_logs(&batch)?;
                 out.extend(encoded.into_iter().map(Request::from));
             }
         }

@@ -39,6 +39,17 @@ pub struct Preset {
     pub plugin_settings: &'static [(&'static str, &'static str)],
 }
 
+/// A preset or a preset's site that does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PresetError {
+    /// No preset has this name.
+    #[error("unknown preset `{0}` (known: {known})", known = PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", "))]
+    Unknown(String),
+    /// Datadog has no such site.
+    #[error("unknown Datadog site `{0}` (known: {known})", known = DATADOG_SITES.join(", "))]
+    Site(String),
+}
+
 /// Every preset.
 pub const PRESETS: &[Preset] = &[
     Preset {
@@ -108,11 +119,11 @@ pub const PRESETS: &[Preset] = &[
 ];
 
 /// The preset named `name`, or an error listing the known ones.
-pub fn find(name: &str) -> Result<&'static Preset, String> {
-    PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
-        let known: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
-        format!("unknown preset `{name}` (known: {})", known.join(", "))
-    })
+pub fn find(name: &str) -> Result<&'static Preset, PresetError> {
+    PRESETS
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| PresetError::Unknown(name.to_owned()))
 }
 
 /// The preset every integration of exporter plugin `plugin` gets unless it names one: the
@@ -139,7 +150,7 @@ impl Preset {
         &self,
         site: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<(String, String)>, String> {
+    ) -> Result<Option<(String, String)>, PresetError> {
         match self.endpoints {
             Endpoints::None => Ok(None),
             Endpoints::Otlp(base) => Ok(Some((base.to_owned(), base.to_owned()))),
@@ -149,10 +160,7 @@ impl Preset {
                     .or_else(|| env("DD_SITE"))
                     .unwrap_or_else(|| DATADOG_SITES[0].to_owned());
                 if !DATADOG_SITES.contains(&site.as_str()) {
-                    return Err(format!(
-                        "unknown Datadog site `{site}` (known: {})",
-                        DATADOG_SITES.join(", ")
-                    ));
+                    return Err(PresetError::Site(site));
                 }
                 Ok(Some((
                     format!("https://api.{site}"),
@@ -187,7 +195,8 @@ mod tests {
             Some("https://api.us5.datadoghq.com".into())
         );
         assert_eq!(
-            dd.endpoints(Some("datadog.com"), &no_env),
+            dd.endpoints(Some("datadog.com"), &no_env)
+                .map_err(|e| e.to_string()),
             Err("unknown Datadog site `datadog.com` (known: datadoghq.com, us3.datadoghq.com, us5.datadoghq.com, datadoghq.eu, ap1.datadoghq.com, ap2.datadoghq.com, ddog-gov.com)".into())
         );
     }
@@ -200,7 +209,7 @@ mod tests {
         assert!(find("custom").expect("known").fits("statsd"));
         assert!(!find("honeycomb").expect("known").fits("datadog"));
         assert_eq!(
-            find("acme").expect_err("unknown"),
+            find("acme").expect_err("unknown").to_string(),
             "unknown preset `acme` (known: custom, self-hosted, grafana-cloud, new-relic, honeycomb, datadog, grafana-cloud-prometheus, mimir)"
         );
         assert_eq!(for_plugin("datadog").map(|p| p.name), Some("datadog"));

@@ -95,6 +95,47 @@ impl SpecError {
     }
 }
 
+/// Why an integration's spec could not be built into a running exporter.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Its plugin could not be loaded (under `[plugins] strict`).
+    #[error("{}", .0.chain())]
+    Plugin(crate::plugins::PluginError),
+    /// An endpoint cannot be sent to.
+    #[error("endpoint `{endpoint}`: {reason}")]
+    Endpoint {
+        /// The endpoint.
+        endpoint: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A header cannot be sent.
+    #[error(transparent)]
+    Header(#[from] super::transport::otlp_http::HeaderError),
+    /// The plugin does not export the one signal the integration carries.
+    #[error("the plugin `{plugin}` exports no {signal}")]
+    NoSignal {
+        /// The plugin.
+        plugin: String,
+        /// The signal.
+        signal: &'static str,
+    },
+    /// The plugin exports a signal the integration has no endpoint for.
+    #[error("the plugin exports {0} but no endpoint for them is configured")]
+    NoEndpoint(&'static str),
+    /// The disk queue cannot be opened.
+    #[error("the disk queue {} cannot be opened: {source}", .dir.display())]
+    DiskQueue {
+        /// Its directory.
+        dir: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The HTTP client cannot be made.
+    #[error("the HTTP client cannot be made: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
 /// The shortest collection interval any integration may have.
 pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -143,7 +184,7 @@ fn check_url(field: &str, url: &str, schemes: &[&str]) -> Result<(), SpecError> 
 
 /// The preset named `name` for an integration of `kind` (`otlp` or a plugin's name).
 fn preset_for(name: &str, kind: &str) -> Result<&'static preset::Preset, SpecError> {
-    let found = preset::find(name).map_err(|e| SpecError::new("preset", e))?;
+    let found = preset::find(name).map_err(|e| SpecError::new("preset", e.to_string()))?;
     match found.plugin {
         Some(plugin) if plugin != kind && kind != OTLP => Err(SpecError::new(
             "preset",
@@ -259,7 +300,7 @@ impl ExporterSpec {
         let filled = match preset {
             Some(p) => p
                 .endpoints(entry.site.as_deref(), env)
-                .map_err(|e| SpecError::new("site", e))?,
+                .map_err(|e| SpecError::new("site", e.to_string()))?,
             None => None,
         };
         let pick = |specific: &Option<String>, from_preset: Option<&String>| {
@@ -328,18 +369,18 @@ impl ExporterSpec {
 
 /// The integrations of the config file: `[otlp]` when it has an endpoint, then every
 /// `[[exporters]]` entry under its name; `Err` names the entry at fault and the problem.
-pub fn configured(config: &Config) -> Result<Vec<ExporterSpec>, (String, String)> {
+pub fn configured(config: &Config) -> Result<Vec<ExporterSpec>, (String, SpecError)> {
     let mut specs: Vec<ExporterSpec> = ExporterSpec::otlp(OTLP, &config.otlp, &config.delivery)
-        .map_err(|e| (OTLP.to_owned(), e.to_string()))?
+        .map_err(|e| (OTLP.to_owned(), e))?
         .into_iter()
         .collect();
     let taken: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    let names = exporter_names(&config.exporters, &taken)
-        .map_err(|reason| ("[[exporters]]".to_owned(), reason))?;
+    let names =
+        exporter_names(&config.exporters, &taken).map_err(|e| ("[[exporters]]".to_owned(), e))?;
     let env = |k: &str| std::env::var(k).ok();
     for (entry, name) in config.exporters.iter().zip(names) {
         let spec = ExporterSpec::exporter(entry, name.clone(), &config.delivery, &env)
-            .map_err(|e| (name, e.to_string()))?;
+            .map_err(|e| (name, e))?;
         specs.push(spec);
     }
     Ok(specs)
@@ -347,7 +388,10 @@ pub fn configured(config: &Config) -> Result<Vec<ExporterSpec>, (String, String)
 
 /// The names of the `[[exporters]]` entries: each explicit `name`, else the plugin's name with
 /// `-2`, `-3` … when a plugin is used again; a name used twice (or one of `taken`) is an error.
-pub fn exporter_names(entries: &[ExporterConfig], taken: &[&str]) -> Result<Vec<String>, String> {
+pub fn exporter_names(
+    entries: &[ExporterConfig],
+    taken: &[&str],
+) -> Result<Vec<String>, SpecError> {
     let mut names: Vec<String> = Vec::with_capacity(entries.len());
     for entry in entries {
         let name = match &entry.name {
@@ -366,8 +410,11 @@ pub fn exporter_names(entries: &[ExporterConfig], taken: &[&str]) -> Result<Vec<
             }
         };
         if names.contains(&name) || taken.contains(&name.as_str()) {
-            return Err(format!(
-                "[[exporters]]: the name `{name}` is used twice; give each entry its own `name`"
+            return Err(SpecError::new(
+                "name",
+                format!(
+                    "[[exporters]]: the name `{name}` is used twice; give each entry its own `name`"
+                ),
             ));
         }
         names.push(name);
@@ -376,12 +423,15 @@ pub fn exporter_names(entries: &[ExporterConfig], taken: &[&str]) -> Result<Vec<
 }
 
 /// Checks an integration name: 1 to 100 printable characters.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), SpecError> {
     let trimmed = name.trim();
     if trimmed.is_empty() || trimmed.len() > 100 || name.chars().any(char::is_control) {
-        return Err(format!(
-            "the name `{}` must be 1 to 100 printable characters",
-            name.escape_debug()
+        return Err(SpecError::new(
+            "name",
+            format!(
+                "the name `{}` must be 1 to 100 printable characters",
+                name.escape_debug()
+            ),
         ));
     }
     Ok(())
@@ -423,7 +473,7 @@ mod tests {
         );
         let clash = [entry("plugin = \"a\"\nname = \"otlp\"")];
         assert_eq!(
-            exporter_names(&clash, &["otlp"]).expect_err("taken"),
+            exporter_names(&clash, &["otlp"]).expect_err("taken").reason,
             "[[exporters]]: the name `otlp` is used twice; give each entry its own `name`"
         );
     }

@@ -60,7 +60,7 @@ pub enum IntakeError {
     Busy(String),
     /// A queue could not keep the request's records (its disk cannot be written); retry later.
     #[error("{0}; retry later")]
-    Unqueued(String),
+    Unqueued(#[from] crate::pipeline::SinkError),
     /// The request could not be processed because of a fault in the host.
     #[error("{0}")]
     Internal(String),

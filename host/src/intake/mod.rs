@@ -139,7 +139,7 @@ fn ingest(pipeline: &Pipeline, bytes: &Bytes) -> Result<usize, IntakeError> {
     let events = events::parse(bytes).map_err(IntakeError::Parse)?;
     pipeline
         .room(events.len(), bytes.len())
-        .map_err(IntakeError::Busy)?;
-    pipeline.ingest(&events).map_err(IntakeError::Unqueued)?;
+        .map_err(|e| IntakeError::Busy(e.to_string()))?;
+    pipeline.ingest(&events)?;
     Ok(events.len())
 }

@@ -229,9 +229,12 @@ impl Table {
         &mut self,
         set: u32,
         f: impl FnOnce(&mut Vec<(String, Value)>),
-    ) -> Result<(), String> {
+    ) -> Result<(), NoSet> {
         if set as usize >= self.sets.len() {
-            return Err(format!("set {set} of {}", self.sets.len()));
+            return Err(NoSet {
+                set,
+                of: self.sets.len(),
+            });
         }
         let mut pairs: Vec<(String, Value)> = self
             .set(set)
@@ -253,7 +256,7 @@ impl Table {
     }
 
     /// Applies an attribute edit; `false` when `edit` is not one.
-    fn attribute_edit(&mut self, edit: &Edit) -> Result<bool, String> {
+    fn attribute_edit(&mut self, edit: &Edit) -> Result<bool, NoSet> {
         match edit {
             Edit::SetAttribute(e) => {
                 let (key, value) = (e.key.clone(), e.value.clone());
@@ -341,9 +344,48 @@ pub fn keep_points(metric: &mut super::bindings::types::Metric, keep: &[bool]) {
     );
 }
 
-/// Names edit `n` and what is wrong with it.
-fn bad(n: usize, what: &str, problem: impl std::fmt::Display) -> String {
-    format!("edit {n} ({what}) names {problem}")
+/// An attribute set a batch does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("set {set} of {of}")]
+pub struct NoSet {
+    /// The set named.
+    pub set: u32,
+    /// How many the batch holds.
+    pub of: usize,
+}
+
+/// An edit a batch cannot take, named by its position among the edits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// It names something the batch does not hold.
+    #[error("edit {edit} ({kind}) names {missing}")]
+    Missing {
+        /// The edit's position.
+        edit: usize,
+        /// What the edit is (`drop-point`).
+        kind: &'static str,
+        /// What it names (`point 9 of 2 in metric 0`).
+        missing: String,
+    },
+    /// It is for the other signal.
+    #[error("edit {edit} is a {of} edit, and this is a {batch} batch")]
+    WrongSignal {
+        /// The edit's position.
+        edit: usize,
+        /// The signal it edits (`metric`, `log record`).
+        of: &'static str,
+        /// The batch's.
+        batch: &'static str,
+    },
+}
+
+/// Edit `n` (a `what`) names `missing`, which the batch does not hold.
+fn bad(n: usize, what: &'static str, missing: impl std::fmt::Display) -> EditError {
+    EditError::Missing {
+        edit: n,
+        kind: what,
+        missing: missing.to_string(),
+    }
 }
 
 /// A metric batch rewritten by a transform's edits (`None`: no edit, the batch stands); an edit
@@ -351,7 +393,7 @@ fn bad(n: usize, what: &str, problem: impl std::fmt::Display) -> String {
 pub fn apply_metric_edits(
     batch: &MetricBatch,
     edits: &[Edit],
-) -> Result<Option<MetricBatch>, String> {
+) -> Result<Option<MetricBatch>, EditError> {
     if edits.is_empty() {
         return Ok(None);
     }
@@ -396,9 +438,11 @@ pub fn apply_metric_edits(
                 out.metrics[r.metric as usize].name = name;
             }
             Edit::DropRecord(_) | Edit::SetBody(_) => {
-                return Err(format!(
-                    "edit {n} is a log record edit, and this is a metric batch"
-                ));
+                return Err(EditError::WrongSignal {
+                    edit: n,
+                    of: "log record",
+                    batch: "metric",
+                });
             }
             other => {
                 out.table
@@ -425,7 +469,7 @@ pub fn apply_metric_edits(
 
 /// A log batch rewritten by a transform's edits (`None`: no edit, the batch stands); an edit
 /// naming something the batch does not hold is an error naming the edit.
-pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<Option<LogBatch>, String> {
+pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<Option<LogBatch>, EditError> {
     if edits.is_empty() {
         return Ok(None);
     }
@@ -447,9 +491,11 @@ pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<Option<LogBat
                     .body = b.body.clone();
             }
             Edit::DropMetric(_) | Edit::DropPoint(_) | Edit::RenameMetric(_) => {
-                return Err(format!(
-                    "edit {n} is a metric edit, and this is a log batch"
-                ));
+                return Err(EditError::WrongSignal {
+                    edit: n,
+                    of: "metric",
+                    batch: "log",
+                });
             }
             other => {
                 out.table
@@ -580,7 +626,11 @@ mod tests {
     #[test]
     fn an_edit_naming_nothing_in_the_batch_is_refused_by_position() {
         let batch = gauge();
-        let refused = |edit: Edit| apply_metric_edits(&batch, &[Edit::DropMetric(0), edit]).err();
+        let refused = |edit: Edit| {
+            apply_metric_edits(&batch, &[Edit::DropMetric(0), edit])
+                .err()
+                .map(|e| e.to_string())
+        };
         assert_eq!(
             refused(Edit::DropPoint(PointRef {
                 metric: 0,
@@ -659,12 +709,14 @@ mod tests {
         assert_eq!(
             apply_log_edits(&batch, &[Edit::DropMetric(0)])
                 .err()
+                .map(|e| e.to_string())
                 .as_deref(),
             Some("edit 0 is a metric edit, and this is a log batch")
         );
         assert_eq!(
             apply_log_edits(&batch, &[Edit::DropRecord(3)])
                 .err()
+                .map(|e| e.to_string())
                 .as_deref(),
             Some("edit 0 (drop-record) names record 3 of 3")
         );

@@ -37,13 +37,13 @@ impl Plugin<Transformer> {
         batch: &B,
         edits: usize,
         size: fn(&B) -> (usize, usize),
-        apply: impl FnOnce() -> Result<Option<B>, String>,
+        apply: impl FnOnce() -> Result<Option<B>, batch::EditError>,
     ) -> Result<Option<B>, CallError> {
         let instance = self.instance();
         let (stats, b, name) = (instance.stats(), instance.budgets(), self.shared_name());
         let before = size(batch);
         budget::edits(stats, name, edits, before.0, &b)?;
-        let out = apply().map_err(|e| self.invalid(&e))?;
+        let out = apply().map_err(|e| self.invalid(&e.to_string()))?;
         let after = out.as_ref().map_or(before, size);
         stats.items(name, "in", before.0);
         stats.items(name, "out", after.0);

@@ -191,30 +191,49 @@ impl tower_service::Service<tonic::codegen::http::Uri> for UnixConnector {
     }
 }
 
+/// Why the kubelet's device allocations could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The socket could not be reached.
+    #[error("cannot connect to {}: {source}", .socket.display())]
+    Connect {
+        /// The socket.
+        socket: std::path::PathBuf,
+        /// Why not.
+        source: tonic::transport::Error,
+    },
+    /// The kubelet answered the call with an error.
+    #[error("List: gRPC {:?}: {}", .0.code(), .0.message())]
+    Status(Box<tonic::Status>),
+    /// The answer is not a `ListPodResourcesResponse`.
+    #[error("List: not a ListPodResourcesResponse: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
+
 /// Lists the kubelet's device allocations on `socket`: every device id (a GPU's UUID, a MIG
 /// instance's) with the container it is allocated to.
 pub async fn list_devices(
     socket: &Path,
     timeout: Duration,
-) -> Result<HashMap<String, Owner>, String> {
+) -> Result<HashMap<String, Owner>, ListError> {
+    let connect = |source| ListError::Connect {
+        socket: socket.to_owned(),
+        source,
+    };
     let channel = tonic::transport::Endpoint::from_static("http://kubelet.local")
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect_with_connector(UnixConnector(socket.to_owned()))
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
+        .map_err(connect)?;
     let mut client = tonic::client::Grpc::new(channel);
-    client
-        .ready()
-        .await
-        .map_err(|e| format!("{}: {e}", socket.display()))?;
-    let path = LIST.parse().map_err(|_| "invalid method path".to_owned())?;
+    client.ready().await.map_err(connect)?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(LIST);
     let answer = client
         .unary(tonic::Request::new(Bytes::new()), path, crate::grpc::Raw)
         .await
-        .map_err(|status| format!("List: gRPC {:?}: {}", status.code(), status.message()))?;
-    let list = v1::ListPodResourcesResponse::decode(answer.into_inner())
-        .map_err(|e| format!("List: not a ListPodResourcesResponse: {e}"))?;
+        .map_err(|status| ListError::Status(Box::new(status)))?;
+    let list = v1::ListPodResourcesResponse::decode(answer.into_inner())?;
     let mut devices = HashMap::new();
     for pod in list.pod_resources {
         for container in &pod.containers {

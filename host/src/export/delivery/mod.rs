@@ -123,8 +123,22 @@ pub struct DiskQueue {
     pub replayed: journal::Replayed,
 }
 
+/// Why a batch could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The plugin's call failed or was refused.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugins::CallError),
+    /// The plugin's file was removed and no version serves.
+    #[error("the plugin was unloaded")]
+    Unloaded,
+    /// An item made for the native encoder reached a plugin.
+    #[error("an OTLP request cannot go to a plugin")]
+    Misrouted,
+}
+
 /// Turns queued items into requests; a blocking call (it may run plugins).
-pub type Encode<T> = Arc<dyn Fn(&[T]) -> Result<Vec<Request>, String> + Send + Sync>;
+pub type Encode<T> = Arc<dyn Fn(&[T]) -> Result<Vec<Request>, EncodeError> + Send + Sync>;
 
 /// Splits one item into two smaller ones, when it can be split.
 pub type Split<T> = fn(&T) -> Option<(T, T)>;

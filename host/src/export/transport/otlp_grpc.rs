@@ -13,6 +13,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use super::super::spec::BuildError;
 use super::otlp_http::{delivered, header_map};
 use super::{BoxFuture, Delivered, Request, SendError, Transport};
 use crate::export::otlp::Wire;
@@ -32,22 +33,25 @@ pub struct OtlpGrpc {
 }
 
 impl OtlpGrpc {
-    /// A client of integration `integration` for the gRPC endpoint `url` (`http://host:4317`),
-    /// sending `headers` as metadata with every call; the channel connects on first use.
+    /// A client for the gRPC endpoint `url` (`http://host:4317`), sending `headers` as
+    /// metadata with every call; the channel connects on first use.
     pub fn new(
-        integration: &str,
         url: &str,
         wire: Wire,
         headers: &BTreeMap<String, String>,
         timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
+        let bad = |e: &dyn std::fmt::Display| BuildError::Endpoint {
+            endpoint: url.to_owned(),
+            reason: e.to_string(),
+        };
         let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| format!("integration `{integration}`: endpoint `{url}`: {e}"))?
+            .map_err(|e| bad(&e))?
             .connect_timeout(timeout)
             .timeout(timeout)
             .user_agent(concat!("wasmtel/", env!("CARGO_PKG_VERSION")))
-            .map_err(|e| format!("integration `{integration}`: {e}"))?;
-        let metadata = MetadataMap::from_headers(header_map(headers).map_err(|e| e.to_string())?);
+            .map_err(|e| bad(&e))?;
+        let metadata = MetadataMap::from_headers(header_map(headers)?);
         Ok(Self {
             channel: endpoint.connect_lazy(),
             url: url.to_owned(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::super::spec::BuildError;
 use super::otlp_http::describe;
 use super::{BoxFuture, Delivered, Request, SendError, Transport};
 use crate::export::plugin::PluginSlot;
@@ -101,7 +102,7 @@ impl PluginHttp {
         credentials: HeaderMap,
         plugin: Arc<PluginSlot>,
         timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         credentials
             .values()
             .filter_map(|v| v.to_str().ok())
@@ -109,8 +110,7 @@ impl PluginHttp {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .user_agent(concat!("wasmtel/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
+            .build()?;
         Ok(Self {
             base,
             http,

@@ -57,6 +57,17 @@ pub struct Udp {
     pacer: Pacer,
 }
 
+/// Why the UDP socket could not be made.
+#[derive(Debug, thiserror::Error)]
+enum SocketError {
+    /// No local socket could be bound.
+    #[error("UDP bind: {0}")]
+    Bind(std::io::Error),
+    /// It could not be connected to the endpoint.
+    #[error("UDP connect {0}: {1}")]
+    Connect(SocketAddr, std::io::Error),
+}
+
 impl Udp {
     /// A transport to `addr`, paced by `pacer`.
     pub fn new(addr: SocketAddr, pacer: Pacer) -> Self {
@@ -67,7 +78,7 @@ impl Udp {
         }
     }
 
-    async fn socket(&self) -> Result<&Arc<UdpSocket>, String> {
+    async fn socket(&self) -> Result<&Arc<UdpSocket>, SocketError> {
         self.socket
             .get_or_try_init(|| async {
                 let local: SocketAddr = if self.addr.is_ipv4() {
@@ -75,13 +86,11 @@ impl Udp {
                 } else {
                     (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
                 };
-                let socket = UdpSocket::bind(local)
-                    .await
-                    .map_err(|e| format!("UDP bind: {e}"))?;
+                let socket = UdpSocket::bind(local).await.map_err(SocketError::Bind)?;
                 socket
                     .connect(self.addr)
                     .await
-                    .map_err(|e| format!("UDP connect {}: {e}", self.addr))?;
+                    .map_err(|e| SocketError::Connect(self.addr, e))?;
                 Ok(Arc::new(socket))
             })
             .await
@@ -92,7 +101,10 @@ impl Udp {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-        let socket = self.socket().await.map_err(SendError::retryable)?;
+        let socket = self
+            .socket()
+            .await
+            .map_err(|e| SendError::retryable(e.to_string()))?;
         match socket.send(bytes).await {
             Ok(_) => Ok(Delivered::default()),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -129,7 +141,11 @@ impl Transport for Udp {
         Box::pin(async move {
             let socket = match self.socket().await {
                 Ok(s) => s,
-                Err(reason) => return Diagnosis::Settings { reason },
+                Err(e) => {
+                    return Diagnosis::Settings {
+                        reason: e.to_string(),
+                    };
+                }
             };
             let refused = |e: std::io::Error| Diagnosis::Unreachable {
                 reason: format!("nothing is listening at udp://{} ({e})", self.addr),

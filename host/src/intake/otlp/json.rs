@@ -99,6 +99,17 @@ fn each<'a>(tree: &'a mut Value, path: &[&str]) -> Vec<&'a mut Map<String, Value
     level.into_iter().filter_map(Value::as_object_mut).collect()
 }
 
+/// A value that does not fit its OTLP field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Misfit {
+    /// The value as a whole is not what the field takes; the field's check names it.
+    #[error("the value does not fit")]
+    Whole,
+    /// What is wrong, with the path down to it (`` `attributes`: attribute `k`: … ``).
+    #[error("{0}")]
+    Named(String),
+}
+
 /// How a JSON value must fit an OTLP field.
 #[derive(Clone, Copy)]
 enum Fit {
@@ -131,8 +142,8 @@ impl Fit {
     }
 
     /// Whether `value` fits, with the reason of the first inner value that does not.
-    fn check(self, value: &Value) -> Result<(), String> {
-        let whole = |ok: bool| if ok { Ok(()) } else { Err(String::new()) };
+    fn check(self, value: &Value) -> Result<(), Misfit> {
+        let whole = |ok: bool| if ok { Ok(()) } else { Err(Misfit::Whole) };
         match self {
             Fit::U64 => whole(integer(value).is_some_and(|n| u64::try_from(n).is_ok())),
             Fit::I64 => whole(integer(value).is_some_and(|n| i64::try_from(n).is_ok())),
@@ -172,29 +183,28 @@ fn integer(value: &Value) -> Option<i128> {
 }
 
 /// Checks every element of an array (an absent or null list is empty).
-fn all(value: &Value, check: impl Fn(&Value) -> Result<(), String>) -> Result<(), String> {
+fn all(value: &Value, check: impl Fn(&Value) -> Result<(), Misfit>) -> Result<(), Misfit> {
     match value {
         Value::Null => Ok(()),
         Value::Array(items) => items.iter().try_for_each(check),
-        _ => Err(String::new()),
+        _ => Err(Misfit::Whole),
     }
 }
 
 /// Checks the named fields of an object against their fits; the error names the field.
-fn fields(object: &Value, expected: &[(&str, Fit)]) -> Result<(), String> {
+fn fields(object: &Value, expected: &[(&str, Fit)]) -> Result<(), Misfit> {
     let Some(object) = object.as_object() else {
-        return Err("entry is not an object".into());
+        return Err(Misfit::Named("entry is not an object".into()));
     };
     for &(key, fit) in expected {
         let Some(value) = object.get(key).filter(|v| !v.is_null()) else {
             continue;
         };
         fit.check(value).map_err(|inner| {
-            if inner.is_empty() {
-                format!("`{key}` is not {}: {}", fit.name(), shown(value))
-            } else {
-                format!("`{key}`: {inner}")
-            }
+            Misfit::Named(match inner {
+                Misfit::Whole => format!("`{key}` is not {}: {}", fit.name(), shown(value)),
+                Misfit::Named(inner) => format!("`{key}`: {inner}"),
+            })
         })?;
     }
     Ok(())
@@ -210,16 +220,16 @@ fn shown(value: &Value) -> String {
 }
 
 /// A `KeyValue`: its value must fit `AnyValue`.
-fn check_pair(pair: &Value) -> Result<(), String> {
+fn check_pair(pair: &Value) -> Result<(), Misfit> {
     let value = pair.get("value").unwrap_or(&Value::Null);
     check_any(value).map_err(|why| {
         let key = pair.get("key").and_then(Value::as_str).unwrap_or_default();
-        format!("attribute `{key}`: {why}")
+        Misfit::Named(format!("attribute `{key}`: {why}"))
     })
 }
 
 /// An `AnyValue`, with its arrays and maps.
-fn check_any(value: &Value) -> Result<(), String> {
+fn check_any(value: &Value) -> Result<(), Misfit> {
     if value.is_null() {
         return Ok(());
     }
@@ -238,7 +248,7 @@ fn check_any(value: &Value) -> Result<(), String> {
 }
 
 /// A data point of any kind: every numeric field it may have.
-fn check_point(point: &Value) -> Result<(), String> {
+fn check_point(point: &Value) -> Result<(), Misfit> {
     fields(
         point,
         &[
@@ -265,7 +275,7 @@ fn check_point(point: &Value) -> Result<(), String> {
 }
 
 /// A log record: its times, severity, flags, body and attributes.
-fn check_record(record: &Value) -> Result<(), String> {
+fn check_record(record: &Value) -> Result<(), Misfit> {
     fields(
         record,
         &[
@@ -275,5 +285,6 @@ fn check_record(record: &Value) -> Result<(), String> {
             ("attributes", Fit::Attributes),
         ],
     )?;
-    check_any(record.get("body").unwrap_or(&Value::Null)).map_err(|why| format!("`body`: {why}"))
+    check_any(record.get("body").unwrap_or(&Value::Null))
+        .map_err(|why| Misfit::Named(format!("`body`: {why}")))
 }

@@ -148,7 +148,7 @@ impl MetricsReceiver {
             _ => return refuse(tally, "its aggregation temporality is unspecified"),
         };
         if let Err(why) = check_bounds(bounds) {
-            return refuse(tally, &why);
+            return refuse(tally, why);
         }
         let descriptor = Descriptor {
             name: metric.name.clone(),
@@ -242,7 +242,7 @@ fn histogram(target: &mut Target<'_>, p: &HistogramDataPoint, tally: &mut Tally)
     }
     let point = match histogram_point(p) {
         Ok(point) => point,
-        Err(why) => return tally.reject(1, &target.problem(&why)),
+        Err(why) => return tally.reject(1, &target.problem(why)),
     };
     let mut spill = Vec::new();
     let attrs = borrowed(&p.attributes, &mut spill);
@@ -375,31 +375,31 @@ fn points(metric: &Metric) -> usize {
 }
 
 /// Explicit bounds must be finite and strictly increasing.
-fn check_bounds(bounds: &[f64]) -> Result<(), String> {
+fn check_bounds(bounds: &[f64]) -> Result<(), &'static str> {
     if bounds.iter().any(|b| !b.is_finite()) {
-        return Err("histogram bounds must be finite".into());
+        return Err("histogram bounds must be finite");
     }
     if bounds.windows(2).any(|w| w[0] >= w[1]) {
-        return Err("histogram bounds must increase strictly".into());
+        return Err("histogram bounds must increase strictly");
     }
     Ok(())
 }
 
 /// A checked explicit-bucket histogram point.
-fn histogram_point(p: &HistogramDataPoint) -> Result<HistogramPoint, String> {
+fn histogram_point(p: &HistogramDataPoint) -> Result<HistogramPoint, &'static str> {
     check_bounds(&p.explicit_bounds)?;
     if p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
-        return Err("a histogram point needs one more bucket count than bounds".into());
+        return Err("a histogram point needs one more bucket count than bounds");
     }
     if p.bucket_counts
         .iter()
         .try_fold(0u64, |a, n| a.checked_add(*n))
         != Some(p.count)
     {
-        return Err("a histogram point's bucket counts do not add up to its count".into());
+        return Err("a histogram point's bucket counts do not add up to its count");
     }
     if p.sum.is_some_and(|s| !s.is_finite()) {
-        return Err("a histogram point's sum is not finite".into());
+        return Err("a histogram point's sum is not finite");
     }
     Ok(HistogramPoint {
         count: p.count,

@@ -248,7 +248,7 @@ fn process_logs(intake: &Intake, encoding: Encoding, bytes: Bytes) -> Result<Tal
     intake
         .pipeline
         .room(records.len(), weight)
-        .map_err(IntakeError::Busy)?;
+        .map_err(|e| IntakeError::Busy(e.to_string()))?;
     intake
         .pipeline
         .ingest_logs(&records)

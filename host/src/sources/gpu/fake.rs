@@ -40,7 +40,7 @@ pub(super) fn connect(script: &Arc<Mutex<Script>>) -> Connect {
         let mut s = script.lock().unwrap_or_else(PoisonError::into_inner);
         s.connects += 1;
         match &s.connect_error {
-            Some(e) => Err(e.clone()),
+            Some(e) => Err(GpuError::Library(e.clone())),
             None => Ok(Box::new(Fake(script.clone())) as Box<dyn GpuLibrary>),
         }
     })

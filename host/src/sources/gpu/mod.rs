@@ -134,7 +134,7 @@ pub trait GpuLibrary: Send {
 }
 
 /// Opens the library: called at the first poll, and again after the library failed.
-pub type Connect = Box<dyn FnMut() -> Result<Box<dyn GpuLibrary>, String> + Send>;
+pub type Connect = Box<dyn FnMut() -> Result<Box<dyn GpuLibrary>, GpuError> + Send>;
 
 /// Which throttle kinds NVML's reason bits mean, as (power, thermal, sw, hw).
 ///

@@ -15,12 +15,12 @@ use super::{Field, GpuError, GpuLibrary, Identity, Reading};
 pub const LIBRARY: &str = "libnvidia-ml.so.1";
 
 /// Opens NVML from `library` (a file name or path).
-pub fn connect(library: &str) -> Result<Box<dyn GpuLibrary>, String> {
+pub fn connect(library: &str) -> Result<Box<dyn GpuLibrary>, GpuError> {
     Nvml::builder()
         .lib_path(OsStr::new(library))
         .init()
         .map(|nvml| Box::new(NvmlGpus(nvml)) as Box<dyn GpuLibrary>)
-        .map_err(|e| format!("{library}: {e}"))
+        .map_err(|e| GpuError::Library(format!("{library}: {e}")))
 }
 
 /// The GPUs NVML sees.
