@@ -16,8 +16,9 @@ use super::loader::Loader;
 use super::slot::{Reloadable, Source};
 
 /// How long the directory must be quiet after a notification before it is read: a file being
-/// written in several steps is read once, whole.
-pub const DEBOUNCE: Duration = Duration::from_millis(50);
+/// written in several quick steps is read once, whole (one written slowly may be read part-way,
+/// rejected with a log line, and read again when its last write lands).
+pub const DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// How often the directory is read where notifications are unavailable (no directory yet, or
 /// no notification instance left); each time, notifications are tried again.
