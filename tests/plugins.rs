@@ -490,6 +490,32 @@ async fn statsd_host(dir: &std::path::Path, port: u16, interval: &str) -> wasmte
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_directory_made_after_start_is_read_and_its_files_load() {
+    // No directory to watch at start: the host reads it on an interval until it exists.
+    let root = tempfile_dir();
+    let dir = root.join("plugins");
+    let (_socket, port) = udp_listener();
+    let toml = format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\n",
+        dir.display(),
+        root.join("cache").display()
+    );
+    let host = start(&toml).await;
+    let digest = |b: &[u8]| wasmtel::plugins::cache::digest(b);
+    wait_for_version(&host, Some(&digest(statsd()))).await;
+    assert!(!dir.exists());
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let v2 = with_custom_section(statsd(), "made later");
+    replace_file(&dir.join("statsd.wasm"), &v2);
+    wait_for_version(&host, Some(&digest(&v2))).await;
+    // Once it exists it is watched: a newer file is taken too.
+    let v3 = with_custom_section(statsd(), "and then watched");
+    replace_file(&dir.join("statsd.wasm"), &v3);
+    wait_for_version(&host, Some(&digest(&v3))).await;
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_a_plugin_under_load_swaps_versions_and_loses_no_events() {
     let dir = tempfile_dir();
     let v1 = with_custom_section(statsd(), "v1");

@@ -625,14 +625,20 @@ pub fn is_secret_key(key: &str) -> bool {
     })
 }
 
-/// An error message with every `quoted` value cut out, for keys whose values are secrets.
-fn without_quoted(message: &str) -> String {
+/// An error message with every quoted value (`` `42` `` or `"text"`, as TOML and serde write
+/// them) cut out, for keys whose values are secrets.
+pub(crate) fn without_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
-    for (i, part) in message.split('`').enumerate() {
-        if i % 2 == 0 {
-            out.push_str(part);
-        } else {
-            out.push_str("(value not shown)");
+    let mut quote = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push_str("(value not shown)");
+                quote = None;
+            }
+            Some(_) => {}
+            None if c == '`' || c == '"' => quote = Some(c),
+            None => out.push(c),
         }
     }
     out

@@ -47,8 +47,13 @@ fn bad(field: &str, reason: impl Into<String>) -> SpecError {
 /// the wrong type, is named.
 fn read<T: serde::de::DeserializeOwned>(keys: Map<String, Value>) -> Result<T, SpecError> {
     serde_path_to_error::deserialize(Value::Object(keys)).map_err(|e| {
-        let message = e.inner().to_string();
-        let field = match e.path().to_string() {
+        let path = e.path().to_string();
+        let message = match crate::config::is_secret_key(&path) {
+            // A credential given with the wrong type must not come back in the error.
+            true => crate::config::without_quoted(&e.inner().to_string()),
+            false => e.inner().to_string(),
+        };
+        let field = match path {
             path if path != "." => path,
             _ => message
                 .strip_prefix("unknown field `")
@@ -320,6 +325,22 @@ mod tests {
             "k",
             "headers kept unless given"
         );
+    }
+
+    #[test]
+    fn a_credential_of_the_wrong_type_is_not_shown_in_the_error() {
+        for json in [
+            r#"{"kind":"logs","type":"otlp","name":"n","endpoint":"http://x","headers":"Bearer canary-1"}"#,
+            r#"{"kind":"logs","type":"otlp","name":"n","endpoint":"http://x","headers":{"authorization":4242}}"#,
+            r#"{"kind":"logs","type":"datadog","name":"n","api_key":["canary-2"]}"#,
+        ] {
+            let err = spec(json).create("id".into()).expect_err(json).to_string();
+            assert!(!err.contains("canary") && !err.contains("4242"), "{err}");
+            assert!(
+                err.starts_with("`headers") || err.starts_with("`api_key`"),
+                "the field is named: {err}"
+            );
+        }
     }
 
     #[test]

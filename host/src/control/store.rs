@@ -20,7 +20,7 @@ pub const OTLP: &str = "otlp";
 pub const PROMETHEUS: &str = "prometheus";
 
 /// What a stored integration is: the entry a config file would have for it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Entry {
     /// An `[otlp]` section.
@@ -32,6 +32,16 @@ pub enum Entry {
         /// The metric name prefix.
         prefix: String,
     },
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Its headers and API key are credentials: only what names it is shown.
+        f.debug_struct("Entry")
+            .field("type", &self.kind_type())
+            .field("preset", &self.preset())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Entry {
@@ -356,6 +366,7 @@ mod tests {
             !format!("{:?}", stored("a")).contains("canary"),
             "Debug hides values"
         );
+        assert!(!format!("{:?}", stored("a").entry).contains("canary"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::model::Signal;
 use crate::model::log::{Origin, Record, same_origin};
 use crate::pipeline::{EventSink, SinkError};
 use crate::plugins::convert::Collected;
-use crate::plugins::{Encoder, Health, PluginSet, Transforms};
+use crate::plugins::{Encoder, PluginSet, Transforms};
 use crate::telemetry::SelfTelemetry;
 
 /// One collection of metrics, as queued for delivery.
@@ -270,11 +270,7 @@ impl Exporter {
                     .plugins
                     .open::<Encoder>(plugin, settings, Some(&spec.name))
                     .map_err(BuildError::Plugin)?;
-                Format::Plugin(Arc::new(PluginSlot::new(
-                    &spec.name,
-                    slot,
-                    ctx.plugins.clone(),
-                )))
+                Format::Plugin(Arc::new(PluginSlot::new(slot, ctx.plugins.clone())))
             }
         };
         if let Format::Plugin(slot) = &format {
@@ -395,12 +391,6 @@ impl Exporter {
             Format::Plugin(slot) => Some(slot.clone()),
             Format::Otlp { .. } => None,
         }
-    }
-
-    /// The plugin's name and health, for a plugin integration with a plugin loaded.
-    pub fn plugin_health(&self) -> Option<(String, Health)> {
-        let slot = self.plugin()?;
-        Some((slot.plugin().to_owned(), slot.health()?))
     }
 
     /// Whether the exporter sends `signal` now (a plugin may stop exporting one on reload).

@@ -18,7 +18,6 @@ use crate::plugins::{Encoder, ExporterPlugin, Health, PluginSet, Reloadable, Slo
 /// The exporter plugin of one integration.
 #[derive(Debug)]
 pub struct PluginSlot {
-    integration: String,
     slot: Arc<Slot<Encoder>>,
     set: Arc<PluginSet>,
     /// Delta state, while the plugin serving asks for deltas.
@@ -26,11 +25,10 @@ pub struct PluginSlot {
 }
 
 impl PluginSlot {
-    /// Integration `integration` running the plugin in `slot` (loaded, or failed with its
-    /// reason), a member of `set` until [`PluginSlot::leave`].
-    pub fn new(integration: &str, slot: Arc<Slot<Encoder>>, set: Arc<PluginSet>) -> Self {
+    /// An integration running the plugin in `slot` (loaded, or failed with its reason), a
+    /// member of `set` until [`PluginSlot::leave`].
+    pub fn new(slot: Arc<Slot<Encoder>>, set: Arc<PluginSet>) -> Self {
         Self {
-            integration: integration.to_owned(),
             slot,
             set,
             delta: Mutex::new(None),
@@ -51,11 +49,6 @@ impl PluginSlot {
     /// Why the plugin could not be loaded, while no version serves.
     pub fn failure(&self) -> Option<String> {
         self.slot.failure()
-    }
-
-    /// The integration's name.
-    pub fn integration(&self) -> &str {
-        &self.integration
     }
 
     /// The plugin version serving now; `None` once unloaded.

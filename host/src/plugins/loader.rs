@@ -93,9 +93,4 @@ impl Loader {
         let plugin = self.load(name, &component, overrides)?;
         Ok((plugin, super::cache::digest(&bytes), origin))
     }
-
-    /// Where a plugin named `name` would be read from in the directory.
-    pub fn file(&self, name: &str) -> PathBuf {
-        self.config.dir.join(format!("{name}.wasm"))
-    }
 }

@@ -272,3 +272,34 @@ impl PluginSet {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::exporter::Encoder;
+
+    #[test]
+    fn a_plugin_leaves_the_set_when_its_integration_stops_or_drops_it() {
+        let set = PluginSet::new(&PluginsConfig::default(), None).expect("plugins");
+        let kept = set
+            .open::<Encoder>("statsd", &toml::Table::new(), Some("kept"))
+            .expect("embedded");
+        let stopped = set
+            .open::<Encoder>("statsd", &toml::Table::new(), Some("stopped"))
+            .expect("embedded");
+        let dropped = set
+            .open::<Encoder>("statsd", &toml::Table::new(), Some("dropped"))
+            .expect("embedded");
+        let integrations = |set: &PluginSet| -> Vec<Option<String>> {
+            set.rows().into_iter().map(|r| r.integration).collect()
+        };
+        assert_eq!(integrations(&set).len(), 3);
+        let member: Arc<dyn Reloadable> = stopped;
+        set.leave(&member);
+        drop(dropped);
+        assert_eq!(integrations(&set), [Some("kept".to_owned())]);
+        assert_eq!(set.versions().len(), 1);
+        drop(kept);
+        assert!(set.rows().is_empty());
+    }
+}
