@@ -305,6 +305,45 @@ async fn stored_integrations_are_created_disabled_and_survive_a_restart_with_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_plugin_integration_s_plugin_leaves_the_list_when_it_stops() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = host_with(data.path()).await;
+    let api = Api::new(&host, data.path());
+    let listed = |body: &serde_json::Value| -> Vec<String> {
+        body["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["integration"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let body =
+        r#"{"kind":"metrics","type":"statsd","name":"gone-soon","endpoint":"udp://127.0.0.1:9"}"#;
+    let (status, created, text) = api.send("POST", "/api/v1/integrations", body).await;
+    assert_eq!(status, 201, "{text}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let (_, plugins, _) = api.get("/api/v1/plugins").await;
+    assert_eq!(listed(&plugins), ["gone-soon"]);
+    let (status, _, _) = api
+        .send("POST", &format!("/api/v1/integrations/{id}/disable"), "")
+        .await;
+    assert_eq!(status, 200);
+    let (_, plugins, _) = api.get("/api/v1/plugins").await;
+    assert!(listed(&plugins).is_empty(), "disabled: {plugins}");
+    api.send("POST", &format!("/api/v1/integrations/{id}/enable"), "")
+        .await;
+    let (_, plugins, _) = api.get("/api/v1/plugins").await;
+    assert_eq!(listed(&plugins), ["gone-soon"]);
+    let (status, _, _) = api
+        .send("DELETE", &format!("/api/v1/integrations/{id}"), "")
+        .await;
+    assert_eq!(status, 204);
+    let (_, plugins, _) = api.get("/api/v1/plugins").await;
+    assert!(listed(&plugins).is_empty(), "deleted: {plugins}");
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_plugin_integration_runs_the_plugin_against_its_endpoint() {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
     socket
