@@ -17,6 +17,7 @@ use serde_json::Value;
 use wasmtel::config::DeriveConfig;
 use wasmtel::derive::{Deriver, genai};
 use wasmtel::intake::events;
+use wasmtel::tenancy::Principal;
 use wasmtel::metrics::Registry;
 use wasmtel::pipeline::Pipeline;
 use wasmtel::telemetry::SelfTelemetry;
@@ -63,7 +64,9 @@ fn wasmtel_pipeline() -> Pipeline {
 
 fn wasmtel_once(pipeline: &Pipeline, body: &[u8]) {
     let events = events::parse(body).expect("valid batch");
-    pipeline.ingest(&events).expect("no sink refuses");
+    pipeline
+        .ingest(&events, &Principal::Operator)
+        .expect("no sink refuses");
 }
 
 /// The same derivation written against the official SDK.
@@ -186,7 +189,7 @@ fn bench(c: &mut Criterion) {
     });
     let parsed = events::parse(&body).expect("valid");
     group.bench_function("wasmtel_derive_only", |b| {
-        b.iter(|| pipeline.ingest(black_box(&parsed)))
+        b.iter(|| pipeline.ingest(black_box(&parsed), &Principal::Operator))
     });
     group.bench_function("serde_json_value+opentelemetry_sdk", |b| {
         b.iter(|| sdk.once(black_box(&body)))

@@ -30,7 +30,7 @@ const RECORDS: u64 = REQUESTS * BATCH;
 fn ours(bodies: &[Bytes]) -> Vec<u8> {
     let mut records = Vec::with_capacity(RECORDS as usize);
     for body in bodies {
-        records.extend(scan(body, &mut Tally::default()).expect("valid"));
+        records.extend(scan(body, &mut Tally::default(), &|_| false).expect("valid"));
     }
     frame(&records)
 }
@@ -108,7 +108,7 @@ fn queues(c: &mut Criterion) {
     let requests: Vec<Vec<Record>> = (0..REQUESTS)
         .map(|n| {
             let body = Bytes::from(logs_body(n, BATCH));
-            scan(&body, &mut Tally::default()).expect("valid")
+            scan(&body, &mut Tally::default(), &|_| false).expect("valid")
         })
         .collect();
     let dir = tempfile::tempdir().expect("dir");

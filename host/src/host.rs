@@ -20,6 +20,7 @@ use crate::pipeline::Pipeline;
 use crate::plugins::error::Unloaded;
 use crate::plugins::set::Row;
 use crate::plugins::{PluginError, PluginSet, Transforms};
+use crate::tenancy::Tenancy;
 use crate::server::{Addresses, BindError, Listeners};
 use crate::telemetry::SelfTelemetry;
 
@@ -74,6 +75,7 @@ struct Core {
     plugins: Arc<PluginSet>,
     transforms: Transforms,
     pipeline: Arc<Pipeline>,
+    tenancy: Arc<Tenancy>,
 }
 
 impl Core {
@@ -89,12 +91,21 @@ impl Core {
         let plugins =
             PluginSet::new(&config.plugins, config.plugin_cache()).map_err(StartError::Plugins)?;
         plugins.register(&registry)?;
-        let resource = crate::sources::resource::detect(&config.resource);
+        let tenancy = Arc::new(match &config.tenancy.key {
+            Some(key) => Tenancy::on(key, config.tenancy.require_intake_token),
+            None => Tenancy::off(),
+        });
+        // The host's own data is the operator's: it names no tenant.
+        let detected = crate::sources::resource::detect(&config.resource);
+        let resource = crate::model::resource::Resource::from_attributes(
+            tenancy.stamped(&crate::tenancy::Principal::Operator, detected.attributes()),
+        );
         let registries = Arc::new(Registries::new(registry.clone(), resource));
         let deriver = Deriver::new(&config.derive, &registry)?;
         let (transforms, views) = plugins.open_configured(config, &registry).await?;
         let events = Arc::new(Origin::events(&registries.own().resource));
-        let mut pipeline = Pipeline::new(deriver, Vec::new(), telemetry.clone(), events);
+        let mut pipeline = Pipeline::new(deriver, Vec::new(), telemetry.clone(), events)
+            .with_tenants(tenancy.clone(), config.derive.clone(), registries.clone());
         if !views.is_empty() {
             pipeline = pipeline.calling_views(config.plugins.call_timeout());
         }
@@ -105,6 +116,7 @@ impl Core {
             plugins,
             transforms,
             pipeline: Arc::new(pipeline),
+            tenancy,
         })
     }
 
@@ -148,9 +160,9 @@ impl Host {
             count.iter().filter(|on| **on).count(),
             stopped.clone(),
         );
-        let (pipeline, r) = (core.pipeline.clone(), registries.clone());
+        let (pipeline, r, t) = (core.pipeline.clone(), registries.clone(), core.tenancy.clone());
         let (intake, grpc) =
-            crate::intake::serve(&config.intake, pipeline, r, &mut listeners).await?;
+            crate::intake::serve(&config.intake, pipeline, r, t, &mut listeners).await?;
         let mut at = Addresses {
             intake,
             grpc,

@@ -24,6 +24,7 @@ pub mod scaffold;
 pub mod server;
 pub mod sources;
 pub mod telemetry;
+pub mod tenancy;
 pub mod ticker;
 pub mod trial;
 

@@ -1,12 +1,17 @@
 //! The pipeline: what happens to a batch of accepted events and log records.
 
+use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::clock::unix_nanos;
+use crate::config::DeriveConfig;
 use crate::derive::Deriver;
+use crate::metrics::Registries;
 use crate::model::event::Event;
 use crate::model::log::{Origin, Record, encode_events};
+use crate::model::resource::Resource;
 use crate::telemetry::SelfTelemetry;
+use crate::tenancy::{Principal, Tenancy};
 
 /// Why a sink could not take log records.
 #[derive(Debug, thiserror::Error)]
@@ -22,28 +27,80 @@ pub enum SinkError {
         /// What went wrong.
         error: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A tenant's events cannot be recorded now (no room for its resource).
+    #[error("the events of tenant `{tenant}` cannot be recorded: {reason}")]
+    Tenant {
+        /// The tenant.
+        tenant: Arc<str>,
+        /// Why.
+        reason: String,
+    },
 }
 
-/// Something that receives every accepted log record (a log exporter).
+/// Something that receives accepted log records (a log exporter), each taking those it selects.
 pub trait EventSink: Send + Sync {
     /// Whether it takes log records now (events are encoded as records only if one does).
     fn wants_logs(&self) -> bool;
 
-    /// Whether `records` more records of `bytes` bytes may be accepted; `Err` names the full
+    /// Whether the records it selects of `records` may be accepted; `Err` names the full
     /// queue when they may not (and intake refuses them rather than lose any).
-    fn room(&self, records: usize, bytes: usize) -> Result<(), SinkError>;
+    fn room(&self, records: &[Record]) -> Result<(), SinkError>;
 
-    /// Takes a batch of log records (events, or received over OTLP); must not block. `Err`
-    /// names why it could not keep them (a disk queue that cannot be written).
+    /// Takes the records it selects of a batch (events, or received over OTLP); must not
+    /// block. `Err` names why it could not keep them (a disk queue that cannot be written).
     fn accept_logs(&self, records: &[Record]) -> Result<(), SinkError>;
+}
+
+/// What events of one sender become: the rules recording into its registry, and the origin
+/// of their log records.
+#[derive(Debug)]
+struct Lane {
+    deriver: Deriver,
+    events: Arc<Origin>,
+}
+
+/// Each tenant's lane, made when its first events arrive.
+#[derive(Debug)]
+struct Tenants {
+    tenancy: Arc<Tenancy>,
+    config: DeriveConfig,
+    registries: Arc<Registries>,
+    lanes: RwLock<HashMap<Arc<str>, Arc<Lane>>>,
+}
+
+impl Tenants {
+    /// The lane of `tenant`: its events recorded under the host's resource with the tenant
+    /// key set to it.
+    fn lane(&self, tenant: &Arc<str>) -> Result<Arc<Lane>, SinkError> {
+        if let Some(lane) = self.lanes.read().unwrap_or_else(PoisonError::into_inner).get(tenant) {
+            return Ok(lane.clone());
+        }
+        let refused = |reason: String| SinkError::Tenant {
+            tenant: tenant.clone(),
+            reason,
+        };
+        let own = self.registries.own().resource.attributes();
+        let attributes = self
+            .tenancy
+            .stamped(&Principal::Tenant(tenant.clone()), own);
+        let registry = self
+            .registries
+            .received(&attributes)
+            .map_err(|e| refused(e.to_string()))?;
+        let deriver = Deriver::new(&self.config, &registry).map_err(|e| refused(e.to_string()))?;
+        let events = Arc::new(Origin::events(&Resource::from_attributes(attributes)));
+        let lane = Arc::new(Lane { deriver, events });
+        let mut lanes = self.lanes.write().unwrap_or_else(PoisonError::into_inner);
+        Ok(lanes.entry(tenant.clone()).or_insert(lane).clone())
+    }
 }
 
 /// Derives metrics from events, encodes them once as log records, and hands records to every sink.
 pub struct Pipeline {
-    deriver: Deriver,
+    operator: Arc<Lane>,
+    tenants: Option<Tenants>,
     sinks: RwLock<Vec<Arc<dyn EventSink>>>,
     telemetry: SelfTelemetry,
-    events: Arc<Origin>,
     view_patience: Option<std::time::Duration>,
 }
 
@@ -64,12 +121,30 @@ impl Pipeline {
         events: Arc<Origin>,
     ) -> Self {
         Self {
-            deriver,
+            operator: Arc::new(Lane { deriver, events }),
+            tenants: None,
             sinks: RwLock::new(sinks),
             telemetry,
-            events,
             view_patience: None,
         }
+    }
+
+    /// Records each tenant's events under its own resource (the host's, with `tenancy`'s key
+    /// set to the tenant) in `registries`, by the rules of `config`; without this every
+    /// sender's events are the host's.
+    pub fn with_tenants(
+        mut self,
+        tenancy: Arc<Tenancy>,
+        config: DeriveConfig,
+        registries: Arc<Registries>,
+    ) -> Self {
+        self.tenants = tenancy.is_on().then(|| Tenants {
+            tenancy,
+            config,
+            registries,
+            lanes: RwLock::default(),
+        });
+        self
     }
 
     /// Marks that recording may call view plugins (which must not run on async worker
@@ -84,38 +159,31 @@ impl Pipeline {
         self.view_patience
     }
 
-    /// Whether every sink has room for `records` more records of about `bytes` bytes; `Err`
-    /// names the first that has not.
-    pub fn room(&self, records: usize, bytes: usize) -> Result<(), SinkError> {
-        self.sinks()
-            .iter()
-            .try_for_each(|sink| sink.room(records, bytes))
-    }
-
-    /// Forwards a whole, already validated batch as log records (encoded once for every
-    /// sink), then records it; when a sink cannot keep the records, nothing is recorded and
-    /// `Err` names why (sinks that kept them deliver them, so a retried batch may arrive twice).
-    pub fn ingest(&self, events: &[Event<'_>]) -> Result<(), SinkError> {
+    /// Forwards a whole, already validated batch from `sender` as log records (encoded once
+    /// for every sink), then records it; when a sink cannot keep the records, nothing is
+    /// recorded and `Err` names why (sinks that kept them deliver them, so a retried batch may
+    /// arrive twice).
+    pub fn ingest(&self, events: &[Event<'_>], sender: &Principal) -> Result<(), SinkError> {
+        let lane = match (sender, &self.tenants) {
+            (Principal::Tenant(tenant), Some(tenants)) => tenants.lane(tenant)?,
+            _ => self.operator.clone(),
+        };
         let sinks = self.sinks();
         if sinks.iter().any(|s| s.wants_logs()) {
-            let records = encode_events(events, &self.events, unix_nanos());
-            sinks
-                .iter()
-                .try_for_each(|sink| sink.accept_logs(&records))?;
+            let records = encode_events(events, &lane.events, unix_nanos());
+            deliver(&sinks, &records)?;
         }
         for event in events {
-            self.deriver.apply(event);
+            lane.deriver.apply(event);
         }
         self.telemetry.events_accepted(events.len());
         Ok(())
     }
 
-    /// Forwards log records received over OTLP to every sink; `Err` names a sink that could
-    /// not keep them.
+    /// Forwards log records received over OTLP to every sink, once each has room for what it
+    /// selects; `Err` names a sink that is full or could not keep them.
     pub fn ingest_logs(&self, records: &[Record]) -> Result<(), SinkError> {
-        self.sinks()
-            .iter()
-            .try_for_each(|sink| sink.accept_logs(records))
+        deliver(&self.sinks(), records)
     }
 
     fn sinks(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<dyn EventSink>>> {
@@ -147,4 +215,10 @@ impl Pipeline {
     pub fn reject(&self, reason: &str) {
         self.telemetry.request_rejected(reason);
     }
+}
+
+/// Hands `records` to every sink once every sink has room for what it selects of them.
+fn deliver(sinks: &[Arc<dyn EventSink>], records: &[Record]) -> Result<(), SinkError> {
+    sinks.iter().try_for_each(|sink| sink.room(records))?;
+    sinks.iter().try_for_each(|sink| sink.accept_logs(records))
 }

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("sources", 2),
     ("plugins", 2),
     ("telemetry", 2),
+    ("tenancy", 2),
     ("server", 2),
     ("intake", 3),
     ("derive", 3),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{duration, show_duration};
 use crate::model::metric::TemporalityPreference;
+use crate::model::select::Select;
 
 /// Retries per request before its export counts as failed, by default.
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -186,6 +187,12 @@ pub struct ExporterConfig {
     /// Plugin settings, over the plugin's own `<name>.toml` and `[plugins.config.<name>]`.
     #[serde(default)]
     pub config: toml::Table,
+    /// What it receives (default: everything).
+    #[serde(default, skip_serializing_if = "Select::is_all")]
+    pub select: Select,
+    /// Transform plugins applied, after the `[[transforms]]` chain, to its data only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<String>,
 }
 
 /// The `[otlp]` section; push is on when an endpoint is set here or in the environment.
@@ -219,6 +226,12 @@ pub struct OtlpConfig {
     pub metrics_protocol: Option<Protocol>,
     /// The protocol of logs, over `protocol` (`OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`).
     pub logs_protocol: Option<Protocol>,
+    /// What it receives (default: everything).
+    #[serde(skip_serializing_if = "Select::is_all")]
+    pub select: Select,
+    /// Transform plugins applied, after the `[[transforms]]` chain, to its data only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<String>,
 }
 
 /// How OTLP requests travel, as `OTEL_EXPORTER_OTLP_PROTOCOL` names them.
@@ -263,6 +276,8 @@ impl Default for OtlpConfig {
             protocol: None,
             metrics_protocol: None,
             logs_protocol: None,
+            select: Select::default(),
+            transforms: Vec::new(),
         }
     }
 }

@@ -8,6 +8,7 @@ mod export;
 mod metrics;
 mod plugins;
 mod renamed;
+mod tenancy;
 
 pub use derive::{DeriveConfig, RuleConfig, RuleSet, When};
 pub use export::{
@@ -17,6 +18,7 @@ pub use export::{
 pub use metrics::{DEFAULT_CARDINALITY_LIMIT, MetricsConfig};
 pub use plugins::{Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten};
 pub use renamed::Renamed;
+pub use tenancy::TenancyConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -110,6 +112,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Where the host keeps its files (the admin token; default `./data`).
     pub data_dir: Option<PathBuf>,
+    /// `[tenancy]`: tenants, their tokens and what they may see.
+    pub tenancy: TenancyConfig,
 }
 
 /// `[admin]`: the admin API, bearer-token protected.
@@ -377,6 +381,9 @@ pub struct PrometheusConfig {
     pub enabled: bool,
     /// Listen address (default `127.0.0.1:9464`).
     pub listen: SocketAddr,
+    /// With tenancy on, serve `/metrics` without a token (a single-operator node); by default
+    /// it then needs an admin token, and a tenant's sees only its own series.
+    pub public: bool,
 }
 
 impl Default for PrometheusConfig {
@@ -384,6 +391,7 @@ impl Default for PrometheusConfig {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            public: false,
         }
     }
 }

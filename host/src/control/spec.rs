@@ -451,7 +451,7 @@ mod tests {
             ),
             (
                 r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","colour":"red"}"#,
-                "`colour`: unknown field `colour`, expected one of `endpoint`, `metrics_endpoint`, `logs_endpoint`, `headers`, `preset`, `api_key`, `logs`, `temporality_preference`, `delivery`, `compression`, `protocol`, `metrics_protocol`, `logs_protocol`",
+                "`colour`: unknown field `colour`, expected one of `endpoint`, `metrics_endpoint`, `logs_endpoint`, `headers`, `preset`, `api_key`, `logs`, `temporality_preference`, `delivery`, `compression`, `protocol`, `metrics_protocol`, `logs_protocol`, `select`, `transforms`",
             ),
         ];
         for (json, want) in cases {

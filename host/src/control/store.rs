@@ -270,6 +270,8 @@ impl Store {
                     delivery,
                     config: serde_json::from_value(serde_json::Value::Object(config))
                         .map_err(|_| Ok("config holds a value plugin settings cannot"))?,
+                    select: Default::default(),
+                    transforms: Vec::new(),
                 })
             }
         })

@@ -2,6 +2,7 @@
 //! file or the store alike — built from its [`ExporterSpec`] by [`Exporter::build`], delivering
 //! each signal through the one delivery engine.
 
+use std::borrow::Cow;
 use std::net::ToSocketAddrs as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,13 +26,16 @@ use super::transport::plugin_http::PluginHttp;
 use super::transport::udp::{Pacer, Udp};
 use super::transport::{Request, Transport};
 use crate::clock::unix_nanos;
-use crate::config::QueueKind;
-use crate::metrics::{DeltaTrackers, Producer, Registries};
+use crate::config::{OnFailure, QueueKind};
+use crate::metrics::{DeltaTrackers, Registries};
 use crate::model::Signal;
 use crate::model::log::{Origin, Record, same_origin};
 use crate::pipeline::{EventSink, SinkError};
 use crate::plugins::convert::Collected;
-use crate::plugins::{Encoder, PluginSet, Transforms};
+use crate::model::select::Select;
+use crate::plugins::{
+    Encoder, Link, PluginSet, Reloadable, Slot, Transformer, Transforms,
+};
 use crate::telemetry::SelfTelemetry;
 
 /// One collection of metrics, as queued for delivery.
@@ -84,7 +88,7 @@ impl Durable for Record {
             };
             if flag[0] == 1 {
                 let (resource, scope) = (sized()?, sized()?);
-                origin = Some(Arc::new(Origin { resource, scope }));
+                origin = Some(Arc::new(Origin::from_bytes(resource, scope)));
             }
             records.push(Record {
                 origin: origin.clone()?,
@@ -216,6 +220,10 @@ pub struct Exporter {
     registries: Arc<Registries>,
     telemetry: SelfTelemetry,
     transforms: Transforms,
+    /// Its own transforms, which leave the plugin set when it stops.
+    own_transforms: Vec<Arc<Slot<Transformer>>>,
+    plugins: Arc<PluginSet>,
+    select: Select,
     next_collection: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -347,6 +355,22 @@ impl Exporter {
                 status.failed(&error);
             }
         }
+        let own_transforms = spec
+            .transforms
+            .iter()
+            .map(|plugin| {
+                ctx.plugins
+                    .open::<Transformer>(plugin, &toml::Table::new(), Some(&spec.name))
+                    .map_err(BuildError::Plugin)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // An integration's own transform guards its data only: when it fails, the batch is
+        // dropped rather than sent unchanged.
+        let transforms = ctx.transforms.then(
+            own_transforms
+                .iter()
+                .map(|slot| Link::new(slot.clone(), OnFailure::Closed)),
+        );
         Ok(Arc::new(Self {
             id: spec.id.clone(),
             name: Arc::from(spec.name.as_str()),
@@ -359,7 +383,10 @@ impl Exporter {
             logs,
             registries: ctx.registries.clone(),
             telemetry: ctx.telemetry.clone(),
-            transforms: ctx.transforms.clone(),
+            transforms,
+            own_transforms,
+            plugins: ctx.plugins.clone(),
+            select: spec.select.clone(),
             next_collection: AtomicU64::new(0),
             tasks: Mutex::default(),
         }))
@@ -484,6 +511,10 @@ impl Exporter {
         if let Some(slot) = self.plugin() {
             slot.leave();
         }
+        for slot in &self.own_transforms {
+            let member: Arc<dyn Reloadable> = slot.clone();
+            self.plugins.leave(&member);
+        }
     }
 
     /// Collects the current metric state into one batch and queues it for delivery.
@@ -497,21 +528,32 @@ impl Exporter {
 
     fn collect_blocking(&self) {
         let Some(ch) = &self.metrics else { return };
+        if !self.select.signal(Signal::Metrics) {
+            return;
+        }
+        let select = &self.select;
+        let producers = self
+            .registries
+            .select(|resource| select.resource(resource.attributes()));
+        let keep = |name: &str| select.metric(name);
         let item = match &self.format {
             Format::Otlp { delta, metrics, .. } => {
                 let mut delta = delta.lock().unwrap_or_else(PoisonError::into_inner);
                 if self.transforms.is_empty() {
-                    let producers = self.registries.all();
-                    let pairs: Vec<_> = producers.iter().map(Producer::pair).collect();
-                    let request = otlp::metrics::encode_all(&pairs, delta.as_mut());
-                    Some(MetricItem::Encoded(metrics.body(request)))
+                    let pairs: Vec<_> = producers
+                        .iter()
+                        .map(|(i, p)| (*i, &p.resource, &*p.registry))
+                        .collect();
+                    let request = otlp::metrics::encode_all(&pairs, delta.as_mut(), &keep);
+                    // Nothing selected has points: there is nothing to send.
+                    (!request.is_empty()).then(|| MetricItem::Encoded(metrics.body(request)))
                 } else {
-                    collect_transformed(&self.registries, &self.transforms, delta.as_mut())
+                    collect_transformed(&producers, &self.transforms, delta.as_mut(), &keep)
                         .map(MetricItem::Batches)
                 }
             }
             Format::Plugin(slot) => slot
-                .collect(&self.registries, &self.transforms)
+                .collect(&producers, &self.transforms, &keep)
                 .map(MetricItem::Batches),
         };
         if let Some(item) = item {
@@ -671,21 +713,50 @@ fn split_metrics(item: &MetricItem) -> Option<(MetricItem, MetricItem)> {
     }
 }
 
+impl Exporter {
+    /// The records of `records` it selects, by the resource of their origin: borrowed when it
+    /// takes them all, as it does without a resource selection.
+    fn selected<'r>(&self, records: &'r [Record]) -> Cow<'r, [Record]> {
+        if self.select.resource.is_empty() {
+            return Cow::Borrowed(records);
+        }
+        let mut last: Option<(&Arc<Origin>, bool)> = None;
+        let kept: Vec<bool> = records
+            .iter()
+            .map(|record| match last {
+                Some((origin, keep)) if Arc::ptr_eq(origin, &record.origin) => keep,
+                _ => {
+                    let keep = self.select.resource(&record.origin.attributes);
+                    last = Some((&record.origin, keep));
+                    keep
+                }
+            })
+            .collect();
+        if kept.iter().all(|k| *k) {
+            return Cow::Borrowed(records);
+        }
+        let taken = records.iter().zip(&kept).filter(|(_, k)| **k);
+        Cow::Owned(taken.map(|(r, _)| r.clone()).collect())
+    }
+}
+
 impl EventSink for Exporter {
     fn wants_logs(&self) -> bool {
-        self.logs.is_some() && self.sends(Signal::Logs)
+        self.logs.is_some() && self.sends(Signal::Logs) && self.select.signal(Signal::Logs)
     }
 
     /// No room when its log queue refuses when full and is full, unless the signal is paused
     /// (waiting for someone to resume it, it must not stop intake).
-    fn room(&self, records: usize, bytes: usize) -> Result<(), SinkError> {
+    fn room(&self, records: &[Record]) -> Result<(), SinkError> {
         let Some(ch) = self.logs.as_ref().filter(|_| self.wants_logs()) else {
             return Ok(());
         };
-        if ch.queue.on_full() == OnFull::DropOldest
-            || ch.queue.room(records, bytes)
-            || ch.status.state() == State::Paused
-        {
+        if ch.queue.on_full() == OnFull::DropOldest || ch.status.state() == State::Paused {
+            return Ok(());
+        }
+        let records = self.selected(records);
+        let bytes = records.iter().map(|r| r.bytes.len()).sum();
+        if records.is_empty() || ch.queue.room(records.len(), bytes) {
             return Ok(());
         }
         Err(SinkError::Full(self.name.to_string()))
@@ -695,11 +766,15 @@ impl EventSink for Exporter {
         let Some(ch) = self.logs.as_ref().filter(|_| self.wants_logs()) else {
             return Ok(());
         };
+        let records = self.selected(records);
+        if records.is_empty() {
+            return Ok(());
+        }
         // A paused signal does not hold intake back: its queue makes room by dropping.
         let pushed = if ch.status.state() == State::Paused {
-            ch.queue.push_dropping_oldest(records.to_vec())
+            ch.queue.push_dropping_oldest(records.into_owned())
         } else {
-            ch.queue.push(records.to_vec())
+            ch.queue.push(records.into_owned())
         };
         let dropped = pushed.map_err(|e| SinkError::Unqueued {
             integration: self.name.to_string(),

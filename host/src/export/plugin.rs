@@ -5,14 +5,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::delivery::EncodeError;
 use super::transport::Request;
-use crate::metrics::{DeltaTrackers, Registries};
+use crate::metrics::{DeltaTrackers, Producer};
 use crate::model::Signal;
 use crate::model::log::Record;
 use crate::model::metric::TemporalityPreference;
 use crate::plugins::batch::{keep_points, point_count};
 use crate::plugins::bindings::encoder::{Outcome, Response, Signals};
 use crate::plugins::bindings::types::{MetricBatch, Temporality};
-use crate::plugins::convert::{self, Collected, metric_batch};
+use crate::plugins::convert::{self, Collected, metric_batch_where};
 use crate::plugins::{Encoder, ExporterPlugin, Health, PluginSet, Reloadable, Slot, Transforms};
 
 /// The exporter plugin of one integration.
@@ -76,8 +76,9 @@ impl PluginSlot {
     /// starts over when a new version asks for another temporality.
     pub fn collect(
         &self,
-        registries: &Registries,
+        producers: &[(usize, Producer)],
         transforms: &Transforms,
+        keep: &dyn Fn(&str) -> bool,
     ) -> Option<Vec<Collected>> {
         if !self.exports(Signal::Metrics) {
             return None;
@@ -89,7 +90,7 @@ impl PluginSlot {
         if wants_delta != delta.is_some() {
             *delta = wants_delta.then(|| DeltaTrackers::new(TemporalityPreference::Delta));
         }
-        collect_transformed(registries, transforms, delta.as_mut())
+        collect_transformed(producers, transforms, delta.as_mut(), keep)
     }
 
     /// Encodes metric batches into the plugin's requests.
@@ -133,18 +134,21 @@ impl PluginSlot {
     }
 }
 
-/// Every producer's metrics through the transforms, in the temporality `delta` tracks (else
-/// cumulative), one collection each; a received resource without points is left out, and
-/// `None` is returned when nothing is left.
+/// The metrics of `producers` (each with its position among the host's, 0 the host's own),
+/// of the instruments whose name `keep` takes, through the transforms, in the temporality
+/// `delta` tracks (else cumulative), one collection each; a received resource without points
+/// is left out, and `None` is returned when nothing is left.
 pub fn collect_transformed(
-    registries: &Registries,
+    producers: &[(usize, Producer)],
     transforms: &Transforms,
     mut delta: Option<&mut DeltaTrackers>,
+    keep: &dyn Fn(&str) -> bool,
 ) -> Option<Vec<Collected>> {
     let mut out = Vec::new();
-    for (i, producer) in registries.all().iter().enumerate() {
+    for &(i, ref producer) in producers {
         let (res, registry) = producer.pair();
-        let collected = metric_batch(registry, res, delta.as_deref_mut().map(|d| d.get(i)));
+        let tracker = delta.as_deref_mut().map(|d| d.get(i));
+        let collected = metric_batch_where(registry, res, tracker, keep);
         if i > 0 && collected.batch.metrics.is_empty() {
             continue;
         }

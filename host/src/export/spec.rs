@@ -8,6 +8,7 @@ use super::preset;
 use crate::config::{Config, DeliveryConfig, ExporterConfig, OtlpConfig, Protocol};
 use crate::model::Signal;
 use crate::model::metric::TemporalityPreference;
+use crate::model::select::Select;
 
 /// The name and id of the `[otlp]` integration.
 pub const OTLP: &str = "otlp";
@@ -56,6 +57,10 @@ pub struct ExporterSpec {
     pub only: Option<Signal>,
     /// How it delivers.
     pub delivery: Settings,
+    /// What it receives.
+    pub select: Select,
+    /// Its own transform plugins, applied after the host's chain.
+    pub transforms: Vec<String>,
 }
 
 impl std::fmt::Debug for ExporterSpec {
@@ -71,6 +76,8 @@ impl std::fmt::Debug for ExporterSpec {
             .field("headers_set", &self.headers.keys().collect::<Vec<_>>())
             .field("only", &self.only)
             .field("delivery", &self.delivery)
+            .field("select", &self.select)
+            .field("transforms", &self.transforms)
             .finish()
     }
 }
@@ -273,6 +280,8 @@ impl ExporterSpec {
             headers: config.headers,
             only: None,
             delivery: Settings::resolve(&config.delivery, defaults),
+            select: config.select,
+            transforms: config.transforms,
         }))
     }
 
@@ -363,6 +372,8 @@ impl ExporterSpec {
             headers,
             only: None,
             delivery: Settings::resolve(&entry.delivery, defaults),
+            select: entry.select.clone(),
+            transforms: entry.transforms.clone(),
         })
     }
 }

@@ -60,10 +60,13 @@ pub enum IntakeError {
     Busy(String),
     /// A queue could not keep the request's records (its disk cannot be written); retry later.
     #[error("{0}; retry later")]
-    Unqueued(#[from] crate::pipeline::SinkError),
+    Unqueued(crate::pipeline::SinkError),
     /// The request could not be processed because of a fault in the host.
     #[error("{0}")]
     Internal(String),
+    /// The sender's credential was refused (tenancy is on).
+    #[error("{0}")]
+    Unauthenticated(#[from] crate::tenancy::Refused),
 }
 
 impl IntakeError {
@@ -84,6 +87,7 @@ impl IntakeError {
             }
             IntakeError::Busy(_) | IntakeError::Unqueued(_) => StatusCode::SERVICE_UNAVAILABLE,
             IntakeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            IntakeError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -101,6 +105,19 @@ impl IntakeError {
             IntakeError::Busy(_) => "busy",
             IntakeError::Unqueued(_) => "unqueued",
             IntakeError::Internal(_) => "internal",
+            IntakeError::Unauthenticated(_) => "unauthenticated",
+        }
+    }
+}
+
+impl From<crate::pipeline::SinkError> for IntakeError {
+    /// A full queue is a busy intake; anything else could not be queued.
+    fn from(error: crate::pipeline::SinkError) -> Self {
+        match error {
+            crate::pipeline::SinkError::Full(_) | crate::pipeline::SinkError::Tenant { .. } => {
+                IntakeError::Busy(error.to_string())
+            }
+            other => IntakeError::Unqueued(other),
         }
     }
 }
@@ -120,6 +137,12 @@ impl IntoResponse for IntakeError {
 impl IntakeError {
     /// Adds `Retry-After` to `response` when the client should retry later (intake is busy).
     pub(crate) fn advise(&self, mut response: Response) -> Response {
+        if matches!(self, IntakeError::Unauthenticated(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if matches!(self, IntakeError::Busy(_) | IntakeError::Unqueued(_)) {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

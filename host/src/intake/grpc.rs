@@ -48,8 +48,14 @@ impl tonic::server::UnaryService<Bytes> for Export {
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let (intake, signal) = (self.intake.clone(), self.signal);
         Box::pin(async move {
+            let authorization = request.metadata().get("authorization");
+            let sender = intake.tenancy.sender(authorization.map(|v| v.as_bytes()));
             let bytes = request.into_inner();
-            match otlp::process(&intake, signal, Encoding::Protobuf, bytes).await {
+            let processed = match sender {
+                Ok(sender) => otlp::process(&intake, sender, signal, Encoding::Protobuf, bytes).await,
+                Err(refused) => Err(IntakeError::from(refused)),
+            };
+            match processed {
                 Ok(tally) => {
                     let answer = match signal {
                         Signal::Metrics => otlp::metrics_response(tally).encode_to_vec(),

@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::config::{IntakeConfig, RequestLimits};
 use crate::pipeline::Pipeline;
+use crate::tenancy::{Principal, Tenancy};
 use error::IntakeError;
 
 /// Bodies larger than this, and every body when recording may call view plugins, are parsed off the async worker threads.
@@ -34,23 +35,32 @@ const INLINE_PARSE_LIMIT: usize = 64 * 1024;
 pub struct Intake {
     pipeline: Arc<Pipeline>,
     metrics: Arc<otlp::metrics::MetricsReceiver>,
+    tenancy: Arc<Tenancy>,
     max_body: usize,
     limits: RequestLimits,
 }
 
 impl Intake {
-    /// The intake under `config`.
+    /// The intake under `config`, telling senders apart by `tenancy`.
     pub fn new(
         pipeline: Arc<Pipeline>,
         metrics: Arc<otlp::metrics::MetricsReceiver>,
+        tenancy: Arc<Tenancy>,
         config: &IntakeConfig,
     ) -> Self {
         Self {
             pipeline,
             metrics,
+            tenancy,
             max_body: config.max_body_bytes,
             limits: config.limits,
         }
+    }
+
+    /// Who sent a request with `headers`: its bearer token decides, never its payload.
+    fn sender(&self, headers: &HeaderMap) -> Result<Principal, IntakeError> {
+        let authorization = headers.get(axum::http::header::AUTHORIZATION);
+        Ok(self.tenancy.sender(authorization.map(|v| v.as_bytes()))?)
     }
 }
 
@@ -61,10 +71,11 @@ pub async fn serve(
     config: &IntakeConfig,
     pipeline: Arc<Pipeline>,
     registries: Arc<crate::metrics::Registries>,
+    tenancy: Arc<Tenancy>,
     listeners: &mut crate::server::Listeners,
 ) -> Result<(SocketAddr, Option<SocketAddr>), crate::server::BindError> {
     let receiver = Arc::new(otlp::metrics::MetricsReceiver::new(registries));
-    let intake = Intake::new(pipeline, receiver, config);
+    let intake = Intake::new(pipeline, receiver, tenancy, config);
     let http = listeners
         .serve("intake", config.listen, router(intake.clone()))
         .await?;
@@ -100,10 +111,11 @@ async fn post_events(State(intake): State<Intake>, headers: HeaderMap, body: Bod
 
 async fn accept(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<usize, IntakeError> {
     body::MediaType::of(headers)?;
+    let sender = intake.sender(headers)?;
     let bytes = body::read(headers, body, intake.max_body).await?;
     let pipeline = intake.pipeline.clone();
     work(&intake.pipeline, bytes.len(), move || {
-        ingest(&pipeline, &bytes)
+        ingest(&pipeline, &sender, &bytes)
     })
     .await?
 }
@@ -135,11 +147,8 @@ async fn work<R: Send + 'static>(
 
 /// Parses the whole body first, so a bad line records nothing; a body whose records would not
 /// fit an export queue that refuses when full is refused whole too.
-fn ingest(pipeline: &Pipeline, bytes: &Bytes) -> Result<usize, IntakeError> {
+fn ingest(pipeline: &Pipeline, sender: &Principal, bytes: &Bytes) -> Result<usize, IntakeError> {
     let events = events::parse(bytes).map_err(IntakeError::Parse)?;
-    pipeline
-        .room(events.len(), bytes.len())
-        .map_err(|e| IntakeError::Busy(e.to_string()))?;
-    pipeline.ingest(&events)?;
+    pipeline.ingest(&events, sender)?;
     Ok(events.len())
 }

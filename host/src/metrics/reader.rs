@@ -113,9 +113,20 @@ impl<'t> Reader<'t> {
 
     /// Runs the registry's callbacks, then lists its instruments by scope, in registration order.
     pub fn scopes(registry: &Registry) -> Vec<(Scope, Vec<Arc<Instrument>>)> {
+        Self::scopes_where(registry, &|_| true)
+    }
+
+    /// [`Reader::scopes`], of the instruments whose name `keep` takes.
+    pub fn scopes_where(
+        registry: &Registry,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Vec<(Scope, Vec<Arc<Instrument>>)> {
         registry.observe();
         let mut scopes: Vec<(Scope, Vec<Arc<Instrument>>)> = Vec::new();
         for instrument in registry.instruments() {
+            if !keep(&instrument.descriptor().name) {
+                continue;
+            }
             let scope = &instrument.descriptor().scope;
             match scopes.iter_mut().find(|(s, _)| s == scope) {
                 Some((_, members)) => members.push(instrument),

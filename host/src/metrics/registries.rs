@@ -66,6 +66,17 @@ impl Registries {
             .collect()
     }
 
+    /// The producers whose resource `keep` takes, each with its position in [`Registries::all`].
+    pub fn select(&self, keep: impl Fn(&Resource) -> bool) -> Vec<(usize, Producer)> {
+        let received = self.received.read().unwrap_or_else(PoisonError::into_inner);
+        std::iter::once(&self.own)
+            .chain(received.iter())
+            .enumerate()
+            .filter(|(_, p)| keep(&p.resource))
+            .map(|(i, p)| (i, p.clone()))
+            .collect()
+    }
+
     /// Advances the shared idle clock one tick and removes, in every registry, the series not
     /// measured in the last `ticks` ticks; returns how many went.
     pub fn expire_idle(&self, ticks: u64) -> usize {

@@ -13,7 +13,9 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 use prost::Message;
 
+use super::attributes::AttributeSet;
 use super::event::{AnyValue, Event};
+use super::key_values::attribute_set;
 use super::resource::Resource;
 use super::wire::Reverse;
 
@@ -144,6 +146,8 @@ pub struct Origin {
     pub resource: Bytes,
     /// The encoded `InstrumentationScope`.
     pub scope: Bytes,
+    /// The resource's attributes, as selections match them.
+    pub attributes: AttributeSet,
 }
 
 impl Origin {
@@ -152,6 +156,17 @@ impl Origin {
         Self {
             resource: Bytes::from(resource.encode_to_vec()),
             scope: Bytes::from(scope.encode_to_vec()),
+            attributes: attribute_set(&resource.attributes),
+        }
+    }
+
+    /// An origin from its encoded messages (a resource that does not decode has no attributes).
+    pub fn from_bytes(resource: Bytes, scope: Bytes) -> Self {
+        let decoded = ProtoResource::decode(resource.as_ref()).unwrap_or_default();
+        Self {
+            attributes: attribute_set(&decoded.attributes),
+            resource,
+            scope,
         }
     }
 

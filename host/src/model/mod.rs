@@ -4,9 +4,11 @@
 
 pub mod attributes;
 pub mod event;
+pub mod key_values;
 pub mod log;
 pub mod metric;
 pub mod resource;
+pub mod select;
 pub mod stream;
 pub mod wire;
 

@@ -51,6 +51,16 @@ pub fn metric_batch(
     res: &HostResource,
     delta: Option<&mut DeltaTracker>,
 ) -> Collected {
+    metric_batch_where(registry, res, delta, &|_| true)
+}
+
+/// [`metric_batch`], of the instruments whose name `keep` takes.
+pub fn metric_batch_where(
+    registry: &Registry,
+    res: &HostResource,
+    delta: Option<&mut DeltaTracker>,
+    keep: &dyn Fn(&str) -> bool,
+) -> Collected {
     let mut table = Interner::new();
     let resource = Resource {
         attributes: table.host_set(res.attributes()),
@@ -58,7 +68,7 @@ pub fn metric_batch(
     };
     let mut reader = Reader::new(delta);
     let (mut scopes, mut metrics, mut schema_urls) = (Vec::new(), Vec::new(), Vec::new());
-    for (scope, members) in &Reader::scopes(registry) {
+    for (scope, members) in &Reader::scopes_where(registry, keep) {
         let index = u32::try_from(scopes.len()).unwrap_or(u32::MAX);
         let before = metrics.len();
         for instrument in members {

@@ -42,5 +42,5 @@ pub use runtime::Runtime;
 pub use set::PluginSet;
 pub use slot::{Reloadable, Slot};
 pub use stats::Stats;
-pub use transform::{TransformPlugin, Transformer, Transforms};
+pub use transform::{Link, TransformPlugin, Transformer, Transforms};
 pub use view::{PluginView, ViewPlugin, Viewer};

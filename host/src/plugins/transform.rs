@@ -75,7 +75,7 @@ impl Plugin<Transformer> {
 }
 
 /// One configured transform: its plugin (reloaded on its own) and what a failure does.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Link {
     slot: Arc<Slot<Transformer>>,
     on_failure: OnFailure,
@@ -123,6 +123,11 @@ impl Transforms {
     /// A chain of transforms.
     pub fn new(links: Vec<Link>) -> Self {
         Self(Arc::new(links))
+    }
+
+    /// This chain followed by `links`.
+    pub fn then(&self, links: impl IntoIterator<Item = Link>) -> Self {
+        Self::new(self.0.iter().cloned().chain(links).collect())
     }
 
     /// Whether there is nothing to apply.

@@ -32,21 +32,24 @@ const CUMULATIVE: u64 = 2;
 /// (deltas leave out quiet series).
 pub fn encode(registry: &Registry, res: &Resource, delta: Option<&mut DeltaTracker>) -> Vec<u8> {
     let mut w = Reverse::with_capacity(64 * 1024);
-    resource_metrics(&mut w, registry, res, delta);
+    resource_metrics(&mut w, registry, res, delta, &|_| true);
     w.finish()
 }
 
-/// Collects every producer into one request with one `ResourceMetrics` each, as [`encode`] does
-/// for one; a received resource without points is left out, the host's own never is.
+/// Collects producers, each given with its position among the host's (which picks its delta
+/// tracker; 0 is the host's own), into one request with one `ResourceMetrics` each, as
+/// [`encode`] does for one, of the instruments whose name `keep` takes; a received resource
+/// without points is left out, the host's own never is.
 pub fn encode_all(
-    producers: &[(&Resource, &Registry)],
+    producers: &[(usize, &Resource, &Registry)],
     mut delta: Option<&mut DeltaTrackers>,
+    keep: &dyn Fn(&str) -> bool,
 ) -> Vec<u8> {
     let mut w = Reverse::with_capacity(64 * 1024);
-    for (i, (res, registry)) in producers.iter().enumerate().rev() {
+    for &(i, res, registry) in producers.iter().rev() {
         let start = w.len();
         let tracker = delta.as_deref_mut().map(|d| d.get(i));
-        if !resource_metrics(&mut w, registry, res, tracker) && i > 0 {
+        if !resource_metrics(&mut w, registry, res, tracker, keep) && i > 0 {
             w.truncate(start);
         }
     }
@@ -344,8 +347,9 @@ fn resource_metrics(
     registry: &Registry,
     res: &Resource,
     delta: Option<&mut DeltaTracker>,
+    keep: &dyn Fn(&str) -> bool,
 ) -> bool {
-    let scopes = Reader::scopes(registry);
+    let scopes = Reader::scopes_where(registry, keep);
     let mut reader = Reader::new(delta);
     let mut any = false;
     w.message(1, |w| {
@@ -598,7 +602,11 @@ mod tests {
         busy.instrument(d.clone(), &[]).expect("c").record(&[], 4.0);
         quiet.instrument(d, &[]).expect("c");
         let (r0, r1, r2) = (resource("host"), resource("quiet"), resource("busy"));
-        let bytes = encode_all(&[(&r0, &own), (&r1, &quiet), (&r2, &busy)], None);
+        let bytes = encode_all(
+            &[(0, &r0, &own), (1, &r1, &quiet), (2, &r2, &busy)],
+            None,
+            &|_| true,
+        );
         let request = ExportMetricsServiceRequest::decode(&bytes[..]).expect("decodes");
         assert_eq!(request.encode_to_vec(), bytes, "canonical");
         let names: Vec<String> = request

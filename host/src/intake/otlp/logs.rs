@@ -9,11 +9,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use super::Tally;
+use crate::model::key_values::attribute_set;
 use crate::model::log::{Origin, Record};
 use crate::model::wire::{Fields, Value, WireError};
 
@@ -34,11 +35,18 @@ fn refusal(trace_id: usize, span_id: usize) -> Option<&'static str> {
 /// The records of an `ExportLogsServiceRequest` in protobuf, sliced from `body`, leaving out
 /// (and counting) records whose trace or span id has the wrong length; an error when the body
 /// is not a valid request.
-pub fn scan(body: &Bytes, tally: &mut Tally) -> Result<Vec<Record>, WireError> {
+///
+/// `stamp` may change a resource's attributes (its sender's tenant); a changed resource is
+/// encoded anew, an unchanged one stays a slice of the body.
+pub fn scan(
+    body: &Bytes,
+    tally: &mut Tally,
+    stamp: &dyn Fn(&mut Vec<KeyValue>) -> bool,
+) -> Result<Vec<Record>, WireError> {
     let mut out = Vec::new();
     for field in Fields::new(body) {
         if let (1, Value::Len(resource_logs)) = field? {
-            scan_resource_logs(body, resource_logs, tally, &mut out)?;
+            scan_resource_logs(body, resource_logs, tally, stamp, &mut out)?;
         }
     }
     Ok(out)
@@ -61,17 +69,25 @@ fn scan_resource_logs(
     body: &Bytes,
     message: &[u8],
     tally: &mut Tally,
+    stamp: &dyn Fn(&mut Vec<KeyValue>) -> bool,
     out: &mut Vec<Record>,
 ) -> Result<(), WireError> {
     let resource = last_len(message, 1)?.unwrap_or_default();
-    Resource::decode(resource).map_err(|_| WireError("a resource is not valid"))?;
+    let mut decoded =
+        Resource::decode(resource).map_err(|_| WireError("a resource is not valid"))?;
+    let resource = match stamp(&mut decoded.attributes) {
+        true => Bytes::from(decoded.encode_to_vec()),
+        false => body.slice_ref(resource),
+    };
+    let attributes = attribute_set(&decoded.attributes);
     for field in Fields::new(message) {
         if let (2, Value::Len(scope_logs)) = field? {
             let scope = last_len(scope_logs, 1)?.unwrap_or_default();
             InstrumentationScope::decode(scope).map_err(|_| WireError("a scope is not valid"))?;
             let origin = Arc::new(Origin {
-                resource: body.slice_ref(resource),
+                resource: resource.clone(),
                 scope: body.slice_ref(scope),
+                attributes: attributes.clone(),
             });
             for field in Fields::new(scope_logs) {
                 if let (2, Value::Len(record)) = field? {
@@ -215,7 +231,7 @@ mod tests {
         let req = request(vec![record("a", 16), record("b", 3), record("c", 0)]);
         let body = Bytes::from(req.encode_to_vec());
         let mut tally = Tally::default();
-        let records = scan(&body, &mut tally).expect("valid");
+        let records = scan(&body, &mut tally, &|_| false).expect("valid");
         assert_eq!((tally.accepted, tally.rejected), (2, 1));
         assert_eq!(
             tally.message.as_deref(),
@@ -236,7 +252,7 @@ mod tests {
     #[test]
     fn malformed_bodies_are_refused_with_the_reason() {
         let good = request(vec![record("a", 0)]).encode_to_vec();
-        let scan_of = |bytes: Vec<u8>| scan(&Bytes::from(bytes), &mut Tally::default());
+        let scan_of = |bytes: Vec<u8>| scan(&Bytes::from(bytes), &mut Tally::default(), &|_| false);
         assert_eq!(
             scan_of(good[..good.len() - 1].to_vec()).map(|r| r.len()),
             Err(WireError("a field runs past the end of its message"))

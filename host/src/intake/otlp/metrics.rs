@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::Tally;
-use super::attributes::{attribute_set, borrowed};
+use crate::model::key_values::{attribute_set, borrowed};
 use crate::metrics::aggregation::{
     Buckets, ExponentialPoint, HistogramPoint, MAX_SCALE, MIN_SCALE,
 };

@@ -1,7 +1,6 @@
 //! OTLP/HTTP intake: `POST /v1/metrics` and `POST /v1/logs` in binary protobuf or JSON, answered
 //! with the OTLP specification's status codes, partial-success responses and `Status` bodies.
 
-pub mod attributes;
 pub mod json;
 pub mod limits;
 pub mod logs;
@@ -24,6 +23,7 @@ use prost::Message;
 use super::error::IntakeError;
 use super::{Intake, body};
 use crate::model::Signal;
+use crate::tenancy::Principal;
 
 /// What one request accepted and rejected, and the first problem found.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -116,6 +116,8 @@ const RESOURCE_EXHAUSTED: i32 = 8;
 const INTERNAL: i32 = 13;
 /// gRPC's UNAVAILABLE.
 const UNAVAILABLE: i32 = 14;
+/// `google.rpc.Code.UNAUTHENTICATED`.
+const UNAUTHENTICATED: i32 = 16;
 
 /// The gRPC status code of a request refused whole: what an OTLP/HTTP `Status` body carries and
 /// what OTLP/gRPC answers (UNAVAILABLE, the busy case, is the one a client retries).
@@ -124,6 +126,7 @@ pub(crate) fn grpc_code(error: &IntakeError) -> i32 {
         StatusCode::PAYLOAD_TOO_LARGE => RESOURCE_EXHAUSTED,
         StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE,
         StatusCode::INTERNAL_SERVER_ERROR => INTERNAL,
+        StatusCode::UNAUTHORIZED => UNAUTHENTICATED,
         _ => INVALID_ARGUMENT,
     }
 }
@@ -142,6 +145,7 @@ fn refuse(intake: &Intake, error: &IntakeError, encoding: Encoding) -> Response 
 /// recording may call plugins) and counts what it accepted and rejected: its tally.
 pub(crate) async fn process(
     intake: &Intake,
+    sender: Principal,
     signal: Signal,
     encoding: Encoding,
     bytes: Bytes,
@@ -153,7 +157,7 @@ pub(crate) async fn process(
     let worker = intake.clone();
     let size = bytes.len();
     let tally = super::work(&intake.pipeline, size, move || {
-        process(&worker, encoding, bytes)
+        process(&worker, &sender, encoding, bytes)
     })
     .await
     .and_then(|tally| tally)?;
@@ -177,11 +181,15 @@ where
         Ok(encoding) => encoding,
         Err(e) => return refuse(&intake, &e, Encoding::Json),
     };
+    let sender = match intake.sender(&headers) {
+        Ok(sender) => sender,
+        Err(e) => return refuse(&intake, &e, encoding),
+    };
     let bytes = match body::read(&headers, body, intake.max_body).await {
         Ok(bytes) => bytes,
         Err(e) => return refuse(&intake, &e, encoding),
     };
-    match process(&intake, signal, encoding, bytes).await {
+    match process(&intake, sender, signal, encoding, bytes).await {
         Ok(tally) => encoding.respond(StatusCode::OK, &response(tally)),
         Err(e) => refuse(&intake, &e, encoding),
     }
@@ -194,11 +202,12 @@ where
 )]
 fn process_metrics(
     intake: &Intake,
+    sender: &Principal,
     encoding: Encoding,
     bytes: Bytes,
 ) -> Result<Tally, IntakeError> {
     let mut tally = Tally::default();
-    let request = match encoding {
+    let mut request = match encoding {
         Encoding::Protobuf => {
             limits::metrics(&bytes, &intake.limits)?;
             ExportMetricsServiceRequest::decode(bytes.as_ref()).map_err(|e| {
@@ -214,6 +223,12 @@ fn process_metrics(
             request
         }
     };
+    if intake.tenancy.is_on() {
+        for rm in &mut request.resource_metrics {
+            let resource = rm.resource.get_or_insert_with(Default::default);
+            intake.tenancy.stamp(sender, &mut resource.attributes);
+        }
+    }
     tally.absorb(intake.metrics.receive(&request));
     Ok(tally)
 }
@@ -231,7 +246,12 @@ pub(crate) fn metrics_response(tally: Tally) -> ExportMetricsServiceResponse {
 }
 
 /// One logs request's body: limits, the records scanned (never decoded), queued.
-fn process_logs(intake: &Intake, encoding: Encoding, bytes: Bytes) -> Result<Tally, IntakeError> {
+fn process_logs(
+    intake: &Intake,
+    sender: &Principal,
+    encoding: Encoding,
+    bytes: Bytes,
+) -> Result<Tally, IntakeError> {
     const WHAT: &str = "ExportLogsServiceRequest";
     let mut tally = Tally::default();
     let bytes = match encoding {
@@ -242,17 +262,10 @@ fn process_logs(intake: &Intake, encoding: Encoding, bytes: Bytes) -> Result<Tal
         }
     };
     limits::logs(&bytes, &intake.limits)?;
-    let records = logs::scan(&bytes, &mut tally)
+    let stamp = |attributes: &mut Vec<_>| intake.tenancy.stamp(sender, attributes);
+    let records = logs::scan(&bytes, &mut tally, &stamp)
         .map_err(|e| IntakeError::Decode(format!("the body is not a valid {WHAT}: {e}")))?;
-    let weight = records.iter().map(|r| r.bytes.len()).sum();
-    intake
-        .pipeline
-        .room(records.len(), weight)
-        .map_err(|e| IntakeError::Busy(e.to_string()))?;
-    intake
-        .pipeline
-        .ingest_logs(&records)
-        .map_err(IntakeError::Unqueued)?;
+    intake.pipeline.ingest_logs(&records)?;
     Ok(tally)
 }
 

@@ -2,7 +2,7 @@
 
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 
-use crate::model::attributes::{AttributeSet, ValueRef, hash_attrs};
+use super::attributes::{AttributeSet, ValueRef, hash_attrs};
 
 /// The attribute set of an OTLP key-value list: later duplicates win, keys without a value are
 /// left out, bytes become hex text, and arrays and maps their OTLP JSON text (as the Prometheus
