@@ -1054,7 +1054,7 @@ async fn a_view_plugin_is_asked_once_per_distinct_attribute_set() {
     let keys: toml::Table = toml::from_str("keys = \"user\"").expect("toml");
     let view = tokio::task::spawn_blocking(move || {
         let v = set
-            .open::<Viewer>("drop-attributes", &keys, None)
+            .open::<Viewer>("drop-attributes", &keys, None, None)
             .expect("loads");
         assert_eq!(v.plugin(), "drop-attributes");
         v

@@ -17,10 +17,10 @@ use serde_json::Value;
 use wasmtel::config::DeriveConfig;
 use wasmtel::derive::{Deriver, genai};
 use wasmtel::intake::events;
-use wasmtel::tenancy::Principal;
 use wasmtel::metrics::Registry;
 use wasmtel::pipeline::Pipeline;
 use wasmtel::telemetry::SelfTelemetry;
+use wasmtel::tenancy::Principal;
 
 const EVENTS: usize = 1000;
 

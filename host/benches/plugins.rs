@@ -216,7 +216,7 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
     };
     std::fs::write(dir.join("statsd.wasm"), version(0)).expect("write");
     let exporter = set
-        .open::<Encoder>("statsd", &toml::Table::new(), Some("statsd"))
+        .open::<Encoder>("statsd", &toml::Table::new(), Some("statsd"), None)
         .expect("loads");
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -8,8 +8,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::control::history::Histories;
 use crate::control::integrations::{Integrations, TestResult};
 use crate::control::status::serving;
+use crate::control::tenants::Tenants;
 use crate::derive::{Deriver, RuleError};
 use crate::export::delivery::{Drain, Report};
 use crate::export::exporter::BuildContext;
@@ -20,9 +22,9 @@ use crate::pipeline::Pipeline;
 use crate::plugins::error::Unloaded;
 use crate::plugins::set::Row;
 use crate::plugins::{PluginError, PluginSet, Transforms};
-use crate::tenancy::Tenancy;
 use crate::server::{Addresses, BindError, Listeners};
 use crate::telemetry::SelfTelemetry;
+use crate::tenancy::{Principal, Tenancy};
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +41,9 @@ pub enum StartError {
     /// Two instruments share a name with different shapes.
     #[error(transparent)]
     Conflict(#[from] ConflictError),
-    /// The admin API could not start.
+    /// The tokens could not be read or created.
     #[error(transparent)]
-    Admin(#[from] crate::control::admin::ServeError),
+    Tenants(#[from] crate::control::tenants::TenantError),
     /// The integrations could not start.
     #[error(transparent)]
     Integrations(#[from] crate::control::integrations::OpenError),
@@ -120,12 +122,9 @@ impl Core {
         })
     }
 
-    /// Starts the configured and the stored integrations, their tasks following `drain`.
-    async fn integrations(
-        &self,
-        config: &Config,
-        drain: Drain,
-    ) -> Result<Integrations, StartError> {
+    /// Starts the configured and the stored integrations, their tasks following `drain`, and
+    /// makes every token known: the operator's and each tenant's.
+    async fn tenants(&self, config: &Config, drain: Drain) -> Result<Tenants, StartError> {
         let build = BuildContext {
             registries: self.registries.clone(),
             telemetry: self.telemetry.clone(),
@@ -134,7 +133,21 @@ impl Core {
             on_full: config.intake.on_full,
             data_dir: config.data_dir(),
         };
-        Ok(Integrations::open(config, build, self.pipeline.clone(), drain).await?)
+        let tenancy = self.tenancy.clone();
+        let integrations =
+            Integrations::open(config, build, self.pipeline.clone(), tenancy.clone(), drain)
+                .await?;
+        let (interval, window) = config.admin.history();
+        let histories = Arc::new(Histories::new(interval, window, tenancy.clone()));
+        let token = config.admin.token.as_deref();
+        let dir = config.data_dir();
+        Ok(Tenants::open(
+            tenancy,
+            integrations,
+            histories,
+            token,
+            &dir,
+        )?)
     }
 }
 
@@ -160,7 +173,15 @@ impl Host {
             count.iter().filter(|on| **on).count(),
             stopped.clone(),
         );
-        let (pipeline, r, t) = (core.pipeline.clone(), registries.clone(), core.tenancy.clone());
+        // Tokens are known before the first request arrives.
+        let (drain, drained) = watch::channel(None);
+        let tenants = core.tenants(config, drained).await?;
+        let integrations = tenants.integrations().clone();
+        let (pipeline, r, t) = (
+            core.pipeline.clone(),
+            registries.clone(),
+            core.tenancy.clone(),
+        );
         let (intake, grpc) =
             crate::intake::serve(&config.intake, pipeline, r, t, &mut listeners).await?;
         let mut at = Addresses {
@@ -169,12 +190,14 @@ impl Host {
             prometheus: None,
             admin: None,
         };
-        let (drain, drained) = watch::channel(None);
-        let integrations = core.integrations(config, drained).await?;
         if config.prometheus.enabled {
             let i = integrations.clone();
             let prefixes: Prefixes = Arc::new(move |id: &str| i.prometheus_prefix(id));
-            let app = crate::export::prometheus::routes::router(registries.clone(), prefixes);
+            // With tenancy on, `/metrics` takes admin tokens unless it is public.
+            let guard =
+                (core.tenancy.is_on() && !config.prometheus.public).then(|| core.tenancy.clone());
+            let app =
+                crate::export::prometheus::routes::router(registries.clone(), prefixes, guard);
             at.prometheus = Some(
                 listeners
                     .serve("prometheus", config.prometheus.listen, app)
@@ -182,8 +205,9 @@ impl Host {
             );
         }
         if config.admin.enabled {
-            let (i, p) = (integrations.clone(), plugins.clone());
-            let admin = crate::control::admin::serve(config, &mut listeners, at, i, p, registries);
+            let p = plugins.clone();
+            let admin =
+                crate::control::admin::serve(config, &mut listeners, at, tenants, p, registries);
             at.admin = Some(admin.await?);
         }
         let mut servers = listeners.tasks;
@@ -249,17 +273,19 @@ impl Host {
 
     /// The delivery report of every exporter and signal.
     pub fn integrations(&self) -> Vec<Report> {
-        self.integrations.reports()
+        self.integrations.reports(&Principal::Operator)
     }
 
     /// Tests the connection of integration `id`'s endpoints (`None`: no such integration).
     pub async fn test(&self, id: &str) -> Option<Vec<TestResult>> {
-        self.integrations.test(id).await
+        self.integrations.test(&Principal::Operator, id).await
     }
 
     /// Resumes the paused integration `id`; returns whether it was paused.
     pub fn resume(&self, id: &str) -> bool {
-        self.integrations.resume(id).unwrap_or(false)
+        self.integrations
+            .resume(&Principal::Operator, id)
+            .unwrap_or(false)
     }
 
     /// Collects metrics now, as the interval timers would: every integration queues a batch.

@@ -72,7 +72,12 @@ impl Tenants {
     /// The lane of `tenant`: its events recorded under the host's resource with the tenant
     /// key set to it.
     fn lane(&self, tenant: &Arc<str>) -> Result<Arc<Lane>, SinkError> {
-        if let Some(lane) = self.lanes.read().unwrap_or_else(PoisonError::into_inner).get(tenant) {
+        if let Some(lane) = self
+            .lanes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+        {
             return Ok(lane.clone());
         }
         let refused = |reason: String| SinkError::Tenant {

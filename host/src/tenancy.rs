@@ -221,7 +221,11 @@ mod tests {
     fn the_token_not_the_payload_names_the_tenant() {
         let tenancy = Tenancy::on("org", false);
         tenancy.grant(digest("a-in"), Role::Intake, Principal::Tenant("a".into()));
-        tenancy.grant(digest("a-admin"), Role::Admin, Principal::Tenant("a".into()));
+        tenancy.grant(
+            digest("a-admin"),
+            Role::Admin,
+            Principal::Tenant("a".into()),
+        );
         let a = tenancy.sender(Some(b"Bearer a-in")).expect("a");
         assert_eq!(a, Principal::Tenant("a".into()));
         let mut claims_b = vec![kv("service.name", "s"), kv("org", "b"), kv("org", "c")];

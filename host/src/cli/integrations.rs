@@ -38,6 +38,10 @@ pub(crate) enum IntegrationsCommand {
         /// into tables: `delivery.timeout=5s`, `config.flavor=dogstatsd`).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Receive only data whose resource attribute KEY matches VALUE (`*` globs; repeatable,
+        /// a key given twice matches either value).
+        #[arg(long = "select", value_name = "KEY=VALUE")]
+        select: Vec<String>,
         /// Test the connection at once.
         #[arg(long)]
         test: bool,
@@ -88,6 +92,10 @@ pub(crate) enum IntegrationsCommand {
         /// tables: `delivery.timeout=5s`).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Receive only data whose resource attribute KEY matches VALUE (`*` globs; repeatable,
+        /// a key given twice matches either value).
+        #[arg(long = "select", value_name = "KEY=VALUE")]
+        select: Vec<String>,
         /// Test the connection at once.
         #[arg(long)]
         test: bool,
@@ -128,6 +136,7 @@ pub(crate) async fn run(
             config_json,
             interval,
             set,
+            select,
             test,
         } => {
             let extra = config_json
@@ -149,6 +158,9 @@ pub(crate) async fn run(
             for assignment in &set {
                 wasmtel::control::client::set(&mut body, assignment)?;
             }
+            for assignment in &select {
+                wasmtel::control::client::select(&mut body, assignment)?;
+            }
             let created = client
                 .call("POST", "/api/v1/integrations", Some(body))
                 .await?;
@@ -161,6 +173,7 @@ pub(crate) async fn run(
             interval,
             protocol,
             set,
+            select,
             test,
         } => {
             let mut created = Vec::new();
@@ -175,6 +188,9 @@ pub(crate) async fn run(
                 }
                 for assignment in &set {
                     wasmtel::control::client::set(&mut body, assignment)?;
+                }
+                for assignment in &select {
+                    wasmtel::control::client::select(&mut body, assignment)?;
                 }
                 created.push(
                     client

@@ -39,26 +39,20 @@ enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
-    /// Manage a running host's integrations through its admin API.
+    /// Manage a running host's integrations through its admin API (a tenant's token manages
+    /// that tenant's only).
     Integrations {
-        /// The admin API's base URL.
-        #[arg(
-            long,
-            default_value = "http://127.0.0.1:8686",
-            env = "WASMTEL_ADMIN_URL"
-        )]
-        admin: String,
-        /// The bearer token (default: `WASMTEL_ADMIN_TOKEN`, else `<data-dir>/admin.token`).
-        #[arg(long)]
-        token: Option<String>,
-        /// The host's data directory, where its admin token is.
-        #[arg(long, default_value = "./data")]
-        data_dir: PathBuf,
-        /// Print the API's JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
         #[command(subcommand)]
         command: Box<IntegrationsCommand>,
+    },
+    /// Manage a running host's tenants through its admin API (the operator's token only).
+    Tenants {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: TenantsCommand,
     },
     /// Drive an OTLP/HTTP agent (this host or another) with pre-built requests, count what it
     /// forwards to a sink served here, and report accepted, delivered, lost and the rates.
@@ -90,6 +84,93 @@ enum Command {
     },
 }
 
+/// How a command reaches a running host's admin API.
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// The admin API's base URL.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8686",
+        env = "WASMTEL_ADMIN_URL"
+    )]
+    admin: String,
+    /// The bearer token (default: `WASMTEL_ADMIN_TOKEN`, else `<data-dir>/admin.token`).
+    #[arg(long)]
+    token: Option<String>,
+    /// The host's data directory, where its admin token is.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl AdminArgs {
+    /// A client of the admin API these arguments name.
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        Ok(AdminClient::new(
+            &self.admin,
+            self.token.clone(),
+            &self.data_dir,
+        )?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantsCommand {
+    /// Create a tenant; its admin and intake tokens are printed once.
+    Add {
+        /// Its name: the value of `[tenancy] key` on its data.
+        name: String,
+    },
+    /// Every tenant.
+    List,
+    /// Delete a tenant, its tokens and its integrations.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// Runs one `tenants` command.
+async fn tenants(admin: &AdminArgs, command: TenantsCommand) -> anyhow::Result<()> {
+    let client = admin.client()?;
+    match command {
+        TenantsCommand::Add { name } => {
+            let body = serde_json::json!({ "name": name });
+            let created = client.call("POST", "/api/v1/tenants", Some(body)).await?;
+            if admin.json {
+                println!("{created}");
+            } else {
+                let field = |k: &str| created[k].as_str().unwrap_or_default().to_owned();
+                println!(
+                    "tenant {} created; its tokens are shown only now:",
+                    field("name")
+                );
+                println!("admin token:  {}", field("admin_token"));
+                println!("intake token: {}", field("intake_token"));
+            }
+        }
+        TenantsCommand::List => {
+            let body = client.call("GET", "/api/v1/tenants", None).await?;
+            let list = body["tenants"].as_array().cloned().unwrap_or_default();
+            if admin.json {
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                list.iter()
+                    .filter_map(|t| t["name"].as_str())
+                    .for_each(|name| println!("{name}"));
+            }
+        }
+        TenantsCommand::Remove { name } => {
+            let path = format!("/api/v1/tenants/{name}");
+            client.call("DELETE", &path, None).await?;
+            println!("removed {name}");
+        }
+    }
+    Ok(())
+}
+
 /// Runs the command line's command.
 pub(crate) async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -105,16 +186,10 @@ pub(crate) async fn run() -> anyhow::Result<()> {
         Command::Plugins { command } => {
             tokio::task::spawn_blocking(move || plugins::run(command)).await?
         }
-        Command::Integrations {
-            admin,
-            token,
-            data_dir,
-            json,
-            command,
-        } => {
-            let client = AdminClient::new(&admin, token, &data_dir)?;
-            integrations::run(&client, json, *command).await
+        Command::Integrations { admin, command } => {
+            integrations::run(&admin.client()?, admin.json, *command).await
         }
+        Command::Tenants { admin, command } => tenants(&admin, command).await,
         Command::Load { load, json } => {
             let outcome = wasmtel::load::run(&load)
                 .await

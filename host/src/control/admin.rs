@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::http::header::{self, AUTHORIZATION};
 use axum::middleware::Next;
@@ -14,14 +14,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use super::history::History;
+use super::history::Histories;
 use super::integrations::{ControlError, Integrations};
 use super::spec::{BodyError, Change};
-use super::token;
+use super::tenants::{TenantError, Tenants};
 use crate::clock::unix_nanos;
 use crate::metrics::{Registries, Registry};
 use crate::plugins::{Health, PluginSet};
 use crate::server::{Addresses, BindError, Listeners, bind};
+use crate::tenancy::{Principal, Refused, Role, Tenancy};
 use bytes::Bytes;
 
 /// Who and where the host is, for the status page's header.
@@ -39,48 +40,36 @@ pub struct About {
     pub addresses: std::collections::BTreeMap<&'static str, String>,
 }
 
-/// Why the admin API could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The admin token could not be read or created.
-    #[error(transparent)]
-    Token(#[from] super::files::FileError),
-    /// The listener could not bind.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-}
-
-/// Serves the admin API and status page as `config` says, reading `integrations`, `plugins`
-/// and `registries` (the host's listeners at `at`), and samples the status page's history until
-/// the listeners stop; the address it listens on.
+/// Serves the admin API and status page as `config` says, reading the integrations and
+/// histories of `tenants`, `plugins` and `registries` (the host's listeners at `at`), and
+/// samples the histories until the listeners stop; the address it listens on.
 pub async fn serve(
     config: &crate::config::Config,
     listeners: &mut Listeners,
     at: Addresses,
-    integrations: Integrations,
+    tenants: Tenants,
     plugins: Arc<PluginSet>,
     registries: &Arc<Registries>,
-) -> Result<std::net::SocketAddr, ServeError> {
-    let data_dir = config.data_dir();
-    let token = token::load_or_create(config.admin.token.as_deref(), &data_dir)?;
+) -> Result<std::net::SocketAddr, BindError> {
     let (listener, local) = bind("admin", config.admin.listen).await?;
-    let (interval, window) = config.admin.history();
-    let history = Arc::new(History::new(interval, window));
-    let sampling = history
+    let sampling = tenants
+        .histories()
         .clone()
         .sample_every(registries.clone(), listeners.stopped());
     let addresses = Addresses {
         admin: Some(local),
         ..at
     };
+    let tenancy = tenants.tenancy().clone();
     let sources = Sources {
-        integrations,
+        integrations: tenants.integrations().clone(),
         plugins,
         registry: registries.own().registry.clone(),
-        history,
-        about: About::new(registries, &data_dir, addresses.listed()),
+        histories: tenants.histories().clone(),
+        about: About::new(registries, &config.data_dir(), addresses.listed()),
+        tenants,
     };
-    listeners.serve_bound(listener, router(sources, token));
+    listeners.serve_bound(listener, router(sources, tenancy));
     listeners.tasks.push(sampling);
     Ok(local)
 }
@@ -116,8 +105,10 @@ pub struct Sources {
     pub plugins: Arc<PluginSet>,
     /// The host's own instruments.
     pub registry: Arc<Registry>,
-    /// The status page's chart history.
-    pub history: Arc<History>,
+    /// The status page's chart histories.
+    pub histories: Arc<Histories>,
+    /// The tenants.
+    pub tenants: Tenants,
     /// Who and where the host is.
     pub about: About,
 }
@@ -125,18 +116,20 @@ pub struct Sources {
 #[derive(Clone)]
 struct Admin {
     sources: Arc<Sources>,
-    token: Arc<str>,
+    tenancy: Arc<Tenancy>,
 }
 
 /// The status page: no external assets; it asks for the token (or takes it from `#token=…`)
 /// and reads `/api/v1/status` every two seconds.
 const STATUS_PAGE: &str = include_str!("status.html");
 
-/// The admin routes: `/`, `/healthz` and `/readyz` open, `/api/v1/*` behind `token`.
-pub fn router(sources: Sources, token: String) -> Router {
+/// The admin routes: `/`, `/healthz` and `/readyz` open, `/api/v1/*` behind an admin token
+/// that `tenancy` knows (the operator's, or a tenant's for its own things; tenant routes are
+/// the operator's only).
+pub fn router(sources: Sources, tenancy: Arc<Tenancy>) -> Router {
     let admin = Admin {
         sources: Arc::new(sources),
-        token: Arc::from(token),
+        tenancy,
     };
     let api = Router::new()
         .route("/api/v1/status", get(status))
@@ -151,6 +144,11 @@ pub fn router(sources: Sources, token: String) -> Router {
         .route("/api/v1/integrations/{id}/enable", post(enable))
         .route("/api/v1/integrations/{id}/disable", post(disable))
         .route("/api/v1/plugins", get(plugin_health))
+        .route("/api/v1/tenants", get(tenant_list).post(tenant_create))
+        .route(
+            "/api/v1/tenants/{name}",
+            get(tenant_one).delete(tenant_delete),
+        )
         .route_layer(axum::middleware::from_fn_with_state(admin.clone(), auth));
     Router::new()
         .route("/", get(status_page))
@@ -193,31 +191,37 @@ fn unknown(id: &str) -> Response {
     error(StatusCode::NOT_FOUND, &format!("no integration `{id}`"))
 }
 
-/// Lets a request through only with `Authorization: Bearer <token>`.
-async fn auth(State(admin): State<Admin>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        None => error(
+/// Lets a request through only with `Authorization: Bearer <admin token>`, marked with whose
+/// token it is.
+async fn auth(State(admin): State<Admin>, mut request: Request, next: Next) -> Response {
+    let given = request.headers().get(AUTHORIZATION);
+    let Some(token) = given.and_then(|v| crate::tenancy::bearer(v.as_bytes())) else {
+        return error(
             StatusCode::UNAUTHORIZED,
             "missing bearer token: send `Authorization: Bearer <token>`",
-        ),
-        Some(t) if !token::same(t.trim(), &admin.token) => {
-            error(StatusCode::UNAUTHORIZED, "invalid bearer token")
+        );
+    };
+    match admin.tenancy.identify(token, Role::Admin) {
+        Ok(who) => {
+            request.extensions_mut().insert(who);
+            next.run(request).await
         }
-        Some(_) => next.run(request).await,
+        Err(Refused::WrongRole(role)) => error(
+            StatusCode::UNAUTHORIZED,
+            &format!("invalid bearer token: an {role} token does not work on the admin API"),
+        ),
+        Err(_) => error(StatusCode::UNAUTHORIZED, "invalid bearer token"),
     }
 }
 
-fn plugin_list(admin: &Admin) -> Vec<serde_json::Value> {
+/// The plugins `who` sees: every one for the operator, those of its integrations for a tenant.
+fn plugin_list(admin: &Admin, who: &Principal) -> Vec<serde_json::Value> {
     admin
         .sources
         .plugins
         .rows()
         .into_iter()
+        .filter(|row| *who == Principal::Operator || row.tenant.as_deref() == who.tenant())
         .map(|row| {
             let (state, reason) = match row.health {
                 Health::Running => ("running", None),
@@ -230,17 +234,21 @@ fn plugin_list(admin: &Admin) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn status(State(admin): State<Admin>) -> Response {
+/// The host's state as `who` may see it: a tenant sees its own integrations and plugins, and
+/// none of the host-wide intake counts or GPUs.
+async fn status(State(admin): State<Admin>, Extension(who): Extension<Principal>) -> Response {
     let s = &admin.sources;
     let now_ms = unix_nanos() / 1_000_000;
     let mut about = json!(s.about);
     about["uptime_seconds"] = json!(now_ms.saturating_sub(s.about.started_unix_ms) / 1000);
+    let operator = who == Principal::Operator;
+    about["tenant"] = json!(who.tenant());
     Json(json!({
         "about": about,
-        "integrations": s.integrations.list(),
-        "plugins": plugin_list(&admin),
-        "intake": super::status::intake(&s.registry),
-        "gpus": super::status::gpus(&s.registry),
+        "integrations": s.integrations.list(&who),
+        "plugins": plugin_list(&admin, &who),
+        "intake": if operator { super::status::intake(&s.registry) } else { json!(null) },
+        "gpus": if operator { super::status::gpus(&s.registry) } else { Vec::new() },
     }))
     .into_response()
 }
@@ -254,10 +262,11 @@ struct HistoryQuery {
 
 async fn history(
     State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Response {
     match query {
-        Ok(Query(q)) => Json(admin.sources.history.json(q.points)).into_response(),
+        Ok(Query(q)) => Json(admin.sources.histories.of(&who).json(q.points)).into_response(),
         Err(e) => error(
             StatusCode::BAD_REQUEST,
             &format!(
@@ -268,19 +277,27 @@ async fn history(
     }
 }
 
-async fn list(State(admin): State<Admin>) -> Response {
-    Json(json!({ "integrations": admin.sources.integrations.list() })).into_response()
+async fn list(State(admin): State<Admin>, Extension(who): Extension<Principal>) -> Response {
+    Json(json!({ "integrations": admin.sources.integrations.list(&who) })).into_response()
 }
 
-async fn one(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    match admin.sources.integrations.get(&id) {
+async fn one(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    match admin.sources.integrations.get(&who, &id) {
         Some(integration) => Json(integration).into_response(),
         None => unknown(&id),
     }
 }
 
-async fn test(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    match admin.sources.integrations.test(&id).await {
+async fn test(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    match admin.sources.integrations.test(&who, &id).await {
         Some(results) => {
             let ok = results.iter().all(|r| r.diagnosis.is_ok());
             Json(json!({ "id": id, "ok": ok, "results": results })).into_response()
@@ -289,8 +306,12 @@ async fn test(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn resume(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    match admin.sources.integrations.resume(&id) {
+async fn resume(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    match admin.sources.integrations.resume(&who, &id) {
         Some(was_paused) => Json(json!({ "id": id, "resumed": was_paused })).into_response(),
         None => unknown(&id),
     }
@@ -321,29 +342,38 @@ fn not_a_change(e: &BodyError) -> Response {
     error(StatusCode::BAD_REQUEST, &message)
 }
 
-async fn create(State(admin): State<Admin>, body: Bytes) -> Response {
+async fn create(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    body: Bytes,
+) -> Response {
     let spec = match Change::from_json(&body) {
         Ok(spec) => spec,
         Err(e) => return not_a_change(&e),
     };
     // Starting a plugin integration compiles it: not on the async worker threads.
     let integrations = admin.sources.integrations.clone();
-    match blocking(move || integrations.create(spec)).await {
+    match blocking(move || integrations.create(&who, spec)).await {
         Ok(integration) => (StatusCode::CREATED, Json(integration)).into_response(),
         Err(e) => refused(&e),
     }
 }
 
-async fn update(State(admin): State<Admin>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn update(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     match Change::from_json(&body) {
-        Ok(spec) => change(&admin, &id, spec).await,
+        Ok(spec) => change(&admin, who, &id, spec).await,
         Err(e) => not_a_change(&e),
     }
 }
 
-async fn change(admin: &Admin, id: &str, spec: Change) -> Response {
+async fn change(admin: &Admin, who: Principal, id: &str, spec: Change) -> Response {
     let (integrations, id) = (admin.sources.integrations.clone(), id.to_owned());
-    match blocking(move || integrations.update(&id, spec)).await {
+    match blocking(move || integrations.update(&who, &id, spec)).await {
         Ok(integration) => Json(integration).into_response(),
         Err(e) => refused(&e),
     }
@@ -358,22 +388,129 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(ControlError::Crashed(e.to_string())))
 }
 
-async fn enable(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    change(&admin, &id, Change::enabled(true)).await
+async fn enable(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    change(&admin, who, &id, Change::enabled(true)).await
 }
 
-async fn disable(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
-    change(&admin, &id, Change::enabled(false)).await
+async fn disable(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    change(&admin, who, &id, Change::enabled(false)).await
 }
 
-async fn delete(State(admin): State<Admin>, Path(id): Path<String>) -> Response {
+async fn delete(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
     let integrations = admin.sources.integrations.clone();
-    match blocking(move || integrations.delete(&id)).await {
+    match blocking(move || integrations.delete(&who, &id)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refused(&e),
     }
 }
 
-async fn plugin_health(State(admin): State<Admin>) -> Response {
-    Json(json!({ "plugins": plugin_list(&admin) })).into_response()
+async fn plugin_health(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+) -> Response {
+    Json(json!({ "plugins": plugin_list(&admin, &who) })).into_response()
+}
+
+/// The 403 for a tenant on an operator's route, else `None`.
+fn operator_only(who: &Principal) -> Option<Response> {
+    (*who != Principal::Operator).then(|| {
+        error(
+            StatusCode::FORBIDDEN,
+            "only the operator's token manages tenants",
+        )
+    })
+}
+
+/// The response for a failed tenant operation.
+fn tenant_refused(e: &TenantError) -> Response {
+    let status = match e {
+        TenantError::Off => StatusCode::CONFLICT,
+        TenantError::Name(_) => StatusCode::BAD_REQUEST,
+        TenantError::Exists(_) => StatusCode::CONFLICT,
+        TenantError::NotFound(_) => StatusCode::NOT_FOUND,
+        TenantError::Store(_) | TenantError::Token(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, &e.to_string())
+}
+
+/// What `POST /api/v1/tenants` takes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    name: String,
+}
+
+async fn tenant_create(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    body: Bytes,
+) -> Response {
+    if let Some(forbidden) = operator_only(&who) {
+        return forbidden;
+    }
+    let new: NewTenant = match serde_json::from_slice(&body) {
+        Ok(new) => new,
+        Err(e) => {
+            let message = format!("invalid tenant: {e} (takes {{\"name\": \"…\"}})");
+            return error(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let tenants = admin.sources.tenants.clone();
+    match tokio::task::spawn_blocking(move || tenants.create(&new.name)).await {
+        Ok(Ok(created)) => (StatusCode::CREATED, Json(created)).into_response(),
+        Ok(Err(e)) => tenant_refused(&e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn tenant_list(State(admin): State<Admin>, Extension(who): Extension<Principal>) -> Response {
+    if let Some(forbidden) = operator_only(&who) {
+        return forbidden;
+    }
+    match admin.sources.tenants.list() {
+        Ok(tenants) => Json(json!({ "tenants": tenants })).into_response(),
+        Err(e) => tenant_refused(&e),
+    }
+}
+
+async fn tenant_one(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Response {
+    if let Some(forbidden) = operator_only(&who) {
+        return forbidden;
+    }
+    match admin.sources.tenants.get(&name) {
+        Ok(tenant) => Json(tenant).into_response(),
+        Err(e) => tenant_refused(&e),
+    }
+}
+
+async fn tenant_delete(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Response {
+    if let Some(forbidden) = operator_only(&who) {
+        return forbidden;
+    }
+    let tenants = admin.sources.tenants.clone();
+    match tokio::task::spawn_blocking(move || tenants.delete(&name)).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => tenant_refused(&e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }

@@ -134,6 +134,26 @@ pub fn set(body: &mut Value, assignment: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
+/// Adds `key=pattern` to the resource selection of a request body: the resource attribute
+/// `key` (dots and all) must match `pattern`; a key given twice matches either pattern.
+pub fn select(body: &mut Value, assignment: &str) -> Result<(), ClientError> {
+    let (key, pattern) = key_value(assignment).map_err(ClientError)?;
+    let resource = &mut body["select"]["resource"];
+    if !resource.is_object() {
+        *resource = json!({});
+    }
+    let slot = &mut resource[key.as_str()];
+    *slot = match slot.take() {
+        Value::Null => json!(pattern),
+        Value::Array(mut many) => {
+            many.push(json!(pattern));
+            Value::Array(many)
+        }
+        one => json!([one, pattern]),
+    };
+    Ok(())
+}
+
 /// Splits a `K=V` argument.
 pub fn key_value(arg: &str) -> Result<(String, String), String> {
     match arg.split_once('=') {
@@ -290,5 +310,22 @@ mod tests {
             "c metrics: first export at 2027-01-15T08:01:00Z (in 60 s)\nc logs: records are sent as they arrive\n"
         );
         assert!(key_value("=x").is_err() && key_value("x").is_err());
+    }
+
+    #[test]
+    fn select_keeps_dotted_keys_whole_and_repeats_as_any_of() {
+        let mut body = json!({ "kind": "metrics" });
+        select(&mut body, "service.namespace=team-a").expect("one");
+        select(&mut body, "k8s.namespace.name=prod-*").expect("two");
+        select(&mut body, "k8s.namespace.name=ml").expect("three");
+        select(&mut body, "k8s.namespace.name=gpu").expect("four");
+        assert_eq!(
+            body["select"],
+            json!({ "resource": {
+                "service.namespace": "team-a",
+                "k8s.namespace.name": ["prod-*", "ml", "gpu"],
+            }})
+        );
+        assert!(select(&mut body, "novalue").is_err());
     }
 }

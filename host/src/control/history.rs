@@ -18,6 +18,7 @@ use crate::metrics::aggregation::HistogramPoint;
 use crate::metrics::reader::{PointValue, Reader};
 use crate::metrics::{Instrument, Registries, Registry};
 use crate::model::attributes::AttributeSet;
+use crate::tenancy::{Principal, Tenancy};
 
 /// The most models and the most GPUs the history keeps rows for; more are counted, not kept.
 pub const MAX_ROWS: usize = 32;
@@ -243,20 +244,6 @@ impl History {
         self.sample_at(registries, unix_nanos());
     }
 
-    /// Takes a point of every producer of `registries` now and each interval until `stopped`.
-    pub fn sample_every(
-        self: Arc<Self>,
-        registries: Arc<Registries>,
-        stopped: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        crate::ticker::every(self.interval, stopped, move || {
-            let producers = registries.all();
-            let all: Vec<&Registry> = producers.iter().map(|p| &*p.registry).collect();
-            self.sample(&all);
-            std::future::ready(())
-        })
-    }
-
     /// Reads `registries` as of `at` (Unix nanoseconds) and appends one point to every row.
     fn sample_at(&self, registries: &[&Registry], at: u64) {
         let instruments: Vec<Arc<Instrument>> =
@@ -445,6 +432,81 @@ pub(super) fn read_gpus(instruments: &[Arc<Instrument>]) -> Points<10> {
         }
     }
     gpus
+}
+
+/// The operator's history, of every producer, and each tenant's, of the producers whose
+/// resource names it.
+#[derive(Debug)]
+pub struct Histories {
+    interval: Duration,
+    window: Duration,
+    operator: Arc<History>,
+    tenants: Mutex<BTreeMap<String, Arc<History>>>,
+    tenancy: Arc<Tenancy>,
+}
+
+impl Histories {
+    /// Histories keeping `window` worth of points taken every `interval`, told apart by `tenancy`.
+    pub fn new(interval: Duration, window: Duration, tenancy: Arc<Tenancy>) -> Self {
+        Self {
+            interval,
+            window,
+            operator: Arc::new(History::new(interval, window)),
+            tenants: Mutex::default(),
+            tenancy,
+        }
+    }
+
+    /// The history `who` sees: the operator's, or the tenant's own (empty until its data
+    /// arrives).
+    pub fn of(&self, who: &Principal) -> Arc<History> {
+        match who.tenant() {
+            None => self.operator.clone(),
+            Some(tenant) => self.tenant(tenant),
+        }
+    }
+
+    fn tenant(&self, tenant: &str) -> Arc<History> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(PoisonError::into_inner);
+        tenants
+            .entry(tenant.to_owned())
+            .or_insert_with(|| Arc::new(History::new(self.interval, self.window)))
+            .clone()
+    }
+
+    /// Forgets the history of `tenant` (it was deleted).
+    pub fn forget(&self, tenant: &str) {
+        self.tenants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tenant);
+    }
+
+    /// Takes a point of every producer of `registries` now and each interval until `stopped`:
+    /// all of them for the operator, each tenant's for the tenant.
+    pub fn sample_every(
+        self: Arc<Self>,
+        registries: Arc<Registries>,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        crate::ticker::every(self.interval, stopped, move || {
+            let producers = registries.all();
+            let all: Vec<&Registry> = producers.iter().map(|p| &*p.registry).collect();
+            self.operator.sample(&all);
+            if self.tenancy.is_on() {
+                let mut by_tenant: BTreeMap<String, Vec<&Registry>> = BTreeMap::new();
+                for p in &producers {
+                    if let Some(tenant) = self.tenancy.owner(p.resource.attributes()) {
+                        by_tenant.entry(tenant).or_default().push(&p.registry);
+                    }
+                }
+                for (tenant, registries) in by_tenant {
+                    self.tenant(&tenant).sample(&registries);
+                }
+            }
+            std::future::ready(())
+        })
+    }
 }
 
 #[cfg(test)]

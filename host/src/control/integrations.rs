@@ -17,6 +17,7 @@ use crate::export::probe::Diagnosis;
 use crate::export::spec::{BuildError, ExporterSpec, SpecError};
 use crate::model::Signal;
 use crate::pipeline::{EventSink, Pipeline};
+use crate::tenancy::{Principal, Tenancy};
 
 /// How long a test connection waits for an answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +46,10 @@ pub struct Integration {
     pub headers_set: Vec<String>,
     /// Each signal's delivery status.
     pub signals: Vec<Report>,
+    /// The tenant that owns it, if a tenant does.
+    pub tenant: Option<String>,
+    /// What it receives (`{}`: everything).
+    pub select: crate::model::select::Select,
 }
 
 /// One signal's test connection result.
@@ -115,6 +120,8 @@ pub struct Runtime {
     pub defaults: DeliveryConfig,
     /// The store.
     pub store: Store,
+    /// Who may see and change what.
+    pub tenancy: Arc<Tenancy>,
 }
 
 /// A stored integration, its exporter while it runs, and why it does not when it should.
@@ -154,8 +161,9 @@ impl Integrations {
             exporters.push(exporter);
         }
         let mut live = Vec::new();
-        for stored in runtime.store.list()? {
-            let started = match spec_of(&stored, &runtime.defaults) {
+        for mut stored in runtime.store.list()? {
+            let pinned = pin(&runtime.tenancy, &mut stored);
+            let started = match pinned.and_then(|()| spec_of(&stored, &runtime.defaults)) {
                 Ok(Some(spec)) if stored.enabled => {
                     launch(&runtime, &spec).map(Some).map_err(|e| e.to_string())
                 }
@@ -189,6 +197,7 @@ impl Integrations {
         config: &Config,
         build: BuildContext,
         pipeline: Arc<Pipeline>,
+        tenancy: Arc<Tenancy>,
         drain: Drain,
     ) -> Result<Self, OpenError> {
         let data_dir = config.data_dir();
@@ -200,6 +209,7 @@ impl Integrations {
             drain,
             defaults: config.delivery.clone(),
             store: Store::open(&data_dir, sealer)?,
+            tenancy,
         };
         let specs = crate::export::spec::configured(config)
             .map_err(|(name, e)| OpenError::Spec(name, e))?;
@@ -212,8 +222,17 @@ impl Integrations {
         self.0.stored.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn configured(&self, id: &str) -> Option<&Arc<Exporter>> {
-        self.0.configured.iter().find(|e| e.id() == id)
+    /// Configured integration `id`, which only the operator sees.
+    fn configured(&self, who: &Principal, id: &str) -> Option<&Arc<Exporter>> {
+        match who {
+            Principal::Operator => self.0.configured.iter().find(|e| e.id() == id),
+            Principal::Tenant(_) => None,
+        }
+    }
+
+    /// The store the integrations (and the tenants) are kept in.
+    pub fn store(&self) -> &Store {
+        &self.0.runtime.store
     }
 
     /// Every running exporter: configured ones, then stored ones.
@@ -223,17 +242,28 @@ impl Integrations {
         all
     }
 
-    /// Why `name` cannot name a new integration of `kind`: another one of that signal has it.
-    fn name_taken(&self, name: &str, kind: Signal, except: Option<&str>) -> Option<SpecError> {
+    /// Why `name` cannot name a new integration of `kind` of `owner`: another one of that
+    /// signal and owner has it (tenants name theirs apart from everyone else's).
+    fn name_taken(
+        &self,
+        name: &str,
+        kind: Signal,
+        except: Option<&str>,
+        owner: Option<&str>,
+    ) -> Option<SpecError> {
         let configured = self.0.configured.iter().any(|e| {
-            e.name() == name
+            owner.is_none()
+                && e.name() == name
                 && e.describe()
                     .endpoints
                     .iter()
                     .any(|(s, _)| *s == kind.as_str())
         });
         let stored = self.stored().iter().any(|l| {
-            l.stored.name == name && l.stored.kind == kind && Some(l.stored.id.as_str()) != except
+            l.stored.name == name
+                && l.stored.kind == kind
+                && l.stored.tenant.as_deref() == owner
+                && Some(l.stored.id.as_str()) != except
         });
         (configured || stored).then(|| {
             SpecError::new(
@@ -247,9 +277,12 @@ impl Integrations {
     }
 
     /// Creates, stores and (unless disabled) starts an integration; blocking (plugins compile).
-    pub fn create(&self, spec: Change) -> Result<Integration, ControlError> {
-        let stored = spec.create(uuid::Uuid::new_v4().to_string())?;
-        if let Some(taken) = self.name_taken(&stored.name, stored.kind, None) {
+    pub fn create(&self, who: &Principal, spec: Change) -> Result<Integration, ControlError> {
+        let mut stored = spec.create(uuid::Uuid::new_v4().to_string())?;
+        stored.tenant = who.tenant().map(str::to_owned);
+        pin(&self.0.runtime.tenancy, &mut stored)?;
+        let owner = stored.tenant.as_deref();
+        if let Some(taken) = self.name_taken(&stored.name, stored.kind, None, owner) {
             return Err(taken.into());
         }
         let running = self.run(&stored)?;
@@ -288,24 +321,31 @@ impl Integrations {
     }
 
     /// Checks that `id` is a stored integration (not a configured one).
-    fn position(&self, all: &[Live], id: &str) -> Result<usize, ControlError> {
-        if self.configured(id).is_some() {
+    fn position(&self, who: &Principal, all: &[Live], id: &str) -> Result<usize, ControlError> {
+        if self.configured(who, id).is_some() {
             return Err(ControlError::ReadOnly(id.to_owned()));
         }
         all.iter()
-            .position(|l| l.stored.id == id)
+            .position(|l| l.stored.id == id && visible(who, &l.stored))
             .ok_or_else(|| ControlError::NotFound(id.to_owned()))
     }
 
     /// Applies `spec` to stored integration `id`, restarting it; blocking (plugins compile).
-    pub fn update(&self, id: &str, spec: Change) -> Result<Integration, ControlError> {
+    pub fn update(
+        &self,
+        who: &Principal,
+        id: &str,
+        spec: Change,
+    ) -> Result<Integration, ControlError> {
         let mut next = {
             let all = self.stored();
-            let at = self.position(&all, id)?;
+            let at = self.position(who, &all, id)?;
             all[at].stored.clone()
         };
         spec.update(&mut next)?;
-        if let Some(taken) = self.name_taken(&next.name, next.kind, Some(id)) {
+        pin(&self.0.runtime.tenancy, &mut next)?;
+        let owner = next.tenant.as_deref();
+        if let Some(taken) = self.name_taken(&next.name, next.kind, Some(id), owner) {
             return Err(taken.into());
         }
         let running = self.run(&next)?;
@@ -316,7 +356,7 @@ impl Integrations {
             return Err(e.into());
         }
         let mut all = self.stored();
-        let at = self.position(&all, id)?;
+        let at = self.position(who, &all, id)?;
         if let Some(old) = all[at].running.take() {
             self.halt(&old);
         }
@@ -329,9 +369,9 @@ impl Integrations {
     }
 
     /// Stops and deletes stored integration `id`.
-    pub fn delete(&self, id: &str) -> Result<(), ControlError> {
+    pub fn delete(&self, who: &Principal, id: &str) -> Result<(), ControlError> {
         let mut all = self.stored();
-        let at = self.position(&all, id)?;
+        let at = self.position(who, &all, id)?;
         self.0.runtime.store.delete(id)?;
         if let Some(r) = all.remove(at).running {
             self.halt(&r);
@@ -364,9 +404,26 @@ impl Integrations {
             .collect()
     }
 
-    /// Every integration.
-    pub fn list(&self) -> Vec<Integration> {
-        let configured = self.0.configured.iter().map(|e| {
+    /// Stops and forgets every integration of `tenant` (the store deletes their rows with it).
+    pub fn drop_tenant(&self, tenant: &str) {
+        let mut all = self.stored();
+        all.retain(|l| {
+            let theirs = l.stored.tenant.as_deref() == Some(tenant);
+            if let (true, Some(r)) = (theirs, &l.running) {
+                self.halt(r);
+            }
+            !theirs
+        });
+    }
+
+    /// Every integration `who` sees: the operator all, a tenant its own.
+    pub fn list(&self, who: &Principal) -> Vec<Integration> {
+        let configured = self
+            .0
+            .configured
+            .iter()
+            .filter(|_| *who == Principal::Operator);
+        let configured = configured.map(|e| {
             let d = e.describe();
             Integration {
                 id: e.id().to_owned(),
@@ -379,42 +436,54 @@ impl Integrations {
                 endpoints: d.endpoints,
                 headers_set: d.headers_set,
                 signals: d.signals,
+                tenant: None,
+                select: e.select().clone(),
             }
         });
         let defaults = &self.0.runtime.defaults;
-        let stored: Vec<Integration> = self.stored().iter().map(|l| view(l, defaults)).collect();
+        let stored: Vec<Integration> = self
+            .stored()
+            .iter()
+            .filter(|l| visible(who, &l.stored))
+            .map(|l| view(l, defaults))
+            .collect();
         configured.chain(stored).collect()
     }
 
-    /// The integration `id`.
-    pub fn get(&self, id: &str) -> Option<Integration> {
-        self.list().into_iter().find(|i| i.id == id)
+    /// The integration `id`, if `who` sees it.
+    pub fn get(&self, who: &Principal, id: &str) -> Option<Integration> {
+        self.list(who).into_iter().find(|i| i.id == id)
     }
 
-    /// Every signal's delivery report.
-    pub fn reports(&self) -> Vec<Report> {
-        self.list().into_iter().flat_map(|i| i.signals).collect()
+    /// Every signal's delivery report of the integrations `who` sees.
+    pub fn reports(&self, who: &Principal) -> Vec<Report> {
+        self.list(who).into_iter().flat_map(|i| i.signals).collect()
     }
 
-    /// Resumes integration `id`: whether it was paused, or `None` if there is no such integration.
-    pub fn resume(&self, id: &str) -> Option<bool> {
-        if let Some(e) = self.configured(id) {
+    /// Resumes integration `id`: whether it was paused, or `None` if `who` sees no such
+    /// integration.
+    pub fn resume(&self, who: &Principal, id: &str) -> Option<bool> {
+        if let Some(e) = self.configured(who, id) {
             return Some(e.resume());
         }
         let all = self.stored();
-        let live = all.iter().find(|l| l.stored.id == id)?;
+        let live = all
+            .iter()
+            .find(|l| l.stored.id == id && visible(who, &l.stored))?;
         Some(live.running.as_ref().is_some_and(|r| r.resume()))
     }
 
     /// Tests integration `id`'s endpoints, or `None` if there is no such integration. A stored
     /// integration that is not running is built for the test (its plugin compiled) and dropped.
-    pub async fn test(&self, id: &str) -> Option<Vec<TestResult>> {
-        let exporter = match self.configured(id) {
+    pub async fn test(&self, who: &Principal, id: &str) -> Option<Vec<TestResult>> {
+        let exporter = match self.configured(who, id) {
             Some(e) => Ok(e.clone()),
             None => {
                 let (stored, running) = {
                     let all = self.stored();
-                    let live = all.iter().find(|l| l.stored.id == id)?;
+                    let live = all
+                        .iter()
+                        .find(|l| l.stored.id == id && visible(who, &l.stored))?;
                     (live.stored.clone(), live.running.clone())
                 };
                 match running {
@@ -456,6 +525,31 @@ impl Integrations {
             .and_then(|built| built.map_err(|e| e.to_string()))
             .map_err(|reason| (signal, reason))
     }
+}
+
+/// Whether `who` sees stored integration `stored`: the operator every one, a tenant its own.
+fn visible(who: &Principal, stored: &Stored) -> bool {
+    match who {
+        Principal::Operator => true,
+        Principal::Tenant(t) => stored.tenant.as_deref() == Some(&**t),
+    }
+}
+
+/// Makes a tenant's integration select the tenant's data only, whatever it asked for; `Err`
+/// when it asked for another tenant's, or is a kind that cannot select.
+fn pin(tenancy: &Tenancy, stored: &mut Stored) -> Result<(), SpecError> {
+    let (Some(tenant), Some(key)) = (stored.tenant.as_deref(), tenancy.key()) else {
+        return Ok(());
+    };
+    let select = stored.entry.select_mut().ok_or_else(|| {
+        SpecError::new(
+            "type",
+            "a tenant reads its metrics at /metrics with its admin token; it has no prometheus integrations",
+        )
+    })?;
+    select
+        .pin(key, tenant)
+        .map_err(|reason| SpecError::new("select", reason))
 }
 
 /// Builds an integration, plugs it into the pipeline and starts its tasks.
@@ -521,5 +615,7 @@ fn view(live: &Live, defaults: &DeliveryConfig) -> Integration {
         endpoints,
         headers_set,
         signals,
+        tenant: s.tenant.clone(),
+        select: s.entry.select().cloned().unwrap_or_default(),
     }
 }

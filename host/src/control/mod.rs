@@ -9,4 +9,5 @@ pub mod secrets;
 pub mod spec;
 pub mod status;
 pub mod store;
+pub mod tenants;
 pub mod token;

@@ -175,6 +175,7 @@ pub fn spec_of(
     Ok(Some(ExporterSpec {
         id: stored.id.clone(),
         only: Some(stored.kind),
+        tenant: stored.tenant.clone(),
         ..spec
     }))
 }
@@ -246,6 +247,7 @@ impl Change {
             entry: Entry::Prometheus {
                 prefix: String::new(),
             },
+            tenant: None,
         };
         self.apply(&mut stored, &kind_type, Map::new())?;
         Ok(stored)

@@ -54,6 +54,24 @@ impl Entry {
         }
     }
 
+    /// What it selects, for a pushing integration.
+    pub fn select(&self) -> Option<&crate::model::select::Select> {
+        match self {
+            Entry::Otlp(c) => Some(&c.select),
+            Entry::Exporter(e) => Some(&e.select),
+            Entry::Prometheus { .. } => None,
+        }
+    }
+
+    /// What it selects, to change, for a pushing integration.
+    pub fn select_mut(&mut self) -> Option<&mut crate::model::select::Select> {
+        match self {
+            Entry::Otlp(c) => Some(&mut c.select),
+            Entry::Exporter(e) => Some(&mut e.select),
+            Entry::Prometheus { .. } => None,
+        }
+    }
+
     /// The preset it names, if any.
     pub fn preset(&self) -> Option<&str> {
         match self {
@@ -77,6 +95,8 @@ pub struct Stored {
     pub enabled: bool,
     /// What it is, as a config file would say it.
     pub entry: Entry,
+    /// The tenant that owns it; `None` for the operator's.
+    pub tenant: Option<String>,
 }
 
 impl std::fmt::Debug for Stored {
@@ -89,6 +109,7 @@ impl std::fmt::Debug for Stored {
             .field("type", &self.entry.kind_type())
             .field("preset", &self.entry.preset())
             .field("enabled", &self.enabled)
+            .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
 }
@@ -128,8 +149,29 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS integrations (
     enabled INTEGER NOT NULL,
     created INTEGER NOT NULL,
     delivery TEXT NOT NULL DEFAULT '{}',
-    entry BLOB
+    entry BLOB,
+    tenant TEXT
+);
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY,
+    admin_digest BLOB NOT NULL,
+    intake_digest BLOB NOT NULL,
+    limits TEXT NOT NULL DEFAULT '{}',
+    created INTEGER NOT NULL
 )";
+
+/// One tenant as the store keeps it: its tokens only as digests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantRow {
+    /// Its name, the value of the tenant key on its data.
+    pub name: String,
+    /// The digest of its admin token.
+    pub admin: crate::tenancy::Digest,
+    /// The digest of its intake token.
+    pub intake: crate::tenancy::Digest,
+    /// Its limits over `[tenancy.limits]`, as JSON.
+    pub limits: String,
+}
 
 /// One row as stores before entries wrote it.
 struct Legacy {
@@ -159,6 +201,7 @@ impl Store {
         for (column, definition) in [
             ("delivery", "delivery TEXT NOT NULL DEFAULT '{}'"),
             ("entry", "entry BLOB"),
+            ("tenant", "tenant TEXT"),
         ] {
             let has: bool = db.query_row(
                 "SELECT COUNT(*) > 0 FROM pragma_table_info('integrations') WHERE name = ?1",
@@ -183,7 +226,7 @@ impl Store {
     pub fn list(&self) -> Result<Vec<Stored>, StoreError> {
         let db = self.db();
         let mut query = db.prepare(
-            "SELECT id, name, kind, enabled, entry, type, preset, endpoint, headers, config, delivery
+            "SELECT id, name, kind, enabled, entry, type, preset, endpoint, headers, config, delivery, tenant
              FROM integrations ORDER BY created, id",
         )?;
         let rows = query.query_map([], |r| {
@@ -201,11 +244,12 @@ impl Store {
                     config: r.get(9)?,
                     delivery: r.get(10)?,
                 },
+                r.get::<_, Option<String>>(11)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, name, kind, enabled, sealed, legacy) = row?;
+            let (id, name, kind, enabled, sealed, legacy, tenant) = row?;
             let damaged = |why: &str| StoreError::Damaged(id.clone(), why.to_owned());
             let kind = Signal::parse(&kind).ok_or_else(|| damaged("unknown kind"))?;
             let entry = match sealed {
@@ -222,6 +266,7 @@ impl Store {
                 kind,
                 enabled,
                 entry,
+                tenant,
             });
         }
         Ok(out)
@@ -292,8 +337,8 @@ impl Store {
         let created = created
             .unwrap_or_else(|| i64::try_from(crate::clock::unix_nanos()).unwrap_or(i64::MAX));
         db.execute(
-            "INSERT OR REPLACE INTO integrations (id, name, kind, type, preset, endpoint, headers, config, enabled, created, delivery, entry)
-             VALUES (?1, ?2, ?3, ?4, ?5, '', x'', '{}', ?6, ?7, '{}', ?8)",
+            "INSERT OR REPLACE INTO integrations (id, name, kind, type, preset, endpoint, headers, config, enabled, created, delivery, entry, tenant)
+             VALUES (?1, ?2, ?3, ?4, ?5, '', x'', '{}', ?6, ?7, '{}', ?8, ?9)",
             params![
                 s.id,
                 s.name,
@@ -303,9 +348,77 @@ impl Store {
                 s.enabled,
                 created,
                 sealed,
+                s.tenant,
             ],
         )?;
         Ok(())
+    }
+
+    /// Every tenant, oldest first.
+    pub fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {
+        let db = self.db();
+        let mut query = db.prepare(
+            "SELECT name, admin_digest, intake_digest, limits FROM tenants ORDER BY created, name",
+        )?;
+        let digest = |bytes: Vec<u8>, name: &str| {
+            <[u8; 32]>::try_from(bytes).map_err(|_| {
+                StoreError::Damaged(name.to_owned(), "a token digest is not 32 bytes".into())
+            })
+        };
+        let rows = query.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, admin, intake, limits) = row?;
+            out.push(TenantRow {
+                admin: digest(admin, &name)?,
+                intake: digest(intake, &name)?,
+                name,
+                limits,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Adds `tenant`; `false` when one of that name exists.
+    pub fn add_tenant(&self, tenant: &TenantRow) -> Result<bool, StoreError> {
+        let created = i64::try_from(crate::clock::unix_nanos()).unwrap_or(i64::MAX);
+        Ok(self.db().execute(
+            "INSERT OR IGNORE INTO tenants (name, admin_digest, intake_digest, limits, created)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                tenant.name,
+                tenant.admin,
+                tenant.intake,
+                tenant.limits,
+                created
+            ],
+        )? > 0)
+    }
+
+    /// Replaces the limits of tenant `name`; whether it exists.
+    pub fn set_tenant_limits(&self, name: &str, limits: &str) -> Result<bool, StoreError> {
+        Ok(self.db().execute(
+            "UPDATE tenants SET limits = ?2 WHERE name = ?1",
+            params![name, limits],
+        )? > 0)
+    }
+
+    /// Deletes tenant `name` and every integration it owns, in one transaction; whether it
+    /// existed.
+    pub fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM integrations WHERE tenant = ?1", [name])?;
+        let gone = tx.execute("DELETE FROM tenants WHERE name = ?1", [name])? > 0;
+        tx.commit()?;
+        Ok(gone)
     }
 
     /// Deletes integration `id`; returns whether it existed.
@@ -339,7 +452,55 @@ mod tests {
                 },
                 ..OtlpConfig::default()
             }),
+            tenant: Some("acme".into()),
         }
+    }
+
+    #[test]
+    fn tenants_keep_digests_and_take_their_integrations_when_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sealer = Sealer::load_or_create(None, dir.path()).expect("key");
+        let store = Store::open(dir.path(), sealer).expect("store");
+        let acme = TenantRow {
+            name: "acme".into(),
+            admin: [1; 32],
+            intake: [2; 32],
+            limits: "{}".into(),
+        };
+        assert!(store.add_tenant(&acme).expect("added"));
+        assert!(
+            !store.add_tenant(&acme).expect("a second time"),
+            "names are unique"
+        );
+        assert!(
+            store
+                .set_tenant_limits("acme", r#"{"series":5}"#)
+                .expect("set")
+        );
+        assert!(!store.set_tenant_limits("nobody", "{}").expect("none"));
+        assert_eq!(
+            store.tenants().expect("listed")[0].limits,
+            r#"{"series":5}"#
+        );
+        let mut theirs = stored("theirs");
+        let mut ours = stored("ours");
+        ours.tenant = None;
+        theirs.tenant = Some("acme".into());
+        store.put(&theirs).expect("put");
+        store.put(&ours).expect("put");
+        assert_eq!(
+            store.list().expect("listed")[0].tenant.as_deref(),
+            Some("acme")
+        );
+        assert!(store.delete_tenant("acme").expect("deleted"));
+        let left: Vec<String> = store
+            .list()
+            .expect("listed")
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(left, ["ours"], "its integrations went with it");
+        assert!(store.tenants().expect("listed").is_empty());
     }
 
     #[test]

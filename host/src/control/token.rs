@@ -7,20 +7,22 @@ use super::files::{FileError, read_or_create};
 /// The token file's name in the data directory.
 pub const TOKEN_FILE: &str = "admin.token";
 
+/// The operator's intake token file's name in the data directory.
+pub const INTAKE_TOKEN_FILE: &str = "intake.token";
+
 /// The configured token, else the one in `<dir>/admin.token`, created (mode 0600, from the
 /// operating system's random source) when missing.
 pub fn load_or_create(configured: Option<&str>, dir: &Path) -> Result<String, FileError> {
     if let Some(token) = configured.filter(|t| !t.is_empty()) {
         return Ok(token.to_owned());
     }
-    // Two version-4 UUIDs: 244 bits from the operating system's random source.
-    read_or_create(&dir.join(TOKEN_FILE), || {
-        format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        )
-    })
+    read_or_create(&dir.join(TOKEN_FILE), crate::tenancy::new_token)
+}
+
+/// The operator's intake token (used while tenancy is on), from `<dir>/intake.token`, created
+/// (mode 0600) when missing.
+pub fn intake(dir: &Path) -> Result<String, FileError> {
+    read_or_create(&dir.join(INTAKE_TOKEN_FILE), crate::tenancy::new_token)
 }
 
 /// Compares two tokens in time independent of where they differ.

@@ -30,12 +30,10 @@ use crate::config::{OnFailure, QueueKind};
 use crate::metrics::{DeltaTrackers, Registries};
 use crate::model::Signal;
 use crate::model::log::{Origin, Record, same_origin};
+use crate::model::select::Select;
 use crate::pipeline::{EventSink, SinkError};
 use crate::plugins::convert::Collected;
-use crate::model::select::Select;
-use crate::plugins::{
-    Encoder, Link, PluginSet, Reloadable, Slot, Transformer, Transforms,
-};
+use crate::plugins::{Encoder, Link, PluginSet, Reloadable, Slot, Transformer, Transforms};
 use crate::telemetry::SelfTelemetry;
 
 /// One collection of metrics, as queued for delivery.
@@ -276,7 +274,7 @@ impl Exporter {
             Target::Plugin { plugin, settings } => {
                 let slot = ctx
                     .plugins
-                    .open::<Encoder>(plugin, settings, Some(&spec.name))
+                    .open::<Encoder>(plugin, settings, Some(&spec.name), spec.tenant.as_deref())
                     .map_err(BuildError::Plugin)?;
                 Format::Plugin(Arc::new(PluginSlot::new(slot, ctx.plugins.clone())))
             }
@@ -360,7 +358,12 @@ impl Exporter {
             .iter()
             .map(|plugin| {
                 ctx.plugins
-                    .open::<Transformer>(plugin, &toml::Table::new(), Some(&spec.name))
+                    .open::<Transformer>(
+                        plugin,
+                        &toml::Table::new(),
+                        Some(&spec.name),
+                        spec.tenant.as_deref(),
+                    )
                     .map_err(BuildError::Plugin)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -405,6 +408,11 @@ impl Exporter {
     /// `otlp`, or the plugin's name.
     pub fn kind(&self) -> &str {
         &self.kind
+    }
+
+    /// What it receives.
+    pub fn select(&self) -> &Select {
+        &self.select
     }
 
     /// The preset that filled in its endpoints or credential header.

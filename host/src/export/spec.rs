@@ -61,6 +61,8 @@ pub struct ExporterSpec {
     pub select: Select,
     /// Its own transform plugins, applied after the host's chain.
     pub transforms: Vec<String>,
+    /// The tenant that owns it, if a tenant does.
+    pub tenant: Option<String>,
 }
 
 impl std::fmt::Debug for ExporterSpec {
@@ -78,6 +80,7 @@ impl std::fmt::Debug for ExporterSpec {
             .field("delivery", &self.delivery)
             .field("select", &self.select)
             .field("transforms", &self.transforms)
+            .field("tenant", &self.tenant)
             .finish()
     }
 }
@@ -282,6 +285,7 @@ impl ExporterSpec {
             delivery: Settings::resolve(&config.delivery, defaults),
             select: config.select,
             transforms: config.transforms,
+            tenant: None,
         }))
     }
 
@@ -374,6 +378,7 @@ impl ExporterSpec {
             delivery: Settings::resolve(&entry.delivery, defaults),
             select: entry.select.clone(),
             transforms: entry.transforms.clone(),
+            tenant: None,
         })
     }
 }

@@ -52,7 +52,9 @@ impl tonic::server::UnaryService<Bytes> for Export {
             let sender = intake.tenancy.sender(authorization.map(|v| v.as_bytes()));
             let bytes = request.into_inner();
             let processed = match sender {
-                Ok(sender) => otlp::process(&intake, sender, signal, Encoding::Protobuf, bytes).await,
+                Ok(sender) => {
+                    otlp::process(&intake, sender, signal, Encoding::Protobuf, bytes).await
+                }
                 Err(refused) => Err(IntakeError::from(refused)),
             };
             match processed {

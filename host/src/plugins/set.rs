@@ -30,6 +30,8 @@ pub struct Row {
     pub kind: &'static str,
     /// The integration an exporter plugin serves.
     pub integration: Option<String>,
+    /// The tenant that owns that integration.
+    pub tenant: Option<String>,
     /// Its health.
     pub health: Health,
     /// What its calls did.
@@ -54,9 +56,13 @@ fn order(kind: &str) -> u8 {
     }
 }
 
+/// A registered plugin still held: the integration it serves and its tenant, and its slot.
+type Live = (Option<String>, Option<String>, Arc<dyn Reloadable>);
+
 /// A registered plugin: the integration it serves, if any, and its slot while someone holds it.
 struct Member {
     integration: Option<String>,
+    tenant: Option<String>,
     slot: Weak<dyn Reloadable>,
 }
 
@@ -97,7 +103,7 @@ impl PluginSet {
     }
 
     /// Loads plugin `name` as kind `K` with settings `overrides` and registers it (serving
-    /// `integration`, for an exporter). A plugin that cannot be loaded is an error under
+    /// `integration`, of `tenant` if a tenant owns it, for an integration's plugin). A plugin that cannot be loaded is an error under
     /// `[plugins] strict`; otherwise it is logged and registered as failed, with its reason,
     /// until a working version of its file is dropped in.
     pub fn open<K: PluginKind>(
@@ -105,6 +111,7 @@ impl PluginSet {
         name: &str,
         overrides: &toml::Table,
         integration: Option<&str>,
+        tenant: Option<&str>,
     ) -> Result<Arc<Slot<K>>, PluginError> {
         let kind = K::NAME;
         let loaded = match self.loader.open::<K>(name, overrides) {
@@ -123,6 +130,7 @@ impl PluginSet {
         let member: Arc<dyn Reloadable> = slot.clone();
         self.members().push(Member {
             integration: integration.map(str::to_owned),
+            tenant: tenant.map(str::to_owned),
             slot: Arc::downgrade(&member),
         });
         Ok(slot)
@@ -139,18 +147,18 @@ impl PluginSet {
     }
 
     /// Every registered plugin still held, with its integration; forgets the others.
-    fn live(&self) -> Vec<(Option<String>, Arc<dyn Reloadable>)> {
+    fn live(&self) -> Vec<Live> {
         let mut members = self.members();
         members.retain(|m| m.slot.strong_count() > 0);
         members
             .iter()
-            .filter_map(|m| Some((m.integration.clone(), m.slot.upgrade()?)))
+            .filter_map(|m| Some((m.integration.clone(), m.tenant.clone(), m.slot.upgrade()?)))
             .collect()
     }
 
     /// Every plugin that follows its file in the plugin directory.
     pub fn reloadables(&self) -> Vec<Arc<dyn Reloadable>> {
-        self.live().into_iter().map(|(_, slot)| slot).collect()
+        self.live().into_iter().map(|(_, _, slot)| slot).collect()
     }
 
     /// The plugin each exporter, transform and view runs now (in that order), with the
@@ -170,13 +178,14 @@ impl PluginSet {
         let mut rows: Vec<Row> = self
             .live()
             .into_iter()
-            .filter_map(|(integration, slot)| {
+            .filter_map(|(integration, tenant, slot)| {
                 Some(Row {
                     health: slot.health()?,
                     stats: self.stats().summary(slot.plugin()),
                     plugin: slot.plugin().to_owned(),
                     kind: slot.kind(),
                     integration,
+                    tenant,
                 })
             })
             .collect();
@@ -197,14 +206,14 @@ impl PluginSet {
             let mut links = Vec::with_capacity(transforms.len());
             for entry in &transforms {
                 let slot = set
-                    .open::<Transformer>(&entry.plugin, &entry.config, None)
+                    .open::<Transformer>(&entry.plugin, &entry.config, None, None)
                     .map_err(|error| unloaded::<Transformer>(&entry.plugin, error))?;
                 links.push(Link::new(slot, entry.on_failure));
             }
             let mut bound = Vec::with_capacity(views.len());
             for entry in &views {
                 let view = set
-                    .open::<Viewer>(&entry.plugin, &entry.config, None)
+                    .open::<Viewer>(&entry.plugin, &entry.config, None, None)
                     .map_err(|error| unloaded::<Viewer>(&entry.plugin, error))?;
                 super::view::bind(&view, &entry.instruments, &registry);
                 bound.push(view);
@@ -249,7 +258,7 @@ impl PluginSet {
             up,
             Box::new(move |o| {
                 let Some(set) = set.upgrade() else { return };
-                for (integration, slot) in set.live() {
+                for (integration, _, slot) in set.live() {
                     let Some(health) = slot.health() else {
                         continue;
                     };
@@ -282,13 +291,13 @@ mod tests {
     fn a_plugin_leaves_the_set_when_its_integration_stops_or_drops_it() {
         let set = PluginSet::new(&PluginsConfig::default(), None).expect("plugins");
         let kept = set
-            .open::<Encoder>("statsd", &toml::Table::new(), Some("kept"))
+            .open::<Encoder>("statsd", &toml::Table::new(), Some("kept"), None)
             .expect("embedded");
         let stopped = set
-            .open::<Encoder>("statsd", &toml::Table::new(), Some("stopped"))
+            .open::<Encoder>("statsd", &toml::Table::new(), Some("stopped"), None)
             .expect("embedded");
         let dropped = set
-            .open::<Encoder>("statsd", &toml::Table::new(), Some("dropped"))
+            .open::<Encoder>("statsd", &toml::Table::new(), Some("dropped"), None)
             .expect("embedded");
         let integrations = |set: &PluginSet| -> Vec<Option<String>> {
             set.rows().into_iter().map(|r| r.integration).collect()

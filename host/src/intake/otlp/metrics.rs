@@ -13,12 +13,12 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::Tally;
-use crate::model::key_values::{attribute_set, borrowed};
 use crate::metrics::aggregation::{
     Buckets, ExponentialPoint, HistogramPoint, MAX_SCALE, MIN_SCALE,
 };
 use crate::metrics::{Descriptor, Instrument, MergeError, Point, Registries, Registry, Storage};
 use crate::model::attributes::{AttributeSet, AttrsRef, hash_attrs};
+use crate::model::key_values::{attribute_set, borrowed};
 use crate::model::metric::Aggregation;
 use crate::model::metric::{InstrumentKind, Scope};
 use hashbrown::HashTable;
