@@ -1,0 +1,820 @@
+//! Selection and tenancy over real HTTP and gRPC: what each integration receives, item by
+//! item, whoever sends and whatever the payload claims; who may call which admin route; who
+//! sees which series on `/metrics`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::{CHUNK_RULE, start};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric::Data, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use serde_json::{Value, json};
+use wasmtel_tests::{Received, Receiver, attrs, kv};
+
+const KEY: &str = "service.namespace";
+
+/// A request to `url` with an optional bearer token and body: status and JSON body.
+async fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let response = req.send().await.expect("reachable");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A protobuf body posted to `path` with an optional bearer token: the status.
+async fn post_proto(host: &wasmtel::Host, path: &str, token: Option<&str>, body: Vec<u8>) -> u16 {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{}{path}", host.intake_addr()))
+        .header("content-type", "application/x-protobuf");
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.body(body)
+        .send()
+        .await
+        .expect("intake")
+        .status()
+        .as_u16()
+}
+
+/// A one-point monotonic counter of a resource claiming namespace `claims`.
+fn counter(
+    service: &str,
+    claims: Option<&str>,
+    name: &str,
+    value: f64,
+) -> ExportMetricsServiceRequest {
+    let mut attributes = vec![kv("service.name", service)];
+    attributes.extend(claims.map(|c| kv(KEY, c)));
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: name.into(),
+                    data: Some(Data::Sum(Sum {
+                        data_points: vec![NumberDataPoint {
+                            time_unix_nano: 2,
+                            value: Some(number_data_point::Value::AsDouble(value)),
+                            ..Default::default()
+                        }],
+                        aggregation_temporality: 2,
+                        is_monotonic: true,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// Log records with `bodies`, of a resource claiming namespace `claims`.
+fn logs(service: &str, claims: Option<&str>, bodies: &[String]) -> ExportLogsServiceRequest {
+    let mut attributes = vec![kv("service.name", service)];
+    attributes.extend(claims.map(|c| kv(KEY, c)));
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: bodies
+                    .iter()
+                    .map(|b| LogRecord {
+                        body: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(b.clone())),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// Every received metric point: (resource namespace, metric name, value).
+fn points(r: &Received) -> Vec<(Option<String>, String, f64)> {
+    let mut out = Vec::new();
+    for request in &r.metrics {
+        for rm in &request.resource_metrics {
+            let ns = attrs(&rm.resource.as_ref().expect("resource").attributes)
+                .get(KEY)
+                .cloned();
+            for sm in &rm.scope_metrics {
+                for m in &sm.metrics {
+                    if let Some(Data::Sum(sum)) = &m.data {
+                        for p in &sum.data_points {
+                            let value = match p.value {
+                                Some(number_data_point::Value::AsDouble(v)) => v,
+                                Some(number_data_point::Value::AsInt(v)) => v as f64,
+                                None => f64::NAN,
+                            };
+                            out.push((ns.clone(), m.name.clone(), value));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every received log record: (resource namespace, body text, event name).
+fn records(r: &Received) -> Vec<(Option<String>, String, String)> {
+    let mut out = Vec::new();
+    for request in &r.logs {
+        for rl in &request.resource_logs {
+            let ns = attrs(&rl.resource.as_ref().expect("resource").attributes)
+                .get(KEY)
+                .cloned();
+            for sl in &rl.scope_logs {
+                for rec in &sl.log_records {
+                    let body = rec
+                        .body
+                        .as_ref()
+                        .map(wasmtel_tests::show)
+                        .unwrap_or_default();
+                    out.push((ns.clone(), body, rec.event_name.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The last value of every received counter, by (namespace, name): cumulative sums.
+fn last_values(r: &Received) -> BTreeMap<(Option<String>, String), f64> {
+    points(r)
+        .into_iter()
+        .map(|(ns, name, v)| ((ns, name), v))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integration_receives_only_what_it_selects_for_metrics_logs_and_events() {
+    let receiver = Receiver::start().await;
+    let host = start(&format!(
+        "[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n\
+         select = {{ resource = {{ \"{KEY}\" = [\"team-a\", \"prod-*\"] }}, exclude_metrics = [\"skip.*\"] }}\n{CHUNK_RULE}",
+        receiver.endpoint()
+    ))
+    .await;
+    for (ns, name) in [
+        ("team-a", "kept.a"),
+        ("team-a", "skip.a"),
+        ("prod-eu", "kept.prod"),
+        ("team-b", "other.b"),
+    ] {
+        let body = counter("app", Some(ns), name, 3.0).encode_to_vec();
+        assert_eq!(post_proto(&host, "/v1/metrics", None, body).await, 200);
+    }
+    let body = counter("app", None, "no.namespace", 1.0).encode_to_vec();
+    assert_eq!(post_proto(&host, "/v1/metrics", None, body).await, 200);
+    for (ns, text) in [("team-a", "a-1"), ("team-b", "b-1"), ("prod-x", "p-1")] {
+        let body = logs("app", Some(ns), &[text.to_owned()]).encode_to_vec();
+        assert_eq!(post_proto(&host, "/v1/logs", None, body).await, 200);
+    }
+    // Events are recorded under the host's resource, which names no namespace: not selected.
+    let events = wasmtel_tests::ndjson(&[json!({"event_type": "chunk_produced", "model": "m"})]);
+    let answer = wasmtel_tests::post_events(host.intake_addr(), None, events, false).await;
+    assert_eq!(answer.status, 202);
+    host.collect_now().await;
+    receiver
+        .wait_until("the selected records", |r| records(r).len() == 2)
+        .await;
+    receiver
+        .wait_until("metrics", |r| !r.metrics.is_empty())
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    receiver.with(|r| {
+        let mut got = points(r);
+        got.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(
+            got,
+            [
+                (Some("team-a".into()), "kept.a".into(), 3.0),
+                (Some("prod-eu".into()), "kept.prod".into(), 3.0),
+            ]
+        );
+        let mut texts: Vec<String> = records(r).into_iter().map(|(_, b, _)| b).collect();
+        texts.sort();
+        assert_eq!(
+            texts,
+            ["a-1", "p-1"],
+            "team-b's record and every event left out"
+        );
+    });
+    host.shutdown().await;
+}
+
+/// One tenant as a test drives it.
+struct Team {
+    name: String,
+    admin: String,
+    intake: String,
+    metrics: Receiver,
+    logs: Receiver,
+    statsd: Option<UdpSocket>,
+}
+
+/// Creates tenant `name` through the API and gives it an OTLP metrics and logs integration,
+/// each to its own receiver, with its own admin token.
+async fn team(admin_url: &str, operator: &str, name: &str, statsd: bool) -> Team {
+    let (status, created) = call(
+        "POST",
+        &format!("{admin_url}/api/v1/tenants"),
+        Some(operator),
+        Some(json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let token = |k: &str| created[k].as_str().expect(k).to_owned();
+    let (admin, intake) = (token("admin_token"), token("intake_token"));
+    let (metrics, logs) = (Receiver::start().await, Receiver::start().await);
+    for (kind, receiver) in [("metrics", &metrics), ("logs", &logs)] {
+        let body = json!({ "kind": kind, "type": "otlp", "name": "mine", "endpoint": receiver.endpoint() });
+        let url = format!("{admin_url}/api/v1/integrations");
+        let (status, made) = call("POST", &url, Some(&admin), Some(body)).await;
+        assert_eq!(status, 201, "{made}");
+        assert_eq!(made["tenant"], name);
+        assert_eq!(made["select"]["resource"][KEY], json!(name), "pinned");
+    }
+    let socket = statsd.then(|| {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        socket
+    });
+    if let Some(socket) = &socket {
+        let endpoint = format!("udp://{}", socket.local_addr().expect("addr"));
+        let body =
+            json!({ "kind": "metrics", "type": "statsd", "name": "dog", "endpoint": endpoint });
+        let url = format!("{admin_url}/api/v1/integrations");
+        let (status, made) = call("POST", &url, Some(&admin), Some(body)).await;
+        assert_eq!(status, 201, "{made}");
+    }
+    Team {
+        name: name.to_owned(),
+        admin,
+        intake,
+        metrics,
+        logs,
+        statsd: socket,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_tenants_each_receive_exactly_their_own_items_whatever_the_payload_claims() {
+    const TENANTS: usize = 20;
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[delivery]\ninterval = \"1h\"\n[intake]\ngrpc_listen = \"127.0.0.1:0\"\n{CHUNK_RULE}",
+        data.path().display()
+    ))
+    .await;
+    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
+    let operator = operator.trim();
+    let admin_url = format!("http://{}", host.admin_addr().expect("admin"));
+    let mut teams = Vec::new();
+    for i in 0..TENANTS {
+        teams.push(team(&admin_url, operator, &format!("t{i}"), i < 3).await);
+    }
+    let grpc = format!("http://{}", host.grpc_addr().expect("gRPC"));
+    let mut metrics_client = MetricsServiceClient::connect(grpc.clone())
+        .await
+        .expect("gRPC");
+    let mut logs_client = LogsServiceClient::connect(grpc).await.expect("gRPC");
+    let bearer = |token: &str| -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+        format!("Bearer {token}").parse().expect("metadata")
+    };
+    for (i, t) in teams.iter().enumerate() {
+        // Each tenant's payload claims the next tenant's namespace.
+        let lie = format!("t{}", (i + 1) % TENANTS);
+        let n = &t.name;
+        let body = counter("app", Some(&lie), &format!("{n}.http"), 1.0).encode_to_vec();
+        assert_eq!(
+            post_proto(&host, "/v1/metrics", Some(&t.intake), body).await,
+            200
+        );
+        let bodies: Vec<String> = (0..3).map(|k| format!("{n}-http-{k}")).collect();
+        let body = logs("app", Some(&lie), &bodies).encode_to_vec();
+        assert_eq!(
+            post_proto(&host, "/v1/logs", Some(&t.intake), body).await,
+            200
+        );
+        let mut request =
+            tonic::Request::new(counter("app", Some(&lie), &format!("{n}.grpc"), 10.0));
+        request
+            .metadata_mut()
+            .insert("authorization", bearer(&t.intake));
+        metrics_client.export(request).await.expect("gRPC metrics");
+        let bodies: Vec<String> = (0..2).map(|k| format!("{n}-grpc-{k}")).collect();
+        let mut request = tonic::Request::new(logs("app", Some(&lie), &bodies));
+        request
+            .metadata_mut()
+            .insert("authorization", bearer(&t.intake));
+        logs_client.export(request).await.expect("gRPC logs");
+        let events: Vec<Value> = (0..2)
+            .map(|_| json!({"event_type": "chunk_produced", "model": format!("{n}-model")}))
+            .collect();
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/events", host.intake_addr()))
+            .bearer_auth(&t.intake)
+            .header("content-type", "application/x-ndjson")
+            .body(wasmtel_tests::ndjson(&events))
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    // The operator's data (no token) claiming a tenant's namespace reaches no tenant.
+    let body = counter("ops", Some("t0"), "operator.claim", 5.0).encode_to_vec();
+    assert_eq!(post_proto(&host, "/v1/metrics", None, body).await, 200);
+    let body = logs("ops", Some("t0"), &["operator-log".into()]).encode_to_vec();
+    assert_eq!(post_proto(&host, "/v1/logs", None, body).await, 200);
+
+    host.collect_now().await;
+    for t in &teams {
+        // 3 + 2 OTLP records and 2 events.
+        t.logs
+            .wait_until(&format!("{}'s records", t.name), |r| records(r).len() == 7)
+            .await;
+        t.metrics
+            .wait_until(&format!("{}'s metrics", t.name), |r| {
+                last_values(r).len() == 3
+            })
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for t in &teams {
+        let n = t.name.clone();
+        t.metrics.with(|r| {
+            let mine = Some(n.clone());
+            let expected = BTreeMap::from([
+                ((mine.clone(), format!("{n}.http")), 1.0),
+                ((mine.clone(), format!("{n}.grpc")), 10.0),
+                ((mine.clone(), "inference.chunks".to_owned()), 2.0),
+            ]);
+            assert_eq!(last_values(r), expected, "tenant {n}'s metrics");
+            assert!(r.logs.is_empty(), "the metrics integration takes no logs");
+        });
+        t.logs.with(|r| {
+            let got = records(r);
+            assert!(
+                got.iter().all(|(ns, _, _)| ns.as_deref() == Some(&*n)),
+                "{got:?}"
+            );
+            let mut bodies: Vec<&str> = got
+                .iter()
+                .filter(|(_, _, event)| event.is_empty())
+                .map(|(_, b, _)| b.as_str())
+                .collect();
+            bodies.sort_unstable();
+            let expected = [
+                format!("{n}-grpc-0"),
+                format!("{n}-grpc-1"),
+                format!("{n}-http-0"),
+                format!("{n}-http-1"),
+                format!("{n}-http-2"),
+            ];
+            assert_eq!(
+                bodies,
+                expected.iter().map(String::as_str).collect::<Vec<_>>()
+            );
+            let events = got.iter().filter(|(_, _, e)| e == "chunk_produced").count();
+            assert_eq!(events, 2, "tenant {n}'s events");
+        });
+    }
+    // A tenant's exporter plugin sees only that tenant's series.
+    for t in teams.iter().filter(|t| t.statsd.is_some()) {
+        let socket = t.statsd.as_ref().expect("socket");
+        let mut lines = Vec::new();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = socket.recv(&mut buf) {
+            lines.extend(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .map(str::to_owned),
+            );
+        }
+        let n = &t.name;
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{n}.http:1|c"))),
+            "{n}: {lines:?}"
+        );
+        for line in &lines {
+            let name = line.split(':').next().unwrap_or_default();
+            assert!(
+                name.starts_with(&format!("{n}.")) || name.starts_with("inference"),
+                "tenant {n}'s plugin got {line}"
+            );
+        }
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_route_answers_by_whose_token_it_is() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let receiver = Receiver::start().await;
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[delivery]\ninterval = \"1h\"\n[otlp]\nendpoint = \"{}\"\n",
+        data.path().display(),
+        receiver.endpoint(),
+    ))
+    .await;
+    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
+    let operator = operator.trim().to_owned();
+    let operator_intake =
+        std::fs::read_to_string(data.path().join("intake.token")).expect("intake token");
+    let base = format!("http://{}", host.admin_addr().expect("admin"));
+    let a = team(&base, &operator, "a", false).await;
+    let b = team(&base, &operator, "b", false).await;
+    let (_, listed) = call(
+        "GET",
+        &format!("{base}/api/v1/integrations"),
+        Some(&a.admin),
+        None,
+    )
+    .await;
+    let a_id = listed["integrations"][0]["id"]
+        .as_str()
+        .expect("a's")
+        .to_owned();
+    assert_eq!(
+        listed["integrations"].as_array().expect("list").len(),
+        2,
+        "a's two only"
+    );
+
+    let who: [(&str, Option<&str>); 5] = [
+        ("operator", Some(&operator)),
+        ("own", Some(&a.admin)),
+        ("other", Some(&b.admin)),
+        ("intake", Some(&a.intake)),
+        ("none", None),
+    ];
+    let create =
+        json!({ "kind": "metrics", "type": "otlp", "name": "x", "endpoint": receiver.endpoint() });
+    // (method, path, body, expected status for operator, own tenant, other tenant, intake, none)
+    let routes: Vec<(&str, String, Option<Value>, [u16; 5])> = vec![
+        (
+            "GET",
+            "/api/v1/status".into(),
+            None,
+            [200, 200, 200, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/history".into(),
+            None,
+            [200, 200, 200, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/plugins".into(),
+            None,
+            [200, 200, 200, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/integrations".into(),
+            None,
+            [200, 200, 200, 401, 401],
+        ),
+        (
+            "GET",
+            format!("/api/v1/integrations/{a_id}"),
+            None,
+            [200, 200, 404, 401, 401],
+        ),
+        (
+            "POST",
+            format!("/api/v1/integrations/{a_id}/test"),
+            None,
+            [200, 200, 404, 401, 401],
+        ),
+        (
+            "POST",
+            format!("/api/v1/integrations/{a_id}/resume"),
+            None,
+            [200, 200, 404, 401, 401],
+        ),
+        (
+            "POST",
+            format!("/api/v1/integrations/{a_id}/disable"),
+            None,
+            [200, 200, 404, 401, 401],
+        ),
+        (
+            "POST",
+            format!("/api/v1/integrations/{a_id}/enable"),
+            None,
+            [200, 200, 404, 401, 401],
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/integrations/{a_id}"),
+            Some(json!({"name": "renamed"})),
+            [200, 200, 404, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/integrations/otlp".into(),
+            None,
+            [200, 404, 404, 401, 401],
+        ),
+        (
+            "DELETE",
+            "/api/v1/integrations/otlp".into(),
+            None,
+            [409, 404, 404, 401, 401],
+        ),
+        (
+            "POST",
+            "/api/v1/integrations".into(),
+            Some(create),
+            [201, 201, 201, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/tenants".into(),
+            None,
+            [200, 403, 403, 401, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/tenants/a".into(),
+            None,
+            [200, 403, 403, 401, 401],
+        ),
+        (
+            "POST",
+            "/api/v1/tenants".into(),
+            Some(json!({"name": "c"})),
+            [201, 403, 403, 401, 401],
+        ),
+        (
+            "DELETE",
+            "/api/v1/tenants/c".into(),
+            None,
+            [204, 403, 403, 401, 401],
+        ),
+    ];
+    for (method, path, body, expected) in &routes {
+        for ((name, token), want) in who.iter().zip(expected) {
+            // A created tenant `c` is deleted again by the operator only, so the table holds.
+            let (status, answer) =
+                call(method, &format!("{base}{path}"), *token, body.clone()).await;
+            assert_eq!(status, *want, "{method} {path} as {name}: {answer}");
+            if *name == "operator" && path == "/api/v1/tenants" && *method == "POST" {
+                assert!(answer["admin_token"].is_string() && answer["intake_token"].is_string());
+            }
+        }
+    }
+    // What each sees.
+    let (_, status) = call(
+        "GET",
+        &format!("{base}/api/v1/status"),
+        Some(&a.admin),
+        None,
+    )
+    .await;
+    let ids: Vec<&str> = status["integrations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|i| i["tenant"].as_str().unwrap_or("operator"))
+        .collect();
+    assert!(
+        ids.iter().all(|t| *t == "a"),
+        "a sees only its own: {ids:?}"
+    );
+    assert!(status["intake"].is_null() && status["gpus"] == json!([]));
+    let (_, all) = call(
+        "GET",
+        &format!("{base}/api/v1/integrations"),
+        Some(&operator),
+        None,
+    )
+    .await;
+    let owners: std::collections::BTreeSet<&str> = all["integrations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|i| i["tenant"].as_str().unwrap_or("operator"))
+        .collect();
+    assert_eq!(owners, ["a", "b", "operator"].into_iter().collect());
+    // A tenant cannot widen its selection to another tenant's data.
+    let body = json!({ "kind": "metrics", "type": "otlp", "name": "wide", "endpoint": receiver.endpoint(),
+                       "select": { "resource": { KEY: "*" } } });
+    let (status, answer) = call(
+        "POST",
+        &format!("{base}/api/v1/integrations"),
+        Some(&a.admin),
+        Some(body),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["field"].as_str()),
+        (400, Some("select")),
+        "{answer}"
+    );
+    let body = json!({ "select": { "resource": { KEY: "b" } } });
+    let (status, _) = call(
+        "PATCH",
+        &format!("{base}/api/v1/integrations/{a_id}"),
+        Some(&a.admin),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // Admin tokens do not work on intake; intake tokens not on the admin API.
+    for token in [&operator, &a.admin] {
+        let body = counter("x", None, "x", 1.0).encode_to_vec();
+        assert_eq!(
+            post_proto(&host, "/v1/metrics", Some(token), body).await,
+            401
+        );
+    }
+    let (status, _) = call(
+        "GET",
+        &format!("{base}/api/v1/status"),
+        Some(operator_intake.trim()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    // A deleted tenant's tokens stop working at once, and its integrations go.
+    let (status, _) = call(
+        "DELETE",
+        &format!("{base}/api/v1/tenants/b"),
+        Some(&operator),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        "GET",
+        &format!("{base}/api/v1/status"),
+        Some(&b.admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let body = counter("x", None, "x", 1.0).encode_to_vec();
+    assert_eq!(
+        post_proto(&host, "/v1/metrics", Some(&b.intake), body).await,
+        401
+    );
+    let (_, all) = call(
+        "GET",
+        &format!("{base}/api/v1/integrations"),
+        Some(&operator),
+        None,
+    )
+    .await;
+    assert!(
+        all["integrations"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|i| i["tenant"] != "b")
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_a_token_and_a_tenant_scrapes_only_its_own_series() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\nrequire_intake_token = true\n",
+        data.path().display()
+    ))
+    .await;
+    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
+    let operator = operator.trim().to_owned();
+    let operator_intake =
+        std::fs::read_to_string(data.path().join("intake.token")).expect("intake");
+    let base = format!("http://{}", host.admin_addr().expect("admin"));
+    let a = team(&base, &operator, "a", false).await;
+    let b = team(&base, &operator, "b", false).await;
+
+    // Without a token nothing is taken: 401 over HTTP, UNAUTHENTICATED over gRPC.
+    let body = counter("x", Some("a"), "anonymous", 1.0).encode_to_vec();
+    assert_eq!(
+        post_proto(&host, "/v1/metrics", None, body.clone()).await,
+        401
+    );
+    assert_eq!(
+        post_proto(&host, "/v1/metrics", Some("made-up"), body).await,
+        401
+    );
+    let events = reqwest::Client::new()
+        .post(format!("http://{}/v1/events", host.intake_addr()))
+        .body(r#"{"event_type":"x"}"#)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(events.status().as_u16(), 401);
+    assert_eq!(events.headers()["www-authenticate"], "Bearer");
+
+    for (token, name) in [(&a.intake, "a.series"), (&b.intake, "b.series")] {
+        let body = counter("app", None, name, 1.0).encode_to_vec();
+        assert_eq!(
+            post_proto(&host, "/v1/metrics", Some(token), body).await,
+            200
+        );
+    }
+    let body = counter("ops", None, "ops.series", 1.0).encode_to_vec();
+    assert_eq!(
+        post_proto(&host, "/v1/metrics", Some(operator_intake.trim()), body).await,
+        200
+    );
+
+    let scrape = |token: Option<String>| {
+        let url = format!(
+            "http://{}/metrics",
+            host.prometheus_addr().expect("prometheus")
+        );
+        async move {
+            let mut req = reqwest::Client::new().get(url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let response = req.send().await.expect("scrape");
+            (
+                response.status().as_u16(),
+                response.text().await.expect("text"),
+            )
+        }
+    };
+    assert_eq!(scrape(None).await.0, 401);
+    assert_eq!(
+        scrape(Some(a.intake.clone())).await.0,
+        401,
+        "intake tokens do not read"
+    );
+    let (status, text) = scrape(Some(operator.clone())).await;
+    assert_eq!(status, 200);
+    for name in [
+        "a_series_total",
+        "b_series_total",
+        "ops_series_total",
+        "wasmtel_",
+    ] {
+        assert!(text.contains(name), "the operator sees {name}");
+    }
+    let (status, text) = scrape(Some(a.admin.clone())).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("a_series_total"), "{text}");
+    for name in ["b_series", "ops_series", "wasmtel_"] {
+        assert!(!text.contains(name), "tenant a sees {name}: {text}");
+    }
+    host.shutdown().await;
+
+    // `public = true` opens /metrics again.
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[prometheus]\npublic = true\n",
+        data.path().display()
+    ))
+    .await;
+    let body = counter("app", None, "open.series", 1.0).encode_to_vec();
+    assert_eq!(post_proto(&host, "/v1/metrics", None, body).await, 200);
+    let text = wasmtel_tests::scrape(host.prometheus_addr().expect("prometheus")).await;
+    assert!(text.contains("open_series_total"), "{text}");
+    host.shutdown().await;
+}
