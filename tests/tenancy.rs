@@ -384,7 +384,7 @@ async fn twenty_tenants_each_receive_exactly_their_own_items_whatever_the_payloa
             let expected = BTreeMap::from([
                 ((mine.clone(), format!("{n}.http")), 1.0),
                 ((mine.clone(), format!("{n}.grpc")), 10.0),
-                ((mine.clone(), "inference.chunks".to_owned()), 2.0),
+                ((mine, "inference.chunks".to_owned()), 2.0),
             ]);
             assert_eq!(last_values(r), expected, "tenant {n}'s metrics");
             assert!(r.logs.is_empty(), "the metrics integration takes no logs");
