@@ -818,3 +818,56 @@ async fn metrics_need_a_token_and_a_tenant_scrapes_only_its_own_series() {
     assert!(text.contains("open_series_total"), "{text}");
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integrations_own_transforms_change_its_data_only() {
+    let (redacted, plain) = (Receiver::start().await, Receiver::start().await);
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\ntransforms = [\"redact\"]\n[plugins.config.redact]\ndrop = \"secret\"\n",
+        data.path().display(),
+        redacted.endpoint()
+    ))
+    .await;
+    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
+    let base = format!("http://{}", host.admin_addr().expect("admin"));
+    let body =
+        json!({ "kind": "logs", "type": "otlp", "name": "plain", "endpoint": plain.endpoint() });
+    let (status, made) = call(
+        "POST",
+        &format!("{base}/api/v1/integrations"),
+        Some(operator.trim()),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let mut request = logs("app", None, &["hello".into()]);
+    request.resource_logs[0].scope_logs[0].log_records[0].attributes =
+        vec![kv("secret", "s3cr3t"), kv("kept", "yes")];
+    assert_eq!(
+        post_proto(&host, "/v1/logs", None, request.encode_to_vec()).await,
+        200
+    );
+    let keys = |r: &Received| -> Vec<Vec<String>> {
+        r.logs
+            .iter()
+            .flat_map(|l| &l.resource_logs)
+            .flat_map(|rl| &rl.scope_logs)
+            .flat_map(|sl| &sl.log_records)
+            .map(|rec| attrs(&rec.attributes).into_keys().collect())
+            .collect()
+    };
+    redacted
+        .wait_until("the redacted record", |r| !r.logs.is_empty())
+        .await;
+    plain
+        .wait_until("the plain record", |r| !r.logs.is_empty())
+        .await;
+    assert_eq!(redacted.with(keys), [["kept"]], "redacted for [otlp]");
+    assert_eq!(
+        plain.with(keys),
+        [["kept", "secret"]],
+        "untouched elsewhere"
+    );
+    host.shutdown().await;
+}
