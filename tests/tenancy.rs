@@ -871,3 +871,182 @@ async fn an_integrations_own_transforms_change_its_data_only() {
     );
     host.shutdown().await;
 }
+
+/// A counter request of one resource with a point per attribute value of `key`.
+fn spread(service: &str, name: &str, values: &[&str]) -> ExportMetricsServiceRequest {
+    let mut request = counter(service, None, name, 1.0);
+    let points = &mut request.resource_metrics[0].scope_metrics[0].metrics[0].data;
+    if let Some(Data::Sum(sum)) = points {
+        let template = sum.data_points[0].clone();
+        sum.data_points = values
+            .iter()
+            .map(|v| NumberDataPoint {
+                attributes: vec![kv("key", v)],
+                ..template.clone()
+            })
+            .collect();
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_limits_is_refused_and_counted_while_another_is_untouched() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[tenancy.limits]\nseries = 1000\n[delivery]\ninterval = \"1h\"\n",
+        data.path().display()
+    ))
+    .await;
+    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
+    let operator = operator.trim().to_owned();
+    let base = format!("http://{}", host.admin_addr().expect("admin"));
+    let noisy = team(&base, &operator, "noisy", false).await;
+    let quiet = team(&base, &operator, "quiet", false).await;
+    let limits = json!({ "limits": { "resources": 1, "series": 2, "log_records_per_second": 5 } });
+    let (status, tenant) = call(
+        "PATCH",
+        &format!("{base}/api/v1/tenants/noisy"),
+        Some(&operator),
+        Some(limits),
+    )
+    .await;
+    assert_eq!(status, 200, "{tenant}");
+    assert_eq!(
+        tenant["effective"],
+        json!({ "resources": 1, "series": 2, "log_records_per_second": 5.0 })
+    );
+    let (status, bad) = call(
+        "PATCH",
+        &format!("{base}/api/v1/tenants/noisy"),
+        Some(&operator),
+        Some(json!({ "limits": { "queue_share": 2 } })),
+    )
+    .await;
+    assert_eq!(status, 400, "{bad}");
+
+    let values = ["a", "b", "c", "d", "e"];
+    for t in [&noisy, &quiet] {
+        // Five series of one resource, a second resource, and ten log records (twice its rate).
+        let body = spread("one", "spread", &values).encode_to_vec();
+        assert_eq!(
+            post_proto(&host, "/v1/metrics", Some(&t.intake), body).await,
+            200
+        );
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/metrics", host.intake_addr()))
+            .bearer_auth(&t.intake)
+            .header("content-type", "application/json")
+            .body(
+                serde_json::to_string(&json!({"resourceMetrics": [{
+                    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "two"}}]},
+                    "scopeMetrics": [{"metrics": [{"name": "second", "sum": {"isMonotonic": true, "aggregationTemporality": 2,
+                        "dataPoints": [{"asDouble": 1.0, "timeUnixNano": "2"}]}}]}]}]}))
+                .expect("json"),
+            )
+            .send()
+            .await
+            .expect("intake");
+        assert_eq!(response.status().as_u16(), 200);
+        let answer: Value =
+            serde_json::from_str(&response.text().await.expect("body")).unwrap_or(Value::Null);
+        let refused = answer["partialSuccess"]["rejectedDataPoints"].as_i64();
+        if t.name == "noisy" {
+            assert_eq!(refused, Some(1), "{answer}");
+            assert!(
+                answer["partialSuccess"]["errorMessage"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("limit of 1 resources")),
+                "{answer}"
+            );
+        } else {
+            assert_eq!(refused, None, "{answer}");
+        }
+        let bodies: Vec<String> = (0..10).map(|k| format!("{}-{k}", t.name)).collect();
+        let body = logs("app", None, &bodies).encode_to_vec();
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/logs", host.intake_addr()))
+            .bearer_auth(&t.intake)
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .expect("intake");
+        if t.name == "noisy" {
+            assert_eq!(response.status().as_u16(), 429);
+            assert_eq!(response.headers()["retry-after"], "1");
+        } else {
+            assert_eq!(response.status().as_u16(), 200);
+        }
+    }
+    // Over gRPC the rate is RESOURCE_EXHAUSTED.
+    let grpc = format!(
+        "http://{}",
+        host.grpc_addr().unwrap_or_else(|| host.intake_addr())
+    );
+    drop(grpc);
+    host.collect_now().await;
+    quiet
+        .logs
+        .wait_until("quiet's records", |r| records(r).len() == 10)
+        .await;
+    quiet
+        .metrics
+        .wait_until("quiet's metrics", |r| last_values(r).len() == 2)
+        .await;
+    noisy
+        .metrics
+        .wait_until("noisy's metrics", |r| !r.metrics.is_empty())
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    quiet.metrics.with(|r| {
+        let spread: usize = points(r).iter().filter(|(_, n, _)| n == "spread").count();
+        assert_eq!(spread, 5, "all five series of the quiet tenant");
+        assert!(points(r).iter().any(|(_, n, _)| n == "second"));
+    });
+    noisy.metrics.with(|r| {
+        let mut got: Vec<f64> = points(r)
+            .iter()
+            .filter(|(_, n, _)| n == "spread")
+            .map(|p| p.2)
+            .collect();
+        got.sort_by(f64::total_cmp);
+        assert_eq!(
+            got,
+            [1.0, 1.0, 3.0],
+            "two series kept, three folded into the overflow series"
+        );
+        assert!(
+            points(r).iter().all(|(_, n, _)| n != "second"),
+            "its second resource refused"
+        );
+    });
+    assert!(
+        noisy.logs.with(|r| r.logs.is_empty()),
+        "its records refused whole"
+    );
+    // Counted per tenant, on the operator's /metrics.
+    let response = reqwest::Client::new()
+        .get(format!(
+            "http://{}/metrics",
+            host.prometheus_addr().expect("prometheus")
+        ))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .expect("scrape");
+    let text = response.text().await.expect("text");
+    let exposition = wasmtel_tests::Exposition::parse(&text);
+    let refused = |limit: &str| {
+        exposition.value(
+            "wasmtel_tenant_refused_total",
+            &[("limit", limit), ("tenant", "noisy")],
+        )
+    };
+    assert_eq!(refused("resources"), Some(1.0), "{text}");
+    assert_eq!(refused("log_records_per_second"), Some(10.0));
+    assert!(
+        !text.contains("tenant=\"quiet\""),
+        "nothing of quiet's was refused"
+    );
+    host.shutdown().await;
+}

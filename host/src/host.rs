@@ -93,10 +93,8 @@ impl Core {
         let plugins =
             PluginSet::new(&config.plugins, config.plugin_cache()).map_err(StartError::Plugins)?;
         plugins.register(&registry)?;
-        let tenancy = Arc::new(match &config.tenancy.key {
-            Some(key) => Tenancy::on(key, config.tenancy.require_intake_token),
-            None => Tenancy::off(),
-        });
+        let tenancy = Arc::new(Tenancy::configured(&config.tenancy));
+        tenancy.register(&registry)?;
         // The host's own data is the operator's: it names no tenant.
         let detected = crate::sources::resource::detect(&config.resource);
         let resource = crate::model::resource::Resource::from_attributes(

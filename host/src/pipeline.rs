@@ -89,8 +89,8 @@ impl Tenants {
             .tenancy
             .stamped(&Principal::Tenant(tenant.clone()), own);
         let registry = self
-            .registries
-            .received(&attributes)
+            .tenancy
+            .admit(&self.registries, &attributes, true, 0)
             .map_err(|e| refused(e.to_string()))?;
         let deriver = Deriver::new(&self.config, &registry).map_err(|e| refused(e.to_string()))?;
         let events = Arc::new(Origin::events(&Resource::from_attributes(attributes)));

@@ -5,12 +5,19 @@
 //! without salt is as good as the token is unguessable.
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use sha2::{Digest as _, Sha256};
 
+use crate::config::{TenancyConfig, TenantLimits};
+use crate::metrics::{
+    Admission, ConflictError, Instrument, Registries, Registry, TooManyResources,
+};
+use crate::model::attributes::ValueRef;
 use crate::model::attributes::{AttributeSet, Value};
+use crate::model::metric::InstrumentKind;
+use crate::model::resource::Resource;
 
 /// A token's SHA-256 digest, as tokens are stored and compared.
 pub type Digest = [u8; 32];
@@ -71,13 +78,38 @@ pub enum Refused {
     WrongRole(&'static str),
 }
 
+/// A tenant's log records went over its rate.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "tenant `{tenant}` is over its limit of {limit} log records per second; retry in {retry_after_secs} s"
+)]
+pub struct Throttled {
+    /// The tenant.
+    pub tenant: Arc<str>,
+    /// Its limit.
+    pub limit: f64,
+    /// When enough budget is back for the refused records (whole seconds, at least 1).
+    pub retry_after_secs: u64,
+}
+
+/// A token bucket: `tokens` left as of `at`.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
 /// The tenancy of a host: off (everything is the operator's), or on with the resource
-/// attribute that names a tenant and every token the host knows.
+/// attribute that names a tenant, every token the host knows and each tenant's limits.
 #[derive(Debug, Default)]
 pub struct Tenancy {
     key: Option<Arc<str>>,
     require_intake_token: bool,
     tokens: RwLock<HashMap<Digest, (Role, Principal)>>,
+    defaults: TenantLimits,
+    limits: RwLock<HashMap<Arc<str>, TenantLimits>>,
+    buckets: Mutex<HashMap<Arc<str>, Bucket>>,
+    refused: std::sync::OnceLock<Arc<Instrument>>,
 }
 
 impl Tenancy {
@@ -92,8 +124,121 @@ impl Tenancy {
         Self {
             key: Some(Arc::from(key)),
             require_intake_token,
-            tokens: RwLock::default(),
+            ..Self::default()
         }
+    }
+
+    /// The tenancy `config` describes.
+    pub fn configured(config: &TenancyConfig) -> Self {
+        match &config.key {
+            Some(key) => Self {
+                defaults: config.limits,
+                ..Self::on(key, config.require_intake_token)
+            },
+            None => Self::off(),
+        }
+    }
+
+    /// Registers `wasmtel.tenant.refused` in `registry`: what each tenant's limits refused.
+    pub fn register(&self, registry: &Registry) -> Result<(), ConflictError> {
+        let counter = crate::telemetry::instrument(
+            registry,
+            InstrumentKind::Counter,
+            "wasmtel.tenant.refused",
+            "{item}",
+            "Data points and log records refused by a tenant's limits, by tenant and limit (resources, log_records_per_second).",
+        )?;
+        let _ = self.refused.set(counter);
+        Ok(())
+    }
+
+    /// Counts `items` of `tenant` refused by `limit`.
+    fn count_refused(&self, tenant: &str, limit: &str, items: usize) {
+        if let Some(counter) = self.refused.get() {
+            let attrs = [
+                ("limit", ValueRef::Str(limit)),
+                ("tenant", ValueRef::Str(tenant)),
+            ];
+            counter.record(&attrs, items as f64);
+        }
+    }
+
+    /// Sets `tenant`'s own limits, over the defaults.
+    pub fn set_limits(&self, tenant: &str, limits: TenantLimits) {
+        self.limits
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(Arc::from(tenant), limits);
+    }
+
+    /// The limits of `tenant`: its own over the defaults.
+    pub fn limits(&self, tenant: &str) -> TenantLimits {
+        let own = self.limits.read().unwrap_or_else(PoisonError::into_inner);
+        own.get(tenant)
+            .copied()
+            .unwrap_or_default()
+            .over(&self.defaults)
+    }
+
+    /// The registry of received resource `attributes`, created when new under its tenant's
+    /// limits (its resources and series); `pinned` keeps it when idle.
+    ///
+    /// `items` is how many points wait on it, counted as refused when it is refused.
+    pub fn admit(
+        &self,
+        registries: &Registries,
+        attributes: &AttributeSet,
+        pinned: bool,
+        items: usize,
+    ) -> Result<Arc<Registry>, TooManyResources> {
+        let owner = self.owner(attributes);
+        let limits = owner.as_deref().map(|t| self.limits(t)).unwrap_or_default();
+        let same = |r: &Resource| self.owner(r.attributes()) == owner;
+        let admission = Admission {
+            group: limits
+                .resources
+                .map(|n| (&same as &dyn Fn(&Resource) -> bool, n)),
+            cardinality_limit: limits.series,
+            pinned,
+        };
+        let admitted = registries.received(attributes, &admission);
+        if let (Err(TooManyResources::Group(_)), Some(tenant)) = (&admitted, &owner) {
+            self.count_refused(tenant, "resources", items);
+        }
+        admitted
+    }
+
+    /// Takes `records` log records from `sender`'s rate (the operator has none); `Err` when
+    /// its tenant is over its `log_records_per_second`, and nothing is taken.
+    pub fn take_records(&self, sender: &Principal, records: usize) -> Result<(), Throttled> {
+        let Principal::Tenant(tenant) = sender else {
+            return Ok(());
+        };
+        let Some(rate) = self.limits(tenant).log_records_per_second else {
+            return Ok(());
+        };
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let bucket = buckets.entry(tenant.clone()).or_insert(Bucket {
+            tokens: rate,
+            at: now,
+        });
+        let elapsed = now.duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+        bucket.at = now;
+        let wanted = records as f64;
+        if wanted <= bucket.tokens {
+            bucket.tokens -= wanted;
+            return Ok(());
+        }
+        self.count_refused(tenant, "log_records_per_second", records);
+        // A batch larger than the burst waits for a full bucket.
+        let missing = wanted.min(rate) - bucket.tokens;
+        Err(Throttled {
+            tenant: tenant.clone(),
+            limit: rate,
+            retry_after_secs: (missing / rate).ceil().max(1.0) as u64,
+        })
     }
 
     /// The resource attribute naming a tenant, while tenancy is on.
@@ -114,12 +259,20 @@ impl Tenancy {
             .insert(digest, (role, principal));
     }
 
-    /// Forgets every token of `tenant`.
+    /// Forgets every token, limit and rate of `tenant`.
     pub fn revoke(&self, tenant: &str) {
         self.tokens
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, (_, p)| p.tenant() != Some(tenant));
+        self.limits
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tenant);
+        self.buckets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tenant);
     }
 
     /// Whose `role` token `token` is; `Err` when it is none of this host's, or one of the
@@ -249,6 +402,36 @@ mod tests {
         assert_eq!(tenancy.sender(Some(b"Bearer a-in")), Err(Refused::Unknown));
         let required = Tenancy::on("org", true);
         assert_eq!(required.sender(None), Err(Refused::Missing));
+        let limited = Tenancy::configured(&TenancyConfig {
+            key: Some("org".into()),
+            require_intake_token: false,
+            limits: TenantLimits {
+                log_records_per_second: Some(10.0),
+                ..TenantLimits::default()
+            },
+        });
+        let t = Principal::Tenant("t".into());
+        assert_eq!(limited.take_records(&t, 8), Ok(()));
+        let over = limited.take_records(&t, 5).expect_err("over the burst");
+        assert_eq!((over.retry_after_secs, over.limit), (1, 10.0));
+        assert_eq!(
+            limited.take_records(&t, 2),
+            Ok(()),
+            "what is left is still there"
+        );
+        assert_eq!(
+            limited.take_records(&Principal::Operator, 1_000_000),
+            Ok(())
+        );
+        limited.set_limits(
+            "u",
+            TenantLimits {
+                log_records_per_second: Some(1_000.0),
+                ..TenantLimits::default()
+            },
+        );
+        let u = Principal::Tenant("u".into());
+        assert_eq!(limited.take_records(&u, 900), Ok(()), "its own limit");
         let off = Tenancy::off();
         let mut untouched = vec![kv("org", "b")];
         assert!(!off.stamp(&Principal::Operator, &mut untouched));

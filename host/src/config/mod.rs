@@ -18,7 +18,7 @@ pub use export::{
 pub use metrics::{DEFAULT_CARDINALITY_LIMIT, MetricsConfig};
 pub use plugins::{Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten};
 pub use renamed::Renamed;
-pub use tenancy::TenancyConfig;
+pub use tenancy::{TenancyConfig, TenantLimits};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -515,6 +515,12 @@ impl Config {
                 let key = e.path().to_string();
                 describe(e.inner(), Some(key))
             })?;
+        let config: Self = config;
+        config
+            .tenancy
+            .limits
+            .check()
+            .map_err(|e| format!("`tenancy.limits`: {e}"))?;
         Ok((config, renamed))
     }
 

@@ -19,6 +19,7 @@ use super::integrations::{ControlError, Integrations};
 use super::spec::{BodyError, Change};
 use super::tenants::{TenantError, Tenants};
 use crate::clock::unix_nanos;
+use crate::config::TenantLimits;
 use crate::metrics::{Registries, Registry};
 use crate::plugins::{Health, PluginSet};
 use crate::server::{Addresses, BindError, Listeners, bind};
@@ -147,7 +148,7 @@ pub fn router(sources: Sources, tenancy: Arc<Tenancy>) -> Router {
         .route("/api/v1/tenants", get(tenant_list).post(tenant_create))
         .route(
             "/api/v1/tenants/{name}",
-            get(tenant_one).delete(tenant_delete),
+            get(tenant_one).patch(tenant_update).delete(tenant_delete),
         )
         .route_layer(axum::middleware::from_fn_with_state(admin.clone(), auth));
     Router::new()
@@ -437,7 +438,7 @@ fn operator_only(who: &Principal) -> Option<Response> {
 fn tenant_refused(e: &TenantError) -> Response {
     let status = match e {
         TenantError::Off => StatusCode::CONFLICT,
-        TenantError::Name(_) => StatusCode::BAD_REQUEST,
+        TenantError::Name(_) | TenantError::Limits(_) => StatusCode::BAD_REQUEST,
         TenantError::Exists(_) => StatusCode::CONFLICT,
         TenantError::NotFound(_) => StatusCode::NOT_FOUND,
         TenantError::Store(_) | TenantError::Token(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -450,6 +451,24 @@ fn tenant_refused(e: &TenantError) -> Response {
 #[serde(deny_unknown_fields)]
 struct NewTenant {
     name: String,
+    #[serde(default)]
+    limits: TenantLimits,
+}
+
+/// What `PATCH /api/v1/tenants/{name}` takes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantChange {
+    limits: TenantLimits,
+}
+
+/// A JSON body read as `T`, or the 400 naming what is wrong with it.
+#[allow(clippy::result_large_err, reason = "the error is the response itself")]
+fn tenant_body<T: serde::de::DeserializeOwned>(body: &[u8], takes: &str) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        let message = format!("invalid tenant: {e} (takes {takes})");
+        error(StatusCode::BAD_REQUEST, &message)
+    })
 }
 
 async fn tenant_create(
@@ -460,15 +479,12 @@ async fn tenant_create(
     if let Some(forbidden) = operator_only(&who) {
         return forbidden;
     }
-    let new: NewTenant = match serde_json::from_slice(&body) {
+    let new: NewTenant = match tenant_body(&body, "`name` and optional `limits`") {
         Ok(new) => new,
-        Err(e) => {
-            let message = format!("invalid tenant: {e} (takes {{\"name\": \"…\"}})");
-            return error(StatusCode::BAD_REQUEST, &message);
-        }
+        Err(refused) => return refused,
     };
     let tenants = admin.sources.tenants.clone();
-    match tokio::task::spawn_blocking(move || tenants.create(&new.name)).await {
+    match tokio::task::spawn_blocking(move || tenants.create(&new.name, new.limits)).await {
         Ok(Ok(created)) => (StatusCode::CREATED, Json(created)).into_response(),
         Ok(Err(e)) => tenant_refused(&e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -496,6 +512,27 @@ async fn tenant_one(
     match admin.sources.tenants.get(&name) {
         Ok(tenant) => Json(tenant).into_response(),
         Err(e) => tenant_refused(&e),
+    }
+}
+
+async fn tenant_update(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Some(forbidden) = operator_only(&who) {
+        return forbidden;
+    }
+    let change: TenantChange = match tenant_body(&body, "`limits`") {
+        Ok(change) => change,
+        Err(refused) => return refused,
+    };
+    let tenants = admin.sources.tenants.clone();
+    match tokio::task::spawn_blocking(move || tenants.set_limits(&name, change.limits)).await {
+        Ok(Ok(tenant)) => Json(tenant).into_response(),
+        Ok(Err(e)) => tenant_refused(&e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 

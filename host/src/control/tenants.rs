@@ -9,6 +9,7 @@ use super::history::Histories;
 use super::integrations::Integrations;
 use super::store::{StoreError, TenantRow};
 use super::token;
+use crate::config::TenantLimits;
 use crate::tenancy::{Principal, Role, Tenancy, digest, new_token};
 
 /// Why tenants could not be managed.
@@ -28,6 +29,9 @@ pub enum TenantError {
     /// There is no tenant of that name.
     #[error("no tenant `{0}`")]
     NotFound(String),
+    /// Its limits are not valid.
+    #[error("invalid limits: {0}")]
+    Limits(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -52,6 +56,10 @@ pub struct Created {
 pub struct Tenant {
     /// Its name.
     pub name: String,
+    /// Its own limits (over `[tenancy.limits]`).
+    pub limits: TenantLimits,
+    /// The limits in force: its own over the defaults.
+    pub effective: TenantLimits,
 }
 
 /// The tenants of a host: the store's rows, and their tokens known to `tenancy`.
@@ -89,6 +97,12 @@ impl Tenants {
         }
         for row in integrations.store().tenants()? {
             grant(&tenancy, &row);
+            match serde_json::from_str::<TenantLimits>(&row.limits) {
+                Ok(limits) => tenancy.set_limits(&row.name, limits),
+                Err(e) => {
+                    tracing::warn!(tenant = %row.name, "its stored limits cannot be read ({e}); the defaults apply")
+                }
+            }
         }
         Ok(Self {
             tenancy,
@@ -112,25 +126,27 @@ impl Tenants {
         &self.histories
     }
 
-    /// Creates tenant `name` with new tokens.
-    pub fn create(&self, name: &str) -> Result<Created, TenantError> {
+    /// Creates tenant `name` with new tokens and its own `limits`.
+    pub fn create(&self, name: &str, limits: TenantLimits) -> Result<Created, TenantError> {
         if !self.tenancy.is_on() {
             return Err(TenantError::Off);
         }
         if !valid(name) {
             return Err(TenantError::Name(name.escape_debug().to_string()));
         }
+        limits.check().map_err(TenantError::Limits)?;
         let (admin_token, intake_token) = (new_token(), new_token());
         let row = TenantRow {
             name: name.to_owned(),
             admin: digest(&admin_token),
             intake: digest(&intake_token),
-            limits: "{}".to_owned(),
+            limits: serde_json::to_string(&limits).unwrap_or_default(),
         };
         if !self.integrations.store().add_tenant(&row)? {
             return Err(TenantError::Exists(name.to_owned()));
         }
         grant(&self.tenancy, &row);
+        self.tenancy.set_limits(name, limits);
         tracing::info!(tenant = %name, "tenant created");
         Ok(Created {
             name: name.to_owned(),
@@ -144,8 +160,26 @@ impl Tenants {
         let rows = self.integrations.store().tenants()?;
         Ok(rows
             .into_iter()
-            .map(|row| Tenant { name: row.name })
+            .map(|row| {
+                let limits = serde_json::from_str(&row.limits).unwrap_or_default();
+                Tenant {
+                    effective: self.tenancy.limits(&row.name),
+                    name: row.name,
+                    limits,
+                }
+            })
             .collect())
+    }
+
+    /// Replaces the own limits of tenant `name`; they apply at once.
+    pub fn set_limits(&self, name: &str, limits: TenantLimits) -> Result<Tenant, TenantError> {
+        limits.check().map_err(TenantError::Limits)?;
+        let json = serde_json::to_string(&limits).unwrap_or_default();
+        if !self.integrations.store().set_tenant_limits(name, &json)? {
+            return Err(TenantError::NotFound(name.to_owned()));
+        }
+        self.tenancy.set_limits(name, limits);
+        self.get(name)
     }
 
     /// Tenant `name`.

@@ -547,10 +547,14 @@ impl Exporter {
         let item = match &self.format {
             Format::Otlp { delta, metrics, .. } => {
                 let mut delta = delta.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(delta) = delta.as_mut() {
+                    let ids: Vec<u64> = producers.iter().map(|p| p.id).collect();
+                    delta.keep_only(&ids);
+                }
                 if self.transforms.is_empty() {
                     let pairs: Vec<_> = producers
                         .iter()
-                        .map(|(i, p)| (*i, &p.resource, &*p.registry))
+                        .map(|p| (p.id, &p.resource, &*p.registry))
                         .collect();
                     let request = otlp::metrics::encode_all(&pairs, delta.as_mut(), &keep);
                     // Nothing selected has points: there is nothing to send.

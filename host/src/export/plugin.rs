@@ -76,7 +76,7 @@ impl PluginSlot {
     /// starts over when a new version asks for another temporality.
     pub fn collect(
         &self,
-        producers: &[(usize, Producer)],
+        producers: &[Producer],
         transforms: &Transforms,
         keep: &dyn Fn(&str) -> bool,
     ) -> Option<Vec<Collected>> {
@@ -89,6 +89,10 @@ impl PluginSlot {
             .peek(|p| p.is_some_and(|p| p.info().temporality == Temporality::Delta));
         if wants_delta != delta.is_some() {
             *delta = wants_delta.then(|| DeltaTrackers::new(TemporalityPreference::Delta));
+        }
+        if let Some(delta) = delta.as_mut() {
+            let ids: Vec<u64> = producers.iter().map(|p| p.id).collect();
+            delta.keep_only(&ids);
         }
         collect_transformed(producers, transforms, delta.as_mut(), keep)
     }
@@ -134,22 +138,22 @@ impl PluginSlot {
     }
 }
 
-/// The metrics of `producers` (each with its position among the host's, 0 the host's own),
+/// The metrics of `producers` (the host's own has id 0),
 /// of the instruments whose name `keep` takes, through the transforms, in the temporality
 /// `delta` tracks (else cumulative), one collection each; a received resource without points
 /// is left out, and `None` is returned when nothing is left.
 pub fn collect_transformed(
-    producers: &[(usize, Producer)],
+    producers: &[Producer],
     transforms: &Transforms,
     mut delta: Option<&mut DeltaTrackers>,
     keep: &dyn Fn(&str) -> bool,
 ) -> Option<Vec<Collected>> {
     let mut out = Vec::new();
-    for &(i, ref producer) in producers {
+    for producer in producers {
         let (res, registry) = producer.pair();
-        let tracker = delta.as_deref_mut().map(|d| d.get(i));
+        let tracker = delta.as_deref_mut().map(|d| d.get(producer.id));
         let collected = metric_batch_where(registry, res, tracker, keep);
-        if i > 0 && collected.batch.metrics.is_empty() {
+        if producer.id > 0 && collected.batch.metrics.is_empty() {
             continue;
         }
         out.extend(collected.transformed(|b| transforms.metrics(b)));

@@ -67,6 +67,9 @@ pub enum IntakeError {
     /// The sender's credential was refused (tenancy is on).
     #[error("{0}")]
     Unauthenticated(#[from] crate::tenancy::Refused),
+    /// The sender's tenant is over its rate; retry later.
+    #[error("{0}")]
+    Throttled(#[from] crate::tenancy::Throttled),
 }
 
 impl IntakeError {
@@ -88,6 +91,7 @@ impl IntakeError {
             IntakeError::Busy(_) | IntakeError::Unqueued(_) => StatusCode::SERVICE_UNAVAILABLE,
             IntakeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             IntakeError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            IntakeError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -106,6 +110,18 @@ impl IntakeError {
             IntakeError::Unqueued(_) => "unqueued",
             IntakeError::Internal(_) => "internal",
             IntakeError::Unauthenticated(_) => "unauthenticated",
+            IntakeError::Throttled(_) => "throttled",
+        }
+    }
+}
+
+impl IntakeError {
+    /// After how many seconds the client should retry, when it should.
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        match self {
+            IntakeError::Busy(_) | IntakeError::Unqueued(_) => Some(1),
+            IntakeError::Throttled(t) => Some(t.retry_after_secs),
+            _ => None,
         }
     }
 }
@@ -143,10 +159,10 @@ impl IntakeError {
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
-        if matches!(self, IntakeError::Busy(_) | IntakeError::Unqueued(_)) {
+        if let Some(seconds) = self.retry_after() {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
+                axum::http::HeaderValue::from(seconds),
             );
         }
         response

@@ -21,14 +21,17 @@ use super::otlp::{self, Encoding};
 use crate::grpc::{LOGS_EXPORT, METRICS_EXPORT, Raw, with_retry_info};
 use crate::model::Signal;
 
-/// The gRPC status of a request refused whole; a busy intake asks the client to retry in 1 s.
+/// The gRPC status of a request refused whole; a busy intake, or a tenant over its rate, asks
+/// the client when to retry.
 fn status(error: &IntakeError) -> Status {
     let code = Code::from_i32(otlp::grpc_code(error));
-    match code {
-        Code::Unavailable => {
-            with_retry_info(code, error.to_string(), std::time::Duration::from_secs(1))
-        }
-        code => Status::new(code, error.to_string()),
+    match error.retry_after() {
+        Some(secs) => with_retry_info(
+            code,
+            error.to_string(),
+            std::time::Duration::from_secs(secs),
+        ),
+        None => Status::new(code, error.to_string()),
     }
 }
 

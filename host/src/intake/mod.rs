@@ -74,7 +74,8 @@ pub async fn serve(
     tenancy: Arc<Tenancy>,
     listeners: &mut crate::server::Listeners,
 ) -> Result<(SocketAddr, Option<SocketAddr>), crate::server::BindError> {
-    let receiver = Arc::new(otlp::metrics::MetricsReceiver::new(registries));
+    let receiver =
+        Arc::new(otlp::metrics::MetricsReceiver::new(registries).with_tenancy(tenancy.clone()));
     let intake = Intake::new(pipeline, receiver, tenancy, config);
     let http = listeners
         .serve("intake", config.listen, router(intake.clone()))
@@ -113,9 +114,9 @@ async fn accept(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<usiz
     body::MediaType::of(headers)?;
     let sender = intake.sender(headers)?;
     let bytes = body::read(headers, body, intake.max_body).await?;
-    let pipeline = intake.pipeline.clone();
+    let (pipeline, tenancy) = (intake.pipeline.clone(), intake.tenancy.clone());
     work(&intake.pipeline, bytes.len(), move || {
-        ingest(&pipeline, &sender, &bytes)
+        ingest(&pipeline, &tenancy, &sender, &bytes)
     })
     .await?
 }
@@ -147,8 +148,14 @@ async fn work<R: Send + 'static>(
 
 /// Parses the whole body first, so a bad line records nothing; a body whose records would not
 /// fit an export queue that refuses when full is refused whole too.
-fn ingest(pipeline: &Pipeline, sender: &Principal, bytes: &Bytes) -> Result<usize, IntakeError> {
+fn ingest(
+    pipeline: &Pipeline,
+    tenancy: &Tenancy,
+    sender: &Principal,
+    bytes: &Bytes,
+) -> Result<usize, IntakeError> {
     let events = events::parse(bytes).map_err(IntakeError::Parse)?;
+    tenancy.take_records(sender, events.len())?;
     pipeline.ingest(&events, sender)?;
     Ok(events.len())
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 pub use crate::model::metric::Descriptor;
 pub use instrument::{Instrument, MergeError, Point, Storage};
-pub use registries::{Producer, Registries};
+pub use registries::{Admission, Producer, Registries, TooManyResources};
 pub use temporality::{DeltaTracker, DeltaTrackers};
 pub use view::{AttributeView, Mapping, Pattern, patience, patiently};
 
@@ -345,6 +345,11 @@ impl Registry {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Whether no instrument has a series.
+    pub fn is_empty(&self) -> bool {
+        self.instruments().iter().all(|i| i.is_empty())
     }
 
     /// The per-instrument cardinality limit.

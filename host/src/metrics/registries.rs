@@ -1,6 +1,7 @@
 //! Every registry the host exports, each with the resource it describes: the host's own, and
 //! one per resource that sent metrics over OTLP.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::Registry;
@@ -13,6 +14,8 @@ pub const MAX_RECEIVED_RESOURCES: usize = 256;
 /// A registry and the resource its metrics describe.
 #[derive(Debug, Clone)]
 pub struct Producer {
+    /// Its id, never reused: 0 is the host's own, received ones count up from 1.
+    pub id: u64,
     /// The resource.
     pub resource: Resource,
     /// Its instruments.
@@ -26,18 +29,60 @@ impl Producer {
     }
 }
 
-/// The resource limit was reached: a new resource's metrics cannot be kept.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "metrics are already kept for {MAX_RECEIVED_RESOURCES} resources; a new resource is refused"
-)]
-pub struct TooManyResources;
+/// A new resource's metrics cannot be kept: a limit on received resources was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TooManyResources {
+    /// The host's limit.
+    #[error(
+        "metrics are already kept for {MAX_RECEIVED_RESOURCES} resources; a new resource is refused"
+    )]
+    Host,
+    /// The limit of the group the resource belongs to (a tenant's).
+    #[error(
+        "metrics are already kept for this tenant's limit of {0} resources; a new resource is refused"
+    )]
+    Group(usize),
+}
+
+/// Which resources count as of the same group as another.
+pub type Same<'a> = &'a dyn Fn(&Resource) -> bool;
+
+/// What a received resource is held to when it is new.
+#[derive(Default)]
+pub struct Admission<'a> {
+    /// The resources counted with it (a tenant's), and how many of them may be kept.
+    pub group: Option<(Same<'a>, usize)>,
+    /// Its instruments' cardinality limit, when lower than the host's.
+    pub cardinality_limit: Option<usize>,
+    /// Kept even when it has no series left (a tenant's own events record into it).
+    pub pinned: bool,
+}
+
+impl std::fmt::Debug for Admission<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission")
+            .field("group_limit", &self.group.map(|(_, n)| n))
+            .field("cardinality_limit", &self.cardinality_limit)
+            .field("pinned", &self.pinned)
+            .finish()
+    }
+}
+
+/// A received producer, whether it stays when idle, and for how many sweeps in a row it had
+/// no series.
+#[derive(Debug)]
+struct Received {
+    producer: Producer,
+    pinned: bool,
+    empty_sweeps: AtomicU64,
+}
 
 /// The host's registry, then the received ones in the order their resources first sent data.
 #[derive(Debug)]
 pub struct Registries {
     own: Producer,
-    received: RwLock<Vec<Producer>>,
+    received: RwLock<Vec<Received>>,
+    next_id: AtomicU64,
 }
 
 /// Sweeps per idle-series expiry period.
@@ -47,8 +92,13 @@ impl Registries {
     /// The host's own registry and resource, with nothing received yet.
     pub fn new(registry: Arc<Registry>, resource: Resource) -> Self {
         Self {
-            own: Producer { resource, registry },
+            own: Producer {
+                id: 0,
+                resource,
+                registry,
+            },
             received: RwLock::default(),
+            next_id: AtomicU64::new(1),
         }
     }
 
@@ -59,33 +109,48 @@ impl Registries {
 
     /// Every producer: the host's first, then the received ones.
     pub fn all(&self) -> Vec<Producer> {
+        self.select(|_| true)
+    }
+
+    /// The producers whose resource `keep` takes, the host's first.
+    pub fn select(&self, keep: impl Fn(&Resource) -> bool) -> Vec<Producer> {
         let received = self.received.read().unwrap_or_else(PoisonError::into_inner);
         std::iter::once(&self.own)
-            .chain(received.iter())
+            .chain(received.iter().map(|r| &r.producer))
+            .filter(|p| keep(&p.resource))
             .cloned()
             .collect()
     }
 
-    /// The producers whose resource `keep` takes, each with its position in [`Registries::all`].
-    pub fn select(&self, keep: impl Fn(&Resource) -> bool) -> Vec<(usize, Producer)> {
-        let received = self.received.read().unwrap_or_else(PoisonError::into_inner);
-        std::iter::once(&self.own)
-            .chain(received.iter())
-            .enumerate()
-            .filter(|(_, p)| keep(&p.resource))
-            .map(|(i, p)| (i, p.clone()))
-            .collect()
-    }
-
     /// Advances the shared idle clock one tick and removes, in every registry, the series not
-    /// measured in the last `ticks` ticks; returns how many went.
+    /// measured in the last `ticks` ticks, then every received resource left without series
+    /// (unless pinned), so that its slot comes back; returns how many series went.
     pub fn expire_idle(&self, ticks: u64) -> usize {
-        let received = self.received.read().unwrap_or_else(PoisonError::into_inner);
-        self.own.registry.expire_idle(ticks)
-            + received
-                .iter()
-                .map(|p| p.registry.expire(ticks))
-                .sum::<usize>()
+        let gone = {
+            let received = self.received.read().unwrap_or_else(PoisonError::into_inner);
+            self.own.registry.expire_idle(ticks)
+                + received
+                    .iter()
+                    .map(|r| r.producer.registry.expire(ticks))
+                    .sum::<usize>()
+        };
+        // A resource goes after two sweeps in a row without series: one just created has a
+        // sweep's time to record its first points.
+        self.received
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|r| {
+                let empty = !r.pinned && r.producer.registry.is_empty();
+                let sweeps = match empty {
+                    true => r.empty_sweeps.fetch_add(1, Ordering::Relaxed) + 1,
+                    false => {
+                        r.empty_sweeps.store(0, Ordering::Relaxed);
+                        0
+                    }
+                };
+                sweeps < 2
+            });
+        gone
     }
 
     /// Removes series idle for longer than `expiry` until `stopped`, sweeping
@@ -106,12 +171,17 @@ impl Registries {
         })
     }
 
-    /// The registry of received `resource`, created (configured as the host's) on first use.
-    pub fn received(&self, resource: &AttributeSet) -> Result<Arc<Registry>, TooManyResources> {
-        let find = |list: &[Producer]| {
+    /// The registry of received `resource`, created (configured as the host's, under
+    /// `admission`) on first use.
+    pub fn received(
+        &self,
+        resource: &AttributeSet,
+        admission: &Admission<'_>,
+    ) -> Result<Arc<Registry>, TooManyResources> {
+        let find = |list: &[Received]| {
             list.iter()
-                .find(|p| p.resource.attributes() == resource)
-                .map(|p| p.registry.clone())
+                .find(|r| r.producer.resource.attributes() == resource)
+                .map(|r| r.producer.registry.clone())
         };
         if let Some(found) = find(&self.received.read().unwrap_or_else(PoisonError::into_inner)) {
             return Ok(found);
@@ -124,12 +194,30 @@ impl Registries {
             return Ok(found);
         }
         if received.len() >= MAX_RECEIVED_RESOURCES {
-            return Err(TooManyResources);
+            return Err(TooManyResources::Host);
         }
-        let registry = Arc::new(self.own.registry.sibling());
-        received.push(Producer {
-            resource: Resource::from_attributes(resource.clone()),
-            registry: registry.clone(),
+        if let Some((same, limit)) = admission.group {
+            let taken = received
+                .iter()
+                .filter(|r| same(&r.producer.resource))
+                .count();
+            if taken >= limit {
+                return Err(TooManyResources::Group(limit));
+            }
+        }
+        let mut registry = self.own.registry.sibling();
+        if let Some(limit) = admission.cardinality_limit {
+            registry.cardinality_limit = registry.cardinality_limit.min(limit);
+        }
+        let registry = Arc::new(registry);
+        received.push(Received {
+            producer: Producer {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                resource: Resource::from_attributes(resource.clone()),
+                registry: registry.clone(),
+            },
+            pinned: admission.pinned,
+            empty_sweeps: AtomicU64::new(0),
         });
         Ok(registry)
     }
@@ -164,7 +252,7 @@ mod tests {
             registry.instrument(d, &[]).expect("counter")
         };
         let mine = counter(&all.own().registry);
-        let theirs = counter(&all.received(&set("a")).expect("a"));
+        let theirs = counter(&all.received(&set("a"), &Admission::default()).expect("a"));
         mine.record(&[], 1.0);
         theirs.record(&[], 1.0);
         assert_eq!(all.expire_idle(1), 0, "both idle for one tick");
@@ -181,9 +269,13 @@ mod tests {
     fn one_registry_per_resource_in_arrival_order_up_to_the_limit() {
         let own = Resource::from_attributes(set("wasmtel"));
         let all = Registries::new(Arc::new(Registry::new(7)), own);
-        let a = all.received(&set("a")).expect("a");
-        let b = all.received(&set("b")).expect("b");
-        assert!(Arc::ptr_eq(&a, &all.received(&set("a")).expect("a again")));
+        let a = all.received(&set("a"), &Admission::default()).expect("a");
+        let b = all.received(&set("b"), &Admission::default()).expect("b");
+        assert!(Arc::ptr_eq(
+            &a,
+            &all.received(&set("a"), &Admission::default())
+                .expect("a again")
+        ));
         assert!(!Arc::ptr_eq(&a, &b));
         assert_eq!(a.cardinality_limit(), 7, "configured as the host's");
         let names: Vec<String> = all
@@ -193,14 +285,65 @@ mod tests {
             .collect();
         assert_eq!(names, ["wasmtel", "a", "b"]);
         for i in 2..MAX_RECEIVED_RESOURCES {
-            all.received(&set(&format!("r{i}")))
+            all.received(&set(&format!("r{i}")), &Admission::default())
                 .expect("below the limit");
         }
-        let refused = all.received(&set("one-too-many")).expect_err("limit");
+        let refused = all
+            .received(&set("one-too-many"), &Admission::default())
+            .expect_err("limit");
         assert!(refused.to_string().contains("256 resources"), "{refused}");
         assert!(
-            all.received(&set("a")).is_ok(),
+            all.received(&set("a"), &Admission::default()).is_ok(),
             "known resources still work"
         );
+    }
+
+    #[test]
+    fn a_group_keeps_to_its_share_and_idle_resources_give_their_slot_back() {
+        use crate::metrics::Descriptor;
+        use crate::model::metric::InstrumentKind;
+        let own = Resource::from_attributes(set("wasmtel"));
+        let all = Registries::new(Arc::new(Registry::new(7)), own);
+        let mine = |r: &Resource| {
+            r.get("service.name")
+                .is_some_and(|s| s.starts_with("team-"))
+        };
+        let limited = Admission {
+            group: Some((&mine, 1)),
+            cardinality_limit: Some(3),
+            pinned: false,
+        };
+        let first = all.received(&set("team-1"), &limited).expect("first");
+        assert_eq!(first.cardinality_limit(), 3, "its own series limit");
+        assert_eq!(
+            all.received(&set("team-2"), &limited).expect_err("second"),
+            TooManyResources::Group(1)
+        );
+        let other = all.received(&set("other"), &Admission::default());
+        assert_eq!(other.expect("outside the group").cardinality_limit(), 7);
+        let d = Descriptor {
+            name: "c".into(),
+            unit: String::new(),
+            description: String::new(),
+            kind: InstrumentKind::Counter,
+            scope: "s".into(),
+        };
+        let counter = first.instrument(d, &[]).expect("counter");
+        counter.record(&[], 1.0);
+        all.expire_idle(1);
+        assert!(
+            all.received(&set("team-2"), &limited).is_err(),
+            "team-1 still has a series"
+        );
+        for _ in 0..3 {
+            all.expire_idle(1);
+        }
+        let ids: Vec<u64> = all.all().iter().map(|p| p.id).collect();
+        assert_eq!(ids, [0], "idle resources went, ids are never reused");
+        let again = all
+            .received(&set("team-2"), &limited)
+            .expect("its slot came back");
+        assert!(!Arc::ptr_eq(&again, &first));
+        assert_eq!(all.all().last().map(|p| p.id), Some(3));
     }
 }

@@ -150,12 +150,11 @@ impl DeltaTracker {
     }
 }
 
-/// Per exporter: one [`DeltaTracker`] per producer, by the producer's position (producers are
-/// only ever appended, so a position keeps meaning one resource).
+/// Per exporter: one [`DeltaTracker`] per producer, by the producer's id (never reused).
 #[derive(Debug)]
 pub struct DeltaTrackers {
     preference: TemporalityPreference,
-    trackers: Vec<DeltaTracker>,
+    trackers: std::collections::HashMap<u64, DeltaTracker>,
 }
 
 impl DeltaTrackers {
@@ -163,16 +162,21 @@ impl DeltaTrackers {
     pub fn new(preference: TemporalityPreference) -> Self {
         Self {
             preference,
-            trackers: Vec::new(),
+            trackers: std::collections::HashMap::new(),
         }
     }
 
-    /// The tracker of the producer at `index`, created on first use.
-    pub fn get(&mut self, index: usize) -> &mut DeltaTracker {
-        while self.trackers.len() <= index {
-            self.trackers.push(DeltaTracker::new(self.preference));
-        }
-        &mut self.trackers[index]
+    /// The tracker of producer `id`, created on first use.
+    pub fn get(&mut self, id: u64) -> &mut DeltaTracker {
+        let preference = self.preference;
+        self.trackers
+            .entry(id)
+            .or_insert_with(|| DeltaTracker::new(preference))
+    }
+
+    /// Forgets the trackers of producers not in `ids` (they went).
+    pub fn keep_only(&mut self, ids: &[u64]) {
+        self.trackers.retain(|id, _| ids.contains(id));
     }
 }
 

@@ -36,12 +36,12 @@ pub fn encode(registry: &Registry, res: &Resource, delta: Option<&mut DeltaTrack
     w.finish()
 }
 
-/// Collects producers, each given with its position among the host's (which picks its delta
-/// tracker; 0 is the host's own), into one request with one `ResourceMetrics` each, as
+/// Collects producers, each given with its id (which picks its delta tracker; 0 is the host's
+/// own), into one request with one `ResourceMetrics` each, as
 /// [`encode`] does for one, of the instruments whose name `keep` takes; a received resource
 /// without points is left out, the host's own never is.
 pub fn encode_all(
-    producers: &[(usize, &Resource, &Registry)],
+    producers: &[(u64, &Resource, &Registry)],
     mut delta: Option<&mut DeltaTrackers>,
     keep: &dyn Fn(&str) -> bool,
 ) -> Vec<u8> {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::{Compression, Format, prefixed, render_all};
-use crate::metrics::Registries;
+use crate::metrics::{Producer, Registries};
 use crate::model::resource::Resource;
 use crate::tenancy::{Principal, Role, Tenancy};
 
@@ -34,7 +34,7 @@ async fn scrape(
     let compression = Compression::negotiate(header(ACCEPT_ENCODING));
     let body = tokio::task::spawn_blocking(move || {
         let producers = registries.select(keep);
-        let pairs: Vec<_> = producers.iter().map(|(_, p)| p.pair()).collect();
+        let pairs: Vec<_> = producers.iter().map(Producer::pair).collect();
         let text = render_all(format, &pairs);
         let text = match prefix {
             Some(prefix) => prefixed(&text, &prefix),

@@ -21,6 +21,7 @@ use crate::model::attributes::{AttributeSet, AttrsRef, hash_attrs};
 use crate::model::key_values::{attribute_set, borrowed};
 use crate::model::metric::Aggregation;
 use crate::model::metric::{InstrumentKind, Scope};
+use crate::tenancy::Tenancy;
 use hashbrown::HashTable;
 
 /// How many cumulative series the receiver remembers; points of further new series are refused.
@@ -56,6 +57,7 @@ enum Last {
 #[derive(Debug)]
 pub struct MetricsReceiver {
     registries: Arc<Registries>,
+    tenancy: Arc<Tenancy>,
     cumulative: Mutex<Memory>,
 }
 
@@ -72,8 +74,15 @@ impl MetricsReceiver {
     pub fn new(registries: Arc<Registries>) -> Self {
         Self {
             registries,
+            tenancy: Arc::new(Tenancy::off()),
             cumulative: Mutex::default(),
         }
+    }
+
+    /// Holds each tenant's new resources to its limits in `tenancy`.
+    pub fn with_tenancy(mut self, tenancy: Arc<Tenancy>) -> Self {
+        self.tenancy = tenancy;
+        self
     }
 
     /// Adds every valid point of `request`; invalid points are counted and the first problem named.
@@ -81,7 +90,11 @@ impl MetricsReceiver {
         let mut tally = Tally::default();
         for rm in &request.resource_metrics {
             let resource = attribute_set(rm.resource.as_ref().map_or(&[][..], |r| &r.attributes));
-            let registry = match self.registries.received(&resource) {
+            let waiting = rm.scope_metrics.iter().flat_map(|s| &s.metrics).map(points);
+            let admitted = self
+                .tenancy
+                .admit(&self.registries, &resource, false, waiting.sum());
+            let registry = match admitted {
                 Ok(registry) => registry,
                 Err(e) => {
                     let points = rm.scope_metrics.iter().flat_map(|s| &s.metrics).map(points);

@@ -123,7 +123,7 @@ const UNAUTHENTICATED: i32 = 16;
 /// what OTLP/gRPC answers (UNAVAILABLE, the busy case, is the one a client retries).
 pub(crate) fn grpc_code(error: &IntakeError) -> i32 {
     match error.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => RESOURCE_EXHAUSTED,
+        StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => RESOURCE_EXHAUSTED,
         StatusCode::SERVICE_UNAVAILABLE => UNAVAILABLE,
         StatusCode::INTERNAL_SERVER_ERROR => INTERNAL,
         StatusCode::UNAUTHORIZED => UNAUTHENTICATED,
@@ -265,6 +265,7 @@ fn process_logs(
     let stamp = |attributes: &mut Vec<_>| intake.tenancy.stamp(sender, attributes);
     let records = logs::scan(&bytes, &mut tally, &stamp)
         .map_err(|e| IntakeError::Decode(format!("the body is not a valid {WHAT}: {e}")))?;
+    intake.tenancy.take_records(sender, records.len())?;
     intake.pipeline.ingest_logs(&records)?;
     Ok(tally)
 }
