@@ -1050,3 +1050,68 @@ async fn a_tenant_at_its_limits_is_refused_and_counted_while_another_is_untouche
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_fills_at_most_its_share_of_a_shared_queue() {
+    let stalled = Receiver::start().await;
+    stalled.answer(503);
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n\
+         [otlp]\nendpoint = \"{}\"\ndelivery = {{ interval = \"1h\", logs_queue = 10, retry = {{ max_retries = 100, initial_backoff = \"10s\" }} }}\n",
+        data.path().display(),
+        stalled.endpoint()
+    ))
+    .await;
+    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
+    let operator = operator.trim().to_owned();
+    let base = format!("http://{}", host.admin_addr().expect("admin"));
+    let (status, made) = call(
+        "POST",
+        &format!("{base}/api/v1/tenants"),
+        Some(&operator),
+        Some(json!({ "name": "noisy", "limits": { "queue_share": 0.5 } })),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let noisy = made["intake_token"].as_str().expect("token").to_owned();
+    let (_, made) = call(
+        "POST",
+        &format!("{base}/api/v1/tenants"),
+        Some(&operator),
+        Some(json!({ "name": "quiet" })),
+    )
+    .await;
+    let quiet = made["intake_token"].as_str().expect("token").to_owned();
+    let send = |token: String, n: usize| {
+        let url = format!("http://{}/v1/logs", host.intake_addr());
+        async move {
+            let bodies: Vec<String> = (0..n).map(|k| format!("r{k}")).collect();
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/x-protobuf")
+                .body(logs("app", None, &bodies).encode_to_vec())
+                .send()
+                .await
+                .expect("intake");
+            response.status().as_u16()
+        }
+    };
+    assert_eq!(send(noisy.clone(), 4).await, 200, "within half of ten");
+    assert_eq!(
+        send(noisy.clone(), 4).await,
+        429,
+        "eight would be over half"
+    );
+    assert_eq!(
+        send(quiet.clone(), 4).await,
+        200,
+        "the other tenant still has room"
+    );
+    assert_eq!(send(noisy, 1).await, 200, "five is half");
+    let reports = host.integrations();
+    let logs = reports.iter().find(|r| r.signal == "logs").expect("logs");
+    assert_eq!(logs.items.accepted, 9, "{logs:?}");
+    host.shutdown().await;
+}

@@ -58,6 +58,7 @@ fn wasmtel_pipeline() -> Pipeline {
     let deriver = Deriver::new(&DeriveConfig::default(), &registry).expect("rules");
     let events = Arc::new(wasmtel::model::log::Origin::events(
         &wasmtel::sources::resource::detect(&Default::default()),
+        None,
     ));
     Pipeline::new(deriver, Vec::new(), telemetry, events)
 }

@@ -103,7 +103,7 @@ impl Core {
         let registries = Arc::new(Registries::new(registry.clone(), resource));
         let deriver = Deriver::new(&config.derive, &registry)?;
         let (transforms, views) = plugins.open_configured(config, &registry).await?;
-        let events = Arc::new(Origin::events(&registries.own().resource));
+        let events = Arc::new(Origin::events(&registries.own().resource, None));
         let mut pipeline = Pipeline::new(deriver, Vec::new(), telemetry.clone(), events)
             .with_tenants(tenancy.clone(), config.derive.clone(), registries.clone());
         if !views.is_empty() {
@@ -130,6 +130,7 @@ impl Core {
             plugins: self.plugins.clone(),
             on_full: config.intake.on_full,
             data_dir: config.data_dir(),
+            tenancy: self.tenancy.clone(),
         };
         let tenancy = self.tenancy.clone();
         let integrations =

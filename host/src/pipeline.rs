@@ -27,6 +27,14 @@ pub enum SinkError {
         /// What went wrong.
         error: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A tenant's records would fill more than its share of a queue.
+    #[error("tenant `{tenant}` holds its share of the log queue of integration `{integration}`")]
+    Share {
+        /// The tenant.
+        tenant: Arc<str>,
+        /// The integration.
+        integration: String,
+    },
     /// A tenant's events cannot be recorded now (no room for its resource).
     #[error("the events of tenant `{tenant}` cannot be recorded: {reason}")]
     Tenant {
@@ -93,7 +101,10 @@ impl Tenants {
             .admit(&self.registries, &attributes, true, 0)
             .map_err(|e| refused(e.to_string()))?;
         let deriver = Deriver::new(&self.config, &registry).map_err(|e| refused(e.to_string()))?;
-        let events = Arc::new(Origin::events(&Resource::from_attributes(attributes)));
+        let events = Arc::new(Origin::events(
+            &Resource::from_attributes(attributes),
+            Some(tenant.clone()),
+        ));
         let lane = Arc::new(Lane { deriver, events });
         let mut lanes = self.lanes.write().unwrap_or_else(PoisonError::into_inner);
         Ok(lanes.entry(tenant.clone()).or_insert(lane).clone())

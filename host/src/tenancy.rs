@@ -153,7 +153,7 @@ impl Tenancy {
     }
 
     /// Counts `items` of `tenant` refused by `limit`.
-    fn count_refused(&self, tenant: &str, limit: &str, items: usize) {
+    pub fn count_refused(&self, tenant: &str, limit: &str, items: usize) {
         if let Some(counter) = self.refused.get() {
             let attrs = [
                 ("limit", ValueRef::Str(limit)),

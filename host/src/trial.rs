@@ -48,7 +48,7 @@ fn record(sample: &Sample, view: Option<Arc<PluginView>>) -> anyhow::Result<Data
             let events = crate::intake::events::parse(bytes)?;
             let deriver = Deriver::new(&DeriveConfig::default(), &registry)?;
             events.iter().for_each(|e| deriver.apply(e));
-            let origin = Arc::new(Origin::events(&resource));
+            let origin = Arc::new(Origin::events(&resource, None));
             let records = encode_events(&events, &origin, crate::clock::unix_nanos());
             let decoded: Vec<_> = records.iter().map(|r| r.decode()).collect();
             let logs = convert::otlp::log_batch(&decoded, &origin);

@@ -35,6 +35,7 @@ use crate::pipeline::{EventSink, SinkError};
 use crate::plugins::convert::Collected;
 use crate::plugins::{Encoder, Link, PluginSet, Reloadable, Slot, Transformer, Transforms};
 use crate::telemetry::SelfTelemetry;
+use crate::tenancy::Tenancy;
 
 /// One collection of metrics, as queued for delivery.
 #[derive(Debug, Clone)]
@@ -49,6 +50,11 @@ impl Weight for Record {
     /// The encoded record's bytes.
     fn bytes(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// The tenant whose token sent it.
+    fn tenant(&self) -> Option<&Arc<str>> {
+        self.origin.tenant.as_ref()
     }
 }
 
@@ -119,6 +125,8 @@ pub struct BuildContext {
     pub on_full: OnFull,
     /// Where disk queues live (under `queue/`).
     pub data_dir: std::path::PathBuf,
+    /// Each tenant's share of a queue.
+    pub tenancy: Arc<Tenancy>,
 }
 
 /// Who encodes: the native OTLP encoder (with its temporality state, gzipping bodies or not)
@@ -221,6 +229,7 @@ pub struct Exporter {
     /// Its own transforms, which leave the plugin set when it stops.
     own_transforms: Vec<Arc<Slot<Transformer>>>,
     plugins: Arc<PluginSet>,
+    tenancy: Arc<Tenancy>,
     select: Select,
     next_collection: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -389,6 +398,7 @@ impl Exporter {
             transforms,
             own_transforms,
             plugins: ctx.plugins.clone(),
+            tenancy: ctx.tenancy.clone(),
             select: spec.select.clone(),
             next_collection: AtomicU64::new(0),
             tasks: Mutex::default(),
@@ -763,10 +773,29 @@ impl EventSink for Exporter {
         let Some(ch) = self.logs.as_ref().filter(|_| self.wants_logs()) else {
             return Ok(());
         };
+        let records = self.selected(records);
+        // A tenant fills at most its share of the queue, however the queue treats the rest.
+        let mut counted: Vec<(&Arc<str>, usize)> = Vec::new();
+        for tenant in records.iter().filter_map(|r| r.origin.tenant.as_ref()) {
+            match counted.iter_mut().find(|(t, _)| *t == tenant) {
+                Some((_, n)) => *n += 1,
+                None => counted.push((tenant, 1)),
+            }
+        }
+        for (tenant, n) in counted {
+            if let Some(share) = self.tenancy.limits(tenant).queue_share
+                && !ch.queue.within_share(tenant, n, share)
+            {
+                self.tenancy.count_refused(tenant, "queue_share", n);
+                return Err(SinkError::Share {
+                    tenant: tenant.clone(),
+                    integration: self.name.to_string(),
+                });
+            }
+        }
         if ch.queue.on_full() == OnFull::DropOldest || ch.status.state() == State::Paused {
             return Ok(());
         }
-        let records = self.selected(records);
         let bytes = records.iter().map(|r| r.bytes.len()).sum();
         if records.is_empty() || ch.queue.room(records.len(), bytes) {
             return Ok(());

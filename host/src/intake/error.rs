@@ -70,6 +70,9 @@ pub enum IntakeError {
     /// The sender's tenant is over its rate; retry later.
     #[error("{0}")]
     Throttled(#[from] crate::tenancy::Throttled),
+    /// The sender's tenant holds its share of a queue; retry later.
+    #[error("{0}; retry later")]
+    OverShare(String),
 }
 
 impl IntakeError {
@@ -91,7 +94,7 @@ impl IntakeError {
             IntakeError::Busy(_) | IntakeError::Unqueued(_) => StatusCode::SERVICE_UNAVAILABLE,
             IntakeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             IntakeError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            IntakeError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            IntakeError::Throttled(_) | IntakeError::OverShare(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -111,6 +114,7 @@ impl IntakeError {
             IntakeError::Internal(_) => "internal",
             IntakeError::Unauthenticated(_) => "unauthenticated",
             IntakeError::Throttled(_) => "throttled",
+            IntakeError::OverShare(_) => "over_share",
         }
     }
 }
@@ -119,7 +123,7 @@ impl IntakeError {
     /// After how many seconds the client should retry, when it should.
     pub(crate) fn retry_after(&self) -> Option<u64> {
         match self {
-            IntakeError::Busy(_) | IntakeError::Unqueued(_) => Some(1),
+            IntakeError::Busy(_) | IntakeError::Unqueued(_) | IntakeError::OverShare(_) => Some(1),
             IntakeError::Throttled(t) => Some(t.retry_after_secs),
             _ => None,
         }
@@ -133,6 +137,7 @@ impl From<crate::pipeline::SinkError> for IntakeError {
             crate::pipeline::SinkError::Full(_) | crate::pipeline::SinkError::Tenant { .. } => {
                 IntakeError::Busy(error.to_string())
             }
+            crate::pipeline::SinkError::Share { .. } => IntakeError::OverShare(error.to_string()),
             other => IntakeError::Unqueued(other),
         }
     }

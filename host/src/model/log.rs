@@ -148,6 +148,8 @@ pub struct Origin {
     pub scope: Bytes,
     /// The resource's attributes, as selections match them.
     pub attributes: AttributeSet,
+    /// The tenant whose data it is, when its sender's token named one.
+    pub tenant: Option<Arc<str>>,
 }
 
 impl Origin {
@@ -157,6 +159,7 @@ impl Origin {
             resource: Bytes::from(resource.encode_to_vec()),
             scope: Bytes::from(scope.encode_to_vec()),
             attributes: attribute_set(&resource.attributes),
+            tenant: None,
         }
     }
 
@@ -167,19 +170,22 @@ impl Origin {
             attributes: attribute_set(&decoded.attributes),
             resource,
             scope,
+            tenant: None,
         }
     }
 
-    /// The origin of forwarded events: the host resource and the events scope.
-    pub fn events(res: &Resource) -> Self {
-        Self::new(
-            &res.to_otlp(),
-            &InstrumentationScope {
-                name: EVENTS_SCOPE.to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                ..Default::default()
-            },
-        )
+    /// The origin of forwarded events of `tenant`, if a tenant sent them: the host resource
+    /// (with the tenant key, for a tenant) and the events scope.
+    pub fn events(res: &Resource, tenant: Option<Arc<str>>) -> Self {
+        let scope = InstrumentationScope {
+            name: EVENTS_SCOPE.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..Default::default()
+        };
+        Self {
+            tenant,
+            ..Self::new(&res.to_otlp(), &scope)
+        }
     }
 
     /// The resource, decoded.
@@ -340,9 +346,12 @@ mod tests {
             .iter()
             .map(|b| serde_json::from_str(b).expect("event"))
             .collect();
-        let origin = Arc::new(Origin::events(&Resource::from_attributes(
-            crate::model::attributes::AttributeSet::from_pairs(Vec::new()),
-        )));
+        let origin = Arc::new(Origin::events(
+            &Resource::from_attributes(crate::model::attributes::AttributeSet::from_pairs(
+                Vec::new(),
+            )),
+            None,
+        ));
         let records = encode_events(&events, &origin, 42);
         assert_eq!(records.len(), 3);
         for (event, record) in events.iter().zip(&records) {

@@ -9,9 +9,9 @@
 //! A durable queue also writes every push to a [`Journal`] before it counts as accepted, and
 //! starts with what its journal still held.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -52,6 +52,11 @@ const MEMORY: Segment = 0;
 pub trait Weight {
     /// Its size in bytes (0 for items counted only by number).
     fn bytes(&self) -> usize;
+
+    /// The tenant whose item it is, for items a queue counts per tenant.
+    fn tenant(&self) -> Option<&Arc<str>> {
+        None
+    }
 }
 
 /// Where every item that entered a queue is now.
@@ -88,6 +93,26 @@ struct State<T> {
     flying: usize,
     flying_bytes: usize,
     counts: Counts,
+    /// Items waiting or in flight, by tenant.
+    tenants: HashMap<Arc<str>, usize>,
+}
+
+impl<T: Weight> State<T> {
+    /// Counts `item` in (`true`) or out of its tenant's share.
+    fn share(&mut self, item: &T, entering: bool) {
+        let Some(tenant) = item.tenant() else { return };
+        match entering {
+            true => *self.tenants.entry(tenant.clone()).or_default() += 1,
+            false => {
+                if let Some(n) = self.tenants.get_mut(tenant) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.tenants.remove(tenant);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Items taken to be sent: end them with [`Queue::finish`].
@@ -101,6 +126,8 @@ pub struct Taken<T> {
     bytes: usize,
     /// The journal segment of each.
     segments: Vec<Segment>,
+    /// How many of them each tenant had.
+    tenants: Vec<(Arc<str>, usize)>,
 }
 
 impl<T> Taken<T> {
@@ -120,6 +147,7 @@ impl<T: Weight> Queue<T> {
                 flying: 0,
                 flying_bytes: 0,
                 counts: Counts::default(),
+                tenants: HashMap::new(),
             }),
             max_items: max_items.max(1),
             max_bytes: max_bytes.max(1),
@@ -201,6 +229,12 @@ impl<T: Weight> Queue<T> {
         self.on_full
     }
 
+    /// Whether `items` more items of `tenant` fit within `share` (a fraction) of the queue.
+    pub fn within_share(&self, tenant: &str, items: usize, share: f64) -> bool {
+        let held = self.lock().tenants.get(tenant).copied().unwrap_or(0);
+        ((held + items) as f64) <= (self.max_items as f64 * share).max(1.0)
+    }
+
     /// Whether `items` more items of `bytes` bytes fit now.
     pub fn room(&self, items: usize, bytes: usize) -> bool {
         let s = self.lock();
@@ -230,6 +264,7 @@ impl<T: Weight> Queue<T> {
         let added = items.len();
         for item in items {
             s.waiting_bytes += item.bytes();
+            s.share(&item, true);
             s.waiting.push_back((item, segment));
         }
         s.counts.accepted += added as u64;
@@ -251,6 +286,7 @@ impl<T: Weight> Queue<T> {
         {
             if let Some((item, segment)) = s.waiting.pop_front() {
                 s.waiting_bytes -= item.bytes();
+                s.share(&item, false);
                 dropped.push(segment);
             }
         }
@@ -287,11 +323,19 @@ impl<T: Weight> Queue<T> {
         s.waiting_bytes -= bytes;
         s.flying += items.len();
         s.flying_bytes += bytes;
+        let mut tenants: Vec<(Arc<str>, usize)> = Vec::new();
+        for tenant in items.iter().filter_map(Weight::tenant) {
+            match tenants.iter_mut().find(|(t, _)| t == tenant) {
+                Some((_, n)) => *n += 1,
+                None => tenants.push((tenant.clone(), 1)),
+            }
+        }
         Some(Taken {
             count: items.len(),
             items,
             bytes,
             segments,
+            tenants,
         })
     }
 
@@ -315,6 +359,14 @@ impl<T: Weight> Queue<T> {
         let mut s = self.lock();
         s.flying -= taken.count;
         s.flying_bytes -= taken.bytes;
+        for (tenant, n) in &taken.tenants {
+            if let Some(held) = s.tenants.get_mut(tenant) {
+                *held = held.saturating_sub(*n);
+                if *held == 0 {
+                    s.tenants.remove(tenant);
+                }
+            }
+        }
         s.counts.delivered += delivered as u64;
         s.counts.refused += refused as u64;
         let now = (delivered + refused + back.len()) as u64;
@@ -322,6 +374,7 @@ impl<T: Weight> Queue<T> {
         let returned = !back.is_empty();
         for item in back.into_iter().rev() {
             s.waiting_bytes += item.bytes();
+            s.share(&item, true);
             s.waiting.push_front((item, segment));
         }
         self.trim(&mut s, self.on_full);
@@ -470,5 +523,40 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), q.pushed())
             .await
             .expect("permit kept");
+    }
+
+    /// An item of a tenant, weighing nothing.
+    struct Of(Arc<str>);
+
+    impl Weight for Of {
+        fn bytes(&self) -> usize {
+            0
+        }
+        fn tenant(&self) -> Option<&Arc<str>> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_tenants_share_counts_its_waiting_and_flying_items_until_they_end() {
+        let q: Queue<Of> = Queue::new(4, usize::MAX, OnFull::DropOldest);
+        let a: Arc<str> = Arc::from("a");
+        let of = |n: usize| (0..n).map(|_| Of(a.clone())).collect::<Vec<_>>();
+        q.push(of(2)).expect("pushed");
+        assert!(q.within_share("a", 0, 0.5) && !q.within_share("a", 1, 0.5));
+        assert!(
+            q.within_share("b", 2, 0.5),
+            "another tenant has its own share"
+        );
+        let taken = q.take(1, usize::MAX).expect("one");
+        assert!(!q.within_share("a", 1, 0.5), "a flying item still counts");
+        q.finish(taken, 1, 0, Vec::new());
+        assert!(q.within_share("a", 1, 0.5), "a delivered one does not");
+        q.push(of(4)).expect("pushed");
+        assert_eq!(q.counts().dropped, 1, "the oldest dropped past four");
+        assert!(!q.within_share("a", 1, 1.0) && q.within_share("a", 0, 1.0));
+        let taken = q.take(4, usize::MAX).expect("all");
+        q.finish(taken, 0, 0, of(1));
+        assert!(q.within_share("a", 3, 1.0), "one given back counts again");
     }
 }

@@ -38,11 +38,7 @@ fn refusal(trace_id: usize, span_id: usize) -> Option<&'static str> {
 ///
 /// `stamp` may change a resource's attributes (its sender's tenant); a changed resource is
 /// encoded anew, an unchanged one stays a slice of the body.
-pub fn scan(
-    body: &Bytes,
-    tally: &mut Tally,
-    stamp: &dyn Fn(&mut Vec<KeyValue>) -> bool,
-) -> Result<Vec<Record>, WireError> {
+pub fn scan(body: &Bytes, tally: &mut Tally, stamp: &Stamp<'_>) -> Result<Vec<Record>, WireError> {
     let mut out = Vec::new();
     for field in Fields::new(body) {
         if let (1, Value::Len(resource_logs)) = field? {
@@ -50,6 +46,31 @@ pub fn scan(
         }
     }
     Ok(out)
+}
+
+/// How a request's resources are stamped with its sender's tenant: the attribute change, and
+/// the tenant its records belong to.
+pub struct Stamp<'a> {
+    /// Sets (or removes) the tenant key of resource attributes; whether anything changed.
+    pub attributes: &'a dyn Fn(&mut Vec<KeyValue>) -> bool,
+    /// The sender's tenant, if a tenant sent it.
+    pub tenant: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Stamp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stamp")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stamp<'_> {
+    /// No stamping: the records are the operator's as they came.
+    pub const NONE: Stamp<'static> = Stamp {
+        attributes: &|_| false,
+        tenant: None,
+    };
 }
 
 /// The last value of length-delimited field `number` in `message`, if any.
@@ -69,13 +90,13 @@ fn scan_resource_logs(
     body: &Bytes,
     message: &[u8],
     tally: &mut Tally,
-    stamp: &dyn Fn(&mut Vec<KeyValue>) -> bool,
+    stamp: &Stamp<'_>,
     out: &mut Vec<Record>,
 ) -> Result<(), WireError> {
     let resource = last_len(message, 1)?.unwrap_or_default();
     let mut decoded =
         Resource::decode(resource).map_err(|_| WireError("a resource is not valid"))?;
-    let resource = match stamp(&mut decoded.attributes) {
+    let resource = match (stamp.attributes)(&mut decoded.attributes) {
         true => Bytes::from(decoded.encode_to_vec()),
         false => body.slice_ref(resource),
     };
@@ -88,6 +109,7 @@ fn scan_resource_logs(
                 resource: resource.clone(),
                 scope: body.slice_ref(scope),
                 attributes: attributes.clone(),
+                tenant: stamp.tenant.clone(),
             });
             for field in Fields::new(scope_logs) {
                 if let (2, Value::Len(record)) = field? {
@@ -231,7 +253,7 @@ mod tests {
         let req = request(vec![record("a", 16), record("b", 3), record("c", 0)]);
         let body = Bytes::from(req.encode_to_vec());
         let mut tally = Tally::default();
-        let records = scan(&body, &mut tally, &|_| false).expect("valid");
+        let records = scan(&body, &mut tally, &Stamp::NONE).expect("valid");
         assert_eq!((tally.accepted, tally.rejected), (2, 1));
         assert_eq!(
             tally.message.as_deref(),
@@ -252,7 +274,8 @@ mod tests {
     #[test]
     fn malformed_bodies_are_refused_with_the_reason() {
         let good = request(vec![record("a", 0)]).encode_to_vec();
-        let scan_of = |bytes: Vec<u8>| scan(&Bytes::from(bytes), &mut Tally::default(), &|_| false);
+        let scan_of =
+            |bytes: Vec<u8>| scan(&Bytes::from(bytes), &mut Tally::default(), &Stamp::NONE);
         assert_eq!(
             scan_of(good[..good.len() - 1].to_vec()).map(|r| r.len()),
             Err(WireError("a field runs past the end of its message"))

@@ -262,7 +262,10 @@ fn process_logs(
         }
     };
     limits::logs(&bytes, &intake.limits)?;
-    let stamp = |attributes: &mut Vec<_>| intake.tenancy.stamp(sender, attributes);
+    let stamp = logs::Stamp {
+        attributes: &|attributes: &mut Vec<_>| intake.tenancy.stamp(sender, attributes),
+        tenant: sender.tenant().map(std::sync::Arc::from),
+    };
     let records = logs::scan(&bytes, &mut tally, &stamp)
         .map_err(|e| IntakeError::Decode(format!("the body is not a valid {WHAT}: {e}")))?;
     intake.tenancy.take_records(sender, records.len())?;
