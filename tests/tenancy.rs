@@ -1115,3 +1115,191 @@ async fn a_tenant_fills_at_most_its_share_of_a_shared_queue() {
     assert_eq!(logs.items.accepted, 9, "{logs:?}");
     host.shutdown().await;
 }
+
+/// `bytes` with a custom section of `n` bytes appended: the same component, another digest.
+fn with_custom_section(bytes: &[u8], n: usize) -> Vec<u8> {
+    let leb = |mut v: usize, out: &mut Vec<u8>| loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    };
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(2 + n, &mut out);
+    out.extend_from_slice(&[1, b'x']);
+    out.extend(std::iter::repeat_n(0u8, n));
+    out
+}
+
+/// An HTTP sink recording the body of every POST to `/logs`.
+async fn line_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/logs",
+        axum::routing::post(move |body: String| {
+            let kept = kept.clone();
+            async move {
+                kept.lock()
+                    .expect("lock")
+                    .extend(body.lines().map(str::to_owned));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_uploaded_plugin_serves_only_that_tenant_and_reloads_on_upload() {
+    let lines = std::fs::read(env!("WASMTEL_FIXTURE_LOGLINES")).expect("fixture");
+    let transform = std::fs::read(env!("WASMTEL_FIXTURE_PASSTHROUGH")).expect("fixture");
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\nmax_plugin_bytes = {}\n",
+        data.path().display(),
+        lines.len() + 100
+    ))
+    .await;
+    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
+    let operator = operator.trim().to_owned();
+    let base = format!("http://{}", host.admin_addr().expect("admin"));
+    let a = team(&base, &operator, "a", false).await;
+    let b = team(&base, &operator, "b", false).await;
+    let upload = |token: String, name: &'static str, bytes: Vec<u8>| {
+        let url = format!("{base}/api/v1/plugins/{name}");
+        async move {
+            let response = reqwest::Client::new()
+                .put(url)
+                .bearer_auth(token)
+                .body(bytes)
+                .send()
+                .await
+                .expect("admin");
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            (
+                status,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let integration = |token: String, endpoint: String| {
+        let url = format!("{base}/api/v1/integrations");
+        let body =
+            json!({ "kind": "logs", "type": "lines", "name": "lines", "endpoint": endpoint });
+        async move { call("POST", &url, Some(&token), Some(body)).await }
+    };
+    let (sink_a, seen_a) = line_sink().await;
+    let (sink_b, seen_b) = line_sink().await;
+
+    let (status, answer) = upload(a.admin.clone(), "lines", lines.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["plugin"]
+            .as_str()
+            .is_some_and(|w| w.contains("exporter")),
+        "{answer}"
+    );
+    assert_eq!(integration(a.admin.clone(), sink_a).await.0, 201);
+    let (status, refused) = integration(b.admin.clone(), sink_b.clone()).await;
+    assert_eq!(status, 400, "b has no plugin `lines`: {refused}");
+    let (status, _) = upload(b.admin.clone(), "lines", lines.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(integration(b.admin.clone(), sink_b).await.0, 201);
+
+    // Refused uploads change nothing.
+    let (status, answer) = upload(operator.clone(), "lines", lines.clone()).await;
+    assert_eq!(status, 403, "{answer}");
+    let (status, answer) = upload(a.intake.clone(), "lines", lines.clone()).await;
+    assert_eq!(status, 401, "{answer}");
+    let (status, answer) = upload(a.admin.clone(), "lines", b"not wasm".to_vec()).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("would not load")),
+        "{answer}"
+    );
+    let (status, answer) =
+        upload(a.admin.clone(), "lines", with_custom_section(&lines, 1000)).await;
+    assert_eq!(status, 413, "{answer}");
+    let (status, answer) = upload(a.admin.clone(), "lines", transform).await;
+    assert_eq!(
+        status, 409,
+        "a transform cannot replace an exporter: {answer}"
+    );
+    let (status, _) = upload(a.admin.clone(), "../evil", lines.clone()).await;
+    assert!(status == 400 || status == 404, "{status}");
+
+    let digests = || -> Vec<String> {
+        let mut d: Vec<String> = host
+            .plugin_versions()
+            .into_iter()
+            .filter(|(name, _)| name == "lines")
+            .filter_map(|(_, digest)| digest)
+            .collect();
+        d.sort();
+        d
+    };
+    let before = digests();
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0], before[1], "both run the same bytes");
+
+    for t in [&a, &b] {
+        let events: Vec<Value> = (0..3)
+            .map(|k| json!({"event_type": "chunk_produced", "model": "m", "request_id": format!("{}-{k}", t.name)}))
+            .collect();
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/events", host.intake_addr()))
+            .bearer_auth(&t.intake)
+            .header("content-type", "application/x-ndjson")
+            .body(wasmtel_tests::ndjson(&events))
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    common::eventually("both sinks' lines", || {
+        seen_a.lock().expect("lock").len() == 3 && seen_b.lock().expect("lock").len() == 3
+    })
+    .await;
+    for (seen, name) in [(&seen_a, "a"), (&seen_b, "b")] {
+        let got = seen.lock().expect("lock").clone();
+        assert!(
+            got.iter()
+                .all(|l| l.contains(&format!("inference.request.id={name}-"))),
+            "{name}'s plugin got {got:?}"
+        );
+    }
+
+    // Uploaded again, it serves a's integration at once; b's keeps its own.
+    let (status, _) = upload(a.admin.clone(), "lines", with_custom_section(&lines, 10)).await;
+    assert_eq!(status, 200);
+    let after = digests();
+    assert_ne!(after, before);
+    assert!(
+        after.contains(&before[0]),
+        "b's version is untouched: {after:?}"
+    );
+    let (_, listed) = call(
+        "GET",
+        &format!("{base}/api/v1/plugins"),
+        Some(&b.admin),
+        None,
+    )
+    .await;
+    let rows = listed["plugins"].as_array().expect("rows");
+    assert_eq!(rows.len(), 1, "b sees its own plugin only: {listed}");
+    assert_eq!(rows[0]["state"], "running");
+    host.shutdown().await;
+}

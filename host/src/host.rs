@@ -93,6 +93,7 @@ impl Core {
         let plugins =
             PluginSet::new(&config.plugins, config.plugin_cache()).map_err(StartError::Plugins)?;
         plugins.register(&registry)?;
+        plugins.keep_uploads_in(config.data_dir().join("tenants"));
         let tenancy = Arc::new(Tenancy::configured(&config.tenancy));
         tenancy.register(&registry)?;
         // The host's own data is the operator's: it names no tenant.

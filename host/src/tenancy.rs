@@ -405,6 +405,7 @@ mod tests {
         let limited = Tenancy::configured(&TenancyConfig {
             key: Some("org".into()),
             require_intake_token: false,
+            max_plugin_bytes: None,
             limits: TenantLimits {
                 log_records_per_second: Some(10.0),
                 ..TenantLimits::default()

@@ -86,7 +86,7 @@ enum Command {
 
 /// How a command reaches a running host's admin API.
 #[derive(Debug, clap::Args)]
-struct AdminArgs {
+pub(crate) struct AdminArgs {
     /// The admin API's base URL.
     #[arg(
         long,
@@ -107,7 +107,7 @@ struct AdminArgs {
 
 impl AdminArgs {
     /// A client of the admin API these arguments name.
-    fn client(&self) -> anyhow::Result<AdminClient> {
+    pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
         Ok(AdminClient::new(
             &self.admin,
             self.token.clone(),

@@ -8,6 +8,17 @@ use wasmtel::Config;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginsCommand {
+    /// Upload a plugin to a running host as a tenant (with the tenant's admin token): checked
+    /// as `check` does, then used by that tenant's integrations of its name only.
+    Upload {
+        /// The `.wasm` file.
+        file: PathBuf,
+        /// The plugin's name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        admin: super::AdminArgs,
+    },
     /// List the plugins a host would load: the plugin directory's and the embedded ones.
     List {
         /// The host's configuration file, for `[plugins]`.
@@ -59,6 +70,30 @@ pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<()> {
     use wasmtel::plugins::{Runtime, inspect};
     let runtime = Runtime::shared()?;
     match command {
+        PluginsCommand::Upload { file, name, admin } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let name = match name {
+                Some(name) => name,
+                None => file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .context("name the plugin with --name")?
+                    .to_owned(),
+            };
+            let client = admin.client()?;
+            let path = format!("/api/v1/plugins/{name}");
+            let answer = tokio::runtime::Handle::current().block_on(client.upload(&path, bytes))?;
+            if admin.json {
+                println!("{answer}");
+            } else {
+                println!(
+                    "uploaded {name}: {}",
+                    answer["plugin"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(())
+        }
         PluginsCommand::List { config } => {
             let config = Config::load(config.as_deref())?;
             println!("{:<24} {:<10} {:<14} WORLD", "NAME", "ORIGIN", "SHA256");

@@ -18,7 +18,7 @@ pub use export::{
 pub use metrics::{DEFAULT_CARDINALITY_LIMIT, MetricsConfig};
 pub use plugins::{Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten};
 pub use renamed::Renamed;
-pub use tenancy::{TenancyConfig, TenantLimits};
+pub use tenancy::{DEFAULT_MAX_PLUGIN_BYTES, TenancyConfig, TenantLimits};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -14,7 +14,12 @@ pub struct TenancyConfig {
     pub require_intake_token: bool,
     /// `[tenancy.limits]`: every tenant's share, unless its own limits say otherwise.
     pub limits: TenantLimits,
+    /// The largest plugin component a tenant may upload (default 32 MiB).
+    pub max_plugin_bytes: Option<usize>,
 }
+
+/// The largest plugin component a tenant may upload, by default.
+pub const DEFAULT_MAX_PLUGIN_BYTES: usize = 32 * 1024 * 1024;
 
 /// What one tenant may take of the host; unset is unlimited (within the host's own limits).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, Serialize)]

@@ -21,7 +21,7 @@ use super::tenants::{TenantError, Tenants};
 use crate::clock::unix_nanos;
 use crate::config::TenantLimits;
 use crate::metrics::{Registries, Registry};
-use crate::plugins::{Health, PluginSet};
+use crate::plugins::{Health, PluginSet, UploadError};
 use crate::server::{Addresses, BindError, Listeners, bind};
 use crate::tenancy::{Principal, Refused, Role, Tenancy};
 use bytes::Bytes;
@@ -69,6 +69,10 @@ pub async fn serve(
         histories: tenants.histories().clone(),
         about: About::new(registries, &config.data_dir(), addresses.listed()),
         tenants,
+        max_plugin_bytes: config
+            .tenancy
+            .max_plugin_bytes
+            .unwrap_or(crate::config::DEFAULT_MAX_PLUGIN_BYTES),
     };
     listeners.serve_bound(listener, router(sources, tenancy));
     listeners.tasks.push(sampling);
@@ -110,6 +114,8 @@ pub struct Sources {
     pub histories: Arc<Histories>,
     /// The tenants.
     pub tenants: Tenants,
+    /// The largest plugin a tenant may upload.
+    pub max_plugin_bytes: usize,
     /// Who and where the host is.
     pub about: About,
 }
@@ -128,6 +134,7 @@ const STATUS_PAGE: &str = include_str!("status.html");
 /// that `tenancy` knows (the operator's, or a tenant's for its own things; tenant routes are
 /// the operator's only).
 pub fn router(sources: Sources, tenancy: Arc<Tenancy>) -> Router {
+    let upload_limit = sources.max_plugin_bytes.saturating_add(1);
     let admin = Admin {
         sources: Arc::new(sources),
         tenancy,
@@ -145,6 +152,11 @@ pub fn router(sources: Sources, tenancy: Arc<Tenancy>) -> Router {
         .route("/api/v1/integrations/{id}/enable", post(enable))
         .route("/api/v1/integrations/{id}/disable", post(disable))
         .route("/api/v1/plugins", get(plugin_health))
+        .route(
+            "/api/v1/plugins/{name}",
+            axum::routing::put(plugin_upload)
+                .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
         .route("/api/v1/tenants", get(tenant_list).post(tenant_create))
         .route(
             "/api/v1/tenants/{name}",
@@ -422,6 +434,41 @@ async fn plugin_health(
     Extension(who): Extension<Principal>,
 ) -> Response {
     Json(json!({ "plugins": plugin_list(&admin, &who) })).into_response()
+}
+
+/// `PUT /api/v1/plugins/{name}`: a tenant's exporter, transform or view, checked as
+/// `plugins check` does and stored for that tenant only.
+async fn plugin_upload(
+    State(admin): State<Admin>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(tenant) = who.tenant().map(str::to_owned) else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the operator's plugins go in the plugin directory; uploads are a tenant's",
+        );
+    };
+    let (plugins, limit) = (
+        admin.sources.plugins.clone(),
+        admin.sources.max_plugin_bytes,
+    );
+    let stored =
+        tokio::task::spawn_blocking(move || plugins.upload(&tenant, &name, &body, limit)).await;
+    match stored {
+        Ok(Ok(world)) => Json(json!({ "plugin": world.to_string() })).into_response(),
+        Ok(Err(e)) => {
+            let status = match e {
+                UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                UploadError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                UploadError::Kind { .. } => StatusCode::CONFLICT,
+                UploadError::Name(_) | UploadError::Invalid(_) => StatusCode::BAD_REQUEST,
+            };
+            error(status, &e.to_string())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 /// The 403 for a tenant on an operator's route, else `None`.

@@ -50,14 +50,31 @@ impl AdminClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, ClientError> {
+        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+        self.send(method, path, body).await
+    }
+
+    /// PUTs `bytes` (a plugin component) to `path`; the API's error message on failure.
+    pub async fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<Value, ClientError> {
+        self.send("PUT", path, Some(("application/wasm", bytes)))
+            .await
+    }
+
+    /// Calls `method path` with an optional body of a content type.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<Value, ClientError> {
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| ClientError(format!("bad method {method}")))?;
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url).bearer_auth(&self.token);
-        if let Some(body) = body {
+        if let Some((content_type, bytes)) = body {
             request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string());
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes);
         }
         let response = request.send().await.map_err(|e| {
             ClientError(format!("cannot reach the admin API at {}: {e}", self.base))

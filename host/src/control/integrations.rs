@@ -230,6 +230,11 @@ impl Integrations {
         }
     }
 
+    /// The plugin set their plugins are loaded into.
+    pub fn plugins(&self) -> &Arc<crate::plugins::PluginSet> {
+        &self.0.runtime.build.plugins
+    }
+
     /// The store the integrations (and the tenants) are kept in.
     pub fn store(&self) -> &Store {
         &self.0.runtime.store

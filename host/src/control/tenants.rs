@@ -197,6 +197,7 @@ impl Tenants {
         }
         self.tenancy.revoke(name);
         self.integrations.drop_tenant(name);
+        self.integrations.plugins().forget_uploads(name);
         self.histories.forget(name);
         tracing::info!(tenant = %name, "tenant deleted");
         Ok(())

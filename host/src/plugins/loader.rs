@@ -89,8 +89,38 @@ impl Loader {
         overrides: &toml::Table,
     ) -> Result<(Plugin<K>, String, Origin), PluginError> {
         let (bytes, origin) = self.find(name)?;
-        let component = self.compile(&bytes)?;
+        let (plugin, digest) = self.open_bytes(name, &bytes, overrides)?;
+        Ok((plugin, digest, origin))
+    }
+
+    /// Compiles and starts component `bytes` as plugin `name` of kind `K`; returns it with its
+    /// content digest.
+    pub fn open_bytes<K: PluginKind>(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        overrides: &toml::Table,
+    ) -> Result<(Plugin<K>, String), PluginError> {
+        let component = self.compile(bytes)?;
         let plugin = self.load(name, &component, overrides)?;
-        Ok((plugin, super::cache::digest(&bytes), origin))
+        Ok((plugin, super::cache::digest(bytes)))
+    }
+
+    /// Checks component `bytes` as `plugins check` does, as plugin `name` with its configured
+    /// settings and limits: the world it implements, or why it would not load.
+    pub fn check(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<super::kind::World, super::inspect::Rejection> {
+        let settings =
+            catalog::config(&self.config, name, &toml::Table::new()).map_err(PluginError::from)?;
+        super::inspect::check(
+            &self.runtime,
+            name,
+            bytes,
+            &settings,
+            Limits::of(&self.config, name),
+        )
     }
 }

@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::catalog;
 use super::error::{PluginError, Unloaded};
+use super::exporter::Encoder;
 use super::instance::Health;
 use super::kind::PluginKind;
 use super::loader::Loader;
-use super::slot::{Reloadable, Slot};
+use super::slot::{Reloadable, Slot, Source};
 use super::stats::{Stats, Summary};
 use super::transform::{Link, Transformer, Transforms};
 use super::view::{PluginView, Viewer};
@@ -59,11 +61,55 @@ fn order(kind: &str) -> u8 {
 /// A registered plugin still held: the integration it serves and its tenant, and its slot.
 type Live = (Option<String>, Option<String>, Arc<dyn Reloadable>);
 
-/// A registered plugin: the integration it serves, if any, and its slot while someone holds it.
+/// A registered plugin: the integration it serves, if any, its tenant, whether it runs that
+/// tenant's own upload, and its slot while someone holds it.
 struct Member {
     integration: Option<String>,
     tenant: Option<String>,
+    uploaded: bool,
     slot: Weak<dyn Reloadable>,
+}
+
+/// Why a tenant's plugin upload was refused; the version serving before keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The name cannot name a plugin.
+    #[error("`{0}` is not a plugin name: 1 to 64 lowercase letters, digits, `-` or `_`")]
+    Name(String),
+    /// The component is larger than the limit.
+    #[error("the component is {size} bytes; tenants upload at most {limit}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The component would not load (what `plugins check` says).
+    #[error("the component would not load: {0}")]
+    Invalid(String),
+    /// An integration runs the plugin as another kind.
+    #[error("integration `{integration}` runs `{plugin}` as a {kind}; this component is a {world}")]
+    Kind {
+        /// The integration.
+        integration: String,
+        /// The plugin.
+        plugin: String,
+        /// The kind it runs it as.
+        kind: &'static str,
+        /// What the upload is.
+        world: String,
+    },
+    /// The file could not be written.
+    #[error("the plugin could not be stored: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Whether `name` can name an uploaded plugin.
+fn plugin_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// The plugins of one host.
@@ -71,6 +117,8 @@ pub struct PluginSet {
     loader: Arc<Loader>,
     strict: bool,
     members: Mutex<Vec<Member>>,
+    /// Where tenants' uploads live: `<dir>/<tenant>/plugins/<name>.wasm`.
+    tenants: std::sync::OnceLock<PathBuf>,
 }
 
 impl std::fmt::Debug for PluginSet {
@@ -89,7 +137,30 @@ impl PluginSet {
             loader: Arc::new(Loader::new(config, cache, Stats::default())?),
             strict: config.strict,
             members: Mutex::default(),
+            tenants: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Keeps tenants' uploads under `dir` (`<dir>/<tenant>/plugins/<name>.wasm`).
+    pub fn keep_uploads_in(&self, dir: PathBuf) {
+        let _ = self.tenants.set(dir);
+    }
+
+    /// Deletes every upload of `tenant` (it was deleted; its integrations are gone).
+    pub fn forget_uploads(&self, tenant: &str) {
+        if let Some(dir) = self.tenants.get() {
+            let _ = std::fs::remove_dir_all(dir.join(tenant));
+        }
+    }
+
+    /// The file of `tenant`'s upload `name`.
+    fn upload_path(&self, tenant: &str, name: &str) -> Option<PathBuf> {
+        let dir = self.tenants.get()?;
+        Some(
+            dir.join(tenant)
+                .join("plugins")
+                .join(format!("{name}.wasm")),
+        )
     }
 
     /// The loader, for `plugins` commands that load without a host.
@@ -114,7 +185,19 @@ impl PluginSet {
         tenant: Option<&str>,
     ) -> Result<Arc<Slot<K>>, PluginError> {
         let kind = K::NAME;
-        let loaded = match self.loader.open::<K>(name, overrides) {
+        // A tenant's own upload of that name, else the plugin directory's or the embedded one.
+        let upload = tenant
+            .and_then(|t| self.upload_path(t, name))
+            .and_then(|path| std::fs::read(&path).ok().map(|bytes| (path, bytes)));
+        let uploaded = upload.is_some();
+        let opened = match upload {
+            Some((path, bytes)) => self
+                .loader
+                .open_bytes::<K>(name, &bytes, overrides)
+                .map(|(plugin, digest)| (plugin, digest, catalog::Origin::File(path))),
+            None => self.loader.open::<K>(name, overrides),
+        };
+        let loaded = match opened {
             Ok((plugin, digest, origin)) => {
                 tracing::info!(kind, plugin = %name, integration, ?origin, "{kind} plugin loaded");
                 Ok((plugin, digest))
@@ -131,6 +214,7 @@ impl PluginSet {
         self.members().push(Member {
             integration: integration.map(str::to_owned),
             tenant: tenant.map(str::to_owned),
+            uploaded,
             slot: Arc::downgrade(&member),
         });
         Ok(slot)
@@ -156,15 +240,100 @@ impl PluginSet {
             .collect()
     }
 
-    /// Every plugin that follows its file in the plugin directory.
+    /// Every plugin that follows its file in the plugin directory (a tenant's upload follows
+    /// its uploads instead).
     pub fn reloadables(&self) -> Vec<Arc<dyn Reloadable>> {
-        self.live().into_iter().map(|(_, _, slot)| slot).collect()
+        let mut members = self.members();
+        members.retain(|m| m.slot.strong_count() > 0);
+        members
+            .iter()
+            .filter(|m| !m.uploaded)
+            .filter_map(|m| m.slot.upgrade())
+            .collect()
+    }
+
+    /// Checks `bytes` as `plugins check` does and stores it as `tenant`'s plugin `name`
+    /// (at most `limit` bytes); every integration of that tenant running a plugin of that name
+    /// switches to it at once. Refused, nothing changes. What the component is.
+    pub fn upload(
+        &self,
+        tenant: &str,
+        name: &str,
+        bytes: &[u8],
+        limit: usize,
+    ) -> Result<super::kind::World, UploadError> {
+        if !plugin_name(name) {
+            return Err(UploadError::Name(name.escape_debug().to_string()));
+        }
+        if bytes.len() > limit {
+            return Err(UploadError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let path = self
+            .upload_path(tenant, name)
+            .ok_or_else(|| UploadError::Invalid("this host keeps no uploads".into()))?;
+        let world = self
+            .loader
+            .check(name, bytes)
+            .map_err(|r| UploadError::Invalid(r.to_string()))?;
+        let kind = match world {
+            super::kind::World::Exporter { .. } => Encoder::NAME,
+            super::kind::World::Transform => Transformer::NAME,
+            super::kind::World::View => Viewer::NAME,
+        };
+        let users: Vec<(Option<String>, Arc<dyn Reloadable>)> = {
+            let members = self.members();
+            members
+                .iter()
+                .filter(|m| m.tenant.as_deref() == Some(tenant))
+                .filter_map(|m| Some((m.integration.clone(), m.slot.upgrade()?)))
+                .filter(|(_, slot)| slot.plugin() == name)
+                .collect()
+        };
+        if let Some((integration, slot)) = users.iter().find(|(_, s)| s.kind() != kind) {
+            return Err(UploadError::Kind {
+                integration: integration.clone().unwrap_or_default(),
+                plugin: name.to_owned(),
+                kind: slot.kind(),
+                world: world.to_string(),
+            });
+        }
+        let component = self
+            .loader
+            .compile(bytes)
+            .map_err(|e| UploadError::Invalid(e.chain()))?;
+        let digest = super::cache::digest(bytes);
+        for (_, slot) in &users {
+            let source = Source::File {
+                component: &component,
+                digest: &digest,
+            };
+            slot.reload(&self.loader, source)
+                .map_err(|e| UploadError::Invalid(e.chain()))?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let partial = path.with_extension("wasm.partial");
+        std::fs::write(&partial, bytes)?;
+        std::fs::rename(&partial, &path)?;
+        let gone: Vec<Weak<dyn Reloadable>> =
+            users.iter().map(|(_, s)| Arc::downgrade(s)).collect();
+        for m in self.members().iter_mut() {
+            if gone.iter().any(|g| Weak::ptr_eq(g, &m.slot)) {
+                m.uploaded = true;
+            }
+        }
+        tracing::info!(tenant, plugin = %name, digest = &digest[..12], "tenant plugin uploaded");
+        Ok(world)
     }
 
     /// The plugin each exporter, transform and view runs now (in that order), with the
     /// SHA-256 of its component.
     pub fn versions(&self) -> Vec<(String, Option<String>)> {
-        let mut versions: Vec<_> = self.reloadables();
+        let mut versions: Vec<_> = self.live().into_iter().map(|(_, _, slot)| slot).collect();
         versions.sort_by_key(|slot| order(slot.kind()));
         versions
             .iter()
