@@ -57,6 +57,70 @@ pub trait EventSink: Send + Sync {
     /// Takes the records it selects of a batch (events, or received over OTLP); must not
     /// block. `Err` names why it could not keep them (a disk queue that cannot be written).
     fn accept_logs(&self, records: &[Record]) -> Result<(), SinkError>;
+
+    /// The one tenant whose records it can take, when it is a tenant's (records of no other
+    /// tenant are then never offered to it).
+    fn tenant(&self) -> Option<Arc<str>>;
+}
+
+/// Every sink, a tenant's indexed by its tenant: a batch meets the shared sinks and those of
+/// the tenants it holds records of, however many tenants there are.
+#[derive(Default)]
+struct Sinks {
+    shared: Vec<Arc<dyn EventSink>>,
+    by_tenant: HashMap<Arc<str>, Vec<Arc<dyn EventSink>>>,
+}
+
+impl Sinks {
+    fn add(&mut self, sink: Arc<dyn EventSink>) {
+        match sink.tenant() {
+            Some(tenant) => self.by_tenant.entry(tenant).or_default().push(sink),
+            None => self.shared.push(sink),
+        }
+    }
+
+    fn remove(&mut self, sink: &Arc<dyn EventSink>) {
+        self.shared.retain(|s| !Arc::ptr_eq(s, sink));
+        self.by_tenant.retain(|_, list| {
+            list.retain(|s| !Arc::ptr_eq(s, sink));
+            !list.is_empty()
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.shared.len() + self.by_tenant.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Whether a sink of `tenant` (or a shared one) takes log records now.
+    fn want_logs(&self, tenant: Option<&Arc<str>>) -> bool {
+        let theirs = tenant.and_then(|t| self.by_tenant.get(t));
+        self.shared
+            .iter()
+            .chain(theirs.into_iter().flatten())
+            .any(|s| s.wants_logs())
+    }
+
+    /// The sinks that may take some of `records`.
+    fn for_batch(&self, records: &[Record]) -> Vec<&Arc<dyn EventSink>> {
+        let mut tenants: Vec<&Arc<str>> = Vec::new();
+        let mut last: Option<&Arc<Origin>> = None;
+        for record in records {
+            if last.is_some_and(|o| Arc::ptr_eq(o, &record.origin)) {
+                continue;
+            }
+            last = Some(&record.origin);
+            if let Some(t) = &record.origin.tenant
+                && !tenants.contains(&t)
+            {
+                tenants.push(t);
+            }
+        }
+        let theirs = tenants
+            .into_iter()
+            .filter_map(|t| self.by_tenant.get(t))
+            .flatten();
+        self.shared.iter().chain(theirs).collect()
+    }
 }
 
 /// What events of one sender become: the rules recording into its registry, and the origin
@@ -115,7 +179,7 @@ impl Tenants {
 pub struct Pipeline {
     operator: Arc<Lane>,
     tenants: Option<Tenants>,
-    sinks: RwLock<Vec<Arc<dyn EventSink>>>,
+    sinks: RwLock<Sinks>,
     telemetry: SelfTelemetry,
     view_patience: Option<std::time::Duration>,
 }
@@ -136,10 +200,12 @@ impl Pipeline {
         telemetry: SelfTelemetry,
         events: Arc<Origin>,
     ) -> Self {
+        let mut all = Sinks::default();
+        sinks.into_iter().for_each(|s| all.add(s));
         Self {
             operator: Arc::new(Lane { deriver, events }),
             tenants: None,
-            sinks: RwLock::new(sinks),
+            sinks: RwLock::new(all),
             telemetry,
             view_patience: None,
         }
@@ -185,9 +251,9 @@ impl Pipeline {
             _ => self.operator.clone(),
         };
         let sinks = self.sinks();
-        if sinks.iter().any(|s| s.wants_logs()) {
+        if sinks.want_logs(lane.events.tenant.as_ref()) {
             let records = encode_events(events, &lane.events, unix_nanos());
-            deliver(&sinks, &records)?;
+            deliver(&sinks.for_batch(&records), &records)?;
         }
         for event in events {
             lane.deriver.apply(event);
@@ -199,10 +265,10 @@ impl Pipeline {
     /// Forwards log records received over OTLP to every sink, once each has room for what it
     /// selects; `Err` names a sink that is full or could not keep them.
     pub fn ingest_logs(&self, records: &[Record]) -> Result<(), SinkError> {
-        deliver(&self.sinks(), records)
+        deliver(&self.sinks().for_batch(records), records)
     }
 
-    fn sinks(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<dyn EventSink>>> {
+    fn sinks(&self) -> std::sync::RwLockReadGuard<'_, Sinks> {
         self.sinks.read().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -211,7 +277,7 @@ impl Pipeline {
         self.sinks
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(sink);
+            .add(sink);
     }
 
     /// Removes a sink added before (an integration stopped at run time).
@@ -219,7 +285,7 @@ impl Pipeline {
         self.sinks
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|s| !Arc::ptr_eq(s, sink));
+            .remove(sink);
     }
 
     /// The host's self-telemetry.
@@ -234,7 +300,7 @@ impl Pipeline {
 }
 
 /// Hands `records` to every sink once every sink has room for what it selects of them.
-fn deliver(sinks: &[Arc<dyn EventSink>], records: &[Record]) -> Result<(), SinkError> {
+fn deliver(sinks: &[&Arc<dyn EventSink>], records: &[Record]) -> Result<(), SinkError> {
     sinks.iter().try_for_each(|sink| sink.room(records))?;
     sinks.iter().try_for_each(|sink| sink.accept_logs(records))
 }

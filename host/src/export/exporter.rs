@@ -230,6 +230,7 @@ pub struct Exporter {
     own_transforms: Vec<Arc<Slot<Transformer>>>,
     plugins: Arc<PluginSet>,
     tenancy: Arc<Tenancy>,
+    tenant: Option<Arc<str>>,
     select: Select,
     next_collection: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -399,6 +400,7 @@ impl Exporter {
             own_transforms,
             plugins: ctx.plugins.clone(),
             tenancy: ctx.tenancy.clone(),
+            tenant: spec.tenant.as_deref().map(Arc::from),
             select: spec.select.clone(),
             next_collection: AtomicU64::new(0),
             tasks: Mutex::default(),
@@ -742,6 +744,15 @@ impl Exporter {
         if self.select.resource.is_empty() {
             return Cow::Borrowed(records);
         }
+        // Mostly one request's records, of one origin: one match for them all.
+        if let Some(first) = records.first()
+            && records.iter().all(|r| Arc::ptr_eq(&r.origin, &first.origin))
+        {
+            return match self.select.resource(&first.origin.attributes) {
+                true => Cow::Borrowed(records),
+                false => Cow::Borrowed(&[]),
+            };
+        }
         let mut last: Option<(&Arc<Origin>, bool)> = None;
         let kept: Vec<bool> = records
             .iter()
@@ -801,6 +812,10 @@ impl EventSink for Exporter {
             return Ok(());
         }
         Err(SinkError::Full(self.name.to_string()))
+    }
+
+    fn tenant(&self) -> Option<Arc<str>> {
+        self.tenant.clone()
     }
 
     fn accept_logs(&self, records: &[Record]) -> Result<(), SinkError> {
