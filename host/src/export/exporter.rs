@@ -19,6 +19,7 @@ use super::delivery::{
 use super::otlp;
 use super::plugin::{PluginSlot, collect_transformed, split_batches};
 use super::probe::Diagnosis;
+use super::selection::Selection;
 use super::spec::{BuildError, ExporterSpec, Target};
 use super::transport::otlp_grpc::OtlpGrpc;
 use super::transport::otlp_http::{OtlpHttp, header_map};
@@ -231,7 +232,7 @@ pub struct Exporter {
     plugins: Arc<PluginSet>,
     tenancy: Arc<Tenancy>,
     tenant: Option<Arc<str>>,
-    select: Select,
+    selection: Selection,
     next_collection: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -401,7 +402,7 @@ impl Exporter {
             plugins: ctx.plugins.clone(),
             tenancy: ctx.tenancy.clone(),
             tenant: spec.tenant.as_deref().map(Arc::from),
-            select: spec.select.clone(),
+            selection: Selection::new(spec.select.clone()),
             next_collection: AtomicU64::new(0),
             tasks: Mutex::default(),
         }))
@@ -424,7 +425,7 @@ impl Exporter {
 
     /// What it receives.
     pub fn select(&self) -> &Select {
-        &self.select
+        self.selection.select()
     }
 
     /// The preset that filled in its endpoints or credential header.
@@ -548,13 +549,11 @@ impl Exporter {
 
     fn collect_blocking(&self) {
         let Some(ch) = &self.metrics else { return };
-        if !self.select.signal(Signal::Metrics) {
+        let select = self.selection.select();
+        if !select.signal(Signal::Metrics) {
             return;
         }
-        let select = &self.select;
-        let producers = self
-            .registries
-            .select(|resource| select.resource(resource.attributes()));
+        let producers = self.selection.producers(&self.registries);
         let keep = |name: &str| select.metric(name);
         let item = match &self.format {
             Format::Otlp { delta, metrics, .. } => {
@@ -741,14 +740,17 @@ impl Exporter {
     /// The records of `records` it selects, by the resource of their origin: borrowed when it
     /// takes them all, as it does without a resource selection.
     fn selected<'r>(&self, records: &'r [Record]) -> Cow<'r, [Record]> {
-        if self.select.resource.is_empty() {
+        let select = self.selection.select();
+        if select.resource.is_empty() {
             return Cow::Borrowed(records);
         }
         // Mostly one request's records, of one origin: one match for them all.
         if let Some(first) = records.first()
-            && records.iter().all(|r| Arc::ptr_eq(&r.origin, &first.origin))
+            && records
+                .iter()
+                .all(|r| Arc::ptr_eq(&r.origin, &first.origin))
         {
-            return match self.select.resource(&first.origin.attributes) {
+            return match select.resource(&first.origin.attributes) {
                 true => Cow::Borrowed(records),
                 false => Cow::Borrowed(&[]),
             };
@@ -759,7 +761,7 @@ impl Exporter {
             .map(|record| match last {
                 Some((origin, keep)) if Arc::ptr_eq(origin, &record.origin) => keep,
                 _ => {
-                    let keep = self.select.resource(&record.origin.attributes);
+                    let keep = select.resource(&record.origin.attributes);
                     last = Some((&record.origin, keep));
                     keep
                 }
@@ -775,7 +777,7 @@ impl Exporter {
 
 impl EventSink for Exporter {
     fn wants_logs(&self) -> bool {
-        self.logs.is_some() && self.sends(Signal::Logs) && self.select.signal(Signal::Logs)
+        self.logs.is_some() && self.sends(Signal::Logs) && self.select().signal(Signal::Logs)
     }
 
     /// No room when its log queue refuses when full and is full, unless the signal is paused

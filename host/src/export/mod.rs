@@ -8,6 +8,7 @@ pub mod plugin;
 pub mod preset;
 pub mod probe;
 pub mod prometheus;
+pub mod selection;
 pub mod spec;
 pub mod transport;
 

@@ -83,6 +83,8 @@ pub struct Registries {
     own: Producer,
     received: RwLock<Vec<Received>>,
     next_id: AtomicU64,
+    /// Bumped whenever a producer comes or goes.
+    generation: AtomicU64,
 }
 
 /// Sweeps per idle-series expiry period.
@@ -99,7 +101,14 @@ impl Registries {
             },
             received: RwLock::default(),
             next_id: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// A number that changes whenever a producer comes or goes, so that a selection of
+    /// producers can be kept until then.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The host's own registry and resource.
@@ -136,20 +145,25 @@ impl Registries {
         };
         // A resource goes after two sweeps in a row without series: one just created has a
         // sweep's time to record its first points.
-        self.received
+        let mut received = self
+            .received
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|r| {
-                let empty = !r.pinned && r.producer.registry.is_empty();
-                let sweeps = match empty {
-                    true => r.empty_sweeps.fetch_add(1, Ordering::Relaxed) + 1,
-                    false => {
-                        r.empty_sweeps.store(0, Ordering::Relaxed);
-                        0
-                    }
-                };
-                sweeps < 2
-            });
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = received.len();
+        received.retain(|r| {
+            let empty = !r.pinned && r.producer.registry.is_empty();
+            let sweeps = match empty {
+                true => r.empty_sweeps.fetch_add(1, Ordering::Relaxed) + 1,
+                false => {
+                    r.empty_sweeps.store(0, Ordering::Relaxed);
+                    0
+                }
+            };
+            sweeps < 2
+        });
+        if received.len() != before {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
         gone
     }
 
@@ -219,6 +233,7 @@ impl Registries {
             pinned: admission.pinned,
             empty_sweeps: AtomicU64::new(0),
         });
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(registry)
     }
 }

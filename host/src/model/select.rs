@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Signal;
-use super::attributes::AttributeSet;
+use super::attributes::{AttributeSet, ValueRef};
 
 /// One pattern or a list of them (any of which may match), each exact or with `*` globs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,11 +98,13 @@ impl Select {
 
     /// Whether data of a resource with `attributes` is selected.
     pub fn resource(&self, attributes: &AttributeSet) -> bool {
-        self.resource.iter().all(|(key, patterns)| {
-            attributes
-                .get(key)
-                .is_some_and(|value| patterns.any(&value.to_string()))
-        })
+        self.resource
+            .iter()
+            .all(|(key, patterns)| match attributes.get(key) {
+                Some(ValueRef::Str(text)) => patterns.any(text),
+                Some(other) => patterns.any(&other.to_string()),
+                None => false,
+            })
     }
 
     /// Whether the metric named `name` is selected.
