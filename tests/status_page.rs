@@ -412,3 +412,64 @@ async fn the_status_page_charts_the_demo_per_model_and_the_gpus_at_laptop_and_ph
     demo.abort();
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_status_page_shows_its_own_integrations_only() {
+    let Some(browser) = chromium() else { return };
+    let receiver = Receiver::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"service.namespace\"\n[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n",
+        data.path().display(),
+        receiver.endpoint()
+    ))
+    .await;
+    let api = Api::new(&host, data.path());
+    let mut tokens = Vec::new();
+    for name in ["team-a", "team-b"] {
+        let (status, created, _) = api
+            .send(
+                "POST",
+                "/api/v1/tenants",
+                &json!({ "name": name }).to_string(),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let admin = created["admin_token"].as_str().expect("token").to_owned();
+        let body = json!({ "kind": "logs", "type": "otlp", "name": format!("{name}-collector"), "endpoint": receiver.endpoint() });
+        let response = reqwest::Client::new()
+            .post(format!(
+                "http://{}/api/v1/integrations",
+                host.admin_addr().expect("admin")
+            ))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("admin");
+        assert_eq!(response.status().as_u16(), 201);
+        tokens.push(admin);
+    }
+    let base = format!("http://{}/", host.admin_addr().expect("admin on"));
+    let page = tokio::task::spawn_blocking({
+        let (browser, url) = (browser.to_owned(), format!("{base}#token={}", tokens[0]));
+        move || rendered(&browser, &url)
+    })
+    .await
+    .expect("browser");
+    assert!(page.contains("<td>team-a-collector</td>"), "{page}");
+    assert!(
+        !page.contains("team-b-collector"),
+        "another tenant's integration: {page}"
+    );
+    assert!(
+        !page.contains("<td>otlp</td><td>otlp</td>"),
+        "the operator's integration: {page}"
+    );
+    assert!(
+        page.contains("the host's intake totals are the operator's"),
+        "{page}"
+    );
+    host.shutdown().await;
+}

@@ -106,21 +106,14 @@ impl Loader {
         Ok((plugin, super::cache::digest(bytes)))
     }
 
-    /// Checks component `bytes` as `plugins check` does, as plugin `name` with its configured
-    /// settings and limits: the world it implements, or why it would not load.
-    pub fn check(
-        &self,
-        name: &str,
-        bytes: &[u8],
-    ) -> Result<super::kind::World, super::inspect::Rejection> {
-        let settings =
-            catalog::config(&self.config, name, &toml::Table::new()).map_err(PluginError::from)?;
-        super::inspect::check(
-            &self.runtime,
-            name,
-            bytes,
-            &settings,
-            Limits::of(&self.config, name),
-        )
+    /// The shared runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// The settings and limits plugin `name` runs with, before any integration's own.
+    pub fn configured(&self, name: &str) -> Result<(Vec<(String, String)>, Limits), PluginError> {
+        let settings = catalog::config(&self.config, name, &toml::Table::new())?;
+        Ok((settings, Limits::of(&self.config, name)))
     }
 }

@@ -274,9 +274,11 @@ impl PluginSet {
         let path = self
             .upload_path(tenant, name)
             .ok_or_else(|| UploadError::Invalid("this host keeps no uploads".into()))?;
-        let world = self
+        let (settings, limits) = self
             .loader
-            .check(name, bytes)
+            .configured(name)
+            .map_err(|e| UploadError::Invalid(e.chain()))?;
+        let world = super::inspect::check(self.loader.runtime(), name, bytes, &settings, limits)
             .map_err(|r| UploadError::Invalid(r.to_string()))?;
         let kind = match world {
             super::kind::World::Exporter { .. } => Encoder::NAME,
