@@ -1183,3 +1183,121 @@ async fn on_kubernetes_the_resource_names_the_pod_from_the_downward_api() {
     assert!(line.contains("; no integration active"), "{line}");
     assert!(!line.contains("Some(") && !line.contains("None"), "{line}");
 }
+
+/// Runs `wasmtel tenants …` against `served` with the operator's token.
+fn tenants(served: &Served, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("tenants")
+        .args(["--admin", &served.admin, "--data-dir"])
+        .arg(&served.data)
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenants_commands_add_list_upload_select_and_remove() {
+    let receiver = Receiver::start().await;
+    let served = serve("[tenancy]\nkey = \"service.namespace\"\n").await;
+    let out = tenants(&served, &["--json", "add", "team-a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let admin = created["admin_token"]
+        .as_str()
+        .expect("admin token")
+        .to_owned();
+    let out = tenants(&served, &["add", "team-b"]);
+    let shown = text(&out);
+    assert!(
+        shown.contains("shown only now") && shown.contains("intake token: "),
+        "{shown}"
+    );
+    let out = tenants(&served, &["list"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "team-a\nteam-b\n");
+
+    // A tenant's token: its own integration, selecting within its own data.
+    let out = Command::new(BIN)
+        .args([
+            "integrations",
+            "--admin",
+            &served.admin,
+            "--token",
+            &admin,
+            "--json",
+        ])
+        .args([
+            "create",
+            "--kind",
+            "logs",
+            "--type",
+            "otlp",
+            "--name",
+            "mine",
+            "--endpoint",
+        ])
+        .arg(receiver.endpoint())
+        .args([
+            "--select",
+            "service.name=api-*",
+            "--select",
+            "service.name=web",
+        ])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let select = &made["created"][0]["select"]["resource"];
+    assert_eq!(select["service.name"], serde_json::json!(["api-*", "web"]));
+    assert_eq!(
+        select["service.namespace"], "team-a",
+        "pinned to its tenant"
+    );
+
+    // Its own exporter plugin, uploaded.
+    let file = served.data.join("mine.wasm");
+    std::fs::write(
+        &file,
+        wasmtel::plugins::embedded::find("statsd").expect("embedded"),
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["plugins", "upload"])
+        .arg(&file)
+        .args(["--admin", &served.admin, "--token", &admin])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).starts_with("uploaded mine: exporter"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        served
+            .data
+            .join("tenants/team-a/plugins/mine.wasm")
+            .exists()
+    );
+    let out = Command::new(BIN)
+        .args(["plugins", "upload"])
+        .arg(&file)
+        .args(["--admin", &served.admin, "--data-dir"])
+        .arg(&served.data)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("uploads are a tenant's"),
+        "{}",
+        text(&out)
+    );
+
+    let out = tenants(&served, &["remove", "team-a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !served.data.join("tenants/team-a").exists(),
+        "its uploads went with it"
+    );
+    let out = tenants(&served, &["list"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "team-b\n");
+}
