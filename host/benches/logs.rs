@@ -8,8 +8,9 @@
 //! batch and resolved as delivered, in memory beside a disk queue (journal synced never, and
 //! at every push). Prints ns per record for each and the ratios.
 
+mod timing;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -46,20 +47,6 @@ fn decoding(bodies: &[Bytes]) -> Vec<u8> {
     batch.encode_to_vec()
 }
 
-fn best_of_five(mut f: impl FnMut()) -> f64 {
-    (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            let mut n = 0u32;
-            while start.elapsed() < Duration::from_millis(500) {
-                f();
-                n += 1;
-            }
-            start.elapsed().as_secs_f64() / f64::from(n)
-        })
-        .fold(f64::MAX, f64::min)
-}
-
 fn forward(c: &mut Criterion) {
     let bodies: Vec<Bytes> = (0..REQUESTS)
         .map(|n| Bytes::from(logs_body(n, BATCH)))
@@ -83,8 +70,8 @@ fn forward(c: &mut Criterion) {
         b.iter(|| black_box(decoding(&bodies)))
     });
     group.finish();
-    let w = best_of_five(|| drop(black_box(ours(&bodies))));
-    let p = best_of_five(|| drop(black_box(decoding(&bodies))));
+    let w = timing::best_of_five(|| drop(black_box(ours(&bodies))));
+    let p = timing::best_of_five(|| drop(black_box(decoding(&bodies))));
     let per = |t: f64| t * 1e9 / RECORDS as f64;
     println!(
         "\nlog record, request bytes in to export bytes out: wasmtel {:.0} ns, decode-clone-encode {:.0} ns, ratio {:.1}x\n",
@@ -137,7 +124,8 @@ fn queues(c: &mut Criterion) {
         group.bench_function(name, |b| b.iter(|| through(queue, &requests)));
     }
     group.finish();
-    let per = |q: &Queue<Record>| best_of_five(|| through(q, &requests)) * 1e9 / RECORDS as f64;
+    let per =
+        |q: &Queue<Record>| timing::best_of_five(|| through(q, &requests)) * 1e9 / RECORDS as f64;
     let (m, n, a) = (per(&memory), per(&never), per(&always));
     println!(
         "\nqueue per record: memory {m:.0} ns, disk (fsync never) {n:.0} ns ({:.1}x), disk (fsync always, one per push of {BATCH}) {a:.0} ns ({:.1}x)\n",

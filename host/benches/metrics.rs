@@ -5,10 +5,10 @@
 //! beside gzipped (bytes and ns per line). Prints the ratio of each pair.
 
 mod common;
+mod timing;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::{BOUNDS, sdk};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -70,21 +70,6 @@ fn ours(kind: InstrumentKind, limit: usize, histograms: HistogramAggregation) ->
         .expect("instrument")
 }
 
-/// Seconds per call of `f`, the best of five half-second rounds.
-fn best_of_five(mut f: impl FnMut()) -> f64 {
-    (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            let mut calls = 0u32;
-            while start.elapsed() < Duration::from_millis(500) {
-                f();
-                calls += 1;
-            }
-            start.elapsed().as_secs_f64() / f64::from(calls)
-        })
-        .fold(f64::MAX, f64::min)
-}
-
 /// Benchmarks both sides in one group and prints their per-operation times and ratio.
 fn pair(c: &mut Criterion, name: &str, ops: u64, mut wasmtel: impl FnMut(), mut sdk: impl FnMut()) {
     let mut group = c.benchmark_group(name);
@@ -92,7 +77,10 @@ fn pair(c: &mut Criterion, name: &str, ops: u64, mut wasmtel: impl FnMut(), mut 
     group.bench_function("wasmtel", |b| b.iter(&mut wasmtel));
     group.bench_function("opentelemetry_sdk", |b| b.iter(&mut sdk));
     group.finish();
-    let (w, s) = (best_of_five(&mut wasmtel), best_of_five(&mut sdk));
+    let (w, s) = (
+        timing::best_of_five(&mut wasmtel),
+        timing::best_of_five(&mut sdk),
+    );
     let per = |t: f64| t * 1e9 / ops as f64;
     println!(
         "\n{name}: wasmtel {:.1} ns/op, opentelemetry_sdk {:.1} ns/op, sdk/wasmtel {:.2}x\n",
@@ -240,7 +228,7 @@ fn collection(c: &mut Criterion) {
         b.iter(|| black_box(wasmtel::export::prometheus::render(&registry, &resource)))
     });
     group.finish();
-    let per_line = best_of_five(|| {
+    let per_line = timing::best_of_five(|| {
         black_box(wasmtel::export::prometheus::render(&registry, &resource));
     }) * 1e9
         / lines as f64;
@@ -292,8 +280,8 @@ fn scrape_100k(c: &mut Criterion) {
     group.bench_function("gzip", |b| b.iter(|| black_box(gzipped())));
     group.finish();
     let (p, g) = (
-        best_of_five(|| drop(black_box(plain()))),
-        best_of_five(|| drop(black_box(gzipped()))),
+        timing::best_of_five(|| drop(black_box(plain()))),
+        timing::best_of_five(|| drop(black_box(gzipped()))),
     );
     println!(
         "

@@ -10,9 +10,10 @@
 //! tenants' integrations (each a real exporter with its selection, indexed by tenant). Prints
 //! records per second for both and the ratio (target ≥ 0.8×).
 
+mod timing;
+
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -112,20 +113,6 @@ fn per_tenant(all: &Registries, selections: &[Selection]) -> usize {
         .sum()
 }
 
-fn best_of_five(mut f: impl FnMut()) -> f64 {
-    (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            let mut n = 0u32;
-            while start.elapsed() < Duration::from_millis(400) {
-                f();
-                n += 1;
-            }
-            start.elapsed().as_secs_f64() / f64::from(n)
-        })
-        .fold(f64::MAX, f64::min)
-}
-
 fn metrics(c: &mut Criterion) {
     let all = registries();
     let selects: Vec<Selection> = (0..TENANTS).map(|i| Selection::new(select_of(i))).collect();
@@ -144,10 +131,10 @@ fn metrics(c: &mut Criterion) {
         b.iter(|| black_box(per_tenant(&all, &selects)))
     });
     group.finish();
-    let one = best_of_five(|| {
+    let one = timing::best_of_five(|| {
         black_box(one_integration(&all));
     });
-    let many = best_of_five(|| {
+    let many = timing::best_of_five(|| {
         black_box(per_tenant(&all, &selects));
     });
     println!(
@@ -232,7 +219,7 @@ fn logs(c: &mut Criterion) {
     group.bench_function("one_integration_everything", |b| b.iter(|| send(&one)));
     group.bench_function("100_tenant_integrations", |b| b.iter(|| send(&many)));
     group.finish();
-    let rate = |p: &Pipeline| records as f64 / best_of_five(|| send(p));
+    let rate = |p: &Pipeline| records as f64 / timing::best_of_five(|| send(p));
     let (unrouted, routed) = (rate(&one), rate(&many));
     println!(
         "\nlogs, 10,000 records of 100 tenants: one integration {:.2} M records/s, 100 tenants' integrations {:.2} M records/s, ratio {:.2}x (target >= 0.8x)\n",

@@ -487,15 +487,20 @@ fn plugins_list_shows_directory_files_over_embedded_ones() {
     assert_eq!(world(5), "exporter (signals: metrics; temporality: delta)");
 }
 
-/// Runs `wasmtel integrations …` against `served`.
-fn integrations(served: &Served, args: &[&str]) -> Output {
+/// Runs `wasmtel <command> …` (an admin API command) against `served`, with its token.
+fn admin_command(served: &Served, command: &str, args: &[&str]) -> Output {
     Command::new(BIN)
-        .arg("integrations")
+        .arg(command)
         .args(["--admin", &served.admin, "--data-dir"])
         .arg(&served.data)
         .args(args)
         .output()
         .expect("runs")
+}
+
+/// Runs `wasmtel integrations …` against `served`.
+fn integrations(served: &Served, args: &[&str]) -> Output {
+    admin_command(served, "integrations", args)
 }
 
 fn text(out: &Output) -> String {
@@ -1186,13 +1191,7 @@ async fn on_kubernetes_the_resource_names_the_pod_from_the_downward_api() {
 
 /// Runs `wasmtel tenants …` against `served` with the operator's token.
 fn tenants(served: &Served, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("tenants")
-        .args(["--admin", &served.admin, "--data-dir"])
-        .arg(&served.data)
-        .args(args)
-        .output()
-        .expect("runs")
+    admin_command(served, "tenants", args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

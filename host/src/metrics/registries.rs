@@ -250,22 +250,22 @@ mod tests {
         )])
     }
 
+    /// Counter `c` of `registry`.
+    fn counter(registry: &Registry) -> Arc<crate::metrics::Instrument> {
+        let d = crate::metrics::Descriptor {
+            name: "c".into(),
+            unit: String::new(),
+            description: String::new(),
+            kind: crate::model::metric::InstrumentKind::Counter,
+            scope: "s".into(),
+        };
+        registry.instrument(d, &[]).expect("counter")
+    }
+
     #[test]
     fn idle_series_expire_in_every_registry_on_one_clock() {
-        use crate::metrics::Descriptor;
-        use crate::model::metric::InstrumentKind;
         let own = Resource::from_attributes(set("wasmtel"));
         let all = Registries::new(Arc::new(Registry::new(7)), own);
-        let counter = |registry: &Registry| {
-            let d = Descriptor {
-                name: "c".into(),
-                unit: String::new(),
-                description: String::new(),
-                kind: InstrumentKind::Counter,
-                scope: "s".into(),
-            };
-            registry.instrument(d, &[]).expect("counter")
-        };
         let mine = counter(&all.own().registry);
         let theirs = counter(&all.received(&set("a"), &Admission::default()).expect("a"));
         mine.record(&[], 1.0);
@@ -315,8 +315,6 @@ mod tests {
 
     #[test]
     fn a_group_keeps_to_its_share_and_idle_resources_give_their_slot_back() {
-        use crate::metrics::Descriptor;
-        use crate::model::metric::InstrumentKind;
         let own = Resource::from_attributes(set("wasmtel"));
         let all = Registries::new(Arc::new(Registry::new(7)), own);
         let mine = |r: &Resource| {
@@ -336,15 +334,7 @@ mod tests {
         );
         let other = all.received(&set("other"), &Admission::default());
         assert_eq!(other.expect("outside the group").cardinality_limit(), 7);
-        let d = Descriptor {
-            name: "c".into(),
-            unit: String::new(),
-            description: String::new(),
-            kind: InstrumentKind::Counter,
-            scope: "s".into(),
-        };
-        let counter = first.instrument(d, &[]).expect("counter");
-        counter.record(&[], 1.0);
+        counter(&first).record(&[], 1.0);
         all.expire_idle(1);
         assert!(
             all.received(&set("team-2"), &limited).is_err(),
