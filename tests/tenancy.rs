@@ -1303,3 +1303,88 @@ async fn a_tenants_uploaded_plugin_serves_only_that_tenant_and_reloads_on_upload
     assert_eq!(rows[0]["state"], "running");
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_sees_its_own_models_in_the_history_and_tokens_are_stored_hashed() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[admin]\nhistory_interval = \"100ms\"\n",
+        data.path().display()
+    ))
+    .await;
+    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
+    let operator = operator.trim().to_owned();
+    let base = format!("http://{}", host.admin_addr().expect("admin"));
+    let a = team(&base, &operator, "a", false).await;
+    let b = team(&base, &operator, "b", false).await;
+    for (t, model) in [(&a, "a-model"), (&b, "b-model")] {
+        let ok = common::Completed::ok(model, "vllm");
+        let events: Vec<Value> = (1..=3).map(|i| ok.event(i)).collect();
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/events", host.intake_addr()))
+            .bearer_auth(&t.intake)
+            .header("content-type", "application/x-ndjson")
+            .body(wasmtel_tests::ndjson(&events))
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(response.status().as_u16(), 202);
+    }
+    let models = |token: String| {
+        let url = format!("{base}/api/v1/history");
+        async move {
+            let (status, history) = call("GET", &url, Some(&token), None).await;
+            assert_eq!(status, 200);
+            let mut names: Vec<String> = history["models"]
+                .as_array()
+                .expect("models")
+                .iter()
+                .filter_map(|m| m["model"].as_str().map(str::to_owned))
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while models(operator.clone()).await.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the history never filled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(models(operator.clone()).await, ["a-model", "b-model"]);
+    assert_eq!(models(a.admin.clone()).await, ["a-model"]);
+    assert_eq!(models(b.admin.clone()).await, ["b-model"]);
+    // GET shows no token, and the store holds none in the clear.
+    let (_, shown) = call(
+        "GET",
+        &format!("{base}/api/v1/tenants/a"),
+        Some(&operator),
+        None,
+    )
+    .await;
+    assert!(
+        shown.get("admin_token").is_none() && shown.get("intake_token").is_none(),
+        "{shown}"
+    );
+    host.shutdown().await;
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(data.path()).expect("data dir").flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("wasmtel.db")
+        {
+            stored.extend(std::fs::read(entry.path()).expect("db"));
+        }
+    }
+    let text = String::from_utf8_lossy(&stored);
+    for token in [&a.admin, &a.intake, &b.admin, &b.intake] {
+        assert!(
+            !text.contains(token.as_str()),
+            "a token in the clear in the store"
+        );
+    }
+    assert!(text.contains("tenants"), "the store was read");
+}
