@@ -721,7 +721,7 @@ async fn every_admin_route_answers_by_whose_token_it_is() {
 async fn metrics_need_a_token_and_a_tenant_scrapes_only_its_own_series() {
     let data = tempfile::tempdir().expect("tempdir");
     let host = start(&format!(
-        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\nrequire_intake_token = true\n",
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\nrequire_intake_token = true\n[intake]\ngrpc_listen = \"127.0.0.1:0\"\n",
         data.path().display()
     ))
     .await;
@@ -729,6 +729,24 @@ async fn metrics_need_a_token_and_a_tenant_scrapes_only_its_own_series() {
     let operator = operator.trim().to_owned();
     let operator_intake =
         std::fs::read_to_string(data.path().join("intake.token")).expect("intake");
+    let grpc = format!("http://{}", host.grpc_addr().expect("gRPC"));
+    let mut client = MetricsServiceClient::connect(grpc).await.expect("gRPC");
+    let refused = client
+        .export(counter("x", Some("a"), "anonymous", 1.0))
+        .await
+        .expect_err("no token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let mut with_admin = tonic::Request::new(counter("x", None, "anonymous", 1.0));
+    let admin_token = format!("Bearer {operator}").parse().expect("metadata");
+    with_admin
+        .metadata_mut()
+        .insert("authorization", admin_token);
+    let refused = client.export(with_admin).await.expect_err("an admin token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert!(
+        !refused.message().contains(&operator),
+        "the token is not echoed"
+    );
     let base = format!("http://{}", host.admin_addr().expect("admin"));
     let a = team(&base, &operator, "a", false).await;
     let b = team(&base, &operator, "b", false).await;
@@ -893,7 +911,7 @@ fn spread(service: &str, name: &str, values: &[&str]) -> ExportMetricsServiceReq
 async fn a_tenant_at_its_limits_is_refused_and_counted_while_another_is_untouched() {
     let data = tempfile::tempdir().expect("tempdir");
     let host = start(&format!(
-        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[tenancy.limits]\nseries = 1000\n[delivery]\ninterval = \"1h\"\n",
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[tenancy.limits]\nseries = 1000\n[delivery]\ninterval = \"1h\"\n[intake]\ngrpc_listen = \"127.0.0.1:0\"\n",
         data.path().display()
     ))
     .await;
@@ -978,12 +996,25 @@ async fn a_tenant_at_its_limits_is_refused_and_counted_while_another_is_untouche
             assert_eq!(response.status().as_u16(), 200);
         }
     }
-    // Over gRPC the rate is RESOURCE_EXHAUSTED.
-    let grpc = format!(
-        "http://{}",
-        host.grpc_addr().unwrap_or_else(|| host.intake_addr())
+    // Over gRPC the rate is RESOURCE_EXHAUSTED, with when to retry.
+    let grpc = format!("http://{}", host.grpc_addr().expect("gRPC"));
+    let mut client = LogsServiceClient::connect(grpc).await.expect("gRPC");
+    let bodies: Vec<String> = (0..10).map(|k| format!("noisy-grpc-{k}")).collect();
+    let mut request = tonic::Request::new(logs("app", None, &bodies));
+    let bearer = format!("Bearer {}", noisy.intake)
+        .parse()
+        .expect("metadata");
+    request.metadata_mut().insert("authorization", bearer);
+    let refused = client.export(request).await.expect_err("over its rate");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
     );
-    drop(grpc);
+    assert!(
+        refused.message().contains("log records per second"),
+        "{refused:?}"
+    );
     host.collect_now().await;
     quiet
         .logs
@@ -1043,7 +1074,11 @@ async fn a_tenant_at_its_limits_is_refused_and_counted_while_another_is_untouche
         )
     };
     assert_eq!(refused("resources"), Some(1.0), "{text}");
-    assert_eq!(refused("log_records_per_second"), Some(10.0));
+    assert_eq!(
+        refused("log_records_per_second"),
+        Some(20.0),
+        "ten over HTTP, ten over gRPC"
+    );
     assert!(
         !text.contains("tenant=\"quiet\""),
         "nothing of quiet's was refused"
