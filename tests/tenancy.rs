@@ -183,12 +183,30 @@ fn last_values(r: &Received) -> BTreeMap<(Option<String>, String), f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_integration_receives_only_what_it_selects_for_metrics_logs_and_events() {
     let receiver = Receiver::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
     let host = start(&format!(
-        "[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n\
+        "data_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n\
          select = {{ resource = {{ \"{KEY}\" = [\"team-a\", \"prod-*\"] }}, exclude_metrics = [\"skip.*\"] }}\n{CHUNK_RULE}",
+        data.path().display(),
         receiver.endpoint()
     ))
     .await;
+    // Stored integrations select through the API: metric names only, or logs only.
+    let (names, logs_only) = (Receiver::start().await, Receiver::start().await);
+    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
+    let url = format!(
+        "http://{}/api/v1/integrations",
+        host.admin_addr().expect("admin")
+    );
+    for body in [
+        json!({ "kind": "metrics", "type": "otlp", "name": "names", "endpoint": names.endpoint(),
+                "delivery": { "interval": "1h" }, "select": { "metrics": ["kept.*", "other.*"] } }),
+        json!({ "kind": "metrics", "type": "otlp", "name": "logs-only", "endpoint": logs_only.endpoint(),
+                "delivery": { "interval": "1h" }, "select": { "signals": ["logs"] } }),
+    ] {
+        let (status, made) = call("POST", &url, Some(operator.trim()), Some(body)).await;
+        assert_eq!(status, 201, "{made}");
+    }
     for (ns, name) in [
         ("team-a", "kept.a"),
         ("team-a", "skip.a"),
@@ -234,6 +252,20 @@ async fn an_integration_receives_only_what_it_selects_for_metrics_logs_and_event
             "team-b's record and every event left out"
         );
     });
+    names.wait_until("metrics", |r| !r.metrics.is_empty()).await;
+    names.with(|r| {
+        let mut got: Vec<String> = points(r).into_iter().map(|(_, n, _)| n).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            ["kept.a", "kept.prod", "other.b"],
+            "by name, of every resource"
+        );
+    });
+    assert!(
+        logs_only.with(|r| r.metrics.is_empty()),
+        "it takes no metrics"
+    );
     host.shutdown().await;
 }
 
