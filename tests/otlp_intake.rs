@@ -471,6 +471,10 @@ async fn hand_built_protobuf_and_json_requests_are_answered_as_otlp_says() {
             "{\"resourceMetrics\":[{\"scopeMetrics\":[{\"metrics\":[{\"name\":5}]}]}]}",
             "invalid type: integer `5`, expected a string",
         ),
+        (
+            "{\"resourceMetrics\":[{\"scopeMetrics\":[{\"metrics\":[{\"name\":\"a\",\"name\":\"b\"}]}]}]}",
+            "duplicate field `name`",
+        ),
     ] {
         let (status, ct, body) =
             post(&host, "/v1/metrics", "application/json", bad.into(), false).await;
@@ -501,7 +505,7 @@ async fn hand_built_protobuf_and_json_requests_are_answered_as_otlp_says() {
             &[("reason", reason)],
         )
     };
-    assert_eq!(rejected("malformed"), Some(3.0));
+    assert_eq!(rejected("malformed"), Some(4.0));
     assert_eq!(rejected("too_large"), Some(1.0));
     assert_eq!(rejected("unsupported_media_type"), Some(1.0));
     host.shutdown().await;

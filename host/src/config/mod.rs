@@ -16,7 +16,9 @@ pub use export::{
     QueueKind, RetryConfig, signal_url,
 };
 pub use metrics::{DEFAULT_CARDINALITY_LIMIT, MetricsConfig};
-pub use plugins::{Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten};
+pub use plugins::{
+    Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten, plugin_name_error,
+};
 pub use renamed::Renamed;
 pub use tenancy::{DEFAULT_MAX_PLUGIN_BYTES, TenancyConfig, TenantLimits};
 
@@ -521,7 +523,42 @@ impl Config {
             .limits
             .check()
             .map_err(|e| format!("`tenancy.limits`: {e}"))?;
+        if let Some((key, error)) = config
+            .plugin_names()
+            .find_map(|(key, name)| plugin_name_error(name).map(|e| (key, e)))
+        {
+            return Err(format!("`{key}`: {error}"));
+        }
         Ok((config, renamed))
+    }
+
+    /// Every plugin name the file gives, with the key that gives it.
+    fn plugin_names(&self) -> impl Iterator<Item = (String, &str)> {
+        let exporters = self.exporters.iter().enumerate().flat_map(|(i, e)| {
+            std::iter::once((format!("exporters[{i}].plugin"), e.plugin.as_str())).chain(
+                e.transforms
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, t)| (format!("exporters[{i}].transforms[{j}]"), t.as_str())),
+            )
+        });
+        let otlp = self
+            .otlp
+            .transforms
+            .iter()
+            .enumerate()
+            .map(|(j, t)| (format!("otlp.transforms[{j}]"), t.as_str()));
+        let transforms = self
+            .transforms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("transforms[{i}].plugin"), t.plugin.as_str()));
+        let views = self
+            .views
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("views[{i}].plugin"), v.plugin.as_str()));
+        exporters.chain(otlp).chain(transforms).chain(views)
     }
 
     /// The data directory, defaulted.
@@ -1152,6 +1189,33 @@ protocol = \"http/protobuf\"\n",
             err.to_string(),
             "invalid OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=\"sometimes\": expected cumulative, delta or lowmemory"
         );
+    }
+
+    #[test]
+    fn a_plugin_name_is_a_file_stem_never_a_path() {
+        for (toml, key) in [
+            (
+                "[[exporters]]\nplugin = \"../evil\"\nendpoint = \"udp://127.0.0.1:1\"\n",
+                "exporters[0].plugin",
+            ),
+            (
+                "[[transforms]]\nplugin = \"/etc/passwd\"\n",
+                "transforms[0].plugin",
+            ),
+            ("[[views]]\nplugin = \".hidden\"\n", "views[0].plugin"),
+            (
+                "[otlp]\ntransforms = [\"redact\", \"a/b\"]\n",
+                "otlp.transforms[1]",
+            ),
+        ] {
+            let error = Config::from_toml(toml).expect_err(toml);
+            assert!(
+                error.starts_with(&format!("`{key}`: `")) && error.contains("is not a plugin name"),
+                "{error}"
+            );
+        }
+        let ok = "[[exporters]]\nplugin = \"My_Exporter-2.1\"\nendpoint = \"udp://127.0.0.1:1\"\n";
+        assert!(Config::from_toml(ok).is_ok());
     }
 
     #[test]

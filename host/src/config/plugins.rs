@@ -161,3 +161,19 @@ pub fn flatten(table: &toml::Table) -> Vec<(String, String)> {
     walk("", table, &mut out);
     out
 }
+
+/// Why `name` cannot name a plugin, if it cannot: 1 to 64 letters, digits, `-`, `_` or `.`,
+/// not starting with `.` — a file stem in the plugin directory, never a path.
+pub fn plugin_name_error(name: &str) -> Option<String> {
+    let valid = (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    (!valid).then(|| {
+        format!(
+            "`{}` is not a plugin name: 1 to 64 letters, digits, `-`, `_` or `.`, not starting with `.` (a file stem in the plugin directory, not a path)",
+            name.escape_debug()
+        )
+    })
+}

@@ -228,12 +228,7 @@ impl Change {
             .clone()
             .ok_or_else(|| bad("type", "required: otlp or an exporter plugin's name"))?;
         let name = self.name.clone().ok_or_else(|| bad("name", "required"))?;
-        let plugin_name = !kind_type.is_empty()
-            && kind_type.len() <= 64
-            && kind_type
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !plugin_name {
+        if crate::config::plugin_name_error(&kind_type).is_some() {
             return Err(bad(
                 "type",
                 format!("`{kind_type}` is neither otlp nor an exporter plugin's name"),

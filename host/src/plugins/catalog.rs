@@ -17,6 +17,9 @@ pub enum Origin {
 /// A plugin that is neither in the directory nor embedded, or whose files cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    /// The name is not a plugin name (a path, say): nothing is looked up.
+    #[error("{0}")]
+    Name(String),
     /// No such plugin.
     #[error("no plugin `{name}`: neither {} nor an embedded plugin", path.display())]
     Missing {
@@ -37,6 +40,9 @@ pub enum CatalogError {
 
 /// The component bytes of plugin `name`: the directory's file wins over the embedded one.
 pub fn component(dir: &Path, name: &str) -> Result<(Vec<u8>, Origin), CatalogError> {
+    if let Some(reason) = crate::config::plugin_name_error(name) {
+        return Err(CatalogError::Name(reason));
+    }
     let path = dir.join(format!("{name}.wasm"));
     match std::fs::read(&path) {
         Ok(bytes) => Ok((bytes, Origin::File(path))),
@@ -85,4 +91,17 @@ pub fn config(
         .filter(|(key, _)| crate::config::is_secret_key(key))
         .for_each(|(_, value)| crate::redact::register(value));
     Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_name_that_is_a_path_is_not_looked_up() {
+        let refused = super::component(std::path::Path::new("plugins"), "../evil")
+            .expect_err("not looked up");
+        assert!(
+            refused.to_string().contains("not a plugin name"),
+            "{refused}"
+        );
+    }
 }

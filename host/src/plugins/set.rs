@@ -74,7 +74,7 @@ struct Member {
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     /// The name cannot name a plugin.
-    #[error("`{0}` is not a plugin name: 1 to 64 lowercase letters, digits, `-` or `_`")]
+    #[error("{0}")]
     Name(String),
     /// The component is larger than the limit.
     #[error("the component is {size} bytes; tenants upload at most {limit}")]
@@ -102,14 +102,6 @@ pub enum UploadError {
     /// The file could not be written.
     #[error("the plugin could not be stored: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Whether `name` can name an uploaded plugin.
-fn plugin_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// The plugins of one host.
@@ -262,8 +254,8 @@ impl PluginSet {
         bytes: &[u8],
         limit: usize,
     ) -> Result<super::kind::World, UploadError> {
-        if !plugin_name(name) {
-            return Err(UploadError::Name(name.escape_debug().to_string()));
+        if let Some(reason) = crate::config::plugin_name_error(name) {
+            return Err(UploadError::Name(reason));
         }
         if bytes.len() > limit {
             return Err(UploadError::TooLarge {
