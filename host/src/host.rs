@@ -221,8 +221,13 @@ impl Host {
             .iter()
             .map(|e| e.name().to_owned())
             .collect();
-        let loaded = plugins.reloadables().len();
-        tracing::info!("{}", serving(config, &at.listed(), loaded, &names));
+        let rows = plugins.rows();
+        let failed = rows
+            .iter()
+            .filter(|r| matches!(r.health, crate::plugins::Health::Failed(_)))
+            .count();
+        let counts = (rows.len() - failed, failed);
+        tracing::info!("{}", serving(config, &at.listed(), counts, &names));
         Ok(Self {
             addresses: at,
             integrations,

@@ -1213,6 +1213,11 @@ async fn the_tenants_commands_add_list_upload_select_and_remove() {
     );
     let out = tenants(&served, &["list"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "team-a\nteam-b\n");
+    // Options go after the subcommand too.
+    let out = tenants(&served, &["list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(listed[1]["name"], "team-b");
 
     // A tenant's token: its own integration, selecting within its own data.
     let out = Command::new(BIN)
@@ -1299,4 +1304,30 @@ async fn the_tenants_commands_add_list_upload_select_and_remove() {
     );
     let out = tenants(&served, &["list"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "team-b\n");
+}
+
+#[test]
+fn plugins_run_without_input_uses_the_sample_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("statsd.wasm");
+    std::fs::write(
+        &file,
+        wasmtel::plugins::embedded::find("statsd").expect("embedded"),
+    )
+    .expect("write");
+    let out = wasmtel(&["plugins", "run", file.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains("metrics: 4 outbound"), "{shown}");
+    assert!(
+        shown.contains("gen_ai.server.request.duration")
+            || shown.contains("gen_ai_server_request_duration"),
+        "the sample's requests went through the GenAI rules: {shown}"
+    );
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/events.ndjson"
+    ))
+    .expect("the repository's sample");
+    assert_eq!(sample.lines().count(), 18);
 }

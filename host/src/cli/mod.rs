@@ -90,18 +90,19 @@ pub(crate) struct AdminArgs {
     /// The admin API's base URL.
     #[arg(
         long,
+        global = true,
         default_value = "http://127.0.0.1:8686",
         env = "WASMTEL_ADMIN_URL"
     )]
     admin: String,
     /// The bearer token (default: `WASMTEL_ADMIN_TOKEN`, else `<data-dir>/admin.token`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     token: Option<String>,
     /// The host's data directory, where its admin token is.
-    #[arg(long, default_value = "./data")]
+    #[arg(long, global = true, default_value = "./data")]
     data_dir: PathBuf,
     /// Print the API's JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
 }
 

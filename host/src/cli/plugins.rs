@@ -6,6 +6,9 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use wasmtel::Config;
 
+/// The sample events `plugins run` uses without input: `examples/events.ndjson`.
+const SAMPLE_EVENTS: &[u8] = include_bytes!("../../../examples/events.ndjson");
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginsCommand {
     /// Upload a plugin to a running host as a tenant (with the tenant's admin token): checked
@@ -53,8 +56,9 @@ pub(crate) enum PluginsCommand {
         /// The `.wasm` file.
         file: PathBuf,
         /// Inference events (JSON or NDJSON), recorded through the GenAI rules and forwarded as
-        /// log records.
-        #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+        /// log records (default, without `--batch`: the sample events of
+        /// `examples/events.ndjson`, built in).
+        #[arg(long, conflicts_with = "batch")]
         events: Option<PathBuf>,
         /// An OTLP/JSON `ExportMetricsServiceRequest`, received as intake would.
         #[arg(long)]
@@ -148,7 +152,7 @@ pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<()> {
             let sample = match (events, batch) {
                 (Some(events), _) => wasmtel::trial::Sample::Events(read(&events)?),
                 (None, Some(batch)) => wasmtel::trial::Sample::Metrics(read(&batch)?),
-                (None, None) => anyhow::bail!("give --events or --batch"),
+                (None, None) => wasmtel::trial::Sample::Events(SAMPLE_EVENTS.to_vec()),
             };
             // A setting may be a credential: a malformed one is named by position only.
             let settings = config

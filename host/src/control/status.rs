@@ -62,11 +62,12 @@ pub fn gpus(registry: &Registry) -> Vec<Value> {
 }
 
 /// The start-up line, in plain words: where everything listens (`listening`, by what it
-/// serves), where the data is, how many plugins are loaded and which integrations run.
+/// serves), where the data is, how many plugins are loaded and how many failed to load
+/// (`plugins`), and which integrations run.
 pub fn serving(
     config: &crate::config::Config,
     listening: &std::collections::BTreeMap<&'static str, String>,
-    plugins: usize,
+    (loaded, failed): (usize, usize),
     integrations: &[String],
 ) -> String {
     let at = |what: &str| listening.get(what).cloned();
@@ -90,21 +91,55 @@ pub fn serving(
         names => format!(
             "{} integration{} active: {}",
             names.len(),
-            if names.len() == 1 { "" } else { "s" },
+            plural(names.len()),
             names.join(", ")
         ),
     };
+    let grpc = match at("otlp_grpc") {
+        Some(a) => format!("OTLP/gRPC on {a}"),
+        None => "OTLP/gRPC off".to_owned(),
+    };
+    let plugins = match failed {
+        0 => format!("{loaded} plugin{} loaded", plural(loaded)),
+        _ => format!(
+            "{loaded} plugin{} loaded, {failed} failed to load (see /api/v1/plugins)",
+            plural(loaded)
+        ),
+    };
     format!(
-        "wasmtel is serving: events and OTLP/HTTP on {}, OTLP/gRPC on {}, Prometheus {prometheus}, {admin}; data in {}; {plugins} plugin{} loaded; {integrations}",
+        "wasmtel is serving: events and OTLP/HTTP on {}, {grpc}, Prometheus {prometheus}, {admin}; data in {}; {plugins}; {integrations}",
         at("intake").unwrap_or_default(),
-        at("otlp_grpc").unwrap_or_else(|| "off".to_owned()),
         config.data_dir().display(),
-        if plugins == 1 { "" } else { "s" },
     )
+}
+
+/// `s` unless `n` is one.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_start_up_line_says_what_is_off_and_what_failed() {
+        let config = crate::config::Config::default();
+        let listening = std::collections::BTreeMap::from([("intake", "127.0.0.1:4318".to_owned())]);
+        let line = serving(&config, &listening, (1, 2), &[]);
+        assert!(
+            line.contains(", OTLP/gRPC off, Prometheus off, admin API off;"),
+            "{line}"
+        );
+        assert!(
+            line.contains("; 1 plugin loaded, 2 failed to load (see /api/v1/plugins);"),
+            "{line}"
+        );
+        let line = serving(&config, &listening, (2, 0), &["otlp".into()]);
+        assert!(
+            line.ends_with("; 2 plugins loaded; 1 integration active: otlp"),
+            "{line}"
+        );
+    }
+
     use super::*;
     use crate::metrics::Descriptor;
     use crate::model::attributes::ValueRef;
