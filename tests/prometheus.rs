@@ -439,3 +439,34 @@ async fn every_otlp_name_clash_is_renamed_by_the_rule_and_promtool_accepts_it() 
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_keeps_its_instance_id_across_restarts() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let toml = format!("data_dir = \"{}\"\n", data.path().display());
+    let instance_of = |text: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with("target_info{"))
+            .and_then(|l| l.split("service_instance_id=\"").nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .expect("target_info with service_instance_id")
+            .to_owned()
+    };
+    let host = start(&toml).await;
+    let first = instance_of(&wasmtel_tests::scrape(host.prometheus_addr().expect("on")).await);
+    host.shutdown().await;
+    let host = start(&toml).await;
+    let second = instance_of(&wasmtel_tests::scrape(host.prometheus_addr().expect("on")).await);
+    host.shutdown().await;
+    assert_eq!(first, second, "the same instance after a restart");
+    let kept = std::fs::read_to_string(data.path().join("instance.id")).expect("kept");
+    assert_eq!(kept.trim(), first);
+    // A configured one wins.
+    let host = start(&format!(
+        "{toml}[resource.attributes]\n\"service.instance.id\" = \"node-7\"\n"
+    ))
+    .await;
+    let configured = instance_of(&wasmtel_tests::scrape(host.prometheus_addr().expect("on")).await);
+    host.shutdown().await;
+    assert_eq!(configured, "node-7");
+}

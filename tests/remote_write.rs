@@ -26,7 +26,7 @@ buckets = [100, 500]
 attributes = { model = "model" }
 "#;
     let host = start(&format!(
-        "{CHUNK_RULE}{histogram}\n[[exporters]]\nplugin = \"prometheus-remote-write\"\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n",
+        "{CHUNK_RULE}{histogram}\n[[exporters]]\nplugin = \"prometheus-remote-write\"\nendpoint = \"{}/api/v1/write\"\ndelivery.interval = \"1h\"\n",
         prometheus.url
     ))
     .await;

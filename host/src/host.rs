@@ -26,6 +26,9 @@ use crate::server::{Addresses, BindError, Listeners};
 use crate::telemetry::SelfTelemetry;
 use crate::tenancy::{Principal, Tenancy};
 
+/// The file in the data directory that keeps the host's `service.instance.id`.
+pub const INSTANCE_FILE: &str = "instance.id";
+
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -44,6 +47,9 @@ pub enum StartError {
     /// The tokens could not be read or created.
     #[error(transparent)]
     Tenants(#[from] crate::control::tenants::TenantError),
+    /// A file of the data directory could not be read or created.
+    #[error(transparent)]
+    File(#[from] crate::control::files::FileError),
     /// The integrations could not start.
     #[error(transparent)]
     Integrations(#[from] crate::control::integrations::OpenError),
@@ -96,8 +102,19 @@ impl Core {
         plugins.keep_uploads_in(config.data_dir().join("tenants"));
         let tenancy = Arc::new(Tenancy::configured(&config.tenancy));
         tenancy.register(&registry)?;
+        // One `service.instance.id` across restarts (kept in the data directory), so that a
+        // restart does not begin new series downstream; a configured one wins.
+        let mut resource_config = config.resource.clone();
+        let instance =
+            crate::control::files::read_or_create(&config.data_dir().join(INSTANCE_FILE), || {
+                uuid::Uuid::new_v4().to_string()
+            })?;
+        resource_config
+            .attributes
+            .entry("service.instance.id".to_owned())
+            .or_insert(instance);
         // The host's own data is the operator's: it names no tenant.
-        let detected = crate::sources::resource::detect(&config.resource);
+        let detected = crate::sources::resource::detect(&resource_config);
         let resource = crate::model::resource::Resource::from_attributes(
             tenancy.stamped(&crate::tenancy::Principal::Operator, detected.attributes()),
         );

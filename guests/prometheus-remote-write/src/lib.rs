@@ -12,7 +12,8 @@
 //! (native histograms need remote write 2.0) are left out. Metadata (type, help, unit) goes with
 //! every request, for the stores that keep it (Prometheus 2.x's receiver does not).
 //!
-//! Settings: `path` (default `/api/v1/write`; Mimir and Cortex take `/api/v1/push`),
+//! Settings: `path` (default `/api/v1/write`; Mimir and Cortex take `/api/v1/push`; empty: the
+//! endpoint as given, which the host sets when the endpoint has a path of its own),
 //! `max_series` per request (default 2,000). Responses: 2xx delivered; 429 and 5xx retried (a
 //! numeric `Retry-After` honoured); any other status rejected, since resending would fail alike.
 //! Credentials (`authorization = "Bearer …"` or `"Basic …"`, `X-Scope-OrgID`) are the
@@ -51,8 +52,10 @@ type Metadata = (u64, String, String, String);
 impl Exporter for RemoteWrite {
     fn init(config: Config) -> Result<(Self, ExporterInfo), String> {
         let path = config.get_or("path", "/api/v1/write").to_owned();
-        if !path.starts_with('/') {
-            return Err(format!("config `path`: {path:?} must begin with /"));
+        if !path.is_empty() && !path.starts_with('/') {
+            return Err(format!(
+                "config `path`: {path:?} must begin with / (or be empty: the endpoint as given)"
+            ));
         }
         let max_series = config.parse_or("max_series", 2000usize)?;
         if max_series == 0 {
@@ -405,7 +408,11 @@ mod tests {
             RemoteWrite::init(Config::new([("path", "api")]))
                 .err()
                 .as_deref(),
-            Some("config `path`: \"api\" must begin with /")
+            Some("config `path`: \"api\" must begin with / (or be empty: the endpoint as given)")
+        );
+        assert!(
+            RemoteWrite::init(Config::new([("path", "")])).is_ok(),
+            "the endpoint as given"
         );
     }
 }

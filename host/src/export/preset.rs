@@ -118,6 +118,20 @@ pub const PRESETS: &[Preset] = &[
     },
 ];
 
+/// Exporter plugins whose endpoint, when it has a path, is the whole request URL (as a
+/// remote-write URL is always given): their `path` setting is then empty unless the
+/// integration sets one.
+const WHOLE_URL_PLUGINS: &[&str] = &["prometheus-remote-write"];
+
+/// The `path` setting plugin `plugin` gets for `endpoint`: empty (the endpoint as given) when
+/// the plugin takes whole URLs and the endpoint has a path; `None` to leave it to the preset or
+/// the plugin's default (a bare host).
+pub fn whole_url_path(plugin: &str, endpoint: &str) -> Option<&'static str> {
+    let url = reqwest::Url::parse(endpoint).ok()?;
+    let has_path = !matches!(url.path(), "" | "/");
+    (WHOLE_URL_PLUGINS.contains(&plugin) && has_path).then_some("")
+}
+
 /// The preset named `name`, or an error listing the known ones.
 pub fn find(name: &str) -> Result<&'static Preset, PresetError> {
     PRESETS

@@ -358,6 +358,14 @@ impl ExporterSpec {
         }
         check_common(&headers, &entry.delivery)?;
         let mut settings = entry.config.clone();
+        let whole = metrics
+            .as_deref()
+            .and_then(|m| preset::whole_url_path(&entry.plugin, m));
+        if let Some(path) = whole {
+            settings
+                .entry("path")
+                .or_insert_with(|| toml::Value::String(path.to_owned()));
+        }
         for (key, value) in preset.map_or(&[][..], |p| p.plugin_settings) {
             settings
                 .entry(*key)
@@ -473,6 +481,42 @@ mod tests {
             &no_env,
         )
         .map_err(|e| e.reason)
+    }
+
+    #[test]
+    fn a_remote_write_url_with_a_path_is_used_as_given() {
+        let path = |toml: &str| match spec(toml).expect("spec").target {
+            Target::Plugin { settings, .. } => settings.get("path").cloned(),
+            Target::Otlp { .. } => None,
+        };
+        let rw = "plugin = \"prometheus-remote-write\"\n";
+        let given = path(&format!("{rw}endpoint = \"http://prom:9090/api/v1/write\""));
+        assert_eq!(
+            given,
+            Some(toml::Value::String(String::new())),
+            "the endpoint itself"
+        );
+        assert_eq!(
+            path(&format!("{rw}endpoint = \"http://prom:9090\"")),
+            None,
+            "the plugin's default"
+        );
+        let mimir = format!(
+            "{rw}preset = \"mimir\"\nendpoint = \"http://mimir/api/v1/push\"\napi_key = \"t\""
+        );
+        assert_eq!(
+            path(&mimir),
+            Some(toml::Value::String(String::new())),
+            "over the preset's path"
+        );
+        let own = format!("{rw}endpoint = \"http://p/x\"\nconfig = {{ path = \"/w\" }}");
+        assert_eq!(
+            path(&own),
+            Some(toml::Value::String("/w".into())),
+            "the integration's own wins"
+        );
+        let other = "plugin = \"statsd\"\nendpoint = \"http://proxy/statsd\"";
+        assert_eq!(path(other), None, "other plugins append their paths");
     }
 
     #[test]

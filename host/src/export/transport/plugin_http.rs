@@ -45,6 +45,7 @@ pub struct PluginHttp {
 /// percent-decoded and checked, and the clean segments are joined under the endpoint's base
 /// path. Refused, and named: anything but an absolute path, empty, `.` or `..` segments
 /// (encoded or not), backslashes, control characters, a fragment, or bytes that are not UTF-8.
+/// An empty path is the endpoint itself.
 pub fn url_for(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
     let refuse = |why: &str| {
         format!(
@@ -62,8 +63,17 @@ pub fn url_for(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> 
     if path.chars().any(char::is_control) {
         return Err(refuse("it holds control characters"));
     }
+    if path_part.is_empty() {
+        // The endpoint itself (a remote-write URL given whole).
+        let mut url = base.clone();
+        url.set_query(query);
+        url.set_fragment(None);
+        return Ok(url);
+    }
     let Some(rest) = path_part.strip_prefix('/') else {
-        return Err(refuse("it must start with `/`"));
+        return Err(refuse(
+            "it must start with `/` (or be empty: the endpoint itself)",
+        ));
     };
     let mut segments = Vec::new();
     let parts: Vec<&str> = rest.split('/').collect();
@@ -256,6 +266,12 @@ mod tests {
             "https://api.example.com/base/api/series/a%20b"
         );
         assert_eq!(ok("/v1/"), "https://api.example.com/base/v1/");
+        assert_eq!(
+            ok(""),
+            "https://api.example.com/base/",
+            "the endpoint itself"
+        );
+        assert_eq!(ok("?a=1"), "https://api.example.com/base/?a=1");
         let refused = |path: &str, why: &str| {
             let e = url_for(&base, path).expect_err(path);
             assert!(e.ends_with(why), "{path}: {e}");
@@ -290,9 +306,18 @@ mod tests {
             "a segment holds a slash, a backslash or a control character",
         );
         refused("/x/%ff", "a segment is not UTF-8 once decoded");
-        refused("api", "it must start with `/`");
-        refused("http://evil.com/", "it must start with `/`");
-        refused("@evil.com/", "it must start with `/`");
+        refused(
+            "api",
+            "it must start with `/` (or be empty: the endpoint itself)",
+        );
+        refused(
+            "http://evil.com/",
+            "it must start with `/` (or be empty: the endpoint itself)",
+        );
+        refused(
+            "@evil.com/",
+            "it must start with `/` (or be empty: the endpoint itself)",
+        );
         refused("/x#frag", "a fragment is not part of a request");
         let e = url_for(&base, "/a\nb\u{1b}[31m").expect_err("control");
         assert_eq!(
