@@ -19,18 +19,23 @@ pub enum Shape {
 /// Invalid characters become `_` (runs collapse to one), the unit is
 /// appended as a word (`s` → `_seconds`, `By` → `_bytes`, `{token}` → nothing,
 /// `1` on a gauge → `_ratio`, `a/b` → `_a_per_b`) unless the name already
-/// ends with it, and monotonic counters get `_total`.
+/// holds it as a word, and monotonic counters get `_total` at the end (a `total` word
+/// elsewhere in their name is dropped), as the OpenTelemetry → Prometheus translation does.
 pub fn metric_name(name: &str, unit: &str, kind: Shape) -> String {
     let mut out = sanitize(name, true);
+    if kind == Shape::Counter {
+        // A `total` word anywhere in a counter's name is the suffix it gets at the end.
+        let words: Vec<&str> = out.split('_').filter(|w| *w != "total").collect();
+        if !words.iter().all(|w| w.is_empty()) {
+            out = words.join("_");
+        }
+    }
     let suffix = unit_suffix(unit, kind);
-    if !suffix.is_empty() && !out.ends_with(&format!("_{suffix}")) {
+    if !suffix.is_empty() && !format!("_{out}_").contains(&format!("_{suffix}_")) {
         out.push('_');
         out.push_str(&suffix);
     }
     if kind == Shape::Counter {
-        if let Some(stripped) = out.strip_suffix("_total") {
-            out.truncate(stripped.len());
-        }
         out.push_str("_total");
     }
     out
@@ -189,6 +194,17 @@ mod tests {
             ("latency_seconds", "s", Gauge, "latency_seconds"),
             ("9lives..x", "", Gauge, "_9lives_x"),
             ("gpu.power.draw", "W", Gauge, "gpu_power_draw_watts"),
+            // No unit or `_total` twice.
+            (
+                "gpu.memcpy.bytes.total",
+                "By",
+                Counter,
+                "gpu_memcpy_bytes_total",
+            ),
+            ("http.bytes_total", "By", Counter, "http_bytes_total"),
+            ("disk.bytes.read", "By", Gauge, "disk_bytes_read"),
+            ("jobs.total.done", "1", Counter, "jobs_done_total"),
+            ("total", "", Counter, "total_total"),
         ];
         for (name, unit, kind, want) in cases {
             assert_eq!(metric_name(name, unit, kind), want, "{name} {unit}");
