@@ -470,3 +470,55 @@ async fn the_host_keeps_its_instance_id_across_restarts() {
     host.shutdown().await;
     assert_eq!(configured, "node-7");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_metric_past_its_cardinality_limit_is_counted_and_said_once() {
+    let logs = wasmtel_tests::capture_logs();
+    let host = start("[metrics]\ncardinality_limit = 2\n").await;
+    let points: Vec<serde_json::Value> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|v| {
+            json!({"asDouble": 1.0, "timeUnixNano": "1",
+                        "attributes": [{"key": "k", "value": {"stringValue": v}}]})
+        })
+        .collect();
+    let request = json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "spreader"}}]},
+        "scopeMetrics": [{"metrics": [{"name": "spread.wide", "gauge": {"dataPoints": points}}]}]
+    }]});
+    for _ in 0..2 {
+        let (status, _, _) = wasmtel_tests::post(
+            host.intake_addr(),
+            "/v1/metrics",
+            Some("application/json"),
+            request.to_string().into_bytes(),
+            false,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let m = Exposition::parse(&scrape(host.prometheus_addr().expect("on")).await);
+        assert!(
+            m.value(
+                "wasmtel_metrics_overflowed_total",
+                &[("metric", "spread.wide")]
+            )
+            .is_some()
+        );
+    }
+    let m = Exposition::parse(&scrape(host.prometheus_addr().expect("on")).await);
+    assert_eq!(
+        m.value(
+            "wasmtel_metrics_overflowed_total",
+            &[("metric", "spread.wide")]
+        ),
+        Some(6.0),
+        "three of five sets, twice, past a limit of two"
+    );
+    assert_eq!(
+        logs.count(&["metric `spread.wide` passed its cardinality limit"]),
+        1,
+        "said once: {}",
+        logs.text()
+    );
+    host.shutdown().await;
+}

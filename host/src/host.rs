@@ -119,6 +119,7 @@ impl Core {
             tenancy.stamped(&crate::tenancy::Principal::Operator, detected.attributes()),
         );
         let registries = Arc::new(Registries::new(registry.clone(), resource));
+        telemetry.cover(&registries);
         let deriver = Deriver::new(&config.derive, &registry)?;
         let (transforms, views) = plugins.open_configured(config, &registry).await?;
         let events = Arc::new(Origin::events(&registries.own().resource, None));

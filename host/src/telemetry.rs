@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::metrics::{ConflictError, Descriptor, Instrument, Registry};
+use crate::metrics::{ConflictError, Descriptor, Instrument, Registries, Registry};
 use crate::model::Signal;
 use crate::model::attributes::ValueRef;
 use crate::model::metric::InstrumentKind;
@@ -13,6 +13,7 @@ pub const SELF_SCOPE: &str = "wasmtel";
 /// Handles to the host's self-metrics, all named `wasmtel.*`.
 #[derive(Debug, Clone)]
 pub struct SelfTelemetry {
+    received: Received,
     accepted: Arc<Instrument>,
     rejected: Arc<Instrument>,
     otlp: Arc<Instrument>,
@@ -51,12 +52,20 @@ pub(crate) fn instrument(
     )
 }
 
-/// Registers an observable counter reporting, per instrument, the count `read` returns (when not zero).
+/// The host's producers, once known: self-metrics per instrument then cover the received
+/// resources' instruments too.
+type Received = Arc<std::sync::OnceLock<std::sync::Weak<Registries>>>;
+
+/// Registers an observable counter reporting, per metric name, the sum of what `read` returns
+/// for the instruments of the host's registry and, once `received` is set, of every received
+/// resource (when not zero); `warn` says, once per metric, what a first count means.
 fn per_instrument(
     registry: &Registry,
     name: &str,
     description: &str,
     read: fn(&Instrument) -> u64,
+    received: Received,
+    warn: Option<fn(&Instrument) -> String>,
 ) -> Result<(), ConflictError> {
     let counter = instrument(
         registry,
@@ -65,15 +74,42 @@ fn per_instrument(
         "{measurement}",
         description,
     )?;
+    let warned: std::sync::Mutex<std::collections::HashSet<String>> = Default::default();
     // Observable by construction, so the registration cannot be refused.
     let _ = registry.register_callback(
         counter,
         Box::new(move |o| {
-            for i in o.instruments() {
+            let others = received
+                .get()
+                .and_then(std::sync::Weak::upgrade)
+                .map(|r| r.select(|_| true))
+                .unwrap_or_default();
+            let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
+            let own = o.instruments();
+            let all = own.iter().cloned().chain(
+                others
+                    .iter()
+                    .filter(|p| p.id > 0)
+                    .flat_map(|p| p.registry.instruments()),
+            );
+            for i in all {
                 let n = read(&i);
-                if n > 0 {
-                    o.observe(&[("metric", ValueRef::Str(&i.descriptor().name))], n as f64);
+                if n == 0 {
+                    continue;
                 }
+                let metric = &i.descriptor().name;
+                *sums.entry(metric.clone()).or_default() += n;
+                if let Some(warn) = warn {
+                    let mut warned = warned
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if warned.insert(metric.clone()) {
+                        tracing::warn!(metric = %metric, "{}", warn(&i));
+                    }
+                }
+            }
+            for (metric, n) in sums {
+                o.observe(&[("metric", ValueRef::Str(&metric))], n as f64);
             }
         }),
     );
@@ -83,19 +119,30 @@ fn per_instrument(
 impl SelfTelemetry {
     /// Registers the self-metrics in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, ConflictError> {
+        let received = Received::default();
         per_instrument(
             registry,
             "wasmtel.metrics.overflowed",
-            "Measurements folded into a metric's otel.metric.overflow series past its cardinality limit.",
+            "Measurements folded into a metric's otel.metric.overflow series past its cardinality limit, of the host's and every received resource.",
             Instrument::overflowed,
+            received.clone(),
+            Some(|i| {
+                format!(
+                    "metric `{}` passed its cardinality limit: measurements of new attribute sets fold into its otel.metric.overflow series (metrics.cardinality_limit, or a view's, raises it)",
+                    i.descriptor().name
+                )
+            }),
         )?;
         per_instrument(
             registry,
             "wasmtel.metrics.rejected",
             "Measurements not recorded: negative on a counter, or not a finite number.",
             Instrument::rejected,
+            received.clone(),
+            None,
         )?;
         Ok(Self {
+            received,
             accepted: counter(
                 registry,
                 "wasmtel.intake.events.accepted",
@@ -140,6 +187,11 @@ impl SelfTelemetry {
                 "Metric batches or log records an integration's full export queue dropped.",
             )?,
         })
+    }
+
+    /// Makes the per-metric counts cover every received resource of `registries` too.
+    pub fn cover(&self, registries: &Arc<Registries>) {
+        let _ = self.received.set(Arc::downgrade(registries));
     }
 
     /// Counts events accepted.
