@@ -522,3 +522,39 @@ async fn a_received_metric_past_its_cardinality_limit_is_counted_and_said_once()
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_series_that_stop_arriving_end() {
+    let host = start("[metrics]\nreceived_series_expiry = \"200ms\"\n").await;
+    let request = json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "batch-job"}}]},
+        "scopeMetrics": [{"metrics": [{"name": "job.gpu.memory", "unit": "By",
+            "gauge": {"dataPoints": [{"asDouble": 5.0, "timeUnixNano": "1"}]}}]}]
+    }]});
+    let (status, _, _) = wasmtel_tests::post(
+        host.intake_addr(),
+        "/v1/metrics",
+        Some("application/json"),
+        request.to_string().into_bytes(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let addr = host.prometheus_addr().expect("on");
+    assert!(scrape(addr).await.contains("job_gpu_memory_bytes{"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while scrape(addr).await.contains("job_gpu_memory_bytes{") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finished job's value stayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        scrape(addr)
+            .await
+            .contains("wasmtel_intake_otlp_items_total"),
+        "the host's own series stay"
+    );
+    host.shutdown().await;
+}

@@ -230,9 +230,13 @@ impl Host {
         }
         let mut servers = listeners.tasks;
         servers.extend(crate::sources::start(config, registry, &stopped)?);
-        if let Some(expiry) = config.metrics.idle_series_expiry {
-            servers.push(registries.clone().expire_every(expiry, stopped.clone()));
-        }
+        let own = config.metrics.idle_series_expiry;
+        let received = config.metrics.received_expiry();
+        servers.extend(
+            registries
+                .clone()
+                .expire_every(own, received, stopped.clone()),
+        );
         servers.push(plugins.watch(stopped));
         let names: Vec<String> = integrations
             .exporters()

@@ -23,11 +23,31 @@ pub struct MetricsConfig {
     pub default_histogram_aggregation: Option<HistogramAggregation>,
     /// Which measurements become exemplars (`trace_based`, the default, `always_on` or `always_off`).
     pub exemplar_filter: Option<ExemplarFilter>,
-    /// Remove series not measured for this long (e.g. `"1h"`); unset keeps every series.
+    /// Remove series not measured for this long (e.g. `"1h"`); unset keeps every series of
+    /// the host's own (received ones follow `received_series_expiry`).
     #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
     pub idle_series_expiry: Option<Duration>,
+    /// Remove series of received resources (OTLP senders) not measured for this long (default
+    /// `idle_series_expiry` when set, else 5 minutes, as the Collector's Prometheus exporter
+    /// does; `"0s"` keeps them).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub received_series_expiry: Option<Duration>,
     /// `[[metrics.views]]`: stream views, the first selecting an instrument wins.
     pub views: Vec<StreamView>,
+}
+
+/// How long a received series may go unmeasured before it ends, by default.
+pub const DEFAULT_RECEIVED_SERIES_EXPIRY: Duration = Duration::from_secs(300);
+
+impl MetricsConfig {
+    /// How long received series may go unmeasured: `None` keeps them.
+    pub fn received_expiry(&self) -> Option<Duration> {
+        let expiry = self
+            .received_series_expiry
+            .or(self.idle_series_expiry)
+            .unwrap_or(DEFAULT_RECEIVED_SERIES_EXPIRY);
+        (!expiry.is_zero()).then_some(expiry)
+    }
 }
 
 impl Default for MetricsConfig {
@@ -37,6 +57,7 @@ impl Default for MetricsConfig {
             default_histogram_aggregation: None,
             exemplar_filter: None,
             idle_series_expiry: None,
+            received_series_expiry: None,
             views: Vec::new(),
         }
     }

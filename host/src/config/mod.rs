@@ -15,7 +15,7 @@ pub use export::{
     Compression, DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, Fsync, OtlpConfig, Protocol,
     QueueKind, RetryConfig, signal_url,
 };
-pub use metrics::{DEFAULT_CARDINALITY_LIMIT, MetricsConfig};
+pub use metrics::{DEFAULT_CARDINALITY_LIMIT, DEFAULT_RECEIVED_SERIES_EXPIRY, MetricsConfig};
 pub use plugins::{
     Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten, plugin_name_error,
 };

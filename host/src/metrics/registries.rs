@@ -135,12 +135,23 @@ impl Registries {
     /// measured in the last `ticks` ticks, then every received resource left without series
     /// (unless pinned), so that its slot comes back; returns how many series went.
     pub fn expire_idle(&self, ticks: u64) -> usize {
+        self.expire(Some(ticks), Some(ticks))
+    }
+
+    /// [`Registries::expire_idle`] with the host's own series (and pinned resources') idle for
+    /// `own` ticks and received resources' for `received` ticks (`None`: kept).
+    fn expire(&self, own: Option<u64>, received_ticks: Option<u64>) -> usize {
+        self.own.registry.clock.advance();
         let gone = {
             let received = self.received.read().unwrap_or_else(PoisonError::into_inner);
-            self.own.registry.expire_idle(ticks)
+            let own_gone = own.map_or(0, |t| self.own.registry.expire(t));
+            own_gone
                 + received
                     .iter()
-                    .map(|r| r.producer.registry.expire(ticks))
+                    .filter_map(|r| {
+                        let ticks = if r.pinned { own } else { received_ticks };
+                        ticks.map(|t| r.producer.registry.expire(t))
+                    })
                     .sum::<usize>()
         };
         // A resource goes after two sweeps in a row without series: one just created has a
@@ -167,22 +178,27 @@ impl Registries {
         gone
     }
 
-    /// Removes series idle for longer than `expiry` until `stopped`, sweeping
-    /// [`EXPIRY_SWEEPS`] times per period: a series goes between 1 and 1¼ periods after its
-    /// last measurement.
+    /// Removes the host's own series idle for longer than `own` and received resources'
+    /// idle for longer than `received` (either `None`: kept) until `stopped`, sweeping
+    /// [`EXPIRY_SWEEPS`] times per shorter period: a series goes between 1 and 1¼ periods
+    /// after its last measurement. `None` when both are kept.
     pub fn expire_every(
         self: Arc<Self>,
-        expiry: std::time::Duration,
+        own: Option<std::time::Duration>,
+        received: Option<std::time::Duration>,
         stopped: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        let period = (expiry / EXPIRY_SWEEPS).max(std::time::Duration::from_millis(1));
-        crate::ticker::after(period, stopped, move || {
-            let gone = self.expire_idle(u64::from(EXPIRY_SWEEPS));
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let shortest = own.into_iter().chain(received).min()?;
+        let period = (shortest / EXPIRY_SWEEPS).max(std::time::Duration::from_millis(1));
+        let ticks = |d: std::time::Duration| (d.as_nanos() / period.as_nanos()).max(1) as u64;
+        let (own, received) = (own.map(ticks), received.map(ticks));
+        Some(crate::ticker::after(period, stopped, move || {
+            let gone = self.expire(own, received);
             if gone > 0 {
                 tracing::debug!(series = gone, "idle series expired");
             }
             std::future::ready(())
-        })
+        }))
     }
 
     /// The registry of received `resource`, created (configured as the host's, under
@@ -350,5 +366,30 @@ mod tests {
             .expect("its slot came back");
         assert!(!Arc::ptr_eq(&again, &first));
         assert_eq!(all.all().last().map(|p| p.id), Some(3));
+    }
+
+    #[test]
+    fn received_series_follow_their_own_expiry_and_the_hosts_may_stay() {
+        let own = Resource::from_attributes(set("wasmtel"));
+        let all = Registries::new(Arc::new(Registry::new(7)), own);
+        let pinned = Admission {
+            pinned: true,
+            ..Admission::default()
+        };
+        counter(&all.own().registry).record(&[], 1.0);
+        counter(&all.received(&set("lane"), &pinned).expect("lane")).record(&[], 1.0);
+        counter(&all.received(&set("a"), &Admission::default()).expect("a")).record(&[], 1.0);
+        assert_eq!(all.expire(None, Some(1)), 0, "idle for one tick only");
+        assert_eq!(all.expire(None, Some(1)), 1, "the received series went");
+        assert!(
+            !all.own().registry.is_empty(),
+            "the host's own stays without an expiry"
+        );
+        let ids: Vec<u64> = all.all().iter().map(|p| p.id).collect();
+        assert_eq!(
+            ids,
+            [0, 1, 2],
+            "the pinned lane keeps its series, like the host's"
+        );
     }
 }
