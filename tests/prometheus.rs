@@ -426,17 +426,15 @@ async fn every_otlp_name_clash_is_renamed_by_the_rule_and_promtool_accepts_it() 
         "{text}"
     );
     let m = Exposition::parse(&text);
-    assert_eq!(
-        m.value("temp_2_count", &[("job", "b")]),
-        Some(1.0),
-        "{text}"
-    );
-    assert_eq!(m.value("req_2", &[("job", "b")]), Some(1.0), "{text}");
-    assert_eq!(
-        m.value("rel_hh_sum_2_total", &[("job", "a")]),
-        Some(1.0),
-        "{text}"
-    );
+    // Each sender's series, whatever its (stable) instance.
+    let of = |name: &str, job: &str| {
+        m.samples(name)
+            .find(|(labels, _)| labels.get("job").map(String::as_str) == Some(job))
+            .map(|(_, v)| v)
+    };
+    assert_eq!(of("temp_2_count", "b"), Some(1.0), "{text}");
+    assert_eq!(of("req_2", "b"), Some(1.0), "{text}");
+    assert_eq!(of("rel_hh_sum_2_total", "a"), Some(1.0), "{text}");
     host.shutdown().await;
 }
 
@@ -555,6 +553,42 @@ async fn received_series_that_stop_arriving_end() {
             .await
             .contains("wasmtel_intake_otlp_items_total"),
         "the host's own series stay"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_senders_without_an_instance_id_are_told_apart() {
+    let host = start("").await;
+    for node in ["node-1", "node-2"] {
+        let request = json!({"resourceMetrics": [{
+            "resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": "agent"}},
+                {"key": "host.name", "value": {"stringValue": node}}]},
+            "scopeMetrics": [{"metrics": [{"name": "gpu.util", "unit": "1",
+                "gauge": {"dataPoints": [{"asDouble": 0.5, "timeUnixNano": "1"}]}}]}]
+        }]});
+        let (status, _, _) = wasmtel_tests::post(
+            host.intake_addr(),
+            "/v1/metrics",
+            Some("application/json"),
+            request.to_string().into_bytes(),
+            false,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let text = scrape(host.prometheus_addr().expect("on")).await;
+    let exposition = Exposition::parse(&text);
+    let instances: std::collections::BTreeSet<String> = exposition
+        .samples("gpu_util_ratio")
+        .filter(|(labels, _)| labels.get("job").map(String::as_str) == Some("agent"))
+        .map(|(labels, _)| labels["instance"].clone())
+        .collect();
+    assert_eq!(instances.len(), 2, "{text}");
+    assert!(
+        instances.iter().all(|i| i.starts_with("resource:")),
+        "{instances:?}"
     );
     host.shutdown().await;
 }

@@ -1,6 +1,6 @@
 //! Prometheus naming for plugins: the same metric and label names the host's `/metrics` uses.
 
-pub use wasmtel_naming::{Shape, label_name, metric_name};
+pub use wasmtel_naming::{Shape, instance, label_name, metric_name};
 
 use crate::{Attributes, MetricKind, MetricRef, Value};
 

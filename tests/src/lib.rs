@@ -351,7 +351,8 @@ impl Exposition {
         Self(samples)
     }
 
-    /// The value of the one sample named `name` whose labels, `otel_scope_name` aside, are exactly `labels`.
+    /// The value of the one sample named `name` whose labels, the `otel_scope_*` ones and a
+    /// received resource's `instance` aside unless asked for, are exactly `labels`.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let matching: Vec<f64> = self.matching(name, labels).map(|(_, v)| v).collect();
         assert!(
@@ -362,8 +363,8 @@ impl Exposition {
         matching.first().copied()
     }
 
-    /// Every sample named `name` whose labels, the `otel_scope_*` ones aside unless asked
-    /// for, are exactly `labels`.
+    /// Every sample named `name` whose labels, the `otel_scope_*` ones and `instance` (a
+    /// received resource's identity) aside unless asked for, are exactly `labels`.
     pub fn matching<'a>(
         &'a self,
         name: &'a str,
@@ -374,7 +375,9 @@ impl Exposition {
             .filter(move |(n, l, _)| {
                 n == name
                     && l.keys().all(|k| {
-                        k.starts_with("otel_scope_") || labels.iter().any(|(lk, _)| lk == k)
+                        k.starts_with("otel_scope_")
+                            || k == "instance"
+                            || labels.iter().any(|(lk, _)| lk == k)
                     })
                     && labels
                         .iter()

@@ -6,7 +6,8 @@
 //! OpenTelemetry → Prometheus rules the host's `/metrics` follows: the metric's name with its unit
 //! word and `_total` for monotonic sums, attribute keys made label names, `otel_scope_name` and
 //! `otel_scope_version`, `job` (`service.namespace/service.name`) and `instance`
-//! (`service.instance.id`) from the resource, and one `target_info` series per batch carrying the
+//! (`service.instance.id`, else a stable identity of the resource) from the resource, and one
+//! `target_info` series per batch carrying the
 //! other resource attributes. Gauges and sums are one sample each; an explicit-bucket histogram
 //! is `_bucket{le=…}` (cumulative, `+Inf` included), `_sum` and `_count`; exponential histograms
 //! (native histograms need remote write 2.0) are left out. Metadata (type, help, unit) goes with
@@ -21,7 +22,7 @@
 
 use std::collections::BTreeMap;
 
-use wasmtel_guest::prometheus::label_name;
+use wasmtel_guest::prometheus::{instance, label_name};
 use wasmtel_guest::{
     Config, Exporter, ExporterInfo, MetricBatch, MetricKind, MetricRef, Outbound, Outcome,
     Response, Temporality, Value,
@@ -123,9 +124,9 @@ pub fn series(batch: &MetricBatch) -> (Vec<Series>, Vec<Metadata>) {
     if let Some(job) = job {
         identity.insert("job".to_owned(), job);
     }
-    if let Some(instance) = get("service.instance.id") {
-        identity.insert("instance".to_owned(), instance);
-    }
+    // The instance id, else a stable identity of the resource, as /metrics names it.
+    let id = instance(resource.iter().map(|(k, v)| (k, text(v))));
+    identity.insert("instance".to_owned(), id);
     let (mut out, mut metadata) = (Vec::new(), Vec::new());
     let mut latest = 0i64;
     for metric in batch.metrics() {

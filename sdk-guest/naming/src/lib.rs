@@ -41,6 +41,31 @@ pub fn metric_name(name: &str, unit: &str, kind: Shape) -> String {
     out
 }
 
+/// The `instance` label of a resource given as its attributes (key and text value, in any
+/// order): its `service.instance.id`, else a stable identity of the rest — `resource:` and 16
+/// hex digits of their FNV-1a hash in key order — so that senders without one are told apart,
+/// and one keeps its value across restarts.
+pub fn instance<'a>(attributes: impl IntoIterator<Item = (&'a str, String)>) -> String {
+    let mut pairs: Vec<(&str, String)> = attributes.into_iter().collect();
+    if let Some((_, id)) = pairs.iter().find(|(k, _)| *k == "service.instance.id") {
+        return id.clone();
+    }
+    pairs.sort();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (key, value) in &pairs {
+        for byte in key
+            .bytes()
+            .chain([b'='])
+            .chain(value.bytes())
+            .chain([b'\n'])
+        {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("resource:{hash:016x}")
+}
+
 /// The Prometheus label name for an attribute key.
 pub fn label_name(key: &str) -> String {
     let out = sanitize(key, false);
@@ -209,6 +234,30 @@ mod tests {
         for (name, unit, kind, want) in cases {
             assert_eq!(metric_name(name, unit, kind), want, "{name} {unit}");
         }
+    }
+
+    #[test]
+    fn an_instance_is_the_instance_id_else_a_stable_identity_of_the_resource() {
+        let of = |pairs: &[(&'static str, &str)]| {
+            instance(pairs.iter().map(|(k, v)| (*k, (*v).to_owned())))
+        };
+        assert_eq!(
+            of(&[("service.name", "a"), ("service.instance.id", "pod-1")]),
+            "pod-1"
+        );
+        let one = of(&[("service.name", "agent"), ("host.name", "node-1")]);
+        let two = of(&[("service.name", "agent"), ("host.name", "node-2")]);
+        assert!(
+            one.starts_with("resource:") && one.len() == "resource:".len() + 16,
+            "{one}"
+        );
+        assert_ne!(one, two, "told apart");
+        assert_eq!(
+            one,
+            of(&[("host.name", "node-1"), ("service.name", "agent")]),
+            "any order"
+        );
+        assert_eq!(of(&[]), "resource:cbf29ce484222325");
     }
 
     #[test]

@@ -138,15 +138,20 @@ pub fn render_all(format: Format, producers: &[(&Resource, &Registry)]) -> Strin
     out
 }
 
-/// A received resource's `job` (`service.namespace/service.name`) and `instance` (`service.instance.id`).
+/// A received resource's `job` (`service.namespace/service.name`) and `instance`
+/// (`service.instance.id`, else a stable identity of the resource, so that two senders
+/// without one never expose the same labels).
 fn identity(resource: &Resource) -> Vec<(&'static str, String)> {
     let name = resource.get("service.name").unwrap_or_default();
     let job = match resource.get("service.namespace") {
         Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
         _ => name,
     };
-    let instance = resource.get("service.instance.id").unwrap_or_default();
-    vec![("job", job), ("instance", instance)]
+    let pairs = resource
+        .attributes()
+        .iter()
+        .map(|(k, v)| (k, v.to_string()));
+    vec![("job", job), ("instance", wasmtel_naming::instance(pairs))]
 }
 
 /// An instrument in a family, with the labels all its series share.
