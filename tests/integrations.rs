@@ -631,3 +631,30 @@ async fn shutdown_cuts_a_long_retry_wait_short_within_its_timeout() {
         .await
         .expect("shutdown does not wait out the server's Retry-After");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statsd_line_longer_than_a_datagram_is_left_out_alone_and_said() {
+    let logs = wasmtel_tests::capture_logs();
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let host = start(&format!(
+        "{CHUNK_RULE}\n[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://{}\"\ndelivery.interval = \"1h\"\nconfig = {{ max_datagram = 64 }}\n",
+        socket.local_addr().expect("addr")
+    ))
+    .await;
+    let long = "m".repeat(100);
+    let events = [
+        json!({"event_type": "chunk_produced", "model": "m1"}),
+        json!({"event_type": "chunk_produced", "model": long}),
+    ];
+    assert_eq!(post_ndjson(&host, &events).await.status, 202);
+    host.collect_now().await;
+    received_line(&socket, "inference.chunks;model=m1:1|c");
+    eventually("the warning", || {
+        logs.count(&["lines longer than max_datagram (64 bytes) were left out"]) >= 1
+    })
+    .await;
+    host.shutdown().await;
+}

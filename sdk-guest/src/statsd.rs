@@ -174,20 +174,32 @@ pub struct Datagrams {
     max: usize,
     current: String,
     done: Vec<Outbound>,
+    dropped: usize,
 }
 
 impl Datagrams {
-    /// No datagrams yet; each will hold at most `max` bytes (a longer single line goes alone).
+    /// No datagrams yet; each will hold at most `max` bytes.
     pub fn new(max: usize) -> Self {
         Self {
             max,
             current: String::with_capacity(max),
             done: Vec::new(),
+            dropped: 0,
         }
     }
 
-    /// Adds one line, starting a new datagram when it would not fit.
+    /// How many lines were longer than a datagram and left out.
+    pub fn dropped(&self) -> usize {
+        self.dropped
+    }
+
+    /// Adds one line, starting a new datagram when it would not fit; a line longer than a
+    /// whole datagram is left out alone (and counted), never the lines around it.
     pub fn push(&mut self, line: &str) {
+        if line.len() > self.max {
+            self.dropped += 1;
+            return;
+        }
         if !self.current.is_empty() && self.current.len() + 1 + line.len() > self.max {
             let full = std::mem::replace(&mut self.current, String::with_capacity(self.max));
             self.done.push(Outbound::Datagram(full.into_bytes()));
@@ -274,5 +286,17 @@ mod tests {
             })
             .collect();
         assert_eq!(sizes, [35, 35, 35, 11]);
+    }
+
+    #[test]
+    fn a_line_longer_than_a_datagram_is_left_out_alone() {
+        let mut packed = Datagrams::new(40);
+        packed.push("a:1|c");
+        packed.push(&format!("{}:1|c", "x".repeat(60)));
+        packed.push("b:1|c");
+        assert_eq!(packed.dropped(), 1);
+        let datagrams = packed.finish();
+        assert_eq!(datagrams.len(), 1);
+        assert!(matches!(&datagrams[0], Outbound::Datagram(d) if d == b"a:1|c\nb:1|c"));
     }
 }

@@ -119,6 +119,16 @@ impl Exporter for Statsd {
                 MetricKind::ExponentialHistogram => {}
             }
         }
+        if out.dropped() > 0 {
+            wasmtel_guest::log(
+                wasmtel_guest::Level::Warn,
+                &format!(
+                    "{} lines longer than max_datagram ({} bytes) were left out of this collection (shorter names or fewer tags fit; or raise max_datagram)",
+                    out.dropped(),
+                    self.max_datagram
+                ),
+            );
+        }
         Ok(out.finish())
     }
 }
