@@ -485,15 +485,7 @@ async fn a_received_metric_past_its_cardinality_limit_is_counted_and_said_once()
         "scopeMetrics": [{"metrics": [{"name": "spread.wide", "gauge": {"dataPoints": points}}]}]
     }]});
     for _ in 0..2 {
-        let (status, _, _) = wasmtel_tests::post(
-            host.intake_addr(),
-            "/v1/metrics",
-            Some("application/json"),
-            request.to_string().into_bytes(),
-            false,
-        )
-        .await;
-        assert_eq!(status, 200);
+        assert_eq!(post_json(&host, &request).await, 200);
         let m = Exposition::parse(&scrape(host.prometheus_addr().expect("on")).await);
         assert!(
             m.value(
@@ -529,15 +521,7 @@ async fn received_series_that_stop_arriving_end() {
         "scopeMetrics": [{"metrics": [{"name": "job.gpu.memory", "unit": "By",
             "gauge": {"dataPoints": [{"asDouble": 5.0, "timeUnixNano": "1"}]}}]}]
     }]});
-    let (status, _, _) = wasmtel_tests::post(
-        host.intake_addr(),
-        "/v1/metrics",
-        Some("application/json"),
-        request.to_string().into_bytes(),
-        false,
-    )
-    .await;
-    assert_eq!(status, 200);
+    assert_eq!(post_json(&host, &request).await, 200);
     let addr = host.prometheus_addr().expect("on");
     assert!(scrape(addr).await.contains("job_gpu_memory_bytes{"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -568,15 +552,7 @@ async fn two_senders_without_an_instance_id_are_told_apart() {
             "scopeMetrics": [{"metrics": [{"name": "gpu.util", "unit": "1",
                 "gauge": {"dataPoints": [{"asDouble": 0.5, "timeUnixNano": "1"}]}}]}]
         }]});
-        let (status, _, _) = wasmtel_tests::post(
-            host.intake_addr(),
-            "/v1/metrics",
-            Some("application/json"),
-            request.to_string().into_bytes(),
-            false,
-        )
-        .await;
-        assert_eq!(status, 200);
+        assert_eq!(post_json(&host, &request).await, 200);
     }
     let text = scrape(host.prometheus_addr().expect("on")).await;
     let exposition = Exposition::parse(&text);
@@ -591,4 +567,14 @@ async fn two_senders_without_an_instance_id_are_told_apart() {
         "{instances:?}"
     );
     host.shutdown().await;
+}
+
+/// Posts an OTLP/JSON metrics request to `host`: the status.
+async fn post_json(host: &wasmtel::Host, request: &serde_json::Value) -> u16 {
+    let body = request.to_string().into_bytes();
+    let path = "/v1/metrics";
+    let ct = Some("application/json");
+    wasmtel_tests::post(host.intake_addr(), path, ct, body, false)
+        .await
+        .0
 }

@@ -521,111 +521,47 @@ async fn every_admin_route_answers_by_whose_token_it_is() {
     ];
     let create =
         json!({ "kind": "metrics", "type": "otlp", "name": "x", "endpoint": receiver.endpoint() });
-    // (method, path, body, expected status for operator, own tenant, other tenant, intake, none)
-    let routes: Vec<(&str, String, Option<Value>, [u16; 5])> = vec![
-        (
-            "GET",
-            "/api/v1/status".into(),
-            None,
-            [200, 200, 200, 401, 401],
-        ),
-        (
-            "GET",
-            "/api/v1/history".into(),
-            None,
-            [200, 200, 200, 401, 401],
-        ),
-        (
-            "GET",
-            "/api/v1/plugins".into(),
-            None,
-            [200, 200, 200, 401, 401],
-        ),
-        (
-            "GET",
-            "/api/v1/integrations".into(),
-            None,
-            [200, 200, 200, 401, 401],
-        ),
-        (
-            "GET",
-            format!("/api/v1/integrations/{a_id}"),
-            None,
-            [200, 200, 404, 401, 401],
-        ),
-        (
-            "POST",
-            format!("/api/v1/integrations/{a_id}/test"),
-            None,
-            [200, 200, 404, 401, 401],
-        ),
-        (
-            "POST",
-            format!("/api/v1/integrations/{a_id}/resume"),
-            None,
-            [200, 200, 404, 401, 401],
-        ),
-        (
-            "POST",
-            format!("/api/v1/integrations/{a_id}/disable"),
-            None,
-            [200, 200, 404, 401, 401],
-        ),
-        (
-            "POST",
-            format!("/api/v1/integrations/{a_id}/enable"),
-            None,
-            [200, 200, 404, 401, 401],
-        ),
-        (
-            "PATCH",
-            format!("/api/v1/integrations/{a_id}"),
-            Some(json!({"name": "renamed"})),
-            [200, 200, 404, 401, 401],
-        ),
-        (
-            "GET",
-            "/api/v1/integrations/otlp".into(),
-            None,
-            [200, 404, 404, 401, 401],
-        ),
-        (
-            "DELETE",
-            "/api/v1/integrations/otlp".into(),
-            None,
-            [409, 404, 404, 401, 401],
-        ),
-        (
-            "POST",
-            "/api/v1/integrations".into(),
-            Some(create),
-            [201, 201, 201, 401, 401],
-        ),
-        (
-            "GET",
-            "/api/v1/tenants".into(),
-            None,
-            [200, 403, 403, 401, 401],
-        ),
-        (
-            "GET",
-            "/api/v1/tenants/a".into(),
-            None,
-            [200, 403, 403, 401, 401],
-        ),
-        (
-            "POST",
-            "/api/v1/tenants".into(),
-            Some(json!({"name": "c"})),
-            [201, 403, 403, 401, 401],
-        ),
-        (
-            "DELETE",
-            "/api/v1/tenants/c".into(),
-            None,
-            [204, 403, 403, 401, 401],
-        ),
-    ];
+    // Each route: method, path (`{a}`: a's integration), body, and the status for the
+    // operator, the own tenant, another tenant, an intake token and no token.
+    const ROUTES: &str = "
+        GET    /api/v1/status                    -      200 200 200 401 401
+        GET    /api/v1/history                   -      200 200 200 401 401
+        GET    /api/v1/plugins                   -      200 200 200 401 401
+        GET    /api/v1/integrations              -      200 200 200 401 401
+        GET    /api/v1/integrations/{a}          -      200 200 404 401 401
+        POST   /api/v1/integrations/{a}/test     -      200 200 404 401 401
+        POST   /api/v1/integrations/{a}/resume   -      200 200 404 401 401
+        POST   /api/v1/integrations/{a}/disable  -      200 200 404 401 401
+        POST   /api/v1/integrations/{a}/enable   -      200 200 404 401 401
+        PATCH  /api/v1/integrations/{a}          rename 200 200 404 401 401
+        GET    /api/v1/integrations/otlp         -      200 404 404 401 401
+        DELETE /api/v1/integrations/otlp         -      409 404 404 401 401
+        POST   /api/v1/integrations              create 201 201 201 401 401
+        GET    /api/v1/tenants                   -      200 403 403 401 401
+        GET    /api/v1/tenants/a                 -      200 403 403 401 401
+        POST   /api/v1/tenants                   tenant 201 403 403 401 401
+        DELETE /api/v1/tenants/c                 -      204 403 403 401 401";
+    let body = |name: &str| match name {
+        "rename" => Some(json!({"name": "renamed"})),
+        "create" => Some(create.clone()),
+        "tenant" => Some(json!({"name": "c"})),
+        _ => None,
+    };
+    let routes: Vec<(&str, String, Option<Value>, Vec<u16>)> = ROUTES
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [method, path, named, statuses @ ..] = fields.as_slice() else {
+                return None;
+            };
+            let expected = statuses
+                .iter()
+                .map(|s| s.parse().expect("status"))
+                .collect();
+            Some((*method, path.replace("{a}", &a_id), body(named), expected))
+        })
+        .collect();
+    assert_eq!(routes.len(), 17);
     for (method, path, body, expected) in &routes {
         for ((name, token), want) in who.iter().zip(expected) {
             // A created tenant `c` is deleted again by the operator only, so the table holds.
