@@ -269,6 +269,19 @@ async fn an_integration_receives_only_what_it_selects_for_metrics_logs_and_event
     host.shutdown().await;
 }
 
+/// A host with tenancy on by `service.namespace` (`extra` appended to its config), its data
+/// directory, and the operator's admin token.
+async fn tenancy_host(extra: &str) -> (wasmtel::Host, tempfile::TempDir, String) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n{extra}",
+        data.path().display()
+    ))
+    .await;
+    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
+    (host, data, operator.trim().to_owned())
+}
+
 /// One tenant as a test drives it.
 struct Team {
     name: String,
@@ -687,14 +700,9 @@ async fn every_admin_route_answers_by_whose_token_it_is() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_a_token_and_a_tenant_scrapes_only_its_own_series() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let host = start(&format!(
-        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\nrequire_intake_token = true\n[intake]\ngrpc_listen = \"127.0.0.1:0\"\n",
-        data.path().display()
-    ))
-    .await;
-    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
-    let operator = operator.trim().to_owned();
+    let (host, data, operator) =
+        tenancy_host("require_intake_token = true\n[intake]\ngrpc_listen = \"127.0.0.1:0\"\n")
+            .await;
     let operator_intake =
         std::fs::read_to_string(data.path().join("intake.token")).expect("intake");
     let grpc = format!("http://{}", host.grpc_addr().expect("gRPC"));
@@ -877,14 +885,7 @@ fn spread(service: &str, name: &str, values: &[&str]) -> ExportMetricsServiceReq
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_at_its_limits_is_refused_and_counted_while_another_is_untouched() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let host = start(&format!(
-        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[tenancy.limits]\nseries = 1000\n[delivery]\ninterval = \"1h\"\n[intake]\ngrpc_listen = \"127.0.0.1:0\"\n",
-        data.path().display()
-    ))
-    .await;
-    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
-    let operator = operator.trim().to_owned();
+    let (host, _data, operator) = tenancy_host("[tenancy.limits]\nseries = 1000\n[delivery]\ninterval = \"1h\"\n[intake]\ngrpc_listen = \"127.0.0.1:0\"\n").await;
     let base = format!("http://{}", host.admin_addr().expect("admin"));
     let noisy = team(&base, &operator, "noisy", false).await;
     let quiet = team(&base, &operator, "quiet", false).await;
@@ -1309,14 +1310,7 @@ async fn a_tenants_uploaded_plugin_serves_only_that_tenant_and_reloads_on_upload
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_tenant_sees_its_own_models_in_the_history_and_tokens_are_stored_hashed() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let host = start(&format!(
-        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[admin]\nhistory_interval = \"100ms\"\n",
-        data.path().display()
-    ))
-    .await;
-    let operator = std::fs::read_to_string(data.path().join("admin.token")).expect("token");
-    let operator = operator.trim().to_owned();
+    let (host, data, operator) = tenancy_host("[admin]\nhistory_interval = \"100ms\"\n").await;
     let base = format!("http://{}", host.admin_addr().expect("admin"));
     let a = team(&base, &operator, "a", false).await;
     let b = team(&base, &operator, "b", false).await;
