@@ -282,6 +282,20 @@ async fn tenancy_host(extra: &str) -> (wasmtel::Host, tempfile::TempDir, String)
     (host, data, operator.trim().to_owned())
 }
 
+/// Posts `events` as NDJSON to `host` with bearer `token`: the status.
+async fn post_events_as(host: &wasmtel::Host, token: &str, events: &[Value]) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://{}/v1/events", host.intake_addr()))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(wasmtel_tests::ndjson(events))
+        .send()
+        .await
+        .expect("events")
+        .status()
+        .as_u16()
+}
+
 /// One tenant as a test drives it.
 struct Team {
     name: String,
@@ -393,15 +407,7 @@ async fn twenty_tenants_each_receive_exactly_their_own_items_whatever_the_payloa
         let events: Vec<Value> = (0..2)
             .map(|_| json!({"event_type": "chunk_produced", "model": format!("{n}-model")}))
             .collect();
-        let response = reqwest::Client::new()
-            .post(format!("http://{}/v1/events", host.intake_addr()))
-            .bearer_auth(&t.intake)
-            .header("content-type", "application/x-ndjson")
-            .body(wasmtel_tests::ndjson(&events))
-            .send()
-            .await
-            .expect("events");
-        assert_eq!(response.status().as_u16(), 202);
+        assert_eq!(post_events_as(&host, &t.intake, &events).await, 202);
     }
     // The operator's data (no token) claiming a tenant's namespace reaches no tenant.
     let body = counter("ops", Some("t0"), "operator.claim", 5.0).encode_to_vec();
@@ -1263,15 +1269,7 @@ async fn a_tenants_uploaded_plugin_serves_only_that_tenant_and_reloads_on_upload
         let events: Vec<Value> = (0..3)
             .map(|k| json!({"event_type": "chunk_produced", "model": "m", "request_id": format!("{}-{k}", t.name)}))
             .collect();
-        let response = reqwest::Client::new()
-            .post(format!("http://{}/v1/events", host.intake_addr()))
-            .bearer_auth(&t.intake)
-            .header("content-type", "application/x-ndjson")
-            .body(wasmtel_tests::ndjson(&events))
-            .send()
-            .await
-            .expect("events");
-        assert_eq!(response.status().as_u16(), 202);
+        assert_eq!(post_events_as(&host, &t.intake, &events).await, 202);
     }
     common::eventually("both sinks' lines", || {
         seen_a.lock().expect("lock").len() == 3 && seen_b.lock().expect("lock").len() == 3
@@ -1317,15 +1315,7 @@ async fn each_tenant_sees_its_own_models_in_the_history_and_tokens_are_stored_ha
     for (t, model) in [(&a, "a-model"), (&b, "b-model")] {
         let ok = common::Completed::ok(model, "vllm");
         let events: Vec<Value> = (1..=3).map(|i| ok.event(i)).collect();
-        let response = reqwest::Client::new()
-            .post(format!("http://{}/v1/events", host.intake_addr()))
-            .bearer_auth(&t.intake)
-            .header("content-type", "application/x-ndjson")
-            .body(wasmtel_tests::ndjson(&events))
-            .send()
-            .await
-            .expect("events");
-        assert_eq!(response.status().as_u16(), 202);
+        assert_eq!(post_events_as(&host, &t.intake, &events).await, 202);
     }
     let models = |token: String| {
         let url = format!("{base}/api/v1/history");
