@@ -560,3 +560,36 @@ async fn a_full_disk_refuses_with_503_loses_nothing_accepted_and_recovers() {
     assert_eq!(answer.status, 202, "{:?}", answer.body);
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_body_that_came_fast_then_stopped_is_cut_after_the_stall_timeout() {
+    // At the default rate rules, 512 KiB received would buy it 18 s; the stall rule ends it.
+    let host = common::start("[connections]\nstall_timeout = \"500ms\"\n").await;
+    let stream = TcpStream::connect(host.intake_addr())
+        .await
+        .expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-ndjson\r\ncontent-length: 1048576\r\n\r\n")
+        .await
+        .expect("write");
+    writer
+        .write_all(&vec![b' '; 512 * 1024])
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "still open after 5 s");
+    let took = started.elapsed();
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(
+        got.contains("the request body stopped arriving: 524288 bytes")
+            && got.contains("then nothing for 500ms (connections.stall_timeout)"),
+        "{got}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    drop(writer);
+    host.shutdown().await;
+}

@@ -31,19 +31,32 @@ const RESERVED_FDS: u64 = 128;
 /// What a client gets when every connection slot is busy with a request.
 const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 47\r\nconnection: close\r\n\r\nevery connection of this listener is in a request";
 
-/// A request body that arrived more slowly than the listener allows.
+/// A request body that arrived more slowly than the listener allows, or stopped arriving.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the request body arrived too slowly: {received} bytes in {elapsed:?} (a body must arrive within {grace:?} plus 1 s per {rate} bytes)"
-)]
+#[error("{}", self.describe())]
 pub struct SlowBody {
     received: u64,
     elapsed: Duration,
     grace: Duration,
     rate: u64,
+    /// Set when nothing arrived for this long, whatever came before.
+    stalled: Option<Duration>,
 }
 
 impl SlowBody {
+    fn describe(&self) -> String {
+        let (received, elapsed) = (self.received, self.elapsed);
+        match self.stalled {
+            Some(stall) => format!(
+                "the request body stopped arriving: {received} bytes in {elapsed:?}, then nothing for {stall:?} (connections.stall_timeout)"
+            ),
+            None => format!(
+                "the request body arrived too slowly: {received} bytes in {elapsed:?} (a body must arrive within {:?} plus 1 s per {} bytes)",
+                self.grace, self.rate
+            ),
+        }
+    }
+
     /// The [`SlowBody`] that `error` is or wraps, if any.
     pub fn within<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a SlowBody> {
         let mut next = Some(error);
@@ -57,14 +70,18 @@ impl SlowBody {
     }
 }
 
-/// A request body that fails with [`SlowBody`] once it falls behind its deadline: the grace
-/// period plus the time its bytes so far take at the minimum rate.
+/// A request body that fails with [`SlowBody`] once it falls behind its deadline — the grace
+/// period plus the time its bytes so far take at the minimum rate — or once nothing has
+/// arrived for the stall timeout, whatever arrived before (so a sender that was fast and then
+/// stopped cannot hold its buffer for long).
 struct TimedBody {
     inner: Incoming,
     started: Instant,
+    last: Instant,
     received: u64,
     grace: Duration,
     rate: u64,
+    stall: Duration,
     timer: Pin<Box<Sleep>>,
 }
 
@@ -72,16 +89,20 @@ impl TimedBody {
     fn new(inner: Incoming, limits: &ConnectionsConfig) -> Self {
         let started = Instant::now();
         let grace = limits.body_timeout();
+        let stall = limits.stall_timeout();
         Self {
             inner,
             started,
+            last: started,
             received: 0,
             grace,
             rate: limits.min_body_rate.max(1),
-            timer: Box::pin(tokio::time::sleep_until(started + grace)),
+            stall,
+            timer: Box::pin(tokio::time::sleep_until(started + grace.min(stall))),
         }
     }
 
+    /// When the rate rule cuts the body.
     fn deadline(&self) -> Instant {
         let earned = Duration::from_secs_f64(self.received as f64 / self.rate as f64);
         self.started + self.grace + earned
@@ -101,19 +122,25 @@ impl http_body::Body for TimedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
-                    let deadline = this.deadline();
+                    this.last = Instant::now();
+                    let deadline = this.deadline().min(this.last + this.stall);
                     this.timer.as_mut().reset(deadline);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
             Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(SlowBody {
-                    received: this.received,
-                    elapsed: this.started.elapsed(),
-                    grace: this.grace,
-                    rate: this.rate,
-                })))),
+                Poll::Ready(()) => {
+                    let now = Instant::now();
+                    let stalled = (now < this.deadline()).then_some(this.stall);
+                    Poll::Ready(Some(Err(Box::new(SlowBody {
+                        received: this.received,
+                        elapsed: this.started.elapsed(),
+                        grace: this.grace,
+                        rate: this.rate,
+                        stalled,
+                    }))))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

@@ -249,6 +249,9 @@ pub struct ConnectionsConfig {
     pub body_timeout: Option<Duration>,
     /// Bytes per second a body must keep up past `body_timeout` (default 64 KiB/s).
     pub min_body_rate: u64,
+    /// How long a body may send nothing, whatever it sent before (default 5 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub stall_timeout: Option<Duration>,
     /// How long a connection may stay open with no request (default 60 s).
     #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
     pub idle_timeout: Option<Duration>,
@@ -261,6 +264,7 @@ impl Default for ConnectionsConfig {
             header_timeout: None,
             body_timeout: None,
             min_body_rate: 64 * 1024,
+            stall_timeout: None,
             idle_timeout: None,
         }
     }
@@ -270,6 +274,11 @@ impl ConnectionsConfig {
     /// The header timeout.
     pub fn header_timeout(&self) -> Duration {
         self.header_timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    /// How long a body may send nothing.
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall_timeout.unwrap_or(Duration::from_secs(5))
     }
 
     /// The body grace period.
