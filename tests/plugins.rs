@@ -1674,6 +1674,89 @@ async fn example_delivers(dir: &std::path::Path, name: &str) {
     host.shutdown().await;
 }
 
+/// Uploads the example exporter `name` (built into `dir`) as a tenant's plugin, runs it in an
+/// integration of that tenant and checks the tenant's own data reaches a real HTTP receiver.
+async fn example_uploaded_by_a_tenant(dir: &std::path::Path, name: &str) {
+    let (addr, seen) = http_sink().await;
+    let data = tempfile_dir();
+    let host = start(&format!(
+        "data_dir = \"{}\"\n{RULES}\n[tenancy]\nkey = \"service.namespace\"\n",
+        data.display()
+    ))
+    .await;
+    let operator = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let admin = format!("http://{}/api/v1", host.admin_addr().expect("admin"));
+    let client = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: &str, token: &str, body: Vec<u8>| {
+        client
+            .request(method, format!("{admin}{path}"))
+            .bearer_auth(token.trim())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let created = send(
+        reqwest::Method::POST,
+        "/tenants",
+        &operator,
+        br#"{"name":"t"}"#.to_vec(),
+    )
+    .await
+    .expect("tenant");
+    let created: serde_json::Value =
+        serde_json::from_str(&created.text().await.expect("body")).expect("json");
+    let (tenant, intake) = (
+        created["admin_token"].as_str().expect("admin token"),
+        created["intake_token"].as_str().expect("intake token"),
+    );
+    let component = std::fs::read(dir.join(format!("{name}.wasm"))).expect("component");
+    let uploaded = send(
+        reqwest::Method::PUT,
+        &format!("/plugins/{name}"),
+        tenant,
+        component,
+    )
+    .await
+    .expect("upload");
+    let status = uploaded.status().as_u16();
+    assert_eq!(status, 200, "{}", uploaded.text().await.unwrap_or_default());
+    let integration = json!({ "kind": "metrics", "type": name, "name": name,
+        "endpoint": format!("http://{addr}/base"), "config": { "path": format!("/{name}") } });
+    let made = send(
+        reqwest::Method::POST,
+        "/integrations",
+        tenant,
+        integration.to_string().into_bytes(),
+    )
+    .await
+    .expect("integration");
+    assert_eq!(
+        made.status().as_u16(),
+        201,
+        "{}",
+        made.text().await.unwrap_or_default()
+    );
+    let posted = client
+        .post(format!("http://{}/v1/events", host.intake_addr()))
+        .bearer_auth(intake)
+        .header("content-type", "application/x-ndjson")
+        .body(wasmtel_tests::ndjson(&events(2, &[1.0])))
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(posted.status().as_u16(), 202);
+    host.collect_now().await;
+    let got = received(&seen, 1).await;
+    let (path, _, body) = &got[0];
+    assert_eq!(path, &format!("/base/{name}"));
+    assert!(
+        body.lines()
+            .any(|l| l == "inference.chunks{model=\"m1\"} 2"),
+        "{body}"
+    );
+    host.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_exporter_delivers_through_a_running_host() {
     let wit = wit_dir();
@@ -1681,6 +1764,7 @@ async fn the_python_exporter_delivers_through_a_running_host() {
     let name = "python-exporter";
     if let Some(dir) = build_example("componentize-py", &args, name, name) {
         example_delivers(&dir, name).await;
+        example_uploaded_by_a_tenant(&dir, name).await;
     }
 }
 
@@ -1702,5 +1786,6 @@ async fn the_javascript_exporter_delivers_through_a_running_host() {
     let name = "js-exporter";
     if let Some(dir) = build_example("componentize-js", &args, name, name) {
         example_delivers(&dir, name).await;
+        example_uploaded_by_a_tenant(&dir, name).await;
     }
 }
