@@ -146,7 +146,7 @@ impl Tenancy {
             InstrumentKind::Counter,
             "wasmtel.tenant.refused",
             "{item}",
-            "Data points and log records refused by a tenant's limits, by tenant and limit (resources, log_records_per_second).",
+            "Data points and log records refused by a tenant's limits, by tenant and limit (resources, log_records_per_second, queue_share).",
         )?;
         let _ = self.refused.set(counter);
         Ok(())

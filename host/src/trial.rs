@@ -92,9 +92,12 @@ pub fn run(
     let runtime = Runtime::shared()?;
     let limits = Limits::default();
     let stats = Stats::default();
-    let world = inspect::check(&runtime, name, bytes, config, limits)
+    // Compiled once, for the check and the run.
+    let component = runtime
+        .compile(bytes)
+        .map_err(|e| anyhow::anyhow!("{name}: {}", inspect::Rejection::from(e)))?;
+    let world = inspect::check_compiled(&runtime, name, &component, config, limits)
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-    let component = runtime.compile(bytes)?;
     let mut out = format!("{name}: {world}\n");
     match world {
         World::Exporter { .. } => {

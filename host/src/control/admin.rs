@@ -157,10 +157,14 @@ pub fn router(sources: Sources, tenancy: Arc<Tenancy>) -> Router {
             axum::routing::put(plugin_upload)
                 .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
         )
-        .route("/api/v1/tenants", get(tenant_list).post(tenant_create))
-        .route(
-            "/api/v1/tenants/{name}",
-            get(tenant_one).patch(tenant_update).delete(tenant_delete),
+        .merge(
+            Router::new()
+                .route("/api/v1/tenants", get(tenant_list).post(tenant_create))
+                .route(
+                    "/api/v1/tenants/{name}",
+                    get(tenant_one).patch(tenant_update).delete(tenant_delete),
+                )
+                .route_layer(axum::middleware::from_fn(operator_only)),
         )
         .route_layer(axum::middleware::from_fn_with_state(admin.clone(), auth));
     Router::new()
@@ -471,14 +475,31 @@ async fn plugin_upload(
     }
 }
 
-/// The 403 for a tenant on an operator's route, else `None`.
-fn operator_only(who: &Principal) -> Option<Response> {
-    (*who != Principal::Operator).then(|| {
-        error(
+/// Lets a request to the tenant routes through only with the operator's token (403 for a
+/// tenant's).
+async fn operator_only(request: Request, next: Next) -> Response {
+    match request.extensions().get::<Principal>() {
+        Some(Principal::Operator) => next.run(request).await,
+        _ => error(
             StatusCode::FORBIDDEN,
             "only the operator's token manages tenants",
-        )
-    })
+        ),
+    }
+}
+
+/// Runs `op` on the tenants on a blocking thread (the store is SQLite): `answer` of its
+/// result, else the response its error calls for.
+async fn on_tenants<T: Send + 'static>(
+    admin: &Admin,
+    op: impl FnOnce(&Tenants) -> Result<T, TenantError> + Send + 'static,
+    answer: impl FnOnce(T) -> Response,
+) -> Response {
+    let tenants = admin.sources.tenants.clone();
+    match tokio::task::spawn_blocking(move || op(&tenants)).await {
+        Ok(Ok(done)) => answer(done),
+        Ok(Err(e)) => tenant_refused(&e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 /// The response for a failed tenant operation.
@@ -518,44 +539,27 @@ fn tenant_body<T: serde::de::DeserializeOwned>(body: &[u8], takes: &str) -> Resu
     })
 }
 
-async fn tenant_create(
-    State(admin): State<Admin>,
-    Extension(who): Extension<Principal>,
-    body: Bytes,
-) -> Response {
-    if let Some(forbidden) = operator_only(&who) {
-        return forbidden;
-    }
+async fn tenant_create(State(admin): State<Admin>, body: Bytes) -> Response {
     let new: NewTenant = match tenant_body(&body, "`name` and optional `limits`") {
         Ok(new) => new,
         Err(refused) => return refused,
     };
-    let tenants = admin.sources.tenants.clone();
-    match tokio::task::spawn_blocking(move || tenants.create(&new.name, new.limits)).await {
-        Ok(Ok(created)) => (StatusCode::CREATED, Json(created)).into_response(),
-        Ok(Err(e)) => tenant_refused(&e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
+    on_tenants(
+        &admin,
+        move |t| t.create(&new.name, new.limits),
+        |created| (StatusCode::CREATED, Json(created)).into_response(),
+    )
+    .await
 }
 
-async fn tenant_list(State(admin): State<Admin>, Extension(who): Extension<Principal>) -> Response {
-    if let Some(forbidden) = operator_only(&who) {
-        return forbidden;
-    }
+async fn tenant_list(State(admin): State<Admin>) -> Response {
     match admin.sources.tenants.list() {
         Ok(tenants) => Json(json!({ "tenants": tenants })).into_response(),
         Err(e) => tenant_refused(&e),
     }
 }
 
-async fn tenant_one(
-    State(admin): State<Admin>,
-    Extension(who): Extension<Principal>,
-    Path(name): Path<String>,
-) -> Response {
-    if let Some(forbidden) = operator_only(&who) {
-        return forbidden;
-    }
+async fn tenant_one(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
     match admin.sources.tenants.get(&name) {
         Ok(tenant) => Json(tenant).into_response(),
         Err(e) => tenant_refused(&e),
@@ -564,37 +568,26 @@ async fn tenant_one(
 
 async fn tenant_update(
     State(admin): State<Admin>,
-    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Some(forbidden) = operator_only(&who) {
-        return forbidden;
-    }
     let change: TenantChange = match tenant_body(&body, "`limits`") {
         Ok(change) => change,
         Err(refused) => return refused,
     };
-    let tenants = admin.sources.tenants.clone();
-    match tokio::task::spawn_blocking(move || tenants.set_limits(&name, change.limits)).await {
-        Ok(Ok(tenant)) => Json(tenant).into_response(),
-        Ok(Err(e)) => tenant_refused(&e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
+    on_tenants(
+        &admin,
+        move |t| t.set_limits(&name, change.limits),
+        |tenant| Json(tenant).into_response(),
+    )
+    .await
 }
 
-async fn tenant_delete(
-    State(admin): State<Admin>,
-    Extension(who): Extension<Principal>,
-    Path(name): Path<String>,
-) -> Response {
-    if let Some(forbidden) = operator_only(&who) {
-        return forbidden;
-    }
-    let tenants = admin.sources.tenants.clone();
-    match tokio::task::spawn_blocking(move || tenants.delete(&name)).await {
-        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(e)) => tenant_refused(&e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
+async fn tenant_delete(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
+    on_tenants(
+        &admin,
+        move |t| t.delete(&name),
+        |()| StatusCode::NO_CONTENT.into_response(),
+    )
+    .await
 }

@@ -72,15 +72,26 @@ pub fn check(
     limits: Limits,
 ) -> Result<World, Rejection> {
     let component = runtime.compile(bytes)?;
-    let pre = runtime.prepare(&component).map_err(PluginError::from)?;
+    check_compiled(runtime, name, &component, settings, limits)
+}
+
+/// [`check`] of a component already compiled (so that it is compiled once for a check and a load).
+pub fn check_compiled(
+    runtime: &Arc<Runtime>,
+    name: &str,
+    component: &wasmtime::component::Component,
+    settings: &[(String, String)],
+    limits: Limits,
+) -> Result<World, Rejection> {
+    let pre = runtime.prepare(component).map_err(PluginError::from)?;
     if Encoder::indices(&pre).is_ok() {
-        return as_kind::<Encoder>(runtime, name, &component, settings, limits);
+        return as_kind::<Encoder>(runtime, name, component, settings, limits);
     }
     if Transformer::indices(&pre).is_ok() {
-        return as_kind::<Transformer>(runtime, name, &component, settings, limits);
+        return as_kind::<Transformer>(runtime, name, component, settings, limits);
     }
     if Viewer::indices(&pre).is_ok() {
-        return as_kind::<Viewer>(runtime, name, &component, settings, limits);
+        return as_kind::<Viewer>(runtime, name, component, settings, limits);
     }
     // Of no plugin world; an instance that cannot even start says more.
     let mut store = runtime.store(&Arc::from(name), limits, &Stats::default());

@@ -270,7 +270,13 @@ impl PluginSet {
             .loader
             .configured(name)
             .map_err(|e| UploadError::Invalid(e.chain()))?;
-        let world = super::inspect::check(self.loader.runtime(), name, bytes, &settings, limits)
+        // Compiled once (through the cache), for the check and every slot it then serves.
+        let component = self
+            .loader
+            .compile(bytes)
+            .map_err(|e| UploadError::Invalid(e.chain()))?;
+        let runtime = self.loader.runtime();
+        let world = super::inspect::check_compiled(runtime, name, &component, &settings, limits)
             .map_err(|r| UploadError::Invalid(r.to_string()))?;
         let kind = match world {
             super::kind::World::Exporter { .. } => Encoder::NAME,
@@ -294,10 +300,6 @@ impl PluginSet {
                 world: world.to_string(),
             });
         }
-        let component = self
-            .loader
-            .compile(bytes)
-            .map_err(|e| UploadError::Invalid(e.chain()))?;
         let digest = super::cache::digest(bytes);
         for (_, slot) in &users {
             let source = Source::File {
