@@ -40,6 +40,10 @@ pub struct DeliveryConfig {
     pub udp_bytes_per_second: Option<u64>,
     /// Bytes of UDP datagrams sent at once before the pace applies (default 4 KiB).
     pub udp_burst_bytes: Option<u64>,
+    /// The fraction (0 to 1] of the interval over which a collection's UDP datagrams are
+    /// spread (default 0.5), so a receiver that reads slowly keeps up.
+    #[serde(deserialize_with = "super::fraction")]
+    pub udp_spread: Option<f64>,
     /// Where queued log records are held: `memory` (default) or `disk`, a journal under
     /// `data_dir` that survives a crash.
     pub queue: Option<QueueKind>,
@@ -115,6 +119,7 @@ impl DeliveryConfig {
             max_in_flight: self.max_in_flight.or(defaults.max_in_flight),
             udp_bytes_per_second: self.udp_bytes_per_second.or(defaults.udp_bytes_per_second),
             udp_burst_bytes: self.udp_burst_bytes.or(defaults.udp_burst_bytes),
+            udp_spread: self.udp_spread.or(defaults.udp_spread),
             queue: self.queue.or(defaults.queue),
             fsync: self.fsync.or(defaults.fsync),
             retry: RetryConfig {

@@ -431,6 +431,18 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
 }
 
 /// A listen address, or `""` for none.
+/// A fraction in (0, 1], such as a share of an interval.
+pub(crate) fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let value = f64::deserialize(d)?;
+    if value.is_finite() && value > 0.0 && value <= 1.0 {
+        Ok(Some(value))
+    } else {
+        Err(serde::de::Error::custom(format_args!(
+            "{value} is not a fraction in (0, 1]"
+        )))
+    }
+}
+
 fn optional_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let text = String::deserialize(d)?;
     if text.is_empty() {
@@ -1303,5 +1315,12 @@ protocol = \"http/protobuf\"\n",
         assert!(err.contains("unknown field `lisen`"), "{err}");
         let err = Config::from_toml("[delivery]\ninterval = \"often\"\n").expect_err("bad");
         assert!(err.contains("`often` is not a duration"), "{err}");
+        let err = Config::from_toml("[delivery]\nudp_spread = 2\n").expect_err("bad");
+        assert!(
+            err.contains("udp_spread") && err.contains("2 is not a fraction in (0, 1]"),
+            "{err}"
+        );
+        let (c, _) = Config::parse("[delivery]\nudp_spread = 0.25\n").expect("a fraction");
+        assert_eq!(c.delivery.udp_spread, Some(0.25));
     }
 }

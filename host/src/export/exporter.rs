@@ -333,7 +333,9 @@ impl Exporter {
                         )?),
                     }
                 }
-                Format::Plugin(slot) => plugin_transport(endpoint, &credentials, slot, &settings)?,
+                Format::Plugin(slot) => {
+                    plugin_transport(endpoint, &credentials, slot, &settings, signal)?
+                }
             };
             Ok(Some(made))
         };
@@ -699,6 +701,7 @@ fn plugin_transport(
     credentials: &reqwest::header::HeaderMap,
     slot: &Arc<PluginSlot>,
     settings: &Settings,
+    signal: Signal,
 ) -> Result<Arc<dyn Transport>, BuildError> {
     let bad = |reason: String| BuildError::Endpoint {
         endpoint: endpoint.to_owned(),
@@ -710,7 +713,15 @@ fn plugin_transport(
             .map_err(|e| bad(e.to_string()))?
             .next()
             .ok_or_else(|| bad("no address".into()))?;
-        let pacer = Pacer::new(settings.udp_bytes_per_second, settings.udp_burst_bytes);
+        // A collection's datagrams are spread over part of the interval; log records go as
+        // they come, at the pace.
+        let window =
+            (signal == Signal::Metrics).then(|| settings.interval.mul_f64(settings.udp_spread));
+        let pacer = Pacer::new(
+            settings.udp_bytes_per_second,
+            settings.udp_burst_bytes,
+            window,
+        );
         return Ok(Arc::new(Udp::new(resolved, pacer)));
     }
     let url = reqwest::Url::parse(endpoint).map_err(|e| bad(e.to_string()))?;

@@ -57,6 +57,8 @@ pub struct Settings {
     pub udp_bytes_per_second: u64,
     /// Bytes of UDP datagrams sent back to back before the pace applies.
     pub udp_burst_bytes: u64,
+    /// The fraction of the interval a collection's UDP datagrams are spread over.
+    pub udp_spread: f64,
     /// How failed requests are retried.
     pub retry: RetryPolicy,
     /// Where queued log records are held.
@@ -84,6 +86,9 @@ impl Settings {
             udp_burst_bytes: c
                 .udp_burst_bytes
                 .unwrap_or(super::transport::udp::DEFAULT_BURST_BYTES),
+            udp_spread: c
+                .udp_spread
+                .unwrap_or(super::transport::udp::DEFAULT_SPREAD),
             retry: RetryPolicy::from(&c.retry),
             queue: c.queue.unwrap_or_default(),
             fsync: c.fsync.unwrap_or_default(),
@@ -365,7 +370,9 @@ impl<T: Clone + Weight + Send + Sync + 'static> Delivery<T> {
             match encoded {
                 Ok((items, Ok(requests))) => {
                     segment.items = items;
-                    segment.requests = Some(requests.into());
+                    let requests = VecDeque::from(requests);
+                    self.transport.batch(&requests);
+                    segment.requests = Some(requests);
                 }
                 Ok((items, Err(reason))) => {
                     segment.items = items;

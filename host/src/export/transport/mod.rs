@@ -7,6 +7,7 @@ pub mod otlp_http;
 pub mod plugin_http;
 pub mod udp;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -112,6 +113,9 @@ pub struct Delivered {
 
 /// Sends requests to one endpoint.
 pub trait Transport: Send + Sync {
+    /// Hears of the requests one encoded batch is about to send, before the first is sent.
+    fn batch(&self, _requests: &VecDeque<Request>) {}
+
     /// Sends one request and classifies the outcome.
     fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Delivered, SendError>>;
 

@@ -3,6 +3,7 @@
 //! delivered; only a refusal the kernel reports (nothing listening, ICMP port unreachable)
 //! shows up as a failure.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -13,38 +14,68 @@ use tokio::time::Instant;
 use super::{BoxFuture, Delivered, Request, SendError, Transport};
 use crate::export::probe::Diagnosis;
 
-/// The default pace: 4 MiB of datagrams per second.
+/// The default pace: at most 4 MiB of datagrams per second.
 pub const DEFAULT_BYTES_PER_SECOND: u64 = 4 * 1024 * 1024;
 /// The default burst: 4 KiB of datagrams sent back to back before the pace applies, so
 /// that even the smallest socket buffer a receiver can have holds a burst.
 pub const DEFAULT_BURST_BYTES: u64 = 4 * 1024;
+/// The default spread: a collection's datagrams go out over half the export interval.
+pub const DEFAULT_SPREAD: f64 = 0.5;
 
 /// A leaky bucket: how long to wait before sending so many bytes.
 #[derive(Debug)]
 pub struct Pacer {
-    bytes_per_second: f64,
-    burst: Duration,
+    /// The fastest pace, in bytes per second.
+    max_rate: f64,
+    burst_bytes: f64,
+    /// The time one batch's datagrams are spread over, if batches are spread.
+    window: Option<Duration>,
+    state: Mutex<Pace>,
+}
+
+/// The bucket's pace now and when it would be empty again.
+#[derive(Debug)]
+struct Pace {
+    rate: f64,
     /// When the bucket would be empty again (the theoretical arrival time).
-    empty_at: Mutex<Option<Instant>>,
+    empty_at: Option<Instant>,
 }
 
 impl Pacer {
-    /// A pace of `bytes_per_second`, allowing `burst` bytes at once.
-    pub fn new(bytes_per_second: u64, burst: u64) -> Self {
+    /// A pace of at most `bytes_per_second`, allowing `burst` bytes at once, spreading each
+    /// batch over `window` where one is given.
+    pub fn new(bytes_per_second: u64, burst: u64, window: Option<Duration>) -> Self {
         let rate = bytes_per_second.max(1) as f64;
         Self {
-            bytes_per_second: rate,
-            burst: Duration::from_secs_f64(burst as f64 / rate),
-            empty_at: Mutex::new(None),
+            max_rate: rate,
+            burst_bytes: burst as f64,
+            window: window.filter(|w| !w.is_zero()),
+            state: Mutex::new(Pace {
+                rate,
+                empty_at: None,
+            }),
+        }
+    }
+
+    /// Paces the next batch, of `bytes` in all, so that it takes its window (never faster
+    /// than the fastest pace); without a window the pace stays the fastest.
+    pub fn batch(&self, bytes: usize) {
+        if let Some(window) = self.window {
+            let rate = (bytes as f64 / window.as_secs_f64()).clamp(1.0, self.max_rate);
+            self.state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .rate = rate;
         }
     }
 
     /// How long to wait at `now` before sending `bytes` (and books them).
     pub fn wait(&self, bytes: usize, now: Instant) -> Duration {
-        let mut empty_at = self.empty_at.lock().unwrap_or_else(PoisonError::into_inner);
-        let start = empty_at.map_or(now, |t| t.max(now));
-        let wait = (start - now).saturating_sub(self.burst);
-        *empty_at = Some(start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_second));
+        let mut pace = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = pace.empty_at.map_or(now, |t| t.max(now));
+        let burst = Duration::from_secs_f64(self.burst_bytes / pace.rate);
+        let wait = (start - now).saturating_sub(burst);
+        pace.empty_at = Some(start + Duration::from_secs_f64(bytes as f64 / pace.rate));
         wait
     }
 }
@@ -119,6 +150,10 @@ impl Udp {
 }
 
 impl Transport for Udp {
+    fn batch(&self, requests: &VecDeque<Request>) {
+        self.pacer.batch(requests.iter().map(Request::len).sum());
+    }
+
     fn send<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Delivered, SendError>> {
         Box::pin(async move {
             match request {
@@ -169,7 +204,7 @@ mod tests {
     #[test]
     fn the_pacer_lets_a_burst_through_then_spaces_datagrams() {
         // 1000 bytes per second with a 2000-byte burst.
-        let pacer = Pacer::new(1000, 2000);
+        let pacer = Pacer::new(1000, 2000, None);
         let now = Instant::now();
         assert_eq!(pacer.wait(1000, now), Duration::ZERO);
         assert_eq!(pacer.wait(1000, now), Duration::ZERO);
@@ -183,5 +218,35 @@ mod tests {
         // Idle long enough, the bucket is empty again.
         let later = now + Duration::from_secs(60);
         assert_eq!(pacer.wait(1000, later), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_batch_is_spread_over_the_window_but_never_faster_than_the_pace() {
+        // At most 1000 bytes per second, a 500-byte burst, batches over 2 seconds.
+        let pacer = Pacer::new(1000, 500, Some(Duration::from_secs(2)));
+        let now = Instant::now();
+        // 400 bytes over 2 s: 200 bytes per second, so 100-byte datagrams 0.5 s apart
+        // once the 500-byte burst (2.5 s at this pace) has gone.
+        pacer.batch(400);
+        for _ in 0..4 {
+            assert_eq!(pacer.wait(100, now), Duration::ZERO, "within the burst");
+        }
+        let later = now + Duration::from_secs(60);
+        pacer.batch(4000);
+        assert_eq!(pacer.wait(1000, later), Duration::ZERO);
+        assert_eq!(
+            pacer.wait(1000, later),
+            Duration::from_millis(500),
+            "2000 bytes per second is faster than the pace allows: 1000"
+        );
+        let much_later = later + Duration::from_secs(60);
+        pacer.batch(400);
+        assert_eq!(pacer.wait(500, much_later), Duration::ZERO, "the burst");
+        assert_eq!(
+            pacer.wait(100, much_later),
+            Duration::ZERO,
+            "the bucket was empty: 500 bytes at 200 per second is within the 2.5 s burst"
+        );
+        assert_eq!(pacer.wait(100, much_later), Duration::from_millis(500));
     }
 }
