@@ -93,6 +93,7 @@ impl Core {
         let registry = Registry::new(m.cardinality_limit)
             .with_histogram_aggregation(m.default_histogram_aggregation.unwrap_or_default())
             .with_exemplar_filter(m.exemplar_filter.unwrap_or_default())
+            .with_detail(&crate::control::history::DETAILED)
             .with_stream_views(m.views.clone())?;
         let registry = Arc::new(registry);
         let telemetry = SelfTelemetry::register(&registry)?;

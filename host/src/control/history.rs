@@ -2,10 +2,13 @@
 //! GPU, one point computed from the host's own instruments — the aggregates `/metrics` exposes —
 //! kept in a ring of fixed length.
 //!
-//! Rates are counter increases over the interval, quantiles are read from the increase of each
-//! histogram bucket (interpolated inside a bucket, as Prometheus' `histogram_quantile` does),
-//! and GPU values are the latest gauge readings. Memory is bounded: at most [`MAX_ROWS`] models
-//! and [`MAX_ROWS`] GPUs, each one `f64` per field per point.
+//! Rates are counter increases over the interval. Quantiles are read from what the latency
+//! histograms recorded over the interval at an exponential resolution ([`DETAILED`]: buckets
+//! 9 % wide over five decades), whatever buckets they export; only where a model's series hold
+//! nothing finer (received ones) from the increase of each bucket, interpolated inside it as
+//! Prometheus' `histogram_quantile` does. GPU values are the latest gauge readings. Memory is
+//! bounded: at most [`MAX_ROWS`] models and [`MAX_ROWS`] GPUs, each one `f64` per field per
+//! point.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,7 +17,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::clock::unix_nanos;
-use crate::metrics::aggregation::HistogramPoint;
+use crate::metrics::aggregation::{
+    ExponentialHistogram, ExponentialPoint, HistogramPoint, MAX_SIZE,
+};
 use crate::metrics::reader::{PointValue, Reader};
 use crate::metrics::{Instrument, Registries, Registry};
 use crate::model::attributes::AttributeSet;
@@ -49,6 +54,13 @@ pub(super) const GPU_FIELDS: [(&str, &str); 10] = [
 ];
 
 const MODEL: &str = "gen_ai.request.model";
+
+/// The latency histograms whose quantiles the history charts: the host records them also at an
+/// exponential resolution ([`crate::metrics::Registry::with_detail`]).
+pub const DETAILED: [&str; 2] = [
+    "gen_ai.server.time_to_first_token",
+    "gen_ai.server.time_per_output_token",
+];
 
 /// What names a row: a model's name, or a GPU's UUID, index and name.
 type Label = serde_json::Map<String, Value>;
@@ -97,6 +109,48 @@ impl Buckets {
     }
 }
 
+/// One latency's cumulative record for a model: the buckets of all its series and, where
+/// they were kept, the same measurements at an exponential resolution.
+#[derive(Debug, Clone, Default)]
+struct Latency {
+    buckets: Buckets,
+    detail: Option<ExponentialPoint>,
+}
+
+impl Latency {
+    /// Adds one series' detail.
+    fn add_detail(&mut self, point: &ExponentialPoint) {
+        let merged = ExponentialHistogram::new(MAX_SIZE);
+        if let Some(total) = &self.detail {
+            merged.merge(total);
+        }
+        merged.merge(point);
+        self.detail = Some(merged.snapshot());
+    }
+
+    /// The p50 and p95 of what was recorded since `before`: from the detail when it covers
+    /// every measurement, else interpolated inside the buckets.
+    fn quantiles(&self, before: Option<&Latency>) -> [f64; 2] {
+        let counted: u64 = self.buckets.counts.iter().sum();
+        if let Some(detail) = self
+            .detail
+            .as_ref()
+            .filter(|d| self.buckets.counts.is_empty() || d.count == counted)
+        {
+            let was = before.and_then(|b| b.detail.as_ref());
+            let recent = was.and_then(|w| detail.since(w));
+            let recent = recent.as_ref().unwrap_or(detail);
+            return [recent.quantile(0.5), recent.quantile(0.95)];
+        }
+        let counts = self.buckets.since(before.map(|b| &b.buckets));
+        let bounds = &self.buckets.bounds;
+        [
+            quantile(0.5, bounds, &counts),
+            quantile(0.95, bounds, &counts),
+        ]
+    }
+}
+
 /// The `q` quantile of a histogram's bucket counts, interpolated linearly inside its bucket
 /// (the first bucket starts at 0, the overflow bucket answers the highest bound); `NaN` when
 /// the counts are all zero.
@@ -129,8 +183,8 @@ struct Totals {
     errors: f64,
     /// Output tokens, or `None` when the model reports no token usage.
     output_tokens: Option<f64>,
-    ttft: Buckets,
-    tpot: Buckets,
+    ttft: Latency,
+    tpot: Latency,
 }
 
 /// The cumulative state read at one sample.
@@ -335,11 +389,11 @@ fn read_models(instruments: &[Arc<Instrument>], at: u64) -> Sample {
             t.errors += h.count as f64;
         }
     });
-    histograms("gen_ai.server.time_to_first_token", &mut |t, _, h, b| {
-        t.ttft.add(b, &h.bucket_counts);
+    histograms(DETAILED[0], &mut |t, _, h, b| {
+        t.ttft.buckets.add(b, &h.bucket_counts);
     });
-    histograms("gen_ai.server.time_per_output_token", &mut |t, _, h, b| {
-        t.tpot.add(b, &h.bucket_counts);
+    histograms(DETAILED[1], &mut |t, _, h, b| {
+        t.tpot.buckets.add(b, &h.bucket_counts);
     });
     histograms("gen_ai.client.token.usage", &mut |t, a, h, _| {
         if a.get("gen_ai.token.type")
@@ -348,6 +402,21 @@ fn read_models(instruments: &[Arc<Instrument>], at: u64) -> Sample {
             *t.output_tokens.get_or_insert(0.0) += h.sum;
         }
     });
+    for (ttft, name) in [(true, DETAILED[0]), (false, DETAILED[1])] {
+        for instrument in named(instruments, name) {
+            instrument.details(|attributes, point| {
+                if let Some(m) = model(attributes) {
+                    let totals = sample.models.entry(m).or_default();
+                    let latency = if ttft {
+                        &mut totals.ttft
+                    } else {
+                        &mut totals.tpot
+                    };
+                    latency.add_detail(&point);
+                }
+            });
+        }
+    }
     sample
 }
 
@@ -369,8 +438,8 @@ fn model_points(now: &Sample, previous: Option<&Sample>) -> Points<7> {
             };
             let requests = increase(t.requests.unwrap_or(0.0), was.and_then(|w| w.requests));
             let errors = increase(t.errors, was.map(|w| w.errors));
-            let ttft = t.ttft.since(was.map(|w| &w.ttft));
-            let tpot = t.tpot.since(was.map(|w| &w.tpot));
+            let [ttft_p50, ttft_p95] = t.ttft.quantiles(was.map(|w| &w.ttft));
+            let [tpot_p50, tpot_p95] = t.tpot.quantiles(was.map(|w| &w.tpot));
             let over_interval = |v: f64| if previous.is_some() { v } else { f64::NAN };
             let point = [
                 rate(t.requests, was.and_then(|w| w.requests)),
@@ -379,10 +448,10 @@ fn model_points(now: &Sample, previous: Option<&Sample>) -> Points<7> {
                 } else {
                     f64::NAN
                 }),
-                over_interval(quantile(0.5, &t.ttft.bounds, &ttft)),
-                over_interval(quantile(0.95, &t.ttft.bounds, &ttft)),
-                over_interval(quantile(0.5, &t.tpot.bounds, &tpot)),
-                over_interval(quantile(0.95, &t.tpot.bounds, &tpot)),
+                over_interval(ttft_p50),
+                over_interval(ttft_p95),
+                over_interval(tpot_p50),
+                over_interval(tpot_p95),
                 rate(t.output_tokens, was.and_then(|w| w.output_tokens)),
             ];
             let mut label = Label::new();
@@ -517,6 +586,79 @@ mod tests {
     use crate::model::metric::InstrumentKind;
 
     const S: u64 = 1_000_000_000;
+
+    /// The exact `q` quantile (nearest rank) of sorted `values`.
+    fn exact(values: &[f64], q: f64) -> f64 {
+        values[((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1]
+    }
+
+    #[test]
+    fn the_demo_charts_its_own_distributions_within_ten_percent() {
+        let registry = Arc::new(Registry::new(2000).with_detail(&DETAILED));
+        let deriver =
+            crate::derive::Deriver::new(&crate::config::DeriveConfig::default(), &registry)
+                .expect("rules");
+        let history = History::new(Duration::from_secs(10), Duration::from_secs(60));
+        history.sample_at(&[&registry], 10 * S);
+        // What the demo sends: each model's TTFT and TPOT as generated.
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut truth: BTreeMap<String, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        let mut lines = Vec::new();
+        for seq in 0..4000 {
+            let (events, _) = crate::demo::request_events(&mut rng, seq, "gpu-0");
+            for e in events {
+                let m = &e["metrics"];
+                if let (Some(ttft), Some(tpot)) =
+                    (m["ttfc_ms"].as_f64(), m["chunk_latency_avg_ms"].as_f64())
+                {
+                    let t = truth.entry(e["model"].as_str().expect("model").into());
+                    let (ttfts, tpots) = t.or_default();
+                    ttfts.push(ttft / 1000.0);
+                    tpots.push(tpot / 1000.0);
+                }
+                lines.push(e.to_string());
+            }
+        }
+        let body = lines.join("\n");
+        let events = crate::intake::events::parse(body.as_bytes()).expect("events");
+        events.iter().for_each(|e| deriver.apply(e));
+        history.sample_at(&[&registry], 20 * S);
+
+        let h = history.json(None);
+        let rows = h["models"].as_array().expect("models");
+        assert_eq!(rows.len(), truth.len(), "{h}");
+        for (model, (ttfts, tpots)) in &mut truth {
+            ttfts.sort_by(f64::total_cmp);
+            tpots.sort_by(f64::total_cmp);
+            let row = rows.iter().find(|r| r["model"] == *model).expect("row");
+            for (field, values, q) in [
+                ("ttft_p50_seconds", &*ttfts, 0.5),
+                ("ttft_p95_seconds", &*ttfts, 0.95),
+                ("tpot_p50_seconds", &*tpots, 0.5),
+                ("tpot_p95_seconds", &*tpots, 0.95),
+            ] {
+                let want = exact(values, q);
+                let got = row[field][1].as_f64().expect("a value");
+                assert!(
+                    (got - want).abs() / want < 0.1,
+                    "{model} {field}: charted {got}, the demo sent {want}"
+                );
+            }
+        }
+        // The buckets alone put every model's TPOT p50 inside (10 ms, 25 ms]: 17.5 ms or so.
+        let exported = registry
+            .instruments()
+            .into_iter()
+            .find(|i| i.descriptor().name == DETAILED[1])
+            .expect("tpot");
+        let mut bucketed = Vec::new();
+        Reader::new(None).read(&exported, |p| {
+            if let PointValue::Histogram(h, bounds) = &p.value {
+                bucketed.push(quantile(0.5, bounds, &h.bucket_counts));
+            }
+        });
+        assert!(bucketed.iter().all(|q| *q > 0.0125), "{bucketed:?}");
+    }
 
     #[test]
     fn quantiles_interpolate_inside_their_bucket() {

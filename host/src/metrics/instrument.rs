@@ -62,6 +62,8 @@ pub struct Instrument {
     rejected: AtomicU64,
     view: OnceLock<Viewed>,
     exemplars: ExemplarFilter,
+    /// Whether an explicit-bucket histogram also keeps each series at an exponential resolution.
+    detailed: bool,
 }
 
 /// Exemplars an exponential histogram series keeps: the specification's `min(20, max_size)`.
@@ -122,6 +124,30 @@ impl Instrument {
             rejected: AtomicU64::new(0),
             view: OnceLock::new(),
             exemplars: ExemplarFilter::default(),
+            detailed: false,
+        }
+    }
+
+    /// The same instrument, keeping each series of an explicit-bucket histogram also at an
+    /// exponential resolution when `detailed` (see [`Instrument::details`]).
+    pub fn with_detail(mut self, detailed: bool) -> Self {
+        self.detailed = detailed;
+        self
+    }
+
+    /// Each series' measurements at an exponential resolution: a detailed histogram's detail,
+    /// or an exponential histogram's own point; nothing for other instruments.
+    pub fn details(&self, mut visit: impl FnMut(&AttributeSet, ExponentialPoint)) {
+        match &self.storage {
+            Storage::Histogram(_, table) => table.for_each(|s| {
+                if let Some(detail) = s.aggregator.detail() {
+                    visit(&s.attributes, detail);
+                }
+            }),
+            Storage::ExponentialHistogram(table) => {
+                table.for_each(|s| visit(&s.attributes, s.aggregator.snapshot()));
+            }
+            Storage::Sum(_) | Storage::LastValue(_) => {}
         }
     }
 
@@ -249,7 +275,7 @@ impl Instrument {
                 let aligned = ReservoirKind::Aligned(bounds.len() + 1);
                 table.with_series(
                     key,
-                    || Histogram::new(bounds.clone()),
+                    || Histogram::with_detail(bounds.clone(), self.detailed),
                     |s| offer(s, sample, aligned, value, s.aggregator.update(value)),
                 );
             }

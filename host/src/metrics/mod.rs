@@ -83,6 +83,8 @@ pub struct Registry {
     clock: series::IdleClock,
     streams: Vec<StreamView>,
     exemplars: ExemplarFilter,
+    /// The names of histograms whose series are also kept at an exponential resolution.
+    detailed: Arc<[String]>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -106,7 +108,15 @@ impl Registry {
             clock: series::IdleClock::default(),
             streams: Vec::new(),
             exemplars: ExemplarFilter::default(),
+            detailed: Arc::from([]),
         }
+    }
+
+    /// The same registry, keeping the histograms named in `names` that it creates from now on
+    /// also at an exponential resolution (for quantiles their buckets are too coarse for).
+    pub fn with_detail(mut self, names: &[&str]) -> Self {
+        self.detailed = names.iter().map(|n| n.to_string()).collect();
+        self
     }
 
     /// The same registry, sampling exemplars with `filter` in instruments created from now on.
@@ -152,6 +162,7 @@ impl Registry {
             clock: self.clock.clone(),
             streams: self.streams.clone(),
             exemplars: self.exemplars,
+            detailed: self.detailed.clone(),
         }
     }
 
@@ -238,6 +249,7 @@ impl Registry {
         {
             aggregation = Aggregation::Base2ExponentialBucketHistogram;
         }
+        let detailed = self.detailed.contains(&descriptor.name);
         let Some(view) = view else {
             return Instrument::with_aggregation(
                 descriptor,
@@ -246,7 +258,8 @@ impl Registry {
                 self.cardinality_limit,
             )
             .with_clock(self.clock.clone())
-            .with_exemplar_filter(self.exemplars);
+            .with_exemplar_filter(self.exemplars)
+            .with_detail(detailed);
         };
         let bounds = view.buckets.as_deref().map_or(bounds, Arc::from);
         let instrument = Instrument::with_aggregation(
@@ -256,7 +269,8 @@ impl Registry {
             view.cardinality_limit.unwrap_or(self.cardinality_limit),
         )
         .with_clock(self.clock.clone())
-        .with_exemplar_filter(self.exemplars);
+        .with_exemplar_filter(self.exemplars)
+        .with_detail(detailed);
         if let Some(filter) = view.attribute_filter() {
             instrument.attach_view(filter);
         }

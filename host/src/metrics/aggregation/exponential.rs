@@ -123,6 +123,43 @@ pub struct ExponentialPoint {
 }
 
 impl ExponentialPoint {
+    /// The `q` quantile of what was recorded, interpolated geometrically inside its bucket and
+    /// kept within the extremes; `NaN` when nothing was recorded.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.count == 0 {
+            return f64::NAN;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let base = 2f64.powf(2f64.powi(-self.scale));
+        let within = |v: f64| v.clamp(self.min, self.max);
+        // Negative buckets hold absolute values, largest index the most negative.
+        let mut below = 0.0;
+        let negative = self.negative.counts.iter().enumerate().rev();
+        for (i, n) in negative {
+            let n = *n as f64;
+            if n > 0.0 && below + n >= rank {
+                let index = self.negative.offset + i as i32;
+                let (low, high) = (base.powi(index), base.powi(index + 1));
+                return within(-(high * (low / high).powf((rank - below) / n)));
+            }
+            below += n;
+        }
+        below += self.zero_count as f64;
+        if below >= rank {
+            return within(0.0);
+        }
+        for (i, n) in self.positive.counts.iter().enumerate() {
+            let n = *n as f64;
+            if n > 0.0 && below + n >= rank {
+                let index = self.positive.offset + i as i32;
+                let (low, high) = (base.powi(index), base.powi(index + 1));
+                return within(low * (high / low).powf((rank - below) / n));
+            }
+            below += n;
+        }
+        self.max
+    }
+
     /// What was recorded since the cumulative point `before`, at the coarser of the two scales;
     /// `None` when anything went backwards (a restart). The extremes stay this point's.
     pub fn since(&self, before: &ExponentialPoint) -> Option<ExponentialPoint> {
@@ -344,6 +381,35 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn quantiles_are_read_within_a_bucket_of_the_truth() {
+        let h = ExponentialHistogram::new(MAX_SIZE);
+        // 1 ms to 1 s, evenly: three decades in 160 buckets, so scale 3 (buckets 9 % wide).
+        for i in 1..=1000 {
+            h.update(f64::from(i) / 1000.0);
+        }
+        let p = h.snapshot();
+        for q in [0.05, 0.5, 0.95, 0.99] {
+            let got = p.quantile(q);
+            assert!((got - q).abs() / q < 0.05, "p{q}: {got}");
+        }
+        assert_eq!(p.quantile(1.0), 1.0, "the largest is the maximum");
+        let signed = ExponentialHistogram::new(MAX_SIZE);
+        for v in [-8.0, -4.0, 0.0, 0.0, 2.0] {
+            signed.update(v);
+        }
+        let p = signed.snapshot();
+        assert!((p.quantile(0.1) + 8.0).abs() < 0.5, "{}", p.quantile(0.1));
+        assert_eq!(p.quantile(0.5), 0.0);
+        assert_eq!(p.quantile(1.0), 2.0);
+        assert!(
+            ExponentialHistogram::new(4)
+                .snapshot()
+                .quantile(0.5)
+                .is_nan()
+        );
+    }
 
     #[test]
     fn powers_of_two_sit_on_bucket_boundaries() {

@@ -2,6 +2,8 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::exponential::{ExponentialHistogram, ExponentialPoint, MAX_SIZE};
+
 /// Explicit-bucket histogram of a series.
 ///
 /// Bucket `i` counts values in `(bounds[i-1], bounds[i]]`; the last bucket is
@@ -12,6 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub struct Histogram {
     bounds: Arc<[f64]>,
     state: Mutex<HistogramPoint>,
+    /// The same measurements at a base-2 exponential resolution, where quantiles are read
+    /// that the buckets are too coarse for (never exported).
+    detail: Option<Box<ExponentialHistogram>>,
 }
 
 /// A consistent snapshot of one histogram series.
@@ -51,6 +56,12 @@ impl HistogramPoint {
 impl Histogram {
     /// An empty histogram over `bounds` (strictly increasing, finite).
     pub fn new(bounds: Arc<[f64]>) -> Self {
+        Self::with_detail(bounds, false)
+    }
+
+    /// An empty histogram over `bounds` that, when `detailed`, also keeps its measurements at
+    /// an exponential resolution.
+    pub fn with_detail(bounds: Arc<[f64]>, detailed: bool) -> Self {
         let state = HistogramPoint {
             count: 0,
             sum: 0.0,
@@ -61,6 +72,7 @@ impl Histogram {
         Self {
             bounds,
             state: Mutex::new(state),
+            detail: detailed.then(|| Box::new(ExponentialHistogram::new(MAX_SIZE))),
         }
     }
 
@@ -78,6 +90,10 @@ impl Histogram {
         s.min = s.min.min(value);
         s.max = s.max.max(value);
         s.bucket_counts[bucket] += 1;
+        drop(s);
+        if let Some(detail) = &self.detail {
+            detail.update(value);
+        }
         bucket
     }
 
@@ -101,6 +117,11 @@ impl Histogram {
     /// The bucket boundaries.
     pub fn bounds(&self) -> &[f64] {
         &self.bounds
+    }
+
+    /// The measurements at an exponential resolution, for a detailed histogram.
+    pub fn detail(&self) -> Option<ExponentialPoint> {
+        self.detail.as_ref().map(|d| d.snapshot())
     }
 
     /// A consistent copy of the current state.
@@ -150,5 +171,21 @@ mod tests {
         };
         assert!(!h.merge(&wrong));
         assert_eq!(h.snapshot(), p, "a mismatched point changes nothing");
+    }
+
+    #[test]
+    fn a_detailed_histogram_keeps_what_its_buckets_cannot_tell_apart() {
+        let plain = Histogram::new(Arc::from([0.01, 0.025]));
+        plain.update(0.012);
+        assert_eq!(plain.detail(), None);
+        let h = Histogram::with_detail(Arc::from([0.01, 0.025]), true);
+        for v in [0.011, 0.012, 0.013, 0.024] {
+            h.update(v);
+        }
+        assert_eq!(h.snapshot().bucket_counts, vec![0, 4, 0]);
+        let detail = h.detail().expect("detailed");
+        assert_eq!(detail.count, 4);
+        let median = detail.quantile(0.5);
+        assert!((median - 0.012).abs() < 0.0005, "{median}");
     }
 }
