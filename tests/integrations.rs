@@ -662,3 +662,37 @@ async fn a_statsd_line_longer_than_a_datagram_is_left_out_alone_and_said() {
     .await;
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_that_stops_delivering_says_why_in_the_log_once_per_run_of_failures() {
+    let logs = wasmtel_tests::capture_logs();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let host = start(&format!(
+        "{CHUNK_RULE}\n[otlp]\nendpoint = \"http://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\ndelivery.retry.max_retries = 0\n"
+    ))
+    .await;
+    let needle = format!("127.0.0.1:{port}/v1/metrics");
+    for round in 1..=3 {
+        post_ndjson(&host, &chunks(1)).await;
+        host.collect_now().await;
+        eventually("the export failed", || {
+            report(&host.integrations(), "otlp", "metrics")
+                .status
+                .failed
+                >= round
+        })
+        .await;
+    }
+    let said = logs.count(&["export is failing", "Connection refused", &needle]);
+    assert_eq!(
+        said,
+        1,
+        "one warning for the run, naming the endpoint:\n{}",
+        logs.text()
+    );
+    host.shutdown().await;
+}

@@ -327,19 +327,19 @@ async fn an_unreachable_collector_is_logged_once_per_state_change() {
     receiver
         .wait_until("several failed attempts", |r| r.refused >= 4)
         .await;
-    assert_eq!(lines("OTLP export is failing"), 1);
+    assert_eq!(lines("export is failing"), 1);
     receiver.answer(200);
     receiver
         .wait_until("both batches", |r| r.metrics.len() == 2)
         .await;
-    assert_eq!(lines("OTLP export is delivering"), 1);
+    assert_eq!(lines("export is delivering again"), 1);
     receiver.answer(503);
     host.collect_now().await;
     receiver
         .wait_until("a new failure", |r| r.refused >= 6)
         .await;
-    assert_eq!(lines("OTLP export is failing"), 2);
-    assert_eq!(lines("OTLP export is delivering"), 1);
+    assert_eq!(lines("export is failing"), 2);
+    assert_eq!(lines("export is delivering again"), 1);
     drop(host);
 }
 

@@ -1083,3 +1083,60 @@ fn a_transform_whose_edits_name_nothing_fails_its_call_naming_the_edit() {
         "plugin `liar` returned an error: invalid edits: edit 0 (drop-record) names record 9 of 2"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_whose_answers_fit_every_call_budget_still_cannot_add_up_past_the_byte_budget() {
+    let logs = wasmtel_tests::capture_logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("fat.wasm"), fixture(ROGUE_VIEW)).expect("copy");
+    // 63 attributes of 1,000 bytes added to each of 300 series: within each answer's budget,
+    // some 19 MB in all.
+    let host = start(&format!(
+        "{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\n\
+         [[views]]\nplugin = \"fat\"\ninstruments = [\"inference.chunks\"]\nconfig = {{ attributes = 63, value_len = 1000 }}\n",
+        dir.path().display()
+    ))
+    .await;
+    let events: Vec<_> = (0..300)
+        .map(|i| json!({"event_type": "chunk_produced", "model": format!("m-{i:03}")}))
+        .collect();
+    assert_eq!(post_ndjson(&host, &events).await.status, 202);
+
+    let text = wasmtel_tests::scrape(host.prometheus_addr().expect("prometheus on")).await;
+    assert!(
+        text.len() < 2 << 20,
+        "/metrics is {} bytes: the default 1 MiB budget per instrument did not hold",
+        text.len()
+    );
+    let exp = wasmtel_tests::Exposition::parse(&text);
+    let kept = exp.count("inference_chunks_total");
+    assert!((10..=17).contains(&kept), "{kept} series kept");
+    assert_eq!(
+        exp.total("inference_chunks_total"),
+        300.0,
+        "every chunk counted: past the budget in the overflow series"
+    );
+    assert_eq!(
+        exp.value(
+            "inference_chunks_total",
+            &[("otel_metric_overflow", "true")]
+        ),
+        Some((301 - kept) as f64)
+    );
+    assert_eq!(
+        exp.value(
+            "wasmtel_metrics_overflowed_total",
+            &[("metric", "inference.chunks")]
+        ),
+        Some((301 - kept) as f64)
+    );
+    eventually("the overflow logged, naming the key that raises it", || {
+        logs.count(&[
+            "inference.chunks",
+            "attribute byte budget",
+            "metrics.attribute_bytes_limit",
+        ]) == 1
+    })
+    .await;
+    host.shutdown().await;
+}

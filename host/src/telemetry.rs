@@ -123,12 +123,20 @@ impl SelfTelemetry {
         per_instrument(
             registry,
             "wasmtel.metrics.overflowed",
-            "Measurements folded into a metric's otel.metric.overflow series past its cardinality limit, of the host's and every received resource.",
+            "Measurements folded into a metric's otel.metric.overflow series past its cardinality limit or attribute byte budget, of the host's and every received resource.",
             Instrument::overflowed,
             received.clone(),
             Some(|i| {
+                let (limit, key) = if i.past_byte_limit() {
+                    ("attribute byte budget", "metrics.attribute_bytes_limit")
+                } else {
+                    (
+                        "cardinality limit",
+                        "metrics.cardinality_limit, or a view's,",
+                    )
+                };
                 format!(
-                    "metric `{}` passed its cardinality limit: measurements of new attribute sets fold into its otel.metric.overflow series (metrics.cardinality_limit, or a view's, raises it)",
+                    "metric `{}` passed its {limit}: measurements of new attribute sets fold into its otel.metric.overflow series ({key} raises it)",
                     i.descriptor().name
                 )
             }),

@@ -12,12 +12,18 @@ use crate::model::stream::StreamView;
 /// Distinct attribute sets per instrument before new ones overflow, by default.
 pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 
+/// Bytes of distinct attribute sets per instrument before new ones overflow, by default.
+const DEFAULT_ATTRIBUTE_BYTES_LIMIT: usize = 1 << 20;
+
 /// The `[metrics]` section.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Distinct attribute sets per instrument before overflow (default 2000).
     pub cardinality_limit: usize,
+    /// Bytes of distinct attribute sets (as stored) per instrument before new sets overflow
+    /// (default 1 MiB): what views add counts, so fat attribute sets cannot add up unbounded.
+    pub attribute_bytes_limit: usize,
     /// How histogram instruments aggregate (`explicit_bucket_histogram`, the default, or
     /// `base2_exponential_bucket_histogram`).
     pub default_histogram_aggregation: Option<HistogramAggregation>,
@@ -54,6 +60,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
+            attribute_bytes_limit: DEFAULT_ATTRIBUTE_BYTES_LIMIT,
             default_histogram_aggregation: None,
             exemplar_filter: None,
             idle_series_expiry: None,

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::net::ToSocketAddrs as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -325,7 +325,6 @@ impl Exporter {
                             settings.timeout,
                         )?),
                         _ => Arc::new(OtlpHttp::new(
-                            &spec.name,
                             endpoint.to_owned(),
                             &spec.headers,
                             settings.timeout,
@@ -519,6 +518,7 @@ impl Exporter {
             status: ch.status.clone(),
             policy: self.settings.retry,
             telemetry: self.telemetry.clone(),
+            failing: AtomicBool::new(false),
         }
     }
 

@@ -298,13 +298,20 @@ impl Instrument {
         self.exemplars
     }
 
-    /// The same instrument, stamping its series with ticks of `clock` (for [`Instrument::expire`]).
-    pub fn with_clock(mut self, clock: IdleClock) -> Self {
+    /// The same instrument, stamping its series with ticks of `clock` (for
+    /// [`Instrument::expire`]) and holding at most `byte_limit` bytes of attribute sets.
+    pub fn with_series(mut self, clock: IdleClock, byte_limit: usize) -> Self {
         self.storage = match self.storage {
-            Storage::Sum(t) => Storage::Sum(t.with_clock(clock)),
-            Storage::LastValue(t) => Storage::LastValue(t.with_clock(clock)),
-            Storage::Histogram(b, t) => Storage::Histogram(b, t.with_clock(clock)),
-            Storage::ExponentialHistogram(t) => Storage::ExponentialHistogram(t.with_clock(clock)),
+            Storage::Sum(t) => Storage::Sum(t.with_clock(clock).with_byte_limit(byte_limit)),
+            Storage::LastValue(t) => {
+                Storage::LastValue(t.with_clock(clock).with_byte_limit(byte_limit))
+            }
+            Storage::Histogram(b, t) => {
+                Storage::Histogram(b, t.with_clock(clock).with_byte_limit(byte_limit))
+            }
+            Storage::ExponentialHistogram(t) => {
+                Storage::ExponentialHistogram(t.with_clock(clock).with_byte_limit(byte_limit))
+            }
         };
         self
     }
@@ -357,6 +364,17 @@ impl Instrument {
     /// How many measurements were rejected (negative on a Counter, or not finite).
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Whether new attribute sets overflowed because its byte budget, not its series limit,
+    /// was spent.
+    pub fn past_byte_limit(&self) -> bool {
+        match &self.storage {
+            Storage::Sum(t) => t.past_byte_limit(),
+            Storage::LastValue(t) => t.past_byte_limit(),
+            Storage::Histogram(_, t) => t.past_byte_limit(),
+            Storage::ExponentialHistogram(t) => t.past_byte_limit(),
+        }
     }
 
     /// How many measurements were folded into the overflow series.

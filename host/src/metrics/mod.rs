@@ -78,6 +78,7 @@ pub struct Registry {
     order: RwLock<Vec<Arc<Instrument>>>,
     views: RwLock<Vec<(ViewFilter, Arc<dyn AttributeView>)>>,
     cardinality_limit: usize,
+    attribute_bytes_limit: usize,
     histograms: HistogramAggregation,
     callbacks: RwLock<Vec<(Arc<Instrument>, Callback)>>,
     clock: series::IdleClock,
@@ -103,6 +104,7 @@ impl Registry {
             order: RwLock::default(),
             views: RwLock::default(),
             cardinality_limit,
+            attribute_bytes_limit: usize::MAX,
             histograms: HistogramAggregation::default(),
             callbacks: RwLock::default(),
             clock: series::IdleClock::default(),
@@ -116,6 +118,13 @@ impl Registry {
     /// also at an exponential resolution (for quantiles their buckets are too coarse for).
     pub fn with_detail(mut self, names: &[&str]) -> Self {
         self.detailed = names.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// The same registry, whose instruments created from now on hold at most `bytes` of
+    /// distinct attribute sets each before new sets overflow.
+    pub fn with_attribute_bytes_limit(mut self, bytes: usize) -> Self {
+        self.attribute_bytes_limit = bytes;
         self
     }
 
@@ -157,6 +166,7 @@ impl Registry {
                     .clone(),
             ),
             cardinality_limit: self.cardinality_limit,
+            attribute_bytes_limit: self.attribute_bytes_limit,
             histograms: self.histograms,
             callbacks: RwLock::default(),
             clock: self.clock.clone(),
@@ -257,7 +267,7 @@ impl Registry {
                 bounds,
                 self.cardinality_limit,
             )
-            .with_clock(self.clock.clone())
+            .with_series(self.clock.clone(), self.attribute_bytes_limit)
             .with_exemplar_filter(self.exemplars)
             .with_detail(detailed);
         };
@@ -268,7 +278,7 @@ impl Registry {
             bounds,
             view.cardinality_limit.unwrap_or(self.cardinality_limit),
         )
-        .with_clock(self.clock.clone())
+        .with_series(self.clock.clone(), self.attribute_bytes_limit)
         .with_exemplar_filter(self.exemplars)
         .with_detail(detailed);
         if let Some(filter) = view.attribute_filter() {

@@ -1,13 +1,13 @@
 //! The series table of one instrument: attribute set → aggregator, under a cardinality limit.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use hashbrown::HashTable;
 
 use super::exemplar::{Exemplar, Reservoir, ReservoirKind};
 use crate::clock::unix_nanos;
-use crate::model::attributes::{AttributeSet, AttrsRef, Value, hash_attrs};
+use crate::model::attributes::{AttributeSet, AttrsRef, Value, attrs_len, hash_attrs};
 use crate::model::event::TraceContext;
 
 /// The attribute key that marks the overflow series.
@@ -37,6 +37,14 @@ impl SeriesKey<'_, '_> {
         match self {
             SeriesKey::Attrs(attrs) | SeriesKey::Hashed(attrs, _) => set.matches(attrs),
             SeriesKey::Set(other) => set == *other,
+        }
+    }
+
+    /// The bytes its set takes, encoded.
+    fn encoded_len(&self) -> usize {
+        match self {
+            SeriesKey::Attrs(attrs) | SeriesKey::Hashed(attrs, _) => attrs_len(attrs),
+            SeriesKey::Set(set) => set.encoded_len(),
         }
     }
 
@@ -125,18 +133,24 @@ impl<A> Series<A> {
     }
 }
 
-/// Attribute set → series map with a cardinality limit and an overflow series.
+/// Attribute set → series map with a cardinality limit, a byte budget and an overflow series.
 ///
 /// Recording into an existing series takes only a shared lock; creating a
 /// series takes the exclusive lock once. Past `limit` distinct attribute sets,
-/// measurements for new sets fold into one series tagged
-/// `otel.metric.overflow=true`, and series already present keep aggregating.
+/// or once their encoded bytes would pass `byte_limit`, measurements for new sets
+/// fold into one series tagged `otel.metric.overflow=true`, and series already
+/// present keep aggregating.
 #[derive(Debug)]
 pub struct SeriesTable<A> {
     table: RwLock<HashTable<Arc<Series<A>>>>,
     overflow: OnceLock<Arc<Series<A>>>,
     overflowed: AtomicU64,
     limit: usize,
+    byte_limit: usize,
+    /// The encoded bytes of the attribute sets in the table (changed under its write lock).
+    bytes: AtomicUsize,
+    /// Whether a set overflowed for want of bytes rather than of series.
+    past_bytes: AtomicBool,
     clock: IdleClock,
 }
 
@@ -148,8 +162,17 @@ impl<A> SeriesTable<A> {
             overflow: OnceLock::new(),
             overflowed: AtomicU64::new(0),
             limit,
+            byte_limit: usize::MAX,
+            bytes: AtomicUsize::new(0),
+            past_bytes: AtomicBool::new(false),
             clock: IdleClock::default(),
         }
+    }
+
+    /// The same table, holding at most `bytes` of encoded attribute sets.
+    pub fn with_byte_limit(mut self, bytes: usize) -> Self {
+        self.byte_limit = bytes;
+        self
     }
 
     /// The same table, stamping series with ticks of `clock`.
@@ -161,16 +184,31 @@ impl<A> SeriesTable<A> {
     /// Removes the series (the overflow series aside) not measured for more than `ticks` ticks; returns how many.
     pub fn expire(&self, ticks: u64) -> usize {
         let now = self.clock.now();
-        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        let before = table.len();
-        table.retain(|s| now.saturating_sub(s.touched.load(Ordering::Relaxed)) <= ticks);
-        before - table.len()
+        let mut removed = 0;
+        self.retain_where(|s| {
+            let keep = now.saturating_sub(s.touched.load(Ordering::Relaxed)) <= ticks;
+            removed += usize::from(!keep);
+            keep
+        });
+        removed
     }
 
     /// Removes the series (the overflow series aside) whose attributes `keep` refuses.
     pub fn retain(&self, keep: impl Fn(&AttributeSet) -> bool) {
+        self.retain_where(|s| keep(&s.attributes));
+    }
+
+    /// Removes the series `keep` refuses, and their bytes from the budget.
+    fn retain_where(&self, mut keep: impl FnMut(&Series<A>) -> bool) {
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
-        table.retain(|s| keep(&s.attributes));
+        table.retain(|s| {
+            let kept = keep(s);
+            if !kept {
+                self.bytes
+                    .fetch_sub(s.attributes.encoded_len(), Ordering::Relaxed);
+            }
+            kept
+        });
     }
 
     /// Applies `update` to the series for `key`, creating it with `create` if new.
@@ -194,8 +232,13 @@ impl<A> SeriesTable<A> {
             series.update(tick, update);
             return;
         }
-        if table.len() >= self.limit {
+        let bytes = self.bytes.load(Ordering::Relaxed) + key.encoded_len();
+        let full = table.len() >= self.limit;
+        if full || bytes > self.byte_limit {
             drop(table);
+            if !full {
+                self.past_bytes.store(true, Ordering::Relaxed);
+            }
             self.overflowed.fetch_add(1, Ordering::Relaxed);
             let series = self.overflow.get_or_init(|| {
                 let overflow =
@@ -205,6 +248,7 @@ impl<A> SeriesTable<A> {
             series.update(tick, update);
             return;
         }
+        self.bytes.store(bytes, Ordering::Relaxed);
         let series = Arc::new(Series::new(key.to_set_hashed(hash), create(), tick));
         update(&series);
         table.insert_unique(hash, series, |s| s.attributes.hash());
@@ -239,6 +283,11 @@ impl<A> SeriesTable<A> {
     /// How many measurements were folded into the overflow series.
     pub fn overflowed(&self) -> u64 {
         self.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new set overflowed because the byte budget, not the series limit, was spent.
+    pub fn past_byte_limit(&self) -> bool {
+        self.past_bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -279,6 +328,25 @@ mod tests {
             "the walk sees the series that existed when it began"
         );
         assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn past_the_byte_budget_new_sets_fold_into_the_overflow_series_until_bytes_are_freed() {
+        // `id` and an integer: 1 + 2 + 1 + 8 = 12 bytes per set; room for three.
+        let table = SeriesTable::<Sum>::new(100).with_byte_limit(36);
+        for id in 0..5 {
+            add(&table, id, 1.0);
+        }
+        assert_eq!(table.len(), 4, "three series and the overflow series");
+        assert_eq!(table.overflowed(), 2);
+        assert!(table.past_byte_limit());
+        add(&table, 1, 1.0);
+        assert_eq!(table.overflowed(), 2, "a present series keeps aggregating");
+        table.retain(|set| set.get("id") != Some(ValueRef::Int(0)));
+        add(&table, 7, 1.0);
+        assert_eq!(table.overflowed(), 2, "a removed series frees its bytes");
+        add(&table, 8, 1.0);
+        assert_eq!(table.overflowed(), 3);
     }
 
     #[test]

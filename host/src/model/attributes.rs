@@ -83,6 +83,11 @@ fn varint_len(n: usize) -> usize {
     (usize::BITS - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
+/// The bytes an [`AttributeSet`] of this sorted list takes.
+pub fn attrs_len(attrs: &AttrsRef<'_>) -> usize {
+    attrs.iter().map(|(k, v)| encoded_len(k, *v)).sum()
+}
+
 fn encoded_len(key: &str, value: ValueRef<'_>) -> usize {
     let value = match value {
         ValueRef::Str(s) => varint_len(s.len()) + s.len(),
@@ -159,8 +164,7 @@ impl AttributeSet {
             attrs.windows(2).all(|w| w[0].0 < w[1].0),
             "unsorted attributes"
         );
-        let len: usize = attrs.iter().map(|(k, v)| encoded_len(k, *v)).sum();
-        let mut bytes = vec![0; len].into_boxed_slice();
+        let mut bytes = vec![0; attrs_len(attrs)].into_boxed_slice();
         let mut at = 0;
         for (k, v) in attrs {
             write_pair(&mut bytes, &mut at, k, *v);
@@ -195,6 +199,11 @@ impl AttributeSet {
     /// The hash of the set, computed once when it was made.
     pub fn fingerprint(&self) -> u64 {
         self.hash
+    }
+
+    /// The bytes the set takes, encoded.
+    pub fn encoded_len(&self) -> usize {
+        self.bytes.len()
     }
 
     /// The number of attributes.

@@ -15,6 +15,7 @@ pub mod retry;
 pub mod status;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -174,6 +175,9 @@ pub struct Delivery<T> {
     pub policy: RetryPolicy,
     /// Self-telemetry.
     pub telemetry: SelfTelemetry,
+    /// Whether requests are failing now: the first failure and the recovery are logged,
+    /// the failures in between are not.
+    pub failing: AtomicBool,
 }
 
 impl<T> std::fmt::Debug for Delivery<T> {
@@ -497,6 +501,26 @@ impl<T: Clone + Weight + Send + Sync + 'static> Delivery<T> {
         }
     }
 
+    /// Logs a change of the link to the backend: the first request that fails to get through,
+    /// with why, and the first that gets through again.
+    fn note(&self, outcome: &Result<Delivered, SendError>) {
+        match outcome {
+            Ok(_) if self.failing.swap(false, Ordering::Relaxed) => {
+                tracing::info!(integration = %self.integration, signal = self.signal.as_str(),
+                    endpoint = %self.transport.endpoint(), "export is delivering again");
+            }
+            Err(SendError::Retryable { reason, .. })
+                if !self.failing.swap(true, Ordering::Relaxed) =>
+            {
+                tracing::warn!(integration = %self.integration, signal = self.signal.as_str(),
+                    endpoint = %self.transport.endpoint(),
+                    "export is failing: {}; further failures are not logged until it delivers again",
+                    crate::redact::clean(reason, 1024));
+            }
+            _ => {}
+        }
+    }
+
     /// Sends one request, waiting for the breaker and retrying retryable failures.
     async fn send(
         &self,
@@ -520,7 +544,9 @@ impl<T: Clone + Weight + Send + Sync + 'static> Delivery<T> {
                     ));
                 }
             }
-            let error = match self.transport.send(request).await {
+            let outcome = self.transport.send(request).await;
+            self.note(&outcome);
+            let error = match outcome {
                 Ok(delivered) => {
                     breaker(&mut |b| {
                         b.success();

@@ -3,7 +3,6 @@
 //! rejected).
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
@@ -18,22 +17,12 @@ use crate::export::delivery::retry;
 use crate::export::otlp::Wire;
 use crate::export::probe::{self, Diagnosis};
 
-/// The last known state of the link to the collector, for once-per-change logging.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
-    Unknown,
-    Up,
-    Down,
-}
-
 /// A client for one OTLP/HTTP signal URL.
 #[derive(Debug)]
 pub struct OtlpHttp {
     http: reqwest::Client,
     url: String,
     wire: Wire,
-    integration: String,
-    link: Mutex<Link>,
 }
 
 /// A header that HTTP cannot carry; it names the header, never its value.
@@ -55,10 +44,9 @@ pub fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, Heade
 }
 
 impl OtlpHttp {
-    /// A client of integration `integration` for `url`, sending `headers` with every request,
-    /// whose bodies come as `wire` says (protobuf or JSON, gzipped or not).
+    /// A client for `url`, sending `headers` with every request, whose bodies come as `wire`
+    /// says (protobuf or JSON, gzipped or not).
     pub fn new(
-        integration: &str,
         url: String,
         headers: &BTreeMap<String, String>,
         timeout: Duration,
@@ -75,42 +63,17 @@ impl OtlpHttp {
             .timeout(timeout)
             .build()
             .map_err(|_| HeaderError("(client)".into()))?;
-        Ok(Self {
-            http,
-            url,
-            wire,
-            integration: integration.to_owned(),
-            link: Mutex::new(Link::Unknown),
-        })
+        Ok(Self { http, url, wire })
     }
 
     /// POSTs one encoded request and classifies the outcome.
     async fn post(&self, body: bytes::Bytes) -> Result<Delivered, SendError> {
-        let outcome = match self.http.post(&self.url).body(body).send().await {
+        match self.http.post(&self.url).body(body).send().await {
             Err(e) => Err(SendError::Retryable {
                 reason: describe(&e),
                 after: None,
             }),
             Ok(response) => classify(response, self.wire.protocol == Protocol::HttpJson).await,
-        };
-        self.note(&outcome);
-        outcome
-    }
-
-    /// Logs a change of link state, once per change rather than once per request.
-    fn note(&self, outcome: &Result<Delivered, SendError>) {
-        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
-        match outcome {
-            Ok(_) if *link != Link::Up => {
-                tracing::info!(integration = %self.integration, url = %self.url, "OTLP export is delivering");
-                *link = Link::Up;
-            }
-            Err(e) if *link != Link::Down => {
-                tracing::warn!(integration = %self.integration, url = %self.url, error = %e,
-                    "OTLP export is failing; further failures are not logged until it recovers");
-                *link = Link::Down;
-            }
-            _ => {}
         }
     }
 }
