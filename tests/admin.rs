@@ -218,7 +218,8 @@ async fn stored_integrations_are_created_disabled_and_survive_a_restart_with_the
         .await;
     assert_eq!(
         (status, body["signals"][0]["state"].as_str()),
-        (200, Some("disabled"))
+        (200, Some("disabled")),
+        "{body}"
     );
     post_ndjson(&host, &[ok.event(2)]).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

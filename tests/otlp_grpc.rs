@@ -578,3 +578,64 @@ async fn grpc_export_retries_what_otlp_says_to_and_honours_retry_info() {
     assert!(error.contains("gRPC InvalidArgument: bad data"), "{error}");
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_thousand_stalled_http2_connections_stop_neither_grpc_nor_http_intake() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let host = start(
+        "[connections]\nidle_timeout = \"2s\"\nheader_timeout = \"1s\"\n[derive]\nrule_set = \"none\"\n",
+    )
+    .await;
+    let grpc_addr = host.grpc_addr().expect("gRPC");
+    // Each sends the HTTP/2 client preface and then nothing.
+    let mut stalled = Vec::new();
+    for _ in 0..3000 {
+        let mut stream = tokio::net::TcpStream::connect(grpc_addr)
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .expect("preface");
+        stalled.push(stream);
+    }
+    // The listener holds at most its connection cap: the longest-idle gave way to each
+    // newcomer, and those closing get one header timeout to go.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let fds = std::fs::read_dir("/proc/self/fd").expect("fds").count();
+    assert!(fds < 3000 + 1024 + 200, "{fds} descriptors open");
+
+    let mut metrics = MetricsServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .expect("connects past the stalled ones");
+    metrics
+        .export(counter("through", 1.0))
+        .await
+        .expect("a gRPC export is served");
+    let answer = wasmtel_tests::post_events(
+        host.intake_addr(),
+        Some("application/x-ndjson"),
+        wasmtel_tests::ndjson(&[serde_json::json!({"event_type": "e"})]),
+        false,
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert_eq!(
+        exposition(&host)
+            .await
+            .value("through_total", &[("k", "v")]),
+        Some(1.0)
+    );
+    // Past the idle timeout every stalled connection is closed.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut open = 0;
+    for stream in &mut stalled {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_millis(100), stream.read_to_end(&mut rest));
+        if read.await.is_err() {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 0, "stalled HTTP/2 connections still open");
+    host.shutdown().await;
+}

@@ -22,7 +22,7 @@ use crate::pipeline::Pipeline;
 use crate::plugins::error::Unloaded;
 use crate::plugins::set::Row;
 use crate::plugins::{PluginError, PluginSet, Transforms};
-use crate::server::{Addresses, BindError, Listeners};
+use crate::server::{Addresses, BindError, Listeners, Protocol};
 use crate::telemetry::SelfTelemetry;
 use crate::tenancy::{Principal, Tenancy};
 
@@ -220,7 +220,7 @@ impl Host {
                 crate::export::prometheus::routes::router(registries.clone(), prefixes, guard);
             at.prometheus = Some(
                 listeners
-                    .serve("prometheus", config.prometheus.listen, app)
+                    .serve("prometheus", config.prometheus.listen, app, Protocol::Http1)
                     .await?,
             );
         }

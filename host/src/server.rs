@@ -1,6 +1,7 @@
-//! The HTTP/1.1 server under every listener: a bounded number of connections (the longest-idle
-//! one gives way to a newcomer, else the newcomer gets a 503), and header, body-rate and idle
-//! timeouts, so that no client can hold the host's connections, descriptors or memory hostage.
+//! The HTTP server under every listener (HTTP/1.1, or HTTP/2 for OTLP/gRPC): a bounded number
+//! of connections (the longest-idle one gives way to a newcomer, else the newcomer gets a 503),
+//! header, body-rate, stall and idle timeouts, and one memory budget for the bodies being
+//! received, so that no client can hold the host's connections, descriptors or memory hostage.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -16,7 +17,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
@@ -70,10 +71,83 @@ impl SlowBody {
     }
 }
 
+/// Bytes of each body that never count against the budget, so small requests always pass.
+const FREE_BODY_BYTES: usize = 64 * 1024;
+/// How long a body waits for room in the budget before it is refused.
+const BUDGET_WAIT: Duration = Duration::from_secs(1);
+/// How often a waiting body looks for room again.
+const BUDGET_RETRY: Duration = Duration::from_millis(20);
+
+/// The bytes of request bodies being received, all listeners together, against one budget.
+#[derive(Debug)]
+pub struct BodyBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl BodyBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Takes `bytes` if they fit.
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&n| n <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives `bytes` back.
+    fn give(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// The bytes taken now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// A request body refused because the bodies being received hold the whole memory budget.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the request bodies being received hold the host's body memory budget ({limit} bytes, connections.max_body_memory); retry shortly"
+)]
+pub struct BudgetSpent {
+    limit: usize,
+}
+
+impl BudgetSpent {
+    /// The [`BudgetSpent`] that `error` is or wraps, if any.
+    pub fn within<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a BudgetSpent> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(spent) = e.downcast_ref::<BudgetSpent>() {
+                return Some(spent);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
+/// What polling a body for its next frame gives.
+type Polled = Poll<Option<Result<Frame<Bytes>, Box<dyn Error + Send + Sync>>>>;
+
 /// A request body that fails with [`SlowBody`] once it falls behind its deadline — the grace
 /// period plus the time its bytes so far take at the minimum rate — or once nothing has
 /// arrived for the stall timeout, whatever arrived before (so a sender that was fast and then
 /// stopped cannot hold its buffer for long).
+///
+/// Past its first [`FREE_BODY_BYTES`], what it received counts against the host's
+/// [`BodyBudget`] until the body is dropped; a frame that does not fit waits up to
+/// [`BUDGET_WAIT`] for room, then the body fails with [`BudgetSpent`].
 struct TimedBody {
     inner: Incoming,
     started: Instant,
@@ -83,10 +157,17 @@ struct TimedBody {
     rate: u64,
     stall: Duration,
     timer: Pin<Box<Sleep>>,
+    budget: Arc<BodyBudget>,
+    /// The bytes it holds of the budget.
+    held: usize,
+    /// A frame waiting for room, the bytes it needs, and since when it waits.
+    waiting: Option<(Frame<Bytes>, usize, Instant)>,
+    /// How long its earlier frames waited for room.
+    waited: Duration,
 }
 
 impl TimedBody {
-    fn new(inner: Incoming, limits: &ConnectionsConfig) -> Self {
+    fn new(inner: Incoming, limits: &ConnectionsConfig, budget: Arc<BodyBudget>) -> Self {
         let started = Instant::now();
         let grace = limits.body_timeout();
         let stall = limits.stall_timeout();
@@ -99,7 +180,39 @@ impl TimedBody {
             rate: limits.min_body_rate.max(1),
             stall,
             timer: Box::pin(tokio::time::sleep_until(started + grace.min(stall))),
+            budget,
+            held: 0,
+            waiting: None,
+            waited: Duration::ZERO,
         }
+    }
+
+    /// Passes `frame` on once the budget has room for the `needs` bytes it adds; until then
+    /// it waits (at most [`BUDGET_WAIT`] for the whole body, looking again every
+    /// [`BUDGET_RETRY`]).
+    fn admit(
+        &mut self,
+        frame: Frame<Bytes>,
+        needs: usize,
+        since: Instant,
+        cx: &mut Context<'_>,
+    ) -> Polled {
+        let now = Instant::now();
+        if self.budget.take(needs) {
+            self.held += needs;
+            self.waited += now - since;
+            let deadline = self.deadline().min(self.last + self.stall);
+            self.timer.as_mut().reset(deadline);
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if self.waited + (now - since) >= BUDGET_WAIT {
+            let limit = self.budget.limit;
+            return Poll::Ready(Some(Err(Box::new(BudgetSpent { limit }))));
+        }
+        self.waiting = Some((frame, needs, since));
+        self.timer.as_mut().reset(now + BUDGET_RETRY);
+        let _ = self.timer.as_mut().poll(cx);
+        Poll::Pending
     }
 
     /// When the rate rule cuts the body.
@@ -113,20 +226,26 @@ impl http_body::Body for TimedBody {
     type Data = Bytes;
     type Error = Box<dyn Error + Send + Sync>;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
         let this = &mut *self;
+        if let Some((frame, needs, since)) = this.waiting.take() {
+            if this.timer.as_mut().poll(cx).is_pending() {
+                this.waiting = Some((frame, needs, since));
+                return Poll::Pending;
+            }
+            return this.admit(frame, needs, since, cx);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.received += data.len() as u64;
-                    this.last = Instant::now();
-                    let deadline = this.deadline().min(this.last + this.stall);
-                    this.timer.as_mut().reset(deadline);
-                }
-                Poll::Ready(Some(Ok(frame)))
+                let Some(data) = frame.data_ref() else {
+                    return Poll::Ready(Some(Ok(frame)));
+                };
+                let before = this.received as usize;
+                this.received += data.len() as u64;
+                this.last = Instant::now();
+                let beyond = |n: usize| n.saturating_sub(FREE_BODY_BYTES);
+                let needs = beyond(this.received as usize) - beyond(before);
+                this.admit(frame, needs, this.last, cx)
             }
             Poll::Ready(other) => Poll::Ready(other.map(|r| r.map_err(Into::into))),
             Poll::Pending => match this.timer.as_mut().poll(cx) {
@@ -152,6 +271,12 @@ impl http_body::Body for TimedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        self.budget.give(self.held);
     }
 }
 
@@ -243,21 +368,38 @@ impl Conns {
     }
 }
 
-/// Serves `app` on `listener` under `limits` (with `max` connections) until `stopped`.
-pub fn serve(
+/// The HTTP version a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 with prior knowledge (gRPC).
+    Http2,
+}
+
+/// What every connection of every listener shares: the limits, the body budget, the stop signal.
+#[derive(Clone)]
+struct Shared {
+    limits: Arc<ConnectionsConfig>,
+    budget: Arc<BodyBudget>,
+    stopped: watch::Receiver<bool>,
+}
+
+/// Serves `app` speaking `protocol` on `listener` (with `max` connections) until stopped.
+fn serve(
     listener: TcpListener,
     app: Router,
-    limits: ConnectionsConfig,
+    protocol: Protocol,
     max: usize,
-    mut stopped: watch::Receiver<bool>,
+    shared: Shared,
 ) -> JoinHandle<()> {
+    let mut stopped = shared.stopped.clone();
     tokio::spawn(async move {
         let conns = Arc::new(Conns {
             epoch: Instant::now(),
             max,
             open: Mutex::default(),
         });
-        let limits = Arc::new(limits);
         let mut tasks = JoinSet::new();
         let mut failures = 0u64;
         for id in 0u64.. {
@@ -283,10 +425,9 @@ pub fn serve(
                 Some(conn) => {
                     let task = connection(
                         stream,
-                        app.clone(),
+                        (app.clone(), protocol, max),
                         (conns.clone(), conn),
-                        limits.clone(),
-                        stopped.clone(),
+                        shared.clone(),
                     );
                     let conns = conns.clone();
                     tasks.spawn(async move {
@@ -312,16 +453,17 @@ async fn refuse(mut stream: TcpStream) {
 /// newcomer, or the listener stops; a closing connection gets one header timeout to finish.
 async fn connection(
     stream: TcpStream,
-    app: Router,
+    (app, protocol, max_streams): (Router, Protocol, usize),
     (conns, conn): (Arc<Conns>, Arc<Conn>),
-    limits: Arc<ConnectionsConfig>,
-    mut stopped: watch::Receiver<bool>,
+    shared: Shared,
 ) {
     let service = {
-        let (conns, conn, limits) = (conns.clone(), conn.clone(), limits.clone());
+        let (conns, conn, shared) = (conns.clone(), conn.clone(), shared.clone());
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             conn.requests.fetch_add(1, Ordering::AcqRel);
-            let request = request.map(|body| Body::new(TimedBody::new(body, &limits)));
+            let budget = shared.budget.clone();
+            let request =
+                request.map(|body| Body::new(TimedBody::new(body, &shared.limits, budget)));
             let mut app = app.clone();
             let (conns, conn) = (conns.clone(), conn.clone());
             async move {
@@ -332,13 +474,40 @@ async fn connection(
             }
         })
     };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout());
-    let served = builder.serve_connection(TokioIo::new(stream), service);
+    let io = TokioIo::new(stream);
+    match protocol {
+        Protocol::Http1 => {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(shared.limits.header_timeout());
+            let served = builder.serve_connection(io, service);
+            until_closed(served, |c| c.graceful_shutdown(), (&conns, &conn), &shared).await;
+        }
+        Protocol::Http2 => {
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(u32::try_from(max_streams).ok())
+                .keep_alive_interval(Some(Duration::from_secs(60)));
+            let served = builder.serve_connection(io, service);
+            until_closed(served, |c| c.graceful_shutdown(), (&conns, &conn), &shared).await;
+        }
+    }
+}
+
+/// Drives a connection until it closes, goes idle past the idle timeout (a connection that
+/// never sends a request included), gives way to a newcomer, or the listener stops; a closing
+/// connection is shut down gracefully and gets one header timeout to finish.
+async fn until_closed<F: Future>(
+    served: F,
+    shutdown: impl Fn(Pin<&mut F>),
+    (conns, conn): (&Conns, &Conn),
+    shared: &Shared,
+) {
     tokio::pin!(served);
-    let idle = limits.idle_timeout();
+    let mut stopped = shared.stopped.clone();
+    let idle = shared.limits.idle_timeout();
     let idle_at =
         || conns.epoch + Duration::from_millis(conn.idle_since.load(Ordering::Relaxed)) + idle;
     let mut wake = idle_at();
@@ -365,8 +534,8 @@ async fn connection(
                 }
             }
         }
-        served.as_mut().graceful_shutdown();
-        wake = Instant::now() + limits.header_timeout();
+        shutdown(served.as_mut());
+        wake = Instant::now() + shared.limits.header_timeout();
     }
 }
 
@@ -394,16 +563,22 @@ pub async fn bind(
     Ok((listener, local))
 }
 
-/// The host's listeners as they start: each bound, served under the same connection limits,
-/// and stopped together.
-#[derive(Debug)]
+/// The host's listeners as they start: each bound, served under the same connection limits
+/// and body budget, and stopped together.
 pub struct Listeners {
-    limits: ConnectionsConfig,
+    shared: Shared,
     /// Connections per listener, within the open-file limit.
     max: usize,
-    stopped: watch::Receiver<bool>,
     /// The tasks serving them.
     pub tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listeners")
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Listeners {
@@ -411,9 +586,12 @@ impl Listeners {
     pub fn new(limits: &ConnectionsConfig, count: usize, stopped: watch::Receiver<bool>) -> Self {
         let max = connections_per_listener(limits.max_connections, raise_fd_limit(), count);
         Self {
-            limits: limits.clone(),
+            shared: Shared {
+                limits: Arc::new(limits.clone()),
+                budget: Arc::new(BodyBudget::new(limits.max_body_memory)),
+                stopped,
+            },
             max,
-            stopped,
             tasks: Vec::new(),
         }
     }
@@ -425,26 +603,32 @@ impl Listeners {
 
     /// The signal they stop on.
     pub fn stopped(&self) -> watch::Receiver<bool> {
-        self.stopped.clone()
+        self.shared.stopped.clone()
     }
 
-    /// Binds `addr` and serves `app` on it as `what`; the address it got.
+    /// The memory budget of the bodies being received.
+    pub fn budget(&self) -> Arc<BodyBudget> {
+        self.shared.budget.clone()
+    }
+
+    /// Binds `addr` and serves `app` on it as `what`, speaking `protocol`; the address it got.
     pub async fn serve(
         &mut self,
         what: &'static str,
         addr: std::net::SocketAddr,
         app: Router,
+        protocol: Protocol,
     ) -> Result<std::net::SocketAddr, BindError> {
         let (listener, local) = bind(what, addr).await?;
-        self.serve_bound(listener, app);
+        self.serve_bound(listener, app, protocol);
         Ok(local)
     }
 
-    /// Serves `app` on a listener bound before.
-    pub fn serve_bound(&mut self, listener: TcpListener, app: Router) {
-        let (limits, stopped) = (self.limits.clone(), self.stopped.clone());
+    /// Serves `app` speaking `protocol` on a listener bound before.
+    pub fn serve_bound(&mut self, listener: TcpListener, app: Router, protocol: Protocol) {
+        let shared = self.shared.clone();
         self.tasks
-            .push(serve(listener, app, limits, self.max, stopped));
+            .push(serve(listener, app, protocol, self.max, shared));
     }
 }
 

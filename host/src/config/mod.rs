@@ -255,6 +255,10 @@ pub struct ConnectionsConfig {
     /// How long a connection may stay open with no request (default 60 s).
     #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
     pub idle_timeout: Option<Duration>,
+    /// Bytes of request bodies being received at once, all listeners together, beyond the
+    /// first 64 KiB of each (default 256 MiB); past it a body waits up to 1 s for room, then
+    /// is refused with 503 and `Retry-After`.
+    pub max_body_memory: usize,
 }
 
 impl Default for ConnectionsConfig {
@@ -266,6 +270,7 @@ impl Default for ConnectionsConfig {
             min_body_rate: 64 * 1024,
             stall_timeout: None,
             idle_timeout: None,
+            max_body_memory: 256 << 20,
         }
     }
 }
@@ -433,7 +438,9 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duratio
 /// A listen address, or `""` for none.
 /// A fraction in (0, 1], such as a share of an interval.
 pub(crate) fn fraction<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    let value = f64::deserialize(d)?;
+    let Some(value) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
     if value.is_finite() && value > 0.0 && value <= 1.0 {
         Ok(Some(value))
     } else {

@@ -22,7 +22,7 @@ use crate::clock::unix_nanos;
 use crate::config::TenantLimits;
 use crate::metrics::{Registries, Registry};
 use crate::plugins::{Health, PluginSet, UploadError};
-use crate::server::{Addresses, BindError, Listeners, bind};
+use crate::server::{Addresses, BindError, Listeners, Protocol, bind};
 use crate::tenancy::{Principal, Refused, Role, Tenancy};
 use bytes::Bytes;
 
@@ -74,7 +74,7 @@ pub async fn serve(
             .max_plugin_bytes
             .unwrap_or(crate::config::DEFAULT_MAX_PLUGIN_BYTES),
     };
-    listeners.serve_bound(listener, router(sources, tenancy));
+    listeners.serve_bound(listener, router(sources, tenancy), Protocol::Http1);
     listeners.tasks.push(sampling);
     Ok(local)
 }

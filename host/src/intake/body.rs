@@ -72,6 +72,8 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
                 IntakeError::TooLarge { limit }
             } else if let Some(slow) = crate::server::SlowBody::within(e.as_ref()) {
                 IntakeError::SlowBody(slow.to_string())
+            } else if let Some(spent) = crate::server::BudgetSpent::within(e.as_ref()) {
+                IntakeError::Busy(spent.to_string())
             } else {
                 IntakeError::BodyRead(e.to_string())
             }

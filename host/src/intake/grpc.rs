@@ -88,35 +88,11 @@ impl Service {
     pub fn new(intake: Intake) -> Self {
         Self { intake }
     }
-
-    /// Serves on `listener` until `stopped`: HTTP/2 with at most `max` concurrent streams per
-    /// connection, each call bounded to 30 s, idle connections pinged every minute.
-    pub fn serve(
-        self,
-        listener: tokio::net::TcpListener,
-        max: usize,
-        mut stopped: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            let shutdown = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
-            let served = tonic::transport::Server::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .max_concurrent_streams(u32::try_from(max).ok())
-                .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
-                .serve_with_incoming_shutdown(self, incoming, shutdown)
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "the OTLP/gRPC server stopped");
-            }
-        })
-    }
 }
 
-impl tower_service::Service<axum::http::Request<tonic::body::Body>> for Service {
-    type Response = axum::http::Response<tonic::body::Body>;
+/// Served on the host's HTTP/2 listener (`crate::server`), under its connection rules.
+impl tower_service::Service<axum::http::Request<axum::body::Body>> for Service {
+    type Response = axum::response::Response;
     type Error = Infallible;
     type Future = BoxFuture<Result<Self::Response, Infallible>>;
 
@@ -124,7 +100,8 @@ impl tower_service::Service<axum::http::Request<tonic::body::Body>> for Service 
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: axum::http::Request<tonic::body::Body>) -> Self::Future {
+    fn call(&mut self, request: axum::http::Request<axum::body::Body>) -> Self::Future {
+        let request = request.map(tonic::body::Body::new);
         let signal = match request.uri().path() {
             METRICS_EXPORT => Signal::Metrics,
             LOGS_EXPORT => Signal::Logs,
@@ -133,7 +110,8 @@ impl tower_service::Service<axum::http::Request<tonic::body::Body>> for Service 
                     "{} is not an OTLP method this host serves",
                     crate::redact::clean(other, 200)
                 ));
-                return Box::pin(async move { Ok(status.into_http()) });
+                let response = status.into_http::<tonic::body::Body>();
+                return Box::pin(async move { Ok(response.map(axum::body::Body::new)) });
             }
         };
         let mut accept = EnabledCompressionEncodings::default();
@@ -145,6 +123,9 @@ impl tower_service::Service<axum::http::Request<tonic::body::Body>> for Service 
             intake: self.intake.clone(),
             signal,
         };
-        Box::pin(async move { Ok(grpc.unary(export, request).await) })
+        Box::pin(async move {
+            let response = grpc.unary(export, request).await;
+            Ok(response.map(axum::body::Body::new))
+        })
     }
 }

@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::config::{IntakeConfig, RequestLimits};
 use crate::pipeline::Pipeline;
+use crate::server::Protocol;
 use crate::tenancy::{Principal, Tenancy};
 use error::IntakeError;
 
@@ -78,16 +79,20 @@ pub async fn serve(
         Arc::new(otlp::metrics::MetricsReceiver::new(registries).with_tenancy(tenancy.clone()));
     let intake = Intake::new(pipeline, receiver, tenancy, config);
     let http = listeners
-        .serve("intake", config.listen, router(intake.clone()))
+        .serve(
+            "intake",
+            config.listen,
+            router(intake.clone()),
+            Protocol::Http1,
+        )
         .await?;
     let Some(addr) = config.grpc_listen else {
         return Ok((http, None));
     };
-    let (listener, local) = crate::server::bind("OTLP/gRPC", addr).await?;
-    let (max, stopped) = (listeners.max(), listeners.stopped());
-    listeners
-        .tasks
-        .push(grpc::Service::new(intake).serve(listener, max, stopped));
+    let grpc = Router::new().fallback_service(grpc::Service::new(intake));
+    let local = listeners
+        .serve("OTLP/gRPC", addr, grpc, Protocol::Http2)
+        .await?;
     Ok((http, Some(local)))
 }
 
