@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use wasmtime::component::Component;
+
 use crate::config::DeriveConfig;
 use crate::derive::Deriver;
 use crate::export::prometheus;
@@ -82,20 +84,17 @@ fn record(sample: &Sample, view: Option<Arc<PluginView>>) -> anyhow::Result<Data
     }
 }
 
-/// Runs the plugin `bytes` named `name`, configured with `config`, on `sample`; the report.
+/// Runs the plugin `component` named `name`, configured with `config`, on `sample`; the report.
 pub fn run(
+    runtime: &Arc<Runtime>,
     name: &str,
-    bytes: &[u8],
+    component: &Component,
     config: &[(String, String)],
     sample: &Sample,
 ) -> anyhow::Result<String> {
-    let runtime = Runtime::shared()?;
+    let (runtime, component) = (runtime.clone(), component.clone());
     let limits = Limits::default();
     let stats = Stats::default();
-    // Compiled once, for the check and the run.
-    let component = runtime
-        .compile(bytes)
-        .map_err(|e| anyhow::anyhow!("{name}: {}", inspect::Rejection::from(e)))?;
     let world = inspect::check_compiled(&runtime, name, &component, config, limits)
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let mut out = format!("{name}: {world}\n");

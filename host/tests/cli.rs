@@ -1331,3 +1331,47 @@ fn plugins_run_without_input_uses_the_sample_events() {
     .expect("the repository's sample");
     assert_eq!(sample.lines().count(), 18);
 }
+
+#[test]
+fn plugins_check_and_run_compile_once_through_the_hosts_compile_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("statsd.wasm");
+    std::fs::copy(STATSD, &file).expect("copy");
+    let config = dir.path().join("wasmtel.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n", data.display().to_string()),
+    )
+    .expect("config");
+    let (file, config) = (
+        file.to_str().expect("utf-8"),
+        config.to_str().expect("utf-8"),
+    );
+    let cache = data.join("plugin-cache");
+    let cached = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+
+    let out = wasmtel(&["plugins", "check", file, "--config", config]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        said.starts_with("(compiled in ") && said.contains(&format!("kept in {}", cache.display())),
+        "{said}"
+    );
+    assert_eq!(cached(), 1, "one artefact kept");
+
+    // Checked again and run: the artefact is read, nothing is compiled.
+    let out = wasmtel(&["plugins", "check", file, "--config", config]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        said.starts_with(&format!("(from the compile cache in {}", cache.display())),
+        "{said}"
+    );
+    let out = wasmtel(&["plugins", "run", file, "--host-config", config]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("(from the compile cache in"), "{said}");
+    assert!(text(&out).contains("metrics: "), "{}", text(&out));
+    assert_eq!(cached(), 1);
+}

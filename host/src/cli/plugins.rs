@@ -35,6 +35,10 @@ pub(crate) enum PluginsCommand {
         /// Plugin settings (TOML); default: the `<name>.toml` beside the file, if any.
         #[arg(long)]
         settings: Option<PathBuf>,
+        /// The host's configuration file, whose compile cache is used (default: the default
+        /// host's, `./data/plugin-cache`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Write a ready plugin project: source, the contract, and a `build.sh` making `<NAME>.wasm`.
     New {
@@ -66,7 +70,43 @@ pub(crate) enum PluginsCommand {
         /// A plugin setting, `key=value` (repeatable).
         #[arg(long = "config", value_name = "KEY=VALUE")]
         config: Vec<String>,
+        /// The host's configuration file, whose compile cache is used (default: the default
+        /// host's, `./data/plugin-cache`).
+        #[arg(long = "host-config")]
+        host_config: Option<PathBuf>,
     },
+}
+
+/// Compiles the plugin `file` through the compile cache of the host `config` names, so that
+/// a second check or run of the same bytes, and the host's load of them, compile nothing; with
+/// a note of how long it took and where the artefact is, for stderr once the command succeeds.
+fn compiled(
+    runtime: &wasmtel::plugins::Runtime,
+    file: &std::path::Path,
+    bytes: &[u8],
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<(wasmtime::component::Component, String)> {
+    use wasmtel::plugins::cache::{self, Source};
+    let cache = Config::load(config)?.plugin_cache();
+    let started = std::time::Instant::now();
+    let (component, source) = cache::compile(runtime, bytes, cache.as_deref()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: rejected: {}",
+            file.display(),
+            wasmtel::plugins::inspect::Rejection::from(e)
+        )
+    })?;
+    let took = started.elapsed();
+    let note = match (source, cache) {
+        (Source::Cache, Some(dir)) => {
+            format!("(from the compile cache in {}, {took:.2?})", dir.display())
+        }
+        (Source::Compiled, Some(dir)) => {
+            format!("(compiled in {took:.2?}, kept in {})", dir.display())
+        }
+        (_, None) => format!("(compiled in {took:.2?}; no compile cache)"),
+    };
+    Ok((component, note))
 }
 
 /// Runs one `plugins` command (blocking: plugins compile and run).
@@ -145,6 +185,7 @@ pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<()> {
             events,
             batch,
             config,
+            host_config,
         } => {
             let read = |p: &PathBuf| {
                 std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
@@ -169,13 +210,20 @@ pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<()> {
                 .and_then(|s| s.to_str())
                 .unwrap_or("plugin")
                 .to_owned();
+            let (component, note) =
+                compiled(&runtime, &file, &read(&file)?, host_config.as_deref())?;
             print!(
                 "{}",
-                wasmtel::trial::run(&name, &read(&file)?, &settings, &sample)?
+                wasmtel::trial::run(&runtime, &name, &component, &settings, &sample)?
             );
+            eprintln!("{note}");
             Ok(())
         }
-        PluginsCommand::Check { file, settings } => {
+        PluginsCommand::Check {
+            file,
+            settings,
+            config,
+        } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let name = file
@@ -191,15 +239,17 @@ pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<()> {
                 Err(_) => toml::Table::new(),
             };
             let limits = wasmtel::plugins::Limits::default();
-            match inspect::check(
+            let (component, note) = compiled(&runtime, &file, &bytes, config.as_deref())?;
+            match inspect::check_compiled(
                 &runtime,
                 &name,
-                &bytes,
+                &component,
                 &wasmtel::config::flatten(&table),
                 limits,
             ) {
                 Ok(world) => {
                     println!("{}: ok, {world}", file.display());
+                    eprintln!("{note}");
                     Ok(())
                 }
                 Err(reason) => anyhow::bail!("{}: rejected: {reason}", file.display()),
