@@ -1540,7 +1540,12 @@ async fn a_plugin_exporters_log_records_stay_queued_through_a_failed_export() {
 
 #[test]
 fn plugins_run_shows_what_each_kind_would_do_and_sends_nothing() {
-    use wasmtel::trial::{Sample, run};
+    use wasmtel::trial::Sample;
+    let runtime = wasmtel::plugins::Runtime::shared().expect("runtime");
+    let run = |name: &str, bytes: &[u8], settings: &[(String, String)], sample: &Sample| {
+        let component = runtime.compile(bytes)?;
+        wasmtel::trial::run(&runtime, name, &component, settings, sample)
+    };
     let events = Sample::Events(
         b"{\"event_type\":\"generation_completed\",\"model\":\"m1\",\"engine\":\"vllm\",\"metrics\":{\"total_duration_ms\":120}}\n"
             .to_vec(),
@@ -1590,9 +1595,15 @@ fn plugins_run_shows_what_each_kind_would_do_and_sends_nothing() {
     );
     let report = run("statsd", statsd(), &[], &batch).expect("exporter on OTLP");
     assert!(report.lines().any(|l| l == "UDP depth:3|g"), "{report}");
-    // A broken sample or plugin is named.
-    let error = run("statsd", b"not wasm", &[], &events).expect_err("not a component");
-    assert!(error.to_string().starts_with("statsd: "), "{error}");
+    // A broken sample is named.
+    let broken = Sample::Metrics(b"{".to_vec());
+    let error = run("statsd", statsd(), &[], &broken).expect_err("not OTLP/JSON");
+    assert!(
+        error
+            .to_string()
+            .starts_with("not an OTLP/JSON ExportMetricsServiceRequest"),
+        "{error}"
+    );
 }
 
 /// Builds `examples/<example>` with `tool` (`args` before the output path) into a temporary
