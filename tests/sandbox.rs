@@ -143,7 +143,7 @@ fn sleeping_through_wasi_is_cut_at_the_deadline_in_every_entry_point() {
     };
     assert_eq!(
         reason,
-        "5 failures within 60s, the last: plugin `rogue` call exceeded its 100ms deadline"
+        "5 failures within 60s, the last: plugin `rogue` call exceeded its 100ms deadline (plugins.call_timeout raises it)"
     );
 
     // A view's map: the measurement keeps its attributes.
@@ -203,7 +203,10 @@ fn plugins_list_and_check_are_bounded_by_the_deadline() {
     });
     let sleepy = entries.iter().find(|e| e.name == "sleepy").expect("listed");
     let reason = sleepy.world.as_ref().expect_err("refused").to_string();
-    assert_eq!(reason, "call exceeded its 100ms deadline");
+    assert_eq!(
+        reason,
+        "call exceeded its 100ms deadline (plugins.call_timeout raises it)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -831,7 +834,9 @@ fn memory_is_capped_per_instance_across_all_memories_and_tables() {
     let many = instances("(memory 1)", 40);
     assert_eq!(
         check(&many, MIB),
-        Err(format!("memory limit of {MIB} bytes reached"))
+        Err(format!(
+            "memory limit of {MIB} bytes reached (plugins.memory_limit_bytes raises it)"
+        ))
     );
     assert_eq!(
         check(&many, 4 * MIB),
@@ -841,7 +846,9 @@ fn memory_is_capped_per_instance_across_all_memories_and_tables() {
     // Tables count too: 100,000 elements at 16 bytes each.
     assert_eq!(
         check(&instances("(table 100000 funcref)", 1), MIB),
-        Err(format!("memory limit of {MIB} bytes reached"))
+        Err(format!(
+            "memory limit of {MIB} bytes reached (plugins.memory_limit_bytes raises it)"
+        ))
     );
     // A guest growing one memory past the cap at run time is stopped the same way.
     let grow = instances(
@@ -850,7 +857,9 @@ fn memory_is_capped_per_instance_across_all_memories_and_tables() {
     );
     assert_eq!(
         check(&grow, MIB),
-        Err(format!("memory limit of {MIB} bytes reached"))
+        Err(format!(
+            "memory limit of {MIB} bytes reached (plugins.memory_limit_bytes raises it)"
+        ))
     );
 }
 
@@ -1090,9 +1099,10 @@ async fn a_view_whose_answers_fit_every_call_budget_still_cannot_add_up_past_the
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("fat.wasm"), fixture(ROGUE_VIEW)).expect("copy");
     // 63 attributes of 1,000 bytes added to each of 300 series: within each answer's budget,
-    // some 19 MB in all.
+    // some 19 MB in all. A generous deadline, so that on a loaded machine no answer comes too
+    // late (which would leave that measurement under its own, thin, attributes).
     let host = start(&format!(
-        "{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\n\
+        "{CHUNK_RULE}\n[plugins]\ndir = \"{}\"\ncall_timeout = \"10s\"\n\
          [[views]]\nplugin = \"fat\"\ninstruments = [\"inference.chunks\"]\nconfig = {{ attributes = 63, value_len = 1000 }}\n",
         dir.path().display()
     ))
@@ -1139,4 +1149,71 @@ async fn a_view_whose_answers_fit_every_call_budget_still_cannot_add_up_past_the
     })
     .await;
     host.shutdown().await;
+}
+
+#[test]
+fn a_plugin_marked_failed_is_tried_again_after_a_cool_down_that_doubles_and_then_serves() {
+    let runtime = runtime();
+    let component = runtime.compile(&fixture(ROGUE)).expect("compiles");
+    let limits = Limits {
+        cool_down: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let plugin = ExporterPlugin::load(
+        &runtime,
+        "rogue",
+        &component,
+        settings(&[("panic_in", "encode"), ("panic_on", "boom")]),
+        limits,
+        &Stats::default(),
+    )
+    .expect("loads");
+    let boom = {
+        let registry = Registry::new(10);
+        let counter = registry
+            .instrument(descriptor("boom"), &[])
+            .expect("counter");
+        counter.record(&[], 1.0);
+        metric_batch(
+            &registry,
+            &wasmtel::sources::resource::detect(&Default::default()),
+            None,
+        )
+        .batch
+    };
+    // Fails until marked failed: five traps within the crash-loop window.
+    let fail_until_marked = || {
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while !matches!(plugin.health(), Health::Failed(_)) {
+            let _ = plugin.encode_metrics(&boom);
+            assert!(Instant::now() < give_up, "never marked failed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    fail_until_marked();
+    let refused = plugin.encode_metrics(&batch()).expect_err("resting");
+    assert!(
+        matches!(refused, CallError::CrashLoop(..)),
+        "while it rests it is not called: {refused}"
+    );
+    // Past the cool-down it is tried again on its own, and fails again: the rest doubles.
+    std::thread::sleep(Duration::from_millis(350));
+    let again = plugin
+        .encode_metrics(&boom)
+        .expect_err("tried again and trapped");
+    assert!(matches!(again, CallError::Failed(..)), "{again}");
+    fail_until_marked();
+    std::thread::sleep(Duration::from_millis(350));
+    assert!(
+        matches!(
+            plugin.encode_metrics(&batch()),
+            Err(CallError::CrashLoop(..))
+        ),
+        "the second rest is 600 ms"
+    );
+    // Once the rest is over, a batch it can encode is served, and it is running again.
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = plugin.encode_metrics(&batch()).expect("serves again");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(plugin.health(), Health::Running);
 }

@@ -91,7 +91,7 @@ impl Core {
     async fn new(config: &Config) -> Result<Self, StartError> {
         let m = &config.metrics;
         let registry = Registry::new(m.cardinality_limit)
-            .with_attribute_bytes_limit(m.attribute_bytes_limit)
+            .with_attribute_bytes_limit(m.attribute_bytes_limit())
             .with_histogram_aggregation(m.default_histogram_aggregation.unwrap_or_default())
             .with_exemplar_filter(m.exemplar_filter.unwrap_or_default())
             .with_detail(&crate::control::history::DETAILED)

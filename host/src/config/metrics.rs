@@ -12,8 +12,9 @@ use crate::model::stream::StreamView;
 /// Distinct attribute sets per instrument before new ones overflow, by default.
 pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 
-/// Bytes of distinct attribute sets per instrument before new ones overflow, by default.
-const DEFAULT_ATTRIBUTE_BYTES_LIMIT: usize = 1 << 20;
+/// Bytes of distinct attribute sets per instrument, per series of the cardinality limit, by
+/// default: 2,000 series make 1 MiB.
+const DEFAULT_BYTES_PER_SERIES: usize = 512;
 
 /// The `[metrics]` section.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -22,8 +23,9 @@ pub struct MetricsConfig {
     /// Distinct attribute sets per instrument before overflow (default 2000).
     pub cardinality_limit: usize,
     /// Bytes of distinct attribute sets (as stored) per instrument before new sets overflow
-    /// (default 1 MiB): what views add counts, so fat attribute sets cannot add up unbounded.
-    pub attribute_bytes_limit: usize,
+    /// (default 512 per series of `cardinality_limit`: 1 MiB): what views add counts, so fat
+    /// attribute sets cannot add up unbounded.
+    pub attribute_bytes_limit: Option<usize>,
     /// How histogram instruments aggregate (`explicit_bucket_histogram`, the default, or
     /// `base2_exponential_bucket_histogram`).
     pub default_histogram_aggregation: Option<HistogramAggregation>,
@@ -46,6 +48,14 @@ pub struct MetricsConfig {
 pub const DEFAULT_RECEIVED_SERIES_EXPIRY: Duration = Duration::from_secs(300);
 
 impl MetricsConfig {
+    /// The attribute byte budget of each instrument.
+    pub fn attribute_bytes_limit(&self) -> usize {
+        self.attribute_bytes_limit.unwrap_or(
+            self.cardinality_limit
+                .saturating_mul(DEFAULT_BYTES_PER_SERIES),
+        )
+    }
+
     /// How long received series may go unmeasured: `None` keeps them.
     pub fn received_expiry(&self) -> Option<Duration> {
         let expiry = self
@@ -60,7 +70,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
-            attribute_bytes_limit: DEFAULT_ATTRIBUTE_BYTES_LIMIT,
+            attribute_bytes_limit: None,
             default_histogram_aggregation: None,
             exemplar_filter: None,
             idle_series_expiry: None,

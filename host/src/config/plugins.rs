@@ -18,6 +18,10 @@ pub struct PluginsConfig {
     /// Deadline per plugin call (default 100 ms).
     #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
     pub call_timeout: Option<Duration>,
+    /// How long a plugin marked failed (5 failures within 60 s) rests before it is tried again
+    /// on its own (default 60 s, doubling while it keeps failing, at most 1 h).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub cool_down: Option<Duration>,
     /// Per-plugin configuration tables, by plugin name (`[plugins.config.statsd]`).
     pub config: BTreeMap<String, toml::Table>,
     /// Where compiled plugins are cached, keyed by content hash (default `<data_dir>/plugin-cache`;
@@ -77,6 +81,7 @@ impl Default for PluginsConfig {
             dir: "plugins".into(),
             memory_limit_bytes: 64 * 1024 * 1024,
             call_timeout: None,
+            cool_down: None,
             config: BTreeMap::new(),
             cache_dir: None,
             budgets: BTreeMap::new(),

@@ -362,7 +362,7 @@ impl Exporter {
             .into_iter()
             .flatten()
             {
-                status.failed(&error);
+                status.failed(&error, true);
             }
         }
         let own_transforms = spec

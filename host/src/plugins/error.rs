@@ -10,10 +10,10 @@ use super::catalog::CatalogError;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// The call ran past its deadline and was interrupted.
-    #[error("call exceeded its {0:?} deadline")]
+    #[error("call exceeded its {0:?} deadline (plugins.call_timeout raises it)")]
     Deadline(Duration),
     /// The instance tried to grow its memory past the cap.
-    #[error("memory limit of {0} bytes reached")]
+    #[error("memory limit of {0} bytes reached (plugins.memory_limit_bytes raises it)")]
     MemoryLimit(usize),
     /// The instance trapped (panic, unreachable, out-of-bounds access, …).
     #[error("trapped: {0}")]
@@ -196,7 +196,7 @@ mod tests {
             PluginError::from(CallError::Failed(Arc::from("p"), Failure::MemoryLimit(10)));
         assert_eq!(
             trapped.chain(),
-            "plugin `p` memory limit of 10 bytes reached"
+            "plugin `p` memory limit of 10 bytes reached (plugins.memory_limit_bytes raises it)"
         );
         let old = PluginError::from(Invalid::Contract("0.1.0".into()));
         assert_eq!(

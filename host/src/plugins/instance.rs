@@ -1,5 +1,6 @@
 //! Supervision of one plugin: a live instance, re-created with exponential backoff after a
-//! failure and marked failed after a crash loop, and the turns callers take on it.
+//! failure, marked failed after a crash loop and tried again on its own after a cool-down that
+//! doubles while it keeps failing, and the turns callers take on it.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use super::limits::{Budgets, Limits};
 use super::runtime::{PluginState, Runtime, arm, failure};
 use super::stats::{Stats, outcome};
 
-/// Failures within [`CRASH_LOOP_WINDOW`] after which a plugin is marked failed for good.
+/// Failures within [`CRASH_LOOP_WINDOW`] after which a plugin is marked failed, until its cool-down.
 pub const CRASH_LOOP_LIMIT: usize = 5;
 /// How far back failures count towards a crash loop; calls that succeed in between do not
 /// clear them (a plugin whose `encode` works and whose `classify` always fails still loops).
@@ -22,6 +23,9 @@ pub const CRASH_LOOP_WINDOW: Duration = Duration::from_secs(60);
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest re-instantiation delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest rest of a plugin marked failed: its cool-down ([`Limits::cool_down`]) doubles
+/// each time it fails again, up to this, and is back to its own once a call succeeds.
+pub const MAX_COOL_DOWN: Duration = Duration::from_secs(3600);
 
 /// The health of a supervised plugin.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -51,7 +55,9 @@ pub struct Supervised<K: PluginKind> {
     failures: std::collections::VecDeque<Instant>,
     last_failure: Option<Failure>,
     retry_at: Option<Instant>,
-    failed: Option<String>,
+    /// Why it was marked failed, and when it is tried again.
+    failed: Option<(String, Instant)>,
+    cool_down: Duration,
 }
 
 impl<K: PluginKind> std::fmt::Debug for Supervised<K> {
@@ -88,6 +94,7 @@ impl<K: PluginKind> Supervised<K> {
             last_failure: None,
             retry_at: None,
             failed: None,
+            cool_down: limits.cool_down,
         };
         let (live, info) = supervised.instantiate()?;
         supervised.live = Some(live);
@@ -127,8 +134,14 @@ impl<K: PluginKind> Supervised<K> {
         &mut self,
         f: impl FnOnce(&K::Guest, &mut Store<PluginState>) -> GuestCall<R>,
     ) -> Result<R, CallError> {
-        if let Some(reason) = &self.failed {
-            return Err(CallError::CrashLoop(self.name.clone(), reason.clone()));
+        if let Some((reason, again)) = &self.failed {
+            if Instant::now() < *again {
+                return Err(CallError::CrashLoop(self.name.clone(), reason.clone()));
+            }
+            tracing::info!(plugin = %self.name, "plugin marked failed is tried again after its cool-down");
+            self.failed = None;
+            self.failures.clear();
+            self.retry_at = None;
         }
         if self.live.is_none() {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
@@ -147,7 +160,10 @@ impl<K: PluginKind> Supervised<K> {
         };
         arm(store);
         match f(guest, store) {
-            Ok(Ok(value)) => Ok(value),
+            Ok(Ok(value)) => {
+                self.cool_down = self.limits.cool_down;
+                Ok(value)
+            }
             Ok(Err(refusal)) => Err(CallError::Plugin(self.name.clone(), refusal)),
             Err(e) => {
                 let error = CallError::Failed(self.name.clone(), failure(store, &e));
@@ -177,8 +193,10 @@ impl<K: PluginKind> Supervised<K> {
                 "{recent} failures within {}s, the last: {error}",
                 CRASH_LOOP_WINDOW.as_secs()
             );
-            tracing::error!(plugin = %self.name, "plugin marked failed: {reason}");
-            self.failed = Some(reason);
+            let rest = self.cool_down;
+            tracing::error!(plugin = %self.name, "plugin marked failed: {reason}; tried again in {rest:?}");
+            self.failed = Some((reason, now + rest));
+            self.cool_down = (rest * 2).min(MAX_COOL_DOWN);
             return;
         }
         let backoff = FIRST_BACKOFF
@@ -191,7 +209,7 @@ impl<K: PluginKind> Supervised<K> {
     /// The plugin's health.
     pub fn health(&self) -> Health {
         match (&self.failed, &self.live, &self.last_failure) {
-            (Some(reason), _, _) => Health::Failed(reason.clone()),
+            (Some((reason, _)), _, _) => Health::Failed(reason.clone()),
             (None, None, Some(f)) => Health::Restarting(f.to_string()),
             _ => Health::Running,
         }

@@ -9,6 +9,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wall-clock time one call may take (default 100 ms).
     pub call_timeout: Duration,
+    /// How long a plugin marked failed rests before it is tried again (default 60 s; doubles
+    /// while it keeps failing).
+    pub cool_down: Duration,
     /// Bounds on results and log lines.
     pub budgets: Budgets,
 }
@@ -49,12 +52,16 @@ impl From<&crate::config::Budgets> for Budgets {
     }
 }
 
+/// How long a plugin marked failed rests before it is tried again, by default.
+const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(60);
+
 impl Limits {
     /// The limits of plugin `name` under `config`.
     pub fn of(config: &crate::config::PluginsConfig, name: &str) -> Self {
         Self {
             memory_bytes: config.memory_limit_bytes,
             call_timeout: config.call_timeout(),
+            cool_down: config.cool_down.unwrap_or(DEFAULT_COOL_DOWN),
             budgets: Budgets::from(&config.budgets(name)),
         }
     }
@@ -65,6 +72,7 @@ impl Default for Limits {
         Self {
             memory_bytes: 64 * 1024 * 1024,
             call_timeout: Duration::from_millis(100),
+            cool_down: DEFAULT_COOL_DOWN,
             budgets: Budgets::from(&crate::config::Budgets::default()),
         }
     }

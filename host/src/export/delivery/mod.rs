@@ -219,6 +219,9 @@ struct Flight<T> {
     rejected: u64,
     message: Option<String>,
     refused: Option<String>,
+    /// Whether it was refused because it could not be encoded (its plugin failed), which
+    /// the backend had no part in and which does not pause the integration.
+    unencoded: bool,
 }
 
 impl<T> Flight<T> {
@@ -232,6 +235,7 @@ impl<T> Flight<T> {
             rejected: 0,
             message: None,
             refused: None,
+            unencoded: false,
         }
     }
 
@@ -335,7 +339,7 @@ impl<T: Clone + Weight + Send + Sync + 'static> Delivery<T> {
                     return Landing::Done;
                 }
                 Step::Failed(reason) => {
-                    self.failed(&reason);
+                    self.failed(&reason, true);
                     if f.delivered == 0 {
                         let back = f.segments.into_iter().flat_map(|s| s.items).collect();
                         self.queue.finish(f.taken, f.items.0, f.items.1, back);
@@ -381,11 +385,13 @@ impl<T: Clone + Weight + Send + Sync + 'static> Delivery<T> {
                 Ok((items, Err(reason))) => {
                     segment.items = items;
                     segment.refused = true;
+                    f.unencoded = true;
                     f.refused = Some(format!("encoding failed: {reason}"));
                     f.segment_done();
                 }
                 Err(_) => {
                     segment.refused = true;
+                    f.unencoded = true;
                     f.refused = Some("encoding failed: the encoder panicked".into());
                     f.segment_done();
                 }
@@ -467,7 +473,7 @@ impl<T: Clone + Weight + Send + Sync + 'static> Delivery<T> {
             Some(reason) => {
                 tracing::warn!(integration = %self.integration, signal = self.signal.as_str(),
                     "export refused: {}", crate::redact::clean(&reason, 1024));
-                self.failed(&reason);
+                self.failed(&reason, !f.unencoded);
             }
             None => {
                 if f.rejected > 0 {
@@ -486,9 +492,9 @@ impl<T: Clone + Weight + Send + Sync + 'static> Delivery<T> {
         }
     }
 
-    /// Counts a failed export.
-    fn failed(&self, error: &str) {
-        let state = self.status.failed(error);
+    /// Counts a failed export; one the backend had a part in (`pauses`) counts towards pausing.
+    fn failed(&self, error: &str, pauses: bool) {
+        let state = self.status.failed(error, pauses);
         self.telemetry
             .export_batch(&self.integration, self.signal, false);
         self.telemetry

@@ -180,14 +180,17 @@ impl Status {
         })
     }
 
-    /// An export was given up on; the [`PAUSE_AFTER`]th in a row pauses the integration.
-    pub fn failed(&self, error: &str) -> State {
+    /// An export was given up on; the [`PAUSE_AFTER`]th in a row that `pauses` pauses the
+    /// integration (one its plugin could not encode does not: the backend had no part in it).
+    pub fn failed(&self, error: &str, pauses: bool) -> State {
         self.update(|s| {
             s.failed += 1;
-            s.consecutive_failures += 1;
+            s.consecutive_failures += u32::from(pauses);
             let error = outside(error);
             s.last_error = Some(error.clone());
-            if s.consecutive_failures >= PAUSE_AFTER {
+            if s.state == State::Paused {
+                // Stays paused until resumed.
+            } else if s.consecutive_failures >= PAUSE_AFTER {
                 s.state = State::Paused;
                 s.paused_reason = Some(format!(
                     "paused after {} consecutive failed exports; last error: {error}",
@@ -252,19 +255,31 @@ mod tests {
     }
 
     #[test]
+    fn failures_the_backend_had_no_part_in_never_pause() {
+        let s = Status::default();
+        for _ in 0..PAUSE_AFTER * 3 {
+            assert_eq!(
+                s.failed("encoding failed: plugin `p` is marked failed", false),
+                State::Degraded
+            );
+        }
+        assert_eq!(s.snapshot().failed, u64::from(PAUSE_AFTER) * 3);
+    }
+
+    #[test]
     fn pauses_after_ten_failures_in_a_row_and_resumes() {
         let s = Status::default();
         for _ in 1..PAUSE_AFTER {
-            assert_eq!(s.failed("HTTP 503"), State::Degraded);
+            assert_eq!(s.failed("HTTP 503", true), State::Degraded);
         }
         assert_eq!(
             s.delivered(true, 2, Some("bad point".into())),
             State::Connected
         );
         for _ in 1..PAUSE_AFTER {
-            s.failed("HTTP 503");
+            s.failed("HTTP 503", true);
         }
-        assert_eq!(s.failed("HTTP 503"), State::Paused);
+        assert_eq!(s.failed("HTTP 503", true), State::Paused);
         let snap = s.snapshot();
         assert_eq!(
             snap.paused_reason.as_deref(),
