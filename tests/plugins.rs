@@ -1685,6 +1685,86 @@ async fn example_delivers(dir: &std::path::Path, name: &str) {
     host.shutdown().await;
 }
 
+/// Runs the example exporter `name` (built into `dir`) with the default plugin settings on a
+/// collection of 20,000 series every 2 s: every collection is delivered whole, nothing is
+/// refused or dropped, the plugin never fails.
+async fn example_keeps_up_with_20000_series(dir: &std::path::Path, name: &str) {
+    let (addr, seen) = http_sink().await;
+    let host = start(&format!(
+        "[derive]\nrule_set = \"none\"\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"{name}\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"2s\"\n",
+        dir.display()
+    ))
+    .await;
+    // Ten gauges of 2,000 series each, as an application would send them.
+    let metrics: Vec<serde_json::Value> = (0..10)
+        .map(|m| {
+            let points: Vec<serde_json::Value> = (0..2000)
+                .map(|i| {
+                    json!({"asDouble": f64::from(i), "attributes": [
+                        {"key": "series", "value": {"stringValue": format!("s-{i:04}")}}]})
+                })
+                .collect();
+            json!({"name": format!("load_{m}"), "gauge": {"dataPoints": points}})
+        })
+        .collect();
+    let request = json!({"resourceMetrics": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "load"}}]},
+        "scopeMetrics": [{"metrics": metrics}]}]});
+    let (status, _, body) = wasmtel_tests::post(
+        host.intake_addr(),
+        "/v1/metrics",
+        Some("application/json"),
+        request.to_string().into_bytes(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let lines = || -> usize {
+        let seen = seen.lock().expect("seen");
+        seen.iter()
+            .map(|(_, _, body)| body.lines().filter(|l| l.starts_with("load_")).count())
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while lines() < 3 * 20_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: {} of three collections' lines arrived",
+            lines()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    host.collect_now().await;
+    let r = host
+        .integrations()
+        .into_iter()
+        .find(|r| r.signal == "metrics")
+        .expect("the metrics report");
+    assert_eq!((r.items.refused, r.items.dropped), (0, 0), "{name}: {r:?}");
+    assert_eq!(
+        lines() % 20_000,
+        0,
+        "{name}: only whole collections arrived"
+    );
+    let row = host
+        .plugin_health()
+        .into_iter()
+        .find(|row| row.plugin == name)
+        .expect("listed");
+    assert_eq!(
+        row.stats.calls.get("failed"),
+        None,
+        "{name}: {:?}",
+        row.stats.calls
+    );
+    eprintln!(
+        "{name}: 20,000 series every 2 s: mean call {:.1} ms, memory {:.1} MiB",
+        row.stats.mean_call_seconds * 1e3,
+        row.stats.memory_bytes as f64 / 1048576.0
+    );
+    host.shutdown().await;
+}
+
 /// Uploads the example exporter `name` (built into `dir`) as a tenant's plugin, runs it in an
 /// integration of that tenant and checks the tenant's own data reaches a real HTTP receiver.
 async fn example_uploaded_by_a_tenant(dir: &std::path::Path, name: &str) {
@@ -1776,6 +1856,7 @@ async fn the_python_exporter_delivers_through_a_running_host() {
     if let Some(dir) = build_example("componentize-py", &args, name, name) {
         example_delivers(&dir, name).await;
         example_uploaded_by_a_tenant(&dir, name).await;
+        example_keeps_up_with_20000_series(&dir, name).await;
     }
 }
 
@@ -1798,5 +1879,6 @@ async fn the_javascript_exporter_delivers_through_a_running_host() {
     if let Some(dir) = build_example("componentize-js", &args, name, name) {
         example_delivers(&dir, name).await;
         example_uploaded_by_a_tenant(&dir, name).await;
+        example_keeps_up_with_20000_series(&dir, name).await;
     }
 }

@@ -1,7 +1,9 @@
 //! An exporter plugin as an integration runs it: the version serving now (hot-reloaded), the
 //! temporality it asked for, and the calls that turn host data into its requests.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::delivery::EncodeError;
 use super::transport::Request;
@@ -9,11 +11,19 @@ use crate::metrics::{DeltaTrackers, Producer};
 use crate::model::Signal;
 use crate::model::log::Record;
 use crate::model::metric::TemporalityPreference;
-use crate::plugins::batch::{keep_points, point_count};
+use crate::plugins::batch::{Interner, compact, keep_points, point_count};
 use crate::plugins::bindings::encoder::{Outcome, Response, Signals};
 use crate::plugins::bindings::types::{MetricBatch, Temporality};
 use crate::plugins::convert::{self, Collected, metric_batch_where};
-use crate::plugins::{Encoder, ExporterPlugin, Health, PluginSet, Reloadable, Slot, Transforms};
+use crate::plugins::{
+    CallError, Encoder, ExporterPlugin, Health, PluginSet, Reloadable, Slot, Transforms,
+};
+
+/// Points in one metric call at first: what Python and JavaScript runtimes encode well within
+/// the default deadline (100 ms) and memory cap (64 MiB); each call's cost then tunes it.
+pub const FIRST_CALL_POINTS: usize = 2_000;
+/// The fewest and the most points one metric call is given.
+const CALL_POINTS: (usize, usize) = (100, 1 << 20);
 
 /// The exporter plugin of one integration.
 #[derive(Debug)]
@@ -22,6 +32,8 @@ pub struct PluginSlot {
     set: Arc<PluginSet>,
     /// Delta state, while the plugin serving asks for deltas.
     delta: Mutex<Option<DeltaTrackers>>,
+    /// Points per metric call, learned from the plugin's calls.
+    call_points: AtomicUsize,
 }
 
 impl PluginSlot {
@@ -32,6 +44,7 @@ impl PluginSlot {
             slot,
             set,
             delta: Mutex::new(None),
+            call_points: AtomicUsize::new(FIRST_CALL_POINTS),
         }
     }
 
@@ -97,15 +110,54 @@ impl PluginSlot {
         collect_transformed(producers, transforms, delta.as_mut(), keep)
     }
 
-    /// Encodes metric batches into the plugin's requests.
+    /// Encodes metric batches into the plugin's requests, each in calls of as many points as
+    /// fit a quarter of the plugin's deadline and its memory cap, as its earlier calls measured.
     pub fn encode_metrics(&self, collections: &[Collected]) -> Result<Vec<Request>, EncodeError> {
         let plugin = self.current().ok_or(EncodeError::Unloaded)?;
         let mut out = Vec::new();
         for c in collections {
-            let encoded = plugin.encode_metrics(&c.batch)?;
-            out.extend(encoded.into_iter().map(Request::from));
+            let size = self.call_points.load(Ordering::Relaxed);
+            let parts = chunks(&c.batch, size);
+            for batch in parts.as_deref().unwrap_or(std::slice::from_ref(&c.batch)) {
+                let started = Instant::now();
+                let encoded = plugin.encode_metrics(batch);
+                let failed = matches!(encoded, Err(CallError::Failed(..)));
+                self.learn(&plugin, points(batch), started.elapsed(), failed);
+                out.extend(encoded?.into_iter().map(Request::from));
+            }
         }
         Ok(out)
+    }
+
+    /// Tunes the points per call from one call of `points` that took `took`: towards what
+    /// fits a quarter of the deadline at that cost, never growing while the instance holds
+    /// over half its memory cap, halved past three quarters, and quartered after a failure.
+    fn learn(&self, plugin: &ExporterPlugin, points: usize, took: Duration, failed: bool) {
+        let now = self.call_points.load(Ordering::Relaxed);
+        let (used, cap) = plugin.memory();
+        let next = if failed {
+            now / 4
+        } else if used > cap / 4 * 3 {
+            now / 2
+        } else if points < now / 2 {
+            // A small batch says little about the cost of a full call.
+            now
+        } else {
+            let per_point = took.as_secs_f64() / points.max(1) as f64;
+            let fits = (plugin.call_timeout().as_secs_f64() / 4.0 / per_point.max(1e-9)) as usize;
+            let fits = if used > cap / 2 { fits.min(now) } else { fits };
+            now / 2 + fits / 2
+        };
+        let next = next.clamp(CALL_POINTS.0, CALL_POINTS.1);
+        if next != now {
+            tracing::debug!(plugin = %self.plugin(), "metric calls now take up to {next} points");
+            self.call_points.store(next, Ordering::Relaxed);
+        }
+    }
+
+    /// Points per metric call now.
+    pub fn call_points(&self) -> usize {
+        self.call_points.load(Ordering::Relaxed)
     }
 
     /// Encodes log records, after the transforms, into the plugin's requests.
@@ -161,6 +213,55 @@ pub fn collect_transformed(
     (!out.is_empty()).then_some(out)
 }
 
+/// A batch in parts of at most `size` points each, in order, each part's table holding only
+/// what it refers to; a batch within `size` stays whole (and is not copied: `None`).
+fn chunks(batch: &MetricBatch, size: usize) -> Option<Vec<MetricBatch>> {
+    if points(batch) <= size {
+        return None;
+    }
+    let size = size.max(1);
+    let empty = || MetricBatch {
+        table: Interner::new().finish(),
+        resource: batch.resource,
+        scopes: batch.scopes.clone(),
+        metrics: Vec::new(),
+    };
+    let (mut parts, mut part, mut room) = (Vec::new(), empty(), size);
+    for metric in &batch.metrics {
+        let n = point_count(&metric.points);
+        if n <= room {
+            part.metrics.push(metric.clone());
+            room -= n;
+        } else {
+            let mut from = 0;
+            while from < n {
+                let take = (n - from).min(room);
+                let keep: Vec<bool> = (0..n).map(|i| (from..from + take).contains(&i)).collect();
+                let mut piece = metric.clone();
+                keep_points(&mut piece, &keep);
+                part.metrics.push(piece);
+                from += take;
+                room -= take;
+                if room == 0 && from < n {
+                    parts.push(std::mem::replace(&mut part, empty()));
+                    room = size;
+                }
+            }
+        }
+        if room == 0 {
+            parts.push(std::mem::replace(&mut part, empty()));
+            room = size;
+        }
+    }
+    if !part.metrics.is_empty() {
+        parts.push(part);
+    }
+    for part in &mut parts {
+        compact(part, &batch.table);
+    }
+    Some(parts)
+}
+
 /// Splits metric collections in two: the list halved, or the one batch's points halved (its
 /// scopes, and so their schema URLs, in both halves).
 pub fn split_batches(batches: &[Collected]) -> Option<(Vec<Collected>, Vec<Collected>)> {
@@ -182,8 +283,17 @@ pub fn split_batches(batches: &[Collected]) -> Option<(Vec<Collected>, Vec<Colle
 
 /// One batch as two, each with about half of its points; `None` for a single point.
 fn split_batch(batch: &MetricBatch) -> Option<(MetricBatch, MetricBatch)> {
-    let total: usize = batch.metrics.iter().map(|m| point_count(&m.points)).sum();
-    if total < 2 {
+    split_batch_at(batch, points(batch) / 2)
+}
+
+/// The points of a batch.
+fn points(batch: &MetricBatch) -> usize {
+    batch.metrics.iter().map(|m| point_count(&m.points)).sum()
+}
+
+/// One batch as two: its first `at` points and the rest; `None` unless both hold some.
+fn split_batch_at(batch: &MetricBatch, at: usize) -> Option<(MetricBatch, MetricBatch)> {
+    if at == 0 || points(batch) <= at {
         return None;
     }
     let (mut first, mut second) = (batch.clone(), batch.clone());
@@ -192,7 +302,7 @@ fn split_batch(batch: &MetricBatch) -> Option<(MetricBatch, MetricBatch)> {
     let mut taken = 0;
     for metric in &batch.metrics {
         let n = point_count(&metric.points);
-        let room = (total / 2).saturating_sub(taken);
+        let room = at.saturating_sub(taken);
         taken += n;
         if room >= n {
             first.metrics.push(metric.clone());
@@ -209,4 +319,90 @@ fn split_batch(batch: &MetricBatch) -> Option<(MetricBatch, MetricBatch)> {
         }
     }
     Some((first, second))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Descriptor, Registry};
+    use crate::model::attributes::ValueRef;
+    use crate::model::metric::InstrumentKind;
+    use crate::plugins::bindings::types::{Points, Value};
+
+    /// Every point of a batch as (metric name, attributes, value), read through its table.
+    fn read(batch: &MetricBatch) -> Vec<(String, Vec<(String, String)>, f64)> {
+        let t = &batch.table;
+        let mut out = Vec::new();
+        for m in &batch.metrics {
+            if let Points::Sum(points) = &m.points {
+                for p in points {
+                    let attrs = t
+                        .set(p.attributes)
+                        .map(|(k, v)| match v {
+                            Value::String(s) => (k.to_owned(), s.clone()),
+                            other => (k.to_owned(), format!("{other:?}")),
+                        })
+                        .collect();
+                    out.push((t.string(m.name).to_owned(), attrs, p.value));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_is_cut_into_parts_of_so_many_points_each_with_only_its_own_table() {
+        let registry = Registry::new(100);
+        for (name, n) in [("a", 3), ("b", 4)] {
+            let d = Descriptor {
+                name: name.into(),
+                unit: String::new(),
+                description: String::new(),
+                kind: InstrumentKind::Counter,
+                scope: "test".into(),
+            };
+            let counter = registry.instrument(d, &[]).expect("counter");
+            for i in 0..n {
+                let user = format!("{name}-user-{i}");
+                counter.record(&[("user", ValueRef::Str(&user))], f64::from(i + 1));
+            }
+        }
+        let resource = crate::sources::resource::detect(&Default::default());
+        let batch = crate::plugins::convert::metric_batch(&registry, &resource, None).batch;
+        assert!(
+            chunks(&batch, 7).is_none(),
+            "a batch within the size stays whole"
+        );
+        let parts = chunks(&batch, 3).expect("cut");
+        let sizes: Vec<usize> = parts.iter().map(points).collect();
+        assert_eq!(sizes, vec![3, 3, 1]);
+        let mut whole = read(&batch);
+        let mut joined: Vec<_> = parts.iter().flat_map(read).collect();
+        whole.sort_by(|x, y| x.partial_cmp(y).expect("ordered"));
+        joined.sort_by(|x, y| x.partial_cmp(y).expect("ordered"));
+        assert_eq!(
+            joined, whole,
+            "every point once, with its name and attributes"
+        );
+        // The last part's table holds its one user, not the other six.
+        let users = |b: &MetricBatch| {
+            b.table
+                .strings
+                .iter()
+                .filter(|s| s.contains("-user-"))
+                .count()
+        };
+        assert_eq!(users(&batch), 0, "users are values, not strings");
+        let values = |b: &MetricBatch| {
+            b.table
+                .values
+                .iter()
+                .filter(|v| matches!(v, Value::String(s) if s.contains("-user-")))
+                .count()
+        };
+        assert_eq!(values(&batch), 7);
+        assert_eq!(values(&parts[2]), 1);
+        let resource_attrs = |b: &MetricBatch| b.table.set(b.resource.attributes).count();
+        assert_eq!(resource_attrs(&parts[2]), resource_attrs(&batch));
+    }
 }

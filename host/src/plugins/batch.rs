@@ -308,6 +308,98 @@ pub fn point_count(points: &Points) -> usize {
     }
 }
 
+/// Gives `batch`, whose indices refer to `table`, a table of only what it refers to: a part of
+/// a larger batch crosses into a plugin without the strings and sets of the other parts.
+pub fn compact(batch: &mut MetricBatch, table: &Table) {
+    /// The old table and the new, with where each old string and set went.
+    struct Rebuild<'t> {
+        old: &'t Table,
+        new: Interner,
+        strings: Vec<Option<u32>>,
+        sets: Vec<Option<u32>>,
+    }
+    impl Rebuild<'_> {
+        fn string(&mut self, i: u32) -> u32 {
+            if let Some(Some(n)) = self.strings.get(i as usize) {
+                return *n;
+            }
+            let text = self.old.strings.get(i as usize).map_or("", String::as_str);
+            let n = self.new.string(text);
+            if let Some(slot) = self.strings.get_mut(i as usize) {
+                *slot = Some(n);
+            }
+            n
+        }
+        fn set(&mut self, i: u32) -> u32 {
+            if let Some(Some(n)) = self.sets.get(i as usize) {
+                return *n;
+            }
+            let span = self
+                .old
+                .sets
+                .get(i as usize)
+                .copied()
+                .unwrap_or(Span { start: 0, len: 0 });
+            let (start, len) = (span.start as usize, span.len as usize);
+            let attributes: Vec<Attribute> = (start..start + len)
+                .filter_map(|a| self.old.attributes.get(a).copied())
+                .collect();
+            let pairs: Vec<(u32, u32)> = attributes
+                .into_iter()
+                .map(|a| {
+                    let value = self.old.values.get(a.value as usize).cloned();
+                    let value = value.unwrap_or(Value::String(String::new()));
+                    (self.string(a.key), self.new.value(value))
+                })
+                .collect();
+            let n = self.new.set_of(pairs.into_iter());
+            if let Some(slot) = self.sets.get_mut(i as usize) {
+                *slot = Some(n);
+            }
+            n
+        }
+    }
+    let mut r = Rebuild {
+        strings: vec![None; table.strings.len()],
+        sets: vec![None; table.sets.len()],
+        old: table,
+        new: Interner::new(),
+    };
+    batch.resource.attributes = r.set(batch.resource.attributes);
+    batch.resource.schema_url = r.string(batch.resource.schema_url);
+    for scope in &mut batch.scopes {
+        scope.name = r.string(scope.name);
+        scope.version = r.string(scope.version);
+        scope.attributes = r.set(scope.attributes);
+    }
+    for metric in &mut batch.metrics {
+        metric.name = r.string(metric.name);
+        metric.description = r.string(metric.description);
+        metric.unit = r.string(metric.unit);
+        match &mut metric.points {
+            Points::Gauge(points) | Points::Sum(points) => {
+                points
+                    .iter_mut()
+                    .for_each(|p| p.attributes = r.set(p.attributes));
+            }
+            Points::Histogram(points) => {
+                points
+                    .iter_mut()
+                    .for_each(|p| p.attributes = r.set(p.attributes));
+            }
+            Points::ExponentialHistogram(points) => {
+                points
+                    .iter_mut()
+                    .for_each(|p| p.attributes = r.set(p.attributes));
+            }
+        }
+        for e in &mut metric.exemplars {
+            e.filtered_attributes = r.set(e.filtered_attributes);
+        }
+    }
+    batch.table = r.new.finish();
+}
+
 /// Keeps the points whose flag in `keep` is set.
 pub fn retain_points(points: &mut Points, keep: &[bool]) {
     fn retain<T>(list: &mut Vec<T>, keep: &[bool]) {

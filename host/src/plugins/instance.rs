@@ -225,6 +225,8 @@ pub struct Shared<K: PluginKind> {
     freed: Condvar,
     health: Mutex<Health>,
     running: std::sync::atomic::AtomicBool,
+    /// Bytes the instance held after the last call.
+    memory: std::sync::atomic::AtomicUsize,
     limits: Limits,
     stats: Stats,
 }
@@ -243,6 +245,7 @@ impl<K: PluginKind> From<Supervised<K>> for Shared<K> {
         Self {
             running: std::sync::atomic::AtomicBool::new(supervised.health() == Health::Running),
             health: Mutex::new(supervised.health()),
+            memory: std::sync::atomic::AtomicUsize::new(supervised.memory()),
             limits: supervised.limits,
             stats: supervised.stats.clone(),
             name: supervised.name.clone(),
@@ -300,6 +303,12 @@ impl<K: PluginKind> Shared<K> {
         self.limits.call_timeout
     }
 
+    /// The bytes the instance held after the last call, and its memory cap.
+    pub fn memory(&self) -> (usize, usize) {
+        let used = self.memory.load(std::sync::atomic::Ordering::Relaxed);
+        (used, self.limits.memory_bytes)
+    }
+
     /// Calls `function` of the instance (`f` makes the call), as [`Supervised::call`] does,
     /// waiting as long as it takes for the calls before it (each bounded by the deadline).
     pub fn call<R>(
@@ -344,7 +353,10 @@ impl<K: PluginKind> Shared<K> {
             .unwrap_or_else(PoisonError::into_inner);
         let _span = tracing::trace_span!("plugin call", plugin = %self.name, function).entered();
         let result = supervised.call(f);
-        self.stats.memory(&self.name, supervised.memory());
+        let memory = supervised.memory();
+        self.stats.memory(&self.name, memory);
+        self.memory
+            .store(memory, std::sync::atomic::Ordering::Relaxed);
         // A call that succeeds on a running instance leaves its health as it was.
         if result.is_err() || !self.running.load(std::sync::atomic::Ordering::Relaxed) {
             let health = supervised.health();

@@ -69,6 +69,16 @@ impl<K: PluginKind> Plugin<K> {
         self.instance.health()
     }
 
+    /// Its deadline per call.
+    pub fn call_timeout(&self) -> std::time::Duration {
+        self.instance.call_timeout()
+    }
+
+    /// The bytes its instance held after its last call, and its memory cap.
+    pub fn memory(&self) -> (usize, usize) {
+        self.instance.memory()
+    }
+
     /// Its supervised instance, for the kind's calls.
     pub(super) fn instance(&self) -> &Shared<K> {
         &self.instance
