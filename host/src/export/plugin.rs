@@ -329,8 +329,11 @@ mod tests {
     use crate::model::metric::InstrumentKind;
     use crate::plugins::bindings::types::{Points, Value};
 
-    /// Every point of a batch as (metric name, attributes, value), read through its table.
-    fn read(batch: &MetricBatch) -> Vec<(String, Vec<(String, String)>, f64)> {
+    /// One point as read through its batch's table: metric name, attributes, value.
+    type Read = (String, Vec<(String, String)>, f64);
+
+    /// Every point of a batch, read through its table.
+    fn read(batch: &MetricBatch) -> Vec<Read> {
         let t = &batch.table;
         let mut out = Vec::new();
         for m in &batch.metrics {
