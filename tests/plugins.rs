@@ -1615,11 +1615,23 @@ fn build_example(
     example: &str,
     name: &str,
 ) -> Option<std::path::PathBuf> {
-    let dir = tempfile_dir();
-    let out = dir.join(format!("{name}.wasm"));
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")
         .join(example);
+    build_from(tool, args, &source, name)
+}
+
+/// Builds the project in `source` with `tool` into a temporary directory as `<name>.wasm`, as
+/// [`build_example`] does.
+fn build_from(
+    tool: &str,
+    args: &[&str],
+    source: &std::path::Path,
+    name: &str,
+) -> Option<std::path::PathBuf> {
+    let example = source.display();
+    let dir = tempfile_dir();
+    let out = dir.join(format!("{name}.wasm"));
     let built = std::process::Command::new(tool)
         .current_dir(&source)
         .args(args)
@@ -1634,6 +1646,53 @@ fn build_example(
         }
         Err(e) => panic!("{tool} is required in CI: {e}"),
     }
+}
+
+#[test]
+fn a_python_exception_is_named_first_with_the_file_and_line_it_came_from() {
+    // The Python example with a bug two calls deep.
+    let source = tempfile_dir();
+    let app = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/python-exporter/app.py"
+    ))
+    .expect("app.py");
+    let app = app.replacen(
+        "        t = batch.table",
+        "        helper(batch)\n        t = batch.table",
+        1,
+    ) + "\n\ndef helper(batch):\n    return deeper(batch)\n\n\ndef deeper(batch):\n    raise ValueError(\"no metric named x\")\n";
+    std::fs::write(source.join("app.py"), app).expect("write");
+    let wit = wit_dir();
+    let args = ["-d", &wit, "-w", "exporter", "componentize", "app", "-o"];
+    let Some(dir) = build_from("componentize-py", &args, &source, "buggy") else {
+        return;
+    };
+    let runtime = wasmtel::plugins::Runtime::shared().expect("runtime");
+    let bytes = std::fs::read(dir.join("buggy.wasm")).expect("built");
+    let component = runtime.compile(&bytes).expect("compiles");
+    let plugin = wasmtel::plugins::ExporterPlugin::load(
+        &runtime,
+        "buggy",
+        &component,
+        Vec::new(),
+        wasmtel::plugins::Limits::default(),
+        &wasmtel::plugins::Stats::default(),
+    )
+    .expect("loads");
+    let registry = wasmtel::metrics::Registry::new(10);
+    let resource = wasmtel::sources::resource::detect(&Default::default());
+    let error = plugin
+        .encode_metrics(&metric_batch(&registry, &resource, None).batch)
+        .expect_err("raises")
+        .to_string();
+    assert!(
+        error.starts_with("plugin `buggy` trapped: ValueError: no metric named x (at app.py:")
+            && error.contains(" in deeper < app.py:")
+            && error.contains(" in helper < app.py:")
+            && error.contains(" in encode_metrics); wasm trap:"),
+        "{error}"
+    );
 }
 
 /// The WIT directory, for the tools that build examples.

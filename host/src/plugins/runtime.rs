@@ -67,6 +67,8 @@ pub const GRANTED: &[(&str, &str)] = &[
 
 /// How many bytes of a plugin's stderr are kept to explain a crash.
 pub const STDERR_TAIL: usize = 4096;
+/// The frames of a Python traceback a trap message keeps.
+const PYTHON_FRAMES: usize = 3;
 
 /// Caps an instance's memories and tables together, and records that the cap was hit, so the
 /// failure can be named.
@@ -384,7 +386,10 @@ pub fn failure(store: &Store<PluginState>, error: &wasmtime::Error) -> Failure {
             text.push_str(&format!(" (in {})", frames.join(" < ")));
         }
     }
-    if let Some(said) = state.stderr.last_words() {
+    if let Some(exception) = state.stderr.python_exception() {
+        // What the author wrote comes first: the exception and where it was raised.
+        text = format!("{exception}; {text}");
+    } else if let Some(said) = state.stderr.last_words() {
         text.push_str(&format!("; the plugin said: {said}"));
     }
     Failure::Trap(crate::redact::escape(&text, 1024))
@@ -447,37 +452,61 @@ impl StderrTail {
         tail.drain(..excess);
     }
 
-    /// What the plugin last wrote (from its last panic message on, if any), on one line
-    /// without the backtrace hint; when a Python runtime panicked over an exception, the
-    /// exception (the last line of the traceback it printed) comes first.
-    fn last_words(&self) -> Option<String> {
+    /// The tail as text.
+    fn text(&self) -> String {
         let tail = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let text = String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned();
+        String::from_utf8_lossy(&tail.iter().copied().collect::<Vec<u8>>()).into_owned()
+    }
+
+    /// What the plugin last wrote (from its last panic message on, if any), on one line
+    /// without the backtrace hint.
+    fn last_words(&self) -> Option<String> {
+        let text = self.text();
         let from = text.rfind("panicked at").unwrap_or(0);
-        let before = &text[..from];
-        let exception = before
-            .contains("Traceback (most recent call last):")
-            .then(|| {
-                before
-                    .lines()
-                    .rev()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty() && !l.starts_with("thread '"))
-            })
-            .flatten();
-        let said: Vec<&str> = exception
-            .into_iter()
-            .chain(
-                text[from..]
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE")),
-            )
+        let said: Vec<&str> = text[from..]
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
             .collect();
         (!said.is_empty()).then(|| said.join(" "))
+    }
+
+    /// The last Python exception the plugin printed, on one line: the exception, then where
+    /// it was raised — the innermost [`PYTHON_FRAMES`] frames of its traceback, innermost
+    /// first, as `file:line in function`.
+    fn python_exception(&self) -> Option<String> {
+        let text = self.text();
+        let start = text.rfind("Traceback (most recent call last):")?;
+        let traceback = &text[start..];
+        let end = traceback.find("panicked at").unwrap_or(traceback.len());
+        let lines: Vec<&str> = traceback[..end]
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("thread '"))
+            .collect();
+        let exception = lines
+            .iter()
+            .rev()
+            .find(|l| !l.starts_with("File \"") && !l.starts_with("Traceback"))?;
+        let frames: Vec<String> = lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("File \""))
+            .filter_map(|l| {
+                let (file, rest) = l.split_once("\", line ")?;
+                let (line, function) = rest.split_once(", in ").unwrap_or((rest, "?"));
+                let file = file.rsplit('/').next().unwrap_or(file);
+                Some(format!("{file}:{line} in {function}"))
+            })
+            .rev()
+            .take(PYTHON_FRAMES)
+            .collect();
+        Some(match frames.is_empty() {
+            true => (*exception).to_owned(),
+            false => format!("{exception} (at {})", frames.join(" < ")),
+        })
     }
 }
 
@@ -522,19 +551,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn last_words_name_the_panic_and_a_python_exception_before_it() {
+    fn last_words_name_the_panic_and_a_python_exception_comes_first_with_its_frames() {
         let rust = StderrTail::default();
         rust.append(b"some log line\nthread '<unnamed>' (1) panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n");
         assert_eq!(
             rust.last_words().as_deref(),
             Some("panicked at src/lib.rs:3:5: boom")
         );
+        assert_eq!(rust.python_exception(), None);
         let python = StderrTail::default();
-        python.append(b"Traceback (most recent call last):\n  File \"/0/app.py\", line 14, in encode_metrics\nAttributeError: 'Encoder' object has no attribute 'path'\n\nthread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\nPython function threw an unexpected exception\n");
+        python.append(b"Traceback (most recent call last):\n  File \"/0/app.py\", line 14, in encode_metrics\n    helper(batch)\n  File \"/0/app.py\", line 31, in helper\n    return deeper(batch)\n  File \"/0/lib/util.py\", line 35, in deeper\n    raise ValueError(\"no such metric\")\nValueError: no such metric\n\nthread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\nPython function threw an unexpected exception\n");
         assert_eq!(
-            python.last_words().as_deref(),
+            python.python_exception().as_deref(),
             Some(
-                "AttributeError: 'Encoder' object has no attribute 'path' panicked at runtime/src/lib.rs:1293:29: Python function threw an unexpected exception"
+                "ValueError: no such metric (at util.py:35 in deeper < app.py:31 in helper < app.py:14 in encode_metrics)"
             )
         );
     }
