@@ -1633,7 +1633,7 @@ fn build_from(
     let dir = tempfile_dir();
     let out = dir.join(format!("{name}.wasm"));
     let built = std::process::Command::new(tool)
-        .current_dir(&source)
+        .current_dir(source)
         .args(args)
         .arg(&out)
         .output();
