@@ -101,11 +101,10 @@ fn queues(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("dir");
     let durable = |name: &str, fsync| {
         Queue::durable(
-            usize::MAX,
-            usize::MAX,
+            (usize::MAX, usize::MAX),
             OnFull::Reject,
             &dir.path().join(name),
-            fsync,
+            (fsync, u64::MAX),
         )
         .expect("journal")
         .0

@@ -51,6 +51,9 @@ pub struct DeliveryConfig {
     /// acknowledged), `never` (the kernel decides; safe against a crash of the process, not
     /// of the machine), or a period such as `"1s"`.
     pub fsync: Option<Fsync>,
+    /// The most bytes a disk queue's journal takes (default 1 GiB): records past what memory
+    /// holds wait there; past it the `on_full` rule applies.
+    pub max_disk_bytes: Option<u64>,
     /// How failed requests are retried.
     pub retry: RetryConfig,
 }
@@ -122,6 +125,7 @@ impl DeliveryConfig {
             udp_spread: self.udp_spread.or(defaults.udp_spread),
             queue: self.queue.or(defaults.queue),
             fsync: self.fsync.or(defaults.fsync),
+            max_disk_bytes: self.max_disk_bytes.or(defaults.max_disk_bytes),
             retry: RetryConfig {
                 max_retries: self.retry.max_retries.or(defaults.retry.max_retries),
                 initial_backoff: self

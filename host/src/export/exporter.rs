@@ -186,10 +186,13 @@ fn logs_queue(
         })
         .collect();
     let dir = ctx.data_dir.join("queue").join(id).join("logs");
-    let (queue, replayed) = Queue::durable(items, bytes, ctx.on_full, &dir, settings.fsync)
-        .map_err(|source| BuildError::DiskQueue {
-            dir: dir.clone(),
-            source,
+    let disk = (settings.fsync, settings.max_disk_bytes);
+    let (queue, replayed) =
+        Queue::durable((items, bytes), ctx.on_full, &dir, disk).map_err(|source| {
+            BuildError::DiskQueue {
+                dir: dir.clone(),
+                source,
+            }
         })?;
     if replayed.items > 0 || replayed.skipped_bytes > 0 {
         tracing::info!(
@@ -651,6 +654,7 @@ impl Exporter {
             .map(|c| {
                 let disk = c.replayed.map(|replayed| DiskQueue {
                     bytes: c.queue.disk_bytes(),
+                    spilled: c.queue.spilled(),
                     replayed,
                 });
                 report(c.signal, &c.status, c.queue.counts(), disk)

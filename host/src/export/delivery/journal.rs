@@ -1,11 +1,12 @@
-//! A queue's write-ahead journal on disk: what a disk queue holds survives a crash.
+//! A queue's write-ahead journal on disk: what a disk queue holds survives a crash, and what
+//! its memory cannot hold waits here, to be read back in order.
 //!
 //! Entries (one per push, holding its items) are appended to numbered segment files, each
-//! framed as `[length u32 LE][CRC-32 u32 LE][payload]`. Items are resolved (delivered, refused
-//! or dropped) one by one in memory; a segment whose items are all resolved is deleted. On
-//! start every remaining segment is replayed, so an acknowledged item is delivered at least
-//! once; a torn tail or a corrupt entry ends its segment's replay, and the bytes skipped are
-//! counted.
+//! framed as `[length u32 LE][CRC-32 u32 LE][payload]`, and can be read back by where they
+//! are ([`At`]). Items are resolved (delivered, refused or dropped) one by one in memory; a
+//! segment whose items are all resolved is deleted. On start every remaining segment is
+//! replayed, so an acknowledged item is delivered at least once; a torn tail or a corrupt entry
+//! ends its segment's replay, and the bytes skipped are counted.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -25,8 +26,24 @@ const FRAME: usize = 8;
 /// The segment an entry was written to: what resolving it needs.
 pub type Segment = u64;
 
-/// An entry read back: its segment and its payload.
-pub type Entry = (Segment, Vec<u8>);
+/// Where an entry is: its segment, the offset of its frame there, and the frame's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    /// The segment.
+    pub segment: Segment,
+    offset: u64,
+    len: u64,
+}
+
+impl At {
+    /// The bytes its frame takes on disk.
+    pub fn bytes(&self) -> u64 {
+        self.len
+    }
+}
+
+/// An entry found at start: where it is, and its payload.
+pub type Entry = (At, Vec<u8>);
 
 /// What replaying a journal found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -55,6 +72,8 @@ struct State {
     writing: Option<(Segment, File, u64)>,
     /// Unresolved items per segment.
     live: BTreeMap<Segment, u64>,
+    /// Bytes of each segment file but the one written now.
+    sizes: BTreeMap<Segment, u64>,
     next: Segment,
     synced: Instant,
 }
@@ -84,11 +103,13 @@ impl Journal {
         let mut entries = Vec::new();
         let mut replayed = Replayed::default();
         let mut live = BTreeMap::new();
+        let mut sizes = BTreeMap::new();
         for &segment in &segments {
             let path = dir.join(name(segment));
             let mut bytes = Vec::new();
             File::open(&path)?.read_to_end(&mut bytes)?;
             let (found, skipped) = read_segment(&bytes);
+            let size = bytes.len() as u64;
             if skipped > 0 {
                 replayed.skipped_bytes += skipped as u64;
                 replayed.damaged_segments += 1;
@@ -102,8 +123,19 @@ impl Journal {
                 continue;
             }
             replayed.entries += found.len() as u64;
-            live.insert(segment, found.iter().map(|p| items(p)).sum());
-            entries.extend(found.into_iter().map(|p| (segment, p)));
+            live.insert(segment, found.iter().map(|(_, p)| items(p)).sum());
+            sizes.insert(segment, size);
+            entries.extend(found.into_iter().map(|(offset, p)| {
+                let len = (FRAME + p.len()) as u64;
+                (
+                    At {
+                        segment,
+                        offset,
+                        len,
+                    },
+                    p,
+                )
+            }));
         }
         let journal = Self {
             dir: dir.to_owned(),
@@ -111,6 +143,7 @@ impl Journal {
             state: Mutex::new(State {
                 writing: None,
                 live,
+                sizes,
                 next: segments.last().map_or(1, |s| s + 1),
                 synced: Instant::now(),
             }),
@@ -122,9 +155,9 @@ impl Journal {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends `entry`, holding `items` items, synced as the policy says, and returns its
-    /// segment; on an error nothing of it counts as written.
-    pub fn append(&self, entry: &[u8], items: u64) -> io::Result<Segment> {
+    /// Appends `entry`, holding `items` items, synced as the policy says, and returns where
+    /// it is; on an error nothing of it counts as written.
+    pub fn append(&self, entry: &[u8], items: u64) -> io::Result<At> {
         let mut s = self.lock();
         if s.writing
             .as_ref()
@@ -146,6 +179,11 @@ impl Journal {
             let _ = file.set_len(*size);
             return Err(e);
         }
+        let at = At {
+            segment: *segment,
+            offset: *size,
+            len: frames.len() as u64,
+        };
         *size += frames.len() as u64;
         let segment = *segment;
         let sync = match self.fsync {
@@ -160,7 +198,27 @@ impl Journal {
             s.synced = Instant::now();
         }
         *s.live.entry(segment).or_default() += items;
-        Ok(segment)
+        Ok(at)
+    }
+
+    /// The payload of the entry at `at`, read back from its segment.
+    pub fn read(&self, at: At) -> io::Result<Vec<u8>> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = File::open(self.dir.join(name(at.segment)))?;
+        file.seek(SeekFrom::Start(at.offset))?;
+        let mut frame = [0u8; FRAME];
+        file.read_exact(&mut frame)?;
+        let word =
+            |i: usize| u32::from_le_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]]);
+        let mut payload = vec![0; word(0) as usize];
+        file.read_exact(&mut payload)?;
+        if crc32(&payload) != word(4) {
+            return Err(io::Error::other(format!(
+                "entry at {} of segment {} is corrupt",
+                at.offset, at.segment
+            )));
+        }
+        Ok(payload)
     }
 
     /// Starts a new segment; the one before is deleted if nothing in it is unresolved.
@@ -173,7 +231,8 @@ impl Journal {
             let _ = dir.sync_all();
         }
         s.next += 1;
-        if let Some((old, _, _)) = s.writing.replace((segment, file, 0)) {
+        if let Some((old, _, size)) = s.writing.replace((segment, file, 0)) {
+            s.sizes.insert(old, size);
             self.collect(s, old);
         }
         Ok(())
@@ -211,6 +270,7 @@ impl Journal {
             return;
         }
         s.live.remove(&segment);
+        s.sizes.remove(&segment);
         if let Err(e) = fs::remove_file(self.dir.join(name(segment))) {
             tracing::warn!("disk queue {}: {e}", self.dir.display());
         }
@@ -218,20 +278,15 @@ impl Journal {
 
     /// Bytes the journal's segments take on disk.
     pub fn disk_bytes(&self) -> u64 {
-        fs::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok()?.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
+        let s = self.lock();
+        let writing = s.writing.as_ref().map_or(0, |(_, _, size)| *size);
+        s.sizes.values().sum::<u64>() + writing
     }
 }
 
 /// The payloads of a segment's whole entries, and how many bytes after them were torn or
 /// corrupt.
-fn read_segment(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
+fn read_segment(bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, usize) {
     let mut found = Vec::new();
     let mut at = 0;
     while bytes.len() - at >= FRAME {
@@ -244,7 +299,7 @@ fn read_segment(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
         if crc32(payload) != crc {
             break;
         }
-        found.push(payload.to_vec());
+        found.push((at as u64, payload.to_vec()));
         at += FRAME + len;
     }
     (found, bytes.len() - at)
@@ -268,7 +323,7 @@ mod tests {
         1
     }
 
-    fn append_all(journal: &Journal, entries: &[Vec<u8>]) -> Vec<Segment> {
+    fn append_all(journal: &Journal, entries: &[Vec<u8>]) -> Vec<At> {
         entries
             .iter()
             .map(|e| journal.append(e, 1).expect("append"))
@@ -281,8 +336,9 @@ mod tests {
         let (journal, old, replayed) = Journal::open(dir.path(), Fsync::Always, one).expect("open");
         assert!(old.is_empty());
         assert_eq!(replayed, Replayed::default());
-        let segments = append_all(&journal, &payloads(5));
-        journal.resolve(segments[..2].iter().copied());
+        let places = append_all(&journal, &payloads(5));
+        assert_eq!(journal.read(places[3]).expect("read back"), b"entry 3");
+        journal.resolve(places[..2].iter().map(|at| at.segment));
         drop(journal);
         let (journal, again, replayed) =
             Journal::open(dir.path(), Fsync::Always, one).expect("open");
@@ -290,12 +346,13 @@ mod tests {
         assert_eq!(again.len(), 5);
         assert_eq!(again[4].1, b"entry 4");
         assert_eq!(replayed.entries, 5);
-        let segments: Vec<Segment> = again.iter().map(|(s, _)| *s).collect();
+        let segments: Vec<Segment> = again.iter().map(|(at, _)| at.segment).collect();
         journal.append(b"new", 1).expect("append");
         journal.resolve(segments);
         // The replayed segment is resolved and not being written: gone.
         let files = fs::read_dir(dir.path()).expect("dir").count();
         assert_eq!(files, 1, "only the new segment is left");
+        assert_eq!(journal.disk_bytes(), (FRAME + 3) as u64);
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     }
 

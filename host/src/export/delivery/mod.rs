@@ -66,6 +66,8 @@ pub struct Settings {
     pub queue: crate::config::QueueKind,
     /// When a disk queue syncs.
     pub fsync: journal::Fsync,
+    /// The most bytes a disk queue's journal takes.
+    pub max_disk_bytes: u64,
 }
 
 impl Settings {
@@ -93,6 +95,7 @@ impl Settings {
             retry: RetryPolicy::from(&c.retry),
             queue: c.queue.unwrap_or_default(),
             fsync: c.fsync.unwrap_or_default(),
+            max_disk_bytes: c.max_disk_bytes.unwrap_or(1 << 30).max(1),
         }
     }
 }
@@ -125,6 +128,8 @@ pub struct Report {
 pub struct DiskQueue {
     /// Bytes its journal takes on disk now.
     pub bytes: u64,
+    /// Records held only on disk now, beyond what memory holds.
+    pub spilled: u64,
     /// What it read back when the integration started.
     pub replayed: journal::Replayed,
 }

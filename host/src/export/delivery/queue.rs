@@ -7,7 +7,10 @@
 //! lock: `accepted = delivered + refused + dropped + queued` holds in every [`Counts`].
 //!
 //! A durable queue also writes every push to a [`Journal`] before it counts as accepted, and
-//! starts with what its journal still held.
+//! starts with what its journal still held. Its capacity is a size on disk: what its memory
+//! cannot hold stays in the journal only ("spilled", kept in memory as where it is) and is
+//! read back, in order, as the sender drains the memory; past the disk size the `on_full` rule
+//! applies (the oldest spilled entry is dropped, or the push refused).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -16,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::journal::{Fsync, Journal, Replayed, Segment};
+use super::journal::{At, Fsync, Journal, Replayed, Segment};
 pub use crate::config::OnFull;
 
 /// Items a durable queue can write to its journal and read back.
@@ -33,10 +36,12 @@ pub trait Durable: Sized {
 #[error("the disk queue cannot be written: {0}")]
 pub struct JournalError(#[from] std::io::Error);
 
-/// A journal and how items become its entries.
+/// A journal, how items become its entries and back, and the most bytes it may take.
 struct Journaled<T> {
     journal: Journal,
     write: fn(&[T], &mut Vec<u8>),
+    read: fn(Bytes) -> Option<Vec<T>>,
+    max_bytes: u64,
 }
 
 impl<T> std::fmt::Debug for Journaled<T> {
@@ -95,6 +100,10 @@ struct State<T> {
     counts: Counts,
     /// Items waiting or in flight, by tenant.
     tenants: HashMap<Arc<str>, usize>,
+    /// Entries held only in the journal, oldest first: where each is, its items and its bytes.
+    spilled: VecDeque<(At, usize, u64)>,
+    spilled_items: usize,
+    spilled_bytes: u64,
 }
 
 impl<T: Weight> State<T> {
@@ -148,6 +157,9 @@ impl<T: Weight> Queue<T> {
                 flying_bytes: 0,
                 counts: Counts::default(),
                 tenants: HashMap::new(),
+                spilled: VecDeque::new(),
+                spilled_items: 0,
+                spilled_bytes: 0,
             }),
             max_items: max_items.max(1),
             max_bytes: max_bytes.max(1),
@@ -158,13 +170,13 @@ impl<T: Weight> Queue<T> {
     }
 
     /// A queue as [`Queue::new`] makes, whose pushes are written to a journal in `dir` first,
-    /// starting with what the journal still holds (counted as accepted).
+    /// holding at most `max_disk_bytes` there, and starting with what the journal still holds
+    /// (counted as accepted: as much as memory holds read back, the rest left spilled).
     pub fn durable(
-        max_items: usize,
-        max_bytes: usize,
+        (max_items, max_bytes): (usize, usize),
         on_full: OnFull,
         dir: &Path,
-        fsync: Fsync,
+        (fsync, max_disk_bytes): (Fsync, u64),
     ) -> std::io::Result<(Self, Replayed)>
     where
         T: Durable,
@@ -178,33 +190,94 @@ impl<T: Weight> Queue<T> {
                 .state
                 .get_mut()
                 .unwrap_or_else(PoisonError::into_inner);
-            for (segment, entry) in entries {
+            for (at, entry) in entries {
                 let Some(items) = T::read(Bytes::from(entry)) else {
                     continue;
                 };
                 replayed.items += items.len() as u64;
-                for item in items {
-                    s.waiting_bytes += item.bytes();
-                    s.waiting.push_back((item, segment));
+                s.counts.accepted += items.len() as u64;
+                if s.spilled.is_empty() && s.waiting.len() + items.len() <= queue.max_items {
+                    for item in items {
+                        s.waiting_bytes += item.bytes();
+                        s.waiting.push_back((item, at.segment));
+                    }
+                } else {
+                    s.spilled_items += items.len();
+                    s.spilled_bytes += at.bytes();
+                    s.spilled.push_back((at, items.len(), at.bytes()));
                 }
             }
-            s.counts.accepted = s.waiting.len() as u64;
         }
         queue.journal = Some(Journaled {
             journal,
             write: T::write,
+            read: T::read,
+            max_bytes: max_disk_bytes,
         });
         Ok((queue, replayed))
     }
 
-    /// Writes `items` to the journal, if the queue has one: the segment holding them.
-    fn journal(&self, items: &[T]) -> Result<Segment, JournalError> {
+    /// Writes `items` to the journal, if the queue has one: where they are.
+    fn journal(&self, items: &[T]) -> Result<Option<At>, JournalError> {
         let Some(j) = &self.journal else {
-            return Ok(MEMORY);
+            return Ok(None);
         };
         let mut entry = Vec::new();
         (j.write)(items, &mut entry);
-        Ok(j.journal.append(&entry, items.len() as u64)?)
+        Ok(Some(j.journal.append(&entry, items.len() as u64)?))
+    }
+
+    /// Reads spilled entries back into memory, oldest first, while memory holds them.
+    fn refill(&self, s: &mut State<T>) {
+        let Some(j) = &self.journal else { return };
+        while let Some(&(at, n, bytes)) = s.spilled.front() {
+            let held = s.waiting.len() + s.flying;
+            if held > 0 && held + n > self.max_items {
+                return;
+            }
+            s.spilled.pop_front();
+            s.spilled_items -= n;
+            s.spilled_bytes -= bytes;
+            let items = j
+                .journal
+                .read(at)
+                .ok()
+                .and_then(|entry| (j.read)(Bytes::from(entry)));
+            match items {
+                Some(items) => {
+                    for item in items {
+                        s.waiting_bytes += item.bytes();
+                        s.share(&item, true);
+                        s.waiting.push_back((item, at.segment));
+                    }
+                }
+                None => {
+                    tracing::warn!(
+                        "disk queue: an entry of {n} records could not be read back; they are dropped"
+                    );
+                    s.counts.dropped += n as u64;
+                    j.journal.resolve(std::iter::repeat_n(at.segment, n));
+                }
+            }
+        }
+    }
+
+    /// Drops the oldest spilled entries (never the newest) while what is spilled takes more
+    /// than the journal's size; how many items.
+    fn shed(&self, s: &mut State<T>) -> usize {
+        let Some(j) = &self.journal else { return 0 };
+        let mut dropped = 0;
+        while s.spilled_bytes > j.max_bytes && s.spilled.len() > 1 {
+            let Some((at, n, bytes)) = s.spilled.pop_front() else {
+                break;
+            };
+            s.spilled_items -= n;
+            s.spilled_bytes -= bytes;
+            dropped += n;
+            j.journal.resolve(std::iter::repeat_n(at.segment, n));
+        }
+        s.counts.dropped += dropped as u64;
+        dropped
     }
 
     /// Resolves items of `segments` in the journal, if the queue has one.
@@ -235,9 +308,13 @@ impl<T: Weight> Queue<T> {
         ((held + items) as f64) <= (self.max_items as f64 * share).max(1.0)
     }
 
-    /// Whether `items` more items of `bytes` bytes fit now.
+    /// Whether `items` more items of `bytes` bytes fit now: in a durable queue, whether what
+    /// is spilled to its journal leaves room for them.
     pub fn room(&self, items: usize, bytes: usize) -> bool {
         let s = self.lock();
+        if let Some(j) = &self.journal {
+            return s.spilled_bytes + bytes as u64 <= j.max_bytes;
+        }
         s.waiting.len() + s.flying + items <= self.max_items
             && s.waiting_bytes + s.flying_bytes + bytes <= self.max_bytes
     }
@@ -259,15 +336,33 @@ impl<T: Weight> Queue<T> {
         if items.is_empty() {
             return Ok(0);
         }
-        let segment = self.journal(&items)?;
+        let at = self.journal(&items)?;
         let mut s = self.lock();
         let added = items.len();
+        s.counts.accepted += added as u64;
+        let bytes: usize = items.iter().map(Weight::bytes).sum();
+        let full = s.waiting.len() + s.flying + added > self.max_items
+            || s.waiting_bytes + s.flying_bytes + bytes > self.max_bytes;
+        // Past what memory holds (or behind what is already spilled, to keep the order) a
+        // durable queue keeps the entry on disk only.
+        if let Some(at) = at.filter(|_| full || !s.spilled.is_empty()) {
+            s.spilled.push_back((at, added, at.bytes()));
+            s.spilled_items += added;
+            s.spilled_bytes += at.bytes();
+            let dropped = match on_full {
+                OnFull::DropOldest => self.shed(&mut s),
+                OnFull::Reject => 0,
+            };
+            drop(s);
+            self.ready.notify_one();
+            return Ok(dropped);
+        }
+        let segment = at.map_or(MEMORY, |at| at.segment);
         for item in items {
             s.waiting_bytes += item.bytes();
             s.share(&item, true);
             s.waiting.push_back((item, segment));
         }
-        s.counts.accepted += added as u64;
         let dropped = self.trim(&mut s, on_full);
         drop(s);
         self.ready.notify_one();
@@ -300,6 +395,7 @@ impl<T: Weight> Queue<T> {
     /// always one, if any waits), to be sent.
     pub fn take(&self, max_items: usize, max_bytes: usize) -> Option<Taken<T>> {
         let mut s = self.lock();
+        self.refill(&mut s);
         let mut items = Vec::new();
         let mut segments = Vec::new();
         let mut bytes = 0;
@@ -350,10 +446,13 @@ impl<T: Weight> Queue<T> {
     pub fn finish(&self, taken: Taken<T>, delivered: usize, refused: usize, back: Vec<T>) {
         let segment = match back.is_empty() {
             true => MEMORY,
-            false => self.journal(&back).unwrap_or_else(|e| {
-                tracing::warn!("{e}: {} records stay in memory only", back.len());
-                MEMORY
-            }),
+            false => self.journal(&back).map_or_else(
+                |e| {
+                    tracing::warn!("{e}: {} records stay in memory only", back.len());
+                    MEMORY
+                },
+                |at| at.map_or(MEMORY, |at| at.segment),
+            ),
         };
         self.resolve(taken.segments.iter().copied());
         let mut s = self.lock();
@@ -393,14 +492,20 @@ impl<T: Weight> Queue<T> {
     pub fn counts(&self) -> Counts {
         let s = self.lock();
         Counts {
-            queued: (s.waiting.len() + s.flying) as u64,
+            queued: (s.waiting.len() + s.flying + s.spilled_items) as u64,
             ..s.counts
         }
     }
 
+    /// Items held only in the journal now.
+    pub fn spilled(&self) -> u64 {
+        self.lock().spilled_items as u64
+    }
+
     /// Whether nothing waits to be taken.
     pub fn is_idle(&self) -> bool {
-        self.lock().waiting.is_empty()
+        let s = self.lock();
+        s.waiting.is_empty() && s.spilled.is_empty()
     }
 }
 
@@ -426,6 +531,93 @@ mod tests {
             "{c:?}"
         );
         c
+    }
+
+    impl Durable for u32 {
+        fn write(items: &[Self], out: &mut Vec<u8>) {
+            items
+                .iter()
+                .for_each(|i| out.extend_from_slice(&i.to_le_bytes()));
+        }
+
+        fn read(entry: Bytes) -> Option<Vec<Self>> {
+            let words = entry.chunks_exact(4);
+            (words.remainder().is_empty()).then(|| {
+                words
+                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                    .collect()
+            })
+        }
+    }
+
+    /// Takes and delivers everything, batch by batch; what came out, in order.
+    fn drain(q: &Queue<u32>) -> Vec<u32> {
+        let mut out = Vec::new();
+        while let Some(taken) = q.take(3, usize::MAX) {
+            out.extend(taken.items.iter().copied());
+            let n = taken.count();
+            q.finish(taken, n, 0, Vec::new());
+        }
+        out
+    }
+
+    #[test]
+    fn a_durable_queue_holds_past_memory_on_disk_and_reads_it_back_in_order() {
+        let dir = tempfile::tempdir().expect("dir");
+        let open = |max_disk| {
+            Queue::<u32>::durable(
+                (4, usize::MAX),
+                OnFull::DropOldest,
+                dir.path(),
+                (Fsync::Never, max_disk),
+            )
+            .expect("open")
+            .0
+        };
+        let q = open(1 << 20);
+        for i in 0..50 {
+            assert_eq!(q.push(vec![2 * i, 2 * i + 1]).expect("push"), 0);
+        }
+        assert_eq!(q.spilled(), 96, "memory holds four, the journal the rest");
+        assert_eq!(balanced(&q).queued, 100);
+        assert!(q.room(1, 8), "room on disk");
+        let out = drain(&q);
+        assert_eq!(
+            out,
+            (0..100).collect::<Vec<_>>(),
+            "every item once, in order"
+        );
+        assert_eq!(balanced(&q).delivered, 100);
+        assert!(q.is_idle());
+        assert_eq!(q.disk_bytes(), 0, "the journal shrinks back");
+        drop(q);
+
+        // Reopened over a journal holding more than memory: read back in order, the rest spilled.
+        let q = open(1 << 20);
+        for i in 0..10 {
+            q.push(vec![i]).expect("push");
+        }
+        drop(q);
+        let q = open(1 << 20);
+        assert_eq!(q.spilled(), 6);
+        assert_eq!(drain(&q), (0..10).collect::<Vec<_>>());
+        drop(q);
+
+        // Past its size on disk the oldest spilled entries are dropped, and counted.
+        let q = open(200);
+        for i in 0..100 {
+            q.push(vec![i]).expect("push");
+        }
+        let counts = balanced(&q);
+        // Each entry takes 12 bytes: past 200 spilled, each push drops the oldest spilled one.
+        assert_eq!(counts.dropped, 100 - 4 - 200 / 12, "{counts:?}");
+        let out = drain(&q);
+        assert_eq!(out.len() as u64, 100 - counts.dropped);
+        assert!(
+            out.windows(2).all(|w| w[0] < w[1]),
+            "still in order: {out:?}"
+        );
+        assert_eq!(out.last(), Some(&99), "the newest are kept");
     }
 
     #[test]
