@@ -7,18 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wasmtel_tests::{ndjson, post_events};
-
-/// Resident memory of this process, in bytes.
-fn resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
-}
+use wasmtel_tests::{ndjson, post_events, resident};
 
 fn chunk() -> Vec<u8> {
     ndjson(&[json!({"event_type": "chunk_produced", "model": "m"})])

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wasmtel_tests::{ndjson, post_events};
+use wasmtel_tests::{ndjson, post_events, resident};
 
 /// A host whose listeners time out quickly and hold at most `max` connections each.
 async fn strict_host(max: usize) -> wasmtel::Host {
@@ -208,17 +208,6 @@ async fn past_the_connection_limit_idle_connections_give_way_and_busy_ones_get_5
     }
     let answer = post_events(addr, Some("application/x-ndjson"), chunk(), false).await;
     assert_eq!(answer.status, 202, "{:?}", answer.body);
-}
-
-/// Resident memory of this process, in bytes.
-fn resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
 }
 
 /// POSTs an OTLP protobuf body (gzipped if asked) to `path`; the status and the error message.

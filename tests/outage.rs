@@ -6,18 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use wasmtel_tests::post_events;
-
-/// Resident memory of this process, in bytes.
-fn resident() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
-}
+use wasmtel_tests::{post_events, resident};
 
 /// `n` events from `from` on, each a record with its own request id and 200 bytes of padding.
 fn batch(from: u64, n: u64) -> Vec<u8> {
@@ -32,21 +21,35 @@ fn batch(from: u64, n: u64) -> Vec<u8> {
         .into_bytes()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_costs_disk_not_data_and_the_journal_shrinks_back() {
+/// A host with a disk queue (and `delivery`, `on_full`) exporting to a collector that is down;
+/// with its data directory, kept while the host runs.
+async fn down(
+    delivery: &str,
+    on_full: &str,
+) -> (wasmtel::Host, wasmtel_tests::Receiver, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("data");
     let receiver = wasmtel_tests::Receiver::start().await;
     receiver.answer(503);
-    // Memory holds 2,000 records; the outage brings 100,000 (about 33 MiB of journal). One
-    // export in flight at a time, so that the order they arrive in is the queue's.
     let host = common::start(&format!(
-        "data_dir = \"{}\"\n[derive]\nrule_set = \"none\"\n[otlp]\nendpoint = \"{}\"\ncompression = \"none\"\n\
-         delivery.interval = \"1h\"\ndelivery.queue = \"disk\"\ndelivery.fsync = \"never\"\ndelivery.logs_queue = 2000\n\
-         delivery.max_in_flight = 1\n\
+        "data_dir = \"{}\"\n[intake]\non_full = \"{on_full}\"\n[derive]\nrule_set = \"none\"\n\
+         [otlp]\nendpoint = \"{}\"\ncompression = \"none\"\ndelivery.interval = \"1h\"\n\
+         delivery.queue = \"disk\"\ndelivery.fsync = \"never\"\n{delivery}\
          [otlp.delivery.retry]\nmax_retries = 1000\ninitial_backoff = \"20ms\"\nmax_backoff = \"100ms\"\nbreaker_cooldown = \"50ms\"\n",
         data.path().display(),
         receiver.endpoint()
     ))
+    .await;
+    (host, receiver, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_costs_disk_not_data_and_the_journal_shrinks_back() {
+    // Memory holds 2,000 records; the outage brings 100,000 (about 33 MiB of journal). One
+    // export in flight at a time, so that the order they arrive in is the queue's.
+    let (host, receiver, _data) = down(
+        "delivery.logs_queue = 2000\ndelivery.max_in_flight = 1\n",
+        "reject",
+    )
     .await;
     let addr = host.intake_addr();
     let before = resident();
@@ -127,17 +130,10 @@ async fn an_outage_costs_disk_not_data_and_the_journal_shrinks_back() {
 
 /// A disk queue of 2 MiB under a backend that is down, with `on_full`.
 async fn past_its_size_on_disk(on_full: &str) {
-    let data = tempfile::tempdir().expect("data");
-    let receiver = wasmtel_tests::Receiver::start().await;
-    receiver.answer(503);
-    let host = common::start(&format!(
-        "data_dir = \"{}\"\n[intake]\non_full = \"{on_full}\"\n[derive]\nrule_set = \"none\"\n[otlp]\nendpoint = \"{}\"\ncompression = \"none\"\n\
-         delivery.interval = \"1h\"\ndelivery.queue = \"disk\"\ndelivery.fsync = \"never\"\ndelivery.logs_queue = 1000\n\
-         delivery.max_disk_bytes = 2097152\n\
-         [otlp.delivery.retry]\nmax_retries = 1000\ninitial_backoff = \"20ms\"\nmax_backoff = \"100ms\"\nbreaker_cooldown = \"50ms\"\n",
-        data.path().display(),
-        receiver.endpoint()
-    ))
+    let (host, receiver, _data) = down(
+        "delivery.logs_queue = 1000\ndelivery.max_disk_bytes = 2097152\n",
+        on_full,
+    )
     .await;
     let addr = host.intake_addr();
     const SENT: u64 = 20_000;

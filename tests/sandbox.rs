@@ -1020,17 +1020,6 @@ fn only_the_granted_interfaces_link() {
     assert_eq!(rows, expected, "the README's capability table");
 }
 
-/// This process's resident memory, in bytes.
-fn rss() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("resident pages");
-    pages * 4096
-}
-
 #[test]
 fn thousands_of_fault_cycles_keep_memory_bounded() {
     let runtime = runtime();
@@ -1055,11 +1044,11 @@ fn thousands_of_fault_cycles_keep_memory_bounded() {
     for i in 0..300 {
         cycle(i);
     }
-    let warm = rss();
+    let warm = wasmtel_tests::resident();
     for i in 300..3000 {
         cycle(i);
     }
-    let grown = rss().saturating_sub(warm);
+    let grown = wasmtel_tests::resident().saturating_sub(warm);
     assert!(
         grown < 64 * 1024 * 1024,
         "resident memory grew {} MiB over 2,700 fault cycles",
@@ -1215,5 +1204,32 @@ fn a_plugin_marked_failed_is_tried_again_after_a_cool_down_that_doubles_and_then
     std::thread::sleep(Duration::from_millis(300));
     let sent = plugin.encode_metrics(&batch()).expect("serves again");
     assert_eq!(sent.len(), 1);
+    assert_eq!(plugin.health(), Health::Running);
+}
+
+#[test]
+fn an_instance_past_three_quarters_of_its_memory_cap_is_replaced_before_it_hits_the_cap() {
+    let runtime = runtime();
+    let component = runtime.compile(&fixture(ROGUE)).expect("compiles");
+    let limits = Limits {
+        memory_bytes: 16 * 1024 * 1024,
+        ..Limits::default()
+    };
+    // 2 MiB more per call, never freed: without a fresh instance the 7th or so call would
+    // hit the 16 MiB cap and trap.
+    let plugin = ExporterPlugin::load(
+        &runtime,
+        "leaky",
+        &component,
+        settings(&[("leak_kib", "2048")]),
+        limits,
+        &Stats::default(),
+    )
+    .expect("loads");
+    for call in 0..30 {
+        plugin
+            .encode_metrics(&batch())
+            .unwrap_or_else(|e| panic!("call {call}: {e}"));
+    }
     assert_eq!(plugin.health(), Health::Running);
 }

@@ -57,18 +57,6 @@ impl SlowBody {
             ),
         }
     }
-
-    /// The [`SlowBody`] that `error` is or wraps, if any.
-    pub fn within<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a SlowBody> {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            if let Some(slow) = e.downcast_ref::<SlowBody>() {
-                return Some(slow);
-            }
-            next = e.source();
-        }
-        None
-    }
 }
 
 /// Bytes of each body that never count against the budget, so small requests always pass.
@@ -123,18 +111,16 @@ pub struct BudgetSpent {
     limit: usize,
 }
 
-impl BudgetSpent {
-    /// The [`BudgetSpent`] that `error` is or wraps, if any.
-    pub fn within<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a BudgetSpent> {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            if let Some(spent) = e.downcast_ref::<BudgetSpent>() {
-                return Some(spent);
-            }
-            next = e.source();
+/// The `E` that `error` is or wraps, if any: why a body failed ([`SlowBody`], [`BudgetSpent`]).
+pub fn cause<'e, E: Error + 'static>(error: &'e (dyn Error + 'static)) -> Option<&'e E> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
         }
-        None
+        next = e.source();
     }
+    None
 }
 
 /// What polling a body for its next frame gives.

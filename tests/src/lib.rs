@@ -325,6 +325,17 @@ pub fn ndjson(events: &[serde_json::Value]) -> Vec<u8> {
         .into_bytes()
 }
 
+/// Resident memory of this process, in bytes.
+pub fn resident() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
 /// Fetches `http://{addr}/metrics` as text.
 pub async fn scrape(addr: SocketAddr) -> String {
     let response = reqwest::get(format!("http://{addr}/metrics"))

@@ -70,9 +70,11 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 IntakeError::TooLarge { limit }
-            } else if let Some(slow) = crate::server::SlowBody::within(e.as_ref()) {
+            } else if let Some(slow) = crate::server::cause::<crate::server::SlowBody>(e.as_ref()) {
                 IntakeError::SlowBody(slow.to_string())
-            } else if let Some(spent) = crate::server::BudgetSpent::within(e.as_ref()) {
+            } else if let Some(spent) =
+                crate::server::cause::<crate::server::BudgetSpent>(e.as_ref())
+            {
                 IntakeError::Busy(spent.to_string())
             } else {
                 IntakeError::BodyRead(e.to_string())

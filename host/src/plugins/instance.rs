@@ -58,6 +58,8 @@ pub struct Supervised<K: PluginKind> {
     /// Why it was marked failed, and when it is tried again.
     failed: Option<(String, Instant)>,
     cool_down: Duration,
+    /// Bytes the instance held after its last call.
+    memory: usize,
 }
 
 impl<K: PluginKind> std::fmt::Debug for Supervised<K> {
@@ -95,8 +97,10 @@ impl<K: PluginKind> Supervised<K> {
             retry_at: None,
             failed: None,
             cool_down: limits.cool_down,
+            memory: 0,
         };
         let (live, info) = supervised.instantiate()?;
+        supervised.memory = live.0.data().memory_used();
         supervised.live = Some(live);
         Ok((supervised, info))
     }
@@ -119,11 +123,9 @@ impl<K: PluginKind> Supervised<K> {
         result
     }
 
-    /// Bytes the live instance holds in its memories and tables (0 without one).
+    /// Bytes the instance held in its memories and tables after its last call.
     fn memory(&self) -> usize {
-        self.live
-            .as_ref()
-            .map_or(0, |(store, _)| store.data().memory_used())
+        self.memory
     }
 
     /// Calls into the live instance, re-creating it first if a backoff has passed.
@@ -159,9 +161,18 @@ impl<K: PluginKind> Supervised<K> {
             return Err(CallError::BackingOff(self.name.clone()));
         };
         arm(store);
-        match f(guest, store) {
+        let outcome = f(guest, store);
+        self.memory = store.data().memory_used();
+        match outcome {
             Ok(Ok(value)) => {
                 self.cool_down = self.limits.cool_down;
+                // An instance past three quarters of its cap (a guest heap that never gives
+                // memory back) is replaced before the next call rather than left to hit the
+                // cap in the middle of one.
+                if self.memory > self.limits.memory_bytes / 4 * 3 {
+                    tracing::debug!(plugin = %self.name, memory = self.memory, "instance replaced: past three quarters of its memory cap");
+                    self.live = None;
+                }
                 Ok(value)
             }
             Ok(Err(refusal)) => Err(CallError::Plugin(self.name.clone(), refusal)),
