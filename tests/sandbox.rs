@@ -1233,3 +1233,61 @@ fn an_instance_past_three_quarters_of_its_memory_cap_is_replaced_before_it_hits_
     }
     assert_eq!(plugin.health(), Health::Running);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_that_fails_at_the_memory_cap_is_sent_again_in_halves_and_nothing_is_lost() {
+    let logs = wasmtel_tests::capture_logs();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("greedy.wasm"), fixture(ROGUE)).expect("copy");
+    // 40 KiB held per point: the first part of 2,000 points needs some 80 MiB of the 64 MiB
+    // cap; each half fits.
+    let host = start(&format!(
+        "[derive]\nrule_set = \"none\"\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"greedy\"\nendpoint = \"udp://{}\"\ndelivery.interval = \"1h\"\nconfig = {{ kib_per_point = 40 }}\n",
+        dir.path().display(),
+        socket.local_addr().expect("addr")
+    ))
+    .await;
+    let points: Vec<serde_json::Value> = (0..2000)
+        .map(|i| json!({"asDouble": 1.0, "attributes": [{"key": "i", "value": {"intValue": i}}]}))
+        .collect();
+    let request = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+        {"name": "wide", "gauge": {"dataPoints": points}}]}]}]});
+    let (status, _, _) = wasmtel_tests::post(
+        host.intake_addr(),
+        "/v1/metrics",
+        Some("application/json"),
+        request.to_string().into_bytes(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200);
+    host.collect_now().await;
+    eventually("the collection delivered", || {
+        host.integrations()
+            .iter()
+            .any(|r| r.signal == "metrics" && r.items.delivered >= 1)
+    })
+    .await;
+    let r = host
+        .integrations()
+        .into_iter()
+        .find(|r| r.signal == "metrics")
+        .expect("report");
+    assert_eq!((r.items.refused, r.items.dropped), (0, 0), "{r:?}");
+    assert_eq!(
+        logs.count(&[
+            "greedy",
+            "memory limit",
+            "sending that part again in two halves"
+        ]),
+        1
+    );
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("a datagram");
+    assert!(buf[..n].starts_with(b"metrics:"), "{:?}", &buf[..n]);
+    host.shutdown().await;
+}

@@ -15,6 +15,7 @@ use crate::plugins::batch::{Interner, compact, keep_points, point_count};
 use crate::plugins::bindings::encoder::{Outcome, Response, Signals};
 use crate::plugins::bindings::types::{MetricBatch, Temporality};
 use crate::plugins::convert::{self, Collected, metric_batch_where};
+use crate::plugins::instance::FIRST_BACKOFF;
 use crate::plugins::{
     CallError, Encoder, ExporterPlugin, Health, PluginSet, Reloadable, Slot, Transforms,
 };
@@ -119,14 +120,39 @@ impl PluginSlot {
             let size = self.call_points.load(Ordering::Relaxed);
             let parts = chunks(&c.batch, size);
             for batch in parts.as_deref().unwrap_or(std::slice::from_ref(&c.batch)) {
-                let started = Instant::now();
-                let encoded = plugin.encode_metrics(batch);
-                let failed = matches!(encoded, Err(CallError::Failed(..)));
-                self.learn(&plugin, points(batch), started.elapsed(), failed);
-                out.extend(encoded?.into_iter().map(Request::from));
+                out.extend(self.encode_part(&plugin, batch, true)?);
             }
         }
         Ok(out)
+    }
+
+    /// Encodes one part; if the call fails (a deadline or the memory cap: a slow moment of a
+    /// guest's collector, say) and `again`, it waits out the plugin's first backoff and sends
+    /// the part once more, in two halves, so that a passing failure loses nothing.
+    fn encode_part(
+        &self,
+        plugin: &ExporterPlugin,
+        batch: &MetricBatch,
+        again: bool,
+    ) -> Result<Vec<Request>, EncodeError> {
+        let started = Instant::now();
+        let encoded = plugin.encode_metrics(batch);
+        let failed = matches!(encoded, Err(CallError::Failed(..)));
+        self.learn(plugin, points(batch), started.elapsed(), failed);
+        match encoded {
+            Ok(encoded) => Ok(encoded.into_iter().map(Request::from).collect()),
+            Err(e) if failed && again => {
+                let Some((first, second)) = split_batch(batch) else {
+                    return Err(e.into());
+                };
+                tracing::info!(plugin = %self.plugin(), "{e}; sending that part again in two halves");
+                std::thread::sleep(FIRST_BACKOFF + Duration::from_millis(10));
+                let mut out = self.encode_part(plugin, &first, false)?;
+                out.extend(self.encode_part(plugin, &second, false)?);
+                Ok(out)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Tunes the points per call from one call of `points` that took `took`: towards what
