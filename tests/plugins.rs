@@ -1802,11 +1802,6 @@ async fn example_keeps_up_with_20000_series(dir: &std::path::Path, name: &str) {
         .find(|r| r.signal == "metrics")
         .expect("the metrics report");
     assert_eq!((r.items.refused, r.items.dropped), (0, 0), "{name}: {r:?}");
-    assert_eq!(
-        lines() % 20_000,
-        0,
-        "{name}: only whole collections arrived"
-    );
     let row = plugin_row(&host, name);
     assert_eq!(
         row.stats.calls.get("failed"),
