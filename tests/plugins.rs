@@ -1606,48 +1606,6 @@ fn plugins_run_shows_what_each_kind_would_do_and_sends_nothing() {
     );
 }
 
-/// Builds `examples/<example>` with `tool` (`args` before the output path) into a temporary
-/// directory as `<name>.wasm`; `None` (the test skipped) where the tool is missing, except in
-/// CI, which installs it.
-fn build_example(
-    tool: &str,
-    args: &[&str],
-    example: &str,
-    name: &str,
-) -> Option<std::path::PathBuf> {
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(example);
-    build_from(tool, args, &source, name)
-}
-
-/// Builds the project in `source` with `tool` into a temporary directory as `<name>.wasm`, as
-/// [`build_example`] does.
-fn build_from(
-    tool: &str,
-    args: &[&str],
-    source: &std::path::Path,
-    name: &str,
-) -> Option<std::path::PathBuf> {
-    let example = source.display();
-    let dir = tempfile_dir();
-    let out = dir.join(format!("{name}.wasm"));
-    let built = std::process::Command::new(tool)
-        .current_dir(source)
-        .args(args)
-        .arg(&out)
-        .output();
-    match built {
-        Ok(o) if o.status.success() => Some(dir),
-        Ok(o) => panic!("{tool} failed: {}", String::from_utf8_lossy(&o.stderr)),
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("{tool} is not installed ({e}): {example} skipped; .ci/run installs it");
-            None
-        }
-        Err(e) => panic!("{tool} is required in CI: {e}"),
-    }
-}
-
 #[test]
 fn a_python_exception_is_named_first_with_the_file_and_line_it_came_from() {
     // The Python example with a bug two calls deep.
@@ -1663,9 +1621,9 @@ fn a_python_exception_is_named_first_with_the_file_and_line_it_came_from() {
         1,
     ) + "\n\ndef helper(batch):\n    return deeper(batch)\n\n\ndef deeper(batch):\n    raise ValueError(\"no metric named x\")\n";
     std::fs::write(source.join("app.py"), app).expect("write");
-    let wit = wit_dir();
+    let wit = wasmtel_tests::wit_dir();
     let args = ["-d", &wit, "-w", "exporter", "componentize", "app", "-o"];
-    let Some(dir) = build_from("componentize-py", &args, &source, "buggy") else {
+    let Some(dir) = wasmtel_tests::build_from("componentize-py", &args, &source, "buggy") else {
         return;
     };
     let runtime = wasmtel::plugins::Runtime::shared().expect("runtime");
@@ -1693,12 +1651,6 @@ fn a_python_exception_is_named_first_with_the_file_and_line_it_came_from() {
             && error.contains(" in encode_metrics); wasm trap:"),
         "{error}"
     );
-}
-
-/// The WIT directory, for the tools that build examples.
-fn wit_dir() -> String {
-    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
-    wit.to_str().expect("utf-8 path").to_owned()
 }
 
 /// Runs the example exporter `name` (built into `dir`, posting lines to the path it is told)
@@ -1735,85 +1687,6 @@ async fn example_delivers(dir: &std::path::Path, name: &str) {
     eprintln!(
         "{name}: mean call {:.1} µs, memory {:.1} MiB",
         row.stats.mean_call_seconds * 1e6,
-        row.stats.memory_bytes as f64 / 1048576.0
-    );
-    host.shutdown().await;
-}
-
-/// Runs the example exporter `name` (built into `dir`) with the default plugin settings on a
-/// collection of 20,000 series every 2 s: every collection is delivered whole, nothing is
-/// refused or dropped, the plugin never fails. Three collections, or as many as
-/// `WASMTEL_SOAK_SECONDS` take (the README's five-minute figures).
-async fn example_keeps_up_with_20000_series(dir: &std::path::Path, name: &str) {
-    let (addr, seen) = http_sink().await;
-    let host = start(&format!(
-        "[derive]\nrule_set = \"none\"\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"{name}\"\nendpoint = \"http://{addr}/base\"\ndelivery.interval = \"2s\"\n",
-        dir.display()
-    ))
-    .await;
-    // Ten gauges of 2,000 series each, as an application would send them.
-    let metrics: Vec<serde_json::Value> = (0..10)
-        .map(|m| {
-            let points: Vec<serde_json::Value> = (0..2000)
-                .map(|i| {
-                    json!({"asDouble": f64::from(i), "attributes": [
-                        {"key": "series", "value": {"stringValue": format!("s-{i:04}")}}]})
-                })
-                .collect();
-            json!({"name": format!("load_{m}"), "gauge": {"dataPoints": points}})
-        })
-        .collect();
-    let request = json!({"resourceMetrics": [{"resource": {"attributes": [
-        {"key": "service.name", "value": {"stringValue": "load"}}]},
-        "scopeMetrics": [{"metrics": metrics}]}]});
-    let (status, _, body) = wasmtel_tests::post(
-        host.intake_addr(),
-        "/v1/metrics",
-        Some("application/json"),
-        request.to_string().into_bytes(),
-        false,
-    )
-    .await;
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let lines = || -> usize {
-        let seen = seen.lock().expect("seen");
-        seen.iter()
-            .map(|(_, _, body)| body.lines().filter(|l| l.starts_with("load_")).count())
-            .sum()
-    };
-    let soak: u64 = std::env::var("WASMTEL_SOAK_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let collections = (soak / 2).max(3) as usize;
-    let deadline = std::time::Instant::now() + Duration::from_secs(120 + soak);
-    while lines() < collections * 20_000 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name}: {} of {collections} collections' lines arrived",
-            lines()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    host.collect_now().await;
-    let r = host
-        .integrations()
-        .into_iter()
-        .find(|r| r.signal == "metrics")
-        .expect("the metrics report");
-    assert_eq!((r.items.refused, r.items.dropped), (0, 0), "{name}: {r:?}");
-    let row = plugin_row(&host, name);
-    assert_eq!(
-        row.stats.calls.get("failed"),
-        None,
-        "{name}: {:?}",
-        row.stats.calls
-    );
-    eprintln!(
-        "{name}: 20,000 series every 2 s, {} collections ({} lines): mean call {:.1} ms, memory {:.1} MiB",
-        lines() / 20_000,
-        lines(),
-        row.stats.mean_call_seconds * 1e3,
         row.stats.memory_bytes as f64 / 1048576.0
     );
     host.shutdown().await;
@@ -1912,35 +1785,18 @@ async fn example_uploaded_by_a_tenant(dir: &std::path::Path, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_exporter_delivers_through_a_running_host() {
-    let wit = wit_dir();
-    let args = ["-d", &wit, "-w", "exporter", "componentize", "app", "-o"];
     let name = "python-exporter";
-    if let Some(dir) = build_example("componentize-py", &args, name, name) {
+    if let Some(dir) = wasmtel_tests::python_example() {
         example_delivers(&dir, name).await;
         example_uploaded_by_a_tenant(&dir, name).await;
-        example_keeps_up_with_20000_series(&dir, name).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_javascript_exporter_delivers_through_a_running_host() {
-    let wit = wit_dir();
-    // The runtime's fetch support would import wasi:http, which the sandbox does not grant.
-    let args = [
-        "exporter.js",
-        "--wit",
-        &wit,
-        "--world-name",
-        "exporter",
-        "--disable",
-        "http",
-        "fetch-event",
-        "-o",
-    ];
     let name = "js-exporter";
-    if let Some(dir) = build_example("componentize-js", &args, name, name) {
+    if let Some(dir) = wasmtel_tests::js_example() {
         example_delivers(&dir, name).await;
         example_uploaded_by_a_tenant(&dir, name).await;
-        example_keeps_up_with_20000_series(&dir, name).await;
     }
 }

@@ -1256,14 +1256,7 @@ async fn a_part_that_fails_at_the_memory_cap_is_sent_again_in_halves_and_nothing
         .collect();
     let request = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
         {"name": "wide", "gauge": {"dataPoints": points}}]}]}]});
-    let (status, _, _) = wasmtel_tests::post(
-        host.intake_addr(),
-        "/v1/metrics",
-        Some("application/json"),
-        request.to_string().into_bytes(),
-        false,
-    )
-    .await;
+    let (status, _) = wasmtel_tests::post_otlp_metrics(host.intake_addr(), &request).await;
     assert_eq!(status, 200);
     host.collect_now().await;
     eventually("the collection delivered", || {

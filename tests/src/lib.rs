@@ -788,3 +788,110 @@ pub fn resource_of<'a>(
         })
         .unwrap_or_else(|| panic!("no resource of service `{service}` in the request"))
 }
+
+/// Builds the project in `source` with `tool` (`args` before the output path) into a new
+/// temporary directory as `<name>.wasm`; `None` (the test skipped) where the tool is missing,
+/// except in CI, which installs it.
+pub fn build_from(
+    tool: &str,
+    args: &[&str],
+    source: &std::path::Path,
+    name: &str,
+) -> Option<std::path::PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("wasmtel-build-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let out = dir.join(format!("{name}.wasm"));
+    let built = std::process::Command::new(tool)
+        .current_dir(source)
+        .args(args)
+        .arg(&out)
+        .output();
+    match built {
+        Ok(o) if o.status.success() => Some(dir),
+        Ok(o) => panic!("{tool} failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!(
+                "{tool} is not installed ({e}): {} skipped; .ci/run installs it",
+                source.display()
+            );
+            None
+        }
+        Err(e) => panic!("{tool} is required in CI: {e}"),
+    }
+}
+
+/// The WIT directory, for the tools that build examples.
+pub fn wit_dir() -> String {
+    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+    wit.to_str().expect("utf-8 path").to_owned()
+}
+
+/// `examples/<example>`.
+fn example(example: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(example)
+}
+
+/// `examples/python-exporter` built with componentize-py, as `python-exporter.wasm` in the
+/// directory returned (`None` where the tool is missing, outside CI).
+pub fn python_example() -> Option<std::path::PathBuf> {
+    let wit = wit_dir();
+    let args = ["-d", &wit, "-w", "exporter", "componentize", "app", "-o"];
+    build_from(
+        "componentize-py",
+        &args,
+        &example("python-exporter"),
+        "python-exporter",
+    )
+}
+
+/// `examples/js-exporter` built with componentize-js, as `js-exporter.wasm` in the directory
+/// returned (`None` where the tool is missing, outside CI).
+pub fn js_example() -> Option<std::path::PathBuf> {
+    let wit = wit_dir();
+    // The runtime's fetch support would import wasi:http, which the sandbox does not grant.
+    let args = [
+        "exporter.js",
+        "--wit",
+        &wit,
+        "--world-name",
+        "exporter",
+        "--disable",
+        "http",
+        "fetch-event",
+        "-o",
+    ];
+    build_from(
+        "componentize-js",
+        &args,
+        &example("js-exporter"),
+        "js-exporter",
+    )
+}
+
+/// Serves `app` on a free loopback port; the address.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    addr
+}
+
+/// POSTs an OTLP/JSON metrics request to the intake at `addr`; the status and the answer.
+pub async fn post_otlp_metrics(addr: SocketAddr, request: &serde_json::Value) -> (u16, Vec<u8>) {
+    let (status, _, body) = post(
+        addr,
+        "/v1/metrics",
+        Some("application/json"),
+        request.to_string().into_bytes(),
+        false,
+    )
+    .await;
+    (status, body)
+}
