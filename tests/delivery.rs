@@ -234,16 +234,17 @@ async fn test_connection_probes_each_otlp_endpoint_with_its_headers() {
     .await;
     let results = host.test("otlp").await.expect("OTLP is configured");
     let signals: Vec<&str> = results.iter().map(|r| r.signal).collect();
-    assert_eq!(signals, ["metrics", "logs"]);
+    assert_eq!(signals, ["metrics", "logs", "traces"]);
     assert!(results.iter().all(|r| r.diagnosis.is_ok()), "{results:?}");
     receiver.with(|r| {
-        assert_eq!(r.headers.len(), 2, "one real request per endpoint");
+        assert_eq!(r.headers.len(), 3, "one real request per endpoint");
         assert!(
             r.headers
                 .iter()
                 .all(|h| h["authorization"] == "Bearer t0ken")
         );
         assert_eq!(r.metrics.len(), 1, "a valid, empty OTLP request");
+        assert_eq!(r.traces.len(), 1, "a valid, empty OTLP request");
     });
     receiver.answer(401);
     let results = host.test("otlp").await.expect("OTLP is configured");

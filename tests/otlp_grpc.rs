@@ -257,12 +257,12 @@ async fn grpc_requests_get_the_http_receivers_answers_as_grpc_statuses() {
         .into_inner();
     assert_eq!(answer.partial_success, None);
 
-    // Anything but the two Export methods: UNIMPLEMENTED.
+    // Anything but the three Export methods: UNIMPLEMENTED.
     raw.ready().await.expect("ready");
     let err = raw
         .unary::<_, bytes::Bytes, _>(
             tonic::Request::new(bytes::Bytes::new()),
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+            "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
                 .parse()
                 .expect("path"),
             BytesCodec,

@@ -1072,7 +1072,7 @@ fn a_transform_whose_edits_name_nothing_fails_its_call_naming_the_edit() {
     )
     .expect("loads");
     let resource = wasmtel::sources::resource::detect(&Default::default());
-    let origin = wasmtel::model::log::Origin::events(&resource, None);
+    let origin = wasmtel::model::record::Origin::events(&resource, None);
     let records = vec![opentelemetry_proto::tonic::logs::v1::LogRecord::default(); 2];
     let batch = wasmtel::plugins::convert::otlp::log_batch(&records, &origin);
     let err = liar.logs(&batch).expect_err("refused");

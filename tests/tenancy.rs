@@ -13,6 +13,8 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -112,6 +114,35 @@ fn logs(service: &str, claims: Option<&str>, bodies: &[String]) -> ExportLogsSer
                         body: Some(AnyValue {
                             value: Some(any_value::Value::StringValue(b.clone())),
                         }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// A traces request from `service`, claiming namespace `claims`, of one span per name.
+fn spans(service: &str, claims: Option<&str>, names: &[&str]) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let mut attributes = vec![kv("service.name", service)];
+    attributes.extend(claims.map(|c| kv(KEY, c)));
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes,
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: names
+                    .iter()
+                    .zip(1u8..)
+                    .map(|(name, i)| Span {
+                        trace_id: vec![9; 16],
+                        span_id: vec![i; 8],
+                        name: (*name).to_owned(),
                         ..Default::default()
                     })
                     .collect(),
@@ -303,11 +334,12 @@ struct Team {
     intake: String,
     metrics: Receiver,
     logs: Receiver,
+    traces: Receiver,
     statsd: Option<UdpSocket>,
 }
 
-/// Creates tenant `name` through the API and gives it an OTLP metrics and logs integration,
-/// each to its own receiver, with its own admin token.
+/// Creates tenant `name` through the API and gives it an OTLP metrics, logs and traces
+/// integration, each to its own receiver, with its own admin token.
 async fn team(admin_url: &str, operator: &str, name: &str, statsd: bool) -> Team {
     let (status, created) = call(
         "POST",
@@ -320,7 +352,8 @@ async fn team(admin_url: &str, operator: &str, name: &str, statsd: bool) -> Team
     let token = |k: &str| created[k].as_str().expect(k).to_owned();
     let (admin, intake) = (token("admin_token"), token("intake_token"));
     let (metrics, logs) = (Receiver::start().await, Receiver::start().await);
-    for (kind, receiver) in [("metrics", &metrics), ("logs", &logs)] {
+    let traces = Receiver::start().await;
+    for (kind, receiver) in [("metrics", &metrics), ("logs", &logs), ("traces", &traces)] {
         let body = json!({ "kind": kind, "type": "otlp", "name": "mine", "endpoint": receiver.endpoint() });
         let url = format!("{admin_url}/api/v1/integrations");
         let (status, made) = call("POST", &url, Some(&admin), Some(body)).await;
@@ -349,6 +382,7 @@ async fn team(admin_url: &str, operator: &str, name: &str, statsd: bool) -> Team
         intake,
         metrics,
         logs,
+        traces,
         statsd: socket,
     }
 }
@@ -373,7 +407,10 @@ async fn twenty_tenants_each_receive_exactly_their_own_items_whatever_the_payloa
     let mut metrics_client = MetricsServiceClient::connect(grpc.clone())
         .await
         .expect("gRPC");
-    let mut logs_client = LogsServiceClient::connect(grpc).await.expect("gRPC");
+    let mut logs_client = LogsServiceClient::connect(grpc.clone())
+        .await
+        .expect("gRPC");
+    let mut traces_client = TraceServiceClient::connect(grpc).await.expect("gRPC");
     let bearer = |token: &str| -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
         format!("Bearer {token}").parse().expect("metadata")
     };
@@ -404,6 +441,20 @@ async fn twenty_tenants_each_receive_exactly_their_own_items_whatever_the_payloa
             .metadata_mut()
             .insert("authorization", bearer(&t.intake));
         logs_client.export(request).await.expect("gRPC logs");
+        let body = spans(
+            "app",
+            Some(&lie),
+            &[&format!("{n}-http-a"), &format!("{n}-http-b")],
+        );
+        assert_eq!(
+            post_proto(&host, "/v1/traces", Some(&t.intake), body.encode_to_vec()).await,
+            200
+        );
+        let mut request = tonic::Request::new(spans("app", Some(&lie), &[&format!("{n}-grpc")]));
+        request
+            .metadata_mut()
+            .insert("authorization", bearer(&t.intake));
+        traces_client.export(request).await.expect("gRPC traces");
         let events: Vec<Value> = (0..2)
             .map(|_| json!({"event_type": "chunk_produced", "model": format!("{n}-model")}))
             .collect();
@@ -414,6 +465,8 @@ async fn twenty_tenants_each_receive_exactly_their_own_items_whatever_the_payloa
     assert_eq!(post_proto(&host, "/v1/metrics", None, body).await, 200);
     let body = logs("ops", Some("t0"), &["operator-log".into()]).encode_to_vec();
     assert_eq!(post_proto(&host, "/v1/logs", None, body).await, 200);
+    let body = spans("ops", Some("t0"), &["operator-span"]).encode_to_vec();
+    assert_eq!(post_proto(&host, "/v1/traces", None, body).await, 200);
 
     host.collect_now().await;
     for t in &teams {
@@ -425,6 +478,9 @@ async fn twenty_tenants_each_receive_exactly_their_own_items_whatever_the_payloa
             .wait_until(&format!("{}'s metrics", t.name), |r| {
                 last_values(r).len() == 3
             })
+            .await;
+        t.traces
+            .wait_until(&format!("{}'s spans", t.name), |r| r.spans().len() == 3)
             .await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -465,6 +521,31 @@ async fn twenty_tenants_each_receive_exactly_their_own_items_whatever_the_payloa
             );
             let events = got.iter().filter(|(_, _, e)| e == "chunk_produced").count();
             assert_eq!(events, 2, "tenant {n}'s events");
+            assert!(r.traces.is_empty(), "the logs integration takes no spans");
+        });
+        t.traces.with(|r| {
+            let mut got: Vec<(Option<String>, String)> = Vec::new();
+            for rs in r.traces.iter().flat_map(|t| &t.resource_spans) {
+                let ns = rs
+                    .resource
+                    .as_ref()
+                    .and_then(|res| attrs(&res.attributes).get(KEY).cloned());
+                for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                    got.push((ns.clone(), s.name.clone()));
+                }
+            }
+            got.sort();
+            let mine = Some(n.clone());
+            assert_eq!(
+                got,
+                [
+                    (mine.clone(), format!("{n}-grpc")),
+                    (mine.clone(), format!("{n}-http-a")),
+                    (mine, format!("{n}-http-b")),
+                ],
+                "tenant {n}'s spans"
+            );
+            assert!(r.logs.is_empty() && r.metrics.is_empty());
         });
     }
     // A tenant's exporter plugin sees only that tenant's series.

@@ -56,7 +56,7 @@ fn wasmtel_pipeline() -> Pipeline {
     let registry = Arc::new(Registry::new(2000));
     let telemetry = SelfTelemetry::register(&registry).expect("self metrics");
     let deriver = Deriver::new(&DeriveConfig::default(), &registry).expect("rules");
-    let events = Arc::new(wasmtel::model::log::Origin::events(
+    let events = Arc::new(wasmtel::model::record::Origin::events(
         &wasmtel::sources::resource::detect(&Default::default()),
         None,
     ));

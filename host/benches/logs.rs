@@ -18,11 +18,11 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 use wasmtel::export::delivery::journal::Fsync;
 use wasmtel::export::delivery::queue::{OnFull, Queue};
-use wasmtel::export::otlp::logs::frame;
+use wasmtel::export::otlp::frame;
 use wasmtel::intake::otlp::Tally;
-use wasmtel::intake::otlp::logs::{Stamp, scan};
+use wasmtel::intake::otlp::records::{Stamp, log_record, scan};
 use wasmtel::load::logs_body;
-use wasmtel::model::log::Record;
+use wasmtel::model::record::Record;
 
 const REQUESTS: u64 = 82;
 const BATCH: u64 = 100;
@@ -31,7 +31,7 @@ const RECORDS: u64 = REQUESTS * BATCH;
 fn ours(bodies: &[Bytes]) -> Vec<u8> {
     let mut records = Vec::with_capacity(RECORDS as usize);
     for body in bodies {
-        records.extend(scan(body, &mut Tally::default(), &Stamp::NONE).expect("valid"));
+        records.extend(scan(body, &mut Tally::default(), &Stamp::NONE, log_record).expect("valid"));
     }
     frame(&records)
 }
@@ -95,7 +95,7 @@ fn queues(c: &mut Criterion) {
     let requests: Vec<Vec<Record>> = (0..REQUESTS)
         .map(|n| {
             let body = Bytes::from(logs_body(n, BATCH));
-            scan(&body, &mut Tally::default(), &Stamp::NONE).expect("valid")
+            scan(&body, &mut Tally::default(), &Stamp::NONE, log_record).expect("valid")
         })
         .collect();
     let dir = tempfile::tempdir().expect("dir");

@@ -24,15 +24,16 @@ use wasmtel::export::otlp::metrics::encode_all;
 use wasmtel::export::selection::Selection;
 use wasmtel::export::spec::ExporterSpec;
 use wasmtel::intake::otlp::Tally;
-use wasmtel::intake::otlp::logs::{Stamp, scan};
+use wasmtel::intake::otlp::records::{Stamp, log_record, scan};
 use wasmtel::load::logs_body;
 use wasmtel::metrics::{Admission, Descriptor, Producer, Registries, Registry};
+use wasmtel::model::Signal;
 use wasmtel::model::attributes::{AttributeSet, Value, ValueRef};
-use wasmtel::model::log::{Origin, Record};
 use wasmtel::model::metric::InstrumentKind;
+use wasmtel::model::record::{Origin, Record};
 use wasmtel::model::resource::Resource;
 use wasmtel::model::select::Select;
-use wasmtel::pipeline::{EventSink, Pipeline};
+use wasmtel::pipeline::{Pipeline, RecordSink};
 use wasmtel::telemetry::SelfTelemetry;
 use wasmtel::tenancy::{Principal, Tenancy};
 
@@ -166,7 +167,7 @@ fn pipeline(sinks: Vec<(Option<String>, Select)>, ctx: &BuildContext) -> Pipelin
             .expect("an endpoint");
         spec.tenant = owner;
         let exporter = Exporter::build(&spec, ctx).expect("exporter");
-        pipeline.add_sink(exporter as Arc<dyn EventSink>);
+        pipeline.add_sink(exporter as Arc<dyn RecordSink>);
     }
     pipeline
 }
@@ -197,7 +198,7 @@ fn logs(c: &mut Criterion) {
                 tenant: sender.tenant().map(Arc::from),
             };
             let body = Bytes::from(logs_body(i as u64, 100));
-            scan(&body, &mut Tally::default(), &stamp).expect("valid")
+            scan(&body, &mut Tally::default(), &stamp, log_record).expect("valid")
         })
         .collect();
     let records = (TENANTS * 100) as u64;
@@ -210,7 +211,7 @@ fn logs(c: &mut Criterion) {
     );
     let send = |p: &Pipeline| {
         for request in &requests {
-            p.ingest_logs(request).expect("taken");
+            p.ingest_records(Signal::Logs, request).expect("taken");
         }
     };
     let mut group = c.benchmark_group("route_10000_log_records_of_100_tenants");

@@ -12,6 +12,8 @@ use tonic::{Code, Status};
 pub const METRICS_EXPORT: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 /// The logs `Export` method's path.
 pub const LOGS_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+/// The gRPC path of the traces `Export` method.
+pub const TRACES_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// Messages as their bytes, both ways.
 #[derive(Debug, Clone, Copy, Default)]

@@ -17,7 +17,7 @@ use crate::export::delivery::{Drain, Report};
 use crate::export::exporter::BuildContext;
 use crate::export::prometheus::routes::Prefixes;
 use crate::metrics::{ConflictError, Registries, Registry};
-use crate::model::log::Origin;
+use crate::model::record::Origin;
 use crate::pipeline::Pipeline;
 use crate::plugins::error::Unloaded;
 use crate::plugins::set::Row;

@@ -1,4 +1,4 @@
-//! The pipeline: what happens to a batch of accepted events and log records.
+//! The pipeline: what happens to a batch of accepted events, log records and spans.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -7,18 +7,25 @@ use crate::clock::unix_nanos;
 use crate::config::DeriveConfig;
 use crate::derive::Deriver;
 use crate::metrics::Registries;
+use crate::model::Signal;
 use crate::model::event::Event;
-use crate::model::log::{Origin, Record, encode_events};
+use crate::model::log::encode_events;
+use crate::model::record::{Origin, Record};
 use crate::model::resource::Resource;
 use crate::telemetry::SelfTelemetry;
 use crate::tenancy::{Principal, Tenancy};
 
-/// Why a sink could not take log records.
+/// Why a sink could not take records.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// Its queue refuses more until it drains.
-    #[error("the log queue of integration `{0}` is full")]
-    Full(String),
+    #[error("the {signal} queue of integration `{integration}` is full")]
+    Full {
+        /// The integration.
+        integration: String,
+        /// `logs` or `traces`.
+        signal: &'static str,
+    },
     /// Its queue could not keep them (a disk queue that cannot be written).
     #[error("integration `{integration}`: {error}")]
     Unqueued {
@@ -28,12 +35,16 @@ pub enum SinkError {
         error: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A tenant's records would fill more than its share of a queue.
-    #[error("tenant `{tenant}` holds its share of the log queue of integration `{integration}`")]
+    #[error(
+        "tenant `{tenant}` holds its share of the {signal} queue of integration `{integration}`"
+    )]
     Share {
         /// The tenant.
         tenant: Arc<str>,
         /// The integration.
         integration: String,
+        /// `logs` or `traces`.
+        signal: &'static str,
     },
     /// A tenant's events cannot be recorded now (no room for its resource).
     #[error("the events of tenant `{tenant}` cannot be recorded: {reason}")]
@@ -45,18 +56,21 @@ pub enum SinkError {
     },
 }
 
-/// Something that receives accepted log records (a log exporter), each taking those it selects.
-pub trait EventSink: Send + Sync {
-    /// Whether it takes log records now (events are encoded as records only if one does).
-    fn wants_logs(&self) -> bool;
+/// Something that receives accepted records (an exporter of log records or spans), each
+/// taking those it selects.
+pub trait RecordSink: Send + Sync {
+    /// Whether it takes records of `signal` now (events are encoded as log records only if one
+    /// takes logs).
+    fn wants(&self, signal: Signal) -> bool;
 
-    /// Whether the records it selects of `records` may be accepted; `Err` names the full
-    /// queue when they may not (and intake refuses them rather than lose any).
-    fn room(&self, records: &[Record]) -> Result<(), SinkError>;
+    /// Whether the records of `signal` it selects of `records` may be accepted; `Err` names the
+    /// full queue when they may not (and intake refuses them rather than lose any).
+    fn room(&self, signal: Signal, records: &[Record]) -> Result<(), SinkError>;
 
-    /// Takes the records it selects of a batch (events, or received over OTLP); must not
-    /// block. `Err` names why it could not keep them (a disk queue that cannot be written).
-    fn accept_logs(&self, records: &[Record]) -> Result<(), SinkError>;
+    /// Takes the records of `signal` it selects of a batch (events, or received over OTLP);
+    /// must not block. `Err` names why it could not keep them (a disk queue that cannot be
+    /// written).
+    fn accept(&self, signal: Signal, records: &[Record]) -> Result<(), SinkError>;
 
     /// The one tenant whose records it can take, when it is a tenant's (records of no other
     /// tenant are then never offered to it).
@@ -67,19 +81,19 @@ pub trait EventSink: Send + Sync {
 /// the tenants it holds records of, however many tenants there are.
 #[derive(Default)]
 struct Sinks {
-    shared: Vec<Arc<dyn EventSink>>,
-    by_tenant: HashMap<Arc<str>, Vec<Arc<dyn EventSink>>>,
+    shared: Vec<Arc<dyn RecordSink>>,
+    by_tenant: HashMap<Arc<str>, Vec<Arc<dyn RecordSink>>>,
 }
 
 impl Sinks {
-    fn add(&mut self, sink: Arc<dyn EventSink>) {
+    fn add(&mut self, sink: Arc<dyn RecordSink>) {
         match sink.tenant() {
             Some(tenant) => self.by_tenant.entry(tenant).or_default().push(sink),
             None => self.shared.push(sink),
         }
     }
 
-    fn remove(&mut self, sink: &Arc<dyn EventSink>) {
+    fn remove(&mut self, sink: &Arc<dyn RecordSink>) {
         self.shared.retain(|s| !Arc::ptr_eq(s, sink));
         self.by_tenant.retain(|_, list| {
             list.retain(|s| !Arc::ptr_eq(s, sink));
@@ -97,11 +111,11 @@ impl Sinks {
         self.shared
             .iter()
             .chain(theirs.into_iter().flatten())
-            .any(|s| s.wants_logs())
+            .any(|s| s.wants(Signal::Logs))
     }
 
     /// The sinks that may take some of `records`.
-    fn for_batch(&self, records: &[Record]) -> Vec<&Arc<dyn EventSink>> {
+    fn for_batch(&self, records: &[Record]) -> Vec<&Arc<dyn RecordSink>> {
         let mut tenants: Vec<&Arc<str>> = Vec::new();
         let mut last: Option<&Arc<Origin>> = None;
         for record in records {
@@ -196,7 +210,7 @@ impl Pipeline {
     /// A pipeline applying `deriver` and forwarding to `sinks`, events as records of `events`.
     pub fn new(
         deriver: Deriver,
-        sinks: Vec<Arc<dyn EventSink>>,
+        sinks: Vec<Arc<dyn RecordSink>>,
         telemetry: SelfTelemetry,
         events: Arc<Origin>,
     ) -> Self {
@@ -253,7 +267,7 @@ impl Pipeline {
         let sinks = self.sinks();
         if sinks.want_logs(lane.events.tenant.as_ref()) {
             let records = encode_events(events, &lane.events, unix_nanos());
-            deliver(&sinks.for_batch(&records), &records)?;
+            deliver(&sinks.for_batch(&records), Signal::Logs, &records)?;
         }
         for event in events {
             lane.deriver.apply(event);
@@ -262,10 +276,10 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Forwards log records received over OTLP to every sink, once each has room for what it
-    /// selects; `Err` names a sink that is full or could not keep them.
-    pub fn ingest_logs(&self, records: &[Record]) -> Result<(), SinkError> {
-        deliver(&self.sinks().for_batch(records), records)
+    /// Forwards log records or spans received over OTLP to every sink, once each has room for
+    /// what it selects; `Err` names a sink that is full or could not keep them.
+    pub fn ingest_records(&self, signal: Signal, records: &[Record]) -> Result<(), SinkError> {
+        deliver(&self.sinks().for_batch(records), signal, records)
     }
 
     fn sinks(&self) -> std::sync::RwLockReadGuard<'_, Sinks> {
@@ -273,7 +287,7 @@ impl Pipeline {
     }
 
     /// Adds a sink (an integration started at run time).
-    pub fn add_sink(&self, sink: Arc<dyn EventSink>) {
+    pub fn add_sink(&self, sink: Arc<dyn RecordSink>) {
         self.sinks
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -281,7 +295,7 @@ impl Pipeline {
     }
 
     /// Removes a sink added before (an integration stopped at run time).
-    pub fn remove_sink(&self, sink: &Arc<dyn EventSink>) {
+    pub fn remove_sink(&self, sink: &Arc<dyn RecordSink>) {
         self.sinks
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -299,8 +313,17 @@ impl Pipeline {
     }
 }
 
-/// Hands `records` to every sink once every sink has room for what it selects of them.
-fn deliver(sinks: &[&Arc<dyn EventSink>], records: &[Record]) -> Result<(), SinkError> {
-    sinks.iter().try_for_each(|sink| sink.room(records))?;
-    sinks.iter().try_for_each(|sink| sink.accept_logs(records))
+/// Hands `records` of `signal` to every sink once every sink has room for what it selects of
+/// them.
+fn deliver(
+    sinks: &[&Arc<dyn RecordSink>],
+    signal: Signal,
+    records: &[Record],
+) -> Result<(), SinkError> {
+    sinks
+        .iter()
+        .try_for_each(|sink| sink.room(signal, records))?;
+    sinks
+        .iter()
+        .try_for_each(|sink| sink.accept(signal, records))
 }

@@ -513,7 +513,7 @@ fn text(out: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_integrations_commands_connect_test_pause_and_delete_through_the_admin_api() {
-    // The collector is at a path: metrics and logs both go under it.
+    // The collector is at a path: metrics, logs and traces all go under it.
     let receiver = Receiver::start_under("/otlp").await;
     let served = serve("").await;
     let mut all = String::new();
@@ -540,11 +540,11 @@ async fn the_integrations_commands_connect_test_pause_and_delete_through_the_adm
     let rows: Vec<&str> = stdout.lines().filter(|l| l.contains("collector")).collect();
     assert_eq!(
         rows.len(),
-        4,
-        "two table rows, two first-export lines: {stdout}"
+        6,
+        "three table rows, three first-export lines: {stdout}"
     );
     assert!(
-        rows[..2].iter().all(|r| r.contains("pending")),
+        rows[..3].iter().all(|r| r.contains("pending")),
         "nothing was exported yet, so nothing is connected: {stdout}"
     );
     assert!(
@@ -552,15 +552,16 @@ async fn the_integrations_commands_connect_test_pause_and_delete_through_the_adm
         "{stdout}"
     );
     assert!(
-        stdout.contains("collector logs: records are sent as they arrive"),
+        stdout.contains("collector logs: records are sent as they arrive")
+            && stdout.contains("collector traces: records are sent as they arrive"),
         "{stdout}"
     );
     assert_eq!(
         stdout.matches("ok      connected: HTTP 200").count(),
-        2,
-        "--test probes both at once: {stdout}"
+        3,
+        "--test probes all three at once: {stdout}"
     );
-    // Within the interval, both signals reach the collector under its path.
+    // Within the interval, every signal reaches the collector under its path.
     reqwest::Client::new()
         .post(format!("{}/v1/events", served.intake))
         .header("content-type", "application/json")
@@ -568,21 +569,34 @@ async fn the_integrations_commands_connect_test_pause_and_delete_through_the_adm
         .send()
         .await
         .expect("intake answers");
+    let span = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+        "name": "GET /"}]}]}]});
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/traces", served.intake))
+        .header("content-type", "application/json")
+        .body(span.to_string())
+        .send()
+        .await
+        .expect("intake answers");
+    assert_eq!(answer.status(), 200);
     receiver
-        .wait_until("metrics and logs under /otlp", |r| {
-            !r.metrics.is_empty() && !r.logs.is_empty()
+        .wait_until("metrics, logs and traces under /otlp", |r| {
+            !r.metrics.is_empty() && !r.logs.is_empty() && !r.traces.is_empty()
         })
         .await;
     let list = loop {
         let out = integrations(&served, &["list"]);
         let list = String::from_utf8_lossy(&out.stdout).into_owned();
-        if list.matches("connected").count() == 2 {
+        if list.matches("connected").count() == 3 {
             break list;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert!(
-        list.contains(&format!("{endpoint}/v1/logs")) && !list.contains("/v1/metrics/v1/logs"),
+        list.contains(&format!("{endpoint}/v1/logs"))
+            && list.contains(&format!("{endpoint}/v1/traces"))
+            && !list.contains("/v1/metrics/v1/logs"),
         "{list}"
     );
 
@@ -595,7 +609,7 @@ async fn the_integrations_commands_connect_test_pause_and_delete_through_the_adm
         .iter()
         .map(|i| i["id"].as_str().expect("id").to_owned())
         .collect();
-    assert_eq!(ids.len(), 2);
+    assert_eq!(ids.len(), 3);
     assert_eq!(list[0]["headers_set"], serde_json::json!(["authorization"]));
 
     let out = integrations(&served, &["test", &ids[1]]);

@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
@@ -26,6 +27,8 @@ pub struct Received {
     pub metrics: Vec<ExportMetricsServiceRequest>,
     /// Decoded log requests, in arrival order.
     pub logs: Vec<ExportLogsServiceRequest>,
+    /// Decoded trace requests, in arrival order.
+    pub traces: Vec<ExportTraceServiceRequest>,
     /// Headers of every request, in arrival order.
     pub headers: Vec<HeaderMap>,
     /// Requests answered with a non-2xx status.
@@ -43,6 +46,16 @@ impl Received {
             .flat_map(|rl| &rl.scope_logs)
             .flat_map(|sl| &sl.log_records)
             .filter_map(|rec| attrs(&rec.attributes).get("inference.request.id").cloned())
+            .collect()
+    }
+
+    /// Every span received, in arrival order.
+    pub fn spans(&self) -> Vec<&opentelemetry_proto::tonic::trace::v1::Span> {
+        self.traces
+            .iter()
+            .flat_map(|t| &t.resource_spans)
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
             .collect()
     }
 }
@@ -88,6 +101,7 @@ impl Receiver {
         let app = Router::new()
             .route(&format!("{prefix}/v1/metrics"), routing::post(metrics))
             .route(&format!("{prefix}/v1/logs"), routing::post(logs))
+            .route(&format!("{prefix}/v1/traces"), routing::post(traces))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -216,6 +230,14 @@ async fn logs(
     body: Bytes,
 ) -> (StatusCode, HeaderMap) {
     accept(&shared, headers, &body, |r, l| r.logs.push(l))
+}
+
+async fn traces(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap) {
+    accept(&shared, headers, &body, |r, t| r.traces.push(t))
 }
 
 /// Renders an OTLP attribute list as `key → display value`, for exact comparisons.

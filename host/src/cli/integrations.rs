@@ -10,7 +10,7 @@ pub(crate) enum IntegrationsCommand {
     List,
     /// Create an integration.
     Create {
-        /// `metrics` or `logs`.
+        /// `metrics`, `logs` or `traces`.
         #[arg(long)]
         kind: String,
         /// The integration type (`otlp`).
@@ -71,7 +71,7 @@ pub(crate) enum IntegrationsCommand {
         /// The integration's id.
         id: String,
     },
-    /// Create an OTLP metrics and an OTLP logs integration sharing endpoint, name and headers.
+    /// Create an OTLP metrics, logs and traces integration sharing endpoint, name and headers.
     ConnectOtlp {
         /// The collector's base URL.
         #[arg(long)]
@@ -177,7 +177,7 @@ pub(crate) async fn run(
             test,
         } => {
             let mut created = Vec::new();
-            for kind in ["metrics", "logs"] {
+            for kind in ["metrics", "logs", "traces"] {
                 let mut body =
                     create_body(kind, "otlp", &name, None, Some(&endpoint), &headers, None);
                 if let Some(interval) = &interval {

@@ -34,7 +34,16 @@ pub struct DeliveryConfig {
     pub logs_batch: Option<usize>,
     /// Most bytes of encoded log records per export (default 4 MiB).
     pub logs_batch_bytes: Option<usize>,
-    /// Log exports in flight at once (default 4; metrics go one at a time, in order).
+    /// Spans held while the backend is slow or down (default 65536).
+    pub traces_queue: Option<usize>,
+    /// Bytes of encoded spans held (default 64 MiB).
+    pub traces_queue_bytes: Option<usize>,
+    /// Most spans per export (default 8192, the Collector's batch size).
+    pub traces_batch: Option<usize>,
+    /// Most bytes of encoded spans per export (default 4 MiB).
+    pub traces_batch_bytes: Option<usize>,
+    /// Log and span exports in flight at once, each (default 4; metrics go one at a time, in
+    /// order).
     pub max_in_flight: Option<usize>,
     /// The pace of UDP datagrams, in bytes per second (default 4 MiB/s).
     pub udp_bytes_per_second: Option<u64>,
@@ -44,7 +53,7 @@ pub struct DeliveryConfig {
     /// spread (default 0.5), so a receiver that reads slowly keeps up.
     #[serde(deserialize_with = "super::fraction")]
     pub udp_spread: Option<f64>,
-    /// Where queued log records are held: `memory` (default) or `disk`, a journal under
+    /// Where queued log records and spans are held: `memory` (default) or `disk`, a journal under
     /// `data_dir` that survives a crash.
     pub queue: Option<QueueKind>,
     /// When a disk queue syncs what it wrote: `always` (default: before the data is
@@ -119,6 +128,10 @@ impl DeliveryConfig {
             logs_queue_bytes: self.logs_queue_bytes.or(defaults.logs_queue_bytes),
             logs_batch: self.logs_batch.or(defaults.logs_batch),
             logs_batch_bytes: self.logs_batch_bytes.or(defaults.logs_batch_bytes),
+            traces_queue: self.traces_queue.or(defaults.traces_queue),
+            traces_queue_bytes: self.traces_queue_bytes.or(defaults.traces_queue_bytes),
+            traces_batch: self.traces_batch.or(defaults.traces_batch),
+            traces_batch_bytes: self.traces_batch_bytes.or(defaults.traces_batch_bytes),
             max_in_flight: self.max_in_flight.or(defaults.max_in_flight),
             udp_bytes_per_second: self.udp_bytes_per_second.or(defaults.udp_bytes_per_second),
             udp_burst_bytes: self.udp_burst_bytes.or(defaults.udp_burst_bytes),
@@ -177,6 +190,9 @@ pub struct ExporterConfig {
     /// Where logs go, over `endpoint` and the preset.
     #[serde(default)]
     pub logs_endpoint: Option<String>,
+    /// Where spans go, over `endpoint`.
+    #[serde(default)]
+    pub traces_endpoint: Option<String>,
     /// A backend preset that fills in endpoints and the credential header (`datadog`);
     /// defaults to the plugin's name when a preset of that name exists.
     #[serde(default)]
@@ -208,12 +224,15 @@ pub struct ExporterConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtlpConfig {
-    /// Base URL; `/v1/metrics` and `/v1/logs` are appended (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    /// Base URL; `/v1/metrics`, `/v1/logs` and `/v1/traces` are appended
+    /// (`OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub endpoint: Option<String>,
     /// Full metrics URL, used as is (`OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`).
     pub metrics_endpoint: Option<String>,
     /// Full logs URL, used as is (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`).
     pub logs_endpoint: Option<String>,
+    /// Full traces URL, used as is (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`).
+    pub traces_endpoint: Option<String>,
     /// Headers sent with every request (`OTEL_EXPORTER_OTLP_HEADERS`).
     pub headers: BTreeMap<String, String>,
     /// A backend preset (`honeycomb`, `new-relic`, `grafana-cloud`, …) that fills in the
@@ -235,6 +254,8 @@ pub struct OtlpConfig {
     pub metrics_protocol: Option<Protocol>,
     /// The protocol of logs, over `protocol` (`OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`).
     pub logs_protocol: Option<Protocol>,
+    /// The protocol of traces, over `protocol` (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`).
+    pub traces_protocol: Option<Protocol>,
     /// What it receives (default: everything).
     #[serde(skip_serializing_if = "Select::is_all")]
     pub select: Select,
@@ -275,6 +296,7 @@ impl Default for OtlpConfig {
             endpoint: None,
             metrics_endpoint: None,
             logs_endpoint: None,
+            traces_endpoint: None,
             headers: BTreeMap::new(),
             preset: None,
             api_key: None,
@@ -285,6 +307,7 @@ impl Default for OtlpConfig {
             protocol: None,
             metrics_protocol: None,
             logs_protocol: None,
+            traces_protocol: None,
             select: Select::default(),
             transforms: Vec::new(),
         }
@@ -297,6 +320,7 @@ impl OtlpConfig {
         let own = match signal {
             crate::model::Signal::Metrics => self.metrics_protocol,
             crate::model::Signal::Logs => self.logs_protocol,
+            crate::model::Signal::Traces => self.traces_protocol,
         };
         own.or(self.protocol).unwrap_or_default()
     }
@@ -327,13 +351,20 @@ impl OtlpConfig {
             .clone()
             .or_else(|| self.url_from_base(crate::model::Signal::Logs))
     }
+
+    /// The traces URL, if push is configured.
+    pub fn traces_url(&self) -> Option<String> {
+        self.traces_endpoint
+            .clone()
+            .or_else(|| self.url_from_base(crate::model::Signal::Traces))
+    }
 }
 
 /// The URL an OTLP/HTTP signal goes to from a base URL: `<base>/v1/<signal>`; a base that
-/// already ends in a signal's path (`…/v1/metrics`) has it replaced, so one base serves both.
+/// already ends in a signal's path (`…/v1/metrics`) has it replaced, so one base serves all.
 pub fn signal_url(base: &str, signal: &str) -> String {
     let mut base = base.trim_end_matches('/');
-    for path in ["/v1/metrics", "/v1/logs"] {
+    for path in ["/v1/metrics", "/v1/logs", "/v1/traces"] {
         base = base.strip_suffix(path).unwrap_or(base);
     }
     format!("{base}/v1/{signal}")

@@ -329,7 +329,14 @@ pub struct RequestLimits {
     pub points: usize,
     /// Log records per request (default 200,000).
     pub log_records: usize,
-    /// Attributes on one resource, scope, point, exemplar or log record (default 128).
+    /// Spans per request (default 200,000).
+    pub spans: usize,
+    /// Events on one span (default 128, the SDKs' default span limit).
+    pub span_events: usize,
+    /// Links on one span (default 128, the SDKs' default span limit).
+    pub span_links: usize,
+    /// Attributes on one resource, scope, point, exemplar, log record, span, span event or
+    /// link (default 128).
     pub attributes: usize,
     /// Bytes in one attribute key (default 1,024).
     pub key_length: usize,
@@ -354,6 +361,9 @@ impl Default for RequestLimits {
             metrics: 100_000,
             points: 200_000,
             log_records: 200_000,
+            spans: 200_000,
+            span_events: 128,
+            span_links: 128,
             attributes: 128,
             key_length: 1_024,
             value_length: 65_536,
@@ -624,6 +634,10 @@ impl Config {
             &mut otlp.logs_endpoint,
             var("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
         );
+        fill(
+            &mut otlp.traces_endpoint,
+            var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        );
         if let Some(raw) = var("OTEL_EXPORTER_OTLP_HEADERS") {
             for (k, v) in parse_key_values("OTEL_EXPORTER_OTLP_HEADERS", &raw, true)? {
                 otlp.headers.entry(k).or_insert(v);
@@ -643,6 +657,10 @@ impl Config {
                 "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
             ),
             (&mut otlp.logs_protocol, "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL"),
+            (
+                &mut otlp.traces_protocol,
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            ),
         ] {
             if slot.is_none() {
                 *slot = enum_var(name, var(name), "expected grpc, http/protobuf or http/json")?;

@@ -212,7 +212,7 @@ pub fn integrations_table(integrations: &[Value]) -> String {
 }
 
 /// When each signal of newly created integrations first goes out, in words: metrics at the
-/// end of their first interval, logs as records arrive.
+/// end of their first interval, log records and spans as they arrive.
 pub fn first_exports(created: &[Value], now_unix_nano: u64) -> String {
     let mut out = String::new();
     for i in created {
@@ -231,7 +231,7 @@ pub fn first_exports(created: &[Value], now_unix_nano: u64) -> String {
                         .unwrap_or_else(|| "-".into());
                     format!("{name} {signal}: first export at {when} (in {secs} s)")
                 }
-                None if signal == "logs" => {
+                None if signal == "logs" || signal == "traces" => {
                     format!("{name} {signal}: records are sent as they arrive")
                 }
                 None => format!("{name} {signal}: not exporting ({})", text(&s["state"])),

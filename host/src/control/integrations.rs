@@ -16,7 +16,7 @@ use crate::export::exporter::{BuildContext, Exporter};
 use crate::export::probe::Diagnosis;
 use crate::export::spec::{BuildError, ExporterSpec, SpecError};
 use crate::model::Signal;
-use crate::pipeline::{EventSink, Pipeline};
+use crate::pipeline::{Pipeline, RecordSink};
 use crate::tenancy::{Principal, Tenancy};
 
 /// How long a test connection waits for an answer.
@@ -320,7 +320,7 @@ impl Integrations {
 
     /// Stops a running exporter; what it had queued is dropped.
     fn halt(&self, exporter: &Arc<Exporter>) {
-        let sink: Arc<dyn EventSink> = exporter.clone();
+        let sink: Arc<dyn RecordSink> = exporter.clone();
         self.0.runtime.pipeline.remove_sink(&sink);
         exporter.stop();
     }
@@ -562,7 +562,7 @@ fn launch(runtime: &Runtime, spec: &ExporterSpec) -> Result<Arc<Exporter>, Build
     let exporter = Exporter::build(spec, &runtime.build)?;
     runtime
         .pipeline
-        .add_sink(exporter.clone() as Arc<dyn EventSink>);
+        .add_sink(exporter.clone() as Arc<dyn RecordSink>);
     exporter.spawn(&runtime.drain);
     Ok(exporter)
 }

@@ -222,7 +222,7 @@ impl Change {
     pub fn create(self, id: String) -> Result<Stored, SpecError> {
         let kind = self
             .kind
-            .ok_or_else(|| bad("kind", "required: metrics or logs"))?;
+            .ok_or_else(|| bad("kind", "required: metrics, logs or traces"))?;
         let kind_type = self
             .kind_type
             .clone()
@@ -359,6 +359,7 @@ mod tests {
                 temporality: crate::model::metric::TemporalityPreference::Delta,
                 compression: crate::config::Compression::None,
                 metrics_protocol: crate::config::Protocol::Grpc,
+                traces_protocol: crate::config::Protocol::Grpc,
                 logs_protocol: crate::config::Protocol::Grpc,
             }
         );
@@ -388,7 +389,7 @@ mod tests {
         let cases = [
             (
                 r#"{"type":"otlp","name":"n","endpoint":"http://x"}"#,
-                "`kind`: required: metrics or logs",
+                "`kind`: required: metrics, logs or traces",
             ),
             (
                 r#"{"kind":"metrics","name":"n","endpoint":"http://x"}"#,
@@ -448,14 +449,15 @@ mod tests {
             ),
             (
                 r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x","colour":"red"}"#,
-                "`colour`: unknown field `colour`, expected one of `endpoint`, `metrics_endpoint`, `logs_endpoint`, `headers`, `preset`, `api_key`, `logs`, `temporality_preference`, `delivery`, `compression`, `protocol`, `metrics_protocol`, `logs_protocol`, `select`, `transforms`",
+                "`colour`: unknown field `colour`, expected one of `endpoint`, `metrics_endpoint`, `logs_endpoint`, `traces_endpoint`, `headers`, `preset`, `api_key`, `logs`, `temporality_preference`, `delivery`, `compression`, `protocol`, `metrics_protocol`, `logs_protocol`, `traces_protocol`, `select`, `transforms`",
             ),
         ];
         for (json, want) in cases {
             let err = spec(json).create("id".into()).expect_err(json);
             assert_eq!(err.to_string(), want, "{json}");
         }
-        assert!(Change::from_json(br#"{"kind":"traces"}"#).is_err());
+        assert!(Change::from_json(br#"{"kind":"profiles"}"#).is_err());
+        assert!(Change::from_json(br#"{"kind":"traces"}"#).is_ok());
         assert!(Change::from_json(b"[1]").is_err());
         let mut s = spec(r#"{"kind":"metrics","type":"otlp","name":"n","endpoint":"http://x"}"#)
             .create("id".into())

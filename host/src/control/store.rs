@@ -308,6 +308,7 @@ impl Store {
                     endpoint,
                     metrics_endpoint: None,
                     logs_endpoint: None,
+                    traces_endpoint: None,
                     preset: row.preset,
                     site,
                     api_key: None,

@@ -30,9 +30,9 @@ use crate::clock::unix_nanos;
 use crate::config::{OnFailure, QueueKind};
 use crate::metrics::{DeltaTrackers, Registries};
 use crate::model::Signal;
-use crate::model::log::{Origin, Record, same_origin};
+use crate::model::record::{Origin, Record, same_origin};
 use crate::model::select::Select;
-use crate::pipeline::{EventSink, SinkError};
+use crate::pipeline::{RecordSink, SinkError};
 use crate::plugins::convert::Collected;
 use crate::plugins::{Encoder, Link, PluginSet, Reloadable, Slot, Transformer, Transforms};
 use crate::telemetry::SelfTelemetry;
@@ -137,6 +137,7 @@ enum Format {
         delta: Mutex<Option<DeltaTrackers>>,
         metrics: otlp::Wire,
         logs: otlp::Wire,
+        traces: otlp::Wire,
     },
     Plugin(Arc<PluginSlot>),
 }
@@ -163,14 +164,16 @@ impl<T: Weight> Channel<T> {
     }
 }
 
-/// An integration's log queue: in memory, or journaled under
-/// `<data_dir>/queue/<integration id>/logs` and started with what the journal held.
-fn logs_queue(
+/// An integration's queue of log records or spans: in memory, or journaled under
+/// `<data_dir>/queue/<integration id>/<signal>` and started with what the journal held.
+fn records_queue(
     spec: &ExporterSpec,
+    signal: Signal,
     settings: &Settings,
     ctx: &BuildContext,
 ) -> Result<(Queue<Record>, Option<Replayed>), BuildError> {
-    let (items, bytes) = (settings.logs_queue, settings.logs_queue_bytes);
+    let records = settings.records(signal);
+    let (items, bytes) = (records.queue, records.queue_bytes);
     if settings.queue == QueueKind::Memory {
         return Ok((Queue::new(items, bytes, ctx.on_full), None));
     }
@@ -185,7 +188,7 @@ fn logs_queue(
             }
         })
         .collect();
-    let dir = ctx.data_dir.join("queue").join(id).join("logs");
+    let dir = ctx.data_dir.join("queue").join(id).join(signal.as_str());
     let disk = (settings.fsync, settings.max_disk_bytes);
     let (queue, replayed) =
         Queue::durable((items, bytes), ctx.on_full, &dir, disk).map_err(|source| {
@@ -197,8 +200,9 @@ fn logs_queue(
     if replayed.items > 0 || replayed.skipped_bytes > 0 {
         tracing::info!(
             integration = %spec.name,
-            "disk queue: {} log records read back, {} bytes of torn or corrupt entries skipped",
+            "disk queue: {} {} records read back, {} bytes of torn or corrupt entries skipped",
             replayed.items,
+            signal.as_str(),
             replayed.skipped_bytes
         );
     }
@@ -227,6 +231,7 @@ pub struct Exporter {
     format: Format,
     metrics: Option<Channel<MetricItem>>,
     logs: Option<Channel<Record>>,
+    traces: Option<Channel<Record>>,
     registries: Arc<Registries>,
     telemetry: SelfTelemetry,
     transforms: Transforms,
@@ -266,6 +271,7 @@ impl Exporter {
                 compression,
                 metrics_protocol,
                 logs_protocol,
+                traces_protocol,
             } => {
                 let gzip = *compression == crate::config::Compression::Gzip;
                 Format::Otlp {
@@ -281,6 +287,11 @@ impl Exporter {
                     logs: otlp::Wire {
                         signal: Signal::Logs,
                         protocol: *logs_protocol,
+                        gzip,
+                    },
+                    traces: otlp::Wire {
+                        signal: Signal::Traces,
+                        protocol: *traces_protocol,
                         gzip,
                     },
                 }
@@ -315,10 +326,16 @@ impl Exporter {
                 return Ok(None);
             };
             let made: Arc<dyn Transport> = match &format {
-                Format::Otlp { metrics, logs, .. } => {
+                Format::Otlp {
+                    metrics,
+                    logs,
+                    traces,
+                    ..
+                } => {
                     let wire = match signal {
                         Signal::Metrics => *metrics,
                         Signal::Logs => *logs,
+                        Signal::Traces => *traces,
                     };
                     match wire.protocol {
                         crate::config::Protocol::Grpc => Arc::new(OtlpGrpc::new(
@@ -345,15 +362,16 @@ impl Exporter {
             let queue = Queue::new(settings.metrics_queue, usize::MAX, OnFull::DropOldest);
             Channel::new(Signal::Metrics, queue, t)
         });
-        let logs = match transport(Signal::Logs)? {
-            None => None,
-            Some(t) => {
-                let (queue, replayed) = logs_queue(spec, &settings, ctx)?;
-                let mut channel = Channel::new(Signal::Logs, queue, t);
-                channel.replayed = replayed;
-                Some(channel)
-            }
+        let records = |signal: Signal| -> Result<Option<Channel<Record>>, BuildError> {
+            let Some(t) = transport(signal)? else {
+                return Ok(None);
+            };
+            let (queue, replayed) = records_queue(spec, signal, &settings, ctx)?;
+            let mut channel = Channel::new(signal, queue, t);
+            channel.replayed = replayed;
+            Ok(Some(channel))
         };
+        let (logs, traces) = (records(Signal::Logs)?, records(Signal::Traces)?);
         if let Format::Plugin(slot) = &format
             && let Some(reason) = slot.failure()
         {
@@ -361,6 +379,7 @@ impl Exporter {
             for status in [
                 metrics.as_ref().map(|c| &c.status),
                 logs.as_ref().map(|c| &c.status),
+                traces.as_ref().map(|c| &c.status),
             ]
             .into_iter()
             .flatten()
@@ -399,6 +418,7 @@ impl Exporter {
             format,
             metrics,
             logs,
+            traces,
             registries: ctx.registries.clone(),
             telemetry: ctx.telemetry.clone(),
             transforms,
@@ -486,11 +506,16 @@ impl Exporter {
             let delivery = self.delivery(ch, encode, split_metrics, (1, usize::MAX, 1));
             tasks.push(tokio::spawn(Arc::new(delivery).run(drain.clone())));
         }
-        if let Some(ch) = &self.logs {
-            let me = self.clone();
-            let encode: Encode<Record> = Arc::new(move |records| me.encode_logs(records));
-            let s = &self.settings;
-            let limits = (s.logs_batch, s.logs_batch_bytes, s.max_in_flight);
+        for ch in [&self.logs, &self.traces].into_iter().flatten() {
+            let (me, signal) = (self.clone(), ch.signal);
+            let encode: Encode<Record> =
+                Arc::new(move |records| me.encode_records(signal, records));
+            let records = self.settings.records(signal);
+            let limits = (
+                records.batch,
+                records.batch_bytes,
+                self.settings.max_in_flight,
+            );
             let delivery = self.delivery(ch, encode, |_| None, limits);
             tasks.push(tokio::spawn(Arc::new(delivery).run(drain.clone())));
         }
@@ -620,13 +645,33 @@ impl Exporter {
         }
     }
 
-    fn encode_logs(&self, records: &[Record]) -> Result<Vec<Request>, EncodeError> {
-        match &self.format {
-            Format::Otlp { logs, .. } => Ok(otlp::logs::encode(records, &self.transforms)
-                .map(|request| Request::Body(logs.body(request)))
+    fn encode_records(
+        &self,
+        signal: Signal,
+        records: &[Record],
+    ) -> Result<Vec<Request>, EncodeError> {
+        match (&self.format, signal) {
+            (Format::Otlp { logs, .. }, Signal::Logs) => {
+                Ok(otlp::logs::encode(records, &self.transforms)
+                    .map(|request| Request::Body(logs.body(request)))
+                    .into_iter()
+                    .collect())
+            }
+            (Format::Otlp { traces, .. }, _) => Ok(otlp::traces::encode(records)
+                .map(|request| Request::Body(traces.body(request)))
                 .into_iter()
                 .collect()),
-            Format::Plugin(slot) => slot.encode_logs(records, &self.transforms),
+            (Format::Plugin(slot), Signal::Logs) => slot.encode_logs(records, &self.transforms),
+            (Format::Plugin(_), _) => Err(EncodeError::Misrouted),
+        }
+    }
+
+    /// Its channel of log records or spans.
+    fn records(&self, signal: Signal) -> Option<&Channel<Record>> {
+        match signal {
+            Signal::Logs => self.logs.as_ref(),
+            Signal::Traces => self.traces.as_ref(),
+            Signal::Metrics => None,
         }
     }
 
@@ -647,10 +692,10 @@ impl Exporter {
             .as_ref()
             .filter(|_| self.shown(Signal::Metrics))
             .map(|c| report(c.signal, &c.status, c.queue.counts(), None));
-        let logs = self
-            .logs
-            .as_ref()
-            .filter(|_| self.shown(Signal::Logs))
+        let records = Signal::RECORDS
+            .into_iter()
+            .filter(|s| self.shown(*s))
+            .filter_map(|s| self.records(s))
             .map(|c| {
                 let disk = c.replayed.map(|replayed| DiskQueue {
                     bytes: c.queue.disk_bytes(),
@@ -659,7 +704,7 @@ impl Exporter {
                 });
                 report(c.signal, &c.status, c.queue.counts(), disk)
             });
-        metrics.into_iter().chain(logs).collect()
+        metrics.into_iter().chain(records).collect()
     }
 
     /// Its endpoints, header names and reports, for the API.
@@ -669,6 +714,9 @@ impl Exporter {
                 .as_ref()
                 .map(|c| (c.signal.as_str(), c.transport.endpoint())),
             self.logs
+                .as_ref()
+                .map(|c| (c.signal.as_str(), c.transport.endpoint())),
+            self.traces
                 .as_ref()
                 .map(|c| (c.signal.as_str(), c.transport.endpoint())),
         ];
@@ -685,7 +733,7 @@ impl Exporter {
         if let Some(c) = &self.metrics {
             out.push((c.signal, c.transport.probe(timeout).await));
         }
-        if let Some(c) = &self.logs {
+        for c in [&self.logs, &self.traces].into_iter().flatten() {
             out.push((c.signal, c.transport.probe(timeout).await));
         }
         out
@@ -695,7 +743,8 @@ impl Exporter {
     pub fn resume(&self) -> bool {
         let metrics = self.metrics.as_ref().is_some_and(|c| c.status.resume());
         let logs = self.logs.as_ref().is_some_and(|c| c.status.resume());
-        metrics || logs
+        let traces = self.traces.as_ref().is_some_and(|c| c.status.resume());
+        metrics || logs || traces
     }
 }
 
@@ -790,15 +839,15 @@ impl Exporter {
     }
 }
 
-impl EventSink for Exporter {
-    fn wants_logs(&self) -> bool {
-        self.logs.is_some() && self.sends(Signal::Logs) && self.select().signal(Signal::Logs)
+impl RecordSink for Exporter {
+    fn wants(&self, signal: Signal) -> bool {
+        self.records(signal).is_some() && self.sends(signal) && self.select().signal(signal)
     }
 
     /// No room when its log queue refuses when full and is full, unless the signal is paused
     /// (waiting for someone to resume it, it must not stop intake).
-    fn room(&self, records: &[Record]) -> Result<(), SinkError> {
-        let Some(ch) = self.logs.as_ref().filter(|_| self.wants_logs()) else {
+    fn room(&self, signal: Signal, records: &[Record]) -> Result<(), SinkError> {
+        let Some(ch) = self.records(signal).filter(|_| self.wants(signal)) else {
             return Ok(());
         };
         let records = self.selected(records);
@@ -818,6 +867,7 @@ impl EventSink for Exporter {
                 return Err(SinkError::Share {
                     tenant: tenant.clone(),
                     integration: self.name.to_string(),
+                    signal: signal.as_str(),
                 });
             }
         }
@@ -828,15 +878,18 @@ impl EventSink for Exporter {
         if records.is_empty() || ch.queue.room(records.len(), bytes) {
             return Ok(());
         }
-        Err(SinkError::Full(self.name.to_string()))
+        Err(SinkError::Full {
+            integration: self.name.to_string(),
+            signal: signal.as_str(),
+        })
     }
 
     fn tenant(&self) -> Option<Arc<str>> {
         self.tenant.clone()
     }
 
-    fn accept_logs(&self, records: &[Record]) -> Result<(), SinkError> {
-        let Some(ch) = self.logs.as_ref().filter(|_| self.wants_logs()) else {
+    fn accept(&self, signal: Signal, records: &[Record]) -> Result<(), SinkError> {
+        let Some(ch) = self.records(signal).filter(|_| self.wants(signal)) else {
             return Ok(());
         };
         let records = self.selected(records);
@@ -854,8 +907,7 @@ impl EventSink for Exporter {
             error: Box::new(e),
         })?;
         if dropped > 0 {
-            self.telemetry
-                .export_dropped(&self.name, Signal::Logs, dropped);
+            self.telemetry.export_dropped(&self.name, signal, dropped);
         }
         Ok(())
     }

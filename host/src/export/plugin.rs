@@ -9,8 +9,8 @@ use super::delivery::EncodeError;
 use super::transport::Request;
 use crate::metrics::{DeltaTrackers, Producer};
 use crate::model::Signal;
-use crate::model::log::Record;
 use crate::model::metric::TemporalityPreference;
+use crate::model::record::Record;
 use crate::plugins::batch::{Interner, compact, keep_points, point_count};
 use crate::plugins::bindings::encoder::{Outcome, Response, Signals};
 use crate::plugins::bindings::types::{MetricBatch, Temporality};
@@ -75,6 +75,8 @@ impl PluginSlot {
         let flag = match signal {
             Signal::Metrics => Signals::METRICS,
             Signal::Logs => Signals::LOGS,
+            // The plugin contract carries no spans yet.
+            Signal::Traces => return false,
         };
         self.slot
             .peek(|p| p.is_some_and(|p| p.info().signals.contains(flag)))
@@ -194,7 +196,7 @@ impl PluginSlot {
     ) -> Result<Vec<Request>, EncodeError> {
         let plugin = self.current().ok_or(EncodeError::Unloaded)?;
         let mut out = Vec::new();
-        for (origin, records) in crate::model::log::runs(records) {
+        for (origin, records) in crate::model::record::runs(records) {
             let batch = convert::otlp::log_batch(&records, &origin);
             if let Some(batch) = transforms.logs(batch) {
                 let encoded = plugin.encode_logs(&batch)?;

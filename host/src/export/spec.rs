@@ -26,6 +26,8 @@ pub enum Target {
         metrics_protocol: Protocol,
         /// How logs travel.
         logs_protocol: Protocol,
+        /// How spans travel.
+        traces_protocol: Protocol,
     },
     /// An exporter plugin.
     Plugin {
@@ -51,6 +53,8 @@ pub struct ExporterSpec {
     pub metrics: Option<String>,
     /// Where logs go, likewise.
     pub logs: Option<String>,
+    /// Where spans go, likewise.
+    pub traces: Option<String>,
     /// Headers the host adds to every request (credentials among them).
     pub headers: BTreeMap<String, String>,
     /// The one signal it carries, when it carries only one (a stored integration).
@@ -75,6 +79,7 @@ impl std::fmt::Debug for ExporterSpec {
             .field("preset", &self.preset)
             .field("metrics", &self.metrics)
             .field("logs", &self.logs)
+            .field("traces", &self.traces)
             .field("headers_set", &self.headers.keys().collect::<Vec<_>>())
             .field("only", &self.only)
             .field("delivery", &self.delivery)
@@ -222,6 +227,7 @@ impl ExporterSpec {
         match signal {
             Signal::Metrics => self.metrics.as_deref(),
             Signal::Logs => self.logs.as_deref(),
+            Signal::Traces => self.traces.as_deref(),
         }
     }
 
@@ -259,13 +265,15 @@ impl ExporterSpec {
             ("endpoint", &config.endpoint),
             ("metrics_endpoint", &config.metrics_endpoint),
             ("logs_endpoint", &config.logs_endpoint),
+            ("traces_endpoint", &config.traces_endpoint),
         ] {
             if let Some(url) = url {
                 check_url(field, url, &["http", "https"])?;
             }
         }
-        let (metrics, logs) = (config.metrics_url(), config.logs_url());
-        if metrics.is_none() && logs.is_none() {
+        let (metrics, logs, traces) =
+            (config.metrics_url(), config.logs_url(), config.traces_url());
+        if metrics.is_none() && logs.is_none() && traces.is_none() {
             return Ok(None);
         }
         Ok(Some(Self {
@@ -276,10 +284,12 @@ impl ExporterSpec {
                 compression: config.compression.unwrap_or_default(),
                 metrics_protocol: config.protocol(Signal::Metrics),
                 logs_protocol: config.protocol(Signal::Logs),
+                traces_protocol: config.protocol(Signal::Traces),
             },
             preset: config.preset.clone(),
             metrics,
             logs,
+            traces,
             headers: config.headers,
             only: None,
             delivery: Settings::resolve(&config.delivery, defaults),
@@ -324,16 +334,18 @@ impl ExporterSpec {
         };
         let metrics = pick(&entry.metrics_endpoint, filled.as_ref().map(|e| &e.0));
         let logs = pick(&entry.logs_endpoint, filled.as_ref().map(|e| &e.1));
-        if metrics.is_none() && logs.is_none() {
+        let traces = pick(&entry.traces_endpoint, None);
+        if metrics.is_none() && logs.is_none() && traces.is_none() {
             return Err(SpecError::new(
                 "endpoint",
-                "no endpoint: set `endpoint` (or `metrics_endpoint`/`logs_endpoint`, or a `preset`)",
+                "no endpoint: set `endpoint` (or `metrics_endpoint`/`logs_endpoint`/`traces_endpoint`, or a `preset`)",
             ));
         }
         for (field, url) in [
             ("endpoint", &entry.endpoint),
             ("metrics_endpoint", &entry.metrics_endpoint),
             ("logs_endpoint", &entry.logs_endpoint),
+            ("traces_endpoint", &entry.traces_endpoint),
         ] {
             if let Some(url) = url {
                 check_url(field, url, &["http", "https", "udp"])?;
@@ -381,6 +393,7 @@ impl ExporterSpec {
             preset: preset.map(|p| p.name.to_owned()),
             metrics,
             logs,
+            traces,
             headers,
             only: None,
             delivery: Settings::resolve(&entry.delivery, defaults),
@@ -618,7 +631,7 @@ mod tests {
         );
         assert_eq!(
             spec("plugin = \"x\"").expect_err("no endpoint"),
-            "no endpoint: set `endpoint` (or `metrics_endpoint`/`logs_endpoint`, or a `preset`)"
+            "no endpoint: set `endpoint` (or `metrics_endpoint`/`logs_endpoint`/`traces_endpoint`, or a `preset`)"
         );
     }
 }

@@ -134,7 +134,7 @@ impl From<crate::pipeline::SinkError> for IntakeError {
     /// A full queue is a busy intake; anything else could not be queued.
     fn from(error: crate::pipeline::SinkError) -> Self {
         match error {
-            crate::pipeline::SinkError::Full(_) | crate::pipeline::SinkError::Tenant { .. } => {
+            crate::pipeline::SinkError::Full { .. } | crate::pipeline::SinkError::Tenant { .. } => {
                 IntakeError::Busy(error.to_string())
             }
             crate::pipeline::SinkError::Share { .. } => IntakeError::OverShare(error.to_string()),

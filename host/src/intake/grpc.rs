@@ -1,4 +1,4 @@
-//! OTLP/gRPC intake: the metrics and logs `Export` methods, served with tonic on
+//! OTLP/gRPC intake: the metrics, logs and traces `Export` methods, served with tonic on
 //! `[intake] grpc_listen`. A request's message arrives as its bytes (after gRPC's framing and
 //! gzip) and goes through exactly OTLP/HTTP's protobuf processing — limits before decoding,
 //! partial success, refusals named — and a refusal is answered with the gRPC status the OTLP
@@ -18,7 +18,7 @@ use tonic::{Code, Status};
 use super::Intake;
 use super::error::IntakeError;
 use super::otlp::{self, Encoding};
-use crate::grpc::{LOGS_EXPORT, METRICS_EXPORT, Raw, with_retry_info};
+use crate::grpc::{LOGS_EXPORT, METRICS_EXPORT, Raw, TRACES_EXPORT, with_retry_info};
 use crate::model::Signal;
 
 /// The gRPC status of a request refused whole; a busy intake, or a tenant over its rate, asks
@@ -65,6 +65,7 @@ impl tonic::server::UnaryService<Bytes> for Export {
                     let answer = match signal {
                         Signal::Metrics => otlp::metrics_response(tally).encode_to_vec(),
                         Signal::Logs => otlp::logs_response(tally).encode_to_vec(),
+                        Signal::Traces => otlp::traces_response(tally).encode_to_vec(),
                     };
                     Ok(tonic::Response::new(Bytes::from(answer)))
                 }
@@ -77,7 +78,7 @@ impl tonic::server::UnaryService<Bytes> for Export {
     }
 }
 
-/// The OTLP/gRPC service: the two `Export` methods; anything else is UNIMPLEMENTED.
+/// The OTLP/gRPC service: the three `Export` methods; anything else is UNIMPLEMENTED.
 #[derive(Debug, Clone)]
 pub struct Service {
     intake: Intake,
@@ -105,6 +106,7 @@ impl tower_service::Service<axum::http::Request<axum::body::Body>> for Service {
         let signal = match request.uri().path() {
             METRICS_EXPORT => Signal::Metrics,
             LOGS_EXPORT => Signal::Logs,
+            TRACES_EXPORT => Signal::Traces,
             other => {
                 let status = Status::unimplemented(format!(
                     "{} is not an OTLP method this host serves",

@@ -102,6 +102,7 @@ pub fn router(intake: Intake) -> Router {
         .route("/v1/events", post(post_events))
         .route("/v1/metrics", post(otlp::post_metrics))
         .route("/v1/logs", post(otlp::post_logs))
+        .route("/v1/traces", post(otlp::post_traces))
         .with_state(intake)
 }
 

@@ -1,21 +1,12 @@
-//! Log records: raw events as OpenTelemetry log records, encoded once as OTLP bytes, and
-//! where records come from.
-//!
-//! A record is encoded when it is accepted (an event written straight from the parsed body, a
-//! received OTLP record sliced out of its request) and shared, never copied, by every log
-//! exporter: the native one frames the bytes into requests; transforms and plugins decode them.
+//! Raw events as OpenTelemetry log records, encoded once as OTLP bytes when they are accepted.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
-use prost::Message;
 
-use super::attributes::AttributeSet;
 use super::event::{AnyValue, Event};
-use super::key_values::attribute_set;
+use super::record::{Origin, Record};
 use super::resource::Resource;
 use super::wire::Reverse;
 
@@ -138,42 +129,7 @@ pub fn encode_events(events: &[Event<'_>], origin: &Arc<Origin>, observed: u64) 
     out
 }
 
-/// Where log records come from: their resource and instrumentation scope, each encoded once as
-/// OTLP bytes (decoded only for a transform or a plugin).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// The encoded `Resource`.
-    pub resource: Bytes,
-    /// The encoded `InstrumentationScope`.
-    pub scope: Bytes,
-    /// The resource's attributes, as selections match them.
-    pub attributes: AttributeSet,
-    /// The tenant whose data it is, when its sender's token named one.
-    pub tenant: Option<Arc<str>>,
-}
-
 impl Origin {
-    /// An origin from its OTLP messages.
-    pub fn new(resource: &ProtoResource, scope: &InstrumentationScope) -> Self {
-        Self {
-            resource: Bytes::from(resource.encode_to_vec()),
-            scope: Bytes::from(scope.encode_to_vec()),
-            attributes: attribute_set(&resource.attributes),
-            tenant: None,
-        }
-    }
-
-    /// An origin from its encoded messages (a resource that does not decode has no attributes).
-    pub fn from_bytes(resource: Bytes, scope: Bytes) -> Self {
-        let decoded = ProtoResource::decode(resource.as_ref()).unwrap_or_default();
-        Self {
-            attributes: attribute_set(&decoded.attributes),
-            resource,
-            scope,
-            tenant: None,
-        }
-    }
-
     /// The origin of forwarded events of `tenant`, if a tenant sent them: the host resource
     /// (with the tenant key, for a tenant) and the events scope.
     pub fn events(res: &Resource, tenant: Option<Arc<str>>) -> Self {
@@ -187,73 +143,6 @@ impl Origin {
             ..Self::new(&res.to_otlp(), &scope)
         }
     }
-
-    /// The resource, decoded.
-    pub fn resource(&self) -> ProtoResource {
-        ProtoResource::decode(self.resource.as_ref()).unwrap_or_default()
-    }
-
-    /// The scope, decoded.
-    pub fn scope(&self) -> InstrumentationScope {
-        InstrumentationScope::decode(self.scope.as_ref()).unwrap_or_default()
-    }
-}
-
-/// One log record as an encoded OTLP `LogRecord`, with its origin; cheap to clone (both are shared).
-#[derive(Debug, Clone)]
-pub struct Record {
-    /// Where it comes from.
-    pub origin: Arc<Origin>,
-    /// The encoded `LogRecord` (checked when it was accepted).
-    pub bytes: Bytes,
-}
-
-impl Record {
-    /// The record, decoded (for transforms and plugins).
-    pub fn decode(&self) -> LogRecord {
-        LogRecord::decode(self.bytes.as_ref()).unwrap_or_default()
-    }
-
-    /// Typed records as records of `origin`, encoded into one shared buffer.
-    pub fn encode_all(records: &[LogRecord], origin: &Arc<Origin>) -> Vec<Record> {
-        let mut buf = Vec::with_capacity(records.iter().map(Message::encoded_len).sum());
-        let mut ends = Vec::with_capacity(records.len());
-        for r in records {
-            r.encode_raw(&mut buf);
-            ends.push(buf.len());
-        }
-        let bytes = Bytes::from(buf);
-        let mut start = 0;
-        ends.into_iter()
-            .map(|end| {
-                let record = Record {
-                    origin: origin.clone(),
-                    bytes: bytes.slice(start..end),
-                };
-                start = end;
-                record
-            })
-            .collect()
-    }
-}
-
-/// Records of one origin in a row, decoded, in order: what transforms and plugins receive.
-pub fn runs(records: &[Record]) -> Vec<(Arc<Origin>, Vec<LogRecord>)> {
-    let mut out: Vec<(Arc<Origin>, Vec<LogRecord>)> = Vec::new();
-    for record in records {
-        match out.last_mut() {
-            Some((last, decoded)) if same_origin(last, &record.origin) => {
-                decoded.push(record.decode());
-            }
-            _ => out.push((record.origin.clone(), vec![record.decode()])),
-        }
-    }
-    out
-}
-
-/// Whether two records come from the same place.
-pub fn same_origin(a: &Arc<Origin>, b: &Arc<Origin>) -> bool {
-    Arc::ptr_eq(a, b) || **a == **b
 }
 
 #[cfg(test)]
@@ -263,6 +152,10 @@ mod tests {
     };
 
     use super::*;
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use prost::Message;
+
+    use crate::model::record::runs;
 
     /// The record as the OTLP types build it: what [`encode_events`] must write, byte for byte.
     fn reference(event: &Event<'_>, observed: u64) -> LogRecord {
@@ -363,9 +256,9 @@ mod tests {
             records[1].bytes.as_ptr() as usize,
             records[0].bytes.as_ptr() as usize + records[0].bytes.len()
         );
-        let typed: Vec<LogRecord> = records.iter().map(Record::decode).collect();
+        let typed: Vec<LogRecord> = records.iter().map(Record::decode::<LogRecord>).collect();
         let again = Record::encode_all(&typed, &origin);
         assert!(again.iter().zip(&records).all(|(a, b)| a.bytes == b.bytes));
-        assert_eq!(runs(&records).len(), 1);
+        assert_eq!(runs::<LogRecord>(&records).len(), 1);
     }
 }

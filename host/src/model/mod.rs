@@ -7,6 +7,7 @@ pub mod event;
 pub mod key_values;
 pub mod log;
 pub mod metric;
+pub mod record;
 pub mod resource;
 pub mod select;
 pub mod stream;
@@ -20,17 +21,23 @@ pub enum Signal {
     Metrics,
     /// Logs (raw events and received OTLP log records).
     Logs,
+    /// Traces (received OTLP spans).
+    Traces,
 }
 
 impl Signal {
-    /// Both signals, metrics first.
-    pub const ALL: [Signal; 2] = [Signal::Metrics, Signal::Logs];
+    /// Every signal, metrics first.
+    pub const ALL: [Signal; 3] = [Signal::Metrics, Signal::Logs, Signal::Traces];
+
+    /// The signals carried as records (log records and spans), each encoded once.
+    pub const RECORDS: [Signal; 2] = [Signal::Logs, Signal::Traces];
 
     /// The signal's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Signal::Metrics => "metrics",
             Signal::Logs => "logs",
+            Signal::Traces => "traces",
         }
     }
 

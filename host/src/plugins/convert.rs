@@ -203,7 +203,7 @@ pub mod otlp {
     };
     use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoLogRecord;
 
-    use crate::model::log::Origin;
+    use crate::model::record::Origin;
     use crate::plugins::batch::{Interner, trace_bytes, trace_of};
     use crate::plugins::bindings::types::{
         LogBatch, LogRecord, Resource, Scope, Table, TraceContext, Value,

@@ -44,15 +44,11 @@ pub struct Settings {
     pub timeout: Duration,
     /// Metric batches held.
     pub metrics_queue: usize,
-    /// Log records held.
-    pub logs_queue: usize,
-    /// Bytes of encoded log records held.
-    pub logs_queue_bytes: usize,
-    /// Most log records per export.
-    pub logs_batch: usize,
-    /// Most bytes of log records per export.
-    pub logs_batch_bytes: usize,
-    /// Log exports in flight at once.
+    /// How log records are queued and batched.
+    pub logs: Records,
+    /// How spans are queued and batched.
+    pub traces: Records,
+    /// Log or span exports in flight at once, each.
     pub max_in_flight: usize,
     /// The pace of UDP datagrams, in bytes per second.
     pub udp_bytes_per_second: u64,
@@ -62,7 +58,7 @@ pub struct Settings {
     pub udp_spread: f64,
     /// How failed requests are retried.
     pub retry: RetryPolicy,
-    /// Where queued log records are held.
+    /// Where queued log records and spans are held.
     pub queue: crate::config::QueueKind,
     /// When a disk queue syncs.
     pub fsync: journal::Fsync,
@@ -78,10 +74,18 @@ impl Settings {
             interval: c.interval.unwrap_or(Duration::from_secs(60)),
             timeout: c.timeout.unwrap_or(Duration::from_secs(10)),
             metrics_queue: c.metrics_queue.unwrap_or(32).max(1),
-            logs_queue: c.logs_queue.unwrap_or(65536).max(1),
-            logs_queue_bytes: c.logs_queue_bytes.unwrap_or(64 << 20).max(1),
-            logs_batch: c.logs_batch.unwrap_or(8192).max(1),
-            logs_batch_bytes: c.logs_batch_bytes.unwrap_or(4 << 20).max(1),
+            logs: Records::resolve(
+                c.logs_queue,
+                c.logs_queue_bytes,
+                c.logs_batch,
+                c.logs_batch_bytes,
+            ),
+            traces: Records::resolve(
+                c.traces_queue,
+                c.traces_queue_bytes,
+                c.traces_batch,
+                c.traces_batch_bytes,
+            ),
             max_in_flight: c.max_in_flight.unwrap_or(4).max(1),
             udp_bytes_per_second: c
                 .udp_bytes_per_second
@@ -96,6 +100,47 @@ impl Settings {
             queue: c.queue.unwrap_or_default(),
             fsync: c.fsync.unwrap_or_default(),
             max_disk_bytes: c.max_disk_bytes.unwrap_or(1 << 30).max(1),
+        }
+    }
+}
+
+/// How one record signal (log records or spans) is queued and batched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Records {
+    /// Records held.
+    pub queue: usize,
+    /// Bytes of encoded records held.
+    pub queue_bytes: usize,
+    /// Most records per export.
+    pub batch: usize,
+    /// Most bytes of records per export.
+    pub batch_bytes: usize,
+}
+
+impl Records {
+    /// The settings given, the built-in defaults for those not given.
+    fn resolve(
+        queue: Option<usize>,
+        queue_bytes: Option<usize>,
+        batch: Option<usize>,
+        batch_bytes: Option<usize>,
+    ) -> Self {
+        Self {
+            queue: queue.unwrap_or(65536).max(1),
+            queue_bytes: queue_bytes.unwrap_or(64 << 20).max(1),
+            batch: batch.unwrap_or(8192).max(1),
+            batch_bytes: batch_bytes.unwrap_or(4 << 20).max(1),
+        }
+    }
+}
+
+impl Settings {
+    /// How records of `signal` are queued and batched (log records for metrics, which are not
+    /// records).
+    pub fn records(&self, signal: Signal) -> Records {
+        match signal {
+            Signal::Traces => self.traces,
+            Signal::Metrics | Signal::Logs => self.logs,
         }
     }
 }

@@ -437,24 +437,31 @@ impl<T: Weight> Queue<T> {
 
     /// Ends a taken batch: `delivered` of its items reached the backend, `refused` were refused,
     /// and `back` go to the front again, to be sent later (or dropped like any waiting item).
-    /// Items split since they were taken count as they are now. In a durable queue the items
+    /// Items split since they were taken count as they are now. In a durable queue a batch
+    /// given back whole keeps its journal entries (so a restart replays it once); other items
     /// given back are journaled again, as one entry, before the batch is resolved.
     #[allow(
         clippy::needless_pass_by_value,
         reason = "finishing a taken batch uses it up: it cannot be finished twice"
     )]
     pub fn finish(&self, taken: Taken<T>, delivered: usize, refused: usize, back: Vec<T>) {
-        let segment = match back.is_empty() {
-            true => MEMORY,
-            false => self.journal(&back).map_or_else(
-                |e| {
-                    tracing::warn!("{e}: {} records stay in memory only", back.len());
-                    MEMORY
-                },
-                |at| at.map_or(MEMORY, |at| at.segment),
-            ),
+        let whole = !back.is_empty() && back.len() == taken.count && delivered + refused == 0;
+        let segments = if whole {
+            taken.segments.clone()
+        } else {
+            let segment = match back.is_empty() {
+                true => MEMORY,
+                false => self.journal(&back).map_or_else(
+                    |e| {
+                        tracing::warn!("{e}: {} records stay in memory only", back.len());
+                        MEMORY
+                    },
+                    |at| at.map_or(MEMORY, |at| at.segment),
+                ),
+            };
+            self.resolve(taken.segments.iter().copied());
+            vec![segment; back.len()]
         };
-        self.resolve(taken.segments.iter().copied());
         let mut s = self.lock();
         s.flying -= taken.count;
         s.flying_bytes -= taken.bytes;
@@ -471,7 +478,7 @@ impl<T: Weight> Queue<T> {
         let now = (delivered + refused + back.len()) as u64;
         s.counts.accepted = (s.counts.accepted + now).saturating_sub(taken.count as u64);
         let returned = !back.is_empty();
-        for item in back.into_iter().rev() {
+        for (item, segment) in back.into_iter().zip(segments).rev() {
             s.waiting_bytes += item.bytes();
             s.share(&item, true);
             s.waiting.push_front((item, segment));

@@ -8,8 +8,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 
-use crate::model::log::{Origin, Record, runs, same_origin};
-use crate::model::wire::{len_field_header, len_field_size};
+use crate::model::record::{Origin, Record, runs};
 use crate::plugins::{Transforms, convert};
 
 /// Encodes `records`, after the transforms, as one request; none when nothing is left.
@@ -18,57 +17,10 @@ pub fn encode(records: &[Record], transforms: &Transforms) -> Option<Vec<u8>> {
         return None;
     }
     if transforms.is_empty() {
-        return Some(frame(records));
+        return Some(super::frame(records));
     }
     let runs = transformed(transforms, runs(records));
     (!runs.is_empty()).then(|| request(runs).encode_to_vec())
-}
-
-/// `ExportLogsServiceRequest` fields, nested: resource_logs; resource, scope_logs; scope, log_records.
-const RESOURCE_LOGS: u32 = 1;
-const RESOURCE: u32 = 1;
-const SCOPE_LOGS: u32 = 2;
-const SCOPE: u32 = 1;
-const LOG_RECORDS: u32 = 2;
-
-/// Frames records into a request, copying each record's bytes once and building no message.
-pub fn frame(records: &[Record]) -> Vec<u8> {
-    let mut groups: Vec<(&Arc<Origin>, &[Record], usize)> = Vec::new();
-    let mut start = 0;
-    for (i, record) in records.iter().enumerate() {
-        let next = records.get(i + 1);
-        if next.is_none_or(|n| !same_origin(&n.origin, &record.origin)) {
-            let run = &records[start..=i];
-            let scope_logs = len_field_size(SCOPE, record.origin.scope.len())
-                + run
-                    .iter()
-                    .map(|r| len_field_size(LOG_RECORDS, r.bytes.len()))
-                    .sum::<usize>();
-            groups.push((&record.origin, run, scope_logs));
-            start = i + 1;
-        }
-    }
-    let resource_logs = |origin: &Origin, scope_logs: usize| {
-        len_field_size(RESOURCE, origin.resource.len()) + len_field_size(SCOPE_LOGS, scope_logs)
-    };
-    let total: usize = groups
-        .iter()
-        .map(|(o, _, s)| len_field_size(RESOURCE_LOGS, resource_logs(o, *s)))
-        .sum();
-    let mut out = Vec::with_capacity(total);
-    for (origin, run, scope_logs) in groups {
-        len_field_header(&mut out, RESOURCE_LOGS, resource_logs(origin, scope_logs));
-        len_field_header(&mut out, RESOURCE, origin.resource.len());
-        out.extend_from_slice(&origin.resource);
-        len_field_header(&mut out, SCOPE_LOGS, scope_logs);
-        len_field_header(&mut out, SCOPE, origin.scope.len());
-        out.extend_from_slice(&origin.scope);
-        for record in run {
-            len_field_header(&mut out, LOG_RECORDS, record.bytes.len());
-            out.extend_from_slice(&record.bytes);
-        }
-    }
-    out
 }
 
 /// Runs of log records after the transforms; a run is dropped if a fail-closed transform failed on it.
@@ -138,7 +90,7 @@ mod tests {
             (b, vec![typed("z")]),
             (a, vec![typed("w")]),
         ]);
-        assert_eq!(frame(&records), want.encode_to_vec());
+        assert_eq!(super::super::frame(&records), want.encode_to_vec());
         assert_eq!(
             encode(&records, &Transforms::default()),
             Some(want.encode_to_vec())

@@ -105,7 +105,7 @@ impl SendError {
 /// A delivered request, and what of it the backend refused in a partial success.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivered {
-    /// Items refused (`rejected_data_points` / `rejected_log_records`).
+    /// Items refused (`rejected_data_points` / `rejected_log_records` / `rejected_spans`).
     pub rejected: u64,
     /// The backend's message, when it sent a partial success.
     pub message: Option<String>,

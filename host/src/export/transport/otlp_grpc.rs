@@ -18,7 +18,7 @@ use super::otlp_http::{delivered, header_map};
 use super::{BoxFuture, Delivered, Request, SendError, Transport};
 use crate::export::otlp::Wire;
 use crate::export::probe::Diagnosis;
-use crate::grpc::{LOGS_EXPORT, METRICS_EXPORT, Raw, retry_delay};
+use crate::grpc::{LOGS_EXPORT, METRICS_EXPORT, Raw, TRACES_EXPORT, retry_delay};
 use crate::model::Signal;
 
 /// A client of one signal's `Export` method at one endpoint.
@@ -58,6 +58,7 @@ impl OtlpGrpc {
             method: match wire.signal {
                 Signal::Metrics => METRICS_EXPORT,
                 Signal::Logs => LOGS_EXPORT,
+                Signal::Traces => TRACES_EXPORT,
             },
             metadata,
             gzip: wire.gzip,

@@ -124,12 +124,13 @@ async fn classify(response: reqwest::Response, json: bool) -> Result<Delivered, 
 
 /// A delivery and its partial success, from an export response's body (protobuf, or OTLP/JSON).
 pub fn delivered(body: &[u8], json: bool) -> Delivered {
-    // Both export responses carry their partial success as field 1, with the same shape
-    // (`rejectedDataPoints` and `rejectedLogRecords` differ in JSON, so logs are read too).
+    // The three export responses carry their partial success as field 1, with the same shape
+    // (`rejectedDataPoints`, `rejectedLogRecords` and `rejectedSpans` differ in JSON, so all
+    // three are read).
     let partial = if json {
         let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
         value.get("partialSuccess").map(|p| {
-            let rejected = ["rejectedDataPoints", "rejectedLogRecords"]
+            let rejected = ["rejectedDataPoints", "rejectedLogRecords", "rejectedSpans"]
                 .iter()
                 .find_map(|k| {
                     let v = p.get(*k)?;
@@ -172,5 +173,34 @@ pub fn describe(e: &reqwest::Error) -> String {
         format!("cannot connect: {last}")
     } else {
         last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_success_is_read_for_every_signal_in_protobuf_and_json() {
+        for key in ["rejectedDataPoints", "rejectedLogRecords", "rejectedSpans"] {
+            let body = format!(r#"{{"partialSuccess":{{"{key}":"3","errorMessage":"bad"}}}}"#);
+            let got = delivered(body.as_bytes(), true);
+            assert_eq!(
+                (got.rejected, got.message.as_deref()),
+                (3, Some("bad")),
+                "{key}"
+            );
+        }
+        let spans = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse {
+            partial_success: Some(
+                opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                    rejected_spans: 2,
+                    error_message: "ids".into(),
+                },
+            ),
+        };
+        let got = delivered(&spans.encode_to_vec(), false);
+        assert_eq!((got.rejected, got.message.as_deref()), (2, Some("ids")));
+        assert_eq!(delivered(br#"{"partialSuccess":null}"#, true).rejected, 0);
     }
 }

@@ -1,5 +1,5 @@
-//! OTLP/JSON read strictly: the body must be UTF-8 throughout, and every data point or log
-//! record whose integers, times or values do not fit their OTLP types is refused on its own,
+//! OTLP/JSON read strictly: the body must be UTF-8 throughout, and every data point, log
+//! record or span whose integers, times or values do not fit their OTLP types is refused on its own,
 //! counted and named, while its valid siblings are kept.
 //!
 //! The generated types read a point's value and a metric's data through flattened `oneof`s,
@@ -8,6 +8,7 @@
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use serde_json::{Map, Value};
 
 use super::Tally;
@@ -68,6 +69,24 @@ pub fn logs(body: &[u8], tally: &mut Tally) -> Result<ExportLogsServiceRequest, 
         }
     }
     typed(tree, "ExportLogsServiceRequest")
+}
+
+/// An `ExportTraceServiceRequest` in OTLP/JSON, leaving out (and counting) spans whose fields
+/// do not fit their types.
+pub fn traces(body: &[u8], tally: &mut Tally) -> Result<ExportTraceServiceRequest, IntakeError> {
+    let mut tree = parse(body, "ExportTraceServiceRequest")?;
+    for scope in each(&mut tree, &["resourceSpans", "scopeSpans"]) {
+        if let Some(spans) = scope.get_mut("spans").and_then(Value::as_array_mut) {
+            spans.retain(|span| match check_span(span) {
+                Ok(()) => true,
+                Err(why) => {
+                    tally.reject(1, &format!("a span's {why}"));
+                    false
+                }
+            });
+        }
+    }
+    typed(tree, "ExportTraceServiceRequest")
 }
 
 fn parse(body: &[u8], what: &str) -> Result<Value, IntakeError> {
@@ -194,6 +213,10 @@ enum Fit {
     Attributes,
     Exemplars,
     Buckets,
+    Hex,
+    Events,
+    Links,
+    Status,
 }
 
 impl Fit {
@@ -209,6 +232,10 @@ impl Fit {
             Fit::Attributes => "a list of attributes",
             Fit::Exemplars => "a list of exemplars",
             Fit::Buckets => "a bucket span",
+            Fit::Hex => "a string of hexadecimal digits",
+            Fit::Events => "a list of span events",
+            Fit::Links => "a list of span links",
+            Fit::Status => "a span status",
         }
     }
 
@@ -237,6 +264,30 @@ impl Fit {
                 fields(e, &expected)
             }),
             Fit::Buckets => fields(value, &[("offset", Fit::I32), ("bucketCounts", Fit::U64s)]),
+            Fit::Hex => whole(
+                value
+                    .as_str()
+                    .is_some_and(|s| s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit())),
+            ),
+            Fit::Events => all(value, |e| {
+                let expected = [
+                    ("timeUnixNano", Fit::U64),
+                    ("attributes", Fit::Attributes),
+                    ("droppedAttributesCount", Fit::U32),
+                ];
+                fields(e, &expected)
+            }),
+            Fit::Links => all(value, |l| {
+                let expected = [
+                    ("traceId", Fit::Hex),
+                    ("spanId", Fit::Hex),
+                    ("attributes", Fit::Attributes),
+                    ("droppedAttributesCount", Fit::U32),
+                    ("flags", Fit::U32),
+                ];
+                fields(l, &expected)
+            }),
+            Fit::Status => fields(value, &[("code", Fit::I32)]),
         }
     }
 }
@@ -358,4 +409,27 @@ fn check_record(record: &Value) -> Result<(), Misfit> {
     )?;
     check_any(record.get("body").unwrap_or(&Value::Null))
         .map_err(|why| Misfit::Named(format!("`body`: {why}")))
+}
+
+/// A span: its ids, times, kind, counts, attributes, events, links and status.
+fn check_span(span: &Value) -> Result<(), Misfit> {
+    fields(
+        span,
+        &[
+            ("traceId", Fit::Hex),
+            ("spanId", Fit::Hex),
+            ("parentSpanId", Fit::Hex),
+            ("flags", Fit::U32),
+            ("kind", Fit::I32),
+            ("startTimeUnixNano", Fit::U64),
+            ("endTimeUnixNano", Fit::U64),
+            ("attributes", Fit::Attributes),
+            ("droppedAttributesCount", Fit::U32),
+            ("events", Fit::Events),
+            ("droppedEventsCount", Fit::U32),
+            ("links", Fit::Links),
+            ("droppedLinksCount", Fit::U32),
+            ("status", Fit::Status),
+        ],
+    )
 }

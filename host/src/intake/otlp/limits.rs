@@ -1,7 +1,7 @@
 //! The cost of an OTLP request, checked on its protobuf bytes before anything is decoded:
-//! counts of resources, scopes, metrics, points and log records, the size of every attribute
-//! set, key, value, histogram and nesting level, and the memory decoding would take, each
-//! against `[intake.limits]`.
+//! counts of resources, scopes, metrics, points, log records, spans and their events and
+//! links, the size of every attribute set, key, value, histogram and nesting level, and the
+//! memory decoding would take, each against `[intake.limits]`.
 
 use std::mem::size_of;
 
@@ -23,6 +23,7 @@ struct Totals {
     metrics: usize,
     points: usize,
     log_records: usize,
+    spans: usize,
     /// Bytes the decoded messages would take, strings aside.
     decoded: usize,
 }
@@ -124,6 +125,25 @@ pub fn logs(body: &[u8], limits: &RequestLimits) -> Result<(), IntakeError> {
     walk.finish()
 }
 
+/// Checks an `ExportTraceServiceRequest`'s cost against `limits`: spans, and per span its
+/// attributes, events and links (and theirs).
+pub fn traces(body: &[u8], limits: &RequestLimits) -> Result<(), IntakeError> {
+    let mut walk = Walk::new(limits);
+    for rs in messages(body, 1) {
+        walk.totals.resources += 1;
+        walk.resource(rs)?;
+        for ss in messages(rs, 2) {
+            walk.totals.scopes += 1;
+            walk.scope(ss)?;
+            for span in messages(ss, 2) {
+                walk.totals.spans += 1;
+                walk.span(span)?;
+            }
+        }
+    }
+    walk.finish()
+}
+
 impl<'l> Walk<'l> {
     fn new(limits: &'l RequestLimits) -> Self {
         Self {
@@ -138,7 +158,25 @@ impl<'l> Walk<'l> {
         within("scopes", t.scopes, l.scopes)?;
         within("metrics", t.metrics, l.metrics)?;
         within("data points", t.points, l.points)?;
-        within("log records", t.log_records, l.log_records)
+        within("log records", t.log_records, l.log_records)?;
+        within("spans", t.spans, l.spans)
+    }
+
+    /// A `Span`: attributes 9, events 11 (attributes 3), links 13 (attributes 4).
+    fn span(&mut self, span: &[u8]) -> Result<(), IntakeError> {
+        self.attributes(span, 9, "attributes on one span")?;
+        let mut events = 0;
+        for event in messages(span, 11) {
+            events += 1;
+            self.attributes(event, 3, "attributes on one span event")?;
+        }
+        within("events on one span", events, self.limits.span_events)?;
+        let mut links = 0;
+        for link in messages(span, 13) {
+            links += 1;
+            self.attributes(link, 4, "attributes on one span link")?;
+        }
+        within("links on one span", links, self.limits.span_links)
     }
 
     /// A `ResourceMetrics` or `ResourceLogs`: its resource (field 1) and that one's attributes.

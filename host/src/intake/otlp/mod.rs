@@ -1,10 +1,11 @@
-//! OTLP/HTTP intake: `POST /v1/metrics` and `POST /v1/logs` in binary protobuf or JSON, answered
-//! with the OTLP specification's status codes, partial-success responses and `Status` bodies.
+//! OTLP/HTTP intake: `POST /v1/metrics`, `POST /v1/logs` and `POST /v1/traces` in binary
+//! protobuf or JSON, answered with the OTLP specification's status codes, partial-success
+//! responses and `Status` bodies.
 
 pub mod json;
 pub mod limits;
-pub mod logs;
 pub mod metrics;
+pub mod records;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -18,6 +19,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
 use prost::Message;
 
 use super::error::IntakeError;
@@ -28,7 +32,7 @@ use crate::tenancy::Principal;
 /// What one request accepted and rejected, and the first problem found.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Tally {
-    /// Items (data points or log records) accepted.
+    /// Items (data points, log records or spans) accepted.
     pub accepted: usize,
     /// Items rejected.
     pub rejected: usize,
@@ -150,14 +154,11 @@ pub(crate) async fn process(
     encoding: Encoding,
     bytes: Bytes,
 ) -> Result<Tally, IntakeError> {
-    let process = match signal {
-        Signal::Metrics => process_metrics,
-        Signal::Logs => process_logs,
-    };
     let worker = intake.clone();
     let size = bytes.len();
-    let tally = super::work(&intake.pipeline, size, move || {
-        process(&worker, &sender, encoding, bytes)
+    let tally = super::work(&intake.pipeline, size, move || match signal {
+        Signal::Metrics => process_metrics(&worker, &sender, encoding, bytes),
+        _ => process_records(&worker, &sender, signal, encoding, bytes),
     })
     .await
     .and_then(|tally| tally)?;
@@ -198,7 +199,7 @@ where
 /// One metrics request's body: limits, decoding, recording.
 #[allow(
     clippy::needless_pass_by_value,
-    reason = "one signature with `process_logs`, which keeps slices of the body"
+    reason = "owned like the body `process_records` keeps slices of"
 )]
 fn process_metrics(
     intake: &Intake,
@@ -245,31 +246,54 @@ pub(crate) fn metrics_response(tally: Tally) -> ExportMetricsServiceResponse {
     }
 }
 
-/// One logs request's body: limits, the records scanned (never decoded), queued.
-fn process_logs(
+/// One logs or traces request's body: limits, the records scanned (never decoded), queued;
+/// then, for traces, the spans the span rules read recorded.
+fn process_records(
     intake: &Intake,
     sender: &Principal,
+    signal: Signal,
     encoding: Encoding,
     bytes: Bytes,
 ) -> Result<Tally, IntakeError> {
-    const WHAT: &str = "ExportLogsServiceRequest";
     let mut tally = Tally::default();
-    let bytes = match encoding {
-        Encoding::Protobuf => bytes,
-        Encoding::Json => {
+    let (what, bytes) = match (signal, encoding) {
+        (Signal::Logs, Encoding::Protobuf) => ("ExportLogsServiceRequest", bytes),
+        (_, Encoding::Protobuf) => ("ExportTraceServiceRequest", bytes),
+        (Signal::Logs, Encoding::Json) => {
             limits::json(&bytes, &intake.limits)?;
-            Bytes::from(json::logs(&bytes, &mut tally)?.encode_to_vec())
+            let request = json::logs(&bytes, &mut tally)?;
+            (
+                "ExportLogsServiceRequest",
+                Bytes::from(request.encode_to_vec()),
+            )
+        }
+        (_, Encoding::Json) => {
+            limits::json(&bytes, &intake.limits)?;
+            let request = json::traces(&bytes, &mut tally)?;
+            (
+                "ExportTraceServiceRequest",
+                Bytes::from(request.encode_to_vec()),
+            )
         }
     };
-    limits::logs(&bytes, &intake.limits)?;
-    let stamp = logs::Stamp {
+    let check: records::Check = match signal {
+        Signal::Logs => {
+            limits::logs(&bytes, &intake.limits)?;
+            records::log_record
+        }
+        _ => {
+            limits::traces(&bytes, &intake.limits)?;
+            records::span
+        }
+    };
+    let stamp = records::Stamp {
         attributes: &|attributes: &mut Vec<_>| intake.tenancy.stamp(sender, attributes),
         tenant: sender.tenant().map(std::sync::Arc::from),
     };
-    let records = logs::scan(&bytes, &mut tally, &stamp)
-        .map_err(|e| IntakeError::Decode(format!("the body is not a valid {WHAT}: {e}")))?;
+    let records = records::scan(&bytes, &mut tally, &stamp, check)
+        .map_err(|e| IntakeError::Decode(format!("the body is not a valid {what}: {e}")))?;
     intake.tenancy.take_records(sender, records.len())?;
-    intake.pipeline.ingest_logs(&records)?;
+    intake.pipeline.ingest_records(signal, &records)?;
     Ok(tally)
 }
 
@@ -280,6 +304,18 @@ pub(crate) fn logs_response(tally: Tally) -> ExportLogsServiceResponse {
             rejected_log_records: tally.rejected as i64,
             error_message,
         }),
+    }
+}
+
+/// The answer to a traces request: partial success when anything was rejected or warned of.
+pub(crate) fn traces_response(tally: Tally) -> ExportTraceServiceResponse {
+    ExportTraceServiceResponse {
+        partial_success: tally
+            .message
+            .map(|error_message| ExportTracePartialSuccess {
+                rejected_spans: tally.rejected as i64,
+                error_message,
+            }),
     }
 }
 
@@ -299,4 +335,13 @@ pub(super) async fn post_logs(
     body: Body,
 ) -> Response {
     serve(intake, headers, body, Signal::Logs, logs_response).await
+}
+
+/// `POST /v1/traces`.
+pub(super) async fn post_traces(
+    State(intake): State<Intake>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    serve(intake, headers, body, Signal::Traces, traces_response).await
 }

@@ -1,10 +1,11 @@
-//! Received OTLP logs as records: each log record sliced, as it arrived, out of the request's
-//! protobuf bytes (a JSON request is encoded to protobuf once first), with its resource and
-//! scope; checked.
+//! Received OTLP logs and traces as records: each log record or span sliced, as it arrived, out
+//! of the request's protobuf bytes (a JSON request is encoded to protobuf once first), with its
+//! resource and scope; checked.
 //!
 //! A protobuf request is walked, not decoded: every record is checked field by field (wire
-//! format, UTF-8 strings, nested values, trace and span id lengths) without building it, and
-//! kept as a slice of the body that every log exporter shares.
+//! format, UTF-8 strings, nested values, trace and span ids, times) without building it, and
+//! kept as a slice of the body that every exporter of its signal shares. Logs and traces
+//! requests nest alike, with the same field numbers; only the records inside differ.
 
 use std::sync::Arc;
 
@@ -15,34 +16,32 @@ use prost::Message;
 
 use super::Tally;
 use crate::model::key_values::attribute_set;
-use crate::model::log::{Origin, Record};
+use crate::model::record::{Origin, Record};
 use crate::model::wire::{Fields, Value, WireError};
 
 /// How deep values may nest in a record (as `prost` allows).
 const MAX_DEPTH: u32 = 100;
 
-/// Why a record is left out, if it is: a trace or span id of the wrong length.
-fn refusal(trace_id: usize, span_id: usize) -> Option<&'static str> {
-    if !matches!(trace_id, 0 | 16) {
-        Some("a log record's trace id is not 16 bytes")
-    } else if !matches!(span_id, 0 | 8) {
-        Some("a log record's span id is not 8 bytes")
-    } else {
-        None
-    }
-}
+/// How one record is checked: `Err` when it is not valid protobuf (the whole request is
+/// refused), `Ok(Some(why))` when it is left out (and counted) for `why`.
+pub type Check = fn(&[u8]) -> Result<Option<&'static str>, WireError>;
 
-/// The records of an `ExportLogsServiceRequest` in protobuf, sliced from `body`, leaving out
-/// (and counting) records whose trace or span id has the wrong length; an error when the body
-/// is not a valid request.
+/// The records of an `ExportLogsServiceRequest` or `ExportTraceServiceRequest` in protobuf,
+/// sliced from `body`, each checked by `check` (`log_record` or `span`), leaving out (and
+/// counting) those it refuses; an error when the body is not a valid request.
 ///
 /// `stamp` may change a resource's attributes (its sender's tenant); a changed resource is
 /// encoded anew, an unchanged one stays a slice of the body.
-pub fn scan(body: &Bytes, tally: &mut Tally, stamp: &Stamp<'_>) -> Result<Vec<Record>, WireError> {
+pub fn scan(
+    body: &Bytes,
+    tally: &mut Tally,
+    stamp: &Stamp<'_>,
+    check: Check,
+) -> Result<Vec<Record>, WireError> {
     let mut out = Vec::new();
     for field in Fields::new(body) {
-        if let (1, Value::Len(resource_logs)) = field? {
-            scan_resource_logs(body, resource_logs, tally, stamp, &mut out)?;
+        if let (1, Value::Len(resource)) = field? {
+            scan_resource(body, resource, tally, (stamp, check), &mut out)?;
         }
     }
     Ok(out)
@@ -86,11 +85,12 @@ fn last_len(message: &[u8], number: u32) -> Result<Option<&[u8]>, WireError> {
     Ok(last)
 }
 
-fn scan_resource_logs(
+/// A `ResourceLogs` or `ResourceSpans`.
+fn scan_resource(
     body: &Bytes,
     message: &[u8],
     tally: &mut Tally,
-    stamp: &Stamp<'_>,
+    (stamp, check): (&Stamp<'_>, Check),
     out: &mut Vec<Record>,
 ) -> Result<(), WireError> {
     let resource = last_len(message, 1)?.unwrap_or_default();
@@ -102,8 +102,8 @@ fn scan_resource_logs(
     };
     let attributes = attribute_set(&decoded.attributes);
     for field in Fields::new(message) {
-        if let (2, Value::Len(scope_logs)) = field? {
-            let scope = last_len(scope_logs, 1)?.unwrap_or_default();
+        if let (2, Value::Len(scoped)) = field? {
+            let scope = last_len(scoped, 1)?.unwrap_or_default();
             InstrumentationScope::decode(scope).map_err(|_| WireError("a scope is not valid"))?;
             let origin = Arc::new(Origin {
                 resource: resource.clone(),
@@ -111,10 +111,9 @@ fn scan_resource_logs(
                 attributes: attributes.clone(),
                 tenant: stamp.tenant.clone(),
             });
-            for field in Fields::new(scope_logs) {
+            for field in Fields::new(scoped) {
                 if let (2, Value::Len(record)) = field? {
-                    let (trace_id, span_id) = check_record(record)?;
-                    match refusal(trace_id, span_id) {
+                    match check(record)? {
                         Some(why) => tally.reject(1, why),
                         None => {
                             tally.accept(1);
@@ -131,8 +130,9 @@ fn scan_resource_logs(
     Ok(())
 }
 
-/// Checks a `LogRecord` without decoding it; returns the lengths of its trace and span ids.
-fn check_record(record: &[u8]) -> Result<(usize, usize), WireError> {
+/// Checks a `LogRecord` without decoding it: left out when its trace or span id has the wrong
+/// length.
+pub fn log_record(record: &[u8]) -> Result<Option<&'static str>, WireError> {
     let (mut trace_id, mut span_id) = (0, 0);
     for field in Fields::new(record) {
         match field? {
@@ -146,7 +146,101 @@ fn check_record(record: &[u8]) -> Result<(usize, usize), WireError> {
             _ => {}
         }
     }
-    Ok((trace_id, span_id))
+    Ok(if !matches!(trace_id, 0 | 16) {
+        Some("a log record's trace id is not 16 bytes")
+    } else if !matches!(span_id, 0 | 8) {
+        Some("a log record's span id is not 8 bytes")
+    } else {
+        None
+    })
+}
+
+/// Whether `id` is a valid trace (16 bytes) or span (8 bytes) id: that long, not all zero.
+fn valid_id(id: &[u8], len: usize) -> bool {
+    id.len() == len && id.iter().any(|b| *b != 0)
+}
+
+/// Checks a `Span` without decoding it: left out when its trace or span id is not valid, its
+/// parent id has the wrong length, it ends before it starts, or a link's ids are not valid.
+pub fn span(span: &[u8]) -> Result<Option<&'static str>, WireError> {
+    let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+    let (mut start, mut end) = (0, 0);
+    let mut links_valid = true;
+    for field in Fields::new(span) {
+        match field? {
+            (1, Value::Len(id)) => trace_id = id,
+            (2, Value::Len(id)) => span_id = id,
+            (4, Value::Len(id)) => parent = id,
+            (3 | 5, Value::Len(text)) => utf8(text)?,
+            (6 | 10 | 12 | 14, Value::Varint(_)) | (16, Value::Fixed32(_)) => {}
+            (7, Value::Fixed64(t)) => start = t,
+            (8, Value::Fixed64(t)) => end = t,
+            (9, Value::Len(pair)) => check_pair(pair, 1)?,
+            (11, Value::Len(event)) => span_event(event)?,
+            (13, Value::Len(link)) => links_valid &= span_link(link)?,
+            (15, Value::Len(status)) => span_status(status)?,
+            (1..=16, _) => return Err(WireError("a span field has the wrong type")),
+            _ => {}
+        }
+    }
+    Ok(if !valid_id(trace_id, 16) {
+        Some("a span's trace id is not 16 bytes, or is all zero")
+    } else if !valid_id(span_id, 8) {
+        Some("a span's span id is not 8 bytes, or is all zero")
+    } else if !matches!(parent.len(), 0 | 8) {
+        Some("a span's parent span id is not 8 bytes")
+    } else if end < start {
+        Some("a span ends before it starts")
+    } else if !links_valid {
+        Some("a span's link has a trace id that is not 16 bytes or a span id that is not 8")
+    } else {
+        None
+    })
+}
+
+/// Checks a `Span.Event`: time 1, name 2, attributes 3, dropped count 4.
+fn span_event(event: &[u8]) -> Result<(), WireError> {
+    for field in Fields::new(event) {
+        match field? {
+            (1, Value::Fixed64(_)) | (4, Value::Varint(_)) => {}
+            (2, Value::Len(name)) => utf8(name)?,
+            (3, Value::Len(pair)) => check_pair(pair, 1)?,
+            (1..=4, _) => return Err(WireError("a span event field has the wrong type")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `Span.Link` (trace id 1, span id 2, trace state 3, attributes 4, dropped count 5,
+/// flags 6); whether its ids are valid.
+fn span_link(link: &[u8]) -> Result<bool, WireError> {
+    let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
+    for field in Fields::new(link) {
+        match field? {
+            (1, Value::Len(id)) => trace_id = id,
+            (2, Value::Len(id)) => span_id = id,
+            (3, Value::Len(text)) => utf8(text)?,
+            (4, Value::Len(pair)) => check_pair(pair, 1)?,
+            (5, Value::Varint(_)) | (6, Value::Fixed32(_)) => {}
+            (1..=6, _) => return Err(WireError("a span link field has the wrong type")),
+            _ => {}
+        }
+    }
+    Ok(valid_id(trace_id, 16) && valid_id(span_id, 8))
+}
+
+/// Checks a span's `Status`: message 2, code 3.
+fn span_status(status: &[u8]) -> Result<(), WireError> {
+    for field in Fields::new(status) {
+        match field? {
+            (2, Value::Len(text)) => utf8(text)?,
+            (3, Value::Varint(_)) => {}
+            (2 | 3, _) => return Err(WireError("a span status field has the wrong type")),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn utf8(text: &[u8]) -> Result<(), WireError> {
@@ -253,14 +347,14 @@ mod tests {
         let req = request(vec![record("a", 16), record("b", 3), record("c", 0)]);
         let body = Bytes::from(req.encode_to_vec());
         let mut tally = Tally::default();
-        let records = scan(&body, &mut tally, &Stamp::NONE).expect("valid");
+        let records = scan(&body, &mut tally, &Stamp::NONE, log_record).expect("valid");
         assert_eq!((tally.accepted, tally.rejected), (2, 1));
         assert_eq!(
             tally.message.as_deref(),
             Some("a log record's trace id is not 16 bytes")
         );
-        assert_eq!(records[0].decode(), record("a", 16));
-        assert_eq!(records[1].decode(), record("c", 0));
+        assert_eq!(records[0].decode::<LogRecord>(), record("a", 16));
+        assert_eq!(records[1].decode::<LogRecord>(), record("c", 0));
         assert_eq!(records[0].origin.scope().name, "lib");
         assert_eq!(records[0].origin.resource().attributes.len(), 1);
         // Slices of the body, not copies.
@@ -274,8 +368,14 @@ mod tests {
     #[test]
     fn malformed_bodies_are_refused_with_the_reason() {
         let good = request(vec![record("a", 0)]).encode_to_vec();
-        let scan_of =
-            |bytes: Vec<u8>| scan(&Bytes::from(bytes), &mut Tally::default(), &Stamp::NONE);
+        let scan_of = |bytes: Vec<u8>| {
+            scan(
+                &Bytes::from(bytes),
+                &mut Tally::default(),
+                &Stamp::NONE,
+                log_record,
+            )
+        };
         assert_eq!(
             scan_of(good[..good.len() - 1].to_vec()).map(|r| r.len()),
             Err(WireError("a field runs past the end of its message"))
