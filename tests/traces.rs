@@ -607,3 +607,354 @@ async fn spans_are_forwarded_exactly_once_through_failures_and_a_restart_from_th
     });
     host.shutdown().await;
 }
+
+/// A span shaped as vLLM's `llm_request` for `model` (attribute names from vLLM's tracing
+/// module; the model in `gen_ai.response.model`), in trace `n`, with latencies in seconds.
+fn llm_request(n: u32, model: &str, e2e: f64, ttft: f64, completion: i64) -> Span {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    let num = |key: &str, value: Value| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    };
+    let mut trace_id = vec![0xab; 16];
+    trace_id[12..].copy_from_slice(&n.to_be_bytes());
+    Span {
+        trace_id,
+        span_id: (u64::from(n) + 1).to_be_bytes().to_vec(),
+        name: "llm_request".into(),
+        kind: span::SpanKind::Server as i32,
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_000_000_000 + (e2e * 1e9) as u64,
+        attributes: vec![
+            kv("gen_ai.response.model", model),
+            kv("gen_ai.request.id", &format!("cmpl-{n}")),
+            num("gen_ai.usage.prompt_tokens", Value::IntValue(20)),
+            num(
+                "gen_ai.usage.completion_tokens",
+                Value::IntValue(completion),
+            ),
+            num("gen_ai.latency.time_in_queue", Value::DoubleValue(0.002)),
+            num(
+                "gen_ai.latency.time_to_first_token",
+                Value::DoubleValue(ttft),
+            ),
+            num("gen_ai.latency.e2e", Value::DoubleValue(e2e)),
+            num("gen_ai.request.max_tokens", Value::IntValue(256)),
+        ],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vllm_request_spans_chart_their_model_and_link_exemplars_to_their_traces() {
+    let receiver = Receiver::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let host = start(&format!(
+        "data_dir = \"{}\"\n[admin]\nhistory_interval = \"200ms\"\n[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n",
+        data.path().display(),
+        receiver.endpoint()
+    ))
+    .await;
+    let resource = |spans| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", "vllm"),
+                    kv("service.instance.id", "pod-3"),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "vllm.llm_engine".into(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    // Ten requests of two models over about two seconds of history.
+    let mut sent = 0u32;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let api = common::Api::new(&host, data.path());
+    loop {
+        let spans = (0..2)
+            .map(|i| {
+                sent += 1;
+                let model = if i == 0 { "llama-3.1-8b" } else { "qwen2.5-7b" };
+                llm_request(sent, model, 1.25, 0.25, 41)
+            })
+            .collect();
+        let (status, _, _) = wasmtel_tests::post(
+            host.intake_addr(),
+            "/v1/traces",
+            Some("application/x-protobuf"),
+            resource(spans).encode_to_vec(),
+            false,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (_, history, _) = api.get("/api/v1/history").await;
+        let charted = history["models"].as_array().map_or(0, |models| {
+            models
+                .iter()
+                .filter(|m| {
+                    ["llama-3.1-8b", "qwen2.5-7b"].contains(&m["model"].as_str().unwrap_or(""))
+                        && m["requests_per_second"]
+                            .as_array()
+                            .is_some_and(|v| v.iter().any(|x| x.as_f64().is_some_and(|r| r > 0.0)))
+                })
+                .count()
+        });
+        if charted == 2 && sent >= 10 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not charted: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every span was forwarded, and measured once: the metrics equal the spans' values.
+    receiver
+        .wait_until("every span", |r| r.spans().len() == sent as usize)
+        .await;
+    let m = exposition(&host).await;
+    let per_model = |name: &str, model: &str| {
+        m.value(
+            name,
+            &[
+                ("gen_ai_request_model", model),
+                ("gen_ai_response_model", model),
+                ("job", "vllm"),
+                ("instance", "pod-3"),
+            ],
+        )
+    };
+    let half = f64::from(sent / 2);
+    for model in ["llama-3.1-8b", "qwen2.5-7b"] {
+        assert_eq!(
+            per_model("gen_ai_server_request_duration_seconds_count", model),
+            Some(half)
+        );
+        assert_eq!(
+            per_model("gen_ai_server_request_duration_seconds_sum", model),
+            Some(1.25 * half)
+        );
+        assert_eq!(
+            per_model("gen_ai_server_time_to_first_token_seconds_sum", model),
+            Some(0.25 * half)
+        );
+        // (1.25 − 0.25) / 40 per request.
+        let tpot = per_model("gen_ai_server_time_per_output_token_seconds_sum", model)
+            .expect("time per output token");
+        assert!((tpot - 0.025 * half).abs() < 1e-9, "{tpot}");
+    }
+    // In OpenMetrics, the buckets carry the spans' trace and span ids as exemplars.
+    let text = reqwest::Client::new()
+        .get(format!(
+            "http://{}/metrics",
+            host.prometheus_addr().expect("prometheus")
+        ))
+        .header("accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let exemplar = text
+        .lines()
+        .find(|l| {
+            l.starts_with("gen_ai_server_request_duration_seconds_bucket{")
+                && l.contains("llama-3.1-8b")
+                && l.contains(" # {")
+        })
+        .expect("an exemplar on a bucket");
+    let trace = exemplar
+        .split("trace_id=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a trace id");
+    let forwarded: Vec<String> = receiver.with(|r| {
+        r.spans()
+            .iter()
+            .filter(|s| {
+                s.attributes.iter().any(|a| {
+                    wasmtel_tests::show(a.value.as_ref().expect("value")) == "llama-3.1-8b"
+                })
+            })
+            .map(|s| hex(&s.trace_id))
+            .collect()
+    });
+    assert!(
+        forwarded.iter().any(|t| t == trace),
+        "the exemplar's trace {trace} is one of the forwarded llama spans: {forwarded:?}"
+    );
+    host.shutdown().await;
+}
+
+/// An app instrumented with the OpenTelemetry `openai-v2` instrumentation: traces and metrics
+/// to the host in argv[1] over OTLP/HTTP, three chat completions from the OpenAI-compatible
+/// server in argv[2].
+const OPENAI_APP: &str = r#"
+import sys
+from opentelemetry import metrics, trace
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+import openai
+
+host, server = sys.argv[1], sys.argv[2]
+resource = Resource.create({"service.name": "chat-app"})
+tracer_provider = TracerProvider(resource=resource)
+tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=host + "/v1/traces")))
+trace.set_tracer_provider(tracer_provider)
+reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=host + "/v1/metrics"), export_interval_millis=3600000)
+meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+metrics.set_meter_provider(meter_provider)
+OpenAIInstrumentor().instrument()
+client = openai.OpenAI(base_url=server + "/v1", api_key="sk-not-a-real-key")
+for i in range(3):
+    answer = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "PROMPT-TEXT-%d: say hello" % i}],
+    )
+    assert answer.choices[0].message.content == "Hello there!", answer
+assert tracer_provider.force_flush(), "span flush failed"
+assert meter_provider.force_flush(), "metric flush failed"
+tracer_provider.shutdown()
+meter_provider.shutdown()
+"#;
+
+/// A stand-in for an OpenAI-compatible server (vLLM's, say): every chat completion answers
+/// with 9 prompt and 3 completion tokens.
+async fn openai_server() -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            axum::Json(serde_json::json!({
+                "id": "chatcmpl-7", "object": "chat.completion", "created": 1_700_000_000,
+                "model": format!("{}-2024-07-18", request["model"].as_str().unwrap_or("?")),
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "Hello there!"}}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+            }))
+        }),
+    );
+    format!("http://{}", wasmtel_tests::serve(app).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_v2_instrumentations_spans_become_client_metrics_equal_to_their_values() {
+    if !python_has(
+        "opentelemetry.instrumentation.openai_v2, openai, opentelemetry.exporter.otlp.proto.http",
+        "opentelemetry-instrumentation-openai-v2 with openai",
+    ) {
+        return;
+    }
+    let receiver = Receiver::start().await;
+    let host = forwarding(&receiver, "").await;
+    let server = openai_server().await;
+    let intake = format!("http://{}", host.intake_addr());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", OPENAI_APP, &intake, &server])
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    receiver
+        .wait_until("three chat spans", |r| r.spans().len() == 3)
+        .await;
+    let durations: Vec<f64> = receiver.with(|r| {
+        r.spans()
+            .iter()
+            .map(|s| {
+                assert_eq!(s.kind, span::SpanKind::Client as i32);
+                let a = attrs(&s.attributes);
+                assert_eq!(
+                    a.get("gen_ai.operation.name").map(String::as_str),
+                    Some("chat")
+                );
+                assert_eq!(
+                    a.get("gen_ai.request.model").map(String::as_str),
+                    Some("gpt-4o-mini")
+                );
+                (s.end_time_unix_nano - s.start_time_unix_nano) as f64 / 1e9
+            })
+            .collect()
+    });
+    let m = exposition(&host).await;
+    let derived = |name: &str, token: Option<&str>| -> Vec<f64> {
+        m.samples(name)
+            .filter(|(l, _)| l.get("otel_scope_name").map(String::as_str) == Some("wasmtel.derive"))
+            .filter(|(l, _)| {
+                token.is_none_or(|t| l.get("gen_ai_token_type").map(String::as_str) == Some(t))
+            })
+            .map(|(l, v)| {
+                assert_eq!(l.get("job").map(String::as_str), Some("chat-app"));
+                assert_eq!(
+                    l.get("gen_ai_request_model").map(String::as_str),
+                    Some("gpt-4o-mini")
+                );
+                assert_eq!(
+                    l.get("gen_ai_response_model").map(String::as_str),
+                    Some("gpt-4o-mini-2024-07-18")
+                );
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        derived("gen_ai_client_operation_duration_seconds_count", None),
+        [3.0]
+    );
+    let sum = derived("gen_ai_client_operation_duration_seconds_sum", None);
+    assert!(
+        (sum[0] - durations.iter().sum::<f64>()).abs() < 1e-6,
+        "{sum:?} vs the spans' {durations:?}"
+    );
+    assert_eq!(
+        derived("gen_ai_client_token_usage_sum", Some("input")),
+        [27.0]
+    );
+    assert_eq!(
+        derived("gen_ai_client_token_usage_sum", Some("output")),
+        [9.0]
+    );
+    assert!(derived("gen_ai_server_request_duration_seconds_count", None).is_empty());
+    // The instrumentation's own metrics arrive too, under its own scope, with the same
+    // attributes as the derived ones.
+    let own: f64 = m
+        .samples("gen_ai_client_operation_duration_seconds_count")
+        .filter(|(l, _)| {
+            l.get("otel_scope_name")
+                .is_some_and(|s| s.starts_with("opentelemetry."))
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        own,
+        3.0,
+        "the app's own GenAI metrics are kept beside the derived ones: {:?}",
+        m.samples("gen_ai_client_operation_duration_seconds_count")
+            .collect::<Vec<_>>()
+    );
+    host.shutdown().await;
+}

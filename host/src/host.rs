@@ -12,6 +12,7 @@ use crate::control::history::Histories;
 use crate::control::integrations::{Integrations, TestResult};
 use crate::control::status::serving;
 use crate::control::tenants::Tenants;
+use crate::derive::span::SpanMetrics;
 use crate::derive::{Deriver, RuleError};
 use crate::export::delivery::{Drain, Report};
 use crate::export::exporter::BuildContext;
@@ -125,8 +126,10 @@ impl Core {
         let deriver = Deriver::new(&config.derive, &registry)?;
         let (transforms, views) = plugins.open_configured(config, &registry).await?;
         let events = Arc::new(Origin::events(&registries.own().resource, None));
+        let spans = SpanMetrics::new(&config.derive, registries.clone(), tenancy.clone())?;
         let mut pipeline = Pipeline::new(deriver, Vec::new(), telemetry.clone(), events)
-            .with_tenants(tenancy.clone(), config.derive.clone(), registries.clone());
+            .with_tenants(tenancy.clone(), config.derive.clone(), registries.clone())
+            .with_span_metrics(spans);
         if !views.is_empty() {
             pipeline = pipeline.calling_views(config.plugins.call_timeout());
         }

@@ -6,6 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use crate::clock::unix_nanos;
 use crate::config::DeriveConfig;
 use crate::derive::Deriver;
+use crate::derive::span::SpanMetrics;
 use crate::metrics::Registries;
 use crate::model::Signal;
 use crate::model::event::Event;
@@ -189,10 +190,12 @@ impl Tenants {
     }
 }
 
-/// Derives metrics from events, encodes them once as log records, and hands records to every sink.
+/// Derives metrics from events and spans, encodes events once as log records, and hands records
+/// to every sink.
 pub struct Pipeline {
     operator: Arc<Lane>,
     tenants: Option<Tenants>,
+    spans: Option<SpanMetrics>,
     sinks: RwLock<Sinks>,
     telemetry: SelfTelemetry,
     view_patience: Option<std::time::Duration>,
@@ -219,6 +222,7 @@ impl Pipeline {
         Self {
             operator: Arc::new(Lane { deriver, events }),
             tenants: None,
+            spans: None,
             sinks: RwLock::new(all),
             telemetry,
             view_patience: None,
@@ -240,6 +244,12 @@ impl Pipeline {
             registries,
             lanes: RwLock::default(),
         });
+        self
+    }
+
+    /// Records what `spans`' rules read of every span received.
+    pub fn with_span_metrics(mut self, spans: SpanMetrics) -> Self {
+        self.spans = Some(spans);
         self
     }
 
@@ -277,9 +287,19 @@ impl Pipeline {
     }
 
     /// Forwards log records or spans received over OTLP to every sink, once each has room for
-    /// what it selects; `Err` names a sink that is full or could not keep them.
-    pub fn ingest_records(&self, signal: Signal, records: &[Record]) -> Result<(), SinkError> {
-        deliver(&self.sinks().for_batch(records), signal, records)
+    /// what it selects, then records what the span rules read of spans; `Err` names a sink
+    /// that is full or could not keep them, `Ok(Some(why))` a resource whose spans could not be
+    /// measured (they are forwarded all the same).
+    pub fn ingest_records(
+        &self,
+        signal: Signal,
+        records: &[Record],
+    ) -> Result<Option<String>, SinkError> {
+        deliver(&self.sinks().for_batch(records), signal, records)?;
+        Ok(match (&self.spans, signal) {
+            (Some(spans), Signal::Traces) => spans.record(records),
+            _ => None,
+        })
     }
 
     fn sinks(&self) -> std::sync::RwLockReadGuard<'_, Sinks> {

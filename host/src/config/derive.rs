@@ -1,4 +1,4 @@
-//! `[derive]`: the rules that turn inference events into measurements.
+//! `[derive]`: the rules that turn inference events and spans into measurements.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +19,17 @@ pub enum RuleSet {
     None,
 }
 
+/// Which built-in span rule set runs before the configured span rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanRuleSet {
+    /// GenAI spans (semantic conventions, vLLM's `llm_request`) into GenAI metrics.
+    #[default]
+    Genai,
+    /// No built-in span rules; only `[[derive.span_rules]]`.
+    None,
+}
+
 /// The `[derive]` configuration section.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +40,10 @@ pub struct DeriveConfig {
     pub forward_prefix: String,
     /// Extra rules, applied after the built-in set.
     pub rules: Vec<RuleConfig>,
+    /// The built-in span rule set.
+    pub span_rule_set: SpanRuleSet,
+    /// Extra span rules, applied after the built-in span set.
+    pub span_rules: Vec<SpanRuleConfig>,
 }
 
 impl Default for DeriveConfig {
@@ -37,8 +52,106 @@ impl Default for DeriveConfig {
             rule_set: RuleSet::Genai,
             forward_prefix: "inference".into(),
             rules: Vec::new(),
+            span_rule_set: SpanRuleSet::Genai,
+            span_rules: Vec::new(),
         }
     }
+}
+
+/// One source, or several tried in order (the first the span has wins).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Sources {
+    /// One source.
+    One(String),
+    /// Sources in order of preference.
+    Many(Vec<String>),
+}
+
+impl Sources {
+    /// The sources, in order.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Sources::One(one) => std::slice::from_ref(one),
+            Sources::Many(many) => many,
+        }
+    }
+}
+
+/// A span kind a span rule may match, as OTLP names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanKindName {
+    /// `SPAN_KIND_INTERNAL`.
+    Internal,
+    /// `SPAN_KIND_SERVER`.
+    Server,
+    /// `SPAN_KIND_CLIENT`.
+    Client,
+    /// `SPAN_KIND_PRODUCER`.
+    Producer,
+    /// `SPAN_KIND_CONSUMER`.
+    Consumer,
+}
+
+impl SpanKindName {
+    /// The OTLP `SpanKind` number.
+    pub fn number(self) -> i32 {
+        match self {
+            SpanKindName::Internal => 1,
+            SpanKindName::Server => 2,
+            SpanKindName::Client => 3,
+            SpanKindName::Producer => 4,
+            SpanKindName::Consumer => 5,
+        }
+    }
+}
+
+/// A span rule as written in the configuration file (`[[derive.span_rules]]`): which spans it
+/// reads, what it records of each and with which attributes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpanRuleConfig {
+    /// The instrument name.
+    pub name: String,
+    /// The instrument kind.
+    pub instrument: InstrumentKind,
+    /// The UCUM unit.
+    #[serde(default)]
+    pub unit: String,
+    /// The description.
+    #[serde(default)]
+    pub description: String,
+    /// Only spans of this kind (default: any).
+    #[serde(default)]
+    pub kind: Option<SpanKindName>,
+    /// Only spans of this name (default: any).
+    #[serde(default)]
+    pub span_name: Option<String>,
+    /// Only spans carrying at least one of these attributes (default: any span).
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// What is recorded, the first the span has of: `duration` (seconds from start to end),
+    /// `attributes.<key>` (a number), `time_per_output_token`; absent, 1 per span (a count).
+    #[serde(default)]
+    pub value: Option<Sources>,
+    /// A factor applied to the value.
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Histogram bucket bounds; absent, the OpenTelemetry default bounds.
+    #[serde(default)]
+    pub buckets: Option<Vec<f64>>,
+    /// Series attributes: attribute key → source, or sources tried in order (`attributes.<key>`,
+    /// `name`, `kind`, `error`: the span's `error.type`, else `_OTHER`, when its status is an
+    /// error).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Sources>,
+    /// Series attributes with a fixed value: attribute key → value.
+    #[serde(default)]
+    pub constant_attributes: BTreeMap<String, String>,
+    /// Which outcomes the rule records (an error is a span whose status is an error).
+    #[serde(default)]
+    pub when: When,
 }
 
 /// Which events a rule applies to, by outcome.

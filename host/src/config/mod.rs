@@ -10,7 +10,9 @@ mod plugins;
 mod renamed;
 mod tenancy;
 
-pub use derive::{DeriveConfig, RuleConfig, RuleSet, When};
+pub use derive::{
+    DeriveConfig, RuleConfig, RuleSet, Sources, SpanKindName, SpanRuleConfig, SpanRuleSet, When,
+};
 pub use export::{
     Compression, DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, Fsync, OtlpConfig, Protocol,
     QueueKind, RetryConfig, signal_url,

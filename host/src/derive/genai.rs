@@ -1,13 +1,18 @@
-//! The default rule set, after the OpenTelemetry GenAI semantic conventions.
+//! The default rule sets, after the OpenTelemetry GenAI semantic conventions.
 //!
-//! Every rule reads `generation_completed` events. Durations arrive in
+//! Every event rule reads `generation_completed` events. Durations arrive in
 //! milliseconds and are recorded in seconds; bucket bounds are the ones the
 //! conventions recommend. Series carry the model, engine, device and
 //! organisation, never the request id.
+//!
+//! The span rules read spans that carry GenAI attributes: server spans (vLLM's `llm_request`,
+//! with its `gen_ai.latency.*` and `gen_ai.usage.prompt_tokens`/`completion_tokens`) give the
+//! server metrics, client spans (the `openai-v2` instrumentation, OpenLLMetry) the client
+//! ones, both the token usage; each measurement carries its span as exemplar.
 
 use std::collections::BTreeMap;
 
-use crate::config::{RuleConfig, When};
+use crate::config::{RuleConfig, Sources, SpanKindName, SpanRuleConfig, When};
 use crate::model::metric::InstrumentKind;
 
 /// Bounds recommended for `gen_ai.server.request.duration` (seconds).
@@ -33,6 +38,12 @@ pub const THROUGHPUT_BUCKETS: &[f64] = &[
 ];
 
 const COMPLETED: &str = "generation_completed";
+
+const REQUEST_DURATION: &str = "Generative AI server request duration, to the last output token.";
+const TIME_TO_FIRST_TOKEN: &str = "Time to generate the first token, for successful responses.";
+const TIME_PER_OUTPUT_TOKEN: &str =
+    "Time per output token after the first, for successful responses.";
+const TOKEN_USAGE: &str = "Number of input and output tokens used.";
 
 /// The series attributes every GenAI rule carries: attribute key → event field.
 fn base_attributes() -> BTreeMap<String, String> {
@@ -66,7 +77,7 @@ const SPECS: &[Spec] = &[
         field: Some("total_duration_ms"),
         instrument: InstrumentKind::Histogram,
         unit: "s",
-        description: "Generative AI server request duration, to the last output token.",
+        description: REQUEST_DURATION,
         scale: 0.001,
         buckets: Some(REQUEST_DURATION_BUCKETS),
         when: When::Always,
@@ -78,7 +89,7 @@ const SPECS: &[Spec] = &[
         field: Some("ttfc_ms"),
         instrument: InstrumentKind::Histogram,
         unit: "s",
-        description: "Time to generate the first token, for successful responses.",
+        description: TIME_TO_FIRST_TOKEN,
         scale: 0.001,
         buckets: Some(TIME_TO_FIRST_TOKEN_BUCKETS),
         when: When::Success,
@@ -90,7 +101,7 @@ const SPECS: &[Spec] = &[
         field: Some("chunk_latency_avg_ms"),
         instrument: InstrumentKind::Histogram,
         unit: "s",
-        description: "Time per output token after the first, for successful responses.",
+        description: TIME_PER_OUTPUT_TOKEN,
         scale: 0.001,
         buckets: Some(TIME_PER_OUTPUT_TOKEN_BUCKETS),
         when: When::Success,
@@ -102,7 +113,7 @@ const SPECS: &[Spec] = &[
         field: Some("input_tokens"),
         instrument: InstrumentKind::Histogram,
         unit: "{token}",
-        description: "Number of input and output tokens used.",
+        description: TOKEN_USAGE,
         scale: 1.0,
         buckets: Some(TOKEN_USAGE_BUCKETS),
         when: When::Always,
@@ -114,7 +125,7 @@ const SPECS: &[Spec] = &[
         field: Some("output_tokens"),
         instrument: InstrumentKind::Histogram,
         unit: "{token}",
-        description: "Number of input and output tokens used.",
+        description: TOKEN_USAGE,
         scale: 1.0,
         buckets: Some(TOKEN_USAGE_BUCKETS),
         when: When::Always,
@@ -173,6 +184,161 @@ pub fn rules() -> Vec<RuleConfig> {
                 constant_attributes,
                 when: s.when,
             }
+        })
+        .collect()
+}
+
+/// The series attributes every GenAI span rule carries: metric attribute → span attributes,
+/// the first present wins.
+fn span_attributes(with_error_type: bool) -> BTreeMap<String, Sources> {
+    let many =
+        |keys: &[&str]| Sources::Many(keys.iter().map(|k| format!("attributes.{k}")).collect());
+    let mut out = BTreeMap::from([
+        (
+            "gen_ai.operation.name".to_owned(),
+            many(&["gen_ai.operation.name"]),
+        ),
+        (
+            "gen_ai.provider.name".to_owned(),
+            many(&["gen_ai.provider.name", "gen_ai.system"]),
+        ),
+        (
+            "gen_ai.request.model".to_owned(),
+            many(&["gen_ai.request.model", "gen_ai.response.model"]),
+        ),
+        (
+            "gen_ai.response.model".to_owned(),
+            many(&["gen_ai.response.model"]),
+        ),
+    ]);
+    if with_error_type {
+        out.insert("error.type".to_owned(), Sources::One("error".to_owned()));
+    }
+    out
+}
+
+/// One built-in span rule, before it is written as configuration.
+struct SpanSpec {
+    name: &'static str,
+    kind: Option<SpanKindName>,
+    value: &'static [&'static str],
+    unit: &'static str,
+    description: &'static str,
+    buckets: &'static [f64],
+    when: When,
+    with_error_type: bool,
+    token_type: Option<&'static str>,
+}
+
+const SPAN_SPECS: &[SpanSpec] = &[
+    SpanSpec {
+        name: "gen_ai.server.request.duration",
+        kind: Some(SpanKindName::Server),
+        value: &["attributes.gen_ai.latency.e2e", "duration"],
+        unit: "s",
+        description: REQUEST_DURATION,
+        buckets: REQUEST_DURATION_BUCKETS,
+        when: When::Always,
+        with_error_type: true,
+        token_type: None,
+    },
+    SpanSpec {
+        name: "gen_ai.server.time_to_first_token",
+        kind: Some(SpanKindName::Server),
+        value: &["attributes.gen_ai.latency.time_to_first_token"],
+        unit: "s",
+        description: TIME_TO_FIRST_TOKEN,
+        buckets: TIME_TO_FIRST_TOKEN_BUCKETS,
+        when: When::Success,
+        with_error_type: false,
+        token_type: None,
+    },
+    SpanSpec {
+        name: "gen_ai.server.time_per_output_token",
+        kind: Some(SpanKindName::Server),
+        value: &["time_per_output_token"],
+        unit: "s",
+        description: TIME_PER_OUTPUT_TOKEN,
+        buckets: TIME_PER_OUTPUT_TOKEN_BUCKETS,
+        when: When::Success,
+        with_error_type: false,
+        token_type: None,
+    },
+    SpanSpec {
+        name: "gen_ai.client.operation.duration",
+        kind: Some(SpanKindName::Client),
+        value: &["duration"],
+        unit: "s",
+        description: "GenAI operation duration.",
+        buckets: REQUEST_DURATION_BUCKETS,
+        when: When::Always,
+        with_error_type: true,
+        token_type: None,
+    },
+    SpanSpec {
+        name: "gen_ai.client.token.usage",
+        kind: None,
+        value: &[
+            "attributes.gen_ai.usage.input_tokens",
+            "attributes.gen_ai.usage.prompt_tokens",
+        ],
+        unit: "{token}",
+        description: TOKEN_USAGE,
+        buckets: TOKEN_USAGE_BUCKETS,
+        when: When::Always,
+        with_error_type: false,
+        token_type: Some("input"),
+    },
+    SpanSpec {
+        name: "gen_ai.client.token.usage",
+        kind: None,
+        value: &[
+            "attributes.gen_ai.usage.output_tokens",
+            "attributes.gen_ai.usage.completion_tokens",
+        ],
+        unit: "{token}",
+        description: TOKEN_USAGE,
+        buckets: TOKEN_USAGE_BUCKETS,
+        when: When::Always,
+        with_error_type: false,
+        token_type: Some("output"),
+    },
+];
+
+/// The attributes that make a span a GenAI span: a span rule of the set reads only spans with
+/// one of them.
+pub const GENAI_SPAN_ATTRIBUTES: &[&str] = &[
+    "gen_ai.operation.name",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+];
+
+/// The GenAI span rule set as configuration, so it reads like any user rule.
+pub fn span_rules() -> Vec<SpanRuleConfig> {
+    SPAN_SPECS
+        .iter()
+        .map(|s| SpanRuleConfig {
+            name: s.name.into(),
+            instrument: InstrumentKind::Histogram,
+            unit: s.unit.into(),
+            description: s.description.into(),
+            kind: s.kind,
+            span_name: None,
+            requires: GENAI_SPAN_ATTRIBUTES
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+            value: Some(Sources::Many(
+                s.value.iter().map(|v| (*v).to_owned()).collect(),
+            )),
+            scale: 1.0,
+            buckets: Some(s.buckets.to_vec()),
+            attributes: span_attributes(s.with_error_type),
+            constant_attributes: s
+                .token_type
+                .map(|t| BTreeMap::from([("gen_ai.token.type".to_owned(), t.to_owned())]))
+                .unwrap_or_default(),
+            when: s.when,
         })
         .collect()
 }

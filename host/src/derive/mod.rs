@@ -1,8 +1,9 @@
-//! Derivation: the rules that turn inference events into metric measurements.
+//! Derivation: the rules that turn inference events and spans into metric measurements.
 
 pub mod forward;
 pub mod genai;
 pub mod rule;
+pub mod span;
 
 use std::sync::Arc;
 

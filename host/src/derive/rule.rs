@@ -6,6 +6,7 @@ use crate::config::{RuleConfig, When};
 use crate::metrics::{Descriptor, Instrument, Registry};
 use crate::model::attributes::ValueRef;
 use crate::model::event::{AnyValue, Event};
+use crate::model::metric::InstrumentKind;
 
 /// The most attributes one rule may attach to a series.
 pub const MAX_RULE_ATTRIBUTES: usize = 16;
@@ -51,6 +52,21 @@ pub enum RuleError {
     /// The name is empty.
     #[error("a rule for event type `{0}` has an empty name")]
     EmptyName(String),
+    /// A span rule's name is empty.
+    #[error("a span rule has an empty name")]
+    EmptySpanRuleName,
+    /// A span rule's source is not a span field.
+    #[error("span rule `{rule}`: `{key}` reads `{source_name}`, which is not {expected}")]
+    UnknownSpanSource {
+        /// The rule's instrument name.
+        rule: String,
+        /// The attribute key, or `value`.
+        key: String,
+        /// The unknown source.
+        source_name: String,
+        /// What it may read.
+        expected: &'static str,
+    },
     /// Observable instruments take callbacks, not events.
     #[error(
         "rule `{0}`: observable instruments are fed by callbacks, not events; use counter, up_down_counter, gauge or histogram"
@@ -118,6 +134,56 @@ impl Source {
     }
 }
 
+/// The instrument a rule records into, as configured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    /// The instrument name.
+    pub(crate) name: &'a str,
+    /// Its kind.
+    pub(crate) kind: InstrumentKind,
+    /// Its unit.
+    pub(crate) unit: &'a str,
+    /// Its description.
+    pub(crate) description: &'a str,
+    /// The factor applied to every value.
+    pub(crate) scale: f64,
+    /// Histogram bounds; `None` for the default ones.
+    pub(crate) buckets: Option<&'a [f64]>,
+}
+
+impl Target<'_> {
+    /// Refuses a scale that is not finite, an observable kind, and bounds that are not finite
+    /// and strictly increasing.
+    pub(crate) fn check(&self) -> Result<(), RuleError> {
+        let rule = || self.name.to_owned();
+        if !self.scale.is_finite() {
+            return Err(RuleError::BadScale(rule()));
+        }
+        if self.kind.is_observable() {
+            return Err(RuleError::Observable(rule()));
+        }
+        let buckets = self.buckets.unwrap_or(DEFAULT_BUCKETS);
+        if buckets.iter().any(|b| !b.is_finite()) || buckets.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(RuleError::BadBuckets(rule()));
+        }
+        Ok(())
+    }
+
+    /// Registers the instrument in `registry`, under the derivation scope.
+    pub(crate) fn register(&self, registry: &Registry) -> Result<Arc<Instrument>, RuleError> {
+        Ok(registry.instrument(
+            Descriptor {
+                name: self.name.to_owned(),
+                unit: self.unit.to_owned(),
+                description: self.description.to_owned(),
+                kind: self.kind,
+                scope: DERIVE_SCOPE.into(),
+            },
+            self.buckets.unwrap_or(DEFAULT_BUCKETS),
+        )?)
+    }
+}
+
 /// A compiled rule, bound to its instrument.
 #[derive(Debug)]
 pub struct Rule {
@@ -135,16 +201,15 @@ impl Rule {
         if rule.is_empty() {
             return Err(RuleError::EmptyName(config.event_type.clone()));
         }
-        if !config.scale.is_finite() {
-            return Err(RuleError::BadScale(rule));
-        }
-        if config.instrument.is_observable() {
-            return Err(RuleError::Observable(rule));
-        }
-        let buckets = config.buckets.as_deref().unwrap_or(DEFAULT_BUCKETS);
-        if buckets.iter().any(|b| !b.is_finite()) || buckets.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(RuleError::BadBuckets(rule));
-        }
+        let target = Target {
+            name: &config.name,
+            kind: config.instrument,
+            unit: &config.unit,
+            description: &config.description,
+            scale: config.scale,
+            buckets: config.buckets.as_deref(),
+        };
+        target.check()?;
         let mut attributes = Vec::new();
         for (key, source_name) in &config.attributes {
             let source = Source::parse(source_name).ok_or_else(|| RuleError::UnknownSource {
@@ -165,16 +230,7 @@ impl Rule {
                 count: attributes.len(),
             });
         }
-        let instrument = registry.instrument(
-            Descriptor {
-                name: config.name.clone(),
-                unit: config.unit.clone(),
-                description: config.description.clone(),
-                kind: config.instrument,
-                scope: DERIVE_SCOPE.into(),
-            },
-            buckets,
-        )?;
+        let instrument = target.register(registry)?;
         Ok(Self {
             field: config.field.as_deref().map(Into::into),
             scale: config.scale,

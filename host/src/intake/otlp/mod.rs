@@ -293,7 +293,9 @@ fn process_records(
     let records = records::scan(&bytes, &mut tally, &stamp, check)
         .map_err(|e| IntakeError::Decode(format!("the body is not a valid {what}: {e}")))?;
     intake.tenancy.take_records(sender, records.len())?;
-    intake.pipeline.ingest_records(signal, &records)?;
+    if let Some(why) = intake.pipeline.ingest_records(signal, &records)? {
+        tally.reject(0, &format!("spans forwarded but not measured: {why}"));
+    }
     Ok(tally)
 }
 
