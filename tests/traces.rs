@@ -958,3 +958,64 @@ async fn the_openai_v2_instrumentations_spans_become_client_metrics_equal_to_the
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_guarded_by_a_fail_closed_transform_are_withheld_until_transforms_read_spans() {
+    // The plugin contract carries no spans yet: a transform cannot redact them, so an
+    // integration whose own (fail-closed) transforms guard it sends none, and says why.
+    let receiver = Receiver::start().await;
+    let host = forwarding(
+        &receiver,
+        "transforms = [\"redact\"]\n[plugins.config.redact]\ndrop = \"gen_ai.prompt\"\n",
+    )
+    .await;
+    let body = request("chat", vec![span(3, 1), span(3, 2)]).encode_to_vec();
+    let (status, _, _) = wasmtel_tests::post(
+        host.intake_addr(),
+        "/v1/traces",
+        Some("application/x-protobuf"),
+        body,
+        false,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        let reports = host.integrations();
+        let traces = reports
+            .into_iter()
+            .find(|r| r.signal == "traces")
+            .expect("a traces report");
+        if traces.items.refused == 2 {
+            break traces;
+        }
+        assert!(std::time::Instant::now() < deadline, "{traces:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        report.status.last_error.as_deref(),
+        Some(
+            "encoding failed: the fail-closed transform `redact` cannot read spans (the plugin contract carries none yet): spans are withheld from this integration"
+        )
+    );
+    assert!(receiver.with(|r| r.traces.is_empty()), "no span went out");
+    host.shutdown().await;
+
+    // A fail-open chain (the default for [[transforms]]) lets them through unchanged.
+    let receiver = Receiver::start().await;
+    let host = forwarding(&receiver, "[[transforms]]\nplugin = \"redact\"\n").await;
+    let body = request("chat", vec![span(4, 1)]).encode_to_vec();
+    let (status, _, _) = wasmtel_tests::post(
+        host.intake_addr(),
+        "/v1/traces",
+        Some("application/x-protobuf"),
+        body,
+        false,
+    )
+    .await;
+    assert_eq!(status, 200);
+    receiver
+        .wait_until("the span", |r| r.spans().len() == 1)
+        .await;
+    host.shutdown().await;
+}

@@ -14,12 +14,14 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span};
 use prost::Message;
 
 use crate::model::wire::{Fields, Value};
@@ -33,6 +35,8 @@ pub enum Kind {
     Metrics,
     /// NDJSON inference events (`/v1/events`), counted at the sink as log records.
     Events,
+    /// OTLP/HTTP traces (`/v1/traces`): spans shaped as vLLM's `llm_request`.
+    Traces,
 }
 
 /// One load run, as `wasmtel load` takes it.
@@ -41,7 +45,7 @@ pub struct Load {
     /// The agent's base URL.
     #[arg(long, default_value = "http://127.0.0.1:4318")]
     pub target: String,
-    /// What to send: logs, metrics or events.
+    /// What to send: logs, metrics, events or traces.
     #[arg(long, value_enum, default_value = "logs")]
     pub kind: Kind,
     /// Records, points or events to send in all.
@@ -53,7 +57,8 @@ pub struct Load {
     /// Connections sending at once.
     #[arg(long, default_value_t = 8)]
     pub connections: usize,
-    /// Where to serve the sink the agent forwards to (`/v1/logs`), e.g. `127.0.0.1:24319`; none
+    /// Where to serve the sink the agent forwards to (`/v1/logs`, `/v1/traces`), e.g.
+    /// `127.0.0.1:24319`; none
     /// to count nothing.
     #[arg(long)]
     pub sink: Option<SocketAddr>,
@@ -165,6 +170,67 @@ pub fn logs_body(n: u64, batch: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// A number attribute.
+fn number(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+/// The body of traces request number `n`: `batch` server spans shaped as vLLM's `llm_request`
+/// (model, token counts, latencies; one event), each its own trace.
+pub fn traces_body(n: u64, batch: u64) -> Vec<u8> {
+    use any_value::Value::{DoubleValue, IntValue};
+    let spans = (0..batch)
+        .map(|i| {
+            let start = 1_700_000_000_000_000_000 + n * 1000 + i;
+            let e2e = 0.2 + (i % 50) as f64 / 100.0;
+            Span {
+                trace_id: (n * batch + i + 1).to_be_bytes().repeat(2),
+                span_id: (i + 1).to_be_bytes().to_vec(),
+                name: "llm_request".into(),
+                kind: span::SpanKind::Server as i32,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + (e2e * 1e9) as u64,
+                attributes: vec![
+                    kv("gen_ai.response.model", format!("model-{}", i % 8)),
+                    kv("gen_ai.request.id", format!("cmpl-{n}-{i}")),
+                    number("gen_ai.usage.prompt_tokens", IntValue(100 + (i % 7) as i64)),
+                    number("gen_ai.usage.completion_tokens", IntValue(64)),
+                    number("gen_ai.latency.time_to_first_token", DoubleValue(e2e / 5.0)),
+                    number("gen_ai.latency.e2e", DoubleValue(e2e)),
+                ],
+                events: vec![span::Event {
+                    time_unix_nano: start + 1000,
+                    name: "first_token".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "vllm"), kv("host.name", "node-1")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "vllm.llm_engine".into(),
+                    ..Default::default()
+                }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec()
+}
+
 /// The body of metrics request number `n`: `batch` gauge points, one series each.
 pub fn metrics_body(n: u64, batch: u64) -> Vec<u8> {
     let points = (0..batch)
@@ -216,10 +282,10 @@ pub fn events_body(n: u64, batch: u64) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Log records (or metric points) in an OTLP request body, counted without decoding it.
+/// Log records, spans (or metrics) in an OTLP request body, counted without decoding it.
 fn count(body: &[u8]) -> u64 {
-    // ExportLogsServiceRequest and ExportMetricsServiceRequest have the same outline:
-    // resource entries (1) of scope entries (2) of records or metrics (2).
+    // Export{Logs,Trace,Metrics}ServiceRequest have the same outline: resource entries (1) of
+    // scope entries (2) of records, spans or metrics (2).
     let nested = |b: &[u8], field: u32| -> Vec<Vec<u8>> {
         Fields::new(b)
             .filter_map(Result::ok)
@@ -238,7 +304,7 @@ fn count(body: &[u8]) -> u64 {
     total
 }
 
-/// Serves `/v1/logs` and `/v1/metrics` on `listener`, counting what arrives into `received`
+/// Serves `/v1/logs`, `/v1/traces` and `/v1/metrics` on `listener`, counting what arrives into `received`
 /// and when the last of it came (nanoseconds after `started`) into `last`.
 async fn sink(
     listener: tokio::net::TcpListener,
@@ -270,7 +336,10 @@ async fn sink(
     };
     let app = axum::Router::new()
         .route("/v1/logs", axum::routing::post(handler.clone()))
-        .route("/v1/metrics", axum::routing::post(handler));
+        .route("/v1/traces", axum::routing::post(handler.clone()))
+        .route("/v1/metrics", axum::routing::post(handler))
+        // An agent's batches may pass axum's 2 MB default (the Collector's 8,192 spans do).
+        .layer(axum::extract::DefaultBodyLimit::max(256 << 20));
     let _ = axum::serve(listener, app).await;
 }
 
@@ -295,6 +364,7 @@ pub async fn run(load: &Load) -> Result<Outcome, String> {
         Kind::Logs => ("/v1/logs", "application/x-protobuf", logs_body),
         Kind::Metrics => ("/v1/metrics", "application/x-protobuf", metrics_body),
         Kind::Events => ("/v1/events", "application/x-ndjson", events_body),
+        Kind::Traces => ("/v1/traces", "application/x-protobuf", traces_body),
     };
     let bodies: Arc<Vec<Bytes>> = Arc::new((0..64).map(|n| Bytes::from(build(n, batch))).collect());
     let url = format!("{}{path}", load.target.trim_end_matches('/'));
@@ -401,6 +471,7 @@ mod tests {
     #[test]
     fn the_sink_counts_records_without_decoding() {
         assert_eq!(count(&logs_body(3, 17)), 17);
+        assert_eq!(count(&traces_body(3, 11)), 11);
         assert_eq!(count(&metrics_body(3, 1)), 1, "one metric of many points");
         assert_eq!(count(&[]), 0);
         let events = String::from_utf8(events_body(0, 3)).expect("text");

@@ -20,32 +20,66 @@ const VALUES: &str = "duration, time_per_output_token or attributes.<key>";
 /// What a span rule's attribute may read, as the configuration names it.
 const SOURCES: &str = "name, kind, error or attributes.<key>";
 
-/// A span's fields as span rules read them, borrowed from its encoded bytes.
+/// The attribute keys the span rules read, each with its slot in a [`SpanView`]: only these
+/// attributes of a span are decoded.
 #[derive(Debug, Default)]
-pub struct SpanView<'a> {
-    /// The span's name.
-    pub name: &'a str,
-    /// Its OTLP `SpanKind` number.
-    pub kind: i32,
+struct Keys(hashbrown::HashMap<Box<[u8]>, usize>);
+
+/// Slots of the keys every rule set may read: what `error` and `time_per_output_token` use.
+const ERROR_TYPE: usize = 0;
+const TIME_TO_FIRST_TOKEN: usize = 1;
+const E2E: usize = 2;
+const OUTPUT_TOKENS: usize = 3;
+const COMPLETION_TOKENS: usize = 4;
+const FIXED: [&str; 5] = [
+    "error.type",
+    "gen_ai.latency.time_to_first_token",
+    "gen_ai.latency.e2e",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+];
+
+impl Keys {
+    fn new() -> Self {
+        let mut keys = Self::default();
+        for key in FIXED {
+            keys.slot(key);
+        }
+        keys
+    }
+
+    /// The slot of `key`, given one if it has none.
+    fn slot(&mut self, key: &str) -> usize {
+        let next = self.0.len();
+        *self.0.entry(key.as_bytes().into()).or_insert(next)
+    }
+}
+
+/// A span's fields as span rules read them, borrowed from its encoded bytes: the attributes
+/// the rules read, by slot.
+#[derive(Debug, Default)]
+struct SpanView<'a> {
+    name: &'a str,
+    kind: i32,
     /// Seconds from start to end.
-    pub duration: f64,
-    /// Its trace and span ids.
-    pub trace: Option<TraceContext>,
-    /// Whether its status is an error.
-    pub failed: bool,
-    /// Its attributes whose values are strings, booleans or numbers.
-    pub attributes: Vec<(&'a str, ValueRef<'a>)>,
+    duration: f64,
+    trace: Option<TraceContext>,
+    failed: bool,
+    /// The value of each key the rules read, when the span has it.
+    slots: Vec<Option<ValueRef<'a>>>,
 }
 
 impl<'a> SpanView<'a> {
-    /// Reads `span` (an encoded `Span`, checked at intake) into `self`, reusing its buffer.
-    pub fn read(&mut self, span: &'a [u8]) {
+    /// Reads `span` (an encoded `Span`, checked at intake) into `self`, decoding only the
+    /// attributes of `keys`.
+    fn read(&mut self, span: &'a [u8], keys: &Keys) {
         let (mut start, mut end) = (0u64, 0u64);
         let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
         self.name = "";
         self.kind = 0;
         self.failed = false;
-        self.attributes.clear();
+        self.slots.clear();
+        self.slots.resize(keys.0.len(), None);
         for field in Fields::new(span).filter_map(Result::ok) {
             match field {
                 (1, Wire::Len(id)) => trace_id = id,
@@ -55,8 +89,8 @@ impl<'a> SpanView<'a> {
                 (7, Wire::Fixed64(t)) => start = t,
                 (8, Wire::Fixed64(t)) => end = t,
                 (9, Wire::Len(pair)) => {
-                    if let Some(pair) = attribute(pair) {
-                        self.attributes.push(pair);
+                    if let Some((slot, value)) = attribute(pair, keys) {
+                        self.slots[slot] = Some(value);
                     }
                 }
                 (15, Wire::Len(status)) => {
@@ -75,17 +109,14 @@ impl<'a> SpanView<'a> {
         .filter(|_| trace_id.len() == 16 && span_id.len() == 8);
     }
 
-    /// The value of attribute `key`.
-    pub fn get(&self, key: &str) -> Option<ValueRef<'a>> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
+    /// The value in `slot`.
+    fn get(&self, slot: usize) -> Option<ValueRef<'a>> {
+        self.slots.get(slot).copied().flatten()
     }
 
-    /// Attribute `key` as a number.
-    fn number(&self, key: &str) -> Option<f64> {
-        match self.get(key)? {
+    /// The value in `slot` as a number.
+    fn number(&self, slot: usize) -> Option<f64> {
+        match self.get(slot)? {
             ValueRef::Int(i) => Some(i as f64),
             ValueRef::Double(d) => Some(d),
             ValueRef::Str(_) | ValueRef::Bool(_) => None,
@@ -96,36 +127,37 @@ impl<'a> SpanView<'a> {
     /// else the span's duration) less the time to the first token, over the output tokens
     /// after the first.
     fn time_per_output_token(&self) -> Option<f64> {
-        let first = self.number("gen_ai.latency.time_to_first_token")?;
-        let total = self.number("gen_ai.latency.e2e").unwrap_or(self.duration);
+        let first = self.number(TIME_TO_FIRST_TOKEN)?;
+        let total = self.number(E2E).unwrap_or(self.duration);
         let tokens = self
-            .number("gen_ai.usage.output_tokens")
-            .or_else(|| self.number("gen_ai.usage.completion_tokens"))?;
+            .number(OUTPUT_TOKENS)
+            .or_else(|| self.number(COMPLETION_TOKENS))?;
         (tokens > 1.0).then(|| (total - first) / (tokens - 1.0))
     }
 }
 
-/// A `KeyValue` whose value is a string, boolean or number.
-fn attribute(pair: &[u8]) -> Option<(&str, ValueRef<'_>)> {
-    let (mut key, mut value) = (None, None);
+/// A `KeyValue` whose key has a slot and whose value is a string, boolean or number.
+fn attribute<'a>(pair: &'a [u8], keys: &Keys) -> Option<(usize, ValueRef<'a>)> {
+    let (mut slot, mut value) = (None, None);
     for field in Fields::new(pair).filter_map(Result::ok) {
         match field {
-            (1, Wire::Len(k)) => key = std::str::from_utf8(k).ok(),
-            (2, Wire::Len(any)) => {
-                for field in Fields::new(any).filter_map(Result::ok) {
-                    value = match field {
-                        (1, Wire::Len(s)) => std::str::from_utf8(s).ok().map(ValueRef::Str),
-                        (2, Wire::Varint(b)) => Some(ValueRef::Bool(b != 0)),
-                        (3, Wire::Varint(i)) => Some(ValueRef::Int(i as i64)),
-                        (4, Wire::Fixed64(d)) => Some(ValueRef::Double(f64::from_bits(d))),
-                        _ => value,
-                    };
-                }
-            }
+            (1, Wire::Len(k)) => slot = Some(*keys.0.get(k)?),
+            (2, Wire::Len(any)) => value = Some(any),
             _ => {}
         }
     }
-    Some((key?, value?))
+    let (slot, any) = (slot?, value?);
+    let mut value = None;
+    for field in Fields::new(any).filter_map(Result::ok) {
+        value = match field {
+            (1, Wire::Len(s)) => std::str::from_utf8(s).ok().map(ValueRef::Str),
+            (2, Wire::Varint(b)) => Some(ValueRef::Bool(b != 0)),
+            (3, Wire::Varint(i)) => Some(ValueRef::Int(i as i64)),
+            (4, Wire::Fixed64(d)) => Some(ValueRef::Double(f64::from_bits(d))),
+            _ => value,
+        };
+    }
+    Some((slot, value?))
 }
 
 /// What a rule records of a span.
@@ -133,7 +165,7 @@ fn attribute(pair: &[u8]) -> Option<(&str, ValueRef<'_>)> {
 enum Measured {
     Duration,
     TimePerOutputToken,
-    Attribute(Box<str>),
+    Attribute(usize),
 }
 
 /// Where a series attribute's value comes from.
@@ -142,7 +174,7 @@ enum Source {
     Name,
     Kind,
     Error,
-    Attribute(Box<str>),
+    Attribute(usize),
     Constant(Box<str>),
 }
 
@@ -164,11 +196,11 @@ impl Source {
                 .get(usize::try_from(span.kind).ok()?)
                 .map(|k| ValueRef::Str(k)),
             Source::Error => span.failed.then(|| {
-                span.get("error.type")
+                span.get(ERROR_TYPE)
                     .filter(|v| matches!(v, ValueRef::Str(s) if !s.is_empty()))
                     .unwrap_or(ValueRef::Str("_OTHER"))
             }),
-            Source::Attribute(key) => span.get(key),
+            Source::Attribute(slot) => span.get(*slot),
             Source::Constant(value) => Some(ValueRef::Str(value)),
         }
     }
@@ -182,14 +214,14 @@ type Keyed = (Box<str>, Box<[Source]>);
 struct SpanRule {
     config: SpanRuleConfig,
     kind: Option<i32>,
-    requires: Box<[Box<str>]>,
+    requires: Box<[usize]>,
     value: Box<[Measured]>,
     /// Series attributes, sorted by key, each with its sources in order.
     attributes: Box<[Keyed]>,
 }
 
 impl SpanRule {
-    fn build(config: &SpanRuleConfig) -> Result<Self, RuleError> {
+    fn build(config: &SpanRuleConfig, keys: &mut Keys) -> Result<Self, RuleError> {
         let rule = config.name.clone();
         let unknown = |key: &str, source: &str, expected| RuleError::UnknownSpanSource {
             rule: rule.clone(),
@@ -209,7 +241,7 @@ impl SpanRule {
                 "duration" => Ok(Measured::Duration),
                 "time_per_output_token" => Ok(Measured::TimePerOutputToken),
                 other => attribute_key(other)
-                    .map(|k| Measured::Attribute(k.into()))
+                    .map(|k| Measured::Attribute(keys.slot(k)))
                     .ok_or_else(|| unknown("value", other, VALUES)),
             })
             .collect::<Result<Box<[_]>, _>>()?;
@@ -223,7 +255,7 @@ impl SpanRule {
                     "kind" => Ok(Source::Kind),
                     "error" => Ok(Source::Error),
                     other => attribute_key(other)
-                        .map(|k| Source::Attribute(k.into()))
+                        .map(|k| Source::Attribute(keys.slot(k)))
                         .ok_or_else(|| unknown(key, other, SOURCES)),
                 })
                 .collect::<Result<Box<[_]>, _>>()?;
@@ -244,7 +276,7 @@ impl SpanRule {
         Ok(Self {
             config: config.clone(),
             kind: config.kind.map(crate::config::SpanKindName::number),
-            requires: config.requires.iter().map(|k| k.as_str().into()).collect(),
+            requires: config.requires.iter().map(|k| keys.slot(k)).collect(),
             value,
             attributes: attributes.into_boxed_slice(),
         })
@@ -266,7 +298,7 @@ impl SpanRule {
             When::Error if !span.failed => return None,
             _ => {}
         }
-        if !self.requires.is_empty() && !self.requires.iter().any(|k| span.get(k).is_some()) {
+        if !self.requires.is_empty() && !self.requires.iter().any(|k| span.get(*k).is_some()) {
             return None;
         }
         if self.value.is_empty() {
@@ -275,7 +307,7 @@ impl SpanRule {
         let value = self.value.iter().find_map(|m| match m {
             Measured::Duration => Some(span.duration),
             Measured::TimePerOutputToken => span.time_per_output_token(),
-            Measured::Attribute(key) => span.number(key),
+            Measured::Attribute(slot) => span.number(*slot),
         })?;
         Some(value * self.config.scale)
     }
@@ -306,6 +338,7 @@ type Bound = (Weak<Registry>, Arc<[Arc<Instrument>]>);
 #[derive(Debug)]
 pub struct SpanMetrics {
     rules: Vec<SpanRule>,
+    keys: Keys,
     registries: Arc<Registries>,
     tenancy: Arc<Tenancy>,
     bound: RwLock<Vec<Bound>>,
@@ -325,9 +358,10 @@ impl SpanMetrics {
             SpanRuleSet::None => Vec::new(),
         };
         configs.extend(config.span_rules.iter().cloned());
+        let mut keys = Keys::new();
         let rules = configs
             .iter()
-            .map(SpanRule::build)
+            .map(|c| SpanRule::build(c, &mut keys))
             .collect::<Result<Vec<_>, _>>()?;
         // Instruments that could not share a registry are found now, not at the first span.
         let scratch = Registry::new(1);
@@ -336,6 +370,7 @@ impl SpanMetrics {
         }
         Ok(Self {
             rules,
+            keys,
             registries,
             tenancy,
             bound: RwLock::default(),
@@ -351,6 +386,8 @@ impl SpanMetrics {
         }
         let mut view = SpanView::default();
         let mut problem = None;
+        // One clock read for every exemplar of the batch.
+        let now = crate::clock::unix_nanos();
         let mut start = 0;
         while start < spans.len() {
             let origin = &spans[start].origin;
@@ -360,7 +397,7 @@ impl SpanMetrics {
                 .map_or(spans.len(), |n| start + n);
             let mut instruments: Option<Arc<[Arc<Instrument>]>> = None;
             for span in &spans[start..end] {
-                view.read(&span.bytes);
+                view.read(&span.bytes, &self.keys);
                 for (i, rule) in self.rules.iter().enumerate() {
                     let Some(value) = rule.value(&view) else {
                         continue;
@@ -377,7 +414,7 @@ impl SpanMetrics {
                     let Some(instruments) = &instruments else {
                         break;
                     };
-                    record(&instruments[i], rule, &view, value);
+                    record(&instruments[i], rule, &view, value, now);
                 }
             }
             start = end;
@@ -424,8 +461,8 @@ impl SpanMetrics {
 }
 
 /// Records `value` of `span` into `instrument` with the rule's attributes and the span as
-/// exemplar.
-fn record(instrument: &Instrument, rule: &SpanRule, span: &SpanView<'_>, value: f64) {
+/// exemplar, measured at `now`.
+fn record(instrument: &Instrument, rule: &SpanRule, span: &SpanView<'_>, value: f64, now: u64) {
     let mut buf = [("", ValueRef::Bool(false)); MAX_RULE_ATTRIBUTES];
     let mut n = 0;
     for (key, sources) in &*rule.attributes {
@@ -434,7 +471,7 @@ fn record(instrument: &Instrument, rule: &SpanRule, span: &SpanView<'_>, value: 
             n += 1;
         }
     }
-    instrument.record_traced(&buf[..n], value, span.trace);
+    instrument.record_traced_at(&buf[..n], value, span.trace, now);
 }
 
 #[cfg(test)]

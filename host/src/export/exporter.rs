@@ -657,10 +657,13 @@ impl Exporter {
                     .into_iter()
                     .collect())
             }
-            (Format::Otlp { traces, .. }, _) => Ok(otlp::traces::encode(records)
-                .map(|request| Request::Body(traces.body(request)))
-                .into_iter()
-                .collect()),
+            (Format::Otlp { traces, .. }, _) => match self.transforms.closed() {
+                Some(transform) => Err(EncodeError::Withheld(transform)),
+                None => Ok(otlp::traces::encode(records)
+                    .map(|request| Request::Body(traces.body(request)))
+                    .into_iter()
+                    .collect()),
+            },
             (Format::Plugin(slot), Signal::Logs) => slot.encode_logs(records, &self.transforms),
             (Format::Plugin(_), _) => Err(EncodeError::Misrouted),
         }

@@ -2,7 +2,6 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use crate::clock::unix_nanos;
 use crate::model::event::TraceContext;
 
 /// One sampled measurement.
@@ -51,11 +50,18 @@ impl Reservoir {
         }
     }
 
-    /// Keeps `value`, measured now under `trace`; `bucket` is its histogram bucket (aligned reservoirs).
-    pub fn offer(&self, value: f64, bucket: usize, trace: Option<TraceContext>) {
+    /// Keeps `value`, measured at `time_unix_nano` under `trace`; `bucket` is its histogram
+    /// bucket (aligned reservoirs).
+    pub fn offer(
+        &self,
+        value: f64,
+        bucket: usize,
+        trace: Option<TraceContext>,
+        time_unix_nano: u64,
+    ) {
         let exemplar = Exemplar {
             value,
-            time_unix_nano: unix_nanos(),
+            time_unix_nano,
             trace,
         };
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -83,6 +89,7 @@ impl Reservoir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::unix_nanos;
 
     const TRACE: TraceContext = TraceContext {
         trace_id: [1; 16],
@@ -92,10 +99,10 @@ mod tests {
     #[test]
     fn aligned_reservoirs_keep_the_latest_measurement_per_bucket() {
         let r = Reservoir::new(ReservoirKind::Aligned(3));
-        r.offer(0.5, 0, None);
-        r.offer(0.7, 0, Some(TRACE));
-        r.offer(9.0, 2, None);
-        r.offer(99.0, 7, None); // past the last bucket: kept in the last
+        r.offer(0.5, 0, None, unix_nanos());
+        r.offer(0.7, 0, Some(TRACE), unix_nanos());
+        r.offer(9.0, 2, None, unix_nanos());
+        r.offer(99.0, 7, None, unix_nanos()); // past the last bucket: kept in the last
         let got: Vec<(usize, f64, bool)> = r
             .collect(0)
             .into_iter()
@@ -108,7 +115,7 @@ mod tests {
     fn fixed_size_reservoirs_replace_their_oldest_exemplar() {
         let r = Reservoir::new(ReservoirKind::FixedSize(2));
         for v in [1.0, 2.0, 3.0] {
-            r.offer(v, 0, None);
+            r.offer(v, 0, None, unix_nanos());
         }
         let values: Vec<f64> = r.collect(0).into_iter().map(|(_, e)| e.value).collect();
         assert_eq!(values, [3.0, 2.0]);

@@ -9,6 +9,7 @@ use super::aggregation::{
 use super::exemplar::ReservoirKind;
 use super::series::{IdleClock, Series, SeriesKey, SeriesTable};
 use super::view::{AttributeView, Viewed};
+use crate::clock::unix_nanos;
 use crate::model::attributes::{AttributeSet, AttrsRef};
 use crate::model::event::TraceContext;
 use crate::model::metric::{Aggregation, Descriptor, ExemplarFilter, InstrumentKind};
@@ -69,16 +70,13 @@ pub struct Instrument {
 /// Exemplars an exponential histogram series keeps: the specification's `min(20, max_size)`.
 const EXPONENTIAL_EXEMPLARS: usize = if MAX_SIZE < 20 { MAX_SIZE } else { 20 };
 
-/// Offers `value` to `series`' reservoir of `kind` when the filter sampled it (`sample` holds its trace).
-fn offer<A>(
-    series: &Series<A>,
-    sample: Option<Option<TraceContext>>,
-    kind: ReservoirKind,
-    value: f64,
-    bucket: usize,
-) {
-    if let Some(trace) = sample {
-        series.offer_exemplar(kind, value, bucket, trace);
+/// A measurement the exemplar filter sampled: its trace and when it was made.
+type Sample = Option<(Option<TraceContext>, u64)>;
+
+/// Offers `value` to `series`' reservoir of `kind` when the filter sampled it.
+fn offer<A>(series: &Series<A>, sample: Sample, kind: ReservoirKind, value: f64, bucket: usize) {
+    if let Some(sampled) = sample {
+        series.offer_exemplar(kind, value, bucket, sampled);
     }
 }
 
@@ -174,6 +172,29 @@ impl Instrument {
     /// Non-finite values, and negative values on a Counter, are counted in
     /// [`Instrument::rejected`] and not recorded.
     pub fn record_traced(&self, attrs: &AttrsRef<'_>, value: f64, trace: Option<TraceContext>) {
+        self.record_sampled(attrs, value, trace, unix_nanos);
+    }
+
+    /// Like [`Instrument::record_traced`], for a measurement made at `time_unix_nano` (a caller
+    /// recording many at once reads the clock once).
+    pub fn record_traced_at(
+        &self,
+        attrs: &AttrsRef<'_>,
+        value: f64,
+        trace: Option<TraceContext>,
+        time_unix_nano: u64,
+    ) {
+        self.record_sampled(attrs, value, trace, || time_unix_nano);
+    }
+
+    /// Records a measurement; `now` says when it was made, read only if it is sampled.
+    fn record_sampled(
+        &self,
+        attrs: &AttrsRef<'_>,
+        value: f64,
+        trace: Option<TraceContext>,
+        now: impl Fn() -> u64,
+    ) {
         if self.dropped {
             return;
         }
@@ -184,7 +205,7 @@ impl Instrument {
         }
         // Callbacks report totals and current values, not measurements: they carry no exemplars.
         let observed = self.descriptor.kind.is_observable();
-        let sample = (!observed && self.exemplars.samples(trace.as_ref())).then_some(trace);
+        let sample = (!observed && self.exemplars.samples(trace.as_ref())).then(|| (trace, now()));
         match self.view.get() {
             None => self.record_into(SeriesKey::Attrs(attrs), value, sample),
             Some(viewed) => {
@@ -252,12 +273,7 @@ impl Instrument {
         }
     }
 
-    fn record_into(
-        &self,
-        key: SeriesKey<'_, '_>,
-        value: f64,
-        sample: Option<Option<TraceContext>>,
-    ) {
+    fn record_into(&self, key: SeriesKey<'_, '_>, value: f64, sample: Sample) {
         let single = ReservoirKind::FixedSize(1);
         match &self.storage {
             Storage::Sum(table) if self.descriptor.kind.is_observable() => {

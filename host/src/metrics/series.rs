@@ -112,17 +112,24 @@ impl<A> Series<A> {
         }
     }
 
-    /// Keeps `value` as an exemplar in a reservoir of `kind`; `bucket` is its histogram bucket.
+    /// Keeps `value`, measured at a time under a trace, as an exemplar in a reservoir of
+    /// `kind`; `bucket` is its histogram bucket. A time read before the series began (by a
+    /// caller reading the clock once for many measurements) is the series' start.
     pub fn offer_exemplar(
         &self,
         kind: ReservoirKind,
         value: f64,
         bucket: usize,
-        trace: Option<TraceContext>,
+        (trace, time_unix_nano): (Option<TraceContext>, u64),
     ) {
         self.exemplars
             .get_or_init(|| Box::new(Reservoir::new(kind)))
-            .offer(value, bucket, trace);
+            .offer(
+                value,
+                bucket,
+                trace,
+                time_unix_nano.max(self.start_unix_nano),
+            );
     }
 
     /// The series' exemplars measured at or after `since` (Unix nanoseconds), with their slots.

@@ -61,11 +61,20 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// The fields of `message`.
+    #[inline]
     pub fn new(message: &'a [u8]) -> Self {
         Self { buf: message }
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Tags, short lengths and small numbers take one byte.
+        if let [byte, rest @ ..] = self.buf
+            && *byte < 0x80
+        {
+            self.buf = rest;
+            return Ok(u64::from(*byte));
+        }
         let mut v = 0u64;
         for (i, byte) in self.buf.iter().take(10).enumerate() {
             v |= u64::from(byte & 0x7f) << (7 * i);
@@ -77,6 +86,7 @@ impl<'a> Fields<'a> {
         Err(WireError("a varint is cut short or too long"))
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if n > self.buf.len() {
             return Err(WireError("a field runs past the end of its message"));
@@ -90,6 +100,7 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u32, Value<'a>), WireError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.buf.is_empty() {
             return None;

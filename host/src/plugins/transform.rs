@@ -135,6 +135,15 @@ impl Transforms {
         self.0.is_empty()
     }
 
+    /// The first fail-closed transform of the chain, by name: the plugin contract carries no
+    /// spans yet, so no transform can read them, and spans it guards are withheld.
+    pub fn closed(&self) -> Option<String> {
+        self.0
+            .iter()
+            .find(|l| l.on_failure == OnFailure::Closed)
+            .map(|l| l.slot.name().to_owned())
+    }
+
     /// Applies every transform to a metric batch; `None` when a fail-closed transform failed.
     pub fn metrics(&self, batch: MetricBatch) -> Option<MetricBatch> {
         self.0
