@@ -131,8 +131,8 @@ async fn the_admin_api_manages_configured_integrations_without_showing_secrets()
     assert_eq!(body["integrations"].as_array().map(Vec::len), Some(1));
     assert_eq!(
         body["integrations"][0]["signals"].as_array().map(Vec::len),
-        Some(2),
-        "one integration, by name, with both signals"
+        Some(3),
+        "one integration, by name, with its three signals"
     );
     assert_eq!(body["integrations"][0]["name"], "otlp");
     let (status, body, _) = api.get("/api/v1/plugins").await;

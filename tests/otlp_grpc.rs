@@ -350,34 +350,15 @@ provider.shutdown()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdks_grpc_exporter_is_received() {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import opentelemetry.exporter.otlp.proto.grpc"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the Python SDK's gRPC exporter is required in CI"
-        );
-        eprintln!(
-            "opentelemetry-exporter-otlp-proto-grpc is not installed: skipped; .ci/run installs it"
-        );
+    if !wasmtel_tests::python_has(
+        "opentelemetry.exporter.otlp.proto.grpc",
+        "the Python SDK's gRPC exporter (opentelemetry-exporter-otlp-proto-grpc)",
+    ) {
         return;
     }
     let host = start("").await;
     let endpoint = format!("http://{}", host.grpc_addr().expect("gRPC"));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", PYTHON_APP, &endpoint])
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wasmtel_tests::python(PYTHON_APP, vec![endpoint]).await;
     let m = exposition(&host).await;
     let tokens: Vec<(Option<&str>, Option<&str>, f64)> = m
         .samples("tokens_total")

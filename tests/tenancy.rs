@@ -608,8 +608,8 @@ async fn every_admin_route_answers_by_whose_token_it_is() {
         .to_owned();
     assert_eq!(
         listed["integrations"].as_array().expect("list").len(),
-        2,
-        "a's two only"
+        3,
+        "a's three only"
     );
 
     let who: [(&str, Option<&str>); 5] = [

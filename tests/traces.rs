@@ -66,6 +66,13 @@ fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     }
 }
 
+/// POSTs an encoded traces request as protobuf to the intake at `addr`: status, content type
+/// and answer.
+async fn post_proto(addr: std::net::SocketAddr, body: Vec<u8>) -> (u16, String, Vec<u8>) {
+    let protobuf = Some("application/x-protobuf");
+    wasmtel_tests::post(addr, "/v1/traces", protobuf, body, false).await
+}
+
 /// A host forwarding everything to `receiver`, with `extra` config.
 async fn forwarding(receiver: &Receiver, extra: &str) -> wasmtel::Host {
     start(&format!(
@@ -237,14 +244,7 @@ async fn bad_spans_are_refused_by_name_their_siblings_kept_and_limits_walked_bef
         ],
     )
     .encode_to_vec();
-    let (status, _, answer) = wasmtel_tests::post(
-        addr,
-        "/v1/traces",
-        Some("application/x-protobuf"),
-        body,
-        false,
-    )
-    .await;
+    let (status, _, answer) = post_proto(addr, body).await;
     assert_eq!(status, 200);
     let answer = ExportTraceServiceResponse::decode(answer.as_slice()).expect("response");
     let partial = answer.partial_success.expect("partial success");
@@ -289,14 +289,7 @@ async fn bad_spans_are_refused_by_name_their_siblings_kept_and_limits_walked_bef
         ),
     ] {
         let body = request("svc", vec![bad]).encode_to_vec();
-        let (_, _, answer) = wasmtel_tests::post(
-            addr,
-            "/v1/traces",
-            Some("application/x-protobuf"),
-            body,
-            false,
-        )
-        .await;
+        let (_, _, answer) = post_proto(addr, body).await;
         let answer = ExportTraceServiceResponse::decode(answer.as_slice()).expect("response");
         assert_eq!(answer.partial_success.expect(why).error_message, why);
     }
@@ -342,14 +335,7 @@ async fn bad_spans_are_refused_by_name_their_siblings_kept_and_limits_walked_bef
         ),
     ] {
         let body = request("svc", vec![bad]).encode_to_vec();
-        let (status, _, answer) = wasmtel_tests::post(
-            addr,
-            "/v1/traces",
-            Some("application/x-protobuf"),
-            body,
-            false,
-        )
-        .await;
+        let (status, _, answer) = post_proto(addr, body).await;
         assert_eq!(status, 400);
         let status = wasmtel::intake::otlp::Status::decode(answer.as_slice()).expect("Status");
         assert_eq!(status.message, message);
@@ -467,28 +453,12 @@ assert provider.force_flush(), "flush failed"
 provider.shutdown()
 "#;
 
-/// Whether `module` imports; in CI it must.
-fn python_has(module: &str, package: &str) -> bool {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output();
-    if probe.is_ok_and(|o| o.status.success()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{package} is required in CI"
-    );
-    eprintln!("{package} is not installed: skipped; .ci/run installs it");
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdks_http_and_grpc_span_exporters_are_received_and_forwarded() {
-    if !python_has(
+    if !wasmtel_tests::python_has(
         "opentelemetry.exporter.otlp.proto.http.trace_exporter",
         "opentelemetry-exporter-otlp-proto-http",
-    ) || !python_has(
+    ) || !wasmtel_tests::python_has(
         "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
         "opentelemetry-exporter-otlp-proto-grpc",
     ) {
@@ -503,24 +473,8 @@ async fn the_python_sdks_http_and_grpc_span_exporters_are_received_and_forwarded
             format!("http://{}", host.grpc_addr().expect("gRPC")),
         ),
     ] {
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new("python3")
-                .args(["-c", PYTHON_APP, &endpoint, exporter])
-                .output()
-                .expect("python runs")
-        })
-        .await
-        .expect("join");
-        assert!(
-            out.status.success(),
-            "{exporter}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            !String::from_utf8_lossy(&out.stderr).contains("Failed to export"),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stderr = wasmtel_tests::python(PYTHON_APP, vec![endpoint, exporter.to_owned()]).await;
+        assert!(!stderr.contains("Failed to export"), "{exporter}: {stderr}");
     }
     receiver
         .wait_until("60 spans", |r| r.spans().len() == 60)
@@ -564,14 +518,7 @@ async fn spans_are_forwarded_exactly_once_through_failures_and_a_restart_from_th
     for batch in 0..10u8 {
         let spans = (1..=10).map(|n| span(batch + 1, n)).collect();
         let body = request("svc", spans).encode_to_vec();
-        let (status, _, _) = wasmtel_tests::post(
-            host.intake_addr(),
-            "/v1/traces",
-            Some("application/x-protobuf"),
-            body,
-            false,
-        )
-        .await;
+        let (status, _, _) = post_proto(host.intake_addr(), body).await;
         assert_eq!(status, 200);
     }
     receiver.wait_until("retries", |r| r.refused >= 3).await;
@@ -688,14 +635,7 @@ async fn vllm_request_spans_chart_their_model_and_link_exemplars_to_their_traces
                 llm_request(sent, model, 1.25, 0.25, 41)
             })
             .collect();
-        let (status, _, _) = wasmtel_tests::post(
-            host.intake_addr(),
-            "/v1/traces",
-            Some("application/x-protobuf"),
-            resource(spans).encode_to_vec(),
-            false,
-        )
-        .await;
+        let (status, _, _) = post_proto(host.intake_addr(), resource(spans).encode_to_vec()).await;
         assert_eq!(status, 200);
         let (_, history, _) = api.get("/api/v1/history").await;
         let charted = history["models"].as_array().map_or(0, |models| {
@@ -856,7 +796,7 @@ async fn openai_server() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_v2_instrumentations_spans_become_client_metrics_equal_to_their_values() {
-    if !python_has(
+    if !wasmtel_tests::python_has(
         "opentelemetry.instrumentation.openai_v2, openai, opentelemetry.exporter.otlp.proto.http",
         "opentelemetry-instrumentation-openai-v2 with openai",
     ) {
@@ -866,19 +806,7 @@ async fn the_openai_v2_instrumentations_spans_become_client_metrics_equal_to_the
     let host = forwarding(&receiver, "").await;
     let server = openai_server().await;
     let intake = format!("http://{}", host.intake_addr());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", OPENAI_APP, &intake, &server])
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wasmtel_tests::python(OPENAI_APP, vec![intake, server]).await;
     receiver
         .wait_until("three chat spans", |r| r.spans().len() == 3)
         .await;
@@ -970,14 +898,7 @@ async fn spans_guarded_by_a_fail_closed_transform_are_withheld_until_transforms_
     )
     .await;
     let body = request("chat", vec![span(3, 1), span(3, 2)]).encode_to_vec();
-    let (status, _, _) = wasmtel_tests::post(
-        host.intake_addr(),
-        "/v1/traces",
-        Some("application/x-protobuf"),
-        body,
-        false,
-    )
-    .await;
+    let (status, _, _) = post_proto(host.intake_addr(), body).await;
     assert_eq!(status, 200);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let report = loop {
@@ -1005,14 +926,7 @@ async fn spans_guarded_by_a_fail_closed_transform_are_withheld_until_transforms_
     let receiver = Receiver::start().await;
     let host = forwarding(&receiver, "[[transforms]]\nplugin = \"redact\"\n").await;
     let body = request("chat", vec![span(4, 1)]).encode_to_vec();
-    let (status, _, _) = wasmtel_tests::post(
-        host.intake_addr(),
-        "/v1/traces",
-        Some("application/x-protobuf"),
-        body,
-        false,
-    )
-    .await;
+    let (status, _, _) = post_proto(host.intake_addr(), body).await;
     assert_eq!(status, 200);
     receiver
         .wait_until("the span", |r| r.spans().len() == 1)

@@ -917,3 +917,38 @@ pub async fn post_otlp_metrics(addr: SocketAddr, request: &serde_json::Value) ->
     .await;
     (status, body)
 }
+
+/// Whether Python can import `modules` (comma-separated); in CI (`CI` set) it must, elsewhere a
+/// test without it is skipped, naming `package`.
+pub fn python_has(modules: &str, package: &str) -> bool {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output();
+    if probe.is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{package} is required in CI"
+    );
+    eprintln!("{package} is not installed: skipped; .ci/run installs it");
+    false
+}
+
+/// Runs `script` with `python3 -c` and `args`, off the async workers; panics with its stderr
+/// when it fails. Its stderr.
+pub async fn python(script: &'static str, args: Vec<String>) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}

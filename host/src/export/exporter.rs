@@ -319,7 +319,10 @@ impl Exporter {
             }
         }
         let transport = |signal: Signal| -> Result<Option<Arc<dyn Transport>>, BuildError> {
-            if spec.only.is_some_and(|only| only != signal) {
+            // The plugin contract carries no spans yet: a plugin integration takes none.
+            let plugin = matches!(format, Format::Plugin(_));
+            if spec.only.is_some_and(|only| only != signal) || (plugin && signal == Signal::Traces)
+            {
                 return Ok(None);
             }
             let Some(endpoint) = spec.endpoint(signal) else {
