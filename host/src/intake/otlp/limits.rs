@@ -591,6 +591,61 @@ mod tests {
     }
 
     #[test]
+    fn spans_their_events_links_and_attributes_are_counted_against_the_limits() {
+        use crate::model::wire::Reverse;
+        // Two spans; the second has 2 attributes on one event and one link.
+        let mut w = Reverse::default();
+        w.message(1, |w| {
+            w.message(2, |w| {
+                w.message(2, |w| {
+                    w.message(13, |_| {});
+                    w.message(11, |w| {
+                        w.message(3, |w| w.bytes_always(1, b"a"));
+                        w.message(3, |w| w.bytes_always(1, b"b"));
+                    });
+                });
+                w.message(2, |_| {});
+            });
+        });
+        let body = w.finish();
+        assert!(traces(&body, &RequestLimits::default()).is_ok());
+        let cases = [
+            (
+                RequestLimits {
+                    spans: 1,
+                    ..Default::default()
+                },
+                "the request has 2 spans, over the limit of 1 (intake.limits)",
+            ),
+            (
+                RequestLimits {
+                    attributes: 1,
+                    ..Default::default()
+                },
+                "the request has 2 attributes on one span event, over the limit of 1 (intake.limits)",
+            ),
+            (
+                RequestLimits {
+                    span_links: 0,
+                    ..Default::default()
+                },
+                "the request has 1 links on one span, over the limit of 0 (intake.limits)",
+            ),
+            (
+                RequestLimits {
+                    span_events: 0,
+                    ..Default::default()
+                },
+                "the request has 1 events on one span, over the limit of 0 (intake.limits)",
+            ),
+        ];
+        for (limits, message) in cases {
+            let error = traces(&body, &limits).expect_err(message);
+            assert_eq!(error.to_string(), message);
+        }
+    }
+
+    #[test]
     fn totals_are_counted_in_full_before_they_are_refused() {
         // 4,000,000 empty resources in 8 MB: refused with their exact count, nothing decoded.
         let body = [10u8, 0].repeat(4_000_000);
