@@ -806,10 +806,12 @@ fn instances(module: &str, instances: usize) -> Vec<u8> {
 }
 
 fn check(bytes: &[u8], memory_bytes: usize) -> Result<String, String> {
+    let runtime = runtime();
+    let component = runtime.compile(bytes).map_err(|e| e.chain())?;
     wasmtel::plugins::inspect::check(
-        &runtime(),
+        &runtime,
         "greedy",
-        bytes,
+        &component,
         &[],
         Limits {
             memory_bytes,

@@ -96,7 +96,7 @@ pub fn run(
     let (runtime, component) = (runtime.clone(), component.clone());
     let limits = Limits::default();
     let stats = Stats::default();
-    let world = inspect::check_compiled(&runtime, name, &component, config, limits)
+    let world = inspect::check(&runtime, name, &component, config, limits)
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     let mut out = format!("{name}: {world}\n");
     match world {

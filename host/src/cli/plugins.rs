@@ -240,7 +240,7 @@ pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<()> {
             };
             let limits = wasmtel::plugins::Limits::default();
             let (component, note) = compiled(&runtime, &file, &bytes, config.as_deref())?;
-            match inspect::check_compiled(
+            match inspect::check(
                 &runtime,
                 &name,
                 &component,

@@ -63,20 +63,9 @@ fn as_kind<K: PluginKind>(
     })
 }
 
-/// Compiles `bytes`, finds its world, and runs its `init` with `settings` in a sandbox with `limits`.
+/// Finds a compiled component's world and runs its `init` with `settings` in a sandbox with
+/// `limits` (the component is compiled once, by the caller, for a check and a load).
 pub fn check(
-    runtime: &Arc<Runtime>,
-    name: &str,
-    bytes: &[u8],
-    settings: &[(String, String)],
-    limits: Limits,
-) -> Result<World, Rejection> {
-    let component = runtime.compile(bytes)?;
-    check_compiled(runtime, name, &component, settings, limits)
-}
-
-/// [`check`] of a component already compiled (so that it is compiled once for a check and a load).
-pub fn check_compiled(
     runtime: &Arc<Runtime>,
     name: &str,
     component: &wasmtime::component::Component,
@@ -144,7 +133,14 @@ pub fn list(runtime: &Arc<Runtime>, config: &crate::config::PluginsConfig) -> Ve
             let world = super::catalog::config(config, &name, &toml::Table::new())
                 .map_err(|e| Rejection::from(PluginError::from(e)))
                 .and_then(|settings| {
-                    check(runtime, &name, &bytes, &settings, Limits::of(config, &name))
+                    let component = runtime.compile(&bytes)?;
+                    check(
+                        runtime,
+                        &name,
+                        &component,
+                        &settings,
+                        Limits::of(config, &name),
+                    )
                 });
             Some(Entry {
                 digest: super::cache::digest(&bytes),

@@ -276,7 +276,7 @@ impl PluginSet {
             .compile(bytes)
             .map_err(|e| UploadError::Invalid(e.chain()))?;
         let runtime = self.loader.runtime();
-        let world = super::inspect::check_compiled(runtime, name, &component, &settings, limits)
+        let world = super::inspect::check(runtime, name, &component, &settings, limits)
             .map_err(|r| UploadError::Invalid(r.to_string()))?;
         let kind = match world {
             super::kind::World::Exporter { .. } => Encoder::NAME,
