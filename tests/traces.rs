@@ -73,6 +73,12 @@ async fn post_proto(addr: std::net::SocketAddr, body: Vec<u8>) -> (u16, String, 
     wasmtel_tests::post(addr, "/v1/traces", protobuf, body, false).await
 }
 
+/// POSTs an OTLP/JSON traces request to the intake at `addr`: status, content type and answer.
+async fn post_json(addr: std::net::SocketAddr, json: &serde_json::Value) -> (u16, String, Vec<u8>) {
+    let body = json.to_string().into_bytes();
+    wasmtel_tests::post(addr, "/v1/traces", Some("application/json"), body, false).await
+}
+
 /// A host forwarding everything to `receiver`, with `extra` config.
 async fn forwarding(receiver: &Receiver, extra: &str) -> wasmtel::Host {
     start(&format!(
@@ -129,14 +135,7 @@ async fn spans_over_http_protobuf_json_and_gzip_and_grpc_reach_the_collector_exa
             "startTimeUnixNano": "1544712660000000000", "endTimeUnixNano": "1544712661000000000",
             "attributes": [{"key": "http.route", "value": {"stringValue": "/"}}],
             "status": {"code": 2, "message": "boom"}}]}]}]});
-    let (status, _, body) = wasmtel_tests::post(
-        addr,
-        "/v1/traces",
-        Some("application/json"),
-        json.to_string().into_bytes(),
-        false,
-    )
-    .await;
+    let (status, _, body) = post_json(addr, &json).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(String::from_utf8_lossy(&body), r#"{"partialSuccess":null}"#);
     // gRPC, from the generated client.
@@ -300,14 +299,7 @@ async fn bad_spans_are_refused_by_name_their_siblings_kept_and_limits_walked_bef
          "name": "bad-time", "startTimeUnixNano": "soon"},
         {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
          "name": "good-json"}]}]}]});
-    let (status, _, answer) = wasmtel_tests::post(
-        addr,
-        "/v1/traces",
-        Some("application/json"),
-        json.to_string().into_bytes(),
-        false,
-    )
-    .await;
+    let (status, _, answer) = post_json(addr, &json).await;
     assert_eq!(status, 200);
     let answer: serde_json::Value = serde_json::from_slice(&answer).expect("JSON");
     assert_eq!(answer["partialSuccess"]["rejectedSpans"], 2);
@@ -555,42 +547,16 @@ async fn spans_are_forwarded_exactly_once_through_failures_and_a_restart_from_th
     host.shutdown().await;
 }
 
-/// A span shaped as vLLM's `llm_request` for `model` (attribute names from vLLM's tracing
-/// module; the model in `gen_ai.response.model`), in trace `n`, with latencies in seconds.
+/// A span shaped as vLLM's `llm_request` for `model`, number `n`, with latencies in seconds.
 fn llm_request(n: u32, model: &str, e2e: f64, ttft: f64, completion: i64) -> Span {
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-    let num = |key: &str, value: Value| KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..Default::default()
+    let request = wasmtel::load::LlmRequest {
+        model,
+        e2e,
+        ttft,
+        prompt: 20,
+        completion,
     };
-    let mut trace_id = vec![0xab; 16];
-    trace_id[12..].copy_from_slice(&n.to_be_bytes());
-    Span {
-        trace_id,
-        span_id: (u64::from(n) + 1).to_be_bytes().to_vec(),
-        name: "llm_request".into(),
-        kind: span::SpanKind::Server as i32,
-        start_time_unix_nano: 1_700_000_000_000_000_000,
-        end_time_unix_nano: 1_700_000_000_000_000_000 + (e2e * 1e9) as u64,
-        attributes: vec![
-            kv("gen_ai.response.model", model),
-            kv("gen_ai.request.id", &format!("cmpl-{n}")),
-            num("gen_ai.usage.prompt_tokens", Value::IntValue(20)),
-            num(
-                "gen_ai.usage.completion_tokens",
-                Value::IntValue(completion),
-            ),
-            num("gen_ai.latency.time_in_queue", Value::DoubleValue(0.002)),
-            num(
-                "gen_ai.latency.time_to_first_token",
-                Value::DoubleValue(ttft),
-            ),
-            num("gen_ai.latency.e2e", Value::DoubleValue(e2e)),
-            num("gen_ai.request.max_tokens", Value::IntValue(256)),
-        ],
-        ..Default::default()
-    }
+    request.span(u64::from(n), 1_700_000_000_000_000_000)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -603,25 +569,14 @@ async fn vllm_request_spans_chart_their_model_and_link_exemplars_to_their_traces
         receiver.endpoint()
     ))
     .await;
-    let resource = |spans| ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", "vllm"),
-                    kv("service.instance.id", "pod-3"),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "vllm.llm_engine".into(),
-                    ..Default::default()
-                }),
-                spans,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
+    let resource = |spans| {
+        let mut request = request("vllm", spans);
+        let resource = request.resource_spans[0]
+            .resource
+            .as_mut()
+            .expect("resource");
+        resource.attributes.push(kv("service.instance.id", "pod-3"));
+        request
     };
     // Ten requests of two models over about two seconds of history.
     let mut sent = 0u32;

@@ -179,36 +179,66 @@ fn number(key: &str, value: any_value::Value) -> KeyValue {
     }
 }
 
-/// The body of traces request number `n`: `batch` server spans shaped as vLLM's `llm_request`
-/// (model, token counts, latencies; one event), each its own trace.
+/// What a vLLM `llm_request` span reports of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct LlmRequest<'a> {
+    /// The model (vLLM puts it in `gen_ai.response.model`).
+    pub model: &'a str,
+    /// Seconds from arrival to the last token (`gen_ai.latency.e2e`, and the span's length).
+    pub e2e: f64,
+    /// Seconds to the first token.
+    pub ttft: f64,
+    /// Prompt tokens.
+    pub prompt: i64,
+    /// Generated tokens.
+    pub completion: i64,
+}
+
+impl LlmRequest<'_> {
+    /// The request as a server span shaped as vLLM's `llm_request` (attribute names from vLLM's
+    /// tracing module, one event), number `n` of its own trace, starting at `start`.
+    pub fn span(&self, n: u64, start: u64) -> Span {
+        use any_value::Value::{DoubleValue, IntValue};
+        Span {
+            trace_id: (n + 1).to_be_bytes().repeat(2),
+            span_id: (n + 1).to_be_bytes().to_vec(),
+            name: "llm_request".into(),
+            kind: span::SpanKind::Server as i32,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + (self.e2e * 1e9) as u64,
+            attributes: vec![
+                kv("gen_ai.response.model", self.model),
+                kv("gen_ai.request.id", format!("cmpl-{n}")),
+                number("gen_ai.usage.prompt_tokens", IntValue(self.prompt)),
+                number("gen_ai.usage.completion_tokens", IntValue(self.completion)),
+                number("gen_ai.latency.time_in_queue", DoubleValue(0.002)),
+                number("gen_ai.latency.time_to_first_token", DoubleValue(self.ttft)),
+                number("gen_ai.latency.e2e", DoubleValue(self.e2e)),
+            ],
+            events: vec![span::Event {
+                time_unix_nano: start + 1000,
+                name: "first_token".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+}
+
+/// The body of traces request number `n`: `batch` vLLM `llm_request` spans of eight models,
+/// each its own trace.
 pub fn traces_body(n: u64, batch: u64) -> Vec<u8> {
-    use any_value::Value::{DoubleValue, IntValue};
     let spans = (0..batch)
         .map(|i| {
-            let start = 1_700_000_000_000_000_000 + n * 1000 + i;
             let e2e = 0.2 + (i % 50) as f64 / 100.0;
-            Span {
-                trace_id: (n * batch + i + 1).to_be_bytes().repeat(2),
-                span_id: (i + 1).to_be_bytes().to_vec(),
-                name: "llm_request".into(),
-                kind: span::SpanKind::Server as i32,
-                start_time_unix_nano: start,
-                end_time_unix_nano: start + (e2e * 1e9) as u64,
-                attributes: vec![
-                    kv("gen_ai.response.model", format!("model-{}", i % 8)),
-                    kv("gen_ai.request.id", format!("cmpl-{n}-{i}")),
-                    number("gen_ai.usage.prompt_tokens", IntValue(100 + (i % 7) as i64)),
-                    number("gen_ai.usage.completion_tokens", IntValue(64)),
-                    number("gen_ai.latency.time_to_first_token", DoubleValue(e2e / 5.0)),
-                    number("gen_ai.latency.e2e", DoubleValue(e2e)),
-                ],
-                events: vec![span::Event {
-                    time_unix_nano: start + 1000,
-                    name: "first_token".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }
+            let request = LlmRequest {
+                model: &format!("model-{}", i % 8),
+                e2e,
+                ttft: e2e / 5.0,
+                prompt: 100 + (i % 7) as i64,
+                completion: 64,
+            };
+            request.span(n * batch + i, 1_700_000_000_000_000_000 + n * 1000 + i)
         })
         .collect();
     ExportTraceServiceRequest {
