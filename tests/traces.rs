@@ -888,3 +888,77 @@ async fn spans_guarded_by_a_fail_closed_transform_are_withheld_until_transforms_
         .await;
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_traces_queue_refuses_with_retry_after_accounts_exactly_and_loses_nothing() {
+    let receiver = Receiver::start().await;
+    receiver.answer(503);
+    let host = forwarding(
+        &receiver,
+        "delivery.traces_batch = 10\ndelivery.traces_queue = 50\ndelivery.max_in_flight = 1\n\
+         [otlp.delivery.retry]\nmax_retries = 100000\ninitial_backoff = \"5ms\"\nmax_backoff = \"20ms\"\nbreaker_cooldown = \"5ms\"\n",
+    )
+    .await;
+    let traces = || {
+        host.integrations()
+            .into_iter()
+            .find(|r| r.signal == "traces")
+            .expect("a traces report")
+            .items
+    };
+    let mut accepted = 0u64;
+    let mut refused = 0;
+    for batch in 0..20u8 {
+        let spans = (1..=10).map(|n| span(batch + 1, n)).collect();
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/traces", host.intake_addr()))
+            .header("content-type", "application/x-protobuf")
+            .body(request("svc", spans).encode_to_vec())
+            .send()
+            .await
+            .expect("intake reachable");
+        match response.status().as_u16() {
+            200 => accepted += 10,
+            503 => {
+                refused += 1;
+                assert_eq!(response.headers()["retry-after"], "1");
+                let status = wasmtel::intake::otlp::Status::decode(
+                    response.bytes().await.expect("body").as_ref(),
+                )
+                .expect("Status");
+                assert_eq!(
+                    status.message,
+                    "the traces queue of integration `otlp` is full; retry later"
+                );
+            }
+            other => panic!("answered {other}"),
+        }
+        let c = traces();
+        assert_eq!(
+            c.accepted,
+            c.delivered + c.refused + c.dropped + c.queued,
+            "{c:?}"
+        );
+    }
+    assert!(refused > 0, "a queue of 50 cannot take 200 spans");
+    assert_eq!((traces().accepted, traces().dropped), (accepted, 0));
+    // The collector recovers: every accepted span arrives, once.
+    receiver.answer(200);
+    receiver
+        .wait_until("every accepted span", |r| {
+            r.spans().len() as u64 >= accepted
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    receiver.with(|r| {
+        let mut ids: Vec<(Vec<u8>, Vec<u8>)> = r
+            .spans()
+            .iter()
+            .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len() as u64, accepted, "each accepted span once");
+    });
+    host.shutdown().await;
+}

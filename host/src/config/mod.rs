@@ -1070,6 +1070,24 @@ mod tests {
             c.otlp.logs_url().as_deref(),
             Some("http://collector:4318/v1/logs")
         );
+        assert_eq!(
+            c.otlp.traces_url().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        let mut t = Config::default();
+        t.apply_env(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://tempo:4318/v1/traces",
+            ),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            t.otlp.traces_url().as_deref(),
+            Some("http://tempo:4318/v1/traces"),
+            "the traces URL is used as is"
+        );
         assert_eq!(c.otlp.headers["x-team"], "file");
         assert_eq!(c.otlp.headers["api-key"], "s=cret");
         assert_eq!(c.delivery.interval, Some(Duration::from_secs(2)));
@@ -1104,11 +1122,17 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317/"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
         ]))
         .expect("valid");
         use crate::model::Signal;
         assert_eq!(c.otlp.protocol(Signal::Metrics), Protocol::Grpc);
         assert_eq!(c.otlp.protocol(Signal::Logs), Protocol::HttpJson);
+        assert_eq!(c.otlp.protocol(Signal::Traces), Protocol::HttpProtobuf);
+        assert_eq!(
+            c.otlp.traces_url().as_deref(),
+            Some("http://collector:4317/v1/traces")
+        );
         assert_eq!(
             c.otlp.metrics_url().as_deref(),
             Some("http://collector:4317")
