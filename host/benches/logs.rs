@@ -10,8 +10,6 @@
 
 mod timing;
 
-use std::hint::black_box;
-
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -61,23 +59,11 @@ fn forward(c: &mut Criterion) {
             .sum::<u64>(),
         RECORDS
     );
-    let mut group = c.benchmark_group("forward_8200_log_records");
-    group.throughput(Throughput::Elements(RECORDS));
-    group.bench_function("wasmtel_walk_slice_frame", |b| {
-        b.iter(|| black_box(ours(&bodies)))
-    });
-    group.bench_function("prost_decode_clone_encode", |b| {
-        b.iter(|| black_box(decoding(&bodies)))
-    });
-    group.finish();
-    let w = timing::best_of_five(|| drop(black_box(ours(&bodies))));
-    let p = timing::best_of_five(|| drop(black_box(decoding(&bodies))));
-    let per = |t: f64| t * 1e9 / RECORDS as f64;
-    println!(
-        "\nlog record, request bytes in to export bytes out: wasmtel {:.0} ns, decode-clone-encode {:.0} ns, ratio {:.1}x\n",
-        per(w),
-        per(p),
-        p / w
+    timing::forwarding(
+        c,
+        ("forward_8200_log_records", "log record", RECORDS),
+        || ours(&bodies),
+        || decoding(&bodies),
     );
 }
 

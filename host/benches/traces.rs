@@ -207,23 +207,11 @@ fn forward(c: &mut Criterion) {
     };
     assert_eq!(spans(&ours(&bodies)), SPANS);
     assert_eq!(spans(&decoding(&bodies)), SPANS);
-    let mut group = c.benchmark_group("forward_10000_spans");
-    group.throughput(Throughput::Elements(SPANS));
-    group.bench_function("wasmtel_walk_slice_frame", |b| {
-        b.iter(|| black_box(ours(&bodies)))
-    });
-    group.bench_function("prost_decode_clone_encode", |b| {
-        b.iter(|| black_box(decoding(&bodies)))
-    });
-    group.finish();
-    let w = timing::best_of_five(|| drop(black_box(ours(&bodies))));
-    let p = timing::best_of_five(|| drop(black_box(decoding(&bodies))));
-    let per = |t: f64| t * 1e9 / SPANS as f64;
-    println!(
-        "\nspan, request bytes in to export bytes out: wasmtel {:.0} ns, decode-clone-encode {:.0} ns, ratio {:.1}x\n",
-        per(w),
-        per(p),
-        p / w
+    timing::forwarding(
+        c,
+        ("forward_10000_spans", "span", SPANS),
+        || ours(&bodies),
+        || decoding(&bodies),
     );
 }
 

@@ -134,6 +134,26 @@ impl Source {
     }
 }
 
+/// A series attribute of a rule: its key and where its value comes from.
+pub(crate) type Keyed<S> = (Box<str>, S);
+
+/// A rule's series attributes sorted by key, the first given of a key kept; refused past
+/// [`MAX_RULE_ATTRIBUTES`].
+pub(crate) fn by_key<S>(
+    rule: &str,
+    mut attributes: Vec<Keyed<S>>,
+) -> Result<Box<[Keyed<S>]>, RuleError> {
+    attributes.sort_by(|a, b| a.0.cmp(&b.0));
+    attributes.dedup_by(|later, earlier| later.0 == earlier.0);
+    if attributes.len() > MAX_RULE_ATTRIBUTES {
+        return Err(RuleError::TooManyAttributes {
+            rule: rule.to_owned(),
+            count: attributes.len(),
+        });
+    }
+    Ok(attributes.into_boxed_slice())
+}
+
 /// The instrument a rule records into, as configured.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Target<'a> {
@@ -222,20 +242,13 @@ impl Rule {
         for (key, value) in &config.constant_attributes {
             attributes.push((key.as_str().into(), Source::Constant(value.as_str().into())));
         }
-        attributes.sort_by(|a: &(Box<str>, Source), b| a.0.cmp(&b.0));
-        attributes.dedup_by(|later, earlier| later.0 == earlier.0);
-        if attributes.len() > MAX_RULE_ATTRIBUTES {
-            return Err(RuleError::TooManyAttributes {
-                rule,
-                count: attributes.len(),
-            });
-        }
+        let attributes = by_key(&rule, attributes)?;
         let instrument = target.register(registry)?;
         Ok(Self {
             field: config.field.as_deref().map(Into::into),
             scale: config.scale,
             when: config.when,
-            attributes: attributes.into_boxed_slice(),
+            attributes,
             instrument,
         })
     }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
-use super::rule::{MAX_RULE_ATTRIBUTES, RuleError, Target};
+use super::rule::{Keyed, MAX_RULE_ATTRIBUTES, RuleError, Target, by_key};
 use crate::config::{DeriveConfig, SpanRuleConfig, SpanRuleSet, When};
 use crate::metrics::{Instrument, Registries, Registry};
 use crate::model::attributes::ValueRef;
@@ -206,9 +206,6 @@ impl Source {
     }
 }
 
-/// A series attribute: its key and its sources, tried in order.
-type Keyed = (Box<str>, Box<[Source]>);
-
 /// One compiled span rule.
 #[derive(Debug)]
 struct SpanRule {
@@ -217,7 +214,7 @@ struct SpanRule {
     requires: Box<[usize]>,
     value: Box<[Measured]>,
     /// Series attributes, sorted by key, each with its sources in order.
-    attributes: Box<[Keyed]>,
+    attributes: Box<[Keyed<Box<[Source]>>]>,
 }
 
 impl SpanRule {
@@ -265,20 +262,13 @@ impl SpanRule {
             let constant: Box<[Source]> = Box::new([Source::Constant(value.as_str().into())]);
             attributes.push((key.as_str().into(), constant));
         }
-        attributes.sort_by(|a: &Keyed, b| a.0.cmp(&b.0));
-        attributes.dedup_by(|later, earlier| later.0 == earlier.0);
-        if attributes.len() > MAX_RULE_ATTRIBUTES {
-            return Err(RuleError::TooManyAttributes {
-                rule,
-                count: attributes.len(),
-            });
-        }
+        let attributes = by_key(&rule, attributes)?;
         Ok(Self {
             config: config.clone(),
             kind: config.kind.map(crate::config::SpanKindName::number),
             requires: config.requires.iter().map(|k| keys.slot(k)).collect(),
             value,
-            attributes: attributes.into_boxed_slice(),
+            attributes,
         })
     }
 

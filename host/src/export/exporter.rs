@@ -230,8 +230,8 @@ pub struct Exporter {
     settings: Settings,
     format: Format,
     metrics: Option<Channel<MetricItem>>,
-    logs: Option<Channel<Record>>,
-    traces: Option<Channel<Record>>,
+    /// A channel per record signal (logs, traces) that has somewhere to go.
+    records: Vec<Channel<Record>>,
     registries: Arc<Registries>,
     telemetry: SelfTelemetry,
     transforms: Transforms,
@@ -365,27 +365,25 @@ impl Exporter {
             let queue = Queue::new(settings.metrics_queue, usize::MAX, OnFull::DropOldest);
             Channel::new(Signal::Metrics, queue, t)
         });
-        let records = |signal: Signal| -> Result<Option<Channel<Record>>, BuildError> {
-            let Some(t) = transport(signal)? else {
-                return Ok(None);
-            };
-            let (queue, replayed) = records_queue(spec, signal, &settings, ctx)?;
-            let mut channel = Channel::new(signal, queue, t);
-            channel.replayed = replayed;
-            Ok(Some(channel))
-        };
-        let (logs, traces) = (records(Signal::Logs)?, records(Signal::Traces)?);
+        let mut records = Vec::new();
+        for signal in Signal::RECORDS {
+            if let Some(t) = transport(signal)? {
+                let (queue, replayed) = records_queue(spec, signal, &settings, ctx)?;
+                let mut channel = Channel::new(signal, queue, t);
+                channel.replayed = replayed;
+                records.push(channel);
+            }
+        }
         if let Format::Plugin(slot) = &format
             && let Some(reason) = slot.failure()
         {
             let error = format!("the plugin failed to load: {reason}");
-            for status in [
-                metrics.as_ref().map(|c| &c.status),
-                logs.as_ref().map(|c| &c.status),
-                traces.as_ref().map(|c| &c.status),
-            ]
-            .into_iter()
-            .flatten()
+            let records = records.iter().map(|c| &c.status);
+            for status in metrics
+                .as_ref()
+                .map(|c| &c.status)
+                .into_iter()
+                .chain(records)
             {
                 status.failed(&error, true);
             }
@@ -420,8 +418,7 @@ impl Exporter {
             settings,
             format,
             metrics,
-            logs,
-            traces,
+            records,
             registries: ctx.registries.clone(),
             telemetry: ctx.telemetry.clone(),
             transforms,
@@ -509,7 +506,7 @@ impl Exporter {
             let delivery = self.delivery(ch, encode, split_metrics, (1, usize::MAX, 1));
             tasks.push(tokio::spawn(Arc::new(delivery).run(drain.clone())));
         }
-        for ch in [&self.logs, &self.traces].into_iter().flatten() {
+        for ch in &self.records {
             let (me, signal) = (self.clone(), ch.signal);
             let encode: Encode<Record> =
                 Arc::new(move |records| me.encode_records(signal, records));
@@ -672,13 +669,9 @@ impl Exporter {
         }
     }
 
-    /// Its channel of log records or spans.
+    /// Its channel of log records or spans of `signal`.
     fn records(&self, signal: Signal) -> Option<&Channel<Record>> {
-        match signal {
-            Signal::Logs => self.logs.as_ref(),
-            Signal::Traces => self.traces.as_ref(),
-            Signal::Metrics => None,
-        }
+        self.records.iter().find(|c| c.signal == signal)
     }
 
     /// The delivery report of each signal it sends now.
@@ -698,10 +691,10 @@ impl Exporter {
             .as_ref()
             .filter(|_| self.shown(Signal::Metrics))
             .map(|c| report(c.signal, &c.status, c.queue.counts(), None));
-        let records = Signal::RECORDS
-            .into_iter()
-            .filter(|s| self.shown(*s))
-            .filter_map(|s| self.records(s))
+        let records = self
+            .records
+            .iter()
+            .filter(|c| self.shown(c.signal))
             .map(|c| {
                 let disk = c.replayed.map(|replayed| DiskQueue {
                     bytes: c.queue.disk_bytes(),
@@ -715,19 +708,16 @@ impl Exporter {
 
     /// Its endpoints, header names and reports, for the API.
     pub fn describe(&self) -> Description {
-        let endpoints = [
-            self.metrics
-                .as_ref()
-                .map(|c| (c.signal.as_str(), c.transport.endpoint())),
-            self.logs
-                .as_ref()
-                .map(|c| (c.signal.as_str(), c.transport.endpoint())),
-            self.traces
-                .as_ref()
-                .map(|c| (c.signal.as_str(), c.transport.endpoint())),
-        ];
+        let metrics = self
+            .metrics
+            .as_ref()
+            .map(|c| (c.signal.as_str(), c.transport.endpoint()));
+        let records = self
+            .records
+            .iter()
+            .map(|c| (c.signal.as_str(), c.transport.endpoint()));
         Description {
-            endpoints: endpoints.into_iter().flatten().collect(),
+            endpoints: metrics.into_iter().chain(records).collect(),
             headers_set: self.headers_set.clone(),
             signals: self.reports(),
         }
@@ -739,7 +729,7 @@ impl Exporter {
         if let Some(c) = &self.metrics {
             out.push((c.signal, c.transport.probe(timeout).await));
         }
-        for c in [&self.logs, &self.traces].into_iter().flatten() {
+        for c in &self.records {
             out.push((c.signal, c.transport.probe(timeout).await));
         }
         out
@@ -748,9 +738,9 @@ impl Exporter {
     /// Resumes every paused signal; returns whether any was paused.
     pub fn resume(&self) -> bool {
         let metrics = self.metrics.as_ref().is_some_and(|c| c.status.resume());
-        let logs = self.logs.as_ref().is_some_and(|c| c.status.resume());
-        let traces = self.traces.as_ref().is_some_and(|c| c.status.resume());
-        metrics || logs || traces
+        // Every channel is resumed, not only up to the first that was paused.
+        let records = self.records.iter().filter(|c| c.status.resume()).count() > 0;
+        metrics || records
     }
 }
 

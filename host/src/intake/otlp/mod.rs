@@ -256,36 +256,25 @@ fn process_records(
     bytes: Bytes,
 ) -> Result<Tally, IntakeError> {
     let mut tally = Tally::default();
-    let (what, bytes) = match (signal, encoding) {
-        (Signal::Logs, Encoding::Protobuf) => ("ExportLogsServiceRequest", bytes),
-        (_, Encoding::Protobuf) => ("ExportTraceServiceRequest", bytes),
-        (Signal::Logs, Encoding::Json) => {
+    let (what, limit, check): (_, fn(&[u8], &_) -> _, records::Check) = match signal {
+        Signal::Logs => (
+            "ExportLogsServiceRequest",
+            limits::logs,
+            records::log_record,
+        ),
+        _ => ("ExportTraceServiceRequest", limits::traces, records::span),
+    };
+    let bytes = match encoding {
+        Encoding::Protobuf => bytes,
+        Encoding::Json => {
             limits::json(&bytes, &intake.limits)?;
-            let request = json::logs(&bytes, &mut tally)?;
-            (
-                "ExportLogsServiceRequest",
-                Bytes::from(request.encode_to_vec()),
-            )
-        }
-        (_, Encoding::Json) => {
-            limits::json(&bytes, &intake.limits)?;
-            let request = json::traces(&bytes, &mut tally)?;
-            (
-                "ExportTraceServiceRequest",
-                Bytes::from(request.encode_to_vec()),
-            )
+            Bytes::from(match signal {
+                Signal::Logs => json::logs(&bytes, &mut tally)?.encode_to_vec(),
+                _ => json::traces(&bytes, &mut tally)?.encode_to_vec(),
+            })
         }
     };
-    let check: records::Check = match signal {
-        Signal::Logs => {
-            limits::logs(&bytes, &intake.limits)?;
-            records::log_record
-        }
-        _ => {
-            limits::traces(&bytes, &intake.limits)?;
-            records::span
-        }
-    };
+    limit(&bytes, &intake.limits)?;
     let stamp = records::Stamp {
         attributes: &|attributes: &mut Vec<_>| intake.tenancy.stamp(sender, attributes),
         tenant: sender.tenant().map(std::sync::Arc::from),
