@@ -12,9 +12,10 @@ use crate::derive::Deriver;
 use crate::export::prometheus;
 use crate::intake::otlp::metrics::MetricsReceiver;
 use crate::metrics::{Registries, Registry};
+use crate::model::Signal;
 use crate::model::log::encode_events;
 use crate::model::record::Origin;
-use crate::plugins::bindings::encoder::{Outbound, Signals};
+use crate::plugins::bindings::encoder::Outbound;
 use crate::plugins::bindings::types::LogBatch;
 use crate::plugins::convert;
 use crate::plugins::inspect;
@@ -105,17 +106,17 @@ pub fn run(
                 ExporterPlugin::load(&runtime, name, &component, config.to_vec(), limits, &stats)?;
             let data = record(sample, None)?;
             let info = plugin.info();
-            if info.signals.contains(Signals::METRICS) {
+            if info.signal(Signal::Metrics) {
                 let batch = metric_batch(&data).batch;
                 let requests = plugin.encode_metrics(&batch)?;
                 show(&mut out, "metrics", &requests);
             }
-            if let (true, Some(logs)) = (info.signals.contains(Signals::LOGS), &data.logs) {
+            if let (true, Some(logs)) = (info.signal(Signal::Logs), &data.logs) {
                 let requests = plugin.encode_logs(logs)?;
                 show(&mut out, "logs", &requests);
             }
         }
-        World::Transform => {
+        World::Transform { .. } => {
             let plugin =
                 TransformPlugin::load(&runtime, name, &component, config.to_vec(), limits, &stats)?;
             let data = record(sample, None)?;

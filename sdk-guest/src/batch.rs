@@ -3,7 +3,8 @@
 
 use crate::{
     ExponentialHistogramPoint, HistogramPoint, LogBatch, LogRecord, Metric, MetricBatch,
-    NumberPoint, Points, Scope, Span, Table, Temporality, TraceContext, Value,
+    NumberPoint, Points, Scope, Span, SpanBatch, SpanEvent, SpanLink, Table, Temporality,
+    TraceContext, TraceSpan, Value,
 };
 
 impl Table {
@@ -414,6 +415,126 @@ impl<'a> RecordRef<'a> {
             table: &self.batch.table,
             scope: self.batch.scopes.get(self.record.scope as usize),
         }
+    }
+}
+
+impl SpanBatch {
+    /// Every span of the batch.
+    pub fn spans(&self) -> impl Iterator<Item = SpanRef<'_>> {
+        self.spans.iter().enumerate().map(move |(i, span)| SpanRef {
+            batch: self,
+            index: i as u32,
+            span,
+        })
+    }
+
+    /// The resource's attributes.
+    pub fn resource(&self) -> Attributes<'_> {
+        self.table.attributes(self.resource.attributes)
+    }
+
+    /// Every attribute set of the batch (of spans, events, links, scopes and the resource), each once.
+    pub fn attribute_sets(&self) -> impl Iterator<Item = Attributes<'_>> {
+        (0..self.table.sets.len() as u32).map(|i| self.table.attributes(i))
+    }
+}
+
+/// One span of a batch: its fields (through `Deref`), and its strings, attributes, events and
+/// links resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanRef<'a> {
+    batch: &'a SpanBatch,
+    index: u32,
+    span: &'a TraceSpan,
+}
+
+impl std::ops::Deref for SpanRef<'_> {
+    type Target = TraceSpan;
+
+    fn deref(&self) -> &TraceSpan {
+        self.span
+    }
+}
+
+impl<'a> SpanRef<'a> {
+    /// The span's position in the batch, as edits name it.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The span's name.
+    pub fn name(&self) -> &'a str {
+        self.batch.table.string(self.span.name)
+    }
+
+    /// The span's attributes.
+    pub fn attributes(&self) -> Attributes<'a> {
+        self.batch.table.attributes(self.span.attributes)
+    }
+
+    /// The status message, possibly empty.
+    pub fn status_message(&self) -> &'a str {
+        self.batch.table.string(self.span.status_message)
+    }
+
+    /// The scope that produced it.
+    pub fn scope(&self) -> ScopeRef<'a> {
+        ScopeRef {
+            table: &self.batch.table,
+            scope: self.batch.scopes.get(self.span.scope as usize),
+        }
+    }
+
+    /// Its events, in order.
+    pub fn events(&self) -> impl Iterator<Item = EventRef<'a>> + 'a {
+        let batch = self.batch;
+        let start = self.span.events.start;
+        Table::slice(&batch.events, &self.span.events)
+            .iter()
+            .zip(start..)
+            .map(move |(event, index)| EventRef {
+                batch,
+                index,
+                event,
+            })
+    }
+
+    /// Its links, in order.
+    pub fn links(&self) -> &'a [SpanLink] {
+        Table::slice(&self.batch.links, &self.span.links)
+    }
+}
+
+/// One event of a span: its fields (through `Deref`), its name and attributes resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRef<'a> {
+    batch: &'a SpanBatch,
+    index: u32,
+    event: &'a SpanEvent,
+}
+
+impl std::ops::Deref for EventRef<'_> {
+    type Target = SpanEvent;
+
+    fn deref(&self) -> &SpanEvent {
+        self.event
+    }
+}
+
+impl<'a> EventRef<'a> {
+    /// The event's position in the batch's `events`, as edits name it.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The event's name.
+    pub fn name(&self) -> &'a str {
+        self.batch.table.string(self.event.name)
+    }
+
+    /// The event's attributes.
+    pub fn attributes(&self) -> Attributes<'a> {
+        self.batch.table.attributes(self.event.attributes)
     }
 }
 

@@ -15,13 +15,14 @@ use std::collections::HashMap;
 
 use crate::{
     Attribute, Exemplar, HistogramPoint, LogBatch, LogRecord, Metric, MetricBatch, NumberPoint,
-    Points, Resource, Scope, Span, Table, Temporality, TraceContext, Value,
+    Points, Resource, Scope, Span, SpanBatch, SpanEvent, SpanKind, StatusCode, Table, Temporality,
+    TraceContext, TraceSpan, Value,
 };
 
 /// Attributes as a test writes them.
 pub type Pairs<'a> = &'a [(&'a str, Value)];
 
-/// Builds a metric or log batch, interning its strings and sets as the host does.
+/// Builds a metric, log or span batch, interning its strings and sets as the host does.
 #[derive(Debug)]
 pub struct BatchBuilder {
     table: Table,
@@ -31,6 +32,8 @@ pub struct BatchBuilder {
     times: (u64, u64),
     metrics: Vec<Metric>,
     records: Vec<LogRecord>,
+    spans: Vec<TraceSpan>,
+    events: Vec<SpanEvent>,
 }
 
 impl Default for BatchBuilder {
@@ -85,6 +88,8 @@ impl BatchBuilder {
             times: (1, 2),
             metrics: Vec::new(),
             records: Vec::new(),
+            spans: Vec::new(),
+            events: Vec::new(),
         };
         b.string("");
         b.set(&[]);
@@ -295,6 +300,50 @@ impl BatchBuilder {
         self
     }
 
+    /// Adds a server span of trace `trace` (its span id `trace.span_id`), with no events.
+    pub fn span(mut self, name: &str, trace: TraceContext, pairs: Pairs<'_>) -> Self {
+        let (name, attributes) = (self.string(name), self.set(pairs));
+        let events = Span {
+            start: self.events.len() as u32,
+            len: 0,
+        };
+        self.spans.push(TraceSpan {
+            scope: 0,
+            trace,
+            parent_span_id: None,
+            trace_state: 0,
+            flags: 0,
+            name,
+            kind: SpanKind::Server,
+            start_time_unix_nano: self.times.0,
+            end_time_unix_nano: self.times.1,
+            attributes,
+            dropped_attributes_count: 0,
+            events,
+            dropped_events_count: 0,
+            links: Span { start: 0, len: 0 },
+            dropped_links_count: 0,
+            status_code: StatusCode::Unset,
+            status_message: 0,
+        });
+        self
+    }
+
+    /// Adds an event to the last span added (spans take their events in order).
+    pub fn event(mut self, name: &str, pairs: Pairs<'_>) -> Self {
+        let (name, attributes) = (self.string(name), self.set(pairs));
+        self.events.push(SpanEvent {
+            time_unix_nano: self.times.1,
+            name,
+            attributes,
+            dropped_attributes_count: 0,
+        });
+        if let Some(span) = self.spans.last_mut() {
+            span.events.len += 1;
+        }
+        self
+    }
+
     /// Gives the last record added a trace context.
     pub fn trace(mut self, trace: TraceContext) -> Self {
         if let Some(r) = self.records.last_mut() {
@@ -322,6 +371,21 @@ impl BatchBuilder {
             },
             table: self.table,
             metrics: self.metrics,
+        }
+    }
+
+    /// The span batch built.
+    pub fn spans(mut self) -> SpanBatch {
+        SpanBatch {
+            scopes: self.scope(),
+            resource: Resource {
+                attributes: self.resource,
+                schema_url: 0,
+            },
+            table: self.table,
+            spans: self.spans,
+            events: self.events,
+            links: Vec::new(),
         }
     }
 

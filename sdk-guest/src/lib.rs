@@ -1,5 +1,5 @@
 //! Write wasmtel plugins in Rust: exporters, transforms and views, compiled to
-//! WebAssembly components for `wasm32-wasip2` against `wasmtel:plugin@0.2.0`.
+//! WebAssembly components for `wasm32-wasip2` against `wasmtel:plugin@0.2.1`.
 //!
 //! A plugin never sees wit-bindgen or the batch's interning. A stateless exporter is one function:
 //!
@@ -37,20 +37,24 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 use std::cell::RefCell;
 
 pub use batch::{
-    Attributes, HasAttributes, MetricKind, MetricRef, PerSet, Point, RecordRef, ScopeRef,
+    Attributes, EventRef, HasAttributes, MetricKind, MetricRef, PerSet, Point, RecordRef, ScopeRef,
+    SpanRef,
 };
 pub use builder::{BatchBuilder, Pairs};
-pub use edits::Edits;
+pub use edits::{AttributeEdits, Edits, SpanEdits};
 pub use wasmtel_guest_macro::{exporter, transform, view};
 
-/// Generated bindings for the three plugin worlds; authors use the re-exports instead.
+/// Generated bindings for the plugin worlds; authors use the re-exports instead. A Rust
+/// exporter is built for the `trace-exporter` world and a transform for `span-transform`, whose
+/// `takes-spans` and `edits-spans` answer whether it implements spans; a 0.2.1 host reads those,
+/// and calls a plugin for spans only when they say yes.
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, unreachable_pub, clippy::all)]
 pub mod bindings {
-    /// The `exporter` world; it owns the shared `types` and `host` modules.
+    /// The `trace-exporter` world; it owns the shared `types` and `host` modules.
     pub mod exporter {
         wit_bindgen::generate!({
-            world: "exporter",
+            world: "trace-exporter",
             path: "../wit",
             default_bindings_module: "wasmtel_guest::bindings::exporter",
             pub_export_macro: true,
@@ -60,18 +64,18 @@ pub mod bindings {
         });
     }
 
-    /// The `transform` world, sharing the exporter world's types.
+    /// The `span-transform` world, sharing the exporter world's types.
     pub mod transform {
         wit_bindgen::generate!({
-            world: "transform",
+            world: "span-transform",
             path: "../wit",
             default_bindings_module: "wasmtel_guest::bindings::transform",
             pub_export_macro: true,
             export_macro_name: "export_transform_world",
             additional_derives: [PartialEq],
             with: {
-                "wasmtel:plugin/types@0.2.0": crate::bindings::exporter::wasmtel::plugin::types,
-                "wasmtel:plugin/host@0.2.0": crate::bindings::exporter::wasmtel::plugin::host,
+                "wasmtel:plugin/types@0.2.1": crate::bindings::exporter::wasmtel::plugin::types,
+                "wasmtel:plugin/host@0.2.1": crate::bindings::exporter::wasmtel::plugin::host,
             },
         });
     }
@@ -85,8 +89,8 @@ pub mod bindings {
             pub_export_macro: true,
             export_macro_name: "export_view_world",
             with: {
-                "wasmtel:plugin/types@0.2.0": crate::bindings::exporter::wasmtel::plugin::types,
-                "wasmtel:plugin/host@0.2.0": crate::bindings::exporter::wasmtel::plugin::host,
+                "wasmtel:plugin/types@0.2.1": crate::bindings::exporter::wasmtel::plugin::types,
+                "wasmtel:plugin/host@0.2.1": crate::bindings::exporter::wasmtel::plugin::host,
             },
         });
     }
@@ -97,9 +101,11 @@ use bindings::exporter::wasmtel::plugin::host;
 
 pub use bindings::exporter::wasmtel::plugin::types::{
     Attribute, Exemplar, ExponentialHistogramPoint, HistogramPoint, KeyValue, LogBatch, LogRecord,
-    Metric, MetricBatch, NumberPoint, Points, Resource, Scope, Span, Table, Temporality,
-    TraceContext, Value,
+    Metric, MetricBatch, NumberPoint, Points, Resource, Scope, Span, SpanBatch, SpanEvent,
+    SpanKind, SpanLink, StatusCode, Table, Temporality, TraceContext, TraceSpan, Value,
 };
+/// The edits of the `span-transformer` interface; [`SpanEdits`] builds them.
+pub use bindings::transform::exports::wasmtel::plugin::span_transformer::SpanEdit;
 /// The edits of the `transformer` interface; [`Edits`] builds them.
 pub use bindings::transform::exports::wasmtel::plugin::transformer as transform_types;
 pub use bindings::view::exports::wasmtel::plugin::viewer::{InstrumentInfo, InstrumentKind};
@@ -149,6 +155,37 @@ impl Config {
     /// Every key-value pair, in order.
     pub fn pairs(&self) -> &[(String, String)] {
         &self.0
+    }
+
+    /// The comma-separated name patterns of `key` (`default` when unset): see [`Patterns`].
+    pub fn patterns(&self, key: &str, default: &str) -> Patterns {
+        Patterns(
+            self.get_or(key, default)
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+}
+
+/// Name patterns: a name, or a prefix ending in `*` (`gen_ai.prompt*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Patterns(Vec<String>);
+
+impl Patterns {
+    /// Whether some pattern matches `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        self.0.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => p == name,
+        })
+    }
+
+    /// Whether there are no patterns.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -308,6 +345,17 @@ pub trait Exporter: Sized + 'static {
         Ok(Vec::new())
     }
 
+    /// Whether it takes spans as configured; `#[exporter]` answers yes for an `impl` that
+    /// defines [`Exporter::encode_spans`] and not this.
+    fn takes_spans(&self) -> bool {
+        false
+    }
+
+    /// Encodes a span batch; by default, nothing (and the host sends none).
+    fn encode_spans(&mut self, _batch: &SpanBatch) -> Result<Vec<Outbound>, String> {
+        Ok(Vec::new())
+    }
+
     /// Classifies a backend response; by default [`Outcome::from_status`].
     fn classify(&self, response: &Response) -> Outcome {
         Outcome::from_status(response)
@@ -330,6 +378,21 @@ pub trait Transform: Sized + 'static {
 
     /// Adds the edits a log batch needs; by default, none.
     fn transform_logs(&mut self, _batch: &LogBatch, _edits: &mut Edits) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether it edits spans as configured; `#[transform]` answers yes for an `impl` that
+    /// defines [`Transform::transform_spans`] and not this.
+    fn edits_spans(&self) -> bool {
+        false
+    }
+
+    /// Adds the edits a span batch needs; by default, none (and the host sends none).
+    fn transform_spans(
+        &mut self,
+        _batch: &SpanBatch,
+        _edits: &mut SpanEdits,
+    ) -> Result<(), String> {
         Ok(())
     }
 }
@@ -378,6 +441,11 @@ pub mod __glue {
         Ok(info)
     }
 
+    /// Asks the initialised state; uninitialised, the answer is no.
+    pub fn ask<T>(slot: &Slot<T>, f: impl FnOnce(&T) -> bool) -> bool {
+        slot.borrow().as_ref().is_some_and(f)
+    }
+
     /// `classify` for an exporter; uninitialised, it falls back to the status code.
     pub fn exporter_classify<T: Exporter>(slot: &Slot<T>, response: &Response) -> Outcome {
         match slot.borrow().as_ref() {
@@ -418,6 +486,14 @@ macro_rules! __export_exporter {
                     STATE.with(|s| $crate::__glue::exporter_classify::<$ty>(s, &response))
                 }
             }
+            impl $crate::bindings::exporter::exports::wasmtel::plugin::span_encoder::Guest for Glue {
+                fn takes_spans() -> bool {
+                    STATE.with(|s| $crate::__glue::ask(s, |e: &$ty| $crate::Exporter::takes_spans(e)))
+                }
+                fn encode_spans(batch: $crate::SpanBatch) -> ::std::result::Result<::std::vec::Vec<$crate::Outbound>, ::std::string::String> {
+                    STATE.with(|s| $crate::__glue::with(s, |e: &mut $ty| $crate::Exporter::encode_spans(e, &batch)))
+                }
+            }
             // Component exports exist only in WebAssembly; natively the glue is plain, testable code.
             #[cfg(target_arch = "wasm32")]
             $crate::bindings::exporter::export_exporter_world!(Glue with_types_in $crate::bindings::exporter);
@@ -450,6 +526,17 @@ macro_rules! __export_transform {
                     STATE.with(|s| $crate::__glue::with(s, |t: &mut $ty| {
                         let mut edits = $crate::Edits::new();
                         $crate::Transform::transform_logs(t, &batch, &mut edits).map(|()| edits.into_inner())
+                    }))
+                }
+            }
+            impl $crate::bindings::transform::exports::wasmtel::plugin::span_transformer::Guest for Glue {
+                fn edits_spans() -> bool {
+                    STATE.with(|s| $crate::__glue::ask(s, |t: &$ty| $crate::Transform::edits_spans(t)))
+                }
+                fn transform_spans(batch: $crate::SpanBatch) -> ::std::result::Result<::std::vec::Vec<$crate::SpanEdit>, ::std::string::String> {
+                    STATE.with(|s| $crate::__glue::with(s, |t: &mut $ty| {
+                        let mut edits = $crate::SpanEdits::new();
+                        $crate::Transform::transform_spans(t, &batch, &mut edits).map(|()| edits.into_inner())
                     }))
                 }
             }
@@ -503,6 +590,20 @@ macro_rules! __export_view {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_match_names_and_prefixes() {
+        let c = Config::new([("keys", " user.id, gen_ai.prompt* ,")]);
+        let p = c.patterns("keys", "");
+        assert!(
+            p.matches("user.id")
+                && p.matches("gen_ai.prompt")
+                && p.matches("gen_ai.prompt.0.content")
+        );
+        assert!(!p.matches("user.ids") && !p.matches("gen_ai.completion"));
+        assert!(c.patterns("unset", "").is_empty());
+        assert!(c.patterns("unset", "a*").matches("ab"));
+    }
 
     #[test]
     fn config_reads_the_last_value_and_names_bad_keys() {

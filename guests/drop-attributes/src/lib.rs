@@ -8,46 +8,25 @@
 //!
 //! The host calls the view once per distinct attribute set and caches the answer.
 
-use wasmtel_guest::{Config, InstrumentInfo, KeyValue, View};
-
-/// A name list where an entry ending in `*` matches by prefix.
-#[derive(Debug)]
-struct Names(Vec<String>);
-
-impl Names {
-    fn parse(text: &str) -> Self {
-        Names(
-            text.split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        )
-    }
-
-    fn contains(&self, name: &str) -> bool {
-        self.0.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => p == name,
-        })
-    }
-}
+use wasmtel_guest::{Config, InstrumentInfo, KeyValue, Patterns, View};
 
 /// The keys to remove and the instruments they are removed from.
 #[derive(Debug)]
 pub struct DropAttributes {
-    keys: Names,
-    instruments: Option<Names>,
+    keys: Patterns,
+    instruments: Option<Patterns>,
 }
 
 #[wasmtel_guest::view]
 impl View for DropAttributes {
     fn init(config: Config) -> Result<Self, String> {
-        let keys = Names::parse(config.get_or("keys", ""));
-        if keys.0.is_empty() {
+        let keys = config.patterns("keys", "");
+        if keys.is_empty() {
             return Err("`keys` must name at least one attribute key".into());
         }
-        let instruments = config.get("instruments").map(Names::parse);
+        let instruments = config
+            .get("instruments")
+            .map(|_| config.patterns("instruments", ""));
         Ok(DropAttributes { keys, instruments })
     }
 
@@ -59,17 +38,17 @@ impl View for DropAttributes {
         if self
             .instruments
             .as_ref()
-            .is_some_and(|i| !i.contains(&instrument.name))
+            .is_some_and(|i| !i.matches(&instrument.name))
         {
             return None;
         }
-        if !attributes.iter().any(|kv| self.keys.contains(&kv.key)) {
+        if !attributes.iter().any(|kv| self.keys.matches(&kv.key)) {
             return None;
         }
         Some(
             attributes
                 .iter()
-                .filter(|kv| !self.keys.contains(&kv.key))
+                .filter(|kv| !self.keys.matches(&kv.key))
                 .cloned()
                 .collect(),
         )

@@ -651,21 +651,19 @@ impl Exporter {
         records: &[Record],
     ) -> Result<Vec<Request>, EncodeError> {
         match (&self.format, signal) {
-            (Format::Otlp { logs, .. }, Signal::Logs) => {
-                Ok(otlp::logs::encode(records, &self.transforms)
-                    .map(|request| Request::Body(logs.body(request)))
+            (Format::Otlp { logs, traces, .. }, _) => {
+                let wire = if signal == Signal::Traces {
+                    traces
+                } else {
+                    logs
+                };
+                Ok(otlp::records::encode(signal, records, &self.transforms)
+                    .map(|request| Request::Body(wire.body(request)))
                     .into_iter()
                     .collect())
             }
-            (Format::Otlp { traces, .. }, _) => match self.transforms.closed() {
-                Some(transform) => Err(EncodeError::Withheld(transform)),
-                None => Ok(otlp::traces::encode(records)
-                    .map(|request| Request::Body(traces.body(request)))
-                    .into_iter()
-                    .collect()),
-            },
-            (Format::Plugin(slot), Signal::Logs) => slot.encode_logs(records, &self.transforms),
-            (Format::Plugin(_), _) => Err(EncodeError::Misrouted),
+            (Format::Plugin(_), Signal::Metrics) => Err(EncodeError::Misrouted),
+            (Format::Plugin(slot), _) => slot.encode_records(signal, records, &self.transforms),
         }
     }
 

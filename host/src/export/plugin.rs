@@ -10,9 +10,9 @@ use super::transport::Request;
 use crate::metrics::{DeltaTrackers, Producer};
 use crate::model::Signal;
 use crate::model::metric::TemporalityPreference;
-use crate::model::record::Record;
+use crate::model::record::{Origin, Record};
 use crate::plugins::batch::{Interner, compact, keep_points, point_count};
-use crate::plugins::bindings::encoder::{Outcome, Response, Signals};
+use crate::plugins::bindings::encoder::{Outbound, Outcome, Response};
 use crate::plugins::bindings::types::{MetricBatch, Temporality};
 use crate::plugins::convert::{self, Collected, metric_batch_where};
 use crate::plugins::instance::FIRST_BACKOFF;
@@ -72,14 +72,8 @@ impl PluginSlot {
 
     /// Whether the plugin serving now exports `signal`.
     pub fn exports(&self, signal: Signal) -> bool {
-        let flag = match signal {
-            Signal::Metrics => Signals::METRICS,
-            Signal::Logs => Signals::LOGS,
-            // The plugin contract carries no spans yet.
-            Signal::Traces => return false,
-        };
         self.slot
-            .peek(|p| p.is_some_and(|p| p.info().signals.contains(flag)))
+            .peek(|p| p.is_some_and(|p| p.info().signal(signal)))
     }
 
     /// The plugin's health, or `Failed` when it could not be loaded.
@@ -102,7 +96,7 @@ impl PluginSlot {
         let mut delta = self.delta.lock().unwrap_or_else(PoisonError::into_inner);
         let wants_delta = self
             .slot
-            .peek(|p| p.is_some_and(|p| p.info().temporality == Temporality::Delta));
+            .peek(|p| p.is_some_and(|p| p.info().info.temporality == Temporality::Delta));
         if wants_delta != delta.is_some() {
             *delta = wants_delta.then(|| DeltaTrackers::new(TemporalityPreference::Delta));
         }
@@ -188,22 +182,25 @@ impl PluginSlot {
         self.call_points.load(Ordering::Relaxed)
     }
 
-    /// Encodes log records, after the transforms, into the plugin's requests.
-    pub fn encode_logs(
+    /// Encodes log records or spans (`signal`), after the transforms, into the plugin's
+    /// requests, one batch per run of one origin.
+    pub fn encode_records(
         &self,
+        signal: Signal,
         records: &[Record],
         transforms: &Transforms,
     ) -> Result<Vec<Request>, EncodeError> {
         let plugin = self.current().ok_or(EncodeError::Unloaded)?;
-        let mut out = Vec::new();
-        for (origin, records) in crate::model::record::runs(records) {
-            let batch = convert::otlp::log_batch(&records, &origin);
-            if let Some(batch) = transforms.logs(batch) {
-                let encoded = plugin.encode_logs(&batch)?;
-                out.extend(encoded.into_iter().map(Request::from));
-            }
+        match signal {
+            Signal::Traces => each_run(records, |spans, origin| {
+                let batch = transforms.spans(convert::otlp::span_batch(spans, origin));
+                batch.map(|b| plugin.encode_spans(&b)).transpose()
+            }),
+            Signal::Logs | Signal::Metrics => each_run(records, |logs, origin| {
+                let batch = transforms.logs(convert::otlp::log_batch(logs, origin));
+                batch.map(|b| plugin.encode_logs(&b)).transpose()
+            }),
         }
-        Ok(out)
     }
 
     /// Asks the plugin how to treat a response; without a plugin, the status code decides.
@@ -216,6 +213,20 @@ impl PluginSlot {
             )),
         }
     }
+}
+
+/// The requests `encode` makes of each run of records of one origin, decoded (`None`: the
+/// transforms dropped the run).
+fn each_run<M: prost::Message + Default>(
+    records: &[Record],
+    encode: impl Fn(&[M], &Arc<Origin>) -> Result<Option<Vec<Outbound>>, CallError>,
+) -> Result<Vec<Request>, EncodeError> {
+    let mut out = Vec::new();
+    for (origin, items) in crate::model::record::runs(records) {
+        let encoded = encode(&items, &origin)?.unwrap_or_default();
+        out.extend(encoded.into_iter().map(Request::from));
+    }
+    Ok(out)
 }
 
 /// The metrics of `producers` (the host's own has id 0),

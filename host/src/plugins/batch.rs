@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::bindings::transformer::Edit;
+use super::bindings::span_transformer::SpanEdit;
+use super::bindings::transformer::{Edit, RemoveAttribute, SetAttribute};
 use super::bindings::types::{
-    Attribute, LogBatch, MetricBatch, Points, Span, Table, TraceContext, Value,
+    Attribute, LogBatch, MetricBatch, Points, Span, SpanBatch, Table, TraceContext, Value,
 };
 use crate::model::attributes::{AttributeSet, ValueRef};
 use crate::model::event::TraceContext as HostTrace;
@@ -255,24 +256,20 @@ impl Table {
         Ok(())
     }
 
-    /// Applies an attribute edit; `false` when `edit` is not one.
-    fn attribute_edit(&mut self, edit: &Edit) -> Result<bool, NoSet> {
-        match edit {
-            Edit::SetAttribute(e) => {
-                let (key, value) = (e.key.clone(), e.value.clone());
-                self.edit_set(e.set, |pairs| {
-                    match pairs.iter_mut().find(|(k, _)| *k == key) {
-                        Some(pair) => pair.1 = value,
-                        None => pairs.push((key, value)),
-                    }
-                })?;
+    /// Sets a key of a set to a value, replacing the value it had.
+    fn set_attribute(&mut self, e: &SetAttribute) -> Result<(), NoSet> {
+        let (key, value) = (e.key.clone(), e.value.clone());
+        self.edit_set(e.set, |pairs| {
+            match pairs.iter_mut().find(|(k, _)| *k == key) {
+                Some(pair) => pair.1 = value,
+                None => pairs.push((key, value)),
             }
-            Edit::RemoveAttribute(e) => self.edit_set(e.set, |pairs| {
-                pairs.retain(|(k, _)| *k != e.key);
-            })?,
-            _ => return Ok(false),
-        }
-        Ok(true)
+        })
+    }
+
+    /// Removes a key from a set.
+    fn remove_attribute(&mut self, e: &RemoveAttribute) -> Result<(), NoSet> {
+        self.edit_set(e.set, |pairs| pairs.retain(|(k, _)| *k != e.key))
     }
 }
 
@@ -480,6 +477,11 @@ fn bad(n: usize, what: &'static str, missing: impl std::fmt::Display) -> EditErr
     }
 }
 
+/// Edit `n`, an attribute edit, names a set the batch does not hold.
+fn attribute(n: usize, missing: NoSet) -> EditError {
+    bad(n, "attribute edit", missing)
+}
+
 /// A metric batch rewritten by a transform's edits (`None`: no edit, the batch stands); an edit
 /// naming something the batch does not hold is an error naming the edit.
 pub fn apply_metric_edits(
@@ -536,10 +538,9 @@ pub fn apply_metric_edits(
                     batch: "metric",
                 });
             }
-            other => {
-                out.table
-                    .attribute_edit(other)
-                    .map_err(|e| bad(n, "attribute edit", e))?;
+            Edit::SetAttribute(e) => out.table.set_attribute(e).map_err(|e| attribute(n, e))?,
+            Edit::RemoveAttribute(e) => {
+                out.table.remove_attribute(e).map_err(|e| attribute(n, e))?
             }
         }
     }
@@ -589,10 +590,9 @@ pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<Option<LogBat
                     batch: "log",
                 });
             }
-            other => {
-                out.table
-                    .attribute_edit(other)
-                    .map_err(|e| bad(n, "attribute edit", e))?;
+            Edit::SetAttribute(e) => out.table.set_attribute(e).map_err(|e| attribute(n, e))?,
+            Edit::RemoveAttribute(e) => {
+                out.table.remove_attribute(e).map_err(|e| attribute(n, e))?
             }
         }
     }
@@ -604,12 +604,72 @@ pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<Option<LogBat
     Ok(Some(out))
 }
 
+/// A span batch rewritten by a transform's edits (`None`: no edit, the batch stands); an edit
+/// naming something the batch does not hold is an error naming the edit. A dropped span's
+/// events and links go with it.
+pub fn apply_span_edits(
+    batch: &SpanBatch,
+    edits: &[SpanEdit],
+) -> Result<Option<SpanBatch>, EditError> {
+    if edits.is_empty() {
+        return Ok(None);
+    }
+    let mut out = batch.clone();
+    let (spans, events) = (out.spans.len(), out.events.len());
+    let mut keep = vec![true; spans];
+    let mut keep_events = vec![true; events];
+    for (n, edit) in edits.iter().enumerate() {
+        match edit {
+            SpanEdit::DropSpan(i) => {
+                *keep
+                    .get_mut(*i as usize)
+                    .ok_or_else(|| bad(n, "drop-span", format!("span {i} of {spans}")))? = false;
+            }
+            SpanEdit::DropEvent(i) => {
+                *keep_events
+                    .get_mut(*i as usize)
+                    .ok_or_else(|| bad(n, "drop-event", format!("event {i} of {events}")))? = false;
+            }
+            SpanEdit::SetAttribute(e) => out.table.set_attribute(e).map_err(|e| attribute(n, e))?,
+            SpanEdit::RemoveAttribute(e) => {
+                out.table.remove_attribute(e).map_err(|e| attribute(n, e))?
+            }
+        }
+    }
+    let mut i = 0;
+    out.spans.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    let keep_links = vec![true; out.links.len()];
+    let (mut kept_events, mut kept_links) = (Vec::new(), Vec::new());
+    for span in &mut out.spans {
+        span.events = regather(&out.events, span.events, &keep_events, &mut kept_events);
+        span.links = regather(&out.links, span.links, &keep_links, &mut kept_links);
+    }
+    (out.events, out.links) = (kept_events, kept_links);
+    Ok(Some(out))
+}
+
+/// Appends the entries of `range` in `list` that `keep` flags to `into`; the range they take.
+fn regather<T: Copy>(list: &[T], range: Span, keep: &[bool], into: &mut Vec<T>) -> Span {
+    let start = index(into.len());
+    let (from, len) = (range.start as usize, range.len as usize);
+    for at in from..from.saturating_add(len).min(list.len()) {
+        if keep.get(at).copied().unwrap_or(true) {
+            into.push(list[at]);
+        }
+    }
+    Span {
+        start,
+        len: index(into.len()) - start,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::bindings::transformer::{
-        PointRef, RemoveAttribute, RenameMetric, SetAttribute, SetBody,
-    };
+    use crate::plugins::bindings::transformer::{PointRef, RenameMetric, SetBody};
     use crate::plugins::bindings::types::{
         Exemplar, LogRecord, Metric, NumberPoint, Resource, Temporality,
     };

@@ -12,6 +12,8 @@ mod generated {
 }
 
 pub use generated::exports::wasmtel::plugin::encoder;
+pub use generated::exports::wasmtel::plugin::span_encoder;
+pub use generated::exports::wasmtel::plugin::span_transformer;
 pub use generated::exports::wasmtel::plugin::transformer;
 pub use generated::exports::wasmtel::plugin::viewer;
 pub use generated::wasmtel::plugin::host;

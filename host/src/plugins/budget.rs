@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::bindings::encoder::Outbound;
-use super::bindings::types::{KeyValue, LogBatch, MetricBatch, Points, Table, Value};
+use super::bindings::types::{KeyValue, LogBatch, MetricBatch, Points, SpanBatch, Table, Value};
 use super::error::CallError;
 use super::limits::Budgets;
 use super::stats::Stats;
@@ -140,10 +140,26 @@ pub fn log_size(batch: &LogBatch) -> (usize, usize) {
     })
 }
 
+/// Spans in a span batch, and the bytes of their names and attributes, their events' and links'.
+pub fn span_size(batch: &SpanBatch) -> (usize, usize) {
+    let t = &batch.table;
+    let spans = batch.spans.iter().fold(0, |bytes, s| {
+        bytes + t.string(s.name).len() + t.string(s.status_message).len() + set_len(t, s.attributes)
+    });
+    let events = batch.events.iter().fold(0, |bytes, e| {
+        bytes + t.string(e.name).len() + set_len(t, e.attributes)
+    });
+    let links = batch
+        .links
+        .iter()
+        .fold(0, |bytes, l| bytes + 24 + set_len(t, l.attributes));
+    (batch.spans.len(), spans + events + links)
+}
+
 /// Edits any transform may return per unit of `transform_growth`, whatever it was given.
 const TRANSFORM_FLOOR_EDITS: usize = 1024;
 
-/// Refuses more edits than `transform_growth` per item (data point or log record) of the batch
+/// Refuses more edits than `transform_growth` per item (data point, log record or span) of the batch
 /// (at least 1,024 per unit), before any is applied.
 pub fn edits(
     stats: &Stats,

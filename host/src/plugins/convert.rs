@@ -202,11 +202,14 @@ pub mod otlp {
         AnyValue, ArrayValue, KeyValue as ProtoKeyValue, KeyValueList, any_value,
     };
     use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoLogRecord;
+    use opentelemetry_proto::tonic::trace::v1::{self as pt, Span as ProtoSpan};
 
+    use super::at;
     use crate::model::record::Origin;
     use crate::plugins::batch::{Interner, trace_bytes, trace_of};
     use crate::plugins::bindings::types::{
-        LogBatch, LogRecord, Resource, Scope, Table, TraceContext, Value,
+        LogBatch, LogRecord, Resource, Scope, Span, SpanBatch, SpanEvent, SpanKind, SpanLink,
+        StatusCode, Table, TraceContext, TraceSpan, Value,
     };
 
     fn json(v: &AnyValue) -> serde_json::Value {
@@ -318,6 +321,21 @@ pub mod otlp {
         trace.map(trace_bytes).unwrap_or_default()
     }
 
+    /// The resource and scope of `origin` in `table`.
+    fn origin_in(table: &mut Interner, origin: &Origin) -> (Resource, Scope) {
+        let (resource, scope) = (origin.resource(), origin.scope());
+        let resource = Resource {
+            attributes: set(table, &resource.attributes),
+            schema_url: 0,
+        };
+        let scope = Scope {
+            name: table.string(&scope.name),
+            version: table.string(&scope.version),
+            attributes: set(table, &scope.attributes),
+        };
+        (resource, scope)
+    }
+
     /// OTLP log records of one origin as a contract log batch.
     pub fn log_batch(records: &[ProtoLogRecord], origin: &Origin) -> LogBatch {
         let mut table = Interner::new();
@@ -335,16 +353,7 @@ pub mod otlp {
                 event_name: table.string(&r.event_name),
             })
             .collect();
-        let (resource, scope) = (origin.resource(), origin.scope());
-        let resource = Resource {
-            attributes: set(&mut table, &resource.attributes),
-            schema_url: 0,
-        };
-        let scope = Scope {
-            name: table.string(&scope.name),
-            version: table.string(&scope.version),
-            attributes: set(&mut table, &scope.attributes),
-        };
+        let (resource, scope) = origin_in(&mut table, origin);
         LogBatch {
             table: table.finish(),
             resource,
@@ -372,6 +381,169 @@ pub mod otlp {
                     span_id,
                     event_name: t.string(r.event_name).to_owned(),
                     ..Default::default()
+                }
+            })
+            .collect()
+    }
+
+    /// A trace context from OTLP ids (all zero when they are not valid ids, which intake refuses).
+    fn context(trace_id: &[u8], span_id: &[u8]) -> TraceContext {
+        trace_of(trace_id, span_id).unwrap_or(TraceContext {
+            trace_id_high: 0,
+            trace_id_low: 0,
+            span_id: 0,
+        })
+    }
+
+    /// OTLP spans of one origin as a contract span batch.
+    pub fn span_batch(spans: &[ProtoSpan], origin: &Origin) -> SpanBatch {
+        let mut table = Interner::new();
+        let (mut events, mut links) = (Vec::new(), Vec::new());
+        let spans = spans
+            .iter()
+            .map(|s| {
+                let first_event = at(events.len());
+                events.extend(s.events.iter().map(|e| SpanEvent {
+                    time_unix_nano: e.time_unix_nano,
+                    name: table.string(&e.name),
+                    attributes: set(&mut table, &e.attributes),
+                    dropped_attributes_count: e.dropped_attributes_count,
+                }));
+                let first_link = at(links.len());
+                links.extend(s.links.iter().map(|l| SpanLink {
+                    trace: context(&l.trace_id, &l.span_id),
+                    trace_state: table.string(&l.trace_state),
+                    attributes: set(&mut table, &l.attributes),
+                    dropped_attributes_count: l.dropped_attributes_count,
+                    flags: l.flags,
+                }));
+                let status = s.status.clone().unwrap_or_default();
+                TraceSpan {
+                    scope: 0,
+                    trace: context(&s.trace_id, &s.span_id),
+                    parent_span_id: <[u8; 8]>::try_from(s.parent_span_id.as_slice())
+                        .ok()
+                        .map(u64::from_be_bytes),
+                    trace_state: table.string(&s.trace_state),
+                    flags: s.flags,
+                    name: table.string(&s.name),
+                    kind: match pt::span::SpanKind::try_from(s.kind) {
+                        Ok(pt::span::SpanKind::Internal) => SpanKind::Internal,
+                        Ok(pt::span::SpanKind::Server) => SpanKind::Server,
+                        Ok(pt::span::SpanKind::Client) => SpanKind::Client,
+                        Ok(pt::span::SpanKind::Producer) => SpanKind::Producer,
+                        Ok(pt::span::SpanKind::Consumer) => SpanKind::Consumer,
+                        _ => SpanKind::Unspecified,
+                    },
+                    start_time_unix_nano: s.start_time_unix_nano,
+                    end_time_unix_nano: s.end_time_unix_nano,
+                    attributes: set(&mut table, &s.attributes),
+                    dropped_attributes_count: s.dropped_attributes_count,
+                    events: Span {
+                        start: first_event,
+                        len: at(events.len()) - first_event,
+                    },
+                    dropped_events_count: s.dropped_events_count,
+                    links: Span {
+                        start: first_link,
+                        len: at(links.len()) - first_link,
+                    },
+                    dropped_links_count: s.dropped_links_count,
+                    status_code: match pt::status::StatusCode::try_from(status.code) {
+                        Ok(pt::status::StatusCode::Ok) => StatusCode::Ok,
+                        Ok(pt::status::StatusCode::Error) => StatusCode::Error,
+                        _ => StatusCode::Unset,
+                    },
+                    status_message: table.string(&status.message),
+                }
+            })
+            .collect();
+        let (resource, scope) = origin_in(&mut table, origin);
+        SpanBatch {
+            table: table.finish(),
+            resource,
+            scopes: vec![scope],
+            spans,
+            events,
+            links,
+        }
+    }
+
+    /// The entries of `list` that `range` names.
+    fn within<T>(list: &[T], range: Span) -> &[T] {
+        let start = (range.start as usize).min(list.len());
+        let end = start.saturating_add(range.len as usize).min(list.len());
+        &list[start..end]
+    }
+
+    /// A contract span batch's spans as OTLP spans.
+    pub fn spans(batch: &SpanBatch) -> Vec<ProtoSpan> {
+        let t = &batch.table;
+        batch
+            .spans
+            .iter()
+            .map(|s| {
+                let (trace_id, span_id) = trace_bytes(&s.trace);
+                let kind = match s.kind {
+                    SpanKind::Unspecified => pt::span::SpanKind::Unspecified,
+                    SpanKind::Internal => pt::span::SpanKind::Internal,
+                    SpanKind::Server => pt::span::SpanKind::Server,
+                    SpanKind::Client => pt::span::SpanKind::Client,
+                    SpanKind::Producer => pt::span::SpanKind::Producer,
+                    SpanKind::Consumer => pt::span::SpanKind::Consumer,
+                };
+                let code = match s.status_code {
+                    StatusCode::Unset => pt::status::StatusCode::Unset,
+                    StatusCode::Ok => pt::status::StatusCode::Ok,
+                    StatusCode::Error => pt::status::StatusCode::Error,
+                };
+                let message = t.string(s.status_message);
+                ProtoSpan {
+                    trace_id,
+                    span_id,
+                    trace_state: t.string(s.trace_state).to_owned(),
+                    parent_span_id: s
+                        .parent_span_id
+                        .map(|p| p.to_be_bytes().to_vec())
+                        .unwrap_or_default(),
+                    flags: s.flags,
+                    name: t.string(s.name).to_owned(),
+                    kind: kind as i32,
+                    start_time_unix_nano: s.start_time_unix_nano,
+                    end_time_unix_nano: s.end_time_unix_nano,
+                    attributes: proto_attributes(t, s.attributes),
+                    dropped_attributes_count: s.dropped_attributes_count,
+                    events: within(&batch.events, s.events)
+                        .iter()
+                        .map(|e| pt::span::Event {
+                            time_unix_nano: e.time_unix_nano,
+                            name: t.string(e.name).to_owned(),
+                            attributes: proto_attributes(t, e.attributes),
+                            dropped_attributes_count: e.dropped_attributes_count,
+                        })
+                        .collect(),
+                    dropped_events_count: s.dropped_events_count,
+                    links: within(&batch.links, s.links)
+                        .iter()
+                        .map(|l| {
+                            let (trace_id, span_id) = trace_bytes(&l.trace);
+                            pt::span::Link {
+                                trace_id,
+                                span_id,
+                                trace_state: t.string(l.trace_state).to_owned(),
+                                attributes: proto_attributes(t, l.attributes),
+                                dropped_attributes_count: l.dropped_attributes_count,
+                                flags: l.flags,
+                            }
+                        })
+                        .collect(),
+                    dropped_links_count: s.dropped_links_count,
+                    status: (code != pt::status::StatusCode::Unset || !message.is_empty()).then(
+                        || pt::Status {
+                            message: message.to_owned(),
+                            code: code as i32,
+                        },
+                    ),
                 }
             })
             .collect()

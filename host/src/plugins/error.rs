@@ -93,8 +93,8 @@ impl WasmError {
 /// A component that is not a plugin this host can run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
-    /// Built for another version of the contract.
-    #[error("built for wasmtel:plugin@{0}; rebuild with wasmtel-guest 0.2")]
+    /// Built for a version of the contract this host cannot serve.
+    #[error("built for wasmtel:plugin@{0}; {advice}", advice = contract_advice(.0))]
     Contract(String),
     /// It imports something the host does not grant.
     #[error("the component needs imports the host does not offer")]
@@ -102,6 +102,21 @@ pub enum Invalid {
     /// It does not export the interface of the world it is loaded as.
     #[error("wrong world")]
     World(#[source] WasmError),
+}
+
+/// What to do about a component built for contract `version`: rebuild an older one, upgrade
+/// the host for a newer one.
+fn contract_advice(version: &str) -> &'static str {
+    let newer = version
+        .split('.')
+        .map(|n| n.parse::<u32>().unwrap_or(0))
+        .cmp([0, 2, 1])
+        .is_gt();
+    if newer {
+        "this host serves up to 0.2.1: upgrade wasmtel"
+    } else {
+        "rebuild with wasmtel-guest 0.2"
+    }
 }
 
 /// Why a plugin could not be loaded, each step with its cause.
@@ -202,6 +217,11 @@ mod tests {
         assert_eq!(
             old.chain(),
             "built for wasmtel:plugin@0.1.0; rebuild with wasmtel-guest 0.2"
+        );
+        let newer = PluginError::from(Invalid::Contract("0.2.7".into()));
+        assert_eq!(
+            newer.chain(),
+            "built for wasmtel:plugin@0.2.7; this host serves up to 0.2.1: upgrade wasmtel"
         );
     }
 }

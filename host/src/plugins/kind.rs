@@ -51,8 +51,11 @@ pub enum World {
         /// `cumulative` or `delta`.
         temporality: String,
     },
-    /// A transform.
-    Transform,
+    /// A transform, with the signals it edits.
+    Transform {
+        /// `metrics, logs`, with `traces` when it edits spans.
+        signals: String,
+    },
     /// A view.
     View,
 }
@@ -67,43 +70,8 @@ impl std::fmt::Display for World {
                 f,
                 "exporter (signals: {signals}; temporality: {temporality})"
             ),
-            World::Transform => f.write_str("transform"),
+            World::Transform { signals } => write!(f, "transform (signals: {signals})"),
             World::View => f.write_str("view"),
         }
     }
 }
-
-/// Implements [`PluginKind`] for a kind of `$interface` whose `init` reports nothing beyond
-/// success (transforms and views): the kind named `$name`, of world `$world`.
-macro_rules! plain_kind {
-    ($kind:ident, $interface:ident, $name:literal, $world:expr) => {
-        impl $crate::plugins::kind::PluginKind for $kind {
-            const NAME: &'static str = $name;
-            type Guest = $interface::Guest;
-            type Indices = $interface::GuestIndices;
-            type Info = ();
-
-            fn indices(
-                pre: &wasmtime::component::InstancePre<$crate::plugins::runtime::PluginState>,
-            ) -> wasmtime::Result<Self::Indices> {
-                $interface::GuestIndices::new(pre)
-            }
-
-            fn start(
-                indices: &Self::Indices,
-                store: &mut wasmtime::Store<$crate::plugins::runtime::PluginState>,
-                instance: &wasmtime::component::Instance,
-                config: &$crate::plugins::kind::Settings,
-            ) -> $crate::plugins::kind::GuestCall<(Self::Guest, ())> {
-                let guest = indices.load(&mut *store, instance)?;
-                Ok(guest.call_init(&mut *store, config)?.map(|()| (guest, ())))
-            }
-
-            fn world((): &()) -> $crate::plugins::kind::World {
-                $world
-            }
-        }
-    };
-}
-
-pub(crate) use plain_kind;

@@ -197,8 +197,18 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// The version of `wasmtel:plugin` this host implements.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+/// The version of `wasmtel:plugin` this host implements; it loads every `0.2.x` up to it, whose
+/// interfaces 0.2.1 keeps unchanged (a 0.2.0 component is served through wasmtime's
+/// semver-compatible lookup, with no copy).
+pub const CONTRACT_VERSION: &str = "0.2.1";
+
+/// Whether a component built for contract `version` can be served as it is.
+fn servable(version: &str) -> bool {
+    version
+        .strip_prefix("0.2.")
+        .and_then(|patch| patch.parse::<u32>().ok())
+        .is_some_and(|patch| patch <= 1)
+}
 
 impl Runtime {
     /// The process-wide runtime (one engine and its epoch thread), created on first use.
@@ -292,7 +302,7 @@ impl Runtime {
     /// Resolves a component's imports; an import the host does not offer is an error.
     /// A component built for another version of the contract is refused by name.
     pub fn prepare(&self, component: &Component) -> Result<InstancePre<PluginState>, Invalid> {
-        if let Some(version) = self.contract(component).filter(|v| v != CONTRACT_VERSION) {
+        if let Some(version) = self.contract(component).filter(|v| !servable(v)) {
             return Err(Invalid::Contract(version));
         }
         self.linker

@@ -280,7 +280,7 @@ impl PluginSet {
             .map_err(|r| UploadError::Invalid(r.to_string()))?;
         let kind = match world {
             super::kind::World::Exporter { .. } => Encoder::NAME,
-            super::kind::World::Transform => Transformer::NAME,
+            super::kind::World::Transform { .. } => Transformer::NAME,
             super::kind::World::View => Viewer::NAME,
         };
         let users: Vec<(Option<String>, Arc<dyn Reloadable>)> = {

@@ -3,21 +3,86 @@
 
 use std::sync::Arc;
 
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
+
 use super::batch;
-use super::bindings::transformer;
-use super::bindings::types::{LogBatch, MetricBatch};
+use super::bindings::types::{LogBatch, MetricBatch, SpanBatch};
+use super::bindings::{span_transformer, transformer};
 use super::budget;
 use super::error::CallError;
-use super::kind::{World, plain_kind};
+use super::kind::{GuestCall, PluginKind, Settings, World};
 use super::plugin::Plugin;
+use super::runtime::PluginState;
 use super::slot::Slot;
 use crate::config::OnFailure;
+use crate::model::Signal;
 
-/// The transform kind.
+/// The transform kind: its `init` reports nothing; its world says whether it edits spans.
 #[derive(Debug, Clone, Copy)]
 pub struct Transformer;
 
-plain_kind!(Transformer, transformer, "transform", World::Transform);
+/// A transform's interfaces: `transformer`, and `span-transformer` in the span-transform world.
+pub struct TransformerGuest {
+    edits: transformer::Guest,
+    spans: Option<span_transformer::Guest>,
+}
+
+impl std::fmt::Debug for TransformerGuest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransformerGuest")
+            .field("spans", &self.spans.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginKind for Transformer {
+    const NAME: &'static str = "transform";
+    type Guest = TransformerGuest;
+    type Indices = (
+        transformer::GuestIndices,
+        Option<span_transformer::GuestIndices>,
+    );
+    /// Whether it exports `span-transformer` and its `edits-spans` said yes.
+    type Info = bool;
+
+    fn indices(pre: &InstancePre<PluginState>) -> wasmtime::Result<Self::Indices> {
+        let spans = span_transformer::GuestIndices::new(pre).ok();
+        Ok((transformer::GuestIndices::new(pre)?, spans))
+    }
+
+    fn start(
+        (indices, spans): &Self::Indices,
+        store: &mut Store<PluginState>,
+        instance: &Instance,
+        config: &Settings,
+    ) -> GuestCall<(Self::Guest, bool)> {
+        let edits = indices.load(&mut *store, instance)?;
+        let spans = spans
+            .as_ref()
+            .map(|s| s.load(&mut *store, instance))
+            .transpose()?;
+        if let Err(refusal) = edits.call_init(&mut *store, config)? {
+            return Ok(Err(refusal));
+        }
+        let traces = match &spans {
+            Some(s) => s.call_edits_spans(&mut *store)?,
+            None => false,
+        };
+        Ok(Ok((TransformerGuest { edits, spans }, traces)))
+    }
+
+    fn world(traces: &bool) -> World {
+        World::Transform {
+            signals: if *traces {
+                "metrics, logs, traces"
+            } else {
+                "metrics, logs"
+            }
+            .to_owned(),
+        }
+    }
+}
 
 /// A loaded transform plugin.
 pub type TransformPlugin = Plugin<Transformer>;
@@ -55,7 +120,7 @@ impl Plugin<Transformer> {
     /// budgets is refused.
     pub fn metrics(&self, batch: &MetricBatch) -> Result<Option<MetricBatch>, CallError> {
         let edits = self.instance().call("transform-metrics", |g, store| {
-            g.call_transform_metrics(store, batch)
+            g.edits.call_transform_metrics(store, batch)
         })?;
         self.edited(batch, edits.len(), budget::metric_size, || {
             batch::apply_metric_edits(batch, &edits)
@@ -66,10 +131,27 @@ impl Plugin<Transformer> {
     /// budgets is refused.
     pub fn logs(&self, batch: &LogBatch) -> Result<Option<LogBatch>, CallError> {
         let edits = self.instance().call("transform-logs", |g, store| {
-            g.call_transform_logs(store, batch)
+            g.edits.call_transform_logs(store, batch)
         })?;
         self.edited(batch, edits.len(), budget::log_size, || {
             batch::apply_log_edits(batch, &edits)
+        })
+    }
+
+    /// Rewrites a span batch (`None`: the plugin changed nothing, or edits no spans and was not
+    /// called); a result past the plugin's budgets is refused.
+    pub fn spans(&self, batch: &SpanBatch) -> Result<Option<SpanBatch>, CallError> {
+        if !self.info() {
+            return Ok(None);
+        }
+        let edits = self
+            .instance()
+            .call("transform-spans", |g, store| match &g.spans {
+                Some(spans) => spans.call_transform_spans(store, batch),
+                None => Ok(Ok(Vec::new())),
+            })?;
+        self.edited(batch, edits.len(), budget::span_size, || {
+            batch::apply_span_edits(batch, &edits)
         })
     }
 }
@@ -85,6 +167,12 @@ impl Link {
     /// A link of the chain running `slot`.
     pub fn new(slot: Arc<Slot<Transformer>>, on_failure: OnFailure) -> Self {
         Self { slot, on_failure }
+    }
+
+    /// Whether it may change a batch of `signal`: every transform may change metrics and logs;
+    /// spans only one that edits spans, or one not serving now (whose failure decides).
+    fn rewrites(&self, signal: Signal) -> bool {
+        signal != Signal::Traces || self.slot.peek(|p| p.is_none_or(|p| *p.info()))
     }
 
     /// Applies the serving version with `f`; a link whose plugin failed to load fails the call.
@@ -135,13 +223,10 @@ impl Transforms {
         self.0.is_empty()
     }
 
-    /// The first fail-closed transform of the chain, by name: the plugin contract carries no
-    /// spans yet, so no transform can read them, and spans it guards are withheld.
-    pub fn closed(&self) -> Option<String> {
-        self.0
-            .iter()
-            .find(|l| l.on_failure == OnFailure::Closed)
-            .map(|l| l.slot.name().to_owned())
+    /// Whether some transform may change a batch of `signal` (a transform that edits no spans
+    /// is not given them).
+    pub fn rewrite(&self, signal: Signal) -> bool {
+        self.0.iter().any(|l| l.rewrites(signal))
     }
 
     /// Applies every transform to a metric batch; `None` when a fail-closed transform failed.
@@ -156,5 +241,13 @@ impl Transforms {
         self.0
             .iter()
             .try_fold(batch, |batch, l| l.apply(batch, TransformPlugin::logs))
+    }
+
+    /// Applies every transform that edits spans to a span batch; `None` when a fail-closed
+    /// transform failed.
+    pub fn spans(&self, batch: SpanBatch) -> Option<SpanBatch> {
+        self.0
+            .iter()
+            .try_fold(batch, |batch, l| l.apply(batch, TransformPlugin::spans))
     }
 }

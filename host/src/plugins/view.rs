@@ -2,12 +2,16 @@
 
 use std::sync::Arc;
 
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
+
 use super::bindings::types::{KeyValue, Value};
 use super::bindings::viewer::{self, InstrumentInfo};
 use super::budget;
 use super::convert;
-use super::kind::{World, plain_kind};
+use super::kind::{GuestCall, PluginKind, Settings, World};
 use super::plugin::Plugin;
+use super::runtime::PluginState;
 use super::slot::Slot;
 use crate::metrics::{AttributeView, Descriptor, Mapping, Pattern, Registry};
 use crate::model::attributes::{AttributeSet, AttrsRef, Value as AttrValue};
@@ -18,7 +22,30 @@ use crate::telemetry::SELF_SCOPE;
 #[derive(Debug, Clone, Copy)]
 pub struct Viewer;
 
-plain_kind!(Viewer, viewer, "view", World::View);
+impl PluginKind for Viewer {
+    const NAME: &'static str = "view";
+    type Guest = viewer::Guest;
+    type Indices = viewer::GuestIndices;
+    type Info = ();
+
+    fn indices(pre: &InstancePre<PluginState>) -> wasmtime::Result<Self::Indices> {
+        viewer::GuestIndices::new(pre)
+    }
+
+    fn start(
+        indices: &Self::Indices,
+        store: &mut Store<PluginState>,
+        instance: &Instance,
+        config: &Settings,
+    ) -> GuestCall<(Self::Guest, ())> {
+        let guest = indices.load(&mut *store, instance)?;
+        Ok(guest.call_init(&mut *store, config)?.map(|()| (guest, ())))
+    }
+
+    fn world((): &()) -> World {
+        World::View
+    }
+}
 
 /// One loaded version of a view plugin.
 pub type ViewPlugin = Plugin<Viewer>;

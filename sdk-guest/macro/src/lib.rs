@@ -168,6 +168,8 @@ fn stateful(kind: Kind, block: &ItemImpl) -> syn::Result<Tokens> {
             ),
         ));
     }
+    let mut block = block.clone();
+    answer_spans(kind, &mut block);
     let ty = &block.self_ty;
     let register = match kind {
         Kind::Exporter => quote!(::wasmtel_guest::__export_exporter!(#ty);),
@@ -178,6 +180,30 @@ fn stateful(kind: Kind, block: &ItemImpl) -> syn::Result<Tokens> {
         #block
         #register
     })
+}
+
+/// Adds `takes_spans`/`edits_spans` answering yes to an impl that defines `encode_spans`/
+/// `transform_spans` and not the question, so that spans reach it.
+fn answer_spans(kind: Kind, block: &mut ItemImpl) {
+    let (defines, asks) = match kind {
+        Kind::Exporter => ("encode_spans", "takes_spans"),
+        Kind::Transform => ("transform_spans", "edits_spans"),
+        Kind::View => return,
+    };
+    let has = |name: &str| {
+        block
+            .items
+            .iter()
+            .any(|i| matches!(i, syn::ImplItem::Fn(f) if f.sig.ident == name))
+    };
+    if has(defines) && !has(asks) {
+        let ask = syn::Ident::new(asks, Span::call_site());
+        block.items.push(syn::parse_quote! {
+            fn #ask(&self) -> bool {
+                true
+            }
+        });
+    }
 }
 
 /// Checks a function's signature against the kind's, naming the first parameter or return
@@ -328,6 +354,26 @@ mod tests {
         let e = expand(kind, &Tokens::new(), item).expect_err("refused");
         let spanned = e.to_compile_error().to_string();
         (e.to_string(), spanned)
+    }
+
+    #[test]
+    fn an_impl_that_defines_spans_says_it_takes_them() {
+        let count = |kind, item: Tokens, ask: &str| {
+            let out = expand(kind, &Tokens::new(), item).expect("expands");
+            out.to_string().matches(&format!("fn {ask}")).count()
+        };
+        let spans = quote!(impl Exporter for T { fn encode_spans(&mut self) {} });
+        assert_eq!(count(Kind::Exporter, spans, "takes_spans"), 1);
+        let asked = quote!(impl Exporter for T { fn encode_spans(&mut self) {} fn takes_spans(&self) -> bool { false } });
+        assert_eq!(
+            count(Kind::Exporter, asked, "takes_spans"),
+            1,
+            "the author's answer stands"
+        );
+        let metrics = quote!(impl Exporter for T { fn encode_metrics(&mut self) {} });
+        assert_eq!(count(Kind::Exporter, metrics, "takes_spans"), 0);
+        let edits = quote!(impl Transform for T { fn transform_spans(&mut self) {} });
+        assert_eq!(count(Kind::Transform, edits, "edits_spans"), 1);
     }
 
     #[test]

@@ -191,11 +191,6 @@ pub enum EncodeError {
     /// An item made for the native encoder reached a plugin.
     #[error("an OTLP request cannot go to a plugin")]
     Misrouted,
-    /// Spans guarded by a fail-closed transform, which cannot read them.
-    #[error(
-        "the fail-closed transform `{0}` cannot read spans (the plugin contract carries none yet): spans are withheld from this integration"
-    )]
-    Withheld(String),
 }
 
 /// Turns queued items into requests; a blocking call (it may run plugins).
