@@ -17,6 +17,7 @@ const FIXTURES: &[&str] = &[
     "rogue",
     "rogue_view",
     "rogue_transform",
+    "contract_0_2_0",
 ];
 
 fn main() {

@@ -419,11 +419,20 @@ fn broken_plugins_are_rejected_with_a_reason() {
         err.chain(),
         "built for wasmtel:plugin@0.1.0; rebuild with wasmtel-guest 0.2"
     );
+    let newer = wat::parse_str(
+        r#"(component (import "wasmtel:plugin/host@0.2.7" (instance (export "now-unix-nano" (func (result u64))))))"#,
+    )
+    .expect("component text");
+    let err = load("newer", &newer, &[]).expect_err("0.2.7 is past this host");
+    assert_eq!(
+        err.chain(),
+        "built for wasmtel:plugin@0.2.7; this host serves up to 0.2.1: upgrade wasmtel"
+    );
     let err =
         load("passthrough", &fixture(PASSTHROUGH), &[]).expect_err("a transform is no exporter");
     assert!(
         err.chain()
-            .starts_with("wrong world: no exported instance named `wasmtel:plugin/encoder@0.2.0`"),
+            .starts_with("wrong world: no exported instance named `wasmtel:plugin/encoder@0.2.1`"),
         "{err}"
     );
     let err = load("statsd", statsd(), &[("histogram", "violin")]).expect_err("init refuses");
@@ -860,6 +869,40 @@ async fn scripted_sink(script: Vec<Scripted>) -> (std::net::SocketAddr, Requests
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_built_for_contract_0_2_0_loads_and_delivers_as_it_is() {
+    // Built with wit-bindgen alone from a snapshot of the 0.2.0 WIT: it imports
+    // `host@0.2.0` and exports `encoder@0.2.0`, which the 0.2.1 host serves unchanged.
+    let bytes = fixture(env!("WASMTEL_FIXTURE_CONTRACT_0_2_0"));
+    let runtime = Runtime::shared().expect("runtime");
+    let component = runtime.compile(&bytes).expect("compiles");
+    assert_eq!(runtime.contract(&component).as_deref(), Some("0.2.0"));
+    let world =
+        wasmtel::plugins::inspect::check(&runtime, "v020", &component, &[], Limits::default())
+            .expect("a 0.2.0 exporter loads");
+    assert_eq!(
+        world.to_string(),
+        "exporter (signals: logs; temporality: cumulative)"
+    );
+
+    let (addr, seen) = http_sink().await;
+    let dir = tempfile_dir();
+    std::fs::write(dir.join("v020.wasm"), &bytes).expect("copy");
+    let host = start(&format!(
+        "{RULES}\n[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"v020\"\nendpoint = \"http://{addr}/base\"\n",
+        dir.display()
+    ))
+    .await;
+    post_ndjson(&host, &events(1, &[1.0])).await;
+    let got = received(&seen, 1).await;
+    let requests: Vec<(&str, &str)> = got
+        .iter()
+        .map(|(path, _, body)| (path.as_str(), body.as_str()))
+        .collect();
+    assert_eq!(requests, [("/base/v020", "records=2")]);
+    host.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1567,7 +1610,9 @@ fn plugins_run_shows_what_each_kind_would_do_and_sends_nothing() {
     let settings = [("drop".to_owned(), "inference.engine".to_owned())];
     let report = run("redact", redact, &settings, &events).expect("transform");
     assert!(
-        report.starts_with("redact: transform\nmetrics after the transform (OTLP/JSON):\n"),
+        report.starts_with(
+            "redact: transform (signals: metrics, logs, traces)\nmetrics after the transform (OTLP/JSON):\n"
+        ),
         "{report}"
     );
     assert!(

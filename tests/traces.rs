@@ -842,51 +842,154 @@ async fn the_openai_v2_instrumentations_spans_become_client_metrics_equal_to_the
     host.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spans_guarded_by_a_fail_closed_transform_are_withheld_until_transforms_read_spans() {
-    // The plugin contract carries no spans yet: a transform cannot redact them, so an
-    // integration whose own (fail-closed) transforms guard it sends none, and says why.
-    let receiver = Receiver::start().await;
-    let host = forwarding(
-        &receiver,
-        "transforms = [\"redact\"]\n[plugins.config.redact]\ndrop = \"gen_ai.prompt\"\n",
-    )
-    .await;
-    let body = request("chat", vec![span(3, 1), span(3, 2)]).encode_to_vec();
-    let (status, _, _) = post_proto(host.intake_addr(), body).await;
-    assert_eq!(status, 200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let report = loop {
-        let reports = host.integrations();
-        let traces = reports
-            .into_iter()
-            .find(|r| r.signal == "traces")
-            .expect("a traces report");
-        if traces.items.refused == 2 {
-            break traces;
-        }
-        assert!(std::time::Instant::now() < deadline, "{traces:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(
-        report.status.last_error.as_deref(),
-        Some(
-            "encoding failed: the fail-closed transform `redact` cannot read spans (the plugin contract carries none yet): spans are withheld from this integration"
-        )
-    );
-    assert!(receiver.with(|r| r.traces.is_empty()), "no span went out");
-    host.shutdown().await;
+/// A span carrying prompt and completion content the ways instrumentations put it: indexed
+/// attributes (OpenLLMetry), the message attributes of current conventions, and an event.
+fn content_span(n: u8) -> Span {
+    let mut s = span(5, n);
+    s.attributes.extend([
+        kv("gen_ai.request.model", "llama-3.1-8b"),
+        kv("gen_ai.prompt.0.content", "PROMPT-TEXT-indexed"),
+        kv("gen_ai.completion.0.content", "COMPLETION-TEXT-indexed"),
+        kv(
+            "gen_ai.input.messages",
+            r#"[{"role":"user","parts":[{"content":"PROMPT-TEXT-message"}]}]"#,
+        ),
+    ]);
+    s.events.push(span::Event {
+        time_unix_nano: 1_600,
+        name: "gen_ai.content.prompt".into(),
+        attributes: vec![kv("gen_ai.prompt", "PROMPT-TEXT-event")],
+        ..Default::default()
+    });
+    s
+}
 
-    // A fail-open chain (the default for [[transforms]]) lets them through unchanged.
-    let receiver = Receiver::start().await;
-    let host = forwarding(&receiver, "[[transforms]]\nplugin = \"redact\"\n").await;
-    let body = request("chat", vec![span(4, 1)]).encode_to_vec();
-    let (status, _, _) = post_proto(host.intake_addr(), body).await;
-    assert_eq!(status, 200);
-    receiver
-        .wait_until("the span", |r| r.spans().len() == 1)
+/// A sink that keeps the body of every request to `/base/spans`.
+async fn span_lines_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let store = seen.clone();
+    let app = axum::Router::new().route(
+        "/base/spans",
+        axum::routing::post(move |body: String| {
+            let store = store.clone();
+            async move {
+                store.lock().expect("lock").push(body);
+                axum::http::StatusCode::ACCEPTED
+            }
+        }),
+    );
+    (
+        format!("http://{}/base", wasmtel_tests::serve(app).await),
+        seen,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redact_leaves_no_prompt_or_completion_text_in_any_export_of_spans() {
+    // The same spans, without and with `redact` (its defaults): to the OTLP collector and to an
+    // exporter plugin that takes traces (the `loglines` fixture, one line per span); from a
+    // hand-made request and, where installed, from the openai-v2 instrumentation capturing
+    // message content on its spans.
+    let python = wasmtel_tests::python_has(
+        "opentelemetry.instrumentation.openai_v2, openai, opentelemetry.exporter.otlp.proto.http",
+        "opentelemetry-instrumentation-openai-v2 with openai",
+    );
+    let expected = if python { 5 } else { 2 };
+    for redact in [false, true] {
+        let receiver = Receiver::start().await;
+        let (sink, lines) = span_lines_sink().await;
+        let plugins = tempfile::tempdir().expect("plugin dir");
+        std::fs::copy(
+            env!("WASMTEL_FIXTURE_LOGLINES"),
+            plugins.path().join("loglines.wasm"),
+        )
+        .expect("copy");
+        let transforms = if redact {
+            "[[transforms]]\nplugin = \"redact\"\non_failure = \"closed\"\n"
+        } else {
+            ""
+        };
+        let host = forwarding(
+            &receiver,
+            &format!(
+                "{transforms}[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"{sink}\"\n",
+                plugins.path().display()
+            ),
+        )
         .await;
-    host.shutdown().await;
+        let body = request("rag", vec![content_span(1), content_span(2)]).encode_to_vec();
+        assert_eq!(post_proto(host.intake_addr(), body).await.0, 200);
+        if python {
+            let intake = format!("http://{}", host.intake_addr());
+            let app = OPENAI_APP.replace(
+                "import sys\n",
+                "import os, sys\nos.environ['OTEL_SEMCONV_STABILITY_OPT_IN'] = 'gen_ai_latest_experimental'\nos.environ['OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT'] = 'span_only'\n",
+            );
+            let app: &'static str = Box::leak(app.into_boxed_str());
+            wasmtel_tests::python(app, vec![intake, openai_server().await]).await;
+        }
+        receiver
+            .wait_until("every span at the collector", |r| {
+                r.spans().len() == expected
+            })
+            .await;
+        let plugin_lines = || -> Vec<String> {
+            let bodies = lines.lock().expect("lock");
+            bodies
+                .iter()
+                .flat_map(|b| b.lines().map(str::to_owned))
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while plugin_lines().len() < expected {
+            assert!(std::time::Instant::now() < deadline, "{:?}", plugin_lines());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let collector = receiver.with(|r| format!("{:?}", r.traces));
+        let plugin = plugin_lines().join("\n");
+        for (export, text) in [("collector", &collector), ("plugin", &plugin)] {
+            for secret in ["PROMPT-TEXT", "COMPLETION-TEXT"] {
+                assert_eq!(
+                    text.contains(secret),
+                    !redact,
+                    "{secret} in the {export}'s spans (redact: {redact}): {text}"
+                );
+            }
+            if python {
+                assert_eq!(text.contains("Hello there!"), !redact, "{export}: {text}");
+            }
+        }
+        // Redaction removes the content and the event carrying it, nothing else.
+        let hand_made: Vec<String> = plugin_lines()
+            .into_iter()
+            .filter(|l| l.starts_with("op-"))
+            .collect();
+        assert_eq!(hand_made.len(), 2, "{hand_made:?}");
+        for line in &hand_made {
+            assert!(
+                line.contains(" n=") && line.contains(" gen_ai.request.model=llama-3.1-8b"),
+                "{line}"
+            );
+            let events = line.split(" events=").nth(1).expect("events");
+            if redact {
+                assert_eq!(events, "tick[]", "{line}");
+            } else {
+                assert_eq!(
+                    events,
+                    "tick[],gen_ai.content.prompt[gen_ai.prompt=PROMPT-TEXT-event]"
+                );
+            }
+        }
+        receiver.with(|r| {
+            for s in r.spans() {
+                assert!(
+                    attrs(&s.attributes).contains_key("gen_ai.request.model"),
+                    "{s:?}"
+                );
+            }
+        });
+        host.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -319,10 +319,7 @@ impl Exporter {
             }
         }
         let transport = |signal: Signal| -> Result<Option<Arc<dyn Transport>>, BuildError> {
-            // The plugin contract carries no spans yet: a plugin integration takes none.
-            let plugin = matches!(format, Format::Plugin(_));
-            if spec.only.is_some_and(|only| only != signal) || (plugin && signal == Signal::Traces)
-            {
+            if spec.only.is_some_and(|only| only != signal) {
                 return Ok(None);
             }
             let Some(endpoint) = spec.endpoint(signal) else {
