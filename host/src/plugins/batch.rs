@@ -886,4 +886,148 @@ mod tests {
             "a short id is no trace"
         );
     }
+
+    /// Three spans (set 1 on spans 0 and 2), with events 0-1 on span 0 and 2 on span 1, and a
+    /// link on span 2.
+    fn spans() -> SpanBatch {
+        use crate::plugins::bindings::types::{
+            SpanEvent, SpanKind, SpanLink, StatusCode, TraceSpan,
+        };
+        let mut t = Interner::new();
+        let prompt = t.string("gen_ai.prompt");
+        let secret = t.value(Value::String("secret".into()));
+        let set = t.set_of([(prompt, secret)].into_iter());
+        let trace = TraceContext {
+            trace_id_high: 1,
+            trace_id_low: 2,
+            span_id: 3,
+        };
+        let span = |attributes, events: (u32, u32), links: (u32, u32)| TraceSpan {
+            scope: 0,
+            trace,
+            parent_span_id: None,
+            trace_state: 0,
+            flags: 0,
+            name: 0,
+            kind: SpanKind::Server,
+            start_time_unix_nano: 1,
+            end_time_unix_nano: 2,
+            attributes,
+            dropped_attributes_count: 0,
+            events: Span {
+                start: events.0,
+                len: events.1,
+            },
+            dropped_events_count: 0,
+            links: Span {
+                start: links.0,
+                len: links.1,
+            },
+            dropped_links_count: 0,
+            status_code: StatusCode::Unset,
+            status_message: 0,
+        };
+        let event = |time_unix_nano| SpanEvent {
+            time_unix_nano,
+            name: 0,
+            attributes: set,
+            dropped_attributes_count: 0,
+        };
+        SpanBatch {
+            resource: Resource {
+                attributes: 0,
+                schema_url: 0,
+            },
+            scopes: Vec::new(),
+            spans: vec![
+                span(set, (0, 2), (0, 0)),
+                span(0, (2, 1), (0, 0)),
+                span(set, (3, 0), (0, 1)),
+            ],
+            events: vec![event(10), event(11), event(12)],
+            links: vec![SpanLink {
+                trace,
+                trace_state: 0,
+                attributes: 0,
+                dropped_attributes_count: 0,
+                flags: 0,
+            }],
+            table: t.finish(),
+        }
+    }
+
+    #[test]
+    fn span_edits_drop_spans_with_their_events_drop_events_and_edit_sets() {
+        use crate::plugins::bindings::span_transformer::SpanEdit;
+        let batch = spans();
+        let edits = [
+            SpanEdit::DropSpan(1),
+            SpanEdit::DropEvent(0),
+            SpanEdit::RemoveAttribute(RemoveAttribute {
+                set: 1,
+                key: "gen_ai.prompt".into(),
+            }),
+        ];
+        let out = apply_span_edits(&batch, &edits)
+            .expect("valid")
+            .expect("edited");
+        assert_eq!(out.spans.len(), 2, "span 1 is dropped");
+        let times: Vec<Vec<u64>> = out
+            .spans
+            .iter()
+            .map(|s| {
+                let at = s.events.start as usize;
+                out.events[at..at + s.events.len as usize]
+                    .iter()
+                    .map(|e| e.time_unix_nano)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            times,
+            [vec![11], vec![]],
+            "event 0 is dropped, and span 1's event 2 with its span"
+        );
+        assert_eq!(out.events.len(), 1);
+        let link = out.spans[1].links;
+        assert_eq!(
+            (link.start, link.len, out.links.len()),
+            (0, 1, 1),
+            "the kept span keeps its link"
+        );
+        assert!(
+            out.spans
+                .iter()
+                .all(|s| pairs(&out.table, s.attributes).is_empty()),
+            "the set both spans share lost the key"
+        );
+        assert_eq!(
+            pairs(&batch.table, 1),
+            ["gen_ai.prompt=Value::String(\"secret\")"]
+        );
+
+        let refused = |edit| {
+            apply_span_edits(&batch, &[edit])
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(
+            refused(SpanEdit::DropSpan(3)).as_deref(),
+            Some("edit 0 (drop-span) names span 3 of 3")
+        );
+        assert_eq!(
+            refused(SpanEdit::DropEvent(7)).as_deref(),
+            Some("edit 0 (drop-event) names event 7 of 3")
+        );
+        assert_eq!(
+            refused(SpanEdit::SetAttribute(SetAttribute {
+                set: 5,
+                key: "k".into(),
+                value: Value::Int(1),
+            }))
+            .as_deref(),
+            Some("edit 0 (attribute edit) names set 5 of 2")
+        );
+        assert!(apply_span_edits(&batch, &[]).expect("valid").is_none());
+    }
 }

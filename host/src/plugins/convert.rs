@@ -792,4 +792,83 @@ mod tests {
             "a quiet series is left out of a delta batch"
         );
     }
+
+    #[test]
+    fn spans_round_trip_through_the_contracts_batch_field_for_field() {
+        use opentelemetry_proto::tonic::common::v1::{
+            AnyValue, InstrumentationScope, KeyValue, any_value,
+        };
+        use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
+        use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, Status, span};
+
+        let kv = |key: &str, value: any_value::Value| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        };
+        let text = |s: &str| any_value::Value::StringValue(s.into());
+        let full = ProtoSpan {
+            trace_id: (1..=16).collect(),
+            span_id: (17..=24).collect(),
+            trace_state: "k=v".into(),
+            parent_span_id: (25..=32).collect(),
+            flags: 0x101,
+            name: "chat m".into(),
+            kind: span::SpanKind::Client as i32,
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 20,
+            attributes: vec![
+                kv("gen_ai.request.model", text("m")),
+                kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(9)),
+            ],
+            dropped_attributes_count: 1,
+            events: vec![span::Event {
+                time_unix_nano: 15,
+                name: "first_token".into(),
+                attributes: vec![kv("n", any_value::Value::DoubleValue(0.5))],
+                dropped_attributes_count: 2,
+            }],
+            dropped_events_count: 3,
+            links: vec![span::Link {
+                trace_id: vec![7; 16],
+                span_id: vec![8; 8],
+                trace_state: "a=b".into(),
+                attributes: vec![kv("link", any_value::Value::BoolValue(true))],
+                dropped_attributes_count: 4,
+                flags: 1,
+            }],
+            dropped_links_count: 5,
+            status: Some(Status {
+                message: "boom".into(),
+                code: 2,
+            }),
+        };
+        let root = ProtoSpan {
+            trace_id: vec![9; 16],
+            span_id: vec![6; 8],
+            name: "root".into(),
+            ..Default::default()
+        };
+        let origin = crate::model::record::Origin::new(
+            &ProtoResource {
+                attributes: vec![kv("service.name", text("app"))],
+                ..Default::default()
+            },
+            &InstrumentationScope {
+                name: "tracer".into(),
+                version: "1".into(),
+                ..Default::default()
+            },
+        );
+        let spans = [full, root];
+        let batch = otlp::span_batch(&spans, &origin);
+        assert_eq!(batch.spans[0].parent_span_id, Some(0x191a_1b1c_1d1e_1f20));
+        assert_eq!(batch.spans[1].parent_span_id, None);
+        assert_eq!(
+            batch.table.string(batch.scopes[0].name),
+            "tracer",
+            "the origin's scope"
+        );
+        assert_eq!(otlp::spans(&batch), spans);
+    }
 }
