@@ -885,17 +885,24 @@ async fn span_lines_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Strin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redact_leaves_no_prompt_or_completion_text_in_any_export_of_spans() {
-    // The same spans, without and with `redact` (its defaults): to the OTLP collector and to an
-    // exporter plugin that takes traces (the `loglines` fixture, one line per span); from a
-    // hand-made request and, where installed, from the openai-v2 instrumentation capturing
-    // message content on its spans.
+async fn no_prompt_or_completion_text_leaves_in_any_export_of_spans_unless_kept() {
+    // The same spans with content kept (`[intake.genai_content] redact = false`), with the
+    // defaults (content redacted as it is accepted), and kept at intake but redacted by an
+    // integration's `redact` transform: to the OTLP collector and to an exporter plugin that
+    // takes traces (the `loglines` fixture, one line per span); from a hand-made request and,
+    // where installed, from the openai-v2 instrumentation capturing message content on its spans.
     let python = wasmtel_tests::python_has(
         "opentelemetry.instrumentation.openai_v2, openai, opentelemetry.exporter.otlp.proto.http",
         "opentelemetry-instrumentation-openai-v2 with openai",
     );
     let expected = if python { 5 } else { 2 };
-    for redact in [false, true] {
+    let keep = "[intake.genai_content]\nredact = false\n";
+    let transform = "[[transforms]]\nplugin = \"redact\"\non_failure = \"closed\"\n";
+    for (config, redact) in [
+        (keep.to_owned(), false),
+        (String::new(), true),
+        (format!("{keep}{transform}"), true),
+    ] {
         let receiver = Receiver::start().await;
         let (sink, lines) = span_lines_sink().await;
         let plugins = tempfile::tempdir().expect("plugin dir");
@@ -904,15 +911,10 @@ async fn redact_leaves_no_prompt_or_completion_text_in_any_export_of_spans() {
             plugins.path().join("loglines.wasm"),
         )
         .expect("copy");
-        let transforms = if redact {
-            "[[transforms]]\nplugin = \"redact\"\non_failure = \"closed\"\n"
-        } else {
-            ""
-        };
         let host = forwarding(
             &receiver,
             &format!(
-                "{transforms}[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"{sink}\"\n",
+                "{config}[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"loglines\"\nendpoint = \"{sink}\"\n",
                 plugins.path().display()
             ),
         )
@@ -952,7 +954,7 @@ async fn redact_leaves_no_prompt_or_completion_text_in_any_export_of_spans() {
                 assert_eq!(
                     text.contains(secret),
                     !redact,
-                    "{secret} in the {export}'s spans (redact: {redact}): {text}"
+                    "{secret} in the {export}'s spans ({config:?}): {text}"
                 );
             }
             if python {
@@ -990,6 +992,142 @@ async fn redact_leaves_no_prompt_or_completion_text_in_any_export_of_spans() {
         });
         host.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_whose_content_cannot_be_redacted_is_refused_and_its_siblings_kept() {
+    // A `redact.wasm` in the plugin directory takes the embedded one's place; this one (the
+    // hostile fixture) edits no spans, so the content guard cannot redact with it.
+    let plugins = tempfile::tempdir().expect("plugin dir");
+    std::fs::copy(
+        env!("WASMTEL_FIXTURE_ROGUE_TRANSFORM"),
+        plugins.path().join("redact.wasm"),
+    )
+    .expect("copy");
+    let receiver = Receiver::start().await;
+    let host = forwarding(
+        &receiver,
+        &format!("[plugins]\ndir = \"{}\"\n", plugins.path().display()),
+    )
+    .await;
+    let body = request("rag", vec![span(6, 1), content_span(2), span(6, 3)]).encode_to_vec();
+    let (status, _, answer) = post_proto(host.intake_addr(), body).await;
+    assert_eq!(status, 200);
+    let partial = ExportTraceServiceResponse::decode(answer.as_slice())
+        .expect("answer")
+        .partial_success
+        .expect("partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert_eq!(
+        partial.error_message,
+        "a record carrying GenAI content could not be redacted (the redact plugin failed, or does not edit this signal), so it was refused"
+    );
+    receiver
+        .wait_until("the two plain spans", |r| r.spans().len() == 2)
+        .await;
+    let names: Vec<String> = receiver.with(|r| r.spans().iter().map(|s| s.name.clone()).collect());
+    assert_eq!(names, ["op-1", "op-3"]);
+    assert!(receiver.with(|r| !format!("{:?}", r.traces).contains("PROMPT-TEXT")));
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_records_carrying_genai_content_lose_it_as_they_are_accepted() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let record = |event: &str, body: &str, attributes| LogRecord {
+        event_name: event.into(),
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(body.into())),
+        }),
+        attributes,
+        severity_number: 9,
+        ..Default::default()
+    };
+    let plain = record("app.started", "ready", vec![kv("k", "v")]);
+    let records = vec![
+        plain.clone(),
+        record(
+            "gen_ai.client.inference.operation.details",
+            "",
+            vec![
+                kv("gen_ai.request.model", "m"),
+                kv("gen_ai.input.messages", "PROMPT-TEXT-log"),
+            ],
+        ),
+        record(
+            "gen_ai.user.message",
+            "PROMPT-TEXT-body",
+            vec![kv("gen_ai.system", "openai")],
+        ),
+    ];
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let receiver = Receiver::start().await;
+    let host = forwarding(&receiver, "").await;
+    let protobuf = Some("application/x-protobuf");
+    let (status, _, answer) = wasmtel_tests::post(
+        host.intake_addr(),
+        "/v1/logs",
+        protobuf,
+        request.encode_to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(answer.is_empty(), "nothing refused");
+    receiver
+        .wait_until("three log records", |r| {
+            r.logs
+                .iter()
+                .flat_map(|l| &l.resource_logs)
+                .flat_map(|r| &r.scope_logs)
+                .map(|s| s.log_records.len())
+                .sum::<usize>()
+                == 3
+        })
+        .await;
+    let got: Vec<LogRecord> = receiver.with(|r| {
+        r.logs
+            .iter()
+            .flat_map(|l| &l.resource_logs)
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| s.log_records.clone())
+            .collect()
+    });
+    assert!(!format!("{got:?}").contains("PROMPT-TEXT"), "{got:?}");
+    assert!(
+        got.contains(&plain),
+        "a record without content is as it came"
+    );
+    let details = got
+        .iter()
+        .find(|r| r.event_name == "gen_ai.client.inference.operation.details")
+        .expect("details");
+    assert_eq!(
+        attrs(&details.attributes).keys().collect::<Vec<_>>(),
+        ["gen_ai.request.model"]
+    );
+    let message = got
+        .iter()
+        .find(|r| r.event_name == "gen_ai.user.message")
+        .expect("message");
+    assert_eq!(message.body, None, "a message event loses its body");
+    assert_eq!(
+        attrs(&message.attributes)
+            .get("gen_ai.system")
+            .map(String::as_str),
+        Some("openai")
+    );
+    host.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

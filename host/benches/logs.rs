@@ -20,6 +20,7 @@ use wasmtel::export::otlp::frame;
 use wasmtel::intake::otlp::Tally;
 use wasmtel::intake::otlp::records::{Stamp, log_record, scan};
 use wasmtel::load::logs_body;
+use wasmtel::model::content::Content;
 use wasmtel::model::record::Record;
 
 const REQUESTS: u64 = 82;
@@ -29,7 +30,16 @@ const RECORDS: u64 = REQUESTS * BATCH;
 fn ours(bodies: &[Bytes]) -> Vec<u8> {
     let mut records = Vec::with_capacity(RECORDS as usize);
     for body in bodies {
-        records.extend(scan(body, &mut Tally::default(), &Stamp::NONE, log_record).expect("valid"));
+        records.extend(
+            scan(
+                body,
+                &mut Tally::default(),
+                &Stamp::NONE,
+                (log_record, &Content::genai()),
+            )
+            .expect("valid")
+            .records,
+        );
     }
     frame(&records)
 }
@@ -81,7 +91,14 @@ fn queues(c: &mut Criterion) {
     let requests: Vec<Vec<Record>> = (0..REQUESTS)
         .map(|n| {
             let body = Bytes::from(logs_body(n, BATCH));
-            scan(&body, &mut Tally::default(), &Stamp::NONE, log_record).expect("valid")
+            scan(
+                &body,
+                &mut Tally::default(),
+                &Stamp::NONE,
+                (log_record, &Content::genai()),
+            )
+            .expect("valid")
+            .records
         })
         .collect();
     let dir = tempfile::tempdir().expect("dir");

@@ -29,6 +29,7 @@ use wasmtel::load::logs_body;
 use wasmtel::metrics::{Admission, Descriptor, Producer, Registries, Registry};
 use wasmtel::model::Signal;
 use wasmtel::model::attributes::{AttributeSet, Value, ValueRef};
+use wasmtel::model::content::Content;
 use wasmtel::model::metric::InstrumentKind;
 use wasmtel::model::record::{Origin, Record};
 use wasmtel::model::resource::Resource;
@@ -198,7 +199,14 @@ fn logs(c: &mut Criterion) {
                 tenant: sender.tenant().map(Arc::from),
             };
             let body = Bytes::from(logs_body(i as u64, 100));
-            scan(&body, &mut Tally::default(), &stamp, log_record).expect("valid")
+            scan(
+                &body,
+                &mut Tally::default(),
+                &stamp,
+                (log_record, &Content::genai()),
+            )
+            .expect("valid")
+            .records
         })
         .collect();
     let records = (TENANTS * 100) as u64;

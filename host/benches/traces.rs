@@ -28,6 +28,7 @@ use wasmtel::intake::otlp::records::{Stamp, scan, span};
 use wasmtel::load::traces_body;
 use wasmtel::metrics::{Registries, Registry};
 use wasmtel::model::attributes::AttributeSet;
+use wasmtel::model::content::Content;
 use wasmtel::model::record::Record;
 use wasmtel::model::resource::Resource;
 use wasmtel::tenancy::Tenancy;
@@ -45,7 +46,16 @@ fn bodies() -> Vec<Bytes> {
 fn records(bodies: &[Bytes]) -> Vec<Vec<Record>> {
     bodies
         .iter()
-        .map(|b| scan(b, &mut Tally::default(), &Stamp::NONE, span).expect("valid"))
+        .map(|b| {
+            scan(
+                b,
+                &mut Tally::default(),
+                &Stamp::NONE,
+                (span, &Content::genai()),
+            )
+            .expect("valid")
+            .records
+        })
         .collect()
 }
 

@@ -314,6 +314,42 @@ pub struct IntakeConfig {
     pub on_full: OnFull,
     /// `[intake.limits]`: what one OTLP request may hold.
     pub limits: RequestLimits,
+    /// `[intake.genai_content]`: prompt and completion content in received logs and spans.
+    pub genai_content: GenaiContentConfig,
+}
+
+/// `[intake.genai_content]`: GenAI prompt and completion content in received log records and
+/// spans, removed as they are accepted (by the `redact` plugin), unless kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenaiContentConfig {
+    /// Whether content is removed at intake (default `true`); `false` keeps it.
+    pub redact: bool,
+    /// Attribute keys of content, `*` ending a prefix (default [`crate::model::content::KEYS`]).
+    pub keys: Vec<String>,
+    /// Event names whose log body is content (default [`crate::model::content::EVENTS`]).
+    pub events: Vec<String>,
+}
+
+impl Default for GenaiContentConfig {
+    fn default() -> Self {
+        let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+        Self {
+            redact: true,
+            keys: owned(crate::model::content::KEYS),
+            events: owned(crate::model::content::EVENTS),
+        }
+    }
+}
+
+impl GenaiContentConfig {
+    /// What marks a record as carrying content; nothing when content is kept.
+    pub fn content(&self) -> crate::model::content::Content {
+        match self.redact {
+            true => crate::model::content::Content::new(&self.keys, &self.events),
+            false => crate::model::content::Content::none(),
+        }
+    }
 }
 
 /// `[intake.limits]`: what one OTLP request may hold; a request over any of them is refused
@@ -385,6 +421,7 @@ impl Default for IntakeConfig {
             max_body_bytes: DEFAULT_MAX_BODY,
             on_full: OnFull::default(),
             limits: RequestLimits::default(),
+            genai_content: GenaiContentConfig::default(),
         }
     }
 }

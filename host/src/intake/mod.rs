@@ -23,6 +23,7 @@ use serde_json::json;
 
 use crate::config::{IntakeConfig, RequestLimits};
 use crate::pipeline::Pipeline;
+use crate::plugins::Transforms;
 use crate::server::Protocol;
 use crate::tenancy::{Principal, Tenancy};
 use error::IntakeError;
@@ -39,15 +40,18 @@ pub struct Intake {
     tenancy: Arc<Tenancy>,
     max_body: usize,
     limits: RequestLimits,
+    guard: Arc<otlp::content::ContentGuard>,
 }
 
 impl Intake {
-    /// The intake under `config`, telling senders apart by `tenancy`.
+    /// The intake under `config`, telling senders apart by `tenancy`, redacting GenAI content
+    /// with `redact` (the `redact` plugin) unless `config` keeps it.
     pub fn new(
         pipeline: Arc<Pipeline>,
         metrics: Arc<otlp::metrics::MetricsReceiver>,
         tenancy: Arc<Tenancy>,
         config: &IntakeConfig,
+        redact: Transforms,
     ) -> Self {
         Self {
             pipeline,
@@ -55,6 +59,10 @@ impl Intake {
             tenancy,
             max_body: config.max_body_bytes,
             limits: config.limits,
+            guard: Arc::new(otlp::content::ContentGuard {
+                content: config.genai_content.content(),
+                redact,
+            }),
         }
     }
 
@@ -73,11 +81,12 @@ pub async fn serve(
     pipeline: Arc<Pipeline>,
     registries: Arc<crate::metrics::Registries>,
     tenancy: Arc<Tenancy>,
+    redact: Transforms,
     listeners: &mut crate::server::Listeners,
 ) -> Result<(SocketAddr, Option<SocketAddr>), crate::server::BindError> {
     let receiver =
         Arc::new(otlp::metrics::MetricsReceiver::new(registries).with_tenancy(tenancy.clone()));
-    let intake = Intake::new(pipeline, receiver, tenancy, config);
+    let intake = Intake::new(pipeline, receiver, tenancy, config, redact);
     let http = listeners
         .serve(
             "intake",
@@ -121,22 +130,24 @@ async fn accept(intake: &Intake, headers: &HeaderMap, body: Body) -> Result<usiz
     let sender = intake.sender(headers)?;
     let bytes = body::read(headers, body, intake.max_body).await?;
     let (pipeline, tenancy) = (intake.pipeline.clone(), intake.tenancy.clone());
-    work(&intake.pipeline, bytes.len(), move || {
+    work(&intake.pipeline, bytes.len(), false, move || {
         ingest(&pipeline, &tenancy, &sender, &bytes)
     })
     .await?
 }
 
-/// Runs the work of one request of `size` bytes: inline when it is small and calls no plugin,
-/// else on the intake pool, with view plugins given the pipeline's patience counted from now
-/// (so a request that waited in the queue asks no view); a full pool is [`IntakeError::Busy`].
+/// Runs the work of one request of `size` bytes: inline when it is small and calls no plugin
+/// (no view, and not the content guard when `guarded`), else on the intake pool, with view
+/// plugins given the pipeline's patience counted from now (so a request that waited in the
+/// queue asks no view); a full pool is [`IntakeError::Busy`].
 async fn work<R: Send + 'static>(
     pipeline: &Pipeline,
     size: usize,
+    guarded: bool,
     work: impl FnOnce() -> R + Send + 'static,
 ) -> Result<R, IntakeError> {
     let patience = pipeline.view_patience();
-    if patience.is_none() && size <= INLINE_PARSE_LIMIT {
+    if patience.is_none() && !guarded && size <= INLINE_PARSE_LIMIT {
         return Ok(work());
     }
     let until = patience.and_then(|p| std::time::Instant::now().checked_add(p));

@@ -3,6 +3,7 @@
 //! configuration.
 
 pub mod attributes;
+pub mod content;
 pub mod event;
 pub mod key_values;
 pub mod log;

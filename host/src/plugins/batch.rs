@@ -655,11 +655,14 @@ pub fn apply_span_edits(
 fn regather<T: Copy>(list: &[T], range: Span, keep: &[bool], into: &mut Vec<T>) -> Span {
     let start = index(into.len());
     let (from, len) = (range.start as usize, range.len as usize);
-    for at in from..from.saturating_add(len).min(list.len()) {
-        if keep.get(at).copied().unwrap_or(true) {
-            into.push(list[at]);
-        }
-    }
+    let end = from.saturating_add(len).min(list.len());
+    let kept = list
+        .get(from..end)
+        .unwrap_or_default()
+        .iter()
+        .zip(from..)
+        .filter(|(_, at)| keep.get(*at).copied().unwrap_or(true));
+    into.extend(kept.map(|(item, _)| *item));
     Span {
         start,
         len: index(into.len()) - start,

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
-use super::batch;
 use super::bindings::types::{LogBatch, MetricBatch, SpanBatch};
 use super::bindings::{span_transformer, transformer};
 use super::budget;
@@ -15,8 +14,10 @@ use super::kind::{GuestCall, PluginKind, Settings, World};
 use super::plugin::Plugin;
 use super::runtime::PluginState;
 use super::slot::Slot;
+use super::{batch, convert};
 use crate::config::OnFailure;
 use crate::model::Signal;
+use crate::model::record::{Origin, Record, runs};
 
 /// The transform kind: its `init` reports nothing; its world says whether it edits spans.
 #[derive(Debug, Clone, Copy)]
@@ -243,6 +244,22 @@ impl Transforms {
             .try_fold(batch, |batch, l| l.apply(batch, TransformPlugin::logs))
     }
 
+    /// Log records or spans (`signal`) through the chain: each run of one origin decoded into
+    /// the contract's batch, transformed and encoded again; a run a fail-closed transform
+    /// failed on is left out.
+    pub fn records(&self, signal: Signal, records: &[Record]) -> Vec<Record> {
+        match signal {
+            Signal::Traces => rewrite(records, |spans, origin| {
+                let batch = self.spans(convert::otlp::span_batch(spans, origin))?;
+                Some(convert::otlp::spans(&batch))
+            }),
+            Signal::Logs | Signal::Metrics => rewrite(records, |logs, origin| {
+                let batch = self.logs(convert::otlp::log_batch(logs, origin))?;
+                Some(convert::otlp::log_records(&batch))
+            }),
+        }
+    }
+
     /// Applies every transform that edits spans to a span batch; `None` when a fail-closed
     /// transform failed.
     pub fn spans(&self, batch: SpanBatch) -> Option<SpanBatch> {
@@ -250,4 +267,17 @@ impl Transforms {
             .iter()
             .try_fold(batch, |batch, l| l.apply(batch, TransformPlugin::spans))
     }
+}
+
+/// Each run of records of one origin, decoded, through `f`, and encoded again; a run `f` drops
+/// is left out.
+fn rewrite<M: prost::Message + Default>(
+    records: &[Record],
+    f: impl Fn(&[M], &Arc<Origin>) -> Option<Vec<M>>,
+) -> Vec<Record> {
+    runs::<M>(records)
+        .into_iter()
+        .filter_map(|(origin, items)| Some(Record::encode_all(&f(&items, &origin)?, &origin)))
+        .flatten()
+        .collect()
 }

@@ -5,14 +5,10 @@
 
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
-
 use crate::model::Signal;
-use crate::model::record::{Origin, Record, runs, same_origin};
+use crate::model::record::{Origin, Record, same_origin};
 use crate::model::wire::{len_field_header, len_field_size};
-use crate::plugins::{Transforms, convert};
+use crate::plugins::Transforms;
 
 /// Encodes log records or spans (`signal`), after the transforms, as one request; none when
 /// nothing is left.
@@ -23,30 +19,8 @@ pub fn encode(signal: Signal, records: &[Record], transforms: &Transforms) -> Op
     if !transforms.rewrite(signal) {
         return Some(frame(records));
     }
-    let rewritten = match signal {
-        Signal::Traces => rewrite(records, |spans: &[Span], origin| {
-            let batch = transforms.spans(convert::otlp::span_batch(spans, origin))?;
-            Some(convert::otlp::spans(&batch))
-        }),
-        Signal::Logs | Signal::Metrics => rewrite(records, |logs: &[LogRecord], origin| {
-            let batch = transforms.logs(convert::otlp::log_batch(logs, origin))?;
-            Some(convert::otlp::log_records(&batch))
-        }),
-    };
+    let rewritten = transforms.records(signal, records);
     (!rewritten.is_empty()).then(|| frame(&rewritten))
-}
-
-/// Each run of records of one origin, decoded, through `f`, and encoded again; a run `f` drops
-/// (a fail-closed transform failed on it) is left out.
-fn rewrite<M: Message + Default>(
-    records: &[Record],
-    f: impl Fn(&[M], &Arc<Origin>) -> Option<Vec<M>>,
-) -> Vec<Record> {
-    runs::<M>(records)
-        .into_iter()
-        .filter_map(|(origin, items)| Some(Record::encode_all(&f(&items, &origin)?, &origin)))
-        .flatten()
-        .collect()
 }
 
 /// The fields of `ExportLogsServiceRequest` and `ExportTraceServiceRequest`, nested, which
@@ -104,9 +78,10 @@ mod tests {
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
-    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
 
     use super::*;
 

@@ -2,6 +2,7 @@
 //! protobuf or JSON, answered with the OTLP specification's status codes, partial-success
 //! responses and `Status` bodies.
 
+pub mod content;
 pub mod json;
 pub mod limits;
 pub mod metrics;
@@ -50,6 +51,12 @@ impl Tally {
 
     fn accept(&mut self, n: usize) {
         self.accepted += n;
+    }
+
+    /// Turns `n` items accepted earlier into rejected ones, because of `why`.
+    fn refuse_accepted(&mut self, n: usize, why: &str) {
+        self.accepted = self.accepted.saturating_sub(n);
+        self.reject(n, why);
     }
 
     /// Rejects `n` items (0 for a warning that refuses nothing) because of `why`.
@@ -156,7 +163,8 @@ pub(crate) async fn process(
 ) -> Result<Tally, IntakeError> {
     let worker = intake.clone();
     let size = bytes.len();
-    let tally = super::work(&intake.pipeline, size, move || match signal {
+    let guarded = signal != Signal::Metrics && !intake.guard.content.keys.is_empty();
+    let tally = super::work(&intake.pipeline, size, guarded, move || match signal {
         Signal::Metrics => process_metrics(&worker, &sender, encoding, bytes),
         _ => process_records(&worker, &sender, signal, encoding, bytes),
     })
@@ -279,8 +287,9 @@ fn process_records(
         attributes: &|attributes: &mut Vec<_>| intake.tenancy.stamp(sender, attributes),
         tenant: sender.tenant().map(std::sync::Arc::from),
     };
-    let records = records::scan(&bytes, &mut tally, &stamp, check)
+    let scanned = records::scan(&bytes, &mut tally, &stamp, (check, &intake.guard.content))
         .map_err(|e| IntakeError::Decode(format!("the body is not a valid {what}: {e}")))?;
+    let records = intake.guard.apply(signal, scanned, &mut tally);
     intake.tenancy.take_records(sender, records.len())?;
     if let Some(why) = intake.pipeline.ingest_records(signal, &records)? {
         tally.reject(0, &format!("spans forwarded but not measured: {why}"));

@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use super::Tally;
+use crate::model::content::{Content, Patterns};
 use crate::model::key_values::attribute_set;
 use crate::model::record::{Origin, Record};
 use crate::model::wire::{Fields, Value, WireError};
@@ -22,13 +23,34 @@ use crate::model::wire::{Fields, Value, WireError};
 /// How deep values may nest in a record (as `prost` allows).
 const MAX_DEPTH: u32 = 100;
 
-/// How one record is checked: `Err` when it is not valid protobuf (the whole request is
-/// refused), `Ok(Some(why))` when it is left out (and counted) for `why`.
-pub type Check = fn(&[u8]) -> Result<Option<&'static str>, WireError>;
+/// What the check of one record found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Left out (and counted) for this reason.
+    Refused(&'static str),
+    /// Kept.
+    Kept,
+    /// Kept, and it carries GenAI content.
+    Content,
+}
+
+/// How one record is checked, marking content as `content` says: `Err` when it is not valid
+/// protobuf (the whole request is refused).
+pub type Check = fn(&[u8], &Content) -> Result<Verdict, WireError>;
+
+/// The records of a request, and the positions of those that carry GenAI content.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    /// The records kept, in order.
+    pub records: Vec<Record>,
+    /// Positions in `records` of those carrying content.
+    pub content: Vec<usize>,
+}
 
 /// The records of an `ExportLogsServiceRequest` or `ExportTraceServiceRequest` in protobuf,
 /// sliced from `body`, each checked by `check` (`log_record` or `span`), leaving out (and
-/// counting) those it refuses; an error when the body is not a valid request.
+/// counting) those it refuses and marking those that carry `content`; an error when the body
+/// is not a valid request.
 ///
 /// `stamp` may change a resource's attributes (its sender's tenant); a changed resource is
 /// encoded anew, an unchanged one stays a slice of the body.
@@ -36,12 +58,12 @@ pub fn scan(
     body: &Bytes,
     tally: &mut Tally,
     stamp: &Stamp<'_>,
-    check: Check,
-) -> Result<Vec<Record>, WireError> {
-    let mut out = Vec::new();
+    (check, content): (Check, &Content),
+) -> Result<Scanned, WireError> {
+    let mut out = Scanned::default();
     for field in Fields::new(body) {
         if let (1, Value::Len(resource)) = field? {
-            scan_resource(body, resource, tally, (stamp, check), &mut out)?;
+            scan_resource(body, resource, tally, (stamp, check, content), &mut out)?;
         }
     }
     Ok(out)
@@ -90,8 +112,8 @@ fn scan_resource(
     body: &Bytes,
     message: &[u8],
     tally: &mut Tally,
-    (stamp, check): (&Stamp<'_>, Check),
-    out: &mut Vec<Record>,
+    (stamp, check, content): (&Stamp<'_>, Check, &Content),
+    out: &mut Scanned,
 ) -> Result<(), WireError> {
     let resource = last_len(message, 1)?.unwrap_or_default();
     let mut decoded =
@@ -113,16 +135,19 @@ fn scan_resource(
             });
             for field in Fields::new(scoped) {
                 if let (2, Value::Len(record)) = field? {
-                    match check(record)? {
-                        Some(why) => tally.reject(1, why),
-                        None => {
-                            tally.accept(1);
-                            out.push(Record {
-                                origin: origin.clone(),
-                                bytes: body.slice_ref(record),
-                            });
-                        }
+                    let verdict = check(record, content)?;
+                    if let Verdict::Refused(why) = verdict {
+                        tally.reject(1, why);
+                        continue;
                     }
+                    if verdict == Verdict::Content {
+                        out.content.push(out.records.len());
+                    }
+                    tally.accept(1);
+                    out.records.push(Record {
+                        origin: origin.clone(),
+                        bytes: body.slice_ref(record),
+                    });
                 }
             }
         }
@@ -131,15 +156,23 @@ fn scan_resource(
 }
 
 /// Checks a `LogRecord` without decoding it: left out when its trace or span id has the wrong
-/// length.
-pub fn log_record(record: &[u8]) -> Result<Option<&'static str>, WireError> {
+/// length; content when an attribute key is, or it has a body and its event name is content's.
+pub fn log_record(record: &[u8], content: &Content) -> Result<Verdict, WireError> {
     let (mut trace_id, mut span_id) = (0, 0);
+    let (mut carries, mut body, mut event): (bool, bool, &[u8]) = (false, false, &[]);
     for field in Fields::new(record) {
         match field? {
             (1 | 11, Value::Fixed64(_)) | (2 | 7, Value::Varint(_)) | (8, Value::Fixed32(_)) => {}
-            (3 | 12, Value::Len(text)) => utf8(text)?,
-            (5, Value::Len(value)) => check_any(value, 1)?,
-            (6, Value::Len(pair)) => check_pair(pair, 1)?,
+            (3, Value::Len(text)) => utf8(text)?,
+            (12, Value::Len(name)) => {
+                utf8(name)?;
+                event = name;
+            }
+            (5, Value::Len(value)) => {
+                check_any(value, 1)?;
+                body = true;
+            }
+            (6, Value::Len(pair)) => carries |= attribute(pair, &content.keys)?,
             (9, Value::Len(id)) => trace_id = id.len(),
             (10, Value::Len(id)) => span_id = id.len(),
             (1..=3 | 5..=12, _) => return Err(WireError("a log record field has the wrong type")),
@@ -147,12 +180,21 @@ pub fn log_record(record: &[u8]) -> Result<Option<&'static str>, WireError> {
         }
     }
     Ok(if !matches!(trace_id, 0 | 16) {
-        Some("a log record's trace id is not 16 bytes")
+        Verdict::Refused("a log record's trace id is not 16 bytes")
     } else if !matches!(span_id, 0 | 8) {
-        Some("a log record's span id is not 8 bytes")
+        Verdict::Refused("a log record's span id is not 8 bytes")
     } else {
-        None
+        kept(carries || (body && content.events.matches(event)))
     })
+}
+
+/// A kept record's verdict: content or not.
+fn kept(content: bool) -> Verdict {
+    if content {
+        Verdict::Content
+    } else {
+        Verdict::Kept
+    }
 }
 
 /// Whether `id` is a valid trace (16 bytes) or span (8 bytes) id: that long, not all zero.
@@ -161,11 +203,12 @@ fn valid_id(id: &[u8], len: usize) -> bool {
 }
 
 /// Checks a `Span` without decoding it: left out when its trace or span id is not valid, its
-/// parent id has the wrong length, it ends before it starts, or a link's ids are not valid.
-pub fn span(span: &[u8]) -> Result<Option<&'static str>, WireError> {
+/// parent id has the wrong length, it ends before it starts, or a link's ids are not valid;
+/// content when an attribute key of it or of an event is.
+pub fn span(span: &[u8], content: &Content) -> Result<Verdict, WireError> {
     let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
     let (mut start, mut end) = (0, 0);
-    let mut links_valid = true;
+    let (mut links_valid, mut carries) = (true, false);
     for field in Fields::new(span) {
         match field? {
             (1, Value::Len(id)) => trace_id = id,
@@ -175,8 +218,8 @@ pub fn span(span: &[u8]) -> Result<Option<&'static str>, WireError> {
             (6 | 10 | 12 | 14, Value::Varint(_)) | (16, Value::Fixed32(_)) => {}
             (7, Value::Fixed64(t)) => start = t,
             (8, Value::Fixed64(t)) => end = t,
-            (9, Value::Len(pair)) => check_pair(pair, 1)?,
-            (11, Value::Len(event)) => span_event(event)?,
+            (9, Value::Len(pair)) => carries |= attribute(pair, &content.keys)?,
+            (11, Value::Len(event)) => carries |= span_event(event, &content.keys)?,
             (13, Value::Len(link)) => links_valid &= span_link(link)?,
             (15, Value::Len(status)) => span_status(status)?,
             (1..=16, _) => return Err(WireError("a span field has the wrong type")),
@@ -184,32 +227,36 @@ pub fn span(span: &[u8]) -> Result<Option<&'static str>, WireError> {
         }
     }
     Ok(if !valid_id(trace_id, 16) {
-        Some("a span's trace id is not 16 bytes, or is all zero")
+        Verdict::Refused("a span's trace id is not 16 bytes, or is all zero")
     } else if !valid_id(span_id, 8) {
-        Some("a span's span id is not 8 bytes, or is all zero")
+        Verdict::Refused("a span's span id is not 8 bytes, or is all zero")
     } else if !matches!(parent.len(), 0 | 8) {
-        Some("a span's parent span id is not 8 bytes")
+        Verdict::Refused("a span's parent span id is not 8 bytes")
     } else if end < start {
-        Some("a span ends before it starts")
+        Verdict::Refused("a span ends before it starts")
     } else if !links_valid {
-        Some("a span's link has a trace id that is not 16 bytes or a span id that is not 8")
+        Verdict::Refused(
+            "a span's link has a trace id that is not 16 bytes or a span id that is not 8",
+        )
     } else {
-        None
+        kept(carries)
     })
 }
 
-/// Checks a `Span.Event`: time 1, name 2, attributes 3, dropped count 4.
-fn span_event(event: &[u8]) -> Result<(), WireError> {
+/// Checks a `Span.Event` (time 1, name 2, attributes 3, dropped count 4); whether an
+/// attribute key is one of `keys`.
+fn span_event(event: &[u8], keys: &Patterns) -> Result<bool, WireError> {
+    let mut carries = false;
     for field in Fields::new(event) {
         match field? {
             (1, Value::Fixed64(_)) | (4, Value::Varint(_)) => {}
             (2, Value::Len(name)) => utf8(name)?,
-            (3, Value::Len(pair)) => check_pair(pair, 1)?,
+            (3, Value::Len(pair)) => carries |= attribute(pair, keys)?,
             (1..=4, _) => return Err(WireError("a span event field has the wrong type")),
             _ => {}
         }
     }
-    Ok(())
+    Ok(carries)
 }
 
 /// Checks a `Span.Link` (trace id 1, span id 2, trace state 3, attributes 4, dropped count 5,
@@ -221,7 +268,7 @@ fn span_link(link: &[u8]) -> Result<bool, WireError> {
             (1, Value::Len(id)) => trace_id = id,
             (2, Value::Len(id)) => span_id = id,
             (3, Value::Len(text)) => utf8(text)?,
-            (4, Value::Len(pair)) => check_pair(pair, 1)?,
+            (4, Value::Len(pair)) => drop(check_pair(pair, 1)?),
             (5, Value::Varint(_)) | (6, Value::Fixed32(_)) => {}
             (1..=6, _) => return Err(WireError("a span link field has the wrong type")),
             _ => {}
@@ -249,17 +296,27 @@ fn utf8(text: &[u8]) -> Result<(), WireError> {
         .map_err(|_| WireError("a string is not UTF-8"))
 }
 
-/// Checks a `KeyValue`.
-fn check_pair(pair: &[u8], depth: u32) -> Result<(), WireError> {
+/// Checks an attribute (a `KeyValue` of a record, span or event); whether its key is one of
+/// `keys`.
+fn attribute(pair: &[u8], keys: &Patterns) -> Result<bool, WireError> {
+    check_pair(pair, 1).map(|key| keys.matches(key))
+}
+
+/// Checks a `KeyValue`; its key.
+fn check_pair(pair: &[u8], depth: u32) -> Result<&[u8], WireError> {
+    let mut last: &[u8] = &[];
     for field in Fields::new(pair) {
         match field? {
-            (1, Value::Len(key)) => utf8(key)?,
+            (1, Value::Len(key)) => {
+                utf8(key)?;
+                last = key;
+            }
             (2, Value::Len(value)) => check_any(value, depth + 1)?,
             (1 | 2, _) => return Err(WireError("an attribute field has the wrong type")),
             _ => {}
         }
     }
-    Ok(())
+    Ok(last)
 }
 
 /// Checks an `AnyValue`, its arrays and maps nested at most [`MAX_DEPTH`] deep.
@@ -283,7 +340,7 @@ fn check_any(value: &[u8], depth: u32) -> Result<(), WireError> {
             (6, Value::Len(map)) => {
                 for item in Fields::new(map) {
                     match item? {
-                        (1, Value::Len(pair)) => check_pair(pair, depth + 1)?,
+                        (1, Value::Len(pair)) => drop(check_pair(pair, depth + 1)?),
                         (1, _) => return Err(WireError("a map entry has the wrong type")),
                         _ => {}
                     }
@@ -347,7 +404,9 @@ mod tests {
         let req = request(vec![record("a", 16), record("b", 3), record("c", 0)]);
         let body = Bytes::from(req.encode_to_vec());
         let mut tally = Tally::default();
-        let records = scan(&body, &mut tally, &Stamp::NONE, log_record).expect("valid");
+        let none = Content::none();
+        let scanned = scan(&body, &mut tally, &Stamp::NONE, (log_record, &none)).expect("valid");
+        let records = scanned.records;
         assert_eq!((tally.accepted, tally.rejected), (2, 1));
         assert_eq!(
             tally.message.as_deref(),
@@ -373,8 +432,9 @@ mod tests {
                 &Bytes::from(bytes),
                 &mut Tally::default(),
                 &Stamp::NONE,
-                log_record,
+                (log_record, &Content::none()),
             )
+            .map(|s| s.records)
         };
         assert_eq!(
             scan_of(good[..good.len() - 1].to_vec()).map(|r| r.len()),
@@ -400,5 +460,53 @@ mod tests {
             Err(WireError("a log record field has the wrong type"))
         );
         assert_eq!(scan_of(Vec::new()).map(|r| r.len()), Ok(0));
+    }
+
+    #[test]
+    fn records_carrying_genai_content_are_marked() {
+        use opentelemetry_proto::tonic::common::v1::AnyValue;
+        use opentelemetry_proto::tonic::trace::v1::{Span, span};
+        let kv = |key: &str, text: &str| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(text.into())),
+            }),
+            ..Default::default()
+        };
+        let content = Content::new(crate::model::content::KEYS, crate::model::content::EVENTS);
+        let mut plain = record("hello", 0);
+        plain.attributes = vec![kv("gen_ai.request.model", "m")];
+        let mut keyed = plain.clone();
+        keyed.attributes.push(kv("gen_ai.input.messages", "[]"));
+        let mut message = plain.clone();
+        message.event_name = "gen_ai.user.message".into();
+        let verdict = |r: &LogRecord, c: &Content| log_record(&r.encode_to_vec(), c);
+        assert_eq!(verdict(&plain, &content), Ok(Verdict::Kept));
+        assert_eq!(verdict(&keyed, &content), Ok(Verdict::Content));
+        assert_eq!(verdict(&message, &content), Ok(Verdict::Content));
+        message.body = None;
+        assert_eq!(
+            verdict(&message, &content),
+            Ok(Verdict::Kept),
+            "a message event without a body carries nothing"
+        );
+        assert_eq!(verdict(&keyed, &Content::none()), Ok(Verdict::Kept));
+
+        let mut s = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            attributes: plain.attributes,
+            events: vec![span::Event {
+                name: "first_token".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let verdict = |s: &Span| span(&s.encode_to_vec(), &content);
+        assert_eq!(verdict(&s), Ok(Verdict::Kept));
+        s.events[0]
+            .attributes
+            .push(kv("gen_ai.completion.0.content", "x"));
+        assert_eq!(verdict(&s), Ok(Verdict::Content), "content in an event");
     }
 }
