@@ -195,7 +195,10 @@ mod tests {
                     ("user.id", "u1".into()),
                 ],
             )
-            .event("gen_ai.content.prompt", &[("gen_ai.prompt", "secret".into())])
+            .event(
+                "gen_ai.content.prompt",
+                &[("gen_ai.prompt", "secret".into())],
+            )
             .event("first_token", &[])
             .spans();
         let mut edits = SpanEdits::new();
@@ -232,7 +235,10 @@ mod tests {
         let batch = BatchBuilder::new().record("hello", &[]).logs();
         let mut edits = Edits::new();
         redact.transform_logs(&batch, &mut edits).expect("redacts");
-        assert!(edits.is_empty(), "a record of no GenAI event keeps its body");
+        assert!(
+            edits.is_empty(),
+            "a record of no GenAI event keeps its body"
+        );
         let mut named = batch.clone();
         named.table.strings.push("gen_ai.user.message".into());
         named.records[0].event_name = named.table.strings.len() as u32 - 1;
