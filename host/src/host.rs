@@ -22,7 +22,7 @@ use crate::model::record::Origin;
 use crate::pipeline::Pipeline;
 use crate::plugins::error::Unloaded;
 use crate::plugins::set::Row;
-use crate::plugins::{Configured, PluginError, PluginSet, Transforms};
+use crate::plugins::{PluginError, PluginSet, Transforms};
 use crate::server::{Addresses, BindError, Listeners, Protocol};
 use crate::telemetry::SelfTelemetry;
 use crate::tenancy::{Principal, Tenancy};
@@ -83,8 +83,6 @@ struct Core {
     telemetry: SelfTelemetry,
     plugins: Arc<PluginSet>,
     transforms: Transforms,
-    /// The intake's GenAI content redaction.
-    redact: Transforms,
     pipeline: Arc<Pipeline>,
     tenancy: Arc<Tenancy>,
 }
@@ -126,11 +124,7 @@ impl Core {
         let registries = Arc::new(Registries::new(registry.clone(), resource));
         telemetry.cover(&registries);
         let deriver = Deriver::new(&config.derive, &registry)?;
-        let Configured {
-            transforms,
-            views,
-            redact,
-        } = plugins.open_configured(config, &registry).await?;
+        let (transforms, views) = plugins.open_configured(config, &registry).await?;
         let events = Arc::new(Origin::events(&registries.own().resource, None));
         let spans = SpanMetrics::new(&config.derive, registries.clone(), tenancy.clone())?;
         let mut pipeline = Pipeline::new(deriver, Vec::new(), telemetry.clone(), events)
@@ -145,7 +139,6 @@ impl Core {
             telemetry,
             plugins,
             transforms,
-            redact,
             pipeline: Arc::new(pipeline),
             tenancy,
         })
@@ -212,7 +205,7 @@ impl Host {
             registries.clone(),
             core.tenancy.clone(),
         );
-        let redact = core.redact.clone();
+        let redact = Box::new(core.plugins.content_redaction(&config.intake.genai_content));
         let (intake, grpc) =
             crate::intake::serve(&config.intake, pipeline, r, t, redact, &mut listeners).await?;
         let mut at = Addresses {

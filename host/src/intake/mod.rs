@@ -23,10 +23,10 @@ use serde_json::json;
 
 use crate::config::{IntakeConfig, RequestLimits};
 use crate::pipeline::Pipeline;
-use crate::plugins::Transforms;
 use crate::server::Protocol;
 use crate::tenancy::{Principal, Tenancy};
 use error::IntakeError;
+use otlp::content::{ContentGuard, OpenRedaction};
 
 /// Bodies larger than this, and every body when recording may call view plugins, are parsed off the async worker threads.
 const INLINE_PARSE_LIMIT: usize = 64 * 1024;
@@ -45,13 +45,13 @@ pub struct Intake {
 
 impl Intake {
     /// The intake under `config`, telling senders apart by `tenancy`, redacting GenAI content
-    /// with `redact` (the `redact` plugin) unless `config` keeps it.
+    /// with what `redact` opens (the `redact` plugin) unless `config` keeps it.
     pub fn new(
         pipeline: Arc<Pipeline>,
         metrics: Arc<otlp::metrics::MetricsReceiver>,
         tenancy: Arc<Tenancy>,
         config: &IntakeConfig,
-        redact: Transforms,
+        redact: OpenRedaction,
     ) -> Self {
         Self {
             pipeline,
@@ -59,10 +59,7 @@ impl Intake {
             tenancy,
             max_body: config.max_body_bytes,
             limits: config.limits,
-            guard: Arc::new(otlp::content::ContentGuard {
-                content: config.genai_content.content(),
-                redact,
-            }),
+            guard: Arc::new(ContentGuard::new(config.genai_content.content(), redact)),
         }
     }
 
@@ -81,7 +78,7 @@ pub async fn serve(
     pipeline: Arc<Pipeline>,
     registries: Arc<crate::metrics::Registries>,
     tenancy: Arc<Tenancy>,
-    redact: Transforms,
+    redact: OpenRedaction,
     listeners: &mut crate::server::Listeners,
 ) -> Result<(SocketAddr, Option<SocketAddr>), crate::server::BindError> {
     let receiver =

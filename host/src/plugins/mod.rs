@@ -39,7 +39,7 @@ pub use limits::Limits;
 pub use loader::Loader;
 pub use plugin::Plugin;
 pub use runtime::Runtime;
-pub use set::{Configured, PluginSet, UploadError};
+pub use set::{PluginSet, UploadError};
 pub use slot::{Reloadable, Slot};
 pub use stats::Stats;
 pub use transform::{Link, TransformPlugin, Transformer, Transforms};

@@ -18,7 +18,7 @@ use super::slot::{Reloadable, Slot, Source};
 use super::stats::{Stats, Summary};
 use super::transform::{Link, Transformer, Transforms};
 use super::view::{PluginView, Viewer};
-use crate::config::{Config, OnFailure, PluginsConfig};
+use crate::config::{Config, GenaiContentConfig, OnFailure, PluginsConfig};
 use crate::metrics::{ConflictError, Registry};
 use crate::model::attributes::ValueRef;
 use crate::model::metric::InstrumentKind;
@@ -102,17 +102,6 @@ pub enum UploadError {
     /// The file could not be written.
     #[error("the plugin could not be stored: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// The plugins a host's configuration opens at start.
-#[derive(Debug)]
-pub struct Configured {
-    /// The `[[transforms]]` chain.
-    pub transforms: Transforms,
-    /// The `[[views]]`, bound.
-    pub views: Vec<Arc<PluginView>>,
-    /// The intake's GenAI content redaction (empty when content is kept).
-    pub redact: Transforms,
 }
 
 /// The plugins of one host.
@@ -369,35 +358,16 @@ impl PluginSet {
         rows
     }
 
-    /// Loads the `[[transforms]]` chain, the `[[views]]` of `config` (views bound to the
-    /// instruments of `registry` they name) and the intake's GenAI content redaction (the
-    /// `redact` plugin, fail-closed, with `[intake.genai_content]`'s patterns; none when
-    /// content is kept) on a blocking thread: plugins compile and start.
+    /// Loads the `[[transforms]]` chain and the `[[views]]` of `config` (views bound to the
+    /// instruments of `registry` they name) on a blocking thread: plugins compile and start.
     pub async fn open_configured(
         self: &Arc<Self>,
         config: &Config,
         registry: &Arc<Registry>,
-    ) -> Result<Configured, Unloaded> {
+    ) -> Result<(Transforms, Vec<Arc<PluginView>>), Unloaded> {
         let (set, registry) = (self.clone(), registry.clone());
         let (transforms, views) = (config.transforms.clone(), config.views.clone());
-        let content = config.intake.genai_content.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let redact = match content.redact {
-                true => {
-                    let mut settings = toml::Table::new();
-                    let joined = |list: &[String]| toml::Value::String(list.join(","));
-                    settings.insert("content".into(), joined(&content.keys));
-                    settings.insert("content_events".into(), joined(&content.events));
-                    for cleared in ["drop", "hash"] {
-                        settings.insert(cleared.into(), toml::Value::String(String::new()));
-                    }
-                    let slot = set
-                        .open::<Transformer>("redact", &settings, Some("intake"), None)
-                        .map_err(|error| unloaded::<Transformer>("redact", error))?;
-                    Transforms::new(vec![Link::new(slot, OnFailure::Closed)])
-                }
-                false => Transforms::default(),
-            };
             let mut links = Vec::with_capacity(transforms.len());
             for entry in &transforms {
                 let slot = set
@@ -413,11 +383,7 @@ impl PluginSet {
                 super::view::bind(&view, &entry.instruments, &registry);
                 bound.push(view);
             }
-            Ok(Configured {
-                transforms: Transforms::new(links),
-                views: bound,
-                redact,
-            })
+            Ok((Transforms::new(links), bound))
         })
         .await;
         opened.unwrap_or_else(|e| {
@@ -427,6 +393,30 @@ impl PluginSet {
                 error: PluginError::Runtime(super::error::WasmError::new(e.to_string())),
             })
         })
+    }
+
+    /// What opens the intake's GenAI content redaction when it is first needed (a node that
+    /// never receives content runs no plugin for it): the `redact` plugin, fail-closed, with
+    /// `content`'s patterns and its `drop` and `hash` cleared.
+    pub fn content_redaction(
+        self: &Arc<Self>,
+        content: &GenaiContentConfig,
+    ) -> impl Fn() -> Transforms + Send + Sync + 'static {
+        let set = self.clone();
+        let mut settings = toml::Table::new();
+        let joined = |list: &[String]| toml::Value::String(list.join(","));
+        settings.insert("content".into(), joined(&content.keys));
+        settings.insert("content_events".into(), joined(&content.events));
+        for cleared in ["drop", "hash"] {
+            settings.insert(cleared.into(), toml::Value::String(String::new()));
+        }
+        move || {
+            let slot = set
+                .open::<Transformer>("redact", &settings, Some("intake"), None)
+                // Strict loading refused it: a link that failed to load fails closed.
+                .unwrap_or_else(|e| Arc::new(Slot::new("redact", settings.clone(), Err(e))));
+            Transforms::new(vec![Link::new(slot, OnFailure::Closed)])
+        }
     }
 
     /// Starts the reload watcher over the set's plugins until `stop` turns true.

@@ -9,20 +9,41 @@ use crate::model::content::Content;
 use crate::model::record::{Record, same_origin};
 use crate::plugins::Transforms;
 
+/// What opens the redaction, when the first record carrying content arrives.
+pub type OpenRedaction = Box<dyn Fn() -> Transforms + Send + Sync>;
+
 /// What marks a record as carrying content, and the fail-closed chain (the `redact` plugin)
-/// that removes it; marking nothing, it lets every record through untouched.
-#[derive(Debug, Clone, Default)]
+/// that removes it, opened when first needed; marking nothing, it lets every record through
+/// untouched.
 pub struct ContentGuard {
     /// What marks a record (nothing when content is kept).
     pub content: Content,
-    /// The redaction applied to marked records.
-    pub redact: Transforms,
+    redact: std::sync::OnceLock<Transforms>,
+    open: OpenRedaction,
+}
+
+impl std::fmt::Debug for ContentGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentGuard")
+            .field("content", &self.content)
+            .field("opened", &self.redact.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a record carrying content was refused.
 const UNREDACTED: &str = "a record carrying GenAI content could not be redacted (the redact plugin failed, or does not edit this signal), so it was refused";
 
 impl ContentGuard {
+    /// A guard marking `content`, redacting with what `open` makes when first needed.
+    pub fn new(content: Content, open: OpenRedaction) -> Self {
+        Self {
+            content,
+            redact: std::sync::OnceLock::new(),
+            open,
+        }
+    }
+
     /// The scanned records, those carrying content redacted in place (a run of them from one
     /// origin at a time); a run the redaction fails on is refused and counted in `tally`.
     pub fn apply(&self, signal: Signal, scanned: Scanned, tally: &mut Tally) -> Vec<Record> {
@@ -62,8 +83,9 @@ impl ContentGuard {
         if run.is_empty() {
             return;
         }
-        let redacted = match self.redact.rewrite(signal) {
-            true => self.redact.records(signal, run),
+        let redact = self.redact.get_or_init(|| (self.open)());
+        let redacted = match redact.rewrite(signal) {
+            true => redact.records(signal, run),
             false => Vec::new(),
         };
         if redacted.is_empty() {
