@@ -2,8 +2,9 @@
 //! GenAI metrics (read on the wire, recorded with their exemplars) beside the same measurements
 //! made by decoding each request with `prost` and recording into official `opentelemetry_sdk`
 //! histograms; and forwarding (walked, sliced, framed) beside decode-clone-encode. 10,000 spans
-//! in 100 requests of 100, as `wasmtel load --kind traces` sends them. Prints spans per second
-//! and the ratios.
+//! in 100 requests of 100, as `wasmtel load --kind traces` sends them; and intake's GenAI
+//! content redaction of the same spans each carrying a prompt, beside the spans without one.
+//! Prints spans per second and the ratios.
 
 mod timing;
 
@@ -225,5 +226,94 @@ fn forward(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, derive, forward);
+/// The bodies with a prompt on every span (`gen_ai.prompt`, as OpenLLMetry records it).
+fn with_prompts(bodies: &[Bytes]) -> Vec<Bytes> {
+    bodies
+        .iter()
+        .map(|body| {
+            let mut request = ExportTraceServiceRequest::decode(body.as_ref()).expect("valid");
+            let spans = request
+                .resource_spans
+                .iter_mut()
+                .flat_map(|r| &mut r.scope_spans)
+                .flat_map(|s| &mut s.spans);
+            for s in spans {
+                s.attributes
+                    .push(opentelemetry_proto::tonic::common::v1::KeyValue {
+                        key: "gen_ai.prompt".into(),
+                        value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                            value: Some(Value::StringValue("Summarise this document …".into())),
+                        }),
+                        ..Default::default()
+                    });
+            }
+            Bytes::from(request.encode_to_vec())
+        })
+        .collect()
+}
+
+/// Intake's GenAI content redaction: spans that each carry a prompt, marked by the check and
+/// redacted by the embedded `redact` plugin (a run of 100 per call), beside the same spans
+/// without a prompt, which the check marks none of (so no plugin runs).
+fn redact(c: &mut Criterion) {
+    use wasmtel::intake::otlp::content::ContentGuard;
+    use wasmtel::model::Signal;
+    use wasmtel::plugins::{Limits, Link, Runtime, Slot, Stats, TransformPlugin, Transforms};
+    let runtime = Runtime::shared().expect("runtime");
+    let bytes = wasmtel::plugins::embedded::find("redact").expect("embedded");
+    let component = runtime.compile(bytes).expect("compiles");
+    let limits = Limits::default();
+    let plugin = TransformPlugin::load(
+        &runtime,
+        "redact",
+        &component,
+        Vec::new(),
+        limits,
+        &Stats::default(),
+    )
+    .expect("loads");
+    let slot = Arc::new(Slot::new(
+        "redact",
+        Default::default(),
+        Ok((plugin, String::new())),
+    ));
+    let chain = Transforms::new(vec![Link::new(slot, wasmtel::config::OnFailure::Closed)]);
+    let guard = ContentGuard::new(Content::genai(), Box::new(move || chain.clone()));
+    let intake = |bodies: &[Bytes]| -> Vec<Record> {
+        let mut tally = Tally::default();
+        let mut out = Vec::new();
+        for body in bodies {
+            let scanned =
+                scan(body, &mut tally, &Stamp::NONE, (span, &Content::genai())).expect("valid");
+            out.extend(guard.apply(Signal::Traces, scanned, &mut tally));
+        }
+        assert_eq!(tally.rejected, 0);
+        out
+    };
+    let (plain, prompts) = (bodies(), with_prompts(&bodies()));
+    let redacted = intake(&prompts);
+    assert_eq!(redacted.len() as u64, SPANS);
+    assert!(
+        !frame(&redacted).windows(13).any(|w| w == b"gen_ai.prompt"),
+        "redacted"
+    );
+    let mut g = c.benchmark_group("intake_10000_spans");
+    g.throughput(Throughput::Elements(SPANS));
+    g.bench_function("with_prompts_redacted", |b| {
+        b.iter(|| black_box(intake(&prompts)))
+    });
+    g.bench_function("without_content", |b| b.iter(|| black_box(intake(&plain))));
+    g.finish();
+    let r = timing::best_of_five(|| drop(black_box(intake(&prompts))));
+    let p = timing::best_of_five(|| drop(black_box(intake(&plain))));
+    println!(
+        "\nintake per span: with a prompt, redacted {:.0} ns ({:.0} k spans/s); without content {:.0} ns; redaction costs {:.1}x\n",
+        r * 1e9 / SPANS as f64,
+        SPANS as f64 / r / 1e3,
+        p * 1e9 / SPANS as f64,
+        r / p
+    );
+}
+
+criterion_group!(benches, derive, forward, redact);
 criterion_main!(benches);
