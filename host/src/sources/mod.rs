@@ -4,6 +4,7 @@
 pub mod gpu;
 pub mod kubernetes;
 pub mod resource;
+pub mod scrape;
 pub mod system;
 
 use std::sync::Arc;
