@@ -101,8 +101,12 @@ fn parse(c: &mut Criterion) {
     g.bench_function("wasmtel", |b| b.iter(|| black_box(ours(&body))));
     g.bench_function("prometheus_parse", |b| b.iter(|| black_box(peer(&body))));
     g.finish();
-    let w = timing::best_of_five(|| drop(black_box(ours(&body))));
-    let p = timing::best_of_five(|| drop(black_box(peer(&body))));
+    let w = timing::best_of_five(|| {
+        black_box(ours(&body));
+    });
+    let p = timing::best_of_five(|| {
+        black_box(peer(&body));
+    });
     println!(
         "\nparsing {SAMPLES} samples ({} bytes): wasmtel {:.2} M samples/s, prometheus-parse {:.2} M samples/s, ratio {:.1}x\n",
         body.len(),

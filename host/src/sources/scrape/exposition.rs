@@ -288,9 +288,7 @@ fn unescape(text: &str, quoted: bool) -> Result<Cow<'_, str>, &'static str> {
 /// A sample line: `name{labels} value [timestamp] [# {labels} value [timestamp]]`.
 fn sample(text: &str, format: Format) -> Result<Sample<'_>, &'static str> {
     let open = format == Format::OpenMetrics;
-    let end = text
-        .find(|c: char| c == '{' || c == ' ' || c == '\t')
-        .unwrap_or(text.len());
+    let end = text.find(['{', ' ', '\t']).unwrap_or(text.len());
     let name = &text[..end];
     if !valid_name(name) {
         return Err("a sample's metric name is not valid");
