@@ -2,3 +2,4 @@
 //! OpenMetrics 1.0), read without copying.
 
 pub mod exposition;
+pub mod translate;

@@ -1,0 +1,563 @@
+//! A scraped exposition as an OTLP metrics request, as OpenTelemetry's Prometheus compatibility
+//! specification maps it: the target's `job` and `instance` (and `target_info`'s labels) make
+//! the resource; counters become monotonic cumulative sums named without `_total`, gauges and
+//! untyped series gauges, `info` and `stateset` non-monotonic sums, classic histograms and
+//! summaries their OTLP kinds; a series' start time is its `_created`, else when it was first
+//! seen; exemplars keep their trace and span ids.
+//!
+//! The request then takes the path of a pushed one (views, cardinality limits, tenancy, every
+//! exporter), so a scraped series behaves as a pushed series of the same shape.
+
+use std::collections::{BTreeMap, HashMap};
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Exemplar as OtlpExemplar, Gauge, Histogram, HistogramDataPoint, Metric,
+    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, exemplar,
+    metric::Data, number_data_point, summary_data_point::ValueAtQuantile,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use super::exposition::{Exemplar, Kind, Labels, Line, ParseError, Sample};
+
+/// The scope scraped metrics are recorded under.
+pub const SCOPE: &str = "wasmtel.scrape";
+
+/// One target's identity: what makes its resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The `job` label (`service.name`).
+    pub job: String,
+    /// The `instance` label (`service.instance.id`), `host:port`.
+    pub instance: String,
+    /// More resource attributes (a discovered pod's `k8s.*`, configured extra labels).
+    pub attributes: Vec<(String, String)>,
+}
+
+/// What one scrape read: the request, and how many samples the body held.
+#[derive(Debug, Default)]
+pub struct Scraped {
+    /// The request (one resource).
+    pub request: ExportMetricsServiceRequest,
+    /// Samples in the body.
+    pub samples: usize,
+    /// Series in the request (a histogram or summary is one series).
+    pub series: usize,
+}
+
+/// A series' identity within a target: its metric and labels.
+type SeriesKey = (String, Vec<(String, String)>);
+
+/// Translates one target's scrapes, remembering when each series was first seen.
+#[derive(Debug, Default)]
+pub struct Translator {
+    first_seen: HashMap<SeriesKey, u64>,
+}
+
+/// A family being gathered: its kind, unit, help and series by label set.
+#[derive(Debug)]
+struct Family {
+    kind: Kind,
+    unit: String,
+    help: String,
+    series: BTreeMap<Vec<(String, String)>, Series>,
+}
+
+/// What the samples of one series said.
+#[derive(Debug, Default)]
+struct Series {
+    value: Option<f64>,
+    created: Option<f64>,
+    count: Option<f64>,
+    sum: Option<f64>,
+    /// Histogram buckets (upper bound, cumulative count) or summary quantiles.
+    points: Vec<(f64, f64)>,
+    time_ms: Option<i64>,
+    exemplars: Vec<OtlpExemplar>,
+}
+
+/// The suffixes a sample of a family may carry, longest first.
+const SUFFIXES: &[&str] = &[
+    "_bucket", "_count", "_sum", "_created", "_total", "_info", "_gcount", "_gsum",
+];
+
+impl Translator {
+    /// A translator with nothing seen yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The request for one scrape of `target` at `now` (Unix nanoseconds), from its lines; a
+    /// sample's own timestamp is kept when `honor_timestamps`. The first bad line refuses it.
+    pub fn translate<'a>(
+        &mut self,
+        target: &Target,
+        lines: impl Iterator<Item = Result<Line<'a>, ParseError>>,
+        now: u64,
+        honor_timestamps: bool,
+    ) -> Result<Scraped, ParseError> {
+        let mut families: BTreeMap<String, Family> = BTreeMap::new();
+        // HELP and UNIT by the name they were written under, and whether it is a unit.
+        let mut metadata: HashMap<(&str, bool), String> = HashMap::new();
+        let mut info: Vec<(String, String)> = Vec::new();
+        let mut samples = 0;
+        for line in lines {
+            match line? {
+                Line::Type(name, kind) => {
+                    let name = family_name(name, kind);
+                    family(&mut families, &name, kind).kind = kind;
+                }
+                Line::Help(name, text) => {
+                    metadata.insert((name, false), text.into_owned());
+                }
+                Line::Unit(name, unit) => {
+                    metadata.insert((name, true), unit.to_owned());
+                }
+                Line::Sample(sample) => {
+                    samples += 1;
+                    if sample.name == "target_info" {
+                        info.extend(
+                            owned(&sample.labels)
+                                .into_iter()
+                                .filter(|(k, _)| k != "job" && k != "instance"),
+                        );
+                        continue;
+                    }
+                    gather(&mut families, &sample, honor_timestamps);
+                }
+            }
+        }
+        let mut series = 0;
+        let metrics: Vec<Metric> = families
+            .into_iter()
+            .filter_map(|(name, mut family)| {
+                series += family.series.len();
+                for (unit, field) in [(false, &mut family.help), (true, &mut family.unit)] {
+                    *field = ["", "_total", "_info"]
+                        .iter()
+                        .find_map(|suffix| {
+                            let written = format!("{name}{suffix}");
+                            metadata.get(&(written.as_str(), unit)).cloned()
+                        })
+                        .unwrap_or_default();
+                }
+                self.metric(name, family, now)
+            })
+            .collect();
+        let mut attributes = vec![
+            kv("service.name", &target.job),
+            kv("service.instance.id", &target.instance),
+        ];
+        attributes.extend(target.attributes.iter().map(|(k, v)| kv(k, v)));
+        attributes.extend(info.iter().map(|(k, v)| kv(k, v)));
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes,
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: SCOPE.into(),
+                        ..Default::default()
+                    }),
+                    metrics,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        Ok(Scraped {
+            request,
+            samples,
+            series,
+        })
+    }
+
+    /// When a series started: its `_created` (seconds), else when it was first seen.
+    fn start(
+        &mut self,
+        name: &str,
+        labels: &[(String, String)],
+        created: Option<f64>,
+        now: u64,
+    ) -> u64 {
+        if let Some(created) = created {
+            return (created * 1e9) as u64;
+        }
+        *self
+            .first_seen
+            .entry((name.to_owned(), labels.to_vec()))
+            .or_insert(now)
+    }
+
+    /// One family as an OTLP metric; `None` when it has no series.
+    fn metric(&mut self, name: String, family: Family, now: u64) -> Option<Metric> {
+        if family.series.is_empty() {
+            return None;
+        }
+        let cumulative = AggregationTemporality::Cumulative as i32;
+        let mut numbers = Vec::new();
+        let mut histograms = Vec::new();
+        let mut summaries = Vec::new();
+        for (labels, s) in family.series {
+            let time_unix_nano = s.time_ms.map_or(now, |ms| (ms.max(0) as u64) * 1_000_000);
+            let start_time_unix_nano = self.start(&name, &labels, s.created, time_unix_nano);
+            let attributes: Vec<KeyValue> = labels.iter().map(|(k, v)| kv(k, v)).collect();
+            match family.kind {
+                Kind::Histogram => {
+                    let mut buckets = s.points;
+                    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    let explicit_bounds: Vec<f64> = buckets
+                        .iter()
+                        .map(|b| b.0)
+                        .filter(|b| b.is_finite())
+                        .collect();
+                    let mut previous = 0.0;
+                    let bucket_counts: Vec<u64> = buckets
+                        .iter()
+                        .map(|(_, cumulative)| {
+                            let n = (cumulative - previous).max(0.0) as u64;
+                            previous = *cumulative;
+                            n
+                        })
+                        .collect();
+                    let count = s.count.unwrap_or(previous).max(0.0) as u64;
+                    histograms.push(HistogramDataPoint {
+                        attributes,
+                        start_time_unix_nano,
+                        time_unix_nano,
+                        count,
+                        sum: s.sum,
+                        bucket_counts,
+                        explicit_bounds,
+                        exemplars: s.exemplars,
+                        ..Default::default()
+                    });
+                }
+                Kind::Summary => summaries.push(SummaryDataPoint {
+                    attributes,
+                    start_time_unix_nano,
+                    time_unix_nano,
+                    count: s.count.unwrap_or(0.0).max(0.0) as u64,
+                    sum: s.sum.unwrap_or(0.0),
+                    quantile_values: s
+                        .points
+                        .iter()
+                        .map(|(quantile, value)| ValueAtQuantile {
+                            quantile: *quantile,
+                            value: *value,
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+                _ => numbers.push(NumberDataPoint {
+                    attributes,
+                    start_time_unix_nano,
+                    time_unix_nano,
+                    value: Some(number_data_point::Value::AsDouble(s.value?)),
+                    exemplars: s.exemplars,
+                    ..Default::default()
+                }),
+            }
+        }
+        let data = match family.kind {
+            Kind::Counter => Data::Sum(Sum {
+                data_points: numbers,
+                aggregation_temporality: cumulative,
+                is_monotonic: true,
+            }),
+            Kind::Info | Kind::StateSet => Data::Sum(Sum {
+                data_points: numbers,
+                aggregation_temporality: cumulative,
+                is_monotonic: false,
+            }),
+            Kind::Histogram => Data::Histogram(Histogram {
+                data_points: histograms,
+                aggregation_temporality: cumulative,
+            }),
+            Kind::Summary => Data::Summary(Summary {
+                data_points: summaries,
+            }),
+            Kind::Gauge | Kind::Unknown | Kind::GaugeHistogram => Data::Gauge(Gauge {
+                data_points: numbers,
+            }),
+        };
+        Some(Metric {
+            name,
+            description: family.help,
+            unit: family.unit,
+            data: Some(data),
+            ..Default::default()
+        })
+    }
+}
+
+/// A family's name as OTLP carries it: a counter's without `_total`, an info's without `_info`.
+fn family_name(name: &str, kind: Kind) -> String {
+    let trimmed = match kind {
+        Kind::Counter => name.strip_suffix("_total"),
+        Kind::Info => name.strip_suffix("_info"),
+        _ => None,
+    };
+    trimmed.unwrap_or(name).to_owned()
+}
+
+/// The family named `name`, made of `kind` when new.
+fn family<'f>(
+    families: &'f mut BTreeMap<String, Family>,
+    name: &str,
+    kind: Kind,
+) -> &'f mut Family {
+    families.entry(name.to_owned()).or_insert_with(|| Family {
+        kind,
+        unit: String::new(),
+        help: String::new(),
+        series: BTreeMap::new(),
+    })
+}
+
+/// Labels as owned pairs, sorted by name.
+fn owned(labels: &Labels<'_>) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.to_string()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// Adds one sample to the family it belongs to: the declared family whose name is the
+/// sample's less a suffix its kind has, else a family of its own name (unknown).
+fn gather(families: &mut BTreeMap<String, Family>, sample: &Sample<'_>, honor_timestamps: bool) {
+    let (family_name, suffix) = SUFFIXES
+        .iter()
+        .find_map(|suffix| {
+            let base = sample.name.strip_suffix(suffix)?;
+            families.contains_key(base).then_some((base, *suffix))
+        })
+        .unwrap_or((sample.name, ""));
+    let family_name = family_name.to_owned();
+    let kind = families.get(&family_name).map_or(Kind::Unknown, |f| f.kind);
+    let mut labels = owned(&sample.labels);
+    let special = match kind {
+        Kind::Histogram if suffix == "_bucket" => "le",
+        Kind::Summary if suffix.is_empty() => "quantile",
+        _ => "",
+    };
+    let bound = labels
+        .iter()
+        .position(|(k, _)| k == special)
+        .map(|at| labels.remove(at).1);
+    let series = family(families, &family_name, kind)
+        .series
+        .entry(labels)
+        .or_default();
+    if honor_timestamps {
+        series.time_ms = sample.timestamp_ms.or(series.time_ms);
+    }
+    if let Some(e) = &sample.exemplar {
+        series.exemplars.push(exemplar_of(e));
+    }
+    match (suffix, bound) {
+        ("_created", _) => series.created = Some(sample.value),
+        ("_count" | "_gcount", _) => series.count = Some(sample.value),
+        ("_sum" | "_gsum", _) => series.sum = Some(sample.value),
+        (_, Some(bound)) => {
+            let bound = match bound.as_str() {
+                "+Inf" | "Inf" => f64::INFINITY,
+                other => other.parse().unwrap_or(f64::NAN),
+            };
+            series.points.push((bound, sample.value));
+        }
+        _ => series.value = Some(sample.value),
+    }
+}
+
+/// An OpenMetrics exemplar as OTLP's: `trace_id`/`span_id` labels as ids, the rest filtered
+/// attributes.
+fn exemplar_of(e: &Exemplar<'_>) -> OtlpExemplar {
+    let id = |name: &str, len: usize| {
+        e.labels
+            .iter()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| const_hex::decode(v.as_ref()).ok())
+            .filter(|b| b.len() == len)
+            .unwrap_or_default()
+    };
+    OtlpExemplar {
+        filtered_attributes: e
+            .labels
+            .iter()
+            .filter(|(k, _)| *k != "trace_id" && *k != "span_id")
+            .map(|(k, v)| kv(k, v))
+            .collect(),
+        time_unix_nano: e.timestamp.map_or(0, |t| (t * 1e9) as u64),
+        span_id: id("span_id", 8),
+        trace_id: id("trace_id", 16),
+        value: Some(exemplar::Value::AsDouble(e.value)),
+    }
+}
+
+/// A string attribute.
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::exposition::{Format, Parser};
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            job: "vllm".into(),
+            instance: "10.0.0.7:8000".into(),
+            attributes: vec![("k8s.pod.name".into(), "vllm-0".into())],
+        }
+    }
+
+    fn translate(t: &mut Translator, body: &str, format: Format, now: u64) -> Scraped {
+        t.translate(&target(), Parser::new(body, format), now, true)
+            .expect("valid")
+    }
+
+    fn metrics(s: &Scraped) -> &[Metric] {
+        &s.request.resource_metrics[0].scope_metrics[0].metrics
+    }
+
+    #[test]
+    fn counters_gauges_and_histograms_become_their_otlp_kinds_under_the_targets_resource() {
+        let body = "# HELP vllm:prompt_tokens_total Prompt tokens.\n\
+                    # TYPE vllm:prompt_tokens_total counter\n\
+                    vllm:prompt_tokens_total{model_name=\"m\"} 120\n\
+                    # TYPE vllm:num_requests_running gauge\n\
+                    vllm:num_requests_running{model_name=\"m\"} 3\n\
+                    # TYPE lat histogram\n\
+                    lat_bucket{model_name=\"m\",le=\"0.5\"} 2\n\
+                    lat_bucket{model_name=\"m\",le=\"1.0\"} 5\n\
+                    lat_bucket{model_name=\"m\",le=\"+Inf\"} 6\n\
+                    lat_sum{model_name=\"m\"} 4.5\n\
+                    lat_count{model_name=\"m\"} 6\n\
+                    untyped_thing 7\n\
+                    target_info{job=\"x\",env=\"prod\"} 1\n";
+        let mut t = Translator::new();
+        let scraped = translate(&mut t, body, Format::Text, 5_000);
+        assert_eq!((scraped.samples, scraped.series), (9, 4));
+        let resource = scraped.request.resource_metrics[0]
+            .resource
+            .as_ref()
+            .expect("resource");
+        assert_eq!(
+            resource.attributes,
+            [
+                kv("service.name", "vllm"),
+                kv("service.instance.id", "10.0.0.7:8000"),
+                kv("k8s.pod.name", "vllm-0"),
+                kv("env", "prod"),
+            ]
+        );
+        let m = metrics(&scraped);
+        let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "lat",
+                "untyped_thing",
+                "vllm:num_requests_running",
+                "vllm:prompt_tokens"
+            ]
+        );
+        let Some(Data::Histogram(h)) = &m[0].data else {
+            panic!("a histogram")
+        };
+        let p = &h.data_points[0];
+        assert_eq!(
+            (&p.explicit_bounds, &p.bucket_counts, p.count, p.sum),
+            (&vec![0.5, 1.0], &vec![2, 3, 1], 6, Some(4.5))
+        );
+        assert_eq!(p.start_time_unix_nano, 5_000, "first seen now");
+        assert!(matches!(&m[1].data, Some(Data::Gauge(_))));
+        let Some(Data::Sum(s)) = &m[3].data else {
+            panic!("a sum")
+        };
+        assert!(s.is_monotonic);
+        assert_eq!(m[3].description, "Prompt tokens.");
+        assert_eq!(
+            s.data_points[0].value,
+            Some(number_data_point::Value::AsDouble(120.0))
+        );
+
+        // The next scrape keeps each series' start.
+        let again = translate(&mut t, body, Format::Text, 9_000);
+        let Some(Data::Sum(s)) = &metrics(&again)[3].data else {
+            panic!("a sum")
+        };
+        assert_eq!(
+            (
+                s.data_points[0].start_time_unix_nano,
+                s.data_points[0].time_unix_nano
+            ),
+            (5_000, 9_000)
+        );
+    }
+
+    #[test]
+    fn openmetrics_created_exemplars_summaries_and_info_are_kept() {
+        let body = "# TYPE req counter\n\
+                    req_total{code=\"200\"} 9 # {trace_id=\"0102030405060708090a0b0c0d0e0f10\",span_id=\"0102030405060708\",user=\"u\"} 1 1700000000.5\n\
+                    req_created{code=\"200\"} 1700000000\n\
+                    # TYPE rpc summary\n\
+                    rpc{quantile=\"0.5\"} 0.2\n\
+                    rpc{quantile=\"0.99\"} 0.9\n\
+                    rpc_sum 12.5\n\
+                    rpc_count 40\n\
+                    # TYPE build info\n\
+                    build_info{version=\"1.2\"} 1\n\
+                    # EOF\n";
+        let scraped = translate(&mut Translator::new(), body, Format::OpenMetrics, 5);
+        let m = metrics(&scraped);
+        let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["build", "req", "rpc"]);
+        let Some(Data::Sum(info)) = &m[0].data else {
+            panic!("info is a sum")
+        };
+        assert!(!info.is_monotonic);
+        let Some(Data::Sum(req)) = &m[1].data else {
+            panic!("a sum")
+        };
+        let p = &req.data_points[0];
+        assert_eq!(p.start_time_unix_nano, 1_700_000_000_000_000_000);
+        let e = &p.exemplars[0];
+        assert_eq!(e.trace_id, (1..=16).collect::<Vec<u8>>());
+        assert_eq!(e.span_id, (1..=8).collect::<Vec<u8>>());
+        assert_eq!(e.filtered_attributes, vec![kv("user", "u")]);
+        assert_eq!(e.time_unix_nano, 1_700_000_000_500_000_000);
+        let Some(Data::Summary(rpc)) = &m[2].data else {
+            panic!("a summary")
+        };
+        let q = &rpc.data_points[0];
+        assert_eq!((q.count, q.sum), (40, 12.5));
+        let quantiles: Vec<(f64, f64)> = q
+            .quantile_values
+            .iter()
+            .map(|v| (v.quantile, v.value))
+            .collect();
+        assert_eq!(quantiles, [(0.5, 0.2), (0.99, 0.9)]);
+    }
+
+    #[test]
+    fn a_bad_line_refuses_the_scrape_by_line() {
+        let err = Translator::new()
+            .translate(&target(), Parser::new("a 1\nb{ 2\n", Format::Text), 1, true)
+            .expect_err("bad");
+        assert_eq!(err.to_string(), "line 2: a label has no `=`");
+    }
+}
