@@ -8,6 +8,7 @@ mod export;
 mod metrics;
 mod plugins;
 mod renamed;
+mod scrape;
 mod tenancy;
 
 pub use derive::{
@@ -22,6 +23,7 @@ pub use plugins::{
     Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten, plugin_name_error,
 };
 pub use renamed::Renamed;
+pub use scrape::ScrapeConfig;
 pub use tenancy::{DEFAULT_MAX_PLUGIN_BYTES, TenancyConfig, TenantLimits};
 
 use std::collections::BTreeMap;
@@ -118,6 +120,8 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// `[tenancy]`: tenants, their tokens and what they may see.
     pub tenancy: TenancyConfig,
+    /// `[[scrape]]`: Prometheus endpoints scraped on an interval.
+    pub scrape: Vec<ScrapeConfig>,
 }
 
 /// `[admin]`: the admin API, bearer-token protected.
@@ -600,6 +604,9 @@ impl Config {
             .limits
             .check()
             .map_err(|e| format!("`tenancy.limits`: {e}"))?;
+        for (i, target) in config.scrape.iter().enumerate() {
+            target.check().map_err(|e| format!("`scrape[{i}]`: {e}"))?;
+        }
         if let Some((key, error)) = config
             .plugin_names()
             .find_map(|(key, name)| plugin_name_error(name).map(|e| (key, e)))

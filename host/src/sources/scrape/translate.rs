@@ -49,9 +49,42 @@ pub struct Scraped {
 /// A series' identity within a target: its metric and labels.
 type SeriesKey = (String, Vec<(String, String)>);
 
+/// How a target's samples are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Keep a scraped `job` or `instance` label as it is (else `exported_job`/`exported_instance`).
+    pub honor_labels: bool,
+    /// Keep a sample's own timestamp (else the scrape's time).
+    pub honor_timestamps: bool,
+    /// Labels one series may have; more refuse the scrape (0: no limit).
+    pub label_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            honor_labels: false,
+            honor_timestamps: true,
+            label_limit: 0,
+        }
+    }
+}
+
+/// Why a scrape's body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// A line is not valid.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// A series has more labels than `label_limit`.
+    #[error("a series of `{0}` has more labels than label_limit allows")]
+    Labels(String),
+}
+
 /// Translates one target's scrapes, remembering when each series was first seen.
 #[derive(Debug, Default)]
 pub struct Translator {
+    options: Options,
     first_seen: HashMap<SeriesKey, u64>,
 }
 
@@ -84,19 +117,21 @@ const SUFFIXES: &[&str] = &[
 
 impl Translator {
     /// A translator with nothing seen yet.
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(options: Options) -> Self {
+        Self {
+            options,
+            first_seen: HashMap::new(),
+        }
     }
 
-    /// The request for one scrape of `target` at `now` (Unix nanoseconds), from its lines; a
-    /// sample's own timestamp is kept when `honor_timestamps`. The first bad line refuses it.
+    /// The request for one scrape of `target` at `now` (Unix nanoseconds), from its lines. The
+    /// first bad line, or a series past the label limit, refuses it.
     pub fn translate<'a>(
         &mut self,
         target: &Target,
         lines: impl Iterator<Item = Result<Line<'a>, ParseError>>,
         now: u64,
-        honor_timestamps: bool,
-    ) -> Result<Scraped, ParseError> {
+    ) -> Result<Scraped, Refused> {
         let mut families: BTreeMap<String, Family> = BTreeMap::new();
         // HELP and UNIT by the name they were written under, and whether it is a unit.
         let mut metadata: HashMap<(&str, bool), String> = HashMap::new();
@@ -124,7 +159,11 @@ impl Translator {
                         );
                         continue;
                     }
-                    gather(&mut families, &sample, honor_timestamps);
+                    let limit = self.options.label_limit;
+                    if limit > 0 && sample.labels.len() > limit {
+                        return Err(Refused::Labels(sample.name.to_owned()));
+                    }
+                    gather(&mut families, &sample, self.options);
                 }
             }
         }
@@ -330,7 +369,7 @@ fn owned(labels: &Labels<'_>) -> Vec<(String, String)> {
 
 /// Adds one sample to the family it belongs to: the declared family whose name is the
 /// sample's less a suffix its kind has, else a family of its own name (unknown).
-fn gather(families: &mut BTreeMap<String, Family>, sample: &Sample<'_>, honor_timestamps: bool) {
+fn gather(families: &mut BTreeMap<String, Family>, sample: &Sample<'_>, options: Options) {
     let (family_name, suffix) = SUFFIXES
         .iter()
         .find_map(|suffix| {
@@ -341,6 +380,14 @@ fn gather(families: &mut BTreeMap<String, Family>, sample: &Sample<'_>, honor_ti
     let family_name = family_name.to_owned();
     let kind = families.get(&family_name).map_or(Kind::Unknown, |f| f.kind);
     let mut labels = owned(&sample.labels);
+    if !options.honor_labels {
+        for (name, _) in &mut labels {
+            if name == "job" || name == "instance" {
+                name.insert_str(0, "exported_");
+            }
+        }
+        labels.sort();
+    }
     let special = match kind {
         Kind::Histogram if suffix == "_bucket" => "le",
         Kind::Summary if suffix.is_empty() => "quantile",
@@ -354,7 +401,7 @@ fn gather(families: &mut BTreeMap<String, Family>, sample: &Sample<'_>, honor_ti
         .series
         .entry(labels)
         .or_default();
-    if honor_timestamps {
+    if options.honor_timestamps {
         series.time_ms = sample.timestamp_ms.or(series.time_ms);
     }
     if let Some(e) = &sample.exemplar {
@@ -425,7 +472,7 @@ mod tests {
     }
 
     fn translate(t: &mut Translator, body: &str, format: Format, now: u64) -> Scraped {
-        t.translate(&target(), Parser::new(body, format), now, true)
+        t.translate(&target(), Parser::new(body, format), now)
             .expect("valid")
     }
 
@@ -448,7 +495,7 @@ mod tests {
                     lat_count{model_name=\"m\"} 6\n\
                     untyped_thing 7\n\
                     target_info{job=\"x\",env=\"prod\"} 1\n";
-        let mut t = Translator::new();
+        let mut t = Translator::new(Options::default());
         let scraped = translate(&mut t, body, Format::Text, 5_000);
         assert_eq!((scraped.samples, scraped.series), (9, 4));
         let resource = scraped.request.resource_metrics[0]
@@ -522,7 +569,12 @@ mod tests {
                     # TYPE build info\n\
                     build_info{version=\"1.2\"} 1\n\
                     # EOF\n";
-        let scraped = translate(&mut Translator::new(), body, Format::OpenMetrics, 5);
+        let scraped = translate(
+            &mut Translator::new(Options::default()),
+            body,
+            Format::OpenMetrics,
+            5,
+        );
         let m = metrics(&scraped);
         let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["build", "req", "rpc"]);
@@ -555,9 +607,51 @@ mod tests {
 
     #[test]
     fn a_bad_line_refuses_the_scrape_by_line() {
-        let err = Translator::new()
-            .translate(&target(), Parser::new("a 1\nb{ 2\n", Format::Text), 1, true)
+        let err = Translator::new(Options::default())
+            .translate(&target(), Parser::new("a 1\nb{ 2\n", Format::Text), 1)
             .expect_err("bad");
         assert_eq!(err.to_string(), "line 2: a label has no `=`");
+        let limited = Options {
+            label_limit: 1,
+            ..Options::default()
+        };
+        let err = Translator::new(limited)
+            .translate(
+                &target(),
+                Parser::new("a{x=\"1\",y=\"2\"} 1\n", Format::Text),
+                1,
+            )
+            .expect_err("two labels");
+        assert_eq!(
+            err.to_string(),
+            "a series of `a` has more labels than label_limit allows"
+        );
+    }
+
+    #[test]
+    fn a_scraped_job_or_instance_is_renamed_unless_honored() {
+        let body = "up_like{job=\"other\",instance=\"x:1\"} 1\n";
+        let labels = |options| {
+            let s = Translator::new(options)
+                .translate(&target(), Parser::new(body, Format::Text), 1)
+                .expect("valid");
+            let Some(Data::Gauge(g)) = &metrics(&s)[0].data else {
+                panic!("a gauge")
+            };
+            g.data_points[0]
+                .attributes
+                .iter()
+                .map(|a| a.key.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            labels(Options::default()),
+            ["exported_instance", "exported_job"]
+        );
+        let honored = Options {
+            honor_labels: true,
+            ..Options::default()
+        };
+        assert_eq!(labels(honored), ["instance", "job"]);
     }
 }
