@@ -60,6 +60,9 @@ pub enum StartError {
     /// A configured plugin could not be loaded under `[plugins] strict`.
     #[error(transparent)]
     Plugin(#[from] Unloaded),
+    /// A `[[scrape]]` target could not start.
+    #[error("a [[scrape]] target could not start: {0}")]
+    Scrape(String),
 }
 
 /// A started host. Dropping it without [`Host::shutdown`] aborts its tasks.
@@ -236,6 +239,19 @@ impl Host {
         }
         let mut servers = listeners.tasks;
         servers.extend(crate::sources::start(config, registry, &stopped)?);
+        // Scraped metrics take the path of pushed ones: views, limits, tenancy, every exporter.
+        let receiver = crate::intake::otlp::metrics::MetricsReceiver::new(registries.clone())
+            .with_tenancy(core.tenancy.clone());
+        let sink: crate::sources::scrape::scraper::Sink = Arc::new(move |request| {
+            let tally = receiver.receive(&request);
+            if let Some(why) = tally.message {
+                tracing::debug!(refused = tally.rejected, "scraped points refused: {why}");
+            }
+        });
+        let (scrapes, _health) =
+            crate::sources::scrape::scraper::start(&config.scrape, &sink, &stopped)
+                .map_err(StartError::Scrape)?;
+        servers.extend(scrapes);
         let own = config.metrics.idle_series_expiry;
         let received = config.metrics.received_expiry();
         servers.extend(

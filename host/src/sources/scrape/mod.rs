@@ -2,4 +2,5 @@
 //! OpenMetrics 1.0), read without copying.
 
 pub mod exposition;
+pub mod scraper;
 pub mod translate;
