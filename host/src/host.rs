@@ -248,10 +248,9 @@ impl Host {
                 tracing::debug!(refused = tally.rejected, "scraped points refused: {why}");
             }
         });
-        let (scrapes, _health) =
-            crate::sources::scrape::scraper::start(&config.scrape, &sink, &stopped)
-                .map_err(StartError::Scrape)?;
-        servers.extend(scrapes);
+        let scrapes = crate::sources::scrape::scraper::start(&config.scrape, &sink, &stopped)
+            .map_err(StartError::Scrape)?;
+        servers.extend(scrapes.tasks);
         let own = config.metrics.idle_series_expiry;
         let received = config.metrics.received_expiry();
         servers.extend(

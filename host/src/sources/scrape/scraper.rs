@@ -237,13 +237,21 @@ fn gauge(name: &str, value: f64, now: u64) -> Metric {
     }
 }
 
-/// Starts one task per target, each scraping on its interval into `sink` until `stopped`; the
-/// targets' health, for the API.
+/// The scrape tasks started, and each target's health for the API.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// One task per target.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Each target's last scrape.
+    pub health: Vec<Arc<Mutex<Health>>>,
+}
+
+/// Starts one task per target, each scraping on its interval into `sink` until `stopped`.
 pub fn start(
     configs: &[ScrapeConfig],
     sink: &Sink,
     stopped: &tokio::sync::watch::Receiver<bool>,
-) -> Result<(Vec<tokio::task::JoinHandle<()>>, Vec<Arc<Mutex<Health>>>), String> {
+) -> Result<Started, String> {
     let mut tasks = Vec::new();
     let mut health = Vec::new();
     for config in configs {
@@ -263,5 +271,5 @@ pub fn start(
             }
         }));
     }
-    Ok((tasks, health))
+    Ok(Started { tasks, health })
 }
