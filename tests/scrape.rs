@@ -203,3 +203,95 @@ async fn the_python_prometheus_client_is_scraped_over_openmetrics_with_its_value
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A target counting the scrapes it answers.
+async fn counted_target() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let scrapes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = scrapes.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            seen.fetch_add(1, Ordering::Relaxed);
+            async { "# TYPE pod_ready gauge\npod_ready 1\n" }
+        }),
+    );
+    (wasmtel_tests::serve(app).await.port(), scrapes)
+}
+
+/// A pod of the kubelet's list, on 127.0.0.1, with `annotations`.
+fn pod(name: &str, annotations: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"name": name, "namespace": "ml", "uid": format!("uid-{name}"),
+                     "labels": {"app": name}, "annotations": annotations},
+        "spec": {"nodeName": "node-1"},
+        "status": {"phase": "Running", "podIP": "127.0.0.1"}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelets_annotated_pods_are_scraped_and_stop_when_they_go() {
+    let (annotated, annotated_scrapes) = counted_target().await;
+    let (plain, plain_scrapes) = counted_target().await;
+    let pods = Arc::new(std::sync::Mutex::new(serde_json::json!({"items": [
+        pod("vllm", &serde_json::json!({"prometheus.io/scrape": "true", "prometheus.io/port": annotated.to_string()})),
+        pod("plain", &serde_json::json!({"prometheus.io/port": plain.to_string()})),
+    ]})));
+    let listed = pods.clone();
+    let kubelet = axum::Router::new().route(
+        "/pods",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let list = listed.lock().expect("lock").clone();
+            async move {
+                match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                    Some("Bearer s3cret") => (axum::http::StatusCode::OK, list.to_string()),
+                    _ => (axum::http::StatusCode::UNAUTHORIZED, String::new()),
+                }
+            }
+        }),
+    );
+    let kubelet = wasmtel_tests::serve(kubelet).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").expect("token");
+    let host = start(&format!(
+        "[kubernetes.pods]\nurl = \"http://{kubelet}/pods\"\ntoken_file = \"{}\"\nrefresh = \"200ms\"\ninterval = \"100ms\"\n",
+        token.display()
+    ))
+    .await;
+    let instance = format!("127.0.0.1:{annotated}");
+    let target = [("job", "vllm"), ("instance", instance.as_str())];
+    until(&host, "pod_ready", &target, 1.0).await;
+    let m = exposition(&host).await;
+    let info = m
+        .samples("target_info")
+        .find(|(l, _)| l.get("job").map(String::as_str) == Some("vllm"))
+        .map(|(l, _)| l.clone())
+        .expect("the pod's target_info");
+    assert_eq!(
+        info.get("k8s_namespace_name").map(String::as_str),
+        Some("ml")
+    );
+    assert_eq!(info.get("k8s_pod_name").map(String::as_str), Some("vllm"));
+    assert_eq!(
+        info.get("k8s_node_name").map(String::as_str),
+        Some("node-1")
+    );
+    assert_eq!(
+        plain_scrapes.load(Ordering::Relaxed),
+        0,
+        "an unannotated pod is not scraped"
+    );
+
+    // The pod goes: its target stops within a refresh.
+    pods.lock().expect("lock")["items"] = serde_json::json!([]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = annotated_scrapes.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        annotated_scrapes.load(Ordering::Relaxed),
+        after,
+        "no scrape after the pod went"
+    );
+    assert_eq!(plain_scrapes.load(Ordering::Relaxed), 0);
+    host.shutdown().await;
+}

@@ -251,6 +251,24 @@ impl Host {
         let scrapes = crate::sources::scrape::scraper::start(&config.scrape, &sink, &stopped)
             .map_err(StartError::Scrape)?;
         servers.extend(scrapes.tasks);
+        let pods = &config.kubernetes.pods;
+        if !pods.url.is_empty() {
+            let discovery = crate::sources::scrape::discovery::Discovery::new(
+                pods.clone(),
+                sink,
+                stopped.clone(),
+            )
+            .map_err(StartError::Scrape)?;
+            let discovery = Arc::new(tokio::sync::Mutex::new(discovery));
+            servers.push(crate::ticker::every(
+                pods.refresh(),
+                stopped.clone(),
+                move || {
+                    let discovery = discovery.clone();
+                    async move { discovery.lock().await.refresh().await }
+                },
+            ));
+        }
         let own = config.metrics.idle_series_expiry;
         let received = config.metrics.received_expiry();
         servers.extend(

@@ -23,7 +23,7 @@ pub use plugins::{
     Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten, plugin_name_error,
 };
 pub use renamed::Renamed;
-pub use scrape::ScrapeConfig;
+pub use scrape::{PodDiscoveryConfig, ScrapeConfig};
 pub use tenancy::{DEFAULT_MAX_PLUGIN_BYTES, TenancyConfig, TenantLimits};
 
 use std::collections::BTreeMap;
@@ -204,6 +204,8 @@ pub struct KubernetesConfig {
     /// Where the host's processes are seen, for their cgroups (default `/proc`; in a pod, the
     /// host's `/proc` mounted elsewhere).
     pub proc_root: PathBuf,
+    /// `[kubernetes.pods]`: the node's pods discovered and scraped.
+    pub pods: PodDiscoveryConfig,
 }
 
 impl Default for KubernetesConfig {
@@ -212,6 +214,7 @@ impl Default for KubernetesConfig {
             pod_resources_socket: "/var/lib/kubelet/pod-resources/kubelet.sock".into(),
             refresh_interval: None,
             proc_root: PathBuf::from("/proc"),
+            pods: PodDiscoveryConfig::default(),
         }
     }
 }

@@ -67,6 +67,23 @@ fn default_body_size_limit() -> usize {
 }
 
 impl ScrapeConfig {
+    /// A target at `url` with every default.
+    pub fn new(url: String) -> Self {
+        Self {
+            url,
+            interval: None,
+            timeout: None,
+            job: default_job(),
+            labels: BTreeMap::new(),
+            honor_labels: false,
+            honor_timestamps: true,
+            sample_limit: 0,
+            label_limit: 0,
+            body_size_limit: default_body_size_limit(),
+            gzip: true,
+        }
+    }
+
     /// How often it is scraped.
     pub fn interval(&self) -> Duration {
         self.interval.unwrap_or(Duration::from_secs(15))
@@ -107,6 +124,48 @@ impl ScrapeConfig {
             return Err("`interval` must be more than 0s".into());
         }
         Ok(())
+    }
+}
+
+/// `[kubernetes.pods]`: the pods of this node, from the kubelet's pod list, scraped when their
+/// `prometheus.io/scrape` annotation says `"true"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PodDiscoveryConfig {
+    /// The kubelet's pod list: `https://<node>:10250/pods` (with `token_file`), or the read-only
+    /// `http://<node>:10255/pods` where a cluster enables it; `""` (default) turns discovery off.
+    pub url: String,
+    /// The bearer token sent to the kubelet, read again at every refresh (default the service
+    /// account's).
+    pub token_file: String,
+    /// The CA that signs the kubelet's certificate (default the service account's; a missing
+    /// file means the system roots).
+    pub ca_file: String,
+    /// How often the pod list is read again (default 30 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub refresh: Option<Duration>,
+    /// How often each discovered pod is scraped (default 15 s).
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
+    pub interval: Option<Duration>,
+}
+
+impl Default for PodDiscoveryConfig {
+    fn default() -> Self {
+        let account = "/var/run/secrets/kubernetes.io/serviceaccount";
+        Self {
+            url: String::new(),
+            token_file: format!("{account}/token"),
+            ca_file: format!("{account}/ca.crt"),
+            refresh: None,
+            interval: None,
+        }
+    }
+}
+
+impl PodDiscoveryConfig {
+    /// How often the pod list is read again.
+    pub fn refresh(&self) -> Duration {
+        self.refresh.unwrap_or(Duration::from_secs(30))
     }
 }
 

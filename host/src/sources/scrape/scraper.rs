@@ -252,24 +252,40 @@ pub fn start(
     sink: &Sink,
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<Started, String> {
-    let mut tasks = Vec::new();
-    let mut health = Vec::new();
+    let mut started = Started::default();
     for config in configs {
-        let interval: Duration = config.interval();
-        let scraper = Arc::new(tokio::sync::Mutex::new(Scraper::new(config.clone())?));
-        health.push(scraper.try_lock().map_err(|e| e.to_string())?.health());
-        let sink = sink.clone();
-        tasks.push(crate::ticker::every(interval, stopped.clone(), move || {
-            let (scraper, sink) = (scraper.clone(), sink.clone());
-            async move {
-                let request = scraper
-                    .lock()
-                    .await
-                    .scrape(crate::clock::unix_nanos())
-                    .await;
-                sink(request);
-            }
-        }));
+        let (task, health) = spawn(config.clone(), sink.clone(), stopped.clone())?;
+        started.tasks.push(task);
+        started.health.push(health);
     }
-    Ok(Started { tasks, health })
+    Ok(started)
+}
+
+/// Starts one target's task: a scrape now and every interval into `sink` until `stopped`; its
+/// health.
+pub fn spawn(
+    config: ScrapeConfig,
+    sink: Sink,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(tokio::task::JoinHandle<()>, Arc<Mutex<Health>>), String> {
+    let interval: Duration = config.interval();
+    let scraper = Scraper::new(config)?;
+    let health = scraper.health();
+    let scraper = Arc::new(tokio::sync::Mutex::new(scraper));
+    let task = crate::ticker::every(interval, stopped, move || {
+        let (scraper, sink) = (scraper.clone(), sink.clone());
+        async move {
+            let request = scraper
+                .lock()
+                .await
+                .scrape(crate::clock::unix_nanos())
+                .await;
+            // Recording may call view plugins: off the async workers.
+            let recorded = tokio::task::spawn_blocking(move || sink(request)).await;
+            if let Err(e) = recorded {
+                tracing::error!("recording a scrape failed: {e}");
+            }
+        }
+    });
+    Ok((task, health))
 }
