@@ -121,6 +121,20 @@ async fn a_text_target_is_scraped_on_its_interval_and_a_failing_one_reads_up_zer
     status.store(500, Ordering::Relaxed);
     until(&host, "up", &target, 0.0).await;
     until(&host, "scrape_samples_scraped", &target, 0.0).await;
+    let m = exposition(&host).await;
+    for gone in [
+        "jobs_done_total",
+        "temperature_celsius",
+        "wait_seconds_count",
+    ] {
+        assert_eq!(
+            m.samples(gone).count(),
+            0,
+            "a failed target's series end, no frozen last value: {gone}"
+        );
+    }
+    status.store(200, Ordering::Relaxed);
+    until(&host, "jobs_done_total", &with(&[("queue", "a")]), 41.0).await;
     host.shutdown().await;
 }
 
@@ -291,6 +305,11 @@ async fn the_kubelets_annotated_pods_are_scraped_and_stop_when_they_go() {
         annotated_scrapes.load(Ordering::Relaxed),
         after,
         "no scrape after the pod went"
+    );
+    assert_eq!(
+        exposition(&host).await.samples("pod_ready").count(),
+        0,
+        "the pod's series ended with it"
     );
     assert_eq!(plain_scrapes.load(Ordering::Relaxed), 0);
     host.shutdown().await;

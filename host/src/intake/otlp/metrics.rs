@@ -223,7 +223,7 @@ impl MetricsReceiver {
 /// A gauge or sum point.
 fn number(target: &mut Target<'_>, p: &NumberDataPoint, monotonic: bool, tally: &mut Tally) {
     if p.flags & NO_RECORDED_VALUE != 0 {
-        return tally.accept(1);
+        return target.end(&p.attributes, tally);
     }
     let value = match p.value {
         Some(number_data_point::Value::AsDouble(v)) => v,
@@ -251,7 +251,7 @@ fn number(target: &mut Target<'_>, p: &NumberDataPoint, monotonic: bool, tally: 
 
 fn histogram(target: &mut Target<'_>, p: &HistogramDataPoint, tally: &mut Tally) {
     if p.flags & NO_RECORDED_VALUE != 0 {
-        return tally.accept(1);
+        return target.end(&p.attributes, tally);
     }
     let point = match histogram_point(p) {
         Ok(point) => point,
@@ -280,7 +280,7 @@ fn histogram(target: &mut Target<'_>, p: &HistogramDataPoint, tally: &mut Tally)
 
 fn exponential(target: &mut Target<'_>, p: &ExponentialHistogramDataPoint, tally: &mut Tally) {
     if p.flags & NO_RECORDED_VALUE != 0 {
-        return tally.accept(1);
+        return target.end(&p.attributes, tally);
     }
     let point = match exponential_point(p) {
         Ok(point) => point,
@@ -328,6 +328,27 @@ impl Target<'_> {
     /// Adds `point` to the series `attrs`.
     fn merge(&self, attrs: &AttrsRef<'_>, point: Point<'_>) -> Result<(), MergeError> {
         self.instrument.merge(attrs, point)
+    }
+
+    /// Ends the series of `attributes` (a point flagged "no recorded value": the source says it
+    /// is gone, as a Prometheus staleness marker does): it leaves the instrument, and a later
+    /// point starts it afresh.
+    fn end(
+        &mut self,
+        attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+        tally: &mut Tally,
+    ) {
+        let mut spill = Vec::new();
+        let attrs = borrowed(attributes, &mut spill);
+        if let Some((table, count)) = self.memory.as_mut() {
+            let hash = hash_attrs(&attrs);
+            if let Ok(entry) = table.find_entry(hash, |(set, _, _)| set.matches(&attrs)) {
+                entry.remove();
+                **count -= 1;
+            }
+        }
+        self.instrument.retain_series(|set| !set.matches(&attrs));
+        tally.accept(1);
     }
 
     /// Merges the change `change` derives from the series' previous cumulative point (and
@@ -615,6 +636,27 @@ mod tests {
         assert_eq!(
             values(&instrument(&r, "app", "reqs")),
             [("/a".into(), 14.0)]
+        );
+    }
+
+    #[test]
+    fn a_point_with_no_recorded_value_ends_its_series() {
+        let r = receiver();
+        let send = |points| r.receive(&request("app", vec![sum("reqs", CUMULATIVE, true, points)]));
+        send(vec![number(10, 5.0, "/a"), number(10, 7.0, "/b")]);
+        let mut stale = number(10, 0.0, "/a");
+        stale.flags = NO_RECORDED_VALUE;
+        assert_eq!(send(vec![stale]), accepted(1));
+        assert_eq!(
+            values(&instrument(&r, "app", "reqs")),
+            [("/b".into(), 7.0)],
+            "/a ended; /b stays"
+        );
+        send(vec![number(10, 6.0, "/a")]);
+        assert_eq!(
+            values(&instrument(&r, "app", "reqs")),
+            [("/a".into(), 6.0), ("/b".into(), 7.0)],
+            "a series that comes back starts afresh, with its whole total"
         );
     }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
-use super::scraper::{Sink, spawn};
+use super::scraper::{Running, Sink, spawn};
 use crate::config::{PodDiscoveryConfig, ScrapeConfig};
 
 /// The part of the kubelet's `PodList` discovery reads.
@@ -113,7 +113,7 @@ pub fn targets(
 pub struct Discovery {
     config: PodDiscoveryConfig,
     client: reqwest::Client,
-    running: HashMap<String, tokio::task::JoinHandle<()>>,
+    running: HashMap<String, Running>,
     sink: Sink,
     stopped: tokio::sync::watch::Receiver<bool>,
 }
@@ -174,22 +174,36 @@ impl Discovery {
             }
         };
         let urls: Vec<String> = found.iter().map(|t| t.url.clone()).collect();
-        self.running.retain(|url, task| {
-            let keep = urls.contains(url);
-            if !keep {
-                tracing::info!(%url, "a scraped pod went away; its target stops");
-                task.abort();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|url| !urls.contains(url))
+            .cloned()
+            .collect();
+        for url in gone {
+            let Some(target) = self.running.remove(&url) else {
+                continue;
+            };
+            tracing::info!(%url, "a scraped pod went away; its target stops and its series end");
+            target.task.abort();
+            let request = target
+                .scraper
+                .lock()
+                .await
+                .ended(crate::clock::unix_nanos());
+            let sink = self.sink.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || sink(request)).await {
+                tracing::error!("ending a pod's series failed: {e}");
             }
-            keep
-        });
+        }
         for target in found {
             if self.running.contains_key(&target.url) {
                 continue;
             }
             match spawn(target.clone(), self.sink.clone(), self.stopped.clone()) {
-                Ok((task, _)) => {
+                Ok(running) => {
                     tracing::info!(url = %target.url, job = %target.job, "a pod to scrape appeared");
-                    self.running.insert(target.url, task);
+                    self.running.insert(target.url, running);
                 }
                 Err(e) => {
                     tracing::warn!(url = %target.url, "a discovered target cannot start: {e}")

@@ -36,7 +36,7 @@ impl Format {
 }
 
 /// A metric family's type, as `# TYPE` declares it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     /// `counter`.
     Counter,

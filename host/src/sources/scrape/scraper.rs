@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::exposition::{ACCEPT, Format, Parser};
-use super::translate::{Options, Scraped, Target, Translator};
+use super::translate::{Options, Target, Translator};
 use crate::config::ScrapeConfig;
 
 /// Where a scrape's request goes: the host's metrics intake.
@@ -114,9 +114,10 @@ impl Scraper {
             Ok(scraped)
         });
         let took = began.elapsed();
+        // A failed scrape ends every series the last one had, as Prometheus marks them stale.
         let (mut scraped, error) = match result {
             Ok(scraped) => (scraped, None),
-            Err(e) => (self.empty(now), Some(e)),
+            Err(e) => (self.translator.ended(&self.target, now), Some(e)),
         };
         let up = error.is_none();
         if let Some(error) = &error {
@@ -152,12 +153,9 @@ impl Scraper {
         scraped.request
     }
 
-    /// The request of a scrape that read nothing: the target's resource, no series.
-    fn empty(&mut self, now: u64) -> Scraped {
-        let nothing = std::iter::empty();
-        self.translator
-            .translate(&self.target, nothing, now)
-            .unwrap_or_default()
+    /// The request that ends every series the target had: it went away.
+    pub fn ended(&mut self, now: u64) -> ExportMetricsServiceRequest {
+        self.translator.ended(&self.target, now).request
     }
 
     /// The target's body, as text, and its format.
@@ -254,24 +252,35 @@ pub fn start(
 ) -> Result<Started, String> {
     let mut started = Started::default();
     for config in configs {
-        let (task, health) = spawn(config.clone(), sink.clone(), stopped.clone())?;
-        started.tasks.push(task);
-        started.health.push(health);
+        let running = spawn(config.clone(), sink.clone(), stopped.clone())?;
+        started.tasks.push(running.task);
+        started.health.push(running.health);
     }
     Ok(started)
 }
 
-/// Starts one target's task: a scrape now and every interval into `sink` until `stopped`; its
-/// health.
+/// A running target: its task, its scraper and its health.
+#[derive(Debug)]
+pub struct Running {
+    /// The task scraping on the interval.
+    pub task: tokio::task::JoinHandle<()>,
+    /// The scraper, to end its series when the target goes.
+    pub scraper: Arc<tokio::sync::Mutex<Scraper>>,
+    /// Its last scrape.
+    pub health: Arc<Mutex<Health>>,
+}
+
+/// Starts one target's task: a scrape now and every interval into `sink` until `stopped`.
 pub fn spawn(
     config: ScrapeConfig,
     sink: Sink,
     stopped: tokio::sync::watch::Receiver<bool>,
-) -> Result<(tokio::task::JoinHandle<()>, Arc<Mutex<Health>>), String> {
+) -> Result<Running, String> {
     let interval: Duration = config.interval();
     let scraper = Scraper::new(config)?;
     let health = scraper.health();
     let scraper = Arc::new(tokio::sync::Mutex::new(scraper));
+    let running = scraper.clone();
     let task = crate::ticker::every(interval, stopped, move || {
         let (scraper, sink) = (scraper.clone(), sink.clone());
         async move {
@@ -287,5 +296,9 @@ pub fn spawn(
             }
         }
     });
-    Ok((task, health))
+    Ok(Running {
+        task,
+        scraper: running,
+        health,
+    })
 }

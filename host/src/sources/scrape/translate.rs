@@ -81,12 +81,17 @@ pub enum Refused {
     Labels(String),
 }
 
-/// Translates one target's scrapes, remembering when each series was first seen.
+/// Translates one target's scrapes, remembering when each series was first seen and which
+/// series the last scrape had (a series missing from the next one ends).
 #[derive(Debug, Default)]
 pub struct Translator {
     options: Options,
     first_seen: HashMap<SeriesKey, u64>,
+    previous: BTreeMap<SeriesKey, Shape>,
 }
+
+/// What a series was, to end it in the same shape: its kind, and a histogram's bounds.
+type Shape = (Kind, Vec<f64>);
 
 /// A family being gathered: its kind, unit, help and series by label set.
 #[derive(Debug)]
@@ -121,7 +126,27 @@ impl Translator {
         Self {
             options,
             first_seen: HashMap::new(),
+            previous: BTreeMap::new(),
         }
+    }
+
+    /// The request that ends every series the last scrape had (the target failed or went
+    /// away): the target's resource, each series once more with no recorded value.
+    pub fn ended(&mut self, target: &Target, now: u64) -> Scraped {
+        let gone = std::mem::take(&mut self.previous);
+        self.first_seen.clear();
+        let mut scraped = self
+            .translate(target, std::iter::empty(), now)
+            .unwrap_or_default();
+        if let Some(scope) = scraped
+            .request
+            .resource_metrics
+            .first_mut()
+            .and_then(|r| r.scope_metrics.first_mut())
+        {
+            scope.metrics = stale(gone, now);
+        }
+        scraped
     }
 
     /// The request for one scrape of `target` at `now` (Unix nanoseconds), from its lines. The
@@ -168,7 +193,32 @@ impl Translator {
             }
         }
         let mut series = 0;
-        let metrics: Vec<Metric> = families
+        let current: BTreeMap<SeriesKey, Shape> = families
+            .iter()
+            .flat_map(|(name, f)| {
+                f.series.iter().map(|(labels, s)| {
+                    let mut bounds: Vec<f64> = match f.kind {
+                        Kind::Histogram => s
+                            .points
+                            .iter()
+                            .map(|p| p.0)
+                            .filter(|b| b.is_finite())
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    bounds.sort_by(f64::total_cmp);
+                    ((name.clone(), labels.clone()), (f.kind, bounds))
+                })
+            })
+            .collect();
+        let gone: BTreeMap<SeriesKey, Shape> = std::mem::replace(&mut self.previous, current)
+            .into_iter()
+            .filter(|(key, _)| !self.previous.contains_key(key))
+            .collect();
+        for key in gone.keys() {
+            self.first_seen.remove(key);
+        }
+        let mut metrics: Vec<Metric> = families
             .into_iter()
             .filter_map(|(name, mut family)| {
                 series += family.series.len();
@@ -184,6 +234,7 @@ impl Translator {
                 self.metric(name, family, now)
             })
             .collect();
+        metrics.extend(stale(gone, now));
         let mut attributes = vec![
             kv("service.name", &target.job),
             kv("service.instance.id", &target.instance),
@@ -331,6 +382,78 @@ impl Translator {
             ..Default::default()
         })
     }
+}
+
+/// Each series of `gone` once more, with no recorded value (OTLP's staleness marker), in the
+/// shape it had, so that the receiver ends it.
+fn stale(gone: BTreeMap<SeriesKey, Shape>, now: u64) -> Vec<Metric> {
+    /// A gone series: its attributes and its bounds.
+    type Gone = (Vec<KeyValue>, Vec<f64>);
+    let mut by_family: BTreeMap<(String, Kind), Vec<Gone>> = BTreeMap::new();
+    for ((name, labels), (kind, bounds)) in gone {
+        let attributes = labels.iter().map(|(k, v)| kv(k, v)).collect();
+        by_family
+            .entry((name, kind))
+            .or_default()
+            .push((attributes, bounds));
+    }
+    const NO_RECORDED_VALUE: u32 = 1;
+    let cumulative = AggregationTemporality::Cumulative as i32;
+    by_family
+        .into_iter()
+        .map(|((name, kind), sets)| {
+            let numbers = || {
+                sets.iter()
+                    .map(|(attributes, _)| NumberDataPoint {
+                        attributes: attributes.clone(),
+                        time_unix_nano: now,
+                        flags: NO_RECORDED_VALUE,
+                        ..Default::default()
+                    })
+                    .collect()
+            };
+            let data = match kind {
+                Kind::Counter | Kind::Info | Kind::StateSet => Data::Sum(Sum {
+                    data_points: numbers(),
+                    aggregation_temporality: cumulative,
+                    is_monotonic: kind == Kind::Counter,
+                }),
+                Kind::Histogram => Data::Histogram(Histogram {
+                    data_points: sets
+                        .iter()
+                        .map(|(attributes, bounds)| HistogramDataPoint {
+                            attributes: attributes.clone(),
+                            time_unix_nano: now,
+                            flags: NO_RECORDED_VALUE,
+                            bucket_counts: vec![0; bounds.len() + 1],
+                            explicit_bounds: bounds.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    aggregation_temporality: cumulative,
+                }),
+                Kind::Summary => Data::Summary(Summary {
+                    data_points: sets
+                        .iter()
+                        .map(|(attributes, _)| SummaryDataPoint {
+                            attributes: attributes.clone(),
+                            time_unix_nano: now,
+                            flags: NO_RECORDED_VALUE,
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+                Kind::Gauge | Kind::Unknown | Kind::GaugeHistogram => Data::Gauge(Gauge {
+                    data_points: numbers(),
+                }),
+            };
+            Metric {
+                name,
+                data: Some(data),
+                ..Default::default()
+            }
+        })
+        .collect()
 }
 
 /// A family's name as OTLP carries it: a counter's without `_total`, an info's without `_info`.
@@ -625,6 +748,38 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "a series of `a` has more labels than label_limit allows"
+        );
+    }
+
+    #[test]
+    fn a_series_missing_from_the_next_scrape_ends_and_a_failed_target_ends_all() {
+        let mut t = Translator::new(Options::default());
+        let both = "# TYPE q gauge\nq{x=\"1\"} 1\nq{x=\"2\"} 2\n";
+        translate(&mut t, both, Format::Text, 1);
+        let one = translate(&mut t, "# TYPE q gauge\nq{x=\"1\"} 1\n", Format::Text, 2);
+        let points: Vec<(String, u32)> = metrics(&one)
+            .iter()
+            .flat_map(|m| match &m.data {
+                Some(Data::Gauge(g)) => g.data_points.clone(),
+                _ => Vec::new(),
+            })
+            .map(|p| (format!("{:?}", p.attributes[0].value), p.flags))
+            .collect();
+        assert_eq!(points.len(), 2, "{points:?}");
+        assert_eq!(points[1].1, 1, "x=2 is gone: no recorded value");
+        assert!(points[1].0.contains("\"2\""));
+        let ended = t.ended(&target(), 3);
+        let Some(Data::Gauge(g)) = &metrics(&ended)[0].data else {
+            panic!("a gauge")
+        };
+        assert_eq!(g.data_points.len(), 1);
+        assert_eq!(
+            g.data_points[0].flags, 1,
+            "the last series ends with its target"
+        );
+        assert!(
+            metrics(&t.ended(&target(), 4)).is_empty(),
+            "nothing left to end"
         );
     }
 
