@@ -66,10 +66,13 @@ async fn a_text_target_is_scraped_on_its_interval_and_a_failing_one_reads_up_zer
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")
         .to_owned();
+    let data = tempfile::tempdir().expect("data dir");
     let host = start(&format!(
-        "[[scrape]]\nurl = \"{url}\"\ninterval = \"200ms\"\njob = \"worker\"\nlabels = {{ team = \"ml\" }}\n"
+        "data_dir = \"{}\"\n[[scrape]]\nurl = \"{url}\"\ninterval = \"200ms\"\njob = \"worker\"\nlabels = {{ team = \"ml\" }}\n",
+        data.path().display()
     ))
     .await;
+    let api = common::Api::new(&host, data.path());
     let target = [("job", "worker"), ("instance", instance.as_str())];
     let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
         target
@@ -109,6 +112,28 @@ async fn a_text_target_is_scraped_on_its_interval_and_a_failing_one_reads_up_zer
         m.samples("target_info").collect::<Vec<_>>()
     );
 
+    let (status_code, body, _) = api.get("/api/v1/scrape").await;
+    assert_eq!(status_code, 200);
+    let row = &body["targets"][0];
+    assert_eq!(
+        (
+            &row["url"],
+            &row["job"],
+            &row["instance"],
+            &row["up"],
+            &row["samples"],
+            &row["series"]
+        ),
+        (
+            &serde_json::json!(url),
+            &serde_json::json!("worker"),
+            &serde_json::json!(instance),
+            &serde_json::json!(true),
+            &serde_json::json!(7),
+            &serde_json::json!(3)
+        )
+    );
+
     // The counter does not double on the next scrapes: the same total is no new work.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
@@ -133,6 +158,11 @@ async fn a_text_target_is_scraped_on_its_interval_and_a_failing_one_reads_up_zer
             "a failed target's series end, no frozen last value: {gone}"
         );
     }
+    let (_, body, _) = api.get("/api/v1/scrape").await;
+    assert_eq!(
+        (&body["targets"][0]["up"], &body["targets"][0]["error"]),
+        (&serde_json::json!(false), &serde_json::json!("HTTP 500"))
+    );
     status.store(200, Ordering::Relaxed);
     until(&host, "jobs_done_total", &with(&[("queue", "a")]), 41.0).await;
     host.shutdown().await;

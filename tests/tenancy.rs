@@ -638,6 +638,7 @@ async fn every_admin_route_answers_by_whose_token_it_is() {
         DELETE /api/v1/integrations/otlp         -      409 404 404 401 401
         POST   /api/v1/integrations              create 201 201 201 401 401
         GET    /api/v1/tenants                   -      200 403 403 401 401
+        GET    /api/v1/scrape                    -      200 403 403 401 401
         GET    /api/v1/tenants/a                 -      200 403 403 401 401
         POST   /api/v1/tenants                   tenant 201 403 403 401 401
         DELETE /api/v1/tenants/c                 -      204 403 403 401 401";
@@ -661,7 +662,7 @@ async fn every_admin_route_answers_by_whose_token_it_is() {
             Some((*method, path.replace("{a}", &a_id), body(named), expected))
         })
         .collect();
-    assert_eq!(routes.len(), 17);
+    assert_eq!(routes.len(), 18);
     for (method, path, body, expected) in &routes {
         for ((name, token), want) in who.iter().zip(expected) {
             // A created tenant `c` is deleted again by the operator only, so the table holds.

@@ -231,10 +231,17 @@ impl Host {
                     .await?,
             );
         }
+        let board = crate::sources::scrape::scraper::Board::default();
         if config.admin.enabled {
             let p = plugins.clone();
-            let admin =
-                crate::control::admin::serve(config, &mut listeners, at, tenants, p, registries);
+            let admin = crate::control::admin::serve(
+                config,
+                &mut listeners,
+                at,
+                tenants,
+                (p, board.clone()),
+                registries,
+            );
             at.admin = Some(admin.await?);
         }
         let mut servers = listeners.tasks;
@@ -248,14 +255,16 @@ impl Host {
                 tracing::debug!(refused = tally.rejected, "scraped points refused: {why}");
             }
         });
-        let scrapes = crate::sources::scrape::scraper::start(&config.scrape, &sink, &stopped)
-            .map_err(StartError::Scrape)?;
-        servers.extend(scrapes.tasks);
+        let scrapes =
+            crate::sources::scrape::scraper::start(&config.scrape, &sink, &board, &stopped)
+                .map_err(StartError::Scrape)?;
+        servers.extend(scrapes);
         let pods = &config.kubernetes.pods;
         if !pods.url.is_empty() {
             let discovery = crate::sources::scrape::discovery::Discovery::new(
                 pods.clone(),
                 sink,
+                board,
                 stopped.clone(),
             )
             .map_err(StartError::Scrape)?;

@@ -23,6 +23,7 @@ use crate::config::TenantLimits;
 use crate::metrics::{Registries, Registry};
 use crate::plugins::{Health, PluginSet, UploadError};
 use crate::server::{Addresses, BindError, Listeners, Protocol, bind};
+use crate::sources::scrape::scraper::Board;
 use crate::tenancy::{Principal, Refused, Role, Tenancy};
 use bytes::Bytes;
 
@@ -49,7 +50,7 @@ pub async fn serve(
     listeners: &mut Listeners,
     at: Addresses,
     tenants: Tenants,
-    plugins: Arc<PluginSet>,
+    (plugins, scrapes): (Arc<PluginSet>, Board),
     registries: &Arc<Registries>,
 ) -> Result<std::net::SocketAddr, BindError> {
     let (listener, local) = bind("admin", config.admin.listen).await?;
@@ -65,6 +66,7 @@ pub async fn serve(
     let sources = Sources {
         integrations: tenants.integrations().clone(),
         plugins,
+        scrapes,
         registry: registries.own().registry.clone(),
         histories: tenants.histories().clone(),
         about: About::new(registries, &config.data_dir(), addresses.listed()),
@@ -108,6 +110,8 @@ pub struct Sources {
     pub integrations: Integrations,
     /// The loaded plugins.
     pub plugins: Arc<PluginSet>,
+    /// The scrape targets' last scrapes.
+    pub scrapes: Board,
     /// The host's own instruments.
     pub registry: Arc<Registry>,
     /// The status page's chart histories.
@@ -160,6 +164,7 @@ pub fn router(sources: Sources, tenancy: Arc<Tenancy>) -> Router {
         .merge(
             Router::new()
                 .route("/api/v1/tenants", get(tenant_list).post(tenant_create))
+                .route("/api/v1/scrape", get(scrape_targets))
                 .route(
                     "/api/v1/tenants/{name}",
                     get(tenant_one).patch(tenant_update).delete(tenant_delete),
@@ -440,6 +445,12 @@ async fn plugin_health(
     Json(json!({ "plugins": plugin_list(&admin, &who) })).into_response()
 }
 
+/// `GET /api/v1/scrape`: every scrape target's last scrape (the operator's only: a discovered
+/// pod may be any tenant's).
+async fn scrape_targets(State(admin): State<Admin>) -> Response {
+    Json(json!({ "targets": admin.sources.scrapes.list() })).into_response()
+}
+
 /// `PUT /api/v1/plugins/{name}`: a tenant's exporter, transform or view, checked as
 /// `plugins check` does and stored for that tenant only.
 async fn plugin_upload(
@@ -482,7 +493,7 @@ async fn operator_only(request: Request, next: Next) -> Response {
         Some(Principal::Operator) => next.run(request).await,
         _ => error(
             StatusCode::FORBIDDEN,
-            "only the operator's token manages tenants",
+            "only the operator's token may manage tenants or read scrape targets",
         ),
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
-use super::scraper::{Running, Sink, spawn};
+use super::scraper::{Board, Running, Sink, spawn};
 use crate::config::{PodDiscoveryConfig, ScrapeConfig};
 
 /// The part of the kubelet's `PodList` discovery reads.
@@ -115,6 +115,7 @@ pub struct Discovery {
     client: reqwest::Client,
     running: HashMap<String, Running>,
     sink: Sink,
+    board: Board,
     stopped: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -128,11 +129,12 @@ impl std::fmt::Debug for Discovery {
 }
 
 impl Discovery {
-    /// Discovery through the kubelet at `config.url`, its targets scraped into `sink` until
-    /// `stopped`; the kubelet's CA is trusted when its file exists.
+    /// Discovery through the kubelet at `config.url`, its targets scraped into `sink` (their
+    /// health on `board`) until `stopped`; the kubelet's CA is trusted when its file exists.
     pub fn new(
         config: PodDiscoveryConfig,
         sink: Sink,
+        board: Board,
         stopped: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
@@ -149,6 +151,7 @@ impl Discovery {
             client,
             running: HashMap::new(),
             sink,
+            board,
             stopped,
         })
     }
@@ -186,6 +189,7 @@ impl Discovery {
             };
             tracing::info!(%url, "a scraped pod went away; its target stops and its series end");
             target.task.abort();
+            self.board.remove(&url);
             let request = target
                 .scraper
                 .lock()
@@ -200,7 +204,12 @@ impl Discovery {
             if self.running.contains_key(&target.url) {
                 continue;
             }
-            match spawn(target.clone(), self.sink.clone(), self.stopped.clone()) {
+            match spawn(
+                target.clone(),
+                self.sink.clone(),
+                &self.board,
+                self.stopped.clone(),
+            ) {
                 Ok(running) => {
                     tracing::info!(url = %target.url, job = %target.job, "a pod to scrape appeared");
                     self.running.insert(target.url, running);

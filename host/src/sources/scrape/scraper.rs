@@ -42,6 +42,42 @@ pub struct Health {
     pub error: Option<String>,
 }
 
+/// Every target's last scrape, by URL, as the API lists them: configured targets for the life
+/// of the host, discovered ones while their pod runs.
+#[derive(Debug, Clone, Default)]
+pub struct Board(Arc<std::sync::RwLock<std::collections::BTreeMap<String, Arc<Mutex<Health>>>>>);
+
+impl Board {
+    fn insert(&self, health: Arc<Mutex<Health>>) {
+        let url = health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .url
+            .clone();
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(url, health);
+    }
+
+    /// Forgets the target at `url` (its pod went).
+    pub fn remove(&self, url: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(url);
+    }
+
+    /// Every target's last scrape, by URL.
+    pub fn list(&self) -> Vec<Health> {
+        let board = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        board
+            .values()
+            .map(|h| h.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .collect()
+    }
+}
+
 /// One target: its settings, client and translator, and its last health.
 #[derive(Debug)]
 pub struct Scraper {
@@ -90,7 +126,7 @@ impl Scraper {
     }
 
     /// Its health, shared with the API.
-    pub fn health(&self) -> Arc<Mutex<Health>> {
+    fn health(&self) -> Arc<Mutex<Health>> {
         self.health.clone()
     }
 
@@ -235,50 +271,42 @@ fn gauge(name: &str, value: f64, now: u64) -> Metric {
     }
 }
 
-/// The scrape tasks started, and each target's health for the API.
-#[derive(Debug, Default)]
-pub struct Started {
-    /// One task per target.
-    pub tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Each target's last scrape.
-    pub health: Vec<Arc<Mutex<Health>>>,
-}
-
-/// Starts one task per target, each scraping on its interval into `sink` until `stopped`.
+/// Starts one task per target, each scraping on its interval into `sink` until `stopped`, its
+/// health on `board`.
 pub fn start(
     configs: &[ScrapeConfig],
     sink: &Sink,
+    board: &Board,
     stopped: &tokio::sync::watch::Receiver<bool>,
-) -> Result<Started, String> {
-    let mut started = Started::default();
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut tasks = Vec::new();
     for config in configs {
-        let running = spawn(config.clone(), sink.clone(), stopped.clone())?;
-        started.tasks.push(running.task);
-        started.health.push(running.health);
+        let running = spawn(config.clone(), sink.clone(), board, stopped.clone())?;
+        tasks.push(running.task);
     }
-    Ok(started)
+    Ok(tasks)
 }
 
-/// A running target: its task, its scraper and its health.
+/// A running target: its task and its scraper.
 #[derive(Debug)]
 pub struct Running {
     /// The task scraping on the interval.
     pub task: tokio::task::JoinHandle<()>,
     /// The scraper, to end its series when the target goes.
     pub scraper: Arc<tokio::sync::Mutex<Scraper>>,
-    /// Its last scrape.
-    pub health: Arc<Mutex<Health>>,
 }
 
-/// Starts one target's task: a scrape now and every interval into `sink` until `stopped`.
+/// Starts one target's task: a scrape now and every interval into `sink` until `stopped`, its
+/// health on `board`.
 pub fn spawn(
     config: ScrapeConfig,
     sink: Sink,
+    board: &Board,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Running, String> {
     let interval: Duration = config.interval();
     let scraper = Scraper::new(config)?;
-    let health = scraper.health();
+    board.insert(scraper.health());
     let scraper = Arc::new(tokio::sync::Mutex::new(scraper));
     let running = scraper.clone();
     let task = crate::ticker::every(interval, stopped, move || {
@@ -299,6 +327,5 @@ pub fn spawn(
     Ok(Running {
         task,
         scraper: running,
-        health,
     })
 }
