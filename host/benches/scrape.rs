@@ -135,7 +135,7 @@ fn translate_and_record(c: &mut Criterion) {
     };
     let own = Resource::from_attributes(AttributeSet::empty());
     let registries = Arc::new(Registries::new(Arc::new(Registry::new(2000)), own));
-    let receiver = MetricsReceiver::new(registries.clone());
+    let receiver = MetricsReceiver::new(registries);
     let mut translator = Translator::new(Options::default());
     let mut scrape = |now: u64| {
         let scraped = translator
