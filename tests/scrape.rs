@@ -29,6 +29,14 @@ async fn until(host: &wasmtel::Host, name: &str, labels: &[(&str, &str)], value:
     }
 }
 
+/// A target's `job` and `instance` with `extra` labels after them.
+fn labels<'a>(
+    target: &[(&'a str, &'a str)],
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    target.iter().chain(extra).copied().collect()
+}
+
 /// A target serving the text format, answering with the status in `status`.
 async fn text_target(status: Arc<AtomicU16>) -> String {
     let app = axum::Router::new().route(
@@ -74,29 +82,18 @@ async fn a_text_target_is_scraped_on_its_interval_and_a_failing_one_reads_up_zer
     .await;
     let api = common::Api::new(&host, data.path());
     let target = [("job", "worker"), ("instance", instance.as_str())];
-    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
-        target
-            .iter()
-            .copied()
-            .chain(extra.iter().copied())
-            .collect()
-    };
+    let with = |extra: &[(&'static str, &'static str)]| labels(&target, extra);
     until(&host, "up", &target, 1.0).await;
     until(&host, "jobs_done_total", &with(&[("queue", "a")]), 41.0).await;
     let m = exposition(&host).await;
     assert_eq!(m.value("temperature_celsius", &target), Some(61.5));
-    assert_eq!(
-        m.value("wait_seconds_bucket", &with(&[("le", "1")])),
-        Some(2.0)
-    );
-    assert_eq!(
-        m.value("wait_seconds_bucket", &with(&[("le", "5")])),
-        Some(3.0)
-    );
-    assert_eq!(
-        m.value("wait_seconds_bucket", &with(&[("le", "+Inf")])),
-        Some(4.0)
-    );
+    for (le, n) in [("1", 2.0), ("5", 3.0), ("+Inf", 4.0)] {
+        assert_eq!(
+            m.value("wait_seconds_bucket", &with(&[("le", le)])),
+            Some(n),
+            "le {le}"
+        );
+    }
     assert_eq!(m.value("wait_seconds_sum", &target), Some(12.0));
     assert_eq!(m.value("scrape_samples_scraped", &target), Some(7.0));
     assert!(
@@ -205,13 +202,7 @@ async fn the_python_prometheus_client_is_scraped_over_openmetrics_with_its_value
     ))
     .await;
     let target = [("job", "py"), ("instance", instance.as_str())];
-    let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
-        target
-            .iter()
-            .copied()
-            .chain(extra.iter().copied())
-            .collect()
-    };
+    let with = |extra: &[(&'static str, &'static str)]| labels(&target, extra);
     until(&host, "up", &target, 1.0).await;
     until(
         &host,
