@@ -995,6 +995,60 @@ async fn no_prompt_or_completion_text_leaves_in_any_export_of_spans_unless_kept(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_trace_exporters_receive_spans() {
+    // The same trace exporter written in both languages (`tests/fixtures/span-exporters`),
+    // built for the trace-exporter world: one line per span name to `/spans`.
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/span-exporters");
+    let wit = wasmtel_tests::wit_dir();
+    let python = [
+        "-d",
+        &wit,
+        "-w",
+        "trace-exporter",
+        "componentize",
+        "app",
+        "-o",
+    ];
+    let js = [
+        "spans.js",
+        "--wit",
+        &wit,
+        "--world-name",
+        "trace-exporter",
+        "--disable",
+        "http",
+        "fetch-event",
+        "-o",
+    ];
+    let built = [
+        wasmtel_tests::build_from("componentize-py", &python, &source, "py-spans"),
+        wasmtel_tests::build_from("componentize-js", &js, &source, "js-spans"),
+    ];
+    for (dir, name) in built.into_iter().zip(["py-spans", "js-spans"]) {
+        let Some(dir) = dir else { continue };
+        let (sink, lines) = span_lines_sink().await;
+        let host = start(&format!(
+            "[plugins]\ndir = \"{}\"\n[[exporters]]\nplugin = \"{name}\"\nendpoint = \"{sink}\"\n",
+            dir.display()
+        ))
+        .await;
+        let body = request("app", vec![span(8, 1), span(8, 2)]).encode_to_vec();
+        assert_eq!(post_proto(host.intake_addr(), body).await.0, 200);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while lines.lock().expect("lock").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{name}: no spans");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            lines.lock().expect("lock").as_slice(),
+            ["op-1\nop-2"],
+            "{name}"
+        );
+        host.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_span_whose_content_cannot_be_redacted_is_refused_and_its_siblings_kept() {
     // A `redact.wasm` in the plugin directory takes the embedded one's place; this one (the
     // hostile fixture) edits no spans, so the content guard cannot redact with it.
