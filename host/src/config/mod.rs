@@ -23,7 +23,7 @@ pub use plugins::{
     Budgets, OnFailure, PluginsConfig, TransformConfig, ViewConfig, flatten, plugin_name_error,
 };
 pub use renamed::Renamed;
-pub use scrape::{PodDiscoveryConfig, ScrapeConfig};
+pub use scrape::{PodDiscoveryConfig, ScrapeConfig, without_userinfo};
 pub use tenancy::{DEFAULT_MAX_PLUGIN_BYTES, TenancyConfig, TenantLimits};
 
 use std::collections::BTreeMap;

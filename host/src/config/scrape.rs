@@ -117,6 +117,11 @@ impl ScrapeConfig {
         })
     }
 
+    /// The URL as logs and the API show it: without a `user:password@` part.
+    pub fn shown_url(&self) -> String {
+        without_userinfo(&self.url)
+    }
+
     /// Checks the target: a URL with a host, a positive interval.
     pub fn check(&self) -> Result<(), String> {
         self.instance()?;
@@ -169,6 +174,18 @@ impl PodDiscoveryConfig {
     }
 }
 
+/// `url` without the `user:password@` of its authority, which may carry a credential.
+pub fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +222,9 @@ mod tests {
             target("http:///metrics").check(),
             Err("`http:///metrics` names no host".into())
         );
+        let secret = target("http://scraper:s3cret@10.0.0.7:8000/metrics?a=b@c");
+        assert_eq!(secret.shown_url(), "http://10.0.0.7:8000/metrics?a=b@c");
+        assert_eq!(secret.instance().as_deref(), Ok("10.0.0.7:8000"));
         let short: ScrapeConfig =
             toml::from_str("url = \"http://a:1/\"\ninterval = \"2s\"\ntimeout = \"5s\"")
                 .expect("valid");

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 
 use super::scraper::{Board, Running, Sink, spawn};
-use crate::config::{PodDiscoveryConfig, ScrapeConfig};
+use crate::config::{PodDiscoveryConfig, ScrapeConfig, without_userinfo};
 
 /// The part of the kubelet's `PodList` discovery reads.
 #[derive(Debug, Deserialize)]
@@ -122,7 +122,7 @@ pub struct Discovery {
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Discovery")
-            .field("url", &self.config.url)
+            .field("url", &without_userinfo(&self.config.url))
             .field("running", &self.running.len())
             .finish_non_exhaustive()
     }
@@ -164,15 +164,18 @@ impl Discovery {
             request = request.bearer_auth(token.trim());
         }
         let listed = match request.send().await {
-            Ok(r) if r.status().is_success() => r.bytes().await.map_err(|e| e.to_string()),
+            Ok(r) if r.status().is_success() => {
+                r.bytes().await.map_err(|e| e.without_url().to_string())
+            }
             Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.without_url().to_string()),
         };
         let found = listed.and_then(|body| targets(&body, self.config.interval));
         let found = match found {
             Ok(found) => found,
             Err(e) => {
-                tracing::warn!(url = %self.config.url, "reading the kubelet's pod list failed: {e}");
+                let url = without_userinfo(&self.config.url);
+                tracing::warn!(%url, "reading the kubelet's pod list failed: {e}");
                 return;
             }
         };

@@ -111,7 +111,7 @@ impl Scraper {
             label_limit: config.label_limit,
         });
         let health = Arc::new(Mutex::new(Health {
-            url: config.url.clone(),
+            url: config.shown_url(),
             job: config.job.clone(),
             instance,
             ..Health::default()
@@ -157,7 +157,7 @@ impl Scraper {
         };
         let up = error.is_none();
         if let Some(error) = &error {
-            tracing::debug!(url = %self.config.url, "scrape failed: {error}");
+            tracing::debug!(url = %self.config.shown_url(), "scrape failed: {error}");
         }
         let own = [
             ("up", if up { 1.0 } else { 0.0 }),
@@ -207,7 +207,7 @@ impl Scraper {
         if self.config.gzip {
             request = request.header(reqwest::header::ACCEPT_ENCODING, "gzip");
         }
-        let mut response = request.send().await.map_err(|e| describe(&e))?;
+        let mut response = request.send().await.map_err(describe)?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("HTTP {}", status.as_u16()));
@@ -223,7 +223,7 @@ impl Scraper {
         let gzipped = header(reqwest::header::CONTENT_ENCODING).is_some_and(|e| e == "gzip");
         let limit = self.config.body_size_limit;
         let mut raw = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(describe)? {
             raw.extend_from_slice(&chunk);
             if raw.len() > limit {
                 return Err(format!("the body is over body_size_limit ({limit} bytes)"));
@@ -245,8 +245,10 @@ impl Scraper {
     }
 }
 
-/// A fetch error in a line: a timeout or connection failure by name.
-fn describe(e: &reqwest::Error) -> String {
+/// A fetch error in a line: a timeout or connection failure by name; never the URL, whose
+/// `user:password@` may carry a credential.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     if e.is_timeout() {
         "the scrape timed out".into()
     } else if e.is_connect() {
