@@ -10,7 +10,7 @@ use super::bindings::span_encoder;
 use super::bindings::types::{LogBatch, MetricBatch, SpanBatch, Temporality};
 use super::budget;
 use super::error::CallError;
-use super::kind::{GuestCall, PluginKind, Settings, World};
+use super::kind::{GuestCall, PluginKind, Settings, WithSpans, World};
 use super::plugin::Plugin;
 use super::runtime::PluginState;
 use crate::model::Signal;
@@ -19,20 +19,6 @@ use crate::model::Signal;
 /// whether it takes spans.
 #[derive(Debug, Clone, Copy)]
 pub struct Encoder;
-
-/// An exporter's interfaces: `encoder`, and `span-encoder` in the trace-exporter world.
-pub struct EncoderGuest {
-    encoder: encoder::Guest,
-    spans: Option<span_encoder::Guest>,
-}
-
-impl std::fmt::Debug for EncoderGuest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EncoderGuest")
-            .field("spans", &self.spans.is_some())
-            .finish_non_exhaustive()
-    }
-}
 
 /// What an exporter takes: what its `init` reported, and whether its world takes spans.
 #[derive(Debug, Clone)]
@@ -56,7 +42,7 @@ impl Takes {
 
 impl PluginKind for Encoder {
     const NAME: &'static str = "exporter";
-    type Guest = EncoderGuest;
+    type Guest = WithSpans<encoder::Guest, span_encoder::Guest>;
     type Indices = (encoder::GuestIndices, Option<span_encoder::GuestIndices>);
     type Info = Takes;
 
@@ -85,7 +71,10 @@ impl PluginKind for Encoder {
             None => false,
         };
         Ok(Ok((
-            EncoderGuest { encoder, spans },
+            WithSpans {
+                guest: encoder,
+                spans,
+            },
             Takes { info, traces },
         )))
     }
@@ -116,14 +105,14 @@ impl Plugin<Encoder> {
         self.encode(
             budget::metric_size(batch).0,
             "encode-metrics",
-            |g, store| g.encoder.call_encode_metrics(store, batch),
+            |g, store| g.guest.call_encode_metrics(store, batch),
         )
     }
 
     /// Encodes a log batch; a result past the plugin's budgets is refused.
     pub fn encode_logs(&self, batch: &LogBatch) -> Result<Vec<Outbound>, CallError> {
         self.encode(budget::log_size(batch).0, "encode-logs", |g, store| {
-            g.encoder.call_encode_logs(store, batch)
+            g.guest.call_encode_logs(store, batch)
         })
     }
 
@@ -145,7 +134,10 @@ impl Plugin<Encoder> {
         &self,
         items: usize,
         function: &'static str,
-        call: impl FnOnce(&EncoderGuest, &mut Store<PluginState>) -> GuestCall<Vec<Outbound>>,
+        call: impl FnOnce(
+            &<Encoder as PluginKind>::Guest,
+            &mut Store<PluginState>,
+        ) -> GuestCall<Vec<Outbound>>,
     ) -> Result<Vec<Outbound>, CallError> {
         let instance = self.instance();
         let stats = instance.stats();
@@ -159,7 +151,7 @@ impl Plugin<Encoder> {
     /// Asks the plugin how to treat a response; if it cannot answer, the status code decides.
     pub fn classify(&self, response: &Response) -> Outcome {
         let answer = self.instance().call("classify", |g, store| {
-            g.encoder.call_classify(store, response).map(Ok)
+            g.guest.call_classify(store, response).map(Ok)
         });
         answer.unwrap_or_else(|_| match response.status {
             200..=299 => Outcome::Success,

@@ -75,3 +75,20 @@ impl std::fmt::Display for World {
         }
     }
 }
+
+/// A plugin's 0.2.0 interface, and its 0.2.1 span interface when its world has one (an
+/// exporter's `span-encoder`, a transform's `span-transformer`).
+pub struct WithSpans<G, S> {
+    /// The 0.2.0 interface.
+    pub(super) guest: G,
+    /// The span interface, if the component exports it.
+    pub(super) spans: Option<S>,
+}
+
+impl<G, S> std::fmt::Debug for WithSpans<G, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithSpans")
+            .field("spans", &self.spans.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -10,7 +10,7 @@ use super::bindings::types::{LogBatch, MetricBatch, SpanBatch};
 use super::bindings::{span_transformer, transformer};
 use super::budget;
 use super::error::CallError;
-use super::kind::{GuestCall, PluginKind, Settings, World};
+use super::kind::{GuestCall, PluginKind, Settings, WithSpans, World};
 use super::plugin::Plugin;
 use super::runtime::PluginState;
 use super::slot::Slot;
@@ -23,23 +23,9 @@ use crate::model::record::{Origin, Record, runs};
 #[derive(Debug, Clone, Copy)]
 pub struct Transformer;
 
-/// A transform's interfaces: `transformer`, and `span-transformer` in the span-transform world.
-pub struct TransformerGuest {
-    edits: transformer::Guest,
-    spans: Option<span_transformer::Guest>,
-}
-
-impl std::fmt::Debug for TransformerGuest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TransformerGuest")
-            .field("spans", &self.spans.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
 impl PluginKind for Transformer {
     const NAME: &'static str = "transform";
-    type Guest = TransformerGuest;
+    type Guest = WithSpans<transformer::Guest, span_transformer::Guest>;
     type Indices = (
         transformer::GuestIndices,
         Option<span_transformer::GuestIndices>,
@@ -70,7 +56,13 @@ impl PluginKind for Transformer {
             Some(s) => s.call_edits_spans(&mut *store)?,
             None => false,
         };
-        Ok(Ok((TransformerGuest { edits, spans }, traces)))
+        Ok(Ok((
+            WithSpans {
+                guest: edits,
+                spans,
+            },
+            traces,
+        )))
     }
 
     fn world(traces: &bool) -> World {
@@ -121,7 +113,7 @@ impl Plugin<Transformer> {
     /// budgets is refused.
     pub fn metrics(&self, batch: &MetricBatch) -> Result<Option<MetricBatch>, CallError> {
         let edits = self.instance().call("transform-metrics", |g, store| {
-            g.edits.call_transform_metrics(store, batch)
+            g.guest.call_transform_metrics(store, batch)
         })?;
         self.edited(batch, edits.len(), budget::metric_size, || {
             batch::apply_metric_edits(batch, &edits)
@@ -132,7 +124,7 @@ impl Plugin<Transformer> {
     /// budgets is refused.
     pub fn logs(&self, batch: &LogBatch) -> Result<Option<LogBatch>, CallError> {
         let edits = self.instance().call("transform-logs", |g, store| {
-            g.edits.call_transform_logs(store, batch)
+            g.guest.call_transform_logs(store, batch)
         })?;
         self.edited(batch, edits.len(), budget::log_size, || {
             batch::apply_log_edits(batch, &edits)
