@@ -187,6 +187,37 @@ async fn statsd_datagrams_arrive_byte_for_byte_as_deltas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_sends_a_summary_as_gauges_of_its_quantiles_sum_and_count() {
+    let (socket, port) = udp_listener();
+    let host = start(&format!(
+        "[[exporters]]\nplugin = \"statsd\"\nendpoint = \"udp://127.0.0.1:{port}\"\ndelivery.interval = \"1h\"\n"
+    ))
+    .await;
+    let summary = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{
+        "name": "rpc.duration", "unit": "s",
+        "summary": {"dataPoints": [{"attributes": [{"key": "route", "value": {"stringValue": "a"}}],
+            "timeUnixNano": "2000", "count": "10", "sum": 4.5,
+            "quantileValues": [{"quantile": 0.5, "value": 0.3}, {"quantile": 0.99, "value": 0.9}]}]}}]}]}]});
+    let (status, body) = wasmtel_tests::post_otlp_metrics(host.intake_addr(), &summary).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    host.collect_now().await;
+    let lines: Vec<String> = receive_lines(&socket)
+        .into_iter()
+        .filter(|l| l.starts_with("rpc"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "rpc.duration;quantile=0.5;route=a:0.3|g",
+            "rpc.duration;quantile=0.99;route=a:0.9|g",
+            "rpc_duration_seconds_count;route=a:10|g",
+            "rpc_duration_seconds_sum;route=a:4.5|g",
+        ]
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_plugin_is_stopped_at_its_deadline_while_another_keeps_delivering() {
     let spin = load("spin", &fixture(SPIN), &[]).expect("spin loads: init is fine");
     let batch = wasmtel::plugins::convert::metric_batch(

@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{CHUNK_RULE, exposition, post_ndjson, start};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use serde_json::{Value, json};
 use wasmtel_tests::Prometheus;
 
@@ -90,5 +91,113 @@ attributes = { model = "model" }
     let info = prometheus.query("target_info").await;
     assert_eq!(info.len(), 1, "{info:?}");
     assert!(info[0]["metric"]["host_name"].is_string());
+    host.shutdown().await;
+}
+
+/// A summary pushed over OTLP/JSON: `rpc.duration` (s), route `a`, 10 observations summing
+/// 4.5, median 0.3 and 99th percentile 0.9.
+const SUMMARY: &str = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},"scopeMetrics":[{"scope":{"name":"app"},"metrics":[{"name":"rpc.duration","unit":"s","description":"RPC time.","summary":{"dataPoints":[{"attributes":[{"key":"route","value":{"stringValue":"a"}}],"startTimeUnixNano":"1000","timeUnixNano":"2000","count":"10","sum":4.5,"quantileValues":[{"quantile":0.5,"value":0.3},{"quantile":0.99,"value":0.9}]}]}}]}]}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_reaches_metrics_otlp_and_remote_write_each_as_it_represents_one() {
+    let Some(prometheus) = Prometheus::start(None).await else {
+        return;
+    };
+    let receiver = wasmtel_tests::Receiver::start().await;
+    let host = start(&format!(
+        "[otlp]\nendpoint = \"{}\"\ndelivery.interval = \"1h\"\n[[exporters]]\nplugin = \"prometheus-remote-write\"\nendpoint = \"{}/api/v1/write\"\ndelivery.interval = \"1h\"\n",
+        receiver.endpoint(),
+        prometheus.url
+    ))
+    .await;
+    let (status, body) = wasmtel_tests::post_otlp_metrics(
+        host.intake_addr(),
+        &serde_json::from_str(SUMMARY).expect("json"),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // `/metrics`: a Prometheus summary.
+    let text = wasmtel_tests::scrape(host.prometheus_addr().expect("prometheus")).await;
+    assert!(
+        text.contains("# TYPE rpc_duration_seconds summary\n"),
+        "{text}"
+    );
+    let m = wasmtel_tests::Exposition::parse(&text);
+    let series = |name: &str, extra: &[(&'static str, &'static str)]| {
+        let mut labels = vec![("job", "api"), ("route", "a")];
+        labels.extend_from_slice(extra);
+        m.value(name, &labels)
+    };
+    assert_eq!(
+        series("rpc_duration_seconds", &[("quantile", "0.5")]),
+        Some(0.3)
+    );
+    assert_eq!(
+        series("rpc_duration_seconds", &[("quantile", "0.99")]),
+        Some(0.9)
+    );
+    assert_eq!(series("rpc_duration_seconds_sum", &[]), Some(4.5));
+    assert_eq!(series("rpc_duration_seconds_count", &[]), Some(10.0));
+
+    host.collect_now().await;
+    // OTLP: the summary point as it came.
+    receiver
+        .wait_until("the summary exported", |r| {
+            r.metrics.iter().any(|req| {
+                req.resource_metrics
+                    .iter()
+                    .flat_map(|rm| &rm.scope_metrics)
+                    .flat_map(|sm| &sm.metrics)
+                    .any(|m| m.name == "rpc.duration")
+            })
+        })
+        .await;
+    let point = receiver.with(|r| {
+        r.metrics
+            .iter()
+            .flat_map(|req| &req.resource_metrics)
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| &sm.metrics)
+            .find_map(|m| match &m.data {
+                Some(Data::Summary(s)) if m.name == "rpc.duration" => {
+                    Some((m.unit.clone(), s.data_points[0].clone()))
+                }
+                _ => None,
+            })
+            .expect("a summary")
+    });
+    let (unit, point) = point;
+    assert_eq!(unit, "s");
+    assert_eq!((point.count, point.sum), (10, 4.5));
+    assert_eq!(wasmtel_tests::attrs(&point.attributes)["route"], "a");
+    let quantiles: Vec<(f64, f64)> = point
+        .quantile_values
+        .iter()
+        .map(|q| (q.quantile, q.value))
+        .collect();
+    assert_eq!(quantiles, [(0.5, 0.3), (0.99, 0.9)]);
+
+    // Remote write: the series Prometheus keeps for a summary.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let count = prometheus.query("rpc_duration_seconds_count").await;
+        if count.len() == 1 {
+            assert_eq!(count[0]["value"][1], "10");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not written: {count:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        prometheus.query("rpc_duration_seconds_sum").await[0]["value"][1],
+        "4.5"
+    );
+    let median = prometheus
+        .query("rpc_duration_seconds{quantile=\"0.5\"}")
+        .await;
+    assert_eq!(median.len(), 1, "{median:?}");
+    assert_eq!(median[0]["metric"]["route"], "a");
+    assert_eq!(median[0]["value"][1], "0.3");
     host.shutdown().await;
 }

@@ -583,7 +583,7 @@ async fn every_admin_route_answers_by_whose_token_it_is() {
     let data = tempfile::tempdir().expect("tempdir");
     let receiver = Receiver::start().await;
     let host = start(&format!(
-        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[delivery]\ninterval = \"1h\"\n[otlp]\nendpoint = \"{}\"\n",
+        "data_dir = \"{}\"\n[tenancy]\nkey = \"{KEY}\"\n[delivery]\ninterval = \"1h\"\n[otlp]\nendpoint = \"{}\"\n[[scrape]]\nurl = \"http://127.0.0.1:9/metrics\"\ninterval = \"1h\"\n",
         data.path().display(),
         receiver.endpoint(),
     ))
@@ -693,6 +693,22 @@ async fn every_admin_route_answers_by_whose_token_it_is() {
         "a sees only its own: {ids:?}"
     );
     assert!(status["intake"].is_null() && status["gpus"] == json!([]));
+    assert_eq!(
+        status["scrape_targets"],
+        json!([]),
+        "scrape targets are the operator's"
+    );
+    let (_, status) = call(
+        "GET",
+        &format!("{base}/api/v1/status"),
+        Some(&operator),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status["scrape_targets"][0]["url"],
+        json!("http://127.0.0.1:9/metrics")
+    );
     let (_, all) = call(
         "GET",
         &format!("{base}/api/v1/integrations"),

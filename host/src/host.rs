@@ -249,7 +249,9 @@ impl Host {
         // Scraped metrics take the path of pushed ones: views, limits, tenancy, every exporter.
         let receiver = crate::intake::otlp::metrics::MetricsReceiver::new(registries.clone())
             .with_tenancy(core.tenancy.clone());
-        let sink: crate::sources::scrape::scraper::Sink = Arc::new(move |request| {
+        let series = crate::derive::series::SeriesRules::new(&config.derive)?;
+        let sink: crate::sources::scrape::scraper::Sink = Arc::new(move |mut request| {
+            series.apply(&mut request);
             let tally = receiver.receive(&request);
             if let Some(why) = tally.message {
                 tracing::debug!(refused = tally.rejected, "scraped points refused: {why}");

@@ -575,9 +575,36 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus scraping `target` (`host:port`) every second, if given; `None` (said
-    /// on stderr) when it is not installed outside CI.
+    /// Starts Prometheus scraping wasmtel's `/metrics` at `target` (`host:port`, keeping the
+    /// labels it exposes) every second, if given; `None` (said on stderr) when it is not
+    /// installed outside CI.
     pub async fn start(target: Option<SocketAddr>) -> Option<Self> {
+        let scrape = match target {
+            Some(t) => format!(
+                "scrape_configs:\n  - job_name: wasmtel\n    honor_labels: true\n    scrape_interval: 1s\n    static_configs:\n      - targets: [\"{t}\"]\n"
+            ),
+            None => "scrape_configs: []\n".to_owned(),
+        };
+        Self::launch(&scrape).await
+    }
+
+    /// Starts Prometheus scraping `url` every second as job `job`, as it scrapes any target.
+    pub async fn scraping(job: &str, url: &str) -> Option<Self> {
+        let url = reqwest::Url::parse(url).expect("a target URL");
+        let target = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        );
+        Self::launch(&format!(
+            "scrape_configs:\n  - job_name: {job}\n    scrape_interval: 1s\n    metrics_path: {}\n    static_configs:\n      - targets: [\"{target}\"]\n",
+            url.path()
+        ))
+        .await
+    }
+
+    /// Starts Prometheus with `scrape` (its `scrape_configs`).
+    async fn launch(scrape: &str) -> Option<Self> {
         use std::process::{Command, Stdio};
         if Command::new("prometheus")
             .arg("--version")
@@ -593,12 +620,6 @@ impl Prometheus {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("prometheus.yml");
-        let scrape = match target {
-            Some(t) => format!(
-                "scrape_configs:\n  - job_name: wasmtel\n    honor_labels: true\n    scrape_interval: 1s\n    static_configs:\n      - targets: [\"{t}\"]\n"
-            ),
-            None => "scrape_configs: []\n".to_owned(),
-        };
         std::fs::write(&config, format!("global:\n  scrape_interval: 1h\n{scrape}"))
             .expect("config");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -951,4 +972,61 @@ pub async fn python(script: &'static str, args: Vec<String>) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     stderr
+}
+
+/// A loopback listener that speaks TLS with a certificate made for `127.0.0.1` at start.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            // A client that fails the handshake is dropped; the next one is served.
+            if let Ok(tls) = self.tls.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Serves `app` over HTTPS on a free loopback port, with a self-signed certificate for
+/// `127.0.0.1`: the address and the certificate (PEM), which a client trusts as its CA.
+pub async fn serve_tls(app: axum::Router) -> (SocketAddr, String) {
+    use tokio_rustls::rustls;
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("params");
+    let cert = params.self_signed(&key).expect("certificate");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .expect("server config");
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = tcp.local_addr().expect("addr");
+    let listener = TlsListener {
+        tcp,
+        tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    (addr, cert.pem())
 }

@@ -1,4 +1,4 @@
-//! `[derive]`: the rules that turn inference events and spans into measurements.
+//! `[derive]`: the rules that turn inference events, spans and scraped series into measurements.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +30,59 @@ pub enum SpanRuleSet {
     None,
 }
 
+/// A model server whose scraped metrics a built-in series rule set records as GenAI metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerRuleSet {
+    /// vLLM (`vllm:*`).
+    Vllm,
+    /// Hugging Face Text Generation Inference (`tgi_*`).
+    Tgi,
+    /// NVIDIA Triton Inference Server (`nv_inference_*`).
+    Triton,
+    /// SGLang (`sglang:*`).
+    Sglang,
+}
+
+impl ServerRuleSet {
+    /// Every built-in series rule set.
+    pub const ALL: [ServerRuleSet; 4] = [Self::Vllm, Self::Tgi, Self::Triton, Self::Sglang];
+}
+
+/// A series rule as written in the configuration file (`[[derive.series_rules]]`): a scraped
+/// metric recorded again under another name, with the model from one of its labels.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesRuleConfig {
+    /// The metric recorded.
+    pub name: String,
+    /// The UCUM unit.
+    #[serde(default)]
+    pub unit: String,
+    /// The description.
+    #[serde(default)]
+    pub description: String,
+    /// The scraped metric read (a counter named without `_total`, as scraping names it), or
+    /// several tried in order: the first a target exposes wins.
+    pub metric: Sources,
+    /// A counter read as the sum of a histogram with no buckets whose count is `metric`.
+    #[serde(default)]
+    pub sum: Option<String>,
+    /// A factor applied to the values (bounds and sums of a histogram; only the sum with `sum`).
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// The label that names the model, recorded as `gen_ai.request.model`; a series without it
+    /// takes the target's `gen_ai.request.model` label, if it has one.
+    #[serde(default)]
+    pub model_label: Option<String>,
+    /// Labels recorded under another key: label → attribute key.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Series attributes with a fixed value: attribute key → value.
+    #[serde(default)]
+    pub constant_attributes: BTreeMap<String, String>,
+}
+
 /// The `[derive]` configuration section.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -44,6 +97,10 @@ pub struct DeriveConfig {
     pub span_rule_set: SpanRuleSet,
     /// Extra span rules, applied after the built-in span set.
     pub span_rules: Vec<SpanRuleConfig>,
+    /// The model servers whose scraped metrics are recorded again as GenAI metrics.
+    pub series_rule_sets: Vec<ServerRuleSet>,
+    /// Extra series rules, applied after the built-in sets.
+    pub series_rules: Vec<SeriesRuleConfig>,
 }
 
 impl Default for DeriveConfig {
@@ -54,6 +111,8 @@ impl Default for DeriveConfig {
             rules: Vec::new(),
             span_rule_set: SpanRuleSet::Genai,
             span_rules: Vec::new(),
+            series_rule_sets: ServerRuleSet::ALL.to_vec(),
+            series_rules: Vec::new(),
         }
     }
 }

@@ -12,7 +12,8 @@ mod scrape;
 mod tenancy;
 
 pub use derive::{
-    DeriveConfig, RuleConfig, RuleSet, Sources, SpanKindName, SpanRuleConfig, SpanRuleSet, When,
+    DeriveConfig, RuleConfig, RuleSet, SeriesRuleConfig, ServerRuleSet, Sources, SpanKindName,
+    SpanRuleConfig, SpanRuleSet, When,
 };
 pub use export::{
     Compression, DEFAULT_MAX_RETRIES, DeliveryConfig, ExporterConfig, Fsync, OtlpConfig, Protocol,

@@ -271,6 +271,8 @@ async fn status(State(admin): State<Admin>, Extension(who): Extension<Principal>
         "plugins": plugin_list(&admin, &who),
         "intake": if operator { super::status::intake(&s.registry) } else { json!(null) },
         "gpus": if operator { super::status::gpus(&s.registry) } else { Vec::new() },
+        // A discovered pod may be any tenant's: the targets are the operator's.
+        "scrape_targets": if operator { s.scrapes.list() } else { Vec::new() },
     }))
     .into_response()
 }

@@ -39,11 +39,13 @@ pub const THROUGHPUT_BUCKETS: &[f64] = &[
 
 const COMPLETED: &str = "generation_completed";
 
-const REQUEST_DURATION: &str = "Generative AI server request duration, to the last output token.";
-const TIME_TO_FIRST_TOKEN: &str = "Time to generate the first token, for successful responses.";
-const TIME_PER_OUTPUT_TOKEN: &str =
+pub(super) const REQUEST_DURATION: &str =
+    "Generative AI server request duration, to the last output token.";
+pub(super) const TIME_TO_FIRST_TOKEN: &str =
+    "Time to generate the first token, for successful responses.";
+pub(super) const TIME_PER_OUTPUT_TOKEN: &str =
     "Time per output token after the first, for successful responses.";
-const TOKEN_USAGE: &str = "Number of input and output tokens used.";
+pub(super) const TOKEN_USAGE: &str = "Number of input and output tokens used.";
 
 /// The series attributes every GenAI rule carries: attribute key → event field.
 fn base_attributes() -> BTreeMap<String, String> {

@@ -1,8 +1,10 @@
-//! Derivation: the rules that turn inference events and spans into metric measurements.
+//! Derivation: the rules that turn inference events, spans and scraped series into metrics.
 
 pub mod forward;
 pub mod genai;
 pub mod rule;
+pub mod series;
+pub mod servers;
 pub mod span;
 
 use std::sync::Arc;

@@ -55,6 +55,12 @@ pub enum RuleError {
     /// A span rule's name is empty.
     #[error("a span rule has an empty name")]
     EmptySpanRuleName,
+    /// A series rule's name is empty.
+    #[error("a series rule has an empty name")]
+    EmptySeriesRuleName,
+    /// A series rule reads no metric.
+    #[error("series rule `{0}`: `metric` names no scraped metric")]
+    NoSeriesMetric(String),
     /// A span rule's source is not a span field.
     #[error("span rule `{rule}`: `{key}` reads `{source_name}`, which is not {expected}")]
     UnknownSpanSource {
@@ -72,6 +78,11 @@ pub enum RuleError {
         "rule `{0}`: observable instruments are fed by callbacks, not events; use counter, up_down_counter, gauge or histogram"
     )]
     Observable(String),
+    /// A summary is only ever received, never recorded.
+    #[error(
+        "rule `{0}`: a summary is only received, never recorded; use counter, up_down_counter, gauge or histogram"
+    )]
+    Summary(String),
     /// Another rule registered the name differently.
     #[error(transparent)]
     Conflict(#[from] crate::metrics::ConflictError),
@@ -172,7 +183,7 @@ pub(crate) struct Target<'a> {
 }
 
 impl Target<'_> {
-    /// Refuses a scale that is not finite, an observable kind, and bounds that are not finite
+    /// Refuses a scale that is not finite, an observable kind or a summary, and bounds that are not finite
     /// and strictly increasing.
     pub(crate) fn check(&self) -> Result<(), RuleError> {
         let rule = || self.name.to_owned();
@@ -181,6 +192,9 @@ impl Target<'_> {
         }
         if self.kind.is_observable() {
             return Err(RuleError::Observable(rule()));
+        }
+        if self.kind == InstrumentKind::Summary {
+            return Err(RuleError::Summary(rule()));
         }
         let buckets = self.buckets.unwrap_or(DEFAULT_BUCKETS);
         if buckets.iter().any(|b| !b.is_finite()) || buckets.windows(2).any(|w| w[0] >= w[1]) {
@@ -297,6 +311,10 @@ mod tests {
         assert_eq!(
             err(&format!("{base}instrument = \"observable_gauge\"")),
             "rule `n`: observable instruments are fed by callbacks, not events; use counter, up_down_counter, gauge or histogram"
+        );
+        assert_eq!(
+            err(&format!("{base}instrument = \"summary\"")),
+            "rule `n`: a summary is only received, never recorded; use counter, up_down_counter, gauge or histogram"
         );
         assert_eq!(
             err(&format!(

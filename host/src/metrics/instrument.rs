@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::aggregation::{
     ExponentialHistogram, ExponentialPoint, Histogram, HistogramPoint, LastValue, MAX_SIZE, Sum,
+    Summary, SummaryPoint,
 };
 use super::exemplar::ReservoirKind;
 use super::series::{IdleClock, Series, SeriesKey, SeriesTable};
@@ -25,6 +26,8 @@ pub enum Storage {
     Histogram(Arc<[f64]>, SeriesTable<Histogram>),
     /// Base-2 exponential histogram aggregation.
     ExponentialHistogram(SeriesTable<ExponentialHistogram>),
+    /// Summaries as received (a summary instrument's only aggregation).
+    Summary(SeriesTable<Summary>),
 }
 
 /// A point aggregated elsewhere (received over OTLP), to be added to one series.
@@ -38,6 +41,8 @@ pub enum Point<'a> {
     Histogram(&'a [f64], &'a HistogramPoint),
     /// What a base-2 exponential histogram recorded.
     Exponential(&'a ExponentialPoint),
+    /// A summary's current count, sum and quantiles.
+    Summary(&'a SummaryPoint),
 }
 
 /// Why a point could not be added to an instrument.
@@ -97,7 +102,8 @@ impl Instrument {
         }
     }
 
-    /// An instrument with no series yet, aggregating with `aggregation` (`Drop` records nothing).
+    /// An instrument with no series yet, aggregating with `aggregation` (`Drop` records nothing;
+    /// a summary keeps its points as received whatever else is asked).
     pub fn with_aggregation(
         descriptor: Descriptor,
         aggregation: Aggregation,
@@ -106,6 +112,9 @@ impl Instrument {
     ) -> Self {
         let limit = cardinality_limit;
         let storage = match aggregation {
+            _ if descriptor.kind == InstrumentKind::Summary => {
+                Storage::Summary(SeriesTable::new(limit))
+            }
             Aggregation::Sum | Aggregation::Drop => Storage::Sum(SeriesTable::new(limit)),
             Aggregation::LastValue => Storage::LastValue(SeriesTable::new(limit)),
             Aggregation::ExplicitBucketHistogram => {
@@ -145,7 +154,7 @@ impl Instrument {
             Storage::ExponentialHistogram(table) => {
                 table.for_each(|s| visit(&s.attributes, s.aggregator.snapshot()));
             }
-            Storage::Sum(_) | Storage::LastValue(_) => {}
+            Storage::Sum(_) | Storage::LastValue(_) | Storage::Summary(_) => {}
         }
     }
 
@@ -225,9 +234,18 @@ impl Instrument {
             {
                 return Err(MergeError::Value);
             }
+            (Storage::Summary(_), Point::Summary(p))
+                if !p.sum.is_finite()
+                    || p.quantiles.iter().any(|(q, v)| {
+                        !(0.0..=1.0).contains(q) || !(v.is_finite() || v.is_nan())
+                    }) =>
+            {
+                return Err(MergeError::Value);
+            }
             (Storage::Sum(_), Point::Sum(_))
             | (Storage::LastValue(_), Point::Gauge(_))
-            | (Storage::ExponentialHistogram(_), Point::Exponential(_)) => {}
+            | (Storage::ExponentialHistogram(_), Point::Exponential(_))
+            | (Storage::Summary(_), Point::Summary(_)) => {}
             (Storage::Histogram(bounds, _), Point::Histogram(b, _)) if **bounds == *b => {}
             (Storage::Histogram(..), Point::Histogram(..)) => return Err(MergeError::Bounds),
             _ if self.dropped => return Ok(()),
@@ -269,6 +287,9 @@ impl Instrument {
                     |s| s.aggregator.merge(p),
                 );
             }
+            (Storage::Summary(t), Point::Summary(p)) => {
+                t.with_series(key, Summary::default, |s| s.aggregator.set(p));
+            }
             _ => {}
         }
     }
@@ -306,6 +327,8 @@ impl Instrument {
                     },
                 );
             }
+            // A summary is computed elsewhere: nothing records into it.
+            Storage::Summary(_) => {}
         }
     }
 
@@ -328,6 +351,9 @@ impl Instrument {
             Storage::ExponentialHistogram(t) => {
                 Storage::ExponentialHistogram(t.with_clock(clock).with_byte_limit(byte_limit))
             }
+            Storage::Summary(t) => {
+                Storage::Summary(t.with_clock(clock).with_byte_limit(byte_limit))
+            }
         };
         self
     }
@@ -339,6 +365,7 @@ impl Instrument {
             Storage::LastValue(t) => t.expire(ticks),
             Storage::Histogram(_, t) => t.expire(ticks),
             Storage::ExponentialHistogram(t) => t.expire(ticks),
+            Storage::Summary(t) => t.expire(ticks),
         }
     }
 
@@ -349,6 +376,7 @@ impl Instrument {
             Storage::LastValue(t) => t.retain(keep),
             Storage::Histogram(_, t) => t.retain(keep),
             Storage::ExponentialHistogram(t) => t.retain(keep),
+            Storage::Summary(t) => t.retain(keep),
         }
     }
 
@@ -369,6 +397,7 @@ impl Instrument {
             Storage::LastValue(t) => t.is_empty(),
             Storage::Histogram(_, t) => t.is_empty(),
             Storage::ExponentialHistogram(t) => t.is_empty(),
+            Storage::Summary(t) => t.is_empty(),
         }
     }
 
@@ -390,6 +419,7 @@ impl Instrument {
             Storage::LastValue(t) => t.past_byte_limit(),
             Storage::Histogram(_, t) => t.past_byte_limit(),
             Storage::ExponentialHistogram(t) => t.past_byte_limit(),
+            Storage::Summary(t) => t.past_byte_limit(),
         }
     }
 
@@ -400,6 +430,7 @@ impl Instrument {
             Storage::LastValue(t) => t.overflowed(),
             Storage::Histogram(_, t) => t.overflowed(),
             Storage::ExponentialHistogram(t) => t.overflowed(),
+            Storage::Summary(t) => t.overflowed(),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::aggregation::{ExponentialPoint, HistogramPoint};
+use super::aggregation::{ExponentialPoint, HistogramPoint, SummaryPoint};
 use super::exemplar::Exemplar;
 use super::series::Series;
 use super::temporality::DeltaTracker;
@@ -27,6 +27,8 @@ pub enum Shape {
     Histogram,
     /// A base-2 exponential histogram.
     ExponentialHistogram,
+    /// A summary, as received.
+    Summary,
 }
 
 impl Shape {
@@ -39,6 +41,7 @@ impl Shape {
             Storage::LastValue(_) => Shape::Gauge,
             Storage::Histogram(..) => Shape::Histogram,
             Storage::ExponentialHistogram(_) => Shape::ExponentialHistogram,
+            Storage::Summary(_) => Shape::Summary,
         }
     }
 }
@@ -52,6 +55,8 @@ pub enum PointValue<'a> {
     Histogram(HistogramPoint, &'a [f64]),
     /// An exponential histogram.
     Exponential(ExponentialPoint),
+    /// A summary (always cumulative).
+    Summary(SummaryPoint),
 }
 
 /// One series as an exporter receives it.
@@ -231,6 +236,13 @@ impl<'t> Reader<'t> {
                     }
                 });
             }
+            Storage::Summary(table) => table.for_each(|s| {
+                emit(
+                    s,
+                    s.start_unix_nano,
+                    PointValue::Summary(s.aggregator.snapshot()),
+                );
+            }),
         }
         points
     }

@@ -36,6 +36,9 @@ pub enum InstrumentKind {
     ObservableUpDownCounter,
     /// A value a callback reports once per collection.
     ObservableGauge,
+    /// A summary aggregated elsewhere (a Prometheus or OTLP summary): count, sum and
+    /// quantiles, kept as received; nothing records into it.
+    Summary,
 }
 
 impl InstrumentKind {
@@ -62,6 +65,7 @@ impl InstrumentKind {
             Self::ObservableCounter => "observable-counter",
             Self::ObservableUpDownCounter => "observable-up-down-counter",
             Self::ObservableGauge => "observable-gauge",
+            Self::Summary => "summary",
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::metrics::{DeltaTracker, Instrument, Registry};
 use crate::model::attributes::ValueRef;
 use crate::model::metric::Temporality as HostTemporality;
 use crate::model::resource::Resource as HostResource;
+use wasmtel_naming as naming;
 
 /// An attribute value in the contract's type.
 pub fn value(v: ValueRef<'_>) -> Value {
@@ -72,7 +73,9 @@ pub fn metric_batch_where(
         let index = u32::try_from(scopes.len()).unwrap_or(u32::MAX);
         let before = metrics.len();
         for instrument in members {
-            if let Some(m) = metric(instrument, index, &mut reader, &mut table) {
+            if Shape::of(instrument) == Shape::Summary {
+                metrics.extend(summary(instrument, index, &mut reader, &mut table));
+            } else if let Some(m) = metric(instrument, index, &mut reader, &mut table) {
                 metrics.push(m);
             }
         }
@@ -155,6 +158,8 @@ fn metric(
                 bounds: push_span(&mut bounds, b),
                 bucket_counts: push_span(&mut counts, &h.bucket_counts),
             }),
+            // Summaries take `summary`.
+            PointValue::Summary(_) => {}
             PointValue::Exponential(e) => exponentials.push(ExponentialHistogramPoint {
                 attributes,
                 start_time_unix_nano,
@@ -180,7 +185,9 @@ fn metric(
         Shape::Sum { monotonic } => (Points::Sum(numbers), monotonic),
         Shape::Gauge => (Points::Gauge(numbers), false),
         Shape::Histogram => (Points::Histogram(histograms), false),
-        Shape::ExponentialHistogram => (Points::ExponentialHistogram(exponentials), false),
+        Shape::ExponentialHistogram | Shape::Summary => {
+            (Points::ExponentialHistogram(exponentials), false)
+        }
     };
     Some(Metric {
         scope,
@@ -194,6 +201,70 @@ fn metric(
         counts,
         exemplars,
     })
+}
+
+/// A summary as contract 0.2, which has no summary points, carries one: the series Prometheus
+/// exposes for it. A gauge of its quantiles (attribute `quantile`) under its own name and unit,
+/// and `<name>_sum` and `<name>_count` as cumulative sums, named as Prometheus names them.
+fn summary(
+    instrument: &Instrument,
+    scope: u32,
+    reader: &mut Reader<'_>,
+    table: &mut Interner,
+) -> Vec<Metric> {
+    let d = instrument.descriptor();
+    let (mut quantiles, mut sums, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    let quantile = table.string("quantile");
+    reader.read(instrument, |p| {
+        let PointValue::Summary(s) = &p.value else {
+            return;
+        };
+        let point = |attributes, value| NumberPoint {
+            attributes,
+            start_time_unix_nano: p.start,
+            time_unix_nano: p.time,
+            value,
+        };
+        let attributes = table.host_set(p.attributes);
+        sums.push(point(attributes, s.sum));
+        counts.push(point(attributes, s.count as f64));
+        for (q, v) in &s.quantiles {
+            // The set stays in key order, as every set of the batch is.
+            let at = p
+                .attributes
+                .iter()
+                .take_while(|(k, _)| *k < "quantile")
+                .count();
+            let mut pairs: Vec<(u32, u32)> = p
+                .attributes
+                .iter()
+                .map(|(k, v)| (table.string(k), table.value_ref(v)))
+                .collect();
+            pairs.insert(at, (quantile, table.value(Value::String(q.to_string()))));
+            quantiles.push(point(table.set_of(pairs.into_iter()), *v));
+        }
+    });
+    if sums.is_empty() {
+        return Vec::new();
+    }
+    let base = naming::metric_name(&d.name, &d.unit, naming::Shape::Other);
+    let mut metric = |name: &str, unit: &str, points| Metric {
+        scope,
+        name: table.string(name),
+        description: table.string(&d.description),
+        unit: table.string(unit),
+        temporality: Temporality::Cumulative,
+        monotonic: false,
+        points,
+        bounds: Vec::new(),
+        counts: Vec::new(),
+        exemplars: Vec::new(),
+    };
+    vec![
+        metric(&d.name, &d.unit, Points::Gauge(quantiles)),
+        metric(&format!("{base}_sum"), "", Points::Sum(sums)),
+        metric(&format!("{base}_count"), "", Points::Sum(counts)),
+    ]
 }
 
 /// OTLP protobuf ⇄ contract types, so that transforms can rewrite what the OTLP exporter sends.

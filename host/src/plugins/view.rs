@@ -110,6 +110,8 @@ fn kind(kind: InstrumentKind) -> viewer::InstrumentKind {
         InstrumentKind::ObservableCounter => viewer::InstrumentKind::ObservableCounter,
         InstrumentKind::ObservableUpDownCounter => viewer::InstrumentKind::ObservableUpDownCounter,
         InstrumentKind::ObservableGauge => viewer::InstrumentKind::ObservableGauge,
+        // Contract 0.2 has no summary kind: a view sees a summary as the gauge of its quantiles.
+        InstrumentKind::Summary => viewer::InstrumentKind::Gauge,
     }
 }
 

@@ -407,6 +407,7 @@ fn metric(w: &mut Reverse, instrument: &Instrument, reader: &mut Reader<'_>) {
                 w.varint(2, temporality);
                 points = write(w);
             }),
+            Shape::Summary => w.message(11, |w| points = write(w)),
         }
         w.bytes(3, d.unit.as_bytes());
         w.bytes(2, d.description.as_bytes());
@@ -417,7 +418,8 @@ fn metric(w: &mut Reverse, instrument: &Instrument, reader: &mut Reader<'_>) {
     }
 }
 
-/// One data point (field 1 of its `Sum`, `Gauge`, `Histogram` or `ExponentialHistogram`).
+/// One data point (field 1 of its `Sum`, `Gauge`, `Histogram`, `ExponentialHistogram` or
+/// `Summary`).
 fn point(w: &mut Reverse, p: &SeriesPoint<'_>) {
     let (start, now) = (p.start, p.time);
     match &p.value {
@@ -460,6 +462,19 @@ fn point(w: &mut Reverse, p: &SeriesPoint<'_>) {
                 attributes(w, 1, p.attributes);
             });
         }
+        PointValue::Summary(s) => w.message(1, |w| {
+            attributes(w, 7, p.attributes);
+            for (quantile, value) in s.quantiles.iter().rev() {
+                w.message(6, |w| {
+                    w.double(2, *value);
+                    w.double(1, *quantile);
+                });
+            }
+            w.double(5, s.sum);
+            w.fixed64(4, s.count);
+            w.fixed64(3, now);
+            w.fixed64(2, start);
+        }),
     }
 }
 

@@ -171,6 +171,9 @@ impl Family {
             "histogram" => ["", "_bucket", "_sum", "_count"]
                 .map(|suffix| format!("{name}{suffix}"))
                 .into(),
+            "summary" => ["", "_sum", "_count"]
+                .map(|suffix| format!("{name}{suffix}"))
+                .into(),
             "counter" => vec![
                 name.to_owned(),
                 name.strip_suffix("_total").unwrap_or(name).to_owned(),
@@ -210,6 +213,7 @@ impl Family {
         let type_name = match d.kind {
             k if k.is_monotonic() => "counter",
             InstrumentKind::Histogram => "histogram",
+            InstrumentKind::Summary => "summary",
             _ => "gauge",
         };
         Self {
@@ -328,6 +332,32 @@ fn render_series(
                     out.push_str(&head);
                     out.push_str(le);
                     finish(out, Sample::Count(cumulative), e);
+                }
+                sample(out, &sum, l, p.sum, None);
+                sample(out, &count, l, p.count as f64, None);
+            });
+        }
+        reader::Shape::Summary => {
+            let (sum, count) = (format!("{name}_sum"), format!("{name}_count"));
+            let mut head = String::new();
+            reader.read(instrument, |point| {
+                let PointValue::Summary(p) = &point.value else {
+                    return;
+                };
+                let l = labels.render(point.attributes, scope);
+                head.clear();
+                head.push_str(name);
+                head.push('{');
+                head.push_str(l);
+                if !l.is_empty() {
+                    head.push(',');
+                }
+                for (quantile, value) in &p.quantiles {
+                    out.push_str(&head);
+                    out.push_str("quantile=\"");
+                    write_value(out, *quantile);
+                    out.push_str("\"}");
+                    finish(out, Sample::Float(*value), None);
                 }
                 sample(out, &sum, l, p.sum, None);
                 sample(out, &count, l, p.count as f64, None);

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
-    NumberDataPoint, exponential_histogram_data_point::Buckets as ProtoBuckets, metric::Data,
-    number_data_point,
+    NumberDataPoint, SummaryDataPoint, exponential_histogram_data_point::Buckets as ProtoBuckets,
+    metric::Data, number_data_point,
 };
 
 use super::Tally;
 use crate::metrics::aggregation::{
-    Buckets, ExponentialPoint, HistogramPoint, MAX_SCALE, MIN_SCALE,
+    Buckets, ExponentialPoint, HistogramPoint, MAX_SCALE, MIN_SCALE, SummaryPoint,
 };
 use crate::metrics::{Descriptor, Instrument, MergeError, Point, Registries, Registry, Storage};
 use crate::model::attributes::{AttributeSet, AttrsRef, hash_attrs};
@@ -128,9 +128,7 @@ impl MetricsReceiver {
         }
         let (kind, shape, bounds) = match &metric.data {
             None => return refuse(tally, "it has no data"),
-            Some(Data::Summary(_)) => {
-                return refuse(tally, "summaries are not supported; send histograms");
-            }
+            Some(Data::Summary(_)) => (InstrumentKind::Summary, Aggregation::LastValue, &[][..]),
             Some(Data::Gauge(_)) => (InstrumentKind::Gauge, Aggregation::LastValue, &[][..]),
             Some(Data::Sum(s)) if s.is_monotonic => {
                 (InstrumentKind::Counter, Aggregation::Sum, &[][..])
@@ -174,7 +172,10 @@ impl MetricsReceiver {
             Ok(instrument) => instrument,
             Err(e) => return refuse(tally, &e.to_string()),
         };
-        let mut memory = (cumulative && kind != InstrumentKind::Gauge).then(|| {
+        // Gauges and summaries are kept as received: no change to derive.
+        let mut memory = (cumulative
+            && !matches!(kind, InstrumentKind::Gauge | InstrumentKind::Summary))
+        .then(|| {
             self.cumulative
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -215,7 +216,12 @@ impl MetricsReceiver {
                     exponential(&mut target, p, tally);
                 }
             }
-            _ => {}
+            Some(Data::Summary(s)) => {
+                for p in &s.data_points {
+                    summary(&mut target, p, tally);
+                }
+            }
+            None => {}
         }
     }
 }
@@ -300,6 +306,37 @@ fn exponential(target: &mut Target<'_>, p: &ExponentialHistogramDataPoint, tally
         (Change::Exponential(delta), Last::Exponential(point.clone()))
     };
     target.cumulative(&attrs, p.start_time_unix_nano, tally, change);
+}
+
+/// A summary point: kept as it is, the last one per series.
+fn summary(target: &mut Target<'_>, p: &SummaryDataPoint, tally: &mut Tally) {
+    if p.flags & NO_RECORDED_VALUE != 0 {
+        return target.end(&p.attributes, tally);
+    }
+    if !p.sum.is_finite() {
+        return tally.reject(1, &target.problem("a summary's sum is not finite"));
+    }
+    if p.quantile_values
+        .iter()
+        .any(|q| !(0.0..=1.0).contains(&q.quantile))
+    {
+        return tally.reject(
+            1,
+            &target.problem("a summary's quantiles must be between 0 and 1"),
+        );
+    }
+    let point = SummaryPoint {
+        count: p.count,
+        sum: p.sum,
+        quantiles: p
+            .quantile_values
+            .iter()
+            .map(|q| (q.quantile, q.value))
+            .collect(),
+    };
+    let mut spill = Vec::new();
+    let attrs = borrowed(&p.attributes, &mut spill);
+    tally.merged(target.merge(&attrs, Point::Summary(&point)), target);
 }
 
 /// A change derived from a cumulative point, to merge.
@@ -493,7 +530,7 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
     use opentelemetry_proto::tonic::metrics::v1::{
         ExponentialHistogram, Gauge, Histogram, ResourceMetrics, ScopeMetrics, Sum, Summary,
-        SummaryDataPoint,
+        SummaryDataPoint, summary_data_point::ValueAtQuantile,
     };
     use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 
@@ -871,6 +908,73 @@ mod tests {
     }
 
     #[test]
+    fn summaries_are_kept_as_received_the_last_point_per_series_until_it_ends() {
+        let r = receiver();
+        let point = |count: u64, sum: f64, p50: f64, flags: u32| SummaryDataPoint {
+            attributes: vec![kv("route", "a")],
+            start_time_unix_nano: 1,
+            time_unix_nano: 2,
+            count,
+            sum,
+            quantile_values: vec![
+                ValueAtQuantile {
+                    quantile: 0.5,
+                    value: p50,
+                },
+                ValueAtQuantile {
+                    quantile: 0.99,
+                    value: f64::NAN,
+                },
+            ],
+            flags,
+        };
+        let summary = |p: SummaryDataPoint| {
+            metric(
+                "rpc",
+                Data::Summary(Summary {
+                    data_points: vec![p],
+                }),
+            )
+        };
+        assert_eq!(
+            r.receive(&request("app", vec![summary(point(4, 2.0, 0.3, 0))])),
+            accepted(1)
+        );
+        assert_eq!(
+            r.receive(&request("app", vec![summary(point(9, 5.0, 0.4, 0))])),
+            accepted(1)
+        );
+        let rpc = instrument(&r, "app", "rpc");
+        assert_eq!(rpc.descriptor().kind, InstrumentKind::Summary);
+        let read = |i: &Instrument| {
+            let mut out = Vec::new();
+            crate::metrics::reader::Reader::new(None).read(i, |p| {
+                if let crate::metrics::reader::PointValue::Summary(s) = p.value {
+                    out.push(s);
+                }
+            });
+            out
+        };
+        let got = read(&rpc);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].count, got[0].sum),
+            (9, 5.0),
+            "the last point, not a total"
+        );
+        assert_eq!(got[0].quantiles[0], (0.5, 0.4));
+        assert!(
+            got[0].quantiles[1].1.is_nan(),
+            "an empty quantile stays NaN"
+        );
+        r.receive(&request(
+            "app",
+            vec![summary(point(0, 0.0, 0.0, NO_RECORDED_VALUE))],
+        ));
+        assert!(read(&rpc).is_empty(), "a stale point ends the series");
+    }
+
+    #[test]
     fn bad_points_are_counted_and_named_and_the_rest_is_kept() {
         let r = receiver();
         let mut bad_bounds = histogram(DELTA, 0, [1, 1, 1], 1.0);
@@ -881,17 +985,24 @@ mod tests {
         if let Some(Data::Histogram(h)) = &mut bad_count.data {
             h.data_points[0].count = 9;
         }
+        let quantile = |q: f64| SummaryDataPoint {
+            quantile_values: vec![ValueAtQuantile {
+                quantile: q,
+                value: 1.0,
+            }],
+            ..Default::default()
+        };
         let summary = metric(
             "s",
             Data::Summary(Summary {
-                data_points: vec![SummaryDataPoint::default(); 2],
+                data_points: vec![quantile(1.5)],
             }),
         );
         let cases: Vec<(Metric, usize, &str)> = vec![
             (
                 summary,
-                2,
-                "metric `s`: summaries are not supported; send histograms",
+                1,
+                "metric `s`: a summary's quantiles must be between 0 and 1",
             ),
             (
                 sum("u", 0, true, vec![number(0, 1.0, "a")]),

@@ -4,6 +4,7 @@ mod exponential;
 mod histogram;
 mod last_value;
 mod sum;
+mod summary;
 
 pub use exponential::{
     Buckets, ExponentialHistogram, ExponentialPoint, MAX_SCALE, MAX_SIZE, MIN_SCALE,
@@ -11,6 +12,7 @@ pub use exponential::{
 pub use histogram::{Histogram, HistogramPoint};
 pub use last_value::LastValue;
 pub use sum::Sum;
+pub use summary::{Summary, SummaryPoint};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
