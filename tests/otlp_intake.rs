@@ -426,24 +426,35 @@ async fn hand_built_protobuf_and_json_requests_are_answered_as_otlp_says() {
     let response = ExportMetricsServiceResponse::decode(&body[..]).expect("a response");
     assert_eq!(response.partial_success, None);
 
-    // JSON with OTLP's mapping (int64 as a string, enums as numbers); a summary is refused.
+    // JSON with OTLP's mapping (int64 as a string, enums as numbers); a summary point whose
+    // quantile is not one is refused, the valid one kept.
     let json = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"hand-made"}}]},
       "scopeMetrics":[{"scope":{"name":"by.hand"},"metrics":[
         {"name":"jobs","unit":"{job}","sum":{"aggregationTemporality":1,"isMonotonic":true,"dataPoints":[{"asInt":"2"}]}},
-        {"name":"latency","summary":{"dataPoints":[{"count":"1","sum":2.0},{"count":"3","sum":1.0}]}}]}]}]}"#;
+        {"name":"latency","summary":{"dataPoints":[{"count":"1","sum":2.0,"quantileValues":[{"quantile":1.5,"value":2.0}]},
+          {"attributes":[{"key":"route","value":{"stringValue":"a"}}],"count":"3","sum":1.0,"quantileValues":[{"quantile":0.5,"value":0.25}]}]}}]}]}]}"#;
     let (status, ct, body) =
         post(&host, "/v1/metrics", "application/json", json.into(), false).await;
     assert_eq!((status, ct.as_str()), (200, "application/json"));
     let response: ExportMetricsServiceResponse =
         serde_json::from_slice(&body).expect("JSON response");
     let partial = response.partial_success.expect("partial success");
-    assert_eq!(partial.rejected_data_points, 2);
+    assert_eq!(partial.rejected_data_points, 1);
     assert_eq!(
         partial.error_message,
-        "metric `latency`: summaries are not supported; send histograms"
+        "metric `latency`: a summary's quantiles must be between 0 and 1"
     );
     let m = exposition(&host).await;
     assert_eq!(m.value("jobs_total", &[("job", "hand-made")]), Some(7.0));
+    let route = [("job", "hand-made"), ("route", "a")];
+    assert_eq!(m.value("latency_count", &route), Some(3.0));
+    assert_eq!(
+        m.value(
+            "latency",
+            &[("job", "hand-made"), ("quantile", "0.5"), ("route", "a")]
+        ),
+        Some(0.25)
+    );
 
     // Malformed protobuf: 400 with a google.rpc.Status in protobuf.
     let (status, ct, body) = post(
