@@ -9,6 +9,9 @@
 //! exporter), so a scraped series behaves as a pushed series of the same shape.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher as _;
+
+use hashbrown::HashTable;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -46,9 +49,6 @@ pub struct Scraped {
     pub series: usize,
 }
 
-/// A series' identity within a target: its metric and labels.
-type SeriesKey = (String, Vec<(String, String)>);
-
 /// How a target's samples are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
@@ -81,30 +81,48 @@ pub enum Refused {
     Labels(String),
 }
 
-/// Translates one target's scrapes, remembering when each series was first seen and which
-/// series the last scrape had (a series missing from the next one ends).
+/// Translates one target's scrapes, remembering each series of the last scrape (when it was
+/// first seen, and its shape): a series missing from the next scrape ends.
 #[derive(Debug, Default)]
 pub struct Translator {
     options: Options,
-    first_seen: HashMap<SeriesKey, u64>,
-    previous: BTreeMap<SeriesKey, Shape>,
+    /// Every series of the last scrape, by a hash of its family name and labels.
+    known: HashTable<Known>,
+    hasher: foldhash::fast::RandomState,
+    /// Which scrape marked a series seen last.
+    generation: u64,
 }
 
-/// What a series was, to end it in the same shape: its kind, and a histogram's bounds.
-type Shape = (Kind, Vec<f64>);
-
-/// A family being gathered: its kind, unit, help and series by label set.
+/// A series the last scrape had: its identity, what ending it takes (its kind, a histogram's
+/// bounds), when it was first seen, and the scrape that saw it last.
 #[derive(Debug)]
-struct Family {
+struct Known {
+    hash: u64,
+    name: String,
+    labels: Vec<(String, String)>,
+    kind: Kind,
+    bounds: Vec<f64>,
+    first_seen: u64,
+    seen: u64,
+}
+
+/// A family being gathered: its name, kind, unit, help, and series in the order they came.
+#[derive(Debug)]
+struct Family<'a> {
+    name: &'a str,
     kind: Kind,
     unit: String,
     help: String,
-    series: BTreeMap<Vec<(String, String)>, Series>,
+    series: Vec<Series<'a>>,
+    /// Positions in `series`, by a hash of the labels.
+    index: HashTable<usize>,
 }
 
-/// What the samples of one series said.
+/// What the samples of one series said, with its labels (sorted by name; `le` or `quantile`
+/// taken out).
 #[derive(Debug, Default)]
-struct Series {
+struct Series<'a> {
+    labels: Labels<'a>,
     value: Option<f64>,
     created: Option<f64>,
     count: Option<f64>,
@@ -115,26 +133,142 @@ struct Series {
     exemplars: Vec<OtlpExemplar>,
 }
 
+/// The families of one scrape, by name.
+#[derive(Debug, Default)]
+struct Families<'a> {
+    list: Vec<Family<'a>>,
+    by_name: HashMap<&'a str, usize, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+    /// The family of the previous sample: the samples of a family come together.
+    last: Option<usize>,
+}
+
 /// The suffixes a sample of a family may carry, longest first.
 const SUFFIXES: &[&str] = &[
     "_bucket", "_count", "_sum", "_created", "_total", "_info", "_gcount", "_gsum",
 ];
+
+impl<'a> Families<'a> {
+    /// The family named `name`, made of `kind` when new.
+    fn family(&mut self, name: &'a str, kind: Kind) -> usize {
+        if let Some(&at) = self.by_name.get(name) {
+            return at;
+        }
+        self.list.push(Family {
+            name,
+            kind,
+            unit: String::new(),
+            help: String::new(),
+            series: Vec::new(),
+            index: HashTable::new(),
+        });
+        self.by_name.insert(name, self.list.len() - 1);
+        self.list.len() - 1
+    }
+
+    /// The declared family a sample named `name` belongs to, with the suffix it carries: the
+    /// family whose name is the sample's less a suffix, else a family of its own name (unknown).
+    fn of(&mut self, name: &'a str) -> (usize, &'static str) {
+        let declared = |families: &Self, at: usize| {
+            let family = families.list[at].name;
+            let rest = name.strip_prefix(family)?;
+            (rest.is_empty() || SUFFIXES.contains(&rest))
+                .then(|| SUFFIXES.iter().find(|s| **s == rest).copied().unwrap_or(""))
+        };
+        if let Some(at) = self.last
+            && let Some(suffix) = declared(self, at)
+        {
+            return (at, suffix);
+        }
+        let found = SUFFIXES.iter().find_map(|suffix| {
+            let base = name.strip_suffix(suffix)?;
+            self.by_name.get(base).map(|&at| (at, *suffix))
+        });
+        let (at, suffix) = found.unwrap_or_else(|| (self.family(name, Kind::Unknown), ""));
+        self.last = Some(at);
+        (at, suffix)
+    }
+
+    /// Adds one sample to the family it belongs to.
+    fn gather(&mut self, sample: Sample<'a>, options: Options) {
+        let (at, suffix) = self.of(sample.name);
+        let kind = self.list[at].kind;
+        let mut labels = sample.labels;
+        if !options.honor_labels {
+            for (name, _) in &mut labels {
+                match *name {
+                    "job" => *name = "exported_job",
+                    "instance" => *name = "exported_instance",
+                    _ => {}
+                }
+            }
+        }
+        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let special = match kind {
+            Kind::Histogram if suffix == "_bucket" => "le",
+            Kind::Summary if suffix.is_empty() => "quantile",
+            _ => "",
+        };
+        let bound = labels
+            .iter()
+            .position(|(k, _)| *k == special)
+            .map(|at| labels.remove(at).1);
+        let hash = self.hasher.hash_one(&labels);
+        let family = &mut self.list[at];
+        let found = family
+            .index
+            .find(hash, |&i| family.series[i].labels == labels)
+            .copied();
+        let series = match found {
+            Some(i) => &mut family.series[i],
+            None => {
+                let i = family.series.len();
+                family.series.push(Series {
+                    labels,
+                    ..Series::default()
+                });
+                let list = &family.series;
+                family
+                    .index
+                    .insert_unique(hash, i, |&j| self.hasher.hash_one(&list[j].labels));
+                &mut family.series[i]
+            }
+        };
+        if options.honor_timestamps {
+            series.time_ms = sample.timestamp_ms.or(series.time_ms);
+        }
+        if let Some(e) = &sample.exemplar {
+            series.exemplars.push(exemplar_of(e));
+        }
+        match (suffix, bound) {
+            ("_created", _) => series.created = Some(sample.value),
+            ("_count" | "_gcount", _) => series.count = Some(sample.value),
+            ("_sum" | "_gsum", _) => series.sum = Some(sample.value),
+            (_, Some(bound)) => {
+                let bound = match bound.as_ref() {
+                    "+Inf" | "Inf" => f64::INFINITY,
+                    other => other.parse().unwrap_or(f64::NAN),
+                };
+                series.points.push((bound, sample.value));
+            }
+            _ => series.value = Some(sample.value),
+        }
+    }
+}
 
 impl Translator {
     /// A translator with nothing seen yet.
     pub fn new(options: Options) -> Self {
         Self {
             options,
-            first_seen: HashMap::new(),
-            previous: BTreeMap::new(),
+            ..Self::default()
         }
     }
 
     /// The request that ends every series the last scrape had (the target failed or went
     /// away): the target's resource, each series once more with no recorded value.
     pub fn ended(&mut self, target: &Target, now: u64) -> Scraped {
-        let gone = std::mem::take(&mut self.previous);
-        self.first_seen.clear();
+        let gone: Vec<Known> = std::mem::take(&mut self.known).into_iter().collect();
         let mut scraped = self
             .translate(target, std::iter::empty(), now)
             .unwrap_or_default();
@@ -157,7 +291,10 @@ impl Translator {
         lines: impl Iterator<Item = Result<Line<'a>, ParseError>>,
         now: u64,
     ) -> Result<Scraped, Refused> {
-        let mut families: BTreeMap<String, Family> = BTreeMap::new();
+        let mut families = Families {
+            hasher: self.hasher.clone(),
+            ..Families::default()
+        };
         // HELP and UNIT by the name they were written under, and whether it is a unit.
         let mut metadata: HashMap<(&str, bool), String> = HashMap::new();
         let mut info: Vec<(String, String)> = Vec::new();
@@ -165,8 +302,8 @@ impl Translator {
         for line in lines {
             match line? {
                 Line::Type(name, kind) => {
-                    let name = family_name(name, kind);
-                    family(&mut families, &name, kind).kind = kind;
+                    let at = families.family(family_name(name, kind), kind);
+                    families.list[at].kind = kind;
                 }
                 Line::Help(name, text) => {
                     metadata.insert((name, false), text.into_owned());
@@ -188,52 +325,42 @@ impl Translator {
                     if limit > 0 && sample.labels.len() > limit {
                         return Err(Refused::Labels(sample.name.to_owned()));
                     }
-                    gather(&mut families, &sample, self.options);
+                    families.gather(sample, self.options);
                 }
             }
         }
+        self.generation += 1;
+        let mut list = families.list;
+        list.sort_unstable_by(|a, b| a.name.cmp(b.name));
         let mut series = 0;
-        let current: BTreeMap<SeriesKey, Shape> = families
-            .iter()
-            .flat_map(|(name, f)| {
-                f.series.iter().map(|(labels, s)| {
-                    let mut bounds: Vec<f64> = match f.kind {
-                        Kind::Histogram => s
-                            .points
-                            .iter()
-                            .map(|p| p.0)
-                            .filter(|b| b.is_finite())
-                            .collect(),
-                        _ => Vec::new(),
-                    };
-                    bounds.sort_by(f64::total_cmp);
-                    ((name.clone(), labels.clone()), (f.kind, bounds))
-                })
-            })
-            .collect();
-        let gone: BTreeMap<SeriesKey, Shape> = std::mem::replace(&mut self.previous, current)
-            .into_iter()
-            .filter(|(key, _)| !self.previous.contains_key(key))
-            .collect();
-        for key in gone.keys() {
-            self.first_seen.remove(key);
+        let mut metrics: Vec<Metric> = Vec::with_capacity(list.len());
+        for mut family in list {
+            series += family.series.len();
+            for (unit, field) in [(false, &mut family.help), (true, &mut family.unit)] {
+                *field = ["", "_total", "_info"]
+                    .iter()
+                    .find_map(|suffix| {
+                        let written = format!("{}{suffix}", family.name);
+                        metadata.get(&(written.as_str(), unit)).cloned()
+                    })
+                    .unwrap_or_default();
+            }
+            metrics.extend(self.metric(family, now));
         }
-        let mut metrics: Vec<Metric> = families
-            .into_iter()
-            .filter_map(|(name, mut family)| {
-                series += family.series.len();
-                for (unit, field) in [(false, &mut family.help), (true, &mut family.unit)] {
-                    *field = ["", "_total", "_info"]
-                        .iter()
-                        .find_map(|suffix| {
-                            let written = format!("{name}{suffix}");
-                            metadata.get(&(written.as_str(), unit)).cloned()
-                        })
-                        .unwrap_or_default();
-                }
-                self.metric(name, family, now)
-            })
-            .collect();
+        let generation = self.generation;
+        let mut gone = Vec::new();
+        self.known.retain(|k| {
+            if k.seen == generation {
+                return true;
+            }
+            gone.push(Known {
+                name: std::mem::take(&mut k.name),
+                labels: std::mem::take(&mut k.labels),
+                bounds: std::mem::take(&mut k.bounds),
+                ..*k
+            });
+            false
+        });
         metrics.extend(stale(gone, now));
         let mut attributes = vec![
             kv("service.name", &target.job),
@@ -265,25 +392,61 @@ impl Translator {
         })
     }
 
-    /// When a series started: its `_created` (seconds), else when it was first seen.
-    fn start(
+    /// Marks the series `labels` of family `name` seen by this scrape, remembering it (its
+    /// kind, and a histogram's `bounds`) when new; when it started: its `_created` (seconds),
+    /// else when it was first seen.
+    fn seen(
         &mut self,
-        name: &str,
-        labels: &[(String, String)],
+        (name, kind): (&str, Kind),
+        labels: &Labels<'_>,
+        bounds: &[f64],
         created: Option<f64>,
         now: u64,
     ) -> u64 {
-        if let Some(created) = created {
-            return (created * 1e9) as u64;
+        let hash = self.hasher.hash_one((name, labels));
+        let same = |k: &Known| {
+            k.name == name
+                && k.labels.len() == labels.len()
+                && k.labels
+                    .iter()
+                    .zip(labels)
+                    .all(|((a, b), (c, d))| a == c && b == d)
+        };
+        let generation = self.generation;
+        let known = match self.known.find_mut(hash, same) {
+            Some(known) => {
+                if known.kind != kind || known.bounds != bounds {
+                    known.kind = kind;
+                    known.bounds = bounds.to_vec();
+                }
+                known
+            }
+            None => self
+                .known
+                .insert_unique(
+                    hash,
+                    Known {
+                        hash,
+                        name: name.to_owned(),
+                        labels: owned(labels),
+                        kind,
+                        bounds: bounds.to_vec(),
+                        first_seen: now,
+                        seen: generation,
+                    },
+                    |k| k.hash,
+                )
+                .into_mut(),
+        };
+        known.seen = generation;
+        match created {
+            Some(created) => (created * 1e9) as u64,
+            None => known.first_seen,
         }
-        *self
-            .first_seen
-            .entry((name.to_owned(), labels.to_vec()))
-            .or_insert(now)
     }
 
     /// One family as an OTLP metric; `None` when it has no series.
-    fn metric(&mut self, name: String, family: Family, now: u64) -> Option<Metric> {
+    fn metric(&mut self, family: Family<'_>, now: u64) -> Option<Metric> {
         if family.series.is_empty() {
             return None;
         }
@@ -291,19 +454,29 @@ impl Translator {
         let mut numbers = Vec::new();
         let mut histograms = Vec::new();
         let mut summaries = Vec::new();
-        for (labels, s) in family.series {
+        for s in family.series {
             let time_unix_nano = s.time_ms.map_or(now, |ms| (ms.max(0) as u64) * 1_000_000);
-            let start_time_unix_nano = self.start(&name, &labels, s.created, time_unix_nano);
-            let attributes: Vec<KeyValue> = labels.iter().map(|(k, v)| kv(k, v)).collect();
+            let mut buckets = s.points;
+            let explicit_bounds: Vec<f64> = if family.kind == Kind::Histogram {
+                buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                buckets
+                    .iter()
+                    .map(|b| b.0)
+                    .filter(|b| b.is_finite())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let start_time_unix_nano = self.seen(
+                (family.name, family.kind),
+                &s.labels,
+                &explicit_bounds,
+                s.created,
+                time_unix_nano,
+            );
+            let attributes: Vec<KeyValue> = s.labels.iter().map(|(k, v)| kv(k, v)).collect();
             match family.kind {
                 Kind::Histogram => {
-                    let mut buckets = s.points;
-                    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-                    let explicit_bounds: Vec<f64> = buckets
-                        .iter()
-                        .map(|b| b.0)
-                        .filter(|b| b.is_finite())
-                        .collect();
                     let mut previous = 0.0;
                     let bucket_counts: Vec<u64> = buckets
                         .iter()
@@ -332,8 +505,7 @@ impl Translator {
                     time_unix_nano,
                     count: s.count.unwrap_or(0.0).max(0.0) as u64,
                     sum: s.sum.unwrap_or(0.0),
-                    quantile_values: s
-                        .points
+                    quantile_values: buckets
                         .iter()
                         .map(|(quantile, value)| ValueAtQuantile {
                             quantile: *quantile,
@@ -375,7 +547,7 @@ impl Translator {
             }),
         };
         Some(Metric {
-            name,
+            name: family.name.to_owned(),
             description: family.help,
             unit: family.unit,
             data: Some(data),
@@ -386,16 +558,16 @@ impl Translator {
 
 /// Each series of `gone` once more, with no recorded value (OTLP's staleness marker), in the
 /// shape it had, so that the receiver ends it.
-fn stale(gone: BTreeMap<SeriesKey, Shape>, now: u64) -> Vec<Metric> {
+fn stale(gone: Vec<Known>, now: u64) -> Vec<Metric> {
     /// A gone series: its attributes and its bounds.
     type Gone = (Vec<KeyValue>, Vec<f64>);
     let mut by_family: BTreeMap<(String, Kind), Vec<Gone>> = BTreeMap::new();
-    for ((name, labels), (kind, bounds)) in gone {
-        let attributes = labels.iter().map(|(k, v)| kv(k, v)).collect();
+    for series in gone {
+        let attributes = series.labels.iter().map(|(k, v)| kv(k, v)).collect();
         by_family
-            .entry((name, kind))
+            .entry((series.name, series.kind))
             .or_default()
-            .push((attributes, bounds));
+            .push((attributes, series.bounds));
     }
     const NO_RECORDED_VALUE: u32 = 1;
     let cumulative = AggregationTemporality::Cumulative as i32;
@@ -457,92 +629,21 @@ fn stale(gone: BTreeMap<SeriesKey, Shape>, now: u64) -> Vec<Metric> {
 }
 
 /// A family's name as OTLP carries it: a counter's without `_total`, an info's without `_info`.
-fn family_name(name: &str, kind: Kind) -> String {
+fn family_name(name: &str, kind: Kind) -> &str {
     let trimmed = match kind {
         Kind::Counter => name.strip_suffix("_total"),
         Kind::Info => name.strip_suffix("_info"),
         _ => None,
     };
-    trimmed.unwrap_or(name).to_owned()
+    trimmed.unwrap_or(name)
 }
 
-/// The family named `name`, made of `kind` when new.
-fn family<'f>(
-    families: &'f mut BTreeMap<String, Family>,
-    name: &str,
-    kind: Kind,
-) -> &'f mut Family {
-    families.entry(name.to_owned()).or_insert_with(|| Family {
-        kind,
-        unit: String::new(),
-        help: String::new(),
-        series: BTreeMap::new(),
-    })
-}
-
-/// Labels as owned pairs, sorted by name.
+/// Labels as owned pairs, in their order.
 fn owned(labels: &Labels<'_>) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = labels
+    labels
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.to_string()))
-        .collect();
-    pairs.sort();
-    pairs
-}
-
-/// Adds one sample to the family it belongs to: the declared family whose name is the
-/// sample's less a suffix its kind has, else a family of its own name (unknown).
-fn gather(families: &mut BTreeMap<String, Family>, sample: &Sample<'_>, options: Options) {
-    let (family_name, suffix) = SUFFIXES
-        .iter()
-        .find_map(|suffix| {
-            let base = sample.name.strip_suffix(suffix)?;
-            families.contains_key(base).then_some((base, *suffix))
-        })
-        .unwrap_or((sample.name, ""));
-    let family_name = family_name.to_owned();
-    let kind = families.get(&family_name).map_or(Kind::Unknown, |f| f.kind);
-    let mut labels = owned(&sample.labels);
-    if !options.honor_labels {
-        for (name, _) in &mut labels {
-            if name == "job" || name == "instance" {
-                name.insert_str(0, "exported_");
-            }
-        }
-        labels.sort();
-    }
-    let special = match kind {
-        Kind::Histogram if suffix == "_bucket" => "le",
-        Kind::Summary if suffix.is_empty() => "quantile",
-        _ => "",
-    };
-    let bound = labels
-        .iter()
-        .position(|(k, _)| k == special)
-        .map(|at| labels.remove(at).1);
-    let series = family(families, &family_name, kind)
-        .series
-        .entry(labels)
-        .or_default();
-    if options.honor_timestamps {
-        series.time_ms = sample.timestamp_ms.or(series.time_ms);
-    }
-    if let Some(e) = &sample.exemplar {
-        series.exemplars.push(exemplar_of(e));
-    }
-    match (suffix, bound) {
-        ("_created", _) => series.created = Some(sample.value),
-        ("_count" | "_gcount", _) => series.count = Some(sample.value),
-        ("_sum" | "_gsum", _) => series.sum = Some(sample.value),
-        (_, Some(bound)) => {
-            let bound = match bound.as_str() {
-                "+Inf" | "Inf" => f64::INFINITY,
-                other => other.parse().unwrap_or(f64::NAN),
-            };
-            series.points.push((bound, sample.value));
-        }
-        _ => series.value = Some(sample.value),
-    }
+        .collect()
 }
 
 /// An OpenMetrics exemplar as OTLP's: `trace_id`/`span_id` labels as ids, the rest filtered
