@@ -1,6 +1,8 @@
 //! Memory of 100,000 active histogram series with 3 attributes, wasmtel beside the official
 //! `opentelemetry_sdk` in the same run: heap bytes (counted by this binary's allocator) and
-//! resident set growth, per series, and their ratio.
+//! resident set growth, per series, and their ratio; and the same series pushed over OTLP
+//! (cumulative, through the metrics intake) and scraped (a Prometheus exposition through the
+//! scrape translator and the intake), per series.
 
 // Counting heap bytes takes a global allocator, which is an `unsafe` trait; it forwards to `System`.
 #![allow(unsafe_code)]
@@ -106,6 +108,77 @@ fn wasmtel(filter: ExemplarFilter, trace: Option<TraceContext>) -> Registry {
     registry
 }
 
+/// The 100,000 series as a Prometheus text exposition: 3 labels, [`BOUNDS`] and `+Inf`.
+fn exposition() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("# TYPE bench_h histogram\n");
+    for i in 0..SERIES {
+        let labels = format!(
+            "id=\"{i}\",model=\"{}\",region=\"{}\"",
+            MODELS[i % 4],
+            REGIONS[i % 6]
+        );
+        for b in BOUNDS {
+            let _ = writeln!(out, "bench_h_bucket{{{labels},le=\"{b}\"}} 1");
+        }
+        let _ = writeln!(out, "bench_h_bucket{{{labels},le=\"+Inf\"}} 1");
+        let _ = writeln!(out, "bench_h_sum{{{labels}}} 0.3");
+        let _ = writeln!(out, "bench_h_count{{{labels}}} 1");
+    }
+    out
+}
+
+/// A metrics intake into fresh registries, as the host's.
+fn intake() -> wasmtel::intake::otlp::metrics::MetricsReceiver {
+    use std::sync::Arc;
+    use wasmtel::metrics::Registries;
+    use wasmtel::model::attributes::AttributeSet;
+    use wasmtel::model::resource::Resource;
+    let own = Resource::from_attributes(AttributeSet::empty());
+    let registries = Registries::new(Arc::new(Registry::new(SERIES + 1)), own);
+    wasmtel::intake::otlp::metrics::MetricsReceiver::new(Arc::new(registries))
+}
+
+/// Heap and resident bytes per series pushed over OTLP (the scraped request, received twice:
+/// its series and the intake's memory of cumulative points) and scraped (the same, plus the
+/// translator's memory of the series).
+fn pushed_and_scraped() -> ((f64, f64), (f64, f64)) {
+    use wasmtel::sources::scrape::exposition::{Format, Parser};
+    use wasmtel::sources::scrape::translate::{Options, Target, Translator};
+    let body = exposition();
+    let target = Target {
+        job: "bench".into(),
+        instance: "127.0.0.1:9000".into(),
+        attributes: Vec::new(),
+    };
+    let request = |translator: &mut Translator, now: u64| {
+        translator
+            .translate(&target, Parser::new(&body, Format::Text), now)
+            .expect("valid")
+            .request
+    };
+    let pushed_request = request(&mut Translator::new(Options::default()), 1);
+    let (pushed_heap, pushed_rss, pushed) = per_series(|| {
+        let intake = intake();
+        for _ in 0..2 {
+            assert_eq!(intake.receive(&pushed_request).rejected, 0);
+        }
+        intake
+    });
+    black_box(&pushed);
+    drop(pushed_request);
+    let (scraped_heap, scraped_rss, scraped) = per_series(|| {
+        let (intake, mut translator) = (intake(), Translator::new(Options::default()));
+        for now in 1..3 {
+            let scrape = request(&mut translator, now);
+            assert_eq!(intake.receive(&scrape).rejected, 0);
+        }
+        (intake, translator)
+    });
+    black_box(&scraped);
+    ((pushed_heap, pushed_rss), (scraped_heap, scraped_rss))
+}
+
 fn main() {
     // Nothing is dropped before the end, so that freed memory is not reused by the next side.
     let (ours_heap, ours_rss, registry) = per_series(|| wasmtel(ExemplarFilter::AlwaysOff, None));
@@ -144,5 +217,11 @@ fn main() {
     );
     println!(
         "with one traced measurement per series (an exemplar each): wasmtel {traced_heap:.0} B/series heap ({traced_rss:.0} B resident)"
+    );
+    let ((pushed_heap, pushed_rss), (scraped_heap, scraped_rss)) = pushed_and_scraped();
+    println!(
+        "the same series pushed over OTLP (cumulative): {pushed_heap:.0} B/series heap ({pushed_rss:.0} B resident); \
+         scraped: {scraped_heap:.0} B/series heap ({scraped_rss:.0} B resident), scraped/pushed {:.2}x heap",
+        scraped_heap / pushed_heap
     );
 }

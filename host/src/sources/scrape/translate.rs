@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher as _;
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 
@@ -91,6 +92,8 @@ pub struct Translator {
     hasher: foldhash::fast::RandomState,
     /// Which scrape marked a series seen last.
     generation: u64,
+    /// The bounds a histogram series had last, shared by the series that have the same.
+    bounds: Option<Arc<[f64]>>,
 }
 
 /// A series the last scrape had: its identity, what ending it takes (its kind, a histogram's
@@ -98,12 +101,60 @@ pub struct Translator {
 #[derive(Debug)]
 struct Known {
     hash: u64,
-    name: String,
-    labels: Vec<(String, String)>,
+    /// Its family name and labels, as [`SeriesId`] writes them.
+    id: SeriesId,
     kind: Kind,
-    bounds: Vec<f64>,
+    bounds: Option<Arc<[f64]>>,
     first_seen: u64,
     seen: u64,
+}
+
+/// A series' family name and labels in one allocation: each string after its length (four
+/// bytes, little-endian), the name first, then each label's name and value.
+#[derive(Debug, Default)]
+struct SeriesId(Box<[u8]>);
+
+impl SeriesId {
+    fn new(name: &str, labels: &Labels<'_>) -> Self {
+        let mut bytes = Vec::new();
+        for part in std::iter::once(name).chain(labels.iter().flat_map(|(k, v)| [*k, v.as_ref()])) {
+            bytes.extend((part.len() as u32).to_le_bytes());
+            bytes.extend(part.as_bytes());
+        }
+        Self(bytes.into_boxed_slice())
+    }
+
+    /// Its strings in order: the name, then each label's name and value.
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        let mut rest = &self.0[..];
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let (part, tail) = tail.split_at(u32::from_le_bytes(*len) as usize);
+            rest = tail;
+            std::str::from_utf8(part).ok()
+        })
+    }
+
+    /// Whether it is the series `labels` of family `name`.
+    fn is(&self, name: &str, labels: &Labels<'_>) -> bool {
+        let mut parts = self.parts();
+        parts.next() == Some(name)
+            && labels
+                .iter()
+                .all(|(k, v)| parts.next() == Some(*k) && parts.next() == Some(v.as_ref()))
+            && parts.next().is_none()
+    }
+
+    /// The family name and the labels.
+    fn split(&self) -> (String, Vec<(String, String)>) {
+        let mut parts = self.parts();
+        let name = parts.next().unwrap_or_default().to_owned();
+        let mut labels = Vec::new();
+        while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+            labels.push((k.to_owned(), v.to_owned()));
+        }
+        (name, labels)
+    }
 }
 
 /// A family being gathered: its name, kind, unit, help, and series in the order they came.
@@ -354,9 +405,8 @@ impl Translator {
                 return true;
             }
             gone.push(Known {
-                name: std::mem::take(&mut k.name),
-                labels: std::mem::take(&mut k.labels),
-                bounds: std::mem::take(&mut k.bounds),
+                id: std::mem::take(&mut k.id),
+                bounds: k.bounds.take(),
                 ..*k
             });
             false
@@ -404,20 +454,17 @@ impl Translator {
         now: u64,
     ) -> u64 {
         let hash = self.hasher.hash_one((name, labels));
-        let same = |k: &Known| {
-            k.name == name
-                && k.labels.len() == labels.len()
-                && k.labels
-                    .iter()
-                    .zip(labels)
-                    .all(|((a, b), (c, d))| a == c && b == d)
-        };
         let generation = self.generation;
-        let known = match self.known.find_mut(hash, same) {
+        // Series of one family mostly share their bounds: one copy serves them all.
+        let shared = (!bounds.is_empty()).then(|| match &self.bounds {
+            Some(last) if **last == *bounds => last.clone(),
+            _ => self.bounds.insert(Arc::from(bounds)).clone(),
+        });
+        let known = match self.known.find_mut(hash, |k| k.id.is(name, labels)) {
             Some(known) => {
-                if known.kind != kind || known.bounds != bounds {
+                if known.kind != kind || known.bounds.as_deref().unwrap_or_default() != bounds {
                     known.kind = kind;
-                    known.bounds = bounds.to_vec();
+                    known.bounds = shared;
                 }
                 known
             }
@@ -427,10 +474,9 @@ impl Translator {
                     hash,
                     Known {
                         hash,
-                        name: name.to_owned(),
-                        labels: owned(labels),
+                        id: SeriesId::new(name, labels),
                         kind,
-                        bounds: bounds.to_vec(),
+                        bounds: shared,
                         first_seen: now,
                         seen: generation,
                     },
@@ -563,11 +609,13 @@ fn stale(gone: Vec<Known>, now: u64) -> Vec<Metric> {
     type Gone = (Vec<KeyValue>, Vec<f64>);
     let mut by_family: BTreeMap<(String, Kind), Vec<Gone>> = BTreeMap::new();
     for series in gone {
-        let attributes = series.labels.iter().map(|(k, v)| kv(k, v)).collect();
+        let (name, labels) = series.id.split();
+        let attributes = labels.iter().map(|(k, v)| kv(k, v)).collect();
+        let bounds = series.bounds.as_deref().unwrap_or_default().to_vec();
         by_family
-            .entry((series.name, series.kind))
+            .entry((name, series.kind))
             .or_default()
-            .push((attributes, series.bounds));
+            .push((attributes, bounds));
     }
     const NO_RECORDED_VALUE: u32 = 1;
     let cumulative = AggregationTemporality::Cumulative as i32;
