@@ -755,3 +755,113 @@ async fn a_real_prometheus_scraping_the_same_target_stores_what_wasmtel_exports(
     }
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_is_read_and_limits_and_timeouts_fail_the_scrape_by_name() {
+    let text = "# TYPE jobs_total counter\njobs_total 3\njobs_total{q=\"b\"} 4\n";
+    let zipped = wasmtel_tests::gzipped(text.as_bytes());
+    let app = axum::Router::new()
+        .route(
+            "/gzip",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let asked = headers
+                    .get("accept-encoding")
+                    .is_some_and(|v| v.to_str().unwrap_or("").contains("gzip"));
+                let zipped = zipped.clone();
+                async move {
+                    assert!(asked, "gzip is asked for");
+                    ([("content-encoding", "gzip")], zipped)
+                }
+            }),
+        )
+        .route("/many", axum::routing::get(move || async move { text }))
+        .route(
+            "/big",
+            axum::routing::get(|| async { format!("# {}\nx 1\n", "a".repeat(2000)) }),
+        )
+        .route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "x 1\n"
+            }),
+        );
+    let addr = wasmtel_tests::serve(app).await;
+    let data = tempfile::tempdir().expect("data dir");
+    let target = |path: &str, extra: &str| {
+        format!(
+            "[[scrape]]\nurl = \"http://{addr}/{path}\"\ninterval = \"300ms\"\njob = \"{path}\"\n{extra}"
+        )
+    };
+    let host = start(&format!(
+        "data_dir = \"{}\"\n{}{}{}{}",
+        data.path().display(),
+        target("gzip", ""),
+        target("many", "sample_limit = 1\n"),
+        target("big", "body_size_limit = 1000\n"),
+        target("slow", "timeout = \"200ms\"\n"),
+    ))
+    .await;
+    let instance = addr.to_string();
+    until(
+        &host,
+        "jobs_total",
+        &[("job", "gzip"), ("instance", instance.as_str()), ("q", "b")],
+        4.0,
+    )
+    .await;
+    let api = common::Api::new(&host, data.path());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body, _) = api.get("/api/v1/scrape").await;
+        let rows: std::collections::BTreeMap<String, (bool, String)> = body["targets"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|t| {
+                let job = t["job"].as_str().unwrap_or_default().to_owned();
+                let error = t["error"].as_str().unwrap_or_default().to_owned();
+                (job, (t["up"] == true, error))
+            })
+            .collect();
+        let want = std::collections::BTreeMap::from([
+            (
+                "big".to_owned(),
+                (
+                    false,
+                    "the body is over body_size_limit (1000 bytes)".to_owned(),
+                ),
+            ),
+            ("gzip".to_owned(), (true, String::new())),
+            (
+                "many".to_owned(),
+                (
+                    false,
+                    "2 samples, more than sample_limit (1) allows".to_owned(),
+                ),
+            ),
+            (
+                "slow".to_owned(),
+                (false, "the scrape timed out".to_owned()),
+            ),
+        ]);
+        if rows == want {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = exposition(&host).await;
+    assert_eq!(
+        m.value("up", &[("job", "many"), ("instance", instance.as_str())]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.samples("jobs_total")
+            .filter(|(l, _)| l.get("job").map(String::as_str) == Some("many"))
+            .count(),
+        0,
+        "a scrape over its sample limit records nothing"
+    );
+    host.shutdown().await;
+}
