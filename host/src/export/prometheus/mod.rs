@@ -316,13 +316,7 @@ fn render_series(
                 let l = labels.render(point.attributes, scope);
                 let kept = exemplars(&|| point.exemplars());
                 // `name_bucket{labels,` is the same on every bucket line of the series.
-                head.clear();
-                head.push_str(&bucket);
-                head.push('{');
-                head.push_str(l);
-                if !l.is_empty() {
-                    head.push(',');
-                }
+                open_labels(&mut head, &bucket, l);
                 // Room for the series' lines up front: growing a large buffer copies it again.
                 out.reserve((les.len() + 2) * (head.len() + 48));
                 let mut cumulative = 0u64;
@@ -345,13 +339,7 @@ fn render_series(
                     return;
                 };
                 let l = labels.render(point.attributes, scope);
-                head.clear();
-                head.push_str(name);
-                head.push('{');
-                head.push_str(l);
-                if !l.is_empty() {
-                    head.push(',');
-                }
+                open_labels(&mut head, name, l);
                 for (quantile, value) in &p.quantiles {
                     out.push_str(&head);
                     out.push_str("quantile=\"");
@@ -365,6 +353,18 @@ fn render_series(
         }
         // Text format 0.0.4 has no exponential histograms: they are exported over OTLP only.
         reader::Shape::ExponentialHistogram => {}
+    }
+}
+
+/// `name{labels,` (or `name{` without labels) into `head`: what every line of a series that
+/// adds one more label (`le`, `quantile`) starts with.
+fn open_labels(head: &mut String, name: &str, labels: &str) {
+    head.clear();
+    head.push_str(name);
+    head.push('{');
+    head.push_str(labels);
+    if !labels.is_empty() {
+        head.push(',');
     }
 }
 

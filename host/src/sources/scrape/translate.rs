@@ -222,9 +222,10 @@ impl<'a> Families<'a> {
     fn of(&mut self, name: &'a str) -> (usize, &'static str) {
         let declared = |families: &Self, at: usize| {
             let family = families.list[at].name;
-            let rest = name.strip_prefix(family)?;
-            (rest.is_empty() || SUFFIXES.contains(&rest))
-                .then(|| SUFFIXES.iter().find(|s| **s == rest).copied().unwrap_or(""))
+            match name.strip_prefix(family)? {
+                "" => Some(""),
+                rest => SUFFIXES.iter().find(|s| **s == rest).copied(),
+            }
         };
         if let Some(at) = self.last
             && let Some(suffix) = declared(self, at)
