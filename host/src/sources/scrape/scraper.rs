@@ -167,7 +167,7 @@ impl Scraper {
                 "scrape_samples_post_metric_relabeling",
                 scraped.samples as f64,
             ),
-            ("scrape_series_added", scraped.series as f64),
+            ("scrape_series_added", scraped.added as f64),
         ];
         if let Some(scope) = scraped
             .request

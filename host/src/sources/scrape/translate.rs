@@ -48,6 +48,8 @@ pub struct Scraped {
     pub samples: usize,
     /// Series in the request (a histogram or summary is one series).
     pub series: usize,
+    /// Of those, the ones the last scrape did not have.
+    pub added: usize,
 }
 
 /// How a target's samples are read.
@@ -92,6 +94,8 @@ pub struct Translator {
     hasher: foldhash::fast::RandomState,
     /// Which scrape marked a series seen last.
     generation: u64,
+    /// Series this scrape has that the last one did not.
+    added: usize,
     /// The bounds a histogram series had last, shared by the series that have the same.
     bounds: Option<Arc<[f64]>>,
 }
@@ -382,6 +386,7 @@ impl Translator {
             }
         }
         self.generation += 1;
+        self.added = 0;
         let mut list = families.list;
         list.sort_unstable_by(|a, b| a.name.cmp(b.name));
         let mut series = 0;
@@ -440,6 +445,7 @@ impl Translator {
             request,
             samples,
             series,
+            added: self.added,
         })
     }
 
@@ -469,21 +475,23 @@ impl Translator {
                 }
                 known
             }
-            None => self
-                .known
-                .insert_unique(
-                    hash,
-                    Known {
+            None => {
+                self.added += 1;
+                self.known
+                    .insert_unique(
                         hash,
-                        id: SeriesId::new(name, labels),
-                        kind,
-                        bounds: shared,
-                        first_seen: now,
-                        seen: generation,
-                    },
-                    |k| k.hash,
-                )
-                .into_mut(),
+                        Known {
+                            hash,
+                            id: SeriesId::new(name, labels),
+                            kind,
+                            bounds: shared,
+                            first_seen: now,
+                            seen: generation,
+                        },
+                        |k| k.hash,
+                    )
+                    .into_mut()
+            }
         };
         known.seen = generation;
         match created {
@@ -905,8 +913,9 @@ mod tests {
     fn a_series_missing_from_the_next_scrape_ends_and_a_failed_target_ends_all() {
         let mut t = Translator::new(Options::default());
         let both = "# TYPE q gauge\nq{x=\"1\"} 1\nq{x=\"2\"} 2\n";
-        translate(&mut t, both, Format::Text, 1);
+        assert_eq!(translate(&mut t, both, Format::Text, 1).added, 2);
         let one = translate(&mut t, "# TYPE q gauge\nq{x=\"1\"} 1\n", Format::Text, 2);
+        assert_eq!((one.series, one.added), (1, 0), "x=1 is no new series");
         let points: Vec<(String, u32)> = metrics(&one)
             .iter()
             .flat_map(|m| match &m.data {
@@ -930,6 +939,16 @@ mod tests {
         assert!(
             metrics(&t.ended(&target(), 4)).is_empty(),
             "nothing left to end"
+        );
+        let again = translate(
+            &mut t,
+            "# TYPE q gauge\nq{x=\"1\"} 1\nq{x=\"3\"} 3\n",
+            Format::Text,
+            5,
+        );
+        assert_eq!(
+            again.added, 2,
+            "after its target ended, every series is new again"
         );
     }
 
