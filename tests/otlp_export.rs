@@ -773,3 +773,108 @@ async fn every_plugin_call_is_counted_timed_and_its_failures_named() {
     assert_eq!(counted["stats"]["calls"]["ok"], 4, "{counted}");
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transform_is_given_only_what_it_reads_and_its_edits_apply_to_the_whole_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Names no other test uses: the call counts are process-wide.
+    let passthrough = env!("WASMTEL_FIXTURE_PASSTHROUGH");
+    std::fs::copy(passthrough, dir.path().join("lean.wasm")).expect("copy");
+    std::fs::copy(passthrough, dir.path().join("whole.wasm")).expect("copy");
+    let receiver = Receiver::start().await;
+    // `lean` reads the attribute table of metric batches and nothing of log batches; `whole`,
+    // after it, reads everything. Each writes what crossed into the resource.
+    let extra = format!(
+        "[plugins]\ndir = \"{}\"\n\
+         [[transforms]]\nplugin = \"lean\"\nconfig = {{ \"reads.metrics\" = \"attributes\", \"reads.logs\" = \"none\", report = \"lean.seen\" }}\n\
+         [[transforms]]\nplugin = \"whole\"\nconfig = {{ report = \"whole.seen\" }}\n",
+        dir.path().display()
+    );
+    let host = start(&format!("{}\n{extra}", config(&receiver, ""))).await;
+    post_ndjson(&host, &[Completed::ok("m1", "vllm").event(1)]).await;
+    host.collect_now().await;
+    receiver
+        .wait_until("metrics and logs", |r| {
+            !r.metrics.is_empty() && !r.logs.is_empty()
+        })
+        .await;
+    receiver.with(|r| {
+        let rm = &r.metrics[0].resource_metrics[0];
+        let resource = attrs(&rm.resource.as_ref().expect("resource").attributes);
+        let seen = |key: &str| -> Vec<(String, usize)> {
+            resource[key]
+                .split(' ')
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').expect("k=v");
+                    (k.to_owned(), v.parse().expect("a count"))
+                })
+                .collect()
+        };
+        let (lean, whole) = (seen("lean.seen"), seen("whole.seen"));
+        let count = |of: &[(String, usize)], key: &str| {
+            of.iter().find(|(k, _)| k == key).expect("reported").1
+        };
+        // The lean transform got the attribute table whole, and no metric, point or bucket.
+        assert_eq!(
+            count(&lean, "sets"),
+            count(&whole, "sets"),
+            "{lean:?} {whole:?}"
+        );
+        assert!(count(&lean, "sets") > 1, "{lean:?}");
+        for part in ["metrics", "points", "bounds", "counts"] {
+            assert_eq!(count(&lean, part), 0, "{part}: {lean:?}");
+            assert!(count(&whole, part) > 0, "{part}: {whole:?}");
+        }
+        // What it did not read still went out, exactly as the batch held it.
+        let points: usize = rm
+            .scope_metrics
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .map(|m| match &m.data {
+                Some(Data::Sum(s)) => s.data_points.len(),
+                Some(Data::Gauge(g)) => g.data_points.len(),
+                Some(Data::Histogram(h)) => h.data_points.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(points, count(&whole, "points"));
+        let requests = rm
+            .scope_metrics
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .find(|m| m.name == "inference.requests")
+            .expect("inference.requests");
+        let Some(Data::Sum(sum)) = &requests.data else {
+            panic!("a sum")
+        };
+        assert_eq!(sum.data_points.len(), 1);
+        assert_eq!(
+            sum.data_points[0].value,
+            Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(1.0))
+        );
+        // Logs: `lean` reads none, so it was not called for them; `whole` saw the record and
+        // its body.
+        let record = &r.logs[0].resource_logs[0].scope_logs[0].log_records[0];
+        let attributes = attrs(&record.attributes);
+        assert!(!attributes.contains_key("lean.seen"), "{attributes:?}");
+        assert!(
+            attributes["whole.seen"].ends_with("records=1 bodies=1"),
+            "{attributes:?}"
+        );
+    });
+    let m = exposition(&host).await;
+    let calls = |plugin: &str, function: &str| {
+        m.value(
+            "wasmtel_plugin_calls_total",
+            &[
+                ("plugin", plugin),
+                ("function", function),
+                ("outcome", "ok"),
+            ],
+        )
+    };
+    assert_eq!(calls("lean", "transform-metrics"), Some(1.0));
+    assert_eq!(calls("lean", "transform-logs"), None);
+    assert_eq!(calls("whole", "transform-logs"), Some(1.0));
+    host.shutdown().await;
+}

@@ -181,7 +181,7 @@ fn sleeping_through_wasi_is_cut_at_the_deadline_in_every_entry_point() {
         &Stats::default(),
     )
     .expect("loads");
-    let err = bounded("transform", || transform.metrics(&batch())).expect_err("deadline");
+    let err = bounded("transform", || transform.metrics(&mut batch())).expect_err("deadline");
     assert_eq!(err, deadline_hit("rogue_transform"));
 }
 
@@ -1076,8 +1076,8 @@ fn a_transform_whose_edits_name_nothing_fails_its_call_naming_the_edit() {
     let resource = wasmtel::sources::resource::detect(&Default::default());
     let origin = wasmtel::model::record::Origin::events(&resource, None);
     let records = vec![opentelemetry_proto::tonic::logs::v1::LogRecord::default(); 2];
-    let batch = wasmtel::plugins::convert::otlp::log_batch(&records, &origin);
-    let err = liar.logs(&batch).expect_err("refused");
+    let mut batch = wasmtel::plugins::convert::otlp::log_batch(&records, &origin);
+    let err = liar.logs(&mut batch).expect_err("refused");
     assert_eq!(
         err.to_string(),
         "plugin `liar` returned an error: invalid edits: edit 0 (drop-record) names record 9 of 2"

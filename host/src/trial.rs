@@ -121,7 +121,7 @@ pub fn run(
                 TransformPlugin::load(&runtime, name, &component, config.to_vec(), limits, &stats)?;
             let data = record(sample, None)?;
             let mut collected = metric_batch(&data);
-            if let Some(batch) = plugin.metrics(&collected.batch)? {
+            if let Some(batch) = plugin.metrics(&mut collected.batch)? {
                 collected.batch = batch;
             }
             let encoded =
@@ -131,7 +131,8 @@ pub fn run(
             let _ = writeln!(out, "metrics after the transform (OTLP/JSON):");
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&request)?);
             if let Some(logs) = &data.logs {
-                let logs = plugin.logs(logs)?.unwrap_or_else(|| logs.clone());
+                let mut logs = logs.clone();
+                let logs = plugin.logs(&mut logs)?.unwrap_or(logs);
                 let _ = writeln!(out, "log records after the transform:");
                 for record in convert::otlp::log_records(&logs) {
                     let _ = writeln!(out, "{}", serde_json::to_string(&record)?);

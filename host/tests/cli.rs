@@ -483,7 +483,10 @@ fn plugins_list_shows_directory_files_over_embedded_ones() {
         world(3),
         "exporter (signals: metrics; temporality: cumulative)"
     );
-    assert_eq!(world(4), "transform (signals: metrics, logs, traces)");
+    assert_eq!(
+        world(4),
+        "transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes+entries+payload, traces attributes+entries)"
+    );
     assert_eq!(world(5), "exporter (signals: metrics; temporality: delta)");
 }
 
@@ -1076,7 +1079,7 @@ fn plugins_new_writes_projects_that_build_into_plugins_of_their_kind() {
             "transform",
             "python",
             "componentize-py",
-            "transform (signals: metrics, logs)",
+            "transform (signals: metrics, logs; reads: metrics attributes+entries+payload, logs attributes+entries+payload)",
         ),
         ("narrow", "view", "js", "componentize-js", "view"),
     ] {

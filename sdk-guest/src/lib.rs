@@ -1,5 +1,5 @@
 //! Write wasmtel plugins in Rust: exporters, transforms and views, compiled to
-//! WebAssembly components for `wasm32-wasip2` against `wasmtel:plugin@0.2.1`.
+//! WebAssembly components for `wasm32-wasip2` against `wasmtel:plugin@0.2.2`.
 //!
 //! A plugin never sees wit-bindgen or the batch's interning. A stateless exporter is one function:
 //!
@@ -47,7 +47,8 @@ pub use wasmtel_guest_macro::{exporter, transform, view};
 /// Generated bindings for the plugin worlds; authors use the re-exports instead. A Rust
 /// exporter is built for the `trace-exporter` world and a transform for `span-transform`, whose
 /// `takes-spans` and `edits-spans` answer whether it implements spans; a 0.2.1 host reads those,
-/// and calls a plugin for spans only when they say yes.
+/// and calls a plugin for spans only when they say yes. A transform's `reads` (0.2.2) says what
+/// of each batch crosses into it.
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, unreachable_pub, clippy::all)]
 pub mod bindings {
@@ -74,8 +75,8 @@ pub mod bindings {
             export_macro_name: "export_transform_world",
             additional_derives: [PartialEq],
             with: {
-                "wasmtel:plugin/types@0.2.1": crate::bindings::exporter::wasmtel::plugin::types,
-                "wasmtel:plugin/host@0.2.1": crate::bindings::exporter::wasmtel::plugin::host,
+                "wasmtel:plugin/types@0.2.2": crate::bindings::exporter::wasmtel::plugin::types,
+                "wasmtel:plugin/host@0.2.2": crate::bindings::exporter::wasmtel::plugin::host,
             },
         });
     }
@@ -89,8 +90,8 @@ pub mod bindings {
             pub_export_macro: true,
             export_macro_name: "export_view_world",
             with: {
-                "wasmtel:plugin/types@0.2.1": crate::bindings::exporter::wasmtel::plugin::types,
-                "wasmtel:plugin/host@0.2.1": crate::bindings::exporter::wasmtel::plugin::host,
+                "wasmtel:plugin/types@0.2.2": crate::bindings::exporter::wasmtel::plugin::types,
+                "wasmtel:plugin/host@0.2.2": crate::bindings::exporter::wasmtel::plugin::host,
             },
         });
     }
@@ -104,6 +105,8 @@ pub use bindings::exporter::wasmtel::plugin::types::{
     Metric, MetricBatch, NumberPoint, Points, Resource, Scope, Span, SpanBatch, SpanEvent,
     SpanKind, SpanLink, StatusCode, Table, Temporality, TraceContext, TraceSpan, Value,
 };
+/// What a transform reads of each kind of batch ([`Transform::reads`]).
+pub use bindings::transform::exports::wasmtel::plugin::reader::{Parts, Reads};
 /// The edits of the `span-transformer` interface; [`SpanEdits`] builds them.
 pub use bindings::transform::exports::wasmtel::plugin::span_transformer::SpanEdit;
 /// The edits of the `transformer` interface; [`Edits`] builds them.
@@ -387,6 +390,18 @@ pub trait Transform: Sized + 'static {
         false
     }
 
+    /// What it reads of each kind of batch, as configured; by default everything. The host
+    /// lowers only these [`Parts`] (the others arrive as empty lists, and log records without
+    /// bodies) and does not call it for a kind it reads nothing of, so a transform that needs
+    /// only the attribute sets says so and crosses only the table.
+    fn reads(&self) -> Reads {
+        Reads {
+            metrics: Parts::all(),
+            logs: Parts::all(),
+            spans: Parts::all(),
+        }
+    }
+
     /// Adds the edits a span batch needs; by default, none (and the host sends none).
     fn transform_spans(
         &mut self,
@@ -444,6 +459,18 @@ pub mod __glue {
     /// Asks the initialised state; uninitialised, the answer is no.
     pub fn ask<T>(slot: &Slot<T>, f: impl FnOnce(&T) -> bool) -> bool {
         slot.borrow().as_ref().is_some_and(f)
+    }
+
+    /// `reads` for a transform; uninitialised, nothing.
+    pub fn reads<T: Transform>(slot: &Slot<T>) -> Reads {
+        match slot.borrow().as_ref() {
+            Some(state) => state.reads(),
+            None => Reads {
+                metrics: Parts::empty(),
+                logs: Parts::empty(),
+                spans: Parts::empty(),
+            },
+        }
     }
 
     /// `classify` for an exporter; uninitialised, it falls back to the status code.
@@ -527,6 +554,11 @@ macro_rules! __export_transform {
                         let mut edits = $crate::Edits::new();
                         $crate::Transform::transform_logs(t, &batch, &mut edits).map(|()| edits.into_inner())
                     }))
+                }
+            }
+            impl $crate::bindings::transform::exports::wasmtel::plugin::reader::Guest for Glue {
+                fn reading() -> $crate::Reads {
+                    STATE.with(|s| $crate::__glue::reads::<$ty>(s))
                 }
             }
             impl $crate::bindings::transform::exports::wasmtel::plugin::span_transformer::Guest for Glue {

@@ -16,8 +16,8 @@
 
 use sha2::{Digest, Sha256};
 use wasmtel_guest::{
-    AttributeEdits, Attributes, Config, Edits, LogBatch, MetricBatch, Patterns, SpanBatch,
-    SpanEdits, Transform, Value,
+    AttributeEdits, Attributes, Config, Edits, LogBatch, MetricBatch, Parts, Patterns, Reads,
+    SpanBatch, SpanEdits, Transform, Value,
 };
 
 /// The GenAI semantic conventions' prompt and completion content: the attributes of older
@@ -90,6 +90,29 @@ impl Transform for Redact {
             salt: config.get_or("salt", "").to_owned(),
             rename,
         })
+    }
+
+    /// The attribute table of every batch; log bodies and span events only to redact content.
+    fn reads(&self) -> Reads {
+        let keys = !(self.content.is_empty()
+            && self.drop.is_empty()
+            && self.hash.is_empty()
+            && self.rename.is_empty());
+        let attributes = if keys {
+            Parts::ATTRIBUTES
+        } else {
+            Parts::empty()
+        };
+        let (bodies, events) = if self.content.is_empty() {
+            (Parts::empty(), Parts::empty())
+        } else {
+            (Parts::PAYLOAD, Parts::ENTRIES)
+        };
+        Reads {
+            metrics: attributes,
+            logs: attributes | bodies,
+            spans: attributes | events,
+        }
     }
 
     fn transform_logs(&mut self, batch: &LogBatch, edits: &mut Edits) -> Result<(), String> {

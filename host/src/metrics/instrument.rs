@@ -392,12 +392,17 @@ impl Instrument {
 
     /// Whether the instrument has no series yet.
     pub fn is_empty(&self) -> bool {
+        self.series_count() == 0
+    }
+
+    /// The number of its series, the overflow series included.
+    pub fn series_count(&self) -> usize {
         match &self.storage {
-            Storage::Sum(t) => t.is_empty(),
-            Storage::LastValue(t) => t.is_empty(),
-            Storage::Histogram(_, t) => t.is_empty(),
-            Storage::ExponentialHistogram(t) => t.is_empty(),
-            Storage::Summary(t) => t.is_empty(),
+            Storage::Sum(t) => t.len(),
+            Storage::LastValue(t) => t.len(),
+            Storage::Histogram(_, t) => t.len(),
+            Storage::ExponentialHistogram(t) => t.len(),
+            Storage::Summary(t) => t.len(),
         }
     }
 

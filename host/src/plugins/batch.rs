@@ -49,18 +49,24 @@ fn index(n: usize) -> u32 {
 impl Interner {
     /// An empty table: string 0 is `""` and set 0 the empty set.
     pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An empty table with room for about `sets` host attribute sets of one attribute each
+    /// (growing the lists and maps as sets arrive costs more than interning them).
+    pub fn with_capacity(sets: usize) -> Self {
         let mut interner = Self {
             table: Table {
                 strings: Vec::new(),
-                values: Vec::new(),
-                attributes: Vec::new(),
-                sets: Vec::new(),
+                values: Vec::with_capacity(sets),
+                attributes: Vec::with_capacity(sets),
+                sets: Vec::with_capacity(sets + 1),
             },
             strings: Map::default(),
-            text_values: Map::default(),
+            text_values: Map::with_capacity_and_hasher(sets, Default::default()),
             other_values: Map::default(),
             sets: Map::default(),
-            host_sets: Map::default(),
+            host_sets: Map::with_capacity_and_hasher(sets, Default::default()),
             scratch: Vec::new(),
         };
         interner.string("");
@@ -670,7 +676,7 @@ fn regather<T: Copy>(list: &[T], range: Span, keep: &[bool], into: &mut Vec<T>) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::plugins::bindings::transformer::{PointRef, RenameMetric, SetBody};
     use crate::plugins::bindings::types::{
@@ -678,7 +684,7 @@ mod tests {
     };
 
     /// A gauge of three points (sets m1, m2, m1) with an exemplar on points 1 and 2.
-    fn gauge() -> MetricBatch {
+    pub(crate) fn gauge() -> MetricBatch {
         let mut t = Interner::new();
         let model = t.string("model");
         let (m1, m2) = (

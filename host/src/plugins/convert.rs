@@ -62,14 +62,16 @@ pub fn metric_batch_where(
     delta: Option<&mut DeltaTracker>,
     keep: &dyn Fn(&str) -> bool,
 ) -> Collected {
-    let mut table = Interner::new();
+    let scoped = Reader::scopes_where(registry, keep);
+    let series = scoped.iter().flat_map(|(_, m)| m).map(|i| i.series_count());
+    let mut table = Interner::with_capacity(series.sum());
     let resource = Resource {
         attributes: table.host_set(res.attributes()),
         schema_url: 0,
     };
     let mut reader = Reader::new(delta);
     let (mut scopes, mut metrics, mut schema_urls) = (Vec::new(), Vec::new(), Vec::new());
-    for (scope, members) in &Reader::scopes_where(registry, keep) {
+    for (scope, members) in &scoped {
         let index = u32::try_from(scopes.len()).unwrap_or(u32::MAX);
         let before = metrics.len();
         for instrument in members {

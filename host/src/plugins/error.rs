@@ -110,10 +110,10 @@ fn contract_advice(version: &str) -> &'static str {
     let newer = version
         .split('.')
         .map(|n| n.parse::<u32>().unwrap_or(0))
-        .cmp([0, 2, 1])
+        .cmp([0, 2, 2])
         .is_gt();
     if newer {
-        "this host serves up to 0.2.1: upgrade wasmtel"
+        "this host serves up to 0.2.2: upgrade wasmtel"
     } else {
         "rebuild with wasmtel-guest 0.2"
     }
@@ -221,7 +221,7 @@ mod tests {
         let newer = PluginError::from(Invalid::Contract("0.2.7".into()));
         assert_eq!(
             newer.chain(),
-            "built for wasmtel:plugin@0.2.7; this host serves up to 0.2.1: upgrade wasmtel"
+            "built for wasmtel:plugin@0.2.7; this host serves up to 0.2.2: upgrade wasmtel"
         );
     }
 }

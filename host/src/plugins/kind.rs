@@ -51,10 +51,12 @@ pub enum World {
         /// `cumulative` or `delta`.
         temporality: String,
     },
-    /// A transform, with the signals it edits.
+    /// A transform, with the signals it edits and what it reads of each.
     Transform {
-        /// `metrics, logs`, with `traces` when it edits spans.
+        /// `metrics, logs`, with `traces` when it edits spans: the kinds of batch it is given.
         signals: String,
+        /// The parts it reads of each (`metrics attributes, logs attributes+entries+payload`).
+        reads: String,
     },
     /// A view.
     View,
@@ -70,7 +72,9 @@ impl std::fmt::Display for World {
                 f,
                 "exporter (signals: {signals}; temporality: {temporality})"
             ),
-            World::Transform { signals } => write!(f, "transform (signals: {signals})"),
+            World::Transform { signals, reads } => {
+                write!(f, "transform (signals: {signals}; reads: {reads})")
+            }
             World::View => f.write_str("view"),
         }
     }

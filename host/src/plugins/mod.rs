@@ -4,7 +4,7 @@
 //!
 //! Inside, lowest first: `error`, `limits`, `stats` → `runtime` (engine, store, host
 //! interface) → `budget`, `cache`, `kind` → `instance` (supervision) → `plugin` (one loaded
-//! version) → the kinds `exporter`, `transform`, `view` → `loader` → `slot` (hot-reloadable
+//! version) → `lean` (a batch lowered with only what a transform reads) → the kinds `exporter`, `transform`, `view` → `loader` → `slot` (hot-reloadable
 //! holder) → `watch` (the directory watcher) → `set`; `inspect` checks a file without a host.
 
 pub mod batch;
@@ -20,6 +20,7 @@ mod host;
 pub mod inspect;
 pub mod instance;
 pub mod kind;
+pub(crate) mod lean;
 pub mod limits;
 pub mod loader;
 pub mod plugin;

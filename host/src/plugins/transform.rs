@@ -6,22 +6,49 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
+use super::bindings::reader::{Parts, Reads};
 use super::bindings::types::{LogBatch, MetricBatch, SpanBatch};
-use super::bindings::{span_transformer, transformer};
+use super::bindings::{reader, span_transformer, transformer};
 use super::budget;
 use super::error::CallError;
 use super::kind::{GuestCall, PluginKind, Settings, WithSpans, World};
 use super::plugin::Plugin;
 use super::runtime::PluginState;
 use super::slot::Slot;
-use super::{batch, convert};
+use super::{batch, convert, lean};
 use crate::config::OnFailure;
 use crate::model::Signal;
 use crate::model::record::{Origin, Record, runs};
 
-/// The transform kind: its `init` reports nothing; its world says whether it edits spans.
+/// The transform kind: its `init` reports nothing; its `reader` (0.2.2) says what it reads, and
+/// its world whether it edits spans.
 #[derive(Debug, Clone, Copy)]
 pub struct Transformer;
+
+/// Everything of metric and log batches and nothing of span batches: what a transform without
+/// `reader` reads (one without `span-transformer` is never given spans).
+fn everything_but_spans() -> Reads {
+    Reads {
+        metrics: Parts::all(),
+        logs: Parts::all(),
+        spans: Parts::empty(),
+    }
+}
+
+/// What a transform reads of `signal`'s batches.
+pub fn parts(reads: &Reads, signal: Signal) -> Parts {
+    let parts = match signal {
+        Signal::Metrics => reads.metrics,
+        Signal::Logs => reads.logs,
+        Signal::Traces => reads.spans,
+    };
+    // The payload comes with its entries.
+    if parts.contains(Parts::PAYLOAD) {
+        parts | Parts::ENTRIES
+    } else {
+        parts
+    }
+}
 
 impl PluginKind for Transformer {
     const NAME: &'static str = "transform";
@@ -29,50 +56,85 @@ impl PluginKind for Transformer {
     type Indices = (
         transformer::GuestIndices,
         Option<span_transformer::GuestIndices>,
+        Option<reader::GuestIndices>,
     );
-    /// Whether it exports `span-transformer` and its `edits-spans` said yes.
-    type Info = bool;
+    /// What it reads; spans only when it exports `span-transformer` and its `edits-spans` said yes.
+    type Info = Reads;
 
     fn indices(pre: &InstancePre<PluginState>) -> wasmtime::Result<Self::Indices> {
         let spans = span_transformer::GuestIndices::new(pre).ok();
-        Ok((transformer::GuestIndices::new(pre)?, spans))
+        let reads = reader::GuestIndices::new(pre).ok();
+        Ok((transformer::GuestIndices::new(pre)?, spans, reads))
     }
 
     fn start(
-        (indices, spans): &Self::Indices,
+        (indices, spans, reader): &Self::Indices,
         store: &mut Store<PluginState>,
         instance: &Instance,
         config: &Settings,
-    ) -> GuestCall<(Self::Guest, bool)> {
+    ) -> GuestCall<(Self::Guest, Reads)> {
         let edits = indices.load(&mut *store, instance)?;
         let spans = spans
             .as_ref()
             .map(|s| s.load(&mut *store, instance))
             .transpose()?;
+        let reader = reader
+            .as_ref()
+            .map(|r| r.load(&mut *store, instance))
+            .transpose()?;
         if let Err(refusal) = edits.call_init(&mut *store, config)? {
             return Ok(Err(refusal));
         }
+        let mut reads = match &reader {
+            Some(r) => r.call_reading(&mut *store)?,
+            None => Reads {
+                spans: Parts::all(),
+                ..everything_but_spans()
+            },
+        };
         let traces = match &spans {
             Some(s) => s.call_edits_spans(&mut *store)?,
             None => false,
         };
+        if !traces {
+            reads.spans = Parts::empty();
+        }
         Ok(Ok((
             WithSpans {
                 guest: edits,
                 spans,
             },
-            traces,
+            reads,
         )))
     }
 
-    fn world(traces: &bool) -> World {
+    fn world(reads: &Reads) -> World {
+        let read = [
+            ("metrics", Signal::Metrics),
+            ("logs", Signal::Logs),
+            ("traces", Signal::Traces),
+        ]
+        .into_iter()
+        .map(|(name, signal)| (name, parts(reads, signal)))
+        .filter(|(_, p)| *p != Parts::empty());
+        let (mut signals, mut parts_read) = (Vec::new(), Vec::new());
+        for (name, p) in read {
+            signals.push(name);
+            let named = [
+                (Parts::ATTRIBUTES, "attributes"),
+                (Parts::ENTRIES, "entries"),
+                (Parts::PAYLOAD, "payload"),
+            ];
+            let names: Vec<&str> = named
+                .iter()
+                .filter(|(flag, _)| p.contains(*flag))
+                .map(|(_, n)| *n)
+                .collect();
+            parts_read.push(format!("{name} {}", names.join("+")));
+        }
         World::Transform {
-            signals: if *traces {
-                "metrics, logs, traces"
-            } else {
-                "metrics, logs"
-            }
-            .to_owned(),
+            signals: signals.join(", "),
+            reads: parts_read.join(", "),
         }
     }
 }
@@ -109,22 +171,30 @@ impl Plugin<Transformer> {
         Ok(out)
     }
 
-    /// Rewrites a metric batch (`None`: the plugin changed nothing); a result past the plugin's
-    /// budgets is refused.
-    pub fn metrics(&self, batch: &MetricBatch) -> Result<Option<MetricBatch>, CallError> {
+    /// Rewrites a metric batch (`None`: the plugin changed nothing, or reads no metrics and was
+    /// not called), lowering only what it reads; a result past the plugin's budgets is refused.
+    pub fn metrics(&self, batch: &mut MetricBatch) -> Result<Option<MetricBatch>, CallError> {
+        let parts = parts(self.info(), Signal::Metrics);
+        if parts == Parts::empty() {
+            return Ok(None);
+        }
         let edits = self.instance().call("transform-metrics", |g, store| {
-            g.guest.call_transform_metrics(store, batch)
+            lean::lowered(batch, parts, |b| g.guest.call_transform_metrics(store, b))
         })?;
         self.edited(batch, edits.len(), budget::metric_size, || {
             batch::apply_metric_edits(batch, &edits)
         })
     }
 
-    /// Rewrites a log batch (`None`: the plugin changed nothing); a result past the plugin's
-    /// budgets is refused.
-    pub fn logs(&self, batch: &LogBatch) -> Result<Option<LogBatch>, CallError> {
+    /// Rewrites a log batch (`None`: the plugin changed nothing, or reads no logs and was not
+    /// called), lowering only what it reads; a result past the plugin's budgets is refused.
+    pub fn logs(&self, batch: &mut LogBatch) -> Result<Option<LogBatch>, CallError> {
+        let parts = parts(self.info(), Signal::Logs);
+        if parts == Parts::empty() {
+            return Ok(None);
+        }
         let edits = self.instance().call("transform-logs", |g, store| {
-            g.guest.call_transform_logs(store, batch)
+            lean::lowered(batch, parts, |b| g.guest.call_transform_logs(store, b))
         })?;
         self.edited(batch, edits.len(), budget::log_size, || {
             batch::apply_log_edits(batch, &edits)
@@ -132,15 +202,18 @@ impl Plugin<Transformer> {
     }
 
     /// Rewrites a span batch (`None`: the plugin changed nothing, or edits no spans and was not
-    /// called); a result past the plugin's budgets is refused.
-    pub fn spans(&self, batch: &SpanBatch) -> Result<Option<SpanBatch>, CallError> {
-        if !self.info() {
+    /// called), lowering only what it reads; a result past the plugin's budgets is refused.
+    pub fn spans(&self, batch: &mut SpanBatch) -> Result<Option<SpanBatch>, CallError> {
+        let parts = parts(self.info(), Signal::Traces);
+        if parts == Parts::empty() {
             return Ok(None);
         }
         let edits = self
             .instance()
             .call("transform-spans", |g, store| match &g.spans {
-                Some(spans) => spans.call_transform_spans(store, batch),
+                Some(spans) => {
+                    lean::lowered(batch, parts, |b| spans.call_transform_spans(store, b))
+                }
                 None => Ok(Ok(Vec::new())),
             })?;
         self.edited(batch, edits.len(), budget::span_size, || {
@@ -162,21 +235,22 @@ impl Link {
         Self { slot, on_failure }
     }
 
-    /// Whether it may change a batch of `signal`: every transform may change metrics and logs;
-    /// spans only one that edits spans, or one not serving now (whose failure decides).
+    /// Whether it may change a batch of `signal`: one that reads something of it, or one not
+    /// serving now (whose failure decides).
     fn rewrites(&self, signal: Signal) -> bool {
-        signal != Signal::Traces || self.slot.peek(|p| p.is_none_or(|p| *p.info()))
+        self.slot
+            .peek(|p| p.is_none_or(|p| parts(p.info(), signal) != Parts::empty()))
     }
 
     /// Applies the serving version with `f`; a link whose plugin failed to load fails the call.
     fn apply<B>(
         &self,
-        batch: B,
-        f: impl FnOnce(&TransformPlugin, &B) -> Result<Option<B>, CallError>,
+        mut batch: B,
+        f: impl FnOnce(&TransformPlugin, &mut B) -> Result<Option<B>, CallError>,
     ) -> Option<B> {
         let name = self.slot.name();
         let result = match (self.slot.get(), self.slot.failure()) {
-            (Some(t), _) => f(&t, &batch),
+            (Some(t), _) => f(&t, &mut batch),
             (None, Some(reason)) => Err(CallError::CrashLoop(Arc::from(name), reason)),
             (None, None) => Ok(None), // unloaded: its file was removed
         };
@@ -216,8 +290,8 @@ impl Transforms {
         self.0.is_empty()
     }
 
-    /// Whether some transform may change a batch of `signal` (a transform that edits no spans
-    /// is not given them).
+    /// Whether some transform may change a batch of `signal` (a transform that reads nothing of
+    /// it is not given it).
     pub fn rewrite(&self, signal: Signal) -> bool {
         self.0.iter().any(|l| l.rewrites(signal))
     }
