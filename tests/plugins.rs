@@ -325,7 +325,21 @@ fn fastrand_suffix() -> u64 {
 
 #[test]
 fn a_plugin_that_allocates_past_its_cap_fails_alone() {
-    let hog = load("hog", &fixture(HOG), &[]).expect("hog loads");
+    // A deadline no loaded machine reaches first: the memory cap must be what stops it.
+    let runtime = Runtime::shared().expect("runtime");
+    let limits = Limits {
+        call_timeout: std::time::Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let hog = ExporterPlugin::load(
+        &runtime,
+        "hog",
+        &runtime.compile(&fixture(HOG)).expect("compiles"),
+        Vec::new(),
+        limits,
+        &Stats::default(),
+    )
+    .expect("hog loads");
     let other = load("statsd", statsd(), &[]).expect("statsd loads");
     let registry = wasmtel::metrics::Registry::new(10);
     let counter = registry

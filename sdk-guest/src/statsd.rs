@@ -83,13 +83,48 @@ pub fn push_head(out: &mut String, name: &str, value: f64, kind: Kind) {
 /// Appends `:value|type`, after a name written by other means (with Graphite tags, say).
 pub fn push_value(out: &mut String, value: f64, kind: Kind) {
     out.push(':');
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        let _ = write!(out, "{}", value as i64);
+    // Whole numbers up to 2^53 (each exact in an f64) without a fraction.
+    if value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_992.0 {
+        out.push_str(itoa::Buffer::new().format(value as i64));
     } else {
-        let _ = write!(out, "{value}");
+        push_float(out, value);
     }
     out.push('|');
     out.push_str(kind.code());
+}
+
+/// Appends a float in its shortest round-tripping form (`0.3`, `1e-7`, `NaN`, `inf`), without
+/// the formatting machinery of `write!`, which costs more than the digits (most in WebAssembly).
+pub fn push_float(out: &mut String, value: f64) {
+    out.push_str(ryu::Buffer::new().format(value));
+}
+
+/// Sample rates, `|@` and 1/n for a bucket of n measurements, each rendered once: a float costs
+/// far more to format than to look up, most in WebAssembly, where ryu's 128-bit arithmetic is
+/// emulated.
+#[derive(Debug, Default)]
+pub struct Rates(Vec<String>);
+
+impl Rates {
+    /// The largest n whose rate is kept.
+    const KEPT: u64 = 1024;
+
+    /// Appends `|@<1/n>`.
+    pub fn push(&mut self, out: &mut String, n: u64) {
+        out.push_str("|@");
+        let rate = 1.0 / n as f64;
+        if n > Self::KEPT {
+            return push_float(out, rate);
+        }
+        let i = n as usize;
+        if self.0.len() <= i {
+            self.0.resize(i + 1, String::new());
+        }
+        if self.0[i].is_empty() {
+            push_float(&mut self.0[i], rate);
+        }
+        out.push_str(&self.0[i]);
+    }
 }
 
 /// Appends DogStatsD tags, `|#k:v,k2:v2`, if there are any.
@@ -238,6 +273,23 @@ mod tests {
             line("a:b|c", -1.5, Kind::Gauge, &[("k", "v"), ("x#", "y,z")]),
             "a_b_c:-1.5|g|#k:v,x_:y_z"
         );
+    }
+
+    #[test]
+    fn values_and_rates_keep_their_shortest_form() {
+        let mut out = String::new();
+        push_value(&mut out, -12.0, Kind::Gauge);
+        push_value(&mut out, 1e-7, Kind::Timer);
+        push_value(&mut out, 2e15, Kind::Counter);
+        push_value(&mut out, 3e20, Kind::Counter);
+        push_value(&mut out, f64::NAN, Kind::Gauge);
+        assert_eq!(out, ":-12|g:1e-7|ms:2000000000000000|c:3e20|c:NaN|g");
+        let mut rates = Rates::default();
+        let mut out = String::new();
+        for n in [3, 2, 3, 5000] {
+            rates.push(&mut out, n);
+        }
+        assert_eq!(out, "|@0.3333333333333333|@0.5|@0.3333333333333333|@0.0002");
     }
 
     /// The tags `render` makes of one point's attributes.

@@ -18,10 +18,11 @@
 //! Configuration: `flavor`, `histogram` (`ms`, `h`, or with DogStatsD `d`), `prefix`
 //! (prepended with a dot), `max_datagram` (bytes per datagram, default 1432).
 
-use std::fmt::Write as _;
+use std::cell::RefCell;
 
 use wasmtel_guest::statsd::{
-    Datagrams, Kind, dogstatsd_tags, graphite_tags, push_graphite_safe, push_sanitized, push_value,
+    Datagrams, Kind, Rates, dogstatsd_tags, graphite_tags, push_graphite_safe, push_sanitized,
+    push_value,
 };
 use wasmtel_guest::{
     Attributes, Config, Exporter, ExporterInfo, HistogramPoint, MetricBatch, MetricKind, Outbound,
@@ -44,6 +45,7 @@ pub struct Statsd {
     flavor: Flavor,
     histogram: Kind,
     max_datagram: usize,
+    rates: RefCell<Rates>,
 }
 
 #[wasmtel_guest::exporter]
@@ -84,6 +86,7 @@ impl Exporter for Statsd {
             flavor,
             histogram,
             max_datagram,
+            rates: RefCell::default(),
         };
         Ok((exporter, ExporterInfo::metrics(Temporality::Delta)))
     }
@@ -165,7 +168,7 @@ impl Statsd {
         name: &str,
         value: f64,
         kind: Kind,
-        rate: Option<f64>,
+        rate: Option<u64>,
         tags: &str,
     ) {
         line.clear();
@@ -174,8 +177,8 @@ impl Statsd {
             line.push_str(tags);
         }
         push_value(line, value, kind);
-        if let Some(rate) = rate {
-            let _ = write!(line, "|@{rate}");
+        if let Some(n) = rate {
+            self.rates.borrow_mut().push(line, n);
         }
         if self.flavor == Flavor::Dogstatsd {
             line.push_str(tags);
@@ -235,7 +238,7 @@ impl Statsd {
                 _ if hi.is_finite() => hi,
                 _ => lo,
             };
-            let rate = (n > 1).then(|| 1.0 / n as f64);
+            let rate = (n > 1).then_some(n);
             self.line(line, name, mid * scale, self.histogram, rate, tags);
             out.push(line);
         }
