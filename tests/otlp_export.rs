@@ -878,3 +878,50 @@ async fn a_transform_is_given_only_what_it_reads_and_its_edits_apply_to_the_whol
     assert_eq!(calls("whole", "transform-logs"), Some(1.0));
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transform_that_reads_nothing_is_never_called_and_the_data_flows_past_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A name no other test uses: the call counts are process-wide.
+    std::fs::copy(
+        env!("WASMTEL_FIXTURE_PASSTHROUGH"),
+        dir.path().join("idle.wasm"),
+    )
+    .expect("copy");
+    let receiver = Receiver::start().await;
+    let extra = format!(
+        "[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"idle\"\nconfig = {{ \"reads.metrics\" = \"none\", \"reads.logs\" = \"none\", report = \"idle.seen\" }}\n",
+        dir.path().display()
+    );
+    let host = start(&format!("{}\n{extra}", config(&receiver, ""))).await;
+    post_ndjson(&host, &[Completed::ok("m1", "vllm").event(1)]).await;
+    host.collect_now().await;
+    receiver
+        .wait_until("metrics and logs", |r| {
+            !r.metrics.is_empty() && !r.logs.is_empty()
+        })
+        .await;
+    receiver.with(|r| {
+        let rm = &r.metrics[0].resource_metrics[0];
+        let resource = attrs(&rm.resource.as_ref().expect("resource").attributes);
+        assert!(!resource.contains_key("idle.seen"), "{resource:?}");
+        assert!(
+            rm.scope_metrics
+                .iter()
+                .flat_map(|s| &s.metrics)
+                .any(|m| m.name == "inference.requests")
+        );
+        let record = &r.logs[0].resource_logs[0].scope_logs[0].log_records[0];
+        assert!(!attrs(&record.attributes).contains_key("idle.seen"));
+    });
+    let m = exposition(&host).await;
+    for function in ["transform-metrics", "transform-logs"] {
+        let labels = [
+            ("plugin", "idle"),
+            ("function", function),
+            ("outcome", "ok"),
+        ];
+        assert_eq!(m.value("wasmtel_plugin_calls_total", &labels), None);
+    }
+    host.shutdown().await;
+}

@@ -589,7 +589,8 @@ impl Exporter {
                     let ids: Vec<u64> = producers.iter().map(|p| p.id).collect();
                     delta.keep_only(&ids);
                 }
-                if self.transforms.is_empty() {
+                // No transform reads metrics (or none is configured): straight from the engine.
+                if !self.transforms.rewrite(Signal::Metrics) {
                     let pairs: Vec<_> = producers
                         .iter()
                         .map(|p| (p.id, &p.resource, &*p.registry))

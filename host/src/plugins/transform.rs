@@ -285,11 +285,6 @@ impl Transforms {
         Self::new(self.0.iter().cloned().chain(links).collect())
     }
 
-    /// Whether there is nothing to apply.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Whether some transform may change a batch of `signal` (a transform that reads nothing of
     /// it is not given it).
     pub fn rewrite(&self, signal: Signal) -> bool {
