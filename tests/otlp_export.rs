@@ -774,6 +774,25 @@ async fn every_plugin_call_is_counted_timed_and_its_failures_named() {
     host.shutdown().await;
 }
 
+/// A host exporting to `receiver` through `transforms` (plugins from `dir`), after one completed
+/// request's metrics and log record reached it.
+async fn one_event_through(
+    receiver: &Receiver,
+    dir: &std::path::Path,
+    transforms: &str,
+) -> wasmtel::Host {
+    let plugins = format!("[plugins]\ndir = \"{}\"\n{transforms}", dir.display());
+    let host = start(&format!("{}\n{plugins}", config(receiver, ""))).await;
+    post_ndjson(&host, &[Completed::ok("m1", "vllm").event(1)]).await;
+    host.collect_now().await;
+    receiver
+        .wait_until("metrics and logs", |r| {
+            !r.metrics.is_empty() && !r.logs.is_empty()
+        })
+        .await;
+    host
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transform_is_given_only_what_it_reads_and_its_edits_apply_to_the_whole_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -784,20 +803,13 @@ async fn a_transform_is_given_only_what_it_reads_and_its_edits_apply_to_the_whol
     let receiver = Receiver::start().await;
     // `lean` reads the attribute table of metric batches and nothing of log batches; `whole`,
     // after it, reads everything. Each writes what crossed into the resource.
-    let extra = format!(
-        "[plugins]\ndir = \"{}\"\n\
-         [[transforms]]\nplugin = \"lean\"\nconfig = {{ \"reads.metrics\" = \"attributes\", \"reads.logs\" = \"none\", report = \"lean.seen\" }}\n\
-         [[transforms]]\nplugin = \"whole\"\nconfig = {{ report = \"whole.seen\" }}\n",
-        dir.path().display()
-    );
-    let host = start(&format!("{}\n{extra}", config(&receiver, ""))).await;
-    post_ndjson(&host, &[Completed::ok("m1", "vllm").event(1)]).await;
-    host.collect_now().await;
-    receiver
-        .wait_until("metrics and logs", |r| {
-            !r.metrics.is_empty() && !r.logs.is_empty()
-        })
-        .await;
+    let host = one_event_through(
+        &receiver,
+        dir.path(),
+        "[[transforms]]\nplugin = \"lean\"\nconfig = { \"reads.metrics\" = \"attributes\", \"reads.logs\" = \"none\", report = \"lean.seen\" }\n\
+         [[transforms]]\nplugin = \"whole\"\nconfig = { report = \"whole.seen\" }\n",
+    )
+    .await;
     receiver.with(|r| {
         let rm = &r.metrics[0].resource_metrics[0];
         let resource = attrs(&rm.resource.as_ref().expect("resource").attributes);
@@ -889,18 +901,12 @@ async fn a_transform_that_reads_nothing_is_never_called_and_the_data_flows_past_
     )
     .expect("copy");
     let receiver = Receiver::start().await;
-    let extra = format!(
-        "[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"idle\"\nconfig = {{ \"reads.metrics\" = \"none\", \"reads.logs\" = \"none\", report = \"idle.seen\" }}\n",
-        dir.path().display()
-    );
-    let host = start(&format!("{}\n{extra}", config(&receiver, ""))).await;
-    post_ndjson(&host, &[Completed::ok("m1", "vllm").event(1)]).await;
-    host.collect_now().await;
-    receiver
-        .wait_until("metrics and logs", |r| {
-            !r.metrics.is_empty() && !r.logs.is_empty()
-        })
-        .await;
+    let host = one_event_through(
+        &receiver,
+        dir.path(),
+        "[[transforms]]\nplugin = \"idle\"\nconfig = { \"reads.metrics\" = \"none\", \"reads.logs\" = \"none\", report = \"idle.seen\" }\n",
+    )
+    .await;
     receiver.with(|r| {
         let rm = &r.metrics[0].resource_metrics[0];
         let resource = attrs(&rm.resource.as_ref().expect("resource").attributes);
