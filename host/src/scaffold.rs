@@ -106,14 +106,15 @@ fn view(_instrument: &InstrumentInfo, attributes: &[KeyValue], config: &Config) 
 
 const PYTHON_TRANSFORM: &str = r#""""{name}: a wasmtel transform in Python that removes the attribute `key` (default user.id)."""
 from wit_world import exports
+from wit_world.exports.reader import Parts, Reads
+from wit_world.exports.span_transformer import SpanEdit_RemoveAttribute
 from wit_world.exports.transformer import Edit_RemoveAttribute, RemoveAttribute
 
 settings = {}  # Each call gets a fresh Transformer: what init learns is kept here.
 
 
-def remove(t, key):
-    sets = [i for i, s in enumerate(t.sets) if any(t.strings[a.key] == key for a in t.attributes[s.start:s.start + s.len])]
-    return [Edit_RemoveAttribute(RemoveAttribute(i, key)) for i in sets]
+def sets_with(t, key):
+    return [i for i, s in enumerate(t.sets) if any(t.strings[a.key] == key for a in t.attributes[s.start:s.start + s.len])]
 
 
 class Transformer(exports.Transformer):
@@ -121,10 +122,24 @@ class Transformer(exports.Transformer):
         settings["key"] = dict(config).get("key", "user.id")
 
     def transform_metrics(self, batch):
-        return remove(batch.table, settings["key"])
+        return [Edit_RemoveAttribute(RemoveAttribute(i, settings["key"])) for i in sets_with(batch.table, settings["key"])]
 
     def transform_logs(self, batch):
-        return remove(batch.table, settings["key"])
+        return self.transform_metrics(batch)
+
+
+class SpanTransformer(exports.SpanTransformer):
+    def edits_spans(self):
+        return True
+
+    def transform_spans(self, batch):
+        return [SpanEdit_RemoveAttribute(RemoveAttribute(i, settings["key"])) for i in sets_with(batch.table, settings["key"])]
+
+
+class Reader(exports.Reader):
+    def reading(self):
+        # Only the attribute table crosses into the plugin: no points, records, bodies or spans.
+        return Reads(Parts.ATTRIBUTES, Parts.ATTRIBUTES, Parts.ATTRIBUTES)
 "#;
 
 const PYTHON_VIEW: &str = r#""""{name}: a wasmtel view in Python that keeps only the attributes listed in `keep`."""
@@ -159,6 +174,23 @@ export const transformer = {
     return remove(batch.table);
   },
 };
+
+export const spanTransformer = {
+  editsSpans() {
+    return true;
+  },
+  transformSpans(batch) {
+    return remove(batch.table);
+  },
+};
+
+// Only the attribute table crosses into the plugin: no points, records, bodies or spans.
+const table = { attributes: true, entries: false, payload: false };
+export const reader = {
+  reading() {
+    return { metrics: table, logs: table, spans: table };
+  },
+};
 "#;
 
 const JS_VIEW: &str = r#"// {name}: a wasmtel view in JavaScript that keeps only the attributes listed in `keep`.
@@ -179,7 +211,7 @@ impl Kind {
     fn world(self) -> &'static str {
         match self {
             Kind::Exporter => "exporter",
-            Kind::Transform => "transform",
+            Kind::Transform => "span-transform",
             Kind::View => "view",
         }
     }

@@ -1074,12 +1074,20 @@ fn plugins_new_writes_projects_that_build_into_plugins_of_their_kind() {
             "cargo",
             "exporter (signals: metrics; temporality: cumulative)",
         ),
+        // The templates' transforms say they read only the attribute table.
         (
             "scrub",
             "transform",
             "python",
             "componentize-py",
-            "transform (signals: metrics, logs; reads: metrics attributes+entries+payload, logs attributes+entries+payload)",
+            "transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes, traces attributes)",
+        ),
+        (
+            "scrub-js",
+            "transform",
+            "js",
+            "componentize-js",
+            "transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes, traces attributes)",
         ),
         ("narrow", "view", "js", "componentize-js", "view"),
     ] {
@@ -1101,13 +1109,26 @@ fn plugins_new_writes_projects_that_build_into_plugins_of_their_kind() {
             continue;
         }
         let wasm = dir.join(format!("{name}.wasm"));
-        let out = wasmtel(&["plugins", "check", wasm.to_str().expect("utf-8")]);
+        let file = wasm.to_str().expect("utf-8");
+        let out = wasmtel(&["plugins", "check", file]);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             format!("{}: ok, {world}\n", wasm.display()),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if kind == "transform" {
+            // Given only the attribute table, it still removes the key from every point.
+            let key = "gen_ai.request.model";
+            let out = wasmtel(&["plugins", "run", file, "--config", &format!("key={key}")]);
+            let shown = text(&out);
+            assert!(out.status.success(), "{shown}");
+            let (metrics, _) = shown
+                .split_once("log records after the transform")
+                .expect("both parts shown");
+            assert!(metrics.contains("\"dataPoints\""), "{shown}");
+            assert!(!metrics.contains(key), "{name}: {shown}");
+        }
     }
 
     // A wrong signature under #[exporter] is a compile error pointing at the parameter.
