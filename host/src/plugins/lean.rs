@@ -3,8 +3,8 @@
 
 use super::bindings::reader::Parts;
 use super::bindings::types::{
-    Exemplar, LogBatch, LogRecord, Metric, MetricBatch, Points, SpanBatch, SpanEvent, SpanLink,
-    Table, TraceSpan, Value,
+    Attribute, Exemplar, LogBatch, LogRecord, Metric, MetricBatch, Points, Span, SpanBatch,
+    SpanEvent, SpanLink, Table, TraceSpan, Value,
 };
 
 /// A contract batch whose unread parts can be taken out and put back.
@@ -31,11 +31,7 @@ pub(crate) fn lowered<B: Lean, R>(batch: &mut B, parts: Parts, f: impl FnOnce(&B
 }
 
 /// The attribute lists of a table.
-type TableParts = (
-    Vec<Value>,
-    Vec<super::bindings::types::Attribute>,
-    Vec<super::bindings::types::Span>,
-);
+type TableParts = (Vec<Value>, Vec<Attribute>, Vec<Span>);
 
 /// Takes the attribute table's lists out unless `parts` reads attributes.
 fn strip_table(table: &mut Table, parts: Parts) -> Option<TableParts> {

@@ -25,18 +25,8 @@ use crate::model::record::{Origin, Record, runs};
 #[derive(Debug, Clone, Copy)]
 pub struct Transformer;
 
-/// Everything of metric and log batches and nothing of span batches: what a transform without
-/// `reader` reads (one without `span-transformer` is never given spans).
-fn everything_but_spans() -> Reads {
-    Reads {
-        metrics: Parts::all(),
-        logs: Parts::all(),
-        spans: Parts::empty(),
-    }
-}
-
 /// What a transform reads of `signal`'s batches.
-pub fn parts(reads: &Reads, signal: Signal) -> Parts {
+fn parts(reads: &Reads, signal: Signal) -> Parts {
     let parts = match signal {
         Signal::Metrics => reads.metrics,
         Signal::Logs => reads.logs,
@@ -85,11 +75,13 @@ impl PluginKind for Transformer {
         if let Err(refusal) = edits.call_init(&mut *store, config)? {
             return Ok(Err(refusal));
         }
+        // Without `reader` it reads everything (and spans only if it edits them, below).
         let mut reads = match &reader {
             Some(r) => r.call_reading(&mut *store)?,
             None => Reads {
+                metrics: Parts::all(),
+                logs: Parts::all(),
                 spans: Parts::all(),
-                ..everything_but_spans()
             },
         };
         let traces = match &spans {
