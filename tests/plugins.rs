@@ -1668,6 +1668,14 @@ fn plugins_run_shows_what_each_kind_would_do_and_sends_nothing() {
         report.contains("log records after the transform:"),
         "{report}"
     );
+    // With nothing to redact it reads nothing, and is never called: the batch stays whole.
+    let settings = [("content".to_owned(), String::new())];
+    let report = run("redact", redact, &settings, &events).expect("transform");
+    assert!(
+        report.starts_with("redact: transform (signals: none; reads: nothing)\n"),
+        "{report}"
+    );
+    assert!(report.contains("\"inference.engine\""), "{report}");
     let view = wasmtel::plugins::embedded::find("drop-attributes").expect("embedded");
     let settings = [("keys".to_owned(), "inference.engine".to_owned())];
     let report = run("drop-attributes", view, &settings, &events).expect("view");

@@ -124,6 +124,13 @@ impl PluginKind for Transformer {
                 .collect();
             parts_read.push(format!("{name} {}", names.join("+")));
         }
+        if signals.is_empty() {
+            // Configured to read nothing: it is never called.
+            return World::Transform {
+                signals: "none".to_owned(),
+                reads: "nothing".to_owned(),
+            };
+        }
         World::Transform {
             signals: signals.join(", "),
             reads: parts_read.join(", "),
