@@ -64,89 +64,85 @@ fn no_points(points: &Points) -> Points {
 /// A metric's payload: its points, bounds, counts and exemplars.
 type Payload = (Points, Vec<f64>, Vec<u64>, Vec<Exemplar>);
 
-/// What a metric batch's transform does not read.
+/// What a metric or log batch's transform does not read: its table's lists, its entries, or
+/// each entry's payload.
 #[derive(Debug)]
-pub(crate) struct MetricsTaken {
+pub(crate) struct Taken<E, P> {
     table: Option<TableParts>,
-    metrics: Option<Vec<Metric>>,
-    payloads: Vec<Payload>,
+    entries: Option<Vec<E>>,
+    payloads: Vec<P>,
+}
+
+/// Takes out of `table` and `entries` what `parts` leaves out; `payload` takes one entry's.
+fn strip_entries<E, P>(
+    table: &mut Table,
+    entries: &mut Vec<E>,
+    parts: Parts,
+    payload: impl FnMut(&mut E) -> P,
+) -> Taken<E, P> {
+    let table = strip_table(table, parts);
+    let (mut taken, mut payloads) = (None, Vec::new());
+    if !parts.intersects(Parts::ENTRIES | Parts::PAYLOAD) {
+        taken = Some(std::mem::take(entries));
+    } else if !parts.contains(Parts::PAYLOAD) {
+        payloads = entries.iter_mut().map(payload).collect();
+    }
+    Taken {
+        table,
+        entries: taken,
+        payloads,
+    }
+}
+
+/// Puts back what [`strip_entries`] took; `put` gives one entry its payload.
+fn restore_entries<E, P>(
+    table: &mut Table,
+    entries: &mut Vec<E>,
+    taken: Taken<E, P>,
+    mut put: impl FnMut(&mut E, P),
+) {
+    restore_table(table, taken.table);
+    if let Some(list) = taken.entries {
+        *entries = list;
+    }
+    for (entry, payload) in entries.iter_mut().zip(taken.payloads) {
+        put(entry, payload);
+    }
 }
 
 impl Lean for MetricBatch {
-    type Taken = MetricsTaken;
+    type Taken = Taken<Metric, Payload>;
 
-    fn strip(&mut self, parts: Parts) -> MetricsTaken {
-        let table = strip_table(&mut self.table, parts);
-        let (mut metrics, mut payloads) = (None, Vec::new());
-        if !parts.intersects(Parts::ENTRIES | Parts::PAYLOAD) {
-            metrics = Some(std::mem::take(&mut self.metrics));
-        } else if !parts.contains(Parts::PAYLOAD) {
-            payloads = self
-                .metrics
-                .iter_mut()
-                .map(|m| {
-                    let empty = no_points(&m.points);
-                    (
-                        std::mem::replace(&mut m.points, empty),
-                        std::mem::take(&mut m.bounds),
-                        std::mem::take(&mut m.counts),
-                        std::mem::take(&mut m.exemplars),
-                    )
-                })
-                .collect();
-        }
-        MetricsTaken {
-            table,
-            metrics,
-            payloads,
-        }
+    fn strip(&mut self, parts: Parts) -> Self::Taken {
+        strip_entries(&mut self.table, &mut self.metrics, parts, |m| {
+            let empty = no_points(&m.points);
+            (
+                std::mem::replace(&mut m.points, empty),
+                std::mem::take(&mut m.bounds),
+                std::mem::take(&mut m.counts),
+                std::mem::take(&mut m.exemplars),
+            )
+        })
     }
 
-    fn restore(&mut self, taken: MetricsTaken) {
-        restore_table(&mut self.table, taken.table);
-        if let Some(metrics) = taken.metrics {
-            self.metrics = metrics;
-        }
-        for (m, payload) in self.metrics.iter_mut().zip(taken.payloads) {
+    fn restore(&mut self, taken: Self::Taken) {
+        restore_entries(&mut self.table, &mut self.metrics, taken, |m, payload| {
             (m.points, m.bounds, m.counts, m.exemplars) = payload;
-        }
+        });
     }
-}
-
-/// What a log batch's transform does not read.
-#[derive(Debug)]
-pub(crate) struct LogsTaken {
-    table: Option<TableParts>,
-    records: Option<Vec<LogRecord>>,
-    bodies: Vec<Option<Value>>,
 }
 
 impl Lean for LogBatch {
-    type Taken = LogsTaken;
+    type Taken = Taken<LogRecord, Option<Value>>;
 
-    fn strip(&mut self, parts: Parts) -> LogsTaken {
-        let table = strip_table(&mut self.table, parts);
-        let (mut records, mut bodies) = (None, Vec::new());
-        if !parts.intersects(Parts::ENTRIES | Parts::PAYLOAD) {
-            records = Some(std::mem::take(&mut self.records));
-        } else if !parts.contains(Parts::PAYLOAD) {
-            bodies = self.records.iter_mut().map(|r| r.body.take()).collect();
-        }
-        LogsTaken {
-            table,
-            records,
-            bodies,
-        }
+    fn strip(&mut self, parts: Parts) -> Self::Taken {
+        strip_entries(&mut self.table, &mut self.records, parts, |r| r.body.take())
     }
 
-    fn restore(&mut self, taken: LogsTaken) {
-        restore_table(&mut self.table, taken.table);
-        if let Some(records) = taken.records {
-            self.records = records;
-        }
-        for (r, body) in self.records.iter_mut().zip(taken.bodies) {
+    fn restore(&mut self, taken: Self::Taken) {
+        restore_entries(&mut self.table, &mut self.records, taken, |r, body| {
             r.body = body;
-        }
+        });
     }
 }
 

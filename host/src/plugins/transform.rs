@@ -101,41 +101,42 @@ impl PluginKind for Transformer {
     }
 
     fn world(reads: &Reads) -> World {
-        let read = [
+        let read: Vec<(&str, Parts)> = [
             ("metrics", Signal::Metrics),
             ("logs", Signal::Logs),
             ("traces", Signal::Traces),
         ]
         .into_iter()
         .map(|(name, signal)| (name, parts(reads, signal)))
-        .filter(|(_, p)| *p != Parts::empty());
-        let (mut signals, mut parts_read) = (Vec::new(), Vec::new());
-        for (name, p) in read {
-            signals.push(name);
-            let named = [
-                (Parts::ATTRIBUTES, "attributes"),
-                (Parts::ENTRIES, "entries"),
-                (Parts::PAYLOAD, "payload"),
-            ];
-            let names: Vec<&str> = named
-                .iter()
-                .filter(|(flag, _)| p.contains(*flag))
-                .map(|(_, n)| *n)
-                .collect();
-            parts_read.push(format!("{name} {}", names.join("+")));
-        }
-        if signals.is_empty() {
-            // Configured to read nothing: it is never called.
-            return World::Transform {
-                signals: "none".to_owned(),
-                reads: "nothing".to_owned(),
-            };
-        }
+        .filter(|(_, p)| *p != Parts::empty())
+        .collect();
+        // Configured to read nothing, it is never called.
+        let join = |each: &dyn Fn(&(&str, Parts)) -> String, none: &str| {
+            if read.is_empty() {
+                none.to_owned()
+            } else {
+                read.iter().map(each).collect::<Vec<_>>().join(", ")
+            }
+        };
         World::Transform {
-            signals: signals.join(", "),
-            reads: parts_read.join(", "),
+            signals: join(&|(name, _)| (*name).to_owned(), "none"),
+            reads: join(&|(name, p)| format!("{name} {}", part_names(*p)), "nothing"),
         }
     }
+}
+
+/// Parts as `plugins check` names them: `attributes+entries+payload`.
+fn part_names(p: Parts) -> String {
+    [
+        (Parts::ATTRIBUTES, "attributes"),
+        (Parts::ENTRIES, "entries"),
+        (Parts::PAYLOAD, "payload"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| p.contains(*flag))
+    .map(|(_, name)| name)
+    .collect::<Vec<_>>()
+    .join("+")
 }
 
 /// A loaded transform plugin.
