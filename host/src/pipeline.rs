@@ -279,9 +279,7 @@ impl Pipeline {
             let records = encode_events(events, &lane.events, unix_nanos());
             deliver(&sinks.for_batch(&records), Signal::Logs, &records)?;
         }
-        for event in events {
-            lane.deriver.apply(event);
-        }
+        lane.deriver.apply(events);
         self.telemetry.events_accepted(events.len());
         Ok(())
     }

@@ -51,7 +51,7 @@ fn record(sample: &Sample, view: Option<Arc<PluginView>>) -> anyhow::Result<Data
         Sample::Events(bytes) => {
             let events = crate::intake::events::parse(bytes)?;
             let deriver = Deriver::new(&DeriveConfig::default(), &registry)?;
-            events.iter().for_each(|e| deriver.apply(e));
+            deriver.apply(&events);
             let origin = Arc::new(Origin::events(&resource, None));
             let records = encode_events(&events, &origin, crate::clock::unix_nanos());
             let decoded: Vec<_> = records.iter().map(|r| r.decode()).collect();

@@ -621,7 +621,7 @@ mod tests {
         }
         let body = lines.join("\n");
         let events = crate::intake::events::parse(body.as_bytes()).expect("events");
-        events.iter().for_each(|e| deriver.apply(e));
+        deriver.apply(&events);
         history.sample_at(&[&registry], 20 * S);
 
         let h = history.json(None);

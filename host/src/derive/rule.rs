@@ -89,8 +89,8 @@ pub enum RuleError {
 }
 
 /// Where an attribute's value comes from.
-#[derive(Debug, Clone)]
-enum Source {
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Source {
     Model,
     Engine,
     DeviceId,
@@ -122,7 +122,7 @@ impl Source {
         })
     }
 
-    fn resolve<'a>(&'a self, event: &'a Event<'_>) -> Option<ValueRef<'a>> {
+    pub(super) fn resolve<'a>(&'a self, event: &'a Event<'_>) -> Option<ValueRef<'a>> {
         let text = |t: &'a Option<crate::model::event::Text<'_>>| t.as_deref().map(ValueRef::Str);
         match self {
             Source::Model => text(&event.model),
@@ -269,20 +269,37 @@ impl Rule {
 
     /// Records this rule's measurement for `event`, if the event carries it.
     pub fn apply(&self, event: &Event<'_>) {
+        if let Some(value) = self.value(event) {
+            self.record(event, value);
+        }
+    }
+
+    /// The measurement this rule takes of `event`, if the event carries it.
+    pub(super) fn value(&self, event: &Event<'_>) -> Option<f64> {
         let failed = event.error.is_some();
         match self.when {
-            When::Success if failed => return,
-            When::Error if !failed => return,
-            _ => {}
-        }
-        let value = match &self.field {
-            None => 1.0,
-            Some(field) => match event.metrics.get(field) {
-                Some(v) => v * self.scale,
-                None => return,
+            When::Success if failed => None,
+            When::Error if !failed => None,
+            _ => match &self.field {
+                None => Some(1.0),
+                Some(field) => event.metrics.get(field).map(|v| v * self.scale),
             },
-        };
+        }
+    }
+
+    /// Records `value`, this rule's measurement of `event`, into the series of its attributes.
+    pub(super) fn record(&self, event: &Event<'_>, value: f64) {
         let mut buf = [("", ValueRef::Bool(false)); MAX_RULE_ATTRIBUTES];
+        let attrs = self.attributes(event, &mut buf);
+        self.instrument.record_traced(attrs, value, event.trace());
+    }
+
+    /// The attributes of `event`'s series, sorted by key, written into `buf`.
+    pub(super) fn attributes<'a>(
+        &'a self,
+        event: &'a Event<'_>,
+        buf: &'a mut Attrs<'a>,
+    ) -> &'a [(&'a str, ValueRef<'a>)] {
         let mut n = 0;
         for (key, source) in &*self.attributes {
             if let Some(v) = source.resolve(event) {
@@ -290,10 +307,22 @@ impl Rule {
                 n += 1;
             }
         }
-        self.instrument
-            .record_traced(&buf[..n], value, event.trace());
+        &buf[..n]
+    }
+
+    /// Where each of its attributes' values comes from, in key order.
+    pub(super) fn sources(&self) -> impl Iterator<Item = &Source> {
+        self.attributes.iter().map(|(_, source)| source)
+    }
+
+    /// The instrument it records into.
+    pub(super) fn instrument(&self) -> &Arc<Instrument> {
+        &self.instrument
     }
 }
+
+/// Room for the attributes of one rule's series.
+pub(super) type Attrs<'a> = [(&'a str, ValueRef<'a>); MAX_RULE_ATTRIBUTES];
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use super::aggregation::{
     Summary, SummaryPoint,
 };
 use super::exemplar::ReservoirKind;
-use super::series::{IdleClock, Series, SeriesKey, SeriesTable};
+use super::series::{Held, IdleClock, Series, SeriesKey, SeriesTable};
 use super::view::{AttributeView, Viewed};
 use crate::clock::unix_nanos;
 use crate::model::attributes::{AttributeSet, AttrsRef};
@@ -82,6 +82,107 @@ type Sample = Option<(Option<TraceContext>, u64)>;
 fn offer<A>(series: &Series<A>, sample: Sample, kind: ReservoirKind, value: f64, bucket: usize) {
     if let Some(sampled) = sample {
         series.offer_exemplar(kind, value, bucket, sampled);
+    }
+}
+
+/// Sets a gauge's series to a measurement.
+fn set(series: &Series<LastValue>, value: f64, sample: Sample) {
+    series.aggregator.update(value);
+    offer(series, sample, ReservoirKind::FixedSize(1), value, 0);
+}
+
+/// Counts a measurement in an explicit-bucket histogram's series.
+fn count(series: &Series<Histogram>, value: f64, sample: Sample) {
+    let bucket = series.aggregator.update(value);
+    let aligned = ReservoirKind::Aligned(series.aggregator.bounds().len() + 1);
+    offer(series, sample, aligned, value, bucket);
+}
+
+/// Adds a measurement to an exponential histogram's series.
+fn scale(series: &Series<ExponentialHistogram>, value: f64, sample: Sample) {
+    series.aggregator.update(value);
+    let fixed = ReservoirKind::FixedSize(EXPONENTIAL_EXEMPLARS);
+    offer(series, sample, fixed, value, 0);
+}
+
+/// An instrument held open for a batch of measurements: its series are found under one shared
+/// lock, taken once, and each found series is then recorded into by its slot with no lookup,
+/// in this batch and, through [`Recorder::into_found`], in later ones.
+///
+/// A set [`Recorder::find`] does not find is new: record it with
+/// [`Instrument::record_traced`] once the recorder is dropped (that creates the series, or
+/// counts it in the overflow series).
+#[derive(Debug)]
+pub struct Recorder<'i> {
+    instrument: &'i Instrument,
+    held: Holding<'i>,
+}
+
+/// The series a [`Recorder`] found, by slot, kept for the instrument's next one.
+#[derive(Debug, Default)]
+pub struct Found(Kept);
+
+/// The series found, of each aggregation that records measurements.
+#[derive(Debug, Default)]
+enum Kept {
+    #[default]
+    None,
+    Sum(Vec<Arc<Series<Sum>>>),
+    LastValue(Vec<Arc<Series<LastValue>>>),
+    Histogram(Vec<Arc<Series<Histogram>>>),
+    Exponential(Vec<Arc<Series<ExponentialHistogram>>>),
+}
+
+/// The held table of each aggregation that records measurements.
+#[derive(Debug)]
+enum Holding<'i> {
+    Sum(Held<'i, Sum>),
+    LastValue(Held<'i, LastValue>),
+    Histogram(Held<'i, Histogram>),
+    Exponential(Held<'i, ExponentialHistogram>),
+}
+
+impl Recorder<'_> {
+    /// The slot of the series `attrs` (sorted by key) records into, if it exists.
+    pub fn find(&mut self, attrs: &AttrsRef<'_>) -> Option<usize> {
+        let key = SeriesKey::Attrs(attrs);
+        match &mut self.held {
+            Holding::Sum(h) => h.find(key),
+            Holding::LastValue(h) => h.find(key),
+            Holding::Histogram(h) => h.find(key),
+            Holding::Exponential(h) => h.find(key),
+        }
+    }
+
+    /// Records one measurement made under `trace` at `time_unix_nano` into the series at
+    /// `slot`, as [`Instrument::record_traced_at`] does; `false`, with nothing recorded, when
+    /// that series was removed since it was found (find it again).
+    pub fn record(
+        &self,
+        slot: usize,
+        value: f64,
+        trace: Option<TraceContext>,
+        time_unix_nano: u64,
+    ) -> bool {
+        let Some(sample) = self.instrument.admit(value, trace, || time_unix_nano) else {
+            return true;
+        };
+        match &self.held {
+            Holding::Sum(h) => h.update(slot, |s| self.instrument.add(s, value, sample)),
+            Holding::LastValue(h) => h.update(slot, |s| set(s, value, sample)),
+            Holding::Histogram(h) => h.update(slot, |s| count(s, value, sample)),
+            Holding::Exponential(h) => h.update(slot, |s| scale(s, value, sample)),
+        }
+    }
+
+    /// Releases the instrument, keeping the series found for its next recorder.
+    pub fn into_found(self) -> Found {
+        Found(match self.held {
+            Holding::Sum(h) => Kept::Sum(h.into_found()),
+            Holding::LastValue(h) => Kept::LastValue(h.into_found()),
+            Holding::Histogram(h) => Kept::Histogram(h.into_found()),
+            Holding::Exponential(h) => Kept::Exponential(h.into_found()),
+        })
     }
 }
 
@@ -204,17 +305,9 @@ impl Instrument {
         trace: Option<TraceContext>,
         now: impl Fn() -> u64,
     ) {
-        if self.dropped {
+        let Some(sample) = self.admit(value, trace, now) else {
             return;
-        }
-        let negative_on_counter = self.descriptor.kind.is_monotonic() && value < 0.0;
-        if !value.is_finite() || negative_on_counter {
-            self.rejected.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        // Callbacks report totals and current values, not measurements: they carry no exemplars.
-        let observed = self.descriptor.kind.is_observable();
-        let sample = (!observed && self.exemplars.samples(trace.as_ref())).then(|| (trace, now()));
+        };
         match self.view.get() {
             None => self.record_into(SeriesKey::Attrs(attrs), value, sample),
             Some(viewed) => {
@@ -223,6 +316,53 @@ impl Instrument {
                 });
             }
         }
+    }
+
+    /// Whether a measurement of `value` is recorded (counting it in [`Instrument::rejected`] if
+    /// not), and whether the exemplar filter samples it; `now` is read only if it does.
+    fn admit(
+        &self,
+        value: f64,
+        trace: Option<TraceContext>,
+        now: impl Fn() -> u64,
+    ) -> Option<Sample> {
+        if self.dropped {
+            return None;
+        }
+        let negative_on_counter = self.descriptor.kind.is_monotonic() && value < 0.0;
+        if !value.is_finite() || negative_on_counter {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        // Callbacks report totals and current values, not measurements: they carry no exemplars.
+        let observed = self.descriptor.kind.is_observable();
+        Some((!observed && self.exemplars.samples(trace.as_ref())).then(|| (trace, now())))
+    }
+
+    /// The instrument held open for a batch of measurements, with the series `found` for
+    /// earlier batches; `None` when its series are not found directly (it has a view, it is
+    /// dropped or it is a summary): record one by one then.
+    pub fn recorder(&self, found: Found) -> Option<Recorder<'_>> {
+        if self.dropped || self.view.get().is_some() {
+            return None;
+        }
+        let held = match (&self.storage, found.0) {
+            (Storage::Sum(t), Kept::Sum(f)) => Holding::Sum(t.hold(f)),
+            (Storage::Sum(t), _) => Holding::Sum(t.hold(Vec::new())),
+            (Storage::LastValue(t), Kept::LastValue(f)) => Holding::LastValue(t.hold(f)),
+            (Storage::LastValue(t), _) => Holding::LastValue(t.hold(Vec::new())),
+            (Storage::Histogram(_, t), Kept::Histogram(f)) => Holding::Histogram(t.hold(f)),
+            (Storage::Histogram(_, t), _) => Holding::Histogram(t.hold(Vec::new())),
+            (Storage::ExponentialHistogram(t), Kept::Exponential(f)) => {
+                Holding::Exponential(t.hold(f))
+            }
+            (Storage::ExponentialHistogram(t), _) => Holding::Exponential(t.hold(Vec::new())),
+            (Storage::Summary(_), _) => return None,
+        };
+        Some(Recorder {
+            instrument: self,
+            held,
+        })
     }
 
     /// Adds `point` to the series `attrs` (sorted by key), through the instrument's view if it
@@ -295,40 +435,35 @@ impl Instrument {
     }
 
     fn record_into(&self, key: SeriesKey<'_, '_>, value: f64, sample: Sample) {
-        let single = ReservoirKind::FixedSize(1);
         match &self.storage {
-            Storage::Sum(table) if self.descriptor.kind.is_observable() => {
-                table.with_series(key, Sum::default, |s| s.aggregator.set(value));
+            Storage::Sum(table) => {
+                table.with_series(key, Sum::default, |s| self.add(s, value, sample));
             }
-            Storage::Sum(table) => table.with_series(key, Sum::default, |s| {
-                s.aggregator.update(value);
-                offer(s, sample, single, value, 0);
-            }),
-            Storage::LastValue(table) => table.with_series(key, LastValue::default, |s| {
-                s.aggregator.update(value);
-                offer(s, sample, single, value, 0);
-            }),
-            Storage::Histogram(bounds, table) => {
-                let aligned = ReservoirKind::Aligned(bounds.len() + 1);
-                table.with_series(
-                    key,
-                    || Histogram::with_detail(bounds.clone(), self.detailed),
-                    |s| offer(s, sample, aligned, value, s.aggregator.update(value)),
-                );
+            Storage::LastValue(table) => {
+                table.with_series(key, LastValue::default, |s| set(s, value, sample));
             }
-            Storage::ExponentialHistogram(table) => {
-                let fixed = ReservoirKind::FixedSize(EXPONENTIAL_EXEMPLARS);
-                table.with_series(
-                    key,
-                    || ExponentialHistogram::new(MAX_SIZE),
-                    |s| {
-                        s.aggregator.update(value);
-                        offer(s, sample, fixed, value, 0);
-                    },
-                );
-            }
+            Storage::Histogram(bounds, table) => table.with_series(
+                key,
+                || Histogram::with_detail(bounds.clone(), self.detailed),
+                |s| count(s, value, sample),
+            ),
+            Storage::ExponentialHistogram(table) => table.with_series(
+                key,
+                || ExponentialHistogram::new(MAX_SIZE),
+                |s| scale(s, value, sample),
+            ),
             // A summary is computed elsewhere: nothing records into it.
             Storage::Summary(_) => {}
+        }
+    }
+
+    /// Adds a measurement to a sum's series (an observable one's total is replaced).
+    fn add(&self, series: &Series<Sum>, value: f64, sample: Sample) {
+        if self.descriptor.kind.is_observable() {
+            series.aggregator.set(value);
+        } else {
+            series.aggregator.update(value);
+            offer(series, sample, ReservoirKind::FixedSize(1), value, 0);
         }
     }
 

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use crate::model::metric::Descriptor;
-pub use instrument::{Instrument, MergeError, Point, Storage};
+pub use instrument::{Found, Instrument, MergeError, Point, Recorder, Storage};
 pub use registries::{Admission, Producer, Registries, TooManyResources};
 pub use temporality::{DeltaTracker, DeltaTrackers};
 pub use view::{AttributeView, Mapping, Pattern, patience, patiently};

@@ -1,7 +1,7 @@
 //! The series table of one instrument: attribute set → aggregator, under a cardinality limit.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard};
 
 use hashbrown::HashTable;
 
@@ -92,6 +92,8 @@ pub struct Series<A> {
     touched: AtomicU64,
     /// Sampled measurements, allocated on the first one.
     exemplars: OnceLock<Box<Reservoir>>,
+    /// Whether it was removed from its table (set under the table's exclusive lock).
+    removed: AtomicBool,
 }
 
 impl<A> Series<A> {
@@ -102,6 +104,7 @@ impl<A> Series<A> {
             start_unix_nano: unix_nanos(),
             touched: AtomicU64::new(tick),
             exemplars: OnceLock::new(),
+            removed: AtomicBool::new(false),
         }
     }
 
@@ -211,6 +214,7 @@ impl<A> SeriesTable<A> {
         table.retain(|s| {
             let kept = keep(s);
             if !kept {
+                s.removed.store(true, Ordering::Relaxed);
                 self.bytes
                     .fetch_sub(s.attributes.encoded_len(), Ordering::Relaxed);
             }
@@ -261,6 +265,16 @@ impl<A> SeriesTable<A> {
         table.insert_unique(hash, series, |s| s.attributes.hash());
     }
 
+    /// The table held open for a batch of measurements, with the series `found` for earlier
+    /// batches (see [`Held`]).
+    pub fn hold(&self, found: Vec<Arc<Series<A>>>) -> Held<'_, A> {
+        Held {
+            table: self.table.read().unwrap_or_else(PoisonError::into_inner),
+            tick: self.clock.now(),
+            found,
+        }
+    }
+
     /// Visits every series, the overflow series last.
     ///
     /// The table is locked only to list the series, so neither updates nor new series wait
@@ -295,6 +309,47 @@ impl<A> SeriesTable<A> {
     /// Whether a new set overflowed because the byte budget, not the series limit, was spent.
     pub fn past_byte_limit(&self) -> bool {
         self.past_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// A table held open for a batch of measurements: the shared lock is taken once, so no series
+/// is removed while it is held, and each series found is kept by slot, for this batch's later
+/// records and, through [`Held::into_found`], for later batches'.
+///
+/// A set not in the table is not created here: that needs the exclusive lock, so the caller
+/// records it through [`SeriesTable::with_series`] once this is dropped.
+#[derive(Debug)]
+pub struct Held<'t, A> {
+    table: RwLockReadGuard<'t, HashTable<Arc<Series<A>>>>,
+    tick: u64,
+    found: Vec<Arc<Series<A>>>,
+}
+
+impl<A> Held<'_, A> {
+    /// The slot of the series `key` records into, if it is in the table.
+    pub fn find(&mut self, key: SeriesKey<'_, '_>) -> Option<usize> {
+        let series = self
+            .table
+            .find(key.hash(), |s| key.matches(&s.attributes))?;
+        self.found.push(series.clone());
+        Some(self.found.len() - 1)
+    }
+
+    /// Applies `update` to the series at `slot`; `false`, with nothing applied, when that
+    /// series was removed from the table since it was found (find it again).
+    pub fn update(&self, slot: usize, update: impl FnOnce(&Series<A>)) -> bool {
+        let series = &self.found[slot];
+        // Removal takes the exclusive lock, so while this is held the flag cannot change.
+        let present = !series.removed.load(Ordering::Relaxed);
+        if present {
+            series.update(self.tick, update);
+        }
+        present
+    }
+
+    /// The series found, by slot, for a later batch to hold the table with.
+    pub fn into_found(self) -> Vec<Arc<Series<A>>> {
+        self.found
     }
 }
 
@@ -335,6 +390,45 @@ mod tests {
             "the walk sees the series that existed when it began"
         );
         assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn a_held_table_keeps_its_series_from_expiring_until_it_is_released() {
+        let clock = IdleClock::default();
+        let table = Arc::new(SeriesTable::<Sum>::new(100).with_clock(clock.clone()));
+        add(&table, 1, 1.0);
+        (0..5).for_each(|_| clock.advance());
+        let mut held = table.hold(Vec::new());
+        let key = [("id", ValueRef::Int(1))];
+        let slot = held
+            .find(SeriesKey::Attrs(&key))
+            .expect("the series exists");
+        assert_eq!(
+            held.find(SeriesKey::Attrs(&[("id", ValueRef::Int(2))])),
+            None
+        );
+        let (done, expired) = std::sync::mpsc::channel();
+        let sweeper = table.clone();
+        let sweep = std::thread::spawn(move || done.send(sweeper.expire(1)));
+        // Were the series not held, the idle series would be gone by now, and the record below lost.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(expired.try_recv().is_err(), "expiry waits for the batch");
+        assert!(held.update(slot, |s| s.aggregator.update(2.0)));
+        let found = held.into_found();
+        assert_eq!(
+            expired.recv().expect("the sweep ran"),
+            0,
+            "measured now: not idle"
+        );
+        sweep.join().expect("no panic").expect("sent");
+        let mut total = 0.0;
+        table.for_each(|s| total += s.aggregator.value());
+        assert_eq!((table.len(), total), (1, 3.0));
+        // Idle again, it expires; held with the series found before, its slot says it is gone.
+        (0..5).for_each(|_| clock.advance());
+        assert_eq!(table.expire(1), 1);
+        let held = table.hold(found);
+        assert!(!held.update(slot, |s| s.aggregator.update(4.0)), "removed");
     }
 
     #[test]
