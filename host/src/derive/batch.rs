@@ -392,6 +392,64 @@ attributes = { model = "model" }"#,
     }
 
     #[test]
+    fn a_batch_recorded_while_another_holds_the_memory_starts_from_an_empty_one() {
+        let registry = Arc::new(Registry::new(100));
+        let d = deriver(&registry, RULES);
+        apply(&d, BATCH);
+        apply(&d, BATCH);
+        {
+            let _busy = d.memory.lock().expect("not poisoned");
+            apply(&d, BATCH);
+        }
+        apply(&d, BATCH);
+        assert_eq!(
+            series(&registry, "req"),
+            vec![
+                "engine=x,model=a → 12",
+                "engine=x,model=b → 4",
+                "model=a → 4"
+            ]
+        );
+    }
+
+    #[test]
+    fn past_its_limit_the_memory_starts_over_and_every_measurement_lands() {
+        let registry = Arc::new(Registry::new(100_000));
+        let rule = r#"event_type = "done"
+name = "by_id"
+instrument = "counter"
+attributes = { id = "attributes.id" }"#;
+        let d = deriver(&registry, &[rule]);
+        let batch = |from: usize| -> Vec<String> {
+            (from..from + 10_000)
+                .map(|i| {
+                    format!(
+                        "{{'event_type':'done','attributes':{{'id':{}}}}}",
+                        i % 40_000
+                    )
+                })
+                .collect()
+        };
+        let mut entries = Vec::new();
+        for b in 0..8 {
+            let lines = batch(b * 10_000);
+            apply(&d, &lines.iter().map(String::as_str).collect::<Vec<_>>());
+            entries.push(d.memory.lock().expect("not poisoned").entries);
+        }
+        assert!(
+            entries.iter().any(|n| *n > MEMORY_LIMIT),
+            "it filled: {entries:?}"
+        );
+        assert!(
+            entries.windows(2).any(|w| w[1] < w[0]),
+            "and started over: {entries:?}"
+        );
+        let by_id = series(&registry, "by_id");
+        assert_eq!(by_id.len(), 40_000);
+        assert!(by_id.iter().all(|s| s.ends_with("→ 2")), "each id twice");
+    }
+
+    #[test]
     fn a_gauge_keeps_the_last_value_of_a_batch_whether_its_series_is_new_or_found() {
         let registry = Arc::new(Registry::new(100));
         let d = deriver(&registry, RULES);
