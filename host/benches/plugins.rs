@@ -3,6 +3,8 @@
 //! - the fixed cost of one plugin call, and of masking credentials in a backend's answer;
 //! - hot-reload swap time, from file write to the new version serving (cold, and with the compile cache warm).
 
+mod timing;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,7 +123,7 @@ fn per_point(c: &mut Criterion) {
         })
     });
     group.finish();
-    if !selected("statsd_1000_points") {
+    if !timing::selected("statsd_1000_points") {
         return;
     }
 
@@ -250,17 +252,8 @@ fn swap_times(warm_cache: bool, rounds: usize) -> Vec<f64> {
     times
 }
 
-/// Whether the command line's filter (its first argument not starting with `-`) names `group`;
-/// no filter names every group. The groups timed by hand use it, as Criterion's do.
-fn selected(group: &str) -> bool {
-    std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .is_none_or(|filter| group.contains(&filter))
-}
-
 fn reload_swap(_c: &mut Criterion) {
-    if !selected("reload_swap") {
+    if !timing::selected("reload_swap") {
         return;
     }
     let percentile =
@@ -286,7 +279,7 @@ fn reload_swap(_c: &mut Criterion) {
 /// JavaScript (the examples, built beforehand: `WASMTEL_BENCH_PYTHON` and `WASMTEL_BENCH_JS` name
 /// their `.wasm` files): instantiate + `init` time, memory after a call, and time per point.
 fn languages(_c: &mut Criterion) {
-    if !selected("languages") {
+    if !timing::selected("languages") {
         return;
     }
     let runtime = Runtime::shared().expect("runtime");
@@ -344,7 +337,7 @@ fn languages(_c: &mut Criterion) {
 /// with nothing to drop: batch in the contract's types, across the boundary and back, then
 /// encoded from the batch).
 fn unchanged_transform(_c: &mut Criterion) {
-    if !selected("unchanged_transform") {
+    if !timing::selected("unchanged_transform") {
         return;
     }
     use wasmtel::metrics::{Descriptor, Registry};

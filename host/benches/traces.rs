@@ -168,6 +168,9 @@ impl Sdk {
 }
 
 fn derive(c: &mut Criterion) {
+    if !timing::selected("derive_10000_llm_request_spans") {
+        return;
+    }
     let bodies = bodies();
     let requests = records(&bodies);
     let ours = rules();
@@ -196,6 +199,9 @@ fn derive(c: &mut Criterion) {
 }
 
 fn forward(c: &mut Criterion) {
+    if !timing::selected("forward_10000_spans") {
+        return;
+    }
     let bodies = bodies();
     let ours = |bodies: &[Bytes]| {
         let spans: Vec<Record> = records(bodies).into_iter().flatten().collect();
@@ -256,6 +262,9 @@ fn with_prompts(bodies: &[Bytes]) -> Vec<Bytes> {
 /// redacted by the embedded `redact` plugin (a run of 100 per call), beside the same spans
 /// without a prompt, which the check marks none of (so no plugin runs).
 fn redact(c: &mut Criterion) {
+    if !timing::selected("intake_10000_spans") {
+        return;
+    }
     use wasmtel::intake::otlp::content::ContentGuard;
     use wasmtel::model::Signal;
     use wasmtel::plugins::{Limits, Link, Runtime, Slot, Stats, TransformPlugin, Transforms};

@@ -47,3 +47,12 @@ pub(crate) fn forwarding<A, B>(
         p / w
     );
 }
+
+/// Whether the bench's filter (its first argument that is not a flag) selects `group`, so that
+/// its hand-timed summary runs only when asked for; no filter selects every group.
+pub(crate) fn selected(group: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_none_or(|filter| group.contains(&filter) || filter.starts_with(group))
+}

@@ -192,10 +192,16 @@ impl PluginSlot {
     ) -> Result<Vec<Request>, EncodeError> {
         let plugin = self.current().ok_or(EncodeError::Unloaded)?;
         match signal {
-            Signal::Traces => each_run(records, |spans, origin| {
-                let batch = transforms.spans(convert::otlp::span_batch(spans, origin));
-                batch.map(|b| plugin.encode_spans(&b)).transpose()
-            }),
+            Signal::Traces => {
+                let mut out = Vec::new();
+                for run in crate::model::record::runs_of(records) {
+                    let batch = convert::otlp::span_batch(run, &run[0].origin)?;
+                    if let Some(batch) = transforms.spans(batch) {
+                        out.extend(plugin.encode_spans(&batch)?.into_iter().map(Request::from));
+                    }
+                }
+                Ok(out)
+            }
             Signal::Logs | Signal::Metrics => each_run(records, |logs, origin| {
                 let batch = transforms.logs(convert::otlp::log_batch(logs, origin));
                 batch.map(|b| plugin.encode_logs(&b)).transpose()

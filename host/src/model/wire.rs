@@ -219,6 +219,14 @@ impl Reverse {
         }
     }
 
+    /// A `fixed32` field, left out when zero as proto3 does.
+    pub fn fixed32(&mut self, field: u32, v: u32) {
+        if v != 0 {
+            self.buf.extend(v.to_be_bytes());
+            self.key(field, FIXED32);
+        }
+    }
+
     /// A varint field (`uint64`, `int64`, `bool`, enum), written even when zero.
     pub fn varint_always(&mut self, field: u32, v: u64) {
         self.raw_varint(v);
@@ -239,7 +247,9 @@ impl Reverse {
 
     /// A `bytes` or `string` field, written even when empty.
     pub fn bytes_always(&mut self, field: u32, b: &[u8]) {
-        self.buf.extend(b.iter().rev());
+        let at = self.buf.len();
+        self.buf.extend_from_slice(b);
+        self.buf[at..].reverse();
         self.raw_varint(b.len() as u64);
         self.key(field, LEN);
     }

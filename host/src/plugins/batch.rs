@@ -290,9 +290,9 @@ pub fn trace(t: &HostTrace) -> TraceContext {
 }
 
 /// A contract trace context as OTLP's trace and span id bytes.
-pub fn trace_bytes(t: &TraceContext) -> (Vec<u8>, Vec<u8>) {
+pub fn trace_bytes(t: &TraceContext) -> ([u8; 16], [u8; 8]) {
     let id = (u128::from(t.trace_id_high) << 64) | u128::from(t.trace_id_low);
-    (id.to_be_bytes().to_vec(), t.span_id.to_be_bytes().to_vec())
+    (id.to_be_bytes(), t.span_id.to_be_bytes())
 }
 
 /// OTLP trace and span id bytes as a contract trace context; `None` unless both have their size.
@@ -889,7 +889,8 @@ pub(crate) mod tests {
         let span_id: Vec<u8> = (17..=24).collect();
         let t = trace_of(&trace_id, &span_id).expect("both ids");
         assert_eq!(t.trace_id_high, 0x0102_0304_0506_0708);
-        assert_eq!(trace_bytes(&t), (trace_id, span_id));
+        let (t_id, s_id) = trace_bytes(&t);
+        assert_eq!((t_id.to_vec(), s_id.to_vec()), (trace_id, span_id));
         assert!(
             trace_of(&[1; 15], &[1; 8]).is_none(),
             "a short id is no trace"

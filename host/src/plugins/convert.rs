@@ -275,10 +275,18 @@ pub mod otlp {
         AnyValue, ArrayValue, KeyValue as ProtoKeyValue, KeyValueList, any_value,
     };
     use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoLogRecord;
-    use opentelemetry_proto::tonic::trace::v1::{self as pt, Span as ProtoSpan};
+    use opentelemetry_proto::tonic::trace::v1 as pt;
+    use prost::Message as _;
+
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
 
     use super::at;
-    use crate::model::record::Origin;
+    use crate::model::attributes::ValueRef;
+    use crate::model::record::{Origin, Record};
+    use crate::model::wire::{Fields, Reverse, Value as Wire, WireError};
     use crate::plugins::batch::{Interner, trace_bytes, trace_of};
     use crate::plugins::bindings::types::{
         LogBatch, LogRecord, Resource, Scope, Span, SpanBatch, SpanEvent, SpanKind, SpanLink,
@@ -391,7 +399,10 @@ pub mod otlp {
     }
 
     fn ids(trace: Option<&TraceContext>) -> (Vec<u8>, Vec<u8>) {
-        trace.map(trace_bytes).unwrap_or_default()
+        trace.map_or_else(Default::default, |t| {
+            let (trace_id, span_id) = trace_bytes(t);
+            (trace_id.to_vec(), span_id.to_vec())
+        })
     }
 
     /// The resource and scope of `origin` in `table`.
@@ -459,6 +470,54 @@ pub mod otlp {
             .collect()
     }
 
+    /// Each attribute set of a batch as repeated `KeyValue` messages of a field: encoded where it is
+    /// first used, then copied from there.
+    pub(crate) struct SetBytes<'t> {
+        table: &'t Table,
+        written: HashMap<(u32, u32), (usize, usize), foldhash::fast::RandomState>,
+    }
+
+    impl<'t> SetBytes<'t> {
+        pub(crate) fn new(table: &'t Table) -> Self {
+            Self {
+                table,
+                written: HashMap::default(),
+            }
+        }
+
+        /// Writes set `set` as field `field` (the writer is never truncated while this lives).
+        pub(crate) fn write(&mut self, w: &mut Reverse, field: u32, set: u32) {
+            if let Some(&(from, to)) = self.written.get(&(field, set)) {
+                w.repeat(from, to);
+                return;
+            }
+            let from = w.len();
+            let pairs: Vec<(&str, &Value)> = self.table.set(set).collect();
+            for (key, value) in pairs.into_iter().rev() {
+                w.message(field, |w| {
+                    w.message(2, |w| match value {
+                        Value::String(s) => w.bytes_always(1, s.as_bytes()),
+                        Value::Boolean(b) => w.varint_always(2, u64::from(*b)),
+                        Value::Int(i) => w.varint_always(3, *i as u64),
+                        Value::Double(d) => w.fixed64_always(4, d.to_bits()),
+                        Value::Bytes(b) => w.bytes_always(7, b),
+                        Value::Json(_) => {
+                            // Arrays and maps: rare enough to go through the generated types.
+                            if let Some(inner) = &any_value(value).value {
+                                let mut one = Vec::new();
+                                inner.encode(&mut one);
+                                one.reverse();
+                                w.append_reversed(&one);
+                            }
+                        }
+                    });
+                    w.bytes(1, key.as_bytes());
+                });
+            }
+            self.written.insert((field, set), (from, w.len()));
+        }
+    }
+
     /// A trace context from OTLP ids (all zero when they are not valid ids, which intake refuses).
     fn context(trace_id: &[u8], span_id: &[u8]) -> TraceContext {
         trace_of(trace_id, span_id).unwrap_or(TraceContext {
@@ -468,77 +527,206 @@ pub mod otlp {
         })
     }
 
-    /// OTLP spans of one origin as a contract span batch.
-    pub fn span_batch(spans: &[ProtoSpan], origin: &Origin) -> SpanBatch {
+    /// Spans of one origin, as their records carry them, as a contract span batch: read
+    /// straight from the wire (strings borrowed, interned once); `Err` when a record is not a
+    /// `Span` message (intake checked each, so this is a record damaged since).
+    pub fn span_batch(spans: &[Record], origin: &Origin) -> Result<SpanBatch, WireError> {
         let mut table = Interner::new();
         let (mut events, mut links) = (Vec::new(), Vec::new());
         let spans = spans
             .iter()
-            .map(|s| {
-                let first_event = at(events.len());
-                events.extend(s.events.iter().map(|e| SpanEvent {
-                    time_unix_nano: e.time_unix_nano,
-                    name: table.string(&e.name),
-                    attributes: set(&mut table, &e.attributes),
-                    dropped_attributes_count: e.dropped_attributes_count,
-                }));
-                let first_link = at(links.len());
-                links.extend(s.links.iter().map(|l| SpanLink {
-                    trace: context(&l.trace_id, &l.span_id),
-                    trace_state: table.string(&l.trace_state),
-                    attributes: set(&mut table, &l.attributes),
-                    dropped_attributes_count: l.dropped_attributes_count,
-                    flags: l.flags,
-                }));
-                let status = s.status.clone().unwrap_or_default();
-                TraceSpan {
-                    scope: 0,
-                    trace: context(&s.trace_id, &s.span_id),
-                    parent_span_id: <[u8; 8]>::try_from(s.parent_span_id.as_slice())
-                        .ok()
-                        .map(u64::from_be_bytes),
-                    trace_state: table.string(&s.trace_state),
-                    flags: s.flags,
-                    name: table.string(&s.name),
-                    kind: match pt::span::SpanKind::try_from(s.kind) {
-                        Ok(pt::span::SpanKind::Internal) => SpanKind::Internal,
-                        Ok(pt::span::SpanKind::Server) => SpanKind::Server,
-                        Ok(pt::span::SpanKind::Client) => SpanKind::Client,
-                        Ok(pt::span::SpanKind::Producer) => SpanKind::Producer,
-                        Ok(pt::span::SpanKind::Consumer) => SpanKind::Consumer,
-                        _ => SpanKind::Unspecified,
-                    },
-                    start_time_unix_nano: s.start_time_unix_nano,
-                    end_time_unix_nano: s.end_time_unix_nano,
-                    attributes: set(&mut table, &s.attributes),
-                    dropped_attributes_count: s.dropped_attributes_count,
-                    events: Span {
-                        start: first_event,
-                        len: at(events.len()) - first_event,
-                    },
-                    dropped_events_count: s.dropped_events_count,
-                    links: Span {
-                        start: first_link,
-                        len: at(links.len()) - first_link,
-                    },
-                    dropped_links_count: s.dropped_links_count,
-                    status_code: match pt::status::StatusCode::try_from(status.code) {
-                        Ok(pt::status::StatusCode::Ok) => StatusCode::Ok,
-                        Ok(pt::status::StatusCode::Error) => StatusCode::Error,
-                        _ => StatusCode::Unset,
-                    },
-                    status_message: table.string(&status.message),
-                }
-            })
-            .collect();
+            .map(|r| wire_span(&r.bytes, &mut table, &mut events, &mut links))
+            .collect::<Result<_, _>>()?;
         let (resource, scope) = origin_in(&mut table, origin);
-        SpanBatch {
+        Ok(SpanBatch {
             table: table.finish(),
             resource,
             scopes: vec![scope],
             spans,
             events,
             links,
+        })
+    }
+
+    /// One `Span` message as a contract span, its events and links appended to theirs.
+    fn wire_span(
+        bytes: &[u8],
+        table: &mut Interner,
+        events: &mut Vec<SpanEvent>,
+        links: &mut Vec<SpanLink>,
+    ) -> Result<TraceSpan, WireError> {
+        let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+        let mut attributes = Vec::new();
+        let mut status: &[u8] = &[];
+        let (first_event, first_link) = (at(events.len()), at(links.len()));
+        let mut span = TraceSpan {
+            scope: 0,
+            trace: context(&[], &[]),
+            parent_span_id: None,
+            trace_state: 0,
+            flags: 0,
+            name: 0,
+            kind: SpanKind::Unspecified,
+            start_time_unix_nano: 0,
+            end_time_unix_nano: 0,
+            attributes: 0,
+            dropped_attributes_count: 0,
+            events: Span { start: 0, len: 0 },
+            dropped_events_count: 0,
+            links: Span { start: 0, len: 0 },
+            dropped_links_count: 0,
+            status_code: StatusCode::Unset,
+            status_message: 0,
+        };
+        for field in Fields::new(bytes) {
+            match field? {
+                (1, Wire::Len(b)) => trace_id = b,
+                (2, Wire::Len(b)) => span_id = b,
+                (3, Wire::Len(b)) => span.trace_state = table.string(text(b)?),
+                (4, Wire::Len(b)) => parent = b,
+                (16, Wire::Fixed32(v)) => span.flags = v,
+                (5, Wire::Len(b)) => span.name = table.string(text(b)?),
+                (6, Wire::Varint(v)) => span.kind = span_kind_of(v as i32),
+                (7, Wire::Fixed64(v)) => span.start_time_unix_nano = v,
+                (8, Wire::Fixed64(v)) => span.end_time_unix_nano = v,
+                (9, Wire::Len(b)) => attributes.push(wire_pair(b, table)?),
+                (10, Wire::Varint(v)) => span.dropped_attributes_count = v as u32,
+                (11, Wire::Len(b)) => events.push(wire_event(b, table)?),
+                (12, Wire::Varint(v)) => span.dropped_events_count = v as u32,
+                (13, Wire::Len(b)) => links.push(wire_link(b, table)?),
+                (14, Wire::Varint(v)) => span.dropped_links_count = v as u32,
+                (15, Wire::Len(b)) => status = b,
+                _ => {}
+            }
+        }
+        span.trace = context(trace_id, span_id);
+        span.parent_span_id = <[u8; 8]>::try_from(parent).ok().map(u64::from_be_bytes);
+        span.attributes = table.set_of(attributes.into_iter());
+        span.events = Span {
+            start: first_event,
+            len: at(events.len()) - first_event,
+        };
+        span.links = Span {
+            start: first_link,
+            len: at(links.len()) - first_link,
+        };
+        for field in Fields::new(status) {
+            match field? {
+                (2, Wire::Len(b)) => span.status_message = table.string(text(b)?),
+                (3, Wire::Varint(v)) => {
+                    span.status_code = match pt::status::StatusCode::try_from(v as i32) {
+                        Ok(pt::status::StatusCode::Ok) => StatusCode::Ok,
+                        Ok(pt::status::StatusCode::Error) => StatusCode::Error,
+                        _ => StatusCode::Unset,
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(span)
+    }
+
+    /// One `Span.Event` message as a contract event.
+    fn wire_event(bytes: &[u8], table: &mut Interner) -> Result<SpanEvent, WireError> {
+        let mut event = SpanEvent {
+            time_unix_nano: 0,
+            name: 0,
+            attributes: 0,
+            dropped_attributes_count: 0,
+        };
+        let mut attributes = Vec::new();
+        for field in Fields::new(bytes) {
+            match field? {
+                (1, Wire::Fixed64(v)) => event.time_unix_nano = v,
+                (2, Wire::Len(b)) => event.name = table.string(text(b)?),
+                (3, Wire::Len(b)) => attributes.push(wire_pair(b, table)?),
+                (4, Wire::Varint(v)) => event.dropped_attributes_count = v as u32,
+                _ => {}
+            }
+        }
+        event.attributes = table.set_of(attributes.into_iter());
+        Ok(event)
+    }
+
+    /// One `Span.Link` message as a contract link.
+    fn wire_link(bytes: &[u8], table: &mut Interner) -> Result<SpanLink, WireError> {
+        let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
+        let mut link = SpanLink {
+            trace: context(&[], &[]),
+            trace_state: 0,
+            attributes: 0,
+            dropped_attributes_count: 0,
+            flags: 0,
+        };
+        let mut attributes = Vec::new();
+        for field in Fields::new(bytes) {
+            match field? {
+                (1, Wire::Len(b)) => trace_id = b,
+                (2, Wire::Len(b)) => span_id = b,
+                (3, Wire::Len(b)) => link.trace_state = table.string(text(b)?),
+                (4, Wire::Len(b)) => attributes.push(wire_pair(b, table)?),
+                (5, Wire::Varint(v)) => link.dropped_attributes_count = v as u32,
+                (6, Wire::Fixed32(v)) => link.flags = v,
+                _ => {}
+            }
+        }
+        link.trace = context(trace_id, span_id);
+        link.attributes = table.set_of(attributes.into_iter());
+        Ok(link)
+    }
+
+    /// One `KeyValue` message as interned (key, value) indices; a pair without a value is
+    /// `null`, and arrays and maps become JSON as [`value`] makes them.
+    fn wire_pair(bytes: &[u8], table: &mut Interner) -> Result<(u32, u32), WireError> {
+        let (mut key, mut any): (&str, Option<&[u8]>) = ("", None);
+        for field in Fields::new(bytes) {
+            match field? {
+                (1, Wire::Len(b)) => key = text(b)?,
+                (2, Wire::Len(b)) => any = Some(b),
+                _ => {}
+            }
+        }
+        let key = table.string(key);
+        let Some(any) = any else {
+            return Ok((key, table.value(Value::Json("null".into()))));
+        };
+        let mut scalar = None;
+        for field in Fields::new(any) {
+            scalar = match field? {
+                (1, Wire::Len(b)) => Some(ValueRef::Str(text(b)?)),
+                (2, Wire::Varint(v)) => Some(ValueRef::Bool(v != 0)),
+                (3, Wire::Varint(v)) => Some(ValueRef::Int(v as i64)),
+                (4, Wire::Fixed64(v)) => Some(ValueRef::Double(f64::from_bits(v))),
+                _ => None,
+            };
+        }
+        let value = match scalar {
+            Some(ValueRef::Str(s)) => table.value_ref(ValueRef::Str(s)),
+            Some(ValueRef::Bool(b)) => table.value(Value::Boolean(b)),
+            Some(ValueRef::Int(i)) => table.value(Value::Int(i)),
+            Some(ValueRef::Double(d)) => table.value(Value::Double(d)),
+            // Bytes, arrays, maps and empty values: rare enough to go through the generated types.
+            None => table.value(value(
+                &AnyValue::decode(any).map_err(|_| WireError("an attribute value"))?,
+            )),
+        };
+        Ok((key, value))
+    }
+
+    /// A string field's text.
+    fn text(bytes: &[u8]) -> Result<&str, WireError> {
+        std::str::from_utf8(bytes).map_err(|_| WireError("a string that is not UTF-8"))
+    }
+
+    /// An OTLP span kind number as the contract's kind.
+    fn span_kind_of(kind: i32) -> SpanKind {
+        match pt::span::SpanKind::try_from(kind) {
+            Ok(pt::span::SpanKind::Internal) => SpanKind::Internal,
+            Ok(pt::span::SpanKind::Server) => SpanKind::Server,
+            Ok(pt::span::SpanKind::Client) => SpanKind::Client,
+            Ok(pt::span::SpanKind::Producer) => SpanKind::Producer,
+            Ok(pt::span::SpanKind::Consumer) => SpanKind::Consumer,
+            _ => SpanKind::Unspecified,
         }
     }
 
@@ -549,29 +737,121 @@ pub mod otlp {
         &list[start..end]
     }
 
-    /// A contract span batch's spans as OTLP spans.
-    pub fn spans(batch: &SpanBatch) -> Vec<ProtoSpan> {
+    /// A contract span batch's spans as records of `origin`, written straight from the batch
+    /// into one shared buffer, each attribute set encoded once and copied wherever it is used;
+    /// the bytes are those of [`spans`] encoded.
+    pub fn span_records(batch: &SpanBatch, origin: &Arc<Origin>) -> Vec<Record> {
+        let t = &batch.table;
+        let mut w = Reverse::with_capacity(256 * batch.spans.len());
+        let mut sets = SetBytes::new(t);
+        let mut ends = Vec::with_capacity(batch.spans.len());
+        for s in batch.spans.iter().rev() {
+            write_span(&mut w, batch, s, &mut sets);
+            ends.push(w.len());
+        }
+        let bytes = Bytes::from(w.finish());
+        let total = bytes.len();
+        let starts = ends.iter().rev().map(|end| total - end);
+        let stops = ends
+            .iter()
+            .rev()
+            .skip(1)
+            .map(|end| total - end)
+            .chain([total]);
+        starts
+            .zip(stops)
+            .map(|(start, stop)| Record {
+                origin: origin.clone(),
+                bytes: bytes.slice(start..stop),
+            })
+            .collect()
+    }
+
+    /// Writes one span's fields (in reverse, so that they read in field-number order, as prost
+    /// writes them).
+    fn write_span(w: &mut Reverse, batch: &SpanBatch, s: &TraceSpan, sets: &mut SetBytes<'_>) {
+        let t = &batch.table;
+        w.fixed32(16, s.flags);
+        let code = status_code(s.status_code);
+        let message = t.string(s.status_message);
+        if code != pt::status::StatusCode::Unset || !message.is_empty() {
+            w.message(15, |w| {
+                w.varint(3, code as u64);
+                w.bytes(2, message.as_bytes());
+            });
+        }
+        w.varint(14, u64::from(s.dropped_links_count));
+        for l in within(&batch.links, s.links).iter().rev() {
+            w.message(13, |w| {
+                w.fixed32(6, l.flags);
+                w.varint(5, u64::from(l.dropped_attributes_count));
+                sets.write(w, 4, l.attributes);
+                w.bytes(3, t.string(l.trace_state).as_bytes());
+                let (trace_id, span_id) = trace_bytes(&l.trace);
+                w.bytes(2, &span_id);
+                w.bytes(1, &trace_id);
+            });
+        }
+        w.varint(12, u64::from(s.dropped_events_count));
+        for e in within(&batch.events, s.events).iter().rev() {
+            w.message(11, |w| {
+                w.varint(4, u64::from(e.dropped_attributes_count));
+                sets.write(w, 3, e.attributes);
+                w.bytes(2, t.string(e.name).as_bytes());
+                w.fixed64(1, e.time_unix_nano);
+            });
+        }
+        w.varint(10, u64::from(s.dropped_attributes_count));
+        sets.write(w, 9, s.attributes);
+        w.fixed64(8, s.end_time_unix_nano);
+        w.fixed64(7, s.start_time_unix_nano);
+        w.varint(6, span_kind(s.kind) as u64);
+        w.bytes(5, t.string(s.name).as_bytes());
+        if let Some(parent) = s.parent_span_id {
+            w.bytes(4, &parent.to_be_bytes());
+        }
+        w.bytes(3, t.string(s.trace_state).as_bytes());
+        let (trace_id, span_id) = trace_bytes(&s.trace);
+        w.bytes(2, &span_id);
+        w.bytes(1, &trace_id);
+    }
+
+    /// A contract status code as OTLP's.
+    fn status_code(code: StatusCode) -> pt::status::StatusCode {
+        match code {
+            StatusCode::Unset => pt::status::StatusCode::Unset,
+            StatusCode::Ok => pt::status::StatusCode::Ok,
+            StatusCode::Error => pt::status::StatusCode::Error,
+        }
+    }
+
+    /// A contract span kind as OTLP's.
+    fn span_kind(kind: SpanKind) -> pt::span::SpanKind {
+        match kind {
+            SpanKind::Unspecified => pt::span::SpanKind::Unspecified,
+            SpanKind::Internal => pt::span::SpanKind::Internal,
+            SpanKind::Server => pt::span::SpanKind::Server,
+            SpanKind::Client => pt::span::SpanKind::Client,
+            SpanKind::Producer => pt::span::SpanKind::Producer,
+            SpanKind::Consumer => pt::span::SpanKind::Consumer,
+        }
+    }
+
+    /// A contract span batch's spans as OTLP spans: the reference [`span_records`] is tested
+    /// against.
+    #[cfg(test)]
+    pub fn spans(batch: &SpanBatch) -> Vec<pt::Span> {
         let t = &batch.table;
         batch
             .spans
             .iter()
             .map(|s| {
                 let (trace_id, span_id) = trace_bytes(&s.trace);
-                let kind = match s.kind {
-                    SpanKind::Unspecified => pt::span::SpanKind::Unspecified,
-                    SpanKind::Internal => pt::span::SpanKind::Internal,
-                    SpanKind::Server => pt::span::SpanKind::Server,
-                    SpanKind::Client => pt::span::SpanKind::Client,
-                    SpanKind::Producer => pt::span::SpanKind::Producer,
-                    SpanKind::Consumer => pt::span::SpanKind::Consumer,
-                };
-                let code = match s.status_code {
-                    StatusCode::Unset => pt::status::StatusCode::Unset,
-                    StatusCode::Ok => pt::status::StatusCode::Ok,
-                    StatusCode::Error => pt::status::StatusCode::Error,
-                };
+                let (trace_id, span_id) = (trace_id.to_vec(), span_id.to_vec());
+                let kind = span_kind(s.kind);
+                let code = status_code(s.status_code);
                 let message = t.string(s.status_message);
-                ProtoSpan {
+                pt::Span {
                     trace_id,
                     span_id,
                     trace_state: t.string(s.trace_state).to_owned(),
@@ -601,8 +881,8 @@ pub mod otlp {
                         .map(|l| {
                             let (trace_id, span_id) = trace_bytes(&l.trace);
                             pt::span::Link {
-                                trace_id,
-                                span_id,
+                                trace_id: trace_id.to_vec(),
+                                span_id: span_id.to_vec(),
                                 trace_state: t.string(l.trace_state).to_owned(),
                                 attributes: proto_attributes(t, l.attributes),
                                 dropped_attributes_count: l.dropped_attributes_count,
@@ -867,9 +1147,9 @@ mod tests {
     }
 
     #[test]
-    fn spans_round_trip_through_the_contracts_batch_field_for_field() {
+    fn spans_round_trip_from_the_wire_through_the_contracts_batch_field_for_field() {
         use opentelemetry_proto::tonic::common::v1::{
-            AnyValue, InstrumentationScope, KeyValue, any_value,
+            AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value,
         };
         use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
         use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, Status, span};
@@ -893,6 +1173,16 @@ mod tests {
             attributes: vec![
                 kv("gen_ai.request.model", text("m")),
                 kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(9)),
+                kv("negative", any_value::Value::IntValue(-3)),
+                kv("raw", any_value::Value::BytesValue(vec![0, 255])),
+                kv(
+                    "list",
+                    any_value::Value::ArrayValue(ArrayValue {
+                        values: vec![AnyValue {
+                            value: Some(text("x")),
+                        }],
+                    }),
+                ),
             ],
             dropped_attributes_count: 1,
             events: vec![span::Event {
@@ -934,7 +1224,9 @@ mod tests {
             },
         );
         let spans = [full, root];
-        let batch = otlp::span_batch(&spans, &origin);
+        let origin = std::sync::Arc::new(origin);
+        let received = crate::model::record::Record::encode_all(&spans, &origin);
+        let batch = otlp::span_batch(&received, &origin).expect("spans on the wire");
         assert_eq!(batch.spans[0].parent_span_id, Some(0x191a_1b1c_1d1e_1f20));
         assert_eq!(batch.spans[1].parent_span_id, None);
         assert_eq!(
@@ -943,5 +1235,28 @@ mod tests {
             "the origin's scope"
         );
         assert_eq!(otlp::spans(&batch), spans);
+        let records = otlp::span_records(&batch, &origin);
+        let encoded: Vec<Vec<u8>> = records.iter().map(|r| r.bytes.to_vec()).collect();
+        let expected: Vec<Vec<u8>> = spans.iter().map(prost::Message::encode_to_vec).collect();
+        assert_eq!(
+            encoded, expected,
+            "written straight from the batch, byte for byte"
+        );
+        assert!(
+            records
+                .iter()
+                .all(|r| std::sync::Arc::ptr_eq(&r.origin, &origin))
+        );
+        let damaged = crate::model::record::Record {
+            origin: origin.clone(),
+            bytes: bytes::Bytes::from_static(&[0x2a, 0x02, 0xff, 0xfe]),
+        };
+        assert_eq!(
+            otlp::span_batch(&[damaged], &origin)
+                .err()
+                .map(|e| e.to_string()),
+            Some("malformed protobuf: a string that is not UTF-8".into()),
+            "a name that is not UTF-8"
+        );
     }
 }

@@ -18,7 +18,7 @@ use super::slot::Slot;
 use super::{batch, convert, lean};
 use crate::config::OnFailure;
 use crate::model::Signal;
-use crate::model::record::{Origin, Record, runs};
+use crate::model::record::{Origin, Record, runs, runs_of};
 
 /// The transform kind: its `init` reports nothing; its `reader` (0.2.2) says what it reads, and
 /// its world whether it edits spans.
@@ -310,13 +310,20 @@ impl Transforms {
     /// failed on is left out.
     pub fn records(&self, signal: Signal, records: &[Record]) -> Vec<Record> {
         match signal {
-            Signal::Traces => rewrite(records, |spans, origin| {
-                let batch = self.spans(convert::otlp::span_batch(spans, origin))?;
-                Some(convert::otlp::spans(&batch))
-            }),
+            Signal::Traces => runs_of(records)
+                .filter_map(|run| {
+                    let origin = &run[0].origin;
+                    let batch = convert::otlp::span_batch(run, origin).ok()?;
+                    Some(convert::otlp::span_records(&self.spans(batch)?, origin))
+                })
+                .flatten()
+                .collect(),
             Signal::Logs | Signal::Metrics => rewrite(records, |logs, origin| {
                 let batch = self.logs(convert::otlp::log_batch(logs, origin))?;
-                Some(convert::otlp::log_records(&batch))
+                Some(Record::encode_all(
+                    &convert::otlp::log_records(&batch),
+                    origin,
+                ))
             }),
         }
     }
@@ -330,15 +337,15 @@ impl Transforms {
     }
 }
 
-/// Each run of records of one origin, decoded, through `f`, and encoded again; a run `f` drops
-/// is left out.
+/// Each run of records of one origin, decoded, through `f`, which encodes them again; a run `f`
+/// drops is left out.
 fn rewrite<M: prost::Message + Default>(
     records: &[Record],
-    f: impl Fn(&[M], &Arc<Origin>) -> Option<Vec<M>>,
+    f: impl Fn(&[M], &Arc<Origin>) -> Option<Vec<Record>>,
 ) -> Vec<Record> {
     runs::<M>(records)
         .into_iter()
-        .filter_map(|(origin, items)| Some(Record::encode_all(&f(&items, &origin)?, &origin)))
+        .filter_map(|(origin, items)| f(&items, &origin))
         .flatten()
         .collect()
 }

@@ -191,6 +191,9 @@ pub enum EncodeError {
     /// An item made for the native encoder reached a plugin.
     #[error("an OTLP request cannot go to a plugin")]
     Misrouted,
+    /// A queued record is no longer the message intake checked.
+    #[error("a queued record is damaged: {0}")]
+    Damaged(#[from] crate::model::wire::WireError),
 }
 
 /// Turns queued items into requests; a blocking call (it may run plugins).

@@ -4,8 +4,6 @@
 //! Fields are written last to first (see [`Reverse`]), in descending field number, so the bytes
 //! are the ones `prost` would write for the same `opentelemetry-proto` messages.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{self as pm, metric::Data};
@@ -20,9 +18,10 @@ use crate::model::metric::Temporality;
 use crate::model::resource::Resource;
 use crate::model::wire::Reverse;
 use crate::plugins::bindings::types::{
-    Metric, NumberPoint, Points, Span, Table, Temporality as BatchTemporality, Value,
+    Metric, NumberPoint, Points, Span, Table, Temporality as BatchTemporality,
 };
-use crate::plugins::convert::{self, Collected};
+use crate::plugins::convert::Collected;
+use crate::plugins::convert::otlp::SetBytes;
 
 const DELTA: u64 = 1;
 const CUMULATIVE: u64 = 2;
@@ -91,54 +90,6 @@ pub fn from_batches(collections: &[Collected]) -> Vec<u8> {
         });
     }
     w.finish()
-}
-
-/// Each attribute set of a batch as repeated `KeyValue` messages of a field: encoded where it is
-/// first used, then copied from there.
-struct SetBytes<'t> {
-    table: &'t Table,
-    written: HashMap<(u32, u32), (usize, usize), foldhash::fast::RandomState>,
-}
-
-impl<'t> SetBytes<'t> {
-    fn new(table: &'t Table) -> Self {
-        Self {
-            table,
-            written: HashMap::default(),
-        }
-    }
-
-    /// Writes set `set` as field `field` (the writer is never truncated while this lives).
-    fn write(&mut self, w: &mut Reverse, field: u32, set: u32) {
-        if let Some(&(from, to)) = self.written.get(&(field, set)) {
-            w.repeat(from, to);
-            return;
-        }
-        let from = w.len();
-        let pairs: Vec<(&str, &Value)> = self.table.set(set).collect();
-        for (key, value) in pairs.into_iter().rev() {
-            w.message(field, |w| {
-                w.message(2, |w| match value {
-                    Value::String(s) => w.bytes_always(1, s.as_bytes()),
-                    Value::Boolean(b) => w.varint_always(2, u64::from(*b)),
-                    Value::Int(i) => w.varint_always(3, *i as u64),
-                    Value::Double(d) => w.fixed64_always(4, d.to_bits()),
-                    Value::Bytes(b) => w.bytes_always(7, b),
-                    Value::Json(_) => {
-                        // Arrays and maps: rare enough to go through the generated types.
-                        if let Some(inner) = &convert::otlp::any_value(value).value {
-                            let mut one = Vec::new();
-                            inner.encode(&mut one);
-                            one.reverse();
-                            w.append_reversed(&one);
-                        }
-                    }
-                });
-                w.bytes(1, key.as_bytes());
-            });
-        }
-        self.written.insert((field, set), (from, w.len()));
-    }
 }
 
 /// Writes one batch `Metric` (field 2 of its scope).
@@ -544,6 +495,8 @@ mod tests {
     use crate::model::event::TraceContext;
     use crate::model::metric::ExemplarFilter;
     use crate::model::metric::InstrumentKind;
+    use crate::plugins::bindings::types::Value;
+    use crate::plugins::convert;
 
     fn desc(name: &str, kind: InstrumentKind, scope: &'static str) -> Descriptor {
         Descriptor {
