@@ -2,6 +2,9 @@
 //! back by name, and rewritten by a transform's edits.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher as _;
+
+use hashbrown::HashTable;
 
 use super::bindings::span_transformer::SpanEdit;
 use super::bindings::transformer::{Edit, RemoveAttribute, SetAttribute};
@@ -23,14 +26,18 @@ enum ValueKey {
     Json(Box<str>),
 }
 
-/// Builds a batch's table, storing each distinct string, value and attribute set once.
+/// Builds a batch's table, storing each distinct string, value and attribute set once (the
+/// lookups hold indices into the table, so each is stored in the table alone).
 #[derive(Debug)]
 pub struct Interner {
     table: Table,
-    strings: Map<Box<str>, u32>,
-    text_values: Map<Box<str>, u32>,
+    /// Each string's hash and index.
+    strings: HashTable<(u64, u32)>,
+    /// Each string value's hash and index.
+    text_values: HashTable<(u64, u32)>,
     other_values: Map<ValueKey, u32>,
-    sets: Map<Box<[(u32, u32)]>, u32>,
+    /// Each set's hash and index.
+    sets: HashTable<(u64, u32)>,
     host_sets: Map<u64, u32>,
     scratch: Vec<(u32, u32)>,
 }
@@ -44,6 +51,37 @@ impl Default for Interner {
 /// A list index as the contract's `u32` (batches are far below 4 G entries: memory limits them).
 fn index(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The hash the interner files a string or a set under.
+fn hash(bytes: &[u8]) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x0062_6174_6368).hash_one(bytes)
+}
+
+/// The hash of a set's (key, value) index pairs.
+fn hash_pairs(pairs: &[(u32, u32)]) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x0062_6174_6368).hash_one(pairs)
+}
+
+/// Value `i` of `values` as text (`""` unless it is a string).
+fn text_at(values: &[Value], i: u32) -> &str {
+    match values.get(i as usize) {
+        Some(Value::String(s)) => s,
+        _ => "",
+    }
+}
+
+/// Set `i` of `table` as its (key, value) index pairs.
+fn pairs_of(table: &Table, i: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+    let span = table.sets.get(i as usize).map_or(0..0, |s| {
+        s.start as usize..(s.start as usize).saturating_add(s.len as usize)
+    });
+    table
+        .attributes
+        .get(span)
+        .unwrap_or_default()
+        .iter()
+        .map(|a| (a.key, a.value))
 }
 
 impl Interner {
@@ -62,10 +100,10 @@ impl Interner {
                 attributes: Vec::with_capacity(sets),
                 sets: Vec::with_capacity(sets + 1),
             },
-            strings: Map::default(),
-            text_values: Map::with_capacity_and_hasher(sets, Default::default()),
+            strings: HashTable::new(),
+            text_values: HashTable::with_capacity(sets),
             other_values: Map::default(),
-            sets: Map::default(),
+            sets: HashTable::new(),
             host_sets: Map::with_capacity_and_hasher(sets, Default::default()),
             scratch: Vec::new(),
         };
@@ -76,12 +114,15 @@ impl Interner {
 
     /// The index of `s` in the string table.
     pub fn string(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.strings.get(s) {
+        let strings = &self.table.strings;
+        let hash = hash(s.as_bytes());
+        let same = |&(h, i): &(u64, u32)| h == hash && strings[i as usize] == s;
+        if let Some(&(_, i)) = self.strings.find(hash, same) {
             return i;
         }
-        let i = index(self.table.strings.len());
+        let i = index(strings.len());
         self.table.strings.push(s.to_owned());
-        self.strings.insert(s.into(), i);
+        self.strings.insert_unique(hash, (hash, i), |e| e.0);
         i
     }
 
@@ -117,12 +158,15 @@ impl Interner {
     }
 
     fn text(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.text_values.get(s) {
+        let values = &self.table.values;
+        let hash = hash(s.as_bytes());
+        let same = |&(h, i): &(u64, u32)| h == hash && text_at(values, i) == s;
+        if let Some(&(_, i)) = self.text_values.find(hash, same) {
             return i;
         }
-        let i = index(self.table.values.len());
+        let i = index(values.len());
         self.table.values.push(Value::String(s.to_owned()));
-        self.text_values.insert(s.into(), i);
+        self.text_values.insert_unique(hash, (hash, i), |e| e.0);
         i
     }
 
@@ -140,7 +184,10 @@ impl Interner {
     pub fn set_of(&mut self, pairs: impl Iterator<Item = (u32, u32)>) -> u32 {
         self.scratch.clear();
         self.scratch.extend(pairs);
-        if let Some(&i) = self.sets.get(&self.scratch[..]) {
+        let (t, pairs) = (&self.table, &self.scratch);
+        let hash = hash_pairs(pairs);
+        let same = |&(h, i): &(u64, u32)| h == hash && pairs_of(t, i).eq(pairs.iter().copied());
+        if let Some(&(_, i)) = self.sets.find(hash, same) {
             return i;
         }
         let i = index(self.table.sets.len());
@@ -154,7 +201,7 @@ impl Interner {
             start,
             len: index(self.scratch.len()),
         });
-        self.sets.insert(self.scratch[..].into(), i);
+        self.sets.insert_unique(hash, (hash, i), |e| e.0);
         i
     }
 
