@@ -278,30 +278,28 @@ impl Table {
         index(self.strings.len() - 1)
     }
 
-    /// Rewrites set `set` as `f` makes its pairs.
+    /// Rewrites set `set` as `f` makes its pairs, which refer into the table: only what an edit
+    /// adds is stored, and the rewritten set takes a new range of attributes.
     fn edit_set(
         &mut self,
         set: u32,
-        f: impl FnOnce(&mut Vec<(String, Value)>),
+        f: impl FnOnce(&mut Self, &mut Vec<Attribute>),
     ) -> Result<(), NoSet> {
-        if set as usize >= self.sets.len() {
+        let Some(&span) = self.sets.get(set as usize) else {
             return Err(NoSet {
                 set,
                 of: self.sets.len(),
             });
-        }
-        let mut pairs: Vec<(String, Value)> = self
-            .set(set)
-            .map(|(k, v)| (k.to_owned(), v.clone()))
-            .collect();
-        f(&mut pairs);
+        };
+        let from = span.start as usize;
+        let mut pairs = self
+            .attributes
+            .get(from..from.saturating_add(span.len as usize))
+            .unwrap_or_default()
+            .to_vec();
+        f(self, &mut pairs);
         let start = index(self.attributes.len());
-        for (key, value) in pairs {
-            let key = self.push_string(key);
-            self.values.push(value);
-            let value = index(self.values.len() - 1);
-            self.attributes.push(Attribute { key, value });
-        }
+        self.attributes.extend(pairs);
         self.sets[set as usize] = Span {
             start,
             len: index(self.attributes.len()) - start,
@@ -311,18 +309,22 @@ impl Table {
 
     /// Sets a key of a set to a value, replacing the value it had.
     fn set_attribute(&mut self, e: &SetAttribute) -> Result<(), NoSet> {
-        let (key, value) = (e.key.clone(), e.value.clone());
-        self.edit_set(e.set, |pairs| {
-            match pairs.iter_mut().find(|(k, _)| *k == key) {
-                Some(pair) => pair.1 = value,
-                None => pairs.push((key, value)),
+        self.edit_set(e.set, |t, pairs| {
+            t.values.push(e.value.clone());
+            let value = index(t.values.len() - 1);
+            match pairs.iter_mut().find(|a| t.string(a.key) == e.key) {
+                Some(pair) => pair.value = value,
+                None => {
+                    let key = t.push_string(e.key.clone());
+                    pairs.push(Attribute { key, value });
+                }
             }
         })
     }
 
     /// Removes a key from a set.
     fn remove_attribute(&mut self, e: &RemoveAttribute) -> Result<(), NoSet> {
-        self.edit_set(e.set, |pairs| pairs.retain(|(k, _)| *k != e.key))
+        self.edit_set(e.set, |t, pairs| pairs.retain(|a| t.string(a.key) != e.key))
     }
 }
 
