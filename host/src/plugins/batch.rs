@@ -834,6 +834,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_attribute_edit_rewrites_its_set_alone_and_stores_only_what_it_adds() {
+        let mut batch = gauge();
+        let t = &mut batch.table;
+        let (strings, values) = (t.strings.len(), t.values.len());
+        let set = |key: &str, value: Value| SetAttribute {
+            set: 1,
+            key: key.into(),
+            value,
+        };
+        t.set_attribute(&set("model", Value::Int(7)))
+            .expect("set 1");
+        assert_eq!(
+            pairs(t, 1),
+            ["model=Value::Int(7)"],
+            "replaced where it was"
+        );
+        assert_eq!((t.strings.len(), t.values.len()), (strings, values + 1));
+        t.set_attribute(&set("team", Value::Boolean(true)))
+            .expect("set 1");
+        assert_eq!(
+            pairs(t, 1),
+            ["model=Value::Int(7)", "team=Value::Boolean(true)"]
+        );
+        assert_eq!(t.strings.len(), strings + 1, "a new key is stored once");
+        t.remove_attribute(&RemoveAttribute {
+            set: 1,
+            key: "model".into(),
+        })
+        .expect("set 1");
+        assert_eq!(pairs(t, 1), ["team=Value::Boolean(true)"]);
+        assert_eq!(
+            pairs(t, 2),
+            ["model=Value::String(\"m2\")"],
+            "the other set stands"
+        );
+    }
+
+    #[test]
     fn an_edit_naming_nothing_in_the_batch_is_refused_by_position() {
         let batch = gauge();
         let refused = |edit: Edit| {
