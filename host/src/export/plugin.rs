@@ -10,9 +10,9 @@ use super::transport::Request;
 use crate::metrics::{DeltaTrackers, Producer};
 use crate::model::Signal;
 use crate::model::metric::TemporalityPreference;
-use crate::model::record::{Origin, Record};
+use crate::model::record::{Record, runs_of};
 use crate::plugins::batch::{Interner, compact, keep_points, point_count};
-use crate::plugins::bindings::encoder::{Outbound, Outcome, Response};
+use crate::plugins::bindings::encoder::{Outcome, Response};
 use crate::plugins::bindings::types::{MetricBatch, Temporality};
 use crate::plugins::convert::{self, Collected, metric_batch_where};
 use crate::plugins::instance::FIRST_BACKOFF;
@@ -191,22 +191,23 @@ impl PluginSlot {
         transforms: &Transforms,
     ) -> Result<Vec<Request>, EncodeError> {
         let plugin = self.current().ok_or(EncodeError::Unloaded)?;
-        match signal {
-            Signal::Traces => {
-                let mut out = Vec::new();
-                for run in crate::model::record::runs_of(records) {
-                    let batch = convert::otlp::span_batch(run, &run[0].origin)?;
-                    if let Some(batch) = transforms.spans(batch) {
-                        out.extend(plugin.encode_spans(&batch)?.into_iter().map(Request::from));
-                    }
+        let mut out = Vec::new();
+        for run in runs_of(records) {
+            let origin = &run[0].origin;
+            let encoded = match signal {
+                Signal::Traces => {
+                    let batch = transforms.spans(convert::otlp::span_batch(run, origin)?);
+                    batch.map(|b| plugin.encode_spans(&b)).transpose()?
                 }
-                Ok(out)
-            }
-            Signal::Logs | Signal::Metrics => each_run(records, |logs, origin| {
-                let batch = transforms.logs(convert::otlp::log_batch(logs, origin));
-                batch.map(|b| plugin.encode_logs(&b)).transpose()
-            }),
+                Signal::Logs | Signal::Metrics => {
+                    let logs: Vec<_> = run.iter().map(Record::decode).collect();
+                    let batch = transforms.logs(convert::otlp::log_batch(&logs, origin));
+                    batch.map(|b| plugin.encode_logs(&b)).transpose()?
+                }
+            };
+            out.extend(encoded.unwrap_or_default().into_iter().map(Request::from));
         }
+        Ok(out)
     }
 
     /// Asks the plugin how to treat a response; without a plugin, the status code decides.
@@ -219,20 +220,6 @@ impl PluginSlot {
             )),
         }
     }
-}
-
-/// The requests `encode` makes of each run of records of one origin, decoded (`None`: the
-/// transforms dropped the run).
-fn each_run<M: prost::Message + Default>(
-    records: &[Record],
-    encode: impl Fn(&[M], &Arc<Origin>) -> Result<Option<Vec<Outbound>>, CallError>,
-) -> Result<Vec<Request>, EncodeError> {
-    let mut out = Vec::new();
-    for (origin, items) in crate::model::record::runs(records) {
-        let encoded = encode(&items, &origin)?.unwrap_or_default();
-        out.extend(encoded.into_iter().map(Request::from));
-    }
-    Ok(out)
 }
 
 /// The metrics of `producers` (the host's own has id 0),

@@ -155,7 +155,7 @@ mod tests {
     use opentelemetry_proto::tonic::logs::v1::LogRecord;
     use prost::Message;
 
-    use crate::model::record::runs;
+    use crate::model::record::runs_of;
 
     /// The record as the OTLP types build it: what [`encode_events`] must write, byte for byte.
     fn reference(event: &Event<'_>, observed: u64) -> LogRecord {
@@ -259,6 +259,6 @@ mod tests {
         let typed: Vec<LogRecord> = records.iter().map(Record::decode::<LogRecord>).collect();
         let again = Record::encode_all(&typed, &origin);
         assert!(again.iter().zip(&records).all(|(a, b)| a.bytes == b.bytes));
-        assert_eq!(runs::<LogRecord>(&records).len(), 1);
+        assert_eq!(runs_of(&records).count(), 1);
     }
 }

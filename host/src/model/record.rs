@@ -102,17 +102,8 @@ impl Record {
     }
 }
 
-/// Records of one origin in a row, decoded, in order: what transforms and plugins receive.
-pub fn runs<M: Message + Default>(records: &[Record]) -> Vec<(Arc<Origin>, Vec<M>)> {
-    runs_of(records)
-        .map(|run| {
-            let decoded = run.iter().map(Record::decode).collect();
-            (run[0].origin.clone(), decoded)
-        })
-        .collect()
-}
-
-/// Records of one origin in a row, in order, as they are (each run has at least one record).
+/// Records of one origin in a row, in order: what transforms and plugins receive (each run has
+/// at least one record).
 pub fn runs_of(records: &[Record]) -> impl Iterator<Item = &[Record]> {
     records.chunk_by(|a, b| same_origin(&a.origin, &b.origin))
 }

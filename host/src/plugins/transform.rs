@@ -18,7 +18,7 @@ use super::slot::Slot;
 use super::{batch, convert, lean};
 use crate::config::OnFailure;
 use crate::model::Signal;
-use crate::model::record::{Origin, Record, runs, runs_of};
+use crate::model::record::{Record, runs_of};
 
 /// The transform kind: its `init` reports nothing; its `reader` (0.2.2) says what it reads, and
 /// its world whether it edits spans.
@@ -309,23 +309,24 @@ impl Transforms {
     /// the contract's batch, transformed and encoded again; a run a fail-closed transform
     /// failed on is left out.
     pub fn records(&self, signal: Signal, records: &[Record]) -> Vec<Record> {
-        match signal {
-            Signal::Traces => runs_of(records)
-                .filter_map(|run| {
-                    let origin = &run[0].origin;
-                    let batch = convert::otlp::span_batch(run, origin).ok()?;
-                    Some(convert::otlp::span_records(&self.spans(batch)?, origin))
-                })
-                .flatten()
-                .collect(),
-            Signal::Logs | Signal::Metrics => rewrite(records, |logs, origin| {
-                let batch = self.logs(convert::otlp::log_batch(logs, origin))?;
-                Some(Record::encode_all(
-                    &convert::otlp::log_records(&batch),
-                    origin,
-                ))
-            }),
-        }
+        runs_of(records)
+            .filter_map(|run| {
+                let origin = &run[0].origin;
+                match signal {
+                    Signal::Traces => {
+                        let batch = convert::otlp::span_batch(run, origin).ok()?;
+                        Some(convert::otlp::span_records(&self.spans(batch)?, origin))
+                    }
+                    Signal::Logs | Signal::Metrics => {
+                        let logs: Vec<_> = run.iter().map(Record::decode).collect();
+                        let batch = self.logs(convert::otlp::log_batch(&logs, origin))?;
+                        let logs = convert::otlp::log_records(&batch);
+                        Some(Record::encode_all(&logs, origin))
+                    }
+                }
+            })
+            .flatten()
+            .collect()
     }
 
     /// Applies every transform that edits spans to a span batch; `None` when a fail-closed
@@ -335,17 +336,4 @@ impl Transforms {
             .iter()
             .try_fold(batch, |batch, l| l.apply(batch, TransformPlugin::spans))
     }
-}
-
-/// Each run of records of one origin, decoded, through `f`, which encodes them again; a run `f`
-/// drops is left out.
-fn rewrite<M: prost::Message + Default>(
-    records: &[Record],
-    f: impl Fn(&[M], &Arc<Origin>) -> Option<Vec<Record>>,
-) -> Vec<Record> {
-    runs::<M>(records)
-        .into_iter()
-        .filter_map(|(origin, items)| f(&items, &origin))
-        .flatten()
-        .collect()
 }
