@@ -1257,3 +1257,31 @@ async fn a_full_traces_queue_refuses_with_retry_after_accounts_exactly_and_loses
     });
     host.shutdown().await;
 }
+
+#[test]
+fn plugins_run_shows_what_a_trace_exporter_would_send_for_sample_spans() {
+    let runtime = wasmtel::plugins::Runtime::shared().expect("runtime");
+    let bytes = std::fs::read(env!("WASMTEL_FIXTURE_LOGLINES")).expect("fixture");
+    let component = runtime.compile(&bytes).expect("compiles");
+    let sample = serde_json::to_vec(&request("rag", vec![span(1, 1), span(2, 2)])).expect("json");
+    let shown = wasmtel::trial::run(
+        &runtime,
+        "loglines",
+        &component,
+        &[],
+        &wasmtel::trial::Sample::Spans(sample),
+    )
+    .expect("runs");
+    let body = format!(
+        "op-1 {} n=1 events=tick[]\nop-2 {} n=2 events=tick[]",
+        "01".repeat(16),
+        "02".repeat(16)
+    );
+    assert!(
+        shown.ends_with(&format!(
+            "traces: 1 outbound\nHTTP Method::Post /spans\n  body ({} bytes): {body}\n",
+            body.len()
+        )),
+        "{shown}"
+    );
+}

@@ -5,16 +5,22 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message as _;
 use wasmtime::component::Component;
 
 use crate::config::DeriveConfig;
 use crate::derive::Deriver;
+use crate::export::otlp::frame;
 use crate::export::prometheus;
+use crate::intake::otlp::Tally;
 use crate::intake::otlp::metrics::MetricsReceiver;
+use crate::intake::otlp::records::{Stamp, scan, span};
 use crate::metrics::{Registries, Registry};
 use crate::model::Signal;
+use crate::model::content::Content;
 use crate::model::log::encode_events;
-use crate::model::record::Origin;
+use crate::model::record::{Origin, Record, runs_of};
 use crate::plugins::bindings::encoder::Outbound;
 use crate::plugins::bindings::types::LogBatch;
 use crate::plugins::convert;
@@ -31,6 +37,8 @@ pub enum Sample {
     Events(Vec<u8>),
     /// An OTLP/JSON `ExportMetricsServiceRequest`, received as intake would.
     Metrics(Vec<u8>),
+    /// An OTLP/JSON `ExportTraceServiceRequest`, received as intake would.
+    Spans(Vec<u8>),
 }
 
 /// What the sample becomes: the registry of its metrics and its log records.
@@ -62,6 +70,7 @@ fn record(sample: &Sample, view: Option<Arc<PluginView>>) -> anyhow::Result<Data
                 logs: Some(logs),
             })
         }
+        Sample::Spans(_) => anyhow::bail!("a view maps metric series; spans make none"),
         Sample::Metrics(bytes) => {
             let request = serde_json::from_slice(bytes).map_err(|e| {
                 anyhow::anyhow!("not an OTLP/JSON ExportMetricsServiceRequest: {e}")
@@ -104,6 +113,17 @@ pub fn run(
         World::Exporter { .. } => {
             let plugin =
                 ExporterPlugin::load(&runtime, name, &component, config.to_vec(), limits, &stats)?;
+            if let Sample::Spans(bytes) = sample {
+                anyhow::ensure!(
+                    plugin.info().signal(Signal::Traces),
+                    "{name} takes no spans (its world is not trace-exporter)"
+                );
+                for run in runs_of(&spans(bytes)?) {
+                    let batch = convert::otlp::span_batch(run, &run[0].origin)?;
+                    show(&mut out, "traces", &plugin.encode_spans(&batch)?);
+                }
+                return Ok(out);
+            }
             let data = record(sample, None)?;
             let info = plugin.info();
             if info.signal(Signal::Metrics) {
@@ -119,6 +139,24 @@ pub fn run(
         World::Transform { .. } => {
             let plugin =
                 TransformPlugin::load(&runtime, name, &component, config.to_vec(), limits, &stats)?;
+            if let Sample::Spans(bytes) = sample {
+                anyhow::ensure!(
+                    plugin.reads(Signal::Traces),
+                    "{name} does not edit spans (its world is not span-transform, or its \
+                     configuration left them out): they would pass unchanged"
+                );
+                let mut after = Vec::new();
+                for run in runs_of(&spans(bytes)?) {
+                    let origin = &run[0].origin;
+                    let mut batch = convert::otlp::span_batch(run, origin)?;
+                    let batch = plugin.spans(&mut batch)?.unwrap_or(batch);
+                    after.extend(convert::otlp::span_records(&batch, origin));
+                }
+                let request = ExportTraceServiceRequest::decode(frame(&after).as_slice())?;
+                let _ = writeln!(out, "spans after the transform (OTLP/JSON):");
+                let _ = writeln!(out, "{}", serde_json::to_string_pretty(&request)?);
+                return Ok(out);
+            }
             let data = record(sample, None)?;
             let mut collected = metric_batch(&data);
             if let Some(batch) = plugin.metrics(&mut collected.batch)? {
@@ -152,6 +190,20 @@ pub fn run(
         }
     }
     Ok(out)
+}
+
+/// The spans of an OTLP/JSON request, checked as intake checks them (GenAI content kept).
+fn spans(bytes: &[u8]) -> anyhow::Result<Vec<Record>> {
+    let request: ExportTraceServiceRequest = serde_json::from_slice(bytes)
+        .map_err(|e| anyhow::anyhow!("not an OTLP/JSON ExportTraceServiceRequest: {e}"))?;
+    let body = bytes::Bytes::from(request.encode_to_vec());
+    let mut tally = Tally::default();
+    let scanned = scan(&body, &mut tally, &Stamp::NONE, (span, &Content::none()))?;
+    if let Some(why) = tally.message {
+        anyhow::bail!("{} spans refused: {why}", tally.rejected);
+    }
+    anyhow::ensure!(!scanned.records.is_empty(), "the request holds no spans");
+    Ok(scanned.records)
 }
 
 fn metric_batch(data: &Data) -> convert::Collected {

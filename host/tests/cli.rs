@@ -1128,6 +1128,19 @@ fn plugins_new_writes_projects_that_build_into_plugins_of_their_kind() {
                 .expect("both parts shown");
             assert!(metrics.contains("\"dataPoints\""), "{shown}");
             assert!(!metrics.contains(key), "{name}: {shown}");
+            // And from every one of a thousand spans, each with its own attribute set.
+            let spans = spans_file(&dir, 1000);
+            let out = wasmtel(&[
+                "plugins",
+                "run",
+                file,
+                "--spans",
+                spans.to_str().expect("utf-8"),
+                "--config",
+                "key=gen_ai.request.id",
+            ]);
+            assert!(out.status.success(), "{name}: {}", text(&out));
+            assert_spans_lost_the_request_id(&String::from_utf8_lossy(&out.stdout), 1000);
         }
     }
 
@@ -1368,6 +1381,123 @@ fn plugins_run_without_input_uses_the_sample_events() {
     ))
     .expect("the repository's sample");
     assert_eq!(sample.lines().count(), 18);
+}
+
+/// `n` vLLM-shaped `llm_request` spans (each its own trace and request id, seven attributes and
+/// an event) as an OTLP/JSON `ExportTraceServiceRequest` file in `dir`.
+fn spans_file(dir: &std::path::Path, n: u64) -> std::path::PathBuf {
+    use prost::Message as _;
+    let body = wasmtel::load::traces_body(0, n);
+    let request =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+            body.as_slice(),
+        )
+        .expect("valid");
+    let file = dir.join("spans.json");
+    std::fs::write(&file, serde_json::to_vec(&request).expect("json")).expect("write");
+    file
+}
+
+/// Checks what `plugins run … --spans` printed for `n` spans that went through a transform
+/// removing `gen_ai.request.id`: every span, each keeping its other attributes and its event.
+fn assert_spans_lost_the_request_id(shown: &str, n: usize) {
+    let (_, json) = shown
+        .split_once("spans after the transform (OTLP/JSON):\n")
+        .unwrap_or_else(|| panic!("spans shown: {shown}"));
+    let request: serde_json::Value =
+        serde_json::from_str(json.trim_end()).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let spans = request["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        .as_array()
+        .unwrap_or_else(|| panic!("spans: {json}"));
+    assert_eq!(spans.len(), n);
+    for (i, span) in spans.iter().enumerate() {
+        let keys: Vec<&str> = span["attributes"]
+            .as_array()
+            .expect("attributes")
+            .iter()
+            .map(|a| a["key"].as_str().expect("key"))
+            .collect();
+        assert_eq!(keys.len(), 6, "span {i}: {keys:?}");
+        assert!(!keys.contains(&"gen_ai.request.id"), "span {i}: {keys:?}");
+        assert!(
+            keys.contains(&"gen_ai.response.model"),
+            "span {i}: {keys:?}"
+        );
+        assert_eq!(span["name"], "llm_request");
+        assert_eq!(span["events"][0]["name"], "first_token");
+    }
+}
+
+#[test]
+fn plugins_run_takes_spans_through_a_transform_and_says_what_it_cannot_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str| {
+        let file = dir.path().join(format!("{name}.wasm"));
+        std::fs::write(
+            &file,
+            wasmtel::plugins::embedded::find(name).expect("embedded"),
+        )
+        .expect("write");
+        file.to_str().expect("utf-8").to_owned()
+    };
+    let (redact, statsd) = (write("redact"), write("statsd"));
+    let spans = spans_file(dir.path(), 1000);
+    let spans = spans.to_str().expect("utf-8");
+
+    let out = wasmtel(&[
+        "plugins",
+        "run",
+        &redact,
+        "--spans",
+        spans,
+        "--config",
+        "drop=gen_ai.request.id",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.starts_with("redact: transform ("), "{shown}");
+    assert_spans_lost_the_request_id(&shown, 1000);
+
+    // What cannot be done with spans is said, and nothing runs.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"resourceSpans\": 7}").expect("write");
+    let invalid = dir.path().join("invalid.json");
+    std::fs::write(
+        &invalid,
+        r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"","spanId":"","name":"x"}]}]}]}"#,
+    )
+    .expect("write");
+    for (file, args, said) in [
+        (
+            &statsd,
+            vec!["--spans", spans],
+            "statsd takes no spans (its world is not trace-exporter)",
+        ),
+        (
+            &redact,
+            vec!["--spans", bad.to_str().expect("utf-8")],
+            "not an OTLP/JSON ExportTraceServiceRequest",
+        ),
+        (
+            &redact,
+            vec!["--spans", invalid.to_str().expect("utf-8")],
+            "1 spans refused: ",
+        ),
+        (
+            &redact,
+            vec!["--spans", spans, "--events", spans],
+            "cannot be used with",
+        ),
+    ] {
+        let out = wasmtel(&[&["plugins", "run", file.as_str()][..], &args].concat());
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(said), "{args:?}: {}", text(&out));
+        assert!(
+            !text(&out).contains("spans after the transform"),
+            "{}",
+            text(&out)
+        );
+    }
 }
 
 #[test]

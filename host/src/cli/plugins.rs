@@ -65,8 +65,12 @@ pub(crate) enum PluginsCommand {
         #[arg(long, conflicts_with = "batch")]
         events: Option<PathBuf>,
         /// An OTLP/JSON `ExportMetricsServiceRequest`, received as intake would.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "spans")]
         batch: Option<PathBuf>,
+        /// An OTLP/JSON `ExportTraceServiceRequest`, received as intake would: a transform's
+        /// edited spans or a trace exporter's requests are printed.
+        #[arg(long, conflicts_with = "events")]
+        spans: Option<PathBuf>,
         /// A plugin setting, `key=value` (repeatable).
         #[arg(long = "config", value_name = "KEY=VALUE")]
         config: Vec<String>,
@@ -184,16 +188,18 @@ pub(crate) fn run(command: PluginsCommand) -> anyhow::Result<()> {
             file,
             events,
             batch,
+            spans,
             config,
             host_config,
         } => {
             let read = |p: &PathBuf| {
                 std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
             };
-            let sample = match (events, batch) {
-                (Some(events), _) => wasmtel::trial::Sample::Events(read(&events)?),
-                (None, Some(batch)) => wasmtel::trial::Sample::Metrics(read(&batch)?),
-                (None, None) => wasmtel::trial::Sample::Events(SAMPLE_EVENTS.to_vec()),
+            let sample = match (events, batch, spans) {
+                (Some(events), ..) => wasmtel::trial::Sample::Events(read(&events)?),
+                (None, Some(batch), _) => wasmtel::trial::Sample::Metrics(read(&batch)?),
+                (None, None, Some(spans)) => wasmtel::trial::Sample::Spans(read(&spans)?),
+                (None, None, None) => wasmtel::trial::Sample::Events(SAMPLE_EVENTS.to_vec()),
             };
             // A setting may be a credential: a malformed one is named by position only.
             let settings = config

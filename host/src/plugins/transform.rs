@@ -143,6 +143,11 @@ fn part_names(p: Parts) -> String {
 pub type TransformPlugin = Plugin<Transformer>;
 
 impl Plugin<Transformer> {
+    /// Whether it reads something of `signal`'s batches (it is never called for the others).
+    pub fn reads(&self, signal: Signal) -> bool {
+        parts(self.info(), signal) != Parts::empty()
+    }
+
     /// The error of edits that name something the batch does not hold.
     fn invalid(&self, problem: &str) -> CallError {
         CallError::Plugin(
@@ -238,8 +243,7 @@ impl Link {
     /// Whether it may change a batch of `signal`: one that reads something of it, or one not
     /// serving now (whose failure decides).
     fn rewrites(&self, signal: Signal) -> bool {
-        self.slot
-            .peek(|p| p.is_none_or(|p| parts(p.info(), signal) != Parts::empty()))
+        self.slot.peek(|p| p.is_none_or(|p| p.reads(signal)))
     }
 
     /// Applies the serving version with `f`; a link whose plugin failed to load fails the call.
