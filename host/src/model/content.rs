@@ -24,7 +24,8 @@ pub const EVENTS: &[&str] = &[
 ];
 
 /// Name patterns (a name, or a prefix ending in `*`), matched on bytes: their common prefix
-/// first, so that a name of another kind costs one comparison.
+/// first, so that a name of another kind costs one comparison, then the byte after it, so that
+/// a name of the same kind is compared in full only with the patterns it could be.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Patterns {
     patterns: Vec<(Box<[u8]>, bool)>,
@@ -56,11 +57,16 @@ impl Patterns {
 
     /// Whether some pattern matches `name`.
     pub fn matches(&self, name: &[u8]) -> bool {
+        let at = self.common.len();
+        let next = name.get(at);
         !self.patterns.is_empty()
             && name.starts_with(&self.common)
-            && self.patterns.iter().any(|(p, prefix)| match prefix {
-                true => name.starts_with(p),
-                false => name == &p[..],
+            && self.patterns.iter().any(|(p, prefix)| {
+                p.get(at).is_none_or(|b| next == Some(b))
+                    && match prefix {
+                        true => name.starts_with(p),
+                        false => name == &p[..],
+                    }
             })
     }
 
@@ -143,5 +149,12 @@ mod tests {
         assert_eq!(Patterns::new(&["a.b*", "a.c"]).joined(), "a.b*,a.c");
         assert!(!Patterns::new::<&str>(&[]).matches(b"anything"));
         assert!(Patterns::new(&["*"]).matches(b"anything"));
+        // A pattern that is the common prefix itself, as a prefix or as a whole name.
+        let p = Patterns::new(&["gen_ai.*", "gen_ai.prompt"]);
+        assert!(p.matches(b"gen_ai.") && p.matches(b"gen_ai.x") && p.matches(b"gen_ai.prompt"));
+        assert!(!p.matches(b"gen_ai") && !p.matches(b"user.id"));
+        let p = Patterns::new(&["gen_ai.", "gen_ai.prompt*"]);
+        assert!(p.matches(b"gen_ai.") && p.matches(b"gen_ai.prompt.0"));
+        assert!(!p.matches(b"gen_ai.x") && !p.matches(b"gen_ai.pr"));
     }
 }

@@ -532,10 +532,10 @@ pub mod otlp {
     /// `Span` message (intake checked each, so this is a record damaged since).
     pub fn span_batch(spans: &[Record], origin: &Origin) -> Result<SpanBatch, WireError> {
         let mut table = Interner::new();
-        let (mut events, mut links) = (Vec::new(), Vec::new());
+        let (mut events, mut links, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
         let spans = spans
             .iter()
-            .map(|r| wire_span(&r.bytes, &mut table, &mut events, &mut links))
+            .map(|r| wire_span(&r.bytes, &mut table, (&mut events, &mut links), &mut pairs))
             .collect::<Result<_, _>>()?;
         let (resource, scope) = origin_in(&mut table, origin);
         Ok(SpanBatch {
@@ -548,15 +548,16 @@ pub mod otlp {
         })
     }
 
-    /// One `Span` message as a contract span, its events and links appended to theirs.
+    /// One `Span` message as a contract span, its events and links appended to theirs; `pairs`
+    /// holds attribute pairs while their set is read (and is left as it was found).
     fn wire_span(
         bytes: &[u8],
         table: &mut Interner,
-        events: &mut Vec<SpanEvent>,
-        links: &mut Vec<SpanLink>,
+        (events, links): (&mut Vec<SpanEvent>, &mut Vec<SpanLink>),
+        pairs: &mut Vec<(u32, u32)>,
     ) -> Result<TraceSpan, WireError> {
         let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
-        let mut attributes = Vec::new();
+        let first_pair = pairs.len();
         let mut status: &[u8] = &[];
         let (first_event, first_link) = (at(events.len()), at(links.len()));
         let mut span = TraceSpan {
@@ -589,11 +590,11 @@ pub mod otlp {
                 (6, Wire::Varint(v)) => span.kind = span_kind_of(v as i32),
                 (7, Wire::Fixed64(v)) => span.start_time_unix_nano = v,
                 (8, Wire::Fixed64(v)) => span.end_time_unix_nano = v,
-                (9, Wire::Len(b)) => attributes.push(wire_pair(b, table)?),
+                (9, Wire::Len(b)) => pairs.push(wire_pair(b, table)?),
                 (10, Wire::Varint(v)) => span.dropped_attributes_count = v as u32,
-                (11, Wire::Len(b)) => events.push(wire_event(b, table)?),
+                (11, Wire::Len(b)) => events.push(wire_event(b, table, pairs)?),
                 (12, Wire::Varint(v)) => span.dropped_events_count = v as u32,
-                (13, Wire::Len(b)) => links.push(wire_link(b, table)?),
+                (13, Wire::Len(b)) => links.push(wire_link(b, table, pairs)?),
                 (14, Wire::Varint(v)) => span.dropped_links_count = v as u32,
                 (15, Wire::Len(b)) => status = b,
                 _ => {}
@@ -601,7 +602,7 @@ pub mod otlp {
         }
         span.trace = context(trace_id, span_id);
         span.parent_span_id = <[u8; 8]>::try_from(parent).ok().map(u64::from_be_bytes);
-        span.attributes = table.set_of(attributes.into_iter());
+        span.attributes = table.set_of(pairs.drain(first_pair..));
         span.events = Span {
             start: first_event,
             len: at(events.len()) - first_event,
@@ -627,29 +628,37 @@ pub mod otlp {
     }
 
     /// One `Span.Event` message as a contract event.
-    fn wire_event(bytes: &[u8], table: &mut Interner) -> Result<SpanEvent, WireError> {
+    fn wire_event(
+        bytes: &[u8],
+        table: &mut Interner,
+        pairs: &mut Vec<(u32, u32)>,
+    ) -> Result<SpanEvent, WireError> {
         let mut event = SpanEvent {
             time_unix_nano: 0,
             name: 0,
             attributes: 0,
             dropped_attributes_count: 0,
         };
-        let mut attributes = Vec::new();
+        let first = pairs.len();
         for field in Fields::new(bytes) {
             match field? {
                 (1, Wire::Fixed64(v)) => event.time_unix_nano = v,
                 (2, Wire::Len(b)) => event.name = table.string(text(b)?),
-                (3, Wire::Len(b)) => attributes.push(wire_pair(b, table)?),
+                (3, Wire::Len(b)) => pairs.push(wire_pair(b, table)?),
                 (4, Wire::Varint(v)) => event.dropped_attributes_count = v as u32,
                 _ => {}
             }
         }
-        event.attributes = table.set_of(attributes.into_iter());
+        event.attributes = table.set_of(pairs.drain(first..));
         Ok(event)
     }
 
     /// One `Span.Link` message as a contract link.
-    fn wire_link(bytes: &[u8], table: &mut Interner) -> Result<SpanLink, WireError> {
+    fn wire_link(
+        bytes: &[u8],
+        table: &mut Interner,
+        pairs: &mut Vec<(u32, u32)>,
+    ) -> Result<SpanLink, WireError> {
         let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
         let mut link = SpanLink {
             trace: context(&[], &[]),
@@ -658,20 +667,20 @@ pub mod otlp {
             dropped_attributes_count: 0,
             flags: 0,
         };
-        let mut attributes = Vec::new();
+        let first = pairs.len();
         for field in Fields::new(bytes) {
             match field? {
                 (1, Wire::Len(b)) => trace_id = b,
                 (2, Wire::Len(b)) => span_id = b,
                 (3, Wire::Len(b)) => link.trace_state = table.string(text(b)?),
-                (4, Wire::Len(b)) => attributes.push(wire_pair(b, table)?),
+                (4, Wire::Len(b)) => pairs.push(wire_pair(b, table)?),
                 (5, Wire::Varint(v)) => link.dropped_attributes_count = v as u32,
                 (6, Wire::Fixed32(v)) => link.flags = v,
                 _ => {}
             }
         }
         link.trace = context(trace_id, span_id);
-        link.attributes = table.set_of(attributes.into_iter());
+        link.attributes = table.set_of(pairs.drain(first..));
         Ok(link)
     }
 
