@@ -71,6 +71,11 @@ fn text_at(values: &[Value], i: u32) -> &str {
     }
 }
 
+/// `bytes` as an owned string, if they are UTF-8.
+fn owned_utf8(bytes: &[u8]) -> Option<String> {
+    std::str::from_utf8(bytes).ok().map(str::to_owned)
+}
+
 /// Set `i` of `table` as its (key, value) index pairs.
 fn pairs_of(table: &Table, i: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
     let span = table.sets.get(i as usize).map_or(0..0, |s| {
@@ -114,16 +119,31 @@ impl Interner {
 
     /// The index of `s` in the string table.
     pub fn string(&mut self, s: &str) -> u32 {
+        self.string_or(s.as_bytes(), |_| Some(s.to_owned()))
+            .unwrap_or_default()
+    }
+
+    /// The index of the text `bytes` in the string table; `None` when they are not UTF-8,
+    /// which is checked only for text the table does not hold yet.
+    pub fn utf8_string(&mut self, bytes: &[u8]) -> Option<u32> {
+        self.string_or(bytes, owned_utf8)
+    }
+
+    fn string_or(
+        &mut self,
+        bytes: &[u8],
+        new: impl FnOnce(&[u8]) -> Option<String>,
+    ) -> Option<u32> {
         let strings = &self.table.strings;
-        let hash = hash(s.as_bytes());
-        let same = |&(h, i): &(u64, u32)| h == hash && strings[i as usize] == s;
+        let hash = hash(bytes);
+        let same = |&(h, i): &(u64, u32)| h == hash && strings[i as usize].as_bytes() == bytes;
         if let Some(&(_, i)) = self.strings.find(hash, same) {
-            return i;
+            return Some(i);
         }
         let i = index(strings.len());
-        self.table.strings.push(s.to_owned());
+        self.table.strings.push(new(bytes)?);
         self.strings.insert_unique(hash, (hash, i), |e| e.0);
-        i
+        Some(i)
     }
 
     /// The index of a host attribute value in the value table (strings are looked up; a number
@@ -158,16 +178,27 @@ impl Interner {
     }
 
     fn text(&mut self, s: &str) -> u32 {
+        self.text_or(s.as_bytes(), |_| Some(s.to_owned()))
+            .unwrap_or_default()
+    }
+
+    /// The index of the string value of the text `bytes` in the value table; `None` when they
+    /// are not UTF-8, which is checked only for text the table does not hold yet.
+    pub fn utf8_text(&mut self, bytes: &[u8]) -> Option<u32> {
+        self.text_or(bytes, owned_utf8)
+    }
+
+    fn text_or(&mut self, bytes: &[u8], new: impl FnOnce(&[u8]) -> Option<String>) -> Option<u32> {
         let values = &self.table.values;
-        let hash = hash(s.as_bytes());
-        let same = |&(h, i): &(u64, u32)| h == hash && text_at(values, i) == s;
+        let hash = hash(bytes);
+        let same = |&(h, i): &(u64, u32)| h == hash && text_at(values, i).as_bytes() == bytes;
         if let Some(&(_, i)) = self.text_values.find(hash, same) {
-            return i;
+            return Some(i);
         }
         let i = index(values.len());
-        self.table.values.push(Value::String(s.to_owned()));
+        self.table.values.push(Value::String(new(bytes)?));
         self.text_values.insert_unique(hash, (hash, i), |e| e.0);
-        i
+        Some(i)
     }
 
     fn other(&mut self, key: ValueKey, value: impl FnOnce() -> Value) -> u32 {

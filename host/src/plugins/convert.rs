@@ -284,7 +284,6 @@ pub mod otlp {
     use bytes::Bytes;
 
     use super::at;
-    use crate::model::attributes::ValueRef;
     use crate::model::record::{Origin, Record};
     use crate::model::wire::{Fields, Reverse, Value as Wire, WireError};
     use crate::plugins::batch::{Interner, trace_bytes, trace_of};
@@ -583,10 +582,10 @@ pub mod otlp {
             match field? {
                 (1, Wire::Len(b)) => trace_id = b,
                 (2, Wire::Len(b)) => span_id = b,
-                (3, Wire::Len(b)) => span.trace_state = table.string(text(b)?),
+                (3, Wire::Len(b)) => span.trace_state = utf8(table.utf8_string(b))?,
                 (4, Wire::Len(b)) => parent = b,
                 (16, Wire::Fixed32(v)) => span.flags = v,
-                (5, Wire::Len(b)) => span.name = table.string(text(b)?),
+                (5, Wire::Len(b)) => span.name = utf8(table.utf8_string(b))?,
                 (6, Wire::Varint(v)) => span.kind = span_kind_of(v as i32),
                 (7, Wire::Fixed64(v)) => span.start_time_unix_nano = v,
                 (8, Wire::Fixed64(v)) => span.end_time_unix_nano = v,
@@ -613,7 +612,7 @@ pub mod otlp {
         };
         for field in Fields::new(status) {
             match field? {
-                (2, Wire::Len(b)) => span.status_message = table.string(text(b)?),
+                (2, Wire::Len(b)) => span.status_message = utf8(table.utf8_string(b))?,
                 (3, Wire::Varint(v)) => {
                     span.status_code = match pt::status::StatusCode::try_from(v as i32) {
                         Ok(pt::status::StatusCode::Ok) => StatusCode::Ok,
@@ -643,7 +642,7 @@ pub mod otlp {
         for field in Fields::new(bytes) {
             match field? {
                 (1, Wire::Fixed64(v)) => event.time_unix_nano = v,
-                (2, Wire::Len(b)) => event.name = table.string(text(b)?),
+                (2, Wire::Len(b)) => event.name = utf8(table.utf8_string(b))?,
                 (3, Wire::Len(b)) => pairs.push(wire_pair(b, table)?),
                 (4, Wire::Varint(v)) => event.dropped_attributes_count = v as u32,
                 _ => {}
@@ -672,7 +671,7 @@ pub mod otlp {
             match field? {
                 (1, Wire::Len(b)) => trace_id = b,
                 (2, Wire::Len(b)) => span_id = b,
-                (3, Wire::Len(b)) => link.trace_state = table.string(text(b)?),
+                (3, Wire::Len(b)) => link.trace_state = utf8(table.utf8_string(b))?,
                 (4, Wire::Len(b)) => pairs.push(wire_pair(b, table)?),
                 (5, Wire::Varint(v)) => link.dropped_attributes_count = v as u32,
                 (6, Wire::Fixed32(v)) => link.flags = v,
@@ -687,33 +686,32 @@ pub mod otlp {
     /// One `KeyValue` message as interned (key, value) indices; a pair without a value is
     /// `null`, and arrays and maps become JSON as [`value`] makes them.
     fn wire_pair(bytes: &[u8], table: &mut Interner) -> Result<(u32, u32), WireError> {
-        let (mut key, mut any): (&str, Option<&[u8]>) = ("", None);
+        let (mut key, mut any): (&[u8], Option<&[u8]>) = (&[], None);
         for field in Fields::new(bytes) {
             match field? {
-                (1, Wire::Len(b)) => key = text(b)?,
+                (1, Wire::Len(b)) => key = b,
                 (2, Wire::Len(b)) => any = Some(b),
                 _ => {}
             }
         }
-        let key = table.string(key);
+        let key = utf8(table.utf8_string(key))?;
         let Some(any) = any else {
             return Ok((key, table.value(Value::Json("null".into()))));
         };
+        // The last scalar field, as a value or as text still to be checked.
         let mut scalar = None;
         for field in Fields::new(any) {
             scalar = match field? {
-                (1, Wire::Len(b)) => Some(ValueRef::Str(text(b)?)),
-                (2, Wire::Varint(v)) => Some(ValueRef::Bool(v != 0)),
-                (3, Wire::Varint(v)) => Some(ValueRef::Int(v as i64)),
-                (4, Wire::Fixed64(v)) => Some(ValueRef::Double(f64::from_bits(v))),
+                (1, Wire::Len(b)) => Some(Err(b)),
+                (2, Wire::Varint(v)) => Some(Ok(Value::Boolean(v != 0))),
+                (3, Wire::Varint(v)) => Some(Ok(Value::Int(v as i64))),
+                (4, Wire::Fixed64(v)) => Some(Ok(Value::Double(f64::from_bits(v)))),
                 _ => None,
             };
         }
         let value = match scalar {
-            Some(ValueRef::Str(s)) => table.value_ref(ValueRef::Str(s)),
-            Some(ValueRef::Bool(b)) => table.value(Value::Boolean(b)),
-            Some(ValueRef::Int(i)) => table.value(Value::Int(i)),
-            Some(ValueRef::Double(d)) => table.value(Value::Double(d)),
+            Some(Err(text)) => utf8(table.utf8_text(text))?,
+            Some(Ok(v)) => table.value(v),
             // Bytes, arrays, maps and empty values: rare enough to go through the generated types.
             None => table.value(value(
                 &AnyValue::decode(any).map_err(|_| WireError("an attribute value"))?,
@@ -722,9 +720,9 @@ pub mod otlp {
         Ok((key, value))
     }
 
-    /// A string field's text.
-    fn text(bytes: &[u8]) -> Result<&str, WireError> {
-        std::str::from_utf8(bytes).map_err(|_| WireError("a string that is not UTF-8"))
+    /// A string interned from the wire, or why it could not be.
+    fn utf8(interned: Option<u32>) -> Result<u32, WireError> {
+        interned.ok_or(WireError("a string that is not UTF-8"))
     }
 
     /// An OTLP span kind number as the contract's kind.
@@ -1256,16 +1254,27 @@ mod tests {
                 .iter()
                 .all(|r| std::sync::Arc::ptr_eq(&r.origin, &origin))
         );
-        let damaged = crate::model::record::Record {
-            origin: origin.clone(),
-            bytes: bytes::Bytes::from_static(&[0x2a, 0x02, 0xff, 0xfe]),
-        };
-        assert_eq!(
-            otlp::span_batch(&[damaged], &origin)
-                .err()
-                .map(|e| e.to_string()),
-            Some("malformed protobuf: a string that is not UTF-8".into()),
-            "a name that is not UTF-8"
-        );
+        // A name, an attribute key and a string value that are not UTF-8; the span before
+        // them stored its strings, which are not checked again.
+        for (bytes, what) in [
+            (&[0x2a, 0x02, 0xff, 0xfe][..], "a name"),
+            (&[0x4a, 0x03, 0x0a, 0x01, 0xff], "a key"),
+            (
+                &[0x4a, 0x08, 0x0a, 0x01, b'k', 0x12, 0x03, 0x0a, 0x01, 0xff],
+                "a value",
+            ),
+        ] {
+            let damaged = crate::model::record::Record {
+                origin: origin.clone(),
+                bytes: bytes::Bytes::copy_from_slice(bytes),
+            };
+            assert_eq!(
+                otlp::span_batch(&[records[0].clone(), damaged], &origin)
+                    .err()
+                    .map(|e| e.to_string()),
+                Some("malformed protobuf: a string that is not UTF-8".into()),
+                "{what} that is not UTF-8"
+            );
+        }
     }
 }
