@@ -105,35 +105,41 @@ impl<'a> Iterator for Fields<'a> {
         if self.buf.is_empty() {
             return None;
         }
-        let field = (|| {
-            let key = self.varint()?;
-            let number = u32::try_from(key >> 3)
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(WireError("a field number is out of range"))?;
-            let value = match key & 7 {
-                VARINT => Value::Varint(self.varint()?),
-                FIXED64 => {
-                    let b = self.take(8)?;
-                    Value::Fixed64(u64::from_le_bytes(b.try_into().unwrap_or_default()))
-                }
-                LEN => {
-                    let n = usize::try_from(self.varint()?)
-                        .map_err(|_| WireError("a length is out of range"))?;
-                    Value::Len(self.take(n)?)
-                }
-                FIXED32 => {
-                    let b = self.take(4)?;
-                    Value::Fixed32(u32::from_le_bytes(b.try_into().unwrap_or_default()))
-                }
-                _ => return Err(WireError("an unknown wire type")),
-            };
-            Ok((number, value))
-        })();
+        let field = self.field();
         if field.is_err() {
             self.buf = &[];
         }
         Some(field)
+    }
+}
+
+impl<'a> Fields<'a> {
+    /// The next field (inlined into every reader's loop: it runs once per field read).
+    #[inline(always)]
+    fn field(&mut self) -> Result<(u32, Value<'a>), WireError> {
+        let key = self.varint()?;
+        let number = u32::try_from(key >> 3)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(WireError("a field number is out of range"))?;
+        let value = match key & 7 {
+            VARINT => Value::Varint(self.varint()?),
+            FIXED64 => {
+                let b = self.take(8)?;
+                Value::Fixed64(u64::from_le_bytes(b.try_into().unwrap_or_default()))
+            }
+            LEN => {
+                let n = usize::try_from(self.varint()?)
+                    .map_err(|_| WireError("a length is out of range"))?;
+                Value::Len(self.take(n)?)
+            }
+            FIXED32 => {
+                let b = self.take(4)?;
+                Value::Fixed32(u32::from_le_bytes(b.try_into().unwrap_or_default()))
+            }
+            _ => return Err(WireError("an unknown wire type")),
+        };
+        Ok((number, value))
     }
 }
 
