@@ -262,6 +262,77 @@ async fn a_scope_schema_url_survives_a_transform_on_its_way_out() {
     host.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_records_flags_and_dropped_count_survive_redaction_and_a_transform_that_drops_records()
+ {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        env!("WASMTEL_FIXTURE_PASSTHROUGH"),
+        dir.path().join("dropper.wasm"),
+    )
+    .expect("copy");
+    let transform = format!(
+        "[plugins]\ndir = \"{}\"\n[[transforms]]\nplugin = \"dropper\"\nconfig = {{ drop_event = \"skip.me\" }}\n",
+        dir.path().display()
+    );
+    let host = start(&config(&receiver, &transform)).await;
+    // The first carries a prompt, so intake's content redaction rewrites it as it is accepted;
+    // the chain then drops the second. Contract 0.2 has no field for either number.
+    let record = |event: &str, flags: u32, dropped: u32, key: &str| LogRecord {
+        event_name: event.into(),
+        flags,
+        dropped_attributes_count: dropped,
+        trace_id: vec![7; 16],
+        span_id: vec![3; 8],
+        attributes: vec![kv(key, "text")],
+        ..Default::default()
+    };
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(ProtoResource {
+                attributes: vec![kv("service.name", "flagged")],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    record("a", 1, 2, "gen_ai.prompt"),
+                    record("skip.me", 0, 5, "k"),
+                    record("c", 0x101, 7, "k"),
+                ],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    let (status, _, _) = post(&host, "/v1/logs", PROTOBUF, request.encode_to_vec(), false).await;
+    assert_eq!(status, 200);
+    receiver
+        .wait_until("the two records left", |r| !r.logs.is_empty())
+        .await;
+    receiver.with(|r| {
+        let records: Vec<_> = r.logs[0].resource_logs[0].scope_logs[0]
+            .log_records
+            .iter()
+            .map(|l| {
+                let keys: Vec<&str> = l.attributes.iter().map(|a| a.key.as_str()).collect();
+                (
+                    l.event_name.as_str(),
+                    l.flags,
+                    l.dropped_attributes_count,
+                    keys,
+                )
+            })
+            .collect();
+        assert_eq!(
+            records,
+            [("a", 1, 2, vec![]), ("c", 0x101, 7, vec!["k"])],
+            "each record keeps its own numbers, the prompt is gone and skip.me dropped"
+        );
+    });
+    host.shutdown().await;
+}
+
 #[tokio::test]
 async fn sdk_deltas_over_json_are_summed_and_re_exported_as_deltas() {
     let receiver = Receiver::start().await;

@@ -1077,7 +1077,7 @@ fn a_transform_whose_edits_name_nothing_fails_its_call_naming_the_edit() {
     let origin = wasmtel::model::record::Origin::events(&resource, None);
     let records = vec![opentelemetry_proto::tonic::logs::v1::LogRecord::default(); 2];
     let mut batch = wasmtel::plugins::convert::otlp::log_batch(&records, &origin);
-    let err = liar.logs(&mut batch).expect_err("refused");
+    let err = liar.logs(&mut batch, &mut Vec::new()).expect_err("refused");
     assert_eq!(
         err.to_string(),
         "plugin `liar` returned an error: invalid edits: edit 0 (drop-record) names record 9 of 2"

@@ -169,7 +169,7 @@ pub fn run(
             let _ = writeln!(out, "metrics after the transform (OTLP/JSON):");
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&request)?);
             if let Some(mut logs) = data.logs {
-                let logs = plugin.logs(&mut logs)?.unwrap_or(logs);
+                let logs = plugin.logs(&mut logs, &mut Vec::new())?.unwrap_or(logs);
                 let _ = writeln!(out, "log records after the transform:");
                 for record in convert::otlp::log_records(&logs) {
                     let _ = writeln!(out, "{}", serde_json::to_string(&record)?);

@@ -201,7 +201,8 @@ impl PluginSlot {
                 }
                 Signal::Logs | Signal::Metrics => {
                     let logs: Vec<_> = run.iter().map(Record::decode).collect();
-                    let batch = transforms.logs(convert::otlp::log_batch(&logs, origin));
+                    let batch =
+                        transforms.logs(convert::otlp::log_batch(&logs, origin), &mut Vec::new());
                     batch.map(|b| plugin.encode_logs(&b)).transpose()?
                 }
             };

@@ -690,6 +690,23 @@ pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<Option<LogBat
     Ok(Some(out))
 }
 
+/// Keeps `kept` (an entry per record of a log batch) in step with the records `edits` drop, once
+/// they were applied.
+pub fn drop_records(edits: &[Edit], kept: &mut Vec<u32>) {
+    let dropped: Vec<usize> = edits
+        .iter()
+        .filter_map(|e| match e {
+            Edit::DropRecord(r) => Some(*r as usize),
+            _ => None,
+        })
+        .collect();
+    let mut i = 0;
+    kept.retain(|_| {
+        i += 1;
+        !dropped.contains(&(i - 1))
+    });
+}
+
 /// A span batch rewritten by a transform's edits (`None`: no edit, the batch stands); an edit
 /// naming something the batch does not hold is an error naming the edit. A dropped span's
 /// events and links go with it.
@@ -985,6 +1002,13 @@ pub(crate) mod tests {
             .map(|r| format!("{:?}", r.body))
             .collect();
         assert_eq!(bodies, ["Some(Value::String(\"b\"))", "None"]);
+        // The records left, by their index before the edits.
+        let mut kept = vec![0, 1, 2];
+        drop_records(&edits, &mut kept);
+        assert_eq!(kept, [1, 2]);
+        let mut kept = vec![10, 11, 12];
+        drop_records(&[Edit::DropRecord(2), Edit::DropRecord(0)], &mut kept);
+        assert_eq!(kept, [11]);
         assert_eq!(
             apply_log_edits(&batch, &[Edit::DropMetric(0)])
                 .err()

@@ -193,7 +193,12 @@ impl Plugin<Transformer> {
 
     /// Rewrites a log batch (`None`: the plugin changed nothing, or reads no logs and was not
     /// called), lowering only what it reads; a result past the plugin's budgets is refused.
-    pub fn logs(&self, batch: &mut LogBatch) -> Result<Option<LogBatch>, CallError> {
+    /// `kept`, an entry per record (or empty), loses the entries of the records it drops.
+    pub fn logs(
+        &self,
+        batch: &mut LogBatch,
+        kept: &mut Vec<u32>,
+    ) -> Result<Option<LogBatch>, CallError> {
         let parts = parts(self.info(), Signal::Logs);
         if parts == Parts::empty() {
             return Ok(None);
@@ -201,9 +206,11 @@ impl Plugin<Transformer> {
         let edits = self.instance().call("transform-logs", |g, store| {
             lean::lowered(batch, parts, |b| g.guest.call_transform_logs(store, b))
         })?;
-        self.edited(batch, edits.len(), budget::log_size, || {
+        let out = self.edited(batch, edits.len(), budget::log_size, || {
             batch::apply_log_edits(batch, &edits)
-        })
+        })?;
+        batch::drop_records(&edits, kept);
+        Ok(out)
     }
 
     /// Rewrites a span batch (`None`: the plugin changed nothing, or edits no spans and was not
@@ -303,10 +310,12 @@ impl Transforms {
     }
 
     /// Applies every transform to a log batch; `None` when a fail-closed transform failed.
-    pub fn logs(&self, batch: LogBatch) -> Option<LogBatch> {
+    /// `kept` (empty, or the index of each record in the batch given) ends with the index of
+    /// each record left.
+    pub fn logs(&self, batch: LogBatch, kept: &mut Vec<u32>) -> Option<LogBatch> {
         self.0
             .iter()
-            .try_fold(batch, |batch, l| l.apply(batch, TransformPlugin::logs))
+            .try_fold(batch, |batch, l| l.apply(batch, |p, b| p.logs(b, kept)))
     }
 
     /// Log records or spans (`signal`) through the chain: each run of one origin decoded into
@@ -323,9 +332,17 @@ impl Transforms {
                     }
                     Signal::Logs | Signal::Metrics => {
                         let logs: Vec<_> = run.iter().map(Record::decode).collect();
-                        let batch = self.logs(convert::otlp::log_batch(&logs, origin))?;
-                        let logs = convert::otlp::log_records(&batch);
-                        Some(Record::encode_all(&logs, origin))
+                        let mut kept = (0u32..).take(logs.len()).collect();
+                        let batch =
+                            self.logs(convert::otlp::log_batch(&logs, origin), &mut kept)?;
+                        let mut out = convert::otlp::log_records(&batch);
+                        // What contract 0.2 does not carry, from the record each one was.
+                        for (record, from) in out.iter_mut().zip(kept) {
+                            let was = &logs[from as usize];
+                            record.flags = was.flags;
+                            record.dropped_attributes_count = was.dropped_attributes_count;
+                        }
+                        Some(Record::encode_all(&out, origin))
                     }
                 }
             })
