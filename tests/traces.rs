@@ -1045,6 +1045,29 @@ async fn python_and_javascript_trace_exporters_receive_spans() {
             "{name}"
         );
         host.shutdown().await;
+        // A real batch: 1,000 spans of 1,000 distinct attribute sets, with the default limits.
+        let spans =
+            ExportTraceServiceRequest::decode(wasmtel::load::traces_body(0, 1000).as_slice())
+                .expect("valid");
+        let runtime = wasmtel::plugins::Runtime::shared().expect("runtime");
+        let bytes = std::fs::read(dir.join(format!("{name}.wasm"))).expect("built");
+        let component = runtime.compile(&bytes).expect("compiles");
+        let shown = wasmtel::trial::run(
+            &runtime,
+            name,
+            &component,
+            &[],
+            &wasmtel::trial::Sample::Spans(serde_json::to_vec(&spans).expect("json")),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let body = vec!["llm_request"; 1000].join("\n");
+        assert!(
+            shown.contains(&format!(
+                "traces: 1 outbound\nHTTP Method::Post /spans\n  body ({} bytes): {body}\n",
+                body.len()
+            )),
+            "{name}: {shown}"
+        );
     }
 }
 
