@@ -53,14 +53,9 @@ fn index(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// The hash the interner files a string or a set under.
-fn hash(bytes: &[u8]) -> u64 {
-    foldhash::fast::FixedState::with_seed(0x0062_6174_6368).hash_one(bytes)
-}
-
-/// The hash of a set's (key, value) index pairs.
-fn hash_pairs(pairs: &[(u32, u32)]) -> u64 {
-    foldhash::fast::FixedState::with_seed(0x0062_6174_6368).hash_one(pairs)
+/// The hash the interner files a string (its bytes) or a set (its index pairs) under.
+fn hash<T: std::hash::Hash + ?Sized>(v: &T) -> u64 {
+    foldhash::fast::FixedState::with_seed(0x0062_6174_6368).hash_one(v)
 }
 
 /// Value `i` of `values` as text (`""` unless it is a string).
@@ -78,12 +73,8 @@ fn owned_utf8(bytes: &[u8]) -> Option<String> {
 
 /// Set `i` of `table` as its (key, value) index pairs.
 fn pairs_of(table: &Table, i: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
-    let span = table.sets.get(i as usize).map_or(0..0, |s| {
-        s.start as usize..(s.start as usize).saturating_add(s.len as usize)
-    });
     table
-        .attributes
-        .get(span)
+        .attributes_of(i)
         .unwrap_or_default()
         .iter()
         .map(|a| (a.key, a.value))
@@ -216,7 +207,7 @@ impl Interner {
         self.scratch.clear();
         self.scratch.extend(pairs);
         let (t, pairs) = (&self.table, &self.scratch);
-        let hash = hash_pairs(pairs);
+        let hash = hash(&pairs[..]);
         let same = |&(h, i): &(u64, u32)| h == hash && pairs_of(t, i).eq(pairs.iter().copied());
         if let Some(&(_, i)) = self.sets.find(hash, same) {
             return i;
@@ -293,14 +284,19 @@ impl Table {
 
     /// Attribute set `i` as (key, value) pairs (empty when out of range).
     pub fn set(&self, i: u32) -> impl Iterator<Item = (&str, &Value)> {
-        let span = self.sets.get(i as usize).map_or(0..0, |s| {
-            s.start as usize..(s.start as usize).saturating_add(s.len as usize)
-        });
-        self.attributes
-            .get(span)
+        self.attributes_of(i)
             .unwrap_or_default()
             .iter()
             .filter_map(|a| Some((self.string(a.key), self.values.get(a.value as usize)?)))
+    }
+
+    /// The attributes of set `i` (`None` when the table has no such set).
+    fn attributes_of(&self, i: u32) -> Option<&[Attribute]> {
+        let s = self.sets.get(i as usize)?;
+        let from = s.start as usize;
+        self.attributes
+            .get(from..from.saturating_add(s.len as usize))
+            .or(Some(&[]))
     }
 
     /// Pushes a string without looking for it (edits are few; their strings are new).
@@ -316,17 +312,12 @@ impl Table {
         set: u32,
         f: impl FnOnce(&mut Self, &mut Vec<Attribute>),
     ) -> Result<(), NoSet> {
-        let Some(&span) = self.sets.get(set as usize) else {
-            return Err(NoSet {
+        let mut pairs = self
+            .attributes_of(set)
+            .ok_or(NoSet {
                 set,
                 of: self.sets.len(),
-            });
-        };
-        let from = span.start as usize;
-        let mut pairs = self
-            .attributes
-            .get(from..from.saturating_add(span.len as usize))
-            .unwrap_or_default()
+            })?
             .to_vec();
         f(self, &mut pairs);
         let start = index(self.attributes.len());
@@ -483,15 +474,14 @@ pub fn compact(batch: &mut MetricBatch, table: &Table) {
     batch.table = r.new.finish();
 }
 
+/// Keeps the items of `list` whose flag in `keep` is set (an item past the flags stays).
+fn retain<T>(list: &mut Vec<T>, keep: &[bool]) {
+    let mut keep = keep.iter();
+    list.retain(|_| keep.next().copied().unwrap_or(true));
+}
+
 /// Keeps the points whose flag in `keep` is set.
 pub fn retain_points(points: &mut Points, keep: &[bool]) {
-    fn retain<T>(list: &mut Vec<T>, keep: &[bool]) {
-        let mut i = 0;
-        list.retain(|_| {
-            i += 1;
-            keep.get(i - 1).copied().unwrap_or(true)
-        });
-    }
     match points {
         Points::Gauge(p) | Points::Sum(p) => retain(p, keep),
         Points::Histogram(p) => retain(p, keep),
@@ -682,29 +672,22 @@ pub fn apply_log_edits(batch: &LogBatch, edits: &[Edit]) -> Result<Option<LogBat
             }
         }
     }
-    let mut i = 0;
-    out.records.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
+    retain(&mut out.records, &keep);
     Ok(Some(out))
 }
 
 /// Keeps `kept` (an entry per record of a log batch) in step with the records `edits` drop, once
 /// they were applied.
 pub fn drop_records(edits: &[Edit], kept: &mut Vec<u32>) {
-    let dropped: Vec<usize> = edits
-        .iter()
-        .filter_map(|e| match e {
-            Edit::DropRecord(r) => Some(*r as usize),
-            _ => None,
-        })
-        .collect();
-    let mut i = 0;
-    kept.retain(|_| {
-        i += 1;
-        !dropped.contains(&(i - 1))
-    });
+    let mut keep = vec![true; kept.len()];
+    for edit in edits {
+        if let Edit::DropRecord(r) = edit
+            && let Some(k) = keep.get_mut(*r as usize)
+        {
+            *k = false;
+        }
+    }
+    retain(kept, &keep);
 }
 
 /// A span batch rewritten by a transform's edits (`None`: no edit, the batch stands); an edit
@@ -739,11 +722,7 @@ pub fn apply_span_edits(
             }
         }
     }
-    let mut i = 0;
-    out.spans.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
+    retain(&mut out.spans, &keep);
     let keep_links = vec![true; out.links.len()];
     let (mut kept_events, mut kept_links) = (Vec::new(), Vec::new());
     for span in &mut out.spans {
