@@ -471,13 +471,13 @@ fn broken_plugins_are_rejected_with_a_reason() {
     let err = load("newer", &newer, &[]).expect_err("0.2.7 is past this host");
     assert_eq!(
         err.chain(),
-        "built for wasmtel:plugin@0.2.7; this host serves up to 0.2.2: upgrade wasmtel"
+        "built for wasmtel:plugin@0.2.7; this host serves up to 0.2.3: upgrade wasmtel"
     );
     let err =
         load("passthrough", &fixture(PASSTHROUGH), &[]).expect_err("a transform is no exporter");
     assert!(
         err.chain()
-            .starts_with("wrong world: no exported instance named `wasmtel:plugin/encoder@0.2.2`"),
+            .starts_with("wrong world: no exported instance named `wasmtel:plugin/encoder@0.2.3`"),
         "{err}"
     );
     let err = load("statsd", statsd(), &[("histogram", "violin")]).expect_err("init refuses");
@@ -1656,7 +1656,7 @@ fn plugins_run_shows_what_each_kind_would_do_and_sends_nothing() {
     let report = run("redact", redact, &settings, &events).expect("transform");
     assert!(
         report.starts_with(
-            "redact: transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes+entries+payload, traces attributes+entries)\nmetrics after the transform (OTLP/JSON):\n"
+            "redact: transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes+entries+payload, traces attributes+entries of keys gen_ai.prompt*,gen_ai.completion*,gen_ai.input.messages,gen_ai.output.messages,gen_ai.system_instructions,gen_ai.tool.call.arguments,gen_ai.tool.call.result,inference.engine)\nmetrics after the transform (OTLP/JSON):\n"
         ),
         "{report}"
     );

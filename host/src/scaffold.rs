@@ -140,6 +140,12 @@ class Reader(exports.Reader):
     def reading(self):
         # Only the attribute table crosses into the plugin: no points, records, bodies or spans.
         return Reads(Parts.ATTRIBUTES, Parts.ATTRIBUTES, Parts.ATTRIBUTES)
+
+
+class KeyReader(exports.KeyReader):
+    def span_keys(self):
+        # Of spans, each attribute set crosses holding only `key`.
+        return [settings["key"]]
 "#;
 
 const PYTHON_VIEW: &str = r#""""{name}: a wasmtel view in Python that keeps only the attributes listed in `keep`."""
@@ -189,6 +195,13 @@ const table = { attributes: true, entries: false, payload: false };
 export const reader = {
   reading() {
     return { metrics: table, logs: table, spans: table };
+  },
+};
+
+// Of spans, each attribute set crosses holding only `key`.
+export const keyReader = {
+  spanKeys() {
+    return [key];
   },
 };
 "#;

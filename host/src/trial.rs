@@ -119,7 +119,7 @@ pub fn run(
                     "{name} takes no spans (its world is not trace-exporter)"
                 );
                 for run in runs_of(&spans(bytes)?) {
-                    let batch = convert::otlp::span_batch(run, &run[0].origin)?;
+                    let batch = convert::otlp::span_batch(run, &run[0].origin, None)?;
                     show(&mut out, "traces", &plugin.encode_spans(&batch)?);
                 }
                 return Ok(out);
@@ -147,10 +147,7 @@ pub fn run(
                 );
                 let mut after = Vec::new();
                 for run in runs_of(&spans(bytes)?) {
-                    let origin = &run[0].origin;
-                    let mut batch = convert::otlp::span_batch(run, origin)?;
-                    let batch = plugin.spans(&mut batch)?.unwrap_or(batch);
-                    after.extend(convert::otlp::span_records(&batch, origin));
+                    after.extend(plugin.spans(run)?.unwrap_or_else(|| run.to_vec()));
                 }
                 let request = ExportTraceServiceRequest::decode(frame(&after).as_slice())?;
                 let _ = writeln!(out, "spans after the transform (OTLP/JSON):");

@@ -1,5 +1,5 @@
 //! Write wasmtel plugins in Rust: exporters, transforms and views, compiled to
-//! WebAssembly components for `wasm32-wasip2` against `wasmtel:plugin@0.2.2`.
+//! WebAssembly components for `wasm32-wasip2` against `wasmtel:plugin@0.2.3`.
 //!
 //! A plugin never sees wit-bindgen or the batch's interning. A stateless exporter is one function:
 //!
@@ -47,7 +47,7 @@ pub use wasmtel_guest_macro::{exporter, transform, view};
 /// Generated bindings for the plugin worlds; authors use the re-exports instead. A Rust
 /// exporter is built for the `trace-exporter` world and a transform for `span-transform`, whose
 /// `takes-spans` and `edits-spans` answer whether it implements spans; a 0.2.1 host reads those,
-/// and calls a plugin for spans only when they say yes. A transform's `reads` (0.2.2) says what
+/// and calls a plugin for spans only when they say yes. A transform's `reads` (0.2.3) says what
 /// of each batch crosses into it.
 #[doc(hidden)]
 #[allow(unsafe_code, missing_docs, unreachable_pub, clippy::all)]
@@ -75,8 +75,8 @@ pub mod bindings {
             export_macro_name: "export_transform_world",
             additional_derives: [PartialEq],
             with: {
-                "wasmtel:plugin/types@0.2.2": crate::bindings::exporter::wasmtel::plugin::types,
-                "wasmtel:plugin/host@0.2.2": crate::bindings::exporter::wasmtel::plugin::host,
+                "wasmtel:plugin/types@0.2.3": crate::bindings::exporter::wasmtel::plugin::types,
+                "wasmtel:plugin/host@0.2.3": crate::bindings::exporter::wasmtel::plugin::host,
             },
         });
     }
@@ -90,8 +90,8 @@ pub mod bindings {
             pub_export_macro: true,
             export_macro_name: "export_view_world",
             with: {
-                "wasmtel:plugin/types@0.2.2": crate::bindings::exporter::wasmtel::plugin::types,
-                "wasmtel:plugin/host@0.2.2": crate::bindings::exporter::wasmtel::plugin::host,
+                "wasmtel:plugin/types@0.2.3": crate::bindings::exporter::wasmtel::plugin::types,
+                "wasmtel:plugin/host@0.2.3": crate::bindings::exporter::wasmtel::plugin::host,
             },
         });
     }
@@ -189,6 +189,11 @@ impl Patterns {
     /// Whether there are no patterns.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The patterns, as configured.
+    pub fn list(&self) -> &[String] {
+        &self.0
     }
 }
 
@@ -402,6 +407,14 @@ pub trait Transform: Sized + 'static {
         }
     }
 
+    /// The attribute keys it reads of span batches, as configured (each a key, or a prefix
+    /// ending in `*`); by default every key. The host lowers each attribute set of a span
+    /// batch holding only these keys, and sets equal once cut down are one set, so an edit of
+    /// one applies to every span, event and link whose set it is.
+    fn span_keys(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// Adds the edits a span batch needs; by default, none (and the host sends none).
     fn transform_spans(
         &mut self,
@@ -471,6 +484,11 @@ pub mod __glue {
                 spans: Parts::empty(),
             },
         }
+    }
+
+    /// `span-keys` for a transform; uninitialised, every key.
+    pub fn span_keys<T: Transform>(slot: &Slot<T>) -> Option<Vec<String>> {
+        slot.borrow().as_ref().and_then(Transform::span_keys)
     }
 
     /// `classify` for an exporter; uninitialised, it falls back to the status code.
@@ -559,6 +577,11 @@ macro_rules! __export_transform {
             impl $crate::bindings::transform::exports::wasmtel::plugin::reader::Guest for Glue {
                 fn reading() -> $crate::Reads {
                     STATE.with(|s| $crate::__glue::reads::<$ty>(s))
+                }
+            }
+            impl $crate::bindings::transform::exports::wasmtel::plugin::key_reader::Guest for Glue {
+                fn span_keys() -> ::std::option::Option<::std::vec::Vec<::std::string::String>> {
+                    STATE.with(|s| $crate::__glue::span_keys::<$ty>(s))
                 }
             }
             impl $crate::bindings::transform::exports::wasmtel::plugin::span_transformer::Guest for Glue {

@@ -115,6 +115,13 @@ impl Transform for Redact {
         }
     }
 
+    /// Of spans, only the keys it removes, hashes or renames (content among them).
+    fn span_keys(&self) -> Option<Vec<String>> {
+        let patterns = [&self.content, &self.drop, &self.hash];
+        let keys = patterns.into_iter().flat_map(|p| p.list().iter().cloned());
+        Some(keys.chain(self.rename.iter().map(|(from, _)| from.clone())).collect())
+    }
+
     fn transform_logs(&mut self, batch: &LogBatch, edits: &mut Edits) -> Result<(), String> {
         if !self.content.is_empty() {
             batch
@@ -246,6 +253,12 @@ mod tests {
             ],
             "the event carrying a prompt goes; the other stays"
         );
+        assert_eq!(
+            redact.span_keys().map(|k| k.len()),
+            Some(8),
+            "of spans, the seven content patterns and the key it drops"
+        );
+        assert!(redact.span_keys().is_some_and(|k| k.contains(&"user.id".to_owned())));
         let mut keep = Redact::init(Config::new([("content", "")])).expect("valid");
         let mut none = SpanEdits::new();
         keep.transform_spans(&batch, &mut none).expect("keeps");

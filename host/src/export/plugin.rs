@@ -196,8 +196,17 @@ impl PluginSlot {
             let origin = &run[0].origin;
             let encoded = match signal {
                 Signal::Traces => {
-                    let batch = transforms.spans(convert::otlp::span_batch(run, origin)?);
-                    batch.map(|b| plugin.encode_spans(&b)).transpose()?
+                    let spans: std::borrow::Cow<'_, [Record]> =
+                        match transforms.rewrite(Signal::Traces) {
+                            true => transforms.records(Signal::Traces, run).into(),
+                            false => run.into(),
+                        };
+                    match spans.is_empty() {
+                        true => None,
+                        false => Some(plugin.encode_spans(&convert::otlp::span_batch(
+                            &spans, origin, None,
+                        )?)?),
+                    }
                 }
                 Signal::Logs | Signal::Metrics => {
                     let logs: Vec<_> = run.iter().map(Record::decode).collect();

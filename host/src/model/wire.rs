@@ -66,6 +66,12 @@ impl<'a> Fields<'a> {
         Self { buf: message }
     }
 
+    /// How many bytes are left to read: the fields read since are `message` between two counts.
+    #[inline]
+    pub fn left(&self) -> usize {
+        self.buf.len()
+    }
+
     #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
         // Tags, short lengths and small numbers take one byte.

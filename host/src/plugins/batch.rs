@@ -690,65 +690,107 @@ pub fn drop_records(edits: &[Edit], kept: &mut Vec<u32>) {
     retain(kept, &keep);
 }
 
-/// A span batch rewritten by a transform's edits (`None`: no edit, the batch stands); an edit
-/// naming something the batch does not hold is an error naming the edit. A dropped span's
-/// events and links go with it.
-pub fn apply_span_edits(
+/// One change an edit makes to an attribute set.
+#[derive(Debug, Clone, Copy)]
+pub enum SetChange<'e> {
+    /// Sets a key to a value: in place of the value it had, or after the others.
+    Set(&'e str, &'e Value),
+    /// Removes a key.
+    Remove(&'e str),
+}
+
+impl<'e> SetChange<'e> {
+    /// Applies the change to a set's pairs, whose keys `key` reads; `new` makes a pair.
+    pub fn apply<P>(
+        self,
+        pairs: &mut Vec<P>,
+        key: impl Fn(&P) -> &[u8],
+        new: impl FnOnce(&'e str, &'e Value) -> P,
+    ) {
+        match self {
+            SetChange::Remove(k) => pairs.retain(|p| key(p) != k.as_bytes()),
+            SetChange::Set(k, v) => match pairs.iter_mut().find(|p| key(p) == k.as_bytes()) {
+                Some(pair) => *pair = new(k, v),
+                None => pairs.push(new(k, v)),
+            },
+        }
+    }
+}
+
+/// A span batch's edits, checked against it: the spans and events they keep and, for each set
+/// they edit, its changes in order (a set is every span, event and link that refers to it).
+#[derive(Debug)]
+pub struct SpanChanges<'e> {
+    spans: Vec<bool>,
+    events: Vec<bool>,
+    sets: Map<u32, Vec<SetChange<'e>>>,
+}
+
+impl<'e> SpanChanges<'e> {
+    /// Whether span `n` is kept.
+    pub fn keeps_span(&self, n: usize) -> bool {
+        self.spans.get(n).copied().unwrap_or(true)
+    }
+
+    /// Whether event `n` is kept.
+    pub fn keeps_event(&self, n: usize) -> bool {
+        self.events.get(n).copied().unwrap_or(true)
+    }
+
+    /// Whether set `set` is edited.
+    pub fn edits(&self, set: u32) -> bool {
+        self.sets.contains_key(&set)
+    }
+
+    /// The changes of set `set`, in order (none when it is not edited).
+    pub fn of(&self, set: u32) -> &[SetChange<'e>] {
+        self.sets.get(&set).map_or(&[], Vec::as_slice)
+    }
+
+    /// Adds a change of set `set`, which edit `n` names.
+    fn change(&mut self, n: usize, set: u32, of: usize, change: SetChange<'e>) -> Result<(), EditError> {
+        if set as usize >= of {
+            return Err(attribute(n, NoSet { set, of }));
+        }
+        self.sets.entry(set).or_default().push(change);
+        Ok(())
+    }
+}
+
+/// A transform's edits of a span batch, checked against it (`None`: no edit, the spans stand);
+/// an edit naming something the batch does not hold is an error naming the edit.
+pub fn span_changes<'e>(
     batch: &SpanBatch,
-    edits: &[SpanEdit],
-) -> Result<Option<SpanBatch>, EditError> {
+    edits: &'e [SpanEdit],
+) -> Result<Option<SpanChanges<'e>>, EditError> {
     if edits.is_empty() {
         return Ok(None);
     }
-    let mut out = batch.clone();
-    let (spans, events) = (out.spans.len(), out.events.len());
-    let mut keep = vec![true; spans];
-    let mut keep_events = vec![true; events];
+    let (spans, events, sets) = (batch.spans.len(), batch.events.len(), batch.table.sets.len());
+    let mut out = SpanChanges {
+        spans: vec![true; spans],
+        events: vec![true; events],
+        sets: Map::default(),
+    };
     for (n, edit) in edits.iter().enumerate() {
         match edit {
             SpanEdit::DropSpan(i) => {
-                *keep
+                *out.spans
                     .get_mut(*i as usize)
                     .ok_or_else(|| bad(n, "drop-span", format!("span {i} of {spans}")))? = false;
             }
             SpanEdit::DropEvent(i) => {
-                *keep_events
+                *out.events
                     .get_mut(*i as usize)
                     .ok_or_else(|| bad(n, "drop-event", format!("event {i} of {events}")))? = false;
             }
-            SpanEdit::SetAttribute(e) => out.table.set_attribute(e).map_err(|e| attribute(n, e))?,
-            SpanEdit::RemoveAttribute(e) => {
-                out.table.remove_attribute(e).map_err(|e| attribute(n, e))?
+            SpanEdit::SetAttribute(e) => {
+                out.change(n, e.set, sets, SetChange::Set(&e.key, &e.value))?
             }
+            SpanEdit::RemoveAttribute(e) => out.change(n, e.set, sets, SetChange::Remove(&e.key))?,
         }
     }
-    retain(&mut out.spans, &keep);
-    let keep_links = vec![true; out.links.len()];
-    let (mut kept_events, mut kept_links) = (Vec::new(), Vec::new());
-    for span in &mut out.spans {
-        span.events = regather(&out.events, span.events, &keep_events, &mut kept_events);
-        span.links = regather(&out.links, span.links, &keep_links, &mut kept_links);
-    }
-    (out.events, out.links) = (kept_events, kept_links);
     Ok(Some(out))
-}
-
-/// Appends the entries of `range` in `list` that `keep` flags to `into`; the range they take.
-fn regather<T: Copy>(list: &[T], range: Span, keep: &[bool], into: &mut Vec<T>) -> Span {
-    let start = index(into.len());
-    let (from, len) = (range.start as usize, range.len as usize);
-    let end = from.saturating_add(len).min(list.len());
-    let kept = list
-        .get(from..end)
-        .unwrap_or_default()
-        .iter()
-        .zip(from..)
-        .filter(|(_, at)| keep.get(*at).copied().unwrap_or(true));
-    into.extend(kept.map(|(item, _)| *item));
-    Span {
-        start,
-        len: index(into.len()) - start,
-    }
 }
 
 #[cfg(test)]
@@ -1088,7 +1130,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn span_edits_drop_spans_with_their_events_drop_events_and_edit_sets() {
+    fn span_edits_are_checked_against_the_batch_and_gathered_per_set_in_order() {
         use crate::plugins::bindings::span_transformer::SpanEdit;
         let batch = spans();
         let edits = [
@@ -1098,50 +1140,46 @@ pub(crate) mod tests {
                 set: 1,
                 key: "gen_ai.prompt".into(),
             }),
+            SpanEdit::SetAttribute(SetAttribute {
+                set: 1,
+                key: "gen_ai.prompt".into(),
+                value: Value::Int(1),
+            }),
         ];
-        let out = apply_span_edits(&batch, &edits)
+        let changes = span_changes(&batch, &edits)
             .expect("valid")
             .expect("edited");
-        assert_eq!(out.spans.len(), 2, "span 1 is dropped");
-        let times: Vec<Vec<u64>> = out
-            .spans
-            .iter()
-            .map(|s| {
-                let at = s.events.start as usize;
-                out.events[at..at + s.events.len as usize]
-                    .iter()
-                    .map(|e| e.time_unix_nano)
-                    .collect()
-            })
-            .collect();
+        let kept = |keeps: &dyn Fn(usize) -> bool| (0..4).map(keeps).collect::<Vec<_>>();
         assert_eq!(
-            times,
-            [vec![11], vec![]],
-            "event 0 is dropped, and span 1's event 2 with its span"
+            kept(&|n| changes.keeps_span(n)),
+            [true, false, true, true],
+            "past the batch, nothing is dropped"
         );
-        assert_eq!(out.events.len(), 1);
-        let link = out.spans[1].links;
-        assert_eq!(
-            (link.start, link.len, out.links.len()),
-            (0, 1, 1),
-            "the kept span keeps its link"
-        );
+        assert_eq!(kept(&|n| changes.keeps_event(n)), [false, true, true, true]);
+        assert!(changes.edits(1) && !changes.edits(0));
+        let one = changes.of(1);
         assert!(
-            out.spans
-                .iter()
-                .all(|s| pairs(&out.table, s.attributes).is_empty()),
-            "the set both spans share lost the key"
+            matches!(
+                one,
+                [SetChange::Remove("gen_ai.prompt"), SetChange::Set("gen_ai.prompt", Value::Int(1))]
+            ),
+            "in the edits' order: {one:?}"
         );
+        assert!(changes.of(0).is_empty());
+        let mut pairs = vec![("gen_ai.prompt", 0), ("model", 1)];
+        for change in one {
+            change.apply(&mut pairs, |p| p.0.as_bytes(), |k, _| (k, 9));
+        }
         assert_eq!(
-            pairs(&batch.table, 1),
-            ["gen_ai.prompt=Value::String(\"secret\")"]
+            pairs,
+            [("model", 1), ("gen_ai.prompt", 9)],
+            "removed, then set again after the others"
         );
+        let mut pairs = vec![("a", 0), ("gen_ai.prompt", 0), ("b", 1)];
+        SetChange::Set("gen_ai.prompt", &Value::Int(1)).apply(&mut pairs, |p| p.0.as_bytes(), |k, _| (k, 9));
+        assert_eq!(pairs, [("a", 0), ("gen_ai.prompt", 9), ("b", 1)], "set in place");
 
-        let refused = |edit| {
-            apply_span_edits(&batch, &[edit])
-                .err()
-                .map(|e| e.to_string())
-        };
+        let refused = |edit| span_changes(&batch, &[edit]).err().map(|e| e.to_string());
         assert_eq!(
             refused(SpanEdit::DropSpan(3)).as_deref(),
             Some("edit 0 (drop-span) names span 3 of 3")
@@ -1159,6 +1197,6 @@ pub(crate) mod tests {
             .as_deref(),
             Some("edit 0 (attribute edit) names set 5 of 2")
         );
-        assert!(apply_span_edits(&batch, &[]).expect("valid").is_none());
+        assert!(span_changes(&batch, &[]).expect("valid").is_none());
     }
 }

@@ -12,6 +12,7 @@ mod generated {
 }
 
 pub use generated::exports::wasmtel::plugin::encoder;
+pub use generated::exports::wasmtel::plugin::key_reader;
 pub use generated::exports::wasmtel::plugin::reader;
 pub use generated::exports::wasmtel::plugin::span_encoder;
 pub use generated::exports::wasmtel::plugin::span_transformer;

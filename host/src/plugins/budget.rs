@@ -8,6 +8,7 @@ use super::bindings::types::{KeyValue, LogBatch, MetricBatch, Points, SpanBatch,
 use super::error::CallError;
 use super::limits::Budgets;
 use super::stats::Stats;
+use crate::model::record::Record;
 
 /// Refuses an `encode` result with more items or bytes than the budgets allow.
 pub fn outbound(
@@ -154,6 +155,11 @@ pub fn span_size(batch: &SpanBatch) -> (usize, usize) {
         .iter()
         .fold(0, |bytes, l| bytes + 24 + set_len(t, l.attributes));
     (batch.spans.len(), spans + events + links)
+}
+
+/// A run of records' size: how many, and their bytes.
+pub fn record_size(records: &[Record]) -> (usize, usize) {
+    (records.len(), records.iter().map(|r| r.bytes.len()).sum())
 }
 
 /// Edits any transform may return per unit of `transform_growth`, whatever it was given.

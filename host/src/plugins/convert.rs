@@ -279,14 +279,15 @@ pub mod otlp {
     use prost::Message as _;
 
     use std::collections::HashMap;
-    use std::sync::Arc;
 
     use bytes::Bytes;
 
     use super::at;
     use crate::model::record::{Origin, Record};
     use crate::model::wire::{Fields, Reverse, Value as Wire, WireError};
-    use crate::plugins::batch::{Interner, trace_bytes, trace_of};
+    use crate::model::content::Patterns;
+    use crate::model::wire::len_field_header;
+    use crate::plugins::batch::{Interner, SpanChanges, SetChange, trace_bytes, trace_of};
     use crate::plugins::bindings::types::{
         LogBatch, LogRecord, Resource, Scope, Span, SpanBatch, SpanEvent, SpanKind, SpanLink,
         StatusCode, Table, TraceContext, TraceSpan, Value,
@@ -373,10 +374,11 @@ pub mod otlp {
         AnyValue { value: Some(value) }
     }
 
-    /// OTLP attributes as an interned set.
-    fn set(table: &mut Interner, kvs: &[ProtoKeyValue]) -> u32 {
+    /// OTLP attributes as an interned set, holding only the keys `keys` matches (`None`: all).
+    fn set(table: &mut Interner, kvs: &[ProtoKeyValue], keys: Option<&Patterns>) -> u32 {
         let pairs: Vec<(u32, u32)> = kvs
             .iter()
+            .filter(|kv| keys.is_none_or(|k| k.matches(kv.key.as_bytes())))
             .map(|kv| {
                 let v = kv.value.as_ref().map_or(Value::Json("null".into()), value);
                 (table.string(&kv.key), table.value(v))
@@ -404,17 +406,22 @@ pub mod otlp {
         })
     }
 
-    /// The resource and scope of `origin` in `table`.
-    fn origin_in(table: &mut Interner, origin: &Origin) -> (Resource, Scope) {
+    /// The resource and scope of `origin` in `table`, their sets holding only the keys `keys`
+    /// matches (`None`: all).
+    fn origin_in(
+        table: &mut Interner,
+        origin: &Origin,
+        keys: Option<&Patterns>,
+    ) -> (Resource, Scope) {
         let (resource, scope) = (origin.resource(), origin.scope());
         let resource = Resource {
-            attributes: set(table, &resource.attributes),
+            attributes: set(table, &resource.attributes, keys),
             schema_url: 0,
         };
         let scope = Scope {
             name: table.string(&scope.name),
             version: table.string(&scope.version),
-            attributes: set(table, &scope.attributes),
+            attributes: set(table, &scope.attributes, keys),
         };
         (resource, scope)
     }
@@ -431,12 +438,12 @@ pub mod otlp {
                 severity_number: u8::try_from(r.severity_number).unwrap_or(0),
                 severity_text: table.string(&r.severity_text),
                 body: r.body.as_ref().map(value),
-                attributes: set(&mut table, &r.attributes),
+                attributes: set(&mut table, &r.attributes, None),
                 trace: trace_of(&r.trace_id, &r.span_id),
                 event_name: table.string(&r.event_name),
             })
             .collect();
-        let (resource, scope) = origin_in(&mut table, origin);
+        let (resource, scope) = origin_in(&mut table, origin, None);
         LogBatch {
             table: table.finish(),
             resource,
@@ -527,16 +534,29 @@ pub mod otlp {
     }
 
     /// Spans of one origin, as their records carry them, as a contract span batch: read
-    /// straight from the wire (strings borrowed, interned once); `Err` when a record is not a
-    /// `Span` message (intake checked each, so this is a record damaged since).
-    pub fn span_batch(spans: &[Record], origin: &Origin) -> Result<SpanBatch, WireError> {
+    /// straight from the wire (strings borrowed, interned once), each attribute set holding
+    /// only the keys `keys` matches (`None`: all; the others are not even read), a span per
+    /// record in order; `Err` when a record is not a `Span` message (intake checked each, so
+    /// this is a record damaged since).
+    pub fn span_batch(
+        spans: &[Record],
+        origin: &Origin,
+        keys: Option<&Patterns>,
+    ) -> Result<SpanBatch, WireError> {
         let mut table = Interner::new();
-        let (mut events, mut links, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut read = Read {
+            table: &mut table,
+            keys,
+            events: Vec::new(),
+            links: Vec::new(),
+            pairs: Vec::new(),
+        };
         let spans = spans
             .iter()
-            .map(|r| wire_span(&r.bytes, &mut table, (&mut events, &mut links), &mut pairs))
+            .map(|r| wire_span(&r.bytes, &mut read))
             .collect::<Result<_, _>>()?;
-        let (resource, scope) = origin_in(&mut table, origin);
+        let (events, links) = (read.events, read.links);
+        let (resource, scope) = origin_in(&mut table, origin, keys);
         Ok(SpanBatch {
             table: table.finish(),
             resource,
@@ -547,18 +567,38 @@ pub mod otlp {
         })
     }
 
-    /// One `Span` message as a contract span, its events and links appended to theirs; `pairs`
-    /// holds attribute pairs while their set is read (and is left as it was found).
-    fn wire_span(
-        bytes: &[u8],
-        table: &mut Interner,
-        (events, links): (&mut Vec<SpanEvent>, &mut Vec<SpanLink>),
-        pairs: &mut Vec<(u32, u32)>,
-    ) -> Result<TraceSpan, WireError> {
+    /// A span batch being read from the wire.
+    struct Read<'t, 'k> {
+        table: &'t mut Interner,
+        /// The keys the sets hold (`None`: all).
+        keys: Option<&'k Patterns>,
+        events: Vec<SpanEvent>,
+        links: Vec<SpanLink>,
+        /// Attribute pairs while their set is read (left as they were found after each set).
+        pairs: Vec<(u32, u32)>,
+    }
+
+    impl Read<'_, '_> {
+        /// Reads one `KeyValue` message into `pairs`, unless its key is not one kept.
+        fn pair(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+            if let Some(pair) = wire_pair(bytes, self.table, self.keys)? {
+                self.pairs.push(pair);
+            }
+            Ok(())
+        }
+
+        /// The set of the pairs read since `first`.
+        fn set(&mut self, first: usize) -> u32 {
+            self.table.set_of(self.pairs.drain(first..))
+        }
+    }
+
+    /// One `Span` message as a contract span, its events and links appended to theirs.
+    fn wire_span(bytes: &[u8], read: &mut Read<'_, '_>) -> Result<TraceSpan, WireError> {
         let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
-        let first_pair = pairs.len();
+        let first_pair = read.pairs.len();
         let mut status: &[u8] = &[];
-        let (first_event, first_link) = (at(events.len()), at(links.len()));
+        let (first_event, first_link) = (at(read.events.len()), at(read.links.len()));
         let mut span = TraceSpan {
             scope: 0,
             trace: context(&[], &[]),
@@ -582,18 +622,24 @@ pub mod otlp {
             match field? {
                 (1, Wire::Len(b)) => trace_id = b,
                 (2, Wire::Len(b)) => span_id = b,
-                (3, Wire::Len(b)) => span.trace_state = utf8(table.utf8_string(b))?,
+                (3, Wire::Len(b)) => span.trace_state = utf8(read.table.utf8_string(b))?,
                 (4, Wire::Len(b)) => parent = b,
                 (16, Wire::Fixed32(v)) => span.flags = v,
-                (5, Wire::Len(b)) => span.name = utf8(table.utf8_string(b))?,
+                (5, Wire::Len(b)) => span.name = utf8(read.table.utf8_string(b))?,
                 (6, Wire::Varint(v)) => span.kind = span_kind_of(v as i32),
                 (7, Wire::Fixed64(v)) => span.start_time_unix_nano = v,
                 (8, Wire::Fixed64(v)) => span.end_time_unix_nano = v,
-                (9, Wire::Len(b)) => pairs.push(wire_pair(b, table)?),
+                (9, Wire::Len(b)) => read.pair(b)?,
                 (10, Wire::Varint(v)) => span.dropped_attributes_count = v as u32,
-                (11, Wire::Len(b)) => events.push(wire_event(b, table, pairs)?),
+                (11, Wire::Len(b)) => {
+                    let event = wire_event(b, read)?;
+                    read.events.push(event);
+                }
                 (12, Wire::Varint(v)) => span.dropped_events_count = v as u32,
-                (13, Wire::Len(b)) => links.push(wire_link(b, table, pairs)?),
+                (13, Wire::Len(b)) => {
+                    let link = wire_link(b, read)?;
+                    read.links.push(link);
+                }
                 (14, Wire::Varint(v)) => span.dropped_links_count = v as u32,
                 (15, Wire::Len(b)) => status = b,
                 _ => {}
@@ -601,18 +647,18 @@ pub mod otlp {
         }
         span.trace = context(trace_id, span_id);
         span.parent_span_id = <[u8; 8]>::try_from(parent).ok().map(u64::from_be_bytes);
-        span.attributes = table.set_of(pairs.drain(first_pair..));
+        span.attributes = read.set(first_pair);
         span.events = Span {
             start: first_event,
-            len: at(events.len()) - first_event,
+            len: at(read.events.len()) - first_event,
         };
         span.links = Span {
             start: first_link,
-            len: at(links.len()) - first_link,
+            len: at(read.links.len()) - first_link,
         };
         for field in Fields::new(status) {
             match field? {
-                (2, Wire::Len(b)) => span.status_message = utf8(table.utf8_string(b))?,
+                (2, Wire::Len(b)) => span.status_message = utf8(read.table.utf8_string(b))?,
                 (3, Wire::Varint(v)) => {
                     span.status_code = match pt::status::StatusCode::try_from(v as i32) {
                         Ok(pt::status::StatusCode::Ok) => StatusCode::Ok,
@@ -627,37 +673,29 @@ pub mod otlp {
     }
 
     /// One `Span.Event` message as a contract event.
-    fn wire_event(
-        bytes: &[u8],
-        table: &mut Interner,
-        pairs: &mut Vec<(u32, u32)>,
-    ) -> Result<SpanEvent, WireError> {
+    fn wire_event(bytes: &[u8], read: &mut Read<'_, '_>) -> Result<SpanEvent, WireError> {
         let mut event = SpanEvent {
             time_unix_nano: 0,
             name: 0,
             attributes: 0,
             dropped_attributes_count: 0,
         };
-        let first = pairs.len();
+        let first = read.pairs.len();
         for field in Fields::new(bytes) {
             match field? {
                 (1, Wire::Fixed64(v)) => event.time_unix_nano = v,
-                (2, Wire::Len(b)) => event.name = utf8(table.utf8_string(b))?,
-                (3, Wire::Len(b)) => pairs.push(wire_pair(b, table)?),
+                (2, Wire::Len(b)) => event.name = utf8(read.table.utf8_string(b))?,
+                (3, Wire::Len(b)) => read.pair(b)?,
                 (4, Wire::Varint(v)) => event.dropped_attributes_count = v as u32,
                 _ => {}
             }
         }
-        event.attributes = table.set_of(pairs.drain(first..));
+        event.attributes = read.set(first);
         Ok(event)
     }
 
     /// One `Span.Link` message as a contract link.
-    fn wire_link(
-        bytes: &[u8],
-        table: &mut Interner,
-        pairs: &mut Vec<(u32, u32)>,
-    ) -> Result<SpanLink, WireError> {
+    fn wire_link(bytes: &[u8], read: &mut Read<'_, '_>) -> Result<SpanLink, WireError> {
         let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
         let mut link = SpanLink {
             trace: context(&[], &[]),
@@ -666,26 +704,31 @@ pub mod otlp {
             dropped_attributes_count: 0,
             flags: 0,
         };
-        let first = pairs.len();
+        let first = read.pairs.len();
         for field in Fields::new(bytes) {
             match field? {
                 (1, Wire::Len(b)) => trace_id = b,
                 (2, Wire::Len(b)) => span_id = b,
-                (3, Wire::Len(b)) => link.trace_state = utf8(table.utf8_string(b))?,
-                (4, Wire::Len(b)) => pairs.push(wire_pair(b, table)?),
+                (3, Wire::Len(b)) => link.trace_state = utf8(read.table.utf8_string(b))?,
+                (4, Wire::Len(b)) => read.pair(b)?,
                 (5, Wire::Varint(v)) => link.dropped_attributes_count = v as u32,
                 (6, Wire::Fixed32(v)) => link.flags = v,
                 _ => {}
             }
         }
         link.trace = context(trace_id, span_id);
-        link.attributes = table.set_of(pairs.drain(first..));
+        link.attributes = read.set(first);
         Ok(link)
     }
 
-    /// One `KeyValue` message as interned (key, value) indices; a pair without a value is
-    /// `null`, and arrays and maps become JSON as [`value`] makes them.
-    fn wire_pair(bytes: &[u8], table: &mut Interner) -> Result<(u32, u32), WireError> {
+    /// One `KeyValue` message as interned (key, value) indices, or `None` when `keys` does not
+    /// match its key (its value is then not read); a pair without a value is `null`, and arrays
+    /// and maps become JSON as [`value`] makes them.
+    fn wire_pair(
+        bytes: &[u8],
+        table: &mut Interner,
+        keys: Option<&Patterns>,
+    ) -> Result<Option<(u32, u32)>, WireError> {
         let (mut key, mut any): (&[u8], Option<&[u8]>) = (&[], None);
         for field in Fields::new(bytes) {
             match field? {
@@ -694,9 +737,12 @@ pub mod otlp {
                 _ => {}
             }
         }
+        if keys.is_some_and(|k| !k.matches(key)) {
+            return Ok(None);
+        }
         let key = utf8(table.utf8_string(key))?;
         let Some(any) = any else {
-            return Ok((key, table.value(Value::Json("null".into()))));
+            return Ok(Some((key, table.value(Value::Json("null".into())))));
         };
         // The last scalar field, as a value or as text still to be checked.
         let mut scalar = None;
@@ -717,7 +763,7 @@ pub mod otlp {
                 &AnyValue::decode(any).map_err(|_| WireError("an attribute value"))?,
             )),
         };
-        Ok((key, value))
+        Ok(Some((key, value)))
     }
 
     /// A string interned from the wire, or why it could not be.
@@ -744,86 +790,159 @@ pub mod otlp {
         &list[start..end]
     }
 
-    /// A contract span batch's spans as records of `origin`, written straight from the batch
-    /// into one shared buffer, each attribute set encoded once and copied wherever it is used;
-    /// the bytes are those of [`spans`] encoded.
-    pub fn span_records(batch: &SpanBatch, origin: &Arc<Origin>) -> Vec<Record> {
-        let t = &batch.table;
-        let mut w = Reverse::with_capacity(256 * batch.spans.len());
-        let mut sets = SetBytes::new(t);
-        let mut ends = Vec::with_capacity(batch.spans.len());
-        for s in batch.spans.iter().rev() {
-            write_span(&mut w, batch, s, &mut sets);
-            ends.push(w.len());
+    /// The spans of `run` as `changes` (checked against `batch`, built from them) leave them: a
+    /// span dropped is left out, a span they do not touch keeps its bytes, and the others are
+    /// written again on the wire, field by field: each edited set of attributes (the span's, an
+    /// event's or a link's) changed in place, dropped events left out, every other field
+    /// copied as it was. Rewritten spans share one buffer.
+    pub fn rewrite_spans(
+        run: &[Record],
+        batch: &SpanBatch,
+        changes: &SpanChanges<'_>,
+    ) -> Result<Vec<Record>, WireError> {
+        let mut buf = Vec::new();
+        let mut placed = Vec::with_capacity(run.len());
+        for (n, (record, span)) in run.iter().zip(&batch.spans).enumerate() {
+            if !changes.keeps_span(n) {
+                continue;
+            }
+            let events = within(&batch.events, span.events);
+            let links = within(&batch.links, span.links);
+            let first_event = span.events.start as usize;
+            let touched = changes.edits(span.attributes)
+                || events.iter().zip(first_event..).any(|(e, at)| {
+                    !changes.keeps_event(at) || changes.edits(e.attributes)
+                })
+                || links.iter().any(|l| changes.edits(l.attributes));
+            if !touched {
+                placed.push(Err(record));
+                continue;
+            }
+            let start = buf.len();
+            let (mut event, mut link) = (events.iter().zip(first_event..), links.iter());
+            let span_set = changes.of(span.attributes);
+            rewrite_message(&record.bytes, 9, span_set, &mut buf, |n, raw, out| {
+                // Each event and link of the span, in the order the batch read them.
+                let (field, set) = match (n, len_payload(raw)) {
+                    (11, Ok(_)) => match event.next() {
+                        Some((_, at)) if !changes.keeps_event(at) => return Ok(()),
+                        Some((e, _)) => (3, e.attributes),
+                        None => return copy(n, raw, out),
+                    },
+                    (13, Ok(_)) => match link.next() {
+                        Some(l) => (4, l.attributes),
+                        None => return copy(n, raw, out),
+                    },
+                    _ => return copy(n, raw, out),
+                };
+                match changes.of(set) {
+                    [] => copy(n, raw, out),
+                    edits => {
+                        let mut inner = Vec::new();
+                        let (_, bytes) = len_payload(raw)?;
+                        rewrite_message(bytes, field, edits, &mut inner, copy)?;
+                        len_field_header(out, n, inner.len());
+                        out.extend_from_slice(&inner);
+                        Ok(())
+                    }
+                }
+            })?;
+            placed.push(Ok((record, start..buf.len())));
         }
-        let bytes = Bytes::from(w.finish());
-        let total = bytes.len();
-        let starts = ends.iter().rev().map(|end| total - end);
-        let stops = ends
-            .iter()
-            .rev()
-            .skip(1)
-            .map(|end| total - end)
-            .chain([total]);
-        starts
-            .zip(stops)
-            .map(|(start, stop)| Record {
-                origin: origin.clone(),
-                bytes: bytes.slice(start..stop),
+        let buf = Bytes::from(buf);
+        Ok(placed
+            .into_iter()
+            .map(|p| match p {
+                Err(kept) => kept.clone(),
+                Ok((record, range)) => Record {
+                    origin: record.origin.clone(),
+                    bytes: buf.slice(range),
+                },
             })
-            .collect()
+            .collect())
     }
 
-    /// Writes one span's fields (in reverse, so that they read in field-number order, as prost
-    /// writes them).
-    fn write_span(w: &mut Reverse, batch: &SpanBatch, s: &TraceSpan, sets: &mut SetBytes<'_>) {
-        let t = &batch.table;
-        w.fixed32(16, s.flags);
-        let code = status_code(s.status_code);
-        let message = t.string(s.status_message);
-        if code != pt::status::StatusCode::Unset || !message.is_empty() {
-            w.message(15, |w| {
-                w.varint(3, code as u64);
-                w.bytes(2, message.as_bytes());
+    /// Writes a field's bytes as they were.
+    fn copy(_field: u32, raw: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
+        out.extend_from_slice(raw);
+        Ok(())
+    }
+
+    /// The payload of a length-delimited field's bytes (tag and length first).
+    fn len_payload(raw: &[u8]) -> Result<(u32, &[u8]), WireError> {
+        match Fields::new(raw).next() {
+            Some(Ok((n, Wire::Len(b)))) => Ok((n, b)),
+            Some(Err(e)) => Err(e),
+            _ => Err(WireError("a field is not length-delimited")),
+        }
+    }
+
+    /// Message `bytes` written again at the end of `out`: its attributes (repeated `KeyValue`
+    /// field `field`) through `edits`, at the place of the first (or where the next field is,
+    /// when it has none), and each other field through `other`, given its number and bytes.
+    fn rewrite_message(
+        bytes: &[u8],
+        field: u32,
+        edits: &[SetChange<'_>],
+        out: &mut Vec<u8>,
+        mut other: impl FnMut(u32, &[u8], &mut Vec<u8>) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
+        let mut pairs: Vec<std::borrow::Cow<'_, [u8]>> = Vec::new();
+        let mut at = None;
+        let mut fields = Fields::new(bytes);
+        loop {
+            let from = bytes.len() - fields.left();
+            let Some(next) = fields.next() else { break };
+            let (n, value) = next?;
+            let raw = &bytes[from..bytes.len() - fields.left()];
+            if let (true, Wire::Len(pair)) = (n == field, value) {
+                at.get_or_insert(out.len());
+                pairs.push(pair.into());
+                continue;
+            }
+            if n > field {
+                at.get_or_insert(out.len());
+            }
+            other(n, raw, out)?;
+        }
+        for edit in edits {
+            edit.apply(&mut pairs, cow_key, |key, value| {
+                let pair = ProtoKeyValue {
+                    key: key.to_owned(),
+                    value: Some(any_value(value)),
+                    ..Default::default()
+                };
+                pair.encode_to_vec().into()
             });
         }
-        w.varint(14, u64::from(s.dropped_links_count));
-        for l in within(&batch.links, s.links).iter().rev() {
-            w.message(13, |w| {
-                w.fixed32(6, l.flags);
-                w.varint(5, u64::from(l.dropped_attributes_count));
-                sets.write(w, 4, l.attributes);
-                w.bytes(3, t.string(l.trace_state).as_bytes());
-                let (trace_id, span_id) = trace_bytes(&l.trace);
-                w.bytes(2, &span_id);
-                w.bytes(1, &trace_id);
-            });
+        let mut written = Vec::new();
+        for pair in &pairs {
+            len_field_header(&mut written, field, pair.len());
+            written.extend_from_slice(pair);
         }
-        w.varint(12, u64::from(s.dropped_events_count));
-        for e in within(&batch.events, s.events).iter().rev() {
-            w.message(11, |w| {
-                w.varint(4, u64::from(e.dropped_attributes_count));
-                sets.write(w, 3, e.attributes);
-                w.bytes(2, t.string(e.name).as_bytes());
-                w.fixed64(1, e.time_unix_nano);
-            });
-        }
-        w.varint(10, u64::from(s.dropped_attributes_count));
-        sets.write(w, 9, s.attributes);
-        w.fixed64(8, s.end_time_unix_nano);
-        w.fixed64(7, s.start_time_unix_nano);
-        w.varint(6, span_kind(s.kind) as u64);
-        w.bytes(5, t.string(s.name).as_bytes());
-        if let Some(parent) = s.parent_span_id {
-            w.bytes(4, &parent.to_be_bytes());
-        }
-        w.bytes(3, t.string(s.trace_state).as_bytes());
-        let (trace_id, span_id) = trace_bytes(&s.trace);
-        w.bytes(2, &span_id);
-        w.bytes(1, &trace_id);
+        let at = at.unwrap_or(out.len());
+        out.splice(at..at, written);
+        Ok(())
+    }
+
+    /// The key of a `KeyValue` message held as it was read or as an edit made it.
+    fn cow_key<'a>(pair: &'a std::borrow::Cow<'_, [u8]>) -> &'a [u8] {
+        pair_key(pair)
+    }
+
+    /// The key of a `KeyValue` message (empty when it has none, or cannot be read).
+    fn pair_key(pair: &[u8]) -> &[u8] {
+        Fields::new(pair)
+            .map_while(Result::ok)
+            .find_map(|(n, v)| match (n, v) {
+                (1, Wire::Len(key)) => Some(key),
+                _ => None,
+            })
+            .unwrap_or_default()
     }
 
     /// A contract status code as OTLP's.
+    #[cfg(test)]
     fn status_code(code: StatusCode) -> pt::status::StatusCode {
         match code {
             StatusCode::Unset => pt::status::StatusCode::Unset,
@@ -833,6 +952,7 @@ pub mod otlp {
     }
 
     /// A contract span kind as OTLP's.
+    #[cfg(test)]
     fn span_kind(kind: SpanKind) -> pt::span::SpanKind {
         match kind {
             SpanKind::Unspecified => pt::span::SpanKind::Unspecified,
@@ -844,7 +964,7 @@ pub mod otlp {
         }
     }
 
-    /// A contract span batch's spans as OTLP spans: the reference [`span_records`] is tested
+    /// A contract span batch's spans as OTLP spans: the reference [`span_batch`] is tested
     /// against.
     #[cfg(test)]
     pub fn spans(batch: &SpanBatch) -> Vec<pt::Span> {
@@ -1233,7 +1353,7 @@ mod tests {
         let spans = [full, root];
         let origin = std::sync::Arc::new(origin);
         let received = crate::model::record::Record::encode_all(&spans, &origin);
-        let batch = otlp::span_batch(&received, &origin).expect("spans on the wire");
+        let batch = otlp::span_batch(&received, &origin, None).expect("spans on the wire");
         assert_eq!(batch.spans[0].parent_span_id, Some(0x191a_1b1c_1d1e_1f20));
         assert_eq!(batch.spans[1].parent_span_id, None);
         assert_eq!(
@@ -1242,18 +1362,6 @@ mod tests {
             "the origin's scope"
         );
         assert_eq!(otlp::spans(&batch), spans);
-        let records = otlp::span_records(&batch, &origin);
-        let encoded: Vec<Vec<u8>> = records.iter().map(|r| r.bytes.to_vec()).collect();
-        let expected: Vec<Vec<u8>> = spans.iter().map(prost::Message::encode_to_vec).collect();
-        assert_eq!(
-            encoded, expected,
-            "written straight from the batch, byte for byte"
-        );
-        assert!(
-            records
-                .iter()
-                .all(|r| std::sync::Arc::ptr_eq(&r.origin, &origin))
-        );
         // A name, an attribute key and a string value that are not UTF-8; the span before
         // them stored its strings, which are not checked again.
         for (bytes, what) in [
@@ -1269,12 +1377,171 @@ mod tests {
                 bytes: bytes::Bytes::copy_from_slice(bytes),
             };
             assert_eq!(
-                otlp::span_batch(&[records[0].clone(), damaged], &origin)
+                otlp::span_batch(&[received[0].clone(), damaged], &origin, None)
                     .err()
                     .map(|e| e.to_string()),
                 Some("malformed protobuf: a string that is not UTF-8".into()),
                 "{what} that is not UTF-8"
             );
         }
+    }
+
+    /// The spans of [`spans_round_trip_from_the_wire_through_the_contracts_batch_field_for_field`]
+    /// as records, with a second chat span that differs from the first in one attribute.
+    fn chat_spans() -> (Vec<opentelemetry_proto::tonic::trace::v1::Span>, Vec<crate::model::record::Record>) {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, span};
+        let kv = |key: &str, value: any_value::Value| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        };
+        let text = |s: &str| any_value::Value::StringValue(s.into());
+        let chat = |n: u8, tokens: i64| ProtoSpan {
+            trace_id: vec![n; 16],
+            span_id: vec![n; 8],
+            name: "chat m".into(),
+            kind: span::SpanKind::Client as i32,
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 20,
+            attributes: vec![
+                kv("gen_ai.request.model", text("m")),
+                kv("gen_ai.prompt", text("secret")),
+                kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(tokens)),
+            ],
+            events: vec![
+                span::Event {
+                    time_unix_nano: 15,
+                    name: "gen_ai.content.prompt".into(),
+                    attributes: vec![kv("gen_ai.prompt", text("secret"))],
+                    dropped_attributes_count: 2,
+                },
+                span::Event {
+                    time_unix_nano: 16,
+                    name: "first_token".into(),
+                    ..Default::default()
+                },
+            ],
+            dropped_events_count: 3,
+            links: vec![span::Link {
+                trace_id: vec![7; 16],
+                span_id: vec![8; 8],
+                attributes: vec![kv("link", any_value::Value::BoolValue(true))],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let spans = vec![chat(1, 9), chat(2, 10), chat(3, 9)];
+        let origin = std::sync::Arc::new(crate::model::record::Origin::new(
+            &Default::default(),
+            &Default::default(),
+        ));
+        let records = crate::model::record::Record::encode_all(&spans, &origin);
+        (spans, records)
+    }
+
+    #[test]
+    fn a_batch_read_for_some_keys_holds_only_those_and_one_set_per_distinct_cut() {
+        let (_, records) = chat_spans();
+        let keys = crate::model::content::Patterns::new(&["gen_ai.prompt*", "link"]);
+        let batch = otlp::span_batch(&records, &records[0].origin, Some(&keys)).expect("read");
+        let t = &batch.table;
+        let set = |i: u32| t.set(i).map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>();
+        let sets: Vec<u32> = batch.spans.iter().map(|s| s.attributes).collect();
+        assert_eq!(sets[0], sets[1], "the spans differ only in keys not read");
+        assert_eq!(set(sets[0]), ["gen_ai.prompt=Value::String(\"secret\")"]);
+        assert_eq!(
+            batch.events.iter().map(|e| set(e.attributes).len()).collect::<Vec<_>>(),
+            [1, 0, 1, 0, 1, 0]
+        );
+        assert_eq!(set(batch.links[0].attributes), ["link=Value::Boolean(true)"]);
+        assert_eq!(
+            t.values.len(),
+            2,
+            "one prompt and one boolean: no model, no token counts"
+        );
+        assert!(
+            t.strings.iter().all(|s| !s.starts_with("gen_ai.request") && !s.starts_with("gen_ai.usage")),
+            "keys not read do not cross: {:?}",
+            t.strings
+        );
+        let all = otlp::span_batch(&records, &records[0].origin, None).expect("read");
+        assert_ne!(all.spans[0].attributes, all.spans[1].attributes);
+        assert_eq!(all.spans[0].attributes, all.spans[2].attributes);
+    }
+
+    #[test]
+    fn edits_rewrite_spans_on_the_wire_as_prost_would_write_the_edited_spans() {
+        use crate::plugins::bindings::span_transformer::SpanEdit;
+        use crate::plugins::bindings::transformer::{RemoveAttribute, SetAttribute};
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        let (spans, records) = chat_spans();
+        let origin = records[0].origin.clone();
+        let keys = crate::model::content::Patterns::new(&["gen_ai.prompt", "gen_ai.request.model"]);
+        let batch = otlp::span_batch(&records, &origin, Some(&keys)).expect("read");
+        let (span_set, event_set) = (batch.spans[0].attributes, batch.events[0].attributes);
+        let edits = [
+            SpanEdit::RemoveAttribute(RemoveAttribute {
+                set: span_set,
+                key: "gen_ai.prompt".into(),
+            }),
+            SpanEdit::SetAttribute(SetAttribute {
+                set: span_set,
+                key: "gen_ai.request.model".into(),
+                value: Value::String("m2".into()),
+            }),
+            SpanEdit::SetAttribute(SetAttribute {
+                set: span_set,
+                key: "redacted".into(),
+                value: Value::Int(1),
+            }),
+            SpanEdit::SetAttribute(SetAttribute {
+                set: event_set,
+                key: "gen_ai.prompt".into(),
+                value: Value::String("[redacted]".into()),
+            }),
+            SpanEdit::DropEvent(3),
+            SpanEdit::DropSpan(2),
+        ];
+        let changes = batch::span_changes(&batch, &edits).expect("valid").expect("edits");
+        let out = otlp::rewrite_spans(&records, &batch, &changes).expect("rewritten");
+        let mut expected = spans[..2].to_vec();
+        for (n, s) in expected.iter_mut().enumerate() {
+            s.attributes.remove(1);
+            s.attributes[0].value = Some(AnyValue {
+                value: Some(any_value::Value::StringValue("m2".into())),
+            });
+            s.attributes.push(KeyValue {
+                key: "redacted".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(1)),
+                }),
+                ..Default::default()
+            });
+            s.events[0].attributes[0].value = Some(AnyValue {
+                value: Some(any_value::Value::StringValue("[redacted]".into())),
+            });
+            if n == 1 {
+                s.events.remove(1);
+            }
+        }
+        let bytes: Vec<Vec<u8>> = out.iter().map(|r| r.bytes.to_vec()).collect();
+        let wanted: Vec<Vec<u8>> = expected.iter().map(prost::Message::encode_to_vec).collect();
+        assert_eq!(
+            bytes, wanted,
+            "span 2 dropped; both others edited through the set they share, span 1 without its second event, byte for byte"
+        );
+        assert!(out.iter().all(|r| std::sync::Arc::ptr_eq(&r.origin, &origin)));
+
+        // Spans no edit touches keep their bytes, shared, not copied.
+        let only = [SpanEdit::DropEvent(5)];
+        let changes = batch::span_changes(&batch, &only).expect("valid").expect("edits");
+        let out = otlp::rewrite_spans(&records, &batch, &changes).expect("rewritten");
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].bytes.as_ptr(), records[0].bytes.as_ptr());
+        assert_eq!(out[1].bytes.as_ptr(), records[1].bytes.as_ptr());
+        let mut third = spans[2].clone();
+        third.events.remove(1);
+        assert_eq!(out[2].bytes.to_vec(), prost::Message::encode_to_vec(&third));
     }
 }

@@ -52,6 +52,9 @@ pub enum CallError {
     /// Another call held the instance for longer than a caller could wait.
     #[error("plugin `{0}` is busy")]
     Busy(Arc<str>),
+    /// What it was to be given could not be read (a record damaged since intake checked it).
+    #[error("plugin `{0}` was not called: a span could not be read ({1})")]
+    Unreadable(Arc<str>, &'static str),
 }
 
 impl CallError {
@@ -64,6 +67,7 @@ impl CallError {
             CallError::CrashLoop(..) => "failed",
             CallError::OverBudget(..) => "over_budget",
             CallError::Busy(_) => "busy",
+            CallError::Unreadable(..) => "unreadable",
         }
     }
 }
@@ -110,10 +114,10 @@ fn contract_advice(version: &str) -> &'static str {
     let newer = version
         .split('.')
         .map(|n| n.parse::<u32>().unwrap_or(0))
-        .cmp([0, 2, 2])
+        .cmp([0, 2, 3])
         .is_gt();
     if newer {
-        "this host serves up to 0.2.2: upgrade wasmtel"
+        "this host serves up to 0.2.3: upgrade wasmtel"
     } else {
         "rebuild with wasmtel-guest 0.2"
     }
@@ -221,7 +225,7 @@ mod tests {
         let newer = PluginError::from(Invalid::Contract("0.2.7".into()));
         assert_eq!(
             newer.chain(),
-            "built for wasmtel:plugin@0.2.7; this host serves up to 0.2.2: upgrade wasmtel"
+            "built for wasmtel:plugin@0.2.7; this host serves up to 0.2.3: upgrade wasmtel"
         );
     }
 }

@@ -198,16 +198,16 @@ impl std::fmt::Debug for Runtime {
 }
 
 /// The version of `wasmtel:plugin` this host implements; it loads every `0.2.x` up to it, whose
-/// interfaces 0.2.2 keeps unchanged (a 0.2.0 or 0.2.1 component is served through wasmtime's
+/// interfaces 0.2.3 keeps unchanged (a 0.2.0, 0.2.1 or 0.2.2 component is served through wasmtime's
 /// semver-compatible lookup, with no copy).
-pub const CONTRACT_VERSION: &str = "0.2.2";
+pub const CONTRACT_VERSION: &str = "0.2.3";
 
 /// Whether a component built for contract `version` can be served as it is.
 fn servable(version: &str) -> bool {
     version
         .strip_prefix("0.2.")
         .and_then(|patch| patch.parse::<u32>().ok())
-        .is_some_and(|patch| patch <= 2)
+        .is_some_and(|patch| patch <= 3)
 }
 
 impl Runtime {

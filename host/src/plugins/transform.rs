@@ -7,8 +7,8 @@ use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
 use super::bindings::reader::{Parts, Reads};
-use super::bindings::types::{LogBatch, MetricBatch, SpanBatch};
-use super::bindings::{reader, span_transformer, transformer};
+use super::bindings::types::{LogBatch, MetricBatch};
+use super::bindings::{key_reader, reader, span_transformer, transformer};
 use super::budget;
 use super::error::CallError;
 use super::kind::{GuestCall, PluginKind, Settings, WithSpans, World};
@@ -18,12 +18,22 @@ use super::slot::Slot;
 use super::{batch, convert, lean};
 use crate::config::OnFailure;
 use crate::model::Signal;
+use crate::model::content::Patterns;
 use crate::model::record::{Record, runs_of};
+use crate::model::wire::WireError;
 
-/// The transform kind: its `init` reports nothing; its `reader` (0.2.2) says what it reads, and
-/// its world whether it edits spans.
+/// The transform kind: its `init` reports nothing; its `reader` (0.2.2) says what it reads, its
+/// `key-reader` (0.2.3) which keys of spans, and its world whether it edits spans.
 #[derive(Debug, Clone, Copy)]
 pub struct Transformer;
+
+/// What a transform reads: the parts of each kind of batch, and which attribute keys of spans.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    reads: Reads,
+    /// `None`: every key.
+    span_keys: Option<Patterns>,
+}
 
 /// What a transform reads of `signal`'s batches.
 fn parts(reads: &Reads, signal: Signal) -> Parts {
@@ -47,22 +57,24 @@ impl PluginKind for Transformer {
         transformer::GuestIndices,
         Option<span_transformer::GuestIndices>,
         Option<reader::GuestIndices>,
+        Option<key_reader::GuestIndices>,
     );
     /// What it reads; spans only when it exports `span-transformer` and its `edits-spans` said yes.
-    type Info = Reads;
+    type Info = Reading;
 
     fn indices(pre: &InstancePre<PluginState>) -> wasmtime::Result<Self::Indices> {
         let spans = span_transformer::GuestIndices::new(pre).ok();
         let reads = reader::GuestIndices::new(pre).ok();
-        Ok((transformer::GuestIndices::new(pre)?, spans, reads))
+        let keys = key_reader::GuestIndices::new(pre).ok();
+        Ok((transformer::GuestIndices::new(pre)?, spans, reads, keys))
     }
 
     fn start(
-        (indices, spans, reader): &Self::Indices,
+        (indices, spans, reader, keys): &Self::Indices,
         store: &mut Store<PluginState>,
         instance: &Instance,
         config: &Settings,
-    ) -> GuestCall<(Self::Guest, Reads)> {
+    ) -> GuestCall<(Self::Guest, Reading)> {
         let edits = indices.load(&mut *store, instance)?;
         let spans = spans
             .as_ref()
@@ -71,6 +83,10 @@ impl PluginKind for Transformer {
         let reader = reader
             .as_ref()
             .map(|r| r.load(&mut *store, instance))
+            .transpose()?;
+        let keys = keys
+            .as_ref()
+            .map(|k| k.load(&mut *store, instance))
             .transpose()?;
         if let Err(refusal) = edits.call_init(&mut *store, config)? {
             return Ok(Err(refusal));
@@ -91,16 +107,24 @@ impl PluginKind for Transformer {
         if !traces {
             reads.spans = Parts::empty();
         }
+        let span_keys = match &keys {
+            Some(k) if traces => k.call_span_keys(&mut *store)?,
+            _ => None,
+        };
         Ok(Ok((
             WithSpans {
                 guest: edits,
                 spans,
             },
-            reads,
+            Reading {
+                reads,
+                span_keys: span_keys.map(|k: Vec<String>| Patterns::new(&k)),
+            },
         )))
     }
 
-    fn world(reads: &Reads) -> World {
+    fn world(reading: &Reading) -> World {
+        let reads = &reading.reads;
         let read: Vec<(&str, Parts)> = [
             ("metrics", Signal::Metrics),
             ("logs", Signal::Logs),
@@ -120,7 +144,15 @@ impl PluginKind for Transformer {
         };
         World::Transform {
             signals: join(&|(name, _)| (*name).to_owned(), "none"),
-            reads: join(&|(name, p)| format!("{name} {}", part_names(*p)), "nothing"),
+            reads: join(
+                &|(name, p)| match (*name, &reading.span_keys) {
+                    ("traces", Some(keys)) => {
+                        format!("{name} {} of keys {}", part_names(*p), keys.joined())
+                    }
+                    _ => format!("{name} {}", part_names(*p)),
+                },
+                "nothing",
+            ),
         }
     }
 }
@@ -145,30 +177,30 @@ pub type TransformPlugin = Plugin<Transformer>;
 impl Plugin<Transformer> {
     /// Whether it reads something of `signal`'s batches (it is never called for the others).
     pub fn reads(&self, signal: Signal) -> bool {
-        parts(self.info(), signal) != Parts::empty()
+        parts(&self.info().reads, signal) != Parts::empty()
     }
 
     /// The error of edits that name something the batch does not hold.
-    fn invalid(&self, problem: &str) -> CallError {
+    fn invalid(&self, problem: batch::EditError) -> CallError {
         CallError::Plugin(
             self.shared_name().clone(),
             format!("invalid edits: {problem}"),
         )
     }
 
-    /// Checks a transform's edits against the budgets, applies them and counts the items.
+    /// Checks a transform's edits against the budgets (`before`: the size of what it was
+    /// given), applies them and counts the items.
     fn edited<B>(
         &self,
-        batch: &B,
+        before: (usize, usize),
         edits: usize,
         size: fn(&B) -> (usize, usize),
-        apply: impl FnOnce() -> Result<Option<B>, batch::EditError>,
+        apply: impl FnOnce() -> Result<Option<B>, CallError>,
     ) -> Result<Option<B>, CallError> {
         let instance = self.instance();
         let (stats, b, name) = (instance.stats(), instance.budgets(), self.shared_name());
-        let before = size(batch);
         budget::edits(stats, name, edits, before.0, &b)?;
-        let out = apply().map_err(|e| self.invalid(&e.to_string()))?;
+        let out = apply()?;
         let after = out.as_ref().map_or(before, size);
         stats.items(name, "in", before.0);
         stats.items(name, "out", after.0);
@@ -179,15 +211,16 @@ impl Plugin<Transformer> {
     /// Rewrites a metric batch (`None`: the plugin changed nothing, or reads no metrics and was
     /// not called), lowering only what it reads; a result past the plugin's budgets is refused.
     pub fn metrics(&self, batch: &mut MetricBatch) -> Result<Option<MetricBatch>, CallError> {
-        let parts = parts(self.info(), Signal::Metrics);
+        let parts = parts(&self.info().reads, Signal::Metrics);
         if parts == Parts::empty() {
             return Ok(None);
         }
         let edits = self.instance().call("transform-metrics", |g, store| {
             lean::lowered(batch, parts, |b| g.guest.call_transform_metrics(store, b))
         })?;
-        self.edited(batch, edits.len(), budget::metric_size, || {
-            batch::apply_metric_edits(batch, &edits)
+        let before = budget::metric_size(batch);
+        self.edited(before, edits.len(), budget::metric_size, || {
+            batch::apply_metric_edits(batch, &edits).map_err(|e| self.invalid(e))
         })
     }
 
@@ -199,37 +232,51 @@ impl Plugin<Transformer> {
         batch: &mut LogBatch,
         kept: &mut Vec<u32>,
     ) -> Result<Option<LogBatch>, CallError> {
-        let parts = parts(self.info(), Signal::Logs);
+        let parts = parts(&self.info().reads, Signal::Logs);
         if parts == Parts::empty() {
             return Ok(None);
         }
         let edits = self.instance().call("transform-logs", |g, store| {
             lean::lowered(batch, parts, |b| g.guest.call_transform_logs(store, b))
         })?;
-        let out = self.edited(batch, edits.len(), budget::log_size, || {
-            batch::apply_log_edits(batch, &edits)
+        let before = budget::log_size(batch);
+        let out = self.edited(before, edits.len(), budget::log_size, || {
+            batch::apply_log_edits(batch, &edits).map_err(|e| self.invalid(e))
         })?;
         batch::drop_records(&edits, kept);
         Ok(out)
     }
 
-    /// Rewrites a span batch (`None`: the plugin changed nothing, or edits no spans and was not
-    /// called), lowering only what it reads; a result past the plugin's budgets is refused.
-    pub fn spans(&self, batch: &mut SpanBatch) -> Result<Option<SpanBatch>, CallError> {
-        let parts = parts(self.info(), Signal::Traces);
-        if parts == Parts::empty() {
+    /// Rewrites a run of spans of one origin (`None`: the plugin changed nothing, or edits no
+    /// spans and was not called): the batch it is given holds only the parts and keys it reads,
+    /// and its edits rewrite the spans on the wire; a result past its budgets is refused.
+    pub fn spans(&self, run: &[Record]) -> Result<Option<Vec<Record>>, CallError> {
+        let reading = self.info();
+        let parts = parts(&reading.reads, Signal::Traces);
+        let Some(first) = run.first().filter(|_| parts != Parts::empty()) else {
             return Ok(None);
-        }
+        };
+        let unreadable = |e: WireError| CallError::Unreadable(self.shared_name().clone(), e.0);
+        let mut batch =
+            convert::otlp::span_batch(run, &first.origin, reading.span_keys.as_ref())
+                .map_err(unreadable)?;
         let edits = self
             .instance()
             .call("transform-spans", |g, store| match &g.spans {
                 Some(spans) => {
-                    lean::lowered(batch, parts, |b| spans.call_transform_spans(store, b))
+                    lean::lowered(&mut batch, parts, |b| spans.call_transform_spans(store, b))
                 }
                 None => Ok(Ok(Vec::new())),
             })?;
-        self.edited(batch, edits.len(), budget::span_size, || {
-            batch::apply_span_edits(batch, &edits)
+        let size = |spans: &Vec<Record>| budget::record_size(spans);
+        self.edited(budget::record_size(run), edits.len(), size, || {
+            let Some(changes) = batch::span_changes(&batch, &edits).map_err(|e| self.invalid(e))?
+            else {
+                return Ok(None);
+            };
+            convert::otlp::rewrite_spans(run, &batch, &changes)
+                .map(Some)
+                .map_err(unreadable)
         })
     }
 }
@@ -318,18 +365,18 @@ impl Transforms {
             .try_fold(batch, |batch, l| l.apply(batch, |p, b| p.logs(b, kept)))
     }
 
-    /// Log records or spans (`signal`) through the chain: each run of one origin decoded into
-    /// the contract's batch, transformed and encoded again; a run a fail-closed transform
+    /// Log records or spans (`signal`) through the chain, run by run of one origin: log records
+    /// decoded into the contract's batch, transformed and encoded again; spans given to each
+    /// transform as it reads them and rewritten by its edits. A run a fail-closed transform
     /// failed on is left out.
     pub fn records(&self, signal: Signal, records: &[Record]) -> Vec<Record> {
         runs_of(records)
             .filter_map(|run| {
                 let origin = &run[0].origin;
                 match signal {
-                    Signal::Traces => {
-                        let batch = convert::otlp::span_batch(run, origin).ok()?;
-                        Some(convert::otlp::span_records(&self.spans(batch)?, origin))
-                    }
+                    Signal::Traces => self.0.iter().try_fold(run.to_vec(), |spans, l| {
+                        l.apply(spans, |p, spans| p.spans(spans))
+                    }),
                     Signal::Logs | Signal::Metrics => {
                         let logs: Vec<_> = run.iter().map(Record::decode).collect();
                         let mut kept = (0u32..).take(logs.len()).collect();
@@ -348,13 +395,5 @@ impl Transforms {
             })
             .flatten()
             .collect()
-    }
-
-    /// Applies every transform that edits spans to a span batch; `None` when a fail-closed
-    /// transform failed.
-    pub fn spans(&self, batch: SpanBatch) -> Option<SpanBatch> {
-        self.0
-            .iter()
-            .try_fold(batch, |batch, l| l.apply(batch, TransformPlugin::spans))
     }
 }
