@@ -1124,7 +1124,8 @@ fn plugins_new_writes_projects_that_build_into_plugins_of_their_kind() {
             let shown = text(&out);
             assert!(out.status.success(), "{shown}");
             let (metrics, _) = shown
-                .split_once("log records after the transform")
+                .split_once("metrics after the transform")
+                .and_then(|(_, after)| after.split_once("log records after the transform"))
                 .expect("both parts shown");
             assert!(metrics.contains("\"dataPoints\""), "{shown}");
             assert!(!metrics.contains(key), "{name}: {shown}");
