@@ -888,22 +888,12 @@ pub mod otlp {
         mut other: impl FnMut(u32, &[u8], &mut Vec<u8>) -> Result<(), WireError>,
     ) -> Result<(), WireError> {
         let mut pairs: Vec<std::borrow::Cow<'_, [u8]>> = Vec::new();
-        let mut at = None;
-        let mut fields = Fields::new(bytes);
-        loop {
-            let from = bytes.len() - fields.left();
-            let Some(next) = fields.next() else { break };
-            let (n, value) = next?;
-            let raw = &bytes[from..bytes.len() - fields.left()];
-            if let (true, Wire::Len(pair)) = (n == field, value) {
-                at.get_or_insert(out.len());
+        for next in Fields::new(bytes) {
+            if let (n, Wire::Len(pair)) = next?
+                && n == field
+            {
                 pairs.push(pair.into());
-                continue;
             }
-            if n > field {
-                at.get_or_insert(out.len());
-            }
-            other(n, raw, out)?;
         }
         for edit in edits {
             edit.apply(&mut pairs, cow_key, |key, value| {
@@ -915,14 +905,30 @@ pub mod otlp {
                 pair.encode_to_vec().into()
             });
         }
-        let mut written = Vec::new();
-        for pair in &pairs {
-            len_field_header(&mut written, field, pair.len());
-            written.extend_from_slice(pair);
+        let mut pairs = Some(pairs);
+        let mut fields = Fields::new(bytes);
+        loop {
+            let from = bytes.len() - fields.left();
+            let Some(next) = fields.next() else { break };
+            let (n, value) = next?;
+            let pair = n == field && matches!(value, Wire::Len(_));
+            if pair || n > field {
+                write_pairs(out, field, pairs.take());
+            }
+            if !pair {
+                other(n, &bytes[from..bytes.len() - fields.left()], out)?;
+            }
         }
-        let at = at.unwrap_or(out.len());
-        out.splice(at..at, written);
+        write_pairs(out, field, pairs);
         Ok(())
+    }
+
+    /// Writes `KeyValue` messages as field `field` (none once they are written).
+    fn write_pairs(out: &mut Vec<u8>, field: u32, pairs: Option<Vec<std::borrow::Cow<'_, [u8]>>>) {
+        for pair in pairs.into_iter().flatten() {
+            len_field_header(out, field, pair.len());
+            out.extend_from_slice(&pair);
+        }
     }
 
     /// The key of a `KeyValue` message held as it was read or as an edit made it.
