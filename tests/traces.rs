@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use prost::Message;
@@ -1279,6 +1279,96 @@ async fn a_full_traces_queue_refuses_with_retry_after_accounts_exactly_and_loses
         assert_eq!(ids.len() as u64, accepted, "each accepted span once");
     });
     host.shutdown().await;
+}
+
+/// Runs the passthrough fixture over spans with `config`, reporting what crossed as `seen`: the
+/// spans it gives back, by name, with the report each carries.
+fn passthrough_over_spans(
+    spans: Vec<Span>,
+    config: &[(&str, &str)],
+) -> Vec<(String, Option<String>)> {
+    let runtime = wasmtel::plugins::Runtime::shared().expect("runtime");
+    let bytes = std::fs::read(env!("WASMTEL_FIXTURE_PASSTHROUGH")).expect("fixture");
+    let component = runtime.compile(&bytes).expect("compiles");
+    let mut settings = vec![
+        ("reads.spans".to_owned(), "attributes+entries".to_owned()),
+        ("report".to_owned(), "seen".to_owned()),
+    ];
+    settings.extend(
+        config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let sample = serde_json::to_vec(&request("rag", spans)).expect("json");
+    let shown = wasmtel::trial::run(
+        &runtime,
+        "passthrough",
+        &component,
+        &settings,
+        &wasmtel::trial::Sample::Spans(sample),
+    )
+    .expect("runs");
+    let (_, json) = shown
+        .split_once("spans after the transform (OTLP/JSON):\n")
+        .expect("spans shown");
+    let after: ExportTraceServiceRequest = serde_json::from_str(json).expect("OTLP/JSON");
+    let spans = after.resource_spans.iter().flat_map(|r| &r.scope_spans);
+    spans
+        .flat_map(|s| &s.spans)
+        .map(|s| {
+            let seen = s.attributes.iter().find(|a| a.key == "seen").and_then(|a| {
+                match a.value.as_ref()?.value.as_ref()? {
+                    any_value::Value::StringValue(text) => Some(text.clone()),
+                    _ => None,
+                }
+            });
+            assert!(
+                s.attributes.iter().any(|a| a.key == "n"),
+                "keys it does not read stay: {s:?}"
+            );
+            (s.name.clone(), seen)
+        })
+        .collect()
+}
+
+#[test]
+fn a_span_transform_is_given_only_the_keys_it_reads_and_an_edit_reaches_every_span_of_the_set() {
+    let tiered = |n: u8, tier: &str| {
+        let mut s = span(n, n);
+        s.attributes.push(kv("tier", tier));
+        s
+    };
+    let spans = || vec![tiered(1, "gold"), tiered(2, "gold"), tiered(3, "free")];
+    // Reading `tier` alone: the empty set (the resource's and scope's, cut down) and the two
+    // tiers; spans 1 and 2 differ only in `n`, so they share a set and the report reaches both.
+    let report = "sets=3 values=2 keys=tier";
+    assert_eq!(
+        passthrough_over_spans(spans(), &[("span_keys", "tier")]),
+        [
+            ("op-1".to_owned(), Some(report.to_owned())),
+            ("op-2".to_owned(), Some(report.to_owned())),
+            ("op-3".to_owned(), None),
+        ]
+    );
+    // A prefix pattern reads the same.
+    assert_eq!(
+        passthrough_over_spans(spans(), &[("span_keys", "ti*")])[1]
+            .1
+            .as_deref(),
+        Some(report)
+    );
+    // Without `span_keys`, every key of every set crosses, and each span has a set of its own.
+    assert_eq!(
+        passthrough_over_spans(spans(), &[]),
+        [
+            (
+                "op-1".to_owned(),
+                Some("sets=5 values=6 keys=n,service.name,tier".to_owned())
+            ),
+            ("op-2".to_owned(), None),
+            ("op-3".to_owned(), None),
+        ]
+    );
 }
 
 #[test]

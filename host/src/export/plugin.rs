@@ -203,9 +203,10 @@ impl PluginSlot {
                         };
                     match spans.is_empty() {
                         true => None,
-                        false => Some(plugin.encode_spans(&convert::otlp::span_batch(
-                            &spans, origin, None,
-                        )?)?),
+                        false => Some(
+                            plugin
+                                .encode_spans(&convert::otlp::span_batch(&spans, origin, None)?)?,
+                        ),
                     }
                 }
                 Signal::Logs | Signal::Metrics => {

@@ -748,7 +748,13 @@ impl<'e> SpanChanges<'e> {
     }
 
     /// Adds a change of set `set`, which edit `n` names.
-    fn change(&mut self, n: usize, set: u32, of: usize, change: SetChange<'e>) -> Result<(), EditError> {
+    fn change(
+        &mut self,
+        n: usize,
+        set: u32,
+        of: usize,
+        change: SetChange<'e>,
+    ) -> Result<(), EditError> {
         if set as usize >= of {
             return Err(attribute(n, NoSet { set, of }));
         }
@@ -766,7 +772,11 @@ pub fn span_changes<'e>(
     if edits.is_empty() {
         return Ok(None);
     }
-    let (spans, events, sets) = (batch.spans.len(), batch.events.len(), batch.table.sets.len());
+    let (spans, events, sets) = (
+        batch.spans.len(),
+        batch.events.len(),
+        batch.table.sets.len(),
+    );
     let mut out = SpanChanges {
         spans: vec![true; spans],
         events: vec![true; events],
@@ -787,7 +797,9 @@ pub fn span_changes<'e>(
             SpanEdit::SetAttribute(e) => {
                 out.change(n, e.set, sets, SetChange::Set(&e.key, &e.value))?
             }
-            SpanEdit::RemoveAttribute(e) => out.change(n, e.set, sets, SetChange::Remove(&e.key))?,
+            SpanEdit::RemoveAttribute(e) => {
+                out.change(n, e.set, sets, SetChange::Remove(&e.key))?
+            }
         }
     }
     Ok(Some(out))
@@ -1161,7 +1173,10 @@ pub(crate) mod tests {
         assert!(
             matches!(
                 one,
-                [SetChange::Remove("gen_ai.prompt"), SetChange::Set("gen_ai.prompt", Value::Int(1))]
+                [
+                    SetChange::Remove("gen_ai.prompt"),
+                    SetChange::Set("gen_ai.prompt", Value::Int(1))
+                ]
             ),
             "in the edits' order: {one:?}"
         );
@@ -1176,8 +1191,16 @@ pub(crate) mod tests {
             "removed, then set again after the others"
         );
         let mut pairs = vec![("a", 0), ("gen_ai.prompt", 0), ("b", 1)];
-        SetChange::Set("gen_ai.prompt", &Value::Int(1)).apply(&mut pairs, |p| p.0.as_bytes(), |k, _| (k, 9));
-        assert_eq!(pairs, [("a", 0), ("gen_ai.prompt", 9), ("b", 1)], "set in place");
+        SetChange::Set("gen_ai.prompt", &Value::Int(1)).apply(
+            &mut pairs,
+            |p| p.0.as_bytes(),
+            |k, _| (k, 9),
+        );
+        assert_eq!(
+            pairs,
+            [("a", 0), ("gen_ai.prompt", 9), ("b", 1)],
+            "set in place"
+        );
 
         let refused = |edit| span_changes(&batch, &[edit]).err().map(|e| e.to_string());
         assert_eq!(

@@ -283,11 +283,11 @@ pub mod otlp {
     use bytes::Bytes;
 
     use super::at;
-    use crate::model::record::{Origin, Record};
-    use crate::model::wire::{Fields, Reverse, Value as Wire, WireError};
     use crate::model::content::Patterns;
+    use crate::model::record::{Origin, Record};
     use crate::model::wire::len_field_header;
-    use crate::plugins::batch::{Interner, SpanChanges, SetChange, trace_bytes, trace_of};
+    use crate::model::wire::{Fields, Reverse, Value as Wire, WireError};
+    use crate::plugins::batch::{Interner, SetChange, SpanChanges, trace_bytes, trace_of};
     use crate::plugins::bindings::types::{
         LogBatch, LogRecord, Resource, Scope, Span, SpanBatch, SpanEvent, SpanKind, SpanLink,
         StatusCode, Table, TraceContext, TraceSpan, Value,
@@ -810,9 +810,10 @@ pub mod otlp {
             let links = within(&batch.links, span.links);
             let first_event = span.events.start as usize;
             let touched = changes.edits(span.attributes)
-                || events.iter().zip(first_event..).any(|(e, at)| {
-                    !changes.keeps_event(at) || changes.edits(e.attributes)
-                })
+                || events
+                    .iter()
+                    .zip(first_event..)
+                    .any(|(e, at)| !changes.keeps_event(at) || changes.edits(e.attributes))
                 || links.iter().any(|l| changes.edits(l.attributes));
             if !touched {
                 placed.push(Err(record));
@@ -821,32 +822,37 @@ pub mod otlp {
             let start = buf.len();
             let (mut event, mut link) = (events.iter().zip(first_event..), links.iter());
             let span_set = changes.of(span.attributes);
-            rewrite_message(&record.bytes, 9, span_set, &mut buf, |n, raw, out| {
-                // Each event and link of the span, in the order the batch read them.
-                let (field, set) = match (n, len_payload(raw)) {
-                    (11, Ok(_)) => match event.next() {
-                        Some((_, at)) if !changes.keeps_event(at) => return Ok(()),
-                        Some((e, _)) => (3, e.attributes),
-                        None => return copy(n, raw, out),
-                    },
-                    (13, Ok(_)) => match link.next() {
-                        Some(l) => (4, l.attributes),
-                        None => return copy(n, raw, out),
-                    },
-                    _ => return copy(n, raw, out),
-                };
-                match changes.of(set) {
-                    [] => copy(n, raw, out),
-                    edits => {
-                        let mut inner = Vec::new();
-                        let (_, bytes) = len_payload(raw)?;
-                        rewrite_message(bytes, field, edits, &mut inner, copy)?;
-                        len_field_header(out, n, inner.len());
-                        out.extend_from_slice(&inner);
-                        Ok(())
+            rewrite_message(
+                &record.bytes,
+                9,
+                span_set,
+                &mut buf,
+                |n, value, raw, out| {
+                    // Each event and link of the span, in the order the batch read them.
+                    let (field, set, bytes) = match (n, value) {
+                        (11, Wire::Len(bytes)) => match event.next() {
+                            Some((_, at)) if !changes.keeps_event(at) => return Ok(()),
+                            Some((e, _)) => (3, e.attributes, bytes),
+                            None => return copy(n, value, raw, out),
+                        },
+                        (13, Wire::Len(bytes)) => match link.next() {
+                            Some(l) => (4, l.attributes, bytes),
+                            None => return copy(n, value, raw, out),
+                        },
+                        _ => return copy(n, value, raw, out),
+                    };
+                    match changes.of(set) {
+                        [] => copy(n, value, raw, out),
+                        edits => {
+                            let mut inner = Vec::new();
+                            rewrite_message(bytes, field, edits, &mut inner, copy)?;
+                            len_field_header(out, n, inner.len());
+                            out.extend_from_slice(&inner);
+                            Ok(())
+                        }
                     }
-                }
-            })?;
+                },
+            )?;
             placed.push(Ok((record, start..buf.len())));
         }
         let buf = Bytes::from(buf);
@@ -863,29 +869,21 @@ pub mod otlp {
     }
 
     /// Writes a field's bytes as they were.
-    fn copy(_field: u32, raw: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
+    fn copy(_: u32, _: Wire<'_>, raw: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
         out.extend_from_slice(raw);
         Ok(())
     }
 
-    /// The payload of a length-delimited field's bytes (tag and length first).
-    fn len_payload(raw: &[u8]) -> Result<(u32, &[u8]), WireError> {
-        match Fields::new(raw).next() {
-            Some(Ok((n, Wire::Len(b)))) => Ok((n, b)),
-            Some(Err(e)) => Err(e),
-            _ => Err(WireError("a field is not length-delimited")),
-        }
-    }
-
     /// Message `bytes` written again at the end of `out`: its attributes (repeated `KeyValue`
     /// field `field`) through `edits`, at the place of the first (or where the next field is,
-    /// when it has none), and each other field through `other`, given its number and bytes.
+    /// when it has none), and each other field through `other`, given its number, its value
+    /// and its bytes.
     fn rewrite_message(
         bytes: &[u8],
         field: u32,
         edits: &[SetChange<'_>],
         out: &mut Vec<u8>,
-        mut other: impl FnMut(u32, &[u8], &mut Vec<u8>) -> Result<(), WireError>,
+        mut other: impl FnMut(u32, Wire<'_>, &[u8], &mut Vec<u8>) -> Result<(), WireError>,
     ) -> Result<(), WireError> {
         let mut pairs: Vec<std::borrow::Cow<'_, [u8]>> = Vec::new();
         for next in Fields::new(bytes) {
@@ -916,7 +914,7 @@ pub mod otlp {
                 write_pairs(out, field, pairs.take());
             }
             if !pair {
-                other(n, &bytes[from..bytes.len() - fields.left()], out)?;
+                other(n, value, &bytes[from..bytes.len() - fields.left()], out)?;
             }
         }
         write_pairs(out, field, pairs);
@@ -1394,7 +1392,10 @@ mod tests {
 
     /// The spans of [`spans_round_trip_from_the_wire_through_the_contracts_batch_field_for_field`]
     /// as records, with a second chat span that differs from the first in one attribute.
-    fn chat_spans() -> (Vec<opentelemetry_proto::tonic::trace::v1::Span>, Vec<crate::model::record::Record>) {
+    fn chat_spans() -> (
+        Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+        Vec<crate::model::record::Record>,
+    ) {
         use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
         use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, span};
         let kv = |key: &str, value: any_value::Value| KeyValue {
@@ -1413,7 +1414,10 @@ mod tests {
             attributes: vec![
                 kv("gen_ai.request.model", text("m")),
                 kv("gen_ai.prompt", text("secret")),
-                kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(tokens)),
+                kv(
+                    "gen_ai.usage.input_tokens",
+                    any_value::Value::IntValue(tokens),
+                ),
             ],
             events: vec![
                 span::Event {
@@ -1452,22 +1456,35 @@ mod tests {
         let keys = crate::model::content::Patterns::new(&["gen_ai.prompt*", "link"]);
         let batch = otlp::span_batch(&records, &records[0].origin, Some(&keys)).expect("read");
         let t = &batch.table;
-        let set = |i: u32| t.set(i).map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>();
+        let set = |i: u32| {
+            t.set(i)
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+        };
         let sets: Vec<u32> = batch.spans.iter().map(|s| s.attributes).collect();
         assert_eq!(sets[0], sets[1], "the spans differ only in keys not read");
         assert_eq!(set(sets[0]), ["gen_ai.prompt=Value::String(\"secret\")"]);
         assert_eq!(
-            batch.events.iter().map(|e| set(e.attributes).len()).collect::<Vec<_>>(),
+            batch
+                .events
+                .iter()
+                .map(|e| set(e.attributes).len())
+                .collect::<Vec<_>>(),
             [1, 0, 1, 0, 1, 0]
         );
-        assert_eq!(set(batch.links[0].attributes), ["link=Value::Boolean(true)"]);
+        assert_eq!(
+            set(batch.links[0].attributes),
+            ["link=Value::Boolean(true)"]
+        );
         assert_eq!(
             t.values.len(),
             2,
             "one prompt and one boolean: no model, no token counts"
         );
         assert!(
-            t.strings.iter().all(|s| !s.starts_with("gen_ai.request") && !s.starts_with("gen_ai.usage")),
+            t.strings
+                .iter()
+                .all(|s| !s.starts_with("gen_ai.request") && !s.starts_with("gen_ai.usage")),
             "keys not read do not cross: {:?}",
             t.strings
         );
@@ -1509,7 +1526,9 @@ mod tests {
             SpanEdit::DropEvent(3),
             SpanEdit::DropSpan(2),
         ];
-        let changes = batch::span_changes(&batch, &edits).expect("valid").expect("edits");
+        let changes = batch::span_changes(&batch, &edits)
+            .expect("valid")
+            .expect("edits");
         let out = otlp::rewrite_spans(&records, &batch, &changes).expect("rewritten");
         let mut expected = spans[..2].to_vec();
         for (n, s) in expected.iter_mut().enumerate() {
@@ -1537,11 +1556,16 @@ mod tests {
             bytes, wanted,
             "span 2 dropped; both others edited through the set they share, span 1 without its second event, byte for byte"
         );
-        assert!(out.iter().all(|r| std::sync::Arc::ptr_eq(&r.origin, &origin)));
+        assert!(
+            out.iter()
+                .all(|r| std::sync::Arc::ptr_eq(&r.origin, &origin))
+        );
 
         // Spans no edit touches keep their bytes, shared, not copied.
         let only = [SpanEdit::DropEvent(5)];
-        let changes = batch::span_changes(&batch, &only).expect("valid").expect("edits");
+        let changes = batch::span_changes(&batch, &only)
+            .expect("valid")
+            .expect("edits");
         let out = otlp::rewrite_spans(&records, &batch, &changes).expect("rewritten");
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].bytes.as_ptr(), records[0].bytes.as_ptr());

@@ -257,9 +257,8 @@ impl Plugin<Transformer> {
             return Ok(None);
         };
         let unreadable = |e: WireError| CallError::Unreadable(self.shared_name().clone(), e.0);
-        let mut batch =
-            convert::otlp::span_batch(run, &first.origin, reading.span_keys.as_ref())
-                .map_err(unreadable)?;
+        let mut batch = convert::otlp::span_batch(run, &first.origin, reading.span_keys.as_ref())
+            .map_err(unreadable)?;
         let edits = self
             .instance()
             .call("transform-spans", |g, store| match &g.spans {
