@@ -119,7 +119,10 @@ impl Transform for Redact {
     fn span_keys(&self) -> Option<Vec<String>> {
         let patterns = [&self.content, &self.drop, &self.hash];
         let keys = patterns.into_iter().flat_map(|p| p.list().iter().cloned());
-        Some(keys.chain(self.rename.iter().map(|(from, _)| from.clone())).collect())
+        Some(
+            keys.chain(self.rename.iter().map(|(from, _)| from.clone()))
+                .collect(),
+        )
     }
 
     fn transform_logs(&mut self, batch: &LogBatch, edits: &mut Edits) -> Result<(), String> {
@@ -258,7 +261,11 @@ mod tests {
             Some(8),
             "of spans, the seven content patterns and the key it drops"
         );
-        assert!(redact.span_keys().is_some_and(|k| k.contains(&"user.id".to_owned())));
+        assert!(
+            redact
+                .span_keys()
+                .is_some_and(|k| k.contains(&"user.id".to_owned()))
+        );
         let mut keep = Redact::init(Config::new([("content", "")])).expect("valid");
         let mut none = SpanEdits::new();
         keep.transform_spans(&batch, &mut none).expect("keeps");
