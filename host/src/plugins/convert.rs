@@ -894,14 +894,18 @@ pub mod otlp {
             }
         }
         for edit in edits {
-            edit.apply(&mut pairs, cow_key, |key, value| {
-                let pair = ProtoKeyValue {
-                    key: key.to_owned(),
-                    value: Some(any_value(value)),
-                    ..Default::default()
-                };
-                pair.encode_to_vec().into()
-            });
+            edit.apply(
+                &mut pairs,
+                |p| pair_key(p),
+                |key, value| {
+                    let pair = ProtoKeyValue {
+                        key: key.to_owned(),
+                        value: Some(any_value(value)),
+                        ..Default::default()
+                    };
+                    pair.encode_to_vec().into()
+                },
+            );
         }
         let mut pairs = Some(pairs);
         let mut fields = Fields::new(bytes);
@@ -927,11 +931,6 @@ pub mod otlp {
             len_field_header(out, field, pair.len());
             out.extend_from_slice(&pair);
         }
-    }
-
-    /// The key of a `KeyValue` message held as it was read or as an edit made it.
-    fn cow_key<'a>(pair: &'a std::borrow::Cow<'_, [u8]>) -> &'a [u8] {
-        pair_key(pair)
     }
 
     /// The key of a `KeyValue` message (empty when it has none, or cannot be read).

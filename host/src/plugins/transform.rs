@@ -181,7 +181,7 @@ impl Plugin<Transformer> {
     }
 
     /// The error of edits that name something the batch does not hold.
-    fn invalid(&self, problem: batch::EditError) -> CallError {
+    fn invalid(&self, problem: &batch::EditError) -> CallError {
         CallError::Plugin(
             self.shared_name().clone(),
             format!("invalid edits: {problem}"),
@@ -220,7 +220,7 @@ impl Plugin<Transformer> {
         })?;
         let before = budget::metric_size(batch);
         self.edited(before, edits.len(), budget::metric_size, || {
-            batch::apply_metric_edits(batch, &edits).map_err(|e| self.invalid(e))
+            batch::apply_metric_edits(batch, &edits).map_err(|e| self.invalid(&e))
         })
     }
 
@@ -241,7 +241,7 @@ impl Plugin<Transformer> {
         })?;
         let before = budget::log_size(batch);
         let out = self.edited(before, edits.len(), budget::log_size, || {
-            batch::apply_log_edits(batch, &edits).map_err(|e| self.invalid(e))
+            batch::apply_log_edits(batch, &edits).map_err(|e| self.invalid(&e))
         })?;
         batch::drop_records(&edits, kept);
         Ok(out)
@@ -269,7 +269,8 @@ impl Plugin<Transformer> {
             })?;
         let size = |spans: &Vec<Record>| budget::record_size(spans);
         self.edited(budget::record_size(run), edits.len(), size, || {
-            let Some(changes) = batch::span_changes(&batch, &edits).map_err(|e| self.invalid(e))?
+            let Some(changes) =
+                batch::span_changes(&batch, &edits).map_err(|e| self.invalid(&e))?
             else {
                 return Ok(None);
             };
