@@ -1279,17 +1279,11 @@ mod tests {
     #[test]
     fn spans_round_trip_from_the_wire_through_the_contracts_batch_field_for_field() {
         use opentelemetry_proto::tonic::common::v1::{
-            AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value,
+            AnyValue, ArrayValue, InstrumentationScope, any_value,
         };
         use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
         use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, Status, span};
 
-        let kv = |key: &str, value: any_value::Value| KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        };
-        let text = |s: &str| any_value::Value::StringValue(s.into());
         let full = ProtoSpan {
             trace_id: (1..=16).collect(),
             span_id: (17..=24).collect(),
@@ -1389,29 +1383,40 @@ mod tests {
         }
     }
 
-    /// The spans of [`spans_round_trip_from_the_wire_through_the_contracts_batch_field_for_field`]
-    /// as records, with a second chat span that differs from the first in one attribute.
+    /// An OTLP attribute.
+    fn kv(
+        key: &str,
+        value: opentelemetry_proto::tonic::common::v1::any_value::Value,
+    ) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+        opentelemetry_proto::tonic::common::v1::KeyValue {
+            key: key.into(),
+            value: Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    /// An OTLP string value.
+    fn text(s: &str) -> opentelemetry_proto::tonic::common::v1::any_value::Value {
+        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s.into())
+    }
+
+    /// Three chat spans as records, each with a prompt in its attributes and in an event, and a
+    /// link; the first and third have the same attributes, the second other token counts.
     fn chat_spans() -> (
         Vec<opentelemetry_proto::tonic::trace::v1::Span>,
         Vec<crate::model::record::Record>,
     ) {
-        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        use opentelemetry_proto::tonic::common::v1::any_value;
         use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, span};
-        let kv = |key: &str, value: any_value::Value| KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        };
-        let text = |s: &str| any_value::Value::StringValue(s.into());
         let chat = |n: u8, tokens: i64| ProtoSpan {
             trace_id: vec![n; 16],
             span_id: vec![n; 8],
-            name: "chat m".into(),
+            name: "chat gpt-x".into(),
             kind: span::SpanKind::Client as i32,
-            start_time_unix_nano: 10,
-            end_time_unix_nano: 20,
+            start_time_unix_nano: 100 + u64::from(n),
+            end_time_unix_nano: 900,
             attributes: vec![
-                kv("gen_ai.request.model", text("m")),
+                kv("gen_ai.request.model", text("gpt-x")),
                 kv("gen_ai.prompt", text("secret")),
                 kv(
                     "gen_ai.usage.input_tokens",
