@@ -822,37 +822,32 @@ pub mod otlp {
             let start = buf.len();
             let (mut event, mut link) = (events.iter().zip(first_event..), links.iter());
             let span_set = changes.of(span.attributes);
-            rewrite_message(
-                &record.bytes,
-                9,
-                span_set,
-                &mut buf,
-                |n, value, raw, out| {
-                    // Each event and link of the span, in the order the batch read them.
-                    let (field, set, bytes) = match (n, value) {
-                        (11, Wire::Len(bytes)) => match event.next() {
-                            Some((_, at)) if !changes.keeps_event(at) => return Ok(()),
-                            Some((e, _)) => (3, e.attributes, bytes),
-                            None => return copy(n, value, raw, out),
-                        },
-                        (13, Wire::Len(bytes)) => match link.next() {
-                            Some(l) => (4, l.attributes, bytes),
-                            None => return copy(n, value, raw, out),
-                        },
-                        _ => return copy(n, value, raw, out),
-                    };
-                    match changes.of(set) {
-                        [] => copy(n, value, raw, out),
-                        edits => {
-                            let mut inner = Vec::new();
-                            rewrite_message(bytes, field, edits, &mut inner, copy)?;
-                            len_field_header(out, n, inner.len());
-                            out.extend_from_slice(&inner);
-                            Ok(())
-                        }
+            rewrite_message(&record.bytes, 9, span_set, &mut buf, |n, value| {
+                // Each event and link of the span, in the order the batch read them.
+                let (field, set, bytes) = match (n, value) {
+                    (11, Wire::Len(bytes)) => match event.next() {
+                        Some((_, at)) if !changes.keeps_event(at) => return Ok(Becomes::Dropped),
+                        Some((e, _)) => (3, e.attributes, bytes),
+                        None => return Ok(Becomes::Kept),
+                    },
+                    (13, Wire::Len(bytes)) => match link.next() {
+                        Some(l) => (4, l.attributes, bytes),
+                        None => return Ok(Becomes::Kept),
+                    },
+                    _ => return Ok(Becomes::Kept),
+                };
+                match changes.of(set) {
+                    [] => Ok(Becomes::Kept),
+                    edits => {
+                        let mut inner = Vec::new();
+                        rewrite_message(bytes, field, edits, &mut inner, |_, _| Ok(Becomes::Kept))?;
+                        let mut written = Vec::with_capacity(inner.len() + 6);
+                        len_field_header(&mut written, n, inner.len());
+                        written.extend_from_slice(&inner);
+                        Ok(Becomes::Written(written))
                     }
-                },
-            )?;
+                }
+            })?;
             placed.push(Ok((record, start..buf.len())));
         }
         let buf = Bytes::from(buf);
@@ -868,67 +863,97 @@ pub mod otlp {
             .collect())
     }
 
-    /// Writes a field's bytes as they were.
-    fn copy(_: u32, _: Wire<'_>, raw: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
-        out.extend_from_slice(raw);
-        Ok(())
+    /// What becomes of a field of a message being written again.
+    enum Becomes {
+        /// It stays as it was.
+        Kept,
+        /// It is left out.
+        Dropped,
+        /// These bytes (a whole field) take its place.
+        Written(Vec<u8>),
     }
 
+    /// An attribute of a message being written again: its key and its whole field, as it was
+    /// or as an edit made it.
+    type Pair<'b> = (&'b [u8], std::borrow::Cow<'b, [u8]>);
+
     /// Message `bytes` written again at the end of `out`: its attributes (repeated `KeyValue`
-    /// field `field`) through `edits`, at the place of the first (or where the next field is,
-    /// when it has none), and each other field through `other`, given its number, its value
-    /// and its bytes.
+    /// field `field`) through `edits`, where the first was (or where the next field is, when
+    /// it has none), and each other field as `other` says, given its number and value. Bytes
+    /// that stay as they were are copied in runs.
     fn rewrite_message(
         bytes: &[u8],
         field: u32,
         edits: &[SetChange<'_>],
         out: &mut Vec<u8>,
-        mut other: impl FnMut(u32, Wire<'_>, &[u8], &mut Vec<u8>) -> Result<(), WireError>,
+        mut other: impl FnMut(u32, Wire<'_>) -> Result<Becomes, WireError>,
     ) -> Result<(), WireError> {
-        let mut pairs: Vec<std::borrow::Cow<'_, [u8]>> = Vec::new();
-        for next in Fields::new(bytes) {
+        let mut pairs: Vec<Pair<'_>> = Vec::new();
+        let mut fields = Fields::new(bytes);
+        loop {
+            let from = bytes.len() - fields.left();
+            let Some(next) = fields.next() else { break };
             if let (n, Wire::Len(pair)) = next?
                 && n == field
             {
-                pairs.push(pair.into());
+                let to = bytes.len() - fields.left();
+                pairs.push((pair_key(pair), bytes[from..to].into()));
             }
         }
         for edit in edits {
             edit.apply(
                 &mut pairs,
-                |p| pair_key(p),
+                |p| p.0,
                 |key, value| {
                     let pair = ProtoKeyValue {
                         key: key.to_owned(),
                         value: Some(any_value(value)),
                         ..Default::default()
                     };
-                    pair.encode_to_vec().into()
+                    let mut written = Vec::new();
+                    len_field_header(&mut written, field, pair.encoded_len());
+                    pair.encode_raw(&mut written);
+                    (key.as_bytes(), written.into())
                 },
             );
         }
-        let mut pairs = Some(pairs);
+        let (mut pending, mut run) = (Some(pairs), 0);
         let mut fields = Fields::new(bytes);
         loop {
             let from = bytes.len() - fields.left();
             let Some(next) = fields.next() else { break };
             let (n, value) = next?;
+            let to = bytes.len() - fields.left();
             let pair = n == field && matches!(value, Wire::Len(_));
-            if pair || n > field {
-                write_pairs(out, field, pairs.take());
+            let becomes = match pair {
+                true => Becomes::Dropped, // written with the others, from `pairs`
+                false => other(n, value)?,
+            };
+            let place = (pair || n > field) && pending.is_some();
+            if place || !matches!(becomes, Becomes::Kept) {
+                out.extend_from_slice(&bytes[run..from]);
+                run = from;
             }
-            if !pair {
-                other(n, value, &bytes[from..bytes.len() - fields.left()], out)?;
+            if place {
+                write_pairs(out, pending.take());
+            }
+            match becomes {
+                Becomes::Kept => {}
+                Becomes::Dropped => run = to,
+                Becomes::Written(written) => {
+                    out.extend_from_slice(&written);
+                    run = to;
+                }
             }
         }
-        write_pairs(out, field, pairs);
+        out.extend_from_slice(&bytes[run..]);
+        write_pairs(out, pending);
         Ok(())
     }
 
-    /// Writes `KeyValue` messages as field `field` (none once they are written).
-    fn write_pairs(out: &mut Vec<u8>, field: u32, pairs: Option<Vec<std::borrow::Cow<'_, [u8]>>>) {
-        for pair in pairs.into_iter().flatten() {
-            len_field_header(out, field, pair.len());
+    /// Writes attribute fields (none once they are written).
+    fn write_pairs(out: &mut Vec<u8>, pairs: Option<Vec<Pair<'_>>>) {
+        for (_, pair) in pairs.into_iter().flatten() {
             out.extend_from_slice(&pair);
         }
     }
