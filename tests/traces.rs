@@ -1372,6 +1372,65 @@ fn a_span_transform_is_given_only_the_keys_it_reads_and_an_edit_reaches_every_sp
 }
 
 #[test]
+fn a_span_damaged_since_intake_fails_the_transform_by_name_and_its_policy_decides_the_run() {
+    use wasmtel::config::OnFailure;
+    use wasmtel::model::Signal;
+    use wasmtel::model::record::{Origin, Record};
+    use wasmtel::plugins::{Limits, Link, Slot, Stats, TransformPlugin, Transforms};
+    let runtime = wasmtel::plugins::Runtime::shared().expect("runtime");
+    let bytes = std::fs::read(env!("WASMTEL_FIXTURE_PASSTHROUGH")).expect("fixture");
+    let component = runtime.compile(&bytes).expect("compiles");
+    let settings = vec![("reads.spans".to_owned(), "attributes+entries".to_owned())];
+    let load = || {
+        TransformPlugin::load(
+            &runtime,
+            "passthrough",
+            &component,
+            settings.clone(),
+            Limits::default(),
+            &Stats::default(),
+        )
+        .expect("loads")
+    };
+    let origin = std::sync::Arc::new(Origin::new(
+        &Resource::default(),
+        &InstrumentationScope::default(),
+    ));
+    let good = Record::encode_all(&[span(1, 1)], &origin).remove(0);
+    // A span whose name is not UTF-8: intake refuses it, so only a record damaged since holds it.
+    let damaged = Record {
+        origin: origin.clone(),
+        bytes: bytes::Bytes::from_static(&[0x2a, 0x02, 0xff, 0xfe]),
+    };
+    let run = [good.clone(), damaged.clone()];
+    let err = load().spans(&run).expect_err("the batch cannot be read");
+    assert_eq!(
+        err.to_string(),
+        "plugin `passthrough` was not called: a span could not be read (a string that is not UTF-8)"
+    );
+    let chain = |on_failure| {
+        let slot = Slot::new(
+            "passthrough",
+            Default::default(),
+            Ok((load(), String::new())),
+        );
+        Transforms::new(vec![Link::new(std::sync::Arc::new(slot), on_failure)])
+    };
+    let open = chain(OnFailure::Open).records(Signal::Traces, &run);
+    assert_eq!(
+        open.iter().map(|r| r.bytes.clone()).collect::<Vec<_>>(),
+        [good.bytes, damaged.bytes],
+        "failing open, the run passes as it came"
+    );
+    assert!(
+        chain(OnFailure::Closed)
+            .records(Signal::Traces, &run)
+            .is_empty(),
+        "failing closed, the run is left out"
+    );
+}
+
+#[test]
 fn plugins_run_shows_what_a_trace_exporter_would_send_for_sample_spans() {
     let runtime = wasmtel::plugins::Runtime::shared().expect("runtime");
     let bytes = std::fs::read(env!("WASMTEL_FIXTURE_LOGLINES")).expect("fixture");
