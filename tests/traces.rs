@@ -1399,7 +1399,7 @@ fn a_span_damaged_since_intake_fails_the_transform_by_name_and_its_policy_decide
     let good = Record::encode_all(&[span(1, 1)], &origin).remove(0);
     // A span whose name is not UTF-8: intake refuses it, so only a record damaged since holds it.
     let damaged = Record {
-        origin: origin.clone(),
+        origin,
         bytes: bytes::Bytes::from_static(&[0x2a, 0x02, 0xff, 0xfe]),
     };
     let run = [good.clone(), damaged.clone()];
