@@ -800,13 +800,16 @@ async fn a_transform_is_given_only_what_it_reads_and_its_edits_apply_to_the_whol
     let passthrough = env!("WASMTEL_FIXTURE_PASSTHROUGH");
     std::fs::copy(passthrough, dir.path().join("lean.wasm")).expect("copy");
     std::fs::copy(passthrough, dir.path().join("whole.wasm")).expect("copy");
+    std::fs::copy(passthrough, dir.path().join("keyed.wasm")).expect("copy");
     let receiver = Receiver::start().await;
     // `lean` reads the attribute table of metric batches and nothing of log batches; `whole`,
-    // after it, reads everything. Each writes what crossed into the resource.
+    // after it, reads everything; `keyed`, first, reads the table cut down to `service.name`.
+    // Each writes what crossed into the resource.
     let host = one_event_through(
         &receiver,
         dir.path(),
-        "[[transforms]]\nplugin = \"lean\"\nconfig = { \"reads.metrics\" = \"attributes\", \"reads.logs\" = \"none\", report = \"lean.seen\" }\n\
+        "[[transforms]]\nplugin = \"keyed\"\nconfig = { \"reads.metrics\" = \"attributes\", \"reads.logs\" = \"none\", attribute_keys = \"service.name\", report = \"keyed.seen\" }\n\
+         [[transforms]]\nplugin = \"lean\"\nconfig = { \"reads.metrics\" = \"attributes\", \"reads.logs\" = \"none\", report = \"lean.seen\" }\n\
          [[transforms]]\nplugin = \"whole\"\nconfig = { report = \"whole.seen\" }\n",
     )
     .await;
@@ -833,6 +836,18 @@ async fn a_transform_is_given_only_what_it_reads_and_its_edits_apply_to_the_whol
             "{lean:?} {whole:?}"
         );
         assert!(count(&lean, "sets") > 1, "{lean:?}");
+        // Cut down to `service.name`, the points' sets are one empty set and the resource's
+        // holds its name: two sets crossed, and the report reached the resource alone.
+        let keyed = seen("keyed.seen");
+        assert_eq!(count(&keyed, "sets"), 2, "{keyed:?}");
+        assert!(
+            r.metrics[0].resource_metrics[0]
+                .scope_metrics
+                .iter()
+                .flat_map(|s| &s.metrics)
+                .all(|m| !format!("{m:?}").contains("keyed.seen")),
+            "an edit of the resource's cut set reaches no point"
+        );
         for part in ["metrics", "points", "bounds", "counts"] {
             assert_eq!(count(&lean, part), 0, "{part}: {lean:?}");
             assert!(count(&whole, part) > 0, "{part}: {whole:?}");

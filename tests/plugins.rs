@@ -1656,7 +1656,7 @@ fn plugins_run_shows_what_each_kind_would_do_and_sends_nothing() {
     let report = run("redact", redact, &settings, &events).expect("transform");
     assert!(
         report.starts_with(
-            "redact: transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes+entries+payload, traces attributes+entries of keys gen_ai.prompt*,gen_ai.completion*,gen_ai.input.messages,gen_ai.output.messages,gen_ai.system_instructions,gen_ai.tool.call.arguments,gen_ai.tool.call.result,inference.engine)\nmetrics after the transform (OTLP/JSON):\n"
+            "redact: transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes+entries+payload, traces attributes+entries; keys gen_ai.prompt*,gen_ai.completion*,gen_ai.input.messages,gen_ai.output.messages,gen_ai.system_instructions,gen_ai.tool.call.arguments,gen_ai.tool.call.result,inference.engine)\nmetrics after the transform (OTLP/JSON):\n"
         ),
         "{report}"
     );

@@ -1343,7 +1343,7 @@ fn a_span_transform_is_given_only_the_keys_it_reads_and_an_edit_reaches_every_sp
     // tiers; spans 1 and 2 differ only in `n`, so they share a set and the report reaches both.
     let report = "sets=3 values=2 keys=tier";
     assert_eq!(
-        passthrough_over_spans(spans(), &[("span_keys", "tier")]),
+        passthrough_over_spans(spans(), &[("attribute_keys", "tier")]),
         [
             ("op-1".to_owned(), Some(report.to_owned())),
             ("op-2".to_owned(), Some(report.to_owned())),
@@ -1352,12 +1352,13 @@ fn a_span_transform_is_given_only_the_keys_it_reads_and_an_edit_reaches_every_sp
     );
     // A prefix pattern reads the same.
     assert_eq!(
-        passthrough_over_spans(spans(), &[("span_keys", "ti*")])[1]
+        passthrough_over_spans(spans(), &[("attribute_keys", "ti*")])[1]
             .1
             .as_deref(),
         Some(report)
     );
-    // Without `span_keys`, every key of every set crosses, and each span has a set of its own.
+    // Without `attribute_keys`, every key of every set crosses, and each span has a set of its
+    // own.
     assert_eq!(
         passthrough_over_spans(spans(), &[]),
         [

@@ -143,8 +143,8 @@ class Reader(exports.Reader):
 
 
 class KeyReader(exports.KeyReader):
-    def span_keys(self):
-        # Of spans, each attribute set crosses holding only `key`.
+    def attribute_keys(self):
+        # Each attribute set crosses holding only `key`.
         return [settings["key"]]
 "#;
 
@@ -198,9 +198,9 @@ export const reader = {
   },
 };
 
-// Of spans, each attribute set crosses holding only `key`.
+// Each attribute set crosses holding only `key`.
 export const keyReader = {
-  spanKeys() {
+  attributeKeys() {
     return [key];
   },
 };

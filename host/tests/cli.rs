@@ -485,7 +485,7 @@ fn plugins_list_shows_directory_files_over_embedded_ones() {
     );
     assert_eq!(
         world(4),
-        "transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes+entries+payload, traces attributes+entries of keys gen_ai.prompt*,gen_ai.completion*,gen_ai.input.messages,gen_ai.output.messages,gen_ai.system_instructions,gen_ai.tool.call.arguments,gen_ai.tool.call.result)"
+        "transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes+entries+payload, traces attributes+entries; keys gen_ai.prompt*,gen_ai.completion*,gen_ai.input.messages,gen_ai.output.messages,gen_ai.system_instructions,gen_ai.tool.call.arguments,gen_ai.tool.call.result)"
     );
     assert_eq!(world(5), "exporter (signals: metrics; temporality: delta)");
 }
@@ -1074,20 +1074,20 @@ fn plugins_new_writes_projects_that_build_into_plugins_of_their_kind() {
             "cargo",
             "exporter (signals: metrics; temporality: cumulative)",
         ),
-        // The templates' transforms say they read only the attribute table, and of spans one key.
+        // The templates' transforms say they read only the attribute table, and of it one key.
         (
             "scrub",
             "transform",
             "python",
             "componentize-py",
-            "transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes, traces attributes of keys user.id)",
+            "transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes, traces attributes; keys user.id)",
         ),
         (
             "scrub-js",
             "transform",
             "js",
             "componentize-js",
-            "transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes, traces attributes of keys user.id)",
+            "transform (signals: metrics, logs, traces; reads: metrics attributes, logs attributes, traces attributes; keys user.id)",
         ),
         ("narrow", "view", "js", "componentize-js", "view"),
     ] {

@@ -407,11 +407,11 @@ pub trait Transform: Sized + 'static {
         }
     }
 
-    /// The attribute keys it reads of span batches, as configured (each a key, or a prefix
-    /// ending in `*`); by default every key. The host lowers each attribute set of a span
-    /// batch holding only these keys, and sets equal once cut down are one set, so an edit of
-    /// one applies to every span, event and link whose set it is.
-    fn span_keys(&self) -> Option<Vec<String>> {
+    /// The attribute keys it reads of every batch, as configured (each a key, or a prefix
+    /// ending in `*`); by default every key. The host lowers each attribute set of a batch
+    /// holding only these keys, and sets equal once cut down are one set, so an edit of one
+    /// applies to everything whose set it is.
+    fn attribute_keys(&self) -> Option<Vec<String>> {
         None
     }
 
@@ -486,9 +486,9 @@ pub mod __glue {
         }
     }
 
-    /// `span-keys` for a transform; uninitialised, every key.
-    pub fn span_keys<T: Transform>(slot: &Slot<T>) -> Option<Vec<String>> {
-        slot.borrow().as_ref().and_then(Transform::span_keys)
+    /// `attribute-keys` for a transform; uninitialised, every key.
+    pub fn attribute_keys<T: Transform>(slot: &Slot<T>) -> Option<Vec<String>> {
+        slot.borrow().as_ref().and_then(Transform::attribute_keys)
     }
 
     /// `classify` for an exporter; uninitialised, it falls back to the status code.
@@ -580,8 +580,8 @@ macro_rules! __export_transform {
                 }
             }
             impl $crate::bindings::transform::exports::wasmtel::plugin::key_reader::Guest for Glue {
-                fn span_keys() -> ::std::option::Option<::std::vec::Vec<::std::string::String>> {
-                    STATE.with(|s| $crate::__glue::span_keys::<$ty>(s))
+                fn attribute_keys() -> ::std::option::Option<::std::vec::Vec<::std::string::String>> {
+                    STATE.with(|s| $crate::__glue::attribute_keys::<$ty>(s))
                 }
             }
             impl $crate::bindings::transform::exports::wasmtel::plugin::span_transformer::Guest for Glue {

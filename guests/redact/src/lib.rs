@@ -115,8 +115,8 @@ impl Transform for Redact {
         }
     }
 
-    /// Of spans, only the keys it removes, hashes or renames (content among them).
-    fn span_keys(&self) -> Option<Vec<String>> {
+    /// Only the keys it removes, hashes or renames (content among them).
+    fn attribute_keys(&self) -> Option<Vec<String>> {
         let patterns = [&self.content, &self.drop, &self.hash];
         let keys = patterns.into_iter().flat_map(|p| p.list().iter().cloned());
         Some(
@@ -257,13 +257,13 @@ mod tests {
             "the event carrying a prompt goes; the other stays"
         );
         assert_eq!(
-            redact.span_keys().map(|k| k.len()),
+            redact.attribute_keys().map(|k| k.len()),
             Some(8),
             "of spans, the seven content patterns and the key it drops"
         );
         assert!(
             redact
-                .span_keys()
+                .attribute_keys()
                 .is_some_and(|k| k.contains(&"user.id".to_owned()))
         );
         let mut keep = Redact::init(Config::new([("content", "")])).expect("valid");

@@ -12,6 +12,7 @@ use super::bindings::types::{
     Attribute, LogBatch, MetricBatch, Points, Span, SpanBatch, Table, TraceContext, Value,
 };
 use crate::model::attributes::{AttributeSet, ValueRef};
+use crate::model::content::Patterns;
 use crate::model::event::TraceContext as HostTrace;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -688,6 +689,59 @@ pub fn drop_records(edits: &[Edit], kept: &mut Vec<u32>) {
         }
     }
     retain(kept, &keep);
+}
+
+/// A table's attribute sets cut down to the keys `keys` matches: the cut table (sets equal once
+/// cut are one) and, for each set of `table`, the set it became.
+pub fn cut(table: &Table, keys: &Patterns) -> (Table, Vec<u32>) {
+    let mut t = Interner::new();
+    let of = (0..index(table.sets.len()))
+        .map(|i| {
+            let pairs: Vec<(u32, u32)> = table
+                .set(i)
+                .filter(|(k, _)| keys.matches(k.as_bytes()))
+                .map(|(k, v)| (t.string(k), t.value(v.clone())))
+                .collect();
+            t.set_of(pairs.into_iter())
+        })
+        .collect();
+    (t.finish(), of)
+}
+
+/// A transform's edits of a cut table's sets (`sets` of them; `of`: what each whole set
+/// became) as edits of the whole sets: an attribute edit of a cut set applies to every whole
+/// set that became it; an edit naming a set the cut table does not hold is an error naming it.
+pub fn widen(edits: &[Edit], of: &[u32], sets: usize) -> Result<Vec<Edit>, EditError> {
+    let mut wholes: Vec<Vec<u32>> = vec![Vec::new(); sets];
+    for (whole, cut) in (0u32..).zip(of) {
+        if let Some(w) = wholes.get_mut(*cut as usize) {
+            w.push(whole);
+        }
+    }
+    let mut out = Vec::with_capacity(edits.len());
+    for (n, edit) in edits.iter().enumerate() {
+        let cut = match edit {
+            Edit::SetAttribute(e) => e.set,
+            Edit::RemoveAttribute(e) => e.set,
+            _ => {
+                out.push(edit.clone());
+                continue;
+            }
+        };
+        let whole = wholes
+            .get(cut as usize)
+            .ok_or_else(|| attribute(n, NoSet { set: cut, of: sets }))?;
+        for &set in whole {
+            out.push(match edit {
+                Edit::SetAttribute(e) => Edit::SetAttribute(SetAttribute { set, ..e.clone() }),
+                Edit::RemoveAttribute(e) => {
+                    Edit::RemoveAttribute(RemoveAttribute { set, ..e.clone() })
+                }
+                other => other.clone(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// One change an edit makes to an attribute set.

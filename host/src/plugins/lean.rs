@@ -1,11 +1,14 @@
 //! Lean lowering: a batch crosses into a transform with only the parts it reads, the others
-//! taken out for the call and put back after it (nothing is copied).
+//! taken out for the call and put back after it (nothing is copied), and its attribute sets cut
+//! down to the keys it reads.
 
+use super::batch;
 use super::bindings::reader::Parts;
 use super::bindings::types::{
     Attribute, Exemplar, LogBatch, LogRecord, Metric, MetricBatch, Points, Span, SpanBatch,
     SpanEvent, SpanLink, Table, TraceSpan, Value,
 };
+use crate::model::content::Patterns;
 
 /// A contract batch whose unread parts can be taken out and put back.
 pub(crate) trait Lean {
@@ -17,17 +20,51 @@ pub(crate) trait Lean {
 
     /// Puts back what [`Lean::strip`] took.
     fn restore(&mut self, taken: Self::Taken);
+
+    /// The batch's table.
+    fn table(&mut self) -> &mut Table;
+
+    /// Visits every attribute set index the batch holds, in one order.
+    fn each_set(&mut self, f: &mut dyn FnMut(&mut u32));
 }
 
-/// Runs `f` on `batch` holding only `parts`, and gives the batch back whole.
-pub(crate) fn lowered<B: Lean, R>(batch: &mut B, parts: Parts, f: impl FnOnce(&B) -> R) -> R {
-    if parts.contains(Parts::all()) {
-        return f(batch);
-    }
-    let taken = batch.strip(parts);
-    let out = f(batch);
-    batch.restore(taken);
-    out
+/// How a batch's sets were cut down for a call: what each of its sets became, and how many sets
+/// the cut table held.
+pub(crate) type CutSets = (Vec<u32>, usize);
+
+/// Runs `f` on `batch` holding only `parts`, its attribute sets cut down to the keys `keys`
+/// matches (when it names some), and gives the batch back whole, with how its sets were cut.
+pub(crate) fn lowered<B: Lean, R>(
+    batch: &mut B,
+    parts: Parts,
+    keys: Option<&Patterns>,
+    f: impl FnOnce(&B) -> R,
+) -> (R, Option<CutSets>) {
+    let cut = keys.map(|keys| {
+        let (table, of) = batch::cut(batch.table(), keys);
+        let whole = std::mem::replace(batch.table(), table);
+        let mut indices = Vec::new();
+        batch.each_set(&mut |set| {
+            indices.push(*set);
+            *set = of.get(*set as usize).copied().unwrap_or(*set);
+        });
+        (whole, indices, of)
+    });
+    let out = if parts.contains(Parts::all()) {
+        f(batch)
+    } else {
+        let taken = batch.strip(parts);
+        let out = f(batch);
+        batch.restore(taken);
+        out
+    };
+    let Some((whole, indices, of)) = cut else {
+        return (out, None);
+    };
+    let sets = std::mem::replace(batch.table(), whole).sets.len();
+    let mut indices = indices.into_iter();
+    batch.each_set(&mut |set| *set = indices.next().unwrap_or(*set));
+    (out, Some((of, sets)))
 }
 
 /// The attribute lists of a table.
@@ -130,6 +167,29 @@ impl Lean for MetricBatch {
             (m.points, m.bounds, m.counts, m.exemplars) = payload;
         });
     }
+
+    fn table(&mut self) -> &mut Table {
+        &mut self.table
+    }
+
+    fn each_set(&mut self, f: &mut dyn FnMut(&mut u32)) {
+        f(&mut self.resource.attributes);
+        self.scopes.iter_mut().for_each(|s| f(&mut s.attributes));
+        for m in &mut self.metrics {
+            match &mut m.points {
+                Points::Gauge(p) | Points::Sum(p) => {
+                    p.iter_mut().for_each(|p| f(&mut p.attributes))
+                }
+                Points::Histogram(p) => p.iter_mut().for_each(|p| f(&mut p.attributes)),
+                Points::ExponentialHistogram(p) => {
+                    p.iter_mut().for_each(|p| f(&mut p.attributes));
+                }
+            }
+            m.exemplars
+                .iter_mut()
+                .for_each(|e| f(&mut e.filtered_attributes));
+        }
+    }
 }
 
 impl Lean for LogBatch {
@@ -143,6 +203,16 @@ impl Lean for LogBatch {
         restore_entries(&mut self.table, &mut self.records, taken, |r, body| {
             r.body = body;
         });
+    }
+
+    fn table(&mut self) -> &mut Table {
+        &mut self.table
+    }
+
+    fn each_set(&mut self, f: &mut dyn FnMut(&mut u32)) {
+        f(&mut self.resource.attributes);
+        self.scopes.iter_mut().for_each(|s| f(&mut s.attributes));
+        self.records.iter_mut().for_each(|r| f(&mut r.attributes));
     }
 }
 
@@ -174,6 +244,18 @@ impl Lean for SpanBatch {
             (self.spans, self.events, self.links) = (spans, events, links);
         }
     }
+
+    fn table(&mut self) -> &mut Table {
+        &mut self.table
+    }
+
+    fn each_set(&mut self, f: &mut dyn FnMut(&mut u32)) {
+        f(&mut self.resource.attributes);
+        self.scopes.iter_mut().for_each(|s| f(&mut s.attributes));
+        self.spans.iter_mut().for_each(|s| f(&mut s.attributes));
+        self.events.iter_mut().for_each(|e| f(&mut e.attributes));
+        self.links.iter_mut().for_each(|l| f(&mut l.attributes));
+    }
 }
 
 #[cfg(test)]
@@ -186,7 +268,7 @@ mod tests {
         let mut batch = gauge();
         let whole = format!("{batch:?}");
         let seen = |batch: &mut MetricBatch, parts| {
-            lowered(batch, parts, |b: &MetricBatch| {
+            lowered(batch, parts, None, |b: &MetricBatch| {
                 let m = b.metrics.first();
                 (
                     b.table.sets.len(),
@@ -197,6 +279,7 @@ mod tests {
                     m.map_or(0, |m| m.exemplars.len()),
                 )
             })
+            .0
         };
         assert_eq!(seen(&mut batch, Parts::ATTRIBUTES), (3, 2, 3, 0, 0, 0));
         assert_eq!(format!("{batch:?}"), whole);
@@ -208,12 +291,70 @@ mod tests {
         );
         assert_eq!(seen(&mut batch, Parts::all()), (3, 2, 3, 1, 3, 2));
         assert_eq!(format!("{batch:?}"), whole);
-        let Some(Points::Gauge(kind)) = lowered(&mut batch, Parts::ENTRIES, |b| {
+        let Some(Points::Gauge(kind)) = lowered(&mut batch, Parts::ENTRIES, None, |b| {
             b.metrics.first().map(|m| m.points.clone())
-        }) else {
+        })
+        .0
+        else {
             panic!("a gauge's points stay a gauge's")
         };
         assert!(kind.is_empty());
+    }
+
+    #[test]
+    fn sets_cross_cut_down_to_the_keys_read_and_edits_of_a_cut_set_reach_every_set_it_was() {
+        use crate::plugins::batch::widen;
+        use crate::plugins::bindings::transformer::{Edit, PointRef, RemoveAttribute};
+        let mut batch = gauge();
+        let whole = format!("{batch:?}");
+        let seen = |b: &MetricBatch| {
+            let Some(Points::Gauge(points)) = b.metrics.first().map(|m| &m.points) else {
+                return (0, Vec::new());
+            };
+            (
+                b.table.sets.len(),
+                points.iter().map(|p| p.attributes).collect(),
+            )
+        };
+        let other = Patterns::new(&["other"]);
+        let (cut, sets) = lowered(&mut batch, Parts::all(), Some(&other), seen);
+        assert_eq!(
+            cut,
+            (1, vec![0, 0, 0]),
+            "no set holds `other`: one empty set"
+        );
+        assert_eq!(format!("{batch:?}"), whole, "the batch comes back whole");
+        let (of, count) = sets.expect("cut");
+        assert_eq!((of.len(), count), (3, 1));
+        let model = Patterns::new(&["mod*"]);
+        let (cut, _) = lowered(&mut batch, Parts::all(), Some(&model), seen);
+        assert_eq!(
+            cut,
+            (3, vec![1, 2, 1]),
+            "every set holds `model`: as they were"
+        );
+        assert_eq!(format!("{batch:?}"), whole);
+
+        let remove = |set| {
+            Edit::RemoveAttribute(RemoveAttribute {
+                set,
+                key: "model".into(),
+            })
+        };
+        let drop = Edit::DropPoint(PointRef {
+            metric: 0,
+            point: 1,
+        });
+        let shown = |edits: &[Edit]| format!("{edits:?}");
+        assert_eq!(
+            shown(&widen(&[drop.clone(), remove(0)], &of, count).expect("valid")),
+            shown(&[drop, remove(0), remove(1), remove(2)]),
+            "one edit of the one cut set is an edit of each set it was"
+        );
+        assert_eq!(
+            widen(&[remove(1)], &of, count).err().map(|e| e.to_string()),
+            Some("edit 0 (attribute edit) names set 1 of 1".to_owned())
+        );
     }
 
     #[test]
@@ -239,9 +380,12 @@ mod tests {
                 b.records.iter().flat_map(|r| &r.body).count(),
             )
         };
-        assert_eq!(lowered(&mut batch, Parts::ENTRIES, bodies), (1, 0));
-        assert_eq!(lowered(&mut batch, Parts::ATTRIBUTES, bodies), (0, 0));
-        assert_eq!(lowered(&mut batch, Parts::PAYLOAD, bodies), (1, 1));
+        assert_eq!(lowered(&mut batch, Parts::ENTRIES, None, bodies).0, (1, 0));
+        assert_eq!(
+            lowered(&mut batch, Parts::ATTRIBUTES, None, bodies).0,
+            (0, 0)
+        );
+        assert_eq!(lowered(&mut batch, Parts::PAYLOAD, None, bodies).0, (1, 1));
         assert_eq!(bodies(&batch), (1, 1));
     }
 }

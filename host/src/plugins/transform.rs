@@ -7,6 +7,7 @@ use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
 use super::bindings::reader::{Parts, Reads};
+use super::bindings::transformer::Edit;
 use super::bindings::types::{LogBatch, MetricBatch};
 use super::bindings::{key_reader, reader, span_transformer, transformer};
 use super::budget;
@@ -23,16 +24,16 @@ use crate::model::record::{Record, runs_of};
 use crate::model::wire::WireError;
 
 /// The transform kind: its `init` reports nothing; its `reader` (0.2.2) says what it reads, its
-/// `key-reader` (0.2.3) which keys of spans, and its world whether it edits spans.
+/// `key-reader` (0.2.3) which attribute keys, and its world whether it edits spans.
 #[derive(Debug, Clone, Copy)]
 pub struct Transformer;
 
-/// What a transform reads: the parts of each kind of batch, and which attribute keys of spans.
+/// What a transform reads: the parts of each kind of batch, and which attribute keys.
 #[derive(Debug, Clone)]
 pub struct Reading {
     reads: Reads,
     /// `None`: every key.
-    span_keys: Option<Patterns>,
+    attribute_keys: Option<Patterns>,
 }
 
 /// What a transform reads of `signal`'s batches.
@@ -107,9 +108,9 @@ impl PluginKind for Transformer {
         if !traces {
             reads.spans = Parts::empty();
         }
-        let span_keys = match &keys {
-            Some(k) if traces => k.call_span_keys(&mut *store)?,
-            _ => None,
+        let attribute_keys = match &keys {
+            Some(k) => k.call_attribute_keys(&mut *store)?,
+            None => None,
         };
         Ok(Ok((
             WithSpans {
@@ -118,7 +119,7 @@ impl PluginKind for Transformer {
             },
             Reading {
                 reads,
-                span_keys: span_keys.map(|k: Vec<String>| Patterns::new(&k)),
+                attribute_keys: attribute_keys.map(|k: Vec<String>| Patterns::new(&k)),
             },
         )))
     }
@@ -142,17 +143,13 @@ impl PluginKind for Transformer {
                 read.iter().map(each).collect::<Vec<_>>().join(", ")
             }
         };
+        let parts_read = |(name, p): &(&str, Parts)| format!("{name} {}", part_names(*p));
         World::Transform {
             signals: join(&|(name, _)| (*name).to_owned(), "none"),
-            reads: join(
-                &|(name, p)| match (*name, &reading.span_keys) {
-                    ("traces", Some(keys)) => {
-                        format!("{name} {} of keys {}", part_names(*p), keys.joined())
-                    }
-                    _ => format!("{name} {}", part_names(*p)),
-                },
-                "nothing",
-            ),
+            reads: match (&reading.attribute_keys, read.is_empty()) {
+                (Some(keys), false) => format!("{}; keys {}", join(&parts_read, ""), keys.joined()),
+                _ => join(&parts_read, "nothing"),
+            },
         }
     }
 }
@@ -188,6 +185,21 @@ impl Plugin<Transformer> {
         )
     }
 
+    /// A transform's edits as edits of the batch as the host holds it, whose sets were cut down
+    /// for the call as `cut` says (`None`: they were not).
+    fn whole<'e>(
+        &self,
+        edits: &'e [Edit],
+        cut: Option<lean::CutSets>,
+    ) -> Result<std::borrow::Cow<'e, [Edit]>, CallError> {
+        match cut {
+            Some((of, sets)) => batch::widen(edits, &of, sets)
+                .map(Into::into)
+                .map_err(|e| self.invalid(&e)),
+            None => Ok(edits.into()),
+        }
+    }
+
     /// Checks a transform's edits against the budgets (`before`: the size of what it was
     /// given), applies them and counts the items.
     fn edited<B>(
@@ -215,11 +227,17 @@ impl Plugin<Transformer> {
         if parts == Parts::empty() {
             return Ok(None);
         }
+        let (keys, mut cut) = (self.info().attribute_keys.as_ref(), None);
         let edits = self.instance().call("transform-metrics", |g, store| {
-            lean::lowered(batch, parts, |b| g.guest.call_transform_metrics(store, b))
+            let (edits, sets) = lean::lowered(batch, parts, keys, |b| {
+                g.guest.call_transform_metrics(store, b)
+            });
+            cut = sets;
+            edits
         })?;
         let before = budget::metric_size(batch);
         self.edited(before, edits.len(), budget::metric_size, || {
+            let edits = self.whole(&edits, cut)?;
             batch::apply_metric_edits(batch, &edits).map_err(|e| self.invalid(&e))
         })
     }
@@ -236,12 +254,18 @@ impl Plugin<Transformer> {
         if parts == Parts::empty() {
             return Ok(None);
         }
+        let (keys, mut cut) = (self.info().attribute_keys.as_ref(), None);
         let edits = self.instance().call("transform-logs", |g, store| {
-            lean::lowered(batch, parts, |b| g.guest.call_transform_logs(store, b))
+            let (edits, sets) = lean::lowered(batch, parts, keys, |b| {
+                g.guest.call_transform_logs(store, b)
+            });
+            cut = sets;
+            edits
         })?;
         let before = budget::log_size(batch);
         let out = self.edited(before, edits.len(), budget::log_size, || {
-            batch::apply_log_edits(batch, &edits).map_err(|e| self.invalid(&e))
+            let edits = self.whole(&edits, cut)?;
+            batch::apply_log_edits(&*batch, &edits).map_err(|e| self.invalid(&e))
         })?;
         batch::drop_records(&edits, kept);
         Ok(out)
@@ -257,13 +281,18 @@ impl Plugin<Transformer> {
             return Ok(None);
         };
         let unreadable = |e: WireError| CallError::Unreadable(self.shared_name().clone(), e.0);
-        let mut batch = convert::otlp::span_batch(run, &first.origin, reading.span_keys.as_ref())
-            .map_err(unreadable)?;
+        let mut batch =
+            convert::otlp::span_batch(run, &first.origin, reading.attribute_keys.as_ref())
+                .map_err(unreadable)?;
         let edits = self
             .instance()
             .call("transform-spans", |g, store| match &g.spans {
                 Some(spans) => {
-                    lean::lowered(&mut batch, parts, |b| spans.call_transform_spans(store, b))
+                    // Read cut down from the wire already: its sets hold only the keys it reads.
+                    let lowered = lean::lowered(&mut batch, parts, None, |b| {
+                        spans.call_transform_spans(store, b)
+                    });
+                    lowered.0
                 }
                 None => Ok(Ok(Vec::new())),
             })?;
