@@ -691,21 +691,31 @@ pub fn drop_records(edits: &[Edit], kept: &mut Vec<u32>) {
     retain(kept, &keep);
 }
 
-/// A table's attribute sets cut down to the keys `keys` matches: the cut table (sets equal once
-/// cut are one) and, for each set of `table`, the set it became.
+/// A table's attribute sets cut down to the keys `keys` matches: the cut table's values,
+/// attributes and sets (sets equal once cut are one; its keys index the whole table's strings,
+/// and it holds no strings of its own) and, for each set of `table`, the set it became.
 pub fn cut(table: &Table, keys: &Patterns) -> (Table, Vec<u32>) {
     let mut t = Interner::new();
     let of = (0..index(table.sets.len()))
         .map(|i| {
             let pairs: Vec<(u32, u32)> = table
-                .set(i)
-                .filter(|(k, _)| keys.matches(k.as_bytes()))
-                .map(|(k, v)| (t.string(k), t.value(v.clone())))
+                .attributes_of(i)
+                .unwrap_or_default()
+                .iter()
+                .filter(|a| keys.matches(table.string(a.key).as_bytes()))
+                .filter_map(|a| Some((a.key, t.value(table.values.get(a.value as usize)?.clone()))))
                 .collect();
             t.set_of(pairs.into_iter())
         })
         .collect();
-    (t.finish(), of)
+    let cut = t.finish();
+    let table = Table {
+        strings: Vec::new(),
+        values: cut.values,
+        attributes: cut.attributes,
+        sets: cut.sets,
+    };
+    (table, of)
 }
 
 /// A transform's edits of a cut table's sets (`sets` of them; `of`: what each whole set

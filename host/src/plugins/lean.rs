@@ -41,8 +41,14 @@ pub(crate) fn lowered<B: Lean, R>(
     f: impl FnOnce(&B) -> R,
 ) -> (R, Option<CutSets>) {
     let cut = keys.map(|keys| {
-        let (table, of) = batch::cut(batch.table(), keys);
-        let whole = std::mem::replace(batch.table(), table);
+        // The strings stay: only the attribute lists are cut.
+        let (cut, of) = batch::cut(batch.table(), keys);
+        let t = batch.table();
+        let whole = (
+            std::mem::replace(&mut t.values, cut.values),
+            std::mem::replace(&mut t.attributes, cut.attributes),
+            std::mem::replace(&mut t.sets, cut.sets),
+        );
         let mut indices = Vec::new();
         batch.each_set(&mut |set| {
             indices.push(*set);
@@ -61,7 +67,9 @@ pub(crate) fn lowered<B: Lean, R>(
     let Some((whole, indices, of)) = cut else {
         return (out, None);
     };
-    let sets = std::mem::replace(batch.table(), whole).sets.len();
+    let t = batch.table();
+    let sets = t.sets.len();
+    (t.values, t.attributes, t.sets) = whole;
     let mut indices = indices.into_iter();
     batch.each_set(&mut |set| *set = indices.next().unwrap_or(*set));
     (out, Some((of, sets)))
@@ -311,6 +319,11 @@ mod tests {
             let Some(Points::Gauge(points)) = b.metrics.first().map(|m| &m.points) else {
                 return (0, Vec::new());
             };
+            assert_eq!(
+                b.table.strings.len(),
+                3,
+                "the strings stay: names index them"
+            );
             (
                 b.table.sets.len(),
                 points.iter().map(|p| p.attributes).collect(),
