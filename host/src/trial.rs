@@ -11,7 +11,9 @@ use wasmtime::component::Component;
 
 use crate::config::DeriveConfig;
 use crate::derive::Deriver;
+use crate::export::delivery::EncodeError;
 use crate::export::otlp::frame;
+use crate::export::plugin::Pace;
 use crate::export::prometheus;
 use crate::intake::otlp::Tally;
 use crate::intake::otlp::metrics::MetricsReceiver;
@@ -118,9 +120,13 @@ pub fn run(
                     plugin.info().signal(Signal::Traces),
                     "{name} takes no spans (its world is not trace-exporter)"
                 );
+                let pace = Pace::of(Signal::Traces);
                 for run in runs_of(&spans(bytes)?) {
-                    let batch = convert::otlp::span_batch(run, &run[0].origin, None)?;
-                    show(&mut out, "traces", &plugin.encode_spans(&batch)?);
+                    let encode = |part: &[Record]| -> Result<_, EncodeError> {
+                        let batch = convert::otlp::span_batch(part, &run[0].origin, None)?;
+                        Ok(plugin.encode_spans(&batch)?)
+                    };
+                    show(&mut out, "traces", &pace.records(&plugin, run, &encode)?);
                 }
                 return Ok(out);
             }
@@ -128,7 +134,7 @@ pub fn run(
             let info = plugin.info();
             if info.signal(Signal::Metrics) {
                 let batch = metric_batch(&data).batch;
-                let requests = plugin.encode_metrics(&batch)?;
+                let requests = Pace::of(Signal::Metrics).metrics(&plugin, &batch)?;
                 show(&mut out, "metrics", &requests);
             }
             if let (true, Some(logs)) = (info.signal(Signal::Logs), &data.logs) {

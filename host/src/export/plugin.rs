@@ -12,7 +12,7 @@ use crate::model::Signal;
 use crate::model::metric::TemporalityPreference;
 use crate::model::record::{Record, runs_of};
 use crate::plugins::batch::{Interner, compact, keep_points, point_count};
-use crate::plugins::bindings::encoder::{Outcome, Response};
+use crate::plugins::bindings::encoder::{Outbound, Outcome, Response};
 use crate::plugins::bindings::types::{MetricBatch, Temporality};
 use crate::plugins::convert::{self, Collected, metric_batch_where};
 use crate::plugins::instance::FIRST_BACKOFF;
@@ -23,8 +23,11 @@ use crate::plugins::{
 /// Points in one metric call at first: what Python and JavaScript runtimes encode well within
 /// the default deadline (100 ms) and memory cap (64 MiB); each call's cost then tunes it.
 pub const FIRST_CALL_POINTS: usize = 2_000;
-/// The fewest and the most points one metric call is given.
-const CALL_POINTS: (usize, usize) = (100, 1 << 20);
+/// Log records or spans in one call at first: a JavaScript exporter reading every attribute of
+/// a span takes some 90 µs a span, so 200 fit a quarter of the default deadline.
+pub const FIRST_CALL_RECORDS: usize = 200;
+/// The most items one call is given.
+const MOST_ITEMS: usize = 1 << 20;
 
 /// The exporter plugin of one integration.
 #[derive(Debug)]
@@ -33,8 +36,8 @@ pub struct PluginSlot {
     set: Arc<PluginSet>,
     /// Delta state, while the plugin serving asks for deltas.
     delta: Mutex<Option<DeltaTrackers>>,
-    /// Points per metric call, learned from the plugin's calls.
-    call_points: AtomicUsize,
+    /// Items per call of each signal, learned from the plugin's calls.
+    pace: [Pace; 3],
 }
 
 impl PluginSlot {
@@ -45,7 +48,7 @@ impl PluginSlot {
             slot,
             set,
             delta: Mutex::new(None),
-            call_points: AtomicUsize::new(FIRST_CALL_POINTS),
+            pace: Signal::ALL.map(Pace::of),
         }
     }
 
@@ -113,77 +116,14 @@ impl PluginSlot {
         let plugin = self.current().ok_or(EncodeError::Unloaded)?;
         let mut out = Vec::new();
         for c in collections {
-            let size = self.call_points.load(Ordering::Relaxed);
-            let parts = chunks(&c.batch, size);
-            for batch in parts.as_deref().unwrap_or(std::slice::from_ref(&c.batch)) {
-                out.extend(self.encode_part(&plugin, batch, true)?);
-            }
+            out.extend(self.pace(Signal::Metrics).metrics(&plugin, &c.batch)?);
         }
-        Ok(out)
-    }
-
-    /// Encodes one part; if the call fails (a deadline or the memory cap: a slow moment of a
-    /// guest's collector, say) and `again`, it waits out the plugin's first backoff and sends
-    /// the part once more, in two halves, so that a passing failure loses nothing.
-    fn encode_part(
-        &self,
-        plugin: &ExporterPlugin,
-        batch: &MetricBatch,
-        again: bool,
-    ) -> Result<Vec<Request>, EncodeError> {
-        let started = Instant::now();
-        let encoded = plugin.encode_metrics(batch);
-        let failed = matches!(encoded, Err(CallError::Failed(..)));
-        self.learn(plugin, points(batch), started.elapsed(), failed);
-        match encoded {
-            Ok(encoded) => Ok(encoded.into_iter().map(Request::from).collect()),
-            Err(e) if failed && again => {
-                let Some((first, second)) = split_batch(batch) else {
-                    return Err(e.into());
-                };
-                tracing::info!(plugin = %self.plugin(), "{e}; sending that part again in two halves");
-                std::thread::sleep(FIRST_BACKOFF + Duration::from_millis(10));
-                let mut out = self.encode_part(plugin, &first, false)?;
-                out.extend(self.encode_part(plugin, &second, false)?);
-                Ok(out)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Tunes the points per call from one call of `points` that took `took`: towards what
-    /// fits a quarter of the deadline at that cost, never growing while the instance holds
-    /// over half its memory cap, halved past three quarters, and quartered after a failure.
-    fn learn(&self, plugin: &ExporterPlugin, points: usize, took: Duration, failed: bool) {
-        let now = self.call_points.load(Ordering::Relaxed);
-        let (used, cap) = plugin.memory();
-        let next = if failed {
-            now / 4
-        } else if used > cap / 4 * 3 {
-            now / 2
-        } else if points < now / 2 {
-            // A small batch says little about the cost of a full call.
-            now
-        } else {
-            let per_point = took.as_secs_f64() / points.max(1) as f64;
-            let fits = (plugin.call_timeout().as_secs_f64() / 4.0 / per_point.max(1e-9)) as usize;
-            let fits = if used > cap / 2 { fits.min(now) } else { fits };
-            now / 2 + fits / 2
-        };
-        let next = next.clamp(CALL_POINTS.0, CALL_POINTS.1);
-        if next != now {
-            tracing::debug!(plugin = %self.plugin(), "metric calls now take up to {next} points");
-            self.call_points.store(next, Ordering::Relaxed);
-        }
-    }
-
-    /// Points per metric call now.
-    pub fn call_points(&self) -> usize {
-        self.call_points.load(Ordering::Relaxed)
+        Ok(out.into_iter().map(Request::from).collect())
     }
 
     /// Encodes log records or spans (`signal`), after the transforms, into the plugin's
-    /// requests, one batch per run of one origin.
+    /// requests: each run of one origin in parts of as many records as the plugin's calls
+    /// showed fit, each part through the transforms and then one call.
     pub fn encode_records(
         &self,
         signal: Signal,
@@ -194,31 +134,39 @@ impl PluginSlot {
         let mut out = Vec::new();
         for run in runs_of(records) {
             let origin = &run[0].origin;
-            let encoded = match signal {
-                Signal::Traces => {
-                    let spans: std::borrow::Cow<'_, [Record]> =
-                        match transforms.rewrite(Signal::Traces) {
-                            true => transforms.records(Signal::Traces, run).into(),
-                            false => run.into(),
-                        };
-                    match spans.is_empty() {
-                        true => None,
-                        false => Some(
-                            plugin
-                                .encode_spans(&convert::otlp::span_batch(&spans, origin, None)?)?,
-                        ),
+            let encode = |part: &[Record]| -> Result<Vec<Outbound>, EncodeError> {
+                match signal {
+                    Signal::Traces => {
+                        let spans: std::borrow::Cow<'_, [Record]> =
+                            match transforms.rewrite(Signal::Traces) {
+                                true => transforms.records(Signal::Traces, part).into(),
+                                false => part.into(),
+                            };
+                        if spans.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        let batch = convert::otlp::span_batch(&spans, origin, None)?;
+                        Ok(plugin.encode_spans(&batch)?)
+                    }
+                    Signal::Logs | Signal::Metrics => {
+                        let logs: Vec<_> = part.iter().map(Record::decode).collect();
+                        let batch = transforms
+                            .logs(convert::otlp::log_batch(&logs, origin), &mut Vec::new());
+                        Ok(batch
+                            .map(|b| plugin.encode_logs(&b))
+                            .transpose()?
+                            .unwrap_or_default())
                     }
                 }
-                Signal::Logs | Signal::Metrics => {
-                    let logs: Vec<_> = run.iter().map(Record::decode).collect();
-                    let batch =
-                        transforms.logs(convert::otlp::log_batch(&logs, origin), &mut Vec::new());
-                    batch.map(|b| plugin.encode_logs(&b)).transpose()?
-                }
             };
-            out.extend(encoded.unwrap_or_default().into_iter().map(Request::from));
+            out.extend(self.pace(signal).records(&plugin, run, &encode)?);
         }
-        Ok(out)
+        Ok(out.into_iter().map(Request::from).collect())
+    }
+
+    /// The pace of `signal`'s calls.
+    fn pace(&self, signal: Signal) -> &Pace {
+        &self.pace[Signal::ALL.iter().position(|s| *s == signal).unwrap_or(0)]
     }
 
     /// Asks the plugin how to treat a response; without a plugin, the status code decides.
@@ -230,6 +178,148 @@ impl PluginSlot {
                 response.status
             )),
         }
+    }
+}
+
+/// How many items (metric points, log records or spans) one call of an exporter plugin is
+/// given: at first a number its language's runtime handles well, then as many as its calls
+/// show fit a quarter of its deadline, never growing while its instance holds over half its
+/// memory cap, halved past three quarters and quartered after a failed call.
+#[derive(Debug)]
+pub struct Pace {
+    items: AtomicUsize,
+    fewest: usize,
+}
+
+impl Pace {
+    /// The pace of a plugin's calls of `signal`, before any call.
+    pub fn of(signal: Signal) -> Self {
+        let (first, fewest) = match signal {
+            Signal::Metrics => (FIRST_CALL_POINTS, 100),
+            Signal::Logs | Signal::Traces => (FIRST_CALL_RECORDS, 1),
+        };
+        Self {
+            items: AtomicUsize::new(first),
+            fewest,
+        }
+    }
+
+    /// Items per call now.
+    pub fn items(&self) -> usize {
+        self.items.load(Ordering::Relaxed)
+    }
+
+    /// Encodes a metric batch in parts of at most [`Pace::items`] points each.
+    pub fn metrics(
+        &self,
+        plugin: &ExporterPlugin,
+        batch: &MetricBatch,
+    ) -> Result<Vec<Outbound>, EncodeError> {
+        let encode = |b: &MetricBatch| Ok(plugin.encode_metrics(b)?);
+        let mut out = Vec::new();
+        let parts = chunks(batch, self.items());
+        for part in parts.as_deref().unwrap_or(std::slice::from_ref(batch)) {
+            out.extend(self.part(plugin, part, true, &encode)?);
+        }
+        Ok(out)
+    }
+
+    /// Encodes a run of records with `encode`, in order, in parts of [`Pace::items`] records
+    /// as it stands when each part is taken.
+    pub fn records<'a>(
+        &self,
+        plugin: &ExporterPlugin,
+        run: &'a [Record],
+        encode: &dyn Fn(&'a [Record]) -> Result<Vec<Outbound>, EncodeError>,
+    ) -> Result<Vec<Outbound>, EncodeError> {
+        let (mut out, mut rest) = (Vec::new(), run);
+        while !rest.is_empty() {
+            let (part, after) = rest.split_at(self.items().min(rest.len()));
+            out.extend(self.part(plugin, &part, true, &|p: &&'a [Record]| encode(p))?);
+            rest = after;
+        }
+        Ok(out)
+    }
+
+    /// Encodes one part; if the call fails (a deadline or the memory cap: a slow moment of a
+    /// guest's collector, say) and `again`, it waits out the plugin's first backoff and sends
+    /// the part once more, in two halves, so that a passing failure loses nothing.
+    fn part<P: Part>(
+        &self,
+        plugin: &ExporterPlugin,
+        part: &P,
+        again: bool,
+        encode: &dyn Fn(&P) -> Result<Vec<Outbound>, EncodeError>,
+    ) -> Result<Vec<Outbound>, EncodeError> {
+        let started = Instant::now();
+        let encoded = encode(part);
+        let failed = matches!(encoded, Err(EncodeError::Plugin(CallError::Failed(..))));
+        self.learn(plugin, part.items(), started.elapsed(), failed);
+        match encoded {
+            Err(e) if failed && again => {
+                let Some((first, second)) = part.halves() else {
+                    return Err(e);
+                };
+                tracing::info!(plugin = %plugin.name(), "{e}; sending that part again in two halves");
+                std::thread::sleep(FIRST_BACKOFF + Duration::from_millis(10));
+                let mut out = self.part(plugin, &first, false, encode)?;
+                out.extend(self.part(plugin, &second, false, encode)?);
+                Ok(out)
+            }
+            encoded => encoded,
+        }
+    }
+
+    /// Tunes the items per call from one call of `items` that took `took`.
+    fn learn(&self, plugin: &ExporterPlugin, items: usize, took: Duration, failed: bool) {
+        let now = self.items();
+        let (used, cap) = plugin.memory();
+        let next = if failed {
+            now / 4
+        } else if used > cap / 4 * 3 {
+            now / 2
+        } else if items < now / 2 {
+            // A small part says little about the cost of a full call.
+            now
+        } else {
+            let per_item = took.as_secs_f64() / items.max(1) as f64;
+            let fits = (plugin.call_timeout().as_secs_f64() / 4.0 / per_item.max(1e-9)) as usize;
+            let fits = if used > cap / 2 { fits.min(now) } else { fits };
+            now / 2 + fits / 2
+        };
+        let next = next.clamp(self.fewest, MOST_ITEMS);
+        if next != now {
+            tracing::debug!(plugin = %plugin.name(), "calls now take up to {next} items");
+            self.items.store(next, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What one plugin call is given: so many items, and two halves of them when a call fails.
+trait Part: Sized {
+    /// The items it holds.
+    fn items(&self) -> usize;
+    /// It in two, each with about half of its items; `None` for a single item.
+    fn halves(&self) -> Option<(Self, Self)>;
+}
+
+impl Part for MetricBatch {
+    fn items(&self) -> usize {
+        points(self)
+    }
+
+    fn halves(&self) -> Option<(Self, Self)> {
+        split_batch(self)
+    }
+}
+
+impl Part for &[Record] {
+    fn items(&self) -> usize {
+        self.len()
+    }
+
+    fn halves(&self) -> Option<(Self, Self)> {
+        (self.len() > 1).then(|| self.split_at(self.len() / 2))
     }
 }
 
