@@ -22,13 +22,18 @@ const PASSTHROUGH: &str = env!("WASMTEL_FIXTURE_PASSTHROUGH");
 /// The exporter label of the failing plugin's batches.
 const EXPORTER: &str = "spin";
 
+/// Plugin settings as `load` takes them.
+fn settings(config: &[(&str, &str)]) -> Vec<(String, String)> {
+    config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn load(name: &str, bytes: &[u8], config: &[(&str, &str)]) -> Result<ExporterPlugin, PluginError> {
     let runtime = Runtime::shared().expect("runtime");
     let component = runtime.compile(bytes)?;
-    let config = config
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let config = settings(config);
     ExporterPlugin::load(
         &runtime,
         name,
@@ -1897,4 +1902,109 @@ async fn the_javascript_exporter_delivers_through_a_running_host() {
         example_delivers(&dir, name).await;
         example_uploaded_by_a_tenant(&dir, name).await;
     }
+}
+
+#[test]
+fn an_unchanged_collection_is_encoded_straight_from_the_engine_and_any_edit_sends_it_whole() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use prost::Message as _;
+    use wasmtel::export::otlp::metrics::{encode_all, encode_unchanged};
+    use wasmtel::metrics::{Descriptor, Registry};
+    use wasmtel::model::attributes::ValueRef;
+    use wasmtel::model::metric::InstrumentKind;
+    use wasmtel::plugins::{Link, Slot, TransformPlugin, Transforms};
+
+    let registry = Registry::new(100);
+    let counter = registry
+        .instrument(
+            Descriptor {
+                name: "requests".into(),
+                unit: "{request}".into(),
+                description: String::new(),
+                kind: InstrumentKind::Counter,
+                scope: "test".into(),
+            },
+            &[],
+        )
+        .expect("counter");
+    for tier in ["free", "pro", "team"] {
+        counter.record(&[("tier", ValueRef::Str(tier))], 2.0);
+    }
+    let resource = wasmtel::sources::resource::detect(&Default::default());
+    let producers = [(0, &resource, &registry)];
+    let runtime = Runtime::shared().expect("runtime");
+    let chain = |name: &str, bytes: &[u8], config: &[(&str, &str)]| {
+        let component = runtime.compile(bytes).expect("compiles");
+        let plugin = TransformPlugin::load(
+            &runtime,
+            name,
+            &component,
+            settings(config),
+            Limits::default(),
+            &Stats::default(),
+        )
+        .map(|p| (p, String::new()));
+        let slot = Arc::new(Slot::new(name, Default::default(), plugin));
+        Transforms::new(vec![Link::new(slot, wasmtel::config::OnFailure::Open)])
+    };
+    // The request with every point's time cleared (each encoding reads the clock).
+    let timeless = |bytes: &[u8]| {
+        let mut request = ExportMetricsServiceRequest::decode(bytes).expect("a request");
+        for m in request
+            .resource_metrics
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_metrics)
+            .flat_map(|s| &mut s.metrics)
+        {
+            if let Some(Data::Sum(sum)) = &mut m.data {
+                sum.data_points
+                    .iter_mut()
+                    .for_each(|p| p.time_unix_nano = 0);
+            }
+        }
+        request
+    };
+    let keep = |_: &str| true;
+    let direct = timeless(&encode_all(&producers, None, &keep));
+    let keyed = [("reads.metrics", "attributes"), ("attribute_keys", "tier")];
+    let passthrough = std::fs::read(PASSTHROUGH).expect("fixture");
+    // Reading only `tier` and changing nothing: the request is the one without transforms.
+    let keyed_chain = chain("keyed-probe", &passthrough, &keyed);
+    let probed = encode_unchanged(&producers, &keyed_chain, &keep).expect("straight");
+    assert_eq!(timeless(&probed), direct);
+    // The embedded `redact` names its keys: a collection without content is encoded straight.
+    let redact_bytes = wasmtel::plugins::embedded::find("redact").expect("embedded");
+    let redact = chain("redact-probe", redact_bytes, &[]);
+    assert_eq!(
+        timeless(&encode_unchanged(&producers, &redact, &keep).expect("straight")),
+        direct
+    );
+    // A transform that would edit, one that reads more than named keys' attributes, and one
+    // that names no keys: the whole batches must go through them.
+    let reported = [
+        ("reads.metrics", "attributes"),
+        ("attribute_keys", "tier"),
+        ("report", "seen"),
+    ];
+    let more = [
+        ("reads.metrics", "attributes+entries"),
+        ("attribute_keys", "tier"),
+    ];
+    let unnamed = [("reads.metrics", "attributes")];
+    for (what, config) in [
+        ("an edit", &reported[..]),
+        ("entries read", &more[..]),
+        ("no keys named", &unnamed[..]),
+    ] {
+        let transforms = chain("probe-refused", &passthrough, config);
+        assert!(
+            encode_unchanged(&producers, &transforms, &keep).is_none(),
+            "{what}"
+        );
+    }
+    // A series carrying prompt content, created after the others: `redact` edits it, so the
+    // collection never leaves straight from the engine.
+    counter.record(&[("gen_ai.prompt", ValueRef::Str("my secret"))], 1.0);
+    assert!(encode_unchanged(&producers, &redact, &keep).is_none());
 }

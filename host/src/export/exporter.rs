@@ -589,18 +589,28 @@ impl Exporter {
                     let ids: Vec<u64> = producers.iter().map(|p| p.id).collect();
                     delta.keep_only(&ids);
                 }
-                // No transform reads metrics (or none is configured): straight from the engine.
-                if !self.transforms.rewrite(Signal::Metrics) {
-                    let pairs: Vec<_> = producers
-                        .iter()
-                        .map(|p| (p.id, &p.resource, &*p.registry))
-                        .collect();
-                    let request = otlp::metrics::encode_all(&pairs, delta.as_mut(), &keep);
+                let pairs: Vec<_> = producers
+                    .iter()
+                    .map(|p| (p.id, &p.resource, &*p.registry))
+                    .collect();
+                // No transform reads metrics (or none is configured), or those that do read
+                // only named keys' attributes and change nothing: straight from the engine.
+                let direct = match self.transforms.rewrite(Signal::Metrics) {
+                    false => Some(otlp::metrics::encode_all(&pairs, delta.as_mut(), &keep)),
+                    true if delta.is_none() => {
+                        otlp::metrics::encode_unchanged(&pairs, &self.transforms, &keep)
+                    }
+                    true => None,
+                };
+                match direct {
                     // Nothing selected has points: there is nothing to send.
-                    (!request.is_empty()).then(|| MetricItem::Encoded(metrics.body(request)))
-                } else {
-                    collect_transformed(&producers, &self.transforms, delta.as_mut(), &keep)
-                        .map(MetricItem::Batches)
+                    Some(request) => {
+                        (!request.is_empty()).then(|| MetricItem::Encoded(metrics.body(request)))
+                    }
+                    None => {
+                        collect_transformed(&producers, &self.transforms, delta.as_mut(), &keep)
+                            .map(MetricItem::Batches)
+                    }
                 }
             }
             Format::Plugin(slot) => slot

@@ -77,19 +77,25 @@ impl Patterns {
 
     /// The patterns as a comma-separated list, as plugins take them.
     pub fn joined(&self) -> String {
-        let shown: Vec<String> = self
-            .patterns
-            .iter()
-            .map(|(p, prefix)| {
-                let p = String::from_utf8_lossy(p);
-                if *prefix {
-                    format!("{p}*")
-                } else {
-                    p.into_owned()
-                }
-            })
-            .collect();
-        shown.join(",")
+        self.shown().collect::<Vec<_>>().join(",")
+    }
+
+    /// The patterns of all of `sets`: a name matches it when it matches one of them.
+    pub fn union<'a>(sets: impl IntoIterator<Item = &'a Patterns>) -> Self {
+        let all: Vec<String> = sets.into_iter().flat_map(Patterns::shown).collect();
+        Self::new(&all)
+    }
+
+    /// Each pattern as written.
+    fn shown(&self) -> impl Iterator<Item = String> + '_ {
+        self.patterns.iter().map(|(p, prefix)| {
+            let p = String::from_utf8_lossy(p);
+            if *prefix {
+                format!("{p}*")
+            } else {
+                p.into_owned()
+            }
+        })
     }
 }
 
@@ -147,6 +153,9 @@ mod tests {
             assert!(!p.matches(key.as_bytes()), "{key}");
         }
         assert_eq!(Patterns::new(&["a.b*", "a.c"]).joined(), "a.b*,a.c");
+        let union = Patterns::union([&Patterns::new(&["a.b*"]), &Patterns::new(&["x"])]);
+        assert_eq!(union.joined(), "a.b*,x");
+        assert!(union.matches(b"a.bc") && union.matches(b"x") && !union.matches(b"a.c"));
         assert!(!Patterns::new::<&str>(&[]).matches(b"anything"));
         assert!(Patterns::new(&["*"]).matches(b"anything"));
         // A pattern that is the common prefix itself, as a prefix or as a whole name.

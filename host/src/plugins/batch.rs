@@ -254,6 +254,19 @@ impl Interner {
         i
     }
 
+    /// The index of the pairs of a host attribute set whose key `keys` matches, as one set.
+    pub fn host_set_cut(&mut self, set: &AttributeSet, keys: &Patterns) -> u32 {
+        if !set.iter().any(|(k, _)| keys.matches(k.as_bytes())) {
+            return 0;
+        }
+        let pairs: Vec<(u32, u32)> = set
+            .iter()
+            .filter(|(k, _)| keys.matches(k.as_bytes()))
+            .map(|(k, v)| (self.string(k), self.value_ref(v)))
+            .collect();
+        self.set_of(pairs.into_iter())
+    }
+
     /// Whether set `i` holds exactly the pairs of `set`.
     fn holds(&self, i: u32, set: &AttributeSet) -> bool {
         let t = &self.table;

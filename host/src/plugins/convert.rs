@@ -9,7 +9,8 @@ use super::bindings::types::{
 };
 use crate::metrics::reader::{PointValue, Reader, Shape, known_extreme};
 use crate::metrics::{DeltaTracker, Instrument, Registry};
-use crate::model::attributes::ValueRef;
+use crate::model::attributes::{AttributeSet, ValueRef};
+use crate::model::content::Patterns;
 use crate::model::metric::Temporality as HostTemporality;
 use crate::model::resource::Resource as HostResource;
 use wasmtel_naming as naming;
@@ -99,6 +100,67 @@ pub fn metric_batch_where(
             metrics,
         },
         schema_urls,
+    }
+}
+
+/// What a transform that reads only attributes, of named keys only, is given of one metric
+/// collection: the collection's distinct attribute sets cut down to those keys, its scopes and
+/// its resource, gathered while the collection is encoded straight from the engine (so it
+/// holds exactly the series encoded).
+#[derive(Debug)]
+pub struct Probe<'k> {
+    keys: &'k Patterns,
+    table: Interner,
+    scopes: Vec<Scope>,
+    points: usize,
+    /// Whether the batch would hold a set the probe cannot: a summary's `quantile` pair, added
+    /// by the conversion, among the keys read.
+    short: bool,
+}
+
+impl<'k> Probe<'k> {
+    /// An empty probe for the keys `keys` matches.
+    pub fn new(keys: &'k Patterns) -> Self {
+        Self {
+            keys,
+            table: Interner::new(),
+            scopes: Vec::new(),
+            points: 0,
+            short: false,
+        }
+    }
+
+    /// A point's attribute set (`summary`: a summary's point).
+    pub fn point(&mut self, set: &AttributeSet, summary: bool) {
+        self.short |= summary && self.keys.matches(b"quantile");
+        self.points += 1;
+        self.table.host_set_cut(set, self.keys);
+    }
+
+    /// A scope that has points.
+    pub fn scope(&mut self, name: &str, version: &str, attributes: &AttributeSet) {
+        let scope = Scope {
+            name: self.table.string(name),
+            version: self.table.string(version),
+            attributes: self.table.host_set_cut(attributes, self.keys),
+        };
+        self.scopes.push(scope);
+    }
+
+    /// The batch a transform is given, with the resource's attributes `resource`, and the
+    /// points it stands for; `None` when the probe does not stand for the collection's batch.
+    pub fn batch(mut self, resource: &AttributeSet) -> Option<(MetricBatch, usize)> {
+        let resource = Resource {
+            attributes: self.table.host_set_cut(resource, self.keys),
+            schema_url: 0,
+        };
+        let batch = MetricBatch {
+            table: self.table.finish(),
+            resource,
+            scopes: self.scopes,
+            metrics: Vec::new(),
+        };
+        (!self.short).then_some((batch, self.points))
     }
 }
 
@@ -1231,6 +1293,45 @@ pub mod otlp {
 mod tests {
     use super::*;
     use crate::metrics::Descriptor;
+    use crate::model::attributes::Value as HostValue;
+
+    #[test]
+    fn a_probe_holds_each_cut_set_once_counts_every_point_and_gives_way_to_quantiles_it_reads() {
+        let set = |pairs: &[(&str, &str)]| {
+            AttributeSet::from_pairs(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (Arc::from(*k), HostValue::Str(Arc::from(*v))))
+                    .collect(),
+            )
+        };
+        let keys = Patterns::new(&["tier"]);
+        let mut probe = Probe::new(&keys);
+        probe.point(&set(&[("tier", "pro"), ("user", "1")]), false);
+        probe.point(&set(&[("tier", "pro"), ("user", "2")]), false);
+        probe.point(&set(&[("user", "3")]), true);
+        probe.scope("scope", "1.0", &set(&[]));
+        let (batch, points) = probe
+            .batch(&set(&[("service.name", "app")]))
+            .expect("stands for the batch");
+        assert_eq!(points, 3);
+        let t = &batch.table;
+        let sets: Vec<String> = (0..t.sets.len() as u32)
+            .map(|i| format!("{:?}", t.set(i).collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(
+            sets,
+            ["[]", "[(\"tier\", Value::String(\"pro\"))]"],
+            "the empty set, and `tier=pro` once; `user` and `service.name` are not read"
+        );
+        assert_eq!((batch.resource.attributes, batch.scopes.len()), (0, 1));
+        assert_eq!(t.string(batch.scopes[0].name), "scope");
+        // A summary's points gain `quantile` in the batch: a probe reading it cannot stand.
+        let keys = Patterns::new(&["q*"]);
+        let mut probe = Probe::new(&keys);
+        probe.point(&set(&[]), true);
+        assert!(probe.batch(&set(&[])).is_none());
+    }
     use crate::model::metric::HistogramAggregation;
     use crate::model::metric::InstrumentKind;
 

@@ -227,6 +227,39 @@ impl Plugin<Transformer> {
         if parts == Parts::empty() {
             return Ok(None);
         }
+        let (edits, cut) = self.call_metrics(batch, parts)?;
+        let before = budget::metric_size(batch);
+        self.edited(before, edits.len(), budget::metric_size, || {
+            let edits = self.whole(&edits, cut)?;
+            batch::apply_metric_edits(batch, &edits).map_err(|e| self.invalid(&e))
+        })
+    }
+
+    /// Whether the plugin leaves a collection of `points` points unchanged, given the probe
+    /// that holds all it reads of it: any edit or failure says no (and the whole batch then
+    /// goes through [`TransformPlugin::metrics`], where budgets and policies apply).
+    pub fn leaves(&self, probe: &mut MetricBatch, points: usize) -> bool {
+        let parts = parts(&self.info().reads, Signal::Metrics);
+        if parts == Parts::empty() {
+            return true;
+        }
+        let unchanged =
+            matches!(self.call_metrics(probe, parts), Ok((edits, _)) if edits.is_empty());
+        if unchanged {
+            let (stats, name) = (self.instance().stats(), self.shared_name());
+            stats.items(name, "in", points);
+            stats.items(name, "out", points);
+        }
+        unchanged
+    }
+
+    /// Calls `transform-metrics` on `batch` holding only `parts` and the keys the plugin reads:
+    /// its edits, and how the sets were cut.
+    fn call_metrics(
+        &self,
+        batch: &mut MetricBatch,
+        parts: Parts,
+    ) -> Result<(Vec<Edit>, Option<lean::CutSets>), CallError> {
         let (keys, mut cut) = (self.info().attribute_keys.as_ref(), None);
         let edits = self.instance().call("transform-metrics", |g, store| {
             let (edits, sets) = lean::lowered(batch, parts, keys, |b| {
@@ -235,11 +268,7 @@ impl Plugin<Transformer> {
             cut = sets;
             edits
         })?;
-        let before = budget::metric_size(batch);
-        self.edited(before, edits.len(), budget::metric_size, || {
-            let edits = self.whole(&edits, cut)?;
-            batch::apply_metric_edits(batch, &edits).map_err(|e| self.invalid(&e))
-        })
+        Ok((edits, cut))
     }
 
     /// Rewrites a log batch (`None`: the plugin changed nothing, or reads no logs and was not
@@ -376,6 +405,32 @@ impl Transforms {
     /// it is not given it).
     pub fn rewrite(&self, signal: Signal) -> bool {
         self.0.iter().any(|l| l.rewrites(signal))
+    }
+
+    /// The keys whose attributes the transforms read of metrics, when each transform that
+    /// reads metrics is serving and reads only attributes, of keys it names: all they could
+    /// change of a collection then shows in a [`convert::Probe`] of it.
+    pub fn metric_keys(&self) -> Option<Patterns> {
+        let mut keys = Vec::new();
+        for link in self.0.iter().filter(|l| l.rewrites(Signal::Metrics)) {
+            let plugin = link.slot.get()?;
+            let reading = plugin.info();
+            if parts(&reading.reads, Signal::Metrics) != Parts::ATTRIBUTES {
+                return None;
+            }
+            keys.push(reading.attribute_keys.clone()?);
+        }
+        Some(Patterns::union(&keys))
+    }
+
+    /// Whether every transform that reads metrics, given `probe` of a collection of `points`
+    /// points, changes nothing and fails on nothing (a change or a failure is left to the whole
+    /// batch's run, where its policy applies).
+    pub fn leave(&self, probe: &mut MetricBatch, points: usize) -> bool {
+        self.0
+            .iter()
+            .filter(|l| l.rewrites(Signal::Metrics))
+            .all(|l| l.slot.get().is_some_and(|p| p.leaves(probe, points)))
     }
 
     /// Applies every transform to a metric batch; `None` when a fail-closed transform failed.

@@ -17,11 +17,12 @@ use crate::model::attributes::{AttributeSet, ValueRef};
 use crate::model::metric::Temporality;
 use crate::model::resource::Resource;
 use crate::model::wire::Reverse;
+use crate::plugins::Transforms;
 use crate::plugins::bindings::types::{
     Metric, NumberPoint, Points, Span, Table, Temporality as BatchTemporality,
 };
-use crate::plugins::convert::Collected;
 use crate::plugins::convert::otlp::SetBytes;
+use crate::plugins::convert::{Collected, Probe};
 
 const DELTA: u64 = 1;
 const CUMULATIVE: u64 = 2;
@@ -31,7 +32,7 @@ const CUMULATIVE: u64 = 2;
 /// (deltas leave out quiet series).
 pub fn encode(registry: &Registry, res: &Resource, delta: Option<&mut DeltaTracker>) -> Vec<u8> {
     let mut w = Reverse::with_capacity(64 * 1024);
-    resource_metrics(&mut w, registry, res, delta, &|_| true);
+    resource_metrics(&mut w, registry, res, delta, &|_| true, None);
     w.finish()
 }
 
@@ -48,11 +49,39 @@ pub fn encode_all(
     for &(i, res, registry) in producers.iter().rev() {
         let start = w.len();
         let tracker = delta.as_deref_mut().map(|d| d.get(i));
-        if !resource_metrics(&mut w, registry, res, tracker, keep) && i > 0 {
+        if !resource_metrics(&mut w, registry, res, tracker, keep, None) && i > 0 {
             w.truncate(start);
         }
     }
     w.finish()
+}
+
+/// Producers through `transforms` as [`encode_all`] encodes them in cumulative temporality,
+/// when the transforms read only attributes of keys they name and change nothing: each
+/// producer's [`Probe`] is gathered as it is encoded and given to them. `None` when they read
+/// more, a probe does not stand for its batch, or a transform changed or failed on what it
+/// was given: the whole batches must then go through them.
+pub fn encode_unchanged(
+    producers: &[(u64, &Resource, &Registry)],
+    transforms: &Transforms,
+    keep: &dyn Fn(&str) -> bool,
+) -> Option<Vec<u8>> {
+    let keys = transforms.metric_keys()?;
+    let mut w = Reverse::with_capacity(64 * 1024);
+    let mut probes = Vec::new();
+    for &(i, res, registry) in producers.iter().rev() {
+        let start = w.len();
+        let mut probe = Probe::new(&keys);
+        if !resource_metrics(&mut w, registry, res, None, keep, Some(&mut probe)) && i > 0 {
+            w.truncate(start);
+            continue;
+        }
+        probes.push(probe.batch(res.attributes())?);
+    }
+    probes
+        .iter_mut()
+        .all(|(batch, points)| transforms.leave(batch, *points))
+        .then(|| w.finish())
 }
 
 /// Metric collections (after transforms) as one encoded request, one `ResourceMetrics` each,
@@ -299,6 +328,7 @@ fn resource_metrics(
     res: &Resource,
     delta: Option<&mut DeltaTracker>,
     keep: &dyn Fn(&str) -> bool,
+    mut probe: Option<&mut Probe<'_>>,
 ) -> bool {
     let scopes = Reader::scopes_where(registry, keep);
     let mut reader = Reader::new(delta);
@@ -311,7 +341,7 @@ fn resource_metrics(
                 w.bytes(3, scope.schema_url.as_bytes());
                 let metrics = w.len();
                 for instrument in members.iter().rev() {
-                    metric(w, instrument, &mut reader);
+                    metric(w, instrument, &mut reader, probe.as_deref_mut());
                 }
                 wrote = w.len() > metrics;
                 w.message(1, |w| {
@@ -322,6 +352,9 @@ fn resource_metrics(
             });
             if wrote {
                 any = true;
+                if let Some(probe) = probe.as_deref_mut() {
+                    probe.scope(&scope.name, &scope.version, &scope.attributes);
+                }
             } else {
                 w.truncate(start); // none of the scope's instruments had points
             }
@@ -332,18 +365,32 @@ fn resource_metrics(
     any
 }
 
-/// Writes one `Metric` (field 2 of its scope) if the instrument has points to export.
-fn metric(w: &mut Reverse, instrument: &Instrument, reader: &mut Reader<'_>) {
+/// Writes one `Metric` (field 2 of its scope) if the instrument has points to export, each
+/// point's attribute set shown to `probe`.
+fn metric(
+    w: &mut Reverse,
+    instrument: &Instrument,
+    reader: &mut Reader<'_>,
+    mut probe: Option<&mut Probe<'_>>,
+) {
     let d = instrument.descriptor();
     let temporality = match reader.temporality(instrument) {
         Temporality::Delta => DELTA,
         Temporality::Cumulative => CUMULATIVE,
     };
+    let shape = Shape::of(instrument);
     let start = w.len();
     let mut points = 0usize;
     w.message(2, |w| {
-        let mut write = |w: &mut Reverse| reader.read(instrument, |p| point(w, &p));
-        match Shape::of(instrument) {
+        let mut write = |w: &mut Reverse| {
+            reader.read(instrument, |p| {
+                if let Some(probe) = probe.as_deref_mut() {
+                    probe.point(p.attributes, shape == Shape::Summary);
+                }
+                point(w, &p);
+            })
+        };
+        match shape {
             Shape::Sum { monotonic } => w.message(7, |w| {
                 w.varint(3, u64::from(monotonic));
                 w.varint(2, temporality);
