@@ -386,6 +386,25 @@ impl Link {
     }
 }
 
+/// The transforms of a chain that read metrics, as they served at one moment (a version
+/// reloaded since is not among them), each reading only attributes of keys it names: all they
+/// could change of a collection shows in a [`convert::Probe`] of it cut down to their keys.
+#[derive(Debug)]
+pub struct KeyReaders {
+    /// The keys any of them reads.
+    pub keys: Patterns,
+    plugins: Vec<Arc<TransformPlugin>>,
+}
+
+impl KeyReaders {
+    /// Whether each, given `probe` of a collection of `points` points, changes nothing and
+    /// fails on nothing (a change or a failure is left to the whole batch's run through the
+    /// chain, where its policy applies).
+    pub fn leave(&self, probe: &mut MetricBatch, points: usize) -> bool {
+        self.plugins.iter().all(|p| p.leaves(probe, points))
+    }
+}
+
 /// The transforms of the pipeline, applied in configuration order.
 #[derive(Debug, Clone, Default)]
 pub struct Transforms(Arc<Vec<Link>>);
@@ -407,11 +426,10 @@ impl Transforms {
         self.0.iter().any(|l| l.rewrites(signal))
     }
 
-    /// The keys whose attributes the transforms read of metrics, when each transform that
-    /// reads metrics is serving and reads only attributes, of keys it names: all they could
-    /// change of a collection then shows in a [`convert::Probe`] of it.
-    pub fn metric_keys(&self) -> Option<Patterns> {
-        let mut keys = Vec::new();
+    /// The transforms that read metrics, as they serve now, when each reads only attributes,
+    /// of keys it names.
+    pub fn key_readers(&self) -> Option<KeyReaders> {
+        let (mut keys, mut plugins) = (Vec::new(), Vec::new());
         for link in self.0.iter().filter(|l| l.rewrites(Signal::Metrics)) {
             let plugin = link.slot.get()?;
             let reading = plugin.info();
@@ -419,18 +437,12 @@ impl Transforms {
                 return None;
             }
             keys.push(reading.attribute_keys.clone()?);
+            plugins.push(plugin);
         }
-        Some(Patterns::union(&keys))
-    }
-
-    /// Whether every transform that reads metrics, given `probe` of a collection of `points`
-    /// points, changes nothing and fails on nothing (a change or a failure is left to the whole
-    /// batch's run, where its policy applies).
-    pub fn leave(&self, probe: &mut MetricBatch, points: usize) -> bool {
-        self.0
-            .iter()
-            .filter(|l| l.rewrites(Signal::Metrics))
-            .all(|l| l.slot.get().is_some_and(|p| p.leaves(probe, points)))
+        Some(KeyReaders {
+            keys: Patterns::union(&keys),
+            plugins,
+        })
     }
 
     /// Applies every transform to a metric batch; `None` when a fail-closed transform failed.

@@ -66,12 +66,12 @@ pub fn encode_unchanged(
     transforms: &Transforms,
     keep: &dyn Fn(&str) -> bool,
 ) -> Option<Vec<u8>> {
-    let keys = transforms.metric_keys()?;
+    let readers = transforms.key_readers()?;
     let mut w = Reverse::with_capacity(64 * 1024);
     let mut probes = Vec::new();
     for &(i, res, registry) in producers.iter().rev() {
         let start = w.len();
-        let mut probe = Probe::new(&keys);
+        let mut probe = Probe::new(&readers.keys);
         if !resource_metrics(&mut w, registry, res, None, keep, Some(&mut probe)) && i > 0 {
             w.truncate(start);
             continue;
@@ -80,7 +80,7 @@ pub fn encode_unchanged(
     }
     probes
         .iter_mut()
-        .all(|(batch, points)| transforms.leave(batch, *points))
+        .all(|(batch, points)| readers.leave(batch, *points))
         .then(|| w.finish())
 }
 
