@@ -1142,6 +1142,7 @@ fn plugins_new_writes_projects_that_build_into_plugins_of_their_kind() {
             ]);
             assert!(out.status.success(), "{name}: {}", text(&out));
             assert_spans_lost_the_request_id(&String::from_utf8_lossy(&out.stdout), 1000);
+            assert_probe_decides(name, &wasm);
         }
     }
 
@@ -1170,6 +1171,55 @@ fn plugins_new_writes_projects_that_build_into_plugins_of_their_kind() {
     let out = wasmtel(&["plugins", "new", "Bad_Name", "--kind", "view"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"Bad_Name\" is not a plugin name"));
+}
+
+/// In an OTLP integration, a collection without the template transform's key (`user.id`)
+/// leaves straight from the engine once the transform, given its cut sets, changed nothing;
+/// one series with the key sends the whole batch through it.
+fn assert_probe_decides(name: &str, wasm: &std::path::Path) {
+    use wasmtel::plugins::{Limits, Link, Runtime, Slot, Stats, TransformPlugin, Transforms};
+    let runtime = Runtime::shared().expect("runtime");
+    let component = runtime
+        .compile(&std::fs::read(wasm).expect("built"))
+        .expect("compiles");
+    let limits = Limits::default();
+    let plugin = TransformPlugin::load(
+        &runtime,
+        name,
+        &component,
+        Vec::new(),
+        limits,
+        &Stats::default(),
+    );
+    let slot = std::sync::Arc::new(Slot::new(
+        name,
+        Default::default(),
+        plugin.map(|p| (p, String::new())),
+    ));
+    let chain = Transforms::new(vec![Link::new(slot, wasmtel::config::OnFailure::Open)]);
+    let registry = wasmtel::metrics::Registry::new(100);
+    let descriptor = wasmtel::metrics::Descriptor {
+        name: "requests".into(),
+        unit: "{request}".into(),
+        description: String::new(),
+        kind: wasmtel::model::metric::InstrumentKind::Counter,
+        scope: "test".into(),
+    };
+    let counter = registry.instrument(descriptor, &[]).expect("counter");
+    let record = |key: &str, value: &str| {
+        counter.record(
+            &[(key, wasmtel::model::attributes::ValueRef::Str(value))],
+            1.0,
+        );
+    };
+    record("tier", "pro");
+    let resource = wasmtel::sources::resource::detect(&Default::default());
+    let producers = [(0, &resource, &registry)];
+    let unchanged =
+        || wasmtel::export::otlp::metrics::encode_unchanged(&producers, &chain, &|_| true);
+    assert!(unchanged().is_some(), "{name}: no `user.id`, no edit");
+    record("user.id", "u-1");
+    assert!(unchanged().is_none(), "{name}: `user.id` is removed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

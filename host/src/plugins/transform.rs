@@ -260,11 +260,27 @@ impl Plugin<Transformer> {
         batch: &mut MetricBatch,
         parts: Parts,
     ) -> Result<(Vec<Edit>, Option<lean::CutSets>), CallError> {
+        self.call_lowered("transform-metrics", batch, parts, |g, store, b| {
+            g.guest.call_transform_metrics(store, b)
+        })
+    }
+
+    /// Calls `function` (with `call`) on `batch` holding only `parts` and the keys the plugin
+    /// reads: its edits, and how the sets were cut.
+    fn call_lowered<B: lean::Lean>(
+        &self,
+        function: &'static str,
+        batch: &mut B,
+        parts: Parts,
+        call: impl FnOnce(
+            &<Transformer as PluginKind>::Guest,
+            &mut Store<PluginState>,
+            &B,
+        ) -> GuestCall<Vec<Edit>>,
+    ) -> Result<(Vec<Edit>, Option<lean::CutSets>), CallError> {
         let (keys, mut cut) = (self.info().attribute_keys.as_ref(), None);
-        let edits = self.instance().call("transform-metrics", |g, store| {
-            let (edits, sets) = lean::lowered(batch, parts, keys, |b| {
-                g.guest.call_transform_metrics(store, b)
-            });
+        let edits = self.instance().call(function, |g, store| {
+            let (edits, sets) = lean::lowered(batch, parts, keys, |b| call(g, store, b));
             cut = sets;
             edits
         })?;
@@ -283,13 +299,8 @@ impl Plugin<Transformer> {
         if parts == Parts::empty() {
             return Ok(None);
         }
-        let (keys, mut cut) = (self.info().attribute_keys.as_ref(), None);
-        let edits = self.instance().call("transform-logs", |g, store| {
-            let (edits, sets) = lean::lowered(batch, parts, keys, |b| {
-                g.guest.call_transform_logs(store, b)
-            });
-            cut = sets;
-            edits
+        let (edits, cut) = self.call_lowered("transform-logs", batch, parts, |g, store, b| {
+            g.guest.call_transform_logs(store, b)
         })?;
         let before = budget::log_size(batch);
         let out = self.edited(before, edits.len(), budget::log_size, || {
